@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared fixtures: where the real data lives, and caches built once per test session."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KMM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set KMM_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def humanml3d_fixture_dir() -> Path:
+    return _require(SHARED_DATA / "humanml3d-fixture")
+
+
+@pytest.fixture(scope="session")
+def bandai_namco_archive() -> Path:
+    return _require(SHARED_DATA / "bandai-namco" / "bandai-namco-bvh.tar.xz")
+
+
+@pytest.fixture(scope="session")
+def cmu_archive() -> Path:
+    return _require(SHARED_DATA / "cmu" / "cmu-bvh.tar.xz")
+
+
+@pytest.fixture(scope="session")
+def cmu_descriptions() -> Path:
+    return _require(SHARED_DATA / "cmu" / "cmu-descriptions.json")
+
+
+@pytest.fixture(scope="session")
+def extracted_archives(tmp_path_factory, bandai_namco_archive, cmu_archive) -> Path:
+    """Both BVH archives extracted once per session: <dir>/Bandai-Namco-Research-Motiondataset-{1,2}, <dir>/data (CMU)."""
+    target = tmp_path_factory.mktemp("archives")
+    for archive in (bandai_namco_archive, cmu_archive):
+        with tarfile.open(archive, "r:xz") as tar:
+            tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.fixture(scope="session")
+def bandai_namco_dir(extracted_archives) -> Path:
+    return extracted_archives
+
+
+@pytest.fixture(scope="session")
+def cmu_bvh_dir(extracted_archives) -> Path:
+    return extracted_archives / "data"
