@@ -21,3 +21,7 @@ class InputFileError(KMMError, ValueError):
 
 class ConfigError(KMMError, ValueError):
     """A configuration value is invalid: names the key."""
+
+
+class InputTensorError(KMMError, ValueError):
+    """A tensor argument has the wrong shape, dtype or content: names the argument."""

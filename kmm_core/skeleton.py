@@ -56,16 +56,24 @@ BONE_LENGTHS = np.array(
 )
 
 def rest_offsets() -> np.ndarray:
-    """(22, 3) offsets of each joint from its parent in the rest pose, metres, HumanML3D axes."""
+    """(22, 3) HumanML3D's own rest offsets (RAW_OFFSET_DIRECTIONS x bone lengths), the rest pose of its 6D rotation
+    features.  Its hips point straight sideways, unlike the real skeleton: use `tpose_offsets()` for export."""
     return RAW_OFFSET_DIRECTIONS * BONE_LENGTHS[:, None]
 
 
 # The T-pose used as the rest pose of exported armatures (BVH, Blender): arms straight out along +-X,
 # spine and head up, legs down, feet forward.  Local rotations we export are relative to this pose.
+# The pelvis -> (hips, spine1) and spine3 -> (neck, collars) offsets are rigid in SMPL, so their directions cannot be
+# idealised without making inverse kinematics miss the hips and collars by centimetres: they are the real reference
+# skeleton's directions, measured on new_joints/012314.npy and expressed in the frame whose x axis runs from the right
+# to the left joint of the pair and whose y axis is the spine (resp. neck) direction made orthogonal to it.
 TPOSE_OFFSET_DIRECTIONS = np.array(RAW_OFFSET_DIRECTIONS, copy=True)
+TPOSE_OFFSET_DIRECTIONS[[1, 2, 3]] = [[0.0543, -0.0840, -0.0250], [-0.0663, -0.0840, -0.0250], [0.0033, 0.1315, 0.0]]
+TPOSE_OFFSET_DIRECTIONS[[12, 13, 14]] = [[-0.0067, 0.2193, 0.0], [0.0661, 0.1196, -0.0151], [-0.0777, 0.1196, -0.0151]]
 TPOSE_OFFSET_DIRECTIONS[[15]] = [0, 1, 0]
 TPOSE_OFFSET_DIRECTIONS[[16, 18, 20]] = [1, 0, 0]
 TPOSE_OFFSET_DIRECTIONS[[17, 19, 21]] = [-1, 0, 0]
+TPOSE_OFFSET_DIRECTIONS[1:] /= np.linalg.norm(TPOSE_OFFSET_DIRECTIONS[1:], axis=-1, keepdims=True)
 
 
 def tpose_offsets() -> np.ndarray:

@@ -1,0 +1,397 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A timeline: an ordered list of prompts, each with a duration, validated before any model runs.
+
+Two file formats are read (JSON or TOML):
+
+* ours: ``{"fps": 30, "segments": [{"prompt": "walk", "seconds": 2.0},
+  {"prompt": "wave", "frames": 60}, {"prompt": "sit", "start": 121, "end": 180}]}``.
+  A duration is exactly one of ``seconds``, ``frames`` (at ``fps``, default 20) or ``start`` + ``end``
+  (inclusive frame numbers, as on Blender's timeline). When any segment gives ``start``, every segment must,
+  and each must begin on the frame after the previous one ends (no gaps, no overlaps).
+* FlowMDM's: ``{"lengths": [frames at 20 fps, ...], "text": [prompt, ...]}``.
+
+Torch-free: the Blender add-on validates a timeline before it asks the worker for motion.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ..errors import KMMError
+
+MODEL_FPS = 20.0
+"""Frame rate the model generates at (HumanML3D)."""
+FRAMES_PER_TOKEN = 4
+"""The motion tokenizer downsamples time by 4: one token covers 4 frames at 20 fps."""
+MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
+"""Default shortest segment: one model token (0.2 s)."""
+MAX_TOTAL_SECONDS = 600.0
+"""Default longest timeline: 10 minutes."""
+
+_SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end")
+_OUR_TOP_KEYS = ("fps", "segments")
+_FLOWMDM_KEYS = ("lengths", "text")
+_DURATION_TOLERANCE = 1e-9  # seconds; keeps 4 frames at 20 fps from failing a 0.2 s minimum through float error
+
+
+class TimelineError(KMMError, ValueError):
+    """A timeline is invalid. Carries where: the file (and line), the segment index (0-based) and the field."""
+
+    def __init__(self, reason: str, *, segment: int | None = None, field: str | None = None,
+                 path: object = None, line: int | None = None, list_name: str = "segments"):
+        self.reason = reason
+        self.segment = segment
+        self.field = field
+        self.path = None if path is None else str(path)
+        self.line = line
+        self._list_name = list_name
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path if self.line is None else f"{self.path}, line {self.line}")
+        if self.segment is not None and self._list_name != "segments":
+            parts.append(f"{self._list_name}[{self.segment}]")  # FlowMDM: the list is named by the field
+        elif self.segment is not None:
+            parts.append(f"segments[{self.segment}]" + (f".{self.field}" if self.field else ""))
+        elif self.field is not None:
+            parts.append(self.field)
+        parts.append(self.reason)
+        return ": ".join(parts)
+
+    def in_file(self, path: object) -> TimelineError:
+        """The same error, naming the file it came from."""
+        return TimelineError(self.reason, segment=self.segment, field=self.field, path=path, line=self.line,
+                             list_name=self._list_name)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def _round_half_up(value: Fraction | float) -> int:
+    """Round to the nearest integer, halves up (Python's round() goes to even, which is not monotone in steps)."""
+    return math.floor(value + Fraction(1, 2)) if isinstance(value, Fraction) else math.floor(value + 0.5)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One prompt held for `frames` frames at the timeline's fps; `start` is its first frame when given explicitly."""
+
+    prompt: str
+    frames: int
+    start: int | None = None
+
+    @property
+    def end(self) -> int | None:
+        """Last frame (inclusive), when the start is explicit."""
+        return None if self.start is None else self.start + self.frames - 1
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """An ordered, validated list of segments at a frame rate.
+
+    Construction validates; `min_segment_seconds` and `max_total_seconds` are the limits it validates against.
+    """
+
+    segments: tuple[Segment, ...]
+    fps: float = MODEL_FPS
+    min_segment_seconds: float = field(default=MIN_SEGMENT_SECONDS, compare=False, repr=False)
+    max_total_seconds: float = field(default=MAX_TOTAL_SECONDS, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.segments, str | bytes | Mapping) or not isinstance(self.segments, Sequence):
+            raise TimelineError(f"must be a list of segments, got {_type_name(self.segments)}", field="segments")
+        object.__setattr__(self, "segments", tuple(self.segments))
+        _check_fps(self.fps, "fps")
+        object.__setattr__(self, "fps", float(self.fps))
+        if not self.segments:
+            raise TimelineError("the timeline has no segments", field="segments")
+        for index, segment in enumerate(self.segments):
+            if not isinstance(segment, Segment):
+                raise TimelineError(f"must be a Segment, got {_type_name(segment)}", segment=index)
+            _check_prompt(segment.prompt, index)
+            if not _is_int(segment.frames) or segment.frames <= 0:
+                raise TimelineError(f"must be a positive whole number of frames, got {segment.frames!r}",
+                                    segment=index, field="frames")
+            _check_min_duration(segment.frames, self.fps, self.min_segment_seconds, index, "frames")
+            if segment.start is not None and not _is_int(segment.start):
+                raise TimelineError(f"must be a whole frame number, got {segment.start!r}", segment=index,
+                                    field="start")
+        _check_contiguous(self.segments)
+        if self.total_seconds > self.max_total_seconds + _DURATION_TOLERANCE:
+            raise TimelineError(
+                f"the timeline lasts {self.total_seconds:.2f} s; the longest allowed is {self.max_total_seconds:g} s",
+                field="segments")
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: object, *, min_segment_seconds: float = MIN_SEGMENT_SECONDS,
+                  max_total_seconds: float = MAX_TOTAL_SECONDS) -> Timeline:
+        """Read our format or FlowMDM's (recognised by its keys)."""
+        if not isinstance(data, Mapping):
+            raise TimelineError(f"a timeline must be an object, got {_type_name(data)}")
+        limits = {"min_segment_seconds": min_segment_seconds, "max_total_seconds": max_total_seconds}
+        if "segments" in data:
+            return _parse_ours(data, limits)
+        if any(key in data for key in _FLOWMDM_KEYS):
+            return _parse_flowmdm(data, limits)
+        raise TimelineError(f"expected a 'segments' list (or FlowMDM's 'lengths' and 'text'), found keys "
+                            f"{sorted(map(str, data))}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, min_segment_seconds: float = MIN_SEGMENT_SECONDS,
+                  max_total_seconds: float = MAX_TOTAL_SECONDS) -> Timeline:
+        """Read a .json or .toml timeline; every error names the file (and the line for syntax errors)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".toml"):
+            raise TimelineError(f"unsupported file type {path.suffix!r}: use .json or .toml", path=path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise TimelineError("file not found", path=path) from None
+        except OSError as exc:
+            raise TimelineError(f"cannot read: {exc.strerror or exc}", path=path) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise TimelineError("not UTF-8 text", path=path, line=line) from None
+        if suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TimelineError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path,
+                                    line=exc.lineno) from None
+        else:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                # Python 3.11's TOMLDecodeError has no line attribute; its message ends "(at line L, column C)".
+                match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+                raise TimelineError(f"invalid TOML: {exc}", path=path,
+                                    line=int(match.group(1)) if match else None) from None
+        try:
+            return cls.from_dict(data, min_segment_seconds=min_segment_seconds, max_total_seconds=max_total_seconds)
+        except TimelineError as exc:
+            raise exc.in_file(path) from None
+
+    @classmethod
+    def single(cls, prompt: str, seconds: float, fps: float = MODEL_FPS) -> Timeline:
+        """A one-segment timeline (the CLI's plain `--prompt --seconds`)."""
+        return cls.from_dict({"fps": fps, "segments": [{"prompt": prompt, "seconds": seconds}]})
+
+    # ---- writing ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Our format; `from_dict(to_dict())` gives an equal timeline."""
+        segments = []
+        for segment in self.segments:
+            if segment.start is None:
+                segments.append({"prompt": segment.prompt, "frames": segment.frames})
+            else:
+                segments.append({"prompt": segment.prompt, "start": segment.start, "end": segment.end})
+        return {"fps": self.fps, "segments": segments}
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+    def to_flowmdm(self) -> dict[str, list]:
+        """FlowMDM's format: lengths in frames at 20 fps."""
+        return {"lengths": self.to_model_frames(), "text": list(self.prompts)}
+
+    # ---- derived quantities ----------------------------------------------------------------------------------
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        return tuple(segment.prompt for segment in self.segments)
+
+    @property
+    def total_frames(self) -> int:
+        """Length in frames at the timeline's own fps."""
+        return sum(segment.frames for segment in self.segments)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.total_frames / self.fps
+
+    @property
+    def start_frame(self) -> int | None:
+        """The explicit first frame (e.g. on Blender's timeline), or None when segments give only durations."""
+        return self.segments[0].start
+
+    def segment_seconds(self) -> list[float]:
+        return [segment.frames / self.fps for segment in self.segments]
+
+    def segment_ranges(self, fps: float | None = None) -> list[tuple[int, int]]:
+        """[start, end) frame range of each segment at `fps` (default: the timeline's), counted from the timeline's
+        beginning (0). Boundaries are rounded from exact cumulative times, so lengths are whole frames, neighbours
+        share boundaries, and the lengths add up to the rounded total: rounding is distributed, never accumulated.
+        """
+        fps = self.fps if fps is None else fps
+        _check_fps(fps, "fps")
+        scale = Fraction(fps) / Fraction(self.fps)
+        boundaries = [0]
+        cumulative = 0
+        for segment in self.segments:
+            cumulative += segment.frames
+            boundaries.append(_round_half_up(cumulative * scale))
+        ranges = list(zip(boundaries[:-1], boundaries[1:], strict=True))
+        for index, (start, end) in enumerate(ranges):
+            if end <= start:
+                raise TimelineError(f"at {fps:g} fps this segment would have no frames", segment=index,
+                                    field="frames")
+        return ranges
+
+    def to_model_frames(self) -> list[int]:
+        """Each segment's length in frames at the model's 20 fps (at least 4 when the default minimum holds)."""
+        return [end - start for start, end in self.segment_ranges(MODEL_FPS)]
+
+
+# ---- validation helpers -------------------------------------------------------------------------------------------
+def _check_fps(fps: object, field_name: str) -> None:
+    if not _is_number(fps) or not math.isfinite(fps) or fps <= 0:
+        raise TimelineError(f"must be a positive number of frames per second, got {fps!r}", field=field_name)
+
+
+def _check_prompt(prompt: object, index: int, list_name: str = "segments") -> None:
+    field_name = "prompt" if list_name == "segments" else list_name
+    if not isinstance(prompt, str):
+        raise TimelineError(f"must be a string, got {_type_name(prompt)}", segment=index, field=field_name,
+                            list_name=list_name)
+    if not prompt.strip():
+        raise TimelineError("the prompt is empty", segment=index, field=field_name, list_name=list_name)
+
+
+def _check_min_duration(frames: int, fps: float, min_seconds: float, index: int, field_name: str,
+                        list_name: str = "segments") -> None:
+    seconds = frames / fps
+    if seconds < min_seconds - _DURATION_TOLERANCE:
+        shortest = math.ceil(min_seconds * fps - _DURATION_TOLERANCE)
+        raise TimelineError(
+            f"lasts {seconds:.3g} s ({frames} frames at {fps:g} fps); the shortest segment is {min_seconds:g} s "
+            f"({shortest} frames at {fps:g} fps)", segment=index, field=field_name, list_name=list_name)
+
+
+def _check_contiguous(segments: Sequence[Segment]) -> None:
+    explicit = [segment.start is not None for segment in segments]
+    if any(explicit) and not all(explicit):
+        index = explicit.index(False)
+        raise TimelineError("when any segment gives 'start' (and 'end'), every segment must", segment=index,
+                            field="start")
+    if not any(explicit):
+        return
+    for index in range(1, len(segments)):
+        previous, current = segments[index - 1], segments[index]
+        expected = previous.start + previous.frames
+        if current.start > expected:
+            raise TimelineError(f"starts at frame {current.start} but segments[{index - 1}] ends at frame "
+                                f"{expected - 1}: a gap of {current.start - expected} frame(s)",
+                                segment=index, field="start")
+        if current.start < expected:
+            raise TimelineError(f"starts at frame {current.start} but segments[{index - 1}] ends at frame "
+                                f"{expected - 1}: they overlap by {expected - current.start} frame(s)",
+                                segment=index, field="start")
+
+
+def _check_known_keys(data: Mapping, allowed: Sequence[str], index: int | None = None) -> None:
+    for key in data:
+        if key not in allowed:
+            raise TimelineError(f"unknown key {key!r} (allowed: {', '.join(allowed)})", segment=index,
+                                field=str(key))
+
+
+def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
+    _check_known_keys(data, _OUR_TOP_KEYS)
+    fps = data.get("fps", MODEL_FPS)
+    _check_fps(fps, "fps")
+    entries = data["segments"]
+    if not isinstance(entries, list):
+        raise TimelineError(f"must be a list of segments, got {_type_name(entries)}", field="segments")
+    segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"])
+                for index, entry in enumerate(entries)]
+    return Timeline(segments, float(fps), **limits)
+
+
+def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) -> Segment:
+    if not isinstance(entry, Mapping):
+        raise TimelineError(f"must be an object with a prompt and a duration, got {_type_name(entry)}",
+                            segment=index)
+    _check_known_keys(entry, _SEGMENT_KEYS, index)
+    if "prompt" not in entry:
+        raise TimelineError("missing", segment=index, field="prompt")
+    _check_prompt(entry["prompt"], index)
+    durations = [key for key in ("seconds", "frames", "end") if key in entry]
+    if not durations:
+        raise TimelineError("missing a duration: give 'seconds', 'frames', or 'start' and 'end'", segment=index,
+                            field="seconds")
+    if len(durations) > 1:
+        raise TimelineError(f"give only one of 'seconds', 'frames' or 'end', got {' and '.join(durations)}",
+                            segment=index, field=durations[1])
+    start = entry.get("start")
+    if start is not None and not _is_int(start):
+        raise TimelineError(f"must be a whole frame number, got {start!r}", segment=index, field="start")
+    kind = durations[0]
+    value = entry[kind]
+    if kind == "seconds":
+        if not _is_number(value) or not math.isfinite(value):
+            raise TimelineError(f"must be a number, got {value!r}", segment=index, field="seconds")
+        if value <= 0:
+            raise TimelineError(f"must be positive, got {value!r}", segment=index, field="seconds")
+        frames = _round_half_up(value * fps)
+    elif kind == "frames":
+        if not _is_int(value):
+            raise TimelineError(f"must be a whole number of frames, got {value!r}", segment=index, field="frames")
+        if value <= 0:
+            raise TimelineError(f"must be positive, got {value!r}", segment=index, field="frames")
+        frames = value
+    else:
+        if "start" not in entry:
+            raise TimelineError("'end' needs 'start'", segment=index, field="end")
+        if not _is_int(value):
+            raise TimelineError(f"must be a whole frame number, got {value!r}", segment=index, field="end")
+        if value < start:
+            raise TimelineError(f"ends at frame {value}, before its start {start}", segment=index, field="end")
+        frames = value - start + 1  # both ends inclusive, as Blender shows frame ranges
+    _check_min_duration(frames, fps, min_seconds, index, kind)
+    return Segment(entry["prompt"].strip(), frames, start)
+
+
+def _parse_flowmdm(data: Mapping, limits: dict[str, float]) -> Timeline:
+    _check_known_keys(data, _FLOWMDM_KEYS)
+    for key in _FLOWMDM_KEYS:
+        if key not in data:
+            raise TimelineError("missing (FlowMDM timelines need both 'lengths' and 'text')", field=key)
+        if not isinstance(data[key], list):
+            raise TimelineError(f"must be a list, got {_type_name(data[key])}", field=key)
+    lengths, texts = data["lengths"], data["text"]
+    if len(lengths) != len(texts):
+        raise TimelineError(f"has {len(texts)} entries but 'lengths' has {len(lengths)}", field="text")
+    segments = []
+    for index, (length, text) in enumerate(zip(lengths, texts, strict=True)):
+        _check_prompt(text, index, list_name="text")
+        if not _is_int(length) or length <= 0:
+            raise TimelineError(f"must be a positive whole number of frames, got {length!r}", segment=index,
+                                field="lengths", list_name="lengths")
+        _check_min_duration(length, MODEL_FPS, limits["min_segment_seconds"], index, "lengths",
+                            list_name="lengths")
+        segments.append(Segment(text.strip(), length))
+    return Timeline(segments, MODEL_FPS, **limits)
