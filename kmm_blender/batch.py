@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Headless generation: timeline in, takes (and optionally renders and a saved .blend) out.
+
+    blender -b scene.blend --python kmm_blender/batch.py -- --timeline t.json [--render out/] [--save out.blend]
+
+Timers never fire in background Blender, so this runs the generation synchronously (the same session and take
+writing as the panel).  Exit status: 0 on success, 1 on any failure (the reason is printed to stderr), 2 on bad
+arguments.  Without --timeline the scene's own KMM timeline table is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import bpy
+
+
+def _addon_package():
+    """The add-on's root package: our own when imported as part of it, else loaded from the folder holding this
+    file (run as a script with --python), reusing the installed extension when that is the same folder."""
+    if __package__:
+        return importlib.import_module(__package__.rpartition(".")[0])
+    root = Path(__file__).resolve().parents[1]
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve() == root / "__init__.py":
+            return module
+    spec = importlib.util.spec_from_file_location("kmm_motion_batch", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="blender -b scene.blend --python kmm_blender/batch.py --",
+                                     description="Generate KMM motion for a timeline without the UI.")
+    parser.add_argument("--blend", help="open this .blend first (for the bpy module, which has no `-b file`)")
+    parser.add_argument("--timeline", help="timeline file (.json/.toml); default: the scene's KMM table")
+    parser.add_argument("--armature", help="target armature object (default: the scene's setting, else a new one)")
+    parser.add_argument("--python", help="backend Python (default: the add-on preferences)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the add-on preferences")
+    parser.add_argument("--checkpoint", help="generator checkpoint (default: the add-on preferences)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--variations", type=int)
+    parser.add_argument("--guidance", type=float)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--root-motion", choices=("WORLD", "IN_PLACE"))
+    parser.add_argument("--fps-mode", choices=("RESAMPLE", "FRAME_PER_FRAME"))
+    parser.add_argument("--nla", action="store_true", help="push each take to an NLA strip")
+    parser.add_argument("--render", metavar="DIR", help="render the take's frames into DIR")
+    parser.add_argument("--render-step", type=int, default=1, help="render every Nth frame (previews)")
+    parser.add_argument("--save", metavar="BLEND", help="save the result as this .blend file")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before giving up (default 3600)")
+    parser.add_argument("--worker-script", help=argparse.SUPPRESS)  # run another worker entry point (tests)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    try:
+        args = parse_arguments(argv)
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0) and 2
+    if args.blend:
+        try:
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        except RuntimeError as error:
+            print(f"KMM batch failed: cannot open {args.blend}: {error}", file=sys.stderr)
+            return 1
+    package = _addon_package()
+    if not hasattr(bpy.types.Scene, "kmm"):
+        package.register()
+    job_runner = importlib.import_module(".kmm_blender.job_runner", package.__name__)
+    segment_table = importlib.import_module(".kmm_blender.segment_table", package.__name__)
+    properties = importlib.import_module(".kmm_blender.properties", package.__name__)
+    errors = importlib.import_module(".kmm_core.errors", package.__name__)
+    backend_session = importlib.import_module(".kmm_blender.backend_session", package.__name__)
+
+    context = bpy.context
+    scene = context.scene
+    settings = scene.kmm
+    try:
+        if args.timeline:
+            rows = segment_table.import_rows(args.timeline, properties.scene_fps(scene), scene.frame_start)
+            properties.set_rows(settings, rows)
+        if args.armature:
+            obj = bpy.data.objects.get(args.armature)
+            if obj is None or obj.type != "ARMATURE":
+                raise errors.KMMError(f"--armature: no armature object named {args.armature!r} in the scene")
+            settings.target_armature = obj
+        for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode"):
+            value = getattr(args, name)
+            if value is not None:
+                setattr(settings, name, value)
+        if args.seed is not None:
+            settings.random_seed = False
+        settings.push_to_nla = settings.push_to_nla or args.nla
+
+        config = job_runner.backend_config(context)
+        config = backend_session.BackendConfig(
+            python=args.python or config.python, device=args.device or config.device,
+            checkpoint=args.checkpoint or config.checkpoint,
+            worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
+        imported = job_runner.run_generation_blocking(context, timeout=args.timeout, config=config)
+        takes = imported.takes
+        print(f"KMM: {len(takes)} take(s) on {imported.armature.name!r}: "
+              + ", ".join(f"{take.action.name} [{take.frame_start:g}-{take.frame_end:g}]" for take in takes))
+
+        if args.render:
+            _render(scene, args.render, int(takes[0].frame_start), int(takes[0].frame_end), args.render_step)
+        if args.save:
+            bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()))
+            print(f"KMM: saved {args.save}")
+    except (errors.KMMError, OSError, RuntimeError) as error:
+        print(f"KMM batch failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        job_runner.release()
+    return 0
+
+
+def _render(scene: bpy.types.Scene, folder: str, first: int, last: int, step: int) -> None:
+    """Render the take's frames as images into `folder` (the scene's render settings otherwise apply)."""
+    output = Path(folder).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    scene.frame_start, scene.frame_end, scene.frame_step = first, last, max(step, 1)
+    scene.render.filepath = str(output) + "/frame_"
+    bpy.ops.render.render(animation=True)
+    print(f"KMM: rendered frames {first}-{last} (step {max(step, 1)}) into {output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Validate and build the extension zip with Blender's own extension tool (`blender_ext.py`).
+
+Blender ships the tool that validates manifests and builds extension packages as a standalone script inside every
+Blender (and inside the `bpy` wheel).  Running that exact script, rather than zipping files ourselves, means the
+package we test is the package Blender's extension platform would accept.
+
+    python -m kmm_blender.build_extension [--output-dir dist] [--blender-ext PATH] [--validate-only]
+
+This module never imports bpy (importing it costs seconds and needs the wheel); it only locates the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+try:
+    from ..kmm_core.errors import KMMError
+except ImportError:  # run as `python -m kmm_blender.build_extension` from the repository root (top-level package)
+    from kmm_core.errors import KMMError  # type: ignore[no-redef]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST_NAME = "blender_manifest.toml"
+# Where the tool lives inside a Blender installation or the bpy wheel, below "<version>/scripts".
+_TOOL_RELATIVE = Path("addons_core") / "bl_pkg" / "cli" / "blender_ext.py"
+
+
+class ExtensionBuildError(KMMError):
+    """Blender's extension tool rejected the package or could not be found."""
+
+
+def find_blender_ext_script(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Locate `blender_ext.py`: an explicit path, $KMM_BLENDER_EXT, or the installed bpy wheel (not imported)."""
+    candidates: list[Path] = []
+    for value in (explicit, os.environ.get("KMM_BLENDER_EXT")):
+        if value:
+            path = Path(value)
+            if not path.is_file():
+                raise ExtensionBuildError(f"blender_ext.py not found at {path}")
+            return path
+    spec = importlib.util.find_spec("bpy")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            pattern = str(Path(location) / "*" / "scripts" / _TOOL_RELATIVE)
+            candidates.extend(Path(p) for p in sorted(glob.glob(pattern), reverse=True))
+    if not candidates:
+        raise ExtensionBuildError(
+            "cannot find Blender's blender_ext.py: install the bpy wheel (pip install bpy) or pass --blender-ext "
+            "<blender>/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+        )
+    return candidates[0]
+
+
+def read_manifest(source_dir: str | os.PathLike[str] = REPO_ROOT) -> dict:
+    path = Path(source_dir) / MANIFEST_NAME
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as error:
+        raise ExtensionBuildError(f"{path}: manifest missing") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ExtensionBuildError(f"{path}: invalid TOML: {error}") from error
+
+
+def _run_tool(tool: Path, arguments: list[str]) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(tool), *arguments], capture_output=True, text=True, check=False
+    )
+    output = (completed.stdout + completed.stderr).strip()
+    # The tool reports some failures on stdout with exit status 0, so look for its error prefix too.
+    if completed.returncode != 0 or "Error:" in output or "FATAL_ERROR" in output:
+        raise ExtensionBuildError(f"blender_ext.py {arguments[0]} failed:\n{output}")
+    return output
+
+
+def validate(source_dir: str | os.PathLike[str] = REPO_ROOT, blender_ext: str | None = None) -> str:
+    """Validate the manifest (and the package layout) of `source_dir`; returns the tool's report."""
+    return _run_tool(find_blender_ext_script(blender_ext), ["validate", str(Path(source_dir))])
+
+
+def build(
+    output_dir: str | os.PathLike[str] = REPO_ROOT / "dist",
+    source_dir: str | os.PathLike[str] = REPO_ROOT,
+    blender_ext: str | None = None,
+) -> Path:
+    """Build `<id>-<version>.zip` into `output_dir` and return its path."""
+    manifest = read_manifest(source_dir)
+    output = Path(output_dir).resolve() / f"{manifest['id']}-{manifest['version']}.zip"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists():
+        output.unlink()  # the tool refuses to overwrite silently-stale packages on some versions
+    _run_tool(
+        find_blender_ext_script(blender_ext),
+        ["build", "--source-dir", str(Path(source_dir).resolve()), "--output-filepath", str(output)],
+    )
+    if not output.is_file():
+        raise ExtensionBuildError(f"blender_ext.py build reported success but wrote no {output}")
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kmm_blender.build_extension", description=__doc__.splitlines()[0])
+    parser.add_argument("--source-dir", default=str(REPO_ROOT), help="folder holding blender_manifest.toml")
+    parser.add_argument("--output-dir", default=str(REPO_ROOT / "dist"), help="where the zip goes (default dist/)")
+    parser.add_argument("--blender-ext", default=None, help="path of Blender's blender_ext.py (default: from bpy)")
+    parser.add_argument("--validate-only", action="store_true", help="validate, do not build")
+    args = parser.parse_args(argv)
+    try:
+        print(validate(args.source_dir, args.blender_ext))
+        if not args.validate_only:
+            print(build(args.output_dir, args.source_dir, args.blender_ext))
+    except KMMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write a generated motion onto an armature as one new action (a "take").
+
+The motion (kmm_core MotionResult: root translation + per-joint rotations relative to the T-pose rest, in parent
+space, HumanML3D axes) becomes quaternion and location F-curves on the pose bones, written in one pass per F-curve
+(`keyframe_points.add` + `foreach_set`), which is two orders of magnitude faster than keyframe_insert per frame.
+
+Rotation conversion.  Let C be the HumanML3D -> Blender change of basis, q_j the joint's local rotation and R_j the
+bone's rest orientation in armature space (`bone.matrix_local`).  Blender evaluates a pose bone as
+    M_j = M_parent @ (R_parent^-1 R_j) @ L_j,
+and we want M_j's rotation to be the motion's global rotation (in Blender axes) applied to the rest orientation,
+G'_j R_j with G'_j = G'_parent (C q_j C^T).  Solving gives L_j = R_j^T (C q_j C^T) R_j: the local rotation
+expressed in the bone's own rest frame.  The same formula holds for the root (no parent), so any bone roll and any
+armature whose rest pose is the KMM T-pose works.
+
+Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ slotted actions
+(`action.fcurve_ensure_for_datablock`); 5.0 removed `Action.fcurves`, channelbags come from
+`bpy_extras.anim_utils.action_ensure_channelbag_for_slot`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import bpy
+import numpy as np
+
+from ..kmm_core import rotations, skeleton
+from ..kmm_core.errors import KMMError
+from .axes import HUMANML3D_TO_BLENDER, positions_to_blender
+
+ROOT_MOTION_WORLD = "WORLD"  # the pelvis travels through the scene as generated
+ROOT_MOTION_IN_PLACE = "IN_PLACE"  # horizontal travel removed, height and turning kept
+FPS_RESAMPLE = "RESAMPLE"  # keep real time: resample the motion to the scene's frame rate
+FPS_FRAME_PER_FRAME = "FRAME_PER_FRAME"  # one motion frame per scene frame (plays faster/slower)
+
+_INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (foreach_set takes the integer)
+_REST_TOLERANCE = 1e-3  # metres; the armature's rest must be the motion's rest skeleton (offsets from parents)
+
+
+class MotionLike(Protocol):
+    """What the writer reads from a motion (kmm_core.motion_result.MotionResult satisfies it)."""
+
+    fps: float
+    root_translation: np.ndarray
+    local_rotations: np.ndarray
+    segment_frames: np.ndarray
+    segment_prompts: Any
+
+
+class KeyframeWriteError(KMMError):
+    """The motion or the target armature cannot be written as keyframes."""
+
+
+@dataclass
+class WriteOptions:
+    root_motion: str = ROOT_MOTION_WORLD
+    fps_mode: str = FPS_RESAMPLE
+    start_frame: float = 1.0  # scene frame of the motion's first frame
+    push_to_nla: bool = False
+    action_name: str = "KMM take"
+    # Which F-curve API to use; None picks the best one the running Blender has (tests force each in turn).
+    api: str | None = None
+
+
+@dataclass
+class Take:
+    action: bpy.types.Action
+    frame_start: float
+    frame_end: float
+    nla_track: bpy.types.NlaTrack | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure NumPy preparation (no bpy state touched)
+
+def validate_motion(motion: MotionLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return (root_translation (T, 3), local_rotations (T, 22, 4)) as float64, or raise naming the bad field."""
+    translation = np.asarray(motion.root_translation, dtype=np.float64)
+    local = np.asarray(motion.local_rotations, dtype=np.float64)
+    frames = local.shape[0] if local.ndim == 3 else -1
+    if local.ndim != 3 or local.shape[1:] != (skeleton.NUM_JOINTS, 4) or frames < 1:
+        raise KeyframeWriteError(f"local_rotations must have shape (T, {skeleton.NUM_JOINTS}, 4), got {local.shape}")
+    if translation.shape != (frames, 3):
+        raise KeyframeWriteError(f"root_translation must have shape ({frames}, 3), got {translation.shape}")
+    if not (np.isfinite(translation).all() and np.isfinite(local).all()):
+        raise KeyframeWriteError("motion contains NaN or infinite values")
+    if not float(motion.fps) > 0:
+        raise KeyframeWriteError(f"fps must be positive, got {motion.fps}")
+    names = getattr(motion, "joint_names", None)
+    if names is not None and tuple(str(n) for n in names) != skeleton.JOINT_NAMES:
+        raise KeyframeWriteError(f"joint_names {list(names)} differ from the KMM skeleton {list(skeleton.JOINT_NAMES)}")
+    return translation, rotations.qnormalize(local)
+
+
+def check_rest_matches(motion: MotionLike, armature_offsets: np.ndarray, armature_name: str) -> None:
+    """The rotations only reproduce the motion on an armature whose rest pose is the motion's rest skeleton."""
+    rest = getattr(motion, "rest_offsets", None)
+    rest = skeleton.tpose_offsets() if rest is None else np.asarray(rest, np.float64)
+    expected = positions_to_blender(rest)[1:]
+    worst = float(np.abs(armature_offsets[1:] - expected).max())
+    if worst > _REST_TOLERANCE:
+        joint = int(np.abs(armature_offsets[1:] - expected).max(axis=-1).argmax()) + 1
+        raise KeyframeWriteError(
+            f"armature {armature_name!r} has another rest pose than the motion's rest skeleton (bone "
+            f"{skeleton.JOINT_NAMES[joint]!r} is {worst * 100:.1f} cm off): use an armature built for this motion")
+
+
+def make_continuous(quaternions: np.ndarray) -> np.ndarray:
+    """Flip signs along time (axis 0) so neighbouring keys take the short arc (q and -q are the same rotation)."""
+    if len(quaternions) < 2:
+        return quaternions
+    agree = np.sum(quaternions[1:] * quaternions[:-1], axis=-1) < 0.0
+    flips = np.concatenate([np.zeros((1,) + agree.shape[1:], bool), agree], axis=0)
+    signs = np.where(np.cumsum(flips, axis=0) % 2 == 1, -1.0, 1.0)
+    return quaternions * signs[..., None]
+
+
+def resample(translation: np.ndarray, local: np.ndarray, source_fps: float, target_fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resample to target_fps keeping the duration: lerp translations, slerp rotations."""
+    frames = len(local)
+    if frames < 2 or abs(source_fps - target_fps) < 1e-9:
+        return translation, local
+    count = int(round((frames - 1) * target_fps / source_fps)) + 1
+    positions = np.minimum(np.arange(count) * (source_fps / target_fps), frames - 1)
+    lower = np.floor(positions).astype(int)
+    upper = np.minimum(lower + 1, frames - 1)
+    weight = positions - lower
+    new_translation = translation[lower] * (1.0 - weight)[:, None] + translation[upper] * weight[:, None]
+    new_local = rotations.slerp(local[lower], local[upper], np.broadcast_to(weight[:, None], (count, local.shape[1])))
+    return new_translation, new_local
+
+
+def bone_local_rotations(local: np.ndarray, rest_rotations: np.ndarray) -> np.ndarray:
+    """(T, 22, 4) pose-bone quaternions L_j = R_j^T (C q_j C^T) R_j for rest orientations R_j (22, 3, 3)."""
+    basis = np.swapaxes(rest_rotations, -1, -2) @ HUMANML3D_TO_BLENDER  # R_j^T C, (22, 3, 3)
+    matrices = basis @ rotations.quat_to_matrix(local) @ np.swapaxes(basis, -1, -2)
+    return make_continuous(rotations.matrix_to_quat(matrices))
+
+
+def root_locations(translation: np.ndarray, rest_head: np.ndarray, rest_rotation: np.ndarray, root_motion: str) -> np.ndarray:
+    """(T, 3) pelvis pose-bone locations (bone rest frame) that put the pelvis at the motion's root position."""
+    if root_motion == ROOT_MOTION_IN_PLACE:
+        translation = translation.copy()
+        translation[:, [0, 2]] = 0.0  # HumanML3D ground plane is x/z
+    elif root_motion != ROOT_MOTION_WORLD:
+        raise KeyframeWriteError(f"unknown root motion option {root_motion!r}")
+    return (positions_to_blender(translation) - rest_head) @ rest_rotation  # R^T (p - h), row-vector form
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# F-curve creation across Blender versions
+
+def available_api(action: bpy.types.Action) -> str:
+    from bpy_extras import anim_utils
+
+    if hasattr(anim_utils, "action_ensure_channelbag_for_slot") and hasattr(action, "slots"):
+        return "channelbag"  # 4.4+ (the only way left in 5.0)
+    if hasattr(action, "fcurve_ensure_for_datablock"):
+        return "datablock"
+    return "legacy"  # 4.2-4.3: Action.fcurves
+
+
+class _FCurveFactory:
+    """Creates F-curves on a fresh action for one armature object with whichever API the Blender has."""
+
+    def __init__(self, action: bpy.types.Action, obj: bpy.types.Object, api: str):
+        self.action, self.obj, self.api = action, obj, api
+        self.slot = None
+        if api == "channelbag":
+            from bpy_extras import anim_utils
+
+            self.slot = action.slots.new(id_type="OBJECT", name=obj.name)
+            self._channelbag = anim_utils.action_ensure_channelbag_for_slot(action, self.slot)
+        elif api not in ("datablock", "legacy"):
+            raise KeyframeWriteError(f"unknown F-curve API {api!r}")
+
+    def new(self, data_path: str, index: int, group: str) -> bpy.types.FCurve:
+        if self.api == "channelbag":
+            return self._channelbag.fcurves.new(data_path, index=index, group_name=group)
+        if self.api == "datablock":
+            # Needs the action assigned to the object first (write_take does that); creates the slot on first use.
+            return self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index, group_name=group)
+        return self.action.fcurves.new(data_path, index=index, action_group=group)
+
+
+def _fill(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
+    points = fcurve.keyframe_points
+    points.add(len(frames))
+    points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+    points.foreach_set("interpolation", np.full(len(frames), _INTERPOLATION_LINEAR, dtype=np.int32))
+    fcurve.update()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The take
+
+def write_take(
+    obj: bpy.types.Object,
+    motion: MotionLike,
+    options: WriteOptions | None = None,
+    scene: bpy.types.Scene | None = None,
+) -> Take:
+    """Write `motion` onto armature `obj` as a new action and make it the active one (or push it to the NLA).
+
+    Validates everything before touching Blender data, so a bad motion or armature changes nothing.
+    """
+    options = options or WriteOptions()
+    scene = scene or bpy.context.scene
+    if obj is None or obj.type != "ARMATURE":
+        raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
+    absent = [name for name in skeleton.JOINT_NAMES if name not in obj.data.bones]
+    if absent:
+        raise KeyframeWriteError(f"armature {obj.name!r} lacks the KMM bones {absent}")
+    if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
+        raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
+    translation, local = validate_motion(motion)
+    local = make_continuous(local)
+    segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
+    if len(segment_starts) != len(list(motion.segment_prompts)):
+        raise KeyframeWriteError(f"{len(segment_starts)} segment_frames but {len(list(motion.segment_prompts))} "
+                                 "segment_prompts")
+
+    scene_fps = scene.render.fps / scene.render.fps_base
+    if options.fps_mode == FPS_RESAMPLE:
+        translation, local = resample(translation, local, float(motion.fps), scene_fps)
+        frames_per_motion_frame = scene_fps / float(motion.fps)
+    else:
+        frames_per_motion_frame = 1.0
+    # After resampling (or in frame-per-frame mode) every motion frame is one scene frame.
+    frames = options.start_frame + np.arange(len(local), dtype=np.float64)
+
+    bones = [obj.data.bones[name] for name in skeleton.JOINT_NAMES]
+    heads = np.array([bone.head_local for bone in bones], dtype=np.float64)
+    parent_heads = heads[[max(parent, 0) for parent in skeleton.PARENTS]]
+    check_rest_matches(motion, heads - parent_heads, obj.name)
+    rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones])
+    bone_quaternions = bone_local_rotations(local, rest)
+    pelvis = bones[0]
+    locations = root_locations(translation, np.array(pelvis.head_local), rest[0], options.root_motion)
+
+    for pose_bone in obj.pose.bones:
+        if pose_bone.name in skeleton.JOINT_INDEX:
+            pose_bone.rotation_mode = "QUATERNION"
+    animation_data = obj.animation_data or obj.animation_data_create()
+    action = bpy.data.actions.new(options.action_name)
+    action.use_fake_user = True  # earlier takes survive being replaced by later ones
+    api = options.api or available_api(action)
+    if api == "datablock":
+        animation_data.action = action
+    factory = _FCurveFactory(action, obj, api)
+
+    for joint, name in enumerate(skeleton.JOINT_NAMES):
+        data_path = f'pose.bones["{name}"].rotation_quaternion'
+        for component in range(4):
+            _fill(factory.new(data_path, component, name), frames, bone_quaternions[:, joint, component])
+    for axis in range(3):
+        _fill(factory.new(f'pose.bones["{pelvis.name}"].location', axis, pelvis.name), frames, locations[:, axis])
+
+    for start, prompt in zip(segment_starts, list(motion.segment_prompts), strict=True):
+        marker = action.pose_markers.new(str(prompt)[:63])
+        marker.frame = int(round(options.start_frame + float(start) * frames_per_motion_frame))
+
+    animation_data.action = action
+    if factory.slot is not None:
+        animation_data.action_slot = factory.slot
+    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]))
+    if options.push_to_nla:
+        track = animation_data.nla_tracks.new()
+        track.name = action.name
+        track.strips.new(action.name, int(round(frames[0])), action)
+        animation_data.action = None  # like "Push Down": the strip plays the take, the action slot is free again
+        take.nla_track = track
+    return take

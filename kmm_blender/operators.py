@@ -1,0 +1,344 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Operators behind the panel's buttons: edit the timeline table, import/export it, generate/cancel/release,
+apply a motion file, and the preferences' backend check."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from ..kmm_core.errors import KMMError
+from . import armature_builder, doctor, job_runner, keyframe_writer, preferences, segment_table, take_importer
+from .properties import rows_of, scene_fps, set_rows
+
+DEFAULT_SEGMENT_SECONDS = 2.0
+
+
+class _TableOperator:
+    """Base of the small operators that edit the scene's segment table (each one undo step)."""
+
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and hasattr(context.scene, "kmm")
+
+
+class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):
+    """Add a segment after the last one"""
+
+    bl_idname = "kmm.segment_add"
+    bl_label = "Add Segment"
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        rows = rows_of(settings)
+        start = rows[-1].end + 1 if rows else context.scene.frame_start
+        length = max(int(round(DEFAULT_SEGMENT_SECONDS * scene_fps(context.scene))), 1)
+        rows.append(segment_table.Row("", start, start + length - 1))
+        set_rows(settings, rows)
+        settings.active_segment_index = len(rows) - 1
+        return {"FINISHED"}
+
+
+class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):
+    """Remove the selected segment (the ones after it move up to close the gap)"""
+
+    bl_idname = "kmm.segment_remove"
+    bl_label = "Remove Segment"
+
+    @classmethod
+    def poll(cls, context):
+        return super().poll(context) and len(context.scene.kmm.segments) > 0
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        rows = rows_of(settings)
+        index = min(settings.active_segment_index, len(rows) - 1)
+        first_start = rows[0].start
+        del rows[index]
+        set_rows(settings, segment_table.relayout(rows, first_start))
+        settings.active_segment_index = max(min(index, len(rows) - 1), 0)
+        return {"FINISHED"}
+
+
+class KMM_OT_segment_duplicate(_TableOperator, bpy.types.Operator):
+    """Duplicate the selected segment right after itself"""
+
+    bl_idname = "kmm.segment_duplicate"
+    bl_label = "Duplicate Segment"
+
+    @classmethod
+    def poll(cls, context):
+        return super().poll(context) and len(context.scene.kmm.segments) > 0
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        rows = rows_of(settings)
+        index = min(settings.active_segment_index, len(rows) - 1)
+        rows.insert(index + 1, rows[index])
+        set_rows(settings, segment_table.relayout(rows))
+        settings.active_segment_index = index + 1
+        return {"FINISHED"}
+
+
+class KMM_OT_segment_move(_TableOperator, bpy.types.Operator):
+    """Move the selected segment up or down (each segment keeps its length)"""
+
+    bl_idname = "kmm.segment_move"
+    bl_label = "Move Segment"
+
+    direction: EnumProperty(items=(("UP", "Up", ""), ("DOWN", "Down", "")), default="UP")
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        rows = rows_of(settings)
+        index = settings.active_segment_index
+        other = index - 1 if self.direction == "UP" else index + 1
+        if not (0 <= index < len(rows) and 0 <= other < len(rows)):
+            return {"CANCELLED"}
+        first_start = rows[0].start
+        rows[index], rows[other] = rows[other], rows[index]
+        set_rows(settings, segment_table.relayout(rows, first_start))
+        settings.active_segment_index = other
+        return {"FINISHED"}
+
+
+class KMM_OT_fit_to_scene(_TableOperator, bpy.types.Operator):
+    """Stretch the segments over the scene's frame range, keeping their order and relative lengths"""
+
+    bl_idname = "kmm.fit_to_scene"
+    bl_label = "Fit to Scene Range"
+
+    @classmethod
+    def poll(cls, context):
+        return super().poll(context) and len(context.scene.kmm.segments) > 0
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            rows = segment_table.fit_to_range(rows_of(scene.kmm), scene.frame_start, scene.frame_end)
+        except KMMError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        set_rows(scene.kmm, rows)
+        return {"FINISHED"}
+
+
+class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):
+    """Replace the segments with a timeline file (.json or .toml; KMM or FlowMDM format)"""
+
+    bl_idname = "kmm.timeline_import"
+    bl_label = "Import Timeline"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json;*.toml", options={"HIDDEN"})
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            rows = segment_table.import_rows(self.filepath, scene_fps(scene), scene.frame_start)
+        except KMMError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        set_rows(scene.kmm, rows)
+        self.report({"INFO"}, f"Imported {len(rows)} segment(s)")
+        return {"FINISHED"}
+
+
+class KMM_OT_timeline_export(bpy.types.Operator, ExportHelper):
+    """Save the segments as a timeline JSON file (usable with `kmm generate --timeline`)"""
+
+    bl_idname = "kmm.timeline_export"
+    bl_label = "Export Timeline"
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            path = segment_table.export_rows(rows_of(scene.kmm), scene_fps(scene), self.filepath)
+        except KMMError as error:
+            self.report({"ERROR"}, f"Not exported: {error}")
+            return {"CANCELLED"}
+        except OSError as error:
+            self.report({"ERROR"}, f"Cannot write {self.filepath}: {error.strerror or error}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved {path}")
+        return {"FINISHED"}
+
+
+class KMM_OT_new_armature(bpy.types.Operator):
+    """Create the KMM armature (T-pose, one bone per joint) and use it as the target"""
+
+    bl_idname = "kmm.new_armature"
+    bl_label = "New KMM Armature"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        obj = armature_builder.create_armature(context, collection=context.collection)
+        context.scene.kmm.target_armature = obj
+        return {"FINISHED"}
+
+
+class KMM_OT_generate(bpy.types.Operator):
+    """Generate motion for the timeline in the background; the result becomes a new take (action)"""
+
+    bl_idname = "kmm.generate"
+    bl_label = "Generate"
+
+    @classmethod
+    def poll(cls, context):
+        wm = context.window_manager
+        return context.scene is not None and not (hasattr(wm, "kmm_job") and wm.kmm_job.running)
+
+    def execute(self, context):
+        try:
+            if bpy.app.background:
+                imported = job_runner.run_generation_blocking(context)
+                self.report({"INFO"}, f"{len(imported.takes)} take(s) on {imported.armature.name!r}")
+            else:
+                job_runner.start_generation(context)
+        except KMMError as error:
+            context.window_manager.kmm_job.error = str(error).splitlines()[0]
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class KMM_OT_cancel(bpy.types.Operator):
+    """Stop the running generation (nothing in the scene changes)"""
+
+    bl_idname = "kmm.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        job_runner.cancel()
+        return {"FINISHED"}
+
+
+class KMM_OT_release(bpy.types.Operator):
+    """Stop the backend process and free its memory (it restarts on the next generation)"""
+
+    bl_idname = "kmm.release"
+    bl_label = "Release Backend"
+
+    def execute(self, context):
+        job_runner.release()
+        self.report({"INFO"}, "KMM backend released")
+        return {"FINISHED"}
+
+
+class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):
+    """Apply a motion file written by `kmm generate` (.npz) as a new take"""
+
+    bl_idname = "kmm.apply_motion_file"
+    bl_label = "Apply Motion File"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        start = settings.segments[0].start if len(settings.segments) else context.scene.frame_start
+        options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
+                                               start_frame=float(start), push_to_nla=settings.push_to_nla)
+        try:
+            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options)
+        except KMMError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if settings.target_armature is None:
+            settings.target_armature = imported.armature
+        self.report({"INFO"}, f"Take {imported.takes[0].action.name!r} on {imported.armature.name!r}")
+        return {"FINISHED"}
+
+
+class KMM_OT_check_backend(bpy.types.Operator):
+    """Run `kmm doctor` with the backend Python and list what is installed and what is missing"""
+
+    bl_idname = "kmm.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context):
+        prefs = preferences.get_preferences(context)
+        python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
+        check = doctor.DoctorCheck(python)
+        preferences._last_check.update(running=check, report=None)
+        if bpy.app.background:
+            return self._finish(check.wait())
+        bpy.app.timers.register(self._poll_function(check), first_interval=0.2)
+        return {"FINISHED"}
+
+    def _poll_function(self, check: doctor.DoctorCheck):
+        def poll() -> float | None:
+            report = check.poll()
+            if report is None:
+                return 0.3
+            preferences._last_check.update(running=None, report=report)
+            for window in bpy.context.window_manager.windows:
+                for area in window.screen.areas:
+                    area.tag_redraw()
+            return None
+
+        return poll
+
+    def _finish(self, report: doctor.DoctorReport):
+        preferences._last_check.update(running=None, report=report)
+        if report.error:
+            self.report({"ERROR"}, f"Backend check failed: {report.error.splitlines()[0]}")
+            return {"CANCELLED"}
+        missing = [item.name for item in report.items if not item.ok]
+        self.report({"WARNING"} if missing else {"INFO"},
+                    f"Backend missing: {', '.join(missing)}" if missing else "Backend OK")
+        return {"FINISHED"}
+
+
+class KMM_OT_copy_install_command(bpy.types.Operator):
+    """Copy the command that installs the backend into the chosen Python"""
+
+    bl_idname = "kmm.copy_install_command"
+    bl_label = "Copy Install Command"
+
+    def execute(self, context):
+        prefs = preferences.get_preferences(context)
+        context.window_manager.clipboard = doctor.install_command(prefs.python_path)
+        self.report({"INFO"}, "Install command copied")
+        return {"FINISHED"}
+
+
+class KMM_OT_report(bpy.types.Operator):
+    """Internal: show a message from the background job in the status bar and Info log"""
+
+    bl_idname = "kmm.report"
+    bl_label = "KMM Report"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=(("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")))
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {"FINISHED"}
+
+
+classes = (
+    KMM_OT_segment_add, KMM_OT_segment_remove, KMM_OT_segment_duplicate, KMM_OT_segment_move, KMM_OT_fit_to_scene,
+    KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate, KMM_OT_cancel,
+    KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_copy_install_command, KMM_OT_report,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    job_runner.shutdown()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Add-on preferences: which Python runs the model, on which device, with which checkpoint; and a health check.
+
+The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a Python environment of the
+user's choosing (see docs/blender.md).  The Check button shows, item by item, what that environment has or lacks.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import doctor
+
+# The add-on's module is the extension root package, one level above this sub-package.
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+
+# Result of the last check, per session (a Python object: preferences cannot hold lists of structs).
+_last_check: dict[str, object] = {"running": None, "report": None}
+
+
+class KMM_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    python_path: StringProperty(
+        name="Backend Python", subtype="FILE_PATH",
+        description="Python executable of an environment with kmm-motion and PyTorch installed",
+    )
+    device: EnumProperty(
+        name="Device",
+        items=(("auto", "Automatic", "CUDA when available, else CPU"), ("cpu", "CPU", "Always the CPU"),
+               ("cuda", "CUDA", "The first NVIDIA GPU")),
+        default="auto",
+    )
+    checkpoint: StringProperty(
+        name="Checkpoint", subtype="FILE_PATH",
+        description="Generator checkpoint (.safetensors with its .json); empty: the default shipped with kmm-motion",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "python_path")
+        row = layout.row()
+        row.prop(self, "device")
+        layout.prop(self, "checkpoint")
+
+        box = layout.box()
+        row = box.row()
+        row.label(text="Install the backend into that Python:")
+        row.operator("kmm.copy_install_command", text="Copy", icon="COPYDOWN")
+        box.label(text=doctor.install_command(self.python_path))
+
+        row = layout.row()
+        running = _last_check["running"] is not None
+        row.enabled = not running
+        row.operator("kmm.check_backend", text="Checking..." if running else "Check Backend", icon="CHECKMARK")
+        draw_report(layout, _last_check["report"])
+
+
+def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) -> None:
+    if report is None:
+        return
+    column = layout.column(align=True)
+    if report.error:
+        for index, line in enumerate(report.error.splitlines()):
+            column.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
+        return
+    for item in report.items:
+        column.label(text=f"{item.name}: {item.detail}" if item.detail else item.name,
+                     icon="CHECKMARK" if item.ok else "CANCEL")
+
+
+class _DefaultPreferences:
+    """Used when the add-on runs without being enabled as an add-on (tests importing the package directly)."""
+
+    python_path = ""
+    device = "auto"
+    checkpoint = ""
+
+
+def get_preferences(context: bpy.types.Context | None = None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_PACKAGE)
+    return addon.preferences if addon is not None else _DefaultPreferences()
+
+
+classes = (KMM_AddonPreferences,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+    _last_check.update(running=None, report=None)

@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Data the add-on keeps: the timeline and generation settings per scene (saved in the .blend), and the state of
+the running job per window manager (runtime only, never saved)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from . import keyframe_writer
+from .segment_table import Row
+
+
+def _is_armature(_settings, obj: bpy.types.Object) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class KMM_PG_segment(bpy.types.PropertyGroup):
+    """One row of the timeline: a prompt held from `start` to `end` (inclusive scene frames)."""
+
+    prompt: StringProperty(name="Prompt", description="What the character does in this segment", default="")
+    start: IntProperty(name="Start", description="First frame of the segment", default=1)
+    end: IntProperty(name="End", description="Last frame of the segment (inclusive)", default=60)
+
+
+class KMM_PG_scene_settings(bpy.types.PropertyGroup):
+    segments: CollectionProperty(type=KMM_PG_segment)
+    active_segment_index: IntProperty(name="Active Segment", default=0)
+
+    seed: IntProperty(name="Seed", description="Random seed of the generation (same seed, same motion)",
+                      default=0, min=0)
+    random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for every generation", default=False)
+    variations: IntProperty(name="Variations", description="How many different motions to generate (one take each)",
+                            default=1, min=1, max=16)
+    guidance: FloatProperty(name="Guidance", description="Classifier-free guidance scale: how strictly the motion "
+                            "follows the prompts", default=4.0, min=0.0, soft_max=10.0, max=100.0)
+    steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
+                       default=10, min=1, max=100)
+    target_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
+                                     description="Armature receiving the motion (empty: create a KMM armature)")
+    root_motion: EnumProperty(
+        name="Root Motion",
+        items=((keyframe_writer.ROOT_MOTION_WORLD, "World", "The character travels through the scene"),
+               (keyframe_writer.ROOT_MOTION_IN_PLACE, "In Place", "Remove horizontal travel, keep height and turns")),
+        default=keyframe_writer.ROOT_MOTION_WORLD,
+    )
+    fps_mode: EnumProperty(
+        name="Frame Rate",
+        items=((keyframe_writer.FPS_RESAMPLE, "Match Scene", "Resample to the scene frame rate, keeping real time"),
+               (keyframe_writer.FPS_FRAME_PER_FRAME, "Frame per Frame",
+                "One generated frame per scene frame (the motion plays at the scene's speed)")),
+        default=keyframe_writer.FPS_RESAMPLE,
+    )
+    push_to_nla: BoolProperty(name="Push to NLA", description="Put each new take in its own NLA strip",
+                              default=False)
+
+
+class KMM_PG_job(bpy.types.PropertyGroup):
+    """What the panel shows about the backend and the running generation (not saved)."""
+
+    status: StringProperty(name="Status", default="Idle")
+    running: BoolProperty(name="Running", default=False)
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    error: StringProperty(name="Last Error", default="")
+    advice: StringProperty(name="Advice", default="")
+    detail: StringProperty(name="Detail", default="", description="Last line the backend wrote about the failure")
+    last_takes: StringProperty(name="Last Takes", default="")
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def rows_of(settings: KMM_PG_scene_settings) -> list[Row]:
+    return [Row(item.prompt, item.start, item.end) for item in settings.segments]
+
+
+def set_rows(settings: KMM_PG_scene_settings, rows: list[Row]) -> None:
+    settings.segments.clear()
+    for row in rows:
+        item = settings.segments.add()
+        item.prompt, item.start, item.end = row.prompt, row.start, row.end
+    settings.active_segment_index = min(settings.active_segment_index, max(len(rows) - 1, 0))
+
+
+classes = (KMM_PG_segment, KMM_PG_scene_settings, KMM_PG_job)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.kmm = PointerProperty(type=KMM_PG_scene_settings)
+    bpy.types.WindowManager.kmm_job = PointerProperty(type=KMM_PG_job)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.kmm_job
+    del bpy.types.Scene.kmm
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Turn the worker's MotionResult files into takes on an armature, all or nothing.
+
+Used by the panel (when a job finishes) and by the headless batch script alike.  Every file is loaded and validated
+before Blender data is touched; if writing still fails part-way, whatever was created is removed again, so a failed
+generation changes nothing in the scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import bpy
+
+from ..kmm_core.errors import KMMError
+from ..kmm_core.motion_result import MotionResult
+from . import armature_builder, keyframe_writer
+
+
+@dataclass
+class ImportedTakes:
+    armature: bpy.types.Object
+    created_armature: bool
+    takes: list[keyframe_writer.Take]
+
+
+def take_name(prompts: Sequence[str], variation: int, variations: int) -> str:
+    first = prompts[0] if prompts else "motion"
+    more = f" +{len(prompts) - 1}" if len(prompts) > 1 else ""
+    suffix = f" v{variation + 1}" if variations > 1 else ""
+    return f"KMM {first[:40]}{more}{suffix}"
+
+
+def import_takes(
+    context: bpy.types.Context,
+    paths: Sequence[str],
+    target: bpy.types.Object | None,
+    options: keyframe_writer.WriteOptions,
+) -> ImportedTakes:
+    """Load every result in `paths` and write each as a take on `target` (None: a new KMM armature).
+
+    The first take ends up active (or on top of the NLA when pushing); the others stay available as actions.
+    """
+    if not paths:
+        raise KMMError("the backend returned no motion files")
+    motions = [MotionResult.load(path) for path in paths]
+    if target is not None:
+        missing = armature_builder.missing_bones(target)
+        if missing:
+            raise KMMError(f"armature {target.name!r} lacks the KMM bones {missing}: use an armature made by KMM "
+                           "(leave the Armature field empty to create one)")
+
+    created_armature = target is None
+    created_actions: list[bpy.types.Action] = []
+    previous_action = target.animation_data.action if target is not None and target.animation_data else None
+    tracks_before = len(target.animation_data.nla_tracks) if target is not None and target.animation_data else 0
+    try:
+        armature = target or armature_builder.create_armature(context, offsets=motions[0].rest_offsets)
+        takes = []
+        # Write the last variation first so that the first one ends up active / on the top NLA track.
+        for index in reversed(range(len(motions))):
+            name = take_name(motions[index].segment_prompts, index, len(motions))
+            take = keyframe_writer.write_take(armature, motions[index], replace(options, action_name=name),
+                                              context.scene)
+            created_actions.append(take.action)
+            takes.insert(0, take)
+    except BaseException:
+        for action in created_actions:
+            bpy.data.actions.remove(action)
+        if created_armature and "armature" in locals():
+            data = armature.data
+            bpy.data.objects.remove(armature)
+            bpy.data.armatures.remove(data)
+        elif target is not None and target.animation_data is not None:
+            tracks = target.animation_data.nla_tracks
+            while len(tracks) > tracks_before:  # new tracks are appended on top
+                tracks.remove(tracks[-1])
+            target.animation_data.action = previous_action
+        raise
+    return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes)

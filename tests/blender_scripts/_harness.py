@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared set-up of the Blender test scripts (each runs in its own process: bpy imports once per process).
+
+`start()` isolates Blender's user folders in a temporary directory (so tests never touch ~/.config/blender), makes
+the repository importable as the extension package `kmm_motion` (exactly how Blender imports the installed
+extension: the repository root is the package), and imports bpy.  `emit()` prints the JSON result line the pytest
+side parses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULT_PREFIX = "KMM_TEST_RESULT "
+PACKAGE_NAME = "kmm_motion"
+
+
+def start() -> Path:
+    """Isolate Blender's user resources and import bpy; returns the temporary user folder."""
+    user_dir = Path(tempfile.mkdtemp(prefix="kmm_blender_user_"))
+    os.environ["BLENDER_USER_RESOURCES"] = str(user_dir)
+    import bpy  # noqa: F401  (imported here, after the environment is set)
+
+    return user_dir
+
+
+def import_extension_package(user_dir: Path):
+    """Import the repository as package `kmm_motion` (a symlink in a temp folder put on sys.path)."""
+    packages = user_dir / "source_packages"
+    packages.mkdir(exist_ok=True)
+    link = packages / PACKAGE_NAME
+    if not link.exists():
+        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    sys.path.insert(0, str(packages))
+    import importlib
+
+    return importlib.import_module(PACKAGE_NAME)
+
+
+def emit(result: dict) -> None:
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
