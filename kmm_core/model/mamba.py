@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Mamba-1 block and the bidirectional Mamba stack that is the KMM generator's backbone.
+
+Parameter names follow mamba_ssm's ``Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj), which are also
+those of transformers' ``MambaMixer``: one state_dict serves the pure-PyTorch path on CPU and the fused CUDA kernel.
+
+Padding. ``BidirectionalMamba`` takes right-padded sequences (valid tokens first, then padding). The forward
+direction is causal, so padding at the end never reaches a valid token. For the backward direction each sequence's
+*valid part* is reversed in place (token i <-> token len-1-i, padding stays at the end), so the backward scan also
+sees valid tokens first and padding last: valid outputs are exactly those of the unpadded clip in both directions,
+whatever the padding holds. Zeroing padded inputs instead would not be enough: the conv bias and D skip make padded
+positions non-zero after the convolution, and that state would flow into the reversed valid tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, InputTensorError
+from .selective_scan import selective_scan
+
+
+class MambaBlock(nn.Module):
+    """Mamba-1 mixer (causal): in_proj -> conv1d + SiLU -> selective scan gated by SiLU(z) -> out_proj.
+
+    Input and output (batch, length, d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        dt_scale: float = 1.0,
+        conv_bias: bool = True,
+        bias: bool = False,
+    ):
+        super().__init__()
+        for name, value in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+            if value < 1:
+                raise ConfigError(f"MambaBlock: {name} must be >= 1, got {value}")
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank is None else dt_rank
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        # Depthwise conv; padding d_conv-1 on both sides, the tail is cut in forward() to make it causal.
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        # Mamba excludes the SSM parameters from weight decay; the training code reads this flag.
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self._init_dt_proj(dt_min, dt_max, dt_init_floor, dt_scale)
+
+    @torch.no_grad()
+    def _init_dt_proj(self, dt_min: float, dt_max: float, dt_init_floor: float, dt_scale: float) -> None:
+        """Mamba's initialisation: softplus(dt_proj.bias) is log-uniform in [dt_min, dt_max]."""
+        std = self.dt_rank**-0.5 * dt_scale
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each
+        x = F.silu(self.conv1d(x)[..., :length])
+        dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # bias is added inside the scan, as mamba_ssm does
+        y = selective_scan(
+            x,
+            delta,
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            D=self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(y.transpose(1, 2))
+
+
+def _check_valid(valid: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """Validate the padding mask: (B, L) bool, each row = valid tokens first, then padding."""
+    if valid is None:
+        return None
+    if valid.dtype != torch.bool or tuple(valid.shape) != tuple(x.shape[:2]):
+        raise InputTensorError(
+            f"BidirectionalMamba: valid must be a bool tensor of shape {tuple(x.shape[:2])}, "
+            f"got {valid.dtype} {tuple(valid.shape)}"
+        )
+    lengths = valid.sum(dim=1)
+    prefix = torch.arange(valid.shape[1], device=valid.device) < lengths[:, None]
+    if not torch.equal(prefix, valid):
+        bad_rows = (prefix != valid).any(dim=1).nonzero().flatten().tolist()
+        raise InputTensorError(
+            f"BidirectionalMamba: valid must be right-padded (True then False) in every row; rows {bad_rows} are not"
+        )
+    return lengths
+
+
+def reverse_valid_part(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse the first lengths[b] tokens of each sequence (dim 1), leave the padding in place. Its own inverse."""
+    if lengths is None:
+        return x.flip(1)
+    positions = torch.arange(x.shape[1], device=x.device)
+    index = torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class BidirectionalMambaLayer(nn.Module):
+    """Pre-norm residual layer: x + dropout(forward_mamba(norm x) + reverse(backward_mamba(reverse(norm x))))."""
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.RMSNorm(d_model, eps=1e-5)
+        self.forward_mamba = MambaBlock(d_model, d_state=d_state, d_conv=d_conv, expand=expand)
+        self.backward_mamba = MambaBlock(d_model, d_state=d_state, d_conv=d_conv, expand=expand)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        normed = self.norm(x)
+        forward_out = self.forward_mamba(normed)
+        backward_out = reverse_valid_part(self.backward_mamba(reverse_valid_part(normed, lengths)), lengths)
+        return x + self.dropout(forward_out + backward_out)
+
+
+class BidirectionalMamba(nn.Module):
+    """Stack of bidirectional Mamba layers with a final RMSNorm.
+
+    forward(x: (B, L, d_model), valid: (B, L) bool right-padding mask or None) -> (B, L, d_model); padded positions
+    of the result are zero and never influence valid ones.
+    """
+
+    def __init__(
+        self, d_model: int, n_layers: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dropout: float = 0.0
+    ):
+        super().__init__()
+        if n_layers < 1:
+            raise ConfigError(f"BidirectionalMamba: n_layers must be >= 1, got {n_layers}")
+        self.d_model = d_model
+        self.layers = nn.ModuleList(
+            BidirectionalMambaLayer(d_model, d_state=d_state, d_conv=d_conv, expand=expand, dropout=dropout)
+            for _ in range(n_layers)
+        )
+        self.final_norm = nn.RMSNorm(d_model, eps=1e-5)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise InputTensorError(
+                f"BidirectionalMamba: x must be (batch, length, {self.d_model}), got {tuple(x.shape)}"
+            )
+        lengths = _check_valid(valid, x)
+        for layer in self.layers:
+            x = layer(x, lengths)
+        x = self.final_norm(x)
+        if valid is not None:
+            x = x * valid.unsqueeze(-1).to(x.dtype)
+        return x

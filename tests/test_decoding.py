@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Iterative decoding with a tiny generator trained on real tokens of the HumanML3D fixture clip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.model.configs import DecodingConfig, GeneratorConfig, QuantizerConfig, TokenizerConfig
+from kmm_core.model.decoding import DecodingCancelled, decode_tokens
+from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
+from kmm_core.model.motion_tokenizer import MotionTokenizer
+
+COND_DIM = 16
+CODEBOOK = 32
+LAYERS = 3
+STEPS = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(humanml3d_fixture_dir):
+    """A tiny tokenizer, and a generator trained to reproduce the tokens of 4 real crops from their sentences."""
+    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
+    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
+    std = np.load(humanml3d_fixture_dir / "Std.npy")
+    clip = torch.tensor((features - mean) / std, dtype=torch.float32)
+    crops = torch.stack([clip[s : s + 48] for s in (0, 40, 80, 120)])
+    torch.manual_seed(0)
+    tokenizer = MotionTokenizer(TokenizerConfig(width=32, res_blocks=1, quantizer=QuantizerConfig(
+        num_quantizers=LAYERS, codebook_size=CODEBOOK, code_dim=16)))
+    optimiser = torch.optim.AdamW(tokenizer.parameters(), lr=3e-3)
+    for _ in range(8):
+        loss = tokenizer(crops).losses["total"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    tokenizer.eval()
+    codes = tokenizer.encode(crops)
+    token_valid = torch.ones(codes.shape[:2], dtype=torch.bool)
+    embeddings = tokenizer.token_embeddings(codes)
+    sentences = torch.randn(4, COND_DIM, generator=torch.Generator().manual_seed(7))
+    generator = MaskedGenerator(GeneratorConfig(codebook_size=CODEBOOK, num_quantizers=LAYERS, cond_dim=COND_DIM,
+                                                d_model=64, n_layers=2, backbone="transformer", residual_n_layers=1,
+                                                dropout=0.0, random_replace_prob=0.0))
+    optimiser = torch.optim.AdamW(generator.parameters(), lr=3e-3)
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(150):
+        out = generator.training_loss(codes, token_valid, sentences, token_embeddings=embeddings, generator=rng)
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+    generator.eval()
+    return tokenizer, generator, codes, sentences
+
+
+def test_reproducible_with_a_seed(models):
+    _, generator, _, sentences = models
+    config = DecodingConfig(steps=STEPS, temperature=1.0)
+    first = decode_tokens(generator, [48, 30], sentence=sentences[:2], config=config, seed=11)
+    again = decode_tokens(generator, [48, 30], sentence=sentences[:2], config=config, seed=11)
+    other = decode_tokens(generator, [48, 30], sentence=sentences[:2], config=config, seed=12)
+    assert torch.equal(first.codes, again.codes)
+    assert not torch.equal(first.codes, other.codes)
+    assert first.codes.shape == (2, 12, LAYERS)
+    assert first.num_frames == [48, 30] and first.token_valid.sum(1).tolist() == [12, 8]
+    assert bool((first.codes[1, 8:] == -1).all()) and bool((first.codes[first.token_valid] >= 0).all())
+
+
+def test_trained_generator_recovers_its_training_tokens(models):
+    _, generator, codes, sentences = models
+    result = decode_tokens(generator, [48] * 4, sentence=sentences,
+                           config=DecodingConfig(steps=STEPS, temperature=0.0, guidance_scale=1.0))
+    base_accuracy = float((result.codes[..., 0] == codes[..., 0]).float().mean())
+    assert base_accuracy > 0.5, base_accuracy
+
+
+def test_fixed_tokens_stay_unchanged(models):
+    _, generator, codes, sentences = models
+    fixed = torch.full((2, 12), -1)
+    fixed[:, :3] = codes[:2, :3, 0]  # in-betweening: both ends given
+    fixed[:, 9:] = codes[2:, 9:, 0]
+    result = decode_tokens(generator, [48, 48], sentence=sentences[:2], fixed_codes=fixed, seed=3,
+                           config=DecodingConfig(steps=STEPS, top_k=5))
+    given = fixed >= 0
+    assert torch.equal(result.codes[..., 0][given], fixed[given])
+    # Fixing all layers keeps the residual layers too.
+    full = torch.full((2, 12, LAYERS), -1)
+    full[:, :4] = codes[:2, :4]
+    result = decode_tokens(generator, [48, 48], sentence=sentences[:2], fixed_codes=full, seed=3)
+    assert torch.equal(result.codes[:, :4], codes[:2, :4])
+
+
+def test_cosine_schedule_masks_fewer_tokens_each_step(models):
+    _, generator, codes, sentences = models
+    fixed = torch.full((1, 12), -1)
+    fixed[0, :2] = codes[0, :2, 0]
+    masked_per_call = []
+    hook = generator.token_embedding.register_forward_hook(
+        lambda m, args, out: masked_per_call.append(int((args[0] == generator.mask_id).sum())))
+    try:
+        decode_tokens(generator, 48, sentence=sentences[:1], fixed_codes=fixed, seed=0, use_residual=False,
+                      config=DecodingConfig(steps=STEPS, guidance_scale=1.0))
+    finally:
+        hook.remove()
+    expected = [math.ceil(round(math.cos(math.pi / 2 * s / STEPS) * 10, 6)) for s in range(STEPS)]
+    assert masked_per_call == expected == [10, 10, 9, 8, 5, 3]  # 10 free tokens
+
+
+def test_classifier_free_guidance(models):
+    _, generator, codes, sentences = models
+    base, valid = codes[:2, :, 0], torch.ones(2, 12, dtype=torch.bool)
+    with torch.no_grad():
+        conditional = generator(base, valid, sentences[:2])
+        unconditional = generator(base, valid, sentences[:2], drop_condition=torch.ones(2, dtype=torch.bool))
+        guided = guided_logits(generator, 4.0, base, sentence=sentences[:2], cond_per_token=None, token_valid=valid)
+    assert torch.allclose(guided, unconditional + 4.0 * (conditional - unconditional), atol=1e-4)
+    plain = decode_tokens(generator, [48, 48], sentence=sentences[:2], seed=5,
+                          config=DecodingConfig(steps=STEPS, guidance_scale=1.0))
+    strong = decode_tokens(generator, [48, 48], sentence=sentences[:2], seed=5,
+                           config=DecodingConfig(steps=STEPS, guidance_scale=4.0))
+    assert not torch.equal(plain.codes, strong.codes)
+
+
+def test_progress_and_cancellation(models):
+    _, generator, _, sentences = models
+    calls = []
+    decode_tokens(generator, 40, sentence=sentences[:1], seed=1, config=DecodingConfig(steps=STEPS),
+                  on_step=lambda step, total: calls.append((step, total)))
+    total = STEPS + LAYERS - 1
+    assert calls == [(s, total) for s in range(1, total + 1)]
+    seen = []
+
+    def stop_after_three(step, total):
+        seen.append(step)
+        return step < 3
+
+    generator.train()
+    with pytest.raises(DecodingCancelled, match="step 3 of"):
+        decode_tokens(generator, 40, sentence=sentences[:1], seed=1, config=DecodingConfig(steps=STEPS),
+                      on_step=stop_after_three)
+    assert seen == [1, 2, 3] and generator.training  # the caller's mode is restored
+    generator.eval()
+
+    def raising(step, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        decode_tokens(generator, 40, sentence=sentences[:1], on_step=raising)
+
+
+def test_per_token_conditions_and_decoding_to_features(models):
+    tokenizer, generator, _, sentences = models
+    per_token = token_condition_from_segments(sentences[:2], [(0, 24), (32, 60)], num_tokens=15)
+    result = decode_tokens(generator, 58, cond_per_token=per_token.unsqueeze(0), seed=2,
+                           config=DecodingConfig(steps=STEPS))
+    assert result.codes.shape == (1, 15, LAYERS)
+    with torch.no_grad():
+        features = tokenizer.decode(result.codes, num_frames=58)
+    assert features.shape == (1, 58, 263) and bool(torch.isfinite(features).all())
+    base_only = decode_tokens(generator, 58, cond_per_token=per_token.unsqueeze(0), seed=2, use_residual=False,
+                              config=DecodingConfig(steps=STEPS))
+    assert base_only.codes.shape == (1, 15, 1)
+    assert torch.equal(base_only.codes[..., 0], result.codes[..., 0])  # same seed, same base layer
+
+
+def test_mamba_generator_decodes_with_guidance(models):
+    _, _, codes, sentences = models
+    torch.manual_seed(0)
+    generator = MaskedGenerator(GeneratorConfig(codebook_size=CODEBOOK, num_quantizers=LAYERS, cond_dim=COND_DIM,
+                                                d_model=32, n_layers=1, backbone="mamba", residual_n_layers=1))
+    result = decode_tokens(generator, [44, 20], sentence=sentences[:2], seed=4,
+                           config=DecodingConfig(steps=3, guidance_scale=4.0, top_k=8))
+    assert result.codes.shape == (2, 11, LAYERS) and bool((result.codes[1, 5:] == -1).all())
+    assert bool((result.codes[result.token_valid] >= 0).all())
+
+
+def test_bad_requests_are_named(models):
+    _, generator, codes, sentences = models
+    with pytest.raises(ConfigError, match="num_frames"):
+        decode_tokens(generator, 0, sentence=sentences[:1])
+    beyond = torch.full((2, 12), -1)
+    beyond[1, 11] = 3
+    with pytest.raises(InputTensorError, match="sample 1 fixes token 11"):
+        decode_tokens(generator, [48, 40], sentence=sentences[:2], fixed_codes=beyond)
+    with pytest.raises(InputTensorError, match=r"expected \(1, 10\)"):
+        decode_tokens(generator, [40], sentence=sentences[:1], fixed_codes=beyond[:1])
+    with pytest.raises(InputTensorError, match="outside the codebook"):
+        decode_tokens(generator, [48], sentence=sentences[:1], fixed_codes=torch.full((1, 12), CODEBOOK))
+    with pytest.raises(InputTensorError, match="sentence"):
+        decode_tokens(generator, [48], sentence=sentences[:1, :5])
+    with pytest.raises(ConfigError, match="steps"):
+        DecodingConfig.from_dict({"steps": 0})
