@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The resumable batch stream the Trainer draws from.
+
+Exact resume needs the data position in the checkpoint, so a training stream is not just an iterable: it is a
+:class:`ResumableBatches` that says where it is (``state_dict``) and can start again from there (``load_state_dict``).
+:class:`ShuffledBatches` is the implementation every stage uses: an endless stream over a map-style dataset, one fresh
+permutation per epoch drawn from a generator seeded by ``(seed, epoch)`` alone, so position ``(epoch, batch)`` fully
+determines the next batch and skipping to it costs nothing (no batches are loaded and thrown away).
+
+Sharding for DistributedDataParallel works like ``DistributedSampler``, but by batch: step ``k`` of an epoch takes
+the ``k``-th block of ``batch_size x world_size`` indices of the permutation and process ``rank`` takes its slice.
+Every process therefore sees equal-sized batches (no process waits on another at the end of an epoch), and one process
+with ``batch_size x world_size`` sees exactly the union of what the processes see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import KMMError
+
+
+class EmptyDataError(KMMError, ValueError):
+    """The training data cannot fill a single batch."""
+
+
+@runtime_checkable
+class ResumableBatches(Protocol):
+    """An endless iterable of batches whose position can be saved and restored.
+
+    ``state_dict()`` must describe the position after the batches handed out so far (JSON-compatible values only);
+    ``load_state_dict()`` is called before iteration starts.
+    """
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class ShuffledBatches:
+    """Endless, reshuffled-every-epoch batches of ``dataset`` (incomplete last batches are dropped).
+
+    ``collate_fn`` defaults to torch's ``default_collate``. With ``num_workers > 0`` items are loaded in worker
+    processes; their random streams depend on the epoch only, so a dataset that draws random numbers in
+    ``__getitem__`` resumes bit-exactly only with ``num_workers=0`` (then it draws from the restored global RNG).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        shuffle: bool = True,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.collate_fn = collate_fn
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.shuffle = shuffle
+        self.dataset_size = len(dataset)  # type: ignore[arg-type]
+        self.global_batch_size = batch_size * world_size
+        self.batches_per_epoch = self.dataset_size // self.global_batch_size
+        if self.batches_per_epoch == 0:
+            processes = f" x {world_size} processes" if world_size > 1 else ""
+            raise EmptyDataError(
+                f"the training data has {self.dataset_size} items, fewer than one batch of {batch_size}{processes}; "
+                "add data or lower batch_size"
+            )
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch (the stream itself is endless)."""
+        return self.batches_per_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "seed": self.seed,
+            "dataset_size": self.dataset_size,
+            "global_batch_size": self.global_batch_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        # A different dataset size or global batch would make the saved position point at different items.
+        for key in ("seed", "dataset_size", "global_batch_size"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(
+                    f"cannot resume the data stream: the checkpoint has {key}={state[key]} "
+                    f"but this run has {key}={getattr(self, key)}"
+                )
+        batch_in_epoch = int(state["batch_in_epoch"])
+        if not 0 <= batch_in_epoch <= self.batches_per_epoch:
+            raise ValueError(f"batch_in_epoch {batch_in_epoch} is outside 0..{self.batches_per_epoch}")
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = batch_in_epoch
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The item order of ``epoch``: a function of ``(seed, epoch)`` only, never of the global RNG."""
+        if not self.shuffle:
+            return np.arange(self.dataset_size)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.dataset_size)
+
+    def batch_indices(self, epoch: int, batch: int) -> list[int]:
+        """This process's item indices for batch ``batch`` of ``epoch``."""
+        order = self.epoch_order(epoch)
+        start = batch * self.global_batch_size + self.rank * self.batch_size
+        return order[start : start + self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            if self.batch_in_epoch >= self.batches_per_epoch:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            order = self.epoch_order(self.epoch)
+            first = self.batch_in_epoch * self.global_batch_size + self.rank * self.batch_size
+            index_lists = [
+                order[start : start + self.batch_size].tolist()
+                for start in range(first, self.batches_per_epoch * self.global_batch_size, self.global_batch_size)
+            ]
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=index_lists,
+                collate_fn=self.collate_fn,
+                num_workers=self.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                # An explicit generator keeps the loader from drawing its worker base seed from the global RNG,
+                # which would make the training RNG depend on where an epoch's iteration started.
+                generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch),
+            )
+            for batch in loader:
+                self.batch_in_epoch += 1  # counted as handed out, so state_dict() is right while the step runs
+                yield batch

@@ -1,0 +1,413 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checkpoint folders: safetensors + JSON, written atomically, never pickled.
+
+A checkpoint is a folder ``<root>/step_00001000/`` holding
+
+* ``model.safetensors``            the module's ``state_dict`` (weights and persistent buffers),
+* ``config.json``                  whatever configuration the caller passes (dataclasses become plain JSON),
+* ``training_state.safetensors``   every tensor of the training state: optimizer moments, the torch (and CUDA) RNG
+                                   states, the NumPy RNG key,
+* ``training_state.json``          the rest: global step, optimizer hyper-parameters, GradScaler state, Python/NumPy
+                                   RNG state, the data stream position, caller extras.
+
+The learning-rate schedule is a pure function of the global step (see ``trainer.py``), so the step *is* the scheduler
+state. The folder is written under a temporary name in the same directory and renamed into place with ``os.replace``,
+so a crash or kill mid-save leaves the previous checkpoints intact and no half-written ``step_*`` folder. After each save
+only the newest ``keep`` checkpoints remain.
+
+``torch.save``/``torch.load`` (pickle) are never used: loading a checkpoint cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import InputFileError
+from .config import config_to_dict
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_TENSORS_FILE = "training_state.safetensors"
+STATE_JSON_FILE = "training_state.json"
+CHECKPOINT_FILES = (MODEL_FILE, CONFIG_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE)
+_PREFIX = "step_"
+_TEMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(InputFileError):
+    """A checkpoint or weights file is missing, unreadable, or does not fit the module / optimizer."""
+
+
+@dataclass
+class ResumeState:
+    """What :func:`load_checkpoint` hands back besides the restored module/optimizer/scaler/RNG."""
+
+    step: int
+    data_state: dict[str, Any] | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Finding checkpoints
+
+
+def checkpoint_folder(root: str | Path, step: int) -> Path:
+    return Path(root) / f"{_PREFIX}{step:08d}"
+
+
+def _step_of(folder: Path) -> int | None:
+    suffix = folder.name[len(_PREFIX) :]
+    return int(suffix) if folder.name.startswith(_PREFIX) and suffix.isdigit() else None
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoint folders under ``root``, oldest step first (temporary folders of interrupted saves ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        step = _step_of(folder)
+        if step is not None and folder.is_dir() and all((folder / name).is_file() for name in CHECKPOINT_FILES):
+            found.append((step, folder))
+    return [folder for _, folder in sorted(found)]
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1] if checkpoints else None
+
+
+def prune_checkpoints(root: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints, and temporary folders left behind by a killed save."""
+    root = Path(root)
+    for folder in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(folder, ignore_errors=True)
+    for stale in root.glob(f"{_TEMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    config: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    data_state: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically; with ``keep``, prune to the newest ``keep`` afterwards.
+
+    The current RNG states (Python, NumPy, torch, CUDA) are stored so that a resumed run draws the same numbers.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_folder(root, step)
+    temporary = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{final.name}-", dir=root))
+    try:
+        _save_tensors(_state_dict_for_saving(module.state_dict()), temporary / MODEL_FILE, {"format": "pt"})
+        _write_json(temporary / CONFIG_FILE, config_to_dict(config) if config is not None else {})
+
+        state_tensors: dict[str, torch.Tensor] = {}
+        state_json: dict[str, Any] = {"format_version": FORMAT_VERSION, "step": step}
+        if optimizer is not None:
+            tensors, state_json["optimizer"] = flatten_optimizer_state(optimizer.state_dict())
+            state_tensors.update(tensors)
+        if scaler is not None and scaler.is_enabled():
+            state_json["scaler"] = scaler.state_dict()
+        rng_tensors, state_json["rng"] = capture_rng_state()
+        state_tensors.update(rng_tensors)
+        state_json["data"] = dict(data_state) if data_state is not None else None
+        state_json["extra"] = dict(extra) if extra is not None else {}
+        _save_tensors(_state_dict_for_saving(state_tensors), temporary / STATE_TENSORS_FILE, {"format": "pt"})
+        _write_json(temporary / STATE_JSON_FILE, state_json)
+        _fsync_directory(temporary)
+
+        if final.exists():  # re-saving a step (e.g. stopped right after a periodic save): swap, then drop the old one
+            replaced = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}old-{final.name}-", dir=root))
+            os.replace(final, replaced / final.name)
+            os.replace(temporary, final)
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            os.replace(temporary, final)
+        _fsync_directory(root)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if keep is not None:
+        prune_checkpoints(root, keep)
+    return final
+
+
+def export_weights(
+    module: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16, config: Any = None
+) -> Path:
+    """Write the module's weights for shipping: floating-point tensors cast to ``dtype``, integer buffers unchanged.
+
+    With ``config``, ``path.with_suffix(".json")`` receives it (the project's ``name.safetensors`` + ``name.json`` pair).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor.detach()
+        for name, tensor in module.state_dict().items()
+    }
+    _save_tensors(_state_dict_for_saving(tensors), path, {"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
+    if config is not None:
+        _write_json(path.with_suffix(".json"), config_to_dict(config))
+    return path
+
+
+def _state_dict_for_saving(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, detached tensors; tensors sharing memory (tied weights) are copied, which safetensors requires."""
+    seen_storage: set[int] = set()
+    result = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if tensor.numel() and pointer in seen_storage:
+            tensor = tensor.clone()
+        seen_storage.add(pointer)
+        result[name] = tensor
+    return result
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors file written under a temporary name and renamed, so readers never see half a file."""
+    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
+    save_file(tensors, str(temporary), metadata=metadata)
+    _fsync_file(temporary)
+    os.replace(temporary, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, allow_nan=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename durable (POSIX); not supported on Windows, where the rename is durable enough."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_checkpoint(
+    folder: str | Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    restore_rng: bool = True,
+) -> ResumeState:
+    """Restore ``module`` (and optimizer, scaler, RNG states) from a checkpoint folder written by save_checkpoint."""
+    folder = Path(folder)
+    for name in CHECKPOINT_FILES:
+        if not (folder / name).is_file():
+            raise CheckpointError(folder, f"not a complete checkpoint: {name} is missing")
+    load_weights(module, folder / MODEL_FILE)
+    state_json = _read_json(folder / STATE_JSON_FILE)
+    if state_json.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            folder / STATE_JSON_FILE,
+            f"format_version {state_json.get('format_version')!r} is not the supported {FORMAT_VERSION}",
+        )
+    state_tensors = _load_tensors(folder / STATE_TENSORS_FILE)
+    if optimizer is not None:
+        if "optimizer" not in state_json:
+            raise CheckpointError(folder / STATE_JSON_FILE, "has no optimizer state to resume from")
+        optimizer_state = unflatten_optimizer_state(state_tensors, state_json["optimizer"], optimizer)
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise CheckpointError(folder, f"optimizer state does not fit this model's parameters: {error}") from None
+    if scaler is not None and scaler.is_enabled() and state_json.get("scaler"):
+        scaler.load_state_dict(state_json["scaler"])
+    if restore_rng:
+        restore_rng_state(state_tensors, state_json["rng"])
+    return ResumeState(
+        step=int(state_json["step"]),
+        data_state=state_json.get("data"),
+        extra=state_json.get("extra", {}),
+        folder=folder,
+    )
+
+
+def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder, as plain data."""
+    return _read_json(Path(folder) / CONFIG_FILE)
+
+
+def load_weights(module: torch.nn.Module, path: str | Path) -> None:
+    """Load a ``.safetensors`` weights file (or a checkpoint folder's) into ``module``, casting to its dtypes.
+
+    Fails naming the missing keys, unexpected keys and shape mismatches when the file does not fit the module.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    tensors = _load_tensors(path)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{name} {tuple(tensors[name].shape)} vs module {tuple(expected[name].shape)}"
+        for name in sorted(set(expected) & set(tensors))
+        if tensors[name].shape != expected[name].shape
+    ]
+    problems = []
+    for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise CheckpointError(path, f"weights do not match {type(module).__name__}: " + "; ".join(problems))
+    module.load_state_dict(tensors, strict=True)
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(path, f"not a readable safetensors file: {error}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(path, "file not found") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Optimizer state <-> named tensors + JSON
+
+
+def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into named tensors (``optimizer.<param>.<name>``) and JSON-compatible rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state_dict["state"].items():
+        for name, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                values.setdefault(str(param_id), {})[name] = value
+    groups = [
+        {key: list(v) if isinstance(v, tuple) else v for key, v in group.items()}
+        for group in state_dict["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "values": values}
+
+
+def unflatten_optimizer_state(
+    tensors: Mapping[str, torch.Tensor], json_state: Mapping[str, Any], optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer_state`; ``optimizer`` tells which group values were tuples (e.g. betas)."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            state.setdefault(int(param_id), {})[name] = tensor
+    for param_id, values in json_state.get("values", {}).items():
+        state.setdefault(int(param_id), {}).update(values)
+    groups = []
+    for index, group in enumerate(json_state["param_groups"]):
+        live = optimizer.param_groups[index] if index < len(optimizer.param_groups) else {}
+        groups.append({k: tuple(v) if isinstance(live.get(k), tuple) else v for k, v in group.items()})
+    return {"state": state, "param_groups": groups}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# RNG states
+
+
+def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The Python, NumPy, torch and CUDA generator states as (named tensors, JSON-compatible values)."""
+    version, python_state, gauss_next = random.getstate()
+    bit_generator, numpy_key, numpy_position, has_gauss, cached_gaussian = np.random.get_state()
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.numpy_key": torch.from_numpy(np.asarray(numpy_key, dtype=np.int64)),
+    }
+    if torch.cuda.is_available():
+        for device, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{device}"] = cuda_state
+    values = {
+        "python": {"version": version, "state": list(python_state), "gauss_next": gauss_next},
+        "numpy": {
+            "bit_generator": bit_generator,
+            "position": int(numpy_position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+    }
+    return tensors, values
+
+
+def restore_rng_state(tensors: Mapping[str, torch.Tensor], values: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only for devices present now)."""
+    python = values["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss_next"]))
+    numpy = values["numpy"]
+    np.random.set_state(
+        (
+            numpy["bit_generator"],
+            tensors["rng.numpy_key"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        for device in range(torch.cuda.device_count()):
+            if f"rng.cuda.{device}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.{device}"], device)

@@ -1,0 +1,381 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TOML configuration files -> nested dataclasses, with errors that name the file and the dotted key.
+
+The mechanism is generic: :func:`load_config` maps TOML tables onto *any* dataclass schema, recursively, so model
+configs defined elsewhere (``kmm_core/model/configs.py``) plug in as fields of a schema. It rejects unknown keys
+(with a "did you mean" suggestion), wrong types and missing required keys, and applies ``--set key=value``
+overrides (values parsed as TOML, bare words taken as strings) before checking, so an override is checked exactly
+like the file. Range checks live in each dataclass's ``__post_init__``: raise :class:`ConfigError` from there with a
+message that starts with ``key '<name>'`` and the loader prefixes the file and table.
+
+Supported field types: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``pathlib.Path``, ``Literal[...]``,
+``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``dict[str, X]``, nested dataclasses, ``Any``.
+
+This module must not import torch: the CLI reads configs before deciding what to load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from ..errors import ConfigError
+from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
+
+SchemaT = TypeVar("SchemaT")
+
+#: The training stages, in the order ``kmm-train`` runs them; each has a ``[train.<stage>]`` table.
+STAGES = ("tokenizer", "aligner", "generator", "evaluator")
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    """Raise the ConfigError shape the loader knows how to prefix with file and table."""
+    if not condition:
+        raise ConfigError(f"key '{key}' {message}")
+
+
+@dataclasses.dataclass
+class TrainStageConfig:
+    """``[train.<stage>]``: how one stage is optimised. Steps count optimizer updates."""
+
+    steps: int = 1000
+    batch_size: int = 32  # per process; the global batch is batch_size x world size
+    lr: float = 2e-4  # peak learning rate, reached at the end of warmup
+    warmup: int = 100  # linear warmup steps, then cosine decay to lr * min_lr_ratio at `steps`
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0  # AdamW decay, applied to matrices/embeddings only (not biases or norm gains)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    eval_every: int = 500  # 0 disables periodic validation
+    checkpoint_every: int = 500  # 0 saves only at the end (and on Ctrl-C / SIGTERM)
+    keep_checkpoints: int = 3  # how many of the newest checkpoints to keep
+    log_every: int = 50
+    seed: int = 0
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision; used on CUDA only
+    num_workers: int = 0  # DataLoader worker processes per training process
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {list(self.betas)}")
+        _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        for key in ("eval_every", "checkpoint_every", "num_workers"):
+            _require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
+        _require(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
+        _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """``[train]``: one ``[train.<stage>]`` table per stage."""
+
+    tokenizer: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+    aligner: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+    generator: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+    evaluator: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """``[data]``: where the prepared training data is and which clips it keeps."""
+
+    root: str = "data/prepared"  # folder written by `kmm-train prepare`; relative paths are relative to the cwd
+    min_frames: int = 40  # HumanML3D keeps clips of 40..196 frames at 20 fps
+    max_frames: int = 196
+    mirror: bool = True  # add left/right mirrored copies (captions' left/right swapped)
+
+    def __post_init__(self) -> None:
+        _require(self.min_frames >= 1, "min_frames", f"must be >= 1, got {self.min_frames}")
+        _require(
+            self.max_frames >= self.min_frames,
+            "max_frames",
+            f"must be >= min_frames ({self.min_frames}), got {self.max_frames}",
+        )
+
+
+@dataclasses.dataclass
+class ProjectConfig:
+    """A whole ``kmm-train`` TOML file: data, one table per model, and ``[train.<stage>]`` tables.
+
+    ``[evaluator]`` stays a free-form table until the evaluator's dataclass exists.
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
+    aligner: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    evaluator: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, schema: type[SchemaT], overrides: Iterable[str] = ()) -> SchemaT:
+    """Read the TOML file at ``path`` into an instance of the dataclass ``schema``.
+
+    ``overrides`` are ``"dotted.key=value"`` strings (``kmm-train --set``), applied on top of the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file: {error}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    return config_from_dict(schema, table, source=str(path), overrides=overrides)
+
+
+def config_from_dict(
+    schema: type[SchemaT], table: Mapping[str, Any], source: str = "<config>", overrides: Iterable[str] = ()
+) -> SchemaT:
+    """Build ``schema`` from an already parsed mapping (a TOML table, or a ``config.json`` read back)."""
+    if not _is_dataclass_type(schema):
+        raise TypeError(f"schema must be a dataclass type, got {schema!r}")
+    table = _deep_copy_tables(table)
+    override_origins: dict[str, str] = {}
+    for assignment in overrides:
+        dotted_key, value = _parse_override(assignment, schema)
+        _assign(table, dotted_key, value)
+        override_origins[dotted_key] = f"--set {assignment}"
+    return _build_dataclass(schema, table, _Location(source, (), override_origins))
+
+
+def config_to_dict(config: Any) -> Any:
+    """A dataclass (or nested value) as plain JSON/TOML-compatible data: tuples become lists, paths strings."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {field.name: config_to_dict(getattr(config, field.name)) for field in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return {str(key): config_to_dict(value) for key, value in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_to_dict(value) for value in config]
+    if isinstance(config, Path):
+        return str(config)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _parse_override(assignment: str, schema: type) -> tuple[str, Any]:
+    """``"train.tokenizer.steps=10"`` -> (``"train.tokenizer.steps"``, 10), checking the key against the schema."""
+    dotted_key, separator, raw_value = assignment.partition("=")
+    dotted_key = dotted_key.strip()
+    if not separator or not dotted_key:
+        raise ConfigError(f"--set {assignment}: expected key=value, e.g. --set train.tokenizer.steps=100")
+    current: Any = schema
+    parts = dotted_key.split(".")
+    for depth, part in enumerate(parts):
+        table = "[" + ".".join(parts[:depth]) + "] " if depth else ""
+        if typing.get_origin(current) is dict or current is Any:  # free-form table: any key, checked on conversion
+            break
+        if not _is_dataclass_type(current):
+            raise ConfigError(f"--set {assignment}: {table}is a value, not a table; it has no key '{part}'")
+        hints = _field_types(current)
+        if part not in hints:
+            raise ConfigError(f"--set {assignment}: {table}unknown key '{part}'{_suggestion(part, hints)}")
+        current = _strip_optional(hints[part])
+    return dotted_key, _parse_value(raw_value.strip())
+
+
+def _parse_value(text: str) -> Any:
+    """Parse a command-line value as TOML (``10``, ``1e-4``, ``true``, ``[1, 2]``, ``"x"``); bare words stay strings."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _assign(table: dict[str, Any], dotted_key: str, value: Any) -> None:
+    *parents, leaf = dotted_key.split(".")
+    for part in parents:
+        child = table.get(part)
+        if not isinstance(child, dict):
+            child = table[part] = {}
+        table = child
+    table[leaf] = value
+
+
+def _deep_copy_tables(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deep_copy_tables(value) if isinstance(value, Mapping) else value for key, value in table.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conversion
+
+
+@dataclasses.dataclass(frozen=True)
+class _Location:
+    """Where a value came from, for error messages: the file, the table path, and which keys --set replaced."""
+
+    source: str
+    table: tuple[str, ...]
+    override_origins: Mapping[str, str]
+
+    def child(self, name: str) -> _Location:
+        return _Location(self.source, (*self.table, name), self.override_origins)
+
+    def error(self, message: str, key: str | None = None) -> ConfigError:
+        dotted = ".".join((*self.table, key) if key else self.table)
+        source = self.override_origins.get(dotted, self.source)
+        table = f"[{'.'.join(self.table)}] " if self.table else ""
+        error = ConfigError(f"{source}: {table}{message}")
+        error.key = dotted  # type: ignore[attr-defined]
+        return error
+
+
+def _build_dataclass(schema: type[SchemaT], table: Any, where: _Location) -> SchemaT:
+    if not isinstance(table, Mapping):
+        raise where.error(f"must be a table, got {_describe(table)}")
+    hints = _field_types(schema)
+    for key in table:
+        if key not in hints:
+            raise where.error(f"unknown key '{key}'{_suggestion(key, hints)}")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(schema):
+        if not field.init:
+            continue
+        if field.name in table:
+            values[field.name] = _convert(table[field.name], hints[field.name], where, field.name)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise where.error(f"missing required key '{field.name}'")
+    try:
+        return schema(**values)
+    except ConfigError as error:  # a __post_init__ range check: add file and table
+        raise where.error(str(error)) from None
+
+
+def _convert(value: Any, annotation: Any, where: _Location, key: str) -> Any:
+    """Check ``value`` against ``annotation`` and convert it (lists to tuples, ints to floats, tables to dataclasses)."""
+    if annotation is Any:
+        return value
+    if _is_dataclass_type(annotation):
+        if not isinstance(value, Mapping):
+            raise where.error(f"key '{key}' must be a table, got {_describe(value)}", key)
+        return _build_dataclass(annotation, value, where.child(key))
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in args if arg is not type(None)]
+        for option in options:
+            try:
+                return _convert(value, option, where, key)
+            except ConfigError:
+                continue
+        raise where.error(f"key '{key}' must be {_type_name(annotation)}, got {_describe(value)}", key)
+    if origin is Literal:
+        if any(type(value) is type(arg) and value == arg for arg in args):  # type check keeps True apart from 1
+            return value
+        choices = ", ".join(repr(arg) for arg in args)
+        raise where.error(f"key '{key}' must be one of {choices}, got {_describe(value)}", key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise where.error(f"key '{key}' must be {_type_name(annotation)}, got {_describe(value)}", key)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(item, args[0], where, f"{key}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise where.error(f"key '{key}' must have {len(args)} items, got {len(value)}", key)
+        return tuple(
+            _convert(item, arg, where, f"{key}[{i}]") for i, (item, arg) in enumerate(zip(value, args, strict=True))
+        )
+    if origin is list:
+        if not isinstance(value, list):
+            raise where.error(f"key '{key}' must be {_type_name(annotation)}, got {_describe(value)}", key)
+        item_type = args[0] if args else Any
+        return [_convert(item, item_type, where, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise where.error(f"key '{key}' must be a table, got {_describe(value)}", key)
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(v, value_type, where, f"{key}.{k}") for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif annotation is Path:
+        if isinstance(value, str):
+            return Path(value)
+    else:
+        raise TypeError(f"config field '{key}' has an unsupported type annotation {annotation!r}")
+    raise where.error(f"key '{key}' must be {_type_name(annotation)}, got {_describe(value)}", key)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _is_dataclass_type(value: Any) -> bool:
+    return isinstance(value, type) and dataclasses.is_dataclass(value)
+
+
+_FIELD_TYPE_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(schema: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass's init fields (``from __future__ import annotations`` makes them strings)."""
+    if schema not in _FIELD_TYPE_CACHE:
+        hints = typing.get_type_hints(schema)
+        _FIELD_TYPE_CACHE[schema] = {f.name: hints[f.name] for f in dataclasses.fields(schema) if f.init}
+    return _FIELD_TYPE_CACHE[schema]
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return annotation
+
+
+def _suggestion(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", Path: "a path string"}
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation in _TYPE_NAMES:
+        return _TYPE_NAMES[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args if arg is not type(None))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"an array of {_type_name(args[0]).split(' ', 1)[1]}s"
+        return f"an array of {len(args)} items"
+    if origin is list:
+        return "an array"
+    if _is_dataclass_type(annotation):
+        return "a table"
+    return repr(annotation)
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
