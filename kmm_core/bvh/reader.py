@@ -1,0 +1,349 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Read BVH motion capture files of any skeleton into NumPy arrays.
+
+Supported: any hierarchy (several ROOTs too), End Sites, joints with any subset of the six channels in any
+order, any rotation order, any frame time, and unit scaling of the world positions.
+
+Semantics (the usual BVH reading, and the one Blender's importer uses):
+- A joint's local translation is its OFFSET; position channels, where present, replace the matching component.
+- A joint's local rotation is the product of its rotation channels in the order listed: "Zrotation Xrotation
+  Yrotation" means R = Rz @ Rx @ Ry (angles in degrees, matrices act on column vectors).
+- World transform: G_joint = G_parent @ R_joint and p_joint = p_parent + G_parent @ t_joint.
+
+End Sites become entries of the skeleton too (no channels), named "<parent name>/End Site": a BVH joint name
+cannot contain a space, so this name never collides with a real joint.  Use `BvhMotion.joint_indices` to
+select only the real joints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError
+from ..rotations import axis_angle_to_matrix
+
+END_SITE_SUFFIX = "/End Site"
+
+_POSITION_CHANNELS = {"xposition": 0, "yposition": 1, "zposition": 2}
+_ROTATION_CHANNELS = {"xrotation": 0, "yrotation": 1, "zrotation": 2}
+_CANONICAL_CHANNEL_NAME = {
+    "xposition": "Xposition", "yposition": "Yposition", "zposition": "Zposition",
+    "xrotation": "Xrotation", "yrotation": "Yrotation", "zrotation": "Zrotation",
+}
+
+
+@dataclass(frozen=True)
+class BvhMotion:
+    """A parsed BVH file.
+
+    names/parents/offsets/channels have one entry per joint in file order (a parent always comes before its
+    children), End Sites included.  frames holds the raw MOTION values, one row per frame, columns in the order
+    the channels are declared (see `channel_start`).
+    """
+
+    path: str
+    names: tuple[str, ...]
+    parents: tuple[int, ...]
+    offsets: np.ndarray            # (J, 3) in the file's units
+    channels: tuple[tuple[str, ...], ...]  # per joint, e.g. ("Xposition", ..., "Yrotation"); () for End Sites
+    frame_time: float
+    frames: np.ndarray             # (T, C) float64
+    channel_start: tuple[int, ...] = field(default=())  # first column of each joint in `frames`
+
+    def __post_init__(self) -> None:
+        if not self.channel_start:
+            starts, column = [], 0
+            for joint_channels in self.channels:
+                starts.append(column)
+                column += len(joint_channels)
+            object.__setattr__(self, "channel_start", tuple(starts))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time
+
+    @property
+    def is_end_site(self) -> tuple[bool, ...]:
+        return tuple(name.endswith(END_SITE_SUFFIX) for name in self.names)
+
+    @property
+    def joint_indices(self) -> tuple[int, ...]:
+        """Indices of the real joints (End Sites left out)."""
+        return tuple(i for i, end in enumerate(self.is_end_site) if not end)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"{self.path}: no joint named {name!r}") from None
+
+    def local_transforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame local translations (T, J, 3) and rotation matrices (T, J, 3, 3) of every joint."""
+        num_frames, num_joints = self.num_frames, len(self.names)
+        translations = np.broadcast_to(self.offsets, (num_frames, num_joints, 3)).copy()
+        rotations = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
+        axes = np.eye(3)
+        for joint, joint_channels in enumerate(self.channels):
+            start = self.channel_start[joint]
+            rotation = None
+            for k, channel in enumerate(joint_channels):
+                values = self.frames[:, start + k]
+                key = channel.lower()
+                if key in _POSITION_CHANNELS:
+                    translations[:, joint, _POSITION_CHANNELS[key]] = values
+                else:
+                    step = axis_angle_to_matrix(np.radians(values)[:, None] * axes[_ROTATION_CHANNELS[key]])
+                    rotation = step if rotation is None else rotation @ step
+            if rotation is not None:
+                rotations[:, joint] = rotation
+        return translations, rotations
+
+    def world_transforms(self, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """World positions (T, J, 3) (times `scale`) and world rotation matrices (T, J, 3, 3)."""
+        translations, rotations = self.local_transforms()
+        positions = np.empty_like(translations)
+        world_rotations = np.empty_like(rotations)
+        for joint, parent in enumerate(self.parents):
+            if parent < 0:
+                positions[:, joint] = translations[:, joint]
+                world_rotations[:, joint] = rotations[:, joint]
+            else:
+                parent_rotation = world_rotations[:, parent]
+                positions[:, joint] = positions[:, parent] + np.einsum(
+                    "tij,tj->ti", parent_rotation, translations[:, joint])
+                world_rotations[:, joint] = parent_rotation @ rotations[:, joint]
+        return positions * scale, world_rotations
+
+    def world_positions(self, scale: float = 1.0) -> np.ndarray:
+        """(T, J, 3) world positions of every joint and End Site, multiplied by `scale` (e.g. 0.01 for cm -> m)."""
+        return self.world_transforms(scale)[0]
+
+
+class _Tokens:
+    """Whitespace tokens of the HIERARCHY section, each with its 1-based line number."""
+
+    def __init__(self, path: str, lines: list[str]):
+        self.path = path
+        self.items: list[tuple[str, int]] = []
+        self.motion_line: int | None = None  # 0-based index of the MOTION line
+        for number, line in enumerate(lines):
+            words = line.split()
+            if words and words[0].upper() == "MOTION":
+                self.motion_line = number
+                break
+            self.items.extend((word, number + 1) for word in words)
+        self.position = 0
+        self.last_line = len(lines) if self.motion_line is None else self.motion_line + 1
+
+    def error(self, message: str, line: int | None = None) -> InputFileError:
+        if line is None:
+            line = self.items[self.position][1] if self.position < len(self.items) else self.last_line
+        return InputFileError(self.path, message, line)
+
+    def peek(self) -> str | None:
+        return self.items[self.position][0] if self.position < len(self.items) else None
+
+    def next(self, what: str) -> tuple[str, int]:
+        if self.position >= len(self.items):
+            raise self.error(f"unexpected end of the hierarchy, expected {what}")
+        item = self.items[self.position]
+        self.position += 1
+        return item
+
+    def expect(self, keyword: str) -> int:
+        word, line = self.next(repr(keyword))
+        if word.upper() != keyword.upper():
+            raise InputFileError(self.path, f"expected {keyword!r}, found {word!r}", line)
+        return line
+
+    def number(self, what: str) -> float:
+        word, line = self.next(what)
+        try:
+            return float(word)
+        except ValueError:
+            raise InputFileError(self.path, f"{what} must be a number, found {word!r}", line) from None
+
+
+class _HierarchyParser:
+    def __init__(self, tokens: _Tokens):
+        self.tokens = tokens
+        self.names: list[str] = []
+        self.parents: list[int] = []
+        self.offsets: list[tuple[float, float, float]] = []
+        self.channels: list[tuple[str, ...]] = []
+
+    def parse(self) -> None:
+        tokens = self.tokens
+        tokens.expect("HIERARCHY")
+        if tokens.peek() is None or tokens.peek().upper() != "ROOT":
+            raise tokens.error("expected 'ROOT' after 'HIERARCHY'")
+        while tokens.peek() is not None:
+            word, line = tokens.next("'ROOT'")
+            if word.upper() != "ROOT":
+                raise InputFileError(tokens.path, f"expected 'ROOT' or 'MOTION', found {word!r}", line)
+            self._joint(parent=-1, keyword_line=line)
+
+    def _name(self, keyword_line: int) -> str:
+        # A name runs to the end of its line; Blender joins multi-word names with underscores, and so do we.
+        words = []
+        while self.tokens.peek() is not None and self.tokens.items[self.tokens.position][1] == keyword_line:
+            words.append(self.tokens.next("a joint name")[0])
+        if not words:
+            raise self.tokens.error("a joint needs a name", keyword_line)
+        name = "_".join(words)
+        if name in self.names:
+            raise self.tokens.error(f"duplicate joint name {name!r}", keyword_line)
+        return name
+
+    def _offset(self) -> tuple[float, float, float]:
+        self.tokens.expect("OFFSET")
+        return (self.tokens.number("OFFSET x"), self.tokens.number("OFFSET y"), self.tokens.number("OFFSET z"))
+
+    def _joint(self, parent: int, keyword_line: int) -> None:
+        tokens = self.tokens
+        name = self._name(keyword_line)
+        tokens.expect("{")
+        offset = self._offset()
+        tokens.expect("CHANNELS")
+        count_word, count_line = tokens.next("the channel count")
+        if not count_word.isdigit():
+            raise InputFileError(tokens.path, f"channel count must be a whole number, found {count_word!r}", count_line)
+        joint_channels = []
+        for _ in range(int(count_word)):
+            channel, line = tokens.next("a channel name")
+            key = channel.lower()
+            if key not in _CANONICAL_CHANNEL_NAME:
+                raise InputFileError(tokens.path, f"unknown channel {channel!r} of joint {name!r}", line)
+            if _CANONICAL_CHANNEL_NAME[key] in joint_channels:
+                raise InputFileError(tokens.path, f"channel {channel!r} repeated in joint {name!r}", line)
+            joint_channels.append(_CANONICAL_CHANNEL_NAME[key])
+        index = len(self.names)
+        self.names.append(name)
+        self.parents.append(parent)
+        self.offsets.append(offset)
+        self.channels.append(tuple(joint_channels))
+
+        while True:
+            word, line = tokens.next(f"'}}' closing joint {name!r}")
+            upper = word.upper()
+            if word == "}":
+                return
+            if upper == "JOINT":
+                self._joint(parent=index, keyword_line=line)
+            elif upper == "END":
+                word, line = tokens.next("'Site'")
+                if word.upper() != "SITE":
+                    raise InputFileError(tokens.path, f"expected 'End Site', found 'End {word}'", line)
+                # Some exporters put a name after "End Site": skip words on the same line.
+                while tokens.peek() is not None and tokens.items[tokens.position][1] == line:
+                    tokens.next("'{'")
+                tokens.expect("{")
+                end_offset = self._offset()
+                tokens.expect("}")
+                self.names.append(name + END_SITE_SUFFIX)
+                self.parents.append(index)
+                self.offsets.append(end_offset)
+                self.channels.append(())
+            else:
+                raise InputFileError(tokens.path, f"expected 'JOINT', 'End Site' or '}}' in joint {name!r}, "
+                                     f"found {word!r}", line)
+
+
+def _header_value(path: str, lines: list[str], index: int, label: str) -> str:
+    """The value after `label` ("Frames:" / "Frame Time:") on line `index` (0-based)."""
+    if index >= len(lines):
+        raise InputFileError(path, f"the MOTION block ends before its {label!r} line", index + 1)
+    text = lines[index].strip()
+    if not text.lower().startswith(label.lower()):
+        raise InputFileError(path, f"expected {label!r}, found {text[:40]!r}", index + 1)
+    return text[len(label):].strip()
+
+
+def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
+    """Parse BVH text; `path` only names the source in error messages."""
+    lines = text.splitlines()
+    tokens = _Tokens(path, lines)
+    parser = _HierarchyParser(tokens)
+    parser.parse()
+    if tokens.motion_line is None:
+        raise InputFileError(path, "no MOTION section", len(lines))
+    if not parser.names:
+        raise InputFileError(path, "the hierarchy has no joints", tokens.motion_line + 1)
+
+    frames_index, time_index = tokens.motion_line + 1, tokens.motion_line + 2
+    frames_text = _header_value(path, lines, frames_index, "Frames:")
+    if not frames_text.isdigit():
+        raise InputFileError(path, f"the frame count must be a whole number, found {frames_text!r}", frames_index + 1)
+    num_frames = int(frames_text)
+    time_text = _header_value(path, lines, time_index, "Frame Time:")
+    try:
+        frame_time = float(time_text)
+    except ValueError:
+        raise InputFileError(path, f"the frame time must be a number, found {time_text!r}", time_index + 1) from None
+    if not frame_time > 0.0 or not np.isfinite(frame_time):
+        raise InputFileError(path, f"the frame time must be positive, found {time_text!r}", time_index + 1)
+
+    num_channels = sum(len(c) for c in parser.channels)
+    first = time_index + 1
+    frame_lines = [(first + k, line) for k, line in enumerate(lines[first:]) if line.strip()]
+    if len(frame_lines) < num_frames:
+        raise InputFileError(path, f"the MOTION block is truncated: 'Frames: {num_frames}' but only "
+                             f"{len(frame_lines)} frame lines", len(lines))
+    if len(frame_lines) > num_frames:
+        raise InputFileError(path, f"'Frames: {num_frames}' but the MOTION block has {len(frame_lines)} frame lines",
+                             frame_lines[num_frames][0] + 1)
+    words: list[str] = []
+    for index, line in frame_lines:
+        line_words = line.split()
+        if len(line_words) != num_channels:
+            raise InputFileError(path, f"frame line has {len(line_words)} values, the hierarchy declares "
+                                 f"{num_channels} channels", index + 1)
+        words.extend(line_words)
+    try:
+        values = np.array(words, dtype=np.float64)
+    except ValueError:
+        # Find the culprit only on failure; converting all values at once is much faster.
+        for index, line in frame_lines:
+            bad = next((w for w in line.split() if not _is_number(w)), None)
+            if bad is not None:
+                raise InputFileError(path, f"non-numeric value {bad!r} in a frame line", index + 1) from None
+        raise
+    frames = values.reshape(num_frames, num_channels)
+    if not np.all(np.isfinite(frames)):
+        row = int(np.argwhere(~np.isfinite(frames))[0, 0])
+        raise InputFileError(path, "non-finite value in a frame line", frame_lines[row][0] + 1)
+
+    return BvhMotion(
+        path=path,
+        names=tuple(parser.names),
+        parents=tuple(parser.parents),
+        offsets=np.array(parser.offsets, dtype=np.float64).reshape(-1, 3),
+        channels=tuple(parser.channels),
+        frame_time=frame_time,
+        frames=frames,
+    )
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def read_bvh(path: str | Path) -> BvhMotion:
+    """Read a BVH file; malformed files raise InputFileError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+    return parse_bvh(text, str(path))
