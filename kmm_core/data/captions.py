@@ -53,7 +53,7 @@ CONTENT_PHRASES: dict[str, tuple[str, ...]] = {
 
 # Manner phrases per style label (placed after the verb phrase) and adjectives (placed before "person").
 STYLE_MANNERS: dict[str, tuple[str, ...]] = {
-    "normal": ("", "normally", "in a normal way"),
+    "normal": ("",),  # "a person bows normally" reads oddly; a normal style simply goes unmentioned
     "happy": ("happily", "in a cheerful way", "joyfully"),
     "sad": ("sadly", "in a sad way", "gloomily"),
     "angry": ("angrily", "in an angry way", "furiously"),
@@ -108,7 +108,11 @@ def captions_for_label(content: str, style: str | None, seed: int | str, count: 
             if style is None:
                 continue
             for manner in STYLE_MANNERS[style]:
-                if manner:
+                # Skip doubled manners: "waves bye bye with big motions with a feminine manner",
+                # "waves goodbye energetically actively".
+                doubled = (manner.startswith("with ") and " with " in f" {phrase} ") or (
+                    manner.endswith("ly") and phrase.split()[-1].endswith("ly"))
+                if manner and not doubled:
                     candidates.append(f"{subject} {phrase} {manner}")
             for adjective in STYLE_ADJECTIVES[style]:
                 if adjective:
@@ -122,4 +126,129 @@ def captions_for_label(content: str, style: str | None, seed: int | str, count: 
     for caption in chosen:
         if expected_sides and set(_side_words(caption)) != set(expected_sides):
             raise AssertionError(f"caption {caption!r} lost its side word for content {content!r}")
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CMU descriptions ("walk", "slow walk/stride", "jump up to grab, reach for, tiptoe") -> captions
+# ---------------------------------------------------------------------------------------------------------------
+
+# Subjects for CMU clips: the database does not say who moves, so stay neutral.
+NEUTRAL_SUBJECTS = ("a person", "someone", "the person", "a figure")
+
+# A leading modifier of a description's activity and the adverb it becomes after the verb ("slow walk" ->
+# "walks slowly", "forward jump" -> "jumps forward").
+_MODIFIER_ADVERBS = {
+    "slow": "slowly", "brisk": "briskly", "fast": "fast", "quick": "quickly", "careful": "carefully",
+    "forward": "forward", "forwards": "forward", "backward": "backward", "backwards": "backward",
+    "sideways": "sideways", "sidestep": "sideways", "casual": "casually", "normal": "", "regular": "",
+}
+# Words after which a verb phrase needs an object to read as a sentence ("reach for" -> "reaches for something").
+_NEEDS_OBJECT = {"for", "grab", "at", "to", "with", "pick", "hold", "touch"}
+_IRREGULAR_THIRD_PERSON = {"be": "is", "have": "has", "do": "does", "go": "goes"}
+
+
+def _already_third_person(word: str) -> bool:
+    """'jumps' (a description may say "forward jumps") is already conjugated; 'toss' and 'bus' are not."""
+    return len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
+
+
+def third_person(verb: str) -> str:
+    """'walk' -> 'walks', 'reach' -> 'reaches', 'carry' -> 'carries' (English third person singular)."""
+    if verb in _IRREGULAR_THIRD_PERSON:
+        return _IRREGULAR_THIRD_PERSON[verb]
+    if _already_third_person(verb):
+        return verb
+    if verb.endswith(("s", "sh", "ch", "x", "z")):
+        return verb + "es"
+    if len(verb) > 1 and verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def _activity_phrase(activity: str) -> str:
+    """One activity of a description as a third-person predicate: 'slow walk' -> 'walks slowly'."""
+    words = activity.split()
+    if not words:
+        return ""
+    if words[0].endswith("ed") and len(words) > 1:
+        # An adjective + noun such as "exaggerated stride" describes how: "with an exaggerated stride".
+        article = "an" if words[0][0] in "aeiou" else "a"
+        return f"with {article} {' '.join(words)}"
+    adverb = ""
+    if words[0] in _MODIFIER_ADVERBS and len(words) > 1:
+        adverb, words = _MODIFIER_ADVERBS[words[0]], words[1:]
+    if len(words[0]) > 4 and words[0].endswith("ing"):
+        phrase = " ".join(["is", *words])  # "boxing" -> "is boxing", "shaking hands" -> "is shaking hands"
+    else:
+        phrase = " ".join([third_person(words[0]), *words[1:]])
+    if words[-1] in _NEEDS_OBJECT:
+        phrase += " something"
+    return f"{phrase} {adverb}".strip()
+
+
+def _description_activities(description: str) -> list[list[str]]:
+    """Activities of a description in order, each a list of alternatives ('run/jog' -> ['run', 'jog'])."""
+    text = description.lower().strip()
+    if " - " in text:  # "playground - climb, swing": the part after the dash lists the activities
+        text = text.split(" - ", 1)[1]
+    text = re.sub(r"\([^)]*\)", " ", text)  # asides such as "(human subject)" are not activities
+    text = re.sub(r"[()\"]", " ", text)
+    activities = []
+    for part in re.split(r"[,;]| and | then ", text):
+        alternatives = [" ".join(alt.split()) for alt in part.split("/")]
+        alternatives = [alt for alt in alternatives if alt]
+        if alternatives:
+            activities.append(alternatives)
+    return activities
+
+
+def description_content(description: str) -> str:
+    """A short content key of a CMU description: the verb of its first activity ('slow walk/stride' -> 'walk')."""
+    activities = _description_activities(description)
+    if not activities:
+        raise ValueError(f"description {description!r} names no activity")
+    words = activities[0][0].split()
+    if words[0] in _MODIFIER_ADVERBS and len(words) > 1:
+        words = words[1:]
+    verb = words[0]
+    if _already_third_person(verb):
+        verb = verb[:-2] if verb.endswith(("ches", "shes", "xes")) else verb[:-1]
+    return verb
+
+
+def captions_for_description(description: str, seed: int | str, count: int = 3) -> list[str]:
+    """`count` distinct captions for a free-text mocap description, deterministic in `seed`.
+
+    "walk" -> "a person walks"; "run/jog" -> "someone runs" / "a person jogs"; "jump, balance" ->
+    "a person jumps and balances".  Side words of the description are kept as they are.
+    """
+    activities = _description_activities(description)
+    if not activities:
+        raise ValueError(f"description {description!r} names no activity")
+    rng = random.Random(f"{seed}|{description}")
+    # Every combination of alternatives, each with every subject and both connectors.
+    predicates: list[str] = [""]
+    for index, alternatives in enumerate(activities):
+        extended = []
+        for sofar in predicates:
+            for alternative in alternatives:
+                phrase = _activity_phrase(alternative)
+                if not sofar:
+                    extended.append(phrase)
+                elif phrase.startswith("with "):
+                    extended.append(f"{sofar} {phrase}")
+                elif index == len(activities) - 1:
+                    extended.append(f"{sofar} and {phrase}")
+                else:
+                    extended.append(f"{sofar}, {phrase}")
+        predicates = sorted(set(extended))[:64]  # bound the combinations of long descriptions
+    candidates = sorted({f"{subject} {predicate}" for predicate in predicates for subject in NEUTRAL_SUBJECTS})
+    rng.shuffle(candidates)
+    chosen = candidates[: max(1, count)]
+    # Sides must survive the rewriting of the activities (asides in parentheses are dropped before).
+    expected_sides = _side_words(" ".join(alt for alternatives in activities for alt in alternatives))
+    for caption in chosen:
+        if set(_side_words(caption)) != set(expected_sides):
+            raise AssertionError(f"caption {caption!r} changed the side words of description {description!r}")
     return chosen

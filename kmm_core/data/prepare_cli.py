@@ -1,0 +1,129 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`kmm-train prepare`: build a HumanML3D-layout training folder from BVH archives or a user's BVH folder.
+
+Examples::
+
+    kmm-train prepare --out data/prepared \\
+        --bandai-namco ../shared/data/bandai-namco/bandai-namco-bvh.tar.xz \\
+        --cmu ../shared/data/cmu/cmu-bvh.tar.xz --cmu-descriptions ../shared/data/cmu/cmu-descriptions.json
+    kmm-train prepare --out data/mine --bvh-folder my_bvh --captions my_bvh/captions.csv --joint-map cmu_daz
+    python -m kmm_core.data.prepare_cli --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import KMMError
+from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
+from .sources import bandai_namco_specs, cmu_specs, user_specs
+
+CMU_DESCRIPTIONS_FILE = "cmu-descriptions.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmm-train prepare",
+        description="Build a HumanML3D-layout training dataset (new_joint_vecs/, new_joints/, texts/, "
+                    "train/val/test.txt, Mean.npy/Std.npy, index.csv, report.json/.md) from BVH clips.")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty unless "
+                        "--overwrite)")
+    sources = parser.add_argument_group("sources (at least one)")
+    sources.add_argument("--bandai-namco", type=Path, help="Bandai-Namco archive (.tar.xz) or extracted folder")
+    sources.add_argument("--cmu", type=Path, help="CMU BVH archive (.tar.xz) or extracted folder")
+    sources.add_argument("--cmu-descriptions", type=Path, help=f"CMU descriptions JSON (default: "
+                         f"{CMU_DESCRIPTIONS_FILE} beside --cmu)")
+    sources.add_argument("--bvh-folder", type=Path, help="your own folder of BVH files")
+    sources.add_argument("--captions", type=Path, help="captions file (.csv or .json) for --bvh-folder")
+    sources.add_argument("--joint-map", help="joint map for --bvh-folder: bandai_namco, cmu_daz, cmu_31 or a "
+                         "JSON file")
+    sources.add_argument("--drop-first-frame", action="store_true",
+                         help="drop frame 0 of every --bvh-folder file (e.g. a T-pose)")
+    options = parser.add_argument_group("options")
+    options.add_argument("--seed", type=int, default=0, help="seed of captions, splits and limits (default 0)")
+    options.add_argument("--captions-per-clip", type=int, default=3,
+                         help="captions generated per Bandai-Namco/CMU clip (default 3)")
+    options.add_argument("--limit-per-content", type=int, default=None,
+                         help="use at most N takes per dataset/content (fast tests and demos)")
+    options.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                         help="worker processes (default: min(2, CPUs))")
+    options.add_argument("--no-mirror", action="store_true", help="do not add left/right mirrored copies")
+    options.add_argument("--min-frames", type=int, default=MIN_FRAMES,
+                         help=f"shortest clip in feature frames at 20 fps (default {MIN_FRAMES})")
+    options.add_argument("--max-frames", type=int, default=MAX_FRAMES,
+                         help=f"longest clip; longer takes are cut into windows (default {MAX_FRAMES})")
+    options.add_argument("--min-source-frames", type=int, default=MIN_SOURCE_FRAMES,
+                         help=f"clips shorter than this (frames at 20 fps) are dropped, longer short clips are "
+                              f"padded by holding the last pose (default {MIN_SOURCE_FRAMES})")
+    options.add_argument("--val-fraction", type=float, default=0.1)
+    options.add_argument("--test-fraction", type=float, default=0.1)
+    options.add_argument("--overwrite", action="store_true", help="replace a previous prepare output in --out")
+    options.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    return parser
+
+
+def _describe(kind: str, path: Path, **extra) -> dict:
+    return {"kind": kind, "path": str(path), **{k: str(v) for k, v in extra.items() if v is not None}}
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Gather the specs of every requested source and prepare the dataset; returns the report."""
+    specs, skipped, described = [], [], []
+
+    def announce(path: Path) -> None:
+        if not args.quiet:  # reading the labels of an archive takes a pass over it (~15 s for Bandai-Namco)
+            print(f"scanning {path} ...", file=sys.stderr, flush=True)
+
+    if args.bandai_namco is not None:
+        announce(args.bandai_namco)
+        scan = bandai_namco_specs(args.bandai_namco, args.seed, args.captions_per_clip)
+        specs += scan.specs
+        skipped += scan.skipped
+        described.append(_describe("bandai-namco", args.bandai_namco))
+    if args.cmu is not None:
+        descriptions = args.cmu_descriptions or args.cmu.parent / CMU_DESCRIPTIONS_FILE
+        announce(args.cmu)
+        scan = cmu_specs(args.cmu, descriptions, args.seed, args.captions_per_clip)
+        specs += scan.specs
+        skipped += scan.skipped
+        described.append(_describe("cmu", args.cmu, descriptions=descriptions))
+    if args.bvh_folder is not None:
+        scan = user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame)
+        specs += scan.specs
+        skipped += scan.skipped
+        described.append(_describe("user", args.bvh_folder, captions=args.captions, joint_map=args.joint_map))
+    options = PrepareOptions(
+        seed=args.seed, min_frames=args.min_frames, max_frames=args.max_frames,
+        min_source_frames=args.min_source_frames, mirror=not args.no_mirror, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, limit_per_content=args.limit_per_content, workers=args.workers,
+        progress=not args.quiet, overwrite=args.overwrite)
+    return prepare_dataset(specs, args.out, options, source_skipped=skipped, sources=described)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.bandai_namco is None and args.cmu is None and args.bvh_folder is None:
+        parser.error("give at least one source: --bandai-namco, --cmu or --bvh-folder")
+    if args.bvh_folder is not None and (args.captions is None or args.joint_map is None):
+        parser.error("--bvh-folder needs --captions and --joint-map")
+    if (args.captions is not None or args.joint_map is not None) and args.bvh_folder is None:
+        parser.error("--captions and --joint-map belong to --bvh-folder")
+    if args.captions_per_clip < 1:
+        parser.error("--captions-per-clip must be >= 1")
+    try:
+        report = run(args)
+    except KMMError as error:
+        print(f"kmm-train prepare: error: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print_summary(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
