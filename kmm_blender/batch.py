@@ -31,6 +31,8 @@ def _addon_package():
             return module
     spec = importlib.util.spec_from_file_location("kmm_motion_batch", root / "__init__.py",
                                                   submodule_search_locations=[str(root)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the add-on package from {root}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{take.action.name} [{take.frame_start:g}-{take.frame_end:g}]" for take in takes))
 
         if args.render:
-            _render(scene, args.render, int(takes[0].frame_start), int(takes[0].frame_end), args.render_step)
+            _render(scene, args.render, int(takes[0].frame_start), int(takes[0].frame_end), args.render_step)  # type: ignore[arg-type]  # stubs: Context.scene is optional; Blender sets it here
         if args.save:
             bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()))
             print(f"KMM: saved {args.save}")

@@ -92,7 +92,7 @@ def results_dir() -> Path:
 
 def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
     """Validate the scene's timeline and settings; the generate request and where its result goes."""
-    settings = scene.kmm
+    settings = scene.kmm  # type: ignore[attr-defined]  # registered at run time by properties.register()
     rows = rows_of(settings)
     problems = segment_table.row_problems(rows, scene_fps(scene))
     if problems:
@@ -115,7 +115,7 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
 def start_generation(context: bpy.types.Context, config: BackendConfig | None = None) -> GenerationJob:
     """Submit the scene's timeline; returns at once (the timer takes over). Raises KMMError on invalid input.
     `config` overrides the preferences (scripts and tests)."""
-    request, target = build_request(context.scene)
+    request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     backend = session(config or backend_config(context))
     job = backend.submit(request)
     _job_targets[id(job)] = target
@@ -128,7 +128,7 @@ def start_generation(context: bpy.types.Context, config: BackendConfig | None = 
 def run_generation_blocking(context: bpy.types.Context, timeout: float | None = None,
                             config: BackendConfig | None = None) -> take_importer.ImportedTakes:
     """Headless: generate and write the takes before returning; raises KMMError with the reason on failure."""
-    request, target = build_request(context.scene)
+    request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     backend = session(config or backend_config(context))
     job = backend.submit(request)
     _mirror(job, backend)
@@ -268,7 +268,7 @@ def _report(level: str, message: str) -> None:
         return
     try:
         with bpy.context.temp_override(window=windows[0]):
-            bpy.ops.kmm.report(level=level, message=message)
+            bpy.ops.kmm.report(level=level, message=message)  # type: ignore[attr-defined]  # our operator, registered at run time
     except (RuntimeError, AttributeError):
         pass
 

@@ -172,7 +172,9 @@ class _FCurveFactory:
             from bpy_extras import anim_utils
 
             self.slot = action.slots.new(id_type="OBJECT", name=obj.name)
-            self._channelbag = anim_utils.action_ensure_channelbag_for_slot(action, self.slot)
+            # fake-bpy-module declares the anim_utils helpers as returning None; they return the ActionChannelbag.
+            self._channelbag: Any = anim_utils.action_ensure_channelbag_for_slot(  # type: ignore[func-returns-value]
+                action, self.slot)
         elif api not in ("datablock", "legacy"):
             raise KeyframeWriteError(f"unknown F-curve API {api!r}")
 
@@ -181,8 +183,29 @@ class _FCurveFactory:
             return self._channelbag.fcurves.new(data_path, index=index, group_name=group)
         if self.api == "datablock":
             # Needs the action assigned to the object first (write_take does that); creates the slot on first use.
-            return self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index, group_name=group)
-        return self.action.fcurves.new(data_path, index=index, action_group=group)
+            if _ensure_takes_group_name():
+                return self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index, group_name=group)
+            fcurve = self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index)
+            self._put_in_group(fcurve, group)
+            return fcurve
+        return self.action.fcurves.new(  # type: ignore[attr-defined]  # 4.2-4.3 API, gone from the 5.0 stubs
+            data_path, index=index, action_group=group)
+
+    def _put_in_group(self, fcurve: bpy.types.FCurve, group: str) -> None:
+        """Blender 4.4.0 has no group_name argument: add the group to the slot's channelbag by hand."""
+        from bpy_extras import anim_utils
+
+        assert self.obj.animation_data is not None  # write_take assigned the action before creating F-curves
+        channelbag: Any = anim_utils.action_get_channelbag_for_slot(  # type: ignore[func-returns-value]
+            self.action, self.obj.animation_data.action_slot)
+        fcurve.group = channelbag.groups.get(group) or channelbag.groups.new(group)
+
+
+def _ensure_takes_group_name() -> bool:
+    """Whether Action.fcurve_ensure_for_datablock accepts group_name (4.5+; 4.4.0 does not)."""
+    function = bpy.types.Action.bl_rna.functions[  # type: ignore[attr-defined]  # stubs: bl_rna lacks .functions
+        "fcurve_ensure_for_datablock"]
+    return "group_name" in function.parameters.keys()
 
 
 def _fill(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:

@@ -25,7 +25,7 @@ class _TableOperator:
         return context.scene is not None and hasattr(context.scene, "kmm")
 
 
-class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):
+class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Add a segment after the last one"""
 
     bl_idname = "kmm.segment_add"
@@ -42,7 +42,7 @@ class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):
+class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Remove the selected segment (the ones after it move up to close the gap)"""
 
     bl_idname = "kmm.segment_remove"
@@ -63,7 +63,7 @@ class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_segment_duplicate(_TableOperator, bpy.types.Operator):
+class KMM_OT_segment_duplicate(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Duplicate the selected segment right after itself"""
 
     bl_idname = "kmm.segment_duplicate"
@@ -83,7 +83,7 @@ class KMM_OT_segment_duplicate(_TableOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_segment_move(_TableOperator, bpy.types.Operator):
+class KMM_OT_segment_move(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Move the selected segment up or down (each segment keeps its length)"""
 
     bl_idname = "kmm.segment_move"
@@ -105,7 +105,7 @@ class KMM_OT_segment_move(_TableOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_fit_to_scene(_TableOperator, bpy.types.Operator):
+class KMM_OT_fit_to_scene(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Stretch the segments over the scene's frame range, keeping their order and relative lengths"""
 
     bl_idname = "kmm.fit_to_scene"
@@ -126,7 +126,7 @@ class KMM_OT_fit_to_scene(_TableOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):
+class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):  # type: ignore[misc]  # stubs: io_utils helpers and Operator disagree on check/invoke
     """Replace the segments with a timeline file (.json or .toml; KMM or FlowMDM format)"""
 
     bl_idname = "kmm.timeline_import"
@@ -139,7 +139,7 @@ class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         scene = context.scene
         try:
-            rows = segment_table.import_rows(self.filepath, scene_fps(scene), scene.frame_start)
+            rows = segment_table.import_rows(self.filepath, scene_fps(scene), scene.frame_start)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -148,7 +148,7 @@ class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class KMM_OT_timeline_export(bpy.types.Operator, ExportHelper):
+class KMM_OT_timeline_export(bpy.types.Operator, ExportHelper):  # type: ignore[misc]  # stubs: io_utils helpers and Operator disagree on check/invoke
     """Save the segments as a timeline JSON file (usable with `kmm generate --timeline`)"""
 
     bl_idname = "kmm.timeline_export"
@@ -160,12 +160,12 @@ class KMM_OT_timeline_export(bpy.types.Operator, ExportHelper):
     def execute(self, context):
         scene = context.scene
         try:
-            path = segment_table.export_rows(rows_of(scene.kmm), scene_fps(scene), self.filepath)
+            path = segment_table.export_rows(rows_of(scene.kmm), scene_fps(scene), self.filepath)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
         except KMMError as error:
             self.report({"ERROR"}, f"Not exported: {error}")
             return {"CANCELLED"}
         except OSError as error:
-            self.report({"ERROR"}, f"Cannot write {self.filepath}: {error.strerror or error}")
+            self.report({"ERROR"}, f"Cannot write {self.filepath}: {error.strerror or error}")  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
             return {"CANCELLED"}
         self.report({"INFO"}, f"Saved {path}")
         return {"FINISHED"}
@@ -232,7 +232,7 @@ class KMM_OT_release(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):
+class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):  # type: ignore[misc]  # stubs: io_utils helpers and Operator disagree on check/invoke
     """Apply a motion file written by `kmm generate` (.npz) as a new take"""
 
     bl_idname = "kmm.apply_motion_file"
@@ -248,7 +248,7 @@ class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):
         options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
                                                start_frame=float(start), push_to_nla=settings.push_to_nla)
         try:
-            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options)
+            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

@@ -12,7 +12,7 @@ from .properties import rows_of, scene_fps
 
 def _problems(context: bpy.types.Context) -> dict[int, str]:
     scene = context.scene
-    return segment_table.row_problems(rows_of(scene.kmm), scene_fps(scene))
+    return segment_table.row_problems(rows_of(scene.kmm), scene_fps(scene))  # type: ignore[arg-type]  # stubs: Context.scene is optional
 
 
 def _wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", width: int = 48) -> None:
@@ -20,12 +20,12 @@ def _wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", width: i
     words, line, first = text.split(), "", True
     for word in words:
         if line and len(line) + 1 + len(word) > width:
-            layout.label(text=line, icon=icon if first else "BLANK1")
+            layout.label(text=line, icon=icon if first else "BLANK1")  # type: ignore[arg-type]  # icon names: Blender checks them
             line, first = word, False
         else:
             line = f"{line} {word}".strip()
     if line:
-        layout.label(text=line, icon=icon if first else "BLANK1")
+        layout.label(text=line, icon=icon if first else "BLANK1")  # type: ignore[arg-type]  # icon names: Blender checks them
 
 
 class KMM_UL_segments(bpy.types.UIList):

@@ -54,7 +54,7 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         running = _last_check["running"] is not None
         row.enabled = not running
         row.operator("kmm.check_backend", text="Checking..." if running else "Check Backend", icon="CHECKMARK")
-        draw_report(layout, _last_check["report"])
+        draw_report(layout, _last_check["report"])  # type: ignore[arg-type]  # _last_check holds a DoctorReport or None
 
 
 def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) -> None:

@@ -97,12 +97,13 @@ classes = (KMM_PG_segment, KMM_PG_scene_settings, KMM_PG_job)
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.kmm = PointerProperty(type=KMM_PG_scene_settings)
-    bpy.types.WindowManager.kmm_job = PointerProperty(type=KMM_PG_job)
+    # (type: ignore: the attributes are new at run time, and fake-bpy-module types PointerProperty() as None.)
+    bpy.types.Scene.kmm = PointerProperty(type=KMM_PG_scene_settings)  # type: ignore[attr-defined, func-returns-value]
+    bpy.types.WindowManager.kmm_job = PointerProperty(type=KMM_PG_job)  # type: ignore[attr-defined, func-returns-value]
 
 
 def unregister() -> None:
-    del bpy.types.WindowManager.kmm_job
-    del bpy.types.Scene.kmm
+    del bpy.types.WindowManager.kmm_job  # type: ignore[attr-defined]  # added by register()
+    del bpy.types.Scene.kmm  # type: ignore[attr-defined]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -101,7 +101,7 @@ def rows_from_timeline(timeline: Timeline, scene_fps: float, scene_frame_start: 
     """Lay a timeline out on the scene: explicit starts at the scene's fps are kept; anything else (durations,
     FlowMDM lengths, another fps) is converted to scene frames from its own start (or the scene's start)."""
     if timeline.start_frame is not None and abs(timeline.fps - scene_fps) < 1e-9:
-        return [Row(segment.prompt, segment.start, segment.end) for segment in timeline.segments]
+        return [Row(segment.prompt, segment.start, segment.end) for segment in timeline.segments]  # type: ignore[arg-type]  # timelines with start_frame have start/end on every segment
     origin = timeline.start_frame if timeline.start_frame is not None else scene_frame_start
     return [Row(segment.prompt, origin + start, origin + end - 1)
             for segment, (start, end) in zip(timeline.segments, timeline.segment_ranges(scene_fps), strict=True)]

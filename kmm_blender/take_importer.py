@@ -57,7 +57,7 @@ def import_takes(
     tracks_before = len(target.animation_data.nla_tracks) if target is not None and target.animation_data else 0
     try:
         armature = target or armature_builder.create_armature(context, offsets=motions[0].rest_offsets)
-        takes = []
+        takes: list[keyframe_writer.Take] = []
         # Write the last variation first so that the first one ends up active / on the top NLA track.
         for index in reversed(range(len(motions))):
             name = take_name(motions[index].segment_prompts, index, len(motions))
@@ -71,7 +71,7 @@ def import_takes(
         if created_armature and "armature" in locals():
             data = armature.data
             bpy.data.objects.remove(armature)
-            bpy.data.armatures.remove(data)
+            bpy.data.armatures.remove(data)  # type: ignore[arg-type]  # an armature object's data (stubs: any ID)
         elif target is not None and target.animation_data is not None:
             tracks = target.animation_data.nla_tracks
             while len(tracks) > tracks_before:  # new tracks are appended on top
