@@ -5,7 +5,7 @@ main venv.
 Each Python executable listed in KMM_EXTRA_BLENDER_PYTHONS (os.pathsep-separated; each must have a `bpy` wheel and
 numpy, nothing else) runs tests/blender_scripts/apply_motion_any_version.py, which applies a real MotionResult made
 from the HumanML3D fixture with every F-curve API that Blender offers and registers/unregisters the extension.
-CI sets the variable to a bpy 4.2.23 venv (see docs/blender.md, Development).
+Without the variable, the bpy 4.2.23 venv that .ci/run creates at .venv-bpy42 is used when it exists.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ pytestmark = pytest.mark.blender
 ENV_VAR = "KMM_EXTRA_BLENDER_PYTHONS"
 POSITION_TOLERANCE = 0.01  # metres: evaluated bone heads vs the motion's joints after the axis change
 BONE_CHANNELS = 22 * 4 + 3  # a quaternion per joint plus the pelvis location
+REPO_BPY42_PYTHON = Path(__file__).resolve().parents[1] / ".venv-bpy42" / "bin" / "python"  # made by .ci/run
 PYTHONS = [entry for entry in os.environ.get(ENV_VAR, "").split(os.pathsep) if entry.strip()]
+if not PYTHONS and REPO_BPY42_PYTHON.is_file():
+    PYTHONS = [str(REPO_BPY42_PYTHON)]
 
 
 def _run(python: str) -> dict:
