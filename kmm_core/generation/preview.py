@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""An animated stick figure of a MotionResult, with the prompt of the segment being played, as GIF or MP4.
+
+Rendered off-screen with matplotlib's Agg backend (no display needed); GIFs through Pillow, MP4 through ffmpeg
+(an error says so when ffmpeg is missing).  A 3-D view that follows the pelvis, the floor drawn as a grid.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMMError
+from ..motion_result import MotionResult
+from ..skeleton import PARENTS
+
+PREVIEW_SUFFIXES = (".gif", ".mp4")
+MAX_PREVIEW_FPS = 15.0
+"""Frames are skipped above this rate: a preview only needs to show what the motion does, quickly."""
+
+
+class PreviewError(KMMError, ValueError):
+    """The preview cannot be written (names the file)."""
+
+
+def _frame_indices(num_frames: int, fps: float, max_fps: float) -> tuple[np.ndarray, float]:
+    stride = max(1, int(np.ceil(fps / max_fps)))
+    return np.arange(0, num_frames, stride), fps / stride
+
+
+def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MAX_PREVIEW_FPS, size: float = 4.0,
+                  dpi: int = 60) -> Path:
+    """Write the animation to `path` (.gif or .mp4) and return the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PREVIEW_SUFFIXES:
+        raise PreviewError(f"{path}: a preview must be .gif or .mp4, got {path.suffix!r}")
+    if not path.parent.is_dir():
+        raise PreviewError(f"{path}: the folder does not exist")
+    if suffix == ".mp4" and shutil.which("ffmpeg") is None:
+        raise PreviewError(f"{path}: writing MP4 needs ffmpeg on PATH; write a .gif instead")
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import animation
+    from matplotlib import pyplot as plt
+
+    joints = np.asarray(motion.joints, dtype=np.float64)
+    frames, preview_fps = _frame_indices(len(joints), motion.fps, max_fps)
+    prompts = [""] * len(joints)
+    for (start, end), prompt in zip(motion.segment_frames, motion.segment_prompts, strict=True):
+        prompts[int(start):int(end)] = [prompt] * (int(end) - int(start))
+
+    figure = plt.figure(figsize=(size, size), dpi=dpi)
+    axes = figure.add_subplot(projection="3d")
+    # HumanML3D is Y-up; matplotlib's 3-D axes are Z-up: plot (x, z, y).
+    bones = [axes.plot([], [], [], color="tab:blue", linewidth=2)[0] for _ in PARENTS[1:]]
+    title = axes.set_title("", fontsize=9)
+    reach = 1.2
+    floor = np.linspace(-reach, reach, 5)
+
+    def draw(index: int):
+        pose = joints[frames[index]]
+        centre = pose[0]
+        axes.set_xlim(centre[0] - reach, centre[0] + reach)
+        axes.set_ylim(centre[2] - reach, centre[2] + reach)
+        axes.set_zlim(0.0, 2.0 * reach)
+        for bone, (joint, parent) in zip(bones, enumerate(PARENTS[1:], start=1), strict=True):
+            bone.set_data_3d([pose[parent, 0], pose[joint, 0]], [pose[parent, 2], pose[joint, 2]],
+                             [pose[parent, 1], pose[joint, 1]])
+        title.set_text(f"{prompts[frames[index]][:60]}\nframe {frames[index]} / {len(joints)}")
+        return [*bones, title]
+
+    axes.plot_wireframe(*np.meshgrid(floor, floor), np.zeros((5, 5)), color="0.8", linewidth=0.5)
+    axes.set_axis_off()
+    player = animation.FuncAnimation(figure, draw, frames=len(frames), interval=1000.0 / preview_fps, blit=False)
+    writer = animation.PillowWriter(fps=preview_fps) if suffix == ".gif" else animation.FFMpegWriter(fps=preview_fps)
+    try:
+        player.save(str(path), writer=writer, dpi=dpi)
+    finally:
+        plt.close(figure)
+    return path

@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``kmm-train``: prepare data, train the KMM stages, assemble a model bundle.
+
+Examples::
+
+    kmm-train prepare --out data/prepared --bandai-namco ... --cmu ...
+    kmm-train tokenizer --config training/configs/small.toml --out runs/small
+    kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
+    kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
+    torchrun --nproc_per_node 4 -m kmm_core.training.cli generator --config training/configs/full.toml --out runs/full
+    python -m kmm_core.training.cli --help
+
+Every stage takes ``--config``, ``--out`` (the run folder shared by all stages), ``--resume``, ``--set key=value``
+(repeatable, e.g. ``--set train.tokenizer.steps=100``) and ``--device`` (auto, cpu, cuda, cuda:1).
+Exit codes: 0 done, 1 bad input or a failed stage (message on stderr), 130 stopped by Ctrl-C / SIGTERM (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import KMMError
+
+STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator")
+EXIT_STOPPED = 130
+
+
+def _evaluation_available() -> bool:
+    """``eval`` is offered only once the evaluation package has its entry point."""
+    return importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate") is not None
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="TOML config (see training/configs/)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder shared by all stages")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoints in --out")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.tokenizer.steps=100 (repeatable)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmm-train", description="Train KMM (Key Frame Mask Mamba) models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("prepare", help="build a HumanML3D-layout dataset from BVH (see kmm-train prepare --help)",
+                        add_help=False)
+    for stage in STAGE_COMMANDS:
+        _add_training_options(commands.add_parser(stage, help=f"train the {stage}"))
+    every = commands.add_parser("all", help="train every stage in order, then assemble the model bundle")
+    _add_training_options(every)
+    every.add_argument("--stages", default=",".join(("tokenizer", "aligner", "evaluator", "generator")),
+                       help="comma-separated stages to run (default: all four)")
+    every.add_argument("--bundle", type=Path, help="bundle folder (default: OUT/bundle)")
+    every.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="bundle weight precision")
+    bundle = commands.add_parser("bundle", help="assemble a model bundle from a finished run folder")
+    bundle.add_argument("--run", required=True, type=Path, help="run folder written by the stages")
+    bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    if _evaluation_available():
+        commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # prepare / eval own their options: hand everything after the command word to them untouched.
+    if argv and argv[0] == "prepare":
+        from ..data.prepare_cli import main as prepare_main
+
+        return prepare_main(argv[1:])
+    if argv and argv[0] == "eval" and _evaluation_available():
+        evaluate = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate")
+        return evaluate.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KMMError as error:
+        print(f"kmm-train {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..model_bundle import assemble_bundle
+
+    if args.command == "bundle":
+        path = assemble_bundle(args.run, args.out, dtype=args.dtype)
+        print(f"[kmm-train] bundle written to {path}")
+        return 0
+    import torch
+
+    from .stages import load_project_config
+
+    config = load_project_config(args.config, args.overrides)
+    previous_threads = torch.get_num_threads()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise KMMError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        return _train(args, config)
+    finally:
+        torch.set_num_threads(previous_threads)  # matters when main() is called in-process (tests)
+
+
+def _train(args: argparse.Namespace, config) -> int:
+    from ..model_bundle import assemble_bundle
+    from .stages import run_stages
+
+    stages = [args.command] if args.command in STAGE_COMMANDS else [s.strip() for s in args.stages.split(",") if s]
+    started = time.perf_counter()
+    results = run_stages(config, args.out, stages, resume=args.resume, device=args.device,
+                         progress=not args.no_progress)
+    for result in results if os.environ.get("RANK", "0") == "0" else ():
+        loss = "n/a" if result.train.train_loss is None else f"{result.train.train_loss:.4f}"
+        print(f"[kmm-train] {result.stage}: step {result.train.step}, loss {loss}, weights {result.weights}")
+    if any(result.train.stopped_by for result in results):
+        print("[kmm-train] stopped; continue with --resume", file=sys.stderr)
+        return EXIT_STOPPED
+    if args.command == "all" and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the bundle
+        bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype)
+        print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

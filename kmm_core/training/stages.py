@@ -1,0 +1,521 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The four KMM training stages, each wired onto the generic :class:`~.trainer.Trainer`.
+
+One run folder holds every stage, so later stages find what earlier ones produced::
+
+    RUN/config.json                 the resolved ProjectConfig of the last stage run
+    RUN/Mean.npy, RUN/Std.npy       the dataset statistics the models were trained with
+    RUN/dataset.json                a short summary of the training data (for the bundle)
+    RUN/<stage>/                    Trainer folder: log.jsonl, checkpoints/step_XXXXXXXX/
+    RUN/<stage>.safetensors + .json the stage's final float32 weights and model config
+    RUN/cache/                      tokenizer codes and text conditions of the generator stage
+
+Stages: ``tokenizer`` (VQ-VAE reconstruction), ``aligner`` (contrastive text/motion, conditions the generator),
+``evaluator`` (the evaluation package's own contrastive text and motion encoders: the aligner architecture with its
+own ``[evaluator]`` config section and weights, trained on the train split only, so metrics never reuse the
+generator's conditioning model), and ``generator`` (masked token prediction on codes pre-encoded once by the frozen
+tokenizer, conditioned on the frozen aligner's or raw MiniLM sentence embeddings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..data.motion_dataset import (
+    FRAMES_PER_TOKEN,
+    EmptySplitError,
+    MotionBatch,
+    MotionClips,
+    TokenBatch,
+    TokenClips,
+    collate_motion,
+    collate_tokens,
+)
+from ..errors import ConfigError, InputFileError, KMMError
+from ..humanml3d.features_torch import features_to_joints_torch
+from ..humanml3d.normalizer import Normalizer
+from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
+from ..model.masked_generator import MaskedGenerator
+from ..model.motion_tokenizer import MotionTokenizer
+from ..model.text_encoder import MINILM_DIM, MiniLMTextEncoder
+from ..model.text_motion_aligner import TextMotionAligner, text_condition
+from .batches import ShuffledBatches
+from .checkpoint import export_weights, load_weights
+from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
+from .distributed import DistributedContext, barrier, init_distributed
+from .trainer import Trainer, TrainResult, seed_everything
+
+#: Order ``kmm-train all`` runs the stages in (the evaluator is independent of the others).
+STAGE_ORDER = ("tokenizer", "aligner", "evaluator", "generator")
+VALIDATION_CLIPS = 64  # validation uses at most this many clips: it must stay cheap next to training
+CACHE_DIR = "cache"
+
+
+class StageError(KMMError, RuntimeError):
+    """A stage cannot run: a previous stage's output is missing or does not fit this config."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    train: TrainResult
+    weights: Path | None  # RUN/<stage>.safetensors, None when the run was stopped early
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config helpers
+
+
+def load_project_config(path: str | Path, overrides: Iterable[str] = ()) -> ProjectConfig:
+    """The TOML file at ``path`` (plus ``--set`` overrides), checked, with the cross-section rules applied."""
+    config = load_config(path, ProjectConfig, overrides)
+    evaluator_config(config)  # fail early on a bad [evaluator] table
+    return config
+
+
+def evaluator_config(config: ProjectConfig) -> AlignerConfig:
+    """``[evaluator]``: an AlignerConfig of its own (same architecture as the aligner, separate weights)."""
+    try:
+        return AlignerConfig.from_dict(dict(config.evaluator), "evaluator")
+    except ConfigError as error:
+        raise ConfigError(f"[evaluator] {error}") from None
+
+
+def check_generator_fits(config: ProjectConfig, tokenizer: TokenizerConfig, aligner: AlignerConfig | None) -> None:
+    """The generator's vocabulary must be the tokenizer's, and its condition width the text condition's."""
+    gen = config.generator
+    quantizer = tokenizer.quantizer
+    if gen.codebook_size != quantizer.codebook_size or gen.num_quantizers != quantizer.num_quantizers:
+        raise ConfigError(
+            f"[generator] codebook_size={gen.codebook_size}, num_quantizers={gen.num_quantizers} must equal the "
+            f"tokenizer's quantizer.codebook_size={quantizer.codebook_size}, num_quantizers={quantizer.num_quantizers}"
+        )
+    width = aligner.embed_dim if gen.condition_source == "aligner" and aligner is not None else MINILM_DIM
+    if gen.cond_dim != width:
+        source = "aligner.embed_dim" if gen.condition_source == "aligner" else "MiniLM's width"
+        raise ConfigError(
+            f"[generator] cond_dim={gen.cond_dim} must equal {source} ({width}) for condition_source = "
+            f"'{gen.condition_source}'"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training modules: what the Trainer optimises (compute_loss) for each stage
+
+
+class TokenizerTraining(nn.Module):
+    """The VQ-VAE's reconstruction + velocity + commitment loss on a :class:`MotionBatch`."""
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.tokenizer = MotionTokenizer(config)
+        self.config = config
+
+    def compute_loss(self, batch: MotionBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.tokenizer(batch.features, batch.valid)
+        metrics = {name: float(value.detach()) for name, value in out.losses.items() if name != "total"}
+        metrics["perplexity"] = float(out.perplexity[0])
+        metrics["dead_codes"] = float(out.dead_codes.float().mean())
+        return out.losses["total"], metrics
+
+
+class ContrastiveTraining(nn.Module):
+    """Symmetric InfoNCE of a :class:`TextMotionAligner` (aligner or evaluator) on a :class:`MotionBatch`.
+
+    The frozen MiniLM encoder is held outside the state dict (its weights ship in their own package).
+    """
+
+    def __init__(self, config: AlignerConfig, text_encoder: MiniLMTextEncoder):
+        super().__init__()
+        self.aligner = TextMotionAligner(config, text_encoder)
+        self.config = config
+        self.__dict__["text_encoder"] = text_encoder
+
+    def compute_loss(self, batch: MotionBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        minilm = self.text_encoder.encode(batch.captions).to(batch.features.device)
+        out = self.aligner(minilm, batch.features, batch.valid)
+        return out.loss, {"accuracy": float(out.accuracy), "temperature": float(out.temperature.detach())}
+
+
+class GeneratorTraining(nn.Module):
+    """Masked-token loss of the :class:`MaskedGenerator` on a :class:`TokenBatch` of cached codes.
+
+    The frozen tokenizer is held outside the state dict: only its codebooks are used, to give the key-frame
+    masker each token's latent vector.
+    """
+
+    def __init__(self, config: GeneratorConfig, tokenizer: MotionTokenizer):
+        super().__init__()
+        self.generator = MaskedGenerator(config)
+        self.config = config
+        self.__dict__["tokenizer"] = tokenizer.eval().requires_grad_(False)
+
+    def compute_loss(self, batch: TokenBatch, generator: torch.Generator | None = None):
+        embeddings = None
+        if self.config.masker != "random":
+            with torch.no_grad():
+                embeddings = self.tokenizer.token_embeddings(batch.codes)
+        out = self.generator.training_loss(batch.codes, batch.token_valid, sentence=batch.condition,
+                                           token_embeddings=embeddings, generator=generator)
+        metrics = {"base_loss": out.base_loss.item(), "accuracy": out.accuracy.item()}
+        if out.residual_loss is not None:
+            metrics["residual_loss"] = out.residual_loss.item()
+            metrics["residual_accuracy"] = out.residual_accuracy.item()
+        return out.loss, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def _data_root(config: ProjectConfig) -> Path:
+    root = Path(config.data.root)
+    if not root.is_dir():
+        raise InputFileError(root, "training data folder not found (set [data] root, or --set data.root=FOLDER; "
+                                   "build one with `kmm-train prepare`)")
+    return root
+
+
+def motion_split(config: ProjectConfig, split: str, *, random_crop: bool = True) -> MotionClips:
+    return MotionClips(_data_root(config), split, min_frames=config.data.min_frames,
+                       max_frames=config.data.max_frames, random_crop=random_crop)
+
+
+def validation_split(config: ProjectConfig, log: Callable[[str], None]) -> MotionClips | None:
+    """The val split with fixed windows, or None (logged) when the folder has no usable val clips."""
+    try:
+        clips = motion_split(config, "val", random_crop=False)
+    except (EmptySplitError, InputFileError) as error:
+        log(f"no validation: {error}")
+        return None
+    return clips
+
+
+def _validation_batches(clips: MotionClips, batch_size: int) -> list[MotionBatch]:
+    count = min(len(clips), VALIDATION_CLIPS)
+    items = [clips[i] for i in range(count)]
+    return [collate_motion(items[i : i + batch_size]) for i in range(0, count, batch_size)]
+
+
+def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: MotionClips) -> None:
+    """config.json, Mean/Std and dataset.json of the run folder (rewritten by every stage; identical data)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2), encoding="utf-8")
+    train_clips.normalizer.save(out_dir)
+    root = train_clips.folder.root
+    summary: dict[str, Any] = {"root": str(root.resolve()), "train_clips": len(train_clips),
+                               "train_captions": sum(len(c) for c in train_clips.captions)}
+    report = root / "report.json"
+    if report.is_file():
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+            summary["totals"] = data.get("totals")
+            summary["sources"] = [source.get("kind") for source in data.get("sources", [])]
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared driver
+
+
+def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: ProjectConfig, out_dir: Path,
+                 context: DistributedContext, resume: bool, validate, export: Callable[[], Path],
+                 progress: bool, find_unused_parameters: bool = False) -> StageResult:
+    stage_config: TrainStageConfig = getattr(config.train, stage)
+    batches = ShuffledBatches(train_set, stage_config.batch_size, seed=stage_config.seed, collate_fn=collate,
+                              rank=context.rank, world_size=context.world_size, num_workers=stage_config.num_workers)
+    result = Trainer(module, batches, stage_config, out_dir / stage, validate=validate, resume=resume,
+                     distributed=context, progress=progress, find_unused_parameters=find_unused_parameters,
+                     checkpoint_config={"model": module.config, "train": stage_config}).run()
+    weights = export() if context.is_main and result.stopped_by is None else None
+    barrier(context)  # the next stage on another rank reads this export
+    return StageResult(stage, result, weights)
+
+
+def _context(device: str | None) -> DistributedContext:
+    return init_distributed(None if device in (None, "auto") else device)
+
+
+def _print(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one voice
+        print(f"[kmm-train] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stages
+
+
+def train_tokenizer(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+                    progress: bool = True) -> StageResult:
+    """Train the motion tokenizer (VQ-VAE); writes RUN/tokenizer.safetensors + .json."""
+    out_dir, context = Path(out_dir), _context(device)
+    train_set = motion_split(config, "train")
+    if context.is_main:
+        write_run_metadata(config, out_dir, train_set)
+    seed_everything(config.train.tokenizer.seed)
+    module = TokenizerTraining(config.tokenizer)
+    val = validation_split(config, _print) if context.is_main else None
+    validate = None
+    if val is not None:
+        val_batches = _validation_batches(val, config.train.tokenizer.batch_size)
+        normalizer = val.normalizer
+
+        def validate(trained: nn.Module) -> dict[str, float]:
+            return tokenizer_validation(trained.tokenizer, val_batches, normalizer, context.device)
+
+    def export() -> Path:
+        return export_weights(module.tokenizer, out_dir / "tokenizer.safetensors", torch.float32, config.tokenizer)
+
+    return _run_trainer("tokenizer", module, train_set, collate_motion, config, out_dir, context, resume, validate,
+                        export, progress)
+
+
+def tokenizer_validation(tokenizer: MotionTokenizer, batches: list[MotionBatch], normalizer: Normalizer,
+                         device: torch.device) -> dict[str, float]:
+    """Reconstruction loss and MPJPE (millimetres, root-relative joints) of the tokenizer on fixed val windows."""
+    loss_sum, error_sum, frames = 0.0, 0.0, 0
+    for batch in batches:
+        features, valid = batch.features.to(device), batch.valid.to(device)
+        out = tokenizer(features, valid)
+        loss_sum += float(out.losses["reconstruction"]) * len(batch.names)
+        joints_true = features_to_joints_torch(normalizer.denormalize(features))
+        joints_pred = features_to_joints_torch(normalizer.denormalize(out.reconstruction))
+        joints_true = joints_true - joints_true[..., :1, :]
+        joints_pred = joints_pred - joints_pred[..., :1, :]
+        distance = (joints_true - joints_pred).norm(dim=-1).mean(-1)  # (B, T)
+        error_sum += float(distance[valid].sum())
+        frames += int(valid.sum())
+    clips = sum(len(batch.names) for batch in batches)
+    return {"reconstruction": loss_sum / clips, "mpjpe_mm": 1000.0 * error_sum / max(frames, 1)}
+
+
+def contrastive_validation(aligner: TextMotionAligner, batches: list[MotionBatch],
+                           text_encoder: MiniLMTextEncoder, device: torch.device) -> dict[str, float]:
+    """InfoNCE loss and text-to-motion top-1 accuracy within fixed val batches."""
+    loss_sum, correct, count = 0.0, 0, 0
+    for batch in batches:
+        if len(batch.names) < 2:
+            continue
+        minilm = text_encoder.encode(batch.captions).to(device)
+        out = aligner(minilm, batch.features.to(device), batch.valid.to(device))
+        loss_sum += float(out.loss) * len(batch.names)
+        correct += int(round(float(out.accuracy) * len(batch.names)))
+        count += len(batch.names)
+    return {"loss": loss_sum / max(count, 1), "top1": correct / max(count, 1)}
+
+
+def _train_contrastive(stage: str, model_config: AlignerConfig, config: ProjectConfig, out_dir: Path, resume: bool,
+                       device: str | None, progress: bool) -> StageResult:
+    if model_config.motion_input != "features":
+        raise ConfigError(f"[{stage}] motion_input = '{model_config.motion_input}': training supports 'features' only")
+    context = _context(device)
+    train_set = motion_split(config, "train")
+    if context.is_main:
+        write_run_metadata(config, out_dir, train_set)
+    text_encoder = MiniLMTextEncoder().to(context.device)
+    stage_config: TrainStageConfig = getattr(config.train, stage)
+    seed_everything(stage_config.seed)
+    module = ContrastiveTraining(model_config, text_encoder)
+    val = validation_split(config, _print) if context.is_main else None
+    validate = None
+    if val is not None:
+        val_batches = _validation_batches(val, stage_config.batch_size)
+
+        def validate(trained: nn.Module) -> dict[str, float]:
+            return contrastive_validation(trained.aligner, val_batches, text_encoder, context.device)
+
+    def export() -> Path:
+        return export_weights(module.aligner, out_dir / f"{stage}.safetensors", torch.float32, model_config)
+
+    # The text head's per-token output conditions the generator but is not part of the sentence-level loss.
+    return _run_trainer(stage, module, train_set, collate_motion, config, out_dir, context, resume, validate,
+                        export, progress, find_unused_parameters=True)
+
+
+def train_aligner(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+                  progress: bool = True) -> StageResult:
+    """Train the text-motion aligner that conditions the generator; writes RUN/aligner.safetensors + .json."""
+    return _train_contrastive("aligner", config.aligner, config, Path(out_dir), resume, device, progress)
+
+
+def train_evaluator(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+                    progress: bool = True) -> StageResult:
+    """Train the evaluation encoders (``[evaluator]``, train split only); writes RUN/evaluator.safetensors + .json."""
+    return _train_contrastive("evaluator", evaluator_config(config), config, Path(out_dir), resume, device, progress)
+
+
+def load_stage_model(out_dir: Path, stage: str, device: torch.device) -> nn.Module:
+    """A finished stage's model from RUN/<stage>.safetensors + .json, frozen, in eval mode."""
+    weights = out_dir / f"{stage}.safetensors"
+    if not weights.is_file():
+        raise StageError(f"{weights}: not found; train the {stage} first (kmm-train {stage} --out {out_dir})")
+    try:
+        model_config = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
+    if stage == "tokenizer":
+        model: nn.Module = MotionTokenizer(TokenizerConfig.from_dict(model_config, "tokenizer"))
+    elif stage in ("aligner", "evaluator"):
+        model = TextMotionAligner(AlignerConfig.from_dict(model_config, stage))
+    else:
+        model = MaskedGenerator(GeneratorConfig.from_dict(model_config, stage))
+    load_weights(model, weights)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_split(clips: MotionClips, tokenizer: MotionTokenizer, condition: Callable[[list[str]], torch.Tensor],
+                 device: torch.device, batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Codes (L_i, Q) of every whole clip (up to max_frames) and condition vectors (C_i, E) of its captions."""
+    max_frames = clips.max_frames // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN
+    order = sorted(range(len(clips)), key=lambda i: clips.num_frames[i])  # similar lengths pad little
+    codes: list[torch.Tensor | None] = [None] * len(clips)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        windows = [torch.from_numpy(clips._load(i)[:max_frames]) for i in chunk]
+        batch = collate_motion([{"features": w, "caption": "", "name": ""} for w in windows])
+        encoded = tokenizer.encode(batch.features.to(device), batch.valid.to(device)).cpu()
+        for row, index in enumerate(chunk):
+            tokens = math.ceil(min(clips.num_frames[index], max_frames) / FRAMES_PER_TOKEN)
+            codes[index] = encoded[row, :tokens]
+    texts = [caption.text for captions in clips.captions for caption in captions]
+    vectors = torch.cat([condition(texts[i : i + 256]).float().cpu() for i in range(0, len(texts), 256)])
+    conditions, position = [], 0
+    for captions in clips.captions:
+        conditions.append(vectors[position : position + len(captions)])
+        position += len(captions)
+    return [c for c in codes if c is not None], conditions
+
+
+def cached_encoding(cache_file: Path, key: str, compute: Callable[[], tuple[list, list]], write: bool):
+    """``compute()``'s codes and conditions, read from ``cache_file`` when it was written with the same ``key``."""
+    if cache_file.is_file():
+        try:
+            tensors = load_file(str(cache_file))
+            from safetensors import safe_open
+
+            with safe_open(str(cache_file), "pt") as handle:
+                stored_key = (handle.metadata() or {}).get("key")
+            if stored_key == key:
+                return _split_rows(tensors["codes"], tensors["code_offsets"]), _split_rows(
+                    tensors["conditions"], tensors["condition_offsets"])
+        except Exception:  # noqa: BLE001 - any unreadable cache (SafetensorError included) is simply recomputed
+            pass
+    codes, conditions = compute()
+    if write:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_name(f".tmp-{cache_file.name}")  # renamed when complete: never read half-written
+        save_file({"codes": torch.cat(codes), "code_offsets": _offsets(codes),
+                   "conditions": torch.cat(conditions), "condition_offsets": _offsets(conditions)},
+                  str(partial), metadata={"key": key})
+        partial.replace(cache_file)
+    return codes, conditions
+
+
+def _offsets(rows: list[torch.Tensor]) -> torch.Tensor:
+    return torch.tensor([0] + [r.shape[0] for r in rows], dtype=torch.int64).cumsum(0)
+
+
+def _split_rows(stacked: torch.Tensor, offsets: torch.Tensor) -> list[torch.Tensor]:
+    return [stacked[int(a) : int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+                    progress: bool = True) -> StageResult:
+    """Train the masked generator on codes of the frozen tokenizer; writes RUN/generator.safetensors + .json."""
+    out_dir, context = Path(out_dir), _context(device)
+    gen = config.generator
+    tokenizer = load_stage_model(out_dir, "tokenizer", context.device)
+    aligner = load_stage_model(out_dir, "aligner", context.device) if gen.condition_source == "aligner" else None
+    check_generator_fits(config, tokenizer.config, aligner.config if aligner is not None else None)
+    text_encoder = MiniLMTextEncoder().to(context.device)
+
+    def condition(texts: list[str]) -> torch.Tensor:
+        return text_condition(texts, gen.condition_source, text_encoder, aligner).sentence
+
+    digests = _file_digest(out_dir / "tokenizer.safetensors")
+    if aligner is not None:
+        digests += "-" + _file_digest(out_dir / "aligner.safetensors")
+    train_clips = motion_split(config, "train")
+    if context.is_main:
+        write_run_metadata(config, out_dir, train_clips)
+    min_tokens = max(1, config.data.min_frames // FRAMES_PER_TOKEN)
+    max_tokens = config.data.max_frames // FRAMES_PER_TOKEN
+
+    def encoded(clips: MotionClips, split: str) -> tuple[list, list]:
+        key = f"{digests}-{gen.condition_source}-{split}-{len(clips)}-{config.data.max_frames}"
+        return cached_encoding(out_dir / CACHE_DIR / f"generator_{split}.safetensors", key,
+                               lambda: encode_split(clips, tokenizer, condition, context.device), context.is_main)
+
+    train_set = TokenClips(*encoded(train_clips, "train"), min_tokens=min_tokens, max_tokens=max_tokens)
+    val = validation_split(config, _print) if context.is_main else None
+    seed_everything(config.train.generator.seed)
+    module = GeneratorTraining(gen, tokenizer)
+    validate = None
+    if val is not None:
+        val_set = TokenClips(*encoded(val, "val"), min_tokens=min_tokens, max_tokens=max_tokens, random_crop=False)
+        size = config.train.generator.batch_size
+        count = min(len(val_set), VALIDATION_CLIPS)
+        val_batches = [collate_tokens([val_set[i] for i in range(s, min(s + size, count))]) for s in range(0, count, size)]
+
+        def validate(trained: nn.Module) -> dict[str, float]:
+            rng = torch.Generator().manual_seed(0)  # the same masks at every validation
+            totals: dict[str, float] = {}
+            for batch in val_batches:
+                moved = TokenBatch(*(t.to(context.device) for t in (batch.codes, batch.token_valid, batch.condition,
+                                                                      batch.token_lengths)))
+                loss, metrics = trained.compute_loss(moved, generator=rng)
+                for name, value in {"loss": float(loss), **metrics}.items():
+                    totals[name] = totals.get(name, 0.0) + value / len(val_batches)
+            return totals
+
+    def export() -> Path:
+        return export_weights(module.generator, out_dir / "generator.safetensors", torch.float32, gen)
+
+    return _run_trainer("generator", module, train_set, collate_tokens, config, out_dir, context, resume, validate,
+                        export, progress)
+
+
+STAGE_FUNCTIONS: Mapping[str, Callable[..., StageResult]] = {
+    "tokenizer": train_tokenizer,
+    "aligner": train_aligner,
+    "evaluator": train_evaluator,
+    "generator": train_generator,
+}
+assert set(STAGE_FUNCTIONS) == set(STAGES)
+
+
+def run_stages(config: ProjectConfig, out_dir: str | Path, stages: Iterable[str] = STAGE_ORDER, *,
+               resume: bool = False, device: str | None = None, progress: bool = True) -> list[StageResult]:
+    """Run ``stages`` in :data:`STAGE_ORDER`; stops at the first stage interrupted by a signal."""
+    wanted = set(stages)
+    unknown = wanted - set(STAGE_ORDER)
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGE_ORDER)}")
+    results = []
+    for stage in STAGE_ORDER:
+        if stage not in wanted:
+            continue
+        _print(f"stage {stage}")
+        result = STAGE_FUNCTIONS[stage](config, out_dir, resume=resume, device=device, progress=progress)
+        results.append(result)
+        if result.train.stopped_by is not None:
+            break
+    return results

@@ -1,0 +1,417 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The worker process (`python -m kmm_core.worker`): serves the JSON-lines protocol of docs/worker_protocol.md.
+
+Three threads:
+
+* the **reader** reads stdin all the time, so `cancel` and `shutdown` act on a running request: it decodes every
+  line (a malformed or oversized line gets a `bad_request` error and the worker keeps serving), queues the
+  requests, records cancellations, and treats the end of stdin like `shutdown`;
+* the **watchdog** notices a dead parent (our parent pid changed, or the pid given by `--parent-pid` is gone) and
+  shuts down, exiting hard if the running request does not stop in time;
+* the **main** thread handles requests one at a time, in order.  The model bundle stays loaded between requests.
+
+Protocol lines go to the real stdout only; `sys.stdout` and file descriptor 1 are pointed at stderr so a library
+that prints cannot corrupt the stream.  Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import queue
+import re
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import __version__
+from ..errors import KMMError
+from .protocol import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    REQUEST_TYPES,
+    ProtocolError,
+    clip_text,
+    decode,
+    encode,
+)
+
+LOG = logging.getLogger("kmm.worker")
+PARENT_CHECK_SECONDS = 1.0
+EXIT_GRACE_SECONDS = 10.0
+"""After the parent died, how long the running request may take to notice the cancellation before a hard exit."""
+OOM_ADVICE = "Generate fewer variations at once, shorten the timeline, or choose the CPU device."
+MODEL_ADVICE = ("Train a model with `kmm-train all --config training/configs/small.toml --out runs/small` and point "
+                "the checkpoint setting to runs/small/bundle, or install a package that ships kmm-small.")
+_ID_HEAD = re.compile(rb'^\s*\{\s*"type"\s*:\s*"[^"]*"\s*,\s*"id"\s*:\s*"([^"\\]{1,128})"')
+
+
+class RequestFailed(Exception):
+    """Ends a request with an `error` event of `kind`."""
+
+    def __init__(self, kind: str, message: str, advice: str = "", trace: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.advice, self.trace = kind, message, advice, trace
+
+
+class Worker:
+    """The state shared by the threads: output stream, queued requests, cancellations, loaded model."""
+
+    def __init__(self, output: TextIO, device: str = "auto", parent_pid: int | None = None):
+        self.output = output
+        self.default_device = device
+        self.parent_pid = parent_pid
+        self.initial_ppid = os.getppid()
+        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.cancelled: set[str] = set()
+        self.stopping = threading.Event()
+        self.current_id: str | None = None
+        self.bundle = None
+        self.bundle_key: tuple[str, str] | None = None
+        self._output_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+
+    # ---- output --------------------------------------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        line = encode(event)
+        with self._output_lock:
+            try:
+                self.output.write(line + "\n")
+                self.output.flush()
+            except (BrokenPipeError, ValueError, OSError):  # the client is gone; the watchdog / EOF will stop us
+                self.stopping.set()
+
+    def error(self, request_id: str | None, kind: str, message: str, advice: str = "", trace: str = "") -> None:
+        self.emit({"type": "error", "id": request_id, "kind": kind, "message": clip_text(message or kind),
+                   "advice": clip_text(advice), "trace": clip_text(trace)})
+
+    def log(self, level: str, message: str, request_id: str | None = None) -> None:
+        getattr(LOG, level)(message)
+        self.emit({"type": "log", "id": request_id, "level": level, "message": clip_text(message)})
+
+    # ---- cancellation --------------------------------------------------------------------------------------------
+    def is_cancelled(self, request_id: str) -> bool:
+        with self._state_lock:
+            return self.stopping.is_set() or request_id in self.cancelled
+
+    def stop(self, reason: str) -> None:
+        if not self.stopping.is_set():
+            LOG.info("stopping: %s", reason)
+        self.stopping.set()
+
+    # ---- reader thread -------------------------------------------------------------------------------------------
+    def read_requests(self, stream) -> None:
+        try:
+            while not self.stopping.is_set():
+                line = stream.readline(MAX_LINE_BYTES + 2)
+                if not line:
+                    break
+                if len(line) == MAX_LINE_BYTES + 2 and not line.endswith(b"\n"):
+                    self._skip_rest(stream, line)
+                    continue
+                if line.strip():
+                    self._accept(line)
+        except (OSError, ValueError) as exc:
+            LOG.warning("stdin failed: %s", exc)
+        self.stop("end of stdin")
+
+    def _skip_rest(self, stream, head: bytes) -> None:
+        tail = head
+        while not tail.endswith(b"\n"):
+            tail = stream.readline(MAX_LINE_BYTES)
+            if not tail:
+                break
+        match = _ID_HEAD.match(head)
+        request_id = match.group(1).decode("utf-8", "replace") if match else None
+        self.error(request_id, "bad_request", f"the line is longer than the limit of {MAX_LINE_BYTES} bytes",
+                   advice="Send motion and other large data as files, not inline.")
+
+    def _accept(self, line: bytes) -> None:
+        try:
+            message = decode(line, REQUEST_TYPES)
+        except ProtocolError as exc:
+            self.error(exc.message_id, "bad_request", str(exc), advice="Fix the request; see docs/worker_protocol.md.")
+            return
+        kind = message["type"]
+        if kind == "cancel":
+            with self._state_lock:
+                self.cancelled.add(message["id"])
+        elif kind == "shutdown":
+            self.stop("shutdown requested")
+        else:
+            self.requests.put(message)
+
+    # ---- watchdog thread -----------------------------------------------------------------------------------------
+    def parent_alive(self) -> bool:
+        if os.getppid() != self.initial_ppid:
+            return False
+        if self.parent_pid is not None:
+            try:
+                os.kill(self.parent_pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return True
+
+    def watch_parent(self) -> None:
+        while not self.stopping.wait(PARENT_CHECK_SECONDS):
+            if not self.parent_alive():
+                self.stop("the parent process died")
+                break
+        if self.parent_alive():
+            return
+        # The main thread stops at the next decoding step; if it is stuck elsewhere, do not outlive the parent.
+        time.sleep(EXIT_GRACE_SECONDS)
+        LOG.error("the running request did not stop within %g s after the parent died; exiting", EXIT_GRACE_SECONDS)
+        os._exit(0)
+
+    # ---- main loop -----------------------------------------------------------------------------------------------
+    def serve(self) -> int:
+        while True:
+            try:
+                request = self.requests.get(timeout=0.2)
+            except queue.Empty:
+                if self.stopping.is_set():
+                    break
+                continue
+            if self.stopping.is_set():
+                self.error(request["id"], "cancelled", "the worker was shut down before this request started")
+                continue
+            self.handle(request)
+        while True:  # unfinished requests end with "cancelled"
+            try:
+                request = self.requests.get_nowait()
+            except queue.Empty:
+                break
+            self.error(request["id"], "cancelled", "the worker was shut down before this request started")
+        LOG.info("worker exits")
+        return 0
+
+    def handle(self, request: dict[str, Any]) -> None:
+        request_id = request["id"]
+        with self._state_lock:
+            self.current_id = request_id
+        started = time.monotonic()
+        try:
+            if self.is_cancelled(request_id):
+                raise RequestFailed("cancelled", "cancelled before it started")
+            answer = HANDLERS[request["type"]](self, request)
+            if request["type"] != "hello":
+                answer.setdefault("info", {})["seconds"] = round(time.monotonic() - started, 3)
+            self.emit({"id": request_id, **answer})
+        except RequestFailed as failure:
+            self.error(request_id, failure.kind, failure.message, failure.advice, failure.trace)
+        except Exception as exc:  # noqa: BLE001 - every failure must answer the request
+            kind, message, advice = classify(exc)
+            self.error(request_id, kind, message, advice, "" if kind == "cancelled" else traceback.format_exc())
+        finally:
+            with self._state_lock:
+                self.current_id = None
+                self.cancelled.discard(request_id)
+
+
+def classify(exc: BaseException) -> tuple[str, str, str]:
+    """(error kind, message, advice) for an exception raised while handling a request."""
+    from ..model_bundle import BundleError, ModelMissingError
+
+    message = str(exc) or type(exc).__name__
+    try:
+        import torch
+        oom_types: tuple[type, ...] = (torch.cuda.OutOfMemoryError, MemoryError)
+    except ImportError:  # pragma: no cover - the worker cannot run without torch anyway
+        oom_types = (MemoryError,)
+    if isinstance(exc, oom_types) or "out of memory" in message.lower():
+        try:
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the memory of the failed request back before the next one
+        except ImportError:  # pragma: no cover
+            pass
+        return "out_of_memory", message, OOM_ADVICE
+    if isinstance(exc, ModelMissingError | BundleError):
+        return "model_missing", message, MODEL_ADVICE
+    try:
+        from ..model.decoding import DecodingCancelled
+        if isinstance(exc, DecodingCancelled):
+            return "cancelled", message, ""
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, KMMError):
+        return "bad_request", message, "Fix the request's values and try again."
+    return "internal", f"{type(exc).__name__}: {message}", "This is a bug; please report it with the trace."
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _protocol_output() -> TextIO:
+    """A private copy of stdout for protocol lines; fd 1 and sys.stdout then point at stderr."""
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return stream
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kmm_core.worker",
+                                     description="KMM worker: JSON lines on stdin/stdout (docs/worker_protocol.md).")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="exit when this process dies (default: when our parent changes)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        parser.error(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level,
+                        format="%(asctime)s kmm-worker %(levelname)s %(message)s")
+    output = _protocol_output()
+    worker = Worker(output, device=args.device, parent_pid=args.parent_pid)
+    LOG.info("worker %s started (pid %d, Python %s)", __version__, os.getpid(), platform.python_version())
+    threading.Thread(target=worker.read_requests, args=(sys.stdin.buffer,), name="kmm-reader", daemon=True).start()
+    threading.Thread(target=worker.watch_parent, name="kmm-watchdog", daemon=True).start()
+    code = worker.serve()
+    output.flush()
+    return code
+
+
+def ready_event(worker: Worker) -> dict[str, Any]:
+    """The answer to hello (imports torch)."""
+    import torch
+
+    return {"type": "ready", "protocol_version": PROTOCOL_VERSION, "package_version": __version__,
+            "device": resolve_device(worker.default_device), "torch_version": torch.__version__.split("+")[0],
+            "cuda_available": bool(torch.cuda.is_available()), "python_version": platform.python_version()}
+
+
+def output_folder(path: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RequestFailed("bad_request", f"output_dir: cannot create {folder}: {exc.strerror or exc}",
+                            "Choose a folder you can write to.") from None
+    return folder
+
+
+# ---- request handlers: each returns the terminal event (without id) or raises ------------------------------------------
+def handle_hello(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    if request["protocol_version"] != PROTOCOL_VERSION:
+        worker.log("warning", f"the client speaks protocol {request['protocol_version']}, this worker "
+                              f"{PROTOCOL_VERSION}", request["id"])
+    return ready_event(worker)
+
+
+def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, request_id: str):
+    """The loaded bundle, loading it first when none is loaded or another checkpoint/device is asked for."""
+    from ..model_bundle import ModelBundle, default_bundle_path, read_manifest
+
+    path = str(Path(checkpoint).expanduser().resolve()) if checkpoint else str(default_bundle_path())
+    wanted_device = resolve_device(device or worker.default_device)
+    key = (path, wanted_device)
+    if worker.bundle is not None and (checkpoint is None and device is None or worker.bundle_key == key):
+        return worker.bundle
+    worker.emit({"type": "progress", "id": request_id, "step": 0, "total": 1, "message": "loading the model"})
+    started = time.monotonic()
+    read_manifest(path)  # a missing bundle fails here, keeping the loaded model
+    worker.bundle = None  # free the old model before loading another
+    worker.bundle = ModelBundle.load(path, device=wanted_device)
+    worker.bundle_key = key
+    parameters = sum(p.numel() for p in worker.bundle.generator.parameters())
+    worker.log("info", f"loaded {Path(path).name} ({parameters / 1e6:.1f} M generator parameters) on "
+                       f"{wanted_device} in {time.monotonic() - started:.1f} s", request_id)
+    return worker.bundle
+
+
+def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    bundle = ensure_bundle(worker, request["checkpoint"], request["device"], request["id"])
+    return {"type": "result", "paths": [], "info": {"checkpoint": str(bundle.path), "device": str(bundle.device)}}
+
+
+def _options(request: dict[str, Any]):
+    from ..generation.timeline_generator import GenerationOptions
+
+    return GenerationOptions(steps=request["steps"], guidance=request["guidance"])
+
+
+def _progress(worker: Worker, request_id: str):
+    def report(step: int, total: int, message: str) -> None:
+        worker.emit({"type": "progress", "id": request_id, "step": step, "total": total, "message": message})
+    return report
+
+
+def _save(results, folder: Path, request_id: str) -> list[str]:
+    paths = []
+    for variation, motion in enumerate(results):
+        paths.append(str(motion.save(folder / f"{request_id}_{variation}.npz")))
+    return paths
+
+
+def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    from ..generation.timeline import Timeline
+    from ..generation.timeline_generator import generate_timeline
+
+    request_id = request["id"]
+    timeline = Timeline.from_dict(request["timeline"])
+    folder = output_folder(request["output_dir"])
+    bundle = ensure_bundle(worker, None, None, request_id)
+    results = generate_timeline(bundle, timeline, seed=request["seed"], variations=request["variations"],
+                                options=_options(request), on_progress=_progress(worker, request_id),
+                                should_cancel=lambda: worker.is_cancelled(request_id))
+    return {"type": "result", "paths": _save(results, folder, request_id),
+            "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
+                     "variations": len(results)}}
+
+
+def _read_motion(path: str, field: str):
+    from ..motion_result import MotionResult, MotionResultError
+
+    try:
+        return MotionResult.load(path)
+    except MotionResultError as exc:
+        raise RequestFailed("bad_request", f"edit.{field}: {exc}", "Give the path of a MotionResult .npz file.") \
+            from None
+
+
+def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    from ..generation import editing
+
+    request_id = request["id"]
+    source = _read_motion(request["source"], "source")
+    target = _read_motion(request["target"], "target") if request["target"] else None
+    folder = output_folder(request["output_dir"])
+    bundle = ensure_bundle(worker, None, None, request_id)
+    common = {"seed": request["seed"], "variations": request["variations"], "options": _options(request),
+              "on_progress": _progress(worker, request_id),
+              "should_cancel": lambda: worker.is_cancelled(request_id)}
+    mode = request["mode"]
+    if mode == "regenerate":
+        frame_range = tuple(request["frame_range"]) if request["frame_range"] else None
+        results = editing.regenerate(bundle, source, segment=request["segment"], frame_range=frame_range,
+                                     prompt=request["prompt"], **common)
+    elif mode == "continue":
+        results = editing.continue_motion(bundle, source, request["prompt"], request["seconds"], **common)
+    else:
+        results = editing.inbetween(bundle, source, target, request["seconds"], prompt=request["prompt"], **common)
+    return {"type": "result", "paths": _save(results, folder, request_id),
+            "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
+                     "device": str(bundle.device)}}
+
+
+HANDLERS = {"hello": handle_hello, "load": handle_load, "generate": handle_generate, "edit": handle_edit}

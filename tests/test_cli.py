@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`kmm` with the tiny trained bundle: outputs by suffix, preview, doctor --json (as the add-on reads it), exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from blender_bvh_import import run_blender_import
+from PIL import Image
+
+from kmm_core.cli import EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, main
+from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
+from kmm_core.motion_result import MotionResult
+from kmm_core.skeleton import JOINT_NAMES
+from kmm_core.worker.client import worker_environment
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def timeline_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "timeline.json"
+    path.write_text(json.dumps({"fps": 24, "segments": [{"prompt": "a person walks forward", "seconds": 1.0},
+                                                        {"prompt": "a person waves", "frames": 19}]}))
+    return path
+
+
+def test_generate_timeline_to_npz_with_gif_preview(tiny_bundle, timeline_file, tmp_path):
+    out, preview = tmp_path / "out.npz", tmp_path / "out.gif"
+    code = main(["generate", "--timeline", str(timeline_file), "-o", str(out), "--preview", str(preview),
+                 "--checkpoint", str(tiny_bundle), "--steps", "2", "--seed", "3", "--variations", "2",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0
+    motions = [MotionResult.load(tmp_path / f"out_{v}.npz") for v in range(2)]
+    timeline = Timeline.from_file(timeline_file)
+    assert all(m.num_frames == timeline.total_frames == 43 and m.fps == 24 for m in motions)
+    assert motions[0].segment_prompts == timeline.prompts
+    with Image.open(preview) as gif:
+        assert gif.n_frames >= 10  # every other frame of 43 at 24 fps (preview capped at 15 fps)
+
+
+def test_python_m_generate_bvh_imports_in_blender(tiny_bundle, tmp_path):
+    out = tmp_path / "walk.bvh"
+    completed = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "a person walks forward",
+                                "--seconds", "1.5", "--fps", "30", "-o", str(out), "--checkpoint", str(tiny_bundle),
+                                "--steps", "2", "--seed", "1", "--device", "cpu"],
+                               capture_output=True, text=True, env=worker_environment(), timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "wrote" in completed.stderr
+    recorded = run_blender_import([{"path": str(out), "frames": [0, 44]}], tmp_path)
+    assert sorted(recorded["names_0"]) == sorted(JOINT_NAMES)
+    heads = recorded["heads_0"]
+    assert heads.shape == (2, len(JOINT_NAMES), 3) and np.isfinite(heads).all()
+    assert "Frames: 45" in out.read_text()
+
+
+def test_doctor_json_is_what_the_blender_addon_reads(tiny_bundle, tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "kmm_core.cli", "doctor", "--json", "--checkpoint",
+                                str(tiny_bundle)], capture_output=True, text=True, env=worker_environment(),
+                               timeout=300)
+    report = json.loads(completed.stdout)
+    assert set(report) == {"ok", "checks"}
+    names = [check["name"] for check in report["checks"]]
+    assert names == ["python", "torch", "cuda", "mamba_kernels", "checkpoint", "text_encoder"]
+    assert all(set(check) >= {"name", "ok", "detail"} for check in report["checks"])
+    assert report["ok"] is True and completed.returncode == 0
+    # The add-on's parser, imported the way Blender imports it (inside the extension package).
+    (tmp_path / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        doctor = importlib.import_module("kmm_motion.kmm_blender.doctor")
+        parsed = doctor.parse_doctor_output(completed.stdout)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not parsed.error and parsed.ok and [item.name for item in parsed.items] == names
+    missing = subprocess.run([sys.executable, "-m", "kmm_core.cli", "doctor", "--json", "--checkpoint",
+                              str(tmp_path / "none")], capture_output=True, text=True, env=worker_environment(),
+                             timeout=300)
+    report = json.loads(missing.stdout)
+    assert report["ok"] is False and missing.returncode == 1
+    assert next(c for c in report["checks"] if c["name"] == "checkpoint")["ok"] is False
+
+
+def test_bad_arguments_and_missing_model_have_their_exit_codes(tiny_bundle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", "walk", "--seconds", "1", "--device", "tpu", "-o", str(tmp_path / "a.npz")])
+    assert exited.value.code == EXIT_BAD_ARGUMENTS
+    assert main(["generate", "walk", "-o", str(tmp_path / "a.npz")]) == EXIT_BAD_ARGUMENTS  # no --seconds
+    assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.fbx")]) == EXIT_BAD_ARGUMENTS
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"segments": [{"prompt": "walk", "seconds": 1}, {"prompt": "  ", "seconds": 1}]}')
+    assert main(["generate", "--timeline", str(bad), "-o", str(tmp_path / "a.npz")]) == EXIT_BAD_ARGUMENTS
+    assert "segments[1].prompt: the prompt is empty" in capsys.readouterr().err
+    assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--checkpoint",
+                 str(tmp_path / "missing")]) == EXIT_MODEL_MISSING
+    assert "no KMM model bundle here" in capsys.readouterr().err
+    assert main(["edit", str(tmp_path / "none.npz"), "--segment", "0", "-o", str(tmp_path / "b.npz"),
+                 "--checkpoint", str(tiny_bundle)]) == EXIT_BAD_ARGUMENTS
+    if not torch.cuda.is_available():
+        assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--device", "cuda",
+                     "--checkpoint", str(tiny_bundle)]) == EXIT_BAD_ARGUMENTS
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_edit_continue_writes_a_longer_motion(tiny_bundle, tiny_model, timeline_file, tmp_path):
+    source = tmp_path / "source.npz"
+    common = ["--checkpoint", str(tiny_bundle), "--steps", "1", "--seed", "2", "--device", "cpu", "--quiet"]
+    (motion,) = generate_timeline(tiny_model, Timeline.from_file(timeline_file), seed=2,
+                                  options=GenerationOptions(steps=1))
+    motion.save(source)
+    longer = tmp_path / "longer.npz"
+    assert main(["edit", str(source), "--continue", "0.5", "--prompt", "a person sits", "-o", str(longer),
+                 *common]) == 0
+    before, after = MotionResult.load(source), MotionResult.load(longer)
+    assert after.num_frames == before.num_frames + 12
+    assert np.array_equal(after.joints[:before.num_frames], before.joints)

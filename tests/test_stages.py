@@ -1,0 +1,257 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The KMM training stages on the tiny real dataset: losses fall, weights reload exactly, resume is exact,
+bad configs and data stop with clear messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from kmm_core.data.motion_dataset import EmptySplitError, MotionClips, TokenClips, collate_motion, collate_tokens
+from kmm_core.errors import ConfigError, InputFileError
+from kmm_core.model_bundle import ModelBundle
+from kmm_core.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from kmm_core.training.run_log import read_log
+from kmm_core.training.stages import (
+    STAGE_ORDER,
+    ContrastiveTraining,
+    GeneratorTraining,
+    StageError,
+    TokenizerTraining,
+    load_project_config,
+    load_stage_model,
+    train_generator,
+    train_tokenizer,
+)
+from kmm_core.training.trainer import TrainingError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAINING_CONFIG = REPO_ROOT / "training" / "configs" / "tiny.toml"
+
+CPU = torch.device("cpu")
+
+
+def tiny_config(dataset: Path, *overrides: str):
+    return load_project_config(TINY_TRAINING_CONFIG, [f"data.root={dataset}", *overrides])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread (and do not fight other processes for the cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def motion_batch(prepared_dataset):
+    clips = MotionClips(prepared_dataset, "train", max_frames=64, random_crop=False)
+    return collate_motion([clips[i] for i in range(4)])
+
+
+# -- losses fall ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGE_ORDER)
+def test_each_stage_loss_falls(tiny_run, stage):
+    losses = [record["loss"] for record in read_log(tiny_run / stage / "log.jsonl") if record.get("kind") == "train"]
+    assert len(losses) >= 3, losses
+    assert losses[-1] < losses[0] * 0.97, f"{stage}: loss did not fall: {losses}"
+
+
+@pytest.mark.parametrize(("stage", "metric"), [("tokenizer", "mpjpe_mm"), ("aligner", "top1"),
+                                               ("evaluator", "top1"), ("generator", "accuracy")])
+def test_each_stage_validates_on_the_val_split(tiny_run, prepared_dataset, stage, metric):
+    if not (prepared_dataset / "val.txt").read_text().split():
+        pytest.skip("the prepared test dataset has an empty val split")
+    records = [r for r in read_log(tiny_run / stage / "log.jsonl") if r.get("kind") == "validation"]
+    assert records, f"{stage}: no validation record"
+    values = [r["metrics"][metric] for r in records]
+    assert all(value == value and value >= 0 for value in values), values  # finite, not NaN
+
+
+# -- exported weights = checkpoint = bundle ---------------------------------------------------------------------------
+
+
+def test_tokenizer_weights_reload_to_identical_outputs(tiny_run, motion_batch):
+    exported = load_stage_model(tiny_run, "tokenizer", CPU)
+    config = load_project_config(TINY_TRAINING_CONFIG)
+    from_checkpoint = TokenizerTraining(config.tokenizer)
+    load_checkpoint(latest_checkpoint(tiny_run / "tokenizer" / "checkpoints"), from_checkpoint, restore_rng=False)
+    from_checkpoint.eval()
+    with torch.no_grad():
+        a = exported(motion_batch.features, motion_batch.valid)
+        b = from_checkpoint.tokenizer(motion_batch.features, motion_batch.valid)
+    assert torch.equal(a.codes, b.codes)
+    assert torch.equal(a.reconstruction, b.reconstruction)
+    bundle = ModelBundle.load(tiny_run / "bundle", device="cpu")  # float16 on disk, float32 in memory
+    with torch.no_grad():
+        c = bundle.tokenizer(motion_batch.features, motion_batch.valid)
+    assert (c.reconstruction - a.reconstruction).abs().mean() < 0.01  # a rare code flip moves a few frames more
+    assert (c.codes == a.codes).float().mean() > 0.8
+
+
+def test_aligner_and_generator_weights_reload_to_identical_outputs(tiny_run, motion_batch):
+    config = load_project_config(TINY_TRAINING_CONFIG)
+    aligner = load_stage_model(tiny_run, "aligner", CPU)
+    from kmm_core.model.text_encoder import MiniLMTextEncoder
+
+    encoder = MiniLMTextEncoder()
+    trained = ContrastiveTraining(config.aligner, encoder)
+    load_checkpoint(latest_checkpoint(tiny_run / "aligner" / "checkpoints"), trained, restore_rng=False)
+    trained.eval()
+    minilm = encoder.encode(motion_batch.captions)
+    with torch.no_grad():
+        assert torch.equal(aligner(minilm, motion_batch.features, motion_batch.valid).logits,
+                           trained.aligner(minilm, motion_batch.features, motion_batch.valid).logits)
+
+    generator = load_stage_model(tiny_run, "generator", CPU)
+    tokenizer = load_stage_model(tiny_run, "tokenizer", CPU)
+    trained_gen = GeneratorTraining(config.generator, tokenizer)
+    load_checkpoint(latest_checkpoint(tiny_run / "generator" / "checkpoints"), trained_gen, restore_rng=False)
+    trained_gen.eval()
+    codes = tokenizer.encode(motion_batch.features, motion_batch.valid)
+    valid = codes[..., 0] >= 0
+    sentence = aligner.text_head(minilm).sentence
+    with torch.no_grad():
+        assert torch.equal(generator(codes[..., 0], valid, sentence), trained_gen.generator(codes[..., 0], valid, sentence))
+
+
+# -- exact resume -----------------------------------------------------------------------------------------------------
+
+
+def _interrupt_after(run: Path, stage: str, keep_step: int) -> None:
+    """Make ``run`` look like it was stopped right after checkpoint ``keep_step``: later checkpoints and the export
+    are gone."""
+    for folder in list_checkpoints(run / stage / "checkpoints"):
+        if int(folder.name.removeprefix("step_")) > keep_step:
+            shutil.rmtree(folder)
+    (run / f"{stage}.safetensors").unlink()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_tokenizer_resume_reproduces_the_uninterrupted_run(tmp_path, prepared_dataset):
+    config = tiny_config(prepared_dataset, "train.tokenizer.steps=8", "train.tokenizer.checkpoint_every=4",
+                         "train.tokenizer.eval_every=0", "train.tokenizer.keep_checkpoints=5")
+    run = tmp_path / "run"
+    first = train_tokenizer(config, run, device="cpu", progress=False)
+    assert first.train.step == 8
+    uninterrupted = _weights(run / "tokenizer.safetensors")
+    _interrupt_after(run, "tokenizer", 4)
+    with pytest.raises(TrainingError, match="already holds checkpoints"):
+        train_tokenizer(config, run, device="cpu", progress=False)
+    resumed = train_tokenizer(config, run, resume=True, device="cpu", progress=False)
+    assert resumed.train.step == 8
+    again = _weights(run / "tokenizer.safetensors")
+    assert uninterrupted.keys() == again.keys()
+    for name in uninterrupted:
+        assert torch.equal(uninterrupted[name], again[name]), name
+    assert any("resumed from" in r.get("message", "") for r in read_log(run / "tokenizer" / "log.jsonl"))
+
+
+def test_generator_resume_reproduces_the_uninterrupted_run(tmp_path, prepared_dataset, tiny_run):
+    config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
+                         "train.generator.eval_every=0", "train.generator.keep_checkpoints=5")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
+    train_generator(config, run, device="cpu", progress=False)
+    assert (run / "cache" / "generator_train.safetensors").is_file()  # codes are encoded once and cached
+    uninterrupted = _weights(run / "generator.safetensors")
+    _interrupt_after(run, "generator", 3)
+    train_generator(config, run, resume=True, device="cpu", progress=False)
+    again = _weights(run / "generator.safetensors")
+    for name in uninterrupted:
+        assert torch.equal(uninterrupted[name], again[name]), name
+
+
+# -- datasets ---------------------------------------------------------------------------------------------------------
+
+
+def test_motion_clips_windows_are_multiples_of_4_and_repeat_with_a_seed(prepared_dataset):
+    def draw(seed: int):
+        clips = MotionClips(prepared_dataset, "train", generator=torch.Generator().manual_seed(seed))
+        return [clips[i] for i in range(len(clips))]
+
+    items = draw(3)
+    lengths = [item["features"].shape[0] for item in items]
+    assert all(length % 4 == 0 and 40 <= length <= 196 for length in lengths)
+    again = draw(3)
+    assert all(torch.equal(a["features"], b["features"]) and a["caption"] == b["caption"] for a, b in zip(items, again, strict=False))
+    other = draw(4)
+    assert any(not torch.equal(a["features"], b["features"]) or a["caption"] != b["caption"]
+               for a, b in zip(items, other, strict=False))
+    batch = collate_motion(items[:5])
+    assert batch.features.shape[0] == 5 and batch.valid.sum(1).tolist() == lengths[:5]
+    assert torch.all(batch.features[~batch.valid] == 0)
+    # features are normalised with the folder's statistics: roughly zero mean, unit scale
+    stacked = torch.cat([item["features"] for item in items])
+    assert stacked.mean().abs() < 0.5 and 0.3 < stacked.std() < 3
+
+
+def test_token_clips_crop_and_pad(tiny_run):
+    from safetensors.torch import load_file
+
+    cache = load_file(str(tiny_run / "cache" / "generator_train.safetensors"))
+    offsets = cache["code_offsets"].tolist()
+    codes = [cache["codes"][a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
+    conditions = [cache["conditions"][:1] for _ in codes]
+    clips = TokenClips(codes, conditions, min_tokens=10, max_tokens=12)
+    batch = collate_tokens([clips[i] for i in range(4)])
+    assert batch.codes.shape[1] <= 12 and batch.codes.shape[2] == 2
+    assert torch.all(batch.codes[batch.token_valid] >= 0) and torch.all(batch.codes[~batch.token_valid] == -1)
+
+
+# -- clear errors -----------------------------------------------------------------------------------------------------
+
+
+def test_bad_config_key_names_the_key(prepared_dataset, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_TRAINING_CONFIG.read_text().replace("width = 32", "widht = 32"))
+    with pytest.raises(ConfigError, match=r"bad.toml.*\[tokenizer\].*widht.*width"):
+        load_project_config(bad)
+    with pytest.raises(ConfigError, match="train.tokenizer.stpes"):
+        tiny_config(prepared_dataset, "train.tokenizer.stpes=3")
+    with pytest.raises(ConfigError, match=r"\[evaluator\].*embed_dimm"):
+        tiny_config(prepared_dataset, "evaluator.embed_dimm=3")
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path / "nowhere")
+    with pytest.raises(InputFileError, match="nowhere.*training data folder not found"):
+        train_tokenizer(config, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_empty_split_is_a_clear_error(tmp_path, prepared_dataset):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(prepared_dataset, dataset)
+    (dataset / "train.txt").write_text("\n")
+    with pytest.raises(EmptySplitError, match=r"train.txt.*'train' split lists no clips"):
+        train_tokenizer(tiny_config(dataset), tmp_path / "run", device="cpu", progress=False)
+
+
+def test_generator_needs_a_trained_tokenizer_and_a_matching_vocabulary(tmp_path, prepared_dataset, tiny_run):
+    with pytest.raises(StageError, match="tokenizer.safetensors: not found; train the tokenizer first"):
+        train_generator(tiny_config(prepared_dataset), tmp_path / "empty", device="cpu", progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
+    with pytest.raises(ConfigError, match="codebook_size=64.*codebook_size=32"):
+        train_generator(tiny_config(prepared_dataset, "generator.codebook_size=64"), run, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="cond_dim=384 must equal aligner.embed_dim"):
+        train_generator(tiny_config(prepared_dataset, "generator.cond_dim=384"), run, device="cpu", progress=False)
+    assert json.loads((tiny_run / "generator.json").read_text())["codebook_size"] == 32

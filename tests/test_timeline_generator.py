@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Timeline -> one continuous motion with the tiny trained bundle: lengths, seeds, progress, cancel, long windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kmm_core.evaluation.motion_quality import jerk_curve
+from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.timeline_generator import (
+    GenerationCancelled,
+    GenerationOptions,
+    StepCounter,
+    codes_to_joints,
+    decode_windowed,
+    generate_timeline,
+    joints_to_codes,
+    window_starts,
+)
+from kmm_core.model.motion_tokenizer import num_tokens_for_frames
+from kmm_core.motion_result import MotionResult
+
+FAST = GenerationOptions(steps=2)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_model):
+    return tiny_model
+
+
+@pytest.fixture(scope="module")
+def timeline():
+    # 30 fps and lengths that are not multiples of a token: resampling and cropping must still be exact.
+    return Timeline.from_dict({"fps": 30, "segments": [{"prompt": "a person walks forward", "frames": 37},
+                                                       {"prompt": "a person waves the right hand", "seconds": 1.1},
+                                                       {"prompt": "a person sits down", "frames": 29}]})
+
+
+@pytest.mark.parametrize("transitions", ["per_token", "inpaint"])
+def test_lengths_segments_and_root_are_exact_and_continuous(bundle, timeline, transitions, tmp_path):
+    (motion,) = generate_timeline(bundle, timeline, seed=3, options=GenerationOptions(steps=2,
+                                                                                        transitions=transitions))
+    assert motion.fps == 30.0 and motion.num_frames == timeline.total_frames == 99
+    assert motion.segment_frames.tolist() == [list(r) for r in timeline.segment_ranges()]
+    assert motion.segment_prompts == timeline.prompts
+    assert Timeline.from_dict(__import__("json").loads(motion.timeline_json)) == timeline
+    # One motion: the pelvis never jumps between frames (a separately generated segment would restart at 0).
+    step = np.linalg.norm(np.diff(motion.root_translation, axis=0), axis=-1)
+    assert step.max() < 0.3
+    assert np.isfinite(jerk_curve(motion.joints, motion.fps)).all()
+    loaded = MotionResult.load(motion.save(tmp_path / "m.npz"))
+    assert np.array_equal(loaded.joints, motion.joints)
+
+
+def test_seeds_reproduce_and_variations_differ(bundle, timeline):
+    first = generate_timeline(bundle, timeline, seed=11, variations=2, options=FAST)
+    again = generate_timeline(bundle, timeline, seed=12, variations=1, options=FAST)
+    assert len(first) == 2
+    assert not np.array_equal(first[0].joints, first[1].joints)
+    # Variation v uses seed + v: the second variation of seed 11 is the first of seed 12.
+    assert np.array_equal(first[1].joints, again[0].joints)
+
+
+def test_progress_reaches_total_and_cancel_stops_at_the_next_step(bundle, timeline):
+    reports = []
+    generate_timeline(bundle, timeline, seed=0, variations=2, options=FAST,
+                      on_progress=lambda step, total, message: reports.append((step, total)))
+    steps = [step for step, _ in reports]
+    assert steps == sorted(steps) and steps[-1] == reports[-1][1] and len({t for _, t in reports}) == 1
+    assert len(reports) == reports[-1][1]  # one report per decoding step
+    seen = []
+    with pytest.raises(GenerationCancelled):
+        generate_timeline(bundle, timeline, seed=0, options=FAST,
+                          on_progress=lambda step, total, message: seen.append(step),
+                          should_cancel=lambda: len(seen) >= 1)
+    assert seen == [1]
+
+
+def test_long_timelines_decode_in_windows_that_continue_each_other(bundle):
+    options = GenerationOptions(steps=1, max_window_tokens=32, window_overlap_tokens=8)
+    frames = 400  # 100 tokens: 4 windows of 32 tokens overlapping by 8
+    num_tokens = num_tokens_for_frames(frames)
+    assert window_starts(num_tokens, options) == [0, 24, 48, 72]
+    condition = torch.randn(1, bundle.generator.config.cond_dim).expand(num_tokens, -1)
+    # The first 10 tokens are given: windowing must keep them and fill every other token.
+    given = joints_to_codes(bundle, codes_to_joints(bundle, torch.zeros(10, 2, dtype=torch.int64), 40))
+    fixed = torch.full((num_tokens, bundle.generator.config.num_quantizers), -1, dtype=torch.int64)
+    fixed[:10] = given
+    rng = torch.Generator().manual_seed(0)
+    counter = StepCounter(4 * 2, None, None)
+    codes = decode_windowed(bundle, frames, condition, fixed, options.decoding_config(bundle), rng, options, counter)
+    assert codes.shape == (num_tokens, bundle.generator.config.num_quantizers)
+    assert bool((codes >= 0).all()) and torch.equal(codes[:10], given)
+    assert counter.done == counter.total
+
+    long = Timeline.from_dict({"fps": 24, "segments": [{"prompt": "a person walks", "seconds": 12.5},
+                                                       {"prompt": "a person runs", "seconds": 7.5}]})
+    (motion,) = generate_timeline(bundle, long, seed=1, options=options)
+    assert motion.num_frames == long.total_frames == 480
+    assert np.linalg.norm(np.diff(motion.root_translation, axis=0), axis=-1).max() < 0.3
