@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write evaluation results: ``results.json`` (every number with mean, 95% CI half-width and count) and a Markdown
+table (one row per checkpoint plus the ground truth).
+
+A result document is plain JSON data::
+
+    {"format_version": 1, "settings": {...}, "notes": {...},
+     "rows": [{"name": "ground truth", "kind": "ground_truth", "checkpoint": null,
+               "metrics": {"fid": {"mean": 0.0, "ci95": 0.0, "count": 3}, "multimodality": null, ...}}, ...]}
+
+A metric that does not apply to a row (MultiModality of real motions, parameters of the ground truth) is ``null``;
+a CI is ``null`` when it rests on one measurement.  This module is torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputFileError
+from .confidence import ConfidenceInterval
+
+RESULTS_FORMAT_VERSION = 1
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+# (key, column title, decimals, better) in table order; better: "high", "low", "gt" (closer to ground truth) or "".
+COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("r_precision_top1", "R-Prec top-1 ↑", 3, "high"),
+    ("r_precision_top2", "R-Prec top-2 ↑", 3, "high"),
+    ("r_precision_top3", "R-Prec top-3 ↑", 3, "high"),
+    ("fid", "FID ↓", 3, "low"),
+    ("diversity", "Diversity →", 3, "gt"),
+    ("mm_distance", "MM-Dist ↓", 3, "low"),
+    ("multimodality", "MultiModality ↑", 3, "high"),
+    ("directional_accuracy_split", "Dir. acc. (split) ↑", 3, "high"),
+    ("directional_accuracy_paraphrase", "Dir. acc. (paraphrases) ↑", 3, "high"),
+    ("transition_peak_jerk", "Peak Jerk ↓", 1, "low"),
+    ("transition_auj", "AUJ ↓", 1, "low"),
+    ("foot_skating_ratio", "Foot skating ↓", 3, "low"),
+    ("parameters", "Parameters", 0, ""),
+    ("generation_seconds_per_minute", "Time for 1 min (s) ↓", 2, "low"),
+    ("tokenizer_mpjpe_mm", "Tokenizer MPJPE (mm) ↓", 1, "low"),
+    ("codebook_perplexity", "Codebook perplexity ↑", 1, "high"),
+)
+METRIC_KEYS = tuple(key for key, *_ in COLUMNS)
+
+
+def metric_entry(value: ConfidenceInterval | float | int | None, count: int = 1) -> dict[str, Any] | None:
+    """{"mean", "ci95", "count"} of a confidence interval or a single measurement (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, ConfidenceInterval):
+        half = None if math.isnan(value.half_width) else float(value.half_width)
+        return {"mean": float(value.mean), "ci95": half, "count": int(value.count)}
+    return {"mean": float(value), "ci95": None, "count": int(count)}
+
+
+def _format_entry(entry: Mapping[str, Any] | None, decimals: int) -> str:
+    if entry is None:
+        return "–"
+    mean = entry["mean"]
+    if decimals == 0:
+        text = f"{mean / 1e6:.2f} M" if abs(mean) >= 1e6 else f"{mean:,.0f}"
+    else:
+        text = f"{mean:.{decimals}f}"
+    if entry.get("ci95") is not None:
+        text += f" ± {entry['ci95']:.{max(decimals, 1) if decimals else 1}f}"
+    return text
+
+
+def markdown_table(results: Mapping[str, Any], columns: Sequence[tuple[str, str, int, str]] = COLUMNS) -> str:
+    """One Markdown table: a header, then one line per row of ``results["rows"]`` (ground truth first)."""
+    rows = results.get("rows", [])
+    header = ["Model", *(title for _, title, _, _ in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * len(header)) + "|"]
+    for row in rows:
+        name = str(row["name"]).replace("|", "\\|")
+        cells = [_format_entry(row["metrics"].get(key), decimals) for key, _, decimals, _ in columns]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_document(results: Mapping[str, Any]) -> str:
+    """results.md: the table, how to read it, and the settings it was measured with."""
+    settings = results.get("settings", {})
+    notes = results.get("notes", {})
+    parts = [
+        "# KMM evaluation",
+        "",
+        f"Split `{settings.get('split', '?')}` of `{settings.get('data', '?')}`; {settings.get('replications', '?')} "
+        f"replications with fixed seeds. Each cell is mean ± half-width of the 95% confidence interval (Student t "
+        f"over replications; over clips for the tokenizer MPJPE, over runs for the timing); no ± means a single "
+        f"measurement. ↑ higher is better, ↓ lower is better, → closer to the ground truth is better; – does not "
+        f"apply. Everything text-related is measured with the separately trained evaluator "
+        f"(`{notes.get('evaluator', '?')}`), never with a generator's own aligner.",
+        "",
+        markdown_table(results),
+    ]
+    if notes:
+        parts += ["", "## Notes", ""]
+        parts += [f"- **{key}**: {value}" for key, value in notes.items()]
+    parts += ["", "## Settings", "", "```json", json.dumps(settings, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(parts)
+
+
+def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``out_dir`` (created if needed); returns both paths."""
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise InputFileError(folder, "output path exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / RESULTS_JSON, folder / RESULTS_MD
+    json_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_document(results), encoding="utf-8")
+    return json_path, md_path
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A results.json written by :func:`write_results` (a folder is taken to contain one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "results file not found") from None
+    except json.JSONDecodeError as error:
+        raise InputFileError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+    if not isinstance(data, dict) or data.get("format_version") != RESULTS_FORMAT_VERSION or "rows" not in data:
+        raise InputFileError(path, f"not a results file of format_version {RESULTS_FORMAT_VERSION}")
+    return data
