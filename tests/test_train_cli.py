@@ -62,13 +62,18 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, prepared_dataset):
     process = subprocess.Popen([sys.executable, "-m", "kmm_core.training.cli", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoints = run / "tokenizer" / "checkpoints"
-    deadline = time.monotonic() + 90
-    while not (checkpoints.is_dir() and any(checkpoints.glob("step_*"))):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint within 90 s"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 90
+        while not (checkpoints.is_dir() and any(checkpoints.glob("step_*"))):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 90 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed assertion above must not leave the trainer running
+            process.kill()
+            process.communicate()
     assert process.returncode == EXIT_STOPPED, err
     assert "continue with --resume" in err
     stopped_at = max(int(p.name.removeprefix("step_")) for p in checkpoints.glob("step_*"))
@@ -145,11 +150,20 @@ def test_torchrun_two_processes_train_every_stage_and_write_one_bundle(tmp_path,
     overrides = [item for stage in ("tokenizer", "aligner", "generator")
                  for item in ("--set", f"train.{stage}.steps=3", "--set", f"train.{stage}.batch_size=4")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "0", "-m", "kmm_core.training.cli", "all",
-         "--stages", "tokenizer,aligner,generator", "--config", str(TINY_TRAINING_CONFIG), "--out", str(run),
-         "--set", f"data.root={prepared_dataset}", *overrides, "--device", "cpu", "--threads", "1", "--no-progress"],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=240)
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "kmm_core.training.cli", "all",
+               "--stages", "tokenizer,aligner,generator", "--config", str(TINY_TRAINING_CONFIG), "--out", str(run),
+               "--set", f"data.root={prepared_dataset}", *overrides, "--device", "cpu", "--threads", "1",
+               "--no-progress"]
+    # A session of its own, so a hang kills the workers too, not only torchrun.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                               env=env, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("bundle written to") == 1  # rank 0 only
     for stage in ("tokenizer", "aligner", "generator"):

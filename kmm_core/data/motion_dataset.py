@@ -117,7 +117,9 @@ class MotionClips(Dataset):
                 f"{split_file}: none of the {len(names)} clips of the {split!r} split has {min_frames} frames or more"
             )
         preload = len(self.names) <= 5000 if preload is None else preload
-        self._cache = [self._load(i) for i in range(len(self.names))] if preload else None
+        self._cache: list[np.ndarray] | None = None
+        if preload:
+            self._cache = [self.normalized_features(i) for i in range(len(self.names))]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -141,12 +143,15 @@ class MotionClips(Dataset):
         available = end - start
         return start, available if window_length(available, self.min_frames, self.max_frames) else 0
 
-    def _load(self, index: int) -> np.ndarray:
+    def normalized_features(self, index: int) -> np.ndarray:
+        """The whole clip's normalised (T, 263) features (no cropping)."""
+        if self._cache is not None:
+            return self._cache[index]
         features = self.folder.load_features(self.names[index])
         return self.normalizer.normalize(features).astype(np.float32)
 
     def __getitem__(self, index: int) -> dict:
-        features = self._cache[index] if self._cache is not None else self._load(index)
+        features = self.normalized_features(index)
         captions = self.captions[index]
         caption = captions[_randint(len(captions), self.generator) if self.random_crop else 0]
         span_start, available = self._span(caption, features.shape[0])

@@ -389,7 +389,7 @@ def encode_split(clips: MotionClips, tokenizer: MotionTokenizer, condition: Call
     codes: list[torch.Tensor | None] = [None] * len(clips)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        windows = [torch.from_numpy(clips._load(i)[:max_frames]) for i in chunk]
+        windows = [torch.from_numpy(clips.normalized_features(i)[:max_frames]) for i in chunk]
         batch = collate_motion([{"features": w, "caption": "", "name": ""} for w in windows])
         encoded = tokenizer.encode(batch.features.to(device), batch.valid.to(device)).cpu()
         for row, index in enumerate(chunk):
