@@ -25,6 +25,14 @@ class _TableOperator:
         return context.scene is not None and hasattr(context.scene, "kmm")
 
 
+class _NonEmptyTableOperator(_TableOperator):
+    """Base of the table operators that act on existing segments: unavailable (greyed out) on an empty table."""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return super().poll(context) and len(context.scene.kmm.segments) > 0
+
+
 class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Add a segment after the last one"""
 
@@ -42,15 +50,11 @@ class KMM_OT_segment_add(_TableOperator, bpy.types.Operator):  # type: ignore[mi
         return {"FINISHED"}
 
 
-class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
+class KMM_OT_segment_remove(_NonEmptyTableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Remove the selected segment (the ones after it move up to close the gap)"""
 
     bl_idname = "kmm.segment_remove"
     bl_label = "Remove Segment"
-
-    @classmethod
-    def poll(cls, context):
-        return super().poll(context) and len(context.scene.kmm.segments) > 0
 
     def execute(self, context):
         settings = context.scene.kmm
@@ -63,15 +67,11 @@ class KMM_OT_segment_remove(_TableOperator, bpy.types.Operator):  # type: ignore
         return {"FINISHED"}
 
 
-class KMM_OT_segment_duplicate(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
+class KMM_OT_segment_duplicate(_NonEmptyTableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Duplicate the selected segment right after itself"""
 
     bl_idname = "kmm.segment_duplicate"
     bl_label = "Duplicate Segment"
-
-    @classmethod
-    def poll(cls, context):
-        return super().poll(context) and len(context.scene.kmm.segments) > 0
 
     def execute(self, context):
         settings = context.scene.kmm
@@ -105,15 +105,11 @@ class KMM_OT_segment_move(_TableOperator, bpy.types.Operator):  # type: ignore[m
         return {"FINISHED"}
 
 
-class KMM_OT_fit_to_scene(_TableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
+class KMM_OT_fit_to_scene(_NonEmptyTableOperator, bpy.types.Operator):  # type: ignore[misc]  # stubs: bl_options is a set of literals, mixin infers set[str]
     """Stretch the segments over the scene's frame range, keeping their order and relative lengths"""
 
     bl_idname = "kmm.fit_to_scene"
     bl_label = "Fit to Scene Range"
-
-    @classmethod
-    def poll(cls, context):
-        return super().poll(context) and len(context.scene.kmm.segments) > 0
 
     def execute(self, context):
         scene = context.scene

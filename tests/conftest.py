@@ -25,6 +25,27 @@ def humanml3d_fixture_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def normalised_fixture_clip(humanml3d_fixture_dir):
+    """The HumanML3D fixture clip 012314, normalised with the fixture's Mean/Std: a float32 torch tensor (170, 263),
+    shared by the whole session, so slice or copy it, never change it in place."""
+    from model_test_data import load_normalised_fixture_clip
+
+    return load_normalised_fixture_clip(humanml3d_fixture_dir)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (use with `pytest.mark.usefixtures`): tiny models run several times faster
+    on one thread than on two contended ones, and leave the other core to other processes."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
 def bandai_namco_archive() -> Path:
     return _require(SHARED_DATA / "bandai-namco" / "bandai-namco-bvh.tar.xz")
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
+from model_test_data import stack_crops, train_tiny_tokenizer
 
 from kmm_core.errors import ConfigError, InputTensorError
-from kmm_core.model.configs import DecodingConfig, GeneratorConfig, QuantizerConfig, TokenizerConfig
+from kmm_core.model.configs import DecodingConfig, GeneratorConfig
 from kmm_core.model.decoding import DecodingCancelled, decode_tokens
 from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
-from kmm_core.model.motion_tokenizer import MotionTokenizer
 
 COND_DIM = 16
 CODEBOOK = 32
@@ -21,32 +20,14 @@ LAYERS = 3
 STEPS = 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def models(humanml3d_fixture_dir):
+def models(normalised_fixture_clip):
     """A tiny tokenizer, and a generator trained to reproduce the tokens of 4 real crops from their sentences."""
-    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
-    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
-    std = np.load(humanml3d_fixture_dir / "Std.npy")
-    clip = torch.tensor((features - mean) / std, dtype=torch.float32)
-    crops = torch.stack([clip[s : s + 48] for s in (0, 40, 80, 120)])
-    torch.manual_seed(0)
-    tokenizer = MotionTokenizer(TokenizerConfig(width=32, res_blocks=1, quantizer=QuantizerConfig(
-        num_quantizers=LAYERS, codebook_size=CODEBOOK, code_dim=16)))
-    optimiser = torch.optim.AdamW(tokenizer.parameters(), lr=3e-3)
-    for _ in range(8):
-        loss = tokenizer(crops).losses["total"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    tokenizer.eval()
+    crops = stack_crops(normalised_fixture_clip, (0, 40, 80, 120), 48)
+    tokenizer = train_tiny_tokenizer(crops, None, num_quantizers=LAYERS, codebook_size=CODEBOOK)
     codes = tokenizer.encode(crops)
     token_valid = torch.ones(codes.shape[:2], dtype=torch.bool)
     embeddings = tokenizer.token_embeddings(codes)

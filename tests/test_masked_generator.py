@@ -6,47 +6,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_test_data import stack_crops, train_tiny_tokenizer
 from safetensors.torch import load_file, save_file
 
 from kmm_core.errors import ConfigError, InputTensorError
-from kmm_core.model.configs import GeneratorConfig, QuantizerConfig, TokenizerConfig
+from kmm_core.model.configs import GeneratorConfig
 from kmm_core.model.keyframe_masker import KeyFrameMasker, sample_mask_ratio
 from kmm_core.model.masked_generator import MaskedGenerator, build_backbone, token_condition_from_segments
-from kmm_core.model.motion_tokenizer import MotionTokenizer
 
 COND_DIM = 16
 CODEBOOK = 32
 LAYERS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tokens(humanml3d_fixture_dir):
+def tokens(normalised_fixture_clip):
     """(codes (B, L, Q), token_valid, token_embeddings) of 4 real crops, from a tokenizer trained a few steps."""
-    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
-    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
-    std = np.load(humanml3d_fixture_dir / "Std.npy")
-    clip = torch.tensor((features - mean) / std, dtype=torch.float32)
-    crops = torch.stack([clip[s : s + 48] for s in (0, 40, 80, 120)])
+    crops = stack_crops(normalised_fixture_clip, (0, 40, 80, 120), 48)
     valid = torch.ones(crops.shape[:2], dtype=torch.bool)
     valid[3, 37:] = False  # 10 tokens instead of 12
-    torch.manual_seed(0)
-    tokenizer = MotionTokenizer(TokenizerConfig(width=32, res_blocks=1, quantizer=QuantizerConfig(
-        num_quantizers=LAYERS, codebook_size=CODEBOOK, code_dim=16)))
-    optimiser = torch.optim.AdamW(tokenizer.parameters(), lr=3e-3)
-    for _ in range(8):
-        loss = tokenizer(crops, valid).losses["total"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    tokenizer.eval()
+    tokenizer = train_tiny_tokenizer(crops, valid, num_quantizers=LAYERS, codebook_size=CODEBOOK)
     codes = tokenizer.encode(crops, valid)
     token_valid = codes[..., 0] >= 0
     return codes, token_valid, tokenizer.token_embeddings(codes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_test_data import stack_crops
 from safetensors.torch import load_file, save_file
 
 from kmm_core.errors import InputTensorError
@@ -15,27 +16,13 @@ from kmm_core.model.motion_tokenizer import MotionTokenizer, num_tokens_for_fram
 CROP = 45  # not a multiple of 4 on purpose
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny convolutions run several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def normalised_clip(humanml3d_fixture_dir) -> torch.Tensor:
-    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
-    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
-    std = np.load(humanml3d_fixture_dir / "Std.npy")
-    return torch.tensor((features - mean) / std, dtype=torch.float32)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _crops(clip: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     rng = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, clip.shape[0] - CROP, (count,), generator=rng)
-    return torch.stack([clip[s : s + CROP] for s in starts.tolist()])
+    return stack_crops(clip, starts.tolist(), CROP)
 
 
 def _tiny_tokenizer(quantizer_dropout: float = 0.2) -> MotionTokenizer:
@@ -46,11 +33,11 @@ def _tiny_tokenizer(quantizer_dropout: float = 0.2) -> MotionTokenizer:
 
 
 @pytest.fixture(scope="module")
-def trained(normalised_clip):
+def trained(normalised_fixture_clip):
     """A tiny tokenizer trained for a few steps on random crops; the loss history comes along."""
     tokenizer = _tiny_tokenizer()
     optimiser = torch.optim.AdamW(tokenizer.parameters(), lr=3e-3)
-    batch = _crops(normalised_clip, 6, seed=1)
+    batch = _crops(normalised_fixture_clip, 6, seed=1)
     valid = torch.ones(batch.shape[:2], dtype=torch.bool)
     valid[2, 38:] = False
     history = []
@@ -95,7 +82,7 @@ def test_padding_content_does_not_change_codes(trained):
     assert torch.equal(tokenizer.encode(noisy, valid), tokenizer.encode(batch, valid))
 
 
-def test_fewer_quantizer_layers_still_decode(trained, normalised_clip):
+def test_fewer_quantizer_layers_still_decode(trained, normalised_fixture_clip):
     tokenizer, batch, _, _ = trained
     codes = tokenizer.encode(batch)
     error_of_mean_pose = float(torch.nn.functional.smooth_l1_loss(torch.zeros_like(batch), batch))

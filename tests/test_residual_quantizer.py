@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,12 +15,9 @@ FEATURE_DIM = 263
 
 
 @pytest.fixture(scope="module")
-def frames(humanml3d_fixture_dir) -> torch.Tensor:
+def frames(normalised_fixture_clip) -> torch.Tensor:
     """The fixture clip's 170 normalised feature frames (170, 263): real vectors to quantise."""
-    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
-    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
-    std = np.load(humanml3d_fixture_dir / "Std.npy")
-    return torch.tensor((features - mean) / std, dtype=torch.float32)
+    return normalised_fixture_clip
 
 
 def _quantizer(**overrides) -> ResidualVectorQuantizer:

@@ -39,13 +39,7 @@ def tiny_config(dataset: Path, *overrides: str):
     return load_project_config(TINY_TRAINING_CONFIG, [f"data.root={dataset}", *overrides])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread (and do not fight other processes for the cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

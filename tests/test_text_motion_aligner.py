@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
+from model_test_data import stack_crops
 from safetensors.torch import load_file, save_file
 
 from kmm_core.errors import ConfigError
@@ -27,12 +27,7 @@ STARTS = [0, 25, 50, 75, 100, 125]
 CROP = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +36,8 @@ def text_encoder() -> MiniLMTextEncoder:
 
 
 @pytest.fixture(scope="module")
-def motions(humanml3d_fixture_dir) -> torch.Tensor:
-    features = np.load(humanml3d_fixture_dir / "new_joint_vecs" / "012314.npy")
-    mean = np.load(humanml3d_fixture_dir / "Mean.npy")
-    std = np.load(humanml3d_fixture_dir / "Std.npy")
-    clip = torch.tensor((features - mean) / std, dtype=torch.float32)
-    return torch.stack([clip[s : s + CROP] for s in STARTS])
+def motions(normalised_fixture_clip) -> torch.Tensor:
+    return stack_crops(normalised_fixture_clip, STARTS, CROP)
 
 
 def _aligner(text_encoder=None) -> TextMotionAligner:

@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 
 from kmm_core.errors import ConfigError
-from kmm_core.model.configs import GeneratorConfig, TokenizerConfig
+from kmm_core.model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
 from kmm_core.training.config import (
     STAGES,
     ProjectConfig,
@@ -141,10 +141,10 @@ def test_overrides_are_parsed_and_checked_like_the_file(tmp_path):
             "data.root=/data/my motions",  # a bare word is a string
             "tokenizer.quantizer.num_quantizers=3",
             "generator.dropout=0",
-            "evaluator.embed_dim=128",  # a free-form table takes any key
+            "evaluator.embed_dim=128",
         ],
     )
-    assert config.evaluator == {"embed_dim": 128}
+    assert config.evaluator == AlignerConfig(embed_dim=128)
     assert config.train.tokenizer.steps == 10 and config.train.tokenizer.lr == 1.0
     assert config.train.aligner.lr == 1e-3 and config.train.tokenizer.betas == (0.5, 0.6)
     assert config.data.root == "/data/my motions"

@@ -96,8 +96,9 @@ def _select_top(scores: torch.Tensor, ranks: torch.Tensor, valid: torch.Tensor, 
     return (position_in_order < counts[:, None]) & valid
 
 
-class RandomMasker:
-    """Uniformly random tokens: the baseline of KMM's ablation (and MaskGIT/MoMask's masking)."""
+class _TopScoreMasker:
+    """Base of the maskers: mask, per clip, the round(ratio * valid tokens) valid tokens that score highest; the
+    subclasses only say how tokens score (and how ties break)."""
 
     def __call__(
         self,
@@ -108,12 +109,28 @@ class RandomMasker:
     ) -> torch.Tensor:
         valid = _check_inputs(tokens_emb, valid)
         counts = _mask_counts(mask_ratio, valid)
-        scores = torch.rand(valid.shape, generator=generator, dtype=torch.float64).to(valid.device)
-        ranks = torch.zeros(valid.shape, dtype=torch.long, device=valid.device)  # continuous scores: no ties
+        scores, ranks = self._scores_and_ranks(tokens_emb, valid, generator)
         return _select_top(scores, ranks, valid, counts)
 
+    def _scores_and_ranks(
+        self, tokens_emb: torch.Tensor, valid: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores (B, L) float64, tie-break ranks (B, L) long) of the tokens."""
+        raise NotImplementedError
 
-class KeyFrameMasker:
+
+class RandomMasker(_TopScoreMasker):
+    """Uniformly random tokens: the baseline of KMM's ablation (and MaskGIT/MoMask's masking)."""
+
+    def _scores_and_ranks(
+        self, tokens_emb: torch.Tensor, valid: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = torch.rand(valid.shape, generator=generator, dtype=torch.float64).to(valid.device)
+        ranks = torch.zeros(valid.shape, dtype=torch.long, device=valid.device)  # continuous scores: no ties
+        return scores, ranks
+
+
+class KeyFrameMasker(_TopScoreMasker):
     """KMM's key-frame masking: mask the tokens with the highest density-peak score (see the module docstring)."""
 
     def __init__(self, method: str = "gaussian", bandwidth: float | None = None, k: int = 5):
@@ -127,18 +144,11 @@ class KeyFrameMasker:
         self.bandwidth = bandwidth
         self.k = k
 
-    def __call__(
-        self,
-        tokens_emb: torch.Tensor,
-        valid: torch.Tensor | None,
-        mask_ratio: float | torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        valid = _check_inputs(tokens_emb, valid)
-        counts = _mask_counts(mask_ratio, valid)
+    def _scores_and_ranks(
+        self, tokens_emb: torch.Tensor, valid: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ranks = _tie_break_ranks(valid.shape, generator, valid.device)
-        scores = self.scores(tokens_emb, valid, ranks)
-        return _select_top(scores, ranks, valid, counts)
+        return self.scores(tokens_emb, valid, ranks), ranks
 
     @torch.no_grad()
     def scores(self, tokens_emb: torch.Tensor, valid: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:

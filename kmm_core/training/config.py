@@ -93,7 +93,6 @@ class DataConfig:
     root: str = "data/prepared"  # folder written by `kmm-train prepare`; relative paths are relative to the cwd
     min_frames: int = 40  # HumanML3D keeps clips of 40..196 frames at 20 fps
     max_frames: int = 196
-    mirror: bool = True  # add left/right mirrored copies (captions' left/right swapped)
 
     def __post_init__(self) -> None:
         _require(self.min_frames >= 1, "min_frames", f"must be >= 1, got {self.min_frames}")
@@ -108,14 +107,14 @@ class DataConfig:
 class ProjectConfig:
     """A whole ``kmm-train`` TOML file: data, one table per model, and ``[train.<stage>]`` tables.
 
-    ``[evaluator]`` stays a free-form table until the evaluator's dataclass exists.
+    ``[evaluator]`` is the evaluation encoders' own AlignerConfig (same architecture as the aligner, separate weights).
     """
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     aligner: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
-    evaluator: dict[str, Any] = dataclasses.field(default_factory=dict)
+    evaluator: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 

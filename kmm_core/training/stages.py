@@ -79,17 +79,12 @@ class StageResult:
 
 def load_project_config(path: str | Path, overrides: Iterable[str] = ()) -> ProjectConfig:
     """The TOML file at ``path`` (plus ``--set`` overrides), checked, with the cross-section rules applied."""
-    config = load_config(path, ProjectConfig, overrides)
-    evaluator_config(config)  # fail early on a bad [evaluator] table
-    return config
+    return load_config(path, ProjectConfig, overrides)
 
 
 def evaluator_config(config: ProjectConfig) -> AlignerConfig:
     """``[evaluator]``: an AlignerConfig of its own (same architecture as the aligner, separate weights)."""
-    try:
-        return AlignerConfig.from_dict(dict(config.evaluator), "evaluator")
-    except ConfigError as error:
-        raise ConfigError(f"[evaluator] {error}") from None
+    return config.evaluator
 
 
 def check_generator_fits(config: ProjectConfig, tokenizer: TokenizerConfig, aligner: AlignerConfig | None) -> None:

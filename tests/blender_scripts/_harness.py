@@ -3,8 +3,8 @@
 
 `start()` isolates Blender's user folders in a temporary directory (so tests never touch ~/.config/blender), makes
 the repository importable as the extension package `kmm_motion` (exactly how Blender imports the installed
-extension: the repository root is the package), and imports bpy.  `emit()` prints the JSON result line the pytest
-side parses.
+extension: the repository root is the package), and imports bpy.  `registration_snapshot()` lists what the add-on
+has registered; `emit()` prints the JSON result line the pytest side parses.
 """
 
 from __future__ import annotations
@@ -40,6 +40,20 @@ def import_extension_package(user_dir: Path):
     import importlib
 
     return importlib.import_module(PACKAGE_NAME)
+
+
+def registration_snapshot() -> dict:
+    """What the add-on has registered right now (KMM types, Scene/WindowManager properties, kmm operators), to
+    compare before and after register/unregister or install/uninstall."""
+    import bpy
+
+    return {
+        "types": sorted(name for name in dir(bpy.types) if "KMM" in name.upper()),
+        "scene_props": sorted(bpy.types.Scene.bl_rna.properties.keys()),
+        "wm_props": sorted(bpy.types.WindowManager.bl_rna.properties.keys()),
+        "ops": sorted(dir(bpy.ops.kmm)),
+        "has_scene_kmm": hasattr(bpy.types.Scene, "kmm"),
+    }
 
 
 def emit(result: dict) -> None:

@@ -30,23 +30,13 @@ result: dict = {"blender_version": list(bpy.app.version), "numpy_version": np.__
 
 
 # --- registration ---------------------------------------------------------------------------------------------
-def snapshot() -> dict:
-    return {
-        "types": sorted(name for name in dir(bpy.types) if "KMM" in name.upper()),
-        "scene_props": sorted(bpy.types.Scene.bl_rna.properties.keys()),
-        "wm_props": sorted(bpy.types.WindowManager.bl_rna.properties.keys()),
-        "ops": sorted(dir(bpy.ops.kmm)),
-        "has_scene_kmm": hasattr(bpy.types.Scene, "kmm"),
-    }
-
-
-result["before_register"] = snapshot()
+result["before_register"] = _harness.registration_snapshot()
 package.register()
-result["registered"] = snapshot()
+result["registered"] = _harness.registration_snapshot()
 package.unregister()
-result["after_unregister"] = snapshot()
+result["after_unregister"] = _harness.registration_snapshot()
 package.register()  # a second cycle: register must not depend on state the first one left behind
-result["registered_again"] = snapshot()["types"]
+result["registered_again"] = _harness.registration_snapshot()["types"]
 package.unregister()
 
 # --- a real MotionResult, through its file format (what `kmm generate` writes and the add-on reads) ------------

@@ -15,21 +15,11 @@ zip_path = sys.argv[1]
 MODULE = "bl_ext.user_default.kmm_motion"
 
 
-def snapshot() -> dict:
-    return {
-        "types": sorted(name for name in dir(bpy.types) if "KMM" in name.upper()),
-        "scene_props": sorted(bpy.types.Scene.bl_rna.properties.keys()),
-        "wm_props": sorted(bpy.types.WindowManager.bl_rna.properties.keys()),
-        "ops": sorted(dir(bpy.ops.kmm)),
-        "has_scene_kmm": hasattr(bpy.types.Scene, "kmm"),
-    }
-
-
-result: dict = {"before": snapshot()}
+result: dict = {"before": _harness.registration_snapshot()}
 result["install"] = sorted(bpy.ops.extensions.package_install_files(
     filepath=zip_path, repo="user_default", enable_on_install=True))
 result["enabled"] = MODULE in bpy.context.preferences.addons
-installed = snapshot()
+installed = _harness.registration_snapshot()
 result["installed"] = installed
 prefs = bpy.context.preferences.addons[MODULE].preferences
 result["preferences"] = [prefs.bl_rna.identifier, prefs.device, prefs.python_path]
@@ -47,7 +37,7 @@ except RuntimeError as error:  # module-mode bpy raises on ERROR reports
 
 bpy.ops.preferences.addon_disable(module=MODULE)
 result["disabled"] = MODULE not in bpy.context.preferences.addons
-result["after_disable"] = snapshot()
+result["after_disable"] = _harness.registration_snapshot()
 repo_index = [repo.module for repo in bpy.context.preferences.extensions.repos].index("user_default")
 bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="kmm_motion")
 result["files_after_uninstall"] = (user_dir / "extensions" / "user_default" / "kmm_motion").exists()
