@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--timeline", help="timeline file (.json or .toml) with several prompts")
     generate.add_argument("--transitions", choices=("per_token", "inpaint"),
                           help="how prompts meet (default: the better-measured per_token)")
+    generate.add_argument("--smpl-model", metavar="PATH",
+                          help="your SMPL / SMPL-H / SMPL-X .npz model file: also write NAME.smpl.npz with fitted "
+                               "pose parameters (AMASS layout, Z up) and, with the smpl extra, the mesh (docs/smpl.md)")
     _add_model_options(generate)
 
     edit = commands.add_parser("edit", help="change an existing .npz motion")
@@ -174,14 +177,38 @@ def _write_all(results, args: argparse.Namespace) -> None:
 def command_generate(args: argparse.Namespace) -> int:
     _check_common(args)
     timeline = _timeline(args)
-    _output_paths(args.output, args.variations)  # fail on a bad path before the model loads
+    paths = _output_paths(args.output, args.variations)  # fail on a bad path before the model loads
+    smpl_model = None
+    if args.smpl_model:  # likewise a bad SMPL model file
+        from .smpl_export import load_smpl_model
+
+        smpl_model = load_smpl_model(args.smpl_model)
     from .generation.timeline_generator import generate_timeline
 
     bundle = _load_bundle(args)
     results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
                                 on_progress=_progress(args.quiet))
     _write_all(results, args)
+    if smpl_model is not None:
+        write_smpl_files(results, paths, smpl_model)
     return EXIT_OK
+
+
+def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
+    """Next to each output NAME.SUFFIX write NAME.smpl.npz: SMPL pose parameters, and the mesh if smplx is here."""
+    from .smpl_export import export_smpl, smplx_available
+
+    mesh = smplx_available()
+    if not mesh:
+        print("note: smplx is not installed, so the .smpl.npz files hold pose parameters only (no mesh): "
+              "pip install 'kmm-motion[smpl]'", file=sys.stderr)
+    written = []
+    for motion, path in zip(results, paths, strict=True):
+        smpl_path = path.with_suffix(".smpl.npz")
+        export_smpl(motion, smpl_model, smpl_path, mesh=mesh)
+        print(f"wrote {smpl_path} ({smpl_model.model_type} parameters{' and mesh' if mesh else ''})", file=sys.stderr)
+        written.append(smpl_path)
+    return written
 
 
 def command_edit(args: argparse.Namespace) -> int:
