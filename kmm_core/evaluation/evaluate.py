@@ -331,8 +331,10 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
 # ---------------------------------------------------------------------------------------------------------------
 
 def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
-                      batch_size: int = 32) -> list[np.ndarray]:
+                      batch_size: int = 32, use_residual: bool = True) -> list[np.ndarray]:
     """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings.
+
+    ``use_residual=False`` decodes the base quantizer layer only (the residual predictor's ablation).
 
     Batches hold prompts of similar length; one torch.Generator seeded with `seed` drives all sampling, so the
     same bundle, prompts and seed give the same motions.
@@ -353,7 +355,8 @@ def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], see
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
             sentence = prompt_embeddings(bundle, [prompts[i] for i in chunk])
-            result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng)
+            result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
+                                   use_residual=use_residual)
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)
