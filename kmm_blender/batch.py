@@ -2,10 +2,12 @@
 """Headless generation: timeline in, takes (and optionally renders and a saved .blend) out.
 
     blender -b scene.blend --python kmm_blender/batch.py -- --timeline t.json [--render out/] [--save out.blend]
+    blender -b takes.blend --python kmm_blender/batch.py -- --regenerate-segment 2 [--prompt "..."] --save out.blend
 
 Timers never fire in background Blender, so this runs the generation synchronously (the same session and take
-writing as the panel).  Exit status: 0 on success, 1 on any failure (the reason is printed to stderr), 2 on bad
-arguments.  Without --timeline the scene's own KMM timeline table is used.
+writing as the panel).  `--regenerate-segment N` instead remakes segment N of the armature's active take as a new
+take (the panel's Regenerate Segment).  Exit status: 0 on success, 1 on any failure (the reason is printed to
+stderr), 2 on bad arguments.  Without --timeline the scene's own KMM timeline table is used.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--armature", help="target armature object (default: the scene's setting, else a new one)")
     parser.add_argument("--python", help="backend Python (default: the add-on preferences)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the add-on preferences")
-    parser.add_argument("--checkpoint", help="generator checkpoint (default: the add-on preferences)")
+    parser.add_argument("--checkpoint", help="model bundle folder (holds bundle.json; default: the add-on preferences)")
+    parser.add_argument("--regenerate-segment", type=int, metavar="N",
+                        help="instead of generating, regenerate segment N (1 = first) of the armature's active KMM "
+                             "take as a new take; every key outside the segment is kept")
+    parser.add_argument("--prompt", help="with --regenerate-segment: the segment's new prompt (default: keep it)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--variations", type=int)
     parser.add_argument("--guidance", type=float)
@@ -70,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_arguments(argv)
     except SystemExit as exit_request:
         return int(exit_request.code or 0) and 2
+    if args.regenerate_segment is not None and (args.timeline or args.regenerate_segment < 1):
+        print("KMM batch: --regenerate-segment N needs N >= 1 and edits the take in the scene (no --timeline)",
+              file=sys.stderr)
+        return 2
+    if args.prompt is not None and args.regenerate_segment is None:
+        print("KMM batch: --prompt only goes with --regenerate-segment", file=sys.stderr)
+        return 2
     if args.blend:
         try:
             bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
@@ -110,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             python=args.python or config.python, device=args.device or config.device,
             checkpoint=args.checkpoint or config.checkpoint,
             worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
-        imported = job_runner.run_generation_blocking(context, timeout=args.timeout, config=config)
+        if args.regenerate_segment is not None:
+            imported = job_runner.run_regeneration_blocking(context, timeout=args.timeout, config=config,
+                                                            segment=args.regenerate_segment - 1, prompt=args.prompt)
+        else:
+            imported = job_runner.run_generation_blocking(context, timeout=args.timeout, config=config)
         takes = imported.takes
         print(f"KMM: {len(takes)} take(s) on {imported.armature.name!r}: "
               + ", ".join(f"{take.action.name} [{take.frame_start:g}-{take.frame_end:g}]" for take in takes))

@@ -6,7 +6,9 @@ Interactive Blender: `start_generation()` returns at once; a persistent `bpy.app
 a few times per second, mirrors the job onto `WindowManager.kmm_job` (drawn by the panel) and, when the job is done,
 writes the takes and pushes one undo step.  Background Blender (`blender -b`, where timers never fire):
 `run_generation_blocking()` runs the same steps synchronously.  Either way a failed or cancelled job changes nothing
-in the scene and its reason is shown in the panel and reported.
+in the scene and its reason is shown in the panel and reported.  Regenerating one segment of the active take
+(`start_regeneration()` / `run_regeneration_blocking()`) is the same kind of job: an `edit` request whose result
+segment_regenerator turns into a new take.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import MAX_SEED
-from . import armature_builder, keyframe_writer, segment_table, take_importer
+from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,
     DONE,
@@ -48,6 +50,7 @@ class _JobTarget:
     scene_name: str
     armature_name: str | None
     options: keyframe_writer.WriteOptions
+    regeneration: segment_regenerator.RegenerationPlan | None = None  # set for "regenerate segment" jobs
 
 
 _job_targets: dict[int, _JobTarget] = {}
@@ -112,10 +115,42 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
     return request, _JobTarget(scene.name, target.name if target else None, options)
 
 
+def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = None,
+                               prompt: str | None = None) -> tuple[dict, _JobTarget]:
+    """Validate a "regenerate one segment of the active take" job; the edit request and its target.
+
+    `segment` (0-based) defaults to the table's selected row, `prompt` to that row's prompt (a prompt equal to the
+    take's own, or empty, keeps it)."""
+    settings = scene.kmm  # type: ignore[attr-defined]  # registered at run time by properties.register()
+    rows = rows_of(settings)
+    index = settings.active_segment_index if segment is None else segment
+    if segment is None and not 0 <= index < len(rows):
+        raise KMMError("select the segment to regenerate in the timeline table")
+    if prompt is None:
+        prompt = rows[index].prompt if 0 <= index < len(rows) else ""
+    plan = segment_regenerator.plan_regeneration(scene, settings.target_armature, index, prompt)
+    if settings.random_seed:
+        settings.seed = random.randrange(MAX_SEED)
+    request = segment_regenerator.edit_request(plan, str(results_dir()), seed=settings.seed,
+                                               guidance=settings.guidance, steps=settings.steps)
+    return request, _JobTarget(scene.name, plan.armature_name, plan.provenance.options, regeneration=plan)
+
+
 def start_generation(context: bpy.types.Context, config: BackendConfig | None = None) -> GenerationJob:
     """Submit the scene's timeline; returns at once (the timer takes over). Raises KMMError on invalid input.
     `config` overrides the preferences (scripts and tests)."""
     request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    return _start(context, request, target, config)
+
+
+def start_regeneration(context: bpy.types.Context, config: BackendConfig | None = None) -> GenerationJob:
+    """Regenerate the selected segment of the active take in the background (like start_generation)."""
+    request, target = build_regeneration_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    return _start(context, request, target, config)
+
+
+def _start(context: bpy.types.Context, request: dict, target: _JobTarget,
+           config: BackendConfig | None) -> GenerationJob:
     backend = session(config or backend_config(context))
     job = backend.submit(request)
     _job_targets[id(job)] = target
@@ -129,6 +164,20 @@ def run_generation_blocking(context: bpy.types.Context, timeout: float | None = 
                             config: BackendConfig | None = None) -> take_importer.ImportedTakes:
     """Headless: generate and write the takes before returning; raises KMMError with the reason on failure."""
     request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    return _run_blocking(context, request, target, timeout, config)
+
+
+def run_regeneration_blocking(context: bpy.types.Context, timeout: float | None = None,
+                              config: BackendConfig | None = None, segment: int | None = None,
+                              prompt: str | None = None) -> take_importer.ImportedTakes:
+    """Headless: regenerate one segment of the active take (see build_regeneration_request); its one new take is
+    `.takes[0]`."""
+    request, target = build_regeneration_request(context.scene, segment, prompt)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    return _run_blocking(context, request, target, timeout, config)
+
+
+def _run_blocking(context: bpy.types.Context, request: dict, target: _JobTarget, timeout: float | None,
+                  config: BackendConfig | None) -> take_importer.ImportedTakes:
     backend = session(config or backend_config(context))
     job = backend.submit(request)
     _mirror(job, backend)
@@ -193,7 +242,7 @@ def tick() -> float | None:
             _mirror(job, backend)
             _report("ERROR", job.error)
         else:
-            _push_undo("KMM Generate")
+            _push_undo("KMM Regenerate Segment" if target.regeneration is not None else "KMM Generate")
             _report("INFO", f"KMM: {len(imported.takes)} take(s) on {imported.armature.name!r}")
     elif job.state == CANCELLED:
         _report("WARNING", "KMM: generation cancelled, nothing changed")
@@ -213,7 +262,13 @@ def _apply(context: bpy.types.Context, job: GenerationJob, target: _JobTarget) -
         if armature is None:
             raise KMMError(f"armature {target.armature_name!r} no longer exists")
     with context.temp_override(scene=scene) if context.scene != scene else contextlib.nullcontext():
-        imported = take_importer.import_takes(context, job.paths, armature, target.options)
+        if target.regeneration is not None:
+            if len(job.paths) != 1:
+                raise KMMError(f"the backend returned {len(job.paths)} motion files for one regenerated segment")
+            take = segment_regenerator.apply_regeneration(bpy.context, target.regeneration, job.paths[0])
+            imported = take_importer.ImportedTakes(armature=armature, created_armature=False, takes=[take])
+        else:
+            imported = take_importer.import_takes(context, job.paths, armature, target.options)
     if target.armature_name is None:
         scene.kmm.target_armature = imported.armature  # later generations go to the same character
     names = ", ".join(take.action.name for take in imported.takes)

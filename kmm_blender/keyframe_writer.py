@@ -219,18 +219,19 @@ def _fill(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> N
 # ----------------------------------------------------------------------------------------------------------------
 # The take
 
-def write_take(
-    obj: bpy.types.Object,
-    motion: MotionLike,
-    options: WriteOptions | None = None,
-    scene: bpy.types.Scene | None = None,
-) -> Take:
-    """Write `motion` onto armature `obj` as a new action and make it the active one (or push it to the NLA).
+@dataclass
+class TakeKeys:
+    """The keyframe values of one take, before any Blender data is touched."""
 
-    Validates everything before touching Blender data, so a bad motion or armature changes nothing.
-    """
-    options = options or WriteOptions()
-    scene = scene or bpy.context.scene
+    frames: np.ndarray  # (N,) scene frames, one key per frame
+    quaternions: np.ndarray  # (N, 22, 4) pose-bone rotations, sign-continuous along time
+    locations: np.ndarray  # (N, 3) pelvis pose-bone locations
+    frames_per_motion_frame: float  # scene frames per motion frame (1 unless resampled)
+    segment_starts: np.ndarray  # (S,) motion frame where each segment starts
+
+
+def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, scene: bpy.types.Scene) -> TakeKeys:
+    """Validate `motion` and armature `obj` and compute the keys `write_take` writes (read-only: changes nothing)."""
     if obj is None or obj.type != "ARMATURE":
         raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
     absent = [name for name in skeleton.JOINT_NAMES if name not in obj.data.bones]
@@ -259,9 +260,28 @@ def write_take(
     parent_heads = heads[[max(parent, 0) for parent in skeleton.PARENTS]]
     check_rest_matches(motion, heads - parent_heads, obj.name)
     rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones])
-    bone_quaternions = bone_local_rotations(local, rest)
-    pelvis = bones[0]
-    locations = root_locations(translation, np.array(pelvis.head_local), rest[0], options.root_motion)
+    return TakeKeys(frames=frames, quaternions=bone_local_rotations(local, rest),
+                    locations=root_locations(translation, np.array(bones[0].head_local), rest[0],
+                                             options.root_motion),
+                    frames_per_motion_frame=frames_per_motion_frame, segment_starts=segment_starts)
+
+
+def write_take(
+    obj: bpy.types.Object,
+    motion: MotionLike,
+    options: WriteOptions | None = None,
+    scene: bpy.types.Scene | None = None,
+) -> Take:
+    """Write `motion` onto armature `obj` as a new action and make it the active one (or push it to the NLA).
+
+    Validates everything before touching Blender data, so a bad motion or armature changes nothing.
+    """
+    options = options or WriteOptions()
+    scene = scene or bpy.context.scene
+    keys = take_keys(obj, motion, options, scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    frames, bone_quaternions, locations = keys.frames, keys.quaternions, keys.locations
+    frames_per_motion_frame, segment_starts = keys.frames_per_motion_frame, keys.segment_starts
+    pelvis = obj.data.bones[skeleton.JOINT_NAMES[0]]
 
     for pose_bone in obj.pose.bones:
         if pose_bone.name in skeleton.JOINT_INDEX:

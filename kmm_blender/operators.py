@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operators behind the panel's buttons: edit the timeline table, import/export it, generate/cancel/release,
-apply a motion file, and the preferences' backend check."""
+"""Operators behind the panel's buttons: edit the timeline table, import/export it, generate/regenerate a
+segment/cancel/release, apply a motion file, and the preferences' backend check."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..kmm_core.errors import KMMError
-from . import armature_builder, doctor, job_runner, keyframe_writer, preferences, segment_table, take_importer
+from . import (
+    armature_builder,
+    doctor,
+    job_runner,
+    keyframe_writer,
+    preferences,
+    segment_table,
+    take_importer,
+    take_provenance,
+)
 from .properties import rows_of, scene_fps, set_rows
 
 DEFAULT_SEGMENT_SECONDS = 2.0
@@ -205,6 +214,40 @@ class KMM_OT_generate(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class KMM_OT_regenerate_segment(bpy.types.Operator):
+    """Regenerate the selected segment of the active take as a new take; every key outside the segment stays as it is
+    (uses the row's prompt when you changed it, and the seed from Settings)"""
+
+    bl_idname = "kmm.regenerate_segment"
+    bl_label = "Regenerate Segment"
+
+    @classmethod
+    def poll(cls, context):
+        wm = context.window_manager
+        if context.scene is None or not hasattr(context.scene, "kmm") or (hasattr(wm, "kmm_job")
+                                                                         and wm.kmm_job.running):
+            return False
+        armature = context.scene.kmm.target_armature
+        action = armature.animation_data.action if armature is not None and armature.animation_data else None
+        if not take_provenance.has_provenance(action):
+            cls.poll_message_set("The target armature's active action must be a KMM take")
+            return False
+        return len(context.scene.kmm.segments) > 0
+
+    def execute(self, context):
+        try:
+            if bpy.app.background:
+                imported = job_runner.run_regeneration_blocking(context)
+                self.report({"INFO"}, f"New take {imported.takes[0].action.name!r}")
+            else:
+                job_runner.start_regeneration(context)
+        except KMMError as error:
+            context.window_manager.kmm_job.error = str(error).splitlines()[0]
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class KMM_OT_cancel(bpy.types.Operator):
     """Stop the running generation (nothing in the scene changes)"""
 
@@ -324,7 +367,8 @@ class KMM_OT_report(bpy.types.Operator):
 
 classes = (
     KMM_OT_segment_add, KMM_OT_segment_remove, KMM_OT_segment_duplicate, KMM_OT_segment_move, KMM_OT_fit_to_scene,
-    KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate, KMM_OT_cancel,
+    KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate,
+    KMM_OT_regenerate_segment, KMM_OT_cancel,
     KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_copy_install_command, KMM_OT_report,
 )
 

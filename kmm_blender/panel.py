@@ -41,6 +41,9 @@ class KMM_UL_segments(bpy.types.UIList):
         sub.ui_units_x = 5
         sub.prop(item, "start", text="")
         sub.prop(item, "end", text="")
+        if index == getattr(active_data, active_propname):
+            # On the selected row: remake this segment of the active take (greyed out when there is none).
+            row.operator("kmm.regenerate_segment", text="", icon="FILE_REFRESH")
 
 
 class KMM_PT_main(bpy.types.Panel):
@@ -90,6 +93,8 @@ class KMM_PT_main(bpy.types.Panel):
         else:
             column.scale_y = 1.4
             column.operator("kmm.generate", icon="PLAY")
+            segment = context.scene.kmm.active_segment_index + 1
+            column.operator("kmm.regenerate_segment", text=f"Regenerate Segment {segment}", icon="FILE_REFRESH")
             if state.status and state.status != "Idle":
                 layout.label(text=state.status, icon="INFO")
         if state.error:

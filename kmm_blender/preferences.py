@@ -33,8 +33,9 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         default="auto",
     )
     checkpoint: StringProperty(
-        name="Checkpoint", subtype="FILE_PATH",
-        description="Generator checkpoint (.safetensors with its .json); empty: the default shipped with kmm-motion",
+        name="Checkpoint", subtype="DIR_PATH",
+        description="Model bundle folder (the one holding bundle.json, e.g. runs/small/bundle written by kmm-train); "
+                    "empty: the default shipped with kmm-motion",
     )
 
     def draw(self, context: bpy.types.Context) -> None:

@@ -15,7 +15,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
-from . import armature_builder, keyframe_writer
+from . import armature_builder, keyframe_writer, take_provenance
 
 
 @dataclass
@@ -64,6 +64,7 @@ def import_takes(
             take = keyframe_writer.write_take(armature, motions[index], replace(options, action_name=name),
                                               context.scene)
             created_actions.append(take.action)
+            take_provenance.record(take.action, paths[index], options, context.scene)  # type: ignore[arg-type]  # for later edits; stubs: Context.scene is optional
             takes.insert(0, take)
     except BaseException:
         for action in created_actions:
