@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class KMMError(Exception):
     """Base class of every error the project raises on bad input or state."""
@@ -25,3 +29,15 @@ class ConfigError(KMMError, ValueError):
 
 class InputTensorError(KMMError, ValueError):
     """A tensor argument has the wrong shape, dtype or content: names the argument."""
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """Parse a JSON input file; a missing/unreadable file or bad JSON raises InputFileError naming `what` (and the
+    line of a syntax error)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputFileError(path, f"cannot read the {what}: {error.strerror or error}") from error
+    except json.JSONDecodeError as error:
+        raise InputFileError(path, f"{what} is not valid JSON: {error.msg}", error.lineno) from error

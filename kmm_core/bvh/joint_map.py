@@ -31,13 +31,12 @@ Built-in maps (see `builtin_joint_map`): "bandai_namco" (Bandai-Namco Research M
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import InputFileError, read_json_file
 from ..skeleton import JOINT_NAMES
 
 BUILTIN_MAP_DIR = Path(__file__).resolve().parent / "joint_maps"
@@ -152,14 +151,7 @@ def joint_map_from_dict(data: dict, source: str = "<dict>") -> JointMap:
 
 def load_joint_map(path: str | Path) -> JointMap:
     """Read a joint map JSON file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read the joint map: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"joint map is not valid JSON: {exc.msg}", exc.lineno) from exc
-    return joint_map_from_dict(data, str(path))
+    return joint_map_from_dict(read_json_file(path, "joint map"), str(path))
 
 
 def builtin_joint_map(name: str) -> JointMap:

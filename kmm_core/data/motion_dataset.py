@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputFileError, KMMError
+from ..errors import KMMError
 from ..humanml3d.dataset_folder import Caption, HumanML3DFolder
 from ..humanml3d.normalizer import Normalizer
 
@@ -125,13 +125,7 @@ class MotionClips(Dataset):
         return len(self.names)
 
     def _frame_count(self, name: str) -> int:
-        path = self.folder.features_path(name)
-        try:
-            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        except FileNotFoundError:
-            raise InputFileError(path, f"features of clip {name!r} (listed in {self.split}.txt) not found") from None
-        except (ValueError, OSError) as error:
-            raise InputFileError(path, f"not a readable .npy array: {error}") from None
+        return self.folder.frame_count(name, self.split)
 
     def _span(self, caption: Caption, frames: int) -> tuple[int, int]:
         """(first frame, frames available) a caption's window may be cropped from; 0 frames: unusable caption."""

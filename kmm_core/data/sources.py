@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
-from ..errors import ConfigError, InputFileError
+from ..errors import ConfigError, InputFileError, read_json_file
 from .captions import captions_for_description, captions_for_label, description_content
 from .user_captions import read_captions_file
 
@@ -238,12 +238,7 @@ def cmu_specs(path: str | Path, descriptions_path: str | Path, seed: int = 0, ca
               ) -> SourceScan:
     """Specs of the CMU BVH files (``NN_MM.bvh``) in `path` (folder or archive), captioned from their descriptions."""
     path, descriptions_path = Path(path), Path(descriptions_path)
-    try:
-        descriptions = json.loads(descriptions_path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputFileError(descriptions_path, f"cannot read the descriptions: {error.strerror or error}") from error
-    except json.JSONDecodeError as error:
-        raise InputFileError(descriptions_path, f"not valid JSON: {error.msg}", error.lineno) from error
+    descriptions = read_json_file(descriptions_path, "descriptions")
     if not isinstance(descriptions, dict):
         raise InputFileError(descriptions_path, "expected an object mapping trial ids ('02_01') to descriptions")
     tree = _scan_source(path, "CMU BVH collection")

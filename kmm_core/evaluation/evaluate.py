@@ -148,16 +148,6 @@ def _read_content_labels(root: Path) -> dict[str, str]:
     return {row["name"]: row.get("content", "") for row in read_index(root)}
 
 
-def _frame_count(folder: HumanML3DFolder, name: str, split: str) -> int:
-    path = folder.features_path(name)
-    try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-    except FileNotFoundError:
-        raise InputFileError(path, f"features of clip {name!r} (listed in {split}.txt) not found") from None
-    except (ValueError, OSError) as error:
-        raise InputFileError(path, f"not a readable .npy array: {error}") from None
-
-
 def load_items(folder: HumanML3DFolder, settings: EvaluationSettings) -> list[EvalItem]:
     """Every usable item of the split: whole-clip captions grouped into one item per clip, each time-span caption
     an item of its own (HumanML3D's evaluation loader does the same); windows shorter than min_frames are left out."""
@@ -167,7 +157,7 @@ def load_items(folder: HumanML3DFolder, settings: EvaluationSettings) -> list[Ev
     contents = _read_content_labels(folder.root)
     items: list[EvalItem] = []
     for name in names:
-        frames = _frame_count(folder, name, settings.split)
+        frames = folder.frame_count(name, settings.split)
         whole: list[str] = []
         for caption in folder.load_captions(name):
             if caption.whole_clip:

@@ -136,6 +136,17 @@ class HumanML3DFolder:
     def features_path(self, name: str) -> Path:
         return self.root / FEATURES_DIR / f"{_check_name(name)}.npy"
 
+    def frame_count(self, name: str, split: str | None = None) -> int:
+        """Number of feature frames of a clip, read from the .npy header only (memory-mapped)."""
+        path = self.features_path(name)
+        listed = f" (listed in {split}.txt)" if split else ""
+        try:
+            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        except FileNotFoundError:
+            raise InputFileError(path, f"features of clip {name!r}{listed} not found") from None
+        except (ValueError, OSError) as error:
+            raise InputFileError(path, f"not a readable .npy array: {error}") from None
+
     def joints_path(self, name: str) -> Path:
         return self.root / JOINTS_DIR / f"{_check_name(name)}.npy"
 
