@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         takes = imported.takes
         print(f"KMM: {len(takes)} take(s) on {imported.armature.name!r}: "
               + ", ".join(f"{take.action.name} [{take.frame_start:g}-{take.frame_end:g}]" for take in takes))
+        for warning in imported.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
 
         if args.render:
             _render(scene, args.render, int(takes[0].frame_start), int(takes[0].frame_end), args.render_step)  # type: ignore[arg-type]  # stubs: Context.scene is optional; Blender sets it here

@@ -244,6 +244,8 @@ def tick() -> float | None:
         else:
             _push_undo("KMM Regenerate Segment" if target.regeneration is not None else "KMM Generate")
             _report("INFO", f"KMM: {len(imported.takes)} take(s) on {imported.armature.name!r}")
+            for warning in imported.warnings:
+                _report("WARNING", warning)
     elif job.state == CANCELLED:
         _report("WARNING", "KMM: generation cancelled, nothing changed")
     else:

@@ -294,6 +294,8 @@ class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):  # type: ignor
         if settings.target_armature is None:
             settings.target_armature = imported.armature
         self.report({"INFO"}, f"Take {imported.takes[0].action.name!r} on {imported.armature.name!r}")
+        for warning in imported.warnings:
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
 

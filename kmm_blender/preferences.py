@@ -37,6 +37,11 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         description="Model bundle folder (the one holding bundle.json, e.g. runs/small/bundle written by kmm-train); "
                     "empty: the default shipped with kmm-motion",
     )
+    smpl_model_path: StringProperty(
+        name="SMPL model file (.npz)", subtype="FILE_PATH",
+        description="Optional: your own SMPL / SMPL-H / SMPL-X .npz model file; when set, a new take also gets the "
+                    "skinned body mesh on its armature (see docs/blender.md)",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -44,6 +49,7 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "device")
         layout.prop(self, "checkpoint")
+        layout.prop(self, "smpl_model_path")
 
         box = layout.box()
         row = box.row()
@@ -77,6 +83,7 @@ class _DefaultPreferences:
     python_path = ""
     device = "auto"
     checkpoint = ""
+    smpl_model_path = ""
 
 
 def get_preferences(context: bpy.types.Context | None = None):

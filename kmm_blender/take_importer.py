@@ -9,13 +9,13 @@ generation changes nothing in the scene.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
-from . import armature_builder, keyframe_writer, take_provenance
+from . import armature_builder, body_mesh, keyframe_writer, take_provenance
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ImportedTakes:
     armature: bpy.types.Object
     created_armature: bool
     takes: list[keyframe_writer.Take]
+    warnings: list[str] = field(default_factory=list)  # problems that did not stop the takes (e.g. the body mesh)
 
 
 def take_name(prompts: Sequence[str], variation: int, variations: int) -> str:
@@ -79,4 +80,7 @@ def import_takes(
                 tracks.remove(tracks[-1])
             target.animation_data.action = previous_action
         raise
-    return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes)
+    # Only after every take is in place: the optional body mesh (preferences) never undoes a take.
+    warning = body_mesh.ensure_body_mesh(context, armature)
+    return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes,
+                         warnings=[warning] if warning else [])
