@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputTensorError
-from ..skeleton import JOINT_INDEX, NUM_JOINTS
+from ..humanml3d.features import check_joints
+from ..skeleton import JOINT_INDEX
 
 SIDES = ("left", "right")
 INTENT_KINDS = ("raise", "wave", "turn", "sideways")
@@ -151,16 +152,6 @@ class DirectionalThresholds:
     sideways_min_path_metres: float = 0.3  # below this the motion did not travel at all
     edge_seconds: float = 0.5           # start/end averaging window of heading and position
 
-
-def _check_motion(joints: np.ndarray, name: str = "joints") -> np.ndarray:
-    array = np.asarray(joints, dtype=np.float64)
-    if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):
-        raise InputTensorError(f"{name}: expected shape (T, {NUM_JOINTS}, 3), got {array.shape}")
-    if array.shape[0] < 2:
-        raise InputTensorError(f"{name}: needs at least 2 frames, got {array.shape[0]}")
-    if not np.all(np.isfinite(array)):
-        raise InputTensorError(f"{name}: contains NaN or infinite values")
-    return array
 
 
 def left_axes(joints: np.ndarray) -> np.ndarray:
@@ -284,7 +275,7 @@ def measure_intent(intent: DirectionalIntent, joints: np.ndarray, fps: float = 2
                    thresholds: DirectionalThresholds | None = None) -> tuple[float, float, dict[str, float]]:
     """(signed score with positive = left, threshold, all measured quantities) of one intent on one motion."""
     thresholds = thresholds or DirectionalThresholds()
-    joints = _check_motion(joints)
+    joints = check_joints(joints, min_frames=2)
     if intent.kind == "raise":
         measures = raised_hand_measures(joints)
         score = measures["left_peak_above_shoulders"] - measures["right_peak_above_shoulders"]

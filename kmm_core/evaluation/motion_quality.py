@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputTensorError
-from ..skeleton import JOINT_INDEX, NUM_JOINTS
+from ..humanml3d.features import check_joints
+from ..skeleton import JOINT_INDEX
 
 TRANSITION_WINDOW_SECONDS = 1.0
 # The toe-base joints (HumanML3D's "foot" joints) carry the contact: on real canonical clips they rest at
@@ -31,16 +32,6 @@ FOOT_JOINTS = (JOINT_INDEX["left_foot"], JOINT_INDEX["right_foot"])
 CONTACT_HEIGHT = 0.025  # metres above the floor
 SKATING_SPEED = 0.5  # m/s: a grounded foot moving faster than this (2.5 cm per frame at 20 fps) is sliding
 
-
-def _check_motion(joints: np.ndarray, name: str = "joints", min_frames: int = 1) -> np.ndarray:
-    array = np.asarray(joints, dtype=np.float64)
-    if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):
-        raise InputTensorError(f"{name}: expected shape (T, {NUM_JOINTS}, 3), got {array.shape}")
-    if array.shape[0] < min_frames:
-        raise InputTensorError(f"{name}: needs at least {min_frames} frames, got {array.shape[0]}")
-    if not np.all(np.isfinite(array)):
-        raise InputTensorError(f"{name}: contains NaN or infinite values")
-    return array
 
 
 def _check_fps(fps: float) -> float:
@@ -58,7 +49,7 @@ def jerk_curve(joints: np.ndarray, fps: float) -> np.ndarray:
 
     Value t uses frames t..t+3 (x[t+3] - 3 x[t+2] + 3 x[t+1] - x[t]); it is exact for cubic trajectories.
     """
-    joints = _check_motion(joints, min_frames=4)
+    joints = check_joints(joints, min_frames=4)
     fps = _check_fps(fps)
     third = np.diff(joints, n=3, axis=0) * fps ** 3
     return np.linalg.norm(third, axis=-1).mean(axis=-1)
@@ -94,7 +85,7 @@ def transition_jerk_curves(joints: np.ndarray, boundaries: Sequence[int], fps: f
     Raises when a window does not fit in the motion (a segment shorter than half a window at either end): dropping
     it silently would bias the average toward the easy boundaries.
     """
-    joints = _check_motion(joints, min_frames=4)
+    joints = check_joints(joints, min_frames=4)
     width = window_frames(fps, window_seconds)
     curve = jerk_curve(joints, fps)
     rows = []
@@ -169,7 +160,7 @@ def foot_skating(joints: np.ndarray, fps: float, floor_height: float = 0.0, cont
     On real walks (Bandai-Namco, canonical joints, 20 fps) this measures about 0.2 m/s with ~5% of contacts
     above 0.5 m/s (toe roll-off); standing still measures about 0.002 m/s.
     """
-    joints = _check_motion(joints, min_frames=2)
+    joints = check_joints(joints, min_frames=2)
     fps = _check_fps(fps)
     speeds, skating = [], []
     for joint in FOOT_JOINTS:
@@ -196,6 +187,6 @@ class FloorPenetration:
 
 def floor_penetration(joints: np.ndarray, floor_height: float = 0.0, tolerance: float = 0.0) -> FloorPenetration:
     """Depth of the lowest joint below the floor per frame (`tolerance` metres below the floor are forgiven)."""
-    joints = _check_motion(joints)
+    joints = check_joints(joints)
     depth = np.maximum(floor_height - tolerance - joints[..., 1].min(axis=1), 0.0)
     return FloorPenetration(float(depth.mean()), float(depth.max()), float(np.mean(depth > 0.0)))

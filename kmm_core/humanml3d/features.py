@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import KMMError
+from ..errors import InputTensorError
 from ..rotations import cont6d_to_quat, qbetween, qinv, qmul, qnormalize, qrot, quat_to_cont6d
 from ..skeleton import KINEMATIC_CHAINS, MIRROR_INDEX, NUM_JOINTS, RAW_OFFSET_DIRECTIONS, rest_offsets
 
@@ -70,7 +70,7 @@ _UP = np.array([0.0, 1.0, 0.0])
 _FORWARD = np.array([0.0, 0.0, 1.0])
 
 
-class MotionArrayError(KMMError, ValueError):
+class MotionArrayError(InputTensorError):
     """An array given as motion (joints or features) has the wrong shape or holds non-finite values."""
 
 
