@@ -31,13 +31,13 @@ class InputTensorError(KMMError, ValueError):
     """A tensor argument has the wrong shape, dtype or content: names the argument."""
 
 
-def read_json_file(path: str | Path, what: str) -> Any:
-    """Parse a JSON input file; a missing/unreadable file or bad JSON raises InputFileError naming `what` (and the
-    line of a syntax error)."""
+def read_json_file(path: str | Path, what: str, error_class: type[InputFileError] = InputFileError) -> Any:
+    """Parse a JSON input file; a missing/unreadable file or bad JSON raises ``error_class`` (an InputFileError)
+    naming `what` (and the line of a syntax error)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise InputFileError(path, f"cannot read the {what}: {error.strerror or error}") from error
+        raise error_class(path, f"cannot read the {what}: {error.strerror or error}") from error
     except json.JSONDecodeError as error:
-        raise InputFileError(path, f"{what} is not valid JSON: {error.msg}", error.lineno) from error
+        raise error_class(path, f"{what} is not valid JSON: {error.msg}", error.lineno) from error

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputFileError, KMMError
+from .errors import InputFileError, KMMError, read_json_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -71,10 +71,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"`kmm-train all --config training/configs/small.toml --out runs/small` (the bundle is written to "
             f"runs/small/bundle), or point to an existing bundle folder."
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise BundleError(manifest_path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+    manifest = read_json_file(manifest_path, "bundle manifest", BundleError)
     if not isinstance(manifest, dict):
         raise BundleError(manifest_path, "expected a JSON object")
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
@@ -198,12 +195,7 @@ class ModelBundle:
             if name not in builders:
                 raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
             config_path = folder / f"{name}.json"
-            try:
-                model_dict = json.loads(config_path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise BundleError(config_path, "not found") from None
-            except json.JSONDecodeError as error:
-                raise BundleError(config_path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+            model_dict = read_json_file(config_path, f"{name} config", BundleError)
             config_class, module_class = builders[name]
             model = module_class(config_class.from_dict(model_dict, name))
             load_weights(model, folder / f"{name}.safetensors")

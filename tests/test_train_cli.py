@@ -130,6 +130,19 @@ def test_missing_bundle_is_a_clear_error(tmp_path, tiny_run):
         assemble_bundle(run, tmp_path / "out")
 
 
+def test_damaged_bundle_files_name_the_file_and_line(tmp_path, tiny_bundle):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_bundle, damaged)
+    (damaged / "generator.json").write_text('{\n  "d_model": 64,\n  oops\n}', encoding="utf-8")
+    with pytest.raises(BundleError, match=r"generator.json, line 3: generator config is not valid JSON"):
+        ModelBundle.load(damaged)
+    (damaged / "bundle.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(BundleError, match=r"bundle.json: expected a JSON object"):
+        ModelBundle.load(damaged)
+
+
 @pytest.mark.parametrize("name", ["tiny", "small", "full"])
 def test_shipped_configs_load_and_fit_together(name):
     from kmm_core.training.stages import check_generator_fits, evaluator_config, load_project_config

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFileError
+from ..errors import InputFileError, read_json_file
 from .confidence import ConfidenceInterval
 
 RESULTS_FORMAT_VERSION = 1
@@ -125,12 +125,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "results file not found") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+    data = read_json_file(path, "results file")
     if not isinstance(data, dict) or data.get("format_version") != RESULTS_FORMAT_VERSION or "rows" not in data:
         raise InputFileError(path, f"not a results file of format_version {RESULTS_FORMAT_VERSION}")
     return data
