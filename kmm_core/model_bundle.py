@@ -84,10 +84,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16") -> Path:
+def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
+                    model_name: str | None = None) -> Path:
     """Copy a ``kmm-train`` run's final weights into a bundle folder at ``out_dir`` (weights cast to ``dtype``).
 
-    ``dtype`` is ``"float16"`` (half the size; the default for shipping) or ``"float32"``.
+    ``dtype`` is ``"float16"`` (half the size; the default for shipping) or ``"float32"``. ``model_name`` (optional)
+    is stored in ``bundle.json``; ``kmm-train eval`` uses it as the model's row name.
     """
     import torch
     from safetensors.torch import load_file, save_file
@@ -131,6 +133,8 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         "dataset": dataset,
         "licence": LICENCE_NOTE,
     }
+    if model_name is not None and model_name.strip():
+        manifest["name"] = model_name.strip()
     (out_dir / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return out_dir
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kmm_core.model_bundle import BundleError, ModelBundle, ModelMissingError, assemble_bundle, default_bundle_path
+from kmm_core.model_bundle import (
+    BundleError,
+    ModelBundle,
+    ModelMissingError,
+    assemble_bundle,
+    default_bundle_path,
+    read_manifest,
+)
 from kmm_core.training.cli import EXIT_STOPPED, build_parser, main
 from kmm_core.training.run_log import read_log
 
@@ -88,8 +95,13 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, prepared_dataset):
 
 
 def test_bundle_float32_matches_float16_bundle(tiny_run, tmp_path):
-    assert main(["bundle", "--run", str(tiny_run), "--out", str(tmp_path / "b32"), "--dtype", "float32"]) == 0
+    assert main(["bundle", "--run", str(tiny_run), "--out", str(tmp_path / "b32"), "--dtype", "float32",
+                 "--name", " KMM fp32 "]) == 0
     full = ModelBundle.load(tmp_path / "b32", device="cpu")
+    from kmm_core.evaluation.evaluate import checkpoint_name
+
+    assert checkpoint_name(tmp_path / "b32", full.config) == "KMM fp32"  # the eval table's row name
+    assert checkpoint_name(tiny_run / "bundle", read_manifest(tiny_run / "bundle")) == f"{tiny_run.name}/bundle"
     half = ModelBundle.load(tiny_run / "bundle", device="cpu")
     assert full.config["components"] == ["tokenizer", "generator", "aligner", "evaluator"]
     assert "CC BY-NC 4.0" in full.config["licence"] and full.config["dataset"]["train_clips"] > 0

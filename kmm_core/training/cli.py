@@ -62,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated stages to run (default: all four)")
     every.add_argument("--bundle", type=Path, help="bundle folder (default: OUT/bundle)")
     every.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="bundle weight precision")
+    every.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
     bundle = commands.add_parser("bundle", help="assemble a model bundle from a finished run folder")
     bundle.add_argument("--run", required=True, type=Path, help="run folder written by the stages")
     bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    bundle.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
     if _evaluation_available():
         commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     return parser
@@ -93,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..model_bundle import assemble_bundle
 
     if args.command == "bundle":
-        path = assemble_bundle(args.run, args.out, dtype=args.dtype)
+        path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name)
         print(f"[kmm-train] bundle written to {path}")
         return 0
     import torch
@@ -127,7 +129,8 @@ def _train(args: argparse.Namespace, config) -> int:
         print("[kmm-train] stopped; continue with --resume", file=sys.stderr)
         return EXIT_STOPPED
     if args.command == "all" and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the bundle
-        bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype)
+        bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype,
+                                 model_name=args.name)
         print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all)")
     return 0
 
