@@ -71,6 +71,16 @@ def test_results_json_has_every_metric_with_confidence_intervals(compare_results
             assert 0 <= metrics[key]["mean"] <= 1
 
 
+def test_a_row_depends_only_on_its_bundle_not_on_the_rows_before_it(compare_results):
+    # The same bundle twice: every seeded metric repeats exactly (no RNG or cache state leaks between rows), so a
+    # row measured alone with --checkpoint agrees with its row in a --compare table. Only wall time differs.
+    _, results = compare_results
+    first, second = (row["metrics"] for row in results["rows"][1:])
+    for key in METRIC_KEYS:
+        if key != "generation_seconds_per_minute":
+            assert first[key] == second[key], key
+
+
 def test_ground_truth_row_is_the_reference(compare_results):
     _, results = compare_results
     truth = results["rows"][0]["metrics"]
