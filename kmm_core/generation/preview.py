@@ -2,8 +2,9 @@
 """An animated stick figure of a MotionResult, with the prompt of the segment being played, as GIF or MP4.
 
 Rendered off-screen with matplotlib's Agg backend (no display needed); GIFs through Pillow, MP4 through ffmpeg
-(an error says so when ffmpeg is missing).  A 3-D view that follows the pelvis, the floor drawn as a grid.
-Torch-free.
+(an error says so when ffmpeg is missing).  A 3-D view that follows the pelvis over a floor grid covering the whole
+path (so travel and turns are visible); the character's left side is drawn red, its right side blue, so "left" and
+"right" prompts can be checked at a glance.  Torch-free.
 """
 
 from __future__ import annotations
@@ -15,11 +16,28 @@ import numpy as np
 
 from ..errors import KMMError
 from ..motion_result import MotionResult
-from ..skeleton import PARENTS
+from ..skeleton import JOINT_NAMES, PARENTS
 
 PREVIEW_SUFFIXES = (".gif", ".mp4")
 MAX_PREVIEW_FPS = 15.0
 """Frames are skipped above this rate: a preview only needs to show what the motion does, quickly."""
+
+
+SIDE_COLOURS = {"left": "tab:red", "right": "tab:blue", "centre": "0.35"}
+GRID_SPACING_M = 0.5
+
+
+def bone_colour(joint: int) -> str:
+    """Colour of the bone ending at `joint`: by the side of the body it belongs to (left red, right blue)."""
+    side = JOINT_NAMES[joint].split("_")[0]
+    return SIDE_COLOURS.get(side, SIDE_COLOURS["centre"])
+
+
+def floor_grid(root_xz: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid line positions (x and z, metres, multiples of GRID_SPACING_M) covering the root's path plus `margin`."""
+    low = np.floor((root_xz.min(axis=0) - margin) / GRID_SPACING_M) * GRID_SPACING_M
+    high = np.ceil((root_xz.max(axis=0) + margin) / GRID_SPACING_M) * GRID_SPACING_M
+    return (np.arange(low[0], high[0] + 1e-9, GRID_SPACING_M), np.arange(low[1], high[1] + 1e-9, GRID_SPACING_M))
 
 
 class PreviewError(KMMError, ValueError):
@@ -56,12 +74,15 @@ def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MA
         prompts[int(start):int(end)] = [prompt] * (int(end) - int(start))
 
     figure = plt.figure(figsize=(size, size), dpi=dpi)
+    figure.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.9)
     axes = figure.add_subplot(projection="3d")
+    axes.set_box_aspect((1.0, 1.0, 1.0))
     # HumanML3D is Y-up; matplotlib's 3-D axes are Z-up: plot (x, z, y).
-    bones = [axes.plot([], [], [], color="tab:blue", linewidth=2)[0] for _ in PARENTS[1:]]
+    bones = [axes.plot([], [], [], color=bone_colour(joint), linewidth=2.5)[0]
+             for joint in range(1, len(PARENTS))]
     title = axes.set_title("", fontsize=9)
-    reach = 1.2
-    floor = np.linspace(-reach, reach, 5)
+    reach = 1.0
+    grid_x, grid_z = floor_grid(joints[:, 0][:, [0, 2]], margin=reach)
 
     def draw(index: int):
         pose = joints[frames[index]]
@@ -75,7 +96,10 @@ def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MA
         title.set_text(f"{prompts[frames[index]][:60]}\nframe {frames[index]} / {len(joints)}")
         return [*bones, title]
 
-    axes.plot_wireframe(*np.meshgrid(floor, floor), np.zeros((5, 5)), color="0.8", linewidth=0.5)
+    for x in grid_x:
+        axes.plot([x, x], [grid_z[0], grid_z[-1]], [0.0, 0.0], color="0.85", linewidth=0.5)
+    for z in grid_z:
+        axes.plot([grid_x[0], grid_x[-1]], [z, z], [0.0, 0.0], color="0.85", linewidth=0.5)
     axes.set_axis_off()
     player = animation.FuncAnimation(figure, draw, frames=len(frames), interval=1000.0 / preview_fps, blit=False)
     writer = animation.PillowWriter(fps=preview_fps) if suffix == ".gif" else animation.FFMpegWriter(fps=preview_fps)
