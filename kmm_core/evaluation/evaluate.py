@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputFileError, KMMError
+from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.features import features_to_joints
 from .confidence import mean_confidence_interval, replication_seeds, summarize_runs
@@ -90,6 +91,7 @@ class EvaluationSettings:
     max_frames: int = 196
     batch_size: int = 32                 # generation / embedding batch
     device: str = "cpu"
+    transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
 
     def __post_init__(self) -> None:
         checks = {
@@ -106,6 +108,7 @@ class EvaluationSettings:
             "min_frames": self.min_frames >= FRAMES_PER_TOKEN,
             "max_frames": self.max_frames >= self.min_frames,
             "batch_size": self.batch_size >= 1,
+            "transitions": self.transitions in TRANSITION_MODES,
         }
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:
@@ -464,9 +467,10 @@ def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
 
 def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Every metric of one loaded bundle, each summarised over the replications (or clips / timing runs)."""
-    from ..generation.timeline_generator import generate_timeline
+    from ..generation.timeline_generator import GenerationOptions, generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
+    options = GenerationOptions(transitions=settings.transitions)
     frames = [item.frames for item in data.items]
     paraphrases = _spread(paraphrase_prompts(), settings.max_directional)
     paraphrase_frames = int(round(settings.directional_seconds * FPS))
@@ -503,7 +507,7 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
         motions, boundaries = [], []
         for index, timeline in enumerate(transition_timelines(data.all_items, settings.transition_timelines,
                                                               settings.transition_segments, seed)):
-            result = generate_timeline(bundle, timeline, seed=seed * 1000 + index)[0]
+            result = generate_timeline(bundle, timeline, seed=seed * 1000 + index, options=options)[0]
             motions.append(np.asarray(result.joints, dtype=np.float64))
             boundaries.append(result.segment_frames[1:, 0].tolist())
         jerk = transition_jerk(motions, boundaries, FPS, cache.jerk_level)
@@ -516,11 +520,12 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
 
     log(f"timing a {settings.timing_seconds:g} s timeline ({settings.timing_runs} runs)")
     timeline = timing_timeline(data.all_items, settings.timing_seconds)
-    generate_timeline(bundle, _timeline([timeline.prompts[0]], [40]), seed=0)  # warm-up: lazy init, caches
+    warm_up = _timeline([timeline.prompts[0]], [40])
+    generate_timeline(bundle, warm_up, seed=0, options=options)  # lazy init, caches
     durations = []
     for run_index in range(settings.timing_runs):
         started = time.perf_counter()
-        generate_timeline(bundle, timeline, seed=run_index)
+        generate_timeline(bundle, timeline, seed=run_index, options=options)
         durations.append((time.perf_counter() - started) * 60.0 / settings.timing_seconds)
     metrics["generation_seconds_per_minute"] = metric_entry(mean_confidence_interval(durations))
 
@@ -641,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=defaults.max_frames)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--device", default=defaults.device, help="cpu (default), cuda, cuda:N, auto")
+    parser.add_argument("--transitions", choices=TRANSITION_MODES, default=defaults.transitions,
+                        help=f"how timeline prompts meet in the transition and timing metrics (default: "
+                             f"{defaults.transitions}, the generation default)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -661,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             transition_timelines=args.transition_timelines, transition_segments=args.transition_segments,
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
-            device=device)
+            device=device, transitions=args.transitions)
         checkpoints = [args.checkpoint] if args.checkpoint is not None else list(args.compare)
         results = run_evaluation(checkpoints, args.data, settings, args.evaluator, log)
         json_path, md_path = write_results(results, args.out)

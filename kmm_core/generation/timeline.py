@@ -33,6 +33,10 @@ FRAMES_PER_TOKEN = 4
 """The motion tokenizer downsamples time by 4: one token covers 4 frames at 20 fps."""
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
 """Default shortest segment: one model token (0.2 s)."""
+TRANSITION_MODES = ("per_token", "inpaint")
+"""How neighbouring prompts meet (``timeline_generator``): one pass with a per-token condition, or each segment on its
+own followed by inpainting the tokens around every boundary (MMM-style)."""
+DEFAULT_TRANSITIONS = "per_token"
 MAX_TOTAL_SECONDS = 600.0
 """Default longest timeline: 10 minutes."""
 

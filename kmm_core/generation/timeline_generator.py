@@ -37,10 +37,8 @@ from ..model.decoding import DecodingCancelled, decode_tokens
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import FRAMES_PER_TOKEN, num_tokens_for_frames
 from ..motion_result import MotionResult
-from .timeline import MODEL_FPS, Timeline
+from .timeline import DEFAULT_TRANSITIONS, MODEL_FPS, TRANSITION_MODES, Timeline
 
-TRANSITION_MODES = ("per_token", "inpaint")
-DEFAULT_TRANSITIONS = "per_token"
 """The mode with the lower boundary jerk in benchmarks/bench_generation.py: with the tiny bundle, 6 prompts x 3 s,
 4 seeds, mean jerk within 0.5 s of a boundary was 24.4 m/s^3 for per_token and 28.9 for inpaint (which also takes
 about 3x as long: every segment is decoded, then the whole sequence again)."""
