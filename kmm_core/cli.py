@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import KMMError
+from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -57,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seconds", type=float, help="length for a single prompt")
     generate.add_argument("--fps", type=float, default=20.0, help="frame rate for a single prompt (default 20)")
     generate.add_argument("--timeline", help="timeline file (.json or .toml) with several prompts")
-    generate.add_argument("--transitions", choices=("per_token", "inpaint"),
-                          help="how prompts meet (default: the better-measured per_token)")
+    generate.add_argument("--transitions", choices=TRANSITION_MODES,
+                          help=f"how prompts meet (default: {DEFAULT_TRANSITIONS}, which follows each prompt better; "
+                               f"per_token gives slightly smoother transitions)")
     generate.add_argument("--smpl-model", metavar="PATH",
                           help="your SMPL / SMPL-H / SMPL-X .npz model file: also write NAME.smpl.npz with fitted "
                                "pose parameters (AMASS layout, Z up) and, with the smpl extra, the mesh (docs/smpl.md)")
@@ -146,7 +148,7 @@ def _load_bundle(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace):
-    from .generation.timeline_generator import DEFAULT_TRANSITIONS, GenerationOptions
+    from .generation.timeline_generator import GenerationOptions
 
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS)
