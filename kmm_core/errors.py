@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,19 @@ def read_json_file(path: str | Path, what: str, error_class: type[InputFileError
         raise error_class(path, f"cannot read the {what}: {error.strerror or error}") from error
     except json.JSONDecodeError as error:
         raise error_class(path, f"{what} is not valid JSON: {error.msg}", error.lineno) from error
+
+
+def open_npz_archive(path: Path, what: str, error_class: Callable[..., KMMError]) -> Any:
+    """Open a ``.npz`` archive without pickle (use it in a ``with``); an unreadable file, or a ``.npy`` holding a
+    single array, raises ``error_class(reason, path=path)`` naming `what` ("file", "model file")."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise error_class(f"not a readable .npz {what} ({exc})", path=path) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise error_class("not a .npz archive (a single array?)", path=path)
+    return archive

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import KMMError
+from .errors import KMMError, open_npz_archive
 from .rotations import qnormalize, slerp
 from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 
@@ -189,12 +189,7 @@ class MotionResult:
         path = Path(path)
         if not path.is_file():
             raise MotionResultError("file not found", path=path)
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise MotionResultError(f"not a readable .npz file ({exc})", path=path) from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise MotionResultError("not a .npz archive (a single array?)", path=path)
+        archive = open_npz_archive(path, "file", MotionResultError)
         with archive:
             keys = set(archive.files)
             missing = [key for key in _KEYS if key not in keys]

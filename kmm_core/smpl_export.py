@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KMMError
+from .errors import KMMError, open_npz_archive
 from .kinematics import inverse_kinematics
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, quat_to_axis_angle, quat_to_matrix
 from .skeleton import NUM_JOINTS, PARENTS
@@ -116,12 +116,7 @@ def load_smpl_model(path: str | Path) -> SMPLModel:
     if path.suffix.lower() == ".pkl":
         raise SMPLModelError("SMPL .pkl model files need pickle (and chumpy) and are not read; convert the model "
                              "once to .npz (docs/smpl.md) or use the .npz files SMPL-H / SMPL-X ship", path=path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise SMPLModelError(f"not a readable .npz model file ({exc})", path=path) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise SMPLModelError("not a .npz archive (a single array?)", path=path)
+    archive = open_npz_archive(path, "model file", SMPLModelError)
     arrays: dict[str, np.ndarray] = {}
     with archive:
         missing = [key for key in MODEL_KEYS if key not in archive.files]
