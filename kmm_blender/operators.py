@@ -24,6 +24,21 @@ from .properties import rows_of, scene_fps, set_rows
 DEFAULT_SEGMENT_SECONDS = 2.0
 
 
+def _run_job(operator, context, run_blocking, start, summary) -> set[str]:
+    """A generation job: run to the end in background Blender (reporting `summary` of the imported takes), else
+    started on the job runner's timer. A KMMError is shown in the panel and reported; the scene stays untouched."""
+    try:
+        if bpy.app.background:
+            operator.report({"INFO"}, summary(run_blocking(context)))
+        else:
+            start(context)
+    except KMMError as error:
+        context.window_manager.kmm_job.error = str(error).splitlines()[0]
+        operator.report({"ERROR"}, str(error))
+        return {"CANCELLED"}
+    return {"FINISHED"}
+
+
 class _TableOperator:
     """Base of the small operators that edit the scene's segment table (each one undo step)."""
 
@@ -201,17 +216,8 @@ class KMM_OT_generate(bpy.types.Operator):
         return context.scene is not None and not (hasattr(wm, "kmm_job") and wm.kmm_job.running)
 
     def execute(self, context):
-        try:
-            if bpy.app.background:
-                imported = job_runner.run_generation_blocking(context)
-                self.report({"INFO"}, f"{len(imported.takes)} take(s) on {imported.armature.name!r}")
-            else:
-                job_runner.start_generation(context)
-        except KMMError as error:
-            context.window_manager.kmm_job.error = str(error).splitlines()[0]
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return _run_job(self, context, job_runner.run_generation_blocking, job_runner.start_generation,
+                        lambda imported: f"{len(imported.takes)} take(s) on {imported.armature.name!r}")
 
 
 class KMM_OT_regenerate_segment(bpy.types.Operator):
@@ -235,17 +241,8 @@ class KMM_OT_regenerate_segment(bpy.types.Operator):
         return len(context.scene.kmm.segments) > 0
 
     def execute(self, context):
-        try:
-            if bpy.app.background:
-                imported = job_runner.run_regeneration_blocking(context)
-                self.report({"INFO"}, f"New take {imported.takes[0].action.name!r}")
-            else:
-                job_runner.start_regeneration(context)
-        except KMMError as error:
-            context.window_manager.kmm_job.error = str(error).splitlines()[0]
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return _run_job(self, context, job_runner.run_regeneration_blocking, job_runner.start_regeneration,
+                        lambda imported: f"New take {imported.takes[0].action.name!r}")
 
 
 class KMM_OT_cancel(bpy.types.Operator):
