@@ -10,15 +10,11 @@ from __future__ import annotations
 import pytest
 from blender_scripts.runner import run_blender_script
 
+from kmm_core.skeleton import JOINT_NAMES  # the bone names, pinned by test_blender_keyframes.py
+
 pytestmark = pytest.mark.blender
 
 CASES = ("tpose/smpl", "apose/smpl", "apose/smplh")
-JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)
 
 
 @pytest.fixture(scope="module")
