@@ -106,7 +106,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
                 raise BundleError(weights, f"not found: run `kmm-train {name} --out {run_dir}` first")
             continue
         components.append(name)
-    generator_config = json.loads((run_dir / "generator.json").read_text(encoding="utf-8"))
+    generator_config = read_json_file(run_dir / "generator.json", "generator config", BundleError)
     if generator_config.get("condition_source") == "aligner" and "aligner" not in components:
         raise BundleError(run_dir / "aligner.safetensors", "not found, but the generator is conditioned on the aligner")
     for name in ("Mean.npy", "Std.npy"):
@@ -122,7 +122,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         shutil.copyfile(run_dir / name, out_dir / name)
     dataset = {}
     if (run_dir / "dataset.json").is_file():
-        dataset = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8"))
+        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
         dataset.pop("root", None)  # a path on the training machine means nothing to users
     manifest = {
         "format_version": BUNDLE_FORMAT_VERSION,
