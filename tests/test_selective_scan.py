@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The pure-PyTorch selective scan against a float64 loop, its hand-written backward, and the dispatch rule."""
+"""The pure-PyTorch selective scan against a float64 loop, its hand-written backward, and the dispatch rule
+(the compiled CPU scan has its own tests in test_compiled_selective_scan.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kmm_core.model import selective_scan as scan_module
 from kmm_core.model.selective_scan import (
     choose_selective_scan,
     selective_scan,
+    selective_scan_compiled,
     selective_scan_pure,
     selective_scan_reference,
 )
@@ -100,11 +102,12 @@ def test_gradients_match_autograd_through_reference_in_float32():
         torch.testing.assert_close(grads["pure"][name], grads["reference"][name], rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_dispatch_picks_pure_path_on_this_machine():
+def test_dispatch_picks_compiled_cpu_path_on_this_machine():
+    """CPU tensors take the compiled loop (this machine has g++; tests/test_compiled_selective_scan.py covers the
+    fallback to the pure scan); the fused CUDA kernel is only considered for CUDA tensors."""
     u = torch.zeros(1, 2, 3)
-    assert choose_selective_scan(u) is selective_scan_pure
-    # The fused kernel is only ever considered for CUDA tensors; here mamba_ssm cannot be imported at all.
-    assert scan_module._fused_selective_scan_fn() is None
+    assert choose_selective_scan(u) is selective_scan_compiled
+    assert scan_module._fused_selective_scan_fn() is None  # mamba_ssm cannot be imported here at all
     inputs = make_scan_inputs(batch=1, channels=2, length=5, state=3)
     torch.testing.assert_close(selective_scan(**inputs), selective_scan_pure(**inputs))
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputTensorError
-from .selective_scan import selective_scan
+from .selective_scan import choose_selective_scan, selective_scan, selective_scan_compiled
 
 
 class MambaBlock(nn.Module):
@@ -79,6 +79,8 @@ class MambaBlock(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.dtype in (torch.float32, torch.float64) and choose_selective_scan(hidden) is selective_scan_compiled:
+            return self._forward_compiled(hidden)
         length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each
         x = F.silu(self.conv1d(x)[..., :length])
@@ -96,6 +98,28 @@ class MambaBlock(nn.Module):
             delta_softplus=True,
         )
         return self.out_proj(y.transpose(1, 2))
+
+    def _forward_compiled(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The same block on the compiled CPU kernels, time-major throughout (no transposes, no (B, D, L) copies)."""
+        from .compiled_selective_scan import causal_conv_silu, fused_selective_scan
+
+        xz = self.in_proj(hidden)  # (B, L, 2 d_inner); x and z are read in place
+        x, z = xz[..., : self.d_inner], xz[..., self.d_inner :]
+        conv_bias = self.conv1d.bias if self.conv1d.bias is not None else hidden.new_zeros(self.d_inner)
+        x = causal_conv_silu(x, self.conv1d.weight[:, 0, :], conv_bias)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        y = fused_selective_scan(
+            x,
+            F.linear(dt, self.dt_proj.weight),  # bias is added inside the scan, as mamba_ssm does
+            -torch.exp(self.A_log.to(hidden.dtype)),
+            B,
+            C,
+            D=self.D.to(hidden.dtype),
+            z=z,
+            delta_bias=self.dt_proj.bias.to(hidden.dtype),
+            delta_softplus=True,
+        )
+        return self.out_proj(y)
 
 
 def _check_valid(valid: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:

@@ -159,16 +159,59 @@ def selective_scan_pure(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> torch.Tensor:
     """Pure-PyTorch selective scan (any device); same arguments and result as mamba_ssm's ``selective_scan_fn``."""
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise InputTensorError(f"selective_scan: chunk_size must be >= 1, got {chunk_size}")
+
+    def core(u_c, delta_c, A_c, B_c, C_c):
+        return _ChunkedSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c, chunk_size)
+
+    return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def selective_scan_compiled(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The same scan on the fused C++ loop of ``compiled_selective_scan`` (CPU tensors; its kernel must build).
+
+    That loop works time-major; the Mamba block calls ``compiled_selective_scan.fused_selective_scan`` directly
+    with its (B, L, D) tensors, this wrapper keeps mamba_ssm's (B, D, L) signature."""
+    from .compiled_selective_scan import fused_selective_scan, kernel, kernel_status
+
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if kernel() is None:
+        raise InputTensorError(f"selective_scan: the compiled CPU scan is not available ({kernel_status()})")
+    if u.is_cuda:
+        raise InputTensorError("selective_scan: the compiled scan runs on CPU tensors only")
+    dtype = _compute_dtype(u.dtype)
+
+    def time_major(tensor):
+        return None if tensor is None else tensor.to(dtype).transpose(1, 2)
+
+    y = fused_selective_scan(
+        time_major(u), time_major(delta), A.to(dtype), time_major(B), time_major(C),
+        D=None if D is None else D.to(dtype), z=time_major(z),
+        delta_bias=None if delta_bias is None else delta_bias.to(dtype), delta_softplus=delta_softplus)
+    return y.transpose(1, 2).to(u.dtype)
+
+
+def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
+    """Bias, softplus, the D skip and the SiLU(z) gate around ``core(u, delta, A, B, C) = sum_n C_t h_t``."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype = _compute_dtype(u.dtype)
     u_c, delta_c = u.to(dtype), delta.to(dtype)
     if delta_bias is not None:
         delta_c = delta_c + delta_bias.to(dtype).unsqueeze(-1)
     if delta_softplus:
         delta_c = F.softplus(delta_c)
-    y = _ChunkedSelectiveScan.apply(u_c, delta_c, A.to(dtype), B.to(dtype), C.to(dtype), chunk_size)
+    y = core(u_c, delta_c, A.to(dtype), B.to(dtype), C.to(dtype))
     if D is not None:
         y = y + u_c * D.to(dtype).unsqueeze(-1)
     if z is not None:
@@ -211,9 +254,14 @@ def _fused_selective_scan_fn() -> Callable | None:
 
 
 def choose_selective_scan(u: torch.Tensor) -> Callable:
-    """The one dispatch rule: the fused kernel for CUDA tensors when mamba_ssm is importable, else the pure scan."""
-    fused = _fused_selective_scan_fn() if u.is_cuda else None
-    return fused if fused is not None else selective_scan_pure
+    """The one dispatch rule: CUDA tensors take mamba_ssm's fused kernel when it imports; CPU tensors take the
+    compiled C++ loop when it builds (``compiled_selective_scan.kernel()``); everything else the pure scan."""
+    if u.is_cuda:
+        fused = _fused_selective_scan_fn()
+        return fused if fused is not None else selective_scan_pure
+    from .compiled_selective_scan import kernel
+
+    return selective_scan_compiled if kernel() is not None else selective_scan_pure
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
