@@ -38,6 +38,7 @@ from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import FRAMES_PER_TOKEN, num_tokens_for_frames
 from ..motion_result import MotionResult
 from .timeline import DEFAULT_TRANSITIONS, MODEL_FPS, TRANSITION_MODES, Timeline
+from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
 
 """The mode with the lower boundary jerk in benchmarks/bench_generation.py: with the tiny bundle, 6 prompts x 3 s,
 4 seeds, mean jerk within 0.5 s of a boundary was 24.4 m/s^3 for per_token and 28.9 for inpaint (which also takes
@@ -62,6 +63,7 @@ class GenerationOptions:
     temperature: float | None = None
     transitions: str = DEFAULT_TRANSITIONS
     transition_tokens: int = 4  # inpaint: tokens re-decoded on each side of a boundary (2 gave 50% more jerk)
+    inpaint_context_tokens: int = 16  # inpaint: fixed tokens each side of a re-decoded region that its window sees
     max_window_tokens: int = 1024
     window_overlap_tokens: int = 64
 
@@ -74,6 +76,8 @@ class GenerationOptions:
             raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
+        if self.inpaint_context_tokens < 1:
+            raise ConfigError(f"inpaint_context_tokens: must be >= 1, got {self.inpaint_context_tokens}")
         if self.max_window_tokens < 8:
             raise ConfigError(f"max_window_tokens: must be >= 8, got {self.max_window_tokens}")
         if not 0 < self.window_overlap_tokens < self.max_window_tokens // 2:
@@ -242,19 +246,24 @@ def generate_codes(bundle, timeline: Timeline, seed: int, options: GenerationOpt
     rng.manual_seed(int(seed))
     if options.transitions == "per_token" or len(spans) == 1:
         return decode_windowed(bundle, num_frames, condition, None, config, rng, options, counter), num_frames
-    # MMM-style: each segment on its own, then inpaint the tokens around every boundary with both sides fixed.
+    # MMM-style: each segment on its own, then inpaint the tokens around every boundary with both sides fixed
+    # (batched: all segments in one decode, all boundary windows in another; see transition_inpainting.py).
     bounds = token_boundaries(spans, num_tokens)
     layers = bundle.generator.config.num_quantizers
     codes = torch.full((num_tokens, layers), -1, dtype=torch.int64)
-    for index in range(len(spans)):
+    short = [i for i in range(len(spans)) if bounds[i + 1] - bounds[i] <= options.max_window_tokens]
+    if short:
+        decoded = decode_segments_together(bundle.generator, [bounds[i + 1] - bounds[i] for i in short],
+                                           embeddings[short], config, rng, counter.on_step)
+        for index, segment_codes in zip(short, decoded, strict=True):
+            codes[bounds[index]:bounds[index + 1]] = segment_codes
+    for index in sorted(set(range(len(spans))) - set(short)):  # longer than a window: decoded in windows
         start, end = bounds[index], bounds[index + 1]
         own = embeddings[index].expand(end - start, -1)
         codes[start:end] = decode_windowed(bundle, (end - start) * FRAMES_PER_TOKEN, own, None, config, rng,
                                            options, counter)
-    width = options.transition_tokens
-    for boundary in bounds[1:-1]:
-        codes[max(0, boundary - width):min(num_tokens, boundary + width)] = -1
-    return decode_windowed(bundle, num_frames, condition, codes, config, rng, options, counter), num_frames
+    windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
+    return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step), num_frames
 
 
 def planned_steps(bundle, timeline: Timeline, options: GenerationOptions, config: DecodingConfig) -> int:
@@ -265,8 +274,10 @@ def planned_steps(bundle, timeline: Timeline, options: GenerationOptions, config
     if options.transitions == "per_token" or len(timeline.segments) == 1:
         return windows * per_decode
     bounds = token_boundaries(timeline.segment_ranges(MODEL_FPS), num_tokens)
-    segment_windows = sum(len(window_starts(b - a, options)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
-    return (segment_windows + windows) * per_decode
+    lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    long_windows = sum(len(window_starts(n, options)) for n in lengths if n > options.max_window_tokens)
+    batched = 1 if any(n <= options.max_window_tokens for n in lengths) else 0
+    return (batched + long_windows + 1) * per_decode  # + 1: the one batched decode of all transition windows
 
 
 def result_from_model_joints(joints20: np.ndarray, timeline: Timeline) -> MotionResult:

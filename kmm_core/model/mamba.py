@@ -143,11 +143,14 @@ def _check_valid(valid: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
 
 def reverse_valid_part(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Reverse the first lengths[b] tokens of each sequence (dim 1), leave the padding in place. Its own inverse."""
-    if lengths is None:
+    batch, length = x.shape[:2]
+    if lengths is None or bool((lengths == length).all()):
         return x.flip(1)
-    positions = torch.arange(x.shape[1], device=x.device)
+    positions = torch.arange(length, device=x.device)
     index = torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions)
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+    # Whole rows through index_select: several times faster on CPU than gather with an expanded (B, L, D) index.
+    rows = (index + torch.arange(batch, device=x.device)[:, None] * length).reshape(-1)
+    return x.reshape(batch * length, *x.shape[2:]).index_select(0, rows).view_as(x)
 
 
 class BidirectionalMambaLayer(nn.Module):

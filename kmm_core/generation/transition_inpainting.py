@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""MMM-style transition inpainting, batched: the default way a multi-prompt timeline is generated.
+
+1. Every segment is decoded on its own prompt, all segments in ONE batched decode (padded to the longest; the
+   backbone's padding contract keeps each segment's result independent of the others' lengths).
+2. Around every boundary, ``transition_tokens`` tokens on each side are re-decoded with everything else fixed. Only
+   a local window is decoded: the free tokens plus ``context_tokens`` fixed tokens on each side, every window of the
+   timeline in ONE batched decode. Free regions that overlap or touch (short segments) form one window.
+
+Before, step 1 decoded the segments one after another and step 2 decoded the whole timeline again with only the
+transition tokens free, so a 10-minute timeline paid 50 sequential decodes plus a 3,000-token one.
+``benchmarks/bench_timeline_speed.py`` measures the two; ``benchmarks/measure_transition_modes.py`` checks that the
+prompts are still obeyed as well.
+
+Torch only; knows nothing of timelines (spans in tokens in, codes out), so the timeline generator stays the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..model.configs import DecodingConfig
+from ..model.decoding import decode_tokens
+from ..model.motion_tokenizer import FRAMES_PER_TOKEN
+
+StepCallback = Callable[[int, int], "bool | None"]
+
+
+def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tensor, config: DecodingConfig,
+                             rng: torch.Generator, on_step: StepCallback | None) -> list[Tensor]:
+    """Codes (length_i, Q) of each segment, decoded in one batch; segment i is conditioned on embeddings[i]."""
+    device = next(generator.parameters()).device
+    longest = max(lengths)
+    condition = torch.zeros(len(lengths), longest, embeddings.shape[-1], device=device)
+    for index, length in enumerate(lengths):
+        condition[index, :length] = embeddings[index]
+    result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
+                           config=config, rng=rng, on_step=on_step)
+    return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]
+
+
+def transition_windows(bounds: Sequence[int], num_tokens: int, width: int,
+                       context: int) -> list[tuple[int, int, int, int]]:
+    """(window start, free start, free end, window end) per group of boundaries, token indices.
+
+    ``bounds`` = the first token of every segment plus ``num_tokens``; the free region of a boundary is
+    ``width`` tokens on each side of it; regions that overlap or touch are merged into one window.
+    """
+    regions: list[list[int]] = []
+    for boundary in bounds[1:-1]:
+        start, end = max(0, boundary - width), min(num_tokens, boundary + width)
+        if regions and start <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], end)
+        else:
+            regions.append([start, end])
+    return [(max(0, start - context), start, end, min(num_tokens, end + context)) for start, end in regions]
+
+
+def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Sequence[tuple[int, int, int, int]],
+                        config: DecodingConfig, rng: torch.Generator, on_step: StepCallback | None) -> Tensor:
+    """``codes`` (L, Q) with the free region of every window re-decoded, all windows in one batch.
+
+    ``condition`` (L, E) holds every token's condition vector (its segment's prompt); inside a window everything
+    but the free region stays fixed, so each window continues the motion on both of its sides.
+    """
+    device = next(generator.parameters()).device
+    layers = codes.shape[-1]
+    longest = max(end - start for start, _, _, end in windows)
+    fixed = torch.full((len(windows), longest, layers), -1, dtype=torch.int64)
+    window_condition = torch.zeros(len(windows), longest, condition.shape[-1], device=device)
+    for index, (start, free_start, free_end, end) in enumerate(windows):
+        fixed[index, : end - start] = codes[start:end]
+        fixed[index, free_start - start : free_end - start] = -1
+        window_condition[index, : end - start] = condition[start:end]
+    frames = [(end - start) * FRAMES_PER_TOKEN for start, _, _, end in windows]
+    result = decode_tokens(generator, frames, cond_per_token=window_condition, fixed_codes=fixed.to(device),
+                           config=config, rng=rng, on_step=on_step)
+    decoded = result.codes.cpu()
+    out = codes.clone()
+    for index, (start, free_start, free_end, _end) in enumerate(windows):
+        out[free_start:free_end] = decoded[index, free_start - start : free_end - start]
+    return out
