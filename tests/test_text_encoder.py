@@ -73,3 +73,28 @@ def test_bad_input_and_missing_model(encoder, tmp_path):
         encoder.encode([])
     with pytest.raises(TextEncoderUnavailable, match=str(tmp_path)):
         MiniLMTextEncoder(TextEncoderConfig(model_path=str(tmp_path)))
+
+
+def test_plain_pytorch_minilm_matches_transformers_bert(encoder):
+    """minilm_bert's encoder and tokenizer give transformers' BertModel/AutoTokenizer results on the same files."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from kmm_core.model.text_encoder import default_model_path
+
+    path = str(default_model_path())
+    reference_tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    reference_model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    texts = ["a person walks forward", "A man raises his LEFT hand, then turns around slowly!", "jump"]
+    ours = encoder.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    theirs = reference_tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    assert torch.equal(ours["attention_mask"], theirs["attention_mask"])
+    with torch.no_grad():
+        hidden = encoder.model(**ours).last_hidden_state
+        expected = reference_model(**theirs).last_hidden_state
+    valid = ours["attention_mask"].bool()
+    torch.testing.assert_close(hidden[valid], expected[valid], rtol=1e-4, atol=1e-4)
+    # Truncation at max_length keeps [CLS] ... [SEP] like the reference tokenizer.
+    long = ["walk " * 200]
+    assert torch.equal(encoder.tokenizer(long, max_length=16)["input_ids"],
+                       reference_tokenizer(long, truncation=True, max_length=16, return_tensors="pt")["input_ids"])

