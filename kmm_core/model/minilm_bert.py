@@ -49,6 +49,23 @@ class EncoderOutput:
     last_hidden_state: Tensor  # (B, N, hidden)
 
 
+class _Linear(nn.Module):
+    """nn.Linear's parameters and forward without its random initialisation (every weight comes from the file;
+    initialising 23M parameters cost 0.3 s of every start-up)."""
+
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(outputs, inputs))
+        self.bias = nn.Parameter(torch.empty(outputs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+def _embedding(count: int, dim: int) -> nn.Embedding:
+    return nn.Embedding(count, dim, _weight=torch.empty(count, dim))  # a given weight skips the random init
+
+
 class _Layer(nn.Module):
     """Post-norm BERT layer with BERT's parameter names."""
 
@@ -58,23 +75,23 @@ class _Layer(nn.Module):
         self.heads = s.num_attention_heads
         self.attention = nn.Module()
         self.attention.self = nn.Module()
-        self.attention.self.query = nn.Linear(hidden, hidden)
-        self.attention.self.key = nn.Linear(hidden, hidden)
-        self.attention.self.value = nn.Linear(hidden, hidden)
+        self.attention.self.query = _Linear(hidden, hidden)
+        self.attention.self.key = _Linear(hidden, hidden)
+        self.attention.self.value = _Linear(hidden, hidden)
         self.attention.output = nn.Module()
-        self.attention.output.dense = nn.Linear(hidden, hidden)
+        self.attention.output.dense = _Linear(hidden, hidden)
         self.attention.output.LayerNorm = nn.LayerNorm(hidden, eps=s.layer_norm_eps)
         self.intermediate = nn.Module()
-        self.intermediate.dense = nn.Linear(hidden, s.intermediate_size)
+        self.intermediate.dense = _Linear(hidden, s.intermediate_size)
         self.output = nn.Module()
-        self.output.dense = nn.Linear(s.intermediate_size, hidden)
+        self.output.dense = _Linear(s.intermediate_size, hidden)
         self.output.LayerNorm = nn.LayerNorm(hidden, eps=s.layer_norm_eps)
 
     def forward(self, x: Tensor, attention_bias: Tensor) -> Tensor:
         batch, length, hidden = x.shape
         attention = self.attention
 
-        def heads(linear: nn.Linear) -> Tensor:
+        def heads(linear: _Linear) -> Tensor:
             return linear(x).view(batch, length, self.heads, hidden // self.heads).transpose(1, 2)
 
         scores = heads(attention.self.query) @ heads(attention.self.key).transpose(-1, -2)
@@ -92,9 +109,9 @@ class MiniLMEncoder(nn.Module):
         self.config = settings
         hidden = settings.hidden_size
         self.embeddings = nn.Module()
-        self.embeddings.word_embeddings = nn.Embedding(settings.vocab_size, hidden, padding_idx=0)
-        self.embeddings.position_embeddings = nn.Embedding(settings.max_position_embeddings, hidden)
-        self.embeddings.token_type_embeddings = nn.Embedding(settings.type_vocab_size, hidden)
+        self.embeddings.word_embeddings = _embedding(settings.vocab_size, hidden)
+        self.embeddings.position_embeddings = _embedding(settings.max_position_embeddings, hidden)
+        self.embeddings.token_type_embeddings = _embedding(settings.type_vocab_size, hidden)
         self.embeddings.LayerNorm = nn.LayerNorm(hidden, eps=settings.layer_norm_eps)
         self.encoder = nn.Module()
         self.encoder.layer = nn.ModuleList(_Layer(settings) for _ in range(settings.num_hidden_layers))
@@ -154,5 +171,5 @@ def load_minilm(folder: Path) -> tuple[MiniLMTokenizer, MiniLMEncoder]:
     missing = [name for name in wanted if name not in weights]
     if missing:
         raise ValueError(f"{folder / 'model.safetensors'}: missing {', '.join(missing[:5])}")
-    model.load_state_dict({name: weights[name] for name in wanted}, strict=True)
+    model.load_state_dict({name: weights[name] for name in wanted}, strict=True, assign=True)
     return MiniLMTokenizer(folder / "tokenizer.json"), model.eval()
