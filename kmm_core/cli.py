@@ -282,10 +282,15 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         needed = cuda
         add("mamba_kernels", not needed,
             (f"fused Mamba kernels not importable ({type(exc).__name__}): install kmm-motion[cuda] for speed"
-             if needed else "fused Mamba kernels not installed: not needed on the CPU (the PyTorch scan is used)"),
+             if needed else "fused Mamba kernels not installed: not needed on the CPU (see cpu_scan)"),
             required=False)
     else:
         add("mamba_kernels", True, "mamba_ssm fused selective scan importable", required=False)
+    if torch is not None:
+        from .model.compiled_selective_scan import kernel, kernel_status
+
+        add("cpu_scan", True, ("compiled CPU selective scan: " if kernel() is not None else
+                               "pure-PyTorch selective scan (slower training): ") + kernel_status(), required=False)
     from .model_bundle import default_bundle_path, read_manifest
 
     bundle_path = Path(checkpoint) if checkpoint else default_bundle_path()
