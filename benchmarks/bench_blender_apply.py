@@ -86,16 +86,17 @@ def worker(minutes: list[float], repeats: int) -> dict:
         frames = int(round(length * 60 * TARGET_FPS))
         motion = _looped_motion(kinematics, keyframe_writer, skeleton, frames)
         for api in apis:
-            seconds = []
+            seconds, cpu_seconds = [], []
             for repeat in range(repeats):
                 options = keyframe_writer.WriteOptions(action_name=f"bench {api} {length} {repeat}", api=api)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 take = keyframe_writer.write_take(armature, motion, options, scene)
                 seconds.append(time.perf_counter() - started)
+                cpu_seconds.append(time.process_time() - cpu_started)
                 assert take.frame_end - take.frame_start + 1 == frames
                 bpy.data.actions.remove(take.action)  # keep memory flat across repeats
             rows.append({"minutes": length, "frames": frames, "api": api, "default": api == default_api,
-                         "seconds": seconds})
+                         "seconds": seconds, "cpu_seconds": cpu_seconds})
     return {"blender": ".".join(map(str, bpy.app.version)), "numpy": __import__("numpy").__version__, "rows": rows}
 
 
@@ -125,9 +126,13 @@ def main() -> None:
 
     extra = [p for p in os.environ.get("KMM_EXTRA_BLENDER_PYTHONS", "").split(os.pathsep) if p.strip()]
     pythons = list(dict.fromkeys([sys.executable, *args.python, *extra]))
-    print(f"Writing 30 fps motion onto the 22-bone KMM armature (91 F-curves), median of {args.repeats} runs.\n")
-    print("| Blender | numpy | motion | frames | F-curve API | write s (median) | min s | keys / s |")
-    print("| --- | --- | --- | ---: | --- | ---: | ---: | ---: |")
+    load = os.getloadavg()[0]
+    print(f"Writing 30 fps motion onto the 22-bone KMM armature (91 F-curves), median of {args.repeats} runs. "
+          f"Load average {load:.1f} on {os.cpu_count()} cores at the start"
+          + (" (shared machine: wall times are upper bounds; CPU s = this process's CPU time)." if load > 1 else ".")
+          + "\n")
+    print("| Blender | numpy | motion | frames | F-curve API | write s (median) | min s | CPU s (median) | keys / s |")
+    print("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for python in pythons:
         report = _run_worker(python, args.minutes, args.repeats)
         for row in report["rows"]:
@@ -135,8 +140,9 @@ def main() -> None:
             median = ordered[len(ordered) // 2]
             keys = row["frames"] * 91
             api = row["api"] + (" (default)" if row["default"] else "")
+            cpu = sorted(row["cpu_seconds"])[len(ordered) // 2]
             print(f"| {report['blender']} | {report['numpy']} | {row['minutes']:g} min | {row['frames']} | {api} | "
-                  f"{median:.3f} | {ordered[0]:.3f} | {keys / median:,.0f} |", flush=True)
+                  f"{median:.3f} | {ordered[0]:.3f} | {cpu:.3f} | {keys / median:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":
