@@ -10,7 +10,7 @@ The compiled scan's library is built once per machine before the runs (its build
 the first one ever; the build time is printed). Medians over ``--runs``; the load average is printed because on a
 shared machine wall times are upper bounds and CPU times the better estimate of an idle machine's wall time.
 
-Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--out benchmarks/results/cold_start.md]``
+Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--threads N] [--out benchmarks/results/cold_start.md]``
 """
 
 from __future__ import annotations
@@ -69,8 +69,12 @@ def cold_worker(folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the CLI and worker processes (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cold_start.md")
     args = parser.parse_args()
+    if args.threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every process started below
     from kmm_core.model import compiled_selective_scan
 
     compiled_selective_scan.kernel.cache_clear()
@@ -84,7 +88,8 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved, so both see the same load
             cli_runs.append(cold_cli(Path(folder)))
             worker_runs.append(cold_worker(Path(folder)))
-    lines = [f"{args.runs} runs each, interleaved; torch's default thread count (the CLI's and the worker's).",
+    threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default thread count"
+    lines = [f"{args.runs} runs each, interleaved; {threads} (the CLI's and the worker's).",
              f"Load average at the start: {load[0]:.1f} (1 min) on {os.cpu_count()} cores"
              + (" — shared machine: wall times are upper bounds." if load[0] > 1 else "."), "",
              "| what | median wall s | min wall s | median CPU s |", "| --- | ---: | ---: | ---: |",
