@@ -130,3 +130,19 @@ def tiny_model(tiny_bundle):
     from kmm_core.model_bundle import ModelBundle
 
     return ModelBundle.load(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def extra_mocap_dir(tmp_path_factory) -> Path:
+    """`extra/extra-mocap.tar.xz` extracted once per session (~10 s): hdm05-subset-jointlearning/,
+    cmu-iclone-dragonforged/, cmu-8action-expmap/, deepmimic-humanoid3d/ (see extra/README.md)."""
+    archive = _require(SHARED_DATA / "extra" / "extra-mocap.tar.xz")
+    target = tmp_path_factory.mktemp("extra_mocap")
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.fixture(scope="session")
+def hdm05_dir(extra_mocap_dir) -> Path:
+    return extra_mocap_dir / "hdm05-subset-jointlearning"
