@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import KMMError
-from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
 from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
+from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
 from .sources import bandai_namco_specs, cmu_specs, user_specs
 
 CMU_DESCRIPTIONS_FILE = "cmu-descriptions.json"
