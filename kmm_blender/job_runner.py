@@ -24,7 +24,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import MAX_SEED
-from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
+from . import armature_builder, keyframe_writer, prompt_warnings, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,
     DONE,
@@ -273,6 +273,8 @@ def _apply(context: bpy.types.Context, job: GenerationJob, target: _JobTarget) -
             imported = take_importer.import_takes(context, job.paths, armature, target.options)
     if target.armature_name is None:
         scene.kmm.target_armature = imported.armature  # later generations go to the same character
+    imported.warnings.extend(prompt_warnings.store(
+        scene.kmm, job.warnings, target.regeneration.segment if target.regeneration is not None else None))
     names = ", ".join(take.action.name for take in imported.takes)
     wm = bpy.context.window_manager
     if hasattr(wm, "kmm_job"):
