@@ -55,8 +55,10 @@ def suggestions_of(item: Any) -> list[str]:
     return [text for text in item.suggestions.split(SUGGESTION_SEPARATOR) if text] if active_warning(item) else []
 
 
-def draw_warnings(layout: bpy.types.UILayout, settings: Any, wrapped) -> None:
+def draw_warnings(layout: bpy.types.UILayout | None, settings: Any, wrapped) -> None:
     """Under the table: each warned row's message and one button per suggestion."""
+    if layout is None:
+        return
     for index, item in enumerate(settings.segments):
         message = active_warning(item)
         if not message:
