@@ -12,7 +12,8 @@ check of ``kmm generate`` and the worker (``generation/prompt_vocabulary.py``)::
       "actions": [{"dataset": "bandai-namco-2", "content": "walk-turn-left", "takes": 219, "train_takes": 175,
                    "styles": ["active", ...], "examples": ["a man walks forward then turns to the left", ...]}],
       "styles": ["active", ...],
-      "captions": {"train": [...], "val": [...]},        # distinct captions per split (mirrors included)
+      "captions": {"train": [...], "val": [...],         # distinct captions per split (mirrors included)
+                   "train_actions": [...], "val_actions": [...]},   # "dataset/content" of each caption
       "out_of_vocabulary": {...}                          # threshold and its measured rates (added with the
     }                                                     # caption embeddings, vocabulary.safetensors)
 
@@ -25,15 +26,19 @@ import csv
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.captions import NEUTRAL_SUBJECTS, SUBJECTS
 from .errors import InputFileError, read_json_file
 
 VOCABULARY_FILE = "vocabulary.json"
 VOCABULARY_FORMAT_VERSION = 1
 EXAMPLES_PER_ACTION = 3
+_SUBJECTS = sorted(set(SUBJECTS) | set(NEUTRAL_SUBJECTS), key=len, reverse=True)
+_ADJECTIVE_SUBJECT = re.compile(r"^an? [a-z-]+ person ")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class Vocabulary:
     styles: tuple[str, ...]
     train_captions: tuple[str, ...]
     val_captions: tuple[str, ...]
+    train_actions: tuple[str, ...] = ()   # "dataset/content" of each train caption (first clip it came from)
+    val_actions: tuple[str, ...] = ()
     dataset: dict[str, Any] = field(default_factory=dict)
     out_of_vocabulary: dict[str, Any] = field(default_factory=dict)
     path: str = ""
@@ -70,7 +77,8 @@ class Vocabulary:
             "actions": [{"dataset": a.dataset, "content": a.content, "takes": a.takes, "train_takes": a.train_takes,
                          "styles": list(a.styles), "examples": list(a.examples)} for a in self.actions],
             "styles": list(self.styles),
-            "captions": {"train": list(self.train_captions), "val": list(self.val_captions)},
+            "captions": {"train": list(self.train_captions), "val": list(self.val_captions),
+                         "train_actions": list(self.train_actions), "val_actions": list(self.val_actions)},
             "out_of_vocabulary": self.out_of_vocabulary,
         }
 
@@ -95,7 +103,7 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     needed = {"name", "take", "dataset", "content", "style", "split", "mirrored"}
     if not rows or needed - set(rows[0]):
         raise InputFileError(index, f"expected the columns {', '.join(sorted(needed))}")
-    captions: dict[str, set[str]] = {"train": set(), "val": set()}
+    captions: dict[str, dict[str, str]] = {"train": {}, "val": {}}   # caption -> action of its first clip
     per_action: dict[tuple[str, str], dict[str, Any]] = {}
     styles: set[str] = set()
     for row in rows:
@@ -107,7 +115,8 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
             styles.add(row["style"])
         texts = _read_captions(folder / "texts", row["name"])
         if row["split"] in captions:
-            captions[row["split"]].update(texts)
+            for text in texts:
+                captions[row["split"]].setdefault(text, f"{row['dataset']}/{row['content']}")
         if row["split"] == "train":
             entry["train_takes"].add(row["take"])
             if row["mirrored"] == "0":
@@ -122,9 +131,11 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
                               tuple(sorted(entry["styles"])), tuple(distinct[:EXAMPLES_PER_ACTION])))
     summary = {"clips": len(rows), "takes": len({row["take"] for row in rows}),
                "sources": sorted({row["dataset"] for row in rows})}
+    train, val = sorted(captions["train"]), sorted(captions["val"])
     return Vocabulary(model=model, actions=tuple(actions), styles=tuple(sorted(styles)),
-                      train_captions=tuple(sorted(captions["train"])), val_captions=tuple(sorted(captions["val"])),
-                      dataset=summary)
+                      train_captions=tuple(train), val_captions=tuple(val),
+                      train_actions=tuple(captions["train"][c] for c in train),
+                      val_actions=tuple(captions["val"][c] for c in val), dataset=summary)
 
 
 def vocabulary_from_dict(data: Any, path: str = "<dict>") -> Vocabulary:
@@ -146,10 +157,14 @@ def vocabulary_from_dict(data: Any, path: str = "<dict>") -> Vocabulary:
     captions = data.get("captions")
     if not isinstance(captions, dict) or not isinstance(captions.get("train"), list):
         raise fail("'captions' must hold a 'train' list")
+    train_actions = tuple(map(str, captions.get("train_actions", [])))
+    if train_actions and len(train_actions) != len(captions["train"]):
+        raise fail("'captions.train_actions' must have one entry per training caption")
     return Vocabulary(model=str(data.get("model", "")), actions=tuple(actions),
                       styles=tuple(map(str, data.get("styles", []))),
                       train_captions=tuple(map(str, captions["train"])),
                       val_captions=tuple(map(str, captions.get("val", []))),
+                      train_actions=train_actions, val_actions=tuple(map(str, captions.get("val_actions", []))),
                       dataset=dict(data.get("dataset") or {}),
                       out_of_vocabulary=dict(data.get("out_of_vocabulary") or {}), path=path)
 
@@ -172,6 +187,24 @@ def write_vocabulary(bundle_dir: str | Path, vocabulary: Vocabulary) -> Path:
     return path
 
 
+def action_family(action: str) -> str:
+    """The verb an action label starts with: 'bandai-namco-2/walk-turn-left' -> 'walk', 'hdm05/kickLFront1Reps'
+    -> 'kick', 'deepmimic/getup_facedown' -> 'getup' (actions of one family are near-synonyms for the check)."""
+    content = action.rsplit("/", 1)[-1]
+    match = re.match(r"[A-Za-z][a-z]*", content)
+    return (match.group(0) if match else content).lower()
+
+
+def caption_predicate(caption: str) -> str:
+    """A caption without its subject ('a tired person walks forward' -> 'walks forward'): captions that differ
+    only in the subject are one wording."""
+    text = _ADJECTIVE_SUBJECT.sub("", caption)
+    for subject in _SUBJECTS:
+        if text.startswith(subject + " "):
+            return text[len(subject) + 1:]
+    return text
+
+
 def format_vocabulary(vocabulary: Vocabulary) -> str:
     """The human-readable listing of ``kmm vocab``."""
     lines = [f"Model {vocabulary.model or '?'} was trained on {len(vocabulary.actions)} actions "
@@ -185,6 +218,7 @@ def format_vocabulary(vocabulary: Vocabulary) -> str:
         lines += ["", "Styles: " + ", ".join(vocabulary.styles)]
     ood = vocabulary.out_of_vocabulary
     if ood.get("threshold") is not None:
-        lines += ["", f"Prompts whose similarity to every training caption is below {ood['threshold']:.2f} get an "
-                      f"out-of-vocabulary warning ({len(vocabulary.train_captions)} distinct training captions)."]
+        lines += ["", f"Prompts whose similarity to every training caption is below {ood['threshold']:.2f} "
+                      f"({ood.get('space', '?')} space) get an out-of-vocabulary warning "
+                      f"({len(vocabulary.train_captions)} distinct training captions)."]
     return "\n".join(lines) + "\n"

@@ -49,7 +49,7 @@ def test_known_prompts_pass_and_juggling_warns(shipped, shipped_check):
     assert JUGGLE in juggle.warning and all(s in juggle.warning for s in juggle.suggestions)
     # Suggestions are close training captions, most similar first, the first being the closest of all.
     embeddings = dict(zip(vocabulary.train_captions, shipped_check.train, strict=True))
-    query = embed_texts(shipped, [JUGGLE])[0]
+    query = embed_texts(shipped, [JUGGLE], shipped_check.space)[0]
     similarities = [float(embeddings[s] @ query) for s in juggle.suggestions]
     assert similarities == sorted(similarities, reverse=True)
     assert similarities[0] == pytest.approx(juggle.similarity, abs=1e-5)
@@ -57,10 +57,11 @@ def test_known_prompts_pass_and_juggling_warns(shipped, shipped_check):
 
 def test_shipped_threshold_and_its_measured_rates(shipped_check):
     ood = read_vocabulary(default_bundle_path()).out_of_vocabulary
-    assert ood["threshold"] == pytest.approx(shipped_check.threshold)
-    assert ood["val_false_alarm_rate"] <= 0.03
-    assert 0 <= ood["paraphrase_false_alarm_rate"] <= 0.5 and ood["paraphrases"] == 40
-    assert ood["unknown_prompt_warning_rate"] >= 0.5
+    assert ood["threshold"] == pytest.approx(shipped_check.threshold) and ood["space"] == shipped_check.space
+    assert ood["val_false_alarm_rate"] <= 0.01 and ood["val_unseen_action_warning_rate"] == pytest.approx(0.01, abs=0.01)
+    assert ood["paraphrase_false_alarm_rate"] <= 0.05 and ood["paraphrases"] == 40
+    assert ood["unknown_prompt_warning_rate"] >= 0.9
+    assert set(ood["spaces"]) == {"aligner", "minilm"}
     # The stored rates are what the check does now.
     from kmm_core.evaluation.paraphrases import paraphrase_prompts
 
@@ -106,7 +107,8 @@ def test_kmm_train_all_writes_the_vocabulary_files(tiny_bundle, tiny_model):
     ood = vocabulary.out_of_vocabulary
     assert set(ood) >= {"threshold", "val_false_alarm_rate", "paraphrase_false_alarm_rate", "chosen_on"}
     check = PromptVocabulary.load(tiny_model)
-    assert check.train.shape == (len(vocabulary.train_captions), tiny_model.aligner.embed_dim)
+    assert check.space == "minilm"
+    assert check.train.shape == (len(vocabulary.train_captions), tiny_model.text_conditioner.text_encoder.dim)
     np.testing.assert_allclose(np.linalg.norm(check.train, axis=1), 1.0, atol=2e-3)
     # A training caption is as close as it gets to itself.
     (result,) = check.check([vocabulary.train_captions[0]])
