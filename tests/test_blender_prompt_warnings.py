@@ -25,8 +25,8 @@ def test_unknown_prompt_is_warned_on_its_row_with_suggestions(outcome):
     assert len(juggle["suggestions"]) == 3 and all(s in juggle["warning"] for s in juggle["suggestions"])
     assert outcome["reported"] == [juggle["warning"]]
     # The row itself carries a question-mark icon; the known row keeps its plain dot.
-    assert ("label", "", "QUESTION", False) in [tuple(x) for x in outcome["row_icons"][1]]
-    assert ("label", "", "DOT", False) in [tuple(x) for x in outcome["row_icons"][0]]
+    assert outcome["row_icons"][1] == [["label", "", "QUESTION"]]
+    assert outcome["row_icons"][0] == [["label", "", "DOT"]]
 
 
 def test_panel_offers_the_suggestions_and_using_one_clears_the_warning(outcome):
