@@ -216,3 +216,23 @@ def test_deepmimic_errors_name_file_frame_and_line(deepmimic_dir, character, tmp
     character_text = (deepmimic_dir / "characters" / "humanoid3d.txt").read_text(encoding="utf-8")
     with pytest.raises(InputFileError, match="joint 'right_knee': unknown 'Type' 'hinge'"):
         parse_deepmimic_character(character_text.replace('"revolute"', '"hinge"', 1), "humanoid3d.txt")
+
+
+def test_short_deepmimic_loops_are_repeated_stride_after_stride(deepmimic_dir, character):
+    joint_map = builtin_joint_map("deepmimic_humanoid3d")
+    path = deepmimic_dir / "motions" / "humanoid3d_jog.txt"
+    single = read_deepmimic_motion(path, character)
+    looped = read_deepmimic_motion(path, character, loop_to_seconds=2.0)
+    assert (single.num_frames - 1) * single.frame_time < 1.0
+    assert 2.0 <= (looped.num_frames - 1) * looped.frame_time < 2.0 + (single.num_frames - 1) * single.frame_time
+    np.testing.assert_array_equal(looped.frames[:single.num_frames], single.frames)
+    joints = bvh_to_canonical_joints(looped, joint_map, None)
+    steps = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
+    seam = single.num_frames - 1
+    assert steps[seam - 1: seam + 1].max() < 2.0 * np.median(steps)      # no jump where a stride repeats
+    travel = joints[-1, 0] - joints[0, 0]
+    assert travel[2] > 2.0 * (joints[seam, 0, 2] - joints[0, 0, 2]) * 0.9  # keeps jogging forward
+    # A clip that does not loop is left alone.
+    kick = deepmimic_dir / "motions" / "humanoid3d_kick.txt"
+    assert read_deepmimic_motion(kick, character, loop_to_seconds=5.0).num_frames == \
+        read_deepmimic_motion(kick, character).num_frames

@@ -17,6 +17,7 @@ from ..motion_formats.cmu_expmap import parse_cmu_expmap
 from ..motion_formats.deepmimic import DeepMimicCharacter, parse_deepmimic_motion
 
 MOTION_FORMATS = ("bvh", "amc", "cmu_expmap", "deepmimic")
+DEEPMIMIC_LOOP_SECONDS = 2.0   # looping DeepMimic clips shorter than this are repeated (run, jog: one stride each)
 
 
 def motion_from_text(text: str, label: str, file_format: str = "bvh", skeleton: object | None = None) -> BvhMotion:
@@ -32,5 +33,5 @@ def motion_from_text(text: str, label: str, file_format: str = "bvh", skeleton: 
     if file_format == "deepmimic":
         if not isinstance(skeleton, DeepMimicCharacter):
             raise InputFileError(label, "a DeepMimic motion needs its character file")
-        return parse_deepmimic_motion(text, skeleton, label)
+        return parse_deepmimic_motion(text, skeleton, label, loop_to_seconds=DEEPMIMIC_LOOP_SECONDS)
     raise InputFileError(label, f"unknown motion file format {file_format!r} (known: {', '.join(MOTION_FORMATS)})")

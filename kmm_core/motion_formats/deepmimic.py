@@ -9,6 +9,10 @@ rotation, applied X then Y then Z).  A motion frame is ``[duration, root positio
 then per joint in ID order: spherical -> quaternion (w, x, y, z), revolute -> angle (radians), fixed -> nothing]``.
 Axes: Y up; the character faces +X, its right side is +Z.
 
+A looping clip (``"Loop": "wrap"``: its last frame is its first pose again) shorter than `loop_to_seconds` is
+repeated cycle after cycle, each one moved on by the cycle's root travel, until it lasts that long: DeepMimic's
+run and jog are single strides of under a second, too short to train on alone.
+
 Points the skeleton lacks as joints come from the character's ``BodyDefs``: ``<joint>/End Site`` is added for a
 joint whose body is a box (the front-bottom middle of the box: the ball of a foot) or the sphere of a joint with no
 child joint (its centre: the middle of the head for the neck).
@@ -125,8 +129,10 @@ def _frame_line_numbers(text: str) -> list[int]:
     return rows
 
 
-def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str = "<string>") -> BvhMotion:
-    """A `BvhMotion` (metres; joints named as in the character, plus its End Sites) of a DeepMimic motion."""
+def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str = "<string>",
+                           loop_to_seconds: float | None = None) -> BvhMotion:
+    """A `BvhMotion` (metres; joints named as in the character, plus its End Sites) of a DeepMimic motion; a looping
+    clip shorter than `loop_to_seconds` (None: never) is repeated (see the module docstring)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -155,6 +161,8 @@ def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str =
     frame_time = float(np.median(durations))
     if np.any(np.abs(durations - frame_time) > 0.01 * frame_time):
         values = _resample(values, character, frame_time)
+    if loop_to_seconds is not None and data.get("Loop") == "wrap" and len(values) > 2:
+        values = _repeat_cycles(values, frame_time, loop_to_seconds)
     names, parents, offsets, channels, columns = [], [], [], [], []
     column = 1
     for joint in character.joints:
@@ -214,10 +222,26 @@ def _resample(values: np.ndarray, character: DeepMimicCharacter, step: float) ->
     return out
 
 
-def read_deepmimic_motion(path: str | Path, character: DeepMimicCharacter) -> BvhMotion:
+def _repeat_cycles(values: np.ndarray, frame_time: float, seconds: float) -> np.ndarray:
+    """Append cycles (frames 1..end, the last frame being the first pose) shifted by the cycle's horizontal root
+    travel until the clip lasts `seconds`."""
+    travel = values[-1, 1:4] - values[0, 1:4]
+    travel[1] = 0.0   # Y is up: a cycle ends at the height it started
+    cycles = [values]
+    frames = len(values)
+    while (frames - 1) * frame_time < seconds:
+        cycle = values[1:].copy()
+        cycle[:, 1:4] += travel * len(cycles)
+        cycles.append(cycle)
+        frames += len(cycle)
+    return np.concatenate(cycles)
+
+
+def read_deepmimic_motion(path: str | Path, character: DeepMimicCharacter,
+                          loop_to_seconds: float | None = None) -> BvhMotion:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InputFileError(path, f"cannot read the motion file: {error.strerror or error}") from error
-    return parse_deepmimic_motion(text, character, str(path))
+    return parse_deepmimic_motion(text, character, str(path), loop_to_seconds)
