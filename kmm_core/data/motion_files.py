@@ -17,7 +17,7 @@ from ..motion_formats.cmu_expmap import parse_cmu_expmap
 from ..motion_formats.deepmimic import DeepMimicCharacter, parse_deepmimic_motion
 
 MOTION_FORMATS = ("bvh", "amc", "cmu_expmap", "deepmimic")
-DEEPMIMIC_LOOP_SECONDS = 2.0   # looping DeepMimic clips shorter than this are repeated (run, jog: one stride each)
+DEEPMIMIC_LOOP_SECONDS = 2.0   # looping DeepMimic clips under half this are repeated to it (run, jog: one stride)
 
 
 def motion_from_text(text: str, label: str, file_format: str = "bvh", skeleton: object | None = None) -> BvhMotion:

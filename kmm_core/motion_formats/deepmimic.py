@@ -9,9 +9,10 @@ rotation, applied X then Y then Z).  A motion frame is ``[duration, root positio
 then per joint in ID order: spherical -> quaternion (w, x, y, z), revolute -> angle (radians), fixed -> nothing]``.
 Axes: Y up; the character faces +X, its right side is +Z.
 
-A looping clip (``"Loop": "wrap"``: its last frame is its first pose again) shorter than `loop_to_seconds` is
-repeated cycle after cycle, each one moved on by the cycle's root travel, until it lasts that long: DeepMimic's
-run and jog are single strides of under a second, too short to train on alone.
+A looping clip (``"Loop": "wrap"``: its last frame is its first pose again) shorter than half of `loop_to_seconds`
+is repeated cycle after cycle, each one moved on by the cycle's root travel, until it lasts `loop_to_seconds`:
+DeepMimic's run and jog are single strides of under a second, too short to train on alone (longer loops, such as a
+backflip, are one complete action and stay as they are).
 
 Points the skeleton lacks as joints come from the character's ``BodyDefs``: ``<joint>/End Site`` is added for a
 joint whose body is a box (the front-bottom middle of the box: the ball of a foot) or the sphere of a joint with no
@@ -132,7 +133,7 @@ def _frame_line_numbers(text: str) -> list[int]:
 def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str = "<string>",
                            loop_to_seconds: float | None = None) -> BvhMotion:
     """A `BvhMotion` (metres; joints named as in the character, plus its End Sites) of a DeepMimic motion; a looping
-    clip shorter than `loop_to_seconds` (None: never) is repeated (see the module docstring)."""
+    clip shorter than half of `loop_to_seconds` (None: never) is repeated (see the module docstring)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -161,7 +162,8 @@ def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str =
     frame_time = float(np.median(durations))
     if np.any(np.abs(durations - frame_time) > 0.01 * frame_time):
         values = _resample(values, character, frame_time)
-    if loop_to_seconds is not None and data.get("Loop") == "wrap" and len(values) > 2:
+    if (loop_to_seconds is not None and data.get("Loop") == "wrap" and len(values) > 2
+            and (len(values) - 1) * frame_time < loop_to_seconds / 2):
         values = _repeat_cycles(values, frame_time, loop_to_seconds)
     names, parents, offsets, channels, columns = [], [], [], [], []
     column = 1
