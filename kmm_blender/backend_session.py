@@ -20,6 +20,7 @@ from ..kmm_core import __version__
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.client import DEFAULT_WORKER_ARGS, WorkerClient, WorkerError
 from ..kmm_core.worker.protocol import PROTOCOL_VERSION, ProtocolError
+from .backend_installer import InstallError, probe_python
 
 # Job states
 WAITING = "waiting"  # accepted, the worker is still starting or loading
@@ -161,9 +162,9 @@ class BackendSession:
         self.error = ""
         try:
             if not self.config.python:
-                raise WorkerError("no backend Python is set",
-                                  advice="Set the Python of an environment with kmm-motion installed in the add-on "
-                                         "preferences (Edit > Preferences > Add-ons > KMM Motion).")
+                raise WorkerError("no backend is installed",
+                                  advice="Press Install Backend in the add-on preferences (Edit > Preferences > "
+                                         "Add-ons > KMM Motion), or set Own Backend Python there.")
             self.client = WorkerClient(self.config.python, dict(self.config.extra_env),
                                        worker_args=self.config.worker_args)
             self._hello_id = self.client.send({"type": "hello", "client_version": __version__,
@@ -217,13 +218,21 @@ class BackendSession:
 
     def _on_hello(self, event: dict[str, Any]) -> None:
         if event["type"] == "error":
+            if not event.get("trace"):  # died without a word: say so when the program is not a Python at all
+                try:
+                    probe_python(self.config.python)
+                except InstallError as error:
+                    self._break(str(error), "Set Own Backend Python in the add-on preferences to a Python "
+                                            "executable, or clear it to use the backend made by Install Backend.")
+                    return
             self._break(f"the worker refused to start: {event['message']}", event.get("advice", ""),
                         event.get("trace", ""))
             return
         if event["protocol_version"] != PROTOCOL_VERSION:
             self._break(f"the worker speaks protocol {event['protocol_version']} (kmm-motion "
                         f"{event['package_version']}), the add-on speaks {PROTOCOL_VERSION} ({__version__})",
-                        "Install the same kmm-motion version in the backend Python as the add-on's.")
+                        "The worker must run the kmm_core bundled with the add-on: leave Own Backend Python's "
+                        "environment without a kmm_core of its own, or reinstall the add-on.")
             return
         self.worker_info = event
         assert self.client is not None
@@ -269,7 +278,7 @@ def _specific_advice(trace: str) -> str:
         return ("The GPU ran out of memory: generate fewer variations or a shorter timeline, close other GPU "
                 "programs, or set Device to CPU in the add-on preferences.")
     if "no module named 'torch'" in lowered:
-        return "PyTorch is missing in the backend Python: run the install command from the add-on preferences."
+        return "PyTorch is missing in the backend Python: press Repair (or Install Backend) in the add-on preferences."
     return ""
 
 

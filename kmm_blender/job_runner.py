@@ -24,7 +24,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import MAX_SEED
-from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
+from . import armature_builder, backend_setup, keyframe_writer, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,
     DONE,
@@ -58,7 +58,7 @@ _job_targets: dict[int, _JobTarget] = {}
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig:
     prefs = get_preferences(context)
-    return BackendConfig(python=bpy.path.abspath(prefs.python_path) if prefs.python_path else "",
+    return BackendConfig(python=backend_setup.worker_python(prefs),
                          device=prefs.device, checkpoint=bpy.path.abspath(prefs.checkpoint) or None)
 
 

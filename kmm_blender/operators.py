@@ -11,6 +11,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from ..kmm_core.errors import KMMError
 from . import (
     armature_builder,
+    backend_setup,
     doctor,
     job_runner,
     keyframe_writer,
@@ -303,8 +304,7 @@ class KMM_OT_check_backend(bpy.types.Operator):
     bl_label = "Check Backend"
 
     def execute(self, context):
-        prefs = preferences.get_preferences(context)
-        python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
+        python = backend_setup.worker_python(preferences.get_preferences(context))
         check = doctor.DoctorCheck(python)
         preferences._last_check.update(running=check, report=None)
         if bpy.app.background:
@@ -336,19 +336,6 @@ class KMM_OT_check_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class KMM_OT_copy_install_command(bpy.types.Operator):
-    """Copy the command that installs the backend into the chosen Python"""
-
-    bl_idname = "kmm.copy_install_command"
-    bl_label = "Copy Install Command"
-
-    def execute(self, context):
-        prefs = preferences.get_preferences(context)
-        context.window_manager.clipboard = doctor.install_command(prefs.python_path)
-        self.report({"INFO"}, "Install command copied")
-        return {"FINISHED"}
-
-
 class KMM_OT_report(bpy.types.Operator):
     """Internal: show a message from the background job in the status bar and Info log"""
 
@@ -368,7 +355,7 @@ classes = (
     KMM_OT_segment_add, KMM_OT_segment_remove, KMM_OT_segment_duplicate, KMM_OT_segment_move, KMM_OT_fit_to_scene,
     KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate,
     KMM_OT_regenerate_segment, KMM_OT_cancel,
-    KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_copy_install_command, KMM_OT_report,
+    KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_report,
 )
 
 

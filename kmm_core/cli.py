@@ -203,7 +203,7 @@ def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
     mesh = smplx_available()
     if not mesh:
         print("note: smplx is not installed, so the .smpl.npz files hold pose parameters only (no mesh): "
-              "pip install 'kmm-motion[smpl]'", file=sys.stderr)
+              "pip install smplx", file=sys.stderr)
     written = []
     for motion, path in zip(results, paths, strict=True):
         smpl_path = path.with_suffix(".smpl.npz")
@@ -253,8 +253,9 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         checks.append({"name": name, "ok": bool(ok), "detail": detail, "required": required})
 
     version = sys.version_info
-    add("python", version[:2] == (3, 11), f"Python {platform.python_version()} at {sys.executable}"
-        + ("" if version[:2] == (3, 11) else " (kmm-motion needs Python 3.11)"))
+    supported = (3, 11) <= version[:2] <= (3, 13)
+    add("python", supported, f"Python {platform.python_version()} at {sys.executable}"
+        + ("" if supported else " (kmm-motion needs Python 3.11 to 3.13)"))
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - any failure to import is the finding
@@ -281,7 +282,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA extension
         needed = cuda
         add("mamba_kernels", not needed,
-            (f"fused Mamba kernels not importable ({type(exc).__name__}): install kmm-motion[cuda] for speed"
+            (f"fused Mamba kernels not importable ({type(exc).__name__}): pip install mamba-ssm causal-conv1d (Install Backend's CUDA choice) for speed"
              if needed else "fused Mamba kernels not installed: not needed on the CPU (the PyTorch scan is used)"),
             required=False)
     else:

@@ -78,7 +78,7 @@ def test_cancel_crash_and_load_failure_change_nothing_and_are_shown(workflow):
     for case in (slow, crash, load):
         assert case["actions_added"] == 0 and case["objects_added"] == 0 and case["panel_running"] is False
     state, error, advice, added = workflow["no_python"]
-    assert state == "failed" and "no backend Python" in error and "preferences" in advice and added == 0
+    assert state == "failed" and "no backend is installed" in error and "Install Backend" in advice and added == 0
 
 
 def test_headless_blocking_generation_and_release(workflow):

@@ -25,7 +25,7 @@ from kmm_core.smpl_export import (
     smplx_available,
 )
 
-needs_smplx = pytest.mark.skipif(not smplx_available(), reason="smplx is not installed (pip install 'kmm-motion[smpl]')")
+needs_smplx = pytest.mark.skipif(not smplx_available(), reason="smplx is not installed (pip install smplx)")
 UP_TURN = {"y": np.eye(3), "z": Y_UP_TO_Z_UP}
 
 
