@@ -50,7 +50,7 @@ GIB = 2**30
 # Free space an install needs in the backend folder (the environment plus pip's unpacking), measured on Linux:
 # the CPU environment takes 1.6 GiB (torch CPU 1.1 GiB); PyPI's CUDA torch brings about 5 GiB of NVIDIA libraries.
 NEEDED_BYTES = {CPU: 3 * GIB, CUDA: 10 * GIB}
-EXPECTED_PACKAGES = 45  # distributions pip collects for the CPU list (progress estimate only)
+EXPECTED_PACKAGES = 55  # distributions pip collects for the CPU list on Linux (progress estimate only)
 
 # Install states
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"

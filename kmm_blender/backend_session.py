@@ -13,6 +13,7 @@ including a worker that cannot start or dies mid-generation (the client turns th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,8 @@ class BackendSession:
         self.error = ""
         self._hello_id: str | None = None
         self._load_id: str | None = None
+        # Called with the job whenever run_to_completion() sees it change (the batch script prints progress lines).
+        self.on_progress: Callable[[GenerationJob], None] | None = None
 
     # ---- requests from the UI ------------------------------------------------------------------------------------
     def submit(self, request: dict[str, Any]) -> GenerationJob:
@@ -144,6 +147,8 @@ class BackendSession:
         while not job.finished:
             if not self.pump():
                 time.sleep(interval)
+            elif self.on_progress is not None:
+                self.on_progress(job)
             if deadline is not None and time.monotonic() > deadline and not job.finished:
                 self.release()
                 job.fail(f"no result within {timeout:g} s", advice="Try fewer frames, fewer steps or a GPU.")

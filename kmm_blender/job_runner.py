@@ -270,7 +270,8 @@ def _apply(context: bpy.types.Context, job: GenerationJob, target: _JobTarget) -
             take = segment_regenerator.apply_regeneration(bpy.context, target.regeneration, job.paths[0])
             imported = take_importer.ImportedTakes(armature=armature, created_armature=False, takes=[take])
         else:
-            imported = take_importer.import_takes(context, job.paths, armature, target.options)
+            imported = take_importer.import_takes(context, job.paths, armature, target.options,
+                                                  seed=job.request.get("seed"))
     if target.armature_name is None:
         scene.kmm.target_armature = imported.armature  # later generations go to the same character
     names = ", ".join(take.action.name for take in imported.takes)

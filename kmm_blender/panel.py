@@ -129,6 +129,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "root_motion")
         layout.prop(settings, "fps_mode")
         layout.prop(settings, "push_to_nla")
+        layout.prop(settings, "extend_frame_range")
         layout.separator()
         row = layout.row(align=True)
         row.prop(settings, "seed")
@@ -138,6 +139,9 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "steps")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
+        column = layout.column(align=True)
+        column.label(text="Code: GPL-3.0-or-later", icon="INFO")
+        column.label(text="Bundled weights: CC BY-NC 4.0, non-commercial only", icon="BLANK1")
 
 
 classes = (KMM_UL_segments, KMM_PT_main, KMM_PT_settings)

@@ -3,17 +3,7 @@
 and a health check.
 
 The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
-Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Backend
-Python at an environment of their own.  The Check button shows, item by item, what that environment has or lacks.
-"""Add-on preferences: which Python runs the model, on which device, with which checkpoint; and a health check.
-
-The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a Python environment of the
-user's choosing (see docs/blender.md).  The Check button shows, item by item, what that environment has or lacks.
-"""Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, checkpoint,
-and a health check.
-
-The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
-Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Backend
+Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Own Backend
 Python at an environment of their own.  The Check button shows, item by item, what that environment has or lacks.
 """
 
@@ -88,8 +78,10 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         layout.prop(self, "checkpoint")
         layout.prop(self, "smpl_model_path")
-        layout.label(text="Code: GPL-3.0-or-later. Bundled model weights: CC BY-NC 4.0, non-commercial use only "
-                          "(inherited from the training data)", icon="INFO")
+        column = layout.column(align=True)
+        column.label(text="Code: GPL-3.0-or-later.", icon="INFO")
+        column.label(text="Bundled model weights: CC BY-NC 4.0, non-commercial use only (inherited from the "
+                          "training data).", icon="BLANK1")
 
         row = layout.row()
         running = _last_check["running"] is not None
@@ -112,19 +104,7 @@ def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) 
 
 
 class _DefaultPreferences:
-    """Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, checkpoint,
-and a health check.
-
-The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
-Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Backend
-Python at an environment of their own.  The Check button shows, item by item, what that environment has or lacks.
-"""Used when the add-on runs without being enabled as an add-on (tests importing the package directly)."""Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, checkpoint,
-and a health check.
-
-The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
-Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Backend
-Python at an environment of their own.  The Check button shows, item by item, what that environment has or lacks.
-"""
+    """Used when the add-on runs without being enabled as an add-on (tests importing the package directly)."""
 
     python_path = ""
     install_variant = "cpu"

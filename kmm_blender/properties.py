@@ -61,6 +61,8 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     )
     push_to_nla: BoolProperty(name="Push to NLA", description="Put each new take in its own NLA strip",
                               default=False)
+    extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
+                                     description="Grow the scene's frame range when a new take is longer")
 
 
 class KMM_PG_job(bpy.types.PropertyGroup):

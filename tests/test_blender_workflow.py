@@ -60,9 +60,9 @@ def test_generation_does_not_block_and_writes_one_take(workflow):
     assert workflow["ok_run"]["ticks"] > 1
     assert workflow["ok_job"] == ["done", "", 1]
     assert workflow["ok_actions_added"] == 1
-    assert workflow["ok_active_action"] == "KMM walk forward +2"
+    assert workflow["ok_active_action"] == "KMM walk forward +2 seed 7"
     status, error, last_takes, running = workflow["ok_status"]
-    assert status.startswith("Done") and error == "" and last_takes == "KMM walk forward +2" and running is False
+    assert status.startswith("Done") and error == "" and last_takes == "KMM walk forward +2 seed 7" and running is False
     assert workflow["ok_markers"] == [1, 42, 83]  # one marker per segment, on the scene frames of the table
     assert workflow["variations_actions_added"] == 2
 

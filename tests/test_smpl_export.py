@@ -174,7 +174,7 @@ def test_mesh_without_smplx_says_how_to_install(model_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "smplx", None)  # makes `import smplx` fail as when it is not installed
     monkeypatch.setitem(sys.modules, "smplx.lbs", None)
     model = load_smpl_model(model_file)
-    with pytest.raises(SMPLUnavailableError, match=r"kmm-motion\[smpl\]"):
+    with pytest.raises(SMPLUnavailableError, match=r"pip install smplx"):
         smpl_mesh(model, np.zeros((1, 72)), np.zeros((1, 3)))
 
 

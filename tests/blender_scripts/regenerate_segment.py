@@ -147,11 +147,17 @@ result["fail_load_unchanged"] = scene_state() == before
 job_runner.release()
 
 # The operator itself (it uses the preferences' backend, unset here: validation fails before any worker starts).
-active_source = take_provenance.read(armature.animation_data.action).source
+active_action = armature.animation_data.action
+active_source = take_provenance.read(active_action).source
+stored = {key: active_action[key] for key in (take_provenance.MOTION, take_provenance.MOTION_SHA256)}
+for key in stored:  # a take made before takes carried their own motion: only its path
+    del active_action[key]
 Path(active_source).rename(work / "moved.npz")
 result["gone_file"] = attempt(lambda: bpy.ops.kmm.regenerate_segment())
 result["gone_file_unchanged"] = scene_state() == before
 Path(work / "moved.npz").rename(active_source)
+for key, value in stored.items():
+    active_action[key] = value
 set_rows(settings, [*[Row(s.prompt, s.start, s.end) for s in settings.segments], Row("jump", 121, 160)])
 settings.active_segment_index = 3
 result["no_such_segment"] = attempt(lambda: job_runner.run_regeneration_blocking(context, config=real_worker))
