@@ -100,7 +100,8 @@ def probe_python(python: str, timeout: float = 60.0) -> PythonInfo:
         raise InstallError(f"{python} is not a Python executable: asked for its version it exited with code "
                            f"{completed.returncode} and " + (f"said {said[-1].strip()!r}" if said else "said nothing"))
     data = json.loads(lines[-1][len("KMM_PROBE "):])
-    return PythonInfo(executable=str(data["executable"] or python), version=tuple(data["version"]))  # type: ignore[arg-type]
+    major, minor, micro = (int(part) for part in data["version"][:3])
+    return PythonInfo(executable=str(data["executable"] or python), version=(major, minor, micro))
 
 
 def clean_environment() -> dict[str, str]:
