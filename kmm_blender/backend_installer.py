@@ -149,7 +149,10 @@ class InstallOptions:
 
     def pip_install_arguments(self, requirements: Path = REQUIREMENTS) -> list[str]:
         """Arguments after `python -m pip`."""
-        arguments = ["install", "--progress-bar", "off", "--disable-pip-version-check", "-r", str(requirements)]
+        # --no-compile: no .pyc for torch's thousands of files now (a third of the install time); Python writes
+        # them on first import.
+        arguments = ["install", "--progress-bar", "off", "--disable-pip-version-check", "--no-compile",
+                     "-r", str(requirements)]
         if self.variant == OFFLINE:
             return [*arguments, "--no-index", "--find-links", str(Path(self.wheel_folder).resolve())]
         index = default_torch_index(self.variant) if self.torch_index is None else self.torch_index

@@ -75,7 +75,7 @@ def test_probe_knows_a_python_and_names_what_is_not_one(tmp_path):
 
 
 def test_pip_arguments_for_each_choice(tmp_path):
-    base = ["install", "--progress-bar", "off", "--disable-pip-version-check", "-r",
+    base = ["install", "--progress-bar", "off", "--disable-pip-version-check", "--no-compile", "-r",
             str(backend_installer.REQUIREMENTS)]
     assert backend_installer.default_torch_index(CPU, "linux") == backend_installer.PYTORCH_CPU_INDEX
     assert backend_installer.default_torch_index(CPU, "win32") == backend_installer.PYTORCH_CPU_INDEX

@@ -41,7 +41,9 @@ def session(built_zip, tiny_bundle, tmp_path_factory) -> dict:
     if completed.returncode != 0 or not lines:
         raise AssertionError(f"backend_install.py failed (exit {completed.returncode})\n--- stdout ---\n"
                              f"{completed.stdout[-4000:]}\n--- stderr ---\n{completed.stderr[-4000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    print(f"backend install test, seconds per part: {result['seconds']}")  # shown with -s / in CI logs on failure
+    return result
 
 
 def test_without_a_backend_check_and_generate_say_to_install_it(session):

@@ -19,7 +19,16 @@ import bpy  # noqa: E402
 
 zip_path, bundle, empty_wheels = sys.argv[1:4]
 MODULE = "bl_ext.user_default.kmm_motion"
-result: dict = {}
+result: dict = {"seconds": {}}
+phase_started = time.monotonic()
+
+
+def phase(name: str) -> None:
+    """Seconds each part took (the pytest side prints them: CI time is watched)."""
+    global phase_started
+    now = time.monotonic()
+    result["seconds"][name] = round(now - phase_started, 1)
+    phase_started = now
 
 
 def operator(call, *args, **kwargs) -> str:
@@ -34,7 +43,6 @@ bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
 setup = sys.modules[MODULE + ".kmm_blender.backend_setup"]
 preferences = sys.modules[MODULE + ".kmm_blender.preferences"]
 job_runner = sys.modules[MODULE + ".kmm_blender.job_runner"]
-installer = sys.modules[MODULE + ".kmm_blender.backend_installer"]
 prefs = bpy.context.preferences.addons[MODULE].preferences
 folder = setup.backend_folder()
 result["backend_folder"] = str(folder.root)
@@ -67,6 +75,7 @@ def generate(prompt: str) -> dict:
 # ---- a new user: nothing installed --------------------------------------------------------------------------------
 result["check_before"] = check()
 result["generate_before"] = generate("walk forward")
+phase("before install")
 
 # ---- Install Backend (CPU; PyTorch from the one package index CI reaches: pip's own configuration) ----------------
 prefs.torch_source = "INDEX"
@@ -75,13 +84,15 @@ prefs.device = "cpu"
 start = time.monotonic()
 result["install"] = operator(bpy.ops.kmm.install_backend)
 result["install_seconds"] = time.monotonic() - start
+phase("install")
 install = setup.current_install()
 result["install_state"] = [install.progress.state, install.progress.error, install.progress.fraction]
 current = folder.current()
 result["current"] = current
-result["python_inside_backend"] = Path(current["python"]).resolve().is_relative_to(Path(folder.root).resolve())
+result["python_inside_backend"] = Path(current["python"]).absolute().is_relative_to(Path(folder.root).absolute())
 result["check_installed"] = check()
 result["generate_installed"] = generate("walk forward")
+phase("check and generate")
 
 # ---- Repair, cancelled while pip runs ---------------------------------------------------------------------------
 pointer_before = (Path(folder.root) / "current.json").read_text()
@@ -98,6 +109,7 @@ result["cancel"] = {"state": repair.progress.state, "message": repair.progress.m
                     "new_folder_left": repair.env_dir.exists(),
                     "pointer_same": (Path(folder.root) / "current.json").read_text() == pointer_before,
                     "envs_same": sorted(p.name for p in folder.envs.iterdir()) == envs_before}
+phase("cancelled repair")
 
 # ---- a failing install: offline, from a folder that lacks the wheels --------------------------------------------
 prefs.install_variant = "offline"
@@ -107,15 +119,18 @@ failed = setup.current_install()
 result["failing_state"] = [failed.progress.state, failed.progress.error]
 result["failing_unchanged"] = {"pointer_same": (Path(folder.root) / "current.json").read_text() == pointer_before,
                                "envs_same": sorted(p.name for p in folder.envs.iterdir()) == envs_before}
+phase("cancelled repair")
 result["view_log"] = operator(bpy.ops.kmm.open_install_log)
 log_text = bpy.data.texts[setup.LOG_TEXT].as_string()
 result["log_has_pip_error"] = "No matching distribution found" in log_text and "--no-index" in log_text
 prefs.install_variant = "cpu"
+phase("failing install")
 
 # ---- the previous backend still works: check and a second generation ---------------------------------------------
 result["check_after_failures"] = check()
 job_runner.release()
 result["generate_after_failures"] = generate("turn left")
+phase("check and generate again")
 
 # ---- a Backend Python that is not a Python --------------------------------------------------------------------------
 prefs.python_path = "/usr/bin/false"
@@ -131,5 +146,5 @@ result["after_remove"] = {"current": folder.current(), "envs_exist": folder.envs
                           "logs_kept": len(list(folder.logs.glob("install-*.log")))}
 result["check_after_remove"] = check()
 job_runner.release()
+phase("not a Python, remove")
 _harness.emit(result)
-_ = installer
