@@ -175,7 +175,9 @@ class BackendSession:
             self._hello_id = self.client.send({"type": "hello", "client_version": __version__,
                                                "protocol_version": PROTOCOL_VERSION})
         except (WorkerError, ProtocolError) as error:
-            self._break(str(error).splitlines()[0], getattr(error, "advice", ""), getattr(error, "stderr_tail", ""))
+            if not self._broken_by_not_a_python(getattr(error, "stderr_tail", "")):
+                self._break(str(error).splitlines()[0], getattr(error, "advice", ""),
+                            getattr(error, "stderr_tail", ""))
             return
         self.state = STARTING
         if self.job is not None:
@@ -198,6 +200,18 @@ class BackendSession:
         self.state, self.error = BROKEN, message
         if self.job is not None and not self.job.finished:
             self.job.fail(message, advice, trace)
+
+    def _broken_by_not_a_python(self, stderr_tail: str) -> bool:
+        """A worker that died without a word may not be a Python at all: if so, break saying that, in words."""
+        if stderr_tail.strip():
+            return False
+        try:
+            probe_python(self.config.python, timeout=20.0)
+        except InstallError as error:
+            self._break(str(error), "Set Own Backend Python in the add-on preferences to a Python executable, or "
+                                    "clear it to use the backend made by Install Backend.")
+            return True
+        return False
 
     def _drain(self, client: WorkerClient) -> bool:
         events = client.poll()
@@ -223,13 +237,8 @@ class BackendSession:
 
     def _on_hello(self, event: dict[str, Any]) -> None:
         if event["type"] == "error":
-            if not event.get("trace"):  # died without a word: say so when the program is not a Python at all
-                try:
-                    probe_python(self.config.python)
-                except InstallError as error:
-                    self._break(str(error), "Set Own Backend Python in the add-on preferences to a Python "
-                                            "executable, or clear it to use the backend made by Install Backend.")
-                    return
+            if self._broken_by_not_a_python(event.get("trace", "")):
+                return
             self._break(f"the worker refused to start: {event['message']}", event.get("advice", ""),
                         event.get("trace", ""))
             return

@@ -104,10 +104,13 @@ def _timer() -> float | None:
         return TIMER_INTERVAL if install is not None else None
     level, text = _report_end(install)
     print(f"{level}: {text}")
-    try:
-        bpy.ops.kmm.report(level=level, message=text)  # type: ignore[attr-defined]  # our operator, registered at run time
-    except (RuntimeError, AttributeError):
-        pass
+    windows = list(getattr(bpy.context.window_manager, "windows", []))
+    if windows:  # the status bar / Info log, from a timer: needs a window in the context
+        try:
+            with bpy.context.temp_override(window=windows[0]):
+                bpy.ops.kmm.report(level=level, message=text)  # type: ignore[attr-defined]  # our operator
+        except (RuntimeError, AttributeError):
+            pass
     return None
 
 
