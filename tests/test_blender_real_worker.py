@@ -198,6 +198,9 @@ def test_regenerating_from_the_panel_runs_in_the_background_and_keeps_the_rest(r
 def test_a_failed_regeneration_changes_nothing_and_says_why(regenerated):
     assert "the model could not be loaded" in regenerated["fail_load"] and "no_such_bundle" in regenerated["fail_load"]
     assert "motion file of take" in regenerated["gone_file"] and "is gone" in regenerated["gone_file"]
+    assert "does not carry its own copy" in regenerated["gone_file"]  # a path-only take from an older add-on
+    planned, recorded = regenerated["path_only_plan_source"]
+    assert planned == recorded  # ... which keeps working while its file exists
     assert regenerated["no_such_segment"].startswith("segment 4: take") and "3 segment(s)" in \
         regenerated["no_such_segment"]
     for case in ("fail_load", "gone_file", "no_such_segment"):
