@@ -203,7 +203,7 @@ class BackendSession:
 
     def _broken_by_not_a_python(self, stderr_tail: str) -> bool:
         """A worker that died without a word may not be a Python at all: if so, break saying that, in words."""
-        if stderr_tail.strip():
+        if stderr_tail.strip() or not self.config.python:
             return False
         try:
             probe_python(self.config.python, timeout=20.0)
