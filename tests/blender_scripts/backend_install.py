@@ -119,12 +119,11 @@ failed = setup.current_install()
 result["failing_state"] = [failed.progress.state, failed.progress.error]
 result["failing_unchanged"] = {"pointer_same": (Path(folder.root) / "current.json").read_text() == pointer_before,
                                "envs_same": sorted(p.name for p in folder.envs.iterdir()) == envs_before}
-phase("cancelled repair")
+phase("failing install")
 result["view_log"] = operator(bpy.ops.kmm.open_install_log)
 log_text = bpy.data.texts[setup.LOG_TEXT].as_string()
 result["log_has_pip_error"] = "No matching distribution found" in log_text and "--no-index" in log_text
 prefs.install_variant = "cpu"
-phase("failing install")
 
 # ---- the previous backend still works: check and a second generation ---------------------------------------------
 result["check_after_failures"] = check()
@@ -138,6 +137,7 @@ result["check_false"] = check()
 job_runner.release()
 result["generate_false"] = generate("jump")
 prefs.python_path = ""
+phase("not a Python")
 
 # ---- Remove ------------------------------------------------------------------------------------------------------
 job_runner.release()
@@ -146,5 +146,5 @@ result["after_remove"] = {"current": folder.current(), "envs_exist": folder.envs
                           "logs_kept": len(list(folder.logs.glob("install-*.log")))}
 result["check_after_remove"] = check()
 job_runner.release()
-phase("not a Python, remove")
+phase("remove")
 _harness.emit(result)
