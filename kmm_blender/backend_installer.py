@@ -176,6 +176,7 @@ class BackendFolder:
     """The backend folder in the extension's user folder: environments, the pointer to the current one, logs."""
 
     POINTER = "current.json"
+    TRASH_PREFIX = "removing-"
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
@@ -222,13 +223,25 @@ class BackendFolder:
             if env.is_dir() and env.resolve() != keep:
                 shutil.rmtree(env, ignore_errors=True)
                 removed.append(env)
+        for trash in sorted(self.root.glob(f"{self.TRASH_PREFIX}*")):  # a Remove cut short by quitting Blender
+            shutil.rmtree(trash, ignore_errors=True)
         return removed
 
-    def remove(self) -> None:
-        """Uninstall: the pointer first (so nothing half-removed is ever used), then every environment."""
+    def remove(self) -> threading.Thread | None:
+        """Uninstall: the pointer first (so nothing half-removed is ever used), then the environments are renamed
+        out of the way at once and deleted on a background thread (thousands of files: deleting them can take a
+        minute, which must not freeze Blender).  Returns that thread (None when there was nothing to delete);
+        leftovers of a delete cut short are removed by the next remove() or install."""
         (self.root / self.POINTER).unlink(missing_ok=True)
         if self.envs.is_dir():
-            shutil.rmtree(self.envs, ignore_errors=True)
+            self.envs.rename(self.root / f"{self.TRASH_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        trash = sorted(self.root.glob(f"{self.TRASH_PREFIX}*")) if self.root.is_dir() else []
+        if not trash:
+            return None
+        thread = threading.Thread(target=lambda: [shutil.rmtree(path, ignore_errors=True) for path in trash],
+                                  name="kmm-backend-remove", daemon=True)
+        thread.start()
+        return thread
 
     def latest_log(self) -> Path | None:
         logs = sorted(self.logs.glob("install-*.log")) if self.logs.is_dir() else []

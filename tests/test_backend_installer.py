@@ -174,8 +174,13 @@ def test_remove_takes_the_pointer_first_and_every_environment(tmp_path):
     stale.mkdir()
     assert json.loads((folder.root / "current.json").read_text())["env"] == str(env)
     assert folder.remove_stale() == [stale] and env.is_dir()
-    folder.remove()
+    leftover = folder.root / "removing-earlier"  # a delete cut short by quitting Blender
+    (leftover / "bin").mkdir(parents=True)
+    deleting = folder.remove()
     assert folder.current() is None and folder.current_python() == "" and not folder.envs.exists()
+    deleting.join(60)
+    assert list(folder.root.iterdir()) == [] and not leftover.exists()
+    assert folder.remove() is None  # nothing left to delete
 
 
 def test_a_worker_python_that_is_not_a_python_fails_the_job_saying_so():
