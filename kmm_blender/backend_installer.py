@@ -238,8 +238,7 @@ class BackendFolder:
         trash = sorted(self.root.glob(f"{self.TRASH_PREFIX}*")) if self.root.is_dir() else []
         if not trash:
             return None
-        thread = threading.Thread(target=lambda: [shutil.rmtree(path, ignore_errors=True) for path in trash],
-                                  name="kmm-backend-remove", daemon=True)
+        thread = threading.Thread(target=_delete_all, args=(trash,), name="kmm-backend-remove", daemon=True)
         thread.start()
         return thread
 
@@ -442,6 +441,11 @@ class BackendInstall:
         if self.env_dir is not None and self.env_dir.exists():
             shutil.rmtree(self.env_dir, ignore_errors=True)
             self._write(f"removed the unfinished {self.env_dir}")
+
+
+def _delete_all(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _stop(process: subprocess.Popen) -> None:
