@@ -23,7 +23,7 @@ from pathlib import Path
 import bpy
 
 from ..kmm_core.errors import KMMError
-from ..kmm_core.worker.protocol import MAX_SEED
+from ..kmm_core.limits import MAX_SEED
 from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,

@@ -47,6 +47,8 @@ from ..errors import ConfigError, InputFileError, KMMError
 from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.features import features_to_joints
+from ..model_bundle import ModelBundle
+from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .confidence import mean_confidence_interval, replication_seeds, summarize_runs
 from .directional import directional_accuracy, parse_directional_intent
 from .motion_quality import foot_skating, ground_truth_jerk_level, transition_jerk
@@ -62,8 +64,6 @@ from .retrieval_metrics import (
     r_precision,
 )
 
-FPS = 20.0  # HumanML3D features and the model run at 20 frames per second
-FRAMES_PER_TOKEN = 4
 GROUND_TRUTH = "ground truth"
 
 
@@ -166,8 +166,8 @@ def load_items(folder: HumanML3DFolder, settings: EvaluationSettings) -> list[Ev
             if caption.whole_clip:
                 whole.append(caption.text)
                 continue
-            start = min(int(round(caption.start * FPS)), frames)
-            end = min(int(round(caption.end * FPS)), frames) if caption.end > caption.start else frames
+            start = min(int(round(caption.start * MODEL_FPS)), frames)
+            end = min(int(round(caption.end * MODEL_FPS)), frames) if caption.end > caption.start else frames
             length = _window_frames(end - start, settings)
             if length:
                 items.append(EvalItem(f"{name}@{start}", (caption.text,), start, length, contents.get(name, "")))
@@ -297,7 +297,7 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
     from ..model.configs import AlignerConfig
     from ..model.text_encoder import MiniLMTextEncoder
     from ..model.text_motion_aligner import TextMotionAligner
-    from ..training.checkpoint import load_weights
+    from ..model.weights import load_weights
 
     folder = Path(folder)
     weights, config_path = folder / "evaluator.safetensors", folder / "evaluator.json"
@@ -323,7 +323,7 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
 # generation
 # ---------------------------------------------------------------------------------------------------------------
 
-def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
+def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
                       batch_size: int = 32, use_residual: bool = True) -> list[np.ndarray]:
     """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings.
 
@@ -334,11 +334,10 @@ def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], see
     """
     import torch
 
-    from ..generation.timeline_generator import bundle_decoding_config, prompt_embeddings
     from ..model.decoding import decode_tokens
 
-    config = bundle_decoding_config(bundle)
-    device = next(bundle.generator.parameters()).device
+    config = bundle.decoding
+    device = bundle.device
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     order = sorted(range(len(prompts)), key=lambda i: frames[i])
@@ -347,7 +346,7 @@ def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], see
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
-            sentence = prompt_embeddings(bundle, [prompts[i] for i in chunk])
+            sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
                                    use_residual=use_residual)
             for row, index in enumerate(chunk):
@@ -361,7 +360,8 @@ def generate_features(bundle, prompts: Sequence[str], frames: Sequence[int], see
 def _timeline(prompts: Sequence[str], frames: Sequence[int]):
     from ..generation.timeline import Segment, Timeline
 
-    return Timeline(tuple(Segment(prompt, int(count)) for prompt, count in zip(prompts, frames, strict=True)), FPS)
+    return Timeline(tuple(Segment(prompt, int(count)) for prompt, count in zip(prompts, frames, strict=True)),
+                    MODEL_FPS)
 
 
 def transition_timelines(items: Sequence[EvalItem], count: int, segments: int, seed: int):
@@ -377,13 +377,13 @@ def transition_timelines(items: Sequence[EvalItem], count: int, segments: int, s
 
 def timing_timeline(items: Sequence[EvalItem], seconds: float):
     """A timeline of `seconds` made of 10-second segments with the split's first captions."""
-    total = int(round(seconds * FPS))
+    total = int(round(seconds * MODEL_FPS))
     lengths = [200] * (total // 200) + ([total % 200] if total % 200 else [])
     prompts = [items[i % len(items)].captions[0] for i in range(len(lengths))]
     return _timeline(prompts, lengths)
 
 
-def count_parameters(bundle) -> int:
+def count_parameters(bundle: ModelBundle) -> int:
     """Parameters of the generating model: tokenizer + generator (+ aligner when it conditions the generator).
     The frozen MiniLM sentence encoder (22.7 M, shared by all) and the evaluator are not counted."""
     modules = [bundle.tokenizer, bundle.generator]
@@ -392,7 +392,7 @@ def count_parameters(bundle) -> int:
     return int(sum(p.numel() for module in modules for p in module.parameters()))
 
 
-def tokenizer_reconstruction(bundle, features: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens)."""
     import torch
 
@@ -431,7 +431,7 @@ def _text_motion_metrics(text: np.ndarray, motion: np.ndarray, real: np.ndarray,
 
 
 def _skating(joints: Sequence[np.ndarray]) -> float:
-    return float(np.mean([foot_skating(j, FPS).skating_ratio for j in joints]))
+    return float(np.mean([foot_skating(j, MODEL_FPS).skating_ratio for j in joints]))
 
 
 class ReplicationCache:
@@ -441,7 +441,7 @@ class ReplicationCache:
         self.data, self.evaluator, self.settings = data, evaluator, settings
         self.real = evaluator.embed_motions(data.features, settings.batch_size)
         self._texts: dict[int, tuple[list[str], np.ndarray]] = {}
-        self.jerk_level = ground_truth_jerk_level(data.joints, FPS)
+        self.jerk_level = ground_truth_jerk_level(data.joints, MODEL_FPS)
 
     def captions(self, seed: int) -> tuple[list[str], np.ndarray]:
         if seed not in self._texts:
@@ -459,21 +459,22 @@ def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
         runs.append(_text_motion_metrics(text, cache.real, cache.real, seed))
     metrics: dict[str, Any] = {key: metric_entry(value) for key, value in summarize_runs(runs).items()}
     if data.directional:
-        report = directional_accuracy([p for _, p in data.directional], data.directional_joints, FPS)
+        report = directional_accuracy([p for _, p in data.directional], data.directional_joints, MODEL_FPS)
         metrics["directional_accuracy_split"] = metric_entry(report.overall_accuracy)  # seed-independent
     metrics["foot_skating_ratio"] = metric_entry(_skating(data.joints))
     return metrics
 
 
-def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Every metric of one loaded bundle, each summarised over the replications (or clips / timing runs)."""
-    from ..generation.timeline_generator import GenerationOptions, generate_timeline
+    from ..generation.decoding_engine import GenerationOptions
+    from ..generation.timeline_generator import generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
     options = GenerationOptions(transitions=settings.transitions)
     frames = [item.frames for item in data.items]
     paraphrases = _spread(paraphrase_prompts(), settings.max_directional)
-    paraphrase_frames = int(round(settings.directional_seconds * FPS))
+    paraphrase_frames = int(round(settings.directional_seconds * MODEL_FPS))
     runs: list[dict[str, float]] = []
     for seed in settings.seeds:
         log(f"seed {seed}: text-to-motion ({len(data.items)} items)")
@@ -497,11 +498,11 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
             made = generate_features(bundle, prompts, [item.frames for item, _ in data.directional], seed,
                                      settings.batch_size)
             run["directional_accuracy_split"] = directional_accuracy(
-                prompts, [features_to_joints(m) for m in made], FPS).overall_accuracy
+                prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
         prompts = [p for _, p in paraphrases]
         made = generate_features(bundle, prompts, [paraphrase_frames] * len(prompts), seed, settings.batch_size)
         run["directional_accuracy_paraphrase"] = directional_accuracy(
-            prompts, [features_to_joints(m) for m in made], FPS).overall_accuracy
+            prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
 
         log(f"seed {seed}: transitions ({settings.transition_timelines} timelines)")
         motions, boundaries = [], []
@@ -510,7 +511,7 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
             result = generate_timeline(bundle, timeline, seed=seed * 1000 + index, options=options)[0]
             motions.append(np.asarray(result.joints, dtype=np.float64))
             boundaries.append(result.segment_frames[1:, 0].tolist())
-        jerk = transition_jerk(motions, boundaries, FPS, cache.jerk_level)
+        jerk = transition_jerk(motions, boundaries, MODEL_FPS, cache.jerk_level)
         run["transition_peak_jerk"] = jerk.peak_jerk
         run["transition_auj"] = jerk.area_under_jerk
         runs.append(run)
@@ -569,7 +570,7 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
                    evaluator_path: str | Path | None = None,
                    log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Evaluate every checkpoint (bundle folder) on `data_root`'s split; returns the results document."""
-    from ..model_bundle import ModelBundle, read_manifest
+    from ..model_bundle import read_manifest
 
     if not checkpoints:
         raise EvaluationError("no checkpoint to evaluate: give --checkpoint BUNDLE or --compare BUNDLE ...")
