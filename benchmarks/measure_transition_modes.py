@@ -24,8 +24,10 @@ import torch
 
 from kmm_core.evaluation.confidence import mean_confidence_interval
 from kmm_core.evaluation.directional import directional_accuracy
-from kmm_core.evaluation.evaluate import EvaluationData, EvaluationSettings, _spread, _timeline
+from kmm_core.evaluation.generated_motions import timeline_of
 from kmm_core.evaluation.motion_quality import ground_truth_jerk_level, transition_jerk
+from kmm_core.evaluation.settings import EvaluationSettings
+from kmm_core.evaluation.split_data import EvaluationData, spread
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import TRANSITION_MODES
 from kmm_core.generation.timeline_generator import generate_timeline
@@ -38,14 +40,14 @@ NEIGHBOUR_SECONDS = 3.0
 def build_timelines(data: EvaluationData, count: int, middle_frames: int, seed: int):
     """(timeline, middle prompt) pairs: neighbours are captions of other clips of the split, drawn with `seed`."""
     rng = np.random.default_rng([seed, 23])
-    chosen = _spread(data.directional, count)
+    chosen = spread(data.directional, count)
     pairs = []
     for item, prompt in chosen:
         others = [other for other in data.all_items if other.name.split("@")[0] != item.name.split("@")[0]]
         before, after = (others[int(i)] for i in rng.choice(len(others), size=2, replace=False))
         prompts = [before.captions[0], prompt, after.captions[0]]
         neighbour = int(NEIGHBOUR_SECONDS * MODEL_FPS)
-        pairs.append((_timeline(prompts, [neighbour, middle_frames, neighbour]), prompt))
+        pairs.append((timeline_of(prompts, [neighbour, middle_frames, neighbour]), prompt))
     return pairs
 
 
@@ -55,7 +57,7 @@ def measure(bundle, pairs, seed: int, mode: str | None, jerk_level: float, trans
     for index, (timeline, prompt) in enumerate(pairs):
         if mode is None:
             middle = timeline.segments[1].frames
-            result = generate_timeline(bundle, _timeline([prompt], [middle]), seed=seed * 1000 + index)[0]
+            result = generate_timeline(bundle, timeline_of([prompt], [middle]), seed=seed * 1000 + index)[0]
             middles.append(np.asarray(result.joints, dtype=np.float64))
         else:
             result = generate_timeline(bundle, timeline, seed=seed * 1000 + index,

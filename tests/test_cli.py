@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from blender_bvh_import import run_blender_import
+from blender_scripts.bvh_import import run_blender_import
 from PIL import Image
 
 from kmm_core.cli import EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, main
