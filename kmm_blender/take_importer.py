@@ -38,8 +38,10 @@ def import_takes(
     paths: Sequence[str],
     target: bpy.types.Object | None,
     options: keyframe_writer.WriteOptions,
+    body_model_path: str | None = None,
 ) -> ImportedTakes:
-    """Load every result in `paths` and write each as a take on `target` (None: a new KMM armature).
+    """Load every result in `paths` and write each as a take on `target` (None: a new KMM armature); with
+    `body_model_path` (an SMPL model file) a new armature also gets the body mesh.
 
     The first take ends up active (or on top of the NLA when pushing); the others stay available as actions.
     """
@@ -80,7 +82,7 @@ def import_takes(
                 tracks.remove(tracks[-1])
             target.animation_data.action = previous_action
         raise
-    # Only after every take is in place: the optional body mesh (preferences) never undoes a take.
-    warning = body_mesh.ensure_body_mesh(context, armature)
+    # Only after every take is in place: the optional body mesh never undoes a take.
+    warning = body_mesh.ensure_body_mesh(armature, body_model_path)
     return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes,
                          warnings=[warning] if warning else [])
