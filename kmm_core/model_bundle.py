@@ -144,6 +144,7 @@ class ModelBundle:
 
         folder = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(folder)
+        decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
         torch_device = torch.device(resolve_device(device))
         builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
                     "aligner": (AlignerConfig, TextMotionAligner), "evaluator": (AlignerConfig, TextMotionAligner)}
@@ -173,7 +174,7 @@ class ModelBundle:
                                                          f"{source} text condition width {conditioner.cond_dim}")
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
                    generator=generator, text_conditioner=conditioner, normalizer=Normalizer.from_folder(folder),
-                   decoding=_decoding_config(manifest, folder / BUNDLE_FILE), aligner=modules.get("aligner"),
+                   decoding=decoding, aligner=modules.get("aligner"),
                    evaluator=modules.get("evaluator"))
 
     # ---- what generation asks of a loaded model ------------------------------------------------------------------
