@@ -296,6 +296,17 @@ class BackendInstall:
         if process is not None and process.poll() is None:
             _stop(process)
 
+    def outcome(self) -> tuple[str, str]:
+        """How a finished install ended, for the status bar: (level INFO / WARNING / ERROR, text)."""
+        progress = self.progress
+        if progress.state == DONE:
+            text = "KMM backend installed" + (f" ({'; '.join(progress.warnings)})" if progress.warnings else "")
+            return ("WARNING" if progress.warnings else "INFO"), text
+        if progress.state == CANCELLED:
+            return "WARNING", "KMM backend install cancelled: the previous backend is unchanged"
+        return "ERROR", (f"KMM backend install failed: {progress.error} (the previous backend is unchanged; log: "
+                         f"{self.log_path})")
+
     def wait(self, timeout: float | None = None) -> InstallProgress:
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -20,7 +20,7 @@ from typing import Any
 from ..kmm_core import __version__
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.client import DEFAULT_WORKER_ARGS, WorkerClient, WorkerError
-from ..kmm_core.worker.protocol import PROTOCOL_VERSION, ProtocolError
+from ..kmm_core.worker.protocol import PROTOCOL_VERSION, Edit, Generate, Hello, Load, ProtocolError
 from .backend_installer import InstallError, probe_python
 
 # Job states
@@ -53,7 +53,7 @@ class BackendConfig:
 
 @dataclass
 class GenerationJob:
-    request: dict[str, Any]
+    request: Generate | Edit
     state: str = WAITING
     request_id: str | None = None
     step: int = 0
@@ -96,11 +96,13 @@ class BackendSession:
         self.on_progress: Callable[[GenerationJob], None] | None = None
 
     # ---- requests from the UI ------------------------------------------------------------------------------------
-    def submit(self, request: dict[str, Any]) -> GenerationJob:
-        """Queue a `generate` (or `edit`) request; starts the worker when needed. Never blocks on the model."""
+    def submit(self, request: Generate | Edit) -> GenerationJob:
+        """Queue a `Generate` (or `Edit`) request; starts the worker when needed. Never blocks on the model."""
+        if not isinstance(request, Generate | Edit):
+            raise KMMError(f"a job is a protocol Generate or Edit message, not {type(request).__name__}")
         if self.job is not None and not self.job.finished:
             raise KMMError("a generation is already running: wait for it or cancel it")
-        job = GenerationJob(request=dict(request))
+        job = GenerationJob(request=request)
         self.job = job
         if self.state in (STOPPED, BROKEN) or self.client is None or not self.client.is_alive():
             self._start()
@@ -172,8 +174,7 @@ class BackendSession:
                                          "Add-ons > KMM Motion), or set Own Backend Python there.")
             self.client = WorkerClient(self.config.python, dict(self.config.extra_env),
                                        worker_args=self.config.worker_args)
-            self._hello_id = self.client.send({"type": "hello", "client_version": __version__,
-                                               "protocol_version": PROTOCOL_VERSION})
+            self._hello_id = self.client.send(Hello(client_version=__version__, protocol_version=PROTOCOL_VERSION))
         except (WorkerError, ProtocolError) as error:
             if not self._broken_by_not_a_python(getattr(error, "stderr_tail", "")):
                 self._break(str(error).splitlines()[0], getattr(error, "advice", ""),
@@ -251,8 +252,7 @@ class BackendSession:
         self.worker_info = event
         assert self.client is not None
         try:
-            self._load_id = self.client.send({"type": "load", "checkpoint": self.config.checkpoint or None,
-                                              "device": self.config.device})
+            self._load_id = self.client.send(Load(checkpoint=self.config.checkpoint or None, device=self.config.device))
         except (WorkerError, ProtocolError) as error:
             self._break(str(error).splitlines()[0], getattr(error, "advice", ""))
             return
@@ -300,9 +300,3 @@ def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 
-
-def generate_request(timeline: dict[str, Any], output_dir: str, *, seed: int | None, variations: int,
-                     guidance: float | None, steps: int | None) -> dict[str, Any]:
-    """A protocol `generate` request (validated when sent)."""
-    return {"type": "generate", "timeline": timeline, "output_dir": output_dir, "seed": seed,
-            "variations": variations, "guidance": guidance, "steps": steps}

@@ -2,9 +2,10 @@
 """The preferences' Install Backend / Repair / Remove / Cancel / View Log buttons, over backend_installer.
 
 The backend lives in the extension's user folder (`bpy.utils.extension_path_user(<add-on>, path="backend")`), so
-it survives add-on updates and is removed with the user's data.  Interactive Blender: the install runs on the
-installer's own thread and a timer mirrors its progress into the preferences; background Blender (`blender -b`,
-no timers) waits for it.  Which Python then runs the worker: `worker_python()` (the user's own Backend Python if
+it survives add-on updates and is removed with the user's data.  The running (or last) install belongs to the
+add-on's `JobController` (job_controller.py).  Interactive Blender: the install runs on the installer's own thread
+and the controller's timer mirrors its progress into the preferences and reports its end; background Blender
+(`blender -b`, no timers) waits for it.  Which Python then runs the worker: `worker_python()` (the user's own Backend Python if
 set, else the installed backend).
 """
 
@@ -17,12 +18,9 @@ from bpy.props import BoolProperty
 
 from . import backend_installer
 from .backend_installer import BackendFolder, BackendInstall, InstallOptions
+from .job_controller import controller
 
-TIMER_INTERVAL = 0.25
 LOG_TEXT = "KMM backend install log"
-
-# The running (or last) install of this session.
-_install: dict[str, BackendInstall | None] = {"current": None}
 
 
 def _addon_package() -> str:
@@ -53,7 +51,8 @@ def worker_python(prefs) -> str:
 
 
 def current_install() -> BackendInstall | None:
-    return _install["current"]
+    """The running (or last) install of this Blender session."""
+    return controller().install
 
 
 def install_options(prefs) -> InstallOptions:
@@ -74,44 +73,8 @@ def start_install(options: InstallOptions) -> BackendInstall:
     if running is not None and not running.finished:
         raise backend_installer.InstallError("an install is already running: wait for it or cancel it")
     install = BackendInstall(backend_folder(), options)
-    _install["current"] = install
+    controller().follow_install(install)
     return install
-
-
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in getattr(wm, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
-
-
-def _report_end(install: BackendInstall) -> tuple[str, str]:
-    progress = install.progress
-    if progress.state == backend_installer.DONE:
-        text = "KMM backend installed" + (f" ({'; '.join(progress.warnings)})" if progress.warnings else "")
-        return ("WARNING" if progress.warnings else "INFO"), text
-    if progress.state == backend_installer.CANCELLED:
-        return "WARNING", "KMM backend install cancelled: the previous backend is unchanged"
-    return "ERROR", f"KMM backend install failed: {progress.error} (the previous backend is unchanged; log: " \
-                    f"{install.log_path})"
-
-
-def _timer() -> float | None:
-    install = current_install()
-    _redraw()
-    if install is None or not install.finished:
-        return TIMER_INTERVAL if install is not None else None
-    level, text = _report_end(install)
-    print(f"{level}: {text}")
-    windows = list(getattr(bpy.context.window_manager, "windows", []))
-    if windows:  # the status bar / Info log, from a timer: needs a window in the context
-        try:
-            with bpy.context.temp_override(window=windows[0]):
-                bpy.ops.kmm.report(level=level, message=text)  # type: ignore[attr-defined]  # our operator
-        except (RuntimeError, AttributeError):
-            pass
-    return None
 
 
 class KMM_OT_install_backend(bpy.types.Operator):
@@ -149,12 +112,10 @@ class KMM_OT_install_backend(bpy.types.Operator):
             return {"CANCELLED"}
         if bpy.app.background:
             install.wait()
-            level, text = _report_end(install)
+            level, text = install.outcome()
             self.report({level}, text)  # type: ignore[arg-type]  # one of INFO / WARNING / ERROR
             return {"FINISHED"} if install.progress.state == backend_installer.DONE else {"CANCELLED"}
-        if not bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.register(_timer, first_interval=TIMER_INTERVAL)
-        return {"FINISHED"}
+        return {"FINISHED"}  # the controller's timer follows it
 
 
 class KMM_OT_cancel_backend_install(bpy.types.Operator):
@@ -259,7 +220,7 @@ def draw_install_box(layout, prefs) -> None:
         repair.operator("kmm.install_backend", text="Repair", icon="TOOL_SETTINGS").repair = True
         repair.operator("kmm.remove_backend", text="Remove", icon="TRASH")
         if install is not None:
-            level, text = _report_end(install)
+            level, text = install.outcome()
             box.label(text=text[:160], icon={"INFO": "CHECKMARK", "WARNING": "ERROR"}.get(level, "CANCEL"))
     box.operator("kmm.open_install_log", icon="TEXT")
     box.label(text=f"Folder: {folder.root}", icon="FILE_FOLDER")
@@ -267,19 +228,4 @@ def draw_install_box(layout, prefs) -> None:
 
 classes = (KMM_OT_install_backend, KMM_OT_cancel_backend_install, KMM_OT_remove_backend, KMM_OT_open_install_log)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    if bpy.app.timers.is_registered(_timer):
-        bpy.app.timers.unregister(_timer)
-    install = current_install()
-    if install is not None and not install.finished:
-        install.cancel()
-    _install["current"] = None
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
-
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     properties = importlib.import_module(".kmm_blender.properties", package.__name__)
     errors = importlib.import_module(".kmm_core.errors", package.__name__)
     backend_session = importlib.import_module(".kmm_blender.backend_session", package.__name__)
+    job_controller = importlib.import_module(".kmm_blender.job_controller", package.__name__)
 
     context = bpy.context
     scene = context.scene
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             python=args.python or config.python, device=args.device or config.device,
             checkpoint=args.checkpoint or config.checkpoint,
             worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
-        job_runner.session(config).on_progress = ProgressPrinter()  # the session the run below uses
+        job_controller.controller().session_for(config).on_progress = ProgressPrinter()  # the session the run uses
         if args.regenerate_segment is not None:
             imported = job_runner.run_regeneration_blocking(context, timeout=args.timeout, config=config,
                                                             segment=args.regenerate_segment - 1, prompt=args.prompt)

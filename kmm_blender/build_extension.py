@@ -6,8 +6,8 @@ Blender (and inside the `bpy` wheel).  Running that exact script, rather than zi
 package we test is the package Blender's extension platform would accept.
 
 What goes in: only the files git tracks (a stray `demo2.bvh` in the working tree never ships), copied into a staging
-folder without the code the worker never imports (training and evaluation; the worker only reads weights through
-`training/checkpoint.py`) and without the evaluator's weights (`bundle.json` in the zip then lists what the zip
+folder without the code the worker never imports (training, evaluation, data preparation; it reads weights through
+`model/weights.py`) and without the evaluator's weights (`bundle.json` in the zip then lists what the zip
 holds); the manifest's `paths_exclude_pattern` then drops the development files.
 
     python -m kmm_blender.build_extension [--output-dir dist] [--blender-ext PATH] [--validate-only]
@@ -66,11 +66,8 @@ def find_blender_ext_script(explicit: str | os.PathLike[str] | None = None) -> P
     return candidates[0]
 
 
-# Below kmm_core/: folders the worker never imports, and the files of them it does import (weights are loaded with
-# training/checkpoint.py, which reads training/config.py).
+# Below kmm_core/: folders the worker never imports (weights are read by model/weights.py, not training/).
 WORKER_UNUSED_FOLDERS = ("kmm_core/training/", "kmm_core/evaluation/", "kmm_core/data/")
-WORKER_NEEDED_FILES = frozenset({"kmm_core/training/__init__.py", "kmm_core/training/checkpoint.py",
-                                 "kmm_core/training/config.py"})
 DROPPED_COMPONENTS = ("evaluator",)  # bundle components the worker never loads for generation
 
 
@@ -90,8 +87,6 @@ def tracked_files(source_dir: str | os.PathLike[str] = REPO_ROOT) -> list[str]:
 
 def shipped(name: str) -> bool:
     """Whether a tracked file goes into the zip (before the manifest's own exclude patterns)."""
-    if name in WORKER_NEEDED_FILES:
-        return True
     if name.startswith(WORKER_UNUSED_FOLDERS):
         return False
     parts = name.split("/")

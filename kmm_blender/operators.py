@@ -12,7 +12,7 @@ from ..kmm_core.errors import KMMError
 from . import (
     armature_builder,
     backend_setup,
-    doctor,
+    job_controller,
     job_runner,
     keyframe_writer,
     preferences,
@@ -285,7 +285,8 @@ class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):  # type: ignor
         options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
                                                start_frame=float(start), push_to_nla=settings.push_to_nla)
         try:
-            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
+            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options,  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
+                                                  body_model_path=job_runner.body_model_path(context))
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -305,28 +306,9 @@ class KMM_OT_check_backend(bpy.types.Operator):
 
     def execute(self, context):
         python = backend_setup.worker_python(preferences.get_preferences(context))
-        check = doctor.DoctorCheck(python)
-        preferences._last_check.update(running=check, report=None)
-        if bpy.app.background:
-            return self._finish(check.wait())
-        bpy.app.timers.register(self._poll_function(check), first_interval=0.2)
-        return {"FINISHED"}
-
-    def _poll_function(self, check: doctor.DoctorCheck):
-        def poll() -> float | None:
-            report = check.poll()
-            if report is None:
-                return 0.3
-            preferences._last_check.update(running=None, report=report)
-            for window in bpy.context.window_manager.windows:
-                for area in window.screen.areas:
-                    area.tag_redraw()
-            return None
-
-        return poll
-
-    def _finish(self, report: doctor.DoctorReport):
-        preferences._last_check.update(running=None, report=report)
+        report = job_controller.controller().start_check(python, blocking=bpy.app.background)
+        if report is None:  # the controller's timer polls it; the preferences show the report
+            return {"FINISHED"}
         if report.error:
             self.report({"ERROR"}, f"Backend check failed: {report.error.splitlines()[0]}")
             return {"CANCELLED"}
@@ -358,13 +340,4 @@ classes = (
     KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_report,
 )
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    job_runner.shutdown()
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

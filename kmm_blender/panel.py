@@ -11,6 +11,8 @@ from .properties import rows_of, scene_fps
 
 
 def _problems(context: bpy.types.Context) -> dict[int, str]:
+    """The table's problems: validated once per edit of the table (segment_table keeps them), however many rows
+    are drawn."""
     scene = context.scene
     return segment_table.row_problems(rows_of(scene.kmm), scene_fps(scene))  # type: ignore[arg-type]  # stubs: Context.scene is optional
 
@@ -146,12 +148,4 @@ class KMM_PT_settings(bpy.types.Panel):
 
 classes = (KMM_UL_segments, KMM_PT_main, KMM_PT_settings)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

@@ -17,10 +17,6 @@ from . import backend_setup, doctor
 # The add-on's module is the extension root package, one level above this sub-package.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
-# Result of the last check, per session (a Python object: preferences cannot hold lists of structs).
-_last_check: dict[str, object] = {"running": None, "report": None}
-
-
 class KMM_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
@@ -83,11 +79,13 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         column.label(text="Bundled model weights: CC BY-NC 4.0, non-commercial use only (inherited from the "
                           "training data).", icon="BLANK1")
 
+        from .job_controller import controller  # the controller owns the last check
+
         row = layout.row()
-        running = _last_check["running"] is not None
+        running = controller().check is not None
         row.enabled = not running
         row.operator("kmm.check_backend", text="Checking..." if running else "Check Backend", icon="CHECKMARK")
-        draw_report(layout, _last_check["report"])  # type: ignore[arg-type]  # _last_check holds a DoctorReport or None
+        draw_report(layout, controller().check_report)
 
 
 def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) -> None:
@@ -124,13 +122,4 @@ def get_preferences(context: bpy.types.Context | None = None):
 
 classes = (KMM_AddonPreferences,)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
-    _last_check.update(running=None, report=None)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

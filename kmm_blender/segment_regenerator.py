@@ -26,6 +26,7 @@ import numpy as np
 from ..kmm_core import skeleton
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
+from ..kmm_core.worker.protocol import Edit
 from . import keyframe_writer, take_importer, take_provenance
 
 _INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (as the writer sets it)
@@ -73,11 +74,10 @@ def plan_regeneration(scene: bpy.types.Scene, armature: bpy.types.Object | None,
 
 
 def edit_request(plan: RegenerationPlan, output_dir: str, *, seed: int | None, guidance: float | None,
-                 steps: int | None) -> dict[str, Any]:
-    """The protocol `edit` request (mode regenerate) for `plan` (validated when sent)."""
-    return {"type": "edit", "mode": "regenerate", "source": plan.source, "output_dir": output_dir,
-            "segment": plan.segment, "prompt": plan.prompt, "seed": seed, "variations": 1,
-            "guidance": guidance, "steps": steps}
+                 steps: int | None) -> Edit:
+    """The protocol `Edit` request (mode regenerate) for `plan` (validated when sent)."""
+    return Edit(mode="regenerate", source=plan.source, output_dir=output_dir, segment=plan.segment,
+                prompt=plan.prompt, seed=seed, variations=1, guidance=guidance, steps=steps)
 
 
 def replaced_keys(keys: keyframe_writer.TakeKeys, motion_range: tuple[int, int]) -> np.ndarray:

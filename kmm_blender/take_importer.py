@@ -65,8 +65,10 @@ def import_takes(
     target: bpy.types.Object | None,
     options: keyframe_writer.WriteOptions,
     seed: int | None = None,
+    body_model_path: str | None = None,
 ) -> ImportedTakes:
-    """Load every result in `paths` and write each as a take on `target` (None: a new KMM armature).
+    """Load every result in `paths` and write each as a take on `target` (None: a new KMM armature); with
+    `body_model_path` (an SMPL model file) a new armature also gets the body mesh.
 
     The first take ends up active (or on top of the NLA when pushing); the others stay available as actions.
     `seed`: the generation's seed (names the takes).  The scene's frame range grows to cover the takes unless the
@@ -112,7 +114,7 @@ def import_takes(
     settings = getattr(context.scene, "kmm", None)
     if getattr(settings, "extend_frame_range", True):
         cover_takes(context.scene, takes)  # type: ignore[arg-type]  # stubs: Context.scene is optional
-    # Only after every take is in place: the optional body mesh (preferences) never undoes a take.
-    warning = body_mesh.ensure_body_mesh(context, armature)
+    # Only after every take is in place: the optional body mesh never undoes a take.
+    warning = body_mesh.ensure_body_mesh(armature, body_model_path)
     return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes,
                          warnings=[warning] if warning else [])

@@ -26,6 +26,7 @@ from pathlib import Path
 from . import __version__
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+from .limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -97,14 +98,14 @@ def _output_paths(output: str, variations: int) -> list[Path]:
 
 
 def _check_common(args: argparse.Namespace) -> None:
-    if not 1 <= args.variations <= 64:
-        raise UsageError(f"--variations: must be between 1 and 64, got {args.variations}")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise UsageError(f"--steps: must be between 1 and 1000, got {args.steps}")
-    if args.guidance is not None and not 0 <= args.guidance <= 100:
-        raise UsageError(f"--guidance: must be between 0 and 100, got {args.guidance}")
-    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
-        raise UsageError(f"--seed: must be between 0 and 4294967295, got {args.seed}")
+    if not 1 <= args.variations <= MAX_VARIATIONS:
+        raise UsageError(f"--variations: must be between 1 and {MAX_VARIATIONS}, got {args.variations}")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--steps: must be between 1 and {MAX_STEPS}, got {args.steps}")
+    if args.guidance is not None and not MIN_GUIDANCE <= args.guidance <= MAX_GUIDANCE:
+        raise UsageError(f"--guidance: must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got {args.guidance}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed: must be between 0 and {MAX_SEED}, got {args.seed}")
     if args.preview and Path(args.preview).suffix.lower() not in (".gif", ".mp4"):
         raise UsageError(f"--preview {args.preview}: must end in .gif or .mp4")
 
@@ -148,7 +149,7 @@ def _load_bundle(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace):
-    from .generation.timeline_generator import GenerationOptions
+    from .generation.decoding_engine import GenerationOptions
 
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS)
@@ -229,16 +230,13 @@ def command_edit(args: argparse.Namespace) -> int:
     from .generation import editing
 
     bundle = _load_bundle(args)
-    common = {"seed": args.seed, "variations": args.variations, "options": _options(args),
-              "on_progress": _progress(args.quiet)}
-    if args.segment is not None or args.frames is not None:
-        results = editing.regenerate(bundle, source, segment=args.segment,
-                                     frame_range=tuple(args.frames) if args.frames else None, prompt=args.prompt,
-                                     **common)
-    elif args.continue_seconds is not None:
-        results = editing.continue_motion(bundle, source, args.prompt, args.continue_seconds, **common)
-    else:
-        results = editing.inbetween(bundle, source, target, args.seconds, prompt=args.prompt, **common)
+    mode = ("regenerate" if args.segment is not None or args.frames is not None else
+            "continue" if args.continue_seconds is not None else "inbetween")
+    results = editing.run_edit(bundle, mode, source, target=target, segment=args.segment,
+                               frame_range=tuple(args.frames) if args.frames else None, prompt=args.prompt,
+                               seconds=args.continue_seconds if mode == "continue" else args.seconds,
+                               seed=args.seed, variations=args.variations, options=_options(args),
+                               on_progress=_progress(args.quiet))
     _write_all(results, args)
     return EXIT_OK
 

@@ -186,9 +186,9 @@ def test_remove_takes_the_pointer_first_and_every_environment(tmp_path):
 def test_a_worker_python_that_is_not_a_python_fails_the_job_saying_so():
     session_module = importlib.import_module("kmm_motion.kmm_blender.backend_session")
     session = session_module.BackendSession(session_module.BackendConfig(python="/usr/bin/false"))
-    job = session.submit(session_module.generate_request(
-        {"fps": 20, "segments": [{"prompt": "walk", "start": 0, "end": 40}]}, "/tmp", seed=1, variations=1,
-        guidance=None, steps=None))
+    job = session.submit(session_module.Generate(
+        timeline={"fps": 20, "segments": [{"prompt": "walk", "start": 0, "end": 40}]}, output_dir="/tmp", seed=1,
+        variations=1))
     session.run_to_completion(60)
     assert job.state == "failed"
     assert job.error == ("/usr/bin/false is not a Python executable: asked for its version it exited with code 1 "

@@ -15,7 +15,7 @@ from blender_scripts.runner import SCRIPTS, run_blender_script
 
 pytestmark = pytest.mark.blender
 BATCH = Path(__file__).resolve().parents[1] / "kmm_blender" / "batch.py"
-STANDIN = SCRIPTS / "standin_worker.py"
+STANDIN = SCRIPTS.parent / "standin_worker.py"
 
 
 def run_batch(tmp_path: Path, *args: str, mode: str = "ok") -> subprocess.CompletedProcess:

@@ -65,10 +65,9 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     # kmm_core is bundled for the worker (it runs this very copy: kmm_core/worker/client.py, PYTHONPATH), without
     # what it never imports: training and evaluation code, data preparation, the evaluator's weights.
-    assert {"kmm_core/training/__init__.py", "kmm_core/training/checkpoint.py", "kmm_core/training/config.py",
-            "kmm_core/worker/server.py", "kmm_core/checkpoints/kmm-small/generator.safetensors",
+    assert {"kmm_core/model/weights.py", "kmm_core/worker/server.py", "kmm_core/checkpoints/kmm-small/generator.safetensors",
             "kmm_blender/backend_requirements.txt", "kmm_blender/backend_requirements_cuda.txt"} <= set(names)
-    for unused in ("kmm_core/training/trainer.py", "kmm_core/training/stages.py", "kmm_core/evaluation/",
+    for unused in ("kmm_core/training/", "kmm_core/evaluation/",
                    "kmm_core/data/", "kmm_core/checkpoints/kmm-small/evaluator."):
         assert not any(name.startswith(unused) for name in names), unused
     manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))

@@ -41,7 +41,7 @@ def operator(call, *args, **kwargs) -> str:
 
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
 setup = sys.modules[MODULE + ".kmm_blender.backend_setup"]
-preferences = sys.modules[MODULE + ".kmm_blender.preferences"]
+job_controller = sys.modules[MODULE + ".kmm_blender.job_controller"]
 job_runner = sys.modules[MODULE + ".kmm_blender.job_runner"]
 prefs = bpy.context.preferences.addons[MODULE].preferences
 folder = setup.backend_folder()
@@ -51,7 +51,7 @@ result["extension_dir"] = str(user_dir / "extensions" / "user_default" / "kmm_mo
 
 def check() -> dict:
     outcome = operator(bpy.ops.kmm.check_backend)
-    report = preferences._last_check["report"]
+    report = job_controller.controller().check_report
     return {"outcome": outcome, "error": report.error,
             "items": {item.name: [item.ok, item.detail] for item in report.items}}
 
