@@ -108,7 +108,7 @@ def test_a_crash_fails_the_job_with_the_trace_and_specific_advice_and_the_next_j
 
 @pytest.mark.parametrize(("config_kwargs", "error", "advice"), [
     ({"mode": "fail_load"}, "the model could not be loaded: checkpoint", "train one"),
-    ({"STANDIN_PROTOCOL_VERSION": "99"}, "the worker speaks protocol 99", "same kmm-motion version"),
+    ({"STANDIN_PROTOCOL_VERSION": "99"}, "the worker speaks protocol 99", "kmm_core bundled with the add-on"),
 ])
 def test_load_failure_and_version_mismatch_fail_the_job_before_it_runs(bs, tmp_path, config_kwargs, error, advice):
     session = bs.BackendSession(_config(bs, **config_kwargs))
@@ -121,10 +121,11 @@ def test_load_failure_and_version_mismatch_fail_the_job_before_it_runs(bs, tmp_p
         session.release()
 
 
-def test_no_python_fails_at_once_with_where_to_set_it(bs, tmp_path):
+def test_no_python_fails_at_once_saying_how_to_install_the_backend(bs, tmp_path):
     session = bs.BackendSession(bs.BackendConfig(python=""))
     job = session.submit(_request(bs, tmp_path))
-    assert job.state == bs.FAILED and "no backend Python" in job.error and "preferences" in job.advice
+    assert job.state == bs.FAILED and "no backend is installed" in job.error
+    assert "Install Backend" in job.advice and "preferences" in job.advice
     assert session.status_text().startswith("Backend failed")
 
 
