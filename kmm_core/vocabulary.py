@@ -26,19 +26,15 @@ import csv
 import json
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.captions import NEUTRAL_SUBJECTS, SUBJECTS
 from .errors import InputFileError, read_json_file
 
 VOCABULARY_FILE = "vocabulary.json"
 VOCABULARY_FORMAT_VERSION = 1
 EXAMPLES_PER_ACTION = 3
-_SUBJECTS = sorted(set(SUBJECTS) | set(NEUTRAL_SUBJECTS), key=len, reverse=True)
-_ADJECTIVE_SUBJECT = re.compile(r"^an? [a-z-]+ person ")
 
 
 @dataclass(frozen=True)
@@ -185,24 +181,6 @@ def write_vocabulary(bundle_dir: str | Path, vocabulary: Vocabulary) -> Path:
     temporary.write_text(json.dumps(vocabulary.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, path)
     return path
-
-
-def action_family(action: str) -> str:
-    """The verb an action label starts with: 'bandai-namco-2/walk-turn-left' -> 'walk', 'hdm05/kickLFront1Reps'
-    -> 'kick', 'deepmimic/getup_facedown' -> 'getup' (actions of one family are near-synonyms for the check)."""
-    content = action.rsplit("/", 1)[-1]
-    match = re.match(r"[A-Za-z][a-z]*", content)
-    return (match.group(0) if match else content).lower()
-
-
-def caption_predicate(caption: str) -> str:
-    """A caption without its subject ('a tired person walks forward' -> 'walks forward'): captions that differ
-    only in the subject are one wording."""
-    text = _ADJECTIVE_SUBJECT.sub("", caption)
-    for subject in _SUBJECTS:
-        if text.startswith(subject + " "):
-            return text[len(subject) + 1:]
-    return text
 
 
 def format_vocabulary(vocabulary: Vocabulary) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_bvh_import import blender_to_bvh_axes, run_blender_import
+from blender_scripts.bvh_import import blender_to_bvh_axes, run_blender_import
 
 from kmm_core.acclaim import (
     acclaim_to_bvh_motion,

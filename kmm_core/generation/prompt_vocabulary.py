@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Is a prompt like anything the model was trained on?  The out-of-vocabulary check of ``kmm generate`` and the
-worker, and the files it needs in a bundle.
+worker, read from the bundle's vocabulary files.
 
 A prompt is compared with every distinct training caption by the cosine similarity of sentence embeddings in a text
 space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condition the generator) or ``minilm``
@@ -8,21 +8,12 @@ space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condi
 threshold the prompt is *out of vocabulary*: the motion will be whatever the model makes of unfamiliar words, so
 the user is warned and shown the closest known prompts.
 
-Bundle files (written by `write_prompt_vocabulary`, e.g. from ``kmm-train bundle``):
+Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
+on the validation split; inference only reads them):
 
 - ``vocabulary.json`` (`kmm_core.vocabulary`): actions, styles, captions per split with their actions, and
   ``out_of_vocabulary``: the space, the threshold, how they were chosen, and the measured rates.
 - ``vocabulary.safetensors``: ``train_embeddings`` (N, E) float16, one row per ``captions.train`` entry, in that space.
-
-Threshold, chosen on the validation split (captions of held-out takes): for each val caption, its best similarity
-to the training captions of *other action families* (`vocabulary.action_family`: every walk is removed for a walk,
-every raise for a raise), i.e. how close a real caption of an action the model would not know still comes to the
-vocabulary.  The threshold is that distribution's `UNSEEN_QUANTILE` quantile: a prompt is warned about only when it
-is farther from the vocabulary than 99% of such captions.  Erring on this side is deliberate: a warning on a prompt
-the model does know teaches users to ignore warnings.  Measured and stored beside it: the false-alarm rate on val
-captions against training captions of another wording (`vocabulary.caption_predicate`: a new wording of a known
-action), on the held-out paraphrases of ``evaluation/paraphrases.py`` (other verbs and sentence shapes for known
-actions), and the warning rate on clearly unknown prompts (`UNKNOWN_PROMPTS`).
 
 Space: MiniLM (`CHECK_SPACE`).  Both spaces are measured and stored; on the shipped kmm-small the aligner's space
 maps every sentence near one of its ~30 trained actions, so clearly unknown prompts score 0.68-0.92 there, as high
@@ -33,13 +24,12 @@ as paraphrases of known actions (0.60-0.93), and no threshold separates them; in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputFileError, KMMError
-from ..vocabulary import Vocabulary, action_family, caption_predicate, read_vocabulary, write_vocabulary
+from ..vocabulary import Vocabulary, read_vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model_bundle import ModelBundle
@@ -47,18 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
 EMBEDDINGS_FILE = "vocabulary.safetensors"
 SPACES = ("aligner", "minilm")
 CHECK_SPACE = "minilm"
-UNSEEN_QUANTILE = 0.01
 SUGGESTIONS = 3
 DISTINCT_SUGGESTION_SIMILARITY = 0.93   # suggestions closer than this to an earlier one are left out
 EMBED_BATCH = 256
-# Prompts about actions absent from the project's training data (for the measured warning rate; none of these
-# actions is in Bandai-Namco, CMU or the extra sources).
-UNKNOWN_PROMPTS = (
-    "a person juggles three balls", "a person plays the guitar", "someone swims the breaststroke",
-    "a man rides a bicycle", "a woman types on a keyboard", "a person brushes their teeth",
-    "someone paints a wall with a roller", "a person drives a car", "the person rows a boat",
-    "a person plays the violin", "someone knits a scarf", "a man shaves his beard",
-)
 
 
 class VocabularyCheckUnavailable(KMMError):
@@ -115,83 +96,6 @@ def embed_texts(bundle: ModelBundle, texts: list[str] | tuple[str, ...], space: 
         return np.zeros((0, 1), dtype=np.float32)
     embeddings = np.concatenate(rows).astype(np.float32)
     return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(min=1e-12)
-
-
-def _val_similarities(vocabulary: Vocabulary, val: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(known, unseen): per val caption, the best similarity to training captions of another wording, and to
-    training captions of other action families (see the module docstring)."""
-    similarity = val @ train.T
-    train_wording = np.array([caption_predicate(c) for c in vocabulary.train_captions])
-    train_family = np.array([action_family(a) for a in vocabulary.train_actions])
-    known, unseen = [], []
-    for row, (caption, action) in enumerate(zip(vocabulary.val_captions, vocabulary.val_actions, strict=True)):
-        other_wording = train_wording != caption_predicate(caption)
-        other_family = train_family != action_family(action)
-        known.append(similarity[row, other_wording].max() if other_wording.any() else -1.0)
-        unseen.append(similarity[row, other_family].max() if other_family.any() else 1.0)
-    return np.array(known), np.array(unseen)
-
-
-def calibrate(bundle: ModelBundle, vocabulary: Vocabulary) -> tuple[dict, dict[str, np.ndarray]]:
-    """The ``out_of_vocabulary`` entry and the training-caption embeddings of every space measured."""
-    from ..evaluation.paraphrases import paraphrase_prompts
-
-    if not vocabulary.val_captions or len(vocabulary.val_actions) != len(vocabulary.val_captions):
-        raise VocabularyCheckUnavailable("the dataset has no validation captions (with their actions) to choose "
-                                         "the threshold on")
-    if len(vocabulary.train_actions) != len(vocabulary.train_captions):
-        raise VocabularyCheckUnavailable("the vocabulary lacks the actions of its training captions")
-    paraphrases = [prompt for _, prompt in paraphrase_prompts()]
-    spaces = [space for space in SPACES if space != "aligner" or bundle.aligner is not None]
-    measured: dict[str, dict] = {}
-    embeddings: dict[str, np.ndarray] = {}
-    for space in spaces:
-        train = embed_texts(bundle, vocabulary.train_captions, space)
-        known, unseen = _val_similarities(vocabulary, embed_texts(bundle, vocabulary.val_captions, space), train)
-        threshold = float(np.quantile(unseen, UNSEEN_QUANTILE))
-        paraphrase_best = (embed_texts(bundle, paraphrases, space) @ train.T).max(axis=1)
-        unknown_best = (embed_texts(bundle, UNKNOWN_PROMPTS, space) @ train.T).max(axis=1)
-        embeddings[space] = train
-        measured[space] = {
-            "threshold": round(threshold, 4),
-            "val_false_alarm_rate": round(float(np.mean(known < threshold)), 4),
-            "val_unseen_action_warning_rate": round(float(np.mean(unseen < threshold)), 4),
-            "paraphrase_false_alarm_rate": round(float(np.mean(paraphrase_best < threshold)), 4),
-            "paraphrases_warned": [p for p, v in zip(paraphrases, paraphrase_best, strict=True) if v < threshold],
-            "unknown_prompt_warning_rate": round(float(np.mean(unknown_best < threshold)), 4),
-            "unknown_prompts": {p: round(float(v), 4) for p, v in zip(UNKNOWN_PROMPTS, unknown_best, strict=True)},
-        }
-    space = CHECK_SPACE if CHECK_SPACE in spaces else spaces[0]
-    report = {
-        "space": space,
-        **measured[space],
-        "chosen_on": (f"validation split ({len(vocabulary.val_captions)} distinct captions): the "
-                      f"{UNSEEN_QUANTILE:.0%} quantile of each val caption's best similarity to training captions of "
-                      "other action families (a real caption of an action the model would not know)"),
-        "paraphrases": len(paraphrases),
-        "train_captions": len(vocabulary.train_captions),
-        "spaces": measured,
-    }
-    return report, embeddings
-
-
-def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_dir: str | Path | None = None
-                            ) -> dict:
-    """Embed the training captions, choose space and threshold, write vocabulary.json + vocabulary.safetensors into
-    the bundle folder (default: the bundle's own); returns the ``out_of_vocabulary`` entry."""
-    import torch
-    from safetensors.torch import save_file
-
-    folder = Path(bundle_dir) if bundle_dir is not None else bundle.path
-    if not vocabulary.train_captions:
-        raise VocabularyCheckUnavailable("the dataset has no training captions")
-    report, embeddings = calibrate(bundle, vocabulary)
-    temporary = folder / (EMBEDDINGS_FILE + ".tmp")
-    save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16)}, str(temporary),
-              metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
-    temporary.replace(folder / EMBEDDINGS_FILE)
-    write_vocabulary(folder, Vocabulary(**{**vocabulary.__dict__, "out_of_vocabulary": report}))
-    return report
 
 
 class PromptVocabulary:
