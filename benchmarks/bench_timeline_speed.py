@@ -31,11 +31,13 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from kmm_core.generation import decoding_engine as engine  # noqa: E402
 from kmm_core.generation import timeline_generator as tg  # noqa: E402
-from kmm_core.generation.timeline import MODEL_FPS, Timeline  # noqa: E402
+from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.model.masked_generator import token_condition_from_segments  # noqa: E402
-from kmm_core.model.motion_tokenizer import FRAMES_PER_TOKEN, num_tokens_for_frames  # noqa: E402
+from kmm_core.model.motion_tokenizer import num_tokens_for_frames  # noqa: E402
 from kmm_core.model_bundle import ModelBundle  # noqa: E402
+from kmm_core.model_timing import FRAMES_PER_TOKEN, MODEL_FPS  # noqa: E402
 
 PROMPTS = ["a person walks forward", "a person waves with the right hand", "a person jumps in place",
            "a person turns around", "a person sits down", "a person runs forward", "a person raises the left hand"]
@@ -48,33 +50,33 @@ def timeline_of(minutes: float, prompts: int) -> Timeline:
 
 def sequential_inpaint(bundle, timeline: Timeline, seed: int) -> None:
     """The default mode before batching: every segment alone, then the whole timeline with the transitions free."""
-    options = tg.GenerationOptions()
+    options = engine.GenerationOptions()
     config = options.decoding_config(bundle)
-    counter = tg.StepCounter(1, None, None)
+    counter = engine.StepCounter(1, None, None)
     num_frames = tg.model_frames(timeline)
     num_tokens = num_tokens_for_frames(num_frames)
     spans = timeline.segment_ranges(MODEL_FPS)
-    embeddings = tg.prompt_embeddings(bundle, timeline.prompts)
+    embeddings = bundle.prompt_embeddings(timeline.prompts)
     condition = token_condition_from_segments(embeddings, spans, num_tokens)
     rng = torch.Generator().manual_seed(seed)
     bounds = tg.token_boundaries(spans, num_tokens)
     codes = torch.full((num_tokens, bundle.generator.config.num_quantizers), -1, dtype=torch.int64)
     for index in range(len(spans)):
         start, end = bounds[index], bounds[index + 1]
-        codes[start:end] = tg.decode_windowed(bundle, (end - start) * FRAMES_PER_TOKEN,
-                                              embeddings[index].expand(end - start, -1), None, config, rng, options,
-                                              counter)
+        codes[start:end] = engine.decode_windowed(bundle, (end - start) * FRAMES_PER_TOKEN,
+                                                  embeddings[index].expand(end - start, -1), None, config, rng,
+                                                  options, counter)
     for boundary in bounds[1:-1]:
         codes[max(0, boundary - options.transition_tokens):min(num_tokens, boundary + options.transition_tokens)] = -1
-    codes = tg.decode_windowed(bundle, num_frames, condition, codes, config, rng, options, counter)
-    tg.result_from_model_joints(tg.codes_to_joints(bundle, codes, num_frames), timeline)
+    codes = engine.decode_windowed(bundle, num_frames, condition, codes, config, rng, options, counter)
+    tg.result_from_model_joints(bundle.codes_to_joints(codes, num_frames), timeline)
 
 
 def run_variant(bundle, name: str, timeline: Timeline) -> None:
     if name == "inpaint_sequential":
         sequential_inpaint(bundle, timeline, seed=0)
     else:
-        tg.generate_timeline(bundle, timeline, seed=0, options=tg.GenerationOptions(transitions=name))
+        tg.generate_timeline(bundle, timeline, seed=0, options=engine.GenerationOptions(transitions=name))
 
 
 def main() -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
-from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline, planned_steps
+from kmm_core.generation.timeline_generator import generate_timeline, planned_steps
 from kmm_core.generation.transition_inpainting import (
     decode_segments_together,
     inpaint_transitions,
@@ -16,7 +17,7 @@ from kmm_core.generation.transition_inpainting import (
 )
 from kmm_core.model.configs import DecodingConfig
 from kmm_core.model.decoding import decode_tokens
-from kmm_core.model.motion_tokenizer import FRAMES_PER_TOKEN
+from kmm_core.model_timing import FRAMES_PER_TOKEN
 
 GREEDY = DecodingConfig(steps=3, temperature=0.0)  # no sampling noise: batched and alone must agree exactly
 

@@ -17,20 +17,19 @@ Torch only; knows nothing of timelines (spans in tokens in, codes out), so the t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
-from ..model.motion_tokenizer import FRAMES_PER_TOKEN
-
-StepCallback = Callable[[int, int], "bool | None"]
+from ..model_timing import FRAMES_PER_TOKEN
+from ..progress import ProgressCallback
 
 
 def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tensor, config: DecodingConfig,
-                             rng: torch.Generator, on_step: StepCallback | None) -> list[Tensor]:
+                             rng: torch.Generator, on_progress: ProgressCallback | None) -> list[Tensor]:
     """Codes (length_i, Q) of each segment, decoded in one batch; segment i is conditioned on embeddings[i]."""
     device = next(generator.parameters()).device
     longest = max(lengths)
@@ -38,7 +37,7 @@ def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tens
     for index, length in enumerate(lengths):
         condition[index, :length] = embeddings[index]
     result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
-                           config=config, rng=rng, on_step=on_step)
+                           config=config, rng=rng, on_progress=on_progress)
     return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]
 
 
@@ -60,7 +59,7 @@ def transition_windows(bounds: Sequence[int], num_tokens: int, width: int,
 
 
 def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Sequence[tuple[int, int, int, int]],
-                        config: DecodingConfig, rng: torch.Generator, on_step: StepCallback | None) -> Tensor:
+                        config: DecodingConfig, rng: torch.Generator, on_progress: ProgressCallback | None) -> Tensor:
     """``codes`` (L, Q) with the free region of every window re-decoded, all windows in one batch.
 
     ``condition`` (L, E) holds every token's condition vector (its segment's prompt); inside a window everything
@@ -77,7 +76,7 @@ def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Se
         window_condition[index, : end - start] = condition[start:end]
     frames = [(end - start) * FRAMES_PER_TOKEN for start, _, _, end in windows]
     result = decode_tokens(generator, frames, cond_per_token=window_condition, fixed_codes=fixed.to(device),
-                           config=config, rng=rng, on_step=on_step)
+                           config=config, rng=rng, on_progress=on_progress)
     decoded = result.codes.cpu()
     out = codes.clone()
     for index, (start, free_start, free_end, _end) in enumerate(windows):
