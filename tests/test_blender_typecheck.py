@@ -62,8 +62,9 @@ def test_mypy_reports_a_planted_type_error(tmp_path, pytestconfig):
         (addon / source.name).write_text(source.read_text())
     writer = addon / "keyframe_writer.py"
     text = writer.read_text()
-    assert "    points.add(len(frames))\n" in text
-    writer.write_text(text.replace("    points.add(len(frames))\n", "    points.add(str(len(frames)))\n"))
+    line = "        points.add(len(self.interpolation))\n"
+    assert line in text
+    writer.write_text(text.replace(line, "        points.add(str(len(self.interpolation)))\n"))
     cache = _cache_dir(pytestconfig, tmp_path)
     completed = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(REPO_ROOT / "pyproject.toml"), "--cache-dir", str(cache),

@@ -25,11 +25,11 @@ local = np.empty((300, 22, 4))
 local[0] = rotations.qnormalize(rng.normal(size=(22, 4)))  # some bones start with w < 0
 for t in range(1, 300):
     local[t] = rotations.qmul(local[t - 1], steps[t])
-local = keyframe_writer.make_continuous(local)
+local = keyframe_writer.make_quaternions_continuous(local)
 rest = rotations.quat_to_matrix(rotations.qnormalize(rng.normal(size=(22, 4))))
 
 basis = np.swapaxes(rest, -1, -2) @ axes.HUMANML3D_TO_BLENDER
-expected = keyframe_writer.make_continuous(
+expected = keyframe_writer.make_quaternions_continuous(
     rotations.matrix_to_quat(basis @ rotations.quat_to_matrix(local) @ np.swapaxes(basis, -1, -2)))
 actual = keyframe_writer.bone_local_rotations(local, rest)
 _harness.emit({"shape": list(actual.shape), "max_difference": float(np.abs(actual - expected).max()),
