@@ -7,6 +7,7 @@
     kmm edit out.npz --continue 2.5 --prompt "sits down" -o longer.bvh
     kmm edit a.npz --inbetween b.npz --seconds 1 -o joined.npz
     kmm doctor [--json]
+    kmm retarget motion.npz --to their_rig.bvh -o out.bvh [--bone-map map.json]
 
 The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
 to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion, 3 model missing,
@@ -26,6 +27,7 @@ from pathlib import Path
 from . import __version__
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+from .retarget import command as retarget_command
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check Python, torch, CUDA, Mamba kernels, model, text encoder")
     doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
     doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
+    retarget_command.add_parser(commands)
     return parser
 
 
@@ -321,7 +324,8 @@ def command_doctor(args: argparse.Namespace) -> int:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------------
-COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor}
+COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor,
+            "retarget": retarget_command.command_retarget}
 
 
 def exit_code_for(exc: BaseException) -> int:

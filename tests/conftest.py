@@ -130,3 +130,33 @@ def tiny_model(tiny_bundle):
     from kmm_core.model_bundle import ModelBundle
 
     return ModelBundle.load(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def character_creator_dir(tmp_path_factory) -> Path:
+    """The Character Creator (CC_Base rig) BVH clips of extra-mocap.tar.xz, extracted once per session:
+    <dir>/<subject>/<subject>_<trial>.bvh (see ../shared/data/extra/cmu-iclone-dragonforged.README.md)."""
+    archive = _require(SHARED_DATA / "extra" / "extra-mocap.tar.xz")
+    target = tmp_path_factory.mktemp("extra")
+    with tarfile.open(archive, "r:xz") as tar:
+        members = [m for m in tar if m.name.lstrip("./").startswith("cmu-iclone-dragonforged/bvh/")]
+        tar.extractall(target, members=members, filter="data")
+    return target / "cmu-iclone-dragonforged" / "bvh" / "All_BVH" / "subjects"
+
+
+@pytest.fixture(scope="session")
+def generated_take(tmp_path_factory) -> Path:
+    """A MotionResult generated once per session by the shipped model kmm-small (`kmm generate`, 6 s, seed 3):
+    walking, then waving."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("generated") / "take.npz"
+    done = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate",
+                           "a person walks forward and then waves with the right hand", "--seconds", "6", "--seed",
+                           "3", "-o", str(out), "--quiet"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                               "PYTHONPATH": str(REPO_ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"kmm generate failed: {done.stderr[-2000:]}")
+    return out
