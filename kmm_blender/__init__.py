@@ -12,7 +12,7 @@ import importlib
 
 # Registration order matters: property groups before the properties that point at them, operators before the
 # panels that draw their buttons.
-_MODULE_NAMES = ("properties", "preferences", "operators", "panel")
+_MODULE_NAMES = ("properties", "preferences", "operators", "panel", "bone_map_ui")
 _registered_modules: list = []
 
 

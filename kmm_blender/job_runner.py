@@ -24,7 +24,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import MAX_SEED
-from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
+from . import keyframe_writer, rig_retarget, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,
     DONE,
@@ -103,8 +103,9 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
         where = "timeline" if index < 0 else f"segment {index + 1}"
         raise KMMError(f"{where}: {reason}")
     target = settings.target_armature
-    if target is not None and armature_builder.missing_bones(target):
-        raise KMMError(f"armature {target.name!r} lacks the KMM bones {armature_builder.missing_bones(target)}")
+    problem = rig_retarget.target_problem(target)
+    if problem:  # refused before the backend starts: any humanoid armature can be a target, this one cannot
+        raise KMMError(f"target armature: {problem}")
     if settings.random_seed:
         settings.seed = random.randrange(MAX_SEED)  # shown in the panel so a good take can be reproduced
     timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()
