@@ -98,6 +98,27 @@ def _swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
     return quat_to_matrix(qbetween(from_vectors, to_vectors))
 
 
+SWING_FULL = np.radians(60.0)   # aiming corrections up to this angle are applied fully ...
+SWING_NONE = np.radians(150.0)  # ... fading to none at this angle (the point lies behind the bone)
+
+
+def _limited_swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
+    """The swing taking `from` onto `to`, applied fully up to SWING_FULL and fading out towards SWING_NONE.
+
+    A carried point far off the transferred direction means the rig's proportions put the bone's head past the
+    point (a neck whose head sits above the source's head): aiming there would turn the bone over, and the
+    direction of that turn jumps from frame to frame.  The rotation transfer alone is the better answer then."""
+    cosine = np.sum(_unit(from_vectors) * _unit(to_vectors), axis=-1)
+    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+    fade = np.clip((SWING_NONE - angle) / (SWING_NONE - SWING_FULL), 0.0, 1.0)
+    weight = fade * fade * (3.0 - 2.0 * fade)
+    full = qbetween(from_vectors, to_vectors)
+    half_angle = np.arccos(np.clip(full[..., 0], -1.0, 1.0)) * weight
+    axis = _unit(full[..., 1:])
+    limited = np.concatenate([np.cos(half_angle)[..., None], np.sin(half_angle)[..., None] * axis], axis=-1)
+    return quat_to_matrix(limited)
+
+
 def _kabsch(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
     """(T, 3, 3) rotations R minimising sum_k |R rest_k - posed_k|^2; rest (K, 3) or (T, K, 3), posed (T, K, 3)."""
     covariance = np.einsum("tki,tkj->tij", posed, np.broadcast_to(rest, posed.shape))
@@ -342,7 +363,7 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
                     delta = _kabsch(rig_vectors, wanted)
                 else:
                     carried = np.einsum("tij,j->ti", delta, rig_vectors.mean(axis=0))
-                    delta = _swing(carried, wanted.mean(axis=1)) @ delta
+                    delta = _limited_swing(carried, wanted.mean(axis=1)) @ delta
         deltas[:, bone], posed[:, bone] = delta, head
     motion = RetargetedMotion(plan=plan, deltas=deltas, heads=posed, fps=source.fps)
     if leg_ik:

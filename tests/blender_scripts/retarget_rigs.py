@@ -34,8 +34,10 @@ from kmm_motion.kmm_blender import (  # noqa: E402
     keyframe_writer,
     rig_retarget,
     segment_regenerator,
+    segment_table,
     take_importer,
 )
+from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_core import skeleton  # noqa: E402
 from kmm_motion.kmm_core.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
@@ -241,6 +243,7 @@ result["regenerated_changed_inside"] = float(np.abs(curve_values(take.action, se
 # An armature no map fits is refused before any backend starts, with the reason.
 stick = _armature("Stick", [("a", None, (0, 0, 0), (0, 0, 1), 0), ("b", "a", (0, 0, 1), (0, 0, 2), 0)], Matrix())
 scene.kmm.target_armature = stick
+set_rows(scene.kmm, [segment_table.Row("a person walks forward", 1, 60)])
 try:
     job_runner.build_request(scene)
     result["unmappable_error"] = None
