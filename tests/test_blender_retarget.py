@@ -125,3 +125,24 @@ def test_a_fixed_row_is_stored_exported_and_imported(blender_retarget):
     assert result["edited_label"] == "Mixamo (edited)"
     assert result["imported_collar"] is None
     assert result["row_fixed"] == "mixamorig:LeftShoulder"
+
+
+def test_quality_table_covers_every_rig_and_motion(blender_retarget):
+    """The per-rig numbers of docs/retargeting.md; written there with
+    `KMM_RETARGET_TABLE=docs/retargeting_table.md python -m pytest -q tests/test_blender_retarget.py`."""
+    import os
+
+    _, arrays = blender_retarget
+    rows = ["| rig | motion | mean joint error (% of height) | proportions alone (%) | foot-contact drift (cm) "
+            "| planted frames | largest turn per frame (deg) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for rig in RIGS:
+        for motion in ("generated", "mocap"):
+            quality = rig_quality(arrays, rig, motion)
+            floor = float(arrays[f"floor__{rig}__{motion}"])
+            rows.append(f"| {rig} | {motion} | {quality.mean_error_fraction * 100:.2f} | {floor * 100:.2f} | "
+                        f"{quality.contact_drift * 100:.3f} | {quality.contact_frames} | {quality.largest_turn:.1f} |")
+            assert np.isfinite(quality.mean_error)
+    assert len(rows) == 2 + 2 * len(RIGS)
+    if os.environ.get("KMM_RETARGET_TABLE"):
+        with open(os.environ["KMM_RETARGET_TABLE"], "w", encoding="utf-8") as table:
+            table.write("\n".join(rows) + "\n")
