@@ -129,7 +129,7 @@ def location_bone(obj: bpy.types.Object, motion: RetargetedMotion) -> str:
 
 def retarget_onto(obj: bpy.types.Object, source: SourceMotion) -> RetargetedMotion:
     target = armature_target_skeleton(obj)
-    return retarget(source, target, bone_map_for(obj, target))
+    return retarget(source, target, bone_map_for(obj, target), only_needed_bones=True)
 
 
 def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> tuple[list[str], np.ndarray, str, np.ndarray]:
@@ -191,7 +191,8 @@ def retargeted_take_keys(obj: bpy.types.Object, motion, options, scene: bpy.type
     try:
         target = armature_target_skeleton(obj)
         bone_map = bone_map_for(obj, target)
-        retargeted = retarget(source_for(motion, in_place, scene_fps if resampling else None), target, bone_map)
+        retargeted = retarget(source_for(motion, in_place, scene_fps if resampling else None), target, bone_map,
+                              only_needed_bones=True)
     except KMMError as error:
         raise keyframe_writer.KeyframeWriteError(f"cannot retarget onto {obj.name!r}: {error}") from None
     names, quaternions, mover, locations = keyed_values(obj, retargeted)

@@ -302,3 +302,14 @@ def test_a_rig_without_hands_is_refused_naming_what_is_missing():
     names = [n if "wrist" not in n else f"stub{i}" for i, n in enumerate(rig.bone_names)]
     with pytest.raises(KMMError, match="no left hand bone"):
         auto_bone_map(names, rig.parents)
+
+
+def test_only_the_needed_bones_give_the_same_pose(rigs, mocap_sources):
+    """Cutting a rig down to the mapped bones and their ancestors (what Blender keys) changes no kept bone."""
+    _, target, found = _target(rigs["character_creator"][1])
+    full = retarget(mocap_sources["bandai_namco"], target, found[0])
+    cut = retarget(mocap_sources["bandai_namco"], target, found[0], only_needed_bones=True)
+    assert len(cut.skeleton.bone_names) < len(target.bone_names) // 2
+    kept = [target.index[name] for name in cut.skeleton.bone_names]
+    np.testing.assert_allclose(cut.heads, full.heads[:, kept], atol=1e-9)
+    np.testing.assert_allclose(cut.local_rotations(), full.local_rotations()[:, kept], atol=1e-9)

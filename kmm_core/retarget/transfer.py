@@ -315,9 +315,33 @@ class RetargetedMotion:
         return moved @ self.skeleton.to_humanml3d / self.skeleton.scale_to_metres
 
 
-def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, leg_ik: bool = True
-             ) -> RetargetedMotion:
-    """Pose `skeleton` like `source` frame by frame (see the module docstring)."""
+def needed_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
+    """`skeleton` cut down to the bones the map names and their ancestors (a Rigify rig has hundreds of face,
+    finger and mechanism bones that follow their parents and need no computing)."""
+    bone_map.check(skeleton.bone_names, skeleton.name)
+    index = skeleton.index
+    keep: set[int] = set()
+    for name in bone_map.referenced_bones():
+        bone = index[name]
+        while bone >= 0 and bone not in keep:
+            keep.add(bone)
+            bone = skeleton.parents[bone]
+    order = sorted(keep)
+    new_index = {old: new for new, old in enumerate(order)}
+    return TargetSkeleton(
+        name=skeleton.name, bone_names=tuple(skeleton.bone_names[b] for b in order),
+        parents=tuple(new_index[skeleton.parents[b]] if skeleton.parents[b] >= 0 else -1 for b in order),
+        rest_heads=skeleton.rest_heads[order], rest_rotations=skeleton.rest_rotations[order],
+        tail_directions=skeleton.tail_directions[order], to_humanml3d=skeleton.to_humanml3d,
+        scale_to_metres=skeleton.scale_to_metres)
+
+
+def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, leg_ik: bool = True,
+             only_needed_bones: bool = False) -> RetargetedMotion:
+    """Pose `skeleton` like `source` frame by frame (see the module docstring).  With `only_needed_bones` the
+    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint)."""
+    if only_needed_bones:
+        skeleton = needed_bones(skeleton, bone_map)
     positions = np.asarray(source.positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[1:] != (NUM_JOINTS, 3) or len(positions) < 1:
         raise RetargetError(f"source positions must have shape (T, {NUM_JOINTS}, 3), got {positions.shape}")
