@@ -30,7 +30,7 @@ def _worker(motion_path: str, minutes: list[float], repeats: int) -> None:
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="kmm_bench_user_")
     import importlib
 
-    import addon_utils
+    import addon_utils  # importable once bpy is
     import bpy
     import numpy as np
 

@@ -45,7 +45,7 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     tails = np.array([bone.tail_local for bone in bones], dtype=np.float64).reshape(-1, 3) - heads
     tails /= np.maximum(np.linalg.norm(tails, axis=-1, keepdims=True), 1e-9)
     rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones]).reshape(-1, 3, 3)
-    world = np.array([list(row) for row in obj.matrix_world.to_3x3()], dtype=np.float64)
+    world = _rotation_scale(obj)
     scale = float(np.cbrt(abs(np.linalg.det(world)))) or 1.0
     to_humanml3d = HUMANML3D_TO_BLENDER.T @ (world / scale)
     return TargetSkeleton(name=obj.name, bone_names=tuple(b.name for b in bones),
@@ -69,8 +69,14 @@ def store_bone_map(obj: bpy.types.Object, bone_map: BoneMap) -> None:
 
 
 def clear_bone_map(obj: bpy.types.Object) -> None:
-    if MAP_PROPERTY in obj:
+    if obj.get(MAP_PROPERTY) is not None:
         del obj[MAP_PROPERTY]
+
+
+def _rotation_scale(obj: bpy.types.Object) -> np.ndarray:
+    """(3, 3) the object's world rotation and scale."""
+    matrix = obj.matrix_world.to_3x3()
+    return np.array([[matrix[row][column] for column in range(3)] for row in range(3)], dtype=np.float64)
 
 
 def bone_map_for(obj: bpy.types.Object, skeleton_: TargetSkeleton | None = None) -> BoneMap:
@@ -161,7 +167,7 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> tuple[list[
 def evaluated_joint_points(obj: bpy.types.Object, bone_map: BoneMap) -> np.ndarray:
     """(22, 3) the canonical joints on the armature's current evaluated pose, HumanML3D axes and metres, relative to
     the object's origin (NaN for joints the map leaves out): what the tests compare with the source."""
-    world = np.array([list(row) for row in obj.matrix_world.to_3x3()], dtype=np.float64)
+    world = _rotation_scale(obj)
     points = np.full((skeleton.NUM_JOINTS, 3), np.nan)
     for joint, name in enumerate(skeleton.JOINT_NAMES):
         point = bone_map.point_of(name)

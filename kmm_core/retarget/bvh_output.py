@@ -16,8 +16,8 @@ import numpy as np
 
 from ..bvh.reader import BvhMotion
 from ..errors import InputFileError
-from ..rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
 from ..resample import resample_positions, resample_rotations
+from ..rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
 from .transfer import RetargetedMotion, RetargetError, SourceMotion
 
 _POSITION_AXIS = {"xposition": 0, "yposition": 1, "zposition": 2}

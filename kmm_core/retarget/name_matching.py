@@ -82,7 +82,7 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
     names = list(bone_names)
     info = [_side_and_word(name) for name in names]
     depth = []
-    for bone, parent in enumerate(parents):
+    for parent in parents:
         depth.append(0 if parent < 0 else depth[parent] + 1)
 
     def side_of(bone: int) -> str | None:

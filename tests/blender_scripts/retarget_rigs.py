@@ -105,7 +105,7 @@ def build_ue5() -> bpy.types.Object:
     bones = [(n, parent, turn(h), turn(t), 90) for n, parent, h, t in spine]
     down = np.radians(40)
     for side, sign in (("l", 1), ("r", -1)):
-        def arm(distance):
+        def arm(distance, sign=sign):
             return (sign * (16 + distance * np.cos(down)), 2, 142 - distance * np.sin(down))
 
         limb = [(f"clavicle_{side}", "spine_05", (3 * sign, 1, 143), arm(0)),
