@@ -30,9 +30,10 @@ def _worker(motion_path: str, minutes: list[float], repeats: int) -> None:
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="kmm_bench_user_")
     import importlib
 
-    import addon_utils  # importable once bpy is
     import bpy
     import numpy as np
+
+    addon_utils = importlib.import_module("addon_utils")  # Blender's module, importable only after bpy
 
     packages = Path(tempfile.mkdtemp(prefix="kmm_bench_pkg_"))
     (packages / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
