@@ -24,6 +24,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ..kmm_core import skeleton
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
 from . import keyframe_writer, take_provenance
@@ -148,7 +149,7 @@ def _active_slot_identifier(armature: bpy.types.Object) -> str | None:
 
 
 def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str,
-                keys: keyframe_writer.TakeKeys) -> dict[tuple[str, int], Any]:
+                keys: keyframe_writer.TakeKeys | None = None) -> dict[tuple[str, int], Any]:
     """The take's F-curves by (data path, index); KMMError when one the writer makes is missing."""
     if slot_identifier is not None:
         from bpy_extras import anim_utils
@@ -160,8 +161,10 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
     else:
         fcurves = list(action.fcurves)  # type: ignore[attr-defined]  # 4.2-4.3 API, gone from the 5.0 stubs
     curves = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in fcurves}
-    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in keys.bone_names for c in range(4)]
-    needed += [(f'pose.bones["{keys.location_bone}"].location', axis) for axis in range(3)]
+    bones, location_bone = (keys.bone_names, keys.location_bone) if keys else (skeleton.JOINT_NAMES,
+                                                                                skeleton.JOINT_NAMES[0])
+    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in bones for c in range(4)]
+    needed += [(f'pose.bones["{location_bone}"].location', axis) for axis in range(3)]
     missing = [f"{path}[{index}]" for path, index in needed if (path, index) not in curves]
     if missing:
         raise KMMError(f"take {name!r} lacks the F-curves {missing[:3]}{' ...' if len(missing) > 3 else ''}: "

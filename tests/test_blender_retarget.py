@@ -105,6 +105,14 @@ def test_generated_take_and_real_mocap_follow_the_source_on_the_rig(blender_reta
         assert quality.contact_frames > 10, (rig, motion)
 
 
+def test_rigify_deforming_bones_follow_the_keyed_fk_controls(blender_retarget):
+    """On the generated Rigify rig the FK controls are keyed and the IK/FK switches set to FK: the ORG/DEF bones the
+    mesh follows sit exactly on the controls."""
+    result, _ = blender_retarget
+    for motion in ("generated", "mocap"):
+        assert result[f"rigify_deform_follows_controls__{motion}"] < 1e-4
+
+
 def test_failures_change_nothing_and_takes_keep_nla_and_segment_regeneration(blender_retarget):
     result, _ = blender_retarget
     assert "NaN" in result["bad_motion_error"] or "infinite" in result["bad_motion_error"]

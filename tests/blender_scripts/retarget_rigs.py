@@ -177,6 +177,15 @@ for rig_name, rig in rigs.items():
             scene.frame_set(frame)
             points.append(rig_retarget.evaluated_joint_points(rig, bone_map))
             quaternions.append([list(rig.pose.bones[name].rotation_quaternion) for name in keyed])
+        if rig_name == "rigify":  # the deforming chain follows the keyed FK controls (IK/FK switches at FK)
+            pairs = [("ORG-upper_arm.L", "upper_arm_fk.L"), ("ORG-forearm.R", "forearm_fk.R"), ("ORG-hand.L", "hand_fk.L"),
+                     ("ORG-shin.R", "shin_fk.R"), ("ORG-foot.L", "foot_fk.L"), ("DEF-forearm.L", "forearm_fk.L"),
+                     ("ORG-spine.004", "neck"), ("ORG-spine.006", "head")]
+            worst = 0.0
+            for frame in list(frames)[::10]:
+                scene.frame_set(frame)
+                worst = max(worst, max((rig.pose.bones[a].head - rig.pose.bones[b].head).length for a, b in pairs))
+            result[f"rigify_deform_follows_controls__{motion_name}"] = worst
         key = f"{rig_name}__{motion_name}"
         arrays[f"points__{key}"] = np.array(points)
         arrays[f"source__{key}"] = source.positions
