@@ -16,7 +16,7 @@ from blender_scripts.runner import SCRIPTS, run_blender_script
 
 pytestmark = pytest.mark.blender
 BATCH = Path(__file__).resolve().parents[1] / "kmm_blender" / "batch.py"
-STANDIN = SCRIPTS / "standin_worker.py"
+STANDIN = SCRIPTS.parent / "standin_worker.py"
 
 
 def run_batch(tmp_path: Path, *args: str, mode: str = "ok") -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_batch_generates_renders_and_saves(scene_and_timeline, tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0001.png", "frame_0051.png"]
     saved = run_blender_script("batch_scene.py", "inspect", str(tmp_path / "out.blend"))
     assert saved["armatures"] == ["KMM Skeleton"]
-    assert saved["active_actions"] == ["KMM walk forward +1"] and saved["actions"] == ["KMM walk forward +1"]
+    assert saved["active_actions"] == ["KMM walk forward +1 seed 3"] and saved["actions"] == ["KMM walk forward +1 seed 3"]
     assert saved["frame_range"] == [1, 96]
 
 
@@ -89,18 +89,19 @@ def test_batch_retargets_onto_a_rigify_metarig_with_a_bone_map_and_exports(tmp_p
     for export in ("take.bvh", "take.fbx", "take.glb"):
         completed = run_batch(tmp_path, "--blend", str(tmp_path / "rig.blend"), "--timeline", str(timeline),
                               "--python", sys.executable, "--worker-script", str(STANDIN), "--armature", "metarig",
-                              "--bone-map", str(tmp_path / "map.json"), "--export", export, "--save", "out.blend")
+                              "--bone-map", str(tmp_path / "map.json"), "--export", export, "--save", "out.blend",
+                                  "--seed", "3")
         assert completed.returncode == 0, completed.stderr[-3000:]
         assert "1 take(s) on 'metarig'" in completed.stdout
         assert (tmp_path / export).stat().st_size > 1000
     exported = read_bvh(tmp_path / "take.bvh")
     import re
 
-    first, last = (int(v) for v in re.search(r"KMM walk forward \[(\d+)-(\d+)\]", completed.stdout).groups())
+    first, last = (int(v) for v in re.search(r"KMM walk forward seed 3 \[(\d+)-(\d+)\]", completed.stdout).groups())
     assert {"spine", "thigh.L", "hand.R"} <= set(exported.names) and exported.num_frames == last - first + 1
     assert np.ptp(exported.frames, axis=0).max() > 1.0  # the take moves
     saved = run_blender_script("batch_scene.py", "inspect", str(tmp_path / "out.blend"))
-    assert saved["armatures"] == ["metarig"] and saved["active_actions"] == ["KMM walk forward"]
+    assert saved["armatures"] == ["metarig"] and saved["active_actions"] == ["KMM walk forward seed 3"]
     bad = tmp_path / "bad_map.json"
     bad.write_text(json.dumps({**bone_map.to_dict(), "bones": {**bone_map.bones, "left_wrist": "no_such_bone"}}))
     completed = run_batch(tmp_path, "--blend", str(tmp_path / "rig.blend"), "--timeline", str(timeline),

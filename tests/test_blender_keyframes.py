@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from blender_scripts.runner import run_blender_script
 
+from kmm_core.resample import resampled_frame_count
+
 pytestmark = pytest.mark.blender
 
 JOINT_NAMES = (
@@ -89,4 +91,4 @@ def test_rejected_motion_or_target_adds_nothing(blender_result):
 
 def test_motion_for_another_skeleton_is_retargeted_not_refused(blender_result):
     first, last = blender_result["other_rest_take_frames"]
-    assert last - first + 1 == int(9 * 24 / 20) + 1  # resampled (kmm_core.resample) within the motion's 0.45 s
+    assert last - first + 1 == resampled_frame_count(10, 20.0, 24.0)  # kmm_core.resample's one frame-count rule

@@ -24,8 +24,9 @@ _POSITION_AXIS = {"xposition": 0, "yposition": 1, "zposition": 2}
 
 
 def resample_source(source: SourceMotion, fps: float) -> SourceMotion:
-    """The source at another frame rate (positions lerped, rotations slerped, same duration)."""
-    if abs(source.fps - fps) < 1e-6 or len(source.positions) < 2:
+    """The source at another frame rate by kmm_core.resample's one rule (positions lerped, rotations slerped, the
+    same duration and frame count as every other resampled motion)."""
+    if abs(source.fps - fps) < 1e-9:
         return source
     positions = resample_positions(source.positions, source.fps, fps)
     rotations = quat_to_matrix(resample_rotations(matrix_to_quat(source.global_rotations), source.fps, fps))

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
+from ..limits import EDIT_MODES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20
@@ -31,11 +32,7 @@ MAX_TEXT_CHARS = 64 * 1024
 """Longest free text (messages, traces); use `clip_text` before sending long tracebacks."""
 
 ERROR_KINDS = ("bad_request", "out_of_memory", "model_missing", "cancelled", "internal")
-EDIT_MODES = ("regenerate", "continue", "inbetween")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MAX_VARIATIONS = 64
-MAX_STEPS = 1000
-MAX_SEED = 2**32 - 1
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -174,7 +171,7 @@ class Generate:
     output_dir: str = _field(_text(4096, nonempty=True))
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, 100.0)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     id: str = _field(_ID, default="")
 
@@ -200,7 +197,7 @@ class Edit:
     target: str | None = _field(_optional(_text(4096, nonempty=True)), default=None)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, 100.0)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     id: str = _field(_ID, default="")
 
