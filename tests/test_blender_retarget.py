@@ -154,3 +154,19 @@ def test_quality_table_covers_every_rig_and_motion(blender_retarget):
     if os.environ.get("KMM_RETARGET_TABLE"):
         with open(os.environ["KMM_RETARGET_TABLE"], "w", encoding="utf-8") as table:
             table.write("\n".join(rows) + "\n")
+
+
+def test_generate_onto_the_rigify_metarig_is_one_undo_step():
+    """Generate's apply on a foreign rig (through the job controller, stand-in worker) is one undo step: one undo
+    gives back the rig's previous animation exactly, one redo the take (blender_scripts/retarget_undo.py)."""
+    from blender_scripts.runner import run_blender_script
+
+    result = run_blender_script("retarget_undo.py", timeout=600)
+    assert result["job"] == ["done", ""]
+    assert result["take"] and result["take"] != "UserWalk" and result["changed_by_take"]
+    (_, before_end), (_, after_end) = result["frame_range"]
+    assert after_end > before_end  # the take grew the scene's frame range; the undo shrinks it back
+    assert result["undone_action"] == "UserWalk"
+    assert all(result["undo_restores"].values()), result["undo_restores"]
+    assert result["pose_difference_after_undo"] == 0.0
+    assert result["redo_restores_take"]
