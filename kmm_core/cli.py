@@ -29,8 +29,8 @@ from . import __version__
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
-from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 from .retarget import command as retarget_command
+from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
 MOTION_SUFFIXES = (".npz", ".bvh")
