@@ -13,7 +13,7 @@ import importlib
 # Registration order matters: property groups before the properties that point at them, the job controller before
 # the operators that use it, operators before the panels that draw their buttons.
 _MODULE_NAMES = ("properties", "preferences", "job_controller", "backend_setup", "operators", "prompt_warnings",
-                 "panel")
+                 "panel", "bone_map_ui")
 _registered_modules: list = []
 
 

@@ -8,6 +8,7 @@
     kmm edit a.npz --inbetween b.npz --seconds 1 -o joined.npz
     kmm doctor [--json]
     kmm vocab [--json]
+    kmm retarget motion.npz --to their_rig.bvh -o out.bvh [--bone-map map.json]
 
 The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
 to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion, 3 model missing,
@@ -28,6 +29,7 @@ from . import __version__
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
+from .retarget import command as retarget_command
 from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
     doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
     add_vocab_parser(commands)
+    retarget_command.add_parser(commands)
     return parser
 
 
@@ -329,7 +332,8 @@ def command_doctor(args: argparse.Namespace) -> int:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------------
-COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor, "vocab": command_vocab}
+COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor, "vocab": command_vocab,
+            "retarget": retarget_command.command_retarget}
 
 
 def exit_code_for(exc: BaseException) -> int:
