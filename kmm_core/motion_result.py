@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_write import atomic_open
 from .errors import KMMError, open_npz_archive
 from .rotations import qnormalize, slerp
 from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
@@ -167,21 +166,14 @@ class MotionResult:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically: a temporary file in the same folder, then a rename, so a reader (Blender polling for
-        results) never sees half a file.  The name is used exactly as given (no ".npz" appended)."""
+        """Write atomically (`atomic_write`): a temporary file in the same folder, then a rename, so a reader (Blender
+        polling for results) never sees half a file and a full disk never destroys an older file of that name
+        (OutputWriteError).  The name is used exactly as given (no ".npz" appended); the mode follows the umask."""
         path = Path(path)
         if not path.parent.is_dir():
             raise MotionResultError("cannot save: the folder does not exist", path=path)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **self.to_arrays())
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb") as stream:
+            np.savez(stream, **self.to_arrays())
         return path
 
     @classmethod
