@@ -155,10 +155,10 @@ def save_checkpoint(
         else:
             os.replace(temporary, final)
         _fsync_directory(root)
-    except OSError as error:  # e.g. the disk filled up: the older checkpoints stay, one line says why
+    except (OSError, OutputWriteError) as error:  # e.g. the disk filled up: older checkpoints stay, one line says why
         shutil.rmtree(temporary, ignore_errors=True)
-        raise OutputWriteError(final, f"{error.strerror or error} (older checkpoints are unchanged)",
-                               error.errno) from None
+        reason = error.reason if isinstance(error, OutputWriteError) else error.strerror or str(error)
+        raise OutputWriteError(final, f"{reason} (older checkpoints are unchanged)", error.errno) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
