@@ -135,7 +135,11 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     }
     if model_name is not None and model_name.strip():
         manifest["name"] = model_name.strip()
-    (out_dir / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    from .atomic_write import write_text_atomic
+    from .weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+
+    manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
+    write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     return out_dir
 
 
@@ -186,9 +190,11 @@ class ModelBundle:
         from .model.text_encoder import MiniLMTextEncoder
         from .model.text_motion_aligner import TextMotionAligner
         from .training.checkpoint import load_weights
+        from .weight_checksums import verify_bundle_files
 
         folder = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(folder)
+        verify_bundle_files(folder, manifest)  # a damaged file fails here, naming it
         torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                     "cpu" if device == "auto" else device)
         builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
