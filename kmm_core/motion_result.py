@@ -8,6 +8,7 @@ reading names the file and the key.  NumPy only: the Blender add-on reads these 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -172,8 +173,10 @@ class MotionResult:
         path = Path(path)
         if not path.parent.is_dir():
             raise MotionResultError("cannot save: the folder does not exist", path=path)
+        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
+        np.savez(buffer, **self.to_arrays())
         with atomic_open(path, "wb") as stream:
-            np.savez(stream, **self.to_arrays())
+            stream.write(buffer.getbuffer())
         return path
 
     @classmethod

@@ -19,6 +19,7 @@ this module stays torch-free.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,8 +221,10 @@ class SMPLMotion:
         path = Path(path)
         if not path.parent.is_dir():
             raise KMMError(f"{path}: cannot save, the folder does not exist")
+        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
+        np.savez(buffer, **self.to_arrays())
         with atomic_open(path, "wb") as stream:
-            np.savez(stream, **self.to_arrays())
+            stream.write(buffer.getbuffer())
         return path
 
 

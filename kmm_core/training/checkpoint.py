@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -204,7 +205,13 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
     """safetensors file written under a temporary name and renamed (`atomic_write`), so readers never see half a
     file and a full disk leaves an older file of that name intact."""
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=metadata)
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # safetensors reports a failed write as "... (os error 28)"
+            match = re.search(r"os error (\d+)", str(error))
+            if match is None:
+                raise
+            raise OSError(int(match.group(1)), os.strerror(int(match.group(1)))) from None
 
 
 def _write_json(path: Path, data: Any) -> None:
