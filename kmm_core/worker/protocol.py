@@ -313,7 +313,10 @@ TERMINAL_EVENTS = ("ready", "result", "error")
 
 
 def clip_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """Keep the end of a long text (the end of a traceback is what matters), marking the cut."""
+    """Keep the end of a long text (the end of a traceback is what matters), marking the cut; an unpaired surrogate
+    (a message quoting client text) is written as its escape, so the text is valid Unicode."""
+    if not _is_unicode(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= max_chars:
         return text
     marker = "[...]\n"
