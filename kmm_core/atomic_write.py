@@ -46,10 +46,24 @@ class OutputWriteError(KMMError):
 
     @classmethod
     def from_os_error(cls, path: object, error: OSError, kept_old: bool = True) -> OutputWriteError:
-        reason = error.strerror or str(error) or type(error).__name__
+        reason = os_error_reason(error, Path(str(path)).parent)
         if kept_old and Path(str(path)).exists():
             reason += " (the existing file is unchanged)"
         return cls(path, reason, error.errno)
+
+
+def os_error_reason(error: OSError, folder: Path) -> str:
+    """The system's reason for a failed write.  Some writers (NumPy's ``tofile``) raise an OSError without errno
+    ("47603 requested and 8160 written"): when the file system has no free space left, say so."""
+    if error.strerror:
+        return error.strerror
+    try:
+        stats = os.statvfs(folder)
+        full = stats.f_bavail == 0
+    except (OSError, AttributeError):  # no statvfs on Windows
+        full = False
+    detail = str(error) or type(error).__name__
+    return f"{os.strerror(errno.ENOSPC)} ({detail})" if full else detail
 
 
 class OutputPathError(KMMError, ValueError):
@@ -178,7 +192,7 @@ def check_output_folder(folder: str | os.PathLike, create: bool = True) -> Path:
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise OutputWriteError(folder, error.strerror or str(error), error.errno) from None
+        raise OutputWriteError(folder, os_error_reason(error, folder), error.errno) from None
     return folder
 
 
@@ -205,7 +219,7 @@ def atomic_directory(path: str | os.PathLike, replace: bool = False,
         temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent))
         os.chmod(temporary, 0o777 & ~current_umask())
     except OSError as error:
-        raise OutputWriteError(path, error.strerror or str(error), error.errno) from None
+        raise OutputWriteError(path, os_error_reason(error, path.parent), error.errno) from None
     try:
         yield temporary
         if path.is_dir() and any(path.iterdir()):
@@ -225,7 +239,7 @@ def atomic_directory(path: str | os.PathLike, replace: bool = False,
         _fsync_directory(path.parent)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise OutputWriteError(path, (error.strerror or str(error)) + " (nothing was replaced)",
+        raise OutputWriteError(path, os_error_reason(error, path.parent) + " (nothing was replaced)",
                                error.errno) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -98,7 +98,8 @@ def test_kmm_generate_on_a_full_disk_exits_4_with_one_line_and_keeps_the_old_tak
             write_preview(motion, preview)
         before = _digests(disk.folder)
         disk.fill()
-        result = disk.run(["-m", "kmm_core.cli", "generate", "a person walks forward", "--seconds", "1",
+        # 4 s: larger files than the 1.5 s good ones, so writing in place would truncate them and then fail.
+        result = disk.run(["-m", "kmm_core.cli", "generate", "a person walks forward", "--seconds", "4",
                            "--steps", "1", "--seed", "0", "--device", "cpu", "--quiet", "-o", str(take),
                            "--preview", str(preview)])
         lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("Loading")]
@@ -128,6 +129,10 @@ def test_prepare_on_a_full_disk_keeps_the_previous_dataset(bandai_namco_dir, tmp
             assert set(OUTPUT_FILES) <= {p.name for p in out.iterdir()}
         before, entries = _digests(disk.folder), disk.entries()
         disk.fill()
+        # A larger dataset this time (one more take), which cannot fit where the old one was.
+        shutil.copy(next(bandai_namco_dir.rglob("dataset-2_walk_normal_001.bvh")), bvh / "walk.bvh")
+        with (bvh / "captions.csv").open("a") as captions:
+            captions.write("walk.bvh,a person walks forward\n")
         result = disk.run([*arguments, "--out", str(out), "--overwrite"])
         assert result.returncode == 4, result.stderr[-3000:]
         assert "Traceback" not in result.stderr and disk.reason in result.stderr
