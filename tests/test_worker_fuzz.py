@@ -21,7 +21,7 @@ from raw_worker import RawWorker
 
 from kmm_core.generation.timeline import Timeline
 from kmm_core.motion_result import MotionResult
-from kmm_core.worker.protocol import ProtocolError, REQUEST_TYPES, decode, readable_id
+from kmm_core.worker.protocol import REQUEST_TYPES, ProtocolError, decode, readable_id
 
 SEED = 17
 LINES = 3000

@@ -4,6 +4,7 @@ kind: raw lines to `python -m kmm_core.worker` subprocesses, with the shipped mo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,26 +37,24 @@ sys.exit(server.main(["--device", "cpu"]))
 def test_overflowing_numbers_are_bad_requests_and_the_worker_keeps_answering(tmp_path):
     worker = RawWorker()
     try:
+        def line(request_id: str, timeline: str, extra: str = "") -> str:  # raw text: values json.dumps never writes
+            return (f'{{"type":"generate","id":"{request_id}","timeline":{timeline},'
+                    f'"output_dir":{json.dumps(str(tmp_path))}{extra}}}')
+
         lines = {
-            "seconds-1e308": '{"type":"generate","id":"seconds-1e308","timeline":{"segments":[{"prompt":"walk",'
-                             '"seconds":1e308}]},"output_dir":"%s"}' % tmp_path,
-            "frames-400-digits": '{"type":"generate","id":"frames-400-digits","timeline":{"segments":[{"prompt":'
-                                 '"walk","frames":%s}]},"output_dir":"%s"}' % ("9" * 400, tmp_path),
-            "fps-1e300": '{"type":"generate","id":"fps-1e300","timeline":{"fps":1e300,"segments":[{"prompt":"walk",'
-                         '"seconds":1}]},"output_dir":"%s"}' % tmp_path,
-            "guidance-huge": '{"type":"generate","id":"guidance-huge","timeline":{"segments":[{"prompt":"walk",'
-                             '"seconds":1}]},"output_dir":"%s","guidance":%s}' % (tmp_path, "1" * 400),
-            "long-prompt": '{"type":"generate","id":"long-prompt","timeline":{"segments":[{"prompt":"%s",'
-                           '"seconds":1}]},"output_dir":"%s"}' % ("a" * 5000, tmp_path),
-            "nan": '{"type":"generate","id":"nan","timeline":{"segments":[{"prompt":"walk","seconds":NaN}]},'
-                   '"output_dir":"%s"}' % tmp_path,
-            "surrogate": '{"type":"generate","id":"surrogate","timeline":{"segments":[{"prompt":"\\ud800",'
-                         '"seconds":1}]},"output_dir":"%s"}' % tmp_path,
+            "seconds-1e308": line("seconds-1e308", '{"segments":[{"prompt":"walk","seconds":1e308}]}'),
+            "frames-400-digits": line("frames-400-digits", '{"segments":[{"prompt":"walk","frames":' + "9" * 400 + "}]}"),
+            "fps-1e300": line("fps-1e300", '{"fps":1e300,"segments":[{"prompt":"walk","seconds":1}]}'),
+            "guidance-huge": line("guidance-huge", '{"segments":[{"prompt":"walk","seconds":1}]}',
+                                  ',"guidance":' + "1" * 400),
+            "long-prompt": line("long-prompt", '{"segments":[{"prompt":"' + "a" * 5000 + '","seconds":1}]}'),
+            "nan": line("nan", '{"segments":[{"prompt":"walk","seconds":NaN}]}'),
+            "surrogate": line("surrogate", '{"segments":[{"prompt":"\\ud800","seconds":1}]}'),
         }
-        for line in lines.values():
-            worker.send_raw(line)
+        for text in lines.values():
+            worker.send_raw(text)
         answers = {request_id: worker.wait_terminal(request_id, 60) for request_id in lines}
-        for request_id, answer in answers.items():
+        for answer in answers.values():
             assert answer["type"] == "error" and answer["kind"] == "bad_request", answer
         assert "seconds" in answers["seconds-1e308"]["message"] and "600 s" in answers["seconds-1e308"]["message"]
         assert "segments[0].frames" in answers["frames-400-digits"]["message"]
