@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections import Counter
 
@@ -197,8 +198,9 @@ def test_fuzzed_lines_each_get_exactly_one_answer_and_the_worker_keeps_serving(t
         assert preload["type"] == "result", preload  # the model loads once, before the clock starts
         worker.received.remove(preload)
         started = time.monotonic()
-        for line in lines:
-            worker.send_raw(line)
+        # Written from a thread: a worker that stops reading (a dead reader) must fail the test, not hang it.
+        writer = threading.Thread(target=lambda: [worker.send_raw(line) for line in lines], daemon=True)
+        writer.start()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             terminal = [e for e in worker.drain() if e["type"] in ("ready", "result", "error")]
@@ -207,6 +209,8 @@ def test_fuzzed_lines_each_get_exactly_one_answer_and_the_worker_keeps_serving(t
             assert worker.process.poll() is None, "".join(worker.stderr[-40:])
             time.sleep(0.05)
         elapsed = time.monotonic() - started
+        writer.join(timeout=1.0)
+        assert not writer.is_alive(), "the worker stopped reading its input:\n" + "".join(worker.stderr[-40:])
         assert worker.hello("after-fuzz")["type"] == "ready"
         time.sleep(0.5)  # anything late (a second answer to some line) would arrive by now
         terminal = [e for e in worker.drain() if e["type"] in ("ready", "result", "error")
