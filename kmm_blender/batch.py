@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     properties = importlib.import_module(".kmm_blender.properties", package.__name__)
     errors = importlib.import_module(".kmm_core.errors", package.__name__)
     backend_session = importlib.import_module(".kmm_blender.backend_session", package.__name__)
+    job_controller = importlib.import_module(".kmm_blender.job_controller", package.__name__)
 
     context = bpy.context
     scene = context.scene
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             python=args.python or config.python, device=args.device or config.device,
             checkpoint=args.checkpoint or config.checkpoint,
             worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
+        job_controller.controller().session_for(config).on_progress = ProgressPrinter()  # the session the run uses
         if args.regenerate_segment is not None:
             imported = job_runner.run_regeneration_blocking(context, timeout=args.timeout, config=config,
                                                             segment=args.regenerate_segment - 1, prompt=args.prompt)
@@ -145,6 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         job_runner.release()
     return 0
+
+
+class ProgressPrinter:
+    """Prints `KMM: [ 40%] Step 4 of 10` whenever the job's message changes or it advanced 5% (a long batch is never
+    silent for long; no flood either)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.last: tuple[str, float] | None = None
+
+    def __call__(self, job) -> None:
+        fraction = job.fraction
+        if self.last is not None and job.message == self.last[0] and fraction < self.last[1] + 0.05:
+            return
+        self.last = (job.message, fraction)
+        print(f"KMM: [{fraction * 100:3.0f}%] {job.message}", file=self.stream, flush=True)
 
 
 def _render(scene: bpy.types.Scene, folder: str, first: int, last: int, step: int) -> None:

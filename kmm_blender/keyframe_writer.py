@@ -28,6 +28,7 @@ import numpy as np
 
 from ..kmm_core import rotations, skeleton
 from ..kmm_core.errors import KMMError
+from ..kmm_core.resample import make_quaternions_continuous, resample_positions, resample_rotations
 from .axes import HUMANML3D_TO_BLENDER, positions_to_blender
 
 ROOT_MOTION_WORLD = "WORLD"  # the pelvis travels through the scene as generated
@@ -107,36 +108,20 @@ def check_rest_matches(motion: MotionLike, armature_offsets: np.ndarray, armatur
             f"{skeleton.JOINT_NAMES[joint]!r} is {worst * 100:.1f} cm off): use an armature built for this motion")
 
 
-def make_continuous(quaternions: np.ndarray) -> np.ndarray:
-    """Flip signs along time (axis 0) so neighbouring keys take the short arc (q and -q are the same rotation)."""
-    if len(quaternions) < 2:
-        return quaternions
-    agree = np.sum(quaternions[1:] * quaternions[:-1], axis=-1) < 0.0
-    flips = np.concatenate([np.zeros((1,) + agree.shape[1:], bool), agree], axis=0)
-    signs = np.where(np.cumsum(flips, axis=0) % 2 == 1, -1.0, 1.0)
-    return quaternions * signs[..., None]
-
-
-def resample(translation: np.ndarray, local: np.ndarray, source_fps: float, target_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resample to target_fps keeping the duration: lerp translations, slerp rotations."""
-    frames = len(local)
-    if frames < 2 or abs(source_fps - target_fps) < 1e-9:
+def resample_take(translation: np.ndarray, local: np.ndarray, source_fps: float,
+                  target_fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Root translation and local rotations at the scene's frame rate, by kmm_core's one resampling rule."""
+    if abs(source_fps - target_fps) < 1e-9:
         return translation, local
-    count = int(round((frames - 1) * target_fps / source_fps)) + 1
-    positions = np.minimum(np.arange(count) * (source_fps / target_fps), frames - 1)
-    lower = np.floor(positions).astype(int)
-    upper = np.minimum(lower + 1, frames - 1)
-    weight = positions - lower
-    new_translation = translation[lower] * (1.0 - weight)[:, None] + translation[upper] * weight[:, None]
-    new_local = rotations.slerp(local[lower], local[upper], np.broadcast_to(weight[:, None], (count, local.shape[1])))
-    return new_translation, new_local
+    return (resample_positions(translation, source_fps, target_fps),
+            resample_rotations(local, source_fps, target_fps))
 
 
 def bone_local_rotations(local: np.ndarray, rest_rotations: np.ndarray) -> np.ndarray:
     """(T, 22, 4) pose-bone quaternions L_j = R_j^T (C q_j C^T) R_j for rest orientations R_j (22, 3, 3)."""
     basis = np.swapaxes(rest_rotations, -1, -2) @ HUMANML3D_TO_BLENDER  # R_j^T C, (22, 3, 3)
     matrices = basis @ rotations.quat_to_matrix(local) @ np.swapaxes(basis, -1, -2)
-    return make_continuous(rotations.matrix_to_quat(matrices))
+    return make_quaternions_continuous(rotations.matrix_to_quat(matrices))
 
 
 def root_locations(translation: np.ndarray, rest_head: np.ndarray, rest_rotation: np.ndarray, root_motion: str) -> np.ndarray:
@@ -240,7 +225,7 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
     if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
         raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
     translation, local = validate_motion(motion)
-    local = make_continuous(local)
+    local = make_quaternions_continuous(local)
     segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
     if len(segment_starts) != len(list(motion.segment_prompts)):
         raise KeyframeWriteError(f"{len(segment_starts)} segment_frames but {len(list(motion.segment_prompts))} "
@@ -248,7 +233,7 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
 
     scene_fps = scene.render.fps / scene.render.fps_base
     if options.fps_mode == FPS_RESAMPLE:
-        translation, local = resample(translation, local, float(motion.fps), scene_fps)
+        translation, local = resample_take(translation, local, float(motion.fps), scene_fps)
         frames_per_motion_frame = scene_fps / float(motion.fps)
     else:
         frames_per_motion_frame = 1.0

@@ -11,6 +11,8 @@ from .properties import rows_of, scene_fps
 
 
 def _problems(context: bpy.types.Context) -> dict[int, str]:
+    """The table's problems: validated once per edit of the table (segment_table keeps them), however many rows
+    are drawn."""
     scene = context.scene
     return segment_table.row_problems(rows_of(scene.kmm), scene_fps(scene))  # type: ignore[arg-type]  # stubs: Context.scene is optional
 
@@ -129,6 +131,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "root_motion")
         layout.prop(settings, "fps_mode")
         layout.prop(settings, "push_to_nla")
+        layout.prop(settings, "extend_frame_range")
         layout.separator()
         row = layout.row(align=True)
         row.prop(settings, "seed")
@@ -138,16 +141,11 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "steps")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
+        column = layout.column(align=True)
+        column.label(text="Code: GPL-3.0-or-later", icon="INFO")
+        column.label(text="Bundled weights: CC BY-NC 4.0, non-commercial only", icon="BLANK1")
 
 
 classes = (KMM_UL_segments, KMM_PT_main, KMM_PT_settings)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

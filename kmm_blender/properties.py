@@ -15,6 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..kmm_core.limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 from . import keyframe_writer
 from .segment_table import Row
 
@@ -36,14 +37,15 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     active_segment_index: IntProperty(name="Active Segment", default=0)
 
     seed: IntProperty(name="Seed", description="Random seed of the generation (same seed, same motion)",
-                      default=0, min=0)
+                      default=0, min=0, max=min(MAX_SEED, 2**31 - 1))  # Blender's ints are 32-bit signed
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for every generation", default=False)
     variations: IntProperty(name="Variations", description="How many different motions to generate (one take each)",
-                            default=1, min=1, max=16)
+                            default=1, min=1, soft_max=16, max=MAX_VARIATIONS)
     guidance: FloatProperty(name="Guidance", description="Classifier-free guidance scale: how strictly the motion "
-                            "follows the prompts", default=4.0, min=0.0, soft_max=10.0, max=100.0)
+                            "follows the prompts", default=4.0, min=MIN_GUIDANCE, soft_max=10.0,
+                            max=MAX_GUIDANCE)
     steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
-                       default=10, min=1, max=100)
+                       default=10, min=1, soft_max=100, max=MAX_STEPS)
     target_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
                                      description="Armature receiving the motion (empty: create a KMM armature)")
     root_motion: EnumProperty(
@@ -61,6 +63,8 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     )
     push_to_nla: BoolProperty(name="Push to NLA", description="Put each new take in its own NLA strip",
                               default=False)
+    extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
+                                     description="Grow the scene's frame range when a new take is longer")
 
 
 class KMM_PG_job(bpy.types.PropertyGroup):

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The limits every entry point enforces, defined once: the timeline (`generation/timeline.py`), the `kmm` command
-line (`cli.py`), the worker protocol (`worker/protocol.py`) and the Blender add-on all import them from here.
+line (`cli.py`), the worker protocol (`worker/protocol.py`) and the Blender add-on's settings all import them from
+here.
 
 Each limit keeps one bad value from turning into minutes of work, gigabytes of memory or a crash deep inside the
-model: a value outside them is refused up front with an error naming the field.  Torch-free.
+model: a value outside them is refused up front with an error naming the field.  Torch-free (the add-on imports it).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ MAX_PROMPT_CHARS = 1000
 prompt only costs time and file size (a 10 MB prompt ran for 30 s and wrote an 83 MB file)."""
 
 MAX_VARIATIONS = 64
-"""Most variations one request may ask for."""
+"""Most motions one request may generate."""
 
 MAX_STEPS = 1000
-"""Most decoding steps."""
+"""Most decoding steps a request may ask for."""
 
-MAX_GUIDANCE = 100.0
-"""Largest classifier-free guidance scale."""
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 100.0
+"""Range of the classifier-free guidance scale."""
 
 MAX_SEED = 2**32 - 1
-"""Largest random seed (NumPy's seeds are 32-bit)."""
+"""Largest random seed (seeds are 0..2**32-1; NumPy's seeds are 32-bit)."""
 
 MAX_PATH_CHARS = 4096
 """Longest file or folder path in a request (Linux's PATH_MAX)."""
+
+EDIT_MODES = ("regenerate", "continue", "inbetween")
+"""The edits a request may name (``kmm_core.generation.editing.run_edit``)."""

@@ -130,3 +130,19 @@ def tiny_model(tiny_bundle):
     from kmm_core.model_bundle import ModelBundle
 
     return ModelBundle.load(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def addon_module(tmp_path_factory):
+    """Import a module of the add-on the way Blender does, inside the extension package (`kmm_motion.`, the
+    repository root), so its relative imports of kmm_core work: `addon_module("kmm_blender.segment_table")`."""
+    import importlib
+    import sys
+
+    folder = tmp_path_factory.mktemp("package")
+    (folder / "kmm_motion").symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
+    sys.path.insert(0, str(folder))
+    try:
+        yield lambda name: importlib.import_module(f"kmm_motion.{name}")
+    finally:
+        sys.path.remove(str(folder))

@@ -15,7 +15,7 @@ from blender_scripts.runner import SCRIPTS, run_blender_script
 
 pytestmark = pytest.mark.blender
 BATCH = Path(__file__).resolve().parents[1] / "kmm_blender" / "batch.py"
-STANDIN = SCRIPTS / "standin_worker.py"
+STANDIN = SCRIPTS.parent / "standin_worker.py"
 
 
 def run_batch(tmp_path: Path, *args: str, mode: str = "ok") -> subprocess.CompletedProcess:
@@ -44,7 +44,7 @@ def test_batch_generates_renders_and_saves(scene_and_timeline, tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0001.png", "frame_0051.png"]
     saved = run_blender_script("batch_scene.py", "inspect", str(tmp_path / "out.blend"))
     assert saved["armatures"] == ["KMM Skeleton"]
-    assert saved["active_actions"] == ["KMM walk forward +1"] and saved["actions"] == ["KMM walk forward +1"]
+    assert saved["active_actions"] == ["KMM walk forward +1 seed 3"] and saved["actions"] == ["KMM walk forward +1 seed 3"]
     assert saved["frame_range"] == [1, 96]
 
 

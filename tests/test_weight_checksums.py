@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmm_core.model_bundle import BundleError, ModelBundle, assemble_bundle, default_bundle_path, read_manifest
-from kmm_core.training.checkpoint import CheckpointError
+from kmm_core.model.weights import CheckpointError
+from kmm_core.model_bundle import BundleError, ModelBundle, default_bundle_path, read_manifest
+from kmm_core.training.bundle_writer import assemble_bundle
 from kmm_core.weight_checksums import (
     FILES_KEY,
     WeightFileError,

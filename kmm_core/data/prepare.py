@@ -45,12 +45,13 @@ import numpy as np
 from ..atomic_write import atomic_directory
 from ..bvh.joint_map import JointMap
 from ..bvh.reader import BvhMotion, parse_bvh
-from ..bvh.retarget import HUMANML3D_FPS, bvh_to_canonical_joints
+from ..bvh.retarget import bvh_to_canonical_joints
 from ..errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
 from ..humanml3d.features import FEATURE_DIM, features_to_joints
 from ..humanml3d.normalizer import HUMANML3D_STD_GROUPS, MEAN_FILE, STD_FILE
 from ..humanml3d.preprocess import process_motion
+from ..model_timing import MODEL_FPS
 from ..skeleton import mirror_positions, mirror_text
 from .sources import BvhLocation, ClipSpec, read_bvh_texts
 from .splits import SPLITS, assign_splits, check_fractions
@@ -199,7 +200,7 @@ def process_spec(motion: BvhMotion, spec: ClipSpec, options: PrepareOptions) -> 
     outcome = SpecOutcome(spec.clip_id)
     label = spec.location.label
     joint_map = _choose_joint_map(motion, spec.joint_maps, label)
-    joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, HUMANML3D_FPS)
+    joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, MODEL_FPS)
     windows = plan_windows(len(joints), options.min_frames, options.max_frames, options.min_source_frames)
     if not windows:
         outcome.dropped_frames = len(joints)
@@ -439,7 +440,7 @@ def read_index(out_dir: str | Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def _minutes(frames: int) -> float:
-    return round(frames / HUMANML3D_FPS / 60.0, 2)
+    return round(frames / MODEL_FPS / 60.0, 2)
 
 
 def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], skipped: list[dict],

@@ -18,8 +18,6 @@ Exit codes: 0 done, 1 bad input or a failed stage (message on stderr), 130 stopp
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 import time
@@ -30,11 +28,6 @@ from ..errors import KMMError
 
 STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator")
 EXIT_STOPPED = 130
-
-
-def _evaluation_available() -> bool:
-    """``eval`` is offered only once the evaluation package has its entry point."""
-    return importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate") is not None
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     bundle.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
-    if _evaluation_available():
-        commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
+    commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     return parser
 
 
@@ -80,9 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..data.prepare_cli import main as prepare_main
 
         return prepare_main(argv[1:])
-    if argv and argv[0] == "eval" and _evaluation_available():
-        evaluate = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate")
-        return evaluate.main(argv[1:])
+    if argv and argv[0] == "eval":
+        from ..evaluation.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -92,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..model_bundle import assemble_bundle
+    from .bundle_writer import assemble_bundle
 
     if args.command == "bundle":
         path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name)
@@ -115,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config) -> int:
-    from ..model_bundle import assemble_bundle
+    from .bundle_writer import assemble_bundle
     from .stages import run_stages
 
     stages = [args.command] if args.command in STAGE_COMMANDS else [s.strip() for s in args.stages.split(",") if s]

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
 from ..limits import (
+    EDIT_MODES,
     MAX_GUIDANCE,
     MAX_PATH_CHARS,
     MAX_PROMPT_CHARS,
@@ -30,6 +31,7 @@ from ..limits import (
     MAX_STEPS,
     MAX_TOTAL_SECONDS,
     MAX_VARIATIONS,
+    MIN_GUIDANCE,
 )
 
 PROTOCOL_VERSION = 1
@@ -39,9 +41,8 @@ MAX_TEXT_CHARS = 64 * 1024
 """Longest free text (messages, traces); use `clip_text` before sending long tracebacks."""
 
 ERROR_KINDS = ("bad_request", "out_of_memory", "model_missing", "backend", "write_failed", "cancelled", "internal")
-EDIT_MODES = ("regenerate", "continue", "inbetween")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# MAX_VARIATIONS, MAX_STEPS, MAX_SEED, ... are defined once in limits.py (imported above, re-exported here).
+# EDIT_MODES, MAX_VARIATIONS, MAX_STEPS, MAX_SEED, ... are defined once in limits.py (imported above, re-exported here).
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -204,7 +205,7 @@ class Generate:
     output_dir: str = _field(_path_text)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, MAX_GUIDANCE)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     id: str = _field(_ID, default="")
 
@@ -230,7 +231,7 @@ class Edit:
     target: str | None = _field(_optional(_path_text), default=None)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, MAX_GUIDANCE)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     id: str = _field(_ID, default="")
 

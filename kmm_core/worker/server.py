@@ -34,7 +34,9 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..atomic_write import OutputPathError, OutputWriteError, check_output_folder
+from ..devices import resolve_device
 from ..errors import KMMError
+from ..progress import GenerationCancelled
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -287,23 +289,11 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
 
     if isinstance(exc, ImportError | TextEncoderUnavailable):
         return "backend", message, BACKEND_ADVICE
-    try:
-        from ..model.decoding import DecodingCancelled
-        if isinstance(exc, DecodingCancelled):
-            return "cancelled", message, ""
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, GenerationCancelled):
+        return "cancelled", message, ""
     if isinstance(exc, KMMError):
         return "bad_request", message, "Fix the request's values and try again."
     return "internal", f"{type(exc).__name__}: {message}", BUG_ADVICE
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _protocol_output() -> TextIO:
@@ -400,7 +390,7 @@ def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _options(request: dict[str, Any]):
-    from ..generation.timeline_generator import GenerationOptions
+    from ..generation.decoding_engine import GenerationOptions
 
     return GenerationOptions(steps=request["steps"], guidance=request["guidance"])
 
@@ -459,18 +449,13 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     target = _read_motion(request["target"], "target") if request["target"] else None
     folder = output_folder(request["output_dir"])
     bundle = ensure_bundle(worker, None, None, request_id)
-    common = {"seed": request["seed"], "variations": request["variations"], "options": _options(request),
-              "on_progress": _progress(worker, request_id),
-              "should_cancel": lambda: worker.is_cancelled(request_id)}
     mode = request["mode"]
-    if mode == "regenerate":
-        frame_range = tuple(request["frame_range"]) if request["frame_range"] else None
-        results = editing.regenerate(bundle, source, segment=request["segment"], frame_range=frame_range,
-                                     prompt=request["prompt"], **common)
-    elif mode == "continue":
-        results = editing.continue_motion(bundle, source, request["prompt"], request["seconds"], **common)
-    else:
-        results = editing.inbetween(bundle, source, target, request["seconds"], prompt=request["prompt"], **common)
+    results = editing.run_edit(bundle, mode, source, target=target, segment=request["segment"],
+                               frame_range=tuple(request["frame_range"]) if request["frame_range"] else None,
+                               prompt=request["prompt"], seconds=request["seconds"], seed=request["seed"],
+                               variations=request["variations"], options=_options(request),
+                               on_progress=_progress(worker, request_id),
+                               should_cancel=lambda: worker.is_cancelled(request_id))
     return {"type": "result", "paths": _save(results, folder),
             "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
                      "device": str(bundle.device)}}
