@@ -8,7 +8,7 @@
 :func:`verify_bundle_files` checks them before any weight is read (``ModelBundle.load``, ``kmm doctor``): a changed
 byte anywhere - a disk error, a bad download, 8 KB overwritten with 0xFF - fails with :class:`WeightFileError`
 naming the file.  :func:`count_non_finite` finds NaN/infinite weights (``kmm doctor``; ``ModelBundle.load`` refuses
-them through ``training.checkpoint.load_weights``).  Hashing the shipped 10 MB bundle takes a few tens of ms.
+them through ``model.weights.load_weights``).  Hashing the shipped 10 MB bundle takes a few tens of ms.
 
 Torch-free (hashlib; NumPy and ``safetensors.numpy`` for the finiteness check).
 """
