@@ -61,6 +61,7 @@ class GenerationJob:
     message: str = "Starting the backend"
     paths: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # prompts far from the training vocabulary
     error: str = ""
     advice: str = ""
     trace: str = ""
@@ -276,6 +277,7 @@ class BackendSession:
             job.message = event["message"] or f"Step {job.step} of {job.total}"
         elif kind == "result":
             job.paths, job.info = list(event["paths"]), dict(event["info"])
+            job.warnings = list(event.get("warnings", []))
             job.state, job.message = DONE, "Done"
             job.step = job.total = max(job.total, 1)
         elif kind == "error":

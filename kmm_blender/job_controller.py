@@ -20,7 +20,15 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import Edit, Generate
-from . import backend_installer, doctor, keyframe_writer, segment_regenerator, take_importer, ui_refresh
+from . import (
+    backend_installer,
+    doctor,
+    keyframe_writer,
+    prompt_warnings,
+    segment_regenerator,
+    take_importer,
+    ui_refresh,
+)
 from .backend_session import CANCELLED, DONE, FAILED, BackendConfig, BackendSession, GenerationJob, last_line
 
 TIMER_INTERVAL = 0.2  # seconds between pumps while a job or a check runs
@@ -235,6 +243,8 @@ def apply_result(context: bpy.types.Context, job: GenerationJob,
                                                   seed=getattr(job.request, "seed", None))
     if target.armature_name is None:
         scene.kmm.target_armature = imported.armature  # later generations go to the same character
+    imported.warnings.extend(prompt_warnings.store(
+        scene.kmm, job.warnings, target.regeneration.segment if target.regeneration is not None else None))
     names = ", ".join(take.action.name for take in imported.takes)
     wm = bpy.context.window_manager
     if hasattr(wm, "kmm_job"):

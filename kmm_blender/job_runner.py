@@ -20,7 +20,7 @@ import bpy
 from ..kmm_core.errors import KMMError
 from ..kmm_core.limits import MAX_SEED
 from ..kmm_core.worker.protocol import Edit, Generate
-from . import armature_builder, backend_setup, keyframe_writer, segment_regenerator, segment_table, take_importer
+from . import backend_setup, keyframe_writer, rig_retarget, segment_regenerator, segment_table, take_importer
 from .backend_session import BackendConfig, BackendSession, GenerationJob
 from .job_controller import JobTarget, controller
 from .preferences import ADDON_PACKAGE, get_preferences
@@ -67,8 +67,9 @@ def build_request(scene: bpy.types.Scene) -> tuple[Generate, JobTarget]:
         where = "timeline" if index < 0 else f"segment {index + 1}"
         raise KMMError(f"{where}: {reason}")
     target = settings.target_armature
-    if target is not None and armature_builder.missing_bones(target):
-        raise KMMError(f"armature {target.name!r} lacks the KMM bones {armature_builder.missing_bones(target)}")
+    problem = rig_retarget.target_problem(target)
+    if problem:  # refused before the backend starts: any humanoid armature can be a target, this one cannot
+        raise KMMError(f"target armature: {problem}")
     if settings.random_seed:
         settings.seed = random.randrange(BLENDER_MAX_SEED)  # shown in the panel so a good take can be reproduced
     timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()

@@ -213,17 +213,23 @@ class TakeKeys:
     locations: np.ndarray  # (N, 3) pelvis pose-bone locations
     frames_per_motion_frame: float  # scene frames per motion frame (1 unless resampled)
     segment_starts: np.ndarray  # (S,) motion frame where each segment starts
+    # The bones keyed (quaternions' axis 1) and the one whose location carries the travel: the KMM joints, or
+    # the bones a retargeting bone map drives on another rig (rig_retarget.py).
+    bone_names: tuple[str, ...] = skeleton.JOINT_NAMES
+    location_bone: str = skeleton.JOINT_NAMES[0]
+    pose_settings: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) set with the take
 
 
 def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, scene: bpy.types.Scene) -> TakeKeys:
     """Validate `motion` and armature `obj` and compute the keys `write_take` writes (read-only: changes nothing)."""
     if obj is None or obj.type != "ARMATURE":
         raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
-    absent = [name for name in skeleton.JOINT_NAMES if name not in obj.data.bones]
-    if absent:
-        raise KeyframeWriteError(f"armature {obj.name!r} lacks the KMM bones {absent}")
     if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
         raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
+    if not _is_motion_armature(obj, motion):  # any other rig (or other proportions): retarget onto it
+        from . import rig_retarget
+
+        return rig_retarget.retargeted_take_keys(obj, motion, options, scene)
     translation, local = validate_motion(motion)
     local = make_quaternions_continuous(local)
     segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
@@ -251,6 +257,22 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
                     frames_per_motion_frame=frames_per_motion_frame, segment_starts=segment_starts)
 
 
+def _is_motion_armature(obj: bpy.types.Object, motion: MotionLike) -> bool:
+    """Whether `obj` is a KMM armature whose rest pose is the motion's own skeleton (the exact, direct path)."""
+    if any(name not in obj.data.bones for name in skeleton.JOINT_NAMES):
+        return False
+    from . import rig_retarget
+
+    if rig_retarget.stored_bone_map(obj) is not None:
+        return False  # the user gave this armature its own map
+    heads = np.array([obj.data.bones[name].head_local for name in skeleton.JOINT_NAMES], dtype=np.float64)
+    try:
+        check_rest_matches(motion, heads - heads[[max(p, 0) for p in skeleton.PARENTS]], obj.name)
+    except KeyframeWriteError:
+        return False
+    return True
+
+
 def write_take(
     obj: bpy.types.Object,
     motion: MotionLike,
@@ -266,11 +288,15 @@ def write_take(
     keys = take_keys(obj, motion, options, scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     frames, bone_quaternions, locations = keys.frames, keys.quaternions, keys.locations
     frames_per_motion_frame, segment_starts = keys.frames_per_motion_frame, keys.segment_starts
-    pelvis = obj.data.bones[skeleton.JOINT_NAMES[0]]
+    pelvis = obj.data.bones[keys.location_bone]
 
+    keyed = set(keys.bone_names)
     for pose_bone in obj.pose.bones:
-        if pose_bone.name in skeleton.JOINT_INDEX:
+        if pose_bone.name in keyed:
             pose_bone.rotation_mode = "QUATERNION"
+    for bone, prop, value in keys.pose_settings:  # e.g. Rigify's IK/FK switches set to FK
+        if bone in obj.pose.bones:
+            obj.pose.bones[bone][prop] = value
     animation_data = obj.animation_data or obj.animation_data_create()
     action = bpy.data.actions.new(options.action_name)
     action.use_fake_user = True  # earlier takes survive being replaced by later ones
@@ -279,7 +305,7 @@ def write_take(
         animation_data.action = action
     factory = _FCurveFactory(action, obj, api)
 
-    for joint, name in enumerate(skeleton.JOINT_NAMES):
+    for joint, name in enumerate(keys.bone_names):
         data_path = f'pose.bones["{name}"].rotation_quaternion'
         for component in range(4):
             _fill(factory.new(data_path, component, name), frames, bone_quaternions[:, joint, component])

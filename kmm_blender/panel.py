@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import segment_table
+from . import prompt_warnings, segment_table
 from .properties import rows_of, scene_fps
 
 
@@ -37,7 +37,8 @@ class KMM_UL_segments(bpy.types.UIList):
         problems = _problems(context)
         row = layout.row(align=True)
         row.alert = index in problems
-        row.label(text="", icon="ERROR" if index in problems else "DOT")
+        warned = bool(prompt_warnings.active_warning(item))
+        row.label(text="", icon="ERROR" if index in problems else "QUESTION" if warned else "DOT")
         row.prop(item, "prompt", text="", emboss=True, placeholder="describe the motion")
         sub = row.row(align=True)
         sub.ui_units_x = 5
@@ -78,6 +79,7 @@ class KMM_PT_main(bpy.types.Panel):
             for index, reason in sorted(problems.items()):
                 where = "Timeline" if index < 0 else f"Segment {index + 1}"
                 _wrapped(box, f"{where}: {reason}", icon="ERROR")
+        prompt_warnings.draw_warnings(layout, settings, _wrapped)
 
         row = layout.row(align=True)
         row.operator("kmm.fit_to_scene", icon="ARROW_LEFTRIGHT")

@@ -30,6 +30,10 @@ class KMM_PG_segment(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the character does in this segment", default="")
     start: IntProperty(name="Start", description="First frame of the segment", default=1)
     end: IntProperty(name="End", description="Last frame of the segment (inclusive)", default=60)
+    # Set from the worker's result (prompt_warnings.py): the prompt is far from what the model was trained on.
+    vocabulary_warning: StringProperty(name="Vocabulary Warning", default="")
+    warned_prompt: StringProperty(name="Warned Prompt", default="")
+    suggestions: StringProperty(name="Suggested Prompts", default="")
 
 
 class KMM_PG_scene_settings(bpy.types.PropertyGroup):

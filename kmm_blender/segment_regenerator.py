@@ -104,20 +104,20 @@ def apply_regeneration(context: bpy.types.Context, plan: RegenerationPlan,
         raise KMMError(f"segment {plan.segment + 1} covers no scene frame of take {old.name!r}")
     frames = keys.frames[mask]
     slot_identifier = _active_slot_identifier(armature)
-    _kmm_curves(old, slot_identifier, old.name)  # every KMM curve must be there before anything changes
+    _kmm_curves(old, slot_identifier, old.name, keys)  # every KMM curve must be there before anything changes
 
     previous_action = armature.animation_data.action
     new = old.copy()
     try:
         new.name = _take_name(old.name, plan.segment)
-        curves = _kmm_curves(new, slot_identifier, new.name)
-        for joint, bone in enumerate(skeleton.JOINT_NAMES):
+        curves = _kmm_curves(new, slot_identifier, new.name, keys)
+        for joint, bone in enumerate(keys.bone_names):
             path = f'pose.bones["{bone}"].rotation_quaternion'
             rotation = _matching_sign(keys.quaternions[mask, joint], [curves[(path, c)] for c in range(4)],
                                       frames, keys.frames)
             for component in range(4):
                 _replace_keys(curves[(path, component)], frames, rotation[:, component])
-        location_path = f'pose.bones["{skeleton.JOINT_NAMES[0]}"].location'
+        location_path = f'pose.bones["{keys.location_bone}"].location'
         for axis in range(3):
             _replace_keys(curves[(location_path, axis)], frames, keys.locations[mask, axis])
         if plan.prompt is not None:
@@ -146,7 +146,8 @@ def _active_slot_identifier(armature: bpy.types.Object) -> str | None:
     return slot.identifier if slot is not None else None
 
 
-def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str) -> dict[tuple[str, int], Any]:
+def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str,
+                keys: keyframe_writer.TakeKeys | None = None) -> dict[tuple[str, int], Any]:
     """The take's F-curves by (data path, index); KMMError when one the writer makes is missing."""
     if slot_identifier is not None:
         from bpy_extras import anim_utils
@@ -158,8 +159,10 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
     else:
         fcurves = list(action.fcurves)  # type: ignore[attr-defined]  # 4.2-4.3 API, gone from the 5.0 stubs
     curves = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in fcurves}
-    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in skeleton.JOINT_NAMES for c in range(4)]
-    needed += [(f'pose.bones["{skeleton.JOINT_NAMES[0]}"].location', axis) for axis in range(3)]
+    bones, location_bone = (keys.bone_names, keys.location_bone) if keys else (skeleton.JOINT_NAMES,
+                                                                                skeleton.JOINT_NAMES[0])
+    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in bones for c in range(4)]
+    needed += [(f'pose.bones["{location_bone}"].location', axis) for axis in range(3)]
     missing = [f"{path}[{index}]" for path, index in needed if (path, index) not in curves]
     if missing:
         raise KMMError(f"take {name!r} lacks the F-curves {missing[:3]}{' ...' if len(missing) > 3 else ''}: "

@@ -16,7 +16,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
-from . import armature_builder, body_mesh, keyframe_writer, take_provenance
+from . import armature_builder, body_mesh, keyframe_writer, rig_retarget, take_provenance
 
 
 @dataclass
@@ -77,11 +77,9 @@ def import_takes(
     if not paths:
         raise KMMError("the backend returned no motion files")
     motions = [MotionResult.load(path) for path in paths]
-    if target is not None:
-        missing = armature_builder.missing_bones(target)
-        if missing:
-            raise KMMError(f"armature {target.name!r} lacks the KMM bones {missing}: use an armature made by KMM "
-                           "(leave the Armature field empty to create one)")
+    problem = rig_retarget.target_problem(target)
+    if problem:
+        raise KMMError(f"target armature: {problem} (leave the Armature field empty to create a KMM armature)")
 
     created_armature = target is None
     created_actions: list[bpy.types.Action] = []

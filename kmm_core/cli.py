@@ -7,6 +7,8 @@
     kmm edit out.npz --continue 2.5 --prompt "sits down" -o longer.bvh
     kmm edit a.npz --inbetween b.npz --seconds 1 -o joined.npz
     kmm doctor [--json]
+    kmm vocab [--json]
+    kmm retarget motion.npz --to their_rig.bvh -o out.bvh [--bone-map map.json]
 
 The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
 to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion (values beyond `limits.py`
@@ -39,6 +41,8 @@ from .limits import (
     MAX_VARIATIONS,
     MIN_GUIDANCE,
 )
+from .retarget import command as retarget_command
+from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, EXIT_CANNOT_WRITE = 0, 1, 2, 3, 4
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check Python, torch, CUDA, Mamba kernels, model, text encoder")
     doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
     doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
+    add_vocab_parser(commands)
+    retarget_command.add_parser(commands)
     return parser
 
 
@@ -229,6 +235,7 @@ def command_generate(args: argparse.Namespace) -> int:
     from .generation.timeline_generator import generate_timeline
 
     bundle = _load_bundle(args)
+    warn_about_prompts(bundle, [segment.prompt for segment in timeline.segments])
     results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
                                 on_progress=_progress(args.quiet))
     _write_all(results, args)
@@ -383,7 +390,8 @@ def command_doctor(args: argparse.Namespace) -> int:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------------
-COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor}
+COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor, "vocab": command_vocab,
+            "retarget": retarget_command.command_retarget}
 
 
 def exit_code_for(exc: BaseException) -> int:

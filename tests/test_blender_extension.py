@@ -5,7 +5,9 @@ uninstalls it without leaving anything registered."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -70,9 +72,44 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     for unused in ("kmm_core/training/", "kmm_core/evaluation/",
                    "kmm_core/data/", "kmm_core/checkpoints/kmm-small/evaluator."):
         assert not any(name.startswith(unused) for name in names), unused
+    # The worker's out-of-vocabulary check: its modules and the shipped model's vocabulary files.
+    assert {"kmm_core/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",
+            "kmm_core/checkpoints/kmm-small/vocabulary.json",
+            "kmm_core/checkpoints/kmm-small/vocabulary.safetensors"} <= set(names)
     manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))
     assert manifest["components"] == ["tokenizer", "generator", "aligner"]
     assert "CC BY-NC 4.0" in manifest["licence"]
+
+
+UNPACKED_CHECK = """
+import json, sys
+import kmm_core
+assert kmm_core.__file__.startswith(sys.argv[1]), kmm_core.__file__
+import kmm_core.worker.server
+from kmm_core.generation.prompt_vocabulary import prompt_warnings
+from kmm_core.model_bundle import ModelBundle
+from kmm_core.vocab_command import vocabulary_summary
+from kmm_core.vocabulary import read_vocabulary
+bundle = ModelBundle.load(device="cpu")
+warnings = prompt_warnings(bundle, [(0, "a person walks forward"), (1, "a person juggles three balls")])
+print(json.dumps({"actions": len(vocabulary_summary(read_vocabulary(bundle.path))["actions"]),
+                  "warned": [(w["segment"], w["prompt"], len(w["suggestions"])) for w in warnings]}))
+"""
+
+
+def test_the_unpacked_zip_alone_checks_prompts_against_the_shipped_vocabulary(built_zip, tmp_path):
+    """The worker run from the zip (no training/data/evaluation code in it) imports the vocabulary check, and the
+    shipped model's vocabulary files in the zip warn about an unknown prompt and not about a known one."""
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(built_zip).extractall(unpacked)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(unpacked), OMP_NUM_THREADS="1")
+    completed = subprocess.run([sys.executable, "-c", UNPACKED_CHECK, str(unpacked)], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome["actions"] > 10
+    assert outcome["warned"] == [[1, "a person juggles three balls", 3]]
 
 
 def test_only_files_git_tracks_are_packed(tmp_path):

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..atomic_write import atomic_directory
 from ..bvh.joint_map import JointMap
-from ..bvh.reader import BvhMotion, parse_bvh
+from ..bvh.reader import BvhMotion
 from ..bvh.retarget import bvh_to_canonical_joints
 from ..errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
@@ -53,6 +53,7 @@ from ..humanml3d.normalizer import HUMANML3D_STD_GROUPS, MEAN_FILE, STD_FILE
 from ..humanml3d.preprocess import process_motion
 from ..model_timing import MODEL_FPS
 from ..skeleton import mirror_positions, mirror_text
+from .motion_files import motion_from_text
 from .sources import BvhLocation, ClipSpec, read_bvh_texts
 from .splits import SPLITS, assign_splits, check_fractions
 
@@ -227,7 +228,7 @@ def process_bvh_text(job: tuple[BvhLocation, str | Exception, list[ClipSpec], Pr
     try:
         if isinstance(text, Exception):
             raise text
-        motion = parse_bvh(text, location.label)
+        motion = motion_from_text(text, location.label, location.format, specs[0].skeleton)
     except KMMError as error:
         return [_failed(spec.clip_id, error, location.label) for spec in specs]
     outcomes = []
@@ -468,6 +469,15 @@ def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], s
                                  **{f"{s}_takes": len(e[s]) for s in SPLITS}}
     split_rows = {s: {"takes": v["takes"], "clips": v["clips"], "minutes": _minutes(v["frames"])}
                   for s, v in per_split.items()}
+    dataset_rows: dict[str, dict] = {}
+    for r in records:   # per source: what came out of it
+        row = dataset_rows.setdefault(r.spec.dataset, {"takes": set(), "contents": set(), "clips": 0, "frames": 0})
+        row["takes"].add(r.spec.take)
+        row["contents"].add(r.spec.content)
+        row["clips"] += 1
+        row["frames"] += r.frames
+    dataset_rows = {d: {"takes": len(v["takes"]), "contents": len(v["contents"]), "clips": v["clips"],
+                        "minutes": _minutes(v["frames"])} for d, v in sorted(dataset_rows.items())}
     originals = [r for r in records if not r.mirrored]
     examples = []
     first_of_stratum: dict[str, ClipRecord] = {}
@@ -494,6 +504,7 @@ def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], s
             "dropped_too_short": len(dropped), "skipped_files": len(skipped),
         },
         "per_split": split_rows,
+        "per_dataset": dataset_rows,
         "per_content": content_rows,
         "strata_not_in_test": [s for s, row in content_rows.items() if row["test_takes"] == 0],
         "caption_examples": examples,
@@ -517,6 +528,11 @@ def report_markdown(report: dict) -> str:
              f"{totals['skipped_files']}. Time: {report.get('elapsed_seconds', '?')} s.", "",
              "## Splits", "", "| split | takes | clips | minutes |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {s} | {v['takes']} | {v['clips']} | {v['minutes']} |" for s, v in report["per_split"].items()]
+    if report.get("per_dataset"):
+        lines += ["", "## Sources", "", "| dataset | takes | contents | clips | minutes |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {d} | {v['takes']} | {v['contents']} | {v['clips']} | {v['minutes']} |"
+                  for d, v in report["per_dataset"].items()]
     lines += ["", "## Contents", "", "| dataset/content | takes | clips | minutes | train | val | test |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {c} | {v['takes']} | {v['clips']} | {v['minutes']} | {v['train_takes']} | {v['val_takes']} | "

@@ -7,6 +7,7 @@ Examples::
     kmm-train tokenizer --config training/configs/small.toml --out runs/small
     kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
     kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
+    kmm-train vocabulary --dataset data/prepared --bundle runs/small/bundle      # what the model knows
     torchrun --nproc_per_node 4 -m kmm_core.training.cli generator --config training/configs/full.toml --out runs/full
     python -m kmm_core.training.cli --help
 
@@ -18,6 +19,7 @@ Exit codes: 0 done, 1 bad input or a failed stage (message on stderr), 130 stopp
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -61,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     bundle.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
+    vocabulary = commands.add_parser("vocabulary", help="add what a model was trained on (vocabulary.json) and the "
+                                     "out-of-vocabulary check's caption embeddings to a bundle")
+    vocabulary.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
+    vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
+                            "written into it)")
+    vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     return parser
 
@@ -85,11 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .bundle_vocabulary import add_vocabulary, add_vocabulary_after_bundle
     from .bundle_writer import assemble_bundle
 
     if args.command == "bundle":
         path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name)
         print(f"[kmm-train] bundle written to {path}")
+        print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
+        return 0
+    if args.command == "vocabulary":
+        report = add_vocabulary(args.bundle, args.dataset, args.name)
+        print(f"[kmm-train] vocabulary written to {args.bundle}: {json.dumps(report, indent=1)}")
         return 0
     import torch
 
@@ -108,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config) -> int:
+    from .bundle_vocabulary import add_vocabulary_after_bundle
     from .bundle_writer import assemble_bundle
     from .stages import run_stages
 
@@ -125,6 +140,7 @@ def _train(args: argparse.Namespace, config) -> int:
         bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype,
                                  model_name=args.name)
         print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all)")
+        print(f"[kmm-train] {add_vocabulary_after_bundle(bundle, args.out, args.name)}")
     return 0
 
 

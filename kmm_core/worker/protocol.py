@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The worker protocol (version 1): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
+"""The worker protocol (version 2): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
 
 Every message has a "type".  Requests that expect an answer (hello, load, generate, edit) carry an "id" chosen by
 the client, and the worker ends each of them with exactly one *terminal* event carrying the same id: `ready` for
@@ -34,7 +34,8 @@ from ..limits import (
     MIN_GUIDANCE,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: `result` events carry `warnings` (prompts far from the model's training vocabulary). 1: the first version."""
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
 MAX_TEXT_CHARS = 64 * 1024
@@ -156,6 +157,25 @@ def _frame_range(value: Any) -> str | None:
     return None if ok else f"must be [start, end) with 0 <= start < end, got {value!r}"
 
 
+_WARNING_FIELDS = {"segment": (int, type(None)), "prompt": (str,), "similarity": (int, float),
+                   "threshold": (int, float), "message": (str,), "suggestions": (list,)}
+
+
+def _warnings(value: Any) -> str | None:
+    """result.warnings: a list of {segment, prompt, similarity, threshold, message, suggestions}."""
+    if not isinstance(value, list):
+        return f"must be a list, got {_describe(value)}"
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != set(_WARNING_FIELDS):
+            return f"[{index}] must be an object with exactly {', '.join(_WARNING_FIELDS)}"
+        for key, types in _WARNING_FIELDS.items():
+            if not isinstance(item[key], types) or isinstance(item[key], bool):
+                return f"[{index}].{key} must be {' or '.join(t.__name__ for t in types)}, got {_describe(item[key])}"
+        if not all(isinstance(s, str) for s in item["suggestions"]):
+            return f"[{index}].suggestions must be a list of strings"
+    return None
+
+
 def _timeline(value: Any) -> str | None:
     try:
         Timeline.from_dict(value)
@@ -275,11 +295,13 @@ class Progress:
 
 @dataclass
 class Result:
-    """Request `id` finished: the MotionResult .npz files it wrote (empty for load), and facts about it."""
+    """Request `id` finished: the MotionResult .npz files it wrote (empty for load), facts about it, and warnings
+    about its prompts (since version 2: prompts far from what the model was trained on, with suggestions)."""
     TYPE: ClassVar[str] = "result"
     id: str = _field(_ID)
     paths: list[str] = _field(_paths, default_factory=list)
     info: dict = _field(_object, default_factory=dict)
+    warnings: list[dict] = _field(_warnings, default_factory=list)
 
 
 @dataclass

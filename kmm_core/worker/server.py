@@ -428,7 +428,19 @@ def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
                                 should_cancel=lambda: worker.is_cancelled(request_id))
     return {"type": "result", "paths": _save(results, folder),
             "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
-                     "variations": len(results)}}
+                     "variations": len(results)},
+            "warnings": _prompt_warnings(worker, bundle, list(enumerate(s.prompt for s in timeline.segments)),
+                                         request_id)}
+
+
+def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str]], request_id: str) -> list[dict]:
+    """The result's warnings about unfamiliar prompts (generation/prompt_vocabulary.py), also logged."""
+    from ..generation.prompt_vocabulary import prompt_warnings
+
+    warnings = prompt_warnings(bundle, prompts)
+    for warning in warnings:
+        worker.log("warning", warning["message"], request_id)
+    return warnings
 
 
 def _read_motion(path: str, field: str):
@@ -456,9 +468,11 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
                                variations=request["variations"], options=_options(request),
                                on_progress=_progress(worker, request_id),
                                should_cancel=lambda: worker.is_cancelled(request_id))
+    checked = [(request["segment"], request["prompt"])] if request["prompt"] else []
     return {"type": "result", "paths": _save(results, folder),
             "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
-                     "device": str(bundle.device)}}
+                     "device": str(bundle.device)},
+            "warnings": _prompt_warnings(worker, bundle, checked, request_id)}
 
 
 HANDLERS = {"hello": handle_hello, "load": handle_load, "generate": handle_generate, "edit": handle_edit}
