@@ -95,7 +95,8 @@ def shipped(name: str) -> bool:
 
 
 def stage_sources(source_dir: str | os.PathLike[str], stage: Path) -> list[str]:
-    """Copy the shipped tracked files into `stage`; each shipped bundle.json lists only the components shipped."""
+    """Copy the shipped tracked files into `stage`; each shipped bundle.json lists only the components (and the
+    checksums of the files) shipped."""
     names = [name for name in tracked_files(source_dir) if shipped(name)]
     for name in names:
         target = stage / name
@@ -104,6 +105,9 @@ def stage_sources(source_dir: str | os.PathLike[str], stage: Path) -> list[str]:
     for manifest_path in stage.glob("kmm_core/checkpoints/*/bundle.json"):
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         manifest["components"] = [c for c in manifest.get("components", []) if c not in DROPPED_COMPONENTS]
+        if isinstance(manifest.get("files"), dict):  # checksums (kmm_core/weight_checksums.py) of shipped files only
+            manifest["files"] = {name: entry for name, entry in manifest["files"].items()
+                                 if name.split(".")[0] not in DROPPED_COMPONENTS}
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return names
 

@@ -15,7 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..kmm_core.limits import MAX_GUIDANCE, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
+from ..kmm_core.limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 from . import keyframe_writer
 from .segment_table import Row
 
@@ -41,7 +41,7 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     active_segment_index: IntProperty(name="Active Segment", default=0)
 
     seed: IntProperty(name="Seed", description="Random seed of the generation (same seed, same motion)",
-                      default=0, min=0)
+                      default=0, min=0, max=min(MAX_SEED, 2**31 - 1))  # Blender's ints are 32-bit signed
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for every generation", default=False)
     variations: IntProperty(name="Variations", description="How many different motions to generate (one take each)",
                             default=1, min=1, soft_max=16, max=MAX_VARIATIONS)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..kmm_core.atomic_write import write_text_atomic
 from ..kmm_core.generation.timeline import Timeline, TimelineError
 
 
@@ -124,7 +125,7 @@ def export_rows(rows: Sequence[Row], fps: float, path: str | Path) -> Path:
     """Write the validated table as a timeline JSON file (our format with start/end)."""
     timeline = build_timeline(rows, fps)
     path = Path(path)
-    path.write_text(timeline.to_json(indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, timeline.to_json(indent=2) + "\n")
     return path
 
 

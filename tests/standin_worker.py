@@ -44,6 +44,7 @@ from kmm_core.worker.protocol import (
     decode,
     encode,
 )
+from kmm_core.worker.server import result_names
 
 _output_lock = threading.Lock()
 _cancelled: set[str] = set()
@@ -115,10 +116,11 @@ def generate(message: dict) -> None:
     sample = np.load(JOINTS)
     frames = timeline.segment_ranges(MODEL_FPS)[-1][1]
     paths = []
-    for variation in range(message["variations"]):
+    names = result_names(Path(message["output_dir"]), message["variations"])  # named like the real worker's
+    for variation, name in enumerate(names):
         joints = sample[np.arange(frames) % len(sample)] + np.array([variation, 0.0, 0.0], dtype=np.float32)
         result = MotionResult.from_joints(joints, MODEL_FPS, timeline=timeline)
-        paths.append(str(result.save(Path(message["output_dir"]) / f"{request_id}_{variation}.npz")))
+        paths.append(str(result.save(name)))
     emit(Result(id=request_id, paths=paths, info={"frames": frames}))
 
 

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from training_helpers import NextFrameDataset, NextFrameMLP, tiny_stage_config
 
 import kmm_core.training.checkpoint as checkpoint_module
+from kmm_core.atomic_write import OutputWriteError
 from kmm_core.errors import KMMError
 from kmm_core.training.checkpoint import (
     CheckpointError,
@@ -165,7 +166,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_and_no_debris(dataset, tmp
         real_save_file(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(checkpoint_module, "save_file", disk_full_on_second_file)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputWriteError, match="No space left.*older checkpoints are unchanged"):
         save_checkpoint(tmp_path, 2, module, optimizer)
     assert [p.name for p in tmp_path.iterdir()] == ["step_00000001"]
     monkeypatch.undo()

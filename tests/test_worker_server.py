@@ -45,7 +45,8 @@ def test_generate_reports_progress_and_writes_results(worker, tmp_path):
     answer, events = _wait(worker, worker.send(Generate(timeline=TIMELINE, output_dir=str(tmp_path), seed=4,
                                                         variations=2, steps=2)))
     assert answer["type"] == "result", answer
-    assert [os.path.basename(p) for p in answer["paths"]] == [f"{answer['id']}_0.npz", f"{answer['id']}_1.npz"]
+    names = [os.path.basename(p) for p in answer["paths"]]  # made by the worker, one stem per request
+    assert names[0].startswith("kmm-") and names == [names[0][:-6] + "_0.npz", names[0][:-6] + "_1.npz"]
     progress = [e for e in events if e["type"] == "progress"]
     assert progress and progress[-1]["step"] == progress[-1]["total"]
     assert [e["step"] for e in progress] == sorted(e["step"] for e in progress)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import write_text_atomic
 from ..errors import KMMError
 from ..rotations import matrix_to_euler, quat_to_matrix
 from ..skeleton import JOINT_NAMES, PARENTS
@@ -106,5 +107,5 @@ def write_bvh(path: str | Path, root_translation: np.ndarray, local_rotations: n
     lines.append(f"Frames: {frames.shape[0]}")
     lines.append(f"Frame Time: {1.0 / fps:.8f}")
     lines.extend(_format(row) for row in frames)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines) + "\n")  # a full disk keeps an older file of that name intact
     return path

@@ -34,7 +34,6 @@ import json
 import math
 import multiprocessing
 import random
-import shutil
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import atomic_directory
 from ..bvh.joint_map import JointMap
 from ..bvh.reader import BvhMotion
 from ..bvh.retarget import bvh_to_canonical_joints
@@ -63,7 +63,7 @@ MIN_SOURCE_FRAMES = 20  # joint frames (1 s at 20 fps): shorter clips are droppe
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 INDEX_CSV = "index.csv"
-# Everything prepare writes; only these are removed when overwriting a folder.
+# Everything prepare writes; only these are replaced when overwriting a folder.
 OUTPUT_DIRS = (FEATURES_DIR, JOINTS_DIR, TEXTS_DIR)
 OUTPUT_FILES = (MEAN_FILE, STD_FILE, INDEX_CSV, REPORT_JSON, REPORT_MD, "all.txt", *(f"{s}.txt" for s in SPLITS))
 _INDEX_COLUMNS = ("name", "take", "dataset", "content", "style", "split", "mirrored", "window", "start_frame",
@@ -283,16 +283,12 @@ def limit_specs(specs: Sequence[ClipSpec], limit: int | None, seed: int) -> list
 
 
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
+    """Check the output folder; with `overwrite` its previous OUTPUT_DIRS/OUTPUT_FILES are replaced only once the
+    new dataset is complete (`atomic_directory`), and other files in it stay."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PrepareError(f"{out_dir}: the output path exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise PrepareError(f"{out_dir}: the output folder is not empty (use overwrite / --overwrite)")
-        for name in OUTPUT_DIRS:
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in OUTPUT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise PrepareError(f"{out_dir}: the output folder is not empty (use overwrite / --overwrite)")
 
 
 def _progress(total: int, enabled: bool):
@@ -358,7 +354,15 @@ def prepare_dataset(specs: Sequence[ClipSpec], out_dir: str | Path, options: Pre
     if not chosen:
         raise PrepareError("no source clips to prepare")
     _prepare_output(out_dir, options.overwrite)
+    # Built in a temporary folder beside out_dir and renamed into place when complete: a killed or failed run (a full
+    # disk) never leaves half a dataset at out_dir, and a previous dataset there stays until the new one is whole.
+    with atomic_directory(out_dir, replace=True, owned_names=(*OUTPUT_DIRS, *OUTPUT_FILES)) as building:
+        return _write_dataset(chosen, building, options, source_skipped, sources, started)
 
+
+def _write_dataset(chosen: list[ClipSpec], out_dir: Path, options: PrepareOptions,
+                   source_skipped: Sequence[tuple[str, str]], sources: Sequence[dict], started: float) -> dict:
+    """The body of prepare_dataset: every file of the dataset written into `out_dir`; returns the report."""
     specs_by_location: dict[BvhLocation, list[ClipSpec]] = defaultdict(list)
     for spec in chosen:
         specs_by_location[spec.location].append(spec)

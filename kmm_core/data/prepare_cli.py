@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..atomic_write import OutputWriteError
 from ..errors import KMMError
 from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
 from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
@@ -149,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--captions-per-clip must be >= 1")
     try:
         report = run(args)
+    except OutputWriteError as error:  # disk full, no permission: exit 4 as `kmm` does; nothing half-written stays
+        print(f"kmm-train prepare: error: {error}", file=sys.stderr)
+        return 4
     except KMMError as error:
         print(f"kmm-train prepare: error: {error}", file=sys.stderr)
         return 2

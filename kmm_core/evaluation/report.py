@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic_write import write_text_atomic
 from ..errors import InputFileError, read_json_file
 from .confidence import ConfidenceInterval
 
@@ -115,8 +116,8 @@ def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
         raise InputFileError(folder, "output path exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / RESULTS_JSON, folder / RESULTS_MD
-    json_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path.write_text(markdown_document(results), encoding="utf-8")
+    write_text_atomic(json_path, json.dumps(results, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(md_path, markdown_document(results))
     return json_path, md_path
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import atomic_path
 from ..errors import KMMError
 from ..motion_result import MotionResult
 from ..skeleton import JOINT_NAMES, PARENTS
@@ -104,7 +105,8 @@ def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MA
     player = animation.FuncAnimation(figure, draw, frames=len(frames), interval=1000.0 / preview_fps, blit=False)
     writer = animation.PillowWriter(fps=preview_fps) if suffix == ".gif" else animation.FFMpegWriter(fps=preview_fps)
     try:
-        player.save(str(path), writer=writer, dpi=dpi)
+        with atomic_path(path) as temporary:  # same suffix, so the writer picks the same format
+            player.save(str(temporary), writer=writer, dpi=dpi)
     finally:
         plt.close(figure)
     return path

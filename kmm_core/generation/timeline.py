@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KMMError
+from ..limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
 from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
@@ -38,8 +39,7 @@ DEFAULT_TRANSITIONS = "inpaint"
 higher boundary jerk: on the shipped model, 3-prompt timelines of the val split with a 4-second side-specific middle
 segment pass the directional check 0.80 ± 0.06 vs 0.70 ± 0.03 of the time (Peak Jerk 106 vs 96 m/s³, real 62);
 ``python benchmarks/measure_transition_modes.py --split val`` (benchmarks/README.md)."""
-MAX_TOTAL_SECONDS = 600.0
-"""Default longest timeline: 10 minutes."""
+# MAX_TOTAL_SECONDS (default longest timeline, 10 minutes), MAX_FPS and MAX_PROMPT_CHARS live in limits.py.
 
 _SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end")
 _OUR_TOP_KEYS = ("fps", "segments")
@@ -85,6 +85,18 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite_float(value: object) -> float | None:
+    """`value` as a finite float, or None when it is not a number, not finite, or too large for a float (a 400-digit
+    integer would raise OverflowError in any arithmetic with floats)."""
+    if not _is_number(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _type_name(value: object) -> str:
@@ -138,9 +150,10 @@ class Timeline:
             if not _is_int(segment.frames) or segment.frames <= 0:
                 raise TimelineError(f"must be a positive whole number of frames, got {segment.frames!r}",
                                     segment=index, field="frames")
+            _check_max_frames(segment.frames, self.fps, self.max_total_seconds, index, "frames")
             _check_min_duration(segment.frames, self.fps, self.min_segment_seconds, index, "frames")
             if segment.start is not None and not _is_int(segment.start):
-                raise TimelineError(f"must be a whole frame number, got {segment.start!r}", segment=index,
+                raise TimelineError(f"must be a whole frame number, got {_short(segment.start)}", segment=index,
                                     field="start")
         _check_contiguous(self.segments)
         if self.total_seconds > self.max_total_seconds + _DURATION_TOLERANCE:
@@ -273,8 +286,29 @@ class Timeline:
 
 # ---- validation helpers -------------------------------------------------------------------------------------------
 def _check_fps(fps: object, field_name: str) -> None:
-    if not _is_number(fps) or not math.isfinite(fps) or fps <= 0:
-        raise TimelineError(f"must be a positive number of frames per second, got {fps!r}", field=field_name)
+    number = _finite_float(fps)
+    if number is None and _is_number(fps) and fps > 0:
+        number = math.inf  # infinite or too large for a float: over the limit below
+    if number is None or number <= 0:
+        raise TimelineError(f"must be a positive number of frames per second, got {_short(fps)}", field=field_name)
+    if number > MAX_FPS:
+        raise TimelineError(f"must be at most {MAX_FPS:g} frames per second, got {_short(fps)}", field=field_name)
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """repr of a value for a message, cut when long (a 400-digit number or a 10 MB string)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
+        return f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_max_frames(frames: int, fps: float, max_seconds: float, index: int, field_name: str,
+                      list_name: str = "segments") -> None:
+    """Refuse a segment longer than the whole timeline may be, before any float arithmetic on its frame count."""
+    if frames > max_seconds * fps + _DURATION_TOLERANCE:
+        raise TimelineError(f"{_short(frames)} frames at {fps:g} fps is longer than the longest timeline "
+                            f"({max_seconds:g} s)", segment=index, field=field_name, list_name=list_name)
 
 
 def _check_prompt(prompt: object, index: int, list_name: str = "segments") -> None:
@@ -284,6 +318,14 @@ def _check_prompt(prompt: object, index: int, list_name: str = "segments") -> No
                             list_name=list_name)
     if not prompt.strip():
         raise TimelineError("the prompt is empty", segment=index, field=field_name, list_name=list_name)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise TimelineError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}",
+                            segment=index, field=field_name, list_name=list_name)
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TimelineError(f"not valid Unicode text (an unpaired surrogate at character {exc.start})",
+                            segment=index, field=field_name, list_name=list_name) from None
 
 
 def _check_min_duration(frames: int, fps: float, min_seconds: float, index: int, field_name: str,
@@ -331,12 +373,13 @@ def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
     entries = data["segments"]
     if not isinstance(entries, list):
         raise TimelineError(f"must be a list of segments, got {_type_name(entries)}", field="segments")
-    segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"])
+    segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"], limits["max_total_seconds"])
                 for index, entry in enumerate(entries)]
     return Timeline(segments, float(fps), **limits)
 
 
-def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) -> Segment:
+def _parse_segment(entry: object, index: int, fps: float, min_seconds: float,
+                   max_seconds: float = MAX_TOTAL_SECONDS) -> Segment:
     if not isinstance(entry, Mapping):
         raise TimelineError(f"must be an object with a prompt and a duration, got {_type_name(entry)}",
                             segment=index)
@@ -353,29 +396,36 @@ def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) ->
                             segment=index, field=durations[1])
     start = entry.get("start")
     if start is not None and not _is_int(start):
-        raise TimelineError(f"must be a whole frame number, got {start!r}", segment=index, field="start")
+        raise TimelineError(f"must be a whole frame number, got {_short(start)}", segment=index, field="start")
     kind = durations[0]
     value = entry[kind]
     if kind == "seconds":
-        if not _is_number(value) or not math.isfinite(value):
-            raise TimelineError(f"must be a number, got {value!r}", segment=index, field="seconds")
-        if value <= 0:
-            raise TimelineError(f"must be positive, got {value!r}", segment=index, field="seconds")
-        frames = _round_half_up(value * fps)
+        seconds = _finite_float(value)
+        if seconds is None and _is_number(value) and value > 0:
+            seconds = math.inf  # infinite or too large for a float: longer than any timeline, refused below
+        if seconds is None:
+            raise TimelineError(f"must be a finite number, got {_short(value)}", segment=index, field="seconds")
+        if seconds <= 0:
+            raise TimelineError(f"must be positive, got {_short(value)}", segment=index, field="seconds")
+        if seconds > max_seconds + _DURATION_TOLERANCE:
+            raise TimelineError(f"{_short(value)} s is longer than the longest timeline ({max_seconds:g} s)",
+                                segment=index, field="seconds")
+        frames = _round_half_up(seconds * fps)
     elif kind == "frames":
         if not _is_int(value):
-            raise TimelineError(f"must be a whole number of frames, got {value!r}", segment=index, field="frames")
+            raise TimelineError(f"must be a whole number of frames, got {_short(value)}", segment=index, field="frames")
         if value <= 0:
-            raise TimelineError(f"must be positive, got {value!r}", segment=index, field="frames")
+            raise TimelineError(f"must be positive, got {_short(value)}", segment=index, field="frames")
         frames = value
     else:
         if "start" not in entry:
             raise TimelineError("'end' needs 'start'", segment=index, field="end")
         if not _is_int(value):
-            raise TimelineError(f"must be a whole frame number, got {value!r}", segment=index, field="end")
+            raise TimelineError(f"must be a whole frame number, got {_short(value)}", segment=index, field="end")
         if value < start:
             raise TimelineError(f"ends at frame {value}, before its start {start}", segment=index, field="end")
         frames = value - start + 1  # both ends inclusive, as Blender shows frame ranges
+    _check_max_frames(frames, fps, max_seconds, index, kind)
     _check_min_duration(frames, fps, min_seconds, index, kind)
     return Segment(entry["prompt"].strip(), frames, start)
 
@@ -396,6 +446,7 @@ def _parse_flowmdm(data: Mapping, limits: dict[str, float]) -> Timeline:
         if not _is_int(length) or length <= 0:
             raise TimelineError(f"must be a positive whole number of frames, got {length!r}", segment=index,
                                 field="lengths", list_name="lengths")
+        _check_max_frames(length, MODEL_FPS, limits["max_total_seconds"], index, "lengths", list_name="lengths")
         _check_min_duration(length, MODEL_FPS, limits["min_segment_seconds"], index, "lengths",
                             list_name="lengths")
         segments.append(Segment(text.strip(), length))

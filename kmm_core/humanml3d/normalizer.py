@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import atomic_open
 from ..errors import InputFileError, KMMError
 from .features import CHANNEL_GROUPS, FEATURE_DIM
 
@@ -96,8 +97,9 @@ class Normalizer:
         """Write ``Mean.npy`` and ``Std.npy`` (float32, as HumanML3D) into ``folder`` (created if missing)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / MEAN_FILE, self.mean.astype(np.float32))
-        np.save(folder / STD_FILE, self.raw_std.astype(np.float32))
+        for name, values in ((MEAN_FILE, self.mean), (STD_FILE, self.raw_std)):
+            with atomic_open(folder / name, "wb") as stream:
+                np.save(stream, values.astype(np.float32))
 
     @classmethod
     def fit(cls, feature_clips: Iterable[np.ndarray], group_std: bool = True) -> Normalizer:

@@ -3,7 +3,7 @@
 resuming training and loading an evaluator.
 
 Only safetensors are read (never pickle), and a file that does not fit the module fails naming the missing keys,
-the unexpected keys and the shape mismatches.
+the unexpected keys and the shape mismatches; weights holding NaN or infinity are refused.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
             problems.append(f"{label}: {shown}")
     if problems:
         raise CheckpointError(path, f"weights do not match {type(module).__name__}: " + "; ".join(problems))
+    for name, tensor in tensors.items():  # NaN/inf weights only ever come from damage or a diverged run
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(path, f"{count} non-finite value(s) (NaN or infinity) in {name}: the file is damaged "
+                                        f"or the run diverged; these weights cannot be used")
     module.load_state_dict(tensors, strict=True)
 
 

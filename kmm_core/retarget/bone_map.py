@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic_write import write_text_atomic
 from ..errors import InputFileError, KMMError, read_json_file
 from ..skeleton import JOINT_NAMES
 
@@ -219,9 +220,7 @@ def load_bone_map(path: str | Path) -> BoneMap:
 def save_bone_map(bone_map: BoneMap, path: str | Path) -> Path:
     import json
 
-    path = Path(path)
-    path.write_text(json.dumps(bone_map.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(bone_map.to_dict(), indent=2) + "\n")
 
 
 # ---- presets ----------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import write_text_atomic
 from ..bvh.reader import BvhMotion
 from ..errors import InputFileError
 from ..resample import resample_positions, resample_rotations
@@ -101,5 +102,4 @@ def write_retargeted_bvh(path: str | Path, motion: RetargetedMotion, target: Bvh
     rows = bvh_frames(motion, target)
     lines = [text[:marker].rstrip("\n"), "MOTION", f"Frames: {len(rows)}", f"Frame Time: {target.frame_time:.8f}"]
     lines.extend(" ".join(f"{value:.6f}" for value in row) for row in rows)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")  # a full disk keeps an older file of that name

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic_write import write_text_atomic
 from ..errors import KMMError, read_json_file
 from ..model_bundle import (
     BUNDLE_FILE,
@@ -23,6 +24,7 @@ from ..model_bundle import (
     REQUIRED_COMPONENTS,
     BundleError,
 )
+from ..weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
 
 
 def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
@@ -73,5 +75,6 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     }
     if model_name is not None and model_name.strip():
         manifest["name"] = model_name.strip()
-    (out_dir / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
+    write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     return out_dir

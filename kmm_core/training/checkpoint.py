@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -32,8 +33,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from ..atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask
 from ..model.weights import MODEL_FILE, CheckpointError, load_weights, read_tensors
 from .config import config_to_dict
 
@@ -121,6 +124,7 @@ def save_checkpoint(
     final = checkpoint_folder(root, step)
     temporary = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{final.name}-", dir=root))
     try:
+        os.chmod(temporary, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder gets the umask's mode
         _save_tensors(_state_dict_for_saving(module.state_dict()), temporary / MODEL_FILE, {"format": "pt"})
         _write_json(temporary / CONFIG_FILE, config_to_dict(config) if config is not None else {})
 
@@ -147,6 +151,10 @@ def save_checkpoint(
         else:
             os.replace(temporary, final)
         _fsync_directory(root)
+    except (OSError, OutputWriteError) as error:  # e.g. the disk filled up: older checkpoints stay, one line says why
+        shutil.rmtree(temporary, ignore_errors=True)
+        reason = error.reason if isinstance(error, OutputWriteError) else error.strerror or str(error)
+        raise OutputWriteError(final, f"{reason} (older checkpoints are unchanged)", error.errno) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -189,26 +197,22 @@ def _state_dict_for_saving(tensors: Mapping[str, torch.Tensor]) -> dict[str, tor
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """safetensors file written under a temporary name and renamed, so readers never see half a file."""
-    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
-    save_file(tensors, str(temporary), metadata=metadata)
-    _fsync_file(temporary)
-    os.replace(temporary, path)
+    """safetensors file written under a temporary name and renamed (`atomic_write`), so readers never see half a
+    file and a full disk leaves an older file of that name intact."""
+    with atomic_path(path) as temporary:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # safetensors reports a failed write as "... (os error 28)"
+            match = re.search(r"os error (\d+)", str(error))
+            if match is None:
+                raise
+            raise OSError(int(match.group(1)), os.strerror(int(match.group(1)))) from None
 
 
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f"{_TEMP_PREFIX}{path.name}")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=1, allow_nan=True)
         handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _fsync_directory(path: Path) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from ..atomic_write import OutputWriteError, atomic_open
 
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -164,13 +165,14 @@ class RunLog:
 
     def _write(self, record: dict[str, Any]) -> None:
         assert self._file is not None
-        self._file.write(json.dumps(_finite_or_none(record), allow_nan=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(_finite_or_none(record), allow_nan=False) + "\n")
+            self._file.flush()
+        except OSError as error:  # e.g. the disk filled up: one line, not a traceback
+            raise OutputWriteError(self.path, error.strerror or str(error), error.errno) from None
 
     def _drop_records_after(self, step: int) -> None:
         kept = [record for record in read_log(self.path) if record.get("step", 0) <= step]
-        temporary = self.path.with_name(f".tmp-{self.path.name}")
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with atomic_open(self.path, "w") as handle:
             for record in kept:
                 handle.write(json.dumps(record, allow_nan=False) + "\n")
-        os.replace(temporary, self.path)

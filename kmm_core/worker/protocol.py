@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,17 @@ from typing import Any, ClassVar
 
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
-from ..limits import EDIT_MODES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
+from ..limits import (
+    EDIT_MODES,
+    MAX_GUIDANCE,
+    MAX_PATH_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TOTAL_SECONDS,
+    MAX_VARIATIONS,
+    MIN_GUIDANCE,
+)
 
 PROTOCOL_VERSION = 2
 """2: `result` events carry `warnings` (prompts far from the model's training vocabulary). 1: the first version."""
@@ -32,8 +41,9 @@ MAX_LINE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 64 * 1024
 """Longest free text (messages, traces); use `clip_text` before sending long tracebacks."""
 
-ERROR_KINDS = ("bad_request", "out_of_memory", "model_missing", "cancelled", "internal")
+ERROR_KINDS = ("bad_request", "out_of_memory", "model_missing", "backend", "write_failed", "cancelled", "internal")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# EDIT_MODES, MAX_VARIATIONS, MAX_STEPS, MAX_SEED, ... are defined once in limits.py (imported above, re-exported here).
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -68,8 +78,25 @@ def _text(max_chars: int = MAX_TEXT_CHARS, nonempty: bool = False) -> Check:
             return "must not be empty"
         if len(value) > max_chars:
             return f"is {len(value)} characters long; the limit is {max_chars}"
+        if not _is_unicode(value):
+            return "is not valid Unicode text (it holds an unpaired surrogate)"
         return None
     return check
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _path_text(value: Any) -> str | None:
+    reason = _text(MAX_PATH_CHARS, nonempty=True)(value)
+    if reason is None and "\x00" in value:
+        return "must not contain a NUL character"
+    return reason
 
 
 def _integer(low: int, high: int) -> Check:
@@ -84,10 +111,12 @@ def _integer(low: int, high: int) -> Check:
 
 def _number(low: float, high: float) -> Check:
     def check(value: Any) -> str | None:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            return f"must be a finite number, got {value!r}"
-        if not low <= value <= high:
-            return f"must be between {low:g} and {high:g}, got {value}"
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"must be a finite number, got {_describe(value)}"
+        if not low <= value <= high:  # exact for any int (no float conversion that could overflow); NaN fails here
+            shown = f"{value:g}" if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number" \
+                if abs(value) >= 10**20 else str(value)
+            return f"must be a finite number between {low:g} and {high:g}, got {shown}"
         return None
     return check
 
@@ -158,6 +187,11 @@ def _timeline(value: Any) -> str | None:
 _ID = _text(128, nonempty=True)
 
 
+def readable_id(value: Any) -> str | None:
+    """`value` when it is a valid request id (so an error about its line can carry it), else None."""
+    return value if _ID(value) is None else None
+
+
 def _field(check: Check, **kwargs: Any) -> Any:
     return field(metadata={"check": check}, **kwargs)
 
@@ -178,7 +212,7 @@ class Hello:
 class Load:
     """Load a generator checkpoint (None: the default shipped with the package) onto a device."""
     TYPE: ClassVar[str] = "load"
-    checkpoint: str | None = _field(_optional(_text(4096, nonempty=True)), default=None)
+    checkpoint: str | None = _field(_optional(_path_text), default=None)
     device: str = _field(_device, default="auto")
     id: str = _field(_ID, default="")
 
@@ -188,7 +222,7 @@ class Generate:
     """Generate motion for a timeline (our format or FlowMDM's, as a dict); writes MotionResult .npz files."""
     TYPE: ClassVar[str] = "generate"
     timeline: dict = _field(_timeline)
-    output_dir: str = _field(_text(4096, nonempty=True))
+    output_dir: str = _field(_path_text)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
     guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
@@ -208,13 +242,13 @@ class Edit:
     """
     TYPE: ClassVar[str] = "edit"
     mode: str = _field(_choice(EDIT_MODES))
-    source: str = _field(_text(4096, nonempty=True))
-    output_dir: str = _field(_text(4096, nonempty=True))
-    prompt: str | None = _field(_optional(_text(4096, nonempty=True)), default=None)
+    source: str = _field(_path_text)
+    output_dir: str = _field(_path_text)
+    prompt: str | None = _field(_optional(_text(MAX_PROMPT_CHARS, nonempty=True)), default=None)
     segment: int | None = _field(_optional(_integer(0, 10**6)), default=None)
     frame_range: list[int] | None = _field(_optional(_frame_range), default=None)
-    seconds: float | None = _field(_optional(_number(1e-3, 3600.0)), default=None)
-    target: str | None = _field(_optional(_text(4096, nonempty=True)), default=None)
+    seconds: float | None = _field(_optional(_number(1e-3, MAX_TOTAL_SECONDS)), default=None)
+    target: str | None = _field(_optional(_path_text), default=None)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
     guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
@@ -302,7 +336,10 @@ TERMINAL_EVENTS = ("ready", "result", "error")
 
 
 def clip_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """Keep the end of a long text (the end of a traceback is what matters), marking the cut."""
+    """Keep the end of a long text (the end of a traceback is what matters), marking the cut; an unpaired surrogate
+    (a message quoting client text) is written as its escape, so the text is valid Unicode."""
+    if not _is_unicode(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= max_chars:
         return text
     marker = "[...]\n"
@@ -324,8 +361,7 @@ def to_dict(message: object) -> dict[str, Any]:
 def validate(data: Mapping[str, Any], allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Check a message dict: known type, no unknown fields, every field valid, cross-field rules.
     Returns a new dict with "type" and "id" first, then every field (defaults filled in)."""
-    raw_id = data.get("id")
-    message_id = raw_id if isinstance(raw_id, str) and raw_id else None
+    message_id = readable_id(data.get("id"))
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in MESSAGES:
         raise ProtocolError(f"unknown message type {kind!r} (known: {', '.join(MESSAGES)})", field="type",
@@ -394,7 +430,9 @@ def encode(message: object) -> str:
     data = validate(to_dict(message))
     try:
         line = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        if not _is_unicode(line):  # an unpaired surrogate in free text: escape it (\udXXX is valid JSON)
+            line = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"cannot be written as JSON ({exc})", message_type=data["type"],
                             message_id=data.get("id")) from None
     size = len(line.encode("utf-8"))
@@ -409,6 +447,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _id_despite(text: str) -> str | None:
+    """The id of a line that is JSON only by Python's lenient reading (NaN, Infinity), so its error can name it."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return readable_id(data.get("id")) if isinstance(data, dict) else None
+
+
 def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Parse and validate one line. `allowed` restricts the message types (REQUEST_TYPES on the worker side,
     EVENT_TYPES on the client side)."""
@@ -417,13 +464,16 @@ def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[st
     if len(raw) > MAX_LINE_BYTES:
         raise ProtocolError(f"the line is {len(raw)} bytes long; the limit is {MAX_LINE_BYTES}")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"the line is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"the line is not JSON: {exc.msg} at column {exc.colno}") from None
-    except ValueError as exc:
-        raise ProtocolError(f"the line is not JSON: {exc}") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
+        raise ProtocolError(f"the line is not JSON: {exc}", message_id=_id_despite(text)) from None
+    except RecursionError:
+        raise ProtocolError("the line is nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"the line must hold a JSON object, got {_describe(data)}")
     return validate(data, allowed)

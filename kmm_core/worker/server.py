@@ -4,8 +4,9 @@
 Three threads:
 
 * the **reader** reads stdin all the time, so `cancel` and `shutdown` act on a running request: it decodes every
-  line (a malformed or oversized line gets a `bad_request` error and the worker keeps serving), queues the
-  requests, records cancellations, and treats the end of stdin like `shutdown`;
+  line (a malformed or oversized line gets a `bad_request` error and the worker keeps serving; an unexpected
+  exception while handling a line becomes an `internal` error for that line's id - the reader never dies), queues
+  the requests, records cancellations, and treats the end of stdin like `shutdown`;
 * the **watchdog** notices a dead parent (our parent pid changed, or the pid given by `--parent-pid` is gone) and
   shuts down, exiting hard if the running request does not stop in time;
 * the **main** thread handles requests one at a time, in order.  The model bundle stays loaded between requests.
@@ -17,6 +18,7 @@ that prints cannot corrupt the stream.  Logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -26,10 +28,12 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
+from ..atomic_write import OutputPathError, OutputWriteError, check_output_folder
 from ..devices import resolve_device
 from ..errors import KMMError
 from ..progress import GenerationCancelled
@@ -37,10 +41,12 @@ from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
+    TERMINAL_EVENTS,
     ProtocolError,
     clip_text,
     decode,
     encode,
+    readable_id,
 )
 
 LOG = logging.getLogger("kmm.worker")
@@ -50,6 +56,12 @@ EXIT_GRACE_SECONDS = 10.0
 OOM_ADVICE = "Generate fewer variations at once, shorten the timeline, or choose the CPU device."
 MODEL_ADVICE = ("Train a model with `kmm-train all --config training/configs/small.toml --out runs/small` and point "
                 "the checkpoint setting to runs/small/bundle, or install a package that ships kmm-small.")
+DAMAGED_MODEL_ADVICE = ("The model files are damaged or do not belong together: reinstall the package that shipped "
+                        "the model, or rebuild the bundle with `kmm-train bundle`; `kmm doctor` checks them.")
+BACKEND_ADVICE = ("The worker's Python environment lacks a package: run `kmm doctor` with that Python and install "
+                  "what it reports missing (the add-on preferences show the install command).")
+WRITE_ADVICE = "Free some disk space or choose another output folder; files written earlier are unchanged."
+BUG_ADVICE = "This is a bug; please report it with the trace."
 _ID_HEAD = re.compile(rb'^\s*\{\s*"type"\s*:\s*"[^"]*"\s*,\s*"id"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -80,7 +92,15 @@ class Worker:
 
     # ---- output --------------------------------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        line = encode(event)
+        try:
+            line = encode(event)
+        except Exception as exc:  # noqa: BLE001 - an event that cannot be encoded must not kill the caller
+            LOG.error("cannot encode a %s event: %s", event.get("type"), exc)
+            if event.get("type") not in TERMINAL_EVENTS:
+                return  # a progress or log line can be dropped; a request's answer cannot
+            line = encode({"type": "error", "id": readable_id(event.get("id")), "kind": "internal",
+                           "message": clip_text(f"the worker could not encode its answer: {exc}"),
+                           "advice": BUG_ADVICE, "trace": ""})
         with self._output_lock:
             try:
                 self.output.write(line + "\n")
@@ -113,14 +133,23 @@ class Worker:
                 line = stream.readline(MAX_LINE_BYTES + 2)
                 if not line:
                     break
-                if len(line) == MAX_LINE_BYTES + 2 and not line.endswith(b"\n"):
-                    self._skip_rest(stream, line)
-                    continue
-                if line.strip():
-                    self._accept(line)
+                try:
+                    if len(line) == MAX_LINE_BYTES + 2 and not line.endswith(b"\n"):
+                        self._skip_rest(stream, line)
+                    elif line.strip():
+                        self._accept(line)
+                except Exception as exc:  # noqa: BLE001 - one bad line must never make the worker deaf
+                    self._reader_failed(line, exc)
         except (OSError, ValueError) as exc:
             LOG.warning("stdin failed: %s", exc)
         self.stop("end of stdin")
+
+    def _reader_failed(self, line: bytes, exc: Exception) -> None:
+        """An unexpected exception while handling one line: answer that line's request (when its id can be read)
+        with an `internal` error and keep reading."""
+        LOG.error("handling a request line failed: %s: %s", type(exc).__name__, exc)
+        self.error(_line_id(line), "internal", f"{type(exc).__name__}: {exc}", BUG_ADVICE,
+                   "".join(traceback.format_exception(exc)))
 
     def _skip_rest(self, stream, head: bytes) -> None:
         tail = head
@@ -210,7 +239,10 @@ class Worker:
         except RequestFailed as failure:
             self.error(request_id, failure.kind, failure.message, failure.advice, failure.trace)
         except Exception as exc:  # noqa: BLE001 - every failure must answer the request
-            kind, message, advice = classify(exc)
+            try:
+                kind, message, advice = classify(exc)
+            except Exception:  # noqa: BLE001 - classifying must not lose the answer either
+                kind, message, advice = "internal", f"{type(exc).__name__}: {exc}", BUG_ADVICE
             self.error(request_id, kind, message, advice, "" if kind == "cancelled" else traceback.format_exc())
         finally:
             with self._state_lock:
@@ -218,9 +250,20 @@ class Worker:
                 self.cancelled.discard(request_id)
 
 
+def _line_id(line: bytes) -> str | None:
+    """The id of a request line, when it can be read at all (for an error about that line)."""
+    try:
+        data = json.loads(line.decode("utf-8", "replace"))
+        return readable_id(data.get("id")) if isinstance(data, dict) else None
+    except (ValueError, RecursionError):
+        match = _ID_HEAD.match(line)
+        return readable_id(match.group(1).decode("utf-8", "replace")) if match else None
+
+
 def classify(exc: BaseException) -> tuple[str, str, str]:
     """(error kind, message, advice) for an exception raised while handling a request."""
     from ..model_bundle import BundleError, ModelMissingError
+    from ..weight_checksums import WeightFileError
 
     message = str(exc) or type(exc).__name__
     try:
@@ -236,13 +279,21 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         except ImportError:  # pragma: no cover
             pass
         return "out_of_memory", message, OOM_ADVICE
+    if isinstance(exc, WeightFileError):
+        return "model_missing", message, DAMAGED_MODEL_ADVICE
     if isinstance(exc, ModelMissingError | BundleError):
         return "model_missing", message, MODEL_ADVICE
+    if isinstance(exc, OutputWriteError):
+        return "write_failed", message, WRITE_ADVICE
+    from ..model.text_encoder import TextEncoderUnavailable
+
+    if isinstance(exc, ImportError | TextEncoderUnavailable):
+        return "backend", message, BACKEND_ADVICE
     if isinstance(exc, GenerationCancelled):
         return "cancelled", message, ""
     if isinstance(exc, KMMError):
         return "bad_request", message, "Fix the request's values and try again."
-    return "internal", f"{type(exc).__name__}: {message}", "This is a bug; please report it with the trace."
+    return "internal", f"{type(exc).__name__}: {message}", BUG_ADVICE
 
 
 def _protocol_output() -> TextIO:
@@ -291,13 +342,11 @@ def ready_event(worker: Worker) -> dict[str, Any]:
 
 
 def output_folder(path: str) -> Path:
-    folder = Path(path)
+    """The request's output folder, created, and proven writable before any model work."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RequestFailed("bad_request", f"output_dir: cannot create {folder}: {exc.strerror or exc}",
-                            "Choose a folder you can write to.") from None
-    return folder
+        return check_output_folder(Path(path))
+    except (OutputWriteError, OutputPathError) as exc:
+        raise RequestFailed("bad_request", f"output_dir: {exc}", "Choose a folder you can write to.") from None
 
 
 # ---- request handlers: each returns the terminal event (without id) or raises ------------------------------------------
@@ -321,7 +370,13 @@ def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, re
     started = time.monotonic()
     read_manifest(path)  # a missing bundle fails here, keeping the loaded model
     worker.bundle = None  # free the old model before loading another
-    worker.bundle = ModelBundle.load(path, device=wanted_device)
+    try:
+        worker.bundle = ModelBundle.load(path, device=wanted_device)
+    except KMMError as exc:  # every checkpoint problem is one kind, whichever file it is in
+        kind, message, advice = classify(exc)
+        if kind == "bad_request":  # weights that do not fit their model, non-finite values, ...
+            raise RequestFailed("model_missing", message, DAMAGED_MODEL_ADVICE) from None
+        raise
     worker.bundle_key = key
     parameters = sum(p.numel() for p in worker.bundle.generator.parameters())
     worker.log("info", f"loaded {Path(path).name} ({parameters / 1e6:.1f} M generator parameters) on "
@@ -346,11 +401,18 @@ def _progress(worker: Worker, request_id: str):
     return report
 
 
-def _save(results, folder: Path, request_id: str) -> list[str]:
-    paths = []
-    for variation, motion in enumerate(results):
-        paths.append(str(motion.save(folder / f"{request_id}_{variation}.npz")))
-    return paths
+def result_names(folder: Path, count: int) -> list[Path]:
+    """New, unused file names for a request's results, made by the worker (never from client text such as the
+    request id, which could be "../x" or an absolute path, and repeat): kmm-<time>-<random>_<variation>.npz."""
+    while True:
+        stem = f"kmm-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        paths = [folder / f"{stem}_{variation}.npz" for variation in range(count)]
+        if not any(path.exists() for path in paths):
+            return paths
+
+
+def _save(results, folder: Path) -> list[str]:
+    return [str(motion.save(path)) for motion, path in zip(results, result_names(folder, len(results)), strict=True)]
 
 
 def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +426,7 @@ def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     results = generate_timeline(bundle, timeline, seed=request["seed"], variations=request["variations"],
                                 options=_options(request), on_progress=_progress(worker, request_id),
                                 should_cancel=lambda: worker.is_cancelled(request_id))
-    return {"type": "result", "paths": _save(results, folder, request_id),
+    return {"type": "result", "paths": _save(results, folder),
             "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
                      "variations": len(results)},
             "warnings": _prompt_warnings(worker, bundle, list(enumerate(s.prompt for s in timeline.segments)),
@@ -407,7 +469,7 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
                                on_progress=_progress(worker, request_id),
                                should_cancel=lambda: worker.is_cancelled(request_id))
     checked = [(request["segment"], request["prompt"])] if request["prompt"] else []
-    return {"type": "result", "paths": _save(results, folder, request_id),
+    return {"type": "result", "paths": _save(results, folder),
             "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
                      "device": str(bundle.device)},
             "warnings": _prompt_warnings(worker, bundle, checked, request_id)}
