@@ -279,7 +279,7 @@ def last_line(text: str) -> str:
 
 
 def generate_request(timeline: dict[str, Any], output_dir: str, *, seed: int | None, variations: int,
-                     guidance: float | None, steps: int | None) -> dict[str, Any]:
+                     guidance: float | None, steps: int | None, foot_lock: bool = True) -> dict[str, Any]:
     """A protocol `generate` request (validated when sent)."""
     return {"type": "generate", "timeline": timeline, "output_dir": output_dir, "seed": seed,
-            "variations": variations, "guidance": guidance, "steps": steps}
+            "variations": variations, "guidance": guidance, "steps": steps, "foot_lock": foot_lock}

@@ -61,6 +61,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--root-motion", choices=("WORLD", "IN_PLACE"))
     parser.add_argument("--fps-mode", choices=("RESAMPLE", "FRAME_PER_FRAME"))
     parser.add_argument("--nla", action="store_true", help="push each take to an NLA strip")
+    parser.add_argument("--no-foot-lock", dest="foot_lock", action="store_false", default=None,
+                        help="keep the raw decoded motion (default: the scene's Lock Feet setting, on)")
     parser.add_argument("--render", metavar="DIR", help="render the take's frames into DIR")
     parser.add_argument("--render-step", type=int, default=1, help="render every Nth frame (previews)")
     parser.add_argument("--save", metavar="BLEND", help="save the result as this .blend file")
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             if obj is None or obj.type != "ARMATURE":
                 raise errors.KMMError(f"--armature: no armature object named {args.armature!r} in the scene")
             settings.target_armature = obj
-        for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode"):
+        for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode", "foot_lock"):
             value = getattr(args, name)
             if value is not None:
                 setattr(settings, name, value)

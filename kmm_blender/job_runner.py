@@ -109,7 +109,7 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
         settings.seed = random.randrange(MAX_SEED)  # shown in the panel so a good take can be reproduced
     timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()
     request = generate_request(timeline, str(results_dir()), seed=settings.seed, variations=settings.variations,
-                               guidance=settings.guidance, steps=settings.steps)
+                               guidance=settings.guidance, steps=settings.steps, foot_lock=settings.foot_lock)
     options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
                                            start_frame=float(rows[0].start), push_to_nla=settings.push_to_nla)
     return request, _JobTarget(scene.name, target.name if target else None, options)

@@ -136,6 +136,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "variations")
         layout.prop(settings, "guidance")
         layout.prop(settings, "steps")
+        layout.prop(settings, "foot_lock")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
 

@@ -14,7 +14,7 @@ import pytest
 from kmm_core.generation.timeline import Timeline
 from kmm_core.motion_result import MotionResult
 from kmm_core.worker.client import WorkerClient, worker_environment
-from kmm_core.worker.protocol import MAX_LINE_BYTES, Edit, Generate, Load
+from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Edit, Generate, Load
 
 TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 1.0},
                                     {"prompt": "a person waves", "frames": 31}]}
@@ -26,7 +26,7 @@ def worker(tiny_bundle):
     client = WorkerClient(sys.executable, worker_args=("-m", "kmm_core.worker", "--device", "cpu"))
     try:
         ready = client.handshake(timeout=180)
-        assert ready["device"] == "cpu" and ready["protocol_version"] == 1
+        assert ready["device"] == "cpu" and ready["protocol_version"] == PROTOCOL_VERSION
         answer = client.wait_for(client.send(Load(checkpoint=str(tiny_bundle), device="cpu")), timeout=180)
         assert answer["type"] == "result", answer
         assert answer["paths"] == [] and answer["info"]["device"] == "cpu"

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..humanml3d.features import features_to_joints, joints_to_features
+from ..foot_contact import channels_at_fps, foot_locked_motion
+from ..humanml3d.features import FOOT_CONTACTS, features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
 from ..model.decoding import DecodingCancelled, decode_tokens
@@ -64,6 +65,7 @@ class GenerationOptions:
     transition_tokens: int = 4  # inpaint: tokens re-decoded on each side of a boundary (2 gave 50% more jerk)
     max_window_tokens: int = 1024
     window_overlap_tokens: int = 64
+    foot_lock: bool = True  # hold feet on their contacts (kmm_core/foot_contact.py); False keeps the raw decode
 
     def __post_init__(self) -> None:
         if self.transitions not in TRANSITION_MODES:
@@ -121,13 +123,17 @@ def _device(bundle) -> torch.device:
     return next(bundle.generator.parameters()).device
 
 
-def codes_to_joints(bundle, codes: Tensor, num_frames: int) -> np.ndarray:
-    """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to `num_frames`."""
+def codes_to_features(bundle, codes: Tensor, num_frames: int) -> np.ndarray:
+    """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to `num_frames`."""
     codes = codes if codes.dim() == 3 else codes.unsqueeze(0)
     with torch.no_grad():
         features = bundle.tokenizer.decode(codes.to(_device(bundle)), num_frames=num_frames)[0]
-    features = bundle.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
-    return features_to_joints(features)
+    return bundle.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
+
+
+def codes_to_joints(bundle, codes: Tensor, num_frames: int) -> np.ndarray:
+    """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to `num_frames`."""
+    return features_to_joints(codes_to_features(bundle, codes, num_frames))
 
 
 def joints_to_codes(bundle, joints: np.ndarray) -> Tensor:
@@ -302,6 +308,10 @@ def generate_timeline(bundle, timeline: Timeline, *, seed: int | None = None, va
     results = []
     for variation in range(variations):
         codes, num_frames = generate_codes(bundle, timeline, seed + variation, options, counter, config)
-        joints20 = codes_to_joints(bundle, codes, num_frames)
-        results.append(result_from_model_joints(joints20, timeline))
+        features = codes_to_features(bundle, codes, num_frames)
+        motion = result_from_model_joints(features_to_joints(features), timeline)
+        if options.foot_lock:
+            channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+            motion = foot_locked_motion(motion, channels)
+        results.append(motion)
     return results

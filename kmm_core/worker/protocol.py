@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The worker protocol (version 1): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
+"""The worker protocol (version 2; version 2 added `foot_lock` to generate): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
 
 Every message has a "type".  Requests that expect an answer (hello, load, generate, edit) carry an "id" chosen by
 the client, and the worker ends each of them with exactly one *terminal* event carrying the same id: `ready` for
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
 MAX_TEXT_CHARS = 64 * 1024
@@ -176,6 +176,7 @@ class Generate:
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
     guidance: float | None = _field(_optional(_number(0.0, 100.0)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
+    foot_lock: bool = _field(_boolean, default=True)
     id: str = _field(_ID, default="")
 
 
