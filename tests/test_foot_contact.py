@@ -250,3 +250,29 @@ def test_worker_generate_request_carries_foot_lock(tmp_path):
         assert flags == [True, False]
     finally:
         client.shutdown(20)
+
+
+# ---- the MotionResult keys ------------------------------------------------------------------------------------------
+def test_version_1_files_still_load_as_motion_without_foot_locking(generated, tmp_path):
+    locked, _ = generated
+    arrays = locked.to_arrays()
+    old = {key: value for key, value in arrays.items() if key not in ("foot_lock", "foot_contacts")}
+    old["format_version"] = np.array(1, dtype=np.int64)
+    np.savez(tmp_path / "v1.npz", **old)
+    loaded = MotionResult.load(tmp_path / "v1.npz")
+    assert not loaded.foot_lock and loaded.foot_contacts.shape == (210, 4) and not loaded.foot_contacts.any()
+    np.testing.assert_array_equal(loaded.joints, locked.joints)
+    # A version 2 file must hold both keys, with valid values.
+    half = dict(arrays)
+    del half["foot_contacts"]
+    np.savez(tmp_path / "half.npz", **half)
+    from kmm_core.motion_result import MotionResultError
+
+    with pytest.raises(MotionResultError, match="half.npz: foot_contacts: missing"):
+        MotionResult.load(tmp_path / "half.npz")
+    np.savez(tmp_path / "bad.npz", **{**arrays, "foot_contacts": np.full((210, 4), 2, np.uint8)})
+    with pytest.raises(MotionResultError, match="bad.npz: foot_contacts: must hold only 0 and 1"):
+        MotionResult.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "lock.npz", **{**arrays, "foot_lock": np.array(3)})
+    with pytest.raises(MotionResultError, match="lock.npz: foot_lock"):
+        MotionResult.load(tmp_path / "lock.npz")
