@@ -277,17 +277,22 @@ def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list
 
 
 def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.ndarray | None = None,
-              settings: FootLockSettings = FootLockSettings()) -> FootLockResult:
+              settings: FootLockSettings = FootLockSettings(), rigid: np.ndarray | None = None) -> FootLockResult:
     """Joints (T, 22, 3) on the rest skeleton `offsets` (default the T-pose) with every contact of `contacts`
-    (T, 4) held in place; see the module docstring."""
+    (T, 4) held in place; see the module docstring.  `rigid` (T, 22, 3): the motion already posed on `offsets`
+    (forward kinematics of its rotations), which saves the inverse kinematics that would make it."""
     joints = _check_joints(joints)
     fps = _check_fps(fps)
     contacts = _check_contacts(contacts, joints.shape[0]).astype(bool)
     offsets = tpose_offsets() if offsets is None else np.asarray(offsets, dtype=np.float64)
     if offsets.shape != (NUM_JOINTS, 3):
         raise FootContactError(f"offsets: expected shape ({NUM_JOINTS}, 3), got {offsets.shape}")
-    root, rotations = inverse_kinematics(joints, offsets)
-    rigid = forward_kinematics(root, rotations, offsets)
+    if rigid is None:
+        rigid = forward_kinematics(*inverse_kinematics(joints, offsets), offsets)
+    else:
+        rigid = _check_joints(rigid).copy()
+        if rigid.shape != joints.shape:
+            raise FootContactError(f"rigid: expected shape {joints.shape}, got {rigid.shape}")
     frames = rigid.shape[0]
     ground = _ground_heights(rigid, contacts)
     floor_shift = 0.0
@@ -355,11 +360,11 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
 
 
 def clean_foot_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None = None,
-                        offsets: np.ndarray | None = None,
-                        settings: FootLockSettings = FootLockSettings()) -> FootLockResult:
+                        offsets: np.ndarray | None = None, settings: FootLockSettings = FootLockSettings(),
+                        rigid: np.ndarray | None = None) -> FootLockResult:
     """`detect_contacts` then `lock_feet`: the whole cleanup of a motion (T, 22, 3) at `fps`."""
     contacts = detect_contacts(joints, fps, channels, settings)
-    return lock_feet(joints, fps, contacts, offsets, settings)
+    return lock_feet(joints, fps, contacts, offsets, settings, rigid)
 
 
 # ---- on a MotionResult ------------------------------------------------------------------------------------------------
@@ -382,7 +387,8 @@ def foot_locked_motion(motion, channels: np.ndarray | None = None,
     from .motion_result import MotionResult  # the motion-basics layer: no torch
 
     offsets = np.asarray(motion.rest_offsets, dtype=np.float64)
-    cleaned = clean_foot_contacts(motion.joints, motion.fps, channels, offsets, settings)
+    posed = forward_kinematics(motion.root_translation, motion.local_rotations, offsets)  # what the rig shows now
+    cleaned = clean_foot_contacts(motion.joints, motion.fps, channels, offsets, settings, rigid=posed)
     root, rotations = inverse_kinematics(cleaned.joints, offsets)
     joints = forward_kinematics(root, rotations, offsets)
     return MotionResult(fps=motion.fps, joints=joints, root_translation=root, local_rotations=rotations,

@@ -16,7 +16,10 @@ What is measured (docs/evaluation.md explains each number):
 * Directional accuracy (geometric, ``directional.py``) on the split's own side-specific captions and on the
   held-out ``paraphrases.py`` prompts.
 * Transition Peak Jerk / AUJ on multi-prompt timelines built from the split's captions, generated through the same
-  ``generate_timeline`` the add-on uses; foot skating of the text-to-motion generations.
+  ``generate_timeline`` the add-on uses; mean jerk over whole motions, foot skating and floor penetration of the
+  text-to-motion generations, after the same foot-contact cleanup ``generate_timeline`` applies (``--no-foot-lock``:
+  the raw decoded joints).  The evaluator-based metrics (R-precision, FID, ...) read the decoded features, which the
+  cleanup does not change.
 * Size and speed: parameter count, seconds to generate a 1-minute timeline on the chosen device; the tokenizer's
   reconstruction MPJPE (mm) and codebook perplexity on the split.
 
@@ -49,7 +52,7 @@ from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.features import features_to_joints
 from .confidence import mean_confidence_interval, replication_seeds, summarize_runs
 from .directional import directional_accuracy, parse_directional_intent
-from .motion_quality import foot_skating, ground_truth_jerk_level, transition_jerk
+from .motion_quality import floor_penetration, foot_skating, ground_truth_jerk_level, mean_jerk, transition_jerk
 from .paraphrases import paraphrase_prompts
 from .report import RESULTS_FORMAT_VERSION, metric_entry, write_results
 from .retrieval_metrics import (
@@ -92,6 +95,7 @@ class EvaluationSettings:
     batch_size: int = 32                 # generation / embedding batch
     device: str = "cpu"
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
+    foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
 
     def __post_init__(self) -> None:
         checks = {
@@ -434,6 +438,23 @@ def _skating(joints: Sequence[np.ndarray]) -> float:
     return float(np.mean([foot_skating(j, FPS).skating_ratio for j in joints]))
 
 
+def _joint_metrics(joints: Sequence[np.ndarray]) -> dict[str, float]:
+    """Whole-motion mean jerk, foot skating and floor penetration (mean depth, mm) of some motions."""
+    return {"mean_jerk": mean_jerk(joints, FPS), "foot_skating_ratio": _skating(joints),
+            "floor_penetration_mm": 1000.0 * float(np.mean([floor_penetration(j).mean_depth for j in joints]))}
+
+
+def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:
+    """Joints of generated features (20 fps), with the foot-contact cleanup of generate_timeline when `foot_lock`."""
+    from ..foot_contact import clean_foot_contacts
+    from ..humanml3d.features import FOOT_CONTACTS
+
+    joints = [features_to_joints(f) for f in features]
+    if not foot_lock:
+        return joints
+    return [clean_foot_contacts(j, FPS, f[:, FOOT_CONTACTS]).joints for j, f in zip(joints, features, strict=True)]
+
+
 class ReplicationCache:
     """What every row of one evaluation shares: captions and their evaluator embeddings per seed, real embeddings."""
 
@@ -461,7 +482,7 @@ def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
     if data.directional:
         report = directional_accuracy([p for _, p in data.directional], data.directional_joints, FPS)
         metrics["directional_accuracy_split"] = metric_entry(report.overall_accuracy)  # seed-independent
-    metrics["foot_skating_ratio"] = metric_entry(_skating(data.joints))
+    metrics.update({key: metric_entry(value) for key, value in _joint_metrics(data.joints).items()})
     return metrics
 
 
@@ -470,7 +491,7 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
     from ..generation.timeline_generator import GenerationOptions, generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
-    options = GenerationOptions(transitions=settings.transitions)
+    options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock)
     frames = [item.frames for item in data.items]
     paraphrases = _spread(paraphrase_prompts(), settings.max_directional)
     paraphrase_frames = int(round(settings.directional_seconds * FPS))
@@ -481,7 +502,7 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
         generated = generate_features(bundle, captions, frames, seed, settings.batch_size)
         motion = evaluator.embed_motions(generated, settings.batch_size)
         run = _text_motion_metrics(text, motion, cache.real, seed)
-        run["foot_skating_ratio"] = _skating([features_to_joints(g) for g in generated])
+        run.update(_joint_metrics(generated_joints(generated, settings.foot_lock)))
 
         mm_items = subset(list(range(len(data.items))), settings.mm_texts, seed)
         mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
@@ -590,7 +611,8 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
     data = EvaluationData.load(data_root, settings)
     cache = ReplicationCache(data, evaluator, settings)
     rows = [{"name": GROUND_TRUTH, "kind": "ground_truth", "checkpoint": None, "metrics": evaluate_ground_truth(cache)}]
-    names = _unique([checkpoint_name(Path(p), m) for p, m in zip(checkpoints, manifests, strict=True)])
+    suffix = "" if settings.foot_lock else " (no foot lock)"
+    names = _unique([checkpoint_name(Path(p), m) + suffix for p, m in zip(checkpoints, manifests, strict=True)])
     for name, path in zip(names, checkpoints, strict=True):
         log(f"evaluating {name} ({path})")
         bundle = ModelBundle.load(path, device=settings.device)
@@ -649,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transitions", choices=TRANSITION_MODES, default=defaults.transitions,
                         help=f"how timeline prompts meet in the transition and timing metrics (default: "
                              f"{defaults.transitions}, the generation default)")
+    parser.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
+                        help="measure the raw decoded motion (default: after the foot-contact cleanup generation "
+                             "applies); rows are named '... (no foot lock)'")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -669,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             transition_timelines=args.transition_timelines, transition_segments=args.transition_segments,
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
-            device=device, transitions=args.transitions)
+            device=device, transitions=args.transitions, foot_lock=args.foot_lock)
         checkpoints = [args.checkpoint] if args.checkpoint is not None else list(args.compare)
         results = run_evaluation(checkpoints, args.data, settings, args.evaluator, log)
         json_path, md_path = write_results(results, args.out)
