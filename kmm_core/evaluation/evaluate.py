@@ -49,6 +49,7 @@ import numpy as np
 from ..errors import ConfigError, InputFileError, KMMError
 from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from .confidence import mean_confidence_interval, replication_seeds, summarize_runs
 from .directional import directional_accuracy, parse_directional_intent
@@ -96,10 +97,12 @@ class EvaluationSettings:
     device: str = "cpu"
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
     foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
+    smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, as generation does
 
     def __post_init__(self) -> None:
         checks = {
             "replications": self.replications >= 1,
+            "smoothing": 0 <= self.smoothing <= 4,
             "max_samples": self.max_samples is None or self.max_samples >= 2,
             "mm_texts": self.mm_texts >= 1,
             "mm_generations": self.mm_generations >= 2,
@@ -491,7 +494,14 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
     from ..generation.timeline_generator import GenerationOptions, generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
-    options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock)
+    options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock,
+                                smoothing=settings.smoothing)
+
+    def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
+        """Features as generate_timeline decodes them (smoothed with the same sigma)."""
+        return [smooth_decoded_features(f, settings.smoothing)
+                for f in generate_features(bundle, prompts, lengths, seed, settings.batch_size)]
+
     frames = [item.frames for item in data.items]
     paraphrases = _spread(paraphrase_prompts(), settings.max_directional)
     paraphrase_frames = int(round(settings.directional_seconds * FPS))
@@ -499,7 +509,7 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
     for seed in settings.seeds:
         log(f"seed {seed}: text-to-motion ({len(data.items)} items)")
         captions, text = cache.captions(seed)
-        generated = generate_features(bundle, captions, frames, seed, settings.batch_size)
+        generated = generate(captions, frames, seed)
         motion = evaluator.embed_motions(generated, settings.batch_size)
         run = _text_motion_metrics(text, motion, cache.real, seed)
         run.update(_joint_metrics(generated_joints(generated, settings.foot_lock)))
@@ -508,19 +518,17 @@ def evaluate_bundle(bundle, cache: ReplicationCache, log: Callable[[str], None] 
         mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
         mm_frames = [frames[i] for i in mm_items for _ in range(settings.mm_generations)]
         log(f"seed {seed}: multimodality ({len(mm_prompts)} generations)")
-        mm_motion = evaluator.embed_motions(generate_features(bundle, mm_prompts, mm_frames, seed + 100_003,
-                                                              settings.batch_size), settings.batch_size)
+        mm_motion = evaluator.embed_motions(generate(mm_prompts, mm_frames, seed + 100_003), settings.batch_size)
         run["multimodality"] = multimodality(mm_motion.reshape(len(mm_items), settings.mm_generations, -1), seed=seed)
 
         log(f"seed {seed}: directional ({len(data.directional)} split prompts, {len(paraphrases)} paraphrases)")
         if data.directional:
             prompts = [p for _, p in data.directional]
-            made = generate_features(bundle, prompts, [item.frames for item, _ in data.directional], seed,
-                                     settings.batch_size)
+            made = generate(prompts, [item.frames for item, _ in data.directional], seed)
             run["directional_accuracy_split"] = directional_accuracy(
                 prompts, [features_to_joints(m) for m in made], FPS).overall_accuracy
         prompts = [p for _, p in paraphrases]
-        made = generate_features(bundle, prompts, [paraphrase_frames] * len(prompts), seed, settings.batch_size)
+        made = generate(prompts, [paraphrase_frames] * len(prompts), seed)
         run["directional_accuracy_paraphrase"] = directional_accuracy(
             prompts, [features_to_joints(m) for m in made], FPS).overall_accuracy
 
@@ -611,7 +619,8 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
     data = EvaluationData.load(data_root, settings)
     cache = ReplicationCache(data, evaluator, settings)
     rows = [{"name": GROUND_TRUTH, "kind": "ground_truth", "checkpoint": None, "metrics": evaluate_ground_truth(cache)}]
-    suffix = "" if settings.foot_lock else " (no foot lock)"
+    suffix = ("" if settings.foot_lock else " (no foot lock)") + (
+        "" if settings.smoothing == DECODED_SMOOTHING_SIGMA else f" (smoothing {settings.smoothing:g})")
     names = _unique([checkpoint_name(Path(p), m) + suffix for p, m in zip(checkpoints, manifests, strict=True)])
     for name, path in zip(names, checkpoints, strict=True):
         log(f"evaluating {name} ({path})")
@@ -674,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
                         help="measure the raw decoded motion (default: after the foot-contact cleanup generation "
                              "applies); rows are named '... (no foot lock)'")
+    parser.add_argument("--smoothing", type=float, default=defaults.smoothing, metavar="FRAMES",
+                        help=f"Gaussian on decoded features, in 20 fps frames (default {defaults.smoothing:g}, as "
+                             f"generation; 0: the raw decoder output); other values name the rows '... (smoothing S)'")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -694,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             transition_timelines=args.transition_timelines, transition_segments=args.transition_segments,
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
-            device=device, transitions=args.transitions, foot_lock=args.foot_lock)
+            device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing)
         checkpoints = [args.checkpoint] if args.checkpoint is not None else list(args.compare)
         results = run_evaluation(checkpoints, args.data, settings, args.evaluator, log)
         json_path, md_path = write_results(results, args.out)

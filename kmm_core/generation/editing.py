@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import KMMError
+from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.features import features_to_joints
 from ..kinematics import inverse_kinematics
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import FRAMES_PER_TOKEN
@@ -30,7 +32,7 @@ from .timeline_generator import (
     GenerationOptions,
     ProgressCallback,
     StepCounter,
-    codes_to_joints,
+    codes_to_features,
     decode_windowed,
     joints_to_codes,
     prompt_embeddings,
@@ -196,7 +198,8 @@ def _decode(bundle, codes: torch.Tensor, condition: torch.Tensor, seed: int, opt
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
-    return codes_to_joints(bundle, decoded, frames)
+    features = smooth_decoded_features(codes_to_features(bundle, decoded, frames), options.smoothing)
+    return features_to_joints(features)
 
 
 def _steps(bundle, num_tokens: int, options: GenerationOptions) -> int:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..foot_contact import channels_at_fps, foot_locked_motion
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
@@ -66,6 +67,7 @@ class GenerationOptions:
     max_window_tokens: int = 1024
     window_overlap_tokens: int = 64
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/foot_contact.py); False keeps the raw decode
+    smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
 
     def __post_init__(self) -> None:
         if self.transitions not in TRANSITION_MODES:
@@ -74,6 +76,8 @@ class GenerationOptions:
             raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if self.guidance is not None and not 0 <= self.guidance <= 100:
             raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
+        if not 0 <= self.smoothing <= 4:
+            raise ConfigError(f"smoothing: must be between 0 and 4 frames, got {self.smoothing}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.max_window_tokens < 8:
@@ -308,7 +312,7 @@ def generate_timeline(bundle, timeline: Timeline, *, seed: int | None = None, va
     results = []
     for variation in range(variations):
         codes, num_frames = generate_codes(bundle, timeline, seed + variation, options, counter, config)
-        features = codes_to_features(bundle, codes, num_frames)
+        features = smooth_decoded_features(codes_to_features(bundle, codes, num_frames), options.smoothing)
         motion = result_from_model_joints(features_to_joints(features), timeline)
         if options.foot_lock:
             channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
