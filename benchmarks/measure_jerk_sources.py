@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             cleaned.append(generate_timeline(bundle, timeline, seed=seed)[0].joints.astype(np.float64))
     rows.append(("generated, raw decode", mean_jerk(raw, FPS), f"{len(raw)} single-prompt motions (the contents)"))
     rows.append(("generated, feature smoothing", mean_jerk(smooth, FPS), "same seeds"))
+    rigid_smooth = [forward_kinematics(*inverse_kinematics(m)) for m in smooth]
+    rows.append(("generated, feature smoothing, on the rig (IK/FK)", mean_jerk(rigid_smooth, FPS),
+                 "same seeds: what BVH/Blender showed before the cleanup"))
     rows.append(("generated, smoothing + foot lock (default)", mean_jerk(cleaned, FPS), "same seeds"))
 
     prompts = list(CONTENTS.values())

@@ -68,7 +68,7 @@ class FootLockSettings:
     ground_percentile: float = 10.0    # the joint's ground level: this percentile of its height over the motion
     speed_limit: float = 0.5           # m/s horizontal: faster is a step, whatever the channel says
     min_contact_seconds: float = 0.1   # shorter contacts are dropped, shorter gaps closed
-    blend_seconds: float = 0.1         # locks fade in before and out after each contact over this long
+    blend_seconds: float = 0.2         # locks fade in before and out after each contact over this long
     reach_slack: float = 0.002         # metres the stretched leg keeps from full extension when lowering the pelvis
     pin_floor: bool = True             # move the motion so held toes stand at TOE_GROUND_HEIGHT, none below the floor
     floor_height: float = 0.0          # metres: the floor no toe goes below when pin_floor is on
