@@ -394,4 +394,4 @@ def foot_locked_motion(motion, channels: np.ndarray | None = None,
     return MotionResult(fps=motion.fps, joints=joints, root_translation=root, local_rotations=rotations,
                         rest_offsets=offsets, joint_names=motion.joint_names, segment_frames=motion.segment_frames,
                         segment_prompts=motion.segment_prompts, timeline_json=motion.timeline_json, foot_lock=True,
-                        foot_contacts=cleaned.contacts.astype(np.uint8))
+                        foot_contacts=cleaned.contacts.astype(np.uint8), loop_offset=motion.loop_offset)

@@ -29,7 +29,7 @@ READABLE_VERSIONS = (1, 2)
 
 _KEYS_V1 = ("format_version", "fps", "joints", "root_translation", "local_rotations", "rest_offsets", "joint_names",
             "segment_frames", "segment_prompts", "timeline_json")
-_KEYS = (*_KEYS_V1, "foot_lock", "foot_contacts")
+_KEYS = (*_KEYS_V1, "foot_lock", "foot_contacts", "loop_offset")
 FOOT_CONTACT_COLUMNS = ("left_ankle", "left_foot", "right_ankle", "right_foot")
 
 
@@ -59,6 +59,7 @@ class MotionResult:
     timeline_json: str = ""
     foot_lock: bool = False         # True: feet were held on their contacts by kmm_core.foot_contact
     foot_contacts: np.ndarray | None = None  # (T, 4) uint8, 1 = held (FOOT_CONTACT_COLUMNS); None = all 0
+    loop_offset: np.ndarray | None = None    # (3,) dx, dz, dyaw from one repetition of a loop to the next; None = 0
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -156,7 +157,7 @@ class MotionResult:
                             joint_names=self.joint_names, segment_frames=boundaries,
                             segment_prompts=self.segment_prompts, timeline_json=self.timeline_json,
                             foot_lock=self.foot_lock, foot_contacts=self.foot_contacts[np.rint(source_time).astype(
-                                np.int64)])
+                                np.int64)], loop_offset=self.loop_offset)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -174,6 +175,7 @@ class MotionResult:
             "timeline_json": np.array(self.timeline_json, dtype=str),
             "foot_lock": np.array(int(self.foot_lock), dtype=np.int64),
             "foot_contacts": self.foot_contacts,
+            "loop_offset": self.loop_offset,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -202,7 +204,7 @@ class MotionResult:
         archive = open_npz_archive(path, "file", MotionResultError)
         with archive:
             keys = set(archive.files)
-            expected = _KEYS if "foot_lock" in keys or "foot_contacts" in keys else _KEYS_V1
+            expected = _KEYS if keys & set(_KEYS[len(_KEYS_V1):]) else _KEYS_V1
             missing = [key for key in expected if key not in keys]
             if missing:
                 raise MotionResultError(f"missing key(s) {', '.join(missing)}", key=missing[0], path=path)
@@ -235,7 +237,8 @@ class MotionResult:
             if lock.shape != () or lock.dtype.kind not in "iub" or int(lock) not in (0, 1):
                 raise MotionResultError(f"must be the integer 0 or 1, got {lock.dtype} {lock.shape}", key="foot_lock",
                                         path=path)
-            foot = {"foot_lock": bool(lock), "foot_contacts": arrays["foot_contacts"]}
+            foot = {"foot_lock": bool(lock), "foot_contacts": arrays["foot_contacts"],
+                    "loop_offset": arrays["loop_offset"]}
         for key in ("fps", "timeline_json"):
             if arrays[key].shape != ():
                 raise MotionResultError(f"must be a scalar, got shape {arrays[key].shape}", key=key, path=path)
@@ -349,3 +352,8 @@ def _validate_foot(result: MotionResult, frames: int) -> None:
     if np.any((contacts != 0) & (contacts != 1)):
         raise MotionResultError("must hold only 0 and 1", key="foot_contacts")
     result.foot_contacts = contacts.astype(np.uint8)
+    offset = np.zeros(3) if result.loop_offset is None else np.asarray(result.loop_offset)
+    if offset.shape != (3,) or offset.dtype.kind not in "iuf" or not np.all(np.isfinite(offset)):
+        raise MotionResultError(f"must be 3 finite numbers (dx, dz, dyaw), got {offset.dtype} {offset.shape}",
+                                key="loop_offset")
+    result.loop_offset = offset.astype(np.float64)

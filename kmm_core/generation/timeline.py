@@ -7,7 +7,9 @@ Two file formats are read (JSON or TOML):
   {"prompt": "wave", "frames": 60}, {"prompt": "sit", "start": 121, "end": 180}]}``.
   A duration is exactly one of ``seconds``, ``frames`` (at ``fps``, default 20) or ``start`` + ``end``
   (inclusive frame numbers, as on Blender's timeline). When any segment gives ``start``, every segment must,
-  and each must begin on the frame after the previous one ends (no gaps, no overlaps).
+  and each must begin on the frame after the previous one ends (no gaps, no overlaps).  ``"loop": true`` (added
+  after the first release; older readers reject the key) asks for a cycle: a single-segment timeline whose last
+  pose leads seamlessly back into its first (``generation/loops.py``).
 * FlowMDM's: ``{"lengths": [frames at 20 fps, ...], "text": [prompt, ...]}``.
 
 Torch-free: the Blender add-on validates a timeline before it asks the worker for motion.
@@ -45,7 +47,7 @@ MAX_TOTAL_SECONDS = 600.0
 """Default longest timeline: 10 minutes."""
 
 _SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end")
-_OUR_TOP_KEYS = ("fps", "segments")
+_OUR_TOP_KEYS = ("fps", "segments", "loop")
 _FLOWMDM_KEYS = ("lengths", "text")
 _DURATION_TOLERANCE = 1e-9  # seconds; keeps 4 frames at 20 fps from failing a 0.2 s minimum through float error
 
@@ -125,8 +127,11 @@ class Timeline:
     fps: float = MODEL_FPS
     min_segment_seconds: float = field(default=MIN_SEGMENT_SECONDS, compare=False, repr=False)
     max_total_seconds: float = field(default=MAX_TOTAL_SECONDS, compare=False, repr=False)
+    loop: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.loop, bool):
+            raise TimelineError(f"must be true or false, got {_type_name(self.loop)}", field="loop")
         if isinstance(self.segments, str | bytes | Mapping) or not isinstance(self.segments, Sequence):
             raise TimelineError(f"must be a list of segments, got {_type_name(self.segments)}", field="segments")
         object.__setattr__(self, "segments", tuple(self.segments))
@@ -146,6 +151,9 @@ class Timeline:
                 raise TimelineError(f"must be a whole frame number, got {segment.start!r}", segment=index,
                                     field="start")
         _check_contiguous(self.segments)
+        if self.loop and len(self.segments) != 1:
+            raise TimelineError(f"a loop is one prompt cycling; this timeline has {len(self.segments)} segments",
+                                field="loop")
         if self.total_seconds > self.max_total_seconds + _DURATION_TOLERANCE:
             raise TimelineError(
                 f"the timeline lasts {self.total_seconds:.2f} s; the longest allowed is {self.max_total_seconds:g} s",
@@ -218,7 +226,7 @@ class Timeline:
                 segments.append({"prompt": segment.prompt, "frames": segment.frames})
             else:
                 segments.append({"prompt": segment.prompt, "start": segment.start, "end": segment.end})
-        return {"fps": self.fps, "segments": segments}
+        return {"fps": self.fps, "segments": segments, **({"loop": True} if self.loop else {})}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
@@ -336,7 +344,7 @@ def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
         raise TimelineError(f"must be a list of segments, got {_type_name(entries)}", field="segments")
     segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"])
                 for index, entry in enumerate(entries)]
-    return Timeline(segments, float(fps), **limits)
+    return Timeline(segments, float(fps), **limits, loop=data.get("loop", False))
 
 
 def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) -> Segment:

@@ -39,6 +39,7 @@ from ..model.decoding import DecodingCancelled, decode_tokens
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import FRAMES_PER_TOKEN, num_tokens_for_frames
 from ..motion_result import MotionResult
+from . import loops
 from .timeline import DEFAULT_TRANSITIONS, MODEL_FPS, TRANSITION_MODES, Timeline
 
 """The mode with the lower boundary jerk in benchmarks/bench_generation.py: with the tiny bundle, 6 prompts x 3 s,
@@ -307,15 +308,18 @@ def generate_timeline(bundle, timeline: Timeline, *, seed: int | None = None, va
     if seed is None:
         seed = int(torch.randint(0, 2**31, ()))
     config = options.decoding_config(bundle)
-    counter = StepCounter(planned_steps(bundle, timeline, options, config) * variations, on_progress, should_cancel)
+    source = loops.generation_timeline(timeline) if timeline.loop else timeline  # a loop is made a little longer
+    counter = StepCounter(planned_steps(bundle, source, options, config) * variations, on_progress, should_cancel)
     counter.check_cancel()
     results = []
     for variation in range(variations):
-        codes, num_frames = generate_codes(bundle, timeline, seed + variation, options, counter, config)
+        codes, num_frames = generate_codes(bundle, source, seed + variation, options, counter, config)
         features = smooth_decoded_features(codes_to_features(bundle, codes, num_frames), options.smoothing)
-        motion = result_from_model_joints(features_to_joints(features), timeline)
-        if options.foot_lock:
-            channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+        motion = result_from_model_joints(features_to_joints(features), source)
+        channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+        if timeline.loop:
+            motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
+        elif options.foot_lock:
             motion = foot_locked_motion(motion, channels)
         results.append(motion)
     return results
