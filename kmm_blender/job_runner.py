@@ -108,6 +108,10 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
     if settings.random_seed:
         settings.seed = random.randrange(MAX_SEED)  # shown in the panel so a good take can be reproduced
     timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()
+    if settings.loop:
+        if len(rows) != 1:
+            raise KMMError(f"Loop: a loop is one prompt cycling; the table has {len(rows)} segments")
+        timeline["loop"] = True
     request = generate_request(timeline, str(results_dir()), seed=settings.seed, variations=settings.variations,
                                guidance=settings.guidance, steps=settings.steps, foot_lock=settings.foot_lock)
     options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,

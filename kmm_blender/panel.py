@@ -137,6 +137,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "guidance")
         layout.prop(settings, "steps")
         layout.prop(settings, "foot_lock")
+        layout.prop(settings, "loop")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
 

@@ -44,6 +44,8 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
                             "follows the prompts", default=4.0, min=0.0, soft_max=10.0, max=100.0)
     steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
                        default=10, min=1, max=100)
+    loop: BoolProperty(name="Loop", description="Make the (single-prompt) motion a cycle: its last frame leads "
+                       "seamlessly into its first, for repeating in the NLA", default=False)
     foot_lock: BoolProperty(name="Lock Feet", description="Hold each foot still on the floor while it touches it "
                             "(off: the raw generated motion, which may slide)", default=True)
     target_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,

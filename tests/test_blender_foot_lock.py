@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Lock Feet option in real Blender: the Settings sub-panel shows it, it is on by default, the generate request
-carries it, and a headless batch run with --no-foot-lock produces a take from an unlocked MotionResult (real worker,
+"""The Lock Feet and Loop options in real Blender: the Settings sub-panel shows them, Lock Feet is on by default, the
+generate request carries both (a loop needs a single row), and a headless batch run with --no-foot-lock produces a take from an unlocked MotionResult (real worker,
 shipped model)."""
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from kmm_core.motion_result import MotionResult
 pytestmark = pytest.mark.blender
 
 
-def test_lock_feet_is_a_settings_option_on_by_default_and_reaches_the_request():
+def test_lock_feet_and_loop_are_settings_options_that_reach_the_request():
     result = run_blender_script("foot_lock_setting.py")
     assert result["default"] is True and result["name"] == "Lock Feet"
-    assert "foot_lock" in result["settings_panel_draws"]
+    assert "foot_lock" in result["settings_panel_draws"] and "loop" in result["settings_panel_draws"]
     assert result["requests"] == {"True": True, "False": False}
+    assert result["loop_request"] is True
+    assert result["loop_two_rows"] == "Loop: a loop is one prompt cycling; the table has 2 segments"
 
 
 def test_batch_no_foot_lock_makes_a_take_from_unlocked_motion(tmp_path):

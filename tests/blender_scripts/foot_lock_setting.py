@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Blender check of the Lock Feet option: a scene setting (on by default) drawn in the Settings sub-panel and carried
-by the generate request the add-on sends to the worker.
+"""Blender check of the Lock Feet and Loop options: scene settings (Lock Feet on, Loop off by default) drawn in the
+Settings sub-panel and carried by the generate request the add-on sends to the worker.
 
     foot_lock_setting.py
 """
@@ -59,4 +59,15 @@ for value in (True, False):
     request, _target = job_runner.build_request(scene)
     requests[str(value)] = decode(encode({**request, "id": "g"}))["foot_lock"]
 result["requests"] = requests
+settings.foot_lock = True
+settings.loop = True
+request, _target = job_runner.build_request(scene)
+result["loop_request"] = decode(encode({**request, "id": "g"}))["timeline"].get("loop")
+bpy.ops.kmm.segment_add()
+settings.segments[-1].prompt = "wave"
+try:
+    job_runner.build_request(scene)
+    result["loop_two_rows"] = "accepted"
+except Exception as error:  # noqa: BLE001  (the add-on's KMMError, reported to the user)
+    result["loop_two_rows"] = str(error)
 _harness.emit(result)
