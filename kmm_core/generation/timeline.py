@@ -46,8 +46,8 @@ segment pass the directional check 0.80 ± 0.06 vs 0.70 ± 0.03 of the time (Pea
 MAX_TOTAL_SECONDS = 600.0
 """Default longest timeline: 10 minutes."""
 
-_SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end")
-_OUR_TOP_KEYS = ("fps", "segments", "loop")
+_SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end", "path")
+_OUR_TOP_KEYS = ("fps", "segments", "loop", "path")
 _FLOWMDM_KEYS = ("lengths", "text")
 _DURATION_TOLERANCE = 1e-9  # seconds; keeps 4 frames at 20 fps from failing a 0.2 s minimum through float error
 
@@ -109,6 +109,7 @@ class Segment:
     prompt: str
     frames: int
     start: int | None = None
+    path: Any = None  # a paths.RootPath the pelvis follows during this segment (None: wherever the motion goes)
 
     @property
     def end(self) -> int | None:
@@ -128,6 +129,7 @@ class Timeline:
     min_segment_seconds: float = field(default=MIN_SEGMENT_SECONDS, compare=False, repr=False)
     max_total_seconds: float = field(default=MAX_TOTAL_SECONDS, compare=False, repr=False)
     loop: bool = False
+    path: Any = None  # a paths.RootPath over the whole timeline (None: per-segment paths or none)
 
     def __post_init__(self) -> None:
         if not isinstance(self.loop, bool):
@@ -151,6 +153,10 @@ class Timeline:
                 raise TimelineError(f"must be a whole frame number, got {segment.start!r}", segment=index,
                                     field="start")
         _check_contiguous(self.segments)
+        if self.path is not None and any(segment.path is not None for segment in self.segments):
+            raise TimelineError("give a path for the whole timeline or paths for segments, not both", field="path")
+        if self.loop and (self.path is not None or self.segments[0].path is not None):
+            raise TimelineError("a loop cannot follow a path (its travel repeats with every cycle)", field="loop")
         if self.loop and len(self.segments) != 1:
             raise TimelineError(f"a loop is one prompt cycling; this timeline has {len(self.segments)} segments",
                                 field="loop")
@@ -226,7 +232,12 @@ class Timeline:
                 segments.append({"prompt": segment.prompt, "frames": segment.frames})
             else:
                 segments.append({"prompt": segment.prompt, "start": segment.start, "end": segment.end})
-        return {"fps": self.fps, "segments": segments, **({"loop": True} if self.loop else {})}
+            if segment.path is not None:
+                segments[-1]["path"] = segment.path.to_value()
+        extra = {"loop": True} if self.loop else {}
+        if self.path is not None:
+            extra["path"] = self.path.to_value()
+        return {"fps": self.fps, "segments": segments, **extra}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
@@ -344,7 +355,18 @@ def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
         raise TimelineError(f"must be a list of segments, got {_type_name(entries)}", field="segments")
     segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"])
                 for index, entry in enumerate(entries)]
-    return Timeline(segments, float(fps), **limits, loop=data.get("loop", False))
+    return Timeline(segments, float(fps), **limits, loop=data.get("loop", False),
+                    path=_parse_path(data["path"], None) if "path" in data else None)
+
+
+def _parse_path(value: object, index: int | None):
+    from .paths import PathError, RootPath  # torch-free, NumPy
+
+    try:
+        return RootPath.from_value(value)
+    except PathError as error:
+        reason = str(error).removeprefix("path.").removeprefix("path: ")
+        raise TimelineError(reason, segment=index, field="path") from None
 
 
 def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) -> Segment:
@@ -388,7 +410,8 @@ def _parse_segment(entry: object, index: int, fps: float, min_seconds: float) ->
             raise TimelineError(f"ends at frame {value}, before its start {start}", segment=index, field="end")
         frames = value - start + 1  # both ends inclusive, as Blender shows frame ranges
     _check_min_duration(frames, fps, min_seconds, index, kind)
-    return Segment(entry["prompt"].strip(), frames, start)
+    path = _parse_path(entry["path"], index) if "path" in entry else None
+    return Segment(entry["prompt"].strip(), frames, start, path)
 
 
 def _parse_flowmdm(data: Mapping, limits: dict[str, float]) -> Timeline:

@@ -39,7 +39,7 @@ from ..model.decoding import DecodingCancelled, decode_tokens
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import FRAMES_PER_TOKEN, num_tokens_for_frames
 from ..motion_result import MotionResult
-from . import loops
+from . import loops, paths
 from .timeline import DEFAULT_TRANSITIONS, MODEL_FPS, TRANSITION_MODES, Timeline
 
 """The mode with the lower boundary jerk in benchmarks/bench_generation.py: with the tiny bundle, 6 prompts x 3 s,
@@ -319,7 +319,9 @@ def generate_timeline(bundle, timeline: Timeline, *, seed: int | None = None, va
         channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
         if timeline.loop:
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
-        elif options.foot_lock:
-            motion = foot_locked_motion(motion, channels)
+        else:
+            motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
+            if options.foot_lock:
+                motion = foot_locked_motion(motion, channels)
         results.append(motion)
     return results
