@@ -24,7 +24,7 @@ import bpy
 
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.protocol import MAX_SEED
-from . import armature_builder, keyframe_writer, segment_regenerator, segment_table, take_importer
+from . import armature_builder, keyframe_writer, path_source, segment_regenerator, segment_table, take_importer
 from .backend_session import (
     CANCELLED,
     DONE,
@@ -112,6 +112,8 @@ def build_request(scene: bpy.types.Scene) -> tuple[dict, _JobTarget]:
         if len(rows) != 1:
             raise KMMError(f"Loop: a loop is one prompt cycling; the table has {len(rows)} segments")
         timeline["loop"] = True
+    if settings.path_object is not None:
+        timeline["path"] = path_source.path_points(settings.path_object, settings.target_armature)
     request = generate_request(timeline, str(results_dir()), seed=settings.seed, variations=settings.variations,
                                guidance=settings.guidance, steps=settings.steps, foot_lock=settings.foot_lock)
     options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,

@@ -138,6 +138,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "steps")
         layout.prop(settings, "foot_lock")
         layout.prop(settings, "loop")
+        layout.prop(settings, "path_object")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
 

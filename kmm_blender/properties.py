@@ -23,6 +23,10 @@ def _is_armature(_settings, obj: bpy.types.Object) -> bool:
     return obj.type == "ARMATURE"
 
 
+def _is_path(_settings, obj: bpy.types.Object) -> bool:
+    return obj.type in ("CURVE", "EMPTY")
+
+
 class KMM_PG_segment(bpy.types.PropertyGroup):
     """One row of the timeline: a prompt held from `start` to `end` (inclusive scene frames)."""
 
@@ -44,6 +48,9 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
                             "follows the prompts", default=4.0, min=0.0, soft_max=10.0, max=100.0)
     steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
                        default=10, min=1, max=100)
+    path_object: PointerProperty(name="Path", type=bpy.types.Object, poll=_is_path,
+                                 description="Curve (or empty with child empties as waypoints) the character walks "
+                                             "along over the whole timeline; empty: wherever the motion goes")
     loop: BoolProperty(name="Loop", description="Make the (single-prompt) motion a cycle: its last frame leads "
                        "seamlessly into its first, for repeating in the NLA", default=False)
     foot_lock: BoolProperty(name="Lock Feet", description="Hold each foot still on the floor while it touches it "

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Blender check of the Lock Feet and Loop options: scene settings (Lock Feet on, Loop off by default) drawn in the
+"""Blender check of the Lock Feet, Loop and Path options: scene settings (Lock Feet on, Loop off by default) drawn in the
 Settings sub-panel and carried by the generate request the add-on sends to the worker.
 
-    foot_lock_setting.py
+    motion_options.py
 """
 
 from __future__ import annotations
@@ -70,4 +70,31 @@ try:
     result["loop_two_rows"] = "accepted"
 except Exception as error:  # noqa: BLE001  (the add-on's KMMError, reported to the user)
     result["loop_two_rows"] = str(error)
+settings.loop = False
+while len(settings.segments) > 1:
+    settings.active_segment_index = len(settings.segments) - 1
+    bpy.ops.kmm.segment_remove()
+# A curve path (Blender x, y -> HumanML3D x, -y) and an empty with child empties as waypoints.
+curve_data = bpy.data.curves.new("walk_path", type="CURVE")
+spline = curve_data.splines.new("POLY")
+spline.points.add(2)
+for point, co in zip(spline.points, ((0, 0, 0, 1), (0, -2, 0, 1), (1, -3, 0, 1)), strict=True):
+    point.co = co
+curve = bpy.data.objects.new("walk_path", curve_data)
+scene.collection.objects.link(curve)
+settings.path_object = curve
+request, _target = job_runner.build_request(scene)
+result["curve_path"] = decode(encode({**request, "id": "g"}))["timeline"]["path"]
+start = bpy.data.objects.new("route", None)
+scene.collection.objects.link(start)
+for name, location in (("route.002", (2, 0, 0)), ("route.001", (1, 0, 0))):
+    child = bpy.data.objects.new(name, None)
+    scene.collection.objects.link(child)
+    child.parent = start
+    child.location = location
+start.location = (0, 1, 0)
+bpy.context.view_layer.update()
+settings.path_object = start
+request, _target = job_runner.build_request(scene)
+result["empty_path"] = request["timeline"]["path"]
 _harness.emit(result)

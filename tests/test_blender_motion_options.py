@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Lock Feet and Loop options in real Blender: the Settings sub-panel shows them, Lock Feet is on by default, the
+"""The Lock Feet, Loop and Path options in real Blender: the Settings sub-panel shows them, Lock Feet is on by default, the
 generate request carries both (a loop needs a single row), and a headless batch run with --no-foot-lock produces a take from an unlocked MotionResult (real worker,
 shipped model)."""
 
@@ -19,12 +19,15 @@ pytestmark = pytest.mark.blender
 
 
 def test_lock_feet_and_loop_are_settings_options_that_reach_the_request():
-    result = run_blender_script("foot_lock_setting.py")
+    result = run_blender_script("motion_options.py")
     assert result["default"] is True and result["name"] == "Lock Feet"
     assert "foot_lock" in result["settings_panel_draws"] and "loop" in result["settings_panel_draws"]
     assert result["requests"] == {"True": True, "False": False}
     assert result["loop_request"] is True
     assert result["loop_two_rows"] == "Loop: a loop is one prompt cycling; the table has 2 segments"
+    assert "path_object" in result["settings_panel_draws"]
+    assert result["curve_path"] == [[0.0, 0.0], [0.0, 2.0], [1.0, 3.0]]
+    assert result["empty_path"] == [[0.0, -1.0], [1.0, -1.0], [2.0, -1.0]]
 
 
 def test_batch_no_foot_lock_makes_a_take_from_unlocked_motion(tmp_path):
