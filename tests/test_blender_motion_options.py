@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Lock Feet, Loop and Path options in real Blender: the Settings sub-panel shows them, Lock Feet is on by default, the
-generate request carries both (a loop needs a single row), and a headless batch run with --no-foot-lock produces a take from an unlocked MotionResult (real worker,
-shipped model)."""
+"""The Lock Feet, Loop and Path options in real Blender: the Settings sub-panel shows them, Lock Feet is on by
+default, the generate request carries them (a loop needs a single row; a curve or empties become the path), and a
+headless batch run with --no-foot-lock produces a take from an unlocked MotionResult (real worker, shipped model)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from kmm_core.motion_result import MotionResult
 pytestmark = pytest.mark.blender
 
 
-def test_lock_feet_and_loop_are_settings_options_that_reach_the_request():
+def test_lock_feet_loop_and_path_are_settings_options_that_reach_the_request():
     result = run_blender_script("motion_options.py")
     assert result["default"] is True and result["name"] == "Lock Feet"
     assert "foot_lock" in result["settings_panel_draws"] and "loop" in result["settings_panel_draws"]

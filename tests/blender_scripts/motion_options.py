@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Blender check of the Lock Feet, Loop and Path options: scene settings (Lock Feet on, Loop off by default) drawn in the
-Settings sub-panel and carried by the generate request the add-on sends to the worker.
+"""Blender check of the Lock Feet, Loop and Path options: scene settings (Lock Feet on, Loop off by default) drawn
+in the Settings sub-panel and carried by the generate request the add-on sends to the worker.
 
     motion_options.py
 """
