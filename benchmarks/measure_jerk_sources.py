@@ -136,21 +136,23 @@ def main(argv: list[str] | None = None) -> int:
 
     prompts = list(CONTENTS.values())
     for mode in TRANSITION_MODES:
-        near, far = [], []
-        for seed in range(args.seeds):
-            timeline = Timeline.from_dict({"fps": FPS, "segments": [
-                {"prompt": prompts[(seed + k) % len(prompts)], "seconds": 3.0} for k in range(3)]})
-            motion = generate_timeline(bundle, timeline, seed=seed, options=GenerationOptions(
-                transitions=mode, foot_lock=False, smoothing=0.0))[0]
-            curve = jerk_curve(motion.joints, FPS)
-            mask = np.zeros(len(curve), bool)
-            for start, _ in motion.segment_frames[1:]:
-                mask[max(0, start - 10):start + 10] = True
-            near.append(curve[mask])
-            far.append(curve[~mask])
-        rows.append((f"timelines ({mode}), within 0.5 s of a boundary", float(np.concatenate(near).mean()),
-                     f"{args.seeds} 3-prompt timelines, raw decode"))
-        rows.append((f"timelines ({mode}), elsewhere", float(np.concatenate(far).mean()), "same timelines"))
+        for label, options in (("raw decode", GenerationOptions(transitions=mode, foot_lock=False, smoothing=0.0)),
+                               ("default", GenerationOptions(transitions=mode))):
+            near, far = [], []
+            for seed in range(args.seeds):
+                timeline = Timeline.from_dict({"fps": FPS, "segments": [
+                    {"prompt": prompts[(seed + k) % len(prompts)], "seconds": 3.0} for k in range(3)]})
+                motion = generate_timeline(bundle, timeline, seed=seed, options=options)[0]
+                curve = jerk_curve(motion.joints, FPS)
+                mask = np.zeros(len(curve), bool)
+                for start, _ in motion.segment_frames[1:]:
+                    mask[max(0, start - 10):start + 10] = True
+                near.append(curve[mask])
+                far.append(curve[~mask])
+            rows.append((f"timelines ({mode}, {label}), within 0.5 s of a boundary",
+                         float(np.concatenate(near).mean()), f"{args.seeds} 3-prompt timelines"))
+            rows.append((f"timelines ({mode}, {label}), elsewhere", float(np.concatenate(far).mean()),
+                         "same timelines"))
 
     lines = ["# Sources of jerk", "",
              f"`python benchmarks/measure_jerk_sources.py --clips {args.clips} --seeds {args.seeds}` with "
