@@ -256,7 +256,7 @@ def test_worker_generate_request_carries_foot_lock(tmp_path):
 def test_version_1_files_still_load_as_motion_without_foot_locking(generated, tmp_path):
     locked, _ = generated
     arrays = locked.to_arrays()
-    old = {key: value for key, value in arrays.items() if key not in ("foot_lock", "foot_contacts")}
+    old = {key: value for key, value in arrays.items() if key not in ("foot_lock", "foot_contacts", "loop_offset")}
     old["format_version"] = np.array(1, dtype=np.int64)
     np.savez(tmp_path / "v1.npz", **old)
     loaded = MotionResult.load(tmp_path / "v1.npz")
