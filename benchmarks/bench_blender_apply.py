@@ -52,7 +52,7 @@ def _looped_motion(kinematics, keyframe_writer, skeleton, frames: int):
 
     joints = np.load(FIXTURE_CLIP).astype(np.float64)
     root, local = kinematics.inverse_kinematics(joints, skeleton.tpose_offsets())
-    root, local = keyframe_writer.resample(root, local, FIXTURE_FPS, TARGET_FPS)
+    root, local = keyframe_writer.resample_take(root, local, FIXTURE_FPS, TARGET_FPS)
     loops = -(-frames // len(local))
     travel = root[-1] - root[0]
     travel[1] = 0.0  # HumanML3D y is up: keep the height, carry on over the ground

@@ -31,8 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from kmm_core.evaluation.motion_quality import jerk_curve  # noqa: E402
-from kmm_core.generation.timeline import Timeline  # noqa: E402
-from kmm_core.generation.timeline_generator import TRANSITION_MODES, GenerationOptions, generate_timeline  # noqa: E402
+from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
+from kmm_core.generation.timeline import TRANSITION_MODES, Timeline  # noqa: E402
+from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PROMPTS = ["a person walks forward", "a person waves with the right hand", "a person jumps in place",

@@ -89,13 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kmm_core.generation.timeline import Timeline
-    from kmm_core.generation.timeline_generator import (
-        TRANSITION_MODES,
-        GenerationOptions,
-        codes_to_features,
-        generate_timeline,
-        joints_to_codes,
-    )
+    from kmm_core.generation.timeline import TRANSITION_MODES
+    from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
     from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features
     from kmm_core.humanml3d.features import features_to_joints
     from kmm_core.model_bundle import ModelBundle
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, float, str]] = []
     level = mean_jerk(real, FPS)
     rows.append(("real clips", level, f"{len(real)} Bandai-Namco clips ({', '.join(CONTENTS)})"))
-    decoded = [codes_to_features(bundle, joints_to_codes(bundle, clip), len(clip)) for clip in real]
+    decoded = [bundle.codes_to_features(bundle.joints_to_codes(clip), len(clip)) for clip in real]
     recon = [features_to_joints(f) for f in decoded]
     rows.append(("real -> tokenizer encode/decode", mean_jerk(recon, FPS), "same clips"))
     smoothed = [features_to_joints(smooth_decoded_features(f)) for f in decoded]

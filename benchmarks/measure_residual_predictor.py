@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kmm_core.evaluation.bundle_metrics import ReplicationCache, text_motion_metrics
 from kmm_core.evaluation.confidence import mean_confidence_interval
-from kmm_core.evaluation.evaluate import (
-    EvaluationData,
-    EvaluationSettings,
-    ReplicationCache,
-    _text_motion_metrics,
-    generate_features,
-    load_evaluator,
-)
+from kmm_core.evaluation.evaluator import load_evaluator
+from kmm_core.evaluation.generated_motions import generate_features
+from kmm_core.evaluation.settings import EvaluationSettings
+from kmm_core.evaluation.split_data import EvaluationData
 from kmm_core.humanml3d.features import features_to_joints
 from kmm_core.model_bundle import ModelBundle
 
@@ -72,7 +69,7 @@ def main() -> None:
             generated = generate_features(bundle, captions, frames, seed, use_residual=use_residual)
             seconds[name] += time.perf_counter() - start
             motion = cache.evaluator.embed_motions(generated)
-            rows[name].append(_text_motion_metrics(text, motion, cache.real, seed))
+            rows[name].append(text_motion_metrics(text, motion, cache.real, seed))
 
     print(f"bundle {args.bundle}, {len(data.items)} test items, seeds {list(settings.seeds)}\n")
     print("| decoding | FID ↓ | R-precision top-3 ↑ | MM-Dist ↓ | generation s |")

@@ -24,10 +24,15 @@ import torch
 
 from kmm_core.evaluation.confidence import mean_confidence_interval
 from kmm_core.evaluation.directional import directional_accuracy
-from kmm_core.evaluation.evaluate import FPS, EvaluationData, EvaluationSettings, _spread, _timeline
+from kmm_core.evaluation.generated_motions import timeline_of
 from kmm_core.evaluation.motion_quality import ground_truth_jerk_level, transition_jerk
-from kmm_core.generation.timeline_generator import TRANSITION_MODES, GenerationOptions, generate_timeline
+from kmm_core.evaluation.settings import EvaluationSettings
+from kmm_core.evaluation.split_data import EvaluationData, spread
+from kmm_core.generation.decoding_engine import GenerationOptions
+from kmm_core.generation.timeline import TRANSITION_MODES
+from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.model_bundle import ModelBundle
+from kmm_core.model_timing import MODEL_FPS
 
 NEIGHBOUR_SECONDS = 3.0
 
@@ -35,14 +40,14 @@ NEIGHBOUR_SECONDS = 3.0
 def build_timelines(data: EvaluationData, count: int, middle_frames: int, seed: int):
     """(timeline, middle prompt) pairs: neighbours are captions of other clips of the split, drawn with `seed`."""
     rng = np.random.default_rng([seed, 23])
-    chosen = _spread(data.directional, count)
+    chosen = spread(data.directional, count)
     pairs = []
     for item, prompt in chosen:
         others = [other for other in data.all_items if other.name.split("@")[0] != item.name.split("@")[0]]
         before, after = (others[int(i)] for i in rng.choice(len(others), size=2, replace=False))
         prompts = [before.captions[0], prompt, after.captions[0]]
-        neighbour = int(NEIGHBOUR_SECONDS * FPS)
-        pairs.append((_timeline(prompts, [neighbour, middle_frames, neighbour]), prompt))
+        neighbour = int(NEIGHBOUR_SECONDS * MODEL_FPS)
+        pairs.append((timeline_of(prompts, [neighbour, middle_frames, neighbour]), prompt))
     return pairs
 
 
@@ -52,7 +57,7 @@ def measure(bundle, pairs, seed: int, mode: str | None, jerk_level: float, trans
     for index, (timeline, prompt) in enumerate(pairs):
         if mode is None:
             middle = timeline.segments[1].frames
-            result = generate_timeline(bundle, _timeline([prompt], [middle]), seed=seed * 1000 + index)[0]
+            result = generate_timeline(bundle, timeline_of([prompt], [middle]), seed=seed * 1000 + index)[0]
             middles.append(np.asarray(result.joints, dtype=np.float64))
         else:
             result = generate_timeline(bundle, timeline, seed=seed * 1000 + index,
@@ -64,9 +69,9 @@ def measure(bundle, pairs, seed: int, mode: str | None, jerk_level: float, trans
             motions.append(joints)
             boundaries.append(result.segment_frames[1:, 0].tolist())
         prompts.append(prompt)
-    out = {"directional": directional_accuracy(prompts, middles, FPS).overall_accuracy}
+    out = {"directional": directional_accuracy(prompts, middles, MODEL_FPS).overall_accuracy}
     if motions:
-        jerk = transition_jerk(motions, boundaries, FPS, jerk_level)
+        jerk = transition_jerk(motions, boundaries, MODEL_FPS, jerk_level)
         out.update(peak_jerk=jerk.peak_jerk, auj=jerk.area_under_jerk)
     return out
 
@@ -89,13 +94,13 @@ def main() -> None:
 
     bundle = ModelBundle.load(args.bundle, device="cpu")
     data = EvaluationData.load(args.data, EvaluationSettings(split=args.split))
-    jerk_level = ground_truth_jerk_level(data.joints, FPS)
+    jerk_level = ground_truth_jerk_level(data.joints, MODEL_FPS)
     print(f"bundle {args.bundle}; split {args.split}: {len(data.directional)} side-specific captions, "
           f"{min(args.timelines, len(data.directional))} timelines per seed; real jerk level {jerk_level:.1f} m/s^3")
     print("| middle segment | mode | directional accuracy (middle) | Peak Jerk | AUJ | seconds |")
     print("| --- | --- | --- | --- | --- | --- |")
     for seconds in args.middle_seconds:
-        middle_frames = int(round(seconds * FPS))
+        middle_frames = int(round(seconds * MODEL_FPS))
         for mode in (None if name == "alone" else name for name in args.modes):
             started = time.perf_counter()
             runs = [measure(bundle, build_timelines(data, args.timelines, middle_frames, seed), seed, mode, jerk_level,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 
-# Registration order matters: property groups before the properties that point at them, operators before the
-# panels that draw their buttons.
-_MODULE_NAMES = ("properties", "preferences", "operators", "panel")
+# Registration order matters: property groups before the properties that point at them, the job controller before
+# the operators that use it, operators before the panels that draw their buttons.
+_MODULE_NAMES = ("properties", "preferences", "job_controller", "backend_setup", "operators", "prompt_warnings",
+                 "panel", "bone_map_ui")
 _registered_modules: list = []
 
 

@@ -13,13 +13,15 @@ including a worker that cannot start or dies mid-generation (the client turns th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..kmm_core import __version__
 from ..kmm_core.errors import KMMError
 from ..kmm_core.worker.client import DEFAULT_WORKER_ARGS, WorkerClient, WorkerError
-from ..kmm_core.worker.protocol import PROTOCOL_VERSION, ProtocolError
+from ..kmm_core.worker.protocol import PROTOCOL_VERSION, Edit, Generate, Hello, Load, ProtocolError
+from .backend_installer import InstallError, probe_python
 
 # Job states
 WAITING = "waiting"  # accepted, the worker is still starting or loading
@@ -51,7 +53,7 @@ class BackendConfig:
 
 @dataclass
 class GenerationJob:
-    request: dict[str, Any]
+    request: Generate | Edit
     state: str = WAITING
     request_id: str | None = None
     step: int = 0
@@ -59,6 +61,7 @@ class GenerationJob:
     message: str = "Starting the backend"
     paths: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # prompts far from the training vocabulary
     error: str = ""
     advice: str = ""
     trace: str = ""
@@ -90,13 +93,17 @@ class BackendSession:
         self.error = ""
         self._hello_id: str | None = None
         self._load_id: str | None = None
+        # Called with the job whenever run_to_completion() sees it change (the batch script prints progress lines).
+        self.on_progress: Callable[[GenerationJob], None] | None = None
 
     # ---- requests from the UI ------------------------------------------------------------------------------------
-    def submit(self, request: dict[str, Any]) -> GenerationJob:
-        """Queue a `generate` (or `edit`) request; starts the worker when needed. Never blocks on the model."""
+    def submit(self, request: Generate | Edit) -> GenerationJob:
+        """Queue a `Generate` (or `Edit`) request; starts the worker when needed. Never blocks on the model."""
+        if not isinstance(request, Generate | Edit):
+            raise KMMError(f"a job is a protocol Generate or Edit message, not {type(request).__name__}")
         if self.job is not None and not self.job.finished:
             raise KMMError("a generation is already running: wait for it or cancel it")
-        job = GenerationJob(request=dict(request))
+        job = GenerationJob(request=request)
         self.job = job
         if self.state in (STOPPED, BROKEN) or self.client is None or not self.client.is_alive():
             self._start()
@@ -143,6 +150,8 @@ class BackendSession:
         while not job.finished:
             if not self.pump():
                 time.sleep(interval)
+            elif self.on_progress is not None:
+                self.on_progress(job)
             if deadline is not None and time.monotonic() > deadline and not job.finished:
                 self.release()
                 job.fail(f"no result within {timeout:g} s", advice="Try fewer frames, fewer steps or a GPU.")
@@ -161,15 +170,16 @@ class BackendSession:
         self.error = ""
         try:
             if not self.config.python:
-                raise WorkerError("no backend Python is set",
-                                  advice="Set the Python of an environment with kmm-motion installed in the add-on "
-                                         "preferences (Edit > Preferences > Add-ons > KMM Motion).")
+                raise WorkerError("no backend is installed",
+                                  advice="Press Install Backend in the add-on preferences (Edit > Preferences > "
+                                         "Add-ons > KMM Motion), or set Own Backend Python there.")
             self.client = WorkerClient(self.config.python, dict(self.config.extra_env),
                                        worker_args=self.config.worker_args)
-            self._hello_id = self.client.send({"type": "hello", "client_version": __version__,
-                                               "protocol_version": PROTOCOL_VERSION})
+            self._hello_id = self.client.send(Hello(client_version=__version__, protocol_version=PROTOCOL_VERSION))
         except (WorkerError, ProtocolError) as error:
-            self._break(str(error).splitlines()[0], getattr(error, "advice", ""), getattr(error, "stderr_tail", ""))
+            if not self._broken_by_not_a_python(getattr(error, "stderr_tail", "")):
+                self._break(str(error).splitlines()[0], getattr(error, "advice", ""),
+                            getattr(error, "stderr_tail", ""))
             return
         self.state = STARTING
         if self.job is not None:
@@ -192,6 +202,18 @@ class BackendSession:
         self.state, self.error = BROKEN, message
         if self.job is not None and not self.job.finished:
             self.job.fail(message, advice, trace)
+
+    def _broken_by_not_a_python(self, stderr_tail: str) -> bool:
+        """A worker that died without a word may not be a Python at all: if so, break saying that, in words."""
+        if stderr_tail.strip() or not self.config.python:
+            return False
+        try:
+            probe_python(self.config.python, timeout=20.0)
+        except InstallError as error:
+            self._break(str(error), "Set Own Backend Python in the add-on preferences to a Python executable, or "
+                                    "clear it to use the backend made by Install Backend.")
+            return True
+        return False
 
     def _drain(self, client: WorkerClient) -> bool:
         events = client.poll()
@@ -217,19 +239,21 @@ class BackendSession:
 
     def _on_hello(self, event: dict[str, Any]) -> None:
         if event["type"] == "error":
+            if self._broken_by_not_a_python(event.get("trace", "")):
+                return
             self._break(f"the worker refused to start: {event['message']}", event.get("advice", ""),
                         event.get("trace", ""))
             return
         if event["protocol_version"] != PROTOCOL_VERSION:
             self._break(f"the worker speaks protocol {event['protocol_version']} (kmm-motion "
                         f"{event['package_version']}), the add-on speaks {PROTOCOL_VERSION} ({__version__})",
-                        "Install the same kmm-motion version in the backend Python as the add-on's.")
+                        "The worker must run the kmm_core bundled with the add-on: leave Own Backend Python's "
+                        "environment without a kmm_core of its own, or reinstall the add-on.")
             return
         self.worker_info = event
         assert self.client is not None
         try:
-            self._load_id = self.client.send({"type": "load", "checkpoint": self.config.checkpoint or None,
-                                              "device": self.config.device})
+            self._load_id = self.client.send(Load(checkpoint=self.config.checkpoint or None, device=self.config.device))
         except (WorkerError, ProtocolError) as error:
             self._break(str(error).splitlines()[0], getattr(error, "advice", ""))
             return
@@ -253,6 +277,7 @@ class BackendSession:
             job.message = event["message"] or f"Step {job.step} of {job.total}"
         elif kind == "result":
             job.paths, job.info = list(event["paths"]), dict(event["info"])
+            job.warnings = list(event.get("warnings", []))
             job.state, job.message = DONE, "Done"
             job.step = job.total = max(job.total, 1)
         elif kind == "error":
@@ -269,7 +294,7 @@ def _specific_advice(trace: str) -> str:
         return ("The GPU ran out of memory: generate fewer variations or a shorter timeline, close other GPU "
                 "programs, or set Device to CPU in the add-on preferences.")
     if "no module named 'torch'" in lowered:
-        return "PyTorch is missing in the backend Python: run the install command from the add-on preferences."
+        return "PyTorch is missing in the backend Python: press Repair (or Install Backend) in the add-on preferences."
     return ""
 
 
@@ -277,9 +302,3 @@ def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 
-
-def generate_request(timeline: dict[str, Any], output_dir: str, *, seed: int | None, variations: int,
-                     guidance: float | None, steps: int | None, foot_lock: bool = True) -> dict[str, Any]:
-    """A protocol `generate` request (validated when sent)."""
-    return {"type": "generate", "timeline": timeline, "output_dir": output_dir, "seed": seed,
-            "variations": variations, "guidance": guidance, "steps": steps, "foot_lock": foot_lock}

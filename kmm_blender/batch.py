@@ -3,6 +3,8 @@
 
     blender -b scene.blend --python kmm_blender/batch.py -- --timeline t.json [--render out/] [--save out.blend]
     blender -b takes.blend --python kmm_blender/batch.py -- --regenerate-segment 2 [--prompt "..."] --save out.blend
+    blender -b rig.blend --python kmm_blender/batch.py -- --timeline t.json --armature Armature \
+        [--bone-map map.json] --export take.fbx      (any humanoid rig; .fbx, .glb/.gltf or .bvh)
 
 Timers never fire in background Blender, so this runs the generation synchronously (the same session and take
 writing as the panel).  `--regenerate-segment N` instead remakes segment N of the armature's active take as a new
@@ -46,7 +48,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                                      description="Generate KMM motion for a timeline without the UI.")
     parser.add_argument("--blend", help="open this .blend first (for the bpy module, which has no `-b file`)")
     parser.add_argument("--timeline", help="timeline file (.json/.toml); default: the scene's KMM table")
-    parser.add_argument("--armature", help="target armature object (default: the scene's setting, else a new one)")
+    parser.add_argument("--armature", help="target armature object, any humanoid rig (default: the scene's "
+                                           "setting, else a new KMM armature)")
+    parser.add_argument("--bone-map", metavar="MAP.json", help="bone map for --armature (stored on it; default: "
+                                                               "its stored map, else a preset or an automatic map)")
+    parser.add_argument("--export", metavar="FILE", help="also export the take with Blender's exporter for the "
+                                                         "suffix: .fbx, .glb/.gltf or .bvh")
     parser.add_argument("--python", help="backend Python (default: the add-on preferences)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the add-on preferences")
     parser.add_argument("--checkpoint", help="model bundle folder (holds bundle.json; default: the add-on preferences)")
@@ -99,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     properties = importlib.import_module(".kmm_blender.properties", package.__name__)
     errors = importlib.import_module(".kmm_core.errors", package.__name__)
     backend_session = importlib.import_module(".kmm_blender.backend_session", package.__name__)
+    job_controller = importlib.import_module(".kmm_blender.job_controller", package.__name__)
 
     context = bpy.context
     scene = context.scene
@@ -112,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             if obj is None or obj.type != "ARMATURE":
                 raise errors.KMMError(f"--armature: no armature object named {args.armature!r} in the scene")
             settings.target_armature = obj
+        if args.bone_map:
+            if not args.armature:
+                raise errors.KMMError("--bone-map needs --armature")
+            rig_retarget = importlib.import_module(".kmm_blender.rig_retarget", package.__name__)
+            bone_map_module = importlib.import_module(".kmm_core.retarget.bone_map", package.__name__)
+            bone_map = bone_map_module.load_bone_map(args.bone_map)
+            bone_map.check(settings.target_armature.data.bones.keys(), settings.target_armature.name)
+            rig_retarget.store_bone_map(settings.target_armature, bone_map)
         for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode", "foot_lock"):
             value = getattr(args, name)
             if value is not None:
@@ -125,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             python=args.python or config.python, device=args.device or config.device,
             checkpoint=args.checkpoint or config.checkpoint,
             worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
+        job_controller.controller().session_for(config).on_progress = ProgressPrinter()  # the session the run uses
         if args.regenerate_segment is not None:
             imported = job_runner.run_regeneration_blocking(context, timeout=args.timeout, config=config,
                                                             segment=args.regenerate_segment - 1, prompt=args.prompt)
@@ -136,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         for warning in imported.warnings:
             print(f"WARNING: {warning}", file=sys.stderr)
 
+        if args.export:
+            take_export = importlib.import_module(".kmm_blender.take_export", package.__name__)
+            exported = take_export.export_take(context, imported.armature, args.export, int(takes[0].frame_start),
+                                               int(takes[0].frame_end))
+            print(f"KMM: exported {exported}")
         if args.render:
             _render(scene, args.render, int(takes[0].frame_start), int(takes[0].frame_end), args.render_step)  # type: ignore[arg-type]  # stubs: Context.scene is optional; Blender sets it here
         if args.save:
@@ -147,6 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         job_runner.release()
     return 0
+
+
+class ProgressPrinter:
+    """Prints `KMM: [ 40%] Step 4 of 10` whenever the job's message changes or it advanced 5% (a long batch is never
+    silent for long; no flood either)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.last: tuple[str, float] | None = None
+
+    def __call__(self, job) -> None:
+        fraction = job.fraction
+        if self.last is not None and job.message == self.last[0] and fraction < self.last[1] + 0.05:
+            return
+        self.last = (job.message, fraction)
+        print(f"KMM: [{fraction * 100:3.0f}%] {job.message}", file=self.stream, flush=True)
 
 
 def _render(scene: bpy.types.Scene, folder: str, first: int, last: int, step: int) -> None:

@@ -149,20 +149,11 @@ def build_body_mesh(armature_obj: bpy.types.Object, model: SMPLModel, name: str 
     return obj
 
 
-def configured_model_path(context: bpy.types.Context | None = None) -> str:
-    """The SMPL model file set in the add-on preferences ('' when none)."""
-    from .preferences import get_preferences
-
-    path = getattr(get_preferences(context), "smpl_model_path", "")
-    return bpy.path.abspath(path) if path else ""
-
-
-def ensure_body_mesh(context: bpy.types.Context | None, armature_obj: bpy.types.Object,
-                     model_path: str | Path | None = None) -> str | None:
-    """After a successful take: build the body mesh on `armature_obj` when a model file is configured (or given)
-    and the armature has none yet.  Never raises for a bad model: returns a warning text instead (None if fine or
-    nothing to do), so a take is never undone because of its mesh."""
-    path = configured_model_path(context) if model_path is None else str(model_path)
+def ensure_body_mesh(armature_obj: bpy.types.Object, model_path: str | Path | None) -> str | None:
+    """After a successful take: build the body mesh on `armature_obj` from the SMPL model file `model_path` (None
+    or "": no mesh) when the armature has none yet.  Never raises for a bad model: returns a warning text instead
+    (None if fine or nothing to do), so a take is never undone because of its mesh."""
+    path = str(model_path) if model_path else ""
     if not path or armature_obj is None or body_mesh_of(armature_obj) is not None:
         return None
     try:

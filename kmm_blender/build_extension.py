@@ -5,6 +5,11 @@ Blender ships the tool that validates manifests and builds extension packages as
 Blender (and inside the `bpy` wheel).  Running that exact script, rather than zipping files ourselves, means the
 package we test is the package Blender's extension platform would accept.
 
+What goes in: only the files git tracks (a stray `demo2.bvh` in the working tree never ships), copied into a staging
+folder without the code the worker never imports (training, evaluation, data preparation; it reads weights through
+`model/weights.py`) and without the evaluator's weights (`bundle.json` in the zip then lists what the zip
+holds); the manifest's `paths_exclude_pattern` then drops the development files.
+
     python -m kmm_blender.build_extension [--output-dir dist] [--blender-ext PATH] [--validate-only]
 
 This module never imports bpy (importing it costs seconds and needs the wheel); it only locates the script.
@@ -15,9 +20,12 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -58,6 +66,48 @@ def find_blender_ext_script(explicit: str | os.PathLike[str] | None = None) -> P
     return candidates[0]
 
 
+# Below kmm_core/: folders the worker never imports (weights are read by model/weights.py, not training/).
+WORKER_UNUSED_FOLDERS = ("kmm_core/training/", "kmm_core/evaluation/", "kmm_core/data/")
+DROPPED_COMPONENTS = ("evaluator",)  # bundle components the worker never loads for generation
+
+
+def tracked_files(source_dir: str | os.PathLike[str] = REPO_ROOT) -> list[str]:
+    """The files git tracks below `source_dir` (relative, "/"-separated), present in the working tree."""
+    try:
+        completed = subprocess.run(["git", "-C", str(source_dir), "ls-files", "-z", "--cached", "."],
+                                   capture_output=True, check=False)
+    except OSError as error:
+        raise ExtensionBuildError(f"cannot run git to list the files to pack: {error}") from None
+    if completed.returncode != 0:
+        raise ExtensionBuildError(f"{source_dir} is not a git checkout (the zip is built from the files git tracks):"
+                                  f" {completed.stderr.decode(errors='replace').strip()}")
+    names = [name for name in completed.stdout.decode().split("\0") if name]
+    return [name for name in names if (Path(source_dir) / name).is_file()]
+
+
+def shipped(name: str) -> bool:
+    """Whether a tracked file goes into the zip (before the manifest's own exclude patterns)."""
+    if name.startswith(WORKER_UNUSED_FOLDERS):
+        return False
+    parts = name.split("/")
+    return not (len(parts) == 4 and parts[:2] == ["kmm_core", "checkpoints"]
+                and parts[3].split(".")[0] in DROPPED_COMPONENTS)
+
+
+def stage_sources(source_dir: str | os.PathLike[str], stage: Path) -> list[str]:
+    """Copy the shipped tracked files into `stage`; each shipped bundle.json lists only the components shipped."""
+    names = [name for name in tracked_files(source_dir) if shipped(name)]
+    for name in names:
+        target = stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(source_dir) / name, target)
+    for manifest_path in stage.glob("kmm_core/checkpoints/*/bundle.json"):
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["components"] = [c for c in manifest.get("components", []) if c not in DROPPED_COMPONENTS]
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return names
+
+
 def read_manifest(source_dir: str | os.PathLike[str] = REPO_ROOT) -> dict:
     path = Path(source_dir) / MANIFEST_NAME
     try:
@@ -90,16 +140,17 @@ def build(
     source_dir: str | os.PathLike[str] = REPO_ROOT,
     blender_ext: str | None = None,
 ) -> Path:
-    """Build `<id>-<version>.zip` into `output_dir` and return its path."""
+    """Build `<id>-<version>.zip` (from the staged tracked files, see the module doc) into `output_dir`."""
     manifest = read_manifest(source_dir)
     output = Path(output_dir).resolve() / f"{manifest['id']}-{manifest['version']}.zip"
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         output.unlink()  # the tool refuses to overwrite silently-stale packages on some versions
-    _run_tool(
-        find_blender_ext_script(blender_ext),
-        ["build", "--source-dir", str(Path(source_dir).resolve()), "--output-filepath", str(output)],
-    )
+    tool = find_blender_ext_script(blender_ext)
+    with tempfile.TemporaryDirectory(prefix="kmm_extension_") as temporary:
+        stage = Path(temporary) / "kmm_motion"
+        stage_sources(source_dir, stage)
+        _run_tool(tool, ["build", "--source-dir", str(stage), "--output-filepath", str(output)])
     if not output.is_file():
         raise ExtensionBuildError(f"blender_ext.py build reported success but wrote no {output}")
     return output

@@ -14,9 +14,11 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ..kmm_core.worker.client import exit_advice, worker_environment
+from .backend_installer import InstallError, probe_python
 
 DOCTOR_ARGS = ("-m", "kmm_core.cli", "doctor", "--json")
-INSTALL_PACKAGE = "kmm-motion"
+NO_BACKEND = ("no backend is installed: press Install Backend above (or set Own Backend Python to a Python "
+              "environment of your own)")
 
 
 @dataclass
@@ -34,12 +36,6 @@ class DoctorReport:
     @property
     def ok(self) -> bool:
         return not self.error and all(item.ok for item in self.items)
-
-
-def install_command(python: str) -> str:
-    """The command a user runs to give the backend Python everything the worker needs."""
-    quoted = f'"{python}"' if python and " " in python else (python or "python")
-    return f"{quoted} -m pip install {INSTALL_PACKAGE}"
 
 
 def parse_doctor_output(text: str) -> DoctorReport:
@@ -75,7 +71,7 @@ class DoctorCheck:
         self.report: DoctorReport | None = None
         self._process: subprocess.Popen | None = None
         if not python:
-            self.report = DoctorReport(error="no backend Python is set: choose one above")
+            self.report = DoctorReport(error=NO_BACKEND)
             return
         try:
             self._process = subprocess.Popen([python, *DOCTOR_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -109,6 +105,11 @@ class DoctorCheck:
         if report is not None and not report.error:
             return report  # doctor exits non-zero when an item fails; the items say which
         tail = "\n".join(stderr.strip().splitlines()[-3:])
+        if report is None:
+            try:  # a path that is not a Python at all says so, in words (not "see the last lines" with none)
+                probe_python(self.python)
+            except InstallError as error:
+                return DoctorReport(error=str(error))
         if "No module named kmm_core.cli" in stderr or "No module named 'kmm_core.cli'" in stderr:
             reason = "this kmm-motion has no `kmm` command line yet (kmm_core/cli.py missing)"
         elif "invalid choice: 'doctor'" in stderr:

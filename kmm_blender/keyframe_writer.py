@@ -28,6 +28,7 @@ import numpy as np
 
 from ..kmm_core import rotations, skeleton
 from ..kmm_core.errors import KMMError
+from ..kmm_core.resample import make_quaternions_continuous, resample_positions, resample_rotations
 from .axes import HUMANML3D_TO_BLENDER, positions_to_blender
 
 ROOT_MOTION_WORLD = "WORLD"  # the pelvis travels through the scene as generated
@@ -107,36 +108,20 @@ def check_rest_matches(motion: MotionLike, armature_offsets: np.ndarray, armatur
             f"{skeleton.JOINT_NAMES[joint]!r} is {worst * 100:.1f} cm off): use an armature built for this motion")
 
 
-def make_continuous(quaternions: np.ndarray) -> np.ndarray:
-    """Flip signs along time (axis 0) so neighbouring keys take the short arc (q and -q are the same rotation)."""
-    if len(quaternions) < 2:
-        return quaternions
-    agree = np.sum(quaternions[1:] * quaternions[:-1], axis=-1) < 0.0
-    flips = np.concatenate([np.zeros((1,) + agree.shape[1:], bool), agree], axis=0)
-    signs = np.where(np.cumsum(flips, axis=0) % 2 == 1, -1.0, 1.0)
-    return quaternions * signs[..., None]
-
-
-def resample(translation: np.ndarray, local: np.ndarray, source_fps: float, target_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resample to target_fps keeping the duration: lerp translations, slerp rotations."""
-    frames = len(local)
-    if frames < 2 or abs(source_fps - target_fps) < 1e-9:
+def resample_take(translation: np.ndarray, local: np.ndarray, source_fps: float,
+                  target_fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Root translation and local rotations at the scene's frame rate, by kmm_core's one resampling rule."""
+    if abs(source_fps - target_fps) < 1e-9:
         return translation, local
-    count = int(round((frames - 1) * target_fps / source_fps)) + 1
-    positions = np.minimum(np.arange(count) * (source_fps / target_fps), frames - 1)
-    lower = np.floor(positions).astype(int)
-    upper = np.minimum(lower + 1, frames - 1)
-    weight = positions - lower
-    new_translation = translation[lower] * (1.0 - weight)[:, None] + translation[upper] * weight[:, None]
-    new_local = rotations.slerp(local[lower], local[upper], np.broadcast_to(weight[:, None], (count, local.shape[1])))
-    return new_translation, new_local
+    return (resample_positions(translation, source_fps, target_fps),
+            resample_rotations(local, source_fps, target_fps))
 
 
 def bone_local_rotations(local: np.ndarray, rest_rotations: np.ndarray) -> np.ndarray:
     """(T, 22, 4) pose-bone quaternions L_j = R_j^T (C q_j C^T) R_j for rest orientations R_j (22, 3, 3)."""
     basis = np.swapaxes(rest_rotations, -1, -2) @ HUMANML3D_TO_BLENDER  # R_j^T C, (22, 3, 3)
     matrices = basis @ rotations.quat_to_matrix(local) @ np.swapaxes(basis, -1, -2)
-    return make_continuous(rotations.matrix_to_quat(matrices))
+    return make_quaternions_continuous(rotations.matrix_to_quat(matrices))
 
 
 def root_locations(translation: np.ndarray, rest_head: np.ndarray, rest_rotation: np.ndarray, root_motion: str) -> np.ndarray:
@@ -228,19 +213,25 @@ class TakeKeys:
     locations: np.ndarray  # (N, 3) pelvis pose-bone locations
     frames_per_motion_frame: float  # scene frames per motion frame (1 unless resampled)
     segment_starts: np.ndarray  # (S,) motion frame where each segment starts
+    # The bones keyed (quaternions' axis 1) and the one whose location carries the travel: the KMM joints, or
+    # the bones a retargeting bone map drives on another rig (rig_retarget.py).
+    bone_names: tuple[str, ...] = skeleton.JOINT_NAMES
+    location_bone: str = skeleton.JOINT_NAMES[0]
+    pose_settings: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) set with the take
 
 
 def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, scene: bpy.types.Scene) -> TakeKeys:
     """Validate `motion` and armature `obj` and compute the keys `write_take` writes (read-only: changes nothing)."""
     if obj is None or obj.type != "ARMATURE":
         raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
-    absent = [name for name in skeleton.JOINT_NAMES if name not in obj.data.bones]
-    if absent:
-        raise KeyframeWriteError(f"armature {obj.name!r} lacks the KMM bones {absent}")
     if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
         raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
+    if not _is_motion_armature(obj, motion):  # any other rig (or other proportions): retarget onto it
+        from . import rig_retarget
+
+        return rig_retarget.retargeted_take_keys(obj, motion, options, scene)
     translation, local = validate_motion(motion)
-    local = make_continuous(local)
+    local = make_quaternions_continuous(local)
     segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
     if len(segment_starts) != len(list(motion.segment_prompts)):
         raise KeyframeWriteError(f"{len(segment_starts)} segment_frames but {len(list(motion.segment_prompts))} "
@@ -248,7 +239,7 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
 
     scene_fps = scene.render.fps / scene.render.fps_base
     if options.fps_mode == FPS_RESAMPLE:
-        translation, local = resample(translation, local, float(motion.fps), scene_fps)
+        translation, local = resample_take(translation, local, float(motion.fps), scene_fps)
         frames_per_motion_frame = scene_fps / float(motion.fps)
     else:
         frames_per_motion_frame = 1.0
@@ -266,6 +257,22 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
                     frames_per_motion_frame=frames_per_motion_frame, segment_starts=segment_starts)
 
 
+def _is_motion_armature(obj: bpy.types.Object, motion: MotionLike) -> bool:
+    """Whether `obj` is a KMM armature whose rest pose is the motion's own skeleton (the exact, direct path)."""
+    if any(name not in obj.data.bones for name in skeleton.JOINT_NAMES):
+        return False
+    from . import rig_retarget
+
+    if rig_retarget.stored_bone_map(obj) is not None:
+        return False  # the user gave this armature its own map
+    heads = np.array([obj.data.bones[name].head_local for name in skeleton.JOINT_NAMES], dtype=np.float64)
+    try:
+        check_rest_matches(motion, heads - heads[[max(p, 0) for p in skeleton.PARENTS]], obj.name)
+    except KeyframeWriteError:
+        return False
+    return True
+
+
 def write_take(
     obj: bpy.types.Object,
     motion: MotionLike,
@@ -281,11 +288,15 @@ def write_take(
     keys = take_keys(obj, motion, options, scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     frames, bone_quaternions, locations = keys.frames, keys.quaternions, keys.locations
     frames_per_motion_frame, segment_starts = keys.frames_per_motion_frame, keys.segment_starts
-    pelvis = obj.data.bones[skeleton.JOINT_NAMES[0]]
+    pelvis = obj.data.bones[keys.location_bone]
 
+    keyed = set(keys.bone_names)
     for pose_bone in obj.pose.bones:
-        if pose_bone.name in skeleton.JOINT_INDEX:
+        if pose_bone.name in keyed:
             pose_bone.rotation_mode = "QUATERNION"
+    for bone, prop, value in keys.pose_settings:  # e.g. Rigify's IK/FK switches set to FK
+        if bone in obj.pose.bones:
+            obj.pose.bones[bone][prop] = value
     animation_data = obj.animation_data or obj.animation_data_create()
     action = bpy.data.actions.new(options.action_name)
     action.use_fake_user = True  # earlier takes survive being replaced by later ones
@@ -294,7 +305,7 @@ def write_take(
         animation_data.action = action
     factory = _FCurveFactory(action, obj, api)
 
-    for joint, name in enumerate(skeleton.JOINT_NAMES):
+    for joint, name in enumerate(keys.bone_names):
         data_path = f'pose.bones["{name}"].rotation_quaternion'
         for component in range(4):
             _fill(factory.new(data_path, component, name), frames, bone_quaternions[:, joint, component])

@@ -11,7 +11,8 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from ..kmm_core.errors import KMMError
 from . import (
     armature_builder,
-    doctor,
+    backend_setup,
+    job_controller,
     job_runner,
     keyframe_writer,
     preferences,
@@ -284,7 +285,8 @@ class KMM_OT_apply_motion_file(bpy.types.Operator, ImportHelper):  # type: ignor
         options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
                                                start_frame=float(start), push_to_nla=settings.push_to_nla)
         try:
-            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
+            imported = take_importer.import_takes(context, [self.filepath], settings.target_armature, options,  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
+                                                  body_model_path=job_runner.body_model_path(context))
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -303,49 +305,16 @@ class KMM_OT_check_backend(bpy.types.Operator):
     bl_label = "Check Backend"
 
     def execute(self, context):
-        prefs = preferences.get_preferences(context)
-        python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
-        check = doctor.DoctorCheck(python)
-        preferences._last_check.update(running=check, report=None)
-        if bpy.app.background:
-            return self._finish(check.wait())
-        bpy.app.timers.register(self._poll_function(check), first_interval=0.2)
-        return {"FINISHED"}
-
-    def _poll_function(self, check: doctor.DoctorCheck):
-        def poll() -> float | None:
-            report = check.poll()
-            if report is None:
-                return 0.3
-            preferences._last_check.update(running=None, report=report)
-            for window in bpy.context.window_manager.windows:
-                for area in window.screen.areas:
-                    area.tag_redraw()
-            return None
-
-        return poll
-
-    def _finish(self, report: doctor.DoctorReport):
-        preferences._last_check.update(running=None, report=report)
+        python = backend_setup.worker_python(preferences.get_preferences(context))
+        report = job_controller.controller().start_check(python, blocking=bpy.app.background)
+        if report is None:  # the controller's timer polls it; the preferences show the report
+            return {"FINISHED"}
         if report.error:
             self.report({"ERROR"}, f"Backend check failed: {report.error.splitlines()[0]}")
             return {"CANCELLED"}
         missing = [item.name for item in report.items if not item.ok]
         self.report({"WARNING"} if missing else {"INFO"},
                     f"Backend missing: {', '.join(missing)}" if missing else "Backend OK")
-        return {"FINISHED"}
-
-
-class KMM_OT_copy_install_command(bpy.types.Operator):
-    """Copy the command that installs the backend into the chosen Python"""
-
-    bl_idname = "kmm.copy_install_command"
-    bl_label = "Copy Install Command"
-
-    def execute(self, context):
-        prefs = preferences.get_preferences(context)
-        context.window_manager.clipboard = doctor.install_command(prefs.python_path)
-        self.report({"INFO"}, "Install command copied")
         return {"FINISHED"}
 
 
@@ -368,16 +337,7 @@ classes = (
     KMM_OT_segment_add, KMM_OT_segment_remove, KMM_OT_segment_duplicate, KMM_OT_segment_move, KMM_OT_fit_to_scene,
     KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate,
     KMM_OT_regenerate_segment, KMM_OT_cancel,
-    KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_copy_install_command, KMM_OT_report,
+    KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_report,
 )
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    job_runner.shutdown()
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

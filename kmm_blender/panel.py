@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import segment_table
+from . import prompt_warnings, segment_table
 from .properties import rows_of, scene_fps
 
 
 def _problems(context: bpy.types.Context) -> dict[int, str]:
+    """The table's problems: validated once per edit of the table (segment_table keeps them), however many rows
+    are drawn."""
     scene = context.scene
     return segment_table.row_problems(rows_of(scene.kmm), scene_fps(scene))  # type: ignore[arg-type]  # stubs: Context.scene is optional
 
@@ -35,7 +37,8 @@ class KMM_UL_segments(bpy.types.UIList):
         problems = _problems(context)
         row = layout.row(align=True)
         row.alert = index in problems
-        row.label(text="", icon="ERROR" if index in problems else "DOT")
+        warned = bool(prompt_warnings.active_warning(item))
+        row.label(text="", icon="ERROR" if index in problems else "QUESTION" if warned else "DOT")
         row.prop(item, "prompt", text="", emboss=True, placeholder="describe the motion")
         sub = row.row(align=True)
         sub.ui_units_x = 5
@@ -76,6 +79,7 @@ class KMM_PT_main(bpy.types.Panel):
             for index, reason in sorted(problems.items()):
                 where = "Timeline" if index < 0 else f"Segment {index + 1}"
                 _wrapped(box, f"{where}: {reason}", icon="ERROR")
+        prompt_warnings.draw_warnings(layout, settings, _wrapped)
 
         row = layout.row(align=True)
         row.operator("kmm.fit_to_scene", icon="ARROW_LEFTRIGHT")
@@ -129,6 +133,7 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "root_motion")
         layout.prop(settings, "fps_mode")
         layout.prop(settings, "push_to_nla")
+        layout.prop(settings, "extend_frame_range")
         layout.separator()
         row = layout.row(align=True)
         row.prop(settings, "seed")
@@ -141,16 +146,11 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "path_object")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
+        column = layout.column(align=True)
+        column.label(text="Code: GPL-3.0-or-later", icon="INFO")
+        column.label(text="Bundled weights: CC BY-NC 4.0, non-commercial only", icon="BLANK1")
 
 
 classes = (KMM_UL_segments, KMM_PT_main, KMM_PT_settings)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Add-on preferences: which Python runs the model, on which device, with which checkpoint; and a health check.
+"""Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, checkpoint,
+and a health check.
 
-The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a Python environment of the
-user's choosing (see docs/blender.md).  The Check button shows, item by item, what that environment has or lacks.
+The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
+Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Own Backend
+Python at an environment of their own.  The Check button shows, item by item, what that environment has or lacks.
 """
 
 from __future__ import annotations
@@ -10,21 +12,42 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import doctor
+from . import backend_setup, doctor
 
 # The add-on's module is the extension root package, one level above this sub-package.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
-
-# Result of the last check, per session (a Python object: preferences cannot hold lists of structs).
-_last_check: dict[str, object] = {"running": None, "report": None}
-
 
 class KMM_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
     python_path: StringProperty(
-        name="Backend Python", subtype="FILE_PATH",
-        description="Python executable of an environment with kmm-motion and PyTorch installed",
+        name="Own Backend Python", subtype="FILE_PATH",
+        description="Optional: the Python executable of an environment of your own with the backend's packages "
+                    "(PyTorch ...); empty: the backend made by Install Backend",
+    )
+    install_variant: EnumProperty(
+        name="Install",
+        items=(("cpu", "CPU", "PyTorch for the CPU (smallest download, works everywhere)"),
+               ("cuda", "CUDA", "PyTorch with CUDA for NVIDIA GPUs, and the fused Mamba kernels where they build"),
+               ("offline", "Offline", "From a folder of wheels (no internet: pip --no-index --find-links)")),
+        default="cpu",
+    )
+    wheel_folder: StringProperty(
+        name="Wheel Folder", subtype="DIR_PATH",
+        description="Offline install: a folder holding a wheel for every package of the backend "
+                    "(made elsewhere with pip download -r backend_requirements.txt)",
+    )
+    torch_source: EnumProperty(
+        name="PyTorch From",
+        items=(("AUTO", "PyTorch's Own Index", "CPU: PyTorch's CPU wheels (small) on Linux and Windows; CUDA on "
+                "Windows: PyTorch's CUDA wheels; every other package from the package index"),
+               ("INDEX", "Package Index Only", "Everything from the package index pip is configured with (on Linux "
+                "its torch is the CUDA build, several GB)")),
+        default="AUTO",
+    )
+    install_python: StringProperty(
+        name="Install With Python", subtype="FILE_PATH",
+        description="Optional: the Python 3.11-3.13 the backend environment is made from; empty: Blender's own",
     )
     device: EnumProperty(
         name="Device",
@@ -45,23 +68,24 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        backend_setup.draw_install_box(layout, self)
         layout.prop(self, "python_path")
         row = layout.row()
         row.prop(self, "device")
         layout.prop(self, "checkpoint")
         layout.prop(self, "smpl_model_path")
+        column = layout.column(align=True)
+        column.label(text="Code: GPL-3.0-or-later.", icon="INFO")
+        column.label(text="Bundled model weights: CC BY-NC 4.0, non-commercial use only (inherited from the "
+                          "training data).", icon="BLANK1")
 
-        box = layout.box()
-        row = box.row()
-        row.label(text="Install the backend into that Python:")
-        row.operator("kmm.copy_install_command", text="Copy", icon="COPYDOWN")
-        box.label(text=doctor.install_command(self.python_path))
+        from .job_controller import controller  # the controller owns the last check
 
         row = layout.row()
-        running = _last_check["running"] is not None
+        running = controller().check is not None
         row.enabled = not running
         row.operator("kmm.check_backend", text="Checking..." if running else "Check Backend", icon="CHECKMARK")
-        draw_report(layout, _last_check["report"])  # type: ignore[arg-type]  # _last_check holds a DoctorReport or None
+        draw_report(layout, controller().check_report)
 
 
 def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) -> None:
@@ -81,6 +105,10 @@ class _DefaultPreferences:
     """Used when the add-on runs without being enabled as an add-on (tests importing the package directly)."""
 
     python_path = ""
+    install_variant = "cpu"
+    wheel_folder = ""
+    torch_source = "AUTO"
+    install_python = ""
     device = "auto"
     checkpoint = ""
     smpl_model_path = ""
@@ -94,13 +122,4 @@ def get_preferences(context: bpy.types.Context | None = None):
 
 classes = (KMM_AddonPreferences,)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
-    _last_check.update(running=None, report=None)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

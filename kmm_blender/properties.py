@@ -15,6 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..kmm_core.limits import MAX_GUIDANCE, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 from . import keyframe_writer
 from .segment_table import Row
 
@@ -33,6 +34,10 @@ class KMM_PG_segment(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the character does in this segment", default="")
     start: IntProperty(name="Start", description="First frame of the segment", default=1)
     end: IntProperty(name="End", description="Last frame of the segment (inclusive)", default=60)
+    # Set from the worker's result (prompt_warnings.py): the prompt is far from what the model was trained on.
+    vocabulary_warning: StringProperty(name="Vocabulary Warning", default="")
+    warned_prompt: StringProperty(name="Warned Prompt", default="")
+    suggestions: StringProperty(name="Suggested Prompts", default="")
 
 
 class KMM_PG_scene_settings(bpy.types.PropertyGroup):
@@ -43,11 +48,12 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
                       default=0, min=0)
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for every generation", default=False)
     variations: IntProperty(name="Variations", description="How many different motions to generate (one take each)",
-                            default=1, min=1, max=16)
+                            default=1, min=1, soft_max=16, max=MAX_VARIATIONS)
     guidance: FloatProperty(name="Guidance", description="Classifier-free guidance scale: how strictly the motion "
-                            "follows the prompts", default=4.0, min=0.0, soft_max=10.0, max=100.0)
+                            "follows the prompts", default=4.0, min=MIN_GUIDANCE, soft_max=10.0,
+                            max=MAX_GUIDANCE)
     steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
-                       default=10, min=1, max=100)
+                       default=10, min=1, soft_max=100, max=MAX_STEPS)
     path_object: PointerProperty(name="Path", type=bpy.types.Object, poll=_is_path,
                                  description="Curve (or empty with child empties as waypoints) the character walks "
                                              "along over the whole timeline; empty: wherever the motion goes")
@@ -72,6 +78,8 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     )
     push_to_nla: BoolProperty(name="Push to NLA", description="Put each new take in its own NLA strip",
                               default=False)
+    extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
+                                     description="Grow the scene's frame range when a new take is longer")
 
 
 class KMM_PG_job(bpy.types.PropertyGroup):

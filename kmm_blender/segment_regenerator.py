@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import bpy
@@ -27,7 +26,8 @@ import numpy as np
 from ..kmm_core import skeleton
 from ..kmm_core.errors import KMMError
 from ..kmm_core.motion_result import MotionResult
-from . import keyframe_writer, take_provenance
+from ..kmm_core.worker.protocol import Edit
+from . import keyframe_writer, take_importer, take_provenance
 
 _INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (as the writer sets it)
 _POSITION_TOLERANCE = 1e-6  # motion frames; resampled positions are sums of floats
@@ -61,26 +61,23 @@ def plan_regeneration(scene: bpy.types.Scene, armature: bpy.types.Object | None,
     if abs(provenance.scene_fps - fps) > 1e-6:
         raise KMMError(f"the scene frame rate changed since take {action.name!r} was made "
                        f"({provenance.scene_fps:g} -> {fps:g} fps): set it back or generate a new take")
-    if not Path(provenance.source).is_file():
-        raise KMMError(f"the motion file of take {action.name!r} is gone ({provenance.source}): "
-                       "only takes whose result file still exists can be edited")
-    source = MotionResult.load(provenance.source)
+    source_path = take_provenance.motion_file(action, provenance)  # the stored copy when the file is gone
+    source = MotionResult.load(source_path)
     prompts = [str(prompt) for prompt in source.segment_prompts]
     if not 0 <= segment < len(prompts):
         raise KMMError(f"segment {segment + 1}: take {action.name!r} has {len(prompts)} segment(s)")
     start, end = (int(value) for value in source.segment_frames[segment])
     new_prompt = row_prompt.strip()
-    return RegenerationPlan(armature_name=armature.name, action_name=action.name, source=provenance.source,
+    return RegenerationPlan(armature_name=armature.name, action_name=action.name, source=source_path,
                             segment=segment, prompt=new_prompt if new_prompt and new_prompt != prompts[segment]
                             else None, motion_range=(start, end), provenance=provenance)
 
 
 def edit_request(plan: RegenerationPlan, output_dir: str, *, seed: int | None, guidance: float | None,
-                 steps: int | None) -> dict[str, Any]:
-    """The protocol `edit` request (mode regenerate) for `plan` (validated when sent)."""
-    return {"type": "edit", "mode": "regenerate", "source": plan.source, "output_dir": output_dir,
-            "segment": plan.segment, "prompt": plan.prompt, "seed": seed, "variations": 1,
-            "guidance": guidance, "steps": steps}
+                 steps: int | None) -> Edit:
+    """The protocol `Edit` request (mode regenerate) for `plan` (validated when sent)."""
+    return Edit(mode="regenerate", source=plan.source, output_dir=output_dir, segment=plan.segment,
+                prompt=plan.prompt, seed=seed, variations=1, guidance=guidance, steps=steps)
 
 
 def replaced_keys(keys: keyframe_writer.TakeKeys, motion_range: tuple[int, int]) -> np.ndarray:
@@ -107,20 +104,20 @@ def apply_regeneration(context: bpy.types.Context, plan: RegenerationPlan,
         raise KMMError(f"segment {plan.segment + 1} covers no scene frame of take {old.name!r}")
     frames = keys.frames[mask]
     slot_identifier = _active_slot_identifier(armature)
-    _kmm_curves(old, slot_identifier, old.name)  # every KMM curve must be there before anything changes
+    _kmm_curves(old, slot_identifier, old.name, keys)  # every KMM curve must be there before anything changes
 
     previous_action = armature.animation_data.action
     new = old.copy()
     try:
         new.name = _take_name(old.name, plan.segment)
-        curves = _kmm_curves(new, slot_identifier, new.name)
-        for joint, bone in enumerate(skeleton.JOINT_NAMES):
+        curves = _kmm_curves(new, slot_identifier, new.name, keys)
+        for joint, bone in enumerate(keys.bone_names):
             path = f'pose.bones["{bone}"].rotation_quaternion'
             rotation = _matching_sign(keys.quaternions[mask, joint], [curves[(path, c)] for c in range(4)],
                                       frames, keys.frames)
             for component in range(4):
                 _replace_keys(curves[(path, component)], frames, rotation[:, component])
-        location_path = f'pose.bones["{skeleton.JOINT_NAMES[0]}"].location'
+        location_path = f'pose.bones["{keys.location_bone}"].location'
         for axis in range(3):
             _replace_keys(curves[(location_path, axis)], frames, keys.locations[mask, axis])
         if plan.prompt is not None:
@@ -137,9 +134,10 @@ def apply_regeneration(context: bpy.types.Context, plan: RegenerationPlan,
 
 # ---- internals ----------------------------------------------------------------------------------------------------
 def _take_name(old_name: str, segment: int) -> str:
-    """'KMM walk +1' -> 'KMM walk +1 seg2'; regenerating again does not pile up suffixes (Blender adds .001)."""
-    base = re.sub(r"( seg\d+)?(\.\d{3})?$", "", old_name)
-    return f"{base[:52]} seg{segment + 1}"
+    """'KMM walk +1 seed 3' -> 'KMM walk +1 seed 3 seg2'; regenerating again does not pile up suffixes, and a name
+    already taken gets ' #2', ' #3', ... instead of Blender's '.001'."""
+    base = re.sub(r"( seg\d+)?( #\d+)?(\.\d{3})?$", "", old_name)
+    return take_importer.unique_name(f"{base[:52]} seg{segment + 1}", bpy.data.actions.keys())
 
 
 def _active_slot_identifier(armature: bpy.types.Object) -> str | None:
@@ -148,7 +146,8 @@ def _active_slot_identifier(armature: bpy.types.Object) -> str | None:
     return slot.identifier if slot is not None else None
 
 
-def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str) -> dict[tuple[str, int], Any]:
+def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str,
+                keys: keyframe_writer.TakeKeys | None = None) -> dict[tuple[str, int], Any]:
     """The take's F-curves by (data path, index); KMMError when one the writer makes is missing."""
     if slot_identifier is not None:
         from bpy_extras import anim_utils
@@ -160,8 +159,10 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
     else:
         fcurves = list(action.fcurves)  # type: ignore[attr-defined]  # 4.2-4.3 API, gone from the 5.0 stubs
     curves = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in fcurves}
-    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in skeleton.JOINT_NAMES for c in range(4)]
-    needed += [(f'pose.bones["{skeleton.JOINT_NAMES[0]}"].location', axis) for axis in range(3)]
+    bones, location_bone = (keys.bone_names, keys.location_bone) if keys else (skeleton.JOINT_NAMES,
+                                                                                skeleton.JOINT_NAMES[0])
+    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in bones for c in range(4)]
+    needed += [(f'pose.bones["{location_bone}"].location', axis) for axis in range(3)]
     missing = [f"{path}[{index}]" for path, index in needed if (path, index) not in curves]
     if missing:
         raise KMMError(f"take {name!r} lacks the F-curves {missing[:3]}{' ...' if len(missing) > 3 else ''}: "

@@ -8,6 +8,7 @@ this module only decides which row a problem belongs to, so the panel can show i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,18 @@ def row_problems(rows: Sequence[Row], fps: float) -> dict[int, str]:
     """Problems keyed by row index (every row is checked, not just the first bad one); key -1: the whole table.
 
     A row is first checked alone with the timeline's rules (prompt, duration), then against the row before it
-    (gaps and overlaps), then, when every row is fine, the table as a whole (total length).
+    (gaps and overlaps), then, when every row is fine, the table as a whole (total length).  The check runs once
+    per edit of the table: the result is kept for the table's contents, so the panel drawing every row asks for
+    it as often as it likes without validating again.
     """
+    return dict(_table_problems(tuple(rows), float(fps)))
+
+
+@functools.lru_cache(maxsize=8)
+def _table_problems(rows: tuple[Row, ...], fps: float) -> tuple[tuple[int, str], ...]:
     problems: dict[int, str] = {}
     if not rows:
-        return {-1: "the timeline has no segments: add one"}
+        return ((-1, "the timeline has no segments: add one"),)
     for index, row in enumerate(rows):
         try:
             Timeline.from_dict(to_timeline_dict([row], fps))
@@ -61,7 +69,7 @@ def row_problems(rows: Sequence[Row], fps: float) -> dict[int, str]:
             build_timeline(rows, fps)
         except TimelineError as error:
             problems[error.segment if error.segment is not None else -1] = _reason(error)
-    return problems
+    return tuple(problems.items())
 
 
 def _reason(error: TimelineError) -> str:

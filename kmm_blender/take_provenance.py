@@ -5,10 +5,19 @@ Editing a take later (regenerating one segment in place) sends that very file to
 keys on the same scene frames, so the path, the first frame, the frame-rate and root-motion options and the scene
 frame rate are stored as custom properties of the action.  Custom properties are saved in the .blend and copied
 with the action, and users can see them in the Action's Custom Properties panel.
+
+The file itself travels with the take: its bytes, zlib-compressed, are a hidden custom property (`_kmm_motion`,
+names starting with "_" are not listed in the panel) with their SHA-256, so a .blend moved to another machine, or
+opened after the results folder was cleaned, can still regenerate a segment: `motion_file()` writes the stored copy
+back to disk when the recorded path is gone or holds other bytes.  Takes made before (path only) keep working while
+their file exists.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +31,8 @@ START_FRAME = "kmm_start_frame"
 FPS_MODE = "kmm_fps_mode"
 ROOT_MOTION = "kmm_root_motion"
 SCENE_FPS = "kmm_scene_fps"
+MOTION = "_kmm_motion"  # the MotionResult file's bytes, zlib-compressed
+MOTION_SHA256 = "_kmm_motion_sha256"  # of the uncompressed file
 _KEYS = (SOURCE, START_FRAME, FPS_MODE, ROOT_MOTION, SCENE_FPS)
 
 
@@ -39,6 +50,9 @@ def record(action: bpy.types.Action, source: str, options: WriteOptions, scene: 
     action[FPS_MODE] = options.fps_mode
     action[ROOT_MOTION] = options.root_motion
     action[SCENE_FPS] = scene.render.fps / scene.render.fps_base
+    data = Path(source).read_bytes()
+    action[MOTION] = zlib.compress(data, 6)
+    action[MOTION_SHA256] = hashlib.sha256(data).hexdigest()
 
 
 def read(action: bpy.types.Action | None) -> Provenance:
@@ -53,6 +67,48 @@ def read(action: bpy.types.Action | None) -> Provenance:
                            start_frame=float(action[START_FRAME]))
     return Provenance(source=str(action[SOURCE]), options=options,
                       scene_fps=float(action[SCENE_FPS]))
+
+
+def has_embedded_motion(action: bpy.types.Action) -> bool:
+    return MOTION in action.keys() and MOTION_SHA256 in action.keys()
+
+
+def motion_file(action: bpy.types.Action, provenance: Provenance, restore_folder: Path | None = None) -> str:
+    """A path to the take's MotionResult with exactly the bytes it was made from: the recorded file when it is still
+    there unchanged, else the copy stored in the action written to `restore_folder` (default: the extension's user
+    folder `restored/`).  KMMError when neither exists (a path-only take whose file is gone)."""
+    recorded = Path(provenance.source)
+    if not has_embedded_motion(action):
+        if not recorded.is_file():
+            raise KMMError(f"the motion file of take {action.name!r} is gone ({provenance.source}) and the take does "
+                           "not carry its own copy (made by an older add-on): only its file can be edited")
+        return provenance.source
+    digest = str(action[MOTION_SHA256])
+    if recorded.is_file() and hashlib.sha256(recorded.read_bytes()).hexdigest() == digest:
+        return provenance.source
+    try:
+        data = zlib.decompress(bytes(action[MOTION]))
+    except (zlib.error, TypeError) as error:
+        raise KMMError(f"take {action.name!r}: its stored motion is damaged ({error})") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise KMMError(f"take {action.name!r}: its stored motion does not match its checksum (damaged)")
+    folder = restore_folder or _restore_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest[:16]}.npz"
+    if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest):
+        temporary = path.with_suffix(".npz.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    return str(path)
+
+
+def _restore_folder() -> Path:
+    from .preferences import ADDON_PACKAGE
+
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="restored", create=True))
+    except (ValueError, RuntimeError, KeyError):  # not running as an installed extension
+        return Path(tempfile.gettempdir()) / "kmm_restored"
 
 
 def has_provenance(action: bpy.types.Action | None) -> bool:

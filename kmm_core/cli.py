@@ -7,6 +7,8 @@
     kmm edit out.npz --continue 2.5 --prompt "sits down" -o longer.bvh
     kmm edit a.npz --inbetween b.npz --seconds 1 -o joined.npz
     kmm doctor [--json]
+    kmm vocab [--json]
+    kmm retarget motion.npz --to their_rig.bvh -o out.bvh [--bone-map map.json]
 
 The output type follows the suffix: .npz (MotionResult) or .bvh.  With several variations, variation v is written
 to NAME_v.SUFFIX.  Exit codes: 0 ok, 2 bad arguments or an unreadable timeline/motion, 3 model missing,
@@ -26,6 +28,9 @@ from pathlib import Path
 from . import __version__
 from .errors import KMMError
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+from .limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
+from .retarget import command as retarget_command
+from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING = 0, 1, 2, 3
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -85,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check Python, torch, CUDA, Mamba kernels, model, text encoder")
     doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
     doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
+    add_vocab_parser(commands)
+    retarget_command.add_parser(commands)
     return parser
 
 
@@ -100,14 +107,14 @@ def _output_paths(output: str, variations: int) -> list[Path]:
 
 
 def _check_common(args: argparse.Namespace) -> None:
-    if not 1 <= args.variations <= 64:
-        raise UsageError(f"--variations: must be between 1 and 64, got {args.variations}")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise UsageError(f"--steps: must be between 1 and 1000, got {args.steps}")
-    if args.guidance is not None and not 0 <= args.guidance <= 100:
-        raise UsageError(f"--guidance: must be between 0 and 100, got {args.guidance}")
-    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
-        raise UsageError(f"--seed: must be between 0 and 4294967295, got {args.seed}")
+    if not 1 <= args.variations <= MAX_VARIATIONS:
+        raise UsageError(f"--variations: must be between 1 and {MAX_VARIATIONS}, got {args.variations}")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--steps: must be between 1 and {MAX_STEPS}, got {args.steps}")
+    if args.guidance is not None and not MIN_GUIDANCE <= args.guidance <= MAX_GUIDANCE:
+        raise UsageError(f"--guidance: must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}, got {args.guidance}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed: must be between 0 and {MAX_SEED}, got {args.seed}")
     if args.preview and Path(args.preview).suffix.lower() not in (".gif", ".mp4"):
         raise UsageError(f"--preview {args.preview}: must end in .gif or .mp4")
 
@@ -151,7 +158,7 @@ def _load_bundle(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace):
-    from .generation.timeline_generator import GenerationOptions
+    from .generation.decoding_engine import GenerationOptions
 
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS,
@@ -192,6 +199,7 @@ def command_generate(args: argparse.Namespace) -> int:
     from .generation.timeline_generator import generate_timeline
 
     bundle = _load_bundle(args)
+    warn_about_prompts(bundle, [segment.prompt for segment in timeline.segments])
     results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
                                 on_progress=_progress(args.quiet))
     _write_all(results, args)
@@ -207,7 +215,7 @@ def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
     mesh = smplx_available()
     if not mesh:
         print("note: smplx is not installed, so the .smpl.npz files hold pose parameters only (no mesh): "
-              "pip install 'kmm-motion[smpl]'", file=sys.stderr)
+              "pip install smplx", file=sys.stderr)
     written = []
     for motion, path in zip(results, paths, strict=True):
         smpl_path = path.with_suffix(".smpl.npz")
@@ -233,16 +241,13 @@ def command_edit(args: argparse.Namespace) -> int:
     from .generation import editing
 
     bundle = _load_bundle(args)
-    common = {"seed": args.seed, "variations": args.variations, "options": _options(args),
-              "on_progress": _progress(args.quiet)}
-    if args.segment is not None or args.frames is not None:
-        results = editing.regenerate(bundle, source, segment=args.segment,
-                                     frame_range=tuple(args.frames) if args.frames else None, prompt=args.prompt,
-                                     **common)
-    elif args.continue_seconds is not None:
-        results = editing.continue_motion(bundle, source, args.prompt, args.continue_seconds, **common)
-    else:
-        results = editing.inbetween(bundle, source, target, args.seconds, prompt=args.prompt, **common)
+    mode = ("regenerate" if args.segment is not None or args.frames is not None else
+            "continue" if args.continue_seconds is not None else "inbetween")
+    results = editing.run_edit(bundle, mode, source, target=target, segment=args.segment,
+                               frame_range=tuple(args.frames) if args.frames else None, prompt=args.prompt,
+                               seconds=args.continue_seconds if mode == "continue" else args.seconds,
+                               seed=args.seed, variations=args.variations, options=_options(args),
+                               on_progress=_progress(args.quiet))
     _write_all(results, args)
     return EXIT_OK
 
@@ -257,8 +262,9 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         checks.append({"name": name, "ok": bool(ok), "detail": detail, "required": required})
 
     version = sys.version_info
-    add("python", version[:2] == (3, 11), f"Python {platform.python_version()} at {sys.executable}"
-        + ("" if version[:2] == (3, 11) else " (kmm-motion needs Python 3.11)"))
+    supported = (3, 11) <= version[:2] <= (3, 13)
+    add("python", supported, f"Python {platform.python_version()} at {sys.executable}"
+        + ("" if supported else " (kmm-motion needs Python 3.11 to 3.13)"))
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - any failure to import is the finding
@@ -285,7 +291,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA extension
         needed = cuda
         add("mamba_kernels", not needed,
-            (f"fused Mamba kernels not importable ({type(exc).__name__}): install kmm-motion[cuda] for speed"
+            (f"fused Mamba kernels not importable ({type(exc).__name__}): pip install mamba-ssm causal-conv1d (Install Backend's CUDA choice) for speed"
              if needed else "fused Mamba kernels not installed: not needed on the CPU (the PyTorch scan is used)"),
             required=False)
     else:
@@ -325,7 +331,8 @@ def command_doctor(args: argparse.Namespace) -> int:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------------
-COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor}
+COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": command_doctor, "vocab": command_vocab,
+            "retarget": retarget_command.command_retarget}
 
 
 def exit_code_for(exc: BaseException) -> int:

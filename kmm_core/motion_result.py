@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from .errors import KMMError, open_npz_archive
-from .rotations import qnormalize, slerp
+from .resample import (resample_positions, resample_rotations, resampled_frame_count, rescale_frame_numbers,
+                       sample_points)
+from .rotations import qnormalize
 from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 
 FORMAT_VERSION = 2
@@ -125,39 +127,28 @@ class MotionResult:
 
     # ---- resampling ----------------------------------------------------------------------------------------
     def resample(self, fps: float) -> MotionResult:
-        """The same motion at another frame rate, keeping its duration T / fps: positions interpolate linearly,
-        rotations by slerp, and segment boundaries are rescaled and rounded, so a result made from a timeline and
-        resampled has the frames `Timeline.segment_ranges(fps)` gives.  (kmm_core.resample keeps the last sample
-        time instead, (T - 1) / fps, which suits clips without a timeline.)"""
+        """The same motion at another frame rate, keeping its duration T / fps (the rule of ``kmm_core.resample``):
+        positions interpolate linearly, rotations by slerp, and segment boundaries are rescaled and rounded, so a
+        result made from a timeline and resampled has the frames `Timeline.segment_ranges(fps)` gives."""
         if not _is_positive_number(fps):
             raise MotionResultError(f"must be a positive number, got {fps!r}", key="fps")
         fps = float(fps)
-        ratio = fps / self.fps
-        new_count = max(1, math.floor(self.num_frames * ratio + 0.5))
-        source_time = np.minimum(np.arange(new_count) / ratio, self.num_frames - 1)
-        lower = np.floor(source_time).astype(np.int64)
-        upper = np.minimum(lower + 1, self.num_frames - 1)
-        t = source_time - lower
-
-        def lerp(values: np.ndarray) -> np.ndarray:
-            weight = t.reshape((-1,) + (1,) * (values.ndim - 1))
-            return values[lower] * (1.0 - weight) + values[upper] * weight
-
-        rotations = slerp(self.local_rotations[lower].astype(np.float64),
-                          self.local_rotations[upper].astype(np.float64), t[:, None])
-        boundaries = np.floor(self.segment_frames.astype(np.float64) * ratio + 0.5).astype(np.int64)
-        boundaries = np.minimum(boundaries, new_count)
+        new_count = resampled_frame_count(self.num_frames, self.fps, fps)
+        boundaries = np.minimum(rescale_frame_numbers(self.segment_frames, self.fps, fps), new_count)
         collapsed = np.flatnonzero(boundaries[:, 1] <= boundaries[:, 0])
         if collapsed.size:
             raise MotionResultError(f"at {fps:g} fps segment {int(collapsed[0])} would have no frames",
                                     key="segment_frames")
-        return MotionResult(fps=fps, joints=lerp(self.joints.astype(np.float64)),
-                            root_translation=lerp(self.root_translation.astype(np.float64)),
-                            local_rotations=rotations, rest_offsets=self.rest_offsets,
-                            joint_names=self.joint_names, segment_frames=boundaries,
+        before, after, weight = sample_points(self.num_frames, self.fps, fps)
+        nearest = np.where(weight < 0.5, before, after)
+        return MotionResult(fps=fps, joints=resample_positions(self.joints.astype(np.float64), self.fps, fps),
+                            root_translation=resample_positions(self.root_translation.astype(np.float64), self.fps,
+                                                                fps),
+                            local_rotations=resample_rotations(self.local_rotations, self.fps, fps),
+                            rest_offsets=self.rest_offsets, joint_names=self.joint_names, segment_frames=boundaries,
                             segment_prompts=self.segment_prompts, timeline_json=self.timeline_json,
-                            foot_lock=self.foot_lock, foot_contacts=self.foot_contacts[np.rint(source_time).astype(
-                                np.int64)], loop_offset=self.loop_offset)
+                            foot_lock=self.foot_lock, foot_contacts=self.foot_contacts[nearest],
+                            loop_offset=self.loop_offset)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ keep their rest orientation (zero axis-angle).  With the model's bone lengths eq
 kinematics reproduces the motion's joints; otherwise the pose is the same but the limbs have the model's lengths.
 
 The mesh (vertices per frame) is the `smplx` package's linear blend skinning run on the same parameters: it needs
-the optional `smpl` extra (`pip install kmm-motion[smpl]`, which brings torch-based `smplx`), imported lazily so that
+the optional `smpl` extra (`pip install -e '.[smpl]'` in a checkout, or `pip install smplx`, which brings torch-based `smplx`), imported lazily so that
 this module stays torch-free.
 """
 
@@ -311,7 +311,7 @@ def smpl_mesh(model: SMPLModel, poses: np.ndarray, trans: np.ndarray, betas: np.
         from smplx.lbs import lbs
     except ImportError as exc:
         raise SMPLUnavailableError(f"the body mesh needs the optional smplx package ({exc}): "
-                                   "pip install 'kmm-motion[smpl]'") from None
+                                   "pip install smplx") from None
     betas = model.check_betas(betas)
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 2 or poses.shape[1] != 3 * model.num_joints:

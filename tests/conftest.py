@@ -130,3 +130,60 @@ def tiny_model(tiny_bundle):
     from kmm_core.model_bundle import ModelBundle
 
     return ModelBundle.load(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def extra_mocap_dir(tmp_path_factory) -> Path:
+    """`extra/extra-mocap.tar.xz` extracted once per session (~10 s): hdm05-subset-jointlearning/,
+    cmu-iclone-dragonforged/, cmu-8action-expmap/, deepmimic-humanoid3d/ (see extra/README.md)."""
+    archive = _require(SHARED_DATA / "extra" / "extra-mocap.tar.xz")
+    target = tmp_path_factory.mktemp("extra_mocap")
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.fixture(scope="session")
+def hdm05_dir(extra_mocap_dir) -> Path:
+    return extra_mocap_dir / "hdm05-subset-jointlearning"
+
+
+@pytest.fixture(scope="session")
+def character_creator_dir(extra_mocap_dir) -> Path:
+    """The Character Creator (CC_Base rig) BVH clips of extra-mocap.tar.xz: <dir>/<subject>/<subject>_<trial>.bvh
+    (see ../shared/data/extra/cmu-iclone-dragonforged.README.md)."""
+    return extra_mocap_dir / "cmu-iclone-dragonforged" / "bvh" / "All_BVH" / "subjects"
+
+
+@pytest.fixture(scope="session")
+def generated_take(tmp_path_factory) -> Path:
+    """A MotionResult generated once per session by the shipped model kmm-small (`kmm generate`, 6 s, seed 3):
+    walking, then waving."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("generated") / "take.npz"
+    done = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate",
+                           "a person walks forward and then waves with the right hand", "--seconds", "6", "--seed",
+                           "3", "-o", str(out), "--quiet"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                               "PYTHONPATH": str(REPO_ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"kmm generate failed: {done.stderr[-2000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def addon_module(tmp_path_factory):
+    """Import a module of the add-on the way Blender does, inside the extension package (`kmm_motion.`, the
+    repository root), so its relative imports of kmm_core work: `addon_module("kmm_blender.segment_table")`."""
+    import importlib
+    import sys
+
+    folder = tmp_path_factory.mktemp("package")
+    (folder / "kmm_motion").symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
+    sys.path.insert(0, str(folder))
+    try:
+        yield lambda name: importlib.import_module(f"kmm_motion.{name}")
+    finally:
+        sys.path.remove(str(folder))

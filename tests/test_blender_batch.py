@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from blender_scripts.runner import SCRIPTS, run_blender_script
 
 pytestmark = pytest.mark.blender
 BATCH = Path(__file__).resolve().parents[1] / "kmm_blender" / "batch.py"
-STANDIN = SCRIPTS / "standin_worker.py"
+STANDIN = SCRIPTS.parent / "standin_worker.py"
 
 
 def run_batch(tmp_path: Path, *args: str, mode: str = "ok") -> subprocess.CompletedProcess:
@@ -44,7 +45,7 @@ def test_batch_generates_renders_and_saves(scene_and_timeline, tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0001.png", "frame_0051.png"]
     saved = run_blender_script("batch_scene.py", "inspect", str(tmp_path / "out.blend"))
     assert saved["armatures"] == ["KMM Skeleton"]
-    assert saved["active_actions"] == ["KMM walk forward +1"] and saved["actions"] == ["KMM walk forward +1"]
+    assert saved["active_actions"] == ["KMM walk forward +1 seed 3"] and saved["actions"] == ["KMM walk forward +1 seed 3"]
     assert saved["frame_range"] == [1, 96]
 
 
@@ -69,3 +70,40 @@ def test_batch_rejects_an_invalid_timeline_before_starting_a_worker(scene_and_ti
 def test_batch_bad_arguments_exit_2(tmp_path):
     completed = run_batch(tmp_path, "--variations", "many")
     assert completed.returncode == 2 and "invalid int value" in completed.stderr
+
+
+def test_batch_retargets_onto_a_rigify_metarig_with_a_bone_map_and_exports(tmp_path):
+    """--armature takes any rig; --bone-map is used as given (a fixed row stays fixed); --export writes the take with
+    Blender's exporters."""
+    from kmm_core.bvh import read_bvh
+    from kmm_core.retarget.bone_map import preset, save_bone_map
+
+    run_blender_script("batch_scene.py", "make_metarig", str(tmp_path / "rig.blend"))
+    timeline = tmp_path / "timeline.json"
+    timeline.write_text(json.dumps({"fps": 24, "segments": [{"prompt": "walk forward", "start": 1, "end": 48}]}))
+    bone_map, _ = preset("rigify_metarig").resolve(["spine", "spine.001", "spine.002", "spine.003", "spine.004",
+                                                    "spine.006"] + [f"{b}.{s}" for s in "LR" for b in (
+                                                        "thigh", "shin", "foot", "toe", "shoulder", "upper_arm",
+                                                        "forearm", "hand")])
+    save_bone_map(bone_map.with_bone("spine2", None), tmp_path / "map.json")
+    for export in ("take.bvh", "take.fbx", "take.glb"):
+        completed = run_batch(tmp_path, "--blend", str(tmp_path / "rig.blend"), "--timeline", str(timeline),
+                              "--python", sys.executable, "--worker-script", str(STANDIN), "--armature", "metarig",
+                              "--bone-map", str(tmp_path / "map.json"), "--export", export, "--save", "out.blend",
+                                  "--seed", "3")
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert "1 take(s) on 'metarig'" in completed.stdout
+        assert (tmp_path / export).stat().st_size > 1000
+    exported = read_bvh(tmp_path / "take.bvh")
+    import re
+
+    first, last = (int(v) for v in re.search(r"KMM walk forward seed 3 \[(\d+)-(\d+)\]", completed.stdout).groups())
+    assert {"spine", "thigh.L", "hand.R"} <= set(exported.names) and exported.num_frames == last - first + 1
+    assert np.ptp(exported.frames, axis=0).max() > 1.0  # the take moves
+    saved = run_blender_script("batch_scene.py", "inspect", str(tmp_path / "out.blend"))
+    assert saved["armatures"] == ["metarig"] and saved["active_actions"] == ["KMM walk forward seed 3"]
+    bad = tmp_path / "bad_map.json"
+    bad.write_text(json.dumps({**bone_map.to_dict(), "bones": {**bone_map.bones, "left_wrist": "no_such_bone"}}))
+    completed = run_batch(tmp_path, "--blend", str(tmp_path / "rig.blend"), "--timeline", str(timeline),
+                          "--python", "/nonexistent/python", "--armature", "metarig", "--bone-map", str(bad))
+    assert completed.returncode == 1 and "no_such_bone" in completed.stderr

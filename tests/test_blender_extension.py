@@ -4,6 +4,10 @@ uninstalls it without leaving anything registered."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -30,7 +34,9 @@ def installed(built_zip):
 def test_manifest_fields_follow_the_extension_rules():
     manifest = tomllib.loads((REPO_ROOT / "blender_manifest.toml").read_text())
     assert manifest["schema_version"] == "1.0.0" and manifest["id"] == "kmm_motion"
-    assert manifest["type"] == "add-on" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    # Code GPL; the bundled weights inherit the training data's non-commercial licence, and say so.
+    assert manifest["type"] == "add-on" and manifest["license"] == ["SPDX:GPL-3.0-or-later", "SPDX:CC-BY-NC-4.0"]
+    assert "network" in manifest["permissions"] and "clipboard" not in manifest["permissions"]
     assert manifest["blender_version_min"] == "4.2.0"
     for text in (manifest["tagline"], *manifest["permissions"].values()):
         assert len(text) <= 64 and text[-1] not in ".!?,;:"
@@ -59,8 +65,69 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     for excluded in ("tests/", "training/", "benchmarks/", "docs/", ".ci/", "pyproject.toml"):
         assert not any(name.startswith(excluded) for name in names), excluded
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
-    # The whole kmm_core is bundled: the worker runs this very copy (kmm_core/worker/client.py, PYTHONPATH).
-    assert "kmm_core/training/__init__.py" in names
+    # kmm_core is bundled for the worker (it runs this very copy: kmm_core/worker/client.py, PYTHONPATH), without
+    # what it never imports: training and evaluation code, data preparation, the evaluator's weights.
+    assert {"kmm_core/model/weights.py", "kmm_core/worker/server.py", "kmm_core/checkpoints/kmm-small/generator.safetensors",
+            "kmm_blender/backend_requirements.txt", "kmm_blender/backend_requirements_cuda.txt"} <= set(names)
+    for unused in ("kmm_core/training/", "kmm_core/evaluation/",
+                   "kmm_core/data/", "kmm_core/checkpoints/kmm-small/evaluator."):
+        assert not any(name.startswith(unused) for name in names), unused
+    # The worker's out-of-vocabulary check: its modules and the shipped model's vocabulary files.
+    assert {"kmm_core/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",
+            "kmm_core/checkpoints/kmm-small/vocabulary.json",
+            "kmm_core/checkpoints/kmm-small/vocabulary.safetensors"} <= set(names)
+    manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))
+    assert manifest["components"] == ["tokenizer", "generator", "aligner"]
+    assert "CC BY-NC 4.0" in manifest["licence"]
+
+
+UNPACKED_CHECK = """
+import json, sys
+import kmm_core
+assert kmm_core.__file__.startswith(sys.argv[1]), kmm_core.__file__
+import kmm_core.worker.server
+from kmm_core.generation.prompt_vocabulary import prompt_warnings
+from kmm_core.model_bundle import ModelBundle
+from kmm_core.vocab_command import vocabulary_summary
+from kmm_core.vocabulary import read_vocabulary
+bundle = ModelBundle.load(device="cpu")
+warnings = prompt_warnings(bundle, [(0, "a person walks forward"), (1, "a person juggles three balls")])
+print(json.dumps({"actions": len(vocabulary_summary(read_vocabulary(bundle.path))["actions"]),
+                  "warned": [(w["segment"], w["prompt"], len(w["suggestions"])) for w in warnings]}))
+"""
+
+
+def test_the_unpacked_zip_alone_checks_prompts_against_the_shipped_vocabulary(built_zip, tmp_path):
+    """The worker run from the zip (no training/data/evaluation code in it) imports the vocabulary check, and the
+    shipped model's vocabulary files in the zip warn about an unknown prompt and not about a known one."""
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(built_zip).extractall(unpacked)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(unpacked), OMP_NUM_THREADS="1")
+    completed = subprocess.run([sys.executable, "-c", UNPACKED_CHECK, str(unpacked)], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome["actions"] > 10
+    assert outcome["warned"] == [[1, "a person juggles three balls", 3]]
+
+
+def test_only_files_git_tracks_are_packed(tmp_path):
+    from kmm_blender import build_extension
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "kept.py").write_text("x = 1\n")
+    (repo / "kmm_core" / "evaluation").mkdir(parents=True)
+    (repo / "kmm_core" / "evaluation" / "evaluate.py").write_text("x = 2\n")
+    subprocess.run(["git", "-C", str(repo), "add", "kept.py", "kmm_core"], check=True)
+    (repo / "demo2.bvh").write_text("stray file of the working tree\n")
+    assert build_extension.tracked_files(repo) == ["kept.py", "kmm_core/evaluation/evaluate.py"]
+    stage = tmp_path / "stage"
+    assert build_extension.stage_sources(repo, stage) == ["kept.py"]
+    assert sorted(p.name for p in stage.rglob("*") if p.is_file()) == ["kept.py"]
+    with pytest.raises(build_extension.ExtensionBuildError, match="not a git checkout"):
+        build_extension.tracked_files(stage)
 
 
 def test_install_enables_the_add_on_with_its_panel_operators_and_preferences(installed):

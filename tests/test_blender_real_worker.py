@@ -63,14 +63,18 @@ def batch_generated(scene_and_timeline, tiny_bundle, tmp_path_factory):
 def test_batch_with_the_real_worker_saves_the_whole_take_and_renders(batch_generated):
     completed, workdir = batch_generated
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "KMM: 1 take(s) on 'KMM Skeleton': KMM walk forward +1 [1-96]" in completed.stdout
+    assert "KMM: 1 take(s) on 'KMM Skeleton': KMM walk forward +1 seed 5 [1-96]" in completed.stdout
+    # Progress lines while it runs (a long batch is never silent), ending at 100 %.
+    progress = [line for line in completed.stdout.splitlines() if line.startswith("KMM: [")]
+    assert len(progress) >= 3 and progress[-1] == "KMM: [100%] Done", progress
+    assert any("Loading the model" in line for line in progress)
     frames = sorted((workdir / "frames").iterdir())
     assert [p.name for p in frames] == ["frame_0001.png", "frame_0096.png"]
     assert all(png_size(p) == (64, 48) for p in frames)
 
     saved = run_blender_script("inspect_take.py", str(workdir / "out.blend"))
     take = saved["takes"]["KMM Skeleton"]
-    assert take["action"] == "KMM walk forward +1"
+    assert take["action"] == "KMM walk forward +1 seed 5"
     curves = {name: np.array(keys) for name, keys in take["curves"].items()}
     expected = {f'pose.bones["{bone}"].rotation_quaternion[{c}]' for bone in JOINT_NAMES for c in range(4)}
     expected |= {f'pose.bones["pelvis"].location[{axis}]' for axis in range(3)}
@@ -89,12 +93,12 @@ def test_batch_regenerates_a_segment_of_the_saved_take(batch_generated, tiny_bun
                           "--prompt", "jump up", "--python", sys.executable, "--checkpoint", str(tiny_bundle),
                           "--device", "cpu", "--seed", "9", "--save", "regenerated.blend")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "KMM: 1 take(s) on 'KMM Skeleton': KMM walk forward +1 seg2 [1-96]" in completed.stdout
+    assert "KMM: 1 take(s) on 'KMM Skeleton': KMM walk forward +1 seed 5 seg2 [1-96]" in completed.stdout
     before = run_blender_script("inspect_take.py", str(workdir / "out.blend"))["takes"]["KMM Skeleton"]
     saved = run_blender_script("inspect_take.py", str(tmp_path / "regenerated.blend"))
     after = saved["takes"]["KMM Skeleton"]
-    assert after["action"] == "KMM walk forward +1 seg2"
-    assert saved["actions"] == ["KMM walk forward +1", "KMM walk forward +1 seg2"]  # the old take is kept
+    assert after["action"] == "KMM walk forward +1 seed 5 seg2"
+    assert saved["actions"] == ["KMM walk forward +1 seed 5", "KMM walk forward +1 seed 5 seg2"]  # the old take is kept
     assert after["markers"] == [[1, "walk forward"], [49, "jump up"]]
     assert after["properties"]["kmm_source"] != before["properties"]["kmm_source"]
     changed = 0
@@ -182,7 +186,7 @@ def test_regenerating_from_the_panel_runs_in_the_background_and_keeps_the_rest(r
     timer = regenerated["timer"]
     assert regenerated["timer_running_after_start"] is True
     assert timer["state"] == "done" and timer["error"] == ""
-    assert timer["name"] == "KMM walk forward +2 seg1" and timer["last_takes"] == timer["name"]
+    assert timer["name"] == "KMM walk forward +2 seed 3 seg1" and timer["last_takes"] == timer["name"]
     second, third = _keys({"keys": regenerated["second_after_reopen"]}), _keys(timer)
     made = _keys(regenerated["second"])
     assert all(np.array_equal(second[name], made[name]) for name in made)  # what was saved is what was made
@@ -194,6 +198,9 @@ def test_regenerating_from_the_panel_runs_in_the_background_and_keeps_the_rest(r
 def test_a_failed_regeneration_changes_nothing_and_says_why(regenerated):
     assert "the model could not be loaded" in regenerated["fail_load"] and "no_such_bundle" in regenerated["fail_load"]
     assert "motion file of take" in regenerated["gone_file"] and "is gone" in regenerated["gone_file"]
+    assert "does not carry its own copy" in regenerated["gone_file"]  # a path-only take from an older add-on
+    planned, recorded = regenerated["path_only_plan_source"]
+    assert planned == recorded  # ... which keeps working while its file exists
     assert regenerated["no_such_segment"].startswith("segment 4: take") and "3 segment(s)" in \
         regenerated["no_such_segment"]
     for case in ("fail_load", "gone_file", "no_such_segment"):

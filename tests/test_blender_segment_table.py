@@ -3,25 +3,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
+def table(addon_module):
     """kmm_blender.segment_table imported the way Blender imports it: inside the extension package."""
-    folder = tmp_path_factory.mktemp("package")
-    (folder / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
-    sys.path.insert(0, str(folder))
-    try:
-        yield importlib.import_module("kmm_motion.kmm_blender.segment_table")
-    finally:
-        sys.path.remove(str(folder))
+    return addon_module("kmm_blender.segment_table")
 
 
 def test_every_bad_row_gets_its_own_problem(table):
@@ -64,3 +52,22 @@ def test_timelines_are_laid_out_on_the_scene(table, tmp_path):
     assert table.rows_from_timeline(durations, 24, 100) == [table.Row("a", 100, 135)]
     path = table.export_rows([table.Row("a", 1, 24)], 24, tmp_path / "t.json")
     assert table.import_rows(path, 24, 1) == [table.Row("a", 1, 24)]
+
+
+def test_the_table_is_validated_once_per_edit_not_once_per_drawn_row(table, monkeypatch):
+    """The panel asks for the problems once per drawn row: only a changed table is validated again."""
+    Row = table.Row
+    calls = []
+    real = table.Timeline.from_dict
+    monkeypatch.setattr(table.Timeline, "from_dict", lambda data: calls.append(1) or real(data))
+    rows = [Row("walk", 1, 60), Row("wave", 61, 120), Row("", 121, 180)]
+    first = table.row_problems(rows, 30)
+    per_check = len(calls)
+    assert per_check >= len(rows) and first == {2: "prompt: the prompt is empty"}
+    for _drawn_row in range(len(rows) * 5):  # five redraws of every row
+        assert table.row_problems(list(rows), 30) == first
+    assert len(calls) == per_check  # no validation while nothing changed
+    first[2] = "changed by a caller"  # a caller's copy: the kept result stays intact
+    edited = [Row("walk", 1, 60), Row("wave", 61, 120), Row("sit", 121, 180)]
+    assert table.row_problems(edited, 30) == {} and len(calls) > per_check  # an edit is validated again
+    assert table.row_problems(rows, 30) == {2: "prompt: the prompt is empty"}

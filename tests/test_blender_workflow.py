@@ -60,9 +60,9 @@ def test_generation_does_not_block_and_writes_one_take(workflow):
     assert workflow["ok_run"]["ticks"] > 1
     assert workflow["ok_job"] == ["done", "", 1]
     assert workflow["ok_actions_added"] == 1
-    assert workflow["ok_active_action"] == "KMM walk forward +2"
+    assert workflow["ok_active_action"] == "KMM walk forward +2 seed 7"
     status, error, last_takes, running = workflow["ok_status"]
-    assert status.startswith("Done") and error == "" and last_takes == "KMM walk forward +2" and running is False
+    assert status.startswith("Done") and error == "" and last_takes == "KMM walk forward +2 seed 7" and running is False
     assert workflow["ok_markers"] == [1, 42, 83]  # one marker per segment, on the scene frames of the table
     assert workflow["variations_actions_added"] == 2
 
@@ -78,7 +78,7 @@ def test_cancel_crash_and_load_failure_change_nothing_and_are_shown(workflow):
     for case in (slow, crash, load):
         assert case["actions_added"] == 0 and case["objects_added"] == 0 and case["panel_running"] is False
     state, error, advice, added = workflow["no_python"]
-    assert state == "failed" and "no backend Python" in error and "preferences" in advice and added == 0
+    assert state == "failed" and "no backend is installed" in error and "Install Backend" in advice and added == 0
 
 
 def test_headless_blocking_generation_and_release(workflow):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_bvh_import import blender_to_bvh_axes, run_blender_import
+from blender_scripts.bvh_import import blender_to_bvh_axes, run_blender_import
 
 from kmm_core.bvh import parse_bvh, read_bvh
 from kmm_core.bvh.reader import END_SITE_SUFFIX

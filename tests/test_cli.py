@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from blender_bvh_import import run_blender_import
+from blender_scripts.bvh_import import run_blender_import
 from PIL import Image
 
 from kmm_core.cli import EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, main
+from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
-from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
+from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.motion_result import MotionResult
 from kmm_core.skeleton import JOINT_NAMES
 from kmm_core.worker.client import worker_environment

@@ -11,8 +11,9 @@ from model_test_data import stack_crops, train_tiny_tokenizer
 
 from kmm_core.errors import ConfigError, InputTensorError
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
-from kmm_core.model.decoding import DecodingCancelled, decode_tokens
+from kmm_core.model.decoding import decode_tokens
 from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
+from kmm_core.progress import GenerationCancelled
 
 COND_DIM = 16
 CODEBOOK = 32
@@ -118,27 +119,23 @@ def test_progress_and_cancellation(models):
     _, generator, _, sentences = models
     calls = []
     decode_tokens(generator, 40, sentence=sentences[:1], seed=1, config=DecodingConfig(steps=STEPS),
-                  on_step=lambda step, total: calls.append((step, total)))
+                  on_progress=lambda step, total, message: calls.append((step, total, message)))
     total = STEPS + LAYERS - 1
-    assert calls == [(s, total) for s in range(1, total + 1)]
+    assert calls == [(s, total, "decoding") for s in range(1, total + 1)]
     seen = []
 
-    def stop_after_three(step, total):
-        seen.append(step)
-        return step < 3
-
     generator.train()
-    with pytest.raises(DecodingCancelled, match="step 3 of"):
+    with pytest.raises(GenerationCancelled, match="step 3 of"):
         decode_tokens(generator, 40, sentence=sentences[:1], seed=1, config=DecodingConfig(steps=STEPS),
-                      on_step=stop_after_three)
+                      on_progress=lambda step, total, message: seen.append(step), should_cancel=lambda: seen[-1] >= 3)
     assert seen == [1, 2, 3] and generator.training  # the caller's mode is restored
     generator.eval()
 
-    def raising(step, total):
+    def raising(step, total, message):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        decode_tokens(generator, 40, sentence=sentences[:1], on_step=raising)
+        decode_tokens(generator, 40, sentence=sentences[:1], on_progress=raising)
 
 
 def test_per_token_conditions_and_decoding_to_features(models):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from kmm_core.generation import editing
+from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
-from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
+from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.motion_result import MotionResult
 
 FAST = GenerationOptions(steps=2)

@@ -149,7 +149,8 @@ def test_bundle_without_evaluator_needs_one_given(tmp_path, tiny_bundle, prepare
 
 def test_transition_mode_is_a_checked_setting():
     from kmm_core.errors import ConfigError
-    from kmm_core.evaluation.evaluate import EvaluationSettings, build_parser
+    from kmm_core.evaluation.evaluate import build_parser
+    from kmm_core.evaluation.settings import EvaluationSettings
     from kmm_core.generation.timeline import DEFAULT_TRANSITIONS
 
     assert EvaluationSettings().transitions == DEFAULT_TRANSITIONS

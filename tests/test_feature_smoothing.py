@@ -47,7 +47,6 @@ def test_shipped_tokenizer_jitter_is_removed_without_losing_accuracy(bandai_namc
     from kmm_core.bvh.joint_map import builtin_joint_map
     from kmm_core.bvh.reader import read_bvh
     from kmm_core.bvh.retarget import bvh_to_canonical_joints
-    from kmm_core.generation.timeline_generator import codes_to_features, joints_to_codes
     from kmm_core.humanml3d.preprocess import preprocess_joints
     from kmm_core.model_bundle import ModelBundle, default_bundle_path
 
@@ -57,7 +56,7 @@ def test_shipped_tokenizer_jitter_is_removed_without_losing_accuracy(bandai_namc
     folder = bandai_namco_dir / "Bandai-Namco-Research-Motiondataset-2" / "data"
     paths = [*sorted(folder.glob("dataset-2_walk_normal_*.bvh"))[:3], *sorted(folder.glob("dataset-2_run_normal_*.bvh"))[:3]]
     real = [preprocess_joints(bvh_to_canonical_joints(read_bvh(p), joint_map)) for p in paths]
-    decoded = [codes_to_features(bundle, joints_to_codes(bundle, clip), len(clip)) for clip in real]
+    decoded = [bundle.codes_to_features(bundle.joints_to_codes(clip), len(clip)) for clip in real]
     raw = [features_to_joints(f) for f in decoded]
     smoothed = [features_to_joints(smooth_decoded_features(f)) for f in decoded]
     level, raw_jerk, smoothed_jerk = (mean_jerk(m, FPS) for m in (real, raw, smoothed))

@@ -20,7 +20,13 @@ from kmm_core.bvh import (
 )
 from kmm_core.bvh.joint_map import BUILTIN_MAP_DIR
 from kmm_core.errors import InputFileError, KMMError
-from kmm_core.resample import resample_positions, resample_rotations
+from kmm_core.resample import (
+    make_quaternions_continuous,
+    resample_positions,
+    resample_rotations,
+    resampled_frame_count,
+    rescale_frame_numbers,
+)
 from kmm_core.rotations import axis_angle_to_quat, quat_to_axis_angle
 
 J = skeleton.JOINT_INDEX
@@ -44,7 +50,7 @@ def test_real_clips_become_plausible_canonical_motion(clips):
         motion = read_bvh(path)
         joints = bvh_to_canonical_joints(motion, builtin_joint_map(map_name))
         assert motion.fps == pytest.approx(fps, rel=1e-4)
-        expected_frames = int(np.floor((motion.num_frames - 1) * 20.0 / motion.fps + 1e-6)) + 1
+        expected_frames = int(np.floor(motion.num_frames * 20.0 / motion.fps + 0.5))  # duration kept, rounded
         assert joints.shape == (expected_frames, 22, 3), path.name
         # Metres, Y up: head above pelvis above ankles, a standing adult's proportions.
         assert np.all(joints[:, J["head"], 1] > joints[:, J["pelvis"], 1])
@@ -166,9 +172,19 @@ def test_resample_rotations_follows_a_constant_spin():
     quaternions = axis_angle_to_quat(times[:, None, None] * 2.5 * axis)  # (13, 1, 4), 2.5 rad/s
     quaternions[1::2] *= -1.0  # same rotations, alternating hemispheres
     resampled = resample_rotations(quaternions, 12.0, 20.0)
-    assert resampled.shape == (21, 1, 4)
-    new_times = np.arange(21) / 20.0
+    assert resampled.shape == (22, 1, 4)  # 13 frames at 12 fps last 13/12 s: 21.67 frames at 20 fps, rounded
+    new_times = np.minimum(np.arange(22) / 20.0, 1.0)  # the last sample is clamped to the last source frame
     expected = axis_angle_to_quat(new_times[:, None, None] * 2.5 * axis)
     np.testing.assert_allclose(np.abs(np.sum(resampled * expected, axis=-1)), 1.0, atol=1e-12)
-    assert np.all(np.sum(resampled[1:] * resampled[:-1], axis=-1) > 0)  # continuous hemisphere
+    continuous = make_quaternions_continuous(resampled)
+    assert np.all(np.sum(continuous[1:] * continuous[:-1], axis=-1) > 0)  # one hemisphere after the sign pass
     np.testing.assert_allclose(np.linalg.norm(quat_to_axis_angle(resampled[-1]), axis=-1), 2.5, atol=1e-9)
+
+
+def test_one_frame_count_rule_for_motions_and_frame_numbers():
+    assert resampled_frame_count(31, 30.0, 20.0) == 21
+    assert resampled_frame_count(100, 20.0, 30.0) == 150  # duration kept: 5 s
+    assert resampled_frame_count(1, 20.0, 0.5) == 1  # at least one frame
+    np.testing.assert_array_equal(rescale_frame_numbers(np.array([0, 15, 61]), 30.0, 20.0), [0, 10, 41])
+    with pytest.raises(KMMError):
+        resampled_frame_count(10, 20.0, 0.0)

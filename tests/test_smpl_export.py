@@ -25,7 +25,7 @@ from kmm_core.smpl_export import (
     smplx_available,
 )
 
-needs_smplx = pytest.mark.skipif(not smplx_available(), reason="smplx is not installed (pip install 'kmm-motion[smpl]')")
+needs_smplx = pytest.mark.skipif(not smplx_available(), reason="smplx is not installed (pip install smplx)")
 UP_TURN = {"y": np.eye(3), "z": Y_UP_TO_Z_UP}
 
 
@@ -174,7 +174,7 @@ def test_mesh_without_smplx_says_how_to_install(model_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "smplx", None)  # makes `import smplx` fail as when it is not installed
     monkeypatch.setitem(sys.modules, "smplx.lbs", None)
     model = load_smpl_model(model_file)
-    with pytest.raises(SMPLUnavailableError, match=r"kmm-motion\[smpl\]"):
+    with pytest.raises(SMPLUnavailableError, match=r"pip install smplx"):
         smpl_mesh(model, np.zeros((1, 72)), np.zeros((1, 3)))
 
 

@@ -8,19 +8,12 @@ import pytest
 import torch
 
 from kmm_core.evaluation.motion_quality import jerk_curve
+from kmm_core.generation.decoding_engine import GenerationOptions, StepCounter, decode_windowed, window_starts
 from kmm_core.generation.timeline import Timeline
-from kmm_core.generation.timeline_generator import (
-    GenerationCancelled,
-    GenerationOptions,
-    StepCounter,
-    codes_to_joints,
-    decode_windowed,
-    generate_timeline,
-    joints_to_codes,
-    window_starts,
-)
+from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.model.motion_tokenizer import num_tokens_for_frames
 from kmm_core.motion_result import MotionResult
+from kmm_core.progress import GenerationCancelled
 
 FAST = GenerationOptions(steps=2)
 
@@ -85,7 +78,7 @@ def test_long_timelines_decode_in_windows_that_continue_each_other(bundle):
     assert window_starts(num_tokens, options) == [0, 24, 48, 72]
     condition = torch.randn(1, bundle.generator.config.cond_dim).expand(num_tokens, -1)
     # The first 10 tokens are given: windowing must keep them and fill every other token.
-    given = joints_to_codes(bundle, codes_to_joints(bundle, torch.zeros(10, 2, dtype=torch.int64), 40))
+    given = bundle.joints_to_codes(bundle.codes_to_joints(torch.zeros(10, 2, dtype=torch.int64), 40))
     fixed = torch.full((num_tokens, bundle.generator.config.num_quantizers), -1, dtype=torch.int64)
     fixed[:10] = given
     rng = torch.Generator().manual_seed(0)

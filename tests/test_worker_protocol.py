@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The worker protocol (encode/decode/validation) and WorkerClient against a real subprocess: tests/echo_worker.py,
+"""The worker protocol (encode/decode/validation) and WorkerClient against a real subprocess: tests/standin_worker.py,
 which speaks the protocol through kmm_core.worker.protocol without a model (the torch server comes separately)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from kmm_core.worker.protocol import (
     encode,
 )
 
-ECHO_WORKER = Path(__file__).with_name("echo_worker.py")
+STANDIN_WORKER = Path(__file__).with_name("standin_worker.py")
 TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 2.0},
                                     {"prompt": "waves with the right hand", "frames": 45}]}
 
@@ -173,19 +173,19 @@ def test_direction_filter_and_encode_checks():
         encode(Timeline.from_dict(TIMELINE).segments[0])
 
 
-# ---- client against the echo worker ---------------------------------------------------------------------------------
+# ---- client against the stand-in worker ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def echo_env(humanml3d_fixture_dir) -> dict[str, str]:
-    return {"ECHO_JOINTS": str(humanml3d_fixture_dir / "new_joints" / "012314.npy")}
+def standin_env(humanml3d_fixture_dir) -> dict[str, str]:
+    return {"STANDIN_JOINTS": str(humanml3d_fixture_dir / "new_joints" / "012314.npy")}
 
 
-def start_echo(echo_env, **extra) -> WorkerClient:
-    return WorkerClient(sys.executable, extra_env={**echo_env, **extra}, worker_args=[str(ECHO_WORKER)])
+def start_standin(standin_env, **extra) -> WorkerClient:
+    return WorkerClient(sys.executable, extra_env={**standin_env, **extra}, worker_args=[str(STANDIN_WORKER)])
 
 
 @pytest.fixture(scope="module")
-def worker(echo_env):
-    client = start_echo(echo_env)
+def worker(standin_env):
+    client = start_standin(standin_env)
     client.handshake(timeout=30)
     yield client
     assert client.shutdown(timeout=10) == 0
@@ -234,7 +234,7 @@ def test_wait_for_keeps_other_requests_events_for_poll(worker, tmp_path):
     first = worker.send(Generate(timeline=TIMELINE, output_dir=str(tmp_path), steps=2))
     second = worker.send(Load(checkpoint=None))
     assert worker.wait_for(second, timeout=30)["info"] == {"checkpoint": None, "device": "cpu"}
-    # The generate finished first (the echo worker runs requests in order); its events wait for poll().
+    # The generate finished first (the stand-in worker runs requests in order); its events wait for poll().
     assert worker.wait_for(first, timeout=30)["type"] == "result"
     assert worker.poll() == []
     with pytest.raises(WorkerError, match="no request with id 'nothing'"):
@@ -302,14 +302,14 @@ def test_wait_for_times_out_with_the_stderr_tail(worker, tmp_path):
     worker.poll()
 
 
-def test_a_crash_becomes_an_error_with_the_stderr_tail(echo_env, tmp_path):
-    client = start_echo(echo_env)
+def test_a_crash_becomes_an_error_with_the_stderr_tail(standin_env, tmp_path):
+    client = start_standin(standin_env)
     client.handshake(timeout=30)
     request_id = client.send(Generate(timeline={"lengths": [40], "text": ["crash"]}, output_dir=str(tmp_path)))
     answer = client.wait_for(request_id, timeout=30)
     assert (answer["type"], answer["kind"], answer["id"]) == ("error", "internal", request_id)
     assert "exit code 3" in answer["message"]
-    assert "RuntimeError: echo worker crashed on purpose" in answer["trace"]
+    assert "the stand-in worker crashed on purpose" in answer["trace"]
     assert not client.is_alive() and client.returncode == 3
     with pytest.raises(WorkerError, match="not running"):
         client.send(Load())
@@ -334,8 +334,8 @@ def test_a_worker_that_dies_at_import_is_reported(tmp_path):
     assert "exit code 5" in events[0]["message"] and events[0]["trace"] == "bye"
 
 
-def test_protocol_version_mismatch_is_refused(echo_env):
-    client = start_echo(echo_env, ECHO_PROTOCOL_VERSION=str(PROTOCOL_VERSION + 1))
+def test_protocol_version_mismatch_is_refused(standin_env):
+    client = start_standin(standin_env, STANDIN_PROTOCOL_VERSION=str(PROTOCOL_VERSION + 1))
     with pytest.raises(WorkerError, match=f"protocol version {PROTOCOL_VERSION + 1}"):
         client.handshake(timeout=30)
     assert client.shutdown(timeout=10) == 0
@@ -346,8 +346,8 @@ def test_a_missing_python_is_reported():
         WorkerClient("/nonexistent/bin/python3")
 
 
-def test_shutdown_kills_a_hung_worker_and_cancels_its_requests(echo_env, tmp_path):
-    client = start_echo(echo_env, ECHO_IGNORE_SHUTDOWN="1")
+def test_shutdown_kills_a_hung_worker_and_cancels_its_requests(standin_env, tmp_path):
+    client = start_standin(standin_env, STANDIN_IGNORE_SHUTDOWN="1")
     client.handshake(timeout=30)
     request_id = client.send(Generate(timeline={"lengths": [40], "text": ["slow"]}, output_dir=str(tmp_path)))
     started = time.monotonic()
@@ -358,8 +358,8 @@ def test_shutdown_kills_a_hung_worker_and_cancels_its_requests(echo_env, tmp_pat
     assert [(e["id"], e["kind"]) for e in errors] == [(request_id, "cancelled")]
 
 
-def test_graceful_shutdown_cancels_running_work(echo_env, tmp_path):
-    client = start_echo(echo_env)
+def test_graceful_shutdown_cancels_running_work(standin_env, tmp_path):
+    client = start_standin(standin_env)
     client.handshake(timeout=30)
     request_id = client.send(Generate(timeline={"lengths": [40], "text": ["slow"]}, output_dir=str(tmp_path)))
     assert client.shutdown(timeout=10) == 0

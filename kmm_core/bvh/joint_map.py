@@ -26,7 +26,9 @@ The source's right-handed axes are turned into HumanML3D's (Y up, facing +Z, lef
 
 Built-in maps (see `builtin_joint_map`): "bandai_namco" (Bandai-Namco Research Motion Dataset, joint_Root + 21 joints, cm),
 "cmu_daz" (CMU mocap in the 43-joint Daz-friendly conversion, cm), "cmu_31" (CMU's own 31-joint skeleton,
-0.056444 m per unit).
+0.056444 m per unit), "acclaim_31" (ASF/AMC and CMU exp-map files read by kmm_core.acclaim /
+kmm_core.motion_formats, metres), "cc_base" (Reallusion Character Creator rig, cm), "deepmimic_humanoid3d"
+(DeepMimic's humanoid, read by kmm_core.motion_formats.deepmimic, metres).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from ..errors import InputFileError, read_json_file
 from ..skeleton import JOINT_NAMES
 
 BUILTIN_MAP_DIR = Path(__file__).resolve().parent / "joint_maps"
-BUILTIN_MAPS = ("bandai_namco", "cmu_daz", "cmu_31")
+BUILTIN_MAPS = ("bandai_namco", "cmu_daz", "cmu_31", "acclaim_31", "cc_base", "deepmimic_humanoid3d")
 
 _AXES = {"+X": (1, 0, 0), "-X": (-1, 0, 0), "+Y": (0, 1, 0), "-Y": (0, -1, 0), "+Z": (0, 0, 1), "-Z": (0, 0, -1)}
 

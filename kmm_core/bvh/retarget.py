@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KMMError
+from ..model_timing import MODEL_FPS
 from ..resample import resample_positions
 from .joint_map import JointMap
 from .reader import BvhMotion, read_bvh
 
-HUMANML3D_FPS = 20.0
 
-
-def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: float | None = HUMANML3D_FPS
+def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: float | None = MODEL_FPS
                             ) -> np.ndarray:
     """(T', 22, 3) canonical joint positions, HumanML3D axes, metres, resampled to `target_fps`
     (None keeps the file's frame rate)."""
@@ -32,7 +31,7 @@ def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: 
     return joints
 
 
-def load_bvh_folder(paths: Iterable[str | Path], joint_map: JointMap, target_fps: float | None = HUMANML3D_FPS
+def load_bvh_folder(paths: Iterable[str | Path], joint_map: JointMap, target_fps: float | None = MODEL_FPS
                     ) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[Path, KMMError]]]:
     """Retarget many files; malformed ones (or ones the map does not fit) are skipped and reported.
 

@@ -26,9 +26,7 @@ from torch.utils.data import Dataset
 from ..errors import KMMError
 from ..humanml3d.dataset_folder import Caption, HumanML3DFolder
 from ..humanml3d.normalizer import Normalizer
-
-FPS = 20.0  # HumanML3D feature frames per second (caption spans are in seconds)
-FRAMES_PER_TOKEN = 4  # kept equal to model.motion_tokenizer.FRAMES_PER_TOKEN without importing the model layer
+from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 
 class EmptySplitError(KMMError, ValueError):
@@ -132,8 +130,8 @@ class MotionClips(Dataset):
         if caption.whole_clip:
             start, end = 0, frames
         else:
-            start = min(int(round(caption.start * FPS)), frames)
-            end = min(int(round(caption.end * FPS)), frames) if caption.end > caption.start else frames
+            start = min(int(round(caption.start * MODEL_FPS)), frames)
+            end = min(int(round(caption.end * MODEL_FPS)), frames) if caption.end > caption.start else frames
         available = end - start
         return start, available if window_length(available, self.min_frames, self.max_frames) else 0
 

@@ -44,14 +44,16 @@ from pathlib import Path
 import numpy as np
 
 from ..bvh.joint_map import JointMap
-from ..bvh.reader import BvhMotion, parse_bvh
-from ..bvh.retarget import HUMANML3D_FPS, bvh_to_canonical_joints
+from ..bvh.reader import BvhMotion
+from ..bvh.retarget import bvh_to_canonical_joints
 from ..errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
 from ..humanml3d.features import FEATURE_DIM, features_to_joints
 from ..humanml3d.normalizer import HUMANML3D_STD_GROUPS, MEAN_FILE, STD_FILE
 from ..humanml3d.preprocess import process_motion
+from ..model_timing import MODEL_FPS
 from ..skeleton import mirror_positions, mirror_text
+from .motion_files import motion_from_text
 from .sources import BvhLocation, ClipSpec, read_bvh_texts
 from .splits import SPLITS, assign_splits, check_fractions
 
@@ -199,7 +201,7 @@ def process_spec(motion: BvhMotion, spec: ClipSpec, options: PrepareOptions) -> 
     outcome = SpecOutcome(spec.clip_id)
     label = spec.location.label
     joint_map = _choose_joint_map(motion, spec.joint_maps, label)
-    joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, HUMANML3D_FPS)
+    joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, MODEL_FPS)
     windows = plan_windows(len(joints), options.min_frames, options.max_frames, options.min_source_frames)
     if not windows:
         outcome.dropped_frames = len(joints)
@@ -226,7 +228,7 @@ def process_bvh_text(job: tuple[BvhLocation, str | Exception, list[ClipSpec], Pr
     try:
         if isinstance(text, Exception):
             raise text
-        motion = parse_bvh(text, location.label)
+        motion = motion_from_text(text, location.label, location.format, specs[0].skeleton)
     except KMMError as error:
         return [_failed(spec.clip_id, error, location.label) for spec in specs]
     outcomes = []
@@ -435,7 +437,7 @@ def read_index(out_dir: str | Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def _minutes(frames: int) -> float:
-    return round(frames / HUMANML3D_FPS / 60.0, 2)
+    return round(frames / MODEL_FPS / 60.0, 2)
 
 
 def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], skipped: list[dict],
@@ -463,6 +465,15 @@ def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], s
                                  **{f"{s}_takes": len(e[s]) for s in SPLITS}}
     split_rows = {s: {"takes": v["takes"], "clips": v["clips"], "minutes": _minutes(v["frames"])}
                   for s, v in per_split.items()}
+    dataset_rows: dict[str, dict] = {}
+    for r in records:   # per source: what came out of it
+        row = dataset_rows.setdefault(r.spec.dataset, {"takes": set(), "contents": set(), "clips": 0, "frames": 0})
+        row["takes"].add(r.spec.take)
+        row["contents"].add(r.spec.content)
+        row["clips"] += 1
+        row["frames"] += r.frames
+    dataset_rows = {d: {"takes": len(v["takes"]), "contents": len(v["contents"]), "clips": v["clips"],
+                        "minutes": _minutes(v["frames"])} for d, v in sorted(dataset_rows.items())}
     originals = [r for r in records if not r.mirrored]
     examples = []
     first_of_stratum: dict[str, ClipRecord] = {}
@@ -489,6 +500,7 @@ def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], s
             "dropped_too_short": len(dropped), "skipped_files": len(skipped),
         },
         "per_split": split_rows,
+        "per_dataset": dataset_rows,
         "per_content": content_rows,
         "strata_not_in_test": [s for s, row in content_rows.items() if row["test_takes"] == 0],
         "caption_examples": examples,
@@ -512,6 +524,11 @@ def report_markdown(report: dict) -> str:
              f"{totals['skipped_files']}. Time: {report.get('elapsed_seconds', '?')} s.", "",
              "## Splits", "", "| split | takes | clips | minutes |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {s} | {v['takes']} | {v['clips']} | {v['minutes']} |" for s, v in report["per_split"].items()]
+    if report.get("per_dataset"):
+        lines += ["", "## Sources", "", "| dataset | takes | contents | clips | minutes |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {d} | {v['takes']} | {v['contents']} | {v['clips']} | {v['minutes']} |"
+                  for d, v in report["per_dataset"].items()]
     lines += ["", "## Contents", "", "| dataset/content | takes | clips | minutes | train | val | test |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {c} | {v['takes']} | {v['clips']} | {v['minutes']} | {v['train_takes']} | {v['val_takes']} | "

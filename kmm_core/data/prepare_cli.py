@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""`kmm-train prepare`: build a HumanML3D-layout training folder from BVH archives or a user's BVH folder.
+"""`kmm-train prepare`: build a HumanML3D-layout training folder from BVH archives, the extra mocap sources
+(HDM05 ASF/AMC, CMU iClone export, CMU exp-map subset, DeepMimic) or a user's BVH folder.
 
 Examples::
 
     kmm-train prepare --out data/prepared \\
         --bandai-namco ../shared/data/bandai-namco/bandai-namco-bvh.tar.xz \\
         --cmu ../shared/data/cmu/cmu-bvh.tar.xz --cmu-descriptions ../shared/data/cmu/cmu-descriptions.json
+    kmm-train prepare --out data/extra --hdm05 X/hdm05-subset-jointlearning \\
+        --cmu-iclone X/cmu-iclone-dragonforged --deepmimic X/deepmimic-humanoid3d \\
+        --cmu-expmap X/cmu-8action-expmap --cmu-expmap-skeleton X/hdm05-subset-jointlearning/asf/HDM_bd.asf
     kmm-train prepare --out data/mine --bvh-folder my_bvh --captions my_bvh/captions.csv --joint-map cmu_daz
     python -m kmm_core.data.prepare_cli --help
 """
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import KMMError
+from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
 from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
 from .sources import bandai_namco_specs, cmu_specs, user_specs
 
@@ -37,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("--cmu", type=Path, help="CMU BVH archive (.tar.xz) or extracted folder")
     sources.add_argument("--cmu-descriptions", type=Path, help=f"CMU descriptions JSON (default: "
                          f"{CMU_DESCRIPTIONS_FILE} beside --cmu)")
+    sources.add_argument("--hdm05", type=Path, help="HDM05 ASF/AMC folder (extra/hdm05-subset-jointlearning, "
+                         "extracted)")
+    sources.add_argument("--cmu-iclone", type=Path, help="CMU on the Character Creator rig: folder with clips.csv "
+                         "and bvh/ (extra/cmu-iclone-dragonforged, extracted)")
+    sources.add_argument("--cmu-expmap", type=Path, help="CMU exp-map subset folder (extra/cmu-8action-expmap, "
+                         "extracted); needs --cmu-expmap-skeleton")
+    sources.add_argument("--cmu-expmap-skeleton", type=Path, help="ASF skeleton with CMU's 31 bone names giving "
+                         "the exp-map files their bone geometry (e.g. hdm05-subset-jointlearning/asf/HDM_bd.asf)")
+    sources.add_argument("--deepmimic", type=Path, help="DeepMimic folder with characters/humanoid3d.txt and "
+                         "motions/ (extra/deepmimic-humanoid3d, extracted)")
     sources.add_argument("--bvh-folder", type=Path, help="your own folder of BVH files")
     sources.add_argument("--captions", type=Path, help="captions file (.csv or .json) for --bvh-folder")
     sources.add_argument("--joint-map", help="joint map for --bvh-folder: bandai_namco, cmu_daz, cmu_31 or a "
@@ -46,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     options = parser.add_argument_group("options")
     options.add_argument("--seed", type=int, default=0, help="seed of captions, splits and limits (default 0)")
     options.add_argument("--captions-per-clip", type=int, default=3,
-                         help="captions generated per Bandai-Namco/CMU clip (default 3)")
+                         help="captions generated per labelled clip (default 3)")
     options.add_argument("--limit-per-content", type=int, default=None,
                          help="use at most N takes per dataset/content (fast tests and demos)")
     options.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -91,6 +106,19 @@ def run(args: argparse.Namespace) -> dict:
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe("cmu", args.cmu, descriptions=descriptions))
+    extra = ((args.hdm05, "hdm05", lambda p: hdm05_specs(p, args.seed, args.captions_per_clip)),
+             (args.cmu_iclone, "cmu-iclone", lambda p: cmu_iclone_specs(p, args.seed, args.captions_per_clip)),
+             (args.cmu_expmap, "cmu-expmap", lambda p: cmu_expmap_specs(p, args.cmu_expmap_skeleton, args.seed,
+                                                                        args.captions_per_clip)),
+             (args.deepmimic, "deepmimic", lambda p: deepmimic_specs(p, args.seed, args.captions_per_clip)))
+    for path, kind, scan_source in extra:
+        if path is None:
+            continue
+        scan = scan_source(path)
+        specs += scan.specs
+        skipped += scan.skipped
+        described.append(_describe(kind, path, **({"skeleton": args.cmu_expmap_skeleton}
+                                                  if kind == "cmu-expmap" else {})))
     if args.bvh_folder is not None:
         scan = user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame)
         specs += scan.specs
@@ -107,8 +135,12 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.bandai_namco is None and args.cmu is None and args.bvh_folder is None:
-        parser.error("give at least one source: --bandai-namco, --cmu or --bvh-folder")
+    if all(path is None for path in (args.bandai_namco, args.cmu, args.hdm05, args.cmu_iclone, args.cmu_expmap,
+                                     args.deepmimic, args.bvh_folder)):
+        parser.error("give at least one source: --bandai-namco, --cmu, --hdm05, --cmu-iclone, --cmu-expmap, "
+                     "--deepmimic or --bvh-folder")
+    if (args.cmu_expmap is None) != (args.cmu_expmap_skeleton is None):
+        parser.error("--cmu-expmap and --cmu-expmap-skeleton go together")
     if args.bvh_folder is not None and (args.captions is None or args.joint_map is None):
         parser.error("--bvh-folder needs --captions and --joint-map")
     if (args.captions is not None or args.joint_map is not None) and args.bvh_folder is None:

@@ -41,6 +41,7 @@ class BvhLocation:
 
     path: str
     member: str | None = None
+    format: str = "bvh"   # how the text is read (motion_files.MOTION_FORMATS); archive members are BVH only
 
     @property
     def label(self) -> str:
@@ -64,6 +65,7 @@ class ClipSpec:
     start_frame: int | None = None   # source frames of the BVH file, start inclusive
     end_frame: int | None = None     # end exclusive
     origin: str = ""                 # where the spec was declared (captions file line), named in errors
+    skeleton: object | None = field(default=None, compare=False)  # ASF skeleton / DeepMimic character, if needed
 
     @property
     def stratum(self) -> str:

@@ -23,22 +23,14 @@ from ..errors import KMMError
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from ..kinematics import inverse_kinematics
+from ..limits import EDIT_MODES
 from ..model.masked_generator import token_condition_from_segments
-from ..model.motion_tokenizer import FRAMES_PER_TOKEN
+from ..model_bundle import ModelBundle
+from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion_result import MotionResult
-from .timeline import MODEL_FPS, Segment, Timeline, TimelineError
-from .timeline_generator import (
-    CancelCheck,
-    GenerationOptions,
-    ProgressCallback,
-    StepCounter,
-    codes_to_features,
-    decode_windowed,
-    joints_to_codes,
-    prompt_embeddings,
-    steps_per_decode,
-    window_starts,
-)
+from ..progress import CancelCheck, ProgressCallback
+from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
+from .timeline import Segment, Timeline, TimelineError
 
 CONTEXT_SECONDS = 2.0
 """Motion on each side of an edit that the model sees (fixed tokens)."""
@@ -184,25 +176,25 @@ def _prompts_of(source: MotionResult) -> tuple[np.ndarray, tuple[str, ...]]:
     return source.segment_frames, tuple(source.segment_prompts)
 
 
-def _condition(bundle, spans_and_prompts: Sequence[tuple[tuple[int, int], str]], num_tokens: int):
+def _condition(bundle: ModelBundle, spans_and_prompts: Sequence[tuple[tuple[int, int], str]], num_tokens: int):
     spans = [span for span, _ in spans_and_prompts]
-    embeddings = prompt_embeddings(bundle, [prompt for _, prompt in spans_and_prompts])
+    embeddings = bundle.prompt_embeddings([prompt for _, prompt in spans_and_prompts])
     return token_condition_from_segments(embeddings, spans, num_tokens)
 
 
-def _decode(bundle, codes: torch.Tensor, condition: torch.Tensor, seed: int, options: GenerationOptions,
-            counter: StepCounter) -> np.ndarray:
+def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, seed: int,
+            options: GenerationOptions, counter: StepCounter) -> np.ndarray:
     """Decode the free (-1) tokens of `codes` (L, Q); joints (4L, 22, 3) at 20 fps in the model's frame."""
     config = options.decoding_config(bundle)
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
-    features = smooth_decoded_features(codes_to_features(bundle, decoded, frames), options.smoothing)
+    features = smooth_decoded_features(bundle.codes_to_features(decoded, frames), options.smoothing)
     return features_to_joints(features)
 
 
-def _steps(bundle, num_tokens: int, options: GenerationOptions) -> int:
+def _steps(bundle: ModelBundle, num_tokens: int, options: GenerationOptions) -> int:
     return steps_per_decode(bundle, options.decoding_config(bundle)) * len(window_starts(num_tokens, options))
 
 
@@ -211,7 +203,7 @@ def _check_seed(seed: int | None) -> int:
 
 
 # ---- the three edits ----------------------------------------------------------------------------------------------
-def regenerate(bundle, source: MotionResult, *, segment: int | None = None,
+def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None = None,
                frame_range: tuple[int, int] | None = None, prompt: str | None = None, seed: int | None = None,
                variations: int = 1, options: GenerationOptions | None = None,
                on_progress: ProgressCallback | None = None,
@@ -239,7 +231,7 @@ def regenerate(bundle, source: MotionResult, *, segment: int | None = None,
         raise EditError("prompt", "the source has no prompts, so the edit needs one")
     times = np.arange(math.ceil(total / source.fps * MODEL_FPS)) / MODEL_FPS
     source20 = sample_joints(source.joints, source.fps, times)
-    context = joints_to_codes(bundle, source20)
+    context = bundle.joints_to_codes(source20)
     num_tokens = context.shape[0]
     first, last = _token_span(start, end, source.fps)
     last = min(last, num_tokens)
@@ -251,7 +243,7 @@ def regenerate(bundle, source: MotionResult, *, segment: int | None = None,
              for (s, e), p in zip(segment_frames, prompts, strict=True)]
     condition = _condition(bundle, parts, num_tokens) if parts else None
     if prompt is not None:
-        new = prompt_embeddings(bundle, [prompt])[0]
+        new = bundle.prompt_embeddings([prompt])[0]
         condition = new.expand(num_tokens, -1).clone() if condition is None else condition
         condition[first:last] = new
     new_prompts = list(prompts)
@@ -290,8 +282,8 @@ def _context_window(joints: np.ndarray, fps: float, at_end: bool) -> tuple[np.nd
     return sample_joints(joints, fps, times), times * fps
 
 
-def continue_motion(bundle, source: MotionResult, prompt: str, seconds: float, *, seed: int | None = None,
-                    variations: int = 1, options: GenerationOptions | None = None,
+def continue_motion(bundle: ModelBundle, source: MotionResult, prompt: str, seconds: float, *,
+                    seed: int | None = None, variations: int = 1, options: GenerationOptions | None = None,
                     on_progress: ProgressCallback | None = None,
                     should_cancel: CancelCheck | None = None) -> list[MotionResult]:
     """The source followed by `seconds` of new motion for `prompt`; the source frames are kept bit-identical."""
@@ -302,7 +294,7 @@ def continue_motion(bundle, source: MotionResult, prompt: str, seconds: float, *
     if new_frames < 1:
         raise EditError("seconds", f"{seconds} s is less than one frame at {fps:g} fps")
     context20, context_index = _context_window(source.joints, fps, at_end=True)
-    context_codes = joints_to_codes(bundle, context20)
+    context_codes = bundle.joints_to_codes(context20)
     k = context_codes.shape[0]
     # Generated time 0 is the first context frame; new frame i (output frame total + i) sits at this time:
     start_time = context_index[0] / fps
@@ -332,8 +324,8 @@ def continue_motion(bundle, source: MotionResult, prompt: str, seconds: float, *
     return results
 
 
-def inbetween(bundle, source: MotionResult, target: MotionResult, seconds: float, *, prompt: str | None = None,
-              seed: int | None = None, variations: int = 1, options: GenerationOptions | None = None,
+def inbetween(bundle: ModelBundle, source: MotionResult, target: MotionResult, seconds: float, *,
+              prompt: str | None = None, seed: int | None = None, variations: int = 1, options: GenerationOptions | None = None,
               on_progress: ProgressCallback | None = None,
               should_cancel: CancelCheck | None = None) -> list[MotionResult]:
     """source + `seconds` of new motion + target: the new part leads from the source's last pose into the
@@ -349,7 +341,7 @@ def inbetween(bundle, source: MotionResult, target: MotionResult, seconds: float
         raise EditError("seconds", f"{seconds} s is less than one frame at {fps:g} fps")
     before20, _ = _context_window(source.joints, fps, at_end=True)
     after20, _ = _context_window(target.joints, fps, at_end=False)
-    before_codes, after_codes = joints_to_codes(bundle, before20), joints_to_codes(bundle, after20)
+    before_codes, after_codes = bundle.joints_to_codes(before20), bundle.joints_to_codes(after20)
     ka, kb = before_codes.shape[0], after_codes.shape[0]
     middle = max(1, round(seconds * MODEL_FPS / FRAMES_PER_TOKEN))
     num_tokens = ka + middle + kb
@@ -387,3 +379,26 @@ def inbetween(bundle, source: MotionResult, target: MotionResult, seconds: float
         results.append(replace_frames(layout, joints, total, total + gap, frames, prompts, timeline_json))
     return results
 
+
+
+def run_edit(bundle: ModelBundle, mode: str, source: MotionResult, *, target: MotionResult | None = None,
+             segment: int | None = None, frame_range: tuple[int, int] | None = None, prompt: str | None = None,
+             seconds: float | None = None, seed: int | None = None, variations: int = 1,
+             options: GenerationOptions | None = None, on_progress: ProgressCallback | None = None,
+             should_cancel: CancelCheck | None = None) -> list[MotionResult]:
+    """The one dispatch from an edit ``mode`` (``limits.EDIT_MODES``) to its function, shared by ``kmm edit`` and
+    the worker's ``edit`` request: regenerate a `segment` / `frame_range` (new `prompt` optional), continue with
+    `prompt` for `seconds`, or make `seconds` in between `source` and `target`."""
+    common = {"seed": seed, "variations": variations, "options": options, "on_progress": on_progress,
+              "should_cancel": should_cancel}
+    if mode == "regenerate":
+        return regenerate(bundle, source, segment=segment, frame_range=frame_range, prompt=prompt, **common)
+    if mode == "continue":
+        if prompt is None or seconds is None:
+            raise EditError("prompt" if prompt is None else "seconds", "continue needs a prompt and seconds")
+        return continue_motion(bundle, source, prompt, seconds, **common)
+    if mode == "inbetween":
+        if target is None or seconds is None:
+            raise EditError("target" if target is None else "seconds", "inbetween needs a target and seconds")
+        return inbetween(bundle, source, target, seconds, prompt=prompt, **common)
+    raise EditError("mode", f"must be one of {', '.join(EDIT_MODES)}, got {mode!r}")

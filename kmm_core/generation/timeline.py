@@ -28,11 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KMMError
+from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
-MODEL_FPS = 20.0
-"""Frame rate the model generates at (HumanML3D)."""
-FRAMES_PER_TOKEN = 4
-"""The motion tokenizer downsamples time by 4: one token covers 4 frames at 20 fps."""
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
 """Default shortest segment: one model token (0.2 s)."""
 TRANSITION_MODES = ("per_token", "inpaint")

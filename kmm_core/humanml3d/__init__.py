@@ -15,7 +15,6 @@ from .dataset_folder import (
 from .features import (
     CHANNEL_GROUPS,
     FEATURE_DIM,
-    FPS,
     MotionArrayError,
     features_to_joints,
     features_to_local_rotations,
@@ -27,7 +26,7 @@ from .normalizer import Normalizer
 from .preprocess import preprocess_joints, process_motion
 
 __all__ = [
-    "CHANNEL_GROUPS", "FEATURE_DIM", "FPS", "Caption", "HumanML3DFolder", "MotionArrayError", "Normalizer",
+    "CHANNEL_GROUPS", "FEATURE_DIM", "Caption", "HumanML3DFolder", "MotionArrayError", "Normalizer",
     "features_to_joints", "features_to_local_rotations", "joints_to_features", "mirror_features",
     "preprocess_joints", "process_motion", "recover_root", "tokenize_caption", "write_clip", "write_mean_std",
     "write_split",

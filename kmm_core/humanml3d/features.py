@@ -41,7 +41,6 @@ from ..rotations import cont6d_to_quat, qbetween, qinv, qmul, qnormalize, qrot, 
 from ..skeleton import KINEMATIC_CHAINS, MIRROR_INDEX, NUM_JOINTS, RAW_OFFSET_DIRECTIONS, rest_offsets
 
 FEATURE_DIM = 263
-FPS = 20.0
 
 # Channel groups of a feature row.
 ROOT_YAW_VELOCITY = slice(0, 1)

@@ -9,29 +9,24 @@ earlier step stay as they are, so the masked set shrinks monotonically and the l
 in-between or of a transition to inpaint) are never masked or changed.  Each token may carry its own condition
 (``cond_per_token``), so one pass can decode a whole timeline of prompts.  Classifier-free guidance mixes the
 conditional and the null-condition logits.  All randomness comes from one seeded ``torch.Generator``, so a seed
-reproduces a result exactly.  ``on_step(step, total)`` reports progress after every step; returning ``False``
-(or raising) cancels the decode at that point.
+reproduces a result exactly.  ``on_progress(step, total, message)`` reports progress after every step, and
+``should_cancel()`` returning True then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, InputTensorError, KMMError
+from ..errors import ConfigError, InputTensorError
+from ..progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
 from .masked_generator import MaskedGenerator, guided_logits
 from .motion_tokenizer import num_tokens_for_frames
-
-ProgressCallback = Callable[[int, int], "bool | None"]
-
-
-class DecodingCancelled(KMMError):
-    """The progress callback asked to stop; no result was produced."""
 
 
 @dataclass
@@ -58,7 +53,8 @@ def decode_tokens(
     seed: int | None = None,
     rng: torch.Generator | None = None,
     use_residual: bool = True,
-    on_step: ProgressCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
 ) -> DecodeResult:
     """Generate codes for clips of ``num_frames`` frames (ceil(frames / 4) tokens each).
 
@@ -66,6 +62,7 @@ def decode_tokens(
     ``fixed_codes`` (B, L) or (B, L, q): codes >= 0 are kept unchanged, -1 marks tokens to generate; with q > 1
     the given residual layers are kept too.  ``rng`` (or ``seed``) makes the result reproducible.
     ``use_residual`` predicts the residual layers when the generator has a residual predictor.
+    ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
     frames = [num_frames] if isinstance(num_frames, int) else list(num_frames)
@@ -85,7 +82,7 @@ def decode_tokens(
     generator.eval()
     try:
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, rng,
-                            on_step, total_steps)
+                            (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
             for layer in range(1, generator.config.num_quantizers):
@@ -96,7 +93,7 @@ def decode_tokens(
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
                 codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
                 layers.append(codes)
-                _report(on_step, config.steps + layer, total_steps)
+                _report((on_progress, should_cancel), config.steps + layer, total_steps)
     finally:
         generator.train(was_training)
     return DecodeResult(codes=torch.stack(layers, dim=-1), token_valid=token_valid, num_frames=frames)
@@ -104,7 +101,7 @@ def decode_tokens(
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
                  cond_per_token: Tensor | None, config: DecodingConfig, rng: torch.Generator,
-                 on_step: ProgressCallback | None, total_steps: int) -> Tensor:
+                 report_to: tuple[ProgressCallback | None, CancelCheck | None], total_steps: int) -> Tensor:
     mask_id = generator.mask_id
     is_fixed = fixed_base >= 0
     free = token_valid & ~is_fixed
@@ -128,7 +125,7 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
                                                                                     confidence.device)
         ids = torch.where(is_mask, sampled, ids)
         scores = torch.where(is_mask, confidence, torch.full_like(scores, math.inf))
-        _report(on_step, step + 1, total_steps)
+        _report(report_to, step + 1, total_steps)
     return ids.masked_fill(~token_valid, -1)
 
 
@@ -152,9 +149,12 @@ def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) ->
     return (-torch.log(-torch.log(uniform))).to(device)
 
 
-def _report(on_step: ProgressCallback | None, step: int, total: int) -> None:
-    if on_step is not None and on_step(step, total) is False:
-        raise DecodingCancelled(f"decoding cancelled after step {step} of {total}")
+def _report(report_to: tuple[ProgressCallback | None, CancelCheck | None], step: int, total: int) -> None:
+    on_progress, should_cancel = report_to
+    if on_progress is not None:
+        on_progress(step, total, "decoding")
+    if should_cancel is not None and should_cancel():
+        raise GenerationCancelled(f"decoding cancelled after step {step} of {total}")
 
 
 def _check_fixed(fixed_codes: Tensor | None, batch: int, length: int, token_valid: Tensor,

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputTensorError
+from ..model_timing import FRAMES_PER_TOKEN
 from .configs import GeneratorConfig
-from .motion_tokenizer import FRAMES_PER_TOKEN
 from .transformer_backbone import TransformerBackbone
 
 

@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputTensorError
+from ..model_timing import FRAMES_PER_TOKEN
 from .configs import TokenizerConfig
 from .residual_quantizer import ResidualVectorQuantizer
-
-FRAMES_PER_TOKEN = 4
 
 
 def num_tokens_for_frames(num_frames: int) -> int:

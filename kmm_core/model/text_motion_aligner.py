@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputTensorError
+from ..model_timing import FRAMES_PER_TOKEN
 from .configs import CONDITION_SOURCES, AlignerConfig
-from .motion_tokenizer import FRAMES_PER_TOKEN, token_valid_from_lengths
+from .motion_tokenizer import token_valid_from_lengths
 from .text_encoder import MiniLMTextEncoder, TextEmbeddings
 from .transformer_backbone import TransformerBackbone
 

@@ -32,24 +32,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..errors import InputFileError
+from ..model.weights import MODEL_FILE, CheckpointError, load_weights, read_tensors
 from .config import config_to_dict
 
 FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_TENSORS_FILE = "training_state.safetensors"
 STATE_JSON_FILE = "training_state.json"
 CHECKPOINT_FILES = (MODEL_FILE, CONFIG_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE)
 _PREFIX = "step_"
 _TEMP_PREFIX = ".tmp-"
-
-
-class CheckpointError(InputFileError):
-    """A checkpoint or weights file is missing, unreadable, or does not fit the module / optimizer."""
 
 
 @dataclass
@@ -255,7 +249,7 @@ def load_checkpoint(
             folder / STATE_JSON_FILE,
             f"format_version {state_json.get('format_version')!r} is not the supported {FORMAT_VERSION}",
         )
-    state_tensors = _load_tensors(folder / STATE_TENSORS_FILE)
+    state_tensors = read_tensors(folder / STATE_TENSORS_FILE)
     if optimizer is not None:
         if "optimizer" not in state_json:
             raise CheckpointError(folder / STATE_JSON_FILE, "has no optimizer state to resume from")
@@ -279,42 +273,6 @@ def load_checkpoint(
 def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
     """The ``config.json`` of a checkpoint folder, as plain data."""
     return _read_json(Path(folder) / CONFIG_FILE)
-
-
-def load_weights(module: torch.nn.Module, path: str | Path) -> None:
-    """Load a ``.safetensors`` weights file (or a checkpoint folder's) into ``module``, casting to its dtypes.
-
-    Fails naming the missing keys, unexpected keys and shape mismatches when the file does not fit the module.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    tensors = _load_tensors(path)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [
-        f"{name} {tuple(tensors[name].shape)} vs module {tuple(expected[name].shape)}"
-        for name in sorted(set(expected) & set(tensors))
-        if tensors[name].shape != expected[name].shape
-    ]
-    problems = []
-    for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
-        if names:
-            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise CheckpointError(path, f"weights do not match {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict(tensors, strict=True)
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(path, "file not found")
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(path, f"not a readable safetensors file: {error}") from None
 
 
 def _read_json(path: Path) -> Any:

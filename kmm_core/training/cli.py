@@ -7,6 +7,7 @@ Examples::
     kmm-train tokenizer --config training/configs/small.toml --out runs/small
     kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
     kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
+    kmm-train vocabulary --dataset data/prepared --bundle runs/small/bundle      # what the model knows
     torchrun --nproc_per_node 4 -m kmm_core.training.cli generator --config training/configs/full.toml --out runs/full
     python -m kmm_core.training.cli --help
 
@@ -18,8 +19,7 @@ Exit codes: 0 done, 1 bad input or a failed stage (message on stderr), 130 stopp
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import json
 import os
 import sys
 import time
@@ -30,11 +30,6 @@ from ..errors import KMMError
 
 STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator")
 EXIT_STOPPED = 130
-
-
-def _evaluation_available() -> bool:
-    """``eval`` is offered only once the evaluation package has its entry point."""
-    return importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate") is not None
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     bundle.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
-    if _evaluation_available():
-        commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
+    vocabulary = commands.add_parser("vocabulary", help="add what a model was trained on (vocabulary.json) and the "
+                                     "out-of-vocabulary check's caption embeddings to a bundle")
+    vocabulary.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
+    vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
+                            "written into it)")
+    vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
+    commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     return parser
 
 
@@ -80,9 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..data.prepare_cli import main as prepare_main
 
         return prepare_main(argv[1:])
-    if argv and argv[0] == "eval" and _evaluation_available():
-        evaluate = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.evaluation.evaluate")
-        return evaluate.main(argv[1:])
+    if argv and argv[0] == "eval":
+        from ..evaluation.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -92,11 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..model_bundle import assemble_bundle
+    from .bundle_vocabulary import add_vocabulary, add_vocabulary_after_bundle
+    from .bundle_writer import assemble_bundle
 
     if args.command == "bundle":
         path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name)
         print(f"[kmm-train] bundle written to {path}")
+        print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
+        return 0
+    if args.command == "vocabulary":
+        report = add_vocabulary(args.bundle, args.dataset, args.name)
+        print(f"[kmm-train] vocabulary written to {args.bundle}: {json.dumps(report, indent=1)}")
         return 0
     import torch
 
@@ -115,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config) -> int:
-    from ..model_bundle import assemble_bundle
+    from .bundle_vocabulary import add_vocabulary_after_bundle
+    from .bundle_writer import assemble_bundle
     from .stages import run_stages
 
     stages = [args.command] if args.command in STAGE_COMMANDS else [s.strip() for s in args.stages.split(",") if s]
@@ -132,6 +140,7 @@ def _train(args: argparse.Namespace, config) -> int:
         bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype,
                                  model_name=args.name)
         print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all)")
+        print(f"[kmm-train] {add_vocabulary_after_bundle(bundle, args.out, args.name)}")
     return 0
 
 

@@ -50,8 +50,9 @@ from ..model.masked_generator import MaskedGenerator
 from ..model.motion_tokenizer import MotionTokenizer
 from ..model.text_encoder import MINILM_DIM, MiniLMTextEncoder
 from ..model.text_motion_aligner import TextMotionAligner, text_condition
+from ..model.weights import load_weights
 from .batches import ShuffledBatches
-from .checkpoint import export_weights, load_weights
+from .checkpoint import export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
 from .distributed import DistributedContext, barrier, init_distributed
 from .trainer import Trainer, TrainResult, seed_everything

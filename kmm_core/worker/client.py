@@ -83,7 +83,7 @@ def exit_advice(returncode: int | None, stderr_tail: str) -> str:
     if "No module named 'torch'" in stderr_tail:
         return "PyTorch is not installed in the worker's Python environment: install the package there (see README)."
     if "No module named" in stderr_tail:
-        return "A module is missing in the worker's Python environment: install kmm-motion's dependencies there."
+        return "A module is missing in the worker's Python environment: install the backend's requirements there (the add-on's Repair button does)."
     if returncode is not None and returncode in (-9, 137):
         return "The worker was killed (SIGKILL), which usually means the system ran out of memory."
     if returncode is not None and returncode < 0:

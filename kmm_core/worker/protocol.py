@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The worker protocol (version 2; version 2 added `foot_lock` to generate): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
+"""The worker protocol (version 2): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
 
 Every message has a "type".  Requests that expect an answer (hello, load, generate, edit) carry an "id" chosen by
 the client, and the worker ends each of them with exactly one *terminal* event carrying the same id: `ready` for
@@ -23,19 +23,18 @@ from typing import Any, ClassVar
 
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
+from ..limits import EDIT_MODES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 
 PROTOCOL_VERSION = 2
+"""2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
+`foot_lock`. 1: the first version."""
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
 MAX_TEXT_CHARS = 64 * 1024
 """Longest free text (messages, traces); use `clip_text` before sending long tracebacks."""
 
 ERROR_KINDS = ("bad_request", "out_of_memory", "model_missing", "cancelled", "internal")
-EDIT_MODES = ("regenerate", "continue", "inbetween")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MAX_VARIATIONS = 64
-MAX_STEPS = 1000
-MAX_SEED = 2**32 - 1
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -130,6 +129,25 @@ def _frame_range(value: Any) -> str | None:
     return None if ok else f"must be [start, end) with 0 <= start < end, got {value!r}"
 
 
+_WARNING_FIELDS = {"segment": (int, type(None)), "prompt": (str,), "similarity": (int, float),
+                   "threshold": (int, float), "message": (str,), "suggestions": (list,)}
+
+
+def _warnings(value: Any) -> str | None:
+    """result.warnings: a list of {segment, prompt, similarity, threshold, message, suggestions}."""
+    if not isinstance(value, list):
+        return f"must be a list, got {_describe(value)}"
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != set(_WARNING_FIELDS):
+            return f"[{index}] must be an object with exactly {', '.join(_WARNING_FIELDS)}"
+        for key, types in _WARNING_FIELDS.items():
+            if not isinstance(item[key], types) or isinstance(item[key], bool):
+                return f"[{index}].{key} must be {' or '.join(t.__name__ for t in types)}, got {_describe(item[key])}"
+        if not all(isinstance(s, str) for s in item["suggestions"]):
+            return f"[{index}].suggestions must be a list of strings"
+    return None
+
+
 def _timeline(value: Any) -> str | None:
     try:
         Timeline.from_dict(value)
@@ -174,7 +192,7 @@ class Generate:
     output_dir: str = _field(_text(4096, nonempty=True))
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, 100.0)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     foot_lock: bool = _field(_boolean, default=True)
     id: str = _field(_ID, default="")
@@ -201,7 +219,7 @@ class Edit:
     target: str | None = _field(_optional(_text(4096, nonempty=True)), default=None)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
-    guidance: float | None = _field(_optional(_number(0.0, 100.0)), default=None)
+    guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
     id: str = _field(_ID, default="")
 
@@ -245,11 +263,13 @@ class Progress:
 
 @dataclass
 class Result:
-    """Request `id` finished: the MotionResult .npz files it wrote (empty for load), and facts about it."""
+    """Request `id` finished: the MotionResult .npz files it wrote (empty for load), facts about it, and warnings
+    about its prompts (since version 2: prompts far from what the model was trained on, with suggestions)."""
     TYPE: ClassVar[str] = "result"
     id: str = _field(_ID)
     paths: list[str] = _field(_paths, default_factory=list)
     info: dict = _field(_object, default_factory=dict)
+    warnings: list[dict] = _field(_warnings, default_factory=list)
 
 
 @dataclass

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
+from ..devices import resolve_device
 from ..errors import KMMError
+from ..progress import GenerationCancelled
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -236,23 +238,11 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         return "out_of_memory", message, OOM_ADVICE
     if isinstance(exc, ModelMissingError | BundleError):
         return "model_missing", message, MODEL_ADVICE
-    try:
-        from ..model.decoding import DecodingCancelled
-        if isinstance(exc, DecodingCancelled):
-            return "cancelled", message, ""
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, GenerationCancelled):
+        return "cancelled", message, ""
     if isinstance(exc, KMMError):
         return "bad_request", message, "Fix the request's values and try again."
     return "internal", f"{type(exc).__name__}: {message}", "This is a bug; please report it with the trace."
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _protocol_output() -> TextIO:
@@ -345,7 +335,7 @@ def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _options(request: dict[str, Any]):
-    from ..generation.timeline_generator import GenerationOptions
+    from ..generation.decoding_engine import GenerationOptions
 
     return GenerationOptions(steps=request["steps"], guidance=request["guidance"],
                              foot_lock=request.get("foot_lock", True))
@@ -377,7 +367,19 @@ def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
                                 should_cancel=lambda: worker.is_cancelled(request_id))
     return {"type": "result", "paths": _save(results, folder, request_id),
             "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
-                     "variations": len(results)}}
+                     "variations": len(results)},
+            "warnings": _prompt_warnings(worker, bundle, list(enumerate(s.prompt for s in timeline.segments)),
+                                         request_id)}
+
+
+def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str]], request_id: str) -> list[dict]:
+    """The result's warnings about unfamiliar prompts (generation/prompt_vocabulary.py), also logged."""
+    from ..generation.prompt_vocabulary import prompt_warnings
+
+    warnings = prompt_warnings(bundle, prompts)
+    for warning in warnings:
+        worker.log("warning", warning["message"], request_id)
+    return warnings
 
 
 def _read_motion(path: str, field: str):
@@ -398,21 +400,18 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     target = _read_motion(request["target"], "target") if request["target"] else None
     folder = output_folder(request["output_dir"])
     bundle = ensure_bundle(worker, None, None, request_id)
-    common = {"seed": request["seed"], "variations": request["variations"], "options": _options(request),
-              "on_progress": _progress(worker, request_id),
-              "should_cancel": lambda: worker.is_cancelled(request_id)}
     mode = request["mode"]
-    if mode == "regenerate":
-        frame_range = tuple(request["frame_range"]) if request["frame_range"] else None
-        results = editing.regenerate(bundle, source, segment=request["segment"], frame_range=frame_range,
-                                     prompt=request["prompt"], **common)
-    elif mode == "continue":
-        results = editing.continue_motion(bundle, source, request["prompt"], request["seconds"], **common)
-    else:
-        results = editing.inbetween(bundle, source, target, request["seconds"], prompt=request["prompt"], **common)
+    results = editing.run_edit(bundle, mode, source, target=target, segment=request["segment"],
+                               frame_range=tuple(request["frame_range"]) if request["frame_range"] else None,
+                               prompt=request["prompt"], seconds=request["seconds"], seed=request["seed"],
+                               variations=request["variations"], options=_options(request),
+                               on_progress=_progress(worker, request_id),
+                               should_cancel=lambda: worker.is_cancelled(request_id))
+    checked = [(request["segment"], request["prompt"])] if request["prompt"] else []
     return {"type": "result", "paths": _save(results, folder, request_id),
             "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
-                     "device": str(bundle.device)}}
+                     "device": str(bundle.device)},
+            "warnings": _prompt_warnings(worker, bundle, checked, request_id)}
 
 
 HANDLERS = {"hello": handle_hello, "load": handle_load, "generate": handle_generate, "edit": handle_edit}

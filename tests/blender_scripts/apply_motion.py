@@ -139,11 +139,8 @@ actions_before = len(bpy.data.actions)
 rejections = {}
 bad = fixture_motion.load_fixture_motion(frames=10)
 bad.local_rotations = bad.local_rotations[:, :21]
-other_rest = fixture_motion.load_fixture_motion(frames=10)
-other_rest.rest_offsets = other_rest.rest_offsets * 1.1  # a taller skeleton: the armature's rest does not fit
 for label, target, candidate in (
     ("bad_shape", armature, bad),
-    ("other_rest", armature, other_rest),
     ("not_armature", bpy.data.objects.new("empty", None), motion),
 ):
     try:
@@ -153,5 +150,11 @@ for label, target, candidate in (
         rejections[label] = str(error)
 result["rejections"] = rejections
 result["actions_added_by_rejections"] = len(bpy.data.actions) - actions_before
+
+# --- a motion made for another skeleton is retargeted onto the armature, not refused -------------------------------
+other_rest = fixture_motion.load_fixture_motion(frames=10)
+other_rest.rest_offsets = other_rest.rest_offsets * 1.1  # a taller skeleton: the armature's rest does not fit
+other_take = keyframe_writer.write_take(armature, other_rest, keyframe_writer.WriteOptions(), scene)
+result["other_rest_take_frames"] = [other_take.frame_start, other_take.frame_end]
 
 _harness.emit(result)

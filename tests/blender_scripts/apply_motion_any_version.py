@@ -117,4 +117,19 @@ take = keyframe_writer.write_take(armature, motion, keyframe_writer.WriteOptions
 result["nla_action_after_push"] = armature.animation_data.action.name if armature.animation_data.action else None
 result["nla_error"] = worst_distance([(1 + 6 * k, 5 * k) for k in range(0, (frames - 1) // 5 + 1, 4)])
 
+# --- the take carries its motion file: saved in the .blend, restored byte for byte after the file is gone --------
+from kmm_motion.kmm_blender import take_provenance  # noqa: E402
+
+take_provenance.record(take.action, str(motion_file), keyframe_writer.WriteOptions(), scene)
+take.action.use_fake_user = True
+take_name = take.action.name
+original = motion_file.read_bytes()
+blend = motion_file.parent / "travel.blend"
+bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+motion_file.unlink()
+bpy.ops.wm.open_mainfile(filepath=str(blend))
+reopened = bpy.data.actions[take_name]
+restored = take_provenance.motion_file(reopened, take_provenance.read(reopened), motion_file.parent / "restored")
+result["restored_motion_identical"] = Path(restored).read_bytes() == original and restored != str(motion_file)
+
 _harness.emit(result)

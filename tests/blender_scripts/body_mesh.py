@@ -22,7 +22,7 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 sys.path.insert(0, str(_harness.REPO_ROOT / "tests"))
-from kmm_motion.kmm_blender import armature_builder, body_mesh, keyframe_writer, preferences, take_importer  # noqa: E402
+from kmm_motion.kmm_blender import armature_builder, body_mesh, keyframe_writer, take_importer  # noqa: E402
 from kmm_motion.kmm_blender.axes import positions_to_blender  # noqa: E402
 from kmm_motion.kmm_core import skeleton  # noqa: E402
 from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
@@ -142,34 +142,31 @@ try:
     result["malformed_error"] = None
 except SMPLModelError as error:
     result["malformed_error"] = str(error)
-result["malformed_warning"] = body_mesh.ensure_body_mesh(context, armature, bad_path)
+result["malformed_warning"] = body_mesh.ensure_body_mesh(armature, bad_path)
 wrong_tree = write_synthetic_smpl_model(scratch / "wrong_weights.npz",
                                         replace={"weights": np.zeros((4 * 24, 3))})
-result["wrong_shape_warning"] = body_mesh.ensure_body_mesh(context, armature, wrong_tree)
+result["wrong_shape_warning"] = body_mesh.ensure_body_mesh(armature, wrong_tree)
 result["malformed_counts_unchanged"] = (len(bpy.data.objects), len(bpy.data.meshes)) == counts_before
 result["malformed_children"] = len(armature.children)
 
-# --- the preference hook (take_importer, as the panel, Apply Motion File and batch use it) ---------------------
+# --- the body model path through take_importer (the panel, Apply Motion File and batch pass the preferences') ----
 counts_before = (len(bpy.data.objects), len(bpy.data.meshes))
 plain = take_importer.import_takes(context, [str(motion_path)], None, options)
 result["no_preference"] = {
     "children": len(plain.armature.children), "warnings": plain.warnings,
     "new_meshes": len(bpy.data.meshes) - counts_before[1], "new_objects": len(bpy.data.objects) - counts_before[0],
 }
-# Without an enabled add-on, get_preferences() falls back to _DefaultPreferences: set the path there.
-preferences._DefaultPreferences.smpl_model_path = str(scratch / "apose_smpl.npz")
-first = take_importer.import_takes(context, [str(motion_path)], None, options)
-second = take_importer.import_takes(context, [str(motion_path)], first.armature, options)
+model_path = str(scratch / "apose_smpl.npz")
+first = take_importer.import_takes(context, [str(motion_path)], None, options, body_model_path=model_path)
+second = take_importer.import_takes(context, [str(motion_path)], first.armature, options, body_model_path=model_path)
 result["with_preference"] = {
     "bodies": [child.name for child in first.armature.children if body_mesh.BODY_MESH_PROPERTY in child],
     "warnings": first.warnings + second.warnings, "takes": len(first.takes) + len(second.takes),
 }
-preferences._DefaultPreferences.smpl_model_path = str(bad_path)
 actions_before = len(bpy.data.actions)
-bad = take_importer.import_takes(context, [str(motion_path)], None, options)
+bad = take_importer.import_takes(context, [str(motion_path)], None, options, body_model_path=str(bad_path))
 result["bad_preference"] = {
     "warnings": bad.warnings, "new_actions": len(bpy.data.actions) - actions_before,
     "children": len(bad.armature.children), "action": bad.armature.animation_data.action.name,
 }
-preferences._DefaultPreferences.smpl_model_path = ""
 _harness.emit(result)

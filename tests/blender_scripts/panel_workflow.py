@@ -23,7 +23,7 @@ package.register()
 from kmm_motion.kmm_blender import backend_session, job_runner  # noqa: E402
 from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
 
-STANDIN = str(Path(__file__).resolve().parent / "standin_worker.py")
+STANDIN = str(Path(__file__).resolve().parents[1] / "standin_worker.py")
 work = Path(tempfile.mkdtemp(prefix="kmm_workflow_"))
 result: dict = {}
 context = bpy.context

@@ -24,7 +24,13 @@ import numpy as np  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import backend_session, job_runner, keyframe_writer, take_provenance  # noqa: E402
+from kmm_motion.kmm_blender import (  # noqa: E402
+    backend_session,
+    job_runner,
+    keyframe_writer,
+    segment_regenerator,
+    take_provenance,
+)
 from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_blender.segment_table import Row  # noqa: E402
 from kmm_motion.kmm_core import skeleton  # noqa: E402
@@ -147,11 +153,19 @@ result["fail_load_unchanged"] = scene_state() == before
 job_runner.release()
 
 # The operator itself (it uses the preferences' backend, unset here: validation fails before any worker starts).
-active_source = take_provenance.read(armature.animation_data.action).source
+active_action = armature.animation_data.action
+active_source = take_provenance.read(active_action).source
+stored = {key: active_action[key] for key in (take_provenance.MOTION, take_provenance.MOTION_SHA256)}
+for key in stored:  # a take made before takes carried their own motion: only its path
+    del active_action[key]
 Path(active_source).rename(work / "moved.npz")
 result["gone_file"] = attempt(lambda: bpy.ops.kmm.regenerate_segment())
 result["gone_file_unchanged"] = scene_state() == before
 Path(work / "moved.npz").rename(active_source)
+# A path-only take keeps working while its file exists: the plan sends that very file.
+result["path_only_plan_source"] = [segment_regenerator.plan_regeneration(scene, armature, 0).source, active_source]
+for key, value in stored.items():
+    active_action[key] = value
 set_rows(settings, [*[Row(s.prompt, s.start, s.end) for s in settings.segments], Row("jump", 121, 160)])
 settings.active_segment_index = 3
 result["no_such_segment"] = attempt(lambda: job_runner.run_regeneration_blocking(context, config=real_worker))

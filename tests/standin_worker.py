@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A stand-in worker that speaks the real protocol (kmm_core.worker.protocol) without loading a model.
+"""The one stand-in worker of the tests: it speaks the real protocol (kmm_core.worker.protocol) as a real subprocess
+without loading a model.  WorkerClient / BackendSession start it with worker_args=[this file].
 
-The client tests start it as a real subprocess through WorkerClient(worker_args=[this file]).  For a `generate`, the
-first prompt of the timeline picks the behaviour:
-  "crash"  write a traceback to stderr and exit with code 3 mid-request;
-  "junk"   print a non-protocol line to stdout, then answer normally;
-  "oom"    answer with an out_of_memory error;
-  "huge"   answer with a line longer than the protocol allows;
-  "slow"   report 100 progress steps 50 ms apart, stopping on cancel or shutdown;
-  other    write real MotionResult files: the HumanML3D sample joints (ECHO_JOINTS) cycled to the timeline's length,
-           variation v shifted v metres along x, completed by MotionResult.from_joints.
-Environment: ECHO_PROTOCOL_VERSION (announce another version), ECHO_IGNORE_SHUTDOWN=1 (act hung: ignore shutdown
-and the end of stdin, so the client has to kill it).
+Behaviour: the environment variable KMM_STANDIN_MODE when set (the Blender tests), else the first prompt of each
+`generate` request's timeline (the protocol tests):
+  "fail_load" `load` answers model_missing (as does a checkpoint path that does not exist);
+  "crash"     after two progress steps write an out-of-memory traceback to stderr and exit with code 3;
+  "junk"      print a non-protocol line to stdout, then answer normally;
+  "oom"       answer with an out_of_memory error;
+  "huge"      answer with a line longer than the protocol allows;
+  "slow"      report 100 progress steps 50 ms apart, stopping on cancel or shutdown;
+  other       write real MotionResult files: the HumanML3D fixture clip's joints (STANDIN_JOINTS, default
+              humanml3d-fixture/new_joints/012314.npy of the shared data) cycled to the timeline's length, variation
+              v shifted v metres along x, completed by MotionResult.from_joints.
+Environment: STANDIN_PROTOCOL_VERSION (announce another version), STANDIN_IGNORE_SHUTDOWN=1 (act hung: ignore
+shutdown and the end of stdin, so the client has to kill it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from kmm_core import __version__
-from kmm_core.generation.timeline import MODEL_FPS, Timeline
+from kmm_core.generation.timeline import Timeline
+from kmm_core.model_timing import MODEL_FPS
 from kmm_core.motion_result import MotionResult
 from kmm_core.worker.protocol import (
     MAX_LINE_BYTES,
@@ -44,7 +48,10 @@ from kmm_core.worker.protocol import (
 _output_lock = threading.Lock()
 _cancelled: set[str] = set()
 _shutdown_requested = threading.Event()
-_IGNORE_SHUTDOWN = os.environ.get("ECHO_IGNORE_SHUTDOWN") == "1"
+_IGNORE_SHUTDOWN = os.environ.get("STANDIN_IGNORE_SHUTDOWN") == "1"
+MODE = os.environ.get("KMM_STANDIN_MODE", "")
+SHARED_DATA = Path(os.environ.get("KMM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+JOINTS = Path(os.environ.get("STANDIN_JOINTS", SHARED_DATA / "humanml3d-fixture" / "new_joints" / "012314.npy"))
 
 
 def emit_line(line: str) -> None:
@@ -81,14 +88,9 @@ def read_requests(requests: queue.Queue) -> None:
 def generate(message: dict) -> None:
     request_id = message["id"]
     timeline = Timeline.from_dict(message["timeline"])
-    behaviour = timeline.prompts[0]
-    if behaviour == "crash":
-        sys.stderr.write("Traceback (most recent call last):\n  File \"echo_worker.py\"\n"
-                         "RuntimeError: echo worker crashed on purpose\n")
-        sys.stderr.flush()
-        os._exit(3)
+    behaviour = MODE or timeline.prompts[0]
     if behaviour == "oom":
-        emit(Error(id=request_id, kind="out_of_memory", message="CUDA out of memory (echo)",
+        emit(Error(id=request_id, kind="out_of_memory", message="CUDA out of memory (stand-in)",
                    advice="Generate fewer variations or shorter timelines."))
         return
     if behaviour == "huge":
@@ -104,7 +106,13 @@ def generate(message: dict) -> None:
         if behaviour == "slow":
             time.sleep(0.05)
         emit(Progress(id=request_id, step=step, total=steps, message="decoding"))
-    sample = np.load(os.environ["ECHO_JOINTS"])
+        if behaviour == "crash" and step == min(2, steps):
+            sys.stderr.write("Traceback (most recent call last):\n  File \"standin_worker.py\"\n"
+                             "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (the stand-in worker "
+                             "crashed on purpose)\n")
+            sys.stderr.flush()
+            os._exit(3)
+    sample = np.load(JOINTS)
     frames = timeline.segment_ranges(MODEL_FPS)[-1][1]
     paths = []
     for variation in range(message["variations"]):
@@ -123,13 +131,16 @@ def main() -> int:
         if kind == "shutdown":
             return 0
         if kind == "hello":
-            emit(Ready(id=message["id"], protocol_version=int(os.environ.get("ECHO_PROTOCOL_VERSION",
+            emit(Ready(id=message["id"], protocol_version=int(os.environ.get("STANDIN_PROTOCOL_VERSION",
                                                                               PROTOCOL_VERSION)),
                        package_version=__version__, device="cpu", torch_version="", cuda_available=False,
                        python_version=sys.version.split()[0]))
         elif kind == "load":
             checkpoint = message["checkpoint"]
-            if checkpoint is not None and not Path(checkpoint).exists():
+            if MODE == "fail_load":
+                emit(Error(id=message["id"], kind="model_missing", message=f"checkpoint {checkpoint} not found",
+                           advice="Download a checkpoint or train one (training/README.md)."))
+            elif checkpoint is not None and not Path(checkpoint).exists():
                 emit(Error(id=message["id"], kind="model_missing", message=f"{checkpoint}: file not found",
                            advice="Download the checkpoint or choose another in the add-on preferences."))
             else:
@@ -137,7 +148,7 @@ def main() -> int:
         elif kind == "generate":
             generate(message)
         else:
-            emit(Error(id=message["id"], kind="bad_request", message=f"the echo worker cannot {kind}"))
+            emit(Error(id=message["id"], kind="bad_request", message=f"the stand-in worker cannot {kind}"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Import BVH files with Blender's own importer (io_anim_bvh) and record pose bone positions.
 
 bpy can be imported only once per process and takes seconds to start, so tests run this file in a subprocess
-(see `run_blender_import`): `python blender_bvh_import.py job.json result.npz`, where job.json lists
+(see `run_blender_import`): `python tests/blender_scripts/bvh_import.py job.json result.npz`, where job.json lists
 [{"path": "...bvh", "frames": [0, 5, ...]}, ...] (frames counted from 0 in the file).  For file k the result
 holds `names_k` (bone names), `heads_k` and `tails_k` (len(frames), bones, 3): world-space head/tail of every pose
 bone at those frames, in Blender's axes, imported with the importer's defaults (axis_forward='-Z', axis_up='Y',

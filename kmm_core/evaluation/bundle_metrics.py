@@ -1,0 +1,174 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every metric of one replication: the ground-truth row and one bundle's row, from the cached real-motion
+embeddings (``ReplicationCache``).
+
+Part of ``kmm-train eval`` (``evaluate.py``); docs/evaluation.md explains each number.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.features import features_to_joints
+from ..model_bundle import ModelBundle
+from ..model_timing import MODEL_FPS
+from .confidence import mean_confidence_interval, summarize_runs
+from .directional import directional_accuracy
+from .evaluator import Evaluator
+from .generated_motions import (
+    count_parameters,
+    generate_features,
+    generated_joints,
+    timeline_of,
+    timing_timeline,
+    tokenizer_reconstruction,
+    transition_timelines,
+)
+from .motion_quality import floor_penetration, foot_skating, ground_truth_jerk_level, mean_jerk, transition_jerk
+from .paraphrases import paraphrase_prompts
+from .report import metric_entry
+from .retrieval_metrics import (
+    R_PRECISION_BATCH,
+    R_PRECISION_TOP_K,
+    diversity,
+    fid,
+    mm_distance,
+    multimodality,
+    r_precision,
+)
+from .settings import EvaluationSettings
+from .split_data import EvaluationData, choose_captions, spread, subset
+
+
+def r_precision_batch(count: int) -> int:
+    return min(R_PRECISION_BATCH, count)
+
+
+def text_motion_metrics(text: np.ndarray, motion: np.ndarray, real: np.ndarray, seed: int) -> dict[str, float]:
+    batch = r_precision_batch(len(text))
+    precision = r_precision(text, motion, batch_size=batch, top_k=min(R_PRECISION_TOP_K, batch), seed=seed)
+    metrics = {f"r_precision_top{k + 1}": float(value) for k, value in enumerate(precision)}
+    metrics.update(fid=fid(real, motion), diversity=diversity(motion, seed=seed), mm_distance=mm_distance(text, motion))
+    return metrics
+
+
+def _skating(joints: Sequence[np.ndarray]) -> float:
+    return float(np.mean([foot_skating(j, MODEL_FPS).skating_ratio for j in joints]))
+
+
+def _joint_metrics(joints: Sequence[np.ndarray]) -> dict[str, float]:
+    """Whole-motion mean jerk, foot skating and floor penetration (mean depth, mm) of some motions."""
+    return {"mean_jerk": mean_jerk(joints, MODEL_FPS), "foot_skating_ratio": _skating(joints),
+            "floor_penetration_mm": 1000.0 * float(np.mean([floor_penetration(j).mean_depth for j in joints]))}
+
+
+class ReplicationCache:
+    """What every row of one evaluation shares: captions and their evaluator embeddings per seed, real embeddings."""
+
+    def __init__(self, data: EvaluationData, evaluator: Evaluator, settings: EvaluationSettings):
+        self.data, self.evaluator, self.settings = data, evaluator, settings
+        self.real = evaluator.embed_motions(data.features, settings.batch_size)
+        self._texts: dict[int, tuple[list[str], np.ndarray]] = {}
+        self.jerk_level = ground_truth_jerk_level(data.joints, MODEL_FPS)
+
+    def captions(self, seed: int) -> tuple[list[str], np.ndarray]:
+        if seed not in self._texts:
+            captions = choose_captions(self.data.items, seed)
+            self._texts[seed] = (captions, self.evaluator.embed_texts(captions))
+        return self._texts[seed]
+
+
+def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
+    """Metrics of the real motions: the ceiling of R-precision / directional accuracy, FID's floor (0)."""
+    data, settings = cache.data, cache.settings
+    runs = []
+    for seed in settings.seeds:
+        _captions, text = cache.captions(seed)
+        runs.append(text_motion_metrics(text, cache.real, cache.real, seed))
+    metrics: dict[str, Any] = {key: metric_entry(value) for key, value in summarize_runs(runs).items()}
+    if data.directional:
+        report = directional_accuracy([p for _, p in data.directional], data.directional_joints, MODEL_FPS)
+        metrics["directional_accuracy_split"] = metric_entry(report.overall_accuracy)  # seed-independent
+    metrics.update({key: metric_entry(value) for key, value in _joint_metrics(data.joints).items()})
+    return metrics
+
+
+def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Every metric of one loaded bundle, each summarised over the replications (or clips / timing runs)."""
+    from ..generation.decoding_engine import GenerationOptions
+    from ..generation.timeline_generator import generate_timeline
+
+    data, evaluator, settings = cache.data, cache.evaluator, cache.settings
+    options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock,
+                                smoothing=settings.smoothing)
+
+    def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
+        """Features as generate_timeline decodes them (smoothed with the same sigma)."""
+        return [smooth_decoded_features(f, settings.smoothing)
+                for f in generate_features(bundle, prompts, lengths, seed, settings.batch_size)]
+
+    frames = [item.frames for item in data.items]
+    paraphrases = spread(paraphrase_prompts(), settings.max_directional)
+    paraphrase_frames = int(round(settings.directional_seconds * MODEL_FPS))
+    runs: list[dict[str, float]] = []
+    for seed in settings.seeds:
+        log(f"seed {seed}: text-to-motion ({len(data.items)} items)")
+        captions, text = cache.captions(seed)
+        generated = generate(captions, frames, seed)
+        motion = evaluator.embed_motions(generated, settings.batch_size)
+        run = text_motion_metrics(text, motion, cache.real, seed)
+        run.update(_joint_metrics(generated_joints(generated, settings.foot_lock)))
+
+        mm_items = subset(list(range(len(data.items))), settings.mm_texts, seed)
+        mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
+        mm_frames = [frames[i] for i in mm_items for _ in range(settings.mm_generations)]
+        log(f"seed {seed}: multimodality ({len(mm_prompts)} generations)")
+        mm_motion = evaluator.embed_motions(generate(mm_prompts, mm_frames, seed + 100_003), settings.batch_size)
+        run["multimodality"] = multimodality(mm_motion.reshape(len(mm_items), settings.mm_generations, -1), seed=seed)
+
+        log(f"seed {seed}: directional ({len(data.directional)} split prompts, {len(paraphrases)} paraphrases)")
+        if data.directional:
+            prompts = [p for _, p in data.directional]
+            made = generate(prompts, [item.frames for item, _ in data.directional], seed)
+            run["directional_accuracy_split"] = directional_accuracy(
+                prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
+        prompts = [p for _, p in paraphrases]
+        made = generate(prompts, [paraphrase_frames] * len(prompts), seed)
+        run["directional_accuracy_paraphrase"] = directional_accuracy(
+            prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
+
+        log(f"seed {seed}: transitions ({settings.transition_timelines} timelines)")
+        motions, boundaries = [], []
+        for index, timeline in enumerate(transition_timelines(data.all_items, settings.transition_timelines,
+                                                              settings.transition_segments, seed)):
+            result = generate_timeline(bundle, timeline, seed=seed * 1000 + index, options=options)[0]
+            motions.append(np.asarray(result.joints, dtype=np.float64))
+            boundaries.append(result.segment_frames[1:, 0].tolist())
+        jerk = transition_jerk(motions, boundaries, MODEL_FPS, cache.jerk_level)
+        run["transition_peak_jerk"] = jerk.peak_jerk
+        run["transition_auj"] = jerk.area_under_jerk
+        runs.append(run)
+
+    metrics: dict[str, Any] = {key: metric_entry(value) for key, value in summarize_runs(runs).items()}
+    metrics["parameters"] = metric_entry(count_parameters(bundle))
+
+    log(f"timing a {settings.timing_seconds:g} s timeline ({settings.timing_runs} runs)")
+    timeline = timing_timeline(data.all_items, settings.timing_seconds)
+    warm_up = timeline_of([timeline.prompts[0]], [40])
+    generate_timeline(bundle, warm_up, seed=0, options=options)  # lazy init, caches
+    durations = []
+    for run_index in range(settings.timing_runs):
+        started = time.perf_counter()
+        generate_timeline(bundle, timeline, seed=run_index, options=options)
+        durations.append((time.perf_counter() - started) * 60.0 / settings.timing_seconds)
+    metrics["generation_seconds_per_minute"] = metric_entry(mean_confidence_interval(durations))
+
+    errors, perplexity = tokenizer_reconstruction(bundle, data.features)
+    metrics["tokenizer_mpjpe_mm"] = metric_entry(mean_confidence_interval(errors))
+    metrics["codebook_perplexity"] = metric_entry(perplexity)  # one measurement over the whole split
+    return metrics

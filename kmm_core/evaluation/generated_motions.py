@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Generating what an evaluation measures: features for prompts with a bundle's decoding settings, multi-prompt
+timelines for the transition and timing metrics, and the bundle's size and tokenizer reconstruction.
+
+Part of ``kmm-train eval`` (``evaluate.py``); docs/evaluation.md explains each number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..humanml3d.features import features_to_joints
+from ..model_bundle import ModelBundle
+from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from .split_data import EvalItem
+
+
+def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
+                      batch_size: int = 32, use_residual: bool = True) -> list[np.ndarray]:
+    """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings.
+
+    ``use_residual=False`` decodes the base quantizer layer only (the residual predictor's ablation).
+
+    Batches hold prompts of similar length; one torch.Generator seeded with `seed` drives all sampling, so the
+    same bundle, prompts and seed give the same motions.
+    """
+    import torch
+
+    from ..model.decoding import decode_tokens
+
+    config = bundle.decoding
+    device = bundle.device
+    rng = torch.Generator()
+    rng.manual_seed(int(seed))
+    order = sorted(range(len(prompts)), key=lambda i: frames[i])
+    out: list[np.ndarray | None] = [None] * len(prompts)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            lengths = [int(frames[i]) for i in chunk]
+            sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
+            result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
+                                   use_residual=use_residual)
+            for row, index in enumerate(chunk):
+                tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
+                codes = result.codes[row:row + 1, :tokens].to(device)
+                decoded = bundle.tokenizer.decode(codes, num_frames=lengths[row])[0]
+                out[index] = bundle.normalizer.denormalize(decoded.float().cpu().numpy().astype(np.float64))
+    return out  # type: ignore[return-value]
+
+
+def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:
+    """Joints of generated features (20 fps), with the foot-contact cleanup of generate_timeline when `foot_lock`."""
+    from ..foot_contact import clean_foot_contacts
+    from ..humanml3d.features import FOOT_CONTACTS
+
+    joints = [features_to_joints(f) for f in features]
+    if not foot_lock:
+        return joints
+    return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS]).joints
+            for j, f in zip(joints, features, strict=True)]
+
+
+def timeline_of(prompts: Sequence[str], frames: Sequence[int]):
+    from ..generation.timeline import Segment, Timeline
+
+    return Timeline(tuple(Segment(prompt, int(count)) for prompt, count in zip(prompts, frames, strict=True)),
+                    MODEL_FPS)
+
+
+def transition_timelines(items: Sequence[EvalItem], count: int, segments: int, seed: int):
+    """`count` timelines of `segments` captions of different items, each segment as long as its item's motion."""
+    rng = np.random.default_rng([seed, 11])
+    timelines = []
+    for _ in range(count):
+        chosen = rng.choice(len(items), size=min(segments, len(items)), replace=False)
+        prompts = [items[i].captions[int(rng.integers(len(items[i].captions)))] for i in chosen]
+        timelines.append(timeline_of(prompts, [items[i].frames for i in chosen]))
+    return timelines
+
+
+def timing_timeline(items: Sequence[EvalItem], seconds: float):
+    """A timeline of `seconds` made of 10-second segments with the split's first captions."""
+    total = int(round(seconds * MODEL_FPS))
+    lengths = [200] * (total // 200) + ([total % 200] if total % 200 else [])
+    prompts = [items[i % len(items)].captions[0] for i in range(len(lengths))]
+    return timeline_of(prompts, lengths)
+
+
+def count_parameters(bundle: ModelBundle) -> int:
+    """Parameters of the generating model: tokenizer + generator (+ aligner when it conditions the generator).
+    The frozen MiniLM sentence encoder (22.7 M, shared by all) and the evaluator are not counted."""
+    modules = [bundle.tokenizer, bundle.generator]
+    if bundle.text_conditioner.source == "aligner" and bundle.aligner is not None:
+        modules.append(bundle.aligner)
+    return int(sum(p.numel() for module in modules for p in module.parameters()))
+
+
+def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens)."""
+    import torch
+
+    device = next(bundle.tokenizer.parameters()).device
+    errors, codes_used = [], []
+    with torch.no_grad():
+        for clip in features:
+            normalised = torch.from_numpy(bundle.normalizer.normalize(clip).astype(np.float32))[None].to(device)
+            codes = bundle.tokenizer.encode(normalised)
+            decoded = bundle.tokenizer.decode(codes, num_frames=clip.shape[0])[0].float().cpu().numpy()
+            real = features_to_joints(clip)
+            recon = features_to_joints(bundle.normalizer.denormalize(decoded.astype(np.float64)))
+            real, recon = real - real[:, :1], recon - recon[:, :1]
+            errors.append(1000.0 * float(np.linalg.norm(real - recon, axis=-1).mean()))
+            first = codes[0, :, 0].cpu().numpy()
+            codes_used.append(first[first >= 0])
+    counts = np.bincount(np.concatenate(codes_used), minlength=bundle.tokenizer.codebook_size).astype(np.float64)
+    probabilities = counts[counts > 0] / counts.sum()
+    return np.asarray(errors), float(np.exp(-(probabilities * np.log(probabilities)).sum()))

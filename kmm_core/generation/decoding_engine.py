@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The decoding engine shared by timeline generation, editing and evaluation: decoding options, step counting with
+progress and cancellation across several decodes, and windowed decoding of long token sequences.
+
+Sequences longer than ``max_window_tokens`` are decoded in overlapping windows: each window after the first keeps
+its first ``window_overlap_tokens`` tokens fixed from the previous window, so it continues that motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
+from ..model.configs import DecodingConfig
+from ..model.decoding import decode_tokens
+from ..model.motion_tokenizer import num_tokens_for_frames
+from ..model_timing import FRAMES_PER_TOKEN
+from ..progress import CancelCheck, GenerationCancelled, ProgressCallback
+from .timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model_bundle import ModelBundle
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to decode.  None takes the bundle's default (its DecodingConfig)."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    temperature: float | None = None
+    transitions: str = DEFAULT_TRANSITIONS
+    transition_tokens: int = 4  # inpaint: tokens re-decoded on each side of a boundary (2 gave 50% more jerk)
+    max_window_tokens: int = 1024
+    window_overlap_tokens: int = 64
+    foot_lock: bool = True  # hold feet on their contacts (kmm_core/foot_contact.py); False keeps the raw decode
+    smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
+
+    def __post_init__(self) -> None:
+        if self.transitions not in TRANSITION_MODES:
+            raise ConfigError(f"transitions: must be one of {', '.join(TRANSITION_MODES)}, got {self.transitions!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if self.guidance is not None and not 0 <= self.guidance <= 100:
+            raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
+        if not 0 <= self.smoothing <= 4:
+            raise ConfigError(f"smoothing: must be between 0 and 4 frames, got {self.smoothing}")
+        if self.transition_tokens < 1:
+            raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
+        if self.max_window_tokens < 8:
+            raise ConfigError(f"max_window_tokens: must be >= 8, got {self.max_window_tokens}")
+        if not 0 < self.window_overlap_tokens < self.max_window_tokens // 2:
+            raise ConfigError(f"window_overlap_tokens: must be in 1..{self.max_window_tokens // 2 - 1}, got "
+                              f"{self.window_overlap_tokens}")
+
+    def decoding_config(self, bundle: ModelBundle) -> DecodingConfig:
+        """The bundle's decoding settings with these options' overrides."""
+        changes = {}
+        if self.steps is not None:
+            changes["steps"] = self.steps
+        if self.guidance is not None:
+            changes["guidance_scale"] = float(self.guidance)
+        if self.temperature is not None:
+            changes["temperature"] = float(self.temperature)
+        return replace(bundle.decoding, **changes)
+
+
+class StepCounter:
+    """Counts decoding steps across several decodes and forwards them; checks for cancellation at every step."""
+
+    def __init__(self, total: int, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None,
+                 message: str = "decoding"):
+        self.total = max(1, total)
+        self.done = 0
+        self.message = message
+        self._on_progress = on_progress
+        self._should_cancel = should_cancel
+
+    def check_cancel(self) -> None:
+        if self._should_cancel is not None and self._should_cancel():
+            raise GenerationCancelled(f"cancelled at step {self.done} of {self.total}")
+
+    def advance(self, steps: int = 1) -> None:
+        self.done = min(self.total, self.done + steps)
+        if self._on_progress is not None:
+            self._on_progress(self.done, self.total, self.message)
+        self.check_cancel()
+
+    def on_step(self, _step: int, _total: int, _message: str) -> None:
+        """A ProgressCallback for one decode: each of its steps is one step of the whole task."""
+        self.advance(1)
+
+
+def steps_per_decode(bundle: ModelBundle, config: DecodingConfig) -> int:
+    """Steps one decode takes: the base layer's steps plus one per residual layer the predictor fills."""
+    generator = bundle.generator
+    return config.steps + (generator.config.num_quantizers - 1 if generator.residual is not None else 0)
+
+
+def window_starts(num_tokens: int, options: GenerationOptions) -> list[int]:
+    """First token of each decoding window (one window when the sequence fits)."""
+    size, overlap = options.max_window_tokens, options.window_overlap_tokens
+    if num_tokens <= size:
+        return [0]
+    starts = [0]
+    while starts[-1] + size < num_tokens:
+        starts.append(starts[-1] + size - overlap)
+    return starts
+
+
+def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
+                    config: DecodingConfig, rng: torch.Generator, options: GenerationOptions,
+                    counter: StepCounter) -> Tensor:
+    """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate.
+
+    Windows overlap by `window_overlap_tokens`; the overlap is fixed from the window before, so every window
+    continues the motion decoded so far.  Windows with nothing to generate are skipped (their steps still count).
+    """
+    generator = bundle.generator
+    num_tokens = num_tokens_for_frames(num_frames)
+    layers = generator.config.num_quantizers
+    codes = torch.full((num_tokens, layers), -1, dtype=torch.int64) if fixed is None else fixed.clone().long().cpu()
+    per_decode = steps_per_decode(bundle, config)
+    for start in window_starts(num_tokens, options):
+        end = min(num_tokens, start + options.max_window_tokens)
+        window = codes[start:end]
+        if bool((window >= 0).all()):
+            counter.advance(per_decode)
+            continue
+        frames = min(num_frames, end * FRAMES_PER_TOKEN) - start * FRAMES_PER_TOKEN
+        counter.check_cancel()
+        result = decode_tokens(generator, frames, cond_per_token=cond_per_token[start:end].unsqueeze(0),
+                               fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
+                               on_progress=counter.on_step)
+        codes[start:end] = result.codes[0].cpu()
+    return codes

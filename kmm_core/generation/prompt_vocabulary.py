@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Is a prompt like anything the model was trained on?  The out-of-vocabulary check of ``kmm generate`` and the
+worker, read from the bundle's vocabulary files.
+
+A prompt is compared with every distinct training caption by the cosine similarity of sentence embeddings in a text
+space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condition the generator) or ``minilm``
+(the frozen MiniLM sentence embeddings the aligner reads).  When its best similarity is below the bundle's
+threshold the prompt is *out of vocabulary*: the motion will be whatever the model makes of unfamiliar words, so
+the user is warned and shown the closest known prompts.
+
+Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
+on the validation split; inference only reads them):
+
+- ``vocabulary.json`` (`kmm_core.vocabulary`): actions, styles, captions per split with their actions, and
+  ``out_of_vocabulary``: the space, the threshold, how they were chosen, and the measured rates.
+- ``vocabulary.safetensors``: ``train_embeddings`` (N, E) float16, one row per ``captions.train`` entry, in that space.
+
+Space: MiniLM (`CHECK_SPACE`).  Both spaces are measured and stored; on the shipped kmm-small the aligner's space
+maps every sentence near one of its ~30 trained actions, so clearly unknown prompts score 0.68-0.92 there, as high
+as paraphrases of known actions (0.60-0.93), and no threshold separates them; in MiniLM's space they score
+0.26-0.50 against 0.49-0.86 (training/runs/kmm-small/vocabulary.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputFileError, KMMError
+from ..vocabulary import Vocabulary, read_vocabulary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model_bundle import ModelBundle
+
+EMBEDDINGS_FILE = "vocabulary.safetensors"
+SPACES = ("aligner", "minilm")
+CHECK_SPACE = "minilm"
+SUGGESTIONS = 3
+DISTINCT_SUGGESTION_SIMILARITY = 0.93   # suggestions closer than this to an earlier one are left out
+EMBED_BATCH = 256
+
+
+class VocabularyCheckUnavailable(KMMError):
+    """The bundle cannot check prompts (no vocabulary files, or no aligner to embed text with)."""
+
+
+@dataclass(frozen=True)
+class PromptCheck:
+    """How one prompt compares with the training captions."""
+
+    prompt: str
+    similarity: float                 # best cosine similarity to a training caption
+    threshold: float
+    suggestions: tuple[str, ...]      # closest known prompts, most similar first
+
+    @property
+    def known(self) -> bool:
+        return self.similarity >= self.threshold
+
+    @property
+    def warning(self) -> str | None:
+        if self.known:
+            return None
+        closest = "; ".join(f'"{s}"' for s in self.suggestions)
+        return (f'"{self.prompt}" is far from everything this model was trained on (similarity '
+                f"{self.similarity:.2f} < {self.threshold:.2f}): the motion may not match it. Closest known "
+                f"prompts: {closest}. `kmm vocab` lists what the model knows.")
+
+    def to_dict(self, segment: int | None = None) -> dict:
+        """The worker's ``warnings`` entry (docs/worker_protocol.md)."""
+        return {"segment": segment, "prompt": self.prompt, "similarity": round(self.similarity, 4),
+                "threshold": round(self.threshold, 4), "message": self.warning or "",
+                "suggestions": list(self.suggestions)}
+
+
+def embed_texts(bundle: ModelBundle, texts: list[str] | tuple[str, ...], space: str = "aligner") -> np.ndarray:
+    """(N, E) unit sentence embeddings of `texts` in `space` ("aligner" or "minilm"), float32."""
+    import torch
+
+    if space not in SPACES:
+        raise KMMError(f"space: {space!r} is not one of {', '.join(SPACES)}")
+    if space == "aligner" and bundle.aligner is None:
+        raise VocabularyCheckUnavailable("the bundle has no aligner, whose text space the check would use")
+    encoder = bundle.text_conditioner.text_encoder
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = list(texts[start:start + EMBED_BATCH])
+            embedded = (bundle.aligner.encode_text(batch) if space == "aligner" and bundle.aligner is not None
+                        else encoder.encode(batch))
+            rows.append(embedded.sentence.float().cpu().numpy())
+            encoder.clear_cache()   # thousands of captions: keep the cache small
+    if not rows:
+        return np.zeros((0, 1), dtype=np.float32)
+    embeddings = np.concatenate(rows).astype(np.float32)
+    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(min=1e-12)
+
+
+class PromptVocabulary:
+    """The check of one loaded bundle: `check(prompts)`; `load` raises VocabularyCheckUnavailable when the bundle
+    lacks the files (bundles made before they existed) or an aligner."""
+
+    def __init__(self, bundle: ModelBundle, vocabulary: Vocabulary, train: np.ndarray, threshold: float,
+                 space: str):
+        self.bundle = bundle
+        self.vocabulary = vocabulary
+        self.train = train
+        self.threshold = threshold
+        self.space = space
+
+    @classmethod
+    def load(cls, bundle: ModelBundle) -> PromptVocabulary:
+        from safetensors.numpy import load_file
+
+        try:
+            vocabulary = read_vocabulary(bundle.path)
+        except InputFileError as error:
+            raise VocabularyCheckUnavailable(str(error)) from None
+        threshold = vocabulary.out_of_vocabulary.get("threshold")
+        space = vocabulary.out_of_vocabulary.get("space", "aligner")
+        if space not in SPACES or (space == "aligner" and bundle.aligner is None):
+            raise VocabularyCheckUnavailable(f"{vocabulary.path}: text space {space!r} is not available")
+        path = bundle.path / EMBEDDINGS_FILE
+        if not isinstance(threshold, int | float) or not path.is_file():
+            raise VocabularyCheckUnavailable(f"{path}: no caption embeddings / threshold in this bundle "
+                                             "(`kmm-train vocabulary` adds them)")
+        try:
+            train = load_file(str(path))["train_embeddings"].astype(np.float32)
+        except (OSError, KeyError, ValueError) as error:
+            raise InputFileError(path, f"cannot read the caption embeddings: {error}") from None
+        width = (bundle.aligner.embed_dim if space == "aligner" and bundle.aligner is not None
+                 else bundle.text_conditioner.text_encoder.dim)
+        if train.shape != (len(vocabulary.train_captions), width):
+            raise InputFileError(path, f"train_embeddings has shape {train.shape}, expected "
+                                       f"({len(vocabulary.train_captions)}, {width})")
+        return cls(bundle, vocabulary, train, float(threshold), space)
+
+    def check(self, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck]:
+        unique = list(dict.fromkeys(prompts))
+        embeddings = embed_texts(self.bundle, unique, self.space)
+        checks = {}
+        for prompt, embedding in zip(unique, embeddings, strict=True):
+            similarity = self.train @ embedding
+            order = np.argsort(-similarity)
+            chosen: list[int] = []
+            for index in order[:200]:
+                if all(self.train[index] @ self.train[c] < DISTINCT_SUGGESTION_SIMILARITY for c in chosen):
+                    chosen.append(int(index))
+                if len(chosen) == SUGGESTIONS:
+                    break
+            checks[prompt] = PromptCheck(prompt, float(similarity[order[0]]), self.threshold,
+                                         tuple(self.vocabulary.train_captions[i] for i in chosen))
+        return [checks[prompt] for prompt in prompts]
+
+
+def check_prompts(bundle: ModelBundle, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck] | None:
+    """Checks of `prompts`, or None when the bundle cannot check (reason in the exception's absence: use
+    PromptVocabulary.load to learn why).  The loaded check is cached on the bundle object."""
+    cached = getattr(bundle, "_prompt_vocabulary", None)
+    if cached is None:
+        try:
+            cached = PromptVocabulary.load(bundle)
+        except VocabularyCheckUnavailable:
+            cached = False
+        try:
+            object.__setattr__(bundle, "_prompt_vocabulary", cached)
+        except (AttributeError, TypeError):
+            pass
+    return cached.check(prompts) if cached else None
+
+
+def prompt_warnings(bundle: ModelBundle, prompts: list[tuple[int | None, str]]) -> list[dict]:
+    """The worker's result ``warnings``: one entry per (segment, prompt) whose prompt is out of vocabulary; []
+    when every prompt is known or the bundle cannot check."""
+    checks = check_prompts(bundle, [prompt for _, prompt in prompts])
+    if not checks:
+        return []
+    return [check.to_dict(segment) for (segment, _), check in zip(prompts, checks, strict=True) if not check.known]

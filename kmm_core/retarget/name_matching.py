@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Automatic bone maps for rigs no preset fits: names find the hands, feet and head; the hierarchy finds the rest.
+
+1. Names.  A bone name is split into a side (`.L/_L/Left/left_/l_/_l/lThigh/CC_Base_L_...`, and the same for right)
+   and a body-part word after dropping namespaces (`mixamorig:`), rig prefixes (`DEF-`, `J_Bip_`, `CC_Base_`, ...)
+   and separators.  Synonyms (thigh/upleg/upperleg/femur, shin/calf/leg/lowerleg/tibia, forearm/lowerarm/radius,
+   clavicle/collar/shoulder, ...) say which part a word names.
+2. Hierarchy.  From each hand, the first non-twist ancestors are the forearm, upper arm and (when it is not shared
+   by both arms) the collar; from each foot, the shin and thigh.  The bone both thighs and the spine hang from is the
+   pelvis, the bone both collars hang from the chest; the spine between them is spread over spine1..spine3, the
+   bones between chest and head give the neck.  Names of the chain bones are checked against the synonyms.
+3. Rest geometry breaks ties: among several candidates for a hand or foot the one highest in the hierarchy (fewest
+   ancestors) wins, and when names give no side the bone's rest position left or right of the body decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..skeleton import JOINT_NAMES
+from .bone_map import BoneMap, BoneMapError
+
+_PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_")
+_SIDE_PATTERNS = {
+    "L": (r"(^|[._\-\s])l($|[._\-\s])", r"left", r"^l(?=[A-Z])", r"[._\-]l$"),
+    "R": (r"(^|[._\-\s])r($|[._\-\s])", r"right", r"^r(?=[A-Z])", r"[._\-]r$"),
+}
+_PARTS = {
+    "hand": ("hand", "wrist"),
+    "foot": ("foot", "ankle"),
+    "toe": ("toe", "toes", "toebase", "ball"),
+    "head": ("head",),
+    "neck": ("neck",),
+    "forearm": ("forearm", "lowerarm", "elbow", "radius", "forearmbend"),
+    "upperarm": ("upperarm", "arm", "humerus", "shldr", "shldrbend", "shoulder"),
+    "collar": ("clavicle", "collar", "shoulder"),
+    "shin": ("shin", "calf", "leg", "lowerleg", "tibia", "knee"),
+    "thigh": ("thigh", "upleg", "upperleg", "femur", "thighbend"),
+}
+_ALL_PART_WORDS = {word for words in _PARTS.values() for word in words} | {"hipjoint", "fingers", "thumb"}
+_SKIP_WORDS = ("twist", "roll", "share", "helper", "ik", "pole", "target", "mch", "end", "nub", "corrective")
+
+
+def _side_and_word(name: str) -> tuple[str | None, str]:
+    base = name.rsplit(":", 1)[-1]
+    side = None
+    for candidate, patterns in _SIDE_PATTERNS.items():
+        if any(re.search(pattern, base, flags=0 if pattern.startswith("^l(") or pattern.startswith("^r(")
+                         else re.IGNORECASE) for pattern in patterns):
+            side = candidate
+            break
+    word = base.lower()
+    for prefix in _PREFIXES:
+        if word.startswith(prefix):
+            word = word[len(prefix):]
+    word = re.sub(r"(left|right)", "", word)
+    word = re.sub(r"(^|[._\-\s])[lr]($|[._\-\s])", r"\1\2", word)
+    if side is not None and re.match(r"^[lr][A-Z]", base):
+        word = word[1:]
+    word = re.sub(r"[._\-\s]|\d+$", "", word)
+    word = re.sub(r"\d+", "", word)
+    if side is None and len(word) > 2 and word[0] in "lr" and word[1:] in _ALL_PART_WORDS:
+        side, word = word[0].upper(), word[1:]  # CMU's lowercase lfemur, rwrist
+    return side, word
+
+
+def _is_part(word: str, part: str) -> bool:
+    return word in _PARTS[part]
+
+
+def _skipped(word: str) -> bool:
+    return any(skip in word for skip in _SKIP_WORDS)
+
+
+def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None = None,
+                  rig: str = "rig") -> BoneMap:
+    """A bone map found from names and hierarchy (see the module docstring).  `rest_positions` (B, 3) in HumanML3D
+    axes settle sides that names leave open.  Raises BoneMapError naming what could not be found."""
+    names = list(bone_names)
+    info = [_side_and_word(name) for name in names]
+    depth = []
+    for parent in parents:
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+
+    def side_of(bone: int) -> str | None:
+        side = info[bone][0]
+        if side is None and rest_positions is not None:
+            x = rest_positions[bone, 0] - float(np.median(rest_positions[:, 0]))
+            side = "L" if x > 1e-6 else "R" if x < -1e-6 else None
+        return side
+
+    def find(part: str, side: str | None) -> int | None:
+        found = [b for b, (_, word) in enumerate(info) if _is_part(word, part) and not _skipped(word)
+                 and side_of(b) == side]
+        return min(found, key=lambda b: depth[b]) if found else None
+
+    def ancestors(bone: int) -> list[int]:
+        chain, bone = [], parents[bone]
+        while bone >= 0:
+            chain.append(bone)
+            bone = parents[bone]
+        return chain
+
+    def chain_up(bone: int, count: int) -> list[int]:
+        """The first `count` ancestors that are not twist/helper bones."""
+        kept = [a for a in ancestors(bone) if not _skipped(info[a][1])]
+        return kept[:count]
+
+    def common(a: int, b: int) -> int | None:
+        other = set(ancestors(b)) | {b}
+        return next((x for x in [a] + ancestors(a) if x in other), None)
+
+    bones: dict[str, str | None] = {joint: None for joint in JOINT_NAMES}
+    problems = []
+    hands = {side: find("hand", side) for side in "LR"}
+    feet = {side: find("foot", side) for side in "LR"}
+    for side, word in (("L", "left"), ("R", "right")):
+        if hands[side] is None:
+            problems.append(f"no {word} hand bone")
+        if feet[side] is None:
+            problems.append(f"no {word} foot bone")
+    if problems:
+        raise BoneMapError(f"rig {rig!r} cannot be mapped automatically: {', '.join(problems)}; load a bone map "
+                           "file or pick the bones by hand")
+    collars: dict[str, int] = {}
+    thighs: dict[str, int] = {}
+    for side, word in (("L", "left"), ("R", "right")):
+        arm = chain_up(hands[side], 3)
+        leg = chain_up(feet[side], 2)
+        if len(arm) < 2 or len(leg) < 2:
+            raise BoneMapError(f"rig {rig!r}: the {word} arm or leg has too few bones above the hand/foot")
+        bones[f"{word}_wrist"] = names[hands[side]]
+        bones[f"{word}_elbow"] = names[arm[0]]
+        bones[f"{word}_shoulder"] = names[arm[1]]
+        if len(arm) > 2:
+            collars[side] = arm[2]
+        bones[f"{word}_ankle"] = names[feet[side]]
+        bones[f"{word}_knee"] = names[leg[0]]
+        bones[f"{word}_hip"] = names[leg[1]]
+        thighs[side] = leg[1]
+        toes = [c for c, p in enumerate(parents) if p == feet[side] and not _skipped(info[c][1])]
+        toe = next((c for c in toes if _is_part(info[c][1], "toe")), toes[0] if len(toes) == 1 else None)
+        bones[f"{word}_foot"] = names[toe] if toe is not None else None
+    upper_l = names.index(bones["left_shoulder"])
+    upper_r = names.index(bones["right_shoulder"])
+    chest = common(upper_l, upper_r)
+    legs = common(thighs["L"], thighs["R"])
+    pelvis = common(legs, chest) if legs is not None and chest is not None else None
+    if pelvis is None or chest is None:
+        raise BoneMapError(f"rig {rig!r}: the legs (or arms) do not hang from one common bone")
+    # Collars: the upper arm's parent when it is not the chest itself (one per side).
+    for side, word in (("L", "left"), ("R", "right")):
+        if side in collars and collars[side] != chest and collars[side] in ancestors(
+                names.index(bones[f"{word}_shoulder"])) and chest in ancestors(collars[side]):
+            bones[f"{word}_collar"] = names[collars[side]]
+    if chest in (thighs["L"], thighs["R"]) or pelvis not in ancestors(chest) + [chest]:
+        raise BoneMapError(f"rig {rig!r}: the arms do not hang from the spine above the legs")
+    # The pelvis: the highest bone below which both legs and the spine hang, not above a lone root bone.
+    spine = [chest] + ancestors(chest)
+    spine = spine[:spine.index(pelvis) + 1] if pelvis in spine else [chest]
+    spine.reverse()  # pelvis ... chest
+    spine = [b for b in spine if not _skipped(info[b][1])]
+    bones["pelvis"] = names[spine[0]]
+    middle = spine[1:]
+    if middle:
+        bones["spine3"] = names[middle[-1]]
+        between = middle[:-1]
+        if len(between) >= 1:
+            bones["spine1"] = names[between[0]]
+        if len(between) >= 2:
+            bones["spine2"] = names[between[len(between) // 2 if len(between) > 2 else 1]]
+    heads = [b for b, (_, word) in enumerate(info) if _is_part(word, "head") and chest in ancestors(b)]
+    head = min(heads, key=lambda b: depth[b]) if heads else None
+    if head is not None:
+        bones["head"] = names[head]
+        neck = [a for a in ancestors(head) if a != chest and chest in ancestors(a) and not _skipped(info[a][1])]
+        if neck:
+            bones["neck"] = names[neck[-1]]
+    return BoneMap(name="auto", kind="auto", bones=bones)
+
+
+def detect_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None = None,
+                    rig: str = "rig") -> BoneMap:
+    """The best shipped preset for this rig when one names all its joints, else `auto_bone_map`."""
+    from .bone_map import best_preset_map
+
+    found = best_preset_map(bone_names)
+    if found is not None:
+        return found[0]
+    return auto_bone_map(bone_names, parents, rest_positions, rig)

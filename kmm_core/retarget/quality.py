@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""How well a retargeted motion follows its source: the numbers the tests and the closing note report.
+
+- position error: matched joints on the rig vs the source joints scaled to the rig's leg length, mean over frames
+  and joints, as a fraction of the body height (the scaled source T-pose from ankle to head joint, a little under
+  the standing height, so the fraction is a little stricter than one of the full height);
+- foot-contact drift: on frames where a source foot is planted (ankle slow and near its lowest height), how far the
+  rig's ankle moves away from where the scaled source ankle moves (metres; 0 = the rig's foot stays as planted as the
+  source's);
+- largest turn: the largest change of any bone's local rotation between consecutive frames (degrees), the flip check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..rotations import matrix_to_quat
+from ..skeleton import JOINT_INDEX
+
+CONTACT_SPEED = 0.4  # m/s: a source ankle slower than this ...
+CONTACT_HEIGHT = 0.06  # m: ... and within this of its lowest height is planted
+
+
+@dataclass(frozen=True)
+class RetargetQuality:
+    mean_error: float           # metres
+    height: float               # metres (the rig's rest height)
+    contact_drift: float        # metres
+    contact_frames: int
+    largest_turn: float         # degrees between consecutive frames
+
+    @property
+    def mean_error_fraction(self) -> float:
+        return self.mean_error / self.height
+
+
+def contact_mask(ankle: np.ndarray, fps: float) -> np.ndarray:
+    """(T,) planted frames of one ankle track (T, 3) in HumanML3D axes (y up)."""
+    speed = np.zeros(len(ankle))
+    if len(ankle) > 1:
+        step = np.linalg.norm(np.diff(ankle, axis=0), axis=-1) * fps
+        speed[1:] = step
+        speed[0] = step[0]
+    low = ankle[:, 1] < ankle[:, 1].min() + CONTACT_HEIGHT
+    return (speed < CONTACT_SPEED) & low
+
+
+def contact_drift(rig_ankle: np.ndarray, source_ankle: np.ndarray, mask: np.ndarray) -> float:
+    """Largest |(rig(t) - rig(start)) - (source(t) - source(start))| over each run of planted frames."""
+    worst, start = 0.0, None
+    for frame in range(len(mask) + 1):
+        planted = frame < len(mask) and mask[frame]
+        if planted and start is None:
+            start = frame
+        elif not planted and start is not None:
+            run = slice(start, frame)
+            moved = (rig_ankle[run] - rig_ankle[start]) - (source_ankle[run] - source_ankle[start])
+            worst = max(worst, float(np.linalg.norm(moved, axis=-1).max()))
+            start = None
+    return worst
+
+
+def largest_turn(local_rotations: np.ndarray) -> float:
+    """Largest angle (degrees) any bone's (T, B, 3, 3) local rotation turns between consecutive frames."""
+    if len(local_rotations) < 2:
+        return 0.0
+    quaternions = matrix_to_quat(local_rotations)
+    dots = np.abs(np.sum(quaternions[1:] * quaternions[:-1], axis=-1))
+    return float(np.degrees(2 * np.arccos(np.clip(dots, -1.0, 1.0))).max())
+
+
+def measure(rig_points: np.ndarray, source_points: np.ndarray, scale: float, source_rest: np.ndarray,
+            local_rotations: np.ndarray, fps: float) -> RetargetQuality:
+    """Quality of a retargeted motion.  rig_points (T, 22, 3): the matched joints on the rig (NaN where unmatched),
+    source_points (T, 22, 3): the source joints, both HumanML3D axes and metres; source_rest (22, 3): the source's
+    T-pose (its height times `scale` is the body height errors are compared with, ankle to head joint);
+    local_rotations (T, B, 3, 3) of the bones keyed."""
+    scaled = source_points * scale
+    matched = ~np.isnan(rig_points[0, :, 0])
+    error = np.linalg.norm(rig_points[:, matched] - scaled[:, matched], axis=-1)
+    height = float(np.ptp(source_rest[:, 1])) * scale
+    drift, frames = 0.0, 0
+    for side in ("left", "right"):
+        joint = JOINT_INDEX[f"{side}_ankle"]
+        mask = contact_mask(scaled[:, joint], fps)
+        frames += int(mask.sum())
+        drift = max(drift, contact_drift(rig_points[:, joint], scaled[:, joint], mask))
+    return RetargetQuality(mean_error=float(error.mean()), height=height, contact_drift=drift,
+                           contact_frames=frames, largest_turn=largest_turn(local_rotations))

@@ -1,0 +1,501 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Move canonical 22-joint motion onto a target rig (NumPy, frame-vectorised).
+
+Everything is computed in HumanML3D axes and metres; a bone's pose is its *world delta* D_b (the rotation taking its
+rest orientation to its posed one, so posed axes = D_b M'_b with M'_b the rest axes) and its head position.
+
+1. Rest alignment.  The bone map says which bone each canonical joint drives and where each canonical joint sits on
+   the rig (a bone head, or a point between two heads).  A point is *carried* by the bone whose rotation moves it
+   (the effective parent of the bone whose head it is).  For every driven bone, the rotation R_j taking the canonical
+   rest vectors (joint -> carried points; T-pose, `source.rest_positions`) onto the rig's rest vectors is found:
+   Kabsch when the bone carries two or more points, else the shortest swing relative to the parent's alignment
+   (leaves use the bone's own direction).  This is what makes A-pose vs T-pose, bone rolls and bone axes irrelevant.
+2. Per frame, in hierarchy order: a driven bone starts from D = G_j R_j^T (the source joint's global rotation carried
+   over, which sets the twist), then is turned so that its carried points land on the source points scaled by
+   s = target leg length / source leg length: Kabsch over two or more points, a swing for one.  The bone the pelvis
+   drives is placed by a rigid fit of its points (root translation scaled by s, so feet do not slide).  Bones the map
+   does not drive (twist, finger, helper bones) keep their rest pose relative to their parent.
+3. Leg IK: each leg's thigh and shin are turned (analytic two-bone IK, bone lengths kept, the knee staying in the
+   plane the transferred knee bends in, forward when straight) so that the ankle reaches the scaled source ankle;
+   the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
+
+Exact when source and rig agree up to scale: a Bandai-Namco clip sent onto the KMM skeleton and back reproduces its
+joints (tests/test_retarget_core.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import KMMError
+from ..kinematics import fit_rest_offsets, forward_kinematics, inverse_kinematics
+from ..rotations import matrix_to_quat, qbetween, quat_to_matrix
+from ..skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
+from .bone_map import BoneMap
+from .target_skeleton import TargetSkeleton
+
+_EPS = 1e-9
+_MIN_VECTOR = 1e-4  # metres: carried points closer than this to the bone head give no direction
+
+
+class RetargetError(KMMError, ValueError):
+    """The motion cannot be put on the rig (names the bone or joint)."""
+
+
+# ---- the source -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceMotion:
+    """Canonical motion: world joint positions (T, 22, 3) and global rotations (T, 22, 3, 3) relative to the rest
+    skeleton `rest_positions` (22, 3) (pelvis at the origin), HumanML3D axes, metres."""
+
+    positions: np.ndarray
+    global_rotations: np.ndarray
+    rest_positions: np.ndarray
+    fps: float
+
+
+def global_rotations(local_rotations: np.ndarray, parents=PARENTS) -> np.ndarray:
+    """(T, J, 3, 3) world rotations from local quaternions (T, J, 4) composed down the tree."""
+    local = quat_to_matrix(np.asarray(local_rotations, dtype=np.float64))
+    world = np.empty_like(local)
+    for joint, parent in enumerate(parents):
+        world[:, joint] = local[:, joint] if parent < 0 else world[:, parent] @ local[:, joint]
+    return world
+
+
+def source_from_rotations(root_translation: np.ndarray, local_rotations: np.ndarray, rest_offsets: np.ndarray,
+                          fps: float) -> SourceMotion:
+    """A source from root + local rotations (a MotionResult's `root_translation`, `local_rotations`,
+    `rest_offsets`)."""
+    offsets = np.asarray(rest_offsets, dtype=np.float64)
+    positions = forward_kinematics(root_translation, local_rotations, offsets)
+    return SourceMotion(positions=positions, global_rotations=global_rotations(local_rotations),
+                        rest_positions=rest_positions(offsets), fps=float(fps))
+
+
+def source_from_positions(positions: np.ndarray, fps: float) -> SourceMotion:
+    """A source from joint positions alone (mocap mapped to the canonical joints): rotations by analytic IK on a
+    rest skeleton with the clip's own bone lengths; the positions are kept exactly."""
+    positions = np.asarray(positions, dtype=np.float64)
+    offsets = fit_rest_offsets(positions)
+    _, local = inverse_kinematics(positions, offsets)
+    return SourceMotion(positions=positions, global_rotations=global_rotations(local),
+                        rest_positions=rest_positions(offsets), fps=float(fps))
+
+
+def source_from_motion_result(motion) -> SourceMotion:
+    return source_from_rotations(motion.root_translation, motion.local_rotations, motion.rest_offsets, motion.fps)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _EPS)
+
+
+def _swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
+    return quat_to_matrix(qbetween(from_vectors, to_vectors))
+
+
+SWING_FULL = np.radians(60.0)   # aiming corrections up to this angle are applied fully ...
+SWING_NONE = np.radians(150.0)  # ... fading to none at this angle (the point lies behind the bone)
+
+
+def _limited_swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
+    """The swing taking `from` onto `to`, applied fully up to SWING_FULL and fading out towards SWING_NONE.
+
+    A carried point far off the transferred direction means the rig's proportions put the bone's head past the
+    point (a neck whose head sits above the source's head): aiming there would turn the bone over, and the
+    direction of that turn jumps from frame to frame.  The rotation transfer alone is the better answer then."""
+    cosine = np.sum(_unit(from_vectors) * _unit(to_vectors), axis=-1)
+    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+    fade = np.clip((SWING_NONE - angle) / (SWING_NONE - SWING_FULL), 0.0, 1.0)
+    weight = fade * fade * (3.0 - 2.0 * fade)
+    full = qbetween(from_vectors, to_vectors)
+    half_angle = np.arccos(np.clip(full[..., 0], -1.0, 1.0)) * weight
+    axis = _unit(full[..., 1:])
+    limited = np.concatenate([np.cos(half_angle)[..., None], np.sin(half_angle)[..., None] * axis], axis=-1)
+    return quat_to_matrix(limited)
+
+
+def _kabsch(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) rotations R minimising sum_k |R rest_k - posed_k|^2; rest (K, 3) or (T, K, 3), posed (T, K, 3)."""
+    covariance = np.einsum("tki,tkj->tij", posed, np.broadcast_to(rest, posed.shape))
+    u, _, vt = np.linalg.svd(covariance)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, 2] *= d[..., None]
+    return u @ vt
+
+
+def _spans_plane(vectors: np.ndarray) -> bool:
+    if len(vectors) < 2:
+        return False
+    singular = np.linalg.svd(_unit(vectors), compute_uv=False)
+    return bool(singular[1] > 0.1)
+
+
+def effective_parents(skeleton: TargetSkeleton, bone_map: BoneMap) -> tuple[list[int], list[int]]:
+    """Each bone's parent with the map's `parents` overrides applied, and an order visiting parents first."""
+    index = skeleton.index
+    parents = list(skeleton.parents)
+    for child, parent in bone_map.parents.items():
+        parents[index[child]] = index[parent]
+    order: list[int] = []
+    state = [0] * len(parents)  # 0 new, 1 visiting, 2 done
+
+    def visit(bone: int) -> None:
+        stack = []
+        while bone >= 0 and state[bone] == 0:
+            state[bone] = 1
+            stack.append(bone)
+            bone = parents[bone]
+        if bone >= 0 and state[bone] == 1:
+            raise RetargetError(f"bone map {bone_map.name!r}: 'parents' make a cycle through bone "
+                                f"{skeleton.bone_names[bone]!r}")
+        for item in reversed(stack):
+            state[item] = 2
+            order.append(item)
+
+    for bone in range(len(parents)):
+        visit(bone)
+    return parents, order
+
+
+# ---- the plan: everything that does not depend on the frame ---------------------------------------------------------
+@dataclass
+class RetargetPlan:
+    skeleton: TargetSkeleton
+    bone_map: BoneMap
+    parents: list[int]                  # effective parents
+    order: list[int]                    # parents first
+    rest_heads: np.ndarray              # (B, 3) metres, HumanML3D axes
+    driver: dict[int, int]              # bone -> canonical joint driving it
+    bone_of: dict[int, int]             # canonical joint -> driven bone
+    point_specs: dict[int, tuple[int, int, float]]   # canonical joint -> (first bone, second bone, t)
+    carried: dict[int, list[int]]       # bone -> canonical joints whose points it carries
+    alignment: dict[int, np.ndarray]    # bone -> (3, 3) canonical rest -> rig rest rotation of its driver
+    pelvis_bone: int
+    scale: float                        # target leg length / source leg length
+
+    def rest_points(self) -> dict[int, np.ndarray]:
+        return {j: (1 - t) * self.rest_heads[a] + t * self.rest_heads[b] for j, (a, b, t) in self.point_specs.items()}
+
+
+def _leg_length(points: dict[int, np.ndarray]) -> float:
+    lengths = []
+    for hip, knee, ankle in (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle")):
+        h, k, a = (points[JOINT_INDEX[n]] for n in (hip, knee, ankle))
+        lengths.append(np.linalg.norm(k - h) + np.linalg.norm(a - k))
+    return float(np.mean(lengths))
+
+
+def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.ndarray) -> RetargetPlan:
+    """Check the map against the rig and compute the rest alignment (see the module docstring)."""
+    bone_map.check(skeleton.bone_names, skeleton.name)
+    index = skeleton.index
+    parents, order = effective_parents(skeleton, bone_map)
+    heads = skeleton.rest_heads_metres()
+    driver = {index[bone]: JOINT_INDEX[joint] for joint, bone in bone_map.driven_bones().items()}
+    bone_of = {joint: bone for bone, joint in driver.items()}
+    specs: dict[int, tuple[int, int, float]] = {}
+    for joint in JOINT_NAMES:
+        point = bone_map.point_of(joint)
+        if point is not None:
+            specs[JOINT_INDEX[joint]] = (index[point.first], index[point.second], point.t)
+    carried: dict[int, list[int]] = {}
+    for joint, (first, second, t) in specs.items():
+        owner = second if t > 0 and first != second else first
+        carrier = parents[owner]
+        while carrier >= 0 and carrier not in driver:  # undriven bones in between follow rigidly
+            carrier = parents[carrier]
+        carried.setdefault(carrier if carrier >= 0 else owner, []).append(joint)
+    pelvis = bone_of[JOINT_INDEX["pelvis"]]
+    plan = RetargetPlan(skeleton=skeleton, bone_map=bone_map, parents=parents, order=order, rest_heads=heads,
+                        driver=driver, bone_of=bone_of, point_specs=specs, carried=carried, alignment={},
+                        pelvis_bone=pelvis, scale=1.0)
+    rest_points = plan.rest_points()
+    source_rest = np.asarray(source_rest, dtype=np.float64)
+    source_leg = _leg_length({j: source_rest[j] for j in range(NUM_JOINTS)})
+    plan.scale = _leg_length(rest_points) / max(source_leg, _EPS)
+    # Points on the pelvis bone itself (its head) move with its translation: fit them with the rigid root too.
+    own = [j for j, (a, b, t) in specs.items() if a == b == pelvis]
+    for joint in own:
+        if joint not in carried.get(pelvis, []):
+            carried.setdefault(pelvis, []).append(joint)
+
+    tails = skeleton.tail_directions_humanml3d()
+    for bone in order:
+        if bone not in driver:
+            continue
+        joint = driver[bone]
+        base = _ancestor_alignment(plan, bone)
+        joints = [k for k in carried.get(bone, []) if np.linalg.norm(rest_points[k] - heads[bone]) > _MIN_VECTOR]
+        rig_vectors = np.array([rest_points[k] - heads[bone] for k in joints]).reshape(-1, 3)
+        canonical = np.array([source_rest[k] - source_rest[joint] for k in joints]).reshape(-1, 3)
+        keep = np.linalg.norm(canonical, axis=-1) > _MIN_VECTOR
+        rig_vectors, canonical = rig_vectors[keep], canonical[keep]
+        if _spans_plane(rig_vectors) and _spans_plane(canonical):
+            plan.alignment[bone] = _kabsch(_unit(canonical), _unit(rig_vectors)[None])[0]
+            continue
+        if len(rig_vectors):
+            rig_direction, canonical_direction = rig_vectors.mean(axis=0), canonical.mean(axis=0)
+        else:
+            rig_direction = tails[bone]
+            children = [c for c, p in enumerate(PARENTS) if p == joint]
+            canonical_direction = (source_rest[children].mean(axis=0) - source_rest[joint] if children
+                                   else source_rest[joint] - source_rest[max(PARENTS[joint], 0)])
+        plan.alignment[bone] = _swing(base @ canonical_direction, rig_direction) @ base
+    return plan
+
+
+def _is_effective_ancestor(parents: list[int], ancestor: int, bone: int) -> bool:
+    while bone >= 0:
+        if bone == ancestor:
+            return True
+        bone = parents[bone]
+    return False
+
+
+def _ancestor_alignment(plan: RetargetPlan, bone: int) -> np.ndarray:
+    parent = plan.parents[bone]
+    while parent >= 0:
+        if parent in plan.alignment:
+            return plan.alignment[parent]
+        parent = plan.parents[parent]
+    return np.eye(3)
+
+
+# ---- the motion -------------------------------------------------------------------------------------------------
+@dataclass
+class RetargetedMotion:
+    """The rig's pose per frame: world deltas (T, B, 3, 3) and heads (T, B, 3), HumanML3D axes, metres."""
+
+    plan: RetargetPlan
+    deltas: np.ndarray
+    heads: np.ndarray
+    fps: float
+
+    @property
+    def skeleton(self) -> TargetSkeleton:
+        return self.plan.skeleton
+
+    def joint_points(self) -> np.ndarray:
+        """(T, 22, 3) the canonical joints as placed on the rig (NaN for joints the map leaves out)."""
+        points = np.full((len(self.heads), NUM_JOINTS, 3), np.nan)
+        for joint, (a, b, t) in self.plan.point_specs.items():
+            points[:, joint] = (1 - t) * self.heads[:, a] + t * self.heads[:, b]
+        return points
+
+    def driven_bones(self) -> list[int]:
+        return sorted(self.plan.driver)
+
+    def local_rotations(self) -> np.ndarray:
+        """(T, B, 3, 3) each bone's rotation relative to its rest, in its own rest axes, relative to its effective
+        parent (Blender's pose-bone rotation): M'_b^T D_p^T D_b M'_b."""
+        rest = self.skeleton.rest_rotations_humanml3d()
+        parents = self.plan.parents
+        parent_deltas = np.where(np.array(parents)[None, :, None, None] >= 0,
+                                 self.deltas[:, np.maximum(parents, 0)], np.eye(3))
+        relative = np.swapaxes(parent_deltas, -1, -2) @ self.deltas
+        return np.swapaxes(rest, -1, -2) @ relative @ rest
+
+    def local_quaternions(self) -> np.ndarray:
+        """(T, B, 4) `local_rotations` as quaternions, sign-continuous along time."""
+        quaternions = matrix_to_quat(self.local_rotations())
+        flips = np.sum(quaternions[1:] * quaternions[:-1], axis=-1) < 0.0
+        signs = np.where(np.cumsum(np.concatenate([np.zeros((1,) + flips.shape[1:], bool), flips]), axis=0) % 2,
+                         -1.0, 1.0)
+        return quaternions * signs[..., None]
+
+    def pelvis_offset_rig(self) -> np.ndarray:
+        """(T, 3) how far the pelvis bone's head moved from its rest head, in rig axes and units."""
+        bone = self.plan.pelvis_bone
+        moved = self.heads[:, bone] - self.plan.rest_heads[bone]
+        return moved @ self.skeleton.to_humanml3d / self.skeleton.scale_to_metres
+
+
+def needed_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
+    """`skeleton` cut down to the bones the map names and their ancestors (a Rigify rig has hundreds of face,
+    finger and mechanism bones that follow their parents and need no computing)."""
+    bone_map.check(skeleton.bone_names, skeleton.name)
+    index = skeleton.index
+    keep: set[int] = set()
+    for name in bone_map.referenced_bones():
+        bone = index[name]
+        while bone >= 0 and bone not in keep:
+            keep.add(bone)
+            bone = skeleton.parents[bone]
+    order = sorted(keep)
+    new_index = {old: new for new, old in enumerate(order)}
+    return TargetSkeleton(
+        name=skeleton.name, bone_names=tuple(skeleton.bone_names[b] for b in order),
+        parents=tuple(new_index[skeleton.parents[b]] if skeleton.parents[b] >= 0 else -1 for b in order),
+        rest_heads=skeleton.rest_heads[order], rest_rotations=skeleton.rest_rotations[order],
+        tail_directions=skeleton.tail_directions[order], to_humanml3d=skeleton.to_humanml3d,
+        scale_to_metres=skeleton.scale_to_metres)
+
+
+def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, leg_ik: bool = True,
+             only_needed_bones: bool = False) -> RetargetedMotion:
+    """Pose `skeleton` like `source` frame by frame (see the module docstring).  With `only_needed_bones` the
+    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint)."""
+    if only_needed_bones:
+        skeleton = needed_bones(skeleton, bone_map)
+    positions = np.asarray(source.positions, dtype=np.float64)
+    if positions.ndim != 3 or positions.shape[1:] != (NUM_JOINTS, 3) or len(positions) < 1:
+        raise RetargetError(f"source positions must have shape (T, {NUM_JOINTS}, 3), got {positions.shape}")
+    if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(source.global_rotations))):
+        raise RetargetError("source motion contains NaN or infinite values")
+    plan = plan_retarget(skeleton, bone_map, source.rest_positions)
+    goal = positions * plan.scale
+    rest_points = plan.rest_points()
+    heads, rest = plan.rest_heads, plan.rest_heads
+    frames, bones = len(positions), len(skeleton.bone_names)
+    deltas = np.empty((frames, bones, 3, 3))
+    posed = np.empty((frames, bones, 3))
+    identity = np.broadcast_to(np.eye(3), (frames, 3, 3))
+    for bone in plan.order:
+        parent = plan.parents[bone]
+        parent_delta = identity if parent < 0 else deltas[:, parent]
+        head = (np.broadcast_to(rest[bone], (frames, 3)) if parent < 0
+                else posed[:, parent] + parent_delta @ (rest[bone] - rest[parent]))
+        if bone not in plan.driver:
+            deltas[:, bone], posed[:, bone] = parent_delta, head
+            continue
+        joint = plan.driver[bone]
+        delta = source.global_rotations[:, joint] @ plan.alignment[bone].T
+        joints = plan.carried.get(bone, [])
+        rig_vectors = np.array([rest_points[k] - heads[bone] for k in joints]).reshape(-1, 3)
+        if bone == plan.pelvis_bone:
+            if len(joints) >= 2 and _spans_plane(rig_vectors[np.linalg.norm(rig_vectors, axis=-1) > _MIN_VECTOR]):
+                targets = goal[:, joints]
+                centred_rest = rig_vectors - rig_vectors.mean(axis=0)
+                centred_goal = targets - targets.mean(axis=1, keepdims=True)
+                delta = _kabsch(centred_rest, centred_goal)
+                head = targets.mean(axis=1) - np.einsum("tij,j->ti", delta, rig_vectors.mean(axis=0))
+            else:
+                pelvis = JOINT_INDEX["pelvis"]
+                head = goal[:, pelvis] - np.einsum("tij,j->ti", delta, rest_points[pelvis] - heads[bone])
+        else:
+            useful = np.linalg.norm(rig_vectors, axis=-1) > _MIN_VECTOR
+            joints = [k for k, ok in zip(joints, useful, strict=True) if ok]
+            rig_vectors = rig_vectors[useful]
+            if joints:
+                wanted = goal[:, joints] - head[:, None]
+                if _spans_plane(rig_vectors):
+                    delta = _kabsch(rig_vectors, wanted)
+                else:
+                    carried = np.einsum("tij,j->ti", delta, rig_vectors.mean(axis=0))
+                    delta = _limited_swing(carried, wanted.mean(axis=1)) @ delta
+        deltas[:, bone], posed[:, bone] = delta, head
+    motion = RetargetedMotion(plan=plan, deltas=deltas, heads=posed, fps=source.fps)
+    if leg_ik:
+        _lower_out_of_reach(motion, goal)
+        _leg_ik(motion, goal)
+    return motion
+
+
+def _leg_bones(plan: RetargetPlan, side: str) -> tuple[int, int, int] | None:
+    bones = tuple(plan.bone_of.get(JOINT_INDEX[f"{side}_{n}"]) for n in ("hip", "knee", "ankle"))
+    if any(b is None for b in bones):
+        return None
+    thigh, shin, foot = bones
+    if not (_is_effective_ancestor(plan.parents, thigh, shin) and _is_effective_ancestor(plan.parents, shin, foot)):
+        return None
+    return thigh, shin, foot
+
+
+def _lower_out_of_reach(motion: RetargetedMotion, goal: np.ndarray) -> None:
+    """Where a leg cannot reach its ankle goal (the rig's hips sit higher or wider than the source's), lower the
+    whole body by the shortfall so that IK can plant the foot."""
+    plan = motion.plan
+    shortfall = np.zeros(len(goal))
+    for side in ("left", "right"):
+        bones = _leg_bones(plan, side)
+        if bones is None:
+            continue
+        thigh, shin, foot = bones
+        hip = motion.heads[:, thigh]
+        reach = (np.linalg.norm(motion.heads[:, shin] - hip, axis=-1)
+                 + np.linalg.norm(motion.heads[:, foot] - motion.heads[:, shin], axis=-1)) * (1 - 2e-5)
+        target = goal[:, JOINT_INDEX[f"{side}_ankle"]]
+        offset = target - hip
+        horizontal = np.linalg.norm(offset[:, [0, 2]], axis=-1)
+        needed_height = np.sqrt(np.maximum(reach ** 2 - horizontal ** 2, 0.0))
+        # Lowering the hips by h makes the vertical gap |dy| - h: feasible when |dy| - h <= needed_height.
+        excess = np.maximum(-offset[:, 1] - needed_height, 0.0)
+        shortfall = np.maximum(shortfall, excess)
+    if np.any(shortfall > 0):
+        motion.heads[:, :, 1] -= shortfall[:, None]
+
+
+def _forward(motion: RetargetedMotion) -> None:
+    """Recompute heads from deltas (the pelvis bone's head and the roots stay); undriven bones follow parents."""
+    plan, rest = motion.plan, motion.plan.rest_heads
+    for bone in plan.order:
+        parent = plan.parents[bone]
+        if parent < 0 or bone == plan.pelvis_bone:
+            continue
+        if bone not in plan.driver:
+            motion.deltas[:, bone] = motion.deltas[:, parent]
+        motion.heads[:, bone] = motion.heads[:, parent] + motion.deltas[:, parent] @ (rest[bone] - rest[parent])
+
+
+def _descendants(plan: RetargetPlan, bone: int, stop: int) -> list[int]:
+    """Bones below `bone` (inclusive) up to but excluding the subtree of `stop`."""
+    children: dict[int, list[int]] = {}
+    for child, parent in enumerate(plan.parents):
+        children.setdefault(parent, []).append(child)
+    result, stack = [], [bone]
+    while stack:
+        current = stack.pop()
+        if current == stop:
+            continue
+        result.append(current)
+        stack.extend(children.get(current, []))
+    return result
+
+
+def _leg_ik(motion: RetargetedMotion, goal: np.ndarray) -> None:
+    """Analytic two-bone IK on each leg: the ankle reaches the scaled source ankle (see the module docstring)."""
+    plan = motion.plan
+    pelvis = plan.pelvis_bone
+    for side in ("left", "right"):
+        bones = _leg_bones(plan, side)
+        if bones is None:
+            continue
+        thigh, shin, foot = bones
+        hip, knee, ankle = motion.heads[:, thigh], motion.heads[:, shin], motion.heads[:, foot]
+        upper = np.linalg.norm(knee - hip, axis=-1)
+        lower = np.linalg.norm(ankle - knee, axis=-1)
+        target = goal[:, JOINT_INDEX[f"{side}_ankle"]] + (ankle - _point(motion, JOINT_INDEX[f"{side}_ankle"]))
+        reach = target - hip
+        distance = np.linalg.norm(reach, axis=-1)
+        distance = np.clip(distance, np.abs(upper - lower) + 1e-5, (upper + lower) * (1 - 1e-5))
+        direction = _unit(reach)
+        forward = np.einsum("tij,j->ti", motion.deltas[:, pelvis], plan.alignment.get(pelvis, np.eye(3)) @
+                            np.array([0.0, 0.0, 1.0]))
+        pole = knee - hip
+        pole = pole - np.sum(pole * direction, axis=-1, keepdims=True) * direction
+        fallback = forward - np.sum(forward * direction, axis=-1, keepdims=True) * direction
+        weak = np.linalg.norm(pole, axis=-1) < 0.05 * upper
+        pole = _unit(np.where(weak[:, None], fallback, pole))
+        cosine = np.clip((upper ** 2 + distance ** 2 - lower ** 2) / (2 * upper * distance), -1.0, 1.0)
+        new_knee = hip + upper[:, None] * (cosine[:, None] * direction + np.sqrt(1 - cosine ** 2)[:, None] * pole)
+        new_ankle = hip + distance[:, None] * direction
+        foot_delta = motion.deltas[:, foot].copy()
+        turn_thigh = _swing(knee - hip, new_knee - hip)
+        for bone in _descendants(plan, thigh, foot):
+            motion.deltas[:, bone] = turn_thigh @ motion.deltas[:, bone]
+        turned_ankle_direction = np.einsum("tij,tj->ti", turn_thigh, ankle - knee)
+        turn_shin = _swing(turned_ankle_direction, new_ankle - new_knee)
+        for bone in _descendants(plan, shin, foot):
+            motion.deltas[:, bone] = turn_shin @ motion.deltas[:, bone]
+        motion.deltas[:, foot] = foot_delta
+        _forward(motion)
+
+
+def _point(motion: RetargetedMotion, joint: int) -> np.ndarray:
+    a, b, t = motion.plan.point_specs[joint]
+    return (1 - t) * motion.heads[:, a] + t * motion.heads[:, b]

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`kmm vocab` (what the model was trained on) and the out-of-vocabulary warning of `kmm generate`.
+
+`kmm vocab` reads only ``BUNDLE/vocabulary.json`` (no torch, instant); `warn_about_prompts` embeds the prompts
+with the loaded bundle (generation/prompt_vocabulary.py) and prints one warning per unfamiliar prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .vocabulary import format_vocabulary, read_vocabulary
+
+
+def add_vocab_parser(commands: Any) -> None:
+    vocab = commands.add_parser("vocab", help="list what the model was trained on: actions, styles, example prompts")
+    vocab.add_argument("--checkpoint", help="model bundle folder (default: the one shipped with the package)")
+    vocab.add_argument("--json", action="store_true", help="machine-readable output")
+    vocab.add_argument("--captions", action="store_true", help="with --json: also every distinct training caption")
+
+
+def vocabulary_summary(vocabulary, with_captions: bool = False) -> dict[str, Any]:
+    data = vocabulary.to_dict()
+    captions = data.pop("captions")
+    data.pop("format_version")
+    data["action_words"] = list(vocabulary.action_words)
+    data["train_captions"] = captions["train"] if with_captions else len(captions["train"])
+    return data
+
+
+def command_vocab(args: argparse.Namespace) -> int:
+    from .model_bundle import default_bundle_path, read_manifest
+
+    folder = Path(args.checkpoint) if args.checkpoint else default_bundle_path()
+    read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
+    vocabulary = read_vocabulary(folder)
+    if args.json:
+        print(json.dumps(vocabulary_summary(vocabulary, args.captions), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(format_vocabulary(vocabulary))
+    return 0
+
+
+def warn_about_prompts(bundle: Any, prompts: list[str], stream=None) -> list:
+    """Print a warning for every prompt the bundle's vocabulary check finds unfamiliar; returns the checks
+    ([] when the bundle has no vocabulary files, which is said once)."""
+    from .generation.prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable
+
+    stream = stream or sys.stderr
+    try:
+        checks = PromptVocabulary.load(bundle).check(prompts)
+    except VocabularyCheckUnavailable as reason:
+        print(f"kmm: note: prompts not checked against the training vocabulary ({reason})", file=stream)
+        return []
+    for check in checks:
+        if check.warning:
+            print(f"kmm: warning: {check.warning}", file=stream)
+    return checks

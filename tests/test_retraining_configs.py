@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The retraining configs of training/README.md load, and differ from the shipped small.toml only where stated."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from kmm_core.training.stages import load_project_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+
+
+def _flat(config) -> dict:
+    def walk(value, prefix):
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                yield from walk(getattr(value, f.name), f"{prefix}{f.name}.")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from walk(item, f"{prefix}{key}.")
+        else:
+            yield prefix.rstrip("."), value
+    return dict(walk(config, ""))
+
+
+def test_all_data_and_open_configs_differ_from_small_only_where_stated():
+    small = _flat(load_project_config(CONFIGS / "small.toml", []))
+    all_data = _flat(load_project_config(CONFIGS / "small-all-data.toml", []))
+    open_model = _flat(load_project_config(CONFIGS / "small-open.toml", []))
+    assert small.keys() == all_data.keys() == open_model.keys()
+    differ_all = {k for k in small if small[k] != all_data[k]}
+    differ_open = {k for k in small if small[k] != open_model[k]}
+    assert all("root" in k for k in differ_all) and differ_all
+    assert {k for k in differ_open if "root" not in k} == {next(k for k in small if k.endswith("generator.steps")
+                                                                 and open_model[k] == 2500)}

@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What a model was trained on: the vocabulary built from prepared data, `kmm vocab` (text and --json) on the shipped
+model and on a bundle written by `kmm-train all`, and the errors of a missing or broken vocabulary file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kmm_core.cli import main as kmm_main
+from kmm_core.data.prepare import read_index
+from kmm_core.errors import InputFileError
+from kmm_core.model_bundle import default_bundle_path
+from kmm_core.vocabulary import VOCABULARY_FILE, read_vocabulary, vocabulary_from_dataset
+
+
+def test_vocabulary_of_a_prepared_dataset(prepared_dataset):
+    vocabulary = vocabulary_from_dataset(prepared_dataset, "tiny")
+    rows = read_index(prepared_dataset)
+    trained = {(r["dataset"], r["content"]) for r in rows if r["split"] == "train"}
+    assert {(a.dataset, a.content) for a in vocabulary.actions} == trained
+    captions = set()
+    for row in rows:
+        if row["split"] == "train":
+            text = (prepared_dataset / "texts" / f"{row['name']}.txt").read_text(encoding="utf-8")
+            captions.update(line.split("#")[0] for line in text.splitlines())
+    assert set(vocabulary.train_captions) == captions
+    for action in vocabulary.actions:
+        assert 1 <= len(action.examples) <= 3 and set(action.examples) <= captions
+        if action.content == "raise-up-left-hand":
+            assert all("left" in example and "right" not in example for example in action.examples)
+    assert "elderly" in vocabulary.styles and vocabulary.val_captions
+    assert vocabulary.dataset["sources"] == sorted({r["dataset"] for r in rows})
+
+
+def test_kmm_vocab_lists_the_shipped_model(capsys):
+    assert kmm_main(["vocab"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Model kmm-small was trained on")
+    for expected in ("bandai-namco-2/wave-left-hand", "cmu/jump", "Styles: ", "out-of-vocabulary warning"):
+        assert expected in text
+    assert kmm_main(["vocab", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "kmm-small"
+    assert {"walk", "run", "jump", "kick", "punch", "bow", "wave-left-hand"} <= set(data["action_words"])
+    assert {"elderly", "angry", "happy"} <= set(data["styles"])
+    assert all(action["examples"] for action in data["actions"])
+    assert data["train_captions"] > 1000 and 0 < data["out_of_vocabulary"]["threshold"] < 1
+    # The shipped vocabulary is the training data of the shipped model (training/runs/kmm-small/dataset_report.md).
+    assert data["dataset"]["clips"] == 5914 and data["dataset"]["takes"] == 2908
+    assert kmm_main(["vocab", "--json", "--captions"]) == 0
+    assert "a person walks forward" in json.loads(capsys.readouterr().out)["train_captions"]
+
+
+def test_kmm_vocab_of_a_bundle_written_by_kmm_train(tiny_bundle, capsys):
+    assert kmm_main(["vocab", "--checkpoint", str(tiny_bundle), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["actions"] and data["out_of_vocabulary"]["threshold"] is not None
+
+
+def test_missing_or_broken_vocabulary_is_named(tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), bundle)
+    (bundle / VOCABULARY_FILE).unlink()
+    assert kmm_main(["vocab", "--checkpoint", str(bundle)]) == 2
+    assert f"{bundle / VOCABULARY_FILE}: no vocabulary file" in capsys.readouterr().err
+    (bundle / VOCABULARY_FILE).write_text('{"format_version": 1, "actions": [{"dataset": "x"}]}', encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"vocabulary: actions\[0\]"):
+        read_vocabulary(bundle)
+    (bundle / VOCABULARY_FILE).write_text('{"format_version": 9', encoding="utf-8")
+    with pytest.raises(InputFileError, match="not valid JSON") as caught:
+        read_vocabulary(bundle)
+    assert caught.value.path == str(bundle / VOCABULARY_FILE)
+    assert kmm_main(["vocab", "--checkpoint", str(tmp_path / "nothing")]) == 3
