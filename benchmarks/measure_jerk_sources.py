@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from kmm_core.generation.timeline import Timeline
-    from kmm_core.generation.timeline import TRANSITION_MODES
+    from kmm_core.generation.timeline import TRANSITION_MODES, Timeline
     from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
     from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features
     from kmm_core.humanml3d.features import features_to_joints

@@ -20,8 +20,13 @@ from typing import Any
 import numpy as np
 
 from .errors import KMMError, open_npz_archive
-from .resample import (resample_positions, resample_rotations, resampled_frame_count, rescale_frame_numbers,
-                       sample_points)
+from .resample import (
+    resample_positions,
+    resample_rotations,
+    resampled_frame_count,
+    rescale_frame_numbers,
+    sample_points,
+)
 from .rotations import qnormalize
 from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 
