@@ -7,6 +7,8 @@ in the Settings sub-panel and carried by the generate request the add-on sends t
 
 from __future__ import annotations
 
+import dataclasses
+
 import _harness
 
 user_dir = _harness.start()
@@ -16,6 +18,11 @@ package = _harness.import_extension_package(user_dir)
 package.register()
 from kmm_motion.kmm_blender import job_runner, panel  # noqa: E402
 from kmm_motion.kmm_core.worker.protocol import decode, encode  # noqa: E402
+
+
+def sent(request) -> dict:
+    """The request (a protocol Generate message) as the worker receives it: encoded, then decoded and validated."""
+    return decode(encode(dataclasses.replace(request, id="g")))
 
 
 class RecordingLayout:
@@ -35,6 +42,12 @@ class RecordingLayout:
         return None
 
     def separator(self, **_kwargs):
+        return None
+
+    def column(self, **_kwargs):
+        return self
+
+    def label(self, **_kwargs):
         return None
 
 
@@ -57,12 +70,12 @@ requests = {}
 for value in (True, False):
     settings.foot_lock = value
     request, _target = job_runner.build_request(scene)
-    requests[str(value)] = decode(encode({**request, "id": "g"}))["foot_lock"]
+    requests[str(value)] = sent(request)["foot_lock"]
 result["requests"] = requests
 settings.foot_lock = True
 settings.loop = True
 request, _target = job_runner.build_request(scene)
-result["loop_request"] = decode(encode({**request, "id": "g"}))["timeline"].get("loop")
+result["loop_request"] = sent(request)["timeline"].get("loop")
 bpy.ops.kmm.segment_add()
 settings.segments[-1].prompt = "wave"
 try:
@@ -84,7 +97,7 @@ curve = bpy.data.objects.new("walk_path", curve_data)
 scene.collection.objects.link(curve)
 settings.path_object = curve
 request, _target = job_runner.build_request(scene)
-result["curve_path"] = decode(encode({**request, "id": "g"}))["timeline"]["path"]
+result["curve_path"] = sent(request)["timeline"]["path"]
 start = bpy.data.objects.new("route", None)
 scene.collection.objects.link(start)
 for name, location in (("route.002", (2, 0, 0)), ("route.001", (1, 0, 0))):
@@ -96,5 +109,5 @@ start.location = (0, 1, 0)
 bpy.context.view_layer.update()
 settings.path_object = start
 request, _target = job_runner.build_request(scene)
-result["empty_path"] = request["timeline"]["path"]
+result["empty_path"] = request.timeline["path"]
 _harness.emit(result)
