@@ -68,6 +68,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--root-motion", choices=("WORLD", "IN_PLACE"))
     parser.add_argument("--fps-mode", choices=("RESAMPLE", "FRAME_PER_FRAME"))
     parser.add_argument("--nla", action="store_true", help="push each take to an NLA strip")
+    parser.add_argument("--no-foot-lock", dest="foot_lock", action="store_false", default=None,
+                        help="keep the raw decoded motion (default: the scene's Lock Feet setting, on)")
     parser.add_argument("--render", metavar="DIR", help="render the take's frames into DIR")
     parser.add_argument("--render-step", type=int, default=1, help="render every Nth frame (previews)")
     parser.add_argument("--save", metavar="BLEND", help="save the result as this .blend file")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             bone_map = bone_map_module.load_bone_map(args.bone_map)
             bone_map.check(settings.target_armature.data.bones.keys(), settings.target_armature.name)
             rig_retarget.store_bone_map(settings.target_armature, bone_map)
-        for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode"):
+        for name in ("seed", "variations", "guidance", "steps", "root_motion", "fps_mode", "foot_lock"):
             value = getattr(args, name)
             if value is not None:
                 setattr(settings, name, value)

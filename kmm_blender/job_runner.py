@@ -20,7 +20,15 @@ import bpy
 from ..kmm_core.errors import KMMError
 from ..kmm_core.limits import MAX_SEED
 from ..kmm_core.worker.protocol import Edit, Generate
-from . import backend_setup, keyframe_writer, rig_retarget, segment_regenerator, segment_table, take_importer
+from . import (
+    backend_setup,
+    keyframe_writer,
+    path_source,
+    rig_retarget,
+    segment_regenerator,
+    segment_table,
+    take_importer,
+)
 from .backend_session import BackendConfig, BackendSession, GenerationJob
 from .job_controller import JobTarget, controller
 from .preferences import ADDON_PACKAGE, get_preferences
@@ -73,8 +81,15 @@ def build_request(scene: bpy.types.Scene) -> tuple[Generate, JobTarget]:
     if settings.random_seed:
         settings.seed = random.randrange(BLENDER_MAX_SEED)  # shown in the panel so a good take can be reproduced
     timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()
+    if settings.loop:
+        if len(rows) != 1:
+            raise KMMError(f"Loop: a loop is one prompt cycling; the table has {len(rows)} segments")
+        timeline["loop"] = True
+    if settings.path_object is not None:
+        timeline["path"] = path_source.path_points(settings.path_object, settings.target_armature)
     request = Generate(timeline=timeline, output_dir=str(results_dir()), seed=settings.seed,
-                       variations=settings.variations, guidance=settings.guidance, steps=settings.steps)
+                       variations=settings.variations, guidance=settings.guidance, steps=settings.steps,
+                       foot_lock=settings.foot_lock)
     options = keyframe_writer.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
                                            start_frame=float(rows[0].start), push_to_nla=settings.push_to_nla)
     return request, JobTarget(scene.name, target.name if target else None, options,

@@ -24,6 +24,10 @@ def _is_armature(_settings, obj: bpy.types.Object) -> bool:
     return obj.type == "ARMATURE"
 
 
+def _is_path(_settings, obj: bpy.types.Object) -> bool:
+    return obj.type in ("CURVE", "EMPTY")
+
+
 class KMM_PG_segment(bpy.types.PropertyGroup):
     """One row of the timeline: a prompt held from `start` to `end` (inclusive scene frames)."""
 
@@ -50,6 +54,13 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
                             max=MAX_GUIDANCE)
     steps: IntProperty(name="Steps", description="Decoding iterations of the masked generator",
                        default=10, min=1, soft_max=100, max=MAX_STEPS)
+    path_object: PointerProperty(name="Path", type=bpy.types.Object, poll=_is_path,
+                                 description="Curve (or empty with child empties as waypoints) the character walks "
+                                             "along over the whole timeline; empty: wherever the motion goes")
+    loop: BoolProperty(name="Loop", description="Make the (single-prompt) motion a cycle: its last frame leads "
+                       "seamlessly into its first, for repeating in the NLA", default=False)
+    foot_lock: BoolProperty(name="Lock Feet", description="Hold each foot still on the floor while it touches it "
+                            "(off: the raw generated motion, which may slide)", default=True)
     target_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
                                      description="Armature receiving the motion (empty: create a KMM armature)")
     root_motion: EnumProperty(

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--transitions", choices=TRANSITION_MODES,
                           help=f"how prompts meet (default: {DEFAULT_TRANSITIONS}, which follows each prompt better; "
                                f"per_token gives slightly smoother transitions)")
+    generate.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
+                          help="keep the raw decoded motion (default: feet are held on the floor where they touch "
+                               "it, see docs/architecture.md)")
     generate.add_argument("--smpl-model", metavar="PATH",
                           help="your SMPL / SMPL-H / SMPL-X .npz model file: also write NAME.smpl.npz with fitted "
                                "pose parameters (AMASS layout, Z up) and, with the smpl extra, the mesh (docs/smpl.md)")
@@ -197,7 +200,8 @@ def _options(args: argparse.Namespace):
     from .generation.decoding_engine import GenerationOptions
 
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
-                             transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS)
+                             transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS,
+                             foot_lock=getattr(args, "foot_lock", True))
 
 
 def write_motion(motion, path: Path) -> Path:

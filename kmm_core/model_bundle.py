@@ -190,15 +190,19 @@ class ModelBundle:
         index = torch.tensor([unique.index(p) for p in prompts])
         return sentence.detach()[index.to(sentence.device)].to(self.device).float()
 
-    def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
-        """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames``."""
+    def codes_to_features(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to
+        ``num_frames``."""
         import torch
 
         codes = codes if codes.dim() == 3 else codes.unsqueeze(0)
         with torch.no_grad():
             features = self.tokenizer.decode(codes.to(self.device), num_frames=num_frames)[0]
-        features = self.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
-        return features_to_joints(features)
+        return self.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
+
+    def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
+        return features_to_joints(self.codes_to_features(codes, num_frames))
 
     def joints_to_codes(self, joints: np.ndarray) -> torch.Tensor:
         """(L, Q) codes of joints (T, 22, 3) at 20 fps, L = ceil(T / 4): token i covers frames 4i..4i+3.

@@ -20,14 +20,24 @@ import numpy as np
 
 from .atomic_write import atomic_open
 from .errors import KMMError, open_npz_archive
-from .resample import resample_positions, resample_rotations, resampled_frame_count, rescale_frame_numbers
+from .resample import (
+    resample_positions,
+    resample_rotations,
+    resampled_frame_count,
+    rescale_frame_numbers,
+    sample_points,
+)
 from .rotations import qnormalize
 from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added `foot_lock` and `foot_contacts`; version 1 files still load (as motion without foot locking)."""
 
-_KEYS = ("format_version", "fps", "joints", "root_translation", "local_rotations", "rest_offsets", "joint_names",
-         "segment_frames", "segment_prompts", "timeline_json")
+_KEYS_V1 = ("format_version", "fps", "joints", "root_translation", "local_rotations", "rest_offsets", "joint_names",
+            "segment_frames", "segment_prompts", "timeline_json")
+_KEYS = (*_KEYS_V1, "foot_lock", "foot_contacts", "loop_offset")
+FOOT_CONTACT_COLUMNS = ("left_ankle", "left_foot", "right_ankle", "right_foot")
 
 
 class MotionResultError(KMMError, ValueError):
@@ -54,6 +64,9 @@ class MotionResult:
     segment_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (S, 2) [start, end)
     segment_prompts: tuple[str, ...] = ()
     timeline_json: str = ""
+    foot_lock: bool = False         # True: feet were held on their contacts by kmm_core.foot_contact
+    foot_contacts: np.ndarray | None = None  # (T, 4) uint8, 1 = held (FOOT_CONTACT_COLUMNS); None = all 0
+    loop_offset: np.ndarray | None = None    # (3,) dx, dz, dyaw from one repetition of a loop to the next; None = 0
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -131,12 +144,16 @@ class MotionResult:
         if collapsed.size:
             raise MotionResultError(f"at {fps:g} fps segment {int(collapsed[0])} would have no frames",
                                     key="segment_frames")
+        before, after, weight = sample_points(self.num_frames, self.fps, fps)
+        nearest = np.where(weight < 0.5, before, after)
         return MotionResult(fps=fps, joints=resample_positions(self.joints.astype(np.float64), self.fps, fps),
                             root_translation=resample_positions(self.root_translation.astype(np.float64), self.fps,
                                                                 fps),
                             local_rotations=resample_rotations(self.local_rotations, self.fps, fps),
                             rest_offsets=self.rest_offsets, joint_names=self.joint_names, segment_frames=boundaries,
-                            segment_prompts=self.segment_prompts, timeline_json=self.timeline_json)
+                            segment_prompts=self.segment_prompts, timeline_json=self.timeline_json,
+                            foot_lock=self.foot_lock, foot_contacts=self.foot_contacts[nearest],
+                            loop_offset=self.loop_offset)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -152,6 +169,9 @@ class MotionResult:
             "segment_frames": self.segment_frames,
             "segment_prompts": np.array(self.segment_prompts, dtype=str).reshape(-1),
             "timeline_json": np.array(self.timeline_json, dtype=str),
+            "foot_lock": np.array(int(self.foot_lock), dtype=np.int64),
+            "foot_contacts": self.foot_contacts,
+            "loop_offset": self.loop_offset,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -175,15 +195,16 @@ class MotionResult:
         archive = open_npz_archive(path, "file", MotionResultError)
         with archive:
             keys = set(archive.files)
-            missing = [key for key in _KEYS if key not in keys]
+            expected = _KEYS if keys & set(_KEYS[len(_KEYS_V1):]) else _KEYS_V1
+            missing = [key for key in expected if key not in keys]
             if missing:
                 raise MotionResultError(f"missing key(s) {', '.join(missing)}", key=missing[0], path=path)
-            unknown = sorted(keys - set(_KEYS))
+            unknown = sorted(keys - set(expected))
             if unknown:
                 raise MotionResultError(f"unknown key(s) {', '.join(unknown)} for format version {FORMAT_VERSION}",
                                         key=unknown[0], path=path)
             arrays = {}
-            for key in _KEYS:
+            for key in expected:
                 try:
                     arrays[key] = archive[key]
                 except ValueError as exc:  # object arrays need pickle, which we refuse
@@ -194,10 +215,21 @@ class MotionResult:
         if version.shape != () or version.dtype.kind not in "iu":
             raise MotionResultError(f"must be an integer scalar, got {version.dtype} {version.shape}",
                                     key="format_version", path=path)
-        if int(version) != FORMAT_VERSION:
+        if int(version) not in READABLE_VERSIONS:
             newer = " (written by a newer version: update the package and the add-on)" if version > FORMAT_VERSION else ""
             raise MotionResultError(f"format version {int(version)} is not supported; this reader knows "
-                                    f"{FORMAT_VERSION}{newer}", key="format_version", path=path)
+                                    f"{', '.join(map(str, READABLE_VERSIONS))}{newer}", key="format_version", path=path)
+        if (int(version) >= 2) != (len(expected) == len(_KEYS)):
+            raise MotionResultError(f"format version {int(version)} needs the keys {', '.join(_KEYS[len(_KEYS_V1):])} "
+                                    f"exactly from version 2 on", key="foot_lock", path=path)
+        foot = {}
+        if int(version) >= 2:
+            lock = arrays["foot_lock"]
+            if lock.shape != () or lock.dtype.kind not in "iub" or int(lock) not in (0, 1):
+                raise MotionResultError(f"must be the integer 0 or 1, got {lock.dtype} {lock.shape}", key="foot_lock",
+                                        path=path)
+            foot = {"foot_lock": bool(lock), "foot_contacts": arrays["foot_contacts"],
+                    "loop_offset": arrays["loop_offset"]}
         for key in ("fps", "timeline_json"):
             if arrays[key].shape != ():
                 raise MotionResultError(f"must be a scalar, got shape {arrays[key].shape}", key=key, path=path)
@@ -212,7 +244,7 @@ class MotionResult:
                        joint_names=tuple(str(name) for name in arrays["joint_names"].reshape(-1)),
                        segment_frames=arrays["segment_frames"],
                        segment_prompts=_strings(arrays["segment_prompts"], "segment_prompts", path),
-                       timeline_json=str(arrays["timeline_json"]))
+                       timeline_json=str(arrays["timeline_json"]), **foot)
         except MotionResultError as exc:
             raise MotionResultError(exc.reason, key=exc.key, path=path) from None
 
@@ -287,6 +319,7 @@ def _validate(result: MotionResult) -> None:
     if not all(isinstance(prompt, str) for prompt in result.segment_prompts):
         raise MotionResultError("must all be strings", key="segment_prompts")
     result.segment_prompts = tuple(result.segment_prompts)
+    _validate_foot(result, frames)
     if not isinstance(result.timeline_json, str):
         raise MotionResultError(f"must be a string, got {type(result.timeline_json).__name__}", key="timeline_json")
     if result.timeline_json:
@@ -294,3 +327,24 @@ def _validate(result: MotionResult) -> None:
             json.loads(result.timeline_json)
         except json.JSONDecodeError as exc:
             raise MotionResultError(f"is not valid JSON ({exc.msg})", key="timeline_json") from None
+
+
+def _validate_foot(result: MotionResult, frames: int) -> None:
+    if not isinstance(result.foot_lock, bool | np.bool_):
+        raise MotionResultError(f"must be True or False, got {result.foot_lock!r}", key="foot_lock")
+    result.foot_lock = bool(result.foot_lock)
+    if result.foot_contacts is None:
+        result.foot_contacts = np.zeros((frames, len(FOOT_CONTACT_COLUMNS)), np.uint8)
+    contacts = np.asarray(result.foot_contacts)
+    if contacts.shape != (frames, len(FOOT_CONTACT_COLUMNS)) or contacts.dtype.kind not in "biu":
+        raise MotionResultError(f"expected an integer array of shape ({frames}, {len(FOOT_CONTACT_COLUMNS)}) "
+                                f"(columns {', '.join(FOOT_CONTACT_COLUMNS)}), got {contacts.dtype} {contacts.shape}",
+                                key="foot_contacts")
+    if np.any((contacts != 0) & (contacts != 1)):
+        raise MotionResultError("must hold only 0 and 1", key="foot_contacts")
+    result.foot_contacts = contacts.astype(np.uint8)
+    offset = np.zeros(3) if result.loop_offset is None else np.asarray(result.loop_offset)
+    if offset.shape != (3,) or offset.dtype.kind not in "iuf" or not np.all(np.isfinite(offset)):
+        raise MotionResultError(f"must be 3 finite numbers (dx, dz, dyaw), got {offset.dtype} {offset.shape}",
+                                key="loop_offset")
+    result.loop_offset = offset.astype(np.float64)

@@ -121,7 +121,7 @@ def _write(path, arrays):
     (lambda a: a.update(segment_frames=np.array([[0, 100], [90, 170]])), "segment_frames", "before segment 0 ends"),
     (lambda a: a.update(segment_frames=np.array([[0, 100], [100, 171]])), "segment_frames", "outside"),
     (lambda a: a.update(segment_prompts=a["segment_prompts"][:2]), "segment_prompts", "one prompt per segment"),
-    (lambda a: a.update(format_version=np.array(2)), "format_version", "newer version"),
+    (lambda a: a.update(format_version=np.array(FORMAT_VERSION + 1)), "format_version", "newer version"),
     (lambda a: a.update(format_version=np.array(1.0)), "format_version", "integer"),
     (lambda a: a.update(fps=np.array(-20.0)), "fps", "positive"),
     (lambda a: a.update(fps=np.array([20.0])), "fps", "scalar"),
@@ -201,6 +201,6 @@ def test_constructor_validates(result):
     with pytest.raises(MotionResultError, match="fps"):
         MotionResult(**{**base, "fps": float("inf")})
     with pytest.raises(MotionResultError, match="format_version"):
-        MotionResult(**base, format_version=2)
+        MotionResult(**base, format_version=FORMAT_VERSION + 1)
     plain = MotionResult(**base, segment_frames=[[0, 170]], segment_prompts=["all"])
     assert plain.segment_frames.dtype == np.int64 and plain.segment_prompts == ("all",)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from ..model_bundle import ModelBundle
 from ..model_timing import MODEL_FPS
@@ -22,12 +23,13 @@ from .evaluator import Evaluator
 from .generated_motions import (
     count_parameters,
     generate_features,
+    generated_joints,
     timeline_of,
     timing_timeline,
     tokenizer_reconstruction,
     transition_timelines,
 )
-from .motion_quality import foot_skating, ground_truth_jerk_level, transition_jerk
+from .motion_quality import floor_penetration, foot_skating, ground_truth_jerk_level, mean_jerk, transition_jerk
 from .paraphrases import paraphrase_prompts
 from .report import metric_entry
 from .retrieval_metrics import (
@@ -59,6 +61,12 @@ def _skating(joints: Sequence[np.ndarray]) -> float:
     return float(np.mean([foot_skating(j, MODEL_FPS).skating_ratio for j in joints]))
 
 
+def _joint_metrics(joints: Sequence[np.ndarray]) -> dict[str, float]:
+    """Whole-motion mean jerk, foot skating and floor penetration (mean depth, mm) of some motions."""
+    return {"mean_jerk": mean_jerk(joints, MODEL_FPS), "foot_skating_ratio": _skating(joints),
+            "floor_penetration_mm": 1000.0 * float(np.mean([floor_penetration(j).mean_depth for j in joints]))}
+
+
 class ReplicationCache:
     """What every row of one evaluation shares: captions and their evaluator embeddings per seed, real embeddings."""
 
@@ -86,7 +94,7 @@ def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
     if data.directional:
         report = directional_accuracy([p for _, p in data.directional], data.directional_joints, MODEL_FPS)
         metrics["directional_accuracy_split"] = metric_entry(report.overall_accuracy)  # seed-independent
-    metrics["foot_skating_ratio"] = metric_entry(_skating(data.joints))
+    metrics.update({key: metric_entry(value) for key, value in _joint_metrics(data.joints).items()})
     return metrics
 
 
@@ -96,7 +104,14 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     from ..generation.timeline_generator import generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
-    options = GenerationOptions(transitions=settings.transitions)
+    options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock,
+                                smoothing=settings.smoothing)
+
+    def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
+        """Features as generate_timeline decodes them (smoothed with the same sigma)."""
+        return [smooth_decoded_features(f, settings.smoothing)
+                for f in generate_features(bundle, prompts, lengths, seed, settings.batch_size)]
+
     frames = [item.frames for item in data.items]
     paraphrases = spread(paraphrase_prompts(), settings.max_directional)
     paraphrase_frames = int(round(settings.directional_seconds * MODEL_FPS))
@@ -104,28 +119,26 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     for seed in settings.seeds:
         log(f"seed {seed}: text-to-motion ({len(data.items)} items)")
         captions, text = cache.captions(seed)
-        generated = generate_features(bundle, captions, frames, seed, settings.batch_size)
+        generated = generate(captions, frames, seed)
         motion = evaluator.embed_motions(generated, settings.batch_size)
         run = text_motion_metrics(text, motion, cache.real, seed)
-        run["foot_skating_ratio"] = _skating([features_to_joints(g) for g in generated])
+        run.update(_joint_metrics(generated_joints(generated, settings.foot_lock)))
 
         mm_items = subset(list(range(len(data.items))), settings.mm_texts, seed)
         mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
         mm_frames = [frames[i] for i in mm_items for _ in range(settings.mm_generations)]
         log(f"seed {seed}: multimodality ({len(mm_prompts)} generations)")
-        mm_motion = evaluator.embed_motions(generate_features(bundle, mm_prompts, mm_frames, seed + 100_003,
-                                                              settings.batch_size), settings.batch_size)
+        mm_motion = evaluator.embed_motions(generate(mm_prompts, mm_frames, seed + 100_003), settings.batch_size)
         run["multimodality"] = multimodality(mm_motion.reshape(len(mm_items), settings.mm_generations, -1), seed=seed)
 
         log(f"seed {seed}: directional ({len(data.directional)} split prompts, {len(paraphrases)} paraphrases)")
         if data.directional:
             prompts = [p for _, p in data.directional]
-            made = generate_features(bundle, prompts, [item.frames for item, _ in data.directional], seed,
-                                     settings.batch_size)
+            made = generate(prompts, [item.frames for item, _ in data.directional], seed)
             run["directional_accuracy_split"] = directional_accuracy(
                 prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
         prompts = [p for _, p in paraphrases]
-        made = generate_features(bundle, prompts, [paraphrase_frames] * len(prompts), seed, settings.batch_size)
+        made = generate(prompts, [paraphrase_frames] * len(prompts), seed)
         run["directional_accuracy_paraphrase"] = directional_accuracy(
             prompts, [features_to_joints(m) for m in made], MODEL_FPS).overall_accuracy
 

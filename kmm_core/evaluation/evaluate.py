@@ -16,7 +16,10 @@ What is measured (docs/evaluation.md explains each number):
 * Directional accuracy (geometric, ``directional.py``) on the split's own side-specific captions and on the
   held-out ``paraphrases.py`` prompts.
 * Transition Peak Jerk / AUJ on multi-prompt timelines built from the split's captions, generated through the same
-  ``generate_timeline`` the add-on uses; foot skating of the text-to-motion generations.
+  ``generate_timeline`` the add-on uses; mean jerk over whole motions, foot skating and floor penetration of the
+  text-to-motion generations, after the same foot-contact cleanup ``generate_timeline`` applies (``--no-foot-lock``:
+  the raw decoded joints).  The evaluator-based metrics (R-precision, FID, ...) read the decoded features, which the
+  cleanup does not change.
 * Size and speed: parameter count, seconds to generate a 1-minute timeline on the chosen device; the tokenizer's
   reconstruction MPJPE (mm) and codebook perplexity on the split.
 
@@ -40,6 +43,7 @@ from typing import Any
 from ..errors import KMMError
 from ..generation.timeline import TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..model_bundle import ModelBundle
 from .bundle_metrics import ReplicationCache, evaluate_bundle, evaluate_ground_truth, r_precision_batch
 from .evaluator import load_evaluator
@@ -100,7 +104,9 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
     data = EvaluationData.load(data_root, settings)
     cache = ReplicationCache(data, evaluator, settings)
     rows = [{"name": GROUND_TRUTH, "kind": "ground_truth", "checkpoint": None, "metrics": evaluate_ground_truth(cache)}]
-    names = _unique([checkpoint_name(Path(p), m) for p, m in zip(checkpoints, manifests, strict=True)])
+    suffix = ("" if settings.foot_lock else " (no foot lock)") + (
+        "" if settings.smoothing == DECODED_SMOOTHING_SIGMA else f" (smoothing {settings.smoothing:g})")
+    names = _unique([checkpoint_name(Path(p), m) + suffix for p, m in zip(checkpoints, manifests, strict=True)])
     for name, path in zip(names, checkpoints, strict=True):
         log(f"evaluating {name} ({path})")
         bundle = ModelBundle.load(path, device=settings.device)
@@ -159,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transitions", choices=TRANSITION_MODES, default=defaults.transitions,
                         help=f"how timeline prompts meet in the transition and timing metrics (default: "
                              f"{defaults.transitions}, the generation default)")
+    parser.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
+                        help="measure the raw decoded motion (default: after the foot-contact cleanup generation "
+                             "applies); rows are named '... (no foot lock)'")
+    parser.add_argument("--smoothing", type=float, default=defaults.smoothing, metavar="FRAMES",
+                        help=f"Gaussian on decoded features, in 20 fps frames (default {defaults.smoothing:g}, as "
+                             f"generation; 0: the raw decoder output); other values name the rows '... (smoothing S)'")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -179,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             transition_timelines=args.transition_timelines, transition_segments=args.transition_segments,
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
-            device=device, transitions=args.transitions)
+            device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing)
         checkpoints = [args.checkpoint] if args.checkpoint is not None else list(args.compare)
         results = run_evaluation(checkpoints, args.data, settings, args.evaluator, log)
         json_path, md_path = write_results(results, args.out)

@@ -52,6 +52,18 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
     return out  # type: ignore[return-value]
 
 
+def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:
+    """Joints of generated features (20 fps), with the foot-contact cleanup of generate_timeline when `foot_lock`."""
+    from ..foot_contact import clean_foot_contacts
+    from ..humanml3d.features import FOOT_CONTACTS
+
+    joints = [features_to_joints(f) for f in features]
+    if not foot_lock:
+        return joints
+    return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS]).joints
+            for j, f in zip(joints, features, strict=True)]
+
+
 def timeline_of(prompts: Sequence[str], frames: Sequence[int]):
     from ..generation.timeline import Segment, Timeline
 

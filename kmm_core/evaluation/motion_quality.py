@@ -55,12 +55,19 @@ def jerk_curve(joints: np.ndarray, fps: float) -> np.ndarray:
     return np.linalg.norm(third, axis=-1).mean(axis=-1)
 
 
+def mean_jerk(motions: Sequence[np.ndarray], fps: float) -> float:
+    """Mean jerk (m/s^3) over every frame of whole motions (not only transitions): jitter anywhere counts."""
+    if len(motions) == 0:
+        raise InputTensorError("motions: no motions given")
+    curves = [jerk_curve(m, fps) for m in motions]
+    return float(np.concatenate(curves).mean())
+
+
 def ground_truth_jerk_level(motions: Sequence[np.ndarray], fps: float) -> float:
     """Mean jerk over every frame of real motions: the level AUJ measures against (FlowMDM's "GT jerk")."""
     if len(motions) == 0:
         raise InputTensorError("motions: no ground-truth motions given")
-    curves = [jerk_curve(m, fps) for m in motions]
-    return float(np.concatenate(curves).mean())
+    return mean_jerk(motions, fps)
 
 
 def boundary_frames(segment_frames: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, KMMError
 from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..model_timing import FRAMES_PER_TOKEN
 from .confidence import replication_seeds
 
@@ -42,10 +43,13 @@ class EvaluationSettings:
     batch_size: int = 32                 # generation / embedding batch
     device: str = "cpu"
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
+    foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
+    smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, as generation does
 
     def __post_init__(self) -> None:
         checks = {
             "replications": self.replications >= 1,
+            "smoothing": 0 <= self.smoothing <= 4,
             "max_samples": self.max_samples is None or self.max_samples >= 2,
             "mm_texts": self.mm_texts >= 1,
             "mm_generations": self.mm_generations >= 2,

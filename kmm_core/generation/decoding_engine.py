@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -38,6 +39,8 @@ class GenerationOptions:
     inpaint_context_tokens: int = 16  # inpaint: fixed tokens each side of a re-decoded region that its window sees
     max_window_tokens: int = 1024
     window_overlap_tokens: int = 64
+    foot_lock: bool = True  # hold feet on their contacts (kmm_core/foot_contact.py); False keeps the raw decode
+    smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
 
     def __post_init__(self) -> None:
         if self.transitions not in TRANSITION_MODES:
@@ -46,6 +49,8 @@ class GenerationOptions:
             raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if self.guidance is not None and not 0 <= self.guidance <= 100:
             raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
+        if not 0 <= self.smoothing <= 4:
+            raise ConfigError(f"smoothing: must be between 0 and 4 frames, got {self.smoothing}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:

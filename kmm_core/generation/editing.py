@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import KMMError
+from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.features import features_to_joints
 from ..kinematics import inverse_kinematics
 from ..limits import EDIT_MODES
 from ..model.masked_generator import token_condition_from_segments
@@ -188,7 +190,8 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
-    return bundle.codes_to_joints(decoded, frames)
+    features = smooth_decoded_features(bundle.codes_to_features(decoded, frames), options.smoothing)
+    return features_to_joints(features)
 
 
 def _steps(bundle: ModelBundle, num_tokens: int, options: GenerationOptions) -> int:

@@ -7,7 +7,9 @@ Two file formats are read (JSON or TOML):
   {"prompt": "wave", "frames": 60}, {"prompt": "sit", "start": 121, "end": 180}]}``.
   A duration is exactly one of ``seconds``, ``frames`` (at ``fps``, default 20) or ``start`` + ``end``
   (inclusive frame numbers, as on Blender's timeline). When any segment gives ``start``, every segment must,
-  and each must begin on the frame after the previous one ends (no gaps, no overlaps).
+  and each must begin on the frame after the previous one ends (no gaps, no overlaps).  ``"loop": true`` (added
+  after the first release; older readers reject the key) asks for a cycle: a single-segment timeline whose last
+  pose leads seamlessly back into its first (``generation/loops.py``).
 * FlowMDM's: ``{"lengths": [frames at 20 fps, ...], "text": [prompt, ...]}``.
 
 Torch-free: the Blender add-on validates a timeline before it asks the worker for motion.
@@ -41,8 +43,8 @@ segment pass the directional check 0.80 ± 0.06 vs 0.70 ± 0.03 of the time (Pea
 ``python benchmarks/measure_transition_modes.py --split val`` (benchmarks/README.md)."""
 # MAX_TOTAL_SECONDS (default longest timeline, 10 minutes), MAX_FPS and MAX_PROMPT_CHARS live in limits.py.
 
-_SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end")
-_OUR_TOP_KEYS = ("fps", "segments")
+_SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end", "path")
+_OUR_TOP_KEYS = ("fps", "segments", "loop", "path")
 _FLOWMDM_KEYS = ("lengths", "text")
 _DURATION_TOLERANCE = 1e-9  # seconds; keeps 4 frames at 20 fps from failing a 0.2 s minimum through float error
 
@@ -116,6 +118,7 @@ class Segment:
     prompt: str
     frames: int
     start: int | None = None
+    path: Any = None  # a paths.RootPath the pelvis follows during this segment (None: wherever the motion goes)
 
     @property
     def end(self) -> int | None:
@@ -134,8 +137,12 @@ class Timeline:
     fps: float = MODEL_FPS
     min_segment_seconds: float = field(default=MIN_SEGMENT_SECONDS, compare=False, repr=False)
     max_total_seconds: float = field(default=MAX_TOTAL_SECONDS, compare=False, repr=False)
+    loop: bool = False
+    path: Any = None  # a paths.RootPath over the whole timeline (None: per-segment paths or none)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.loop, bool):
+            raise TimelineError(f"must be true or false, got {_type_name(self.loop)}", field="loop")
         if isinstance(self.segments, str | bytes | Mapping) or not isinstance(self.segments, Sequence):
             raise TimelineError(f"must be a list of segments, got {_type_name(self.segments)}", field="segments")
         object.__setattr__(self, "segments", tuple(self.segments))
@@ -156,6 +163,13 @@ class Timeline:
                 raise TimelineError(f"must be a whole frame number, got {_short(segment.start)}", segment=index,
                                     field="start")
         _check_contiguous(self.segments)
+        if self.path is not None and any(segment.path is not None for segment in self.segments):
+            raise TimelineError("give a path for the whole timeline or paths for segments, not both", field="path")
+        if self.loop and (self.path is not None or self.segments[0].path is not None):
+            raise TimelineError("a loop cannot follow a path (its travel repeats with every cycle)", field="loop")
+        if self.loop and len(self.segments) != 1:
+            raise TimelineError(f"a loop is one prompt cycling; this timeline has {len(self.segments)} segments",
+                                field="loop")
         if self.total_seconds > self.max_total_seconds + _DURATION_TOLERANCE:
             raise TimelineError(
                 f"the timeline lasts {self.total_seconds:.2f} s; the longest allowed is {self.max_total_seconds:g} s",
@@ -228,7 +242,12 @@ class Timeline:
                 segments.append({"prompt": segment.prompt, "frames": segment.frames})
             else:
                 segments.append({"prompt": segment.prompt, "start": segment.start, "end": segment.end})
-        return {"fps": self.fps, "segments": segments}
+            if segment.path is not None:
+                segments[-1]["path"] = segment.path.to_value()
+        extra = {"loop": True} if self.loop else {}
+        if self.path is not None:
+            extra["path"] = self.path.to_value()
+        return {"fps": self.fps, "segments": segments, **extra}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
@@ -375,7 +394,18 @@ def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
         raise TimelineError(f"must be a list of segments, got {_type_name(entries)}", field="segments")
     segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"], limits["max_total_seconds"])
                 for index, entry in enumerate(entries)]
-    return Timeline(segments, float(fps), **limits)
+    return Timeline(segments, float(fps), **limits, loop=data.get("loop", False),
+                    path=_parse_path(data["path"], None) if "path" in data else None)
+
+
+def _parse_path(value: object, index: int | None):
+    from .paths import PathError, RootPath  # torch-free, NumPy
+
+    try:
+        return RootPath.from_value(value)
+    except PathError as error:
+        reason = str(error).removeprefix("path.").removeprefix("path: ")
+        raise TimelineError(reason, segment=index, field="path") from None
 
 
 def _parse_segment(entry: object, index: int, fps: float, min_seconds: float,
@@ -427,7 +457,8 @@ def _parse_segment(entry: object, index: int, fps: float, min_seconds: float,
         frames = value - start + 1  # both ends inclusive, as Blender shows frame ranges
     _check_max_frames(frames, fps, max_seconds, index, kind)
     _check_min_duration(frames, fps, min_seconds, index, kind)
-    return Segment(entry["prompt"].strip(), frames, start)
+    path = _parse_path(entry["path"], index) if "path" in entry else None
+    return Segment(entry["prompt"].strip(), frames, start, path)
 
 
 def _parse_flowmdm(data: Mapping, limits: dict[str, float]) -> Timeline:

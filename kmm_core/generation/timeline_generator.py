@@ -31,6 +31,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..foot_contact import channels_at_fps, foot_locked_motion
+from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -38,6 +41,7 @@ from ..model_bundle import ModelBundle
 from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion_result import MotionResult
 from ..progress import CancelCheck, ProgressCallback
+from . import loops, paths
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
@@ -133,11 +137,20 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
     if seed is None:
         seed = int(torch.randint(0, 2**31, ()))
     config = options.decoding_config(bundle)
-    counter = StepCounter(planned_steps(bundle, timeline, options, config) * variations, on_progress, should_cancel)
+    source = loops.generation_timeline(timeline) if timeline.loop else timeline  # a loop is made a little longer
+    counter = StepCounter(planned_steps(bundle, source, options, config) * variations, on_progress, should_cancel)
     counter.check_cancel()
     results = []
     for variation in range(variations):
-        codes, num_frames = generate_codes(bundle, timeline, seed + variation, options, counter, config)
-        joints20 = bundle.codes_to_joints(codes, num_frames)
-        results.append(result_from_model_joints(joints20, timeline))
+        codes, num_frames = generate_codes(bundle, source, seed + variation, options, counter, config)
+        features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames), options.smoothing)
+        motion = result_from_model_joints(features_to_joints(features), source)
+        channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+        if timeline.loop:
+            motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
+        else:
+            motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
+            if options.foot_lock:
+                motion = foot_locked_motion(motion, channels)
+        results.append(motion)
     return results

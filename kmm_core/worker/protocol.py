@@ -35,7 +35,8 @@ from ..limits import (
 )
 
 PROTOCOL_VERSION = 2
-"""2: `result` events carry `warnings` (prompts far from the model's training vocabulary). 1: the first version."""
+"""2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
+`foot_lock`. 1: the first version."""
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
 MAX_TEXT_CHARS = 64 * 1024
@@ -227,6 +228,7 @@ class Generate:
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
     guidance: float | None = _field(_optional(_number(MIN_GUIDANCE, MAX_GUIDANCE)), default=None)
     steps: int | None = _field(_optional(_integer(1, MAX_STEPS)), default=None)
+    foot_lock: bool = _field(_boolean, default=True)
     id: str = _field(_ID, default="")
 
 

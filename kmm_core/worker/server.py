@@ -392,7 +392,8 @@ def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
 def _options(request: dict[str, Any]):
     from ..generation.decoding_engine import GenerationOptions
 
-    return GenerationOptions(steps=request["steps"], guidance=request["guidance"])
+    return GenerationOptions(steps=request["steps"], guidance=request["guidance"],
+                             foot_lock=request.get("foot_lock", True))
 
 
 def _progress(worker: Worker, request_id: str):
