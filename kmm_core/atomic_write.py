@@ -90,7 +90,7 @@ def _temporary_file(path: Path) -> tuple[int, Path]:
     return handle, Path(name)
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
     """Make a rename durable (POSIX); directories cannot be opened this way on Windows, where renames are durable."""
     try:
         descriptor = os.open(folder, os.O_RDONLY)
@@ -110,7 +110,7 @@ def _finish(temporary: Path, path: Path) -> None:
         os.fsync(handle.fileno())
     os.chmod(temporary, 0o666 & ~current_umask())
     os.replace(temporary, path)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _check_folder(path: Path) -> None:
@@ -236,7 +236,7 @@ def atomic_directory(path: str | os.PathLike, replace: bool = False,
             if path.is_dir():
                 path.rmdir()  # empty: the complete folder takes its place
             os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise OutputWriteError(path, os_error_reason(error, path.parent) + " (nothing was replaced)",

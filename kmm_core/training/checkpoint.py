@@ -36,7 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask
+from ..atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask, fsync_directory
 from ..model.weights import MODEL_FILE, CheckpointError, load_weights, read_tensors
 from .config import config_to_dict
 
@@ -141,7 +141,7 @@ def save_checkpoint(
         state_json["extra"] = dict(extra) if extra is not None else {}
         _save_tensors(_state_dict_for_saving(state_tensors), temporary / STATE_TENSORS_FILE, {"format": "pt"})
         _write_json(temporary / STATE_JSON_FILE, state_json)
-        _fsync_directory(temporary)
+        fsync_directory(temporary)
 
         if final.exists():  # re-saving a step (e.g. stopped right after a periodic save): swap, then drop the old one
             replaced = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}old-{final.name}-", dir=root))
@@ -150,7 +150,7 @@ def save_checkpoint(
             shutil.rmtree(replaced, ignore_errors=True)
         else:
             os.replace(temporary, final)
-        _fsync_directory(root)
+        fsync_directory(root)
     except (OSError, OutputWriteError) as error:  # e.g. the disk filled up: older checkpoints stay, one line says why
         shutil.rmtree(temporary, ignore_errors=True)
         reason = error.reason if isinstance(error, OutputWriteError) else error.strerror or str(error)
@@ -213,20 +213,6 @@ def _write_json(path: Path, data: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=1, allow_nan=True)
         handle.write("\n")
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make a rename durable (POSIX); not supported on Windows, where the rename is durable enough."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
