@@ -135,20 +135,24 @@ def joint_map_from_dict(data: dict, source: str = "<dict>") -> JointMap:
     for canonical in JOINT_NAMES:
         if canonical not in joints:
             raise fail(f"canonical joint {canonical!r} is not mapped")
-        entry = joints[canonical]
-        if isinstance(entry, str) and entry:
-            sources.append(JointSource(entry, entry, 0.0))
-            continue
-        if (not isinstance(entry, dict) or set(entry) != {"between", "t"} or not isinstance(entry["between"], list)
-                or len(entry["between"]) != 2 or not all(isinstance(n, str) and n for n in entry["between"])):
-            raise fail(f"joint {canonical!r} must be a source joint name or "
-                       f"{{\"between\": [\"A\", \"B\"], \"t\": 0.5}}, got {entry!r}")
-        t = entry["t"]
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
-            raise fail(f"joint {canonical!r}: 't' must be a number in [0, 1], got {t!r}")
-        sources.append(JointSource(entry["between"][0], entry["between"][1], float(t)))
+        sources.append(joint_source_from_entry(joints[canonical], f"joint {canonical!r}", "source joint", fail))
     return JointMap(name=str(name), source=source, up=up, forward=forward, scale_to_metres=float(scale),
                     joints=tuple(sources))
+
+
+def joint_source_from_entry(entry: object, subject: str, name_kind: str, fail) -> JointSource:
+    """A map entry, `"Name"` or `{"between": ["A", "B"], "t": 0.5}`, as a JointSource; `fail(message)` makes the error
+    raised for a malformed entry, whose message starts with `subject` (e.g. "joint 'pelvis'")."""
+    if isinstance(entry, str) and entry:
+        return JointSource(entry, entry, 0.0)
+    if (not isinstance(entry, dict) or set(entry) != {"between", "t"} or not isinstance(entry["between"], list)
+            or len(entry["between"]) != 2 or not all(isinstance(n, str) and n for n in entry["between"])):
+        raise fail(f"{subject} must be a {name_kind} name or {{\"between\": [\"A\", \"B\"], \"t\": 0.5}}, "
+                   f"got {entry!r}")
+    t = entry["t"]
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
+        raise fail(f"{subject}: 't' must be a number in [0, 1], got {t!r}")
+    return JointSource(entry["between"][0], entry["between"][1], float(t))
 
 
 def load_joint_map(path: str | Path) -> JointMap:

@@ -30,8 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic_write import write_text_atomic
+from ..bvh.joint_map import JointSource, joint_source_from_entry
 from ..errors import InputFileError, KMMError, read_json_file
 from ..skeleton import JOINT_NAMES
+
+Point = JointSource
+"""Where a canonical joint is on the rig: (1 - t) * head(first) + t * head(second) (the joint maps' own type)."""
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 FORMAT = "kmm-bone-map"
@@ -45,15 +49,6 @@ REQUIRED_JOINTS: tuple[str, ...] = (
 
 class BoneMapError(KMMError, ValueError):
     """A bone map does not fit a rig or is malformed: names the joint, bone or field."""
-
-
-@dataclass(frozen=True)
-class Point:
-    """Where a canonical joint is on the rig: (1 - t) * head(first) + t * head(second)."""
-
-    first: str
-    second: str
-    t: float
 
 
 @dataclass(frozen=True)
@@ -141,16 +136,7 @@ class BoneMap:
 
 
 def _point(entry, joint: str, fail) -> Point:
-    if isinstance(entry, str) and entry:
-        return Point(entry, entry, 0.0)
-    if (not isinstance(entry, dict) or set(entry) != {"between", "t"} or not isinstance(entry["between"], list)
-            or len(entry["between"]) != 2 or not all(isinstance(n, str) and n for n in entry["between"])):
-        raise fail(f"point of {joint!r} must be a bone name or {{\"between\": [\"A\", \"B\"], \"t\": 0.5}}, "
-                   f"got {entry!r}")
-    t = entry["t"]
-    if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
-        raise fail(f"point of {joint!r}: 't' must be a number in [0, 1], got {t!r}")
-    return Point(entry["between"][0], entry["between"][1], float(t))
+    return joint_source_from_entry(entry, f"point of {joint!r}", "bone", fail)
 
 
 def _pose_settings(entries, fail) -> tuple[tuple[str, str, float], ...]:
