@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bvh.reader import is_number
 from ..errors import InputFileError
 from .asf import ROOT, AsfSkeleton
 
@@ -107,7 +108,7 @@ def parse_amc(text: str, skeleton: AsfSkeleton, path: str = "<string>") -> AmcMo
         try:
             row = [float(w) for w in words[1:]]
         except ValueError:
-            bad = next(w for w in words[1:] if not _is_float(w))
+            bad = next(w for w in words[1:] if not is_number(w))
             raise InputFileError(path, f"frame {frame_number}: bone {name!r}: {bad!r} is not a number",
                                  number) from None
         if not all(np.isfinite(row)):
@@ -125,14 +126,6 @@ def parse_amc(text: str, skeleton: AsfSkeleton, path: str = "<string>") -> AmcMo
     return AmcMotion(path=path, angle_unit=angle_unit, root=array(ROOT),
                      bones={name: array(name) for name in dof_count if name != ROOT},
                      first_frame_number=int(first_frame))
-
-
-def _is_float(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:

@@ -311,7 +311,7 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
     except ValueError:
         # Find the culprit only on failure; converting all values at once is much faster.
         for index, line in frame_lines:
-            bad = next((w for w in line.split() if not _is_number(w)), None)
+            bad = next((w for w in line.split() if not is_number(w)), None)
             if bad is not None:
                 raise InputFileError(path, f"non-numeric value {bad!r} in a frame line", index + 1) from None
         raise
@@ -331,7 +331,8 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
     )
 
 
-def _is_number(word: str) -> bool:
+def is_number(word: str) -> bool:
+    """Whether `word` parses as a float (the motion-text readers name the first word that does not)."""
     try:
         float(word)
     except ValueError:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..acclaim.asf import ROOT, AsfSkeleton
-from ..bvh.reader import END_SITE_SUFFIX, BvhMotion
+from ..bvh.reader import END_SITE_SUFFIX, BvhMotion, is_number
 from ..errors import InputFileError
 from ..rotations import axis_angle_to_matrix, matrix_to_euler
 
@@ -60,7 +60,7 @@ def read_expmap_values(text: str, path: str) -> np.ndarray:
         try:
             row = [float(word) for word in words]
         except ValueError:
-            bad = next(w for w in words if not _is_float(w))
+            bad = next(w for w in words if not is_number(w))
             raise InputFileError(path, f"{bad.strip()!r} is not a number", number) from None
         if not np.all(np.isfinite(row)):
             raise InputFileError(path, "values must be finite", number)
@@ -68,14 +68,6 @@ def read_expmap_values(text: str, path: str) -> np.ndarray:
     if not rows:
         raise InputFileError(path, "no frames")
     return np.asarray(rows, dtype=np.float64)
-
-
-def _is_float(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def expmap_to_bvh_motion(values: np.ndarray, skeleton: AsfSkeleton, path: str, fps: float = EXPMAP_FPS,
