@@ -23,7 +23,10 @@ LONG_TIMELINE = {"fps": 20, "segments": [{"prompt": "a person walks in a circle"
 
 @pytest.fixture(scope="module")
 def worker(tiny_bundle):
-    client = WorkerClient(sys.executable, worker_args=("-m", "kmm_core.worker", "--device", "cpu"))
+    # One torch thread: the tiny model's OpenMP threads would otherwise spin on both cores and delay the worker's
+    # reader thread, so a cancel could land several (millisecond) steps late.
+    client = WorkerClient(sys.executable, {"OMP_NUM_THREADS": "1"},
+                          worker_args=("-m", "kmm_core.worker", "--device", "cpu"))
     try:
         ready = client.handshake(timeout=180)
         assert ready["device"] == "cpu" and ready["protocol_version"] == PROTOCOL_VERSION
@@ -108,7 +111,10 @@ def test_malformed_and_invalid_requests_get_errors_and_the_worker_keeps_serving(
 
 
 def test_shutdown_and_end_of_stdin_exit_cleanly():
-    client = WorkerClient(sys.executable, worker_args=("-m", "kmm_core.worker", "--device", "cpu"))
+    # One torch thread: the tiny model's OpenMP threads would otherwise spin on both cores and delay the worker's
+    # reader thread, so a cancel could land several (millisecond) steps late.
+    client = WorkerClient(sys.executable, {"OMP_NUM_THREADS": "1"},
+                          worker_args=("-m", "kmm_core.worker", "--device", "cpu"))
     assert client.shutdown(30) == 0
     process = subprocess.Popen([sys.executable, "-m", "kmm_core.worker"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_environment())
