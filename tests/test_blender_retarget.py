@@ -137,6 +137,17 @@ def test_generated_take_and_real_mocap_follow_the_source_on_the_rig(blender_reta
         assert quality.contact_frames > 10, (rig, motion)
 
 
+def test_a_rig_with_the_takes_own_proportions_reproduces_it(blender_retarget):
+    """The built SMPL FBX rig is the generated take's own skeleton (KMM's SMPL joints) scaled by 1.04, in Y-up
+    centimetres under an FBX-like object with 45-degree bone rolls: in real Blender its evaluated joints land on the
+    scaled take (the axes, units and rolls cost nothing), and the proportion-neutral reference is the take itself."""
+    _, arrays = blender_retarget
+    quality = rig_quality(arrays, "smpl_fbx", "generated")
+    reference, against_reference = reference_errors(arrays, "smpl_fbx", "generated")
+    assert quality.mean_error_fraction < 0.001, quality
+    assert reference < 0.001 and against_reference < 0.001, (reference, against_reference)
+
+
 def test_rigify_deforming_bones_follow_the_keyed_fk_controls(blender_retarget):
     """On the generated Rigify rig the FK controls are keyed and the IK/FK switches set to FK: the ORG/DEF bones the
     mesh follows sit exactly on the controls."""
