@@ -25,7 +25,8 @@ from kmm_core.rotations import quat_to_matrix
 pytestmark = pytest.mark.blender
 
 RIGS = ("rigify_metarig", "rigify", "bandai_namco", "cmu_daz", "cmu_31", "character_creator", "a_pose", "mixamo",
-        "ue5_mannequin", "auto_rig_pro", "daz_genesis8", "daz_genesis9", "vroid", "vrm_humanoid", "smpl_fbx", "smplx")
+        "ue5_mannequin", "auto_rig_pro", "daz_genesis8", "daz_genesis9", "vroid", "vrm_humanoid", "smpl_fbx", "smpl_fbx_a_pose",
+        "smplx")
 EXPECTED_MAPS = {"rigify_metarig": "Rigify metarig (preset)", "rigify": "Rigify generated rig (preset)",
                  "bandai_namco": "Bandai-Namco Research Motion Dataset (preset)",
                  "cmu_daz": "CMU mocap (43-joint Daz-friendly BVH) (preset)",
@@ -35,9 +36,9 @@ EXPECTED_MAPS = {"rigify_metarig": "Rigify metarig (preset)", "rigify": "Rigify 
                  "auto_rig_pro": "Auto-Rig Pro (preset)", "daz_genesis8": "Daz Genesis 8 (preset)",
                  "daz_genesis9": "Daz Genesis 9 (preset)", "vroid": "VRM humanoid (preset)",
                  "vrm_humanoid": "VRM humanoid (preset)", "smpl_fbx": "SMPL / SMPL-X (preset)",
-                 "smplx": "SMPL / SMPL-X (preset)"}
+                 "smpl_fbx_a_pose": "SMPL / SMPL-X (preset)", "smplx": "SMPL / SMPL-X (preset)"}
 BUILT_FROM_PUBLISHED_NAMES = ("mixamo", "ue5_mannequin", "auto_rig_pro", "daz_genesis8", "daz_genesis9", "vroid",
-                              "vrm_humanoid", "smpl_fbx", "smplx")
+                              "vrm_humanoid", "smpl_fbx", "smpl_fbx_a_pose", "smplx")
 
 
 def _mocap_motion(path) -> MotionResult:
@@ -137,13 +138,15 @@ def test_generated_take_and_real_mocap_follow_the_source_on_the_rig(blender_reta
         assert quality.contact_frames > 10, (rig, motion)
 
 
-def test_a_rig_with_the_takes_own_proportions_reproduces_it(blender_retarget):
+@pytest.mark.parametrize("rig", ["smpl_fbx", "smpl_fbx_a_pose"])
+def test_a_rig_with_the_takes_own_proportions_reproduces_it(blender_retarget, rig):
     """The built SMPL FBX rig is the generated take's own skeleton (KMM's SMPL joints) scaled by 1.04, in Y-up
-    centimetres under an FBX-like object with 45-degree bone rolls: in real Blender its evaluated joints land on the
-    scaled take (the axes, units and rolls cost nothing), and the proportion-neutral reference is the take itself."""
+    centimetres under an FBX-like object with 45-degree bone rolls, once in a T-pose and once with its arms 45 degrees
+    down in the rest pose: in real Blender the evaluated joints land on the scaled take (axes, units, rolls and the
+    A-pose rest cost nothing), and the proportion-neutral reference is the take itself."""
     _, arrays = blender_retarget
-    quality = rig_quality(arrays, "smpl_fbx", "generated")
-    reference, against_reference = reference_errors(arrays, "smpl_fbx", "generated")
+    quality = rig_quality(arrays, rig, "generated")
+    reference, against_reference = reference_errors(arrays, rig, "generated")
     assert quality.mean_error_fraction < 0.001, quality
     assert reference < 0.001 and against_reference < 0.001, (reference, against_reference)
 

@@ -240,17 +240,27 @@ def _tails(points: np.ndarray, parents) -> np.ndarray:
     return tails
 
 
-def build_smpl_fbx(context, skeleton) -> bpy.types.Object:
+def build_smpl_fbx(context, skeleton, a_pose: bool = False) -> bpy.types.Object:
     """The SMPL FBX skeleton (m_avg_root > m_avg_Pelvis > m_avg_L_Hip ...; 24 joints incl. the hands): Y-up
-    centimetres under an object rotated and scaled like an FBX import, T-pose, bone rolls of 45 degrees."""
+    centimetres under an object rotated and scaled like an FBX import, T-pose, bone rolls of 45 degrees.  With
+    `a_pose` the arms hang 45 degrees down in the rest pose (everything else the same)."""
     rest = _smpl_rest(skeleton, 1.04) * 100.0 + (0, 100.0, 0)  # Y up, the character facing +Z (HumanML3D axes)
+    if a_pose:
+        for side, sign in (("L", 1.0), ("R", -1.0)):
+            shoulder = rest[SMPL_JOINTS.index(f"{side}_Shoulder")].copy()
+            turn = np.radians(-45.0 * sign)  # about +Z (forward): the left arm (+X) turns down, the right arm too
+            rotation = np.array([[np.cos(turn), -np.sin(turn), 0.0], [np.sin(turn), np.cos(turn), 0.0], [0, 0, 1.0]])
+            for part in ("Elbow", "Wrist", "Hand"):
+                joint = SMPL_JOINTS.index(f"{side}_{part}")
+                rest[joint] = shoulder + rotation @ (rest[joint] - shoulder)
     tails = _tails(rest, SMPL_PARENTS)
     bones: list[Bone] = [("m_avg_root", None, (0, 0, 0), (0, 10, 0), 0)]
     for joint, name in enumerate(SMPL_JOINTS):
         parent = SMPL_PARENTS[joint]
         bones.append((f"m_avg_{name}", "m_avg_root" if parent < 0 else f"m_avg_{SMPL_JOINTS[parent]}",
                       tuple(rest[joint]), tuple(tails[joint]), 45))
-    return armature(context, "SMPL m_avg", bones, Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4))
+    return armature(context, "SMPL m_avg A-pose" if a_pose else "SMPL m_avg", bones,
+                    Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4))
 
 
 SMPLX_BODY = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",

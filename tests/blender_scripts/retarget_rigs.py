@@ -164,6 +164,7 @@ rigs["daz_genesis9"] = published_rigs.build_daz_genesis9(context)
 rigs["vroid"] = published_rigs.build_vroid(context)
 rigs["vrm_humanoid"] = published_rigs.build_vroid(context, humanoid_names=True)
 rigs["smpl_fbx"] = published_rigs.build_smpl_fbx(context, skeleton)
+rigs["smpl_fbx_a_pose"] = published_rigs.build_smpl_fbx(context, skeleton, a_pose=True)
 rigs["smplx"] = published_rigs.build_smplx(context, skeleton)
 
 motions = {name: MotionResult.load(path) for name, path in job["motions"].items()}
