@@ -219,11 +219,12 @@ def test_real_mocap_and_a_generated_take_on_every_real_rig(rigs, mocap_sources, 
             motion = retarget(source, target, found[0])
             quality = _quality(motion, source)
             where = f"{source_name} -> {target_name}"
-            # Where the skeletons' proportions differ more than 3% of the height (HumanML3D's torso, the generated
-            # take's, is 10-20 cm longer for its leg length than the mocap skeletons'), even the source's own T-pose
-            # put on the rig misses by that much: then the motion may add at most 1% of the height to that floor.
+            # Only where the skeletons' proportions differ more than 3% of the height (HumanML3D's torso, the
+            # generated take's, is 10-20 cm longer for its leg length than the mocap skeletons'), so that even the
+            # source's own T-pose put on the rig misses by that much, may the motion add at most 1% to that floor.
             floor = proportion_floor(source, target, found[0])
-            assert quality.mean_error_fraction <= max(0.03, floor + 0.01), (where, floor, quality)
+            limit = 0.03 if floor <= 0.03 else floor + 0.01
+            assert quality.mean_error_fraction <= limit, (where, floor, quality)
             assert quality.contact_drift <= 0.01, (where, quality)
             assert quality.largest_turn <= 90.0, (where, quality)
             assert quality.contact_frames > 10, where
