@@ -7,7 +7,11 @@
 - foot-contact drift: on frames where a source foot is planted (ankle slow and near its lowest height), how far the
   rig's ankle moves away from where the scaled source ankle moves (metres; 0 = the rig's foot stays as planted as the
   source's);
-- largest turn: the largest change of any bone's local rotation between consecutive frames (degrees), the flip check.
+- largest turn: the largest change of any bone's local rotation between consecutive frames (degrees), the flip check;
+- proportion-neutral reference (`proportion_neutral_reference`): the source's own joint rotations re-played on a
+  skeleton with the rig's bone lengths (pelvis on the scaled source pelvis).  Its error against the scaled source is
+  what the two skeletons' proportions cost *in this motion*; the retargeted joints' distance from it is what the
+  retargeting itself changes (foot IK, aiming, pelvis placement).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rotations import matrix_to_quat
-from ..skeleton import JOINT_INDEX
+from ..skeleton import JOINT_INDEX, PARENTS
 
 CONTACT_SPEED = 0.4  # m/s: a source ankle slower than this ...
 CONTACT_HEIGHT = 0.06  # m: ... and within this of its lowest height is planted
@@ -89,3 +93,36 @@ def measure(rig_points: np.ndarray, source_points: np.ndarray, scale: float, sou
         drift = max(drift, contact_drift(rig_points[:, joint], scaled[:, joint], mask))
     return RetargetQuality(mean_error=float(error.mean()), height=height, contact_drift=drift,
                            contact_frames=frames, largest_turn=largest_turn(local_rotations))
+
+
+def proportion_neutral_reference(source_points: np.ndarray, source_global_rotations: np.ndarray,
+                                 source_rest: np.ndarray, rig_rest_points: np.ndarray, scale: float) -> np.ndarray:
+    """(T, 22, 3) the source's rotations re-played on the rig's bone lengths (HumanML3D axes, metres).
+
+    source_points (T, 22, 3) and source_global_rotations (T, 22, 3, 3): the source motion (rotations relative to its
+    rest `source_rest` (22, 3)); rig_rest_points (22, 3): where the canonical joints sit on the rig at rest (NaN where
+    the rig has none; that bone then keeps the source's length times `scale`).  Each canonical bone keeps the source
+    rest direction and takes the rig's length, so the rig's rest pose (A-pose, rolls) plays no part; the pelvis
+    follows the scaled source pelvis."""
+    source_points = np.asarray(source_points, dtype=np.float64)
+    rotations = np.asarray(source_global_rotations, dtype=np.float64)
+    rest = np.asarray(source_rest, dtype=np.float64)
+    rig = np.asarray(rig_rest_points, dtype=np.float64)
+    reference = np.empty_like(source_points)
+    reference[:, 0] = source_points[:, 0] * scale
+    for joint, parent in enumerate(PARENTS):
+        if parent < 0:
+            continue
+        direction = rest[joint] - rest[parent]
+        length = float(np.linalg.norm(direction))
+        rig_length = float(np.linalg.norm(rig[joint] - rig[parent]))
+        wanted = rig_length if np.isfinite(rig_length) else length * scale
+        offset = direction / max(length, 1e-9) * wanted
+        reference[:, joint] = reference[:, parent] + np.einsum("tij,j->ti", rotations[:, parent], offset)
+    return reference
+
+
+def mean_error_fraction(points: np.ndarray, other: np.ndarray, height: float) -> float:
+    """Mean distance of the joints both (T, 22, 3) arrays have (not NaN), as a fraction of `height`."""
+    matched = ~(np.isnan(points[0, :, 0]) | np.isnan(other[0, :, 0]))
+    return float(np.linalg.norm(points[:, matched] - other[:, matched], axis=-1).mean() / height)

@@ -102,16 +102,30 @@ SWING_FULL = np.radians(60.0)   # aiming corrections up to this angle are applie
 SWING_NONE = np.radians(150.0)  # ... fading to none at this angle (the point lies behind the bone)
 
 
+REACH_FULL = 0.4  # aiming is applied fully when the goal point is at least this fraction of the bone's own ...
+REACH_NONE = 0.1  # ... carried distance away from the bone's head, and not at all below this fraction
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 def _limited_swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
-    """The swing taking `from` onto `to`, applied fully up to SWING_FULL and fading out towards SWING_NONE.
+    """The swing taking `from` onto `to`, applied fully up to SWING_FULL and fading out towards SWING_NONE, and
+    fading out as well when `to` is much shorter than `from` (REACH_FULL .. REACH_NONE).
 
     A carried point far off the transferred direction means the rig's proportions put the bone's head past the
     point (a neck whose head sits above the source's head): aiming there would turn the bone over, and the
-    direction of that turn jumps from frame to frame.  The rotation transfer alone is the better answer then."""
+    direction of that turn jumps from frame to frame.  A goal point almost at the bone's head (a rig neck longer
+    than the source's whole neck, so the source's head lies next to the rig's neck base) gives no direction either:
+    millimetres of source motion would swing the bone by tens of degrees per frame.  The rotation transfer alone is
+    the better answer then."""
     cosine = np.sum(_unit(from_vectors) * _unit(to_vectors), axis=-1)
     angle = np.arccos(np.clip(cosine, -1.0, 1.0))
-    fade = np.clip((SWING_NONE - angle) / (SWING_NONE - SWING_FULL), 0.0, 1.0)
-    weight = fade * fade * (3.0 - 2.0 * fade)
+    reach = np.linalg.norm(to_vectors, axis=-1) / np.maximum(np.linalg.norm(from_vectors, axis=-1), _EPS)
+    weight = (_smoothstep((SWING_NONE - angle) / (SWING_NONE - SWING_FULL))
+              * _smoothstep((reach - REACH_NONE) / (REACH_FULL - REACH_NONE)))
     full = qbetween(from_vectors, to_vectors)
     half_angle = np.arccos(np.clip(full[..., 0], -1.0, 1.0)) * weight
     axis = _unit(full[..., 1:])

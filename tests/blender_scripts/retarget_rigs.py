@@ -9,8 +9,10 @@ Rigs: Blender's bundled Rigify human metarig and the rig Rigify generates from i
 Blender's own BVH importer; an A-pose rig with the KMM bone names but other proportions; and Mixamo and UE5-mannequin
 rigs BUILT HERE (not downloaded) with the published bone names and hierarchy (Mixamo: "mixamorig:" names, Y-up
 armature data in centimetres under an object rotated and scaled like an FBX import; UE5: centimetres, arms in an
-A-pose, facing +Y, twist bones).  For every rig and motion the evaluated canonical joint points and the keyed bones'
-rotations at every frame go into result.npz; the JSON line carries the detected maps and the behaviour checks.
+A-pose, facing +Y, twist bones); Auto-Rig Pro (export), Daz Genesis 8 and 9, VRoid/VRM, SMPL and SMPL-X rigs BUILT by
+published_rigs.py (not downloaded either; see its docstring).  For every rig and motion the evaluated canonical joint
+points and the keyed bones' rotations at every frame go into result.npz; the JSON line carries the detected maps and
+the behaviour checks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 user_dir = _harness.start()
 import addon_utils  # noqa: E402
 import bpy  # noqa: E402
+import published_rigs  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
@@ -155,6 +158,14 @@ for name, (path, scale) in job["bvh"].items():
 rigs["a_pose"] = armature_builder.create_armature(context, name="A-pose KMM", offsets=a_pose_offsets())
 rigs["mixamo"] = build_mixamo()
 rigs["ue5_mannequin"] = build_ue5()
+rigs["auto_rig_pro"] = published_rigs.build_auto_rig_pro(context)
+rigs["daz_genesis8"] = published_rigs.build_daz_genesis8(context)
+rigs["daz_genesis9"] = published_rigs.build_daz_genesis9(context)
+rigs["vroid"] = published_rigs.build_vroid(context)
+rigs["vrm_humanoid"] = published_rigs.build_vroid(context, humanoid_names=True)
+rigs["smpl_fbx"] = published_rigs.build_smpl_fbx(context, skeleton)
+rigs["smpl_fbx_a_pose"] = published_rigs.build_smpl_fbx(context, skeleton, a_pose=True)
+rigs["smplx"] = published_rigs.build_smplx(context, skeleton)
 
 motions = {name: MotionResult.load(path) for name, path in job["motions"].items()}
 options = keyframe_writer.WriteOptions(start_frame=1.0)
@@ -191,6 +202,9 @@ for rig_name, rig in rigs.items():
         arrays[f"source__{key}"] = source.positions
         arrays[f"rest__{key}"] = source.rest_positions
         arrays[f"scale__{key}"] = np.array(planned.plan.scale)
+        rest_points = planned.plan.rest_points()  # where the canonical joints sit on the rig at rest
+        arrays[f"rig_rest__{key}"] = np.array([rest_points.get(j, [np.nan] * 3) for j in range(skeleton.NUM_JOINTS)])
+        arrays[f"source_rotations__{motion_name}"] = source.global_rotations
         arrays[f"quaternions__{key}"] = np.array(quaternions)
         # What the proportions alone cost: the source's own rest pose, standing still, put on the rig.
         rest = source.rest_positions[None] + np.array([0.0, 1.0, 0.0])
