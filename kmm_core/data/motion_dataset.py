@@ -181,14 +181,17 @@ class TokenClips(Dataset):
         max_tokens: int = 49,
         random_crop: bool = True,
         generator: torch.Generator | None = None,
+        names: list[str] | None = None,
     ):
-        if len(codes) != len(conditions):
-            raise ValueError(f"{len(codes)} code arrays but {len(conditions)} condition sets")
+        if len(codes) != len(conditions) or (names is not None and len(names) != len(codes)):
+            raise ValueError(f"{len(codes)} code arrays but {len(conditions)} condition sets"
+                             + (f" and {len(names)} names" if names is not None else ""))
         keep = [i for i, c in enumerate(codes) if c.shape[0] >= min_tokens and conditions[i].shape[0] > 0]
         if not keep:
             raise EmptySplitError(f"no clip has {min_tokens} tokens ({min_tokens * FRAMES_PER_TOKEN} frames) or more")
         self.codes = [codes[i] for i in keep]
         self.conditions = [conditions[i] for i in keep]
+        self.names = [names[i] for i in keep] if names is not None else None  # clip names, for balanced sampling
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.random_crop = random_crop
         self.generator = generator

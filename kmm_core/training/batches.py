@@ -63,6 +63,7 @@ class ShuffledBatches:
         world_size: int = 1,
         num_workers: int = 0,
         shuffle: bool = True,
+        weights: np.ndarray | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -76,6 +77,12 @@ class ShuffledBatches:
         self.world_size = world_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (len(dataset),) or not np.all(weights >= 0) or not weights.sum() > 0:  # type: ignore[arg-type]
+                raise ValueError(f"weights must be {len(dataset)} non-negative numbers with a positive sum")  # type: ignore[arg-type]
+            weights = weights / weights.sum()
+        self.weights = weights
         self.dataset_size = len(dataset)  # type: ignore[arg-type]
         self.global_batch_size = batch_size * world_size
         self.batches_per_epoch = self.dataset_size // self.global_batch_size
@@ -88,6 +95,11 @@ class ShuffledBatches:
         self.epoch = 0
         self.batch_in_epoch = 0
 
+    @property
+    def weighted(self) -> bool:
+        """Whether clips are drawn by weights (balanced sampling) rather than shuffled."""
+        return self.weights is not None
+
     def __len__(self) -> int:
         """Batches per epoch (the stream itself is endless)."""
         return self.batches_per_epoch
@@ -99,11 +111,12 @@ class ShuffledBatches:
             "seed": self.seed,
             "dataset_size": self.dataset_size,
             "global_batch_size": self.global_batch_size,
+            "weighted": self.weighted,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # A different dataset size or global batch would make the saved position point at different items.
-        for key in ("seed", "dataset_size", "global_batch_size"):
+        for key in ("seed", "dataset_size", "global_batch_size", "weighted"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(
                     f"cannot resume the data stream: the checkpoint has {key}={state[key]} "
@@ -116,7 +129,12 @@ class ShuffledBatches:
         self.batch_in_epoch = batch_in_epoch
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """The item order of ``epoch``: a function of ``(seed, epoch)`` only, never of the global RNG."""
+        """The item order of ``epoch``: a function of ``(seed, epoch)`` only, never of the global RNG.
+
+        With ``weights``, an epoch is ``dataset_size`` draws with replacement by those probabilities."""
+        if self.weights is not None:
+            return np.random.default_rng([self.seed, epoch]).choice(self.dataset_size, size=self.dataset_size,
+                                                                     replace=True, p=self.weights)
         if not self.shuffle:
             return np.arange(self.dataset_size)
         return np.random.default_rng([self.seed, epoch]).permutation(self.dataset_size)

@@ -59,6 +59,9 @@ class TrainStageConfig:
     seed: int = 0
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision; used on CUDA only
     num_workers: int = 0  # DataLoader worker processes per training process
+    # How clips are drawn: each action group (dataset/content of the prepared index) of n clips gets weight n**balance.
+    # 1.0 = every clip equally often (plain shuffling); 0.5 = square-root balancing; 0.0 = every action equally often.
+    balance: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -74,6 +77,7 @@ class TrainStageConfig:
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
 
 
 @dataclasses.dataclass

@@ -51,6 +51,7 @@ from ..model.motion_tokenizer import MotionTokenizer
 from ..model.text_encoder import MINILM_DIM, MiniLMTextEncoder
 from ..model.text_motion_aligner import TextMotionAligner, text_condition
 from ..model.weights import load_weights
+from .balanced_sampling import action_groups, group_shares, sampling_weights
 from .batches import ShuffledBatches
 from .checkpoint import export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
@@ -231,8 +232,17 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
                  context: DistributedContext, resume: bool, validate, export: Callable[[], Path],
                  progress: bool, find_unused_parameters: bool = False) -> StageResult:
     stage_config: TrainStageConfig = getattr(config.train, stage)
+    weights = None
+    if stage_config.balance != 1.0:
+        groups = action_groups(_data_root(config), train_set.names)
+        weights = sampling_weights(groups, stage_config.balance)
+        if context.is_main:
+            shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
+            _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
+                   f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
     batches = ShuffledBatches(train_set, stage_config.batch_size, seed=stage_config.seed, collate_fn=collate,
-                              rank=context.rank, world_size=context.world_size, num_workers=stage_config.num_workers)
+                              rank=context.rank, world_size=context.world_size, num_workers=stage_config.num_workers,
+                              weights=weights)
     result = Trainer(module, batches, stage_config, out_dir / stage, validate=validate, resume=resume,
                      distributed=context, progress=progress, find_unused_parameters=find_unused_parameters,
                      checkpoint_config={"model": module.config, "train": stage_config}).run()
@@ -460,7 +470,8 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
         return cached_encoding(out_dir / CACHE_DIR / f"generator_{split}.safetensors", key,
                                lambda: encode_split(clips, tokenizer, condition, context.device), context.is_main)
 
-    train_set = TokenClips(*encoded(train_clips, "train"), min_tokens=min_tokens, max_tokens=max_tokens)
+    train_set = TokenClips(*encoded(train_clips, "train"), min_tokens=min_tokens, max_tokens=max_tokens,
+                           names=train_clips.names)
     val = validation_split(config, _print) if context.is_main else None
     seed_everything(config.train.generator.seed)
     module = GeneratorTraining(gen, tokenizer)

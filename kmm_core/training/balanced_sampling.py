@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""How often each training clip is drawn, so small sources' actions are seen often enough to be learned.
+
+A prepared dataset (``kmm-train prepare``) is dominated by a few big sources: in the default model's data
+Bandai-Namco 2 holds 5,400 of 6,852 clips in 10 actions, while DeepMimic's 20 actions have 90 clips between them.
+Drawn uniformly, one of DeepMimic's actions is in about one batch of 32 in 70. ``[train.<stage>] balance = b``
+gives each action group (``dataset/content`` of the prepared ``index.csv``) of ``n`` clips the total weight ``n**b``,
+shared equally by its clips: ``b = 1`` is uniform over clips (plain shuffling, the default), ``b = 0`` draws every
+action equally often, ``b = 0.5`` (square-root balancing, as used for multilingual language-model data) is between.
+Clips missing from the index (a HumanML3D folder has none) form one group of their own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..data.prepare import INDEX_CSV, read_index
+from ..errors import InputFileError
+
+UNLABELLED = "(not in index.csv)"
+
+
+def action_groups(root: str | Path, names: Sequence[str]) -> list[str]:
+    """The ``dataset/content`` group of each clip name, from ``root/index.csv``."""
+    root = Path(root)
+    if not (root / INDEX_CSV).is_file():
+        raise InputFileError(root / INDEX_CSV, "balanced sampling needs the action labels of a folder written by "
+                                               "`kmm-train prepare`; set balance = 1.0 for other data")
+    label = {row["name"]: f"{row.get('dataset', '')}/{row.get('content', '')}" for row in read_index(root)}
+    return [label.get(name, UNLABELLED) for name in names]
+
+
+def sampling_weights(groups: Sequence[str], balance: float) -> np.ndarray:
+    """Per-clip probabilities (summing to 1): group of n clips -> n**balance in total, split equally."""
+    if not groups:
+        raise ValueError("no clips to weight")
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must be in [0, 1], got {balance}")
+    sizes = Counter(groups)
+    weights = np.array([float(sizes[g]) ** balance / sizes[g] for g in groups], dtype=np.float64)
+    return weights / weights.sum()
+
+
+def group_shares(groups: Sequence[str], weights: np.ndarray) -> dict[str, float]:
+    """Each group's share of the draws (for the training log and tests)."""
+    shares: dict[str, float] = {}
+    for group, weight in zip(groups, weights, strict=True):
+        shares[group] = shares.get(group, 0.0) + float(weight)
+    return shares

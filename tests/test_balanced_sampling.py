@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Balanced sampling (`[train.<stage>] balance`): rare actions of small sources are drawn more often, resumably."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_stages import _interrupt_after, tiny_config
+
+from kmm_core.data.prepare import read_index
+from kmm_core.errors import InputFileError
+from kmm_core.training.balanced_sampling import action_groups, group_shares, sampling_weights
+from kmm_core.training.batches import ShuffledBatches
+from kmm_core.training.stages import train_generator
+
+
+def test_weights_give_each_group_n_to_the_balance():
+    groups = ["big"] * 90 + ["small"] * 10
+    uniform = group_shares(groups, sampling_weights(groups, 1.0))
+    assert uniform["big"] == pytest.approx(0.9) and uniform["small"] == pytest.approx(0.1)
+    root = group_shares(groups, sampling_weights(groups, 0.5))
+    assert root["small"] == pytest.approx(np.sqrt(10) / (np.sqrt(10) + np.sqrt(90)))
+    equal = group_shares(groups, sampling_weights(groups, 0.0))
+    assert equal["big"] == pytest.approx(0.5) and equal["small"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="balance"):
+        sampling_weights(groups, 1.5)
+
+
+def test_groups_come_from_the_prepared_index(prepared_dataset):
+    rows = read_index(prepared_dataset)
+    names = [row["name"] for row in rows[:20]] + ["not_a_clip"]
+    groups = action_groups(prepared_dataset, names)
+    assert groups[:20] == [f"{row['dataset']}/{row['content']}" for row in rows[:20]]
+    assert groups[-1] == "(not in index.csv)"
+
+
+def test_a_folder_without_index_is_a_clear_error(tmp_path):
+    with pytest.raises(InputFileError, match="index.csv"):
+        action_groups(tmp_path, ["a"])
+
+
+def test_weighted_epochs_draw_the_small_group_as_often_as_weighted_and_repeat_with_the_seed():
+    dataset = list(range(1000))
+    groups = ["big"] * 950 + ["small"] * 50
+    batches = ShuffledBatches(dataset, 50, seed=3, weights=sampling_weights(groups, 0.0), collate_fn=list)
+    order = batches.epoch_order(0)
+    drawn_small = np.mean(order >= 950)
+    assert 0.44 < drawn_small < 0.56  # half of the draws, from 5% of the clips
+    assert np.array_equal(order, batches.epoch_order(0)) and not np.array_equal(order, batches.epoch_order(1))
+    # Resuming a weighted stream as a shuffled one (or back) is refused: the saved position would mean other items.
+    plain = ShuffledBatches(dataset, 50, seed=3, collate_fn=list)
+    with pytest.raises(ValueError, match="weighted"):
+        plain.load_state_dict(batches.state_dict())
+
+
+def test_a_balanced_generator_stage_trains_resumes_exactly_and_logs_its_shares(tmp_path, prepared_dataset, tiny_run,
+                                                                               capsys):
+    config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
+                         "train.generator.eval_every=0", "train.generator.keep_checkpoints=5",
+                         "train.generator.balance=0.0")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
+    train_generator(config, run, device="cpu", progress=False)
+    assert "balanced sampling (balance = 0.0)" in capsys.readouterr().out
+    uninterrupted = load_file(str(run / "generator.safetensors"))
+    _interrupt_after(run, "generator", 3)
+    train_generator(config, run, resume=True, device="cpu", progress=False)
+    again = load_file(str(run / "generator.safetensors"))
+    assert all(torch.equal(uninterrupted[name], again[name]) for name in uninterrupted)
+    # The stage had several action groups to balance (the draws' shares are checked in the test above).
+    rows = {row["name"]: row for row in read_index(prepared_dataset)}
+    assert len(Counter(f"{r['dataset']}/{r['content']}" for r in rows.values() if r["split"] == "train")) > 5
