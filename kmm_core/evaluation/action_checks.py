@@ -26,7 +26,7 @@ as the evaluation does).  ``benchmarks/measure_action_checks.py`` prints every c
 
 * jump: HDM05 hopBothLegs 34/35 (the miss hops 0.08 m), exp-map jumping 8/8, CMU-iClone jump 4/4, DeepMimic jump
   1/1, CMU jump 15/20 (the misses are windows of "jump to grab something, tiptoe" trials without a jump in them);
-  Bandai-Namco walks 0/686 and runs 0/306, CMU walk 3/33 and run 1/12, CMU-iClone walk 2/18 (uneven floor in long
+  Bandai-Namco walks 0/702 and runs 0/306, CMU walk 3/33 and run 1/12, CMU-iClone walk 2/18 (uneven floor in long
   trials).
 * squat: HDM05 squat1Reps 52/52 (drops of 45-67 %); every walk and run 0; bending to the floor (HDM05 depositFloor)
   13/32 and the take-off crouch of jumps (CMU jump 6/20) also drop that far (not squat words, so never checked).
