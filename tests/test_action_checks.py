@@ -17,7 +17,13 @@ from kmm_core.data.prepare import read_index
 from kmm_core.data.prepare_cli import main as prepare_main
 from kmm_core.errors import InputTensorError
 from kmm_core.evaluation.action_checks import (
-    CHECK_NAMES, action_words, checks_for_action, held_at_least, held_at_most, run_check)
+    CHECK_NAMES,
+    action_words,
+    checks_for_action,
+    held_at_least,
+    held_at_most,
+    run_check,
+)
 from kmm_core.humanml3d.features import features_to_joints
 
 HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
