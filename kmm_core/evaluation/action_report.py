@@ -52,6 +52,11 @@ def action_document(results: Mapping[str, Any]) -> str:
     actions = results["actions"]
     k, rate = settings["top_k"], settings["pass_rate"]
     from_split = sum(row["prompt_source"] == "split" for row in actions)
+    blind = [row["action"] for row in actions if row["real"]["topk"] is not None and row["real"]["topk"] < rate]
+    blind_note = ("" if not blind else
+                  f"  The evaluator retrieves fewer than {rate:g} of the real clips of {len(blind)} actions "
+                  f"({', '.join(f'`{name}`' for name in blind)}): for these, PASS or fail by retrieval says little "
+                  f"about the generator.")
     return "\n".join([
         f"# Per-action results: {results['model']}",
         "",
@@ -66,7 +71,7 @@ def action_document(results: Mapping[str, Any]) -> str:
         f"prompts') is among the {k} most similar of all {len(actions)} actions; the real clips' rates are the "
         f"evaluator's ceiling.  Checks: geometric (jump, squat, lie, crawl, kick from the action word; side for "
         f"prompts naming a side).  An action passes when its generated top-{k} rate and every generated check rate "
-        f"are >= {rate:g}.  docs/evaluation.md explains each column.",
+        f"are >= {rate:g}.  docs/evaluation.md explains each column." + blind_note,
         "",
         action_table(results),
     ])
