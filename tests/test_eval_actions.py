@@ -86,7 +86,8 @@ def test_markdown_lists_every_action_passing_or_not(action_results):
     assert f"**{results['passing']} of {len(results['actions'])} actions pass.**" in text
     assert "kmm-train eval-actions --checkpoint" in text
     table = [line for line in text.splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| Action | Dataset(s) | Train takes | Prompts | n (gen / real) | Gen. top-1 | Gen. top-3")
+    assert table[0].startswith("| Action | Dataset(s) | Train takes | Prompts | n (gen / real) | Gen. top-1 | "
+                               "Gen. top-3")
     assert table[1].startswith("| --- |")
     body = table[2:]
     assert [line.split(" | ")[0].removeprefix("| ").strip("`") for line in body] == \

@@ -5,13 +5,14 @@ Torch-free NumPy on canonical joints (22 joints of ``skeleton.JOINT_NAMES``, met
 ``kmm-train eval-actions`` (``action_evaluation.py``) next to the evaluator's retrieval; the side words of a prompt
 keep their own check (``directional.py``).  Which check applies comes from the action word (``checks_for_action``):
 
-| check  | action words                       | measured (each held for a minimum time)                    | passes when |
-| ------ | ---------------------------------- | ---------------------------------------------------------- | ----------- |
-| jump   | jump*, hop*, leap*                 | height of the LOWEST foot joint above its own floor level  | >= 0.10 m for 0.2 s |
-| squat  | squat*, sit, sits, sitting, crouch* | pelvis drop below its standing height, share of standing   | >= 35 %     |
-| lie    | lie, lies, lying                   | angle of the torso (pelvis -> neck) above the horizontal, counted only with the pelvis <= 0.35 m above the floor | <= 20 deg for 0.5 s |
-| crawl  | crawl*                             | height of the HIGHER wrist above the floor                 | <= 0.20 m for 1 s |
-| kick   | *kick*                             | a toe above the OTHER leg's knee                           | >= 0.15 m for 0.1 s |
+| check | action words            | measured (held for a minimum time)                   | passes when         |
+| ----- | ----------------------- | ---------------------------------------------------- | ------------------- |
+| jump  | jump*, hop*, leap*      | the LOWEST foot joint's height above its own floor   | >= 0.10 m for 0.2 s |
+| squat | squat*, sit(s), crouch* | pelvis drop below its standing height (share of it)  | >= 35 %             |
+| lie   | lie, lies, lying        | torso (pelvis -> neck) angle above the horizontal;   | <= 20 deg for 0.5 s |
+|       |                         | frames with the pelvis > 0.35 m up count as 90       |                     |
+| crawl | crawl*                  | the HIGHER wrist's height above the floor            | <= 0.20 m for 1 s   |
+| kick  | *kick*                  | a toe above the OTHER leg's knee                     | >= 0.15 m for 0.1 s |
 
 "Held for t" means the best value that lasts t seconds: for a lower bound, the largest value v such that the measure
 stays >= v over some t-second window (``held_at_least``), for an upper bound the mirror (``held_at_most``); one
@@ -95,7 +96,7 @@ class CheckResult:
 
 _CHECK_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("jump", re.compile(r"^(?:jump\w*|hop|hops|hopping|hopped|leap\w*)$")),
-    ("squat", re.compile(r"^(?:squat\w*|sit|sits|sitting|crouch\w*)$")),
+    ("squat", re.compile(r"^(?:squat\w*|sit|sits|sitting|sat|crouch\w*)$")),
     ("lie", re.compile(r"^(?:lie|lies|lying)$")),
     ("crawl", re.compile(r"^crawl\w*$")),
     ("kick", re.compile(r"kick")),
@@ -148,7 +149,8 @@ def floor_height(joints: np.ndarray, percentile: float = 5.0) -> float:
     return float(foot_floor_levels(joints, percentile).min())
 
 
-def jump_clearance(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: ActionCheckThresholds | None = None) -> float:
+def jump_clearance(joints: np.ndarray, fps: float = MODEL_FPS,
+                   thresholds: ActionCheckThresholds | None = None) -> float:
     """Metres both feet stay above the floor for `jump_seconds`."""
     t = thresholds or ActionCheckThresholds()
     clearance = feet_clearance(joints, t.floor_percentile)
