@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "written into it)")
     vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
+    commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
+                        "trained on (see kmm-train eval-actions --help)", add_help=False)
     return parser
 
 
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..evaluation.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv and argv[0] == "eval-actions":
+        from ..evaluation.action_evaluation import main as action_evaluation_main
+
+        return action_evaluation_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

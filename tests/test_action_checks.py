@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The geometric action checks (kmm_core/evaluation/action_checks.py) on real clips: HDM05 and DeepMimic clips of
+each action pass their check, real walks (HDM05-free sources: DeepMimic, Bandai-Namco) do not.
+
+Clips go through `kmm-train prepare` (as training and eval-actions see them) and back to joints from their 263-d
+features, as eval-actions measures real clips."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmm_core.data.prepare import read_index
+from kmm_core.data.prepare_cli import main as prepare_main
+from kmm_core.errors import InputTensorError
+from kmm_core.evaluation.action_checks import (
+    CHECK_NAMES,
+    action_words,
+    checks_for_action,
+    held_at_least,
+    held_at_most,
+    run_check,
+)
+from kmm_core.humanml3d.features import features_to_joints
+
+HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
+               "HDM_bd_lieDownFloor_001_120.amc", "HDM_bd_kickLFront1Reps_001_120.amc",
+               "HDM_bd_depositFloorR_001_120.amc", "HDM_bd_sneak2StepsLStart_001_120.amc")
+DEEPMIMIC_FILES = ("humanoid3d_jump.txt", "humanoid3d_crawl.txt", "humanoid3d_walk.txt", "humanoid3d_kick.txt",
+                   "humanoid3d_run.txt")
+
+
+def _joints_by_content(folder: Path) -> dict[str, list[np.ndarray]]:
+    clips: dict[str, list[np.ndarray]] = {}
+    for row in read_index(folder):
+        features = np.load(folder / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
+        clips.setdefault(f"{row['dataset']}/{row['content']}", []).append(features_to_joints(features))
+    return clips
+
+
+@pytest.fixture(scope="module")
+def real_clips(extra_mocap_dir, tmp_path_factory) -> dict[str, list[np.ndarray]]:
+    """dataset/content -> joints of each prepared window (no mirrors) of a few HDM05 and DeepMimic clips; short
+    clips kept (--min-source-frames 10, as the shipped models' data: a single hop lasts under a second)."""
+    root = tmp_path_factory.mktemp("action_check_clips")
+    hdm05 = extra_mocap_dir / "hdm05-subset-jointlearning"
+    (root / "hdm05" / "asf").mkdir(parents=True)
+    shutil.copyfile(hdm05 / "asf" / "HDM_bd.asf", root / "hdm05" / "asf" / "HDM_bd.asf")
+    for name in HDM05_CLIPS:
+        (found,) = hdm05.rglob(name)
+        target = root / "hdm05" / found.relative_to(hdm05)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, target)
+    deepmimic = extra_mocap_dir / "deepmimic-humanoid3d"
+    (root / "deepmimic" / "characters").mkdir(parents=True)
+    (root / "deepmimic" / "motions").mkdir()
+    shutil.copyfile(deepmimic / "characters" / "humanoid3d.txt", root / "deepmimic" / "characters" / "humanoid3d.txt")
+    for name in DEEPMIMIC_FILES:
+        shutil.copyfile(deepmimic / "motions" / name, root / "deepmimic" / "motions" / name)
+    out = root / "prepared"
+    assert prepare_main(["--out", str(out), "--hdm05", str(root / "hdm05"), "--deepmimic", str(root / "deepmimic"),
+                         "--no-mirror", "--min-source-frames", "10", "--workers", "1", "--quiet", "--seed", "0"]) == 0
+    return _joints_by_content(out)
+
+
+def _passes(check: str, clips: list[np.ndarray]) -> list[bool]:
+    assert clips
+    return [run_check(check, joints).passed for joints in clips]
+
+
+@pytest.mark.parametrize(("content", "check"), [
+    ("hdm05/hopBothLegs1hops", "jump"), ("deepmimic/jump", "jump"),
+    ("hdm05/squat1Reps", "squat"),
+    ("hdm05/lieDownFloor", "lie"),
+    ("deepmimic/crawl", "crawl"),
+    ("hdm05/kickLFront1Reps", "kick"), ("deepmimic/kick", "kick"),
+])
+def test_real_clips_of_an_action_pass_its_check(real_clips, content, check):
+    assert check in checks_for_action(content.split("/")[1])
+    assert all(_passes(check, real_clips[content])), content
+
+
+@pytest.mark.parametrize("content", ["deepmimic/walk", "deepmimic/run", "hdm05/sneak2StepsLStart"])
+def test_real_walks_and_runs_pass_no_action_check(real_clips, content):
+    for check in CHECK_NAMES:
+        assert not any(_passes(check, real_clips[content])), (content, check)
+
+
+def test_bending_to_the_floor_is_not_lying_down(real_clips):
+    # depositFloor bends the torso horizontal with the pelvis high: the lie check also asks for a low pelvis.
+    clips = real_clips["hdm05/depositFloorR"]
+    assert not any(_passes("lie", clips))
+    lying = [run_check("lie", joints).value for joints in real_clips["hdm05/lieDownFloor"]]
+    assert max(lying) < 20.0
+
+
+def test_real_squat_drops_the_pelvis_and_a_real_jump_is_not_a_kick(real_clips):
+    squat = [run_check("squat", joints) for joints in real_clips["hdm05/squat1Reps"]]
+    assert all(result.value >= 0.35 and result.threshold == 0.35 for result in squat)
+    assert not any(_passes("kick", real_clips["hdm05/hopBothLegs1hops"]))
+    assert not any(_passes("crawl", real_clips["hdm05/squat1Reps"]))
+
+
+def test_bandai_namco_walks_pass_no_action_check(prepared_dataset):
+    walks = [joints for key, clips in _joints_by_content(prepared_dataset).items()
+             if key.split("/")[1] in ("walk", "walk-back", "walk-left", "walk-right") for joints in clips]
+    assert len(walks) >= 6
+    for check in CHECK_NAMES:
+        assert not any(_passes(check, walks)), check
+
+
+def test_action_words_choose_the_checks():
+    assert action_words("kickLFront1Reps") == ["kick", "l", "front", "reps"]
+    assert checks_for_action("kickLFront1Reps") == ("kick",)
+    assert checks_for_action("spinkick") == ("kick",)
+    assert checks_for_action("hopBothLegs1hops") == ("jump",)
+    assert checks_for_action("jumping") == ("jump",)
+    assert checks_for_action("squat1Reps") == ("squat",)
+    assert checks_for_action("lieDownFloor") == ("lie",)
+    assert checks_for_action("crawl") == ("crawl",)
+    for label in ("walk", "walk-turn-left", "shop", "getup_faceup", "basketball", "climb", "wave-left-hand"):
+        assert checks_for_action(label) == (), label
+
+
+def test_held_values_need_the_whole_window():
+    values = np.array([0.0, 0.3, 0.0, 0.2, 0.2, 0.2, 0.0])
+    assert held_at_least(values, 1) == pytest.approx(0.3)   # one frame: the peak
+    assert held_at_least(values, 3) == pytest.approx(0.2)   # three frames: only the plateau lasts
+    assert held_at_most(values, 2) == pytest.approx(0.2)
+    assert held_at_least(values, 50) == pytest.approx(0.0)  # longer than the clip: the whole clip
+
+
+def test_bad_inputs_give_clear_errors():
+    with pytest.raises(InputTensorError, match="unknown action check 'dance'"):
+        run_check("dance", np.zeros((10, 22, 3)))
+    with pytest.raises(InputTensorError, match=r"joints: expected shape \(frames, 22, 3\)"):
+        run_check("jump", np.zeros((10, 21, 3)))
