@@ -28,6 +28,7 @@ from ..model_bundle import (
     OPTIONAL_COMPONENTS,
     REQUIRED_COMPONENTS,
     BundleError,
+    ModelBundle,
     read_manifest,
 )
 from ..weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
@@ -71,11 +72,9 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         dataset["per_dataset"] = report.get("per_dataset", {})
     licence = combined_licence(dataset.get("sources") or [])  # an unknown source fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {}
     for name in components:
         tensors = {key: value.to(torch_dtype) if value.is_floating_point() else value
                    for key, value in load_file(str(run_dir / f"{name}.safetensors")).items()}
-        parameters[name] = sum(value.numel() for value in tensors.values())
         save_file(tensors, str(out_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(dtype)})
         shutil.copyfile(run_dir / f"{name}.json", out_dir / f"{name}.json")
     for name in ("Mean.npy", "Std.npy"):
@@ -95,6 +94,8 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         stale.unlink(missing_ok=True)  # a previous bundle's vocabulary does not describe these weights
     manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
     write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    loaded = ModelBundle.load(out_dir, device="cpu")  # proves the bundle loads; its modules give the counts
+    parameters = {name: sum(p.numel() for p in getattr(loaded, name).parameters()) for name in components}
     write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
                      results_text)
     return out_dir

@@ -67,7 +67,7 @@ def dataset_report(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Per trained stage: last step, last train loss, last validation loss, seconds, batch size and seed."""
+    """Per trained stage: last step, last train loss, last validation metrics, seconds, batch size and seed."""
     run_dir = Path(run_dir)
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -87,7 +87,7 @@ def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
             "stage": stage,
             "steps": max((r.get("step", 0) for r in records), default=0),
             "train_loss": steps[-1].get("loss") if steps else None,
-            "validation_loss": (validations[-1].get("metrics") or {}).get("loss") if validations else None,
+            "validation": dict(validations[-1].get("metrics") or {}) if validations else {},
             "seconds": max((r.get("elapsed_s") or 0 for r in records), default=0),
             "batch_size": settings.get("batch_size"), "seed": settings.get("seed"),
         })
@@ -99,7 +99,15 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds else "–"
+    return "–" if not seconds else f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _validation(metrics: Mapping[str, Any]) -> str:
+    """The last validation: its loss, or (the tokenizer) its own numbers."""
+    if "loss" in metrics:
+        return _number(metrics["loss"])
+    return ", ".join(f"{name} {_number(value, 1 if name.endswith('_mm') else 3)}" for name, value in metrics.items()
+                     ) or "–"
 
 
 def _prepare_command(report: Mapping[str, Any]) -> str:
@@ -152,10 +160,10 @@ def _training_section(stages: list[dict[str, Any]]) -> list[str]:
     if not stages:
         return lines + ["The run folder holds no training logs.", ""]
     lines += ["From the run's logs (`RUN/<stage>/log.jsonl`) and resolved configuration (`RUN/config.json`):", "",
-              "| stage | steps | batch | seed | last train loss | last validation loss | time |",
+              "| stage | steps | batch | seed | last train loss | last validation | time |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {s['stage']} | {s['steps']} | {_number(s['batch_size'])} | {_number(s['seed'])} | "
-              f"{_number(s['train_loss'])} | {_number(s['validation_loss'])} | {_minutes(s['seconds'])} |"
+              f"{_number(s['train_loss'])} | {_validation(s['validation'])} | {_minutes(s['seconds'])} |"
               for s in stages]
     return lines + [""]
 
