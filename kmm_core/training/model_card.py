@@ -187,6 +187,12 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
     lines += [f"| used for generation (all but the evaluator) | {total / 1e6:.2f} M |", ""]
     lines += _data_section(manifest, report)
     lines += _training_section(stage_summaries(run_dir))
+    lines += ["## Intended use and limits", "",
+              "Blocking out animation from text in Blender or on the command line.  The model knows only what its "
+              "training data shows (the actions listed by `kmm vocab`); `kmm generate`, the worker and the Blender "
+              "panel warn about prompts far from every training caption.  No hands or fingers, no interaction with "
+              "objects or other people; feet are held on the floor by a clean-up after decoding, not by the model.",
+              ""]
     lines += ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
               f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
               "", "Acknowledgements:", ""]
