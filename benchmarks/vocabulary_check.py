@@ -12,14 +12,15 @@ import argparse
 
 from kmm_core.generation.prompt_vocabulary import PromptVocabulary
 from kmm_core.model_bundle import ModelBundle
+from kmm_core.model_choice import resolve_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prompts", nargs="+")
-    parser.add_argument("--checkpoint", default=None, help="bundle folder (default: the shipped model)")
+    parser.add_argument("--checkpoint", default=None, help="model: default, open, a bundle name or folder")
     args = parser.parse_args()
-    check = PromptVocabulary.load(ModelBundle.load(args.checkpoint, device="cpu"))
+    check = PromptVocabulary.load(ModelBundle.load(resolve_model(args.checkpoint), device="cpu"))
     print(f"| prompt | similarity ({check.space}) | warned (< {check.threshold:.4f}) | closest known prompts |")
     print("| --- | ---: | --- | --- |")
     for result in check.check(args.prompts):

@@ -89,6 +89,7 @@ class BackendSession:
         self.client: WorkerClient | None = None
         self.job: GenerationJob | None = None
         self.worker_info: dict[str, Any] = {}
+        self.model_info: dict[str, Any] = {}  # the load result's info: checkpoint, name, licence, commercial_use
         self.log: list[str] = []
         self.error = ""
         self._hello_id: str | None = None
@@ -266,6 +267,7 @@ class BackendSession:
             self._break(f"the model could not be loaded: {event['message']}", event.get("advice", ""),
                         event.get("trace", ""))
             return
+        self.model_info = dict(event.get("info") or {})
         self.state = READY
         if self.job is not None and self.job.state == WAITING:
             self._send_job()

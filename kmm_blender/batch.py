@@ -56,7 +56,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                                                          "suffix: .fbx, .glb/.gltf or .bvh")
     parser.add_argument("--python", help="backend Python (default: the add-on preferences)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the add-on preferences")
-    parser.add_argument("--checkpoint", help="model bundle folder (holds bundle.json; default: the add-on preferences)")
+    parser.add_argument("--checkpoint", help="model: default, open, a shipped bundle's name or a bundle folder "
+                                             "(default: the add-on preferences' Model)")
     parser.add_argument("--regenerate-segment", type=int, metavar="N",
                         help="instead of generating, regenerate segment N (1 = first) of the armature's active KMM "
                              "take as a new take; every key outside the segment is kept")

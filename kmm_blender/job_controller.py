@@ -270,6 +270,11 @@ def mirror(job: GenerationJob, backend: BackendSession | None) -> None:
     state.error = job.error if job.state != DONE else ""
     state.advice = job.advice if job.state != DONE else ""
     state.detail = last_line(job.trace) if job.state == FAILED else ""
+    if backend is None:  # released: no model is loaded
+        state.model = state.model_licence = ""
+    elif backend.model_info:  # the panel names the loaded model and its licence
+        state.model = str(backend.model_info.get("name", ""))
+        state.model_licence = str(backend.model_info.get("licence", ""))
 
 
 def _reset_job_state(status: str) -> None:

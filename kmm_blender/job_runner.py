@@ -31,7 +31,7 @@ from . import (
 )
 from .backend_session import BackendConfig, BackendSession, GenerationJob
 from .job_controller import JobTarget, controller
-from .preferences import ADDON_PACKAGE, get_preferences
+from .preferences import ADDON_PACKAGE, get_preferences, model_checkpoint
 from .properties import rows_of, scene_fps
 
 BLENDER_MAX_SEED = min(MAX_SEED, 2**31 - 1)
@@ -40,8 +40,8 @@ BLENDER_MAX_SEED = min(MAX_SEED, 2**31 - 1)
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig:
     prefs = get_preferences(context)
-    return BackendConfig(python=backend_setup.worker_python(prefs),
-                         device=prefs.device, checkpoint=bpy.path.abspath(prefs.checkpoint) or None)
+    return BackendConfig(python=backend_setup.worker_python(prefs), device=prefs.device,
+                         checkpoint=model_checkpoint(prefs))
 
 
 def body_model_path(context: bpy.types.Context | None = None) -> str:

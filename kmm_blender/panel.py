@@ -111,6 +111,7 @@ class KMM_PT_main(bpy.types.Panel):
                 _wrapped(box, state.advice, icon="QUESTION")
         if state.last_takes:
             layout.label(text=f"Last: {state.last_takes}", icon="ACTION")
+        draw_model_line(layout, context)
         layout.operator("kmm.release", icon="UNLINKED")
 
 
@@ -146,9 +147,21 @@ class KMM_PT_settings(bpy.types.Panel):
         layout.prop(settings, "path_object")
         layout.separator()
         layout.operator("kmm.apply_motion_file", icon="FILE")
-        column = layout.column(align=True)
-        column.label(text="Code: GPL-3.0-or-later", icon="INFO")
-        column.label(text="Bundled weights: CC BY-NC 4.0, non-commercial only", icon="BLANK1")
+        layout.label(text="Code: GPL-3.0-or-later", icon="INFO")
+
+
+def draw_model_line(layout, context) -> None:
+    """The loaded model and its one-line licence (from its bundle.json, via the worker's load result); before the
+    first load, the preference's choice."""
+    state = context.window_manager.kmm_job
+    if state.model:
+        _wrapped(layout, f"Model: {state.model} - {state.model_licence}", icon="INFO")
+        return
+    from .preferences import MODEL_CHOICES, get_preferences
+
+    choice = getattr(get_preferences(context), "model", "DEFAULT")
+    label = dict((key, name) for key, name, _ in MODEL_CHOICES).get(choice, choice)
+    _wrapped(layout, f"Model: {label} (not loaded yet)", icon="INFO")
 
 
 classes = (KMM_UL_segments, KMM_PT_main, KMM_PT_settings)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, checkpoint,
-and a health check.
+"""Add-on preferences: the backend (installed by the add-on, or a Python of the user's own), device, the model
+(Default kmm-small, Open kmm-small-open, or a custom bundle folder), and a health check.
 
 The model needs PyTorch, far too heavy to bundle with an extension, so it runs in a separate Python environment:
 Install Backend (backend_setup.py) creates one in the extension's user folder; a user may instead point Own Backend
@@ -12,10 +12,21 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
+from ..kmm_core.errors import KMMError
 from . import backend_setup, doctor
 
 # The add-on's module is the extension root package, one level above this sub-package.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
+MODEL_CHOICES = (
+    ("DEFAULT", "Default - kmm-small, non-commercial",
+     "The default model, trained on all the data (Bandai-Namco included): non-commercial use only"),
+    ("OPEN", "Open - kmm-small-open, commercial use allowed",
+     "Trained only on data whose licence allows commercial use (CMU, HDM05): usable in commercial productions "
+     "under CC BY-SA 3.0 (attribution, share-alike)"),
+    ("CUSTOM", "Custom Folder", "A model bundle folder of your own (the one holding bundle.json)"),
+)
+MODEL_NAMES = {"DEFAULT": "default", "OPEN": "open"}
+"""The worker's `load.checkpoint` for each choice (kmm_core/model_choice.py resolves the names)."""
 
 class KMM_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
@@ -55,10 +66,14 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
                ("cuda", "CUDA", "The first NVIDIA GPU")),
         default="auto",
     )
+    model: EnumProperty(
+        name="Model", items=MODEL_CHOICES, default="DEFAULT",
+        description="Which trained model generates the motion (the panel shows the loaded model and its licence)",
+    )
     checkpoint: StringProperty(
-        name="Checkpoint", subtype="DIR_PATH",
-        description="Model bundle folder (the one holding bundle.json, e.g. runs/small/bundle written by kmm-train); "
-                    "empty: the default shipped with kmm-motion",
+        name="Custom Model Folder", subtype="DIR_PATH",
+        description="With Model = Custom Folder: a model bundle folder (the one holding bundle.json, e.g. "
+                    "runs/small/bundle written by kmm-train)",
     )
     smpl_model_path: StringProperty(
         name="SMPL model file (.npz)", subtype="FILE_PATH",
@@ -72,12 +87,14 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "python_path")
         row = layout.row()
         row.prop(self, "device")
-        layout.prop(self, "checkpoint")
+        layout.prop(self, "model")
+        if self.model == "CUSTOM":
+            layout.prop(self, "checkpoint")
         layout.prop(self, "smpl_model_path")
         column = layout.column(align=True)
         column.label(text="Code: GPL-3.0-or-later.", icon="INFO")
-        column.label(text="Bundled model weights: CC BY-NC 4.0, non-commercial use only (inherited from the "
-                          "training data).", icon="BLANK1")
+        for line in licence_lines(self.model):
+            column.label(text=line, icon="BLANK1")
 
         from .job_controller import controller  # the controller owns the last check
 
@@ -101,6 +118,29 @@ def draw_report(layout: bpy.types.UILayout, report: doctor.DoctorReport | None) 
                      icon="CHECKMARK" if item.ok else "CANCEL")
 
 
+def licence_lines(model: str) -> tuple[str, ...]:
+    """What the chosen model's weights may be used for (the loaded model's own line is on the panel)."""
+    if model == "OPEN":
+        return ("Open model (kmm-small-open): commercial use allowed under CC BY-SA 3.0 - credit CMU and HDM05",
+                "and share adaptations of the weights alike (its model card lists the acknowledgements).")
+    if model == "CUSTOM":
+        return ("Custom model: the licence its bundle.json states (shown in the panel once loaded).",)
+    return ("Default model (kmm-small): non-commercial use only (CC BY-NC 4.0 training data, inherited).",
+            "For commercial work choose Model: Open.")
+
+
+def model_checkpoint(prefs) -> str:
+    """The worker's `load.checkpoint` for the preferences' Model: "default", "open" or the custom folder."""
+    choice = getattr(prefs, "model", "DEFAULT")
+    if choice != "CUSTOM":
+        return MODEL_NAMES.get(choice, "default")
+    folder = bpy.path.abspath(prefs.checkpoint) if prefs.checkpoint else ""
+    if not folder:
+        raise KMMError("Model is Custom Folder but no folder is set: choose the bundle folder (the one holding "
+                       "bundle.json) in the add-on preferences, or pick Default or Open")
+    return folder
+
+
 class _DefaultPreferences:
     """Used when the add-on runs without being enabled as an add-on (tests importing the package directly)."""
 
@@ -110,6 +150,7 @@ class _DefaultPreferences:
     torch_source = "AUTO"
     install_python = ""
     device = "auto"
+    model = "DEFAULT"
     checkpoint = ""
     smpl_model_path = ""
 

@@ -92,6 +92,9 @@ class KMM_PG_job(bpy.types.PropertyGroup):
     advice: StringProperty(name="Advice", default="")
     detail: StringProperty(name="Detail", default="", description="Last line the backend wrote about the failure")
     last_takes: StringProperty(name="Last Takes", default="")
+    model: StringProperty(name="Model", default="", description="Name of the model the backend loaded")
+    model_licence: StringProperty(name="Model Licence", default="",
+                                  description="What the loaded model's weights may be used for (its bundle.json)")
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:

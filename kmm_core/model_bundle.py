@@ -23,6 +23,7 @@ usable from torch-free code (the CLI, the Blender add-on's preferences).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,7 @@ BUNDLE_FILE = "bundle.json"
 REQUIRED_COMPONENTS = ("tokenizer", "generator")
 OPTIONAL_COMPONENTS = ("aligner", "evaluator")
 DEFAULT_BUNDLE_NAME = "kmm-small"
-LICENCE_NOTE = (
-    "Code: GPL-3.0-or-later. Weights trained on the Bandai-Namco Research Motion Dataset inherit its licence, "
-    "CC BY-NC 4.0 (non-commercial use only); CMU data: mocap.cs.cmu.edu (the database was created with funding "
-    "from NSF EIA-0196217)."
-)
+CHECKPOINTS_ENV = "KMM_CHECKPOINTS_DIR"
 
 
 class ModelMissingError(KMMError, FileNotFoundError):
@@ -65,9 +62,16 @@ class BundleError(InputFileError):
     """A bundle folder exists but a file in it is missing or malformed (names the file)."""
 
 
+def checkpoints_root() -> Path:
+    """The folder of the shipped bundles: ``$KMM_CHECKPOINTS_DIR`` when set, else ``kmm_core/checkpoints``."""
+    override = os.environ.get(CHECKPOINTS_ENV, "").strip()
+    return Path(override).expanduser() if override else Path(__file__).resolve().parent / "checkpoints"
+
+
 def default_bundle_path() -> Path:
-    """Where the package looks for its shipped model: ``kmm_core/checkpoints/kmm-small`` (may not exist)."""
-    return Path(__file__).resolve().parent / "checkpoints" / DEFAULT_BUNDLE_NAME
+    """Where the package looks for its default model: ``<checkpoints_root()>/kmm-small`` (may not exist).  Model
+    names (``default``, ``open``, a shipped bundle's name) are resolved by ``model_choice.resolve_model``."""
+    return checkpoints_root() / DEFAULT_BUNDLE_NAME
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

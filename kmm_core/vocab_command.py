@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from .vocabulary import format_vocabulary, read_vocabulary
 
+CHECKPOINT_HELP = ("model: default (kmm-small, non-commercial), open (kmm-small-open, commercial use allowed), a "
+                   "shipped bundle's name, or a bundle folder (default: default)")
+
 
 def add_vocab_parser(commands: Any) -> None:
     vocab = commands.add_parser("vocab", help="list what the model was trained on: actions, styles, example prompts")
-    vocab.add_argument("--checkpoint", help="model bundle folder (default: the one shipped with the package)")
+    vocab.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     vocab.add_argument("--json", action="store_true", help="machine-readable output")
     vocab.add_argument("--captions", action="store_true", help="with --json: also every distinct training caption")
 
@@ -33,15 +35,24 @@ def vocabulary_summary(vocabulary, with_captions: bool = False) -> dict[str, Any
 
 
 def command_vocab(args: argparse.Namespace) -> int:
-    from .model_bundle import default_bundle_path, read_manifest
+    from .model_bundle import read_manifest
+    from .model_choice import model_summary, resolve_model
+    from .weight_checksums import VOCABULARY_FILES, verify_bundle_files
 
-    folder = Path(args.checkpoint) if args.checkpoint else default_bundle_path()
-    read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
+    folder = resolve_model(args.checkpoint)
+    manifest = read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
+    verify_bundle_files(folder, manifest, only=VOCABULARY_FILES)   # a damaged vocabulary file: exit code 3
     vocabulary = read_vocabulary(folder)
+    model = model_summary(folder, manifest)
     if args.json:
-        print(json.dumps(vocabulary_summary(vocabulary, args.captions), indent=2, ensure_ascii=False))
+        summary = vocabulary_summary(vocabulary, args.captions)
+        summary["licence"] = {key: manifest[key] for key in ("licence", "licence_note", "acknowledgements",
+                                                             "commercial_use") if key in manifest}
+        summary["licence"].update(licence=model["licence"], commercial_use=model["commercial_use"])
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(format_vocabulary(vocabulary))
+        sys.stdout.write(f"\nLicence of {model['name']}'s weights: {model['licence']}\n")
     return 0
 
 

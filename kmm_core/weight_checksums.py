@@ -24,6 +24,8 @@ from .model_bundle import BundleError
 
 FILES_KEY = "files"
 STATISTICS_FILES = ("Mean.npy", "Std.npy")
+VOCABULARY_FILES = ("vocabulary.json", "vocabulary.safetensors")
+"""Written after the weights (``kmm-train bundle``/``vocabulary``), which then add them to the checksums."""
 REPAIR_ADVICE = ("reinstall the package that shipped this model, or rebuild the bundle with `kmm-train bundle` "
                  "from its run folder")
 
@@ -40,12 +42,16 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def bundle_file_names(components: Iterable[str]) -> list[str]:
-    """Every file a bundle with these components loads: weights and config of each, and the feature statistics."""
+def bundle_file_names(components: Iterable[str], folder: str | Path | None = None) -> list[str]:
+    """Every file a bundle with these components loads: weights and config of each, the feature statistics, and
+    (given the bundle's `folder`) the vocabulary files present in it."""
     names = []
     for component in components:
         names += [f"{component}.safetensors", f"{component}.json"]
-    return names + list(STATISTICS_FILES)
+    names += list(STATISTICS_FILES)
+    if folder is not None:
+        names += [name for name in VOCABULARY_FILES if (Path(folder) / name).is_file()]
+    return names
 
 
 def checksum_entries(folder: str | Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -55,10 +61,12 @@ def checksum_entries(folder: str | Path, names: Iterable[str]) -> dict[str, dict
             for name in names}
 
 
-def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any]) -> int:
-    """Check every file listed in the manifest's ``files`` against its size and SHA-256, and that every weight
-    file of the listed components is covered.  Returns how many files were checked (0: the bundle has no
-    checksums - one made before they existed).  Raises WeightFileError naming the first bad file."""
+def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], only: Iterable[str] | None = None) -> int:
+    """Check every file listed in the manifest's ``files`` (or only those of `only` that it lists) against its
+    size and SHA-256, and that every weight file of the listed components is covered.  Returns how many files
+    were checked (0: the bundle has no checksums - one made before they existed).  Raises WeightFileError naming
+    the first bad file.  Vocabulary files are checked when listed (bundles whose vocabulary was added before
+    their checksums were recorded load as before)."""
     folder = Path(folder)
     entries = manifest.get(FILES_KEY)
     if entries is None:
@@ -69,6 +77,9 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any]) -> int:
     for name in bundle_file_names(manifest.get("components", [])):
         if name.endswith(".safetensors") and name not in entries:
             raise WeightFileError(manifest_path, f"'{FILES_KEY}' has no checksum for {name}")
+    if only is not None:
+        wanted = set(only)
+        entries = {name: entry for name, entry in entries.items() if name in wanted}
     for name, entry in entries.items():
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise WeightFileError(manifest_path, f"'{FILES_KEY}': {name!r} is not a file name of the bundle folder")

@@ -187,3 +187,61 @@ def addon_module(tmp_path_factory):
         yield lambda name: importlib.import_module(f"kmm_motion.{name}")
     finally:
         sys.path.remove(str(folder))
+
+
+# ---- a real model trained only on commercially usable data (#14: model choice, licences) ------------------------------
+OPEN_HDM05_CLASSES = ("squat1Reps", "kickLFront1Reps", "grabHighR", "hopBothLegs1hops", "lieDownFloor")
+OPEN_RUN_STEPS = 8
+
+
+@pytest.fixture(scope="session")
+def open_prepared_dataset(extra_mocap_dir, cmu_archive, cmu_descriptions, tmp_path_factory) -> Path:
+    """`kmm-train prepare` on commercially usable sources only: CMU BVH (3 takes per action) + HDM05 ASF/AMC (3 clips
+    of each of 5 classes); 24 takes, train/val/test all non-empty."""
+    import shutil
+
+    from kmm_core.data.prepare_cli import main
+
+    hdm05 = extra_mocap_dir / "hdm05-subset-jointlearning"
+    subset = tmp_path_factory.mktemp("open_hdm05") / "hdm05"
+    shutil.copytree(hdm05 / "asf", subset / "asf")
+    for label in OPEN_HDM05_CLASSES:
+        for found in sorted(hdm05.rglob(f"HDM_*_{label}_*.amc"))[:3]:
+            (subset / found.relative_to(hdm05)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, subset / found.relative_to(hdm05))
+    out = tmp_path_factory.mktemp("open_prepared") / "dataset"
+    if main(["--out", str(out), "--cmu", str(cmu_archive), "--cmu-descriptions", str(cmu_descriptions), "--hdm05",
+             str(subset), "--limit-per-content", "3", "--min-source-frames", "10", "--workers", "1", "--quiet",
+             "--seed", "0"]) != 0:
+        raise RuntimeError("kmm-train prepare failed on the open subset")
+    return out
+
+
+@pytest.fixture(scope="session")
+def open_run(open_prepared_dataset, tmp_path_factory) -> Path:
+    """`kmm-train all --name kmm-small-open` with the tiny config cut to OPEN_RUN_STEPS steps per stage on
+    `open_prepared_dataset` (~30 s): its `bundle/` is an open-licence bundle with vocabulary files."""
+    from kmm_core.training.cli import main
+
+    run = tmp_path_factory.mktemp("open_run") / "run"
+    argv = ["all", "--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--set",
+            f"data.root={open_prepared_dataset}", "--device", "cpu", "--no-progress", "--threads", "1",
+            "--name", "kmm-small-open"]
+    for stage in ("tokenizer", "aligner", "evaluator", "generator"):
+        for key, value in (("steps", OPEN_RUN_STEPS), ("eval_every", 4), ("checkpoint_every", 4), ("log_every", 2)):
+            argv += ["--set", f"train.{stage}.{key}={value}"]
+    if main(argv) != 0:
+        raise RuntimeError("kmm-train all failed on the open subset")
+    return run
+
+
+@pytest.fixture(scope="session")
+def model_shelf(open_run, tiny_bundle, tmp_path_factory) -> Path:
+    """A checkpoints folder (for KMM_CHECKPOINTS_DIR) holding kmm-small (the tiny default bundle, Bandai-Namco + CMU)
+    and kmm-small-open (`open_run`'s bundle, CMU + HDM05)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("model_shelf") / "checkpoints"
+    shutil.copytree(tiny_bundle, root / "kmm-small")
+    shutil.copytree(open_run / "bundle", root / "kmm-small-open")
+    return root

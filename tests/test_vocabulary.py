@@ -63,6 +63,10 @@ def test_kmm_vocab_of_a_bundle_written_by_kmm_train(tiny_bundle, capsys):
 def test_missing_or_broken_vocabulary_is_named(tmp_path, capsys):
     bundle = tmp_path / "bundle"
     shutil.copytree(default_bundle_path(), bundle)
+    manifest = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
+    for name in (VOCABULARY_FILE, "vocabulary.safetensors"):  # as in a bundle made before they were checksummed
+        manifest.get("files", {}).pop(name, None)
+    (bundle / "bundle.json").write_text(json.dumps(manifest), encoding="utf-8")
     (bundle / VOCABULARY_FILE).unlink()
     assert kmm_main(["vocab", "--checkpoint", str(bundle)]) == 2
     assert f"{bundle / VOCABULARY_FILE}: no vocabulary file" in capsys.readouterr().err

@@ -139,14 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmm-train eval",
                                      description="Evaluate KMM model bundles; writes results.json and results.md.")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", type=Path, help="model bundle folder to evaluate")
-    which.add_argument("--compare", type=Path, nargs="+", metavar="BUNDLE",
-                       help="several bundle folders: one table row each, all measured with the same evaluator")
+    which.add_argument("--checkpoint", help="model to evaluate: default, open, a shipped bundle's name or a bundle "
+                                            "folder")
+    which.add_argument("--compare", nargs="+", metavar="BUNDLE",
+                       help="several models (names or bundle folders): one table row each, all measured with the "
+                            "same evaluator")
     parser.add_argument("--data", type=Path, required=True, help="HumanML3D-layout dataset folder")
     parser.add_argument("--split", default=defaults.split, help="split file to evaluate on (default: test)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
-    parser.add_argument("--evaluator", type=Path,
-                        help="folder with evaluator.safetensors/.json + Mean/Std.npy (default: the first bundle's)")
+    parser.add_argument("--evaluator",
+                        help="a model name (default, open, ...) or a folder with evaluator.safetensors/.json + "
+                             "Mean/Std.npy (default: the first bundle's)")
     parser.add_argument("--replications", type=int, default=defaults.replications)
     parser.add_argument("--seed", type=int, default=defaults.base_seed, help="seed of the first replication")
     parser.add_argument("--max-samples", type=int, default=None, help="use at most this many items of the split")
@@ -192,8 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
             device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing)
-        checkpoints = [args.checkpoint] if args.checkpoint is not None else list(args.compare)
-        results = run_evaluation(checkpoints, args.data, settings, args.evaluator, log)
+        from ..model_choice import resolve_model
+
+        checkpoints = [resolve_model(c) for c in ([args.checkpoint] if args.checkpoint is not None else args.compare)]
+        evaluator = resolve_model(args.evaluator) if args.evaluator else None
+        results = run_evaluation(checkpoints, args.data, settings, evaluator, log)
         json_path, md_path = write_results(results, args.out)
     except KMMError as error:
         print(f"kmm-train eval: error: {error}", file=sys.stderr)

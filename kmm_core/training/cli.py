@@ -58,11 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--bundle", type=Path, help="bundle folder (default: OUT/bundle)")
     every.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="bundle weight precision")
     every.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
+    every.add_argument("--action-results", type=Path, metavar="FILE",
+                       help="per-action results markdown (kmm-train eval-actions) for the model card")
     bundle = commands.add_parser("bundle", help="assemble a model bundle from a finished run folder")
     bundle.add_argument("--run", required=True, type=Path, help="run folder written by the stages")
     bundle.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     bundle.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")
+    bundle.add_argument("--action-results", type=Path, metavar="FILE",
+                        help="per-action results markdown (kmm-train eval-actions' actions.md), included verbatim "
+                             "in the model card's Per-action results section")
     vocabulary = commands.add_parser("vocabulary", help="add what a model was trained on (vocabulary.json) and the "
                                      "out-of-vocabulary check's caption embeddings to a bundle")
     vocabulary.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
@@ -73,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
     return parser
+
+
+def bundle_licence(path: Path) -> str:
+    from ..model_bundle import read_manifest
+
+    return str(read_manifest(path).get("licence"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,9 +113,14 @@ def _run(args: argparse.Namespace) -> int:
     from .bundle_vocabulary import add_vocabulary, add_vocabulary_after_bundle
     from .bundle_writer import assemble_bundle
 
+    if getattr(args, "action_results", None) is not None:  # a bad file fails now, not after hours of training
+        from .model_card import read_action_results
+
+        read_action_results(args.action_results)
     if args.command == "bundle":
-        path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name)
-        print(f"[kmm-train] bundle written to {path}")
+        path = assemble_bundle(args.run, args.out, dtype=args.dtype, model_name=args.name,
+                               action_results=args.action_results)
+        print(f"[kmm-train] bundle written to {path} (licence: {bundle_licence(path)})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
         return 0
     if args.command == "vocabulary":
@@ -144,8 +160,9 @@ def _train(args: argparse.Namespace, config) -> int:
         return EXIT_STOPPED
     if args.command == "all" and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the bundle
         bundle = assemble_bundle(args.out, args.bundle or Path(args.out) / "bundle", dtype=args.dtype,
-                                 model_name=args.name)
-        print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all)")
+                                 model_name=args.name, action_results=args.action_results)
+        print(f"[kmm-train] bundle written to {bundle} ({time.perf_counter() - started:.1f} s in all; licence: "
+              f"{bundle_licence(bundle)})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(bundle, args.out, args.name)}")
     return 0
 

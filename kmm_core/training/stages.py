@@ -219,6 +219,7 @@ def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: Motion
             data = json.loads(report.read_text(encoding="utf-8"))
             summary["totals"] = data.get("totals")
             summary["sources"] = [source.get("kind") for source in data.get("sources", [])]
+            summary["per_dataset"] = data.get("per_dataset", {})  # clips and minutes per source (model card)
         except (json.JSONDecodeError, AttributeError):
             pass
     (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

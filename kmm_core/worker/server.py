@@ -359,9 +359,10 @@ def handle_hello(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, request_id: str):
     """The loaded bundle, loading it first when none is loaded or another checkpoint/device is asked for."""
-    from ..model_bundle import ModelBundle, default_bundle_path, read_manifest
+    from ..model_bundle import ModelBundle, read_manifest
+    from ..model_choice import resolve_model
 
-    path = str(Path(checkpoint).expanduser().resolve()) if checkpoint else str(default_bundle_path())
+    path = str(resolve_model(checkpoint).resolve())  # "default", "open", a bundle name or a folder
     wanted_device = resolve_device(device or worker.default_device)
     key = (path, wanted_device)
     if worker.bundle is not None and (checkpoint is None and device is None or worker.bundle_key == key):
@@ -385,8 +386,11 @@ def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, re
 
 
 def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    from ..model_choice import model_summary
+
     bundle = ensure_bundle(worker, request["checkpoint"], request["device"], request["id"])
-    return {"type": "result", "paths": [], "info": {"checkpoint": str(bundle.path), "device": str(bundle.device)}}
+    return {"type": "result", "paths": [], "info": {"checkpoint": str(bundle.path), "device": str(bundle.device),
+                                                    **model_summary(bundle.path, bundle.config)}}
 
 
 def _options(request: dict[str, Any]):

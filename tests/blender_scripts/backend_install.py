@@ -79,7 +79,7 @@ phase("before install")
 
 # ---- Install Backend (CPU; PyTorch from the one package index CI reaches: pip's own configuration) ----------------
 prefs.torch_source = "INDEX"
-prefs.checkpoint = bundle
+prefs.model, prefs.checkpoint = "CUSTOM", bundle
 prefs.device = "cpu"
 start = time.monotonic()
 result["install"] = operator(bpy.ops.kmm.install_backend)

@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A bundle's model card (``BUNDLE/README.md``), written by ``kmm-train bundle`` from the run it packs.
+
+Everything on the card comes from the run and its data, never typed by hand: the name and licence fields of
+``bundle.json`` (licence from ``data/source_licences.py``), the parameters of each component, the data sources with
+their clips and minutes (the prepared data's ``report.json``, found through the run's ``dataset.json``; the summary
+alone when that folder is gone), the training stages with their steps, losses and times (``RUN/<stage>/log.jsonl``,
+batch and seed from ``RUN/config.json``), and the commands that reproduce it.
+
+The section ``## Per-action results`` sits between two HTML comments (`ACTION_RESULTS_BEGIN`, `ACTION_RESULTS_END`);
+it holds the markdown of ``kmm-train eval-actions`` verbatim when ``--action-results FILE`` is given, and says it
+was not measured otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..atomic_write import write_text_atomic
+from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
+from ..errors import InputFileError
+from .run_log import LOG_FILE, read_log
+
+CARD_FILE = "README.md"
+STAGES = ("tokenizer", "aligner", "evaluator", "generator")
+ACTION_RESULTS_HEADING = "## Per-action results"
+ACTION_RESULTS_BEGIN = "<!-- per-action results: begin (kmm-train bundle --action-results FILE, included verbatim) -->"
+ACTION_RESULTS_END = "<!-- per-action results: end -->"
+PREPARE_FLAGS = {   # report.json source kind -> (kmm-train prepare flag, {extra key: flag})
+    "bandai-namco": ("--bandai-namco", {}), "cmu": ("--cmu", {"descriptions": "--cmu-descriptions"}),
+    "hdm05": ("--hdm05", {}), "cmu-iclone": ("--cmu-iclone", {}),
+    "cmu-expmap": ("--cmu-expmap", {"skeleton": "--cmu-expmap-skeleton"}), "deepmimic": ("--deepmimic", {}),
+    "user": ("--bvh-folder", {"captions": "--captions", "joint_map": "--joint-map"}),
+}
+SETTING_FLAGS = {"seed": "--seed", "min_frames": "--min-frames", "max_frames": "--max-frames",
+                 "min_source_frames": "--min-source-frames", "val_fraction": "--val-fraction",
+                 "test_fraction": "--test-fraction", "limit_per_content": "--limit-per-content",
+                 "workers": "--workers"}
+
+
+def read_action_results(path: str | Path) -> str:
+    """The markdown of a per-action results file (``kmm-train eval-actions``'s ``actions.md``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"cannot read the per-action results: {getattr(error, 'strerror', None) or error}"
+                             ) from error
+    if not text.strip():
+        raise InputFileError(path, "the per-action results file is empty")
+    return text.strip() + "\n"
+
+
+def dataset_report(run_dir: str | Path) -> dict[str, Any] | None:
+    """The prepared data's ``report.json`` of the run (through ``dataset.json``'s root), if still there."""
+    summary_path = Path(run_dir) / "dataset.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        report_path = Path(summary["root"]) / "report.json"
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per trained stage: last step, last train loss, last validation metrics, seconds, batch size and seed."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    train = config.get("train", {}) if isinstance(config, dict) else {}
+    rows = []
+    for stage in STAGES:
+        log_path = run_dir / stage / LOG_FILE
+        if not log_path.is_file():
+            continue
+        records = read_log(log_path)
+        steps = [r for r in records if r.get("kind") == "train"]
+        validations = [r for r in records if r.get("kind") == "validation"]
+        settings = train.get(stage, {}) if isinstance(train, dict) else {}
+        rows.append({
+            "stage": stage,
+            "steps": max((r.get("step", 0) for r in records), default=0),
+            "train_loss": steps[-1].get("loss") if steps else None,
+            "validation": dict(validations[-1].get("metrics") or {}) if validations else {},
+            "seconds": max((r.get("elapsed_s") or 0 for r in records), default=0),
+            "batch_size": settings.get("batch_size"), "seed": settings.get("seed"),
+        })
+    return rows
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _minutes(seconds: float) -> str:
+    return "–" if not seconds else f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _validation(metrics: Mapping[str, Any]) -> str:
+    """The last validation: its loss, or (the tokenizer) its own numbers."""
+    if "loss" in metrics:
+        return _number(metrics["loss"])
+    return ", ".join(f"{name} {_number(value, 1 if name.endswith('_mm') else 3)}" for name, value in metrics.items()
+                     ) or "–"
+
+
+def _prepare_command(report: Mapping[str, Any]) -> str:
+    parts = ["kmm-train prepare --out DATA"]
+    for source in report.get("sources", []):
+        flag, extras = PREPARE_FLAGS.get(source.get("kind"), (f"--{source.get('kind')}", {}))
+        parts.append(f"{flag} {source.get('path')}")
+        parts += [f"{option} {source[key]}" for key, option in extras.items() if source.get(key)]
+    settings = report.get("settings", {})
+    parts += [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items() if settings.get(key) is not None]
+    if settings.get("mirror") is False:
+        parts.append("--no-mirror")
+    return " \\\n    ".join(parts)
+
+
+def _data_section(manifest: Mapping[str, Any], report: Mapping[str, Any] | None) -> list[str]:
+    dataset = manifest.get("dataset") or {}
+    lines = ["## Data", ""]
+    per_dataset = (report or {}).get("per_dataset") or dataset.get("per_dataset") or {}
+    if per_dataset:
+        lines += ["Clips after `kmm-train prepare` (left/right mirrors included), per source:", "",
+                  "| source | licence | takes | actions | clips | minutes |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for name, row in per_dataset.items():
+            kind = source_kind(name)
+            licence = source_licence(kind).licence if kind in SOURCE_LICENCES else "?"
+            lines.append(f"| {name} | {licence} | {row.get('takes', '–')} | {row.get('contents', '–')} | "
+                         f"{row.get('clips', '–')} | {row.get('minutes', '–')} |")
+        lines.append("")
+    totals = (report or {}).get("totals") or dataset.get("totals") or {}
+    if totals:
+        lines.append(f"In all: {totals.get('takes', '?')} takes, {totals.get('clips', '?')} clips "
+                     f"({totals.get('original_clips', '?')} + {totals.get('mirrored_clips', '?')} mirrored), "
+                     f"{totals.get('minutes', '?')} minutes ({totals.get('original_minutes', '?')} before mirroring).")
+    per_split = (report or {}).get("per_split") or {}
+    if per_split:
+        lines.append("Splits (no take in two): " + ", ".join(
+            f"{split} {row.get('clips')} clips / {row.get('minutes')} min" for split, row in per_split.items()) + ".")
+    if dataset.get("train_captions"):
+        lines.append(f"The model trained on {dataset.get('train_clips')} clips with {dataset['train_captions']} "
+                     f"captions.")
+    if not per_dataset and not totals:
+        lines.append("The run does not record its training data (no prepare report).")
+    lines += ["", "`kmm vocab --checkpoint " + str(manifest.get("name", "BUNDLE")) + "` lists the actions, styles "
+              "and example prompts it was trained on.", ""]
+    return lines
+
+
+def _training_section(stages: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Training", ""]
+    if not stages:
+        return lines + ["The run folder holds no training logs.", ""]
+    lines += ["From the run's logs (`RUN/<stage>/log.jsonl`) and resolved configuration (`RUN/config.json`):", "",
+              "| stage | steps | batch | seed | last train loss | last validation | time |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {s['stage']} | {s['steps']} | {_number(s['batch_size'])} | {_number(s['seed'])} | "
+              f"{_number(s['train_loss'])} | {_validation(s['validation'])} | {_minutes(s['seconds'])} |"
+              for s in stages]
+    return lines + [""]
+
+
+def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_dir: str | Path,
+               bundle_bytes: int, action_results: str | None = None) -> str:
+    """The model card's markdown (see the module docstring)."""
+    name = str(manifest.get("name") or Path(run_dir).name)
+    report = dataset_report(run_dir)
+    total = sum(value for component, value in parameters.items() if component != "evaluator")
+    lines = [f"# Model card: {name}", "",
+             f"Written by `kmm-train bundle` from the run `{Path(run_dir).name}`. "
+             f"**Licence of the weights: {manifest.get('licence')}.**", "",
+             "## What it is", "",
+             f"A KMM (Key Frame Mask Mamba) text-to-motion bundle: {', '.join(manifest.get('components', []))} "
+             f"({manifest.get('dtype')} safetensors + JSON configs, no pickles; {bundle_bytes / 1e6:.1f} MB). "
+             f"Text encoder: {manifest.get('text_encoder')}, not counted below. Input: English prompts; output: "
+             "HumanML3D-style motion of the 22-joint SMPL body skeleton at 20 fps, resampled to any frame rate.", "",
+             "| component | parameters |", "| --- | ---: |"]
+    lines += [f"| {component} | {count / 1e6:.2f} M |" for component, count in parameters.items()]
+    lines += [f"| used for generation (all but the evaluator) | {total / 1e6:.2f} M |", ""]
+    lines += _data_section(manifest, report)
+    lines += _training_section(stage_summaries(run_dir))
+    lines += ["## Intended use and limits", "",
+              "Blocking out animation from text in Blender or on the command line.  The model knows only what its "
+              "training data shows (the actions listed by `kmm vocab`); `kmm generate`, the worker and the Blender "
+              "panel warn about prompts far from every training caption.  No hands or fingers, no interaction with "
+              "objects or other people; feet are held on the floor by a clean-up after decoding, not by the model.",
+              ""]
+    lines += ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
+              f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
+              "", "Acknowledgements:", ""]
+    lines += [f"- {text}" for text in manifest.get("acknowledgements", [])] or ["- none recorded"]
+    lines += ["", ACTION_RESULTS_HEADING, "", ACTION_RESULTS_BEGIN]
+    lines.append(action_results.rstrip("\n") if action_results else
+                 "Not measured for this bundle (`kmm-train eval-actions`, then `kmm-train bundle ... "
+                 "--action-results FILE` includes its markdown here).")
+    lines += [ACTION_RESULTS_END, "", "## How to reproduce", "", "```sh"]
+    if report and report.get("sources"):
+        lines += [_prepare_command(report)]
+    else:
+        lines += ["# the prepared data's report is not available: prepare the sources listed under Data"]
+    lines += [f"kmm-train all --config CONFIG.toml --set data.root=DATA --out RUN --threads 1 --name {name}",
+              f"kmm-train bundle --run RUN --out BUNDLE --name {name}"
+              + (" --action-results actions.md" if action_results else ""), "```", "",
+              "CONFIG.toml holds the values of the run's resolved `config.json` (the shipped configs are in "
+              "`training/configs/`); paths are those of the machine that prepared the data.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(bundle_dir: str | Path, manifest: Mapping[str, Any], parameters: Mapping[str, int],
+                     run_dir: str | Path, action_results: str | None = None) -> Path:
+    """Write ``BUNDLE/README.md`` (atomically) and return its path."""
+    bundle_dir = Path(bundle_dir)
+    size = sum(path.stat().st_size for path in bundle_dir.iterdir() if path.is_file() and path.name != CARD_FILE)
+    return write_text_atomic(bundle_dir / CARD_FILE, model_card(manifest, parameters, run_dir, size, action_results))
