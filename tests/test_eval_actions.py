@@ -122,6 +122,11 @@ def test_bad_inputs_give_clear_errors(tmp_path, tiny_bundle, prepared_dataset, c
     assert _run(["--checkpoint", str(missing), "--data", str(prepared_dataset), "--out", str(tmp_path / "o")]) == 1
     assert str(missing) in capsys.readouterr().err
 
+    # A model name goes through the one resolver (kmm_core.model_choice): an unknown one lists what is installed.
+    assert _run(["--checkpoint", "no-such-model", "--data", str(prepared_dataset), "--out", str(tmp_path / "o")]) == 1
+    error = capsys.readouterr().err
+    assert "no-such-model" in error and "kmm-small" in error
+
     assert _run(["--checkpoint", str(tiny_bundle), "--data", str(prepared_dataset), "--out", str(tmp_path / "o"),
                  "--pass-rate", "0"]) == 1
     assert "pass_rate=0.0" in capsys.readouterr().err

@@ -271,12 +271,13 @@ def run_action_evaluation(checkpoint: str | Path, data_root: str | Path, setting
     """The whole evaluation of one bundle: returns the actions document (``action_report.write_action_results``)."""
     from ..humanml3d.dataset_folder import HumanML3DFolder
     from ..model_bundle import ModelBundle, read_manifest
+    from ..model_choice import resolve_model
     from ..vocabulary import read_vocabulary
     from .evaluate import checkpoint_name
     from .evaluator import load_evaluator
     from .split_data import load_items
 
-    checkpoint, data_root = Path(checkpoint), Path(data_root)
+    checkpoint, data_root = resolve_model(str(checkpoint)), Path(data_root)
     manifest = read_manifest(checkpoint)
     vocabulary = read_vocabulary(checkpoint)
     if not vocabulary.actions:
@@ -325,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Per-action results of a model bundle: for every action word it "
                                                  "was trained on, whether it produces it; writes actions.md and "
                                                  "actions.json.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model bundle folder (with vocabulary.json)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model: default, open, a shipped bundle name, or a bundle folder (with vocabulary.json)")
     parser.add_argument("--data", type=Path, required=True, help="folder written by kmm-train prepare")
     parser.add_argument("--split", default=defaults.split, help="split whose clips give prompts and real motions "
                                                                 "(default: test)")
