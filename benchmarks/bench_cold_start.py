@@ -10,7 +10,12 @@ The compiled scan's library is built once per machine before the runs (its build
 the first one ever; the build time is printed). Medians over ``--runs``; the load average is printed because on a
 shared machine wall times are upper bounds and CPU times the better estimate of an idle machine's wall time.
 
-Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--threads N] [--out benchmarks/results/cold_start.md]``
+``--baseline DIR`` adds, interleaved with the others, the same ``kmm generate`` run from another checkout of the
+code (e.g. ``git archive COMMIT | tar -x -C DIR``: the code before a start-up change), so before and after are
+measured side by side under the same load, with the ratio of their CPU times.
+
+Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--threads N] [--baseline DIR]
+[--out benchmarks/results/cold_start.md]``
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cold_cli(folder: Path) -> tuple[float, float]:
+def cold_cli(folder: Path, root: Path = REPO_ROOT) -> tuple[float, float]:
+    """One fresh `kmm generate` with the code (and shipped model) of the checkout `root`."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
     cpu, wall = _children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", PROMPT, "--seconds", "4", "--seed", "0",
-                    "-o", str(folder / "raise.bvh")], check=True, cwd=REPO_ROOT, capture_output=True)
+                    "-o", str(folder / "raise.bvh")], check=True, cwd=root, env=env, capture_output=True)
     return time.perf_counter() - wall, _children_cpu() - cpu
 
 
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the CLI and worker processes (default: torch's choice)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. the code before a change) whose `kmm generate` runs alongside")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cold_start.md")
     args = parser.parse_args()
     if args.threads is not None:
@@ -83,9 +92,11 @@ def main() -> None:
     print(f"compiled scan: {compiled_selective_scan.kernel_status()} ({time.perf_counter() - built:.1f} s; "
           "a build happens once per machine)")
     load = os.getloadavg()
-    cli_runs, worker_runs = [], []
+    cli_runs, worker_runs, baseline_runs = [], [], []
     with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.runs):  # interleaved, so both see the same load
+        for _ in range(args.runs):  # interleaved, so all see the same load
+            if args.baseline is not None:
+                baseline_runs.append(cold_cli(Path(folder), args.baseline.resolve()))
             cli_runs.append(cold_cli(Path(folder)))
             worker_runs.append(cold_worker(Path(folder)))
     threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default thread count"
@@ -101,6 +112,15 @@ def main() -> None:
     for part in ("handshake", "load", "generate"):
         lines.append(f"| worker: {part} | {statistics.median(r[part] for r in worker_runs):.2f} "
                      f"| {min(r[part] for r in worker_runs):.2f} | – |")
+    if baseline_runs:
+        before_cpu = statistics.median(c for _, c in baseline_runs)
+        after_cpu = statistics.median(c for _, c in cli_runs)
+        lines.insert(lines.index("| --- | ---: | ---: | ---: |") + 1,
+                     f"| `kmm generate` of a 4-s prompt, fresh process, baseline `{args.baseline}` | "
+                     f"{statistics.median(w for w, _ in baseline_runs):.2f} | {min(w for w, _ in baseline_runs):.2f} "
+                     f"| {before_cpu:.2f} |")
+        lines += ["", f"`kmm generate` CPU time, this checkout / baseline (medians): {after_cpu:.2f} / "
+                      f"{before_cpu:.2f} s = {after_cpu / before_cpu:.2f}x."]
     load = os.getloadavg()
     lines += ["", f"Load average at the end: {load[0]:.1f} (1 min)."]
     print("\n".join(lines))
