@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kmm-train ablate",
         description="Seed study: train each masking row with several training seeds on a finished base run, "
-                    "evaluate each with the base's evaluator, tabulate mean ± 95%% CI over training seeds.")
+                    "evaluate each with the base's evaluator, tabulate mean ± 95% CI over training seeds.")
     parser.add_argument("--base", required=True, type=Path,
                         help="finished run folder: its tokenizer, aligner, evaluator, Mean/Std are reused")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows of {', '.join(ROWS)}")
