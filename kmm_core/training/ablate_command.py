@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -308,15 +307,18 @@ def run_study(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     return 0
 
 
+def _log(message: str) -> None:
+    print(f"[kmm-train ablate] {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    log = (lambda message: print(f"[kmm-train ablate] {message}", file=sys.stderr, flush=True))
     previous_threads = None
     try:
         import torch
 
         previous_threads = torch.get_num_threads()
-        code = run_study(args, log)
+        code = run_study(args, _log)
     except KMMError as error:
         print(f"kmm-train ablate: error: {error}", file=sys.stderr)
         return 1
@@ -331,6 +333,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if os.environ.get("RANK", "0") != "0":
-        sys.exit("kmm-train ablate runs in one process (no torchrun)")
     sys.exit(main())
