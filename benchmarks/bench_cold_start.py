@@ -3,6 +3,8 @@
 
 - ``kmm generate``: ``python -m kmm_core.cli generate "a person raises the left hand" --seconds 4 -o OUT.bvh`` in a
   new process per run (imports, bundle and MiniLM load, generation, BVH write); wall time and the child's CPU time.
+- load: a fresh process that imports torch and runs ``ModelBundle.load`` of the shipped bundle, nothing else (the
+  start-up both of them pay); wall and CPU time.
 - worker: a real ``python -m kmm_core.worker`` started per run (what the Blender add-on does on its first Generate):
   time from spawning it to the first Generate result of a 4-second prompt (handshake + Load + Generate).
 
@@ -49,6 +51,16 @@ def cold_cli(folder: Path, root: Path = REPO_ROOT) -> tuple[float, float]:
     return time.perf_counter() - wall, _children_cpu() - cpu
 
 
+def cold_load(root: Path = REPO_ROOT) -> tuple[float, float]:
+    """A fresh process that imports torch and loads the shipped bundle (``ModelBundle.load``), nothing else: the
+    start-up part of both the CLI and the worker's Load."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    code = "from kmm_core.model_bundle import ModelBundle; ModelBundle.load(device='cpu')"
+    cpu, wall = _children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env, capture_output=True)
+    return time.perf_counter() - wall, _children_cpu() - cpu
+
+
 def cold_worker(folder: Path) -> dict[str, float]:
     from kmm_core.model_bundle import default_bundle_path
     from kmm_core.worker.client import WorkerClient
@@ -92,12 +104,14 @@ def main() -> None:
     print(f"compiled scan: {compiled_selective_scan.kernel_status()} ({time.perf_counter() - built:.1f} s; "
           "a build happens once per machine)")
     load = os.getloadavg()
-    cli_runs, worker_runs, baseline_runs = [], [], []
+    cli_runs, worker_runs, baseline_runs, loads, baseline_loads = [], [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.runs):  # interleaved, so all see the same load
             if args.baseline is not None:
                 baseline_runs.append(cold_cli(Path(folder), args.baseline.resolve()))
+                baseline_loads.append(cold_load(args.baseline.resolve()))
             cli_runs.append(cold_cli(Path(folder)))
+            loads.append(cold_load())
             worker_runs.append(cold_worker(Path(folder)))
     threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default thread count"
     lines = [f"{args.runs} runs each, interleaved; {threads} (the CLI's and the worker's).",
@@ -112,15 +126,24 @@ def main() -> None:
     for part in ("handshake", "load", "generate"):
         lines.append(f"| worker: {part} | {statistics.median(r[part] for r in worker_runs):.2f} "
                      f"| {min(r[part] for r in worker_runs):.2f} | – |")
+
+    def row(label: str, runs: list[tuple[float, float]]) -> str:
+        return (f"| {label} | {statistics.median(w for w, _ in runs):.2f} | {min(w for w, _ in runs):.2f} "
+                f"| {statistics.median(c for _, c in runs):.2f} |")
+
+    lines.insert(lines.index("| --- | ---: | ---: | ---: |") + 2,
+                 row("import torch + `ModelBundle.load` of the shipped bundle, fresh process", loads))
     if baseline_runs:
-        before_cpu = statistics.median(c for _, c in baseline_runs)
-        after_cpu = statistics.median(c for _, c in cli_runs)
-        lines.insert(lines.index("| --- | ---: | ---: | ---: |") + 1,
-                     f"| `kmm generate` of a 4-s prompt, fresh process, baseline `{args.baseline}` | "
-                     f"{statistics.median(w for w, _ in baseline_runs):.2f} | {min(w for w, _ in baseline_runs):.2f} "
-                     f"| {before_cpu:.2f} |")
-        lines += ["", f"`kmm generate` CPU time, this checkout / baseline (medians): {after_cpu:.2f} / "
-                      f"{before_cpu:.2f} s = {after_cpu / before_cpu:.2f}x."]
+        header = lines.index("| --- | ---: | ---: | ---: |")
+        lines[header + 1:header + 1] = [row(f"`kmm generate` of a 4-s prompt, fresh process, baseline "
+                                            f"`{args.baseline}`", baseline_runs),
+                                        row(f"import torch + `ModelBundle.load`, fresh process, baseline "
+                                            f"`{args.baseline}`", baseline_loads)]
+        for label, after, before in (("`kmm generate`", cli_runs, baseline_runs),
+                                     ("import + `ModelBundle.load`", loads, baseline_loads)):
+            after_cpu, before_cpu = (statistics.median(c for _, c in runs) for runs in (after, before))
+            lines += ["", f"{label} CPU time, this checkout / baseline (medians): {after_cpu:.2f} / "
+                          f"{before_cpu:.2f} s = {after_cpu / before_cpu:.2f}x."]
     load = os.getloadavg()
     lines += ["", f"Load average at the end: {load[0]:.1f} (1 min)."]
     print("\n".join(lines))
