@@ -134,7 +134,20 @@ class ModelBundle:
         """Load the bundle at ``path`` (default: :func:`default_bundle_path`) onto ``device`` ("auto": CUDA if any).
 
         Only what generation uses is read and checksum-verified: the evaluation encoders (``evaluator``) only when
-        asked (``kmm-train eval`` reads them through ``evaluation.evaluator.load_evaluator``)."""
+        asked (``kmm-train eval`` reads them through ``evaluation.evaluator.load_evaluator``).  Loading runs torch on
+        one CPU thread (restored afterwards): building and casting these small modules gains nothing from the thread
+        pool, which on a busy 2-core machine cost seconds (benchmarks/results/cold_start.md)."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return cls._load(path, device, evaluator)
+        finally:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def _load(cls, path: str | Path | None, device: str, evaluator: bool) -> ModelBundle:
         import torch
 
         from .humanml3d.normalizer import Normalizer

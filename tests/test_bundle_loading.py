@@ -35,7 +35,13 @@ def bundle_with_damaged_evaluator(tmp_path_factory) -> Path:
 
 
 def test_generation_loads_neither_the_evaluator_nor_its_file(bundle_with_damaged_evaluator):
-    bundle = ModelBundle.load(bundle_with_damaged_evaluator, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bundle = ModelBundle.load(bundle_with_damaged_evaluator, device="cpu")
+        assert torch.get_num_threads() == 2  # loading runs on one thread and gives the caller's count back
+    finally:
+        torch.set_num_threads(threads)
     assert bundle.evaluator is None and "evaluator" not in bundle.config  # not built, not read
     assert "evaluator" in bundle.config["components"]  # the bundle still says it has one
     condition = bundle.prompt_embeddings(["a person raises the left hand"])
