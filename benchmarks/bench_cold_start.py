@@ -3,6 +3,8 @@
 
 - ``kmm generate``: ``python -m kmm_core.cli generate "a person raises the left hand" --seconds 4 -o OUT.bvh`` in a
   new process per run (imports, bundle and MiniLM load, generation, BVH write); wall time and the child's CPU time.
+- load: a fresh process that imports torch and runs ``ModelBundle.load`` of the shipped bundle, nothing else (the
+  start-up both of them pay); wall and CPU time.
 - worker: a real ``python -m kmm_core.worker`` started per run (what the Blender add-on does on its first Generate):
   time from spawning it to the first Generate result of a 4-second prompt (handshake + Load + Generate).
 
@@ -10,7 +12,12 @@ The compiled scan's library is built once per machine before the runs (its build
 the first one ever; the build time is printed). Medians over ``--runs``; the load average is printed because on a
 shared machine wall times are upper bounds and CPU times the better estimate of an idle machine's wall time.
 
-Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--threads N] [--out benchmarks/results/cold_start.md]``
+``--baseline DIR`` adds, interleaved with the others, the same ``kmm generate`` run from another checkout of the
+code (e.g. ``git archive COMMIT | tar -x -C DIR``: the code before a start-up change), so before and after are
+measured side by side under the same load, with the ratio of their CPU times.
+
+Run: ``python benchmarks/bench_cold_start.py [--runs 5] [--threads N] [--baseline DIR]
+[--out benchmarks/results/cold_start.md]``
 """
 
 from __future__ import annotations
@@ -35,10 +42,22 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cold_cli(folder: Path) -> tuple[float, float]:
+def cold_cli(folder: Path, root: Path = REPO_ROOT) -> tuple[float, float]:
+    """One fresh `kmm generate` with the code (and shipped model) of the checkout `root`."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
     cpu, wall = _children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", PROMPT, "--seconds", "4", "--seed", "0",
-                    "-o", str(folder / "raise.bvh")], check=True, cwd=REPO_ROOT, capture_output=True)
+                    "-o", str(folder / "raise.bvh")], check=True, cwd=root, env=env, capture_output=True)
+    return time.perf_counter() - wall, _children_cpu() - cpu
+
+
+def cold_load(root: Path = REPO_ROOT) -> tuple[float, float]:
+    """A fresh process that imports torch and loads the shipped bundle (``ModelBundle.load``), nothing else: the
+    start-up part of both the CLI and the worker's Load."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    code = "from kmm_core.model_bundle import ModelBundle; ModelBundle.load(device='cpu')"
+    cpu, wall = _children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env, capture_output=True)
     return time.perf_counter() - wall, _children_cpu() - cpu
 
 
@@ -71,6 +90,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the CLI and worker processes (default: torch's choice)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. the code before a change) whose `kmm generate` runs alongside")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cold_start.md")
     args = parser.parse_args()
     if args.threads is not None:
@@ -83,10 +104,14 @@ def main() -> None:
     print(f"compiled scan: {compiled_selective_scan.kernel_status()} ({time.perf_counter() - built:.1f} s; "
           "a build happens once per machine)")
     load = os.getloadavg()
-    cli_runs, worker_runs = [], []
+    cli_runs, worker_runs, baseline_runs, loads, baseline_loads = [], [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.runs):  # interleaved, so both see the same load
+        for _ in range(args.runs):  # interleaved, so all see the same load
+            if args.baseline is not None:
+                baseline_runs.append(cold_cli(Path(folder), args.baseline.resolve()))
+                baseline_loads.append(cold_load(args.baseline.resolve()))
             cli_runs.append(cold_cli(Path(folder)))
+            loads.append(cold_load())
             worker_runs.append(cold_worker(Path(folder)))
     threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default thread count"
     lines = [f"{args.runs} runs each, interleaved; {threads} (the CLI's and the worker's).",
@@ -101,6 +126,24 @@ def main() -> None:
     for part in ("handshake", "load", "generate"):
         lines.append(f"| worker: {part} | {statistics.median(r[part] for r in worker_runs):.2f} "
                      f"| {min(r[part] for r in worker_runs):.2f} | – |")
+
+    def row(label: str, runs: list[tuple[float, float]]) -> str:
+        return (f"| {label} | {statistics.median(w for w, _ in runs):.2f} | {min(w for w, _ in runs):.2f} "
+                f"| {statistics.median(c for _, c in runs):.2f} |")
+
+    lines.insert(lines.index("| --- | ---: | ---: | ---: |") + 2,
+                 row("import torch + `ModelBundle.load` of the shipped bundle, fresh process", loads))
+    if baseline_runs:
+        header = lines.index("| --- | ---: | ---: | ---: |")
+        lines[header + 1:header + 1] = [row(f"`kmm generate` of a 4-s prompt, fresh process, baseline "
+                                            f"`{args.baseline}`", baseline_runs),
+                                        row(f"import torch + `ModelBundle.load`, fresh process, baseline "
+                                            f"`{args.baseline}`", baseline_loads)]
+        for label, after, before in (("`kmm generate`", cli_runs, baseline_runs),
+                                     ("import + `ModelBundle.load`", loads, baseline_loads)):
+            after_cpu, before_cpu = (statistics.median(c for _, c in runs) for runs in (after, before))
+            lines += ["", f"{label} CPU time, this checkout / baseline (medians): {after_cpu:.2f} / "
+                          f"{before_cpu:.2f} s = {after_cpu / before_cpu:.2f}x."]
     load = os.getloadavg()
     lines += ["", f"Load average at the end: {load[0]:.1f} (1 min)."]
     print("\n".join(lines))

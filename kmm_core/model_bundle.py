@@ -134,8 +134,24 @@ class ModelBundle:
     evaluator: TextMotionAligner | None = None
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto") -> ModelBundle:
-        """Load the bundle at ``path`` (default: :func:`default_bundle_path`) onto ``device`` ("auto": CUDA if any)."""
+    def load(cls, path: str | Path | None = None, device: str = "auto", *, evaluator: bool = False) -> ModelBundle:
+        """Load the bundle at ``path`` (default: :func:`default_bundle_path`) onto ``device`` ("auto": CUDA if any).
+
+        Only what generation uses is read and checksum-verified: the evaluation encoders (``evaluator``) only when
+        asked (``kmm-train eval`` reads them through ``evaluation.evaluator.load_evaluator``).  Loading runs torch on
+        one CPU thread (restored afterwards): building and casting these small modules gains nothing from the thread
+        pool, which on a busy 2-core machine cost seconds (benchmarks/results/cold_start.md)."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return cls._load(path, device, evaluator)
+        finally:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def _load(cls, path: str | Path | None, device: str, evaluator: bool) -> ModelBundle:
         import torch
 
         from .humanml3d.normalizer import Normalizer
@@ -145,18 +161,19 @@ class ModelBundle:
         from .model.text_encoder import MiniLMTextEncoder
         from .model.text_motion_aligner import TextMotionAligner
         from .model.weights import load_weights
-        from .weight_checksums import verify_bundle_files
+        from .weight_checksums import bundle_file_names, verify_bundle_files
 
         folder = Path(path) if path is not None else default_bundle_path()
         manifest = read_manifest(folder)
-        verify_bundle_files(folder, manifest)  # a damaged file fails here, naming it
+        components = [name for name in manifest["components"] if evaluator or name != "evaluator"]
+        verify_bundle_files(folder, manifest, bundle_file_names(components))  # a damaged file fails here, naming it
         decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
         torch_device = torch.device(resolve_device(device))
         builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
                     "aligner": (AlignerConfig, TextMotionAligner), "evaluator": (AlignerConfig, TextMotionAligner)}
         config = dict(manifest)
         modules: dict[str, Any] = {}
-        for name in manifest["components"]:
+        for name in components:
             if name not in builders:
                 raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
             config_path = folder / f"{name}.json"

@@ -61,12 +61,12 @@ def checksum_entries(folder: str | Path, names: Iterable[str]) -> dict[str, dict
             for name in names}
 
 
-def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], only: Iterable[str] | None = None) -> int:
-    """Check every file listed in the manifest's ``files`` (or only those of `only` that it lists) against its
-    size and SHA-256, and that every weight file of the listed components is covered.  Returns how many files
-    were checked (0: the bundle has no checksums - one made before they existed).  Raises WeightFileError naming
-    the first bad file.  Vocabulary files are checked when listed (bundles whose vocabulary was added before
-    their checksums were recorded load as before)."""
+def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], names: Iterable[str] | None = None) -> int:
+    """Check every file listed in the manifest's ``files`` against its size and SHA-256, and that every weight
+    file of the listed components is covered.  With ``names`` (the files a caller is about to load, e.g.
+    ``ModelBundle.load`` without the evaluator) only those are checked and must be covered.  Returns how many files
+    were checked (0: the bundle has no checksums - one made before they existed).  Raises WeightFileError naming the
+    first bad file."""
     folder = Path(folder)
     entries = manifest.get(FILES_KEY)
     if entries is None:
@@ -74,18 +74,20 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], only: I
     manifest_path = folder / "bundle.json"
     if not isinstance(entries, dict):
         raise WeightFileError(manifest_path, f"'{FILES_KEY}' must be an object of file name -> checksum")
-    for name in bundle_file_names(manifest.get("components", [])):
+    wanted = None if names is None else set(names)
+    for name in bundle_file_names(manifest.get("components", [])) if wanted is None else sorted(wanted):
         if name.endswith(".safetensors") and name not in entries:
             raise WeightFileError(manifest_path, f"'{FILES_KEY}' has no checksum for {name}")
-    if only is not None:
-        wanted = set(only)
-        entries = {name: entry for name, entry in entries.items() if name in wanted}
+    checked = 0
     for name, entry in entries.items():
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise WeightFileError(manifest_path, f"'{FILES_KEY}': {name!r} is not a file name of the bundle folder")
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
                 or not isinstance(entry.get("bytes"), int):
             raise WeightFileError(manifest_path, f"'{FILES_KEY}'.{name}: expected {{\"sha256\": ..., \"bytes\": ...}}")
+        if wanted is not None and name not in wanted:
+            continue
+        checked += 1
         path = folder / name
         if not path.is_file():
             raise WeightFileError(path, "missing (listed in bundle.json)")
@@ -97,7 +99,7 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], only: I
         if actual != entry["sha256"].lower():
             raise WeightFileError(path, f"SHA-256 {actual[:16]}... does not match bundle.json's "
                                         f"{entry['sha256'][:16]}...: the file is damaged or was changed; {REPAIR_ADVICE}")
-    return len(entries)
+    return checked
 
 
 def count_non_finite(path: str | Path) -> tuple[int, str | None]:

@@ -98,7 +98,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, prepared_dataset):
 def test_bundle_float32_matches_float16_bundle(tiny_run, tmp_path):
     assert main(["bundle", "--run", str(tiny_run), "--out", str(tmp_path / "b32"), "--dtype", "float32",
                  "--name", " KMM fp32 "]) == 0
-    full = ModelBundle.load(tmp_path / "b32", device="cpu")
+    full = ModelBundle.load(tmp_path / "b32", device="cpu", evaluator=True)
     from kmm_core.evaluation.evaluate import checkpoint_name
 
     assert checkpoint_name(tmp_path / "b32", full.config) == "KMM fp32"  # the eval table's row name

@@ -74,6 +74,11 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
         if not path.is_file():
             raise InputFileError(path, "not found: the evaluator is trained by `kmm-train evaluator` (or "
                                        "`kmm-train all`) and copied into bundles; pass --evaluator FOLDER")
+    if (folder / "bundle.json").is_file():  # a bundle: its checksums cover what is read here
+        from ..model_bundle import read_manifest
+        from ..weight_checksums import STATISTICS_FILES, verify_bundle_files
+
+        verify_bundle_files(folder, read_manifest(folder), [weights.name, config_path.name, *STATISTICS_FILES])
     try:
         config = AlignerConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")), "evaluator")
     except json.JSONDecodeError as error:

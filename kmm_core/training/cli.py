@@ -8,6 +8,7 @@ Examples::
     kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
     kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
     kmm-train vocabulary --dataset data/prepared --bundle runs/small/bundle      # what the model knows
+    kmm-train ablate --base runs/small --rows keyframe_gaussian,dpc_knn,random --seeds 0,1,2 --out runs/seeds
     torchrun --nproc_per_node 4 -m kmm_core.training.cli generator --config training/configs/full.toml --out runs/full
     python -m kmm_core.training.cli --help
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
+    commands.add_parser("ablate", help="seed study: masking rows x training seeds, trained, evaluated, tabulated "
+                        "(see kmm-train ablate --help)", add_help=False)
     return parser
 
 
@@ -101,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..evaluation.action_evaluation import main as action_evaluation_main
 
         return action_evaluation_main(argv[1:])
+    if argv and argv[0] == "ablate":
+        from .ablate_command import main as ablate_main
+
+        return ablate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
