@@ -37,12 +37,11 @@ def vocabulary_summary(vocabulary, with_captions: bool = False) -> dict[str, Any
 def command_vocab(args: argparse.Namespace) -> int:
     from .model_bundle import read_manifest
     from .model_choice import model_summary, resolve_model
-    from .weight_checksums import FILES_KEY, VOCABULARY_FILES, verify_bundle_files
+    from .weight_checksums import verify_vocabulary_files
 
     folder = resolve_model(args.checkpoint)
     manifest = read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
-    listed = [name for name in VOCABULARY_FILES if name in manifest.get(FILES_KEY, {})]  # older bundles list none
-    verify_bundle_files(folder, manifest, listed)  # a damaged vocabulary file: exit code 3
+    verify_vocabulary_files(folder, manifest)  # a damaged vocabulary file: exit code 3
     vocabulary = read_vocabulary(folder)
     model = model_summary(folder, manifest)
     if args.json:

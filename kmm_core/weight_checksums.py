@@ -102,6 +102,13 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], names: 
     return checked
 
 
+def verify_vocabulary_files(folder: str | Path, manifest: Mapping[str, Any]) -> int:
+    """Check the vocabulary files (read by `kmm vocab` and the out-of-vocabulary check, not by ``ModelBundle.load``)
+    against their checksums, when bundle.json lists them (bundles whose vocabulary came first list none)."""
+    listed = [name for name in VOCABULARY_FILES if name in (manifest.get(FILES_KEY) or {})]
+    return verify_bundle_files(folder, manifest, listed) if listed else 0
+
+
 def count_non_finite(path: str | Path) -> tuple[int, str | None]:
     """(number of NaN/infinite values, the first tensor holding one) in a .safetensors file, read with NumPy."""
     import numpy as np

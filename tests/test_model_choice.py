@@ -26,6 +26,7 @@ from kmm_core.data.source_licences import (
     combined_licence,
     source_kind,
 )
+from kmm_core.generation.prompt_vocabulary import PromptVocabulary
 from kmm_core.model_bundle import CHECKPOINTS_ENV, ModelBundle, default_bundle_path, read_manifest
 from kmm_core.model_choice import UnknownModelError, installed_bundles, licence_line, resolve_model
 from kmm_core.training.cli import main as train_main
@@ -250,8 +251,9 @@ def test_vocabulary_files_are_checksummed_and_verified_on_load(open_run, tmp_pat
     data = bytearray(embeddings.read_bytes())
     data[-64:] = bytes(64)
     embeddings.write_bytes(bytes(data))
+    loaded = ModelBundle.load(bundle, device="cpu")  # generation does not read the vocabulary files...
     with pytest.raises(WeightFileError, match=r"vocabulary\.safetensors: SHA-256 .* does not match"):
-        ModelBundle.load(bundle, device="cpu")
+        PromptVocabulary.load(loaded)  # ...the out-of-vocabulary check does, and checks them first
     shutil.copyfile(open_run / "bundle" / "vocabulary.safetensors", embeddings)
     (bundle / "vocabulary.json").write_text((bundle / "vocabulary.json").read_text(encoding="utf-8")
                                             .replace("squat", "juggle"), encoding="utf-8")

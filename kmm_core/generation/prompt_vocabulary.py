@@ -114,6 +114,9 @@ class PromptVocabulary:
     def load(cls, bundle: ModelBundle) -> PromptVocabulary:
         from safetensors.numpy import load_file
 
+        from ..weight_checksums import verify_vocabulary_files
+
+        verify_vocabulary_files(bundle.path, bundle.config)  # a damaged vocabulary file fails here, naming it
         try:
             vocabulary = read_vocabulary(bundle.path)
         except InputFileError as error:

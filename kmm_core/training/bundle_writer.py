@@ -94,7 +94,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         stale.unlink(missing_ok=True)  # a previous bundle's vocabulary does not describe these weights
     manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
     write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
-    loaded = ModelBundle.load(out_dir, device="cpu")  # proves the bundle loads; its modules give the counts
+    loaded = ModelBundle.load(out_dir, device="cpu", evaluator=True)  # proves the bundle loads; gives the counts
     parameters = {name: sum(p.numel() for p in getattr(loaded, name).parameters()) for name in components}
     write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
                      results_text)
