@@ -35,6 +35,7 @@ import numpy as np
 from .errors import KMMError
 from .kinematics import forward_kinematics, inverse_kinematics
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
+from .swing_clearance import swing_lift
 from .two_bone_ik import bend_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],
@@ -72,6 +73,8 @@ class FootLockSettings:
     reach_slack: float = 0.002         # metres the stretched leg keeps from full extension when lowering the pelvis
     pin_floor: bool = True             # move the motion so held toes stand at TOE_GROUND_HEIGHT, none below the floor
     floor_height: float = 0.0          # metres: the floor no toe goes below when pin_floor is on
+    keep_foot_positions: bool = True   # feet start where `joints` has them (legs re-solved), not where FK puts them
+    swing_clearance: bool = True       # between two contacts, raise a shuffling foot to a real step's arc
 
     def __post_init__(self) -> None:
         for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack"):
@@ -253,6 +256,19 @@ def _foot_locks(joints: np.ndarray, contacts: np.ndarray, ground: np.ndarray, le
     return {"ankle": (ankle_runs, ankle_locks), "toe": (toe_runs, toe_locks)}
 
 
+def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """`rigid` with each ankle moved to where `joints` has it and each toe at its rest length from the ankle along
+    `joints`' ankle->toe direction (the knees are re-solved later by `lock_feet`)."""
+    out = rigid.copy()
+    lengths = np.linalg.norm(offsets, axis=-1)
+    for (_, _, ankle, toe), _ in LEGS:
+        out[:, toe] = joints[:, toe]
+        direction = joints[:, toe] - joints[:, ankle]
+        direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
+        out[:, ankle] = joints[:, toe] - lengths[toe] * direction
+    return out
+
+
 # ---- step 3: solve -------------------------------------------------------------------------------------------------
 def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list[np.ndarray], reach: list[float],
                  blend: int) -> np.ndarray:
@@ -293,6 +309,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         rigid = _check_joints(rigid).copy()
         if rigid.shape != joints.shape:
             raise FootContactError(f"rigid: expected shape {joints.shape}, got {rigid.shape}")
+    if settings.keep_foot_positions:
+        rigid = feet_from_joints(rigid, joints, offsets)
     frames = rigid.shape[0]
     ground = _ground_heights(rigid, contacts)
     floor_shift = 0.0
@@ -317,6 +335,12 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         shift = (ankle_weight[:, None] * ankle_correction
                  + ((1.0 - ankle_weight) * toe_weight)[:, None] * toe_correction)
         toe_aim = rigid[:, toe] + (1.0 - toe_weight)[:, None] * shift + toe_weight[:, None] * toe_correction
+        if settings.swing_clearance and np.isfinite(ground[columns[1]]):
+            # Between two contacts the whole foot is raised where its toe would shuffle along the floor.
+            held = contacts[:, columns[0]] | contacts[:, columns[1]]
+            raise_by = swing_lift(toe_aim, held, fps, float(ground[columns[1]]))
+            toe_aim[:, 1] += raise_by
+            shift[:, 1] += raise_by
         # Never below the floor: a toe that would dip under it is lifted, with the whole foot when the ankle is
         # free, by turning the foot about a held ankle otherwise.
         lift = np.maximum(0.0, settings.floor_height - toe_aim[:, 1]) if settings.pin_floor else np.zeros(frames)
