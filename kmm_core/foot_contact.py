@@ -8,15 +8,21 @@ module fixes that after decoding, in three steps:
    the order of HumanML3D's four contact channels), a joint is in contact when the model's contact channel says so
    (> 0.5; without channels, e.g. for real motion, this test is skipped) *and* the geometry agrees: the joint is
    within `height_tolerance` of its ground level (a low percentile of its height over the motion) and moves
-   horizontally slower than `speed_limit`.  Contacts shorter than `min_contact_seconds` are dropped, gaps shorter
-   than that are closed.
+   horizontally slower than `speed_limit` (with channels, also when slower than `relative_speed_limit` times the
+   pelvis' speed: a stance foot the model lets slide along with the body; without channels, e.g. real motion, only
+   the fixed limit counts).  Contacts shorter than `min_contact_seconds` are dropped, gaps shorter than that are
+   closed.
 2. **Locks**: each contact interval of a joint gets one lock position: its mean horizontal position during the
    interval, at the joint's *pinned ground height* (the median height of that joint over all of its contacts, so
    every stance of that joint lands on the same floor).  A toe interval that overlaps an ankle interval of the same
    foot is placed at the foot's length from the ankle lock, along the foot's mean heading in the overlap, so the
    foot keeps its heading and length while fully planted.  Locks blend in and out over `blend_seconds` (smoothstep).
 3. **Solve** (`lock_feet`): the motion is first made rigid on the rest skeleton `offsets` (inverse then forward
-   kinematics, so every bone has its rest length on every frame and the result is what the rig shows); each ankle
+   kinematics, so every bone has its rest length on every frame and the result is what the rig shows), with its
+   feet put back where `joints` has them (`feet_from_joints`: generated bone lengths vary by 1-2 cm from frame to
+   frame, and forward kinematics alone moves the toes by up to 4 cm, often into the floor during a swing); between
+   two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc
+   (`swing_clearance.py`); each ankle
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
    about it), the knee and ankle are placed by analytic two-bone IK (`two_bone_ik.py`, knee bending the way it
    bent before), and the toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
@@ -68,6 +74,7 @@ class FootLockSettings:
     height_tolerance: float = 0.04     # metres above the joint's ground level that still count as on the ground
     ground_percentile: float = 10.0    # the joint's ground level: this percentile of its height over the motion
     speed_limit: float = 0.5           # m/s horizontal: faster is a step, whatever the channel says
+    relative_speed_limit: float = 0.8  # with channels: or slower than this fraction of the pelvis' horizontal speed
     min_contact_seconds: float = 0.1   # shorter contacts are dropped, shorter gaps closed
     blend_seconds: float = 0.2         # locks fade in before and out after each contact over this long
     reach_slack: float = 0.002         # metres the stretched leg keeps from full extension when lowering the pelvis
@@ -165,9 +172,13 @@ def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None 
     heights = joints[:, CONTACT_JOINTS, 1]
     ground = np.percentile(heights, settings.ground_percentile, axis=0)
     contact = heights < ground[None] + settings.height_tolerance
-    contact &= horizontal_speed(joints[:, CONTACT_JOINTS], fps) < settings.speed_limit
+    speed = horizontal_speed(joints, fps)
+    limit = np.full(frames, settings.speed_limit)
     if channels is not None:
         contact &= _check_contacts(channels, frames, "channels") > settings.channel_threshold
+        # The model says contact and the foot is on the ground, slower than the body: a stance foot that slides.
+        limit = np.maximum(limit, settings.relative_speed_limit * speed[:, 0])
+    contact &= speed[:, CONTACT_JOINTS] < limit[:, None]
     min_frames = max(1, int(round(settings.min_contact_seconds * fps)))
     return np.stack([_clean_runs(contact[:, k], min_frames) for k in range(len(CONTACT_JOINTS))], axis=1)
 
@@ -257,8 +268,8 @@ def _foot_locks(joints: np.ndarray, contacts: np.ndarray, ground: np.ndarray, le
 
 
 def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """`rigid` with each ankle moved to where `joints` has it and each toe at its rest length from the ankle along
-    `joints`' ankle->toe direction (the knees are re-solved later by `lock_feet`)."""
+    """`rigid` with each toe moved to where `joints` has it and each ankle at the rest foot length behind it along
+    `joints`' ankle->toe direction (the toe is what touches the floor; the knees are re-solved by `lock_feet`)."""
     out = rigid.copy()
     lengths = np.linalg.norm(offsets, axis=-1)
     for (_, _, ankle, toe), _ in LEGS:
