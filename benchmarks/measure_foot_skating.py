@@ -15,8 +15,9 @@ clean-up runs on the same motions, and on the real motions of the same items:
   contact (lift-off / touch-down), or far from any contact (a foot the detector never held).
 
 Variants: the raw decode; the same made rigid on the T-pose rest skeleton (IK -> FK, what BVH/Blender show without
-the clean-up); the clean-up as it was before swing clearance (feet placed where FK puts them, no clearance); with the
-feet kept where the model put them; and the default (feet kept + swing clearance).  CPU, one torch thread.
+the clean-up); the former clean-up (contacts below a fixed 0.5 m/s, feet placed where FK puts them, no clearance);
+then each change added in turn: sliding stances held, feet kept where the model put them, swing clearance (the
+default).  CPU, one torch thread.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ from kmm_core.swing_clearance import swing_gaps  # noqa: E402
 
 TOE_COLUMNS = {FOOT_JOINTS[0]: 1, FOOT_JOINTS[1]: 3}
 VARIANTS = {
-    "before swing clearance (feet where FK puts them)": FootLockSettings(keep_foot_positions=False,
-                                                                         swing_clearance=False),
-    "feet kept where the model put them": FootLockSettings(swing_clearance=False),
-    "default: feet kept + swing clearance": FootLockSettings(),
+    "former clean-up (speed limit 0.5 m/s, feet where FK puts them)": FootLockSettings(
+        keep_foot_positions=False, swing_clearance=False, relative_speed_limit=0.0),
+    "+ sliding stances held (below 0.8x the pelvis' speed)": FootLockSettings(keep_foot_positions=False,
+                                                                             swing_clearance=False),
+    "+ feet kept where the model put them": FootLockSettings(swing_clearance=False),
+    "+ swing clearance = the default": FootLockSettings(),
 }
 
 

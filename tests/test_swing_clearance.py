@@ -25,7 +25,7 @@ from kmm_core.swing_clearance import (
 )
 
 FPS = 20.0
-FORMER = FootLockSettings(keep_foot_positions=False, swing_clearance=False)
+FORMER = FootLockSettings(keep_foot_positions=False, swing_clearance=False, relative_speed_limit=0.0)
 LEFT_TOE = JOINT_INDEX["left_foot"]
 
 
@@ -142,7 +142,7 @@ def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated
         for column in (1, 3):  # held toes still stand on the floor
             toes = after.joints[after.contacts[:, column], (LEFT_TOE, JOINT_INDEX["right_foot"])[column // 2], 1]
             np.testing.assert_allclose(toes, TOE_GROUND_HEIGHT, atol=0.01)
-    assert np.mean(now) < 0.6 * np.mean(former)  # measured: 0.19 vs 0.48 on these six walks
+    assert np.mean(now) < 0.6 * np.mean(former)  # measured: 0.21 vs 0.51 on these six walks
     assert np.median(now_swing) > np.median(raw_swing) + 0.01  # swing feet clear the floor higher than decoded
 
 
