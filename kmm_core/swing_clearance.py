@@ -2,8 +2,9 @@
 """Swing-foot clearance: between two contacts of a foot, the toe clears the floor the way real steps do (NumPy).
 
 Generated walks shuffle: the swing toe stays within a few centimetres of the floor while it moves forward at 1-4
-m/s (kmm-small's walks peak at a median 2.9 cm above the floor, real Bandai-Namco walks at 9.7 cm).  An animator
-lifts the swing foot along an arc; `swing_lift` says by how much, per frame, for one foot:
+m/s (`benchmarks/results/foot_skating.md`: kmm-small's swing toes peak at a median 3.1 cm after the former clean-up,
+real test-split motion at 9.6 cm).  An animator lifts the swing foot along an arc; `swing_lift` says by how much,
+per frame, for one foot:
 
 * a **swing** is a run of frames where the foot (ankle or toe) is held nowhere, with a contact on both sides (the
   foot's own lift-off and touch-down frames stay where the contacts put them, so timing is unchanged);
