@@ -25,7 +25,6 @@ import torch
 
 from ..errors import KMMError
 from ..humanml3d.feature_smoothing import smooth_decoded_features
-from ..foot_contact import channels_at_fps
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..kinematics import inverse_kinematics
 from ..limits import EDIT_MODES
