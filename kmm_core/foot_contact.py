@@ -8,15 +8,21 @@ module fixes that after decoding, in three steps:
    the order of HumanML3D's four contact channels), a joint is in contact when the model's contact channel says so
    (> 0.5; without channels, e.g. for real motion, this test is skipped) *and* the geometry agrees: the joint is
    within `height_tolerance` of its ground level (a low percentile of its height over the motion) and moves
-   horizontally slower than `speed_limit`.  Contacts shorter than `min_contact_seconds` are dropped, gaps shorter
-   than that are closed.
+   horizontally slower than `speed_limit` (with channels, also when slower than `relative_speed_limit` times the
+   pelvis' speed: a stance foot the model lets slide along with the body; without channels, e.g. real motion, only
+   the fixed limit counts).  Contacts shorter than `min_contact_seconds` are dropped, gaps shorter than that are
+   closed.
 2. **Locks**: each contact interval of a joint gets one lock position: its mean horizontal position during the
    interval, at the joint's *pinned ground height* (the median height of that joint over all of its contacts, so
    every stance of that joint lands on the same floor).  A toe interval that overlaps an ankle interval of the same
    foot is placed at the foot's length from the ankle lock, along the foot's mean heading in the overlap, so the
    foot keeps its heading and length while fully planted.  Locks blend in and out over `blend_seconds` (smoothstep).
 3. **Solve** (`lock_feet`): the motion is first made rigid on the rest skeleton `offsets` (inverse then forward
-   kinematics, so every bone has its rest length on every frame and the result is what the rig shows); each ankle
+   kinematics, so every bone has its rest length on every frame and the result is what the rig shows), with its
+   feet put back where `joints` has them (`feet_from_joints`: generated bone lengths vary by 1-2 cm from frame to
+   frame, and forward kinematics alone moves the toes by up to 4 cm, often into the floor during a swing); between
+   two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc
+   (`swing_clearance.py`); each ankle
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
    about it), the knee and ankle are placed by analytic two-bone IK (`two_bone_ik.py`, knee bending the way it
    bent before), and the toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
@@ -35,6 +41,7 @@ import numpy as np
 from .errors import KMMError
 from .kinematics import forward_kinematics, inverse_kinematics
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
+from .swing_clearance import swing_lift
 from .two_bone_ik import bend_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],
@@ -67,11 +74,14 @@ class FootLockSettings:
     height_tolerance: float = 0.04     # metres above the joint's ground level that still count as on the ground
     ground_percentile: float = 10.0    # the joint's ground level: this percentile of its height over the motion
     speed_limit: float = 0.5           # m/s horizontal: faster is a step, whatever the channel says
+    relative_speed_limit: float = 0.8  # with channels: or slower than this fraction of the pelvis' horizontal speed
     min_contact_seconds: float = 0.1   # shorter contacts are dropped, shorter gaps closed
     blend_seconds: float = 0.2         # locks fade in before and out after each contact over this long
     reach_slack: float = 0.002         # metres the stretched leg keeps from full extension when lowering the pelvis
     pin_floor: bool = True             # move the motion so held toes stand at TOE_GROUND_HEIGHT, none below the floor
     floor_height: float = 0.0          # metres: the floor no toe goes below when pin_floor is on
+    keep_foot_positions: bool = True   # feet start where `joints` has them (legs re-solved), not where FK puts them
+    swing_clearance: bool = True       # between two contacts, raise a shuffling foot to a real step's arc
 
     def __post_init__(self) -> None:
         for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack"):
@@ -162,9 +172,13 @@ def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None 
     heights = joints[:, CONTACT_JOINTS, 1]
     ground = np.percentile(heights, settings.ground_percentile, axis=0)
     contact = heights < ground[None] + settings.height_tolerance
-    contact &= horizontal_speed(joints[:, CONTACT_JOINTS], fps) < settings.speed_limit
+    speed = horizontal_speed(joints, fps)
+    limit = np.full(frames, settings.speed_limit)
     if channels is not None:
         contact &= _check_contacts(channels, frames, "channels") > settings.channel_threshold
+        # The model says contact and the foot is on the ground, slower than the body: a stance foot that slides.
+        limit = np.maximum(limit, settings.relative_speed_limit * speed[:, 0])
+    contact &= speed[:, CONTACT_JOINTS] < limit[:, None]
     min_frames = max(1, int(round(settings.min_contact_seconds * fps)))
     return np.stack([_clean_runs(contact[:, k], min_frames) for k in range(len(CONTACT_JOINTS))], axis=1)
 
@@ -253,6 +267,19 @@ def _foot_locks(joints: np.ndarray, contacts: np.ndarray, ground: np.ndarray, le
     return {"ankle": (ankle_runs, ankle_locks), "toe": (toe_runs, toe_locks)}
 
 
+def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """`rigid` with each toe moved to where `joints` has it and each ankle at the rest foot length behind it along
+    `joints`' ankle->toe direction (the toe is what touches the floor; the knees are re-solved by `lock_feet`)."""
+    out = rigid.copy()
+    lengths = np.linalg.norm(offsets, axis=-1)
+    for (_, _, ankle, toe), _ in LEGS:
+        out[:, toe] = joints[:, toe]
+        direction = joints[:, toe] - joints[:, ankle]
+        direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
+        out[:, ankle] = joints[:, toe] - lengths[toe] * direction
+    return out
+
+
 # ---- step 3: solve -------------------------------------------------------------------------------------------------
 def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list[np.ndarray], reach: list[float],
                  blend: int) -> np.ndarray:
@@ -293,6 +320,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         rigid = _check_joints(rigid).copy()
         if rigid.shape != joints.shape:
             raise FootContactError(f"rigid: expected shape {joints.shape}, got {rigid.shape}")
+    if settings.keep_foot_positions:
+        rigid = feet_from_joints(rigid, joints, offsets)
     frames = rigid.shape[0]
     ground = _ground_heights(rigid, contacts)
     floor_shift = 0.0
@@ -317,6 +346,12 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         shift = (ankle_weight[:, None] * ankle_correction
                  + ((1.0 - ankle_weight) * toe_weight)[:, None] * toe_correction)
         toe_aim = rigid[:, toe] + (1.0 - toe_weight)[:, None] * shift + toe_weight[:, None] * toe_correction
+        if settings.swing_clearance and np.isfinite(ground[columns[1]]):
+            # Between two contacts the whole foot is raised where its toe would shuffle along the floor.
+            held = contacts[:, columns[0]] | contacts[:, columns[1]]
+            raise_by = swing_lift(toe_aim, held, fps, float(ground[columns[1]]))
+            toe_aim[:, 1] += raise_by
+            shift[:, 1] += raise_by
         # Never below the floor: a toe that would dip under it is lifted, with the whole foot when the ankle is
         # free, by turning the foot about a held ankle otherwise.
         lift = np.maximum(0.0, settings.floor_height - toe_aim[:, 1]) if settings.pin_floor else np.zeros(frames)

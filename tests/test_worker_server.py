@@ -68,6 +68,8 @@ def test_generate_reports_progress_and_writes_results(worker, tmp_path):
     result = MotionResult.load(edited["paths"][0])
     assert np.array_equal(result.joints[:30], motions[0].joints[:30])
     assert result.segment_prompts[1] == "a person jumps"
+    # The source was foot-locked (the default), so the regenerated segment is too (edit_cleanup.py).
+    assert result.foot_lock and np.array_equal(result.foot_contacts[:30], motions[0].foot_contacts[:30])
 
 
 def test_cancel_takes_effect_at_the_next_step_and_the_worker_keeps_serving(worker, tmp_path):

@@ -8,11 +8,15 @@ back into the world frame of the source by a rigid fit (yaw + translation) on th
 Frames outside the edited part are COPIED from the source (joints, root translation and rotations), so they stay
 bit-identical; only the frames inside the part are new.  The new part meets the kept motion through a linear
 correction of the remaining offset across the part and a short pose cross-fade inside the part's first and last
-frames, so nothing jumps at either edge.
+frames, so nothing jumps at either edge.  A foot-locked source gets its new frames foot-locked too
+(`edit_cleanup.py`, same cross-fade margin inside the part), and a regenerated part that lies on a timeline `path`
+follows it (`paths.follow_paths`), so an edited take is as clean as a fresh one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 
@@ -21,7 +25,7 @@ import torch
 
 from ..errors import KMMError
 from ..humanml3d.feature_smoothing import smooth_decoded_features
-from ..humanml3d.features import features_to_joints
+from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..kinematics import inverse_kinematics
 from ..limits import EDIT_MODES
 from ..model.masked_generator import token_condition_from_segments
@@ -30,6 +34,8 @@ from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion_result import MotionResult
 from ..progress import CancelCheck, ProgressCallback
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
+from .edit_cleanup import clean_edited_part
+from .paths import follow_paths, path_spans
 from .timeline import Segment, Timeline, TimelineError
 
 CONTEXT_SECONDS = 2.0
@@ -183,15 +189,62 @@ def _condition(bundle: ModelBundle, spans_and_prompts: Sequence[tuple[tuple[int,
 
 
 def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, seed: int,
-            options: GenerationOptions, counter: StepCounter) -> np.ndarray:
-    """Decode the free (-1) tokens of `codes` (L, Q); joints (4L, 22, 3) at 20 fps in the model's frame."""
+            options: GenerationOptions, counter: StepCounter) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the free (-1) tokens of `codes` (L, Q): joints (4L, 22, 3) at 20 fps in the model's frame and the
+    four foot-contact channels (4L, 4) of the decoded features."""
     config = options.decoding_config(bundle)
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
     features = smooth_decoded_features(bundle.codes_to_features(decoded, frames), options.smoothing)
-    return features_to_joints(features)
+    return features_to_joints(features), features[:, FOOT_CONTACTS]
+
+
+def _cleans(source: MotionResult, options: GenerationOptions) -> bool:
+    """New frames are foot-locked when the source was (as recorded in it) and the options do not turn it off."""
+    return bool(source.foot_lock) and options.foot_lock
+
+
+def _recorded_contacts(motion: MotionResult) -> np.ndarray:
+    return (np.zeros((motion.num_frames, 4), np.uint8) if motion.foot_contacts is None
+            else np.asarray(motion.foot_contacts, dtype=np.uint8))
+
+
+def _channels_at(channels20: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Decoded contact channels (20 fps) at `times` (seconds on the decoded clock), nearest frame."""
+    index = np.clip(np.rint(np.asarray(times) * MODEL_FPS).astype(np.int64), 0, len(channels20) - 1)
+    return channels20[index]
+
+
+def _source_timeline(source: MotionResult) -> Timeline | None:
+    if not source.timeline_json:
+        return None
+    return Timeline.from_dict(json.loads(source.timeline_json), min_segment_seconds=0.0, max_total_seconds=math.inf)
+
+
+def _kept_timeline_json(source: MotionResult, segment: int | None, prompt: str | None) -> str:
+    """The source's timeline (paths and loop kept) with segment `segment` taking `prompt`; "" when the source has
+    none or its segments are not the result's."""
+    timeline = _source_timeline(source)
+    if timeline is None or len(timeline.segments) != len(source.segment_prompts):
+        return ""
+    if segment is not None and prompt is not None:
+        segments = list(timeline.segments)
+        segments[segment] = dataclasses.replace(segments[segment], prompt=prompt)
+        timeline = dataclasses.replace(timeline, segments=tuple(segments))
+    return timeline.to_json()
+
+
+def _on_paths(generated: np.ndarray, source: MotionResult) -> np.ndarray:
+    """`generated` (the source's frames) re-placed on the paths of the source's timeline, if it has any."""
+    timeline = _source_timeline(source)
+    if timeline is None:
+        return generated
+    spans = path_spans(timeline) if not timeline.loop else []
+    if not spans or timeline.total_frames != source.num_frames:
+        return generated
+    return follow_paths(generated, source.fps, spans)
 
 
 def _steps(bundle: ModelBundle, num_tokens: int, options: GenerationOptions) -> int:
@@ -249,7 +302,9 @@ def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None
     new_prompts = list(prompts)
     if segment is not None and prompt is not None:
         new_prompts[segment] = prompt
-    timeline_json = timeline_json_for(segment_frames, new_prompts, source.fps, total) if new_prompts else ""
+    timeline_json = _kept_timeline_json(source, segment, prompt)
+    if timeline_json == "":
+        timeline_json = timeline_json_for(segment_frames, new_prompts, source.fps, total) if new_prompts else ""
     if prompt is None or segment is None:
         timeline_json = source.timeline_json if timeline_json == "" else timeline_json
     counter = StepCounter(_steps(bundle, num_tokens, options) * variations, on_progress, should_cancel)
@@ -259,13 +314,17 @@ def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None
                            end:min(total, end + round(CONTEXT_SECONDS * source.fps))]
     results = []
     for variation in range(variations):
-        generated20 = _decode(bundle, fixed, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, fixed, condition, seed + variation, options, counter)
         generated = sample_joints(generated20, MODEL_FPS, np.arange(total) / source.fps)
         fit_frames = context_frames if context_frames.size else np.arange(total)
         rotation, translation = rigid_fit(generated[fit_frames], source.joints[fit_frames].astype(np.float64))
-        generated = apply_rigid(generated, rotation, translation)
+        generated = _on_paths(apply_rigid(generated, rotation, translation), source)
         joints = splice(source.joints.astype(np.float64), generated, start, end, blend)
-        results.append(replace_frames(source, joints, start, end, segment_frames, new_prompts, timeline_json))
+        edited = replace_frames(source, joints, start, end, segment_frames, new_prompts, timeline_json)
+        if _cleans(source, options):
+            edited = clean_edited_part(edited, start, end, _recorded_contacts(source),
+                                       _channels_at(channels20, np.arange(start, end) / source.fps), blend)
+        results.append(edited)
     return results
 
 
@@ -311,8 +370,10 @@ def continue_motion(bundle: ModelBundle, source: MotionResult, prompt: str, seco
     counter = StepCounter(_steps(bundle, num_tokens, options) * variations, on_progress, should_cancel)
     layout = _concatenate([source, _placeholder(new_frames, source)], fps)
     results = []
+    kept_contacts = np.concatenate([_recorded_contacts(source), np.zeros((new_frames, 4), np.uint8)])
+    blend = min(max(1, round(BLEND_SECONDS * fps)), new_frames // 2)
     for variation in range(variations):
-        generated20 = _decode(bundle, codes, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter)
         rotation, translation = rigid_fit(generated20[: k * FRAMES_PER_TOKEN], context20)
         generated20 = apply_rigid(generated20, rotation, translation)
         # Continue from exactly where the source ends: remove the offset left at its last frame.
@@ -320,7 +381,11 @@ def continue_motion(bundle: ModelBundle, source: MotionResult, prompt: str, seco
             generated20, MODEL_FPS, np.array([(total - 1) / fps - start_time]))[0]
         new = sample_joints(generated20, MODEL_FPS, new_times) + offset.mean(0)
         joints = np.concatenate([source.joints.astype(np.float64), new])
-        results.append(replace_frames(layout, joints, total, total + new_frames, frames, prompts, timeline_json))
+        edited = replace_frames(layout, joints, total, total + new_frames, frames, prompts, timeline_json)
+        if _cleans(source, options):
+            edited = clean_edited_part(edited, total, total + new_frames, kept_contacts,
+                                       _channels_at(channels20, new_times), blend)
+        results.append(edited)
     return results
 
 
@@ -365,9 +430,12 @@ def inbetween(bundle: ModelBundle, source: MotionResult, target: MotionResult, s
     counter = StepCounter(_steps(bundle, num_tokens, options) * variations, on_progress, should_cancel)
     # Gap frame i sits between the last source context frame (i = -1) and the first target one (i = gap).
     gap_positions = (ka * FRAMES_PER_TOKEN - 1) + (np.arange(gap) + 1.0) * (middle * FRAMES_PER_TOKEN + 1) / (gap + 1)
+    kept_contacts = np.concatenate([_recorded_contacts(source), np.zeros((gap, 4), np.uint8),
+                                    _recorded_contacts(target)])
+    blend = min(max(1, round(BLEND_SECONDS * fps)), gap // 2)
     results = []
     for variation in range(variations):
-        generated20 = _decode(bundle, codes, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter)
         rotation, translation = rigid_fit(generated20[: ka * FRAMES_PER_TOKEN], before20)
         generated20 = apply_rigid(generated20, rotation, translation)
         new = sample_joints(generated20, MODEL_FPS, gap_positions / MODEL_FPS)
@@ -376,7 +444,11 @@ def inbetween(bundle: ModelBundle, source: MotionResult, target: MotionResult, s
         kept = np.concatenate([source.joints[-1:], np.zeros_like(new), target.joints[:1]]).astype(np.float64)
         placed = splice(kept, edges, 1, gap + 1, 0)[1:-1]
         joints = np.concatenate([source.joints, placed, target.joints]).astype(np.float64)
-        results.append(replace_frames(layout, joints, total, total + gap, frames, prompts, timeline_json))
+        edited = replace_frames(layout, joints, total, total + gap, frames, prompts, timeline_json)
+        if _cleans(source, options):
+            edited = clean_edited_part(edited, total, total + gap, kept_contacts,
+                                       _channels_at(channels20, gap_positions / MODEL_FPS), blend)
+        results.append(edited)
     return results
 
 

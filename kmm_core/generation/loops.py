@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import KMMError
-from ..foot_contact import CONTACT_JOINTS, detect_contacts, foot_locked_motion
+from ..foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts, foot_locked_motion
 from ..humanml3d.features import forward_directions
 from ..motion_result import MotionResult
 from ..skeleton import JOINT_INDEX, NUM_JOINTS
@@ -190,7 +190,8 @@ def loop_motion(motion: MotionResult, timeline: Timeline, channels: np.ndarray |
     cycle, offset = _without_drift_at_a_held_wrap(cycle, offset, motion.fps, cycle_channels)
     tiled = MotionResult.from_joints(repeat_cycle(cycle, offset, 3), motion.fps, rest_offsets=motion.rest_offsets)
     tiled_channels = None if cycle_channels is None else np.tile(cycle_channels, (3, 1))
-    locked = foot_locked_motion(tiled, tiled_channels)
+    # Sliding stances are not held in a loop: a lock pulled along a sliding foot can land on the wrap frame.
+    locked = foot_locked_motion(tiled, tiled_channels, FootLockSettings(relative_speed_limit=0.0))
     middle = offset.apply(locked.joints[cycle_frames:2 * cycle_frames], -1)
     result = MotionResult.from_joints(middle, motion.fps, **common)
     return replace(result, timeline_json=timeline.to_json(), loop_offset=offset.as_array(), foot_lock=True,
