@@ -26,7 +26,11 @@ module fixes that after decoding, in three steps:
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
    about it), the knee and ankle are placed by analytic two-bone IK (`two_bone_ik.py`, knee bending the way it
    bent before), and the toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
-   reach, the pelvis (with the whole upper body) is lowered just enough, smoothly over time.
+   reach, the pelvis (with the whole upper body) is lowered just enough, smoothly over time, but never more than
+   `max_pelvis_drop` (10 cm); and a contact whose joint wanders more than `max_lock_drift` (15 cm) from where it
+   began ends there and starts again (`split_drifting_contacts`), so a body the model glides over the floor with
+   its feet "down" re-plants them instead of sinking into a crouch it never made.  Real stance feet (the shipped
+   tests' walks, runs, kicks and a dance) keep their whole contacts.
 
 The result is positions only; `MotionResult.from_joints` (or `foot_locked_motion`) recomputes the bone rotations
 from them, so BVH and Blender get exactly the cleaned motion.  Axes: HumanML3D (metres, Y up).
@@ -82,9 +86,13 @@ class FootLockSettings:
     floor_height: float = 0.0          # metres: the floor no toe goes below when pin_floor is on
     keep_foot_positions: bool = True   # feet start where `joints` has them (legs re-solved), not where FK puts them
     swing_clearance: bool = True       # between two contacts, raise a shuffling foot to a real step's arc
+    max_lock_drift: float = 0.15       # metres a held joint's own path may wander from where its contact began;
+    #                                    further, the contact ends and a new one starts (a gliding body re-plants)
+    max_pelvis_drop: float = 0.10      # metres the pelvis may be lowered so held feet stay in reach, never more
 
     def __post_init__(self) -> None:
-        for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack"):
+        for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack",
+                     "max_lock_drift", "max_pelvis_drop"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise FootContactError(f"{name}: must be a number >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.ground_percentile <= 100:
@@ -281,6 +289,27 @@ def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray)
 
 
 # ---- step 3: solve -------------------------------------------------------------------------------------------------
+def split_drifting_contacts(joints: np.ndarray, contacts: np.ndarray, max_drift: float, gap: int) -> np.ndarray:
+    """Contacts (T, 4) whose runs end where the joint's own path has moved more than `max_drift` metres
+    (horizontally) from where the run began; a new run starts `gap` frames later.  A body the model lets glide
+    over the floor with its feet "in contact" then re-plants its feet every `max_drift` instead of being held on one
+    spot and dragged down to reach it (real stance feet move a few centimetres at most, so their runs stay whole)."""
+    contacts = np.array(contacts, dtype=bool, copy=True)
+    for column, joint in enumerate(CONTACT_JOINTS):
+        path = joints[:, joint][:, [0, 2]]
+        for start, end in _runs(contacts[:, column]):
+            anchor = start
+            frame = start
+            while frame < end:
+                if np.linalg.norm(path[frame] - path[anchor]) > max_drift:
+                    release = slice(frame, min(end, frame + max(1, gap)))
+                    contacts[release, column] = False
+                    frame = anchor = release.stop
+                    continue
+                frame += 1
+    return contacts
+
+
 def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list[np.ndarray], reach: list[float],
                  blend: int) -> np.ndarray:
     """(T,) metres to lower the pelvis so every weighted ankle target is within its leg's reach, smoothed."""
@@ -323,6 +352,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
     if settings.keep_foot_positions:
         rigid = feet_from_joints(rigid, joints, offsets)
     frames = rigid.shape[0]
+    blend = max(0, int(round(settings.blend_seconds * fps)))
+    contacts = split_drifting_contacts(rigid, contacts, settings.max_lock_drift, blend)
     ground = _ground_heights(rigid, contacts)
     floor_shift = 0.0
     toes = ground[list(TOE_COLUMNS)]
@@ -332,7 +363,6 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         rigid[..., 1] += floor_shift
         ground = ground + floor_shift
         ground[list(TOE_COLUMNS)] = np.where(np.isfinite(toes), TOE_GROUND_HEIGHT, np.nan)
-    blend = max(0, int(round(settings.blend_seconds * fps)))
     lengths = np.linalg.norm(offsets, axis=-1)
 
     plans = []
@@ -370,6 +400,9 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
     reach = [lengths[leg[1]] + lengths[leg[2]] - settings.reach_slack for leg, *_ in plans]
     drop = _pelvis_drop([rigid[:, leg[0]] for leg, *_ in plans], [plan[1] for plan in plans],
                         [plan[3] for plan in plans], reach, blend)
+    # Never a crouch the model did not make: past this, a held foot the leg cannot reach is let go of as far as
+    # needed (the leg stretches towards it) rather than the body sinking to it.
+    drop = np.minimum(drop, settings.max_pelvis_drop)
     cleaned = rigid.copy()
     cleaned[..., 1] -= drop[:, None]
     for (hip, knee, ankle, toe), ankle_target, toe_aim, _ in plans:

@@ -140,6 +140,28 @@ def test_real_walk_contacts_alternate_and_a_sliding_foot_is_pinned(real_clips):
     assert _largest_drift_while_held(result.joints, contacts) <= HELD_TOLERANCE
 
 
+def test_a_gliding_body_marked_in_contact_is_replanted_not_crouched(real_clips):
+    """The model sometimes glides a standing body across the floor while its contact channels say both feet are
+    down the whole time.  Holding each foot on one spot would drag the pelvis down towards it (a squat the model
+    never made: 0.93 m -> 0.19 m on kmm-small's "squats" prompt before this rule); instead contacts re-plant after
+    `max_lock_drift` and the pelvis never sinks more than `max_pelvis_drop`."""
+    real = real_clips["kick"]
+    offsets = fit_rest_offsets(real)
+    glide = real.copy()
+    glide[..., 2] += np.linspace(0.0, 1.5, len(glide))[:, None]  # 1.5 m of sliding over the clip
+    all_down = np.ones((len(glide), 4), dtype=bool)
+    settings = FootLockSettings()
+    result = lock_feet(glide, FPS, all_down, offsets, settings)
+    sunk = glide[:, 0, 1] - result.joints[:, 0, 1]
+    assert sunk.max() <= settings.max_pelvis_drop + 0.02  # the pelvis moves with the floor pin only
+    assert not result.contacts.all(axis=0).any(), "every foot was re-planted at least once"
+    lengths = np.linalg.norm(offsets[1:], axis=-1)
+    np.testing.assert_allclose(_bone_lengths(result.joints), np.broadcast_to(lengths, (len(glide), 21)), atol=1e-9)
+    # Without the two limits the same input crouches the body: the rule is what prevents it.
+    unlimited = lock_feet(glide, FPS, all_down, offsets, FootLockSettings(max_lock_drift=100.0, max_pelvis_drop=100.0))
+    assert (glide[:, 0, 1] - unlimited.joints[:, 0, 1]).max() > 0.3
+
+
 def test_cleanup_checks_its_input():
     joints = np.zeros((10, 22, 3))
     with pytest.raises(FootContactError, match="joints"):
