@@ -27,7 +27,7 @@ user_dir = _harness.start()
 import addon_utils  # noqa: E402
 import bpy  # noqa: E402
 import published_rigs  # noqa: E402
-from mathutils import Matrix, Vector  # noqa: E402
+from mathutils import Matrix  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
@@ -55,23 +55,6 @@ scene = context.scene
 scene.render.fps, scene.render.fps_base = 30, 1.0
 
 
-def _armature(name: str, bones: list[tuple[str, str | None, tuple, tuple, float]], matrix: Matrix) -> bpy.types.Object:
-    """An armature object from (name, parent, head, tail, roll degrees) in armature space."""
-    data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, data)
-    scene.collection.objects.link(obj)
-    obj.matrix_world = matrix
-    context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone_name, parent, head, tail, roll in bones:
-        edit = data.edit_bones.new(bone_name)
-        edit.head, edit.tail, edit.roll = Vector(head), Vector(tail), np.radians(roll)
-        if parent:
-            edit.parent = data.edit_bones[parent]
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return obj
-
-
 def build_mixamo() -> bpy.types.Object:
     """Mixamo's published hierarchy and names ("mixamorig:" namespace), T-pose, Y-up centimetres, FBX-like object."""
     p = "mixamorig:"
@@ -91,7 +74,8 @@ def build_mixamo() -> bpy.types.Object:
                   (s + "Foot", s + "Leg", (9 * sign, 10, -2), (9 * sign, 1, 12), 5),
                   (s + "ToeBase", s + "Foot", (9 * sign, 1, 12), (9 * sign, 1, 20), 0),
                   (s + "Toe_End", s + "ToeBase", (9 * sign, 1, 20), (9 * sign, 1, 24), 0)]
-    return _armature("Mixamo", bones, Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4))
+    return published_rigs.armature(context, "Mixamo", bones,
+                                   Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4))
 
 
 def build_ue5() -> bpy.types.Object:
@@ -124,7 +108,7 @@ def build_ue5() -> bpy.types.Object:
                 (f"foot_{side}", f"calf_{side}", (9 * sign, 3, 9), (9 * sign, -12, 2)),
                 (f"ball_{side}", f"foot_{side}", (9 * sign, -12, 2), (9 * sign, -18, 2))]
         bones += [(n, parent, turn(h), turn(t), -90 * sign) for n, parent, h, t in limb]
-    return _armature("UE5 mannequin", bones, Matrix.Scale(0.01, 4))
+    return published_rigs.armature(context, "UE5 mannequin", bones, Matrix.Scale(0.01, 4))
 
 
 def a_pose_offsets() -> np.ndarray:
@@ -264,7 +248,8 @@ result["regenerated_changed_inside"] = float(np.abs(curve_values(take.action, se
                                                     - curve_values(new_take.action, second_half)).max())
 
 # An armature no map fits is refused before any backend starts, with the reason.
-stick = _armature("Stick", [("a", None, (0, 0, 0), (0, 0, 1), 0), ("b", "a", (0, 0, 1), (0, 0, 2), 0)], Matrix())
+stick = published_rigs.armature(context, "Stick", [("a", None, (0, 0, 0), (0, 0, 1), 0),
+                                                  ("b", "a", (0, 0, 1), (0, 0, 2), 0)], Matrix())
 scene.kmm.target_armature = stick
 set_rows(scene.kmm, [segment_table.Row("a person walks forward", 1, 60)])
 try:
