@@ -31,6 +31,8 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     assert small.keys() == all_data.keys() == open_model.keys()
     differ_all = {k for k in small if small[k] != all_data[k]}
     differ_open = {k for k in small if small[k] != open_model[k]}
-    assert all("root" in k for k in differ_all) and differ_all
-    assert {k for k in differ_open if "root" not in k} == {next(k for k in small if k.endswith("generator.steps")
-                                                                 and open_model[k] == 2500)}
+    balance = next(k for k in small if k.endswith("generator.balance"))  # both draw action groups evenly (README)
+    assert {k for k in differ_all if "root" not in k} == {balance} and all_data[balance] == 0.0
+    steps = next(k for k in small if k.endswith("generator.steps"))
+    assert {k for k in differ_open if "root" not in k} == {steps, balance}
+    assert open_model[steps] == 2500 and open_model[balance] == 0.5

@@ -48,8 +48,8 @@ def test_kmm_vocab_lists_the_shipped_model(capsys):
     assert {"elderly", "angry", "happy"} <= set(data["styles"])
     assert all(action["examples"] for action in data["actions"])
     assert data["train_captions"] > 1000 and 0 < data["out_of_vocabulary"]["threshold"] < 1
-    # The shipped vocabulary is the training data of the shipped model (training/runs/kmm-small/dataset_report.md).
-    assert data["dataset"]["clips"] == 5914 and data["dataset"]["takes"] == 2908
+    # The shipped vocabulary is the training data of the shipped model (training/runs/kmm-small-all/dataset_report.md).
+    assert data["dataset"]["clips"] == 6852 and data["dataset"]["takes"] == 3303
     assert kmm_main(["vocab", "--json", "--captions"]) == 0
     assert "a person walks forward" in json.loads(capsys.readouterr().out)["train_captions"]
 
