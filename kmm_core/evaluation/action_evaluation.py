@@ -275,7 +275,7 @@ def run_action_evaluation(checkpoint: str | Path, data_root: str | Path, setting
     from ..vocabulary import read_vocabulary
     from .evaluate import checkpoint_name
     from .evaluator import load_evaluator
-    from .split_data import load_items
+    from .split_data import load_items, window_reader
 
     checkpoint, data_root = resolve_model(str(checkpoint)), Path(data_root)
     manifest = read_manifest(checkpoint)
@@ -294,14 +294,7 @@ def run_action_evaluation(checkpoint: str | Path, data_root: str | Path, setting
     started = time.perf_counter()
     evaluator = load_evaluator(evaluator_path, settings.device)
     bundle = ModelBundle.load(checkpoint, device=settings.device)
-    cache: dict[str, np.ndarray] = {}
-
-    def window(item: EvalItem) -> np.ndarray:
-        clip = item.name.split("@")[0]
-        if clip not in cache:
-            cache[clip] = folder.load_features(clip).astype(np.float64)
-        return cache[clip][item.start:item.start + item.frames]
-
+    window = window_reader(folder)
     real_features = [[window(item) for item in plan.real_items] for plan in plans]
     rows = evaluate_actions(bundle, evaluator, plans, real_features, settings, log)
     seconds = time.perf_counter() - started

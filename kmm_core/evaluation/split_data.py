@@ -7,7 +7,7 @@ Part of ``kmm-train eval`` (``evaluate.py``); docs/evaluation.md explains each n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,19 @@ def _read_content_labels(root: Path) -> dict[str, str]:
     if not (root / INDEX_CSV).is_file():
         return {}
     return {row["name"]: row.get("content", "") for row in read_index(root)}
+
+
+def window_reader(folder: HumanML3DFolder) -> Callable[[EvalItem], np.ndarray]:
+    """item -> its window of raw features (float64), each clip's file read once."""
+    cache: dict[str, np.ndarray] = {}
+
+    def window(item: EvalItem) -> np.ndarray:
+        clip = item.name.split("@")[0]
+        if clip not in cache:
+            cache[clip] = folder.load_features(clip).astype(np.float64)
+        return cache[clip][item.start:item.start + item.frames]
+
+    return window
 
 
 def load_items(folder: HumanML3DFolder, settings: EvaluationSettings) -> list[EvalItem]:
@@ -123,14 +136,7 @@ class EvaluationData:
         folder = HumanML3DFolder(root)
         all_items = load_items(folder, settings)
         items = subset(all_items, settings.max_samples, settings.base_seed)
-        cache: dict[str, np.ndarray] = {}
-
-        def window(item: EvalItem) -> np.ndarray:
-            clip = item.name.split("@")[0]
-            if clip not in cache:
-                cache[clip] = folder.load_features(clip).astype(np.float64)
-            return cache[clip][item.start:item.start + item.frames]
-
+        window = window_reader(folder)
         features = [window(item) for item in items]
         directional = spread(directional_items(all_items), settings.max_directional)
         return cls(root=Path(root), items=items, features=features,
