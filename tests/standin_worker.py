@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from kmm_core import __version__
+from kmm_core.errors import KMMError
 from kmm_core.generation.timeline import Timeline
+from kmm_core.model_choice import resolve_model
 from kmm_core.model_timing import MODEL_FPS
 from kmm_core.motion_result import MotionResult
 from kmm_core.worker.protocol import (
@@ -54,6 +56,14 @@ MODE = os.environ.get("KMM_STANDIN_MODE", "")
 SHARED_DATA = Path(os.environ.get("KMM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 JOINTS = Path(os.environ.get("STANDIN_JOINTS", SHARED_DATA / "humanml3d-fixture" / "new_joints" / "012314.npy"))
 
+
+
+def _model_exists(checkpoint: str) -> bool:
+    """Names ("default", "open", a bundle name) resolve as in the real worker; paths must exist."""
+    try:
+        return resolve_model(checkpoint).exists()
+    except KMMError:
+        return False
 
 def emit_line(line: str) -> None:
     with _output_lock:
@@ -142,7 +152,7 @@ def main() -> int:
             if MODE == "fail_load":
                 emit(Error(id=message["id"], kind="model_missing", message=f"checkpoint {checkpoint} not found",
                            advice="Download a checkpoint or train one (training/README.md)."))
-            elif checkpoint is not None and not Path(checkpoint).exists():
+            elif checkpoint is not None and not _model_exists(checkpoint):
                 emit(Error(id=message["id"], kind="model_missing", message=f"{checkpoint}: file not found",
                            advice="Download the checkpoint or choose another in the add-on preferences."))
             else:

@@ -92,14 +92,13 @@ def test_every_checkpoint_problem_exits_3(tmp_path):
     manifest = json.loads((bundle / "bundle.json").read_text())
     manifest.pop(FILES_KEY)  # an old bundle without checksums: the loader itself has to catch the problems
     (bundle / "bundle.json").write_text(json.dumps(manifest))
-    shutil.copy(bundle / "aligner.safetensors", bundle / "evaluator.safetensors")
-    config = json.loads((bundle / "evaluator.json").read_text())
-    config["embed_dim"] = config["embed_dim"] * 2  # the evaluator's weights no longer fit its config
-    (bundle / "evaluator.json").write_text(json.dumps(config))
+    config = json.loads((bundle / "aligner.json").read_text())
+    config["embed_dim"] = config["embed_dim"] * 2  # the aligner's weights (read by generation) no longer fit
+    (bundle / "aligner.json").write_text(json.dumps(config))
     result = _kmm("generate", "walk", "--seconds", "1", "--steps", "1", "--device", "cpu", "-o",
                   str(tmp_path / "a.npz"), "--checkpoint", str(bundle), "--quiet")
     assert result.returncode == 3, result.stderr[-2000:]
-    assert "evaluator.safetensors" in result.stderr.strip().splitlines()[-1]
+    assert "aligner.safetensors" in result.stderr.strip().splitlines()[-1]
     (bundle / "generator.json").write_text("{broken")
     result = _kmm("generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--checkpoint", str(bundle))
     assert result.returncode == 3 and "generator.json" in result.stderr
