@@ -299,14 +299,13 @@ def split_drifting_contacts(joints: np.ndarray, contacts: np.ndarray, max_drift:
         path = joints[:, joint][:, [0, 2]]
         for start, end in _runs(contacts[:, column]):
             anchor = start
-            frame = start
-            while frame < end:
-                if np.linalg.norm(path[frame] - path[anchor]) > max_drift:
-                    release = slice(frame, min(end, frame + max(1, gap)))
-                    contacts[release, column] = False
-                    frame = anchor = release.stop
-                    continue
-                frame += 1
+            while anchor < end:  # one vectorised search per re-plant, not a Python step per frame
+                beyond = np.flatnonzero(np.linalg.norm(path[anchor:end] - path[anchor], axis=-1) > max_drift)
+                if not beyond.size:
+                    break
+                released = anchor + int(beyond[0])
+                anchor = min(end, released + max(1, gap))
+                contacts[released:anchor, column] = False
     return contacts
 
 
