@@ -31,6 +31,13 @@ def test_weights_give_each_group_n_to_the_balance():
         sampling_weights(groups, 1.5)
 
 
+def test_a_balance_outside_0_to_1_is_a_config_error_naming_the_key(prepared_dataset):
+    from kmm_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"balance.*\[0, 1\].*1\.5"):
+        tiny_config(prepared_dataset, "train.generator.balance=1.5")
+
+
 def test_groups_come_from_the_prepared_index(prepared_dataset):
     rows = read_index(prepared_dataset)
     names = [row["name"] for row in rows[:20]] + ["not_a_clip"]
