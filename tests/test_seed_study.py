@@ -16,7 +16,8 @@ import pytest
 from safetensors.torch import load_file
 
 from kmm_core.evaluation.seed_table import compare_rows, summarise_seeds
-from kmm_core.training.ablate_command import EXIT_STOPPED, ROWS, main, parse_rows, parse_seeds
+from kmm_core.training.ablate_command import (EXIT_STOPPED, ROWS, StudyRun, main, parse_rows, parse_seeds,
+                                              parse_shard, planned_runs, shard_runs)
 from kmm_core.training.run_log import read_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,26 @@ def test_resume_must_measure_the_same_study(interrupted_then_resumed, tiny_run, 
     assert main([*_study_args(tiny_run, out, prepared_dataset, steps=STEPS + 1), "--resume"]) == 1
     err = capsys.readouterr().err
     assert "--resume must measure the same study" in err and "train.generator.steps: 120 then, 121 now" in err
+
+
+def test_shards_split_the_planned_runs_and_a_shard_of_a_finished_study_trains_nothing(
+        interrupted_then_resumed, tiny_run, prepared_dataset, capsys):
+    runs = planned_runs(["keyframe_gaussian", "dpc_knn", "random"], [0, 1, 2])
+    shards = [shard_runs(runs, parse_shard(f"{k}/2")) for k in (1, 2)]
+    assert sorted(shards[0] + shards[1], key=runs.index) == runs and not set(shards[0]) & set(shards[1])
+    assert [len(s) for s in shards] == [5, 4] and shards[1][0] == StudyRun("dpc_knn", 0)
+    assert shard_runs(runs, parse_shard(None)) == runs
+    for bad, message in (("3/2", "needs 1 <= K <= N"), ("0/2", "needs 1 <= K <= N"), ("two", "is not K/N")):
+        with pytest.raises(Exception, match=message):
+            parse_shard(bad)
+    out, _, _ = interrupted_then_resumed
+    table = out / "results.json"
+    before = table.read_text()
+    assert main([*_study_args(tiny_run, out, prepared_dataset), "--resume", "--shard", "2/2"]) == 0
+    err = capsys.readouterr().err
+    assert "run 2/4 random-seed0: finished earlier, skipped" in err and "run 4/4 random-seed1: finished earlier" in err
+    assert "run 1/4" not in err and "run 3/4" not in err and "training" not in err
+    assert json.loads(table.read_text())["finished_runs"] == 4 and table.read_text() == before
 
 
 def test_bad_rows_seeds_and_base_are_clear_errors(tmp_path, tiny_run, prepared_dataset, capsys):

@@ -4,7 +4,7 @@
 ::
 
     kmm-train ablate --base runs/small --rows keyframe_gaussian,dpc_knn,random --seeds 0,1,2 \\
-        --out runs/ablation-seeds [--config FILE] [--set KEY=VALUE ...] [--steps N] [--resume]
+        --out runs/ablation-seeds [--config FILE] [--set KEY=VALUE ...] [--steps N] [--resume] [--shard K/N]
 
 For every training seed, then every row, one generator is trained on the base run's frozen tokenizer and aligner
 with the config's full generator schedule (``--steps`` shortens it), the row's masker (``keyframe_gaussian``: KMM's
@@ -21,6 +21,10 @@ The study folder::
     OUT/bundles/<row>-seed<S>/          its bundle (rebuilt whenever its evaluation is missing)
     OUT/evaluations/<row>-seed<S>/      its results.json / results.md (the run is finished when these exist)
     OUT/results.json, OUT/results.md    the table over training seeds
+
+``--shard K/N`` takes only every N-th planned run, starting with the K-th, so that N processes (one per core, each
+``--threads 1``, each with ``--resume``) share one study folder; each rewrites the table from every finished run, and a
+last ``--resume`` without ``--shard`` writes the final table (every run finished, nothing trained).
 
 ``--resume`` skips finished runs, continues the interrupted generator from its last checkpoint and starts the rest.
 Ctrl-C / SIGTERM during training stop at a step boundary with a checkpoint; at any other moment nothing is
@@ -100,6 +104,25 @@ def parse_seeds(text: str) -> list[int]:
 def planned_runs(rows: Sequence[str], seeds: Sequence[int]) -> list[StudyRun]:
     """Seed by seed, every row: an interrupted study already has comparable rows at the first seeds."""
     return [StudyRun(row, seed) for seed in seeds for row in rows]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 1 <= K <= N; ``None`` -> (1, 1), every run."""
+    if text is None:
+        return 1, 1
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise SeedStudyError(f"--shard: {text!r} is not K/N (e.g. 1/2)") from None
+    if not 1 <= index <= count:
+        raise SeedStudyError(f"--shard: {text!r} needs 1 <= K <= N")
+    return index, count
+
+
+def shard_runs(runs: Sequence[StudyRun], shard: tuple[int, int]) -> list[StudyRun]:
+    """The runs of shard (K, N): the K-th planned run and every N-th after it."""
+    index, count = shard
+    return list(runs[index - 1::count])
 
 
 def study_config(base: Path, config_path: Path | None, overrides: Sequence[str], steps: int | None) -> ProjectConfig:
@@ -224,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config value (repeatable)")
     parser.add_argument("--steps", type=int, help="generator steps (default: the config's full schedule)")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run only the K-th planned run and every N-th after it (N processes share --out; give "
+                             "each --resume); the table covers every finished run")
     parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest here)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -258,7 +284,7 @@ def run_study(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     from .bundle_writer import assemble_bundle
     from .stages import train_generator
 
-    rows, seeds = parse_rows(args.rows), parse_seeds(args.seeds)
+    rows, seeds, shard = parse_rows(args.rows), parse_seeds(args.seeds), parse_shard(args.shard)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     if args.threads is not None and args.threads < 1:
@@ -274,10 +300,11 @@ def run_study(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     open_study(out, {"format_version": STUDY_FORMAT_VERSION, "base": str(base.resolve()), "config": common,
                      "data": str(data.resolve()), "evaluation": asdict(settings), "dtype": args.dtype}, args.resume)
     runs = planned_runs(rows, seeds)
+    mine = shard_runs(runs, shard)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    for index, run in enumerate(runs, start=1):
-        where = f"run {index}/{len(runs)} {run.name}"
+    for run in mine:
+        where = f"run {runs.index(run) + 1}/{len(runs)} {run.name}"
         evaluation_dir = out / "evaluations" / run.name
         if (evaluation_dir / RESULTS_JSON).is_file():
             log(f"{where}: finished earlier, skipped")
