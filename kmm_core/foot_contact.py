@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import KMMError
-from .kinematics import forward_kinematics, inverse_kinematics
+from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
 from .swing_clearance import swing_lift
 from .two_bone_ik import bend_pole, solve_two_bone
@@ -456,7 +456,9 @@ def foot_locked_motion(motion, channels: np.ndarray | None = None,
     offsets = np.asarray(motion.rest_offsets, dtype=np.float64)
     posed = forward_kinematics(motion.root_translation, motion.local_rotations, offsets)  # what the rig shows now
     cleaned = clean_foot_contacts(motion.joints, motion.fps, channels, offsets, settings, rigid=posed)
-    root, rotations = inverse_kinematics(cleaned.joints, offsets)
+    # Only the legs changed (the rest of the body at most moved up or down): re-solve their rotations alone.
+    leg_joints = [joint for leg, _ in LEGS for joint in leg]
+    root, rotations = reaim_joints(cleaned.joints, motion.local_rotations, leg_joints, offsets)
     joints = forward_kinematics(root, rotations, offsets)
     return MotionResult(fps=motion.fps, joints=joints, root_translation=root, local_rotations=rotations,
                         rest_offsets=offsets, joint_names=motion.joint_names, segment_frames=motion.segment_frames,

@@ -149,70 +149,125 @@ def _aim(parent_rotation: np.ndarray, rest_bone: np.ndarray, world_bone: np.ndar
     return np.where((world_length > 1e-4)[:, None, None], aimed, minimal)
 
 
-def inverse_kinematics(positions: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Root translation (T, 3) and local rotations (T, 22, 4) (w, x, y, z) that pose the rest skeleton `offsets`
-    (default `skeleton.tpose_offsets()`) like `positions` (T, 22, 3); see the module docstring for the rules."""
+def _checked_positions(positions: np.ndarray) -> np.ndarray:
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[1:] != (NUM_JOINTS, 3):
         raise KMMError(f"positions must have shape (T, {NUM_JOINTS}, 3), got {positions.shape}")
     if not np.all(np.isfinite(positions)):
         raise KMMError("positions contain NaN or infinite values")
-    offsets = _check_offsets(offsets)
-    num_frames = positions.shape[0]
-    rest_directions = _unit(offsets)
+    return positions
 
-    def bone(joint: int, child: int) -> np.ndarray:
-        return positions[:, child] - positions[:, joint]
 
-    global_rotations = np.empty((num_frames, NUM_JOINTS, 3, 3))
-    for joint in BRANCH_JOINTS:
-        children = list(CHILDREN[joint])
-        world = _unit(positions[:, children] - positions[:, [joint]])
-        global_rotations[:, joint] = _best_rotation(rest_directions[children], world)
-
+def _hinge_references(positions: np.ndarray, rest_directions: np.ndarray) -> dict[int, tuple]:
+    """Upper and middle joint of every hinge limb -> (rest normal, observed bend normal, weight of the bend)."""
     hinge_of = {}
     for upper, middle, end, flex in _HINGE_LIMBS:
-        upper_bone, lower_bone = bone(upper, middle), bone(middle, end)
+        upper_bone = positions[:, middle] - positions[:, upper]
+        lower_bone = positions[:, end] - positions[:, middle]
         normal = np.cross(upper_bone, lower_bone)
         sine = np.linalg.norm(normal, axis=-1) / np.maximum(
             np.linalg.norm(upper_bone, axis=-1) * np.linalg.norm(lower_bone, axis=-1), _EPS)
         rest_normal = np.cross(rest_directions[middle], np.array(flex))
         weight = _smoothstep(sine, BEND_FADE_START, BEND_FADE_END)
         hinge_of[upper] = hinge_of[middle] = (rest_normal, normal, weight)
+    return hinge_of
 
-    identity = np.broadcast_to(np.eye(3), (num_frames, 3, 3))
-    for joint in range(NUM_JOINTS):
-        parent = PARENTS[joint]
-        children = CHILDREN[joint]
-        if joint in BRANCH_JOINTS:
-            continue
-        parent_rotation = identity if parent < 0 else global_rotations[:, parent]
-        if not children:
-            global_rotations[:, joint] = parent_rotation
-            continue
-        child = children[0]
-        rest_bone, world_bone = rest_directions[child], bone(joint, child)
-        if joint in hinge_of:
-            rest_normal, normal, weight = hinge_of[joint]
-            global_rotations[:, joint] = _aim(parent_rotation, rest_bone, world_bone, rest_normal, normal, weight)
-        elif joint in _SPINE_TWIST_SHARE:
-            share = _SPINE_TWIST_SHARE[joint]
-            lateral = (1.0 - share) * global_rotations[:, 0, :, 0] + share * global_rotations[:, 9, :, 0]
-            global_rotations[:, joint] = _aim(parent_rotation, rest_bone, world_bone, np.array([1.0, 0.0, 0.0]),
-                                              lateral)
-        else:
-            global_rotations[:, joint] = _aim(parent_rotation, rest_bone, world_bone)
 
+def _solve_global(joint: int, positions: np.ndarray, rest_directions: np.ndarray, global_rotations: np.ndarray,
+                  hinge_of: dict[int, tuple]) -> np.ndarray:
+    """Global rotation (T, 3, 3) of `joint` by the rules of the module docstring; `global_rotations` must already
+    hold its parent's (and, for the spine, the pelvis's and spine3's)."""
+    children = CHILDREN[joint]
+    if joint in BRANCH_JOINTS:
+        world = _unit(positions[:, list(children)] - positions[:, [joint]])
+        return _best_rotation(rest_directions[list(children)], world)
+    parent = PARENTS[joint]
+    parent_rotation = (np.broadcast_to(np.eye(3), (positions.shape[0], 3, 3)) if parent < 0
+                       else global_rotations[:, parent])
+    if not children:
+        return parent_rotation
+    child = children[0]
+    rest_bone, world_bone = rest_directions[child], positions[:, child] - positions[:, joint]
+    if joint in hinge_of:
+        rest_normal, normal, weight = hinge_of[joint]
+        return _aim(parent_rotation, rest_bone, world_bone, rest_normal, normal, weight)
+    if joint in _SPINE_TWIST_SHARE:
+        share = _SPINE_TWIST_SHARE[joint]
+        lateral = (1.0 - share) * global_rotations[:, 0, :, 0] + share * global_rotations[:, 9, :, 0]
+        return _aim(parent_rotation, rest_bone, world_bone, np.array([1.0, 0.0, 0.0]), lateral)
+    return _aim(parent_rotation, rest_bone, world_bone)
+
+
+def _continuous_quaternions(quaternions: np.ndarray) -> np.ndarray:
+    """(T, J, 4) with each joint's quaternion in the same hemisphere as its previous frame's (q and -q are the same
+    rotation), so interpolation and Euler conversion stay smooth: a flip at a frame carries on to every later frame,
+    which the running product of the frame-to-frame signs expresses without a loop over frames."""
+    if quaternions.shape[0] < 2:
+        return quaternions
+    opposite = np.sum(quaternions[1:] * quaternions[:-1], axis=-1) < 0.0
+    signs = np.cumprod(np.where(opposite, -1.0, 1.0), axis=0)
+    quaternions[1:] *= signs[..., None]
+    return quaternions
+
+
+def inverse_kinematics(positions: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Root translation (T, 3) and local rotations (T, 22, 4) (w, x, y, z) that pose the rest skeleton `offsets`
+    (default `skeleton.tpose_offsets()`) like `positions` (T, 22, 3); see the module docstring for the rules."""
+    positions = _checked_positions(positions)
+    offsets = _check_offsets(offsets)
+    rest_directions = _unit(offsets)
+    hinge_of = _hinge_references(positions, rest_directions)
+    global_rotations = np.empty((positions.shape[0], NUM_JOINTS, 3, 3))
+    # Branching joints first: the spine's twist reads the pelvis's and spine3's rotations.
+    for joint in (*BRANCH_JOINTS, *(j for j in range(NUM_JOINTS) if j not in BRANCH_JOINTS)):
+        global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations, hinge_of)
     local = np.empty_like(global_rotations)
     local[:, 0] = global_rotations[:, 0]
     parents = np.array(PARENTS[1:])
     local[:, 1:] = np.swapaxes(global_rotations[:, parents], -1, -2) @ global_rotations[:, 1:]
-    quaternions = matrix_to_quat(local)
-    # Same hemisphere frame to frame, so that interpolation and Euler conversion stay smooth.
-    for frame in range(1, num_frames):
-        flip = np.sum(quaternions[frame] * quaternions[frame - 1], axis=-1) < 0.0
-        quaternions[frame, flip] *= -1.0
-    return positions[:, 0].copy(), quaternions
+    return positions[:, 0].copy(), _continuous_quaternions(matrix_to_quat(local))
+
+
+def reaim_joints(positions: np.ndarray, local_rotations: np.ndarray, joints: tuple[int, ...] | list[int],
+                 offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`inverse_kinematics(positions, offsets)` when only `joints` changed their rotations: root translation (T, 3)
+    and `local_rotations` (T, 22, 4) with the rotations of `joints` solved from `positions` by the same rules and
+    every other joint's kept.  For edits that move some bones of a posed motion (the foot clean-up re-solves the
+    legs); the kept joints' positions in `positions` must be where `local_rotations` puts them (up to a shift of
+    the whole body)."""
+    positions = _checked_positions(positions)
+    offsets = _check_offsets(offsets)
+    local_rotations = np.asarray(local_rotations, dtype=np.float64)
+    if local_rotations.shape != positions.shape[:2] + (4,):
+        raise KMMError(f"local rotations must have shape {positions.shape[:2] + (4,)}, got {local_rotations.shape}")
+    joints = sorted(set(int(j) for j in joints))
+    if any(not 0 <= j < NUM_JOINTS for j in joints):
+        raise KMMError(f"joints must be in 0..{NUM_JOINTS - 1}, got {joints}")
+    rest_directions = _unit(offsets)
+    hinge_of = _hinge_references(positions, rest_directions)
+    kept = quat_to_matrix(qnormalize(local_rotations))
+    global_rotations = np.empty_like(kept)
+    for joint in range(NUM_JOINTS):  # parents come first: the kept globals, then the re-solved ones below them
+        parent = PARENTS[joint]
+        global_rotations[:, joint] = kept[:, joint] if parent < 0 else global_rotations[:, parent] @ kept[:, joint]
+    solved = set(joints)
+    order = [j for j in BRANCH_JOINTS if j in solved] + [j for j in joints if j not in BRANCH_JOINTS]
+    needs_update = set()
+    for joint in range(NUM_JOINTS):
+        if joint in solved or PARENTS[joint] in needs_update:
+            needs_update.add(joint)
+    for joint in order:
+        global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations, hinge_of)
+        for child in range(joint + 1, NUM_JOINTS):  # kept descendants follow their re-solved ancestor
+            if child not in solved and PARENTS[child] >= 0 and PARENTS[child] in needs_update:
+                global_rotations[:, child] = global_rotations[:, PARENTS[child]] @ kept[:, child]
+    rotations = local_rotations.copy()
+    for joint in joints:
+        parent = PARENTS[joint]
+        local = (global_rotations[:, joint] if parent < 0
+                 else np.swapaxes(global_rotations[:, parent], -1, -2) @ global_rotations[:, joint])
+        rotations[:, joint] = _continuous_quaternions(matrix_to_quat(local[:, None]))[:, 0]
+    return positions[:, 0].copy(), rotations
 
 
 def fit_rest_offsets(positions: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:

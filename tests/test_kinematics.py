@@ -16,6 +16,7 @@ from kmm_core.kinematics import (
     fit_rest_offsets,
     forward_kinematics,
     inverse_kinematics,
+    reaim_joints,
 )
 from kmm_core.rotations import axis_angle_to_quat, quat_to_axis_angle
 
@@ -140,6 +141,54 @@ def test_rotations_change_smoothly_on_humanml3d_except_at_the_straightened_right
                                 / np.linalg.norm(lower, axis=-1)))
     for frame in np.nonzero(change[:, 17] > 45.0)[0]:
         assert bend[frame:frame + 2].min() < 10.0
+
+
+def test_quaternions_keep_their_hemisphere_like_a_frame_by_frame_loop(walking_joints):
+    from kmm_core.kinematics import _continuous_quaternions
+
+    offsets = fit_rest_offsets(walking_joints)
+    _, rotations = inverse_kinematics(walking_joints, offsets)
+    assert (np.sum(rotations[1:] * rotations[:-1], axis=-1) >= 0.0).all()
+    scrambled = rotations * np.random.default_rng(0).choice([-1.0, 1.0], size=rotations.shape[:2] + (1,))
+    looped = scrambled.copy()  # the rule as a plain loop: each frame flipped towards the already-fixed previous one
+    for frame in range(1, len(looped)):
+        flip = np.sum(looped[frame] * looped[frame - 1], axis=-1) < 0.0
+        looped[frame, flip] *= -1.0
+    assert np.array_equal(_continuous_quaternions(scrambled.copy()), looped)
+    assert np.array_equal(looped[0], scrambled[0]) and not np.array_equal(looped, scrambled)
+
+
+def test_reaim_joints_matches_full_inverse_kinematics_when_only_limbs_moved(humanml3d_joints):
+    """Bend a knee and an elbow of the real fixture, move the body down 3 cm: re-solving only the leg and arm
+    chains gives the rotations full IK gives, and every other joint keeps its rotation."""
+    offsets = fit_rest_offsets(humanml3d_joints)
+    root, rotations = inverse_kinematics(humanml3d_joints, offsets)
+    edited = rotations.copy()
+    frames = len(edited)
+    bend = axis_angle_to_quat(np.tile([[0.6, 0.1, 0.0]], (frames, 1)) * np.linspace(0, 1, frames)[:, None])
+    from kmm_core.rotations import qmul
+    edited[:, 4] = qmul(edited[:, 4], bend)  # left knee
+    edited[:, 18] = qmul(edited[:, 18], bend[:, [1, 0, 2, 3]] / np.linalg.norm(bend[:, [1, 0, 2, 3]], axis=-1,
+                                                                                  keepdims=True))  # left elbow
+    positions = forward_kinematics(root - np.array([0.0, 0.03, 0.0]), edited, offsets)
+    chains = [1, 4, 7, 10, 16, 18, 20]
+    new_root, reaimed = reaim_joints(positions, rotations, chains, offsets)
+    full_root, full = inverse_kinematics(positions, offsets)
+    assert np.allclose(new_root, full_root) and np.allclose(new_root, root - [0.0, 0.03, 0.0])
+    same_rotation = np.abs(np.sum(reaimed * full, axis=-1))
+    assert same_rotation.min() > 1 - 1e-9
+    assert np.allclose(reaimed[:, chains], full[:, chains], atol=1e-9)  # same hemisphere rule, same signs
+    others = [j for j in range(skeleton.NUM_JOINTS) if j not in chains]
+    assert np.array_equal(reaimed[:, others], rotations[:, others])
+    assert np.abs(forward_kinematics(new_root, reaimed, offsets) - positions).max() < 1e-9
+
+
+def test_reaim_joints_rejects_bad_input(humanml3d_joints):
+    root, rotations = inverse_kinematics(humanml3d_joints)
+    with pytest.raises(KMMError, match="local rotations must have shape"):
+        reaim_joints(humanml3d_joints, rotations[:, :21], [4])
+    with pytest.raises(KMMError, match=r"joints must be in 0..21, got \[4, 22\]"):
+        reaim_joints(humanml3d_joints, rotations, [22, 4])
 
 
 def test_bad_shapes_raise():
