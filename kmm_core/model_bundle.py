@@ -140,7 +140,7 @@ class ModelBundle:
         Only what generation uses is read and checksum-verified: the evaluation encoders (``evaluator``) only when
         asked (``kmm-train eval`` reads them through ``evaluation.evaluator.load_evaluator``).  Loading runs torch on
         one CPU thread (restored afterwards): building and casting these small modules gains nothing from the thread
-        pool, which on a busy 2-core machine cost seconds (benchmarks/results/cold_start.md)."""
+        pool, which on a busy 2-core machine cost seconds (benchmarks/results/cold_start_before_after.md)."""
         import torch
 
         threads = torch.get_num_threads()

@@ -60,7 +60,7 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
 def _all_finite(tensor: torch.Tensor) -> bool:
     """True when no value is NaN or infinite.  NumPy on the tensor's own memory where it can: torch's per-tensor
     isfinite goes through its thread pool, which on a busy 2-core machine cost ~0.8 s of CPU per bundle file
-    (benchmarks/results/cold_start.md); bfloat16 (no NumPy type) and non-CPU tensors stay with torch."""
+    (benchmarks/results/cold_start_before_after.md); bfloat16 (no NumPy type) and non-CPU tensors stay with torch."""
     if tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16:
         return bool(np.isfinite(tensor.detach().numpy()).all())
     return bool(torch.isfinite(tensor).all())
