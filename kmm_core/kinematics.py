@@ -13,7 +13,9 @@ Convention (the one BVH files and Blender armatures use):
 Inverse kinematics is analytic, frame by frame, and leaves no drift:
 - Joints with several children (pelvis 0: hips and spine1; spine3 9: neck and collars) take the rotation that
   best maps the rest directions of their children onto the observed ones (Kabsch / orthogonal Procrustes).
-- Joints with one child point their rest bone at the child.  The twist about the bone, which positions do not
+- Joints with one child point their rest bone at the child, from where the skeleton posed so far puts the joint
+  (not from the joint's observed position: so a joint the rigid bones cannot place exactly does not pass its error
+  on down the chain).  The twist about the bone, which positions do not
   fix, is chosen to be stable: hips/knees and shoulders/elbows use the plane of the knee/elbow bend (so knees and
   elbows become hinges), fading into the minimal-twist choice as the limb straightens and that plane becomes
   noise; spine1/spine2 spread the twist between pelvis and chest; ankles, neck and collars take the minimal
@@ -174,9 +176,10 @@ def _hinge_references(positions: np.ndarray, rest_directions: np.ndarray) -> dic
 
 
 def _solve_global(joint: int, positions: np.ndarray, rest_directions: np.ndarray, global_rotations: np.ndarray,
-                  hinge_of: dict[int, tuple]) -> np.ndarray:
+                  hinge_of: dict[int, tuple], origin: np.ndarray) -> np.ndarray:
     """Global rotation (T, 3, 3) of `joint` by the rules of the module docstring; `global_rotations` must already
-    hold its parent's (and, for the spine, the pelvis's and spine3's)."""
+    hold its parent's (and, for the spine, the pelvis's and spine3's).  A one-child joint aims its bone from
+    `origin` (where the rigid skeleton has put the joint, (T, 3)) at the observed child."""
     children = CHILDREN[joint]
     if joint in BRANCH_JOINTS:
         world = _unit(positions[:, list(children)] - positions[:, [joint]])
@@ -187,7 +190,7 @@ def _solve_global(joint: int, positions: np.ndarray, rest_directions: np.ndarray
     if not children:
         return parent_rotation
     child = children[0]
-    rest_bone, world_bone = rest_directions[child], positions[:, child] - positions[:, joint]
+    rest_bone, world_bone = rest_directions[child], positions[:, child] - origin
     if joint in hinge_of:
         rest_normal, normal, weight = hinge_of[joint]
         return _aim(parent_rotation, rest_bone, world_bone, rest_normal, normal, weight)
@@ -210,21 +213,60 @@ def _continuous_quaternions(quaternions: np.ndarray) -> np.ndarray:
     return quaternions
 
 
+def _global_rotations(positions: np.ndarray, offsets: np.ndarray, solved: set[int],
+                      kept_local: np.ndarray | None = None) -> np.ndarray:
+    """(T, 22, 3, 3) global rotations: the joints of `solved` solved from `positions`, the others composed from
+    their kept local rotation matrices `kept_local` (T, 22, 3, 3).
+
+    The skeleton is posed from the root outwards as it is solved, and each one-child joint aims from where the
+    rigid skeleton has put it, not from where `positions` has it: a bone then points at its observed child from the
+    actual joint, so each joint lands as near its observed position as the bone length allows and errors do not
+    add up along a chain.  (Aiming from the observed parent, generated motion whose bone lengths wobble a little
+    had 30% more jerk after IK -> FK than before, up to 1.8x at the wrists.)"""
+    rest_directions = _unit(offsets)
+    hinge_of = _hinge_references(positions, rest_directions)
+    frames = positions.shape[0]
+    global_rotations = np.empty((frames, NUM_JOINTS, 3, 3))
+    if kept_local is not None:  # the kept pose's globals: the spine's twist reference when spine3 is kept
+        for joint, parent in enumerate(PARENTS):
+            global_rotations[:, joint] = (kept_local[:, joint] if parent < 0
+                                          else global_rotations[:, parent] @ kept_local[:, joint])
+    for joint in BRANCH_JOINTS:  # orientation from the observed children; the spine's twist reads them
+        if joint in solved:
+            global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations,
+                                                       hinge_of, positions[:, joint])
+    posed = np.empty_like(positions)
+    posed[:, 0] = positions[:, 0]
+    for joint, parent in enumerate(PARENTS):
+        if parent >= 0:
+            posed[:, joint] = posed[:, parent] + np.einsum("tij,j->ti", global_rotations[:, parent], offsets[joint])
+        if joint in solved:
+            if joint not in BRANCH_JOINTS:
+                global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations,
+                                                           hinge_of, posed[:, joint])
+        else:
+            global_rotations[:, joint] = (kept_local[:, joint] if parent < 0
+                                          else global_rotations[:, parent] @ kept_local[:, joint])
+    return global_rotations
+
+
+def _local_matrices(global_rotations: np.ndarray, joints: list[int]) -> np.ndarray:
+    """(T, len(joints), 3, 3) local rotations of `joints` from the global ones."""
+    parents = [PARENTS[joint] for joint in joints]
+    local = global_rotations[:, joints].copy()
+    moved = [i for i, parent in enumerate(parents) if parent >= 0]
+    local[:, moved] = (np.swapaxes(global_rotations[:, [parents[i] for i in moved]], -1, -2)
+                       @ global_rotations[:, [joints[i] for i in moved]])
+    return local
+
+
 def inverse_kinematics(positions: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Root translation (T, 3) and local rotations (T, 22, 4) (w, x, y, z) that pose the rest skeleton `offsets`
     (default `skeleton.tpose_offsets()`) like `positions` (T, 22, 3); see the module docstring for the rules."""
     positions = _checked_positions(positions)
     offsets = _check_offsets(offsets)
-    rest_directions = _unit(offsets)
-    hinge_of = _hinge_references(positions, rest_directions)
-    global_rotations = np.empty((positions.shape[0], NUM_JOINTS, 3, 3))
-    # Branching joints first: the spine's twist reads the pelvis's and spine3's rotations.
-    for joint in (*BRANCH_JOINTS, *(j for j in range(NUM_JOINTS) if j not in BRANCH_JOINTS)):
-        global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations, hinge_of)
-    local = np.empty_like(global_rotations)
-    local[:, 0] = global_rotations[:, 0]
-    parents = np.array(PARENTS[1:])
-    local[:, 1:] = np.swapaxes(global_rotations[:, parents], -1, -2) @ global_rotations[:, 1:]
+    global_rotations = _global_rotations(positions, offsets, set(range(NUM_JOINTS)))
+    local = _local_matrices(global_rotations, list(range(NUM_JOINTS)))
     return positions[:, 0].copy(), _continuous_quaternions(matrix_to_quat(local))
 
 
@@ -243,30 +285,9 @@ def reaim_joints(positions: np.ndarray, local_rotations: np.ndarray, joints: tup
     joints = sorted(set(int(j) for j in joints))
     if any(not 0 <= j < NUM_JOINTS for j in joints):
         raise KMMError(f"joints must be in 0..{NUM_JOINTS - 1}, got {joints}")
-    rest_directions = _unit(offsets)
-    hinge_of = _hinge_references(positions, rest_directions)
-    kept = quat_to_matrix(qnormalize(local_rotations))
-    global_rotations = np.empty_like(kept)
-    for joint in range(NUM_JOINTS):  # parents come first: the kept globals, then the re-solved ones below them
-        parent = PARENTS[joint]
-        global_rotations[:, joint] = kept[:, joint] if parent < 0 else global_rotations[:, parent] @ kept[:, joint]
-    solved = set(joints)
-    order = [j for j in BRANCH_JOINTS if j in solved] + [j for j in joints if j not in BRANCH_JOINTS]
-    needs_update = set()
-    for joint in range(NUM_JOINTS):
-        if joint in solved or PARENTS[joint] in needs_update:
-            needs_update.add(joint)
-    for joint in order:
-        global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations, hinge_of)
-        for child in range(joint + 1, NUM_JOINTS):  # kept descendants follow their re-solved ancestor
-            if child not in solved and PARENTS[child] >= 0 and PARENTS[child] in needs_update:
-                global_rotations[:, child] = global_rotations[:, PARENTS[child]] @ kept[:, child]
+    global_rotations = _global_rotations(positions, offsets, set(joints), quat_to_matrix(qnormalize(local_rotations)))
     rotations = local_rotations.copy()
-    for joint in joints:
-        parent = PARENTS[joint]
-        local = (global_rotations[:, joint] if parent < 0
-                 else np.swapaxes(global_rotations[:, parent], -1, -2) @ global_rotations[:, joint])
-        rotations[:, joint] = _continuous_quaternions(matrix_to_quat(local[:, None]))[:, 0]
+    rotations[:, joints] = _continuous_quaternions(matrix_to_quat(_local_matrices(global_rotations, joints)))
     return positions[:, 0].copy(), rotations
 
 

@@ -67,8 +67,9 @@ def test_fitted_rest_offsets_keep_tpose_limbs_and_data_lengths(humanml3d_joints)
     assert offsets[1, 0] > 0.03 and offsets[1, 1] < -0.05 and offsets[2, 0] < -0.03 and offsets[2, 1] < -0.05
 
 
-def test_default_tpose_aims_every_limb_bone_exactly(humanml3d_joints):
-    """With the idealised T-pose only the branch geometry differs: every bone still points where the data's does."""
+def test_default_tpose_aims_every_limb_bone_at_its_observed_child(humanml3d_joints):
+    """With the idealised T-pose the branch geometry differs from the data's: every one-child bone still points from
+    where the rebuilt skeleton has its joint straight at the observed child."""
     root, rotations = inverse_kinematics(humanml3d_joints)
     rebuilt = forward_kinematics(root, rotations)
     branch_children = {c for j in BRANCH_JOINTS for c in CHILDREN[j]}
@@ -76,11 +77,26 @@ def test_default_tpose_aims_every_limb_bone_exactly(humanml3d_joints):
         if joint in branch_children:
             continue
         parent = skeleton.PARENTS[joint]
-        want = humanml3d_joints[:, joint] - humanml3d_joints[:, parent]
+        want = humanml3d_joints[:, joint] - rebuilt[:, parent]
         got = rebuilt[:, joint] - rebuilt[:, parent]
         cosine = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
         assert cosine.min() > 1.0 - 1e-9, skeleton.JOINT_NAMES[joint]
     np.testing.assert_allclose(root, humanml3d_joints[:, 0])
+
+
+def test_errors_do_not_add_up_along_chains_on_noisy_positions(humanml3d_joints):
+    """Real motion with 1 cm of independent noise per joint and frame (what generated joints look like: bone
+    lengths wobble): the rebuilt hands, feet and head stay within about the noise of their observed positions and
+    the motion gets no jerkier.  Aiming each bone from the observed parent instead gave 25-34 mm at the chain ends
+    and 1.58x the jerk."""
+    rng = np.random.default_rng(0)
+    noisy = humanml3d_joints + rng.normal(scale=0.01, size=humanml3d_joints.shape)
+    for offsets in (None, fit_rest_offsets(humanml3d_joints)):
+        rebuilt = forward_kinematics(*inverse_kinematics(noisy, offsets), offsets)
+        error = np.linalg.norm(rebuilt - noisy, axis=-1).mean(axis=0)
+        assert error[[7, 8, 10, 11, 20, 21]].max() < 0.013 and error[15] < 0.017
+        jerk = np.linalg.norm(np.diff(rebuilt, n=3, axis=0), axis=-1).mean()
+        assert jerk < 1.05 * np.linalg.norm(np.diff(noisy, n=3, axis=0), axis=-1).mean()
 
 
 def test_random_poses_of_the_tpose_skeleton_round_trip_exactly():
