@@ -15,7 +15,8 @@ Inverse kinematics is analytic, frame by frame, and leaves no drift:
   best maps the rest directions of their children onto the observed ones (Kabsch / orthogonal Procrustes).
 - Joints with one child point their rest bone at the child, from where the skeleton posed so far puts the joint
   (not from the joint's observed position: so a joint the rigid bones cannot place exactly does not pass its error
-  on down the chain).  The twist about the bone, which positions do not
+  on down the chain), turning to the observed bone's direction where the two disagree by more than 30-60 degrees
+  (a short bone whose joint is displaced).  The twist about the bone, which positions do not
   fix, is chosen to be stable: hips/knees and shoulders/elbows use the plane of the knee/elbow bend (so knees and
   elbows become hinges), fading into the minimal-twist choice as the limb straightens and that plane becomes
   noise; spine1/spine2 spread the twist between pelvis and chest; ankles, neck and collars take the minimal
@@ -59,6 +60,11 @@ _SPINE_TWIST_SHARE = {3: 1.0 / 3.0, 6: 2.0 / 3.0}
 # (~14 degrees) it alone decides the twist; in between the two choices blend smoothly.
 BEND_FADE_START = 0.05
 BEND_FADE_END = 0.25
+
+# A bone aims from where the rigid skeleton has put its joint while that direction is within FOLLOW_FADE_START
+# degrees of the observed bone's; beyond FOLLOW_FADE_END it takes the observed bone's direction.
+FOLLOW_FADE_START = 30.0
+FOLLOW_FADE_END = 60.0
 
 _EPS = 1e-9
 
@@ -175,6 +181,17 @@ def _hinge_references(positions: np.ndarray, rest_directions: np.ndarray) -> dic
     return hinge_of
 
 
+def _followed_bone(joint: np.ndarray, child: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """(T, 3) unit direction a bone aims along: from `origin` (where the rigid skeleton has put the joint) at the
+    observed `child`, turning to the observed bone (`joint` -> `child`) where the two disagree by more than
+    FOLLOW_FADE_START (all of it beyond FOLLOW_FADE_END): a short bone whose origin is a few centimetres off (a
+    10 cm neck) would otherwise point anywhere."""
+    followed, observed = _unit(child - origin), _unit(child - joint)
+    agreement = np.sum(followed * observed, axis=-1)
+    weight = _smoothstep(agreement, np.cos(np.radians(FOLLOW_FADE_END)), np.cos(np.radians(FOLLOW_FADE_START)))
+    return _unit(weight[:, None] * followed + (1.0 - weight[:, None]) * observed)
+
+
 def _solve_global(joint: int, positions: np.ndarray, rest_directions: np.ndarray, global_rotations: np.ndarray,
                   hinge_of: dict[int, tuple], origin: np.ndarray) -> np.ndarray:
     """Global rotation (T, 3, 3) of `joint` by the rules of the module docstring; `global_rotations` must already
@@ -190,7 +207,7 @@ def _solve_global(joint: int, positions: np.ndarray, rest_directions: np.ndarray
     if not children:
         return parent_rotation
     child = children[0]
-    rest_bone, world_bone = rest_directions[child], positions[:, child] - origin
+    rest_bone, world_bone = rest_directions[child], _followed_bone(positions[:, joint], positions[:, child], origin)
     if joint in hinge_of:
         rest_normal, normal, weight = hinge_of[joint]
         return _aim(parent_rotation, rest_bone, world_bone, rest_normal, normal, weight)
@@ -220,9 +237,11 @@ def _global_rotations(positions: np.ndarray, offsets: np.ndarray, solved: set[in
 
     The skeleton is posed from the root outwards as it is solved, and each one-child joint aims from where the
     rigid skeleton has put it, not from where `positions` has it: a bone then points at its observed child from the
-    actual joint, so each joint lands as near its observed position as the bone length allows and errors do not
-    add up along a chain.  (Aiming from the observed parent, generated motion whose bone lengths wobble a little
-    had 30% more jerk after IK -> FK than before, up to 1.8x at the wrists.)"""
+    actual joint, so each joint lands as near its observed position as the bone length allows and errors do not add
+    up along a chain.  (Aiming from the observed joint, generated
+    motion whose bone lengths wobble a little had 30% more jerk after IK -> FK than before, up to 1.8x at the
+    wrists.)  Where that direction disagrees with the observed bone's (a short bone from a displaced origin) the
+    observed one takes over: see `_followed_bone`."""
     rest_directions = _unit(offsets)
     hinge_of = _hinge_references(positions, rest_directions)
     frames = positions.shape[0]

@@ -99,6 +99,21 @@ def test_errors_do_not_add_up_along_chains_on_noisy_positions(humanml3d_joints):
         assert jerk < 1.05 * np.linalg.norm(np.diff(noisy, n=3, axis=0), axis=-1).mean()
 
 
+def test_a_short_bone_from_a_displaced_joint_keeps_the_observed_direction(humanml3d_joints):
+    """A rest skeleton whose neck is 1.8x the motion's puts the neck joint next to the observed head: aiming from
+    there the head would point anywhere (160 degrees of neck rotation); the neck keeps the observed direction."""
+    def neck_angles(offsets):
+        _, rotations = inverse_kinematics(humanml3d_joints, offsets)
+        local = np.degrees(2.0 * np.arccos(np.clip(np.abs(rotations[:, 12, 0]), 0.0, 1.0)))
+        return local, _angle_between_frames(rotations)[:, 12]
+
+    long_neck = skeleton.tpose_offsets().copy()
+    long_neck[12] *= 1.8
+    local, turn = neck_angles(long_neck)
+    normal_local, normal_turn = neck_angles(None)
+    assert local.max() < normal_local.max() + 5.0 and turn.max() < normal_turn.max() + 5.0
+
+
 def test_random_poses_of_the_tpose_skeleton_round_trip_exactly():
     rng = np.random.default_rng(7)
     rotations = axis_angle_to_quat(rng.normal(scale=0.6, size=(64, skeleton.NUM_JOINTS, 3)))
