@@ -45,7 +45,7 @@ import numpy as np
 from .errors import KMMError
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
-from .swing_clearance import swing_lift
+from .swing_clearance import swing_lift, widen_and_smooth
 from .two_bone_ik import bend_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],
@@ -320,15 +320,9 @@ def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list
         room = np.sqrt(np.maximum(length ** 2 - horizontal ** 2, 0.0))
         needed = np.where(weight > 0, np.maximum(vertical - room, 0.0), 0.0)
         drop = np.maximum(drop, needed)
-    if not drop.any() or blend < 1:
-        return drop
-    # Widen each dip by the blend time on both sides (a running max), then smooth it with a running mean, so the
-    # body sinks and rises over a few frames; the max keeps the smoothed drop at least as deep as needed.
-    padded = np.pad(drop, blend, mode="edge")
-    widened = np.max(np.lib.stride_tricks.sliding_window_view(padded, 2 * blend + 1), axis=-1)
-    kernel = np.ones(2 * blend + 1) / (2 * blend + 1)
-    smoothed = np.convolve(np.pad(widened, blend, mode="edge"), kernel, mode="valid")
-    return np.maximum(smoothed, drop)
+    # Each dip widened by the blend time on both sides and smoothed, so the body sinks and rises over a few frames,
+    # never less deep than needed.
+    return widen_and_smooth(drop, blend)
 
 
 def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.ndarray | None = None,

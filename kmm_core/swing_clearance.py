@@ -55,8 +55,9 @@ def swing_gaps(held: np.ndarray) -> list[tuple[int, int]]:
     return [(start, end) for start, end in _runs(~held) if start > 0 and end < held.shape[0]]
 
 
-def _widen_and_smooth(values: np.ndarray, width: int) -> np.ndarray:
-    """A running max over 2*width+1 frames, then a running mean over the same window (never below `values`)."""
+def widen_and_smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """A running max over 2*width+1 frames, then a running mean over the same window (never below `values`);
+    `values` itself when `width` < 1 or it is all zero."""
     if width < 1 or not values.any():
         return values
     padded = np.pad(values, width, mode="edge")
@@ -106,4 +107,4 @@ def swing_lift(toe: np.ndarray, held: np.ndarray, fps: float, floor: float, smoo
         phase = (span - last) / (first - last)
         needed[span] = np.maximum(0.0, floor + clearance_profile(phase, travel) - toe[span, 1])
     width = int(round(smoothing_seconds * fps))
-    return np.where(held, 0.0, _widen_and_smooth(needed, width))
+    return np.where(held, 0.0, widen_and_smooth(needed, width))
