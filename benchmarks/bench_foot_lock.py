@@ -24,6 +24,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
+
 from kmm_core.foot_contact import foot_locked_motion  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline  # noqa: E402
@@ -90,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on / off = {on / off:.3f}.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    save_report(args.out, lines)
     return 0
 
 

@@ -32,6 +32,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
+
 from kmm_core.evaluation.motion_quality import (  # noqa: E402
     CONTACT_HEIGHT,
     FOOT_JOINTS,
@@ -175,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         *(f"| {name} | " + " | ".join(str(where[k]) for k in keys) + " |" for name, where in wheres),
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    save_report(args.out, lines)
     return 0
 
 

@@ -32,6 +32,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
+
 from kmm_core.bvh.joint_map import builtin_joint_map  # noqa: E402
 from kmm_core.bvh.reader import parse_bvh, read_bvh  # noqa: E402
 from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
@@ -158,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, motions in (("real clips", real), ("real -> tokenizer", recon), ("generated, raw", raw)):
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in phase_profile(motions)) + " |")
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    save_report(args.out, lines)
     return 0
 
 

@@ -23,6 +23,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
+
 from kmm_core.evaluation.action_checks import checks_for_action, run_check  # noqa: E402
 from kmm_core.humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
@@ -90,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| `{action}` | {check} | {len(table)} | {rates[0]:.2f} | {rates[1]:.2f} | {rates[2]:.2f} | "
                      f"{medians[0]:.3f} | {medians[1]:.3f} | {medians[2]:.3f} |")
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    save_report(args.out, lines)
     return 0
 
 
