@@ -238,9 +238,9 @@ def _global_rotations(positions: np.ndarray, offsets: np.ndarray, solved: set[in
     The skeleton is posed from the root outwards as it is solved, and each one-child joint aims from where the
     rigid skeleton has put it, not from where `positions` has it: a bone then points at its observed child from the
     actual joint, so each joint lands as near its observed position as the bone length allows and errors do not add
-    up along a chain.  (Aiming from the observed joint, generated
-    motion whose bone lengths wobble a little had 30% more jerk after IK -> FK than before, up to 1.8x at the
-    wrists.)  Where that direction disagrees with the observed bone's (a short bone from a displaced origin) the
+    up along a chain.  (Aimed from the observed joint, generated motion whose bone lengths wobble a little came out
+    of IK -> FK with 18-33% more jerk: benchmarks/measure_jerk_sources.py, measure_foot_skating.py.)  Where that
+    direction disagrees with the observed bone's (a short bone from a displaced origin) the
     observed one takes over: see `_followed_bone`."""
     rest_directions = _unit(offsets)
     hinge_of = _hinge_references(positions, rest_directions)
