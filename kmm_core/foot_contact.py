@@ -21,11 +21,12 @@ module fixes that after decoding, in three steps:
    kinematics, so every bone has its rest length on every frame and the result is what the rig shows), with its
    feet put back where `joints` has them (`feet_from_joints`: generated bone lengths vary by 1-2 cm from frame to
    frame, and forward kinematics alone moves the toes by up to 4 cm, often into the floor during a swing); between
-   two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc
-   (`swing_clearance.py`); each ankle
+   two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc, and any free toe
+   that moves fast is lifted off the floor (`swing_clearance.py`); each ankle
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
    about it), the knee and ankle are placed by analytic two-bone IK (`two_bone_ik.py`, knee bending the way it
-   bent before), and the toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
+   bent before, its bend plane averaged over `pole_smoothing_seconds`: read frame by frame off a generated leg it
+   swung enough to raise the knees' jerk by a further 15%), and the toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
    reach, the pelvis (with the whole upper body) is lowered just enough, smoothly over time, but never more than
    `max_pelvis_drop` (10 cm); and a contact whose joint wanders more than `max_lock_drift` (15 cm) from where it
    began ends there and starts again (`split_drifting_contacts`), so a body the model glides over the floor with
@@ -46,7 +47,7 @@ from .errors import KMMError
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
 from .swing_clearance import swing_lift, widen_and_smooth
-from .two_bone_ik import bend_pole, solve_two_bone
+from .two_bone_ik import bend_pole, smooth_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],
                                    JOINT_INDEX["right_ankle"], JOINT_INDEX["right_foot"])
@@ -89,10 +90,11 @@ class FootLockSettings:
     max_lock_drift: float = 0.15       # metres a held joint's own path may wander from where its contact began;
     #                                    further, the contact ends and a new one starts (a gliding body re-plants)
     max_pelvis_drop: float = 0.10      # metres the pelvis may be lowered so held feet stay in reach, never more
+    pole_smoothing_seconds: float = 0.075  # the knees' bend plane averaged over this (Gaussian sigma) before IK
 
     def __post_init__(self) -> None:
         for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack",
-                     "max_lock_drift", "max_pelvis_drop"):
+                     "max_lock_drift", "max_pelvis_drop", "pole_smoothing_seconds"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise FootContactError(f"{name}: must be a number >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.ground_percentile <= 100:
@@ -399,7 +401,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
     cleaned = rigid.copy()
     cleaned[..., 1] -= drop[:, None]
     for (hip, knee, ankle, toe), ankle_target, toe_aim, _ in plans:
-        pole = bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle])
+        pole = smooth_pole(bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle]),
+                           settings.pole_smoothing_seconds * fps)
         new_knee, new_ankle = solve_two_bone(cleaned[:, hip], ankle_target, pole, lengths[knee], lengths[ankle])
         direction = toe_aim - new_ankle
         direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
