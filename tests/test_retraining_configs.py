@@ -32,7 +32,12 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     differ_all = {k for k in small if small[k] != all_data[k]}
     differ_open = {k for k in small if small[k] != open_model[k]}
     balance = next(k for k in small if k.endswith("generator.balance"))  # both draw action groups evenly (README)
-    assert {k for k in differ_all if "root" not in k} == {balance} and all_data[balance] == 0.0
     steps = next(k for k in small if k.endswith("generator.steps"))
+    tokenizer_steps = next(k for k in small if k.endswith("tokenizer.steps"))
+    tokenizer_balance = next(k for k in small if k.endswith("tokenizer.balance"))
+    # The default: longer tokenizer and generator schedules, every action group drawn equally by both.
+    assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance}
+    assert all_data[balance] == all_data[tokenizer_balance] == 0.0
+    assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert {k for k in differ_open if "root" not in k} == {steps, balance}
     assert open_model[steps] == 2500 and open_model[balance] == 0.5
