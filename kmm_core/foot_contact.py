@@ -45,10 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import KMMError
+from .humanml3d.features import gaussian_smooth
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
 from .swing_clearance import swing_lift, widen_and_smooth
-from .two_bone_ik import bend_pole, smooth_pole, solve_two_bone
+from .two_bone_ik import bend_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],
                                    JOINT_INDEX["right_ankle"], JOINT_INDEX["right_foot"])
@@ -402,8 +403,9 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
     cleaned = rigid.copy()
     cleaned[..., 1] -= drop[:, None]
     for (hip, knee, ankle, toe), ankle_target, toe_aim, _ in plans:
-        pole = smooth_pole(bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle]),
-                           settings.pole_smoothing_seconds * fps)
+        pole = bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle])
+        if settings.pole_smoothing_seconds > 0:  # the bend plane read off a noisy leg swings from frame to frame
+            pole = gaussian_smooth(pole, settings.pole_smoothing_seconds * fps, truncate=2.0)
         new_knee, new_ankle = solve_two_bone(cleaned[:, hip], ankle_target, pole, lengths[knee], lengths[ankle])
         direction = toe_aim - new_ankle
         direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)

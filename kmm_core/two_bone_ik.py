@@ -45,20 +45,6 @@ def bend_pole(upper: np.ndarray, middle: np.ndarray, end: np.ndarray, fallback: 
     return offset + fallback_weight * _unit(_perpendicular(np.asarray(fallback, dtype=np.float64), axis))
 
 
-def smooth_pole(pole: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """`pole` (T, 3) averaged over neighbouring frames with a Gaussian of `sigma_frames` (ends held): the bend plane
-    read off a noisy limb swings from frame to frame, and near full extension the knee follows it (a small change of
-    the plane moves the knee by its whole offset).  `pole` itself when `sigma_frames` <= 0."""
-    pole = np.asarray(pole, dtype=np.float64)
-    if sigma_frames <= 0 or pole.shape[0] < 2:
-        return pole
-    radius = max(1, int(np.ceil(2.0 * sigma_frames)))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(pole, ((radius, radius), (0, 0)), mode="edge")
-    return sum(weight * padded[shift:shift + pole.shape[0]] for shift, weight in enumerate(kernel))
-
-
 def solve_two_bone(upper: np.ndarray, target: np.ndarray, pole: np.ndarray, upper_length: float | np.ndarray,
                    lower_length: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Middle and end positions (..., 3) of a two-bone chain rooted at `upper` that reaches for `target`.

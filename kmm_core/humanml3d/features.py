@@ -104,13 +104,14 @@ def _output_dtype(array: np.ndarray) -> np.dtype:
 # Root facing rotation and HumanML3D's inverse / forward kinematics
 # ---------------------------------------------------------------------------------------------------------------
 
-def gaussian_smooth(signal: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
-    """Gaussian filter along ``axis`` with edge replication, truncated at 4 sigma.
+def gaussian_smooth(signal: np.ndarray, sigma: float, axis: int = 0, truncate: float = 4.0) -> np.ndarray:
+    """Gaussian filter along ``axis`` with edge replication, truncated at ``truncate`` sigma.
 
-    Same kernel and border handling as ``scipy.ndimage.gaussian_filter1d(mode="nearest")``, which HumanML3D uses to
-    smooth the facing direction; written here so the torch- and scipy-free core has no extra dependency.
+    Same kernel and border handling as ``scipy.ndimage.gaussian_filter1d(mode="nearest", truncate=truncate)``, which
+    HumanML3D uses to smooth the facing direction; written here so the torch- and scipy-free core has no extra
+    dependency.
     """
-    radius = int(4.0 * sigma + 0.5)
+    radius = int(truncate * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()
