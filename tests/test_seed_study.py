@@ -16,8 +16,17 @@ import pytest
 from safetensors.torch import load_file
 
 from kmm_core.evaluation.seed_table import compare_rows, summarise_seeds
-from kmm_core.training.ablate_command import (EXIT_STOPPED, ROWS, StudyRun, main, parse_rows, parse_seeds,
-                                              parse_shard, planned_runs, shard_runs)
+from kmm_core.training.ablate_command import (
+    EXIT_STOPPED,
+    ROWS,
+    StudyRun,
+    main,
+    parse_rows,
+    parse_seeds,
+    parse_shard,
+    planned_runs,
+    shard_runs,
+)
 from kmm_core.training.run_log import read_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
