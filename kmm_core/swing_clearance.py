@@ -48,10 +48,10 @@ for shorter ones; the real profile peaks at phase 0.3."""
 SCUFF_CLEARANCE = 0.03
 SCUFF_SPEEDS = (0.3, 0.7)
 """Metres above the floor and m/s: a free toe moving horizontally faster than SCUFF_SPEEDS[1] is at least
-SCUFF_CLEARANCE above the floor (a smoothstep from 0 at SCUFF_SPEEDS[0]).  Real toes (Bandai-Namco, CMU, HDM05 and
-DeepMimic test-split clips, heights above each toe's 5th percentile) moving at 0.7-1 m/s are a median 4.3 cm up
-(26% below 2.5 cm), faster than 1 m/s 7.7 cm (13% below 2.5 cm), at 0.5-0.7 m/s 3.2 cm: the requirement stays under
-the real median at every speed."""
+SCUFF_CLEARANCE above the floor (a smoothstep from 0 at SCUFF_SPEEDS[0]).  Real toes (the 370 test-split clips of
+all seven sources, heights above each toe's 5th percentile; benchmarks/results/toe_heights.md) moving at 0.7-1 m/s
+are a median 4.3 cm up (24% below 2.5 cm), faster than 1 m/s 6.6 cm (14% below 2.5 cm), at 0.5-0.7 m/s 3.2 cm: the
+requirement stays under the real median at every speed."""
 TYPICAL_SWING_SECONDS = 0.5
 """A real swing's median duration (10 frames at 20 fps): the phase of a swing cut by the motion's start or end."""
 
