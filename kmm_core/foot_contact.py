@@ -26,12 +26,15 @@ module fixes that after decoding, in three steps:
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
    about it), the knee and ankle are placed by analytic two-bone IK (`two_bone_ik.py`, knee bending the way it
    bent before, its bend plane averaged over `pole_smoothing_seconds`: read frame by frame off a generated leg it
-   swung enough to raise the knees' jerk by 12% on six generated walks, tests/test_swing_clearance.py), and the
+   swung enough to raise the knees' jerk by 12% on six generated walks of the previous decoder, 2% with the
+   shipped one: tests/test_swing_clearance.py), and the
    toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
    reach, the pelvis (with the whole upper body) is lowered just enough, smoothly over time, but never more than
    `max_pelvis_drop` (10 cm); and a contact whose joint wanders more than `max_lock_drift` (15 cm) from where it
    began ends there and starts again (`split_drifting_contacts`), so a body the model glides over the floor with
-   its feet "down" re-plants them instead of sinking into a crouch it never made.  Real stance feet (the shipped
+   its feet "down" re-plants them instead of sinking into a crouch it never made.  A held joint still out of reach
+   with the pelvis lowered that far is let go of on those frames and the legs solved again (a trailing stance foot
+   the model holds too long lifts its heel, then its toe), so every frame `contacts` reports held is held.  Real stance feet (the shipped
    tests' walks, runs, kicks and a dance) keep their whole contacts.
 
 The result is positions only; `MotionResult.from_joints` (or `foot_locked_motion`) recomputes the bone rotations
@@ -64,6 +67,10 @@ LEGS: tuple[tuple[tuple[int, int, int, int], tuple[int, int]], ...] = (
 
 
 TOE_COLUMNS = (1, 3)
+# Metres a held joint may be left from its lock before the frame is let go of (out of the leg's reach).
+HELD_MISS_TOLERANCE = 0.002
+# Rounds of letting go of out-of-reach held frames and solving again (one is nearly always enough).
+MAX_RELEASE_PASSES = 3
 TOE_GROUND_HEIGHT = 0.003
 """Metres above y = 0 where a held toe joint stands: the median toe height during contact of real Bandai-Namco
 walks and runs after HumanML3D preprocessing is 0.002-0.006 m (their floor is the clip's lowest joint)."""
@@ -348,7 +355,6 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
             raise FootContactError(f"rigid: expected shape {joints.shape}, got {rigid.shape}")
     if settings.keep_foot_positions:
         rigid = feet_from_joints(rigid, joints, offsets)
-    frames = rigid.shape[0]
     blend = max(0, int(round(settings.blend_seconds * fps)))
     contacts = split_drifting_contacts(rigid, contacts, settings.max_lock_drift, blend)
     ground = _ground_heights(rigid, contacts)
@@ -361,7 +367,30 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         ground = ground + floor_shift
         ground[list(TOE_COLUMNS)] = np.where(np.isfinite(toes), TOE_GROUND_HEIGHT, np.nan)
     lengths = np.linalg.norm(offsets, axis=-1)
+    # A held joint the leg cannot reach even with the pelvis lowered as far as allowed is let go of on those frames
+    # (a trailing stance foot whose contact the model holds too long lifts its heel, and then its toe, as in a real
+    # walk) and the legs are solved again, so what `contacts` reports held is held.
+    min_frames = max(1, int(round(settings.min_contact_seconds * fps)))
+    for _ in range(MAX_RELEASE_PASSES):
+        cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
+        if not missed.any():
+            break
+        released = contacts & ~missed
+        contacts = np.stack([_clean_runs(released[:, k], min_frames) & released[:, k]
+                             for k in range(len(CONTACT_JOINTS))], axis=1)
+    else:
+        cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
+        contacts = contacts & ~missed
+    return FootLockResult(joints=cleaned, contacts=contacts, ground_heights=ground, pelvis_drop=drop,
+                          floor_shift=floor_shift)
 
+
+def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, lengths: np.ndarray, fps: float,
+                blend: int, settings: FootLockSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The legs of `rigid` moved onto the locks of `contacts` (the solve step of `lock_feet`): cleaned joints
+    (T, 22, 3), the pelvis drop (T,) and (T, 4) bool: held frames whose joint is left more than
+    `HELD_MISS_TOLERANCE` from its lock (out of the leg's reach, or moved off it to keep the foot's length)."""
+    frames = rigid.shape[0]
     plans = []
     for leg, columns in LEGS:
         hip, knee, ankle, toe = leg
@@ -392,7 +421,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
             np.linalg.norm(from_toe, axis=-1, keepdims=True), 1e-9)
         pull = np.where(toe_weight >= 1.0, 1.0, toe_weight * (1.0 - ankle_weight))
         ankle_target += pull[:, None] * (on_sphere - ankle_target)
-        plans.append((leg, ankle_target, toe_aim, np.maximum(ankle_weight, toe_weight)))
+        plans.append((leg, ankle_target, toe_aim, np.maximum(ankle_weight, toe_weight),
+                      rigid[:, ankle] + ankle_correction, rigid[:, toe] + toe_correction))  # the locks
 
     reach = [lengths[leg[1]] + lengths[leg[2]] - settings.reach_slack for leg, *_ in plans]
     drop = _pelvis_drop([rigid[:, leg[0]] for leg, *_ in plans], [plan[1] for plan in plans],
@@ -402,7 +432,7 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
     drop = np.minimum(drop, settings.max_pelvis_drop)
     cleaned = rigid.copy()
     cleaned[..., 1] -= drop[:, None]
-    for (hip, knee, ankle, toe), ankle_target, toe_aim, _ in plans:
+    for (hip, knee, ankle, toe), ankle_target, toe_aim, *_ in plans:
         pole = bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle])
         if settings.pole_smoothing_seconds > 0:  # the bend plane read off a noisy leg swings from frame to frame
             pole = gaussian_smooth(pole, settings.pole_smoothing_seconds * fps, truncate=2.0)
@@ -422,8 +452,12 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
                                new_ankle[:, 2] + flat * heading[:, 1]], axis=-1)
             new_toe = np.where(under[:, None], raised, new_toe)
         cleaned[:, toe] = new_toe
-    return FootLockResult(joints=cleaned, contacts=contacts, ground_heights=ground, pelvis_drop=drop,
-                          floor_shift=floor_shift)
+    missed = np.zeros(contacts.shape, dtype=bool)
+    for (leg, columns), (*_, ankle_lock, toe_lock) in zip(LEGS, plans, strict=True):
+        for column, joint, lock in ((columns[0], leg[2], ankle_lock), (columns[1], leg[3], toe_lock)):
+            missed[:, column] = contacts[:, column] & (
+                np.linalg.norm(cleaned[:, joint] - lock, axis=-1) > HELD_MISS_TOLERANCE)
+    return cleaned, drop, missed
 
 
 def clean_foot_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None = None,

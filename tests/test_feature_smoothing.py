@@ -39,9 +39,11 @@ def test_smoothing_rejects_bad_input(fixture_features):
         GenerationOptions(smoothing=9.0)
 
 
-def test_shipped_tokenizer_jitter_is_removed_without_losing_accuracy(bandai_namco_dir):
-    """Real Bandai-Namco walks and runs (the shipped model's training data) through the shipped tokenizer: decoded
-    jerk is well above the real level; smoothed, it is near it, and the reconstruction is no less accurate."""
+def test_shipped_tokenizer_decodes_no_jerkier_than_real_motion_and_smoothing_loses_no_accuracy(bandai_namco_dir):
+    """Real Bandai-Namco walks and runs (the shipped model's training data) through the shipped tokenizer, whose
+    decoder the decoder stage retrained against jerk: decoded, they move no more jerkily than the real clips (the
+    second-round decoder: 1.7x on the val split) yet not flattened; the feature smoothing lowers the jerk further and
+    the reconstruction is no less accurate."""
     import torch
 
     from kmm_core.bvh.joint_map import builtin_joint_map
@@ -60,8 +62,8 @@ def test_shipped_tokenizer_jitter_is_removed_without_losing_accuracy(bandai_namc
     raw = [features_to_joints(f) for f in decoded]
     smoothed = [features_to_joints(smooth_decoded_features(f)) for f in decoded]
     level, raw_jerk, smoothed_jerk = (mean_jerk(m, FPS) for m in (real, raw, smoothed))
-    assert raw_jerk > 1.2 * level
-    assert abs(smoothed_jerk - level) < 0.15 * level
+    assert 0.5 * level < raw_jerk < level, (raw_jerk, level)
+    assert smoothed_jerk < raw_jerk
 
     def error(motions: list[np.ndarray]) -> float:
         return float(np.mean([np.linalg.norm((m - m[:, :1]) - (r - r[:, :1]), axis=-1).mean()

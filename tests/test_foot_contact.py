@@ -155,6 +155,12 @@ def test_a_gliding_body_marked_in_contact_is_replanted_not_crouched(real_clips):
     sunk = glide[:, 0, 1] - result.joints[:, 0, 1]
     assert sunk.max() <= settings.max_pelvis_drop + 0.02  # the pelvis moves with the floor pin only
     assert not result.contacts.all(axis=0).any(), "every foot was re-planted at least once"
+    # What the result reports held is held: frames a leg cannot reach even with the pelvis lowered are let go of.
+    assert _largest_drift_while_held(result.joints, result.contacts) <= HELD_TOLERANCE
+    upright = lock_feet(glide, FPS, all_down, offsets, FootLockSettings(max_pelvis_drop=0.0))
+    assert np.abs(upright.pelvis_drop).max() == 0.0
+    assert upright.contacts.sum() < result.contacts.sum()  # more frames let go of than with a 10 cm drop allowed
+    assert _largest_drift_while_held(upright.joints, upright.contacts) <= HELD_TOLERANCE
     lengths = np.linalg.norm(offsets[1:], axis=-1)
     np.testing.assert_allclose(_bone_lengths(result.joints), np.broadcast_to(lengths, (len(glide), 21)), atol=1e-9)
     # Without the two limits the same input crouches the body: the rule is what prevents it.

@@ -12,6 +12,7 @@ import pytest
 from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
+from kmm_core.foot_contact import CONTACT_JOINTS
 from kmm_core.generation.loops import CycleOffset, LoopError, close_loop, extra_frames, repeat_cycle
 from kmm_core.generation.timeline import Timeline, TimelineError
 from kmm_core.humanml3d.preprocess import preprocess_joints
@@ -117,3 +118,23 @@ def test_loop_reaches_cli_and_worker_protocol(tmp_path):
     sent = decode(encode(Generate(timeline=data, output_dir=str(tmp_path), id="g")))
     assert Timeline.from_dict(sent["timeline"]).loop
     assert extra_frames(30.0) == 16
+
+
+def test_a_standing_loop_does_not_turn_and_its_held_feet_stay_put_across_the_wrap(shipped_bundle):
+    """Both feet down across the wrap: the loop neither turns nor travels (a generated idle turns 9-13 degrees over
+    3 s; as the offset's turn about the origin it spun every repetition further and dragged the held feet by up to
+    3 cm at the wrap), and its held feet land exactly on themselves."""
+    from kmm_core.generation.timeline_generator import generate_timeline
+
+    timeline = Timeline.from_dict({"fps": 30, "segments": [{"prompt": "a person stands and waves both hands",
+                                                            "seconds": 3.0}], "loop": True})
+    for seed in (1, 2, 3):
+        (motion,) = generate_timeline(shipped_bundle, timeline, seed=seed)
+        held = motion.foot_contacts[-1].astype(bool) & motion.foot_contacts[0].astype(bool)
+        assert held[:2].any() and held[2:].any(), f"seed {seed}: both feet should be down at the wrap"
+        assert np.array_equal(motion.loop_offset, [0.0, 0.0, 0.0])
+        offset = CycleOffset(*motion.loop_offset)
+        next_first = offset.apply(motion.joints[:1].astype(np.float64))[0]
+        for column, joint in enumerate(CONTACT_JOINTS):
+            if held[column]:
+                assert np.linalg.norm(next_first[joint] - motion.joints[-1, joint]) <= 0.01, (seed, joint)

@@ -35,9 +35,14 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     steps = next(k for k in small if k.endswith("generator.steps"))
     tokenizer_steps = next(k for k in small if k.endswith("tokenizer.steps"))
     tokenizer_balance = next(k for k in small if k.endswith("tokenizer.balance"))
-    # The default: longer tokenizer and generator schedules, every action group drawn equally by both.
-    assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance}
-    assert all_data[balance] == all_data[tokenizer_balance] == 0.0
+    # The default: longer tokenizer and generator schedules, every action group drawn equally by both, and the
+    # decoder stage (off in small.toml) with the jerk weight chosen on the val split.
+    decoder = {"decoder.jerk_weight", "train.decoder.steps", "train.decoder.lr", "train.decoder.balance"}
+    assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, *decoder}
+    assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
-    assert {k for k in differ_open if "root" not in k} == {steps, balance}
-    assert open_model[steps] == 2500 and open_model[balance] == 0.5
+    assert small["decoder.jerk_weight"] == 0.0
+    assert all_data["decoder.jerk_weight"] == open_model["decoder.jerk_weight"] == 0.1
+    assert all_data["train.decoder.steps"] == open_model["train.decoder.steps"] == 1500
+    assert {k for k in differ_open if "root" not in k} == {steps, balance, *decoder}
+    assert open_model[steps] == 2500 and open_model[balance] == open_model["train.decoder.balance"] == 0.5

@@ -137,13 +137,20 @@ def _without_drift_at_a_held_wrap(cycle: np.ndarray, offset: CycleOffset, fps: f
                                   channels: np.ndarray | None) -> tuple[np.ndarray, CycleOffset]:
     """When a foot stays on the ground across the wrap, the cycle's travel must not slide it: the foot's mean
     horizontal drift while held there (over the held frames at both ends) is removed from the whole cycle, spread
-    evenly over its frames, and from the offset, so a held foot lands on itself in the next repetition.  A standing
-    motion whose body creeps (whole-body skating) then stands still; a walk keeps its steps."""
+    evenly over its frames, and from the offset, so a held foot lands on itself in the next repetition.  With both
+    feet down across the wrap (standing, an idle) the cycle is made to neither turn nor travel (`_standing_still`):
+    a body that creeps or slowly turns then stands still; a walk keeps its steps and a turning walk its turn."""
     frames = cycle.shape[0]
-    # Contacts of the cycle followed by its own next repetition: a run through the wrap is one run.
+    contacts = _contacts_through_the_wrap(cycle, offset, fps, channels)
+    held_at_wrap = contacts[frames - 1] & contacts[frames]
+    left, right = held_at_wrap[:2].any(), held_at_wrap[2:].any()  # columns: left ankle, left toe, right ankle, toe
+    if left and right:
+        # Both feet down across the wrap (a stance, an idle): the cycle must neither turn nor travel, or every
+        # repetition moves the standing body a little further and drags its held feet.  Turn and travel are taken
+        # out evenly over the cycle (the turn about the pelvis' mean position); the foot lock then holds the feet
+        # on one spot through every wrap.
+        return _standing_still(cycle, offset)
     pair = np.concatenate([cycle, offset.apply(cycle)])
-    pair_channels = None if channels is None else np.concatenate([channels, channels])
-    contacts = detect_contacts(pair, fps, pair_channels)
     velocities = []
     for column, joint in enumerate(CONTACT_JOINTS):
         held = contacts[:, column]
@@ -163,6 +170,26 @@ def _without_drift_at_a_held_wrap(cycle: np.ndarray, offset: CycleOffset, fps: f
     correction = -drift * frames  # per cycle
     fixed = cycle + (np.arange(frames) / frames)[:, None, None] * correction
     return fixed, CycleOffset(offset.dx + float(correction[0]), offset.dz + float(correction[2]), offset.dyaw)
+
+
+def _contacts_through_the_wrap(cycle: np.ndarray, offset: CycleOffset, fps: float,
+                               channels: np.ndarray | None) -> np.ndarray:
+    """Contacts (2F, 4) of the cycle followed by its own next repetition: a run through the wrap is one run."""
+    pair = np.concatenate([cycle, offset.apply(cycle)])
+    return detect_contacts(pair, fps, None if channels is None else np.concatenate([channels, channels]))
+
+
+def _standing_still(cycle: np.ndarray, offset: CycleOffset) -> tuple[np.ndarray, CycleOffset]:
+    """The cycle turned back by `offset.dyaw` x (frame / F) about its pelvis' mean horizontal position and moved back
+    by the travel left after that x (frame / F), with the offset of a cycle that neither turns nor travels."""
+    frames = cycle.shape[0]
+    progress = np.arange(frames) / frames
+    centre = np.array([cycle[:, 0, 0].mean(), 0.0, cycle[:, 0, 2].mean()])
+    turned = np.einsum("fij,fkj->fki", _yaw_matrix(-offset.dyaw * progress), cycle - centre) + centre
+    # The next repetition started at R(dyaw) p + d; turned back by the whole dyaw about the centre it is p + travel.
+    travel = _yaw_matrix(-offset.dyaw) @ (np.array([offset.dx, 0.0, offset.dz]) - centre) + centre
+    travel[1] = 0.0
+    return turned - progress[:, None, None] * travel, CycleOffset(0.0, 0.0, 0.0)
 
 
 def generation_timeline(timeline: Timeline) -> Timeline:

@@ -74,7 +74,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in components:
         tensors = {key: value.to(torch_dtype) if value.is_floating_point() else value
-                   for key, value in load_file(str(run_dir / f"{name}.safetensors")).items()}
+                   for key, value in component_weights(run_dir, name).items()}
         save_file(tensors, str(out_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(dtype)})
         shutil.copyfile(run_dir / f"{name}.json", out_dir / f"{name}.json")
     for name in ("Mean.npy", "Std.npy"):
@@ -99,6 +99,23 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
                      results_text)
     return out_dir
+
+
+def component_weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
+    """A component's final float32 weights; the tokenizer's come from RUN/decoder.safetensors when the decoder stage
+    ran, after checking that it kept the tokenizer's encoder and codebooks (so the generator's codes are its codes)."""
+    weights = load_file(str(run_dir / f"{name}.safetensors"))
+    refined_path = run_dir / "decoder.safetensors"
+    if name != "tokenizer" or not refined_path.is_file():
+        return weights
+    refined = load_file(str(refined_path))
+    if set(refined) != set(weights):
+        raise BundleError(refined_path, "does not hold the tokenizer's tensors: re-run `kmm-train decoder`")
+    for key, value in weights.items():
+        if not key.startswith("decoder.") and not torch.equal(refined[key], value):
+            raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
+                                            f"{run_dir / 'tokenizer.safetensors'}): re-run `kmm-train decoder`")
+    return refined
 
 
 def record_checksums(bundle_dir: str | Path) -> dict:

@@ -5,6 +5,7 @@ Examples::
 
     kmm-train prepare --out data/prepared --bandai-namco ... --cmu ...
     kmm-train tokenizer --config training/configs/small.toml --out runs/small
+    kmm-train decoder --config training/configs/small-all-data.toml --out runs/small-all   # smoother decoder only
     kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
     kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
     kmm-train vocabulary --dataset data/prepared --bundle runs/small/bundle      # what the model knows
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from ..errors import KMMError
 
-STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator")
+STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator", "decoder")
 EXIT_STOPPED = 130
 
 
@@ -51,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="build a HumanML3D-layout dataset from BVH (see kmm-train prepare --help)",
                         add_help=False)
     for stage in STAGE_COMMANDS:
-        _add_training_options(commands.add_parser(stage, help=f"train the {stage}"))
+        help_text = (f"train the {stage}" if stage != "decoder" else
+                     "retrain the tokenizer's decoder alone for smoothness ([decoder] jerk_weight; codes unchanged)")
+        _add_training_options(commands.add_parser(stage, help=help_text))
     every = commands.add_parser("all", help="train every stage in order, then assemble the model bundle")
     _add_training_options(every)
-    every.add_argument("--stages", default=",".join(("tokenizer", "aligner", "evaluator", "generator")),
-                       help="comma-separated stages to run (default: all four)")
+    every.add_argument("--stages", default=",".join(STAGE_COMMANDS),
+                       help="comma-separated stages to run (default: all; decoder only when [decoder] jerk_weight > 0)")
     every.add_argument("--bundle", type=Path, help="bundle folder (default: OUT/bundle)")
     every.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="bundle weight precision")
     every.add_argument("--name", help="model name stored in the bundle (kmm-train eval's row name)")

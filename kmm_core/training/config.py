@@ -31,7 +31,7 @@ from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
 SchemaT = TypeVar("SchemaT")
 
 #: The training stages, in the order ``kmm-train`` runs them; each has a ``[train.<stage>]`` table.
-STAGES = ("tokenizer", "aligner", "generator", "evaluator")
+STAGES = ("tokenizer", "aligner", "generator", "evaluator", "decoder")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -88,6 +88,23 @@ class TrainConfig:
     aligner: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
     generator: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
     evaluator: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+    decoder: TrainStageConfig = dataclasses.field(default_factory=TrainStageConfig)
+
+
+@dataclasses.dataclass
+class DecoderRefinementConfig:
+    """``[decoder]``: the optional ``decoder`` stage, which retrains the tokenizer's decoder alone for smoothness.
+
+    The encoder and codebooks stay frozen, so every clip keeps its codes and a generator trained on them stays valid.
+    The loss is the tokenizer's reconstruction + velocity terms plus ``jerk_weight`` x the mean distance (cm) between
+    the reconstructed and the real joints' third finite differences (per frame^3), on joint positions recovered from
+    the denormalised features.
+    """
+
+    jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
+
+    def __post_init__(self) -> None:
+        _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
 
 
 @dataclasses.dataclass
@@ -119,6 +136,7 @@ class ProjectConfig:
     aligner: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     evaluator: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
+    decoder: DecoderRefinementConfig = dataclasses.field(default_factory=DecoderRefinementConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 

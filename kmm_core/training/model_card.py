@@ -25,7 +25,7 @@ from ..errors import InputFileError
 from .run_log import LOG_FILE, read_log
 
 CARD_FILE = "README.md"
-STAGES = ("tokenizer", "aligner", "evaluator", "generator")
+STAGES = ("tokenizer", "aligner", "evaluator", "generator", "decoder")
 ACTION_RESULTS_HEADING = "## Per-action results"
 ACTION_RESULTS_BEGIN = "<!-- per-action results: begin (kmm-train bundle --action-results FILE, included verbatim) -->"
 ACTION_RESULTS_END = "<!-- per-action results: end -->"

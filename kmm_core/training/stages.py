@@ -14,7 +14,10 @@ Stages: ``tokenizer`` (VQ-VAE reconstruction), ``aligner`` (contrastive text/mot
 ``evaluator`` (the evaluation package's own contrastive text and motion encoders: the aligner architecture with its
 own ``[evaluator]`` config section and weights, trained on the train split only, so metrics never reuse the
 generator's conditioning model), and ``generator`` (masked token prediction on codes pre-encoded once by the frozen
-tokenizer, conditioned on the frozen aligner's or raw MiniLM sentence embeddings).
+tokenizer, conditioned on the frozen aligner's or raw MiniLM sentence embeddings), then the optional ``decoder``
+(the tokenizer's decoder retrained alone with a joint-jerk term, encoder and codebooks frozen so the codes the
+generator learned stay the same; writes RUN/decoder.safetensors, a whole tokenizer that the bundle ships in place of
+RUN/tokenizer.safetensors; off unless ``[decoder] jerk_weight`` > 0).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from .distributed import DistributedContext, barrier, init_distributed
 from .trainer import Trainer, TrainResult, seed_everything
 
 #: Order ``kmm-train all`` runs the stages in (the evaluator is independent of the others).
-STAGE_ORDER = ("tokenizer", "aligner", "evaluator", "generator")
+STAGE_ORDER = ("tokenizer", "aligner", "evaluator", "generator", "decoder")
 VALIDATION_CLIPS = 64  # validation uses at most this many clips: it must stay cheap next to training
 CACHE_DIR = "cache"
 
@@ -125,6 +128,49 @@ class TokenizerTraining(nn.Module):
         metrics["perplexity"] = float(out.perplexity[0])
         metrics["dead_codes"] = float(out.dead_codes.float().mean())
         return out.losses["total"], metrics
+
+
+class DecoderRefinement(nn.Module):
+    """The tokenizer's decoder trained alone: reconstruction + velocity + ``jerk_weight`` x joint-jerk distance.
+
+    The encoder and the codebooks are frozen and kept in eval mode (no EMA update, no dead-code reset, no quantizer
+    dropout), so every clip quantises to the codes it had and a generator trained on them stays valid.
+    """
+
+    def __init__(self, tokenizer: MotionTokenizer, normalizer: Normalizer, jerk_weight: float):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.config = tokenizer.config
+        self.jerk_weight = jerk_weight
+        self.register_buffer("mean", torch.as_tensor(normalizer.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.as_tensor(normalizer.std, dtype=torch.float32), persistent=False)
+        tokenizer.requires_grad_(False)
+        tokenizer.decoder.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> DecoderRefinement:
+        super().train(mode)
+        self.tokenizer.encoder.eval()
+        self.tokenizer.quantizer.eval()
+        return self
+
+    def compute_loss(self, batch: MotionBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.tokenizer(batch.features, batch.valid)
+        jerk = joint_jerk_distance(self.joints(out.reconstruction), self.joints(batch.features), batch.valid)
+        losses = {"reconstruction": out.losses["reconstruction"], "velocity": out.losses["velocity"], "jerk": jerk}
+        total = losses["reconstruction"] + self.config.velocity_weight * losses["velocity"] + self.jerk_weight * jerk
+        return total, {name: float(value.detach()) for name, value in losses.items()}
+
+    def joints(self, features: torch.Tensor) -> torch.Tensor:
+        return features_to_joints_torch(features * self.std + self.mean)
+
+
+def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean distance (cm) between the third finite differences of ``joints`` and ``reference`` (B, T, J, 3) over the
+    windows of four valid frames."""
+    windows = valid[:, 3:] & valid[:, :-3]
+    distance = (joints.diff(n=3, dim=1) - reference.diff(n=3, dim=1)).norm(dim=-1).mean(-1) * 100.0
+    mask = windows.to(distance.dtype)
+    return (distance * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class ContrastiveTraining(nn.Module):
@@ -292,21 +338,27 @@ def train_tokenizer(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
 
 def tokenizer_validation(tokenizer: MotionTokenizer, batches: list[MotionBatch], normalizer: Normalizer,
                          device: torch.device) -> dict[str, float]:
-    """Reconstruction loss and MPJPE (millimetres, root-relative joints) of the tokenizer on fixed val windows."""
+    """Reconstruction loss, MPJPE (millimetres, root-relative joints) and the reconstruction's mean jerk as a
+    multiple of the real clips' (``jerk_ratio``: 1 is as smooth as the data) of the tokenizer on fixed val windows."""
     loss_sum, error_sum, frames = 0.0, 0.0, 0
+    jerk_sums = torch.zeros(2, dtype=torch.float64)
     for batch in batches:
         features, valid = batch.features.to(device), batch.valid.to(device)
         out = tokenizer(features, valid)
         loss_sum += float(out.losses["reconstruction"]) * len(batch.names)
         joints_true = features_to_joints_torch(normalizer.denormalize(features))
         joints_pred = features_to_joints_torch(normalizer.denormalize(out.reconstruction))
+        windows = valid[:, 3:] & valid[:, :-3]
+        for row, joints in enumerate((joints_pred, joints_true)):
+            jerk_sums[row] += float(joints.diff(n=3, dim=1).norm(dim=-1).mean(-1)[windows].sum())
         joints_true = joints_true - joints_true[..., :1, :]
         joints_pred = joints_pred - joints_pred[..., :1, :]
         distance = (joints_true - joints_pred).norm(dim=-1).mean(-1)  # (B, T)
         error_sum += float(distance[valid].sum())
         frames += int(valid.sum())
     clips = sum(len(batch.names) for batch in batches)
-    return {"reconstruction": loss_sum / clips, "mpjpe_mm": 1000.0 * error_sum / max(frames, 1)}
+    return {"reconstruction": loss_sum / clips, "mpjpe_mm": 1000.0 * error_sum / max(frames, 1),
+            "jerk_ratio": float(jerk_sums[0] / jerk_sums[1].clamp(min=1e-12))}
 
 
 def contrastive_validation(aligner: TextMotionAligner, batches: list[MotionBatch],
@@ -373,7 +425,7 @@ def load_stage_model(out_dir: Path, stage: str, device: torch.device) -> nn.Modu
         model_config = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
-    if stage == "tokenizer":
+    if stage in ("tokenizer", "decoder"):  # RUN/decoder.safetensors is a whole tokenizer with a refined decoder
         model: nn.Module = MotionTokenizer(TokenizerConfig.from_dict(model_config, "tokenizer"))
     elif stage in ("aligner", "evaluator"):
         model = TextMotionAligner(AlignerConfig.from_dict(model_config, stage))
@@ -501,11 +553,40 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
                         export, progress)
 
 
+def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+                  progress: bool = True) -> StageResult:
+    """Retrain the finished tokenizer's decoder alone with the ``[decoder]`` jerk term (codes unchanged); writes
+    RUN/decoder.safetensors + .json (a whole tokenizer: the bundle ships it in place of RUN/tokenizer)."""
+    out_dir, context = Path(out_dir), _context(device)
+    if config.decoder.jerk_weight <= 0:
+        raise StageError("the decoder stage is off: set [decoder] jerk_weight > 0 (e.g. --set decoder.jerk_weight=0.1)")
+    tokenizer = load_stage_model(out_dir, "tokenizer", context.device)
+    train_set = motion_split(config, "train")
+    if context.is_main:
+        write_run_metadata(config, out_dir, train_set)
+    seed_everything(config.train.decoder.seed)
+    module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight)
+    val = validation_split(config, _print) if context.is_main else None
+    validate = None
+    if val is not None:
+        val_batches = _validation_batches(val, config.train.decoder.batch_size)
+
+        def validate(trained: nn.Module) -> dict[str, float]:
+            return tokenizer_validation(trained.tokenizer, val_batches, val.normalizer, context.device)
+
+    def export() -> Path:
+        return export_weights(module.tokenizer, out_dir / "decoder.safetensors", torch.float32, tokenizer.config)
+
+    return _run_trainer("decoder", module, train_set, collate_motion, config, out_dir, context, resume, validate,
+                        export, progress)
+
+
 STAGE_FUNCTIONS: Mapping[str, Callable[..., StageResult]] = {
     "tokenizer": train_tokenizer,
     "aligner": train_aligner,
     "evaluator": train_evaluator,
     "generator": train_generator,
+    "decoder": train_decoder,
 }
 assert set(STAGE_FUNCTIONS) == set(STAGES)
 
@@ -520,6 +601,9 @@ def run_stages(config: ProjectConfig, out_dir: str | Path, stages: Iterable[str]
     results = []
     for stage in STAGE_ORDER:
         if stage not in wanted:
+            continue
+        if stage == "decoder" and config.decoder.jerk_weight <= 0 and len(wanted) > 1:
+            _print("stage decoder skipped: [decoder] jerk_weight is 0 (the decoder refinement is off)")
             continue
         _print(f"stage {stage}")
         result = STAGE_FUNCTIONS[stage](config, out_dir, resume=resume, device=device, progress=progress)
