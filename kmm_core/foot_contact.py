@@ -33,8 +33,8 @@ module fixes that after decoding, in three steps:
    `max_pelvis_drop` (10 cm); and a contact whose joint wanders more than `max_lock_drift` (15 cm) from where it
    began ends there and starts again (`split_drifting_contacts`), so a body the model glides over the floor with
    its feet "down" re-plants them instead of sinking into a crouch it never made.  A held joint still out of reach
-   with the pelvis lowered that far is let go of on those frames and the legs solved again (a trailing stance foot
-   the model holds too long lifts its heel, then its toe), so every frame `contacts` reports held is held.  Real stance feet (the shipped
+   with the pelvis lowered that far is let go of on those frames (the stretched leg reaches towards it: a trailing
+   stance foot the model holds too long lifts its heel), so every frame `contacts` reports held is held.  Real stance feet (the shipped
    tests' walks, runs, kicks and a dance) keep their whole contacts.
 
 The result is positions only; `MotionResult.from_joints` (or `foot_locked_motion`) recomputes the bone rotations
@@ -69,8 +69,6 @@ LEGS: tuple[tuple[tuple[int, int, int, int], tuple[int, int]], ...] = (
 TOE_COLUMNS = (1, 3)
 # Metres a held joint may be left from its lock before the frame is let go of (out of the leg's reach).
 HELD_MISS_TOLERANCE = 0.002
-# Rounds of letting go of out-of-reach held frames and solving again (one is nearly always enough).
-MAX_RELEASE_PASSES = 3
 TOE_GROUND_HEIGHT = 0.003
 """Metres above y = 0 where a held toe joint stands: the median toe height during contact of real Bandai-Namco
 walks and runs after HumanML3D preprocessing is 0.002-0.006 m (their floor is the clip's lowest joint)."""
@@ -226,14 +224,14 @@ def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions:
         before = blend if index == 0 else min(blend, (start - runs[index - 1][1]) // 2)
         after = blend if index == len(runs) - 1 else min(blend, (runs[index + 1][0] - end) // 2)
         for frames_out, edge, step in ((before, start, -1), (after, end - 1, 1)):
-            for distance in range(1, frames_out + 1):
-                frame = edge + step * distance
-                if not 0 <= frame < frames:
-                    break
-                fade = float(_smoothstep(np.array(1.0 - distance / (frames_out + 1))))
-                if fade > weight[frame]:
-                    weight[frame] = fade
-                    correction[frame] = lock - positions[edge]
+            distance = np.arange(1, frames_out + 1)
+            frame = edge + step * distance
+            inside = (frame >= 0) & (frame < frames)
+            frame, distance = frame[inside], distance[inside]
+            fade = _smoothstep(1.0 - distance / (frames_out + 1))
+            stronger = fade > weight[frame]
+            weight[frame[stronger]] = fade[stronger]
+            correction[frame[stronger]] = lock - positions[edge]
     return weight, correction
 
 
@@ -367,20 +365,11 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         ground = ground + floor_shift
         ground[list(TOE_COLUMNS)] = np.where(np.isfinite(toes), TOE_GROUND_HEIGHT, np.nan)
     lengths = np.linalg.norm(offsets, axis=-1)
-    # A held joint the leg cannot reach even with the pelvis lowered as far as allowed is let go of on those frames
-    # (a trailing stance foot whose contact the model holds too long lifts its heel, and then its toe, as in a real
-    # walk) and the legs are solved again, so what `contacts` reports held is held.
-    min_frames = max(1, int(round(settings.min_contact_seconds * fps)))
-    for _ in range(MAX_RELEASE_PASSES):
-        cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
-        if not missed.any():
-            break
-        released = contacts & ~missed
-        contacts = np.stack([_clean_runs(released[:, k], min_frames) & released[:, k]
-                             for k in range(len(CONTACT_JOINTS))], axis=1)
-    else:
-        cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
-        contacts = contacts & ~missed
+    cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
+    # A held joint the leg cannot reach even with the pelvis lowered as far as allowed is let go of on those frames:
+    # the stretched leg reaches towards its lock (a trailing stance foot the model holds too long lifts its heel),
+    # and `contacts` reports only the frames that are held.
+    contacts = contacts & ~missed
     return FootLockResult(joints=cleaned, contacts=contacts, ground_heights=ground, pelvis_drop=drop,
                           floor_shift=floor_shift)
 
