@@ -141,7 +141,9 @@ def _without_drift_at_a_held_wrap(cycle: np.ndarray, offset: CycleOffset, fps: f
     feet down across the wrap (standing, an idle) the cycle is made to neither turn nor travel (`_standing_still`):
     a body that creeps or slowly turns then stands still; a walk keeps its steps and a turning walk its turn."""
     frames = cycle.shape[0]
-    contacts = _contacts_through_the_wrap(cycle, offset, fps, channels)
+    # Contacts of the cycle followed by its own next repetition: a run through the wrap is one run.
+    pair = np.concatenate([cycle, offset.apply(cycle)])
+    contacts = detect_contacts(pair, fps, None if channels is None else np.concatenate([channels, channels]))
     held_at_wrap = contacts[frames - 1] & contacts[frames]
     left, right = held_at_wrap[:2].any(), held_at_wrap[2:].any()  # columns: left ankle, left toe, right ankle, toe
     if left and right:
@@ -150,12 +152,11 @@ def _without_drift_at_a_held_wrap(cycle: np.ndarray, offset: CycleOffset, fps: f
         # out evenly over the cycle (the turn about the pelvis' mean position); the foot lock then holds the feet
         # on one spot through every wrap.
         return _standing_still(cycle, offset)
-    pair = np.concatenate([cycle, offset.apply(cycle)])
     velocities = []
     for column, joint in enumerate(CONTACT_JOINTS):
-        held = contacts[:, column]
-        if not (held[frames - 1] and held[frames]):
+        if not held_at_wrap[column]:
             continue
+        held = contacts[:, column]
         start, end = frames - 1, frames
         while start > 0 and held[start - 1]:
             start -= 1
@@ -170,13 +171,6 @@ def _without_drift_at_a_held_wrap(cycle: np.ndarray, offset: CycleOffset, fps: f
     correction = -drift * frames  # per cycle
     fixed = cycle + (np.arange(frames) / frames)[:, None, None] * correction
     return fixed, CycleOffset(offset.dx + float(correction[0]), offset.dz + float(correction[2]), offset.dyaw)
-
-
-def _contacts_through_the_wrap(cycle: np.ndarray, offset: CycleOffset, fps: float,
-                               channels: np.ndarray | None) -> np.ndarray:
-    """Contacts (2F, 4) of the cycle followed by its own next repetition: a run through the wrap is one run."""
-    pair = np.concatenate([cycle, offset.apply(cycle)])
-    return detect_contacts(pair, fps, None if channels is None else np.concatenate([channels, channels]))
 
 
 def _standing_still(cycle: np.ndarray, offset: CycleOffset) -> tuple[np.ndarray, CycleOffset]:

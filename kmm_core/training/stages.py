@@ -142,8 +142,7 @@ class DecoderRefinement(nn.Module):
         self.tokenizer = tokenizer
         self.config = tokenizer.config
         self.jerk_weight = jerk_weight
-        self.register_buffer("mean", torch.as_tensor(normalizer.mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("std", torch.as_tensor(normalizer.std, dtype=torch.float32), persistent=False)
+        self.normalizer = normalizer
         tokenizer.requires_grad_(False)
         tokenizer.decoder.requires_grad_(True)
 
@@ -161,7 +160,7 @@ class DecoderRefinement(nn.Module):
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
     def joints(self, features: torch.Tensor) -> torch.Tensor:
-        return features_to_joints_torch(features * self.std + self.mean)
+        return features_to_joints_torch(self.normalizer.denormalize(features))
 
 
 def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
