@@ -68,8 +68,9 @@ def worker(minutes: list[float], repeats: int) -> dict:
     import bpy
 
     _import_addon()
-    from kmm_motion.kmm_blender import armature_builder, keyframe_writer
-    from kmm_motion.kmm_core import kinematics, skeleton
+    from kmm_motion.kmm_blender.rigs import armature_builder
+    from kmm_motion.kmm_blender.takes import keyframe_writer
+    from kmm_motion.kmm_core.motion import kinematics, skeleton
 
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = int(TARGET_FPS), 1.0

@@ -55,14 +55,14 @@ def cold_load(root: Path = REPO_ROOT) -> tuple[float, float]:
     """A fresh process that imports torch and loads the shipped bundle (``ModelBundle.load``), nothing else: the
     start-up part of both the CLI and the worker's Load."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    code = "from kmm_core.model_bundle import ModelBundle; ModelBundle.load(device='cpu')"
+    code = "from kmm_core.bundle.model_bundle import ModelBundle; ModelBundle.load(device='cpu')"
     cpu, wall = _children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env, capture_output=True)
     return time.perf_counter() - wall, _children_cpu() - cpu
 
 
 def cold_worker(folder: Path) -> dict[str, float]:
-    from kmm_core.model_bundle import default_bundle_path
+    from kmm_core.bundle.model_bundle import default_bundle_path
     from kmm_core.worker.client import WorkerClient
     from kmm_core.worker.protocol import Generate, Load
 

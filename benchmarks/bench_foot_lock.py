@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from kmm_core.foot_contact import foot_locked_motion  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline  # noqa: E402
+from kmm_core.motion.foot_contact import foot_locked_motion  # noqa: E402
 
 PROMPTS = ["a person walks forward", "a person waves with the right hand", "a person jumps in place",
            "a person turns around", "a person runs forward", "a person kicks with the left leg"]
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from kmm_core.model_bundle import ModelBundle
+    from kmm_core.bundle.model_bundle import ModelBundle
 
     torch.set_num_threads(args.threads)
     bundle = ModelBundle.load(args.bundle, device="cpu")

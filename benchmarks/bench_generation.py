@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 
     bundles = [Path(b) for b in args.bundle]
     scratch = None

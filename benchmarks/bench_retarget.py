@@ -39,9 +39,9 @@ def _worker(motion_path: str, minutes: list[float], repeats: int) -> None:
     (packages / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
     sys.path.insert(0, str(packages))
     importlib.import_module("kmm_motion").register()
-    keyframe_writer = importlib.import_module("kmm_motion.kmm_blender.keyframe_writer")
-    rig_retarget = importlib.import_module("kmm_motion.kmm_blender.rig_retarget")
-    motion_result = importlib.import_module("kmm_motion.kmm_core.motion_result")
+    keyframe_writer = importlib.import_module("kmm_motion.kmm_blender.takes.keyframe_writer")
+    rig_retarget = importlib.import_module("kmm_motion.kmm_blender.rigs.retarget")
+    motion_result = importlib.import_module("kmm_motion.kmm_core.motion.motion_result")
 
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 30, 1.0

@@ -31,13 +31,13 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.generation import decoding_engine as engine  # noqa: E402
 from kmm_core.generation import timeline_generator as tg  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.model.masked_generator import token_condition_from_segments  # noqa: E402
 from kmm_core.model.motion_tokenizer import num_tokens_for_frames  # noqa: E402
-from kmm_core.model_bundle import ModelBundle  # noqa: E402
-from kmm_core.model_timing import FRAMES_PER_TOKEN, MODEL_FPS  # noqa: E402
+from kmm_core.motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS  # noqa: E402
 
 PROMPTS = ["a person walks forward", "a person waves with the right hand", "a person jumps in place",
            "a person turns around", "a person sits down", "a person runs forward", "a person raises the left hand"]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 from kmm_core.evaluation.directional import directional_accuracy, parse_directional_intent
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
-from kmm_core.model_bundle import ModelBundle, default_bundle_path
 
 
 def main() -> None:

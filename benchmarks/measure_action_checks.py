@@ -20,7 +20,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kmm_core.atomic_write import write_text_atomic  # noqa: E402
+from kmm_core.common.atomic_write import write_text_atomic  # noqa: E402
 from kmm_core.data.prepare import read_index  # noqa: E402
 from kmm_core.evaluation.action_checks import CHECK_NAMES, checks_for_action, run_check  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402

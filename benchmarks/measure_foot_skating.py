@@ -42,12 +42,12 @@ from kmm_core.evaluation.motion_quality import (  # noqa: E402
     foot_skating,
     mean_jerk,
 )
-from kmm_core.foot_contact import FootLockSettings, clean_foot_contacts, detect_contacts  # noqa: E402
 from kmm_core.humanml3d.features import FOOT_CONTACTS, features_to_joints  # noqa: E402
-from kmm_core.kinematics import forward_kinematics, inverse_kinematics  # noqa: E402
-from kmm_core.model_timing import MODEL_FPS  # noqa: E402
-from kmm_core.skeleton import tpose_offsets  # noqa: E402
-from kmm_core.swing_clearance import swing_gaps  # noqa: E402
+from kmm_core.motion.foot_contact import FootLockSettings, clean_foot_contacts, detect_contacts  # noqa: E402
+from kmm_core.motion.kinematics import forward_kinematics, inverse_kinematics  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
+from kmm_core.motion.skeleton import tpose_offsets  # noqa: E402
+from kmm_core.motion.swing_clearance import swing_gaps  # noqa: E402
 
 TOE_COLUMNS = {FOOT_JOINTS[0]: 1, FOOT_JOINTS[1]: 3}
 VARIANTS = {
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from kmm_core.bundle.model_bundle import ModelBundle
     from kmm_core.evaluation.generated_motions import generate_features
     from kmm_core.evaluation.settings import EvaluationSettings
     from kmm_core.evaluation.split_data import EvaluationData, choose_captions
     from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features
-    from kmm_core.model_bundle import ModelBundle
 
     torch.set_num_threads(1)
     settings = EvaluationSettings(split=args.split, max_samples=args.max_samples, base_seed=args.seed)

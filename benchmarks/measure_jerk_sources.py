@@ -38,9 +38,9 @@ from kmm_core.bvh.joint_map import builtin_joint_map  # noqa: E402
 from kmm_core.bvh.reader import parse_bvh, read_bvh  # noqa: E402
 from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
 from kmm_core.evaluation.motion_quality import jerk_curve, mean_jerk  # noqa: E402
-from kmm_core.foot_contact import clean_foot_contacts  # noqa: E402
 from kmm_core.humanml3d.preprocess import preprocess_joints  # noqa: E402
-from kmm_core.kinematics import forward_kinematics, inverse_kinematics  # noqa: E402
+from kmm_core.motion.foot_contact import clean_foot_contacts  # noqa: E402
+from kmm_core.motion.kinematics import forward_kinematics, inverse_kinematics  # noqa: E402
 
 FPS = 20.0
 CONTENTS = {"walk": "a person walks forward", "run": "a person runs forward",
@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from kmm_core.bundle.model_bundle import ModelBundle
     from kmm_core.generation.timeline import TRANSITION_MODES, Timeline
     from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline
     from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features
     from kmm_core.humanml3d.features import features_to_joints
-    from kmm_core.model_bundle import ModelBundle
 
     torch.set_num_threads(1)
     bundle = ModelBundle.load(args.bundle, device="cpu")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.evaluation.bundle_metrics import ReplicationCache, text_motion_metrics
 from kmm_core.evaluation.confidence import mean_confidence_interval
 from kmm_core.evaluation.evaluator import load_evaluator
@@ -26,7 +27,6 @@ from kmm_core.evaluation.generated_motions import generate_features
 from kmm_core.evaluation.settings import EvaluationSettings
 from kmm_core.evaluation.split_data import EvaluationData
 from kmm_core.humanml3d.features import features_to_joints
-from kmm_core.model_bundle import ModelBundle
 
 
 def tokenizer_mpjpe_mm(bundle: ModelBundle, features: list[np.ndarray], num_layers: int) -> float:

@@ -33,10 +33,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kmm_core import skeleton  # noqa: E402
 from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints  # noqa: E402
 from kmm_core.bvh.reader import parse_bvh  # noqa: E402
-from kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_core.motion import skeleton  # noqa: E402
+from kmm_core.motion.motion_result import MotionResult  # noqa: E402
 from kmm_core.retarget.bone_map import best_preset_map  # noqa: E402
 from kmm_core.retarget.bvh_output import resample_source  # noqa: E402
 from kmm_core.retarget.quality import mean_error_fraction, measure, proportion_neutral_reference  # noqa: E402

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from kmm_core.evaluation.motion_quality import CONTACT_HEIGHT, FOOT_JOINTS  # noqa: E402
-from kmm_core.foot_contact import horizontal_speed  # noqa: E402
-from kmm_core.model_timing import MODEL_FPS  # noqa: E402
+from kmm_core.motion.foot_contact import horizontal_speed  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 SPEED_BINS = ((0.3, 0.5), (0.5, 0.7), (0.7, 1.0), (1.0, np.inf))
 PERCENTILES = (5, 10, 25, 50)

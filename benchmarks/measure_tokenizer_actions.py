@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from kmm_core.model_bundle import ModelBundle
+    from kmm_core.bundle.model_bundle import ModelBundle
 
     torch.set_num_threads(1)
     bundle = ModelBundle.load(args.bundle, device="cpu")

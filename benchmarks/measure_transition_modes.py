@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.evaluation.confidence import mean_confidence_interval
 from kmm_core.evaluation.directional import directional_accuracy
 from kmm_core.evaluation.generated_motions import timeline_of
@@ -31,8 +32,7 @@ from kmm_core.evaluation.split_data import EvaluationData, spread
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import TRANSITION_MODES
 from kmm_core.generation.timeline_generator import generate_timeline
-from kmm_core.model_bundle import ModelBundle
-from kmm_core.model_timing import MODEL_FPS
+from kmm_core.motion.model_timing import MODEL_FPS
 
 NEIGHBOUR_SECONDS = 3.0
 

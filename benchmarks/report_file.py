@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from kmm_core.atomic_write import write_text_atomic
+from kmm_core.common.atomic_write import write_text_atomic
 
 
 def save_report(path: Path, lines: Sequence[str]) -> None:

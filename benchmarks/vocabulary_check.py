@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from kmm_core.bundle.model_bundle import ModelBundle
+from kmm_core.bundle.model_choice import resolve_model
 from kmm_core.generation.prompt_vocabulary import PromptVocabulary
-from kmm_core.model_bundle import ModelBundle
-from kmm_core.model_choice import resolve_model
 
 
 def main() -> None:

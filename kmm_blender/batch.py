@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     package = _addon_package()
     if not hasattr(bpy.types.Scene, "kmm"):
         package.register()
-    job_runner = importlib.import_module(".kmm_blender.job_runner", package.__name__)
-    segment_table = importlib.import_module(".kmm_blender.segment_table", package.__name__)
-    properties = importlib.import_module(".kmm_blender.properties", package.__name__)
-    errors = importlib.import_module(".kmm_core.errors", package.__name__)
-    backend_session = importlib.import_module(".kmm_blender.backend_session", package.__name__)
-    job_controller = importlib.import_module(".kmm_blender.job_controller", package.__name__)
+    job_runner = importlib.import_module(".kmm_blender.jobs.runner", package.__name__)
+    segment_table = importlib.import_module(".kmm_blender.timeline.segment_table", package.__name__)
+    properties = importlib.import_module(".kmm_blender.timeline.properties", package.__name__)
+    errors = importlib.import_module(".kmm_core.common.errors", package.__name__)
+    backend_session = importlib.import_module(".kmm_blender.backend.session", package.__name__)
+    job_controller = importlib.import_module(".kmm_blender.jobs.controller", package.__name__)
 
     context = bpy.context
     scene = context.scene
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bone_map:
             if not args.armature:
                 raise errors.KMMError("--bone-map needs --armature")
-            rig_retarget = importlib.import_module(".kmm_blender.rig_retarget", package.__name__)
+            rig_retarget = importlib.import_module(".kmm_blender.rigs.retarget", package.__name__)
             bone_map_module = importlib.import_module(".kmm_core.retarget.bone_map", package.__name__)
             bone_map = bone_map_module.load_bone_map(args.bone_map)
             bone_map.check(settings.target_armature.data.bones.keys(), settings.target_armature.name)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
 
         if args.export:
-            take_export = importlib.import_module(".kmm_blender.take_export", package.__name__)
+            take_export = importlib.import_module(".kmm_blender.takes.export", package.__name__)
             exported = take_export.export_take(context, imported.armature, args.export, int(takes[0].frame_start),
                                                int(takes[0].frame_end))
             print(f"KMM: exported {exported}")

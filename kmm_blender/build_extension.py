@@ -30,9 +30,9 @@ import tomllib
 from pathlib import Path
 
 try:
-    from ..kmm_core.errors import KMMError
+    from ..kmm_core.common.errors import KMMError
 except ImportError:  # run as `python -m kmm_blender.build_extension` from the repository root (top-level package)
-    from kmm_core.errors import KMMError  # type: ignore[no-redef]
+    from kmm_core.common.errors import KMMError  # type: ignore[no-redef]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_NAME = "blender_manifest.toml"
@@ -105,7 +105,7 @@ def stage_sources(source_dir: str | os.PathLike[str], stage: Path) -> list[str]:
     for manifest_path in stage.glob("kmm_core/checkpoints/*/bundle.json"):
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         manifest["components"] = [c for c in manifest.get("components", []) if c not in DROPPED_COMPONENTS]
-        if isinstance(manifest.get("files"), dict):  # checksums (kmm_core/weight_checksums.py) of shipped files only
+        if isinstance(manifest.get("files"), dict):  # checksums (kmm_core/bundle/weight_checksums.py) of shipped files only
             manifest["files"] = {name: entry for name, entry in manifest["files"].items()
                                  if name.split(".")[0] not in DROPPED_COMPONENTS}
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

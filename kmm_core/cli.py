@@ -29,10 +29,9 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .atomic_write import OutputWriteError, check_output_file
-from .errors import KMMError
-from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
-from .limits import (
+from .common.atomic_write import OutputWriteError, check_output_file
+from .common.errors import KMMError
+from .common.limits import (
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -41,6 +40,7 @@ from .limits import (
     MAX_VARIATIONS,
     MIN_GUIDANCE,
 )
+from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .retarget import command as retarget_command
 from .vocab_command import CHECKPOINT_HELP, add_vocab_parser, command_vocab, warn_about_prompts
 
@@ -178,7 +178,7 @@ def _progress(quiet: bool):
 
 
 def _load_bundle(args: argparse.Namespace):
-    from .model_bundle import ModelBundle
+    from .bundle.model_bundle import ModelBundle
 
     if args.device == "cuda":
         import torch
@@ -186,8 +186,9 @@ def _load_bundle(args: argparse.Namespace):
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available to torch here (use --device cpu or auto; "
                              "`kmm doctor` shows what is installed)")
-    from .model_bundle import BundleError, ModelMissingError
-    from .model_choice import resolve_model
+    from .bundle.model_bundle import ModelMissingError
+    from .bundle.model_choice import resolve_model
+    from .common.errors import BundleError
 
     try:
         return ModelBundle.load(resolve_model(args.checkpoint), device=args.device)
@@ -234,7 +235,7 @@ def command_generate(args: argparse.Namespace) -> int:
     _check_writable(paths, args)
     smpl_model = None
     if args.smpl_model:  # likewise a bad SMPL model file
-        from .smpl_export import load_smpl_model
+        from .motion_formats.smpl_export import load_smpl_model
 
         smpl_model = load_smpl_model(args.smpl_model)
     from .generation.timeline_generator import generate_timeline
@@ -251,7 +252,7 @@ def command_generate(args: argparse.Namespace) -> int:
 
 def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
     """Next to each output NAME.SUFFIX write NAME.smpl.npz: SMPL pose parameters, and the mesh if smplx is here."""
-    from .smpl_export import export_smpl, smplx_available
+    from .motion_formats.smpl_export import export_smpl, smplx_available
 
     mesh = smplx_available()
     if not mesh:
@@ -269,7 +270,7 @@ def write_smpl_files(results, paths: list[Path], smpl_model) -> list[Path]:
 def command_edit(args: argparse.Namespace) -> int:
     _check_common(args)
     _check_writable(_output_paths(args.output, args.variations), args)
-    from .motion_result import MotionResult
+    from .motion.motion_result import MotionResult
 
     source = MotionResult.load(args.source)
     if args.inbetween is not None and args.seconds is None:
@@ -342,8 +343,8 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
 
         add("cpu_scan", True, ("compiled CPU selective scan: " if kernel() is not None else
                                "pure-PyTorch selective scan (slower training): ") + kernel_status(), required=False)
-    from .model_bundle import read_manifest
-    from .model_choice import model_summary, resolve_model
+    from .bundle.model_bundle import read_manifest
+    from .bundle.model_choice import model_summary, resolve_model
 
     try:
         bundle_path = resolve_model(checkpoint)
@@ -370,7 +371,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
 def _weights_check(bundle_path: Path, manifest: dict) -> tuple[bool, str, bool]:
     """(ok, detail, required): the bundle's files match the checksums in bundle.json and every weight is finite; a
     bundle without checksums (made before they existed) is a warning."""
-    from .weight_checksums import count_non_finite, verify_bundle_files
+    from .bundle.weight_checksums import count_non_finite, verify_bundle_files
 
     try:
         checked = verify_bundle_files(bundle_path, manifest)
@@ -408,8 +409,9 @@ COMMANDS = {"generate": command_generate, "edit": command_edit, "doctor": comman
 
 
 def exit_code_for(exc: BaseException) -> int:
+    from .bundle.model_bundle import ModelMissingError
+    from .common.errors import BundleError
     from .generation.timeline import TimelineError
-    from .model_bundle import BundleError, ModelMissingError
 
     if isinstance(exc, ModelMissingError | BundleError | ModelLoadError):
         return EXIT_MODEL_MISSING

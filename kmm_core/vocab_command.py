@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from .vocabulary import format_vocabulary, read_vocabulary
+from .bundle.vocabulary import format_vocabulary, read_vocabulary
 
 CHECKPOINT_HELP = ("model: default (kmm-small, non-commercial), open (kmm-small-open, commercial use allowed), a "
                    "shipped bundle's name, or a bundle folder (default: default)")
@@ -35,9 +35,9 @@ def vocabulary_summary(vocabulary, with_captions: bool = False) -> dict[str, Any
 
 
 def command_vocab(args: argparse.Namespace) -> int:
-    from .model_bundle import read_manifest
-    from .model_choice import model_summary, resolve_model
-    from .weight_checksums import verify_vocabulary_files
+    from .bundle.model_bundle import read_manifest
+    from .bundle.model_choice import model_summary, resolve_model
+    from .bundle.weight_checksums import verify_vocabulary_files
 
     folder = resolve_model(args.checkpoint)
     manifest = read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)

@@ -127,7 +127,7 @@ def tiny_bundle(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_bundle):
     """`tiny_bundle` loaded once per session on the CPU (a ModelBundle); loading MiniLM takes seconds."""
-    from kmm_core.model_bundle import ModelBundle
+    from kmm_core.bundle.model_bundle import ModelBundle
 
     return ModelBundle.load(tiny_bundle, device="cpu")
 
@@ -176,7 +176,7 @@ def generated_take(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def addon_module(tmp_path_factory):
     """Import a module of the add-on the way Blender does, inside the extension package (`kmm_motion.`, the
-    repository root), so its relative imports of kmm_core work: `addon_module("kmm_blender.segment_table")`."""
+    repository root), so its relative imports of kmm_core work: `addon_module("kmm_blender.timeline.segment_table")`."""
     import importlib
     import sys
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kmm_core.skeleton import PARENTS, rest_positions, tpose_offsets
+from kmm_core.motion.skeleton import PARENTS, rest_positions, tpose_offsets
 
 SMPL_PARENTS = (*PARENTS, 20, 21)   # SMPL's 24 joints: the 22 body joints, then left/right hand on the wrists
 NUM_SMPL_JOINTS = len(SMPL_PARENTS)

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from kmm_core import __version__
-from kmm_core.errors import KMMError
+from kmm_core.bundle.model_choice import resolve_model
+from kmm_core.common.errors import KMMError
 from kmm_core.generation.timeline import Timeline
-from kmm_core.model_choice import resolve_model
-from kmm_core.model_timing import MODEL_FPS
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.model_timing import MODEL_FPS
+from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,

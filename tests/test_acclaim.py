@@ -23,8 +23,8 @@ from kmm_core.acclaim import (
     read_asf,
 )
 from kmm_core.bvh.writer import write_bvh
-from kmm_core.errors import InputFileError
-from kmm_core.rotations import matrix_to_quat
+from kmm_core.common.errors import InputFileError
+from kmm_core.motion.rotations import matrix_to_quat
 
 ACTORS = ("bd", "bk", "dg", "mm", "tr")
 CLIPS_PER_CLASS = 2

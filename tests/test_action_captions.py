@@ -14,7 +14,7 @@ from kmm_core.data.action_captions import (
     hdm05_class_phrase,
     split_camel_case,
 )
-from kmm_core.skeleton import mirror_text
+from kmm_core.motion.skeleton import mirror_text
 
 
 @pytest.mark.parametrize("name, phrase", [

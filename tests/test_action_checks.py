@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
 from kmm_core.data.prepare_cli import main as prepare_main
-from kmm_core.errors import InputTensorError
 from kmm_core.evaluation.action_checks import (
     CHECK_NAMES,
     action_words,

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""docs/architecture.md agrees with the tree: every module of the add-on, the generation package and the worker is
-on the map, every file the map names exists, and the import graph follows the layer table (no arrow from a lower
-row to a higher one; the torch column holds)."""
+"""docs/architecture.md agrees with the tree: every module of kmm_core and kmm_blender is in its tree with a job,
+every file the page names exists, the import graph follows the layer table (no arrow from a lower row to a higher
+one; the torch column holds) and has no circle."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MAP = REPO / "docs" / "architecture.md"
-MAPPED_FOLDERS = ("kmm_blender", "kmm_core/generation", "kmm_core/worker")
 PATH_TOKEN = re.compile(r"(?<![\w/.])((?:kmm_core|kmm_blender)/[\w/]*\w\.py)\b")
 
 
@@ -77,6 +76,10 @@ def _imports(path: str, names: dict[str, str], source: str | None = None) -> lis
             else:
                 target = node.module or ""
             candidates = [target] + [f"{target}.{alias.name}".lstrip(".") for alias in node.names]
+            # `from package import module`: the module is what is imported (the package's __init__ runs either way,
+            # and no __init__ of the project imports anything above its own layer)
+            if any(candidate in names for candidate in candidates[1:]):
+                candidates = candidates[1:]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         for candidate in candidates:
@@ -97,18 +100,47 @@ def _imports_torch(path: str, anywhere: bool) -> list[int]:
     return lines
 
 
-def test_every_module_of_the_mapped_folders_is_on_the_map_with_its_job():
+def _tree_jobs(text: str) -> dict[str, str]:
+    """Module path -> its job, from the tree of docs/architecture.md (a folder line, then its files indented)."""
+    section = text[text.index("## The tree"):]
+    block = section[section.index("```") + 3:]
+    block = block[:block.index("```")]
+    jobs, folder = {}, ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith(" ") and line.rstrip().endswith("/"):
+            folder = line.strip()
+            continue
+        name, _, job = line.strip().partition(" ")
+        jobs[name if "/" in name else name] = job.strip()
+    return jobs
+
+
+def test_every_module_is_in_the_tree_with_its_job():
+    jobs = _tree_jobs(_map_text())
+    missing = [path for path in _python_files() if path not in jobs]
+    assert not missing, f"add these modules to the tree of docs/architecture.md, with their job: {missing}"
+    jobless = [path for path, job in jobs.items() if len(job) < 12]
+    assert not jobless, f"say each module's job in the tree of docs/architecture.md: {jobless}"
+    stale = [path for path in jobs if not (REPO / path).is_file()]
+    assert not stale, f"the tree of docs/architecture.md names modules that do not exist: {stale}"
+
+
+def test_both_routes_are_drawn_through_the_addon_step_by_step():
     text = _map_text()
-    table = {row.split("|")[1].strip().strip("`") for row in text.splitlines() if row.startswith("| `")}
-    missing = [path for path in _python_files() if path.startswith(MAPPED_FOLDERS) and path not in table]
-    assert not missing, f"add these modules to docs/architecture.md (module table and route): {missing}"
-    route = text[:text.index("## Every module")]
-    off_route = [path for path in _python_files() if path.startswith(MAPPED_FOLDERS)
-                 and not path.endswith("__init__.py") and path not in route
-                 and path not in ("kmm_blender/preferences.py", "kmm_blender/doctor.py", "kmm_blender/properties.py",
-                                  "kmm_blender/batch.py",
-                                  "kmm_blender/build_extension.py")]
-    assert not off_route, f"these modules are on the route but not drawn in docs/architecture.md: {off_route}"
+    routes = text[text.index("## The two routes"):text.index("## The tree")]
+    generate, _, regenerate = routes.partition("**Regenerate a segment**")
+    for route, first, last in ((generate, "kmm_blender/ui/operators.py", "kmm_blender/takes/provenance.py"),
+                               (regenerate, "kmm_blender/ui/operators.py", "kmm_blender/takes/provenance.py")):
+        rooms = PATH_TOKEN.findall(route.split("The command line")[0])
+        addon = [room for room in rooms if room.startswith("kmm_blender/")]
+        assert addon[0] == first and last in addon, addon
+    must = ["kmm_blender/jobs/runner.py", "kmm_blender/jobs/controller.py", "kmm_blender/backend/session.py",
+            "kmm_blender/takes/keyframe_writer.py", "kmm_blender/rigs/retarget.py", "kmm_blender/rigs/take_keys.py"]
+    for route in (generate, regenerate):
+        assert all(module in route for module in must), [m for m in must if m not in route]
+    assert "kmm_blender/takes/segment_regenerator.py" in regenerate
 
 
 def test_every_file_the_map_names_exists():
@@ -120,7 +152,8 @@ def test_every_file_the_map_names_exists():
 
 def test_every_module_belongs_to_one_layer_of_the_table():
     rows = _layer_rows(_map_text())
-    assert [name for name, _, _ in rows][:3] == ["motion basics", "data", "model"] and rows[-1][0] == "Blender"
+    assert [name for name, _, _ in rows][:4] == ["common", "motion basics", "data", "model"]
+    assert rows[-1][0] == "Blender" and rows[-2][0] == "Blender UI"
     unplaced = [path for path in _python_files() if _layer_of(path, rows) is None]
     assert not unplaced, f"put these modules into the layer table of docs/architecture.md: {unplaced}"
 
@@ -158,6 +191,51 @@ def test_the_torch_column_holds():
     assert not wrong, "\n".join(wrong)
 
 
+def _circles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), i.e. the import circles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, []):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def _import_graph(names: dict[str, str]) -> dict[str, list[str]]:
+    return {path: sorted({target for target, _ in _imports(path, names)}) for path in _python_files()}
+
+
+def test_no_import_circle():
+    circles = _circles(_import_graph(_module_files()))
+    assert not circles, "import circles (each line: modules that import each other):\n" + "\n".join(
+        " <-> ".join(circle) for circle in circles)
+
+
 def test_the_checks_catch_an_upward_import_and_an_unmapped_module():
     """The checks are not vacuous: a lazy import of the worker inside a model module is caught, the training CLI
     sits above training, and a module the table does not name has no layer."""
@@ -169,5 +247,10 @@ def test_the_checks_catch_an_upward_import_and_an_unmapped_module():
     assert not _upward_imports("kmm_core/worker/server.py", rows, names, source="from ..model import mamba\n")
     assert _layer_of("kmm_core/training/cli.py", rows) > _layer_of("kmm_core/training/trainer.py", rows)
     assert _layer_of("kmm_core/not_on_the_map.py", rows) is None
-    imported = {target for target, _ in _imports("kmm_core/model_bundle.py", names)}
+    graph = _import_graph(names)
+    graph["kmm_blender/rigs/axes.py"] = ["kmm_blender/rigs/take_keys.py"]  # take_keys imports axes: a circle
+    assert ["kmm_blender/rigs/axes.py", "kmm_blender/rigs/take_keys.py"] in _circles(graph)
+    settings_up = _upward_imports("kmm_blender/settings.py", rows, names, source="from .ui import panel\n")
+    assert settings_up and "(Blender UI)" in settings_up[0]
+    imported = {target for target, _ in _imports("kmm_core/bundle/model_bundle.py", names)}
     assert "kmm_core/model/weights.py" in imported and "kmm_core/training/checkpoint.py" not in imported

@@ -10,7 +10,8 @@ import stat
 import numpy as np
 import pytest
 
-from kmm_core.atomic_write import (
+from kmm_core.bvh.writer import write_bvh
+from kmm_core.common.atomic_write import (
     OutputPathError,
     atomic_directory,
     atomic_open,
@@ -18,9 +19,8 @@ from kmm_core.atomic_write import (
     current_umask,
     write_text_atomic,
 )
-from kmm_core.bvh.writer import write_bvh
 from kmm_core.generation.timeline import Timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _import_as_extension():
-    """kmm_blender.backend_installer imported the way Blender imports it: inside the extension package."""
+    """kmm_blender.backend.installer imported the way Blender imports it: inside the extension package."""
     folder = Path(tempfile.mkdtemp(prefix="kmm_installer_package_"))
     (folder / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
     sys.path.insert(0, str(folder))
     try:
-        return importlib.import_module("kmm_motion.kmm_blender.backend_installer")
+        return importlib.import_module("kmm_motion.kmm_blender.backend.installer")
     finally:
         sys.path.remove(str(folder))
 
@@ -184,7 +184,7 @@ def test_remove_takes_the_pointer_first_and_every_environment(tmp_path):
 
 
 def test_a_worker_python_that_is_not_a_python_fails_the_job_saying_so():
-    session_module = importlib.import_module("kmm_motion.kmm_blender.backend_session")
+    session_module = importlib.import_module("kmm_motion.kmm_blender.backend.session")
     session = session_module.BackendSession(session_module.BackendConfig(python="/usr/bin/false"))
     job = session.submit(session_module.Generate(
         timeline={"fps": 20, "segments": [{"prompt": "walk", "start": 0, "end": 40}]}, output_dir="/tmp", seed=1,

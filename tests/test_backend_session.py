@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 
 STANDIN = Path(__file__).resolve().with_name("standin_worker.py")
 TIMELINE = {"fps": 30, "segments": [{"prompt": "walk forward", "seconds": 1.0}, {"prompt": "wave", "seconds": 0.5}]}
@@ -18,8 +18,8 @@ TIMELINE = {"fps": 30, "segments": [{"prompt": "walk forward", "seconds": 1.0}, 
 
 @pytest.fixture(scope="module")
 def bs(addon_module):
-    """kmm_blender.backend_session imported the way Blender imports it: inside the extension package."""
-    return addon_module("kmm_blender.backend_session")
+    """kmm_blender.backend.session imported the way Blender imports it: inside the extension package."""
+    return addon_module("kmm_blender.backend.session")
 
 
 def _config(bs, mode: str = "", **env: str):

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 from test_stages import _interrupt_after, tiny_config
 
+from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import read_index
-from kmm_core.errors import InputFileError
 from kmm_core.training.balanced_sampling import action_groups, group_shares, sampling_weights
 from kmm_core.training.batches import ShuffledBatches
 from kmm_core.training.stages import train_generator
@@ -32,7 +32,7 @@ def test_weights_give_each_group_n_to_the_balance():
 
 
 def test_a_balance_outside_0_to_1_is_a_config_error_naming_the_key(prepared_dataset):
-    from kmm_core.errors import ConfigError
+    from kmm_core.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"balance.*\[0, 1\].*1\.5"):
         tiny_config(prepared_dataset, "train.generator.balance=1.5")

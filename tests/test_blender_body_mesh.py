@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from blender_scripts.runner import run_blender_script
 
-from kmm_core.skeleton import JOINT_NAMES  # the bone names, pinned by test_blender_keyframes.py
+from kmm_core.motion.skeleton import JOINT_NAMES  # the bone names, pinned by test_blender_keyframes.py
 
 pytestmark = pytest.mark.blender
 

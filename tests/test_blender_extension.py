@@ -60,15 +60,15 @@ def test_validate_rejects_a_bad_manifest(tmp_path):
 
 def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
-    assert {"blender_manifest.toml", "__init__.py", "kmm_blender/__init__.py", "kmm_blender/keyframe_writer.py",
-            "kmm_core/skeleton.py", "kmm_core/worker/client.py"} <= set(names)
+    assert {"blender_manifest.toml", "__init__.py", "kmm_blender/__init__.py", "kmm_blender/takes/keyframe_writer.py",
+            "kmm_core/motion/skeleton.py", "kmm_core/worker/client.py"} <= set(names)
     for excluded in ("tests/", "training/", "benchmarks/", "docs/", ".ci/", "pyproject.toml"):
         assert not any(name.startswith(excluded) for name in names), excluded
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     # kmm_core is bundled for the worker (it runs this very copy: kmm_core/worker/client.py, PYTHONPATH), without
     # what it never imports: training and evaluation code, data preparation, the evaluator's weights.
     assert {"kmm_core/model/weights.py", "kmm_core/worker/server.py", "kmm_core/checkpoints/kmm-small/generator.safetensors",
-            "kmm_blender/backend_requirements.txt", "kmm_blender/backend_requirements_cuda.txt"} <= set(names)
+            "kmm_blender/backend/requirements.txt", "kmm_blender/backend/requirements_cuda.txt"} <= set(names)
     for unused in ("kmm_core/training/", "kmm_core/evaluation/",
                    "kmm_core/data/", "kmm_core/checkpoints/kmm-small/evaluator."):
         assert not any(name.startswith(unused) for name in names), unused
@@ -76,7 +76,7 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     assert {"kmm_core/model/compiled_selective_scan.py", "kmm_core/model/selective_scan_kernel.cpp",
             "kmm_core/model/minilm_bert.py", "kmm_core/generation/transition_inpainting.py"} <= set(names)
     # The worker's out-of-vocabulary check: its modules and the shipped model's vocabulary files.
-    assert {"kmm_core/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",
+    assert {"kmm_core/bundle/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",
             "kmm_core/checkpoints/kmm-small/vocabulary.json",
             "kmm_core/checkpoints/kmm-small/vocabulary.safetensors"} <= set(names)
     manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))
@@ -90,9 +90,9 @@ import kmm_core
 assert kmm_core.__file__.startswith(sys.argv[1]), kmm_core.__file__
 import kmm_core.worker.server
 from kmm_core.generation.prompt_vocabulary import prompt_warnings
-from kmm_core.model_bundle import ModelBundle
+from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.vocab_command import vocabulary_summary
-from kmm_core.vocabulary import read_vocabulary
+from kmm_core.bundle.vocabulary import read_vocabulary
 bundle = ModelBundle.load(device="cpu")
 warnings = prompt_warnings(bundle, [(0, "a person walks forward"), (1, "a person juggles three balls")])
 print(json.dumps({"actions": len(vocabulary_summary(read_vocabulary(bundle.path))["actions"]),

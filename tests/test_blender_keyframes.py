@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from blender_scripts.runner import run_blender_script
 
-from kmm_core.resample import resampled_frame_count
+from kmm_core.motion.resample import resampled_frame_count
 
 pytestmark = pytest.mark.blender
 
@@ -25,7 +25,7 @@ def blender_result(humanml3d_fixture_dir):
 
 
 def test_armature_has_one_named_bone_per_joint_with_skeleton_parents(blender_result):
-    from kmm_core import skeleton
+    from kmm_core.motion import skeleton
 
     assert sorted(blender_result["bone_names"]) == sorted(JOINT_NAMES)
     for joint, parent in enumerate(skeleton.PARENTS):
@@ -91,4 +91,4 @@ def test_rejected_motion_or_target_adds_nothing(blender_result):
 
 def test_motion_for_another_skeleton_is_retargeted_not_refused(blender_result):
     first, last = blender_result["other_rest_take_frames"]
-    assert last - first + 1 == resampled_frame_count(10, 20.0, 24.0)  # kmm_core.resample's one frame-count rule
+    assert last - first + 1 == resampled_frame_count(10, 20.0, 24.0)  # kmm_core.motion.resample's one frame-count rule

@@ -12,8 +12,8 @@ import pytest
 from blender_scripts.runner import run_blender_script
 from test_blender_real_worker import run_batch
 
-from kmm_core.model_bundle import default_bundle_path
-from kmm_core.motion_result import MotionResult
+from kmm_core.bundle.model_bundle import default_bundle_path
+from kmm_core.motion.motion_result import MotionResult
 
 pytestmark = pytest.mark.blender
 

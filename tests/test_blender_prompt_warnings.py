@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from blender_scripts.runner import run_blender_script
 
-from kmm_core.model_bundle import default_bundle_path
+from kmm_core.bundle.model_bundle import default_bundle_path
 
 pytestmark = pytest.mark.blender
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from blender_scripts.runner import run_blender_script
 
-from kmm_core.skeleton import JOINT_NAMES
+from kmm_core.motion.skeleton import JOINT_NAMES
 
 pytestmark = pytest.mark.blender
 BATCH = Path(__file__).resolve().parents[1] / "kmm_blender" / "batch.py"

@@ -17,10 +17,10 @@ import pytest
 from blender_scripts.runner import SCRIPTS
 
 from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
-from kmm_core.kinematics import fit_rest_offsets, inverse_kinematics
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.kinematics import fit_rest_offsets, inverse_kinematics
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.rotations import quat_to_matrix
 from kmm_core.retarget.quality import mean_error_fraction, measure, proportion_neutral_reference
-from kmm_core.rotations import quat_to_matrix
 
 pytestmark = pytest.mark.blender
 

@@ -8,8 +8,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def table(addon_module):
-    """kmm_blender.segment_table imported the way Blender imports it: inside the extension package."""
-    return addon_module("kmm_blender.segment_table")
+    """kmm_blender.timeline.segment_table imported the way Blender imports it: inside the extension package."""
+    return addon_module("kmm_blender.timeline.segment_table")
 
 
 def test_every_bad_row_gets_its_own_problem(table):

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path, read_manifest
+from kmm_core.bundle.weight_checksums import WeightFileError, verify_bundle_files
 from kmm_core.evaluation.evaluator import load_evaluator
 from kmm_core.model.weights import CheckpointError, load_weights
-from kmm_core.model_bundle import ModelBundle, default_bundle_path, read_manifest
-from kmm_core.weight_checksums import WeightFileError, verify_bundle_files
 
 SHIPPED = default_bundle_path()
 

@@ -9,7 +9,7 @@ from blender_scripts.bvh_import import blender_to_bvh_axes, run_blender_import
 
 from kmm_core.bvh import parse_bvh, read_bvh
 from kmm_core.bvh.reader import END_SITE_SUFFIX
-from kmm_core.errors import InputFileError
+from kmm_core.common.errors import InputFileError
 
 FRAMES = [0, 17, 60]
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from blender_scripts.bvh_import import blender_to_bvh_axes, run_blender_import
 
-from kmm_core import skeleton
 from kmm_core.bvh import read_bvh, write_bvh
 from kmm_core.bvh.reader import END_SITE_SUFFIX
-from kmm_core.errors import KMMError
-from kmm_core.kinematics import fit_rest_offsets, inverse_kinematics
+from kmm_core.common.errors import KMMError
+from kmm_core.motion import skeleton
+from kmm_core.motion.kinematics import fit_rest_offsets, inverse_kinematics
 
 FRAMES = [0, 27, 28, 29, 100, 169]
 

@@ -15,7 +15,7 @@ from kmm_core.data.captions import (
     third_person,
 )
 from kmm_core.data.sources import bandai_namco_specs, cmu_specs
-from kmm_core.skeleton import mirror_text
+from kmm_core.motion.skeleton import mirror_text
 
 SIDE = re.compile(r"\b(left|right)\b")
 

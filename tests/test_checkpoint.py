@@ -14,8 +14,8 @@ from safetensors import safe_open
 from training_helpers import NextFrameDataset, NextFrameMLP, tiny_stage_config
 
 import kmm_core.training.checkpoint as checkpoint_module
-from kmm_core.atomic_write import OutputWriteError
-from kmm_core.errors import KMMError
+from kmm_core.common.atomic_write import OutputWriteError
+from kmm_core.common.errors import KMMError
 from kmm_core.training.checkpoint import (
     CheckpointError,
     export_weights,

@@ -19,8 +19,8 @@ from kmm_core.cli import EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, main
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
-from kmm_core.motion_result import MotionResult
-from kmm_core.skeleton import JOINT_NAMES
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.skeleton import JOINT_NAMES
 from kmm_core.worker.client import worker_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_doctor_json_is_what_the_blender_addon_reads(tiny_bundle, tmp_path):
     (tmp_path / "kmm_motion").symlink_to(REPO_ROOT, target_is_directory=True)
     sys.path.insert(0, str(tmp_path))
     try:
-        doctor = importlib.import_module("kmm_motion.kmm_blender.doctor")
+        doctor = importlib.import_module("kmm_motion.kmm_blender.backend.doctor")
         parsed = doctor.parse_doctor_output(completed.stdout)
     finally:
         sys.path.remove(str(tmp_path))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""`kmm` refuses values beyond `kmm_core/limits.py` and unwritable outputs with exit 2/4 and one line on stderr, before
+"""`kmm` refuses values beyond `kmm_core/common/limits.py` and unwritable outputs with exit 2/4 and one line on stderr, before
 the model loads (the checkpoint given is missing: reaching the model would exit 3 instead)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kmm_core.limits import MAX_FPS, MAX_PROMPT_CHARS
+from kmm_core.common.limits import MAX_FPS, MAX_PROMPT_CHARS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,8 +85,8 @@ def test_every_checkpoint_problem_exits_3(tmp_path):
     and 2: any checkpoint problem is now 3."""
     import shutil
 
-    from kmm_core.model_bundle import default_bundle_path
-    from kmm_core.weight_checksums import FILES_KEY
+    from kmm_core.bundle.model_bundle import default_bundle_path
+    from kmm_core.bundle.weight_checksums import FILES_KEY
 
     bundle = Path(shutil.copytree(default_bundle_path(), tmp_path / "bundle"))
     manifest = json.loads((bundle / "bundle.json").read_text())

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from kmm_core.common.errors import KMMError
 from kmm_core.data.motion_dataset import MotionClips, collate_motion
-from kmm_core.errors import KMMError
 from kmm_core.model.motion_tokenizer import MotionTokenizer
 from kmm_core.training.bundle_writer import assemble_bundle
 from kmm_core.training.stages import (

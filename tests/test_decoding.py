@@ -9,11 +9,11 @@ import pytest
 import torch
 from model_test_data import stack_crops, train_tiny_tokenizer
 
-from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
+from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
 from kmm_core.model.decoding import decode_tokens
 from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
-from kmm_core.progress import GenerationCancelled
 
 COND_DIM = 16
 CODEBOOK = 32

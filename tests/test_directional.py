@@ -13,8 +13,8 @@ import pytest
 from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
+from kmm_core.common.errors import InputTensorError, KMMError
 from kmm_core.data.captions import CONTENT_PHRASES, STYLE_MANNERS, captions_for_label
-from kmm_core.errors import InputTensorError, KMMError
 from kmm_core.evaluation.directional import (
     INTENT_KINDS,
     DirectionalIntent,
@@ -25,7 +25,7 @@ from kmm_core.evaluation.directional import (
 )
 from kmm_core.evaluation.paraphrases import DIRECTIONAL_PARAPHRASES, paraphrase_prompts
 from kmm_core.humanml3d.preprocess import preprocess_joints
-from kmm_core.skeleton import mirror_positions, mirror_text
+from kmm_core.motion.skeleton import mirror_positions, mirror_text
 
 FPS = 20.0
 DIRECTIONAL_CONTENTS = ("raise-up-left-hand", "raise-up-right-hand", "wave-left-hand", "wave-right-hand",
@@ -123,7 +123,7 @@ def test_turn_sign_agrees_with_the_path(directional_clips):
 
 def test_heading_of_a_known_rotation():
     """A pose spun counter-clockwise seen from above (positive angle about +Y) turns +Z toward +X: a left turn."""
-    from kmm_core.skeleton import rest_positions
+    from kmm_core.motion.skeleton import rest_positions
 
     pose = rest_positions()
     angles = np.radians(np.linspace(0.0, 120.0, 40))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 from kmm_core.model.keyframe_masker import KeyFrameMasker, _tie_break_ranks
-from kmm_core.model_bundle import ModelBundle, default_bundle_path
 from kmm_core.training.ablate_command import ROWS
 
 FIXTURE_CLIP = "012314"  # 170 frames of HumanML3D features

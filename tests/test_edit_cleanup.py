@@ -11,15 +11,15 @@ import pytest
 
 from kmm_core.cli import main
 from kmm_core.evaluation.motion_quality import foot_skating
-from kmm_core.foot_contact import CONTACT_JOINTS
 from kmm_core.generation import editing
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.edit_cleanup import part_weights
 from kmm_core.generation.paths import path_spans
 from kmm_core.generation.timeline import Timeline
-from kmm_core.kinematics import forward_kinematics
-from kmm_core.motion_result import MotionResult
-from kmm_core.skeleton import PARENTS
+from kmm_core.motion.foot_contact import CONTACT_JOINTS
+from kmm_core.motion.kinematics import forward_kinematics
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.skeleton import PARENTS
 
 ARRAYS = ("joints", "root_translation", "local_rotations", "foot_contacts")
 TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 3.0},
@@ -32,7 +32,7 @@ RAW = GenerationOptions(foot_lock=False)
 def shipped_bundle():
     import torch
 
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 
     torch.set_num_threads(1)
     return ModelBundle.load(default_bundle_path(), device="cpu")

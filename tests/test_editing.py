@@ -12,7 +12,7 @@ from kmm_core.generation import editing
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 
 FAST = GenerationOptions(steps=2)
 ARRAYS = ("joints", "root_translation", "local_rotations")

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kmm_core.bundle.vocabulary import read_vocabulary
 from kmm_core.evaluation.action_evaluation import action_prototypes, retrieval_ranks
 from kmm_core.evaluation.action_report import ACTIONS_JSON, ACTIONS_MD
-from kmm_core.vocabulary import read_vocabulary
 
 SIZES = ["--prompts-per-action", "2", "--generations-per-prompt", "2", "--seed", "3", "--threads", "1", "--quiet"]
 
@@ -122,7 +122,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, tiny_bundle, prepared_dataset, c
     assert _run(["--checkpoint", str(missing), "--data", str(prepared_dataset), "--out", str(tmp_path / "o")]) == 1
     assert str(missing) in capsys.readouterr().err
 
-    # A model name goes through the one resolver (kmm_core.model_choice): an unknown one lists what is installed.
+    # A model name goes through the one resolver (kmm_core.bundle.model_choice): an unknown one lists what is installed.
     assert _run(["--checkpoint", "no-such-model", "--data", str(prepared_dataset), "--out", str(tmp_path / "o")]) == 1
     error = capsys.readouterr().err
     assert "no-such-model" in error and "kmm-small" in error

@@ -148,7 +148,7 @@ def test_bundle_without_evaluator_needs_one_given(tmp_path, tiny_bundle, prepare
 
 
 def test_transition_mode_is_a_checked_setting():
-    from kmm_core.errors import ConfigError
+    from kmm_core.common.errors import ConfigError
     from kmm_core.evaluation.evaluate import build_parser
     from kmm_core.evaluation.settings import EvaluationSettings
     from kmm_core.generation.timeline import DEFAULT_TRANSITIONS
@@ -161,7 +161,7 @@ def test_transition_mode_is_a_checked_setting():
 
 
 def test_results_reader_rejects_other_files(tmp_path):
-    from kmm_core.errors import InputFileError
+    from kmm_core.common.errors import InputFileError
 
     path = tmp_path / RESULTS_JSON
     path.write_text('{"rows": []}', encoding="utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.evaluation.motion_quality import mean_jerk
 from kmm_core.humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from kmm_core.humanml3d.features import FOOT_CONTACTS, features_to_joints
@@ -46,11 +46,11 @@ def test_shipped_tokenizer_decodes_no_jerkier_than_real_motion_and_smoothing_los
     the reconstruction is no less accurate."""
     import torch
 
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
     from kmm_core.bvh.joint_map import builtin_joint_map
     from kmm_core.bvh.reader import read_bvh
     from kmm_core.bvh.retarget import bvh_to_canonical_joints
     from kmm_core.humanml3d.preprocess import preprocess_joints
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
 
     torch.set_num_threads(1)
     bundle = ModelBundle.load(default_bundle_path(), device="cpu")

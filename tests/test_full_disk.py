@@ -16,16 +16,16 @@ from full_disk import full_disk
 from kmm_core.bvh.writer import write_bvh
 from kmm_core.generation.preview import write_preview
 from kmm_core.generation.timeline import Timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 
 WRITERS_SCRIPT = """
 import json, sys
 from pathlib import Path
 import torch
-from kmm_core.atomic_write import OutputWriteError
+from kmm_core.common.atomic_write import OutputWriteError
 from kmm_core.bvh.writer import write_bvh
 from kmm_core.generation.preview import write_preview
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 from kmm_core.training.checkpoint import export_weights, save_checkpoint
 
 disk, motion = Path(sys.argv[1]), MotionResult.load(sys.argv[2])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmm_core.errors import InputFileError, KMMError
+from kmm_core.common.errors import InputFileError, KMMError
 from kmm_core.humanml3d.dataset_folder import (
     Caption,
     HumanML3DFolder,

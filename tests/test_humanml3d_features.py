@@ -22,8 +22,8 @@ from kmm_core.humanml3d.features import (
     mirror_features,
 )
 from kmm_core.humanml3d.preprocess import preprocess_joints, process_motion, retarget_to_reference_skeleton
-from kmm_core.rotations import axis_angle_to_quat, qrot
-from kmm_core.skeleton import BONE_LENGTHS, PARENTS, mirror_positions
+from kmm_core.motion.rotations import axis_angle_to_quat, qrot
+from kmm_core.motion.skeleton import BONE_LENGTHS, PARENTS, mirror_positions
 
 SAMPLE = "012314"
 REPO_ROOT = Path(__file__).resolve().parents[1]

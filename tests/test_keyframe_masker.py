@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.model.keyframe_masker import KeyFrameMasker, RandomMasker, sample_mask_ratio
 
 METHODS = ["gaussian", "knn"]

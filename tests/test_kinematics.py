@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmm_core import skeleton
 from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
-from kmm_core.errors import KMMError
-from kmm_core.kinematics import (
+from kmm_core.common.errors import KMMError
+from kmm_core.motion import skeleton
+from kmm_core.motion.kinematics import (
     BRANCH_JOINTS,
     CHILDREN,
     LEAF_JOINTS,
@@ -18,7 +18,7 @@ from kmm_core.kinematics import (
     inverse_kinematics,
     reaim_joints,
 )
-from kmm_core.rotations import axis_angle_to_quat, quat_to_axis_angle
+from kmm_core.motion.rotations import axis_angle_to_quat, quat_to_axis_angle
 
 PARENTS = np.array(skeleton.PARENTS[1:])
 
@@ -175,7 +175,7 @@ def test_rotations_change_smoothly_on_humanml3d_except_at_the_straightened_right
 
 
 def test_quaternions_keep_their_hemisphere_like_a_frame_by_frame_loop(walking_joints):
-    from kmm_core.kinematics import _continuous_quaternions
+    from kmm_core.motion.kinematics import _continuous_quaternions
 
     offsets = fit_rest_offsets(walking_joints)
     _, rotations = inverse_kinematics(walking_joints, offsets)
@@ -197,7 +197,7 @@ def test_reaim_joints_matches_full_inverse_kinematics_when_only_limbs_moved(huma
     edited = rotations.copy()
     frames = len(edited)
     bend = axis_angle_to_quat(np.tile([[0.6, 0.1, 0.0]], (frames, 1)) * np.linspace(0, 1, frames)[:, None])
-    from kmm_core.rotations import qmul
+    from kmm_core.motion.rotations import qmul
     edited[:, 4] = qmul(edited[:, 4], bend)  # left knee
     edited[:, 18] = qmul(edited[:, 18], bend[:, [1, 0, 2, 3]] / np.linalg.norm(bend[:, [1, 0, 2, 3]], axis=-1,
                                                                                   keepdims=True))  # left elbow

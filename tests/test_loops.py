@@ -12,11 +12,11 @@ import pytest
 from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
-from kmm_core.foot_contact import CONTACT_JOINTS
 from kmm_core.generation.loops import CycleOffset, LoopError, close_loop, extra_frames, repeat_cycle
 from kmm_core.generation.timeline import Timeline, TimelineError
 from kmm_core.humanml3d.preprocess import preprocess_joints
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.foot_contact import CONTACT_JOINTS
+from kmm_core.motion.motion_result import MotionResult
 
 FPS = 20.0
 
@@ -78,7 +78,7 @@ def test_real_walk_loop_continues_exactly_into_its_next_repetition(bandai_namco_
 def shipped_bundle():
     import torch
 
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 
     torch.set_num_threads(1)
     return ModelBundle.load(default_bundle_path(), device="cpu")

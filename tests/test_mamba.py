@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from kmm_core.errors import InputTensorError
+from kmm_core.common.errors import InputTensorError
 from kmm_core.model.mamba import BidirectionalMamba, MambaBlock, reverse_valid_part
 
 D_MODEL = 32

@@ -9,7 +9,7 @@ import torch
 from model_test_data import stack_crops, train_tiny_tokenizer
 from safetensors.torch import load_file, save_file
 
-from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.model.configs import GeneratorConfig
 from kmm_core.model.keyframe_masker import KeyFrameMasker, sample_mask_ratio
 from kmm_core.model.masked_generator import MaskedGenerator, build_backbone, token_condition_from_segments

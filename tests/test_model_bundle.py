@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from kmm_core.bundle.model_bundle import BundleError, ModelBundle
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.model.configs import DecodingConfig
-from kmm_core.model_bundle import BundleError, ModelBundle
 
 
 def test_the_loaded_bundle_embeds_prompts_and_maps_codes_and_joints(tiny_model):

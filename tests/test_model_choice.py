@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from kmm_core.bundle.model_bundle import CHECKPOINTS_ENV, ModelBundle, default_bundle_path, read_manifest
+from kmm_core.bundle.model_choice import UnknownModelError, installed_bundles, licence_line, resolve_model
+from kmm_core.bundle.weight_checksums import FILES_KEY, VOCABULARY_FILES, WeightFileError, verify_bundle_files
 from kmm_core.data.source_licences import (
     CMU_ACKNOWLEDGEMENT,
     HDM05_ACKNOWLEDGEMENT,
@@ -27,12 +30,9 @@ from kmm_core.data.source_licences import (
     source_kind,
 )
 from kmm_core.generation.prompt_vocabulary import PromptVocabulary
-from kmm_core.model_bundle import CHECKPOINTS_ENV, ModelBundle, default_bundle_path, read_manifest
-from kmm_core.model_choice import UnknownModelError, installed_bundles, licence_line, resolve_model
 from kmm_core.training.cli import main as train_main
 from kmm_core.training.model_card import ACTION_RESULTS_BEGIN, ACTION_RESULTS_END, ACTION_RESULTS_HEADING
 from kmm_core.training.run_log import read_log
-from kmm_core.weight_checksums import FILES_KEY, VOCABULARY_FILES, WeightFileError, verify_bundle_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPEN_LICENCE = "CC BY-SA 3.0, commercial use allowed"

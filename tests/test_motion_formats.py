@@ -14,7 +14,8 @@ import pytest
 
 from kmm_core.acclaim import read_asf
 from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, parse_bvh, read_bvh
-from kmm_core.errors import InputFileError
+from kmm_core.common.errors import InputFileError
+from kmm_core.motion.skeleton import JOINT_NAMES, mirror_positions
 from kmm_core.motion_formats.cmu_expmap import EXPMAP_LAYOUT, parse_cmu_expmap, read_cmu_expmap
 from kmm_core.motion_formats.deepmimic import (
     parse_deepmimic_character,
@@ -22,7 +23,6 @@ from kmm_core.motion_formats.deepmimic import (
     read_deepmimic_character,
     read_deepmimic_motion,
 )
-from kmm_core.skeleton import JOINT_NAMES, mirror_positions
 
 
 def _angle(joints: np.ndarray, a: str, b: str, c: str) -> np.ndarray:
@@ -165,7 +165,7 @@ def test_every_deepmimic_clip_converts(deepmimic_dir, character):
         motion = read_deepmimic_motion(file, character)
         joints = bvh_to_canonical_joints(motion, joint_map)
         assert np.all(np.isfinite(joints)), file.name
-        # kmm_core/resample.py's rule: T frames last T frame times, kept to within one 20 fps frame.
+        # kmm_core/motion/resample.py's rule: T frames last T frame times, kept to within one 20 fps frame.
         assert abs(len(joints) / 20.0 - motion.num_frames * motion.frame_time) <= 0.05, file.name
 
 

@@ -9,7 +9,7 @@ import pytest
 from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
-from kmm_core.errors import InputTensorError
+from kmm_core.common.errors import InputTensorError
 from kmm_core.evaluation.motion_quality import (
     FOOT_JOINTS,
     boundary_frames,
@@ -22,7 +22,7 @@ from kmm_core.evaluation.motion_quality import (
     window_frames,
 )
 from kmm_core.humanml3d.preprocess import preprocess_joints
-from kmm_core.skeleton import NUM_JOINTS, rest_positions
+from kmm_core.motion.skeleton import NUM_JOINTS, rest_positions
 
 FPS = 20.0
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from kmm_core.generation.timeline import Timeline
-from kmm_core.kinematics import fit_rest_offsets, forward_kinematics
-from kmm_core.motion_result import FORMAT_VERSION, MotionResult, MotionResultError
-from kmm_core.rotations import qinv, qmul
-from kmm_core.skeleton import JOINT_NAMES, PARENTS, tpose_offsets
+from kmm_core.motion.kinematics import fit_rest_offsets, forward_kinematics
+from kmm_core.motion.motion_result import FORMAT_VERSION, MotionResult, MotionResultError
+from kmm_core.motion.rotations import qinv, qmul
+from kmm_core.motion.skeleton import JOINT_NAMES, PARENTS, tpose_offsets
 
 PROMPTS = ("a person walks forward", "turns to the left", "stops and waves")
 

@@ -9,7 +9,7 @@ import torch
 from model_test_data import stack_crops
 from safetensors.torch import load_file, save_file
 
-from kmm_core.errors import InputTensorError
+from kmm_core.common.errors import InputTensorError
 from kmm_core.model.configs import QuantizerConfig, TokenizerConfig
 from kmm_core.model.motion_tokenizer import MotionTokenizer, num_tokens_for_frames
 

@@ -18,7 +18,7 @@ from kmm_core.generation.paths import (
 )
 from kmm_core.generation.timeline import Timeline, TimelineError
 from kmm_core.humanml3d.features import forward_directions
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 
 ARC = np.linspace(0.0, 1.0, 30)
 PATHS = {
@@ -73,7 +73,7 @@ def test_path_timing_follows_its_times():
 def shipped_bundle():
     import torch
 
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
 
     torch.set_num_threads(1)
     return ModelBundle.load(default_bundle_path(), device="cpu")

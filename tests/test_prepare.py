@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import PrepareError, PrepareOptions, plan_windows, prepare_dataset, read_index
 from kmm_core.data.prepare_cli import main
 from kmm_core.data.sources import user_specs
 from kmm_core.data.splits import assign_splits, split_counts
-from kmm_core.errors import InputFileError
 from kmm_core.humanml3d import HumanML3DFolder, Normalizer, features_to_joints
-from kmm_core.skeleton import JOINT_INDEX, mirror_text
+from kmm_core.motion.skeleton import JOINT_INDEX, mirror_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIDE = re.compile(r"\b(left|right)\b")

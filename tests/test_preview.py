@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from kmm_core.generation.preview import GRID_SPACING_M, SIDE_COLOURS, bone_colour, floor_grid, write_preview
-from kmm_core.motion_result import MotionResult
-from kmm_core.skeleton import JOINT_INDEX, rest_positions
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.skeleton import JOINT_INDEX, rest_positions
 
 
 def test_left_bones_red_right_bones_blue_spine_grey():

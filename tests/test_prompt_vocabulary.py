@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
+from kmm_core.bundle.vocabulary import read_vocabulary
 from kmm_core.cli import main as kmm_main
 from kmm_core.generation.prompt_vocabulary import (
     EMBEDDINGS_FILE,
@@ -18,8 +20,6 @@ from kmm_core.generation.prompt_vocabulary import (
     VocabularyCheckUnavailable,
     embed_texts,
 )
-from kmm_core.model_bundle import ModelBundle, default_bundle_path
-from kmm_core.vocabulary import read_vocabulary
 from kmm_core.worker.client import WorkerClient
 from kmm_core.worker.protocol import Generate, ProtocolError, decode, encode
 

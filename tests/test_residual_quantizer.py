@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from kmm_core.errors import ConfigError, InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.model.configs import QuantizerConfig
 from kmm_core.model.residual_quantizer import ResidualVectorQuantizer
 

@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 
-from kmm_core import skeleton
 from kmm_core.bvh import (
     builtin_joint_map,
     bvh_to_canonical_joints,
@@ -19,15 +18,16 @@ from kmm_core.bvh import (
     read_bvh,
 )
 from kmm_core.bvh.joint_map import BUILTIN_MAP_DIR
-from kmm_core.errors import InputFileError, KMMError
-from kmm_core.resample import (
+from kmm_core.common.errors import InputFileError, KMMError
+from kmm_core.motion import skeleton
+from kmm_core.motion.resample import (
     make_quaternions_continuous,
     resample_positions,
     resample_rotations,
     resampled_frame_count,
     rescale_frame_numbers,
 )
-from kmm_core.rotations import axis_angle_to_quat, quat_to_axis_angle
+from kmm_core.motion.rotations import axis_angle_to_quat, quat_to_axis_angle
 
 J = skeleton.JOINT_INDEX
 

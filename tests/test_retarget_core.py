@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from kmm_core import skeleton
 from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
 from kmm_core.cli import main as kmm_main
-from kmm_core.errors import InputFileError, KMMError
-from kmm_core.kinematics import fit_rest_offsets
-from kmm_core.motion_result import MotionResult
-from kmm_core.resample import resampled_frame_count
+from kmm_core.common.errors import InputFileError, KMMError
+from kmm_core.motion import skeleton
+from kmm_core.motion.kinematics import fit_rest_offsets
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.resample import resampled_frame_count
 from kmm_core.retarget.bone_map import (
     BoneMapError,
     best_preset_map,
@@ -278,7 +278,7 @@ def test_kmm_retarget_cli_writes_on_the_target_hierarchy(tmp_path, rigs, generat
     np.testing.assert_allclose(written.offsets, target.offsets)
     assert written.frame_time == pytest.approx(target.frame_time, rel=1e-6)
     generated = MotionResult.load(generated_take)
-    # kmm_core.resample's one frame-count rule: the same duration at the file's frame rate.
+    # kmm_core.motion.resample's one frame-count rule: the same duration at the file's frame rate.
     assert written.num_frames == resampled_frame_count(len(generated.joints), generated.fps, target.fps)
     # The file's own FK reproduces the retargeted joints: channels, orders and the root translation are right.
     from kmm_core.retarget.command import load_source

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmm_core.errors import InputTensorError
+from kmm_core.common.errors import InputTensorError
 from kmm_core.evaluation.confidence import (
     mean_confidence_interval,
     repeat_with_seeds,

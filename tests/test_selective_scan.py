@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kmm_core.errors import InputTensorError
+from kmm_core.common.errors import InputTensorError
 from kmm_core.model import selective_scan as scan_module
 from kmm_core.model.selective_scan import (
     choose_selective_scan,

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmm_core.model_bundle import default_bundle_path, read_manifest
-from kmm_core.motion_result import MotionResult
+from kmm_core.bundle.model_bundle import default_bundle_path, read_manifest
+from kmm_core.motion.motion_result import MotionResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_same_seed_same_motion_with_the_shipped_model(tmp_path):
 def shipped_bundle():
     import torch
 
-    from kmm_core.model_bundle import ModelBundle
+    from kmm_core.bundle.model_bundle import ModelBundle
 
     torch.set_num_threads(1)
     return ModelBundle.load(default_bundle_path(), device="cpu")

@@ -10,10 +10,10 @@ import pytest
 from smpl_synthetic_model import NUM_SMPL_JOINTS, synthetic_rest_joints, write_synthetic_smpl_model
 
 from kmm_core.cli import EXIT_BAD_ARGUMENTS, main
-from kmm_core.errors import KMMError
-from kmm_core.motion_result import MotionResult
-from kmm_core.rotations import axis_angle_to_matrix
-from kmm_core.smpl_export import (
+from kmm_core.common.errors import KMMError
+from kmm_core.motion.motion_result import MotionResult
+from kmm_core.motion.rotations import axis_angle_to_matrix
+from kmm_core.motion_formats.smpl_export import (
     Y_UP_TO_Z_UP,
     SMPLModelError,
     SMPLUnavailableError,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from kmm_core.bundle.model_bundle import ModelBundle
+from kmm_core.common.errors import ConfigError, InputFileError
 from kmm_core.data.motion_dataset import EmptySplitError, MotionClips, TokenClips, collate_motion, collate_tokens
-from kmm_core.errors import ConfigError, InputFileError
-from kmm_core.model_bundle import ModelBundle
 from kmm_core.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from kmm_core.training.run_log import read_log
 from kmm_core.training.stages import (

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Swing-foot clearance and the generated feet kept where the model put them (kmm_core/swing_clearance.py,
-kmm_core/foot_contact.py): shuffling swing toes are lifted to a real step's arc, held frames are not touched, real
+"""Swing-foot clearance and the generated feet kept where the model put them (kmm_core/motion/swing_clearance.py,
+kmm_core/motion/foot_contact.py): shuffling swing toes are lifted to a real step's arc, held frames are not touched, real
 Bandai-Namco motion is left essentially as it is, and generated walks slide less than with the former clean-up."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
 from kmm_core.evaluation.motion_quality import foot_skating, mean_jerk
-from kmm_core.foot_contact import TOE_GROUND_HEIGHT, FootLockSettings, clean_foot_contacts, detect_contacts
 from kmm_core.humanml3d.preprocess import preprocess_joints
-from kmm_core.skeleton import JOINT_INDEX, PARENTS, tpose_offsets
-from kmm_core.swing_clearance import (
+from kmm_core.motion.foot_contact import TOE_GROUND_HEIGHT, FootLockSettings, clean_foot_contacts, detect_contacts
+from kmm_core.motion.skeleton import JOINT_INDEX, PARENTS, tpose_offsets
+from kmm_core.motion.swing_clearance import (
     LIFT_OFF_HEIGHT,
     REAL_STRIDE,
     REAL_SWING_PROFILE,
@@ -115,10 +115,10 @@ def test_real_steps_already_clear_the_floor_and_stay_as_they_were(real_clips, na
 def generated_walks():
     import torch
 
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
     from kmm_core.evaluation.generated_motions import generate_features
     from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features
     from kmm_core.humanml3d.features import FOOT_CONTACTS, features_to_joints
-    from kmm_core.model_bundle import ModelBundle, default_bundle_path
 
     torch.set_num_threads(1)
     bundle = ModelBundle.load(default_bundle_path(), device="cpu")

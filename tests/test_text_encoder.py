@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kmm_core.errors import ConfigError
+from kmm_core.common.errors import ConfigError
 from kmm_core.model.configs import TextEncoderConfig
 from kmm_core.model.text_encoder import MINILM_DIM, MiniLMTextEncoder, TextEncoderUnavailable
 

@@ -10,7 +10,7 @@ import torch
 from model_test_data import stack_crops
 from safetensors.torch import load_file, save_file
 
-from kmm_core.errors import ConfigError
+from kmm_core.common.errors import ConfigError
 from kmm_core.model.configs import AlignerConfig
 from kmm_core.model.text_encoder import MINILM_DIM, MiniLMTextEncoder
 from kmm_core.model.text_motion_aligner import TextMotionAligner, text_condition

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from kmm_core.errors import KMMError
+from kmm_core.common.errors import KMMError
 from kmm_core.generation.timeline import MAX_TOTAL_SECONDS, Segment, Timeline, TimelineError
 
 OURS = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 2.0},

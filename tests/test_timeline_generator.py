@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from kmm_core.common.progress import GenerationCancelled
 from kmm_core.evaluation.motion_quality import jerk_curve
 from kmm_core.generation.decoding_engine import GenerationOptions, StepCounter, decode_windowed, window_starts
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.model.motion_tokenizer import num_tokens_for_frames
-from kmm_core.motion_result import MotionResult
-from kmm_core.progress import GenerationCancelled
+from kmm_core.motion.motion_result import MotionResult
 
 FAST = GenerationOptions(steps=2)
 

@@ -14,13 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kmm_core.model_bundle import (
-    BundleError,
-    ModelBundle,
-    ModelMissingError,
-    default_bundle_path,
-    read_manifest,
-)
+from kmm_core.bundle.model_bundle import BundleError, ModelBundle, ModelMissingError, default_bundle_path, read_manifest
 from kmm_core.training.bundle_writer import assemble_bundle
 from kmm_core.training.cli import EXIT_STOPPED, build_parser, main
 from kmm_core.training.run_log import read_log

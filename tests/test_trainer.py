@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from training_helpers import NextFrameDataset, NextFrameMLP, state_of, tiny_stage_config
 
-from kmm_core.errors import KMMError
+from kmm_core.common.errors import KMMError
 from kmm_core.training.batches import EmptyDataError, ShuffledBatches
 from kmm_core.training.checkpoint import list_checkpoints, load_weights
 from kmm_core.training.config import TrainStageConfig

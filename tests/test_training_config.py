@@ -12,7 +12,7 @@ from typing import Literal
 
 import pytest
 
-from kmm_core.errors import ConfigError
+from kmm_core.common.errors import ConfigError
 from kmm_core.model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
 from kmm_core.training.config import (
     STAGES,

@@ -17,7 +17,7 @@ from kmm_core.generation.transition_inpainting import (
 )
 from kmm_core.model.configs import DecodingConfig
 from kmm_core.model.decoding import decode_tokens
-from kmm_core.model_timing import FRAMES_PER_TOKEN
+from kmm_core.motion.model_timing import FRAMES_PER_TOKEN
 
 GREEDY = DecodingConfig(steps=3, temperature=0.0)  # no sampling noise: batched and alone must agree exactly
 

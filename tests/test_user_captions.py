@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from kmm_core.common.errors import InputFileError
 from kmm_core.data.user_captions import read_captions_file
-from kmm_core.errors import InputFileError
 
 
 def _write(tmp_path, name: str, text: str):

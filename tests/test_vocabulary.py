@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
+from kmm_core.bundle.model_bundle import default_bundle_path
+from kmm_core.bundle.vocabulary import VOCABULARY_FILE, read_vocabulary, vocabulary_from_dataset
 from kmm_core.cli import main as kmm_main
+from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import read_index
-from kmm_core.errors import InputFileError
-from kmm_core.model_bundle import default_bundle_path
-from kmm_core.vocabulary import VOCABULARY_FILE, read_vocabulary, vocabulary_from_dataset
 
 
 def test_vocabulary_of_a_prepared_dataset(prepared_dataset):

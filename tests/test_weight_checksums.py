@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmm_core.model.weights import CheckpointError
-from kmm_core.model_bundle import BundleError, ModelBundle, default_bundle_path, read_manifest
-from kmm_core.training.bundle_writer import assemble_bundle
-from kmm_core.weight_checksums import (
+from kmm_core.bundle.model_bundle import BundleError, ModelBundle, default_bundle_path, read_manifest
+from kmm_core.bundle.weight_checksums import (
     FILES_KEY,
     WeightFileError,
     bundle_file_names,
@@ -25,6 +23,8 @@ from kmm_core.weight_checksums import (
     count_non_finite,
     verify_bundle_files,
 )
+from kmm_core.model.weights import CheckpointError
+from kmm_core.training.bundle_writer import assemble_bundle
 
 SHIPPED = default_bundle_path()
 REPO_ROOT = Path(__file__).resolve().parents[1]

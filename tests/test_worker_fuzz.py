@@ -21,7 +21,7 @@ import pytest
 from raw_worker import RawWorker
 
 from kmm_core.generation.timeline import Timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.protocol import REQUEST_TYPES, ProtocolError, decode, readable_id
 
 SEED = 17

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import kmm_core
-from kmm_core.errors import KMMError
+from kmm_core.common.errors import KMMError
 from kmm_core.generation.timeline import Timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.client import (
     PACKAGE_PARENT,
     WorkerClient,
@@ -392,7 +392,7 @@ def test_exit_advice(returncode, tail, words):
 
 def test_add_on_side_modules_import_without_torch():
     code = ("import sys; import kmm_core.worker.client, kmm_core.worker.protocol, kmm_core.generation.timeline, "
-            "kmm_core.motion_result; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+            "kmm_core.motion.motion_result; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=worker_environment(), capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"

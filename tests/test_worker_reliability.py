@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from raw_worker import RawWorker
 
-from kmm_core.model_bundle import default_bundle_path
+from kmm_core.bundle.model_bundle import default_bundle_path
 
 SHIPPED = default_bundle_path()
 SHORT = {"fps": 20, "segments": [{"prompt": "a person walks forward", "seconds": 0.4}]}

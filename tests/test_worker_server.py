@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kmm_core.generation.timeline import Timeline
-from kmm_core.motion_result import MotionResult
+from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.client import WorkerClient, worker_environment
 from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Edit, Generate, Load
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bvh.reader import is_number
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 from .asf import ROOT, AsfSkeleton
 
 ACCLAIM_FPS = 120.0   # CMU's and HDM05's capture rate; AMC files do not store it

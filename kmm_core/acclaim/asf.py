@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 
 INCH_IN_METRES = 0.0254
 ROOT = "root"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bvh.reader import END_SITE_SUFFIX, BvhMotion
-from ..errors import InputFileError
-from ..rotations import axis_angle_to_matrix, matrix_to_euler
+from ..common.errors import InputFileError
+from ..motion.rotations import axis_angle_to_matrix, matrix_to_euler
 from .amc import ACCLAIM_FPS, AmcMotion
 from .asf import ROOT, AsfSkeleton
 

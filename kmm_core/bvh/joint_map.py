@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, read_json_file
-from ..skeleton import JOINT_NAMES
+from ..common.errors import InputFileError, read_json_file
+from ..motion.skeleton import JOINT_NAMES
 
 BUILTIN_MAP_DIR = Path(__file__).resolve().parent / "joint_maps"
 BUILTIN_MAPS = ("bandai_namco", "cmu_daz", "cmu_31", "acclaim_31", "cc_base", "deepmimic_humanoid3d")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
-from ..rotations import axis_angle_to_matrix
+from ..common.errors import InputFileError
+from ..motion.rotations import axis_angle_to_matrix
 
 END_SITE_SUFFIX = "/End Site"
 

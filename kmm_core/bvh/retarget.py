@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import KMMError
-from ..model_timing import MODEL_FPS
-from ..resample import resample_positions
+from ..common.errors import KMMError
+from ..motion.model_timing import MODEL_FPS
+from ..motion.resample import resample_positions
 from .joint_map import JointMap
 from .reader import BvhMotion, read_bvh
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_write import write_text_atomic
-from ..errors import KMMError
-from ..rotations import matrix_to_euler, quat_to_matrix
-from ..skeleton import JOINT_NAMES, PARENTS
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import KMMError
+from ..motion.rotations import matrix_to_euler, quat_to_matrix
+from ..motion.skeleton import JOINT_NAMES, PARENTS
 
 _NUMBER_FORMAT = "{:.6f}"
 

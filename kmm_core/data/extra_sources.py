@@ -18,7 +18,7 @@ from pathlib import Path
 from ..acclaim.amc import ACCLAIM_FPS
 from ..acclaim.asf import AsfSkeleton, read_asf
 from ..bvh.joint_map import builtin_joint_map
-from ..errors import InputFileError, KMMError
+from ..common.errors import InputFileError, KMMError
 from ..motion_formats.deepmimic import read_deepmimic_character
 from .action_captions import (
     CMU_EXPMAP_PHRASES,

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 from ..humanml3d.dataset_folder import Caption, HumanML3DFolder
 from ..humanml3d.normalizer import Normalizer
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 
 class EmptySplitError(KMMError, ValueError):

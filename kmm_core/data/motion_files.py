@@ -12,7 +12,7 @@ from ..acclaim.amc import parse_amc
 from ..acclaim.asf import AsfSkeleton
 from ..acclaim.kinematics import acclaim_to_bvh_motion
 from ..bvh.reader import BvhMotion, parse_bvh
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 from ..motion_formats.cmu_expmap import parse_cmu_expmap
 from ..motion_formats.deepmimic import DeepMimicCharacter, parse_deepmimic_motion
 

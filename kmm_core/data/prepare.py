@@ -42,17 +42,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_write import atomic_directory
 from ..bvh.joint_map import JointMap
 from ..bvh.reader import BvhMotion
 from ..bvh.retarget import bvh_to_canonical_joints
-from ..errors import ConfigError, InputFileError, KMMError
+from ..common.atomic_write import atomic_directory
+from ..common.errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
 from ..humanml3d.features import FEATURE_DIM, features_to_joints
 from ..humanml3d.normalizer import HUMANML3D_STD_GROUPS, MEAN_FILE, STD_FILE
 from ..humanml3d.preprocess import process_motion
-from ..model_timing import MODEL_FPS
-from ..skeleton import mirror_positions, mirror_text
+from ..motion.model_timing import MODEL_FPS
+from ..motion.skeleton import mirror_positions, mirror_text
 from .motion_files import motion_from_text
 from .sources import BvhLocation, ClipSpec, read_bvh_texts
 from .splits import SPLITS, assign_splits, check_fractions

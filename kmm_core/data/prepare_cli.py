@@ -22,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..atomic_write import OutputWriteError
-from ..errors import KMMError
+from ..common.atomic_write import OutputWriteError
+from ..common.errors import KMMError
 from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
 from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
 from .sources import bandai_namco_specs, cmu_specs, user_specs

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
-from ..errors import ConfigError, InputFileError, read_json_file
+from ..common.errors import ConfigError, InputFileError, read_json_file
 from .captions import captions_for_description, captions_for_label, description_content
 from .user_captions import read_captions_file
 

@@ -16,7 +16,7 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping
 
-from ..errors import ConfigError
+from ..common.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 

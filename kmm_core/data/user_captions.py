@@ -36,7 +36,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 
 DEFAULT_CONTENT = "user"
 CAPTION_SEPARATOR = "|"

@@ -47,10 +47,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from ..humanml3d.features import check_joints
-from ..model_timing import MODEL_FPS
-from ..skeleton import JOINT_INDEX
+from ..motion.model_timing import MODEL_FPS
+from ..motion.skeleton import JOINT_INDEX
 
 CHECK_NAMES = ("jump", "squat", "lie", "crawl", "kick")
 

@@ -56,10 +56,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputFileError, KMMError
+from ..common.errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from ..humanml3d.features import features_to_joints
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .action_checks import checks_for_action, run_check
 from .directional import decide, parse_directional_intent
 from .settings import EvaluationError, EvaluationSettings
@@ -269,10 +269,10 @@ def run_action_evaluation(checkpoint: str | Path, data_root: str | Path, setting
                           evaluator_path: str | Path | None = None,
                           log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """The whole evaluation of one bundle: returns the actions document (``action_report.write_action_results``)."""
+    from ..bundle.model_bundle import ModelBundle, read_manifest
+    from ..bundle.model_choice import resolve_model
+    from ..bundle.vocabulary import read_vocabulary
     from ..humanml3d.dataset_folder import HumanML3DFolder
-    from ..model_bundle import ModelBundle, read_manifest
-    from ..model_choice import resolve_model
-    from ..vocabulary import read_vocabulary
     from .evaluate import checkpoint_name
     from .evaluator import load_evaluator
     from .split_data import load_items, window_reader

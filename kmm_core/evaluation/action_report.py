@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..atomic_write import write_text_atomic
-from ..errors import InputFileError
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import InputFileError
 
 ACTIONS_JSON = "actions.json"
 ACTIONS_MD = "actions.md"

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle.model_bundle import ModelBundle
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import features_to_joints
-from ..model_bundle import ModelBundle
-from ..model_timing import MODEL_FPS
+from ..motion.model_timing import MODEL_FPS
 from .confidence import mean_confidence_interval, summarize_runs
 from .directional import directional_accuracy
 from .evaluator import Evaluator

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 
 DEFAULT_REPLICATIONS = 20
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from ..humanml3d.features import check_joints
-from ..skeleton import JOINT_INDEX
+from ..motion.skeleton import JOINT_INDEX
 
 SIDES = ("left", "right")
 INTENT_KINDS = ("raise", "wave", "turn", "sideways")

@@ -40,11 +40,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import KMMError
+from ..bundle.model_bundle import ModelBundle
+from ..common.errors import KMMError
 from ..generation.timeline import TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
-from ..model_bundle import ModelBundle
 from .bundle_metrics import ReplicationCache, evaluate_bundle, evaluate_ground_truth, r_precision_batch
 from .evaluator import load_evaluator
 from .paraphrases import paraphrase_prompts
@@ -83,7 +83,7 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
                    evaluator_path: str | Path | None = None,
                    log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Evaluate every checkpoint (bundle folder) on `data_root`'s split; returns the results document."""
-    from ..model_bundle import read_manifest
+    from ..bundle.model_bundle import read_manifest
 
     if not checkpoints:
         raise EvaluationError("no checkpoint to evaluate: give --checkpoint BUNDLE or --compare BUNDLE ...")
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
             device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing)
-        from ..model_choice import resolve_model
+        from ..bundle.model_choice import resolve_model
 
         checkpoints = [resolve_model(c) for c in ([args.checkpoint] if args.checkpoint is not None else args.compare)]
         evaluator = resolve_model(args.evaluator) if args.evaluator else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 
 
 class Evaluator:
@@ -75,8 +75,8 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
             raise InputFileError(path, "not found: the evaluator is trained by `kmm-train evaluator` (or "
                                        "`kmm-train all`) and copied into bundles; pass --evaluator FOLDER")
     if (folder / "bundle.json").is_file():  # a bundle: its checksums cover what is read here
-        from ..model_bundle import read_manifest
-        from ..weight_checksums import STATISTICS_FILES, verify_bundle_files
+        from ..bundle.model_bundle import read_manifest
+        from ..bundle.weight_checksums import STATISTICS_FILES, verify_bundle_files
 
         verify_bundle_files(folder, read_manifest(folder), [weights.name, config_path.name, *STATISTICS_FILES])
     try:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..bundle.model_bundle import ModelBundle
 from ..humanml3d.features import features_to_joints
-from ..model_bundle import ModelBundle
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .split_data import EvalItem
 
 
@@ -54,8 +54,8 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
 
 def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:
     """Joints of generated features (20 fps), with the foot-contact cleanup of generate_timeline when `foot_lock`."""
-    from ..foot_contact import clean_foot_contacts
     from ..humanml3d.features import FOOT_CONTACTS
+    from ..motion.foot_contact import clean_foot_contacts
 
     joints = [features_to_joints(f) for f in features]
     if not foot_lock:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from ..humanml3d.features import check_joints
-from ..skeleton import JOINT_INDEX
+from ..motion.skeleton import JOINT_INDEX
 
 TRANSITION_WINDOW_SECONDS = 1.0
 # The toe-base joints (HumanML3D's "foot" joints) carry the contact: on real canonical clips they rest at

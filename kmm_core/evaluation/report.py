@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic_write import write_text_atomic
-from ..errors import InputFileError, read_json_file
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import InputFileError, read_json_file
 from .confidence import ConfidenceInterval
 
 RESULTS_FORMAT_VERSION = 1

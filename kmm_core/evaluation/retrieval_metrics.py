@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 
 R_PRECISION_BATCH = 32
 R_PRECISION_TOP_K = 3

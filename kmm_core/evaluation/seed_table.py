@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from .confidence import mean_confidence_interval
 from .report import COLUMNS
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import ConfigError, KMMError
+from ..common.errors import ConfigError, KMMError
 from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
-from ..model_timing import FRAMES_PER_TOKEN
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from .confidence import replication_seeds
 
 GROUND_TRUTH = "ground truth"

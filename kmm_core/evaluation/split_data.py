@@ -15,7 +15,7 @@ import numpy as np
 
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.features import features_to_joints
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .directional import parse_directional_intent
 from .settings import EvaluationError, EvaluationSettings
 

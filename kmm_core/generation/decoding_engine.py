@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..common.errors import ConfigError
+from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
-from ..model_timing import FRAMES_PER_TOKEN
-from ..progress import CancelCheck, GenerationCancelled, ProgressCallback
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from .timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model_bundle import ModelBundle
+    from ..bundle.model_bundle import ModelBundle
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class GenerationOptions:
     inpaint_context_tokens: int = 16  # inpaint: fixed tokens each side of a re-decoded region that its window sees
     max_window_tokens: int = 1024
     window_overlap_tokens: int = 64
-    foot_lock: bool = True  # hold feet on their contacts (kmm_core/foot_contact.py); False keeps the raw decode
+    foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
 
     def __post_init__(self) -> None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..foot_contact import foot_locked_motion
-from ..kinematics import inverse_kinematics
-from ..motion_result import MotionResult
+from ..motion.foot_contact import foot_locked_motion
+from ..motion.kinematics import inverse_kinematics
+from ..motion.motion_result import MotionResult
 
 CONTEXT_SECONDS = 1.0
 """Kept motion on each side of the new part that the clean-up sees (its contacts decide the part's edge locks)."""

@@ -23,16 +23,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import KMMError
+from ..bundle.model_bundle import ModelBundle
+from ..common.errors import KMMError
+from ..common.limits import EDIT_MODES
+from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
-from ..kinematics import inverse_kinematics
-from ..limits import EDIT_MODES
 from ..model.masked_generator import token_condition_from_segments
-from ..model_bundle import ModelBundle
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
-from ..motion_result import MotionResult
-from ..progress import CancelCheck, ProgressCallback
+from ..motion.kinematics import inverse_kinematics
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.motion_result import MotionResult
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .edit_cleanup import clean_edited_part
 from .paths import follow_paths, path_spans

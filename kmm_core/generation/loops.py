@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import KMMError
-from ..foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts, foot_locked_motion
+from ..common.errors import KMMError
 from ..humanml3d.features import forward_directions
-from ..motion_result import MotionResult
-from ..skeleton import JOINT_INDEX, NUM_JOINTS
+from ..motion.foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts, foot_locked_motion
+from ..motion.motion_result import MotionResult
+from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
 from .timeline import Segment, Timeline
 
 LOOP_BLEND_SECONDS = 0.5

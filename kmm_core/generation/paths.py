@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 from ..humanml3d.features import forward_directions, gaussian_smooth
-from ..skeleton import JOINT_INDEX, NUM_JOINTS
+from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
 
 _ACROSS_PLUS = (JOINT_INDEX["right_hip"], JOINT_INDEX["right_shoulder"])
 _ACROSS_MINUS = (JOINT_INDEX["left_hip"], JOINT_INDEX["left_shoulder"])
@@ -213,7 +213,7 @@ def motion_on_paths(motion, timeline):
     rotations recomputed (the rest of the result is kept)."""
     from dataclasses import replace
 
-    from ..motion_result import MotionResult
+    from ..motion.motion_result import MotionResult
 
     spans = path_spans(timeline)
     if not spans:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_write import atomic_path
-from ..errors import KMMError
-from ..motion_result import MotionResult
-from ..skeleton import JOINT_NAMES, PARENTS
+from ..common.atomic_write import atomic_path
+from ..common.errors import KMMError
+from ..motion.motion_result import MotionResult
+from ..motion.skeleton import JOINT_NAMES, PARENTS
 
 PREVIEW_SUFFIXES = (".gif", ".mp4")
 MAX_PREVIEW_FPS = 15.0

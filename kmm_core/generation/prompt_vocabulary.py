@@ -11,7 +11,7 @@ the user is warned and shown the closest known prompts.
 Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
 on the validation split; inference only reads them):
 
-- ``vocabulary.json`` (`kmm_core.vocabulary`): actions, styles, captions per split with their actions, and
+- ``vocabulary.json`` (`kmm_core.bundle.vocabulary`): actions, styles, captions per split with their actions, and
   ``out_of_vocabulary``: the space, the threshold, how they were chosen, and the measured rates.
 - ``vocabulary.safetensors``: ``train_embeddings`` (N, E) float16, one row per ``captions.train`` entry, in that space.
 
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import InputFileError, KMMError
-from ..vocabulary import Vocabulary, read_vocabulary
+from ..bundle.vocabulary import Vocabulary, read_vocabulary
+from ..common.errors import InputFileError, KMMError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model_bundle import ModelBundle
+    from ..bundle.model_bundle import ModelBundle
 
 EMBEDDINGS_FILE = "vocabulary.safetensors"
 SPACES = ("aligner", "minilm")
@@ -114,7 +114,7 @@ class PromptVocabulary:
     def load(cls, bundle: ModelBundle) -> PromptVocabulary:
         from safetensors.numpy import load_file
 
-        from ..weight_checksums import verify_vocabulary_files
+        from ..bundle.weight_checksums import verify_vocabulary_files
 
         verify_vocabulary_files(bundle.path, bundle.config)  # a damaged vocabulary file fails here, naming it
         try:

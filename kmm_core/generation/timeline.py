@@ -27,9 +27,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import KMMError
-from ..limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..common.errors import KMMError
+from ..common.limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
 """Default shortest segment: one model token (0.2 s)."""

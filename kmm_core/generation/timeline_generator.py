@@ -30,17 +30,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..foot_contact import channels_at_fps, foot_locked_motion
+from ..bundle.model_bundle import ModelBundle
+from ..common.errors import ConfigError
+from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import num_tokens_for_frames
-from ..model_bundle import ModelBundle
-from ..model_timing import FRAMES_PER_TOKEN, MODEL_FPS
-from ..motion_result import MotionResult
-from ..progress import CancelCheck, ProgressCallback
+from ..motion.foot_contact import channels_at_fps, foot_locked_motion
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from ..motion.motion_result import MotionResult
 from . import loops, paths
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .timeline import Timeline

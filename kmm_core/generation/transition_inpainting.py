@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..common.progress import ProgressCallback
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
-from ..model_timing import FRAMES_PER_TOKEN
-from ..progress import ProgressCallback
+from ..motion.model_timing import FRAMES_PER_TOKEN
 
 
 def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tensor, config: DecodingConfig,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, KMMError
-from ..skeleton import NUM_JOINTS
+from ..common.errors import InputFileError, KMMError
+from ..motion.skeleton import NUM_JOINTS
 from .features import FEATURE_DIM, features_to_joints
 from .normalizer import MEAN_FILE, Normalizer
 

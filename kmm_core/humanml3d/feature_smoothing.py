@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from .features import FEATURE_DIM, FOOT_CONTACTS, gaussian_smooth
 
 DECODED_SMOOTHING_SIGMA = 0.5

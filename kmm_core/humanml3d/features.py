@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputTensorError
-from ..rotations import cont6d_to_quat, qbetween, qinv, qmul, qnormalize, qrot, quat_to_cont6d
-from ..skeleton import KINEMATIC_CHAINS, MIRROR_INDEX, NUM_JOINTS, RAW_OFFSET_DIRECTIONS, rest_offsets
+from ..common.errors import InputTensorError
+from ..motion.rotations import cont6d_to_quat, qbetween, qinv, qmul, qnormalize, qrot, quat_to_cont6d
+from ..motion.skeleton import KINEMATIC_CHAINS, MIRROR_INDEX, NUM_JOINTS, RAW_OFFSET_DIRECTIONS, rest_offsets
 
 FEATURE_DIM = 263
 

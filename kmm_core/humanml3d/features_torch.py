@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..skeleton import NUM_JOINTS
+from ..motion.skeleton import NUM_JOINTS
 from .features import FEATURE_DIM, RIC, MotionArrayError
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_write import atomic_open
-from ..errors import InputFileError, KMMError
+from ..common.atomic_write import atomic_open
+from ..common.errors import InputFileError, KMMError
 from .features import CHANNEL_GROUPS, FEATURE_DIM
 
 MEAN_FILE = "Mean.npy"

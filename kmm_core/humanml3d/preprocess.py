@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rotations import qbetween, qrot
-from ..skeleton import BONE_LENGTHS, RAW_OFFSET_DIRECTIONS
+from ..motion.rotations import qbetween, qrot
+from ..motion.skeleton import BONE_LENGTHS, RAW_OFFSET_DIRECTIONS
 from .features import (
     MotionArrayError,
     check_joints,

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from ..errors import ConfigError
+from ..common.errors import ConfigError
 
 T = TypeVar("T", bound="_StrictConfig")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, InputTensorError
-from ..progress import CancelCheck, GenerationCancelled, ProgressCallback
+from ..common.errors import ConfigError, InputTensorError
+from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
 from .masked_generator import MaskedGenerator, guided_logits
 from .motion_tokenizer import num_tokens_for_frames

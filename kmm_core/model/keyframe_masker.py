@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from ..errors import ConfigError, InputTensorError
+from ..common.errors import ConfigError, InputTensorError
 
 TIE_BREAK_SEED = 20241110  # fixed seed for tie-breaking ranks when no generator is given
 

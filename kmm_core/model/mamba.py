@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, InputTensorError
+from ..common.errors import ConfigError, InputTensorError
 from .selective_scan import choose_selective_scan, selective_scan, selective_scan_compiled
 
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InputTensorError
-from ..model_timing import FRAMES_PER_TOKEN
+from ..common.errors import ConfigError, InputTensorError
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from .configs import GeneratorConfig
 from .transformer_backbone import TransformerBackbone
 

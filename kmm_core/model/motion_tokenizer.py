@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputTensorError
-from ..model_timing import FRAMES_PER_TOKEN
+from ..common.errors import InputTensorError
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from .configs import TokenizerConfig
 from .residual_quantizer import ResidualVectorQuantizer
 

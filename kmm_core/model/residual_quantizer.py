@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 from .configs import QuantizerConfig
 
 

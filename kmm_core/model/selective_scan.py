@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputTensorError
+from ..common.errors import InputTensorError
 
 # Measured on CPU (benchmarks/bench_selective_scan.py): 8 steps per chunk keeps the (chunk, B, D, N) buffers in
 # cache for training-sized batches; larger chunks lose up to 3x, smaller ones pay Python overhead per chunk.

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, KMMError
+from ..common.errors import ConfigError, KMMError
 from .configs import TextEncoderConfig
 
 MINILM_DIM = 384

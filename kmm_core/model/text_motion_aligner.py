@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InputTensorError
-from ..model_timing import FRAMES_PER_TOKEN
+from ..common.errors import ConfigError, InputTensorError
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from .configs import CONDITION_SOURCES, AlignerConfig
 from .motion_tokenizer import token_valid_from_lengths
 from .text_encoder import MiniLMTextEncoder, TextEmbeddings

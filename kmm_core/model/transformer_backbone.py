@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InputTensorError
+from ..common.errors import ConfigError, InputTensorError
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> Tensor:

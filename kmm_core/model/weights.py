@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import InputFileError
+from ..common.errors import InputFileError
 
 MODEL_FILE = "model.safetensors"
 """The weights file inside a training checkpoint folder (``load_weights`` accepts the folder too)."""

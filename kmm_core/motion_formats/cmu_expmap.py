@@ -21,8 +21,8 @@ import numpy as np
 
 from ..acclaim.asf import ROOT, AsfSkeleton
 from ..bvh.reader import END_SITE_SUFFIX, BvhMotion, is_number
-from ..errors import InputFileError
-from ..rotations import axis_angle_to_matrix, matrix_to_euler
+from ..common.errors import InputFileError
+from ..motion.rotations import axis_angle_to_matrix, matrix_to_euler
 
 EXPMAP_FPS = 120.0
 _E = END_SITE_SUFFIX

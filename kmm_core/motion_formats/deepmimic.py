@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..bvh.reader import END_SITE_SUFFIX, BvhMotion
-from ..errors import InputFileError
-from ..rotations import axis_angle_to_matrix, matrix_to_euler, qnormalize, quat_to_matrix, slerp
+from ..common.errors import InputFileError
+from ..motion.rotations import axis_angle_to_matrix, matrix_to_euler, qnormalize, quat_to_matrix, slerp
 
 _DOF = {"none": 7, "spherical": 4, "revolute": 1, "fixed": 0}
 _ROOT_CHANNELS = ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation")

@@ -29,10 +29,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic_write import write_text_atomic
 from ..bvh.joint_map import JointSource, joint_source_from_entry
-from ..errors import InputFileError, KMMError, read_json_file
-from ..skeleton import JOINT_NAMES
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import InputFileError, KMMError, read_json_file
+from ..motion.skeleton import JOINT_NAMES
 
 Point = JointSource
 """Where a canonical joint is on the rig: (1 - t) * head(first) + t * head(second) (the joint maps' own type)."""

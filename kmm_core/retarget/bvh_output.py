@@ -14,18 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_write import write_text_atomic
 from ..bvh.reader import BvhMotion
-from ..errors import InputFileError
-from ..resample import resample_positions, resample_rotations
-from ..rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import InputFileError
+from ..motion.resample import resample_positions, resample_rotations
+from ..motion.rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
 from .transfer import RetargetedMotion, RetargetError, SourceMotion
 
 _POSITION_AXIS = {"xposition": 0, "yposition": 1, "zposition": 2}
 
 
 def resample_source(source: SourceMotion, fps: float) -> SourceMotion:
-    """The source at another frame rate by kmm_core.resample's one rule (positions lerped, rotations slerped, the
+    """The source at another frame rate by kmm_core.motion.resample's one rule (positions lerped, rotations slerped, the
     same duration and frame count as every other resampled motion)."""
     if abs(source.fps - fps) < 1e-9:
         return source

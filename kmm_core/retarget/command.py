@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 
 
 def add_parser(commands) -> None:
@@ -36,7 +36,7 @@ def load_source(path: str, source_map: str):
     """A `transfer.SourceMotion` from a MotionResult .npz or a mocap .bvh (read through `source_map`)."""
     from ..bvh import builtin_joint_map, bvh_to_canonical_joints, load_joint_map, read_bvh
     from ..bvh.joint_map import BUILTIN_MAPS
-    from ..motion_result import MotionResult
+    from ..motion.motion_result import MotionResult
     from .transfer import source_from_motion_result, source_from_positions
 
     if Path(path).suffix.lower() == ".bvh":

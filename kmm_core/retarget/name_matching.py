@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..skeleton import JOINT_NAMES
+from ..motion.skeleton import JOINT_NAMES
 from .bone_map import BoneMap, BoneMapError
 
 _PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_")

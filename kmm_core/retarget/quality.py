@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rotations import matrix_to_quat
-from ..skeleton import JOINT_INDEX, PARENTS
+from ..motion.rotations import matrix_to_quat
+from ..motion.skeleton import JOINT_INDEX, PARENTS
 
 CONTACT_SPEED = 0.4  # m/s: a source ankle slower than this ...
 CONTACT_HEIGHT = 0.06  # m: ... and within this of its lowest height is planted

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 
 AXES = {"+X": (1, 0, 0), "-X": (-1, 0, 0), "+Y": (0, 1, 0), "-Y": (0, -1, 0), "+Z": (0, 0, 1), "-Z": (0, 0, -1)}
 
@@ -128,7 +128,7 @@ def bvh_target_skeleton(motion, up: str = "+Y", forward: str = "+Z", scale_to_me
 def canonical_target_skeleton(offsets: np.ndarray | None = None, name: str = "KMM skeleton") -> TargetSkeleton:
     """The KMM armature as a target: the 22 canonical joints (SMPL names) in the rest pose `offsets` (default the
     T-pose), HumanML3D axes and metres."""
-    from ..skeleton import JOINT_NAMES, PARENTS, TPOSE_OFFSET_DIRECTIONS, rest_positions, tpose_offsets
+    from ..motion.skeleton import JOINT_NAMES, PARENTS, TPOSE_OFFSET_DIRECTIONS, rest_positions, tpose_offsets
 
     offsets = tpose_offsets() if offsets is None else np.asarray(offsets, dtype=np.float64)
     heads = rest_positions(offsets)

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KMMError
-from ..kinematics import fit_rest_offsets, forward_kinematics, inverse_kinematics
-from ..rotations import matrix_to_quat, qbetween, quat_to_matrix
-from ..skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
+from ..common.errors import KMMError
+from ..motion.kinematics import fit_rest_offsets, forward_kinematics, inverse_kinematics
+from ..motion.rotations import matrix_to_quat, qbetween, quat_to_matrix
+from ..motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
 from .bone_map import BoneMap
 from .target_skeleton import TargetSkeleton
 

@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic_write import atomic_directory, atomic_path, write_text_atomic
-from ..errors import ConfigError, InputFileError, KMMError, read_json_file
+from ..common.atomic_write import atomic_directory, atomic_path, write_text_atomic
+from ..common.errors import ConfigError, InputFileError, KMMError, read_json_file
 from ..evaluation.evaluate import run_evaluation
 from ..evaluation.report import RESULTS_JSON, read_results, write_results
 from ..evaluation.seed_table import BASELINE_ROW, compare_rows, markdown_seed_table, summarise_seeds

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.errors import InputFileError
 from ..data.prepare import INDEX_CSV, read_index
-from ..errors import InputFileError
 
 UNLABELLED = "(not in index.csv)"
 

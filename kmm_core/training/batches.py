@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 
 
 class EmptyDataError(KMMError, ValueError):

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bundle.vocabulary import Vocabulary, vocabulary_from_dataset, write_vocabulary
+from ..common.errors import KMMError, read_json_file
 from ..data.captions import NEUTRAL_SUBJECTS, SUBJECTS
-from ..errors import KMMError, read_json_file
 from ..generation.prompt_vocabulary import (
     CHECK_SPACE,
     EMBEDDINGS_FILE,
@@ -35,10 +36,9 @@ from ..generation.prompt_vocabulary import (
     VocabularyCheckUnavailable,
     embed_texts,
 )
-from ..vocabulary import Vocabulary, vocabulary_from_dataset, write_vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model_bundle import ModelBundle
+    from ..bundle.model_bundle import ModelBundle
 
 UNSEEN_QUANTILE = 0.01
 _SUBJECTS = sorted(set(SUBJECTS) | set(NEUTRAL_SUBJECTS), key=len, reverse=True)
@@ -169,7 +169,7 @@ def add_vocabulary(bundle_dir: str | Path, dataset_dir: str | Path, model_name: 
     ``out_of_vocabulary`` report (threshold and measured rates).  Only vocabulary files are written."""
     import torch
 
-    from ..model_bundle import ModelBundle, read_manifest
+    from ..bundle.model_bundle import ModelBundle, read_manifest
 
     manifest = read_manifest(bundle_dir)
     name = model_name or manifest.get("name") or Path(bundle_dir).name

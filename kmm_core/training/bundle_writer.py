@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Write a model bundle (the shipped-model folder ``kmm_core.model_bundle`` describes and loads) from a
+"""Write a model bundle (the shipped-model folder ``kmm_core.bundle.model_bundle`` describes and loads) from a
 ``kmm-train`` run folder: ``kmm-train bundle`` and the last step of ``kmm-train all``.
 
 Training owns writing bundles; inference (``model_bundle.py``) owns the format and reading them back.
@@ -19,10 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic_write import write_text_atomic
-from ..data.source_licences import combined_licence
-from ..errors import KMMError, read_json_file
-from ..model_bundle import (
+from ..bundle.model_bundle import (
     BUNDLE_FILE,
     BUNDLE_FORMAT_VERSION,
     OPTIONAL_COMPONENTS,
@@ -31,7 +28,10 @@ from ..model_bundle import (
     ModelBundle,
     read_manifest,
 )
-from ..weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import KMMError, read_json_file
+from ..data.source_licences import combined_licence
 from .model_card import dataset_report, read_action_results, write_model_card
 
 

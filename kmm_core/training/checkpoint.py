@@ -36,7 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask, fsync_directory
+from ..common.atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask, fsync_directory
 from ..model.weights import MODEL_FILE, CheckpointError, load_weights, read_tensors
 from .config import config_to_dict
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 
 STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator", "decoder")
 EXIT_STOPPED = 130
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def bundle_licence(path: Path) -> str:
-    from ..model_bundle import read_manifest
+    from ..bundle.model_bundle import read_manifest
 
     return str(read_manifest(path).get("licence"))
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..errors import ConfigError
+from ..common.errors import ConfigError
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
 
 SchemaT = TypeVar("SchemaT")

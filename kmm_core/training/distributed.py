@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 
 
 class DistributedSetupError(KMMError, RuntimeError):

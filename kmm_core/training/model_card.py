@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..atomic_write import write_text_atomic
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import InputFileError
 from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
-from ..errors import InputFileError
 from .run_log import LOG_FILE, read_log
 
 CARD_FILE = "README.md"

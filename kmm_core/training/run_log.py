@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..atomic_write import OutputWriteError, atomic_open
+from ..common.atomic_write import OutputWriteError, atomic_open
 
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"

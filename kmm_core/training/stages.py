@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..common.errors import ConfigError, InputFileError, KMMError
 from ..data.motion_dataset import (
     FRAMES_PER_TOKEN,
     EmptySplitError,
@@ -45,7 +46,6 @@ from ..data.motion_dataset import (
     collate_motion,
     collate_tokens,
 )
-from ..errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.features_torch import features_to_joints_torch
 from ..humanml3d.normalizer import Normalizer
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import KMMError
+from ..common.errors import KMMError
 from .batches import EmptyDataError, ResumableBatches
 from .checkpoint import (
     capture_rng_state,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import KMMError
+from ..common.errors import KMMError
 from .protocol import (
     ANSWERED_REQUESTS,
     EVENT_TYPES,

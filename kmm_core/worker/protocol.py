@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import KMMError
-from ..generation.timeline import Timeline, TimelineError
-from ..limits import (
+from ..common.errors import KMMError
+from ..common.limits import (
     EDIT_MODES,
     MAX_GUIDANCE,
     MAX_PATH_CHARS,
@@ -33,6 +32,7 @@ from ..limits import (
     MAX_VARIATIONS,
     MIN_GUIDANCE,
 )
+from ..generation.timeline import Timeline, TimelineError
 
 PROTOCOL_VERSION = 2
 """2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes

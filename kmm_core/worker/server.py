@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ..atomic_write import OutputPathError, OutputWriteError, check_output_folder
-from ..devices import resolve_device
-from ..errors import KMMError
-from ..progress import GenerationCancelled
+from ..common.atomic_write import OutputPathError, OutputWriteError, check_output_folder
+from ..common.devices import resolve_device
+from ..common.errors import KMMError
+from ..common.progress import GenerationCancelled
 from .protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -262,8 +262,9 @@ def _line_id(line: bytes) -> str | None:
 
 def classify(exc: BaseException) -> tuple[str, str, str]:
     """(error kind, message, advice) for an exception raised while handling a request."""
-    from ..model_bundle import BundleError, ModelMissingError
-    from ..weight_checksums import WeightFileError
+    from ..bundle.model_bundle import ModelMissingError
+    from ..bundle.weight_checksums import WeightFileError
+    from ..common.errors import BundleError
 
     message = str(exc) or type(exc).__name__
     try:
@@ -359,8 +360,8 @@ def handle_hello(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, request_id: str):
     """The loaded bundle, loading it first when none is loaded or another checkpoint/device is asked for."""
-    from ..model_bundle import ModelBundle, read_manifest
-    from ..model_choice import resolve_model
+    from ..bundle.model_bundle import ModelBundle, read_manifest
+    from ..bundle.model_choice import resolve_model
 
     path = str(resolve_model(checkpoint).resolve())  # "default", "open", a bundle name or a folder
     wanted_device = resolve_device(device or worker.default_device)
@@ -386,7 +387,7 @@ def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, re
 
 
 def handle_load(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
-    from ..model_choice import model_summary
+    from ..bundle.model_choice import model_summary
 
     bundle = ensure_bundle(worker, request["checkpoint"], request["device"], request["id"])
     return {"type": "result", "paths": [], "info": {"checkpoint": str(bundle.path), "device": str(bundle.device),
@@ -449,7 +450,7 @@ def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str
 
 
 def _read_motion(path: str, field: str):
-    from ..motion_result import MotionResult, MotionResultError
+    from ..motion.motion_result import MotionResult, MotionResultError
 
     try:
         return MotionResult.load(path)

@@ -16,9 +16,10 @@ import bpy  # noqa: E402
 import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
-from kmm_motion.kmm_blender import armature_builder, keyframe_writer  # noqa: E402
-from kmm_motion.kmm_blender.axes import positions_to_blender  # noqa: E402
-from kmm_motion.kmm_core import skeleton  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
+from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
 
 result: dict = {}
 context = bpy.context

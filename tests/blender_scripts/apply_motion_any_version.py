@@ -21,10 +21,11 @@ import bpy  # noqa: E402
 import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
-from kmm_motion.kmm_blender import armature_builder, keyframe_writer  # noqa: E402
-from kmm_motion.kmm_blender.axes import positions_to_blender  # noqa: E402
-from kmm_motion.kmm_core import skeleton  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
+from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 result: dict = {"blender_version": list(bpy.app.version), "numpy_version": np.__version__}
 
@@ -118,7 +119,7 @@ result["nla_action_after_push"] = armature.animation_data.action.name if armatur
 result["nla_error"] = worst_distance([(1 + 6 * k, 5 * k) for k in range(0, (frames - 1) // 5 + 1, 4)])
 
 # --- the take carries its motion file: saved in the .blend, restored byte for byte after the file is gone --------
-from kmm_motion.kmm_blender import take_provenance  # noqa: E402
+from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: E402
 
 take_provenance.record(take.action, str(motion_file), keyframe_writer.WriteOptions(), scene)
 take.action.use_fake_user = True

@@ -40,9 +40,9 @@ def operator(call, *args, **kwargs) -> str:
 
 
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
-setup = sys.modules[MODULE + ".kmm_blender.backend_setup"]
-job_controller = sys.modules[MODULE + ".kmm_blender.job_controller"]
-job_runner = sys.modules[MODULE + ".kmm_blender.job_runner"]
+setup = sys.modules[MODULE + ".kmm_blender.ui.backend_buttons"]
+job_controller = sys.modules[MODULE + ".kmm_blender.jobs.controller"]
+job_runner = sys.modules[MODULE + ".kmm_blender.jobs.runner"]
 prefs = bpy.context.preferences.addons[MODULE].preferences
 folder = setup.backend_folder()
 result["backend_folder"] = str(folder.root)

@@ -22,11 +22,13 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 sys.path.insert(0, str(_harness.REPO_ROOT / "tests"))
-from kmm_motion.kmm_blender import armature_builder, body_mesh, keyframe_writer, take_importer  # noqa: E402
-from kmm_motion.kmm_blender.axes import positions_to_blender  # noqa: E402
-from kmm_motion.kmm_core import skeleton  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
-from kmm_motion.kmm_core.smpl_export import SMPLModelError, load_smpl_model  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder, body_mesh  # noqa: E402
+from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
+from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
+from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_core.motion_formats.smpl_export import SMPLModelError, load_smpl_model  # noqa: E402
 from smpl_synthetic_model import HAND_LENGTH, write_synthetic_smpl_model  # noqa: E402
 
 scratch = Path(sys.argv[1])

@@ -15,9 +15,9 @@ import importlib  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-keyframe_writer = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.keyframe_writer")
-axes = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.axes")
-rotations = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_core.rotations")
+keyframe_writer = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.takes.keyframe_writer")
+axes = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.rigs.axes")
+rotations = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_core.motion.rotations")
 
 rng = np.random.default_rng(0)
 steps = rotations.axis_angle_to_quat(rng.normal(scale=0.05, size=(300, 22, 3)))

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A real motion for the Blender tests: the HumanML3D fixture clip turned into a MotionResult-shaped object.
 
-Rotations come from kmm_core.kinematics.inverse_kinematics (the project's IK).  `forward_kinematics` here is written
+Rotations come from kmm_core.motion.kinematics.inverse_kinematics (the project's IK).  `forward_kinematics` here is written
 independently of the add-on and of kmm_core, so the tests compare separate implementations.
 """
 
@@ -24,8 +24,8 @@ def _core():
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    skeleton = importlib.import_module("kmm_core.skeleton")
-    rotations = importlib.import_module("kmm_core.rotations")
+    skeleton = importlib.import_module("kmm_core.motion.skeleton")
+    rotations = importlib.import_module("kmm_core.motion.rotations")
     return skeleton, rotations
 
 
@@ -50,7 +50,7 @@ def load_fixture_motion(frames: int | None = None) -> SimpleNamespace:
     skeleton, _ = _core()
     source = np.load(FIXTURE / "new_joints" / "012314.npy").astype(np.float64)[:frames]
     offsets = skeleton.tpose_offsets()
-    from kmm_core import kinematics  # type: ignore  (top-level import: REPO_ROOT is on sys.path, see _core)
+    from kmm_core.motion import kinematics  # type: ignore  (top-level import: REPO_ROOT is on sys.path, see _core)
 
     root, local = kinematics.inverse_kinematics(source, offsets)
     half = len(source) // 2

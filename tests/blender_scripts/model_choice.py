@@ -24,9 +24,11 @@ shelf = sys.argv[1]
 os.environ["KMM_CHECKPOINTS_DIR"] = shelf
 _harness.import_extension_package(user_dir)
 addon_utils.enable(_harness.PACKAGE_NAME, default_set=True)
-from kmm_motion.kmm_blender import backend_session, job_runner, panel, preferences  # noqa: E402
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
-from kmm_motion.kmm_blender.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_blender.timeline.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_blender.ui import panel, preferences  # noqa: E402
 
 context = bpy.context
 prefs = context.preferences.addons[_harness.PACKAGE_NAME].preferences

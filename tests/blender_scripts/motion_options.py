@@ -16,7 +16,8 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import job_runner, panel  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.ui import panel  # noqa: E402
 from kmm_motion.kmm_core.worker.protocol import decode, encode  # noqa: E402
 
 

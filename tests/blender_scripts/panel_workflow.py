@@ -20,8 +20,9 @@ import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import backend_session, job_runner  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 STANDIN = str(Path(__file__).resolve().parents[1] / "standin_worker.py")
 work = Path(tempfile.mkdtemp(prefix="kmm_workflow_"))
@@ -63,7 +64,7 @@ result["after_fit"] = table()
 # --- validation shown per row; invalid tables are never sent --------------------------------------------------
 settings.segments[1].prompt = "  "
 settings.segments[2].start = settings.segments[2].start + 3
-from kmm_motion.kmm_blender import panel  # noqa: E402
+from kmm_motion.kmm_blender.ui import panel  # noqa: E402
 
 result["row_problems"] = {str(k): v for k, v in panel._problems(context).items()}
 actions_before = len(bpy.data.actions)

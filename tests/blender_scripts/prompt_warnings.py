@@ -19,9 +19,12 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import backend_session, job_runner, panel, prompt_warnings  # noqa: E402
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
-from kmm_motion.kmm_blender.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.timeline import prompt_warnings  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_blender.timeline.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_blender.ui import panel  # noqa: E402
 
 bundle = sys.argv[1]
 context = bpy.context

@@ -23,14 +23,18 @@ import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import (  # noqa: E402
+from kmm_motion.kmm_blender.takes import (  # noqa: E402
+    importer as take_importer,
+)
+from kmm_motion.kmm_blender.takes import (  # noqa: E402
     keyframe_writer,
     segment_regenerator,
-    take_importer,
-    take_provenance,
 )
-from kmm_motion.kmm_core.errors import KMMError  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_blender.takes import (  # noqa: E402
+    provenance as take_provenance,
+)
+from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 work = Path(tempfile.mkdtemp(prefix="kmm_regen_keys_"))
 context = bpy.context

@@ -24,18 +24,15 @@ import numpy as np  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import (  # noqa: E402
-    backend_session,
-    job_runner,
-    keyframe_writer,
-    segment_regenerator,
-    take_provenance,
-)
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
-from kmm_motion.kmm_blender.segment_table import Row  # noqa: E402
-from kmm_motion.kmm_core import skeleton  # noqa: E402
-from kmm_motion.kmm_core.errors import KMMError  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer, segment_regenerator  # noqa: E402
+from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_blender.timeline.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
+from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 bundle = sys.argv[1]
 work = Path(tempfile.mkdtemp(prefix="kmm_regenerate_"))

@@ -31,19 +31,16 @@ from mathutils import Matrix  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import (  # noqa: E402
-    armature_builder,
-    job_runner,
-    keyframe_writer,
-    rig_retarget,
-    segment_regenerator,
-    segment_table,
-    take_importer,
-)
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
-from kmm_motion.kmm_core import skeleton  # noqa: E402
-from kmm_motion.kmm_core.errors import KMMError  # noqa: E402
-from kmm_motion.kmm_core.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
+from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer, segment_regenerator  # noqa: E402
+from kmm_motion.kmm_blender.timeline import segment_table  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
+from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
+from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 from kmm_motion.kmm_core.retarget.quality import measure  # noqa: E402
 from kmm_motion.kmm_core.retarget.transfer import SourceMotion  # noqa: E402
 

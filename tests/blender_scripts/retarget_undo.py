@@ -23,8 +23,10 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import backend_session, job_runner, segment_table  # noqa: E402
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.timeline import segment_table  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
 
 STANDIN = str(Path(__file__).resolve().parents[1] / "standin_worker.py")
 FRAMES = range(1, 91, 7)

@@ -23,9 +23,11 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender import backend_session, job_runner, take_provenance  # noqa: E402
-from kmm_motion.kmm_blender.properties import set_rows  # noqa: E402
-from kmm_motion.kmm_blender.segment_table import Row  # noqa: E402
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
+from kmm_motion.kmm_blender.timeline.segment_table import Row  # noqa: E402
 
 bundle, work = sys.argv[1], Path(sys.argv[2])
 results = Path(tempfile.gettempdir()) / "kmm_results"  # where the add-on puts results when not installed

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write a generated motion onto an armature as one new action (a "take").
+
+The keys come from the rig layer: `rigs/take_keys.py` on a KMM armature built for the motion, `rigs/retarget.py` on
+any other rig; this module only decides which and writes them.
+
+The motion (kmm_core MotionResult: root translation + per-joint rotations relative to the T-pose rest, in parent
+space, HumanML3D axes) becomes quaternion and location F-curves on the pose bones, written in one pass per F-curve
+(`keyframe_points.add` + `foreach_set`), which is two orders of magnitude faster than keyframe_insert per frame.
+
+Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ slotted actions
+(`action.fcurve_ensure_for_datablock`); 5.0 removed `Action.fcurves`, channelbags come from
+`bpy_extras.anim_utils.action_ensure_channelbag_for_slot`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+import numpy as np
+
+from ..rigs.retarget import retargeted_take_keys, stored_bone_map
+from ..rigs.take_keys import (
+    FPS_FRAME_PER_FRAME,
+    FPS_RESAMPLE,
+    KeyframeWriteError,
+    MotionLike,
+    TakeKeys,
+    WriteOptions,
+    fits_motion_skeleton,
+    motion_armature_keys,
+)
+
+_INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (foreach_set takes the integer)
+
+
+@dataclass
+class Take:
+    action: bpy.types.Action
+    frame_start: float
+    frame_end: float
+    nla_track: bpy.types.NlaTrack | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# F-curve creation across Blender versions
+
+def available_api(action: bpy.types.Action) -> str:
+    from bpy_extras import anim_utils
+
+    if hasattr(anim_utils, "action_ensure_channelbag_for_slot") and hasattr(action, "slots"):
+        return "channelbag"  # 4.4+ (the only way left in 5.0)
+    if hasattr(action, "fcurve_ensure_for_datablock"):
+        return "datablock"
+    return "legacy"  # 4.2-4.3: Action.fcurves
+
+
+class _FCurveFactory:
+    """Creates F-curves on a fresh action for one armature object with whichever API the Blender has."""
+
+    def __init__(self, action: bpy.types.Action, obj: bpy.types.Object, api: str):
+        self.action, self.obj, self.api = action, obj, api
+        self.slot = None
+        if api == "channelbag":
+            from bpy_extras import anim_utils
+
+            self.slot = action.slots.new(id_type="OBJECT", name=obj.name)
+            # fake-bpy-module declares the anim_utils helpers as returning None; they return the ActionChannelbag.
+            self._channelbag: Any = anim_utils.action_ensure_channelbag_for_slot(  # type: ignore[func-returns-value]
+                action, self.slot)
+        elif api not in ("datablock", "legacy"):
+            raise KeyframeWriteError(f"unknown F-curve API {api!r}")
+
+    def new(self, data_path: str, index: int, group: str) -> bpy.types.FCurve:
+        if self.api == "channelbag":
+            return self._channelbag.fcurves.new(data_path, index=index, group_name=group)
+        if self.api == "datablock":
+            # Needs the action assigned to the object first (write_take does that); creates the slot on first use.
+            if _ensure_takes_group_name():
+                return self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index, group_name=group)
+            fcurve = self.action.fcurve_ensure_for_datablock(self.obj, data_path, index=index)
+            self._put_in_group(fcurve, group)
+            return fcurve
+        return self.action.fcurves.new(  # type: ignore[attr-defined]  # 4.2-4.3 API, gone from the 5.0 stubs
+            data_path, index=index, action_group=group)
+
+    def _put_in_group(self, fcurve: bpy.types.FCurve, group: str) -> None:
+        """Blender 4.4.0 has no group_name argument: add the group to the slot's channelbag by hand."""
+        from bpy_extras import anim_utils
+
+        assert self.obj.animation_data is not None  # write_take assigned the action before creating F-curves
+        channelbag: Any = anim_utils.action_get_channelbag_for_slot(  # type: ignore[func-returns-value]
+            self.action, self.obj.animation_data.action_slot)
+        fcurve.group = channelbag.groups.get(group) or channelbag.groups.new(group)
+
+
+def _ensure_takes_group_name() -> bool:
+    """Whether Action.fcurve_ensure_for_datablock accepts group_name (4.5+; 4.4.0 does not)."""
+    function = bpy.types.Action.bl_rna.functions[  # type: ignore[attr-defined]  # stubs: bl_rna lacks .functions
+        "fcurve_ensure_for_datablock"]
+    return "group_name" in function.parameters.keys()
+
+
+class _KeyBuffers:
+    """The flat arrays foreach_set takes, allocated once per take: (frame, value) pairs and the interpolations."""
+
+    def __init__(self, frames: np.ndarray):
+        self.co = np.empty(2 * len(frames), dtype=np.float32)
+        self.co[0::2] = frames
+        self.interpolation = np.full(len(frames), _INTERPOLATION_LINEAR, dtype=np.int32)
+
+    def fill(self, fcurve: bpy.types.FCurve, values: np.ndarray) -> None:
+        points = fcurve.keyframe_points
+        points.add(len(self.interpolation))
+        self.co[1::2] = values
+        points.foreach_set("co", self.co)
+        points.foreach_set("interpolation", self.interpolation)
+        fcurve.update()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The take
+
+def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, scene: bpy.types.Scene) -> TakeKeys:
+    """Validate `motion` and armature `obj` and compute the keys `write_take` writes (read-only: changes nothing):
+    the exact keys on a KMM armature built for the motion, else (any other rig, other proportions, or a rig the
+    user gave its own bone map) the motion retargeted onto it."""
+    if obj is None or obj.type != "ARMATURE":
+        raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
+    if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
+        raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
+    if stored_bone_map(obj) is None and fits_motion_skeleton(obj, motion):
+        return motion_armature_keys(obj, motion, options, scene)
+    return retargeted_take_keys(obj, motion, options, scene)
+
+
+def write_take(
+    obj: bpy.types.Object,
+    motion: MotionLike,
+    options: WriteOptions | None = None,
+    scene: bpy.types.Scene | None = None,
+) -> Take:
+    """Write `motion` onto armature `obj` as a new action and make it the active one (or push it to the NLA).
+
+    Validates everything before touching Blender data, so a bad motion or armature changes nothing.
+    """
+    options = options or WriteOptions()
+    scene = scene or bpy.context.scene
+    keys = take_keys(obj, motion, options, scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    frames, bone_quaternions, locations = keys.frames, keys.quaternions, keys.locations
+    frames_per_motion_frame, segment_starts = keys.frames_per_motion_frame, keys.segment_starts
+    pelvis = obj.data.bones[keys.location_bone]
+
+    keyed = set(keys.bone_names)
+    for pose_bone in obj.pose.bones:
+        if pose_bone.name in keyed:
+            pose_bone.rotation_mode = "QUATERNION"
+    for bone, prop, value in keys.pose_settings:  # e.g. Rigify's IK/FK switches set to FK
+        if bone in obj.pose.bones:
+            obj.pose.bones[bone][prop] = value
+    animation_data = obj.animation_data or obj.animation_data_create()
+    action = bpy.data.actions.new(options.action_name)
+    action.use_fake_user = True  # earlier takes survive being replaced by later ones
+    api = options.api or available_api(action)
+    if api == "datablock":
+        animation_data.action = action
+    factory = _FCurveFactory(action, obj, api)
+
+    buffers = _KeyBuffers(frames)
+    for joint, name in enumerate(keys.bone_names):
+        data_path = f'pose.bones["{name}"].rotation_quaternion'
+        for component in range(4):
+            buffers.fill(factory.new(data_path, component, name), bone_quaternions[:, joint, component])
+    for axis in range(3):
+        buffers.fill(factory.new(f'pose.bones["{pelvis.name}"].location', axis, pelvis.name), locations[:, axis])
+
+    for start, prompt in zip(segment_starts, list(motion.segment_prompts), strict=True):
+        marker = action.pose_markers.new(str(prompt)[:63])
+        marker.frame = int(round(options.start_frame + float(start) * frames_per_motion_frame))
+
+    animation_data.action = action
+    if factory.slot is not None:
+        animation_data.action_slot = factory.slot
+    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]))
+    if options.push_to_nla:
+        track = animation_data.nla_tracks.new()
+        track.name = action.name
+        track.strips.new(action.name, int(round(frames[0])), action)
+        animation_data.action = None  # like "Push Down": the strip plays the take, the action slot is free again
+        take.nla_track = track
+    return take

