@@ -44,7 +44,7 @@ def _import_addon():
     return importlib.import_module("kmm_motion")
 
 
-def _looped_motion(kinematics, keyframe_writer, skeleton, frames: int):
+def _looped_motion(kinematics, take_keys, skeleton, frames: int):
     """A `frames`-long 30 fps motion made of fixture loops; each loop starts where the last one stopped."""
     from types import SimpleNamespace
 
@@ -52,7 +52,7 @@ def _looped_motion(kinematics, keyframe_writer, skeleton, frames: int):
 
     joints = np.load(FIXTURE_CLIP).astype(np.float64)
     root, local = kinematics.inverse_kinematics(joints, skeleton.tpose_offsets())
-    root, local = keyframe_writer.resample_take(root, local, FIXTURE_FPS, TARGET_FPS)
+    root, local = take_keys.resample_take(root, local, FIXTURE_FPS, TARGET_FPS)
     loops = -(-frames // len(local))
     travel = root[-1] - root[0]
     travel[1] = 0.0  # HumanML3D y is up: keep the height, carry on over the ground
@@ -68,7 +68,7 @@ def worker(minutes: list[float], repeats: int) -> dict:
     import bpy
 
     _import_addon()
-    from kmm_motion.kmm_blender.rigs import armature_builder
+    from kmm_motion.kmm_blender.rigs import armature_builder, take_keys
     from kmm_motion.kmm_blender.takes import keyframe_writer
     from kmm_motion.kmm_core.motion import kinematics, skeleton
 
@@ -85,11 +85,11 @@ def worker(minutes: list[float], repeats: int) -> dict:
     rows = []
     for length in minutes:
         frames = int(round(length * 60 * TARGET_FPS))
-        motion = _looped_motion(kinematics, keyframe_writer, skeleton, frames)
+        motion = _looped_motion(kinematics, take_keys, skeleton, frames)
         for api in apis:
             seconds, cpu_seconds = [], []
             for repeat in range(repeats):
-                options = keyframe_writer.WriteOptions(action_name=f"bench {api} {length} {repeat}", api=api)
+                options = take_keys.WriteOptions(action_name=f"bench {api} {length} {repeat}", api=api)
                 started, cpu_started = time.perf_counter(), time.process_time()
                 take = keyframe_writer.write_take(armature, motion, options, scene)
                 seconds.append(time.perf_counter() - started)

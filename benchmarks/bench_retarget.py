@@ -40,6 +40,7 @@ def _worker(motion_path: str, minutes: list[float], repeats: int) -> None:
     sys.path.insert(0, str(packages))
     importlib.import_module("kmm_motion").register()
     keyframe_writer = importlib.import_module("kmm_motion.kmm_blender.takes.keyframe_writer")
+    take_keys = importlib.import_module("kmm_motion.kmm_blender.rigs.take_keys")
     rig_retarget = importlib.import_module("kmm_motion.kmm_blender.rigs.retarget")
     motion_result = importlib.import_module("kmm_motion.kmm_core.motion.motion_result")
 
@@ -69,9 +70,9 @@ def _worker(motion_path: str, minutes: list[float], repeats: int) -> None:
             rig_retarget.retarget_onto(rig, rig_retarget.source_for(motion, False, 30.0))
             retarget_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            take = keyframe_writer.write_take(rig, motion, keyframe_writer.WriteOptions(), scene)
+            take = keyframe_writer.write_take(rig, motion, take_keys.WriteOptions(), scene)
             keying_times.append(time.perf_counter() - started)
-        keyed = len(keyframe_writer.take_keys(rig, motion, keyframe_writer.WriteOptions(), scene).bone_names)
+        keyed = len(keyframe_writer.take_keys(rig, motion, take_keys.WriteOptions(), scene).bone_names)
         rows.append({"minutes": length, "scene_frames": int(take.frame_end - take.frame_start + 1),
                      "keyed_bones": keyed, "retarget_s": min(retarget_times), "retarget_and_keying_s": min(keying_times)})
     print(RESULT_PREFIX + json.dumps({"bpy": bpy.app.version_string, "rows": rows}))

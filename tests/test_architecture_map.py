@@ -105,15 +105,12 @@ def _tree_jobs(text: str) -> dict[str, str]:
     section = text[text.index("## The tree"):]
     block = section[section.index("```") + 3:]
     block = block[:block.index("```")]
-    jobs, folder = {}, ""
+    jobs = {}
     for line in block.splitlines():
-        if not line.strip():
-            continue
-        if not line.startswith(" ") and line.rstrip().endswith("/"):
-            folder = line.strip()
+        if not line.strip() or (not line.startswith(" ") and line.rstrip().endswith("/")):  # blank, or a folder
             continue
         name, _, job = line.strip().partition(" ")
-        jobs[name if "/" in name else name] = job.strip()
+        jobs[name] = job.strip()
     return jobs
 
 

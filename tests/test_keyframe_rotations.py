@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""keyframe_writer.bone_local_rotations (quaternion form, fast) equals the matrix form it replaced, signs included
+"""take_keys.bone_local_rotations (quaternion form, fast) equals the matrix form it replaced, signs included
 (real bpy in a subprocess: tests/blender_scripts/bone_rotations.py)."""
 
 from __future__ import annotations

@@ -171,12 +171,4 @@ class KMM_PT_target_rig(bpy.types.Panel):
 classes = (KMM_OT_bone_map_set_row, KMM_OT_bone_map_reset, KMM_OT_bone_map_export, KMM_OT_bone_map_import,
            KMM_PT_target_rig)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # stubs: it returns (register, unregister)

@@ -45,7 +45,7 @@ class KMM_AddonPreferences(bpy.types.AddonPreferences):
     wheel_folder: StringProperty(
         name="Wheel Folder", subtype="DIR_PATH",
         description="Offline install: a folder holding a wheel for every package of the backend "
-                    "(made elsewhere with pip download -r backend_requirements.txt)",
+                    "(made elsewhere with pip download -r requirements.txt)",
     )
     torch_source: EnumProperty(
         name="PyTorch From",

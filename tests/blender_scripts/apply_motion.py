@@ -16,7 +16,7 @@ import bpy  # noqa: E402
 import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
-from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder, take_keys  # noqa: E402
 from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
 from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
 from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
@@ -74,23 +74,23 @@ def compare(take_frames: list[tuple[int, int]], expected_world: np.ndarray) -> f
 
 cases = []
 for api in ("channelbag", "datablock"):
-    for root_motion in (keyframe_writer.ROOT_MOTION_WORLD, keyframe_writer.ROOT_MOTION_IN_PLACE):
-        for fps_mode in (keyframe_writer.FPS_RESAMPLE, keyframe_writer.FPS_FRAME_PER_FRAME):
+    for root_motion in (take_keys.ROOT_MOTION_WORLD, take_keys.ROOT_MOTION_IN_PLACE):
+        for fps_mode in (take_keys.FPS_RESAMPLE, take_keys.FPS_FRAME_PER_FRAME):
             cases.append((api, root_motion, fps_mode))
 
 actions_before = len(bpy.data.actions)
 errors = {}
 timings = {}
 for api, root_motion, fps_mode in cases:
-    options = keyframe_writer.WriteOptions(root_motion=root_motion, fps_mode=fps_mode, start_frame=10,
+    options = take_keys.WriteOptions(root_motion=root_motion, fps_mode=fps_mode, start_frame=10,
                                            action_name=f"take {api} {root_motion} {fps_mode}", api=api)
     started = time.perf_counter()
     take = keyframe_writer.write_take(armature, motion, options, scene)
     timings[f"{api}/{root_motion}/{fps_mode}"] = time.perf_counter() - started
     expected = motion.joints.copy()
-    if root_motion == keyframe_writer.ROOT_MOTION_IN_PLACE:
+    if root_motion == take_keys.ROOT_MOTION_IN_PLACE:
         expected[:, :, [0, 2]] -= motion.root_translation[:, None, [0, 2]]
-    if fps_mode == keyframe_writer.FPS_RESAMPLE:
+    if fps_mode == take_keys.FPS_RESAMPLE:
         # 24 fps scene, 20 fps motion: every 6th scene frame is exactly every 5th motion frame.
         pairs = [(10 + 6 * k, 5 * k) for k in range((frames - 1) // 5 + 1)]
         expected_count = int(round((frames - 1) * 24 / 20)) + 1
@@ -99,7 +99,7 @@ for api, root_motion, fps_mode in cases:
         expected_count = frames
     key = f"{api}/{root_motion}/{fps_mode}"
     errors[key] = compare(pairs, expected)
-    if root_motion == keyframe_writer.ROOT_MOTION_WORLD:  # against the recorded HumanML3D joints themselves
+    if root_motion == take_keys.ROOT_MOTION_WORLD:  # against the recorded HumanML3D joints themselves
         result.setdefault("errors_vs_recorded", {})[key] = compare(pairs, motion.source_joints)
     result.setdefault("frame_ranges", {})[key] = [take.frame_start, take.frame_end, expected_count]
     assert armature.animation_data.action == take.action
@@ -119,7 +119,7 @@ result["interpolated_bone_length_error"] = float(max(
 ))
 
 # --- NLA push -----------------------------------------------------------------------------------------------
-take = keyframe_writer.write_take(armature, motion, keyframe_writer.WriteOptions(push_to_nla=True, start_frame=1), scene)
+take = keyframe_writer.write_take(armature, motion, take_keys.WriteOptions(push_to_nla=True, start_frame=1), scene)
 result["nla_tracks"] = [t.name for t in armature.animation_data.nla_tracks]
 result["nla_strip_range"] = [take.nla_track.strips[0].frame_start, take.nla_track.strips[0].frame_end]
 result["action_after_nla"] = armature.animation_data.action.name if armature.animation_data.action else None
@@ -132,7 +132,7 @@ long_motion.local_rotations = np.concatenate([motion.local_rotations] * reps)[:1
 long_motion.root_translation = np.concatenate([motion.root_translation] * reps)[:1000]
 long_motion.fps = 24.0
 started = time.perf_counter()
-keyframe_writer.write_take(armature, long_motion, keyframe_writer.WriteOptions(), scene)
+keyframe_writer.write_take(armature, long_motion, take_keys.WriteOptions(), scene)
 result["write_1000_frames_seconds"] = time.perf_counter() - started
 
 # --- rejected inputs change nothing -------------------------------------------------------------------------
@@ -145,9 +145,9 @@ for label, target, candidate in (
     ("not_armature", bpy.data.objects.new("empty", None), motion),
 ):
     try:
-        keyframe_writer.write_take(target, candidate, keyframe_writer.WriteOptions(), scene)
+        keyframe_writer.write_take(target, candidate, take_keys.WriteOptions(), scene)
         rejections[label] = None
-    except keyframe_writer.KeyframeWriteError as error:
+    except take_keys.KeyframeWriteError as error:
         rejections[label] = str(error)
 result["rejections"] = rejections
 result["actions_added_by_rejections"] = len(bpy.data.actions) - actions_before
@@ -155,7 +155,7 @@ result["actions_added_by_rejections"] = len(bpy.data.actions) - actions_before
 # --- a motion made for another skeleton is retargeted onto the armature, not refused -------------------------------
 other_rest = fixture_motion.load_fixture_motion(frames=10)
 other_rest.rest_offsets = other_rest.rest_offsets * 1.1  # a taller skeleton: the armature's rest does not fit
-other_take = keyframe_writer.write_take(armature, other_rest, keyframe_writer.WriteOptions(), scene)
+other_take = keyframe_writer.write_take(armature, other_rest, take_keys.WriteOptions(), scene)
 result["other_rest_take_frames"] = [other_take.frame_start, other_take.frame_end]
 
 _harness.emit(result)

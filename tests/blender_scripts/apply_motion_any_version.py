@@ -21,7 +21,7 @@ import bpy  # noqa: E402
 import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
-from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder, take_keys  # noqa: E402
 from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
 from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
 from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
@@ -92,13 +92,13 @@ bpy.data.actions.remove(probe)
 result["apis"] = apis
 
 for api in apis:
-    for fps_mode in (keyframe_writer.FPS_RESAMPLE, keyframe_writer.FPS_FRAME_PER_FRAME):
+    for fps_mode in (take_keys.FPS_RESAMPLE, take_keys.FPS_FRAME_PER_FRAME):
         key = f"{api}/{fps_mode}"
-        options = keyframe_writer.WriteOptions(fps_mode=fps_mode, start_frame=10, action_name=f"take {key}", api=api)
+        options = take_keys.WriteOptions(fps_mode=fps_mode, start_frame=10, action_name=f"take {key}", api=api)
         started = time.perf_counter()
         take = keyframe_writer.write_take(armature, motion, options, scene)
         result.setdefault("write_seconds", {})[key] = time.perf_counter() - started
-        if fps_mode == keyframe_writer.FPS_RESAMPLE:  # 20 -> 24 fps: every 6th scene frame is every 5th motion frame
+        if fps_mode == take_keys.FPS_RESAMPLE:  # 20 -> 24 fps: every 6th scene frame is every 5th motion frame
             pairs = [(10 + 6 * k, 5 * k) for k in range(0, (frames - 1) // 5 + 1, 2)]
         else:
             pairs = [(10 + m, m) for m in range(0, frames, 9)]
@@ -114,14 +114,14 @@ for api in apis:
         result.setdefault("frame_ranges", {})[key] = [take.frame_start, take.frame_end]
 
 # NLA push with the default API: the strip plays the take, the active action is cleared.
-take = keyframe_writer.write_take(armature, motion, keyframe_writer.WriteOptions(push_to_nla=True), scene)
+take = keyframe_writer.write_take(armature, motion, take_keys.WriteOptions(push_to_nla=True), scene)
 result["nla_action_after_push"] = armature.animation_data.action.name if armature.animation_data.action else None
 result["nla_error"] = worst_distance([(1 + 6 * k, 5 * k) for k in range(0, (frames - 1) // 5 + 1, 4)])
 
 # --- the take carries its motion file: saved in the .blend, restored byte for byte after the file is gone --------
 from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: E402
 
-take_provenance.record(take.action, str(motion_file), keyframe_writer.WriteOptions(), scene)
+take_provenance.record(take.action, str(motion_file), take_keys.WriteOptions(), scene)
 take.action.use_fake_user = True
 take_name = take.action.name
 original = motion_file.read_bytes()

@@ -41,10 +41,11 @@ def operator(call, *args, **kwargs) -> str:
 
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
 setup = sys.modules[MODULE + ".kmm_blender.ui.backend_buttons"]
+location = sys.modules[MODULE + ".kmm_blender.backend.location"]
 job_controller = sys.modules[MODULE + ".kmm_blender.jobs.controller"]
 job_runner = sys.modules[MODULE + ".kmm_blender.jobs.runner"]
 prefs = bpy.context.preferences.addons[MODULE].preferences
-folder = setup.backend_folder()
+folder = location.backend_folder()
 result["backend_folder"] = str(folder.root)
 result["extension_dir"] = str(user_dir / "extensions" / "user_default" / "kmm_motion")
 

@@ -22,7 +22,11 @@ import bpy  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 sys.path.insert(0, str(_harness.REPO_ROOT / "tests"))
-from kmm_motion.kmm_blender.rigs import armature_builder, body_mesh  # noqa: E402
+from kmm_motion.kmm_blender.rigs import (  # noqa: E402
+    armature_builder,
+    body_mesh,
+    take_keys,  # noqa: E402
+)
 from kmm_motion.kmm_blender.rigs.axes import positions_to_blender  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
 from kmm_motion.kmm_blender.takes import keyframe_writer  # noqa: E402
@@ -43,7 +47,7 @@ scene.render.fps, scene.render.fps_base = 20, 1.0
 joints = np.load(FIXTURE).astype(np.float64)[:NUM_FRAMES]
 motion = MotionResult.from_joints(joints, fps=20.0)
 motion_path = motion.save(scratch / "motion.npz")
-options = keyframe_writer.WriteOptions(fps_mode=keyframe_writer.FPS_FRAME_PER_FRAME, start_frame=1.0)
+options = take_keys.WriteOptions(fps_mode=take_keys.FPS_FRAME_PER_FRAME, start_frame=1.0)
 
 
 def skinned_centres(body: bpy.types.Object, count: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""keyframe_writer.bone_local_rotations (quaternion form) against the matrix form it replaced, L = B q B^T with
+"""take_keys.bone_local_rotations (quaternion form) against the matrix form it replaced, L = B q B^T with
 B = R^T C, on a smooth random motion and random rest frames; emits the largest difference and the first-key signs.
 
     bone_rotations.py
@@ -15,7 +15,7 @@ import importlib  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-keyframe_writer = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.takes.keyframe_writer")
+take_keys = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.rigs.take_keys")
 axes = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_blender.rigs.axes")
 rotations = importlib.import_module(f"{_harness.PACKAGE_NAME}.kmm_core.motion.rotations")
 
@@ -25,12 +25,12 @@ local = np.empty((300, 22, 4))
 local[0] = rotations.qnormalize(rng.normal(size=(22, 4)))  # some bones start with w < 0
 for t in range(1, 300):
     local[t] = rotations.qmul(local[t - 1], steps[t])
-local = keyframe_writer.make_quaternions_continuous(local)
+local = take_keys.make_quaternions_continuous(local)
 rest = rotations.quat_to_matrix(rotations.qnormalize(rng.normal(size=(22, 4))))
 
 basis = np.swapaxes(rest, -1, -2) @ axes.HUMANML3D_TO_BLENDER
-expected = keyframe_writer.make_quaternions_continuous(
+expected = take_keys.make_quaternions_continuous(
     rotations.matrix_to_quat(basis @ rotations.quat_to_matrix(local) @ np.swapaxes(basis, -1, -2)))
-actual = keyframe_writer.bone_local_rotations(local, rest)
+actual = take_keys.bone_local_rotations(local, rest)
 _harness.emit({"shape": list(actual.shape), "max_difference": float(np.abs(actual - expected).max()),
                "first_w_min": float(actual[0, :, 0].min()), "input_first_w_min": float(local[0, :, 0].min())})

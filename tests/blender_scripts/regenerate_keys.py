@@ -23,16 +23,10 @@ import fixture_motion  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender.takes import (  # noqa: E402
-    importer as take_importer,
-)
-from kmm_motion.kmm_blender.takes import (  # noqa: E402
-    keyframe_writer,
-    segment_regenerator,
-)
-from kmm_motion.kmm_blender.takes import (  # noqa: E402
-    provenance as take_provenance,
-)
+from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
+from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
+from kmm_motion.kmm_blender.takes import keyframe_writer, segment_regenerator  # noqa: E402
+from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
@@ -58,7 +52,7 @@ edited = MotionResult(fps=source.fps, joints=joints, root_translation=root, loca
 edited_path = edited.save(work / "edited.npz")
 result: dict = {"blender_version": list(bpy.app.version)}
 
-options = keyframe_writer.WriteOptions(start_frame=1.0)
+options = take_keys.WriteOptions(start_frame=1.0)
 first = take_importer.import_takes(context, [str(source_path)], None, options)
 armature, old = first.armature, first.takes[0].action
 slot = segment_regenerator._active_slot_identifier(armature)

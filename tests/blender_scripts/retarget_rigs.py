@@ -32,10 +32,10 @@ from mathutils import Matrix  # noqa: E402
 package = _harness.import_extension_package(user_dir)
 package.register()
 from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
-from kmm_motion.kmm_blender.rigs import armature_builder  # noqa: E402
+from kmm_motion.kmm_blender.rigs import armature_builder, take_keys  # noqa: E402
 from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
-from kmm_motion.kmm_blender.takes import keyframe_writer, segment_regenerator  # noqa: E402
+from kmm_motion.kmm_blender.takes import segment_regenerator  # noqa: E402
 from kmm_motion.kmm_blender.timeline import segment_table  # noqa: E402
 from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
@@ -149,7 +149,7 @@ rigs["smpl_fbx_a_pose"] = published_rigs.build_smpl_fbx(context, skeleton, a_pos
 rigs["smplx"] = published_rigs.build_smplx(context, skeleton)
 
 motions = {name: MotionResult.load(path) for name, path in job["motions"].items()}
-options = keyframe_writer.WriteOptions(start_frame=1.0)
+options = take_keys.WriteOptions(start_frame=1.0)
 for rig_name, rig in rigs.items():
     label, unmatched, problem = rig_retarget.describe_bone_map(rig)
     result["maps"][rig_name] = label
@@ -214,7 +214,7 @@ result["unchanged_after_failure"] = before == (mixamo.animation_data.action.name
 
 # NLA push on a foreign rig.
 nla = take_importer.import_takes(context, [job["motions"]["generated"]], mixamo,
-                                 keyframe_writer.WriteOptions(start_frame=1.0, push_to_nla=True))
+                                 take_keys.WriteOptions(start_frame=1.0, push_to_nla=True))
 result["nla_track"] = nla.takes[0].nla_track is not None and mixamo.animation_data.action is None
 
 # Regenerate one segment in place on a foreign rig (the worker's result stands in as a prepared file).
