@@ -43,7 +43,7 @@ def test_mypy_finds_no_errors_in_the_add_on(tmp_path, pytestconfig):
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     report = (completed.stdout + completed.stderr).strip()
     assert completed.returncode == 0 and "error:" not in report, report
-    modules = len(list((REPO_ROOT / "kmm_blender").glob("*.py")))  # every module of the add-on was checked
+    modules = len(list((REPO_ROOT / "kmm_blender").rglob("*.py")))  # every module of the add-on was checked
     assert f"Success: no issues found in {modules} source files" in report, report
 
 
@@ -58,9 +58,11 @@ def test_mypy_reports_a_planted_type_error(tmp_path, pytestconfig):
     (tmp_path / "kmm_core").symlink_to(REPO_ROOT / "kmm_core", target_is_directory=True)
     addon = package / "kmm_blender"
     addon.mkdir()
-    for source in (REPO_ROOT / "kmm_blender").glob("*.py"):
-        (addon / source.name).write_text(source.read_text())
-    writer = addon / "keyframe_writer.py"
+    for source in (REPO_ROOT / "kmm_blender").rglob("*.py"):
+        copy = addon / source.relative_to(REPO_ROOT / "kmm_blender")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(source.read_text())
+    writer = addon / "takes" / "keyframe_writer.py"
     text = writer.read_text()
     line = "        points.add(len(self.interpolation))\n"
     assert line in text

@@ -24,7 +24,7 @@ from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
 from kmm_motion.kmm_blender.timeline import prompt_warnings  # noqa: E402
 from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_blender.timeline.segment_table import Row  # noqa: E402
-from kmm_motion.kmm_blender.ui import panel  # noqa: E402
+from kmm_motion.kmm_blender.ui import panel, prompt_suggestions  # noqa: E402
 
 bundle = sys.argv[1]
 context = bpy.context
@@ -66,7 +66,7 @@ def draw_row(index: int) -> list:
 
 def draw_warnings() -> list:
     log: list = []
-    prompt_warnings.draw_warnings(RecordingLayout(log), settings, panel._wrapped)
+    prompt_suggestions.draw_warnings(RecordingLayout(log), settings, panel._wrapped)
     return [[entry[0], entry[1], entry[2], dict(vars(entry[3])) if entry[0] == "operator" else entry[3]]
             for entry in log]
 
