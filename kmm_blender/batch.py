@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import bpy
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     context = bpy.context
     scene = context.scene
     settings = scene.kmm
+    motion_folder: str | None = None
     try:
         if args.timeline:
             rows = segment_table.import_rows(args.timeline, properties.scene_fps(scene), scene.frame_start)
@@ -143,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=args.checkpoint or config.checkpoint,
             worker_args=(args.worker_script,) if args.worker_script else config.worker_args)
         job_controller.controller().session_for(config).on_progress = ProgressPrinter()  # the session the run uses
+        # The motion files go to a folder of this run, removed at its end: each take carries its file's bytes
+        # (takes/provenance.py), so the saved .blend can still regenerate a segment.
+        motion_folder = tempfile.mkdtemp(prefix="kmm_batch_")
         if args.regenerate_segment is not None:
             imported = job_runner.run_regeneration_blocking(context, timeout=args.timeout, config=config,
-                                                            segment=args.regenerate_segment - 1, prompt=args.prompt)
+                                                            segment=args.regenerate_segment - 1, prompt=args.prompt,
+                                                            output_dir=motion_folder)
         else:
-            imported = job_runner.run_generation_blocking(context, timeout=args.timeout, config=config)
+            imported = job_runner.run_generation_blocking(context, timeout=args.timeout, config=config,
+                                                          output_dir=motion_folder)
         takes = imported.takes
         print(f"KMM: {len(takes)} take(s) on {imported.armature.name!r}: "
               + ", ".join(f"{take.action.name} [{take.frame_start:g}-{take.frame_end:g}]" for take in takes))
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         job_runner.release()
+        if motion_folder is not None:
+            shutil.rmtree(motion_folder, ignore_errors=True)
     return 0
 
 

@@ -20,7 +20,9 @@ STANDIN = SCRIPTS.parent / "standin_worker.py"
 
 
 def run_batch(tmp_path: Path, *args: str, mode: str = "ok") -> subprocess.CompletedProcess:
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), KMM_STANDIN_MODE=mode)
+    temp = tmp_path / "temp"  # the run's system temp folder: what it leaves there is seen
+    temp.mkdir(exist_ok=True)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), KMM_STANDIN_MODE=mode, TMPDIR=str(temp))
     return subprocess.run([sys.executable, str(BATCH), "--", *args], capture_output=True, text=True, env=env,
                           timeout=300, check=False, cwd=tmp_path)
 
@@ -47,6 +49,9 @@ def test_batch_generates_renders_and_saves(scene_and_timeline, tmp_path):
     assert saved["armatures"] == ["KMM Skeleton"]
     assert saved["active_actions"] == ["KMM walk forward +1 seed 3"] and saved["actions"] == ["KMM walk forward +1 seed 3"]
     assert saved["frame_range"] == [1, 96]
+    # the motion files went to a folder of the run, removed at its end (the saved takes carry their bytes)
+    assert [path.name for path in (tmp_path / "temp").iterdir() if path.name.startswith("kmm")] == []
+    assert sorted(tmp_path.rglob("*.npz")) == []
 
 
 def test_batch_failure_exits_non_zero_with_the_reason_and_saves_nothing(scene_and_timeline, tmp_path):

@@ -60,8 +60,9 @@ def results_dir() -> Path:
     return folder
 
 
-def build_request(scene: bpy.types.Scene) -> tuple[Generate, JobTarget]:
-    """Validate the scene's timeline and settings; the generate request and where its result goes."""
+def build_request(scene: bpy.types.Scene, output_dir: str | None = None) -> tuple[Generate, JobTarget]:
+    """Validate the scene's timeline and settings; the generate request and where its result goes (the motion files
+    into `output_dir`, default a fresh `results_dir()`)."""
     settings = scene.kmm  # type: ignore[attr-defined]  # registered at run time by properties.register()
     rows = rows_of(settings)
     problems = segment_table.row_problems(rows, scene_fps(scene))
@@ -82,7 +83,7 @@ def build_request(scene: bpy.types.Scene) -> tuple[Generate, JobTarget]:
         timeline["loop"] = True
     if settings.path_object is not None:
         timeline["path"] = path_source.path_points(settings.path_object, settings.target_armature)
-    request = Generate(timeline=timeline, output_dir=str(results_dir()), seed=settings.seed,
+    request = Generate(timeline=timeline, output_dir=output_dir or str(results_dir()), seed=settings.seed,
                        variations=settings.variations, guidance=settings.guidance, steps=settings.steps,
                        foot_lock=settings.foot_lock)
     options = take_keys.WriteOptions(root_motion=settings.root_motion, fps_mode=settings.fps_mode,
@@ -91,8 +92,8 @@ def build_request(scene: bpy.types.Scene) -> tuple[Generate, JobTarget]:
                               body_model_path=body_model_path())
 
 
-def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = None,
-                               prompt: str | None = None) -> tuple[Edit, JobTarget]:
+def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = None, prompt: str | None = None,
+                               output_dir: str | None = None) -> tuple[Edit, JobTarget]:
     """Validate a "regenerate one segment of the active take" job; the edit request and its target.
 
     `segment` (0-based) defaults to the table's selected row, `prompt` to that row's prompt (a prompt equal to the
@@ -107,7 +108,7 @@ def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = Non
     plan = segment_regenerator.plan_regeneration(scene, settings.target_armature, index, prompt)
     if settings.random_seed:
         settings.seed = random.randrange(BLENDER_MAX_SEED)
-    request = segment_regenerator.edit_request(plan, str(results_dir()), seed=settings.seed,
+    request = segment_regenerator.edit_request(plan, output_dir or str(results_dir()), seed=settings.seed,
                                                guidance=settings.guidance, steps=settings.steps)
     return request, JobTarget(scene.name, plan.armature_name, plan.provenance.options, regeneration=plan)
 
@@ -125,18 +126,20 @@ def start_regeneration(context: bpy.types.Context, config: BackendConfig | None 
 
 
 def run_generation_blocking(context: bpy.types.Context, timeout: float | None = None,
-                            config: BackendConfig | None = None) -> take_importer.ImportedTakes:
-    """Headless: generate and write the takes before returning; raises KMMError with the reason on failure."""
-    request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+                            config: BackendConfig | None = None,
+                            output_dir: str | None = None) -> take_importer.ImportedTakes:
+    """Headless: generate and write the takes before returning; raises KMMError with the reason on failure.
+    `output_dir`: where the motion files go (the takes carry their bytes, so a caller may delete it afterwards)."""
+    request, target = build_request(context.scene, output_dir)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     return controller().run_blocking(context, request, target, config or backend_config(context), timeout)
 
 
 def run_regeneration_blocking(context: bpy.types.Context, timeout: float | None = None,
                               config: BackendConfig | None = None, segment: int | None = None,
-                              prompt: str | None = None) -> take_importer.ImportedTakes:
+                              prompt: str | None = None, output_dir: str | None = None) -> take_importer.ImportedTakes:
     """Headless: regenerate one segment of the active take (see build_regeneration_request); its one new take is
     `.takes[0]`."""
-    request, target = build_regeneration_request(context.scene, segment, prompt)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    request, target = build_regeneration_request(context.scene, segment, prompt, output_dir)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     return controller().run_blocking(context, request, target, config or backend_config(context), timeout)
 
 

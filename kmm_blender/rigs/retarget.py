@@ -22,7 +22,7 @@ from ...kmm_core.motion import skeleton
 from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_dict
 from ...kmm_core.retarget.bvh_output import resample_source
 from ...kmm_core.retarget.name_matching import detect_bone_map
-from ...kmm_core.retarget.target_skeleton import TargetSkeleton
+from ...kmm_core.retarget.target_skeleton import TargetSkeleton, TargetSkeletonError
 from ...kmm_core.retarget.transfer import RetargetedMotion, SourceMotion, retarget, source_from_motion_result
 from . import take_keys
 from .axes import HUMANML3D_TO_BLENDER
@@ -47,7 +47,11 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     tails /= np.maximum(np.linalg.norm(tails, axis=-1, keepdims=True), 1e-9)
     rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones]).reshape(-1, 3, 3)
     world = _rotation_scale(obj)
-    scale = float(np.cbrt(abs(np.linalg.det(world)))) or 1.0
+    scale = float(np.cbrt(abs(np.linalg.det(world))))
+    if not scale > 1e-6:
+        raise TargetSkeletonError(f"armature {obj.name!r} is scaled to zero (object scale "
+                                  f"{tuple(round(v, 6) for v in obj.scale)}, or a parent's): give it a non-zero scale "
+                                  "to generate onto it")
     to_humanml3d = HUMANML3D_TO_BLENDER.T @ (world / scale)
     return TargetSkeleton(name=obj.name, bone_names=tuple(b.name for b in bones),
                           parents=tuple(index[b.parent.name] if b.parent else -1 for b in bones),
@@ -97,7 +101,8 @@ def target_problem(obj: bpy.types.Object | None) -> str | None:
     if obj.type != "ARMATURE":
         return f"{obj.name!r} is not an armature"
     try:
-        bone_map = bone_map_for(obj)
+        target = armature_target_skeleton(obj)  # a rig with no size or a zero scale is refused here, by name
+        bone_map = bone_map_for(obj, target)
         bone_map.check(obj.data.bones.keys(), obj.name)
     except KMMError as error:
         return str(error)

@@ -87,6 +87,7 @@ def import_takes(
     created_armature = target is None
     created_actions: list[bpy.types.Action] = []
     previous_action = target.animation_data.action if target is not None and target.animation_data else None
+    previous_fake_user = previous_action.use_fake_user if previous_action is not None else False
     tracks_before = len(target.animation_data.nla_tracks) if target is not None and target.animation_data else 0
     try:
         armature = target or armature_builder.create_armature(context, offsets=motions[0].rest_offsets)
@@ -111,11 +112,15 @@ def import_takes(
             while len(tracks) > tracks_before:  # new tracks are appended on top
                 tracks.remove(tracks[-1])
             target.animation_data.action = previous_action
+            if previous_action is not None:
+                previous_action.use_fake_user = previous_fake_user
         raise
     settings = getattr(context.scene, "kmm", None)
     if getattr(settings, "extend_frame_range", True):
         cover_takes(context.scene, takes)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     # Only after every take is in place: the optional body mesh never undoes a take.
+    warnings = [f"the action {take.kept_action!r} that {armature.name!r} played is kept (fake user: pick it again in "
+                "the Action editor)" for take in takes if take.kept_action]
     warning = body_mesh.ensure_body_mesh(armature, body_model_path)
     return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes,
-                         warnings=[warning] if warning else [])
+                         warnings=warnings + ([warning] if warning else []))

@@ -5,7 +5,7 @@ The keys come from the rig layer: `rigs/take_keys.py` on a KMM armature built fo
 any other rig; this module only decides which and writes them.
 
 The motion (kmm_core MotionResult: root translation + per-joint rotations relative to the T-pose rest, in parent
-space, HumanML3D axes) becomes quaternion and location F-curves on the pose bones, written in one pass per F-curve
+space, HumanML3D axes) becomes rotation (in each bone's own mode) and location F-curves on the pose bones, written in one pass per F-curve
 (`keyframe_points.add` + `foreach_set`), which is two orders of magnitude faster than keyframe_insert per frame.
 
 Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ slotted actions
@@ -15,12 +15,14 @@ Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import bpy
 import numpy as np
 
+from ...kmm_core.common.finite_values import require_finite
 from ..rigs.retarget import retargeted_take_keys, stored_bone_map
 from ..rigs.take_keys import (
     FPS_FRAME_PER_FRAME,
@@ -36,12 +38,81 @@ from ..rigs.take_keys import (
 _INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (foreach_set takes the integer)
 
 
+ROTATION_MODES = "kmm_rotation_modes"  # action property: JSON {bone: rotation mode} of the bones not keyed as quaternions
+_EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
+
+
 @dataclass
 class Take:
     action: bpy.types.Action
     frame_start: float
     frame_end: float
     nla_track: bpy.types.NlaTrack | None = None
+    kept_action: str | None = None  # the user's own action the armature played before, kept with a fake user
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Each bone keyed in its own rotation mode (the user's choice is never changed)
+
+def rotation_channel(mode: str) -> tuple[str, int]:
+    """(F-curve property, channel count) of a pose bone's rotation in `mode` (QUATERNION, AXIS_ANGLE or an Euler
+    order such as XYZ)."""
+    if mode == "QUATERNION":
+        return "rotation_quaternion", 4
+    if mode == "AXIS_ANGLE":
+        return "rotation_axis_angle", 4
+    if mode in _EULER_ORDERS:
+        return "rotation_euler", 3
+    raise KeyframeWriteError(f"unknown rotation mode {mode!r}")
+
+
+def rotation_values(quaternions: np.ndarray, mode: str, compatible: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4) unit pose-bone quaternions (w, x, y, z) as the (N, k) values of the bone's rotation channel in `mode`.
+
+    Euler angles follow Blender's own conversion (`to_euler` with the previous frame's angles as the compatible
+    ones), so they never jump by a turn between keys; `compatible` continues from a key already there."""
+    quaternions = np.asarray(quaternions, dtype=np.float64)
+    if mode == "QUATERNION":
+        return quaternions
+    from mathutils import Euler, Quaternion
+
+    if mode == "AXIS_ANGLE":
+        values = np.empty((len(quaternions), 4))
+        for frame, quaternion in enumerate(quaternions):
+            axis, angle = Quaternion(quaternion).to_axis_angle()
+            values[frame] = (angle, *axis)
+        return values
+    rotation_channel(mode)  # an unknown mode is refused by name
+    values = np.empty((len(quaternions), 3))
+    previous = Euler(tuple(compatible), mode) if compatible is not None else None
+    for frame, quaternion in enumerate(quaternions):
+        euler = Quaternion(quaternion).to_euler(mode, previous) if previous is not None else Quaternion(
+            quaternion).to_euler(mode)
+        values[frame] = euler
+        previous = euler
+    return values
+
+
+def recorded_rotation_modes(action: bpy.types.Action) -> dict[str, str]:
+    """The bones a take keyed in another mode than quaternions, as recorded by `write_take` (older takes: none)."""
+    text = action.get(ROTATION_MODES)
+    try:
+        modes = json.loads(str(text)) if text else {}
+    except json.JSONDecodeError:
+        raise KeyframeWriteError(f"take {action.name!r}: its recorded rotation modes are damaged") from None
+    if not isinstance(modes, dict) or not all(isinstance(v, str) for v in modes.values()):
+        raise KeyframeWriteError(f"take {action.name!r}: its recorded rotation modes are damaged")
+    return {str(bone): mode for bone, mode in modes.items()}
+
+
+def keep_users_action(animation_data: bpy.types.AnimData | None) -> str | None:
+    """Give the action the armature plays a fake user when nothing else would keep it once a take replaces it (it
+    would be gone when the file is saved); returns its name then, else None.  Takes have their fake user already."""
+    action = animation_data.action if animation_data is not None else None
+    if action is None or action.use_fake_user or action.users > 1:
+        return None
+    action.use_fake_user = True
+    return action.name
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -132,8 +203,13 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
     if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
         raise KeyframeWriteError(f"unknown fps option {options.fps_mode!r}")
     if stored_bone_map(obj) is None and fits_motion_skeleton(obj, motion):
-        return motion_armature_keys(obj, motion, options, scene)
-    return retargeted_take_keys(obj, motion, options, scene)
+        keys = motion_armature_keys(obj, motion, options, scene)
+    else:
+        keys = retargeted_take_keys(obj, motion, options, scene)
+    # the last check before any key is written: nothing non-finite reaches the user's rig
+    require_finite(f"keys of {options.action_name!r} on {obj.name!r}", rotations=keys.quaternions,
+                   locations=keys.locations, frames=keys.frames)
+    return keys
 
 
 def write_take(
@@ -144,7 +220,10 @@ def write_take(
 ) -> Take:
     """Write `motion` onto armature `obj` as a new action and make it the active one (or push it to the NLA).
 
-    Validates everything before touching Blender data, so a bad motion or armature changes nothing.
+    Validates everything before touching Blender data, so a bad motion or armature changes nothing (no NaN or
+    infinite value is ever keyed).  The user's work stays: each bone is keyed in its own rotation mode (Euler, axis
+    angle or quaternion, recorded on the take for later edits) and the action the armature played before keeps a
+    fake user, so saving the file never drops it (`Take.kept_action` names it).
     """
     options = options or WriteOptions()
     scene = scene or bpy.context.scene
@@ -153,16 +232,19 @@ def write_take(
     frames_per_motion_frame, segment_starts = keys.frames_per_motion_frame, keys.segment_starts
     pelvis = obj.data.bones[keys.location_bone]
 
-    keyed = set(keys.bone_names)
-    for pose_bone in obj.pose.bones:
-        if pose_bone.name in keyed:
-            pose_bone.rotation_mode = "QUATERNION"
+    modes = {name: obj.pose.bones[name].rotation_mode for name in keys.bone_names}
+    for mode in set(modes.values()):
+        rotation_channel(mode)  # every mode known before anything changes
+    kept_action = keep_users_action(obj.animation_data)
     for bone, prop, value in keys.pose_settings:  # e.g. Rigify's IK/FK switches set to FK
         if bone in obj.pose.bones:
             obj.pose.bones[bone][prop] = value
     animation_data = obj.animation_data or obj.animation_data_create()
     action = bpy.data.actions.new(options.action_name)
     action.use_fake_user = True  # earlier takes survive being replaced by later ones
+    other_modes = {name: mode for name, mode in modes.items() if mode != "QUATERNION"}
+    if other_modes:
+        action[ROTATION_MODES] = json.dumps(other_modes)
     api = options.api or available_api(action)
     if api == "datablock":
         animation_data.action = action
@@ -170,9 +252,10 @@ def write_take(
 
     buffers = _KeyBuffers(frames)
     for joint, name in enumerate(keys.bone_names):
-        data_path = f'pose.bones["{name}"].rotation_quaternion'
-        for component in range(4):
-            buffers.fill(factory.new(data_path, component, name), bone_quaternions[:, joint, component])
+        channel, count = rotation_channel(modes[name])
+        values = rotation_values(bone_quaternions[:, joint], modes[name])
+        for component in range(count):
+            buffers.fill(factory.new(f'pose.bones["{name}"].{channel}', component, name), values[:, component])
     for axis in range(3):
         buffers.fill(factory.new(f'pose.bones["{pelvis.name}"].location', axis, pelvis.name), locations[:, axis])
 
@@ -183,7 +266,7 @@ def write_take(
     animation_data.action = action
     if factory.slot is not None:
         animation_data.action_slot = factory.slot
-    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]))
+    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]), kept_action=kept_action)
     if options.push_to_nla:
         track = animation_data.nla_tracks.new()
         track.name = action.name

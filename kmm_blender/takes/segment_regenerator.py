@@ -107,19 +107,22 @@ def apply_regeneration(context: bpy.types.Context, plan: RegenerationPlan,
         raise KMMError(f"segment {plan.segment + 1} covers no scene frame of take {old.name!r}")
     frames = keys.frames[mask]
     slot_identifier = _active_slot_identifier(armature)
-    _kmm_curves(old, slot_identifier, old.name, keys)  # every KMM curve must be there before anything changes
+    modes = keyframe_writer.recorded_rotation_modes(old)  # each bone is keyed in the mode the take was written in
+    _kmm_curves(old, slot_identifier, old.name, keys, modes)  # every KMM curve must be there before anything changes
 
     previous_action = armature.animation_data.action
     new = old.copy()
     try:
         new.name = _take_name(old.name, plan.segment)
-        curves = _kmm_curves(new, slot_identifier, new.name, keys)
+        curves = _kmm_curves(new, slot_identifier, new.name, keys, modes)
         for joint, bone in enumerate(keys.bone_names):
-            path = f'pose.bones["{bone}"].rotation_quaternion'
-            rotation = _matching_sign(keys.quaternions[mask, joint], [curves[(path, c)] for c in range(4)],
-                                      frames, keys.frames)
-            for component in range(4):
-                _replace_keys(curves[(path, component)], frames, rotation[:, component])
+            mode = modes.get(bone, "QUATERNION")
+            channel, count = keyframe_writer.rotation_channel(mode)
+            path = f'pose.bones["{bone}"].{channel}'
+            bone_curves = [curves[(path, c)] for c in range(count)]
+            rotation = _continuing_rotation(keys.quaternions[mask, joint], mode, bone_curves, frames, keys.frames)
+            for component in range(count):
+                _replace_keys(bone_curves[component], frames, rotation[:, component])
         location_path = f'pose.bones["{keys.location_bone}"].location'
         for axis in range(3):
             _replace_keys(curves[(location_path, axis)], frames, keys.locations[mask, axis])
@@ -150,7 +153,8 @@ def _active_slot_identifier(armature: bpy.types.Object) -> str | None:
 
 
 def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str,
-                keys: take_keys.TakeKeys | None = None) -> dict[tuple[str, int], Any]:
+                keys: take_keys.TakeKeys | None = None,
+                modes: dict[str, str] | None = None) -> dict[tuple[str, int], Any]:
     """The take's F-curves by (data path, index); KMMError when one the writer makes is missing."""
     if slot_identifier is not None:
         from bpy_extras import anim_utils
@@ -164,7 +168,8 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
     curves = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in fcurves}
     bones, location_bone = (keys.bone_names, keys.location_bone) if keys else (skeleton.JOINT_NAMES,
                                                                                 skeleton.JOINT_NAMES[0])
-    needed = [(f'pose.bones["{bone}"].rotation_quaternion', c) for bone in bones for c in range(4)]
+    channels = {bone: keyframe_writer.rotation_channel((modes or {}).get(bone, "QUATERNION")) for bone in bones}
+    needed = [(f'pose.bones["{bone}"].{channels[bone][0]}', c) for bone in bones for c in range(channels[bone][1])]
     needed += [(f'pose.bones["{location_bone}"].location', axis) for axis in range(3)]
     missing = [f"{path}[{index}]" for path, index in needed if (path, index) not in curves]
     if missing:
@@ -173,16 +178,24 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
     return curves
 
 
-def _matching_sign(rotation: np.ndarray, curves: list, frames: np.ndarray, all_frames: np.ndarray) -> np.ndarray:
-    """Flip the new (n, 4) quaternions when they start on the other hemisphere than the kept key next to them."""
+def _continuing_rotation(quaternions: np.ndarray, mode: str, curves: list, frames: np.ndarray,
+                         all_frames: np.ndarray) -> np.ndarray:
+    """The new (n, 4) pose-bone quaternions as the values of the bone's channel in `mode`, continuing the kept key
+    next to them: quaternions flipped onto its hemisphere, Euler angles compatible with it (no turn-sized jump)."""
     if frames[0] > all_frames[0]:
-        neighbour, own = frames[0] - 1.0, rotation[0]
+        neighbour, first = frames[0] - 1.0, True
     elif frames[-1] < all_frames[-1]:
-        neighbour, own = frames[-1] + 1.0, rotation[-1]
-    else:
-        return rotation  # the segment is the whole take: nothing to match
+        neighbour, first = frames[-1] + 1.0, False
+    else:  # the segment is the whole take: nothing to continue
+        return keyframe_writer.rotation_values(quaternions, mode)
     kept = np.array([curve.evaluate(neighbour) for curve in curves])
-    return -rotation if float(np.dot(kept, own)) < 0.0 else rotation
+    if mode == "QUATERNION":
+        own = quaternions[0] if first else quaternions[-1]
+        return -quaternions if float(np.dot(kept, own)) < 0.0 else quaternions
+    if first:
+        return keyframe_writer.rotation_values(quaternions, mode, compatible=kept if len(kept) == 3 else None)
+    backwards = keyframe_writer.rotation_values(quaternions[::-1], mode, compatible=kept if len(kept) == 3 else None)
+    return backwards[::-1]
 
 
 def _replace_keys(fcurve: Any, frames: np.ndarray, values: np.ndarray) -> None:

@@ -15,9 +15,10 @@ from bpy.props import (
     StringProperty,
 )
 
+from ...kmm_core.common.errors import KMMError
 from ...kmm_core.common.limits import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_VARIATIONS, MIN_GUIDANCE
 from ..rigs import take_keys
-from .segment_table import Row
+from .segment_table import SCENE_FRAME_LIMIT, Row
 
 
 def _is_armature(_settings, obj: bpy.types.Object) -> bool:
@@ -106,6 +107,11 @@ def rows_of(settings: KMM_PG_scene_settings) -> list[Row]:
 
 
 def set_rows(settings: KMM_PG_scene_settings, rows: list[Row]) -> None:
+    """Replace the table's rows: all of them, or (a row Blender cannot hold) none, the table unchanged."""
+    for index, row in enumerate(rows):
+        if max(abs(row.start), abs(row.end)) > SCENE_FRAME_LIMIT:
+            raise KMMError(f"segment {index + 1}: frames {row.start}-{row.end} are beyond Blender's last frame "
+                           f"{SCENE_FRAME_LIMIT}")
     settings.segments.clear()
     for row in rows:
         item = settings.segments.add()

@@ -16,6 +16,9 @@ from pathlib import Path
 from ...kmm_core.common.atomic_write import write_text_atomic
 from ...kmm_core.generation.timeline import Timeline, TimelineError
 
+SCENE_FRAME_LIMIT = 1_048_574
+"""Blender's largest scene frame (MAXFRAME), and the largest magnitude a row's start or end may have."""
+
 
 @dataclass(frozen=True)
 class Row:
@@ -117,8 +120,15 @@ def rows_from_timeline(timeline: Timeline, scene_fps: float, scene_frame_start: 
 
 
 def import_rows(path: str | Path, scene_fps: float, scene_frame_start: int) -> list[Row]:
-    """Rows from a timeline file (.json / .toml, ours or FlowMDM's); TimelineError names the file and field."""
-    return rows_from_timeline(Timeline.from_file(path), scene_fps, scene_frame_start)
+    """Rows from a timeline file (.json / .toml, ours or FlowMDM's); TimelineError names the file and field, also
+    for frames a Blender scene cannot hold (beyond +-1,048,574), before any row of the table changes."""
+    rows = rows_from_timeline(Timeline.from_file(path), scene_fps, scene_frame_start)
+    for index, row in enumerate(rows):
+        worst = max(abs(row.start), abs(row.end))
+        if worst > SCENE_FRAME_LIMIT:
+            raise TimelineError(f"reaches scene frame {worst}, beyond Blender's last frame {SCENE_FRAME_LIMIT}",
+                                segment=index, field="end" if abs(row.end) >= abs(row.start) else "start", path=path)
+    return rows
 
 
 def export_rows(rows: Sequence[Row], fps: float, path: str | Path) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..common.atomic_write import write_text_atomic
 from ..common.errors import KMMError
+from ..common.finite_values import require_finite
 from ..motion.rotations import matrix_to_euler, quat_to_matrix
 from ..motion.skeleton import JOINT_NAMES, PARENTS
 
@@ -36,6 +37,8 @@ def write_bvh(path: str | Path, root_translation: np.ndarray, local_rotations: n
     root_translation = np.asarray(root_translation, dtype=np.float64)
     local_rotations = np.asarray(local_rotations, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.float64)
+    require_finite(str(path), root_translation=root_translation, local_rotations=local_rotations, offsets=offsets,
+                   fps=fps)
     num_joints = len(joint_names)
     order = rotation_order.upper()
     if sorted(order) != ["X", "Y", "Z"]:

@@ -17,6 +17,7 @@ import numpy as np
 from ..bvh.reader import BvhMotion
 from ..common.atomic_write import write_text_atomic
 from ..common.errors import InputFileError
+from ..common.finite_values import require_finite
 from ..motion.resample import resample_positions, resample_rotations
 from ..motion.rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
 from .transfer import RetargetedMotion, RetargetError, SourceMotion
@@ -100,6 +101,7 @@ def write_retargeted_bvh(path: str | Path, motion: RetargetedMotion, target: Bvh
     if marker < 0:
         raise InputFileError(target.path, "no MOTION section")
     rows = bvh_frames(motion, target)
+    require_finite(str(path), frames=rows)
     lines = [text[:marker].rstrip("\n"), "MOTION", f"Frames: {len(rows)}", f"Frame Time: {target.frame_time:.8f}"]
     lines.extend(" ".join(f"{value:.6f}" for value in row) for row in rows)
     return write_text_atomic(path, "\n".join(lines) + "\n")  # a full disk keeps an older file of that name

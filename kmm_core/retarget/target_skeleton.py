@@ -16,6 +16,7 @@ import numpy as np
 
 from ..common.errors import KMMError
 
+MIN_EXTENT_METRES = 0.01  # a rig's rest heads must span at least this much (a humanoid spans about 1.7 m)
 AXES = {"+X": (1, 0, 0), "-X": (-1, 0, 0), "+Y": (0, 1, 0), "-Y": (0, -1, 0), "+Z": (0, 0, 1), "-Z": (0, 0, -1)}
 
 
@@ -59,8 +60,21 @@ class TargetSkeleton:
                 raise TargetSkeletonError(f"skeleton {self.name!r}: {field_name} must be finite with shape {shape}, "
                                           f"got {value.shape}")
             object.__setattr__(self, field_name, value)
-        if not self.scale_to_metres > 0:
-            raise TargetSkeletonError(f"skeleton {self.name!r}: scale_to_metres must be positive")
+        if not (np.isfinite(self.scale_to_metres) and self.scale_to_metres > 0):
+            raise TargetSkeletonError(f"skeleton {self.name!r}: scale_to_metres must be a positive number, got "
+                                      f"{self.scale_to_metres}")
+        rotation = self.to_humanml3d
+        if not (np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4) and np.linalg.det(rotation) > 0):
+            raise TargetSkeletonError(f"skeleton {self.name!r}: its axes do not map onto HumanML3D's by a rotation "
+                                      "(an object scaled to zero, or sheared): give it a non-zero, uniform scale")
+        if count > 1:
+            heads = self.rest_heads_metres()
+            extent = float(np.linalg.norm(heads.max(axis=0) - heads.min(axis=0)))
+            if extent < MIN_EXTENT_METRES:
+                raise TargetSkeletonError(
+                    f"skeleton {self.name!r}: all {count} bone heads sit within {extent * 100:.2f} cm of one point "
+                    f"(its rest pose has no size: zero OFFSETs or bone heads), at least {MIN_EXTENT_METRES * 100:.0f} "
+                    "cm needed to retarget onto it")
 
     @property
     def index(self) -> dict[str, int]:
