@@ -50,7 +50,7 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     scale = float(np.cbrt(abs(np.linalg.det(world))))
     if not scale > 1e-6:
         raise TargetSkeletonError(f"armature {obj.name!r} is scaled to zero (object scale "
-                                  f"{tuple(round(v, 6) for v in obj.scale)}, or a parent's): give it a non-zero scale "
+                                  f"{tuple(round(obj.scale[i], 6) for i in range(3))}, or a parent's): give it a non-zero scale "
                                   "to generate onto it")
     to_humanml3d = HUMANML3D_TO_BLENDER.T @ (world / scale)
     return TargetSkeleton(name=obj.name, bone_names=tuple(b.name for b in bones),

@@ -80,14 +80,15 @@ def rotation_values(quaternions: np.ndarray, mode: str, compatible: np.ndarray |
         values = np.empty((len(quaternions), 4))
         for frame, quaternion in enumerate(quaternions):
             axis, angle = Quaternion(quaternion).to_axis_angle()
-            values[frame] = (angle, *axis)
+            values[frame] = (angle, axis[0], axis[1], axis[2])
         return values
     rotation_channel(mode)  # an unknown mode is refused by name
+    order: Any = mode  # one of _EULER_ORDERS (the stubs want the literal)
     values = np.empty((len(quaternions), 3))
-    previous = Euler(tuple(compatible), mode) if compatible is not None else None
+    previous = Euler(tuple(compatible), order) if compatible is not None else None
     for frame, quaternion in enumerate(quaternions):
-        euler = Quaternion(quaternion).to_euler(mode, previous) if previous is not None else Quaternion(
-            quaternion).to_euler(mode)
+        euler = Quaternion(quaternion).to_euler(order, previous) if previous is not None else Quaternion(
+            quaternion).to_euler(order)
         values[frame] = euler
         previous = euler
     return values

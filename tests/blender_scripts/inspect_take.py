@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Open a saved .blend and report the active take of each armature: the keys of each of its F-curves, its markers
-and its KMM custom properties (which motion file produced it).
+"""Open a saved .blend and report the active take of each armature: the keys of each of its F-curves, its markers,
+its KMM custom properties (which motion file produced it) and that file as the take carries it (its bytes from the
+.blend, written to a temporary file: "motion_file", "" for a take without its own copy).
 
     inspect_take.py <file.blend>
 """
@@ -8,6 +9,9 @@ and its KMM custom properties (which motion file produced it).
 from __future__ import annotations
 
 import sys
+import tempfile
+import zlib
+from pathlib import Path
 
 import _harness
 
@@ -30,7 +34,11 @@ for obj in bpy.data.objects:
         co = np.empty(2 * len(points), dtype=np.float32)
         points.foreach_get("co", co)
         curves[f"{fcurve.data_path}[{fcurve.array_index}]"] = co.reshape(-1, 2).tolist()  # [[frame, value], ...]
-    takes[obj.name] = {"action": action.name, "curves": curves,
+    motion_file = ""
+    if "_kmm_motion" in action.keys():
+        motion_file = str(Path(tempfile.mkdtemp(prefix="kmm_inspect_")) / "carried.npz")
+        Path(motion_file).write_bytes(zlib.decompress(bytes(action["_kmm_motion"])))
+    takes[obj.name] = {"action": action.name, "curves": curves, "motion_file": motion_file,
                        "markers": sorted([marker.frame, marker.name] for marker in action.pose_markers),
                        "properties": {key: action[key] for key in action.keys() if key.startswith("kmm_")}}
 _harness.emit({"takes": takes, "frame_range": [scene.frame_start, scene.frame_end],
