@@ -73,3 +73,4 @@ def test_an_old_take_regenerates_a_segment_in_place(reopened, armature):
     assert take["new_active"] and " seg2" in take["new_take"] and take["same_channels"]
     assert take["outside_kept"] and take["inside_changed"]
     assert take["markers"] == ["turn back", "walk", "walk back"]
+    assert take["regenerated_carries_its_file"]  # (Blender truncated bytes written over a copied take's at a 0 byte)

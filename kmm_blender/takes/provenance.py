@@ -52,6 +52,10 @@ def record(action: bpy.types.Action, source: str, options: WriteOptions, scene: 
     action[ROOT_MOTION] = options.root_motion
     action[SCENE_FPS] = scene.render.fps / scene.render.fps_base
     data = Path(source).read_bytes()
+    if MOTION in action.keys():
+        # Blender stores bytes assigned over an existing bytes property only up to their first zero byte (a
+        # regenerated take is a copy of the old one): the property is made anew instead.
+        del action[MOTION]
     action[MOTION] = zlib.compress(data, 6)
     action[MOTION_SHA256] = hashlib.sha256(data).hexdigest()
 

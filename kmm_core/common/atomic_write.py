@@ -263,3 +263,22 @@ def _process_alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: dict) -> Path:
+    """Write `arrays` as an uncompressed .npz, atomically, after the last check that no float array holds NaN or
+    infinite values (finite_values.require_finite).  The archive is built in memory: a failed write cannot leave
+    a half-closed zip behind."""
+    import io
+
+    import numpy as np
+
+    from .finite_values import require_finite
+
+    require_finite(str(path), **{key: value for key, value in arrays.items()
+                                 if np.asarray(value).dtype.kind == "f"})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with atomic_open(path, "wb") as stream:
+        stream.write(buffer.getbuffer())
+    return Path(path)

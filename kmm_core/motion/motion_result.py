@@ -8,7 +8,6 @@ reading names the file and the key.  NumPy only: the Blender add-on reads these 
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import zipfile
@@ -18,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..common.atomic_write import atomic_open
+from ..common.atomic_write import write_npz_atomic
 from ..common.errors import KMMError, open_npz_archive
-from ..common.finite_values import require_finite
 from .resample import (
     resample_positions,
     resample_rotations,
@@ -182,13 +180,7 @@ class MotionResult:
         path = Path(path)
         if not path.parent.is_dir():
             raise MotionResultError("cannot save: the folder does not exist", path=path)
-        arrays = self.to_arrays()  # checked at construction; checked again: the arrays may have been changed since
-        require_finite(str(path), **{key: value for key, value in arrays.items() if value.dtype.kind == "f"})
-        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
-        np.savez(buffer, **arrays)
-        with atomic_open(path, "wb") as stream:
-            stream.write(buffer.getbuffer())
-        return path
+        return write_npz_atomic(path, self.to_arrays())  # checked finite again: the arrays may have changed
 
     @classmethod
     def load(cls, path: str | Path) -> MotionResult:

@@ -19,16 +19,14 @@ this module stays torch-free.
 
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..common.atomic_write import atomic_open
+from ..common.atomic_write import write_npz_atomic
 from ..common.errors import KMMError, open_npz_archive
-from ..common.finite_values import require_finite
 from ..motion.kinematics import inverse_kinematics
 from ..motion.rotations import axis_angle_to_matrix, matrix_to_axis_angle, quat_to_axis_angle, quat_to_matrix
 from ..motion.skeleton import NUM_JOINTS, PARENTS
@@ -222,13 +220,7 @@ class SMPLMotion:
         path = Path(path)
         if not path.parent.is_dir():
             raise KMMError(f"{path}: cannot save, the folder does not exist")
-        arrays = self.to_arrays()
-        require_finite(str(path), **{key: value for key, value in arrays.items() if value.dtype.kind == "f"})
-        buffer = io.BytesIO()  # the archive is built in memory: a failed write cannot leave a half-closed zip behind
-        np.savez(buffer, **arrays)
-        with atomic_open(path, "wb") as stream:
-            stream.write(buffer.getbuffer())
-        return path
+        return write_npz_atomic(path, self.to_arrays())  # checked finite again: the arrays may have changed
 
 
 def _up_axis_matrix(up_axis: str) -> np.ndarray:

@@ -66,3 +66,31 @@ def load_fixture_motion(frames: int | None = None) -> SimpleNamespace:
         segment_prompts=np.array(["a person walks forward", "then turns around"]),
         timeline_json="",
     )
+
+
+FIXTURE_SEGMENTS = [[0, 60], [60, 110], [110, 170]]
+FIXTURE_PROMPTS = ("walk", "turn", "walk back")
+
+
+def three_segment_take(motion_result_class, fixture: SimpleNamespace | None = None):
+    """The fixture clip as a three-segment MotionResult (`motion_result_class`: the add-on's or kmm_core's)."""
+    fixture = fixture or load_fixture_motion()
+    return motion_result_class(fps=fixture.fps, joints=fixture.joints.astype(np.float32),
+                               root_translation=fixture.root_translation, local_rotations=fixture.local_rotations,
+                               rest_offsets=fixture.rest_offsets, segment_frames=FIXTURE_SEGMENTS,
+                               segment_prompts=FIXTURE_PROMPTS)
+
+
+def with_segment_reversed(source, segment: int, prompt: str):
+    """What the worker's `edit` promises for regenerating `segment`: every frame outside it bit-identical to
+    `source`, the frames inside other real motion (the source's own, played backwards), the segment's prompt
+    replaced."""
+    start, end = (int(v) for v in source.segment_frames[segment])
+    inside, backwards = slice(start, end), slice(end - 1, start - 1, -1)
+    joints, root, local = source.joints.copy(), source.root_translation.copy(), source.local_rotations.copy()
+    joints[inside], root[inside], local[inside] = joints[backwards], root[backwards], local[backwards]
+    prompts = list(source.segment_prompts)
+    prompts[segment] = prompt
+    return type(source)(fps=source.fps, joints=joints, root_translation=root, local_rotations=local,
+                        rest_offsets=source.rest_offsets, segment_frames=source.segment_frames,
+                        segment_prompts=tuple(prompts))

@@ -20,6 +20,7 @@ import numpy as np
 
 user_dir = _harness.start()
 import bpy  # noqa: E402
+import fixture_motion  # noqa: E402
 
 BLEND = Path(__file__).resolve().parent / "old_takes_e26ec61.blend"
 work = Path(tempfile.mkdtemp(prefix="kmm_old_takes_"))
@@ -66,15 +67,13 @@ for name in ("KMM Skeleton", "metarig"):
     restored = take_provenance.motion_file(old, provenance, work / f"restored {name}")
     source = MotionResult.load(restored)
     start, end = (int(v) for v in source.segment_frames[1])
-    inside, backwards = slice(start, end), slice(end - 1, start - 1, -1)
-    joints, root, local = source.joints.copy(), source.root_translation.copy(), source.local_rotations.copy()
-    joints[inside], root[inside], local[inside] = joints[backwards], root[backwards], local[backwards]
-    edited = MotionResult(fps=source.fps, joints=joints, root_translation=root, local_rotations=local,
-                          rest_offsets=source.rest_offsets, segment_frames=source.segment_frames,
-                          segment_prompts=("walk", "turn back", "walk back"))
+    edited = fixture_motion.with_segment_reversed(source, 1, "turn back")
     edited_path = edited.save(work / f"edited {name}.npz")
     plan = segment_regenerator.plan_regeneration(scene, armature, 1, "turn back")
     take = segment_regenerator.apply_regeneration(context, plan, str(edited_path))
+    edited_bytes = edited_path.read_bytes()
+    edited_path.unlink()  # the regenerated take must carry its own file too (it is a copy of the old take)
+    carried = take_provenance.motion_file(take.action, take_provenance.read(take.action), work / f"carried {name}")
     before, after = curves_of(old, armature), curves_of(take.action, armature)
     frames = next(iter(before.values()))[:, 0]
     outside = (frames < start + 1) | (frames > end)  # scene frame = motion frame + 1 (start frame 1, 20 fps)
@@ -84,6 +83,7 @@ for name in ("KMM Skeleton", "metarig"):
         "same_channels": sorted(before) == sorted(after),
         "outside_kept": all(np.array_equal(before[key][outside], after[key][outside]) for key in before),
         "inside_changed": any(not np.allclose(before[key][~outside], after[key][~outside]) for key in before),
-        "markers": sorted(m.name for m in take.action.pose_markers)}
+        "markers": sorted(m.name for m in take.action.pose_markers),
+        "regenerated_carries_its_file": Path(carried).read_bytes() == edited_bytes}
 package.unregister()
 _harness.emit(result)

@@ -34,21 +34,10 @@ work = Path(tempfile.mkdtemp(prefix="kmm_regen_keys_"))
 context = bpy.context
 scene = context.scene
 scene.render.fps, scene.render.fps_base = 24, 1.0
-fixture = fixture_motion.load_fixture_motion()  # 170 frames at 20 fps
-SEGMENTS = [[0, 60], [60, 110], [110, 170]]
-PROMPTS = ("walk", "turn", "walk back")
-source = MotionResult(fps=fixture.fps, joints=fixture.joints.astype(np.float32),
-                      root_translation=fixture.root_translation, local_rotations=fixture.local_rotations,
-                      rest_offsets=fixture.rest_offsets, segment_frames=SEGMENTS, segment_prompts=PROMPTS)
+source = fixture_motion.three_segment_take(MotionResult)  # 170 frames at 20 fps
+SEGMENTS = fixture_motion.FIXTURE_SEGMENTS
 source_path = source.save(work / "source.npz")
-start, end = SEGMENTS[1]
-inside = slice(start, end)
-backwards = slice(end - 1, start - 1, -1)
-joints, root, local = source.joints.copy(), source.root_translation.copy(), source.local_rotations.copy()
-joints[inside], root[inside], local[inside] = joints[backwards], root[backwards], local[backwards]
-edited = MotionResult(fps=source.fps, joints=joints, root_translation=root, local_rotations=local,
-                      rest_offsets=source.rest_offsets, segment_frames=SEGMENTS,
-                      segment_prompts=("walk", "turn back", "walk back"))
+edited = fixture_motion.with_segment_reversed(source, 1, "turn back")
 edited_path = edited.save(work / "edited.npz")
 result: dict = {"blender_version": list(bpy.app.version)}
 

@@ -45,12 +45,8 @@ scene = context.scene
 scene.render.fps, scene.render.fps_base = 20, 1.0
 result: dict = {"blender_version": list(bpy.app.version)}
 
-fixture = fixture_motion.load_fixture_motion()  # a real HumanML3D clip, 20 fps
-SEGMENTS = [[0, 60], [60, 110], [110, 170]]
-source = MotionResult(fps=fixture.fps, joints=fixture.joints.astype(np.float32),
-                      root_translation=fixture.root_translation, local_rotations=fixture.local_rotations,
-                      rest_offsets=fixture.rest_offsets, segment_frames=SEGMENTS,
-                      segment_prompts=("walk", "turn", "walk back"))
+source = fixture_motion.three_segment_take(MotionResult)  # a real HumanML3D clip, 20 fps
+SEGMENTS = fixture_motion.FIXTURE_SEGMENTS
 source_path = source.save(work / "source.npz")
 
 addon_utils.enable("rigify", default_set=True)
@@ -112,12 +108,7 @@ result["pose_difference_to_quaternion_twin"] = float(np.abs(world_poses(rig, FRA
 
 # 2. regenerate the middle segment with a real edited result (outside frames bit-identical)
 start, end = SEGMENTS[1]
-inside, backwards = slice(start, end), slice(end - 1, start - 1, -1)
-joints, root, local = source.joints.copy(), source.root_translation.copy(), source.local_rotations.copy()
-joints[inside], root[inside], local[inside] = joints[backwards], root[backwards], local[backwards]
-edited = MotionResult(fps=source.fps, joints=joints, root_translation=root, local_rotations=local,
-                      rest_offsets=source.rest_offsets, segment_frames=SEGMENTS,
-                      segment_prompts=("walk", "turn back", "walk back"))
+edited = fixture_motion.with_segment_reversed(source, 1, "turn back")
 edited_path = edited.save(work / "edited.npz")
 plan = segment_regenerator.plan_regeneration(scene, rig, 1, "turn back")
 regenerated = segment_regenerator.apply_regeneration(context, plan, str(edited_path)).action
@@ -153,17 +144,22 @@ kept = bpy.data.actions.get("UserWalk")
 result["user_action_after_reopen"] = None if kept is None else {"fake_user": kept.use_fake_user}
 
 # 3. degenerate targets: refused by name, nothing written
+def import_error(target) -> str:
+    """The error of writing the take onto `target` ("no error" when it is written)."""
+    try:
+        take_importer.import_takes(bpy.context, [str(source_path)], target, options)
+    except KMMError as error:
+        return str(error)
+    return "no error"
+
+
 scene = bpy.context.scene
 rig = bpy.data.objects[rig_name]
 actions_before = sorted(a.name for a in bpy.data.actions)
 rig.scale = (0.0, 0.0, 0.0)
 bpy.context.view_layer.update()
 result["zero_scale_problem"] = rig_retarget.target_problem(rig)
-try:
-    take_importer.import_takes(bpy.context, [str(source_path)], rig, options)
-    result["zero_scale_import"] = "no error"
-except KMMError as error:
-    result["zero_scale_import"] = str(error)
+result["zero_scale_import"] = import_error(rig)
 rig.scale = (1.0, 1.0, 1.0)
 
 bpy.ops.object.select_all(action="DESELECT")
@@ -179,11 +175,7 @@ for bone in flat.data.edit_bones:
     bone.tail = (0.0, 0.0, max(length, 0.01))
 bpy.ops.object.mode_set(mode="OBJECT")
 result["flat_problem"] = rig_retarget.target_problem(flat)
-try:
-    take_importer.import_takes(bpy.context, [str(source_path)], flat, options)
-    result["flat_import"] = "no error"
-except KMMError as error:
-    result["flat_import"] = str(error)
+result["flat_import"] = import_error(flat)
 result["actions_unchanged"] = sorted(a.name for a in bpy.data.actions) == actions_before
 
 # 4. a timeline beyond Blender's frames: refused, the table keeps its rows
