@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,14 @@ class InputTensorError(KMMError, ValueError):
     """A tensor argument has the wrong shape, dtype or content: names the argument."""
 
 
-def read_json_file(path: str | Path, what: str, error_class: type[InputFileError] = InputFileError) -> Any:
-    """Parse a JSON input file; a missing/unreadable file or bad JSON raises ``error_class`` (an InputFileError)
+def read_json_file(path: str | Path, what: str, error_class: type[InputFileError] = InputFileError,
+                   allow_non_finite: bool = False) -> Any:
+    """Parse a JSON input file through the one bounded reader (``bounded_read.read_json``: regular files only, size
+    and nesting capped); a missing/unreadable/oversized file or bad JSON raises ``error_class`` (an InputFileError)
     naming `what` (and the line of a syntax error)."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise error_class(path, f"cannot read the {what}: {error.strerror or error}") from error
-    except json.JSONDecodeError as error:
-        raise error_class(path, f"{what} is not valid JSON: {error.msg}", error.lineno) from error
+    from .bounded_read import read_json
+
+    return read_json(path, what, error_class=error_class, allow_non_finite=allow_non_finite)
 
 
 def open_npz_archive(path: Path, what: str, error_class: Callable[..., KMMError]) -> Any:

@@ -23,6 +23,7 @@ Only the train captions count as "known" for the warning; val captions choose it
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounded_read import read_text
 from .errors import InputFileError, read_json_file
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -81,10 +83,7 @@ class Vocabulary:
 
 def _read_captions(texts_dir: Path, name: str) -> list[str]:
     path = texts_dir / f"{name}.txt"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the captions: {error.strerror or error}") from error
+    lines = read_text(path, "captions").splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
@@ -94,7 +93,7 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     index = folder / "index.csv"
     if not index.is_file():
         raise InputFileError(index, "not found: the vocabulary is built from a folder written by kmm-train prepare")
-    with index.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(index, "index"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     needed = {"name", "take", "dataset", "content", "style", "split", "mirrored"}
     if not rows or needed - set(rows[0]):

@@ -17,15 +17,16 @@ Sources accept an extracted folder or the original tar archive (read by streamin
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..bounded_read import parse_json, read_text
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
 from ..errors import ConfigError, InputFileError, read_json_file
+from ..limits import MAX_MOTION_TEXT_BYTES
 from .captions import captions_for_description, captions_for_label, description_content
 from .user_captions import read_captions_file
 
@@ -115,7 +116,7 @@ def _scan_source(path: Path, what: str) -> _SourceTree:
             if file.suffix.lower() == ".bvh":
                 tree.bvh[key] = BvhLocation(str(file))
             elif file.suffix.lower() in (".json", ".txt"):
-                tree.texts[key] = file.read_text(encoding="utf-8", errors="replace")
+                tree.texts[key] = read_text(file, "text file", errors="replace")
         return tree
     if not is_archive(path):
         raise InputFileError(path, f"{what}: expected a folder or a tar archive (.tar, .tar.xz, .tar.gz)")
@@ -148,9 +149,9 @@ def read_bvh_texts(locations: Iterable[BvhLocation]) -> Iterator[tuple[BvhLocati
             by_archive.setdefault(loc.path, set()).add(loc.member)
     for loc in files:
         try:
-            yield loc, Path(loc.path).read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            yield loc, InputFileError(loc.path, f"cannot read the file: {error.strerror or error}")
+            yield loc, read_text(loc.path, "BVH file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
+        except InputFileError as error:
+            yield loc, error
     for archive_path in sorted(by_archive):
         wanted = by_archive[archive_path]
         try:
@@ -215,7 +216,7 @@ def bandai_namco_specs(path: str | Path, seed: int = 0, captions_per_clip: int =
                 if label_key not in tree.texts:
                     raise InputFileError(location.label, f"label file {PurePosixPath(label_key).name!r} not found")
                 try:
-                    label = json.loads(tree.texts[label_key])
+                    label = parse_json(tree.texts[label_key], f"{path}:{label_key}", "label file")
                     content = contents[int(label["content"])]
                     style = styles[int(label["style"])]
                 except (ValueError, KeyError, IndexError, TypeError) as error:

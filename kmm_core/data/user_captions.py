@@ -32,10 +32,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bounded_read import parse_json, read_text
 from ..errors import InputFileError
 
 DEFAULT_CONTENT = "user"
@@ -180,10 +180,7 @@ def _json_captions(value, fail) -> list[str]:
 
 
 def _read_json(path: Path, text: str) -> list[UserClipEntry]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON: {error.msg}", error.lineno) from error
+    data = parse_json(text, path, "captions file")
     if isinstance(data, dict):
         items = []
         for file, value in data.items():
@@ -219,12 +216,7 @@ def _read_json(path: Path, text: str) -> list[UserClipEntry]:
 def read_captions_file(path: str | Path) -> list[UserClipEntry]:
     """Clips listed in a captions file (.csv or .json), in file order, rows of the same clip merged."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the captions file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise InputFileError(path, f"the captions file is not UTF-8 text: {error.reason}") from error
+    text = read_text(path, "captions file", encoding="utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         entries = _read_csv(path, text)

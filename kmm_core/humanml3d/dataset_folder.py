@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bounded_read import read_text
 from ..errors import InputFileError, KMMError
 from ..skeleton import NUM_JOINTS
 from .features import FEATURE_DIM, features_to_joints
@@ -159,7 +160,7 @@ class HumanML3DFolder:
         if not path.is_file():
             raise InputFileError(path, f"split file for {split!r} not found")
         names = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "text file").splitlines(), start=1):
             name = line.strip()
             if not name:
                 continue
@@ -206,7 +207,7 @@ class HumanML3DFolder:
         if not path.is_file():
             raise InputFileError(path, f"no captions for clip {name!r} (this folder has no such text file)")
         captions = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "text file").splitlines(), start=1):
             if line.strip():
                 captions.append(parse_caption_line(line, path, number))
         if not captions:

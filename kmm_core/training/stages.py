@@ -45,7 +45,7 @@ from ..data.motion_dataset import (
     collate_motion,
     collate_tokens,
 )
-from ..errors import ConfigError, InputFileError, KMMError
+from ..errors import ConfigError, InputFileError, KMMError, read_json_file
 from ..humanml3d.features_torch import features_to_joints_torch
 from ..humanml3d.normalizer import Normalizer
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
@@ -261,11 +261,11 @@ def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: Motion
     report = root / "report.json"
     if report.is_file():
         try:
-            data = json.loads(report.read_text(encoding="utf-8"))
+            data = read_json_file(report, "dataset report", allow_non_finite=True)
             summary["totals"] = data.get("totals")
             summary["sources"] = [source.get("kind") for source in data.get("sources", [])]
             summary["per_dataset"] = data.get("per_dataset", {})  # clips and minutes per source (model card)
-        except (json.JSONDecodeError, AttributeError):
+        except (InputFileError, AttributeError):
             pass
     (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
@@ -421,9 +421,11 @@ def load_stage_model(out_dir: Path, stage: str, device: torch.device) -> nn.Modu
     if not weights.is_file():
         raise StageError(f"{weights}: not found; train the {stage} first (kmm-train {stage} --out {out_dir})")
     try:
-        model_config = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
+        model_config = read_json_file(weights.with_suffix(".json"), "model config")
+    except InputFileError:
+        if not weights.with_suffix(".json").exists():
+            raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
+        raise
     if stage in ("tokenizer", "decoder"):  # RUN/decoder.safetensors is a whole tokenizer with a refined decoder
         model: nn.Module = MotionTokenizer(TokenizerConfig.from_dict(model_config, "tokenizer"))
     elif stage in ("aligner", "evaluator"):
