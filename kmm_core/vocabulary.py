@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .bounded_read import read_text
+from .checked_path import checked_join
 from .errors import InputFileError, read_json_file
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -81,8 +82,8 @@ class Vocabulary:
         }
 
 
-def _read_captions(texts_dir: Path, name: str) -> list[str]:
-    path = texts_dir / f"{name}.txt"
+def _read_captions(texts_dir: Path, name: str, where: str) -> list[str]:
+    path = checked_join(texts_dir, name, suffix=".txt", single=True, where=where)  # never outside texts/
     lines = read_text(path, "captions").splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
@@ -101,14 +102,14 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     captions: dict[str, dict[str, str]] = {"train": {}, "val": {}}   # caption -> action of its first clip
     per_action: dict[tuple[str, str], dict[str, Any]] = {}
     styles: set[str] = set()
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
         key = (row["dataset"], row["content"])
         entry = per_action.setdefault(key, {"takes": set(), "train_takes": set(), "styles": set(), "captions": []})
         entry["takes"].add(row["take"])
         if row["style"]:
             entry["styles"].add(row["style"])
             styles.add(row["style"])
-        texts = _read_captions(folder / "texts", row["name"])
+        texts = _read_captions(folder / "texts", row["name"], f"{index}, line {line}, name")
         if row["split"] in captions:
             for text in texts:
                 captions[row["split"]].setdefault(text, f"{row['dataset']}/{row['content']}")

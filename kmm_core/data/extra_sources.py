@@ -20,6 +20,7 @@ from ..acclaim.amc import ACCLAIM_FPS
 from ..acclaim.asf import AsfSkeleton, read_asf
 from ..bounded_read import read_text
 from ..bvh.joint_map import builtin_joint_map
+from ..checked_path import checked_join
 from ..errors import InputFileError, KMMError
 from ..motion_formats.deepmimic import read_deepmimic_character
 from .action_captions import (
@@ -119,7 +120,7 @@ def cmu_iclone_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3
             raise InputFileError(index, f"missing column(s) {', '.join(sorted(missing))}", 1)
         listed = set()
         for line, row in enumerate(reader, start=2):
-            file = root / row["file"]
+            file = checked_join(root, row["file"], where=f"{index}, line {line}, file")
             listed.add(file.resolve())
             trial = (row["trial"] or "").strip()
             if not CMU_TRIAL_IN_CSV.match(trial):

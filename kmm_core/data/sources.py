@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from ..bounded_read import parse_json, read_text
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
+from ..checked_path import checked_join
 from ..errors import ConfigError, InputFileError, read_json_file
 from ..limits import MAX_MOTION_TEXT_BYTES
 from .captions import captions_for_description, captions_for_label, description_content
@@ -299,7 +300,7 @@ def user_specs(bvh_folder: str | Path, captions_file: str | Path, joint_map: str
     scan = SourceScan()
     seen_ids: dict[str, str] = {}
     for entry in entries:
-        file = bvh_folder / entry.file
+        file = checked_join(bvh_folder, entry.file, where=entry.origin)
         if not file.is_file():
             raise entry.error(f"BVH file {entry.file!r} not found in {bvh_folder}")
         take = "user_" + safe_name(str(PurePosixPath(entry.file).with_suffix("")))
@@ -316,7 +317,7 @@ def user_specs(bvh_folder: str | Path, captions_file: str | Path, joint_map: str
                                    captions=entry.captions, location=BvhLocation(str(file)),
                                    joint_maps=(chosen_map,), drop_first_frame=drop_first_frame,
                                    start_frame=entry.start_frame, end_frame=entry.end_frame, origin=entry.origin))
-    listed = {str((bvh_folder / e.file).resolve()) for e in entries}
+    listed = {str(checked_join(bvh_folder, e.file, where=e.origin).resolve()) for e in entries}
     for file in sorted(bvh_folder.rglob("*.bvh")):
         if str(file.resolve()) not in listed:
             scan.skipped.append((str(file), f"not listed in the captions file {captions_file}"))

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bounded_read import parse_json, read_text
+from ..checked_path import PathEscapeError, check_relative_name
 from ..errors import InputFileError
 
 DEFAULT_CONTENT = "user"
@@ -100,9 +101,10 @@ def _check_file(value, fail) -> str:
     if not isinstance(value, str) or not value.strip():
         raise fail("'file' must name a BVH file")
     file = value.strip().replace("\\", "/")
-    if file.startswith("/") or ".." in file.split("/"):
-        raise fail(f"'file' {file!r} must be a path inside the BVH folder")
-    return file
+    try:  # the name rule of checked_path (the join itself is checked in sources.user_specs)
+        return check_relative_name(file, "file")
+    except PathEscapeError:
+        raise fail(f"'file' {file!r} must be a path inside the BVH folder") from None
 
 
 def _make_entry(file, captions: list[str], start, end, content, fail, source: Path, line: int | None = None,
