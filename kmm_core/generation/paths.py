@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import KMMError
 from ..humanml3d.features import forward_directions, gaussian_smooth
+from ..limits import MAX_PATH_COORDINATE, MAX_TOTAL_SECONDS
 from ..skeleton import JOINT_INDEX, NUM_JOINTS
 
 _ACROSS_PLUS = (JOINT_INDEX["right_hip"], JOINT_INDEX["right_shoulder"])
@@ -80,11 +81,17 @@ class RootPath:
             if (not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2
                     or not all(_is_finite(v) for v in point)):
                 raise PathError(f"{where}.points[{index}]: must be [x, z] (two finite numbers), got {point!r}")
+            # Checked before any arithmetic: 1e308 is finite, but its lengths overflow (a NumPy warning, then NaN).
+            if not all(abs(v) <= MAX_PATH_COORDINATE for v in point):
+                raise PathError(f"{where}.points[{index}]: each coordinate must be within ±{MAX_PATH_COORDINATE:g} "
+                                f"metres, got {point!r}")
             parsed.append((float(point[0]), float(point[1])))
         if times is not None:
             if (not isinstance(times, Sequence) or isinstance(times, str)
                     or not all(_is_finite(t) for t in times)):
                 raise PathError(f"{where}.times: must be a list of numbers (seconds)")
+            if not all(abs(t) <= MAX_TOTAL_SECONDS for t in times):
+                raise PathError(f"{where}.times: each time must be within {MAX_TOTAL_SECONDS:g} seconds")
             times = tuple(float(t) for t in times)
         try:
             return cls(tuple(parsed), times)
