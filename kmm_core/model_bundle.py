@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .devices import resolve_device
+from .devices import check_device_available, resolve_device
 from .errors import InputFileError, KMMError, read_json_file
 from .humanml3d.features import features_to_joints, joints_to_features
 from .humanml3d.preprocess import preprocess_joints
@@ -169,7 +169,7 @@ class ModelBundle:
         decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
         # Every component's config is read and range-checked (limits.MODEL_CONFIG_RANGES) before any module exists.
         model_configs = read_component_configs(folder, components)
-        torch_device = torch.device(resolve_device(device))
+        torch_device = torch.device(check_device_available(resolve_device(device)))
         builders = {"tokenizer": MotionTokenizer, "generator": MaskedGenerator, "aligner": TextMotionAligner,
                     "evaluator": TextMotionAligner}
         config = dict(manifest)
