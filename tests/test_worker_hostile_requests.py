@@ -156,3 +156,12 @@ def test_remove_stale_temporaries_only_removes_our_old_files(tmp_path):
     assert remove_stale_temporaries(tmp_path, older_than=-1) == [stale]
     (tmp_path / ".folder.abcdefgh.tmp").mkdir()
     assert remove_stale_temporaries(tmp_path, older_than=-1) == [] and (tmp_path / ".folder.abcdefgh.tmp").is_dir()
+
+
+def test_a_deeply_nested_request_line_is_a_bad_request_naming_its_id():
+    from kmm_core.worker.protocol import ProtocolError, decode
+
+    line = '{"type":"generate","id":"deep","output_dir":"/tmp","timeline":' + "[" * 500 + "]" * 500 + "}"
+    with pytest.raises(ProtocolError, match="nests lists/objects more than 64 deep") as caught:
+        decode(line)
+    assert caught.value.message_id == "deep"

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from ..errors import ConfigError
+from ..errors import ConfigError, short_repr
 from ..limits import MAX_MODEL_PARAMETERS, MODEL_CONFIG_RANGES
 
 T = TypeVar("T", bound="_StrictConfig")
@@ -70,19 +70,19 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise ConfigError(f"{key}: must not be null")
     if hint is bool or text.startswith("bool"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+            raise ConfigError(f"{key}: expected true/false, got {short_repr(value)}")
         return value
     if hint is int or text.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {short_repr(value)}")
         return value
     if hint is float or text.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {short_repr(value)}")
         return float(value)
     if hint is str or text.startswith("str"):
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {short_repr(value)}")
         return value
     return value
 
@@ -92,8 +92,8 @@ def check_range(name: str, value: Any, key: str) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float) or name not in MODEL_CONFIG_RANGES:
         return
     low, high = MODEL_CONFIG_RANGES[name]
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ConfigError(f"{key}: {value!r} is outside the allowed range {low} to {high}")
+    if not ((isinstance(value, int) or math.isfinite(value)) and low <= value <= high):  # no float() of a huge int
+        raise ConfigError(f"{key}: {short_repr(value)} is outside the allowed range {low} to {high}")
 
 
 def _check_size(parameters: float, key: str, what: str) -> None:
@@ -108,7 +108,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 def _choice(value: str, key: str, allowed: tuple[str, ...]) -> None:
-    _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
+    _require(value in allowed, key, f"{short_repr(value)} is not one of {', '.join(allowed)}")
 
 
 @dataclass

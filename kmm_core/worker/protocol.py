@@ -20,11 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..bounded_read import nesting_depth
 from ..errors import KMMError
 from ..generation.timeline import Timeline, TimelineError
 from ..limits import (
     EDIT_MODES,
     MAX_GUIDANCE,
+    MAX_NESTING_DEPTH,
     MAX_PATH_CHARS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -513,6 +515,9 @@ def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[st
         raise ProtocolError(f"the line is not JSON: {exc}", message_id=_id_despite(text)) from None
     except RecursionError:
         raise ProtocolError("the line is nested too deeply") from None
+    if nesting_depth(data) > MAX_NESTING_DEPTH:  # as for input files (bounded_read.py)
+        raise ProtocolError(f"the line nests lists/objects more than {MAX_NESTING_DEPTH} deep",
+                            message_id=readable_id(data.get("id")) if isinstance(data, dict) else None)
     if not isinstance(data, dict):
         raise ProtocolError(f"the line must hold a JSON object, got {_describe(data)}")
     return validate(data, allowed)
