@@ -156,7 +156,7 @@ def dataset_root_of_run(run_dir: str | Path) -> Path | None:
     summary_path = Path(run_dir) / "dataset.json"
     if not summary_path.is_file():
         return None
-    summary = read_json_file(summary_path, "dataset summary")
+    summary = read_json_file(summary_path, "dataset summary", allow_non_finite=True)
     root = summary.get("root") if isinstance(summary, dict) else None
     if not isinstance(root, str) or not (Path(root) / "index.csv").is_file():
         return None

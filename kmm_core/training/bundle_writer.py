@@ -65,7 +65,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
             raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
     dataset = {}
     if (run_dir / "dataset.json").is_file():
-        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
+        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError, allow_non_finite=True)
         dataset.pop("root", None)  # a path on the training machine means nothing to users
     report = dataset_report(run_dir)
     if report is not None and "per_dataset" not in dataset:  # runs made before dataset.json carried it
