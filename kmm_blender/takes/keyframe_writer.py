@@ -22,6 +22,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ...kmm_core.common.bounded_read import parse_json
+from ...kmm_core.common.errors import InputFileError
 from ...kmm_core.common.finite_values import require_finite
 from ..rigs.retarget import retargeted_take_keys, stored_bone_map
 from ..rigs.take_keys import (
@@ -98,8 +100,8 @@ def recorded_rotation_modes(action: bpy.types.Action) -> dict[str, str]:
     """The bones a take keyed in another mode than quaternions, as recorded by `write_take` (older takes: none)."""
     text = action.get(ROTATION_MODES)
     try:
-        modes = json.loads(str(text)) if text else {}
-    except json.JSONDecodeError:
+        modes = parse_json(str(text), f"take {action.name!r}", "recorded rotation modes") if text else {}
+    except InputFileError:
         raise KeyframeWriteError(f"take {action.name!r}: its recorded rotation modes are damaged") from None
     if not isinstance(modes, dict) or not all(isinstance(v, str) for v in modes.values()):
         raise KeyframeWriteError(f"take {action.name!r}: its recorded rotation modes are damaged")

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..bvh.reader import is_number
+from ..common.bounded_read import read_text
 from ..common.errors import InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from .asf import ROOT, AsfSkeleton
 
 ACCLAIM_FPS = 120.0   # CMU's and HDM05's capture rate; AMC files do not store it
@@ -130,8 +132,5 @@ def parse_amc(text: str, skeleton: AsfSkeleton, path: str = "<string>") -> AmcMo
 
 def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the AMC file: {error.strerror or error}") from error
+    text = read_text(path, "AMC file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
     return parse_amc(text, skeleton, str(path))

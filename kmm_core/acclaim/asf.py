@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.bounded_read import read_text
 from ..common.errors import InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 
 INCH_IN_METRES = 0.0254
 ROOT = "root"
@@ -342,8 +344,5 @@ def parse_asf(text: str, path: str = "<string>") -> AsfSkeleton:
 
 def read_asf(path: str | Path) -> AsfSkeleton:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the ASF file: {error.strerror or error}") from error
+    text = read_text(path, "ASF file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
     return parse_asf(text, str(path))

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..common.devices import resolve_device
-from ..common.errors import BundleError, KMMError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.devices import check_device_available, resolve_device
+from ..common.errors import BundleError, KMMError
 from ..humanml3d.features import features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
@@ -80,7 +81,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"`kmm-train all --config training/configs/small.toml --out runs/small` (the bundle is written to "
             f"runs/small/bundle), or point to an existing bundle folder."
         )
-    manifest = read_json_file(manifest_path, "bundle manifest", BundleError)
+    manifest = read_json(manifest_path, "bundle manifest", BundleError)
     if not isinstance(manifest, dict):
         raise BundleError(manifest_path, "expected a JSON object")
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
@@ -151,7 +152,6 @@ class ModelBundle:
         import torch
 
         from ..humanml3d.normalizer import Normalizer
-        from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
         from ..model.masked_generator import MaskedGenerator
         from ..model.motion_tokenizer import MotionTokenizer
         from ..model.text_encoder import MiniLMTextEncoder
@@ -164,18 +164,16 @@ class ModelBundle:
         components = [name for name in manifest["components"] if evaluator or name != "evaluator"]
         verify_bundle_files(folder, manifest, bundle_file_names(components))  # a damaged file fails here, naming it
         decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
-        torch_device = torch.device(resolve_device(device))
-        builders = {"tokenizer": (TokenizerConfig, MotionTokenizer), "generator": (GeneratorConfig, MaskedGenerator),
-                    "aligner": (AlignerConfig, TextMotionAligner), "evaluator": (AlignerConfig, TextMotionAligner)}
+        # Every component's config is read and range-checked (limits.MODEL_CONFIG_RANGES) before any module exists.
+        model_configs = read_component_configs(folder, components)
+        torch_device = torch.device(check_device_available(resolve_device(device)))
+        builders = {"tokenizer": MotionTokenizer, "generator": MaskedGenerator, "aligner": TextMotionAligner,
+                    "evaluator": TextMotionAligner}
         config = dict(manifest)
         modules: dict[str, Any] = {}
         for name in components:
-            if name not in builders:
-                raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
-            config_path = folder / f"{name}.json"
-            model_dict = read_json_file(config_path, f"{name} config", BundleError)
-            config_class, module_class = builders[name]
-            model = module_class(config_class.from_dict(model_dict, name))
+            model_dict, model_config = model_configs[name]
+            model = builders[name](model_config)
             load_weights(model, folder / f"{name}.safetensors")
             modules[name] = model.float().to(torch_device).eval().requires_grad_(False)
             config[name] = model_dict
@@ -235,6 +233,30 @@ class ModelBundle:
         normalised = torch.from_numpy(self.normalizer.normalize(features).astype(np.float32)).unsqueeze(0)
         with torch.no_grad():
             return self.tokenizer.encode(normalised.to(self.device))[0].cpu()
+
+
+COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConfig", "aligner": "AlignerConfig",
+                     "evaluator": "AlignerConfig"}
+
+
+def read_component_configs(folder: str | Path, components: Sequence[str]) -> dict[str, tuple[dict[str, Any], Any]]:
+    """{component: (its ``<component>.json`` as read, its checked config)} for `components` of the bundle at
+    `folder`: each file read through the bounded reader, every value inside ``limits.MODEL_CONFIG_RANGES``; an
+    error (BundleError) names the file, the field and the allowed range.  Torch-free: ``kmm doctor`` runs it too."""
+    from ..model import configs
+
+    folder = Path(folder)
+    checked = {}
+    for name in components:
+        if name not in COMPONENT_CONFIGS:
+            raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
+        config_path = folder / f"{name}.json"
+        model_dict = read_json(config_path, f"{name} config", BundleError)
+        try:
+            checked[name] = (model_dict, getattr(configs, COMPONENT_CONFIGS[name]).from_dict(model_dict, name))
+        except KMMError as error:
+            raise BundleError(config_path, str(error)) from None
+    return checked
 
 
 def _decoding_config(manifest: dict[str, Any], manifest_path: Path) -> DecodingConfig:

@@ -23,6 +23,7 @@ Only the train captions count as "known" for the warning; val captions choose it
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import InputFileError, read_json_file
+from ..common.bounded_read import read_json, read_text
+from ..common.checked_path import checked_join
+from ..common.errors import InputFileError
 
 VOCABULARY_FILE = "vocabulary.json"
 VOCABULARY_FORMAT_VERSION = 1
@@ -79,12 +82,9 @@ class Vocabulary:
         }
 
 
-def _read_captions(texts_dir: Path, name: str) -> list[str]:
-    path = texts_dir / f"{name}.txt"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the captions: {error.strerror or error}") from error
+def _read_captions(texts_dir: Path, name: str, where: str) -> list[str]:
+    path = checked_join(texts_dir, name, suffix=".txt", single=True, where=where)  # never outside texts/
+    lines = read_text(path, "captions").splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
@@ -94,7 +94,7 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     index = folder / "index.csv"
     if not index.is_file():
         raise InputFileError(index, "not found: the vocabulary is built from a folder written by kmm-train prepare")
-    with index.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(index, "index"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     needed = {"name", "take", "dataset", "content", "style", "split", "mirrored"}
     if not rows or needed - set(rows[0]):
@@ -102,14 +102,14 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     captions: dict[str, dict[str, str]] = {"train": {}, "val": {}}   # caption -> action of its first clip
     per_action: dict[tuple[str, str], dict[str, Any]] = {}
     styles: set[str] = set()
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
         key = (row["dataset"], row["content"])
         entry = per_action.setdefault(key, {"takes": set(), "train_takes": set(), "styles": set(), "captions": []})
         entry["takes"].add(row["take"])
         if row["style"]:
             entry["styles"].add(row["style"])
             styles.add(row["style"])
-        texts = _read_captions(folder / "texts", row["name"])
+        texts = _read_captions(folder / "texts", row["name"], f"{index}, line {line}, name")
         if row["split"] in captions:
             for text in texts:
                 captions[row["split"]].setdefault(text, f"{row['dataset']}/{row['content']}")
@@ -171,7 +171,7 @@ def read_vocabulary(bundle_dir: str | Path) -> Vocabulary:
     if not path.is_file():
         raise InputFileError(path, "no vocabulary file in this model bundle (bundles made before it existed: "
                                    "`kmm-train vocabulary --dataset <prepared data> --bundle <bundle>` adds it)")
-    return vocabulary_from_dict(read_json_file(path, "vocabulary"), str(path))
+    return vocabulary_from_dict(read_json(path, "vocabulary"), str(path))
 
 
 def write_vocabulary(bundle_dir: str | Path, vocabulary: Vocabulary) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..common.checked_path import PathEscapeError, checked_join
 from ..common.errors import BundleError
 
 FILES_KEY = "files"
@@ -88,7 +89,10 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], names: 
         if wanted is not None and name not in wanted:
             continue
         checked += 1
-        path = folder / name
+        try:
+            path = checked_join(folder, name, single=True, where=f"{manifest_path}, '{FILES_KEY}'")
+        except PathEscapeError as error:
+            raise WeightFileError(manifest_path, f"'{FILES_KEY}': {name!r} {error.reason}") from None
         if not path.is_file():
             raise WeightFileError(path, "missing (listed in bundle.json)")
         size = path.stat().st_size

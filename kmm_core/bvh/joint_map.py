@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.errors import InputFileError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import InputFileError
 from ..motion.skeleton import JOINT_NAMES
 
 BUILTIN_MAP_DIR = Path(__file__).resolve().parent / "joint_maps"
@@ -157,7 +158,7 @@ def joint_source_from_entry(entry: object, subject: str, name_kind: str, fail) -
 
 def load_joint_map(path: str | Path) -> JointMap:
     """Read a joint map JSON file."""
-    return joint_map_from_dict(read_json_file(path, "joint map"), str(path))
+    return joint_map_from_dict(read_json(path, "joint map"), str(path))
 
 
 def builtin_joint_map(name: str) -> JointMap:

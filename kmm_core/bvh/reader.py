@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.bounded_read import read_text
 from ..common.errors import InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from ..motion.rotations import axis_angle_to_matrix
 
 END_SITE_SUFFIX = "/End Site"
@@ -343,8 +345,5 @@ def is_number(word: str) -> bool:
 def read_bvh(path: str | Path) -> BvhMotion:
     """Read a BVH file; malformed files raise InputFileError naming the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+    text = read_text(path, "BVH file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
     return parse_bvh(text, str(path))

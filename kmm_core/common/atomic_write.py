@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -84,8 +88,61 @@ def current_umask() -> int:
     return mask
 
 
+STALE_TEMPORARY_SECONDS = 30 * 60
+"""A temporary file of ours untouched for this long belongs to a writer that was killed (a worker killed while
+saving): the next write into its folder removes it."""
+_SWEEP_INTERVAL_SECONDS = 60.0
+_TEMPORARY_NAME = re.compile(r"^\..*\.[a-z0-9_]{8}" + re.escape(_TEMP_MARK) + r"(\.[A-Za-z0-9]{1,16})?$")
+"""Our temporary names only (``tempfile.mkstemp(prefix=".<stem>.", suffix=".tmp<suffix>")``: 8 random characters
+of ``[a-z0-9_]``), never another program's file."""
+_last_sweep: dict[str, float] = {}
+
+
+def is_our_temporary_name(name: str) -> bool:
+    """Whether `name` is the name of a temporary file this module makes (``.<stem>.<8 random>.tmp<suffix>``)."""
+    return bool(_TEMPORARY_NAME.match(name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Remove the temporary files of ours in `folder` (our naming pattern, regular files, owned by this user, not
+    symlinks) last modified more than `older_than` seconds ago: leftovers of a writer killed mid-write.  Files
+    of a write in progress are younger; nothing else is touched; failures are ignored.  Returns what was removed."""
+    removed = []
+    now = time.time()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or not is_our_temporary_name(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
+                continue
+            if now - info.st_mtime > older_than:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _sweep(folder: Path) -> None:
+    """:func:`remove_stale_temporaries` of `folder`, at most once a minute per folder and process."""
+    key = os.path.abspath(folder)
+    now = time.monotonic()
+    if now - _last_sweep.get(key, -math.inf) < _SWEEP_INTERVAL_SECONDS:
+        return
+    _last_sweep[key] = now
+    remove_stale_temporaries(folder)
+
+
 def _temporary_file(path: Path) -> tuple[int, Path]:
-    """An open descriptor and name of a new temporary file beside `path`, keeping its suffix."""
+    """An open descriptor and name of a new temporary file beside `path`, keeping its suffix (stale temporaries
+    of killed writers in that folder are removed first)."""
+    _sweep(path.parent)
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{_TEMP_MARK}{path.suffix}", dir=path.parent)
     return handle, Path(name)
 
@@ -188,6 +245,7 @@ def check_output_folder(folder: str | os.PathLike, create: bool = True) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():
             raise OutputPathError(f"{folder}: not a folder")
+        _sweep(folder)
         handle, probe = tempfile.mkstemp(prefix=".kmm-write-check.", suffix=_TEMP_MARK, dir=folder)
         os.close(handle)
         os.unlink(probe)

@@ -1,10 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Which torch device a device setting means: the one rule shared by model loading, the CLI and the worker.
 
-torch is imported only when the setting is ``"auto"``, so the module itself is torch-free.
+torch is imported only when the setting is ``"auto"`` or names CUDA, so the module itself is torch-free.
 """
 
 from __future__ import annotations
+
+from .errors import KMMError
+
+
+class DeviceUnavailableError(KMMError, ValueError):
+    """The device asked for does not exist in this backend (CUDA on a CPU-only torch or machine, cuda:N beyond
+    the GPUs): a user's choice to change, not a bug."""
 
 
 def resolve_device(device: str) -> str:
@@ -14,3 +21,22 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device_available(device: str) -> str:
+    """`device` (already resolved) when torch can use it; a CUDA device this backend lacks raises
+    DeviceUnavailableError saying so (torch itself fails deep inside loading with "Torch not compiled with CUDA
+    enabled")."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        built = "a CPU-only build of torch" if torch.version.cuda is None else "no usable NVIDIA GPU or driver"
+        raise DeviceUnavailableError(f"device {device!r}: CUDA is not available in this backend ({built}, torch "
+                                     f"{torch.__version__}); choose the CPU or auto device")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                     f"device(s), numbered from 0; choose one of them, the CPU or auto")
+    return device

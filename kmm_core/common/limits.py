@@ -37,3 +37,45 @@ MAX_PATH_CHARS = 4096
 
 EDIT_MODES = ("regenerate", "continue", "inbetween")
 """The edits a request may name (``kmm_core.generation.editing.run_edit``)."""
+
+MAX_TEXT_FILE_BYTES = 64 * 2**20
+"""Largest JSON / TOML / text input file (timelines, bundle configs, bone maps, captions, vocabulary files): 64 MiB,
+thousands of times any real one.  Read by `bounded_read.py` only, which refuses anything but regular files (a FIFO
+or /dev/zero would otherwise be read forever)."""
+
+MAX_MOTION_TEXT_BYTES = 512 * 2**20
+"""Largest motion text file (BVH, ASF/AMC, CMU exp-map, DeepMimic clips): 512 MiB (hours of 120 fps mocap)."""
+
+MAX_NESTING_DEPTH = 64
+"""Deepest nesting of lists/tables in a JSON or TOML input file; every format of the project needs fewer than 8."""
+
+MAX_PATH_COORDINATE = 100_000.0
+"""Largest |x| or |z| (metres) of a timeline path point: 100 km, far beyond 10 minutes of running; beyond it
+the path's arithmetic (lengths, headings) would overflow."""
+
+MAX_LOG_FILE_BYTES = 2**30
+"""Largest training run log (``log.jsonl``) read back: 1 GiB."""
+
+MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
+    # Every number of a model / decoding config (``model/configs.py``, a bundle's ``<component>.json`` and the
+    # ``decoding`` table of its ``bundle.json``, a training config's model tables), by field name, inclusive.  A
+    # value outside is refused when the config is read, before any tensor is allocated (a bundle config with
+    # d_model = 10,000,000 asked for 20 GB), and by ``kmm doctor``.  Every shipped or trained model is far inside.
+    "num_quantizers": (1, 32), "codebook_size": (2, 16_384), "code_dim": (1, 2048), "ema_decay": (0.0, 1.0),
+    "dead_code_steps": (1, 1_000_000_000), "quantizer_dropout": (0.0, 1.0),
+    "feature_dim": (1, 4096), "width": (1, 2048), "res_blocks": (0, 8), "dilation_growth": (1, 8),
+    "velocity_weight": (0.0, 1e6), "commitment_weight": (0.0, 1e6),
+    "max_length": (4, 512), "cache_size": (0, 10_000_000),
+    "text_dim": (1, 4096), "embed_dim": (1, 2048), "hidden_dim": (1, 2048), "text_layers": (0, 32),
+    "motion_layers": (0, 32), "heads": (1, 128), "dropout": (0.0, 1.0), "motion_input_dim": (1, 4096),
+    "temperature_init": (0.0, 10.0), "loss_weight": (0.0, 1e6),
+    "cond_dim": (1, 4096), "d_model": (1, 2048), "n_layers": (1, 32), "d_state": (1, 256), "d_conv": (1, 64),
+    "expand": (1, 8), "n_heads": (1, 128), "ff_mult": (1, 16), "cond_drop_prob": (0.0, 1.0),
+    "random_replace_prob": (0.0, 1.0), "residual_n_layers": (1, 32),
+    "steps": (1, MAX_STEPS), "temperature": (0.0, 100.0), "top_k": (1, 16_384),
+    "guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE), "residual_temperature": (0.0, 100.0), "remask_noise": (0.0, 100.0),
+}
+
+MAX_MODEL_PARAMETERS = 500_000_000
+"""Most parameters (roughly estimated from the config) one module may have: 2 GB of float32, 50x the shipped
+generator; fields each inside MODEL_CONFIG_RANGES can still multiply past it (32 layers of d_model 2048)."""

@@ -12,12 +12,15 @@ them (``cmu_02_01``), so a trial that is in both the CMU BVH collection and the 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 from ..acclaim.amc import ACCLAIM_FPS
 from ..acclaim.asf import AsfSkeleton, read_asf
 from ..bvh.joint_map import builtin_joint_map
+from ..common.bounded_read import read_text
+from ..common.checked_path import checked_join
 from ..common.errors import InputFileError, KMMError
 from ..motion_formats.deepmimic import read_deepmimic_character
 from .action_captions import (
@@ -110,14 +113,14 @@ def cmu_iclone_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3
         raise InputFileError(index, "clips.csv not found (file,trial,description,... of every clip)")
     joint_map = builtin_joint_map("cc_base")
     scan = SourceScan()
-    with index.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(index, "clip index"), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"file", "trial", "description"} - set(reader.fieldnames or ())
         if missing:
             raise InputFileError(index, f"missing column(s) {', '.join(sorted(missing))}", 1)
         listed = set()
         for line, row in enumerate(reader, start=2):
-            file = root / row["file"]
+            file = checked_join(root, row["file"], where=f"{index}, line {line}, file")
             listed.add(file.resolve())
             trial = (row["trial"] or "").strip()
             if not CMU_TRIAL_IN_CSV.match(trial):

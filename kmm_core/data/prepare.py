@@ -46,6 +46,7 @@ from ..bvh.joint_map import JointMap
 from ..bvh.reader import BvhMotion
 from ..bvh.retarget import bvh_to_canonical_joints
 from ..common.atomic_write import atomic_directory
+from ..common.bounded_read import read_text
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
 from ..humanml3d.features import FEATURE_DIM, features_to_joints
@@ -432,7 +433,7 @@ def read_index(out_dir: str | Path) -> list[dict[str, str]]:
     path = Path(out_dir) / INDEX_CSV
     if not path.is_file():
         raise InputFileError(path, "index not found (not a folder written by kmm-train prepare?)")
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(path, "index"), newline="") as handle:
         return list(csv.DictReader(handle))
 
 

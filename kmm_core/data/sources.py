@@ -17,7 +17,6 @@ Sources accept an extracted folder or the original tar archive (read by streamin
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -25,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
-from ..common.errors import ConfigError, InputFileError, read_json_file
+from ..common.bounded_read import parse_json, read_json, read_text
+from ..common.checked_path import checked_join
+from ..common.errors import ConfigError, InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from .captions import captions_for_description, captions_for_label, description_content
 from .user_captions import read_captions_file
 
@@ -115,7 +117,7 @@ def _scan_source(path: Path, what: str) -> _SourceTree:
             if file.suffix.lower() == ".bvh":
                 tree.bvh[key] = BvhLocation(str(file))
             elif file.suffix.lower() in (".json", ".txt"):
-                tree.texts[key] = file.read_text(encoding="utf-8", errors="replace")
+                tree.texts[key] = read_text(file, "text file", errors="replace")
         return tree
     if not is_archive(path):
         raise InputFileError(path, f"{what}: expected a folder or a tar archive (.tar, .tar.xz, .tar.gz)")
@@ -148,9 +150,9 @@ def read_bvh_texts(locations: Iterable[BvhLocation]) -> Iterator[tuple[BvhLocati
             by_archive.setdefault(loc.path, set()).add(loc.member)
     for loc in files:
         try:
-            yield loc, Path(loc.path).read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            yield loc, InputFileError(loc.path, f"cannot read the file: {error.strerror or error}")
+            yield loc, read_text(loc.path, "BVH file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
+        except InputFileError as error:
+            yield loc, error
     for archive_path in sorted(by_archive):
         wanted = by_archive[archive_path]
         try:
@@ -215,7 +217,7 @@ def bandai_namco_specs(path: str | Path, seed: int = 0, captions_per_clip: int =
                 if label_key not in tree.texts:
                     raise InputFileError(location.label, f"label file {PurePosixPath(label_key).name!r} not found")
                 try:
-                    label = json.loads(tree.texts[label_key])
+                    label = parse_json(tree.texts[label_key], f"{path}:{label_key}", "label file")
                     content = contents[int(label["content"])]
                     style = styles[int(label["style"])]
                 except (ValueError, KeyError, IndexError, TypeError) as error:
@@ -240,7 +242,7 @@ def cmu_specs(path: str | Path, descriptions_path: str | Path, seed: int = 0, ca
               ) -> SourceScan:
     """Specs of the CMU BVH files (``NN_MM.bvh``) in `path` (folder or archive), captioned from their descriptions."""
     path, descriptions_path = Path(path), Path(descriptions_path)
-    descriptions = read_json_file(descriptions_path, "descriptions")
+    descriptions = read_json(descriptions_path, "descriptions")
     if not isinstance(descriptions, dict):
         raise InputFileError(descriptions_path, "expected an object mapping trial ids ('02_01') to descriptions")
     tree = _scan_source(path, "CMU BVH collection")
@@ -298,7 +300,7 @@ def user_specs(bvh_folder: str | Path, captions_file: str | Path, joint_map: str
     scan = SourceScan()
     seen_ids: dict[str, str] = {}
     for entry in entries:
-        file = bvh_folder / entry.file
+        file = checked_join(bvh_folder, entry.file, where=entry.origin)
         if not file.is_file():
             raise entry.error(f"BVH file {entry.file!r} not found in {bvh_folder}")
         take = "user_" + safe_name(str(PurePosixPath(entry.file).with_suffix("")))
@@ -315,7 +317,7 @@ def user_specs(bvh_folder: str | Path, captions_file: str | Path, joint_map: str
                                    captions=entry.captions, location=BvhLocation(str(file)),
                                    joint_maps=(chosen_map,), drop_first_frame=drop_first_frame,
                                    start_frame=entry.start_frame, end_frame=entry.end_frame, origin=entry.origin))
-    listed = {str((bvh_folder / e.file).resolve()) for e in entries}
+    listed = {str(checked_join(bvh_folder, e.file, where=e.origin).resolve()) for e in entries}
     for file in sorted(bvh_folder.rglob("*.bvh")):
         if str(file.resolve()) not in listed:
             scan.skipped.append((str(file), f"not listed in the captions file {captions_file}"))

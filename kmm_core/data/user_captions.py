@@ -32,10 +32,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.bounded_read import parse_json, read_text
+from ..common.checked_path import PathEscapeError, check_relative_name
 from ..common.errors import InputFileError
 
 DEFAULT_CONTENT = "user"
@@ -100,9 +101,10 @@ def _check_file(value, fail) -> str:
     if not isinstance(value, str) or not value.strip():
         raise fail("'file' must name a BVH file")
     file = value.strip().replace("\\", "/")
-    if file.startswith("/") or ".." in file.split("/"):
-        raise fail(f"'file' {file!r} must be a path inside the BVH folder")
-    return file
+    try:  # the name rule of checked_path (the join itself is checked in sources.user_specs)
+        return check_relative_name(file, "file")
+    except PathEscapeError:
+        raise fail(f"'file' {file!r} must be a path inside the BVH folder") from None
 
 
 def _make_entry(file, captions: list[str], start, end, content, fail, source: Path, line: int | None = None,
@@ -180,10 +182,7 @@ def _json_captions(value, fail) -> list[str]:
 
 
 def _read_json(path: Path, text: str) -> list[UserClipEntry]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON: {error.msg}", error.lineno) from error
+    data = parse_json(text, path, "captions file")
     if isinstance(data, dict):
         items = []
         for file, value in data.items():
@@ -219,12 +218,7 @@ def _read_json(path: Path, text: str) -> list[UserClipEntry]:
 def read_captions_file(path: str | Path) -> list[UserClipEntry]:
     """Clips listed in a captions file (.csv or .json), in file order, rows of the same clip merged."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the captions file: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise InputFileError(path, f"the captions file is not UTF-8 text: {error.reason}") from error
+    text = read_text(path, "captions file", encoding="utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         entries = _read_csv(path, text)

@@ -7,13 +7,13 @@ Part of ``kmm-train eval`` (``evaluate.py``); docs/evaluation.md explains each n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..common.errors import InputFileError
+from ..common.bounded_read import read_json
+from ..common.errors import ConfigError, InputFileError
 
 
 class Evaluator:
@@ -80,9 +80,9 @@ def load_evaluator(folder: str | Path, device: str = "cpu") -> Evaluator:
 
         verify_bundle_files(folder, read_manifest(folder), [weights.name, config_path.name, *STATISTICS_FILES])
     try:
-        config = AlignerConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")), "evaluator")
-    except json.JSONDecodeError as error:
-        raise InputFileError(config_path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+        config = AlignerConfig.from_dict(read_json(config_path, "evaluator config"), "evaluator")
+    except ConfigError as error:
+        raise InputFileError(config_path, str(error)) from None
     torch_device = torch.device(device)
     model = TextMotionAligner(config)
     load_weights(model, weights)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.atomic_write import write_text_atomic
-from ..common.errors import InputFileError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import InputFileError
 from .confidence import ConfidenceInterval
 
 RESULTS_FORMAT_VERSION = 1
@@ -128,7 +129,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_JSON
-    data = read_json_file(path, "results file")
+    data = read_json(path, "results file")
     if not isinstance(data, dict) or data.get("format_version") != RESULTS_FORMAT_VERSION or "rows" not in data:
         raise InputFileError(path, f"not a results file of format_version {RESULTS_FORMAT_VERSION}")
     return data

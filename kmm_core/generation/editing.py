@@ -16,7 +16,6 @@ follows it (`paths.follow_paths`), so an edited take is as clean as a fresh one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 
@@ -24,7 +23,8 @@ import numpy as np
 import torch
 
 from ..bundle.model_bundle import ModelBundle
-from ..common.errors import KMMError
+from ..common.bounded_read import parse_json
+from ..common.errors import InputFileError, KMMError
 from ..common.limits import EDIT_MODES
 from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import smooth_decoded_features
@@ -220,7 +220,11 @@ def _channels_at(channels20: np.ndarray, times: np.ndarray) -> np.ndarray:
 def _source_timeline(source: MotionResult) -> Timeline | None:
     if not source.timeline_json:
         return None
-    return Timeline.from_dict(json.loads(source.timeline_json), min_segment_seconds=0.0, max_total_seconds=math.inf)
+    try:  # bounded: nesting capped, as for a timeline file
+        data = parse_json(source.timeline_json, "the source's timeline_json", "timeline", allow_non_finite=True)
+    except InputFileError as error:
+        raise EditError(str(error)) from None
+    return Timeline.from_dict(data, min_segment_seconds=0.0, max_total_seconds=math.inf)
 
 
 def _kept_timeline_json(source: MotionResult, segment: int | None, prompt: str | None) -> str:

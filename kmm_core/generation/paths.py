@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common.errors import KMMError
+from ..common.errors import KMMError, short_repr
+from ..common.limits import MAX_PATH_COORDINATE, MAX_TOTAL_SECONDS
 from ..humanml3d.features import forward_directions, gaussian_smooth
 from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
 
@@ -79,12 +80,19 @@ class RootPath:
         for index, point in enumerate(points):
             if (not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2
                     or not all(_is_finite(v) for v in point)):
-                raise PathError(f"{where}.points[{index}]: must be [x, z] (two finite numbers), got {point!r}")
+                raise PathError(f"{where}.points[{index}]: must be [x, z] (two finite numbers), got "
+                                f"{short_repr(point)}")
+            # Checked before any arithmetic: 1e308 is finite, but its lengths overflow (a NumPy warning, then NaN).
+            if not all(abs(v) <= MAX_PATH_COORDINATE for v in point):
+                raise PathError(f"{where}.points[{index}]: each coordinate must be within ±{MAX_PATH_COORDINATE:g} "
+                                f"metres, got {short_repr(point)}")
             parsed.append((float(point[0]), float(point[1])))
         if times is not None:
             if (not isinstance(times, Sequence) or isinstance(times, str)
                     or not all(_is_finite(t) for t in times)):
                 raise PathError(f"{where}.times: must be a list of numbers (seconds)")
+            if not all(abs(t) <= MAX_TOTAL_SECONDS for t in times):
+                raise PathError(f"{where}.times: each time must be within {MAX_TOTAL_SECONDS:g} seconds")
             times = tuple(float(t) for t in times)
         try:
             return cls(tuple(parsed), times)
@@ -115,7 +123,13 @@ class RootPath:
 
 
 def _is_finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number that is also a finite float (a 400-digit integer overflows float arithmetic)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _yaw_matrix(angle: np.ndarray) -> np.ndarray:

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import KMMError
+from ..common.bounded_read import parse_json, parse_toml, read_bytes
+from ..common.errors import InputFileError, KMMError, short_repr
 from ..common.limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
@@ -198,31 +197,22 @@ class Timeline:
         suffix = path.suffix.lower()
         if suffix not in (".json", ".toml"):
             raise TimelineError(f"unsupported file type {path.suffix!r}: use .json or .toml", path=path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise TimelineError("file not found", path=path) from None
-        except OSError as exc:
-            raise TimelineError(f"cannot read: {exc.strerror or exc}", path=path) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise TimelineError("not UTF-8 text", path=path, line=line) from None
-        if suffix == ".json":
+        if not path.exists() and not path.is_symlink():
+            raise TimelineError("file not found", path=path)
+        try:  # the one bounded reader: a regular file, size and nesting capped (bounded_read.py)
+            raw = read_bytes(path, "timeline")
             try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TimelineError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path,
-                                    line=exc.lineno) from None
-        else:
-            try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                # Python 3.11's TOMLDecodeError has no line attribute; its message ends "(at line L, column C)".
-                match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-                raise TimelineError(f"invalid TOML: {exc}", path=path,
-                                    line=int(match.group(1)) if match else None) from None
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = raw[: exc.start].count(b"\n") + 1
+                raise TimelineError("not UTF-8 text", path=path, line=line) from None
+            # Non-finite numbers are let through here: the fields' own checks name the segment and field.
+            data = (parse_json(text, path, "timeline", allow_non_finite=True) if suffix == ".json"
+                    else parse_toml(text, path, "timeline"))
+        except InputFileError as exc:
+            reason = exc.reason.replace("timeline is not valid JSON", "invalid JSON").replace(
+                "timeline is not valid TOML", "invalid TOML")
+            raise TimelineError(reason, path=path, line=exc.line) from None
         try:
             return cls.from_dict(data, min_segment_seconds=min_segment_seconds, max_total_seconds=max_total_seconds)
         except TimelineError as exc:
@@ -317,9 +307,9 @@ def _check_fps(fps: object, field_name: str) -> None:
 def _short(value: object, limit: int = 40) -> str:
     """repr of a value for a message, cut when long (a 400-digit number or a 10 MB string)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
-        return f"a {len(str(abs(value)))}-digit number"
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+        return f"a {int(value.bit_length() * 0.30103) + 1}-digit number"
+    text = short_repr(value, limit + 3)
+    return text
 
 
 def _check_max_frames(frames: int, fps: float, max_seconds: float, index: int, field_name: str,

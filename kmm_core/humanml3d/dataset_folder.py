@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.bounded_read import read_text
+from ..common.checked_path import checked_join
 from ..common.errors import InputFileError, KMMError
 from ..motion.skeleton import NUM_JOINTS
 from .features import FEATURE_DIM, features_to_joints
@@ -134,7 +136,7 @@ class HumanML3DFolder:
             raise InputFileError(self.root, "dataset folder not found")
 
     def features_path(self, name: str) -> Path:
-        return self.root / FEATURES_DIR / f"{_check_name(name)}.npy"
+        return self._join(FEATURES_DIR, name, ".npy")
 
     def frame_count(self, name: str, split: str | None = None) -> int:
         """Number of feature frames of a clip, read from the .npy header only (memory-mapped)."""
@@ -148,18 +150,23 @@ class HumanML3DFolder:
             raise InputFileError(path, f"not a readable .npy array: {error}") from None
 
     def joints_path(self, name: str) -> Path:
-        return self.root / JOINTS_DIR / f"{_check_name(name)}.npy"
+        return self._join(JOINTS_DIR, name, ".npy")
 
     def text_path(self, name: str) -> Path:
-        return self.root / TEXTS_DIR / f"{_check_name(name)}.txt"
+        return self._join(TEXTS_DIR, name, ".txt")
+
+    def _join(self, subfolder: str, name: str, suffix: str) -> Path:
+        """A clip's file: the clip-name rule, then the one checked join (never outside the folder)."""
+        return checked_join(self.root / subfolder, _check_name(name), suffix=suffix, single=True,
+                            where=f"{self.root}: clip name")
 
     def split_names(self, split: str) -> list[str]:
         """Clip names listed in ``SPLIT.txt`` (blank lines ignored)."""
-        path = self.root / f"{_check_name(split)}.txt"
+        path = checked_join(self.root, _check_name(split), suffix=".txt", single=True, where=f"{self.root}: split")
         if not path.is_file():
             raise InputFileError(path, f"split file for {split!r} not found")
         names = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "text file").splitlines(), start=1):
             name = line.strip()
             if not name:
                 continue
@@ -206,7 +213,7 @@ class HumanML3DFolder:
         if not path.is_file():
             raise InputFileError(path, f"no captions for clip {name!r} (this folder has no such text file)")
         captions = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "text file").splitlines(), start=1):
             if line.strip():
                 captions.append(parse_caption_line(line, path, number))
         if not captions:

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, short_repr
+from ..common.limits import MAX_MODEL_PARAMETERS, MODEL_CONFIG_RANGES
 
 T = TypeVar("T", bound="_StrictConfig")
 
@@ -46,6 +47,7 @@ class _StrictConfig:
                 kwargs[name] = hint.from_dict(value, prefix + name)
             else:
                 kwargs[name] = _coerce(value, hint, prefix + name)
+                check_range(name, kwargs[name], prefix + name)
         try:
             config = cls(**kwargs)
         except ConfigError as error:
@@ -68,21 +70,36 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise ConfigError(f"{key}: must not be null")
     if hint is bool or text.startswith("bool"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+            raise ConfigError(f"{key}: expected true/false, got {short_repr(value)}")
         return value
     if hint is int or text.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {short_repr(value)}")
         return value
     if hint is float or text.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {short_repr(value)}")
         return float(value)
     if hint is str or text.startswith("str"):
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {short_repr(value)}")
         return value
     return value
+
+
+def check_range(name: str, value: Any, key: str) -> None:
+    """`value` of the config field `name` inside ``limits.MODEL_CONFIG_RANGES`` (numbers only; null passes)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float) or name not in MODEL_CONFIG_RANGES:
+        return
+    low, high = MODEL_CONFIG_RANGES[name]
+    if not ((isinstance(value, int) or math.isfinite(value)) and low <= value <= high):  # no float() of a huge int
+        raise ConfigError(f"{key}: {short_repr(value)} is outside the allowed range {low} to {high}")
+
+
+def _check_size(parameters: float, key: str, what: str) -> None:
+    _require(parameters <= MAX_MODEL_PARAMETERS, key,
+             f"the {what} would have about {parameters / 1e6:,.0f} million parameters, more than the "
+             f"{MAX_MODEL_PARAMETERS / 1e6:,.0f} million allowed")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -91,7 +108,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 
 def _choice(value: str, key: str, allowed: tuple[str, ...]) -> None:
-    _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
+    _require(value in allowed, key, f"{short_repr(value)} is not one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -136,6 +153,11 @@ class TokenizerConfig(_StrictConfig):
         _require(self.dilation_growth >= 1, "dilation_growth", "must be >= 1")
         _require(self.velocity_weight >= 0, "velocity_weight", "must be >= 0")
         _require(self.commitment_weight >= 0, "commitment_weight", "must be >= 0")
+        _require(self.dilation_growth ** max(self.res_blocks - 1, 0) <= 4096, "dilation_growth",
+                 "dilation_growth ** (res_blocks - 1) must be at most 4096 (the largest dilation, in frames)")
+        q = self.quantizer
+        _check_size(4 * (4 + 4 * self.res_blocks) * self.width ** 2 + 2 * self.width * (self.feature_dim
+                    + q.code_dim) + q.num_quantizers * q.codebook_size * q.code_dim, "width", "tokenizer")
 
 
 @dataclass
@@ -183,6 +205,9 @@ class AlignerConfig(_StrictConfig):
         _choice(self.motion_input, "motion_input", MOTION_INPUTS)
         _require(0.0 < self.temperature_init < 10.0, "temperature_init", "must be in (0, 10)")
         _require(self.loss_weight > 0, "loss_weight", "must be > 0")
+        _check_size((self.text_layers + self.motion_layers) * 12 * self.hidden_dim ** 2
+                    + 4 * self.hidden_dim * (self.text_dim + self.motion_input_dim + self.embed_dim),
+                    "hidden_dim", "aligner")
 
 
 @dataclass
@@ -226,6 +251,12 @@ class GeneratorConfig(_StrictConfig):
         _require(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must be in [0, 1)")
         _require(0.0 <= self.random_replace_prob <= 1.0, "random_replace_prob", "must be in [0, 1]")
         _require(bool(self.mask_schedule), "mask_schedule", "must not be empty")
+        d, inner = self.d_model, self.expand * self.d_model
+        layer = (2 * (3 * inner * d + inner * (2 * self.d_state + self.d_conv + 2)) if self.backbone == "mamba"
+                 else (4 + 2 * self.ff_mult) * d * d)
+        layers = self.n_layers + (self.residual_n_layers if self.use_residual_predictor else 0)
+        _check_size(layers * layer + 2 * (self.codebook_size + 2) * d * self.num_quantizers + self.cond_dim * d,
+                    "d_model", "generator")
 
 
 @dataclass

@@ -13,7 +13,6 @@ Parameter names are BERT's (``embeddings.word_embeddings.weight``, ``encoder.lay
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..common.bounded_read import read_json
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class BertSettings:
 
     @classmethod
     def from_file(cls, path: Path) -> BertSettings:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, "text encoder config")
         if data.get("hidden_act", "gelu") != "gelu" or data.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: only BERT with GELU and absolute positions is supported")
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})

@@ -8,7 +8,6 @@ reading names the file and the key.  NumPy only: the Blender add-on reads these 
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..common.atomic_write import write_npz_atomic
-from ..common.errors import KMMError, open_npz_archive
+from ..common.bounded_read import parse_json
+from ..common.errors import InputFileError, KMMError, open_npz_archive
 from .resample import (
     resample_positions,
     resample_rotations,
@@ -318,10 +318,10 @@ def _validate(result: MotionResult) -> None:
     if not isinstance(result.timeline_json, str):
         raise MotionResultError(f"must be a string, got {type(result.timeline_json).__name__}", key="timeline_json")
     if result.timeline_json:
-        try:
-            json.loads(result.timeline_json)
-        except json.JSONDecodeError as exc:
-            raise MotionResultError(f"is not valid JSON ({exc.msg})", key="timeline_json") from None
+        try:  # bounded: nesting capped, as for a timeline file
+            parse_json(result.timeline_json, "timeline_json", "timeline", allow_non_finite=True)
+        except InputFileError as exc:
+            raise MotionResultError(exc.reason, key="timeline_json") from None
 
 
 def _validate_foot(result: MotionResult, frames: int) -> None:

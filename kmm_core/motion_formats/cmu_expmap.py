@@ -21,7 +21,9 @@ import numpy as np
 
 from ..acclaim.asf import ROOT, AsfSkeleton
 from ..bvh.reader import END_SITE_SUFFIX, BvhMotion, is_number
+from ..common.bounded_read import read_text
 from ..common.errors import InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from ..motion.rotations import axis_angle_to_matrix, matrix_to_euler
 
 EXPMAP_FPS = 120.0
@@ -112,8 +114,5 @@ def parse_cmu_expmap(text: str, skeleton: AsfSkeleton, path: str = "<string>", f
 def read_cmu_expmap(path: str | Path, skeleton: AsfSkeleton, fps: float = EXPMAP_FPS,
                     drop_rest_frame: bool = True) -> BvhMotion:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the exp-map file: {error.strerror or error}") from error
+    text = read_text(path, "exp-map file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
     return parse_cmu_expmap(text, skeleton, str(path), fps, drop_rest_frame)

@@ -21,14 +21,15 @@ child joint (its centre: the middle of the head for the neck).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..bvh.reader import END_SITE_SUFFIX, BvhMotion
+from ..common.bounded_read import parse_json, read_text
 from ..common.errors import InputFileError
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from ..motion.rotations import axis_angle_to_matrix, matrix_to_euler, qnormalize, quat_to_matrix, slerp
 
 _DOF = {"none": 7, "spherical": 4, "revolute": 1, "fixed": 0}
@@ -62,10 +63,7 @@ def _number(value, what: str, path: str) -> float:
 
 
 def parse_deepmimic_character(text: str, path: str = "<string>") -> DeepMimicCharacter:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"character file is not valid JSON: {error.msg}", error.lineno) from None
+    data = parse_json(text, path, "character file", allow_non_finite=True)
     joints_data = data.get("Skeleton", {}).get("Joints") if isinstance(data, dict) else None
     if not isinstance(joints_data, list) or not joints_data:
         raise InputFileError(path, "no 'Skeleton': {'Joints': [...]} (not a DeepMimic character file?)")
@@ -111,10 +109,7 @@ def parse_deepmimic_character(text: str, path: str = "<string>") -> DeepMimicCha
 
 def read_deepmimic_character(path: str | Path) -> DeepMimicCharacter:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the character file: {error.strerror or error}") from error
+    text = read_text(path, "character file")
     return parse_deepmimic_character(text, str(path))
 
 
@@ -134,10 +129,7 @@ def parse_deepmimic_motion(text: str, character: DeepMimicCharacter, path: str =
                            loop_to_seconds: float | None = None) -> BvhMotion:
     """A `BvhMotion` (metres; joints named as in the character, plus its End Sites) of a DeepMimic motion; a looping
     clip shorter than half of `loop_to_seconds` (None: never) is repeated (see the module docstring)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"motion file is not valid JSON: {error.msg}", error.lineno) from None
+    data = parse_json(text, path, "motion file", allow_non_finite=True)
     frames = data.get("Frames") if isinstance(data, dict) else None
     if not isinstance(frames, list) or not frames:
         raise InputFileError(path, "no 'Frames' list (not a DeepMimic motion file?)")
@@ -242,8 +234,5 @@ def _repeat_cycles(values: np.ndarray, frame_time: float, seconds: float) -> np.
 def read_deepmimic_motion(path: str | Path, character: DeepMimicCharacter,
                           loop_to_seconds: float | None = None) -> BvhMotion:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputFileError(path, f"cannot read the motion file: {error.strerror or error}") from error
+    text = read_text(path, "motion file", limit=MAX_MOTION_TEXT_BYTES)
     return parse_deepmimic_motion(text, character, str(path), loop_to_seconds)

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from ..bvh.joint_map import JointSource, joint_source_from_entry
 from ..common.atomic_write import write_text_atomic
-from ..common.errors import InputFileError, KMMError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import InputFileError, KMMError, short_repr
 from ..motion.skeleton import JOINT_NAMES
 
 Point = JointSource
@@ -146,7 +147,7 @@ def _pose_settings(entries, fail) -> tuple[tuple[str, str, float], ...]:
     for entry in entries:
         if (not isinstance(entry, dict) or set(entry) != {"bone", "property", "value"}
                 or not isinstance(entry["value"], int | float) or isinstance(entry["value"], bool)):
-            raise fail(f"pose setting {entry!r} must be {{\"bone\": ..., \"property\": ..., \"value\": number}}")
+            raise fail(f"pose setting {short_repr(entry)} must be {{\"bone\": ..., \"property\": ..., \"value\": number}}")
         settings.append((str(entry["bone"]), str(entry["property"]), float(entry["value"])))
     return tuple(settings)
 
@@ -170,7 +171,7 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     if extra:
         raise fail(f"unknown key {extra[0]!r}")
     if data.get("format", FORMAT) != FORMAT:
-        raise fail(f"'format' must be {FORMAT!r}, got {data.get('format')!r}")
+        raise fail(f"'format' must be {FORMAT!r}, got {short_repr(data.get('format'))}")
     bones = data.get("bones")
     if not isinstance(bones, dict):
         raise fail("'bones' must be an object mapping canonical joint names to bone names (or null)")
@@ -181,7 +182,7 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     for joint in JOINT_NAMES:
         value = bones.get(joint)
         if value is not None and (not isinstance(value, str) or not value):
-            raise fail(f"bone of {joint!r} must be a bone name or null, got {value!r}")
+            raise fail(f"bone of {joint!r} must be a bone name or null, got {short_repr(value)}")
         resolved[joint] = value
     points_data = data.get("points", {})
     if not isinstance(points_data, dict) or set(points_data) - set(JOINT_NAMES):
@@ -189,14 +190,14 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     points = {joint: _point(entry, joint, fail) for joint, entry in points_data.items()}
     kind = data.get("kind", "user")
     if kind not in ("preset", "auto", "user"):
-        raise fail(f"'kind' must be preset, auto or user, got {kind!r}")
+        raise fail(f"'kind' must be preset, auto or user, got {short_repr(kind)}")
     return BoneMap(name=str(data.get("name", Path(source).stem)), kind=kind, bones=resolved, points=points,
                    parents=_string_dict(data.get("parents", {}), "parents", fail),
                    pose_settings=_pose_settings(data.get("pose_settings", []), fail))
 
 
 def load_bone_map(path: str | Path) -> BoneMap:
-    data = read_json_file(path, "bone map")
+    data = read_json(path, "bone map")
     try:
         return bone_map_from_dict(data, str(path))
     except BoneMapError as error:
@@ -253,7 +254,7 @@ class Preset:
 
 
 def _load_preset(path: Path) -> Preset:
-    data = read_json_file(path, "bone map preset")
+    data = read_json(path, "bone map preset")
 
     def fail(message: str) -> InputFileError:
         return InputFileError(path, f"bone map preset: {message}")

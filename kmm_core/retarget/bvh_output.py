@@ -16,8 +16,10 @@ import numpy as np
 
 from ..bvh.reader import BvhMotion
 from ..common.atomic_write import write_text_atomic
+from ..common.bounded_read import read_text
 from ..common.errors import InputFileError
 from ..common.finite_values import require_finite
+from ..common.limits import MAX_MOTION_TEXT_BYTES
 from ..motion.resample import resample_positions, resample_rotations
 from ..motion.rotations import matrix_to_euler, matrix_to_quat, quat_to_matrix
 from .transfer import RetargetedMotion, RetargetError, SourceMotion
@@ -93,10 +95,7 @@ def bvh_frames(motion: RetargetedMotion, target: BvhMotion) -> np.ndarray:
 def write_retargeted_bvh(path: str | Path, motion: RetargetedMotion, target: BvhMotion) -> Path:
     """Write `motion` (retargeted onto `target`'s skeleton at `target`'s frame rate) to `path`."""
     path = Path(path)
-    try:
-        text = Path(target.path).read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise InputFileError(target.path, f"cannot read the target BVH again: {error.strerror or error}") from None
+    text = read_text(target.path, "target BVH", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
     marker = text.find("MOTION")
     if marker < 0:
         raise InputFileError(target.path, "no MOTION section")

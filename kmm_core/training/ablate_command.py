@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.atomic_write import atomic_directory, atomic_path, write_text_atomic
-from ..common.errors import ConfigError, InputFileError, KMMError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import ConfigError, InputFileError, KMMError
 from ..evaluation.evaluate import run_evaluation
 from ..evaluation.report import RESULTS_JSON, read_results, write_results
 from ..evaluation.seed_table import BASELINE_ROW, compare_rows, markdown_seed_table, summarise_seeds
@@ -130,7 +131,7 @@ def study_config(base: Path, config_path: Path | None, overrides: Sequence[str],
     overrides = list(overrides) + ([f"train.generator.steps={steps}"] if steps is not None else [])
     if config_path is not None:
         return load_config(config_path, ProjectConfig, overrides)
-    table = read_json_file(base / "config.json", "base run's resolved config")
+    table = read_json(base / "config.json", "base run's resolved config", allow_non_finite=True)
     return config_from_dict(ProjectConfig, table, source=str(base / "config.json"), overrides=overrides)
 
 
@@ -188,7 +189,7 @@ def open_study(out: Path, record: dict[str, Any], resume: bool) -> None:
         if not resume:
             raise SeedStudyError(f"{out}: already holds a seed study ({STUDY_FILE}); continue it with --resume or "
                                  f"choose another --out")
-        stored = read_json_file(path, "seed study record")
+        stored = read_json(path, "seed study record", allow_non_finite=True)
         difference = _first_difference({k: stored.get(k) for k in record}, record)
         if difference:
             raise SeedStudyError(f"{path}: --resume must measure the same study; {difference} (rows and seeds may "

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bundle.vocabulary import Vocabulary, vocabulary_from_dataset, write_vocabulary
-from ..common.errors import KMMError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import KMMError
 from ..data.captions import NEUTRAL_SUBJECTS, SUBJECTS
 from ..generation.prompt_vocabulary import (
     CHECK_SPACE,
@@ -156,7 +157,7 @@ def dataset_root_of_run(run_dir: str | Path) -> Path | None:
     summary_path = Path(run_dir) / "dataset.json"
     if not summary_path.is_file():
         return None
-    summary = read_json_file(summary_path, "dataset summary")
+    summary = read_json(summary_path, "dataset summary", allow_non_finite=True)
     root = summary.get("root") if isinstance(summary, dict) else None
     if not isinstance(root, str) or not (Path(root) / "index.csv").is_file():
         return None

@@ -30,7 +30,8 @@ from ..bundle.model_bundle import (
 )
 from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
 from ..common.atomic_write import write_text_atomic
-from ..common.errors import KMMError, read_json_file
+from ..common.bounded_read import read_json
+from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
 from .model_card import dataset_report, read_action_results, write_model_card
 
@@ -57,7 +58,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
                 raise BundleError(weights, f"not found: run `kmm-train {name} --out {run_dir}` first")
             continue
         components.append(name)
-    generator_config = read_json_file(run_dir / "generator.json", "generator config", BundleError)
+    generator_config = read_json(run_dir / "generator.json", "generator config", BundleError)
     if generator_config.get("condition_source") == "aligner" and "aligner" not in components:
         raise BundleError(run_dir / "aligner.safetensors", "not found, but the generator is conditioned on the aligner")
     for name in ("Mean.npy", "Std.npy"):
@@ -65,7 +66,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
             raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
     dataset = {}
     if (run_dir / "dataset.json").is_file():
-        dataset = read_json_file(run_dir / "dataset.json", "dataset summary", BundleError)
+        dataset = read_json(run_dir / "dataset.json", "dataset summary", BundleError, allow_non_finite=True)
         dataset.pop("root", None)  # a path on the training machine means nothing to users
     report = dataset_report(run_dir)
     if report is not None and "per_dataset" not in dataset:  # runs made before dataset.json carried it

@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ..common.atomic_write import OutputWriteError, atomic_open, atomic_path, current_umask, fsync_directory
+from ..common.bounded_read import read_json
 from ..model.weights import MODEL_FILE, CheckpointError, load_weights, read_tensors
 from .config import config_to_dict
 
@@ -266,12 +267,9 @@ def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(path, "file not found") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(path, "file not found")
+    return read_json(path, "checkpoint file", error_class=CheckpointError, allow_non_finite=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

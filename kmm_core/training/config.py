@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..common.errors import ConfigError
+from ..common.bounded_read import read_toml
+from ..common.errors import ConfigError, InputFileError
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
 
 SchemaT = TypeVar("SchemaT")
@@ -150,16 +151,12 @@ def load_config(path: str | Path, schema: type[SchemaT], overrides: Iterable[str
     ``overrides`` are ``"dotted.key=value"`` strings (``kmm-train --set``), applied on top of the file.
     """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"{path}: config file not found")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config file: {error}") from None
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        table = read_toml(path, "config file")
+    except InputFileError as error:
+        raise ConfigError(f"{path}: {error.reason.replace('config file is not valid TOML', 'invalid TOML')}") from None
     return config_from_dict(schema, table, source=str(path), overrides=overrides)
 
 

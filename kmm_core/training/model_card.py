@@ -14,12 +14,12 @@ was not measured otherwise.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..common.atomic_write import write_text_atomic
+from ..common.bounded_read import read_json, read_text
 from ..common.errors import InputFileError
 from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
 from .run_log import LOG_FILE, read_log
@@ -44,11 +44,7 @@ SETTING_FLAGS = {"seed": "--seed", "min_frames": "--min-frames", "max_frames": "
 def read_action_results(path: str | Path) -> str:
     """The markdown of a per-action results file (``kmm-train eval-actions``'s ``actions.md``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read the per-action results: {getattr(error, 'strerror', None) or error}"
-                             ) from error
+    text = read_text(path, "per-action results")
     if not text.strip():
         raise InputFileError(path, "the per-action results file is empty")
     return text.strip() + "\n"
@@ -58,10 +54,10 @@ def dataset_report(run_dir: str | Path) -> dict[str, Any] | None:
     """The prepared data's ``report.json`` of the run (through ``dataset.json``'s root), if still there."""
     summary_path = Path(run_dir) / "dataset.json"
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = read_json(summary_path, "dataset summary", allow_non_finite=True)
         report_path = Path(summary["root"]) / "report.json"
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError):
+        report = read_json(report_path, "dataset report", allow_non_finite=True)
+    except (InputFileError, KeyError, TypeError):
         return None
     return report if isinstance(report, dict) else None
 
@@ -70,8 +66,8 @@ def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
     """Per trained stage: last step, last train loss, last validation metrics, seconds, batch size and seed."""
     run_dir = Path(run_dir)
     try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_json(run_dir / "config.json", "run config", allow_non_finite=True)
+    except InputFileError:
         config = {}
     train = config.get("train", {}) if isinstance(config, dict) else {}
     rows = []

@@ -26,6 +26,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..common.atomic_write import OutputWriteError, atomic_open
+from ..common.bounded_read import read_text
+from ..common.limits import MAX_LOG_FILE_BYTES
 
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -50,7 +52,7 @@ def _finite_or_none(value: Any) -> Any:
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """All records of a ``log.jsonl`` file (a torn last line from a killed process is skipped)."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "run log", limit=MAX_LOG_FILE_BYTES).splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

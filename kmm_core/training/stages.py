@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..common.bounded_read import read_json
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..data.motion_dataset import (
     FRAMES_PER_TOKEN,
@@ -261,11 +262,11 @@ def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: Motion
     report = root / "report.json"
     if report.is_file():
         try:
-            data = json.loads(report.read_text(encoding="utf-8"))
+            data = read_json(report, "dataset report", allow_non_finite=True)
             summary["totals"] = data.get("totals")
             summary["sources"] = [source.get("kind") for source in data.get("sources", [])]
             summary["per_dataset"] = data.get("per_dataset", {})  # clips and minutes per source (model card)
-        except (json.JSONDecodeError, AttributeError):
+        except (InputFileError, AttributeError):
             pass
     (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
@@ -421,9 +422,11 @@ def load_stage_model(out_dir: Path, stage: str, device: torch.device) -> nn.Modu
     if not weights.is_file():
         raise StageError(f"{weights}: not found; train the {stage} first (kmm-train {stage} --out {out_dir})")
     try:
-        model_config = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
+        model_config = read_json(weights.with_suffix(".json"), "model config")
+    except InputFileError:
+        if not weights.with_suffix(".json").exists():
+            raise InputFileError(weights.with_suffix(".json"), "model config not found") from None
+        raise
     if stage in ("tokenizer", "decoder"):  # RUN/decoder.safetensors is a whole tokenizer with a refined decoder
         model: nn.Module = MotionTokenizer(TokenizerConfig.from_dict(model_config, "tokenizer"))
     elif stage in ("aligner", "evaluator"):

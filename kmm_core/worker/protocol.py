@@ -20,10 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..common.bounded_read import nesting_depth
 from ..common.errors import KMMError
 from ..common.limits import (
     EDIT_MODES,
     MAX_GUIDANCE,
+    MAX_NESTING_DEPTH,
     MAX_PATH_CHARS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -337,6 +339,43 @@ ANSWERED_REQUESTS = ("hello", "load", "generate", "edit")
 TERMINAL_EVENTS = ("ready", "result", "error")
 
 
+MAX_FULL_WARNINGS = 20
+"""A result lists at most this many prompt warnings in full; the others are one summary entry (segment null) that
+counts them, so an answer always fits MAX_LINE_BYTES (900 segments of 1000-character unfamiliar prompts made an
+answer of several MiB that could not be sent)."""
+
+
+def summarise_warnings(warnings: list[dict[str, Any]], keep: int = MAX_FULL_WARNINGS) -> list[dict[str, Any]]:
+    """The first `keep` warnings in full, then (when there are more) one entry with ``segment`` null, an empty
+    ``prompt`` and no suggestions whose message counts the rest and names their segments."""
+    if len(warnings) <= keep:
+        return list(warnings)
+    rest = warnings[keep:]
+    segments = sorted({w["segment"] for w in rest if isinstance(w.get("segment"), int)})
+    where = f" (segments {_ranges(segments)})" if segments else ""
+    if len(where) > 1000:
+        where = where[:990] + " ...)"
+    message = (f"{len(rest)} more prompt{'s' if len(rest) != 1 else ''}{where} {'are' if len(rest) != 1 else 'is'} "
+               f"far from everything this model was trained on; the motion may not match them")
+    return [*warnings[:keep], {"segment": None, "prompt": "", "similarity": min(w["similarity"] for w in rest),
+                               "threshold": rest[0]["threshold"], "message": message,
+                               "suggestions": []}]
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in [*numbers[1:], None]:
+        if number is not None and number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if number is not None:
+            start = previous = number
+    return ", ".join(parts)
+
+
 def clip_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     """Keep the end of a long text (the end of a traceback is what matters), marking the cut; an unpaired surrogate
     (a message quoting client text) is written as its escape, so the text is valid Unicode."""
@@ -476,6 +515,9 @@ def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[st
         raise ProtocolError(f"the line is not JSON: {exc}", message_id=_id_despite(text)) from None
     except RecursionError:
         raise ProtocolError("the line is nested too deeply") from None
+    if nesting_depth(data) > MAX_NESTING_DEPTH:  # as for input files (bounded_read.py)
+        raise ProtocolError(f"the line nests lists/objects more than {MAX_NESTING_DEPTH} deep",
+                            message_id=readable_id(data.get("id")) if isinstance(data, dict) else None)
     if not isinstance(data, dict):
         raise ProtocolError(f"the line must hold a JSON object, got {_describe(data)}")
     return validate(data, allowed)

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..common.atomic_write import OutputPathError, OutputWriteError, check_output_folder
-from ..common.devices import resolve_device
+from ..common.devices import DeviceUnavailableError, check_device_available, resolve_device
 from ..common.errors import KMMError
 from ..common.progress import GenerationCancelled
 from .protocol import (
@@ -47,12 +47,15 @@ from .protocol import (
     decode,
     encode,
     readable_id,
+    summarise_warnings,
 )
 
 LOG = logging.getLogger("kmm.worker")
 PARENT_CHECK_SECONDS = 1.0
 EXIT_GRACE_SECONDS = 10.0
 """After the parent died, how long the running request may take to notice the cancellation before a hard exit."""
+DEVICE_ADVICE = ("Choose the CPU or Auto device (Auto uses CUDA only where it works), or install the backend's CUDA "
+                 "build (Install Backend's CUDA choice) on a machine with an NVIDIA GPU.")
 OOM_ADVICE = "Generate fewer variations at once, shorten the timeline, or choose the CPU device."
 MODEL_ADVICE = ("Train a model with `kmm-train all --config training/configs/small.toml --out runs/small` and point "
                 "the checkpoint setting to runs/small/bundle, or install a package that ships kmm-small.")
@@ -83,6 +86,7 @@ class Worker:
         self.initial_ppid = os.getppid()
         self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancelled: set[str] = set()
+        self.pending: dict[str, int] = {}  # ids queued and not yet finished -> how many (a cancel names one of them)
         self.stopping = threading.Event()
         self.current_id: str | None = None
         self.bundle = None
@@ -93,7 +97,13 @@ class Worker:
     # ---- output --------------------------------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
         try:
-            line = encode(event)
+            try:
+                line = encode(event)
+            except ProtocolError:
+                if not event.get("warnings"):
+                    raise
+                # Too long even with the summarised warnings (many long result paths): keep only the count.
+                line = encode({**event, "warnings": summarise_warnings(event["warnings"], keep=0)})
         except Exception as exc:  # noqa: BLE001 - an event that cannot be encoded must not kill the caller
             LOG.error("cannot encode a %s event: %s", event.get("type"), exc)
             if event.get("type") not in TERMINAL_EVENTS:
@@ -171,10 +181,15 @@ class Worker:
         kind = message["type"]
         if kind == "cancel":
             with self._state_lock:
-                self.cancelled.add(message["id"])
+                # Only a queued or running request can be cancelled: a cancel of a finished or unknown id is not
+                # remembered, or a later request reusing that id would be cancelled before it started.
+                if message["id"] in self.pending:
+                    self.cancelled.add(message["id"])
         elif kind == "shutdown":
             self.stop("shutdown requested")
         else:
+            with self._state_lock:
+                self.pending[message["id"]] = self.pending.get(message["id"], 0) + 1
             self.requests.put(message)
 
     # ---- watchdog thread -----------------------------------------------------------------------------------------
@@ -212,6 +227,7 @@ class Worker:
                     break
                 continue
             if self.stopping.is_set():
+                self._finished(request["id"])
                 self.error(request["id"], "cancelled", "the worker was shut down before this request started")
                 continue
             self.handle(request)
@@ -220,6 +236,7 @@ class Worker:
                 request = self.requests.get_nowait()
             except queue.Empty:
                 break
+            self._finished(request["id"])
             self.error(request["id"], "cancelled", "the worker was shut down before this request started")
         LOG.info("worker exits")
         return 0
@@ -247,6 +264,17 @@ class Worker:
         finally:
             with self._state_lock:
                 self.current_id = None
+            self._finished(request_id)
+
+    def _finished(self, request_id: str) -> None:
+        """`request_id` is no longer queued or running: forget it (and a cancellation of it, unless another
+        request of that id is still queued)."""
+        with self._state_lock:
+            left = self.pending.get(request_id, 1) - 1
+            if left > 0:
+                self.pending[request_id] = left
+            else:
+                self.pending.pop(request_id, None)
                 self.cancelled.discard(request_id)
 
 
@@ -365,6 +393,10 @@ def ensure_bundle(worker: Worker, checkpoint: str | None, device: str | None, re
 
     path = str(resolve_model(checkpoint).resolve())  # "default", "open", a bundle name or a folder
     wanted_device = resolve_device(device or worker.default_device)
+    try:
+        check_device_available(wanted_device)
+    except DeviceUnavailableError as exc:
+        raise RequestFailed("bad_request", str(exc), DEVICE_ADVICE) from None
     key = (path, wanted_device)
     if worker.bundle is not None and (checkpoint is None and device is None or worker.bundle_key == key):
         return worker.bundle
@@ -443,7 +475,7 @@ def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str
     """The result's warnings about unfamiliar prompts (generation/prompt_vocabulary.py), also logged."""
     from ..generation.prompt_vocabulary import prompt_warnings
 
-    warnings = prompt_warnings(bundle, prompts)
+    warnings = summarise_warnings(prompt_warnings(bundle, prompts))  # the answer must fit one protocol line
     for warning in warnings:
         worker.log("warning", warning["message"], request_id)
     return warnings

@@ -194,5 +194,11 @@ try:
 except KMMError as error:
     result["huge_rows"] = str(error)
 result["table_kept"] = [[r.prompt, r.start, r.end] for r in rows_of(settings)]
+
+# 5. a bone map stored in the .blend nested far too deeply: a clear problem for the panel, never a RecursionError
+nested = bpy.data.objects[rig_name]
+nested["kmm_bone_map"] = "[" * 100_000 + "]" * 100_000
+result["nested_map_problem"] = rig_retarget.target_problem(nested)
+result["nested_map_described"] = list(rig_retarget.describe_bone_map(nested)[::2])
 package.unregister()
 _harness.emit(result)

@@ -1,0 +1,333 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 31: seeded fuzzing of every hand-editable input - timeline JSON, bone-map JSON, BVH text, bundle configs.
+
+Each case starts from a real, valid input (the shipped bundle's configs, a shipped bone-map preset, a BVH written by
+our own writer, a timeline with a path) and mutates it with fixed seeds (values of every type and magnitude,
+deleted/added keys, deep nesting, byte and token damage, truncation).  Every case must either load or raise a
+KMMError subclass - never another exception type, never a hang (each case has a time limit), never NaN or
+infinity in what loads.  200 cases per input kind, well under 40 s on 2 CPU cores."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kmm_core.bundle.model_bundle import default_bundle_path, read_component_configs
+from kmm_core.bvh.reader import parse_bvh, read_bvh
+from kmm_core.bvh.writer import write_bvh
+from kmm_core.common.errors import KMMError, short_repr
+from kmm_core.generation.timeline import Timeline
+from kmm_core.model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
+from kmm_core.motion.skeleton import NUM_JOINTS, tpose_offsets
+from kmm_core.retarget.bone_map import bone_map_from_dict, load_bone_map
+from kmm_core.retarget.bone_map import preset as preset_named
+
+CASES = 200
+CASE_SECONDS = 5  # one case running longer is a hang
+
+# Values of every type and magnitude a hand-edited or hostile file can hold.
+HOSTILE_VALUES: list[Any] = [
+    None, True, False, 0, -1, 1, 2**31, -(2**63), 10**400, 1e308, -1e308, 5e-324, -0.0, 0.5, 1e-300,
+    float("nan"), float("inf"), "", "x", "nan", "1e999", "../../etc/passwd", "\u0000", "\ud800", "a" * 5000,
+    [], [1, 2], [[0, 0], [1e308, 0]], {}, {"a": 1}, [[[[[[[]]]]]]],
+]
+
+
+@contextmanager
+def _time_limit(seconds: int):
+    def _timeout(signum, frame):
+        raise TimeoutError(f"a case ran longer than {seconds} s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+BENIGN_VALUES: list[Any] = [0.5, 1, 2, 2.5, 20, 24, 30, 60, "a person runs", "mixamorig:Spine", None,
+                            [[0, 0], [1, 1]], False, True]
+
+
+def _mutate_json(data: Any, rng: random.Random) -> Any:
+    """One to four random structural mutations of a JSON value (a deep copy); a quarter of the cases change one
+    value to a plausible one only (so that loading is exercised as well as refusing)."""
+    data = copy.deepcopy(data)
+    if rng.random() < 0.25:
+        containers = [c for c in _containers(data) if c]
+        parent = rng.choice(containers)
+        key = rng.choice(list(parent.keys()) if isinstance(parent, dict) else list(range(len(parent))))
+        parent[key] = copy.deepcopy(rng.choice(BENIGN_VALUES))
+        return data
+    deep: list = []
+    for _ in range(rng.randint(1, 4)):
+        containers = _containers(data)
+        kind = rng.random()
+        if not containers or kind < 0.05:
+            data = rng.choice([[data], {"wrapped": data}, rng.choice(HOSTILE_VALUES)])
+            continue
+        parent = rng.choice(containers)
+        keys = list(parent.keys()) if isinstance(parent, dict) else list(range(len(parent)))
+        if kind < 0.55 and keys:  # replace a value
+            parent[rng.choice(keys)] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+        elif kind < 0.65 and keys:  # delete one
+            del parent[rng.choice(keys)]
+        elif kind < 0.75:  # add one
+            if isinstance(parent, dict):
+                parent[rng.choice(["extra", "fps", "seconds", "points", "d_model", "bones", "path"])] = \
+                    copy.deepcopy(rng.choice(HOSTILE_VALUES))
+            else:
+                parent.append(copy.deepcopy(rng.choice(keys and [parent[k] for k in keys] or HOSTILE_VALUES)))
+        elif kind < 0.85 and keys:  # nest a value deeply (last: copying a deep value would recurse)
+            deep.append((parent, rng.choice(keys), rng.choice([2, 70, 900, 3000])))
+        elif keys:  # scale a number by a huge or tiny factor
+            key = rng.choice(keys)
+            if isinstance(parent[key], int | float) and not isinstance(parent[key], bool):
+                try:
+                    parent[key] = parent[key] * rng.choice([-1, 0, 1e6, 1e300, 1e-300, 10**30])
+                except OverflowError:
+                    parent[key] = 10**400
+    for parent, key, depth in deep:
+        try:
+            value = parent[key]
+        except (KeyError, IndexError):  # deleted by a later mutation
+            continue
+        for _ in range(depth):
+            value = [value]
+        parent[key] = value
+    return data
+
+
+def _containers(data: Any) -> list:
+    found, stack = [], [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict | list):
+            found.append(value)
+            stack.extend(value.values() if isinstance(value, dict) else value)
+    return found
+
+
+def _text(data: Any) -> str:
+    """JSON text of mutated data; Python's spelling of NaN/Infinity kept (a hostile file can hold them), and too
+    deep data written by hand."""
+    try:
+        return json.dumps(data, allow_nan=True)
+    except (RecursionError, ValueError):
+        return "[" * 5000 + "]" * 5000
+
+
+def _mutate_text(text: str, rng: random.Random) -> str:
+    """Byte and token damage: flips, cut, duplicated or dropped lines, numbers replaced by hostile spellings."""
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.random()
+        if kind < 0.2 and text:
+            at = rng.randrange(len(text))
+            text = text[:at] + chr(rng.randrange(0, 0x3000)) + text[at + 1:]
+        elif kind < 0.35:
+            text = text[: rng.randrange(len(text) + 1)]
+        elif kind < 0.55:
+            lines = text.splitlines()
+            if lines:
+                at = rng.randrange(len(lines))
+                lines.insert(at, lines[at]) if rng.random() < 0.5 else lines.pop(at)
+            text = "\n".join(lines)
+        else:
+            tokens = text.split(" ")
+            if tokens:
+                at = rng.randrange(len(tokens))
+                tokens[at] = rng.choice(["nan", "inf", "-inf", "1e308", "1e999", "9" * 400, "-1", "0", "x", "",
+                                         "{", "}", "CHANNELS", "JOINT", "999999999", "Frames:", "0.0000001"])
+            text = " ".join(tokens)
+    return text
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a loaded object (numbers, arrays, dataclasses, containers)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int | float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, np.ndarray):
+            if item.dtype.kind == "f" and not np.isfinite(item).all():
+                return False
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
+
+
+def _run_cases(make_case: Callable[[random.Random], Any], load: Callable[[Any], Any], seed: int) -> dict[str, int]:
+    """Run CASES seeded cases: each loads (finite) or raises a KMMError; anything else fails with the case."""
+    outcome = {"loaded": 0, "refused": 0}
+    for number in range(CASES):
+        rng = random.Random(seed * 100_003 + number)
+        case = make_case(rng)
+        started = time.monotonic()
+        try:
+            with _time_limit(CASE_SECONDS):
+                result = load(case)
+        except KMMError as error:
+            assert str(error), f"case {number}: an empty error message"
+            outcome["refused"] += 1
+            continue
+        except Exception as error:  # noqa: BLE001 - the finding
+            pytest.fail(f"case {number} (seed {seed}) raised {type(error).__name__}: {short_repr(error, 300)}\n"
+                        f"input: {short_repr(case, 600)}")
+        assert _all_finite(result), f"case {number} (seed {seed}) loaded with NaN/infinity: {short_repr(case, 600)}"
+        assert time.monotonic() - started < CASE_SECONDS
+        outcome["loaded"] += 1
+    return outcome
+
+
+# ---- timelines ------------------------------------------------------------------------------------------------------
+TIMELINE = {"fps": 30, "loop": False, "segments": [
+    {"prompt": "a person walks forward", "seconds": 2.0, "path": {"points": [[0, 0], [0, 2.5]], "times": [0, 2]}},
+    {"prompt": "a person jumps", "frames": 24},
+    {"prompt": "a person waves", "seconds": 1.5},
+]}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fuzzed_timelines_load_or_raise_kmm_errors(seed, tmp_path):
+    path = tmp_path / "timeline.json"
+
+    def load(case: tuple[str, Any]):
+        how, data = case
+        if how == "dict":
+            return Timeline.from_dict(data)
+        path.write_text(data if isinstance(data, str) else _text(data), encoding="utf-8", errors="surrogatepass")
+        return Timeline.from_file(path)
+
+    def make(rng: random.Random):
+        data = _mutate_json(TIMELINE, rng)
+        roll = rng.random()
+        if roll < 0.4:
+            return "dict", data
+        if roll < 0.7:
+            return "file", _text(data)
+        return "file", _mutate_text(json.dumps(TIMELINE, indent=1), rng)
+
+    outcome = _run_cases(make, load, seed)
+    assert outcome["loaded"] > 5 and outcome["refused"] > 50, outcome  # both sides exercised
+
+
+# ---- bone maps ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["mixamo", "rigify"])
+def test_fuzzed_bone_maps_load_or_raise_kmm_errors(preset, tmp_path):
+    shipped = preset_named(preset)  # a real map: the preset resolved on a rig with every bone name it knows
+    bone_map, _ = shipped.resolve([name for names in shipped.bones.values() for name in names])
+    source = json.loads(json.dumps(bone_map.to_dict()))
+    assert bone_map_from_dict(copy.deepcopy(source), "seed.json") == bone_map
+    path = tmp_path / "map.json"
+
+    def load(case: tuple[str, Any]):
+        how, data = case
+        if how == "dict":
+            return bone_map_from_dict(data, "map.json")
+        path.write_text(data, encoding="utf-8", errors="surrogatepass")
+        return load_bone_map(path)
+
+    def make(rng: random.Random):
+        roll = rng.random()
+        if roll < 0.4:
+            return "dict", _mutate_json(source, rng)
+        if roll < 0.75:
+            return "file", _text(_mutate_json(source, rng))
+        return "file", _mutate_text(json.dumps(source, indent=1), rng)
+
+    outcome = _run_cases(make, load, 10 + len(preset))
+    assert outcome["refused"] > 50 and outcome["loaded"] > 0, outcome
+
+
+# ---- BVH text -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bvh_text(tmp_path_factory) -> str:
+    """A real BVH of the 22-joint skeleton written by our own writer (12 frames of small turns)."""
+    rng = np.random.default_rng(0)
+    rotations = np.zeros((12, NUM_JOINTS, 4))
+    rotations[..., 0] = 1.0
+    rotations[..., 1:] = rng.normal(0, 0.05, (12, NUM_JOINTS, 3))
+    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
+    translation = np.cumsum(rng.normal(0, 0.01, (12, 3)), axis=0) + [0, 0.9, 0]
+    path = tmp_path_factory.mktemp("bvh") / "seed.bvh"
+    write_bvh(path, translation, rotations, tpose_offsets(), fps=30.0)
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_fuzzed_bvh_text_loads_or_raises_kmm_errors(seed, bvh_text, tmp_path):
+    assert np.isfinite(parse_bvh(bvh_text).frames).all()
+    path = tmp_path / "fuzzed.bvh"
+
+    def load(case: tuple[str, str]):
+        how, text = case
+        if how == "text":
+            return parse_bvh(text, "fuzzed.bvh")
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        return read_bvh(path)
+
+    def make(rng: random.Random):
+        text = _mutate_text(bvh_text, rng)
+        if rng.random() < 0.2:  # a frame count or frame time far beyond the data
+            text = text.replace("Frames: 12", f"Frames: {rng.choice(['999999999', '-3', '0', '1e9', '12.5'])}")
+            text = text.replace("Frame Time:", f"Frame Time: {rng.choice(['0', '-1', 'nan', '1e-300', ''])} ")
+        return ("text" if rng.random() < 0.7 else "file"), text
+
+    outcome = _run_cases(make, load, seed)
+    assert outcome["refused"] > 30 and outcome["loaded"] > 0, outcome
+
+
+# ---- bundle configs -------------------------------------------------------------------------------------------------
+CONFIG_CLASSES = {"tokenizer": TokenizerConfig, "generator": GeneratorConfig, "aligner": AlignerConfig,
+                  "evaluator": AlignerConfig}
+
+
+def test_fuzzed_bundle_configs_load_or_raise_kmm_errors(tmp_path):
+    shipped = default_bundle_path()
+    sources = {name: json.loads((shipped / f"{name}.json").read_text(encoding="utf-8")) for name in CONFIG_CLASSES}
+    decoding = json.loads((shipped / "bundle.json").read_text(encoding="utf-8")).get("decoding") or {"steps": 10}
+
+    def load(case: tuple[str, str, Any]):
+        how, name, data = case
+        if how == "decoding":
+            return DecodingConfig.from_dict(data, "decoding")
+        if how == "dict":
+            return CONFIG_CLASSES[name].from_dict(data, name)
+        (tmp_path / f"{name}.json").write_text(data, encoding="utf-8", errors="surrogatepass")
+        return read_component_configs(tmp_path, [name])
+
+    def make(rng: random.Random):
+        name = rng.choice(sorted(CONFIG_CLASSES))
+        roll = rng.random()
+        if roll < 0.15:
+            return "decoding", name, _mutate_json(decoding, rng)
+        if roll < 0.5:
+            return "dict", name, _mutate_json(sources[name], rng)
+        if roll < 0.85:
+            return "file", name, _text(_mutate_json(sources[name], rng))
+        return "file", name, _mutate_text(json.dumps(sources[name], indent=1), rng)
+
+    outcome = _run_cases(make, load, 5)
+    assert outcome["refused"] > 50, outcome
