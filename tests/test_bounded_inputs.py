@@ -126,7 +126,7 @@ def test_deeply_nested_json_is_refused_naming_the_file(depth, tmp_path):
     path = tmp_path / "deep.json"
     path.write_text(_nested_json(depth))
     with pytest.raises(InputFileError, match=r"deep\.json: the generator config nests lists/objects"):
-        read_json(path, "generator config", BundleError)
+        read_json(path, "generator config", error_class=BundleError)
     # The same file through every JSON reader: a KMMError naming it, never a RecursionError.
     for reader in ("timeline", "bone_map", "bundle_config"):
         completed = _run_reader(READERS[reader][0], path)

@@ -81,7 +81,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"`kmm-train all --config training/configs/small.toml --out runs/small` (the bundle is written to "
             f"runs/small/bundle), or point to an existing bundle folder."
         )
-    manifest = read_json(manifest_path, "bundle manifest", BundleError)
+    manifest = read_json(manifest_path, "bundle manifest", error_class=BundleError)
     if not isinstance(manifest, dict):
         raise BundleError(manifest_path, "expected a JSON object")
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
@@ -251,7 +251,7 @@ def read_component_configs(folder: str | Path, components: Sequence[str]) -> dic
         if name not in COMPONENT_CONFIGS:
             raise BundleError(folder / BUNDLE_FILE, f"unknown component {name!r}")
         config_path = folder / f"{name}.json"
-        model_dict = read_json(config_path, f"{name} config", BundleError)
+        model_dict = read_json(config_path, f"{name} config", error_class=BundleError)
         try:
             checked[name] = (model_dict, getattr(configs, COMPONENT_CONFIGS[name]).from_dict(model_dict, name))
         except KMMError as error:

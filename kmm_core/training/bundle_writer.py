@@ -58,7 +58,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
                 raise BundleError(weights, f"not found: run `kmm-train {name} --out {run_dir}` first")
             continue
         components.append(name)
-    generator_config = read_json(run_dir / "generator.json", "generator config", BundleError)
+    generator_config = read_json(run_dir / "generator.json", "generator config", error_class=BundleError)
     if generator_config.get("condition_source") == "aligner" and "aligner" not in components:
         raise BundleError(run_dir / "aligner.safetensors", "not found, but the generator is conditioned on the aligner")
     for name in ("Mean.npy", "Std.npy"):
@@ -66,7 +66,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
             raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
     dataset = {}
     if (run_dir / "dataset.json").is_file():
-        dataset = read_json(run_dir / "dataset.json", "dataset summary", BundleError, allow_non_finite=True)
+        dataset = read_json(run_dir / "dataset.json", "dataset summary", error_class=BundleError, allow_non_finite=True)
         dataset.pop("root", None)  # a path on the training machine means nothing to users
     report = dataset_report(run_dir)
     if report is not None and "per_dataset" not in dataset:  # runs made before dataset.json carried it
