@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kmm_core.evaluation.report import METRIC_KEYS, RESULTS_JSON, RESULTS_MD, read_results
+from kmm_core.evaluation.report import BODY_COLUMNS, METRIC_KEYS, RESULTS_JSON, RESULTS_MD, read_results
 
 REPLICATIONS = 2
 TINY_SIZES = ["--replications", str(REPLICATIONS), "--max-samples", "16", "--mm-texts", "4", "--mm-generations", "3",
@@ -25,7 +25,9 @@ REPLICATED = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid",
               "multimodality", "directional_accuracy_split", "directional_accuracy_paraphrase",
               "transition_peak_jerk", "transition_auj", "foot_skating_ratio")
 NOT_FOR_GROUND_TRUTH = ("multimodality", "directional_accuracy_paraphrase", "transition_peak_jerk", "transition_auj",
-                        "parameters", "generation_seconds_per_minute", "tokenizer_mpjpe_mm", "codebook_perplexity")
+                        "parameters", "generation_seconds_per_minute", "tokenizer_mpjpe_mm", "codebook_perplexity",
+                        *(f"{stage}{key}" for stage in ("raw_body_", "tokenizer_body_") for key, *_ in BODY_COLUMNS))
+BODY_STAGES = ("body_", "raw_body_", "tokenizer_body_")
 
 
 def _run_eval(argv: list[str]) -> int:
@@ -50,9 +52,13 @@ def test_results_json_has_every_metric_with_confidence_intervals(compare_results
     assert [row["kind"] for row in results["rows"]] == ["ground_truth", "checkpoint", "checkpoint"]
     names = [row["name"] for row in results["rows"]]
     assert len(set(names)) == 3, names
+    truth = results["rows"][0]["metrics"]
     for row in results["rows"][1:]:
         assert tuple(row["metrics"]) == METRIC_KEYS
         for key, entry in row["metrics"].items():
+            if key.startswith(BODY_STAGES) and truth["body_" + key.split("body_", 1)[1]] is None:
+                assert entry is None, key  # the split has no item of that kind (no walking or standing caption)
+                continue
             assert entry is not None, key
             assert math.isfinite(entry["mean"]), (key, entry)
             assert entry["count"] >= 1
@@ -91,7 +97,8 @@ def test_ground_truth_row_is_the_reference(compare_results):
 def test_markdown_table_has_ground_truth_and_one_row_per_checkpoint(compare_results):
     out, results = compare_results
     text = (out / RESULTS_MD).read_text(encoding="utf-8")
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    main = text[:text.index("## Body parts")]  # the body-part table follows: test_body_parts_are_measured_...
+    table = [line for line in main.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| Model | R-Prec top-1")
     assert table[1].startswith("| --- |")
     body = table[2:]
@@ -99,6 +106,28 @@ def test_markdown_table_has_ground_truth_and_one_row_per_checkpoint(compare_resu
     assert body[0].startswith("| ground truth | ")
     assert " ± " in body[1] and "–" in body[0]
     assert read_results(out) == results
+
+
+def test_body_parts_are_measured_at_each_stage_with_a_plot(compare_results):
+    out, results = compare_results
+    truth, model = results["rows"][0]["metrics"], results["rows"][1]["metrics"]
+    measured = [key for key, *_ in BODY_COLUMNS if truth["body_" + key] is not None]
+    assert "frozen_feet" in measured and "jerk_left_hand_ratio" in measured
+    assert any(key.endswith("_locomotion_ratio") or key == "gait_regularity_ratio" for key in measured), measured
+    for key in measured:
+        if key.endswith("_ratio"):
+            assert truth["body_" + key]["mean"] == pytest.approx(1.0)  # real against real
+        assert model["body_" + key]["count"] == REPLICATIONS and model["raw_body_" + key] is not None
+        assert model["tokenizer_body_" + key]["count"] == 1  # one reconstruction of the fixed real windows
+    assert truth["body_frozen_feet"]["mean"] < 0.1  # real feet rarely stand exactly still (a held end frame)
+    text = (out / RESULTS_MD).read_text(encoding="utf-8")
+    body = text[text.index("## Body parts"):text.index("## Notes")]
+    names = [line.split(" | ")[0].removeprefix("| ") for line in body.splitlines() if line.startswith("| ")][2:]
+    first = results["rows"][1]["name"]
+    assert names[:4] == ["ground truth", first, f"{first}: raw decoder output", f"{first}: tokenizer reconstruction"]
+    for number in (1, 2):
+        assert (out / f"body-{number}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "body-1.png" in results["notes"]["body_plots"]
 
 
 def test_compare_same_bundle_twice_gives_identical_generated_metrics(compare_results):

@@ -17,6 +17,9 @@ from ..bundle.model_bundle import ModelBundle
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import MODEL_FPS
+from .body_motion import kind_of
+from .body_motion import ratios as body_ratios
+from .body_motion import summarize as body_summary
 from .confidence import mean_confidence_interval, summarize_runs
 from .directional import directional_accuracy
 from .evaluator import Evaluator
@@ -61,6 +64,16 @@ def _skating(joints: Sequence[np.ndarray]) -> float:
     return float(np.mean([foot_skating(j, MODEL_FPS).skating_ratio for j in joints]))
 
 
+def _body_metrics(joints: Sequence[np.ndarray], cache: ReplicationCache, prefix: str) -> dict[str, float]:
+    """The body-part measures of `joints` (one motion per item of the split, in order) as ratios to the real items'
+    (body_motion.py), and the frozen-feet share itself, each key prefixed by the stage: "body_" (as shipped, after
+    the clean-up), "raw_body_" (the decoder's output), "tokenizer_body_" (real clips encoded and decoded)."""
+    summary = body_summary(joints, cache.kinds, MODEL_FPS)
+    values = {f"{prefix}{key}": value for key, value in body_ratios(summary, cache.body_real).items()}
+    values[f"{prefix}frozen_feet"] = summary["frozen_feet"]
+    return values
+
+
 def _joint_metrics(joints: Sequence[np.ndarray]) -> dict[str, float]:
     """Whole-motion mean jerk, foot skating and floor penetration (mean depth, mm) of some motions."""
     return {"mean_jerk": mean_jerk(joints, MODEL_FPS), "foot_skating_ratio": _skating(joints),
@@ -75,6 +88,8 @@ class ReplicationCache:
         self.real = evaluator.embed_motions(data.features, settings.batch_size)
         self._texts: dict[int, tuple[list[str], np.ndarray]] = {}
         self.jerk_level = ground_truth_jerk_level(data.joints, MODEL_FPS)
+        self.kinds = [kind_of(item.captions) for item in data.items]  # locomotion / standing / other, per item
+        self.body_real = body_summary(data.joints, self.kinds, MODEL_FPS)
 
     def captions(self, seed: int) -> tuple[list[str], np.ndarray]:
         if seed not in self._texts:
@@ -95,11 +110,15 @@ def evaluate_ground_truth(cache: ReplicationCache) -> dict[str, Any]:
         report = directional_accuracy([p for _, p in data.directional], data.directional_joints, MODEL_FPS)
         metrics["directional_accuracy_split"] = metric_entry(report.overall_accuracy)  # seed-independent
     metrics.update({key: metric_entry(value) for key, value in _joint_metrics(data.joints).items()})
+    metrics.update({key: metric_entry(value) for key, value in _body_metrics(data.joints, cache, "body_").items()})
     return metrics
 
 
-def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Every metric of one loaded bundle, each summarised over the replications (or clips / timing runs)."""
+def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[[str], None] = lambda _m: None,
+                    examples: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Every metric of one loaded bundle, each summarised over the replications (or clips / timing runs).
+    `examples`, when given, receives the first replication's generated joints per item ("generated") and the
+    tokenizer's reconstructions ("tokenizer"), in the order of the split's items (for body_plots.py)."""
     from ..generation.decoding_engine import GenerationOptions
     from ..generation.timeline_generator import generate_timeline
 
@@ -122,7 +141,13 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
         generated = generate(captions, frames, seed)
         motion = evaluator.embed_motions(generated, settings.batch_size)
         run = text_motion_metrics(text, motion, cache.real, seed)
-        run.update(_joint_metrics(generated_joints(generated, settings.foot_lock)))
+        shipped = generated_joints(generated, settings.foot_lock)
+        run.update(_joint_metrics(shipped))
+        run.update(_body_metrics(shipped, cache, "body_"))
+        if settings.foot_lock:  # the decoder's own output, to pin each defect to the stage that makes it
+            run.update(_body_metrics(generated_joints(generated, False), cache, "raw_body_"))
+        if examples is not None and "generated" not in examples:
+            examples["generated"] = shipped
 
         mm_items = subset(list(range(len(data.items))), settings.mm_texts, seed)
         mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
@@ -168,7 +193,11 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
         durations.append((time.perf_counter() - started) * 60.0 / settings.timing_seconds)
     metrics["generation_seconds_per_minute"] = metric_entry(mean_confidence_interval(durations))
 
-    errors, perplexity = tokenizer_reconstruction(bundle, data.features)
+    errors, perplexity, reconstructions = tokenizer_reconstruction(bundle, data.features)
     metrics["tokenizer_mpjpe_mm"] = metric_entry(mean_confidence_interval(errors))
+    metrics.update({key: metric_entry(value)
+                    for key, value in _body_metrics(reconstructions, cache, "tokenizer_body_").items()})
+    if examples is not None:
+        examples["tokenizer"] = reconstructions
     metrics["codebook_perplexity"] = metric_entry(perplexity)  # one measurement over the whole split
     return metrics

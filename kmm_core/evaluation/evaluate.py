@@ -45,6 +45,7 @@ from ..common.errors import KMMError
 from ..generation.timeline import TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
+from ..motion.model_timing import MODEL_FPS
 from .bundle_metrics import ReplicationCache, evaluate_bundle, evaluate_ground_truth, r_precision_batch
 from .evaluator import load_evaluator
 from .paraphrases import paraphrase_prompts
@@ -79,10 +80,32 @@ def _all_metric_keys(rows: list[dict[str, Any]]) -> None:
         row["metrics"] = {key: row["metrics"].get(key) for key in METRIC_KEYS}
 
 
+def _body_plot(path: Path, name: str, data: EvaluationData, kinds: list[str],
+               examples: dict[str, list]) -> Path | None:
+    """The body plot of one checkpoint: the split's first walking and first standing item (None when it has
+    neither)."""
+    from .body_plots import write_body_plot
+
+    columns = []
+    for kind in ("locomotion", "standing"):
+        if kind in kinds and "generated" in examples:
+            index = kinds.index(kind)
+            motions = {"real": data.joints[index], "generated": examples["generated"][index]}
+            if "tokenizer" in examples:
+                motions["tokenizer"] = examples["tokenizer"][index]
+            columns.append((f"{kind}: {data.items[index].captions[0]}", motions))
+    if not columns:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_body_plot(path, name, columns, MODEL_FPS)
+
+
 def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, settings: EvaluationSettings,
                    evaluator_path: str | Path | None = None,
-                   log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Evaluate every checkpoint (bundle folder) on `data_root`'s split; returns the results document."""
+                   log: Callable[[str], None] = lambda _m: None,
+                   plot_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate every checkpoint (bundle folder) on `data_root`'s split; returns the results document.  With
+    `plot_dir`, each checkpoint's body plot (body_plots.py) is written there as `body-<n>.png`."""
     from ..bundle.model_bundle import read_manifest
 
     if not checkpoints:
@@ -107,11 +130,17 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
     suffix = ("" if settings.foot_lock else " (no foot lock)") + (
         "" if settings.smoothing == DECODED_SMOOTHING_SIGMA else f" (smoothing {settings.smoothing:g})")
     names = _unique([checkpoint_name(Path(p), m) + suffix for p, m in zip(checkpoints, manifests, strict=True)])
-    for name, path in zip(names, checkpoints, strict=True):
+    plots = []
+    for number, (name, path) in enumerate(zip(names, checkpoints, strict=True), start=1):
         log(f"evaluating {name} ({path})")
         bundle = ModelBundle.load(path, device=settings.device)
+        examples: dict[str, list] = {}
         rows.append({"name": name, "kind": "checkpoint", "checkpoint": str(Path(path).resolve()),
-                     "metrics": evaluate_bundle(bundle, cache, log)})
+                     "metrics": evaluate_bundle(bundle, cache, log, examples)})
+        if plot_dir is not None:
+            plot = _body_plot(Path(plot_dir) / f"body-{number}.png", name, data, cache.kinds, examples)
+            if plot is not None:
+                plots.append(f"{plot.name}: {name}")
     _all_metric_keys(rows)
     batch = r_precision_batch(len(data.items))
     notes = {
@@ -126,7 +155,12 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
         "parameters": "tokenizer + generator (+ aligner when it conditions the generator); MiniLM not counted",
         "ground_truth": "real motion windows are fixed, so FID(ground truth) = 0; its R-precision and MM-Dist are the "
                         "evaluator's ceiling on real data",
+        "body_parts": f"items by caption: {cache.kinds.count('locomotion')} walking/running, "
+                      f"{cache.kinds.count('standing')} standing, {cache.kinds.count('other')} other",
     }
+    if plots:
+        notes["body_plots"] = "; ".join(plots) + " (real vs generated and the tokenizer's reconstruction, one "\
+                              "walking and one standing item: pelvis height, pelvis speed, head jerk)"
     return {"format_version": RESULTS_FORMAT_VERSION,
             "settings": {**asdict(settings), "data": str(Path(data_root).resolve()),
                          "checkpoints": [str(Path(p).resolve()) for p in checkpoints],
@@ -199,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         checkpoints = [resolve_model(c) for c in ([args.checkpoint] if args.checkpoint is not None else args.compare)]
         evaluator = resolve_model(args.evaluator) if args.evaluator else None
-        results = run_evaluation(checkpoints, args.data, settings, evaluator, log)
+        results = run_evaluation(checkpoints, args.data, settings, evaluator, log, plot_dir=args.out)
         json_path, md_path = write_results(results, args.out)
     except KMMError as error:
         print(f"kmm-train eval: error: {error}", file=sys.stderr)

@@ -99,12 +99,14 @@ def count_parameters(bundle: ModelBundle) -> int:
     return int(sum(p.numel() for module in modules for p in module.parameters()))
 
 
-def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-    """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens)."""
+def tokenizer_reconstruction(bundle: ModelBundle,
+                             features: Sequence[np.ndarray]) -> tuple[np.ndarray, float, list[np.ndarray]]:
+    """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens, the
+    reconstructed clips' joints (T, 22, 3))."""
     import torch
 
     device = next(bundle.tokenizer.parameters()).device
-    errors, codes_used = [], []
+    errors, codes_used, reconstructions = [], [], []
     with torch.no_grad():
         for clip in features:
             normalised = torch.from_numpy(bundle.normalizer.normalize(clip).astype(np.float32))[None].to(device)
@@ -112,10 +114,11 @@ def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray]
             decoded = bundle.tokenizer.decode(codes, num_frames=clip.shape[0])[0].float().cpu().numpy()
             real = features_to_joints(clip)
             recon = features_to_joints(bundle.normalizer.denormalize(decoded.astype(np.float64)))
+            reconstructions.append(recon)
             real, recon = real - real[:, :1], recon - recon[:, :1]
             errors.append(1000.0 * float(np.linalg.norm(real - recon, axis=-1).mean()))
             first = codes[0, :, 0].cpu().numpy()
             codes_used.append(first[first >= 0])
     counts = np.bincount(np.concatenate(codes_used), minlength=bundle.tokenizer.codebook_size).astype(np.float64)
     probabilities = counts[counts > 0] / counts.sum()
-    return np.asarray(errors), float(np.exp(-(probabilities * np.log(probabilities)).sum()))
+    return np.asarray(errors), float(np.exp(-(probabilities * np.log(probabilities)).sum())), reconstructions

@@ -51,7 +51,27 @@ COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("tokenizer_mpjpe_mm", "Tokenizer MPJPE (mm) ↓", 1, "low"),
     ("codebook_perplexity", "Codebook perplexity ↑", 1, "high"),
 )
-METRIC_KEYS = tuple(key for key, *_ in COLUMNS)
+# The body-part table (body_motion.py): ratios to the real motions of the split (1.0 = as real), the frozen-feet
+# share itself.  Each measure is reported at three stages, as key prefixes: after the clean-up (what ships),
+# the decoder's raw output, and the tokenizer's reconstruction of the real clips.
+BODY_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("jerk_pelvis_standing_ratio", "Pelvis jerk, standing", 2, "one"),
+    ("jerk_spine_head_standing_ratio", "Spine+head jerk, standing", 2, "one"),
+    ("jerk_pelvis_locomotion_ratio", "Pelvis jerk, walking", 2, "one"),
+    ("jerk_spine_head_locomotion_ratio", "Spine+head jerk, walking", 2, "one"),
+    ("jerk_left_hand_ratio", "L hand jerk", 2, "one"),
+    ("jerk_right_hand_ratio", "R hand jerk", 2, "one"),
+    ("jerk_left_foot_ratio", "L foot jerk", 2, "one"),
+    ("jerk_right_foot_ratio", "R foot jerk", 2, "one"),
+    ("frozen_feet", "Frozen feet (share) ↓", 3, "low"),
+    ("gait_regularity_ratio", "Gait regularity", 2, "one"),
+    ("pelvis_bob_ratio", "Pelvis bob", 2, "one"),
+    ("foot_swing_ratio", "Foot swing", 2, "one"),
+    ("standing_drift_ratio", "Standing drift", 2, "one"),
+)
+BODY_STAGES = (("body_", ""), ("raw_body_", "raw decoder output"), ("tokenizer_body_", "tokenizer reconstruction"))
+METRIC_KEYS = tuple(key for key, *_ in COLUMNS) + tuple(prefix + key for prefix, _ in BODY_STAGES
+                                                        for key, *_ in BODY_COLUMNS)
 
 
 def metric_entry(value: ConfidenceInterval | float | int | None, count: int = 1) -> dict[str, Any] | None:
@@ -89,6 +109,23 @@ def markdown_table(results: Mapping[str, Any], columns: Sequence[tuple[str, str,
     return "\n".join(lines) + "\n"
 
 
+def body_table(results: Mapping[str, Any]) -> str:
+    """The body-part table: per row of the results its shipped motion, then (checkpoints) the decoder's raw output
+    and the tokenizer's reconstruction, each measure a ratio to the real motions (1.00 = as real)."""
+    header = ["Model", *(title for _, title, _, _ in BODY_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * len(header)) + "|"]
+    for row in results.get("rows", []):
+        for prefix, stage in BODY_STAGES:
+            entries = [row["metrics"].get(prefix + key) for key, *_ in BODY_COLUMNS]
+            if all(entry is None for entry in entries):
+                continue
+            name = str(row["name"]).replace("|", "\\|") + (f": {stage}" if stage else "")
+            cells = [_format_entry(entry, decimals) for entry, (_, _, decimals, _) in zip(entries, BODY_COLUMNS,
+                                                                                          strict=True)]
+            lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_document(results: Mapping[str, Any]) -> str:
     """results.md: the table, how to read it, and the settings it was measured with."""
     settings = results.get("settings", {})
@@ -104,6 +141,18 @@ def markdown_document(results: Mapping[str, Any]) -> str:
         f"(`{notes.get('evaluator', '?')}`), never with a generator's own aligner.",
         "",
         markdown_table(results),
+        "",
+        "## Body parts",
+        "",
+        "Each body part as an animator judges it, on whole motions of the split (kmm_core/evaluation/body_motion.py): "
+        "jerk per part (the median over frames), separately on standing and walking captions for the pelvis and the "
+        "spine with the head; gait regularity, pelvis bob and foot swing on walking captions; the pelvis' drift on "
+        "standing captions.  Every cell is a ratio to the real motions of the same items (1.00 = as real), except "
+        "frozen feet: the share of foot-joint frames that stand exactly still (real feet: none).  Each model has "
+        "three lines: what it ships (after the clean-up), the decoder's raw output, and its tokenizer's "
+        "reconstruction of the real clips, so each defect shows the stage that makes it.",
+        "",
+        body_table(results),
     ]
     if notes:
         parts += ["", "## Notes", ""]
