@@ -17,13 +17,13 @@ from kmm_core.humanml3d.features import (
     features_to_joints,
     features_to_joints_via_rotations,
     features_to_local_rotations,
-    gaussian_smooth,
     joints_to_features,
     mirror_features,
 )
 from kmm_core.humanml3d.preprocess import preprocess_joints, process_motion, retarget_to_reference_skeleton
 from kmm_core.motion.rotations import axis_angle_to_quat, qrot
 from kmm_core.motion.skeleton import BONE_LENGTHS, PARENTS, mirror_positions
+from kmm_core.motion.time_filters import gaussian_smooth
 
 SAMPLE = "012314"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -25,12 +25,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
 from ..common.checked_path import checked_join
 from ..common.errors import InputFileError
@@ -175,12 +175,9 @@ def read_vocabulary(bundle_dir: str | Path) -> Vocabulary:
 
 
 def write_vocabulary(bundle_dir: str | Path, vocabulary: Vocabulary) -> Path:
-    """Write ``vocabulary.json`` atomically (a temporary file renamed into place)."""
-    path = Path(bundle_dir) / VOCABULARY_FILE
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(vocabulary.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    """Write ``vocabulary.json`` atomically (common/atomic_write.py)."""
+    return write_text_atomic(Path(bundle_dir) / VOCABULARY_FILE,
+                             json.dumps(vocabulary.to_dict(), indent=1, ensure_ascii=False) + "\n")
 
 
 def format_vocabulary(vocabulary: Vocabulary) -> str:

@@ -37,12 +37,21 @@ class InputTensorError(KMMError, ValueError):
     """A tensor argument has the wrong shape, dtype or content: names the argument."""
 
 
+def digit_count(value: int) -> int:
+    """How many decimal digits an integer has, exactly, even beyond what str() may convert (4300 digits)."""
+    magnitude = abs(value)
+    if magnitude.bit_length() < 13_000:  # below str()'s limit: exact
+        return len(str(magnitude))
+    digits = int(magnitude.bit_length() * 0.30102999566398120)  # within one of the truth; correct it exactly
+    return digits + 1 if magnitude >= 10 ** digits else digits
+
+
 class _ShortRepr(reprlib.Repr):
     """reprlib without its two traps: huge integers (repr of more than 4300 digits raises ValueError) and none."""
 
     def repr_int(self, value: int, level: int) -> str:
         if value.bit_length() > 128:
-            return f"<a {int(value.bit_length() * 0.30103) + 1}-digit number>"
+            return f"<a {digit_count(value)}-digit number>"
         return repr(value)
 
 

@@ -29,8 +29,9 @@ import numpy as np
 
 from ..common.errors import KMMError, short_repr
 from ..common.limits import MAX_PATH_COORDINATE, MAX_TOTAL_SECONDS
-from ..humanml3d.features import forward_directions, gaussian_smooth
+from ..humanml3d.features import forward_directions
 from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
+from ..motion.time_filters import gaussian_smooth
 
 _ACROSS_PLUS = (JOINT_INDEX["right_hip"], JOINT_INDEX["right_shoulder"])
 _ACROSS_MINUS = (JOINT_INDEX["left_hip"], JOINT_INDEX["left_shoulder"])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.bounded_read import parse_json, parse_toml, read_bytes
-from ..common.errors import InputFileError, KMMError, short_repr
+from ..common.errors import InputFileError, KMMError, digit_count, short_repr
 from ..common.limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
@@ -307,7 +307,7 @@ def _check_fps(fps: object, field_name: str) -> None:
 def _short(value: object, limit: int = 40) -> str:
     """repr of a value for a message, cut when long (a 400-digit number or a 10 MB string)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
-        return f"a {int(value.bit_length() * 0.30103) + 1}-digit number"
+        return f"a {digit_count(value)}-digit number"
     text = short_repr(value, limit + 3)
     return text
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.errors import InputTensorError
-from .features import FEATURE_DIM, FOOT_CONTACTS, gaussian_smooth
+from ..motion.time_filters import gaussian_smooth
+from .features import FEATURE_DIM, FOOT_CONTACTS
 
 DECODED_SMOOTHING_SIGMA = 0.5
 """Frames (at the model's 20 fps) of the Gaussian applied to decoded features; 0 turns smoothing off."""

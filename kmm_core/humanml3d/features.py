@@ -39,6 +39,7 @@ import numpy as np
 from ..common.errors import InputTensorError
 from ..motion.rotations import cont6d_to_quat, qbetween, qinv, qmul, qnormalize, qrot, quat_to_cont6d
 from ..motion.skeleton import KINEMATIC_CHAINS, MIRROR_INDEX, NUM_JOINTS, RAW_OFFSET_DIRECTIONS, rest_offsets
+from ..motion.time_filters import gaussian_smooth
 
 FEATURE_DIM = 263
 
@@ -103,27 +104,6 @@ def _output_dtype(array: np.ndarray) -> np.dtype:
 # ---------------------------------------------------------------------------------------------------------------
 # Root facing rotation and HumanML3D's inverse / forward kinematics
 # ---------------------------------------------------------------------------------------------------------------
-
-def gaussian_smooth(signal: np.ndarray, sigma: float, axis: int = 0, truncate: float = 4.0) -> np.ndarray:
-    """Gaussian filter along ``axis`` with edge replication, truncated at ``truncate`` sigma.
-
-    Same kernel and border handling as ``scipy.ndimage.gaussian_filter1d(mode="nearest", truncate=truncate)``, which
-    HumanML3D uses to smooth the facing direction; written here so the torch- and scipy-free core has no extra
-    dependency.
-    """
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    moved = np.moveaxis(np.asarray(signal, dtype=np.float64), axis, 0)
-    padded = np.concatenate([np.repeat(moved[:1], radius, axis=0), moved, np.repeat(moved[-1:], radius, axis=0)])
-    # Sum of shifted copies: length T windows, cheap for T of a few hundred and kernels of ~160 taps.
-    smoothed = np.zeros_like(moved)
-    frames = moved.shape[0]
-    for tap, weight in enumerate(kernel):
-        smoothed += weight * padded[tap:tap + frames]
-    return np.moveaxis(smoothed, 0, axis)
-
 
 def forward_directions(joints: np.ndarray, across_plus: tuple[int, int], across_minus: tuple[int, int]) -> np.ndarray:
     """Unit forward direction in the xz plane per frame: up x across, across = sum(plus) - sum(minus) joints."""

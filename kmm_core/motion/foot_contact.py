@@ -48,10 +48,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..common.errors import KMMError
-from ..humanml3d.features import gaussian_smooth
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
 from .swing_clearance import swing_lift, widen_and_smooth
+from .time_filters import gaussian_smooth
 from .two_bone_ik import bend_pole, solve_two_bone
 
 CONTACT_JOINTS: tuple[int, ...] = (JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"],

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bundle.vocabulary import Vocabulary, vocabulary_from_dataset, write_vocabulary
+from ..common.atomic_write import atomic_path
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.captions import NEUTRAL_SUBJECTS, SUBJECTS
@@ -143,10 +144,9 @@ def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_
     if not vocabulary.train_captions:
         raise VocabularyCheckUnavailable("the dataset has no training captions")
     report, embeddings = calibrate(bundle, vocabulary)
-    temporary = folder / (EMBEDDINGS_FILE + ".tmp")
-    save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16)}, str(temporary),
-              metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
-    temporary.replace(folder / EMBEDDINGS_FILE)
+    with atomic_path(folder / EMBEDDINGS_FILE) as temporary:
+        save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16)},
+                  str(temporary), metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
     write_vocabulary(folder, Vocabulary(**{**vocabulary.__dict__, "out_of_vocabulary": report}))
     record_checksums(folder)  # bundle.json's checksums now cover the vocabulary files too
     return report

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..common.atomic_write import atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..data.motion_dataset import (
@@ -254,7 +255,7 @@ def _validation_batches(clips: MotionClips, batch_size: int) -> list[MotionBatch
 def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: MotionClips) -> None:
     """config.json, Mean/Std and dataset.json of the run folder (rewritten by every stage; identical data)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
     train_clips.normalizer.save(out_dir)
     root = train_clips.folder.root
     summary: dict[str, Any] = {"root": str(root.resolve()), "train_clips": len(train_clips),
@@ -268,7 +269,7 @@ def write_run_metadata(config: ProjectConfig, out_dir: Path, train_clips: Motion
             summary["per_dataset"] = data.get("per_dataset", {})  # clips and minutes per source (model card)
         except (InputFileError, AttributeError):
             pass
-    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / "dataset.json", json.dumps(summary, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -482,11 +483,10 @@ def cached_encoding(cache_file: Path, key: str, compute: Callable[[], tuple[list
     codes, conditions = compute()
     if write:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_name(f".tmp-{cache_file.name}")  # renamed when complete: never read half-written
-        save_file({"codes": torch.cat(codes), "code_offsets": _offsets(codes),
-                   "conditions": torch.cat(conditions), "condition_offsets": _offsets(conditions)},
-                  str(partial), metadata={"key": key})
-        partial.replace(cache_file)
+        with atomic_path(cache_file) as partial:  # renamed when complete: never read half-written
+            save_file({"codes": torch.cat(codes), "code_offsets": _offsets(codes),
+                       "conditions": torch.cat(conditions), "condition_offsets": _offsets(conditions)},
+                      str(partial), metadata={"key": key})
     return codes, conditions
 
 
