@@ -192,10 +192,9 @@ def _continuing_rotation(quaternions: np.ndarray, mode: str, curves: list, frame
     if mode == "QUATERNION":
         own = quaternions[0] if first else quaternions[-1]
         return -quaternions if float(np.dot(kept, own)) < 0.0 else quaternions
-    if first:
-        return keyframe_writer.rotation_values(quaternions, mode, compatible=kept if len(kept) == 3 else None)
-    backwards = keyframe_writer.rotation_values(quaternions[::-1], mode, compatible=kept if len(kept) == 3 else None)
-    return backwards[::-1]
+    if first:  # Euler angles continue the kept key's (axis-angle has no such choice: `kept` is not used)
+        return keyframe_writer.rotation_values(quaternions, mode, compatible=kept)
+    return keyframe_writer.rotation_values(quaternions[::-1], mode, compatible=kept)[::-1]
 
 
 def _replace_keys(fcurve: Any, frames: np.ndarray, values: np.ndarray) -> None:

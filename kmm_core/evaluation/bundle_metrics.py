@@ -24,6 +24,7 @@ from .confidence import mean_confidence_interval, summarize_runs
 from .directional import directional_accuracy
 from .evaluator import Evaluator
 from .generated_motions import (
+    cleaned_joints,
     count_parameters,
     generate_features,
     generated_joints,
@@ -141,11 +142,12 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
         generated = generate(captions, frames, seed)
         motion = evaluator.embed_motions(generated, settings.batch_size)
         run = text_motion_metrics(text, motion, cache.real, seed)
-        shipped = generated_joints(generated, settings.foot_lock)
+        raw = generated_joints(generated, foot_lock=False)  # joints recovered once, for both stages
+        shipped = cleaned_joints(raw, generated) if settings.foot_lock else raw
         run.update(_joint_metrics(shipped))
         run.update(_body_metrics(shipped, cache, "body_"))
         if settings.foot_lock:  # the decoder's own output, to pin each defect to the stage that makes it
-            run.update(_body_metrics(generated_joints(generated, False), cache, "raw_body_"))
+            run.update(_body_metrics(raw, cache, "raw_body_"))
         if examples is not None and "generated" not in examples:
             examples["generated"] = shipped
 

@@ -54,12 +54,15 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
 
 def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:
     """Joints of generated features (20 fps), with the foot-contact cleanup of generate_timeline when `foot_lock`."""
+    joints = [features_to_joints(f) for f in features]
+    return cleaned_joints(joints, features) if foot_lock else joints
+
+
+def cleaned_joints(joints: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The foot-contact cleanup of generate_timeline on joints already recovered from `features` (its contacts)."""
     from ..humanml3d.features import FOOT_CONTACTS
     from ..motion.foot_contact import clean_foot_contacts
 
-    joints = [features_to_joints(f) for f in features]
-    if not foot_lock:
-        return joints
     return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS]).joints
             for j, f in zip(joints, features, strict=True)]
 
