@@ -13,6 +13,7 @@ from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
 from kmm_core.common.errors import KMMError
+from kmm_core.evaluation.body_motion import frozen_share
 from kmm_core.evaluation.motion_quality import floor_penetration
 from kmm_core.humanml3d.preprocess import preprocess_joints
 from kmm_core.motion.foot_contact import (
@@ -25,6 +26,7 @@ from kmm_core.motion.foot_contact import (
     detect_contacts,
     foot_locked_motion,
     lock_feet,
+    stance_detail,
 )
 from kmm_core.motion.kinematics import fit_rest_offsets, forward_kinematics
 from kmm_core.motion.motion_result import MotionResult
@@ -140,6 +142,39 @@ def test_real_walk_contacts_alternate_and_a_sliding_foot_is_pinned(real_clips):
     assert _largest_drift_while_held(result.joints, contacts) <= HELD_TOLERANCE
 
 
+def test_stance_detail_removes_a_slide_whole_and_keeps_the_settling_within_its_limit():
+    frames = np.arange(30)
+    settle = np.stack([0.002 * np.sin(frames / 3.0), 0.001 * np.cos(frames / 2.0), 0.0015 * np.sin(frames / 5.0)], 1)
+    slide = np.stack([np.zeros(30), np.zeros(30), np.linspace(0.0, 0.2, 30)], axis=1)
+    detail = stance_detail(slide + settle + [0.3, 0.05, 1.0], limit=0.004)
+    # The straight-line slide (20 cm) is gone; what is left is the settling, apart from its own small linear part.
+    fit = np.polynomial.polynomial.polyfit(frames, settle, 1)
+    expected = settle - (fit[0] + frames[:, None] * fit[1])
+    np.testing.assert_allclose(detail, expected, atol=1e-12)
+    # A bigger wobble is capped at the limit; a limit of 0 holds the joint still.
+    assert np.linalg.norm(stance_detail(slide + 10 * settle, limit=0.004), axis=-1).max() <= 0.004 + 1e-12
+    assert not stance_detail(slide + settle, limit=0.0).any()
+
+
+def test_held_feet_are_planted_not_frozen(real_clips):
+    """Issue 26: the lock used to hold each contact on one point, so 60% of generated foot frames stood exactly
+    still and popped on release.  A real walk whose feet slide 10 cm per contact is pinned (within a centimetre)
+    yet its feet keep moving by their own millimetres, as real planted feet do."""
+    walk = real_clips["walk"]
+    contacts = detect_contacts(walk, FPS)
+    sliding = walk.copy()
+    for column, joints in ((1, [7, 10]), (3, [8, 11])):
+        for start, end in _runs(contacts[:, column]):
+            sliding[start:end, joints, 2] += np.linspace(0.0, 0.1, end - start)[:, None]
+    offsets = fit_rest_offsets(walk)
+    planted = lock_feet(sliding, FPS, contacts, offsets)
+    frozen = lock_feet(sliding, FPS, contacts, offsets, FootLockSettings(stance_detail_limit=0.0))
+    assert _largest_drift_while_held(planted.joints, contacts) <= HELD_TOLERANCE
+    assert frozen_share(walk) < 0.01  # the real clip: its feet never stand exactly still
+    assert frozen_share(frozen.joints) > 0.2  # held on one point: the measure catches it
+    assert frozen_share(planted.joints) < 0.02
+
+
 def test_a_gliding_body_marked_in_contact_is_replanted_not_crouched(real_clips):
     """The model sometimes glides a standing body across the floor while its contact channels say both feet are
     down the whole time.  Holding each foot on one spot would drag the pelvis down towards it (a squat the model
@@ -224,6 +259,8 @@ def test_generated_motion_keeps_held_feet_within_a_centimetre_on_the_rig(generat
     # The cleanup keeps the motion: same place and pose within a few centimetres on average, and no joint sinks.
     assert np.linalg.norm(locked.joints - raw.joints, axis=-1).mean() < 0.06
     assert floor_penetration(locked.joints).max_depth <= 0.005
+    # Planted, not frozen: the held feet keep their own millimetres of settling and rolling (issue 26).
+    assert frozen_share(locked.joints) < 0.05
 
 
 def test_generated_foot_lock_survives_saving_and_resampling(generated, tmp_path):

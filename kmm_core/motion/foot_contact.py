@@ -98,10 +98,11 @@ class FootLockSettings:
     #                                    further, the contact ends and a new one starts (a gliding body re-plants)
     max_pelvis_drop: float = 0.10      # metres the pelvis may be lowered so held feet stay in reach, never more
     pole_smoothing_seconds: float = 0.075  # the knees' bend plane averaged over this (Gaussian sigma) before IK
+    stance_detail_limit: float = 0.004  # metres of its own settling and rolling a held joint keeps (0: held still)
 
     def __post_init__(self) -> None:
         for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack",
-                     "max_lock_drift", "max_pelvis_drop", "pole_smoothing_seconds"):
+                     "max_lock_drift", "max_pelvis_drop", "pole_smoothing_seconds", "stance_detail_limit"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise FootContactError(f"{name}: must be a number >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.ground_percentile <= 100:
@@ -206,21 +207,42 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions: np.ndarray, blend: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def stance_detail(path: np.ndarray, limit: float) -> np.ndarray:
+    """(T, 3) what a held joint keeps of its own `path` (T, 3) during one contact: the path minus its straight-line
+    fit over the contact (the slide the lock removes), never farther than `limit` metres from that line (so the
+    joint stays within 2 x `limit` of where its contact began).
+
+    A real planted foot is never exactly still: it settles and rolls by millimetres (heel strike, foot flat, heel
+    off).  Holding it on one point for the whole contact froze it (60% of generated foot frames stood exactly
+    still, real feet almost never do) and made it pop on release; keeping this detail plants it without freezing it,
+    and a foot the model slides keeps none of the slide (a linear drift is removed whole)."""
+    path = np.asarray(path, dtype=np.float64)
+    if limit <= 0 or path.shape[0] < 3:
+        return np.zeros_like(path)
+    frames = np.arange(path.shape[0], dtype=np.float64)
+    design = np.stack([frames - frames.mean(), np.ones_like(frames)], axis=1)
+    fit, *_ = np.linalg.lstsq(design, path, rcond=None)
+    detail = path - design @ fit
+    size = np.linalg.norm(detail, axis=-1, keepdims=True)
+    return detail * np.minimum(1.0, limit / np.maximum(size, 1e-12))
+
+
+def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions: np.ndarray, blend: int,
+                detail_limit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame lock weight (T,) and correction (T, 3) of one joint whose unlocked path is `positions` (T, 3).
 
-    Inside a run the correction moves the joint onto the run's lock (weight 1).  For `blend` frames before and
-    after (never past the middle of the gap to the neighbouring run) the joint keeps its own motion, offset by the
-    correction it needs at the run's first or last frame, fading with a smoothstep weight: a foot lands and lifts
-    off with its own velocity instead of being dragged towards the lock while it still swings.
+    Inside a run the correction moves the joint onto the run's lock (weight 1) plus its `stance_detail` (none when
+    `detail_limit` is 0).  For `blend` frames before and after (never past the middle of the gap to the neighbouring
+    run) the joint keeps its own motion, offset by the correction it needs at the run's first or last frame, fading
+    with a smoothstep weight: a foot lands and lifts off with its own velocity instead of being dragged towards the
+    lock while it still swings.
     """
     frames = positions.shape[0]
     weight = np.zeros(frames)
     correction = np.zeros((frames, 3))
     for index, ((start, end), lock) in enumerate(zip(runs, locks, strict=True)):
         weight[start:end] = 1.0
-        correction[start:end] = lock - positions[start:end]
+        correction[start:end] = lock + stance_detail(positions[start:end], detail_limit) - positions[start:end]
         before = blend if index == 0 else min(blend, (start - runs[index - 1][1]) // 2)
         after = blend if index == len(runs) - 1 else min(blend, (runs[index + 1][0] - end) // 2)
         for frames_out, edge, step in ((before, start, -1), (after, end - 1, 1)):
@@ -231,7 +253,7 @@ def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions:
             fade = _smoothstep(1.0 - distance / (frames_out + 1))
             stronger = fade > weight[frame]
             weight[frame[stronger]] = fade[stronger]
-            correction[frame[stronger]] = lock - positions[edge]
+            correction[frame[stronger]] = correction[edge]
     return weight, correction
 
 
@@ -384,8 +406,9 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
     for leg, columns in LEGS:
         hip, knee, ankle, toe = leg
         locks = _foot_locks(rigid, contacts, ground, leg, columns, lengths[toe])
-        ankle_weight, ankle_correction = _lock_track(*locks["ankle"], rigid[:, ankle], blend)
-        toe_weight, toe_correction = _lock_track(*locks["toe"], rigid[:, toe], blend)
+        ankle_weight, ankle_correction = _lock_track(*locks["ankle"], rigid[:, ankle], blend,
+                                                     settings.stance_detail_limit)
+        toe_weight, toe_correction = _lock_track(*locks["toe"], rigid[:, toe], blend, settings.stance_detail_limit)
         # The ankle takes its own correction, or (toe-only contact) the toe's, so the whole foot moves with the toe
         # and the heel rolls about it.
         shift = (ankle_weight[:, None] * ankle_correction
