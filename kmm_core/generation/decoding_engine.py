@@ -41,6 +41,7 @@ class GenerationOptions:
     window_overlap_tokens: int = 64
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
+    constraint_tokens: bool = True  # a timeline's constraints: keep their encoded tokens and decode around them again
 
     def __post_init__(self) -> None:
         if self.transitions not in TRANSITION_MODES:
