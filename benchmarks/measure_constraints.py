@@ -41,10 +41,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
 
+from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
 from kmm_core.data.motion_files import motion_from_text  # noqa: E402
 from kmm_core.data.sources import bandai_namco_specs, read_bvh_texts  # noqa: E402
 from kmm_core.data.splits import assign_splits  # noqa: E402
-from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
 from kmm_core.evaluation.motion_quality import jerk_curve  # noqa: E402
 from kmm_core.generation.constraint_solver import constraint_errors  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402

@@ -36,9 +36,9 @@ from ..motion.kinematics import forward_kinematics, reaim_joints
 from ..motion.motion_result import MotionResult
 from ..motion.rotations import (
     axis_angle_to_quat,
+    qbetween,
     qinv,
     qmul,
-    qbetween,
     qnormalize,
     qrot,
     quat_to_axis_angle,

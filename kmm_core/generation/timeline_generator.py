@@ -47,7 +47,6 @@ from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, st
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
 
-
 CONSTRAINT_FREE_TOKENS = 2
 """Tokens on each side of a constrained token decoded again around it (0.4 s each side at 20 fps)."""
 
