@@ -13,7 +13,8 @@ import importlib
 # Registration order matters: property groups before the properties that point at them, the job controller before
 # the operators that use it, operators before the panels that draw their buttons.
 _MODULE_NAMES = ("timeline.properties", "ui.preferences", "jobs.controller", "ui.backend_buttons", "ui.operators",
-                 "ui.prompt_suggestions", "ui.panel", "ui.bone_map_panel")
+                 "ui.prompt_suggestions", "ui.panel", "ui.bone_map_panel",
+                 "ui.constraints_panel")
 _registered_modules: list = []
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import shutil
 import sys
 import tempfile
@@ -118,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.timeline:
             rows = segment_table.import_rows(args.timeline, properties.scene_fps(scene), scene.frame_start)
+            timeline = importlib.import_module(".kmm_core.generation.timeline", package.__name__)
+            constraints = segment_table.constraints_on_scene(timeline.Timeline.from_file(args.timeline),
+                                                             properties.scene_fps(scene), scene.frame_start)
             properties.set_rows(settings, rows)
+            settings.constraint_poses = json.dumps(constraints) if constraints else ""  # the file's constraints
         if args.armature:
             obj = bpy.data.objects.get(args.armature)
             if obj is None or obj.type != "ARMATURE":

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--transitions", choices=TRANSITION_MODES,
                           help=f"how prompts meet (default: {DEFAULT_TRANSITIONS}, which follows each prompt better; "
                                f"per_token gives slightly smoother transitions)")
+    generate.add_argument("--constraints", metavar="FILE",
+                          help="key poses / end-effector targets / facings (.json: a list, or an object with "
+                               "'constraints') added to the timeline; frames in the timeline's numbering")
     generate.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
                           help="keep the raw decoded motion (default: feet are held on the floor where they touch "
                                "it, see docs/architecture.md)")
@@ -157,10 +160,46 @@ def _timeline(args: argparse.Namespace):
     if args.timeline:
         if args.prompt or args.seconds is not None:
             raise UsageError("give either a prompt with --seconds or --timeline, not both")
-        return Timeline.from_file(args.timeline)
-    if not args.prompt or args.seconds is None:
+        timeline = Timeline.from_file(args.timeline)
+    elif not args.prompt or args.seconds is None:
         raise UsageError('give a prompt and --seconds (kmm generate "a person walks" --seconds 4) or --timeline FILE')
-    return Timeline.single(args.prompt, args.seconds, fps=args.fps)
+    else:
+        timeline = Timeline.single(args.prompt, args.seconds, fps=args.fps)
+    return _with_constraints_file(timeline, getattr(args, "constraints", None))
+
+
+def _with_constraints_file(timeline, path: str | None):
+    """`timeline` with the constraints of the file at `path` added (errors name the file and the constraint)."""
+    if path is None:
+        return timeline
+    from .common.bounded_read import read_json
+    from .generation.timeline import Timeline, TimelineError
+
+    data = read_json(path, "constraints file")
+    listed = data.get("constraints") if isinstance(data, dict) else data
+    if listed is None:
+        raise UsageError(f"{path}: expected a list of constraints or an object with 'constraints'")
+    try:
+        return Timeline.from_dict({**timeline.to_dict(), "constraints": [*timeline.to_dict().get("constraints", []),
+                                                                          *listed]})
+    except TimelineError as error:
+        raise error.in_file(path) from None
+
+
+def _report_constraints(timeline, results) -> None:
+    """One line per motion: how closely its constraints were met (the largest pose / effector / facing error)."""
+    if not timeline.constraints:
+        return
+    from .generation.constraint_solver import constraint_errors
+
+    for variation, motion in enumerate(results):
+        worst: dict[str, float] = {}
+        for _, kind, error in constraint_errors(motion.joints, timeline.constraint_frames()):
+            worst[kind] = max(worst.get(kind, 0.0), error)
+        parts = [f"{kind} {value * 100:.1f} cm" if kind != "facing" else f"facing {value:.1f} degrees"
+                 for kind, value in sorted(worst.items())]
+        print(f"variation {variation}: {len(timeline.constraints)} constraint(s) met, largest error: "
+              f"{', '.join(parts)}", file=sys.stderr)
 
 
 # ---- running the model ------------------------------------------------------------------------------------------------
@@ -244,6 +283,7 @@ def command_generate(args: argparse.Namespace) -> int:
     warn_about_prompts(bundle, [segment.prompt for segment in timeline.segments])
     results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
                                 on_progress=_progress(args.quiet))
+    _report_constraints(timeline, results)
     _write_all(results, args)
     if smpl_model is not None:
         write_smpl_files(results, paths, smpl_model)

@@ -19,6 +19,7 @@ import bpy
 
 from ...kmm_core.common.errors import KMMError
 from ...kmm_core.common.limits import MAX_SEED
+from ...kmm_core.generation.timeline import Timeline, TimelineError
 from ...kmm_core.worker.protocol import Edit, Generate
 from ..backend.location import worker_python
 from ..backend.session import BackendConfig, BackendSession, GenerationJob
@@ -27,7 +28,7 @@ from ..rigs import take_keys
 from ..settings import extension_folder, get_preferences, model_checkpoint
 from ..takes import importer as take_importer
 from ..takes import segment_regenerator
-from ..timeline import path_source, segment_table
+from ..timeline import constraint_source, path_source, segment_table
 from ..timeline.properties import rows_of, scene_fps
 from .controller import JobTarget, controller
 
@@ -83,6 +84,13 @@ def build_request(scene: bpy.types.Scene, output_dir: str | None = None) -> tupl
         timeline["loop"] = True
     if settings.path_object is not None:
         timeline["path"] = path_source.path_points(settings.path_object, settings.target_armature)
+    constraints = constraint_source.scene_constraints(scene)
+    if constraints:  # checked here, naming the constraint, before the backend starts
+        timeline["constraints"] = constraints
+        try:
+            Timeline.from_dict(timeline)
+        except TimelineError as error:
+            raise KMMError(f"constraints: {error}") from None
     request = Generate(timeline=timeline, output_dir=output_dir or str(results_dir()), seed=settings.seed,
                        variations=settings.variations, guidance=settings.guidance, steps=settings.steps,
                        foot_lock=settings.foot_lock)

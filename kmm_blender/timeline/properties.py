@@ -41,8 +41,29 @@ class KMM_PG_segment(bpy.types.PropertyGroup):
     suggestions: StringProperty(name="Suggested Prompts", default="")
 
 
+EFFECTOR_ITEMS = [(name, name.replace("_", " ").title(), f"the {name.replace('_', ' ')} reaches the target")
+                  for name in ("right_wrist", "left_wrist", "right_foot", "left_foot", "right_ankle", "left_ankle",
+                               "head", "root")]
+
+
+class KMM_PG_effector(bpy.types.PropertyGroup):
+    """An end-effector target: `joint` at the target object (an empty) or bone from `start` to `end`."""
+
+    joint: EnumProperty(name="Joint", items=EFFECTOR_ITEMS, default="right_wrist")
+    target: PointerProperty(name="Target", type=bpy.types.Object,
+                            description="An empty (its location) or an armature (with Bone: that bone's head)")
+    bone: StringProperty(name="Bone", description="Bone of the target armature whose head is the target", default="")
+    start: IntProperty(name="Start", description="First frame the joint is held on the target", default=1)
+    end: IntProperty(name="End", description="Last frame the joint is held on the target", default=1)
+    hard: BoolProperty(name="Hard", description="Met exactly (else Weight says how far towards it)", default=True)
+    weight: FloatProperty(name="Weight", min=0.01, max=1.0, default=1.0)
+
+
 class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     segments: CollectionProperty(type=KMM_PG_segment)
+    # Key poses from "Use my keys as constraints" (timeline/constraint_source.py): a JSON list of pose constraints.
+    constraint_poses: StringProperty(name="Key Poses", default="")
+    effectors: CollectionProperty(type=KMM_PG_effector)
     active_segment_index: IntProperty(name="Active Segment", default=0)
 
     seed: IntProperty(name="Seed", description="Random seed of the generation (same seed, same motion)",
@@ -119,7 +140,7 @@ def set_rows(settings: KMM_PG_scene_settings, rows: list[Row]) -> None:
     settings.active_segment_index = min(settings.active_segment_index, max(len(rows) - 1, 0))
 
 
-classes = (KMM_PG_segment, KMM_PG_scene_settings, KMM_PG_job)
+classes = (KMM_PG_segment, KMM_PG_effector, KMM_PG_scene_settings, KMM_PG_job)
 
 
 def register() -> None:

@@ -119,6 +119,21 @@ def rows_from_timeline(timeline: Timeline, scene_fps: float, scene_frame_start: 
             for segment, (start, end) in zip(timeline.segments, timeline.segment_ranges(scene_fps), strict=True)]
 
 
+def constraints_on_scene(timeline: Timeline, scene_fps: float, scene_frame_start: int) -> list[dict]:
+    """The timeline's constraints with frames where `rows_from_timeline` lays the timeline out on the scene (a
+    constraint keeps its frame when the timeline gives explicit starts at the scene's fps, else it moves with the
+    timeline's start).  A timeline at another fps cannot place them frame-exactly: refused, naming the fps."""
+    from ...kmm_core.generation.constraints import shifted
+
+    if not timeline.constraints:
+        return []
+    if abs(timeline.fps - scene_fps) > 1e-9:
+        raise TimelineError(f"constraints are given in frames at {timeline.fps:g} fps but the scene runs at "
+                            f"{scene_fps:g} fps: set the scene's frame rate to the timeline's", field="constraints")
+    origin = 0 if timeline.start_frame is not None else scene_frame_start
+    return [constraint.to_value() for constraint in shifted(timeline.constraints, origin)]
+
+
 def import_rows(path: str | Path, scene_fps: float, scene_frame_start: int) -> list[Row]:
     """Rows from a timeline file (.json / .toml, ours or FlowMDM's); TimelineError names the file and field, also
     for frames a Blender scene cannot hold (beyond +-1,048,574), before any row of the table changes."""

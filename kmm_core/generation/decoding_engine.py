@@ -41,6 +41,10 @@ class GenerationOptions:
     window_overlap_tokens: int = 64
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
+    # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
+    # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
+    # within 1.3x their own jerk; benchmarks/results/constraints.md).
+    constraint_tokens: bool = False
 
     def __post_init__(self) -> None:
         if self.transitions not in TRANSITION_MODES:

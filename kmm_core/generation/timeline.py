@@ -9,7 +9,9 @@ Two file formats are read (JSON or TOML):
   (inclusive frame numbers, as on Blender's timeline). When any segment gives ``start``, every segment must,
   and each must begin on the frame after the previous one ends (no gaps, no overlaps).  ``"loop": true`` (added
   after the first release; older readers reject the key) asks for a cycle: a single-segment timeline whose last
-  pose leads seamlessly back into its first (``generation/loops.py``).
+  pose leads seamlessly back into its first (``generation/loops.py``).  ``"constraints"`` (added with issue #28;
+  older readers reject the key): the animator's key poses, end-effector targets and facing directions at frames of
+  the timeline (``generation/constraints.py``).
 * FlowMDM's: ``{"lengths": [frames at 20 fps, ...], "text": [prompt, ...]}``.
 
 Torch-free: the Blender add-on validates a timeline before it asks the worker for motion.
@@ -43,7 +45,7 @@ segment pass the directional check 0.80 ± 0.06 vs 0.70 ± 0.03 of the time (Pea
 # MAX_TOTAL_SECONDS (default longest timeline, 10 minutes), MAX_FPS and MAX_PROMPT_CHARS live in limits.py.
 
 _SEGMENT_KEYS = ("prompt", "seconds", "frames", "start", "end", "path")
-_OUR_TOP_KEYS = ("fps", "segments", "loop", "path")
+_OUR_TOP_KEYS = ("fps", "segments", "loop", "path", "constraints")
 _FLOWMDM_KEYS = ("lengths", "text")
 _DURATION_TOLERANCE = 1e-9  # seconds; keeps 4 frames at 20 fps from failing a 0.2 s minimum through float error
 
@@ -138,6 +140,7 @@ class Timeline:
     max_total_seconds: float = field(default=MAX_TOTAL_SECONDS, compare=False, repr=False)
     loop: bool = False
     path: Any = None  # a paths.RootPath over the whole timeline (None: per-segment paths or none)
+    constraints: tuple = ()  # constraints.PoseKey / EffectorTarget / FacingKey, frames in the timeline's numbering
 
     def __post_init__(self) -> None:
         if not isinstance(self.loop, bool):
@@ -173,6 +176,9 @@ class Timeline:
             raise TimelineError(
                 f"the timeline lasts {self.total_seconds:.2f} s; the longest allowed is {self.max_total_seconds:g} s",
                 field="segments")
+        object.__setattr__(self, "constraints", tuple(self.constraints))
+        if self.constraints:
+            _check_constraints(self)
 
     # ---- reading ---------------------------------------------------------------------------------------------
     @classmethod
@@ -237,6 +243,8 @@ class Timeline:
         extra = {"loop": True} if self.loop else {}
         if self.path is not None:
             extra["path"] = self.path.to_value()
+        if self.constraints:
+            extra["constraints"] = [constraint.to_value() for constraint in self.constraints]
         return {"fps": self.fps, "segments": segments, **extra}
 
     def to_json(self, indent: int | None = None) -> str:
@@ -288,12 +296,43 @@ class Timeline:
                                     field="frames")
         return ranges
 
+    def constraint_frames(self) -> tuple:
+        """The constraints with 0-based frames (frame 0 = the timeline's first frame), as generation counts them."""
+        from .constraints import shifted
+
+        return shifted(self.constraints, -(self.start_frame or 0))
+
     def to_model_frames(self) -> list[int]:
         """Each segment's length in frames at the model's 20 fps (at least 4 when the default minimum holds)."""
         return [end - start for start, end in self.segment_ranges(MODEL_FPS)]
 
 
 # ---- validation helpers -------------------------------------------------------------------------------------------
+def _constraint_error(error) -> TimelineError:
+    field = "constraints" if error.index is None else f"constraints[{error.index}]"
+    return TimelineError(error.reason, field=field + (f".{error.field}" if error.field else ""))
+
+
+def _check_constraints(timeline: Timeline) -> None:
+    from .constraints import ConstraintError, check_constraints  # NumPy; kept out of the import of this module
+
+    if timeline.loop:
+        raise TimelineError("a loop cannot take constraints (its frames repeat)", field="constraints")
+    try:
+        check_constraints(timeline.constraints, timeline.start_frame or 0, timeline.total_frames)
+    except ConstraintError as error:
+        raise _constraint_error(error) from None
+
+
+def _parse_constraints(value: object) -> tuple:
+    from .constraints import ConstraintError, constraints_from_value
+
+    try:
+        return constraints_from_value(value)
+    except ConstraintError as error:
+        raise _constraint_error(error) from None
+
+
 def _check_fps(fps: object, field_name: str) -> None:
     number = _finite_float(fps)
     if number is None and _is_number(fps) and fps > 0:
@@ -385,7 +424,8 @@ def _parse_ours(data: Mapping, limits: dict[str, float]) -> Timeline:
     segments = [_parse_segment(entry, index, float(fps), limits["min_segment_seconds"], limits["max_total_seconds"])
                 for index, entry in enumerate(entries)]
     return Timeline(segments, float(fps), **limits, loop=data.get("loop", False),
-                    path=_parse_path(data["path"], None) if "path" in data else None)
+                    path=_parse_path(data["path"], None) if "path" in data else None,
+                    constraints=_parse_constraints(data["constraints"]) if "constraints" in data else ())
 
 
 def _parse_path(value: object, index: int | None):

@@ -42,9 +42,13 @@ from ..motion.foot_contact import channels_at_fps, foot_locked_motion
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion.motion_result import MotionResult
 from . import loops, paths
+from .constraint_solver import meet_constraints
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
+
+CONSTRAINT_FREE_TOKENS = 2
+"""Tokens on each side of a constrained token decoded again around it (0.4 s each side at 20 fps)."""
 
 
 # ---- timeline generation ----------------------------------------------------------------------------------------------
@@ -138,19 +142,75 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
         seed = int(torch.randint(0, 2**31, ()))
     config = options.decoding_config(bundle)
     source = loops.generation_timeline(timeline) if timeline.loop else timeline  # a loop is made a little longer
-    counter = StepCounter(planned_steps(bundle, source, options, config) * variations, on_progress, should_cancel)
+    constraints = timeline.constraint_frames()
+    steps = planned_steps(bundle, source, options, config)
+    if constraints and options.constraint_tokens:
+        steps += steps_per_decode(bundle, config) * len(window_starts(num_tokens_for_frames(model_frames(source)),
+                                                                      options))
+    counter = StepCounter(steps * variations, on_progress, should_cancel)
     counter.check_cancel()
     results = []
     for variation in range(variations):
         codes, num_frames = generate_codes(bundle, source, seed + variation, options, counter, config)
-        features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames), options.smoothing)
-        motion = result_from_model_joints(features_to_joints(features), source)
-        channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+        motion, channels = _decoded_motion(bundle, codes, num_frames, source, options)
+        if constraints and options.constraint_tokens:
+            codes = keep_constraint_tokens(bundle, codes, num_frames, motion, timeline, constraints, config, rng_for(
+                seed + variation), options, counter)
+            motion, channels = _decoded_motion(bundle, codes, num_frames, source, options)
         if timeline.loop:
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
-        else:
-            motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
-            if options.foot_lock:
-                motion = foot_locked_motion(motion, channels)
+        elif options.foot_lock:
+            motion = meet_constraints(foot_locked_motion(motion, channels), constraints)
         results.append(motion)
     return results
+
+
+def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timeline: Timeline,
+                    options: GenerationOptions) -> tuple[MotionResult, np.ndarray]:
+    """The motion of `codes` at the timeline's fps, on its paths and meeting its constraints, with the contact
+    channels the foot clean-up needs."""
+    features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames), options.smoothing)
+    motion = result_from_model_joints(features_to_joints(features), timeline)
+    channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
+    if timeline.loop:
+        return motion, channels
+    motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
+    return meet_constraints(motion, timeline.constraint_frames()), channels
+
+
+def rng_for(seed: int) -> torch.Generator:
+    rng = torch.Generator()
+    rng.manual_seed(int(seed) + 7919)  # the second decode draws apart from the first
+    return rng
+
+
+def constraint_tokens(constraints: Sequence, fps: float, num_tokens: int) -> list[int]:
+    """Token index of every constrained frame (0-based frames at `fps`)."""
+    tokens = set()
+    for constraint in constraints:
+        for frame in range(constraint.start, constraint.end + 1):
+            tokens.add(min(num_tokens - 1, int(frame * MODEL_FPS / fps) // FRAMES_PER_TOKEN))
+    return sorted(tokens)
+
+
+def keep_constraint_tokens(bundle: ModelBundle, codes: Tensor, num_frames: int, motion: MotionResult,
+                           timeline: Timeline, constraints: Sequence, config: DecodingConfig, rng: torch.Generator,
+                           options: GenerationOptions, counter: StepCounter) -> Tensor:
+    """Codes whose tokens at the constrained frames encode the motion that meets the constraints (KMM's own way of
+    steering: known tokens are kept), with the ``CONSTRAINT_FREE_TOKENS`` tokens on each side decoded again so the
+    generated motion leads into and out of them; every other token is kept."""
+    joints20 = motion.resample(MODEL_FPS).joints if motion.fps != MODEL_FPS else motion.joints
+    encoded = bundle.joints_to_codes(np.asarray(joints20, dtype=np.float64)[:num_frames])
+    num_tokens = codes.shape[0]
+    keys = [token for token in constraint_tokens(constraints, timeline.fps, num_tokens) if token < encoded.shape[0]]
+    fixed = codes.clone()
+    free = set()
+    for token in keys:
+        free.update(range(max(0, token - CONSTRAINT_FREE_TOKENS), min(num_tokens, token + CONSTRAINT_FREE_TOKENS + 1)))
+    for token in free:
+        fixed[token] = -1
+    for token in keys:
+        fixed[token] = encoded[token]
+    spans = timeline.segment_ranges(MODEL_FPS)
+    condition = token_condition_from_segments(bundle.prompt_embeddings(timeline.prompts), spans, num_tokens)
+    return decode_windowed(bundle, num_frames, condition, fixed, config, rng, options, counter)

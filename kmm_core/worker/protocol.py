@@ -36,7 +36,7 @@ from ..common.limits import (
 )
 from ..generation.timeline import Timeline, TimelineError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
 `foot_lock`. 1: the first version."""
 MAX_LINE_BYTES = 1 << 20

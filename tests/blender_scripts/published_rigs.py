@@ -302,3 +302,26 @@ def build_smplx(context, skeleton) -> bpy.types.Object:
                 bones.append((f"{side}_{finger}{segment}", parent, blender(start), blender(end), 0))
                 parent = f"{side}_{finger}{segment}"
     return armature(context, "SMPL-X", bones, Matrix())
+
+
+def build_mixamo(context) -> bpy.types.Object:
+    """Mixamo's published hierarchy and names ("mixamorig:" namespace), T-pose, Y-up centimetres, FBX-like object."""
+    p = "mixamorig:"
+    bones = [(p + "Hips", None, (0, 104, 0), (0, 114, -1), 0), (p + "Spine", p + "Hips", (0, 114, -1), (0, 126, -1), 0),
+             (p + "Spine1", p + "Spine", (0, 126, -1), (0, 140, -1), 0),
+             (p + "Spine2", p + "Spine1", (0, 140, -1), (0, 157, 0), 0),
+             (p + "Neck", p + "Spine2", (0, 157, 0), (0, 167, 2), 0), (p + "Head", p + "Neck", (0, 167, 2), (0, 185, 2), 0),
+             (p + "HeadTop_End", p + "Head", (0, 185, 2), (0, 190, 2), 0)]
+    for side, sign in (("Left", 1), ("Right", -1)):
+        s = p + side
+        bones += [(s + "Shoulder", p + "Spine2", (7 * sign, 150, 0), (18 * sign, 150, 0), 30),
+                  (s + "Arm", s + "Shoulder", (18 * sign, 150, 0), (45 * sign, 150, 0), -20),
+                  (s + "ForeArm", s + "Arm", (45 * sign, 150, 0), (70 * sign, 150, 0), 45),
+                  (s + "Hand", s + "ForeArm", (70 * sign, 150, 0), (80 * sign, 150, 0), 90),
+                  (s + "UpLeg", p + "Hips", (9 * sign, 98, 0), (9 * sign, 55, 1), 10),
+                  (s + "Leg", s + "UpLeg", (9 * sign, 55, 1), (9 * sign, 10, -2), -10),
+                  (s + "Foot", s + "Leg", (9 * sign, 10, -2), (9 * sign, 1, 12), 5),
+                  (s + "ToeBase", s + "Foot", (9 * sign, 1, 12), (9 * sign, 1, 20), 0),
+                  (s + "Toe_End", s + "ToeBase", (9 * sign, 1, 20), (9 * sign, 1, 24), 0)]
+    return armature(context, "Mixamo", bones,
+                                   Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4))

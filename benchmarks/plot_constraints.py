@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The picture of the constraints workflow: a held-out real clip's key poses, and the motion kmm-small generates
+through them for the clip's own prompt (side view, every 4th frame).
+
+    python benchmarks/plot_constraints.py [--clip 1] [--out docs/images/constraints.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from measure_constraints import POSE_AT, clip_timeline, held_out_clips  # noqa: E402
+
+from kmm_core.motion.skeleton import KINEMATIC_CHAINS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clip", type=int, default=1, help="which of the benchmark's clips (0-based)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "images" / "constraints.png"))
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from kmm_core.bundle.model_bundle import ModelBundle
+    from kmm_core.common.atomic_write import write_bytes_atomic
+    from kmm_core.generation.timeline_generator import generate_timeline
+
+    torch.set_num_threads(1)
+    bundle = ModelBundle.load(REPO_ROOT / "kmm_core" / "checkpoints" / "kmm-small", device="cpu")
+    clip = held_out_clips(REPO_ROOT.parent / "shared" / "data" / "bandai-namco" / "bandai-namco-bvh.tar.xz",
+                          args.clip + 1, 4.0)[args.clip]
+    timeline = clip_timeline(clip, True)
+    motion = generate_timeline(bundle, timeline, seed=args.clip)[0].joints
+    keys = [round(share * (len(clip.joints) - 1)) for share in POSE_AT]
+    figure, axis = plt.subplots(figsize=(12, 3.2))
+    for frame in range(0, len(motion), 4):
+        spread = frame * 0.035  # frames side by side along x, the body seen from its side (z forward, y up)
+        for chain in KINEMATIC_CHAINS:
+            axis.plot(motion[frame, chain, 2] + spread, motion[frame, chain, 1], color="0.75", lw=1)
+    for frame in keys:
+        spread = frame * 0.035
+        for index, chain in enumerate(KINEMATIC_CHAINS):
+            axis.plot(clip.joints[frame, chain, 2] + spread, clip.joints[frame, chain, 1], color="tab:red", lw=4,
+                      alpha=0.45, label="key pose (real clip)" if frame == keys[0] and index == 0 else None)
+            axis.plot(motion[frame, chain, 2] + spread, motion[frame, chain, 1], color="tab:blue", lw=1.3,
+                      label="generated, at the key" if frame == keys[0] and index == 0 else None)
+    axis.set_aspect("equal")
+    axis.axis("off")
+    axis.legend(loc="upper left", frameon=False)
+    axis.set_title(f"\"{clip.caption}\": 3 key poses of a held-out clip met by kmm-small (grey: every 4th frame)")
+    from io import BytesIO
+
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_bytes_atomic(Path(args.out), buffer.getvalue())
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

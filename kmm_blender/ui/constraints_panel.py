@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Constraints sub-panel: "Use my keys as constraints" (the target rig's keyed poses), the key poses kept, and
+the end-effector rows (a joint on an empty or a bone over a frame range).  The work is in
+`timeline/constraint_source.py`; each operator here is one undo step and changes nothing when it fails."""
+
+from __future__ import annotations
+
+import bpy
+
+from ...kmm_core.common.errors import KMMError
+from ..timeline import constraint_source
+from ..timeline.properties import rows_of
+
+
+def _timeline_frames(settings) -> tuple[int, int]:
+    rows = rows_of(settings)
+    if not rows:
+        raise KMMError("the timeline table is empty: add its segments first")
+    return min(row.start for row in rows), max(row.end for row in rows)
+
+
+class KMM_OT_use_keys_as_constraints(bpy.types.Operator):
+    """Make every keyed pose of the target armature inside the timeline a constraint the motion passes through"""
+
+    bl_label = "Use My Keys as Constraints"
+    bl_idname = "kmm.use_keys_as_constraints"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        try:
+            armature = settings.target_armature
+            if armature is None:
+                raise KMMError("pick the target armature whose keys become constraints")
+            first, last = _timeline_frames(settings)
+            poses = constraint_source.poses_from_keys(context.scene, armature, first, last)
+        except KMMError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        constraint_source.store_poses(settings, poses)
+        self.report({"INFO"}, f"{len(poses)} key pose(s) at frames {', '.join(str(p['frame']) for p in poses)}")
+        return {"FINISHED"}
+
+
+class KMM_OT_clear_constraints(bpy.types.Operator):
+    """Forget the key poses and the end-effector targets"""
+
+    bl_label = "Clear Constraints"
+    bl_idname = "kmm.clear_constraints"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        settings = context.scene.kmm
+        constraint_source.store_poses(settings, [])
+        settings.effectors.clear()
+        return {"FINISHED"}
+
+
+class KMM_OT_effector_add(bpy.types.Operator):
+    """Add an end-effector target: a joint held on an empty or a bone, at the current frame"""
+
+    bl_label = "Add Target"
+    bl_idname = "kmm.effector_add"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        row = context.scene.kmm.effectors.add()
+        row.start = row.end = context.scene.frame_current
+        active = context.active_object
+        if active is not None and active.type == "EMPTY":
+            row.target = active
+        return {"FINISHED"}
+
+
+class KMM_OT_effector_remove(bpy.types.Operator):
+    """Remove this end-effector target"""
+
+    bl_label = "Remove Target"
+    bl_idname = "kmm.effector_remove"
+    bl_options = {"REGISTER", "UNDO"}
+    index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
+
+    def execute(self, context):
+        effectors = context.scene.kmm.effectors
+        if 0 <= self.index < len(effectors):
+            effectors.remove(self.index)
+        return {"FINISHED"}
+
+
+class KMM_PT_constraints(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "KMM"
+    bl_label = "Constraints"
+    bl_parent_id = "KMM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.kmm
+        layout.operator("kmm.use_keys_as_constraints", icon="KEYFRAME_HLT")
+        try:
+            poses = constraint_source.stored_poses(settings)
+        except KMMError as error:
+            layout.label(text=str(error), icon="ERROR")
+            poses = []
+        if poses:
+            layout.label(text="Key poses at frames " + ", ".join(str(p.get("frame")) for p in poses),
+                         icon="ARMATURE_DATA")
+        for index, row in enumerate(settings.effectors):
+            box = layout.box()
+            line = box.row(align=True)
+            line.prop(row, "joint", text="")
+            line.operator("kmm.effector_remove", text="", icon="X").index = index
+            box.prop(row, "target")
+            if row.target is not None and row.target.type == "ARMATURE":
+                box.prop_search(row, "bone", row.target.data, "bones")
+            line = box.row(align=True)
+            line.prop(row, "start")
+            line.prop(row, "end")
+            line = box.row(align=True)
+            line.prop(row, "hard")
+            if not row.hard:
+                line.prop(row, "weight")
+        line = layout.row(align=True)
+        line.operator("kmm.effector_add", icon="EMPTY_AXIS")
+        line.operator("kmm.clear_constraints", icon="TRASH")
+
+
+classes = (KMM_OT_use_keys_as_constraints, KMM_OT_clear_constraints, KMM_OT_effector_add, KMM_OT_effector_remove,
+           KMM_PT_constraints)
+
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]

@@ -1,0 +1,420 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Constraints on a timeline: the animator's key poses, end-effector targets and facing directions (NumPy, no torch).
+
+In a timeline file they are the top-level list ``"constraints"``; frames are the timeline's own frame numbers (the
+Blender frame numbers when the segments give ``start``/``end``, else 0 = the first frame)::
+
+    {"fps": 30, "segments": [{"prompt": "a person walks", "start": 1, "end": 120}, ...],
+     "constraints": [
+        {"type": "pose", "frame": 40, "positions": [[x, y, z], ... 22 joints]},
+        {"type": "pose", "frame": 90, "root": [x, y, z], "rotations": [[w, x, y, z], ... 22 joints]},
+        {"type": "effector", "joint": "right_wrist", "start": 200, "end": 260, "position": [x, y, z],
+         "orientation": [w, x, y, z], "weight": 0.5},
+        {"type": "facing", "frame": 300, "direction": [x, z]}]}
+
+* ``pose``: the whole body at a frame, as world joint positions of the canonical skeleton (``skeleton.JOINT_NAMES``
+  order, HumanML3D axes, metres) or as ``rotations`` (local, relative to the T-pose rest, joint 0 = the root's world
+  orientation, as in a MotionResult) with the pelvis at ``root``.
+* ``effector``: one joint (``EFFECTOR_JOINTS``: a wrist, an ankle, a foot, the head or the root) at ``position``
+  at a ``frame`` or over ``start``..``end`` (inclusive), optionally with a world ``orientation`` of that joint.
+* ``facing``: the way the body faces at a frame, a direction ``[x, z]`` on the floor.
+
+Each takes ``"weight"``: ``"hard"`` (the default: met exactly) or a number in (0, 1] (the share of the way from the
+generated motion to the constraint).  Validation refuses, naming the constraint and field: unknown keys or joint
+names, frames outside the timeline, two constraints that disagree at one frame, and targets the canonical skeleton
+cannot reach (a pose whose bone lengths are not the skeleton's, a joint above its reach or below the floor).
+``constraint_solver.py`` meets them on a generated motion; ``timeline_generator.py`` also keeps their tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..common.errors import KMMError, short_repr
+from ..common.limits import MAX_PATH_COORDINATE
+from ..humanml3d.features import forward_directions
+from ..motion.kinematics import forward_kinematics
+from ..motion.skeleton import BONE_LENGTHS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, tpose_offsets
+
+_ACROSS_PLUS = (JOINT_INDEX["right_hip"], JOINT_INDEX["right_shoulder"])
+_ACROSS_MINUS = (JOINT_INDEX["left_hip"], JOINT_INDEX["left_shoulder"])
+CONSTRAINT_TYPES = ("pose", "effector", "facing")
+EFFECTOR_JOINTS: dict[str, int] = {"root": 0, "pelvis": 0, "head": JOINT_INDEX["head"],
+                                   "left_wrist": JOINT_INDEX["left_wrist"], "right_wrist": JOINT_INDEX["right_wrist"],
+                                   "left_ankle": JOINT_INDEX["left_ankle"], "right_ankle": JOINT_INDEX["right_ankle"],
+                                   "left_foot": JOINT_INDEX["left_foot"], "right_foot": JOINT_INDEX["right_foot"]}
+"""Joints an effector target may name (``root`` and ``pelvis`` are the same joint)."""
+MAX_CONSTRAINTS = 10_000
+BONE_LENGTH_TOLERANCE = 0.10
+"""A pose's bone may differ from the canonical skeleton's by this share (or 2 cm) before it counts as unreachable."""
+AGREEMENT_TOLERANCE = 0.01
+"""Metres: two constraints on one joint at one frame must agree this closely."""
+FACING_TOLERANCE_DEGREES = 10.0
+FLOOR_MARGIN = 0.05
+"""Metres below the floor (y = 0) a joint may be asked to go: a foot sinks into soft ground a little, no more."""
+_KEYS = {"pose": ("type", "frame", "positions", "rotations", "root", "weight"),
+         "effector": ("type", "joint", "frame", "start", "end", "position", "orientation", "weight"),
+         "facing": ("type", "frame", "direction", "weight")}
+
+
+class ConstraintError(KMMError, ValueError):
+    """A constraint is invalid: ``index`` is its place in the list, ``field`` the key at fault."""
+
+    def __init__(self, reason: str, *, index: int | None = None, field: str | None = None):
+        self.reason = reason
+        self.index = index
+        self.field = field
+        where = "constraints" if index is None else f"constraints[{index}]"
+        super().__init__(f"{where}{'.' + field if field else ''}: {reason}")
+
+
+@dataclass(frozen=True)
+class PoseKey:
+    """The whole body at ``frame``: pelvis at ``root`` (3,), local rotations (22, 4) w-x-y-z from the T-pose."""
+
+    frame: int
+    root: tuple[float, ...]
+    rotations: tuple[tuple[float, ...], ...]
+    weight: float = 1.0
+    hard: bool = True
+    given_positions: tuple[tuple[float, ...], ...] | None = None  # as written in the file, when given as positions
+
+    @property
+    def start(self) -> int:
+        return self.frame
+
+    @property
+    def end(self) -> int:
+        return self.frame
+
+    def positions(self) -> np.ndarray:
+        """(22, 3) world joint positions on the canonical skeleton."""
+        if self.given_positions is not None:
+            return np.asarray(self.given_positions, dtype=np.float64)
+        return forward_kinematics(np.asarray(self.root)[None], np.asarray(self.rotations)[None], tpose_offsets())[0]
+
+    def to_value(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"type": "pose", "frame": self.frame}
+        if self.given_positions is not None:
+            value["positions"] = [list(p) for p in self.given_positions]
+        else:
+            value.update(root=list(self.root), rotations=[list(q) for q in self.rotations])
+        return {**value, **_weight_value(self)}
+
+
+@dataclass(frozen=True)
+class EffectorTarget:
+    """``joint`` (a name of ``EFFECTOR_JOINTS``) at ``position`` over frames ``start``..``end`` (inclusive)."""
+
+    joint: str
+    start: int
+    end: int
+    position: tuple[float, float, float]
+    orientation: tuple[float, float, float, float] | None = None  # world rotation of the joint, w-x-y-z
+    weight: float = 1.0
+    hard: bool = True
+
+    @property
+    def joint_index(self) -> int:
+        return EFFECTOR_JOINTS[self.joint]
+
+    def to_value(self) -> dict[str, Any]:
+        frames = {"frame": self.start} if self.start == self.end else {"start": self.start, "end": self.end}
+        value: dict[str, Any] = {"type": "effector", "joint": self.joint, **frames, "position": list(self.position)}
+        if self.orientation is not None:
+            value["orientation"] = list(self.orientation)
+        return {**value, **_weight_value(self)}
+
+
+@dataclass(frozen=True)
+class FacingKey:
+    """The body faces ``direction`` (x, z), a unit vector on the floor, at ``frame``."""
+
+    frame: int
+    direction: tuple[float, float]
+    weight: float = 1.0
+    hard: bool = True
+
+    @property
+    def start(self) -> int:
+        return self.frame
+
+    @property
+    def end(self) -> int:
+        return self.frame
+
+    def to_value(self) -> dict[str, Any]:
+        return {"type": "facing", "frame": self.frame, "direction": list(self.direction), **_weight_value(self)}
+
+
+Constraint = PoseKey | EffectorTarget | FacingKey
+
+
+def _weight_value(constraint: Constraint) -> dict[str, Any]:
+    return {} if constraint.hard else {"weight": constraint.weight}
+
+
+# ---- reading ----------------------------------------------------------------------------------------------------------
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool; an integer too large for a float is not a number here)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _vector(value: object, size: int, index: int, field: str, what: str) -> tuple[float, ...]:
+    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != size
+            or not all(_is_number(v) for v in value)):
+        raise ConstraintError(f"must be {what} ({size} finite numbers), got {short_repr(value)}", index=index,
+                              field=field)
+    if not all(abs(v) <= MAX_PATH_COORDINATE for v in value):
+        raise ConstraintError(f"each number must be within ±{MAX_PATH_COORDINATE:g}, got {short_repr(value)}",
+                              index=index, field=field)
+    return tuple(float(v) for v in value)
+
+
+def _rotation(value: object, index: int, field: str) -> tuple[float, ...]:
+    quaternion = _vector(value, 4, index, field, "a rotation [w, x, y, z]")
+    norm = math.sqrt(sum(v * v for v in quaternion))
+    if norm < 1e-6:
+        raise ConstraintError("a rotation cannot be all zeros", index=index, field=field)
+    return tuple(v / norm for v in quaternion)
+
+
+def _per_joint(value: object, size: int, index: int, field: str, what: str) -> tuple[tuple[float, ...], ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != NUM_JOINTS:
+        count = len(value) if isinstance(value, Sequence) and not isinstance(value, str) else short_repr(value)
+        raise ConstraintError(f"must list the {NUM_JOINTS} canonical joints ({', '.join(JOINT_NAMES[:3])}, ...), "
+                              f"got {count}", index=index, field=field)
+    if size == 4:
+        return tuple(_rotation(item, index, f"{field}[{j}] ({JOINT_NAMES[j]})") for j, item in enumerate(value))
+    return tuple(_vector(item, size, index, f"{field}[{j}] ({JOINT_NAMES[j]})", what) for j, item in enumerate(value))
+
+
+def _frame(value: object, index: int, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConstraintError(f"must be a whole frame number, got {short_repr(value)}", index=index, field=field)
+    return value
+
+
+def _weight(entry: Mapping, index: int) -> tuple[float, bool]:
+    value = entry.get("weight", "hard")
+    if value == "hard":
+        return 1.0, True
+    if not _is_number(value) or not 0 < value <= 1:
+        raise ConstraintError(f"must be \"hard\" or a number in (0, 1], got {short_repr(value)}", index=index,
+                              field="weight")
+    return float(value), False
+
+
+def constraint_from_value(entry: object, index: int) -> Constraint:
+    """One constraint of a timeline file (see the module docstring); frames are checked against the timeline later."""
+    if not isinstance(entry, Mapping):
+        raise ConstraintError(f"must be an object with a 'type', got {short_repr(entry)}", index=index)
+    kind = entry.get("type")
+    if kind not in CONSTRAINT_TYPES:
+        raise ConstraintError(f"must be one of {', '.join(CONSTRAINT_TYPES)}, got {short_repr(kind)}", index=index,
+                              field="type")
+    for key in entry:
+        if key not in _KEYS[kind]:
+            raise ConstraintError(f"unknown key {short_repr(key)} for a {kind} constraint (allowed: "
+                                  f"{', '.join(_KEYS[kind])})", index=index, field=str(key))
+    weight, hard = _weight(entry, index)
+    if kind == "effector":
+        return _effector(entry, index, weight, hard)
+    if "frame" not in entry:
+        raise ConstraintError("missing", index=index, field="frame")
+    frame = _frame(entry["frame"], index, "frame")
+    if kind == "facing":
+        if "direction" not in entry:
+            raise ConstraintError("missing", index=index, field="direction")
+        x, z = _vector(entry["direction"], 2, index, "direction", "a direction [x, z]")
+        length = math.hypot(x, z)
+        if length < 1e-6:
+            raise ConstraintError("the direction has no length", index=index, field="direction")
+        return FacingKey(frame, (x / length, z / length), weight, hard)
+    return _pose(entry, index, frame, weight, hard)
+
+
+def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool) -> PoseKey:
+    from ..motion.kinematics import inverse_kinematics
+
+    if ("positions" in entry) == ("rotations" in entry):
+        raise ConstraintError("give exactly one of 'positions' or 'rotations' (with 'root')", index=index,
+                              field="positions")
+    if "positions" in entry:
+        if "root" in entry:
+            raise ConstraintError("'root' goes with 'rotations'; 'positions' already place the pelvis",
+                                  index=index, field="root")
+        positions = _per_joint(entry["positions"], 3, index, "positions", "a position [x, y, z]")
+        _check_bone_lengths(np.asarray(positions), index)
+        root, rotations = inverse_kinematics(np.asarray(positions)[None], tpose_offsets())
+        return PoseKey(frame, tuple(root[0]), tuple(map(tuple, rotations[0])), weight, hard, positions)
+    if "root" not in entry:
+        raise ConstraintError("missing: 'rotations' need the pelvis position 'root'", index=index, field="root")
+    root = _vector(entry["root"], 3, index, "root", "a position [x, y, z]")
+    return PoseKey(frame, root, _per_joint(entry["rotations"], 4, index, "rotations", ""), weight, hard)
+
+
+def _effector(entry: Mapping, index: int, weight: float, hard: bool) -> EffectorTarget:
+    joint = entry.get("joint")
+    if joint not in EFFECTOR_JOINTS:
+        raise ConstraintError(f"unknown joint {short_repr(joint)} (an effector is one of: "
+                              f"{', '.join(EFFECTOR_JOINTS)})", index=index, field="joint")
+    if "frame" in entry:
+        if "start" in entry or "end" in entry:
+            raise ConstraintError("give 'frame' or 'start' and 'end', not both", index=index, field="frame")
+        start = end = _frame(entry["frame"], index, "frame")
+    else:
+        for key in ("start", "end"):
+            if key not in entry:
+                raise ConstraintError("missing: give 'frame', or 'start' and 'end'", index=index, field=key)
+        start, end = _frame(entry["start"], index, "start"), _frame(entry["end"], index, "end")
+        if end < start:
+            raise ConstraintError(f"ends at frame {end}, before its start {start}", index=index, field="end")
+    if "position" not in entry:
+        raise ConstraintError("missing", index=index, field="position")
+    position = _vector(entry["position"], 3, index, "position", "a position [x, y, z]")
+    orientation = _rotation(entry["orientation"], index, "orientation") if "orientation" in entry else None
+    return EffectorTarget(joint, start, end, position, orientation, weight, hard)
+
+
+def constraints_from_value(value: object) -> tuple[Constraint, ...]:
+    """The ``constraints`` list of a timeline file, each entry checked on its own."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise ConstraintError(f"must be a list of constraints, got {short_repr(value)}")
+    if len(value) > MAX_CONSTRAINTS:
+        raise ConstraintError(f"at most {MAX_CONSTRAINTS} constraints, got {len(value)}")
+    return tuple(constraint_from_value(entry, index) for index, entry in enumerate(value))
+
+
+# ---- checks against the timeline and against each other -------------------------------------------------------------
+def _check_bone_lengths(positions: np.ndarray, index: int) -> None:
+    lengths = np.linalg.norm(positions[1:] - positions[list(PARENTS[1:])], axis=-1)
+    for joint, (length, expected) in enumerate(zip(lengths, BONE_LENGTHS[1:], strict=True), start=1):
+        if abs(length - expected) > max(BONE_LENGTH_TOLERANCE * expected, 0.02):
+            raise ConstraintError(
+                f"the canonical skeleton cannot reach this pose: the bone {JOINT_NAMES[PARENTS[joint]]} -> "
+                f"{JOINT_NAMES[joint]} is {length:.3f} m long here but {expected:.3f} m on the skeleton (give the "
+                f"pose on the canonical skeleton, or as rotations)", index=index, field="positions")
+
+
+def _reach_height(joint: int) -> float:
+    """The highest a joint of the canonical skeleton can be with a foot on the floor: legs, spine and arm
+    straightened upwards, plus a 10 cm margin."""
+    leg = float(BONE_LENGTHS[[1, 4, 7]].sum()) + 0.1  # hip, knee and ankle, plus the foot on its toes
+    chain, node = 0.0, joint
+    while node > 0:
+        chain += float(BONE_LENGTHS[node])
+        node = PARENTS[node]
+    return leg + chain + 0.1
+
+
+def check_constraints(constraints: Sequence[Constraint], first_frame: int, num_frames: int) -> None:
+    """Refuse constraints outside frames ``first_frame``..``first_frame + num_frames - 1``, unreachable targets and
+    constraints that disagree at one frame; every error names the constraint (its index) and the field."""
+    last_frame = first_frame + num_frames - 1
+    for index, constraint in enumerate(constraints):
+        single = constraint.start == constraint.end
+        for name, frame in (("frame" if single else "start", constraint.start), ("frame" if single else "end",
+                                                                                  constraint.end)):
+            if not first_frame <= frame <= last_frame:
+                raise ConstraintError(f"frame {frame} is outside the timeline (frames {first_frame} to "
+                                      f"{last_frame})", index=index, field=name)
+        if isinstance(constraint, EffectorTarget):
+            height, top = constraint.position[1], _reach_height(constraint.joint_index)
+            if height < -FLOOR_MARGIN:
+                raise ConstraintError(f"the {constraint.joint} cannot reach {height:.2f} m: that is below the floor "
+                                      f"(y = 0)", index=index, field="position")
+            if height > top:
+                raise ConstraintError(f"the {constraint.joint} cannot reach {height:.2f} m above the floor: the "
+                                      f"skeleton reaches at most {top:.2f} m", index=index, field="position")
+    _check_agreement(constraints)
+
+
+def _label(index: int, constraint: Constraint) -> str:
+    return f"constraints[{index}] ({constraint.joint})" if isinstance(constraint, EffectorTarget) else \
+        f"constraints[{index}]"
+
+
+def _check_agreement(constraints: Sequence[Constraint]) -> None:
+    poses: dict[int, tuple[int, np.ndarray]] = {}
+    facings: dict[int, tuple[int, FacingKey]] = {}
+    for index, constraint in enumerate(constraints):
+        if isinstance(constraint, PoseKey):
+            if constraint.frame in poses:
+                raise ConstraintError(f"conflicts with constraints[{poses[constraint.frame][0]}]: both key the "
+                                      f"whole body at frame {constraint.frame}", index=index, field="frame")
+            poses[constraint.frame] = (index, constraint.positions())
+        elif isinstance(constraint, FacingKey):
+            if constraint.frame in facings:
+                other_index, other = facings[constraint.frame]
+                if _angle_degrees(other.direction, constraint.direction) > FACING_TOLERANCE_DEGREES:
+                    raise ConstraintError(f"conflicts with constraints[{other_index}]: two facing directions at "
+                                          f"frame {constraint.frame}", index=index, field="direction")
+            facings[constraint.frame] = (index, constraint)
+    for index, constraint in enumerate(constraints):
+        if isinstance(constraint, FacingKey) and constraint.frame in poses:
+            pose_index, positions = poses[constraint.frame]
+            angle = _angle_degrees(body_facing(positions[None])[0], constraint.direction)
+            if angle > FACING_TOLERANCE_DEGREES:
+                raise ConstraintError(f"conflicts with constraints[{pose_index}]: the pose keyed at frame "
+                                      f"{constraint.frame} faces {angle:.0f} degrees away from this direction",
+                                      index=index, field="direction")
+        if not isinstance(constraint, EffectorTarget):
+            continue
+        for frame in range(constraint.start, constraint.end + 1):
+            if frame in poses:
+                pose_index, positions = poses[frame]
+                gap = float(np.linalg.norm(positions[constraint.joint_index] - constraint.position))
+                if gap > AGREEMENT_TOLERANCE:
+                    raise ConstraintError(f"conflicts with constraints[{pose_index}]: the pose keyed at frame {frame} "
+                                          f"puts the {constraint.joint} {gap:.2f} m from this target",
+                                          index=index, field="position")
+        for other_index, other in enumerate(constraints[:index]):
+            if (isinstance(other, EffectorTarget) and other.joint_index == constraint.joint_index
+                    and other.start <= constraint.end and constraint.start <= other.end):
+                gap = float(np.linalg.norm(np.subtract(other.position, constraint.position)))
+                if gap > AGREEMENT_TOLERANCE:
+                    raise ConstraintError(
+                        f"conflicts with {_label(other_index, other)}: two targets {gap:.2f} m apart for the "
+                        f"{constraint.joint} at frame {max(other.start, constraint.start)}", index=index,
+                        field="position")
+
+
+def _angle_degrees(a: Sequence[float], b: Sequence[float]) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cos = float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)
+    return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
+
+
+def body_facing(joints: np.ndarray) -> np.ndarray:
+    """(T, 2) unit floor direction (x, z) each pose (T, 22, 3) faces: up x (right - left across hips and
+    shoulders), as HumanML3D defines facing."""
+    forward = forward_directions(np.asarray(joints, dtype=np.float64), _ACROSS_PLUS, _ACROSS_MINUS)[..., [0, 2]]
+    return forward / np.maximum(np.linalg.norm(forward, axis=-1, keepdims=True), 1e-12)
+
+
+def constraints_to_value(constraints: Sequence[Constraint]) -> list[dict[str, Any]]:
+    return [constraint.to_value() for constraint in constraints]
+
+
+def shifted(constraints: Sequence[Constraint], offset: int) -> tuple[Constraint, ...]:
+    """The constraints with every frame moved by ``offset`` (timeline frame numbers -> 0-based frames)."""
+    from dataclasses import replace
+
+    moved = []
+    for constraint in constraints:
+        if isinstance(constraint, EffectorTarget):
+            moved.append(replace(constraint, start=constraint.start + offset, end=constraint.end + offset))
+        else:
+            moved.append(replace(constraint, frame=constraint.frame + offset))
+    return tuple(moved)
