@@ -13,7 +13,7 @@ from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
 from kmm_core.common.errors import KMMError
-from kmm_core.evaluation.body_motion import frozen_share
+from kmm_core.evaluation.body_motion import frozen_share, standing_drift
 from kmm_core.evaluation.motion_quality import floor_penetration
 from kmm_core.humanml3d.preprocess import preprocess_joints
 from kmm_core.motion.foot_contact import (
@@ -100,7 +100,8 @@ def real_clips(bandai_namco_dir) -> dict[str, np.ndarray]:
     joint_map = builtin_joint_map("bandai_namco")
     patterns = {"walk": "2/data/dataset-2_walk_normal_00*.bvh", "turn": "2/data/dataset-2_walk-turn-left_normal_*.bvh",
                 "run": "2/data/dataset-2_run_normal_*.bvh", "kick": "1/data/dataset-1_kick_normal_*.bvh",
-                "dance": "1/data/dataset-1_dance-short_normal_*.bvh"}
+                "dance": "1/data/dataset-1_dance-short_normal_*.bvh",
+                "wave": "2/data/dataset-2_wave-both-hands_normal_*.bvh"}
     clips = {}
     for name, pattern in patterns.items():
         paths = sorted(bandai_namco_dir.glob(f"Bandai-Namco-Research-Motiondataset-{pattern}"))
@@ -173,6 +174,21 @@ def test_held_feet_are_planted_not_frozen(real_clips):
     assert frozen_share(walk) < 0.01  # the real clip: its feet never stand exactly still
     assert frozen_share(frozen.joints) > 0.2  # held on one point: the measure catches it
     assert frozen_share(planted.joints) < 0.02
+
+
+def test_a_standing_figure_is_held_without_drift_and_a_walk_still_travels(real_clips):
+    """Issue 26: generated standing figures glide (0.1 m/s, 2-3x real).  A real wave made to glide at 0.1 m/s is
+    held where it stands again, its sway kept; a real walk keeps its travel; off, nothing changes."""
+    wave, walk = real_clips["wave"], real_clips["walk"]
+    gliding = wave.copy()
+    gliding[..., 0] += 0.1 / FPS * np.arange(len(wave))[:, None]
+    held = clean_foot_contacts(gliding, FPS, settings=FootLockSettings(hold_standing=True)).joints
+    loose = clean_foot_contacts(gliding, FPS).joints
+    assert standing_drift(gliding, FPS) > 0.1 and standing_drift(loose, FPS) > 0.1
+    assert standing_drift(held, FPS) < 1.5 * standing_drift(wave, FPS) + 0.005
+    travel = np.linalg.norm(walk[-1, 0, [0, 2]] - walk[0, 0, [0, 2]])
+    walked = clean_foot_contacts(walk, FPS, settings=FootLockSettings(hold_standing=True)).joints
+    assert np.linalg.norm(walked[-1, 0, [0, 2]] - walked[0, 0, [0, 2]]) == pytest.approx(travel, abs=0.05)
 
 
 def test_a_gliding_body_marked_in_contact_is_replanted_not_crouched(real_clips):

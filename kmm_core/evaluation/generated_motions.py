@@ -60,10 +60,11 @@ def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np
 
 def cleaned_joints(joints: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The foot-contact cleanup of generate_timeline on joints already recovered from `features` (its contacts)."""
+    from ..generation.timeline_generator import generation_foot_lock
     from ..humanml3d.features import FOOT_CONTACTS
     from ..motion.foot_contact import clean_foot_contacts
 
-    return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS]).joints
+    return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS], settings=generation_foot_lock()).joints
             for j, f in zip(joints, features, strict=True)]
 
 

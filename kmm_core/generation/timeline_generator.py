@@ -38,7 +38,7 @@ from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import num_tokens_for_frames
-from ..motion.foot_contact import channels_at_fps, foot_locked_motion
+from ..motion.foot_contact import FootLockSettings, channels_at_fps, foot_locked_motion
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion.motion_result import MotionResult
 from . import loops, paths
@@ -160,9 +160,16 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
         if timeline.loop:
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
         elif options.foot_lock:
-            motion = meet_constraints(foot_locked_motion(motion, channels), constraints)
+            motion = meet_constraints(foot_locked_motion(motion, channels, generation_foot_lock(timeline)),
+                                      constraints)
         results.append(motion)
     return results
+
+
+def generation_foot_lock(timeline: Timeline | None = None) -> FootLockSettings:
+    """The foot clean-up of a generated take: standing held without drift (`foot_contact.hold_standing`), except on
+    a timeline with root paths, where the path decides where the body goes."""
+    return FootLockSettings(hold_standing=timeline is None or not paths.path_spans(timeline))
 
 
 def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timeline: Timeline,

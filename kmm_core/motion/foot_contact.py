@@ -14,13 +14,18 @@ module fixes that after decoding, in three steps:
    closed.
 2. **Locks**: each contact interval of a joint gets one lock position: its mean horizontal position during the
    interval, at the joint's *pinned ground height* (the median height of that joint over all of its contacts, so
-   every stance of that joint lands on the same floor).  A toe interval that overlaps an ankle interval of the same
+   every stance of that joint lands on the same floor).  A held joint is planted, not frozen: it keeps its own
+   path's detail around the lock (`stance_detail`: the path minus its straight-line slide, within
+   `stance_detail_limit`, 4 mm), the millimetres a real foot settles and rolls by; held exactly still, 60% of
+   generated foot frames stood motionless and popped on release.  A toe interval that overlaps an ankle interval of the same
    foot is placed at the foot's length from the ankle lock, along the foot's mean heading in the overlap, so the
    foot keeps its heading and length while fully planted.  Locks blend in and out over `blend_seconds` (smoothstep).
 3. **Solve** (`lock_feet`): the motion is first made rigid on the rest skeleton `offsets` (inverse then forward
    kinematics, so every bone has its rest length on every frame and the result is what the rig shows), with its
    feet put back where `joints` has them (`feet_from_joints`: generated bone lengths vary by 1-2 cm from frame to
-   frame, and forward kinematics alone moves the toes by up to 4 cm, often into the floor during a swing); between
+   frame, and forward kinematics alone moves the toes by up to 4 cm, often into the floor during a swing); with
+   `hold_standing` (generation turns it on, except on root paths) a figure standing on both feet stops gliding:
+   the whole body moves back by its planted feet's wander (`hold_standing`); between
    two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc, and any free toe
    that moves fast is lifted off the floor (`swing_clearance.py`); each ankle
    is moved to its lock (a toe-only contact moves the whole foot so the toe lands on its lock, the heel rolling
@@ -69,6 +74,9 @@ LEGS: tuple[tuple[tuple[int, int, int, int], tuple[int, int]], ...] = (
 TOE_COLUMNS = (1, 3)
 # Metres a held joint may be left from its lock before the frame is let go of (out of the leg's reach).
 HELD_MISS_TOLERANCE = 0.002
+STANDING_PATH_SIGMA = 4.0
+"""Frames (Gaussian sigma) over which the feet's path is smoothed before `hold_standing` takes it back: their wander,
+not their frame-to-frame noise (which would otherwise move onto the whole body)."""
 TOE_GROUND_HEIGHT = 0.003
 """Metres above y = 0 where a held toe joint stands: the median toe height during contact of real Bandai-Namco
 walks and runs after HumanML3D preprocessing is 0.002-0.006 m (their floor is the clip's lowest joint)."""
@@ -99,10 +107,14 @@ class FootLockSettings:
     max_pelvis_drop: float = 0.10      # metres the pelvis may be lowered so held feet stay in reach, never more
     pole_smoothing_seconds: float = 0.075  # the knees' bend plane averaged over this (Gaussian sigma) before IK
     stance_detail_limit: float = 0.004  # metres of its own settling and rolling a held joint keeps (0: held still)
+    hold_standing: bool = False        # standing (both feet held) keeps the body from drifting: `hold_standing`
+    standing_seconds: float = 0.5      # both feet held at least this long counts as standing
+    standing_drift_limit: float = 0.25  # m/s: a standing stretch drifting faster is travel, left as it is
 
     def __post_init__(self) -> None:
         for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack",
-                     "max_lock_drift", "max_pelvis_drop", "pole_smoothing_seconds", "stance_detail_limit"):
+                     "max_lock_drift", "max_pelvis_drop", "pole_smoothing_seconds", "stance_detail_limit",
+                     "standing_seconds", "standing_drift_limit"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise FootContactError(f"{name}: must be a number >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.ground_percentile <= 100:
@@ -320,6 +332,34 @@ def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray)
 
 
 # ---- step 3: solve -------------------------------------------------------------------------------------------------
+def hold_standing(joints: np.ndarray, contacts: np.ndarray, fps: float, settings: FootLockSettings) -> np.ndarray:
+    """`joints` (T, 22, 3) with the body's horizontal glide removed wherever it stands: in every stretch of at least
+    `standing_seconds` with all four foot joints in contact, the whole body moves back by its feet's (smoothed) path
+    (planted feet do not travel: a real figure's feet stay put while its hips shift weight, and that shift is kept),
+    and the frames after it follow on from where it ends (the whole body shifted, so later steps and their timing
+    are unchanged).  A figure the model lets glide and wander while it stands (0.06-0.1 m/s, 2-3x real) then stays
+    where it stands; feet moving faster than `standing_drift_limit` on average are travel and are left alone."""
+    frames = joints.shape[0]
+    min_frames = max(2, int(round(settings.standing_seconds * fps)))
+    drift = np.zeros((frames, 2))
+    for start, end in _runs(np.asarray(contacts, dtype=bool).all(axis=1)):
+        if end - start < min_frames:
+            continue
+        path = joints[start:end][:, list(CONTACT_JOINTS)][..., [0, 2]].mean(axis=1)
+        steps = np.diff(gaussian_smooth(path, STANDING_PATH_SIGMA, truncate=2.0), axis=0)  # metres per frame
+        if np.linalg.norm(steps, axis=-1).mean() * fps <= settings.standing_drift_limit:
+            drift[start:end - 1] = steps
+    if not drift.any():
+        return joints
+    # The removed displacement, accumulated frame by frame; its rate eased in and out over a few frames.
+    rate = gaussian_smooth(drift, 1.5, truncate=2.0)
+    removed = np.concatenate([np.zeros((1, 2)), np.cumsum(rate, axis=0)[:-1]])
+    held = joints.copy()
+    held[..., 0] -= removed[:, None, 0]
+    held[..., 2] -= removed[:, None, 1]
+    return held
+
+
 def split_drifting_contacts(joints: np.ndarray, contacts: np.ndarray, max_drift: float, gap: int) -> np.ndarray:
     """Contacts (T, 4) whose runs end where the joint's own path has moved more than `max_drift` metres
     (horizontally) from where the run began; a new run starts `gap` frames later.  A body the model lets glide
@@ -375,6 +415,8 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
             raise FootContactError(f"rigid: expected shape {joints.shape}, got {rigid.shape}")
     if settings.keep_foot_positions:
         rigid = feet_from_joints(rigid, joints, offsets)
+    if settings.hold_standing:
+        rigid = hold_standing(rigid, contacts, fps, settings)
     blend = max(0, int(round(settings.blend_seconds * fps)))
     contacts = split_drifting_contacts(rigid, contacts, settings.max_lock_drift, blend)
     ground = _ground_heights(rigid, contacts)

@@ -91,6 +91,9 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     }
     if model_name is not None and model_name.strip():
         manifest["name"] = model_name.strip()
+    decoding = run_decoding(run_dir)
+    if decoding is not None:
+        manifest["decoding"] = decoding
     for stale in (out_dir / name for name in ("vocabulary.json", "vocabulary.safetensors")):
         stale.unlink(missing_ok=True)  # a previous bundle's vocabulary does not describe these weights
     manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
@@ -100,6 +103,26 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
                      results_text)
     return out_dir
+
+
+def run_decoding(run_dir: Path) -> dict | None:
+    """The ``[decoding]`` table of the run's resolved config.json (the sampling settings chosen for this model), as
+    bundle.json's "decoding"; None when the run has none or it is the library's defaults (old bundles unchanged)."""
+    from dataclasses import asdict
+
+    from ..model.configs import DecodingConfig
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    table = read_json(path, "run config", error_class=BundleError).get("decoding")
+    if table is None:
+        return None
+    try:
+        decoding = asdict(DecodingConfig.from_dict(table, "decoding"))
+    except KMMError as error:
+        raise BundleError(path, f"decoding: {error}") from error
+    return None if decoding == asdict(DecodingConfig()) else decoding
 
 
 def component_weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:

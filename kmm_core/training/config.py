@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from ..common.bounded_read import read_toml
 from ..common.errors import ConfigError, InputFileError
-from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
+from ..model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
 
 SchemaT = TypeVar("SchemaT")
 
@@ -99,13 +99,18 @@ class DecoderRefinementConfig:
     The encoder and codebooks stay frozen, so every clip keeps its codes and a generator trained on them stays valid.
     The loss is the tokenizer's reconstruction + velocity terms plus ``jerk_weight`` x the mean distance (cm) between
     the reconstructed and the real joints' third finite differences (per frame^3), on joint positions recovered from
-    the denormalised features.
+    the denormalised features, plus ``root_weight`` x the pelvis term (``root_trajectory_distance``: the pelvis'
+    velocity error in cm per frame plus a tenth of its path's error in cm, the path taken from the window's first
+    frame), in absolute units so that a standing clip's jittering or drifting hips cost as much per frame as a
+    run's (the reconstruction loss on normalised features barely sees them).
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
+    root_weight: float = 0.0  # the pelvis velocity + path term (0: off)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
+        _require(self.root_weight >= 0, "root_weight", f"must be >= 0, got {self.root_weight}")
 
 
 @dataclasses.dataclass
@@ -138,6 +143,9 @@ class ProjectConfig:
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     evaluator: AlignerConfig = dataclasses.field(default_factory=AlignerConfig)
     decoder: DecoderRefinementConfig = dataclasses.field(default_factory=DecoderRefinementConfig)
+    # The sampling settings the bundle ships (bundle.json "decoding"), chosen on the val split: `kmm-train bundle`
+    # writes them from the run's config.json.
+    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
