@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Geometric checks of single actions on joint positions: did the motion jump, squat, lie down, crawl, kick?
+"""Geometric checks of single actions on joint positions: one check for every action word
 
 Torch-free NumPy on canonical joints (22 joints of ``skeleton.JOINT_NAMES``, metres, HumanML3D axes: Y up).  Used by
 ``kmm-train eval-actions`` (``action_evaluation.py``) next to the evaluator's retrieval; the side words of a prompt
