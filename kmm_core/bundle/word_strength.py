@@ -15,7 +15,8 @@ is warned about, naming the word, its rate and the closest strong word::
 Which word a prompt uses: each listed word has a cue, the first word of its label ('kickLFront1Reps' -> kick,
 'walk-turn-left' -> walk, 'getup_faceup' -> getup), found in the prompt with any ending ('kicks', 'kicking'); among
 the words whose cue the prompt uses, the one with the most further label words in the prompt counts ('walks
-backwards' -> walk-back, 'walks' -> walk), ties to the shorter label.
+backwards' -> walk-back, 'walks' -> walk), ties to a strong word, then to the shorter label; a label in -ing
+matches every form of its verb ('jumping' -> 'jumps').
 """
 
 from __future__ import annotations
@@ -53,8 +54,18 @@ def label_tokens(label: str) -> list[str]:
     return [word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", label)]
 
 
+def _stem(token: str) -> str:
+    """'jumping' -> 'jump', 'running' -> 'run', 'walking' -> 'walk': a label in -ing matches every verb form."""
+    if token.endswith("ing") and len(token) > 5:
+        token = token[:-3]
+        if len(token) > 2 and token[-1] == token[-2]:
+            token = token[:-1]
+    return token
+
+
 def _cue(token: str) -> re.Pattern[str]:
-    return re.compile(_SPECIAL_CUES.get(token, r"\b" + re.escape(token) + r"\w*"))
+    stem = _stem(token)
+    return re.compile(_SPECIAL_CUES.get(stem, r"\b" + re.escape(stem) + r"\w*"))
 
 
 @dataclass(frozen=True)
@@ -92,16 +103,17 @@ class WordStrengths:
     def word_in(self, prompt: str) -> WordStrength | None:
         """The listed word a prompt uses (module docstring), or None."""
         text = prompt.lower()
-        best: tuple[int, int, WordStrength] | None = None
+        best: tuple[int, int, int, WordStrength] | None = None
         for entry in self.words:
             tokens = label_tokens(entry.word)
             if not tokens or not _cue(tokens[0]).search(text):
                 continue
             further = [t for t in tokens[1:] if t not in _FILLER]
-            score = (sum(bool(_cue(t).search(text)) for t in further), -len(further))
-            if best is None or score > best[:2]:
+            # Equally specific words: the strong one counts (the model performs the action under that label).
+            score = (sum(bool(_cue(t).search(text)) for t in further), int(entry.strong), -len(further))
+            if best is None or score > best[:3]:
                 best = (*score, entry)
-        return best[2] if best else None
+        return best[3] if best else None
 
     def weak_words_in(self, prompt: str) -> list[WordStrength]:
         """[the word the prompt uses] when that word is weak, else []."""
