@@ -17,7 +17,6 @@ from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
 from kmm_core.data.prepare_cli import main as prepare_main
 from kmm_core.evaluation.action_checks import (
-    CHECK_NAMES,
     action_words,
     checks_for_action,
     held_at_least,
@@ -38,8 +37,12 @@ POSE_CHECKS = ("jump", "squat", "lie", "crawl", "kick")
 
 
 def _joints_by_content(folder: Path) -> dict[str, list[np.ndarray]]:
+    """dataset/content -> joints of its unmirrored windows (a mirrored window keeps its label, 'walk-turn-left',
+    but turns the other way; its captions are the ones mirrored)."""
     clips: dict[str, list[np.ndarray]] = {}
     for row in read_index(folder):
+        if row["mirrored"] == "1":
+            continue
         features = np.load(folder / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
         clips.setdefault(f"{row['dataset']}/{row['content']}", []).append(features_to_joints(features))
     return clips
