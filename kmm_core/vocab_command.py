@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""`kmm vocab` (what the model was trained on) and the out-of-vocabulary warning of `kmm generate`.
+"""`kmm vocab` (what the model was trained on, each action word's measured rate) and the prompt warnings of
+`kmm generate`.
 
 `kmm vocab` reads only ``BUNDLE/vocabulary.json`` and ``BUNDLE/word_checks.json`` (each action word's measured pass
 rate, strong or weak; no torch, instant); `warn_about_prompts` embeds the prompts with the loaded bundle

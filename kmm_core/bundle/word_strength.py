@@ -5,12 +5,13 @@ Written by ``kmm-train check-words`` (``evaluation/word_checks.py``: every actio
 generated from two phrasings over ten seeds and measured by its geometric check), read by ``kmm vocab`` (each word's
 pass rate) and by the prompt check of ``kmm generate``, the worker and the Blender panel
 (``generation/prompt_vocabulary.py``): a prompt that uses a WEAK word (pass rate below the file's ``strong_rate``)
-is warned about, naming the word, its rate and the closest strong word::
+is warned about, naming the word, its rate and a strong word to try instead (``kmm-train check-words``
+chooses it: the same check, else the same kind of action, a plain word before a dataset label)::
 
     {"format_version": 1, "model": "kmm-small", "strong_rate": 0.6, "command": "...", "settings": {...},
      "words": [{"word": "kick", "check": "kick", "phrasings": ["someone kicks", ...], "generations": 20,
-                "passed": 3, "rate": 0.15, "strong": false, "alternative": "jump",
-                "alternative_prompt": "a person jumps forward"}, ...]}
+                "passed": 3, "rate": 0.15, "strong": false, "alternative": "spinkick",
+                "alternative_prompt": "a figure spins and kicks"}, ...]}
 
 Which word a prompt uses: each listed word has a cue, the first word of its label ('kickLFront1Reps' -> kick,
 'walk-turn-left' -> walk, 'getup_faceup' -> getup), found in the prompt with any ending ('kicks', 'kicking'); among
@@ -81,7 +82,7 @@ class WordStrength:
     alternative_prompt: str = ""
 
     def warning(self) -> str:
-        better = (f' The closest strong word is "{self.alternative}": try "{self.alternative_prompt}".'
+        better = (f' Try the strong word "{self.alternative}" instead: "{self.alternative_prompt}".'
                   if self.alternative else "")
         return (f'"{self.word}" is a weak word for this model: its {self.check} check passed in '
                 f"{self.rate:.0%} of {self.generations} generations, so the motion may be a different action."

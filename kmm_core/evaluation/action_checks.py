@@ -14,6 +14,9 @@ keep their own check (``directional.py``).  Which check applies comes from the a
 | crawl | crawl*                  | the HIGHER wrist's height above the floor            | <= 0.20 m for 1 s   |
 | kick  | *kick*                  | a toe above the OTHER leg's knee                     | >= 0.15 m for 0.1 s |
 
+The other 21 checks (leg_lift ... dance: ``CHECK_NAMES``) say what they measure next to their thresholds in
+``ActionCheckThresholds``; ``_CHECK_RULES`` gives the words of each, ``CHECK_KINDS`` the kind of action.
+
 "Held for t" means the best value that lasts t seconds: for a lower bound, the largest value v such that the measure
 stays >= v over some t-second window (``held_at_least``), for an upper bound the mirror (``held_at_most``); one
 frame of decoder jitter cannot pass a check.  Floor: each foot joint (ankles, toes) gets its own ground level, the 5th
@@ -57,6 +60,19 @@ CHECK_NAMES = ("jump", "squat", "lie", "crawl", "kick", "leg_lift", "knee_up", "
                "travel", "run", "backward", "sideways", "turn", "hand_high", "hands_high", "hand_up", "wave", "punch",
                "swing", "bow", "reach_floor", "climb", "dance")
 SIDED_CHECKS = ("kick", "leg_lift", "knee_up", "hand_high", "hand_up", "wave", "punch", "swing")   # a side: that limb
+# The kind of action each check measures: a weak word's alternative (word_checks.py) is looked for among the strong
+# words of its own check first, then of its kind ("crawl" -> a strong floor word, not a walk).
+CHECK_KINDS = {
+    "travel": "locomotion", "run": "locomotion", "backward": "locomotion", "sideways": "locomotion",
+    "turn": "locomotion", "climb": "locomotion",
+    "kick": "leg", "leg_lift": "leg", "knee_up": "leg",
+    "jump": "acrobatic", "inverted": "acrobatic",
+    "spin": "dance", "dance": "dance",
+    "lie": "floor", "getup": "floor", "ground": "floor", "crawl": "floor",
+    "squat": "lowering", "reach_floor": "lowering", "bow": "lowering",
+    "hand_high": "arm_raise", "hands_high": "arm_raise", "hand_up": "arm_raise", "wave": "arm_raise",
+    "punch": "strike", "swing": "strike",
+}
 
 _PELVIS = JOINT_INDEX["pelvis"]
 _NECK = JOINT_INDEX["neck"]

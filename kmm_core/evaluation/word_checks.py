@@ -10,9 +10,11 @@ prompts of the word (training captions, from every dataset that has the word), e
 (one seeded sampling stream, batched), ``--seconds`` long, and measured on the decoded joints by the word's
 geometric check (``action_checks.checks_for_action``; a side named by the prompt, or else by the label, is the side
 that must do it).  The word's pass rate is the share of its generations that pass; a word below ``--strong-rate``
-(0.6) is WEAK, and gets the strong word whose example prompts are closest in MiniLM's sentence space as its
-alternative.  The result goes into ``BUNDLE/word_checks.json`` (``bundle/word_strength.py``), which ``kmm vocab``
-and the prompt warnings read; ``--table`` also writes the Markdown table (``benchmarks/results/``).
+(0.6) is WEAK, and gets a strong word as its alternative (``choose_alternatives``): one of the same check, else
+of the same kind of action, else any; a plain word before a dataset label ('jumping', not 'hopBothLegs1hops'); the
+closest in MiniLM's sentence space among equals; its offered prompt never uses a weak word itself.  The result goes
+into ``BUNDLE/word_checks.json`` (``bundle/word_strength.py``), which ``kmm vocab`` and the prompt warnings read;
+``--table`` also writes the Markdown table (``benchmarks/results/``).
 
 77 words x 2 phrasings x 10 seeds = 1,540 four-second clips: a few minutes on two CPU cores.
 """
@@ -33,7 +35,7 @@ import numpy as np
 from ..common.atomic_write import write_text_atomic
 from ..common.errors import KMMError
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
-from .action_checks import checks_for_action, label_side, run_check
+from .action_checks import CHECK_KINDS, checks_for_action, label_side, run_check
 
 _SIDE_WORD = re.compile(r"\b(left|right)\b")
 
@@ -89,14 +91,45 @@ def check_generations(plan: WordPlan, prompts: Sequence[str], joints: Sequence[n
             for prompt, motion in zip(prompts, joints, strict=True)]
 
 
-def closest_strong(rows: list[dict[str, Any]], embeddings: np.ndarray) -> None:
-    """Give every weak row the strong word whose mean phrasing embedding is most similar (in place)."""
-    strong = [i for i, row in enumerate(rows) if row["strong"]]
+def is_label_like(word: str) -> bool:
+    """A dataset's take label rather than a word an animator would type: capitals or digits
+    ('kickLFront1Reps', 'sneak2StepsLStart'), unlike 'spinkick', 'walk-turn-left' or 'zombie_walk'."""
+    return bool(re.search(r"[A-Z0-9]", word))
+
+
+def _action_distance(check: str, other: str) -> int:
+    """0: the same check, 1: the same kind of action (action_checks.CHECK_KINDS), 2: another kind."""
+    return 0 if check == other else 1 if CHECK_KINDS[check] == CHECK_KINDS[other] else 2
+
+
+def _side_distance(side: str | None, other: str | None) -> int:
+    """0: the same side, 1: no side on one of them, 2: the opposite side."""
+    return 0 if side is not None and side == other else 1 if side is None or other is None else 2
+
+
+def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> None:
+    """Give every weak row the strong word an animator would try instead, with the prompt to try (in place).
+
+    Among the strong words with an example prompt that the prompt warning passes (no weak word in it, so taking
+    the suggestion clears the warning), the first by: the same check, else the same kind of action, else any; a
+    plain word before a label-like one ('jumping', not 'hopBothLegs1hops'); the same side before none, none before
+    the opposite ('walk-right' -> 'walk-turn-right'); then the closest mean phrasing embedding (`embeddings`: one
+    unit row per row).  A weak word with no such strong word keeps no alternative."""
+    from ..bundle.word_strength import WORD_CHECKS_FORMAT_VERSION, word_strengths_from_dict
+
+    warning = word_strengths_from_dict({"format_version": WORD_CHECKS_FORMAT_VERSION, "words": rows})
+    offered = {index: next((p for p in row["phrasings"] if not warning.weak_words_in(p)), None)
+               for index, row in enumerate(rows) if row["strong"]}
     for index, row in enumerate(rows):
-        if row["strong"] or not strong:
+        if row["strong"]:
             continue
-        best = max(strong, key=lambda i: float(embeddings[index] @ embeddings[i]))
-        row["alternative"], row["alternative_prompt"] = rows[best]["word"], rows[best]["phrasings"][0]
+        candidates = [(_action_distance(row["check"], rows[other]["check"]), is_label_like(rows[other]["word"]),
+                       _side_distance(row.get("side"), rows[other].get("side")),
+                       -float(embeddings[index] @ embeddings[other]), other)
+                      for other, prompt in offered.items() if prompt is not None]
+        if candidates:
+            best = min(candidates)[-1]
+            row["alternative"], row["alternative_prompt"] = rows[best]["word"], offered[best]
 
 
 def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
@@ -130,7 +163,7 @@ def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
                      "generations": count, "passed": int(sum(flags)), "rate": round(rate, 4),
                      "strong": rate >= settings.strong_rate, "alternative": "", "alternative_prompt": ""})
     mean = np.stack([embed_texts(bundle, plan.phrasings, "minilm").mean(axis=0) for plan in plans])
-    closest_strong(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12))
+    choose_alternatives(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12))
     return {"format_version": 1, "model": checkpoint_name(folder, read_manifest(folder)),
             "strong_rate": settings.strong_rate, "settings": asdict(settings),
             "seconds": round(time.perf_counter() - started, 1), "words": rows}
@@ -147,11 +180,13 @@ def word_table(document: dict[str, Any]) -> str:
              f"{settings['phrasings']} phrasings (its training captions) x {settings['seeds']} seeds, "
              f"{settings['seconds']:g} s each, the decoded motion measured by the word's geometric check "
              f"(kmm_core/evaluation/action_checks.py; real-clip pass rates in benchmarks/results/action_checks.md).",
-             "", "| Word | Check | Passed | Rate | Strong | Closest strong word |", "| --- | --- | ---: | ---: | --- | --- |"]
+             "", "| Word | Check | Passed | Rate | Strong | Try instead (strong word: its prompt) |",
+             "| --- | --- | ---: | ---: | --- | --- |"]
     for row in words:
         check = row["check"] + (f" ({row['side']})" if row.get("side") else "")
+        instead = f"`{row['alternative']}`: \"{row['alternative_prompt']}\"" if row["alternative"] else "–"
         lines.append(f"| `{row['word']}` | {check} | {row['passed']}/{row['generations']} | {row['rate']:.2f} | "
-                     f"{'yes' if row['strong'] else '**weak**'} | {row['alternative'] or '–'} |")
+                     f"{'yes' if row['strong'] else '**weak**'} | {instead} |")
     return "\n".join(lines) + "\n"
 
 

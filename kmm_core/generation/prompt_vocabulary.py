@@ -8,7 +8,9 @@ space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condi
 threshold the prompt is *out of vocabulary*: the motion will be whatever the model makes of unfamiliar words, so
 the user is warned and shown the closest known prompts.  A prompt that uses an action word the model lists but
 rarely performs (a WEAK word of ``word_checks.json``, ``bundle/word_strength.py``) is warned about too, naming the
-word, its measured pass rate and the closest strong word, whose example prompt is offered first.
+word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  Known prompts
+that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
+kmm-small rarely performs).
 
 Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
 on the validation split; inference only reads them):
@@ -56,7 +58,7 @@ class PromptCheck:
     prompt: str
     similarity: float                 # best cosine similarity to a training caption
     threshold: float
-    suggestions: tuple[str, ...]      # closest known prompts, most similar first
+    suggestions: tuple[str, ...]      # closest known prompts without a weak word, most similar first
     weak_words: tuple[WordStrength, ...] = ()   # listed action words the model rarely performs (word_checks.json)
 
     @property
@@ -128,6 +130,7 @@ class PromptVocabulary:
         self.threshold = threshold
         self.space = space
         self.words = words
+        self._weak_captions: dict[int, bool] = {}
 
     @classmethod
     def load(cls, bundle: ModelBundle) -> PromptVocabulary:
@@ -159,6 +162,14 @@ class PromptVocabulary:
                                        f"({len(vocabulary.train_captions)}, {width})")
         return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path))
 
+    def _uses_weak_word(self, caption: int) -> bool:
+        """Whether training caption `caption` uses a weak word (never suggested: the model rarely performs it)."""
+        if self.words is None:
+            return False
+        if caption not in self._weak_captions:
+            self._weak_captions[caption] = bool(self.words.weak_words_in(self.vocabulary.train_captions[caption]))
+        return self._weak_captions[caption]
+
     def check(self, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck]:
         unique = list(dict.fromkeys(prompts))
         embeddings = embed_texts(self.bundle, unique, self.space)
@@ -168,6 +179,8 @@ class PromptVocabulary:
             order = np.argsort(-similarity)
             chosen: list[int] = []
             for index in order[:200]:
+                if self._uses_weak_word(int(index)):
+                    continue
                 if all(self.train[index] @ self.train[c] < DISTINCT_SUGGESTION_SIMILARITY for c in chosen):
                     chosen.append(int(index))
                 if len(chosen) == SUGGESTIONS:
