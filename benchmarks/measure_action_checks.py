@@ -2,8 +2,11 @@
 """Pass rates of the geometric action checks (kmm_core/evaluation/action_checks.py) on every real clip of a prepared
 dataset, per dataset/content: the evidence for the thresholds in that module's docstring.
 
-Joints are recovered from each clip's 263-d features (as ``kmm-train eval-actions`` does for real clips); mirrored
-copies are left out (they give the same heights).  Prints a Markdown table; ``--out FILE`` also writes it.
+For each dataset/content: the check its action word gets (``checks_for_action``), how many of its own clips pass it
+(side-specific labels: with that side), and how many clips of every OTHER action word pass the same check (with
+the action that passes it most often): a check that most other actions also pass says little.  Joints are recovered
+from each clip's 263-d features (as ``kmm-train eval-actions`` and ``kmm-train check-words`` measure real clips);
+mirrored copies are left out.  Prints a Markdown table; ``--out FILE`` also writes it.
 
 Run: ``python benchmarks/measure_action_checks.py --data data/prepared-all [--out benchmarks/results/action_checks.md]``
 """
@@ -22,30 +25,40 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from kmm_core.common.atomic_write import write_text_atomic  # noqa: E402
 from kmm_core.data.prepare import read_index  # noqa: E402
-from kmm_core.evaluation.action_checks import CHECK_NAMES, checks_for_action, run_check  # noqa: E402
+from kmm_core.evaluation.action_checks import CHECK_NAMES, checks_for_action, label_side, run_check  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 
 
 def measure(data: Path) -> str:
-    passes: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    clips: dict[str, list[np.ndarray]] = defaultdict(list)
     for row in read_index(data):
         if row["mirrored"] != "0":
             continue
-        joints = features_to_joints(np.load(data / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64))
-        key = f"{row['dataset']}/{row['content']}"
-        for name in CHECK_NAMES:
-            passes[key][name].append(run_check(name, joints).passed)
-    lines = [f"Real clips of `{data}` (unmirrored) passing each check; **bold**: the check applies to the action word.",
-             "", "| dataset/content | clips | " + " | ".join(CHECK_NAMES) + " |",
-             "| --- | ---: | " + " | ".join(["---:"] * len(CHECK_NAMES)) + " |"]
-    for key in sorted(passes):
-        applies = checks_for_action(key.split("/", 1)[1])
-        cells = []
-        for name in CHECK_NAMES:
-            flags = passes[key][name]
-            cell = f"{sum(flags)}/{len(flags)}"
-            cells.append(f"**{cell}**" if name in applies else cell)
-        lines.append(f"| {key} | {len(passes[key][CHECK_NAMES[0]])} | " + " | ".join(cells) + " |")
+        features = np.load(data / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
+        clips[f"{row['dataset']}/{row['content']}"].append(features_to_joints(features))
+    # passes[check][content]: unsided results of every clip, for the "other actions" columns
+    passes = {name: {key: [run_check(name, joints).passed for joints in motions] for key, motions in clips.items()}
+              for name in CHECK_NAMES}
+    lines = [f"Real clips of `{data}` (unmirrored).  Own: clips of the action passing its check (a side in the "
+             "label: with that side).  Others: clips of every other action word passing the same check (no side), "
+             "and the other action passing it most often.", "",
+             "| dataset/content | clips | check | own | others | most often passed by |",
+             "| --- | ---: | --- | ---: | ---: | --- |"]
+    for key in sorted(clips):
+        content = key.split("/", 1)[1]
+        (check,) = checks_for_action(content) or ("–",)
+        if check == "–":
+            lines.append(f"| {key} | {len(clips[key])} | – | – | – | – |")
+            continue
+        side = label_side(content)
+        own = [run_check(check, joints, side=side).passed for joints in clips[key]]
+        others = {other: flags for other, flags in passes[check].items() if other.split("/", 1)[1] != content}
+        total = sum(len(flags) for flags in others.values())
+        passed = sum(sum(flags) for flags in others.values())
+        worst = max(others, key=lambda other: (np.mean(others[other]), len(others[other])))
+        worst_text = f"{worst} {sum(others[worst])}/{len(others[worst])}" if passed else "–"
+        lines.append(f"| {key} | {len(own)} | {check}{f' ({side})' if side else ''} | {sum(own)}/{len(own)} | "
+                     f"{passed}/{total} | {worst_text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""`kmm vocab` (what the model was trained on) and the out-of-vocabulary warning of `kmm generate`.
+"""`kmm vocab` (what the model was trained on, each action word's measured rate) and the prompt warnings of
+`kmm generate`.
 
-`kmm vocab` reads only ``BUNDLE/vocabulary.json`` (no torch, instant); `warn_about_prompts` embeds the prompts
-with the loaded bundle (generation/prompt_vocabulary.py) and prints one warning per unfamiliar prompt.
+`kmm vocab` reads only ``BUNDLE/vocabulary.json`` and ``BUNDLE/word_checks.json`` (each action word's measured pass
+rate, strong or weak; no torch, instant); `warn_about_prompts` embeds the prompts with the loaded bundle
+(generation/prompt_vocabulary.py) and prints one warning per unfamiliar prompt or prompt using a weak word.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from typing import Any
 
 from .bundle.vocabulary import format_vocabulary, read_vocabulary
+from .bundle.word_strength import format_word_strengths, read_word_strengths
 
 CHECKPOINT_HELP = ("model: default (kmm-small, non-commercial), open (kmm-small-open, commercial use allowed), a "
                    "shipped bundle's name, or a bundle folder (default: default)")
@@ -43,15 +46,23 @@ def command_vocab(args: argparse.Namespace) -> int:
     manifest = read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
     verify_vocabulary_files(folder, manifest)  # a damaged vocabulary file: exit code 3
     vocabulary = read_vocabulary(folder)
+    strengths = read_word_strengths(folder)
     model = model_summary(folder, manifest)
     if args.json:
         summary = vocabulary_summary(vocabulary, args.captions)
+        summary["word_checks"] = (None if strengths is None else
+                                  {"strong_rate": strengths.strong_rate,
+                                   "words": {w.word: {"check": w.check, "rate": w.rate, "strong": w.strong,
+                                                      "alternative": w.alternative} for w in strengths.words}})
         summary["licence"] = {key: manifest[key] for key in ("licence", "licence_note", "acknowledgements",
                                                              "commercial_use") if key in manifest}
         summary["licence"].update(licence=model["licence"], commercial_use=model["commercial_use"])
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(format_vocabulary(vocabulary))
+        sys.stdout.write("\n" + (format_word_strengths(strengths) if strengths is not None else
+                                 "Action words not measured yet (`kmm-train check-words --checkpoint BUNDLE` "
+                                 "measures each word's pass rate).\n"))
         sys.stdout.write(f"\nLicence of {model['name']}'s weights: {model['licence']}\n")
     return 0
 

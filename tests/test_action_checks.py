@@ -17,11 +17,11 @@ from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
 from kmm_core.data.prepare_cli import main as prepare_main
 from kmm_core.evaluation.action_checks import (
-    CHECK_NAMES,
     action_words,
     checks_for_action,
     held_at_least,
     held_at_most,
+    label_side,
     run_check,
 )
 from kmm_core.humanml3d.features import features_to_joints
@@ -30,12 +30,19 @@ HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120
                "HDM_bd_lieDownFloor_001_120.amc", "HDM_bd_kickLFront1Reps_001_120.amc",
                "HDM_bd_depositFloorR_001_120.amc", "HDM_bd_sneak2StepsLStart_001_120.amc")
 DEEPMIMIC_FILES = ("humanoid3d_jump.txt", "humanoid3d_crawl.txt", "humanoid3d_walk.txt", "humanoid3d_kick.txt",
-                   "humanoid3d_run.txt")
+                   "humanoid3d_run.txt", "humanoid3d_backflip.txt", "humanoid3d_getup_faceup.txt",
+                   "humanoid3d_roll.txt", "humanoid3d_spin.txt", "humanoid3d_dance_a.txt")
+# The checks of the original five pose words; locomotion checks (travel, run) are passed by walks by design.
+POSE_CHECKS = ("jump", "squat", "lie", "crawl", "kick")
 
 
 def _joints_by_content(folder: Path) -> dict[str, list[np.ndarray]]:
+    """dataset/content -> joints of its unmirrored windows (a mirrored window keeps its label, 'walk-turn-left',
+    but turns the other way; its captions are the ones mirrored)."""
     clips: dict[str, list[np.ndarray]] = {}
     for row in read_index(folder):
+        if row["mirrored"] == "1":
+            continue
         features = np.load(folder / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
         clips.setdefault(f"{row['dataset']}/{row['content']}", []).append(features_to_joints(features))
     return clips
@@ -85,7 +92,7 @@ def test_real_clips_of_an_action_pass_its_check(real_clips, content, check):
 
 @pytest.mark.parametrize("content", ["deepmimic/walk", "deepmimic/run", "hdm05/sneak2StepsLStart"])
 def test_real_walks_and_runs_pass_no_action_check(real_clips, content):
-    for check in CHECK_NAMES:
+    for check in POSE_CHECKS + ("getup", "inverted", "ground", "hands_high", "reach_floor", "climb"):
         assert not any(_passes(check, real_clips[content])), (content, check)
 
 
@@ -108,7 +115,7 @@ def test_bandai_namco_walks_pass_no_action_check(prepared_dataset):
     walks = [joints for key, clips in _joints_by_content(prepared_dataset).items()
              if key.split("/")[1] in ("walk", "walk-back", "walk-left", "walk-right") for joints in clips]
     assert len(walks) >= 6
-    for check in CHECK_NAMES:
+    for check in POSE_CHECKS:
         assert not any(_passes(check, walks)), check
 
 
@@ -121,8 +128,46 @@ def test_action_words_choose_the_checks():
     assert checks_for_action("squat1Reps") == ("squat",)
     assert checks_for_action("lieDownFloor") == ("lie",)
     assert checks_for_action("crawl") == ("crawl",)
-    for label in ("walk", "walk-turn-left", "shop", "getup_faceup", "basketball", "climb", "wave-left-hand"):
-        assert checks_for_action(label) == (), label
+    expected = {"walk": "travel", "walk-turn-left": "turn", "walk-back": "backward", "walk-left": "sideways",
+                "getup_faceup": "getup", "backflip": "inverted", "dance_spin": "spin", "raise-up-both-hands":
+                "hands_high", "raise-up-left-hand": "hand_high", "wave-left-hand": "wave", "throwBasketball": "swing",
+                "basketball_signal": "hand_up", "rotateArmsBothBackward1Reps": "hands_high", "climb": "climb",
+                "steps up on a box": "climb", "sits down on a chair": "squat", "picks something up": "reach_floor"}
+    for label, check in expected.items():
+        assert checks_for_action(label) == (check,), label
+    assert checks_for_action("shop") == ()
+    assert (label_side("kickLFront1Reps"), label_side("grabHighR"), label_side("walk-right")) == ("left", "right",
+                                                                                                  "right")
+    assert label_side("wave-both-hands") is None and label_side("elbowToKnee1RepsLelbowStart") is None
+
+
+@pytest.mark.parametrize(("content", "check", "other"), [
+    ("deepmimic/backflip", "inverted", "deepmimic/walk"),
+    ("deepmimic/getup_faceup", "getup", "hdm05/lieDownFloor"),
+    ("deepmimic/roll", "ground", "hdm05/squat1Reps"),
+    ("deepmimic/spin", "spin", "hdm05/squat1Reps"),
+    ("deepmimic/dance_a", "dance", "deepmimic/walk"),
+    ("hdm05/depositFloorR", "reach_floor", "hdm05/squat1Reps"),
+    ("deepmimic/run", "run", "deepmimic/walk"),
+    ("deepmimic/walk", "travel", "hdm05/squat1Reps"),
+])
+def test_a_words_check_passes_its_real_clips_and_fails_another_action(real_clips, content, check, other):
+    assert all(_passes(check, real_clips[content])), content
+    assert not any(_passes(check, real_clips[other])), other
+
+
+def test_bandai_namco_sided_words_pass_with_their_side_only(prepared_dataset):
+    clips = _joints_by_content(prepared_dataset)
+    for content, check, side in (("bandai-namco-2/raise-up-left-hand", "hand_high", "left"),
+                                 ("bandai-namco-2/walk-turn-left", "turn", "left"),
+                                 ("bandai-namco-2/walk-turn-right", "turn", "right"),
+                                 ("bandai-namco-1/walk-back", "backward", None)):
+        other = "right" if side == "left" else "left"
+        assert sum(run_check(check, j, side=side).passed for j in clips[content]) >= 2, content
+        if side is not None and check == "turn":
+            assert not any(run_check(check, j, side=other).passed for j in clips[content]), content
+        walks = clips["bandai-namco-2/walk"]
+        assert not any(run_check(check, j, side=side).passed for j in walks), (content, "walk")
 
 
 def test_held_values_need_the_whole_window():
@@ -134,7 +179,9 @@ def test_held_values_need_the_whole_window():
 
 
 def test_bad_inputs_give_clear_errors():
-    with pytest.raises(InputTensorError, match="unknown action check 'dance'"):
-        run_check("dance", np.zeros((10, 22, 3)))
+    with pytest.raises(InputTensorError, match="unknown action check 'juggle'"):
+        run_check("juggle", np.zeros((10, 22, 3)))
+    with pytest.raises(InputTensorError, match="side: expected 'left', 'right' or None"):
+        run_check("kick", np.zeros((10, 22, 3)), side="up")
     with pytest.raises(InputTensorError, match=r"joints: expected shape \(frames, 22, 3\)"):
         run_check("jump", np.zeros((10, 21, 3)))

@@ -75,10 +75,11 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
     # #13's speed path: the CPU scan's C++ source (compiled at first use), MiniLM in plain PyTorch, batched inpainting.
     assert {"kmm_core/model/compiled_selective_scan.py", "kmm_core/model/selective_scan_kernel.cpp",
             "kmm_core/model/minilm_bert.py", "kmm_core/generation/transition_inpainting.py"} <= set(names)
-    # The worker's out-of-vocabulary check: its modules and the shipped model's vocabulary files.
+    # The worker's prompt check: its modules and the shipped model's vocabulary and word-check files.
     assert {"kmm_core/bundle/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",
-            "kmm_core/checkpoints/kmm-small/vocabulary.json",
-            "kmm_core/checkpoints/kmm-small/vocabulary.safetensors"} <= set(names)
+            "kmm_core/bundle/word_strength.py", "kmm_core/checkpoints/kmm-small/vocabulary.json",
+            "kmm_core/checkpoints/kmm-small/vocabulary.safetensors",
+            "kmm_core/checkpoints/kmm-small/word_checks.json"} <= set(names)
     manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))
     assert manifest["components"] == ["tokenizer", "generator", "aligner"]
     assert "CC BY-NC 4.0" in manifest["licence"]
@@ -94,15 +95,17 @@ from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.vocab_command import vocabulary_summary
 from kmm_core.bundle.vocabulary import read_vocabulary
 bundle = ModelBundle.load(device="cpu")
-warnings = prompt_warnings(bundle, [(0, "a person walks forward"), (1, "a person juggles three balls")])
+warnings = prompt_warnings(bundle, [(0, "a person walks forward"), (1, "a person juggles three balls"),
+                                   (2, "a person kicks")])
 print(json.dumps({"actions": len(vocabulary_summary(read_vocabulary(bundle.path))["actions"]),
                   "warned": [(w["segment"], w["prompt"], len(w["suggestions"])) for w in warnings]}))
 """
 
 
 def test_the_unpacked_zip_alone_checks_prompts_against_the_shipped_vocabulary(built_zip, tmp_path):
-    """The worker run from the zip (no training/data/evaluation code in it) imports the vocabulary check, and the
-    shipped model's vocabulary files in the zip warn about an unknown prompt and not about a known one."""
+    """The worker run from the zip (no training/data/evaluation code in it) imports the prompt check, and the
+    shipped model's files in the zip warn about an unknown prompt and a weak word ("kick", with one strong word's
+    prompt to try), not about a known one."""
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(built_zip).extractall(unpacked)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -112,7 +115,7 @@ def test_the_unpacked_zip_alone_checks_prompts_against_the_shipped_vocabulary(bu
     assert completed.returncode == 0, completed.stderr[-3000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
     assert outcome["actions"] > 10
-    assert outcome["warned"] == [[1, "a person juggles three balls", 3]]
+    assert outcome["warned"] == [[1, "a person juggles three balls", 3], [2, "a person kicks", 1]]
 
 
 def test_only_files_git_tracks_are_packed(tmp_path):

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The panel's out-of-vocabulary warning, end to end: real Blender, the real worker, the shipped model."""
+"""The panel's prompt warnings, end to end: real Blender, the real worker, the shipped model.  One row far from
+everything the model was trained on (out of vocabulary), one using a weak action word ("kick": rarely performed,
+measured in the shipped word_checks.json), one known prompt."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 from blender_scripts.runner import run_blender_script
 
 from kmm_core.bundle.model_bundle import default_bundle_path
+from kmm_core.bundle.word_strength import read_word_strengths
 
 pytestmark = pytest.mark.blender
 
@@ -17,26 +20,58 @@ def outcome():
     return run_blender_script("prompt_warnings.py", str(default_bundle_path()), timeout=600)
 
 
+def _boxes(panel: list) -> list[tuple[str, list[dict]]]:
+    """The drawn warning boxes: (the message's wrapped labels joined, the suggestion buttons' properties)."""
+    boxes: list[tuple[str, list[dict]]] = []
+    for kind, text, icon, extra in panel:
+        if kind == "label" and icon == "QUESTION":
+            boxes.append((text, []))
+        elif kind == "label":
+            boxes[-1] = (f"{boxes[-1][0]} {text}", boxes[-1][1])
+        else:
+            assert (text, icon) == ("kmm.use_suggestion", f'Use "{extra["suggestion"]}"'), (text, icon)
+            boxes[-1][1].append(extra)
+    return boxes
+
+
 def test_unknown_prompt_is_warned_on_its_row_with_suggestions(outcome):
-    known, juggle = outcome["rows"]
+    known, juggle, kick = outcome["rows"]
     assert known["warning"] == "" and known["suggestions"] == []
     assert juggle["warned_prompt"] == "a person juggles three balls"
     assert "far from everything this model was trained on" in juggle["warning"]
     assert len(juggle["suggestions"]) == 3 and all(s in juggle["warning"] for s in juggle["suggestions"])
-    assert outcome["reported"] == [juggle["warning"]]
-    # The row itself carries a question-mark icon; the known row keeps its plain dot.
-    assert outcome["row_icons"][1] == [["label", "", "QUESTION"]]
+    assert outcome["reported"] == [juggle["warning"], kick["warning"]]
+    # A warned row carries a question-mark icon; the known row keeps its plain dot.
+    assert outcome["row_icons"][1] == outcome["row_icons"][2] == [["label", "", "QUESTION"]]
     assert outcome["row_icons"][0] == [["label", "", "DOT"]]
 
 
+def test_weak_word_is_warned_with_its_rate_and_a_strong_word_to_try(outcome):
+    word = read_word_strengths(default_bundle_path()).get("kick")
+    assert word is not None and not word.strong and word.alternative   # the shipped measurement makes "kick" weak
+    kick = outcome["rows"][2]
+    assert kick["warned_prompt"] == "a person kicks"
+    assert f'"kick" is a weak word for this model: its kick check passed in {word.rate:.0%} of ' \
+           f"{word.generations} generations" in kick["warning"]
+    assert f'Try the strong word "{word.alternative}" instead: "{word.alternative_prompt}"' in kick["warning"]
+    assert "far from everything" not in kick["warning"]            # a known prompt: only the word is warned about
+    assert kick["suggestions"] == [word.alternative_prompt]
+    # The panel draws the whole message under the table (wrapped over labels) and the strong word's prompt button.
+    (_, _), (text, buttons) = _boxes(outcome["panel"])
+    assert text == f"Segment 3: {' '.join(kick['warning'].split())}"
+    assert buttons == [{"index": 2, "suggestion": word.alternative_prompt}]
+    # Taking it puts the strong word's prompt into the row and clears the last warning.
+    assert outcome["use_kick_suggestion"] == ["FINISHED"]
+    assert outcome["kick_prompt_after"] == word.alternative_prompt and outcome["panel_after_both"] == []
+
+
 def test_panel_offers_the_suggestions_and_using_one_clears_the_warning(outcome):
-    labels = [entry for entry in outcome["panel"] if entry[0] == "label"]
-    buttons = [entry for entry in outcome["panel"] if entry[0] == "operator"]
-    assert labels[0][1].startswith("Segment 2:") and labels[0][2] == "QUESTION"
     suggestions = outcome["rows"][1]["suggestions"]
-    assert [b[1] for b in buttons] == ["kmm.use_suggestion"] * 3
-    assert [b[3] for b in buttons] == [{"index": 1, "suggestion": s} for s in suggestions]
+    (text, buttons), _ = _boxes(outcome["panel"])
+    assert text.startswith("Segment 2:")
+    assert buttons == [{"index": 1, "suggestion": s} for s in suggestions]
     assert outcome["use_suggestion"] == ["FINISHED"]
     assert outcome["prompt_after"] == suggestions[0]
-    assert outcome["warning_after"] == "" and outcome["panel_after"] == []
+    assert outcome["warning_after"] == ""
+    assert [text.split(":")[0] for text, _ in _boxes(outcome["panel_after"])] == ["Segment 3"]
     assert "segment 8: no such row" in outcome["bad_index"]

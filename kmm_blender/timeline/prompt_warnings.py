@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Out-of-vocabulary warnings on the timeline rows: the worker's `result.warnings` (prompts far from everything the
-model was trained on, with the closest known prompts) are stored on the rows they concern; the panel shows them on
-the row and `kmm.use_suggestion` puts a suggested prompt into the row (ui/prompt_suggestions.py).
+"""Prompt warnings on the timeline rows: the worker's `result.warnings` (prompts far from everything the model was
+trained on, with the closest known prompts; prompts using a weak action word, with a strong word's prompt) are
+stored on the rows they concern; the panel shows them on the row and `kmm.use_suggestion` puts a suggested prompt
+into the row (ui/prompt_suggestions.py).
 
 A row keeps the prompt it was warned about (`warned_prompt`): once the user edits the prompt the warning no longer
 applies and is not shown.

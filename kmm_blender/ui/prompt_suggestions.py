@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The timeline rows' out-of-vocabulary warnings drawn under the table, and `kmm.use_suggestion`, which puts a
-suggested prompt into the row (the warnings themselves: timeline/prompt_warnings.py)."""
+"""The timeline rows' prompt warnings (out of vocabulary, weak action words) drawn under the table, and
+`kmm.use_suggestion`, which puts a suggested prompt into the row (the warnings themselves: timeline/prompt_warnings.py)."""
 
 from __future__ import annotations
 

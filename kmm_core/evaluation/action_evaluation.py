@@ -31,7 +31,7 @@ motion, and a single odd caption could not decide a row.  Real clips of the same
 rate is the ceiling of what the evaluator can recognise for that action, so a low generated rate under a high real one
 is the generator's fault, and a low real rate says the evaluator cannot tell that action apart.
 
-**Geometric checks** (``action_checks.py``, from the action word: jump, squat, lie, crawl, kick) on the joints of every
+**Geometric checks** (``action_checks.py``, one per action word: jump, kick, getup, spin, travel, wave, ...) on every
 generated motion and every real clip; the **side** check (``directional.py``, as ``kmm-train eval``'s directional
 accuracy) on every prompt that names one side-specific intent.  Generated joints are the model's decoded motion
 (smoothed as generation does) WITHOUT the foot-contact cleanup unless ``--foot-lock``: the question is whether the

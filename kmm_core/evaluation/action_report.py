@@ -69,7 +69,7 @@ def action_document(results: Mapping[str, Any]) -> str:
         f"then).  Each prompt is generated {settings['generations_per_prompt']} times.  Retrieval with the "
         f"evaluator: a motion retrieves its action when the action's prototype text embedding (the mean of its "
         f"prompts') is among the {k} most similar of all {len(actions)} actions; the real clips' rates are the "
-        f"evaluator's ceiling.  Checks: geometric (jump, squat, lie, crawl, kick from the action word; side for "
+        f"evaluator's ceiling.  Checks: geometric (one per action word, kmm_core/evaluation/action_checks.py; side for "
         f"prompts naming a side).  An action passes when its generated top-{k} rate and every generated check rate "
         f"are >= {rate:g}.  docs/evaluation.md explains each column." + blind_note,
         "",

@@ -6,7 +6,11 @@ A prompt is compared with every distinct training caption by the cosine similari
 space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condition the generator) or ``minilm``
 (the frozen MiniLM sentence embeddings the aligner reads).  When its best similarity is below the bundle's
 threshold the prompt is *out of vocabulary*: the motion will be whatever the model makes of unfamiliar words, so
-the user is warned and shown the closest known prompts.
+the user is warned and shown the closest known prompts.  A prompt that uses an action word the model lists but
+rarely performs (a WEAK word of ``word_checks.json``, ``bundle/word_strength.py``) is warned about too, naming the
+word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  Known prompts
+that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
+kmm-small rarely performs).
 
 Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
 on the validation split; inference only reads them):
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bundle.vocabulary import Vocabulary, read_vocabulary
+from ..bundle.word_strength import WordStrength, WordStrengths, read_word_strengths
 from ..common.errors import InputFileError, KMMError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,26 +58,41 @@ class PromptCheck:
     prompt: str
     similarity: float                 # best cosine similarity to a training caption
     threshold: float
-    suggestions: tuple[str, ...]      # closest known prompts, most similar first
+    suggestions: tuple[str, ...]      # closest known prompts without a weak word, most similar first
+    weak_words: tuple[WordStrength, ...] = ()   # listed action words the model rarely performs (word_checks.json)
 
     @property
     def known(self) -> bool:
         return self.similarity >= self.threshold
 
     @property
+    def warned(self) -> bool:
+        """Out of vocabulary, or using a weak action word."""
+        return not self.known or bool(self.weak_words)
+
+    @property
     def warning(self) -> str | None:
-        if self.known:
+        if not self.warned:
             return None
-        closest = "; ".join(f'"{s}"' for s in self.suggestions)
-        return (f'"{self.prompt}" is far from everything this model was trained on (similarity '
-                f"{self.similarity:.2f} < {self.threshold:.2f}): the motion may not match it. Closest known "
-                f"prompts: {closest}. `kmm vocab` lists what the model knows.")
+        parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
+        if not self.known:
+            closest = "; ".join(f'"{s}"' for s in self.suggestions)
+            parts.append(f'"{self.prompt}" is far from everything this model was trained on (similarity '
+                         f"{self.similarity:.2f} < {self.threshold:.2f}): the motion may not match it. Closest "
+                         f"known prompts: {closest}.")
+        return " ".join(parts) + " `kmm vocab` lists what the model knows."
+
+    def offered_prompts(self) -> tuple[str, ...]:
+        """Prompts to offer instead: the weak words' strong alternatives first, then the closest known prompts
+        (only when the prompt is out of vocabulary)."""
+        alternatives = [word.alternative_prompt for word in self.weak_words if word.alternative_prompt]
+        return tuple(dict.fromkeys(alternatives + (list(self.suggestions) if not self.known else [])))
 
     def to_dict(self, segment: int | None = None) -> dict:
         """The worker's ``warnings`` entry (docs/worker_protocol.md)."""
         return {"segment": segment, "prompt": self.prompt, "similarity": round(self.similarity, 4),
                 "threshold": round(self.threshold, 4), "message": self.warning or "",
-                "suggestions": list(self.suggestions)}
+                "suggestions": list(self.offered_prompts())}
 
 
 def embed_texts(bundle: ModelBundle, texts: list[str] | tuple[str, ...], space: str = "aligner") -> np.ndarray:
@@ -103,12 +123,14 @@ class PromptVocabulary:
     lacks the files (bundles made before they existed) or an aligner."""
 
     def __init__(self, bundle: ModelBundle, vocabulary: Vocabulary, train: np.ndarray, threshold: float,
-                 space: str):
+                 space: str, words: WordStrengths | None = None):
         self.bundle = bundle
         self.vocabulary = vocabulary
         self.train = train
         self.threshold = threshold
         self.space = space
+        self.words = words
+        self._weak_captions: dict[int, bool] = {}
 
     @classmethod
     def load(cls, bundle: ModelBundle) -> PromptVocabulary:
@@ -138,7 +160,15 @@ class PromptVocabulary:
         if train.shape != (len(vocabulary.train_captions), width):
             raise InputFileError(path, f"train_embeddings has shape {train.shape}, expected "
                                        f"({len(vocabulary.train_captions)}, {width})")
-        return cls(bundle, vocabulary, train, float(threshold), space)
+        return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path))
+
+    def _uses_weak_word(self, caption: int) -> bool:
+        """Whether training caption `caption` uses a weak word (never suggested: the model rarely performs it)."""
+        if self.words is None:
+            return False
+        if caption not in self._weak_captions:
+            self._weak_captions[caption] = bool(self.words.weak_words_in(self.vocabulary.train_captions[caption]))
+        return self._weak_captions[caption]
 
     def check(self, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck]:
         unique = list(dict.fromkeys(prompts))
@@ -149,12 +179,15 @@ class PromptVocabulary:
             order = np.argsort(-similarity)
             chosen: list[int] = []
             for index in order[:200]:
+                if self._uses_weak_word(int(index)):
+                    continue
                 if all(self.train[index] @ self.train[c] < DISTINCT_SUGGESTION_SIMILARITY for c in chosen):
                     chosen.append(int(index))
                 if len(chosen) == SUGGESTIONS:
                     break
             checks[prompt] = PromptCheck(prompt, float(similarity[order[0]]), self.threshold,
-                                         tuple(self.vocabulary.train_captions[i] for i in chosen))
+                                         tuple(self.vocabulary.train_captions[i] for i in chosen),
+                                         tuple(self.words.weak_words_in(prompt)) if self.words else ())
         return [checks[prompt] for prompt in prompts]
 
 
@@ -175,9 +208,9 @@ def check_prompts(bundle: ModelBundle, prompts: list[str] | tuple[str, ...]) -> 
 
 
 def prompt_warnings(bundle: ModelBundle, prompts: list[tuple[int | None, str]]) -> list[dict]:
-    """The worker's result ``warnings``: one entry per (segment, prompt) whose prompt is out of vocabulary; []
-    when every prompt is known or the bundle cannot check."""
+    """The worker's result ``warnings``: one entry per (segment, prompt) whose prompt is out of vocabulary or uses a
+    weak action word; [] when every prompt is known and strong or the bundle cannot check."""
     checks = check_prompts(bundle, [prompt for _, prompt in prompts])
     if not checks:
         return []
-    return [check.to_dict(segment) for (segment, _), check in zip(prompts, checks, strict=True) if not check.known]
+    return [check.to_dict(segment) for (segment, _), check in zip(prompts, checks, strict=True) if check.warned]

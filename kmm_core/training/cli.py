@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
+    commands.add_parser("check-words", help="check every action word of a bundle on generated motion; writes "
+                        "BUNDLE/word_checks.json (see kmm-train check-words --help)", add_help=False)
     commands.add_parser("ablate", help="seed study: masking rows x training seeds, trained, evaluated, tabulated "
                         "(see kmm-train ablate --help)", add_help=False)
     return parser
@@ -107,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..evaluation.action_evaluation import main as action_evaluation_main
 
         return action_evaluation_main(argv[1:])
+    if argv and argv[0] == "check-words":
+        from ..evaluation.word_checks import main as word_checks_main
+
+        return word_checks_main(argv[1:])
     if argv and argv[0] == "ablate":
         from .ablate_command import main as ablate_main
 

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Blender check of the out-of-vocabulary warning with the REAL worker and the shipped model:
+"""Blender check of the prompt warnings with the REAL worker and the shipped model:
 
     prompt_warnings.py <model bundle folder>
 
-Generates a two-row timeline (a known prompt, then "a person juggles three balls") through the blocking path, and
-reports what the rows hold, what the panel draws for them (a recording layout stands in for Blender's UI, which
-has no window in bpy module mode), and what `kmm.use_suggestion` does.
+Generates a three-row timeline (a known prompt, "a person juggles three balls" far from every training caption,
+and "a person kicks", whose action word the model rarely performs: a weak word of its word_checks.json) through the
+blocking path, and reports what the rows hold, what the panel draws for them (a recording layout stands in for
+Blender's UI, which has no window in bpy module mode), and what `kmm.use_suggestion` does on both warned rows.
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ def draw_warnings() -> list:
             for entry in log]
 
 
-set_rows(settings, [Row("a person walks forward", 1, 36), Row("a person juggles three balls", 37, 72)])
+set_rows(settings, [Row("a person walks forward", 1, 36), Row("a person juggles three balls", 37, 72),
+                    Row("a person kicks", 73, 108)])
 real_worker = backend_session.BackendConfig(python=sys.executable, device="cpu", checkpoint=bundle)
 imported = job_runner.run_generation_blocking(context, timeout=280, config=real_worker)
 result["reported"] = list(imported.warnings)
 result["rows"] = [{"prompt": s.prompt, "warning": s.vocabulary_warning, "warned_prompt": s.warned_prompt,
                    "suggestions": prompt_warnings.suggestions_of(s)} for s in settings.segments]
-result["row_icons"] = [draw_row(0), draw_row(1)]
+result["row_icons"] = [draw_row(index) for index in range(3)]
 result["panel"] = draw_warnings()
 
 # Taking a suggestion puts it into the row; the warning no longer applies to the new prompt.
@@ -86,6 +88,12 @@ result["use_suggestion"] = sorted(bpy.ops.kmm.use_suggestion(index=1, suggestion
 result["prompt_after"] = settings.segments[1].prompt
 result["warning_after"] = prompt_warnings.active_warning(settings.segments[1])
 result["panel_after"] = draw_warnings()
+
+# The weak word's row: its first suggestion is the strong word's prompt; taking it clears the last warning.
+kick_suggestion = prompt_warnings.suggestions_of(settings.segments[2])[0]
+result["use_kick_suggestion"] = sorted(bpy.ops.kmm.use_suggestion(index=2, suggestion=kick_suggestion))
+result["kick_prompt_after"] = settings.segments[2].prompt
+result["panel_after_both"] = draw_warnings()
 try:
     result["bad_index"] = sorted(bpy.ops.kmm.use_suggestion(index=7, suggestion="a person walks"))
 except RuntimeError as error:   # bpy.ops raises the operator's ERROR report in module mode

@@ -1,0 +1,253 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``kmm-train check-words``: every action word a bundle lists, checked on generated motion, stored in the bundle.
+
+::
+
+    kmm-train check-words --checkpoint BUNDLE [--seeds 10] [--phrasings 2] [--seconds 4] [--table FILE]
+
+For each action word of ``BUNDLE/vocabulary.json`` (``Vocabulary.action_words``): ``--phrasings`` distinct example
+prompts of the word (training captions, from every dataset that has the word), each generated ``--seeds`` times
+(one seeded sampling stream, batched), ``--seconds`` long, and measured on the decoded joints by the word's
+geometric check (``action_checks.checks_for_action``; a side named by the prompt, or else by the label, is the side
+that must do it).  The word's pass rate is the share of its generations that pass; a word below ``--strong-rate``
+(0.6) is WEAK, and gets a strong word as its alternative (``choose_alternatives``): one of the same check, else
+of the same kind of action, else any; a plain word before a dataset label ('jumping', not 'hopBothLegs1hops'); the
+closest in MiniLM's sentence space among equals; its offered prompt never uses a weak word itself.  The result goes
+into ``BUNDLE/word_checks.json`` (``bundle/word_strength.py``), which ``kmm vocab`` and the prompt warnings read;
+``--table`` also writes the Markdown table (``benchmarks/results/``).
+
+77 words x 2 phrasings x 10 seeds = 1,540 four-second clips: a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..common.atomic_write import write_text_atomic
+from ..common.errors import KMMError
+from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from .action_checks import CHECK_KINDS, checks_for_action, label_side, run_check
+
+_SIDE_WORD = re.compile(r"\b(left|right)\b")
+
+
+class WordCheckError(KMMError):
+    """A bundle whose words cannot be checked (no vocabulary, a word without example prompts)."""
+
+
+@dataclass(frozen=True)
+class WordCheckSettings:
+    seeds: int = 10
+    phrasings: int = 2
+    seconds: float = 4.0
+    seed: int = 0
+    strong_rate: float = 0.6
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+@dataclass
+class WordPlan:
+    word: str
+    check: str
+    side: str | None
+    phrasings: list[str]
+
+
+def prompt_side(prompt: str, label_default: str | None) -> str | None:
+    """The one side a prompt names ("left"/"right"), else the label's side."""
+    sides = set(_SIDE_WORD.findall(prompt.lower()))
+    return sides.pop() if len(sides) == 1 else label_default
+
+
+def plan_words(vocabulary, phrasings: int) -> list[WordPlan]:
+    """One plan per action word: its check and its first `phrasings` distinct example prompts."""
+    plans = []
+    for word in vocabulary.action_words:
+        examples = list(dict.fromkeys(e for action in vocabulary.actions if action.content == word
+                                      for e in action.examples))
+        if not examples:
+            raise WordCheckError(f"{vocabulary.path or 'vocabulary.json'}: action {word!r} has no example prompts")
+        (check,) = checks_for_action(word) or ("",)
+        if not check:
+            raise WordCheckError(f"action {word!r}: no geometric check applies (evaluation/action_checks.py "
+                                 f"_CHECK_RULES)")
+        plans.append(WordPlan(word, check, label_side(word), examples[:phrasings]))
+    return plans
+
+
+def check_generations(plan: WordPlan, prompts: Sequence[str], joints: Sequence[np.ndarray]) -> list[bool]:
+    """Pass/fail of each generated motion of one word under its check."""
+    return [run_check(plan.check, motion, MODEL_FPS, side=prompt_side(prompt, plan.side)).passed
+            for prompt, motion in zip(prompts, joints, strict=True)]
+
+
+def is_label_like(word: str) -> bool:
+    """A dataset's take label rather than a word an animator would type: capitals or digits
+    ('kickLFront1Reps', 'sneak2StepsLStart'), unlike 'spinkick', 'walk-turn-left' or 'zombie_walk'."""
+    return bool(re.search(r"[A-Z0-9]", word))
+
+
+def _action_distance(check: str, other: str) -> int:
+    """0: the same check, 1: the same kind of action (action_checks.CHECK_KINDS), 2: another kind."""
+    return 0 if check == other else 1 if CHECK_KINDS[check] == CHECK_KINDS[other] else 2
+
+
+def _side_distance(side: str | None, other: str | None) -> int:
+    """0: the same side, 1: no side on one of them, 2: the opposite side."""
+    return 0 if side is not None and side == other else 1 if side is None or other is None else 2
+
+
+def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> None:
+    """Give every weak row the strong word an animator would try instead, with the prompt to try (in place).
+
+    Among the strong words with an example prompt that the prompt warning passes (no weak word in it, so taking
+    the suggestion clears the warning), the first by: the same check, else the same kind of action, else any; a
+    plain word before a label-like one ('jumping', not 'hopBothLegs1hops'); the same side before none, none before
+    the opposite ('walk-right' -> 'walk-turn-right'); then the closest mean phrasing embedding (`embeddings`: one
+    unit row per row).  A weak word with no such strong word keeps no alternative."""
+    from ..bundle.word_strength import WORD_CHECKS_FORMAT_VERSION, word_strengths_from_dict
+
+    warning = word_strengths_from_dict({"format_version": WORD_CHECKS_FORMAT_VERSION, "words": rows})
+    offered = {index: next((p for p in row["phrasings"] if not warning.weak_words_in(p)), None)
+               for index, row in enumerate(rows) if row["strong"]}
+    for index, row in enumerate(rows):
+        if row["strong"]:
+            continue
+        candidates = [(_action_distance(row["check"], rows[other]["check"]), is_label_like(rows[other]["word"]),
+                       _side_distance(row.get("side"), rows[other].get("side")),
+                       -float(embeddings[index] @ embeddings[other]), other)
+                      for other, prompt in offered.items() if prompt is not None]
+        if candidates:
+            best = min(candidates)[-1]
+            row["alternative"], row["alternative_prompt"] = rows[best]["word"], offered[best]
+
+
+def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
+                    log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """The whole measurement of one bundle: returns the ``word_checks.json`` document."""
+    from ..bundle.model_bundle import ModelBundle, read_manifest
+    from ..bundle.model_choice import resolve_model
+    from ..bundle.vocabulary import read_vocabulary
+    from ..generation.prompt_vocabulary import embed_texts
+    from .evaluate import checkpoint_name
+    from .generated_motions import generate_features, generated_joints
+
+    folder = resolve_model(str(checkpoint))
+    vocabulary = read_vocabulary(folder)
+    plans = plan_words(vocabulary, settings.phrasings)
+    bundle = ModelBundle.load(folder, device=settings.device)
+    frames = int(round(settings.seconds * MODEL_FPS)) // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN
+    prompts = [p for plan in plans for p in plan.phrasings for _ in range(settings.seeds)]
+    log(f"generating {len(prompts)} motions of {frames} frames ({len(plans)} words)")
+    started = time.perf_counter()
+    features = generate_features(bundle, prompts, [frames] * len(prompts), settings.seed, settings.batch_size)
+    joints = generated_joints(features, foot_lock=False)
+    log(f"generated in {time.perf_counter() - started:.0f} s; checking")
+    rows, offset = [], 0
+    for plan in plans:
+        count = len(plan.phrasings) * settings.seeds
+        flags = check_generations(plan, prompts[offset:offset + count], joints[offset:offset + count])
+        offset += count
+        rate = float(np.mean(flags))
+        rows.append({"word": plan.word, "check": plan.check, "side": plan.side, "phrasings": plan.phrasings,
+                     "generations": count, "passed": int(sum(flags)), "rate": round(rate, 4),
+                     "strong": rate >= settings.strong_rate, "alternative": "", "alternative_prompt": ""})
+    mean = np.stack([embed_texts(bundle, plan.phrasings, "minilm").mean(axis=0) for plan in plans])
+    choose_alternatives(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12))
+    return {"format_version": 1, "model": checkpoint_name(folder, read_manifest(folder)),
+            "strong_rate": settings.strong_rate, "settings": asdict(settings),
+            "seconds": round(time.perf_counter() - started, 1), "words": rows}
+
+
+def word_table(document: dict[str, Any]) -> str:
+    """The Markdown table of a ``word_checks.json`` document."""
+    words = document["words"]
+    strong = sum(row["strong"] for row in words)
+    settings = document["settings"]
+    lines = [f"# Action words of {document['model']}: each word's check on generated motion", "",
+             f"**{strong} of {len(words)} words strong** (pass rate >= {document['strong_rate']:.0%}).  "
+             f"Command: `{document.get('command', '?')}` ({document['seconds']:.0f} s).  Each word: "
+             f"{settings['phrasings']} phrasings (its training captions) x {settings['seeds']} seeds, "
+             f"{settings['seconds']:g} s each, the decoded motion measured by the word's geometric check "
+             f"(kmm_core/evaluation/action_checks.py; real-clip pass rates in benchmarks/results/action_checks.md).",
+             "", "| Word | Check | Passed | Rate | Strong | Try instead (strong word: its prompt) |",
+             "| --- | --- | ---: | ---: | --- | --- |"]
+    for row in words:
+        check = row["check"] + (f" ({row['side']})" if row.get("side") else "")
+        instead = f"`{row['alternative']}`: \"{row['alternative_prompt']}\"" if row["alternative"] else "–"
+        lines.append(f"| `{row['word']}` | {check} | {row['passed']}/{row['generations']} | {row['rate']:.2f} | "
+                     f"{'yes' if row['strong'] else '**weak**'} | {instead} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = WordCheckSettings()
+    parser = argparse.ArgumentParser(prog="kmm-train check-words",
+                                     description="Check every action word of a bundle on generated motion; writes "
+                                                 "BUNDLE/word_checks.json (read by kmm vocab and the prompt "
+                                                 "warnings).")
+    parser.add_argument("--checkpoint", required=True, help="model: default, open, a shipped name, or a folder")
+    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="generations per phrasing (default 10)")
+    parser.add_argument("--phrasings", type=int, default=defaults.phrasings, help="example prompts per word (2)")
+    parser.add_argument("--seconds", type=float, default=defaults.seconds, help="length of each clip (4)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--strong-rate", type=float, default=defaults.strong_rate,
+                        help="pass rate a word needs to count as strong (0.6)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--table", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 bad input (message on stderr), 2 bad command line."""
+    from ..bundle.model_choice import resolve_model
+    from ..bundle.word_strength import write_word_checks
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    log = ((lambda _m: None) if args.quiet
+           else (lambda m: print(f"[kmm-train check-words] {m}", file=sys.stderr, flush=True)))
+    for name in ("seeds", "phrasings", "batch_size"):
+        if getattr(args, name) < 1:
+            print(f"kmm-train check-words: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 1
+    if not 0.0 < args.seconds <= 10.0 or not 0.0 <= args.strong_rate <= 1.0:
+        print("kmm-train check-words: error: --seconds must be in (0, 10] and --strong-rate in [0, 1]",
+              file=sys.stderr)
+        return 1
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+    try:
+        settings = WordCheckSettings(seeds=args.seeds, phrasings=args.phrasings, seconds=args.seconds,
+                                     seed=args.seed, strong_rate=args.strong_rate, batch_size=args.batch_size,
+                                     device=args.device)
+        document = run_word_checks(args.checkpoint, settings, log)
+        document["command"] = "kmm-train check-words " + " ".join(argv)
+        path = write_word_checks(resolve_model(args.checkpoint), document)
+        if args.table:
+            write_text_atomic(args.table, word_table(document))
+    except KMMError as error:
+        print(f"kmm-train check-words: error: {error}", file=sys.stderr)
+        return 1
+    strong = sum(row["strong"] for row in document["words"])
+    print(f"[kmm-train check-words] {strong} of {len(document['words'])} words strong; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
