@@ -271,6 +271,8 @@ class DecodingConfig(_StrictConfig):
     residual_temperature: float = 0.0
     # Gumbel noise added to the confidences before re-masking (MaskGIT's choice temperature); 0 disables it.
     remask_noise: float = 0.0
+    # Classifier-free guidance of the residual layers (the fine detail); None: the same as guidance_scale.
+    residual_guidance_scale: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -279,3 +281,5 @@ class DecodingConfig(_StrictConfig):
         _require(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
         _require(self.residual_temperature >= 0, "residual_temperature", "must be >= 0")
         _require(self.remask_noise >= 0, "remask_noise", "must be >= 0")
+        _require(self.residual_guidance_scale is None or self.residual_guidance_scale >= 0, "residual_guidance_scale",
+                 "must be >= 0 or null")

@@ -87,7 +87,9 @@ def decode_tokens(
         if residual is not None:
             for layer in range(1, generator.config.num_quantizers):
                 lower = torch.stack(layers, dim=-1)
-                logits = guided_logits(residual, config.guidance_scale, lower, layer, sentence=sentence,
+                scale = config.guidance_scale if config.residual_guidance_scale is None else \
+                    config.residual_guidance_scale
+                logits = guided_logits(residual, scale, lower, layer, sentence=sentence,
                                        cond_per_token=cond_per_token, token_valid=token_valid)
                 sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
