@@ -18,6 +18,9 @@ rest orientation to its posed one, so posed axes = D_b M'_b with M'_b the rest a
 3. Leg IK: each leg's thigh and shin are turned (analytic two-bone IK, bone lengths kept, the knee staying in the
    plane the transferred knee bends in, forward when straight) so that the ankle reaches the scaled source ankle;
    the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
+4. Feet on the ground (`foot_ground.py`): the body stands at the rig's own ankle height, and each foot chain (ankle,
+   toes, toe tip, heel, skinned foot corners) rests on the rig's rest floor while the source foot is down, never
+   below it, its pitch following the floor while the source foot is flat.
 
 Exact when source and rig agree up to scale: a Bandai-Namco clip sent onto the KMM skeleton and back reproduces its
 joints (tests/test_retarget_core.py).
@@ -34,6 +37,7 @@ from ..motion.kinematics import fit_rest_offsets, forward_kinematics, inverse_ki
 from ..motion.rotations import matrix_to_quat, qbetween, quat_to_matrix
 from ..motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
 from .bone_map import BoneMap
+from .foot_ground import ground_feet, standing_offset
 from .target_skeleton import TargetSkeleton
 
 _EPS = 1e-9
@@ -347,13 +351,16 @@ def needed_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
         parents=tuple(new_index[skeleton.parents[b]] if skeleton.parents[b] >= 0 else -1 for b in order),
         rest_heads=skeleton.rest_heads[order], rest_rotations=skeleton.rest_rotations[order],
         tail_directions=skeleton.tail_directions[order], to_humanml3d=skeleton.to_humanml3d,
-        scale_to_metres=skeleton.scale_to_metres)
+        scale_to_metres=skeleton.scale_to_metres,
+        rest_tails=None if skeleton.rest_tails is None else skeleton.rest_tails[order],
+        foot_points={name: points for name, points in skeleton.foot_points.items() if index[name] in keep})
 
 
 def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, leg_ik: bool = True,
-             only_needed_bones: bool = False) -> RetargetedMotion:
+             only_needed_bones: bool = False, feet_on_ground: bool = False) -> RetargetedMotion:
     """Pose `skeleton` like `source` frame by frame (see the module docstring).  With `only_needed_bones` the
-    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint)."""
+    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint).  With
+    `feet_on_ground` (and `leg_ik`) the rig's own feet stand on its rest floor (`foot_ground.py`)."""
     if only_needed_bones:
         skeleton = needed_bones(skeleton, bone_map)
     positions = np.asarray(source.positions, dtype=np.float64)
@@ -363,6 +370,9 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
         raise RetargetError("source motion contains NaN or infinite values")
     plan = plan_retarget(skeleton, bone_map, source.rest_positions)
     goal = positions * plan.scale
+    grounding = leg_ik and feet_on_ground
+    if grounding:
+        goal[..., 1] += standing_offset(plan, goal, source.fps)
     rest_points = plan.rest_points()
     heads, rest = plan.rest_heads, plan.rest_heads
     frames, bones = len(positions), len(skeleton.bone_names)
@@ -407,6 +417,8 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
     if leg_ik:
         _lower_out_of_reach(motion, goal)
         _leg_ik(motion, goal)
+    if grounding:
+        ground_feet(motion, goal, source.fps, _leg_ik)
     return motion
 
 
