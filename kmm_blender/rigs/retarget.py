@@ -21,6 +21,7 @@ from ...kmm_core.common.bounded_read import parse_json
 from ...kmm_core.common.errors import InputFileError, KMMError
 from ...kmm_core.motion import skeleton
 from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_dict
+from ...kmm_core.retarget.facing import face_forward
 from ...kmm_core.retarget.bvh_output import resample_source
 from ...kmm_core.retarget.name_matching import detect_bone_map
 from ...kmm_core.retarget.target_skeleton import TargetSkeleton, TargetSkeletonError
@@ -45,7 +46,8 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     bones.sort(key=lambda b: depth[b.name])
     index = {bone.name: i for i, bone in enumerate(bones)}
     heads = np.array([bone.head_local for bone in bones], dtype=np.float64).reshape(-1, 3)
-    tails = np.array([bone.tail_local for bone in bones], dtype=np.float64).reshape(-1, 3) - heads
+    rest_tails = np.array([bone.tail_local for bone in bones], dtype=np.float64).reshape(-1, 3)
+    tails = rest_tails - heads
     tails /= np.maximum(np.linalg.norm(tails, axis=-1, keepdims=True), 1e-9)
     rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones]).reshape(-1, 3, 3)
     world = _rotation_scale(obj)
@@ -58,7 +60,41 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     return TargetSkeleton(name=obj.name, bone_names=tuple(b.name for b in bones),
                           parents=tuple(index[b.parent.name] if b.parent else -1 for b in bones),
                           rest_heads=heads, rest_rotations=rest, tail_directions=tails, to_humanml3d=to_humanml3d,
-                          scale_to_metres=scale)
+                          scale_to_metres=scale, rest_tails=rest_tails, foot_points=skinned_foot_points(obj))
+
+
+def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
+    """Per foot bone, the 8 corners of the box around the rest vertices it moves most (armature space): where the
+    skinned foot mesh ends, so that its soles and toes, not only the bones, stand on the floor.  Foot bones are found
+    by the bone map later; here every bone that carries the lowest vertices of a skinned mesh is a candidate."""
+    inverse = np.array(obj.matrix_world.inverted(), dtype=np.float64)
+    per_bone: dict[str, list[np.ndarray]] = {}
+    for mesh in bpy.data.objects:
+        if mesh.type != "MESH" or not any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers):
+            continue
+        groups = {group.index: group.name for group in mesh.vertex_groups if group.name in obj.data.bones}
+        if not groups:
+            continue
+        count = len(mesh.data.vertices)
+        coordinates = np.empty(count * 3)
+        mesh.data.vertices.foreach_get("co", coordinates)
+        world = np.array(mesh.matrix_world, dtype=np.float64)
+        world_points = coordinates.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
+        points = world_points @ inverse[:3, :3].T + inverse[:3, 3]
+        heights = world_points[:, 2]  # Blender's up
+        low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the body
+        for vertex in np.flatnonzero(low):
+            weights = mesh.data.vertices[int(vertex)].groups
+            best = max((g for g in weights if g.group in groups), key=lambda g: g.weight, default=None)
+            if best is not None and best.weight > 0.0:
+                per_bone.setdefault(groups[best.group], []).append(points[vertex])
+    corners = {}
+    for bone, points in per_bone.items():
+        array = np.array(points)
+        low, high = array.min(axis=0), array.max(axis=0)
+        corners[bone] = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
+                                  for z in (low[2], high[2])])
+    return corners
 
 
 def stored_bone_map(obj: bpy.types.Object) -> BoneMap | None:
@@ -97,7 +133,8 @@ def bone_map_for(obj: bpy.types.Object, skeleton_: TargetSkeleton | None = None)
     if stored is not None:
         return stored
     target = skeleton_ or armature_target_skeleton(obj)
-    return detect_bone_map(target.bone_names, target.parents, target.rest_heads_metres(), obj.name)
+    return detect_bone_map(target.bone_names, target.parents, target.rest_heads_metres(), obj.name,
+                           target.rest_tails_metres())
 
 
 def target_problem(obj: bpy.types.Object | None) -> str | None:
@@ -147,8 +184,10 @@ def location_bone(obj: bpy.types.Object, motion: RetargetedMotion) -> str:
 
 
 def retarget_onto(obj: bpy.types.Object, source: SourceMotion) -> RetargetedMotion:
+    """`source` on the armature: facing read from its rest pose, its own feet on its rest floor."""
     target = armature_target_skeleton(obj)
-    return retarget(source, target, bone_map_for(obj, target), only_needed_bones=True)
+    bone_map = bone_map_for(obj, target)
+    return retarget(source, face_forward(target, bone_map), bone_map, only_needed_bones=True, feet_on_ground=True)
 
 
 def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> tuple[list[str], np.ndarray, str, np.ndarray]:
@@ -207,10 +246,8 @@ def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, op
     if options.root_motion not in (take_keys.ROOT_MOTION_WORLD, take_keys.ROOT_MOTION_IN_PLACE):
         raise take_keys.KeyframeWriteError(f"unknown root motion option {options.root_motion!r}")
     try:
-        target = armature_target_skeleton(obj)
-        bone_map = bone_map_for(obj, target)
-        retargeted = retarget(source_for(motion, in_place, scene_fps if resampling else None), target, bone_map,
-                              only_needed_bones=True)
+        bone_map = bone_map_for(obj)
+        retargeted = retarget_onto(obj, source_for(motion, in_place, scene_fps if resampling else None))
     except KMMError as error:
         raise take_keys.KeyframeWriteError(f"cannot retarget onto {obj.name!r}: {error}") from None
     names, quaternions, mover, locations = keyed_values(obj, retargeted)
