@@ -21,8 +21,8 @@ from ...kmm_core.common.bounded_read import parse_json
 from ...kmm_core.common.errors import InputFileError, KMMError
 from ...kmm_core.motion import skeleton
 from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_dict
-from ...kmm_core.retarget.facing import face_forward
 from ...kmm_core.retarget.bvh_output import resample_source
+from ...kmm_core.retarget.facing import face_forward
 from ...kmm_core.retarget.name_matching import detect_bone_map
 from ...kmm_core.retarget.target_skeleton import TargetSkeleton, TargetSkeletonError
 from ...kmm_core.retarget.transfer import RetargetedMotion, SourceMotion, retarget, source_from_motion_result

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import _harness
-import numpy as np
 
 user_dir = _harness.start()
 import bpy  # noqa: E402
