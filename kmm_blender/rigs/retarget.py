@@ -13,6 +13,7 @@ take_keys.py; every other armature (foreign rigs, KMM armatures with other propo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import bpy
 import numpy as np
@@ -190,8 +191,21 @@ def retarget_onto(obj: bpy.types.Object, source: SourceMotion) -> RetargetedMoti
     return retarget(source, face_forward(target, bone_map), bone_map, only_needed_bones=True, feet_on_ground=True)
 
 
-def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> tuple[list[str], np.ndarray, str, np.ndarray]:
-    """(keyed bone names, their (T, K, 4) pose quaternions, the location bone, its (T, 3) pose locations)."""
+@dataclass
+class KeyedValues:
+    """What a retargeted take keys on the rig, per frame (see `keyed_values`)."""
+
+    bone_names: list[str]        # bones keyed by rotation
+    quaternions: np.ndarray      # (T, K, 4) their pose quaternions
+    location_bone: str           # the bone whose location carries the travel
+    locations: np.ndarray        # (T, 3) its pose locations
+    located_bones: list[str]     # further bones keyed by location: the map's placed bones and the bones above them
+    located: np.ndarray          # (T, L, 3) their pose locations
+
+
+def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues:
+    """The rotations of the driven bones, the travel on the location bone, and the places of the map's placed bones
+    (IK feet under the root: location and rotation), the bones above them keyed at rest."""
     driven = motion.driven_bones()
     names = [motion.skeleton.bone_names[b] for b in driven]
     quaternions = motion.local_quaternions()[:, driven]
@@ -213,13 +227,30 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> tuple[list[
         at_rest.append(mover)
     names += at_rest
     identity = np.tile([1.0, 0.0, 0.0, 0.0], (len(quaternions), len(at_rest), 1))
-    return names, np.concatenate([quaternions, identity], axis=1), mover, locations
+    # A placed bone's keys put it where the motion goes from its parent's rest: its parents' locations are keyed at
+    # rest too (a glTF import leaves the root bone moved by the file's node pose).
+    placed = [motion.skeleton.bone_names[b] for b in motion.plan.placed]
+    above = []
+    for name in placed:
+        ancestor = obj.data.bones[name].parent
+        while ancestor is not None:
+            if ancestor.name in at_rest and ancestor.name != mover and ancestor.name not in above:
+                above.append(ancestor.name)
+            ancestor = ancestor.parent
+    located = np.concatenate([motion.placed_locations(), np.zeros((len(quaternions), len(above), 3))], axis=1)
+    return KeyedValues(bone_names=names, quaternions=np.concatenate([quaternions, identity], axis=1),
+                       location_bone=mover, locations=locations, located_bones=placed + above, located=located)
 
 
-def evaluated_joint_points(obj: bpy.types.Object, bone_map: BoneMap) -> np.ndarray:
+def evaluated_joint_points(obj: bpy.types.Object, bone_map: BoneMap,
+                           facing: TargetSkeleton | None = None) -> np.ndarray:
     """(22, 3) the canonical joints on the armature's current evaluated pose, HumanML3D axes and metres, relative to
-    the object's origin (NaN for joints the map leaves out): what the tests compare with the source."""
+    the object's origin (NaN for joints the map leaves out): what the tests compare with the source.  `facing` (the
+    skeleton a retargeting used, `RetargetedMotion.skeleton`) reads them in its axes: turned by the rig's detected
+    facing, as the motion was put on it."""
     world = _rotation_scale(obj)
+    if facing is not None:
+        world = (HUMANML3D_TO_BLENDER @ facing.to_humanml3d) * facing.scale_to_metres
     points = np.full((skeleton.NUM_JOINTS, 3), np.nan)
     for joint, name in enumerate(skeleton.JOINT_NAMES):
         point = bone_map.point_of(name)
@@ -250,9 +281,10 @@ def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, op
         retargeted = retarget_onto(obj, source_for(motion, in_place, scene_fps if resampling else None))
     except KMMError as error:
         raise take_keys.KeyframeWriteError(f"cannot retarget onto {obj.name!r}: {error}") from None
-    names, quaternions, mover, locations = keyed_values(obj, retargeted)
-    frames = options.start_frame + np.arange(len(quaternions), dtype=np.float64)
+    values = keyed_values(obj, retargeted)
+    frames = options.start_frame + np.arange(len(values.quaternions), dtype=np.float64)
     return take_keys.TakeKeys(
-        frames=frames, quaternions=quaternions, locations=locations,
+        frames=frames, quaternions=values.quaternions, locations=values.locations,
         frames_per_motion_frame=scene_fps / float(motion.fps) if resampling else 1.0, segment_starts=segment_starts,
-        bone_names=tuple(names), location_bone=mover, pose_settings=bone_map.pose_settings)
+        bone_names=tuple(values.bone_names), location_bone=values.location_bone, pose_settings=bone_map.pose_settings,
+        located_bones=tuple(values.located_bones), located=values.located)

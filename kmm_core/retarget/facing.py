@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Which way a rig faces, read from its rest pose instead of assumed: its feet point forward (ankle -> toe tip, both
 feet averaged).  `face_forward` turns a `TargetSkeleton`'s axes about the up axis by the detected facing, snapped to a
-quarter turn (a rig built facing +X or +Y is read as facing forward; feet splayed a few degrees change nothing)."""
+quarter turn (a rig built facing +X or +Y is read as facing forward; feet splayed a few degrees change nothing).  A rig
+whose rest legs do not point down (a BVH rest pose with every bone along one axis) keeps its axes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def facing_from_feet(heads: np.ndarray, tails: np.ndarray | None, ankles: Sequen
     forward[1] = 0.0
     norm = float(np.linalg.norm(forward))
     return forward / norm if norm > 1e-9 else np.array([0.0, 0.0, 1.0])
+
+
+UPRIGHT = 0.7  # a rest leg points down when its hip -> ankle vector is at least this steep (cosine to straight down)
+
+
+def legs_point_down(legs: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether every (hip, ankle) rest point pair (HumanML3D axes, y up) points down: only a rest pose standing on its
+    legs says with its feet which way it faces and where its floor is (a BVH skeleton whose rest pose lays every
+    bone along one axis says neither)."""
+    for hip, ankle in legs:
+        leg = np.asarray(ankle, dtype=np.float64) - np.asarray(hip, dtype=np.float64)
+        if -leg[1] < UPRIGHT * np.linalg.norm(leg):
+            return False
+    return bool(legs)
 
 
 def quarter_turns(forward: np.ndarray) -> int:
@@ -48,7 +63,14 @@ def rig_forward(skeleton: TargetSkeleton, bone_map: BoneMap) -> np.ndarray:
 
 
 def face_forward(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
-    """`skeleton` read so that the rig faces HumanML3D's forward (+z): its axes turned by the detected facing."""
+    """`skeleton` read so that the rig faces HumanML3D's forward (+z): its axes turned by the detected facing (none
+    when its rest legs do not point down)."""
+    heads, index = skeleton.rest_heads_metres(), skeleton.index
+    legs = [(heads[index[hip]], heads[index[ankle]]) for hip, ankle in
+            ((bone_map.bones.get(f"{side}_hip"), bone_map.bones.get(f"{side}_ankle")) for side in ("left", "right"))
+            if hip and ankle]
+    if not legs_point_down(legs):
+        return skeleton
     turns = quarter_turns(rig_forward(skeleton, bone_map))
     if turns == 0:
         return skeleton

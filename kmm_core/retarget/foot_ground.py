@@ -2,20 +2,28 @@
 """The character's own feet on the ground after a transfer (NumPy; `transfer.retarget` calls it).
 
 The transfer scales the source by leg length (hip to ankle), so a rig whose ankle sits higher above its soles than
-the scaled source's (big stylised feet), or whose toes reach further down, would stand with its ankle at the motion's
-ankle height and push its toes through the floor.  Here the rig's own foot chain decides instead:
+the scaled source's (big stylised feet), or whose toes reach further down, would push its toes through the floor,
+and a rig whose rest pose stands somewhere else than the motion's floor (an armature whose origin is at its hips)
+would float or sink.  Here the rig's own foot chain decides, relative to what the source's feet do:
 
 - the foot chain of a side is the bone the ankle drives and every bone below it; its points are their heads, their
-  tails (the toe tip is the tail of the last toe bone), a heel (the ankle straight down on the floor, carried by the
-  ankle bone) and, where the rig is skinned, the corners of the foot mesh (`TargetSkeleton.foot_points`);
-- the floor is where those points rest when the rig stands in its rest pose (the lowest of them);
-- `standing_offset`: the whole body is raised (or lowered) by the rig's own standing ankle height above that floor
-  minus the scaled source's ankle height on its planted frames, so a planted ankle stands at the rig's own height;
-- `ground_feet`, per frame and side: while the source foot is flat on the ground (ankle and ball planted) the foot
-  bones take their rest pitch and roll under the transferred heading (the sole follows the floor); while the source
-  foot touches the ground (ankle or ball planted) the lowest chain point is brought to the floor; on every frame it is
-  kept from going below it.  The leg reaches the new ankle by the same two-bone IK, the foot keeping its orientation.
-  Planted ankles keep their horizontal goal, so stance feet do not slide.
+  tails (the toe tip is the tail of the last toe bone), the corners of the foot mesh where the rig has one
+  (`TargetSkeleton.foot_points`) and a heel under the ankle, carried by the ankle bone (on the floor for a rest
+  foot that stands, see below);
+- the rig's floor is where those points rest in its rest pose (the lowest of them);
+- the source's clearance on a frame is how far its foot is lifted off its own standing position: the smaller of the
+  ankle's and the ball's rise above their heights on the frames where the foot stands flat (0 while either touches);
+- `standing_weight`: a rig whose rest foot points down from the ankle like the source's foot standing flat (a
+  modelled character, weight 1) rather than like the source's rest foot (a skeleton in the motion's own T-pose, feet
+  horizontal, weight 0) takes its rest pitch and roll under the transferred heading while the source foot is flat:
+  its sole follows the floor.  A rig in the motion's own rest pose keeps the source's pitch, so that it reproduces
+  the source; a rest foot pitched in between is turned part of the way;
+- `ground_feet`: the whole body moves up or down by one distance, the median over the flat frames of how far the
+  lowest chain point is from the floor plus the source's clearance (so a planted foot stands on the rig's floor, and
+  a rig with the source's own skeleton and rest pose is only moved, never changed); then, per frame and side, while
+  the source foot touches the ground the lowest chain point is put at the floor plus the source's clearance, and on
+  every frame it is kept from going below the floor.  The leg reaches the new ankle by the same two-bone IK, the foot
+  keeping its orientation.  Ankles keep their horizontal goal, so stance feet do not slide.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 
 from ..motion.rotations import matrix_to_quat, quat_to_matrix
 from ..motion.skeleton import JOINT_INDEX
+from .facing import legs_point_down
 from .quality import contact_mask
 
 BLEND_FRAMES = 3  # contact weights are smoothed over this many frames, so a foot never pops onto the floor
@@ -50,7 +59,7 @@ def foot_chain(plan, side: str) -> list[int]:
 
 
 def _rest_points(plan, chain: list[int]) -> list[tuple[int, np.ndarray]]:
-    """(bone, (K, 3) rest points it carries) for a foot chain, HumanML3D metres, heel not yet included."""
+    """(bone, (K, 3) rest points it carries) for a foot chain, HumanML3D metres, heel not included."""
     skeleton = plan.skeleton
     tails = skeleton.rest_tails_metres()
     carried = []
@@ -69,28 +78,66 @@ def rest_floor(plan) -> float | None:
     return float(min(lows)) if lows else None
 
 
-def _planted(goal: np.ndarray, joint: str, fps: float) -> np.ndarray:
-    return contact_mask(goal[:, JOINT_INDEX[joint]], fps)
+def _pitch(vector: np.ndarray) -> np.ndarray:
+    """Downward angle (radians) of (..., 3) vectors below the horizontal plane."""
+    return np.arctan2(-vector[..., 1], np.linalg.norm(vector[..., [0, 2]], axis=-1))
 
 
-def standing_offset(plan, goal: np.ndarray, fps: float) -> float:
-    """Metres to raise the scaled source so that its planted ankles stand at the rig's own ankle height above the
-    rig's rest floor (0 when the rig has no feet to stand on)."""
-    floor = rest_floor(plan)
-    if floor is None:
-        return 0.0
-    rig_heights, source_heights = [], []
+def _rig_foot_vector(plan, side: str) -> np.ndarray | None:
+    """Rest vector from the rig's ankle to its ball (the map's foot joint), else along the ankle bone."""
+    ankle_joint, ball_joint = JOINT_INDEX[f"{side}_ankle"], JOINT_INDEX[f"{side}_foot"]
+    points = plan.rest_points()
+    if ankle_joint not in points:
+        return None
+    if ball_joint in points and np.linalg.norm(points[ball_joint] - points[ankle_joint]) > 1e-4:
+        return points[ball_joint] - points[ankle_joint]
+    return plan.skeleton.tail_directions_humanml3d()[plan.bone_of[ankle_joint]]
+
+
+def stands_upright(plan) -> bool:
+    """Whether the rig's rest legs point down (`facing.legs_point_down`): only then is its rest floor a floor."""
+    points = plan.rest_points()
+    legs = [(points[JOINT_INDEX[f"{side}_hip"]], points[JOINT_INDEX[f"{side}_ankle"]]) for side in ("left", "right")
+            if JOINT_INDEX[f"{side}_hip"] in points and JOINT_INDEX[f"{side}_ankle"] in points]
+    return len(legs) == 2 and legs_point_down(legs)
+
+
+def _flat(goal: np.ndarray, side: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(heel down, ball down) masks of the source foot of `side`."""
+    heel = contact_mask(goal[:, JOINT_INDEX[f"{side}_ankle"]], fps)
+    return heel, contact_mask(goal[:, JOINT_INDEX[f"{side}_foot"]], fps)
+
+
+def standing_weight(plan, goal: np.ndarray, source_rest: np.ndarray, fps: float) -> float:
+    """How much the rig's rest feet point down from the ankle like the source's feet standing flat (1: a modelled
+    character) rather than like the source's rest feet (0: a skeleton in the motion's own T-pose, feet horizontal),
+    from the ankle -> ball pitch of the rig's rest, the source's rest and the source's flat frames (module docstring)."""
+    rig, rest, standing = [], [], []
     for side in ("left", "right"):
-        ankle = plan.bone_of.get(JOINT_INDEX[f"{side}_ankle"])
-        if ankle is None:
+        vector = _rig_foot_vector(plan, side)
+        ankle, ball = JOINT_INDEX[f"{side}_ankle"], JOINT_INDEX[f"{side}_foot"]
+        heel_down, ball_down = _flat(goal, side, fps)
+        flat = heel_down & ball_down
+        if vector is None or not flat.any():
             continue
-        rig_heights.append(plan.rest_heads[ankle][1] - floor)
-        track = goal[:, JOINT_INDEX[f"{side}_ankle"], 1]
-        planted = _planted(goal, f"{side}_ankle", fps)
-        source_heights.append(track[planted] if planted.any() else track.min(keepdims=True))
-    if not rig_heights:
+        rig.append(float(_pitch(vector)))
+        rest.append(float(_pitch(source_rest[ball] - source_rest[ankle])))
+        standing.append(float(np.median(_pitch(goal[flat, ball] - goal[flat, ankle]))))
+    if not rig or abs(np.mean(standing) - np.mean(rest)) < 1e-3:
         return 0.0
-    return float(floor + np.mean(rig_heights) - np.median(np.concatenate(source_heights)))
+    return float(np.clip((np.mean(rig) - np.mean(rest)) / (np.mean(standing) - np.mean(rest)), 0.0, 1.0))
+
+
+def source_clearance(goal: np.ndarray, side: str, fps: float) -> np.ndarray:
+    """(T,) how far the source foot of `side` is lifted off its standing position (module docstring), >= 0."""
+    heel_down, ball_down = _flat(goal, side, fps)
+    flat = heel_down & ball_down
+    rises = []
+    for joint, down in ((f"{side}_ankle", heel_down), (f"{side}_foot", ball_down)):
+        height = goal[:, JOINT_INDEX[joint], 1]
+        standing = height[flat] if flat.any() else height[down] if down.any() else height
+        rises.append(height - np.median(standing))
+    return np.maximum(np.minimum(*rises), 0.0)
 
 
 def _smooth(weights: np.ndarray) -> np.ndarray:
@@ -127,44 +174,91 @@ def _posed(motion, carried: list[tuple[int, np.ndarray]]) -> np.ndarray:
     return np.concatenate(heights, axis=1)
 
 
-def ground_feet(motion, goal: np.ndarray, fps: float, leg_ik) -> np.ndarray:
-    """Put the rig's foot chains on its rest floor (see the module docstring); `leg_ik(motion, goal)` re-solves the
-    legs.  Returns the goal with the ankles' new heights (the input is not changed)."""
-    plan = motion.plan
+def _carried_with_heel(plan, chain: list[int], floor: float, standing: float) -> list[tuple[int, np.ndarray]]:
+    """The chain's rest points and a heel under the ankle: on the floor for a standing rest foot, at the ankle's own
+    height for a rest foot in the source's T-pose (`standing` 0), in between for the rest."""
+    carried = _rest_points(plan, chain)
+    point = plan.rest_heads[chain[0]].copy()
+    point[1] = floor + (1.0 - standing) * (point[1] - floor)
+    carried[0] = (chain[0], np.concatenate([carried[0][1], point[None]]))
+    return carried
+
+
+def _standing_rotation(source, goal: np.ndarray, side: str, fps: float) -> np.ndarray:
+    """(3, 3) the source ankle's rotation (relative to its rest) while the foot stands flat, heading removed: the
+    pitch and roll its rest foot takes to stand (the identity when the foot never stands flat)."""
+    heel_down, ball_down = _flat(goal, side, fps)
+    flat = heel_down & ball_down
+    if not flat.any():
+        return np.eye(3)
+    ankle, ball = JOINT_INDEX[f"{side}_ankle"], JOINT_INDEX[f"{side}_foot"]
+    forward = source.rest_positions[ball] - source.rest_positions[ankle]
+    forward[1] = 0.0
+    forward = forward / np.linalg.norm(forward) if np.linalg.norm(forward) > 1e-6 else np.array([0.0, 0.0, 1.0])
+    rotations = source.global_rotations[flat, ankle]
+    tilts = matrix_to_quat(np.swapaxes(_heading_only(rotations, forward), -1, -2) @ rotations)
+    tilts *= np.where(tilts[:, :1] < 0, -1.0, 1.0)
+    mean = tilts.mean(axis=0)
+    return quat_to_matrix(mean / np.linalg.norm(mean))
+
+
+def _stand_feet_like_the_rig(motion, chain: list[int], standing: float, ankle_rotations: np.ndarray,
+                             standing_rotation: np.ndarray) -> None:
+    """A rig whose rest foot stands (weight `standing`): its rest foot is the source's standing foot, so the chain's
+    ankle turns by the source ankle's rotation without the source's standing tilt (D <- G S^T, G the source ankle's
+    (T, 3, 3) `ankle_rotations`, S the standing rotation: a source foot flat on the ground puts the rig's foot in its
+    rest pitch and roll under the transferred heading, a heel the source lifts lifts the rig's heel as much; the
+    aim at the source's ball from where the rig's ankle was before the leg IK plays no part) and the bones below it
+    turn with it; their heads are placed again."""
+    ankle = chain[0]
+    before = motion.deltas[:, ankle].copy()
+    retilted = ankle_rotations @ standing_rotation.T
+    motion.deltas[:, ankle] = _blend(before, retilted, np.full(len(before), standing))
+    turn = motion.deltas[:, ankle] @ np.swapaxes(before, -1, -2)
+    for bone in chain[1:]:
+        motion.deltas[:, bone] = turn @ motion.deltas[:, bone]
+    _forward_chain(motion, chain)
+
+
+def ground_feet(motion, goal: np.ndarray, source, leg_ik) -> float:
+    """Put the rig's foot chains on its rest floor (see the module docstring); `source` is the SourceMotion,
+    `goal` its positions scaled to the rig, `leg_ik(motion, goal)` re-solves the legs.  Changes `motion` and `goal`
+    (the ankles' new heights) in place; returns the vertical distance (metres) the whole body was moved by (0 when
+    the rig's rest pose does not stand: nothing is changed then)."""
+    plan, fps = motion.plan, source.fps
     floor = rest_floor(plan)
-    goal = goal.copy()
-    if floor is None:
-        return goal
+    if floor is None or not stands_upright(plan):
+        return 0.0
+    standing = standing_weight(plan, goal, source.rest_positions, fps)
+    feet = {}
     for side in ("left", "right"):
         chain = foot_chain(plan, side)
         if not chain:
             continue
-        ankle = chain[0]
-        carried = _rest_points(plan, chain)
-        heel = plan.rest_heads[ankle].copy()
-        heel[1] = floor
-        carried[0] = (ankle, np.concatenate([carried[0][1], heel[None]]))
-        heel_down = _planted(goal, f"{side}_ankle", fps)
-        ball = plan.bone_of.get(JOINT_INDEX[f"{side}_foot"])
-        toe_down = _planted(goal, f"{side}_foot", fps) if ball is not None else heel_down
-        flat = _smooth((heel_down & toe_down).astype(float))
-        touching = _smooth((heel_down | toe_down).astype(float))
-        reach = np.concatenate([p for _, p in carried]) - plan.rest_heads[ankle]
-        reach[:, 1] = 0.0
-        forward_rest = reach[np.argmax(np.linalg.norm(reach, axis=-1))]  # towards the toe tip: it gives the heading
-        if np.linalg.norm(forward_rest) < 1e-6:
-            forward_rest = np.array([0.0, 0.0, 1.0])
-        level = _heading_only(motion.deltas[:, ankle], forward_rest / np.linalg.norm(forward_rest))
-        for bone in chain:
-            if bone in plan.driver or bone == ankle:
-                motion.deltas[:, bone] = _blend(motion.deltas[:, bone], level, flat)
-        _forward_chain(motion, chain)
+        carried = _carried_with_heel(plan, chain, floor, standing)
+        heel_down, ball_down = _flat(goal, side, fps)
+        if standing > 0.0:
+            _stand_feet_like_the_rig(motion, chain, standing, source.global_rotations[:, JOINT_INDEX[f"{side}_ankle"]],
+                                     _standing_rotation(source, goal, side, fps))
+        wanted = floor + source_clearance(goal, side, fps)  # where the lowest chain point belongs while touching
+        feet[side] = (carried, wanted, heel_down & ball_down, _smooth((heel_down | ball_down).astype(float)))
+    if not feet:
+        return 0.0
+    gaps = [(wanted - _posed(motion, carried).min(axis=1))[flat] for carried, wanted, flat, _ in feet.values()]
+    gaps = np.concatenate(gaps)
+    offset = float(np.median(gaps)) if len(gaps) else float(
+        np.median(np.concatenate([wanted - _posed(motion, carried).min(axis=1) for carried, wanted, _, _
+                                  in feet.values()])))
+    motion.heads[..., 1] += offset
+    goal[..., 1] += offset
+    for side, (carried, wanted, _, touching) in feet.items():
         lowest = _posed(motion, carried).min(axis=1)
-        below = floor - lowest
-        lift = touching * below + (1 - touching) * np.maximum(below, 0.0)
+        above = wanted - lowest          # up (or down) to the floor plus the source's clearance
+        below = np.maximum(floor - lowest, 0.0)  # never under the floor
+        lift = touching * above + (1 - touching) * below
         goal[:, JOINT_INDEX[f"{side}_ankle"], 1] += np.maximum(lift, below)
     leg_ik(motion, goal)
-    return goal
+    return offset
 
 
 def _forward_chain(motion, chain: list[int]) -> None:
@@ -178,7 +272,8 @@ def _forward_chain(motion, chain: list[int]) -> None:
 
 
 def lowest_foot_points(motion) -> dict[str, np.ndarray]:
-    """(T,) height of the lowest foot chain point per side, relative to the rig's rest floor (what the tests check)."""
+    """(T,) height of the lowest foot chain point per side (heads, tails, foot mesh corners), relative to the rig's
+    rest floor (what the tests check)."""
     plan = motion.plan
     floor = rest_floor(plan)
     result = {}
