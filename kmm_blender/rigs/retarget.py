@@ -66,29 +66,17 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
 
 def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
     """Per foot bone, the 8 corners of the box around the rest vertices it moves most (armature space): where the
-    skinned foot mesh ends, so that its soles and toes, not only the bones, stand on the floor.  Foot bones are found
-    by the bone map later; here every bone that carries the lowest vertices of a skinned mesh is a candidate."""
-    inverse = np.array(obj.matrix_world.inverted(), dtype=np.float64)
+    foot mesh ends, so that its soles and toes, not only the bones, stand on the floor.  Foot bones are found by the
+    bone map later; here every bone that carries the lowest vertices of a mesh skinned to the armature, or a mesh
+    parented to the bone itself (a robot's rigid foot), is a candidate."""
     per_bone: dict[str, list[np.ndarray]] = {}
-    for mesh in bpy.data.objects:
-        if mesh.type != "MESH" or not any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers):
-            continue
-        groups = {group.index: group.name for group in mesh.vertex_groups if group.name in obj.data.bones}
-        if not groups:
-            continue
-        count = len(mesh.data.vertices)
-        coordinates = np.empty(count * 3)
-        mesh.data.vertices.foreach_get("co", coordinates)
-        world = np.array(mesh.matrix_world, dtype=np.float64)
-        world_points = coordinates.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
-        points = world_points @ inverse[:3, :3].T + inverse[:3, 3]
-        heights = world_points[:, 2]  # Blender's up
-        low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the body
+    for mesh, points, owners in _meshes_moved_by(obj):
+        heights = points @ np.array(obj.matrix_world, dtype=np.float64)[2, :3]  # Blender's up
+        low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the mesh
         for vertex in np.flatnonzero(low):
-            weights = mesh.data.vertices[int(vertex)].groups
-            best = max((g for g in weights if g.group in groups), key=lambda g: g.weight, default=None)
-            if best is not None and best.weight > 0.0:
-                per_bone.setdefault(groups[best.group], []).append(points[vertex])
+            bone = owners(int(vertex))
+            if bone is not None:
+                per_bone.setdefault(bone, []).append(points[vertex])
     corners = {}
     for bone, points in per_bone.items():
         array = np.array(points)
@@ -96,6 +84,41 @@ def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
         corners[bone] = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
                                   for z in (low[2], high[2])])
     return corners
+
+
+def _meshes_moved_by(obj: bpy.types.Object):
+    """(mesh, (V, 3) rest vertices in armature space, vertex -> the bone moving it most or None) for every mesh
+    skinned to `obj` (an Armature modifier) or parented to one of its bones."""
+    from mathutils import Matrix
+
+    inverse = obj.matrix_world.inverted()
+    for mesh in bpy.data.objects:
+        if mesh.type != "MESH":
+            continue
+        count = len(mesh.data.vertices)
+        coordinates = np.empty(count * 3)
+        mesh.data.vertices.foreach_get("co", coordinates)
+        coordinates = coordinates.reshape(-1, 3)
+        if mesh.parent == obj and mesh.parent_type == "BONE" and mesh.parent_bone in obj.data.bones:
+            bone = obj.data.bones[mesh.parent_bone]
+            # at rest the mesh hangs from its bone's rest tail (Blender's bone parenting)
+            rest = np.array(bone.matrix_local @ Matrix.Translation((0.0, bone.length, 0.0))
+                            @ mesh.matrix_parent_inverse @ mesh.matrix_basis, dtype=np.float64)
+            yield mesh, coordinates @ rest[:3, :3].T + rest[:3, 3], (lambda vertex, name=bone.name: name)
+            continue
+        if not any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers):
+            continue
+        groups = {group.index: group.name for group in mesh.vertex_groups if group.name in obj.data.bones}
+        if not groups:
+            continue
+        to_armature = np.array(inverse @ mesh.matrix_world, dtype=np.float64)
+        vertices = mesh.data.vertices
+
+        def owner(vertex: int, vertices=vertices, groups=groups) -> str | None:
+            best = max((g for g in vertices[vertex].groups if g.group in groups), key=lambda g: g.weight, default=None)
+            return groups[best.group] if best is not None and best.weight > 0.0 else None
+
+        yield mesh, coordinates @ to_armature[:3, :3].T + to_armature[:3, 3], owner
 
 
 def stored_bone_map(obj: bpy.types.Object) -> BoneMap | None:

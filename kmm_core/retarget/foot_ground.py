@@ -45,17 +45,20 @@ def _children(parents: list[int]) -> dict[int, list[int]]:
     return kids
 
 
+def _subtree(parents: list[int], top: int) -> list[int]:
+    """`top` and every bone below it, parents first."""
+    kids, found, stack = _children(parents), [], [top]
+    while stack:
+        bone = stack.pop(0)
+        found.append(bone)
+        stack.extend(kids.get(bone, []))
+    return found
+
+
 def foot_chain(plan, side: str) -> list[int]:
     """The ankle bone of `side` and every bone below it (effective parents), parents first; [] without an ankle."""
     ankle = plan.bone_of.get(JOINT_INDEX[f"{side}_ankle"])
-    if ankle is None:
-        return []
-    kids, chain, stack = _children(plan.parents), [], [ankle]
-    while stack:
-        bone = stack.pop(0)
-        chain.append(bone)
-        stack.extend(kids.get(bone, []))
-    return chain
+    return [] if ankle is None else _subtree(plan.parents, ankle)
 
 
 def _rest_points(plan, chain: list[int]) -> list[tuple[int, np.ndarray]]:
@@ -249,7 +252,8 @@ def ground_feet(motion, goal: np.ndarray, source, leg_ik) -> float:
     offset = float(np.median(gaps)) if len(gaps) else float(
         np.median(np.concatenate([wanted - _posed(motion, carried).min(axis=1) for carried, wanted, _, _
                                   in feet.values()])))
-    motion.heads[..., 1] += offset
+    moved = _subtree(plan.parents, plan.pelvis_bone)  # bones above the pelvis (a root) stay where they are keyed
+    motion.heads[:, moved, 1] += offset
     goal[..., 1] += offset
     for side, (carried, wanted, _, touching) in feet.items():
         lowest = _posed(motion, carried).min(axis=1)

@@ -4,14 +4,20 @@ COLLADA `leg_joint_L_3`) or leave a bone out (a metarig without `spine.006`, pal
 
 1. Feet: the lowest end bone, and the lowest end bone whose branch leaves it above 30% of the height; the bone both
    hang from splits the legs (the pelvis).  Along each chain from the pelvis down, the first two long, downward bones
-   are thigh and shin; the next bone is the ankle, the one after it the toes.
+   are thigh and shin; the next bone is the ankle, the one after it the toes.  Feet outside the leg chains (IK foot
+   bones hanging from the root, three.js' RobotExpressive): when no two low end bones part above 30% of the height,
+   each low end bone's branch below the bone it shares with the legs is a foot, and its leg the end bone straight
+   above it (a long, steep step from that bone's head down to the foot's first bone), nearest first; the two legs
+   must part above 30% of the height.  The map then says that each such foot follows its shin (`parents`) and is
+   keyed by its place (`placed`).
 2. Facing: the feet point forward (ankle -> toe tip, both feet averaged); left is up x forward, which also says which
    leg and arm are the left ones (never the names).
 3. Hands: the end bones furthest to each side; the bone both hang from is the chest; along each chain from the chest
    out, the first long bone is the upper arm (a bone before it the collar), the next long one the forearm and the
    next bone the hand, which is a palm or a finger root when the rig has no hand bone.
 4. Head: the highest end bone hanging from the chest; the top of that chain is the head (an end marker shorter than
-   4% of the height is skipped), a bone between it and the chest the neck.  The spine between pelvis and chest is
+   4% of the height is skipped when a neck and a head stay below it: a glTF importer gives every end bone a
+   marker's length), a bone between it and the chest the neck.  The spine between pelvis and chest is
    spread over spine1..spine3 like the name matcher does.
 """
 
@@ -28,6 +34,8 @@ from .facing import facing_from_feet
 LONG_LIMB = 0.08   # fraction of the height: a thigh, shin, upper arm or forearm is at least this long
 LEG_SPLIT = 0.3    # fraction of the height: the legs part at least this high above the lowest point
 END_MARKER = 0.04  # fraction of the height: an end bone shorter than this only marks where the chain ends
+FOOT_LOW = 0.1     # fraction of the height: an end bone reaching this low may be a foot outside the leg chains
+STEEP = 0.7        # a shin's step down to its foot is at least this steep (cosine to straight down)
 
 
 class _Rig:
@@ -84,7 +92,9 @@ def _limb(rig: _Rig, chain: list[int], downward: bool, what: str, rig_name: str)
     return found[0], found[1], found[1] + 1
 
 
-def _feet(rig: _Rig, rig_name: str) -> tuple[int, int, int]:
+def _feet(rig: _Rig, rig_name: str) -> tuple[int, int, int, dict[int, list[int]]]:
+    """(a foot end bone, the other, the pelvis, {foot end bone: its leg chain from below the pelvis}); the chains of
+    feet outside the leg chains run down the leg to the shin and go on at the foot (module docstring, step 1)."""
     by_height = sorted(rig.leaves, key=rig.lowest)
     if not by_height:
         raise BoneMapError(f"rig {rig_name!r} has no bones to map")
@@ -92,10 +102,46 @@ def _feet(rig: _Rig, rig_name: str) -> tuple[int, int, int]:
     for other in by_height[1:]:
         split = rig.common(first, other)
         if split is not None and rig.heads[split, 1] > rig.low + LEG_SPLIT * rig.height:
-            return first, other, split
+            return first, other, split, {leaf: rig.path(split, leaf) for leaf in (first, other)}
+    found = _feet_outside_the_legs(rig, by_height)
+    if found is not None:
+        return found
     raise BoneMapError(f"rig {rig_name!r} cannot be mapped automatically: no two legs part from one bone above "
-                       f"{LEG_SPLIT:.0%} of its height (feet outside the leg chains, e.g. IK foot bones under the "
-                       "root, need a bone map file)")
+                       f"{LEG_SPLIT:.0%} of its height, and no foot bones below two such legs")
+
+
+def _above_split(rig: _Rig, bone: int | None) -> bool:
+    return bone is not None and rig.heads[bone, 1] > rig.low + LEG_SPLIT * rig.height
+
+
+def _feet_outside_the_legs(rig: _Rig, by_height: list[int]) -> tuple[int, int, int, dict[int, list[int]]] | None:
+    """IK feet: low end bones whose branch leaves the legs below LEG_SPLIT, each under the end bone of a leg."""
+    low = [leaf for leaf in by_height if rig.lowest(leaf) < rig.low + FOOT_LOW * rig.height]
+    legs: dict[int, tuple[int, list[int]]] = {}  # foot end bone -> (shin end bone, foot chain)
+    for foot in low:
+        best = None
+        for shin in rig.leaves:
+            split = rig.common(foot, shin)
+            if shin == foot or _above_split(rig, split):
+                continue
+            chain = rig.path(split, foot) if split is not None else list(reversed(rig.ancestors(foot)))
+            step = rig.heads[chain[0]] - rig.heads[shin]
+            length = float(np.linalg.norm(step))
+            if length < LONG_LIMB * rig.height or -step[1] < STEEP * length:
+                continue
+            distance = float(np.linalg.norm(step[[0, 2]]))
+            if best is None or distance < best[0]:
+                best = (distance, shin, chain)
+        if best is not None and best[1] not in [shin for shin, _ in legs.values()]:
+            legs[foot] = (best[1], best[2])
+    feet = list(legs)
+    for a_index, foot_a in enumerate(feet):
+        for foot_b in feet[a_index + 1:]:
+            pelvis = rig.common(legs[foot_a][0], legs[foot_b][0])
+            if _above_split(rig, pelvis):
+                chains = {foot: rig.path(pelvis, legs[foot][0]) + legs[foot][1] for foot in (foot_a, foot_b)}
+                return foot_a, foot_b, pelvis, chains
+    return None
 
 
 def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_heads: np.ndarray,
@@ -104,10 +150,10 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
     heads and tails in metres with y up (any facing).  Raises BoneMapError naming what could not be found."""
     names = list(bone_names)
     rig = _Rig(parents, rest_heads, rest_tails)
-    foot_a, foot_b, pelvis = _feet(rig, rig_name)
+    foot_a, foot_b, pelvis, chains = _feet(rig, rig_name)
     legs = {}
     for leaf in (foot_a, foot_b):
-        chain = rig.path(pelvis, leaf)
+        chain = chains[leaf]
         thigh, shin, ankle = _limb(rig, chain, True, "leg", rig_name)
         legs[leaf] = (chain, thigh, shin, ankle)
     forward = facing_from_feet(rig.heads, rest_tails, [legs[f][0][legs[f][3]] for f in legs], [foot_a, foot_b])
@@ -116,11 +162,14 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
     bones: dict[str, str | None] = {joint: None for joint in JOINT_NAMES}
     bones["pelvis"] = names[pelvis]
     leg_bones = set()
+    follows: dict[str, str] = {}  # feet outside the leg chains -> the shin they follow
     for word, leaf in zip(("left", "right"), side_of_leg, strict=True):
         chain, thigh, shin, ankle = legs[leaf]
         leg_bones.update(chain)
         bones[f"{word}_hip"], bones[f"{word}_knee"] = names[chain[thigh]], names[chain[shin]]
         bones[f"{word}_ankle"] = names[chain[ankle]]
+        if rig.parents[chain[ankle]] != chain[shin] and chain[shin] not in rig.ancestors(chain[ankle]):
+            follows[names[chain[ankle]]] = names[chain[shin]]
         if ankle + 1 < len(chain):
             bones[f"{word}_foot"] = names[chain[ankle + 1]]
     upper = [b for b in rig.leaves if b not in leg_bones and b not in (foot_a, foot_b)
@@ -146,7 +195,7 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
     if heads:
         top = max(heads, key=lambda b: rig.tips[b, 1])
         chain = rig.path(chest, top)
-        if len(chain) > 1 and np.linalg.norm(rig.segment(chain, len(chain) - 1)) < END_MARKER * rig.height:
+        if len(chain) > 2 and np.linalg.norm(rig.segment(chain, len(chain) - 1)) < END_MARKER * rig.height:
             chain = chain[:-1]
         bones["head"] = names[chain[-1]]
         if len(chain) > 1:
@@ -159,4 +208,4 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
             bones["spine1"] = names[between[0]]
         if len(between) >= 2:
             bones["spine2"] = names[between[len(between) // 2 if len(between) > 2 else 1]]
-    return BoneMap(name="auto", kind="auto", bones=bones), forward
+    return BoneMap(name="auto", kind="auto", bones=bones, parents=follows, placed=tuple(follows)), forward

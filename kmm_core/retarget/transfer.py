@@ -477,8 +477,9 @@ def _lower_out_of_reach(motion: RetargetedMotion, goal: np.ndarray) -> None:
         # Lowering the hips by h makes the vertical gap |dy| - h: feasible when |dy| - h <= needed_height.
         excess = np.maximum(-offset[:, 1] - needed_height, 0.0)
         shortfall = np.maximum(shortfall, excess)
-    if np.any(shortfall > 0):
-        motion.heads[:, :, 1] -= shortfall[:, None]
+    if np.any(shortfall > 0):  # the pelvis and everything below it; bones above it (a root) stay where keyed
+        moved = _descendants(plan, plan.pelvis_bone, -1)
+        motion.heads[:, moved, 1] -= shortfall[:, None]
 
 
 def _forward(motion: RetargetedMotion) -> None:

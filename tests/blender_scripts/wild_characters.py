@@ -6,8 +6,10 @@ importer exactly as the batch does, then read back from the evaluated rig (one b
     python wild_characters.py take.npz result.json
 
 Per character: the detected map (or the refusal with its reason), and per frame the pelvis head, the wrists and ankles
-(bone heads), and the lowest point of each foot (ankle, toe heads and tails, and the skinned foot mesh's vertices) in
-world space relative to the character's rest floor, in metres, plus its rest height.
+(bone heads), and the lowest point of each foot (ankle, toe heads and tails, and the vertices of the foot meshes
+skinned or parented to those bones) in world space relative to the character's rest floor (measured in the rest pose),
+in metres, plus its rest height; the ankles again in the axes the motion was put on the rig in, beside the source's
+ankles scaled to the rig.  On a rig with placed feet a segment is regenerated too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
+from kmm_motion.kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 CHARACTERS = Path(__file__).resolve().parents[1] / "data" / "characters"
 take_path, result_path = sys.argv[1], sys.argv[2]
@@ -116,9 +119,12 @@ def foot_lowest(obj: bpy.types.Object, bone_map, meshes) -> dict[str, float]:
 
 
 def skinned_feet(obj: bpy.types.Object) -> list:
-    """(mesh, {vertex index: the bone moving it most}) for the meshes skinned to `obj`."""
+    """(mesh, {vertex index: the bone moving it most}) for the meshes skinned to `obj` or parented to its bones."""
     found = []
     for mesh in bpy.data.objects:
+        if mesh.type == "MESH" and mesh.parent == obj and mesh.parent_type == "BONE":
+            found.append((mesh, {vertex.index: mesh.parent_bone for vertex in mesh.data.vertices}))
+            continue
         if mesh.type != "MESH" or not any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers):
             continue
         names = {g.index: g.name for g in mesh.vertex_groups}
@@ -138,7 +144,10 @@ def check(name: str, obj: bpy.types.Object, motion_file: str) -> dict:
         return {"refused": problem}
     bone_map = rig_retarget.bone_map_for(obj)
     meshes = skinned_feet(obj)
+    obj.data.pose_position = "REST"  # the rest floor (a downloaded file may come with its own animation playing)
+    bpy.context.view_layer.update()
     rest_floor = min(foot_lowest(obj, bone_map, meshes).values())
+    obj.data.pose_position = "POSE"
     rest_points = [obj.matrix_world @ b.head_local for b in obj.data.bones]
     height = max(p.z for p in rest_points) - rest_floor
     scene.kmm.target_armature = obj
@@ -146,7 +155,13 @@ def check(name: str, obj: bpy.types.Object, motion_file: str) -> dict:
     action = obj.animation_data.action
     first, last = (int(f) for f in action.frame_range)
     frames = {"pelvis": [], "left_wrist": [], "right_wrist": [], "left_ankle": [], "right_ankle": [], "left_foot": [],
-              "right_foot": []}
+              "right_foot": [], "ankles_as_moved": []}
+    # the motion as put on this rig (HumanML3D axes turned to its facing, metres): the scaled source's ankles beside
+    # the evaluated ones, so a planted foot's slide is measured against the source's own
+    planned = rig_retarget.retarget_onto(obj, rig_retarget.source_for(MotionResult.load(motion_file), False,
+                                                                     float(scene.render.fps)))
+    source_ankles = planned.plan.scale * rig_retarget.source_for(MotionResult.load(motion_file), False, float(
+        scene.render.fps)).positions[:, [JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]]]
     for frame in range(first, last + 1):
         scene.frame_set(frame)
         for joint in ("pelvis", "left_wrist", "right_wrist", "left_ankle", "right_ankle"):
@@ -154,8 +169,53 @@ def check(name: str, obj: bpy.types.Object, motion_file: str) -> dict:
         lowest = foot_lowest(obj, bone_map, meshes)
         frames["left_foot"].append(lowest["left"] - rest_floor)
         frames["right_foot"].append(lowest["right"] - rest_floor)
-    return {"map": {j: b for j, b in bone_map.bones.items() if b}, "map_name": bone_map.name, "height": height,
-            "fps": scene.render.fps, **frames}
+        evaluated = rig_retarget.evaluated_joint_points(obj, bone_map, planned.skeleton)
+        frames["ankles_as_moved"].append(evaluated[[JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]]].tolist())
+    frames["source_ankles"] = source_ankles[:last + 1 - first].tolist()
+    found = {"map": {j: b for j, b in bone_map.bones.items() if b}, "map_name": bone_map.name, "height": height,
+             "fps": scene.render.fps, "parents": dict(bone_map.parents), "placed": list(bone_map.placed), **frames}
+    if bone_map.placed:
+        found["regenerated"] = regenerate_second_segment(obj, motion_file, list(bone_map.placed))
+    return found
+
+
+def regenerate_second_segment(obj: bpy.types.Object, motion_file: str, placed: list[str]) -> dict:
+    """Regenerate the take's second segment (the worker's result stands in as a file: the same take with the body
+    turned 15 degrees from that segment on) and compare the new take's F-curves with the old one's, outside and
+    inside the segment; the placed bones' location curves among them."""
+    from kmm_motion.kmm_blender.takes import segment_regenerator
+
+    old = obj.animation_data.action
+    motion = MotionResult.load(motion_file)
+    start = int(motion.segment_frames[1][0])
+    rotations = motion.local_rotations.copy()
+    rotations[start:, 0] = [math.cos(math.radians(7.5)), 0.0, math.sin(math.radians(7.5)), 0.0]
+    edited = MotionResult(**{**motion.__dict__, "local_rotations": rotations})
+    edited_path = edited.save(Path(motion_file).with_name("regenerated.npz"))
+    plan = segment_regenerator.plan_regeneration(bpy.context.scene, obj, 1)
+    new = segment_regenerator.apply_regeneration(bpy.context, plan, str(edited_path)).action
+    first, last = (int(f) for f in old.frame_range)
+    border = first + start * bpy.context.scene.render.fps / motion.fps
+    outside, inside = range(first, int(border) - 2), range(int(border) + 2, last + 1)
+
+    def values(action, frames, placed_only=False):
+        curves = [c for c in _fcurves(action) if not placed_only
+                  or any(c.data_path == f'pose.bones["{b}"].location' for b in placed)]
+        return [[c.evaluate(f) for f in frames] for c in curves]
+
+    import numpy as np
+
+    return {"kept_outside": float(np.abs(np.subtract(values(old, outside), values(new, outside))).max()),
+            "changed_inside": float(np.abs(np.subtract(values(old, inside), values(new, inside))).max()),
+            "placed_changed_inside": float(np.abs(np.subtract(values(old, inside, True),
+                                                              values(new, inside, True))).max()),
+            "placed_curves": len(values(new, inside, True)), "active": obj.animation_data.action == new}
+
+
+def _fcurves(action) -> list:
+    from bpy_extras import anim_utils
+
+    return list(anim_utils.action_get_channelbag_for_slot(action, action.slots[0]).fcurves)
 
 
 bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
