@@ -10,14 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
 from kmm_core.motion.skeleton import JOINT_INDEX
-from kmm_core.retarget.bvh_output import resample_source
 from kmm_core.retarget.foot_ground import lowest_foot_points
 from kmm_core.retarget.name_matching import detect_bone_map
 from kmm_core.retarget.quality import contact_drift, contact_mask
 from kmm_core.retarget.target_skeleton import TargetSkeleton, axes_to_humanml3d
-from kmm_core.retarget.transfer import retarget, source_from_positions
+from kmm_core.retarget.transfer import retarget
 
 # (name, parent, head, tail) in Blender axes (Z up, facing -Y), metres.
 KAYKIT = [("root", None, (0, 0, 0), (0, 0, 0.406)), ("hips", "root", (0, 0, 0.406), (0, 0, 0.598)),
@@ -58,27 +56,19 @@ def _skeleton(name, bones) -> TargetSkeleton:
                           rest_tails=tails)
 
 
-@pytest.fixture(scope="module")
-def walk(bandai_namco_dir):
-    path = bandai_namco_dir / "Bandai-Namco-Research-Motiondataset-1" / "data" / "dataset-1_walk_normal_001.bvh"
-    clip = read_bvh(path)
-    joints = bvh_to_canonical_joints(clip, builtin_joint_map("bandai_namco"), None)
-    return resample_source(source_from_positions(joints, clip.fps), 30.0)
-
-
 @pytest.mark.parametrize("rig", [("kaykit_mannequin", KAYKIT), ("mixamo_like", MIXAMO_LIKE)], ids=lambda r: r[0])
-def test_the_rigs_own_feet_stand_on_the_floor_and_stay_planted(walk, rig):
+def test_the_rigs_own_feet_stand_on_the_floor_and_stay_planted(bandai_walk_source, rig):
     skeleton = _skeleton(*rig)
     bone_map = detect_bone_map(skeleton.bone_names, skeleton.parents, skeleton.rest_heads_metres(), skeleton.name)
     height = float(np.ptp(skeleton.rest_heads_metres()[:, 1]))
-    before = retarget(walk, skeleton, bone_map)
-    after = retarget(walk, skeleton, bone_map, feet_on_ground=True)
+    before = retarget(bandai_walk_source, skeleton, bone_map)
+    after = retarget(bandai_walk_source, skeleton, bone_map, feet_on_ground=True)
     lowest_before = np.minimum(*lowest_foot_points(before).values())
     lowest = lowest_foot_points(after)
-    goal = walk.positions * after.plan.scale
+    goal = bandai_walk_source.positions * after.plan.scale
     for side in ("left", "right"):
         assert lowest[side].min() >= -0.02 * height, (side, lowest[side].min())
-        down = contact_mask(goal[:, JOINT_INDEX[f"{side}_ankle"]], walk.fps)
+        down = contact_mask(goal[:, JOINT_INDEX[f"{side}_ankle"]], bandai_walk_source.fps)
         assert down.sum() > 20
         # on the floor while the source foot is down: within 1 cm of it on planted frames
         assert np.median(np.abs(lowest[side][down])) <= 0.01, (side, np.median(lowest[side][down]))

@@ -11,25 +11,15 @@ import numpy as np
 import pytest
 from test_retarget_feet import MIXAMO_LIKE, _skeleton
 
-from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
 from kmm_core.retarget.bone_map import BoneMapError, bone_map_from_dict
-from kmm_core.retarget.bvh_output import resample_source
 from kmm_core.retarget.name_matching import detect_bone_map
-from kmm_core.retarget.transfer import retarget, source_from_positions
+from kmm_core.retarget.transfer import retarget
 
 ROOT = [("root", None, (0, 0, 0), (0, 0, 0.1))]
 # The Mixamo-like rig with its feet (and toes) re-parented to a root bone on the floor: IK foot controls.
 IK_FEET = ROOT + [(name, "root" if name.endswith("Foot") or parent is None else parent, head, tail)
                   for name, parent, head, tail in MIXAMO_LIKE]
 IN_LEGS = ROOT + [(name, parent or "root", head, tail) for name, parent, head, tail in MIXAMO_LIKE]
-
-
-@pytest.fixture(scope="module")
-def walk(bandai_namco_dir):
-    path = bandai_namco_dir / "Bandai-Namco-Research-Motiondataset-1" / "data" / "dataset-1_walk_normal_001.bvh"
-    clip = read_bvh(path)
-    joints = bvh_to_canonical_joints(clip, builtin_joint_map("bandai_namco"), None)
-    return resample_source(source_from_positions(joints, clip.fps), 30.0)
 
 
 def _mapped(bones):
@@ -49,9 +39,9 @@ def test_feet_under_the_root_are_found_below_the_shins():
     assert in_legs.placed == () and in_legs.parents == {}
 
 
-def test_the_keys_composed_down_the_real_hierarchy_put_the_feet_where_the_motion_goes(walk):
+def test_the_keys_composed_down_the_real_hierarchy_put_the_feet_where_the_motion_goes(bandai_walk_source):
     skeleton, bone_map = _mapped(IK_FEET)
-    motion = retarget(walk, skeleton, bone_map, feet_on_ground=True)
+    motion = retarget(bandai_walk_source, skeleton, bone_map, feet_on_ground=True)
     rest_axes = skeleton.rest_rotations_humanml3d()
     rest = motion.plan.rest_heads
     local = motion.local_rotations()
@@ -72,7 +62,7 @@ def test_the_keys_composed_down_the_real_hierarchy_put_the_feet_where_the_motion
         assert np.abs(heads[:, bone] - motion.heads[:, bone]).max() < 1e-6, name
         assert np.abs(deltas[:, bone] - motion.deltas[:, bone]).max() < 1e-6, name
     # the placed feet move the rig exactly like feet hanging from the shins
-    in_legs = retarget(walk, *_mapped(IN_LEGS), feet_on_ground=True)
+    in_legs = retarget(bandai_walk_source, *_mapped(IN_LEGS), feet_on_ground=True)
     assert np.nanmax(np.abs(motion.joint_points() - in_legs.joint_points())) < 1e-6
 
 

@@ -70,7 +70,7 @@ def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
     bone map later; here every bone that carries the lowest vertices of a mesh skinned to the armature, or a mesh
     parented to the bone itself (a robot's rigid foot), is a candidate."""
     per_bone: dict[str, list[np.ndarray]] = {}
-    for mesh, points, owners in _meshes_moved_by(obj):
+    for points, owners in _meshes_moved_by(obj):
         heights = points @ np.array(obj.matrix_world, dtype=np.float64)[2, :3]  # Blender's up
         low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the mesh
         for vertex in np.flatnonzero(low):
@@ -87,8 +87,8 @@ def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
 
 
 def _meshes_moved_by(obj: bpy.types.Object):
-    """(mesh, (V, 3) rest vertices in armature space, vertex -> the bone moving it most or None) for every mesh
-    skinned to `obj` (an Armature modifier) or parented to one of its bones."""
+    """((V, 3) rest vertices in armature space, vertex -> the bone moving it most or None) for every mesh skinned to
+    `obj` (an Armature modifier) or parented to one of its bones."""
     from mathutils import Matrix
 
     inverse = obj.matrix_world.inverted()
@@ -104,9 +104,9 @@ def _meshes_moved_by(obj: bpy.types.Object):
             # at rest the mesh hangs from its bone's rest tail (Blender's bone parenting)
             rest = np.array(bone.matrix_local @ Matrix.Translation((0.0, bone.length, 0.0))
                             @ mesh.matrix_parent_inverse @ mesh.matrix_basis, dtype=np.float64)
-            yield mesh, coordinates @ rest[:3, :3].T + rest[:3, 3], (lambda vertex, name=bone.name: name)
+            yield coordinates @ rest[:3, :3].T + rest[:3, 3], (lambda vertex, name=bone.name: name)
             continue
-        if not any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers):
+        if not any(isinstance(m, bpy.types.ArmatureModifier) and m.object == obj for m in mesh.modifiers):
             continue
         groups = {group.index: group.name for group in mesh.vertex_groups if group.name in obj.data.bones}
         if not groups:
@@ -118,7 +118,7 @@ def _meshes_moved_by(obj: bpy.types.Object):
             best = max((g for g in vertices[vertex].groups if g.group in groups), key=lambda g: g.weight, default=None)
             return groups[best.group] if best is not None and best.weight > 0.0 else None
 
-        yield mesh, coordinates @ to_armature[:3, :3].T + to_armature[:3, 3], owner
+        yield coordinates @ to_armature[:3, :3].T + to_armature[:3, 3], owner
 
 
 def stored_bone_map(obj: bpy.types.Object) -> BoneMap | None:
