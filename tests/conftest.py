@@ -81,6 +81,19 @@ def cmu_bvh_dir(extracted_archives) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bandai_walk_source(bandai_namco_dir):
+    """The real Bandai-Namco walk `dataset-1_walk_normal_001.bvh` as a retargeting source (`SourceMotion`: canonical
+    joints, rotations by IK, 30 fps)."""
+    from kmm_core.bvh import builtin_joint_map, bvh_to_canonical_joints, read_bvh
+    from kmm_core.retarget.bvh_output import resample_source
+    from kmm_core.retarget.transfer import source_from_positions
+
+    clip = read_bvh(bandai_namco_dir / "Bandai-Namco-Research-Motiondataset-1" / "data" / "dataset-1_walk_normal_001.bvh")
+    joints = bvh_to_canonical_joints(clip, builtin_joint_map("bandai_namco"), None)
+    return resample_source(source_from_positions(joints, clip.fps), 30.0)
+
+
+@pytest.fixture(scope="session")
 def prepared_dataset_args(bandai_namco_dir, cmu_archive, cmu_descriptions) -> list[str]:
     """`kmm-train prepare` arguments (without --out) of the tiny `prepared_dataset`: 3 takes per dataset/content of
     Bandai-Namco (extracted folder) and CMU (read straight from its archive), mirrored, seed 0."""

@@ -139,6 +139,14 @@ class TakeKeys:
     bone_names: tuple[str, ...] = skeleton.JOINT_NAMES
     location_bone: str = skeleton.JOINT_NAMES[0]
     pose_settings: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) set with the take
+    # Further bones keyed by location (N, L, 3): a bone map's placed bones (IK feet under the root) and the bones
+    # above them, kept at rest (retarget.py).
+    located_bones: tuple[str, ...] = ()
+    located: np.ndarray | None = None
+
+    def located_values(self) -> np.ndarray:
+        """(N, L, 3) the locations of `located_bones` (empty when there are none)."""
+        return self.located if self.located is not None else np.zeros((len(self.frames), 0, 3))
 
 
 def fits_motion_skeleton(obj: bpy.types.Object, motion: MotionLike) -> bool:

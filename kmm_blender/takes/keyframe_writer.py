@@ -211,7 +211,7 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
         keys = retargeted_take_keys(obj, motion, options, scene)
     # the last check before any key is written: nothing non-finite reaches the user's rig
     require_finite(f"keys of {options.action_name!r} on {obj.name!r}", rotations=keys.quaternions,
-                   locations=keys.locations, frames=keys.frames)
+                   locations=keys.locations, placed_locations=keys.located_values(), frames=keys.frames)
     return keys
 
 
@@ -261,6 +261,10 @@ def write_take(
             buffers.fill(factory.new(f'pose.bones["{name}"].{channel}', component, name), values[:, component])
     for axis in range(3):
         buffers.fill(factory.new(f'pose.bones["{pelvis.name}"].location', axis, pelvis.name), locations[:, axis])
+    for located, name in enumerate(keys.located_bones):  # IK feet under the root, placed where the motion goes
+        for axis in range(3):
+            buffers.fill(factory.new(f'pose.bones["{name}"].location', axis, name),
+                         keys.located_values()[:, located, axis])
 
     for start, prompt in zip(segment_starts, list(motion.segment_prompts), strict=True):
         marker = action.pose_markers.new(str(prompt)[:63])

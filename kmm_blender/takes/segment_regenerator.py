@@ -126,6 +126,10 @@ def apply_regeneration(context: bpy.types.Context, plan: RegenerationPlan,
         location_path = f'pose.bones["{keys.location_bone}"].location'
         for axis in range(3):
             _replace_keys(curves[(location_path, axis)], frames, keys.locations[mask, axis])
+        for located, bone in enumerate(keys.located_bones):
+            for axis in range(3):
+                _replace_keys(curves[(f'pose.bones["{bone}"].location', axis)], frames,
+                              keys.located_values()[mask, located, axis])
         if plan.prompt is not None:
             _rename_marker(new, plan, keys)
         take_provenance.record(new, result_path, plan.provenance.options, scene)
@@ -170,7 +174,8 @@ def _kmm_curves(action: bpy.types.Action, slot_identifier: str | None, name: str
                                                                                 skeleton.JOINT_NAMES[0])
     channels = {bone: keyframe_writer.rotation_channel((modes or {}).get(bone, "QUATERNION")) for bone in bones}
     needed = [(f'pose.bones["{bone}"].{channels[bone][0]}', c) for bone in bones for c in range(channels[bone][1])]
-    needed += [(f'pose.bones["{location_bone}"].location', axis) for axis in range(3)]
+    needed += [(f'pose.bones["{bone}"].location', axis) for bone in [location_bone, *(keys.located_bones if keys else ())]
+               for axis in range(3)]
     missing = [f"{path}[{index}]" for path, index in needed if (path, index) not in curves]
     if missing:
         raise KMMError(f"take {name!r} lacks the F-curves {missing[:3]}{' ...' if len(missing) > 3 else ''}: "

@@ -10,13 +10,17 @@ A bone map (JSON, written and read by `BoneMap.to_dict` / `bone_map_from_dict`):
       "bones": {"pelvis": "mixamorig:Hips", "spine2": null, ...},   # all 22 joints; null = the rig has none
       "points": {"spine1": {"between": ["Hips", "Spine"], "t": 0.76}},   # optional, see below
       "parents": {"hand_fk.L": "forearm_fk.L"},   # optional: the bone whose motion a bone really follows
+      "placed": ["FootL", "FootR"],           # optional: bones keyed by their place (location + rotation), see below
       "pose_settings": [{"bone": "thigh_parent.L", "property": "IK_FK", "value": 1.0}]   # optional (Blender)
     }
 
 A canonical joint sits at the head of the bone it drives unless `points` places it elsewhere on the rig (a point
 between the heads of two bones, as in `kmm_core.bvh.joint_map`); a joint with no bone but a point is not driven but
 still fixes where its neighbours go.  `parents` names, for rigs whose controls follow each other through constraints
-(Rigify), the bone each control effectively hangs from.  Bones the map does not name (twist, finger, helper bones)
+(Rigify), the bone each control effectively hangs from.  `placed` lists driven bones whose Blender parent does not
+carry them where the motion goes (IK foot bones hanging from the root instead of the shin, as in three.js'
+RobotExpressive): each follows its `parents` entry in the motion and is keyed with a location and a rotation that
+put it there, the bones above it being keyed at rest.  Bones the map does not name (twist, finger, helper bones)
 keep their rest pose relative to their parent.
 
 Presets (one JSON file per rig family in `presets/`) list candidate names per joint; `detect_bone_map` picks the
@@ -60,6 +64,7 @@ class BoneMap:
     points: dict[str, Point] = field(default_factory=dict)
     parents: dict[str, str] = field(default_factory=dict)
     pose_settings: tuple[tuple[str, str, float], ...] = ()
+    placed: tuple[str, ...] = ()                # driven bones keyed by their place, not through their parent
 
     def driven_bones(self) -> dict[str, str]:
         return {joint: bone for joint, bone in self.bones.items() if bone}
@@ -113,6 +118,10 @@ class BoneMap:
             if child not in available or parent not in available:
                 raise BoneMapError(f"bone map {self.name!r}: 'parents' entry {child!r} -> {parent!r} names a bone "
                                    f"that is not in rig {rig!r}")
+        for bone in self.placed:
+            if bone not in seen or bone not in self.parents:
+                raise BoneMapError(f"bone map {self.name!r}: placed bone {bone!r} must be driven by a joint and have "
+                                   "a 'parents' entry (the bone it follows in the motion)")
 
     def with_bone(self, joint: str, bone: str | None) -> BoneMap:
         """A copy in which `joint` drives `bone` (None: nothing); the map becomes the user's."""
@@ -122,7 +131,8 @@ class BoneMap:
         bones[joint] = bone or None
         points = {k: v for k, v in self.points.items() if k != joint}
         return BoneMap(name=self.name if self.kind == "user" else f"{self.name} (edited)", kind="user", bones=bones,
-                       points=points, parents=dict(self.parents), pose_settings=self.pose_settings)
+                       points=points, parents=dict(self.parents), pose_settings=self.pose_settings,
+                       placed=tuple(b for b in self.placed if b in bones.values()))
 
     def to_dict(self) -> dict:
         data: dict = {"format": FORMAT, "version": 1, "name": self.name, "kind": self.kind,
@@ -133,6 +143,8 @@ class BoneMap:
             data["parents"] = dict(self.parents)
         if self.pose_settings:
             data["pose_settings"] = [{"bone": b, "property": p, "value": v} for b, p, v in self.pose_settings]
+        if self.placed:
+            data["placed"] = list(self.placed)
         return data
 
 
@@ -159,6 +171,12 @@ def _string_dict(value, key: str, fail) -> dict[str, str]:
     return dict(value)
 
 
+def _bone_list(value, key: str, fail) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise fail(f"{key!r} must be a list of bone names")
+    return tuple(value)
+
+
 def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     """Validate a parsed bone map (see the module docstring); errors name `source` and the field."""
 
@@ -167,7 +185,8 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
 
     if not isinstance(data, dict):
         raise fail("the top level must be a JSON object")
-    extra = sorted(set(data) - {"format", "version", "name", "kind", "bones", "points", "parents", "pose_settings"})
+    extra = sorted(set(data) - {"format", "version", "name", "kind", "bones", "points", "parents", "pose_settings",
+                                "placed"})
     if extra:
         raise fail(f"unknown key {extra[0]!r}")
     if data.get("format", FORMAT) != FORMAT:
@@ -193,7 +212,8 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
         raise fail(f"'kind' must be preset, auto or user, got {short_repr(kind)}")
     return BoneMap(name=str(data.get("name", Path(source).stem)), kind=kind, bones=resolved, points=points,
                    parents=_string_dict(data.get("parents", {}), "parents", fail),
-                   pose_settings=_pose_settings(data.get("pose_settings", []), fail))
+                   pose_settings=_pose_settings(data.get("pose_settings", []), fail),
+                   placed=_bone_list(data.get("placed", []), "placed", fail))
 
 
 def load_bone_map(path: str | Path) -> BoneMap:

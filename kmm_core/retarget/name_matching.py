@@ -11,6 +11,9 @@
    bones between chest and head give the neck.  Names of the chain bones are checked against the synonyms.
 3. Rest geometry breaks ties: among several candidates for a hand or foot the one highest in the hierarchy (fewest
    ancestors) wins, and when names give no side the bone's rest position left or right of the body decides.
+4. When the names find no hand, foot or head (glTF `Node_12`, COLLADA `leg_joint_L_3`, palms but no hand bone), the
+   map comes from the hierarchy and rest geometry alone (`geometric_mapping.py`); a head the names miss is taken
+   from it too.  `detect_bone_map` also completes a preset that names all but one of its joints from that map.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..motion.skeleton import JOINT_NAMES
-from .bone_map import BoneMap, BoneMapError
+from .bone_map import REQUIRED_JOINTS, BoneMap, BoneMapError, best_preset_map, presets
+from .geometric_mapping import geometric_bone_map
 
 _PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_")
 _SIDE_PATTERNS = {
@@ -76,9 +80,35 @@ def _skipped(word: str) -> bool:
 
 
 def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None = None,
-                  rig: str = "rig") -> BoneMap:
-    """A bone map found from names and hierarchy (see the module docstring).  `rest_positions` (B, 3) in HumanML3D
-    axes settle sides that names leave open.  Raises BoneMapError naming what could not be found."""
+                  rig: str = "rig", rest_tails: np.ndarray | None = None) -> BoneMap:
+    """A bone map found from names and hierarchy, else from hierarchy and rest geometry (see the module docstring).
+    `rest_positions` (B, 3) and `rest_tails` in HumanML3D axes and metres settle sides that names leave open and
+    allow the geometric map.  Raises BoneMapError naming what could not be found."""
+    try:
+        found = _name_bone_map(bone_names, parents, rest_positions, rig)
+    except BoneMapError as by_names:
+        if rest_positions is None:
+            raise
+        try:
+            return geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0]
+        except BoneMapError as by_geometry:
+            raise BoneMapError(f"{by_names}; from the rest geometry: {str(by_geometry).split(': ', 1)[-1]}") from None
+    if found.bones["head"] or found.bones["neck"] or rest_positions is None:
+        return found
+    try:
+        geometric = geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0]
+    except BoneMapError:
+        return found
+    bones = dict(found.bones)
+    for joint in ("head", "neck"):
+        if geometric.bones[joint] and geometric.bones[joint] not in bones.values():
+            bones[joint] = geometric.bones[joint]
+    return BoneMap(name="auto", kind="auto", bones=bones)
+
+
+def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None,
+                   rig: str) -> BoneMap:
+    """Steps 1-3 of the module docstring: names first, the hierarchy for the chains between them."""
     names = list(bone_names)
     info = [_side_and_word(name) for name in names]
     depth = []
@@ -183,11 +213,33 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
 
 
 def detect_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None = None,
-                    rig: str = "rig") -> BoneMap:
-    """The best shipped preset for this rig when one names all its joints, else `auto_bone_map`."""
-    from .bone_map import best_preset_map
-
+                    rig: str = "rig", rest_tails: np.ndarray | None = None) -> BoneMap:
+    """The best shipped preset for this rig when one names all its joints; else a preset naming all but one of
+    them, that one joint taken from the geometric map; else `auto_bone_map`."""
     found = best_preset_map(bone_names)
     if found is not None:
         return found[0]
-    return auto_bone_map(bone_names, parents, rest_positions, rig)
+    if rest_positions is not None:
+        completed = _preset_missing_one(bone_names, parents, rest_positions, rest_tails, rig)
+        if completed is not None:
+            return completed
+    return auto_bone_map(bone_names, parents, rest_positions, rig, rest_tails)
+
+
+def _preset_missing_one(bone_names, parents, rest_positions, rest_tails, rig) -> BoneMap | None:
+    for candidate in presets():
+        bone_map, found = candidate.resolve(bone_names)
+        missing = [j for j in JOINT_NAMES if candidate.bones.get(j) and not bone_map.bones[j]]
+        if len(missing) != 1 or found < len(REQUIRED_JOINTS):
+            continue
+        try:
+            geometric = geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0]
+        except BoneMapError:
+            return None
+        bone = geometric.bones[missing[0]]
+        if bone is None or bone in bone_map.bones.values():
+            continue
+        bones = {**bone_map.bones, missing[0]: bone}
+        return BoneMap(name=f"{bone_map.name} + geometry ({missing[0]})", kind="auto", bones=bones,
+                       points=bone_map.points, parents=bone_map.parents, pose_settings=bone_map.pose_settings)
+    return None

@@ -6,7 +6,8 @@
   the standing height, so the fraction is a little stricter than one of the full height);
 - foot-contact drift: on frames where a source foot is planted (ankle slow and near its lowest height), how far the
   rig's ankle moves away from where the scaled source ankle moves (metres; 0 = the rig's foot stays as planted as the
-  source's);
+  source's); its part along the ground alone is the *slide* (the rig's own feet, rolling over another heel and toes
+  than the source's, may rise differently while planted; they must not slide);
 - largest turn: the largest change of any bone's local rotation between consecutive frames (degrees), the flip check;
 - proportion-neutral reference (`proportion_neutral_reference`): the source's own joint rotations re-played on a
   skeleton with the rig's bone lengths (pelvis on the scaled source pelvis).  Its error against the scaled source is
@@ -34,6 +35,7 @@ class RetargetQuality:
     contact_drift: float        # metres
     contact_frames: int
     largest_turn: float         # degrees between consecutive frames
+    contact_slide: float = 0.0  # metres: the contact drift along the ground only (the feet sliding)
 
     @property
     def mean_error_fraction(self) -> float:
@@ -80,19 +82,30 @@ def measure(rig_points: np.ndarray, source_points: np.ndarray, scale: float, sou
     """Quality of a retargeted motion.  rig_points (T, 22, 3): the matched joints on the rig (NaN where unmatched),
     source_points (T, 22, 3): the source joints, both HumanML3D axes and metres; source_rest (22, 3): the source's
     T-pose (its height times `scale` is the body height errors are compared with, ankle to head joint);
-    local_rotations (T, B, 3, 3) of the bones keyed."""
+    local_rotations (T, B, 3, 3) of the bones keyed.  A retargeting that stood the rig on its own floor compares
+    with the source raised by `RetargetedMotion.vertical_offset / scale` (`on_rig_floor`)."""
     scaled = source_points * scale
     matched = ~np.isnan(rig_points[0, :, 0])
     error = np.linalg.norm(rig_points[:, matched] - scaled[:, matched], axis=-1)
     height = float(np.ptp(source_rest[:, 1])) * scale
-    drift, frames = 0.0, 0
+    drift, slide, frames = 0.0, 0.0, 0
+    horizontal = np.array([1.0, 0.0, 1.0])
     for side in ("left", "right"):
         joint = JOINT_INDEX[f"{side}_ankle"]
         mask = contact_mask(scaled[:, joint], fps)
         frames += int(mask.sum())
         drift = max(drift, contact_drift(rig_points[:, joint], scaled[:, joint], mask))
+        slide = max(slide, contact_drift(rig_points[:, joint] * horizontal, scaled[:, joint] * horizontal, mask))
     return RetargetQuality(mean_error=float(error.mean()), height=height, contact_drift=drift,
-                           contact_frames=frames, largest_turn=largest_turn(local_rotations))
+                           contact_frames=frames, largest_turn=largest_turn(local_rotations), contact_slide=slide)
+
+
+def on_rig_floor(source_points: np.ndarray, vertical_offset: float, scale: float) -> np.ndarray:
+    """(T, 22, 3) the source raised by the distance (metres, on the rig) the retargeting moved the whole body to stand
+    it on the rig's own floor (`RetargetedMotion.vertical_offset`): what the rig's joints are compared with."""
+    raised = np.array(source_points, dtype=np.float64, copy=True)
+    raised[..., 1] += vertical_offset / scale
+    return raised
 
 
 def proportion_neutral_reference(source_points: np.ndarray, source_global_rotations: np.ndarray,

@@ -3,14 +3,15 @@
 
 A `TargetSkeleton` lists the rig's bones (names, parents in hierarchy order), each bone's rest head position and rest
 orientation (the bone's axes as matrix columns: Blender's `bone.matrix_local`, the identity for BVH joints) in the
-rig's own coordinates, plus how those coordinates become HumanML3D's (metres, Y up, the character faces +Z):
+rig's own coordinates, optionally each bone's rest tail (`rest_tails`: the toe tip is the tail of the last toe bone)
+and `foot_points` (rest points, rig coordinates, that move with a foot bone: the corners of the skinned foot mesh), plus how those coordinates become HumanML3D's (metres, Y up, the character faces +Z):
 `to_humanml3d` (a rotation) and `scale_to_metres`.  Leaf directions (`tail_directions`) give the way a bone without
 children points (Blender: head -> tail; BVH: towards its End Site), used to line up hands, head and toes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +46,8 @@ class TargetSkeleton:
     tail_directions: np.ndarray         # (B, 3) unit direction each bone points in at rest (rig coordinates)
     to_humanml3d: np.ndarray            # (3, 3) rotation: HumanML3D vector = to_humanml3d @ rig vector
     scale_to_metres: float
+    rest_tails: np.ndarray | None = None                             # (B, 3) rig coordinates, None: unknown
+    foot_points: dict[str, np.ndarray] = field(default_factory=dict)  # bone name -> (K, 3) rig coordinates
 
     def __post_init__(self) -> None:
         count = len(self.bone_names)
@@ -60,6 +63,20 @@ class TargetSkeleton:
                 raise TargetSkeletonError(f"skeleton {self.name!r}: {field_name} must be finite with shape {shape}, "
                                           f"got {value.shape}")
             object.__setattr__(self, field_name, value)
+        if self.rest_tails is not None:
+            tails = np.asarray(self.rest_tails, dtype=np.float64)
+            if tails.shape != (count, 3) or not np.all(np.isfinite(tails)):
+                raise TargetSkeletonError(f"skeleton {self.name!r}: rest_tails must be finite with shape {(count, 3)}, "
+                                          f"got {tails.shape}")
+            object.__setattr__(self, "rest_tails", tails)
+        points = {}
+        for bone, value in self.foot_points.items():
+            array = np.asarray(value, dtype=np.float64).reshape(-1, 3)
+            if bone not in self.bone_names or not np.all(np.isfinite(array)):
+                raise TargetSkeletonError(f"skeleton {self.name!r}: foot points of {bone!r} name no bone of the rig or "
+                                          "are not finite")
+            points[bone] = array
+        object.__setattr__(self, "foot_points", points)
         if not (np.isfinite(self.scale_to_metres) and self.scale_to_metres > 0):
             raise TargetSkeletonError(f"skeleton {self.name!r}: scale_to_metres must be a positive number, got "
                                       f"{self.scale_to_metres}")
@@ -87,6 +104,18 @@ class TargetSkeleton:
     def rest_rotations_humanml3d(self) -> np.ndarray:
         """(B, 3, 3) bone axes expressed in HumanML3D axes (M' = A M)."""
         return self.to_humanml3d @ self.rest_rotations
+
+    def rest_tails_metres(self) -> np.ndarray | None:
+        """(B, 3) rest tails in HumanML3D axes and metres (None when the rig does not say)."""
+        return None if self.rest_tails is None else self.rest_tails @ self.to_humanml3d.T * self.scale_to_metres
+
+    def foot_points_metres(self, bone: str) -> np.ndarray:
+        """(K, 3) the foot points of `bone` in HumanML3D axes and metres (empty when it has none)."""
+        return self.foot_points.get(bone, np.zeros((0, 3))) @ self.to_humanml3d.T * self.scale_to_metres
+
+    def turned(self, to_humanml3d: np.ndarray) -> TargetSkeleton:
+        """The same rig read with other axes (its detected facing, `facing.py`)."""
+        return replace(self, to_humanml3d=np.asarray(to_humanml3d, dtype=np.float64))
 
     def tail_directions_humanml3d(self) -> np.ndarray:
         return self.tail_directions @ self.to_humanml3d.T

@@ -18,6 +18,10 @@ rest orientation to its posed one, so posed axes = D_b M'_b with M'_b the rest a
 3. Leg IK: each leg's thigh and shin are turned (analytic two-bone IK, bone lengths kept, the knee staying in the
    plane the transferred knee bends in, forward when straight) so that the ankle reaches the scaled source ankle;
    the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
+4. Feet on the ground (`foot_ground.py`): the body moves up or down so that planted feet stand on the rig's rest
+   floor (`RetargetedMotion.vertical_offset`), each foot chain (ankle, toes, toe tip, skinned foot corners) is as far
+   above that floor as the source foot is above its own standing position while the source foot is down, and never
+   below it; a rig whose rest foot stands flat keeps its sole on the floor while the source foot is flat.
 
 Exact when source and rig agree up to scale: a Bandai-Namco clip sent onto the KMM skeleton and back reproduces its
 joints (tests/test_retarget_core.py).
@@ -25,7 +29,7 @@ joints (tests/test_retarget_core.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +38,7 @@ from ..motion.kinematics import fit_rest_offsets, forward_kinematics, inverse_ki
 from ..motion.rotations import matrix_to_quat, qbetween, quat_to_matrix
 from ..motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
 from .bone_map import BoneMap
+from .foot_ground import ground_feet
 from .target_skeleton import TargetSkeleton
 
 _EPS = 1e-9
@@ -191,6 +196,7 @@ class RetargetPlan:
     alignment: dict[int, np.ndarray]    # bone -> (3, 3) canonical rest -> rig rest rotation of its driver
     pelvis_bone: int
     scale: float                        # target leg length / source leg length
+    placed: list[int] = field(default_factory=list)  # bones keyed by their place (the map's `placed`)
 
     def rest_points(self) -> dict[int, np.ndarray]:
         return {j: (1 - t) * self.rest_heads[a] + t * self.rest_heads[b] for j, (a, b, t) in self.point_specs.items()}
@@ -227,7 +233,7 @@ def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.n
     pelvis = bone_of[JOINT_INDEX["pelvis"]]
     plan = RetargetPlan(skeleton=skeleton, bone_map=bone_map, parents=parents, order=order, rest_heads=heads,
                         driver=driver, bone_of=bone_of, point_specs=specs, carried=carried, alignment={},
-                        pelvis_bone=pelvis, scale=1.0)
+                        pelvis_bone=pelvis, scale=1.0, placed=[index[name] for name in bone_map.placed])
     rest_points = plan.rest_points()
     source_rest = np.asarray(source_rest, dtype=np.float64)
     source_leg = _leg_length({j: source_rest[j] for j in range(NUM_JOINTS)})
@@ -289,6 +295,7 @@ class RetargetedMotion:
     deltas: np.ndarray
     heads: np.ndarray
     fps: float
+    vertical_offset: float = 0.0  # metres the whole body stands above the scaled source (feet on ground)
 
     @property
     def skeleton(self) -> TargetSkeleton:
@@ -304,11 +311,18 @@ class RetargetedMotion:
     def driven_bones(self) -> list[int]:
         return sorted(self.plan.driver)
 
+    def _keyed_parents(self) -> list[int]:
+        """The parent each bone's keys are relative to: its effective parent, a placed bone's own parent in the rig."""
+        parents = list(self.plan.parents)
+        for bone in self.plan.placed:
+            parents[bone] = self.skeleton.parents[bone]
+        return parents
+
     def local_rotations(self) -> np.ndarray:
         """(T, B, 3, 3) each bone's rotation relative to its rest, in its own rest axes, relative to its effective
-        parent (Blender's pose-bone rotation): M'_b^T D_p^T D_b M'_b."""
+        parent (a placed bone: its parent in the rig) (Blender's pose-bone rotation): M'_b^T D_p^T D_b M'_b."""
         rest = self.skeleton.rest_rotations_humanml3d()
-        parents = self.plan.parents
+        parents = self._keyed_parents()
         parent_deltas = np.where(np.array(parents)[None, :, None, None] >= 0,
                                  self.deltas[:, np.maximum(parents, 0)], np.eye(3))
         relative = np.swapaxes(parent_deltas, -1, -2) @ self.deltas
@@ -321,6 +335,24 @@ class RetargetedMotion:
         signs = np.where(np.cumsum(np.concatenate([np.zeros((1,) + flips.shape[1:], bool), flips]), axis=0) % 2,
                          -1.0, 1.0)
         return quaternions * signs[..., None]
+
+    def placed_locations(self) -> np.ndarray:
+        """(T, P, 3) the pose locations (rig units, each bone's rest axes, Blender's pose-bone location) that put the
+        map's placed bones (`plan.placed`, in that order) where the motion puts them, from their parents in the rig:
+        M'_b^T D_p^T (x_b - x_p - D_p (h_b - h_p)) / s (x posed heads, h rest heads, s the rig's metres per unit)."""
+        rest_axes = self.skeleton.rest_rotations_humanml3d()
+        rest = self.plan.rest_heads
+        located = np.zeros((len(self.heads), len(self.plan.placed), 3))
+        for k, bone in enumerate(self.plan.placed):
+            parent = self.skeleton.parents[bone]
+            if parent < 0:
+                offset = self.heads[:, bone] - rest[bone]
+            else:
+                parent_delta = self.deltas[:, parent]
+                offset = np.einsum("tji,tj->ti", parent_delta, self.heads[:, bone] - self.heads[:, parent]) - (
+                    rest[bone] - rest[parent])
+            located[:, k] = offset @ rest_axes[bone] / self.skeleton.scale_to_metres
+        return located
 
     def pelvis_offset_rig(self) -> np.ndarray:
         """(T, 3) how far the pelvis bone's head moved from its rest head, in rig axes and units."""
@@ -347,13 +379,16 @@ def needed_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
         parents=tuple(new_index[skeleton.parents[b]] if skeleton.parents[b] >= 0 else -1 for b in order),
         rest_heads=skeleton.rest_heads[order], rest_rotations=skeleton.rest_rotations[order],
         tail_directions=skeleton.tail_directions[order], to_humanml3d=skeleton.to_humanml3d,
-        scale_to_metres=skeleton.scale_to_metres)
+        scale_to_metres=skeleton.scale_to_metres,
+        rest_tails=None if skeleton.rest_tails is None else skeleton.rest_tails[order],
+        foot_points={name: points for name, points in skeleton.foot_points.items() if index[name] in keep})
 
 
 def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, leg_ik: bool = True,
-             only_needed_bones: bool = False) -> RetargetedMotion:
+             only_needed_bones: bool = False, feet_on_ground: bool = False) -> RetargetedMotion:
     """Pose `skeleton` like `source` frame by frame (see the module docstring).  With `only_needed_bones` the
-    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint)."""
+    result covers only `needed_bones(skeleton, bone_map)` (what keying needs; BVH output needs every joint).  With
+    `feet_on_ground` (and `leg_ik`) the rig's own feet stand on its rest floor (`foot_ground.py`)."""
     if only_needed_bones:
         skeleton = needed_bones(skeleton, bone_map)
     positions = np.asarray(source.positions, dtype=np.float64)
@@ -407,6 +442,8 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
     if leg_ik:
         _lower_out_of_reach(motion, goal)
         _leg_ik(motion, goal)
+    if leg_ik and feet_on_ground:
+        motion.vertical_offset = ground_feet(motion, goal, source, _leg_ik)
     return motion
 
 
@@ -440,8 +477,9 @@ def _lower_out_of_reach(motion: RetargetedMotion, goal: np.ndarray) -> None:
         # Lowering the hips by h makes the vertical gap |dy| - h: feasible when |dy| - h <= needed_height.
         excess = np.maximum(-offset[:, 1] - needed_height, 0.0)
         shortfall = np.maximum(shortfall, excess)
-    if np.any(shortfall > 0):
-        motion.heads[:, :, 1] -= shortfall[:, None]
+    if np.any(shortfall > 0):  # the pelvis and everything below it; bones above it (a root) stay where keyed
+        moved = _descendants(plan, plan.pelvis_bone, -1)
+        motion.heads[:, moved, 1] -= shortfall[:, None]
 
 
 def _forward(motion: RetargetedMotion) -> None:

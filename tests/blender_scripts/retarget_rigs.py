@@ -41,7 +41,7 @@ from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
-from kmm_motion.kmm_core.retarget.quality import measure  # noqa: E402
+from kmm_motion.kmm_core.retarget.quality import measure, on_rig_floor  # noqa: E402
 from kmm_motion.kmm_core.retarget.transfer import SourceMotion  # noqa: E402
 
 job = json.loads(open(sys.argv[1], encoding="utf-8").read())
@@ -144,8 +144,9 @@ for rig_name, rig in rigs.items():
         points, quaternions = [], []
         for frame in frames:
             scene.frame_set(frame)
-            points.append(rig_retarget.evaluated_joint_points(rig, bone_map))
-            quaternions.append([list(rig.pose.bones[name].rotation_quaternion) for name in keyed])
+            points.append(rig_retarget.evaluated_joint_points(rig, bone_map, planned.skeleton))
+            # the pose rotation in whatever mode the bone is keyed (the BVH importer's bones use Euler angles)
+            quaternions.append([list(rig.pose.bones[name].matrix_basis.to_quaternion()) for name in keyed])
         if rig_name == "rigify":  # the deforming chain follows the keyed FK controls (IK/FK switches at FK)
             pairs = [("ORG-upper_arm.L", "upper_arm_fk.L"), ("ORG-forearm.R", "forearm_fk.R"), ("ORG-hand.L", "hand_fk.L"),
                      ("ORG-shin.R", "shin_fk.R"), ("ORG-foot.L", "foot_fk.L"), ("DEF-forearm.L", "forearm_fk.L"),
@@ -160,6 +161,7 @@ for rig_name, rig in rigs.items():
         arrays[f"source__{key}"] = source.positions
         arrays[f"rest__{key}"] = source.rest_positions
         arrays[f"scale__{key}"] = np.array(planned.plan.scale)
+        arrays[f"offset__{key}"] = np.array(planned.vertical_offset)  # the body stood on the rig's own floor
         rest_points = planned.plan.rest_points()  # where the canonical joints sit on the rig at rest
         arrays[f"rig_rest__{key}"] = np.array([rest_points.get(j, [np.nan] * 3) for j in range(skeleton.NUM_JOINTS)])
         arrays[f"source_rotations__{motion_name}"] = source.global_rotations
@@ -170,8 +172,8 @@ for rig_name, rig in rigs.items():
                              global_rotations=np.broadcast_to(np.eye(3), (2, skeleton.NUM_JOINTS, 3, 3)).copy())
         standing = rig_retarget.retarget_onto(rig, still)
         arrays[f"floor__{key}"] = np.array(measure(
-            standing.joint_points(), still.positions, standing.plan.scale, still.rest_positions,
-            standing.local_rotations(), 30.0).mean_error_fraction)
+            standing.joint_points(), on_rig_floor(still.positions, standing.vertical_offset, standing.plan.scale),
+            standing.plan.scale, still.rest_positions, standing.local_rotations(), 30.0).mean_error_fraction)
 
 # --- behaviour around the takes -----------------------------------------------------------------------------------
 mixamo = rigs["mixamo"]
