@@ -115,6 +115,25 @@ def test_classifier_free_guidance(models):
     assert not torch.equal(plain.codes, strong.codes)
 
 
+def test_the_residual_layers_take_their_own_guidance(models):
+    """`residual_guidance_scale` guides the residual layers alone: the base layer's codes stay those of
+    `guidance_scale`, and None means the same scale for both."""
+    _, generator, _, sentences = models
+
+    def decode(**settings):
+        return decode_tokens(generator, [48, 48], sentence=sentences[:2], seed=5,
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, **settings)).codes
+
+    strong = decode(guidance_scale=4.0)
+    assert torch.equal(decode(guidance_scale=4.0, residual_guidance_scale=None), strong)
+    assert torch.equal(decode(guidance_scale=4.0, residual_guidance_scale=4.0), strong)
+    mixed = decode(guidance_scale=4.0, residual_guidance_scale=0.0)
+    assert torch.equal(mixed[..., 0], strong[..., 0])
+    assert not torch.equal(mixed[..., 1:], strong[..., 1:])
+    with pytest.raises(ConfigError, match="residual_guidance_scale"):
+        DecodingConfig(residual_guidance_scale=-1.0)
+
+
 def test_progress_and_cancellation(models):
     _, generator, _, sentences = models
     calls = []
