@@ -102,12 +102,25 @@ FIT_STEP = 1.0
 rig whose spine differs most costs nothing); the Rigify metarig and rig are within 1 cm after 4 steps."""
 
 
+def standing_offset(skeleton: TargetSkeleton, bone_map: BoneMap) -> float:
+    """Metres the take's feet rule (`foot_ground.py`) raises the body on this rig when the canonical skeleton stands
+    on its floor (HumanML3D's floor: the lowest joint at y = 0): a generated take is moved by about this much, so a
+    key pose is read from the rig's points without it."""
+    from .transfer import retarget, source_from_positions
+
+    standing = rest_positions(tpose_offsets())
+    standing[:, 1] -= standing[:, 1].min()
+    source = source_from_positions(np.repeat(standing[None], 2, axis=0), 30.0)
+    return retarget(source, skeleton, bone_map, only_needed_bones=True, feet_on_ground=True).vertical_offset
+
+
 def fitted_canonical_pose(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMap,
                           where: str = "the rig") -> np.ndarray:
     """`canonical_pose` corrected so that retargeting it back onto the rig puts the rig's joints where `points`
     are: the rig's proportions differ from the canonical skeleton's (the transfer fits the pelvis bone over its hips
     and spine, and keeps the feet within the legs' reach), so the first pose lands the rig's pelvis centimetres off
-    (11 cm low on the Rigify metarig, whose hips sit above its pelvis).  A few fixed-point steps move the
+    (11 cm low on the Rigify metarig, whose hips sit above its pelvis).  The take will be raised by the feet rule's
+    offset (`standing_offset`), so the pose is fitted to the points lowered by it.  A few fixed-point steps move the
     points the pose is read from by what the round trip misses."""
     from ..motion.kinematics import inverse_kinematics
     from .transfer import retarget, source_from_rotations
@@ -119,6 +132,7 @@ def fitted_canonical_pose(points: np.ndarray, skeleton: TargetSkeleton, bone_map
     for joint, point in plan.rest_points().items():
         rig_rest[joint] = point
     rig_rest = _checked_points(rig_rest, f"{where} (rest pose)")
+    points = points - np.array([0.0, standing_offset(skeleton, bone_map), 0.0])
     pose = canonical_pose(points, rig_rest, scale, where)
     read_from = points.copy()
     offsets = tpose_offsets()

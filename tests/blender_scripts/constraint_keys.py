@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Blender check: the animator's own key poses steer generation, on a Mixamo-named rig and on Rigify's metarig.
+"""Blender check: the animator's own key poses steer generation, on a Mixamo-named rig, on Rigify's metarig and on
+the rig Rigify generates from it (keyed on its FK controls, the limbs switched to FK, as an animator keys it).
 
 For each rig: the pose is keyed at two frames (frame 20: arms lowered; frame 100: the right arm raised and the hips
 moved 1.2 m forward), "Use my keys as constraints" turns the keys into pose constraints, and Generate runs the way
@@ -35,7 +36,7 @@ from kmm_motion.kmm_blender.timeline.properties import set_rows  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion.kinematics import inverse_kinematics  # noqa: E402
 from kmm_motion.kmm_core.motion.skeleton import tpose_offsets  # noqa: E402
-from kmm_motion.kmm_core.retarget.rig_pose import fitted_canonical_pose  # noqa: E402
+from kmm_motion.kmm_core.retarget.rig_pose import fitted_canonical_pose, standing_offset  # noqa: E402
 from kmm_motion.kmm_core.retarget.transfer import retarget, source_from_rotations  # noqa: E402
 
 KEY_FRAMES = (20, 100)
@@ -47,8 +48,13 @@ scene.frame_start, scene.frame_end = 1, 120
 
 addon_utils.enable("rigify", default_set=True)
 bpy.ops.object.armature_human_metarig_add()
-rigs = {"rigify_metarig": context.view_layer.objects.active.name, "mixamo": published_rigs.build_mixamo(context).name}
+metarig = context.view_layer.objects.active
+bpy.ops.pose.rigify_generate()
+rigs = {"rigify_metarig": metarig.name, "rigify": context.view_layer.objects.active.name,
+        "mixamo": published_rigs.build_mixamo(context).name}
+metarig.location = (3.0, 0.0, 0.0)
 BONES = {"rigify_metarig": ("upper_arm.L", "upper_arm.R", "spine"),
+         "rigify": ("upper_arm_fk.L", "upper_arm_fk.R", "torso"),
          "mixamo": ("mixamorig:LeftArm", "mixamorig:RightArm", "mixamorig:Hips")}
 
 
@@ -76,6 +82,8 @@ def key_pose(obj, frame: int) -> None:
 
 def key_two_poses(name: str, obj) -> None:
     left, right, hips = BONES[name]
+    for bone, prop, value in rig_retarget.bone_map_for(obj).pose_settings:  # the Rigify rig's limbs in FK
+        obj.pose.bones[bone][prop] = value
     obj.animation_data_create().action = bpy.data.actions.new(f"{name}_keys")
     for bone in obj.pose.bones:
         bone.matrix_basis = Matrix()
@@ -140,7 +148,8 @@ for name in list(rigs):
     leg = float(np.mean([np.linalg.norm(keyed[0][a] - keyed[0][b]) + np.linalg.norm(keyed[0][b] - keyed[0][c])
                          for a, b, c in ((1, 4, 7), (2, 5, 8))]))
     errors = [float(np.linalg.norm(a - k, axis=-1).mean()) for a, k in zip(after_points, keyed, strict=True)]
-    # What retargeting alone reproduces of each keyed pose (its canonical pose sent straight back onto the rig).
+    # What retargeting alone reproduces of each keyed pose (its canonical pose sent straight back onto the rig and
+    # raised by the feet rule's standing offset, as a take is).
     target_skeleton = rig_retarget.armature_target_skeleton(obj)
     bone_map = rig_retarget.bone_map_for(obj, target_skeleton)
     round_trip = []
@@ -148,7 +157,7 @@ for name in list(rigs):
         pose = fitted_canonical_pose(points, target_skeleton, bone_map)
         root, rotations = inverse_kinematics(np.repeat(pose[None], 2, axis=0), tpose_offsets())
         back = retarget(source_from_rotations(root, rotations, tpose_offsets(), 30.0), target_skeleton, bone_map,
-                        only_needed_bones=True).joint_points()[0]
+                        only_needed_bones=True).joint_points()[0] + [0.0, standing_offset(target_skeleton, bone_map), 0.0]
         round_trip.append(float(np.linalg.norm(back - points, axis=-1).mean()))
     result[name] = {"operator": sorted(outcome), "pose_frames": [p["frame"] for p in poses],
                     "job": [job.state, job.error], "take": obj.animation_data.action.name,
