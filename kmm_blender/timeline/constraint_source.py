@@ -32,7 +32,7 @@ def keyed_frames(armature: bpy.types.Object) -> list[int]:
     action = armature.animation_data.action if armature.animation_data else None
     if action is None:
         raise KMMError(f"armature {armature.name!r} has no action: key its pose at some frames first")
-    frames = set()
+    frames: set[int] = set()
     for curve in _fcurves(action, armature):
         if curve.data_path.startswith("pose.bones["):
             frames.update(int(round(point.co[0])) for point in curve.keyframe_points)

@@ -78,7 +78,7 @@ class KMM_OT_effector_remove(bpy.types.Operator):
     bl_label = "Remove Target"
     bl_idname = "kmm.effector_remove"
     bl_options = {"REGISTER", "UNDO"}
-    index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
+    index: bpy.props.IntProperty(default=0)
 
     def execute(self, context):
         effectors = context.scene.kmm.effectors

@@ -184,9 +184,11 @@ def config_from_dict(
 
 
 def config_to_dict(config: Any) -> Any:
-    """A dataclass (or nested value) as plain JSON/TOML-compatible data: tuples become lists, paths strings."""
+    """A dataclass (or nested value) as plain JSON/TOML-compatible data: tuples become lists, paths strings; a field
+    set to None is left out (TOML has no null: loading gives it its default, None, back)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {field.name: config_to_dict(getattr(config, field.name)) for field in dataclasses.fields(config)}
+        return {field.name: config_to_dict(getattr(config, field.name)) for field in dataclasses.fields(config)
+                if getattr(config, field.name) is not None}
     if isinstance(config, Mapping):
         return {str(key): config_to_dict(value) for key, value in config.items()}
     if isinstance(config, (list, tuple)):
