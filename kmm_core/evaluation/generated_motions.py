@@ -47,8 +47,7 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)
-                decoded = bundle.tokenizer.decode(codes, num_frames=lengths[row])[0]
-                out[index] = bundle.normalizer.denormalize(decoded.float().cpu().numpy().astype(np.float64))
+                out[index] = bundle.codes_to_features(codes, lengths[row])  # as generation decodes
     return out  # type: ignore[return-value]
 
 
@@ -115,9 +114,8 @@ def tokenizer_reconstruction(bundle: ModelBundle,
         for clip in features:
             normalised = torch.from_numpy(bundle.normalizer.normalize(clip).astype(np.float32))[None].to(device)
             codes = bundle.tokenizer.encode(normalised)
-            decoded = bundle.tokenizer.decode(codes, num_frames=clip.shape[0])[0].float().cpu().numpy()
             real = features_to_joints(clip)
-            recon = features_to_joints(bundle.normalizer.denormalize(decoded.astype(np.float64)))
+            recon = features_to_joints(bundle.codes_to_features(codes, clip.shape[0]))  # as generation decodes
             reconstructions.append(recon)
             real, recon = real - real[:, :1], recon - recon[:, :1]
             errors.append(1000.0 * float(np.linalg.norm(real - recon, axis=-1).mean()))
