@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..common.errors import KMMError, short_repr
+from ..common.input_numbers import is_finite_number
 from ..common.limits import MAX_PATH_COORDINATE
 from ..humanml3d.features import forward_directions
 from ..motion.kinematics import forward_kinematics
@@ -160,19 +161,9 @@ def _weight_value(constraint: Constraint) -> dict[str, Any]:
 
 
 # ---- reading ----------------------------------------------------------------------------------------------------------
-def _is_number(value: object) -> bool:
-    """A finite int or float (not a bool; an integer too large for a float is not a number here)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _vector(value: object, size: int, index: int, field: str, what: str) -> tuple[float, ...]:
     if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != size
-            or not all(_is_number(v) for v in value)):
+            or not all(is_finite_number(v) for v in value)):
         raise ConstraintError(f"must be {what} ({size} finite numbers), got {short_repr(value)}", index=index,
                               field=field)
     if not all(abs(v) <= MAX_PATH_COORDINATE for v in value):
@@ -209,7 +200,7 @@ def _weight(entry: Mapping, index: int) -> tuple[float, bool]:
     value = entry.get("weight", "hard")
     if value == "hard":
         return 1.0, True
-    if not _is_number(value) or not 0 < value <= 1:
+    if not is_finite_number(value) or not 0 < value <= 1:
         raise ConstraintError(f"must be \"hard\" or a number in (0, 1], got {short_repr(value)}", index=index,
                               field="weight")
     return float(value), False

@@ -21,13 +21,13 @@ afterwards and holds the feet on the new ground track.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..common.errors import KMMError, short_repr
+from ..common.input_numbers import is_finite_number
 from ..common.limits import MAX_PATH_COORDINATE, MAX_TOTAL_SECONDS
 from ..humanml3d.features import forward_directions
 from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
@@ -80,7 +80,7 @@ class RootPath:
         parsed = []
         for index, point in enumerate(points):
             if (not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2
-                    or not all(_is_finite(v) for v in point)):
+                    or not all(is_finite_number(v) for v in point)):
                 raise PathError(f"{where}.points[{index}]: must be [x, z] (two finite numbers), got "
                                 f"{short_repr(point)}")
             # Checked before any arithmetic: 1e308 is finite, but its lengths overflow (a NumPy warning, then NaN).
@@ -90,7 +90,7 @@ class RootPath:
             parsed.append((float(point[0]), float(point[1])))
         if times is not None:
             if (not isinstance(times, Sequence) or isinstance(times, str)
-                    or not all(_is_finite(t) for t in times)):
+                    or not all(is_finite_number(t) for t in times)):
                 raise PathError(f"{where}.times: must be a list of numbers (seconds)")
             if not all(abs(t) <= MAX_TOTAL_SECONDS for t in times):
                 raise PathError(f"{where}.times: each time must be within {MAX_TOTAL_SECONDS:g} seconds")
@@ -121,16 +121,6 @@ class RootPath:
         chords = np.diff(points, axis=0) / np.maximum(lengths, 1e-9)[:, None]
         direction = chords[segment]
         return position, direction
-
-
-def _is_finite(value: object) -> bool:
-    """A finite number that is also a finite float (a 400-digit integer overflows float arithmetic)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
 
 
 def _yaw_matrix(angle: np.ndarray) -> np.ndarray:

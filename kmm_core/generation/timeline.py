@@ -29,6 +29,7 @@ from typing import Any
 
 from ..common.bounded_read import parse_json, parse_toml, read_bytes
 from ..common.errors import InputFileError, KMMError, digit_count, short_repr
+from ..common.input_numbers import finite_float, is_number
 from ..common.limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
@@ -84,22 +85,6 @@ class TimelineError(KMMError, ValueError):
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _finite_float(value: object) -> float | None:
-    """`value` as a finite float, or None when it is not a number, not finite, or too large for a float (a 400-digit
-    integer would raise OverflowError in any arithmetic with floats)."""
-    if not _is_number(value):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _type_name(value: object) -> str:
@@ -334,8 +319,8 @@ def _parse_constraints(value: object) -> tuple:
 
 
 def _check_fps(fps: object, field_name: str) -> None:
-    number = _finite_float(fps)
-    if number is None and _is_number(fps) and fps > 0:
+    number = finite_float(fps)
+    if number is None and is_number(fps) and fps > 0:
         number = math.inf  # infinite or too large for a float: over the limit below
     if number is None or number <= 0:
         raise TimelineError(f"must be a positive number of frames per second, got {_short(fps)}", field=field_name)
@@ -460,8 +445,8 @@ def _parse_segment(entry: object, index: int, fps: float, min_seconds: float,
     kind = durations[0]
     value = entry[kind]
     if kind == "seconds":
-        seconds = _finite_float(value)
-        if seconds is None and _is_number(value) and value > 0:
+        seconds = finite_float(value)
+        if seconds is None and is_number(value) and value > 0:
             seconds = math.inf  # infinite or too large for a float: longer than any timeline, refused below
         if seconds is None:
             raise TimelineError(f"must be a finite number, got {_short(value)}", segment=index, field="seconds")
