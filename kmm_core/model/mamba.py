@@ -103,8 +103,11 @@ class MambaBlock(nn.Module):
         """The same block on the compiled CPU kernels, time-major throughout (no transposes, no (B, D, L) copies)."""
         from .compiled_selective_scan import causal_conv_silu, fused_selective_scan
 
-        xz = self.in_proj(hidden)  # (B, L, 2 d_inner); x and z are read in place
-        x, z = xz[..., : self.d_inner], xz[..., self.d_inner :]
+        # x and z as two products with the halves of in_proj's weight: each is its own tensor, so the backward pass
+        # does not build a zero-filled (B, L, 2 d_inner) gradient for each half of one sliced output.
+        x_weight, z_weight = self.in_proj.weight[: self.d_inner], self.in_proj.weight[self.d_inner :]
+        x_bias, z_bias = (None, None) if self.in_proj.bias is None else self.in_proj.bias.split(self.d_inner)
+        x, z = F.linear(hidden, x_weight, x_bias), F.linear(hidden, z_weight, z_bias)
         conv_bias = self.conv1d.bias if self.conv1d.bias is not None else hidden.new_zeros(self.d_inner)
         x = causal_conv_silu(x, self.conv1d.weight[:, 0, :], conv_bias)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
