@@ -9,7 +9,11 @@ on the caller).  Each Blender call is timed in both forms the writer has had: in
 straight in), and `FCurve.update()` (sort, then handles) or `keyframe_points.handles_recalc()` (handles only: the keys
 are written in frame order).
 
-Run: ``python benchmarks/profile_blender_apply.py [--minutes 10] [--repeats 5]`` (with the Python of a bpy venv).
+``--root DIR`` profiles another checkout's take_keys (e.g. ``git archive main | tar -x -C DIR``); the Blender calls are
+the same in both.
+
+Run: ``python benchmarks/profile_blender_apply.py [--minutes 10] [--repeats 5] [--root DIR]`` (with the Python of a
+bpy venv).
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ import bench_blender_apply as bench  # noqa: E402  (the benchmark's motion and a
 _LINEAR = 1  # KeyFrame.interpolation 'LINEAR'
 
 
-def profile(minutes: float, repeats: int) -> tuple[str, dict[str, list[float]]]:
+def profile(minutes: float, repeats: int, root: Path = bench.REPO_ROOT) -> tuple[str, dict[str, list[float]]]:
     import tempfile
 
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="kmm_profile_user_")
     import bpy
     import numpy as np
 
-    bench._import_addon()
+    bench._import_addon(root)
     from kmm_motion.kmm_blender.rigs import armature_builder, take_keys
     from kmm_motion.kmm_blender.takes import keyframe_writer
     from kmm_motion.kmm_core.motion import kinematics, skeleton
@@ -46,15 +50,16 @@ def profile(minutes: float, repeats: int) -> tuple[str, dict[str, list[float]]]:
     frames = int(round(minutes * 60 * bench.TARGET_FPS))
     motion = bench._looped_motion(kinematics, take_keys, skeleton, frames)
     steps: dict[str, list[float]] = defaultdict(list)
+    spent: dict[str, float] = defaultdict(float)  # this repeat's seconds per step
+
+    def timed(step: str, call, *args):
+        started = time.perf_counter()
+        result = call(*args)
+        spent[step] += time.perf_counter() - started
+        return result
+
     for repeat in range(repeats):
-        spent: dict[str, float] = defaultdict(float)
-
-        def timed(step: str, call, *args):
-            started = time.perf_counter()
-            result = call(*args)
-            spent[step] += time.perf_counter() - started
-            return result
-
+        spent.clear()
         options = take_keys.WriteOptions(action_name=f"profile {repeat}")
         keys = timed("take_keys: the key values (numpy)", keyframe_writer.take_keys, armature, motion, options, scene)
         action = bpy.data.actions.new(options.action_name)
@@ -90,10 +95,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--root", type=Path, default=bench.REPO_ROOT, help="the checkout whose take_keys is timed")
     args = parser.parse_args()
-    blender, steps = profile(args.minutes, args.repeats)
+    blender, steps = profile(args.minutes, args.repeats, args.root.resolve())
     frames = int(round(args.minutes * 60 * bench.TARGET_FPS))
-    print(f"Blender {blender}, {args.minutes:g} min at 30 fps ({frames} frames x 91 F-curves), median of "
+    print(f"`{args.root}`: Blender {blender}, {args.minutes:g} min at 30 fps ({frames} frames x 91 F-curves), median of "
           f"{args.repeats} runs; [x2]: timed on half the curves, doubled.\n")
     print("| step | seconds (median, all 91 F-curves) |")
     print("| --- | ---: |")

@@ -6,7 +6,9 @@ any other rig; this module only decides which and writes them.
 
 The motion (kmm_core MotionResult: root translation + per-joint rotations relative to the T-pose rest, in parent
 space, HumanML3D axes) becomes rotation (in each bone's own mode) and location F-curves on the pose bones, written in one pass per F-curve
-(`keyframe_points.add` + `foreach_set`), which is two orders of magnitude faster than keyframe_insert per frame.
+(`keyframe_points.add` + `foreach_set` of buffers in the keys' own field types + `handles_recalc`), which is two orders
+of magnitude faster than keyframe_insert per frame (10 minutes at 30 fps: about 0.25 s, benchmarks/results/
+blender_apply.md).
 
 Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ slotted actions
 (`action.fcurve_ensure_for_datablock`); 5.0 removed `Action.fcurves`, channelbags come from
