@@ -102,17 +102,29 @@ def bone_local_rotations(local: np.ndarray, rest_rotations: np.ndarray) -> np.nd
     """(T, 22, 4) pose-bone quaternions L_j = R_j^T (C q_j C^T) R_j for rest orientations R_j (22, 3, 3).
 
     Conjugating a rotation by the rotation B_j = R_j^T C keeps the quaternion's w and rotates its vector part by
-    B_j, so L_j = (w, B_j v) directly (no matrix round trip: 18,000 frames take milliseconds). The first key of
-    every bone has w >= 0, the rest follow it on the short arc (``make_quaternions_continuous``).
+    B_j, so L_j = (w, B_j v) directly (no matrix round trip).  The first key of every bone has w >= 0, the rest
+    follow it on the short arc (``make_quaternions_continuous``: the one place the signs are chosen, so `local`'s own
+    signs do not matter).
+
+    The work runs on one contiguous (T, 22) plane per component (w, x, y, z): 10 minutes at 30 fps take about
+    20 ms, against 60 ms for the same sums over the (T, 22, 4) layout and einsum, which differ from these only in
+    the last bit of float64 (the float32 keys are the same).
     """
     basis = np.swapaxes(rest_rotations, -1, -2) @ HUMANML3D_TO_BLENDER  # R_j^T C, (22, 3, 3)
-    q = rotations.qnormalize(np.asarray(local, dtype=np.float64))
-    out = np.empty_like(q)
-    out[..., 0] = q[..., 0]
-    out[..., 1:] = np.einsum("jab,tjb->tja", basis, q[..., 1:])
-    if len(out):
-        out *= np.where(out[:1, :, :1] < 0, -1.0, 1.0)
-    return make_quaternions_continuous(out)
+    w, x, y, z = np.moveaxis(np.asarray(local, dtype=np.float64), -1, 0)
+    length = w * w + x * x + y * y + z * z  # rotations.qnormalize, one plane at a time (same bits)
+    np.maximum(np.sqrt(length, out=length), rotations.NORM_FLOOR, out=length)
+    planes = np.empty((4,) + w.shape)  # (4, T, 22)
+    np.divide(w, length, out=planes[0])
+    x, y, z = x / length, y / length, z / length
+    for axis in range(3):  # B_j v, row by row
+        row = planes[1 + axis]
+        np.multiply(x, basis[:, axis, 0], out=row)
+        row += y * basis[:, axis, 1]
+        row += z * basis[:, axis, 2]
+    if len(w):
+        planes *= np.where(planes[0, :1] < 0, -1.0, 1.0)
+    return make_quaternions_continuous(np.moveaxis(planes, 0, -1))
 
 
 def root_locations(translation: np.ndarray, rest_head: np.ndarray, rest_rotation: np.ndarray, root_motion: str) -> np.ndarray:
@@ -164,8 +176,7 @@ def fits_motion_skeleton(obj: bpy.types.Object, motion: MotionLike) -> bool:
 def motion_armature_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions,
                          scene: bpy.types.Scene) -> TakeKeys:
     """The exact keys of `motion` on a KMM armature built for it (read-only: changes nothing)."""
-    translation, local = validate_motion(motion)
-    local = make_quaternions_continuous(local)
+    translation, local = validate_motion(motion)  # the keys' signs are chosen by bone_local_rotations
     segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
     if len(segment_starts) != len(list(motion.segment_prompts)):
         raise KeyframeWriteError(f"{len(segment_starts)} segment_frames but {len(list(motion.segment_prompts))} "

@@ -6,7 +6,9 @@ any other rig; this module only decides which and writes them.
 
 The motion (kmm_core MotionResult: root translation + per-joint rotations relative to the T-pose rest, in parent
 space, HumanML3D axes) becomes rotation (in each bone's own mode) and location F-curves on the pose bones, written in one pass per F-curve
-(`keyframe_points.add` + `foreach_set`), which is two orders of magnitude faster than keyframe_insert per frame.
+(`keyframe_points.add` + `foreach_set` of buffers in the keys' own field types + `handles_recalc`), which is two orders
+of magnitude faster than keyframe_insert per frame (10 minutes at 30 fps: about 0.25 s, benchmarks/results/
+blender_apply.md).
 
 Action API differences handled here: Blender 4.2-4.3 `action.fcurves.new`; 4.4+ slotted actions
 (`action.fcurve_ensure_for_datablock`); 5.0 removed `Action.fcurves`, channelbags come from
@@ -178,12 +180,18 @@ def _ensure_takes_group_name() -> bool:
 
 
 class _KeyBuffers:
-    """The flat arrays foreach_set takes, allocated once per take: (frame, value) pairs and the interpolations."""
+    """The flat arrays foreach_set takes, allocated once per take: (frame, value) pairs and the interpolations.
+
+    Both match the key's own field types, so bpy copies them in without looking at each item: float32 pairs for
+    "co", and uint8 for "interpolation" (a char in Blender's BezTriple: an int32 array makes bpy walk it item by
+    item, ten times slower).  The keys go in frame order, so `handles_recalc` (the second half of
+    `FCurve.update()`, whose first half sorts the keys) gives the same handles; out-of-order frames still sort."""
 
     def __init__(self, frames: np.ndarray):
         self.co = np.empty(2 * len(frames), dtype=np.float32)
         self.co[0::2] = frames
-        self.interpolation = np.full(len(frames), _INTERPOLATION_LINEAR, dtype=np.int32)
+        self.interpolation = np.full(len(frames), _INTERPOLATION_LINEAR, dtype=np.uint8)
+        self.in_frame_order = bool(np.all(np.diff(self.co[0::2]) > 0))
 
     def fill(self, fcurve: bpy.types.FCurve, values: np.ndarray) -> None:
         points = fcurve.keyframe_points
@@ -191,7 +199,10 @@ class _KeyBuffers:
         self.co[1::2] = values
         points.foreach_set("co", self.co)
         points.foreach_set("interpolation", self.interpolation)
-        fcurve.update()
+        if self.in_frame_order:
+            points.handles_recalc()
+        else:
+            fcurve.update()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -270,6 +281,7 @@ def write_take(
         marker = action.pose_markers.new(str(prompt)[:63])
         marker.frame = int(round(options.start_frame + float(start) * frames_per_motion_frame))
 
+    action.update_tag(refresh={"TIME"})  # what FCurve.update() told the depsgraph per F-curve: the keys changed
     animation_data.action = action
     if factory.slot is not None:
         animation_data.action_slot = factory.slot

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-_EPS = 1e-9
+NORM_FLOOR = 1e-9  # the smallest length a vector is divided by when normalised
 
 
 def qnormalize(q: np.ndarray) -> np.ndarray:
-    return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _EPS)
+    return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), NORM_FLOOR)
 
 
 def qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,8 +45,8 @@ def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def qbetween(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Shortest-arc unit quaternion rotating direction u onto direction v."""
-    u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), _EPS)
-    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _EPS)
+    u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), NORM_FLOOR)
+    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), NORM_FLOOR)
     w = 1.0 + np.sum(u * v, axis=-1, keepdims=True)
     xyz = np.cross(u, v)
     # Opposite vectors: rotate by pi about any axis perpendicular to u.
@@ -100,9 +100,9 @@ def matrix_to_cont6d(m: np.ndarray) -> np.ndarray:
 def cont6d_to_matrix(d6: np.ndarray) -> np.ndarray:
     """Gram-Schmidt from the 6D representation (first two columns) back to a rotation matrix."""
     a, b = d6[..., :3], d6[..., 3:6]
-    x = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
+    x = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), NORM_FLOOR)
     z = np.cross(x, b)
-    z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), _EPS)
+    z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), NORM_FLOOR)
     y = np.cross(z, x)
     return np.stack([x, y, z], axis=-1)
 
