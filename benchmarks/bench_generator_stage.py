@@ -15,8 +15,10 @@ Measured per run: s/step from the stage's own log (``log.jsonl``: elapsed time b
 last, over the steps between; start-up, encoding and the final save are left out), the process's CPU time per step,
 and the epoch: steps per pass over the training clips (clips / batch size) x s/step.
 
+``--length-buckets 0 8`` adds this checkout with ``[train.generator] length_buckets = 8`` (batches of similar length).
+
 Run: ``python benchmarks/bench_generator_stage.py --data data/prepared-all [--steps 60] [--runs 3] [--threads 1 2]
-[--baseline DIR] [--out benchmarks/results/generator_stage.md]``
+[--length-buckets 0 8] [--baseline DIR] [--out benchmarks/results/generator_stage.md]``
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def train(code: Path, run: Path, data: Path, steps: int, threads: int) -> float:
+def train(code: Path, run: Path, data: Path, steps: int, threads: int, length_buckets: int = 0) -> float:
     """One `kmm-train generator` process from checkout ``code`` in ``run``; returns its CPU seconds."""
     overrides = {
         "data.root": str(data.resolve()),
@@ -54,6 +56,8 @@ def train(code: Path, run: Path, data: Path, steps: int, threads: int) -> float:
         "train.generator.eval_every": str(steps),
         "train.generator.checkpoint_every": str(steps),
     }
+    if length_buckets:  # left out otherwise: a baseline checkout may not know the key
+        overrides["train.generator.length_buckets"] = str(length_buckets)
     command = [sys.executable, "-m", "kmm_core.training.cli", "generator", "--config", str(RECIPE), "--out",
                str(run), "--threads", str(threads), "--no-progress"]
     for key, value in overrides.items():
@@ -76,18 +80,25 @@ def seconds_per_step(run: Path) -> tuple[float, int]:
     return (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"]), last["step"] - first["step"]
 
 
-def template_run(folder: Path, data: Path, threads: int) -> tuple[Path, int, int]:
-    """A run folder with the bundle's tokenizer/aligner and the encoded clips; the clip count and batch size."""
-    run = folder / "template"
-    run.mkdir()
+def _encode(run: Path, data: Path, threads: int) -> None:
+    """The run folder's tokenizer/aligner from the bundle, and the clips encoded by a 1-step run (then removed)."""
+    run.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.safetensors", "tokenizer.json", "aligner.safetensors", "aligner.json"):
         shutil.copy(BUNDLE / name, run / name)
     started = time.perf_counter()
+    shutil.rmtree(run / "generator", ignore_errors=True)
     train(REPO_ROOT, run, data, steps=1, threads=threads)
     print(f"encoding warm-up: {time.perf_counter() - started:.0f} s", flush=True)
     shutil.rmtree(run / "generator")
     (run / "generator.safetensors").unlink(missing_ok=True)
     (run / "generator.json").unlink(missing_ok=True)
+
+
+def template_run(folder: Path, data: Path, threads: int) -> tuple[Path, int, int]:
+    """A run folder with the bundle's tokenizer/aligner and the encoded clips; the clip count and batch size."""
+    run = folder / "template"
+    if not (run / "cache" / "generator_train.safetensors").is_file():
+        _encode(run, data, threads)
     from safetensors import safe_open
 
     with safe_open(str(run / "cache" / "generator_train.safetensors"), "np") as handle:
@@ -105,23 +116,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="steps per timed run (logged every 10)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per variant, interleaved")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts for this checkout")
+    parser.add_argument("--length-buckets", type=int, nargs="+", default=[0],
+                        help="[train.generator] length_buckets values for this checkout (0 = the recipe's random batches)")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout of the code (run at the first "
                         "--threads value)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the encoded run folder here and reuse it on "
+                        "later runs (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "generator_stage.md")
     args = parser.parse_args()
-    variants = [(f"this checkout, {t} thread(s)", REPO_ROOT, t) for t in args.threads]
+    variants = [(f"this checkout, {t} thread(s)" + (f", length_buckets {b}" if b else ""), REPO_ROOT, t, b)
+                for b in args.length_buckets for t in args.threads]
     if args.baseline is not None:
         variants.append((f"baseline `{args.baseline}`, {args.threads[0]} thread(s)", args.baseline.resolve(),
-                         args.threads[0]))
+                         args.threads[0], 0))
     load_before = os.getloadavg()
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in variants}
-    with tempfile.TemporaryDirectory(prefix="kmm-stage-") as folder:
-        template, clips, batch_size = template_run(Path(folder), args.data, args.threads[0])
-        for repeat in range(args.runs):
-            for name, code, threads in variants:
-                run = Path(folder) / f"run-{len(results[name])}-{threads}-{abs(hash(name)) % 10**6}"
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in variants}
+    with tempfile.TemporaryDirectory(prefix="kmm-stage-") as scratch:
+        folder = args.work.resolve() if args.work is not None else Path(scratch)
+        template, clips, batch_size = template_run(folder, args.data, args.threads[0])
+        for _repeat in range(args.runs):
+            for name, code, threads, buckets in variants:
+                run = folder / f"run-{len(results[name])}-{threads}-{abs(hash(name)) % 10**6}"
                 shutil.copytree(template, run)
-                cpu = train(code, run, args.data, args.steps, threads)
+                cpu = train(code, run, args.data, args.steps, threads, buckets)
                 per_step, counted = seconds_per_step(run)
                 results[name].append((per_step, cpu / args.steps))
                 print(f"{name}: {per_step:.3f} s/step over {counted} steps, {cpu / args.steps:.3f} CPU s/step",
@@ -141,7 +158,7 @@ def main() -> None:
         "| variant | median s/step | min s/step | median CPU s/step | s per epoch | ratio to last row |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, _, _ in variants:
+    for name, *_ in variants:
         per_step = statistics.median(r[0] for r in results[name])
         lines.append(f"| {name} | {per_step:.3f} | {min(r[0] for r in results[name]):.3f} | "
                      f"{statistics.median(r[1] for r in results[name]):.3f} | {per_step * steps_per_epoch:.0f} | "

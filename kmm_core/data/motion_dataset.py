@@ -199,6 +199,10 @@ class TokenClips(Dataset):
     def __len__(self) -> int:
         return len(self.codes)
 
+    def window_lengths(self) -> np.ndarray:
+        """Each item's window length in tokens (a random crop moves a window, never changes its length)."""
+        return np.array([min(c.shape[0], self.max_tokens) for c in self.codes], dtype=np.int64)
+
     def __getitem__(self, index: int) -> dict:
         codes, conditions = self.codes[index], self.conditions[index]
         length = min(codes.shape[0], self.max_tokens)

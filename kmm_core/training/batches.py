@@ -64,6 +64,8 @@ class ShuffledBatches:
         num_workers: int = 0,
         shuffle: bool = True,
         weights: np.ndarray | None = None,
+        lengths: np.ndarray | None = None,
+        length_buckets: int = 0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -84,6 +86,13 @@ class ShuffledBatches:
             weights = weights / weights.sum()
         self.weights = weights
         self.dataset_size = len(dataset)  # type: ignore[arg-type]
+        if length_buckets < 0:
+            raise ValueError(f"length_buckets must be >= 0, got {length_buckets}")
+        if length_buckets and (lengths is None or np.shape(lengths) != (self.dataset_size,)):
+            raise ValueError(f"length_buckets = {length_buckets} needs the length of each of the {self.dataset_size} "
+                             "items")
+        self.lengths = None if not length_buckets else np.asarray(lengths)
+        self.length_buckets = length_buckets
         self.global_batch_size = batch_size * world_size
         self.batches_per_epoch = self.dataset_size // self.global_batch_size
         if self.batches_per_epoch == 0:
@@ -112,14 +121,17 @@ class ShuffledBatches:
             "dataset_size": self.dataset_size,
             "global_batch_size": self.global_batch_size,
             "weighted": self.weighted,
+            "length_buckets": self.length_buckets,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # A different dataset size or global batch would make the saved position point at different items.
-        for key in ("seed", "dataset_size", "global_batch_size", "weighted"):
-            if key in state and state[key] != getattr(self, key):
+        # (A checkpoint written before length buckets existed had none.)
+        for key in ("seed", "dataset_size", "global_batch_size", "weighted", "length_buckets"):
+            saved = state.get(key, 0 if key == "length_buckets" else getattr(self, key))
+            if saved != getattr(self, key):
                 raise ValueError(
-                    f"cannot resume the data stream: the checkpoint has {key}={state[key]} "
+                    f"cannot resume the data stream: the checkpoint has {key}={saved} "
                     f"but this run has {key}={getattr(self, key)}"
                 )
         batch_in_epoch = int(state["batch_in_epoch"])
@@ -131,13 +143,29 @@ class ShuffledBatches:
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The item order of ``epoch``: a function of ``(seed, epoch)`` only, never of the global RNG.
 
-        With ``weights``, an epoch is ``dataset_size`` draws with replacement by those probabilities."""
+        With ``weights``, an epoch is ``dataset_size`` draws with replacement by those probabilities. With
+        ``length_buckets``, the same items are regrouped by length (see :meth:`_by_length`)."""
         if self.weights is not None:
-            return np.random.default_rng([self.seed, epoch]).choice(self.dataset_size, size=self.dataset_size,
-                                                                     replace=True, p=self.weights)
-        if not self.shuffle:
-            return np.arange(self.dataset_size)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.dataset_size)
+            order = np.random.default_rng([self.seed, epoch]).choice(self.dataset_size, size=self.dataset_size,
+                                                                      replace=True, p=self.weights)
+        elif not self.shuffle:
+            order = np.arange(self.dataset_size)
+        else:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.dataset_size)
+        return order if not self.length_buckets else self._by_length(order, epoch)
+
+    def _by_length(self, order: np.ndarray, epoch: int) -> np.ndarray:
+        """Batches of similar length from the same items: each run of ``length_buckets`` global batches of
+        ``order`` is sorted by item length (stably) and cut into global batches, then the epoch's batches are
+        shuffled. Every item of the epoch is still drawn exactly as often as before, but a batch pads to a length
+        close to its items' own (with random batches, about half of a batch's tokens are padding)."""
+        used = self.batches_per_epoch * self.global_batch_size
+        group = self.length_buckets * self.global_batch_size
+        runs = [order[start : min(start + group, used)] for start in range(0, used, group)]
+        sorted_items = np.concatenate([run[np.argsort(self.lengths[run], kind="stable")] for run in runs])
+        batches = sorted_items.reshape(self.batches_per_epoch, self.global_batch_size)
+        shuffled = batches[np.random.default_rng([self.seed, epoch, 1]).permutation(self.batches_per_epoch)]
+        return np.concatenate([shuffled.reshape(-1), order[used:]])
 
     def batch_indices(self, epoch: int, batch: int) -> list[int]:
         """This process's item indices for batch ``batch`` of ``epoch``."""

@@ -63,6 +63,10 @@ class TrainStageConfig:
     # How clips are drawn: each action group (dataset/content of the prepared index) of n clips gets weight n**balance.
     # 1.0 = every clip equally often (plain shuffling); 0.5 = square-root balancing; 0.0 = every action equally often.
     balance: float = 1.0
+    # Batches of similar length (0 = off): each run of length_buckets batches of an epoch's draws is sorted by window
+    # length and cut into batches, which are then shuffled; the same items, far less padding (stages whose items
+    # have a known length: the generator's token windows).
+    length_buckets: int = 0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -79,6 +83,7 @@ class TrainStageConfig:
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
+        _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")
 
 
 @dataclasses.dataclass

@@ -308,9 +308,15 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
             _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
                    f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
+    lengths = None
+    if stage_config.length_buckets:
+        if not hasattr(train_set, "window_lengths"):
+            raise StageError(f"[train.{stage}] length_buckets = {stage_config.length_buckets}: the {stage} stage's "
+                             "items have no fixed length to group them by; use 0 (off) for this stage")
+        lengths = train_set.window_lengths()
     batches = ShuffledBatches(train_set, stage_config.batch_size, seed=stage_config.seed, collate_fn=collate,
                               rank=context.rank, world_size=context.world_size, num_workers=stage_config.num_workers,
-                              weights=weights)
+                              weights=weights, lengths=lengths, length_buckets=stage_config.length_buckets)
     result = Trainer(module, batches, stage_config, out_dir / stage, validate=validate, resume=resume,
                      distributed=context, progress=progress, find_unused_parameters=find_unused_parameters,
                      checkpoint_config={"model": module.config, "train": stage_config}).run()
