@@ -84,20 +84,45 @@ def test_fixed_tokens_stay_unchanged(models):
     assert torch.equal(result.codes[:, :4], codes[:2, :4])
 
 
-def test_cosine_schedule_masks_fewer_tokens_each_step(models):
-    _, generator, codes, sentences = models
-    fixed = torch.full((1, 12), -1)
-    fixed[0, :2] = codes[0, :2, 0]
+def _masked_per_forward(generator, fixed: torch.Tensor, config: DecodingConfig, rng: torch.Generator) -> list[int]:
+    """[MASK] tokens the generator's input held at each of its forward calls during one base-layer decode."""
     masked_per_call = []
     hook = generator.token_embedding.register_forward_hook(
         lambda m, args, out: masked_per_call.append(int((args[0] == generator.mask_id).sum())))
     try:
-        decode_tokens(generator, 48, sentence=sentences[:1], fixed_codes=fixed, seed=0, use_residual=False,
-                      config=DecodingConfig(steps=STEPS, guidance_scale=1.0))
+        decode_tokens(generator, fixed.shape[1] * 4, cond_per_token=None, sentence=torch.ones(1, COND_DIM),
+                      fixed_codes=fixed, rng=rng, use_residual=False, config=config)
     finally:
         hook.remove()
-    expected = [math.ceil(round(math.cos(math.pi / 2 * s / STEPS) * 10, 6)) for s in range(STEPS)]
-    assert masked_per_call == expected == [10, 10, 9, 8, 5, 3]  # 10 free tokens
+    return masked_per_call
+
+
+def test_cosine_schedule_masks_fewer_tokens_each_step(models):
+    """Step s masks ceil(cos(pi/2 s/S) n_free) tokens; a step that masks the same tokens as the one before (all 10
+    again at step 1) has the same input, so the generator runs once for both."""
+    _, generator, codes, _ = models
+    fixed = torch.full((1, 12), -1)
+    fixed[0, :2] = codes[0, :2, 0]
+    masked_per_call = _masked_per_forward(generator, fixed, DecodingConfig(steps=STEPS, guidance_scale=1.0),
+                                          torch.Generator().manual_seed(0))
+    schedule = [math.ceil(round(math.cos(math.pi / 2 * s / STEPS) * 10, 6)) for s in range(STEPS)]
+    assert schedule == [10, 10, 9, 8, 5, 3]  # 10 free tokens
+    assert masked_per_call == [10, 9, 8, 5, 3]
+
+
+def test_a_step_reusing_the_logits_still_draws_its_sample(models):
+    """8 free tokens over 10 steps mask all 8 at steps 0-3: the generator runs 7 times, but every step draws its
+    Gumbel noise, so the random stream (and with it every later token) is the one a forward per step would use."""
+    _, generator, codes, _ = models
+    fixed = torch.full((1, 12), -1)
+    fixed[0, :4] = codes[0, :4, 0]
+    rng = torch.Generator().manual_seed(5)
+    masked_per_call = _masked_per_forward(generator, fixed, DecodingConfig(steps=10, guidance_scale=1.0), rng)
+    assert masked_per_call == [8, 7, 6, 5, 4, 3, 2]
+    expected = torch.Generator().manual_seed(5)
+    for _ in range(10):  # one (1, 12, K) uniform draw per step
+        torch.rand((1, 12, CODEBOOK), generator=expected)
+    assert torch.equal(rng.get_state(), expected.get_state())
 
 
 def test_classifier_free_guidance(models):

@@ -267,21 +267,21 @@ def token_condition_from_segments(segment_embeddings: Tensor, frame_spans: Seque
     centres = torch.arange(num_tokens, dtype=torch.float32) * FRAMES_PER_TOKEN + (FRAMES_PER_TOKEN - 1) / 2
     starts = torch.tensor([s for s, _ in frame_spans], dtype=torch.float32)
     ends = torch.tensor([e for _, e in frame_spans], dtype=torch.float32)
-    out = torch.empty(num_tokens, segment_embeddings.shape[1], dtype=segment_embeddings.dtype)
-    for t, centre in enumerate(centres):
-        inside = (starts <= centre) & (centre < ends)
-        if inside.any():
-            out[t] = segment_embeddings[int(inside.nonzero()[0])]
-            continue
-        after = int((ends <= centre).sum())  # segments entirely before this token
-        if after == 0:
-            out[t] = segment_embeddings[0]
-        elif after == len(frame_spans):
-            out[t] = segment_embeddings[-1]
-        else:
-            gap_start, gap_end = ends[after - 1], starts[after]
-            weight = float((centre - gap_start) / (gap_end - gap_start))
-            out[t] = (1 - weight) * segment_embeddings[after - 1] + weight * segment_embeddings[after]
+    embeddings = segment_embeddings.cpu()
+    inside = (starts <= centres[:, None]) & (centres[:, None] < ends)  # (num_tokens, S); one True at most per row
+    after = (ends <= centres[:, None]).sum(dim=1)  # segments entirely before each token
+    last = len(frame_spans) - 1
+    # The containing segment; outside every one, the first before it starts, the last after it ends.
+    index = torch.where(inside.any(dim=1), inside.int().argmax(dim=1), after.clamp(max=last))
+    out = embeddings[index]
+    gap = ~inside.any(dim=1) & (after > 0) & (after <= last)
+    if bool(gap.any()):  # a token between two segments blends them linearly by position
+        before = after[gap]
+        gap_start, gap_end = ends[before - 1], starts[before]
+        weight = ((centres[gap] - gap_start) / (gap_end - gap_start)).double()
+        # As the Python-float weight of one token at a time was: 1 - w in float64, rounded once to the dtype.
+        out[gap] = ((1 - weight).to(out.dtype)[:, None] * embeddings[before - 1]
+                    + weight.to(out.dtype)[:, None] * embeddings[before])
     return out.to(segment_embeddings.device)
 
 
