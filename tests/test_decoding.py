@@ -125,6 +125,32 @@ def test_a_step_reusing_the_logits_still_draws_its_sample(models):
     assert torch.equal(rng.get_state(), expected.get_state())
 
 
+def test_a_decode_embeds_its_conditions_once(models):
+    """The conditions are the same at every step: embedded once for the base layer's steps and once for all the
+    residual layers, and the tokens are those of a decode that embedded them at every call."""
+    _, generator, _, sentences = models
+    calls = {"base": 0, "residual": 0}
+    hooks = [generator.condition.register_forward_hook(lambda *_: calls.__setitem__("base", calls["base"] + 1)),
+             generator.residual.condition.register_forward_hook(
+                 lambda *_: calls.__setitem__("residual", calls["residual"] + 1))]
+    try:
+        result = decode_tokens(generator, [48, 40], sentence=sentences[:2], seed=4,
+                               config=DecodingConfig(steps=STEPS, guidance_scale=3.0))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"base": 1, "residual": 1}
+    # The same decode by hand, every call embedding its own conditions (guided_logits): the same codes.
+    valid = result.token_valid
+    layers = [result.codes[..., 0]]
+    for layer in range(1, LAYERS):
+        with torch.no_grad():
+            logits = guided_logits(generator.residual, 3.0, torch.stack(layers, dim=-1), layer, sentence=sentences[:2],
+                                   cond_per_token=None, token_valid=valid)
+        layers.append(logits.argmax(-1).masked_fill(~valid, -1))  # residual layers: temperature 0
+    assert torch.equal(torch.stack(layers, dim=-1), result.codes)
+
+
 def test_classifier_free_guidance(models):
     _, generator, codes, sentences = models
     base, valid = codes[:2, :, 0], torch.ones(2, 12, dtype=torch.bool)

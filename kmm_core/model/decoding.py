@@ -25,7 +25,7 @@ from torch import Tensor
 from ..common.errors import ConfigError, InputTensorError
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
-from .masked_generator import MaskedGenerator, guided_logits
+from .masked_generator import GuidedModel, MaskedGenerator
 from .motion_tokenizer import num_tokens_for_frames
 
 
@@ -85,12 +85,12 @@ def decode_tokens(
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
+            scale = config.guidance_scale if config.residual_guidance_scale is None else \
+                config.residual_guidance_scale
+            guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
+                                 token_valid=token_valid)
             for layer in range(1, generator.config.num_quantizers):
-                lower = torch.stack(layers, dim=-1)
-                scale = config.guidance_scale if config.residual_guidance_scale is None else \
-                    config.residual_guidance_scale
-                logits = guided_logits(residual, scale, lower, layer, sentence=sentence,
-                                       cond_per_token=cond_per_token, token_valid=token_valid)
+                logits = guided(torch.stack(layers, dim=-1), layer)
                 sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
                 codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
@@ -112,6 +112,8 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
     # Lower score = masked first.  Fixed tokens, padding and tokens already settled never compete (+inf).
     scores = torch.where(free, torch.zeros(ids.shape, device=ids.device), torch.full(ids.shape, math.inf,
                                                                                         device=ids.device))
+    guided = GuidedModel(generator, config.guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
+                         token_valid=token_valid)
     logits, previous_mask = None, None
     for step in range(config.steps):
         # ceil, but cos(π/3) · 10 = 5.000000000000001 must give 5, not 6: ignore float round-off.
@@ -123,8 +125,7 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         # fixed), so the same logits: only the sampling is drawn again.  Early steps of a short free region (8
         # transition tokens: steps 1-3 of 10) and step 1 of most segments mask every free token again.
         if previous_mask is None or not torch.equal(is_mask, previous_mask):
-            logits = guided_logits(generator, config.guidance_scale, ids, sentence=sentence,
-                                   cond_per_token=cond_per_token, token_valid=token_valid)
+            logits = guided(ids)
         previous_mask = is_mask
         sampled, confidence = _sample(logits, config.temperature, config.top_k, rng)
         if config.remask_noise > 0:
@@ -146,15 +147,16 @@ def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Ge
     if temperature == 0:
         sampled = filtered.argmax(dim=-1)
     else:
-        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).
-        sampled = (filtered / temperature + _gumbel(filtered.shape, rng, filtered.device)).argmax(dim=-1)
+        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).  (x / 1 is x: no division at T = 1.)
+        noise = _gumbel(filtered.shape, rng, filtered.device)
+        sampled = noise.add_(filtered if temperature == 1 else filtered / temperature).argmax(dim=-1)
     confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
     return sampled, confidence
 
 
 def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) -> Tensor:
-    uniform = torch.rand(tuple(shape), generator=rng).clamp(1e-10, 1 - 1e-10)
-    return (-torch.log(-torch.log(uniform))).to(device)
+    noise = torch.rand(tuple(shape), generator=rng).clamp_(1e-10, 1 - 1e-10)
+    return noise.log_().neg_().log_().neg_().to(device)  # -log(-log(u)), in place
 
 
 def _report(report_to: tuple[ProgressCallback | None, CancelCheck | None], step: int, total: int) -> None:

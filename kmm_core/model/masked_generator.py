@@ -114,8 +114,12 @@ class ResidualPredictor(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
 
     def forward(self, lower_codes: Tensor, layer: Tensor | int, token_valid: Tensor, sentence: Tensor | None = None,
-                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None) -> Tensor:
-        """Logits (B, L, K) of layer ``layer`` (int or (B,) tensor, 1..Q-1) given codes (B, L, >= layer)."""
+                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None, *,
+                condition: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits (B, L, K) of layer ``layer`` (int or (B,) tensor, 1..Q-1) given codes (B, L, >= layer).
+
+        ``condition``: ``self.condition(token_valid, sentence, cond_per_token, drop_condition)`` computed before (a
+        decode calls the model with the same conditions at every step), in place of those three arguments."""
         batch, length = token_valid.shape
         layer = torch.as_tensor(layer, device=token_valid.device)
         if layer.dim() == 0:
@@ -129,7 +133,7 @@ class ResidualPredictor(nn.Module):
             used = (j < layer)[:, None, None] & (lower_codes[..., j] >= 0).unsqueeze(-1)
             x = x + self.code_embeddings[j][lower_codes[..., j].clamp(min=0)] * used
         layer_vector = self.layer_embedding(layer - 1).unsqueeze(1)
-        prefix, per_token = self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = condition or self.condition(token_valid, sentence, cond_per_token, drop_condition)
         sequence = torch.cat([prefix + layer_vector, x + per_token + layer_vector], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=token_valid.device), token_valid], dim=1)
         return self.head(self.backbone(sequence, valid)[:, 1:])
@@ -173,15 +177,18 @@ class MaskedGenerator(nn.Module):
         return self.__dict__["_masker"]
 
     def forward(self, codes: Tensor, token_valid: Tensor, sentence: Tensor | None = None,
-                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None) -> Tensor:
-        """Logits (B, L, K) for base-layer ``codes`` (B, L) in 0..K (K = [MASK]; negative = padding)."""
+                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None, *,
+                condition: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits (B, L, K) for base-layer ``codes`` (B, L) in 0..K (K = [MASK]; negative = padding).
+
+        ``condition``: as in :meth:`ResidualPredictor.forward`, the embedded conditions computed before."""
         if codes.dim() != 2 or token_valid.shape != codes.shape or token_valid.dtype != torch.bool:
             raise InputTensorError(f"codes/token_valid: expected (B, L) int and (B, L) bool, got {tuple(codes.shape)}, "
                               f"{tuple(token_valid.shape)} {token_valid.dtype}")
         if codes.numel() and int(codes.max()) > self.mask_id:
             raise InputTensorError(f"codes: value {int(codes.max())} exceeds the [MASK] id {self.mask_id}")
         batch = codes.shape[0]
-        prefix, per_token = self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = condition or self.condition(token_valid, sentence, cond_per_token, drop_condition)
         tokens = self.token_embedding(codes.clamp(min=0)) + per_token
         sequence = torch.cat([prefix, tokens], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=codes.device), token_valid], dim=1)
@@ -229,22 +236,42 @@ class MaskedGenerator(nn.Module):
         return result
 
 
+class GuidedModel:
+    """Classifier-free guidance, uncond + s (cond - uncond), of one model over one decode: the batch doubled
+    (conditional half, null-condition half) and its conditions embedded once, then one pass per call.
+
+    ``model`` is a :class:`MaskedGenerator` (call with codes) or :class:`ResidualPredictor` (codes, layer).
+    """
+
+    def __init__(self, model: nn.Module, guidance_scale: float, *, sentence: Tensor | None,
+                 cond_per_token: Tensor | None, token_valid: Tensor):
+        self.model = model
+        self.guidance_scale = guidance_scale
+        self.batch = token_valid.shape[0]
+        drop = None
+        if guidance_scale != 1.0:
+            drop = torch.cat([torch.zeros(self.batch, dtype=torch.bool),
+                              torch.ones(self.batch, dtype=torch.bool)]).to(token_valid.device)
+            token_valid = torch.cat([token_valid, token_valid])
+            sentence = None if sentence is None else torch.cat([sentence, sentence])
+            cond_per_token = None if cond_per_token is None else torch.cat([cond_per_token, cond_per_token])
+        self.token_valid = token_valid
+        self.condition = model.condition(token_valid, sentence, cond_per_token, drop)
+
+    def __call__(self, *args) -> Tensor:
+        if self.guidance_scale == 1.0:
+            return self.model(*args, self.token_valid, condition=self.condition)
+        doubled = [torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
+        logits = self.model(*doubled, self.token_valid, condition=self.condition)
+        conditional, unconditional = logits[:self.batch], logits[self.batch:]
+        return unconditional + self.guidance_scale * (conditional - unconditional)
+
+
 def guided_logits(model: nn.Module, guidance_scale: float, *args, sentence: Tensor | None,
                   cond_per_token: Tensor | None, token_valid: Tensor) -> Tensor:
-    """Classifier-free guidance: uncond + s (cond - uncond), both halves in one batched pass.
-
-    ``model`` is a :class:`MaskedGenerator` (args: codes) or :class:`ResidualPredictor` (args: codes, layer).
-    """
-    if guidance_scale == 1.0:
-        return model(*args, token_valid, sentence, cond_per_token, None)
-    batch = token_valid.shape[0]
-    doubled = [torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
-    drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(token_valid.device)
-    logits = model(*doubled, torch.cat([token_valid, token_valid]),
-                   None if sentence is None else torch.cat([sentence, sentence]),
-                   None if cond_per_token is None else torch.cat([cond_per_token, cond_per_token]), drop)
-    conditional, unconditional = logits[:batch], logits[batch:]
-    return unconditional + guidance_scale * (conditional - unconditional)
+    """Classifier-free guidance of one call (see :class:`GuidedModel`, which a decode keeps for all its steps)."""
+    return GuidedModel(model, guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
+                       token_valid=token_valid)(*args)
 
 
 def token_condition_from_segments(segment_embeddings: Tensor, frame_spans: Sequence[tuple[int, int]],
