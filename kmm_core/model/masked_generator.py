@@ -133,7 +133,8 @@ class ResidualPredictor(nn.Module):
             used = (j < layer)[:, None, None] & (lower_codes[..., j] >= 0).unsqueeze(-1)
             x = x + self.code_embeddings[j][lower_codes[..., j].clamp(min=0)] * used
         layer_vector = self.layer_embedding(layer - 1).unsqueeze(1)
-        prefix, per_token = condition or self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = (self.condition(token_valid, sentence, cond_per_token, drop_condition) if condition is None
+                             else condition)
         sequence = torch.cat([prefix + layer_vector, x + per_token + layer_vector], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=token_valid.device), token_valid], dim=1)
         return self.head(self.backbone(sequence, valid)[:, 1:])
@@ -188,7 +189,8 @@ class MaskedGenerator(nn.Module):
         if codes.numel() and int(codes.max()) > self.mask_id:
             raise InputTensorError(f"codes: value {int(codes.max())} exceeds the [MASK] id {self.mask_id}")
         batch = codes.shape[0]
-        prefix, per_token = condition or self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = (self.condition(token_valid, sentence, cond_per_token, drop_condition) if condition is None
+                             else condition)
         tokens = self.token_embedding(codes.clamp(min=0)) + per_token
         sequence = torch.cat([prefix, tokens], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=codes.device), token_valid], dim=1)
