@@ -199,6 +199,9 @@ def main() -> None:
     if args.serve:
         serve(args.bundle.resolve(), args.threads)
         return
+    if args.baseline is not None and not (args.baseline / "kmm_core" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no checkout of the code there (no kmm_core/__init__.py); make one "
+                     "with `git archive main | tar -x -C DIR`")
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks.report_file import save_report
 
