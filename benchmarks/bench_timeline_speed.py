@@ -42,7 +42,7 @@ PROMPTS = ["a person walks forward", "a person waves with the right hand", "a pe
 REPLY = "BENCH "  # prefix of the worker's protocol lines on stdout (anything else it prints is ignored)
 
 
-# ---- the worker: one checkout's code, imported from PYTHONPATH --------------------------------------------------------
+# ---- the worker: one checkout's code, imported from PYTHONPATH -----------------------------------------------------
 def timeline_of(minutes: float, prompts: int):
     from kmm_core.generation.timeline import Timeline
 

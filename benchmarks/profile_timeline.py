@@ -132,8 +132,8 @@ def main() -> None:
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     lines = ["# Where a warm 1-minute, 5-prompt timeline's time goes", "",
              f"Command: `{command}` (see the script's docstring).", "",
-             f"Bundle {args.bundle.name}, torch {torch.__version__}, {args.threads} thread(s), {args.runs} runs after a "
-             f"warm-up; default transitions (inpaint), seed 0. Load average at the start: {load[0]:.1f} (1 min) on "
+             f"Bundle {args.bundle.name}, torch {torch.__version__}, {args.threads} thread(s), {args.runs} runs after "
+             f"a warm-up; default transitions (inpaint), seed 0. Load average at the start: {load[0]:.1f} (1 min) on "
              f"{os.cpu_count()} cores.", "",
              f"Whole run: median wall {total:.3f} s, median CPU {statistics.median(cpus):.3f} s "
              "(timers only: stage times are means over the runs).", "",

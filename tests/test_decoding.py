@@ -13,7 +13,7 @@ from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
 from kmm_core.model.decoding import decode_tokens
-from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
+from kmm_core.model.masked_generator import GuidedModel, MaskedGenerator, guided_logits, token_condition_from_segments
 
 COND_DIM = 16
 CODEBOOK = 32
@@ -149,6 +149,33 @@ def test_a_decode_embeds_its_conditions_once(models):
                                    cond_per_token=None, token_valid=valid)
         layers.append(logits.argmax(-1).masked_fill(~valid, -1))  # residual layers: temperature 0
     assert torch.equal(torch.stack(layers, dim=-1), result.codes)
+
+
+def test_equal_rows_of_a_guided_batch_run_once(models):
+    """Three samples of one sentence, all masked (a decode's first step): one conditional and one null-condition
+    row are run, and every sample gets the logits the whole doubled batch gives; a row whose codes differ runs on
+    its own."""
+    _, generator, _, sentences = models
+    sentence = sentences[:1].expand(3, -1)
+    valid = torch.ones(3, 12, dtype=torch.bool)
+    codes = torch.full((3, 12), generator.mask_id)
+    rows = []
+    hook = generator.token_embedding.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            guided = GuidedModel(generator, 4.0, sentence=sentence, cond_per_token=None, token_valid=valid)
+            logits = guided(codes)
+            codes[1, 5] = 3
+            changed = guided(codes)
+            drop = torch.tensor([False] * 3 + [True] * 3)
+            whole = generator(torch.cat([codes, codes]), torch.cat([valid, valid]), torch.cat([sentence, sentence]),
+                              drop_condition=drop)
+    finally:
+        hook.remove()
+    assert rows == [2, 4, 6]  # the last: the whole batch, for the comparison
+    assert torch.allclose(changed, whole[3:] + 4.0 * (whole[:3] - whole[3:]), atol=1e-5)
+    assert torch.equal(logits[0], logits[2]) and torch.equal(changed[0], changed[2])
+    assert not torch.allclose(changed[1], logits[1])
 
 
 def test_classifier_free_guidance(models):

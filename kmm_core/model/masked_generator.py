@@ -242,6 +242,12 @@ class GuidedModel:
     """Classifier-free guidance, uncond + s (cond - uncond), of one model over one decode: the batch doubled
     (conditional half, null-condition half) and its conditions embedded once, then one pass per call.
 
+    Rows of that batch whose inputs are all equal (codes, validity, embedded conditions) are run once and their
+    logits shared: a decode's first step, every free token masked, gives every null-condition row of one length
+    the same input, and segments of one prompt and length the same conditional one.  (Row results of the model do
+    not depend on the other rows of its batch: on this project's CPU builds bit for bit, checked by the timeline
+    tokens of ``benchmarks/bench_timeline_speed.py --baseline``.)
+
     ``model`` is a :class:`MaskedGenerator` (call with codes) or :class:`ResidualPredictor` (codes, layer).
     """
 
@@ -259,14 +265,43 @@ class GuidedModel:
             cond_per_token = None if cond_per_token is None else torch.cat([cond_per_token, cond_per_token])
         self.token_valid = token_valid
         self.condition = model.condition(token_valid, sentence, cond_per_token, drop)
+        # Rows with the same validity and conditions, bit for bit, share a group (None: no two do).
+        rows = token_valid.shape[0]
+        key = torch.cat([token_valid.int(), *(part.reshape(rows, -1).contiguous().view(torch.int32)
+                                              for part in self.condition)], dim=1)
+        groups = torch.unique(key, dim=0, return_inverse=True)[1]
+        self.condition_group = groups if int(groups.max()) + 1 < rows else None
 
     def __call__(self, *args) -> Tensor:
+        if self.guidance_scale != 1.0:
+            args = tuple(torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args)
+        logits = self._distinct_rows_once(args)
         if self.guidance_scale == 1.0:
-            return self.model(*args, self.token_valid, condition=self.condition)
-        doubled = [torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
-        logits = self.model(*doubled, self.token_valid, condition=self.condition)
+            return logits
         conditional, unconditional = logits[:self.batch], logits[self.batch:]
         return unconditional + self.guidance_scale * (conditional - unconditional)
+
+    def _distinct_rows_once(self, args: tuple) -> Tensor:
+        """The model's logits for the doubled batch `args`, every distinct row run once."""
+        rows = self.token_valid.shape[0]
+        if self.condition_group is not None:
+            key = torch.cat([self.condition_group[:, None], *(a.reshape(rows, -1).long() for a in args
+                                                              if torch.is_tensor(a) and a.dim() > 0)], dim=1)
+            inverse = torch.unique(key, dim=0, return_inverse=True)[1]
+            distinct = int(inverse.max()) + 1
+            if distinct < rows:
+                # The first row of each distinct input, in batch order, and which of them each row is.
+                first = torch.full((distinct,), rows, device=key.device).scatter_reduce(
+                    0, inverse, torch.arange(rows, device=key.device), "amin")
+                order = first.argsort()
+                position = torch.empty_like(order)
+                position[order] = torch.arange(distinct, device=key.device)
+                keep = first[order]
+                picked = [a[keep] if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
+                logits = self.model(*picked, self.token_valid[keep],
+                                    condition=tuple(part[keep] for part in self.condition))
+                return logits[position[inverse]]
+        return self.model(*args, self.token_valid, condition=self.condition)
 
 
 def guided_logits(model: nn.Module, guidance_scale: float, *args, sentence: Tensor | None,
