@@ -8,9 +8,12 @@ earlier step stay as they are, so the masked set shrinks monotonically and the l
 *Fixed* tokens (given codes: the kept part of an edited motion, the context of a continuation, both sides of an
 in-between or of a transition to inpaint) are never masked or changed.  Each token may carry its own condition
 (``cond_per_token``), so one pass can decode a whole timeline of prompts.  Classifier-free guidance mixes the
-conditional and the null-condition logits.  All randomness comes from one seeded ``torch.Generator``, so a seed
-reproduces a result exactly.  ``on_progress(step, total, message)`` reports progress after every step, and
-``should_cancel()`` returning True then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
+conditional and the null-condition logits (``GuidedModel``: the doubled batch and its conditions built once per
+decode, equal rows run once).  A step that masks the same tokens as the step before has the same input, so it
+reuses that step's logits and only draws its sample again (the tokens are those of a pass per step).  All
+randomness comes from one seeded ``torch.Generator``, so a seed reproduces a result exactly.
+``on_progress(step, total, message)`` reports progress after every step, and ``should_cancel()`` returning True
+then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
 """
 
 from __future__ import annotations
