@@ -10,46 +10,56 @@ writes), one variation, seed 0, the bundle's decoding settings. Variants, interl
   decoded again with only the transition tokens free), re-implemented here for the comparison;
 - ``per_token``: one decode of the whole timeline with per-token conditions.
 
-The model is loaded and warmed up first (a 4-second prompt). Wall-clock and CPU medians; on a loaded machine the CPU
-time is the better estimate of what an idle machine's wall time would be.
+Each checkout's code runs in its own worker process (this script with ``--serve``, ``PYTHONPATH`` = the checkout),
+which loads the model and warms it up first (a 4-second prompt), then times the runs it is asked for. Wall-clock and
+CPU medians; on a loaded machine the CPU time is the better estimate of what an idle machine's wall time would be.
+
+``--baseline DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``) runs that code's worker too,
+interleaved run by run with this checkout's (the order alternating per repeat), so before and after are measured
+under the same load; it adds their CPU ratio and checks that both produce the same tokens, seed 0, for the README's
+``examples/timeline.json`` and the 1-minute timeline (and how far apart their final joints are).
 
 Run: ``python benchmarks/bench_timeline_speed.py [--bundle kmm_core/checkpoints/kmm-small] [--repeats 3]
-[--threads 1] [--out benchmarks/results/timeline_speed.md]``
+[--threads 1] [--timelines 1x5 10x50] [--baseline DIR] [--out benchmarks/results/timeline_speed.md]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
-from kmm_core.generation import decoding_engine as engine  # noqa: E402
-from kmm_core.generation import timeline_generator as tg  # noqa: E402
-from kmm_core.generation.timeline import Timeline  # noqa: E402
-from kmm_core.model.masked_generator import token_condition_from_segments  # noqa: E402
-from kmm_core.model.motion_tokenizer import num_tokens_for_frames  # noqa: E402
-from kmm_core.motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS  # noqa: E402
-
+README_TIMELINE = REPO_ROOT / "examples" / "timeline.json"
 PROMPTS = ["a person walks forward", "a person waves with the right hand", "a person jumps in place",
            "a person turns around", "a person sits down", "a person runs forward", "a person raises the left hand"]
+REPLY = "BENCH "  # prefix of the worker's protocol lines on stdout (anything else it prints is ignored)
 
 
-def timeline_of(minutes: float, prompts: int) -> Timeline:
+# ---- the worker: one checkout's code, imported from PYTHONPATH -----------------------------------------------------
+def timeline_of(minutes: float, prompts: int):
+    from kmm_core.generation.timeline import Timeline
+
     return Timeline.from_dict({"fps": 30, "segments": [{"prompt": PROMPTS[i % len(PROMPTS)],
                                                         "seconds": minutes * 60 / prompts} for i in range(prompts)]})
 
 
-def sequential_inpaint(bundle, timeline: Timeline, seed: int) -> None:
+def sequential_inpaint(bundle, timeline, seed: int) -> None:
     """The default mode before batching: every segment alone, then the whole timeline with the transitions free."""
+    import torch
+
+    from kmm_core.generation import decoding_engine as engine
+    from kmm_core.generation import timeline_generator as tg
+    from kmm_core.model.masked_generator import token_condition_from_segments
+    from kmm_core.model.motion_tokenizer import num_tokens_for_frames
+    from kmm_core.motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+
     options = engine.GenerationOptions()
     config = options.decoding_config(bundle)
     counter = engine.StepCounter(1, None, None)
@@ -72,11 +82,107 @@ def sequential_inpaint(bundle, timeline: Timeline, seed: int) -> None:
     tg.result_from_model_joints(bundle.codes_to_joints(codes, num_frames), timeline)
 
 
-def run_variant(bundle, name: str, timeline: Timeline) -> None:
+def run_variant(bundle, name: str, timeline) -> None:
+    from kmm_core.generation import decoding_engine as engine
+    from kmm_core.generation import timeline_generator as tg
+
     if name == "inpaint_sequential":
         sequential_inpaint(bundle, timeline, seed=0)
     else:
         tg.generate_timeline(bundle, timeline, seed=0, options=engine.GenerationOptions(transitions=name))
+
+
+def write_tokens(bundle, path: str) -> None:
+    """Seed-0 tokens (default mode) and final joints of the README's timeline and the 1-minute one, to `path`."""
+    import numpy as np
+
+    from kmm_core.generation import decoding_engine as engine
+    from kmm_core.generation import timeline_generator as tg
+    from kmm_core.generation.timeline import Timeline
+
+    arrays = {}
+    for name, timeline in (("readme", Timeline.from_dict(json.loads(README_TIMELINE.read_text()))),
+                           ("1x5", timeline_of(1, 5))):
+        options = engine.GenerationOptions()
+        codes, _ = tg.generate_codes(bundle, timeline, 0, options, engine.StepCounter(1, None, None),
+                                     options.decoding_config(bundle))
+        arrays[f"{name}_codes"] = codes.numpy()
+        arrays[f"{name}_joints"] = tg.generate_timeline(bundle, timeline, seed=0)[0].joints
+    np.savez(path, **arrays)
+
+
+def serve(bundle_path: Path, threads: int) -> None:
+    """The worker: load and warm up, then answer one JSON request per stdin line until stdin closes."""
+    import torch
+
+    import kmm_core
+    from kmm_core.bundle.model_bundle import ModelBundle
+    from kmm_core.generation import timeline_generator as tg
+
+    torch.set_num_threads(threads)
+    bundle = ModelBundle.load(bundle_path, device="cpu")
+    tg.generate_timeline(bundle, timeline_of(4 / 60, 1), seed=0)  # warm-up: first-call allocations, kernel load
+    print(REPLY + json.dumps({"ready": kmm_core.__file__}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "tokens" in request:
+            write_tokens(bundle, request["tokens"])
+            print(REPLY + json.dumps({"written": request["tokens"]}), flush=True)
+            continue
+        variant, minutes, prompts = request["time"]
+        timeline = timeline_of(minutes, prompts)
+        wall, cpu = time.perf_counter(), time.process_time()
+        run_variant(bundle, variant, timeline)
+        print(REPLY + json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}), flush=True)
+
+
+# ---- the driver: workers per checkout, interleaved ---------------------------------------------------------------
+class Worker:
+    """One checkout's worker process (``--serve``), spoken to in JSON lines."""
+
+    def __init__(self, root: Path, bundle: Path, threads: int):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", "--bundle",
+                                         str(bundle), "--threads", str(threads)], cwd=root, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.code = self.ask(None)["ready"]
+
+    def ask(self, request: dict | None) -> dict:
+        if request is not None:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        raise RuntimeError(f"benchmark worker exited (code {self.process.wait()}) without answering {request}")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def token_check(workers: dict[str, Worker]) -> list[str]:
+    """Lines saying whether every worker made the tokens (and how close the joints) of the first one."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = {}
+        for label, worker in workers.items():
+            path = str(Path(folder) / f"{len(arrays)}.npz")
+            worker.ask({"tokens": path})
+            with np.load(path) as stored:
+                arrays[label] = dict(stored)
+    (first, reference), *others = arrays.items()
+    lines = []
+    for label, result in others:
+        for name in ("readme", "1x5"):
+            same = np.array_equal(reference[f"{name}_codes"], result[f"{name}_codes"])
+            gap = float(np.abs(reference[f"{name}_joints"] - result[f"{name}_joints"]).max())
+            what = "`examples/timeline.json`" if name == "readme" else "the 1-minute 5-prompt timeline"
+            lines.append(f"- {what}, seed 0: tokens of {label} and {first} "
+                         f"{'identical' if same else 'DIFFERENT'} ({reference[f'{name}_codes'].shape[0]} tokens); "
+                         f"final joints at most {gap:.2e} m apart.")
+    return lines
 
 
 def main() -> None:
@@ -85,39 +191,68 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["inpaint", "inpaint_sequential", "per_token"])
+    parser.add_argument("--timelines", nargs="+", default=["1x5", "10x50"], help="MINUTESxPROMPTS")
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time interleaved")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the worker (internal)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "timeline_speed.md")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    bundle = ModelBundle.load(args.bundle, device="cpu")
-    tg.generate_timeline(bundle, timeline_of(4 / 60, 1), seed=0)  # warm-up: first-call allocations, kernel load
+    if args.serve:
+        serve(args.bundle.resolve(), args.threads)
+        return
+    if args.baseline is not None and not (args.baseline / "kmm_core" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no checkout of the code there (no kmm_core/__init__.py); make one "
+                     "with `git archive main | tar -x -C DIR`")
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.report_file import save_report
+
+    timelines = [tuple(int(n) for n in text.split("x")) for text in args.timelines]
+    roots = {"this checkout": REPO_ROOT} | ({} if args.baseline is None else {"baseline": args.baseline.resolve()})
     load = os.getloadavg()
-    lines = [f"Bundle {args.bundle.name}, torch {torch.__version__}, {args.threads} thread(s), {args.repeats} "
-             "interleaved repeats per variant after a warm-up, one variation, seed 0.",
+    workers = {label: Worker(root, args.bundle.resolve(), args.threads) for label, root in roots.items()}
+    timings = {(label, timeline, variant): ([], []) for label in workers for timeline in timelines
+               for variant in args.variants}
+    for timeline in timelines:
+        for repeat in range(args.repeats):
+            for variant in args.variants:
+                for label in (list(workers) if repeat % 2 == 0 else list(workers)[::-1]):
+                    answer = workers[label].ask({"time": [variant, *timeline]})
+                    timings[label, timeline, variant][0].append(answer["wall"])
+                    timings[label, timeline, variant][1].append(answer["cpu"])
+    checks = token_check(workers) if len(workers) > 1 else []
+    for worker in workers.values():
+        worker.close()
+    end_load = os.getloadavg()
+    command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    lines = ["# Timeline generation speed per transition mode", "",
+             f"Command: `{command}` (see the script's docstring).", "",
+             f"Bundle {args.bundle.name}, {args.threads} thread(s), {args.repeats} interleaved repeats per variant "
+             "after a warm-up, one variation, seed 0; each checkout in its own worker process.",
+             *(f"- {label}: `{worker.code}`" for label, worker in workers.items()),
              f"Load average at the start: {load[0]:.1f} (1 min) on {os.cpu_count()} cores"
              + (" — shared machine: wall times are upper bounds; CPU times estimate an idle machine's wall time."
-                if load[0] > 1 else "."), "",
-             "| timeline | variant | median wall s | median CPU s |", "| --- | --- | ---: | ---: |"]
-    print("\n".join(lines), flush=True)
-    for minutes, prompts in ((1, 5), (10, 50)):
-        timeline = timeline_of(minutes, prompts)
-        timings = {name: ([], []) for name in args.variants}
-        for _ in range(args.repeats):
-            for name in args.variants:
-                wall, cpu = time.perf_counter(), time.process_time()
-                run_variant(bundle, name, timeline)
-                timings[name][0].append(time.perf_counter() - wall)
-                timings[name][1].append(time.process_time() - cpu)
-        for name, (walls, cpus) in timings.items():
-            lines.append(f"| {minutes} min, {prompts} prompts | {name} | {statistics.median(walls):.2f} "
-                         f"| {statistics.median(cpus):.2f} |")
-            print(lines[-1], flush=True)
-    load = os.getloadavg()
-    lines += ["", f"Load average at the end: {load[0]:.1f} (1 min)."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
-    args.out.write_text("# Timeline generation speed per transition mode\n\n"
-                        f"Command: `{command}` (see the script's docstring).\n\n" + "\n".join(lines) + "\n")
-    print(f"written to {args.out}")
+                if load[0] > 1 else "."), ""]
+    medians = {key: (statistics.median(walls), statistics.median(cpus)) for key, (walls, cpus) in timings.items()}
+    if args.baseline is None:
+        lines += ["| timeline | variant | median wall s | median CPU s |", "| --- | --- | ---: | ---: |"]
+        lines += [f"| {m} min, {p} prompts | {variant} | {medians['this checkout', (m, p), variant][0]:.3f} | "
+                  f"{medians['this checkout', (m, p), variant][1]:.3f} |" for m, p in timelines
+                  for variant in args.variants]
+    else:
+        lines += ["| timeline | variant | baseline median wall s | baseline median CPU s | this checkout median wall "
+                  "s | this checkout median CPU s | CPU ratio of the medians (this / baseline) | median CPU ratio of "
+                  "the repeats' pairs |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for m, p in timelines:
+            for variant in args.variants:
+                before, after = medians["baseline", (m, p), variant], medians["this checkout", (m, p), variant]
+                # Each repeat ran the two back to back: its ratio sees the same load on both sides.
+                pairs = statistics.median(this / base for this, base in zip(
+                    timings["this checkout", (m, p), variant][1], timings["baseline", (m, p), variant][1],
+                    strict=True))
+                lines.append(f"| {m} min, {p} prompts | {variant} | {before[0]:.3f} | {before[1]:.3f} | "
+                             f"{after[0]:.3f} | {after[1]:.3f} | {after[1] / before[1]:.2f} | {pairs:.2f} |")
+        lines += ["", "Same output (seed 0, default mode):", *checks]
+    lines += ["", f"Load average at the end: {end_load[0]:.1f} (1 min)."]
+    save_report(args.out, lines)
 
 
 if __name__ == "__main__":

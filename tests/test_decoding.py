@@ -13,7 +13,7 @@ from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
 from kmm_core.model.decoding import decode_tokens
-from kmm_core.model.masked_generator import MaskedGenerator, guided_logits, token_condition_from_segments
+from kmm_core.model.masked_generator import GuidedModel, MaskedGenerator, guided_logits, token_condition_from_segments
 
 COND_DIM = 16
 CODEBOOK = 32
@@ -84,20 +84,98 @@ def test_fixed_tokens_stay_unchanged(models):
     assert torch.equal(result.codes[:, :4], codes[:2, :4])
 
 
-def test_cosine_schedule_masks_fewer_tokens_each_step(models):
-    _, generator, codes, sentences = models
-    fixed = torch.full((1, 12), -1)
-    fixed[0, :2] = codes[0, :2, 0]
+def _masked_per_forward(generator, fixed: torch.Tensor, config: DecodingConfig, rng: torch.Generator) -> list[int]:
+    """[MASK] tokens the generator's input held at each of its forward calls during one base-layer decode."""
     masked_per_call = []
     hook = generator.token_embedding.register_forward_hook(
         lambda m, args, out: masked_per_call.append(int((args[0] == generator.mask_id).sum())))
     try:
-        decode_tokens(generator, 48, sentence=sentences[:1], fixed_codes=fixed, seed=0, use_residual=False,
-                      config=DecodingConfig(steps=STEPS, guidance_scale=1.0))
+        decode_tokens(generator, fixed.shape[1] * 4, cond_per_token=None, sentence=torch.ones(1, COND_DIM),
+                      fixed_codes=fixed, rng=rng, use_residual=False, config=config)
     finally:
         hook.remove()
-    expected = [math.ceil(round(math.cos(math.pi / 2 * s / STEPS) * 10, 6)) for s in range(STEPS)]
-    assert masked_per_call == expected == [10, 10, 9, 8, 5, 3]  # 10 free tokens
+    return masked_per_call
+
+
+def test_cosine_schedule_masks_fewer_tokens_each_step(models):
+    """Step s masks ceil(cos(pi/2 s/S) n_free) tokens; a step that masks the same tokens as the one before (all 10
+    again at step 1) has the same input, so the generator runs once for both."""
+    _, generator, codes, _ = models
+    fixed = torch.full((1, 12), -1)
+    fixed[0, :2] = codes[0, :2, 0]
+    masked_per_call = _masked_per_forward(generator, fixed, DecodingConfig(steps=STEPS, guidance_scale=1.0),
+                                          torch.Generator().manual_seed(0))
+    schedule = [math.ceil(round(math.cos(math.pi / 2 * s / STEPS) * 10, 6)) for s in range(STEPS)]
+    assert schedule == [10, 10, 9, 8, 5, 3]  # 10 free tokens
+    assert masked_per_call == [10, 9, 8, 5, 3]
+
+
+def test_a_step_reusing_the_logits_still_draws_its_sample(models):
+    """8 free tokens over 10 steps mask all 8 at steps 0-3: the generator runs 7 times, but every step draws its
+    Gumbel noise, so the random stream (and with it every later token) is the one a forward per step would use."""
+    _, generator, codes, _ = models
+    fixed = torch.full((1, 12), -1)
+    fixed[0, :4] = codes[0, :4, 0]
+    rng = torch.Generator().manual_seed(5)
+    masked_per_call = _masked_per_forward(generator, fixed, DecodingConfig(steps=10, guidance_scale=1.0), rng)
+    assert masked_per_call == [8, 7, 6, 5, 4, 3, 2]
+    expected = torch.Generator().manual_seed(5)
+    for _ in range(10):  # one (1, 12, K) uniform draw per step
+        torch.rand((1, 12, CODEBOOK), generator=expected)
+    assert torch.equal(rng.get_state(), expected.get_state())
+
+
+def test_a_decode_embeds_its_conditions_once(models):
+    """The conditions are the same at every step: embedded once for the base layer's steps and once for all the
+    residual layers, and the tokens are those of a decode that embedded them at every call."""
+    _, generator, _, sentences = models
+    calls = {"base": 0, "residual": 0}
+    hooks = [generator.condition.register_forward_hook(lambda *_: calls.__setitem__("base", calls["base"] + 1)),
+             generator.residual.condition.register_forward_hook(
+                 lambda *_: calls.__setitem__("residual", calls["residual"] + 1))]
+    try:
+        result = decode_tokens(generator, [48, 40], sentence=sentences[:2], seed=4,
+                               config=DecodingConfig(steps=STEPS, guidance_scale=3.0))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"base": 1, "residual": 1}
+    # The same decode by hand, every call embedding its own conditions (guided_logits): the same codes.
+    valid = result.token_valid
+    layers = [result.codes[..., 0]]
+    for layer in range(1, LAYERS):
+        with torch.no_grad():
+            logits = guided_logits(generator.residual, 3.0, torch.stack(layers, dim=-1), layer, sentence=sentences[:2],
+                                   cond_per_token=None, token_valid=valid)
+        layers.append(logits.argmax(-1).masked_fill(~valid, -1))  # residual layers: temperature 0
+    assert torch.equal(torch.stack(layers, dim=-1), result.codes)
+
+
+def test_equal_rows_of_a_guided_batch_run_once(models):
+    """Three samples of one sentence, all masked (a decode's first step): one conditional and one null-condition
+    row are run, and every sample gets the logits the whole doubled batch gives; a row whose codes differ runs on
+    its own."""
+    _, generator, _, sentences = models
+    sentence = sentences[:1].expand(3, -1)
+    valid = torch.ones(3, 12, dtype=torch.bool)
+    codes = torch.full((3, 12), generator.mask_id)
+    rows = []
+    hook = generator.token_embedding.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            guided = GuidedModel(generator, 4.0, sentence=sentence, cond_per_token=None, token_valid=valid)
+            logits = guided(codes)
+            codes[1, 5] = 3
+            changed = guided(codes)
+            drop = torch.tensor([False] * 3 + [True] * 3)
+            whole = generator(torch.cat([codes, codes]), torch.cat([valid, valid]), torch.cat([sentence, sentence]),
+                              drop_condition=drop)
+    finally:
+        hook.remove()
+    assert rows == [2, 4, 6]  # the last: the whole batch, for the comparison
+    assert torch.allclose(changed, whole[3:] + 4.0 * (whole[:3] - whole[3:]), atol=1e-5)
+    assert torch.equal(logits[0], logits[2]) and torch.equal(changed[0], changed[2])
+    assert not torch.allclose(changed[1], logits[1])
 
 
 def test_classifier_free_guidance(models):

@@ -127,8 +127,22 @@ def test_token_condition_from_segments():
     assert torch.equal(per_token[7:], embeddings[1].expand(5, 2))
     assert 0 < float(per_token[5, 1]) < float(per_token[6, 1]) < 1  # the transition blends
     assert torch.allclose(per_token[5:7].sum(-1), torch.ones(2))
+    assert per_token[5].tolist() == [0.8125, 0.1875]  # centre 21.5 in the gap [20, 28): 1.5 / 8 of the way
     with pytest.raises(InputTensorError, match="segment 1"):
         token_condition_from_segments(embeddings, [(0, 20), (10, 48)], num_tokens=12)
+
+
+def test_token_condition_before_between_and_after_segments():
+    """Tokens before the first segment take it, tokens after the last take that one, each gap blends its own two
+    neighbours, a token inside a segment takes exactly that segment's row."""
+    embeddings = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    per_token = token_condition_from_segments(embeddings, [(8, 16), (16, 24), (32, 40)], num_tokens=13)
+    expected_rows = {0: 0, 1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 8: 2, 9: 2, 10: 2, 11: 2, 12: 2}
+    for token, row in expected_rows.items():
+        assert torch.equal(per_token[token], embeddings[row]), token
+    # Gap [24, 32): token 6 (centre 25.5) and 7 (centre 29.5) between segments 1 and 2.
+    assert per_token[6].tolist() == [0.0, 0.8125, 0.1875]
+    assert per_token[7].tolist() == [0.0, 0.3125, 0.6875]
 
 
 def test_residual_predictor_is_optional(tokens):

@@ -8,9 +8,12 @@ earlier step stay as they are, so the masked set shrinks monotonically and the l
 *Fixed* tokens (given codes: the kept part of an edited motion, the context of a continuation, both sides of an
 in-between or of a transition to inpaint) are never masked or changed.  Each token may carry its own condition
 (``cond_per_token``), so one pass can decode a whole timeline of prompts.  Classifier-free guidance mixes the
-conditional and the null-condition logits.  All randomness comes from one seeded ``torch.Generator``, so a seed
-reproduces a result exactly.  ``on_progress(step, total, message)`` reports progress after every step, and
-``should_cancel()`` returning True then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
+conditional and the null-condition logits (``GuidedModel``: the doubled batch and its conditions built once per
+decode, equal rows run once).  A step that masks the same tokens as the step before has the same input, so it
+reuses that step's logits and only draws its sample again (the tokens are those of a pass per step).  All
+randomness comes from one seeded ``torch.Generator``, so a seed reproduces a result exactly.
+``on_progress(step, total, message)`` reports progress after every step, and ``should_cancel()`` returning True
+then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import Tensor
 from ..common.errors import ConfigError, InputTensorError
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
-from .masked_generator import MaskedGenerator, guided_logits
+from .masked_generator import GuidedModel, MaskedGenerator
 from .motion_tokenizer import num_tokens_for_frames
 
 
@@ -85,12 +88,12 @@ def decode_tokens(
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
+            scale = config.guidance_scale if config.residual_guidance_scale is None else \
+                config.residual_guidance_scale
+            guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
+                                 token_valid=token_valid)
             for layer in range(1, generator.config.num_quantizers):
-                lower = torch.stack(layers, dim=-1)
-                scale = config.guidance_scale if config.residual_guidance_scale is None else \
-                    config.residual_guidance_scale
-                logits = guided_logits(residual, scale, lower, layer, sentence=sentence,
-                                       cond_per_token=cond_per_token, token_valid=token_valid)
+                logits = guided(torch.stack(layers, dim=-1), layer)
                 sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
                 codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
@@ -112,14 +115,21 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
     # Lower score = masked first.  Fixed tokens, padding and tokens already settled never compete (+inf).
     scores = torch.where(free, torch.zeros(ids.shape, device=ids.device), torch.full(ids.shape, math.inf,
                                                                                         device=ids.device))
+    guided = GuidedModel(generator, config.guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
+                         token_valid=token_valid)
+    logits, previous_mask = None, None
     for step in range(config.steps):
         # ceil, but cos(π/3) · 10 = 5.000000000000001 must give 5, not 6: ignore float round-off.
         n_mask = torch.ceil(cosine_masked_fraction(step, config.steps) * n_free.double() - 1e-6).long()
         ranks = scores.argsort(dim=1, stable=True).argsort(dim=1)
         is_mask = free & (ranks < n_mask.unsqueeze(1))
         ids = ids.masked_fill(is_mask, mask_id)
-        logits = guided_logits(generator, config.guidance_scale, ids, sentence=sentence,
-                               cond_per_token=cond_per_token, token_valid=token_valid)
+        # The same tokens masked as in the step before means the same input (every other token is settled or
+        # fixed), so the same logits: only the sampling is drawn again.  Early steps of a short free region (8
+        # transition tokens: steps 1-3 of 10) and step 1 of most segments mask every free token again.
+        if previous_mask is None or not torch.equal(is_mask, previous_mask):
+            logits = guided(ids)
+        previous_mask = is_mask
         sampled, confidence = _sample(logits, config.temperature, config.top_k, rng)
         if config.remask_noise > 0:
             annealing = 1.0 - (step + 1) / config.steps
@@ -140,15 +150,16 @@ def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Ge
     if temperature == 0:
         sampled = filtered.argmax(dim=-1)
     else:
-        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).
-        sampled = (filtered / temperature + _gumbel(filtered.shape, rng, filtered.device)).argmax(dim=-1)
+        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).  (x / 1 is x: no division at T = 1.)
+        noise = _gumbel(filtered.shape, rng, filtered.device)
+        sampled = noise.add_(filtered if temperature == 1 else filtered / temperature).argmax(dim=-1)
     confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
     return sampled, confidence
 
 
 def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) -> Tensor:
-    uniform = torch.rand(tuple(shape), generator=rng).clamp(1e-10, 1 - 1e-10)
-    return (-torch.log(-torch.log(uniform))).to(device)
+    noise = torch.rand(tuple(shape), generator=rng).clamp_(1e-10, 1 - 1e-10)
+    return noise.log_().neg_().log_().neg_().to(device)  # -log(-log(u)), in place
 
 
 def _report(report_to: tuple[ProgressCallback | None, CancelCheck | None], step: int, total: int) -> None:

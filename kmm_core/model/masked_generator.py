@@ -114,8 +114,12 @@ class ResidualPredictor(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
 
     def forward(self, lower_codes: Tensor, layer: Tensor | int, token_valid: Tensor, sentence: Tensor | None = None,
-                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None) -> Tensor:
-        """Logits (B, L, K) of layer ``layer`` (int or (B,) tensor, 1..Q-1) given codes (B, L, >= layer)."""
+                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None, *,
+                condition: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits (B, L, K) of layer ``layer`` (int or (B,) tensor, 1..Q-1) given codes (B, L, >= layer).
+
+        ``condition``: ``self.condition(token_valid, sentence, cond_per_token, drop_condition)`` computed before (a
+        decode calls the model with the same conditions at every step), in place of those three arguments."""
         batch, length = token_valid.shape
         layer = torch.as_tensor(layer, device=token_valid.device)
         if layer.dim() == 0:
@@ -129,7 +133,8 @@ class ResidualPredictor(nn.Module):
             used = (j < layer)[:, None, None] & (lower_codes[..., j] >= 0).unsqueeze(-1)
             x = x + self.code_embeddings[j][lower_codes[..., j].clamp(min=0)] * used
         layer_vector = self.layer_embedding(layer - 1).unsqueeze(1)
-        prefix, per_token = self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = (self.condition(token_valid, sentence, cond_per_token, drop_condition) if condition is None
+                             else condition)
         sequence = torch.cat([prefix + layer_vector, x + per_token + layer_vector], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=token_valid.device), token_valid], dim=1)
         return self.head(self.backbone(sequence, valid)[:, 1:])
@@ -173,15 +178,19 @@ class MaskedGenerator(nn.Module):
         return self.__dict__["_masker"]
 
     def forward(self, codes: Tensor, token_valid: Tensor, sentence: Tensor | None = None,
-                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None) -> Tensor:
-        """Logits (B, L, K) for base-layer ``codes`` (B, L) in 0..K (K = [MASK]; negative = padding)."""
+                cond_per_token: Tensor | None = None, drop_condition: Tensor | None = None, *,
+                condition: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits (B, L, K) for base-layer ``codes`` (B, L) in 0..K (K = [MASK]; negative = padding).
+
+        ``condition``: as in :meth:`ResidualPredictor.forward`, the embedded conditions computed before."""
         if codes.dim() != 2 or token_valid.shape != codes.shape or token_valid.dtype != torch.bool:
             raise InputTensorError(f"codes/token_valid: expected (B, L) int and (B, L) bool, got {tuple(codes.shape)}, "
                               f"{tuple(token_valid.shape)} {token_valid.dtype}")
         if codes.numel() and int(codes.max()) > self.mask_id:
             raise InputTensorError(f"codes: value {int(codes.max())} exceeds the [MASK] id {self.mask_id}")
         batch = codes.shape[0]
-        prefix, per_token = self.condition(token_valid, sentence, cond_per_token, drop_condition)
+        prefix, per_token = (self.condition(token_valid, sentence, cond_per_token, drop_condition) if condition is None
+                             else condition)
         tokens = self.token_embedding(codes.clamp(min=0)) + per_token
         sequence = torch.cat([prefix, tokens], dim=1)
         valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=codes.device), token_valid], dim=1)
@@ -229,22 +238,77 @@ class MaskedGenerator(nn.Module):
         return result
 
 
+class GuidedModel:
+    """Classifier-free guidance, uncond + s (cond - uncond), of one model over one decode: the batch doubled
+    (conditional half, null-condition half) and its conditions embedded once, then one pass per call.
+
+    Rows of that batch whose inputs are all equal (codes, validity, embedded conditions) are run once and their
+    logits shared: a decode's first step, every free token masked, gives every null-condition row of one length
+    the same input, and segments of one prompt and length the same conditional one.  (Row results of the model do
+    not depend on the other rows of its batch: on this project's CPU builds bit for bit, checked by the timeline
+    tokens of ``benchmarks/bench_timeline_speed.py --baseline``.)
+
+    ``model`` is a :class:`MaskedGenerator` (call with codes) or :class:`ResidualPredictor` (codes, layer).
+    """
+
+    def __init__(self, model: nn.Module, guidance_scale: float, *, sentence: Tensor | None,
+                 cond_per_token: Tensor | None, token_valid: Tensor):
+        self.model = model
+        self.guidance_scale = guidance_scale
+        self.batch = token_valid.shape[0]
+        drop = None
+        if guidance_scale != 1.0:
+            drop = torch.cat([torch.zeros(self.batch, dtype=torch.bool),
+                              torch.ones(self.batch, dtype=torch.bool)]).to(token_valid.device)
+            token_valid = torch.cat([token_valid, token_valid])
+            sentence = None if sentence is None else torch.cat([sentence, sentence])
+            cond_per_token = None if cond_per_token is None else torch.cat([cond_per_token, cond_per_token])
+        self.token_valid = token_valid
+        self.condition = model.condition(token_valid, sentence, cond_per_token, drop)
+        # Rows with the same validity and conditions, bit for bit, share a group (None: no two do).
+        rows = token_valid.shape[0]
+        key = torch.cat([token_valid.int(), *(part.reshape(rows, -1).contiguous().view(torch.int32)
+                                              for part in self.condition)], dim=1)
+        groups = torch.unique(key, dim=0, return_inverse=True)[1]
+        self.condition_group = groups if int(groups.max()) + 1 < rows else None
+
+    def __call__(self, *args) -> Tensor:
+        if self.guidance_scale != 1.0:
+            args = tuple(torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args)
+        logits = self._distinct_rows_once(args)
+        if self.guidance_scale == 1.0:
+            return logits
+        conditional, unconditional = logits[:self.batch], logits[self.batch:]
+        return unconditional + self.guidance_scale * (conditional - unconditional)
+
+    def _distinct_rows_once(self, args: tuple) -> Tensor:
+        """The model's logits for the doubled batch `args`, every distinct row run once."""
+        rows = self.token_valid.shape[0]
+        if self.condition_group is not None:
+            key = torch.cat([self.condition_group[:, None], *(a.reshape(rows, -1).long() for a in args
+                                                              if torch.is_tensor(a) and a.dim() > 0)], dim=1)
+            inverse = torch.unique(key, dim=0, return_inverse=True)[1]
+            distinct = int(inverse.max()) + 1
+            if distinct < rows:
+                # The first row of each distinct input, in batch order, and which of them each row is.
+                first = torch.full((distinct,), rows, device=key.device).scatter_reduce(
+                    0, inverse, torch.arange(rows, device=key.device), "amin")
+                order = first.argsort()
+                position = torch.empty_like(order)
+                position[order] = torch.arange(distinct, device=key.device)
+                keep = first[order]
+                picked = [a[keep] if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
+                logits = self.model(*picked, self.token_valid[keep],
+                                    condition=tuple(part[keep] for part in self.condition))
+                return logits[position[inverse]]
+        return self.model(*args, self.token_valid, condition=self.condition)
+
+
 def guided_logits(model: nn.Module, guidance_scale: float, *args, sentence: Tensor | None,
                   cond_per_token: Tensor | None, token_valid: Tensor) -> Tensor:
-    """Classifier-free guidance: uncond + s (cond - uncond), both halves in one batched pass.
-
-    ``model`` is a :class:`MaskedGenerator` (args: codes) or :class:`ResidualPredictor` (args: codes, layer).
-    """
-    if guidance_scale == 1.0:
-        return model(*args, token_valid, sentence, cond_per_token, None)
-    batch = token_valid.shape[0]
-    doubled = [torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args]
-    drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(token_valid.device)
-    logits = model(*doubled, torch.cat([token_valid, token_valid]),
-                   None if sentence is None else torch.cat([sentence, sentence]),
-                   None if cond_per_token is None else torch.cat([cond_per_token, cond_per_token]), drop)
-    conditional, unconditional = logits[:batch], logits[batch:]
-    return unconditional + guidance_scale * (conditional - unconditional)
+    """Classifier-free guidance of one call (see :class:`GuidedModel`, which a decode keeps for all its steps)."""
+    return GuidedModel(model, guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
+                       token_valid=token_valid)(*args)
 
 
 def token_condition_from_segments(segment_embeddings: Tensor, frame_spans: Sequence[tuple[int, int]],
@@ -267,21 +331,21 @@ def token_condition_from_segments(segment_embeddings: Tensor, frame_spans: Seque
     centres = torch.arange(num_tokens, dtype=torch.float32) * FRAMES_PER_TOKEN + (FRAMES_PER_TOKEN - 1) / 2
     starts = torch.tensor([s for s, _ in frame_spans], dtype=torch.float32)
     ends = torch.tensor([e for _, e in frame_spans], dtype=torch.float32)
-    out = torch.empty(num_tokens, segment_embeddings.shape[1], dtype=segment_embeddings.dtype)
-    for t, centre in enumerate(centres):
-        inside = (starts <= centre) & (centre < ends)
-        if inside.any():
-            out[t] = segment_embeddings[int(inside.nonzero()[0])]
-            continue
-        after = int((ends <= centre).sum())  # segments entirely before this token
-        if after == 0:
-            out[t] = segment_embeddings[0]
-        elif after == len(frame_spans):
-            out[t] = segment_embeddings[-1]
-        else:
-            gap_start, gap_end = ends[after - 1], starts[after]
-            weight = float((centre - gap_start) / (gap_end - gap_start))
-            out[t] = (1 - weight) * segment_embeddings[after - 1] + weight * segment_embeddings[after]
+    embeddings = segment_embeddings.cpu()
+    inside = (starts <= centres[:, None]) & (centres[:, None] < ends)  # (num_tokens, S); one True at most per row
+    after = (ends <= centres[:, None]).sum(dim=1)  # segments entirely before each token
+    last = len(frame_spans) - 1
+    # The containing segment; outside every one, the first before it starts, the last after it ends.
+    index = torch.where(inside.any(dim=1), inside.int().argmax(dim=1), after.clamp(max=last))
+    out = embeddings[index]
+    gap = ~inside.any(dim=1) & (after > 0) & (after <= last)
+    if bool(gap.any()):  # a token between two segments blends them linearly by position
+        before = after[gap]
+        gap_start, gap_end = ends[before - 1], starts[before]
+        weight = ((centres[gap] - gap_start) / (gap_end - gap_start)).double()
+        # As the Python-float weight of one token at a time was: 1 - w in float64, rounded once to the dtype.
+        out[gap] = ((1 - weight).to(out.dtype)[:, None] * embeddings[before - 1]
+                    + weight.to(out.dtype)[:, None] * embeddings[before])
     return out.to(segment_embeddings.device)
 
 

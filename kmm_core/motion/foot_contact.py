@@ -231,10 +231,12 @@ def stance_detail(path: np.ndarray, limit: float) -> np.ndarray:
     path = np.asarray(path, dtype=np.float64)
     if limit <= 0 or path.shape[0] < 3:
         return np.zeros_like(path)
-    frames = np.arange(path.shape[0], dtype=np.float64)
-    design = np.stack([frames - frames.mean(), np.ones_like(frames)], axis=1)
-    fit, *_ = np.linalg.lstsq(design, path, rcond=None)
-    detail = path - design @ fit
+    # Least squares on the centred frame number: its two columns (t - mean, 1) are orthogonal, so the slope and the
+    # mean are fitted apart, in closed form.
+    centred = np.arange(path.shape[0], dtype=np.float64)
+    centred -= centred.mean()
+    slope = centred @ path / (centred @ centred)
+    detail = path - path.mean(axis=0) - centred[:, None] * slope
     size = np.linalg.norm(detail, axis=-1, keepdims=True)
     return detail * np.minimum(1.0, limit / np.maximum(size, 1e-12))
 

@@ -254,28 +254,41 @@ def _global_rotations(positions: np.ndarray, offsets: np.ndarray, solved: set[in
         if joint in solved:
             global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations,
                                                        hinge_of, positions[:, joint])
+    # Where the rigid skeleton puts a joint is needed for the one-child joints solved and their ancestors only; a
+    # kept joint is composed again only below a solved one (elsewhere the kept pose's global above is its value).
+    needs_posed = {ancestor for joint in solved - set(BRANCH_JOINTS) for ancestor in _chain(joint)}
+    changed: set[int] = set()
     posed = np.empty_like(positions)
     posed[:, 0] = positions[:, 0]
     for joint, parent in enumerate(PARENTS):
-        if parent >= 0:
+        if parent >= 0 and joint in needs_posed:
             posed[:, joint] = posed[:, parent] + np.einsum("tij,j->ti", global_rotations[:, parent], offsets[joint])
         if joint in solved:
+            changed.add(joint)
             if joint not in BRANCH_JOINTS:
                 global_rotations[:, joint] = _solve_global(joint, positions, rest_directions, global_rotations,
                                                            hinge_of, posed[:, joint])
-        else:
+        elif parent in changed:
+            changed.add(joint)
             global_rotations[:, joint] = (kept_local[:, joint] if parent < 0
                                           else global_rotations[:, parent] @ kept_local[:, joint])
     return global_rotations
 
 
+def _chain(joint: int) -> list[int]:
+    """`joint` and its ancestors up to the root."""
+    chain = [joint]
+    while PARENTS[chain[-1]] >= 0:
+        chain.append(PARENTS[chain[-1]])
+    return chain
+
+
 def _local_matrices(global_rotations: np.ndarray, joints: list[int]) -> np.ndarray:
     """(T, len(joints), 3, 3) local rotations of `joints` from the global ones."""
     parents = [PARENTS[joint] for joint in joints]
-    local = global_rotations[:, joints].copy()
-    moved = [i for i, parent in enumerate(parents) if parent >= 0]
-    local[:, moved] = (np.swapaxes(global_rotations[:, [parents[i] for i in moved]], -1, -2)
-                       @ global_rotations[:, [joints[i] for i in moved]])
+    local = np.swapaxes(global_rotations[:, parents], -1, -2) @ global_rotations[:, joints]
+    roots = [i for i, parent in enumerate(parents) if parent < 0]  # (their row above used joint -1: replaced)
+    local[:, roots] = global_rotations[:, [joints[i] for i in roots]]
     return local
 
 
