@@ -9,23 +9,28 @@ the same for both backbones. Variants:
 
 - ``mamba``: the Mamba backbone as shipped (on CPU: the compiled scan of ``compiled_selective_scan`` when it builds);
 - ``mamba_pure`` (with ``--pure``): the same model forced onto the pure-PyTorch chunked scan (``KMM_SELECTIVE_SCAN=pure``);
-- ``transformer``: the transformer backbone.
+- ``transformer``: the transformer backbone;
+- ``mamba_baseline`` (with ``--baseline DIR``): the Mamba model of another checkout of the code (e.g. ``git archive
+  COMMIT | tar -x -C DIR``: the code before a change), imported under another package name into this same process,
+  so before and after are timed side by side.
 
 Repeats are interleaved (mamba, transformer, mamba, ...) so that both see the same load of a shared machine; the
 table reports wall-clock medians and the ratio of medians, plus each variant's median CPU time (less sensitive to
 other jobs). The load average before and after is printed: on a loaded machine treat absolute times as upper bounds.
 
-Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--pure] [--out FILE]``
+Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--pure] [--baseline DIR] [--out FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -44,10 +49,19 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "training_step.md"
 SHAPES = ((8, 50), (8, 200), (32, 50), (32, 200))
 
 
-def small_generator_config(backbone: str) -> GeneratorConfig:
+def small_generator_config(backbone: str, config_class=GeneratorConfig):
     with SMALL_CONFIG.open("rb") as handle:
         section = dict(tomllib.load(handle)["generator"])
-    return GeneratorConfig.from_dict({**section, "backbone": backbone})
+    return config_class.from_dict({**section, "backbone": backbone})
+
+
+def import_checkout(root: Path, package: str = "kmm_baseline_checkout"):
+    """The checkout ``root`` imported as ``package`` (its modules import each other relatively), beside this one."""
+    packages = Path(tempfile.mkdtemp(prefix="kmm_bench_packages_"))
+    (packages / package).symlink_to(root.resolve(), target_is_directory=True)
+    sys.path.insert(0, str(packages))
+    return (importlib.import_module(f"{package}.kmm_core.model.masked_generator").MaskedGenerator,
+            importlib.import_module(f"{package}.kmm_core.model.configs").GeneratorConfig)
 
 
 @contextlib.contextmanager
@@ -70,10 +84,11 @@ def scan_path(pure: bool):
 
 
 class Variant:
-    def __init__(self, name: str, backbone: str, pure: bool, seed: int = 0):
+    def __init__(self, name: str, backbone: str, pure: bool, seed: int = 0, classes=(MaskedGenerator, GeneratorConfig)):
         torch.manual_seed(seed)
         self.name, self.pure = name, pure
-        self.model = MaskedGenerator(small_generator_config(backbone)).train()
+        model_class, config_class = classes
+        self.model = model_class(small_generator_config(backbone, config_class)).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4)
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -111,6 +126,8 @@ def main() -> None:
     parser.add_argument("--pure", action="store_true", help="also time the Mamba model on the pure-PyTorch scan")
     parser.add_argument("--pure-repeats", type=int, default=3)
     parser.add_argument("--shapes", nargs="+", default=[f"{b}x{n}" for b, n in SHAPES], help="BATCHxTOKENS")
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout: its Mamba model as one more "
+                        "variant, timed in this process")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,6 +152,10 @@ def main() -> None:
     variants = [Variant("mamba", "mamba", pure=False), Variant("transformer", "transformer", pure=False)]
     if args.pure:
         variants.insert(1, Variant("mamba_pure", "mamba", pure=True))
+    if args.baseline is not None:
+        if not (args.baseline / "kmm_core" / "model" / "masked_generator.py").is_file():
+            raise SystemExit(f"--baseline {args.baseline}: no kmm_core/model/masked_generator.py there")
+        variants.insert(1, Variant("mamba_baseline", "mamba", pure=False, classes=import_checkout(args.baseline)))
     config = variants[0].model.config
     for shape in args.shapes:
         batch, length = (int(v) for v in shape.split("x"))
