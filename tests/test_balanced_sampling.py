@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
-from test_stages import _interrupt_after, tiny_config
+from test_stages import assert_generator_resumes_exactly, tiny_config
 
 from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import read_index
 from kmm_core.training.balanced_sampling import action_groups, group_shares, sampling_weights
 from kmm_core.training.batches import ShuffledBatches
-from kmm_core.training.stages import train_generator
 
 
 def test_weights_give_each_group_n_to_the_balance():
@@ -70,18 +66,8 @@ def test_a_balanced_generator_stage_trains_resumes_exactly_and_logs_its_shares(t
     config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
                          "train.generator.eval_every=0", "train.generator.keep_checkpoints=5",
                          "train.generator.balance=0.0")
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("tokenizer", "aligner"):
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
-    train_generator(config, run, device="cpu", progress=False)
+    assert_generator_resumes_exactly(tmp_path, config, tiny_run)
     assert "balanced sampling (balance = 0.0)" in capsys.readouterr().out
-    uninterrupted = load_file(str(run / "generator.safetensors"))
-    _interrupt_after(run, "generator", 3)
-    train_generator(config, run, resume=True, device="cpu", progress=False)
-    again = load_file(str(run / "generator.safetensors"))
-    assert all(torch.equal(uninterrupted[name], again[name]) for name in uninterrupted)
     # The stage had several action groups to balance (the draws' shares are checked in the test above).
     rows = {row["name"]: row for row in read_index(prepared_dataset)}
     assert len(Counter(f"{r['dataset']}/{r['content']}" for r in rows.values() if r["split"] == "train")) > 5

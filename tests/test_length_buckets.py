@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
-from test_stages import _interrupt_after, tiny_config
+from test_stages import assert_generator_resumes_exactly, tiny_config
 
 from kmm_core.common.errors import ConfigError
 from kmm_core.training.batches import ShuffledBatches
-from kmm_core.training.stages import StageError, train_generator, train_tokenizer
+from kmm_core.training.stages import StageError, train_tokenizer
 
 
 def _valid_share(batches: ShuffledBatches, lengths: np.ndarray, epoch: int) -> float:
@@ -63,17 +60,7 @@ def test_a_bucketed_generator_stage_trains_and_resumes_exactly(tmp_path, prepare
     config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
                          "train.generator.eval_every=0", "train.generator.keep_checkpoints=5",
                          "train.generator.batch_size=4", "train.generator.length_buckets=2")
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("tokenizer", "aligner"):
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
-    train_generator(config, run, device="cpu", progress=False)
-    uninterrupted = load_file(str(run / "generator.safetensors"))
-    _interrupt_after(run, "generator", 3)
-    train_generator(config, run, resume=True, device="cpu", progress=False)
-    again = load_file(str(run / "generator.safetensors"))
-    assert all(torch.equal(uninterrupted[name], again[name]) for name in uninterrupted)
+    assert_generator_resumes_exactly(tmp_path, config, tiny_run)
 
 
 def test_buckets_on_a_stage_whose_items_have_no_length_name_the_stage(tmp_path, prepared_dataset):

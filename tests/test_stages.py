@@ -138,6 +138,24 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def assert_generator_resumes_exactly(folder: Path, config, tiny_run: Path) -> Path:
+    """Train the generator stage of ``config`` (checkpoints every 3 steps, 6 steps) on ``tiny_run``'s tokenizer and
+    aligner in ``folder``/run, stop it after step 3, resume, and require the same weights; returns the run folder."""
+    run = folder / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
+    train_generator(config, run, device="cpu", progress=False)
+    uninterrupted = _weights(run / "generator.safetensors")
+    _interrupt_after(run, "generator", 3)
+    train_generator(config, run, resume=True, device="cpu", progress=False)
+    again = _weights(run / "generator.safetensors")
+    for name in uninterrupted:
+        assert torch.equal(uninterrupted[name], again[name]), name
+    return run
+
+
 def test_tokenizer_resume_reproduces_the_uninterrupted_run(tmp_path, prepared_dataset):
     config = tiny_config(prepared_dataset, "train.tokenizer.steps=8", "train.tokenizer.checkpoint_every=4",
                          "train.tokenizer.eval_every=0", "train.tokenizer.keep_checkpoints=5")
@@ -160,19 +178,8 @@ def test_tokenizer_resume_reproduces_the_uninterrupted_run(tmp_path, prepared_da
 def test_generator_resume_reproduces_the_uninterrupted_run(tmp_path, prepared_dataset, tiny_run):
     config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
                          "train.generator.eval_every=0", "train.generator.keep_checkpoints=5")
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("tokenizer", "aligner"):
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(tiny_run / f"{name}{suffix}", run / f"{name}{suffix}")
-    train_generator(config, run, device="cpu", progress=False)
+    run = assert_generator_resumes_exactly(tmp_path, config, tiny_run)
     assert (run / "cache" / "generator_train.safetensors").is_file()  # codes are encoded once and cached
-    uninterrupted = _weights(run / "generator.safetensors")
-    _interrupt_after(run, "generator", 3)
-    train_generator(config, run, resume=True, device="cpu", progress=False)
-    again = _weights(run / "generator.safetensors")
-    for name in uninterrupted:
-        assert torch.equal(uninterrupted[name], again[name]), name
 
 
 # -- datasets ---------------------------------------------------------------------------------------------------------

@@ -199,13 +199,16 @@ class TokenClips(Dataset):
     def __len__(self) -> int:
         return len(self.codes)
 
+    def _window_length(self, codes: torch.Tensor) -> int:
+        return min(codes.shape[0], self.max_tokens)
+
     def window_lengths(self) -> np.ndarray:
         """Each item's window length in tokens (a random crop moves a window, never changes its length)."""
-        return np.array([min(c.shape[0], self.max_tokens) for c in self.codes], dtype=np.int64)
+        return np.array([self._window_length(c) for c in self.codes], dtype=np.int64)
 
     def __getitem__(self, index: int) -> dict:
         codes, conditions = self.codes[index], self.conditions[index]
-        length = min(codes.shape[0], self.max_tokens)
+        length = self._window_length(codes)
         offset = _randint(codes.shape[0] - length + 1, self.generator) if self.random_crop else 0
         caption = _randint(conditions.shape[0], self.generator) if self.random_crop else 0
         return {"codes": codes[offset : offset + length], "condition": conditions[caption]}
