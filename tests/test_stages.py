@@ -211,7 +211,7 @@ def test_token_clips_crop_and_pad(tiny_run):
 
     cache = load_file(str(tiny_run / "cache" / "generator_train.safetensors"))
     offsets = cache["code_offsets"].tolist()
-    codes = [cache["codes"][a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
+    codes = [cache["codes"][a:b].transpose(0, 1) for a, b in zip(offsets[:-1], offsets[1:], strict=False)]  # (P, L, Q)
     conditions = [cache["conditions"][:1] for _ in codes]
     clips = TokenClips(codes, conditions, min_tokens=10, max_tokens=12)
     batch = collate_tokens([clips[i] for i in range(4)])

@@ -168,8 +168,9 @@ def collate_motion(items: list[dict]) -> MotionBatch:
 class TokenClips(Dataset):
     """Windows of cached tokenizer codes with the sentence condition of a random caption of the clip.
 
-    ``codes[i]`` is clip i's (L_i, Q) code array; ``conditions[i]`` its captions' (C_i, cond_dim) condition vectors.
-    A window covers ``min_tokens..max_tokens`` whole tokens (the frame limits divided by 4).
+    ``codes[i]`` is clip i's (L_i, Q) code array, or (P, L_i, Q): the clip tokenized from P frame offsets, one drawn
+    at random per window (phase 0 without ``random_crop``); ``conditions[i]`` its captions' (C_i, cond_dim) condition
+    vectors.  A window covers ``min_tokens..max_tokens`` whole tokens (the frame limits divided by 4).
     """
 
     def __init__(
@@ -186,7 +187,8 @@ class TokenClips(Dataset):
         if len(codes) != len(conditions) or (names is not None and len(names) != len(codes)):
             raise ValueError(f"{len(codes)} code arrays but {len(conditions)} condition sets"
                              + (f" and {len(names)} names" if names is not None else ""))
-        keep = [i for i, c in enumerate(codes) if c.shape[0] >= min_tokens and conditions[i].shape[0] > 0]
+        codes = [c if c.dim() == 3 else c.unsqueeze(0) for c in codes]  # (P, L, Q)
+        keep = [i for i, c in enumerate(codes) if c.shape[1] >= min_tokens and conditions[i].shape[0] > 0]
         if not keep:
             raise EmptySplitError(f"no clip has {min_tokens} tokens ({min_tokens * FRAMES_PER_TOKEN} frames) or more")
         self.codes = [codes[i] for i in keep]
@@ -200,7 +202,7 @@ class TokenClips(Dataset):
         return len(self.codes)
 
     def _window_length(self, codes: torch.Tensor) -> int:
-        return min(codes.shape[0], self.max_tokens)
+        return min(codes.shape[1], self.max_tokens)
 
     def window_lengths(self) -> np.ndarray:
         """Each item's window length in tokens (a random crop moves a window, never changes its length)."""
@@ -209,9 +211,10 @@ class TokenClips(Dataset):
     def __getitem__(self, index: int) -> dict:
         codes, conditions = self.codes[index], self.conditions[index]
         length = self._window_length(codes)
-        offset = _randint(codes.shape[0] - length + 1, self.generator) if self.random_crop else 0
+        offset = _randint(codes.shape[1] - length + 1, self.generator) if self.random_crop else 0
         caption = _randint(conditions.shape[0], self.generator) if self.random_crop else 0
-        return {"codes": codes[offset : offset + length], "condition": conditions[caption]}
+        phase = _randint(codes.shape[0], self.generator) if self.random_crop and codes.shape[0] > 1 else 0
+        return {"codes": codes[phase, offset : offset + length], "condition": conditions[caption]}
 
 
 def collate_tokens(items: list[dict]) -> TokenBatch:

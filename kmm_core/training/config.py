@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from ..common.bounded_read import read_toml
 from ..common.errors import ConfigError, InputFileError
+from ..motion.model_timing import FRAMES_PER_TOKEN
 from ..model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
 
 SchemaT = TypeVar("SchemaT")
@@ -67,6 +68,9 @@ class TrainStageConfig:
     # length and cut into batches, which are then shuffled; the same items, far less padding (stages whose items
     # have a known length: the generator's token windows).
     length_buckets: int = 0
+    # The generator's clips tokenized at this many frame offsets (1 = from frame 0 only): offset p encodes frames p, p+1,
+    # ... so the same motion gives FRAMES_PER_TOKEN different code sequences; each draw takes one at random.
+    code_phases: int = 1
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -84,6 +88,8 @@ class TrainStageConfig:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
         _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")
+        _require(1 <= self.code_phases <= FRAMES_PER_TOKEN, "code_phases",
+                 f"must be 1..{FRAMES_PER_TOKEN} (frame offsets within one token), got {self.code_phases}")
 
 
 @dataclasses.dataclass

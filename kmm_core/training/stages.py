@@ -308,6 +308,9 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
             _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
                    f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
+    if stage_config.code_phases != 1 and stage != "generator":
+        raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
+                         "tokenized clips; use 1 for this stage")
     lengths = None
     if stage_config.length_buckets:
         if not hasattr(train_set, "window_lengths"):
@@ -470,30 +473,36 @@ def _file_digest(path: Path) -> str:
 
 @torch.no_grad()
 def encode_split(clips: MotionClips, tokenizer: MotionTokenizer, condition: Callable[[list[str]], torch.Tensor],
-                 device: torch.device, batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Codes (L_i, Q) of every whole clip (up to max_frames) and condition vectors (C_i, E) of its captions."""
+                 device: torch.device, batch_size: int = 64, phases: int = 1
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Codes (P, L_i, Q) of every whole clip (up to max_frames) and condition vectors (C_i, E) of its captions.
+
+    Phase p encodes the clip from frame p (P = ``phases``); every phase keeps the length of the shortest one, so all
+    of a clip's code sequences cover the same number of tokens."""
     max_frames = clips.max_frames // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN
     order = sorted(range(len(clips)), key=lambda i: clips.num_frames[i])  # similar lengths pad little
-    codes: list[torch.Tensor | None] = [None] * len(clips)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        windows = [torch.from_numpy(clips.normalized_features(i)[:max_frames]) for i in chunk]
-        batch = collate_motion([{"features": w, "caption": "", "name": ""} for w in windows])
-        encoded = tokenizer.encode(batch.features.to(device), batch.valid.to(device)).cpu()
-        for row, index in enumerate(chunk):
-            tokens = math.ceil(min(clips.num_frames[index], max_frames) / FRAMES_PER_TOKEN)
-            codes[index] = encoded[row, :tokens]
+    codes: list[list[torch.Tensor]] = [[] for _ in range(len(clips))]
+    for phase in range(phases):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            windows = [torch.from_numpy(clips.normalized_features(i)[phase:max_frames]) for i in chunk]
+            batch = collate_motion([{"features": w, "caption": "", "name": ""} for w in windows])
+            encoded = tokenizer.encode(batch.features.to(device), batch.valid.to(device)).cpu()
+            for row, index in enumerate(chunk):
+                tokens = math.ceil((min(clips.num_frames[index], max_frames) - (phases - 1)) / FRAMES_PER_TOKEN)
+                codes[index].append(encoded[row, :tokens])
     texts = [caption.text for captions in clips.captions for caption in captions]
     vectors = torch.cat([condition(texts[i : i + 256]).float().cpu() for i in range(0, len(texts), 256)])
     conditions, position = [], 0
     for captions in clips.captions:
         conditions.append(vectors[position : position + len(captions)])
         position += len(captions)
-    return [c for c in codes if c is not None], conditions
+    return [torch.stack(c) for c in codes], conditions
 
 
 def cached_encoding(cache_file: Path, key: str, compute: Callable[[], tuple[list, list]], write: bool):
-    """``compute()``'s codes and conditions, read from ``cache_file`` when it was written with the same ``key``."""
+    """``compute()``'s codes (P, L, Q) and conditions, read from ``cache_file`` when it was written with the same
+    ``key``."""
     if cache_file.is_file():
         try:
             tensors = load_file(str(cache_file))
@@ -502,15 +511,16 @@ def cached_encoding(cache_file: Path, key: str, compute: Callable[[], tuple[list
             with safe_open(str(cache_file), "pt") as handle:
                 stored_key = (handle.metadata() or {}).get("key")
             if stored_key == key:
-                return _split_rows(tensors["codes"], tensors["code_offsets"]), _split_rows(
-                    tensors["conditions"], tensors["condition_offsets"])
+                codes = [c.transpose(0, 1) for c in _split_rows(tensors["codes"], tensors["code_offsets"])]
+                return codes, _split_rows(tensors["conditions"], tensors["condition_offsets"])
         except Exception:  # noqa: BLE001 - any unreadable cache (SafetensorError included) is simply recomputed
             pass
     codes, conditions = compute()
     if write:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache_file) as partial:  # renamed when complete: never read half-written
-            save_file({"codes": torch.cat(codes), "code_offsets": _offsets(codes),
+            by_token = [c.transpose(0, 1) for c in codes]  # (L, P, Q): the clips' rows concatenate along L
+            save_file({"codes": torch.cat(by_token), "code_offsets": _offsets(by_token),
                        "conditions": torch.cat(conditions), "condition_offsets": _offsets(conditions)},
                       str(partial), metadata={"key": key})
     return codes, conditions
@@ -547,9 +557,11 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
     max_tokens = config.data.max_frames // FRAMES_PER_TOKEN
 
     def encoded(clips: MotionClips, split: str) -> tuple[list, list]:
-        key = f"{digests}-{gen.condition_source}-{split}-{len(clips)}-{config.data.max_frames}"
+        phases = config.train.generator.code_phases if split == "train" else 1
+        key = f"{digests}-{gen.condition_source}-{split}-{len(clips)}-{config.data.max_frames}-phases{phases}"
         return cached_encoding(out_dir / CACHE_DIR / f"generator_{split}.safetensors", key,
-                               lambda: encode_split(clips, tokenizer, condition, context.device), context.is_main)
+                               lambda: encode_split(clips, tokenizer, condition, context.device, phases=phases),
+                               context.is_main)
 
     train_set = TokenClips(*encoded(train_clips, "train"), min_tokens=min_tokens, max_tokens=max_tokens,
                            names=train_clips.names)
