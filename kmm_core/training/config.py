@@ -27,8 +27,8 @@ from typing import Any, Literal, TypeVar
 
 from ..common.bounded_read import read_toml
 from ..common.errors import ConfigError, InputFileError
-from ..motion.model_timing import FRAMES_PER_TOKEN
 from ..model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
+from ..motion.model_timing import FRAMES_PER_TOKEN
 
 SchemaT = TypeVar("SchemaT")
 
