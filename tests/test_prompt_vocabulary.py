@@ -24,7 +24,7 @@ from kmm_core.worker.client import WorkerClient
 from kmm_core.worker.protocol import Generate, ProtocolError, decode, encode
 
 JUGGLE = "a person juggles three balls"
-KNOWN = ("a person walks forward", "someone raises the left hand", "a man raises both hands")  # strong words
+KNOWN = ("a person walks forward", "someone waves the left hand", "a man raises both hands")
 
 
 @pytest.fixture(scope="module")
