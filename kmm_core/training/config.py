@@ -68,8 +68,8 @@ class TrainStageConfig:
     # length and cut into batches, which are then shuffled; the same items, far less padding (stages whose items
     # have a known length: the generator's token windows).
     length_buckets: int = 0
-    # The generator's clips tokenized at this many frame offsets (1 = from frame 0 only): offset p encodes frames p, p+1,
-    # ... so the same motion gives FRAMES_PER_TOKEN different code sequences; each draw takes one at random.
+    # The generator's clips tokenized from this many frame offsets (1 = from frame 0 only): offset p encodes frames
+    # p, p+1, ..., so the same motion gives up to FRAMES_PER_TOKEN different code sequences; each draw takes one.
     code_phases: int = 1
 
     def __post_init__(self) -> None:
