@@ -18,9 +18,11 @@ CPU medians; on a loaded machine the CPU time is the better estimate of what an 
 interleaved run by run with this checkout's (the order alternating per repeat), so before and after are measured
 under the same load; it adds their CPU ratio and checks that both produce the same tokens, seed 0, for the README's
 ``examples/timeline.json`` and the 1-minute timeline (and how far apart their final joints are).
+``--baseline-bundle B`` makes the baseline worker load bundle B instead of ``--bundle``: two models timed under the
+same load (``--baseline .`` for the same code), the token check then left out.
 
 Run: ``python benchmarks/bench_timeline_speed.py [--bundle kmm_core/checkpoints/kmm-small] [--repeats 3]
-[--threads 1] [--timelines 1x5 10x50] [--baseline DIR] [--out benchmarks/results/timeline_speed.md]``
+[--threads 1] [--timelines 1x5 10x50] [--baseline DIR [--baseline-bundle B]] [--out benchmarks/results/timeline_speed.md]``
 """
 
 from __future__ import annotations
@@ -193,6 +195,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["inpaint", "inpaint_sequential", "per_token"])
     parser.add_argument("--timelines", nargs="+", default=["1x5", "10x50"], help="MINUTESxPROMPTS")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time interleaved")
+    parser.add_argument("--baseline-bundle", type=Path, default=None,
+                        help="the bundle the baseline worker loads (default: --bundle)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the worker (internal)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "timeline_speed.md")
     args = parser.parse_args()
@@ -208,7 +212,9 @@ def main() -> None:
     timelines = [tuple(int(n) for n in text.split("x")) for text in args.timelines]
     roots = {"this checkout": REPO_ROOT} | ({} if args.baseline is None else {"baseline": args.baseline.resolve()})
     load = os.getloadavg()
-    workers = {label: Worker(root, args.bundle.resolve(), args.threads) for label, root in roots.items()}
+    bundles = {"this checkout": args.bundle.resolve(),
+               "baseline": (args.baseline_bundle or args.bundle).resolve()}
+    workers = {label: Worker(root, bundles[label], args.threads) for label, root in roots.items()}
     timings = {(label, timeline, variant): ([], []) for label in workers for timeline in timelines
                for variant in args.variants}
     for timeline in timelines:
@@ -218,14 +224,16 @@ def main() -> None:
                     answer = workers[label].ask({"time": [variant, *timeline]})
                     timings[label, timeline, variant][0].append(answer["wall"])
                     timings[label, timeline, variant][1].append(answer["cpu"])
-    checks = token_check(workers) if len(workers) > 1 else []
+    same_model = bundles["baseline"] == bundles["this checkout"]
+    checks = token_check(workers) if len(workers) > 1 and same_model else []
     for worker in workers.values():
         worker.close()
     end_load = os.getloadavg()
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     lines = ["# Timeline generation speed per transition mode", "",
              f"Command: `{command}` (see the script's docstring).", "",
-             f"Bundle {args.bundle.name}, {args.threads} thread(s), {args.repeats} interleaved repeats per variant "
+             f"Bundle {args.bundle.name}" + ("" if args.baseline is None or same_model else
+                                            f" (baseline: {args.baseline_bundle})") + f", {args.threads} thread(s), {args.repeats} interleaved repeats per variant "
              "after a warm-up, one variation, seed 0; each checkout in its own worker process.",
              *(f"- {label}: `{worker.code}`" for label, worker in workers.items()),
              f"Load average at the start: {load[0]:.1f} (1 min) on {os.cpu_count()} cores"
@@ -250,7 +258,7 @@ def main() -> None:
                     strict=True))
                 lines.append(f"| {m} min, {p} prompts | {variant} | {before[0]:.3f} | {before[1]:.3f} | "
                              f"{after[0]:.3f} | {after[1]:.3f} | {after[1] / before[1]:.2f} | {pairs:.2f} |")
-        lines += ["", "Same output (seed 0, default mode):", *checks]
+        lines += ["", "Same output (seed 0, default mode):", *checks] if same_model else []
     lines += ["", f"Load average at the end: {end_load[0]:.1f} (1 min)."]
     save_report(args.out, lines)
 

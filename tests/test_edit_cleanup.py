@@ -94,11 +94,14 @@ def test_regenerated_segment_is_cleaned_like_a_fresh_take_and_the_rest_stays_bit
     np.testing.assert_allclose(bones, np.broadcast_to(np.linalg.norm(cleaned.rest_offsets[1:], axis=-1),
                                                       bones.shape), atol=1e-4)
     # The clean-up removes sliding the raw regenerated part has (0.33 vs 0.48 here: a jog slides where the body
-    # glides), and the part still meets the kept frames without a jump.
+    # glides), and the part still meets the kept frames without a jump: across each seam no joint moves further
+    # than the source moved it between the same two frames (a swinging foot moves 15 cm a frame at 30 fps), with a
+    # quarter on top, or 5 cm where the source stood.
     skating = foot_skating(cleaned.joints[start:end], source.fps).skating_ratio
     assert skating < foot_skating(raw.joints[start:end], source.fps).skating_ratio
     for frame, neighbour in ((start, start - 1), (end - 1, end)):
-        assert np.abs(cleaned.joints[frame] - cleaned.joints[neighbour]).max() < 0.15
+        own_step = np.abs(source.joints[frame] - source.joints[neighbour]).max()
+        assert np.abs(cleaned.joints[frame] - cleaned.joints[neighbour]).max() < max(0.05, 1.25 * own_step)
 
 
 def test_continue_and_inbetween_of_a_locked_take_are_cleaned(shipped_bundle, source):

@@ -36,9 +36,13 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     tokenizer_steps = next(k for k in small if k.endswith("tokenizer.steps"))
     tokenizer_balance = next(k for k in small if k.endswith("tokenizer.balance"))
     # The default: longer tokenizer and generator schedules, every action group drawn equally by both, and the
-    # decoder stage (off in small.toml) with the jerk weight chosen on the val split.
+    # decoder stage (off in small.toml) with the jerk weight chosen on the val split; a generator four layers deep
+    # (issue 26: the two-layer one could not hold a walk's token cycle; training/runs/kmm-small-all-v6/COMMAND.md).
     decoder = {"decoder.jerk_weight", "train.decoder.steps", "train.decoder.lr", "train.decoder.balance"}
-    assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, *decoder}
+    depth = "generator.n_layers"
+    assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, depth,
+                                                          *decoder}
+    assert (small[depth], all_data[depth]) == (2, 4)
     assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert small["decoder.jerk_weight"] == 0.0
