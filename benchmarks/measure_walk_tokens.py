@@ -34,7 +34,7 @@ from kmm_core.motion.model_timing import MODEL_FPS
 
 PROMPTS = ("a person walks forward", "a man walks in a straight line", "a woman is walking forward actively",
            "someone walks slowly forward")
-SETTINGS = ({}, {"guidance_scale": 2.0}, {"steps": 30}, {"temperature": 1.5}, {"remask_noise": 4.5})
+SETTINGS = ({}, {"guidance_scale": 2.0}, {"steps": 30}, {"temperature": 1.5}, {"remask_noise": 4.5}, {"spaced_commits": True})
 FRAMES = 120
 
 

@@ -277,3 +277,43 @@ def test_bad_requests_are_named(models):
         decode_tokens(generator, [48], sentence=sentences[:1, :5])
     with pytest.raises(ConfigError, match="steps"):
         DecodingConfig.from_dict({"steps": 0})
+
+
+def _settling_per_step(generator, config: DecodingConfig, seed: int) -> list[torch.Tensor]:
+    """The tokens each generator call's input settled (held [MASK] in the call before, a code in this one)."""
+    inputs = []
+    hook = generator.token_embedding.register_forward_hook(lambda m, args, out: inputs.append(args[0][0].clone()))
+    try:
+        result = decode_tokens(generator, 48, sentence=torch.ones(1, COND_DIM), fixed_codes=torch.full((1, 12), -1),
+                               rng=torch.Generator().manual_seed(seed), use_residual=False, config=config)
+    finally:
+        hook.remove()
+    assert bool((result.codes[..., 0] >= 0).all())  # every token decoded
+    masks = [ids == generator.mask_id for ids in inputs]
+    return [before & ~after for before, after in zip(masks, masks[1:], strict=False)]
+
+
+def test_spaced_commits_never_settle_two_neighbours_at_once(models):
+    """Plain parallel decoding settles neighbouring tokens at the same step (each drawn without seeing the other:
+    a walk's neighbours then repeat one code); with ``spaced_commits`` the less confident of two waits a step (only
+    the tokens left masked at the last step, never seen by a later call, settle together)."""
+    _, generator, _, _ = models
+    plain = DecodingConfig(steps=STEPS, guidance_scale=1.0)
+    spaced = DecodingConfig(steps=STEPS, guidance_scale=1.0, spaced_commits=True)
+    together = [bool((s[:-1] & s[1:]).any()) for seed in range(4) for s in _settling_per_step(generator, plain, seed)]
+    assert any(together)
+    for seed in range(4):
+        settling = _settling_per_step(generator, spaced, seed)
+        assert not any(bool((s[:-1] & s[1:]).any()) for s in settling)
+        assert sum(int(s.sum()) for s in settling) > 0
+
+
+def test_crowded_commits_keep_the_more_confident_neighbour():
+    from kmm_core.model.decoding import _crowded_commits
+
+    settling = torch.tensor([[True, True, False, True, True, True, False]])
+    scores = torch.tensor([[0.2, 0.9, 0.5, 0.4, 0.4, 0.1, 0.3]])
+    # 0 waits for 1; 3 and 4 tie (the left one settles, 4 waits); 5 waits for the more confident 4.
+    assert _crowded_commits(settling, scores).tolist() == [[True, False, False, False, True, True, False]]
+    with pytest.raises(ConfigError, match="spaced_commits"):
+        DecodingConfig(spaced_commits="yes")

@@ -273,9 +273,14 @@ class DecodingConfig(_StrictConfig):
     remask_noise: float = 0.0
     # Classifier-free guidance of the residual layers (the fine detail); None: the same as guidance_scale.
     residual_guidance_scale: float | None = None
+    # Neighbours settle one after the other: of two neighbouring tokens that a step would settle together, the less
+    # confident waits and is drawn again seeing the other (issue 26: parallel decoding fills a walk's neighbouring
+    # tokens with the same code); the tokens still masked at the last step settle together, as without it.
+    spaced_commits: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
+        _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
         _require(self.temperature >= 0 and math.isfinite(self.temperature), "temperature", "must be >= 0")
         _require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
         _require(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")

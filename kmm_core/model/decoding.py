@@ -123,6 +123,8 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         n_mask = torch.ceil(cosine_masked_fraction(step, config.steps) * n_free.double() - 1e-6).long()
         ranks = scores.argsort(dim=1, stable=True).argsort(dim=1)
         is_mask = free & (ranks < n_mask.unsqueeze(1))
+        if config.spaced_commits and previous_mask is not None:
+            is_mask = is_mask | _crowded_commits(previous_mask & ~is_mask, scores)
         ids = ids.masked_fill(is_mask, mask_id)
         # The same tokens masked as in the step before means the same input (every other token is settled or
         # fixed), so the same logits: only the sampling is drawn again.  Early steps of a short free region (8
@@ -139,6 +141,16 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         scores = torch.where(is_mask, confidence, torch.full_like(scores, math.inf))
         _report(report_to, step + 1, total_steps)
     return ids.masked_fill(~token_valid, -1)
+
+
+def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
+    """Of the tokens ``settling`` (B, L) at this step, those with a settling neighbour at least as confident (the
+    left one wins a tie): they wait a step, so no two neighbours settle together."""
+    beaten = torch.zeros_like(settling)
+    left_settles = settling[:, :-1] & settling[:, 1:]  # pairs (i, i + 1) both settling
+    beaten[:, 1:] |= left_settles & (scores[:, :-1] >= scores[:, 1:])
+    beaten[:, :-1] |= left_settles & (scores[:, 1:] > scores[:, :-1])
+    return settling & beaten
 
 
 def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Generator) -> tuple[Tensor, Tensor]:
