@@ -22,7 +22,8 @@ under the same load; it adds their CPU ratio and checks that both produce the sa
 same load (``--baseline .`` for the same code), the token check then left out.
 
 Run: ``python benchmarks/bench_timeline_speed.py [--bundle kmm_core/checkpoints/kmm-small] [--repeats 3]
-[--threads 1] [--timelines 1x5 10x50] [--baseline DIR [--baseline-bundle B]] [--out benchmarks/results/timeline_speed.md]``
+[--threads 1] [--timelines 1x5 10x50] [--baseline DIR [--baseline-bundle B]]
+[--out benchmarks/results/timeline_speed.md]``
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ def main() -> None:
     if args.baseline is not None and not (args.baseline / "kmm_core" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: no checkout of the code there (no kmm_core/__init__.py); make one "
                      "with `git archive main | tar -x -C DIR`")
+    if args.baseline_bundle is not None and args.baseline is None:
+        parser.error("--baseline-bundle: needs --baseline (the checkout whose worker loads it; `.` for this one)")
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks.report_file import save_report
 
@@ -232,9 +235,9 @@ def main() -> None:
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     lines = ["# Timeline generation speed per transition mode", "",
              f"Command: `{command}` (see the script's docstring).", "",
-             f"Bundle {args.bundle.name}" + ("" if args.baseline is None or same_model else
-                                            f" (baseline: {args.baseline_bundle})") + f", {args.threads} thread(s), {args.repeats} interleaved repeats per variant "
-             "after a warm-up, one variation, seed 0; each checkout in its own worker process.",
+             f"Bundle {args.bundle.name}{'' if same_model else f' (baseline: {args.baseline_bundle})'}, "
+             f"{args.threads} thread(s), {args.repeats} interleaved repeats per variant after a warm-up, one variation, "
+             "seed 0; each checkout in its own worker process.",
              *(f"- {label}: `{worker.code}`" for label, worker in workers.items()),
              f"Load average at the start: {load[0]:.1f} (1 min) on {os.cpu_count()} cores"
              + (" — shared machine: wall times are upper bounds; CPU times estimate an idle machine's wall time."

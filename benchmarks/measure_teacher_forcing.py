@@ -27,27 +27,37 @@ from kmm_core.model.masked_generator import guided_logits
 RATIOS = (0.15, 0.5, 0.85)
 
 
+def real_clip(bundle: ModelBundle, data: Path, name: str, frames: int) -> tuple[np.ndarray, torch.Tensor, str,
+                                                                               torch.Tensor]:
+    """A prepared clip's first ``frames`` features, its base-layer codes (1, L), its first caption and that
+    caption's condition."""
+    features = np.load(data / "new_joint_vecs" / f"{name}.npy")[:frames]
+    normalised = torch.from_numpy(bundle.normalizer.normalize(features).astype(np.float32))[None]
+    base = bundle.tokenizer.encode(normalised)[:, :, 0]
+    caption = (data / "texts" / f"{name}.txt").read_text().split("#")[0]
+    return features, base, caption, bundle.prompt_embeddings([caption])
+
+
+def masked_accuracy(bundle: ModelBundle, base: torch.Tensor, sentence: torch.Tensor, masked: torch.Tensor) -> float:
+    """The share of the ``masked`` codes of ``base`` (1, L) the generator predicts from the others (guidance 1)."""
+    generator = bundle.generator
+    with torch.no_grad():
+        logits = guided_logits(generator, 1.0, base.masked_fill(masked, generator.mask_id), sentence=sentence,
+                               cond_per_token=None, token_valid=torch.ones(base.shape, dtype=torch.bool))
+    return float((logits.argmax(-1)[masked] == base[masked]).float().mean())
+
+
 def split_accuracy(bundle: ModelBundle, data: Path, split: str, prefix: str, clips: int) -> tuple[int, dict]:
     """(clips used, {mask ratio: mean accuracy over clips and masks}) of ``split``'s clips named ``prefix*``."""
-    generator = bundle.generator
     names = [n for n in (data / f"{split}.txt").read_text().split() if n.startswith(prefix)][:clips]
     accuracies: dict[float, list[float]] = {ratio: [] for ratio in RATIOS}
     for name in names:
-        features = np.load(data / "new_joint_vecs" / f"{name}.npy")[:196]
-        normalised = torch.from_numpy(bundle.normalizer.normalize(features).astype(np.float32))[None]
-        base = bundle.tokenizer.encode(normalised)[:, :, 0]
-        caption = (data / "texts" / f"{name}.txt").read_text().split("#")[0]
-        sentence = bundle.prompt_embeddings([caption])
-        valid = torch.ones(base.shape, dtype=torch.bool)
+        _, base, _, sentence = real_clip(bundle, data, name, 196)
         for ratio in RATIOS:
             for seed in range(3):
                 masked = torch.rand(base.shape, generator=torch.Generator().manual_seed(seed)) < ratio
-                if not masked.any():
-                    continue
-                with torch.no_grad():
-                    logits = guided_logits(generator, 1.0, base.masked_fill(masked, generator.mask_id),
-                                           sentence=sentence, cond_per_token=None, token_valid=valid)
-                accuracies[ratio].append(float((logits.argmax(-1)[masked] == base[masked]).float().mean()))
+                if masked.any():
+                    accuracies[ratio].append(masked_accuracy(bundle, base, sentence, masked))
     return len(names), {ratio: float(np.mean(values)) if values else float("nan")
                         for ratio, values in accuracies.items()}
 

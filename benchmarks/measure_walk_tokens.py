@@ -18,6 +18,7 @@ Run from the repository root (``data/prepared-all``: training/runs/kmm-small-all
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +33,13 @@ from kmm_core.model.decoding import decode_tokens
 from kmm_core.model.masked_generator import guided_logits
 from kmm_core.motion.model_timing import MODEL_FPS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure_teacher_forcing import masked_accuracy, real_clip  # noqa: E402  (the same teacher-forced accuracy)
+
 PROMPTS = ("a person walks forward", "a man walks in a straight line", "a woman is walking forward actively",
            "someone walks slowly forward")
-SETTINGS = ({}, {"guidance_scale": 2.0}, {"steps": 30}, {"temperature": 1.5}, {"remask_noise": 4.5}, {"spaced_commits": True})
+SETTINGS = ({}, {"guidance_scale": 2.0}, {"steps": 30}, {"temperature": 1.5}, {"remask_noise": 4.5},
+            {"spaced_commits": True})
 FRAMES = 120
 
 
@@ -60,20 +65,12 @@ def main() -> None:
     names = [n for n in (args.data / "val.txt").read_text().split() if n.startswith("dataset-2_walk_")]
     print(f"real walks ({args.data / 'val.txt'})")
     for name in names[:args.walks]:
-        features = np.load(args.data / "new_joint_vecs" / f"{name}.npy")[:FRAMES]
-        normalised = torch.from_numpy(bundle.normalizer.normalize(features).astype(np.float32))[None]
-        codes = bundle.tokenizer.encode(normalised)
-        base = codes[:, :, 0]
-        caption = (args.data / "texts" / f"{name}.txt").read_text().split("#")[0]
-        sentence = bundle.prompt_embeddings([caption])
-        valid = torch.ones(base.shape, dtype=torch.bool)
+        features, base, caption, sentence = real_clip(bundle, args.data, name, FRAMES)
         masked = torch.rand(base.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+        accuracy = masked_accuracy(bundle, base, sentence, masked)
         with torch.no_grad():
-            logits = guided_logits(generator, 1.0, base.masked_fill(masked, generator.mask_id), sentence=sentence,
-                                   cond_per_token=None, token_valid=valid)
             blank = guided_logits(generator, 1.0, torch.full_like(base, generator.mask_id), sentence=sentence,
-                                  cond_per_token=None, token_valid=valid)
-        accuracy = float((logits.argmax(-1)[masked] == base[masked]).float().mean())
+                                  cond_per_token=None, token_valid=torch.ones(base.shape, dtype=torch.bool))
         top = blank.softmax(-1)[0].mean(0).topk(5)
         listed = base[0, :30].tolist()
         print(f"  {caption!r}: gait {gait_regularity(features_to_joints(features), MODEL_FPS):.2f}, "

@@ -280,7 +280,6 @@ class DecodingConfig(_StrictConfig):
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
-        _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
         _require(self.temperature >= 0 and math.isfinite(self.temperature), "temperature", "must be >= 0")
         _require(self.top_k is None or self.top_k >= 1, "top_k", "must be >= 1 or null")
         _require(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
@@ -288,3 +287,4 @@ class DecodingConfig(_StrictConfig):
         _require(self.remask_noise >= 0, "remask_noise", "must be >= 0")
         _require(self.residual_guidance_scale is None or self.residual_guidance_scale >= 0, "residual_guidance_scale",
                  "must be >= 0 or null")
+        _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
