@@ -8,13 +8,17 @@ Blender frame numbers when the segments give ``start``/``end``, else 0 = the fir
      "constraints": [
         {"type": "pose", "frame": 40, "positions": [[x, y, z], ... 22 joints]},
         {"type": "pose", "frame": 90, "root": [x, y, z], "rotations": [[w, x, y, z], ... 22 joints]},
+        {"type": "pose", "frame": 120, "positions": [...22 joints], "joints": ["right_shoulder", "right_elbow"]},
         {"type": "effector", "joint": "right_wrist", "start": 200, "end": 260, "position": [x, y, z],
          "orientation": [w, x, y, z], "weight": 0.5},
         {"type": "facing", "frame": 300, "direction": [x, z]}]}
 
 * ``pose``: the whole body at a frame, as world joint positions of the canonical skeleton (``skeleton.JOINT_NAMES``
   order, HumanML3D axes, metres) or as ``rotations`` (local, relative to the T-pose rest, joint 0 = the root's world
-  orientation, as in a MotionResult) with the pelvis at ``root``.
+  orientation, as in a MotionResult) with the pelvis at ``root``.  With ``"joints"`` (canonical joint names) the
+  pose holds only those joints (a partial key): each named joint's local rotation (the way its bones turn from
+  its parent's; for ``pelvis`` also the pelvis position, i.e. the root), the rest of the body generated.  All 22
+  positions or rotations are still given (the others only say how the named joints sit on their parents).
 * ``effector``: one joint (``EFFECTOR_JOINTS``: a wrist, an ankle, a foot, the head or the root) at ``position``
   at a ``frame`` or over ``start``..``end`` (inclusive), optionally with a world ``orientation`` of that joint.
 * ``facing``: the way the body faces at a frame, a direction ``[x, z]`` on the floor.
@@ -58,7 +62,7 @@ AGREEMENT_TOLERANCE = 0.01
 FACING_TOLERANCE_DEGREES = 10.0
 FLOOR_MARGIN = 0.05
 """Metres below the floor (y = 0) a joint may be asked to go: a foot sinks into soft ground a little, no more."""
-_KEYS = {"pose": ("type", "frame", "positions", "rotations", "root", "weight"),
+_KEYS = {"pose": ("type", "frame", "positions", "rotations", "root", "joints", "weight"),
          "effector": ("type", "joint", "frame", "start", "end", "position", "orientation", "weight"),
          "facing": ("type", "frame", "direction", "weight")}
 
@@ -84,6 +88,7 @@ class PoseKey:
     weight: float = 1.0
     hard: bool = True
     given_positions: tuple[tuple[float, ...], ...] | None = None  # as written in the file, when given as positions
+    joints: tuple[int, ...] | None = None  # the joints held (a partial key, sorted); None: the whole body
 
     @property
     def start(self) -> int:
@@ -92,6 +97,21 @@ class PoseKey:
     @property
     def end(self) -> int:
         return self.frame
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        """Indices of the joints whose local rotation the key holds (0: the pelvis, rotation and position)."""
+        return tuple(range(NUM_JOINTS)) if self.joints is None else self.joints
+
+    @property
+    def is_partial(self) -> bool:
+        return self.joints is not None
+
+    def placed_joints(self) -> tuple[int, ...]:
+        """Joints whose world position the key fixes: those whose whole chain up to the pelvis is held."""
+        held = set(self.held)
+        placed = [joint for joint in range(NUM_JOINTS) if all(j in held for j in _chain_to_root(joint))]
+        return tuple(placed)
 
     def positions(self) -> np.ndarray:
         """(22, 3) world joint positions on the canonical skeleton."""
@@ -105,6 +125,8 @@ class PoseKey:
             value["positions"] = [list(p) for p in self.given_positions]
         else:
             value.update(root=list(self.root), rotations=[list(q) for q in self.rotations])
+        if self.joints is not None:
+            value["joints"] = [JOINT_NAMES[joint] for joint in self.joints]
         return {**value, **_weight_value(self)}
 
 
@@ -154,6 +176,14 @@ class FacingKey:
 
 
 Constraint = PoseKey | EffectorTarget | FacingKey
+
+
+def _chain_to_root(joint: int) -> list[int]:
+    chain = []
+    while joint >= 0:
+        chain.append(joint)
+        joint = PARENTS[joint]
+    return chain
 
 
 def _weight_value(constraint: Constraint) -> dict[str, Any]:
@@ -235,9 +265,29 @@ def constraint_from_value(entry: object, index: int) -> Constraint:
     return _pose(entry, index, frame, weight, hard)
 
 
+def _held_joints(value: object, index: int) -> tuple[int, ...] | None:
+    """The ``joints`` of a partial pose: canonical joint names (``root`` = ``pelvis``), each once; None: all."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence) or not value:
+        raise ConstraintError(f"must be a non-empty list of joint names ({', '.join(JOINT_NAMES[:3])}, ...), got "
+                              f"{short_repr(value)}", index=index, field="joints")
+    held: list[int] = []
+    for position, name in enumerate(value):
+        joint = 0 if name == "root" else JOINT_INDEX.get(name) if isinstance(name, str) else None
+        if joint is None:
+            raise ConstraintError(f"unknown joint {short_repr(name)} (one of: {', '.join(JOINT_NAMES)})",
+                                  index=index, field=f"joints[{position}]")
+        if joint in held:
+            raise ConstraintError(f"{JOINT_NAMES[joint]} is named twice", index=index, field=f"joints[{position}]")
+        held.append(joint)
+    return tuple(sorted(held))
+
+
 def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool) -> PoseKey:
     from ..motion.kinematics import inverse_kinematics
 
+    joints = _held_joints(entry.get("joints"), index)
     if ("positions" in entry) == ("rotations" in entry):
         raise ConstraintError("give exactly one of 'positions' or 'rotations' (with 'root')", index=index,
                               field="positions")
@@ -248,11 +298,12 @@ def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool) -> 
         positions = _per_joint(entry["positions"], 3, index, "positions", "a position [x, y, z]")
         _check_bone_lengths(np.asarray(positions), index)
         root, rotations = inverse_kinematics(np.asarray(positions)[None], tpose_offsets())
-        return PoseKey(frame, tuple(root[0]), tuple(map(tuple, rotations[0])), weight, hard, positions)
+        return PoseKey(frame, tuple(root[0]), tuple(map(tuple, rotations[0])), weight, hard, positions, joints)
     if "root" not in entry:
         raise ConstraintError("missing: 'rotations' need the pelvis position 'root'", index=index, field="root")
     root = _vector(entry["root"], 3, index, "root", "a position [x, y, z]")
-    return PoseKey(frame, root, _per_joint(entry["rotations"], 4, index, "rotations", ""), weight, hard)
+    return PoseKey(frame, root, _per_joint(entry["rotations"], 4, index, "rotations", ""), weight, hard,
+                   joints=joints)
 
 
 def _effector(entry: Mapping, index: int, weight: float, hard: bool) -> EffectorTarget:
@@ -336,15 +387,32 @@ def _label(index: int, constraint: Constraint) -> str:
         f"constraints[{index}]"
 
 
+def _check_pose_overlap(constraint: PoseKey, index: int, held_at: dict[int, dict[int, int]]) -> None:
+    """Two poses at one frame may hold different joints (partial keys), never the same one."""
+    owners = held_at.setdefault(constraint.frame, {})
+    clash = next((joint for joint in constraint.held if joint in owners), None)
+    if clash is not None:
+        what = "whole body" if not constraint.is_partial and len(owners) == NUM_JOINTS else JOINT_NAMES[clash]
+        raise ConstraintError(f"conflicts with constraints[{owners[clash]}]: both key the {what} at frame "
+                              f"{constraint.frame}", index=index, field="frame")
+    owners.update(dict.fromkeys(constraint.held, index))
+
+
 def _check_agreement(constraints: Sequence[Constraint]) -> None:
+    # frame -> (index, positions) of the pose placing the whole body there; a partial pose places only the joints
+    # whose chain up to the pelvis it holds (`placed`), checked against effector targets on those joints.
     poses: dict[int, tuple[int, np.ndarray]] = {}
+    placed: dict[int, tuple[int, np.ndarray, tuple[int, ...]]] = {}
+    held_at: dict[int, dict[int, int]] = {}
     facings: dict[int, tuple[int, FacingKey]] = {}
     for index, constraint in enumerate(constraints):
         if isinstance(constraint, PoseKey):
-            if constraint.frame in poses:
-                raise ConstraintError(f"conflicts with constraints[{poses[constraint.frame][0]}]: both key the "
-                                      f"whole body at frame {constraint.frame}", index=index, field="frame")
-            poses[constraint.frame] = (index, constraint.positions())
+            _check_pose_overlap(constraint, index, held_at)
+            if constraint.is_partial:
+                if constraint.placed_joints():
+                    placed[constraint.frame] = (index, constraint.positions(), constraint.placed_joints())
+            else:
+                poses[constraint.frame] = (index, constraint.positions())
         elif isinstance(constraint, FacingKey):
             if constraint.frame in facings:
                 other_index, other = facings[constraint.frame]
@@ -363,8 +431,8 @@ def _check_agreement(constraints: Sequence[Constraint]) -> None:
         if not isinstance(constraint, EffectorTarget):
             continue
         for frame in range(constraint.start, constraint.end + 1):
-            if frame in poses:
-                pose_index, positions = poses[frame]
+            if frame in poses or (frame in placed and constraint.joint_index in placed[frame][2]):
+                pose_index, positions = poses[frame] if frame in poses else placed[frame][:2]
                 gap = float(np.linalg.norm(positions[constraint.joint_index] - constraint.position))
                 if gap > AGREEMENT_TOLERANCE:
                     raise ConstraintError(f"conflicts with constraints[{pose_index}]: the pose keyed at frame {frame} "
