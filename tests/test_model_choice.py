@@ -173,7 +173,8 @@ def test_the_licence_combines_the_sources_terms():
     with pytest.raises(UnknownSourceError, match="'mixamo' has no licence entry"):
         combined_licence(["cmu", "mixamo"])
     assert source_kind("bandai-namco-2") == "bandai-namco" and source_kind("cmu-expmap") == "cmu-expmap"
-    assert set(SOURCE_LICENCES) == {"bandai-namco", "cmu", "cmu-expmap", "hdm05", "cmu-iclone", "deepmimic", "user"}
+    assert set(SOURCE_LICENCES) == {"bandai-namco", "cmu", "cmu-expmap", "hdm05", "cmu-iclone", "deepmimic", "accad",
+                                    "cmu-amc", "user"}
 
 
 def test_each_bundle_carries_the_licence_of_its_own_data(open_run, tiny_bundle):

@@ -28,7 +28,7 @@ Built-in maps (see `builtin_joint_map`): "bandai_namco" (Bandai-Namco Research M
 "cmu_daz" (CMU mocap in the 43-joint Daz-friendly conversion, cm), "cmu_31" (CMU's own 31-joint skeleton,
 0.056444 m per unit), "acclaim_31" (ASF/AMC and CMU exp-map files read by kmm_core.acclaim /
 kmm_core.motion_formats, metres), "cc_base" (Reallusion Character Creator rig, cm), "deepmimic_humanoid3d"
-(DeepMimic's humanoid, read by kmm_core.motion_formats.deepmimic, metres).
+(DeepMimic's humanoid, read by kmm_core.motion_formats.deepmimic, metres), "accad_male1" (ACCAD's Male1 set, 22 joints, cm).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ..common.errors import InputFileError
 from ..motion.skeleton import JOINT_NAMES
 
 BUILTIN_MAP_DIR = Path(__file__).resolve().parent / "joint_maps"
-BUILTIN_MAPS = ("bandai_namco", "cmu_daz", "cmu_31", "acclaim_31", "cc_base", "deepmimic_humanoid3d")
+BUILTIN_MAPS = ("bandai_namco", "cmu_daz", "cmu_31", "acclaim_31", "cc_base", "deepmimic_humanoid3d", "accad_male1")
 
 _AXES = {"+X": (1, 0, 0), "-X": (-1, 0, 0), "+Y": (0, 1, 0), "-Y": (0, -1, 0), "+Z": (0, 0, 1), "-Z": (0, 0, -1)}
 

@@ -10,6 +10,7 @@ Examples::
     kmm-train prepare --out data/extra --hdm05 X/hdm05-subset-jointlearning \\
         --cmu-iclone X/cmu-iclone-dragonforged --deepmimic X/deepmimic-humanoid3d \\
         --cmu-expmap X/cmu-8action-expmap --cmu-expmap-skeleton X/hdm05-subset-jointlearning/asf/HDM_bd.asf
+    kmm-train prepare --out data/more --accad X/accad-male1 --cmu-amc X/cmu-140-getup
     kmm-train prepare --out data/mine --bvh-folder my_bvh --captions my_bvh/captions.csv --joint-map cmu_daz
     python -m kmm_core.data.prepare_cli --help
 """
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from ..common.atomic_write import OutputWriteError
 from ..common.errors import KMMError
+from ..evaluation.take_checks import check_scan
 from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
+from .named_take_sources import accad_specs, cmu_amc_specs
 from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
 from .sources import bandai_namco_specs, cmu_specs, user_specs
 
@@ -53,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the exp-map files their bone geometry (e.g. hdm05-subset-jointlearning/asf/HDM_bd.asf)")
     sources.add_argument("--deepmimic", type=Path, help="DeepMimic folder with characters/humanoid3d.txt and "
                          "motions/ (extra/deepmimic-humanoid3d, extracted)")
+    sources.add_argument("--accad", type=Path, help="ACCAD Male1 BVH folder (more/accad-male1, extracted); captions "
+                         "from the file names, every clip checked by its actions' geometric checks first")
+    sources.add_argument("--cmu-amc", type=Path, help="CMU trials in ASF/AMC (more/cmu-140-getup, extracted: "
+                         "<subject>.asf beside <subject>_<trial>.amc); checked like --accad")
     sources.add_argument("--bvh-folder", type=Path, help="your own folder of BVH files")
     sources.add_argument("--captions", type=Path, help="captions file (.csv or .json) for --bvh-folder")
     sources.add_argument("--joint-map", help="joint map for --bvh-folder: bandai_namco, cmu_daz, cmu_31 or a "
@@ -111,7 +118,9 @@ def run(args: argparse.Namespace) -> dict:
              (args.cmu_iclone, "cmu-iclone", lambda p: cmu_iclone_specs(p, args.seed, args.captions_per_clip)),
              (args.cmu_expmap, "cmu-expmap", lambda p: cmu_expmap_specs(p, args.cmu_expmap_skeleton, args.seed,
                                                                         args.captions_per_clip)),
-             (args.deepmimic, "deepmimic", lambda p: deepmimic_specs(p, args.seed, args.captions_per_clip)))
+             (args.deepmimic, "deepmimic", lambda p: deepmimic_specs(p, args.seed, args.captions_per_clip)),
+             (args.accad, "accad", lambda p: check_scan(accad_specs(p, args.seed, args.captions_per_clip))[0]),
+             (args.cmu_amc, "cmu-amc", lambda p: check_scan(cmu_amc_specs(p, args.seed, args.captions_per_clip))[0]))
     for path, kind, scan_source in extra:
         if path is None:
             continue
@@ -137,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if all(path is None for path in (args.bandai_namco, args.cmu, args.hdm05, args.cmu_iclone, args.cmu_expmap,
-                                     args.deepmimic, args.bvh_folder)):
+                                     args.deepmimic, args.accad, args.cmu_amc, args.bvh_folder)):
         parser.error("give at least one source: --bandai-namco, --cmu, --hdm05, --cmu-iclone, --cmu-expmap, "
-                     "--deepmimic or --bvh-folder")
+                     "--deepmimic, --accad, --cmu-amc or --bvh-folder")
     if (args.cmu_expmap is None) != (args.cmu_expmap_skeleton is None):
         parser.error("--cmu-expmap and --cmu-expmap-skeleton go together")
     if args.bvh_folder is not None and (args.captions is None or args.joint_map is None):

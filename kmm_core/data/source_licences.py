@@ -9,6 +9,8 @@ terms and the acknowledgement text it asks for.  `combined_licence` turns the so
 * any source that forbids commercial use (Bandai-Namco, CC BY-NC 4.0) -> the weights are non-commercial;
 * any source whose terms are not verified for commercial use (the CMU iClone export, DeepMimic's clips, a user's
   own data) -> non-commercial too, conservatively, until someone checks them;
+* a source whose licence is reported but not confirmed (ACCAD, reported CC BY 3.0) counts as that licence, and its
+  terms, carried into the licence note, say so (the caveat ships with the weights);
 * any share-alike source (HDM05, CC BY-SA 3.0) -> the weights are shared alike under that licence (trained
   weights count, conservatively, as an adaptation);
 * every source's acknowledgement is carried.
@@ -31,6 +33,9 @@ CMU_TERMS = ('CMU Graphics Lab Motion Capture Database terms: "free for use in r
 HDM05_ACKNOWLEDGEMENT = ('The data used in this project was obtained from HDM05. M. Müller, T. Röder, M. Clausen, '
                          'B. Eberhardt, B. Krüger, A. Weber: "Documentation Mocap Database HDM05", Technical report '
                          'CG-2007-2, Universität Bonn, June 2007.')
+ACCAD_ACKNOWLEDGEMENT = ('Motion capture data from the ACCAD Motion Capture Lab: "ACCAD, The Ohio State University" '
+                         "(Advanced Computing Center for the Arts and Design), general motion set Male1; licence "
+                         "reported as CC BY 3.0, not confirmed.")
 CODE_LICENCE = "GPL-3.0-or-later"
 
 
@@ -85,6 +90,16 @@ SOURCE_LICENCES: dict[str, SourceLicence] = {s.kind: s for s in (
         None, False,
         'DeepMimic humanoid clips (github.com/xbpeng/DeepMimic, MIT), Peng et al. 2018, "DeepMimic: Example-Guided '
         'Deep Reinforcement Learning of Physics-Based Character Skills".'),
+    SourceLicence(
+        "accad", "ACCAD Motion Capture Lab, general motion set Male1", "CC BY 3.0 (reported, not confirmed)",
+        "ACCAD (The Ohio State University) distributes this data for free use, widely reported as Creative Commons "
+        "Attribution 3.0 (commercial use allowed with attribution); caveat: the copy used came from a repository with "
+        "no licence file and ACCAD's own page was not checked, so the licence is not confirmed: confirm it with ACCAD "
+        "before relying on it commercially.",
+        True, False, ACCAD_ACKNOWLEDGEMENT),
+    SourceLicence(
+        "cmu-amc", "CMU Graphics Lab Motion Capture Database (ASF/AMC trials)", "CMU terms",
+        CMU_TERMS + " Weights are not the data: commercial products are allowed.", True, False, CMU_ACKNOWLEDGEMENT),
     SourceLicence(
         "user", "Your own BVH files", "your data's terms",
         "The terms of your own motion data, which kmm-train cannot know: check them before any commercial use.",

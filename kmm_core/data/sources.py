@@ -81,6 +81,9 @@ class SourceScan:
 
     specs: list[ClipSpec] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # clip id -> the action checks (check, side) its label promises, for sources checked before they are trusted
+    # (evaluation/take_checks.py: ACCAD and the CMU ASF/AMC trials)
+    checks: dict[str, tuple[tuple[str, str | None], ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
