@@ -176,9 +176,12 @@ def _with_constraints_file(timeline, path: str | None):
     from .generation.timeline import Timeline, TimelineError
 
     data = read_json(path, "constraints file")
+    unknown = sorted(map(str, set(data) - {"constraints"})) if isinstance(data, dict) else []
+    if unknown:  # a misspelt key would otherwise drop its constraints without a word
+        raise UsageError(f"{path}: unknown key {unknown[0]!r} (allowed: constraints)")
     listed = data.get("constraints") if isinstance(data, dict) else data
-    if listed is None:
-        raise UsageError(f"{path}: expected a list of constraints or an object with 'constraints'")
+    if not isinstance(listed, list):
+        raise UsageError(f"{path}: expected a list of constraints or an object with a 'constraints' list")
     try:
         return Timeline.from_dict({**timeline.to_dict(), "constraints": [*timeline.to_dict().get("constraints", []),
                                                                           *listed]})

@@ -53,6 +53,27 @@ MAX_PATH_COORDINATE = 100_000.0
 """Largest |x| or |z| (metres) of a timeline path point: 100 km, far beyond 10 minutes of running; beyond it
 the path's arithmetic (lengths, headings) would overflow."""
 
+MAX_CONSTRAINTS = 10_000
+"""Most constraints (key poses, end-effector targets, facings) one timeline may carry: a key every frame of 8
+minutes at 20 fps.  Checking them costs O(n log n) and meeting them grows linearly with the frames they cover
+(``benchmarks/bench_constraint_checks.py``)."""
+
+MAX_CONSTRAINED_FRAMES = 200_000
+"""Most frames all of a timeline's constraints cover together, a target held over frames 10 to 19 counting 10 and
+a pose or a facing 1: both hands, both ankles, both feet and the head held over a whole 10-minute timeline at 30
+fps are 126,000.  Checking and meeting constraints costs work per covered frame, so this bounds it (10,000 targets
+each held over a 10-minute timeline would be 120 million)."""
+
+MAX_EFFECTOR_ROOT_SHIFT = 1.0
+"""Metres: the farthest an end-effector target may pull the pelvis from where the motion has it at that frame (a
+lean or a step towards the target, spread over half a second each side).  A target farther away is refused: the
+body would slide there (a wrist target 70 m away once slid the body 13 m per frame and was reported met)."""
+
+MAX_ROOT_SPEED = 12.0
+"""Metres per second: the fastest the pelvis may be asked to travel between two constraints that place it (key
+poses holding the pelvis, root targets), above a sprinter's top speed.  Faster pairs are refused: the body would
+slide between them."""
+
 MAX_LOG_FILE_BYTES = 2**30
 """Largest training run log (``log.jsonl``) read back: 1 GiB."""
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..common.errors import KMMError, short_repr
 from ..common.input_numbers import is_finite_number
-from ..common.limits import MAX_PATH_COORDINATE
+from ..common.limits import MAX_CONSTRAINED_FRAMES, MAX_CONSTRAINTS, MAX_PATH_COORDINATE, MAX_ROOT_SPEED
 from ..humanml3d.features import forward_directions
 from ..motion.kinematics import forward_kinematics
 from ..motion.skeleton import BONE_LENGTHS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, tpose_offsets
@@ -54,7 +54,6 @@ EFFECTOR_JOINTS: dict[str, int] = {"root": 0, "pelvis": 0, "head": JOINT_INDEX["
                                    "left_ankle": JOINT_INDEX["left_ankle"], "right_ankle": JOINT_INDEX["right_ankle"],
                                    "left_foot": JOINT_INDEX["left_foot"], "right_foot": JOINT_INDEX["right_foot"]}
 """Joints an effector target may name (``root`` and ``pelvis`` are the same joint)."""
-MAX_CONSTRAINTS = 10_000
 BONE_LENGTH_TOLERANCE = 0.10
 """A pose's bone may differ from the canonical skeleton's by this share (or 2 cm) before it counts as unreachable."""
 AGREEMENT_TOLERANCE = 0.01
@@ -236,8 +235,10 @@ def _weight(entry: Mapping, index: int) -> tuple[float, bool]:
     return float(value), False
 
 
-def constraint_from_value(entry: object, index: int) -> Constraint:
-    """One constraint of a timeline file (see the module docstring); frames are checked against the timeline later."""
+def constraint_from_value(entry: object, index: int, *, solve_positions: bool = True) -> Constraint:
+    """One constraint of a timeline file (see the module docstring); frames are checked against the timeline later.
+    ``solve_positions=False`` leaves a pose given as positions without its rotations (``constraints_from_value``
+    solves all of them in one batch)."""
     if not isinstance(entry, Mapping):
         raise ConstraintError(f"must be an object with a 'type', got {short_repr(entry)}", index=index)
     kind = entry.get("type")
@@ -262,7 +263,7 @@ def constraint_from_value(entry: object, index: int) -> Constraint:
         if length < 1e-6:
             raise ConstraintError("the direction has no length", index=index, field="direction")
         return FacingKey(frame, (x / length, z / length), weight, hard)
-    return _pose(entry, index, frame, weight, hard)
+    return _pose(entry, index, frame, weight, hard, solve_positions)
 
 
 def _held_joints(value: object, index: int) -> tuple[int, ...] | None:
@@ -284,9 +285,7 @@ def _held_joints(value: object, index: int) -> tuple[int, ...] | None:
     return tuple(sorted(held))
 
 
-def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool) -> PoseKey:
-    from ..motion.kinematics import inverse_kinematics
-
+def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool, solve: bool = True) -> PoseKey:
     joints = _held_joints(entry.get("joints"), index)
     if ("positions" in entry) == ("rotations" in entry):
         raise ConstraintError("give exactly one of 'positions' or 'rotations' (with 'root')", index=index,
@@ -297,8 +296,8 @@ def _pose(entry: Mapping, index: int, frame: int, weight: float, hard: bool) -> 
                                   index=index, field="root")
         positions = _per_joint(entry["positions"], 3, index, "positions", "a position [x, y, z]")
         _check_bone_lengths(np.asarray(positions), index)
-        root, rotations = inverse_kinematics(np.asarray(positions)[None], tpose_offsets())
-        return PoseKey(frame, tuple(root[0]), tuple(map(tuple, rotations[0])), weight, hard, positions, joints)
+        pose = PoseKey(frame, (), (), weight, hard, positions, joints)
+        return _with_rotations([pose])[0] if solve else pose
     if "root" not in entry:
         raise ConstraintError("missing: 'rotations' need the pelvis position 'root'", index=index, field="root")
     root = _vector(entry["root"], 3, index, "root", "a position [x, y, z]")
@@ -334,8 +333,27 @@ def constraints_from_value(value: object) -> tuple[Constraint, ...]:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
         raise ConstraintError(f"must be a list of constraints, got {short_repr(value)}")
     if len(value) > MAX_CONSTRAINTS:
-        raise ConstraintError(f"at most {MAX_CONSTRAINTS} constraints, got {len(value)}")
-    return tuple(constraint_from_value(entry, index) for index, entry in enumerate(value))
+        raise ConstraintError(f"at most {MAX_CONSTRAINTS} constraints (kmm_core/common/limits.py), got {len(value)}")
+    parsed = [constraint_from_value(entry, index, solve_positions=False) for index, entry in enumerate(value)]
+    unsolved = [index for index, constraint in enumerate(parsed)
+                if isinstance(constraint, PoseKey) and not constraint.rotations]
+    for index, pose in zip(unsolved, _with_rotations([parsed[index] for index in unsolved]), strict=True):
+        parsed[index] = pose
+    return tuple(parsed)
+
+
+def _with_rotations(poses: Sequence[PoseKey]) -> list[PoseKey]:
+    """Poses given as positions with their root and rotations on the canonical skeleton: one batched inverse
+    kinematics for all of them (per pose it cost 10 ms: 10,000 poses took minutes)."""
+    from dataclasses import replace
+
+    from ..motion.kinematics import inverse_kinematics
+
+    if not poses:
+        return []
+    root, rotations = inverse_kinematics(np.asarray([pose.given_positions for pose in poses]), tpose_offsets())
+    return [replace(pose, root=tuple(root[k]), rotations=tuple(map(tuple, rotations[k])))
+            for k, pose in enumerate(poses)]
 
 
 # ---- checks against the timeline and against each other -------------------------------------------------------------
@@ -360,10 +378,14 @@ def _reach_height(joint: int) -> float:
     return leg + chain + 0.1
 
 
-def check_constraints(constraints: Sequence[Constraint], first_frame: int, num_frames: int) -> None:
-    """Refuse constraints outside frames ``first_frame``..``first_frame + num_frames - 1``, unreachable targets and
-    constraints that disagree at one frame; every error names the constraint (its index) and the field."""
+def check_constraints(constraints: Sequence[Constraint], first_frame: int, num_frames: int,
+                      fps: float | None = None) -> None:
+    """Refuse constraints outside frames ``first_frame``..``first_frame + num_frames - 1``, more than
+    ``MAX_CONSTRAINED_FRAMES`` covered frames in all, unreachable targets, constraints that disagree at one frame
+    and (given ``fps``) pelvis placements faster apart than ``MAX_ROOT_SPEED``; every error names the constraint
+    (its index) and the field.  O(n log n + covered frames): nothing compares every pair."""
     last_frame = first_frame + num_frames - 1
+    covered = 0
     for index, constraint in enumerate(constraints):
         single = constraint.start == constraint.end
         for name, frame in (("frame" if single else "start", constraint.start), ("frame" if single else "end",
@@ -371,6 +393,11 @@ def check_constraints(constraints: Sequence[Constraint], first_frame: int, num_f
             if not first_frame <= frame <= last_frame:
                 raise ConstraintError(f"frame {frame} is outside the timeline (frames {first_frame} to "
                                       f"{last_frame})", index=index, field=name)
+        covered += constraint.end - constraint.start + 1
+        if covered > MAX_CONSTRAINED_FRAMES:
+            raise ConstraintError(f"the constraints up to this one cover {covered:,} frames; at most "
+                                  f"{MAX_CONSTRAINED_FRAMES:,} in all (a target held over frames 10 to 19 counts 10, "
+                                  f"kmm_core/common/limits.py)", index=index, field="frame" if single else "end")
         if isinstance(constraint, EffectorTarget):
             height, top = constraint.position[1], _reach_height(constraint.joint_index)
             if height < -FLOOR_MARGIN:
@@ -379,12 +406,9 @@ def check_constraints(constraints: Sequence[Constraint], first_frame: int, num_f
             if height > top:
                 raise ConstraintError(f"the {constraint.joint} cannot reach {height:.2f} m above the floor: the "
                                       f"skeleton reaches at most {top:.2f} m", index=index, field="position")
-    _check_agreement(constraints)
-
-
-def _label(index: int, constraint: Constraint) -> str:
-    return f"constraints[{index}] ({constraint.joint})" if isinstance(constraint, EffectorTarget) else \
-        f"constraints[{index}]"
+    _check_agreement(constraints, first_frame, num_frames)
+    if fps is not None:
+        _check_root_speed(constraints, fps)
 
 
 def _check_pose_overlap(constraint: PoseKey, index: int, held_at: dict[int, dict[int, int]]) -> None:
@@ -398,21 +422,64 @@ def _check_pose_overlap(constraint: PoseKey, index: int, held_at: dict[int, dict
     owners.update(dict.fromkeys(constraint.held, index))
 
 
-def _check_agreement(constraints: Sequence[Constraint]) -> None:
-    # frame -> (index, positions) of the pose placing the whole body there; a partial pose places only the joints
-    # whose chain up to the pelvis it holds (`placed`), checked against effector targets on those joints.
-    poses: dict[int, tuple[int, np.ndarray]] = {}
-    placed: dict[int, tuple[int, np.ndarray, tuple[int, ...]]] = {}
+class _JointReference:
+    """Where one effector joint must be at each frame of the timeline, and which constraint says so: the key pose
+    placing the joint there, else the first listed target covering the frame (the one the solver meets; every
+    other target on that joint and frame must lie within ``AGREEMENT_TOLERANCE`` of it)."""
+
+    def __init__(self, first_frame: int, num_frames: int):
+        self.first_frame = first_frame
+        self.owner = np.full(num_frames, -1, dtype=np.int64)
+        self.position = np.zeros((num_frames, 3))
+
+    def set(self, frame: int, index: int, position: np.ndarray) -> None:
+        self.owner[frame - self.first_frame] = index
+        self.position[frame - self.first_frame] = position
+
+    def check_and_claim(self, target: EffectorTarget, index: int) -> tuple[int, int, float] | None:
+        """(frame, owner index, gap) of the first frame whose reference lies too far from `target`, else None;
+        the target becomes the reference of the frames it is the first to cover.  Work: its frames, vectorised."""
+        frames = slice(target.start - self.first_frame, target.end - self.first_frame + 1)
+        owners, positions = self.owner[frames], self.position[frames]
+        taken = owners >= 0
+        gaps = np.linalg.norm(positions - np.asarray(target.position), axis=-1)
+        far = np.flatnonzero(taken & (gaps > AGREEMENT_TOLERANCE))
+        if far.size:
+            at = int(far[0])
+            return target.start + at, int(owners[at]), float(gaps[at])
+        owners[~taken] = index
+        positions[~taken] = target.position
+        return None
+
+
+def _check_agreement(constraints: Sequence[Constraint], first_frame: int, num_frames: int) -> None:
+    """Constraints that disagree at one frame: two poses holding one joint, two facings, a facing and a pose, a
+    target and a pose or another target on its joint.  Each constraint is looked at once, a target over each of
+    its frames once: linear in the covered frames (poses and facings by dictionary, targets against a per-joint
+    reference array)."""
+    poses: dict[int, tuple[int, np.ndarray]] = {}  # frame -> (index, positions) of a whole-body pose
     held_at: dict[int, dict[int, int]] = {}
     facings: dict[int, tuple[int, FacingKey]] = {}
+    references: dict[int, _JointReference] = {}
+    effector_joints = set(EFFECTOR_JOINTS.values())
+
+    def reference(joint: int) -> _JointReference:
+        if joint not in references:
+            references[joint] = _JointReference(first_frame, num_frames)
+        return references[joint]
+
     for index, constraint in enumerate(constraints):
         if isinstance(constraint, PoseKey):
             _check_pose_overlap(constraint, index, held_at)
-            if constraint.is_partial:
-                if constraint.placed_joints():
-                    placed[constraint.frame] = (index, constraint.positions(), constraint.placed_joints())
-            else:
-                poses[constraint.frame] = (index, constraint.positions())
+            # A partial pose places only the joints whose chain up to the pelvis it holds.
+            placed = constraint.placed_joints() if constraint.is_partial else tuple(range(NUM_JOINTS))
+            if not placed:
+                continue
+            positions = constraint.positions()
+            if not constraint.is_partial:
+                poses[constraint.frame] = (index, positions)
+            for joint in effector_joints.intersection(placed):
+                reference(joint).set(constraint.frame, index, positions[joint])
         elif isinstance(constraint, FacingKey):
             if constraint.frame in facings:
                 other_index, other = facings[constraint.frame]
@@ -430,23 +497,47 @@ def _check_agreement(constraints: Sequence[Constraint]) -> None:
                                       index=index, field="direction")
         if not isinstance(constraint, EffectorTarget):
             continue
-        for frame in range(constraint.start, constraint.end + 1):
-            if frame in poses or (frame in placed and constraint.joint_index in placed[frame][2]):
-                pose_index, positions = poses[frame] if frame in poses else placed[frame][:2]
-                gap = float(np.linalg.norm(positions[constraint.joint_index] - constraint.position))
-                if gap > AGREEMENT_TOLERANCE:
-                    raise ConstraintError(f"conflicts with constraints[{pose_index}]: the pose keyed at frame {frame} "
-                                          f"puts the {constraint.joint} {gap:.2f} m from this target",
-                                          index=index, field="position")
-        for other_index, other in enumerate(constraints[:index]):
-            if (isinstance(other, EffectorTarget) and other.joint_index == constraint.joint_index
-                    and other.start <= constraint.end and constraint.start <= other.end):
-                gap = float(np.linalg.norm(np.subtract(other.position, constraint.position)))
-                if gap > AGREEMENT_TOLERANCE:
-                    raise ConstraintError(
-                        f"conflicts with {_label(other_index, other)}: two targets {gap:.2f} m apart for the "
-                        f"{constraint.joint} at frame {max(other.start, constraint.start)}", index=index,
-                        field="position")
+        clash = reference(constraint.joint_index).check_and_claim(constraint, index)
+        if clash is None:
+            continue
+        frame, other_index, gap = clash
+        other = constraints[other_index]
+        if isinstance(other, PoseKey):
+            raise ConstraintError(f"conflicts with constraints[{other_index}]: the pose keyed at frame {frame} "
+                                  f"puts the {constraint.joint} {gap:.2f} m from this target", index=index,
+                                  field="position")
+        raise ConstraintError(f"conflicts with constraints[{other_index}] ({other.joint}): two targets {gap:.2f} m "
+                              f"apart for the {constraint.joint} at frame {frame}", index=index, field="position")
+
+
+def pelvis_placements(constraints: Sequence[Constraint]) -> list[tuple[int, int, tuple[float, float]]]:
+    """(frame, constraint index, pelvis floor position (x, z)) of every constraint that places the pelvis: a pose
+    holding it (at its frame), a root target (at its first and last frame); sorted by frame."""
+    placements = []
+    for index, constraint in enumerate(constraints):
+        if isinstance(constraint, PoseKey) and 0 in constraint.held:
+            placements.append((constraint.frame, index, (constraint.root[0], constraint.root[2])))
+        elif isinstance(constraint, EffectorTarget) and constraint.joint_index == 0:
+            floor = (constraint.position[0], constraint.position[2])
+            placements += [(frame, index, floor) for frame in sorted({constraint.start, constraint.end})]
+    return sorted(placements)
+
+
+def _check_root_speed(constraints: Sequence[Constraint], fps: float) -> None:
+    """Neighbouring pelvis placements (sorted by frame) no faster apart than ``MAX_ROOT_SPEED``: else the body
+    would slide from one to the next."""
+    placements = pelvis_placements(constraints)
+    for (frame_a, index_a, at_a), (frame_b, index_b, at_b) in zip(placements, placements[1:], strict=False):
+        if frame_b == frame_a:
+            continue  # one frame: the agreement check compared them
+        distance = math.dist(at_a, at_b)
+        speed = distance * fps / (frame_b - frame_a)
+        if speed > MAX_ROOT_SPEED:
+            raise ConstraintError(
+                f"places the pelvis at frame {frame_b} {distance:.2f} m from where constraints[{index_a}] places it "
+                f"at frame {frame_a}: {speed:.1f} m/s, faster than the {MAX_ROOT_SPEED:g} m/s a body can travel "
+                f"(kmm_core/common/limits.py); space them further apart in time", index=index_b,
+                field="frame" if constraints[index_b].start == constraints[index_b].end else "start")
 
 
 def _angle_degrees(a: Sequence[float], b: Sequence[float]) -> float:

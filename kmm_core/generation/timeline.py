@@ -304,9 +304,57 @@ def _check_constraints(timeline: Timeline) -> None:
     if timeline.loop:
         raise TimelineError("a loop cannot take constraints (its frames repeat)", field="constraints")
     try:
-        check_constraints(timeline.constraints, timeline.start_frame or 0, timeline.total_frames)
+        check_constraints(timeline.constraints, timeline.start_frame or 0, timeline.total_frames, timeline.fps)
     except ConstraintError as error:
         raise _constraint_error(error) from None
+    _check_pelvis_on_paths(timeline)
+
+
+def _check_pelvis_on_paths(timeline: Timeline) -> None:
+    """A constraint that places the pelvis (a key pose holding it, a root target) at a frame a path covers must
+    lie on the path there (within ``constraints.AGREEMENT_TOLERANCE``): the solver would move the pelvis off the
+    path and the path's position would be lost without a word.  Binary search over the spans; work per placement
+    bounded by its frames."""
+    import bisect
+
+    import numpy as np
+
+    from .constraints import AGREEMENT_TOLERANCE, EffectorTarget, pelvis_placements
+    from .paths import path_spans
+
+    spans = path_spans(timeline)
+    if not spans:
+        return
+    starts = [start for start, _, _ in spans]
+    owners = ["the timeline's path"] if timeline.path is not None else [  # in path_spans' order
+        f"the path of segments[{k}]" for k, segment in enumerate(timeline.segments) if segment.path is not None]
+    offset = timeline.start_frame or 0
+    for frame, index, floor in pelvis_placements(timeline.constraints):
+        constraint = timeline.constraints[index]
+        if isinstance(constraint, EffectorTarget) and frame != constraint.start:
+            continue  # a root target is checked over all its frames from its first
+        first, last = constraint.start - offset, constraint.end - offset
+        span_index = max(0, bisect.bisect_right(starts, first) - 1)
+        while span_index < len(spans) and spans[span_index][0] <= last:
+            start, end, path = spans[span_index]
+            frames = np.arange(max(first, start), min(last + 1, end))
+            span_index += 1
+            if not frames.size:
+                continue
+            position, _ = path.sample((frames - start) / timeline.fps, (end - start) / timeline.fps)
+            gaps = np.linalg.norm(position - np.asarray(floor), axis=-1)
+            far = np.flatnonzero(gaps > AGREEMENT_TOLERANCE)
+            if far.size:
+                at = int(far[0])
+                owner = owners[span_index - 1]
+                what = "root target" if isinstance(constraint, EffectorTarget) else "pose's pelvis"
+                field = "position" if isinstance(constraint, EffectorTarget) else "frame"
+                raise TimelineError(
+                    f"conflicts with {owner}: at frame {int(frames[at]) + offset} the path has the pelvis at "
+                    f"(x, z) = ({position[at, 0]:.2f}, {position[at, 1]:.2f}), {gaps[at]:.2f} m from this {what}; "
+                    f"a constraint placing the pelvis inside a path's frames must lie on the path (within "
+                    f"{AGREEMENT_TOLERANCE:g} m): move it onto the path, end the path earlier, or key a pose without "
+                    f"the pelvis", field=f"constraints[{index}].{field}")
 
 
 def _parse_constraints(value: object) -> tuple:
