@@ -161,7 +161,7 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
         elif options.foot_lock:
             motion = meet_constraints(foot_locked_motion(motion, channels, generation_foot_lock(timeline)),
-                                      constraints)
+                                      constraints, first_frame=timeline.start_frame or 0)
         results.append(motion)
     return results
 
@@ -182,7 +182,7 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
     if timeline.loop:
         return motion, channels
     motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
-    return meet_constraints(motion, timeline.constraint_frames()), channels
+    return meet_constraints(motion, timeline.constraint_frames(), first_frame=timeline.start_frame or 0), channels
 
 
 def rng_for(seed: int) -> torch.Generator:
