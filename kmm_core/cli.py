@@ -33,13 +33,13 @@ from .common.atomic_write import OutputWriteError, check_output_file
 from .common.errors import KMMError
 from .common.limits import (
     MAX_GUIDANCE,
-    MAX_PROMPT_CHARS,
     MAX_SEED,
     MAX_STEPS,
     MAX_TOTAL_SECONDS,
     MAX_VARIATIONS,
     MIN_GUIDANCE,
 )
+from .common.prompt_text import prompt_problem
 from .generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .retarget import command as retarget_command
 from .vocab_command import CHECKPOINT_HELP, add_vocab_parser, command_vocab, warn_about_prompts
@@ -57,10 +57,22 @@ class ModelLoadError(KMMError):
 
 
 # ---- argument parsing -------------------------------------------------------------------------------------------------
+def _seed(text: str) -> int:
+    """--seed's type: a whole number in 0..MAX_SEED; a number of thousands of digits is refused by its length (int()
+    itself would answer with Python's advice on sys.set_int_max_str_digits)."""
+    digits = text.strip().lstrip("+-")
+    if not digits.isdigit() or not digits.isascii():
+        raise argparse.ArgumentTypeError(f"must be a whole number between 0 and {MAX_SEED}, got {text[:40]!r}")
+    if len(digits.lstrip("0")) > len(str(MAX_SEED)) or not 0 <= int(text) <= MAX_SEED:
+        shown = f"a {len(digits)}-digit number" if len(digits) > 40 else text.strip()
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {shown}")
+    return int(text)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output file: .npz (MotionResult) or .bvh")
     parser.add_argument("--preview", help="also write an animated stick figure (.gif or .mp4)")
-    parser.add_argument("--seed", type=int, help="random seed (variation v uses seed + v); default: random")
+    parser.add_argument("--seed", type=_seed, help="random seed (variation v uses seed + v); default: random")
     parser.add_argument("--variations", type=int, default=1, help="how many different motions (default 1)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
@@ -127,6 +139,10 @@ def _output_paths(output: str, variations: int) -> list[Path]:
 
 def _check_writable(paths: list[Path], args: argparse.Namespace) -> None:
     """Every file the command will write can be written: checked before the model loads, not after generating."""
+    if args.preview:
+        from .generation.preview import check_preview_path
+
+        check_preview_path(args.preview)  # an .mp4 without ffmpeg fails now
     extra = [Path(args.preview)] if args.preview else []
     if getattr(args, "smpl_model", None):
         extra += [path.with_suffix(".smpl.npz") for path in paths]
@@ -145,8 +161,9 @@ def _check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed: must be between 0 and {MAX_SEED}, got {args.seed}")
     if args.preview and Path(args.preview).suffix.lower() not in (".gif", ".mp4"):
         raise UsageError(f"--preview {args.preview}: must end in .gif or .mp4")
-    if args.prompt is not None and len(args.prompt) > MAX_PROMPT_CHARS:
-        raise UsageError(f"the prompt is {len(args.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    problem = None if args.prompt is None else prompt_problem(args.prompt)  # length, control characters
+    if problem is not None:
+        raise UsageError(problem)
     for option in ("seconds", "continue_seconds"):
         value = getattr(args, option, None)
         if value is not None and not 0 < value <= MAX_TOTAL_SECONDS:  # NaN fails too
@@ -316,6 +333,7 @@ def command_edit(args: argparse.Namespace) -> int:
     from .motion.motion_result import MotionResult
 
     source = MotionResult.load(args.source)
+    _check_source_timeline(source, args.source)
     if args.inbetween is not None and args.seconds is None:
         raise UsageError("--inbetween needs --seconds (how long the new motion lasts)")
     if args.continue_seconds is not None and not args.prompt:
@@ -335,6 +353,23 @@ def command_edit(args: argparse.Namespace) -> int:
                                on_progress=_progress(args.quiet))
     _write_all(results, args)
     return EXIT_OK
+
+
+def _check_source_timeline(source, path: str) -> None:
+    """The timeline stored in a result follows the timeline's rules (a 10-million-character prompt in it once cost
+    17 s and 0.93 GB): checked before the model loads, the error naming the file."""
+    if not source.timeline_json:
+        return
+    import math
+
+    from .common.bounded_read import parse_json
+    from .generation.timeline import Timeline
+
+    data = parse_json(source.timeline_json, path, "the timeline_json of the result", allow_non_finite=True)
+    try:  # as editing._source_timeline reads it
+        Timeline.from_dict(data, min_segment_seconds=0.0, max_total_seconds=math.inf)
+    except KMMError as error:
+        raise UsageError(f"{path}: timeline_json: {error}") from None
 
 
 # ---- doctor -----------------------------------------------------------------------------------------------------------

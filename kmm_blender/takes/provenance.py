@@ -24,6 +24,7 @@ from pathlib import Path
 import bpy
 
 from ...kmm_core.common.errors import KMMError
+from ...kmm_core.common.limits import MAX_MOTION_RESULT_BYTES
 from ..rigs.take_keys import WriteOptions
 from ..settings import extension_folder
 
@@ -91,10 +92,14 @@ def motion_file(action: bpy.types.Action, provenance: Provenance, restore_folder
     digest = str(action[MOTION_SHA256])
     if recorded.is_file() and hashlib.sha256(recorded.read_bytes()).hexdigest() == digest:
         return provenance.source
-    try:
-        data = zlib.decompress(bytes(action[MOTION]))
+    try:  # inflated with a limit: a 407 kB zlib bomb would otherwise make 400 MiB
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(bytes(action[MOTION]), MAX_MOTION_RESULT_BYTES + 1)
     except (zlib.error, TypeError) as error:
         raise KMMError(f"take {action.name!r}: its stored motion is damaged ({error})") from None
+    if len(data) > MAX_MOTION_RESULT_BYTES or inflater.unconsumed_tail:
+        raise KMMError(f"take {action.name!r}: its stored motion inflates to more than the "
+                       f"{MAX_MOTION_RESULT_BYTES / 2**20:.0f} MiB a motion may take (damaged or hostile)")
     if hashlib.sha256(data).hexdigest() != digest:
         raise KMMError(f"take {action.name!r}: its stored motion does not match its checksum (damaged)")
     folder = restore_folder or _restore_folder()

@@ -22,9 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.bounded_read import read_text
+from ..common.bounded_read import read_bytes
 from ..common.errors import InputFileError
-from ..common.limits import MAX_MOTION_TEXT_BYTES
+from ..common.limits import (
+    MAX_BVH_DEPTH,
+    MAX_BVH_FRAME_TIME,
+    MAX_BVH_JOINTS,
+    MAX_BVH_VALUE,
+    MAX_MOTION_TEXT_BYTES,
+    MIN_BVH_FRAME_TIME,
+)
 from ..motion.rotations import axis_angle_to_matrix
 
 END_SITE_SUFFIX = "/End Site"
@@ -174,12 +181,17 @@ class _Tokens:
 
 
 class _HierarchyParser:
+    """The HIERARCHY section, read without recursion (a hierarchy of any depth needs no Python stack) and in time
+    linear in its size; limits.MAX_BVH_JOINTS and MAX_BVH_DEPTH are checked as each joint opens."""
+
     def __init__(self, tokens: _Tokens):
         self.tokens = tokens
         self.names: list[str] = []
         self.parents: list[int] = []
         self.offsets: list[tuple[float, float, float]] = []
         self.channels: list[tuple[str, ...]] = []
+        self.known_names: set[str] = set()
+        self.joint_count = 0  # End Sites not counted
 
     def parse(self) -> None:
         tokens = self.tokens
@@ -190,7 +202,7 @@ class _HierarchyParser:
             word, line = tokens.next("'ROOT'")
             if word.upper() != "ROOT":
                 raise InputFileError(tokens.path, f"expected 'ROOT' or 'MOTION', found {word!r}", line)
-            self._joint(parent=-1, keyword_line=line)
+            self._tree(line)
 
     def _name(self, keyword_line: int) -> str:
         # A name runs to the end of its line; Blender joins multi-word names with underscores, and so do we.
@@ -200,24 +212,44 @@ class _HierarchyParser:
         if not words:
             raise self.tokens.error("a joint needs a name", keyword_line)
         name = "_".join(words)
-        if name in self.names:
+        if name in self.known_names:
             raise self.tokens.error(f"duplicate joint name {name!r}", keyword_line)
+        self.known_names.add(name)
         return name
 
-    def _offset(self) -> tuple[float, float, float]:
+    def _offset(self, owner: str) -> tuple[float, float, float]:
         self.tokens.expect("OFFSET")
-        return (self.tokens.number("OFFSET x"), self.tokens.number("OFFSET y"), self.tokens.number("OFFSET z"))
+        values = []
+        for axis in "xyz":
+            word, line = self.tokens.items[self.tokens.position] if self.tokens.peek() is not None else ("", 0)
+            value = self.tokens.number(f"OFFSET {axis}")
+            if not abs(value) <= MAX_BVH_VALUE:  # NaN fails too
+                raise InputFileError(self.tokens.path, f"OFFSET {axis} of {owner} is {word}: an OFFSET must be a "
+                                     f"finite number of size at most {MAX_BVH_VALUE:g}", line)
+            values.append(value)
+        return values[0], values[1], values[2]
 
-    def _joint(self, parent: int, keyword_line: int) -> None:
+    def _open_joint(self, parent: int, depth: int, keyword_line: int) -> tuple[int, str]:
+        """Read a joint's name, '{', OFFSET and CHANNELS; add it and return (its index, its name)."""
         tokens = self.tokens
+        self.joint_count += 1
+        if self.joint_count > MAX_BVH_JOINTS:
+            raise InputFileError(tokens.path, f"the hierarchy has more than {MAX_BVH_JOINTS:,} joints (the most a BVH "
+                                 "may have)", keyword_line)
+        if depth > MAX_BVH_DEPTH:
+            raise InputFileError(tokens.path, f"joints nest more than {MAX_BVH_DEPTH:,} deep (the deepest a BVH "
+                                 "hierarchy may be)", keyword_line)
         name = self._name(keyword_line)
         tokens.expect("{")
-        offset = self._offset()
+        offset = self._offset(f"joint {name!r}")
         tokens.expect("CHANNELS")
         count_word, count_line = tokens.next("the channel count")
         if not count_word.isdigit():
             raise InputFileError(tokens.path, f"channel count must be a whole number, found {count_word!r}", count_line)
-        joint_channels = []
+        if int(count_word) > len(_CANONICAL_CHANNEL_NAME):
+            raise InputFileError(tokens.path, f"joint {name!r} declares {count_word} channels; a joint has at most "
+                                 f"{len(_CANONICAL_CHANNEL_NAME)}", count_line)
+        joint_channels: list[str] = []
         for _ in range(int(count_word)):
             channel, line = tokens.next("a channel name")
             key = channel.lower()
@@ -231,28 +263,38 @@ class _HierarchyParser:
         self.parents.append(parent)
         self.offsets.append(offset)
         self.channels.append(tuple(joint_channels))
+        return index, name
 
-        while True:
+    def _end_site(self, parent: int, parent_name: str) -> None:
+        tokens = self.tokens
+        word, line = tokens.next("'Site'")
+        if word.upper() != "SITE":
+            raise InputFileError(tokens.path, f"expected 'End Site', found 'End {word}'", line)
+        # Some exporters put a name after "End Site": skip words on the same line.
+        while tokens.peek() is not None and tokens.items[tokens.position][1] == line:
+            tokens.next("'{'")
+        tokens.expect("{")
+        end_offset = self._offset(f"the End Site of {parent_name!r}")
+        tokens.expect("}")
+        self.names.append(parent_name + END_SITE_SUFFIX)
+        self.parents.append(parent)
+        self.offsets.append(end_offset)
+        self.channels.append(())
+
+    def _tree(self, root_line: int) -> None:
+        """One ROOT and everything below it; `open_joints` holds (index, name) of the joints whose '}' is to come."""
+        tokens = self.tokens
+        open_joints = [self._open_joint(-1, 1, root_line)]
+        while open_joints:
+            index, name = open_joints[-1]
             word, line = tokens.next(f"'}}' closing joint {name!r}")
             upper = word.upper()
             if word == "}":
-                return
-            if upper == "JOINT":
-                self._joint(parent=index, keyword_line=line)
+                open_joints.pop()
+            elif upper == "JOINT":
+                open_joints.append(self._open_joint(index, len(open_joints) + 1, line))
             elif upper == "END":
-                word, line = tokens.next("'Site'")
-                if word.upper() != "SITE":
-                    raise InputFileError(tokens.path, f"expected 'End Site', found 'End {word}'", line)
-                # Some exporters put a name after "End Site": skip words on the same line.
-                while tokens.peek() is not None and tokens.items[tokens.position][1] == line:
-                    tokens.next("'{'")
-                tokens.expect("{")
-                end_offset = self._offset()
-                tokens.expect("}")
-                self.names.append(name + END_SITE_SUFFIX)
-                self.parents.append(index)
-                self.offsets.append(end_offset)
-                self.channels.append(())
+                self._end_site(index, name)
             else:
                 raise InputFileError(tokens.path, f"expected 'JOINT', 'End Site' or '}}' in joint {name!r}, "
                                      f"found {word!r}", line)
@@ -291,6 +333,10 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
         raise InputFileError(path, f"the frame time must be a number, found {time_text!r}", time_index + 1) from None
     if not frame_time > 0.0 or not np.isfinite(frame_time):
         raise InputFileError(path, f"the frame time must be positive, found {time_text!r}", time_index + 1)
+    if not MIN_BVH_FRAME_TIME <= frame_time <= MAX_BVH_FRAME_TIME:
+        raise InputFileError(path, f"the frame time {time_text} s is outside {MIN_BVH_FRAME_TIME:g} to "
+                             f"{MAX_BVH_FRAME_TIME:g} s ({1 / MAX_BVH_FRAME_TIME:g} to {1 / MIN_BVH_FRAME_TIME:,.0f} "
+                             "frames per second)", time_index + 1)
 
     num_channels = sum(len(c) for c in parser.channels)
     first = time_index + 1
@@ -321,6 +367,15 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
     if not np.all(np.isfinite(frames)):
         row = int(np.argwhere(~np.isfinite(frames))[0, 0])
         raise InputFileError(path, "non-finite value in a frame line", frame_lines[row][0] + 1)
+    too_large = np.abs(frames) > MAX_BVH_VALUE
+    if too_large.any():
+        row, column = (int(i) for i in np.argwhere(too_large)[0])
+        ends = np.cumsum([len(c) for c in parser.channels])  # one past each joint's last column
+        joint = int(np.searchsorted(ends, column, side="right"))  # the first joint ending after `column`
+        channel = parser.channels[joint][column - (int(ends[joint]) - len(parser.channels[joint]))]
+        raise InputFileError(path, f"value {frame_lines[row][1].split()[column]} of {channel} of joint "
+                             f"{parser.names[joint]!r} is larger than {MAX_BVH_VALUE:g} in size",
+                             frame_lines[row][0] + 1)
 
     return BvhMotion(
         path=path,
@@ -345,5 +400,12 @@ def is_number(word: str) -> bool:
 def read_bvh(path: str | Path) -> BvhMotion:
     """Read a BVH file; malformed files raise InputFileError naming the file and line."""
     path = Path(path)
-    text = read_text(path, "BVH file", limit=MAX_MOTION_TEXT_BYTES, errors="replace")
+    raw = read_bytes(path, "BVH file", limit=MAX_MOTION_TEXT_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_start = raw.rfind(b"\n", 0, error.start) + 1
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise InputFileError(path, f"byte 0x{raw[error.start]:02X} (column {error.start - line_start + 1}) is not "
+                             "UTF-8 text: save the file as UTF-8 (or ASCII)", line) from None
     return parse_bvh(text, str(path))

@@ -13,22 +13,40 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.errors import KMMError
+from ..common.errors import InputFileError, KMMError
 from ..motion.model_timing import MODEL_FPS
 from ..motion.resample import resample_positions
 from .joint_map import JointMap
 from .reader import BvhMotion, read_bvh
+
+MIN_SKELETON_EXTENT_METRES = 0.01
+"""The mapped joints of every frame must span at least this (a person spans about 1.7 m)."""
 
 
 def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: float | None = MODEL_FPS
                             ) -> np.ndarray:
     """(T', 22, 3) canonical joint positions, HumanML3D axes, metres, resampled to `target_fps`
     (None keeps the file's frame rate)."""
+    if motion.num_frames == 0:
+        raise InputFileError(motion.path, "the clip has no frames ('Frames: 0'): a motion needs at least one")
     source_positions = motion.world_positions()
     joints = joint_map.apply(source_positions, motion.names, skeleton_source=motion.path)
+    _check_extent(joints, motion, joint_map)
     if target_fps is not None:
         joints = resample_positions(joints, motion.fps, target_fps)
     return joints
+
+
+def _check_extent(joints: np.ndarray, motion: BvhMotion, joint_map: JointMap) -> None:
+    """Refuse a clip whose mapped joints collapse onto one point in some frame: a skeleton whose OFFSETs are all zero
+    (rotation channels only) places every joint at its root, and retargeting it wrote a pelvis 7.5e8 m away."""
+    extent = np.linalg.norm(np.ptp(joints, axis=1), axis=-1)  # (T,) size of each frame's skeleton, metres
+    collapsed = np.flatnonzero(extent < MIN_SKELETON_EXTENT_METRES)
+    if collapsed.size:
+        frame = int(collapsed[0])
+        raise InputFileError(motion.path, f"in frame {frame} the {joints.shape[1]} joints of map {joint_map.name!r} "
+                             f"lie within {extent[frame] * 100:.2f} cm of one point (at least "
+                             f"{MIN_SKELETON_EXTENT_METRES * 100:g} cm needed): are its OFFSETs all zero?")
 
 
 def load_bvh_folder(paths: Iterable[str | Path], joint_map: JointMap, target_fps: float | None = MODEL_FPS

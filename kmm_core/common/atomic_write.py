@@ -241,6 +241,8 @@ def check_output_folder(folder: str | os.PathLike, create: bool = True) -> Path:
     """Create `folder` if asked and prove that files can be created in it (a file is made and removed again)."""
     folder = Path(folder)
     try:
+        if folder.exists() and not folder.is_dir():  # mkdir would say only "File exists"
+            raise OutputPathError(f"{folder}: is a file, not a folder")
         if create:
             folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():

@@ -38,7 +38,11 @@ class InputTensorError(KMMError, ValueError):
 
 
 def digit_count(value: int) -> int:
-    """How many decimal digits an integer has, exactly, even beyond what str() may convert (4300 digits)."""
+    """How many decimal digits an integer has, exactly, even beyond what str() may convert (4300 digits).  An integer
+    that stands for a longer one read from a request (the worker protocol's `_LongInteger`) says so in `digits`."""
+    stated = getattr(value, "digits", None)
+    if isinstance(stated, int):
+        return stated
     magnitude = abs(value)
     if magnitude.bit_length() < 13_000:  # below str()'s limit: exact
         return len(str(magnitude))

@@ -13,6 +13,10 @@ MAX_FPS = 240.0
 """Highest frame rate of a timeline or an output (Blender's presets end at 240).  Above it a 10-minute timeline
 would need arrays of millions of frames (200,000 fps asked for 3.9 GiB)."""
 
+MIN_FPS = 0.1
+"""Lowest frame rate of a timeline or a MotionResult: one frame every 10 seconds.  Below it every segment rounds to
+no frames (a result at 1e-300 fps was refused as "a segment too short" instead of for its frame rate)."""
+
 MAX_TOTAL_SECONDS = 600.0
 """Longest timeline (and longest `continue` / `inbetween` edit): 10 minutes."""
 
@@ -45,6 +49,29 @@ or /dev/zero would otherwise be read forever)."""
 
 MAX_MOTION_TEXT_BYTES = 512 * 2**20
 """Largest motion text file (BVH, ASF/AMC, CMU exp-map, DeepMimic clips): 512 MiB (hours of 120 fps mocap)."""
+
+MAX_BVH_JOINTS = 10_000
+"""Most joints one BVH hierarchy may declare (End Sites not counted): ten times a face-rigged game character.  The
+reader refuses the file at the joint that passes it, before reading further."""
+
+MAX_BVH_DEPTH = 1_000
+"""Deepest nesting of joints in a BVH hierarchy (a root alone is depth 1): a humanoid is about 10 deep, a tail or a
+rope rig under 100.  The reader needs no recursion, but every walk from a bone to its root costs the depth."""
+
+MAX_BVH_VALUE = 1e7
+"""Largest size of a number in a BVH OFFSET or MOTION row: 10 km in millimetres, 27,000 turns in degrees.  Larger
+values overflow the forward kinematics or leave no precision (1e308 ended in "SVD did not converge")."""
+
+MIN_BVH_FRAME_TIME, MAX_BVH_FRAME_TIME = 0.0005, 1.0
+"""Range of a BVH's ``Frame Time`` in seconds: 2,000 frames per second down to 1.  Outside it a clip's duration is
+nonsense (``Frame Time: 1e-300`` made a 195-frame clip last no time at all) and resampling it to another frame rate
+would make no frames or billions."""
+
+MAX_MOTION_RESULT_BYTES = 256 * 2**20
+"""Largest MotionResult ``.npz`` once inflated (all its arrays together): 10 minutes at 240 fps in float64 need 190
+MB.  Entries are inflated only after their declared sizes passed this, and never beyond them (a 407 kB zlib bomb
+declared 400 MiB)."""
+
 
 MAX_NESTING_DEPTH = 64
 """Deepest nesting of lists/tables in a JSON or TOML input file; every format of the project needs fewer than 8."""

@@ -50,9 +50,9 @@ def _frame_indices(num_frames: int, fps: float, max_fps: float) -> tuple[np.ndar
     return np.arange(0, num_frames, stride), fps / stride
 
 
-def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MAX_PREVIEW_FPS, size: float = 4.0,
-                  dpi: int = 60) -> Path:
-    """Write the animation to `path` (.gif or .mp4) and return the path."""
+def check_preview_path(path: str | Path) -> Path:
+    """`path` if a preview can be written there: .gif or .mp4, an existing folder, ffmpeg on PATH for .mp4 (the
+    command line checks this before generating, not after)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in PREVIEW_SUFFIXES:
@@ -61,6 +61,13 @@ def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MA
         raise PreviewError(f"{path}: the folder does not exist")
     if suffix == ".mp4" and shutil.which("ffmpeg") is None:
         raise PreviewError(f"{path}: writing MP4 needs ffmpeg on PATH; write a .gif instead")
+    return path
+
+
+def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MAX_PREVIEW_FPS, size: float = 4.0,
+                  dpi: int = 60) -> Path:
+    """Write the animation to `path` (.gif or .mp4) and return the path."""
+    path = check_preview_path(path)
 
     import matplotlib
 
@@ -103,7 +110,7 @@ def write_preview(motion: MotionResult, path: str | Path, *, max_fps: float = MA
         axes.plot([grid_x[0], grid_x[-1]], [z, z], [0.0, 0.0], color="0.85", linewidth=0.5)
     axes.set_axis_off()
     player = animation.FuncAnimation(figure, draw, frames=len(frames), interval=1000.0 / preview_fps, blit=False)
-    writer = animation.PillowWriter(fps=preview_fps) if suffix == ".gif" else animation.FFMpegWriter(fps=preview_fps)
+    writer = animation.PillowWriter(fps=preview_fps) if path.suffix.lower() == ".gif" else animation.FFMpegWriter(fps=preview_fps)
     try:
         with atomic_path(path) as temporary:  # same suffix, so the writer picks the same format
             player.save(str(temporary), writer=writer, dpi=dpi)

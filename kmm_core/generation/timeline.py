@@ -30,7 +30,8 @@ from typing import Any
 from ..common.bounded_read import parse_json, parse_toml, read_bytes
 from ..common.errors import InputFileError, KMMError, digit_count, short_repr
 from ..common.input_numbers import finite_float, is_number
-from ..common.limits import MAX_FPS, MAX_PROMPT_CHARS, MAX_TOTAL_SECONDS
+from ..common.limits import MAX_FPS, MAX_TOTAL_SECONDS, MIN_FPS
+from ..common.prompt_text import prompt_problem
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
@@ -372,6 +373,8 @@ def _check_fps(fps: object, field_name: str) -> None:
         number = math.inf  # infinite or too large for a float: over the limit below
     if number is None or number <= 0:
         raise TimelineError(f"must be a positive number of frames per second, got {_short(fps)}", field=field_name)
+    if number < MIN_FPS:
+        raise TimelineError(f"must be at least {MIN_FPS:g} frames per second, got {_short(fps)}", field=field_name)
     if number > MAX_FPS:
         raise TimelineError(f"must be at most {MAX_FPS:g} frames per second, got {_short(fps)}", field=field_name)
 
@@ -399,14 +402,9 @@ def _check_prompt(prompt: object, index: int, list_name: str = "segments") -> No
                             list_name=list_name)
     if not prompt.strip():
         raise TimelineError("the prompt is empty", segment=index, field=field_name, list_name=list_name)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise TimelineError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}",
-                            segment=index, field=field_name, list_name=list_name)
-    try:
-        prompt.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise TimelineError(f"not valid Unicode text (an unpaired surrogate at character {exc.start})",
-                            segment=index, field=field_name, list_name=list_name) from None
+    problem = prompt_problem(prompt)  # length, control characters, Unicode: common/prompt_text.py
+    if problem is not None:
+        raise TimelineError(problem, segment=index, field=field_name, list_name=list_name)
 
 
 def _check_min_duration(frames: int, fps: float, min_seconds: float, index: int, field_name: str,

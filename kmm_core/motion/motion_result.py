@@ -19,6 +19,8 @@ import numpy as np
 from ..common.atomic_write import write_npz_atomic
 from ..common.bounded_read import parse_json
 from ..common.errors import InputFileError, KMMError, open_npz_archive
+from ..common.limits import MAX_FPS, MAX_MOTION_RESULT_BYTES, MAX_PROMPT_CHARS, MIN_FPS
+from ..common.prompt_text import prompt_problem
 from .resample import (
     resample_positions,
     resample_rotations,
@@ -27,7 +29,7 @@ from .resample import (
     sample_points,
 )
 from .rotations import qnormalize
-from .skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
+from .skeleton import JOINT_NAMES, NUM_JOINTS, rest_positions, tpose_offsets
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -37,6 +39,7 @@ _KEYS_V1 = ("format_version", "fps", "joints", "root_translation", "local_rotati
             "segment_frames", "segment_prompts", "timeline_json")
 _KEYS = (*_KEYS_V1, "foot_lock", "foot_contacts", "loop_offset")
 FOOT_CONTACT_COLUMNS = ("left_ankle", "left_foot", "right_ankle", "right_foot")
+MIN_REST_EXTENT_METRES = 0.01  # the rest pose must span at least this (a person spans about 1.7 m)
 
 
 class MotionResultError(KMMError, ValueError):
@@ -189,6 +192,13 @@ class MotionResult:
             raise MotionResultError("file not found", path=path)
         archive = open_npz_archive(path, "file", MotionResultError)
         with archive:
+            # Each entry inflates to at most its declared size (zipfile stops there), so bounding the declared sizes
+            # bounds the memory: a 407 kB zlib bomb declaring 400 MiB is refused before anything is inflated.
+            declared = sum(info.file_size for info in archive.zip.infolist())
+            if declared > MAX_MOTION_RESULT_BYTES:
+                raise MotionResultError(f"its arrays take {declared / 2**20:.0f} MiB once inflated, more than the "
+                                        f"{MAX_MOTION_RESULT_BYTES / 2**20:.0f} MiB a motion may take (a damaged "
+                                        "or hostile file)", path=path)
             keys = set(archive.files)
             expected = _KEYS if keys & set(_KEYS[len(_KEYS_V1):]) else _KEYS_V1
             missing = [key for key in expected if key not in keys]
@@ -206,6 +216,10 @@ class MotionResult:
                     raise MotionResultError(f"cannot be read without pickle ({exc})", key=key, path=path) from None
                 except (OSError, zipfile.BadZipFile, EOFError) as exc:
                     raise MotionResultError(f"damaged entry ({exc})", key=key, path=path) from None
+                if key == "segment_prompts" and arrays[key].dtype.kind == "U" \
+                        and arrays[key].dtype.itemsize // 4 > MAX_PROMPT_CHARS:  # before any string is made
+                    raise MotionResultError(f"holds a prompt of {arrays[key].dtype.itemsize // 4} characters; the "
+                                            f"limit is {MAX_PROMPT_CHARS}", key=key, path=path)
         version = arrays["format_version"]
         if version.shape != () or version.dtype.kind not in "iu":
             raise MotionResultError(f"must be an integer scalar, got {version.dtype} {version.shape}",
@@ -276,6 +290,9 @@ def _validate(result: MotionResult) -> None:
         raise MotionResultError(f"must be {FORMAT_VERSION}, got {result.format_version!r}", key="format_version")
     if not _is_positive_number(result.fps):
         raise MotionResultError(f"must be a positive number, got {result.fps!r}", key="fps")
+    if not MIN_FPS <= result.fps <= MAX_FPS:
+        raise MotionResultError(f"must be between {MIN_FPS:g} and {MAX_FPS:g} frames per second, got "
+                                f"{float(result.fps):g}", key="fps")
     result.fps = float(result.fps)
     joints = _float_array(result, "joints", (None, NUM_JOINTS, 3))
     frames = joints.shape[0]
@@ -284,6 +301,12 @@ def _validate(result: MotionResult) -> None:
     for key, shape in (("root_translation", (frames, 3)), ("local_rotations", (frames, NUM_JOINTS, 4)),
                        ("rest_offsets", (NUM_JOINTS, 3))):
         _float_array(result, key, shape)
+    rest = rest_positions(result.rest_offsets.astype(np.float64))
+    extent = float(np.linalg.norm(rest.max(axis=0) - rest.min(axis=0)))
+    if extent < MIN_REST_EXTENT_METRES:  # zero offsets: every joint at the pelvis, no bone to turn
+        raise MotionResultError(f"the rest pose's {NUM_JOINTS} joints lie within {extent * 100:.2f} cm of one point "
+                                f"(at least {MIN_REST_EXTENT_METRES * 100:g} cm needed: are the offsets all zero?)",
+                                key="rest_offsets")
     norms = np.linalg.norm(result.local_rotations, axis=-1)
     if np.any(np.abs(norms - 1.0) > 1e-3):
         raise MotionResultError("holds quaternions that are not unit length", key="local_rotations")
@@ -313,6 +336,10 @@ def _validate(result: MotionResult) -> None:
                                 key="segment_prompts")
     if not all(isinstance(prompt, str) for prompt in result.segment_prompts):
         raise MotionResultError("must all be strings", key="segment_prompts")
+    for index, prompt in enumerate(result.segment_prompts):
+        problem = prompt_problem(prompt)  # the timeline's rule: length, no control characters
+        if problem is not None:
+            raise MotionResultError(f"segment {index}: {problem}", key="segment_prompts")
     result.segment_prompts = tuple(result.segment_prompts)
     _validate_foot(result, frames)
     if not isinstance(result.timeline_json, str):

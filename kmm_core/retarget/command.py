@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..common.atomic_write import check_output_file
 from ..common.errors import KMMError
 
 
@@ -57,6 +58,9 @@ def retarget_to_bvh(source_path: str, target_path: str, output: str, bone_map_pa
     from .target_skeleton import bvh_target_skeleton
     from .transfer import retarget
 
+    for written in (output, save_map):  # a file that cannot be written fails now, not after the work
+        if written:
+            check_output_file(written)
     target = read_bvh(target_path)
     names = tuple(target.names[j] for j in target.joint_indices)
     found = best_preset_map(names)

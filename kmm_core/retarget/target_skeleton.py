@@ -151,8 +151,12 @@ def bvh_target_skeleton(motion, up: str = "+Y", forward: str = "+Z", scale_to_me
         positions[joint] = motion.offsets[joint] + (positions[parent] if parent >= 0 else 0.0)
     heads = positions[list(joints)]
     tails = np.zeros_like(heads)
+    children: list[list[int]] = [[] for _ in motion.names]  # once, so the loop below stays linear in the joints
+    for joint, parent in enumerate(motion.parents):
+        if parent >= 0:
+            children[parent].append(joint)
     for new, old in enumerate(joints):
-        kids = [c for c, p in enumerate(motion.parents) if p == old]
+        kids = children[old]
         if kids:
             direction = np.mean(positions[kids], axis=0) - positions[old]
         else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..common.bounded_read import nesting_depth
-from ..common.errors import KMMError
+from ..common.errors import KMMError, digit_count
 from ..common.limits import (
     EDIT_MODES,
     MAX_GUIDANCE,
@@ -102,12 +102,40 @@ def _path_text(value: Any) -> str | None:
     return reason
 
 
+class _LongInteger(int):
+    """An integer of a line too long to convert to decimal and back (more than `_LONG_DIGITS` digits): out of the
+    range of every field, it keeps its sign and how many digits it had, for the error message."""
+
+    digits: int
+
+
+_LONG_DIGITS = 1000
+
+
+def _parse_int(text: str) -> int:
+    """json's parse_int: Python's int() of more than 4300 digits raises with advice on sys.set_int_max_str_digits,
+    which is no answer to a request; such a number is kept as a `_LongInteger` that every range check refuses."""
+    digits = len(text.lstrip("-"))
+    if digits <= _LONG_DIGITS:
+        return int(text)
+    value = _LongInteger(-(10**_LONG_DIGITS) if text.startswith("-") else 10**_LONG_DIGITS)
+    value.digits = digits
+    return value
+
+
+def _shown_number(value: int | float) -> str:
+    """A number of a request as its sender wrote it (100.0001 stays 100.0001), a long integer by its length."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"a {digit_count(value)}-digit number"  # a _LongInteger gives its own count
+    return repr(value)
+
+
 def _integer(low: int, high: int) -> Check:
     def check(value: Any) -> str | None:
         if not isinstance(value, int) or isinstance(value, bool):
             return f"must be an integer, got {_describe(value)}"
         if not low <= value <= high:
-            return f"must be between {low} and {high}, got {value}"
+            return f"must be between {low} and {high}, got {_shown_number(value)}"
         return None
     return check
 
@@ -117,9 +145,7 @@ def _number(low: float, high: float) -> Check:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return f"must be a finite number, got {_describe(value)}"
         if not low <= value <= high:  # exact for any int (no float conversion that could overflow); NaN fails here
-            shown = f"{value:g}" if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number" \
-                if abs(value) >= 10**20 else str(value)
-            return f"must be a finite number between {low:g} and {high:g}, got {shown}"
+            return f"must be a finite number between {low:g} and {high:g}, got {_shown_number(value)}"
         return None
     return check
 
@@ -506,7 +532,7 @@ def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[st
         raise ProtocolError(f"the line is {len(raw)} bytes long; the limit is {MAX_LINE_BYTES}")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"the line is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
