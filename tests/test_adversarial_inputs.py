@@ -233,6 +233,86 @@ def test_fuzzed_timelines_load_or_raise_kmm_errors(seed, tmp_path):
     assert outcome["loaded"] > 5 and outcome["refused"] > 50, outcome  # both sides exercised
 
 
+# ---- constraints ----------------------------------------------------------------------------------------------------
+CONSTRAINT_COUNTS = (2, 50, 1000, 10_001)  # copies of one constraint: agreeing crowds, and past the cap
+CONSTRAINT_NUMBERS: list[Any] = [float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 1e6, 100, 70.0, 5e-324,
+                                 -0.0, 10**400, True, None, "1"]
+
+
+def _constraint_numbers(constraint: dict) -> list[tuple[list, int]]:
+    """(list, index) of every number in a constraint's vectors (positions, rotations, directions)."""
+    slots = []
+    for value in constraint.values():
+        if isinstance(value, list):
+            for row in (value if value and isinstance(value[0], list) else [value]):
+                slots += [(row, index) for index in range(len(row))]
+    return slots
+
+
+@pytest.mark.parametrize("seed", [7])
+def test_fuzzed_constraints_load_and_solve_or_raise_kmm_errors(seed, humanml3d_fixture_dir):
+    """Timelines whose constraints are mutated (random counts, frames, joints, NaN and huge numbers, targets far
+    away, structural damage): each loads and is met on a real motion (finite), or is refused with a KMMError."""
+    from kmm_core.generation.constraint_solver import meet_constraints
+    from kmm_core.generation.constraints import EFFECTOR_JOINTS
+    from kmm_core.motion.motion_result import MotionResult
+    from kmm_core.motion.skeleton import JOINT_NAMES
+
+    clip = np.load(humanml3d_fixture_dir / "new_joints" / "012314.npy").astype(np.float64)[:120]
+    motion = MotionResult.from_joints(clip, 20.0)
+    constrained = {"fps": 20, "segments": [{"prompt": "a person waves", "start": 1, "end": 120}], "constraints": [
+        {"type": "pose", "frame": 31, "positions": clip[30].tolist()},
+        {"type": "effector", "joint": "right_wrist", "start": 51, "end": 61,
+         "position": (clip[55, 21] + 0.1).tolist(), "orientation": [1, 0, 0, 0]},
+        {"type": "effector", "joint": "root", "frame": 91, "position": (clip[90, 0] + [0.1, 0, 0.1]).tolist(),
+         "weight": 0.5},
+        {"type": "facing", "frame": 101, "direction": [0, 1]},
+        {"type": "pose", "frame": 111, "positions": clip[110].tolist(), "joints": ["right_shoulder", "right_elbow"]},
+    ]}
+    names = [*EFFECTOR_JOINTS, *JOINT_NAMES, "", "LEFT_WRIST", "left hand", None, 5, ["head"]]
+
+    def make(rng: random.Random):
+        data = copy.deepcopy(constrained)
+        constraints = data["constraints"]
+        for _ in range(rng.randint(1, 2)):
+            kind = rng.random()
+            chosen = rng.choice(constraints) if constraints else {}
+            if kind < 0.15:  # a crowd of copies
+                constraints += [copy.deepcopy(chosen) for _ in range(rng.choice(CONSTRAINT_COUNTS))]
+            elif kind < 0.35:  # a frame anywhere, or not a frame
+                key = rng.choice([key for key in ("frame", "start", "end") if key in chosen] or ["frame"])
+                chosen[key] = rng.choice([0, 1, -1, 120, 121, 10**12, 2**63, 10**400, 10**5000, 1.5, float("nan"), True,
+                                          rng.randint(-50, 200)]) if rng.random() < 0.5 else rng.randint(1, 120)
+            elif kind < 0.45:  # any joint name
+                chosen["joint"] = rng.choice(names if rng.random() < 0.5 else list(EFFECTOR_JOINTS))
+            elif kind < 0.65:  # a hostile number in a vector
+                slots = _constraint_numbers(chosen)
+                if slots:
+                    row, index = rng.choice(slots)
+                    row[index] = rng.choice(CONSTRAINT_NUMBERS) if rng.random() < 0.6 else row[index] * 1.01
+            elif kind < 0.8 and "position" in chosen:  # a target moved anywhere up to 100 m (70 m: the issue's)
+                chosen["position"] = [p + rng.uniform(-100, 100) * rng.random() ** 3 for p in chosen["position"]]
+            elif kind < 0.9:  # a new random target
+                constraints.append({"type": "effector", "joint": rng.choice(list(EFFECTOR_JOINTS)),
+                                    "frame": rng.randint(1, 120),
+                                    "position": [rng.uniform(-3, 3), rng.uniform(-0.2, 2.5), rng.uniform(-3, 3)]})
+            else:
+                data = _mutate_json(data, rng)
+                if not isinstance(data, dict) or not isinstance(data.get("constraints"), list):
+                    return data
+                constraints = data["constraints"]
+        return data
+
+    def load(data: Any):
+        timeline = Timeline.from_dict(data)
+        if timeline.constraints and timeline.total_frames == motion.num_frames:
+            return meet_constraints(motion, timeline.constraint_frames(), first_frame=timeline.start_frame or 0)
+        return timeline
+
+    outcome = _run_cases(make, load, seed)
+    assert outcome["loaded"] > 20 and outcome["refused"] > 50, outcome  # both sides exercised
+
+
 # ---- bone maps ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("preset", ["mixamo", "rigify"])
 def test_fuzzed_bone_maps_load_or_raise_kmm_errors(preset, tmp_path):

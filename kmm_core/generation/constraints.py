@@ -59,6 +59,8 @@ BONE_LENGTH_TOLERANCE = 0.10
 AGREEMENT_TOLERANCE = 0.01
 """Metres: two constraints on one joint at one frame must agree this closely."""
 FACING_TOLERANCE_DEGREES = 10.0
+MAX_FRAME_NUMBER = 2**31 - 1
+"""Largest frame number (and the smallest, negated) a constraint may give: Blender's frames end far below it."""
 FLOOR_MARGIN = 0.05
 """Metres below the floor (y = 0) a joint may be asked to go: a foot sinks into soft ground a little, no more."""
 _KEYS = {"pose": ("type", "frame", "positions", "rotations", "root", "joints", "weight"),
@@ -214,14 +216,42 @@ def _per_joint(value: object, size: int, index: int, field: str, what: str) -> t
         count = len(value) if isinstance(value, Sequence) and not isinstance(value, str) else short_repr(value)
         raise ConstraintError(f"must list the {NUM_JOINTS} canonical joints ({', '.join(JOINT_NAMES[:3])}, ...), "
                               f"got {count}", index=index, field=field)
+    rows = _plain_rows(value, size)
+    if rows is not None and size == 3:
+        return rows
+    norms = [math.sqrt(sum(v * v for v in row)) for row in rows] if rows is not None else []
+    if rows is not None and min(norms) >= 1e-6:  # normalised as `_rotation` does
+        return tuple(tuple(v / norm for v in row) for row, norm in zip(rows, norms, strict=True))
     if size == 4:
         return tuple(_rotation(item, index, f"{field}[{j}] ({JOINT_NAMES[j]})") for j, item in enumerate(value))
     return tuple(_vector(item, size, index, f"{field}[{j}] ({JOINT_NAMES[j]})", what) for j, item in enumerate(value))
 
 
+_PLAIN_NUMBERS = (int, float)
+
+
+def _plain_rows(value: Sequence, size: int) -> tuple[tuple[float, ...], ...] | None:
+    """The fast path of `_per_joint` (a pose is 66 or 88 numbers, 10,000 poses 880,000): rows of `size` plain
+    finite numbers within ±MAX_PATH_COORDINATE as float tuples, or None when anything is off (the slow path then
+    names the joint and what is wrong)."""
+    if not all(type(row) in (list, tuple) and len(row) == size and all(type(v) in _PLAIN_NUMBERS for v in row)
+               for row in value):
+        return None
+    try:
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+    if not (np.isfinite(array).all() and (np.abs(array) <= MAX_PATH_COORDINATE).all()):
+        return None
+    return tuple(map(tuple, array.tolist()))
+
+
 def _frame(value: object, index: int, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConstraintError(f"must be a whole frame number, got {short_repr(value)}", index=index, field=field)
+    if abs(value) > MAX_FRAME_NUMBER:  # no timeline reaches it; a 5,000-digit number would not even print
+        raise ConstraintError(f"frame {short_repr(value)} is beyond any timeline (frame numbers are within "
+                              f"±{MAX_FRAME_NUMBER:,})", index=index, field=field)
     return value
 
 
@@ -359,12 +389,14 @@ def _with_rotations(poses: Sequence[PoseKey]) -> list[PoseKey]:
 # ---- checks against the timeline and against each other -------------------------------------------------------------
 def _check_bone_lengths(positions: np.ndarray, index: int) -> None:
     lengths = np.linalg.norm(positions[1:] - positions[list(PARENTS[1:])], axis=-1)
-    for joint, (length, expected) in enumerate(zip(lengths, BONE_LENGTHS[1:], strict=True), start=1):
-        if abs(length - expected) > max(BONE_LENGTH_TOLERANCE * expected, 0.02):
-            raise ConstraintError(
-                f"the canonical skeleton cannot reach this pose: the bone {JOINT_NAMES[PARENTS[joint]]} -> "
-                f"{JOINT_NAMES[joint]} is {length:.3f} m long here but {expected:.3f} m on the skeleton (give the "
-                f"pose on the canonical skeleton, or as rotations)", index=index, field="positions")
+    wrong = np.flatnonzero(np.abs(lengths - BONE_LENGTHS[1:])
+                           > np.maximum(BONE_LENGTH_TOLERANCE * BONE_LENGTHS[1:], 0.02))
+    if wrong.size:  # the first bone too long or too short
+        joint = int(wrong[0]) + 1
+        raise ConstraintError(
+            f"the canonical skeleton cannot reach this pose: the bone {JOINT_NAMES[PARENTS[joint]]} -> "
+            f"{JOINT_NAMES[joint]} is {lengths[joint - 1]:.3f} m long here but {BONE_LENGTHS[joint]:.3f} m on the "
+            f"skeleton (give the pose on the canonical skeleton, or as rotations)", index=index, field="positions")
 
 
 def _reach_height(joint: int) -> float:
