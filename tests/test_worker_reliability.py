@@ -24,10 +24,10 @@ from kmm_core.worker import server
 
 real_decode = server.decode
 
-def decode(line, allowed=None):
+def decode(line, allowed=None, **options):
     if b"BOOM" in line:
         raise OverflowError("injected: int too large to convert to float")
-    return real_decode(line, allowed)
+    return real_decode(line, allowed, **options)
 
 server.decode = decode
 sys.exit(server.main(["--device", "cpu"]))

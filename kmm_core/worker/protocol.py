@@ -221,8 +221,10 @@ def readable_id(value: Any) -> str | None:
     return value if _ID(value) is None else None
 
 
-def _field(check: Check, **kwargs: Any) -> Any:
-    return field(metadata={"check": check}, **kwargs)
+def _field(check: Check, shallow: Check | None = None, **kwargs: Any) -> Any:
+    """A message field checked by `check`; `shallow` is the quick check used instead when validation is asked to
+    leave expensive checks to later (the worker's reader: see `decode`)."""
+    return field(metadata={"check": check, "shallow": shallow or check}, **kwargs)
 
 
 # ---- requests (client -> worker) ------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ class Load:
 class Generate:
     """Generate motion for a timeline (our format or FlowMDM's, as a dict); writes MotionResult .npz files."""
     TYPE: ClassVar[str] = "generate"
-    timeline: dict = _field(_timeline)
+    timeline: dict = _field(_timeline, shallow=_object)
     output_dir: str = _field(_path_text)
     seed: int | None = _field(_optional(_integer(0, MAX_SEED)), default=None)
     variations: int = _field(_integer(1, MAX_VARIATIONS), default=1)
@@ -425,9 +427,11 @@ def to_dict(message: object) -> dict[str, Any]:
     raise ProtocolError(f"a message must be a protocol dataclass or a dict, got {type(message).__name__}")
 
 
-def validate(data: Mapping[str, Any], allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+def validate(data: Mapping[str, Any], allowed: tuple[str, ...] | None = None, *, deep: bool = True) -> dict[str, Any]:
     """Check a message dict: known type, no unknown fields, every field valid, cross-field rules.
-    Returns a new dict with "type" and "id" first, then every field (defaults filled in)."""
+    Returns a new dict with "type" and "id" first, then every field (defaults filled in).  With ``deep=False`` a
+    field whose check can take long (`generate.timeline`: thousands of constraints) only gets its quick type check;
+    whoever uses the message then checks it fully (the worker's job thread, `Timeline.from_dict`)."""
     message_id = readable_id(data.get("id"))
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in MESSAGES:
@@ -453,7 +457,7 @@ def validate(data: Mapping[str, Any], allowed: tuple[str, ...] | None = None) ->
             value = spec.default_factory()
         else:
             raise ProtocolError("missing", message_type=kind, field=name, message_id=message_id)
-        reason = spec.metadata["check"](value)
+        reason = spec.metadata["check" if deep else "shallow"](value)
         if reason is not None:
             raise ProtocolError(reason, message_type=kind, field=name, message_id=message_id)
         result[name] = value
@@ -523,9 +527,26 @@ def _id_despite(text: str) -> str | None:
     return readable_id(data.get("id")) if isinstance(data, dict) else None
 
 
-def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+_HEAD_ID = re.compile(rb'^\s*\{\s*(?:"type"\s*:\s*"[^"\\]{0,64}"\s*,\s*)?"id"\s*:\s*"([^"\\]{1,128})"\s*(?:[,}]|$)')
+
+
+def head_id(raw: bytes) -> str | None:
+    """The id at the head of a line that cannot be parsed as a whole (cut off, a non-UTF-8 byte further on), when
+    it stands where the protocol puts it: ``{"type": "...", "id": "..."`` or ``{"id": "..."``, followed by ``,``,
+    ``}`` or the end of the line; None otherwise."""
+    match = _HEAD_ID.match(raw)
+    if match is None:
+        return None
+    try:
+        return readable_id(match.group(1).decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+def decode(line: str | bytes, allowed: tuple[str, ...] | None = None, *, deep: bool = True) -> dict[str, Any]:
     """Parse and validate one line. `allowed` restricts the message types (REQUEST_TYPES on the worker side,
-    EVENT_TYPES on the client side)."""
+    EVENT_TYPES on the client side); ``deep=False`` leaves expensive field checks to the user of the message (see
+    `validate`).  A line that cannot be parsed names its id when the id can be read at its head (`head_id`)."""
     raw = line if isinstance(line, bytes) else line.encode("utf-8", errors="surrogatepass")
     raw = raw.rstrip(b"\r\n")
     if len(raw) > MAX_LINE_BYTES:
@@ -534,16 +555,17 @@ def decode(line: str | bytes, allowed: tuple[str, ...] | None = None) -> dict[st
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"the line is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise ProtocolError(f"the line is not UTF-8 ({exc.reason} at byte {exc.start})",
+                            message_id=head_id(raw)) from None
     except json.JSONDecodeError as exc:
-        raise ProtocolError(f"the line is not JSON: {exc.msg} at column {exc.colno}") from None
+        raise ProtocolError(f"the line is not JSON: {exc.msg} at column {exc.colno}", message_id=head_id(raw)) from None
     except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
         raise ProtocolError(f"the line is not JSON: {exc}", message_id=_id_despite(text)) from None
     except RecursionError:
-        raise ProtocolError("the line is nested too deeply") from None
+        raise ProtocolError("the line is nested too deeply", message_id=head_id(raw)) from None
     if nesting_depth(data) > MAX_NESTING_DEPTH:  # as for input files (bounded_read.py)
         raise ProtocolError(f"the line nests lists/objects more than {MAX_NESTING_DEPTH} deep",
                             message_id=readable_id(data.get("id")) if isinstance(data, dict) else None)
     if not isinstance(data, dict):
         raise ProtocolError(f"the line must hold a JSON object, got {_describe(data)}")
-    return validate(data, allowed)
+    return validate(data, allowed, deep=deep)

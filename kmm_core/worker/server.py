@@ -1,15 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The worker process (`python -m kmm_core.worker`): serves the JSON-lines protocol of docs/worker_protocol.md.
 
-Three threads:
+Four threads:
 
 * the **reader** reads stdin all the time, so `cancel` and `shutdown` act on a running request: it decodes every
   line (a malformed or oversized line gets a `bad_request` error and the worker keeps serving; an unexpected
   exception while handling a line becomes an `internal` error for that line's id - the reader never dies), queues
-  the requests, records cancellations, and treats the end of stdin like `shutdown`;
+  the requests, records cancellations, and treats the end of stdin like `shutdown`.  It does only quick checks
+  (`decode(..., deep=False)`): a timeline's full check (thousands of constraints can take seconds) runs in the job
+  thread, so the reader never stops listening;
+* the **hello** thread answers `hello` at once, even while a long request runs on the main thread;
 * the **watchdog** notices a dead parent (our parent pid changed, or the pid given by `--parent-pid` is gone) and
   shuts down, exiting hard if the running request does not stop in time;
-* the **main** thread handles requests one at a time, in order.  The model bundle stays loaded between requests.
+* the **main** thread handles the other requests one at a time, in order.  The model bundle stays loaded between
+  requests.
 
 Protocol lines go to the real stdout only; `sys.stdout` and file descriptor 1 are pointed at stderr so a library
 that prints cannot corrupt the stream.  Logs go to stderr.
@@ -46,6 +50,7 @@ from .protocol import (
     clip_text,
     decode,
     encode,
+    head_id,
     readable_id,
     summarise_warnings,
 )
@@ -65,7 +70,10 @@ BACKEND_ADVICE = ("The worker's Python environment lacks a package: run `kmm doc
                   "what it reports missing (the add-on preferences show the install command).")
 WRITE_ADVICE = "Free some disk space or choose another output folder; files written earlier are unchanged."
 BUG_ADVICE = "This is a bug; please report it with the trace."
-_ID_HEAD = re.compile(rb'^\s*\{\s*"type"\s*:\s*"[^"]*"\s*,\s*"id"\s*:\s*"([^"\\]{1,128})"')
+TIMELINE_CHECK_POLL_SECONDS = 0.05
+"""How often the job thread looks for a cancel while a timeline is being checked."""
+HELLO_JOIN_SECONDS = 30.0
+"""At exit, how long the main thread waits for the hello thread (importing torch for a first hello) to finish."""
 
 
 class RequestFailed(Exception):
@@ -85,10 +93,10 @@ class Worker:
         self.parent_pid = parent_pid
         self.initial_ppid = os.getppid()
         self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.hellos: queue.Queue[dict[str, Any]] = queue.Queue()  # answered by the hello thread, never queued behind
         self.cancelled: set[str] = set()
         self.pending: dict[str, int] = {}  # ids queued and not yet finished -> how many (a cancel names one of them)
         self.stopping = threading.Event()
-        self.current_id: str | None = None
         self.bundle = None
         self.bundle_key: tuple[str, str] | None = None
         self._output_lock = threading.Lock()
@@ -119,8 +127,12 @@ class Worker:
                 self.stopping.set()
 
     def error(self, request_id: str | None, kind: str, message: str, advice: str = "", trace: str = "") -> None:
-        self.emit({"type": "error", "id": request_id, "kind": kind, "message": clip_text(message or kind),
-                   "advice": clip_text(advice), "trace": clip_text(trace)})
+        self.emit(self.error_event(request_id, kind, message, advice, trace))
+
+    @staticmethod
+    def error_event(request_id: str | None, kind: str, message: str, advice: str = "", trace: str = "") -> dict:
+        return {"type": "error", "id": request_id, "kind": kind, "message": clip_text(message or kind),
+                "advice": clip_text(advice), "trace": clip_text(trace)}
 
     def log(self, level: str, message: str, request_id: str | None = None) -> None:
         getattr(LOG, level)(message)
@@ -167,14 +179,12 @@ class Worker:
             tail = stream.readline(MAX_LINE_BYTES)
             if not tail:
                 break
-        match = _ID_HEAD.match(head)
-        request_id = match.group(1).decode("utf-8", "replace") if match else None
-        self.error(request_id, "bad_request", f"the line is longer than the limit of {MAX_LINE_BYTES} bytes",
+        self.error(head_id(head), "bad_request", f"the line is longer than the limit of {MAX_LINE_BYTES} bytes",
                    advice="Send motion and other large data as files, not inline.")
 
     def _accept(self, line: bytes) -> None:
         try:
-            message = decode(line, REQUEST_TYPES)
+            message = decode(line, REQUEST_TYPES, deep=False)  # the timeline's full check: in the job thread
         except ProtocolError as exc:
             self.error(exc.message_id, "bad_request", str(exc), advice="Fix the request; see docs/worker_protocol.md.")
             return
@@ -190,7 +200,7 @@ class Worker:
         else:
             with self._state_lock:
                 self.pending[message["id"]] = self.pending.get(message["id"], 0) + 1
-            self.requests.put(message)
+            (self.hellos if kind == "hello" else self.requests).put(message)
 
     # ---- watchdog thread -----------------------------------------------------------------------------------------
     def parent_alive(self) -> bool:
@@ -219,9 +229,21 @@ class Worker:
 
     # ---- main loop -----------------------------------------------------------------------------------------------
     def serve(self) -> int:
+        """Handle the queued requests on this (the main) thread and hellos on the hello thread until stopped;
+        returns the exit code."""
+        hello_thread = threading.Thread(target=self.serve_queue, args=(self.hellos,), name="kmm-hello", daemon=True)
+        hello_thread.start()
+        self.serve_queue(self.requests)
+        hello_thread.join(HELLO_JOIN_SECONDS)
+        LOG.info("worker exits")
+        return 0
+
+    def serve_queue(self, requests: queue.Queue[dict[str, Any]]) -> None:
+        """Handle the requests of one queue in order until the worker stops; unfinished ones end with
+        "cancelled"."""
         while True:
             try:
-                request = self.requests.get(timeout=0.2)
+                request = requests.get(timeout=0.2)
             except queue.Empty:
                 if self.stopping.is_set():
                     break
@@ -231,20 +253,16 @@ class Worker:
                 self.error(request["id"], "cancelled", "the worker was shut down before this request started")
                 continue
             self.handle(request)
-        while True:  # unfinished requests end with "cancelled"
+        while True:
             try:
-                request = self.requests.get_nowait()
+                request = requests.get_nowait()
             except queue.Empty:
                 break
             self._finished(request["id"])
             self.error(request["id"], "cancelled", "the worker was shut down before this request started")
-        LOG.info("worker exits")
-        return 0
 
     def handle(self, request: dict[str, Any]) -> None:
         request_id = request["id"]
-        with self._state_lock:
-            self.current_id = request_id
         started = time.monotonic()
         try:
             if self.is_cancelled(request_id):
@@ -252,19 +270,21 @@ class Worker:
             answer = HANDLERS[request["type"]](self, request)
             if request["type"] != "hello":
                 answer.setdefault("info", {})["seconds"] = round(time.monotonic() - started, 3)
-            self.emit({"id": request_id, **answer})
+            event = {"id": request_id, **answer}
         except RequestFailed as failure:
-            self.error(request_id, failure.kind, failure.message, failure.advice, failure.trace)
+            event = self.error_event(request_id, failure.kind, failure.message, failure.advice, failure.trace)
         except Exception as exc:  # noqa: BLE001 - every failure must answer the request
             try:
                 kind, message, advice = classify(exc)
             except Exception:  # noqa: BLE001 - classifying must not lose the answer either
                 kind, message, advice = "internal", f"{type(exc).__name__}: {exc}", BUG_ADVICE
-            self.error(request_id, kind, message, advice, "" if kind == "cancelled" else traceback.format_exc())
+            event = self.error_event(request_id, kind, message, advice,
+                                     "" if kind == "cancelled" else traceback.format_exc())
         finally:
-            with self._state_lock:
-                self.current_id = None
+            # Forgotten before the answer goes out: a client that has seen the answer and then cancels this id, or
+            # sends a new request of this id, must not find the finished one still pending.
             self._finished(request_id)
+        self.emit(event)
 
     def _finished(self, request_id: str) -> None:
         """`request_id` is no longer queued or running: forget it (and a cancellation of it, unless another
@@ -284,8 +304,7 @@ def _line_id(line: bytes) -> str | None:
         data = json.loads(line.decode("utf-8", "replace"))
         return readable_id(data.get("id")) if isinstance(data, dict) else None
     except (ValueError, RecursionError):
-        match = _ID_HEAD.match(line)
-        return readable_id(match.group(1).decode("utf-8", "replace")) if match else None
+        return head_id(line)
 
 
 def classify(exc: BaseException) -> tuple[str, str, str]:
@@ -357,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=worker.read_requests, args=(sys.stdin.buffer,), name="kmm-reader", daemon=True).start()
     threading.Thread(target=worker.watch_parent, name="kmm-watchdog", daemon=True).start()
     code = worker.serve()
-    output.flush()
+    try:
+        output.flush()
+    except (OSError, ValueError):  # the client closed our stdout: nobody is left to read what was not sent
+        pass
     return code
 
 
@@ -453,12 +475,40 @@ def _save(results, folder: Path) -> list[str]:
     return [str(motion.save(path)) for motion, path in zip(results, result_names(folder, len(results)), strict=True)]
 
 
+def checked_timeline(worker: Worker, request: dict[str, Any]):
+    """The request's timeline, fully checked off the reader thread (which only saw that it is an object), so a
+    timeline with thousands of constraints never stops the worker from reading `cancel` and answering `hello`.
+    The check runs in a thread of its own while this one watches for a cancel: a cancelled request is answered at
+    once, and the abandoned check only finishes in the background (its result unused)."""
+    from ..generation.timeline import Timeline, TimelineError
+
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["timeline"] = Timeline.from_dict(request["timeline"])
+        except Exception as exc:  # noqa: BLE001 - handed to the job thread, which answers the request with it
+            outcome["error"] = exc
+
+    checker = threading.Thread(target=check, name="kmm-timeline-check", daemon=True)
+    checker.start()
+    while checker.is_alive():
+        checker.join(TIMELINE_CHECK_POLL_SECONDS)
+        if checker.is_alive() and worker.is_cancelled(request["id"]):
+            raise RequestFailed("cancelled", "cancelled while its timeline was being checked")
+    error = outcome.get("error")
+    if isinstance(error, TimelineError):
+        raise RequestFailed("bad_request", f"generate.timeline: {error}", "Fix the request; see docs/worker_protocol.md.")
+    if error is not None:
+        raise error
+    return outcome["timeline"]
+
+
 def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
-    from ..generation.timeline import Timeline
     from ..generation.timeline_generator import generate_timeline
 
     request_id = request["id"]
-    timeline = Timeline.from_dict(request["timeline"])
+    timeline = checked_timeline(worker, request)
     folder = output_folder(request["output_dir"])
     bundle = ensure_bundle(worker, None, None, request_id)
     results = generate_timeline(bundle, timeline, seed=request["seed"], variations=request["variations"],
