@@ -140,7 +140,7 @@ def main() -> None:
                             cwd=REPO_ROOT).stdout.strip()
     lines = ["# Checking and meeting constraints: time against their number", "",
              f"`python benchmarks/bench_constraint_checks.py --counts {' '.join(map(str, args.counts))} --repeats "
-             f"{args.repeats}` at {commit or 'this checkout'}, {platform.processor() or platform.machine()}, "
+             f"{args.repeats}{f' --baseline {args.baseline.name}' if args.baseline else ''}` at {commit or 'this checkout'}, {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs (shared), best of {args.repeats}, CPU seconds of one process (BLAS on one "
              "thread).  check = `Timeline.from_dict` "
              "(reading and every refusal rule); meet = `meet_constraints` on the real fixture clip repeated to the "
@@ -152,7 +152,7 @@ def main() -> None:
                      f"{meet / count * 1e6:.0f} |")
     if args.baseline is not None:
         before = baseline_checks(args.baseline, args.baseline_counts, 1)
-        lines += ["", f"The same check of `{KINDS[0]}` with the code at `{args.baseline}` (one run each): "
+        lines += ["", f"The same check of `{KINDS[0]}` with the code of `{args.baseline.name}` (one run each): "
                   "quadratic growth, each doubling about four times the time.", "",
                   "| constraints | check (s) | check per constraint (µs) |", "| ---: | ---: | ---: |"]
         lines += [f"| {count:,} | {seconds:.3f} | {seconds / count * 1e6:.0f} |" for count, seconds in before.items()]

@@ -25,9 +25,26 @@ Blender frame numbers when the segments give ``start``/``end``, else 0 = the fir
 
 Each takes ``"weight"``: ``"hard"`` (the default: met exactly) or a number in (0, 1] (the share of the way from the
 generated motion to the constraint).  Validation refuses, naming the constraint and field: unknown keys or joint
-names, frames outside the timeline, two constraints that disagree at one frame, and targets the canonical skeleton
-cannot reach (a pose whose bone lengths are not the skeleton's, a joint above its reach or below the floor).
-``constraint_solver.py`` meets them on a generated motion; ``timeline_generator.py`` also keeps their tokens.
+names, frames outside the timeline (or beyond ±2**31-1), two constraints that disagree at one frame, and targets the
+canonical skeleton cannot reach (a pose whose bone lengths are not the skeleton's, a joint above its reach or below
+the floor).  The rules that keep the body from sliding, and the work bounded (limits in
+``kmm_core/common/limits.py``):
+
+* Targets on one joint agree with the one met there: at each frame the joint goes where a key pose puts it, else
+  to the first listed target covering that frame; every other target on that joint and frame must lie within
+  ``AGREEMENT_TOLERANCE`` (1 cm) of it.  Checked once per target and covered frame against a per-joint array, so
+  checking grows with the frames covered, not with pairs (``benchmarks/bench_constraint_checks.py``).
+* At most ``MAX_CONSTRAINTS`` (10,000) constraints, covering at most ``MAX_CONSTRAINED_FRAMES`` (200,000) frames
+  in all (a target held over frames 10 to 19 counts 10).
+* Constraints that place the pelvis (a pose holding it, a root target) may not ask it to travel faster than
+  ``MAX_ROOT_SPEED`` (12 m/s) from one to the next; inside a path's frames they must lie on the path (within
+  1 cm; ``timeline.py``), or the path's position would be lost.
+* After generation the solver refuses a target that would pull the pelvis more than ``MAX_EFFECTOR_ROOT_SHIFT``
+  (1 m) from where the motion has it (``constraint_solver.py``): a wrist target 70 m away is an error naming the
+  constraint, joint, frame and distance, not a body sliding there.
+
+``constraint_solver.py`` meets them on a generated motion (each joint solved once per frame, vectorised over the
+frames); ``timeline_generator.py`` also keeps their tokens.
 """
 
 from __future__ import annotations
