@@ -2,15 +2,18 @@
 """Render the README's picture: a real character performing the example timeline, rendered by Blender itself.
 
     .venv/bin/python docs/images/render_character_preview.py [--out docs/images/character-timeline.gif]
+    .venv/bin/python docs/images/render_character_preview.py --out docs/images/characters-strip.png \
+        --characters cesium_man robot_expressive kaykit_mannequin --size 300 300
 
 What it does, the way a user would do it headless: Blender (the `bpy` module of the dev environment) imports
-Khronos' Cesium Man (CC-BY 4.0, `tests/data/characters/CesiumMan.gltf`; `--character` picks another) with its own
+Khronos' Cesium Man (CC-BY 4.0, `tests/data/characters/CesiumMan.gltf`; `--characters` picks others) with its own
 glTF importer, adds a floor, then runs the add-on's batch script (`kmm_blender/batch.py`) on
 `examples/timeline.json` with seed 0: the real worker and the current default model make the take, the add-on puts it
 on the character with no bone map, and Blender's Workbench engine renders every `--step`-th frame
 through a camera that follows the character's hips.  The frames become
 a looping GIF (Pillow) whose comment names the model and the SHA-256 of its `bundle.json`: `tests/test_docs.py`
-fails when the default model changes and the picture was not made again.  It takes a few minutes on a CPU.
+fails when the default model changes and the picture was not made again.  It takes a few minutes on a CPU.  With
+`--out NAME.png` it writes a strip instead: one row per character, one column per `--frames` frame.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ TIMELINE = REPO / "examples" / "timeline.json"
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "images" / "character-timeline.gif"))
-    parser.add_argument("--character", choices=sorted(CHARACTER_FILES), default="cesium_man")
+    parser.add_argument("--characters", nargs="+", choices=sorted(CHARACTER_FILES), default=["cesium_man"],
+                        help="one for a GIF; for a PNG strip, one row each")
+    parser.add_argument("--frames", type=int, nargs="+", default=[45, 101, 270],
+                        help="for a PNG strip (--out ending in .png): the timeline's frames, one column each")
     parser.add_argument("--checkpoint", default="default", help="model (default: the shipped default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--step", type=int, default=3, help="render every Nth frame of the 30 fps take")
@@ -69,6 +75,17 @@ def checker_material(bpy):
     return material
 
 
+def mesh_heights(bpy, armature) -> list[float]:
+    """World heights of the bounding-box corners of the character's meshes (skinned to the armature or parented to
+    it), as evaluated now."""
+    from mathutils import Vector
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    return [(mesh.matrix_world @ Vector(corner)).z for mesh in bpy.context.scene.objects if mesh.type == "MESH"
+            and (mesh.parent == armature or any(m.type == "ARMATURE" and m.object == armature for m in mesh.modifiers))
+            for corner in mesh.evaluated_get(depsgraph).bound_box]
+
+
 def build_scene(bpy, character: Path, size: tuple[int, int]) -> str:
     """Character, floor and render settings; returns the armature's name."""
     for obj in list(bpy.data.objects):
@@ -80,7 +97,11 @@ def build_scene(bpy, character: Path, size: tuple[int, int]) -> str:
             obj.animation_data.action = None
 
     floor_size, tile = 60.0, 1.0
-    bpy.ops.mesh.primitive_plane_add(size=floor_size, location=(0, 0, 0))
+    armature.data.pose_position = "REST"  # the floor goes where the character stands in its rest pose (the take's
+    bpy.context.view_layer.update()       # feet stand there too), which is not always z = 0
+    rest_floor = min(mesh_heights(bpy, armature))
+    armature.data.pose_position = "POSE"
+    bpy.ops.mesh.primitive_plane_add(size=floor_size, location=(0, 0, rest_floor))
     floor = bpy.context.active_object
     for loop in floor.data.uv_layers.active.data:  # Workbench reads the UVs as they are: one image per 2 tiles
         loop.uv = loop.uv * (floor_size / (2 * tile))
@@ -115,10 +136,13 @@ def add_camera(bpy, package, armature, first: int, walk_end: int) -> None:
         return armature.matrix_world @ armature.pose.bones[hips].head
 
     start, walked = hips_at(first), hips_at(walk_end)
-    height = 1.9 * start.z  # a standing person's hips are at about half their height
+    scene.frame_set(first)
+    heights = mesh_heights(bpy, armature)
+    height = max(heights) - min(heights)  # the character as drawn (its mesh), not its bones
     forward = Vector((walked.x - start.x, walked.y - start.y, 0.0)).normalized()
     left = Vector((-forward.y, forward.x, 0.0))
     follow = bpy.data.objects.new("camera_follow", None)
+    follow.location.z = min(heights)  # on the floor; the constraint moves it across it
     scene.collection.objects.link(follow)
     constraint = follow.constraints.new("COPY_LOCATION")
     constraint.target, constraint.subtarget, constraint.use_z = armature, hips, False
@@ -164,8 +188,53 @@ def frames_to_gif(frames: list[Path], out: Path, fps: float, colors: int, commen
                       optimize=True, disposal=1, comment=comment.encode())
 
 
+def make_take(bpy, batch, package, character: str, args: argparse.Namespace):
+    """The character in a fresh scene with the take on it and the camera following it; returns (armature, first
+    frame, last frame), or the batch's failing exit status."""
+    armature = bpy.data.objects[build_scene(bpy, CHARACTER_FILES[character], tuple(args.size))]
+    status = batch.main(["--timeline", str(TIMELINE), "--armature", armature.name, "--python", sys.executable,
+                         "--checkpoint", args.checkpoint, "--seed", str(args.seed)])
+    if status != 0:
+        return status
+    first, last = (int(frame) for frame in armature.animation_data.action.frame_range)
+    add_camera(bpy, package, armature, first, first + 59)  # the first segment: 2 s of "walks forward"
+    return armature, first, last
+
+
+def render_strip(bpy, folder: Path, first: int, frames: list[int]) -> list[Path]:
+    """The timeline's frames (1 = the take's first) as still images."""
+    scene = bpy.context.scene
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for frame in frames:
+        scene.frame_set(first + frame - 1)
+        scene.render.filepath = str(folder / f"frame_{frame:04d}.png")
+        bpy.ops.render.render(write_still=True)
+        paths.append(folder / f"frame_{frame:04d}.png")
+    return paths
+
+
+def strip_to_png(rows: list[list[Path]], out: Path, comment: str) -> None:
+    from PIL import Image, PngImagePlugin
+
+    images = [[Image.open(path).convert("RGB") for path in row] for row in rows]
+    width, height = images[0][0].size
+    sheet = Image.new("RGB", (width * len(images[0]), height * len(images)), "white")
+    for r, row in enumerate(images):
+        for c, image in enumerate(row):
+            sheet.paste(image, (c * width, r * height))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", comment)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, pnginfo=info, optimize=True)
+
+
 def main() -> int:
     args = parse_arguments()
+    out = Path(args.out)
+    if out.suffix.lower() == ".gif" and len(args.characters) != 1:
+        print("a GIF shows one character: give one --characters, or write a .png strip", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="kmm_preview_"))
     try:
         import bpy
@@ -174,17 +243,21 @@ def main() -> int:
         package = batch._addon_package()
         if not hasattr(bpy.types.Scene, "kmm"):
             package.register()
-        armature = bpy.data.objects[build_scene(bpy, CHARACTER_FILES[args.character], tuple(args.size))]
-        status = batch.main(["--timeline", str(TIMELINE), "--armature", armature.name, "--python", sys.executable,
-                             "--checkpoint", args.checkpoint, "--seed", str(args.seed)])
-        if status != 0:
-            return status
-        first, last = (int(frame) for frame in armature.animation_data.action.frame_range)
-        add_camera(bpy, package, armature, first, first + 59)  # the first segment: 2 s of "walks forward"
-        frames = render(bpy, work / "frames", first, last, args.step)
         stamp = model_stamp(package, args.checkpoint) + f" seed={args.seed}"
-        frames_to_gif(frames, Path(args.out), fps=30 / args.step, colors=args.colors, comment=stamp)
-        print(f"wrote {args.out}: {len(frames)} frames, {Path(args.out).stat().st_size / 1e6:.2f} MB")
+        rows = []
+        for character in args.characters:
+            made = make_take(bpy, batch, package, character, args)
+            if isinstance(made, int):
+                return made
+            _armature, first, last = made
+            if out.suffix.lower() == ".gif":
+                frames = render(bpy, work / "frames", first, last, args.step)
+                frames_to_gif(frames, out, fps=30 / args.step, colors=args.colors, comment=stamp)
+                print(f"wrote {out}: {len(frames)} frames, {out.stat().st_size / 1e6:.2f} MB")
+                return 0
+            rows.append(render_strip(bpy, work / character, first, args.frames))
+        strip_to_png(rows, out, stamp + " characters=" + ",".join(args.characters))
+        print(f"wrote {out}: {len(rows)} x {len(args.frames)} frames, {out.stat().st_size / 1e6:.2f} MB")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
