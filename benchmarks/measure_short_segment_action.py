@@ -24,23 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm_core.evaluation.animator_subsets import SHORT_ACTION_TIMELINE as TIMELINE
+from kmm_core.evaluation.animator_subsets import short_action
 from kmm_core.motion.motion_result import MotionResult
-from kmm_core.motion.skeleton import JOINT_INDEX
-
-TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "start": 1, "end": 75},
-                                    {"prompt": "a person raises the left hand", "start": 76, "end": 135}]}
-WALK_END = 75
 
 
 def wrist_rises(take: Path) -> tuple[float, float]:
-    """(left, right) wrist rise in the raise segment above the walk's mean, in body heights."""
-    joints = np.asarray(MotionResult.load(take).joints)
-    height = joints[0, :, 1].max() - joints[0, :, 1].min()
-    rises = []
-    for side in ("left_wrist", "right_wrist"):
-        wrist = joints[:, JOINT_INDEX[side], 1]
-        rises.append(float((wrist[WALK_END:].max() - wrist[:WALK_END].mean()) / height))
-    return rises[0], rises[1]
+    """(left, right) wrist rise in the raise segment above the walk's mean, in body heights (the rule of
+    `kmm-train eval`'s short-action column, kmm_core/evaluation/animator_subsets.py)."""
+    result = MotionResult.load(take)
+    rises = short_action(np.asarray(result.joints), int(result.segment_frames[1, 0]))
+    return rises.left_rise, rises.right_rise
 
 
 def main() -> None:
@@ -59,7 +53,7 @@ def main() -> None:
                                 "--seed", str(seed), "-o", str(take), "--quiet", "--checkpoint", checkpoint],
                                check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
                 rows.append(wrist_rises(take))
-            raised = sum(left > 0.15 and left > 3 * right for left, right in rows)
+            raised = sum(left > 0.15 and left > 3 * right for left, right in rows)   # ShortAction.performed
             cells = ", ".join(f"{left:.2f}/{right:.2f}" for left, right in rows)
             print(f"{checkpoint}: left/right wrist rise per seed {cells}; raised clearly in {raised} of {len(rows)}")
 

@@ -23,11 +23,13 @@ TINY_SIZES = ["--replications", str(REPLICATIONS), "--max-samples", "16", "--mm-
 # Replicated per seed; the rest are single measurements (or intervals over clips / timing runs).
 REPLICATED = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "fid", "diversity", "mm_distance",
               "multimodality", "directional_accuracy_split", "directional_accuracy_paraphrase",
-              "transition_peak_jerk", "transition_auj", "foot_skating_ratio")
+              "transition_peak_jerk", "transition_auj", "foot_skating_ratio", "short_action_after_walk",
+              "short_action_left_rise", "animator_split_jerk_pelvis_ratio", "animator_split_jerk_head_ratio")
 NOT_FOR_GROUND_TRUTH = ("multimodality", "directional_accuracy_paraphrase", "transition_peak_jerk", "transition_auj",
                         "parameters", "generation_seconds_per_minute", "tokenizer_mpjpe_mm", "codebook_perplexity",
                         *(f"{stage}{key}" for stage in ("raw_body_", "tokenizer_body_") for key, *_ in BODY_COLUMNS))
 BODY_STAGES = ("body_", "raw_body_", "tokenizer_body_")
+ANIMATOR_PREFIXES = ("animator_", "tokenizer_animator_")
 
 
 def _run_eval(argv: list[str]) -> int:
@@ -56,6 +58,8 @@ def test_results_json_has_every_metric_with_confidence_intervals(compare_results
     for row in results["rows"][1:]:
         assert tuple(row["metrics"]) == METRIC_KEYS
         for key, entry in row["metrics"].items():
+            if key.startswith(ANIMATOR_PREFIXES) and entry is None:
+                continue  # a subset the tiny split lacks, or a measure its subset does not take: test_animator_...
             if key.startswith(BODY_STAGES) and truth["body_" + key.split("body_", 1)[1]] is None:
                 assert entry is None, key  # the split has no item of that kind (no walking or standing caption)
                 continue
@@ -128,6 +132,33 @@ def test_body_parts_are_measured_at_each_stage_with_a_plot(compare_results):
     for number in (1, 2):
         assert (out / f"body-{number}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "body-1.png" in results["notes"]["body_plots"]
+
+
+def test_animator_subsets_sit_beside_the_split(compare_results):
+    out, results = compare_results
+    truth, model = results["rows"][0]["metrics"], results["rows"][1]["metrics"]
+    counts = results["subset_items"]
+    assert counts["split"] == 16 and set(counts) <= {"split", "calm_standing", "walking"}
+    for stage, count in (("", REPLICATIONS), ("tokenizer_", 1)):
+        for measure in ("jerk_pelvis", "jerk_head"):
+            assert model[f"{stage}animator_split_{measure}_ratio"]["count"] == count
+        for subset in ("calm_standing", "walking"):
+            keys = [k for k in model if k.startswith(f"{stage}animator_{subset}_") and model[k] is not None]
+            if subset in counts:
+                assert f"{stage}animator_{subset}_jerk_pelvis_ratio" in keys
+                assert all(model[k]["count"] == count for k in keys)
+                assert not any(k.endswith("_stride_regularity_ratio") for k in keys if subset == "calm_standing")
+            else:
+                assert not keys
+    assert all(value is None for key, value in truth.items() if "animator_" in key or key.startswith("short_action"))
+    assert model["short_action_after_walk"]["mean"] in (0.0, 0.5, 1.0)
+    assert -1 < model["short_action_left_rise"]["mean"] < 1
+    text = (out / RESULTS_MD).read_text(encoding="utf-8")
+    table = text[text.index("## Where the animator looks"):text.index("## Notes")]
+    names = [line.split(" | ")[0].removeprefix("| ") for line in table.splitlines() if line.startswith("| ")][2:]
+    first = results["rows"][1]["name"]
+    assert names[0] == f"{first}: split" and f"{first}: split, tokenizer reconstruction" in names
+    assert len(names) == 2 * 2 * (1 + len(set(counts) - {"split"}))   # two rows, two stages, split + each subset
 
 
 def test_compare_same_bundle_twice_gives_identical_generated_metrics(compare_results):

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
+from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.feature_smoothing import smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import MODEL_FPS
+from . import animator_subsets
 from .body_motion import kind_of
 from .body_motion import ratios as body_ratios
 from .body_motion import summarize as body_summary
@@ -46,7 +48,7 @@ from .retrieval_metrics import (
     r_precision,
 )
 from .settings import EvaluationSettings
-from .split_data import EvaluationData, choose_captions, spread, subset
+from .split_data import EvaluationData, choose_captions, spread, subset, window_reader
 
 
 def r_precision_batch(count: int) -> int:
@@ -91,6 +93,22 @@ class ReplicationCache:
         self.jerk_level = ground_truth_jerk_level(data.joints, MODEL_FPS)
         self.kinds = [kind_of(item.captions) for item in data.items]  # locomotion / standing / other, per item
         self.body_real = body_summary(data.joints, self.kinds, MODEL_FPS)
+        # the animator's subsets of the whole split (animator_subsets.py), their real windows and measures
+        window = window_reader(HumanML3DFolder(data.root))
+        self.subsets = {name: items for name, items in animator_subsets.select(
+            data.all_items, settings.subset_items).items() if items and settings.subset_items}
+        self.subset_features = {name: [window(item) for item in items] for name, items in self.subsets.items()}
+        self.subset_joints = {name: [features_to_joints(f) for f in features]
+                              for name, features in self.subset_features.items()}
+        self.animator_real = {"split": animator_subsets.measures(data.joints, MODEL_FPS, "split", self.kinds)}
+        self.animator_real.update({name: animator_subsets.measures(joints, MODEL_FPS, name)
+                                   for name, joints in self.subset_joints.items()})
+
+    def animator_ratios(self, subset: str, joints: Sequence[np.ndarray], prefix: str = "") -> dict[str, float]:
+        """generated / real of the animator's measures of one subset ("split": the split's items in order)."""
+        made = animator_subsets.measures(joints, MODEL_FPS, subset, self.kinds if subset == "split" else None)
+        return {prefix + key: value for key, value in
+                animator_subsets.ratios(subset, made, self.animator_real[subset]).items()}
 
     def captions(self, seed: int) -> tuple[list[str], np.ndarray]:
         if seed not in self._texts:
@@ -121,6 +139,7 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     `examples`, when given, receives the first replication's generated joints per item ("generated") and the
     tokenizer's reconstructions ("tokenizer"), in the order of the split's items (for body_plots.py)."""
     from ..generation.decoding_engine import GenerationOptions
+    from ..generation.timeline import Timeline
     from ..generation.timeline_generator import generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
@@ -150,6 +169,18 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
             run.update(_body_metrics(raw, cache, "raw_body_"))
         if examples is not None and "generated" not in examples:
             examples["generated"] = shipped
+        run.update(cache.animator_ratios("split", shipped))
+        for name, items in cache.subsets.items():
+            log(f"seed {seed}: {animator_subsets.SUBSET_TITLES[name]} subset ({len(items)} items)")
+            made = generate(choose_captions(items, seed), [item.frames for item in items], seed)
+            raw_made = generated_joints(made, foot_lock=False)
+            run.update(cache.animator_ratios(name, cleaned_joints(raw_made, made) if settings.foot_lock else raw_made))
+        if settings.short_action:
+            result = generate_timeline(bundle, Timeline.from_dict(animator_subsets.SHORT_ACTION_TIMELINE), seed=seed,
+                                       options=options)[0]
+            short = animator_subsets.short_action(np.asarray(result.joints), int(result.segment_frames[1, 0]))
+            run["short_action_after_walk"] = float(short.performed)
+            run["short_action_left_rise"] = short.left_rise
 
         mm_items = subset(list(range(len(data.items))), settings.mm_texts, seed)
         mm_prompts = [captions[i] for i in mm_items for _ in range(settings.mm_generations)]
@@ -199,6 +230,12 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     metrics["tokenizer_mpjpe_mm"] = metric_entry(mean_confidence_interval(errors))
     metrics.update({key: metric_entry(value)
                     for key, value in _body_metrics(reconstructions, cache, "tokenizer_body_").items()})
+    metrics.update({key: metric_entry(value) for key, value in
+                    cache.animator_ratios("split", reconstructions, "tokenizer_").items()})
+    for name, features in cache.subset_features.items():
+        _errors, _perplexity, rebuilt = tokenizer_reconstruction(bundle, features)
+        metrics.update({key: metric_entry(value) for key, value in
+                        cache.animator_ratios(name, rebuilt, "tokenizer_").items()})
     if examples is not None:
         examples["tokenizer"] = reconstructions
     metrics["codebook_perplexity"] = metric_entry(perplexity)  # one measurement over the whole split

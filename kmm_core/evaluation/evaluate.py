@@ -155,13 +155,17 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
         "parameters": "tokenizer + generator (+ aligner when it conditions the generator); MiniLM not counted",
         "ground_truth": "real motion windows are fixed, so FID(ground truth) = 0; its R-precision and MM-Dist are the "
                         "evaluator's ceiling on real data",
+        "subsets": "animator subsets of the split: " + ", ".join(
+            f"{name.replace('_', ' ')} {len(items)} items" for name, items in cache.subsets.items()) + (
+            "; short action after a walk: one timeline per replication" if settings.short_action else ""),
         "body_parts": f"items by caption: {cache.kinds.count('locomotion')} walking/running, "
                       f"{cache.kinds.count('standing')} standing, {cache.kinds.count('other')} other",
     }
     if plots:
         notes["body_plots"] = "; ".join(plots) + " (real vs generated and the tokenizer's reconstruction, one "\
                               "walking and one standing item: pelvis height, pelvis speed, head jerk)"
-    return {"format_version": RESULTS_FORMAT_VERSION,
+    subset_items = {"split": len(data.items), **{name: len(items) for name, items in cache.subsets.items()}}
+    return {"format_version": RESULTS_FORMAT_VERSION, "subset_items": subset_items,
             "settings": {**asdict(settings), "data": str(Path(data_root).resolve()),
                          "checkpoints": [str(Path(p).resolve()) for p in checkpoints],
                          "r_precision_batch": batch},
@@ -208,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoothing", type=float, default=defaults.smoothing, metavar="FRAMES",
                         help=f"Gaussian on decoded features, in 20 fps frames (default {defaults.smoothing:g}, as "
                              f"generation; 0: the raw decoder output); other values name the rows '... (smoothing S)'")
+    parser.add_argument("--subset-items", type=int, default=defaults.subset_items, metavar="N",
+                        help=f"at most N items in each animator subset, calm standing and walking (default "
+                             f"{defaults.subset_items}; 0: no subsets)")
+    parser.add_argument("--no-short-action", dest="short_action", action="store_false",
+                        help="skip the short action after a walk (one timeline per replication)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
@@ -228,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             transition_timelines=args.transition_timelines, transition_segments=args.transition_segments,
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
-            device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing)
+            device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing,
+            subset_items=args.subset_items, short_action=args.short_action)
         from ..bundle.model_choice import resolve_model
 
         checkpoints = [resolve_model(c) for c in ([args.checkpoint] if args.checkpoint is not None else args.compare)]

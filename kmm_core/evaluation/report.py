@@ -23,6 +23,8 @@ from typing import Any
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import InputFileError
+from .animator_subsets import MEASURES as ANIMATOR_MEASURES
+from .animator_subsets import SUBSET_TITLES, SUBSETS, metric_key
 from .confidence import ConfidenceInterval
 
 RESULTS_FORMAT_VERSION = 1
@@ -70,8 +72,24 @@ BODY_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("standing_drift_ratio", "Standing drift", 2, "one"),
 )
 BODY_STAGES = (("body_", ""), ("raw_body_", "raw decoder output"), ("tokenizer_body_", "tokenizer reconstruction"))
+# Where the animator looks (animator_subsets.py): the split, its calm-standing and its walking items, each measure a
+# ratio to the real items; the short action after a walk (share of replications performing it).
+ANIMATOR_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("jerk_pelvis", "Pelvis jerk", 2, "one"),
+    ("jerk_head", "Head jerk", 2, "one"),
+    ("drift", "Drift", 2, "one"),
+    ("stride_regularity", "Stride regularity", 2, "one"),
+    ("pelvis_rhythm", "Pelvis-height rhythm", 2, "one"),
+    ("leg_alternation", "Leg alternation", 2, "one"),
+    ("pelvis_bob", "Pelvis bob", 2, "one"),
+    ("foot_swing", "Foot swing", 2, "one"),
+)
+ANIMATOR_STAGES = (("", ""), ("tokenizer_", "tokenizer reconstruction"))
+SHORT_ACTION_KEYS = ("short_action_after_walk", "short_action_left_rise")
 METRIC_KEYS = tuple(key for key, *_ in COLUMNS) + tuple(prefix + key for prefix, _ in BODY_STAGES
-                                                        for key, *_ in BODY_COLUMNS)
+                                                        for key, *_ in BODY_COLUMNS) + tuple(
+    prefix + metric_key(subset, measure) for prefix, _ in ANIMATOR_STAGES for subset in SUBSETS
+    for measure in ANIMATOR_MEASURES) + SHORT_ACTION_KEYS
 
 
 def metric_entry(value: ConfidenceInterval | float | int | None, count: int = 1) -> dict[str, Any] | None:
@@ -126,6 +144,31 @@ def body_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def animator_table(results: Mapping[str, Any]) -> str:
+    """Per checkpoint: the split-wide line, the calm-standing line and the walking line (what it ships), then the
+    same three of its tokenizer's reconstruction; the short action after a walk on the split line."""
+    header = ["Model", "Items", *(title for _, title, _, _ in ANIMATOR_COLUMNS), "Short action after a walk",
+              "Left wrist rise (body heights)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * len(header)) + "|"]
+    for row in results.get("rows", []):
+        if row.get("kind") == "ground_truth":
+            continue
+        for prefix, stage in ANIMATOR_STAGES:
+            for subset in SUBSETS:
+                entries = [row["metrics"].get(prefix + metric_key(subset, key)) for key, *_ in ANIMATOR_COLUMNS]
+                if all(entry is None for entry in entries):
+                    continue
+                name = str(row["name"]).replace("|", "\\|") + f": {SUBSET_TITLES[subset]}" + (
+                    f", {stage}" if stage else "")
+                cells = [_format_entry(entry, decimals) for entry, (_, _, decimals, _) in
+                         zip(entries, ANIMATOR_COLUMNS, strict=True)]
+                short = [_format_entry(row["metrics"].get(key), 2) if subset == "split" and not prefix else "–"
+                         for key in SHORT_ACTION_KEYS]
+                count = results.get("subset_items", {}).get(subset, "–")
+                lines.append("| " + " | ".join([name, str(count), *cells, *short]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_document(results: Mapping[str, Any]) -> str:
     """results.md: the table, how to read it, and the settings it was measured with."""
     settings = results.get("settings", {})
@@ -153,6 +196,18 @@ def markdown_document(results: Mapping[str, Any]) -> str:
         "reconstruction of the real clips, so each defect shows the stage that makes it.",
         "",
         body_table(results),
+        "",
+        "## Where the animator looks",
+        "",
+        "The split's calm standing (normal-style waves and raised hands) and its plain walks on their own lines "
+        "beside the whole split (kmm_core/evaluation/animator_subsets.py): pelvis and head jerk, the pelvis' drift "
+        "(standing), stride regularity (mean of the pelvis-height and leg-alternation autocorrelation peaks at "
+        "0.3-1.5 s, each also shown), pelvis bob and foot swing (walking); every cell a ratio to the real items "
+        "(1.00 = as real).  Short action after a walk: the share of replications in which a 2-s \"a person raises "
+        "the left hand\" right after 2.5 s of walking raises the left wrist more than 0.15 body heights and three "
+        "times the right, and the left wrist's mean rise.",
+        "",
+        animator_table(results),
     ]
     if notes:
         parts += ["", "## Notes", ""]

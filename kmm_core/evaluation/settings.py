@@ -45,6 +45,8 @@ class EvaluationSettings:
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
     foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, as generation does
+    subset_items: int = 64               # at most this many items in each animator subset (calm standing, walking)
+    short_action: bool = True            # the short action after a walk, one timeline per replication
 
     def __post_init__(self) -> None:
         checks = {
@@ -62,6 +64,7 @@ class EvaluationSettings:
             "min_frames": self.min_frames >= FRAMES_PER_TOKEN,
             "max_frames": self.max_frames >= self.min_frames,
             "batch_size": self.batch_size >= 1,
+            "subset_items": self.subset_items >= 0,
             "transitions": self.transitions in TRANSITION_MODES,
         }
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]

@@ -29,6 +29,7 @@ class EvalItem:
     start: int
     frames: int
     content: str = ""
+    style: str = ""
 
 
 def _window_frames(available: int, settings: EvaluationSettings) -> int:
@@ -36,13 +37,13 @@ def _window_frames(available: int, settings: EvaluationSettings) -> int:
     return length if length >= settings.min_frames else 0
 
 
-def _read_content_labels(root: Path) -> dict[str, str]:
-    """Clip name -> content label from a prepared folder's index.csv ({} for other folders)."""
+def _read_content_labels(root: Path) -> dict[str, tuple[str, str]]:
+    """Clip name -> (content label, style) from a prepared folder's index.csv ({} for other folders)."""
     from ..data.prepare import INDEX_CSV, read_index
 
     if not (root / INDEX_CSV).is_file():
         return {}
-    return {row["name"]: row.get("content", "") for row in read_index(root)}
+    return {row["name"]: (row.get("content", ""), row.get("style", "")) for row in read_index(root)}
 
 
 def window_reader(folder: HumanML3DFolder) -> Callable[[EvalItem], np.ndarray]:
@@ -77,10 +78,11 @@ def load_items(folder: HumanML3DFolder, settings: EvaluationSettings) -> list[Ev
             end = min(int(round(caption.end * MODEL_FPS)), frames) if caption.end > caption.start else frames
             length = _window_frames(end - start, settings)
             if length:
-                items.append(EvalItem(f"{name}@{start}", (caption.text,), start, length, contents.get(name, "")))
+                items.append(EvalItem(f"{name}@{start}", (caption.text,), start, length,
+                                      *contents.get(name, ("", ""))))
         length = _window_frames(frames, settings)
         if whole and length:
-            items.append(EvalItem(name, tuple(whole), 0, length, contents.get(name, "")))
+            items.append(EvalItem(name, tuple(whole), 0, length, *contents.get(name, ("", ""))))
     if len(items) < 2:
         raise EvaluationError(f"{folder.root}: the {settings.split!r} split has {len(items)} usable item(s) of at "
                               f"least {settings.min_frames} frames with captions; need at least 2")
