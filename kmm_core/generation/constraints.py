@@ -586,7 +586,14 @@ def _check_root_speed(constraints: Sequence[Constraint], fps: float) -> None:
                 f"places the pelvis at frame {frame_b} {distance:.2f} m from where constraints[{index_a}] places it "
                 f"at frame {frame_a}: {speed:.1f} m/s, faster than the {MAX_ROOT_SPEED:g} m/s a body can travel "
                 f"(kmm_core/common/limits.py); space them further apart in time", index=index_b,
-                field="frame" if constraints[index_b].start == constraints[index_b].end else "start")
+                field=_frame_field(constraints[index_b], frame_b))
+
+
+def _frame_field(constraint: Constraint, frame: int) -> str:
+    """The key naming `frame` of a constraint: ``frame``, or ``start`` / ``end`` of a range."""
+    if constraint.start == constraint.end:
+        return "frame"
+    return "start" if frame == constraint.start else "end"
 
 
 def _angle_degrees(a: Sequence[float], b: Sequence[float]) -> float:
