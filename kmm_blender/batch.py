@@ -118,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     motion_folder: str | None = None
     try:
         if args.timeline:
-            rows = segment_table.import_rows(args.timeline, properties.scene_fps(scene), scene.frame_start)
-            timeline = importlib.import_module(".kmm_core.generation.timeline", package.__name__)
-            constraints = segment_table.constraints_on_scene(timeline.Timeline.from_file(args.timeline),
-                                                             properties.scene_fps(scene), scene.frame_start)
+            rows, constraints = segment_table.import_timeline(args.timeline, properties.scene_fps(scene),
+                                                              scene.frame_start)
             properties.set_rows(settings, rows)
             settings.constraint_poses = json.dumps(constraints) if constraints else ""  # the file's constraints
         if args.armature:

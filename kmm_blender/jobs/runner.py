@@ -63,34 +63,37 @@ def results_dir() -> Path:
 
 def build_request(scene: bpy.types.Scene, output_dir: str | None = None) -> tuple[Generate, JobTarget]:
     """Validate the scene's timeline and settings; the generate request and where its result goes (the motion files
-    into `output_dir`, default a fresh `results_dir()`)."""
+    into `output_dir`, default a fresh `results_dir()`).  One pass: the table, the path and the constraints are
+    each read once into one timeline, validated once (the rows are checked one by one only to name the row at
+    fault when it fails), and the rig's bone map is resolved once, by the target check."""
     settings = scene.kmm  # type: ignore[attr-defined]  # registered at run time by properties.register()
     rows = rows_of(settings)
-    problems = segment_table.row_problems(rows, scene_fps(scene))
-    if problems:
-        index, reason = min(problems.items())
-        where = "timeline" if index < 0 else f"segment {index + 1}"
-        raise KMMError(f"{where}: {reason}")
+    fps = scene_fps(scene)
+    if not rows:
+        raise KMMError("timeline: the timeline has no segments: add one")
     target = settings.target_armature
-    problem = rig_retarget.target_problem(target)
+    bone_map, problem = rig_retarget.target_report(target)
     if problem:  # refused before the backend starts: any humanoid armature can be a target, this one cannot
+        _raise_row_problem(rows, fps)
         raise KMMError(f"target armature: {problem}")
-    if settings.random_seed:
-        settings.seed = random.randrange(BLENDER_MAX_SEED)  # shown in the panel so a good take can be reproduced
-    timeline = segment_table.build_timeline(rows, scene_fps(scene)).to_dict()
+    timeline = segment_table.to_timeline_dict(rows, fps)
     if settings.loop:
         if len(rows) != 1:
             raise KMMError(f"Loop: a loop is one prompt cycling; the table has {len(rows)} segments")
         timeline["loop"] = True
     if settings.path_object is not None:
-        timeline["path"] = path_source.path_points(settings.path_object, settings.target_armature)
-    constraints = constraint_source.scene_constraints(scene)
-    if constraints:  # checked here, naming the constraint, before the backend starts
+        timeline["path"] = path_source.path_points(settings.path_object, target)
+    constraints = constraint_source.scene_constraints(scene, bone_map)
+    if constraints:
         timeline["constraints"] = constraints
-        try:
-            Timeline.from_dict(timeline)
-        except TimelineError as error:
-            raise KMMError(f"constraints: {error}") from None
+    try:
+        Timeline.from_dict(timeline)
+    except TimelineError as error:
+        _raise_row_problem(rows, fps)
+        raise KMMError(f"constraints: {error}" if str(error.field or "").startswith("constraints")
+                       else f"timeline: {error}") from None
+    if settings.random_seed:
+        settings.seed = random.randrange(BLENDER_MAX_SEED)  # shown in the panel so a good take can be reproduced
     request = Generate(timeline=timeline, output_dir=output_dir or str(results_dir()), seed=settings.seed,
                        variations=settings.variations, guidance=settings.guidance, steps=settings.steps,
                        foot_lock=settings.foot_lock)
@@ -98,6 +101,15 @@ def build_request(scene: bpy.types.Scene, output_dir: str | None = None) -> tupl
                                            start_frame=float(rows[0].start), push_to_nla=settings.push_to_nla)
     return request, JobTarget(scene.name, target.name if target else None, options,
                               body_model_path=body_model_path())
+
+
+def _raise_row_problem(rows, fps: float) -> None:
+    """Raise the table's first problem, naming its row, if it has one (the panel's own row check)."""
+    problems = segment_table.row_problems(rows, fps)
+    if problems:
+        index, reason = min(problems.items())
+        where = "timeline" if index < 0 else f"segment {index + 1}"
+        raise KMMError(f"{where}: {reason}")
 
 
 def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = None, prompt: str | None = None,

@@ -2,10 +2,14 @@
 """The animator's keys and targets in the scene -> the timeline's constraints (``kmm_core/generation/constraints.py``).
 
 * **Key poses** ("Use my keys as constraints"): every frame the target armature's action has a key on, inside the
-  timeline, becomes a full-body pose.  The rig is evaluated at that frame, its joints read through the bone map
-  (``rigs/retarget.py`` ``evaluated_joint_points``: the retargeting map used in reverse) and brought onto the
-  canonical skeleton by ``kmm_core/retarget/rig_pose.py``.  The poses are stored on the scene as JSON
-  (``kmm.constraint_poses``), so they are saved with the file and undone with it.
+  timeline, becomes a pose constraint holding what was keyed there (``rig_pose.keyed_joints``: a keyed arm bone
+  holds that arm, a leg bone that leg from it down, the hips the root, a spine, neck or head bone itself; keys on
+  every bone the map drives, or the panel's Whole Body choice, make a whole-body pose).  The rig is evaluated once
+  at each such frame, its joints read through the bone map (``rigs/retarget.py`` ``evaluated_joint_points``: the
+  retargeting map used in reverse) and all the frames brought onto the canonical skeleton together by
+  ``kmm_core/retarget/rig_pose.py`` ``fitted_canonical_poses``.  At most ``MAX_KEY_POSES`` keyed frames are
+  read (more is refused, naming the count).  The poses are stored on the scene as JSON (``kmm.constraint_poses``),
+  so they are saved with the file and undone with it.
 * **Targets**: the table of end-effector rows (``KMM_PG_effector``): a joint, an object (an empty) or a bone of an
   armature, a frame range.  Read when Generate builds its request, so moving the empty changes the target.
 
@@ -16,29 +20,53 @@ rig's scale (``rig_pose.rig_scale``).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 
 import bpy
 import numpy as np
 
 from ...kmm_core.common.bounded_read import parse_json
 from ...kmm_core.common.errors import InputFileError, KMMError
-from ...kmm_core.retarget.rig_pose import canonical_point, fitted_canonical_pose, rig_scale
+from ...kmm_core.motion.skeleton import NUM_JOINTS
+from ...kmm_core.retarget.rig_pose import (
+    canonical_point,
+    fitted_canonical_poses,
+    held_summary,
+    keyed_joints,
+    rig_scale,
+)
 from ..rigs import retarget as rig_retarget
 from ..rigs.axes import HUMANML3D_TO_BLENDER
+
+MAX_KEY_POSES = 1000
+"""Most keyed frames "Use My Keys as Constraints" reads (about 33 s of an action keyed on every frame at 30 fps;
+each costs one evaluation of the rig and a share of one fit).  A key pose on every frame leaves the model nothing to
+generate; bake fewer keys, or use the action itself."""
+_BONE_PATH = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]')
+
+
+def keyed_bones(armature: bpy.types.Object) -> dict[int, set[str]]:
+    """Whole frame -> the pose bones the armature's active action has a key on there (any F-curve)."""
+    action = armature.animation_data.action if armature.animation_data else None
+    if action is None:
+        raise KMMError(f"armature {armature.name!r} has no action: key its pose at some frames first")
+    frames: dict[int, set[str]] = {}
+    for curve in _fcurves(action, armature):
+        match = _BONE_PATH.match(curve.data_path)
+        if match is None:
+            continue
+        bone = re.sub(r"\\(.)", r"\1", match.group(1))
+        for point in curve.keyframe_points:
+            frames.setdefault(int(round(point.co[0])), set()).add(bone)
+    if not frames:
+        raise KMMError(f"armature {armature.name!r}: its action {action.name!r} has no pose bone keys")
+    return frames
 
 
 def keyed_frames(armature: bpy.types.Object) -> list[int]:
     """Whole frames the armature's active action has a key on (any F-curve of a pose bone), sorted."""
-    action = armature.animation_data.action if armature.animation_data else None
-    if action is None:
-        raise KMMError(f"armature {armature.name!r} has no action: key its pose at some frames first")
-    frames: set[int] = set()
-    for curve in _fcurves(action, armature):
-        if curve.data_path.startswith("pose.bones["):
-            frames.update(int(round(point.co[0])) for point in curve.keyframe_points)
-    if not frames:
-        raise KMMError(f"armature {armature.name!r}: its action {action.name!r} has no pose bone keys")
-    return sorted(frames)
+    return sorted(keyed_bones(armature))
 
 
 def _fcurves(action, armature):
@@ -53,31 +81,58 @@ def _fcurves(action, armature):
     return curves
 
 
-def _scale(armature: bpy.types.Object) -> float:
+def _scale(armature: bpy.types.Object, bone_map=None) -> float:
     target = rig_retarget.armature_target_skeleton(armature)
-    return rig_scale(target, rig_retarget.bone_map_for(armature, target))
+    return rig_scale(target, bone_map if bone_map is not None else rig_retarget.bone_map_for(armature, target))
 
 
 def poses_from_keys(scene: bpy.types.Scene, armature: bpy.types.Object, first: int, last: int,
-                    weight: object = "hard") -> list[dict]:
-    """A pose constraint for every keyed frame of `armature` within first..last (the scene's current frame is
-    restored).  Raises KMMError naming the rig, frame and joint when a pose cannot be read."""
-    frames = [frame for frame in keyed_frames(armature) if first <= frame <= last]
-    if not frames:
+                    weight: object = "hard", whole_body: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """A pose constraint for every keyed frame of `armature` within first..last, holding the joints its keyed bones
+    move (`rig_pose.keyed_joints`; `whole_body`: every pose whole).  Each frame is evaluated once (the scene's
+    current frame is restored), then all poses are fitted together.  `progress(done, total)` is called after each
+    frame read.  Raises KMMError naming the rig, frame and joint when a pose cannot be read, or the count when there
+    are more than `MAX_KEY_POSES` keyed frames (before anything is evaluated)."""
+    by_frame = {frame: bones for frame, bones in keyed_bones(armature).items() if first <= frame <= last}
+    if not by_frame:
         raise KMMError(f"armature {armature.name!r}: no key falls inside the timeline (frames {first} to {last})")
+    if len(by_frame) > MAX_KEY_POSES:
+        raise KMMError(f"armature {armature.name!r}: {len(by_frame)} keyed frames inside the timeline, at most "
+                       f"{MAX_KEY_POSES} can become key poses (a key on every frame leaves nothing to generate): "
+                       "keep the frames that matter, or narrow the timeline")
     target = rig_retarget.armature_target_skeleton(armature)
     bone_map = rig_retarget.bone_map_for(armature, target)
+    parents = {bone.name: bone.parent.name if bone.parent else None for bone in armature.data.bones}
+    frames, held = [], []
+    for frame in sorted(by_frame):
+        joints = None if whole_body else keyed_joints(by_frame[frame], bone_map, parents)
+        if joints != ():  # only bones no joint stands for (fingers, IK targets): nothing to hold
+            frames.append(frame)
+            held.append(joints)
+    if not frames:
+        raise KMMError(f"armature {armature.name!r}: the keyed bones are none the bone map reads (fingers, IK "
+                       "targets?): key the body's bones, or choose Whole Body")
     current = scene.frame_current, scene.frame_subframe
-    poses = []
+    points = np.empty((len(frames), NUM_JOINTS, 3))
     try:
-        for frame in frames:
+        for index, frame in enumerate(frames):
             scene.frame_set(frame)
-            points = rig_retarget.evaluated_joint_points(armature, bone_map)
-            pose = fitted_canonical_pose(points, target, bone_map, f"armature {armature.name!r} at frame {frame}")
-            poses.append({"type": "pose", "frame": frame, "positions": pose.round(6).tolist(),
-                          **({} if weight == "hard" else {"weight": weight})})
+            points[index] = rig_retarget.evaluated_joint_points(armature, bone_map)
+            if progress is not None:
+                progress(index + 1, len(frames))
     finally:
         scene.frame_set(current[0], subframe=current[1])
+    fitted = fitted_canonical_poses(points, target, bone_map,
+                                    [f"armature {armature.name!r} at frame {frame}" for frame in frames])
+    poses = []
+    for frame, joints, pose in zip(frames, held, fitted, strict=True):
+        entry: dict = {"type": "pose", "frame": frame, "positions": pose.round(6).tolist()}
+        if joints is not None:
+            entry["joints"] = list(joints)
+        if weight != "hard":
+            entry["weight"] = weight
+        poses.append(entry)
     return poses
 
 
@@ -111,13 +166,13 @@ def _world_point(row) -> np.ndarray:
     return np.array(obj.matrix_world.translation, dtype=np.float64)
 
 
-def effector_constraints(scene: bpy.types.Scene, armature: bpy.types.Object) -> list[dict]:
+def effector_constraints(scene: bpy.types.Scene, armature: bpy.types.Object, bone_map=None) -> list[dict]:
     """The effector rows as constraints: each target's position at the row's first frame, relative to the
-    armature."""
+    armature.  `bone_map`: the rig's map when the caller has resolved it already (else it is resolved here)."""
     rows = list(scene.kmm.effectors)  # type: ignore[attr-defined]
     if not rows:
         return []
-    scale = _scale(armature)
+    scale = _scale(armature, bone_map)
     origin = np.array(armature.matrix_world.translation, dtype=np.float64)
     current = scene.frame_current, scene.frame_subframe
     constraints = []
@@ -135,8 +190,9 @@ def effector_constraints(scene: bpy.types.Scene, armature: bpy.types.Object) -> 
     return constraints
 
 
-def scene_constraints(scene: bpy.types.Scene) -> list[dict]:
-    """Every constraint of the scene (stored key poses, then effector rows), for the generate request."""
+def scene_constraints(scene: bpy.types.Scene, bone_map=None) -> list[dict]:
+    """Every constraint of the scene (stored key poses, then effector rows), for the generate request; `bone_map`:
+    the target rig's map, when the caller has resolved it (the request's target check)."""
     settings = scene.kmm  # type: ignore[attr-defined]
     armature = settings.target_armature
     poses = stored_poses(settings)
@@ -144,4 +200,20 @@ def scene_constraints(scene: bpy.types.Scene) -> list[dict]:
         if poses or len(settings.effectors):
             raise KMMError("constraints: pick the target armature they were keyed on")
         return []
-    return poses + effector_constraints(scene, armature)
+    return poses + effector_constraints(scene, armature, bone_map)
+
+
+def constraint_summary(entry: object) -> str:
+    """One stored constraint in words for the panel: "frame 60: right arm", "frame 20: whole body", "frames
+    200-260: right_wrist target", "frame 300: facing"."""
+    if not isinstance(entry, dict):
+        return "?"
+    start, end = entry.get("frame", entry.get("start")), entry.get("frame", entry.get("end"))
+    frames = f"frame {start}" if start == end else f"frames {start}-{end}"
+    kind = entry.get("type")
+    if kind == "pose":
+        joints = entry.get("joints")
+        return f"{frames}: {held_summary(list(joints) if isinstance(joints, list) else None)}"
+    if kind == "effector":
+        return f"{frames}: {entry.get('joint')} target"
+    return f"{frames}: {kind}"

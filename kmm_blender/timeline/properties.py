@@ -63,6 +63,10 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     segments: CollectionProperty(type=KMM_PG_segment)
     # Key poses from "Use my keys as constraints" (timeline/constraint_source.py): a JSON list of pose constraints.
     constraint_poses: StringProperty(name="Key Poses", default="")
+    key_poses_whole_body: BoolProperty(
+        name="Whole Body", default=False,
+        description="Use My Keys as Constraints holds the whole body at every keyed frame (else only the joints the "
+                    "keyed bones move: an arm, a leg from the keyed bone down, the root, the spine, neck or head)")
     effectors: CollectionProperty(type=KMM_PG_effector)
     active_segment_index: IntProperty(name="Active Segment", default=0)
 

@@ -137,7 +137,22 @@ def constraints_on_scene(timeline: Timeline, scene_fps: float, scene_frame_start
 def import_rows(path: str | Path, scene_fps: float, scene_frame_start: int) -> list[Row]:
     """Rows from a timeline file (.json / .toml, ours or FlowMDM's); TimelineError names the file and field, also
     for frames a Blender scene cannot hold (beyond +-1,048,574), before any row of the table changes."""
-    rows = rows_from_timeline(Timeline.from_file(path), scene_fps, scene_frame_start)
+    return import_timeline(path, scene_fps, scene_frame_start)[0]
+
+
+def import_timeline(path: str | Path, scene_fps: float, scene_frame_start: int) -> tuple[list[Row], list[dict]]:
+    """The rows and the constraints (`constraints_on_scene`) of a timeline file, the file read once; every problem
+    (TimelineError naming the file and field) is raised before anything of the scene changes."""
+    timeline = Timeline.from_file(path)
+    try:
+        constraints = constraints_on_scene(timeline, scene_fps, scene_frame_start)
+    except TimelineError as error:
+        raise TimelineError(error.reason, field=error.field, path=path) from None
+    return _scene_rows(timeline, scene_fps, scene_frame_start, path), constraints
+
+
+def _scene_rows(timeline: Timeline, scene_fps: float, scene_frame_start: int, path: str | Path) -> list[Row]:
+    rows = rows_from_timeline(timeline, scene_fps, scene_frame_start)
     for index, row in enumerate(rows):
         worst = max(abs(row.start), abs(row.end))
         if worst > SCENE_FRAME_LIMIT:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Constraints sub-panel: "Use my keys as constraints" (the target rig's keyed poses), the key poses kept, and
-the end-effector rows (a joint on an empty or a bone over a frame range).  The work is in
+"""The Constraints sub-panel: "Use my keys as constraints" (the target rig's keyed poses: only the joints the keyed
+bones move, or the whole body with Whole Body), the key poses kept (each frame and what it holds), and the
+end-effector rows (a joint on an empty or a bone over a frame range).  The work is in
 `timeline/constraint_source.py`; each operator here is one undo step and changes nothing when it fails."""
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import bpy
 from ...kmm_core.common.errors import KMMError
 from ..timeline import constraint_source
 from ..timeline.properties import rows_of
+
+MAX_LISTED = 8
+"""Key poses listed one per line in the panel; more are counted."""
 
 
 def _timeline_frames(settings) -> tuple[int, int]:
@@ -33,12 +37,21 @@ class KMM_OT_use_keys_as_constraints(bpy.types.Operator):
             if armature is None:
                 raise KMMError("pick the target armature whose keys become constraints")
             first, last = _timeline_frames(settings)
-            poses = constraint_source.poses_from_keys(context.scene, armature, first, last)
+            window_manager = context.window_manager
+            window_manager.progress_begin(0, 1)
+            try:
+                poses = constraint_source.poses_from_keys(
+                    context.scene, armature, first, last, whole_body=settings.key_poses_whole_body,
+                    progress=lambda done, total: window_manager.progress_update(done / total))
+            finally:
+                window_manager.progress_end()
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         constraint_source.store_poses(settings, poses)
-        self.report({"INFO"}, f"{len(poses)} key pose(s) at frames {', '.join(str(p['frame']) for p in poses)}")
+        self.report({"INFO"}, f"{len(poses)} key pose(s): " + "; ".join(
+            constraint_source.constraint_summary(pose) for pose in poses[:MAX_LISTED]) + (
+            f"; and {len(poses) - MAX_LISTED} more" if len(poses) > MAX_LISTED else ""))
         return {"FINISHED"}
 
 
@@ -98,15 +111,20 @@ class KMM_PT_constraints(bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.kmm
-        layout.operator("kmm.use_keys_as_constraints", icon="KEYFRAME_HLT")
+        line = layout.row(align=True)
+        line.operator("kmm.use_keys_as_constraints", icon="KEYFRAME_HLT")
+        line.prop(settings, "key_poses_whole_body", toggle=True)
         try:
             poses = constraint_source.stored_poses(settings)
         except KMMError as error:
             layout.label(text=str(error), icon="ERROR")
             poses = []
         if poses:
-            layout.label(text="Key poses at frames " + ", ".join(str(p.get("frame")) for p in poses),
-                         icon="ARMATURE_DATA")
+            column = layout.column(align=True)
+            for pose in poses[:MAX_LISTED]:
+                column.label(text=constraint_source.constraint_summary(pose), icon="ARMATURE_DATA")
+            if len(poses) > MAX_LISTED:
+                column.label(text=f"... and {len(poses) - MAX_LISTED} more")
         for index, row in enumerate(settings.effectors):
             box = layout.box()
             line = box.row(align=True)

@@ -4,6 +4,8 @@ segment/cancel/release, apply a motion file, and the preferences' backend check.
 
 from __future__ import annotations
 
+import json
+
 import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
@@ -157,12 +159,15 @@ class KMM_OT_timeline_import(bpy.types.Operator, ImportHelper):  # type: ignore[
     def execute(self, context):
         scene = context.scene
         try:
-            rows = segment_table.import_rows(self.filepath, scene_fps(scene), scene.frame_start)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
+            rows, constraints = segment_table.import_timeline(self.filepath, scene_fps(scene), scene.frame_start)  # type: ignore[attr-defined]  # property declared by Import/ExportHelper
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         set_rows(scene.kmm, rows)
-        self.report({"INFO"}, f"Imported {len(rows)} segment(s)")
+        # The file's constraints replace the kept key poses (a file without any clears them, as the batch does).
+        scene.kmm.constraint_poses = json.dumps(constraints) if constraints else ""
+        self.report({"INFO"}, f"Imported {len(rows)} segment(s)" + (
+            f" and {len(constraints)} constraint(s)" if constraints else ""))
         return {"FINISHED"}
 
 

@@ -56,6 +56,10 @@ REPLANT_BLEND_SECONDS = 0.25
 """How far around a re-planted contact its correction fades (the foot clean-up's lock blend is 0.2 s)."""
 STEP_SECONDS = 0.3
 """A key that holds a planted foot somewhere else releases it this long before the key: the foot steps there."""
+STEP_DISTANCE = 0.05
+"""Metres a key may move a planted foot before the foot steps there (closer, the stance is held on the key's spot)."""
+STANDING_FOOT_HEIGHT = 0.12
+"""Metres above the pose's lowest joint both ankles and toes of a standing key pose are within."""
 EDGE_FRAMES = 3
 """Frames at each window edge held at zero offset: position, velocity and acceleration of the correction vanish."""
 ROOT_TRANSLATION = NUM_JOINTS  # channel group index of the pelvis translation in an offsets array (T, 23, 3)
@@ -230,9 +234,32 @@ def _reduced_bands(bands: np.ndarray, free: np.ndarray) -> np.ndarray:
 
 
 # ---- pass 1: placement ------------------------------------------------------------------------------------------------
+def is_standing(pose: PoseKey) -> bool:
+    """A key pose that stands: it places both feet (pelvis and legs held) and has both on the floor."""
+    feet = [JOINT_INDEX[name] for name in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
+    if not set(feet) <= set(pose.placed_joints()):
+        return False
+    heights = pose.positions()[feet, 1] - pose.positions()[:, 1].min()
+    return bool(heights.max() < STANDING_FOOT_HEIGHT)
+
+
+def standing_slowdown(num_frames: int, constraints: Sequence[Constraint], fps: float) -> np.ndarray:
+    """(T - 1,) share of each frame step's travel kept: 1, except over `MARGIN_SECONDS` around a standing key pose
+    (`is_standing`), where the travel eases to a stop at the key and back (smootherstep), so the body slows into
+    the pose and out of it instead of its planted feet sliding."""
+    keep = np.ones(max(num_frames - 1, 0))
+    window = max(1.0, MARGIN_SECONDS * fps)
+    middle = np.arange(len(keep)) + 0.5
+    for constraint in constraints:
+        if isinstance(constraint, PoseKey) and is_standing(constraint):
+            keep = np.minimum(keep, _smootherstep(np.abs(middle - constraint.frame) / window))
+    return keep
+
+
 def place_on_keys(root: np.ndarray, rotations: np.ndarray, joints: np.ndarray,
-                  constraints: Sequence[Constraint]) -> tuple[np.ndarray, np.ndarray]:
-    """Root translation and rotations turned and moved so that keyed facings and pelvis floor positions are met."""
+                  constraints: Sequence[Constraint], fps: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """Root translation and rotations turned and moved so that keyed facings and pelvis floor positions are met;
+    the travel slows to a stop at a standing key pose (`standing_slowdown`)."""
     num_frames = len(root)
     facing = _heading(body_facing(joints))
     yaw_frames, yaw_values, floor_keys = [], [], []
@@ -255,6 +282,7 @@ def place_on_keys(root: np.ndarray, rotations: np.ndarray, joints: np.ndarray,
     turn = _yaw_quat(yaw)
     steps = np.diff(root, axis=0)
     steps[:, 1] = 0.0
+    steps *= standing_slowdown(num_frames, constraints, fps)[:, None]
     turned_steps = qrot(turn[1:], steps)
     placed = np.empty_like(root)
     placed[0] = root[0]
@@ -566,10 +594,13 @@ def _leg_decided_frames(constraints: Sequence[Constraint], leg: tuple[int, int, 
     return sorted(frames)
 
 
-def _stance_pieces(run: tuple[int, int], decided: list[int], step: int) -> list[tuple[int, int, int | None]]:
+def _stance_pieces(run: tuple[int, int], decided: list[int], step: int, spot_of
+                   ) -> list[tuple[int, int, int | None]]:
     """A contact run [start, end) cut where constraints decide the foot: pieces (start, end, anchor frame), the
-    anchor being the decided frame the piece leads to or follows (None: the piece keeps its own stance), with
-    `step` free frames before a decided frame whose foot may be elsewhere (the foot steps there)."""
+    anchor being the decided frame whose foot the piece stays on (None: the piece keeps its own stance).  A decided
+    frame that puts the foot within `STEP_DISTANCE` of where it stands holds the whole piece there; farther, the
+    foot is released `step` frames before it and steps there.  `spot_of(start, end, anchor)`: the foot's floor
+    point (x, z) of a piece."""
     start, end = run
     inside = [frame for frame in decided if start <= frame < end]
     if not inside:
@@ -577,9 +608,15 @@ def _stance_pieces(run: tuple[int, int], decided: list[int], step: int) -> list[
     pieces: list[tuple[int, int, int | None]] = []
     cursor, anchor = start, None
     for frame in inside:
-        release = max(cursor, frame - step)
-        if release > cursor:
-            pieces.append((cursor, release, anchor))
+        if frame > cursor:
+            near = np.linalg.norm(spot_of(cursor, frame, anchor) - spot_of(frame, frame + 1, frame)) < STEP_DISTANCE
+            if near and anchor is None:
+                pieces.append((cursor, frame, frame))  # the foot stands where the key has it: held there
+            elif not near:
+                release = max(cursor, frame - step)
+                if release > cursor:
+                    pieces.append((cursor, release, anchor))
+            # two keys a few centimetres apart on one stance: the frames between are left to glide between them
         cursor, anchor = frame + 1, frame
     if cursor < end:
         pieces.append((cursor, end, anchor))
@@ -615,32 +652,45 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
         key_frames, key_values, stance = [], [], np.zeros(frames, dtype=bool)
         for frame in decided:
             key_frames.append(frame)
-            key_values.append(np.zeros(3))
+            key_values.append(np.zeros(6))
         padded = np.concatenate([[False], held, [False]]).astype(np.int8)
         edges = np.flatnonzero(np.diff(padded))
+        def spot_of(start: int, end: int, anchor: int | None, foot: tuple[int, int] = (ankle, toe)) -> np.ndarray:
+            frames_ = np.arange(start, end) if anchor is None else np.array([anchor])
+            return joints[frames_][:, list(foot)][..., [0, 2]].mean(axis=(0, 1))
+
         for run in zip(edges[::2], edges[1::2], strict=True):
-            for start, end, anchor in _stance_pieces((int(run[0]), int(run[1])), decided, step):
+            for start, end, anchor in _stance_pieces((int(run[0]), int(run[1])), decided, step, spot_of):
                 span = np.arange(start, end)
                 reference = np.where(contacts[span, ankle_column], ankle, toe)  # the joint planted on each frame
                 current = joints[span, reference]
                 if anchor is None:  # its own stance: one spot (its mean), the clean-up's heights
                     spot = np.stack([joints[span, ankle], joints[span, toe]]).mean(axis=1)
                     height = placed[span, reference, 1]
+                    toe_height = placed[span, toe, 1]
                 else:  # where the constraint put the foot at `anchor`
                     spot = joints[[anchor], [ankle, toe]]
                     height = placed[span, reference, 1] + joints[anchor, reference, 1] - placed[anchor, reference, 1]
+                    toe_height = placed[span, toe, 1] + joints[anchor, toe, 1] - placed[anchor, toe, 1]
                 target = np.where((reference == ankle)[:, None], spot[0], spot[1])
                 target[:, 1] = height
+                # A planted toe is held on its own spot too (the foot turns about the ankle towards it); a free one
+                # moves with the ankle.
+                toe_target = np.repeat(spot[1][None], len(span), axis=0)
+                toe_target[:, 1] = toe_height
+                toe_shift = np.where(contacts[span, toe_column][:, None], toe_target - joints[span, toe],
+                                     target - current)
                 key_frames.extend(span.tolist())
-                key_values.extend(target - current)
+                key_values.extend(np.concatenate([target - current, toe_shift], axis=1))
                 stance[span] = True
         if not key_frames:
             continue
         key_frames_array = np.asarray(key_frames)
         values = np.asarray(key_values)
-        shift = minimum_jerk_offsets(frames, key_frames_array, values, np.ones_like(values, dtype=bool), margin)
+        shifts = minimum_jerk_offsets(frames, key_frames_array, values, np.ones_like(values, dtype=bool), margin)
+        shift = shifts[:, :3]
         ankle_target = joints[:, ankle] + shift
-        toe_target = joints[:, toe] + shift
+        toe_target = joints[:, toe] + shifts[:, 3:]
         lift = np.zeros(frames)
         floor = float(np.median(toe_target[stance, 1])) if stance.any() else 0.0
         if stance.any():
@@ -649,7 +699,7 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
             lift[decided] = 0.0
         ankle_target[:, 1] += lift
         toe_target[:, 1] += lift
-        change = np.linalg.norm(shift, axis=-1) + lift > 1e-7
+        change = np.linalg.norm(shifts, axis=-1) + lift > 1e-7
         change[decided] = False
         if not change.any():
             new_contacts[:, [ankle_column, toe_column]] = contacts[:, [ankle_column, toe_column]] & stance[:, None]
@@ -658,7 +708,9 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
         new_knee, new_ankle = solve_two_bone(joints[:, hip], ankle_target, pole, lengths[knee], lengths[ankle])
         moved[change, knee] = new_knee[change]
         moved[change, ankle] = new_ankle[change]
-        moved[change, toe] = (new_ankle + toe_target - ankle_target)[change]
+        toe_direction = toe_target - new_ankle
+        toe_direction /= np.maximum(np.linalg.norm(toe_direction, axis=-1, keepdims=True), 1e-9)
+        moved[change, toe] = (new_ankle + lengths[toe] * toe_direction)[change]
         new_contacts[:, [ankle_column, toe_column]] = contacts[:, [ankle_column, toe_column]] & stance[:, None]
     leg_joints = [joint for leg, _ in LEGS for joint in leg[:3]]
     root, rotations = reaim_joints(moved, rotations, leg_joints, offsets)
@@ -681,7 +733,7 @@ def meet_constraints(motion: MotionResult, constraints: Sequence[Constraint], *,
     root = np.asarray(motion.root_translation, dtype=np.float64)
     rotations = np.asarray(motion.local_rotations, dtype=np.float64)
     joints = forward_kinematics(root, rotations, offsets)
-    root, rotations = place_on_keys(root, rotations, joints, constraints)
+    root, rotations = place_on_keys(root, rotations, joints, constraints, motion.fps)
     placed = forward_kinematics(root, rotations, offsets)
     root, rotations = apply_offsets(root, rotations, pose_offsets(root, rotations, constraints, motion.fps))
     if any(isinstance(c, EffectorTarget) and c.joint_index != 0 for c in constraints):

@@ -52,26 +52,48 @@ def _checked_points(points: np.ndarray, where: str) -> np.ndarray:
 
 
 def _joint_turns(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
-    """(22, 3, 3) per canonical joint, the rotation taking its vectors to its children in `rest` (22, 3) onto those
-    in `posed`, fitted as the transfer fits its bones (`transfer.py` step 2): the pelvis rigidly over itself and
-    its children (centred), a joint whose children span a plane (spine3) by Kabsch from the joint, a joint with one
-    child by the swing of that child composed with the parent's turn (which sets the twist); a leaf takes its
-    parent's turn."""
-    turns = np.empty((len(JOINT_NAMES), 3, 3))
+    """(K, 22, 3, 3) per pose and canonical joint, the rotation taking its vectors to its children in `rest`
+    (22, 3) onto those in `posed` (K, 22, 3), fitted as the transfer fits its bones (`transfer.py` step 2): the
+    pelvis rigidly over itself and its children (centred), a joint whose children span a plane (spine3) by Kabsch
+    from the joint, a joint with one child by the swing of that child composed with the parent's turn (which sets
+    the twist); a leaf takes its parent's turn.  All poses at once: one NumPy step per joint, whatever K."""
+    count = posed.shape[0]
+    turns = np.empty((count, len(JOINT_NAMES), 3, 3))
     for joint, parent in enumerate(PARENTS):
-        base = np.eye(3) if parent < 0 else turns[parent]
+        base = np.broadcast_to(np.eye(3), (count, 3, 3)) if parent < 0 else turns[:, parent]
         children = [c for c, p in enumerate(PARENTS) if p == joint]
-        before, after = rest[children] - rest[joint], posed[children] - posed[joint]
+        if not children:
+            turns[:, joint] = base
+            continue
+        before, after = rest[children] - rest[joint], posed[:, children] - posed[:, [joint]]
         if parent < 0:
-            before, after = (np.vstack([np.zeros(3), v]) for v in (before, after))
-            before, after = before - before.mean(axis=0), after - after.mean(axis=0)
-        if _spans_plane(before) and _spans_plane(after):
-            turns[joint] = _kabsch(before, after[None])[0]
-        elif children:
-            turns[joint] = _swing(base @ before.mean(axis=0), after.mean(axis=0)) @ base
+            before = np.vstack([np.zeros(3), before])
+            after = np.concatenate([np.zeros((count, 1, 3)), after], axis=1)
+            before, after = before - before.mean(axis=0), after - after.mean(axis=1, keepdims=True)
+        swing = np.einsum("kij,kjl->kil", _swing(np.einsum("kij,j->ki", base, before.mean(axis=0)),
+                                                 after.mean(axis=1)), base)
+        if _spans_plane(before) and len(children) + (parent < 0) >= 2:
+            unit = after / np.maximum(np.linalg.norm(after, axis=-1, keepdims=True), 1e-12)
+            planar = np.linalg.svd(unit, compute_uv=False)[:, 1] > 0.1
+            turns[:, joint] = np.where(planar[:, None, None], _kabsch(before, after), swing)
         else:
-            turns[joint] = base
+            turns[:, joint] = swing
     return turns
+
+
+def canonical_poses(points: np.ndarray, rig_rest: np.ndarray, scale: float) -> np.ndarray:
+    """(K, 22, 3) canonical joint positions from the rig's joint points (K, 22, 3), already checked, the reverse
+    of the transfer (see `canonical_pose`), every pose at once."""
+    rig_rest = np.asarray(rig_rest, dtype=np.float64)
+    offsets = tpose_offsets()
+    alignment = _joint_turns(rest_positions(offsets), rig_rest[None])[0]  # canonical rest -> the rig's rest
+    turns = _joint_turns(rig_rest, points)                                 # the rig's rest -> each pose
+    pose = np.empty_like(points)
+    pose[:, 0] = points[:, 0] / scale
+    for joint, parent in enumerate(PARENTS):
+        if parent >= 0:
+            pose[:, joint] = pose[:, parent] + turns[:, parent] @ (alignment[parent] @ offsets[joint])
+    return pose
 
 
 def canonical_pose(points: np.ndarray, rig_rest: np.ndarray, scale: float, where: str = "the rig") -> np.ndarray:
@@ -83,17 +105,7 @@ def canonical_pose(points: np.ndarray, rig_rest: np.ndarray, scale: float, where
     rest differs from the T-pose at a joint with several children (the metarig's hips sit above its pelvis, its
     collars at the chest's middle), and left the Rigify metarig 15 cm off.  A joint the bone map leaves out (NaN),
     or a bone of zero length, is refused by name."""
-    points = _checked_points(points, where)
-    rig_rest = np.asarray(rig_rest, dtype=np.float64)
-    offsets = tpose_offsets()
-    alignment = _joint_turns(rest_positions(offsets), rig_rest)  # canonical rest -> the rig's rest
-    turns = _joint_turns(rig_rest, points)                        # the rig's rest -> its pose
-    pose = np.empty_like(points)
-    pose[0] = points[0] / scale
-    for joint, parent in enumerate(PARENTS):
-        if parent >= 0:
-            pose[joint] = pose[parent] + turns[parent] @ alignment[parent] @ offsets[joint]
-    return pose
+    return canonical_poses(_checked_points(points, where)[None], rig_rest, scale)[0]
 
 
 FIT_ITERATIONS = 12
@@ -116,37 +128,134 @@ def standing_offset(skeleton: TargetSkeleton, bone_map: BoneMap) -> float:
 
 def fitted_canonical_pose(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMap,
                           where: str = "the rig") -> np.ndarray:
-    """`canonical_pose` corrected so that retargeting it back onto the rig puts the rig's joints where `points`
-    are: the rig's proportions differ from the canonical skeleton's (the transfer fits the pelvis bone over its hips
-    and spine, and keeps the feet within the legs' reach), so the first pose lands the rig's pelvis centimetres off
-    (11 cm low on the Rigify metarig, whose hips sit above its pelvis).  The take will be raised by the feet rule's
-    offset (`standing_offset`), so the pose is fitted to the points lowered by it.  A few fixed-point steps move the
-    points the pose is read from by what the round trip misses."""
+    """One pose of `fitted_canonical_poses`: (22, 3) from the rig's joint points (22, 3)."""
+    return fitted_canonical_poses(np.asarray(points, dtype=np.float64)[None], skeleton, bone_map, [where])[0]
+
+
+def fitted_canonical_poses(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMap,
+                           wheres: list[str] | None = None) -> np.ndarray:
+    """(K, 22, 3): `canonical_pose` of each of the rig's poses `points` (K, 22, 3), corrected so that retargeting
+    it back onto the rig puts the rig's joints where `points` are: the rig's proportions differ from the canonical
+    skeleton's (the transfer fits the pelvis bone over its hips and spine, and keeps the feet within the legs'
+    reach), so the first pose lands the rig's pelvis centimetres off (11 cm low on the Rigify metarig, whose hips
+    sit above its pelvis).  The take will be raised by the feet rule's offset (`standing_offset`), so each pose is
+    fitted to its points lowered by it.  A few fixed-point steps move the points each pose is read from by what the
+    round trip misses.  The rig's plan, rest and standing offset are worked out once and every step retargets all
+    poses together, so K poses cost about what one did (`wheres` names each pose in errors: rig and frame)."""
     from ..motion.kinematics import inverse_kinematics
     from .transfer import retarget, source_from_rotations
 
-    points = _checked_points(points, where)
+    points = np.asarray(points, dtype=np.float64)
+    wheres = wheres if wheres is not None else [f"the rig (pose {k})" for k in range(len(points))]
+    points = np.stack([_checked_points(p, where) for p, where in zip(points, wheres, strict=True)])
     plan = plan_retarget(skeleton, bone_map, rest_positions(tpose_offsets()))
     scale = plan.scale
-    rig_rest = np.full_like(points, np.nan)
+    rig_rest = np.full(points.shape[1:], np.nan)
     for joint, point in plan.rest_points().items():
         rig_rest[joint] = point
-    rig_rest = _checked_points(rig_rest, f"{where} (rest pose)")
+    rig_rest = _checked_points(rig_rest, f"{wheres[0] if wheres else 'the rig'} (rest pose)")
     points = points - np.array([0.0, standing_offset(skeleton, bone_map), 0.0])
-    pose = canonical_pose(points, rig_rest, scale, where)
+    pose = canonical_poses(points, rig_rest, scale)
     read_from = points.copy()
     offsets = tpose_offsets()
-    best, best_miss = pose, np.inf
+    count = len(points)
+    best, best_miss = pose.copy(), np.full(count, np.inf)
+    active = np.ones(count, dtype=bool)
     for _ in range(FIT_ITERATIONS):
-        root, rotations = inverse_kinematics(np.repeat(pose[None], 2, axis=0), offsets)
+        frames = np.flatnonzero(active)
+        poses = pose[frames] if len(frames) > 1 else np.repeat(pose[frames], 2, axis=0)
+        root, rotations = inverse_kinematics(poses, offsets)
         source = source_from_rotations(root, rotations, offsets, 30.0)
-        back = retarget(source, skeleton, bone_map, only_needed_bones=True).joint_points()[0]
-        miss = points - back
-        mean_miss = float(np.linalg.norm(miss, axis=-1).mean())
-        if mean_miss < best_miss:
-            best, best_miss = pose, mean_miss
-        if mean_miss < 1e-4:
+        back = retarget(source, skeleton, bone_map, only_needed_bones=True).joint_points()[:len(frames)]
+        miss = points[frames] - back
+        mean_miss = np.linalg.norm(miss, axis=-1).mean(axis=-1)
+        better = mean_miss < best_miss[frames]
+        best[frames[better]] = pose[frames[better]]
+        best_miss[frames[better]] = mean_miss[better]
+        active[frames[mean_miss < 1e-4]] = False
+        if not active.any():
             break
-        read_from = read_from + FIT_STEP * miss
-        pose = canonical_pose(read_from, rig_rest, scale, where)
+        read_from[frames] = read_from[frames] + FIT_STEP * miss
+        pose[frames] = canonical_poses(read_from[frames], rig_rest, scale)
     return best
+
+
+# ---- which joints a rig's keys hold (partial key poses) --------------------------------------------------------------
+ARM_JOINTS = {side: tuple(f"{side}_{part}" for part in ("collar", "shoulder", "elbow", "wrist"))
+              for side in ("left", "right")}
+LEG_JOINTS = {side: tuple(f"{side}_{part}" for part in ("hip", "knee", "ankle", "foot")) for side in ("left", "right")}
+JOINT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("root", ("pelvis",)), ("spine", ("spine1", "spine2", "spine3")), ("neck", ("neck",)), ("head", ("head",)),
+    ("left arm", ARM_JOINTS["left"]), ("right arm", ARM_JOINTS["right"]),
+    ("left leg", LEG_JOINTS["left"]), ("right leg", LEG_JOINTS["right"]))
+"""The body's parts, for naming what a key holds (the panel's list)."""
+
+
+def _bone_joints(bone_map: BoneMap, bone_parents: dict[str, str | None]) -> dict[str, str]:
+    """Rig bone -> the canonical joint it stands for: the bone a joint drives (or places it, `points`), and a bone
+    the map does not name but that carries mapped bones (Rigify's `hips`, a master control) -> the highest joint
+    among those it carries.  Bones carrying none (fingers, IK targets, helpers) are left out."""
+    joints: dict[str, str] = {}
+    for joint, point in bone_map.points.items():
+        for bone in (point.first, point.second):
+            joints.setdefault(bone, joint)
+    for joint, bone in bone_map.bones.items():
+        if bone:
+            joints[bone] = joint
+    parents = dict(bone_parents)
+    parents.update(bone_map.parents)
+    depth = {name: len(_ancestor_names(JOINT_NAMES.index(name))) for name in JOINT_NAMES}
+    carried: dict[str, str] = {}
+    for bone, joint in joints.items():
+        seen = set()
+        ancestor = parents.get(bone)
+        while ancestor and ancestor not in seen:
+            seen.add(ancestor)
+            if ancestor not in joints and (ancestor not in carried or depth[joint] < depth[carried[ancestor]]):
+                carried[ancestor] = joint
+            ancestor = parents.get(ancestor)
+    return {**carried, **joints}
+
+
+def _ancestor_names(joint: int) -> list[int]:
+    chain = []
+    while joint >= 0:
+        chain.append(joint)
+        joint = PARENTS[joint]
+    return chain
+
+
+def keyed_joints(keyed_bones: set[str] | list[str], bone_map: BoneMap, bone_parents: dict[str, str | None]
+                 ) -> tuple[str, ...] | None:
+    """The canonical joints a partial key holds, given the rig bones keyed at one frame: a keyed arm bone holds
+    that whole arm (collar to wrist), a keyed leg bone that leg from it down to the toes, the hips (or a control
+    carrying them) the root, a spine, neck or head bone itself.  None when the keys hold every joint the map
+    drives (a whole-body pose); () when no keyed bone stands for a joint (only fingers or IK targets keyed)."""
+    bone_joints = _bone_joints(bone_map, bone_parents)
+    joints = {bone_joints[bone] for bone in keyed_bones if bone in bone_joints}
+    for side in ("left", "right"):
+        if joints & set(ARM_JOINTS[side]):
+            joints |= set(ARM_JOINTS[side])
+        leg = LEG_JOINTS[side]
+        keyed = [index for index, name in enumerate(leg) if name in joints]
+        if keyed:
+            joints |= set(leg[min(keyed):])
+    driven = {joint for joint, bone in bone_map.bones.items() if bone}
+    if driven and driven <= joints:
+        return None
+    return tuple(name for name in JOINT_NAMES if name in joints)
+
+
+def held_summary(joints: list[str] | tuple[str, ...] | None) -> str:
+    """What a key holds in words: "whole body", or its parts ("right arm, root"), naming single joints of a part
+    held only in part."""
+    if joints is None:
+        return "whole body"
+    held = set(joints)
+    words = []
+    for name, members in JOINT_GROUPS:
+        if set(members) <= held:
+            words.append(name)
+        else:
+            words.extend(member for member in members if member in held)
+    return ", ".join(words) if words else "nothing"
