@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""An inference-time candidate against the calm-standing shake, measured where the defects are: the animator's
+subsets of `kmm-train eval` (kmm_core/evaluation/animator_subsets.py).
+
+Candidate: after generation's usual smoothing of decoded features, the root channels (root turn speed, root
+velocity, root height: features 0-3) of a prompt that names no whole-body move (``body_motion.kind_of`` "standing")
+get a second Gaussian of SIGMA frames; walking and other prompts are untouched, so walks, directional paraphrases
+and every moving prompt are unchanged by construction (the script counts the paraphrases it would touch).  Each
+variant's features then go through the same foot-contact clean-up as shipped.
+
+Per variant and subset: pelvis and head jerk, drift (calm standing), stride regularity, pelvis bob, foot swing
+(walking) as ratios of means to the real items; for the raised hands of the calm subset, the share whose generated
+motion still passes its hand_high check (the arm must not be damped).  Same captions and seeds for every variant.
+
+Run: ``python benchmarks/measure_standing_root_smoothing.py --checkpoint default --data DATA --split test
+--seeds 2 --sigmas 2 4 [--walking-items 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report_file import save_report  # noqa: E402
+from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
+from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
+from kmm_core.evaluation import animator_subsets  # noqa: E402
+from kmm_core.evaluation.action_checks import checks_for_action, label_side, run_check  # noqa: E402
+from kmm_core.evaluation.body_motion import kind_of  # noqa: E402
+from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
+from kmm_core.evaluation.generated_motions import cleaned_joints, generate_features  # noqa: E402
+from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
+from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
+from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
+from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features  # noqa: E402
+from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
+from kmm_core.motion.time_filters import gaussian_smooth  # noqa: E402
+
+ROOT_CHANNELS = slice(0, 4)
+PARAPHRASE_FRAMES = int(round(EvaluationSettings().directional_seconds * MODEL_FPS))
+
+
+def candidate(features: np.ndarray, prompt: str, sigma: float) -> np.ndarray:
+    """Shipped smoothing, then the root channels of a standing prompt smoothed again with `sigma` frames."""
+    smoothed = smooth_decoded_features(features)
+    if sigma > 0 and kind_of([prompt]) == "standing":
+        smoothed[:, ROOT_CHANNELS] = gaussian_smooth(smoothed[:, ROOT_CHANNELS], sigma, axis=0)
+    return smoothed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[2.0, 4.0])
+    parser.add_argument("--walking-items", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "standing_root_smoothing.md")
+    args = parser.parse_args()
+    bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
+    folder = HumanML3DFolder(args.data)
+    items = load_items(folder, EvaluationSettings(split=args.split))
+    subsets = animator_subsets.select(items, limit=None)
+    subsets["walking"] = animator_subsets.select(items, limit=args.walking_items)["walking"]
+    window = window_reader(folder)
+    variants = [0.0, *args.sigmas]
+    lines = ["# Standing-root smoothing (an inference-time candidate, not shipped unless better)", "",
+             f"`python benchmarks/measure_standing_root_smoothing.py --checkpoint {args.checkpoint} --data "
+             f"{args.data} --split {args.split} --seeds {args.seeds} --sigmas {' '.join(map(str, args.sigmas))} "
+             f"--walking-items {args.walking_items}`.  Ratios of means to the real items (1.00 = as real), mean over "
+             f"{args.seeds} seeds (min-max); sigma 0 = as shipped.", ""]
+    for name, chosen in subsets.items():
+        real = [features_to_joints(window(item)) for item in chosen]
+        real_measures = animator_subsets.measures(real, MODEL_FPS, name)
+        per_variant: dict[float, list[dict[str, float]]] = {v: [] for v in variants}
+        hands: dict[float, list[float]] = {v: [] for v in variants}
+        for seed in range(args.seeds):
+            captions = choose_captions(chosen, seed)
+            raw = generate_features(bundle, captions, [item.frames for item in chosen], seed)
+            for sigma in variants:
+                features = [candidate(f, c, sigma) for f, c in zip(raw, captions, strict=True)]
+                joints = cleaned_joints([features_to_joints(f) for f in features], features)
+                per_variant[sigma].append(animator_subsets.ratios(
+                    name, animator_subsets.measures(joints, MODEL_FPS, name), real_measures))
+                raised = [run_check("hand_high", j, MODEL_FPS, side=label_side(item.content)).passed
+                          for j, item in zip(joints, chosen, strict=True)
+                          if item.content.startswith("raise") and checks_for_action(item.content)]
+                if raised:
+                    hands[sigma].append(float(np.mean(raised)))
+        keys = list(per_variant[0.0][0])
+        titles = [k.removeprefix(f"animator_{name}_").removesuffix("_ratio") for k in keys]
+        lines += [f"## {animator_subsets.SUBSET_TITLES[name]} ({len(chosen)} items)", "",
+                  "| root sigma | " + " | ".join(titles) + (" | raised hands passing hand_high |" if name ==
+                                                               "calm_standing" else " |"),
+                  "|" + " --- |" * (len(keys) + 1 + (name == "calm_standing"))]
+        for sigma in variants:
+            values = [[run[k] for run in per_variant[sigma]] for k in keys]
+            cells = [f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})" for v in values]
+            if name == "calm_standing":
+                cells.append(f"{np.mean(hands[sigma]):.2f}" if hands[sigma] else "–")
+            lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    # the held-out directional paraphrases the candidate touches (standing by their words: raised hands, waves)
+    touched = [p for _, p in paraphrase_prompts() if kind_of([p]) == "standing"]
+    accuracy: dict[float, list[float]] = {v: [] for v in variants}
+    for seed in range(args.seeds):
+        raw = generate_features(bundle, touched, [PARAPHRASE_FRAMES] * len(touched), seed)
+        for sigma in variants:
+            features = [candidate(f, p, sigma) for f, p in zip(raw, touched, strict=True)]
+            accuracy[sigma].append(directional_accuracy(touched, [features_to_joints(f) for f in features],
+                                                        MODEL_FPS).overall_accuracy)
+    lines += [f"## Directional paraphrases it touches: {len(touched)} of {len(paraphrase_prompts())} (standing by "
+              "their words; the others are unchanged by construction)", "", "| root sigma | directional accuracy |",
+              "| --- | --- |"]
+    lines += [f"| {sigma:g} | {np.mean(accuracy[sigma]):.3f} |" for sigma in variants]
+    save_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
