@@ -3,7 +3,10 @@
 (tests/data/characters/README.md: Khronos' CesiumMan with unnamed glTF nodes facing +X, KayKit's mannequin with big
 stylised feet and a skinned mesh, three.js' RobotExpressive with palms, rigid meshes on its bones and IK feet under
 the root) imported with Blender's glTF importer, and rigs built to imitate other families (Rigify metarig names
-without spine.006, the same rig facing +Y, and with meaningless names facing +X).  One take of the shipped model,
+without spine.006, the same rig facing +Y, and with meaningless names facing +X) or built from the layouts in
+tests/data/characters/layouts (Mixamo's skeleton and proportions on a glTF-imported armature scaled 0.01 and turned
+from Y up; Quaternius' 2018 Knight with palms for hands and IK feet under the root; Kenney's Mini Characters with one
+bone per limb), and the metarig on an object scaled (0.87, 1, 1) and mirrored (-1, 1, 1).  One take of the shipped model,
 "walks forward" then "raises the left hand", goes onto each with no bone map.  Every character: its hips travel
 during the walk, its left wrist (not its right) rises, no foot (bones and foot meshes) goes more than 2% of its
 height under its rest floor, and a foot planted in the motion slides no more than 2 cm beyond the source's own foot
@@ -28,7 +31,8 @@ from kmm_core.retarget.quality import contact_drift, contact_mask
 pytestmark = pytest.mark.blender
 
 MAPPED = ("cesium_man", "kaykit_mannequin", "robot_expressive", "metarig_without_spine_006", "metarig_facing_plus_y",
-          "unnamed_facing_plus_x")
+          "unnamed_facing_plus_x", "mixamo_gltf", "quaternius_knight_2018", "kenney_mini", "metarig_scaled_0_87_1_1",
+          "metarig_mirrored")
 WALK_SECONDS = 2.5
 
 
@@ -65,7 +69,11 @@ def test_a_downloaded_or_family_character_walks_raises_its_left_hand_and_keeps_i
     assert np.linalg.norm(pelvis[walk_end, :2] - pelvis[0, :2]) > 0.25 * height, "hips travel during the walk"
     raised = left[walk_end:, 2].max() - left[:walk_end, 2].mean()
     assert raised > 0.15 * height, raised
-    assert raised > 3 * (right[walk_end:, 2].max() - right[:walk_end, 2].mean())
+    # the left hand, not the right: it rises at least 3 times as far (2 times on the Knight, whose arms are 1.7 times
+    # as long for its height as a person's: each arm bone is aimed at the scaled source's next joint, so the swing
+    # of its long right arm lifts its hand further than the source's)
+    assert raised > (2 if name == "quaternius_knight_2018" else 3) * (right[walk_end:, 2].max()
+                                                                      - right[:walk_end, 2].mean())
     for side in ("left", "right"):
         lowest = np.array(found[f"{side}_foot"])
         assert lowest.min() >= -0.02 * height, (side, lowest.min(), height)
@@ -112,3 +120,30 @@ def test_regenerating_a_segment_moves_the_ik_feet_inside_it_only(characters):
     assert regenerated["active"] and regenerated["placed_curves"] == 6
     assert regenerated["kept_outside"] < 1e-6
     assert regenerated["changed_inside"] > 0.05 and regenerated["placed_changed_inside"] > 1e-3
+
+
+def test_mixamo_toe_ends_count_as_the_foot(characters):
+    """Mixamo's `Toe_End` is named by no map, yet it is part of the foot: it stays above the floor (the test above
+    measures every bone below the ankle) and the map is the Mixamo preset's."""
+    mixamo = characters[0]["mixamo_gltf"]
+    assert mixamo["map_name"] == "Mixamo" and mixamo["map"]["left_foot"] == "mixamorig:LeftToeBase"
+
+
+def test_quaternius_2018_palms_are_the_hands_and_ik_feet_follow_the_shins(characters):
+    """The Knight's leg chains end at the shins (their tails reach lower than the IK feet under the root), its long
+    collars are not upper arms, and a thumb hanging from the forearm is not the hand."""
+    knight = characters[0]["quaternius_knight_2018"]
+    assert knight["map"]["left_wrist"] == "Palm.L" and knight["map"]["right_wrist"] == "Palm.R"
+    assert knight["map"]["left_shoulder"] == "UpperArm.L" and knight["map"]["left_collar"] == "Shoulder.L"
+    assert knight["parents"] == {"Foot.L": "LowerLeg.L", "Foot.R": "LowerLeg.R"}
+    assert sorted(knight["placed"]) == ["Foot.L", "Foot.R"]
+
+
+def test_one_bone_limbs_are_aimed_at_their_hands_and_feet(characters):
+    """Kenney's Mini Characters: each limb is one bone; the hip and shoulder drive it and its tail is the foot or
+    the hand (the map's `tips`), with no knee or elbow."""
+    kenney = characters[0]["kenney_mini"]
+    assert kenney["map"]["left_hip"] == "leg-left" and kenney["map"]["left_shoulder"] == "arm-left"
+    assert kenney["tips"] == {"left_ankle": "leg-left", "right_ankle": "leg-right", "left_wrist": "arm-left",
+                              "right_wrist": "arm-right"}
+    assert "left_knee" not in kenney["map"] and "left_elbow" not in kenney["map"]

@@ -26,7 +26,13 @@ from ...kmm_core.retarget.bvh_output import resample_source
 from ...kmm_core.retarget.facing import face_forward
 from ...kmm_core.retarget.name_matching import detect_bone_map
 from ...kmm_core.retarget.target_skeleton import TargetSkeleton, TargetSkeletonError
-from ...kmm_core.retarget.transfer import RetargetedMotion, SourceMotion, retarget, source_from_motion_result
+from ...kmm_core.retarget.transfer import (
+    RetargetedMotion,
+    SourceMotion,
+    check_limb_chains,
+    retarget,
+    source_from_motion_result,
+)
 from . import take_keys
 from .axes import HUMANML3D_TO_BLENDER
 
@@ -35,33 +41,79 @@ MAX_STORED_MAP_CHARS = 1 << 20  # a real map is a few kB
 
 
 def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
-    """The armature's rest pose as a `TargetSkeleton` (armature space; the object's rotation and scale say how it
-    becomes HumanML3D axes and metres: Blender world is Z up, characters face -Y)."""
-    bones = list(obj.data.bones)
-    depth = {}
-    for bone in bones:
-        level, parent = 0, bone.parent
-        while parent is not None:
-            level, parent = level + 1, parent.parent
-        depth[bone.name] = level
-    bones.sort(key=lambda b: depth[b.name])
-    index = {bone.name: i for i, bone in enumerate(bones)}
-    heads = np.array([bone.head_local for bone in bones], dtype=np.float64).reshape(-1, 3)
-    rest_tails = np.array([bone.tail_local for bone in bones], dtype=np.float64).reshape(-1, 3)
+    """The armature's rest pose as a `TargetSkeleton` (armature space; the object's world transform says how it
+    becomes HumanML3D axes and metres: Blender world is Z up, characters face -Y).  The motion is made in the
+    armature's own space, so the object's transform shows on top of it as it shows on the character: a uniform scale
+    is the metres per unit, a non-uniform (or sheared) one stretches the motion with the mesh, and a mirrored one
+    (a negative scale) shows the mirror image of the motion (`armature_frame`).  Linear in the number of bones
+    (parents first by one pass over the bones, whatever the depth)."""
+    collection = obj.data.bones
+    names = [bone.name for bone in collection]
+    parent_names = [bone.parent.name if bone.parent else None for bone in collection]
+    order = _parents_first(names, parent_names)  # positions in `collection`, parents first
+    index = {names[position]: i for i, position in enumerate(order)}
+    count = len(names)
+    heads, rest_tails, matrices = np.empty(count * 3), np.empty(count * 3), np.empty(count * 16)
+    collection.foreach_get("head_local", heads)
+    collection.foreach_get("tail_local", rest_tails)
+    collection.foreach_get("matrix_local", matrices)  # each 4x4 column by column
+    heads, rest_tails = heads.reshape(-1, 3)[order], rest_tails.reshape(-1, 3)[order]
+    rest = np.swapaxes(matrices.reshape(-1, 4, 4)[order, :3, :3], -1, -2)
     tails = rest_tails - heads
     tails /= np.maximum(np.linalg.norm(tails, axis=-1, keepdims=True), 1e-9)
-    rest = np.array([[list(row) for row in bone.matrix_local.to_3x3()] for bone in bones]).reshape(-1, 3, 3)
-    world = _rotation_scale(obj)
-    scale = float(np.cbrt(abs(np.linalg.det(world))))
-    if not scale > 1e-6:
-        raise TargetSkeletonError(f"armature {obj.name!r} is scaled to zero (object scale "
-                                  f"{tuple(round(obj.scale[i], 6) for i in range(3))}, or a parent's): give it a non-zero scale "
-                                  "to generate onto it")
-    to_humanml3d = HUMANML3D_TO_BLENDER.T @ (world / scale)
-    return TargetSkeleton(name=obj.name, bone_names=tuple(b.name for b in bones),
-                          parents=tuple(index[b.parent.name] if b.parent else -1 for b in bones),
+    rotation, scale = armature_frame(obj)
+    to_humanml3d = HUMANML3D_TO_BLENDER.T @ rotation
+    return TargetSkeleton(name=obj.name, bone_names=tuple(names[position] for position in order),
+                          parents=tuple(index[parent_names[p]] if parent_names[p] is not None else -1 for p in order),
                           rest_heads=heads, rest_rotations=rest, tail_directions=tails, to_humanml3d=to_humanml3d,
                           scale_to_metres=scale, rest_tails=rest_tails, foot_points=skinned_foot_points(obj))
+
+
+def _parents_first(names: list[str], parent_names: list[str | None]) -> list[int]:
+    """Positions of the bones ordered so that every parent comes before its children (breadth first from the
+    roots): one pass over the bones, however deep the hierarchy."""
+    children: dict[str | None, list[int]] = {}
+    for position, parent in enumerate(parent_names):
+        children.setdefault(parent, []).append(position)
+    ordered = list(children.get(None, []))
+    for position in ordered:  # the list grows while it is read: each bone is visited once
+        ordered.extend(children.get(names[position], ()))
+    return ordered
+
+
+MIN_AXIS_SCALE = 1e-6  # an object scale below this (relative to its largest axis) flattens the rig to nothing
+
+
+def armature_frame(obj: bpy.types.Object) -> tuple[np.ndarray, float]:
+    """(a (3, 3) rotation taking armature axes to Blender world axes, metres per armature unit) from the object's
+    world matrix W (its rotation and scale, parents included).  W = U S V^T: the rotation is U V^T, the unit the
+    cube root of |det W|; a mirrored W (negative determinant) keeps a rotation by flipping the armature axis the
+    world shows most nearly horizontal (the motion is then mirrored with the character).  Refused, naming the
+    object's scale and the fix: a W that flattens the rig along an axis (a zero scale), and a mirror that also turns
+    the rig upside down ((-1, -1, -1): its up axis points down in the scene)."""
+    world = _rotation_scale(obj)
+    scale_text = tuple(round(obj.scale[i], 6) for i in range(3))
+    if not np.all(np.isfinite(world)):
+        raise TargetSkeletonError(f"armature {obj.name!r}: its object transform is not finite (object scale "
+                                  f"{scale_text}, or a parent's, or a NaN key on it): fix its transform to generate "
+                                  "onto it")
+    u, singular, vt = np.linalg.svd(world)
+    if not singular[0] > 1e-12 or singular[2] < MIN_AXIS_SCALE * singular[0]:
+        raise TargetSkeletonError(f"armature {obj.name!r} is scaled to zero (object scale {scale_text}, or a "
+                                  "parent's): give it a non-zero scale on every axis to generate onto it")
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        columns = world / np.linalg.norm(world, axis=0)
+        up = int(np.argmax(np.abs(columns[2])))  # the armature axis the scene shows most nearly vertical
+        if columns[2, up] < 0 and abs(columns[2, up]) > 0.7:
+            raise TargetSkeletonError(
+                f"armature {obj.name!r} is mirrored upside down (object scale {scale_text}, or a parent's: its up "
+                "axis points down in the scene): make its scale positive, or mirror it on one axis only, e.g. "
+                "(-1, 1, 1)")
+        flip = np.ones(3)
+        flip[int(np.argmin(np.abs(columns[2])))] = -1.0  # the most horizontal armature axis
+        rotation = rotation * flip[None, :]
+    return rotation, float(np.cbrt(abs(np.linalg.det(world))))
 
 
 def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
@@ -164,28 +216,50 @@ def bone_map_for(obj: bpy.types.Object, skeleton_: TargetSkeleton | None = None)
 def target_problem(obj: bpy.types.Object | None) -> str | None:
     """Why `obj` cannot be a target (None: it can).  Cheap enough for the panel's draw and checked before a
     generation starts."""
+    return target_report(obj)[1]
+
+
+def linked_problem(obj: bpy.types.Object) -> str | None:
+    """Why keys written on `obj` would not stay: an armature linked from a library file (its animation is the
+    library's; an action assigned here is lost when the file is saved and reopened)."""
+    if obj.library is not None:
+        return (f"armature {obj.name!r} is linked from the library {obj.library.filepath!r}: keys put on it are not "
+                "saved with this file; make it local (Object > Relations > Make Local) or add a library override "
+                "(Object > Library Override > Make) to generate onto it")
+    return None
+
+
+def target_report(obj: bpy.types.Object | None) -> tuple[BoneMap | None, str | None]:
+    """(the rig's bone map, None) when `obj` can be a target, else (the map when one was found, the problem): the
+    skeleton is read once."""
     if obj is None:
-        return None
+        return None, None
     if obj.type != "ARMATURE":
-        return f"{obj.name!r} is not an armature"
+        return None, f"{obj.name!r} is not an armature"
+    bone_map = None
     try:
         target = armature_target_skeleton(obj)  # a rig with no size or a zero scale is refused here, by name
         bone_map = bone_map_for(obj, target)
         bone_map.check(obj.data.bones.keys(), obj.name)
+        check_limb_chains(target, bone_map)
     except KMMError as error:
-        return str(error)
-    return None
+        return bone_map, str(error)
+    return bone_map, linked_problem(obj)
 
 
 def describe_bone_map(obj: bpy.types.Object) -> tuple[str, list[str], str | None]:
     """(map name with its kind, canonical joints the map leaves out, problem or None) for the panel."""
-    problem = target_problem(obj)
-    try:
-        bone_map = bone_map_for(obj)
-    except KMMError:
-        return "none", list(skeleton.JOINT_NAMES), problem
+    label, unmatched, problem, _ = describe_target(obj)
+    return label, unmatched, problem
+
+
+def describe_target(obj: bpy.types.Object) -> tuple[str, list[str], str | None, BoneMap | None]:
+    """`describe_bone_map` and the map itself, the rig read once (the Target Rig panel's draw)."""
+    bone_map, problem = target_report(obj)
+    if bone_map is None:
+        return "none", list(skeleton.JOINT_NAMES), problem, None
     label = {"preset": f"{bone_map.name} (preset)", "auto": "auto", "user": bone_map.name}
-    return label.get(bone_map.kind, bone_map.name), bone_map.unmatched(), problem
+    return label.get(bone_map.kind, bone_map.name), bone_map.unmatched(), problem, bone_map
 
 
 def source_for(motion, root_motion_in_place: bool, fps: float | None) -> SourceMotion:
@@ -268,21 +342,46 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues
 def evaluated_joint_points(obj: bpy.types.Object, bone_map: BoneMap,
                            facing: TargetSkeleton | None = None) -> np.ndarray:
     """(22, 3) the canonical joints on the armature's current evaluated pose, HumanML3D axes and metres, relative to
-    the object's origin (NaN for joints the map leaves out): what the tests compare with the source.  `facing` (the
-    skeleton a retargeting used, `RetargetedMotion.skeleton`) reads them in its axes: turned by the rig's detected
-    facing, as the motion was put on it."""
-    world = _rotation_scale(obj)
+    the object's origin, in the armature's own frame (`armature_frame`; NaN for joints the map leaves out): what the
+    tests compare with the source.  `facing` (the skeleton a retargeting used, `RetargetedMotion.skeleton`) reads
+    them in its axes: turned by the rig's detected facing, as the motion was put on it.  A mapped joint that is not a
+    number (a NaN key) is refused naming the bone and the frame."""
+    rotation, unit = armature_frame(obj)  # the axes the motion is made in (a mirror or a stretch shows on top)
+    world = rotation * unit
     if facing is not None:
         world = (HUMANML3D_TO_BLENDER @ facing.to_humanml3d) * facing.scale_to_metres
     points = np.full((skeleton.NUM_JOINTS, 3), np.nan)
     for joint, name in enumerate(skeleton.JOINT_NAMES):
         point = bone_map.point_of(name)
+        if name in bone_map.tips:  # a one-bone limb's hand or foot: the bone's tail
+            points[joint] = np.array(obj.pose.bones[bone_map.tips[name]].tail, dtype=np.float64)
+            continue
         if point is None:
             continue
         first = np.array(obj.pose.bones[point.first].head, dtype=np.float64)
         second = np.array(obj.pose.bones[point.second].head, dtype=np.float64)
         points[joint] = (1 - point.t) * first + point.t * second
+    mapped = [joint for joint, name in enumerate(skeleton.JOINT_NAMES)
+              if bone_map.point_of(name) is not None or name in bone_map.tips]
+    if not np.all(np.isfinite(points[mapped])):
+        raise KMMError(_non_finite_pose(obj, bone_map, [skeleton.JOINT_NAMES[j] for j in mapped
+                                                        if not np.all(np.isfinite(points[j]))]))
     return (points @ world.T) @ HUMANML3D_TO_BLENDER  # C^T v for row vectors
+
+
+def _non_finite_pose(obj: bpy.types.Object, bone_map: BoneMap, joints: list[str]) -> str:
+    """The one line for a pose that is not a number: the bone whose own keys (or driver) are NaN or infinite, found
+    from the top of the hierarchy down, else the first mapped bone whose pose is; the frame."""
+    frame = bpy.context.scene.frame_current
+    bones = list(obj.pose.bones)
+    order = _parents_first([bone.name for bone in bones], [bone.parent.name if bone.parent else None for bone in bones])
+    culprit = next((bones[position].name for position in order
+                    if not np.all(np.isfinite(np.array(bones[position].matrix_basis, dtype=np.float64)))), None)
+    if culprit is None:
+        culprit = bone_map.bones.get(joints[0]) or bone_map.tips.get(joints[0]) or joints[0]
+    return (f"armature {obj.name!r}: bone {culprit!r} has a pose that is not a number (NaN or infinite) at frame "
+            f"{frame}, so {', '.join(joints)} cannot be read: fix or delete that bone's keys (or driver) at that "
+            "frame")
 
 
 def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, options: take_keys.WriteOptions,

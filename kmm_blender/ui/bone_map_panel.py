@@ -145,7 +145,7 @@ class KMM_PT_target_rig(bpy.types.Panel):
         if target is None:
             layout.label(text="A new KMM armature is made on Generate", icon="INFO")
             return
-        label, unmatched, problem = rig_retarget.describe_bone_map(target)
+        label, unmatched, problem, bone_map = rig_retarget.describe_target(target)  # the rig read once per redraw
         layout.label(text=f"Bone map: {label}", icon="GROUP_BONE")
         if problem:
             box = layout.box()
@@ -154,8 +154,7 @@ class KMM_PT_target_rig(bpy.types.Panel):
                 box.label(text=problem[start:start + 48], icon="ERROR" if start == 0 else "BLANK1")
         elif unmatched:
             layout.label(text="No bone for: " + ", ".join(unmatched), icon="INFO")
-        if problem is None:
-            bone_map = rig_retarget.bone_map_for(target)
+        if problem is None and bone_map is not None:
             column = layout.column(align=True)
             for joint in skeleton.JOINT_NAMES:
                 row = column.row(align=True)

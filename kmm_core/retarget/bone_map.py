@@ -11,6 +11,7 @@ A bone map (JSON, written and read by `BoneMap.to_dict` / `bone_map_from_dict`):
       "points": {"spine1": {"between": ["Hips", "Spine"], "t": 0.76}},   # optional, see below
       "parents": {"hand_fk.L": "forearm_fk.L"},   # optional: the bone whose motion a bone really follows
       "placed": ["FootL", "FootR"],           # optional: bones keyed by their place (location + rotation), see below
+      "tips": {"left_ankle": "leg-left"},     # optional: a joint at a bone's tail (one bone per limb), see below
       "pose_settings": [{"bone": "thigh_parent.L", "property": "IK_FK", "value": 1.0}]   # optional (Blender)
     }
 
@@ -20,7 +21,10 @@ still fixes where its neighbours go.  `parents` names, for rigs whose controls f
 (Rigify), the bone each control effectively hangs from.  `placed` lists driven bones whose Blender parent does not
 carry them where the motion goes (IK foot bones hanging from the root instead of the shin, as in three.js'
 RobotExpressive): each follows its `parents` entry in the motion and is keyed with a location and a rotation that
-put it there, the bones above it being keyed at rest.  Bones the map does not name (twist, finger, helper bones)
+put it there, the bones above it being keyed at rest.  `tips` places a joint at the tail of a bone, for rigs with one
+bone per limb (Kenney's Mini Characters: `leg-left` from the hip to the foot): the hip (shoulder) drives that bone,
+the ankle (wrist) is its tail, the knee (elbow) has no bone, and the bone is aimed from the hip at the ankle.  Bones
+the map does not name (twist, finger, helper bones)
 keep their rest pose relative to their parent.
 
 Presets (one JSON file per rig family in `presets/`) list candidate names per joint; `detect_bone_map` picks the
@@ -65,13 +69,23 @@ class BoneMap:
     parents: dict[str, str] = field(default_factory=dict)
     pose_settings: tuple[tuple[str, str, float], ...] = ()
     placed: tuple[str, ...] = ()                # driven bones keyed by their place, not through their parent
+    tips: dict[str, str] = field(default_factory=dict)  # canonical joint -> the bone whose tail it sits at
 
     def driven_bones(self) -> dict[str, str]:
         return {joint: bone for joint, bone in self.bones.items() if bone}
 
     def unmatched(self) -> list[str]:
         """Canonical joints that neither drive a bone nor have a point on the rig."""
-        return [joint for joint in JOINT_NAMES if not self.bones.get(joint) and joint not in self.points]
+        return [joint for joint in JOINT_NAMES if not self.bones.get(joint) and joint not in self.points
+                and joint not in self.tips]
+
+    def one_bone_limb(self, middle: str) -> bool:
+        """Whether the knee or elbow `middle` (e.g. "left_knee") is skipped by a one-bone limb: the ankle (wrist)
+        of that side sits at the tail of the hip's (shoulder's) bone."""
+        side, part = middle.split("_", 1)
+        upper, end = {"knee": ("hip", "ankle"), "elbow": ("shoulder", "wrist")}.get(part, (None, None))
+        return bool(upper and self.bones.get(f"{side}_{upper}")
+                    and self.tips.get(f"{side}_{end}") == self.bones.get(f"{side}_{upper}"))
 
     def point_of(self, joint: str) -> Point | None:
         if joint in self.points:
@@ -90,6 +104,9 @@ class BoneMap:
             for name in (child, parent):
                 if name not in names:
                     names.append(name)
+        for name in self.tips.values():
+            if name not in names:
+                names.append(name)
         return names
 
     def check(self, bone_names: Iterable[str], rig: str) -> None:
@@ -101,7 +118,12 @@ class BoneMap:
                 if name and name not in available:
                     raise BoneMapError(f"bone map {self.name!r}: bone {name!r} (for joint {joint!r}) is not in "
                                        f"rig {rig!r}")
-        missing = [joint for joint in REQUIRED_JOINTS if not self.bones.get(joint)]
+        for joint, name in self.tips.items():
+            if name not in available:
+                raise BoneMapError(f"bone map {self.name!r}: bone {name!r} (whose tail is joint {joint!r}) is not in "
+                                   f"rig {rig!r}")
+        missing = [joint for joint in REQUIRED_JOINTS if not self.bones.get(joint) and joint not in self.tips
+                   and not self.one_bone_limb(joint)]
         if missing:
             raise BoneMapError(f"rig {rig!r} cannot be mapped: no bone for {', '.join(missing)} "
                                f"(bone map {self.name!r}); pick the bones in the map or load a bone map file")
@@ -132,7 +154,8 @@ class BoneMap:
         points = {k: v for k, v in self.points.items() if k != joint}
         return BoneMap(name=self.name if self.kind == "user" else f"{self.name} (edited)", kind="user", bones=bones,
                        points=points, parents=dict(self.parents), pose_settings=self.pose_settings,
-                       placed=tuple(b for b in self.placed if b in bones.values()))
+                       placed=tuple(b for b in self.placed if b in bones.values()),
+                       tips={k: v for k, v in self.tips.items() if k != joint})
 
     def to_dict(self) -> dict:
         data: dict = {"format": FORMAT, "version": 1, "name": self.name, "kind": self.kind,
@@ -145,6 +168,8 @@ class BoneMap:
             data["pose_settings"] = [{"bone": b, "property": p, "value": v} for b, p, v in self.pose_settings]
         if self.placed:
             data["placed"] = list(self.placed)
+        if self.tips:
+            data["tips"] = dict(self.tips)
         return data
 
 
@@ -171,6 +196,14 @@ def _string_dict(value, key: str, fail) -> dict[str, str]:
     return dict(value)
 
 
+def _tips(value, fail) -> dict[str, str]:
+    tips = _string_dict(value, "tips", fail)
+    unknown = sorted(set(tips) - set(JOINT_NAMES))
+    if unknown:
+        raise fail(f"'tips' names an unknown canonical joint {unknown[0]!r}")
+    return tips
+
+
 def _bone_list(value, key: str, fail) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
         raise fail(f"{key!r} must be a list of bone names")
@@ -186,7 +219,7 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     if not isinstance(data, dict):
         raise fail("the top level must be a JSON object")
     extra = sorted(set(data) - {"format", "version", "name", "kind", "bones", "points", "parents", "pose_settings",
-                                "placed"})
+                                "placed", "tips"})
     if extra:
         raise fail(f"unknown key {extra[0]!r}")
     if data.get("format", FORMAT) != FORMAT:
@@ -213,7 +246,8 @@ def bone_map_from_dict(data: dict, source: str = "<dict>") -> BoneMap:
     return BoneMap(name=str(data.get("name", Path(source).stem)), kind=kind, bones=resolved, points=points,
                    parents=_string_dict(data.get("parents", {}), "parents", fail),
                    pose_settings=_pose_settings(data.get("pose_settings", []), fail),
-                   placed=_bone_list(data.get("placed", []), "placed", fail))
+                   placed=_bone_list(data.get("placed", []), "placed", fail),
+                   tips=_tips(data.get("tips", {}), fail))
 
 
 def load_bone_map(path: str | Path) -> BoneMap:

@@ -6,8 +6,9 @@ the scaled source's (big stylised feet), or whose toes reach further down, would
 and a rig whose rest pose stands somewhere else than the motion's floor (an armature whose origin is at its hips)
 would float or sink.  Here the rig's own foot chain decides, relative to what the source's feet do:
 
-- the foot chain of a side is the bone the ankle drives and every bone below it; its points are their heads, their
-  tails (the toe tip is the tail of the last toe bone), the corners of the foot mesh where the rig has one
+- the foot chain of a side is the bone the ankle drives and every bone below it, named by the map or not; its points
+  are their heads, the tails of the bones the map drives (the toe tip is the tail of the last toe bone; an end bone
+  no joint drives, Mixamo's `Toe_End`, counts by its head), the corners of the foot mesh where the rig has one
   (`TargetSkeleton.foot_points`) and a heel under the ankle, carried by the ankle bone (on the floor for a rest
   foot that stands, see below);
 - the rig's floor is where those points rest in its rest pose (the lowest of them);
@@ -62,13 +63,15 @@ def foot_chain(plan, side: str) -> list[int]:
 
 
 def _rest_points(plan, chain: list[int]) -> list[tuple[int, np.ndarray]]:
-    """(bone, (K, 3) rest points it carries) for a foot chain, HumanML3D metres, heel not included."""
+    """(bone, (K, 3) rest points it carries) for a foot chain, HumanML3D metres, heel not included.  A bone the map
+    does not drive (Mixamo's `Toe_End`) counts by its head: its tail is only what an importer guessed for an end
+    bone."""
     skeleton = plan.skeleton
     tails = skeleton.rest_tails_metres()
     carried = []
     for bone in chain:
         points = [plan.rest_heads[bone][None]]
-        if tails is not None:
+        if tails is not None and bone in plan.driver:
             points.append(tails[bone][None])
         points.append(skeleton.foot_points_metres(skeleton.bone_names[bone]))
         carried.append((bone, np.concatenate(points)))
@@ -240,7 +243,7 @@ def ground_feet(motion, goal: np.ndarray, source, leg_ik) -> float:
             continue
         carried = _carried_with_heel(plan, chain, floor, standing)
         heel_down, ball_down = _flat(goal, side, fps)
-        if standing > 0.0:
+        if standing > 0.0 and chain[0] not in plan.tips:  # a one-bone leg's foot turns with the leg
             _stand_feet_like_the_rig(motion, chain, standing, source.global_rotations[:, JOINT_INDEX[f"{side}_ankle"]],
                                      _standing_rotation(source, goal, side, fps))
         wanted = floor + source_clearance(goal, side, fps)  # where the lowest chain point belongs while touching
@@ -262,7 +265,18 @@ def ground_feet(motion, goal: np.ndarray, source, leg_ik) -> float:
         lift = touching * above + (1 - touching) * below
         goal[:, JOINT_INDEX[f"{side}_ankle"], 1] += np.maximum(lift, below)
     leg_ik(motion, goal)
+    _lift_above_one_bone_feet(motion, feet, floor, moved)
     return offset
+
+
+def _lift_above_one_bone_feet(motion, feet: dict, floor: float, moved: list[int]) -> None:
+    """A one-bone leg (the map's `tips`) cannot bend to keep its foot out of the floor: where its foot would go
+    under, the body is lifted by that much on that frame."""
+    sides = [side for side in feet if feet[side][0][0][0] in motion.plan.tips]
+    if not sides:
+        return
+    under = np.max([np.maximum(floor - _posed(motion, feet[side][0]).min(axis=1), 0.0) for side in sides], axis=0)
+    motion.heads[:, moved, 1] += under[:, None]
 
 
 def _forward_chain(motion, chain: list[int]) -> None:

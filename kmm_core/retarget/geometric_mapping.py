@@ -9,12 +9,15 @@ COLLADA `leg_joint_L_3`) or leave a bone out (a metarig without `spine.006`, pal
    each low end bone's branch below the bone it shares with the legs is a foot, and its leg the end bone straight
    above it (a long, steep step from that bone's head down to the foot's first bone), nearest first; the two legs
    must part above 30% of the height.  The map then says that each such foot follows its shin (`parents`) and is
-   keyed by its place (`placed`).
+   keyed by its place (`placed`).  Two low end bones whose legs have no bone after the shin (Quaternius' 2018
+   Knight: the shins' tails reach lower than its IK feet) are not taken as feet.  A leg of one long bone (Kenney's
+   Mini Characters) is the hip's bone, its tail the ankle (`tips`); the same for an arm of one bone.
 2. Facing: the feet point forward (ankle -> toe tip, both feet averaged); left is up x forward, which also says which
    leg and arm are the left ones (never the names).
 3. Hands: the end bones furthest to each side; the bone both hang from is the chest; along each chain from the chest
-   out, the first long bone is the upper arm (a bone before it the collar), the next long one the forearm and the
-   next bone the hand, which is a palm or a finger root when the rig has no hand bone.
+   out, the longest pair of long bones one after the other are the upper arm (a bone before it the collar) and the
+   forearm, and the forearm's child going on along it is the hand, which is a palm or a finger root when the rig
+   has no hand bone.
 4. Head: the highest end bone hanging from the chest; the top of that chain is the head (an end marker shorter than
    4% of the height is skipped when a neck and a head stay below it: a glTF importer gives every end bone a
    marker's length), a bone between it and the chest the neck.  The spine between pelvis and chest is
@@ -84,9 +87,16 @@ def _long(rig: _Rig, chain: list[int], k: int, downward: bool) -> bool:
 
 
 def _limb(rig: _Rig, chain: list[int], downward: bool, what: str, rig_name: str) -> tuple[int, int, int]:
-    """Indices in `chain` of its first two long bones and of the bone after them."""
-    found = [k for k in range(len(chain)) if _long(rig, chain, k, downward)]
-    if len(found) < 2 or found[1] + 1 >= len(chain):
+    """Indices in `chain` of its two long bones and of the bone after them: the longest pair of long bones one after
+    the other (a long collar before the upper arm, as on Quaternius' 2018 rigs, is not the upper arm), else the
+    first two long bones."""
+    found = [k for k in range(len(chain) - 1) if _long(rig, chain, k, downward)]
+    pairs = [k for k in found if k + 1 in found and k + 2 < len(chain)]
+    if pairs:
+        first = max(pairs, key=lambda k: float(np.linalg.norm(rig.segment(chain, k))
+                                                + np.linalg.norm(rig.segment(chain, k + 1))))
+        return first, first + 1, first + 2
+    if len(found) < 2:
         raise BoneMapError(f"rig {rig_name!r} cannot be mapped automatically: the {what} chain has no two long bones "
                            "with a bone after them; load a bone map file or pick the bones by hand")
     return found[0], found[1], found[1] + 1
@@ -102,12 +112,44 @@ def _feet(rig: _Rig, rig_name: str) -> tuple[int, int, int, dict[int, list[int]]
     for other in by_height[1:]:
         split = rig.common(first, other)
         if split is not None and rig.heads[split, 1] > rig.low + LEG_SPLIT * rig.height:
-            return first, other, split, {leaf: rig.path(split, leaf) for leaf in (first, other)}
+            chains = {leaf: rig.path(split, leaf) for leaf in (first, other)}
+            if all(_has_limb(rig, chain) or _one_bone(rig, chain, True) for chain in chains.values()):
+                return first, other, split, chains
+            break  # legs ending at the shins (their tails reach lowest), the feet elsewhere: IK feet, below
     found = _feet_outside_the_legs(rig, by_height)
     if found is not None:
         return found
     raise BoneMapError(f"rig {rig_name!r} cannot be mapped automatically: no two legs part from one bone above "
                        f"{LEG_SPLIT:.0%} of its height, and no foot bones below two such legs")
+
+
+def _hand(rig: _Rig, forearm: int, found: int) -> int:
+    """The forearm's child that goes on along it (a palm, not a thumb hanging from the forearm as on Quaternius'
+    2018 rigs): the child whose head lies most nearly in the forearm's own direction; `found` when the forearm has
+    no direction of its own (no tails) or one child."""
+    direction = rig.tips[forearm] - rig.heads[forearm]
+    kids = [k for k in rig.children[forearm] if np.linalg.norm(rig.heads[k] - rig.heads[forearm]) > 1e-9]
+    if len(kids) < 2 or np.linalg.norm(direction) < 1e-9:
+        return found
+
+    def along(kid: int) -> float:
+        offset = rig.heads[kid] - rig.heads[forearm]
+        return float(offset @ direction / (np.linalg.norm(offset) * np.linalg.norm(direction)))
+
+    return max(kids, key=along)
+
+
+def _one_bone(rig: _Rig, chain: list[int], downward: bool) -> bool:
+    """A limb of one long bone (Kenney's Mini Characters: `leg-left` from the hip to the foot)."""
+    return len(chain) == 1 and _long(rig, chain, 0, downward)
+
+
+def _has_limb(rig: _Rig, chain: list[int]) -> bool:
+    try:
+        _limb(rig, chain, True, "leg", "")
+    except BoneMapError:
+        return False
+    return True
 
 
 def _above_split(rig: _Rig, bone: int | None) -> bool:
@@ -152,11 +194,18 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
     rig = _Rig(parents, rest_heads, rest_tails)
     foot_a, foot_b, pelvis, chains = _feet(rig, rig_name)
     legs = {}
+    tips: dict[str, str] = {}  # one-bone limbs: the hand or foot at the bone's tail
     for leaf in (foot_a, foot_b):
         chain = chains[leaf]
+        if _one_bone(rig, chain, True):
+            legs[leaf] = (chain, 0, None, None)
+            continue
         thigh, shin, ankle = _limb(rig, chain, True, "leg", rig_name)
         legs[leaf] = (chain, thigh, shin, ankle)
-    forward = facing_from_feet(rig.heads, rest_tails, [legs[f][0][legs[f][3]] for f in legs], [foot_a, foot_b])
+    if any(leg[3] is None for leg in legs.values()):  # no feet to read the facing from: glTF's forward
+        forward = np.array([0.0, 0.0, 1.0])
+    else:
+        forward = facing_from_feet(rig.heads, rest_tails, [legs[f][0][legs[f][3]] for f in legs], [foot_a, foot_b])
     left = np.array([forward[2], 0.0, -forward[0]])  # up x forward
     side_of_leg = sorted(legs, key=lambda f: -float(rig.heads[legs[f][0][legs[f][1]]] @ left))
     bones: dict[str, str | None] = {joint: None for joint in JOINT_NAMES}
@@ -166,6 +215,9 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
     for word, leaf in zip(("left", "right"), side_of_leg, strict=True):
         chain, thigh, shin, ankle = legs[leaf]
         leg_bones.update(chain)
+        if ankle is None:
+            bones[f"{word}_hip"] = tips[f"{word}_ankle"] = names[chain[0]]
+            continue
         bones[f"{word}_hip"], bones[f"{word}_knee"] = names[chain[thigh]], names[chain[shin]]
         bones[f"{word}_ankle"] = names[chain[ankle]]
         if rig.parents[chain[ankle]] != chain[shin] and chain[shin] not in rig.ancestors(chain[ankle]):
@@ -185,9 +237,12 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
                            "above the legs")
     for word, leaf in (("left", hand_l), ("right", hand_r)):
         chain = rig.path(chest, leaf)
+        if _one_bone(rig, chain, False):
+            bones[f"{word}_shoulder"] = tips[f"{word}_wrist"] = names[chain[0]]
+            continue
         shoulder, elbow, wrist = _limb(rig, chain, False, f"{word} arm", rig_name)
         bones[f"{word}_shoulder"], bones[f"{word}_elbow"] = names[chain[shoulder]], names[chain[elbow]]
-        bones[f"{word}_wrist"] = names[chain[wrist]]
+        bones[f"{word}_wrist"] = names[_hand(rig, chain[elbow], chain[wrist])]
         if shoulder > 0:
             bones[f"{word}_collar"] = names[chain[shoulder - 1]]
     heads = [b for b in upper if chest in rig.ancestors(b) and b not in (hand_l, hand_r)
@@ -208,4 +263,4 @@ def geometric_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_h
             bones["spine1"] = names[between[0]]
         if len(between) >= 2:
             bones["spine2"] = names[between[len(between) // 2 if len(between) > 2 else 1]]
-    return BoneMap(name="auto", kind="auto", bones=bones, parents=follows, placed=tuple(follows)), forward
+    return BoneMap(name="auto", kind="auto", bones=bones, parents=follows, placed=tuple(follows), tips=tips), forward

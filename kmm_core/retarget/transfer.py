@@ -181,6 +181,29 @@ def effective_parents(skeleton: TargetSkeleton, bone_map: BoneMap) -> tuple[list
     return parents, order
 
 
+LIMB_CHAINS = tuple((f"{side} {limb}", tuple(f"{side}_{joint}" for joint in joints))
+                    for side in ("left", "right")
+                    for limb, joints in (("leg", ("hip", "knee", "ankle", "foot")),
+                                         ("arm", ("collar", "shoulder", "elbow", "wrist"))))
+
+
+def check_limb_chains(skeleton: TargetSkeleton, bone_map: BoneMap) -> None:
+    """Raise RetargetError when a limb's bones do not hang one below the other in the rig in the map's order (hip,
+    knee, ankle, foot; collar, shoulder, elbow, wrist), following the map's `parents`: a map with the knee and the
+    ankle swapped (or a bone of the other leg) would key the leg inside out."""
+    bone_map.check(skeleton.bone_names, skeleton.name)
+    index = skeleton.index
+    parents, _ = effective_parents(skeleton, bone_map)
+    for limb, joints in LIMB_CHAINS:
+        mapped = [(joint, bone_map.bones.get(joint)) for joint in joints if bone_map.bones.get(joint)]
+        for (upper_joint, upper), (lower_joint, lower) in zip(mapped, mapped[1:], strict=False):
+            if not _is_effective_ancestor(parents, index[upper], index[lower]):
+                raise RetargetError(
+                    f"bone map {bone_map.name!r} on rig {skeleton.name!r}: {lower_joint}'s bone {lower!r} does not "
+                    f"hang below {upper_joint}'s bone {upper!r} (the {limb} runs {' -> '.join(j for j, _ in mapped)}"
+                    "): the map swaps or misplaces them; fix those rows (Target Rig panel) or the map file")
+
+
 # ---- the plan: everything that does not depend on the frame ---------------------------------------------------------
 @dataclass
 class RetargetPlan:
@@ -197,6 +220,7 @@ class RetargetPlan:
     pelvis_bone: int
     scale: float                        # target leg length / source leg length
     placed: list[int] = field(default_factory=list)  # bones keyed by their place (the map's `placed`)
+    tips: list[int] = field(default_factory=list)    # end bones made at one-bone limbs' tails (`with_tip_bones`)
 
     def rest_points(self) -> dict[int, np.ndarray]:
         return {j: (1 - t) * self.rest_heads[a] + t * self.rest_heads[b] for j, (a, b, t) in self.point_specs.items()}
@@ -205,14 +229,50 @@ class RetargetPlan:
 def _leg_length(points: dict[int, np.ndarray]) -> float:
     lengths = []
     for hip, knee, ankle in (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle")):
-        h, k, a = (points[JOINT_INDEX[n]] for n in (hip, knee, ankle))
-        lengths.append(np.linalg.norm(k - h) + np.linalg.norm(a - k))
+        h, a = points[JOINT_INDEX[hip]], points[JOINT_INDEX[ankle]]
+        k = points.get(JOINT_INDEX[knee])
+        lengths.append(np.linalg.norm(a - h) if k is None else np.linalg.norm(k - h) + np.linalg.norm(a - k))
     return float(np.mean(lengths))
+
+
+TIP_SUFFIX = " (tail)"  # the name of the point a one-bone limb's tail is made into (never keyed)
+
+
+def with_tip_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> tuple[TargetSkeleton, dict[str, int]]:
+    """`skeleton` with one undriven end bone at the tail of each bone the map's `tips` name (a one-bone limb's hand
+    or foot: it follows its bone rigidly, so the limb carries it and is aimed at it), and {joint: that bone}."""
+    if not bone_map.tips:
+        return skeleton, {}
+    if skeleton.rest_tails is None:
+        raise RetargetError(f"bone map {bone_map.name!r}: 'tips' need the bones' tails, which rig "
+                            f"{skeleton.name!r} does not give (a BVH file): map every joint to a bone")
+    index = skeleton.index
+    names, parents = list(skeleton.bone_names), list(skeleton.parents)
+    heads, rotations = [skeleton.rest_heads], [skeleton.rest_rotations]
+    directions, tails = [skeleton.tail_directions], [skeleton.rest_tails]
+    foot_points, added = dict(skeleton.foot_points), {}
+    for joint, bone in bone_map.tips.items():
+        owner = index[bone]
+        added[joint] = len(names)
+        names.append(bone + TIP_SUFFIX)
+        parents.append(owner)
+        heads.append(skeleton.rest_tails[owner][None])
+        rotations.append(skeleton.rest_rotations[owner][None])
+        directions.append(skeleton.tail_directions[owner][None])
+        tails.append(skeleton.rest_tails[owner][None])
+        if bone in skeleton.foot_points:  # the foot mesh moves with the limb's one bone
+            foot_points[bone + TIP_SUFFIX] = skeleton.foot_points[bone]
+    return TargetSkeleton(name=skeleton.name, bone_names=tuple(names), parents=tuple(parents),
+                          rest_heads=np.concatenate(heads), rest_rotations=np.concatenate(rotations),
+                          tail_directions=np.concatenate(directions), to_humanml3d=skeleton.to_humanml3d,
+                          scale_to_metres=skeleton.scale_to_metres, rest_tails=np.concatenate(tails),
+                          foot_points=foot_points), added
 
 
 def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.ndarray) -> RetargetPlan:
     """Check the map against the rig and compute the rest alignment (see the module docstring)."""
-    bone_map.check(skeleton.bone_names, skeleton.name)
+    check_limb_chains(skeleton, bone_map)
+    skeleton, tips = with_tip_bones(skeleton, bone_map)
     index = skeleton.index
     parents, order = effective_parents(skeleton, bone_map)
     heads = skeleton.rest_heads_metres()
@@ -223,6 +283,9 @@ def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.n
         point = bone_map.point_of(joint)
         if point is not None:
             specs[JOINT_INDEX[joint]] = (index[point.first], index[point.second], point.t)
+    for joint, bone in tips.items():  # undriven: the limb's bone carries it
+        specs[JOINT_INDEX[joint]] = (bone, bone, 0.0)
+        bone_of[JOINT_INDEX[joint]] = bone
     carried: dict[int, list[int]] = {}
     for joint, (first, second, t) in specs.items():
         owner = second if t > 0 and first != second else first
@@ -233,7 +296,8 @@ def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.n
     pelvis = bone_of[JOINT_INDEX["pelvis"]]
     plan = RetargetPlan(skeleton=skeleton, bone_map=bone_map, parents=parents, order=order, rest_heads=heads,
                         driver=driver, bone_of=bone_of, point_specs=specs, carried=carried, alignment={},
-                        pelvis_bone=pelvis, scale=1.0, placed=[index[name] for name in bone_map.placed])
+                        pelvis_bone=pelvis, scale=1.0, placed=[index[name] for name in bone_map.placed],
+                        tips=sorted(tips.values()))
     rest_points = plan.rest_points()
     source_rest = np.asarray(source_rest, dtype=np.float64)
     source_leg = _leg_length({j: source_rest[j] for j in range(NUM_JOINTS)})
@@ -363,12 +427,21 @@ class RetargetedMotion:
 
 def needed_bones(skeleton: TargetSkeleton, bone_map: BoneMap) -> TargetSkeleton:
     """`skeleton` cut down to the bones the map names and their ancestors (a Rigify rig has hundreds of face,
-    finger and mechanism bones that follow their parents and need no computing)."""
+    finger and mechanism bones that follow their parents and need no computing), and every bone below an ankle:
+    a toe tip the map does not name (Mixamo's `Toe_End`) is still part of the foot that must stay above the floor."""
     bone_map.check(skeleton.bone_names, skeleton.name)
     index = skeleton.index
     keep: set[int] = set()
-    for name in bone_map.referenced_bones():
-        bone = index[name]
+    named = [index[name] for name in bone_map.referenced_bones()]
+    children = skeleton.children()
+    for side in ("left", "right"):
+        ankle = bone_map.bones.get(f"{side}_ankle")
+        stack = [index[ankle]] if ankle else []
+        while stack:
+            bone = stack.pop()
+            named.append(bone)
+            stack.extend(children[bone])
+    for bone in named:
         while bone >= 0 and bone not in keep:
             keep.add(bone)
             bone = skeleton.parents[bone]
@@ -397,6 +470,7 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
     if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(source.global_rotations))):
         raise RetargetError("source motion contains NaN or infinite values")
     plan = plan_retarget(skeleton, bone_map, source.rest_positions)
+    skeleton = plan.skeleton  # with the end bones made at one-bone limbs' tails
     goal = positions * plan.scale
     rest_points = plan.rest_points()
     heads, rest = plan.rest_heads, plan.rest_heads
@@ -516,6 +590,7 @@ def _leg_ik(motion: RetargetedMotion, goal: np.ndarray) -> None:
     for side in ("left", "right"):
         bones = _leg_bones(plan, side)
         if bones is None:
+            _aim_one_bone_leg(motion, goal, side)
             continue
         thigh, shin, foot = bones
         hip, knee, ankle = motion.heads[:, thigh], motion.heads[:, shin], motion.heads[:, foot]
@@ -546,6 +621,36 @@ def _leg_ik(motion: RetargetedMotion, goal: np.ndarray) -> None:
             motion.deltas[:, bone] = turn_shin @ motion.deltas[:, bone]
         motion.deltas[:, foot] = foot_delta
         _forward(motion)
+
+
+def one_bone_leg(plan: RetargetPlan, side: str) -> tuple[int, int] | None:
+    """(the leg's one bone, the end bone at its tail) when `side`'s leg is one bone (the map's `tips`), else None."""
+    hip = plan.bone_of.get(JOINT_INDEX[f"{side}_hip"])
+    ankle = plan.bone_of.get(JOINT_INDEX[f"{side}_ankle"])
+    if hip is None or ankle not in plan.tips or plan.parents[ankle] != hip:
+        return None
+    return hip, ankle
+
+
+def _aim_one_bone_leg(motion: RetargetedMotion, goal: np.ndarray, side: str) -> None:
+    """A one-bone leg turned about the hip so that its tail (the foot) is over the ankle goal, where it cannot be on
+    it (the leg cannot shorten when the source's knee bends): a planted foot stays where it is planted, and the body
+    is lifted where the foot would go under the floor (`foot_ground.py`)."""
+    bones = one_bone_leg(motion.plan, side)
+    if bones is None:
+        return
+    leg, foot = bones
+    hip = motion.heads[:, leg]
+    length = np.linalg.norm(motion.heads[:, foot] - hip, axis=-1)
+    across = (goal[:, JOINT_INDEX[f"{side}_ankle"]] - hip) * np.array([1.0, 0.0, 1.0])
+    reach = np.linalg.norm(across, axis=-1)
+    across *= (np.minimum(reach, 0.999 * length) / np.maximum(reach, _EPS))[:, None]
+    wanted = across - np.sqrt(np.maximum(length ** 2 - np.sum(across ** 2, axis=-1), 0.0))[:, None] * np.array(
+        [0.0, 1.0, 0.0])
+    turn = _swing(motion.heads[:, foot] - hip, wanted)
+    for bone in _descendants(motion.plan, leg, -1):
+        motion.deltas[:, bone] = turn @ motion.deltas[:, bone]
+    _forward(motion)
 
 
 def _point(motion: RetargetedMotion, joint: int) -> np.ndarray:

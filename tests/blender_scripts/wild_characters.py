@@ -6,7 +6,8 @@ importer exactly as the batch does, then read back from the evaluated rig (one b
     python wild_characters.py take.npz result.json
 
 Per character: the detected map (or the refusal with its reason), and per frame the pelvis head, the wrists and ankles
-(bone heads), and the lowest point of each foot (ankle, toe heads and tails, and the vertices of the foot meshes
+(bone heads), and the lowest point of each foot (the heads of the ankle and every bone below it, the tails of the mapped
+ones, and the vertices of the foot meshes
 skinned or parented to those bones) in world space relative to the character's rest floor (measured in the rest pose),
 in metres, plus its rest height; the ankles again in the axes the motion was put on the rig in, beside the source's
 ankles scaled to the rig.  On a rig with placed feet a segment is regenerated too.
@@ -34,6 +35,7 @@ from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 from kmm_motion.kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 CHARACTERS = Path(__file__).resolve().parents[1] / "data" / "characters"
+LAYOUTS = CHARACTERS / "layouts"
 take_path, result_path = sys.argv[1], sys.argv[2]
 
 
@@ -67,10 +69,67 @@ def built(name: str, bones, turn_degrees: float = 0.0) -> bpy.types.Object:
     return obj
 
 
+def from_layout(path: Path, scale=None) -> bpy.types.Object:
+    """An armature from a layout file of tests/data/characters/layouts: bones by (name, parent, head, tail) in
+    armature space with the object's rotation and scale, or glTF joint nodes (local translation and rotation, Y up)
+    turned into Blender's axes with the bone tails its glTF importer gives them; for bones by list, a tail at the only
+    child's head, else on along the parent's direction by half its length.  `scale` replaces the object's scale."""
+    from mathutils import Quaternion, Vector
+
+    layout = json.loads(path.read_text())
+    bones = []
+    if layout["kind"] == "gltf_nodes":
+        nodes = {node["name"]: node for node in layout["nodes"]}
+        y_up_to_z_up = Matrix(((1, 0, 0, 0), (0, 0, -1, 0), (0, 1, 0, 0), (0, 0, 0, 1)))
+
+        def visit(name, parent_name, parent_matrix, parent_length):
+            node = nodes[name]
+            x, y, z, w = node["rotation"]
+            matrix = parent_matrix @ Matrix.Translation(node["translation"]) @ Quaternion((w, x, y, z)).to_matrix().to_4x4()
+            world = y_up_to_z_up @ matrix
+            head = world.translation.copy()
+            kids = node["children"]
+            # Blender's glTF importer (its default "Blender" bone heuristic): the bone along the node's +Y, as long
+            # as its nearest child is far, an end bone as long as its parent
+            length = min((Vector(nodes[k]["translation"]).length for k in kids), default=parent_length)
+            tail = head + (world.to_3x3() @ Vector((0.0, 1.0, 0.0))).normalized() * length
+            bones.append((name, parent_name, tuple(head), tuple(tail)))
+            for kid in kids:
+                visit(kid, name, matrix, length)
+
+        visit(layout["root"], None, Matrix.Identity(4), Vector(nodes[layout["root"]]["translation"]).length)
+    else:
+        heads = {name: Vector(head) for name, _, head, _ in layout["bones"]}
+        children = {}
+        for name, parent, _, _ in layout["bones"]:
+            children.setdefault(parent, []).append(name)
+        for name, parent, head, tail in layout["bones"]:
+            if tail is None:
+                kids = children.get(name, [])
+                if len(kids) == 1 or parent is None:
+                    tail = heads[kids[0]]
+                else:
+                    along = heads[name] - heads[parent]
+                    tail = heads[name] + along * 0.5
+            bones.append((name, parent, tuple(head), tuple(tail)))
+    obj = built(layout["name"], bones)
+    placement = layout.get("object", {})
+    obj.rotation_euler = [math.radians(a) for a in placement.get("rotation_euler_degrees", (0, 0, 0))]
+    obj.scale = scale or placement.get("scale", (1, 1, 1))
+    bpy.context.view_layer.update()
+    return obj
+
+
 def _v(point):
     from mathutils import Vector
 
     return Vector(point)
+
+
+def scaled(obj: bpy.types.Object, scale) -> bpy.types.Object:
+    obj.scale = scale
+    bpy.context.view_layer.update()
+    return obj
 
 
 def metarig_without_head() -> list:
@@ -100,14 +159,21 @@ def unnamed_facing_x() -> list:
 
 
 def foot_lowest(obj: bpy.types.Object, bone_map, meshes) -> dict[str, float]:
-    """Lowest world height of each foot: its chain's heads and tails, and the skinned vertices it moves most."""
+    """Lowest world height of each foot: its chain's heads (the ankle and every bone below it), the tails of the
+    bones the map names (an end bone's tail is only what an importer guessed), and the skinned vertices the chain
+    moves most; a one-bone leg's tail."""
     lowest = {}
     depsgraph = bpy.context.evaluated_depsgraph_get()
     for side in ("left", "right"):
         ankle = bone_map.bones[f"{side}_ankle"]
-        chain = [b for b in obj.pose.bones if b.name == ankle or obj.pose.bones[ankle] in b.parent_recursive]
-        names = {b.name for b in chain}
-        heights = [(obj.matrix_world @ p).z for b in chain for p in (b.head, b.tail)]
+        if ankle is None:  # one bone per limb: the foot is the leg bone's tail (and the mesh that bone moves)
+            leg = obj.pose.bones[bone_map.tips[f"{side}_ankle"]]
+            names, heights = {leg.name}, [(obj.matrix_world @ leg.tail).z]
+        else:
+            chain = [b for b in obj.pose.bones if b.name == ankle or obj.pose.bones[ankle] in b.parent_recursive]
+            names, mapped = {b.name for b in chain}, set(bone_map.bones.values())
+            heights = [(obj.matrix_world @ p).z for b in chain for p in ((b.head, b.tail) if b.name in mapped
+                                                                             else (b.head,))]
         for mesh, weights in meshes:
             evaluated = mesh.evaluated_get(depsgraph)
             vertices = evaluated.data.vertices
@@ -116,6 +182,13 @@ def foot_lowest(obj: bpy.types.Object, bone_map, meshes) -> dict[str, float]:
                     heights.append((evaluated.matrix_world @ vertices[index].co).z)
         lowest[side] = min(heights)
     return lowest
+
+
+def joint_point(obj: bpy.types.Object, bone_map, joint: str):
+    """Where `joint` is on the posed rig (armature space): its bone's head, or the tail of a one-bone limb."""
+    if bone_map.bones[joint]:
+        return obj.pose.bones[bone_map.bones[joint]].head
+    return obj.pose.bones[bone_map.tips[joint]].tail
 
 
 def skinned_feet(obj: bpy.types.Object) -> list:
@@ -165,7 +238,7 @@ def check(name: str, obj: bpy.types.Object, motion_file: str) -> dict:
     for frame in range(first, last + 1):
         scene.frame_set(frame)
         for joint in ("pelvis", "left_wrist", "right_wrist", "left_ankle", "right_ankle"):
-            frames[joint].append(list(obj.matrix_world @ obj.pose.bones[bone_map.bones[joint]].head))
+            frames[joint].append(list(obj.matrix_world @ joint_point(obj, bone_map, joint)))
         lowest = foot_lowest(obj, bone_map, meshes)
         frames["left_foot"].append(lowest["left"] - rest_floor)
         frames["right_foot"].append(lowest["right"] - rest_floor)
@@ -173,7 +246,8 @@ def check(name: str, obj: bpy.types.Object, motion_file: str) -> dict:
         frames["ankles_as_moved"].append(evaluated[[JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"]]].tolist())
     frames["source_ankles"] = source_ankles[:last + 1 - first].tolist()
     found = {"map": {j: b for j, b in bone_map.bones.items() if b}, "map_name": bone_map.name, "height": height,
-             "fps": scene.render.fps, "parents": dict(bone_map.parents), "placed": list(bone_map.placed), **frames}
+             "fps": scene.render.fps, "parents": dict(bone_map.parents), "placed": list(bone_map.placed),
+             "tips": dict(bone_map.tips), **frames}
     if bone_map.placed:
         found["regenerated"] = regenerate_second_segment(obj, motion_file, list(bone_map.placed))
     return found
@@ -228,6 +302,11 @@ builders = {
     "metarig_without_spine_006": lambda: built("MetarigBase", metarig_without_head()),
     "unnamed_facing_plus_x": lambda: built("UnnamedPlusX", unnamed_facing_x(), 90.0),
     "metarig_facing_plus_y": lambda: built("MetarigPlusY", metarig_without_head(), 180.0),
+    "mixamo_gltf": lambda: from_layout(LAYOUTS / "mixamo_gltf.json"),
+    "quaternius_knight_2018": lambda: from_layout(LAYOUTS / "quaternius_knight_2018.json"),
+    "kenney_mini": lambda: from_layout(LAYOUTS / "kenney_mini.json"),
+    "metarig_scaled_0_87_1_1": lambda: scaled(built("MetarigScaled", metarig_without_head()), (0.87, 1.0, 1.0)),
+    "metarig_mirrored": lambda: scaled(built("MetarigMirrored", metarig_without_head()), (-1.0, 1.0, 1.0)),
 }
 for name, build in builders.items():
     clear()
