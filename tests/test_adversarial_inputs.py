@@ -29,7 +29,7 @@ from kmm_core.bvh.writer import write_bvh
 from kmm_core.common.errors import KMMError, short_repr
 from kmm_core.generation.timeline import Timeline
 from kmm_core.model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
-from kmm_core.motion.skeleton import NUM_JOINTS, tpose_offsets
+from kmm_core.motion.skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 from kmm_core.retarget.bone_map import bone_map_from_dict, load_bone_map
 from kmm_core.retarget.bone_map import preset as preset_named
 
@@ -411,3 +411,88 @@ def test_fuzzed_bundle_configs_load_or_raise_kmm_errors(tmp_path):
 
     outcome = _run_cases(make, load, 5)
     assert outcome["refused"] > 50, outcome
+
+
+# ---- BVH hierarchies ------------------------------------------------------------------------------------------------
+HIERARCHY_SIZES = (1, 2, 22, 300, 1_200)  # joints of a fan or a random tree
+CHAIN_DEPTHS = (1, 2, 50, 999, 1_000, 1_001, 1_500)  # around MAX_BVH_DEPTH (1,000)
+HOSTILE_NUMBERS = ("nan", "inf", "-1e308", "1e308", "10000001", "5e-324", "-0", "1e7")
+CHANNEL_NAMES = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
+
+
+def _random_hierarchy(rng: random.Random) -> tuple[str, bool]:
+    """BVH text of a random shape (a chain, a fan or a random tree; deep, broad, with or without End Sites), random
+    channel sets and orders, all-zero or random OFFSETs, and in some cases one damage (a hostile OFFSET or frame value,
+    a duplicate name, a frame time out of range); and whether its first 22 joints carry the canonical names (so a
+    joint map applies)."""
+    shape = rng.choice(["chain", "fan", "tree"])
+    count = rng.choice(CHAIN_DEPTHS) if shape == "chain" else rng.choice(HIERARCHY_SIZES)
+    parents = [-1] + [index - 1 if shape == "chain" else 0 if shape == "fan" else rng.randrange(index)
+                      for index in range(1, count)]
+    canonical = count >= NUM_JOINTS and rng.random() < 0.5
+    zero_offsets = rng.random() < 0.3
+    damage = rng.choice(["none"] * 6 + ["offset", "value", "duplicate", "frame time"])
+    damaged_joint = rng.randrange(count)
+    children: list[list[int]] = [[] for _ in range(count)]
+    for joint, parent in enumerate(parents[1:], 1):
+        children[parent].append(joint)
+
+    def offset(joint: int) -> str:
+        numbers = ["0" if zero_offsets else f"{rng.uniform(-20, 20):.3f}" for _ in range(3)]
+        if damage == "offset" and joint == damaged_joint:
+            numbers[rng.randrange(3)] = rng.choice(HOSTILE_NUMBERS)
+        return "OFFSET " + " ".join(numbers)
+
+    lines, channel_count = ["HIERARCHY"], 0
+    stack: list[tuple[int, bool]] = [(0, False)]  # (joint, closing) - written without recursion, like the reader
+    while stack:
+        joint, closing = stack.pop()
+        if closing:
+            if not children[joint] and rng.random() < 0.7:
+                lines += ["End Site", "{", offset(-1), "}"]
+            lines.append("}")
+            continue
+        name = JOINT_NAMES[joint] if canonical and joint < NUM_JOINTS else f"j{joint}"
+        if damage == "duplicate" and joint == damaged_joint and joint:
+            name = JOINT_NAMES[0] if canonical else "j0"
+        channels = list(CHANNEL_NAMES if joint == 0 else CHANNEL_NAMES[3:])
+        rng.shuffle(channels)
+        channels = channels[: rng.choice([0, 3, 3, 3, len(channels)])] if joint else channels
+        channel_count += len(channels)
+        lines += [("ROOT " if joint == 0 else "JOINT ") + name, "{", offset(joint),
+                  f"CHANNELS {len(channels)} {' '.join(channels)}".rstrip()]
+        stack.append((joint, True))
+        stack.extend((child, False) for child in reversed(children[joint]))
+    frames = rng.choice([0, 1, 3])
+    frame_time = rng.choice(["1e-300", "1e300", "0.0001", "2"]) if damage == "frame time" else "0.0333333"
+    lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {frame_time}"]
+    rows = [[f"{rng.uniform(-90, 90):.2f}" for _ in range(channel_count)] for _ in range(frames)]
+    if damage == "value" and rows and channel_count:
+        rows[rng.randrange(frames)][rng.randrange(channel_count)] = rng.choice(HOSTILE_NUMBERS)
+    lines += [" ".join(row) for row in rows]
+    return "\n".join(lines) + "\n", canonical
+
+
+@pytest.mark.parametrize("seed", [8])
+def test_fuzzed_bvh_hierarchies_load_or_raise_kmm_errors(seed, tmp_path):
+    """Random hierarchies (depth around the limit, breadth, zero OFFSETs, channel subsets): each is read, posed,
+    made a retarget target and, when it has the canonical names, mapped as a source - all finite - or refused with a
+    KMMError (a RecursionError, an SVD failure or NaN is a finding)."""
+    from kmm_core.bvh import bvh_to_canonical_joints, joint_map_from_dict
+    from kmm_core.retarget.target_skeleton import bvh_target_skeleton
+
+    joint_map = joint_map_from_dict({"up": "+Y", "forward": "+Z", "scale_to_metres": 0.01,
+                                     "joints": {name: name for name in JOINT_NAMES}}, "identity.json")
+    path = tmp_path / "fuzzed.bvh"
+
+    def load(case: tuple[str, bool]):
+        text, canonical = case
+        path.write_text(text, encoding="utf-8")
+        motion = read_bvh(path)
+        positions = motion.world_positions()
+        joints = bvh_to_canonical_joints(motion, joint_map, None) if canonical else None
+        skeleton = bvh_target_skeleton(motion)
+        return motion, positions, joints, skeleton.rest_heads_metres()
+
+    outcome = _run_cases(_random_hierarchy, load, seed)
+    assert outcome["refused"] > 30 and outcome["loaded"] > 30, outcome
