@@ -623,6 +623,18 @@ def _stance_pieces(run: tuple[int, int], decided: list[int], step: int, spot_of
     return pieces
 
 
+def _stance_detail(path: np.ndarray) -> np.ndarray:
+    """(n, 3) a held joint's own floor wander around its mean over a stance (y 0), at most
+    `FootLockSettings.stance_detail_limit` from it: the millimetres the foot clean-up keeps (planted, not frozen)."""
+    from ..motion.foot_contact import FootLockSettings
+
+    detail = np.zeros_like(path)
+    detail[:, [0, 2]] = path[:, [0, 2]] - path[:, [0, 2]].mean(axis=0)
+    limit = FootLockSettings().stance_detail_limit
+    size = np.linalg.norm(detail, axis=-1, keepdims=True)
+    return detail * np.minimum(1.0, limit / np.maximum(size, 1e-12))
+
+
 def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, placed: np.ndarray,
                  contacts: np.ndarray, constraints: Sequence[Constraint], fps: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -674,10 +686,15 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
                     toe_height = placed[span, toe, 1] + joints[anchor, toe, 1] - placed[anchor, toe, 1]
                 target = np.where((reference == ankle)[:, None], spot[0], spot[1])
                 target[:, 1] = height
+                if anchor is None:  # planted, not frozen: the clean-up's own settling and rolling is kept
+                    detail = _stance_detail(placed[span, reference])
+                    target += detail
                 # A planted toe is held on its own spot too (the foot turns about the ankle towards it); a free one
                 # moves with the ankle.
                 toe_target = np.repeat(spot[1][None], len(span), axis=0)
                 toe_target[:, 1] = toe_height
+                if anchor is None:
+                    toe_target += _stance_detail(placed[span, toe])
                 toe_shift = np.where(contacts[span, toe_column][:, None], toe_target - joints[span, toe],
                                      target - current)
                 key_frames.extend(span.tolist())
