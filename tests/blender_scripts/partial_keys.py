@@ -1,0 +1,253 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Blender check: keys on the right arm only become partial key poses that hold that arm and let the walk walk, on
+the rig Rigify generates (its FK controls) and on a Mixamo-named rig.
+
+For each rig: the right arm (upper arm, forearm, hand) is keyed at two frames of a 150-frame walk (raised forward at
+frame 40, out to the side at frame 110), nothing else keyed; "Use my keys as constraints" must store two poses that
+hold the right arm's joints only, the panel's summary naming them; Generate runs the way the panel runs it (the
+REAL worker with the shipped kmm-small model, the controller's timer driven by hand).  Measured on the rig's
+evaluated joint points: the right wrist's place relative to the chest (the chest's turn found from the points it
+carries: neck and collars) at each keyed frame, take against keys; the pelvis' travel; which foot is ahead, frame by
+frame.  One undo must give back the keyed animation exactly.
+
+Then bad input, each refused with a message naming the constraint and field, no job started, nothing changed: a
+stored partial key naming a joint the skeleton does not have, and Import Timeline of a file whose partial key does
+the same (the table and the kept key poses unchanged).  And Import Timeline of a valid file keeps its constraints.
+Finally the cap: a keyed-frame count above `MAX_KEY_POSES` is refused before any frame is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _harness
+import numpy as np
+
+user_dir = _harness.start()
+import addon_utils  # noqa: E402
+import bpy  # noqa: E402
+import published_rigs  # noqa: E402
+from mathutils import Matrix, Vector  # noqa: E402
+
+package = _harness.import_extension_package(user_dir)
+package.register()
+from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
+from kmm_motion.kmm_blender.timeline import constraint_source, segment_table  # noqa: E402
+from kmm_motion.kmm_blender.timeline.properties import rows_of, set_rows  # noqa: E402
+from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
+from kmm_motion.kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
+
+KEY_FRAMES = (40, 110)
+LAST_FRAME = 150
+CHEST = [JOINT_INDEX[name] for name in ("neck", "left_collar", "right_collar")]
+SPINE3, WRIST, PELVIS = JOINT_INDEX["spine3"], JOINT_INDEX["right_wrist"], JOINT_INDEX["pelvis"]
+ANKLES = (JOINT_INDEX["left_ankle"], JOINT_INDEX["right_ankle"])
+result: dict = {}
+context = bpy.context
+scene = context.scene
+scene.render.fps, scene.render.fps_base = 30, 1.0
+scene.frame_start, scene.frame_end = 1, LAST_FRAME
+
+addon_utils.enable("rigify", default_set=True)
+bpy.ops.object.armature_human_metarig_add()
+metarig = context.view_layer.objects.active
+bpy.ops.pose.rigify_generate()
+rigs = {"rigify": context.view_layer.objects.active.name, "mixamo": published_rigs.build_mixamo(context).name}
+metarig.location = (3.0, 0.0, 0.0)
+ARM = {"rigify": ("upper_arm_fk.R", "forearm_fk.R", "hand_fk.R"),
+       "mixamo": ("mixamorig:RightArm", "mixamorig:RightForeArm", "mixamorig:RightHand")}
+
+
+def world_to_armature(obj, vector) -> Vector:
+    return (obj.matrix_world.inverted().to_3x3() @ Vector(vector)).normalized()
+
+
+def swing(obj, bone_name: str, towards, degrees: float) -> None:
+    """Turn the posed bone about its head, its direction swinging `degrees` towards the world direction."""
+    bone = obj.pose.bones[bone_name]
+    direction = (bone.tail - bone.head).normalized()
+    axis = direction.cross(world_to_armature(obj, towards))
+    turn = Matrix.Rotation(np.radians(degrees), 4, axis.normalized())
+    bone.matrix = Matrix.Translation(bone.head) @ turn @ Matrix.Translation(-bone.head) @ bone.matrix
+    context.view_layer.update()
+
+
+def key_arm(obj, bones, frame: int) -> None:
+    for name in bones:
+        bone = obj.pose.bones[name]
+        path = "rotation_quaternion" if bone.rotation_mode == "QUATERNION" else "rotation_euler"
+        bone.keyframe_insert(path, frame=frame)
+
+
+def key_right_arm(name: str, obj) -> None:
+    upper, fore, hand = ARM[name]
+    for bone, prop, value in rig_retarget.bone_map_for(obj).pose_settings:  # the Rigify rig's limbs in FK
+        obj.pose.bones[bone][prop] = value
+    obj.animation_data_create().action = bpy.data.actions.new(f"{name}_arm_keys")
+    for bone in obj.pose.bones:
+        bone.matrix_basis = Matrix()
+    context.view_layer.update()
+    swing(obj, upper, (0, -1, 0), 80)  # raised forward
+    swing(obj, fore, (0, 0, 1), 40)
+    key_arm(obj, ARM[name], KEY_FRAMES[0])
+    for bone in ARM[name]:
+        obj.pose.bones[bone].matrix_basis = Matrix()
+    context.view_layer.update()
+    swing(obj, upper, (0, 0, 1), 20)  # out to the side, a little up
+    swing(obj, fore, (0, -1, 0), 60)
+    key_arm(obj, ARM[name], KEY_FRAMES[1])
+
+
+def joint_points(obj, frames) -> np.ndarray:
+    bone_map = rig_retarget.bone_map_for(obj)
+    points = []
+    for frame in frames:
+        bpy.context.scene.frame_set(frame)
+        points.append(rig_retarget.evaluated_joint_points(obj, bone_map))
+    return np.asarray(points)
+
+
+def wrist_in_chest(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the chest's carried points relative to spine3, the wrist relative to spine3) of one pose (22, 3)."""
+    return points[CHEST] - points[SPINE3], points[WRIST] - points[SPINE3]
+
+
+def wrist_error(keyed: np.ndarray, take: np.ndarray) -> float:
+    """Metres between the take's right wrist and the keyed one, both seen from their chest (spine3 and the turn
+    that best carries the keyed chest's points onto the take's)."""
+    chest_key, wrist_key = wrist_in_chest(keyed)
+    chest_take, wrist_take = wrist_in_chest(take)
+    u, _, vt = np.linalg.svd(chest_take.T @ chest_key)
+    d = np.sign(np.linalg.det(u @ vt))
+    turn = u @ np.diag([1.0, 1.0, d]) @ vt
+    return float(np.linalg.norm(turn @ wrist_key - wrist_take))
+
+
+def keyed_state(obj) -> dict:
+    action = obj.animation_data.action if obj.animation_data else None
+    return {"action": action.name if action else None, "actions": sorted(a.name for a in bpy.data.actions),
+            "points": joint_points(obj, KEY_FRAMES).round(6).tolist(),
+            "poses": bpy.context.scene.kmm.constraint_poses,
+            "rows": [(row.prompt, row.start, row.end) for row in rows_of(bpy.context.scene.kmm)]}
+
+
+config = backend_session.BackendConfig(python=sys.executable, device="cpu",
+                                       extra_env=(("PYTHONPATH", str(_harness.REPO_ROOT)), ("OMP_NUM_THREADS", "1")))
+settings = scene.kmm
+settings.random_seed = False
+settings.seed = 2
+set_rows(settings, [segment_table.Row("a person walks forward", 1, LAST_FRAME)])
+for name in list(rigs):
+    obj = bpy.data.objects[rigs[name]]
+    scene = bpy.context.scene  # an undo replaces every data-block: take them afresh
+    settings = scene.kmm
+    key_right_arm(name, obj)
+    settings.target_armature = obj
+    settings.key_poses_whole_body = False
+    outcome = bpy.ops.kmm.use_keys_as_constraints()
+    poses = constraint_source.stored_poses(settings)
+    keyed = joint_points(obj, KEY_FRAMES)
+    scene.frame_set(1)
+    bpy.ops.ed.undo_push(message=f"{name} keyed")
+    before = keyed_state(obj)
+    job = job_runner.start_generation(bpy.context, config)
+    started = time.monotonic()
+    while job_runner.tick() is not None:
+        if time.monotonic() - started > 300:
+            raise RuntimeError("the generation did not finish")
+        time.sleep(0.05)
+    take = joint_points(obj, range(1, LAST_FRAME + 1))
+    forward = take[-1, PELVIS] - take[0, PELVIS]
+    forward[1] = 0.0
+    ahead = np.sign((take[:, ANKLES[0]] - take[:, ANKLES[1]]) @ (forward / max(np.linalg.norm(forward), 1e-9)))
+    ahead = ahead[ahead != 0]
+    result[name] = {"operator": sorted(outcome), "pose_frames": [p["frame"] for p in poses],
+                    "pose_joints": [p.get("joints") for p in poses],
+                    "summaries": [constraint_source.constraint_summary(p) for p in poses],
+                    "job": [job.state, job.error], "take": obj.animation_data.action.name,
+                    "wrist_error_m": [wrist_error(keyed[k], take[frame - 1]) for k, frame in enumerate(KEY_FRAMES)],
+                    "pelvis_travel_m": float(np.linalg.norm(forward)),
+                    "foot_swaps": int(np.count_nonzero(np.diff(ahead))),
+                    "leg_m": float(np.linalg.norm(keyed[0, 1] - keyed[0, 4]) + np.linalg.norm(keyed[0, 4] - keyed[0, 7]))}
+    object_name = obj.name
+    bpy.ops.ed.undo()
+    obj = bpy.data.objects[object_name]
+    result[name]["undo_restores"] = keyed_state(obj) == before
+    print(name, result[name], file=sys.stderr, flush=True)
+    job_runner.release()
+
+# Bad input: refused by name, nothing started, nothing changed.
+obj = bpy.data.objects[rigs["mixamo"]]
+scene = bpy.context.scene
+settings = scene.kmm
+settings.target_armature = obj
+settings.effectors.clear()
+good_poses = settings.constraint_poses
+bad_pose = json.loads(good_poses)[0] if good_poses else None
+
+
+def refusal(action) -> dict:
+    before = keyed_state(obj)
+    message = action()
+    return {"message": message, "unchanged": keyed_state(obj) == before,
+            "running": bool(bpy.context.window_manager.kmm_job.running)}
+
+
+def bad_stored_key() -> str:
+    broken = dict(bad_pose, joints=["right_shoulder", "right_hand"])
+    settings.constraint_poses = json.dumps([broken])
+    try:
+        job_runner.build_request(scene)
+        return ""
+    except KMMError as error:
+        return str(error)
+    finally:
+        settings.constraint_poses = good_poses
+
+
+folder = Path(tempfile.mkdtemp(prefix="kmm_partial_"))
+timeline_data = {"fps": 30, "segments": [{"prompt": "a person walks forward", "start": 1, "end": 90}],
+                 "constraints": [dict(bad_pose, joints=["right_shoulder", "right_hand"]) if bad_pose else {}]}
+(folder / "bad.json").write_text(json.dumps(timeline_data))
+timeline_data["constraints"] = [dict(bad_pose, frame=60), {"type": "facing", "frame": 80, "direction": [0, 1]}]
+(folder / "good.json").write_text(json.dumps(timeline_data))
+
+
+def bad_import() -> str:
+    """Import Timeline of the bad file: the operator refuses it, its error report is the message."""
+    try:
+        bpy.ops.kmm.timeline_import(filepath=str(folder / "bad.json"))
+        return ""
+    except RuntimeError as error:  # an operator's ERROR report reaches a script as RuntimeError("Error: ...")
+        return str(error)
+
+
+bad = {"stored_key": refusal(bad_stored_key), "import": refusal(bad_import)}
+result["bad"] = bad
+outcome = bpy.ops.kmm.timeline_import(filepath=str(folder / "good.json"))
+kept = json.loads(bpy.context.scene.kmm.constraint_poses or "[]")
+result["import_keeps"] = {"operator": sorted(outcome), "types": [c.get("type") for c in kept],
+                          "joints": [c.get("joints") for c in kept], "frames": [c.get("frame") for c in kept],
+                          "rows": [(r.prompt, r.start, r.end) for r in rows_of(bpy.context.scene.kmm)]}
+
+# The cap: more keyed frames than MAX_KEY_POSES is refused, naming the count, before any frame is evaluated.
+cap = constraint_source.MAX_KEY_POSES
+action = obj.animation_data.action
+curve = next(c for c in constraint_source._fcurves(action, obj) if c.data_path.startswith("pose.bones["))
+curve.keyframe_points.add(cap + 5)
+for index, point in enumerate(curve.keyframe_points):
+    point.co = (index + 1, 0.0)
+try:
+    constraint_source.poses_from_keys(bpy.context.scene, obj, 1, cap + 10)
+    result["cap"] = ""
+except KMMError as error:
+    result["cap"] = str(error)
+result["cap_value"] = cap
+result["cap_keyed"] = len({round(point.co[0]) for point in curve.keyframe_points})
+_harness.emit(result)
