@@ -401,3 +401,19 @@ def test_control_characters_in_a_prompt_are_refused_and_never_echoed(tmp_path, c
                                             f"U\\+{ord(character):04X}"):
         Timeline.from_dict({"segments": [{"prompt": prompt, "seconds": 1}]})
 
+
+def test_a_scene_at_another_fps_refuses_a_timeline_it_cannot_hold(addon_module, tmp_path):
+    table = addon_module("kmm_blender.timeline.segment_table")
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"fps": 20, "segments": [{"prompt": "walk", "frames": 4}] * 3000}))
+    rows = table.import_rows(path, 20, 1)  # valid as it is: 3,000 rows of 0.2 s at 20 fps
+    assert len(rows) == 3000 and table.row_problems(rows, 20) == {}
+    with pytest.raises(table.TimelineError) as caught:
+        table.import_rows(path, 24, 1)  # 4 frames at 20 fps round to 4 or 5 at 24: some rows too short
+    message = str(caught.value)
+    assert message.startswith(f"{path}: segments[2]") and "at the scene's 24 fps (the file's is 20)" in message
+    assert "set the scene's frame rate to 20 fps" in message
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"fps": 20, "segments": [{"prompt": "walk", "frames": 40}] * 300}))
+    converted = table.import_rows(fine, 24, 1)
+    assert table.row_problems(converted, 24) == {} and converted[-1].end == 300 * 48

@@ -158,6 +158,14 @@ def _scene_rows(timeline: Timeline, scene_fps: float, scene_frame_start: int, pa
         if worst > SCENE_FRAME_LIMIT:
             raise TimelineError(f"reaches scene frame {worst}, beyond Blender's last frame {SCENE_FRAME_LIMIT}",
                                 segment=index, field="end" if abs(row.end) >= abs(row.start) else "start", path=path)
+    try:  # the table as the scene holds it: rounding to another fps can break a rule (4 frames at 20 fps -> 4 at 24)
+        build_timeline(rows, scene_fps)
+    except TimelineError as error:
+        reason = error.reason
+        if abs(timeline.fps - scene_fps) > 1e-9:
+            reason = (f"at the scene's {scene_fps:g} fps (the file's is {timeline.fps:g}) {reason}; set the scene's "
+                      f"frame rate to {timeline.fps:g} fps to import it")
+        raise TimelineError(reason, segment=error.segment, field=error.field, path=path) from None
     return rows
 
 
