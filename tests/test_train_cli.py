@@ -137,9 +137,10 @@ def test_missing_bundle_is_a_clear_error(tmp_path, tiny_run):
         assemble_bundle(run, tmp_path / "out")
 
 
-def test_damaged_bundle_files_name_the_file_and_line(tmp_path, tiny_bundle):
+def test_damaged_bundle_files_name_the_file_and_line(tmp_path, tiny_bundle, monkeypatch):
     import shutil
 
+    monkeypatch.setenv("KMM_ALLOW_UNCHECKED_BUNDLE", "1")  # the explicit opt-out for a bundle without checksums
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_bundle, damaged)
     manifest = json.loads((damaged / "bundle.json").read_text())

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..common.bounded_read import read_json
 from ..common.devices import check_device_available, resolve_device
-from ..common.errors import BundleError, KMMError
+from ..common.errors import BundleError, InputFileError, KMMError
 from ..humanml3d.features import features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
@@ -151,7 +151,6 @@ class ModelBundle:
     def _load(cls, path: str | Path | None, device: str, evaluator: bool) -> ModelBundle:
         import torch
 
-        from ..humanml3d.normalizer import Normalizer
         from ..model.masked_generator import MaskedGenerator
         from ..model.motion_tokenizer import MotionTokenizer
         from ..model.text_encoder import MiniLMTextEncoder
@@ -166,6 +165,7 @@ class ModelBundle:
         decoding = _decoding_config(manifest, folder / BUNDLE_FILE)  # a bad table fails before any loading
         # Every component's config is read and range-checked (limits.MODEL_CONFIG_RANGES) before any module exists.
         model_configs = read_component_configs(folder, components)
+        normalizer = read_statistics(folder)  # a Std.npy of zeros would decode motion wildly scaled
         torch_device = torch.device(check_device_available(resolve_device(device)))
         builders = {"tokenizer": MotionTokenizer, "generator": MaskedGenerator, "aligner": TextMotionAligner,
                     "evaluator": TextMotionAligner}
@@ -190,7 +190,7 @@ class ModelBundle:
             raise BundleError(folder / "generator.json", f"cond_dim {generator.config.cond_dim} does not match the "
                                                          f"{source} text condition width {conditioner.cond_dim}")
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
-                   generator=generator, text_conditioner=conditioner, normalizer=Normalizer.from_folder(folder),
+                   generator=generator, text_conditioner=conditioner, normalizer=normalizer,
                    decoding=decoding, aligner=modules.get("aligner"),
                    evaluator=modules.get("evaluator"))
 
@@ -269,6 +269,20 @@ def read_component_configs(folder: str | Path, components: Sequence[str]) -> dic
         except KMMError as error:
             raise BundleError(config_path, str(error)) from None
     return checked
+
+
+def read_statistics(folder: str | Path) -> Normalizer:
+    """The bundle's feature statistics (``Mean.npy``, ``Std.npy``), refused (BundleError naming the file and the
+    feature indices) when a value is not finite or a standard deviation is not above zero.  Torch-free: ``kmm
+    doctor`` runs it too."""
+    from ..humanml3d.normalizer import Normalizer
+
+    try:
+        return Normalizer.from_folder(folder)
+    except BundleError:
+        raise
+    except InputFileError as error:
+        raise BundleError(error.path, error.reason) from None
 
 
 def _decoding_config(manifest: dict[str, Any], manifest_path: Path) -> DecodingConfig:

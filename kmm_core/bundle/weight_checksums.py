@@ -16,6 +16,7 @@ Torch-free (hashlib; NumPy and ``safetensors.numpy`` for the finiteness check).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ FILES_KEY = "files"
 STATISTICS_FILES = ("Mean.npy", "Std.npy")
 VOCABULARY_FILES = ("vocabulary.json", "vocabulary.safetensors")
 """Written after the weights (``kmm-train bundle``/``vocabulary``), which then add them to the checksums."""
+UNCHECKED_BUNDLE_ENV = "KMM_ALLOW_UNCHECKED_BUNDLE"
+"""Set to 1 to load a bundle whose bundle.json lists no checksums (one made before they existed, or one whose
+``files`` table was removed) unchecked; without it such a bundle is refused."""
 REPAIR_ADVICE = ("reinstall the package that shipped this model, or rebuild the bundle with `kmm-train bundle` "
                  "from its run folder")
 
@@ -66,13 +70,17 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], names: 
     """Check every file listed in the manifest's ``files`` against its size and SHA-256, and that every weight
     file of the listed components is covered.  With ``names`` (the files a caller is about to load, e.g.
     ``ModelBundle.load`` without the evaluator) only those are checked and must be covered.  Returns how many files
-    were checked (0: the bundle has no checksums - one made before they existed).  Raises WeightFileError naming the
-    first bad file."""
+    were checked.  Raises WeightFileError naming the first bad file, or bundle.json when it lists no checksums
+    (a damaged file could not be noticed) unless $KMM_ALLOW_UNCHECKED_BUNDLE is 1 (then 0 files were checked)."""
     folder = Path(folder)
     entries = manifest.get(FILES_KEY)
-    if entries is None:
-        return 0
     manifest_path = folder / "bundle.json"
+    if entries is None:
+        if unchecked_bundles_allowed():
+            return 0
+        raise WeightFileError(manifest_path, f"lists no checksums ('{FILES_KEY}'), so a damaged or changed file "
+                                             f"could not be noticed: rebuild the bundle with `kmm-train bundle` from "
+                                             f"its run folder, or set {UNCHECKED_BUNDLE_ENV}=1 to load it unchecked")
     if not isinstance(entries, dict):
         raise WeightFileError(manifest_path, f"'{FILES_KEY}' must be an object of file name -> checksum")
     wanted = None if names is None else set(names)
@@ -104,6 +112,11 @@ def verify_bundle_files(folder: str | Path, manifest: Mapping[str, Any], names: 
             raise WeightFileError(path, f"SHA-256 {actual[:16]}... does not match bundle.json's "
                                         f"{entry['sha256'][:16]}...: the file is damaged or was changed; {REPAIR_ADVICE}")
     return checked
+
+
+def unchecked_bundles_allowed() -> bool:
+    """Whether the user opted out of checksums ($KMM_ALLOW_UNCHECKED_BUNDLE=1) for bundles that list none."""
+    return os.environ.get(UNCHECKED_BUNDLE_ENV, "").strip() == "1"
 
 
 def verify_vocabulary_files(folder: str | Path, manifest: Mapping[str, Any]) -> int:
