@@ -9,6 +9,8 @@ model: a value outside them is refused up front with an error naming the field. 
 
 from __future__ import annotations
 
+import os
+
 MAX_FPS = 240.0
 """Highest frame rate of a timeline or an output (Blender's presets end at 240).  Above it a 10-minute timeline
 would need arrays of millions of frames (200,000 fps asked for 3.9 GiB)."""
@@ -128,3 +130,21 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
 MAX_MODEL_PARAMETERS = 500_000_000
 """Most parameters (roughly estimated from the config) one module may have: 2 GB of float32, 50x the shipped
 generator; fields each inside MODEL_CONFIG_RANGES can still multiply past it (32 layers of d_model 2048)."""
+
+MAX_THREADS_PER_CPU = 4
+"""`--threads` of `kmm-train` (its stages, `ablate`, `eval-actions`, `check-words`) may ask for 1 to this many torch
+threads per CPU of the machine (`max_threads`): more only makes torch slower, and 100,000 threads crashed it
+(SIGSEGV)."""
+
+
+def max_threads() -> int:
+    """The most torch threads `--threads` may ask for on this machine: MAX_THREADS_PER_CPU per CPU."""
+    return MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+def thread_count_problem(threads: int) -> str | None:
+    """Why `--threads threads` is refused (one line), or None when it is inside 1..max_threads()."""
+    if 1 <= threads <= max_threads():
+        return None
+    return (f"--threads must be 1 to {max_threads()} ({MAX_THREADS_PER_CPU} per CPU of this machine's "
+            f"{os.cpu_count() or 1}), got {threads}")

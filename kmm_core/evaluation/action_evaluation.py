@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from ..common.errors import ConfigError, InputFileError, KMMError
+from ..common.limits import thread_count_problem
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
@@ -356,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = ((lambda _m: None) if args.quiet
            else (lambda m: print(f"[kmm-train eval-actions] {m}", file=sys.stderr, flush=True)))
     if args.threads is not None:
-        if args.threads < 1:
-            print("kmm-train eval-actions: error: --threads must be >= 1", file=sys.stderr)
+        if (problem := thread_count_problem(args.threads)) is not None:
+            print(f"kmm-train eval-actions: error: {problem}", file=sys.stderr)
             return 1
         import torch
 

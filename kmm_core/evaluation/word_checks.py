@@ -34,6 +34,7 @@ import numpy as np
 
 from ..common.atomic_write import write_text_atomic
 from ..common.errors import KMMError
+from ..common.limits import thread_count_problem
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .action_checks import CHECK_KINDS, checks_for_action, label_side, run_check
 
@@ -229,9 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     if args.threads is not None:
+        if (problem := thread_count_problem(args.threads)) is not None:
+            print(f"kmm-train check-words: error: {problem}", file=sys.stderr)
+            return 1
         import torch
 
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     try:
         settings = WordCheckSettings(seeds=args.seeds, phrasings=args.phrasings, seconds=args.seconds,
                                      seed=args.seed, strong_rate=args.strong_rate, batch_size=args.batch_size,

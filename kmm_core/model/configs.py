@@ -96,8 +96,16 @@ def check_range(name: str, value: Any, key: str) -> None:
         raise ConfigError(f"{key}: {short_repr(value)} is outside the allowed range {low} to {high}")
 
 
-def _check_size(parameters: float, key: str, what: str) -> None:
-    _require(parameters <= MAX_MODEL_PARAMETERS, key,
+def is_model_config(schema: Any) -> bool:
+    """Whether `schema` is one of this module's config classes (whose numbers MODEL_CONFIG_RANGES bounds)."""
+    return isinstance(schema, type) and issubclass(schema, _StrictConfig)
+
+
+def _check_size(parts: dict[str, float], what: str) -> None:
+    """The module's estimated parameter count (the sum of `parts`, each keyed by the field that drives it) within
+    MAX_MODEL_PARAMETERS; an error names the field of the largest part, the one to make smaller."""
+    parameters = sum(parts.values())
+    _require(parameters <= MAX_MODEL_PARAMETERS, max(parts, key=parts.__getitem__),
              f"the {what} would have about {parameters / 1e6:,.0f} million parameters, more than the "
              f"{MAX_MODEL_PARAMETERS / 1e6:,.0f} million allowed")
 
@@ -156,8 +164,9 @@ class TokenizerConfig(_StrictConfig):
         _require(self.dilation_growth ** max(self.res_blocks - 1, 0) <= 4096, "dilation_growth",
                  "dilation_growth ** (res_blocks - 1) must be at most 4096 (the largest dilation, in frames)")
         q = self.quantizer
-        _check_size(4 * (4 + 4 * self.res_blocks) * self.width ** 2 + 2 * self.width * (self.feature_dim
-                    + q.code_dim) + q.num_quantizers * q.codebook_size * q.code_dim, "width", "tokenizer")
+        _check_size({"width": 4 * (4 + 4 * self.res_blocks) * self.width ** 2
+                     + 2 * self.width * (self.feature_dim + q.code_dim),
+                     "quantizer.codebook_size": q.num_quantizers * q.codebook_size * q.code_dim}, "tokenizer")
 
 
 @dataclass
@@ -205,9 +214,8 @@ class AlignerConfig(_StrictConfig):
         _choice(self.motion_input, "motion_input", MOTION_INPUTS)
         _require(0.0 < self.temperature_init < 10.0, "temperature_init", "must be in (0, 10)")
         _require(self.loss_weight > 0, "loss_weight", "must be > 0")
-        _check_size((self.text_layers + self.motion_layers) * 12 * self.hidden_dim ** 2
-                    + 4 * self.hidden_dim * (self.text_dim + self.motion_input_dim + self.embed_dim),
-                    "hidden_dim", "aligner")
+        _check_size({"hidden_dim": (self.text_layers + self.motion_layers) * 12 * self.hidden_dim ** 2
+                     + 4 * self.hidden_dim * (self.text_dim + self.motion_input_dim + self.embed_dim)}, "aligner")
 
 
 @dataclass
@@ -255,8 +263,8 @@ class GeneratorConfig(_StrictConfig):
         layer = (2 * (3 * inner * d + inner * (2 * self.d_state + self.d_conv + 2)) if self.backbone == "mamba"
                  else (4 + 2 * self.ff_mult) * d * d)
         layers = self.n_layers + (self.residual_n_layers if self.use_residual_predictor else 0)
-        _check_size(layers * layer + 2 * (self.codebook_size + 2) * d * self.num_quantizers + self.cond_dim * d,
-                    "d_model", "generator")
+        _check_size({"d_model": layers * layer + self.cond_dim * d,
+                     "codebook_size": 2 * (self.codebook_size + 2) * d * self.num_quantizers}, "generator")
 
 
 @dataclass

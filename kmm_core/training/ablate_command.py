@@ -46,6 +46,7 @@ from typing import Any
 from ..common.atomic_write import atomic_directory, atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import ConfigError, InputFileError, KMMError
+from ..common.limits import thread_count_problem
 from ..evaluation.evaluate import run_evaluation
 from ..evaluation.report import RESULTS_JSON, read_results, write_results
 from ..evaluation.seed_table import BASELINE_ROW, compare_rows, markdown_seed_table, summarise_seeds
@@ -288,8 +289,8 @@ def run_study(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     rows, seeds, shard = parse_rows(args.rows), parse_seeds(args.seeds), parse_shard(args.shard)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and (problem := thread_count_problem(args.threads)) is not None:
+        raise ConfigError(problem)
     base, out = args.base, args.out
     config = study_config(base, args.config, args.overrides, args.steps)
     check_base(base, config)

@@ -21,6 +21,7 @@ only the newest ``keep`` checkpoints remain.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -233,14 +234,13 @@ def load_checkpoint(
     for name in CHECKPOINT_FILES:
         if not (folder / name).is_file():
             raise CheckpointError(folder, f"not a complete checkpoint: {name} is missing")
-    load_weights(module, folder / MODEL_FILE)
     state_json = _read_json(folder / STATE_JSON_FILE)
-    if state_json.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            folder / STATE_JSON_FILE,
-            f"format_version {state_json.get('format_version')!r} is not the supported {FORMAT_VERSION}",
-        )
+    check_training_state(state_json, folder / STATE_JSON_FILE, _step_of(folder))  # before anything is restored
+    load_weights(module, folder / MODEL_FILE)
     state_tensors = read_tensors(folder / STATE_TENSORS_FILE)
+    for name in ("rng.torch", "rng.numpy_key"):
+        if restore_rng and name not in state_tensors:
+            raise CheckpointError(folder / STATE_TENSORS_FILE, f"has no tensor {name!r} (the random generators' state)")
     if optimizer is not None:
         if "optimizer" not in state_json:
             raise CheckpointError(folder / STATE_JSON_FILE, "has no optimizer state to resume from")
@@ -259,6 +259,79 @@ def load_checkpoint(
         extra=state_json.get("extra", {}),
         folder=folder,
     )
+
+
+def check_training_state(state: Any, path: Path, folder_step: int | None = None) -> None:
+    """Every field of a ``training_state.json`` as ``save_checkpoint`` writes it, checked before a resume restores
+    anything: a missing or wrong field is one CheckpointError naming the file and the field (a state without
+    ``rng`` once stopped with a KeyError; a step of -50 resumed and failed later on an infinite gradient norm)."""
+    def fail(key: str, reason: str) -> None:
+        raise CheckpointError(path, f"field '{key}' {reason}; the checkpoint is damaged: resume from an older one "
+                                    "(delete this folder) or start a new run")
+
+    def need(container: Any, key: str, kinds: type | tuple[type, ...], where: str = "") -> Any:
+        dotted = f"{where}.{key}" if where else key
+        if not isinstance(container, dict) or key not in container:
+            fail(dotted, "is missing")
+        value = container[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+            fail(dotted, f"must be {_kind_names(kinds)}, got {type(value).__name__}")
+        return value
+
+    if not isinstance(state, dict):
+        raise CheckpointError(path, f"expected a JSON object, got {type(state).__name__}")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"format_version {state.get('format_version')!r} is not the supported "
+                                    f"{FORMAT_VERSION}")
+    step = need(state, "step", int)
+    if step < 0 or (folder_step is not None and step != folder_step):
+        fail("step", f"is {step}, but the checkpoint folder is step {folder_step}" if folder_step is not None
+             else f"must be >= 0, got {step}")
+    if "optimizer" in state:
+        optimizer = need(state, "optimizer", dict)
+        groups = need(optimizer, "param_groups", list, "optimizer")
+        for index, group in enumerate(groups):
+            if not isinstance(group, dict):
+                fail(f"optimizer.param_groups[{index}]", "must be an object")
+            for key in ("lr", "weight_decay"):
+                value = group.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                          or not math.isfinite(value) or value < 0):
+                    fail(f"optimizer.param_groups[{index}].{key}", f"must be a finite number >= 0, got {value!r}")
+        need(optimizer, "values", dict, "optimizer")
+    if state.get("scaler") is not None:
+        need(state, "scaler", dict)
+    rng = need(state, "rng", dict)
+    python = need(rng, "python", dict, "rng")
+    need(python, "version", int, "rng.python")
+    python_state = need(python, "state", list, "rng.python")
+    if not python_state or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32
+                                   for v in python_state):
+        fail("rng.python.state", "must be a list of 32-bit unsigned integers")
+    if python.get("gauss_next") is not None:
+        need(python, "gauss_next", (int, float), "rng.python")
+    numpy = need(rng, "numpy", dict, "rng")
+    need(numpy, "bit_generator", str, "rng.numpy")
+    for key, kinds in (("position", int), ("has_gauss", int), ("cached_gaussian", (int, float))):
+        need(numpy, key, kinds, "rng.numpy")
+    if not 0 <= numpy["position"] <= 624:
+        fail("rng.numpy.position", f"must be 0 to 624, got {numpy['position']}")
+    if "data" not in state:
+        fail("data", "is missing")
+    if state["data"] is not None:
+        need(state, "data", dict)
+    if "extra" in state:
+        need(state, "extra", dict)
+
+
+def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _kind_names(kinds: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return " or ".join(names.get(kind, kind.__name__) for kind in _as_tuple(kinds) if kind is not int or
+                       float not in _as_tuple(kinds))
 
 
 def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:

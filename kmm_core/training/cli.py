@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..common.errors import KMMError
+from ..common.limits import thread_count_problem
 
 STAGE_COMMANDS = ("tokenizer", "aligner", "evaluator", "generator", "decoder")
 EXIT_STOPPED = 130
@@ -129,6 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     from .bundle_vocabulary import add_vocabulary, add_vocabulary_after_bundle
     from .bundle_writer import assemble_bundle
 
+    threads = getattr(args, "threads", None)
+    if threads is not None and (problem := thread_count_problem(threads)) is not None:
+        raise KMMError(problem)  # before any work: torch's thread pool crashed (SIGSEGV) on 100,000
     if getattr(args, "action_results", None) is not None:  # a bad file fails now, not after hours of training
         from .model_card import read_action_results
 
@@ -148,15 +152,30 @@ def _run(args: argparse.Namespace) -> int:
     from .stages import load_project_config
 
     config = load_project_config(args.config, args.overrides)
+    check_run_folders(args)
     previous_threads = torch.get_num_threads()
     if args.threads is not None:
-        if args.threads < 1:
-            raise KMMError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:
         return _train(args, config)
     finally:
         torch.set_num_threads(previous_threads)  # matters when main() is called in-process (tests)
+
+
+def check_run_folders(args: argparse.Namespace) -> None:
+    """`--out` (and `all --bundle`) name folders: a file there, or a folder that cannot be made or written, is one
+    line now, before any data is read or any model built."""
+    from ..common.atomic_write import check_output_folder
+
+    for option, folder in (("--out", args.out), ("--bundle", getattr(args, "bundle", None))):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise KMMError(f"{option} {folder}: is a file, not a folder; name a run folder (a new one, or the one to "
+                           "continue with --resume)" if option == "--out" else
+                           f"{option} {folder}: is a file, not a folder; name a new bundle folder")
+    try:
+        check_output_folder(args.out)
+    except KMMError as error:
+        raise KMMError(f"--out: {error}") from None
 
 
 def _train(args: argparse.Namespace, config) -> int:

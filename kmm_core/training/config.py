@@ -27,7 +27,14 @@ from typing import Any, Literal, TypeVar
 
 from ..common.bounded_read import read_toml
 from ..common.errors import ConfigError, InputFileError
-from ..model.configs import AlignerConfig, DecodingConfig, GeneratorConfig, TokenizerConfig
+from ..model.configs import (
+    AlignerConfig,
+    DecodingConfig,
+    GeneratorConfig,
+    TokenizerConfig,
+    check_range,
+    is_model_config,
+)
 from ..motion.model_timing import FRAMES_PER_TOKEN
 
 SchemaT = TypeVar("SchemaT")
@@ -296,9 +303,17 @@ def _build_dataclass(schema: type[SchemaT], table: Any, where: _Location) -> Sch
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise where.error(f"missing required key '{field.name}'")
     try:
-        return schema(**values)
+        built = schema(**values)
     except ConfigError as error:  # a __post_init__ range check: add file and table
         raise where.error(str(error)) from None
+    if is_model_config(schema):  # and the ranges the bundle loader enforces: no run trains a model it would refuse
+        for name, value in values.items():
+            try:
+                check_range(name, value, name)
+            except ConfigError as error:
+                raise where.error(f"key '{name}' {str(error).split(': ', 1)[1]} (the model bundle loader refuses "
+                                  "anything else)", name) from None
+    return built
 
 
 def _convert(value: Any, annotation: Any, where: _Location, key: str) -> Any:

@@ -638,6 +638,9 @@ def run_stages(config: ProjectConfig, out_dir: str | Path, stages: Iterable[str]
     unknown = wanted - set(STAGE_ORDER)
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGE_ORDER)}")
+    # The data's statistics are read before any stage: a Std.npy of zeros (or NaN) fails here naming the file,
+    # instead of training a model on features it cannot normalise.
+    Normalizer.from_folder(_data_root(config))
     results = []
     for stage in STAGE_ORDER:
         if stage not in wanted:
