@@ -9,7 +9,8 @@
 Timers never fire in background Blender, so this runs the generation synchronously (the same session and take
 writing as the panel).  `--regenerate-segment N` instead remakes segment N of the armature's active take as a new
 take (the panel's Regenerate Segment).  Exit status: 0 on success, 1 on any failure (the reason is printed to
-stderr), 2 on bad arguments.  Without --timeline the scene's own KMM timeline table is used.
+stderr), 2 on bad arguments.  Without --timeline the scene's own KMM timeline table is used.  The folders of
+--save, --export and --render are created when missing and proven writable before anything is generated.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = scene.kmm
     motion_folder: str | None = None
     try:
+        check_outputs(args, package)  # a read-only or unusable --save/--export/--render fails now, not after generating
         if args.timeline:
             rows, constraints = segment_table.import_timeline(args.timeline, properties.scene_fps(scene),
                                                               scene.frame_start)
@@ -183,6 +185,29 @@ def main(argv: list[str] | None = None) -> int:
         if motion_folder is not None:
             shutil.rmtree(motion_folder, ignore_errors=True)
     return 0
+
+
+def check_outputs(args: argparse.Namespace, package) -> None:
+    """Prove before any generation that every output can be written: the folders of --save and --export and the
+    --render folder are created when missing and must accept a new file; --save must not name a folder.  Raises a
+    one-line KMMError naming the option and the folder."""
+    atomic_write = importlib.import_module(".kmm_core.common.atomic_write", package.__name__)
+    errors = importlib.import_module(".kmm_core.common.errors", package.__name__)
+    if args.export:
+        importlib.import_module(".kmm_blender.takes.export", package.__name__).check_export_path(args.export)
+    folders = []
+    if args.save:
+        save = Path(args.save).resolve()
+        if save.is_dir():
+            raise errors.KMMError(f"--save {save}: is a folder; name the .blend file to write")
+        folders.append(("--save", save.parent))
+    if args.render:
+        folders.append(("--render", Path(args.render).resolve()))
+    for option, folder in folders:
+        try:
+            atomic_write.check_output_folder(folder)
+        except errors.KMMError as error:
+            raise errors.KMMError(f"{option}: {error}") from None
 
 
 class ProgressPrinter:
