@@ -417,10 +417,17 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
     else:
         add("mamba_kernels", True, "mamba_ssm fused selective scan importable", required=False)
     if torch is not None:
-        from .model.compiled_selective_scan import kernel, kernel_status
+        from .model.selective_scan import cpu_scan_choice
 
-        add("cpu_scan", True, ("compiled CPU selective scan: " if kernel() is not None else
-                               "pure-PyTorch selective scan (slower training): ") + kernel_status(), required=False)
+        try:
+            scan, why = cpu_scan_choice()
+        except KMMError as exc:  # KMM_SELECTIVE_SCAN set to an unknown value
+            add("cpu_scan", False, str(exc), required=False)
+        else:
+            label = {"numba": "numba-compiled CPU loops (no C++ compiler needed)",
+                     "compiled": "C++ CPU loop built with the system compiler (fastest training)",
+                     "pure": "pure-PyTorch selective scan (slower)"}[scan]
+            add("cpu_scan", True, f"{scan}: {label}; why: {why}", required=False)
     from .bundle.model_bundle import read_manifest
     from .bundle.model_choice import model_summary, resolve_model
 

@@ -74,6 +74,7 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
         assert not any(name.startswith(unused) for name in names), unused
     # #13's speed path: the CPU scan's C++ source (compiled at first use), MiniLM in plain PyTorch, batched inpainting.
     assert {"kmm_core/model/compiled_selective_scan.py", "kmm_core/model/selective_scan_kernel.cpp",
+            "kmm_core/model/numba_selective_scan.py", "kmm_core/model/numba_scan_kernels.py",
             "kmm_core/model/minilm_bert.py", "kmm_core/generation/transition_inpainting.py"} <= set(names)
     # The worker's prompt check: its modules and the shipped model's vocabulary and word-check files.
     assert {"kmm_core/bundle/vocabulary.py", "kmm_core/generation/prompt_vocabulary.py", "kmm_core/vocab_command.py",

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from kmm_core.model import compiled_selective_scan as compiled
-from kmm_core.model import mamba as mamba_module
+from kmm_core.model import selective_scan as scan_module
 from kmm_core.model.mamba import BidirectionalMamba, MambaBlock
 from kmm_core.model.selective_scan import (
     choose_selective_scan,
     selective_scan_compiled,
+    selective_scan_numba,
     selective_scan_pure,
     selective_scan_reference,
 )
@@ -108,8 +109,8 @@ def _block_pair(monkeypatch):
         block.D.add_(0.5 * torch.randn_like(block.D))
     x = torch.randn(3, 29, 24, generator=torch.Generator().manual_seed(6))
     results = {}
-    for label, rule in (("compiled", choose_selective_scan), ("pure", lambda u: selective_scan_pure)):
-        monkeypatch.setattr(mamba_module, "choose_selective_scan", rule)
+    for label in ("compiled", "pure"):
+        monkeypatch.setenv(scan_module.SCAN_VARIABLE, label)
         block.zero_grad()
         leaf = x.clone().requires_grad_(True)
         out = block(leaf)
@@ -157,21 +158,26 @@ def test_saved_state_stays_far_below_batch_length_channels_states():
     assert torch.isfinite(u.grad).all()
 
 
-def test_fallback_to_pure_scan_when_no_compiler_or_turned_off(monkeypatch, tmp_path):
+def test_fallback_when_no_compiler_or_turned_off(monkeypatch, tmp_path):
+    """Without a compiler (or a working build) the rule takes numba's loops; KMM_SELECTIVE_SCAN=pure the pure scan."""
+    monkeypatch.delenv(scan_module.SCAN_VARIABLE, raising=False)
     u = torch.zeros(1, 2, 3)
     assert choose_selective_scan(u) is selective_scan_compiled  # this machine has a compiler
     try:
-        monkeypatch.setenv("KMM_SELECTIVE_SCAN", "pure")
-        compiled.kernel.cache_clear()
+        monkeypatch.setenv(scan_module.SCAN_VARIABLE, "pure")
         assert choose_selective_scan(u) is selective_scan_pure
-        assert "KMM_SELECTIVE_SCAN=pure" in compiled.kernel_status()
+        assert scan_module.cpu_scan_choice() == ("pure", "KMM_SELECTIVE_SCAN=pure")
 
-        monkeypatch.delenv("KMM_SELECTIVE_SCAN")
+        monkeypatch.delenv(scan_module.SCAN_VARIABLE)
         monkeypatch.setenv("KMM_CACHE_DIR", str(tmp_path))  # nothing cached here: a build is needed
         monkeypatch.setattr(compiled, "_compiler", lambda: None)
         compiled.kernel.cache_clear()
-        assert choose_selective_scan(u) is selective_scan_pure
+        assert choose_selective_scan(u) is selective_scan_numba
         assert "no C++ compiler" in compiled.kernel_status()
+
+        monkeypatch.setenv(scan_module.SCAN_VARIABLE, "compiled")  # asked for, not there: the pure scan, saying why
+        name, why = scan_module.cpu_scan_choice()
+        assert name == "pure" and "compiled: no C++ compiler" in why
 
         monkeypatch.setattr(compiled, "_compiler", lambda: "/bin/false")  # a "compiler" whose build fails
         compiled.kernel.cache_clear()

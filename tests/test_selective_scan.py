@@ -1,18 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The pure-PyTorch selective scan against a float64 loop, its hand-written backward, and the dispatch rule
-(the compiled CPU scan has its own tests in test_compiled_selective_scan.py)."""
+(the fused CPU loops have their own tests: test_compiled_selective_scan.py, test_numba_selective_scan.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kmm_core.common.errors import InputTensorError
+from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.model import selective_scan as scan_module
 from kmm_core.model.selective_scan import (
     choose_selective_scan,
     selective_scan,
     selective_scan_compiled,
+    selective_scan_numba,
     selective_scan_pure,
     selective_scan_reference,
 )
@@ -102,14 +103,25 @@ def test_gradients_match_autograd_through_reference_in_float32():
         torch.testing.assert_close(grads["pure"][name], grads["reference"][name], rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_dispatch_picks_compiled_cpu_path_on_this_machine():
-    """CPU tensors take the compiled loop (this machine has g++; tests/test_compiled_selective_scan.py covers the
-    fallback to the pure scan); the fused CUDA kernel is only considered for CUDA tensors."""
+def test_dispatch_picks_compiled_cpu_path_on_this_machine(monkeypatch):
+    """CPU tensors take the C++ loop where it builds (this machine has g++), numba's loops when asked or when no
+    compiler is found, the pure scan when asked; the fused CUDA kernel is only considered for CUDA tensors."""
+    monkeypatch.delenv(scan_module.SCAN_VARIABLE, raising=False)
     u = torch.zeros(1, 2, 3)
+    assert scan_module.cpu_scan_choice()[0] == "compiled"
     assert choose_selective_scan(u) is selective_scan_compiled
     assert scan_module._fused_selective_scan_fn() is None  # mamba_ssm cannot be imported here at all
     inputs = make_scan_inputs(batch=1, channels=2, length=5, state=3)
     torch.testing.assert_close(selective_scan(**inputs), selective_scan_pure(**inputs))
+    for value, expected in (("numba", selective_scan_numba), ("pure", selective_scan_pure),
+                            ("compiled", selective_scan_compiled), (" Auto ", selective_scan_compiled)):
+        monkeypatch.setenv(scan_module.SCAN_VARIABLE, value)
+        assert choose_selective_scan(u) is expected, value
+    monkeypatch.setenv(scan_module.SCAN_VARIABLE, "numba")
+    assert choose_selective_scan(u, state=17) is selective_scan_pure  # more states than numba's loops keep
+    monkeypatch.setenv(scan_module.SCAN_VARIABLE, "fast")
+    with pytest.raises(ConfigError, match="KMM_SELECTIVE_SCAN='fast': must be one of auto, numba, compiled, pure"):
+        choose_selective_scan(u)
 
 
 def test_shape_errors_name_the_argument():

@@ -11,7 +11,8 @@ states are one checkpoint every ``kmm_scan_chunk()`` steps (B, D, L/16, N), so t
 The library is built on first use (about 2 s) into a per-user cache folder and reused by every later process; the
 cache key covers the source, the compiler and the CPU's feature flags (the build uses -march=native). Without a
 compiler, or when the build fails, ``kernel()`` returns None (``kernel_status()`` says why) and the caller keeps the
-pure-PyTorch scan. ``KMM_SELECTIVE_SCAN=pure`` turns this path off; ``KMM_CACHE_DIR`` moves the cache.
+pure-PyTorch scan. ``selective_scan.cpu_scan_choice`` decides whether this path or numba's runs
+(``KMM_SELECTIVE_SCAN``); ``KMM_CACHE_DIR`` moves the cache.
 """
 
 from __future__ import annotations
@@ -98,10 +99,8 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
 
 @functools.cache
 def kernel() -> ctypes.CDLL | None:
-    """The compiled scan library (built on first use), or None when it is turned off or cannot be built."""
-    if os.environ.get("KMM_SELECTIVE_SCAN", "auto") == "pure":
-        _status["reason"] = "KMM_SELECTIVE_SCAN=pure"
-        return None
+    """The compiled scan library (built on first use), or None when it cannot be built (``KMM_SELECTIVE_SCAN`` is
+    read by ``selective_scan.cpu_scan_choice``, the one rule that picks a CPU scan)."""
     compiler = _compiler()
     if compiler is None:
         _status["reason"] = "no C++ compiler found (set CXX, or install g++ or clang++)"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.errors import ConfigError, InputTensorError
-from .selective_scan import choose_selective_scan, selective_scan, selective_scan_compiled
+from .selective_scan import fused_cpu_loops, selective_scan
 
 
 class MambaBlock(nn.Module):
@@ -79,8 +79,9 @@ class MambaBlock(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.dtype in (torch.float32, torch.float64) and choose_selective_scan(hidden) is selective_scan_compiled:
-            return self._forward_compiled(hidden)
+        loops = fused_cpu_loops(hidden, self.d_state)
+        if loops is not None:
+            return self._forward_fused(hidden, loops)
         length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each
         x = F.silu(self.conv1d(x)[..., :length])
@@ -99,10 +100,10 @@ class MambaBlock(nn.Module):
         )
         return self.out_proj(y.transpose(1, 2))
 
-    def _forward_compiled(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The same block on the compiled CPU kernels, time-major throughout (no transposes, no (B, D, L) copies)."""
-        from .compiled_selective_scan import causal_conv_silu, fused_selective_scan
-
+    def _forward_fused(self, hidden: torch.Tensor, loops) -> torch.Tensor:
+        """The same block on fused CPU loops (``selective_scan.fused_cpu_loops``), time-major throughout (no
+        transposes, no (B, D, L) copies)."""
+        causal_conv_silu, fused_selective_scan = loops.causal_conv_silu, loops.fused_selective_scan
         # x and z as two products with the halves of in_proj's weight: each is its own tensor, so the backward pass
         # does not build a zero-filled (B, L, 2 d_inner) gradient for each half of one sliced output.
         x_weight, z_weight = self.in_proj.weight[: self.d_inner], self.in_proj.weight[self.d_inner :]

@@ -21,12 +21,13 @@ time, which Blender users do not have).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..common.errors import InputTensorError
+from ..common.errors import ConfigError, InputTensorError
 
 # Measured on CPU (benchmarks/bench_selective_scan.py): 8 steps per chunk keeps the (chunk, B, D, N) buffers in
 # cache for training-sized batches; larger chunks lose up to 3x, smaller ones pay Python overhead per chunk.
@@ -168,6 +169,45 @@ def selective_scan_pure(
     return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
+def _selective_scan_on_loops(library, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
+    """The scan on a fused CPU loop module (``numba_selective_scan`` or ``compiled_selective_scan``: both have a
+    time-major ``fused_selective_scan``), keeping mamba_ssm's (B, D, L) signature around it."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if u.is_cuda:
+        raise InputTensorError("selective_scan: the fused CPU scans run on CPU tensors only")
+    dtype = _compute_dtype(u.dtype)
+
+    def time_major(tensor):
+        return None if tensor is None else tensor.to(dtype).transpose(1, 2)
+
+    y = library.fused_selective_scan(
+        time_major(u), time_major(delta), A.to(dtype), time_major(B), time_major(C),
+        D=None if D is None else D.to(dtype), z=time_major(z),
+        delta_bias=None if delta_bias is None else delta_bias.to(dtype), delta_softplus=delta_softplus)
+    return y.transpose(1, 2).to(u.dtype)
+
+
+def selective_scan_numba(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The same scan on the numba-compiled CPU loops of ``numba_selective_scan`` (CPU tensors; numba must import,
+    d_state at most ``numba_scan_kernels.MAX_STATE``)."""
+    from . import numba_selective_scan
+
+    if numba_selective_scan.kernels() is None:
+        raise InputTensorError(f"selective_scan: the numba CPU scan is not available "
+                               f"({numba_selective_scan.kernels_status()})")
+    return _selective_scan_on_loops(numba_selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
 def selective_scan_compiled(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -179,27 +219,13 @@ def selective_scan_compiled(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
 ) -> torch.Tensor:
-    """The same scan on the fused C++ loop of ``compiled_selective_scan`` (CPU tensors; its kernel must build).
+    """The same scan on the fused C++ loop of ``compiled_selective_scan`` (CPU tensors; its kernel must build)."""
+    from . import compiled_selective_scan
 
-    That loop works time-major; the Mamba block calls ``compiled_selective_scan.fused_selective_scan`` directly
-    with its (B, L, D) tensors, this wrapper keeps mamba_ssm's (B, D, L) signature."""
-    from .compiled_selective_scan import fused_selective_scan, kernel, kernel_status
-
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if kernel() is None:
-        raise InputTensorError(f"selective_scan: the compiled CPU scan is not available ({kernel_status()})")
-    if u.is_cuda:
-        raise InputTensorError("selective_scan: the compiled scan runs on CPU tensors only")
-    dtype = _compute_dtype(u.dtype)
-
-    def time_major(tensor):
-        return None if tensor is None else tensor.to(dtype).transpose(1, 2)
-
-    y = fused_selective_scan(
-        time_major(u), time_major(delta), A.to(dtype), time_major(B), time_major(C),
-        D=None if D is None else D.to(dtype), z=time_major(z),
-        delta_bias=None if delta_bias is None else delta_bias.to(dtype), delta_softplus=delta_softplus)
-    return y.transpose(1, 2).to(u.dtype)
+    if compiled_selective_scan.kernel() is None:
+        raise InputTensorError(f"selective_scan: the compiled CPU scan is not available "
+                               f"({compiled_selective_scan.kernel_status()})")
+    return _selective_scan_on_loops(compiled_selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
@@ -253,18 +279,74 @@ def _fused_selective_scan_fn() -> Callable | None:
     return selective_scan_fn
 
 
-def choose_selective_scan(u: torch.Tensor) -> Callable:
-    """The one dispatch rule: CUDA tensors take mamba_ssm's fused kernel when it imports; CPU tensors take the
-    compiled C++ loop when it builds (``compiled_selective_scan.kernel()``); everything else the pure scan."""
+SCAN_VARIABLE = "KMM_SELECTIVE_SCAN"
+SCAN_CHOICES = ("auto", "numba", "compiled", "pure")
+# The order "auto" tries on the CPU, fastest first: the C++ loop (built with -march=native where a C++ compiler
+# exists) trains faster than numba's loops, which generate as fast (benchmarks/results/training_step.md).
+AUTO_ORDER = ("compiled", "numba")
+
+
+def _fused_cpu_module(name: str):
+    """The module of a fused CPU loop and (its loops or None, why)."""
+    if name == "numba":
+        from . import numba_selective_scan as module
+
+        return module, module.kernels(), module.kernels_status()
+    from . import compiled_selective_scan as module
+
+    return module, module.kernel(), module.kernel_status()
+
+
+def cpu_scan_choice() -> tuple[str, str]:
+    """The one rule that picks the CPU selective scan: ("numba" | "compiled" | "pure", why).
+
+    ``KMM_SELECTIVE_SCAN`` (default ``auto``): ``auto`` takes the first of ``AUTO_ORDER`` that loads (numba's loops
+    need only the numba package; the C++ loop needs a system C++ compiler), else the pure-PyTorch scan; ``numba``
+    or ``compiled`` ask for that loop (the pure scan when it cannot load, saying why); ``pure`` the pure scan."""
+    wanted = os.environ.get(SCAN_VARIABLE, "auto").strip().lower() or "auto"
+    if wanted not in SCAN_CHOICES:
+        raise ConfigError(f"{SCAN_VARIABLE}={os.environ[SCAN_VARIABLE]!r}: must be one of {', '.join(SCAN_CHOICES)}")
+    if wanted == "pure":
+        return "pure", f"{SCAN_VARIABLE}=pure"
+    reasons = []
+    for name in AUTO_ORDER if wanted == "auto" else (wanted,):
+        _, loops, why = _fused_cpu_module(name)
+        if loops is not None:
+            skipped = f" (not {'; '.join(reasons)})" if reasons else ""
+            return name, (f"{SCAN_VARIABLE}={wanted}: " if wanted != "auto" else "") + why + skipped
+        reasons.append(f"{name}: {why}")
+    return "pure", "; ".join(reasons)
+
+
+def _cpu_scan_for(state: int) -> str:
+    """``cpu_scan_choice``'s scan for a model with ``state`` SSM states (numba's loops keep at most MAX_STATE on the
+    stack; a larger state takes the pure scan)."""
+    name, _ = cpu_scan_choice()
+    if name == "numba" and state > _fused_cpu_module("numba")[1].MAX_STATE:
+        return "pure"
+    return name
+
+
+def fused_cpu_loops(u: torch.Tensor, state: int):
+    """The module whose fused loops (``fused_selective_scan``, ``causal_conv_silu``) run the Mamba block on these
+    CPU tensors, or None (CUDA tensors, other dtypes, a state too large for the loops, or the pure scan chosen)."""
+    if u.is_cuda or u.dtype not in (torch.float32, torch.float64):
+        return None
+    name = _cpu_scan_for(state)
+    return None if name == "pure" else _fused_cpu_module(name)[0]
+
+
+def choose_selective_scan(u: torch.Tensor, state: int = 0) -> Callable:
+    """The dispatch rule: CUDA tensors take mamba_ssm's fused kernel when it imports; CPU tensors the scan
+    ``cpu_scan_choice`` names (for a model with ``state`` SSM states); everything else the pure scan."""
     if u.is_cuda:
         fused = _fused_selective_scan_fn()
         return fused if fused is not None else selective_scan_pure
-    from .compiled_selective_scan import kernel
-
-    return selective_scan_compiled if kernel() is not None else selective_scan_pure
+    name = _cpu_scan_for(state)
+    return {"numba": selective_scan_numba, "compiled": selective_scan_compiled}.get(name, selective_scan_pure)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
     """Selective scan with mamba_ssm's signature, running on whichever implementation ``choose_selective_scan`` picks."""
-    implementation = choose_selective_scan(u)
+    implementation = choose_selective_scan(u, A.shape[1])
     return implementation(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
