@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     import os
 
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="kmm_bench_user_")
+    import bpy  # noqa: I001  (bpy first: it makes Blender's own modules importable)
     import addon_utils
-    import bpy
     import numpy as np
     from mathutils import Euler
 
