@@ -400,6 +400,11 @@ def test_control_characters_in_a_prompt_are_refused_and_never_echoed(tmp_path, c
     with pytest.raises(TimelineError, match=f"segments\\[0\\].prompt: the prompt holds the control character "
                                             f"U\\+{ord(character):04X}"):
         Timeline.from_dict({"segments": [{"prompt": prompt, "seconds": 1}]})
+    request = {"type": "edit", "id": "e", "mode": "regenerate", "source": "/tmp/a.npz", "output_dir": "/tmp",
+               "segment": 0, "prompt": prompt}  # Regenerate Segment's new prompt: refused as the request is read
+    with pytest.raises(ProtocolError, match=f"edit.prompt: the prompt holds the control character "
+                                            f"U\\+{ord(character):04X}"):
+        decode(json.dumps(request))
 
 
 def test_a_scene_at_another_fps_refuses_a_timeline_it_cannot_hold(addon_module, tmp_path):

@@ -34,6 +34,7 @@ from ..common.limits import (
     MAX_VARIATIONS,
     MIN_GUIDANCE,
 )
+from ..common.prompt_text import prompt_problem
 from ..generation.timeline import Timeline, TimelineError
 
 PROTOCOL_VERSION = 3
@@ -93,6 +94,13 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _prompt_text(value: Any) -> str | None:
+    """An edit's prompt: a non-empty string by the one prompt rule (common/prompt_text.py: length, no control
+    characters), checked before any model work."""
+    reason = _text(MAX_PROMPT_CHARS, nonempty=True)(value)
+    return reason if reason is not None else prompt_problem(value)
 
 
 def _path_text(value: Any) -> str | None:
@@ -276,7 +284,7 @@ class Edit:
     mode: str = _field(_choice(EDIT_MODES))
     source: str = _field(_path_text)
     output_dir: str = _field(_path_text)
-    prompt: str | None = _field(_optional(_text(MAX_PROMPT_CHARS, nonempty=True)), default=None)
+    prompt: str | None = _field(_optional(_prompt_text), default=None)
     segment: int | None = _field(_optional(_integer(0, 10**6)), default=None)
     frame_range: list[int] | None = _field(_optional(_frame_range), default=None)
     seconds: float | None = _field(_optional(_number(1e-3, MAX_TOTAL_SECONDS)), default=None)
