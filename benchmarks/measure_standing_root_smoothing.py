@@ -8,6 +8,9 @@ get a second Gaussian of SIGMA frames; walking and other prompts are untouched, 
 and every moving prompt are unchanged by construction (the script counts the paraphrases it would touch).  Each
 variant's features then go through the same foot-contact clean-up as shipped.
 
+The short action after a walk is generated through ``generate_timeline`` with the candidate on the frames of its
+standing segment (the script swaps the timeline generator's feature smoothing for that measurement only).
+
 Per variant and subset: pelvis and head jerk, drift (calm standing), stride regularity, pelvis bob, foot swing
 (walking) as ratios of means to the real items; for the raised hands of the calm subset, the share whose generated
 motion still passes its hand_high check (the arm must not be damped).  Same captions and seeds for every variant.
@@ -33,11 +36,15 @@ from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation import animator_subsets  # noqa: E402
 from kmm_core.evaluation.action_checks import checks_for_action, label_side, run_check  # noqa: E402
 from kmm_core.evaluation.body_motion import kind_of  # noqa: E402
+from kmm_core.evaluation.bundle_metrics import text_motion_metrics  # noqa: E402
 from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
+from kmm_core.evaluation.evaluator import load_evaluator  # noqa: E402
 from kmm_core.evaluation.generated_motions import cleaned_joints, generate_features  # noqa: E402
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
-from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
+from kmm_core.evaluation.split_data import choose_captions, load_items, subset, window_reader  # noqa: E402
+from kmm_core.generation import timeline_generator  # noqa: E402
+from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
 from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
@@ -56,6 +63,52 @@ def candidate(features: np.ndarray, prompt: str, sigma: float) -> np.ndarray:
     return smoothed
 
 
+def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float], args) -> list[str]:
+    """FID and R-precision (the bundle's evaluator) of the split's items, as `kmm-train eval` measures them, per
+    variant: the candidate changes the standing items' features, so these columns move only through them."""
+    evaluator = load_evaluator(resolve_model(args.checkpoint))
+    chosen = subset(items, args.split_items, 0)
+    real = evaluator.embed_motions([window(item) for item in chosen])
+    runs: dict[float, list[dict[str, float]]] = {v: [] for v in variants}
+    for seed in range(args.seeds):
+        captions = choose_captions(chosen, seed)
+        text = evaluator.embed_texts(captions)
+        raw = generate_features(bundle, captions, [item.frames for item in chosen], seed)
+        for sigma in variants:
+            motion = evaluator.embed_motions([candidate(f, c, sigma) for f, c in zip(raw, captions, strict=True)])
+            runs[sigma].append(text_motion_metrics(text, motion, real, seed))
+    standing = sum(kind_of([c]) == "standing" for c in choose_captions(chosen, 0))
+    lines = [f"## The split ({len(chosen)} items, {standing} with a standing caption in seed 0; the bundle's evaluator)",
+             "", "| root sigma | FID | R-precision top-1 | top-3 |", "| --- | --- | --- | --- |"]
+    for sigma in variants:
+        mean = {k: float(np.mean([run[k] for run in runs[sigma]])) for k in runs[sigma][0]}
+        lines.append(f"| {sigma:g} | {mean['fid']:.3f} | {mean['r_precision_top1']:.3f} | "
+                     f"{mean['r_precision_top3']:.3f} |")
+    return lines + [""]
+
+
+def short_action_with(bundle: ModelBundle, sigma: float, seed: int) -> animator_subsets.ShortAction:
+    """The short action after a walk generated with the candidate on its standing segment's frames."""
+    timeline = Timeline.from_dict(animator_subsets.SHORT_ACTION_TIMELINE)
+    first = timeline.segments[0]
+    standing_from = int(round(first.frames * MODEL_FPS / timeline.fps))   # model frame where "raises" starts
+    shipped = timeline_generator.smooth_decoded_features
+
+    def smoothing(features: np.ndarray, shipped_sigma: float) -> np.ndarray:
+        smoothed = shipped(features, shipped_sigma)
+        if sigma > 0:
+            smoothed[standing_from:, ROOT_CHANNELS] = gaussian_smooth(smoothed[:, ROOT_CHANNELS], sigma,
+                                                                      axis=0)[standing_from:]
+        return smoothed
+
+    timeline_generator.smooth_decoded_features = smoothing
+    try:
+        result = timeline_generator.generate_timeline(bundle, timeline, seed=seed)[0]
+    finally:
+        timeline_generator.smooth_decoded_features = shipped
+    return animator_subsets.short_action(np.asarray(result.joints), int(result.segment_frames[1, 0]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="default")
@@ -64,6 +117,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[2.0, 4.0])
     parser.add_argument("--walking-items", type=int, default=32)
+    parser.add_argument("--short-action-seeds", type=int, default=8)
+    parser.add_argument("--split-items", type=int, default=128, help="items of the split for FID and R-precision")
+    parser.add_argument("--only", choices=("subsets", "split"), help="measure only the subsets or only the split")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "standing_root_smoothing.md")
     args = parser.parse_args()
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
@@ -78,6 +134,8 @@ def main() -> int:
              f"{args.data} --split {args.split} --seeds {args.seeds} --sigmas {' '.join(map(str, args.sigmas))} "
              f"--walking-items {args.walking_items}`.  Ratios of means to the real items (1.00 = as real), mean over "
              f"{args.seeds} seeds (min-max); sigma 0 = as shipped.", ""]
+    if args.only == "split":
+        subsets = {}
     for name, chosen in subsets.items():
         real = [features_to_joints(window(item)) for item in chosen]
         real_measures = animator_subsets.measures(real, MODEL_FPS, name)
@@ -109,6 +167,10 @@ def main() -> int:
                 cells.append(f"{np.mean(hands[sigma]):.2f}" if hands[sigma] else "–")
             lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    if args.only == "split":
+        lines += split_metrics(bundle, items, window, variants, args)
+        save_report(args.out, lines)
+        return 0
     # the held-out directional paraphrases the candidate touches (standing by their words: raised hands, waves)
     touched = [p for _, p in paraphrase_prompts() if kind_of([p]) == "standing"]
     accuracy: dict[float, list[float]] = {v: [] for v in variants}
@@ -122,6 +184,14 @@ def main() -> int:
               "their words; the others are unchanged by construction)", "", "| root sigma | directional accuracy |",
               "| --- | --- |"]
     lines += [f"| {sigma:g} | {np.mean(accuracy[sigma]):.3f} |" for sigma in variants]
+    lines += ["", f"## Short action after a walk ({args.short_action_seeds} seeds, the timeline of `kmm-train eval`)", "",
+              "The candidate applied inside `generate_timeline` to the frames of the standing segment (\"raises the "
+              "left hand\"), by replacing its feature smoothing for this measurement only.", "",
+              "| root sigma | performed | left / right wrist rise (body heights, mean) |", "| --- | --- | --- |"]
+    for sigma in variants:
+        rises = [short_action_with(bundle, sigma, seed) for seed in range(args.short_action_seeds)]
+        lines.append(f"| {sigma:g} | {sum(r.performed for r in rises)} of {len(rises)} | "
+                     f"{np.mean([r.left_rise for r in rises]):.2f} / {np.mean([r.right_rise for r in rises]):.2f} |")
     save_report(args.out, lines)
     return 0
 
