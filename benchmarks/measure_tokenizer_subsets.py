@@ -89,6 +89,18 @@ def main() -> int:
             cells = [f"{takes[m].mean() / real_takes[m].mean():.2f} / {np.median(takes[m] / real_takes[m]):.2f}"
                      for m in SUBSET_MEASURES[subset]]
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+        if subset == "calm_standing":   # which takes shake most (decoder output, ratio of means / median)
+            takes = per_take(decoded, subset)
+            groups = {"waves": [i.content.startswith("wave") for i in chosen],
+                      "raised hands": [i.content.startswith("raise") for i in chosen],
+                      "one hand": ["both" not in i.content for i in chosen],
+                      "unmirrored": [not i.name.startswith("M") for i in chosen]}
+            lines += ["", "| calm takes (decoder output) | takes | jerk_pelvis | jerk_head |", "| --- | --- | --- | --- |"]
+            for group, chosen_flags in groups.items():
+                flags = np.array(chosen_flags)
+                cells = [f"{takes[m][flags].mean() / real_takes[m][flags].mean():.2f} / "
+                         f"{np.median(takes[m][flags] / real_takes[m][flags]):.2f}" for m in ("jerk_pelvis", "jerk_head")]
+                lines.append(f"| {group} | {int(flags.sum())} | " + " | ".join(cells) + " |")
         lines.append("")
     save_report(args.out, lines)
     return 0
