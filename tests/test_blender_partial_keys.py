@@ -52,6 +52,8 @@ def test_import_timeline_keeps_the_files_constraints(partial_run):
     assert kept["operator"] == ["FINISHED"]
     assert kept["types"] == ["pose", "facing"] and kept["frames"] == [60, 80]
     assert kept["joints"][0] == RIGHT_ARM and kept["rows"] == [["a person walks forward", 1, 90]]
+    # The panel shows which frames and which joints are held.
+    assert partial_run["panel_labels"] == ["frame 60: right arm", "frame 80: facing"]
 
 
 def test_too_many_keyed_frames_are_refused_naming_the_count(partial_run):

@@ -18,6 +18,7 @@ Finally the cap: a keyed-frame count above `MAX_KEY_POSES` is refused before any
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import tempfile
@@ -235,6 +236,37 @@ kept = json.loads(bpy.context.scene.kmm.constraint_poses or "[]")
 result["import_keeps"] = {"operator": sorted(outcome), "types": [c.get("type") for c in kept],
                           "joints": [c.get("joints") for c in kept], "frames": [c.get("frame") for c in kept],
                           "rows": [(r.prompt, r.start, r.end) for r in rows_of(bpy.context.scene.kmm)]}
+
+
+
+class RecordingLayout:
+    """Stands in for a UILayout: records the labels the Constraints panel draws."""
+
+    def __init__(self, labels: list):
+        self.labels = labels
+
+    def label(self, text="", **_kwargs):
+        self.labels.append(text)
+
+    def operator(self, *_args, **_kwargs):
+        return type("Properties", (), {})()
+
+    def prop(self, *_args, **_kwargs):
+        return None
+
+    def prop_search(self, *_args, **_kwargs):
+        return None
+
+    def row(self, **_kwargs):
+        return self
+
+    column = box = row
+
+
+labels: list = []
+constraints_panel = importlib.import_module("kmm_motion.kmm_blender.ui.constraints_panel")
+constraints_panel.KMM_PT_constraints.draw(type("Panel", (), {"layout": RecordingLayout(labels)})(), bpy.context)
+result["panel_labels"] = labels
 
 # The cap: more keyed frames than MAX_KEY_POSES is refused, naming the count, before any frame is evaluated.
 cap = constraint_source.MAX_KEY_POSES
