@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Meet a timeline's constraints on a generated motion: exactly at their frames, smoothly around them (NumPy).
 
-Three passes over a MotionResult (root translation + local rotations on its rest skeleton), each leaving the
+Four passes over a MotionResult (root translation + local rotations on its rest skeleton), each leaving the
 frames far from every constraint as they were:
 
 1. **Placement** (``place_on_keys``): where the constraints say where the body is (a pose's pelvis, a root
    target) or which way it faces (a pose, a facing key), the whole motion is turned and moved there: the turn
    (about the vertical) and the floor offset ease from one key to the next with a quintic smootherstep, the walk's
-   own steps rotated with the turn, so the character walks to the key rather than sliding.
+   own steps rotated with the turn, so the character walks to the key rather than sliding; a whole-body key
+   standing on both feet (``is_standing``) slows the travel to a stop at its frame and back over ``MARGIN_SECONDS``
+   each side (``standing_slowdown``).  A partial key (``PoseKey.joints``) places nothing unless it holds the pelvis.
 2. **Poses** (``pose_offsets``): the difference between each key pose and the placed motion at its frame, per
    joint as a rotation (left-multiplied, in the parent's space) and for the pelvis as a translation, is spread over
    the frames around the key by a minimum-jerk curve (``minimum_jerk_offsets``): it equals the difference at every
@@ -18,7 +20,10 @@ frames far from every constraint as they were:
    (two-bone IK for an arm or a leg, an aim of the spine for the head, a shift of the pelvis when a limb cannot
    reach and the pelvis is free); the new chain rotations are spread the same way while the rest of the body is
    held at those frames (and every key pose's frame is held), so the targets are met exactly without undoing the
-   poses.
+   poses.  A partial key holds (and is held at) only its joints' channels.
+4. **Planted feet** (``replant_feet``, on a foot-locked motion): the feet the clean-up planted (``foot_contacts``)
+   would be dragged by passes 1-3; each contact is held again on one spot (or where a key puts that foot, the
+   foot stepping there when the key moves it more than ``STEP_DISTANCE``), the legs re-solved by two-bone IK.
 
 A constraint's ``weight`` below 1 takes that share of the way (soft); "hard" takes all of it.  Frames here are
 0-based frames of the motion (``Timeline.constraint_frames()``, at the motion's fps).
@@ -623,18 +628,6 @@ def _stance_pieces(run: tuple[int, int], decided: list[int], step: int, spot_of
     return pieces
 
 
-def _stance_detail(path: np.ndarray) -> np.ndarray:
-    """(n, 3) a held joint's own floor wander around its mean over a stance (y 0), at most
-    `FootLockSettings.stance_detail_limit` from it: the millimetres the foot clean-up keeps (planted, not frozen)."""
-    from ..motion.foot_contact import FootLockSettings
-
-    detail = np.zeros_like(path)
-    detail[:, [0, 2]] = path[:, [0, 2]] - path[:, [0, 2]].mean(axis=0)
-    limit = FootLockSettings().stance_detail_limit
-    size = np.linalg.norm(detail, axis=-1, keepdims=True)
-    return detail * np.minimum(1.0, limit / np.maximum(size, 1e-12))
-
-
 def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, placed: np.ndarray,
                  contacts: np.ndarray, constraints: Sequence[Constraint], fps: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -645,6 +638,9 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
     by two-bone IK and re-aimed.  Where a key moves a planted foot elsewhere, the contact is released
     `STEP_SECONDS` before the key and the foot steps there (lifted to a real step's arc, `swing_clearance.py`)
     instead of gliding.  `placed` (T, 22, 3): the motion after placement alone (its feet's heights are the clean-up's).
+    A re-planted stance is held still on its spot: keeping the clean-up's millimetres of settling there
+    (`foot_contact.stance_detail`) made one held-out clip's planted toes 1.8x as fast as without constraints
+    (benchmarks/measure_key_pose_contacts.py; 0.9x held still), a cause not yet found.
     Frames a constraint decides for a leg are left exactly as the constraints made them."""
     from ..motion.foot_contact import LEGS
     from ..motion.swing_clearance import swing_lift
@@ -686,15 +682,10 @@ def replant_feet(root: np.ndarray, rotations: np.ndarray, offsets: np.ndarray, p
                     toe_height = placed[span, toe, 1] + joints[anchor, toe, 1] - placed[anchor, toe, 1]
                 target = np.where((reference == ankle)[:, None], spot[0], spot[1])
                 target[:, 1] = height
-                if anchor is None:  # planted, not frozen: the clean-up's own settling and rolling is kept
-                    detail = _stance_detail(placed[span, reference])
-                    target += detail
                 # A planted toe is held on its own spot too (the foot turns about the ankle towards it); a free one
                 # moves with the ankle.
                 toe_target = np.repeat(spot[1][None], len(span), axis=0)
                 toe_target[:, 1] = toe_height
-                if anchor is None:
-                    toe_target += _stance_detail(placed[span, toe])
                 toe_shift = np.where(contacts[span, toe_column][:, None], toe_target - joints[span, toe],
                                      target - current)
                 key_frames.extend(span.tolist())
