@@ -21,8 +21,18 @@ under the same load; it adds their CPU ratio and checks that both produce the sa
 ``--baseline-bundle B`` makes the baseline worker load bundle B instead of ``--bundle``: two models timed under the
 same load (``--baseline .`` for the same code), the token check then left out.
 
+``--scans S ...`` runs this checkout's worker once per CPU scan instead, interleaved the same way: ``compiled``,
+``numba``, ``pure`` (forced by ``KMM_SELECTIVE_SCAN``) and ``no-compiler`` (the default rule in a process whose PATH
+holds no C++ compiler and whose cache folder is empty: what a Windows or macOS user gets); the token check compares
+every scan's tokens with the first one's.
+
+Against the machine's limit (``machine_limit.py``): each (timeline, variant) is run once more, untimed, under a work
+counter (torch's FlopCounterMode plus the Mamba loops' work from their shapes); the machine's float32 matmul
+throughput is measured at the start and at the end of the run (the higher is used); each row gives its median CPU time
+as a multiple of the matmul-bound time (counted work / matmul throughput).
+
 Run: ``python benchmarks/bench_timeline_speed.py [--bundle kmm_core/checkpoints/kmm-small] [--repeats 3]
-[--threads 1] [--timelines 1x5 10x50] [--baseline DIR [--baseline-bundle B]]
+[--threads 1] [--timelines 1x5 10x50] [--baseline DIR [--baseline-bundle B] | --scans compiled numba no-compiler]
 [--out benchmarks/results/timeline_speed.md]``
 """
 
@@ -123,14 +133,25 @@ def serve(bundle_path: Path, threads: int) -> None:
     from kmm_core.generation import timeline_generator as tg
 
     torch.set_num_threads(threads)
+    sys.path.insert(0, str(REPO_ROOT))  # benchmarks.machine_limit for the work count
     bundle = ModelBundle.load(bundle_path, device="cpu")
     tg.generate_timeline(bundle, timeline_of(4 / 60, 1), seed=0)  # warm-up: first-call allocations, kernel load
-    print(REPLY + json.dumps({"ready": kmm_core.__file__}), flush=True)
+    from kmm_core.model.selective_scan import cpu_scan_choice
+
+    print(REPLY + json.dumps({"ready": kmm_core.__file__, "scan": cpu_scan_choice()}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         if "tokens" in request:
             write_tokens(bundle, request["tokens"])
             print(REPLY + json.dumps({"written": request["tokens"]}), flush=True)
+            continue
+        if "count" in request:
+            from benchmarks.machine_limit import WorkCounter
+
+            variant, minutes, prompts = request["count"]
+            with WorkCounter(bundle.generator, backward=False) as counter:
+                run_variant(bundle, variant, timeline_of(minutes, prompts))
+            print(REPLY + json.dumps({"flops": counter.total, "loop_flops": counter.loop_flops}), flush=True)
             continue
         variant, minutes, prompts = request["time"]
         timeline = timeline_of(minutes, prompts)
@@ -143,12 +164,19 @@ def serve(bundle_path: Path, threads: int) -> None:
 class Worker:
     """One checkout's worker process (``--serve``), spoken to in JSON lines."""
 
-    def __init__(self, root: Path, bundle: Path, threads: int):
+    def __init__(self, root: Path, bundle: Path, threads: int, scan: str | None = None):
         env = {**os.environ, "PYTHONPATH": str(root)}
+        if scan == "no-compiler":  # the default rule with no C++ compiler to find and no library built before
+            self.folder = tempfile.TemporaryDirectory()
+            env = {key: value for key, value in env.items() if key not in ("CXX", "KMM_SELECTIVE_SCAN")}
+            env |= {"PATH": self.folder.name, "KMM_CACHE_DIR": self.folder.name}
+        elif scan is not None:
+            env["KMM_SELECTIVE_SCAN"] = scan
         self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", "--bundle",
                                          str(bundle), "--threads", str(threads)], cwd=root, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.code = self.ask(None)["ready"]
+        ready = self.ask(None)
+        self.code, self.scan = ready["ready"], ready["scan"]
 
     def ask(self, request: dict | None) -> dict:
         if request is not None:
@@ -198,6 +226,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time interleaved")
     parser.add_argument("--baseline-bundle", type=Path, default=None,
                         help="the bundle the baseline worker loads (default: --bundle)")
+    parser.add_argument("--scans", nargs="*", default=[], choices=["compiled", "numba", "pure", "no-compiler"],
+                        help="this checkout's worker once per CPU scan, interleaved (instead of --baseline)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the worker (internal)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "timeline_speed.md")
     args = parser.parse_args()
@@ -207,17 +237,28 @@ def main() -> None:
     if args.baseline is not None and not (args.baseline / "kmm_core" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: no checkout of the code there (no kmm_core/__init__.py); make one "
                      "with `git archive main | tar -x -C DIR`")
+    if args.scans and args.baseline is not None:
+        parser.error("--scans: times this checkout's scans against each other; leave out --baseline")
     if args.baseline_bundle is not None and args.baseline is None:
         parser.error("--baseline-bundle: needs --baseline (the checkout whose worker loads it; `.` for this one)")
     sys.path.insert(0, str(REPO_ROOT))
+    import torch
+
+    from benchmarks.machine_limit import measure_matmul_throughput
     from benchmarks.report_file import save_report
 
+    torch.set_num_threads(args.threads)
+    throughput_start = measure_matmul_throughput()
     timelines = [tuple(int(n) for n in text.split("x")) for text in args.timelines]
-    roots = {"this checkout": REPO_ROOT} | ({} if args.baseline is None else {"baseline": args.baseline.resolve()})
     load = os.getloadavg()
-    bundles = {"this checkout": args.bundle.resolve(),
-               "baseline": (args.baseline_bundle or args.bundle).resolve()}
-    workers = {label: Worker(root, bundles[label], args.threads) for label, root in roots.items()}
+    if args.scans:
+        specs = {f"scan {scan}": (REPO_ROOT, args.bundle.resolve(), scan) for scan in args.scans}
+    else:
+        specs = {"this checkout": (REPO_ROOT, args.bundle.resolve(), None)}
+        if args.baseline is not None:
+            specs["baseline"] = (args.baseline.resolve(), (args.baseline_bundle or args.bundle).resolve(), None)
+    workers = {label: Worker(root, bundle, args.threads, scan) for label, (root, bundle, scan) in specs.items()}
+    first = next(iter(workers))
     timings = {(label, timeline, variant): ([], []) for label in workers for timeline in timelines
                for variant in args.variants}
     for timeline in timelines:
@@ -227,40 +268,57 @@ def main() -> None:
                     answer = workers[label].ask({"time": [variant, *timeline]})
                     timings[label, timeline, variant][0].append(answer["wall"])
                     timings[label, timeline, variant][1].append(answer["cpu"])
-    same_model = bundles["baseline"] == bundles["this checkout"]
+    work = {(timeline, variant): workers[first].ask({"count": [variant, *timeline]}) for timeline in timelines
+            for variant in args.variants}
+    same_model = len({bundle for _, bundle, _ in specs.values()}) == 1
     checks = token_check(workers) if len(workers) > 1 and same_model else []
     for worker in workers.values():
         worker.close()
+    throughput = max(throughput_start, measure_matmul_throughput())
     end_load = os.getloadavg()
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     lines = ["# Timeline generation speed per transition mode", "",
              f"Command: `{command}` (see the script's docstring).", "",
              f"Bundle {args.bundle.name}{'' if same_model else f' (baseline: {args.baseline_bundle})'}, "
              f"{args.threads} thread(s), {args.repeats} interleaved repeats per variant after a warm-up, one variation, "
-             "seed 0; each checkout in its own worker process.",
-             *(f"- {label}: `{worker.code}`" for label, worker in workers.items()),
+             "seed 0; each checkout (or scan) in its own worker process.",
+             *(f"- {label}: `{worker.code}`, CPU scan {worker.scan[0]} ({worker.scan[1]})"
+               for label, worker in workers.items()),
              f"Load average at the start: {load[0]:.1f} (1 min) on {os.cpu_count()} cores"
              + (" — shared machine: wall times are upper bounds; CPU times estimate an idle machine's wall time."
-                if load[0] > 1 else "."), ""]
+                if load[0] > 1 else "."),
+             f"Matmul throughput (float32 1024x1024 torch.mm, {args.threads} thread(s), CPU time): "
+             f"{throughput_start / 1e9:.1f} "
+             f"GFLOP/s at the start, {throughput / 1e9:.1f} GFLOP/s the higher of start and end (used below). Counted "
+             "work of one run (the same for every worker: the model's work), of it the Mamba loops' share; "
+             "x of matmul-bound = median CPU s / (counted work / matmul throughput).", ""]
     medians = {key: (statistics.median(walls), statistics.median(cpus)) for key, (walls, cpus) in timings.items()}
-    if args.baseline is None:
-        lines += ["| timeline | variant | median wall s | median CPU s |", "| --- | --- | ---: | ---: |"]
-        lines += [f"| {m} min, {p} prompts | {variant} | {medians['this checkout', (m, p), variant][0]:.3f} | "
-                  f"{medians['this checkout', (m, p), variant][1]:.3f} |" for m, p in timelines
-                  for variant in args.variants]
+
+    def bound(timeline, variant, cpu):
+        counted = work[timeline, variant]
+        return (f"{counted['flops'] / 1e9:.2f} ({counted['loop_flops'] / 1e9:.2f}) | "
+                f"{cpu / (counted['flops'] / throughput):.1f}")
+
+    if len(workers) == 1:
+        lines += ["| timeline | variant | median wall s | median CPU s | counted GFLOP (loops) | x of matmul-bound |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {m} min, {p} prompts | {variant} | {medians[first, (m, p), variant][0]:.3f} | "
+                  f"{medians[first, (m, p), variant][1]:.3f} | {bound((m, p), variant, medians[first, (m, p), variant][1])} |"
+                  for m, p in timelines for variant in args.variants]
     else:
-        lines += ["| timeline | variant | baseline median wall s | baseline median CPU s | this checkout median wall "
-                  "s | this checkout median CPU s | CPU ratio of the medians (this / baseline) | median CPU ratio of "
-                  "the repeats' pairs |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| timeline | variant | worker | median wall s | median CPU s | CPU ratio of the medians (to {first}) "
+                  f"| median CPU ratio of the repeats' pairs | counted GFLOP (loops) | x of matmul-bound |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, p in timelines:
             for variant in args.variants:
-                before, after = medians["baseline", (m, p), variant], medians["this checkout", (m, p), variant]
-                # Each repeat ran the two back to back: its ratio sees the same load on both sides.
-                pairs = statistics.median(this / base for this, base in zip(
-                    timings["this checkout", (m, p), variant][1], timings["baseline", (m, p), variant][1],
-                    strict=True))
-                lines.append(f"| {m} min, {p} prompts | {variant} | {before[0]:.3f} | {before[1]:.3f} | "
-                             f"{after[0]:.3f} | {after[1]:.3f} | {after[1] / before[1]:.2f} | {pairs:.2f} |")
+                reference = medians[first, (m, p), variant]
+                for label in workers:
+                    wall, cpu = medians[label, (m, p), variant]
+                    # Each repeat ran the workers back to back: its ratio sees the same load on all of them.
+                    pairs = statistics.median(this / base for this, base in zip(
+                        timings[label, (m, p), variant][1], timings[first, (m, p), variant][1], strict=True))
+                    lines.append(f"| {m} min, {p} prompts | {variant} | {label} | {wall:.3f} | {cpu:.3f} | "
+                                 f"{cpu / reference[1]:.2f} | {pairs:.2f} | {bound((m, p), variant, cpu)} |")
         lines += ["", "Same output (seed 0, default mode):", *checks] if same_model else []
     lines += ["", f"Load average at the end: {end_load[0]:.1f} (1 min)."]
     save_report(args.out, lines)

@@ -7,8 +7,10 @@ predictor included) once per backbone. A step is what `kmm-train generator` does
 backward, AdamW step. Inputs are random codes of the tokenizer's shape with random token embeddings for the masker,
 the same for both backbones. Variants:
 
-- ``mamba``: the Mamba backbone as shipped (on CPU: the compiled scan of ``compiled_selective_scan`` when it builds);
-- ``mamba_pure`` (with ``--pure``): the same model forced onto the pure-PyTorch chunked scan (``KMM_SELECTIVE_SCAN=pure``);
+- ``mamba``: the Mamba backbone as shipped (on CPU: the scan ``selective_scan.cpu_scan_choice`` picks);
+- ``mamba_numba``, ``mamba_compiled``, ``mamba_pure`` (with ``--scans numba compiled pure``; ``--pure`` = ``--scans
+  pure``): the same model forced onto numba's loops, the C++ loop, or the pure-PyTorch chunked scan
+  (``KMM_SELECTIVE_SCAN``);
 - ``transformer``: the transformer backbone;
 - ``mamba_baseline`` (with ``--baseline DIR``): the Mamba model of another checkout of the code (e.g. ``git archive
   COMMIT | tar -x -C DIR``: the code before a change), imported under another package name into this same process,
@@ -18,7 +20,13 @@ Repeats are interleaved (mamba, transformer, mamba, ...) so that both see the sa
 table reports wall-clock medians and the ratio of medians, plus each variant's median CPU time (less sensitive to
 other jobs). The load average before and after is printed: on a loaded machine treat absolute times as upper bounds.
 
-Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--pure] [--baseline DIR] [--out FILE]``
+Against the machine's limit (``machine_limit.py``): each step's floating-point work is counted once per backbone and
+shape (torch's FlopCounterMode plus the Mamba loops' work from their shapes), the machine's float32 matmul throughput
+is measured in the same run (at the start and at the end; the higher is used), and each row gives its median time as
+a multiple of the matmul-bound time (counted work / matmul throughput).
+
+Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--scans numba compiled pure]
+[--baseline DIR] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -40,9 +48,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kmm_core.model import compiled_selective_scan  # noqa: E402
+from benchmarks.machine_limit import WorkCounter, measure_matmul_throughput  # noqa: E402
 from kmm_core.model.configs import GeneratorConfig  # noqa: E402
 from kmm_core.model.masked_generator import MaskedGenerator  # noqa: E402
+from kmm_core.model.selective_scan import SCAN_VARIABLE, cpu_scan_choice  # noqa: E402
 
 SMALL_CONFIG = REPO_ROOT / "training" / "configs" / "small.toml"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "training_step.md"
@@ -65,28 +74,27 @@ def import_checkout(root: Path, package: str = "kmm_baseline_checkout"):
 
 
 @contextlib.contextmanager
-def scan_path(pure: bool):
-    """Force the pure-PyTorch scan for the duration (the dispatch reads KMM_SELECTIVE_SCAN through kernel())."""
-    if not pure:
+def scan_path(scan: str | None):
+    """Force one CPU scan for the duration (``cpu_scan_choice`` reads KMM_SELECTIVE_SCAN on every call)."""
+    if scan is None:
         yield
         return
-    previous = os.environ.get("KMM_SELECTIVE_SCAN")
-    os.environ["KMM_SELECTIVE_SCAN"] = "pure"
-    compiled_selective_scan.kernel.cache_clear()
+    previous = os.environ.get(SCAN_VARIABLE)
+    os.environ[SCAN_VARIABLE] = scan
     try:
         yield
     finally:
         if previous is None:
-            del os.environ["KMM_SELECTIVE_SCAN"]
+            del os.environ[SCAN_VARIABLE]
         else:
-            os.environ["KMM_SELECTIVE_SCAN"] = previous
-        compiled_selective_scan.kernel.cache_clear()
+            os.environ[SCAN_VARIABLE] = previous
 
 
 class Variant:
-    def __init__(self, name: str, backbone: str, pure: bool, seed: int = 0, classes=(MaskedGenerator, GeneratorConfig)):
+    def __init__(self, name: str, backbone: str, scan: str | None, seed: int = 0,
+                 classes=(MaskedGenerator, GeneratorConfig)):
         torch.manual_seed(seed)
-        self.name, self.pure = name, pure
+        self.name, self.scan, self.backbone = name, scan, backbone
         model_class, config_class = classes
         self.model = model_class(small_generator_config(backbone, config_class)).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4)
@@ -94,12 +102,18 @@ class Variant:
         self.cpu: list[float] = []
 
     def step(self, inputs: dict) -> None:
-        with scan_path(self.pure):
+        with scan_path(self.scan):
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model.training_loss(inputs["codes"], inputs["valid"], sentence=inputs["sentence"],
                                            token_embeddings=inputs["embeddings"], generator=inputs["rng"])
             out.loss.backward()
             self.optimizer.step()
+
+    def counted_work(self, inputs: dict) -> int:
+        """The floating-point work of one step (an untimed step run under the counter)."""
+        with WorkCounter(self.model, backward=True) as counter:
+            self.step(inputs)
+        return counter.total
 
     def timed_step(self, inputs: dict) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -124,6 +138,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the training recipe uses 1)")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per variant and shape (after 2 warm-ups)")
     parser.add_argument("--pure", action="store_true", help="also time the Mamba model on the pure-PyTorch scan")
+    parser.add_argument("--scans", nargs="*", default=[], choices=["numba", "compiled", "pure"],
+                        help="also time the Mamba model forced onto these CPU scans")
     parser.add_argument("--pure-repeats", type=int, default=3)
     parser.add_argument("--shapes", nargs="+", default=[f"{b}x{n}" for b, n in SHAPES], help="BATCHxTOKENS")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout: its Mamba model as one more "
@@ -132,56 +148,72 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    kernel = compiled_selective_scan.kernel()
+    scans = list(dict.fromkeys(args.scans + (["pure"] if args.pure else [])))
+    chosen, why = cpu_scan_choice()
+    throughput_before = measure_matmul_throughput()
     load_before = os.getloadavg()
     lines = [
         f"torch {torch.__version__}, {args.threads} torch thread(s), {platform.machine()}, {os.cpu_count()} cores; "
-        f"compiled scan: {'yes' if kernel is not None else 'no'} ({compiled_selective_scan.kernel_status()}).",
+        f"CPU scan of `mamba`: {chosen} ({why}); NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}.",
         f"Generator: [generator] of {SMALL_CONFIG.relative_to(REPO_ROOT)} (residual predictor included); a step = "
         "training_loss + backward + AdamW step. Wall-clock median of "
-        f"{args.repeats} interleaved repeats after 2 warm-ups" + (f" ({args.pure_repeats} for mamba_pure)" if args.pure
-                                                                   else "") + "; ratio = median / transformer median.",
+        f"{args.repeats} interleaved repeats after 2 warm-ups" + (f" ({args.pure_repeats} for mamba_pure)" if
+                                                                   "pure" in scans else "")
+        + "; ratio = median / transformer median; x of matmul-bound = median CPU time / (counted work / matmul "
+        "throughput).",
         f"Load average at the start: {load_before[0]:.1f} (1 min), {load_before[1]:.1f} (5 min) on {os.cpu_count()} cores"
         + (" — the machine was shared; absolute times are upper bounds, the interleaved ratios are the result."
            if load_before[0] > 1 else "."),
         "",
-        "| batch | tokens | variant | median wall ms | ratio to transformer | median CPU ms |",
-        "| ---: | ---: | --- | ---: | ---: | ---: |",
+        "| batch | tokens | variant | median wall ms | ratio to transformer | median CPU ms | CPU ratio to transformer "
+        "| counted GFLOP | x of matmul-bound |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     print("\n".join(lines), flush=True)
-    variants = [Variant("mamba", "mamba", pure=False), Variant("transformer", "transformer", pure=False)]
-    if args.pure:
-        variants.insert(1, Variant("mamba_pure", "mamba", pure=True))
+    variants = [Variant("mamba", "mamba", scan=None), Variant("transformer", "transformer", scan=None)]
+    for scan in scans:
+        variants.insert(-1, Variant(f"mamba_{scan}", "mamba", scan=scan))
     if args.baseline is not None:
         if not (args.baseline / "kmm_core" / "model" / "masked_generator.py").is_file():
             raise SystemExit(f"--baseline {args.baseline}: no kmm_core/model/masked_generator.py there")
-        variants.insert(1, Variant("mamba_baseline", "mamba", pure=False, classes=import_checkout(args.baseline)))
+        variants.insert(1, Variant("mamba_baseline", "mamba", scan=None, classes=import_checkout(args.baseline)))
+    rows = []
     config = variants[0].model.config
     for shape in args.shapes:
         batch, length = (int(v) for v in shape.split("x"))
         inputs = make_inputs(config, batch, length, seed=batch * 1000 + length)
+        work = {}
         for variant in variants:
             variant.wall, variant.cpu = [], []
             for _ in range(2):
                 variant.step(inputs)
+            if variant.backbone not in work:  # the model's work: the same for every scan of one backbone
+                work[variant.backbone] = variant.counted_work(inputs)
         for repeat in range(args.repeats):
             for variant in variants:
-                if variant.pure and repeat >= args.pure_repeats:
+                if variant.scan == "pure" and repeat >= args.pure_repeats:
                     continue
                 variant.timed_step(inputs)
-        reference = statistics.median(variants[-1].wall)
-        for variant in variants:
-            wall = statistics.median(variant.wall)
-            row = (f"| {batch} | {length} | {variant.name} | {wall * 1e3:.1f} | {wall / reference:.2f} "
-                   f"| {statistics.median(variant.cpu) * 1e3:.1f} |")
+        rows.append((batch, length, work, [(v.name, v.backbone, statistics.median(v.wall),
+                                            statistics.median(v.cpu)) for v in variants]))
+    throughput = max(throughput_before, measure_matmul_throughput())
+    for batch, length, work, medians in rows:
+        reference, cpu_reference = medians[-1][2], medians[-1][3]
+        for name, backbone, wall, cpu in medians:
+            bound = work[backbone] / throughput
+            row = (f"| {batch} | {length} | {name} | {wall * 1e3:.1f} | {wall / reference:.2f} | {cpu * 1e3:.1f} "
+                   f"| {cpu / cpu_reference:.2f} | {work[backbone] / 1e9:.2f} | {cpu / bound:.1f} |")
             lines.append(row)
             print(row, flush=True)
+    lines += ["", f"Matmul throughput (float32 1024x1024 torch.mm, {args.threads} thread(s), CPU time): "
+              f"{throughput_before / 1e9:.1f} GFLOP/s at the start, {throughput / 1e9:.1f} GFLOP/s the higher of "
+              "start and end (used above)."]
     load_after = os.getloadavg()
     lines += ["", f"Load average at the end: {load_after[0]:.1f} (1 min), {load_after[1]:.1f} (5 min)."]
     print(lines[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
-    args.out.write_text("# Generator training step: Mamba vs transformer\n\n"
+    args.out.write_text("# Generator training step: Mamba vs transformer, against the machine's matmul limit\n\n"
                         f"Command: `{command}` (see the script's docstring).\n\n" + "\n".join(lines) + "\n")
     print(f"written to {args.out}")
 

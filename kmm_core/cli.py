@@ -427,6 +427,10 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
             label = {"numba": "numba-compiled CPU loops (no C++ compiler needed)",
                      "compiled": "C++ CPU loop built with the system compiler (fastest training)",
                      "pure": "pure-PyTorch selective scan (slower)"}[scan]
+            if scan == "numba":  # compile now (cached on disk), not during the first generation
+                from .model.numba_selective_scan import warm_up
+
+                label += f", generation loops ready in {warm_up():.1f} s"
             add("cpu_scan", True, f"{scan}: {label}; why: {why}", required=False)
     from .bundle.model_bundle import read_manifest
     from .bundle.model_choice import model_summary, resolve_model

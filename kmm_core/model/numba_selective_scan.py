@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -45,6 +46,20 @@ def kernels() -> ModuleType | None:
 def kernels_status() -> str:
     """Why ``kernels()`` returned what it did (for `kmm doctor` and error messages)."""
     return _status["reason"]
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's cache) the loops generation runs: the float32 scan and convolution forwards, on
+    tiny inputs. Seconds taken: a few the first time on a CPU, a fraction of one afterwards. ``kmm doctor`` (which the
+    add-on's backend installer runs) calls it, so the first Generate does not wait for the compiler."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 5, 3, generator=generator)
+    with torch.no_grad():
+        causal_conv_silu(x, torch.randn(3, 4, generator=generator), torch.zeros(3))
+        fused_selective_scan(x, torch.rand(1, 5, 3, generator=generator), -torch.ones(3, 2), torch.randn(1, 5, 2),
+                             torch.randn(1, 5, 2), D=torch.ones(3), z=x)
+    return time.perf_counter() - start
 
 
 def _cpu_name() -> str:
@@ -159,7 +174,6 @@ class FusedSelectiveScan(torch.autograd.Function):
         inputs = _ScanInputs(u, delta, A, B, C, D, z)
         y, y_pre, checkpoints = fused_scan_forward(kernels(), inputs, for_backward=True)
         ctx.save_for_backward(*inputs.tensors(), y_pre, checkpoints)
-        ctx.strides = inputs.b_stride, inputs.c_stride, inputs.z_stride
         return y
 
     @staticmethod
