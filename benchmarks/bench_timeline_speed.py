@@ -133,12 +133,16 @@ def serve(bundle_path: Path, threads: int) -> None:
     from kmm_core.generation import timeline_generator as tg
 
     torch.set_num_threads(threads)
-    sys.path.insert(0, str(REPO_ROOT))  # benchmarks.machine_limit for the work count
+    sys.path.append(str(REPO_ROOT))  # benchmarks.machine_limit for the work count (kmm_core: the checkout's)
     bundle = ModelBundle.load(bundle_path, device="cpu")
     tg.generate_timeline(bundle, timeline_of(4 / 60, 1), seed=0)  # warm-up: first-call allocations, kernel load
-    from kmm_core.model.selective_scan import cpu_scan_choice
-
-    print(REPLY + json.dumps({"ready": kmm_core.__file__, "scan": cpu_scan_choice()}), flush=True)
+    try:
+        from kmm_core.model.selective_scan import cpu_scan_choice
+    except ImportError:  # a checkout from before the rule existed (--baseline)
+        scan = ["compiled or pure", "the checkout's own rule, from before cpu_scan_choice"]
+    else:
+        scan = cpu_scan_choice()
+    print(REPLY + json.dumps({"ready": kmm_core.__file__, "scan": scan}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         if "tokens" in request:
