@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Mamba-1 selective scan: the fused CUDA kernel when available, otherwise a pure-PyTorch scan.
+"""Mamba-1 selective scan: the rule that picks the CUDA kernel, a fused CPU loop or the pure scan; the pure scan.
 
 The recurrence (Gu & Dao 2023), per batch b, channel d and state n:
 
