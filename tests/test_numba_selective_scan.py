@@ -34,7 +34,7 @@ LANES = numba_scan.kernels().LANES
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_numba_scan_matches_float64_reference(batch, channels, length, state, dtype):
-    """Channel counts that do and do not fill the lane blocks, lengths around the 16-step checkpoint chunks."""
+    """Channel counts that do and do not fill the lane blocks, lengths around the 8-step checkpoint chunks."""
     inputs = make_scan_inputs(batch, channels, length, state, dtype=dtype, seed=length)
     expected = selective_scan_reference(**inputs, delta_softplus=True)
     actual = selective_scan_numba(**inputs, delta_softplus=True)
@@ -62,7 +62,7 @@ def test_numba_scan_long_sequence_stays_finite_and_exact():
 
 @pytest.mark.parametrize("optional_terms", [True, False])
 def test_gradcheck_of_numba_backward(optional_terms):
-    """Float64 gradcheck over every input; 37 steps cross two checkpoint chunks, 19 channels a partial lane block."""
+    """Float64 gradcheck over every input; 37 steps cross four checkpoint chunks, 19 channels a partial lane block."""
     inputs = make_scan_inputs(batch=2, channels=19, length=37, state=3, dtype=torch.float64, seed=1)
     if not optional_terms:
         inputs = {name: inputs[name] for name in ("u", "delta", "A", "B", "C")}
@@ -147,7 +147,7 @@ def test_bidirectional_padding_rule_holds_on_numba_path(monkeypatch):
 
 
 def test_saved_state_stays_far_below_batch_length_channels_states():
-    """At 4,096 tokens the backward keeps one state per 16 steps, never the (B, L, D, N) tensor of all states."""
+    """At 4,096 tokens the backward keeps one state per 8 steps, never the (B, L, D, N) tensor of all states."""
     batch, length, channels, state = 1, 4096, 64, 16
     generator = torch.Generator().manual_seed(9)
     u = torch.randn(batch, length, channels, generator=generator, requires_grad=True)

@@ -5,7 +5,7 @@ Why: the pure-PyTorch scan writes (chunk, B, D, N) tensors for every elementwise
 adjoints), about twenty passes over B*D*L*N floats per forward+backward, which made the bidirectional-Mamba generator
 train 5-9x slower than the equal-size transformer on CPU. The loops of ``numba_scan_kernels`` keep each (batch,
 channel) state in a small buffer while they walk over time: one pass forward, two backward (chunk recompute +
-adjoint), and the only stored states are one checkpoint every ``CHUNK`` steps (B, D, L/16, N), so the long-sequence
+adjoint), and the only stored states are one checkpoint every ``CHUNK`` steps (B, D, L/8, N), so the long-sequence
 memory bound holds. numba ships LLVM inside its wheels (Windows, macOS, Linux), so no system compiler is needed.
 
 ``kernels()`` imports that module (numba itself, about 0.3 s) on first use; the loops compile on their first call
