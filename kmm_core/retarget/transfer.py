@@ -12,9 +12,12 @@ rest orientation to its posed one, so posed axes = D_b M'_b with M'_b the rest a
    (leaves use the bone's own direction).  This is what makes A-pose vs T-pose, bone rolls and bone axes irrelevant.
 2. Per frame, in hierarchy order: a driven bone starts from D = G_j R_j^T (the source joint's global rotation carried
    over, which sets the twist), then is turned so that its carried points land on the source points scaled by
-   s = target leg length / source leg length: Kabsch over two or more points, a swing for one.  The bone the pelvis
-   drives is placed by a rigid fit of its points (root translation scaled by s, so feet do not slide).  Bones the map
-   does not drive (twist, finger, helper bones) keep their rest pose relative to their parent.
+   s = target leg length / source leg length: Kabsch over two or more points, a swing for one.  A bone that also
+   carries its joint's own point or points above it (Rigify's chest: spine2 and spine3) turns as its joint turns the
+   points below it, and those points are aimed at from where the bone puts its joint (`joint_turned_bones`): the
+   arms and neck move with the chest they hang from.  The bone the pelvis drives is placed by a rigid fit of its
+   points (root translation scaled by s, so feet do not slide).  Bones the map does not drive (twist, finger, helper
+   bones) keep their rest pose relative to their parent.
 3. Leg IK: each leg's thigh and shin are turned (analytic two-bone IK, bone lengths kept, the knee staying in the
    plane the transferred knee bends in, forward when straight) so that the ankle reaches the scaled source ankle;
    the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
@@ -221,6 +224,10 @@ class RetargetPlan:
     scale: float                        # target leg length / source leg length
     placed: list[int] = field(default_factory=list)  # bones keyed by their place (the map's `placed`)
     tips: list[int] = field(default_factory=list)    # end bones made at one-bone limbs' tails (`with_tip_bones`)
+    # bone -> (its driver joint, the carried joints below that joint): a bone that also carries its joint's own point
+    # or points of joints above it (Rigify's chest carries spine2 and spine3) is turned as its joint turns the
+    # points below it, seen from the joint's point (`joint_turned_bones`)
+    joint_turned: dict[int, tuple[int, list[int]]] = field(default_factory=dict)
 
     def rest_points(self) -> dict[int, np.ndarray]:
         return {j: (1 - t) * self.rest_heads[a] + t * self.rest_heads[b] for j, (a, b, t) in self.point_specs.items()}
@@ -307,6 +314,7 @@ def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.n
     for joint in own:
         if joint not in carried.get(pelvis, []):
             carried.setdefault(pelvis, []).append(joint)
+    plan.joint_turned = joint_turned_bones(plan, rest_points, source_rest)
 
     tails = skeleton.tail_directions_humanml3d()
     for bone in order:
@@ -331,6 +339,43 @@ def plan_retarget(skeleton: TargetSkeleton, bone_map: BoneMap, source_rest: np.n
                                    else source_rest[joint] - source_rest[max(PARENTS[joint], 0)])
         plan.alignment[bone] = _swing(base @ canonical_direction, rig_direction) @ base
     return plan
+
+
+def _below(joint: int, ancestor: int) -> bool:
+    """Whether canonical `joint` hangs (strictly) below `ancestor`."""
+    joint = PARENTS[joint]
+    while joint >= 0:
+        if joint == ancestor:
+            return True
+        joint = PARENTS[joint]
+    return False
+
+
+def joint_turned_bones(plan: RetargetPlan, rest_points: dict[int, np.ndarray], source_rest: np.ndarray
+                       ) -> dict[int, tuple[int, list[int]]]:
+    """The driven bones (not the pelvis bone) that carry their driver joint's own point or a point of a joint above
+    it as well as points below it, spanning a plane: {bone: (driver joint, the carried joints below it)}.
+
+    Such a bone spans two or more of the canonical skeleton's joints (Rigify's chest, driven by spine3, carries the
+    spine2 and spine3 points and the neck and collars).  Fitted to all its points, its turn is a compromise between
+    the joints' turns (a 15-degree bend at spine3 alone turned it 6.8 degrees), while the arms and the neck hanging
+    from it are aimed at the source's points: the arm would not move with the chest it hangs from.  Turned as its
+    joint turns the points below it, seen from the joint's point, the bone carries the arms and the neck as the
+    source's chest carries them."""
+    turned: dict[int, tuple[int, list[int]]] = {}
+    for bone, joints in plan.carried.items():
+        joint = plan.driver.get(bone)
+        if joint is None or bone == plan.pelvis_bone or joint not in rest_points:
+            continue
+        below = [k for k in joints if _below(k, joint)]
+        if len(below) == len(joints):
+            continue
+        rig_vectors = np.array([rest_points[k] - rest_points[joint] for k in below]).reshape(-1, 3)
+        canonical = np.array([source_rest[k] - source_rest[joint] for k in below]).reshape(-1, 3)
+        if (np.all(np.linalg.norm(rig_vectors, axis=-1) > _MIN_VECTOR) and _spans_plane(rig_vectors)
+                and np.all(np.linalg.norm(canonical, axis=-1) > _MIN_VECTOR) and _spans_plane(canonical)):
+            turned[bone] = (joint, below)
+    return turned
 
 
 def _is_effective_ancestor(parents: list[int], ancestor: int, bone: int) -> bool:
@@ -472,6 +517,7 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
     plan = plan_retarget(skeleton, bone_map, source.rest_positions)
     skeleton = plan.skeleton  # with the end bones made at one-bone limbs' tails
     goal = positions * plan.scale
+    aim = goal.copy()  # the points the bones are aimed at (`joint_turned_bones` moves those below such a bone)
     rest_points = plan.rest_points()
     heads, rest = plan.rest_heads, plan.rest_heads
     frames, bones = len(positions), len(skeleton.bone_names)
@@ -504,8 +550,15 @@ def retarget(source: SourceMotion, skeleton: TargetSkeleton, bone_map: BoneMap, 
             useful = np.linalg.norm(rig_vectors, axis=-1) > _MIN_VECTOR
             joints = [k for k, ok in zip(joints, useful, strict=True) if ok]
             rig_vectors = rig_vectors[useful]
-            if joints:
-                wanted = goal[:, joints] - head[:, None]
+            if bone in plan.joint_turned:
+                own, below = plan.joint_turned[bone]
+                turned_rest = np.array([rest_points[k] - rest_points[own] for k in below])
+                delta = _kabsch(turned_rest, aim[:, below] - aim[:, own, None])
+                # The limbs and neck hanging from it are aimed from where it puts its joint's point.
+                shift = head + np.einsum("tij,j->ti", delta, rest_points[own] - heads[bone]) - aim[:, own]
+                aim[:, [k for k in range(NUM_JOINTS) if _below(k, own)]] += shift[:, None]
+            elif joints:
+                wanted = aim[:, joints] - head[:, None]
                 if _spans_plane(rig_vectors):
                     delta = _kabsch(rig_vectors, wanted)
                 else:
