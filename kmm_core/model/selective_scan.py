@@ -282,7 +282,8 @@ def _fused_selective_scan_fn() -> Callable | None:
 SCAN_VARIABLE = "KMM_SELECTIVE_SCAN"
 SCAN_CHOICES = ("auto", "numba", "compiled", "pure")
 # The order "auto" tries on the CPU, fastest first: the C++ loop (built with -march=native where a C++ compiler
-# exists) trains faster than numba's loops, which generate as fast (benchmarks/results/training_step.md).
+# exists) trains 1.1-1.2x faster than numba's loops, which generate about as fast (benchmarks/results/training_step.md,
+# timeline_speed_cpu_scans.md).
 AUTO_ORDER = ("compiled", "numba")
 
 
