@@ -58,3 +58,21 @@ def test_too_many_keyed_frames_are_refused_naming_the_count(partial_run):
     cap, keyed = partial_run["cap_value"], partial_run["cap_keyed"]
     assert keyed > cap
     assert f"{keyed} keyed frames inside the timeline, at most {cap}" in partial_run["cap"], partial_run["cap"]
+
+
+def test_reading_the_keys_can_be_cancelled_with_nothing_changed(partial_run):
+    """The panel's operator reads the keys in steps (modal, on a timer; here one keyed frame or one step of the fit
+    per timer event): events other than the timer wait, Esc
+    midway puts the scene's frame back and leaves the kept key poses as they were; run to the end, the steps store
+    the same poses as the all-at-once path."""
+    cancel = partial_run["cancel"]
+    assert cancel["returned"] == [["RUNNING_MODAL"], ["RUNNING_MODAL"], ["CANCELLED"]], cancel
+    assert cancel["midway"] == {"frame": 40, "fraction": 0.25}  # one of two keyed frames read, the frame moved
+    assert cancel["frame_after"] == 7 and cancel["unchanged"] and cancel["ended"] == 1
+    assert cancel["reports"] == [["WARNING", "Use My Keys as Constraints cancelled: the key poses are unchanged"]]
+    finish = partial_run["modal_finish"]
+    assert finish["returned"] == ["FINISHED"] and finish["ended"] == 1, finish
+    # One step per keyed frame read, then one per fixed-point step of the fit (at most 12) and the last one.
+    assert 2 + 1 < finish["steps"] <= 2 + 12 + 1, finish
+    assert finish["same_as_at_once"] and finish["poses"] == 2 and finish["frame_after"] == 7
+    assert finish["reports"] == [["INFO", "2 key pose(s): frame 40: right arm; frame 110: right arm"]]

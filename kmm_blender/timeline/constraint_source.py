@@ -7,7 +7,8 @@
   every bone the map drives, or the panel's Whole Body choice, make a whole-body pose).  The rig is evaluated once
   at each such frame, its joints read through the bone map (``rigs/retarget.py`` ``evaluated_joint_points``: the
   retargeting map used in reverse) and all the frames brought onto the canonical skeleton together by
-  ``kmm_core/retarget/rig_pose.py`` ``fitted_canonical_poses``.  At most ``MAX_KEY_POSES`` keyed frames are
+  ``kmm_core/retarget/rig_pose.py`` ``fitting_steps`` (``KeyPoseReading``: in steps, a few frames or one step of
+  the fit at a time, which the panel's operator shows as progress and Esc cancels).  At most ``MAX_KEY_POSES`` keyed frames are
   read (more is refused, naming the count).  The poses are stored on the scene as JSON (``kmm.constraint_poses``),
   so they are saved with the file and undone with it.
 * **Targets**: the table of end-effector rows (``KMM_PG_effector``): a joint, an object (an empty) or a bone of an
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 
 import bpy
@@ -30,8 +32,9 @@ from ...kmm_core.common.bounded_read import parse_json
 from ...kmm_core.common.errors import InputFileError, KMMError
 from ...kmm_core.motion.skeleton import NUM_JOINTS
 from ...kmm_core.retarget.rig_pose import (
+    FIT_ITERATIONS,
     canonical_point,
-    fitted_canonical_poses,
+    fitting_steps,
     held_summary,
     keyed_joints,
     rig_scale,
@@ -93,47 +96,108 @@ def poses_from_keys(scene: bpy.types.Scene, armature: bpy.types.Object, first: i
     move (`rig_pose.keyed_joints`; `whole_body`: every pose whole).  Each frame is evaluated once (the scene's
     current frame is restored), then all poses are fitted together.  `progress(done, total)` is called after each
     frame read.  Raises KMMError naming the rig, frame and joint when a pose cannot be read, or the count when there
-    are more than `MAX_KEY_POSES` keyed frames (before anything is evaluated)."""
-    by_frame = {frame: bones for frame, bones in keyed_bones(armature).items() if first <= frame <= last}
-    if not by_frame:
-        raise KMMError(f"armature {armature.name!r}: no key falls inside the timeline (frames {first} to {last})")
-    if len(by_frame) > MAX_KEY_POSES:
-        raise KMMError(f"armature {armature.name!r}: {len(by_frame)} keyed frames inside the timeline, at most "
-                       f"{MAX_KEY_POSES} can become key poses (a key on every frame leaves nothing to generate): "
-                       "keep the frames that matter, or narrow the timeline")
-    target = rig_retarget.armature_target_skeleton(armature)
-    bone_map = rig_retarget.bone_map_for(armature, target)
-    parents = {bone.name: bone.parent.name if bone.parent else None for bone in armature.data.bones}
-    frames, held = [], []
-    for frame in sorted(by_frame):
-        joints = None if whole_body else keyed_joints(by_frame[frame], bone_map, parents)
-        if joints != ():  # only bones no joint stands for (fingers, IK targets): nothing to hold
-            frames.append(frame)
-            held.append(joints)
-    if not frames:
-        raise KMMError(f"armature {armature.name!r}: the keyed bones are none the bone map reads (fingers, IK "
-                       "targets?): key the body's bones, or choose Whole Body")
-    current = scene.frame_current, scene.frame_subframe
-    points = np.empty((len(frames), NUM_JOINTS, 3))
-    try:
-        for index, frame in enumerate(frames):
-            scene.frame_set(frame)
-            points[index] = rig_retarget.evaluated_joint_points(armature, bone_map)
-            if progress is not None:
-                progress(index + 1, len(frames))
-    finally:
-        scene.frame_set(current[0], subframe=current[1])
-    fitted = fitted_canonical_poses(points, target, bone_map,
-                                    [f"armature {armature.name!r} at frame {frame}" for frame in frames])
-    poses = []
-    for frame, joints, pose in zip(frames, held, fitted, strict=True):
-        entry: dict = {"type": "pose", "frame": frame, "positions": pose.round(6).tolist()}
-        if joints is not None:
-            entry["joints"] = list(joints)
-        if weight != "hard":
-            entry["weight"] = weight
-        poses.append(entry)
-    return poses
+    are more than `MAX_KEY_POSES` keyed frames (before anything is evaluated).  `KeyPoseReading` does the same in
+    steps (the panel's operator, which Esc cancels)."""
+    reading = KeyPoseReading(scene, armature, first, last, weight, whole_body)
+    while not reading.step(float("inf"), progress):
+        pass
+    return reading.poses
+
+
+class KeyPoseReading:
+    """`poses_from_keys` in steps, so that an operator can show its progress and stop between steps: `step()`
+    evaluates keyed frames, then runs the fit's fixed-point steps (`rig_pose.fitting_steps`, all poses together), for
+    about the seconds it is given; `poses` holds the constraints once it returns True.  Everything is checked (timeline, cap, keyed bones) when it is made, before
+    any frame is evaluated.  `cancel()`, or an error in a step, puts the scene's frame back; nothing is stored on the
+    scene either way (the caller stores `poses`)."""
+
+    def __init__(self, scene: bpy.types.Scene, armature: bpy.types.Object, first: int, last: int,
+                 weight: object = "hard", whole_body: bool = False):
+        by_frame = {frame: bones for frame, bones in keyed_bones(armature).items() if first <= frame <= last}
+        if not by_frame:
+            raise KMMError(f"armature {armature.name!r}: no key falls inside the timeline (frames {first} to {last})")
+        if len(by_frame) > MAX_KEY_POSES:
+            raise KMMError(f"armature {armature.name!r}: {len(by_frame)} keyed frames inside the timeline, at most "
+                           f"{MAX_KEY_POSES} can become key poses (a key on every frame leaves nothing to generate): "
+                           "keep the frames that matter, or narrow the timeline")
+        self.scene, self.armature, self.weight = scene, armature, weight
+        self.target = rig_retarget.armature_target_skeleton(armature)
+        self.bone_map = rig_retarget.bone_map_for(armature, self.target)
+        parents = {bone.name: bone.parent.name if bone.parent else None for bone in armature.data.bones}
+        self.frames: list[int] = []
+        self.held: list[tuple[str, ...] | None] = []
+        for frame in sorted(by_frame):
+            joints = None if whole_body else keyed_joints(by_frame[frame], self.bone_map, parents)
+            if joints != ():  # only bones no joint stands for (fingers, IK targets): nothing to hold
+                self.frames.append(frame)
+                self.held.append(joints)
+        if not self.frames:
+            raise KMMError(f"armature {armature.name!r}: the keyed bones are none the bone map reads (fingers, IK "
+                           "targets?): key the body's bones, or choose Whole Body")
+        self.points = np.empty((len(self.frames), NUM_JOINTS, 3))
+        self.read = 0
+        self.fit_steps = 0
+        self._fitting = None
+        self._fitted: np.ndarray | None = None
+        self.poses: list[dict] = []
+        self._restore: tuple[int, float] | None = (scene.frame_current, scene.frame_subframe)
+
+    @property
+    def fraction(self) -> float:
+        """How much of the work is done, 0 to 1 (reading and fitting weigh about the same)."""
+        fitting = 1.0 if self._fitted is not None else self.fit_steps / FIT_ITERATIONS
+        return 0.5 * self.read / len(self.frames) + 0.5 * fitting
+
+    def step(self, seconds: float = 0.1, progress: Callable[[int, int], None] | None = None) -> bool:
+        """Work for about `seconds` (at least one frame or one fixed-point step); True when every pose is made.  `progress(done,
+        total)` after each frame read.  KMMError (naming the rig, frame and joint) puts the frame back."""
+        deadline = time.monotonic() + seconds
+        count = len(self.frames)
+        try:
+            while self.read < count:
+                self.scene.frame_set(self.frames[self.read])
+                self.points[self.read] = rig_retarget.evaluated_joint_points(self.armature, self.bone_map)
+                self.read += 1
+                if progress is not None:
+                    progress(self.read, count)
+                if time.monotonic() > deadline:
+                    return False
+            self._put_frame_back()
+            if self._fitting is None:
+                self._fitting = fitting_steps(self.points, self.target, self.bone_map,
+                                              [f"armature {self.armature.name!r} at frame {frame}"
+                                               for frame in self.frames])
+            while self._fitted is None:
+                try:
+                    self.fit_steps = next(self._fitting)
+                except StopIteration as finished:
+                    self._fitted = finished.value
+                    break
+                if time.monotonic() > deadline:
+                    return False
+        except BaseException:
+            self._put_frame_back()
+            raise
+        self.poses = []
+        for frame, joints, pose in zip(self.frames, self.held, self._fitted, strict=True):
+            entry: dict = {"type": "pose", "frame": frame, "positions": pose.round(6).tolist()}
+            if joints is not None:
+                entry["joints"] = list(joints)
+            if self.weight != "hard":
+                entry["weight"] = self.weight
+            self.poses.append(entry)
+        return True
+
+    def cancel(self) -> None:
+        """Stop: the scene's frame back where it was, no poses."""
+        self._put_frame_back()
+        self.poses = []
+
+    def _put_frame_back(self) -> None:
+        if self._restore is not None:
+            frame, subframe = self._restore
+            self._restore = None
+            self.scene.frame_set(frame, subframe=subframe)
 
 
 def stored_poses(settings) -> list[dict]:

@@ -24,35 +24,110 @@ def _timeline_frames(settings) -> tuple[int, int]:
 
 
 class KMM_OT_use_keys_as_constraints(bpy.types.Operator):
-    """Make every keyed pose of the target armature inside the timeline a constraint the motion passes through"""
+    """Make every keyed pose of the target armature inside the timeline a constraint the motion passes through
+    (Esc cancels while the keys are read)"""
 
     bl_label = "Use My Keys as Constraints"
     bl_idname = "kmm.use_keys_as_constraints"
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        settings = context.scene.kmm
+        """All at once (scripts, redo): the progress bar moves, nothing can be cancelled."""
         try:
-            armature = settings.target_armature
-            if armature is None:
-                raise KMMError("pick the target armature whose keys become constraints")
-            first, last = _timeline_frames(settings)
+            reading = _start_reading(context)
             window_manager = context.window_manager
             window_manager.progress_begin(0, 1)
             try:
-                poses = constraint_source.poses_from_keys(
-                    context.scene, armature, first, last, whole_body=settings.key_poses_whole_body,
-                    progress=lambda done, total: window_manager.progress_update(done / total))
+                while not reading.step(float("inf"), lambda done, total: window_manager.progress_update(done / total)):
+                    pass
             finally:
                 window_manager.progress_end()
         except KMMError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        constraint_source.store_poses(settings, poses)
-        self.report({"INFO"}, f"{len(poses)} key pose(s): " + "; ".join(
-            constraint_source.constraint_summary(pose) for pose in poses[:MAX_LISTED]) + (
-            f"; and {len(poses) - MAX_LISTED} more" if len(poses) > MAX_LISTED else ""))
-        return {"FINISHED"}
+        return _finish_reading(self, context, reading)
+
+    def invoke(self, context, event):
+        """From the panel: the keys are read in short steps on a timer, the progress bar moving; Esc cancels, with
+        nothing changed."""
+        if context.window is None:  # no window to run in (Blender as a module): all at once
+            return self.execute(context)
+        try:
+            self._reading = _start_reading(context)
+        except KMMError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        window_manager = context.window_manager
+        window_manager.progress_begin(0, 1)
+        self._timer = window_manager.event_timer_add(0.01, window=context.window)
+        window_manager.modal_handler_add(self)
+        _status(context, "Reading the keyed poses: Esc cancels")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        return reading_event(self, context, self._reading, event.type, event.value)
+
+    def _end_modal(self, context):
+        window_manager = context.window_manager
+        if getattr(self, "_timer", None) is not None:
+            window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        window_manager.progress_end()
+        _status(context, None)
+
+
+STEP_SECONDS = 0.1
+"""Work done per timer event while the keys are read: Blender stays responsive to Esc between steps."""
+
+
+def _start_reading(context) -> constraint_source.KeyPoseReading:
+    settings = context.scene.kmm
+    armature = settings.target_armature
+    if armature is None:
+        raise KMMError("pick the target armature whose keys become constraints")
+    first, last = _timeline_frames(settings)
+    return constraint_source.KeyPoseReading(context.scene, armature, first, last,
+                                            whole_body=settings.key_poses_whole_body)
+
+
+def reading_event(operator, context, reading: constraint_source.KeyPoseReading, event_type: str,
+                  event_value: str) -> set[str]:
+    """One event of the modal reading: Esc (or a right click) cancels (the frame put back, no key pose changed),
+    a timer event does one step, anything else is held while the keys are read.  `operator._end_modal(context)`
+    is called when it ends."""
+    if event_type in {"ESC", "RIGHTMOUSE"} and event_value == "PRESS":
+        reading.cancel()
+        operator._end_modal(context)
+        operator.report({"WARNING"}, "Use My Keys as Constraints cancelled: the key poses are unchanged")
+        return {"CANCELLED"}
+    if event_type != "TIMER":
+        return {"RUNNING_MODAL"}
+    try:
+        done = reading.step(STEP_SECONDS)
+    except KMMError as error:
+        operator._end_modal(context)
+        operator.report({"ERROR"}, str(error))
+        return {"CANCELLED"}
+    context.window_manager.progress_update(reading.fraction)
+    if not done:
+        return {"RUNNING_MODAL"}
+    operator._end_modal(context)
+    return _finish_reading(operator, context, reading)
+
+
+def _finish_reading(operator, context, reading: constraint_source.KeyPoseReading) -> set[str]:
+    poses = reading.poses
+    constraint_source.store_poses(context.scene.kmm, poses)
+    operator.report({"INFO"}, f"{len(poses)} key pose(s): " + "; ".join(
+        constraint_source.constraint_summary(pose) for pose in poses[:MAX_LISTED]) + (
+        f"; and {len(poses) - MAX_LISTED} more" if len(poses) > MAX_LISTED else ""))
+    return {"FINISHED"}
+
+
+def _status(context, text: str | None) -> None:
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
 
 
 class KMM_OT_clear_constraints(bpy.types.Operator):

@@ -12,6 +12,8 @@ the generated motion, sent back onto the rig, puts its bones where the animator 
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import numpy as np
 
 from ..common.errors import KMMError
@@ -135,13 +137,27 @@ def fitted_canonical_pose(points: np.ndarray, skeleton: TargetSkeleton, bone_map
 def fitted_canonical_poses(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMap,
                            wheres: list[str] | None = None) -> np.ndarray:
     """(K, 22, 3): `canonical_pose` of each of the rig's poses `points` (K, 22, 3), corrected so that retargeting
+    it back onto the rig puts the rig's joints where `points` are (`fitting_steps` run to the end)."""
+    steps = fitting_steps(points, skeleton, bone_map, wheres)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def fitting_steps(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMap,
+                  wheres: list[str] | None = None) -> Generator[int, None, np.ndarray]:
+    """(K, 22, 3): `canonical_pose` of each of the rig's poses `points` (K, 22, 3), corrected so that retargeting
     it back onto the rig puts the rig's joints where `points` are: the rig's proportions differ from the canonical
     skeleton's (the transfer fits the pelvis bone over its hips and spine, and keeps the feet within the legs'
     reach), so the first pose lands the rig's pelvis centimetres off (11 cm low on the Rigify metarig, whose hips
     sit above its pelvis).  The take will be raised by the feet rule's offset (`standing_offset`), so each pose is
     fitted to its points lowered by it.  A few fixed-point steps move the points each pose is read from by what the
     round trip misses.  The rig's plan, rest and standing offset are worked out once and every step retargets all
-    poses together, so K poses cost about what one did (`wheres` names each pose in errors: rig and frame)."""
+    poses together, so K poses cost about what one did (`wheres` names each pose in errors: rig and frame).  A
+    generator: it yields the number of steps done after each (at most `FIT_ITERATIONS`) and returns the poses, so a
+    caller can stop between steps (the panel's operator, which Esc cancels)."""
     from ..motion.kinematics import inverse_kinematics
     from .transfer import retarget, source_from_rotations
 
@@ -161,7 +177,7 @@ def fitted_canonical_poses(points: np.ndarray, skeleton: TargetSkeleton, bone_ma
     count = len(points)
     best, best_miss = pose.copy(), np.full(count, np.inf)
     active = np.ones(count, dtype=bool)
-    for _ in range(FIT_ITERATIONS):
+    for step in range(FIT_ITERATIONS):
         frames = np.flatnonzero(active)
         poses = pose[frames] if len(frames) > 1 else np.repeat(pose[frames], 2, axis=0)
         root, rotations = inverse_kinematics(poses, offsets)
@@ -177,6 +193,7 @@ def fitted_canonical_poses(points: np.ndarray, skeleton: TargetSkeleton, bone_ma
             break
         read_from[frames] = read_from[frames] + FIT_STEP * miss
         pose[frames] = canonical_poses(read_from[frames], rig_rest, scale)
+        yield step + 1
     return best
 
 

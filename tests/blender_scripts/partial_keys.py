@@ -268,6 +268,45 @@ constraints_panel = importlib.import_module("kmm_motion.kmm_blender.ui.constrain
 constraints_panel.KMM_PT_constraints.draw(type("Panel", (), {"layout": RecordingLayout(labels)})(), bpy.context)
 result["panel_labels"] = labels
 
+# Cancel: the panel's operator reads the keys in steps on a timer (its modal events driven by hand here: Blender as a
+# module has no window), one keyed frame per step; Esc midway puts the frame back and changes no key pose, and the
+# steps run to the end store the same poses as the all-at-once path.
+class ModalOperator:
+    """Stands in for the running operator: records its reports and the end of its modal run."""
+
+    def __init__(self):
+        self.reports, self.ended = [], 0
+
+    def report(self, kind, text):
+        self.reports.append((sorted(kind)[0], text))
+
+    def _end_modal(self, _context):
+        self.ended += 1
+
+
+constraints_panel.STEP_SECONDS = 0.0
+set_rows(settings, [segment_table.Row("a person walks forward", 1, LAST_FRAME)])
+settings.key_poses_whole_body = False
+scene.frame_set(7)
+kept_before = settings.constraint_poses
+operator, reading = ModalOperator(), constraints_panel._start_reading(bpy.context)
+returned = [constraints_panel.reading_event(operator, bpy.context, reading, "MOUSEMOVE", "NOTHING"),
+            constraints_panel.reading_event(operator, bpy.context, reading, "TIMER", "NOTHING")]
+midway = {"frame": scene.frame_current, "fraction": reading.fraction}
+returned.append(constraints_panel.reading_event(operator, bpy.context, reading, "ESC", "PRESS"))
+result["cancel"] = {"returned": [sorted(r) for r in returned], "midway": midway, "frame_after": scene.frame_current,
+                    "unchanged": settings.constraint_poses == kept_before, "ended": operator.ended,
+                    "reports": operator.reports}
+expected = constraint_source.poses_from_keys(scene, obj, 1, LAST_FRAME)
+operator, reading = ModalOperator(), constraints_panel._start_reading(bpy.context)
+steps, outcome = 0, {"RUNNING_MODAL"}
+while outcome == {"RUNNING_MODAL"} and steps < 100:
+    outcome = constraints_panel.reading_event(operator, bpy.context, reading, "TIMER", "NOTHING")
+    steps += 1
+result["modal_finish"] = {"returned": sorted(outcome), "steps": steps, "ended": operator.ended,
+                          "same_as_at_once": constraint_source.stored_poses(settings) == expected,
+                          "poses": len(expected), "frame_after": scene.frame_current, "reports": operator.reports}
+
 # The cap: more keyed frames than MAX_KEY_POSES is refused, naming the count, before any frame is evaluated.
 cap = constraint_source.MAX_KEY_POSES
 action = obj.animation_data.action
