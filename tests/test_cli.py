@@ -71,7 +71,7 @@ def test_doctor_json_is_what_the_blender_addon_reads(tiny_bundle, tmp_path):
     assert set(report) == {"ok", "checks"}
     names = [check["name"] for check in report["checks"]]
     assert names == ["python", "torch", "cuda", "mamba_kernels", "cpu_scan", "checkpoint", "licence", "weights",
-                     "model_configs", "text_encoder"]
+                     "model_configs", "statistics", "text_encoder"]
     assert all(set(check) >= {"name", "ok", "detail"} for check in report["checks"])
     assert report["ok"] is True and completed.returncode == 0
     # The add-on's parser, imported the way Blender imports it (inside the extension package).
