@@ -10,7 +10,8 @@ Timers never fire in background Blender, so this runs the generation synchronous
 writing as the panel).  `--regenerate-segment N` instead remakes segment N of the armature's active take as a new
 take (the panel's Regenerate Segment).  Exit status: 0 on success, 1 on any failure (the reason is printed to
 stderr), 2 on bad arguments.  Without --timeline the scene's own KMM timeline table is used.  The folders of
---save, --export and --render are created when missing and proven writable before anything is generated.
+--save, --export and --render are created when missing and proven writable before anything is generated (and
+removed again, while empty, when the run fails).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     scene = context.scene
     settings = scene.kmm
     motion_folder: str | None = None
+    made_folders: list[Path] = []  # output folders the check created: removed again if the run fails
     try:
-        check_outputs(args, package)  # a read-only or unusable --save/--export/--render fails now, not after generating
+        made_folders = check_outputs(args, package)  # a read-only or unusable output fails now, not after generating
         if args.timeline:
             rows, constraints = segment_table.import_timeline(args.timeline, properties.scene_fps(scene),
                                                               scene.frame_start)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()))
             print(f"KMM: saved {args.save}")
     except (errors.KMMError, OSError, RuntimeError) as error:
+        _remove_empty(made_folders)
         print(f"KMM batch failed: {error}", file=sys.stderr)
         return 1
     finally:
@@ -187,15 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_outputs(args: argparse.Namespace, package) -> None:
+def check_outputs(args: argparse.Namespace, package) -> list[Path]:
     """Prove before any generation that every output can be written: the folders of --save and --export and the
     --render folder are created when missing and must accept a new file; --save must not name a folder.  Raises a
-    one-line KMMError naming the option and the folder."""
+    one-line KMMError naming the option and the folder.  Returns the folders it created, deepest first, so that a
+    failed run can remove them and leave nothing behind."""
     atomic_write = importlib.import_module(".kmm_core.common.atomic_write", package.__name__)
     errors = importlib.import_module(".kmm_core.common.errors", package.__name__)
-    if args.export:
-        importlib.import_module(".kmm_blender.takes.export", package.__name__).check_export_path(args.export)
     folders = []
+    if args.export:
+        folders.append(("--export", Path(args.export).resolve().parent))
     if args.save:
         save = Path(args.save).resolve()
         if save.is_dir():
@@ -203,11 +207,33 @@ def check_outputs(args: argparse.Namespace, package) -> None:
         folders.append(("--save", save.parent))
     if args.render:
         folders.append(("--render", Path(args.render).resolve()))
-    for option, folder in folders:
+    missing = {ancestor for _, folder in folders for ancestor in (folder, *folder.parents) if not ancestor.exists()}
+    try:
+        if args.export:
+            importlib.import_module(".kmm_blender.takes.export", package.__name__).check_export_path(args.export)
+        for option, folder in folders:
+            try:
+                atomic_write.check_output_folder(folder)
+            except errors.KMMError as error:
+                raise errors.KMMError(f"{option}: {error}") from None
+    except BaseException:
+        _remove_empty(_made(missing))
+        raise
+    return _made(missing)
+
+
+def _made(missing: set[Path]) -> list[Path]:
+    """The folders of `missing` that exist now, deepest first."""
+    return sorted((folder for folder in missing if folder.is_dir()), key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, deepest first, each only while it is still empty."""
+    for folder in folders:
         try:
-            atomic_write.check_output_folder(folder)
-        except errors.KMMError as error:
-            raise errors.KMMError(f"{option}: {error}") from None
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 class ProgressPrinter:
