@@ -1,15 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""An inference-time candidate against the calm-standing shake, measured where the defects are: the animator's
-subsets of `kmm-train eval` (kmm_core/evaluation/animator_subsets.py).
+"""Generation's standing-root smoothing against the calm-standing shake, measured where the defects are: the
+animator's subsets of `kmm-train eval` (kmm_core/evaluation/animator_subsets.py).
 
-Candidate: after generation's usual smoothing of decoded features, the root channels (root turn speed, root
-velocity, root height: features 0-3) of a prompt that names no whole-body move (``body_motion.kind_of`` "standing")
-get a second Gaussian of SIGMA frames; walking and other prompts are untouched, so walks, directional paraphrases
-and every moving prompt are unchanged by construction (the script counts the paraphrases it would touch).  Each
-variant's features then go through the same foot-contact clean-up as shipped.
+The step (shipped, default on; ``kmm_core/humanml3d/feature_smoothing.py``): after generation's usual smoothing of
+decoded features, the root channels (root turn speed, root velocity, root height: features 0-3) of a prompt that
+names no whole-body move (``feature_smoothing.is_standing_prompt``) get a second Gaussian of SIGMA frames; walking
+and other prompts are untouched, so walks, directional paraphrases and every moving prompt are unchanged by
+construction (the script counts the paraphrases it touches).  Each variant's features go through the product's own
+``smooth_generated_features`` (as `kmm-train eval` does), then the same foot-contact clean-up as shipped; sigma 0 is
+the step turned off.
 
-The short action after a walk is generated through ``generate_timeline`` with the candidate on the frames of its
-standing segment (the script swaps the timeline generator's feature smoothing for that measurement only).
+The short action after a walk is generated through ``generate_timeline`` with ``GenerationOptions(
+standing_root_smoothing=SIGMA)``: the product path, fading in over the standing segment's first frames.
 
 Per variant and subset: pelvis and head jerk, drift (calm standing), stride regularity, pelvis bob, foot swing
 (walking) as ratios of means to the real items; for the raised hands of the calm subset, the share whose generated
@@ -35,7 +37,6 @@ from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation import animator_subsets  # noqa: E402
 from kmm_core.evaluation.action_checks import checks_for_action, label_side, run_check  # noqa: E402
-from kmm_core.evaluation.body_motion import kind_of  # noqa: E402
 from kmm_core.evaluation.bundle_metrics import text_motion_metrics  # noqa: E402
 from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.evaluator import load_evaluator  # noqa: E402
@@ -43,24 +44,20 @@ from kmm_core.evaluation.generated_motions import cleaned_joints, generate_featu
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, subset, window_reader  # noqa: E402
-from kmm_core.generation import timeline_generator  # noqa: E402
+from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
+from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
-from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import is_standing_prompt, smooth_generated_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
-from kmm_core.motion.time_filters import gaussian_smooth  # noqa: E402
 
-ROOT_CHANNELS = slice(0, 4)
 PARAPHRASE_FRAMES = int(round(EvaluationSettings().directional_seconds * MODEL_FPS))
 
 
 def candidate(features: np.ndarray, prompt: str, sigma: float) -> np.ndarray:
-    """Shipped smoothing, then the root channels of a standing prompt smoothed again with `sigma` frames."""
-    smoothed = smooth_decoded_features(features)
-    if sigma > 0 and kind_of([prompt]) == "standing":
-        smoothed[:, ROOT_CHANNELS] = gaussian_smooth(smoothed[:, ROOT_CHANNELS], sigma, axis=0)
-    return smoothed
+    """The product's smoothing of one prompt's decoded features, with standing-root sigma `sigma` (0: off)."""
+    return smooth_generated_features(features, prompt, standing_sigma=sigma)
 
 
 def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float], args) -> list[str]:
@@ -77,7 +74,7 @@ def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float
         for sigma in variants:
             motion = evaluator.embed_motions([candidate(f, c, sigma) for f, c in zip(raw, captions, strict=True)])
             runs[sigma].append(text_motion_metrics(text, motion, real, seed))
-    standing = sum(kind_of([c]) == "standing" for c in choose_captions(chosen, 0))
+    standing = sum(is_standing_prompt(c) for c in choose_captions(chosen, 0))
     lines = [f"## The split ({len(chosen)} items, {standing} with a standing caption in seed 0; the bundle's evaluator)",
              "", "| root sigma | FID | R-precision top-1 | top-3 |", "| --- | --- | --- | --- |"]
     for sigma in variants:
@@ -88,24 +85,10 @@ def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float
 
 
 def short_action_with(bundle: ModelBundle, sigma: float, seed: int) -> animator_subsets.ShortAction:
-    """The short action after a walk generated with the candidate on its standing segment's frames."""
+    """The short action after a walk generated by ``generate_timeline`` with standing-root sigma `sigma`."""
     timeline = Timeline.from_dict(animator_subsets.SHORT_ACTION_TIMELINE)
-    first = timeline.segments[0]
-    standing_from = int(round(first.frames * MODEL_FPS / timeline.fps))   # model frame where "raises" starts
-    shipped = timeline_generator.smooth_decoded_features
-
-    def smoothing(features: np.ndarray, shipped_sigma: float) -> np.ndarray:
-        smoothed = shipped(features, shipped_sigma)
-        if sigma > 0:
-            smoothed[standing_from:, ROOT_CHANNELS] = gaussian_smooth(smoothed[:, ROOT_CHANNELS], sigma,
-                                                                      axis=0)[standing_from:]
-        return smoothed
-
-    timeline_generator.smooth_decoded_features = smoothing
-    try:
-        result = timeline_generator.generate_timeline(bundle, timeline, seed=seed)[0]
-    finally:
-        timeline_generator.smooth_decoded_features = shipped
+    result = generate_timeline(bundle, timeline, seed=seed, options=GenerationOptions(
+        standing_root_smoothing=sigma))[0]
     return animator_subsets.short_action(np.asarray(result.joints), int(result.segment_frames[1, 0]))
 
 
@@ -119,7 +102,7 @@ def main() -> int:
     parser.add_argument("--walking-items", type=int, default=32)
     parser.add_argument("--short-action-seeds", type=int, default=8)
     parser.add_argument("--split-items", type=int, default=128, help="items of the split for FID and R-precision")
-    parser.add_argument("--only", choices=("subsets", "split"), help="measure only the subsets or only the split")
+    parser.add_argument("--only", choices=("subsets", "split"), help="measure only the two subsets or only the split")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "standing_root_smoothing.md")
     args = parser.parse_args()
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
@@ -129,11 +112,12 @@ def main() -> int:
     subsets["walking"] = animator_subsets.select(items, limit=args.walking_items)["walking"]
     window = window_reader(folder)
     variants = [0.0, *args.sigmas]
-    lines = ["# Standing-root smoothing (an inference-time candidate, not shipped unless better)", "",
+    lines = ["# Standing-root smoothing (shipped: a default generation step; `--no-standing-root-smoothing` is "
+             "sigma 0)", "",
              f"`python benchmarks/measure_standing_root_smoothing.py --checkpoint {args.checkpoint} --data "
              f"{args.data} --split {args.split} --seeds {args.seeds} --sigmas {' '.join(map(str, args.sigmas))} "
-             f"--walking-items {args.walking_items}`.  Ratios of means to the real items (1.00 = as real), mean over "
-             f"{args.seeds} seeds (min-max); sigma 0 = as shipped.", ""]
+             f"--walking-items {args.walking_items}{' --only ' + args.only if args.only else ''}`.  Ratios of means to the real items (1.00 = as real), mean over "
+             f"{args.seeds} seeds (min-max); sigma 0 = the step turned off.", ""]
     if args.only == "split":
         subsets = {}
     for name, chosen in subsets.items():
@@ -167,12 +151,15 @@ def main() -> int:
                 cells.append(f"{np.mean(hands[sigma]):.2f}" if hands[sigma] else "–")
             lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    if args.only == "subsets":
+        save_report(args.out, lines)
+        return 0
     if args.only == "split":
         lines += split_metrics(bundle, items, window, variants, args)
         save_report(args.out, lines)
         return 0
     # the held-out directional paraphrases the candidate touches (standing by their words: raised hands, waves)
-    touched = [p for _, p in paraphrase_prompts() if kind_of([p]) == "standing"]
+    touched = [p for _, p in paraphrase_prompts() if is_standing_prompt(p)]
     accuracy: dict[float, list[float]] = {v: [] for v in variants}
     for seed in range(args.seeds):
         raw = generate_features(bundle, touched, [PARAPHRASE_FRAMES] * len(touched), seed)
@@ -185,8 +172,8 @@ def main() -> int:
               "| --- | --- |"]
     lines += [f"| {sigma:g} | {np.mean(accuracy[sigma]):.3f} |" for sigma in variants]
     lines += ["", f"## Short action after a walk ({args.short_action_seeds} seeds, the timeline of `kmm-train eval`)", "",
-              "The candidate applied inside `generate_timeline` to the frames of the standing segment (\"raises the "
-              "left hand\"), by replacing its feature smoothing for this measurement only.", "",
+              "Through `generate_timeline` with `GenerationOptions(standing_root_smoothing=sigma)`: the product path "
+              "(the standing segment, \"raises the left hand\", fades the step in over its first frames).", "",
               "| root sigma | performed | left / right wrist rise (body heights, mean) |", "| --- | --- | --- |"]
     for sigma in variants:
         rises = [short_action_with(bundle, sigma, seed) for seed in range(args.short_action_seeds)]

@@ -124,3 +124,17 @@ def test_edit_continue_writes_a_longer_motion(tiny_bundle, tiny_model, timeline_
     before, after = MotionResult.load(source), MotionResult.load(longer)
     assert after.num_frames == before.num_frames + 12
     assert np.array_equal(after.joints[:before.num_frames], before.joints)
+
+
+def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, timeline_file, tmp_path):
+    """`--no-standing-root-smoothing` gives what generation gives with the step at 0; the default smooths the wave."""
+    outputs = {}
+    for name, flags in (("default", []), ("off", ["--no-standing-root-smoothing"])):
+        out = tmp_path / f"{name}.npz"
+        assert main(["generate", "--timeline", str(timeline_file), "-o", str(out), "--checkpoint", str(tiny_bundle),
+                     "--steps", "2", "--seed", "4", "--device", "cpu", "--quiet", *flags]) == 0
+        outputs[name] = MotionResult.load(out).joints
+    options = GenerationOptions(steps=2, standing_root_smoothing=0.0)
+    (expected,) = generate_timeline(tiny_model, Timeline.from_file(timeline_file), seed=4, options=options)
+    np.testing.assert_allclose(outputs["off"], expected.joints, rtol=0, atol=1e-6)
+    assert not np.allclose(outputs["default"], outputs["off"])

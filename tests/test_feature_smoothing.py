@@ -71,3 +71,43 @@ def test_shipped_tokenizer_decodes_no_jerkier_than_real_motion_and_smoothing_los
 
     assert error(smoothed) <= error(raw) + 1e-3
     assert DECODED_SMOOTHING_SIGMA < 1.0  # shorter than a frame: timing is kept
+
+
+def test_standing_root_smoothing_touches_only_the_root_of_standing_frames(fixture_features):
+    """A walk then a wave on real features: the walk's frames come back bit-identical, the wave's root channels are
+    smoothed (less frame-to-frame change), fading in from the walk without a step, and no other channel moves."""
+    from kmm_core.humanml3d.feature_smoothing import ROOT_CHANNELS, STANDING_ROOT_SIGMA, smooth_standing_root
+
+    features = smooth_decoded_features(fixture_features)
+    half = len(features) // 2
+    spans = [((0, half), "a person walks forward"), ((half, len(features)), "a person waves the right hand")]
+    smoothed = smooth_standing_root(features, spans)
+    np.testing.assert_array_equal(smoothed[:half], features[:half])
+    np.testing.assert_array_equal(smoothed[:, 4:], features[:, 4:])
+    inside = slice(half + 10, len(features))
+    roughness = lambda f: np.abs(np.diff(f[inside, ROOT_CHANNELS], n=2, axis=0)).mean()  # noqa: E731
+    assert roughness(smoothed) < 0.7 * roughness(features)
+    change = np.abs(smoothed - features)[:, ROOT_CHANNELS].max(axis=1)
+    fade = int(np.ceil(2 * STANDING_ROOT_SIGMA))
+    assert change[half] < 0.25 * change[half + fade + 1:].max()  # faded in, not switched on
+    # a later span overrides an earlier one; sigma 0 and a moving prompt change nothing
+    overridden = smooth_standing_root(features, [*spans, ((half, len(features)), "a person jumps up")])
+    np.testing.assert_array_equal(overridden, features)
+    np.testing.assert_array_equal(smooth_standing_root(features, spans, 0.0), features)
+    with pytest.raises(InputTensorError, match="standing root sigma"):
+        smooth_standing_root(features, spans, -1.0)
+    from kmm_core.generation.timeline_generator import GenerationOptions
+
+    with pytest.raises(ConfigError, match="standing_root_smoothing"):
+        GenerationOptions(standing_root_smoothing=20.0)
+
+
+def test_the_standing_rule_is_the_one_evaluation_uses():
+    from kmm_core.evaluation.body_motion import kind_of
+    from kmm_core.humanml3d.feature_smoothing import is_standing_prompt, prompt_kind
+
+    assert kind_of is prompt_kind
+    assert is_standing_prompt("a person raises the left hand")
+    assert is_standing_prompt("someone waves with both arms")
+    assert not is_standing_prompt("a person walks and turns right")
+    assert not is_standing_prompt("a person sits down")

@@ -58,7 +58,7 @@ import numpy as np
 
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..common.limits import thread_count_problem
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_generated_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .action_checks import checks_for_action, run_check
@@ -231,8 +231,8 @@ def evaluate_actions(bundle, evaluator, plans: Sequence[ActionPlan], real_featur
     owners = [index for index, plan in enumerate(plans) for _ in range(len(plan.prompts) * repeats)]
     log(f"generating {len(prompts)} motions ({len(plans)} actions)")
     started = time.perf_counter()
-    features = [smooth_decoded_features(f, settings.smoothing)
-                for f in generate_features(bundle, prompts, frames, settings.seed, settings.batch_size)]
+    features = [smooth_generated_features(f, prompt, settings.smoothing) for f, prompt in
+                zip(generate_features(bundle, prompts, frames, settings.seed, settings.batch_size), prompts, strict=True)]
     joints = generated_joints(features, settings.foot_lock)
     log(f"generated in {time.perf_counter() - started:.1f} s; embedding")
     prototypes = action_prototypes([evaluator.embed_texts(plan.prompts) for plan in plans])

@@ -21,12 +21,12 @@ Joints are (T, 22, 3), metres, HumanML3D axes (Y up).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..common.errors import InputTensorError
+from ..humanml3d.feature_smoothing import prompt_kind as kind_of  # noqa: F401  (the one copy of the rule)
 from ..humanml3d.features import check_joints
 from ..motion.skeleton import JOINT_INDEX
 
@@ -41,25 +41,6 @@ BODY_PARTS: dict[str, tuple[int, ...]] = {
 FOOT_JOINTS = BODY_PARTS["left_foot"] + BODY_PARTS["right_foot"]
 FROZEN_STEP = 1e-6  # metres between two frames: "exactly still"; real feet, even planted, move more on every frame
 GAIT_LAGS_SECONDS = (0.3, 1.5)
-LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
-                        r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
-                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping)\b")
-WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turning|spin|spins|spinning|crawl|"
-                        r"crawls|crawling|lie|lies|lying|sit|sits|sitting|squat|squats|squatting|kneel|kneels|"
-                        r"kneeling|fall|falls|falling|climb|climbs|climbing|dance|dances|dancing|kick|kicks|"
-                        r"kicking|step|steps|stepping|moves?|goes|going|backwards?|forwards?|around|circle|roll|"
-                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges)\b")
-
-
-def kind_of(captions: Sequence[str]) -> str:
-    """"locomotion" when a caption names walking or running, "standing" when none names any whole-body move, else
-    "other" (jumps, turns, sitting down ...)."""
-    text = " ".join(caption.lower() for caption in captions)
-    if LOCOMOTION.search(text):
-        return "locomotion"
-    return "other" if WHOLE_BODY.search(text) else "standing"
-
-
 def _checked(joints: np.ndarray, fps: float, min_frames: int = 4) -> tuple[np.ndarray, float]:
     if not np.isfinite(fps) or fps <= 0:
         raise InputTensorError(f"fps: must be a positive number, got {fps}")

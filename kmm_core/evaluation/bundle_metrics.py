@@ -15,7 +15,7 @@ import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
 from ..humanml3d.dataset_folder import HumanML3DFolder
-from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA, smooth_generated_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import MODEL_FPS
 from . import animator_subsets
@@ -143,13 +143,14 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     from ..generation.timeline_generator import generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
+    standing_sigma = STANDING_ROOT_SIGMA if settings.standing_root_smoothing else 0.0
     options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock,
-                                smoothing=settings.smoothing)
+                                smoothing=settings.smoothing, standing_root_smoothing=standing_sigma)
 
     def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
-        """Features as generate_timeline decodes them (smoothed with the same sigma)."""
-        return [smooth_decoded_features(f, settings.smoothing)
-                for f in generate_features(bundle, prompts, lengths, seed, settings.batch_size)]
+        """Features as generate_timeline decodes them (smoothed with the same sigma, standing prompts' root too)."""
+        return [smooth_generated_features(f, prompt, settings.smoothing, standing_sigma) for f, prompt in
+                zip(generate_features(bundle, prompts, lengths, seed, settings.batch_size), prompts, strict=True)]
 
     frames = [item.frames for item in data.items]
     paraphrases = spread(paraphrase_prompts(), settings.max_directional)

@@ -45,6 +45,7 @@ class EvaluationSettings:
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
     foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, as generation does
+    standing_root_smoothing: bool = True  # the standing prompts' root smoothed again, as generation does
     subset_items: int = 64               # at most this many items in each animator subset (calm standing, walking)
     short_action: bool = True            # the short action after a walk, one timeline per replication
 

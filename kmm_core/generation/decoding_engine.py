@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, STANDING_ROOT_SIGMA
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -41,6 +41,9 @@ class GenerationOptions:
     window_overlap_tokens: int = 64
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
+    # A second Gaussian (frames) on the root channels of standing prompts' frames (calm standing without a shaking
+    # pelvis; feature_smoothing.smooth_standing_root); 0 turns it off.
+    standing_root_smoothing: float = STANDING_ROOT_SIGMA
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -55,6 +58,9 @@ class GenerationOptions:
             raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
         if not 0 <= self.smoothing <= 4:
             raise ConfigError(f"smoothing: must be between 0 and 4 frames, got {self.smoothing}")
+        if not 0 <= self.standing_root_smoothing <= 8:
+            raise ConfigError(f"standing_root_smoothing: must be between 0 and 8 frames, got "
+                              f"{self.standing_root_smoothing}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:

@@ -27,7 +27,7 @@ from ..common.bounded_read import parse_json
 from ..common.errors import InputFileError, KMMError
 from ..common.limits import EDIT_MODES
 from ..common.progress import CancelCheck, ProgressCallback
-from ..humanml3d.feature_smoothing import smooth_decoded_features
+from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.masked_generator import token_condition_from_segments
 from ..motion.kinematics import inverse_kinematics
@@ -189,15 +189,18 @@ def _condition(bundle: ModelBundle, spans_and_prompts: Sequence[tuple[tuple[int,
 
 
 def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, seed: int,
-            options: GenerationOptions, counter: StepCounter) -> tuple[np.ndarray, np.ndarray]:
+            options: GenerationOptions, counter: StepCounter,
+            spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> tuple[np.ndarray, np.ndarray]:
     """Decode the free (-1) tokens of `codes` (L, Q): joints (4L, 22, 3) at 20 fps in the model's frame and the
-    four foot-contact channels (4L, 4) of the decoded features."""
+    four foot-contact channels (4L, 4) of the decoded features.  `spans_and_prompts` (20 fps frames; a later span
+    overrides an earlier one) decide which frames get the standing-root smoothing, as in a fresh take."""
     config = options.decoding_config(bundle)
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
     features = smooth_decoded_features(bundle.codes_to_features(decoded, frames), options.smoothing)
+    features = smooth_standing_root(features, spans_and_prompts, options.standing_root_smoothing)
     return features_to_joints(features), features[:, FOOT_CONTACTS]
 
 
@@ -303,6 +306,8 @@ def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None
         new = bundle.prompt_embeddings([prompt])[0]
         condition = new.expand(num_tokens, -1).clone() if condition is None else condition
         condition[first:last] = new
+    decoded_prompts = parts + ([((first * FRAMES_PER_TOKEN, last * FRAMES_PER_TOKEN), prompt)] if prompt is not None
+                               else [])
     new_prompts = list(prompts)
     if segment is not None and prompt is not None:
         new_prompts[segment] = prompt
@@ -318,7 +323,8 @@ def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None
                            end:min(total, end + round(CONTEXT_SECONDS * source.fps))]
     results = []
     for variation in range(variations):
-        generated20, channels20 = _decode(bundle, fixed, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, fixed, condition, seed + variation, options, counter,
+                                          decoded_prompts)
         generated = sample_joints(generated20, MODEL_FPS, np.arange(total) / source.fps)
         fit_frames = context_frames if context_frames.size else np.arange(total)
         rotation, translation = rigid_fit(generated[fit_frames], source.joints[fit_frames].astype(np.float64))
@@ -366,8 +372,9 @@ def continue_motion(bundle: ModelBundle, source: MotionResult, prompt: str, seco
     codes = torch.full((num_tokens, context_codes.shape[1]), -1, dtype=torch.int64)
     codes[:k] = context_codes
     last_prompt = source.segment_prompts[-1] if source.segment_prompts else prompt
-    condition = _condition(bundle, [((0, k * FRAMES_PER_TOKEN), last_prompt),
-                                    ((k * FRAMES_PER_TOKEN, num_tokens * FRAMES_PER_TOKEN), prompt)], num_tokens)
+    decoded_prompts = [((0, k * FRAMES_PER_TOKEN), last_prompt),
+                       ((k * FRAMES_PER_TOKEN, num_tokens * FRAMES_PER_TOKEN), prompt)]
+    condition = _condition(bundle, decoded_prompts, num_tokens)
     frames = np.concatenate([source.segment_frames, [[total, total + new_frames]]]).astype(np.int64)
     prompts = (*source.segment_prompts, prompt)
     timeline_json = timeline_json_for(frames, prompts, fps, total + new_frames)
@@ -377,7 +384,8 @@ def continue_motion(bundle: ModelBundle, source: MotionResult, prompt: str, seco
     kept_contacts = np.concatenate([_recorded_contacts(source), np.zeros((new_frames, 4), np.uint8)])
     blend = min(max(1, round(BLEND_SECONDS * fps)), new_frames // 2)
     for variation in range(variations):
-        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter,
+                                          decoded_prompts)
         rotation, translation = rigid_fit(generated20[: k * FRAMES_PER_TOKEN], context20)
         generated20 = apply_rigid(generated20, rotation, translation)
         # Continue from exactly where the source ends: remove the offset left at its last frame.
@@ -439,7 +447,7 @@ def inbetween(bundle: ModelBundle, source: MotionResult, target: MotionResult, s
     blend = min(max(1, round(BLEND_SECONDS * fps)), gap // 2)
     results = []
     for variation in range(variations):
-        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter)
+        generated20, channels20 = _decode(bundle, codes, condition, seed + variation, options, counter, spans)
         rotation, translation = rigid_fit(generated20[: ka * FRAMES_PER_TOKEN], before20)
         generated20 = apply_rigid(generated20, rotation, translation)
         new = sample_joints(generated20, MODEL_FPS, gap_positions / MODEL_FPS)

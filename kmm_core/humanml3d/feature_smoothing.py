@@ -10,9 +10,22 @@ against 159 unsmoothed) and leaves its error unchanged (42.1 vs 42.3 mm root-rel
 shorter than any movement, so timing is kept.  The four foot-contact channels are left as decoded; the foot-contact
 cleanup that runs after it (foot_contact.py) pins feet again wherever they touch the floor, so contacts are not
 smeared.
+
+Calm standing keeps a slower shake in the root that this short filter leaves: the shipped model's calm standing takes
+(waves, raised hands) moved the pelvis 2.81x and the head 2.03x as jerkily as real ones
+(`benchmarks/measure_standing_root_smoothing.py`).  So the root channels (turn speed, horizontal velocity, height:
+features 0-3) of the frames of a standing prompt (`is_standing_prompt`: it names no walk, run or whole-body move) get
+a second Gaussian of `STANDING_ROOT_SIGMA` = 2 frames (`smooth_standing_root`): calm pelvis 1.04x real, head 1.71x;
+walks and every moving prompt are untouched, and the arms keep their motion (only the root channels change).  Where
+a standing segment meets a moving one, the extra smoothing fades in over `ceil(2 * sigma)` frames inside the
+standing segment, so the root has no step at the boundary.
 """
 
 from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,6 +35,34 @@ from .features import FEATURE_DIM, FOOT_CONTACTS
 
 DECODED_SMOOTHING_SIGMA = 0.5
 """Frames (at the model's 20 fps) of the Gaussian applied to decoded features; 0 turns smoothing off."""
+
+STANDING_ROOT_SIGMA = 2.0
+"""Frames (at 20 fps) of the second Gaussian on the root channels of standing prompts; 0 turns it off."""
+ROOT_CHANNELS = slice(0, 4)
+"""Root turn speed, root velocity (x, z), root height of the HumanML3D features."""
+
+LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
+                        r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
+                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping)\b")
+WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turning|spin|spins|spinning|crawl|"
+                        r"crawls|crawling|lie|lies|lying|sit|sits|sitting|squat|squats|squatting|kneel|kneels|"
+                        r"kneeling|fall|falls|falling|climb|climbs|climbing|dance|dances|dancing|kick|kicks|"
+                        r"kicking|step|steps|stepping|moves?|goes|going|backwards?|forwards?|around|circle|roll|"
+                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges)\b")
+
+
+def prompt_kind(captions: Sequence[str]) -> str:
+    """"locomotion" when a caption names walking or running, "standing" when none names any whole-body move, else
+    "other" (jumps, turns, sitting down ...)."""
+    text = " ".join(caption.lower() for caption in captions)
+    if LOCOMOTION.search(text):
+        return "locomotion"
+    return "other" if WHOLE_BODY.search(text) else "standing"
+
+
+def is_standing_prompt(prompt: str) -> bool:
+    """True when `prompt` names no walk, run or whole-body move (a wave, a raised hand, a look around ...)."""
+    return prompt_kind([prompt]) == "standing"
 
 
 def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHING_SIGMA) -> np.ndarray:
@@ -36,3 +77,54 @@ def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHI
     smoothed = gaussian_smooth(features, sigma, axis=0)
     smoothed[:, FOOT_CONTACTS] = features[:, FOOT_CONTACTS]
     return smoothed
+
+
+def _standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+                      ramp: int) -> np.ndarray:
+    """Per frame, how much of the standing-root smoothing it gets: 1 inside standing spans (a later span overrides
+    an earlier one on shared frames), 0 elsewhere, faded in with a smoothstep over `ramp` frames after the standing
+    frame next to a non-standing one (which stays as decoded, so a resampled neighbour of it is unchanged too)."""
+    standing = np.zeros(num_frames, dtype=bool)
+    for (start, end), prompt in spans_and_prompts:
+        standing[max(0, int(start)):max(0, min(num_frames, int(end)))] = is_standing_prompt(prompt)
+    moving = np.flatnonzero(~standing)
+    if moving.size == 0:
+        return standing.astype(np.float64)
+    frames = np.arange(num_frames)
+    after = np.searchsorted(moving, frames)
+    distance = np.minimum(np.abs(frames - moving[np.clip(after - 1, 0, moving.size - 1)]),
+                          np.abs(moving[np.clip(after, 0, moving.size - 1)] - frames)).astype(np.float64)
+    x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the standing segment's first frame keeps its root
+    return np.where(standing, x * x * (3.0 - 2.0 * x), 0.0)
+
+
+def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+                         sigma: float = STANDING_ROOT_SIGMA) -> np.ndarray:
+    """(T, 263) features whose root channels on the frames of standing prompts get a Gaussian of `sigma` frames.
+
+    `spans_and_prompts`: ([start, end) frames at 20 fps, prompt) of the features' segments.  Frames of other
+    prompts, and frames no span covers, are returned bit-identical."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
+        raise InputTensorError(f"features: expected shape (T, {FEATURE_DIM}), got {features.shape}")
+    if not np.isfinite(sigma) or sigma < 0:
+        raise InputTensorError(f"standing root sigma: must be a number >= 0, got {sigma!r}")
+    out = features.copy()
+    if sigma == 0 or features.shape[0] < 2:
+        return out
+    weights = _standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * sigma))
+    touched = weights > 0
+    if not touched.any():
+        return out
+    smoothed = gaussian_smooth(features[:, ROOT_CHANNELS], sigma, axis=0)
+    root = features[touched, ROOT_CHANNELS]
+    out[touched, ROOT_CHANNELS] = root + weights[touched, None] * (smoothed[touched] - root)
+    return out
+
+
+def smooth_generated_features(features: np.ndarray, prompt: str, sigma: float = DECODED_SMOOTHING_SIGMA,
+                              standing_sigma: float = STANDING_ROOT_SIGMA) -> np.ndarray:
+    """One prompt's decoded features as generation smooths them: `smooth_decoded_features`, then
+    `smooth_standing_root` over the whole clip (evaluation's generated motions go through here)."""
+    smoothed = smooth_decoded_features(features, sigma)
+    return smooth_standing_root(smoothed, [((0, smoothed.shape[0]), prompt)], standing_sigma)
