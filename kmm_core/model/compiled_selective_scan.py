@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, run_fused_scan
 
 SOURCE = Path(__file__).with_name("selective_scan_kernel.cpp")
 BASE_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
@@ -212,24 +213,16 @@ class FusedSelectiveScan(torch.autograd.Function):
         *saved, y_pre, checkpoints = ctx.saved_tensors
         inputs = ctx.inputs.restore(saved)
         u = inputs.u
-        batch, length, channels = u.shape
-        state = inputs.A.shape[1]
+        batch, _, channels = u.shape
         threads = torch.get_num_threads()
-        blocks = -(-channels // library.kmm_scan_lanes())
-        # Channel groups per sample: enough work items for every thread; each group sums its own dB/dC part.
-        groups = max(1, min(blocks, -(-2 * threads // batch)))
+        groups = channel_groups(-(-channels // library.kmm_scan_lanes()), batch, threads)
         grad_y = grad_y.to(u.dtype).contiguous()
-        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(u)
-        grad_z = None if inputs.z is None else torch.empty_like(u)
-        grad_A_parts, grad_D_parts = u.new_empty(batch, channels, state), u.new_empty(batch, channels)
-        grad_B_parts = u.new_empty(batch, groups, length, state)
-        grad_C_parts = u.new_empty(batch, groups, length, state)
+        grads = ScanGradients(u, inputs.A.shape[1], groups, with_z=inputs.z is not None)
         getattr(library, f"kmm_scan_backward_{_suffix(u.dtype)}")(
-            *inputs.pointers(), _address(y_pre), _address(checkpoints), _address(grad_y), _address(grad_u),
-            _address(grad_delta), _address(grad_z), _address(grad_A_parts), _address(grad_D_parts),
-            _address(grad_B_parts), _address(grad_C_parts), *inputs.sizes(), groups, threads)
-        grad_D = None if inputs.D is None else grad_D_parts.sum(0)
-        return grad_u, grad_delta, grad_A_parts.sum(0), grad_B_parts.sum(1), grad_C_parts.sum(1), grad_D, grad_z
+            *inputs.pointers(), _address(y_pre), _address(checkpoints), _address(grad_y), _address(grads.u),
+            _address(grads.delta), _address(grads.z), _address(grads.A_parts), _address(grads.D_parts),
+            _address(grads.B_parts), _address(grads.C_parts), *inputs.sizes(), groups, threads)
+        return grads.result(with_D=inputs.D is not None)
 
 
 def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
@@ -239,14 +232,9 @@ def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     output) are read in place. ``delta_bias``/``delta_softplus`` act as in mamba_ssm (plain PyTorch ops on the
     (B, L, D) delta). ``kernel()`` must not be None.
     """
-    if delta_bias is not None:
-        delta = delta + delta_bias
-    if delta_softplus:
-        delta = F.softplus(delta)
-    tensors = (u, delta, A, B, C, D, z)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return FusedSelectiveScan.apply(*tensors)
-    return fused_scan_forward(kernel(), _ScanInputs(*tensors), for_backward=False)[0]
+    return run_fused_scan(
+        FusedSelectiveScan, lambda tensors: fused_scan_forward(kernel(), _ScanInputs(*tensors), for_backward=False)[0],
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 class CausalConvSiLU(torch.autograd.Function):
@@ -274,14 +262,12 @@ class CausalConvSiLU(torch.autograd.Function):
         batch, length, channels = x.shape
         taps = weight_t.shape[0]
         grad_out = grad_out.to(x.dtype).contiguous()
-        grad_x = x.new_empty(batch, length, channels)
-        grad_weight_parts = x.new_empty(batch, taps, channels)
-        grad_bias_parts = x.new_empty(batch, channels)
+        grads = ConvGradients(x, taps)
         getattr(kernel(), f"kmm_conv_backward_{_suffix(x.dtype)}")(
-            _address(x), _address(weight_t), _address(bias), _address(grad_out), _address(grad_x),
-            _address(grad_weight_parts), _address(grad_bias_parts), batch, length, channels, taps, ctx.stride,
+            _address(x), _address(weight_t), _address(bias), _address(grad_out), _address(grads.x),
+            _address(grads.weight_parts), _address(grads.bias_parts), batch, length, channels, taps, ctx.stride,
             torch.get_num_threads())
-        return grad_x, grad_weight_parts.sum(0).t(), grad_bias_parts.sum(0)
+        return grads.result()
 
 
 def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

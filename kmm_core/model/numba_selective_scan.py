@@ -24,7 +24,8 @@ from types import ModuleType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, run_fused_scan
 
 _status = {"reason": "not loaded yet"}
 
@@ -182,28 +183,19 @@ class FusedSelectiveScan(torch.autograd.Function):
         library = kernels()
         u, delta, A, B, C, D, z, y_pre, checkpoints = ctx.saved_tensors
         inputs = _ScanInputs(u, delta, A, B, C, D, z)  # saved tensors are already in the kernels' layout
-        batch, length, channels = u.shape
-        state = A.shape[1]
+        batch, _, channels = u.shape
         dtype = u.dtype
         threads = torch.get_num_threads()
-        blocks = _blocks(library, channels)
-        # Channel groups per sample: enough work items for every thread; each group sums its own dB/dC part.
-        groups = max(1, min(blocks, -(-2 * threads // batch))) if threads > 1 else 1
+        groups = channel_groups(_blocks(library, channels), batch, threads) if threads > 1 else 1
         grad_y = grad_y.to(dtype).contiguous()
-        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(u)
-        grad_z = None if z is None else torch.empty_like(u)
-        grad_A_parts, grad_D_parts = u.new_empty(batch, channels, state), u.new_empty(batch, channels)
-        grad_B_parts = u.new_empty(batch, groups, length, state)
-        grad_C_parts = u.new_empty(batch, groups, length, state)
-        u_a, delta_a, A_a, b_a, c_a, D_a, z_a = inputs.arrays()
-        arguments = (u_a, delta_a, A_a, b_a, c_a, D_a, z_a,
+        grads = ScanGradients(u, A.shape[1], groups, with_z=z is not None)
+        arguments = (*inputs.arrays(),
                      _dummy(dtype, 1) if y_pre is None else _array(y_pre).reshape(-1), _array(checkpoints),
-                     _array(grad_y).reshape(-1), _array(grad_u).reshape(-1), _array(grad_delta).reshape(-1),
-                     _dummy(dtype, 1) if grad_z is None else _array(grad_z).reshape(-1), _array(grad_A_parts),
-                     _array(grad_D_parts), _array(grad_B_parts), _array(grad_C_parts), *inputs.sizes(), groups)
+                     _array(grad_y).reshape(-1), _array(grads.u).reshape(-1), _array(grads.delta).reshape(-1),
+                     _dummy(dtype, 1) if grads.z is None else _array(grads.z).reshape(-1), _array(grads.A_parts),
+                     _array(grads.D_parts), _array(grads.B_parts), _array(grads.C_parts), *inputs.sizes(), groups)
         _run_items(library.scan_backward, arguments, batch * groups, threads)
-        grad_D = None if D is None else grad_D_parts.sum(0)
-        return grad_u, grad_delta, grad_A_parts.sum(0), grad_B_parts.sum(1), grad_C_parts.sum(1), grad_D, grad_z
+        return grads.result(with_D=D is not None)
 
 
 def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
@@ -213,14 +205,9 @@ def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     output) are read in place. ``delta_bias``/``delta_softplus`` act as in mamba_ssm (plain PyTorch ops on the
     (B, L, D) delta). ``kernels()`` must not be None.
     """
-    if delta_bias is not None:
-        delta = delta + delta_bias
-    if delta_softplus:
-        delta = F.softplus(delta)
-    tensors = (u, delta, A, B, C, D, z)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return FusedSelectiveScan.apply(*tensors)
-    return fused_scan_forward(kernels(), _ScanInputs(*tensors), for_backward=False)[0]
+    return run_fused_scan(
+        FusedSelectiveScan, lambda tensors: fused_scan_forward(kernels(), _ScanInputs(*tensors), for_backward=False)[0],
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 class CausalConvSiLU(torch.autograd.Function):
@@ -248,14 +235,12 @@ class CausalConvSiLU(torch.autograd.Function):
         batch, length, channels = x.shape
         taps = weight_t.shape[0]
         grad_out = grad_out.to(x.dtype).contiguous()
-        grad_x = x.new_empty(batch, length, channels)
-        grad_weight_parts = x.new_empty(batch, taps, channels)
-        grad_bias_parts = x.new_empty(batch, channels)
+        grads = ConvGradients(x, taps)
         _run_items(kernels().conv_backward, (x_array, _array(weight_t), _array(bias), _array(grad_out).reshape(-1),
-                                             _array(grad_x).reshape(-1), _array(grad_weight_parts),
-                                             _array(grad_bias_parts), length, channels, taps, stride), batch,
+                                             _array(grads.x).reshape(-1), _array(grads.weight_parts),
+                                             _array(grads.bias_parts), length, channels, taps, stride), batch,
                    torch.get_num_threads())
-        return grad_x, grad_weight_parts.sum(0).t(), grad_bias_parts.sum(0)
+        return grads.result()
 
 
 def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -169,9 +169,12 @@ def selective_scan_pure(
     return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-def _selective_scan_on_loops(library, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
-    """The scan on a fused CPU loop module (``numba_selective_scan`` or ``compiled_selective_scan``: both have a
+def _selective_scan_on_loops(name, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
+    """The scan on the fused CPU loop ``name`` (``numba_selective_scan`` or ``compiled_selective_scan``: both have a
     time-major ``fused_selective_scan``), keeping mamba_ssm's (B, D, L) signature around it."""
+    library, loops, why = _fused_cpu_module(name)
+    if loops is None:
+        raise InputTensorError(f"selective_scan: the {name} CPU scan is not available ({why})")
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if u.is_cuda:
         raise InputTensorError("selective_scan: the fused CPU scans run on CPU tensors only")
@@ -187,45 +190,15 @@ def _selective_scan_on_loops(library, u, delta, A, B, C, D, z, delta_bias, delta
     return y.transpose(1, 2).to(u.dtype)
 
 
-def selective_scan_numba(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
+def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
     """The same scan on the numba-compiled CPU loops of ``numba_selective_scan`` (CPU tensors; numba must import,
     d_state at most ``numba_scan_kernels.MAX_STATE``)."""
-    from . import numba_selective_scan
-
-    if numba_selective_scan.kernels() is None:
-        raise InputTensorError(f"selective_scan: the numba CPU scan is not available "
-                               f"({numba_selective_scan.kernels_status()})")
-    return _selective_scan_on_loops(numba_selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _selective_scan_on_loops("numba", u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-def selective_scan_compiled(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
+def selective_scan_compiled(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
     """The same scan on the fused C++ loop of ``compiled_selective_scan`` (CPU tensors; its kernel must build)."""
-    from . import compiled_selective_scan
-
-    if compiled_selective_scan.kernel() is None:
-        raise InputTensorError(f"selective_scan: the compiled CPU scan is not available "
-                               f"({compiled_selective_scan.kernel_status()})")
-    return _selective_scan_on_loops(compiled_selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _selective_scan_on_loops("compiled", u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
