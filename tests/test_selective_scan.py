@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The pure-PyTorch selective scan against a float64 loop, its hand-written backward, and the dispatch rule
-(the fused CPU loops have their own tests: test_compiled_selective_scan.py, test_numba_selective_scan.py)."""
+(the fused CPU loops have their own tests: test_fused_cpu_scans.py and, per loop, test_compiled_selective_scan.py,
+test_numba_selective_scan.py)."""
 
 from __future__ import annotations
 
