@@ -96,14 +96,10 @@ def kmm_files(folder: Path) -> tuple[Path, Path, str]:
     from kmm_core.bvh.writer import write_bvh
     from kmm_core.motion.kinematics import forward_kinematics
     from kmm_core.motion.motion_result import MotionResult
-    from kmm_core.motion.skeleton import NUM_JOINTS, tpose_offsets
+    from kmm_core.motion.skeleton import tpose_offsets
+    from tests.motion_test_data import small_turns
 
-    rng = np.random.default_rng(0)
-    rotations = np.zeros((40, NUM_JOINTS, 4))
-    rotations[..., 0] = 1.0
-    rotations[..., 1:] = rng.normal(0, 0.05, (40, NUM_JOINTS, 3))
-    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
-    translation = np.cumsum(rng.normal(0, 0.01, (40, 3)), axis=0) + [0, 0.9, 0]
+    translation, rotations = small_turns(40)
     write_bvh(folder / "kmm.bvh", translation, rotations, tpose_offsets(), fps=20.0)
     MotionResult.from_joints(forward_kinematics(translation, rotations, tpose_offsets()), 20.0).save(folder / "src.npz")
     return folder / "src.npz", folder / "kmm.bvh", (folder / "kmm.bvh").read_text()

@@ -32,6 +32,7 @@ from kmm_core.model.configs import AlignerConfig, DecodingConfig, GeneratorConfi
 from kmm_core.motion.skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 from kmm_core.retarget.bone_map import bone_map_from_dict, load_bone_map
 from kmm_core.retarget.bone_map import preset as preset_named
+from tests.motion_test_data import small_turns
 
 CASES = 200
 CASE_SECONDS = 5  # one case running longer is a hang
@@ -345,12 +346,7 @@ def test_fuzzed_bone_maps_load_or_raise_kmm_errors(preset, tmp_path):
 @pytest.fixture(scope="module")
 def bvh_text(tmp_path_factory) -> str:
     """A real BVH of the 22-joint skeleton written by our own writer (12 frames of small turns)."""
-    rng = np.random.default_rng(0)
-    rotations = np.zeros((12, NUM_JOINTS, 4))
-    rotations[..., 0] = 1.0
-    rotations[..., 1:] = rng.normal(0, 0.05, (12, NUM_JOINTS, 3))
-    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
-    translation = np.cumsum(rng.normal(0, 0.01, (12, 3)), axis=0) + [0, 0.9, 0]
+    translation, rotations = small_turns(12)
     path = tmp_path_factory.mktemp("bvh") / "seed.bvh"
     write_bvh(path, translation, rotations, tpose_offsets(), fps=30.0)
     return path.read_text(encoding="utf-8")

@@ -33,6 +33,7 @@ from kmm_core.motion.kinematics import forward_kinematics
 from kmm_core.motion.motion_result import MotionResult, MotionResultError
 from kmm_core.motion.skeleton import JOINT_NAMES, NUM_JOINTS, tpose_offsets
 from kmm_core.worker.protocol import ProtocolError, decode
+from tests.motion_test_data import small_turns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +55,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     """A 22-joint BVH written by our writer (40 frames at 30 fps), the same motion as a MotionResult with segments
     and a timeline, and a joint map reading the BVH's joints as the canonical ones."""
     folder = tmp_path_factory.mktemp("motion")
-    rng = np.random.default_rng(0)
-    rotations = np.zeros((40, NUM_JOINTS, 4))
-    rotations[..., 0] = 1.0
-    rotations[..., 1:] = rng.normal(0, 0.05, (40, NUM_JOINTS, 3))
-    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
-    translation = np.cumsum(rng.normal(0, 0.01, (40, 3)), axis=0) + [0, 0.9, 0]
+    translation, rotations = small_turns(40)
     write_bvh(folder / "rig.bvh", translation, rotations, tpose_offsets(), fps=30.0)
     joints = forward_kinematics(translation, rotations, tpose_offsets())
     timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person walks", "frames": 20},
