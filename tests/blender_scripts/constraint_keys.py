@@ -14,21 +14,18 @@ targets at one frame: Generate refuses each with a message naming it, starts no 
 from __future__ import annotations
 
 import os
-import sys
-import time
 
 import _harness
 import numpy as np
 
 user_dir = _harness.start()
-import addon_utils  # noqa: E402
 import bpy  # noqa: E402
-import published_rigs  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+import key_posing  # noqa: E402
+from key_posing import swing  # noqa: E402
 from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
 from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.timeline import constraint_source, segment_table  # noqa: E402
@@ -46,30 +43,11 @@ scene = context.scene
 scene.render.fps, scene.render.fps_base = 30, 1.0
 scene.frame_start, scene.frame_end = 1, 120
 
-addon_utils.enable("rigify", default_set=True)
-bpy.ops.object.armature_human_metarig_add()
-metarig = context.view_layer.objects.active
-bpy.ops.pose.rigify_generate()
-rigs = {"rigify_metarig": metarig.name, "rigify": context.view_layer.objects.active.name,
-        "mixamo": published_rigs.build_mixamo(context).name}
-metarig.location = (3.0, 0.0, 0.0)
+metarig, generated, mixamo = key_posing.add_rigify_and_mixamo(context)
+rigs = {"rigify_metarig": metarig.name, "rigify": generated.name, "mixamo": mixamo.name}
 BONES = {"rigify_metarig": ("upper_arm.L", "upper_arm.R", "spine"),
          "rigify": ("upper_arm_fk.L", "upper_arm_fk.R", "torso"),
          "mixamo": ("mixamorig:LeftArm", "mixamorig:RightArm", "mixamorig:Hips")}
-
-
-def world_to_armature(obj, vector) -> Vector:
-    return (obj.matrix_world.inverted().to_3x3() @ Vector(vector)).normalized()
-
-
-def swing(obj, bone_name: str, towards, degrees: float) -> None:
-    """Turn the posed bone about its head, its direction swinging `degrees` towards the world direction."""
-    bone = obj.pose.bones[bone_name]
-    direction = (bone.tail - bone.head).normalized()
-    axis = direction.cross(world_to_armature(obj, towards))
-    turn = Matrix.Rotation(np.radians(degrees), 4, axis.normalized())
-    bone.matrix = Matrix.Translation(bone.head) @ turn @ Matrix.Translation(-bone.head) @ bone.matrix
-    context.view_layer.update()
 
 
 def key_pose(obj, frame: int) -> None:
@@ -82,20 +60,15 @@ def key_pose(obj, frame: int) -> None:
 
 def key_two_poses(name: str, obj) -> None:
     left, right, hips = BONES[name]
-    for bone, prop, value in rig_retarget.bone_map_for(obj).pose_settings:  # the Rigify rig's limbs in FK
-        obj.pose.bones[bone][prop] = value
-    obj.animation_data_create().action = bpy.data.actions.new(f"{name}_keys")
-    for bone in obj.pose.bones:
-        bone.matrix_basis = Matrix()
-    context.view_layer.update()
-    swing(obj, left, (0, 0, -1), 70)
-    swing(obj, right, (0, 0, -1), 70)
+    key_posing.start_keying(context, obj, f"{name}_keys")
+    swing(context, obj, left, (0, 0, -1), 70)
+    swing(context, obj, right, (0, 0, -1), 70)
     key_pose(obj, KEY_FRAMES[0])
     for bone in obj.pose.bones:
         bone.matrix_basis = Matrix()
     context.view_layer.update()
-    swing(obj, left, (0, 0, -1), 70)
-    swing(obj, right, (0, 0, 1), 60)
+    swing(context, obj, left, (0, 0, -1), 70)
+    swing(context, obj, right, (0, 0, 1), 60)
     hip = obj.pose.bones[hips]
     moved = hip.matrix.copy()
     moved.translation = moved.translation + obj.matrix_world.inverted().to_3x3() @ Vector((0, -1.2, 0))
@@ -104,13 +77,8 @@ def key_two_poses(name: str, obj) -> None:
     key_pose(obj, KEY_FRAMES[1])
 
 
-def joint_points(obj) -> list:
-    bone_map = rig_retarget.bone_map_for(obj)
-    points = []
-    for frame in KEY_FRAMES:
-        bpy.context.scene.frame_set(frame)
-        points.append(rig_retarget.evaluated_joint_points(obj, bone_map))
-    return points
+def joint_points(obj) -> np.ndarray:
+    return key_posing.joint_points(obj, KEY_FRAMES)
 
 
 def keyed_state(obj) -> dict:
@@ -119,8 +87,7 @@ def keyed_state(obj) -> dict:
             "points": [p.round(6).tolist() for p in joint_points(obj)]}
 
 
-config = backend_session.BackendConfig(python=sys.executable, device="cpu",
-                                       extra_env=(("PYTHONPATH", str(_harness.REPO_ROOT)), ("OMP_NUM_THREADS", "1")))
+config = key_posing.worker_config()
 settings = scene.kmm
 settings.random_seed = False
 settings.seed = 3
@@ -138,12 +105,7 @@ for name in list(rigs):
     scene.frame_set(1)
     bpy.ops.ed.undo_push(message=f"{name} keyed")
     before = keyed_state(obj)
-    job = job_runner.start_generation(bpy.context, config)
-    started = time.monotonic()
-    while job_runner.tick() is not None:
-        if time.monotonic() - started > 240:
-            raise RuntimeError("the generation did not finish")
-        time.sleep(0.05)
+    job = key_posing.generate_and_wait(config, limit_s=240)
     after_points = joint_points(obj)
     leg = float(np.mean([np.linalg.norm(keyed[0][a] - keyed[0][b]) + np.linalg.norm(keyed[0][b] - keyed[0][c])
                          for a, b, c in ((1, 4, 7), (2, 5, 8))]))

@@ -22,23 +22,20 @@ import importlib
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _harness
 import numpy as np
 
 user_dir = _harness.start()
-import addon_utils  # noqa: E402
 import bpy  # noqa: E402
-import published_rigs  # noqa: E402
-from mathutils import Matrix, Vector  # noqa: E402
+from mathutils import Matrix  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
-from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+import key_posing  # noqa: E402
+from key_posing import joint_points, swing  # noqa: E402
 from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
-from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.timeline import constraint_source, segment_table  # noqa: E402
 from kmm_motion.kmm_blender.timeline.properties import rows_of, set_rows  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
@@ -55,28 +52,10 @@ scene = context.scene
 scene.render.fps, scene.render.fps_base = 30, 1.0
 scene.frame_start, scene.frame_end = 1, LAST_FRAME
 
-addon_utils.enable("rigify", default_set=True)
-bpy.ops.object.armature_human_metarig_add()
-metarig = context.view_layer.objects.active
-bpy.ops.pose.rigify_generate()
-rigs = {"rigify": context.view_layer.objects.active.name, "mixamo": published_rigs.build_mixamo(context).name}
-metarig.location = (3.0, 0.0, 0.0)
+_, generated, mixamo = key_posing.add_rigify_and_mixamo(context)
+rigs = {"rigify": generated.name, "mixamo": mixamo.name}
 ARM = {"rigify": ("upper_arm_fk.R", "forearm_fk.R", "hand_fk.R"),
        "mixamo": ("mixamorig:RightArm", "mixamorig:RightForeArm", "mixamorig:RightHand")}
-
-
-def world_to_armature(obj, vector) -> Vector:
-    return (obj.matrix_world.inverted().to_3x3() @ Vector(vector)).normalized()
-
-
-def swing(obj, bone_name: str, towards, degrees: float) -> None:
-    """Turn the posed bone about its head, its direction swinging `degrees` towards the world direction."""
-    bone = obj.pose.bones[bone_name]
-    direction = (bone.tail - bone.head).normalized()
-    axis = direction.cross(world_to_armature(obj, towards))
-    turn = Matrix.Rotation(np.radians(degrees), 4, axis.normalized())
-    bone.matrix = Matrix.Translation(bone.head) @ turn @ Matrix.Translation(-bone.head) @ bone.matrix
-    context.view_layer.update()
 
 
 def key_arm(obj, bones, frame: int) -> None:
@@ -88,30 +67,16 @@ def key_arm(obj, bones, frame: int) -> None:
 
 def key_right_arm(name: str, obj) -> None:
     upper, fore, hand = ARM[name]
-    for bone, prop, value in rig_retarget.bone_map_for(obj).pose_settings:  # the Rigify rig's limbs in FK
-        obj.pose.bones[bone][prop] = value
-    obj.animation_data_create().action = bpy.data.actions.new(f"{name}_arm_keys")
-    for bone in obj.pose.bones:
-        bone.matrix_basis = Matrix()
-    context.view_layer.update()
-    swing(obj, upper, (0, -1, 0), 80)  # raised forward
-    swing(obj, fore, (0, 0, 1), 40)
+    key_posing.start_keying(context, obj, f"{name}_arm_keys")
+    swing(context, obj, upper, (0, -1, 0), 80)  # raised forward
+    swing(context, obj, fore, (0, 0, 1), 40)
     key_arm(obj, ARM[name], KEY_FRAMES[0])
     for bone in ARM[name]:
         obj.pose.bones[bone].matrix_basis = Matrix()
     context.view_layer.update()
-    swing(obj, upper, (0, 0, 1), 20)  # out to the side, a little up
-    swing(obj, fore, (0, -1, 0), 60)
+    swing(context, obj, upper, (0, 0, 1), 20)  # out to the side, a little up
+    swing(context, obj, fore, (0, -1, 0), 60)
     key_arm(obj, ARM[name], KEY_FRAMES[1])
-
-
-def joint_points(obj, frames) -> np.ndarray:
-    bone_map = rig_retarget.bone_map_for(obj)
-    points = []
-    for frame in frames:
-        bpy.context.scene.frame_set(frame)
-        points.append(rig_retarget.evaluated_joint_points(obj, bone_map))
-    return np.asarray(points)
 
 
 def wrist_in_chest(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +103,7 @@ def keyed_state(obj) -> dict:
             "rows": [(row.prompt, row.start, row.end) for row in rows_of(bpy.context.scene.kmm)]}
 
 
-config = backend_session.BackendConfig(python=sys.executable, device="cpu",
-                                       extra_env=(("PYTHONPATH", str(_harness.REPO_ROOT)), ("OMP_NUM_THREADS", "1")))
+config = key_posing.worker_config()
 settings = scene.kmm
 settings.random_seed = False
 settings.seed = 2
@@ -157,12 +121,7 @@ for name in list(rigs):
     scene.frame_set(1)
     bpy.ops.ed.undo_push(message=f"{name} keyed")
     before = keyed_state(obj)
-    job = job_runner.start_generation(bpy.context, config)
-    started = time.monotonic()
-    while job_runner.tick() is not None:
-        if time.monotonic() - started > 300:
-            raise RuntimeError("the generation did not finish")
-        time.sleep(0.05)
+    job = key_posing.generate_and_wait(config, limit_s=300)
     take = joint_points(obj, range(1, LAST_FRAME + 1))
     forward = take[-1, PELVIS] - take[0, PELVIS]
     forward[1] = 0.0
