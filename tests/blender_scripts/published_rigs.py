@@ -15,6 +15,9 @@ in or beside the chains as in the real rigs, and bone rolls that differ from KMM
 Auto-Rig Pro: the exported deform skeleton, not the rig's `c_*_fk` controllers, because in the control rig those
 controllers move the deform bones through constraints and helper bones (`arm_fk_pole`, `c_arm_twist_offset` ...)
 that a hand-built armature cannot reproduce faithfully; the export is what reaches other scenes and engines.
+
+`rigify_named_bones` is the bone list of a plain humanoid with Rigify metarig names, for scripts that build their
+own variants of it (odd scales, linked rigs, base meshes without a head bone).
 """
 
 from __future__ import annotations
@@ -302,6 +305,25 @@ def build_smplx(context, skeleton) -> bpy.types.Object:
                 bones.append((f"{side}_{finger}{segment}", parent, blender(start), blender(end), 0))
                 parent = f"{side}_{finger}{segment}"
     return armature(context, "SMPL-X", bones, Matrix())
+
+
+def rigify_named_bones(top: str) -> list[tuple]:
+    """(name, parent, head, tail) of a plain humanoid with Rigify metarig names (metres, Z up, facing -Y), the spine
+    ending in ``top`` (``spine.006`` as the metarig names its head; ``spine.005`` on base meshes that stop there)."""
+    bones = [("spine", None, (0, 0.03, 1.0), (0, 0.02, 1.12)), ("spine.001", "spine", (0, 0.02, 1.12), (0, 0.02, 1.27)),
+             ("spine.002", "spine.001", (0, 0.02, 1.27), (0, 0.03, 1.4)),
+             ("spine.003", "spine.002", (0, 0.03, 1.4), (0, 0.02, 1.5)),
+             ("spine.004", "spine.003", (0, 0.02, 1.5), (0, 0.0, 1.6)), (top, "spine.004", (0, 0.0, 1.6), (0, 0.0, 1.82))]
+    for side, x in (("L", 1), ("R", -1)):
+        bones += [(f"shoulder.{side}", "spine.003", (0.02 * x, -0.02, 1.45), (0.17 * x, 0.02, 1.46)),
+                  (f"upper_arm.{side}", f"shoulder.{side}", (0.18 * x, 0.02, 1.45), (0.45 * x, 0.03, 1.45)),
+                  (f"forearm.{side}", f"upper_arm.{side}", (0.45 * x, 0.03, 1.45), (0.7 * x, 0.0, 1.45)),
+                  (f"hand.{side}", f"forearm.{side}", (0.7 * x, 0.0, 1.45), (0.78 * x, 0.0, 1.45)),
+                  (f"thigh.{side}", "spine", (0.1 * x, 0.02, 0.98), (0.1 * x, 0.0, 0.53)),
+                  (f"shin.{side}", f"thigh.{side}", (0.1 * x, 0.0, 0.53), (0.1 * x, 0.04, 0.09)),
+                  (f"foot.{side}", f"shin.{side}", (0.1 * x, 0.04, 0.09), (0.1 * x, -0.1, 0.02)),
+                  (f"toe.{side}", f"foot.{side}", (0.1 * x, -0.1, 0.02), (0.1 * x, -0.18, 0.0))]
+    return bones
 
 
 def build_mixamo(context) -> bpy.types.Object:

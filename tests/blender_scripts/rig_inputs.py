@@ -18,6 +18,7 @@ import _harness
 
 user_dir = _harness.start()
 import bpy  # noqa: E402
+import published_rigs  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
@@ -34,20 +35,7 @@ def rig(name: str) -> bpy.types.Object:
     bpy.context.scene.collection.objects.link(obj)
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    bones = [("spine", None, (0, 0.03, 1.0), (0, 0.02, 1.12)), ("spine.001", "spine", (0, 0.02, 1.12), (0, 0.02, 1.27)),
-             ("spine.002", "spine.001", (0, 0.02, 1.27), (0, 0.03, 1.4)),
-             ("spine.003", "spine.002", (0, 0.03, 1.4), (0, 0.02, 1.5)),
-             ("spine.004", "spine.003", (0, 0.02, 1.5), (0, 0.0, 1.6)),
-             ("spine.006", "spine.004", (0, 0.0, 1.6), (0, 0.0, 1.82))]
-    for side, x in (("L", 1), ("R", -1)):
-        bones += [(f"shoulder.{side}", "spine.003", (0.02 * x, -0.02, 1.45), (0.17 * x, 0.02, 1.46)),
-                  (f"upper_arm.{side}", f"shoulder.{side}", (0.18 * x, 0.02, 1.45), (0.45 * x, 0.03, 1.45)),
-                  (f"forearm.{side}", f"upper_arm.{side}", (0.45 * x, 0.03, 1.45), (0.7 * x, 0.0, 1.45)),
-                  (f"hand.{side}", f"forearm.{side}", (0.7 * x, 0.0, 1.45), (0.78 * x, 0.0, 1.45)),
-                  (f"thigh.{side}", "spine", (0.1 * x, 0.02, 0.98), (0.1 * x, 0.0, 0.53)),
-                  (f"shin.{side}", f"thigh.{side}", (0.1 * x, 0.0, 0.53), (0.1 * x, 0.04, 0.09)),
-                  (f"foot.{side}", f"shin.{side}", (0.1 * x, 0.04, 0.09), (0.1 * x, -0.1, 0.02)),
-                  (f"toe.{side}", f"foot.{side}", (0.1 * x, -0.1, 0.02), (0.1 * x, -0.18, 0.0))]
+    bones = published_rigs.rigify_named_bones("spine.006")
     for bone_name, parent, head, tail in bones:
         edit = data.edit_bones.new(bone_name)
         edit.head, edit.tail = head, tail
