@@ -31,24 +31,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
 from report_file import save_report  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from kmm_core.motion.skeleton import PARENTS, tpose_offsets  # noqa: E402
+from tests.motion_test_data import standing_pose  # noqa: E402
 
 WAIT_SECONDS = 600.0
 """For the first hello and the model's load."""
 ANSWER_CAP_SECONDS = 90.0
 """How long the hello and the cancel are waited for (the table says "> 90" when no answer came in time)."""
-
-
-def standing_pose() -> list[list[float]]:
-    offsets = np.asarray(tpose_offsets(), dtype=float)
-    positions = np.zeros((22, 3))
-    for joint in range(22):
-        positions[joint] = offsets[joint] + (positions[PARENTS[joint]] if PARENTS[joint] >= 0 else 0.0)
-    positions[:, 1] -= positions[:, 1].min()
-    return positions.round(3).tolist()
 
 
 class Worker:

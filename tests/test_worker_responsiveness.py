@@ -11,26 +11,15 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from raw_worker import RawWorker
 
 from kmm_core.bundle.model_bundle import default_bundle_path
-from kmm_core.motion.skeleton import PARENTS, tpose_offsets
 from kmm_core.worker.client import worker_environment
 from kmm_core.worker.protocol import MAX_LINE_BYTES, ProtocolError, decode
+from tests.motion_test_data import standing_pose
 
 HELLO = b'{"type":"hello","id":"%s","client_version":"test","protocol_version":3}'
-
-
-def standing_pose() -> list[list[float]]:
-    """The canonical T-pose's 22 world joint positions with the lowest joint on the floor (a reachable pose)."""
-    offsets = np.asarray(tpose_offsets(), dtype=float)
-    positions = np.zeros((22, 3))
-    for joint in range(22):
-        positions[joint] = offsets[joint] + (positions[PARENTS[joint]] if PARENTS[joint] >= 0 else 0.0)
-    positions[:, 1] -= positions[:, 1].min()
-    return positions.round(3).tolist()
 
 
 def many_constraints_request(request_id: str, out: str, count: int) -> bytes:
