@@ -77,8 +77,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
     parser.add_argument("--no-standing-root-smoothing", dest="standing_root_smoothing", action="store_false",
-                        help="keep the root of standing prompts as decoded (default: a 2-frame Gaussian on the root "
-                             "of segments that name no walk or whole-body move, so calm standing does not shake)")
+                        help="keep the root and torso of standing prompts as decoded (default: a 2-frame Gaussian on "
+                             "the root, 1 frame on the spine and head, of segments that name no walk or whole-body "
+                             "move, so calm standing does not shake)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

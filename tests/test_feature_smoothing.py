@@ -81,7 +81,7 @@ def test_standing_root_smoothing_touches_only_the_root_of_standing_frames(fixtur
     features = smooth_decoded_features(fixture_features)
     half = len(features) // 2
     spans = [((0, half), "a person walks forward"), ((half, len(features)), "a person waves the right hand")]
-    smoothed = smooth_standing_root(features, spans)
+    smoothed = smooth_standing_root(features, spans, torso_scale=0.0)
     np.testing.assert_array_equal(smoothed[:half], features[:half])
     np.testing.assert_array_equal(smoothed[:, 4:], features[:, 4:])
     inside = slice(half + 10, len(features))
@@ -100,6 +100,32 @@ def test_standing_root_smoothing_touches_only_the_root_of_standing_frames(fixtur
 
     with pytest.raises(ConfigError, match="standing_root_smoothing"):
         GenerationOptions(standing_root_smoothing=20.0)
+
+
+def test_standing_smoothing_calms_the_torso_chain_and_leaves_the_arms(fixture_features):
+    """By default the torso chain (spine to head) of a standing segment is smoothed too: its head position and
+    rotation channels move less from frame to frame, the walk before it comes back bit-identical, and every arm and
+    leg channel is untouched, so a raised hand still rises."""
+    from kmm_core.humanml3d.feature_smoothing import ROOT_CHANNELS, TORSO_CHANNELS, smooth_standing_root
+    from kmm_core.humanml3d.features import RIC, ROTATIONS
+    from kmm_core.motion.skeleton import JOINT_INDEX
+
+    features = smooth_decoded_features(fixture_features)
+    half = len(features) // 2
+    spans = [((0, half), "a person walks forward"), ((half, len(features)), "a person raises the left hand")]
+    smoothed = smooth_standing_root(features, spans)
+    np.testing.assert_array_equal(smoothed[:half], features[:half])
+    head = JOINT_INDEX["head"] - 1
+    head_channels = [*range(RIC.start + 3 * head, RIC.start + 3 * head + 3),
+                     *range(ROTATIONS.start + 6 * head, ROTATIONS.start + 6 * head + 6)]
+    inside = slice(half + 10, len(features))
+    roughness = lambda f: np.abs(np.diff(f[inside][:, head_channels], n=2, axis=0)).mean()  # noqa: E731
+    assert roughness(smoothed) < 0.8 * roughness(features)
+    untouched = np.setdiff1d(np.arange(features.shape[1]), [*range(ROOT_CHANNELS.start, ROOT_CHANNELS.stop),
+                                                             *TORSO_CHANNELS])
+    for arm in ("left_shoulder", "left_elbow", "left_wrist", "right_wrist", "left_knee"):
+        assert RIC.start + 3 * (JOINT_INDEX[arm] - 1) in untouched
+    np.testing.assert_array_equal(smoothed[:, untouched], features[:, untouched])
 
 
 def test_the_standing_rule_is_the_one_evaluation_uses():

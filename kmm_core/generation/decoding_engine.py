@@ -41,8 +41,8 @@ class GenerationOptions:
     window_overlap_tokens: int = 64
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
-    # A second Gaussian (frames) on the root channels of standing prompts' frames (calm standing without a shaking
-    # pelvis; feature_smoothing.smooth_standing_root); 0 turns it off.
+    # A second Gaussian (frames) on the root channels of standing prompts' frames, half as long on the torso chain
+    # (calm standing without a shaking pelvis or head; feature_smoothing.smooth_standing_root); 0 turns it off.
     standing_root_smoothing: float = STANDING_ROOT_SIGMA
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions

@@ -16,9 +16,13 @@ Calm standing keeps a slower shake in the root that this short filter leaves: th
 (`benchmarks/measure_standing_root_smoothing.py`).  So the root channels (turn speed, horizontal velocity, height:
 features 0-3) of the frames of a standing prompt (`is_standing_prompt`: it names no walk, run or whole-body move) get
 a second Gaussian of `STANDING_ROOT_SIGMA` = 2 frames (`smooth_standing_root`): calm pelvis 1.04x real, head 1.71x;
-walks and every moving prompt are untouched, and the arms keep their motion (only the root channels change).  Where
-a standing segment meets a moving one, the extra smoothing fades in over `ceil(2 * sigma)` frames inside the
-standing segment, so the root has no step at the boundary.
+walks and every moving prompt are untouched, and the arms keep their motion (only the root channels change).  The
+head kept its shake (1.72x), so the torso chain (spine1, spine2, spine3, neck, head: their root-relative positions
+and local rotations, `TORSO_CHANNELS`) of the same frames gets a Gaussian of `STANDING_TORSO_SCALE` = 0.5 times the
+root's sigma (1 frame): calm head 1.02x real (the root's 2 frames over-smooth it, 0.63x), the pelvis, the raised
+hands' hand_high pass rate and the short action after a walk unchanged; arms and legs are never touched.  Where a
+standing segment meets a moving one, the extra smoothing fades in over `ceil(2 * sigma)` frames inside the standing
+segment, so neither the root nor the torso has a step at the boundary.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 
 from ..common.errors import InputTensorError
 from ..motion.time_filters import gaussian_smooth
-from .features import FEATURE_DIM, FOOT_CONTACTS
+from .features import FEATURE_DIM, FOOT_CONTACTS, RIC, ROTATIONS
 
 DECODED_SMOOTHING_SIGMA = 0.5
 """Frames (at the model's 20 fps) of the Gaussian applied to decoded features; 0 turns smoothing off."""
@@ -40,6 +44,14 @@ STANDING_ROOT_SIGMA = 2.0
 """Frames (at 20 fps) of the second Gaussian on the root channels of standing prompts; 0 turns it off."""
 ROOT_CHANNELS = slice(0, 4)
 """Root turn speed, root velocity (x, z), root height of the HumanML3D features."""
+TORSO_JOINTS = (3, 6, 9, 12, 15)
+"""spine1, spine2, spine3, neck, head: the chain whose positions and rotations standing smoothing also calms."""
+TORSO_CHANNELS = np.array([RIC.start + 3 * (joint - 1) + axis for joint in TORSO_JOINTS for axis in range(3)]
+                          + [ROTATIONS.start + 6 * (joint - 1) + k for joint in TORSO_JOINTS for k in range(6)])
+"""The torso chain's root-relative positions (ric) and 6D local rotations; arms and legs are not among them."""
+ROOT_CHANNELS_INDEX = np.arange(ROOT_CHANNELS.start, ROOT_CHANNELS.stop)
+STANDING_TORSO_SCALE = 0.5
+"""The torso chain's Gaussian on standing prompts, as a share of the root's sigma; 0 leaves the torso as decoded."""
 
 LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
                         r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
@@ -99,8 +111,10 @@ def _standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[i
 
 
 def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
-                         sigma: float = STANDING_ROOT_SIGMA) -> np.ndarray:
-    """(T, 263) features whose root channels on the frames of standing prompts get a Gaussian of `sigma` frames.
+                         sigma: float = STANDING_ROOT_SIGMA, torso_scale: float | None = None) -> np.ndarray:
+    """(T, 263) features whose root channels on the frames of standing prompts get a Gaussian of `sigma` frames,
+    and the torso chain's channels (`TORSO_CHANNELS`) one of `torso_scale` * `sigma` frames (`STANDING_TORSO_SCALE`
+    when None; 0 leaves the torso as decoded).
 
     `spans_and_prompts`: ([start, end) frames at 20 fps, prompt) of the features' segments.  Frames of other
     prompts, and frames no span covers, are returned bit-identical."""
@@ -109,22 +123,28 @@ def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple
         raise InputTensorError(f"features: expected shape (T, {FEATURE_DIM}), got {features.shape}")
     if not np.isfinite(sigma) or sigma < 0:
         raise InputTensorError(f"standing root sigma: must be a number >= 0, got {sigma!r}")
+    torso_scale = STANDING_TORSO_SCALE if torso_scale is None else torso_scale
     out = features.copy()
-    if sigma == 0 or features.shape[0] < 2:
+    if features.shape[0] < 2:
         return out
-    weights = _standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * sigma))
-    touched = weights > 0
-    if not touched.any():
-        return out
-    smoothed = gaussian_smooth(features[:, ROOT_CHANNELS], sigma, axis=0)
-    root = features[touched, ROOT_CHANNELS]
-    out[touched, ROOT_CHANNELS] = root + weights[touched, None] * (smoothed[touched] - root)
+    for channels, channel_sigma in ((ROOT_CHANNELS_INDEX, sigma), (TORSO_CHANNELS, sigma * torso_scale)):
+        if channel_sigma <= 0:
+            continue
+        weights = _standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * channel_sigma))
+        touched = np.flatnonzero(weights > 0)
+        if touched.size == 0:
+            continue
+        smoothed = gaussian_smooth(features[:, channels], channel_sigma, axis=0)
+        frames = np.ix_(touched, channels)
+        decoded = features[frames]
+        out[frames] = decoded + weights[touched, None] * (smoothed[touched] - decoded)
     return out
 
 
 def smooth_generated_features(features: np.ndarray, prompt: str, sigma: float = DECODED_SMOOTHING_SIGMA,
-                              standing_sigma: float = STANDING_ROOT_SIGMA) -> np.ndarray:
+                              standing_sigma: float = STANDING_ROOT_SIGMA,
+                              torso_scale: float | None = None) -> np.ndarray:
     """One prompt's decoded features as generation smooths them: `smooth_decoded_features`, then
     `smooth_standing_root` over the whole clip (evaluation's generated motions go through here)."""
     smoothed = smooth_decoded_features(features, sigma)
-    return smooth_standing_root(smoothed, [((0, smoothed.shape[0]), prompt)], standing_sigma)
+    return smooth_standing_root(smoothed, [((0, smoothed.shape[0]), prompt)], standing_sigma, torso_scale)
