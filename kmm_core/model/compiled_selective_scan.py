@@ -226,12 +226,8 @@ class FusedSelectiveScan(torch.autograd.Function):
 
 
 def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
-    """Time-major selective scan on the compiled loop: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,).
-
-    One dtype for all (float32 or float64); views whose last dimension is contiguous (slices of a wider linear
-    output) are read in place. ``delta_bias``/``delta_softplus`` act as in mamba_ssm (plain PyTorch ops on the
-    (B, L, D) delta). ``kernel()`` must not be None.
-    """
+    """Time-major selective scan on the compiled loop (``kernel()`` must not be None); arguments and layout as
+    ``fused_scan_autograd.run_fused_scan`` says."""
     return run_fused_scan(
         FusedSelectiveScan, lambda tensors: fused_scan_forward(kernel(), _ScanInputs(*tensors), for_backward=False)[0],
         u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 def run_fused_scan(scan_function: type[torch.autograd.Function], forward_only: Callable, u, delta, A, B, C, D, z,
                    delta_bias, delta_softplus) -> torch.Tensor:
-    """``scan_function.apply`` when a gradient is wanted, else ``forward_only(tensors)``; ``delta_bias`` and
+    """A fused loop's time-major selective scan: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); one dtype
+    for all (float32 or float64); views whose last dimension is contiguous (slices of a wider linear output) are read
+    in place. ``scan_function.apply`` when a gradient is wanted, else ``forward_only(tensors)``; ``delta_bias`` and
     ``delta_softplus`` act as in mamba_ssm (plain PyTorch ops on the (B, L, D) delta)."""
     if delta_bias is not None:
         delta = delta + delta_bias
