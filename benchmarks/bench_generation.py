@@ -116,8 +116,8 @@ def measure_worker(bundle_path: Path, steps: int | None, repeats: int = 3) -> di
 
 
 def train_tiny_bundle(folder: Path) -> Path:
-    from kmm_core.data.prepare_cli import main as prepare
     from kmm_core.training.cli import main as train
+    from kmm_core.training.prepare_command import main as prepare
 
     archives = folder / "archives"
     archives.mkdir(parents=True)

@@ -106,7 +106,7 @@ def prepared_dataset(tmp_path_factory, prepared_dataset_args) -> Path:
     """A tiny HumanML3D-layout dataset written by `kmm-train prepare` from real BVH clips (77 takes,
     180 clips incl. mirrors, 16 minutes, 40..196 frames each; train/val/test.txt, Mean.npy/Std.npy, index.csv,
     report.json; ~10 s after the archive extraction)."""
-    from kmm_core.data.prepare_cli import main
+    from kmm_core.training.prepare_command import main
 
     out = tmp_path_factory.mktemp("prepared") / "dataset"
     if main([*prepared_dataset_args, "--out", str(out)]) != 0:
@@ -213,7 +213,7 @@ def open_prepared_dataset(extra_mocap_dir, cmu_archive, cmu_descriptions, tmp_pa
     of each of 5 classes); 24 takes, train/val/test all non-empty."""
     import shutil
 
-    from kmm_core.data.prepare_cli import main
+    from kmm_core.training.prepare_command import main
 
     hdm05 = extra_mocap_dir / "hdm05-subset-jointlearning"
     subset = tmp_path_factory.mktemp("open_hdm05") / "hdm05"

@@ -15,7 +15,6 @@ import pytest
 
 from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
-from kmm_core.data.prepare_cli import main as prepare_main
 from kmm_core.evaluation.action_checks import (
     action_words,
     checks_for_action,
@@ -25,6 +24,7 @@ from kmm_core.evaluation.action_checks import (
     run_check,
 )
 from kmm_core.humanml3d.features import features_to_joints
+from kmm_core.training.prepare_command import main as prepare_main
 
 HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
                "HDM_bd_lieDownFloor_001_120.amc", "HDM_bd_kickLFront1Reps_001_120.amc",

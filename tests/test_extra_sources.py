@@ -16,8 +16,8 @@ import pytest
 from kmm_core.common.errors import InputFileError
 from kmm_core.data.extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
 from kmm_core.data.prepare import read_index
-from kmm_core.data.prepare_cli import main
 from kmm_core.data.sources import cmu_specs
+from kmm_core.training.prepare_command import main
 
 HDM05_CLIPS = ("HDM_mm_kickLFront1Reps_019_120.amc", "HDM_bd_grabHighR_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
                "HDM_mm_lieDownFloor_015_120.amc")

@@ -119,7 +119,7 @@ def test_prepare_on_a_full_disk_keeps_the_previous_dataset(bandai_namco_dir, tmp
         shutil.copy(next(bandai_namco_dir.rglob(f"{stem}.bvh")), bvh / f"{stem}.bvh")
     (bvh / "captions.csv").write_text("file,caption\ndataset-2_raise-up-left-hand_normal_001.bvh,a person raises the "
                                       "left hand\ndataset-1_bow_normal_001.bvh,a person bows\n")
-    arguments = ["-m", "kmm_core.data.prepare_cli", "--bvh-folder", str(bvh), "--captions", str(bvh / "captions.csv"),
+    arguments = ["-m", "kmm_core.training.prepare_command", "--bvh-folder", str(bvh), "--captions", str(bvh / "captions.csv"),
                  "--joint-map", "bandai_namco", "--workers", "1", "--quiet"]
     with full_disk(tmp_path) as disk:
         out = disk.folder / "dataset"

@@ -12,11 +12,11 @@ import pytest
 from conftest import SHARED_DATA, _require
 
 from kmm_core.data.named_take_sources import accad_specs, cmu_amc_specs
-from kmm_core.data.prepare_cli import main as prepare_main
 from kmm_core.data.source_licences import combined_licence
 from kmm_core.data.take_names import read_take_name, take_phrases
 from kmm_core.evaluation.action_checks import checks_for_action
 from kmm_core.evaluation.take_checks import check_scan
+from kmm_core.training.prepare_command import main as prepare_main
 
 
 @pytest.fixture(scope="module")

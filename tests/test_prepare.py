@@ -17,11 +17,11 @@ import pytest
 
 from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import PrepareError, PrepareOptions, plan_windows, prepare_dataset, read_index
-from kmm_core.data.prepare_cli import main
 from kmm_core.data.sources import user_specs
 from kmm_core.data.splits import assign_splits, split_counts
 from kmm_core.humanml3d import HumanML3DFolder, Normalizer, features_to_joints
 from kmm_core.motion.skeleton import JOINT_INDEX, mirror_text
+from kmm_core.training.prepare_command import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIDE = re.compile(r"\b(left|right)\b")
@@ -304,9 +304,9 @@ def test_output_folder_is_protected(user_folder, tmp_path):
 
 
 def test_command_line_entry_points(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "kmm_core.data.prepare_cli", "--out", str(tmp_path / "x")],
+    result = subprocess.run([sys.executable, "-m", "kmm_core.training.prepare_command", "--out", str(tmp_path / "x")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "at least one source" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "kmm_core.data.prepare_cli", "--help"], cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "kmm_core.training.prepare_command", "--help"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--limit-per-content" in result.stdout

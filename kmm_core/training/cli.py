@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # prepare / eval own their options: hand everything after the command word to them untouched.
     if argv and argv[0] == "prepare":
-        from ..data.prepare_cli import main as prepare_main
+        from .prepare_command import main as prepare_main
 
         return prepare_main(argv[1:])
     if argv and argv[0] == "eval":

@@ -12,7 +12,7 @@ Examples::
         --cmu-expmap X/cmu-8action-expmap --cmu-expmap-skeleton X/hdm05-subset-jointlearning/asf/HDM_bd.asf
     kmm-train prepare --out data/more --accad X/accad-male1 --cmu-amc X/cmu-140-getup
     kmm-train prepare --out data/mine --bvh-folder my_bvh --captions my_bvh/captions.csv --joint-map cmu_daz
-    python -m kmm_core.data.prepare_cli --help
+    python -m kmm_core.training.prepare_command --help
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 
 from ..common.atomic_write import OutputWriteError
 from ..common.errors import KMMError
+from ..data.extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
+from ..data.named_take_sources import accad_specs, cmu_amc_specs
+from ..data.prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
+from ..data.sources import bandai_namco_specs, cmu_specs, user_specs
 from ..evaluation.take_checks import check_scan
-from .extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
-from .named_take_sources import accad_specs, cmu_amc_specs
-from .prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
-from .sources import bandai_namco_specs, cmu_specs, user_specs
 
 CMU_DESCRIPTIONS_FILE = "cmu-descriptions.json"
 
