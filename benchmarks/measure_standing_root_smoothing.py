@@ -60,9 +60,29 @@ TORSO_SCALE = feature_smoothing.STANDING_TORSO_SCALE
 """`--torso-scale`: the torso chain's sigma as a share of the root's (0: the root only, the step as first shipped)."""
 
 
+WANDER_KEEP = 1.0
+"""`--wander-keep`: the share of the root's slow horizontal velocity kept on standing prompts (1: untouched)."""
+WANDER_SIGMA = 6.4
+"""`--wander-sigma`: frames of the Gaussian that splits the slow part off (6.4 frames at 20 fps: about 0.5 Hz)."""
+
+
+def damp_slow_wander(features: np.ndarray, prompt: str) -> np.ndarray:
+    """Candidate (measured here only): on a standing prompt, the root's horizontal velocity (features 1-2) keeps
+    only `WANDER_KEEP` of its component slower than about 0.5 Hz (its Gaussian of `WANDER_SIGMA` frames); the
+    faster part, the weight shifts, stays."""
+    if WANDER_KEEP == 1.0 or not is_standing_prompt(prompt):
+        return features
+    out = features.copy()
+    slow = feature_smoothing.gaussian_smooth(features[:, 1:3], WANDER_SIGMA, axis=0)
+    out[:, 1:3] = features[:, 1:3] - (1.0 - WANDER_KEEP) * slow
+    return out
+
+
 def candidate(features: np.ndarray, prompt: str, sigma: float) -> np.ndarray:
-    """The product's smoothing of one prompt's decoded features, with standing-root sigma `sigma` (0: off)."""
-    return smooth_generated_features(features, prompt, standing_sigma=sigma, torso_scale=TORSO_SCALE)
+    """The product's smoothing of one prompt's decoded features, with standing-root sigma `sigma` (0: off); with
+    `--wander-keep` below 1, the slow-wander candidate on top for sigma > 0."""
+    smoothed = smooth_generated_features(features, prompt, standing_sigma=sigma, torso_scale=TORSO_SCALE)
+    return damp_slow_wander(smoothed, prompt) if sigma > 0 else smoothed
 
 
 def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float], args) -> list[str]:
@@ -99,7 +119,7 @@ def short_action_with(bundle: ModelBundle, sigma: float, seed: int) -> animator_
 
 
 def main() -> int:
-    global TORSO_SCALE
+    global TORSO_SCALE, WANDER_KEEP, WANDER_SIGMA
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--data", type=Path, required=True)
@@ -112,9 +132,14 @@ def main() -> int:
     parser.add_argument("--only", choices=("subsets", "split"), help="measure only the two subsets or only the split")
     parser.add_argument("--torso-scale", type=float, default=TORSO_SCALE,
                         help="the torso chain's sigma as a share of the root's (0: smooth the root only)")
+    parser.add_argument("--wander-keep", type=float, default=1.0,
+                        help="candidate: share of the standing root's slow horizontal velocity kept (1: off)")
+    parser.add_argument("--wander-sigma", type=float, default=WANDER_SIGMA,
+                        help="candidate: frames of the Gaussian that defines the slow part")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "standing_root_smoothing.md")
     args = parser.parse_args()
     TORSO_SCALE = args.torso_scale
+    WANDER_KEEP, WANDER_SIGMA = args.wander_keep, args.wander_sigma
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     folder = HumanML3DFolder(args.data)
     items = load_items(folder, EvaluationSettings(split=args.split))
@@ -127,6 +152,7 @@ def main() -> int:
              f"`python benchmarks/measure_standing_root_smoothing.py --checkpoint {args.checkpoint} --data "
              f"{args.data} --split {args.split} --seeds {args.seeds} --sigmas {' '.join(map(str, args.sigmas))} "
              f"--walking-items {args.walking_items} --torso-scale {args.torso_scale:g}"
+             f"{f' --wander-keep {args.wander_keep:g} --wander-sigma {args.wander_sigma:g}' if args.wander_keep != 1 else ''}"
              f"{' --only ' + args.only if args.only else ''}`.  Ratios of means to the real items (1.00 = as real), mean over "
              f"{args.seeds} seeds (min-max); sigma 0 = the step turned off.", ""]
     if args.only == "split":
