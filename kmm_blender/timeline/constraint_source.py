@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import bpy
 import numpy as np
@@ -137,7 +137,7 @@ class KeyPoseReading:
         self.points = np.empty((len(self.frames), NUM_JOINTS, 3))
         self.read = 0
         self.fit_steps = 0
-        self._fitting = None
+        self._fitting: Generator[int, None, np.ndarray] | None = None
         self._fitted: np.ndarray | None = None
         self.poses: list[dict] = []
         self._restore: tuple[int, float] | None = (scene.frame_current, scene.frame_subframe)
