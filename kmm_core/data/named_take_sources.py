@@ -23,6 +23,9 @@ from .take_names import TakeStep, read_take_name, take_phrases
 
 ACCAD_FILE = re.compile(r"^(?P<set>[A-Za-z0-9]+)_(?P<group>[A-Z])(?P<number>\d+)_[A-Za-z0-9_]+$")
 CMU_AMC_FILE = re.compile(r"^(?P<subject>\d+)_(?P<trial>\d+)$")
+# The `dataset` names these sources give their clips: a content label here describes a whole take ("walk-turn-
+# left-45"), not one action, so balanced sampling groups their clips by the action their check measures.
+NAMED_TAKE_DATASETS = ("accad", "cmu-amc")
 
 # CMU trials read from ASF/AMC: CMU's description, and the steps it names (phrases + the check that must pass).
 CMU_AMC_TRIALS: dict[str, tuple[str, tuple[TakeStep, ...]]] = {
@@ -69,7 +72,7 @@ def accad_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3) -> 
             scan.skipped.append((str(file), str(error)))
             continue
         clip_id = safe_name(f"accad_{match.group('set')}_{match.group('group')}{match.group('number')}")
-        scan.specs.append(ClipSpec(clip_id=clip_id, take=clip_id, dataset="accad", content=take.content,
+        scan.specs.append(ClipSpec(clip_id=clip_id, take=clip_id, dataset=NAMED_TAKE_DATASETS[0], content=take.content,
                                    style=None, captions=tuple(captions), location=BvhLocation(str(file)),
                                    joint_maps=(joint_map,)))
         scan.checks[clip_id] = _checks(take.steps)
@@ -104,7 +107,7 @@ def cmu_amc_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3) -
         phrases = tuple(dict.fromkeys(p for step in steps for p in step.phrases))
         captions = captions_from_phrases(phrases, f"{seed}|cmu_{trial}", captions_per_clip)
         clip_id = f"cmuamc_{trial}"
-        scan.specs.append(ClipSpec(clip_id=clip_id, take=f"cmu_{trial}", dataset="cmu-amc",
+        scan.specs.append(ClipSpec(clip_id=clip_id, take=f"cmu_{trial}", dataset=NAMED_TAKE_DATASETS[1],
                                    content="-".join(step.label for step in steps), style=None,
                                    captions=tuple(captions), location=BvhLocation(str(file), format="amc"),
                                    joint_maps=(joint_map,), skeleton=skeleton))
