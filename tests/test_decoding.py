@@ -317,3 +317,41 @@ def test_crowded_commits_keep_the_more_confident_neighbour():
     assert _crowded_commits(settling, scores).tolist() == [[True, False, False, False, True, True, False]]
     with pytest.raises(ConfigError, match="spaced_commits"):
         DecodingConfig(spaced_commits="yes")
+
+
+def test_left_to_right_commits_settle_tokens_in_time_order(models):
+    """``commit_order = "left_to_right"`` (a measured candidate for the walk's rhythm): every step settles the
+    earliest tokens still masked, never one after a token still masked."""
+    _, generator, _, _ = models
+    config = DecodingConfig(steps=STEPS, guidance_scale=1.0, commit_order="left_to_right")
+    settled = torch.zeros(12, dtype=torch.bool)
+    for settling in _settling_per_step(generator, config, seed=3):
+        settled |= settling[0]
+        first_masked = int((~settled).nonzero()[0]) if not bool(settled.all()) else 12
+        assert bool(settled[:first_masked].all()) and not bool(settled[first_masked:].any())
+    with pytest.raises(ConfigError, match="commit_order"):
+        DecodingConfig(commit_order="random")
+
+
+def test_repeat_penalty_lowers_only_the_codes_settled_neighbours_hold(models):
+    from kmm_core.model.decoding import _penalise_repeats
+
+    mask_id = 9
+    ids = torch.tensor([[2, mask_id, 3, mask_id, -1]])  # -1: padding, never a neighbour
+    logits = torch.zeros(1, 5, 5)
+    out = _penalise_repeats(logits, ids, ids == mask_id, mask_id, 1.5)
+    expected = torch.zeros(1, 5, 5)
+    expected[0, 1, 2] = expected[0, 1, 3] = expected[0, 3, 3] = -1.5  # token 1 sees 2 and 3, token 3 sees 3
+    assert torch.equal(out, expected) and torch.equal(logits, torch.zeros(1, 5, 5))  # the cached logits untouched
+    # On the trained generator: a large penalty leaves fewer tokens equal to their neighbour (tokens of the last
+    # step settle together, unseen by each other).
+    _, generator, _, sentences = models
+    repeats = {}
+    for penalty in (0.0, 100.0):
+        config = DecodingConfig(steps=12, guidance_scale=1.0, repeat_penalty=penalty, temperature=0.0)
+        base = decode_tokens(generator, [48] * 4, sentence=sentences, config=config, seed=0,
+                             use_residual=False).codes[..., 0]
+        repeats[penalty] = int((base[:, 1:] == base[:, :-1]).sum())
+    assert repeats[100.0] < repeats[0.0]
+    with pytest.raises(ConfigError, match="repeat_penalty"):
+        DecodingConfig(repeat_penalty=-1)

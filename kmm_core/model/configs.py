@@ -285,6 +285,12 @@ class DecodingConfig(_StrictConfig):
     # confident waits and is drawn again seeing the other (issue 26: parallel decoding fills a walk's neighbouring
     # tokens with the same code); the tokens still masked at the last step settle together, as without it.
     spaced_commits: bool = False
+    # Subtracted from the base layer's logit of each code a settled neighbour (left or right) already holds, before
+    # sampling (issue 39: real walks repeat no code, generated ones repeat a code for 3-4 tokens and glide); 0: off.
+    repeat_penalty: float = 0.0
+    # Which masked tokens settle first: "confidence" (MaskGIT: the most confident) or "left_to_right" (in time order,
+    # as many per step as the cosine schedule settles; a measured candidate for the walk's lost rhythm, issue 39).
+    commit_order: str = "confidence"
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -296,3 +302,6 @@ class DecodingConfig(_StrictConfig):
         _require(self.residual_guidance_scale is None or self.residual_guidance_scale >= 0, "residual_guidance_scale",
                  "must be >= 0 or null")
         _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
+        _require(self.commit_order in ("confidence", "left_to_right"), "commit_order",
+                 "must be \"confidence\" or \"left_to_right\"")
+        _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")

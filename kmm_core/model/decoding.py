@@ -132,15 +132,31 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         if previous_mask is None or not torch.equal(is_mask, previous_mask):
             logits = guided(ids)
         previous_mask = is_mask
-        sampled, confidence = _sample(logits, config.temperature, config.top_k, rng)
+        step_logits = logits if config.repeat_penalty == 0 else _penalise_repeats(logits, ids, is_mask, mask_id,
+                                                                                  config.repeat_penalty)
+        sampled, confidence = _sample(step_logits, config.temperature, config.top_k, rng)
         if config.remask_noise > 0:
             annealing = 1.0 - (step + 1) / config.steps
             confidence = confidence.log() + config.remask_noise * annealing * _gumbel(confidence.shape, rng,
                                                                                     confidence.device)
         ids = torch.where(is_mask, sampled, ids)
+        if config.commit_order == "left_to_right":  # earlier tokens score higher, so later ones stay masked
+            confidence = -torch.arange(ids.shape[1], device=ids.device, dtype=scores.dtype).expand_as(scores)
         scores = torch.where(is_mask, confidence, torch.full_like(scores, math.inf))
         _report(report_to, step + 1, total_steps)
     return ids.masked_fill(~token_valid, -1)
+
+
+def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int, penalty: float) -> Tensor:
+    """``logits`` (B, L, K) less ``penalty`` at the code of each settled left and right neighbour of a masked token
+    (a fixed or already drawn token; not a masked one or padding)."""
+    settled = (ids != mask_id) & (ids >= 0)
+    codes = ids.where(settled, 0).unsqueeze(-1)
+    out = logits.clone()
+    # tokens 1..L-1 see their left neighbour, tokens 0..L-2 their right one
+    out[:, 1:].scatter_add_(-1, codes[:, :-1], -penalty * (settled[:, :-1] & is_mask[:, 1:]).unsqueeze(-1).to(out.dtype))
+    out[:, :-1].scatter_add_(-1, codes[:, 1:], -penalty * (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype))
+    return out
 
 
 def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
