@@ -23,6 +23,7 @@ from kmm_core.training.stages import (
     load_project_config,
     load_stage_model,
     root_trajectory_distance,
+    still_joint_distance,
     run_stages,
     tokenizer_validation,
     train_decoder,
@@ -150,6 +151,56 @@ def test_the_root_term_brings_the_reconstructed_pelvis_closer_to_the_real_one(ti
             return total / len(batches)
 
     assert pelvis_error(rooted) < 0.97 * pelvis_error(plain)  # 5.51 vs 5.76 cm: the tiny decoder moves little
+
+
+def test_still_joint_distance_counts_only_joints_the_real_motion_holds_still(train_batches):
+    """A real clip with its pelvis and feet held in place over its first half: a made motion whose hips wander
+    1 cm per frame there costs 1 cm per still pelvis step; wandering where the real joints move costs nothing."""
+    normalizer, batches = train_batches
+    batch = batches[0]
+    real = features_to_joints_torch(normalizer.denormalize(batch.features))[:1]
+    valid = batch.valid[:1]
+    frames = real.shape[1]
+    half = frames // 2
+    still = real.clone()
+    still[:, :half] = still[:, :1]  # the first half holds the first pose (every joint still)
+    assert float(still_joint_distance(still, still, valid)) == 0.0
+    wander = still.clone()
+    wander[:, :half, 0, 0] += 0.01 * torch.arange(half, dtype=real.dtype)  # the pelvis slides 1 cm per frame
+    measured = float(still_joint_distance(wander, still, valid))
+    held = int(valid[0, :half].sum()) - 1  # pelvis steps inside the held half
+    assert measured > 0.5 * held / (held * 5 + frames * 5)  # > half the error over at most every joint-step
+    assert float(still_joint_distance(wander, still, valid)) <= 1.0 + 1e-6  # never more than the 1 cm per step
+    moving = real.clone()
+    moving[:, :, 0, 0] += 0.01 * torch.arange(frames, dtype=real.dtype)
+    reference = real.clone()
+    reference[..., [0, 2]] += 0.02 * torch.arange(frames, dtype=real.dtype)[None, :, None, None]  # every joint moves
+    assert float(still_joint_distance(moving + (reference - real), reference, valid)) == 0.0
+
+
+def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_ones_stand(tiny_run, train_batches):
+    normalizer, batches = train_batches
+
+    def refine(still_weight: float) -> MotionTokenizer:
+        torch.manual_seed(0)
+        module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, 0.0,
+                                   still_weight).train()
+        optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
+        for step in range(40):
+            loss, metrics = module.compute_loss(batches[step % len(batches)])
+            assert ("still" in metrics) == (still_weight > 0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return module.tokenizer.eval()
+
+    def still_error(model: MotionTokenizer) -> float:
+        with torch.no_grad():
+            return sum(float(still_joint_distance(
+                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
+                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid)) for b in batches) / len(batches)
+
+    assert still_error(refine(3.0)) < 0.97 * still_error(refine(0.0))
 
 
 def test_the_bundle_ships_the_runs_decoding_table(tiny_run, tmp_path):

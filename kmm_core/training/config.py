@@ -120,15 +120,19 @@ class DecoderRefinementConfig:
     the denormalised features, plus ``root_weight`` x the pelvis term (``root_trajectory_distance``: the pelvis'
     velocity error in cm per frame plus a tenth of its path's error in cm, the path taken from the window's first
     frame), in absolute units so that a standing clip's jittering or drifting hips cost as much per frame as a
-    run's (the reconstruction loss on normalised features barely sees them).
+    run's (the reconstruction loss on normalised features barely sees them), plus ``still_weight`` x the stillness
+    term (``still_joint_distance``: where the real pelvis or a real foot stands still, the reconstructed one's
+    horizontal step error in cm per frame; issue 39: a calm standing take came back with 3.8x its real drift).
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
     root_weight: float = 0.0  # the pelvis velocity + path term (0: off)
+    still_weight: float = 0.0  # the stillness term of the pelvis and feet where the real ones stand still (0: off)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
         _require(self.root_weight >= 0, "root_weight", f"must be >= 0, got {self.root_weight}")
+        _require(self.still_weight >= 0, "still_weight", f"must be >= 0, got {self.still_weight}")
 
 
 @dataclasses.dataclass

@@ -140,12 +140,13 @@ class DecoderRefinement(nn.Module):
     """
 
     def __init__(self, tokenizer: MotionTokenizer, normalizer: Normalizer, jerk_weight: float,
-                 root_weight: float = 0.0):
+                 root_weight: float = 0.0, still_weight: float = 0.0):
         super().__init__()
         self.tokenizer = tokenizer
         self.config = tokenizer.config
         self.jerk_weight = jerk_weight
         self.root_weight = root_weight
+        self.still_weight = still_weight
         self.normalizer = normalizer
         tokenizer.requires_grad_(False)
         tokenizer.decoder.requires_grad_(True)
@@ -165,6 +166,9 @@ class DecoderRefinement(nn.Module):
         if self.root_weight > 0:
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
+        if self.still_weight > 0:
+            losses["still"] = still_joint_distance(made, real, batch.valid)
+            total = total + self.still_weight * losses["still"]
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
     def joints(self, features: torch.Tensor) -> torch.Tensor:
@@ -183,6 +187,28 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
     step_mask, frame_mask = steps.to(step_error.dtype), valid.to(path_error.dtype)
     return ((step_error * step_mask).sum() / step_mask.sum().clamp(min=1.0)
             + 0.1 * (path_error * frame_mask).sum() / frame_mask.sum().clamp(min=1.0))
+
+
+STILL_JOINTS = (0, 7, 8, 10, 11)  # pelvis, left/right ankle, left/right foot (HumanML3D joint order)
+STILL_SPEED_CM = 0.5  # cm per frame (10 cm/s at 20 fps), averaged over STILL_FRAMES frames: slower is standing still
+STILL_FRAMES = 5
+
+
+def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean horizontal step error (cm per frame) of the pelvis and feet of ``joints`` against ``reference`` (B, T,
+    J, 3), over the steps where the reference joint stands still (its horizontal speed, averaged over
+    ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``): a calm standing body's hips and a planted foot must not
+    wander, whatever the clip; moving joints are left to the other terms."""
+    made = joints[..., STILL_JOINTS, :][..., [0, 2]].diff(dim=1)
+    real = reference[..., STILL_JOINTS, :][..., [0, 2]].diff(dim=1)
+    speed = real.norm(dim=-1) * 100.0  # (B, T-1, 5) cm per frame
+    pad = STILL_FRAMES // 2
+    smoothed = torch.nn.functional.avg_pool1d(speed.transpose(1, 2), STILL_FRAMES, stride=1, padding=pad,
+                                              count_include_pad=False).transpose(1, 2)
+    still = (smoothed < STILL_SPEED_CM) & (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1)
+    error = (made - real).norm(dim=-1) * 100.0
+    mask = still.to(error.dtype)
+    return (error * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -605,7 +631,8 @@ def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = 
     if context.is_main:
         write_run_metadata(config, out_dir, train_set)
     seed_everything(config.train.decoder.seed)
-    module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight, config.decoder.root_weight)
+    module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight, config.decoder.root_weight,
+                               config.decoder.still_weight)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
