@@ -23,6 +23,7 @@ from kmm_core.training.stages import (
     load_project_config,
     load_stage_model,
     root_trajectory_distance,
+    STILL_JOINTS,
     still_joint_distance,
     run_stages,
     tokenizer_validation,
@@ -164,7 +165,7 @@ def test_still_joint_distance_counts_only_joints_the_real_motion_holds_still(tra
     half = frames // 2
     still = real.clone()
     still[:, :half] = still[:, :1]  # the first half holds the first pose (every joint still)
-    assert float(still_joint_distance(still, still, valid)) == 0.0
+    assert float(still_joint_distance(still, still, valid, STILL_JOINTS["pelvis_feet"])) == 0.0
     wander = still.clone()
     wander[:, :half, 0, 0] += 0.01 * torch.arange(half, dtype=real.dtype)  # the pelvis slides 1 cm per frame
     measured = float(still_joint_distance(wander, still, valid))
@@ -225,3 +226,15 @@ def test_the_bundle_ships_the_runs_decoding_table(tiny_run, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(KMMError, match=r"config\.json.*guidance_scale"):
         assemble_bundle(run, tmp_path / "bad")
+
+
+def test_the_still_settings_are_checked_by_name(prepared_dataset):
+    from kmm_core.common.errors import ConfigError
+
+    config = load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_weight=0.3",
+                                                        "decoder.still_joints=pelvis_feet"])
+    assert config.decoder.still_joints == "pelvis_feet" and STILL_JOINTS["pelvis_feet"][0] == 0
+    with pytest.raises(ConfigError, match="still_joints.*'hands'"):
+        load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_joints=hands"])
+    with pytest.raises(ConfigError, match="still_weight"):
+        load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_weight=-1"])

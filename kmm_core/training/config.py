@@ -121,18 +121,22 @@ class DecoderRefinementConfig:
     velocity error in cm per frame plus a tenth of its path's error in cm, the path taken from the window's first
     frame), in absolute units so that a standing clip's jittering or drifting hips cost as much per frame as a
     run's (the reconstruction loss on normalised features barely sees them), plus ``still_weight`` x the stillness
-    term (``still_joint_distance``: where the real pelvis or a real foot stands still, the reconstructed one's
-    horizontal step error in cm per frame; issue 39: a calm standing take came back with 3.8x its real drift).
+    term (``still_joint_distance``: where the real pelvis (``still_joints = "pelvis_feet"``: or a real foot) stands
+    still, the reconstructed one's horizontal step error in cm per frame; issue 39: a calm standing take came back
+    with 3.8x its real drift).
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
     root_weight: float = 0.0  # the pelvis velocity + path term (0: off)
-    still_weight: float = 0.0  # the stillness term of the pelvis and feet where the real ones stand still (0: off)
+    still_weight: float = 0.0  # the stillness term where the real joints stand still (0: off)
+    still_joints: str = "pelvis"  # which joints the stillness term holds: "pelvis" or "pelvis_feet" (and the feet)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
         _require(self.root_weight >= 0, "root_weight", f"must be >= 0, got {self.root_weight}")
         _require(self.still_weight >= 0, "still_weight", f"must be >= 0, got {self.still_weight}")
+        _require(self.still_joints in ("pelvis", "pelvis_feet"), "still_joints",
+                 f"must be \"pelvis\" or \"pelvis_feet\", got {self.still_joints!r}")
 
 
 @dataclasses.dataclass

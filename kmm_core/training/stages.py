@@ -140,13 +140,14 @@ class DecoderRefinement(nn.Module):
     """
 
     def __init__(self, tokenizer: MotionTokenizer, normalizer: Normalizer, jerk_weight: float,
-                 root_weight: float = 0.0, still_weight: float = 0.0):
+                 root_weight: float = 0.0, still_weight: float = 0.0, still_joints: str = "pelvis"):
         super().__init__()
         self.tokenizer = tokenizer
         self.config = tokenizer.config
         self.jerk_weight = jerk_weight
         self.root_weight = root_weight
         self.still_weight = still_weight
+        self.still_joints = STILL_JOINTS[still_joints]
         self.normalizer = normalizer
         tokenizer.requires_grad_(False)
         tokenizer.decoder.requires_grad_(True)
@@ -167,7 +168,7 @@ class DecoderRefinement(nn.Module):
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
         if self.still_weight > 0:
-            losses["still"] = still_joint_distance(made, real, batch.valid)
+            losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints)
             total = total + self.still_weight * losses["still"]
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
@@ -189,19 +190,21 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
             + 0.1 * (path_error * frame_mask).sum() / frame_mask.sum().clamp(min=1.0))
 
 
-STILL_JOINTS = (0, 7, 8, 10, 11)  # pelvis, left/right ankle, left/right foot (HumanML3D joint order)
+# the joints `[decoder] still_joints` names (HumanML3D joint order: pelvis 0, ankles 7-8, feet 10-11)
+STILL_JOINTS = {"pelvis": (0,), "pelvis_feet": (0, 7, 8, 10, 11)}
 STILL_SPEED_CM = 0.5  # cm per frame (10 cm/s at 20 fps), averaged over STILL_FRAMES frames: slower is standing still
 STILL_FRAMES = 5
 
 
-def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean horizontal step error (cm per frame) of the pelvis and feet of ``joints`` against ``reference`` (B, T,
+def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
+                         which: tuple[int, ...] = STILL_JOINTS["pelvis"]) -> torch.Tensor:
+    """Mean horizontal step error (cm per frame) of the joints ``which`` of ``joints`` against ``reference`` (B, T,
     J, 3), over the steps where the reference joint stands still (its horizontal speed, averaged over
     ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``): a calm standing body's hips and a planted foot must not
     wander, whatever the clip; moving joints are left to the other terms."""
-    made = joints[..., STILL_JOINTS, :][..., [0, 2]].diff(dim=1)
-    real = reference[..., STILL_JOINTS, :][..., [0, 2]].diff(dim=1)
-    speed = real.norm(dim=-1) * 100.0  # (B, T-1, 5) cm per frame
+    made = joints[..., which, :][..., [0, 2]].diff(dim=1)
+    real = reference[..., which, :][..., [0, 2]].diff(dim=1)
+    speed = real.norm(dim=-1) * 100.0  # (B, T-1, joints) cm per frame
     pad = STILL_FRAMES // 2
     smoothed = torch.nn.functional.avg_pool1d(speed.transpose(1, 2), STILL_FRAMES, stride=1, padding=pad,
                                               count_include_pad=False).transpose(1, 2)
@@ -632,7 +635,7 @@ def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = 
         write_run_metadata(config, out_dir, train_set)
     seed_everything(config.train.decoder.seed)
     module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight, config.decoder.root_weight,
-                               config.decoder.still_weight)
+                               config.decoder.still_weight, config.decoder.still_joints)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
