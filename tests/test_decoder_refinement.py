@@ -108,13 +108,15 @@ def test_an_off_decoder_stage_is_skipped_by_all_and_refused_alone(tiny_run, prep
     assert not (tmp_path / "run" / "decoder.safetensors").exists()
 
 
-def _refine_root(tiny_run, normalizer, batches, root_weight: float, steps: int = 25) -> MotionTokenizer:
+def _refine_root(tiny_run, normalizer, batches, root_weight: float, steps: int = 25,
+                 still_weight: float = 0.0) -> MotionTokenizer:
     torch.manual_seed(0)
-    module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, root_weight).train()
+    module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, root_weight,
+                               still_weight).train()
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
     for step in range(steps):
         loss, metrics = module.compute_loss(batches[step % len(batches)])
-        assert ("root" in metrics) == (root_weight > 0)
+        assert ("root" in metrics) == (root_weight > 0) and ("still" in metrics) == (still_weight > 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -183,17 +185,7 @@ def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_one
     normalizer, batches = train_batches
 
     def refine(still_weight: float) -> MotionTokenizer:
-        torch.manual_seed(0)
-        module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, 0.0,
-                                   still_weight).train()
-        optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
-        for step in range(40):
-            loss, metrics = module.compute_loss(batches[step % len(batches)])
-            assert ("still" in metrics) == (still_weight > 0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return module.tokenizer.eval()
+        return _refine_root(tiny_run, normalizer, batches, 0.0, steps=40, still_weight=still_weight)
 
     def still_error(model: MotionTokenizer) -> float:
         with torch.no_grad():
