@@ -124,6 +124,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "random_replace_prob": (0.0, 1.0), "residual_n_layers": (1, 32),
     "steps": (1, MAX_STEPS), "temperature": (0.0, 100.0), "top_k": (1, 16_384),
     "guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE), "residual_temperature": (0.0, 100.0), "remask_noise": (0.0, 100.0),
+    "repeat_penalty": (0.0, 1000.0),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),
 }
 
