@@ -153,9 +153,10 @@ def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int
     settled = (ids != mask_id) & (ids >= 0)
     codes = ids.where(settled, 0).unsqueeze(-1)
     out = logits.clone()
-    # tokens 1..L-1 see their left neighbour, tokens 0..L-2 their right one
-    out[:, 1:].scatter_add_(-1, codes[:, :-1], -penalty * (settled[:, :-1] & is_mask[:, 1:]).unsqueeze(-1).to(out.dtype))
-    out[:, :-1].scatter_add_(-1, codes[:, 1:], -penalty * (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype))
+    left_holds = (settled[:, :-1] & is_mask[:, 1:]).unsqueeze(-1).to(out.dtype)   # token i+1 sees token i
+    right_holds = (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype)  # token i sees token i+1
+    out[:, 1:].scatter_add_(-1, codes[:, :-1], -penalty * left_holds)
+    out[:, :-1].scatter_add_(-1, codes[:, 1:], -penalty * right_holds)
     return out
 
 

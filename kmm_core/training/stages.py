@@ -56,6 +56,7 @@ from ..model.motion_tokenizer import MotionTokenizer
 from ..model.text_encoder import MINILM_DIM, MiniLMTextEncoder
 from ..model.text_motion_aligner import TextMotionAligner, text_condition
 from ..model.weights import load_weights
+from ..motion.skeleton import JOINT_INDEX
 from .balanced_sampling import action_groups, group_shares, sampling_weights
 from .batches import ShuffledBatches
 from .checkpoint import export_weights
@@ -190,8 +191,9 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
             + 0.1 * (path_error * frame_mask).sum() / frame_mask.sum().clamp(min=1.0))
 
 
-# the joints `[decoder] still_joints` names (HumanML3D joint order: pelvis 0, ankles 7-8, feet 10-11)
-STILL_JOINTS = {"pelvis": (0,), "pelvis_feet": (0, 7, 8, 10, 11)}
+# the joints each value of `[decoder] still_joints` holds still
+STILL_JOINTS = {name: tuple(JOINT_INDEX[joint] for joint in joints) for name, joints in (
+    ("pelvis", ("pelvis",)), ("pelvis_feet", ("pelvis", "left_ankle", "right_ankle", "left_foot", "right_foot")))}
 STILL_SPEED_CM = 0.5  # cm per frame (10 cm/s at 20 fps), averaged over STILL_FRAMES frames: slower is standing still
 STILL_FRAMES = 5
 
