@@ -16,6 +16,7 @@ from kmm_core.common.errors import KMMError
 from kmm_core.data.motion_dataset import MotionClips, collate_motion
 from kmm_core.humanml3d.features_torch import features_to_joints_torch
 from kmm_core.model.motion_tokenizer import MotionTokenizer
+from kmm_core.motion.skeleton import JOINT_INDEX
 from kmm_core.training.bundle_writer import assemble_bundle
 from kmm_core.training.stages import (
     STILL_JOINTS,
@@ -181,6 +182,39 @@ def test_still_joint_distance_counts_only_joints_the_real_motion_holds_still(tra
     assert float(still_joint_distance(moving + (reference - real), reference, valid)) == 0.0
 
 
+def test_standing_feet_are_held_only_where_the_real_pelvis_stands_still_too():
+    """Two real clips of 20 frames: one stands (every joint still), one walks (the body moves 2 cm per frame, the
+    left foot planted).  A made motion whose left ankle and toe slide 1 cm per frame in both costs 1 cm per held foot
+    step: with `pelvis_feet` in both (the walk's planted foot too, whose real steps that damps), with
+    `pelvis_standing_feet` only in the standing one."""
+    frames = 20
+    steps = frames - 1
+    standing = (0.01 * torch.arange(22 * 3, dtype=torch.float32)).reshape(1, 1, 22, 3).repeat(1, frames, 1, 1)
+    walking = standing.clone()
+    left = [JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"]]
+    moving = [j for j in range(22) if j not in left]
+    walking[:, :, moving, 0] += 0.02 * torch.arange(frames, dtype=walking.dtype)[None, :, None]
+    real = torch.cat([standing, walking])
+    made = real.clone()
+    made[:, :, left, 0] += 0.01 * torch.arange(frames, dtype=made.dtype)[None, :, None]
+    valid = torch.ones(2, frames, dtype=torch.bool)
+
+    def distance(clips: slice, which: str) -> float:
+        return float(still_joint_distance(made[clips], real[clips], valid[clips], STILL_JOINTS[which]))
+
+    stands, walks, both = slice(0, 1), slice(1, 2), slice(0, 2)
+    # Standing: five held joints (pelvis, two ankles, two toes), two of them off by 1 cm per step, either way.
+    assert distance(stands, "pelvis_feet") == pytest.approx(2 / 5, abs=1e-5)
+    assert distance(stands, "pelvis_standing_feet") == pytest.approx(2 / 5, abs=1e-5)
+    assert distance(stands, "pelvis") == 0.0
+    # Walking: the pelvis moves, so only `pelvis_feet` holds the planted foot (its two joints, both off by 1 cm).
+    assert distance(walks, "pelvis_feet") == pytest.approx(1.0, abs=1e-5)
+    assert distance(walks, "pelvis_standing_feet") == 0.0
+    # Both: 2 x 19 sliding steps over 5 x 19 held steps (standing) + 2 x 19 (the walk's planted foot) or + 0.
+    assert distance(both, "pelvis_feet") == pytest.approx(2 * 2 * steps / (5 * steps + 2 * steps), abs=1e-5)
+    assert distance(both, "pelvis_standing_feet") == pytest.approx(2 * steps / (5 * steps), abs=1e-5)
+
+
 def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_ones_stand(tiny_run, train_batches):
     normalizer, batches = train_batches
 
@@ -222,11 +256,16 @@ def test_the_bundle_ships_the_runs_decoding_table(tiny_run, tmp_path):
 
 def test_the_still_settings_are_checked_by_name(prepared_dataset):
     from kmm_core.common.errors import ConfigError
+    from kmm_core.training.config import STILL_JOINT_CHOICES
 
     config = load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_weight=0.3",
                                                         "decoder.still_joints=pelvis_feet"])
-    assert config.decoder.still_joints == "pelvis_feet" and STILL_JOINTS["pelvis_feet"][0] == 0
-    with pytest.raises(ConfigError, match="still_joints.*'hands'"):
+    assert config.decoder.still_joints == "pelvis_feet" and STILL_JOINTS["pelvis_feet"].joints[0] == 0
+    assert tuple(STILL_JOINTS) == STILL_JOINT_CHOICES  # every allowed value has its joints, and no other
+    config = load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}",
+                                                        "decoder.still_joints=pelvis_standing_feet"])
+    assert config.decoder.still_joints == "pelvis_standing_feet"
+    with pytest.raises(ConfigError, match="still_joints.*'pelvis', 'pelvis_feet', 'pelvis_standing_feet'.*'hands'"):
         load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_joints=hands"])
     with pytest.raises(ConfigError, match="still_weight"):
         load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_weight=-1"])

@@ -41,6 +41,8 @@ SchemaT = TypeVar("SchemaT")
 
 #: The training stages, in the order ``kmm-train`` runs them; each has a ``[train.<stage>]`` table.
 STAGES = ("tokenizer", "aligner", "generator", "evaluator", "decoder")
+#: The values of `[decoder] still_joints` (the joints each holds: ``stages.STILL_JOINTS``).
+STILL_JOINT_CHOICES = ("pelvis", "pelvis_feet", "pelvis_standing_feet")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -123,20 +125,24 @@ class DecoderRefinementConfig:
     run's (the reconstruction loss on normalised features barely sees them), plus ``still_weight`` x the stillness
     term (``still_joint_distance``: where the real pelvis (``still_joints = "pelvis_feet"``: or a real foot) stands
     still, the reconstructed one's horizontal step error in cm per frame; issue 39: a calm standing take came back
-    with 3.8x its real drift).
+    with 3.8x its real drift).  ``still_joints = "pelvis_standing_feet"`` holds the feet only where the real pelvis
+    stands still too (by the same speed rule): a standing body's planted feet, not a walk's, whose real steps the
+    feet term would otherwise damp.
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
     root_weight: float = 0.0  # the pelvis velocity + path term (0: off)
     still_weight: float = 0.0  # the stillness term where the real joints stand still (0: off)
-    still_joints: str = "pelvis"  # which joints the stillness term holds: "pelvis" or "pelvis_feet" (and the feet)
+    # which joints the stillness term holds: "pelvis", "pelvis_feet" (and the feet) or "pelvis_standing_feet" (and
+    # the feet while the real pelvis stands still)
+    still_joints: str = "pelvis"
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
         _require(self.root_weight >= 0, "root_weight", f"must be >= 0, got {self.root_weight}")
         _require(self.still_weight >= 0, "still_weight", f"must be >= 0, got {self.still_weight}")
-        _require(self.still_joints in ("pelvis", "pelvis_feet"), "still_joints",
-                 f"must be \"pelvis\" or \"pelvis_feet\", got {self.still_joints!r}")
+        _require(self.still_joints in STILL_JOINT_CHOICES, "still_joints",
+                 f"must be one of {', '.join(map(repr, STILL_JOINT_CHOICES))}, got {self.still_joints!r}")
 
 
 @dataclasses.dataclass

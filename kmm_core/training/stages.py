@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -191,26 +191,53 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
             + 0.1 * (path_error * frame_mask).sum() / frame_mask.sum().clamp(min=1.0))
 
 
+class StillJoints(NamedTuple):
+    """What one value of `[decoder] still_joints` holds still: ``joints`` wherever their real joint stands still,
+    ``standing_joints`` only where the real pelvis stands still too (a foot planted under a standing body, not a
+    walk's planted foot, whose real steps are sharp and must stay so)."""
+
+    joints: tuple[int, ...]
+    standing_joints: tuple[int, ...] = ()
+
+
+def _joint_indices(*names: str) -> tuple[int, ...]:
+    return tuple(JOINT_INDEX[name] for name in names)
+
+
+_FEET = ("left_ankle", "right_ankle", "left_foot", "right_foot")
 # the joints each value of `[decoder] still_joints` holds still
-STILL_JOINTS = {name: tuple(JOINT_INDEX[joint] for joint in joints) for name, joints in (
-    ("pelvis", ("pelvis",)), ("pelvis_feet", ("pelvis", "left_ankle", "right_ankle", "left_foot", "right_foot")))}
+STILL_JOINTS = {
+    "pelvis": StillJoints(_joint_indices("pelvis")),
+    "pelvis_feet": StillJoints(_joint_indices("pelvis", *_FEET)),
+    "pelvis_standing_feet": StillJoints(_joint_indices("pelvis"), _joint_indices(*_FEET)),
+}
 STILL_SPEED_CM = 0.5  # cm per frame (10 cm/s at 20 fps), averaged over STILL_FRAMES frames: slower is standing still
 STILL_FRAMES = 5
 
 
-def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
-                         which: tuple[int, ...] = STILL_JOINTS["pelvis"]) -> torch.Tensor:
-    """Mean horizontal step error (cm per frame) of the joints ``which`` of ``joints`` against ``reference`` (B, T,
-    J, 3), over the steps where the reference joint stands still (its horizontal speed, averaged over
-    ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``): a calm standing body's hips and a planted foot must not
-    wander, whatever the clip; moving joints are left to the other terms."""
-    made = joints[..., which, :][..., [0, 2]].diff(dim=1)
-    real = reference[..., which, :][..., [0, 2]].diff(dim=1)
-    speed = real.norm(dim=-1) * 100.0  # (B, T-1, joints) cm per frame
+def _still_steps(joints: torch.Tensor) -> torch.Tensor:
+    """(B, T-1, J) bool: the steps of ``joints`` (B, T, J, 3) whose horizontal speed, averaged over ``STILL_FRAMES``
+    frames, is under ``STILL_SPEED_CM``."""
+    speed = joints[..., [0, 2]].diff(dim=1).norm(dim=-1) * 100.0  # (B, T-1, J) cm per frame
     pad = STILL_FRAMES // 2
     smoothed = torch.nn.functional.avg_pool1d(speed.transpose(1, 2), STILL_FRAMES, stride=1, padding=pad,
                                               count_include_pad=False).transpose(1, 2)
-    still = (smoothed < STILL_SPEED_CM) & (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1)
+    return smoothed < STILL_SPEED_CM
+
+
+def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
+                         which: StillJoints = STILL_JOINTS["pelvis"]) -> torch.Tensor:
+    """Mean horizontal step error (cm per frame) of the joints ``which`` of ``joints`` against ``reference`` (B, T,
+    J, 3), over the steps where the reference joint stands still (its horizontal speed, averaged over
+    ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``), and for ``which.standing_joints`` where the reference pelvis
+    stands still too: a calm standing body's hips and a planted foot must not wander, whatever the clip (or, for the
+    standing joints, only while the body stands); moving joints are left to the other terms."""
+    held = which.joints + which.standing_joints
+    made = joints[..., held, :][..., [0, 2]].diff(dim=1)
+    real = reference[..., held, :][..., [0, 2]].diff(dim=1)
+    still = _still_steps(reference[..., held, :]) & (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1)
+    if which.standing_joints:  # (B, T-1, 1): the real pelvis stands still
+        still[..., len(which.joints):] &= _still_steps(reference[..., [JOINT_INDEX["pelvis"]], :])
     error = (made - real).norm(dim=-1) * 100.0
     mask = still.to(error.dtype)
     return (error * mask).sum() / mask.sum().clamp(min=1.0)
