@@ -385,60 +385,110 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
 
 
 @njit(inline="always", **_JIT)
-def _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, pre):
-    """pre[d] = bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d] for one (b, t)."""
-    for d in range(dim):
-        pre[d] = bias[d]
-    for k in range(taps):
-        source = t - (taps - 1) + k
-        if source < 0:
-            continue
-        base = (b * length + source) * x_stride
-        for d in range(dim):
-            pre[d] += weight[k, d] * x[base + d]
+def _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes):
+    """Conv1d's taps (K, LANES) and bias (LANES,) of channels d0 .. d0 + LANES - 1; zero past the last channel."""
+    lanes = min(LANES, dim - d0)
+    zero = W.dtype.type(0)
+    for w in range(LANES):
+        bias_lanes[w] = bias[d0 + w] if w < lanes else zero
+        for k in range(taps):
+            W[k, w] = weight[k, d0 + w] if w < lanes else zero
+
+
+@njit(inline="always", **_JIT)
+def _conv_pre_rows(X, W, bias_lanes, length, taps, acc, P):
+    """P[t, w] = bias[w] + sum_k W[k, w] X[t - (K-1) + k, w] over a block's (length, LANES) rows (the taps in order,
+    as the C++ loop sums them), each row summed in ``acc`` (LANES on the stack: LLVM keeps it in registers)."""
+    for t in range(length):
+        for w in range(LANES):
+            acc[w] = bias_lanes[w]
+        for k in range(taps):
+            source = t - (taps - 1) + k
+            if source < 0:
+                continue
+            for w in range(LANES):
+                acc[w] += W[k, w] * X[source, w]
+        for w in range(LANES):
+            P[t, w] = acc[w]
 
 
 @njit(**_JIT)
 def conv_forward(x, weight, bias, out, length, dim, taps, x_stride, first, stop):
-    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for rows bt in [first, stop);
-    weight is the transposed (K, D) copy of Conv1d's (D, 1, K) weight, out contiguous (B, L, D) (flat)."""
-    pre = np.empty(dim, out.dtype)
-    for bt in range(first, stop):
-        _conv_pre(x, weight, bias, bt // length, bt % length, length, dim, taps, x_stride, pre)
-        base = bt * dim
-        for d in range(dim):
-            out[base + d] = pre[d] * _sigmoid(pre[d])
+    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for work items [first, stop), an
+    item being (batch row, block of LANES channels) as in the scan; weight is the transposed (K, D) copy of Conv1d's
+    (D, 1, K) weight, out contiguous (B, L, D) (flat)."""
+    blocks = (dim + LANES - 1) // LANES
+    dtype = out.dtype
+    zero = dtype.type(0)
+    X = np.empty((length, LANES), dtype)
+    P = np.empty((length, LANES), dtype)
+    W = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
+    bias_lanes = carray(_stack_lanes(zero), LANES)
+    acc = carray(_stack_lanes(zero), LANES)
+    for item in range(first, stop):
+        b = item // blocks
+        d0 = (item % blocks) * LANES
+        _load_rows(x, x_stride, b, d0, dim, length, X)
+        _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes)
+        _conv_pre_rows(X, W, bias_lanes, length, taps, acc, P)
+        flat = P.reshape(length * LANES)
+        for i in range(length * LANES):
+            flat[i] *= _sigmoid(flat[i])
+        _store_rows(P, out, b, d0, dim, length)
     return stop
 
 
 @njit(**_JIT)
 def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bias_parts, length, dim, taps, x_stride,
                   first, stop):
-    """grad_x (B, L, D) (flat) of batch rows [first, stop); grad_weight_parts (B, K, D) and grad_bias_parts (B, D),
-    summed over b by the caller."""
+    """grad_x (B, L, D) (flat) of work items [first, stop) (batch row, block of LANES channels); grad_weight_parts
+    (B, K, D) and grad_bias_parts (B, D), summed over b by the caller."""
+    blocks = (dim + LANES - 1) // LANES
     dtype = grad_x.dtype
+    zero = dtype.type(0)
     one = dtype.type(1)
-    grad_pre = np.empty((length, dim), dtype)
-    for b in range(first, stop):
-        for t in range(length):
-            _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, grad_pre[t])
-            base = (b * length + t) * dim
-            for d in range(dim):
-                sg = _sigmoid(grad_pre[t, d])
-                grad_pre[t, d] = grad_out[base + d] * sg * (one + grad_pre[t, d] * (one - sg))
-        grad_weight_parts[b, :, :] = 0
-        grad_bias_parts[b, :] = 0
+    X = np.empty((length, LANES), dtype)
+    GP = np.empty((length, LANES), dtype)
+    GO = np.empty((length, LANES), dtype)
+    GX = np.empty((length, LANES), dtype)
+    W = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
+    GW = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
+    bias_lanes = carray(_stack_lanes(zero), LANES)
+    gb = carray(_stack_lanes(zero), LANES)
+    gx = carray(_stack_lanes(zero), LANES)
+    for item in range(first, stop):
+        b = item // blocks
+        d0 = (item % blocks) * LANES
+        lanes = min(LANES, dim - d0)
+        _load_rows(x, x_stride, b, d0, dim, length, X)
+        _load_rows(grad_out, dim, b, d0, dim, length, GO)
+        _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes)
+        _conv_pre_rows(X, W, bias_lanes, length, taps, gx, GP)
+        flat_pre = GP.reshape(length * LANES)
+        flat_go = GO.reshape(length * LANES)
+        for i in range(length * LANES):  # dLoss/dpre = go * silu'(pre)
+            sg = _sigmoid(flat_pre[i])
+            flat_pre[i] = flat_go[i] * sg * (one + flat_pre[i] * (one - sg))
+        for w in range(LANES):
+            gb[w] = zero
+            for k in range(taps):
+                GW[k, w] = zero
         for s in range(length):
-            gx = (b * length + s) * dim
-            xs = (b * length + s) * x_stride
-            for d in range(dim):
-                grad_bias_parts[b, d] += grad_pre[s, d]
-                grad_x[gx + d] = 0
+            for w in range(LANES):
+                gb[w] += GP[s, w]
+                gx[w] = zero
             for k in range(taps):
                 t = s + (taps - 1) - k  # the output that read x[s] through tap k
                 if t >= length:
                     continue
-                for d in range(dim):
-                    grad_x[gx + d] += weight[k, d] * grad_pre[t, d]
-                    grad_weight_parts[b, k, d] += grad_pre[t, d] * x[xs + d]
+                for w in range(LANES):
+                    gx[w] += W[k, w] * GP[t, w]
+                    GW[k, w] += GP[t, w] * X[s, w]
+            for w in range(LANES):
+                GX[s, w] = gx[w]
+        _store_rows(GX, grad_x, b, d0, dim, length)
+        for w in range(lanes):
+            grad_bias_parts[b, d0 + w] = gb[w]
+            for k in range(taps):
+                grad_weight_parts[b, k, d0 + w] = GW[k, w]
     return stop
