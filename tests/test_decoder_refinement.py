@@ -215,6 +215,34 @@ def test_standing_feet_are_held_only_where_the_real_pelvis_stands_still_too():
     assert distance(both, "pelvis_standing_feet") == pytest.approx(2 * steps / (5 * steps), abs=1e-5)
 
 
+def test_a_longer_still_span_weighs_a_wander_over_a_jitter():
+    """A real body standing still for 20 frames.  A made pelvis that slides 1 cm per frame costs 1 cm per step at a
+    span of 1 and 4 cm at a span of 4 (4 frames of slide per step); one that jitters 1 cm back and forth costs 1 cm
+    per step at a span of 1 and nothing at a span of 2 or 4 (every even step comes back)."""
+    frames = 20
+    real = (0.01 * torch.arange(22 * 3, dtype=torch.float32)).reshape(1, 1, 22, 3).repeat(1, frames, 1, 1)
+    valid = torch.ones(1, frames, dtype=torch.bool)
+    slide, jitter = real.clone(), real.clone()
+    slide[:, :, 0, 0] += 0.01 * torch.arange(frames, dtype=real.dtype)
+    jitter[:, :, 0, 0] += 0.01 * (torch.arange(frames) % 2).to(real.dtype)
+
+    def distance(made: torch.Tensor, span: int) -> float:
+        return float(still_joint_distance(made, real, valid, STILL_JOINTS["pelvis"], span))
+
+    assert distance(slide, 1) == pytest.approx(1.0, abs=1e-5)
+    assert distance(slide, 4) == pytest.approx(4.0, abs=1e-5)
+    assert distance(jitter, 1) == pytest.approx(1.0, abs=1e-5)
+    assert distance(jitter, 2) == pytest.approx(0.0, abs=1e-5) and distance(jitter, 4) == pytest.approx(0.0, abs=1e-5)
+    # A step counts only where the real pelvis stands still on every frame of it: one that walks off 5 cm per frame
+    # after frame 10 leaves the term the 4-frame steps before the walk (a made pelvis sliding there costs 4 cm each)
+    # and none of the walk's (a made pelvis that never walks, 20 cm off per step there, costs nothing).
+    walks = real.clone()
+    walks[:, 10:, 0, 0] += 0.05 * torch.arange(1, frames - 9, dtype=real.dtype)
+    assert float(still_joint_distance(slide + (walks - real), walks, valid, STILL_JOINTS["pelvis"], 4)) == \
+        pytest.approx(4.0, abs=1e-5)
+    assert float(still_joint_distance(real, walks, valid, STILL_JOINTS["pelvis"], 4)) == 0.0
+
+
 def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_ones_stand(tiny_run, train_batches):
     normalizer, batches = train_batches
 
@@ -269,3 +297,8 @@ def test_the_still_settings_are_checked_by_name(prepared_dataset):
         load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_joints=hands"])
     with pytest.raises(ConfigError, match="still_weight"):
         load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.still_weight=-1"])
+    assert load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}",
+                                                      "decoder.still_span=5"]).decoder.still_span == 5
+    for span in (0, 41):
+        with pytest.raises(ConfigError, match=f"still_span.*1 to 40 frames, got {span}"):
+            load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", f"decoder.still_span={span}"])

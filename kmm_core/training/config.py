@@ -43,6 +43,8 @@ SchemaT = TypeVar("SchemaT")
 STAGES = ("tokenizer", "aligner", "generator", "evaluator", "decoder")
 #: The values of `[decoder] still_joints` (the joints each holds: ``stages.STILL_JOINTS``).
 STILL_JOINT_CHOICES = ("pelvis", "pelvis_feet", "pelvis_standing_feet")
+#: The longest step of the stillness term, in frames (2 s at 20 fps; training windows are at least 40 frames).
+MAX_STILL_SPAN = 40
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -127,7 +129,8 @@ class DecoderRefinementConfig:
     still, the reconstructed one's horizontal step error in cm per frame; issue 39: a calm standing take came back
     with 3.8x its real drift).  ``still_joints = "pelvis_standing_feet"`` holds the feet only where the real pelvis
     stands still too (by the same speed rule): a standing body's planted feet, not a walk's, whose real steps the
-    feet term would otherwise damp.
+    feet term would otherwise damp.  ``still_span`` (frames) takes each step over that many frames instead of one:
+    a slow wander costs ``still_span`` times more than a frame's jitter, which cancels over the step.
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
@@ -136,6 +139,7 @@ class DecoderRefinementConfig:
     # which joints the stillness term holds: "pelvis", "pelvis_feet" (and the feet) or "pelvis_standing_feet" (and
     # the feet while the real pelvis stands still)
     still_joints: str = "pelvis"
+    still_span: int = 1  # frames per step of the stillness term (1: frame to frame; up to MAX_STILL_SPAN)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
@@ -143,6 +147,8 @@ class DecoderRefinementConfig:
         _require(self.still_weight >= 0, "still_weight", f"must be >= 0, got {self.still_weight}")
         _require(self.still_joints in STILL_JOINT_CHOICES, "still_joints",
                  f"must be one of {', '.join(map(repr, STILL_JOINT_CHOICES))}, got {self.still_joints!r}")
+        _require(1 <= self.still_span <= MAX_STILL_SPAN, "still_span",
+                 f"must be 1 to {MAX_STILL_SPAN} frames, got {self.still_span}")
 
 
 @dataclasses.dataclass

@@ -141,7 +141,8 @@ class DecoderRefinement(nn.Module):
     """
 
     def __init__(self, tokenizer: MotionTokenizer, normalizer: Normalizer, jerk_weight: float,
-                 root_weight: float = 0.0, still_weight: float = 0.0, still_joints: str = "pelvis"):
+                 root_weight: float = 0.0, still_weight: float = 0.0, still_joints: str = "pelvis",
+                 still_span: int = 1):
         super().__init__()
         self.tokenizer = tokenizer
         self.config = tokenizer.config
@@ -149,6 +150,7 @@ class DecoderRefinement(nn.Module):
         self.root_weight = root_weight
         self.still_weight = still_weight
         self.still_joints = STILL_JOINTS[still_joints]
+        self.still_span = still_span
         self.normalizer = normalizer
         tokenizer.requires_grad_(False)
         tokenizer.decoder.requires_grad_(True)
@@ -169,7 +171,7 @@ class DecoderRefinement(nn.Module):
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
         if self.still_weight > 0:
-            losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints)
+            losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span)
             total = total + self.still_weight * losses["still"]
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
@@ -226,18 +228,24 @@ def _still_steps(joints: torch.Tensor) -> torch.Tensor:
 
 
 def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
-                         which: StillJoints = STILL_JOINTS["pelvis"]) -> torch.Tensor:
-    """Mean horizontal step error (cm per frame) of the joints ``which`` of ``joints`` against ``reference`` (B, T,
-    J, 3), over the steps where the reference joint stands still (its horizontal speed, averaged over
-    ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``), and for ``which.standing_joints`` where the reference pelvis
-    stands still too: a calm standing body's hips and a planted foot must not wander, whatever the clip (or, for the
-    standing joints, only while the body stands); moving joints are left to the other terms."""
+                         which: StillJoints = STILL_JOINTS["pelvis"], span: int = 1) -> torch.Tensor:
+    """Mean horizontal step error (cm per step of ``span`` frames) of the joints ``which`` of ``joints`` against
+    ``reference`` (B, T, J, 3), over the steps where the reference joint stands still on every frame (its
+    horizontal speed, averaged over ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``), and for
+    ``which.standing_joints`` where the reference pelvis stands still too: a calm standing body's hips and a planted
+    foot must not wander, whatever the clip (or, for the standing joints, only while the body stands); moving joints
+    are left to the other terms.  A ``span`` of several frames weighs a slow wander ``span`` times more than a
+    frame's jitter (which cancels over the step), so the term holds the drift without damping the real jitter."""
     held = which.joints + which.standing_joints
-    made = joints[..., held, :][..., [0, 2]].diff(dim=1)
-    real = reference[..., held, :][..., [0, 2]].diff(dim=1)
+    made = joints[..., held, :][..., [0, 2]]
+    real = reference[..., held, :][..., [0, 2]]
+    made, real = made[:, span:] - made[:, :-span], real[:, span:] - real[:, :-span]
     still = _still_steps(reference[..., held, :]) & (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1)
     if which.standing_joints:  # (B, T-1, 1): the real pelvis stands still
         still[..., len(which.joints):] &= _still_steps(reference[..., [JOINT_INDEX["pelvis"]], :])
+    if span > 1:  # (B, T-span, J): every frame-to-frame step of the span still
+        moving = (~still).to(made.dtype).transpose(1, 2)
+        still = torch.nn.functional.max_pool1d(moving, span, stride=1).transpose(1, 2) == 0
     error = (made - real).norm(dim=-1) * 100.0
     mask = still.to(error.dtype)
     return (error * mask).sum() / mask.sum().clamp(min=1.0)
@@ -664,7 +672,7 @@ def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = 
         write_run_metadata(config, out_dir, train_set)
     seed_everything(config.train.decoder.seed)
     module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight, config.decoder.root_weight,
-                               config.decoder.still_weight, config.decoder.still_joints)
+                               config.decoder.still_weight, config.decoder.still_joints, config.decoder.still_span)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
