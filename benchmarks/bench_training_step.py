@@ -12,6 +12,9 @@ the same for both backbones. Variants:
   pure``): the same model forced onto numba's loops, the C++ loop, or the pure-PyTorch chunked scan
   (``KMM_SELECTIVE_SCAN``);
 - ``transformer``: the transformer backbone;
+- ``mamba_scan_floor`` (with ``--scan-floor``): the Mamba model with the fused scan's work taken out (its loop replaced
+  by a few elementwise products of the same inputs, so every other op, gradient included, runs as before). Its result
+  is wrong; its time is what the rest of the Mamba step costs, the best that any speed-up of the scan can reach;
 - ``mamba_baseline`` (with ``--baseline DIR``): the Mamba model of another checkout of the code (e.g. ``git archive
   COMMIT | tar -x -C DIR``: the code before a change), imported under another package name into this same process,
   so before and after are timed side by side.
@@ -26,7 +29,7 @@ is measured in the same run (at the start and at the end; the higher is used), a
 a multiple of the matmul-bound time (counted work / matmul throughput).
 
 Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--scans numba compiled pure]
-[--baseline DIR] [--out FILE]``
+[--scan-floor] [--baseline DIR] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.machine_limit import WorkCounter, measure_matmul_throughput  # noqa: E402
+from kmm_core.model import compiled_selective_scan, numba_selective_scan  # noqa: E402
 from kmm_core.model.configs import GeneratorConfig  # noqa: E402
 from kmm_core.model.masked_generator import MaskedGenerator  # noqa: E402
 from kmm_core.model.selective_scan import SCAN_VARIABLE, cpu_scan_choice  # noqa: E402
@@ -56,6 +60,17 @@ from kmm_core.model.selective_scan import SCAN_VARIABLE, cpu_scan_choice  # noqa
 SMALL_CONFIG = REPO_ROOT / "training" / "configs" / "small.toml"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "training_step.md"
 SHAPES = ((8, 50), (8, 200), (32, 50), (32, 200))
+
+
+def instruction_sets() -> str:
+    """What each library computes with: torch's kernels, MKL/oneDNN's caps, the C++ loop's -march, numba's CPU (an
+    AVX2 machine is imitated on an AVX-512 one with ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+    ONEDNN_MAX_CPU_ISA=AVX2 KMM_SCAN_MARCH=haswell NUMBA_CPU_NAME=haswell)."""
+    def variable(name: str) -> str:
+        return f"{name}={os.environ.get(name, '(host)')}"
+
+    return (f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, " + ", ".join(
+        variable(name) for name in ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "KMM_SCAN_MARCH", "NUMBA_CPU_NAME")))
 
 
 def small_generator_config(backbone: str, config_class=GeneratorConfig):
@@ -71,6 +86,29 @@ def import_checkout(root: Path, package: str = "kmm_baseline_checkout"):
     sys.path.insert(0, str(packages))
     return (importlib.import_module(f"{package}.kmm_core.model.masked_generator").MaskedGenerator,
             importlib.import_module(f"{package}.kmm_core.model.configs").GeneratorConfig)
+
+
+def scan_free_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Stands in for a fused loop's ``fused_selective_scan`` in ``mamba_scan_floor``: same inputs and output shape,
+    every input reached by the gradient, a few (B, L, D) passes instead of the (B, L, D, N) scan."""
+    return u * z + delta * C.sum(-1, keepdim=True) + B.sum(-1, keepdim=True) + A.sum() + D
+
+
+@contextlib.contextmanager
+def scan_taken_out(active: bool):
+    """While active, both fused CPU loops run ``scan_free_loop`` instead of their scan."""
+    if not active:
+        yield
+        return
+    modules = (compiled_selective_scan, numba_selective_scan)
+    originals = [module.fused_selective_scan for module in modules]
+    for module in modules:
+        module.fused_selective_scan = scan_free_loop
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals, strict=True):
+            module.fused_selective_scan = original
 
 
 @contextlib.contextmanager
@@ -92,9 +130,9 @@ def scan_path(scan: str | None):
 
 class Variant:
     def __init__(self, name: str, backbone: str, scan: str | None, seed: int = 0,
-                 classes=(MaskedGenerator, GeneratorConfig)):
+                 classes=(MaskedGenerator, GeneratorConfig), scan_floor: bool = False):
         torch.manual_seed(seed)
-        self.name, self.scan, self.backbone = name, scan, backbone
+        self.name, self.scan, self.backbone, self.scan_floor = name, scan, backbone, scan_floor
         model_class, config_class = classes
         self.model = model_class(small_generator_config(backbone, config_class)).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4)
@@ -102,7 +140,7 @@ class Variant:
         self.cpu: list[float] = []
 
     def step(self, inputs: dict) -> None:
-        with scan_path(self.scan):
+        with scan_path(self.scan), scan_taken_out(self.scan_floor):
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model.training_loss(inputs["codes"], inputs["valid"], sentence=inputs["sentence"],
                                            token_embeddings=inputs["embeddings"], generator=inputs["rng"])
@@ -141,6 +179,8 @@ def main() -> None:
     parser.add_argument("--scans", nargs="*", default=[], choices=["numba", "compiled", "pure"],
                         help="also time the Mamba model forced onto these CPU scans")
     parser.add_argument("--pure-repeats", type=int, default=3)
+    parser.add_argument("--scan-floor", action="store_true", help="also time the Mamba model with its scan's work "
+                        "taken out (mamba_scan_floor: the best any faster scan could reach)")
     parser.add_argument("--shapes", nargs="+", default=[f"{b}x{n}" for b, n in SHAPES], help="BATCHxTOKENS")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout: its Mamba model as one more "
                         "variant, timed in this process")
@@ -154,7 +194,7 @@ def main() -> None:
     load_before = os.getloadavg()
     lines = [
         f"torch {torch.__version__}, {args.threads} torch thread(s), {platform.machine()}, {os.cpu_count()} cores; "
-        f"CPU scan of `mamba`: {chosen} ({why}); NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}.",
+        f"CPU scan of `mamba`: {chosen} ({why}); {instruction_sets()}.",
         f"Generator: [generator] of {SMALL_CONFIG.relative_to(REPO_ROOT)} (residual predictor included); a step = "
         "training_loss + backward + AdamW step. Wall-clock median of "
         f"{args.repeats} interleaved repeats after 2 warm-ups" + (f" ({args.pure_repeats} for mamba_pure)" if
@@ -173,6 +213,10 @@ def main() -> None:
     variants = [Variant("mamba", "mamba", scan=None), Variant("transformer", "transformer", scan=None)]
     for scan in scans:
         variants.insert(-1, Variant(f"mamba_{scan}", "mamba", scan=scan))
+    if args.scan_floor:
+        if cpu_scan_choice()[0] == "pure":
+            raise SystemExit("--scan-floor: the Mamba model runs the pure scan here (no fused loop to take out)")
+        variants.insert(-1, Variant("mamba_scan_floor", "mamba", scan=None, scan_floor=True))
     if args.baseline is not None:
         if not (args.baseline / "kmm_core" / "model" / "masked_generator.py").is_file():
             raise SystemExit(f"--baseline {args.baseline}: no kmm_core/model/masked_generator.py there")

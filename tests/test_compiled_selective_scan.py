@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kmm_core.common.errors import ConfigError
 from kmm_core.model import compiled_selective_scan as compiled
 from kmm_core.model import selective_scan as scan_module
 from kmm_core.model.selective_scan import (
@@ -49,3 +50,31 @@ def test_fallback_when_no_compiler_or_turned_off(monkeypatch, tmp_path):
         monkeypatch.undo()
         compiled.kernel.cache_clear()
     assert compiled.kernel() is not None
+
+
+def test_kernel_built_for_another_instruction_set(monkeypatch, tmp_path):
+    """KMM_SCAN_MARCH=haswell (AVX2, no AVX-512) builds a library of its own, says so, and scans as the native build
+    does; a value that is not a CPU name is refused naming the variable."""
+    g = torch.Generator().manual_seed(3)
+    u, delta, z = torch.randn(2, 9, 40, generator=g), torch.rand(2, 9, 40, generator=g), torch.randn(2, 9, 40, generator=g)
+    A, B, C = -torch.rand(40, 16, generator=g) - 0.5, torch.randn(2, 9, 16, generator=g), torch.randn(2, 9, 16, generator=g)
+    native = compiled.fused_selective_scan(u, delta, A, B, C, D=torch.ones(40), z=z)
+    try:
+        monkeypatch.setenv("KMM_CACHE_DIR", str(tmp_path))
+        monkeypatch.setenv(compiled.MARCH_VARIABLE, "haswell")
+        compiled.kernel.cache_clear()
+        assert compiled.build_flags()[-1] == "-march=haswell"
+        assert compiled.kernel() is not None, compiled.kernel_status()
+        assert compiled.kernel_status().endswith("(built with -march=haswell)")
+        assert len(list(tmp_path.rglob("*.so"))) == 1
+        avx2 = compiled.fused_selective_scan(u, delta, A, B, C, D=torch.ones(40), z=z)
+        torch.testing.assert_close(avx2, native, rtol=1e-5, atol=1e-6)
+
+        monkeypatch.setenv(compiled.MARCH_VARIABLE, "haswell; rm -rf /")
+        compiled.kernel.cache_clear()
+        with pytest.raises(ConfigError, match="KMM_SCAN_MARCH='haswell; rm -rf /': not a CPU name"):
+            compiled.kernel()
+    finally:
+        monkeypatch.undo()
+        compiled.kernel.cache_clear()
+    assert compiled.kernel() is not None and "built with" not in compiled.kernel_status()

@@ -9,7 +9,8 @@ states are one checkpoint every ``kmm_scan_chunk()`` steps (B, D, L/16, N), so t
 ``benchmarks/bench_training_step.py`` measures the training step against the transformer's.
 
 The library is built on first use (about 2 s) into a per-user cache folder and reused by every later process; the
-cache key covers the source, the compiler and the CPU's feature flags (the build uses -march=native). Without a
+cache key covers the source, the compiler, its flags and the CPU's feature flags (the build uses -march=native;
+``KMM_SCAN_MARCH`` names another instruction set, e.g. haswell to see how AVX2-only CPUs run it). Without a
 compiler, or when the build fails, ``kernel()`` returns None (``kernel_status()`` says why) and the caller keeps the
 pure-PyTorch scan. ``selective_scan.cpu_scan_choice`` decides whether this path or numba's runs
 (``KMM_SELECTIVE_SCAN``); ``KMM_CACHE_DIR`` moves the cache.
@@ -22,6 +23,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,10 +31,15 @@ from pathlib import Path
 
 import torch
 
+from ..common.errors import ConfigError
 from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, run_fused_scan
 
 SOURCE = Path(__file__).with_name("selective_scan_kernel.cpp")
-BASE_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+BASE_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# The instruction set the kernel is built for: the machine's own by default; another (e.g. ``haswell``, AVX2 only)
+# to measure how the kernel runs on a CPU without AVX-512 (benchmarks/README.md, "AVX2 on an AVX-512 machine").
+MARCH_VARIABLE = "KMM_SCAN_MARCH"
+_MARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 _status = {"reason": "not built yet"}
 
@@ -61,14 +68,23 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
+def build_flags() -> list[str]:
+    """The compiler flags: ``BASE_FLAGS`` and ``-march=`` the value of ``KMM_SCAN_MARCH`` (default ``native``)."""
+    march = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
+    if not _MARCH_NAME.fullmatch(march):
+        raise ConfigError(f"{MARCH_VARIABLE}={march!r}: not a CPU name (letters, digits, '_', '.', '+', '-'; e.g. "
+                          "native, haswell, skylake-avx512)")
+    return [*BASE_FLAGS, f"-march={march}"]
+
+
 def _build(compiler: str, target: Path) -> str | None:
     """Compile SOURCE into ``target`` (atomically: other processes may build the same key at once); error or None."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, scratch = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
-        done = subprocess.run([compiler, *BASE_FLAGS, str(SOURCE), "-o", scratch], capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run([compiler, *build_flags(), str(SOURCE), "-o", scratch], capture_output=True,
+                              text=True, timeout=300)
         if done.returncode != 0:
             return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         os.replace(scratch, target)
@@ -112,7 +128,7 @@ def kernel() -> ctypes.CDLL | None:
         _status["reason"] = f"{compiler} --version failed: {error}"
         return None
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), version, " ".join(BASE_FLAGS), _cpu_flags(), platform.machine()]).encode()
+        "\0".join([SOURCE.read_text(), version, " ".join(build_flags()), _cpu_flags(), platform.machine()]).encode()
     ).hexdigest()[:20]
     target = cache_dir() / f"selective_scan_{key}.so"
     if not target.exists():
@@ -128,7 +144,8 @@ def kernel() -> ctypes.CDLL | None:
     except (OSError, AttributeError) as error:
         _status["reason"] = f"could not load {target}: {error}"
         return None
-    _status["reason"] = f"loaded {target}"
+    march = build_flags()[-1]
+    _status["reason"] = f"loaded {target}" + (f" (built with {march})" if march != "-march=native" else "")
     return library
 
 
