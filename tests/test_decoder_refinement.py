@@ -213,6 +213,29 @@ def test_standing_feet_are_held_only_where_the_real_pelvis_stands_still_too():
     # Both: 2 x 19 sliding steps over 5 x 19 held steps (standing) + 2 x 19 (the walk's planted foot) or + 0.
     assert distance(both, "pelvis_feet") == pytest.approx(2 * 2 * steps / (5 * steps + 2 * steps), abs=1e-5)
     assert distance(both, "pelvis_standing_feet") == pytest.approx(2 * steps / (5 * steps), abs=1e-5)
+    # Clips told apart by their captions as well: the standing clip's feet held only when its caption stands.
+    for clips, expected in (([True, True], 2 / 5), ([False, True], 0.0)):
+        assert float(still_joint_distance(made, real, valid, STILL_JOINTS["pelvis_standing_caption_feet"],
+                                          standing_clips=torch.tensor(clips))) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_caption_gate_reads_each_clips_caption(tiny_run, train_batches):
+    """`pelvis_standing_caption_feet` in training: a batch captioned as walks holds the pelvis alone (the feet term
+    is off in every clip), one captioned as waves holds what `pelvis_standing_feet` holds."""
+    import dataclasses
+
+    normalizer, batches = train_batches
+    tokenizer = load_stage_model(tiny_run, "tokenizer", CPU)
+
+    def still(batch, joints: str) -> float:
+        module = DecoderRefinement(tokenizer, normalizer, 0.0, 0.0, 1.0, joints).eval()
+        with torch.no_grad():
+            return module.compute_loss(batch)[1]["still"]
+
+    for caption, same_as in (("a person walks forward", "pelvis"), ("a person waves the right hand",
+                                                                      "pelvis_standing_feet")):
+        batch = dataclasses.replace(batches[0], captions=[caption] * len(batches[0].captions))
+        assert still(batch, "pelvis_standing_caption_feet") == pytest.approx(still(batch, same_as), rel=1e-6)
 
 
 def test_a_longer_still_span_weighs_a_wander_over_a_jitter():

@@ -42,7 +42,7 @@ SchemaT = TypeVar("SchemaT")
 #: The training stages, in the order ``kmm-train`` runs them; each has a ``[train.<stage>]`` table.
 STAGES = ("tokenizer", "aligner", "generator", "evaluator", "decoder")
 #: The values of `[decoder] still_joints` (the joints each holds: ``stages.STILL_JOINTS``).
-STILL_JOINT_CHOICES = ("pelvis", "pelvis_feet", "pelvis_standing_feet")
+STILL_JOINT_CHOICES = ("pelvis", "pelvis_feet", "pelvis_standing_feet", "pelvis_standing_caption_feet")
 #: The longest step of the stillness term, in frames (2 s at 20 fps; training windows are at least 40 frames).
 MAX_STILL_SPAN = 40
 
@@ -120,24 +120,26 @@ class DecoderRefinementConfig:
 
     The encoder and codebooks stay frozen, so every clip keeps its codes and a generator trained on them stays valid.
     The loss is the tokenizer's reconstruction + velocity terms plus ``jerk_weight`` x the mean distance (cm) between
-    the reconstructed and the real joints' third finite differences (per frame^3), on joint positions recovered from
-    the denormalised features, plus ``root_weight`` x the pelvis term (``root_trajectory_distance``: the pelvis'
-    velocity error in cm per frame plus a tenth of its path's error in cm, the path taken from the window's first
-    frame), in absolute units so that a standing clip's jittering or drifting hips cost as much per frame as a
-    run's (the reconstruction loss on normalised features barely sees them), plus ``still_weight`` x the stillness
-    term (``still_joint_distance``: where the real pelvis (``still_joints = "pelvis_feet"``: or a real foot) stands
-    still, the reconstructed one's horizontal step error in cm per frame; issue 39: a calm standing take came back
-    with 3.8x its real drift).  ``still_joints = "pelvis_standing_feet"`` holds the feet only where the real pelvis
-    stands still too (by the same speed rule): a standing body's planted feet, not a walk's, whose real steps the
-    feet term would otherwise damp.  ``still_span`` (frames) takes each step over that many frames instead of one:
-    a slow wander costs ``still_span`` times more than a frame's jitter, which cancels over the step.
+    the reconstructed and the real joints' third finite differences (per frame^3), on joint positions recovered from the
+    denormalised features, plus ``root_weight`` x the pelvis term (``root_trajectory_distance``: the pelvis' velocity
+    error in cm per frame plus a tenth of its path's error in cm, the path taken from the window's first frame), in
+    absolute units so that a standing clip's jittering or drifting hips cost as much per frame as a run's (the
+    reconstruction loss on normalised features barely sees them), plus ``still_weight`` x the stillness term
+    (``still_joint_distance``: where the real pelvis (``still_joints = "pelvis_feet"``: or a real foot) stands still,
+    the reconstructed one's horizontal step error in cm per frame; issue 39: a calm standing take came back with 3.8x
+    its real drift).  ``still_joints = "pelvis_standing_feet"`` holds the feet only where the real pelvis stands still
+    too (by the same speed rule): a standing body's planted feet, not a walk's, whose real steps the feet term would
+    otherwise damp; ``"pelvis_standing_caption_feet"`` only there and in clips whose caption is a standing one
+    (``feature_smoothing.prompt_kind``), so not a squat's or a walk's pause either.  ``still_span`` (frames) takes each
+    step over that many frames instead of one: a slow wander costs ``still_span`` times more than a frame's jitter,
+    which cancels over the step.
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
     root_weight: float = 0.0  # the pelvis velocity + path term (0: off)
     still_weight: float = 0.0  # the stillness term where the real joints stand still (0: off)
-    # which joints the stillness term holds: "pelvis", "pelvis_feet" (and the feet) or "pelvis_standing_feet" (and
-    # the feet while the real pelvis stands still)
+    # which joints the stillness term holds: "pelvis", "pelvis_feet" (and the feet), "pelvis_standing_feet" (and
+    # the feet while the real pelvis stands still) or "pelvis_standing_caption_feet" (and that in standing clips only)
     still_joints: str = "pelvis"
     still_span: int = 1  # frames per step of the stillness term (1: frame to frame; up to MAX_STILL_SPAN)
 

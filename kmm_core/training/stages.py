@@ -48,6 +48,7 @@ from ..data.motion_dataset import (
     collate_motion,
     collate_tokens,
 )
+from ..humanml3d.feature_smoothing import prompt_kind
 from ..humanml3d.features_torch import features_to_joints_torch
 from ..humanml3d.normalizer import Normalizer
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
@@ -171,7 +172,9 @@ class DecoderRefinement(nn.Module):
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
         if self.still_weight > 0:
-            losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span)
+            standing = (torch.tensor([prompt_kind([caption]) == "standing" for caption in batch.captions])
+                        if self.still_joints.standing_captions else None)
+            losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span, standing)
             total = total + self.still_weight * losses["still"]
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
@@ -196,10 +199,13 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
 class StillJoints(NamedTuple):
     """What one value of `[decoder] still_joints` holds still: ``joints`` wherever their real joint stands still,
     ``standing_joints`` only where the real pelvis stands still too (a foot planted under a standing body, not a
-    walk's planted foot, whose real steps are sharp and must stay so)."""
+    walk's planted foot, whose real steps are sharp and must stay so), and with ``standing_captions`` only in clips
+    whose caption is a standing one (``feature_smoothing.prompt_kind``: no walk, run or whole-body move, so not a
+    squat's or a walk's pause either)."""
 
     joints: tuple[int, ...]
     standing_joints: tuple[int, ...] = ()
+    standing_captions: bool = False
 
 
 def _joint_indices(*names: str) -> tuple[int, ...]:
@@ -212,6 +218,7 @@ STILL_JOINTS = {
     "pelvis": StillJoints(_joint_indices("pelvis")),
     "pelvis_feet": StillJoints(_joint_indices("pelvis", *_FEET)),
     "pelvis_standing_feet": StillJoints(_joint_indices("pelvis"), _joint_indices(*_FEET)),
+    "pelvis_standing_caption_feet": StillJoints(_joint_indices("pelvis"), _joint_indices(*_FEET), True),
 }
 STILL_SPEED_CM = 0.5  # cm per frame (10 cm/s at 20 fps), averaged over STILL_FRAMES frames: slower is standing still
 STILL_FRAMES = 5
@@ -228,13 +235,15 @@ def _still_steps(joints: torch.Tensor) -> torch.Tensor:
 
 
 def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
-                         which: StillJoints = STILL_JOINTS["pelvis"], span: int = 1) -> torch.Tensor:
+                         which: StillJoints = STILL_JOINTS["pelvis"], span: int = 1,
+                         standing_clips: torch.Tensor | None = None) -> torch.Tensor:
     """Mean horizontal step error (cm per step of ``span`` frames) of the joints ``which`` of ``joints`` against
     ``reference`` (B, T, J, 3), over the steps where the reference joint stands still on every frame (its
     horizontal speed, averaged over ``STILL_FRAMES`` frames, under ``STILL_SPEED_CM``), and for
     ``which.standing_joints`` where the reference pelvis stands still too: a calm standing body's hips and a planted
-    foot must not wander, whatever the clip (or, for the standing joints, only while the body stands); moving joints
-    are left to the other terms.  A ``span`` of several frames weighs a slow wander ``span`` times more than a
+    foot must not wander, whatever the clip (or, for the standing joints, only while the body stands, and where
+    ``standing_clips`` (B,) bool is given only in its true clips); moving joints are left to the other terms.  A
+    ``span`` of several frames weighs a slow wander ``span`` times more than a
     frame's jitter (which cancels over the step), so the term holds the drift without damping the real jitter."""
     held = which.joints + which.standing_joints
     made = joints[..., held, :][..., [0, 2]]
@@ -243,6 +252,8 @@ def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: t
     still = _still_steps(reference[..., held, :]) & (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1)
     if which.standing_joints:  # (B, T-1, 1): the real pelvis stands still
         still[..., len(which.joints):] &= _still_steps(reference[..., [JOINT_INDEX["pelvis"]], :])
+        if standing_clips is not None:
+            still[..., len(which.joints):] &= standing_clips.to(still.device)[:, None, None]
     if span > 1:  # (B, T-span, J): every frame-to-frame step of the span still
         moving = (~still).to(made.dtype).transpose(1, 2)
         still = torch.nn.functional.max_pool1d(moving, span, stride=1).transpose(1, 2) == 0
