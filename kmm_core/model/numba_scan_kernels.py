@@ -385,110 +385,86 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
 
 
 @njit(inline="always", **_JIT)
-def _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes):
-    """Conv1d's taps (K, LANES) and bias (LANES,) of channels d0 .. d0 + LANES - 1; zero past the last channel."""
-    lanes = min(LANES, dim - d0)
-    zero = W.dtype.type(0)
-    for w in range(LANES):
-        bias_lanes[w] = bias[d0 + w] if w < lanes else zero
-        for k in range(taps):
-            W[k, w] = weight[k, d0 + w] if w < lanes else zero
-
-
-@njit(inline="always", **_JIT)
-def _conv_pre_rows(X, W, bias_lanes, length, taps, acc, P):
-    """P[t, w] = bias[w] + sum_k W[k, w] X[t - (K-1) + k, w] over a block's (length, LANES) rows (the taps in order,
-    as the C++ loop sums them), each row summed in ``acc`` (LANES on the stack: LLVM keeps it in registers)."""
-    for t in range(length):
-        for w in range(LANES):
-            acc[w] = bias_lanes[w]
-        for k in range(taps):
-            source = t - (taps - 1) + k
-            if source < 0:
-                continue
-            for w in range(LANES):
-                acc[w] += W[k, w] * X[source, w]
-        for w in range(LANES):
-            P[t, w] = acc[w]
+def _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, pre):
+    """pre[d] = bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d] for one (b, t), the taps in order (as the C++
+    loop sums them). Whole channel rows, a trip count known only at run time: LLVM's loop vectoriser takes them,
+    where a loop of LANES steps would be unrolled into scalar code."""
+    for d in range(dim):
+        pre[d] = bias[d]
+    for k in range(taps):
+        source = t - (taps - 1) + k
+        if source < 0:
+            continue
+        base = (b * length + source) * x_stride
+        weights, row = weight[k], x[base:base + dim]
+        for d in range(dim):
+            pre[d] += weights[d] * row[d]
 
 
 @njit(**_JIT)
 def conv_forward(x, weight, bias, out, length, dim, taps, x_stride, first, stop):
-    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for work items [first, stop), an
-    item being (batch row, block of LANES channels) as in the scan; weight is the transposed (K, D) copy of Conv1d's
-    (D, 1, K) weight, out contiguous (B, L, D) (flat)."""
-    blocks = (dim + LANES - 1) // LANES
-    dtype = out.dtype
-    zero = dtype.type(0)
-    X = np.empty((length, LANES), dtype)
-    P = np.empty((length, LANES), dtype)
-    W = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
-    bias_lanes = carray(_stack_lanes(zero), LANES)
-    acc = carray(_stack_lanes(zero), LANES)
-    for item in range(first, stop):
-        b = item // blocks
-        d0 = (item % blocks) * LANES
-        _load_rows(x, x_stride, b, d0, dim, length, X)
-        _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes)
-        _conv_pre_rows(X, W, bias_lanes, length, taps, acc, P)
-        flat = P.reshape(length * LANES)
-        for i in range(length * LANES):
-            flat[i] *= _sigmoid(flat[i])
-        _store_rows(P, out, b, d0, dim, length)
+    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for rows bt in [first, stop);
+    weight is the transposed (K, D) copy of Conv1d's (D, 1, K) weight, out contiguous (B, L, D) (flat)."""
+    pre = carray(_stack_buffer(out.dtype.type(0), dim), dim)
+    for bt in range(first, stop):
+        _conv_pre(x, weight, bias, bt // length, bt % length, length, dim, taps, x_stride, pre)
+        row = out[bt * dim:(bt + 1) * dim]
+        for d in range(dim):
+            row[d] = pre[d] * _sigmoid(pre[d])
     return stop
 
 
 @njit(**_JIT)
 def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bias_parts, length, dim, taps, x_stride,
                   first, stop):
-    """grad_x (B, L, D) (flat) of work items [first, stop) (batch row, block of LANES channels); grad_weight_parts
-    (B, K, D) and grad_bias_parts (B, D), summed over b by the caller."""
-    blocks = (dim + LANES - 1) // LANES
+    """grad_x (B, L, D) (flat) of batch rows [first, stop); grad_weight_parts (B, K, D) and grad_bias_parts (B, D),
+    summed over b by the caller. Every inner loop indexes a whole channel row (a slice) by its channel alone, as in
+    ``_conv_pre``: LLVM vectorises those; the sums of a sample run in stack buffers, written out once."""
     dtype = grad_x.dtype
     zero = dtype.type(0)
     one = dtype.type(1)
-    X = np.empty((length, LANES), dtype)
-    GP = np.empty((length, LANES), dtype)
-    GO = np.empty((length, LANES), dtype)
-    GX = np.empty((length, LANES), dtype)
-    W = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
-    GW = carray(_stack_buffer(zero, taps * LANES), (taps, LANES))
-    bias_lanes = carray(_stack_lanes(zero), LANES)
-    gb = carray(_stack_lanes(zero), LANES)
-    gx = carray(_stack_lanes(zero), LANES)
-    for item in range(first, stop):
-        b = item // blocks
-        d0 = (item % blocks) * LANES
-        lanes = min(LANES, dim - d0)
-        _load_rows(x, x_stride, b, d0, dim, length, X)
-        _load_rows(grad_out, dim, b, d0, dim, length, GO)
-        _conv_block_weights(weight, bias, d0, dim, taps, W, bias_lanes)
-        _conv_pre_rows(X, W, bias_lanes, length, taps, gx, GP)
-        flat_pre = GP.reshape(length * LANES)
-        flat_go = GO.reshape(length * LANES)
-        for i in range(length * LANES):  # dLoss/dpre = go * silu'(pre)
-            sg = _sigmoid(flat_pre[i])
-            flat_pre[i] = flat_go[i] * sg * (one + flat_pre[i] * (one - sg))
-        for w in range(LANES):
-            gb[w] = zero
-            for k in range(taps):
-                GW[k, w] = zero
+    grad_pre = np.empty((length, dim), dtype)
+    pre = carray(_stack_buffer(zero, dim), dim)
+    gx = carray(_stack_buffer(zero, dim), dim)
+    gb = carray(_stack_buffer(zero, dim), dim)
+    gw = carray(_stack_buffer(zero, taps * dim), (taps, dim))
+    for b in range(first, stop):
+        for t in range(length):
+            _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, pre)
+            go_base = (b * length + t) * dim
+            go, gp = grad_out[go_base:go_base + dim], grad_pre[t]
+            for d in range(dim):  # dLoss/dpre = go * silu'(pre)
+                sg = _sigmoid(pre[d])
+                gp[d] = go[d] * sg * (one + pre[d] * (one - sg))
+        for k in range(taps):
+            gwk = gw[k]
+            for d in range(dim):
+                gwk[d] = zero
+        for d in range(dim):
+            gb[d] = zero
         for s in range(length):
-            for w in range(LANES):
-                gb[w] += GP[s, w]
-                gx[w] = zero
+            x_base = (b * length + s) * x_stride
+            xs, gps = x[x_base:x_base + dim], grad_pre[s]
+            for d in range(dim):
+                gb[d] += gps[d]
+                gx[d] = zero
             for k in range(taps):
                 t = s + (taps - 1) - k  # the output that read x[s] through tap k
                 if t >= length:
                     continue
-                for w in range(LANES):
-                    gx[w] += W[k, w] * GP[t, w]
-                    GW[k, w] += GP[t, w] * X[s, w]
-            for w in range(LANES):
-                GX[s, w] = gx[w]
-        _store_rows(GX, grad_x, b, d0, dim, length)
-        for w in range(lanes):
-            grad_bias_parts[b, d0 + w] = gb[w]
-            for k in range(taps):
-                grad_weight_parts[b, k, d0 + w] = GW[k, w]
+                gpt, weights, gwk = grad_pre[t], weight[k], gw[k]
+                for d in range(dim):
+                    gx[d] += weights[d] * gpt[d]
+                    gwk[d] += gpt[d] * xs[d]
+            out_base = (b * length + s) * dim
+            target = grad_x[out_base:out_base + dim]
+            for d in range(dim):
+                target[d] = gx[d]
+        weight_part, bias_part = grad_weight_parts[b], grad_bias_parts[b]
+        for k in range(taps):
+            gwk, target_k = gw[k], weight_part[k]
+            for d in range(dim):
+                target_k[d] = gwk[d]
+        for d in range(dim):
+            bias_part[d] = gb[d]
     return stop

@@ -218,7 +218,7 @@ class CausalConvSiLU(torch.autograd.Function):
         batch, length, channels = x.shape
         out = x.new_empty(batch, length, channels)
         _run_items(kernels().conv_forward, (x_array, _array(weight_t), _array(bias), _array(out).reshape(-1), length,
-                                            channels, weight.shape[1], stride), batch * _blocks(kernels(), channels),
+                                            channels, weight.shape[1], stride), batch * length,
                    torch.get_num_threads())
         ctx.save_for_backward(x, weight_t, bias)
         return out
@@ -234,8 +234,8 @@ class CausalConvSiLU(torch.autograd.Function):
         grads = ConvGradients(x, taps)
         _run_items(kernels().conv_backward, (x_array, _array(weight_t), _array(bias), _array(grad_out).reshape(-1),
                                              _array(grads.x).reshape(-1), _array(grads.weight_parts),
-                                             _array(grads.bias_parts), length, channels, taps, stride),
-                   batch * _blocks(kernels(), channels), torch.get_num_threads())
+                                             _array(grads.bias_parts), length, channels, taps, stride), batch,
+                   torch.get_num_threads())
         return grads.result()
 
 
