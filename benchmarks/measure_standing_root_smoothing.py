@@ -11,7 +11,7 @@ construction (the script counts the paraphrases it touches).  Each variant's fea
 the step turned off.
 
 The short action after a walk is generated through ``generate_timeline`` with ``GenerationOptions(
-standing_root_smoothing=SIGMA)``: the product path, fading in over the standing segment's first frames.
+standing_root_sigma=SIGMA)``: the product path, fading in over the standing segment's first frames.
 The torso chain's positions and local rotations (spine1, spine2, spine3, neck, head; not the arms or legs) get a
 Gaussian of ``--torso-scale`` times SIGMA; ``--torso-scale 0`` smooths the root only (the step as first shipped).
 
@@ -114,7 +114,7 @@ def short_action_with(bundle: ModelBundle, sigma: float, seed: int) -> animator_
     timeline = Timeline.from_dict(animator_subsets.SHORT_ACTION_TIMELINE)
     feature_smoothing.STANDING_TORSO_SCALE = TORSO_SCALE  # generate_timeline's default torso scale
     result = generate_timeline(bundle, timeline, seed=seed, options=GenerationOptions(
-        standing_root_smoothing=sigma))[0]
+        standing_root_sigma=sigma))[0]
     return animator_subsets.short_action(np.asarray(result.joints), int(result.segment_frames[1, 0]))
 
 
@@ -209,7 +209,7 @@ def main() -> int:
               "| --- | --- |"]
     lines += [f"| {sigma:g} | {np.mean(accuracy[sigma]):.3f} |" for sigma in variants]
     lines += ["", f"## Short action after a walk ({args.short_action_seeds} seeds, the timeline of `kmm-train eval`)", "",
-              "Through `generate_timeline` with `GenerationOptions(standing_root_smoothing=sigma)`: the product path "
+              "Through `generate_timeline` with `GenerationOptions(standing_root_sigma=sigma)`: the product path "
               "(the standing segment, \"raises the left hand\", fades the step in over its first frames).", "",
               "| root sigma | performed | left / right wrist rise (body heights, mean) |", "| --- | --- | --- |"]
     for sigma in variants:

@@ -76,10 +76,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, help="how many different motions (default 1)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
-    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_smoothing", action="store_false",
-                        help="keep the root and torso of standing prompts as decoded (default: a 2-frame Gaussian on "
-                             "the root, 1 frame on the spine and head, of segments that name no walk or whole-body "
-                             "move, so calm standing does not shake)")
+    parser.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
+                        help="the Gaussian, in 20 fps frames, on the root (half as long on the spine and head) of "
+                             "segments that name no walk or whole-body move, so calm standing does not shake "
+                             "(default: the model's own, chosen against its decoder)")
+    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
+                        const=0.0, help="keep the root and torso of standing prompts as decoded "
+                                        "(--standing-root-sigma 0)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -263,13 +266,11 @@ def _load_bundle(args: argparse.Namespace):
 
 def _options(args: argparse.Namespace):
     from .generation.decoding_engine import GenerationOptions
-    from .humanml3d.feature_smoothing import STANDING_ROOT_SIGMA
 
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS,
                              foot_lock=getattr(args, "foot_lock", True),
-                             standing_root_smoothing=(STANDING_ROOT_SIGMA if getattr(args, "standing_root_smoothing",
-                                                                                     True) else 0.0))
+                             standing_root_sigma=getattr(args, "standing_root_sigma", None))
 
 
 def write_motion(motion, path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,40 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
         assert main(["generate", "--timeline", str(timeline_file), "-o", str(out), "--checkpoint", str(tiny_bundle),
                      "--steps", "2", "--seed", "4", "--device", "cpu", "--quiet", *flags]) == 0
         outputs[name] = MotionResult.load(out).joints
-    options = GenerationOptions(steps=2, standing_root_smoothing=0.0)
+    options = GenerationOptions(steps=2, standing_root_sigma=0.0)
     (expected,) = generate_timeline(tiny_model, Timeline.from_file(timeline_file), seed=4, options=options)
     np.testing.assert_allclose(outputs["off"], expected.joints, rtol=0, atol=1e-6)
     assert not np.allclose(outputs["default"], outputs["off"])
+
+
+def test_the_standing_root_sigma_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys):
+    """A bundle carries the standing-root sigma chosen against its decoder (bundle.json "decoding"), generation
+    takes it when none is asked for, `--standing-root-sigma` overrides it, and a sigma out of range is refused
+    naming the option, before any output is written."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["decoding"] = {**manifest.get("decoding", {}), "standing_root_sigma": 1.0}
+    (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
+
+    def generate(checkpoint: Path, name: str, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{name}.npz"
+        assert main(["generate", "--timeline", str(timeline_file), "-o", str(out), "--checkpoint", str(checkpoint),
+                     "--steps", "2", "--seed", "4", "--device", "cpu", "--quiet", *flags]) == 0
+        return MotionResult.load(out).joints
+
+    own = generate(bundle, "own")
+    np.testing.assert_array_equal(own, generate(tiny_bundle, "asked", "--standing-root-sigma", "1"))
+    assert not np.allclose(own, generate(tiny_bundle, "library_default"))
+    np.testing.assert_array_equal(generate(bundle, "two", "--standing-root-sigma", "2"),
+                                  generate(tiny_bundle, "library_default_again"))
+    capsys.readouterr()
+    refused = tmp_path / "refused.npz"
+    assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(tiny_bundle),
+                 "--steps", "2", "--standing-root-sigma", "20", "--quiet"]) == EXIT_BAD_ARGUMENTS
+    assert "standing_root_sigma: must be between 0 and 8 frames" in capsys.readouterr().err and not refused.exists()
+    manifest["decoding"]["standing_root_sigma"] = 50.0
+    (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
+    assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(bundle),
+                 "--steps", "2", "--quiet"]) != 0
+    assert "standing_root_sigma" in capsys.readouterr().err and not refused.exists()

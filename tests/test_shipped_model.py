@@ -110,7 +110,7 @@ def test_readme_example_keeps_its_tokens_and_walk_and_calms_the_raised_hand(ship
     from kmm_core.generation.timeline_generator import generate_codes, generate_timeline
 
     timeline = Timeline.from_file(REPO_ROOT / "examples" / "timeline.json")
-    on, off = GenerationOptions(), GenerationOptions(standing_root_smoothing=0.0)
+    on, off = GenerationOptions(), GenerationOptions(standing_root_sigma=0.0)
     config = on.decoding_config(shipped_bundle)
     codes = [generate_codes(shipped_bundle, timeline, 0, options, StepCounter(10**6, None, None), config)[0]
              for options in (on, off)]

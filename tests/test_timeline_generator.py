@@ -101,9 +101,9 @@ def test_standing_root_smoothing_changes_the_standing_segment_after_decoding_onl
     from kmm_core.generation.timeline_generator import generate_codes
 
     on = GenerationOptions(steps=2, foot_lock=False)
-    off = GenerationOptions(steps=2, foot_lock=False, standing_root_smoothing=0.0)
-    assert on.standing_root_smoothing == 2.0  # default on
+    off = GenerationOptions(steps=2, foot_lock=False, standing_root_sigma=0.0)
     config = on.decoding_config(bundle)
+    assert on.standing_root_sigma is None and config.standing_root_sigma == 2.0  # default: the bundle's, on
     codes = [generate_codes(bundle, timeline, 5, options, StepCounter(10**6, None, None), config)[0] for options in (on, off)]
     assert torch.equal(codes[0], codes[1])
     smoothed, raw = (generate_timeline(bundle, timeline, seed=5, options=options)[0] for options in (on, off))

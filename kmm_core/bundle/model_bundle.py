@@ -8,6 +8,8 @@
     BUNDLE/aligner.safetensors + .json        TextMotionAligner (the generator's text condition) + AlignerConfig
     BUNDLE/generator.safetensors + .json      MaskedGenerator (+ residual predictor) + GeneratorConfig
     BUNDLE/evaluator.safetensors + .json      optional: the evaluation encoders (AlignerConfig architecture)
+    BUNDLE/standing_decoder.safetensors + .json  optional: a second decoder for standing prompts' frames (the
+                                              tokenizer's decoder weights alone; its TokenizerConfig, the same)
     BUNDLE/Mean.npy, BUNDLE/Std.npy           feature statistics the models were trained with
 
 :func:`kmm_core.training.bundle_writer.assemble_bundle` builds one from a ``kmm-train`` run folder (training owns
@@ -33,7 +35,8 @@ import numpy as np
 
 from ..common.bounded_read import read_json
 from ..common.devices import check_device_available, resolve_device
-from ..common.errors import BundleError, InputFileError, KMMError
+from ..common.errors import BundleError, InputFileError, InputTensorError, KMMError
+from ..humanml3d.feature_smoothing import STANDING_DECODER_CHANNELS
 from ..humanml3d.features import features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
@@ -50,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 REQUIRED_COMPONENTS = ("tokenizer", "generator")
-OPTIONAL_COMPONENTS = ("aligner", "evaluator")
+OPTIONAL_COMPONENTS = ("aligner", "evaluator", "standing_decoder")
 DEFAULT_BUNDLE_NAME = "kmm-small"
 CHECKPOINTS_ENV = "KMM_CHECKPOINTS_DIR"
 
@@ -129,6 +132,9 @@ class ModelBundle:
     decoding: DecodingConfig  # bundle.json's "decoding" table, else the library defaults
     aligner: TextMotionAligner | None = None
     evaluator: TextMotionAligner | None = None
+    # The tokenizer with the bundle's standing decoder (same encoder and codebooks; a decoder refined to hold a calm
+    # body still), which decodes standing prompts' frames; None: the tokenizer decodes every frame.
+    standing_tokenizer: MotionTokenizer | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", *, evaluator: bool = False) -> ModelBundle:
@@ -173,10 +179,15 @@ class ModelBundle:
         modules: dict[str, Any] = {}
         for name in components:
             model_dict, model_config = model_configs[name]
+            if name == STANDING_DECODER:
+                continue  # after the loop: it is built on the tokenizer
             model = builders[name](model_config)
             load_weights(model, folder / f"{name}.safetensors")
             modules[name] = model.float().to(torch_device).eval().requires_grad_(False)
             config[name] = model_dict
+        if STANDING_DECODER in components:
+            config[STANDING_DECODER] = model_configs[STANDING_DECODER][0]
+            modules[STANDING_DECODER] = _standing_tokenizer(folder, modules["tokenizer"], model_configs)
         generator = modules["generator"]
         source = generator.config.condition_source
         if source == "aligner" and "aligner" not in modules:
@@ -192,7 +203,7 @@ class ModelBundle:
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
                    generator=generator, text_conditioner=conditioner, normalizer=normalizer,
                    decoding=decoding, aligner=modules.get("aligner"),
-                   evaluator=modules.get("evaluator"))
+                   evaluator=modules.get("evaluator"), standing_tokenizer=modules.get(STANDING_DECODER))
 
     # ---- what generation asks of a loaded model ------------------------------------------------------------------
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -205,9 +216,14 @@ class ModelBundle:
         index = torch.tensor([unique.index(p) for p in prompts])
         return sentence.detach()[index.to(sentence.device)].to(self.device).float()
 
-    def codes_to_features(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+    def codes_to_features(self, codes: torch.Tensor, num_frames: int, standing: np.ndarray | None = None) -> np.ndarray:
         """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to
         ``num_frames``.
+
+        ``standing`` (T,), weights in [0, 1] (``feature_smoothing.standing_decoder_weights``): where above 0, the
+        root, legs, feet and torso (``STANDING_DECODER_CHANNELS``) are blended towards the bundle's standing
+        decoder's (a calm body's hips and feet held still), the arms stay the tokenizer decoder's; a bundle without
+        one, or None, decodes every frame with the tokenizer's decoder.
 
         The motion is decoded with its first and last token repeated once beyond its ends, and those frames cut
         off: the convolutional decoder's edges (zero padding) otherwise make the first and last frames jump (a
@@ -221,11 +237,25 @@ class ModelBundle:
 
         codes = codes if codes.dim() == 3 else codes.unsqueeze(0)
         used = codes[:, :num_tokens_for_frames(num_frames)]
-        padded = torch.cat([used[:, :1], used, used[:, -1:]], dim=1)
-        with torch.no_grad():
-            features = self.tokenizer.decode(padded.to(self.device), num_frames=num_frames + FRAMES_PER_TOKEN)[0]
-        features = features[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames]
-        return self.normalizer.denormalize(features.float().cpu().numpy().astype(np.float64))
+        padded = torch.cat([used[:, :1], used, used[:, -1:]], dim=1).to(self.device)
+
+        def decoded(tokenizer: MotionTokenizer) -> np.ndarray:
+            with torch.no_grad():
+                features = tokenizer.decode(padded, num_frames=num_frames + FRAMES_PER_TOKEN)[0]
+            features = features[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames]
+            return features.float().cpu().numpy().astype(np.float64)
+
+        features = decoded(self.tokenizer)
+        if standing is not None and self.standing_tokenizer is not None:
+            weights = np.asarray(standing, dtype=np.float64)
+            if weights.shape != (num_frames,) or not np.all((weights >= 0) & (weights <= 1)):
+                raise InputTensorError(f"standing: expected {num_frames} weights in [0, 1], got shape "
+                                       f"{weights.shape}")
+            if weights.any():
+                channels = STANDING_DECODER_CHANNELS
+                standing_features = decoded(self.standing_tokenizer)[:, channels]
+                features[:, channels] += weights[:, None] * (standing_features - features[:, channels])
+        return self.normalizer.denormalize(features)
 
     def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
         """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
@@ -248,7 +278,24 @@ class ModelBundle:
 
 
 COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConfig", "aligner": "AlignerConfig",
-                     "evaluator": "AlignerConfig"}
+                     "evaluator": "AlignerConfig", "standing_decoder": "TokenizerConfig"}
+STANDING_DECODER = "standing_decoder"
+
+
+def _standing_tokenizer(folder: Path, tokenizer: MotionTokenizer,
+                        model_configs: dict[str, tuple[dict[str, Any], Any]]) -> MotionTokenizer:
+    """The bundle's tokenizer with the decoder of ``standing_decoder.safetensors`` (the decoder's tensors alone):
+    refused unless ``standing_decoder.json`` is the tokenizer's own config, so the codes mean the same motion."""
+    import copy
+
+    from ..model.weights import load_weights
+
+    if model_configs[STANDING_DECODER][1] != model_configs["tokenizer"][1]:
+        raise BundleError(folder / f"{STANDING_DECODER}.json", "must be the same configuration as tokenizer.json (the "
+                                                              "standing decoder decodes the tokenizer's codes)")
+    standing = copy.deepcopy(tokenizer)
+    load_weights(standing.decoder, folder / f"{STANDING_DECODER}.safetensors")
+    return standing.float().eval().requires_grad_(False)
 
 
 def read_component_configs(folder: str | Path, components: Sequence[str]) -> dict[str, tuple[dict[str, Any], Any]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
 from ..humanml3d.dataset_folder import HumanML3DFolder
-from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA, smooth_generated_features
+from ..humanml3d.feature_smoothing import smooth_generated_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import MODEL_FPS
 from . import animator_subsets
@@ -143,9 +143,9 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
     from ..generation.timeline_generator import generate_timeline
 
     data, evaluator, settings = cache.data, cache.evaluator, cache.settings
-    standing_sigma = STANDING_ROOT_SIGMA if settings.standing_root_smoothing else 0.0
     options = GenerationOptions(transitions=settings.transitions, foot_lock=settings.foot_lock,
-                                smoothing=settings.smoothing, standing_root_smoothing=standing_sigma)
+                                smoothing=settings.smoothing, standing_root_sigma=settings.standing_root_sigma)
+    standing_sigma = options.decoding_config(bundle).standing_root_sigma
 
     def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
         """Features as generate_timeline decodes them (smoothed with the same sigma, standing prompts' root too)."""
@@ -227,14 +227,17 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
         durations.append((time.perf_counter() - started) * 60.0 / settings.timing_seconds)
     metrics["generation_seconds_per_minute"] = metric_entry(mean_confidence_interval(durations))
 
-    errors, perplexity, reconstructions = tokenizer_reconstruction(bundle, data.features)
+    # each clip decoded as generation would decode its caption (standing ones by a bundle's standing decoder)
+    errors, perplexity, reconstructions = tokenizer_reconstruction(
+        bundle, data.features, [kind == "standing" for kind in cache.kinds])
     metrics["tokenizer_mpjpe_mm"] = metric_entry(mean_confidence_interval(errors))
     metrics.update({key: metric_entry(value)
                     for key, value in _body_metrics(reconstructions, cache, "tokenizer_body_").items()})
     metrics.update({key: metric_entry(value) for key, value in
                     cache.animator_ratios("split", reconstructions, "tokenizer_").items()})
     for name, features in cache.subset_features.items():
-        _errors, _perplexity, rebuilt = tokenizer_reconstruction(bundle, features)
+        standing = [kind_of(item.captions) == "standing" for item in cache.subsets[name]]
+        _errors, _perplexity, rebuilt = tokenizer_reconstruction(bundle, features, standing)
         metrics.update({key: metric_entry(value) for key, value in
                         cache.animator_ratios(name, rebuilt, "tokenizer_").items()})
     if examples is not None:

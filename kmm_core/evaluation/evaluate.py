@@ -129,7 +129,8 @@ def run_evaluation(checkpoints: Sequence[str | Path], data_root: str | Path, set
     rows = [{"name": GROUND_TRUTH, "kind": "ground_truth", "checkpoint": None, "metrics": evaluate_ground_truth(cache)}]
     suffix = ("" if settings.foot_lock else " (no foot lock)") + (
         "" if settings.smoothing == DECODED_SMOOTHING_SIGMA else f" (smoothing {settings.smoothing:g})") + (
-        "" if settings.standing_root_smoothing else " (no standing-root smoothing)")
+        "" if settings.standing_root_sigma is None else " (no standing-root smoothing)"
+        if settings.standing_root_sigma == 0 else f" (standing-root sigma {settings.standing_root_sigma:g})")
     names = _unique([checkpoint_name(Path(p), m) + suffix for p, m in zip(checkpoints, manifests, strict=True)])
     plots = []
     for number, (name, path) in enumerate(zip(names, checkpoints, strict=True), start=1):
@@ -213,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoothing", type=float, default=defaults.smoothing, metavar="FRAMES",
                         help=f"Gaussian on decoded features, in 20 fps frames (default {defaults.smoothing:g}, as "
                              f"generation; 0: the raw decoder output); other values name the rows '... (smoothing S)'")
-    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_smoothing", action="store_false",
-                        help="keep the root of standing captions as decoded (default: smoothed again, as generation "
-                             "does); rows are named '... (no standing-root smoothing)'")
+    parser.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
+                        help="the standing captions' second root Gaussian, in 20 fps frames (default: each model's "
+                             "own, as generation; 0: off); rows are named '... (standing-root sigma S)'")
+    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
+                        const=0.0, help="keep the root of standing captions as decoded (--standing-root-sigma 0); "
+                                        "rows are named '... (no standing-root smoothing)'")
     parser.add_argument("--subset-items", type=int, default=defaults.subset_items, metavar="N",
                         help=f"at most N items in each animator subset, calm standing and walking (default "
                              f"{defaults.subset_items}; 0: no subsets)")
@@ -242,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timing_runs=args.timing_runs, timing_seconds=args.timing_seconds,
             max_frames=args.max_frames, batch_size=args.batch_size,
             device=device, transitions=args.transitions, foot_lock=args.foot_lock, smoothing=args.smoothing,
-            standing_root_smoothing=args.standing_root_smoothing, subset_items=args.subset_items, short_action=args.short_action)
+            standing_root_sigma=args.standing_root_sigma, subset_items=args.subset_items, short_action=args.short_action)
         from ..bundle.model_choice import resolve_model
 
         checkpoints = [resolve_model(c) for c in ([args.checkpoint] if args.checkpoint is not None else args.compare)]

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ..common.errors import ConfigError, KMMError
+from ..common.limits import MAX_STANDING_ROOT_SIGMA
 from ..generation.timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..motion.model_timing import FRAMES_PER_TOKEN
@@ -45,7 +46,9 @@ class EvaluationSettings:
     transitions: str = DEFAULT_TRANSITIONS  # how timeline prompts meet (transition and timing metrics)
     foot_lock: bool = True               # clean foot contacts as generation does (joint-based metrics, timelines)
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, as generation does
-    standing_root_smoothing: bool = True  # the standing prompts' root smoothed again, as generation does
+    # Frames of the standing prompts' second root Gaussian; None: each bundle's own (decoding.standing_root_sigma),
+    # as generation does; 0: off.
+    standing_root_sigma: float | None = None
     subset_items: int = 64               # at most this many items in each animator subset (calm standing, walking)
     short_action: bool = True            # the short action after a walk, one timeline per replication
 
@@ -53,6 +56,8 @@ class EvaluationSettings:
         checks = {
             "replications": self.replications >= 1,
             "smoothing": 0 <= self.smoothing <= 4,
+            "standing_root_sigma": (self.standing_root_sigma is None
+                                        or 0 <= self.standing_root_sigma <= MAX_STANDING_ROOT_SIGMA),
             "max_samples": self.max_samples is None or self.max_samples >= 2,
             "mm_texts": self.mm_texts >= 1,
             "mm_generations": self.mm_generations >= 2,

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from ..common.errors import ConfigError
+from ..common.limits import MAX_STANDING_ROOT_SIGMA
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, STANDING_ROOT_SIGMA
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -42,8 +43,9 @@ class GenerationOptions:
     foot_lock: bool = True  # hold feet on their contacts (kmm_core/motion/foot_contact.py); False keeps the raw decode
     smoothing: float = DECODED_SMOOTHING_SIGMA  # Gaussian (frames) on decoded features, see feature_smoothing.py
     # A second Gaussian (frames) on the root channels of standing prompts' frames, half as long on the torso chain
-    # (calm standing without a shaking pelvis or head; feature_smoothing.smooth_standing_root); 0 turns it off.
-    standing_root_smoothing: float = STANDING_ROOT_SIGMA
+    # (calm standing without a shaking pelvis or head; feature_smoothing.smooth_standing_root); 0 turns it off,
+    # None takes the bundle's (its decoding.standing_root_sigma, chosen against its decoder).
+    standing_root_sigma: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -58,9 +60,10 @@ class GenerationOptions:
             raise ConfigError(f"guidance: must be between 0 and 100, got {self.guidance}")
         if not 0 <= self.smoothing <= 4:
             raise ConfigError(f"smoothing: must be between 0 and 4 frames, got {self.smoothing}")
-        if not 0 <= self.standing_root_smoothing <= 8:
-            raise ConfigError(f"standing_root_smoothing: must be between 0 and 8 frames, got "
-                              f"{self.standing_root_smoothing}")
+        sigma = self.standing_root_sigma
+        if sigma is not None and not 0 <= sigma <= MAX_STANDING_ROOT_SIGMA:
+            raise ConfigError(f"standing_root_sigma: must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames, "
+                              f"got {sigma}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:
@@ -80,6 +83,8 @@ class GenerationOptions:
             changes["guidance_scale"] = float(self.guidance)
         if self.temperature is not None:
             changes["temperature"] = float(self.temperature)
+        if self.standing_root_sigma is not None:
+            changes["standing_root_sigma"] = float(self.standing_root_sigma)
         return replace(bundle.decoding, **changes)
 
 

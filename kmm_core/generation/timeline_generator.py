@@ -33,7 +33,7 @@ from torch import Tensor
 from ..bundle.model_bundle import ModelBundle
 from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, ProgressCallback
-from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root
+from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root, standing_decoder_weights
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
@@ -176,9 +176,10 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
                     options: GenerationOptions) -> tuple[MotionResult, np.ndarray]:
     """The motion of `codes` at the timeline's fps, on its paths and meeting its constraints, with the contact
     channels the foot clean-up needs."""
-    features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames), options.smoothing)
-    features = smooth_standing_root(features, list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts,
-                                                       strict=True)), options.standing_root_smoothing)
+    spans_and_prompts = list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True))
+    standing = standing_decoder_weights(num_frames, spans_and_prompts)
+    features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames, standing), options.smoothing)
+    features = smooth_standing_root(features, spans_and_prompts, options.decoding_config(bundle).standing_root_sigma)
     motion = result_from_model_joints(features_to_joints(features), timeline)
     channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
     if timeline.loop:

@@ -35,32 +35,59 @@ import numpy as np
 
 from ..common.errors import InputTensorError
 from ..motion.time_filters import gaussian_smooth
-from .features import FEATURE_DIM, FOOT_CONTACTS, RIC, ROTATIONS
+from .features import FEATURE_DIM, FOOT_CONTACTS, RIC, ROTATIONS, VELOCITIES
 
 DECODED_SMOOTHING_SIGMA = 0.5
 """Frames (at the model's 20 fps) of the Gaussian applied to decoded features; 0 turns smoothing off."""
 
 STANDING_ROOT_SIGMA = 2.0
 """Frames (at 20 fps) of the second Gaussian on the root channels of standing prompts; 0 turns it off."""
+STANDING_DECODER_RAMP = 4
+"""Frames (one token at 20 fps) over which a standing prompt's frames fade from the tokenizer's decoder to a
+bundle's standing decoder next to a moving prompt's frames."""
 ROOT_CHANNELS = slice(0, 4)
 """Root turn speed, root velocity (x, z), root height of the HumanML3D features."""
 TORSO_JOINTS = (3, 6, 9, 12, 15)
 """spine1, spine2, spine3, neck, head: the chain whose positions and rotations standing smoothing also calms."""
-TORSO_CHANNELS = np.array([RIC.start + 3 * (joint - 1) + axis for joint in TORSO_JOINTS for axis in range(3)]
-                          + [ROTATIONS.start + 6 * (joint - 1) + k for joint in TORSO_JOINTS for k in range(6)])
+
+
+def joint_channels(joints: Sequence[int], velocities: bool = False) -> np.ndarray:
+    """The feature channels of `joints` (1-21): root-relative positions (ric), 6D local rotations and, with
+    `velocities`, their velocities."""
+    channels = ([RIC.start + 3 * (joint - 1) + axis for joint in joints for axis in range(3)]
+                + [ROTATIONS.start + 6 * (joint - 1) + k for joint in joints for k in range(6)])
+    if velocities:
+        channels += [VELOCITIES.start + 3 * joint + axis for joint in joints for axis in range(3)]
+    return np.array(channels)
+
+
+TORSO_CHANNELS = joint_channels(TORSO_JOINTS)
 """The torso chain's root-relative positions (ric) and 6D local rotations; arms and legs are not among them."""
 ROOT_CHANNELS_INDEX = np.arange(ROOT_CHANNELS.start, ROOT_CHANNELS.stop)
+LEG_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)
+"""Hips, knees, ankles and feet."""
+STANDING_DECODER_CHANNELS = np.concatenate([
+    ROOT_CHANNELS_INDEX, np.arange(VELOCITIES.start, VELOCITIES.start + 3),
+    joint_channels(LEG_JOINTS + TORSO_JOINTS, velocities=True), np.arange(FOOT_CONTACTS.start, FOOT_CONTACTS.stop)])
+"""The channels a bundle's standing decoder gives standing frames: the root, legs, feet and torso chain with their
+velocities and the foot contacts.  The arms stay the tokenizer decoder's: the shipped standing decoder, refined to
+hold the hips and feet still, also lowered a raised hand by 4-6 cm (benchmarks/results/standing_decoder.md)."""
 STANDING_TORSO_SCALE = 0.5
 """The torso chain's Gaussian on standing prompts, as a share of the root's sigma; 0 leaves the torso as decoded."""
 
 LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
                         r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
-                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping)\b")
+                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping|dash|dashes|dashing|"
+                        r"sidestep|sidesteps|sidestepping|dribble|dribbles|dribbling|shuffle|shuffles|shuffling|"
+                        r"trot|trots|trotting|sneak|sneaks|sneaking|tiptoe|tiptoes|tiptoeing|limp|limps|limping)\b")
 WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turning|spin|spins|spinning|crawl|"
                         r"crawls|crawling|lie|lies|lying|sit|sits|sitting|squat|squats|squatting|kneel|kneels|"
                         r"kneeling|fall|falls|falling|climb|climbs|climbing|dance|dances|dancing|kick|kicks|"
                         r"kicking|step|steps|stepping|moves?|goes|going|backwards?|forwards?|around|circle|roll|"
-                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges)\b")
+                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges|crouch|"
+                        r"crouches|crouching|cartwheel|cartwheels|plays? (basketball|soccer|football|tennis)|"
+                        r"jete|jetes|pirouette|pirouettes|arabesque|arabesques|flip|flips|backflip|backflips|"
+                        r"somersault|somersaults)\b")
 
 
 def prompt_kind(captions: Sequence[str]) -> str:
@@ -91,7 +118,7 @@ def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHI
     return smoothed
 
 
-def _standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+def standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
                       ramp: int) -> np.ndarray:
     """Per frame, how much of the standing-root smoothing it gets: 1 inside standing spans (a later span overrides
     an earlier one on shared frames), 0 elsewhere, faded in with a smoothstep over `ramp` frames after the standing
@@ -108,6 +135,12 @@ def _standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[i
                           np.abs(moving[np.clip(after, 0, moving.size - 1)] - frames)).astype(np.float64)
     x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the standing segment's first frame keeps its root
     return np.where(standing, x * x * (3.0 - 2.0 * x), 0.0)
+
+
+def standing_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
+    """Per frame (20 fps), how much of a bundle's standing decoder (``ModelBundle.codes_to_features``) it takes: the
+    frames of standing prompts, faded in over `STANDING_DECODER_RAMP` frames next to a moving prompt's."""
+    return standing_weights(num_frames, spans_and_prompts, STANDING_DECODER_RAMP)
 
 
 def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
@@ -130,7 +163,7 @@ def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple
     for channels, channel_sigma in ((ROOT_CHANNELS_INDEX, sigma), (TORSO_CHANNELS, sigma * torso_scale)):
         if channel_sigma <= 0:
             continue
-        weights = _standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * channel_sigma))
+        weights = standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * channel_sigma))
         touched = np.flatnonzero(weights > 0)
         if touched.size == 0:
             continue

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 from ..common.errors import ConfigError, short_repr
-from ..common.limits import MAX_MODEL_PARAMETERS, MODEL_CONFIG_RANGES
+from ..common.limits import MAX_MODEL_PARAMETERS, MAX_STANDING_ROOT_SIGMA, MODEL_CONFIG_RANGES
+from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA
 
 T = TypeVar("T", bound="_StrictConfig")
 
@@ -291,6 +292,10 @@ class DecodingConfig(_StrictConfig):
     # Which masked tokens settle first: "confidence" (MaskGIT: the most confident) or "left_to_right" (in time order,
     # as many per step as the cosine schedule settles; a measured candidate for the walk's lost rhythm, issue 39).
     commit_order: str = "confidence"
+    # Frames (20 fps) of the second Gaussian on the root (half on the torso) of standing prompts after decoding
+    # (feature_smoothing.smooth_standing_root), chosen against this model's decoder: a decoder that shakes less
+    # needs less; 0: off.
+    standing_root_sigma: float = STANDING_ROOT_SIGMA
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -305,3 +310,5 @@ class DecodingConfig(_StrictConfig):
         _require(self.commit_order in ("confidence", "left_to_right"), "commit_order",
                  "must be \"confidence\" or \"left_to_right\"")
         _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")
+        _require(math.isfinite(self.standing_root_sigma) and 0 <= self.standing_root_sigma <= MAX_STANDING_ROOT_SIGMA,
+                 "standing_root_sigma", f"must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames")

@@ -24,6 +24,7 @@ from ..bundle.model_bundle import (
     BUNDLE_FORMAT_VERSION,
     OPTIONAL_COMPONENTS,
     REQUIRED_COMPONENTS,
+    STANDING_DECODER,
     BundleError,
     ModelBundle,
     read_manifest,
@@ -33,7 +34,7 @@ from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
-from .model_card import dataset_report, read_action_results, write_model_card
+from .model_card import add_standing_decoder_section, dataset_report, read_action_results, write_model_card
 
 
 def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
@@ -52,6 +53,8 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         raise KMMError(f"dtype: {dtype!r} is not one of float16, float32")
     components = []
     for name in (*REQUIRED_COMPONENTS, *OPTIONAL_COMPONENTS):
+        if name == STANDING_DECODER:
+            continue  # not a stage of the run: `attach_standing_decoder` adds it from another run
         weights = run_dir / f"{name}.safetensors"
         if not weights.is_file():
             if name in REQUIRED_COMPONENTS:
@@ -99,7 +102,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     manifest[FILES_KEY] = checksum_entries(out_dir, bundle_file_names(components))  # checked by every load
     write_text_atomic(out_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     loaded = ModelBundle.load(out_dir, device="cpu", evaluator=True)  # proves the bundle loads; gives the counts
-    parameters = {name: sum(p.numel() for p in getattr(loaded, name).parameters()) for name in components}
+    parameters = {name: sum(p.numel() for p in component_module(loaded, name).parameters()) for name in components}
     write_model_card(out_dir, {**manifest, "name": manifest.get("name", out_dir.name)}, parameters, run_dir,
                      results_text)
     return out_dir
@@ -140,6 +143,65 @@ def component_weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
             raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
                                             f"{run_dir / 'tokenizer.safetensors'}): re-run `kmm-train decoder`")
     return refined
+
+
+def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
+    """The loaded module of a bundle component (the standing decoder is the decoder of its standing tokenizer)."""
+    if name == STANDING_DECODER:
+        return bundle.standing_tokenizer.decoder
+    return getattr(bundle, name)
+
+
+def attach_standing_decoder(bundle_dir: str | Path, run_dir: str | Path,
+                            standing_root_sigma: float | None = None) -> dict:
+    """Add to the bundle at ``bundle_dir`` a standing decoder: the decoder that ``kmm-train decoder`` refined in
+    ``run_dir`` (``decoder.safetensors``), which generation uses on standing prompts' frames
+    (``ModelBundle.codes_to_features``).  Refused unless that decoder was refined from this bundle's tokenizer (same
+    configuration, encoder and codebooks), so it decodes the generator's codes.  Writes
+    ``standing_decoder.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``, lists the
+    component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the new manifest.
+    ``standing_root_sigma`` (optional) is stored as the bundle's ``decoding.standing_root_sigma``: the standing-root
+    smoothing chosen against this decoder (a decoder that holds the body still needs less)."""
+    bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
+    refined_path = run_dir / "decoder.safetensors"
+    if not refined_path.is_file():
+        raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the stillness "
+                                        f"settings first")
+    manifest = read_manifest(bundle_dir)
+    if standing_root_sigma is not None:  # checked before anything is written
+        from dataclasses import asdict
+
+        from ..model.configs import DecodingConfig
+
+        table = {**(manifest.get("decoding") or {}), "standing_root_sigma": float(standing_root_sigma)}
+        manifest["decoding"] = {key: value for key, value in asdict(DecodingConfig.from_dict(table, "decoding")).items()
+                                if key in table}
+    bundle_config = read_json(bundle_dir / "tokenizer.json", "tokenizer config", error_class=BundleError)
+    if read_json(run_dir / "tokenizer.json", "tokenizer config", error_class=BundleError) != bundle_config:
+        raise BundleError(run_dir / "tokenizer.json", f"differs from {bundle_dir / 'tokenizer.json'}: the decoder was "
+                                                      f"refined for another tokenizer")
+    refined = component_weights(run_dir, "tokenizer")  # checks it kept its own run's encoder and codebooks
+    shipped = load_file(str(bundle_dir / "tokenizer.safetensors"))
+    if set(refined) != set(shipped):
+        raise BundleError(refined_path, f"does not hold the tensors of {bundle_dir / 'tokenizer.safetensors'}")
+    for key, value in shipped.items():
+        if not key.startswith("decoder.") and not torch.equal(refined[key].to(value.dtype), value):  # as shipped
+            raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
+                                            f"{bundle_dir / 'tokenizer.safetensors'})")
+    dtype = manifest.get("dtype", "float16")
+    torch_dtype = {"float16": torch.float16, "float32": torch.float32}[dtype]
+    tensors = {key.removeprefix("decoder."): value.to(torch_dtype) for key, value in refined.items()
+               if key.startswith("decoder.")}
+    save_file(tensors, str(bundle_dir / f"{STANDING_DECODER}.safetensors"), metadata={"format": "pt", "dtype": dtype})
+    shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{STANDING_DECODER}.json")
+    if STANDING_DECODER not in manifest["components"]:
+        manifest["components"].append(STANDING_DECODER)
+    write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    manifest = record_checksums(bundle_dir)
+    loaded = ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
+    parameters = sum(p.numel() for p in component_module(loaded, STANDING_DECODER).parameters())
+    add_standing_decoder_section(bundle_dir, run_dir, parameters, loaded.decoding.standing_root_sigma)
+    return manifest
 
 
 def record_checksums(bundle_dir: str | Path) -> dict:

@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
                             "written into it)")
     vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
+    standing = commands.add_parser("standing-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
+                                   "refined (e.g. with [decoder] still_weight) to decode its standing prompts' frames")
+    standing.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
+    standing.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
+                          "bundle's tokenizer (RUN/decoder.safetensors)")
+    standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
+                          "smoothing chosen against this decoder as the bundle's decoding.standing_root_sigma")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -142,6 +149,13 @@ def _run(args: argparse.Namespace) -> int:
                                action_results=args.action_results)
         print(f"[kmm-train] bundle written to {path} (licence: {bundle_licence(path)})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
+        return 0
+    if args.command == "standing-decoder":
+        from .bundle_writer import attach_standing_decoder
+
+        manifest = attach_standing_decoder(args.bundle, args.run, args.standing_root_sigma)
+        print(f"[kmm-train] standing decoder from {args.run} added to {args.bundle} "
+              f"(components: {', '.join(manifest['components'])})")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

@@ -210,6 +210,42 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
     return "\n".join(lines)
 
 
+STANDING_DECODER_BEGIN = "<!-- standing decoder: begin (kmm-train standing-decoder) -->"
+STANDING_DECODER_END = "<!-- standing decoder: end -->"
+LIMITS_HEADING = "## Intended use and limits"
+
+
+def add_standing_decoder_section(bundle_dir: str | Path, run_dir: str | Path, parameters: int,
+                                 standing_root_sigma: float) -> Path | None:
+    """Put the standing decoder's section (between `STANDING_DECODER_BEGIN` / `_END`, replaced when there) into the
+    bundle's card, before its intended use; a bundle without a card is left without one (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    text = read_text(card, "model card")
+    if STANDING_DECODER_BEGIN in text and STANDING_DECODER_END in text:
+        head, rest = text.split(STANDING_DECODER_BEGIN, 1)
+        text = head.rstrip("\n") + "\n\n" + rest.split(STANDING_DECODER_END, 1)[1].lstrip("\n")
+    stages = {s["stage"]: s for s in stage_summaries(run_dir)}
+    refined = stages.get("decoder")
+    training = (f" ({refined['steps']} steps, last validation {_validation(refined['validation'])})"
+                if refined else "")
+    section = "\n".join([
+        STANDING_DECODER_BEGIN, "## Standing decoder", "",
+        f"`standing_decoder.safetensors` ({parameters / 1e6:.2f} M parameters), added by `kmm-train standing-decoder` "
+        f"from the decoder run `{Path(run_dir).name}`{training}: it decodes the root, legs, feet and torso of the "
+        "frames of prompts that name no walk or whole-body move, so a calm standing body's hips and feet stay still; "
+        "every other frame, and the arms, come from the tokenizer's decoder.  The standing prompts' root is smoothed "
+        f"again by a Gaussian of {standing_root_sigma:g} frames (`decoding.standing_root_sigma` in bundle.json).",
+        STANDING_DECODER_END, "", ""])
+    if LIMITS_HEADING in text:
+        head, rest = text.split(LIMITS_HEADING, 1)
+        text = head + section + LIMITS_HEADING + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    return write_text_atomic(card, text)
+
+
 def write_model_card(bundle_dir: str | Path, manifest: Mapping[str, Any], parameters: Mapping[str, int],
                      run_dir: str | Path, action_results: str | None = None) -> Path:
     """Write ``BUNDLE/README.md`` (atomically) and return its path."""

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A bundle's standing decoder (issue 39: the calm-standing shake is born in the tokenizer's decoder, and a decoder
+taught to hold a calm body still damps every walking foot too): `kmm-train standing-decoder` adds to a bundle the
+decoder a `kmm-train decoder` run refined, generation decodes standing prompts' frames with it and every other frame
+with the tokenizer's decoder, and a decoder refined from another tokenizer, or a config that is not the
+tokenizer's, is refused naming the file.
+
+The tiny run's bundle ships its refined decoder; the run's own pre-refinement tokenizer is a real, different decoder
+of the same codes, used here as the standing one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from kmm_core.bundle.model_bundle import ModelBundle
+from kmm_core.common.errors import KMMError
+from kmm_core.generation.decoding_engine import GenerationOptions
+from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.timeline_generator import generate_codes, generate_timeline
+from kmm_core.humanml3d.feature_smoothing import (
+    STANDING_DECODER_CHANNELS,
+    STANDING_DECODER_RAMP,
+    standing_decoder_weights,
+)
+from kmm_core.motion.model_timing import MODEL_FPS
+from kmm_core.training.cli import main as train_main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+WALK_THEN_WAVE = {"fps": 20, "segments": [{"prompt": "a person walks forward", "frames": 40},
+                                          {"prompt": "a person waves the right hand", "frames": 40}]}
+
+
+@pytest.fixture(scope="module")
+def unrefined_run(tiny_run, tmp_path_factory) -> Path:
+    """A run folder whose decoder.safetensors is the tiny run's tokenizer before its decoder stage: the same
+    encoder and codebooks as the tiny bundle's tokenizer, another decoder."""
+    run = tmp_path_factory.mktemp("standing") / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("bundle", "cache", "checkpoints"))
+    shutil.copyfile(run / "tokenizer.safetensors", run / "decoder.safetensors")
+    return run
+
+
+@pytest.fixture(scope="module")
+def dual_bundle(tiny_bundle, unrefined_run, tmp_path_factory) -> Path:
+    bundle = tmp_path_factory.mktemp("dual") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run),
+                       "--standing-root-sigma", "1.5"]) == 0
+    return bundle
+
+
+def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny_model):
+    dual = ModelBundle.load(dual_bundle, device="cpu")
+    assert dual.standing_tokenizer is not None and tiny_model.standing_tokenizer is None
+    assert dual.decoding.standing_root_sigma == 1.5 and tiny_model.decoding.standing_root_sigma == 2.0
+    assert "standing_decoder" in json.loads((dual_bundle / "bundle.json").read_text())["components"]
+    # the codes: the same encoder and codebooks, so a seed draws the same tokens
+    timeline = Timeline.from_dict(WALK_THEN_WAVE)
+    options = GenerationOptions(steps=2, foot_lock=False)
+    codes = [generate_codes(model, timeline, 3, options, _counter(), options.decoding_config(model))[0]
+             for model in (tiny_model, dual)]
+    assert torch.equal(codes[0], codes[1])
+    # features: weight 0 is the tokenizer's decoder bit for bit, weight 1 the standing decoder's
+    frames = 80
+    plain = dual.codes_to_features(codes[0], frames)
+    np.testing.assert_array_equal(dual.codes_to_features(codes[0], frames, np.zeros(frames)), plain)
+    np.testing.assert_array_equal(plain, tiny_model.codes_to_features(codes[0], frames, np.ones(frames)))
+    standing = dual.codes_to_features(codes[0], frames, np.ones(frames))
+    assert np.abs(standing - plain).max() > 1e-3
+    arms = np.setdiff1d(np.arange(plain.shape[1]), STANDING_DECODER_CHANNELS)  # the arms stay the tokenizer's
+    assert arms.size == 8 * 12 and np.array_equal(standing[:, arms], plain[:, arms])
+    with pytest.raises(KMMError, match="standing: expected 80 weights in"):
+        dual.codes_to_features(codes[0], frames, np.full(frames, 2.0))
+    # a take: the walk as the plain bundle makes it, the wave decoded by the standing decoder
+    weights = standing_decoder_weights(frames, [((0, 40), "a person walks forward"),
+                                                ((40, 80), "a person waves the right hand")])
+    assert not weights[:41].any() and np.all(weights[41 + STANDING_DECODER_RAMP:] == 1.0)
+    takes = [generate_timeline(model, timeline, seed=3, options=options)[0].joints for model in (tiny_model, dual)]
+    # (the walk's last two frames see the wave's first through the decoded features' 0.5-frame Gaussian)
+    np.testing.assert_array_equal(takes[0][:38], takes[1][:38])
+    np.testing.assert_allclose(takes[0][38:40], takes[1][38:40], rtol=0, atol=1e-5)
+    assert np.abs(takes[0][45:] - takes[1][45:]).max() > 1e-3
+    assert timeline.fps == MODEL_FPS  # so the take's frames are the decoder's frames
+
+
+def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefined_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(unrefined_run, run)
+    weights = load_file(str(run / "decoder.safetensors"))
+    key = next(k for k in weights if k.startswith("encoder.") and k.endswith(".weight"))
+    weights[key] = weights[key] * 1.5
+    save_file(weights, str(run / "decoder.safetensors"))
+    shutil.copyfile(run / "decoder.safetensors", run / "tokenizer.safetensors")  # consistent within its own run
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = (bundle / "bundle.json").read_text()
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(run)]) == 1
+    error = capsys.readouterr().err
+    assert "decoder.safetensors" in error and f"another tokenizer ({key} differs" in error, error
+    assert (bundle / "bundle.json").read_text() == before and not (bundle / "standing_decoder.safetensors").exists()
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run),
+                       "--standing-root-sigma", "20"]) == 1
+    assert "standing_root_sigma" in capsys.readouterr().err
+    assert (bundle / "bundle.json").read_text() == before and not (bundle / "standing_decoder.safetensors").exists()
+
+
+def test_a_standing_decoder_config_unlike_the_tokenizers_is_refused(dual_bundle, tmp_path):
+    from kmm_core.bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(dual_bundle, bundle)
+    config = json.loads((bundle / "standing_decoder.json").read_text())
+    config["res_blocks"] = config["res_blocks"] + 1
+    (bundle / "standing_decoder.json").write_text(json.dumps(config))
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest[FILES_KEY] = checksum_entries(bundle, bundle_file_names(manifest["components"], bundle))
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(KMMError, match=r"standing_decoder\.json.*same configuration as tokenizer\.json"):
+        ModelBundle.load(bundle, device="cpu")
+
+
+def _counter():
+    from kmm_core.generation.decoding_engine import StepCounter
+
+    return StepCounter(10**6, None, None)
+
+
+def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, unrefined_run, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(dual_bundle, bundle)
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0  # again
+    card = (bundle / "README.md").read_text()
+    assert card.count("## Standing decoder") == 1 and card.count("## Intended use and limits") == 1
+    assert card.index("## Standing decoder") < card.index("## Intended use and limits")
+    assert "Gaussian of 1.5 frames" in card and f"decoder run `{unrefined_run.name}`" in card
