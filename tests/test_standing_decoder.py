@@ -77,6 +77,12 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     assert np.abs(standing - plain).max() > 1e-3
     arms = np.setdiff1d(np.arange(plain.shape[1]), STANDING_DECODER_CHANNELS)  # the arms stay the tokenizer's
     assert arms.size == 8 * 12 and np.array_equal(standing[:, arms], plain[:, arms])
+    # a stretch of standing frames is decoded again with its context only: as the whole sequence blended
+    weights = np.zeros(frames)
+    weights[30:50] = np.linspace(0.2, 1.0, 20)
+    expected = plain.copy()
+    expected[:, STANDING_DECODER_CHANNELS] += weights[:, None] * (standing - plain)[:, STANDING_DECODER_CHANNELS]
+    np.testing.assert_allclose(dual.codes_to_features(codes[0], frames, weights), expected, rtol=0, atol=1e-5)
     with pytest.raises(KMMError, match="standing: expected 80 weights in"):
         dual.codes_to_features(codes[0], frames, np.full(frames, 2.0))
     # a take: the walk as the plain bundle makes it, the wave decoded by the standing decoder

@@ -239,23 +239,38 @@ class ModelBundle:
         used = codes[:, :num_tokens_for_frames(num_frames)]
         padded = torch.cat([used[:, :1], used, used[:, -1:]], dim=1).to(self.device)
 
-        def decoded(tokenizer: MotionTokenizer) -> np.ndarray:
-            with torch.no_grad():
-                features = tokenizer.decode(padded, num_frames=num_frames + FRAMES_PER_TOKEN)[0]
-            features = features[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames]
-            return features.float().cpu().numpy().astype(np.float64)
-
-        features = decoded(self.tokenizer)
+        with torch.no_grad():
+            decoded = self.tokenizer.decode(padded, num_frames=num_frames + FRAMES_PER_TOKEN)[0]
+        features = decoded[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames].float().cpu().numpy().astype(np.float64)
         if standing is not None and self.standing_tokenizer is not None:
             weights = np.asarray(standing, dtype=np.float64)
             if weights.shape != (num_frames,) or not np.all((weights >= 0) & (weights <= 1)):
                 raise InputTensorError(f"standing: expected {num_frames} weights in [0, 1], got shape "
                                        f"{weights.shape}")
             if weights.any():
-                channels = STANDING_DECODER_CHANNELS
-                standing_features = decoded(self.standing_tokenizer)[:, channels]
-                features[:, channels] += weights[:, None] * (standing_features - features[:, channels])
+                self._blend_standing(features, padded, weights)
         return self.normalizer.denormalize(features)
+
+    def _blend_standing(self, features: np.ndarray, padded: torch.Tensor, weights: np.ndarray) -> None:
+        """Blend, in place, the standing decoder's channels into the (normalised) `features` where `weights` > 0.
+        Only the tokens of those frames are decoded again, with `STANDING_DECODE_MARGIN` tokens of context on each
+        side (beyond the decoder's reach: the same features as decoding the whole sequence, to 1e-5)."""
+        import torch
+
+        from ..motion.model_timing import FRAMES_PER_TOKEN
+
+        used = np.flatnonzero(weights)
+        first, last = int(used[0]) // FRAMES_PER_TOKEN, int(used[-1]) // FRAMES_PER_TOKEN + 1  # tokens [first, last)
+        low = max(0, first + 1 - STANDING_DECODE_MARGIN)  # in `padded`, whose token t + 1 is the motion's token t
+        high = min(padded.shape[1], last + 1 + STANDING_DECODE_MARGIN)
+        with torch.no_grad():
+            part = self.standing_tokenizer.decode(padded[:, low:high])[0].float().cpu().numpy().astype(np.float64)
+        start, end = int(used[0]), int(used[-1]) + 1  # frames; frame f is the part's frame f + 4 * (1 - low)
+        offset = FRAMES_PER_TOKEN * (1 - low)
+        channels = STANDING_DECODER_CHANNELS
+        window = features[start:end][:, channels]
+        features[start:end, channels] = window + weights[start:end, None] * (
+            part[start + offset:end + offset][:, channels] - window)
 
     def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
         """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
@@ -280,6 +295,9 @@ class ModelBundle:
 COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConfig", "aligner": "AlignerConfig",
                      "evaluator": "AlignerConfig", "standing_decoder": "TokenizerConfig"}
 STANDING_DECODER = "standing_decoder"
+STANDING_DECODE_MARGIN = 16
+"""Tokens of context on each side of the standing frames that the standing decoder decodes again (the shipped
+decoders reach under 12: a 30-token stretch decoded with 12 on each side matches the whole sequence's to 4e-6)."""
 
 
 def _standing_tokenizer(folder: Path, tokenizer: MotionTokenizer,
