@@ -116,6 +116,11 @@ def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefi
                        "--standing-root-sigma", "20"]) == 1
     assert "standing_root_sigma" in capsys.readouterr().err
     assert (bundle / "bundle.json").read_text() == before and not (bundle / "standing_decoder.safetensors").exists()
+    manifest = json.loads(before)
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "dtype": "int4"}))
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 1
+    assert "dtype: 'int4' is not one of float16, float32" in capsys.readouterr().err
+    assert not (bundle / "standing_decoder.safetensors").exists()
 
 
 def test_a_standing_decoder_config_unlike_the_tokenizers_is_refused(dual_bundle, tmp_path):

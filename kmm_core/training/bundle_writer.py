@@ -36,6 +36,9 @@ from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
 from .model_card import add_standing_decoder_section, dataset_report, read_action_results, write_model_card
 
+TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+"""The weight precisions a bundle ships (``bundle.json`` "dtype")."""
+
 
 def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
                     model_name: str | None = None, action_results: str | Path | None = None) -> Path:
@@ -48,7 +51,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     results_text = read_action_results(action_results) if action_results is not None else None
-    torch_dtype = {"float16": torch.float16, "float32": torch.float32}.get(str(dtype).removeprefix("torch."))
+    torch_dtype = TORCH_DTYPES.get(str(dtype).removeprefix("torch."))
     if torch_dtype is None:
         raise KMMError(f"dtype: {dtype!r} is not one of float16, float32")
     components = []
@@ -77,8 +80,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     licence = combined_licence(dataset.get("sources") or [])  # an unknown source fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in components:
-        tensors = {key: value.to(torch_dtype) if value.is_floating_point() else value
-                   for key, value in component_weights(run_dir, name).items()}
+        tensors = _cast(component_weights(run_dir, name), torch_dtype)
         save_file(tensors, str(out_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": str(dtype)})
         shutil.copyfile(run_dir / f"{name}.json", out_dir / f"{name}.json")
     for name in ("Mean.npy", "Std.npy"):
@@ -136,13 +138,26 @@ def component_weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
     if name != "tokenizer" or not refined_path.is_file():
         return weights
     refined = load_file(str(refined_path))
-    if set(refined) != set(weights):
-        raise BundleError(refined_path, "does not hold the tokenizer's tensors: re-run `kmm-train decoder`")
-    for key, value in weights.items():
-        if not key.startswith("decoder.") and not torch.equal(refined[key], value):
-            raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
-                                            f"{run_dir / 'tokenizer.safetensors'}): re-run `kmm-train decoder`")
+    _check_refined_from(refined, refined_path, weights, run_dir / "tokenizer.safetensors", ": re-run `kmm-train decoder`")
     return refined
+
+
+def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The floating-point tensors cast to ``dtype``, the others as they are."""
+    return {key: value.to(dtype) if value.is_floating_point() else value for key, value in tensors.items()}
+
+
+def _check_refined_from(refined: dict[str, torch.Tensor], refined_path: Path, tokenizer: dict[str, torch.Tensor],
+                        tokenizer_path: Path, advice: str = "") -> None:
+    """Refuse a refined tokenizer (``kmm-train decoder``'s ``decoder.safetensors``) whose tensors are not
+    ``tokenizer``'s, or whose encoder or codebooks differ from them (compared in ``tokenizer``'s precision): its
+    decoder would not decode the codes the generator learned."""
+    if set(refined) != set(tokenizer):
+        raise BundleError(refined_path, f"does not hold the tensors of {tokenizer_path}{advice}")
+    for key, value in tokenizer.items():
+        if not key.startswith("decoder.") and not torch.equal(refined[key].to(value.dtype), value):
+            raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
+                                            f"{tokenizer_path}){advice}")
 
 
 def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
@@ -181,23 +196,20 @@ def attach_standing_decoder(bundle_dir: str | Path, run_dir: str | Path,
         raise BundleError(run_dir / "tokenizer.json", f"differs from {bundle_dir / 'tokenizer.json'}: the decoder was "
                                                       f"refined for another tokenizer")
     refined = component_weights(run_dir, "tokenizer")  # checks it kept its own run's encoder and codebooks
-    shipped = load_file(str(bundle_dir / "tokenizer.safetensors"))
-    if set(refined) != set(shipped):
-        raise BundleError(refined_path, f"does not hold the tensors of {bundle_dir / 'tokenizer.safetensors'}")
-    for key, value in shipped.items():
-        if not key.startswith("decoder.") and not torch.equal(refined[key].to(value.dtype), value):  # as shipped
-            raise BundleError(refined_path, f"was refined from another tokenizer ({key} differs from "
-                                            f"{bundle_dir / 'tokenizer.safetensors'})")
+    shipped_path = bundle_dir / "tokenizer.safetensors"
+    _check_refined_from(refined, refined_path, load_file(str(shipped_path)), shipped_path)
     dtype = manifest.get("dtype", "float16")
-    torch_dtype = {"float16": torch.float16, "float32": torch.float32}[dtype]
-    tensors = {key.removeprefix("decoder."): value.to(torch_dtype) for key, value in refined.items()
-               if key.startswith("decoder.")}
+    if dtype not in TORCH_DTYPES:
+        raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
+    tensors = _cast({key.removeprefix("decoder."): value for key, value in refined.items()
+                     if key.startswith("decoder.")}, TORCH_DTYPES[dtype])
     save_file(tensors, str(bundle_dir / f"{STANDING_DECODER}.safetensors"), metadata={"format": "pt", "dtype": dtype})
     shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{STANDING_DECODER}.json")
     if STANDING_DECODER not in manifest["components"]:
         manifest["components"].append(STANDING_DECODER)
+    # one write of bundle.json, the new component and every checksum together
+    manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
-    manifest = record_checksums(bundle_dir)
     loaded = ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
     parameters = sum(p.numel() for p in component_module(loaded, STANDING_DECODER).parameters())
     add_standing_decoder_section(bundle_dir, run_dir, parameters, loaded.decoding.standing_root_sigma)

@@ -48,7 +48,7 @@ from ..data.motion_dataset import (
     collate_motion,
     collate_tokens,
 )
-from ..humanml3d.feature_smoothing import prompt_kind
+from ..humanml3d.feature_smoothing import is_standing_prompt
 from ..humanml3d.features_torch import features_to_joints_torch
 from ..humanml3d.normalizer import Normalizer
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
@@ -172,7 +172,7 @@ class DecoderRefinement(nn.Module):
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
         if self.still_weight > 0:
-            standing = (torch.tensor([prompt_kind([caption]) == "standing" for caption in batch.captions])
+            standing = (torch.tensor([is_standing_prompt(caption) for caption in batch.captions])
                         if self.still_joints.standing_captions else None)
             losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span, standing)
             total = total + self.still_weight * losses["still"]
