@@ -83,6 +83,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
                                         "(--standing-root-sigma 0)")
+    parser.add_argument("--walk-guidance", dest="walk_guidance_factor", type=float, metavar="FACTOR",
+                        help="guide the segments that name a walk or a run at FACTOR times --guidance (lower keeps "
+                             "more of the stride, 1 guides them like the rest; default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -270,7 +273,8 @@ def _options(args: argparse.Namespace):
     return GenerationOptions(steps=args.steps, guidance=args.guidance,
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS,
                              foot_lock=getattr(args, "foot_lock", True),
-                             standing_root_sigma=getattr(args, "standing_root_sigma", None))
+                             standing_root_sigma=getattr(args, "standing_root_sigma", None),
+                             walk_guidance_factor=getattr(args, "walk_guidance_factor", None))
 
 
 def write_motion(motion, path: Path) -> Path:

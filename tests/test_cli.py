@@ -141,14 +141,21 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     assert not np.allclose(outputs["default"], outputs["off"])
 
 
-def test_the_standing_root_sigma_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys):
-    """A bundle carries the standing-root sigma chosen against its decoder (bundle.json "decoding"), generation
-    takes it when none is asked for, `--standing-root-sigma` overrides it, and a sigma out of range is refused
-    naming the option, before any output is written."""
+@pytest.mark.parametrize(("field", "flag", "own", "library", "too_high", "error"), [
+    ("standing_root_sigma", "--standing-root-sigma", "1", "2", "20",
+     "standing_root_sigma: must be between 0 and 8 frames"),
+    ("locomotion_guidance_factor", "--walk-guidance", "0", "1", "3", "walk_guidance_factor: must be between 0 and 2"),
+])
+def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,
+                                                       library, too_high, error):
+    """A bundle carries decoding settings chosen for it (bundle.json "decoding": the standing-root sigma chosen
+    against its decoder, the guidance share of its walk segments), generation takes them when none is asked for,
+    the option overrides them, and a value out of range is refused naming the option (or the bundle's field), before
+    any output is written."""
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     manifest = json.loads((bundle / "bundle.json").read_text())
-    manifest["decoding"] = {**manifest.get("decoding", {}), "standing_root_sigma": 1.0}
+    manifest["decoding"] = {**manifest.get("decoding", {}), field: float(own)}
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
 
     def generate(checkpoint: Path, name: str, *flags: str) -> np.ndarray:
@@ -157,18 +164,18 @@ def test_the_standing_root_sigma_is_the_models_unless_asked(tiny_bundle, timelin
                      "--steps", "2", "--seed", "4", "--device", "cpu", "--quiet", *flags]) == 0
         return MotionResult.load(out).joints
 
-    own = generate(bundle, "own")
-    np.testing.assert_array_equal(own, generate(tiny_bundle, "asked", "--standing-root-sigma", "1"))
-    assert not np.allclose(own, generate(tiny_bundle, "library_default"))
-    np.testing.assert_array_equal(generate(bundle, "two", "--standing-root-sigma", "2"),
+    owns = generate(bundle, "own")
+    np.testing.assert_array_equal(owns, generate(tiny_bundle, "asked", flag, own))
+    assert not np.allclose(owns, generate(tiny_bundle, "library_default"))
+    np.testing.assert_array_equal(generate(bundle, "library_asked", flag, library),
                                   generate(tiny_bundle, "library_default_again"))
     capsys.readouterr()
     refused = tmp_path / "refused.npz"
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(tiny_bundle),
-                 "--steps", "2", "--standing-root-sigma", "20", "--quiet"]) == EXIT_BAD_ARGUMENTS
-    assert "standing_root_sigma: must be between 0 and 8 frames" in capsys.readouterr().err and not refused.exists()
-    manifest["decoding"]["standing_root_sigma"] = 50.0
+                 "--steps", "2", flag, too_high, "--quiet"]) == EXIT_BAD_ARGUMENTS
+    assert error in capsys.readouterr().err and not refused.exists()
+    manifest["decoding"][field] = 50.0
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(bundle),
                  "--steps", "2", "--quiet"]) != 0
-    assert "standing_root_sigma" in capsys.readouterr().err and not refused.exists()
+    assert field in capsys.readouterr().err and not refused.exists()

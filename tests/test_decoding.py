@@ -212,6 +212,39 @@ def test_the_residual_layers_take_their_own_guidance(models):
         DecodingConfig(residual_guidance_scale=-1.0)
 
 
+def test_walk_and_run_tokens_take_their_share_of_the_guidance(models):
+    """`locomotion_guidance_factor` scales the guidance of the tokens `locomotion` weighs (walk and run prompts'):
+    a row of walk tokens decodes as the whole batch would at the lower scale, a row of other tokens as shipped."""
+    _, generator, codes, sentences = models
+    base, valid = codes[:2, :, 0], torch.ones(2, 12, dtype=torch.bool)
+    with torch.no_grad():
+        per_token = guided_logits(generator, torch.tensor([[4.0] * 12, [2.0] * 12]), base, sentence=sentences[:2],
+                                  cond_per_token=None, token_valid=valid)
+        strong = guided_logits(generator, 4.0, base, sentence=sentences[:2], cond_per_token=None, token_valid=valid)
+        weak = guided_logits(generator, 2.0, base, sentence=sentences[:2], cond_per_token=None, token_valid=valid)
+    assert torch.allclose(per_token[0], strong[0], atol=1e-5) and torch.allclose(per_token[1], weak[1], atol=1e-5)
+
+    def decode(locomotion=None, **settings):
+        return decode_tokens(generator, [48, 48], sentence=sentences[:2], seed=5, locomotion=locomotion,
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, **settings)).codes
+
+    walk_first = torch.tensor([[1.0] * 12, [0.0] * 12])
+    shipped, halved = decode(guidance_scale=4.0), decode(guidance_scale=2.0)
+    mixed = decode(walk_first, guidance_scale=4.0, locomotion_guidance_factor=0.5)
+    assert torch.equal(mixed[0], halved[0]) and torch.equal(mixed[1], shipped[1])
+    assert not torch.equal(shipped[0], halved[0])
+    # A factor of 1, or no walk tokens, leaves the decode as it was.
+    assert torch.equal(decode(walk_first, guidance_scale=4.0), shipped)
+    assert torch.equal(decode(torch.zeros(2, 12), guidance_scale=4.0, locomotion_guidance_factor=0.5), shipped)
+    with pytest.raises(InputTensorError, match="locomotion"):
+        decode(torch.ones(2, 5), locomotion_guidance_factor=0.5)
+    with pytest.raises(ConfigError, match="locomotion_guidance_factor"):
+        DecodingConfig(locomotion_guidance_factor=2.5)
+    with pytest.raises(ValueError, match="per-token scale"):
+        guided_logits(generator, torch.ones(2, 5), base, sentence=sentences[:2], cond_per_token=None,
+                      token_valid=valid)
+
+
 def test_progress_and_cancellation(models):
     _, generator, _, sentences = models
     calls = []

@@ -150,3 +150,21 @@ def test_captions_that_travel_or_move_the_whole_body_are_not_standing(caption):
     from kmm_core.humanml3d.feature_smoothing import is_standing_prompt
 
     assert not is_standing_prompt(caption)
+
+
+def test_walk_and_run_tokens_are_weighed_by_their_frames():
+    """Each token's share of plain walk and run prompts (a walk with another action named is not one; the guidance of `DecodingConfig.locomotion_guidance_factor`):
+    whole tokens of a walk 1, a token across the boundary its share of walk frames, a later span overriding."""
+    from kmm_core.humanml3d.feature_smoothing import is_plain_locomotion_prompt, locomotion_token_weights
+
+    assert is_plain_locomotion_prompt("a person walks forward") and is_plain_locomotion_prompt("someone jogs in a circle")
+    assert is_plain_locomotion_prompt("a woman walks sideways to the right") and is_plain_locomotion_prompt(
+        "someone strolls and turns left")
+    for prompt in ("a person waves the right hand", "a person jumps", "a person runs and jumps over an obstacle",
+                   "a person walks forward carrying a box", "someone walks while waving"):
+        assert not is_plain_locomotion_prompt(prompt), prompt
+    spans = [((0, 10), "a person walks forward"), ((10, 20), "a person waves the right hand")]
+    np.testing.assert_array_equal(locomotion_token_weights(5, spans, 4), [1.0, 1.0, 0.5, 0.0, 0.0])
+    overridden = [*spans, ((4, 8), "a person raises both arms")]
+    np.testing.assert_array_equal(locomotion_token_weights(5, overridden, 4), [1.0, 0.0, 0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(locomotion_token_weights(3, [((2, 99), "a man runs")], 4), [0.5, 1.0, 1.0])

@@ -279,3 +279,22 @@ def test_kmm_train_vocabulary_records_the_new_checksums(open_run, open_data, tmp
     assert train_main(["vocabulary", "--dataset", str(open_data), "--bundle", str(bundle)]) == 0
     manifest = read_manifest(bundle)
     assert set(VOCABULARY_FILES) <= set(manifest[FILES_KEY]) and verify_bundle_files(bundle, manifest) == 12
+
+
+def test_the_decoding_a_run_chose_ships_in_its_bundle_and_card(open_run, tmp_path):
+    """A run config's `[decoding]` table (here the walk guidance of the default recipe) becomes the bundle's
+    `decoding`, the loaded model decodes with it, and the model card lists it; a bundle with the library's sampling
+    has no such section."""
+    assert "## Decoding" not in (open_run / "bundle" / "README.md").read_text(encoding="utf-8")
+    run = tmp_path / "run"
+    shutil.copytree(open_run, run, ignore=shutil.ignore_patterns("bundle"))
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config["decoding"] = {"guidance_scale": 4.0, "locomotion_guidance_factor": 0.5}
+    (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    out = tmp_path / "bundle"
+    assert train_main(["bundle", "--run", str(run), "--out", str(out), "--name", "kmm-small-open"]) == 0
+    assert read_manifest(out)["decoding"]["locomotion_guidance_factor"] == 0.5
+    assert ModelBundle.load(out, device="cpu").decoding.locomotion_guidance_factor == 0.5
+    card = (out / "README.md").read_text(encoding="utf-8")
+    section = card[card.index("## Decoding"):card.index("## Intended use and limits")]
+    assert "| `locomotion_guidance_factor` | 0.5 |" in section and "--walk-guidance" in section

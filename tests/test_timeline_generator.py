@@ -114,3 +114,31 @@ def test_standing_root_smoothing_changes_the_standing_segment_after_decoding_onl
     assert pelvis_jerk[0] < pelvis_jerk[1], pelvis_jerk
     again = generate_timeline(bundle, timeline, seed=5, options=off)[0]
     np.testing.assert_array_equal(again.joints, raw.joints)
+
+
+def test_walk_segments_take_the_bundles_walk_guidance(bundle, timeline):
+    """`decoding.locomotion_guidance_factor` guides a walk's tokens at its share of the scale: a walk alone decodes
+    as at that scale, a wave alone as shipped, and in a timeline only the walk (and the transitions that see it)
+    changes; the wave's own tokens stay bit-identical."""
+    from dataclasses import replace
+
+    from kmm_core.generation.timeline_generator import generate_codes, token_boundaries
+
+    options = GenerationOptions(steps=3, foot_lock=False)
+    shipped = replace(options.decoding_config(bundle), guidance_scale=4.0)
+    walks_unguided = replace(shipped, locomotion_guidance_factor=0.0)  # the tiny model: only no guidance differs
+
+    def codes(source, config):
+        return generate_codes(bundle, source, 5, options, StepCounter(10**6, None, None), config)[0]
+
+    walk = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person walks forward", "frames": 64}]})
+    wave = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person waves the right hand", "frames": 64}]})
+    assert torch.equal(codes(walk, walks_unguided), codes(walk, replace(shipped, guidance_scale=0.0)))
+    assert not torch.equal(codes(walk, walks_unguided), codes(walk, shipped))
+    assert torch.equal(codes(wave, walks_unguided), codes(wave, shipped))
+    mixed, plain = codes(timeline, walks_unguided), codes(timeline, shipped)
+    bounds = token_boundaries(timeline.segment_ranges(20), mixed.shape[0])
+    walk_tokens = slice(0, bounds[1] - options.transition_tokens)
+    wave_tokens = slice(bounds[1] + options.transition_tokens, bounds[2] - options.transition_tokens)
+    assert not torch.equal(mixed[walk_tokens], plain[walk_tokens])
+    assert torch.equal(mixed[wave_tokens], plain[wave_tokens])

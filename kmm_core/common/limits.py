@@ -110,6 +110,10 @@ MAX_STANDING_ROOT_SIGMA = 8.0
 """Longest Gaussian (frames at 20 fps) of the standing-root smoothing (a bundle's ``decoding.standing_root_sigma``,
 ``kmm generate --standing-root-sigma``): past it a standing take's hips lag its gestures by a second."""
 
+MAX_LOCOMOTION_GUIDANCE_FACTOR = 2.0
+"""Largest share of the guidance scale a bundle's ``decoding.locomotion_guidance_factor`` may give walk and run
+tokens."""
+
 MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     # Every number of a model / decoding config (``model/configs.py``, a bundle's ``<component>.json`` and the
     # ``decoding`` table of its ``bundle.json``, a training config's model tables), by field name, inclusive.  A
@@ -129,6 +133,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "steps": (1, MAX_STEPS), "temperature": (0.0, 100.0), "top_k": (1, 16_384),
     "guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE), "residual_temperature": (0.0, 100.0), "remask_noise": (0.0, 100.0),
     "repeat_penalty": (0.0, 1000.0), "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
+    "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
-from ..humanml3d.feature_smoothing import standing_decoder_weights
+from ..humanml3d.feature_smoothing import is_plain_locomotion_prompt, standing_decoder_weights
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .split_data import EvalItem
@@ -43,8 +43,10 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
             sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
+            locomotion = torch.tensor([float(is_plain_locomotion_prompt(prompts[i])) for i in chunk])[:, None].expand(
+                -1, math.ceil(max(lengths) / FRAMES_PER_TOKEN))
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
-                                   use_residual=use_residual)
+                                   use_residual=use_residual, locomotion=locomotion)
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)

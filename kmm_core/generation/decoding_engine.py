@@ -8,6 +8,7 @@ its first ``window_overlap_tokens`` tokens fixed from the previous window, so it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,9 @@ import torch
 from torch import Tensor
 
 from ..common.errors import ConfigError
-from ..common.limits import MAX_STANDING_ROOT_SIGMA
+from ..common.limits import MAX_LOCOMOTION_GUIDANCE_FACTOR, MAX_STANDING_ROOT_SIGMA
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, locomotion_token_weights
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -46,6 +47,9 @@ class GenerationOptions:
     # (calm standing without a shaking pelvis or head; feature_smoothing.smooth_standing_root); 0 turns it off,
     # None takes the bundle's (its decoding.standing_root_sigma, chosen against its decoder).
     standing_root_sigma: float | None = None
+    # The guidance of walk and run prompts' tokens as a share of the guidance (DecodingConfig's
+    # locomotion_guidance_factor; 1 guides them like every other prompt); None takes the bundle's.
+    walk_guidance_factor: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -64,6 +68,10 @@ class GenerationOptions:
         if sigma is not None and not 0 <= sigma <= MAX_STANDING_ROOT_SIGMA:
             raise ConfigError(f"standing_root_sigma: must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames, "
                               f"got {sigma}")
+        factor = self.walk_guidance_factor
+        if factor is not None and not 0 <= factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR:
+            raise ConfigError(f"walk_guidance_factor: must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}, "
+                              f"got {factor}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:
@@ -85,6 +93,8 @@ class GenerationOptions:
             changes["temperature"] = float(self.temperature)
         if self.standing_root_sigma is not None:
             changes["standing_root_sigma"] = float(self.standing_root_sigma)
+        if self.walk_guidance_factor is not None:
+            changes["locomotion_guidance_factor"] = float(self.walk_guidance_factor)
         return replace(bundle.decoding, **changes)
 
 
@@ -131,10 +141,19 @@ def window_starts(num_tokens: int, options: GenerationOptions) -> list[int]:
     return starts
 
 
+def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> Tensor:
+    """(L,) each token's share of walk and run prompts (20 fps spans; a later span overrides an earlier one): how
+    much of the bundle's ``decoding.locomotion_guidance_factor`` its guidance takes."""
+    return torch.from_numpy(locomotion_token_weights(num_tokens, spans_and_prompts, FRAMES_PER_TOKEN)).float()
+
+
 def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
                     config: DecodingConfig, rng: torch.Generator, options: GenerationOptions,
-                    counter: StepCounter) -> Tensor:
-    """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate.
+                    counter: StepCounter,
+                    spans_and_prompts: Sequence[tuple[tuple[int, int], str]] | None = None) -> Tensor:
+    """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate;
+    `spans_and_prompts` (20 fps frames) say which tokens belong to plain walks and runs, guided at the bundle's
+    ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None guides every token alike.
 
     Windows overlap by `window_overlap_tokens`; the overlap is fixed from the window before, so every window
     continues the motion decoded so far.  Windows with nothing to generate are skipped (their steps still count).
@@ -144,6 +163,7 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
     layers = generator.config.num_quantizers
     codes = torch.full((num_tokens, layers), -1, dtype=torch.int64) if fixed is None else fixed.clone().long().cpu()
     per_decode = steps_per_decode(bundle, config)
+    locomotion = None if spans_and_prompts is None else locomotion_tokens(num_tokens, spans_and_prompts)
     for start in window_starts(num_tokens, options):
         end = min(num_tokens, start + options.max_window_tokens)
         window = codes[start:end]
@@ -154,6 +174,7 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
         counter.check_cancel()
         result = decode_tokens(generator, frames, cond_per_token=cond_per_token[start:end].unsqueeze(0),
                                fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
+                               locomotion=None if locomotion is None else locomotion[start:end].unsqueeze(0),
                                on_progress=counter.on_step)
         codes[start:end] = result.codes[0].cpu()
     return codes

@@ -198,7 +198,7 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
-    decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter)
+    decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter, spans_and_prompts)
     standing = standing_decoder_weights(frames, spans_and_prompts)
     features = smooth_decoded_features(bundle.codes_to_features(decoded, frames, standing), options.smoothing)
     features = smooth_standing_root(features, spans_and_prompts, config.standing_root_sigma)

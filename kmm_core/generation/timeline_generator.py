@@ -33,7 +33,12 @@ from torch import Tensor
 from ..bundle.model_bundle import ModelBundle
 from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, ProgressCallback
-from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root, standing_decoder_weights
+from ..humanml3d.feature_smoothing import (
+    is_plain_locomotion_prompt,
+    smooth_decoded_features,
+    smooth_standing_root,
+    standing_decoder_weights,
+)
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
@@ -43,7 +48,14 @@ from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion.motion_result import MotionResult
 from . import loops, paths
 from .constraint_solver import meet_constraints
-from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
+from .decoding_engine import (
+    GenerationOptions,
+    StepCounter,
+    decode_windowed,
+    locomotion_tokens,
+    steps_per_decode,
+    window_starts,
+)
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
 
@@ -75,10 +87,12 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     spans = timeline.segment_ranges(MODEL_FPS)
     embeddings = bundle.prompt_embeddings(timeline.prompts)
     condition = token_condition_from_segments(embeddings, spans, num_tokens)
+    spans_and_prompts = list(zip(spans, timeline.prompts, strict=True))
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     if options.transitions == "per_token" or len(spans) == 1:
-        return decode_windowed(bundle, num_frames, condition, None, config, rng, options, counter), num_frames
+        return decode_windowed(bundle, num_frames, condition, None, config, rng, options, counter,
+                               spans_and_prompts), num_frames
     # MMM-style: each segment on its own, then inpaint the tokens around every boundary with both sides fixed
     # (batched: all segments in one decode, all boundary windows in another; see transition_inpainting.py).
     bounds = token_boundaries(spans, num_tokens)
@@ -87,16 +101,19 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     short = [i for i in range(len(spans)) if bounds[i + 1] - bounds[i] <= options.max_window_tokens]
     if short:
         decoded = decode_segments_together(bundle.generator, [bounds[i + 1] - bounds[i] for i in short],
-                                           embeddings[short], config, rng, counter.on_step)
+                                           embeddings[short], config, rng, counter.on_step,
+                                           [float(is_plain_locomotion_prompt(timeline.prompts[i])) for i in short])
         for index, segment_codes in zip(short, decoded, strict=True):
             codes[bounds[index]:bounds[index + 1]] = segment_codes
     for index in sorted(set(range(len(spans))) - set(short)):  # longer than a window: decoded in windows
         start, end = bounds[index], bounds[index + 1]
         own = embeddings[index].expand(end - start, -1)
-        codes[start:end] = decode_windowed(bundle, (end - start) * FRAMES_PER_TOKEN, own, None, config, rng,
-                                           options, counter)
+        frames = (end - start) * FRAMES_PER_TOKEN
+        codes[start:end] = decode_windowed(bundle, frames, own, None, config, rng, options, counter,
+                                           [((0, frames), timeline.prompts[index])])
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
-    return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step), num_frames
+    return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
+                               locomotion_tokens(num_tokens, spans_and_prompts)), num_frames
 
 
 def planned_steps(bundle: ModelBundle, timeline: Timeline, options: GenerationOptions, config: DecodingConfig) -> int:
@@ -223,4 +240,5 @@ def keep_constraint_tokens(bundle: ModelBundle, codes: Tensor, num_frames: int, 
         fixed[token] = encoded[token]
     spans = timeline.segment_ranges(MODEL_FPS)
     condition = token_condition_from_segments(bundle.prompt_embeddings(timeline.prompts), spans, num_tokens)
-    return decode_windowed(bundle, num_frames, condition, fixed, config, rng, options, counter)
+    return decode_windowed(bundle, num_frames, condition, fixed, config, rng, options, counter,
+                           list(zip(spans, timeline.prompts, strict=True)))

@@ -90,6 +90,17 @@ WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turn
                         r"somersault|somersaults)\b")
 
 
+ACTIONS_WHILE_TRAVELLING = re.compile(
+    r"\b(jump|jumps|jumping|hop|hops|hopping|leap|leaps|leaping|kick|kicks|kicking|punch|punches|punching|throw|"
+    r"throws|throwing|catch|catches|catching|carry|carries|carrying|pick|picks|picking|lift|lifts|lifting|crawl|"
+    r"crawls|crawling|sit|sits|sitting|lie|lies|lying|fall|falls|falling|climb|climbs|climbing|dance|dances|"
+    r"dancing|spin|spins|spinning|squat|squats|squatting|kneel|kneels|kneeling|crouch|crouches|crouching|wave|"
+    r"waves|waving|raise|raises|raising|clap|claps|clapping|point|points|pointing|push|pushes|pushing|pull|pulls|"
+    r"pulling|hold|holds|holding|grab|grabs|grabbing|reach|reaches|reaching)\b")
+"""Actions a walk or run can be named with that need the prompt's full guidance to be performed (a run and a jump,
+a walk carrying a box): `is_plain_locomotion_prompt`."""
+
+
 def prompt_kind(captions: Sequence[str]) -> str:
     """"locomotion" when a caption names walking or running, "standing" when none names any whole-body move, else
     "other" (jumps, turns, sitting down ...)."""
@@ -97,6 +108,13 @@ def prompt_kind(captions: Sequence[str]) -> str:
     if LOCOMOTION.search(text):
         return "locomotion"
     return "other" if WHOLE_BODY.search(text) else "standing"
+
+
+def is_plain_locomotion_prompt(prompt: str) -> bool:
+    """True when `prompt` names a walk or a run and no other action (`ACTIONS_WHILE_TRAVELLING`: a jump, a kick, a
+    carried box, a wave ...): the prompts whose tokens take ``DecodingConfig.locomotion_guidance_factor``, so a walk
+    keeps its stride while an action named with it keeps the full guidance it needs to be performed."""
+    return prompt_kind([prompt]) == "locomotion" and not ACTIONS_WHILE_TRAVELLING.search(prompt.lower())
 
 
 def is_standing_prompt(prompt: str) -> bool:
@@ -135,6 +153,17 @@ def standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[in
                           np.abs(moving[np.clip(after, 0, moving.size - 1)] - frames)).astype(np.float64)
     x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the standing segment's first frame keeps its root
     return np.where(standing, x * x * (3.0 - 2.0 * x), 0.0)
+
+
+def locomotion_token_weights(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+                             frames_per_token: int) -> np.ndarray:
+    """Per token, the share of its frames (20 fps spans; a later span overrides an earlier one on shared frames) that
+    belong to a plain walk or run prompt (`is_plain_locomotion_prompt`): how much of ``DecodingConfig.locomotion_guidance_factor`` its guidance takes."""
+    frames = num_tokens * frames_per_token
+    locomotion = np.zeros(frames, dtype=np.float64)
+    for (start, end), prompt in spans_and_prompts:
+        locomotion[max(0, int(start)):max(0, min(frames, int(end)))] = float(is_plain_locomotion_prompt(prompt))
+    return locomotion.reshape(num_tokens, frames_per_token).mean(axis=1)
 
 
 def standing_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:

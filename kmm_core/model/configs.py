@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 from ..common.errors import ConfigError, short_repr
-from ..common.limits import MAX_MODEL_PARAMETERS, MAX_STANDING_ROOT_SIGMA, MODEL_CONFIG_RANGES
+from ..common.limits import (
+    MAX_LOCOMOTION_GUIDANCE_FACTOR,
+    MAX_MODEL_PARAMETERS,
+    MAX_STANDING_ROOT_SIGMA,
+    MODEL_CONFIG_RANGES,
+)
 from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA
 
 T = TypeVar("T", bound="_StrictConfig")
@@ -296,6 +301,9 @@ class DecodingConfig(_StrictConfig):
     # (feature_smoothing.smooth_standing_root), chosen against this model's decoder: a decoder that shakes less
     # needs less; 0: off.
     standing_root_sigma: float = STANDING_ROOT_SIGMA
+    # The guidance of the tokens of walk and run prompts (``feature_smoothing.prompt_kind`` "locomotion") as a share
+    # of guidance_scale (and of the residual layers' scale): lower guidance keeps more of a walk's stride; 1: off.
+    locomotion_guidance_factor: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -312,3 +320,6 @@ class DecodingConfig(_StrictConfig):
         _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")
         _require(math.isfinite(self.standing_root_sigma) and 0 <= self.standing_root_sigma <= MAX_STANDING_ROOT_SIGMA,
                  "standing_root_sigma", f"must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames")
+        _require(math.isfinite(self.locomotion_guidance_factor)
+                 and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
+                 "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")

@@ -56,6 +56,7 @@ def decode_tokens(
     seed: int | None = None,
     rng: torch.Generator | None = None,
     use_residual: bool = True,
+    locomotion: Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> DecodeResult:
@@ -65,6 +66,8 @@ def decode_tokens(
     ``fixed_codes`` (B, L) or (B, L, q): codes >= 0 are kept unchanged, -1 marks tokens to generate; with q > 1
     the given residual layers are kept too.  ``rng`` (or ``seed``) makes the result reproducible.
     ``use_residual`` predicts the residual layers when the generator has a residual predictor.
+    ``locomotion`` (B, L) in [0, 1]: how much each token belongs to a walk or run prompt; those tokens are guided at
+    ``config.locomotion_guidance_factor`` times the scale (blended by the weight; no effect at a factor of 1).
     ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
@@ -84,12 +87,13 @@ def decode_tokens(
     was_training = generator.training
     generator.eval()
     try:
-        base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, rng,
-                            (on_progress, should_cancel), total_steps)
+        base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
+        base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
+                            rng, (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
-            scale = config.guidance_scale if config.residual_guidance_scale is None else \
-                config.residual_guidance_scale
+            scale = base_scale if config.residual_guidance_scale is None else \
+                per_token_guidance(config.residual_guidance_scale, config, locomotion, token_valid)
             guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
                                  token_valid=token_valid)
             for layer in range(1, generator.config.num_quantizers):
@@ -104,8 +108,25 @@ def decode_tokens(
     return DecodeResult(codes=torch.stack(layers, dim=-1), token_valid=token_valid, num_frames=frames)
 
 
+def per_token_guidance(scale: float, config: DecodingConfig, locomotion: Tensor | None,
+                       token_valid: Tensor) -> float | Tensor:
+    """`scale`, or per token (B, L) that scale with walk and run tokens' share of it
+    (``config.locomotion_guidance_factor``, blended by the token's `locomotion` weight)."""
+    factor = config.locomotion_guidance_factor
+    if locomotion is None or factor == 1.0:
+        return scale
+    if locomotion.shape != token_valid.shape:
+        raise InputTensorError(f"locomotion: expected per-token weights {tuple(token_valid.shape)}, "
+                               f"got {tuple(locomotion.shape)}")
+    weight = locomotion.to(token_valid.device, torch.float32).clamp(0.0, 1.0)
+    if not bool(weight.any()):
+        return scale
+    return scale * (1.0 + (factor - 1.0) * weight)
+
+
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
-                 cond_per_token: Tensor | None, config: DecodingConfig, rng: torch.Generator,
+                 cond_per_token: Tensor | None, config: DecodingConfig, guidance_scale: float | Tensor,
+                 rng: torch.Generator,
                  report_to: tuple[ProgressCallback | None, CancelCheck | None], total_steps: int) -> Tensor:
     mask_id = generator.mask_id
     is_fixed = fixed_base >= 0
@@ -115,7 +136,7 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
     # Lower score = masked first.  Fixed tokens, padding and tokens already settled never compete (+inf).
     scores = torch.where(free, torch.zeros(ids.shape, device=ids.device), torch.full(ids.shape, math.inf,
                                                                                         device=ids.device))
-    guided = GuidedModel(generator, config.guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
+    guided = GuidedModel(generator, guidance_scale, sentence=sentence, cond_per_token=cond_per_token,
                          token_valid=token_valid)
     logits, previous_mask = None, None
     for step in range(config.steps):

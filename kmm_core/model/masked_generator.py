@@ -251,13 +251,20 @@ class GuidedModel:
     ``model`` is a :class:`MaskedGenerator` (call with codes) or :class:`ResidualPredictor` (codes, layer).
     """
 
-    def __init__(self, model: nn.Module, guidance_scale: float, *, sentence: Tensor | None,
+    def __init__(self, model: nn.Module, guidance_scale: float | Tensor, *, sentence: Tensor | None,
                  cond_per_token: Tensor | None, token_valid: Tensor):
         self.model = model
-        self.guidance_scale = guidance_scale
         self.batch = token_valid.shape[0]
+        # A (B, L) tensor gives each token its own scale (``decode_tokens``: walk and run prompts' tokens).
+        if torch.is_tensor(guidance_scale):
+            if guidance_scale.shape != token_valid.shape:
+                raise ValueError(f"guidance_scale: a per-token scale must be {tuple(token_valid.shape)}, "
+                                 f"got {tuple(guidance_scale.shape)}")
+            guidance_scale = guidance_scale.to(token_valid.device).unsqueeze(-1)
+        self.guidance_scale = guidance_scale
+        self.guided = torch.is_tensor(guidance_scale) or guidance_scale != 1.0
         drop = None
-        if guidance_scale != 1.0:
+        if self.guided:
             drop = torch.cat([torch.zeros(self.batch, dtype=torch.bool),
                               torch.ones(self.batch, dtype=torch.bool)]).to(token_valid.device)
             token_valid = torch.cat([token_valid, token_valid])
@@ -273,10 +280,10 @@ class GuidedModel:
         self.condition_group = groups if int(groups.max()) + 1 < rows else None
 
     def __call__(self, *args) -> Tensor:
-        if self.guidance_scale != 1.0:
+        if self.guided:
             args = tuple(torch.cat([a, a]) if torch.is_tensor(a) and a.dim() > 0 else a for a in args)
         logits = self._distinct_rows_once(args)
-        if self.guidance_scale == 1.0:
+        if not self.guided:
             return logits
         conditional, unconditional = logits[:self.batch], logits[self.batch:]
         return unconditional + self.guidance_scale * (conditional - unconditional)
@@ -304,7 +311,7 @@ class GuidedModel:
         return self.model(*args, self.token_valid, condition=self.condition)
 
 
-def guided_logits(model: nn.Module, guidance_scale: float, *args, sentence: Tensor | None,
+def guided_logits(model: nn.Module, guidance_scale: float | Tensor, *args, sentence: Tensor | None,
                   cond_per_token: Tensor | None, token_valid: Tensor) -> Tensor:
     """Classifier-free guidance of one call (see :class:`GuidedModel`, which a decode keeps for all its steps)."""
     return GuidedModel(model, guidance_scale, sentence=sentence, cond_per_token=cond_per_token,

@@ -15,6 +15,7 @@ was not measured otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
 from ..common.errors import InputFileError
 from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
+from ..model.configs import DecodingConfig
 from .run_log import LOG_FILE, read_log
 
 CARD_FILE = "README.md"
@@ -164,6 +166,26 @@ def _training_section(stages: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+DECODING_NOTES = {
+    "guidance_scale": "classifier-free guidance of every prompt",
+    "locomotion_guidance_factor": "the guidance of plain walk and run prompts' tokens as a share of the scale (kept "
+                                  "lower so a walk keeps its stride; `kmm generate --walk-guidance` overrides it)",
+    "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
+}
+
+
+def decoding_section(manifest: Mapping[str, Any]) -> list[str]:
+    """The sampling settings the bundle ships (bundle.json ``decoding``), or nothing when it ships the library's."""
+    library = asdict(DecodingConfig())
+    decoding = {key: value for key, value in (manifest.get("decoding") or {}).items() if library.get(key) != value}
+    if not decoding:
+        return []
+    lines = ["## Decoding", "", "Where the sampling of this bundle differs from the library's defaults "
+             "(`decoding` in bundle.json, `DecodingConfig`):", "", "| setting | value | what it does |", "| --- | --- | --- |"]
+    lines += [f"| `{key}` | {value} | {DECODING_NOTES.get(key, '')} |" for key, value in sorted(decoding.items())]
+    return lines + [""]
+
+
 def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_dir: str | Path,
                bundle_bytes: int, action_results: str | None = None) -> str:
     """The model card's markdown (see the module docstring)."""
@@ -183,6 +205,7 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
     lines += [f"| used for generation (all but the evaluator) | {total / 1e6:.2f} M |", ""]
     lines += _data_section(manifest, report)
     lines += _training_section(stage_summaries(run_dir))
+    lines += decoding_section(manifest)
     lines += ["## Intended use and limits", "",
               "Blocking out animation from text in Blender or on the command line.  The model knows only what its "
               "training data shows (the actions listed by `kmm vocab`); `kmm generate`, the worker and the Blender "
