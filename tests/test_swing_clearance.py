@@ -147,8 +147,14 @@ def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated
             np.testing.assert_allclose(toes, TOE_GROUND_HEIGHT, atol=0.01)
     # measured: 0.015 vs 0.51 on these six walks (0.32 with swing arcs but no lift of fast free toes)
     assert np.mean(now) < 0.05 and np.mean(now) < 0.2 * np.mean(former)
-    # swing feet clear the floor higher than decoded (medians 0.058 vs 0.049 m with the retrained kmm-small)
-    assert np.median(now_swing) > np.median(raw_swing) + 0.005
+    # Every swing the model lifts too little (under 6 cm: a shuffle, or a toe through the floor) clears the floor at
+    # least 1 cm higher than decoded (measured: 11 of 32, by 1.7-4.2 cm), and the swings are no lower overall.  The
+    # shipped default, its walks guided at half the scale, lifts most swings by itself (medians 0.087 m decoded,
+    # 0.091 m cleaned; 0.049 / 0.058 m before), so the median alone no longer shows the lift.
+    raw_swing, now_swing = np.asarray(raw_swing), np.asarray(now_swing)
+    low = raw_swing < 0.06
+    assert low.any() and np.all(now_swing[low] > raw_swing[low] + 0.01)
+    assert np.median(now_swing) >= np.median(raw_swing)
 
 
 def test_sliding_stances_are_held_only_when_the_model_says_contact(generated_walks):
