@@ -236,6 +236,13 @@ def test_walk_and_run_tokens_take_their_share_of_the_guidance(models):
     # A factor of 1, or no walk tokens, leaves the decode as it was.
     assert torch.equal(decode(walk_first, guidance_scale=4.0), shipped)
     assert torch.equal(decode(torch.zeros(2, 12), guidance_scale=4.0, locomotion_guidance_factor=0.5), shipped)
+    # The repeat penalty on walk tokens alone: the walk row as with the penalty everywhere, the other as without.
+    penalised = decode(guidance_scale=4.0, repeat_penalty=3.0)
+    walk_penalty = decode(walk_first, guidance_scale=4.0, locomotion_repeat_penalty=3.0)
+    assert torch.equal(walk_penalty[0], penalised[0]) and torch.equal(walk_penalty[1], shipped[1])
+    assert not torch.equal(penalised[0], shipped[0])
+    with pytest.raises(ConfigError, match="locomotion_repeat_penalty"):
+        DecodingConfig(locomotion_repeat_penalty=-1.0)
     with pytest.raises(InputTensorError, match="locomotion"):
         decode(torch.ones(2, 5), locomotion_guidance_factor=0.5)
     with pytest.raises(ConfigError, match="locomotion_guidance_factor"):

@@ -99,3 +99,18 @@ def test_bad_edits_name_the_field(bundle, source):
         editing.regenerate(bundle, source, frame_range=(100, 900), options=FAST)
     with pytest.raises(editing.EditError, match="seconds"):
         editing.continue_motion(bundle, source, "walk", 0.0001, options=FAST)
+
+
+def test_a_regenerated_walk_takes_the_walk_guidance(bundle, source):
+    """Regenerating a segment guides it by its new prompt's kind: a walk at `walk_guidance_factor` of the scale
+    (here 0, no guidance: the tiny model's walks change only without it), a jump as every other prompt."""
+    unguided_walks = GenerationOptions(steps=2, walk_guidance_factor=0.0)
+    start, end = (int(v) for v in source.segment_frames[1])
+
+    def regenerated(prompt, options):
+        return editing.regenerate(bundle, source, segment=1, prompt=prompt, seed=9, options=options)[0].joints
+
+    assert not np.array_equal(regenerated("a person walks forward", unguided_walks)[start:end],
+                              regenerated("a person walks forward", FAST)[start:end])
+    np.testing.assert_array_equal(regenerated("a person jumps up", unguided_walks),
+                                  regenerated("a person jumps up", FAST))

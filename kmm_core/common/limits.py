@@ -132,7 +132,8 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "random_replace_prob": (0.0, 1.0), "residual_n_layers": (1, 32),
     "steps": (1, MAX_STEPS), "temperature": (0.0, 100.0), "top_k": (1, 16_384),
     "guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE), "residual_temperature": (0.0, 100.0), "remask_noise": (0.0, 100.0),
-    "repeat_penalty": (0.0, 1000.0), "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
+    "repeat_penalty": (0.0, 1000.0), "locomotion_repeat_penalty": (0.0, 1000.0),
+    "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
     "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),
 }

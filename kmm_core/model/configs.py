@@ -304,6 +304,9 @@ class DecodingConfig(_StrictConfig):
     # The guidance of the tokens of walk and run prompts (``feature_smoothing.prompt_kind`` "locomotion") as a share
     # of guidance_scale (and of the residual layers' scale): lower guidance keeps more of a walk's stride; 1: off.
     locomotion_guidance_factor: float = 1.0
+    # repeat_penalty added on the tokens of plain walk and run prompts only (their share of it): a walk's code repeats
+    # cost it its step, while a calm standing body needs them; 0: off.
+    locomotion_repeat_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -320,6 +323,8 @@ class DecodingConfig(_StrictConfig):
         _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")
         _require(math.isfinite(self.standing_root_sigma) and 0 <= self.standing_root_sigma <= MAX_STANDING_ROOT_SIGMA,
                  "standing_root_sigma", f"must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames")
+        _require(self.locomotion_repeat_penalty >= 0 and math.isfinite(self.locomotion_repeat_penalty),
+                 "locomotion_repeat_penalty", "must be >= 0")
         _require(math.isfinite(self.locomotion_guidance_factor)
                  and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
                  "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")

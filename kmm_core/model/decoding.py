@@ -89,7 +89,8 @@ def decode_tokens(
     try:
         base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
-                            rng, (on_progress, should_cancel), total_steps)
+                            per_token_repeat_penalty(config, locomotion, token_valid), rng,
+                            (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
             scale = base_scale if config.residual_guidance_scale is None else \
@@ -108,25 +109,38 @@ def decode_tokens(
     return DecodeResult(codes=torch.stack(layers, dim=-1), token_valid=token_valid, num_frames=frames)
 
 
-def per_token_guidance(scale: float, config: DecodingConfig, locomotion: Tensor | None,
-                       token_valid: Tensor) -> float | Tensor:
-    """`scale`, or per token (B, L) that scale with walk and run tokens' share of it
-    (``config.locomotion_guidance_factor``, blended by the token's `locomotion` weight)."""
-    factor = config.locomotion_guidance_factor
-    if locomotion is None or factor == 1.0:
-        return scale
+def _walk_weight(locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
+    """Each token's share (B, L) of plain walk and run prompts, or None when no token has any."""
+    if locomotion is None:
+        return None
     if locomotion.shape != token_valid.shape:
         raise InputTensorError(f"locomotion: expected per-token weights {tuple(token_valid.shape)}, "
                                f"got {tuple(locomotion.shape)}")
     weight = locomotion.to(token_valid.device, torch.float32).clamp(0.0, 1.0)
-    if not bool(weight.any()):
+    return weight if bool(weight.any()) else None
+
+
+def per_token_guidance(scale: float, config: DecodingConfig, locomotion: Tensor | None,
+                       token_valid: Tensor) -> float | Tensor:
+    """`scale`, or per token (B, L) that scale with walk and run tokens' share of it
+    (``config.locomotion_guidance_factor``, blended by the token's `locomotion` weight)."""
+    weight = _walk_weight(locomotion, token_valid)
+    if weight is None or config.locomotion_guidance_factor == 1.0:
         return scale
-    return scale * (1.0 + (factor - 1.0) * weight)
+    return scale * (1.0 + (config.locomotion_guidance_factor - 1.0) * weight)
+
+
+def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor) -> float | Tensor:
+    """``config.repeat_penalty``, plus on walk and run tokens ``config.locomotion_repeat_penalty`` times their share."""
+    weight = _walk_weight(locomotion, token_valid)
+    if weight is None or config.locomotion_repeat_penalty == 0.0:
+        return config.repeat_penalty
+    return config.repeat_penalty + config.locomotion_repeat_penalty * weight
 
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
                  cond_per_token: Tensor | None, config: DecodingConfig, guidance_scale: float | Tensor,
-                 rng: torch.Generator,
+                 repeat_penalty: float | Tensor, rng: torch.Generator,
                  report_to: tuple[ProgressCallback | None, CancelCheck | None], total_steps: int) -> Tensor:
     mask_id = generator.mask_id
     is_fixed = fixed_base >= 0
@@ -153,8 +167,8 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         if previous_mask is None or not torch.equal(is_mask, previous_mask):
             logits = guided(ids)
         previous_mask = is_mask
-        step_logits = logits if config.repeat_penalty == 0 else _penalise_repeats(logits, ids, is_mask, mask_id,
-                                                                                  config.repeat_penalty)
+        step_logits = logits if not torch.is_tensor(repeat_penalty) and repeat_penalty == 0 else \
+            _penalise_repeats(logits, ids, is_mask, mask_id, repeat_penalty)
         sampled, confidence = _sample(step_logits, config.temperature, config.top_k, rng)
         if config.remask_noise > 0:
             annealing = 1.0 - (step + 1) / config.steps
@@ -168,14 +182,19 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
     return ids.masked_fill(~token_valid, -1)
 
 
-def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int, penalty: float) -> Tensor:
-    """``logits`` (B, L, K) less ``penalty`` at the code of each settled left and right neighbour of a masked token
-    (a fixed or already drawn token; not a masked one or padding)."""
+def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int, penalty: float | Tensor) -> Tensor:
+    """``logits`` (B, L, K) less ``penalty`` (a number, or (B, L): each masked token's own) at the code of each
+    settled left and right neighbour of a masked token (a fixed or already drawn token; not a masked one or
+    padding)."""
     settled = (ids != mask_id) & (ids >= 0)
     codes = ids.where(settled, 0).unsqueeze(-1)
     out = logits.clone()
+    per_token = penalty.unsqueeze(-1).to(out.dtype) if torch.is_tensor(penalty) else None
     left_holds = (settled[:, :-1] & is_mask[:, 1:]).unsqueeze(-1).to(out.dtype)   # token i+1 sees token i
     right_holds = (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype)  # token i sees token i+1
+    if per_token is not None:
+        left_holds, right_holds = left_holds * per_token[:, 1:], right_holds * per_token[:, :-1]
+        penalty = 1.0
     out[:, 1:].scatter_add_(-1, codes[:, :-1], -penalty * left_holds)
     out[:, :-1].scatter_add_(-1, codes[:, 1:], -penalty * right_holds)
     return out

@@ -170,6 +170,7 @@ DECODING_NOTES = {
     "guidance_scale": "classifier-free guidance of every prompt",
     "locomotion_guidance_factor": "the guidance of plain walk and run prompts' tokens as a share of the scale (kept "
                                   "lower so a walk keeps its stride; `kmm generate --walk-guidance` overrides it)",
+    "locomotion_repeat_penalty": "subtracted from a settled neighbour's code on plain walk and run tokens only",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
 }
 
