@@ -19,7 +19,7 @@ from kmm_core.bundle.word_strength import (
 )
 from kmm_core.common.errors import InputFileError
 from kmm_core.evaluation.action_checks import CHECK_KINDS, CHECK_NAMES
-from kmm_core.evaluation.word_checks import choose_alternatives, is_label_like
+from kmm_core.evaluation.word_checks import _side_distance, choose_alternatives, is_label_like
 from kmm_core.evaluation.word_checks import main as check_words_main
 
 
@@ -69,6 +69,11 @@ def _embeddings(similarity: list[float]) -> np.ndarray:
     # The same side before none, none before the opposite one.
     (("walk-right", "sideways", "right"), [("walk-turn-left", "turn", 0.9, "left"), ("walking", "travel", 0.8, None),
                                            ("walk-turn-right", "turn", 0.4, "right")], "walk-turn-right"),
+    # The opposite side even of the same check only when nothing else will do: a weak side step to the left is
+    # offered the turn to the left, not the strong side step to the right.
+    (("walk-left", "sideways", "left"), [("walk-right", "sideways", 0.95, "right"),
+                                         ("walk-turn-left", "turn", 0.5, "left")], "walk-turn-left"),
+    (("walk-left", "sideways", "left"), [("walk-right", "sideways", 0.95, "right")], "walk-right"),
     (("wave-right-hand", "wave", "right"), [("wave-left-hand", "wave", 0.9, "left"),
                                             ("wave-both-hands", "wave", 0.4, None)], "wave-both-hands"),
     # Nothing of its kind: the closest plain word of any kind.
@@ -109,11 +114,13 @@ def test_every_check_has_a_kind_of_action():
 @pytest.mark.parametrize("name", ["kmm-small", "kmm-small-open"])
 def test_shipped_alternatives_are_strong_plain_and_clear_the_warning(name):
     """The shipped models' word_checks.json: each weak word's alternative is a strong word whose prompt warns about
-    no weak word (taking the suggestion clears the warning); a plain word of the same check whenever one has an
-    example prompt to offer (a dataset label only where the check has no plain strong word: 'arm' -> 'grabHighR')."""
+    no weak word (taking the suggestion clears the warning); a plain word of the same check whenever one not of the
+    opposite side has an example prompt to offer (a dataset label only where the check has no plain strong word:
+    'arm' -> 'grabHighR'); never the opposite side where another word will do."""
     folder = checkpoints_root() / name
     strengths = read_word_strengths(folder)
     rows = json.loads((folder / WORD_CHECKS_FILE).read_text(encoding="utf-8"))["words"]
+    side = {row["word"]: row.get("side") for row in rows}
     offerable = {row["word"] for row in rows if row["strong"] and not is_label_like(row["word"])
                  and any(not strengths.weak_words_in(prompt) for prompt in row["phrasings"])}
     weak = [word for word in strengths.words if not word.strong]
@@ -122,8 +129,11 @@ def test_shipped_alternatives_are_strong_plain_and_clear_the_warning(name):
         alternative = strengths.get(word.alternative)
         assert alternative.strong, word
         assert strengths.weak_words_in(word.alternative_prompt) == [], word
-        if any(strengths.get(other).check == word.check for other in offerable):
+        same_check = [other for other in offerable if strengths.get(other).check == word.check
+                      and _side_distance(side[word.word], side[other]) < 2]
+        if same_check:
             assert alternative.check == word.check and alternative.word in offerable, word
+        assert _side_distance(side[word.word], side[alternative.word]) < 2, word
 
 
 def test_malformed_word_checks_name_the_file(tmp_path):

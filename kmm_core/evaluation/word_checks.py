@@ -112,10 +112,12 @@ def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> N
     """Give every weak row the strong word an animator would try instead, with the prompt to try (in place).
 
     Among the strong words with an example prompt that the prompt warning passes (no weak word in it, so taking
-    the suggestion clears the warning), the first by: the same check, else the same kind of action, else any; a
-    plain word before a label-like one ('jumping', not 'hopBothLegs1hops'); the same side before none, none before
-    the opposite ('walk-right' -> 'walk-turn-right'); then the closest mean phrasing embedding (`embeddings`: one
-    unit row per row).  A weak word with no such strong word keeps no alternative."""
+    the suggestion clears the warning), the first by: never the opposite side while another will do (a side step
+    to the left is not offered one to the right: 'walk-left' -> 'walk-turn-left', not 'walk-right'); the same
+    check, else the same kind of action, else any; a plain word before a label-like one ('jumping', not
+    'hopBothLegs1hops'); the same side before none ('walk-right' -> 'walk-turn-right'); then the closest mean
+    phrasing embedding (`embeddings`: one unit row per row).  A weak word with no such strong word keeps no
+    alternative."""
     from ..bundle.word_strength import WORD_CHECKS_FORMAT_VERSION, word_strengths_from_dict
 
     warning = word_strengths_from_dict({"format_version": WORD_CHECKS_FORMAT_VERSION, "words": rows})
@@ -124,7 +126,8 @@ def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> N
     for index, row in enumerate(rows):
         if row["strong"]:
             continue
-        candidates = [(_action_distance(row["check"], rows[other]["check"]), is_label_like(rows[other]["word"]),
+        candidates = [(_side_distance(row.get("side"), rows[other].get("side")) == 2,
+                       _action_distance(row["check"], rows[other]["check"]), is_label_like(rows[other]["word"]),
                        _side_distance(row.get("side"), rows[other].get("side")),
                        -float(embeddings[index] @ embeddings[other]), other)
                       for other, prompt in offered.items() if prompt is not None]
