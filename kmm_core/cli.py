@@ -84,8 +84,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
                                         "(--standing-root-sigma 0)")
     parser.add_argument("--walk-guidance", dest="walk_guidance_factor", type=float, metavar="FACTOR",
-                        help="guide the segments that name a walk or a run at FACTOR times --guidance (lower keeps "
-                             "more of the stride, 1 guides them like the rest; default: the model's)")
+                        help="guide the segments that name a plain walk or run (no other action with it) at FACTOR "
+                             "times --guidance (lower keeps more of the stride, 1 guides them like the rest; "
+                             "default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

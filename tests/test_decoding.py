@@ -232,6 +232,8 @@ def test_walk_and_run_tokens_take_their_share_of_the_guidance(models):
     shipped, halved = decode(guidance_scale=4.0), decode(guidance_scale=2.0)
     mixed = decode(walk_first, guidance_scale=4.0, locomotion_guidance_factor=0.5)
     assert torch.equal(mixed[0], halved[0]) and torch.equal(mixed[1], shipped[1])
+    # A (B,) share is every token of its row's.
+    assert torch.equal(decode(torch.tensor([1.0, 0.0]), guidance_scale=4.0, locomotion_guidance_factor=0.5), mixed)
     assert not torch.equal(shipped[0], halved[0])
     # A factor of 1, or no walk tokens, leaves the decode as it was.
     assert torch.equal(decode(walk_first, guidance_scale=4.0), shipped)

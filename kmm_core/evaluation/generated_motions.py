@@ -43,8 +43,7 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
             sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
-            locomotion = torch.tensor([float(is_plain_locomotion_prompt(prompts[i])) for i in chunk])[:, None].expand(
-                -1, math.ceil(max(lengths) / FRAMES_PER_TOKEN))
+            locomotion = torch.tensor([float(is_plain_locomotion_prompt(prompts[i])) for i in chunk])
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
                                    use_residual=use_residual, locomotion=locomotion)
             for row, index in enumerate(chunk):

@@ -108,6 +108,12 @@ def _side_distance(side: str | None, other: str | None) -> int:
     return 0 if side is not None and side == other else 1 if side is None or other is None else 2
 
 
+def _alternative_rank(weak: dict[str, Any], strong: dict[str, Any]) -> tuple[bool, int, bool, int]:
+    """How far `strong` is from what the animator asked for with `weak` (lower first; see choose_alternatives)."""
+    side = _side_distance(weak.get("side"), strong.get("side"))
+    return side == 2, _action_distance(weak["check"], strong["check"]), is_label_like(strong["word"]), side
+
+
 def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> None:
     """Give every weak row the strong word an animator would try instead, with the prompt to try (in place).
 
@@ -126,10 +132,7 @@ def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> N
     for index, row in enumerate(rows):
         if row["strong"]:
             continue
-        candidates = [(_side_distance(row.get("side"), rows[other].get("side")) == 2,
-                       _action_distance(row["check"], rows[other]["check"]), is_label_like(rows[other]["word"]),
-                       _side_distance(row.get("side"), rows[other].get("side")),
-                       -float(embeddings[index] @ embeddings[other]), other)
+        candidates = [(*_alternative_rank(row, rows[other]), -float(embeddings[index] @ embeddings[other]), other)
                       for other, prompt in offered.items() if prompt is not None]
         if candidates:
             best = min(candidates)[-1]

@@ -142,7 +142,7 @@ def window_starts(num_tokens: int, options: GenerationOptions) -> list[int]:
 
 
 def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> Tensor:
-    """(L,) each token's share of walk and run prompts (20 fps spans; a later span overrides an earlier one): how
+    """(L,) each token's share of plain walk and run prompts (20 fps spans; a later span overrides an earlier one): how
     much of the bundle's ``decoding.locomotion_guidance_factor`` its guidance takes."""
     return torch.from_numpy(locomotion_token_weights(num_tokens, spans_and_prompts, FRAMES_PER_TOKEN)).float()
 

@@ -38,8 +38,7 @@ def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tens
     condition = torch.zeros(len(lengths), longest, embeddings.shape[-1], device=device)
     for index, length in enumerate(lengths):
         condition[index, :length] = embeddings[index]
-    weights = None if locomotion is None else \
-        torch.tensor([float(w) for w in locomotion], dtype=torch.float32)[:, None].expand(-1, longest)
+    weights = None if locomotion is None else torch.tensor([float(w) for w in locomotion])
     result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
                            config=config, rng=rng, locomotion=weights, on_progress=on_progress)
     return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]

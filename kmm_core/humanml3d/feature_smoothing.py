@@ -158,7 +158,8 @@ def standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[in
 def locomotion_token_weights(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
                              frames_per_token: int) -> np.ndarray:
     """Per token, the share of its frames (20 fps spans; a later span overrides an earlier one on shared frames) that
-    belong to a plain walk or run prompt (`is_plain_locomotion_prompt`): how much of ``DecodingConfig.locomotion_guidance_factor`` its guidance takes."""
+    belong to a plain walk or run prompt (`is_plain_locomotion_prompt`): how much of
+    ``DecodingConfig.locomotion_guidance_factor`` its guidance takes."""
     frames = num_tokens * frames_per_token
     locomotion = np.zeros(frames, dtype=np.float64)
     for (start, end), prompt in spans_and_prompts:

@@ -66,8 +66,9 @@ def decode_tokens(
     ``fixed_codes`` (B, L) or (B, L, q): codes >= 0 are kept unchanged, -1 marks tokens to generate; with q > 1
     the given residual layers are kept too.  ``rng`` (or ``seed``) makes the result reproducible.
     ``use_residual`` predicts the residual layers when the generator has a residual predictor.
-    ``locomotion`` (B, L) in [0, 1]: how much each token belongs to a walk or run prompt; those tokens are guided at
-    ``config.locomotion_guidance_factor`` times the scale (blended by the weight; no effect at a factor of 1).
+    ``locomotion`` (B, L) in [0, 1], or (B,) for every token of a row: how much each token belongs to a plain walk
+    or run prompt; those tokens are guided at ``config.locomotion_guidance_factor`` times the scale (blended by the
+    weight; no effect at a factor of 1) and take ``config.locomotion_repeat_penalty``.
     ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
@@ -110,9 +111,12 @@ def decode_tokens(
 
 
 def _walk_weight(locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
-    """Each token's share (B, L) of plain walk and run prompts, or None when no token has any."""
+    """Each token's share (B, L) of plain walk and run prompts (a (B,) row share spread over its tokens), or None
+    when no token has any."""
     if locomotion is None:
         return None
+    if locomotion.dim() == 1 and locomotion.shape[0] == token_valid.shape[0]:
+        locomotion = locomotion[:, None].expand_as(token_valid)
     if locomotion.shape != token_valid.shape:
         raise InputTensorError(f"locomotion: expected per-token weights {tuple(token_valid.shape)}, "
                                f"got {tuple(locomotion.shape)}")
@@ -189,14 +193,11 @@ def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int
     settled = (ids != mask_id) & (ids >= 0)
     codes = ids.where(settled, 0).unsqueeze(-1)
     out = logits.clone()
-    per_token = penalty.unsqueeze(-1).to(out.dtype) if torch.is_tensor(penalty) else None
+    at = penalty.unsqueeze(-1).to(out.dtype) if torch.is_tensor(penalty) else torch.full_like(out[..., :1], penalty)
     left_holds = (settled[:, :-1] & is_mask[:, 1:]).unsqueeze(-1).to(out.dtype)   # token i+1 sees token i
     right_holds = (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype)  # token i sees token i+1
-    if per_token is not None:
-        left_holds, right_holds = left_holds * per_token[:, 1:], right_holds * per_token[:, :-1]
-        penalty = 1.0
-    out[:, 1:].scatter_add_(-1, codes[:, :-1], -penalty * left_holds)
-    out[:, :-1].scatter_add_(-1, codes[:, 1:], -penalty * right_holds)
+    out[:, 1:].scatter_add_(-1, codes[:, :-1], -at[:, 1:] * left_holds)
+    out[:, :-1].scatter_add_(-1, codes[:, 1:], -at[:, :-1] * right_holds)
     return out
 
 
