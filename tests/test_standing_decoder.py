@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A bundle's standing decoder (issue 39: the calm-standing shake is born in the tokenizer's decoder, and a decoder
-taught to hold a calm body still damps every walking foot too): `kmm-train standing-decoder` adds to a bundle the
-decoder a `kmm-train decoder` run refined, generation decodes standing prompts' frames with it and every other frame
-with the tokenizer's decoder, and a decoder refined from another tokenizer, or a config that is not the
-tokenizer's, is refused naming the file.
+"""A bundle's prompt decoders (issue 39: the calm-standing shake is born in the tokenizer's decoder, and a decoder
+taught to hold a calm body still damps every walking foot too; a walk's step is smoothed away by the tokenizer's
+decoder): `kmm-train standing-decoder` / `walking-decoder` add to a bundle the decoder a `kmm-train decoder` run
+refined, generation decodes standing prompts' frames, or plain walks', with it and every other frame with the
+tokenizer's decoder, and a decoder refined from another tokenizer, or a config that is not the tokenizer's, is
+refused naming the file.
 
 The tiny run's bundle ships its refined decoder; the run's own pre-refinement tokenizer is a real, different decoder
 of the same codes, used here as the standing one."""
@@ -28,6 +29,7 @@ from kmm_core.humanml3d.feature_smoothing import (
     STANDING_DECODER_CHANNELS,
     STANDING_DECODER_RAMP,
     standing_decoder_weights,
+    walking_decoder_weights,
 )
 from kmm_core.motion.model_timing import MODEL_FPS
 from kmm_core.training.cli import main as train_main
@@ -152,3 +154,62 @@ def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, un
     assert card.count("## Standing decoder") == 1 and card.count("## Intended use and limits") == 1
     assert card.index("## Standing decoder") < card.index("## Intended use and limits")
     assert "Gaussian of 1.5 frames" in card and f"decoder run `{unrefined_run.name}`" in card
+
+
+@pytest.fixture(scope="module")
+def walking_bundle(dual_bundle, unrefined_run, tmp_path_factory) -> Path:
+    """The dual bundle with the same other decoder as its walking decoder too."""
+    bundle = tmp_path_factory.mktemp("walking") / "bundle"
+    shutil.copytree(dual_bundle, bundle)
+    assert train_main(["walking-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0
+    return bundle
+
+
+def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle, dual_bundle, tiny_model):
+    walking, dual = ModelBundle.load(walking_bundle, device="cpu"), ModelBundle.load(dual_bundle, device="cpu")
+    assert walking.walking_tokenizer is not None and dual.walking_tokenizer is None
+    assert json.loads((walking_bundle / "bundle.json").read_text())["components"][-2:] == ["standing_decoder",
+                                                                                          "walking_decoder"]
+    timeline = Timeline.from_dict(WALK_THEN_WAVE)
+    options = GenerationOptions(steps=2, foot_lock=False)
+    codes = generate_codes(tiny_model, timeline, 3, options, _counter(), options.decoding_config(tiny_model))[0]
+    frames = 80
+    plain = walking.codes_to_features(codes, frames)
+    np.testing.assert_array_equal(plain, dual.codes_to_features(codes, frames))
+    walked = walking.codes_to_features(codes, frames, walking=np.ones(frames))
+    # every channel from the walking decoder: here the same weights as the standing one, so its whole output
+    assert np.abs(walked - plain).max() > 1e-3
+    standing_everywhere = dual.codes_to_features(codes, frames, np.ones(frames))
+    np.testing.assert_allclose(walked[:, STANDING_DECODER_CHANNELS], standing_everywhere[:, STANDING_DECODER_CHANNELS],
+                               rtol=0, atol=1e-6)
+    arms = np.setdiff1d(np.arange(plain.shape[1]), STANDING_DECODER_CHANNELS)
+    assert np.abs(walked[:, arms] - plain[:, arms]).max() > 1e-3
+    with pytest.raises(KMMError, match="walking: expected 80 weights in"):
+        walking.codes_to_features(codes, frames, walking=np.full(frames, -1.0))
+    # the rule: plain walks and runs only, faded in next to another prompt
+    spans = [((0, 40), "a person walks forward"), ((40, 80), "a person waves the right hand")]
+    weights = walking_decoder_weights(frames, spans)
+    assert np.all(weights[:40 - STANDING_DECODER_RAMP] == 1.0) and not weights[39:].any()
+    assert not walking_decoder_weights(frames, [((0, 80), "a person walks forward and jumps")]).any()
+    assert np.all(walking_decoder_weights(frames, [((0, 80), "someone runs in a circle")]) == 1.0)
+    # generation: the walk decoded by the walking decoder, the wave (past the ramps) exactly as before
+    np.testing.assert_allclose(walking.decode_prompts(codes, frames, spans),
+                               walking.codes_to_features(codes, frames, standing_decoder_weights(frames, spans), weights),
+                               rtol=0, atol=0)
+    takes = [generate_timeline(model, timeline, seed=3, options=options)[0].joints for model in (dual, walking)]
+    assert np.abs(takes[0][:30] - takes[1][:30]).max() > 1e-3
+    # the wave's pose (past the ramp and the decoded features' 0.5-frame Gaussian) is as before; where the body
+    # stands and faces follows the walk, so the pose is compared by each joint's distance from the pelvis
+    wave = slice(40 + STANDING_DECODER_RAMP + 2, 80)
+    reach = [np.linalg.norm(take[wave] - take[wave, :1], axis=-1) for take in takes]
+    np.testing.assert_allclose(reach[0], reach[1], rtol=0, atol=1e-5)
+
+
+def test_the_model_card_says_what_the_walking_decoder_does(walking_bundle, unrefined_run, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(walking_bundle, bundle)
+    assert train_main(["walking-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0  # again
+    card = (bundle / "README.md").read_text()
+    assert card.count("## Walking decoder") == 1 and card.count("## Standing decoder") == 1
+    assert card.index("## Walking decoder") < card.index("## Intended use and limits")
+    assert "plain walk and run prompts" in card and "kmm-train walking-decoder" in card

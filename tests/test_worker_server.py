@@ -84,7 +84,10 @@ def test_cancel_takes_effect_at_the_next_step_and_the_worker_keeps_serving(worke
 
     answer = worker.wait_for(request_id, timeout=180, on_event=on_event)
     assert answer["type"] == "error" and answer["kind"] == "cancelled", answer
-    assert len(steps) <= 3  # stopped within a step or two of the cancel, not after 200
+    # Stopped a few steps after the cancel, not after 200: a step of this tiny model takes about a millisecond, and
+    # the worker's reader thread sees the cancel line some milliseconds after it is sent (under a loaded CI machine
+    # once 4 steps late), so the bound leaves room for that latency and still fails a cancel that is ignored.
+    assert len(steps) <= 12
     assert not list(tmp_path.iterdir())
     after, _ = _wait(worker, worker.send(Generate(timeline=TIMELINE, output_dir=str(tmp_path), steps=1)))
     assert after["type"] == "result"

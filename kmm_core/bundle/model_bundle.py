@@ -10,6 +10,7 @@
     BUNDLE/evaluator.safetensors + .json      optional: the evaluation encoders (AlignerConfig architecture)
     BUNDLE/standing_decoder.safetensors + .json  optional: a second decoder for standing prompts' frames (the
                                               tokenizer's decoder weights alone; its TokenizerConfig, the same)
+    BUNDLE/walking_decoder.safetensors + .json   optional: a decoder for plain walks' and runs' frames (likewise)
     BUNDLE/Mean.npy, BUNDLE/Std.npy           feature statistics the models were trained with
 
 :func:`kmm_core.training.bundle_writer.assemble_bundle` builds one from a ``kmm-train`` run folder (training owns
@@ -36,7 +37,12 @@ import numpy as np
 from ..common.bounded_read import read_json
 from ..common.devices import check_device_available, resolve_device
 from ..common.errors import BundleError, InputFileError, InputTensorError, KMMError
-from ..humanml3d.feature_smoothing import STANDING_DECODER_CHANNELS
+from ..humanml3d.feature_smoothing import (
+    STANDING_DECODER_CHANNELS,
+    WALKING_DECODER_CHANNELS,
+    standing_decoder_weights,
+    walking_decoder_weights,
+)
 from ..humanml3d.features import features_to_joints, joints_to_features
 from ..humanml3d.preprocess import preprocess_joints
 from ..model.configs import DecodingConfig
@@ -53,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 REQUIRED_COMPONENTS = ("tokenizer", "generator")
-OPTIONAL_COMPONENTS = ("aligner", "evaluator", "standing_decoder")
+OPTIONAL_COMPONENTS = ("aligner", "evaluator", "standing_decoder", "walking_decoder")
 DEFAULT_BUNDLE_NAME = "kmm-small"
 CHECKPOINTS_ENV = "KMM_CHECKPOINTS_DIR"
 
@@ -135,6 +141,9 @@ class ModelBundle:
     # The tokenizer with the bundle's standing decoder (same encoder and codebooks; a decoder refined to hold a calm
     # body still), which decodes standing prompts' frames; None: the tokenizer decodes every frame.
     standing_tokenizer: MotionTokenizer | None = None
+    # The tokenizer with the bundle's walking decoder (a decoder refined with a lighter jerk term, which keeps a real
+    # walk's step as sharp as recorded), which decodes plain walks' and runs' frames; None: the tokenizer's decoder.
+    walking_tokenizer: MotionTokenizer | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", *, evaluator: bool = False) -> ModelBundle:
@@ -179,15 +188,16 @@ class ModelBundle:
         modules: dict[str, Any] = {}
         for name in components:
             model_dict, model_config = model_configs[name]
-            if name == STANDING_DECODER:
+            if name in PROMPT_DECODERS:
                 continue  # after the loop: it is built on the tokenizer
             model = builders[name](model_config)
             load_weights(model, folder / f"{name}.safetensors")
             modules[name] = model.float().to(torch_device).eval().requires_grad_(False)
             config[name] = model_dict
-        if STANDING_DECODER in components:
-            config[STANDING_DECODER] = model_configs[STANDING_DECODER][0]
-            modules[STANDING_DECODER] = _standing_tokenizer(folder, modules["tokenizer"], model_configs)
+        for name in PROMPT_DECODERS:
+            if name in components:
+                config[name] = model_configs[name][0]
+                modules[name] = _prompt_decoder_tokenizer(folder, modules["tokenizer"], model_configs, name)
         generator = modules["generator"]
         source = generator.config.condition_source
         if source == "aligner" and "aligner" not in modules:
@@ -203,7 +213,8 @@ class ModelBundle:
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
                    generator=generator, text_conditioner=conditioner, normalizer=normalizer,
                    decoding=decoding, aligner=modules.get("aligner"),
-                   evaluator=modules.get("evaluator"), standing_tokenizer=modules.get(STANDING_DECODER))
+                   evaluator=modules.get("evaluator"), standing_tokenizer=modules.get(STANDING_DECODER),
+                   walking_tokenizer=modules.get(WALKING_DECODER))
 
     # ---- what generation asks of a loaded model ------------------------------------------------------------------
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -216,14 +227,17 @@ class ModelBundle:
         index = torch.tensor([unique.index(p) for p in prompts])
         return sentence.detach()[index.to(sentence.device)].to(self.device).float()
 
-    def codes_to_features(self, codes: torch.Tensor, num_frames: int, standing: np.ndarray | None = None) -> np.ndarray:
+    def codes_to_features(self, codes: torch.Tensor, num_frames: int, standing: np.ndarray | None = None,
+                          walking: np.ndarray | None = None) -> np.ndarray:
         """(T, 263) denormalised HumanML3D features at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to
         ``num_frames``.
 
         ``standing`` (T,), weights in [0, 1] (``feature_smoothing.standing_decoder_weights``): where above 0, the
         root, legs, feet and torso (``STANDING_DECODER_CHANNELS``) are blended towards the bundle's standing
-        decoder's (a calm body's hips and feet held still), the arms stay the tokenizer decoder's; a bundle without
-        one, or None, decodes every frame with the tokenizer's decoder.
+        decoder's (a calm body's hips and feet held still), the arms stay the tokenizer decoder's.  ``walking`` (T,)
+        likewise (``feature_smoothing.walking_decoder_weights``): every channel blended towards the bundle's walking
+        decoder's (a step as sharp as recorded).  A bundle without such a decoder, or None, decodes those frames
+        with the tokenizer's decoder.
 
         The motion is decoded with its first and last token repeated once beyond its ends, and those frames cut
         off: the convolutional decoder's edges (zero padding) otherwise make the first and last frames jump (a
@@ -242,35 +256,26 @@ class ModelBundle:
         with torch.no_grad():
             decoded = self.tokenizer.decode(padded, num_frames=num_frames + FRAMES_PER_TOKEN)[0]
         features = decoded[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames].float().cpu().numpy().astype(np.float64)
-        if standing is not None and self.standing_tokenizer is not None:
-            weights = np.asarray(standing, dtype=np.float64)
+        for name, given, decoder, channels in (
+                ("walking", walking, self.walking_tokenizer, WALKING_DECODER_CHANNELS),
+                ("standing", standing, self.standing_tokenizer, STANDING_DECODER_CHANNELS)):
+            if given is None or decoder is None:
+                continue
+            weights = np.asarray(given, dtype=np.float64)
             if weights.shape != (num_frames,) or not np.all((weights >= 0) & (weights <= 1)):
-                raise InputTensorError(f"standing: expected {num_frames} weights in [0, 1], got shape "
+                raise InputTensorError(f"{name}: expected {num_frames} weights in [0, 1], got shape "
                                        f"{weights.shape}")
             if weights.any():
-                self._blend_standing(features, padded, weights)
+                _blend_decoder(features, padded, weights, decoder, channels)
         return self.normalizer.denormalize(features)
 
-    def _blend_standing(self, features: np.ndarray, padded: torch.Tensor, weights: np.ndarray) -> None:
-        """Blend, in place, the standing decoder's channels into the (normalised) `features` where `weights` > 0.
-        Only the tokens of those frames are decoded again, with `STANDING_DECODE_MARGIN` tokens of context on each
-        side (beyond the decoder's reach: the same features as decoding the whole sequence, to 1e-5)."""
-        import torch
-
-        from ..motion.model_timing import FRAMES_PER_TOKEN
-
-        used = np.flatnonzero(weights)
-        first, last = int(used[0]) // FRAMES_PER_TOKEN, int(used[-1]) // FRAMES_PER_TOKEN + 1  # tokens [first, last)
-        low = max(0, first + 1 - STANDING_DECODE_MARGIN)  # in `padded`, whose token t + 1 is the motion's token t
-        high = min(padded.shape[1], last + 1 + STANDING_DECODE_MARGIN)
-        with torch.no_grad():
-            part = self.standing_tokenizer.decode(padded[:, low:high])[0].float().cpu().numpy().astype(np.float64)
-        start, end = int(used[0]), int(used[-1]) + 1  # frames; frame f is the part's frame f + 4 * (1 - low)
-        offset = FRAMES_PER_TOKEN * (1 - low)
-        channels = STANDING_DECODER_CHANNELS
-        window = features[start:end][:, channels]
-        features[start:end, channels] = window + weights[start:end, None] * (
-            part[start + offset:end + offset][:, channels] - window)
+    def decode_prompts(self, codes: torch.Tensor, num_frames: int,
+                       spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
+        """(T, 263) features of `codes` as generation decodes them: each prompt kind's decoder on the frames of its
+        spans ([start, end) 20 fps frames; a later span overrides an earlier one): the standing decoder on standing
+        prompts', the walking decoder on plain walks' and runs', the tokenizer's decoder everywhere else."""
+        return self.codes_to_features(codes, num_frames, standing_decoder_weights(num_frames, spans_and_prompts),
+                                      walking_decoder_weights(num_frames, spans_and_prompts))
 
     def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
         """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""
@@ -293,27 +298,54 @@ class ModelBundle:
 
 
 COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConfig", "aligner": "AlignerConfig",
-                     "evaluator": "AlignerConfig", "standing_decoder": "TokenizerConfig"}
+                     "evaluator": "AlignerConfig", "standing_decoder": "TokenizerConfig",
+                     "walking_decoder": "TokenizerConfig"}
 STANDING_DECODER = "standing_decoder"
-STANDING_DECODE_MARGIN = 16
-"""Tokens of context on each side of the standing frames that the standing decoder decodes again (the shipped
-decoders reach under 12: a 30-token stretch decoded with 12 on each side matches the whole sequence's to 4e-6)."""
+WALKING_DECODER = "walking_decoder"
+PROMPT_DECODERS = (STANDING_DECODER, WALKING_DECODER)
+"""The optional decoders for the frames of one kind of prompt: each the tokenizer's decoder weights alone."""
+PROMPT_DECODE_MARGIN = 16
+"""Tokens of context on each side of a prompt decoder's frames that it decodes again (the shipped decoders reach
+under 12: a 30-token stretch decoded with 12 on each side matches the whole sequence's to 4e-6)."""
 
 
-def _standing_tokenizer(folder: Path, tokenizer: MotionTokenizer,
-                        model_configs: dict[str, tuple[dict[str, Any], Any]]) -> MotionTokenizer:
-    """The bundle's tokenizer with the decoder of ``standing_decoder.safetensors`` (the decoder's tensors alone):
-    refused unless ``standing_decoder.json`` is the tokenizer's own config, so the codes mean the same motion."""
+def _prompt_decoder_tokenizer(folder: Path, tokenizer: MotionTokenizer,
+                              model_configs: dict[str, tuple[dict[str, Any], Any]], name: str) -> MotionTokenizer:
+    """The bundle's tokenizer with the decoder of ``<name>.safetensors`` (the decoder's tensors alone), `name` one of
+    `PROMPT_DECODERS`: refused unless ``<name>.json`` is the tokenizer's own config, so the codes mean the same
+    motion."""
     import copy
 
     from ..model.weights import load_weights
 
-    if model_configs[STANDING_DECODER][1] != model_configs["tokenizer"][1]:
-        raise BundleError(folder / f"{STANDING_DECODER}.json", "must be the same configuration as tokenizer.json (the "
-                                                              "standing decoder decodes the tokenizer's codes)")
-    standing = copy.deepcopy(tokenizer)
-    load_weights(standing.decoder, folder / f"{STANDING_DECODER}.safetensors")
-    return standing.float().eval().requires_grad_(False)
+    if model_configs[name][1] != model_configs["tokenizer"][1]:
+        raise BundleError(folder / f"{name}.json", "must be the same configuration as tokenizer.json (the "
+                                                   f"{name.replace('_', ' ')} decodes the tokenizer's codes)")
+    decoder = copy.deepcopy(tokenizer)
+    load_weights(decoder.decoder, folder / f"{name}.safetensors")
+    return decoder.float().eval().requires_grad_(False)
+
+
+def _blend_decoder(features: np.ndarray, padded: torch.Tensor, weights: np.ndarray, decoder: MotionTokenizer,
+                   channels: np.ndarray) -> None:
+    """Blend, in place, `decoder`'s `channels` into the (normalised) `features` where `weights` > 0.  Only the tokens
+    of those frames are decoded again, with `PROMPT_DECODE_MARGIN` tokens of context on each side (beyond the
+    decoder's reach: the same features as decoding the whole sequence, to 1e-5)."""
+    import torch
+
+    from ..motion.model_timing import FRAMES_PER_TOKEN
+
+    used = np.flatnonzero(weights)
+    first, last = int(used[0]) // FRAMES_PER_TOKEN, int(used[-1]) // FRAMES_PER_TOKEN + 1  # tokens [first, last)
+    low = max(0, first + 1 - PROMPT_DECODE_MARGIN)  # in `padded`, whose token t + 1 is the motion's token t
+    high = min(padded.shape[1], last + 1 + PROMPT_DECODE_MARGIN)
+    with torch.no_grad():
+        part = decoder.decode(padded[:, low:high])[0].float().cpu().numpy().astype(np.float64)
+    start, end = int(used[0]), int(used[-1]) + 1  # frames; frame f is the part's frame f + 4 * (1 - low)
+    offset = FRAMES_PER_TOKEN * (1 - low)
+    window = features[start:end][:, channels]
+    features[start:end, channels] = window + weights[start:end, None] * (
+        part[start + offset:end + offset][:, channels] - window)
 
 
 def read_component_configs(folder: str | Path, components: Sequence[str]) -> dict[str, tuple[dict[str, Any], Any]]:

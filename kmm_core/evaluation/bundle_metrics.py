@@ -227,17 +227,18 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
         durations.append((time.perf_counter() - started) * 60.0 / settings.timing_seconds)
     metrics["generation_seconds_per_minute"] = metric_entry(mean_confidence_interval(durations))
 
-    # each clip decoded as generation would decode its caption (standing ones by a bundle's standing decoder)
+    # each clip decoded as generation would decode its captions (standing ones by a bundle's standing decoder, plain
+    # walks by its walking decoder)
     errors, perplexity, reconstructions = tokenizer_reconstruction(
-        bundle, data.features, [kind == "standing" for kind in cache.kinds])
+        bundle, data.features, [" ".join(item.captions) for item in data.items])
     metrics["tokenizer_mpjpe_mm"] = metric_entry(mean_confidence_interval(errors))
     metrics.update({key: metric_entry(value)
                     for key, value in _body_metrics(reconstructions, cache, "tokenizer_body_").items()})
     metrics.update({key: metric_entry(value) for key, value in
                     cache.animator_ratios("split", reconstructions, "tokenizer_").items()})
     for name, features in cache.subset_features.items():
-        standing = [kind_of(item.captions) == "standing" for item in cache.subsets[name]]
-        _errors, _perplexity, rebuilt = tokenizer_reconstruction(bundle, features, standing)
+        captions = [" ".join(item.captions) for item in cache.subsets[name]]
+        _errors, _perplexity, rebuilt = tokenizer_reconstruction(bundle, features, captions)
         metrics.update({key: metric_entry(value) for key, value in
                         cache.animator_ratios(name, rebuilt, "tokenizer_").items()})
     if examples is not None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
-from ..humanml3d.feature_smoothing import is_plain_locomotion_prompt, standing_decoder_weights
+from ..humanml3d.feature_smoothing import is_plain_locomotion_prompt
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .split_data import EvalItem
@@ -49,8 +49,7 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)
-                standing = standing_decoder_weights(lengths[row], [((0, lengths[row]), prompts[index])])
-                out[index] = bundle.codes_to_features(codes, lengths[row], standing)  # as generation decodes
+                out[index] = bundle.decode_prompts(codes, lengths[row], [((0, lengths[row]), prompts[index])])
     return out  # type: ignore[return-value]
 
 
@@ -106,10 +105,11 @@ def count_parameters(bundle: ModelBundle) -> int:
 
 
 def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray],
-                             standing: Sequence[bool] | None = None) -> tuple[np.ndarray, float, list[np.ndarray]]:
+                             prompts: Sequence[str] | None = None) -> tuple[np.ndarray, float, list[np.ndarray]]:
     """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens, the
-    reconstructed clips' joints (T, 22, 3)).  `standing`: per clip, whether generation would decode it with the
-    bundle's standing decoder (its captions are standing ones); None: the tokenizer's decoder for every clip."""
+    reconstructed clips' joints (T, 22, 3)).  `prompts`: per clip, the text whose kind picks its decoder as generation
+    would (``ModelBundle.decode_prompts``: its captions joined, so a clip any of whose captions names a walk is not a
+    standing one); None: the tokenizer's decoder for every clip."""
     import torch
 
     device = next(bundle.tokenizer.parameters()).device
@@ -119,8 +119,9 @@ def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray]
             normalised = torch.from_numpy(bundle.normalizer.normalize(clip).astype(np.float32))[None].to(device)
             codes = bundle.tokenizer.encode(normalised)
             real = features_to_joints(clip)
-            weights = np.ones(clip.shape[0]) if standing is not None and standing[number] else None
-            recon = features_to_joints(bundle.codes_to_features(codes, clip.shape[0], weights))  # as generation decodes
+            frames = clip.shape[0]
+            recon = features_to_joints(bundle.codes_to_features(codes, frames) if prompts is None else
+                                       bundle.decode_prompts(codes, frames, [((0, frames), prompts[number])]))
             reconstructions.append(recon)
             real, recon = real - real[:, :1], recon - recon[:, :1]
             errors.append(1000.0 * float(np.linalg.norm(real - recon, axis=-1).mean()))

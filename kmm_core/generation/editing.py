@@ -27,7 +27,7 @@ from ..common.bounded_read import parse_json
 from ..common.errors import InputFileError, KMMError
 from ..common.limits import EDIT_MODES
 from ..common.progress import CancelCheck, ProgressCallback
-from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root, standing_decoder_weights
+from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.masked_generator import token_condition_from_segments
 from ..motion.kinematics import inverse_kinematics
@@ -199,8 +199,7 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter, spans_and_prompts)
-    standing = standing_decoder_weights(frames, spans_and_prompts)
-    features = smooth_decoded_features(bundle.codes_to_features(decoded, frames, standing), options.smoothing)
+    features = smooth_decoded_features(bundle.decode_prompts(decoded, frames, spans_and_prompts), options.smoothing)
     features = smooth_standing_root(features, spans_and_prompts, config.standing_root_sigma)
     return features_to_joints(features), features[:, FOOT_CONTACTS]
 

@@ -37,7 +37,6 @@ from ..humanml3d.feature_smoothing import (
     is_plain_locomotion_prompt,
     smooth_decoded_features,
     smooth_standing_root,
-    standing_decoder_weights,
 )
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
@@ -194,8 +193,7 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
     """The motion of `codes` at the timeline's fps, on its paths and meeting its constraints, with the contact
     channels the foot clean-up needs."""
     spans_and_prompts = list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True))
-    standing = standing_decoder_weights(num_frames, spans_and_prompts)
-    features = smooth_decoded_features(bundle.codes_to_features(codes, num_frames, standing), options.smoothing)
+    features = smooth_decoded_features(bundle.decode_prompts(codes, num_frames, spans_and_prompts), options.smoothing)
     features = smooth_standing_root(features, spans_and_prompts, options.decoding_config(bundle).standing_root_sigma)
     motion = result_from_model_joints(features_to_joints(features), timeline)
     channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ STANDING_ROOT_SIGMA = 2.0
 """Frames (at 20 fps) of the second Gaussian on the root channels of standing prompts; 0 turns it off."""
 STANDING_DECODER_RAMP = 4
 """Frames (one token at 20 fps) over which a standing prompt's frames fade from the tokenizer's decoder to a
-bundle's standing decoder next to a moving prompt's frames."""
+bundle's standing decoder next to a moving prompt's frames (and a plain walk's to its walking decoder)."""
 ROOT_CHANNELS = slice(0, 4)
 """Root turn speed, root velocity (x, z), root height of the HumanML3D features."""
 TORSO_JOINTS = (3, 6, 9, 12, 15)
@@ -72,6 +72,8 @@ STANDING_DECODER_CHANNELS = np.concatenate([
 """The channels a bundle's standing decoder gives standing frames: the root, legs, feet and torso chain with their
 velocities and the foot contacts.  The arms stay the tokenizer decoder's: the shipped standing decoder, refined to
 hold the hips and feet still, also lowered a raised hand by 4-6 cm (benchmarks/results/standing_decoder.md)."""
+WALKING_DECODER_CHANNELS = np.arange(FEATURE_DIM)
+"""The channels a bundle's walking decoder gives plain walks' frames: all of them (the whole body steps)."""
 STANDING_TORSO_SCALE = 0.5
 """The torso chain's Gaussian on standing prompts, as a share of the root's sigma; 0 leaves the torso as decoded."""
 
@@ -141,18 +143,25 @@ def standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[in
     """Per frame, how much of the standing-root smoothing it gets: 1 inside standing spans (a later span overrides
     an earlier one on shared frames), 0 elsewhere, faded in with a smoothstep over `ramp` frames after the standing
     frame next to a non-standing one (which stays as decoded, so a resampled neighbour of it is unchanged too)."""
-    standing = np.zeros(num_frames, dtype=bool)
+    return _prompt_kind_weights(num_frames, spans_and_prompts, ramp, is_standing_prompt)
+
+
+def _prompt_kind_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]], ramp: int,
+                         rule: Callable[[str], bool]) -> np.ndarray:
+    """1 on the frames of spans whose prompt `rule` accepts (a later span overrides an earlier one), 0 elsewhere,
+    faded in over `ramp` frames after the accepted frame next to another (which keeps weight 0)."""
+    chosen = np.zeros(num_frames, dtype=bool)
     for (start, end), prompt in spans_and_prompts:
-        standing[max(0, int(start)):max(0, min(num_frames, int(end)))] = is_standing_prompt(prompt)
-    moving = np.flatnonzero(~standing)
-    if moving.size == 0:
-        return standing.astype(np.float64)
+        chosen[max(0, int(start)):max(0, min(num_frames, int(end)))] = rule(prompt)
+    others = np.flatnonzero(~chosen)
+    if others.size == 0:
+        return chosen.astype(np.float64)
     frames = np.arange(num_frames)
-    after = np.searchsorted(moving, frames)
-    distance = np.minimum(np.abs(frames - moving[np.clip(after - 1, 0, moving.size - 1)]),
-                          np.abs(moving[np.clip(after, 0, moving.size - 1)] - frames)).astype(np.float64)
-    x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the standing segment's first frame keeps its root
-    return np.where(standing, x * x * (3.0 - 2.0 * x), 0.0)
+    after = np.searchsorted(others, frames)
+    distance = np.minimum(np.abs(frames - others[np.clip(after - 1, 0, others.size - 1)]),
+                          np.abs(others[np.clip(after, 0, others.size - 1)] - frames)).astype(np.float64)
+    x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the span's first frame keeps its neighbour's decoding
+    return np.where(chosen, x * x * (3.0 - 2.0 * x), 0.0)
 
 
 def locomotion_token_weights(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
@@ -171,6 +180,13 @@ def standing_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[
     """Per frame (20 fps), how much of a bundle's standing decoder (``ModelBundle.codes_to_features``) it takes: the
     frames of standing prompts, faded in over `STANDING_DECODER_RAMP` frames next to a moving prompt's."""
     return standing_weights(num_frames, spans_and_prompts, STANDING_DECODER_RAMP)
+
+
+def walking_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
+    """Per frame (20 fps), how much of a bundle's walking decoder (``ModelBundle.codes_to_features``) it takes: the
+    frames of plain walk and run prompts (`is_plain_locomotion_prompt`: a walk with a jump, a kick or a carried box
+    named keeps the tokenizer's decoder), faded in over `STANDING_DECODER_RAMP` frames next to another prompt's."""
+    return _prompt_kind_weights(num_frames, spans_and_prompts, STANDING_DECODER_RAMP, is_plain_locomotion_prompt)
 
 
 def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],

@@ -23,8 +23,10 @@ from ..bundle.model_bundle import (
     BUNDLE_FILE,
     BUNDLE_FORMAT_VERSION,
     OPTIONAL_COMPONENTS,
+    PROMPT_DECODERS,
     REQUIRED_COMPONENTS,
     STANDING_DECODER,
+    WALKING_DECODER,
     BundleError,
     ModelBundle,
     read_manifest,
@@ -34,7 +36,7 @@ from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
-from .model_card import add_standing_decoder_section, dataset_report, read_action_results, write_model_card
+from .model_card import add_prompt_decoder_section, dataset_report, read_action_results, write_model_card
 
 TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 """The weight precisions a bundle ships (``bundle.json`` "dtype")."""
@@ -56,8 +58,8 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
         raise KMMError(f"dtype: {dtype!r} is not one of float16, float32")
     components = []
     for name in (*REQUIRED_COMPONENTS, *OPTIONAL_COMPONENTS):
-        if name == STANDING_DECODER:
-            continue  # not a stage of the run: `attach_standing_decoder` adds it from another run
+        if name in PROMPT_DECODERS:
+            continue  # not a stage of the run: `attach_prompt_decoder` adds it from another run
         weights = run_dir / f"{name}.safetensors"
         if not weights.is_file():
             if name in REQUIRED_COMPONENTS:
@@ -161,26 +163,33 @@ def _check_refined_from(refined: dict[str, torch.Tensor], refined_path: Path, to
 
 
 def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
-    """The loaded module of a bundle component (the standing decoder is the decoder of its standing tokenizer)."""
+    """The loaded module of a bundle component (a prompt decoder is the decoder of its tokenizer copy)."""
     if name == STANDING_DECODER:
         return bundle.standing_tokenizer.decoder
+    if name == WALKING_DECODER:
+        return bundle.walking_tokenizer.decoder
     return getattr(bundle, name)
 
 
-def attach_standing_decoder(bundle_dir: str | Path, run_dir: str | Path,
-                            standing_root_sigma: float | None = None) -> dict:
-    """Add to the bundle at ``bundle_dir`` a standing decoder: the decoder that ``kmm-train decoder`` refined in
-    ``run_dir`` (``decoder.safetensors``), which generation uses on standing prompts' frames
-    (``ModelBundle.codes_to_features``).  Refused unless that decoder was refined from this bundle's tokenizer (same
-    configuration, encoder and codebooks), so it decodes the generator's codes.  Writes
-    ``standing_decoder.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``, lists the
-    component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the new manifest.
-    ``standing_root_sigma`` (optional) is stored as the bundle's ``decoding.standing_root_sigma``: the standing-root
-    smoothing chosen against this decoder (a decoder that holds the body still needs less)."""
+def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str = STANDING_DECODER,
+                          standing_root_sigma: float | None = None) -> dict:
+    """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
+    standing prompts' frames, ``walking_decoder`` for plain walks' and runs'; ``ModelBundle.decode_prompts``): the
+    decoder that ``kmm-train decoder`` refined in ``run_dir`` (``decoder.safetensors``).  Refused unless that decoder
+    was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the
+    generator's codes.  Writes ``<name>.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``,
+    lists the component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the new
+    manifest.  ``standing_root_sigma`` (optional, standing decoder only) is stored as the bundle's
+    ``decoding.standing_root_sigma``: the standing-root smoothing chosen against this decoder (a decoder that holds
+    the body still needs less)."""
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
+    if name not in PROMPT_DECODERS:
+        raise KMMError(f"prompt decoder: {name!r} is not one of {', '.join(PROMPT_DECODERS)}")
+    if standing_root_sigma is not None and name != STANDING_DECODER:
+        raise KMMError("standing_root_sigma: only a standing decoder chooses the standing-root smoothing")
     refined_path = run_dir / "decoder.safetensors"
     if not refined_path.is_file():
-        raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the stillness "
+        raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the decoder's "
                                         f"settings first")
     manifest = read_manifest(bundle_dir)
     if standing_root_sigma is not None:  # checked before anything is written
@@ -203,16 +212,16 @@ def attach_standing_decoder(bundle_dir: str | Path, run_dir: str | Path,
         raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
     tensors = _cast({key.removeprefix("decoder."): value for key, value in refined.items()
                      if key.startswith("decoder.")}, TORCH_DTYPES[dtype])
-    save_file(tensors, str(bundle_dir / f"{STANDING_DECODER}.safetensors"), metadata={"format": "pt", "dtype": dtype})
-    shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{STANDING_DECODER}.json")
-    if STANDING_DECODER not in manifest["components"]:
-        manifest["components"].append(STANDING_DECODER)
+    save_file(tensors, str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
+    shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{name}.json")
+    if name not in manifest["components"]:
+        manifest["components"].append(name)
     # one write of bundle.json, the new component and every checksum together
     manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     loaded = ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
-    parameters = sum(p.numel() for p in component_module(loaded, STANDING_DECODER).parameters())
-    add_standing_decoder_section(bundle_dir, run_dir, parameters, loaded.decoding.standing_root_sigma)
+    parameters = sum(p.numel() for p in component_module(loaded, name).parameters())
+    add_prompt_decoder_section(bundle_dir, run_dir, name, parameters, loaded.decoding.standing_root_sigma)
     return manifest
 
 

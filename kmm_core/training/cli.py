@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "bundle's tokenizer (RUN/decoder.safetensors)")
     standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
                           "smoothing chosen against this decoder as the bundle's decoding.standing_root_sigma")
+    walking = commands.add_parser("walking-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
+                                  "refined (e.g. with a lighter [decoder] jerk_weight) to decode its plain walks' and "
+                                  "runs' frames")
+    walking.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
+    walking.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
+                         "bundle's tokenizer (RUN/decoder.safetensors)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -150,11 +156,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[kmm-train] bundle written to {path} (licence: {bundle_licence(path)})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
         return 0
-    if args.command == "standing-decoder":
-        from .bundle_writer import attach_standing_decoder
+    if args.command in ("standing-decoder", "walking-decoder"):
+        from .bundle_writer import attach_prompt_decoder
 
-        manifest = attach_standing_decoder(args.bundle, args.run, args.standing_root_sigma)
-        print(f"[kmm-train] standing decoder from {args.run} added to {args.bundle} "
+        name = args.command.replace("-", "_")
+        manifest = attach_prompt_decoder(args.bundle, args.run, name, getattr(args, "standing_root_sigma", None))
+        print(f"[kmm-train] {name.replace('_', ' ')} from {args.run} added to {args.bundle} "
               f"(components: {', '.join(manifest['components'])})")
         return 0
     if args.command == "vocabulary":

@@ -234,34 +234,49 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
     return "\n".join(lines)
 
 
-STANDING_DECODER_BEGIN = "<!-- standing decoder: begin (kmm-train standing-decoder) -->"
-STANDING_DECODER_END = "<!-- standing decoder: end -->"
 LIMITS_HEADING = "## Intended use and limits"
 
 
-def add_standing_decoder_section(bundle_dir: str | Path, run_dir: str | Path, parameters: int,
-                                 standing_root_sigma: float) -> Path | None:
-    """Put the standing decoder's section (between `STANDING_DECODER_BEGIN` / `_END`, replaced when there) into the
-    bundle's card, before its intended use; a bundle without a card is left without one (None)."""
+def prompt_decoder_markers(name: str) -> tuple[str, str]:
+    """The comments around a prompt decoder's section of the card (`name`: standing_decoder, walking_decoder)."""
+    words = name.replace("_", " ")
+    return (f"<!-- {words}: begin (kmm-train {name.replace('_', '-')}) -->", f"<!-- {words}: end -->")
+
+
+def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
+    if name == "walking_decoder":
+        return ("it decodes every channel of the frames of plain walk and run prompts (a walk or a run with no other "
+                "action named), refined with a lighter jerk term than the tokenizer's decoder, so a real walk's "
+                "step keeps its recorded sharpness (the tokenizer's decoder smooths it); every other frame comes "
+                "from the tokenizer's decoder or the standing decoder.")
+    return ("it decodes the root, legs, feet and torso of the frames of prompts that name no walk or whole-body move, "
+            "so a calm standing body's hips and feet stay still; every other frame, and the arms, come from the "
+            "tokenizer's decoder.  The standing prompts' root is smoothed again by a Gaussian of "
+            f"{standing_root_sigma:g} frames (`decoding.standing_root_sigma` in bundle.json).")
+
+
+def add_prompt_decoder_section(bundle_dir: str | Path, run_dir: str | Path, name: str, parameters: int,
+                               standing_root_sigma: float) -> Path | None:
+    """Put a prompt decoder's section (between its `prompt_decoder_markers`, replaced when there) into the bundle's
+    card, before its intended use; a bundle without a card is left without one (None)."""
     card = Path(bundle_dir) / CARD_FILE
     if not card.is_file():
         return None
+    begin, end = prompt_decoder_markers(name)
     text = read_text(card, "model card")
-    if STANDING_DECODER_BEGIN in text and STANDING_DECODER_END in text:
-        head, rest = text.split(STANDING_DECODER_BEGIN, 1)
-        text = head.rstrip("\n") + "\n\n" + rest.split(STANDING_DECODER_END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")
     stages = {s["stage"]: s for s in stage_summaries(run_dir)}
     refined = stages.get("decoder")
     training = (f" ({refined['steps']} steps, last validation {_validation(refined['validation'])})"
                 if refined else "")
+    title = name.replace("_", " ").capitalize()
     section = "\n".join([
-        STANDING_DECODER_BEGIN, "## Standing decoder", "",
-        f"`standing_decoder.safetensors` ({parameters / 1e6:.2f} M parameters), added by `kmm-train standing-decoder` "
-        f"from the decoder run `{Path(run_dir).name}`{training}: it decodes the root, legs, feet and torso of the "
-        "frames of prompts that name no walk or whole-body move, so a calm standing body's hips and feet stay still; "
-        "every other frame, and the arms, come from the tokenizer's decoder.  The standing prompts' root is smoothed "
-        f"again by a Gaussian of {standing_root_sigma:g} frames (`decoding.standing_root_sigma` in bundle.json).",
-        STANDING_DECODER_END, "", ""])
+        begin, f"## {title}", "",
+        f"`{name}.safetensors` ({parameters / 1e6:.2f} M parameters), added by `kmm-train {name.replace('_', '-')}` "
+        f"from the decoder run `{Path(run_dir).name}`{training}: " + _prompt_decoder_text(name, standing_root_sigma),
+        end, "", ""])
     if LIMITS_HEADING in text:
         head, rest = text.split(LIMITS_HEADING, 1)
         text = head + section + LIMITS_HEADING + rest
