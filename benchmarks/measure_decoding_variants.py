@@ -5,7 +5,10 @@
 Each variant is a JSON object of ``[decoding]`` overrides on top of the bundle's own settings (``{}``: as shipped),
 e.g. ``'{"repeat_penalty": 2}'``; the key ``best_of`` (not a decoding setting) draws N candidates per prompt and
 keeps the one the bundle's aligner (the generator's own text-motion model, not the evaluator) finds closest to the
-prompt (best-of-N re-ranking; the short action after a walk is generated without it).  Every variant sees the same captions and seeds; generated features go through
+prompt (best-of-N re-ranking; the short action after a walk is generated without it); with ``"best_of_by": "gait"``
+the candidates of a plain walk or run prompt (``is_plain_locomotion_prompt``) are ranked instead by their stride
+regularity as the product shows them (``animator_subsets``' measure: a plausibility score of the step), the
+others' still by the aligner.  Every variant sees the same captions and seeds; generated features go through
 the product's smoothing (``smooth_generated_features``, standing-root step on) and the foot-contact clean-up, as
 `kmm-train eval` does.  Ratios of means to the real items (1.00 = as real), mean over the seeds (min-max).
 
@@ -39,7 +42,7 @@ from kmm_core.evaluation.split_data import choose_captions, load_items, window_r
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
-from kmm_core.humanml3d.feature_smoothing import smooth_generated_features  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import is_plain_locomotion_prompt, smooth_generated_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 from kmm_core.model.configs import DecodingConfig  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
@@ -53,10 +56,12 @@ def product_joints(features: list[np.ndarray], prompts: list[str]) -> list[np.nd
     return cleaned_joints([features_to_joints(f) for f in smoothed], smoothed)
 
 
-def generate(bundle: ModelBundle, config: DecodingConfig, best_of: int, prompts: list[str], frames: list[int],
-             seed: int) -> list[np.ndarray]:
-    """Features for each prompt with `config`; with `best_of` > 1 the candidate the aligner ranks first."""
+def generate(bundle: ModelBundle, config: DecodingConfig, best_of: int | tuple[int, str], prompts: list[str],
+             frames: list[int], seed: int) -> list[np.ndarray]:
+    """Features for each prompt with `config`; with `best_of` > 1 (or (N, "aligner" / "gait")) the candidate ranked
+    first (module docstring)."""
     bundle.decoding = config
+    best_of, ranked_by = best_of if isinstance(best_of, tuple) else (best_of, "aligner")
     if best_of <= 1:
         return generate_features(bundle, prompts, frames, seed)
     scorer = Evaluator(bundle.aligner, bundle.normalizer, Path("."), bundle.device)
@@ -67,11 +72,18 @@ def generate(bundle: ModelBundle, config: DecodingConfig, best_of: int, prompts:
     for features in candidates:
         motion = scorer.embed_motions(features)
         similarity.append((motion / np.linalg.norm(motion, axis=1, keepdims=True) * text).sum(axis=1))
-    best = np.argmax(np.array(similarity), axis=0)
+    score = np.array(similarity)
+    if ranked_by == "gait":
+        walks = [i for i, prompt in enumerate(prompts) if is_plain_locomotion_prompt(prompt)]
+        for k, features in enumerate(candidates):
+            joints = product_joints([features[i] for i in walks], [prompts[i] for i in walks])
+            score[k, walks] = [animator_subsets.measures([j], MODEL_FPS, "walking")["stride_regularity"]
+                               for j in joints]
+    best = np.argmax(score, axis=0)
     return [candidates[k][i] for i, k in enumerate(best)]
 
 
-def subset_rows(bundle: ModelBundle, name: str, chosen: list, window, variants: list[tuple[DecodingConfig, int]],
+def subset_rows(bundle: ModelBundle, name: str, chosen: list, window, variants: list[tuple[DecodingConfig, tuple[int, str]]],
                 seeds: int) -> list[list[dict[str, float]]]:
     real = animator_subsets.measures([features_to_joints(window(item)) for item in chosen], MODEL_FPS, name)
     rows: list[list[dict[str, float]]] = [[] for _ in variants]
@@ -98,8 +110,8 @@ def main() -> int:
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     shipped = bundle.decoding
     overrides = [json.loads(v) for v in args.variants]
-    variants = [(replace(shipped, **{k: v for k, v in o.items() if k != "best_of"}), int(o.get("best_of", 1)))
-                for o in overrides]
+    variants = [(replace(shipped, **{k: v for k, v in o.items() if k not in ("best_of", "best_of_by")}),
+                 (int(o.get("best_of", 1)), str(o.get("best_of_by", "aligner")))) for o in overrides]
     names = [json.dumps(o) if o else "as shipped" for o in overrides]
     folder = HumanML3DFolder(args.data)
     items = load_items(folder, EvaluationSettings(split=args.split))

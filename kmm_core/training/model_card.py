@@ -250,8 +250,9 @@ def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
                 "step keeps its recorded sharpness (the tokenizer's decoder smooths it); every other frame comes "
                 "from the tokenizer's decoder or the standing decoder.")
     return ("it decodes the root, legs, feet and torso of the frames of prompts that name no walk or whole-body move, "
-            "so a calm standing body's hips and feet stay still; every other frame, and the arms, come from the "
-            "tokenizer's decoder.  The standing prompts' root is smoothed again by a Gaussian of "
+            "so a calm standing body's hips and feet stay still; the arms, and every other prompt's frames, come from "
+            "the tokenizer's decoder (plain walks' from the walking decoder when the bundle has one).  The standing "
+            "prompts' root is smoothed again by a Gaussian of "
             f"{standing_root_sigma:g} frames (`decoding.standing_root_sigma` in bundle.json).")
 
 
