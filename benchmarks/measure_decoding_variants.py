@@ -33,6 +33,7 @@ from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation import animator_subsets  # noqa: E402
+from kmm_core.evaluation.body_motion import gait_regularity  # noqa: E402
 from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.evaluator import Evaluator  # noqa: E402
 from kmm_core.evaluation.generated_motions import cleaned_joints, generate_features  # noqa: E402
@@ -77,8 +78,7 @@ def generate(bundle: ModelBundle, config: DecodingConfig, best_of: int | tuple[i
         walks = [i for i, prompt in enumerate(prompts) if is_plain_locomotion_prompt(prompt)]
         for k, features in enumerate(candidates):
             joints = product_joints([features[i] for i in walks], [prompts[i] for i in walks])
-            score[k, walks] = [animator_subsets.measures([j], MODEL_FPS, "walking")["stride_regularity"]
-                               for j in joints]
+            score[k, walks] = [gait_regularity(j, MODEL_FPS) for j in joints]  # the subsets' stride regularity
     best = np.argmax(score, axis=0)
     return [candidates[k][i] for i, k in enumerate(best)]
 

@@ -36,15 +36,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.measure_decoding_variants import product_joints  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation import animator_subsets  # noqa: E402
-from kmm_core.evaluation.generated_motions import generate_features, generated_joints  # noqa: E402
+from kmm_core.evaluation.generated_motions import generate_features  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
-from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features, smooth_generated_features  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import smooth_decoded_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
@@ -122,9 +123,8 @@ def main() -> int:
         runs, first = [], None
         for seed in range(args.seeds):
             captions = choose_captions(chosen, seed)
-            features = generate_features(bundle, captions, [item.frames for item in chosen], seed)
-            smoothed = [smooth_generated_features(f, c) for f, c in zip(features, captions, strict=True)]
-            joints = generated_joints(smoothed, foot_lock=True)
+            joints = product_joints(generate_features(bundle, captions, [item.frames for item in chosen], seed),
+                                    captions)
             first = joints if first is None else first
             runs.append(animator_subsets.ratios(SUBSET, animator_subsets.measures(joints, MODEL_FPS, SUBSET),
                                                 real_measures))

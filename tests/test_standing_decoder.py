@@ -146,11 +146,16 @@ def _counter():
     return StepCounter(10**6, None, None)
 
 
-def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, unrefined_run, tmp_path):
+def _card_after_adding_again(bundle_dir: Path, command: str, run: Path, tmp_path: Path) -> str:
+    """The model card of a copy of `bundle_dir` after `kmm-train COMMAND` adds the same decoder once more."""
     bundle = tmp_path / "bundle"
-    shutil.copytree(dual_bundle, bundle)
-    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0  # again
-    card = (bundle / "README.md").read_text()
+    shutil.copytree(bundle_dir, bundle)
+    assert train_main([command, "--bundle", str(bundle), "--run", str(run)]) == 0
+    return (bundle / "README.md").read_text()
+
+
+def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, unrefined_run, tmp_path):
+    card = _card_after_adding_again(dual_bundle, "standing-decoder", unrefined_run, tmp_path)
     assert card.count("## Standing decoder") == 1 and card.count("## Intended use and limits") == 1
     assert card.index("## Standing decoder") < card.index("## Intended use and limits")
     assert "Gaussian of 1.5 frames" in card and f"decoder run `{unrefined_run.name}`" in card
@@ -206,10 +211,7 @@ def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle,
 
 
 def test_the_model_card_says_what_the_walking_decoder_does(walking_bundle, unrefined_run, tmp_path):
-    bundle = tmp_path / "bundle"
-    shutil.copytree(walking_bundle, bundle)
-    assert train_main(["walking-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0  # again
-    card = (bundle / "README.md").read_text()
+    card = _card_after_adding_again(walking_bundle, "walking-decoder", unrefined_run, tmp_path)
     assert card.count("## Walking decoder") == 1 and card.count("## Standing decoder") == 1
     assert card.index("## Walking decoder") < card.index("## Intended use and limits")
     assert "plain walk and run prompts" in card and "kmm-train walking-decoder" in card
