@@ -125,18 +125,19 @@ def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefi
     assert not (bundle / "standing_decoder.safetensors").exists()
 
 
-def test_a_standing_decoder_config_unlike_the_tokenizers_is_refused(dual_bundle, tmp_path):
+@pytest.mark.parametrize("component", ["standing_decoder", "walking_decoder"])
+def test_a_prompt_decoder_config_unlike_the_tokenizers_is_refused(component, walking_bundle, tmp_path):
     from kmm_core.bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(dual_bundle, bundle)
-    config = json.loads((bundle / "standing_decoder.json").read_text())
+    shutil.copytree(walking_bundle, bundle)
+    config = json.loads((bundle / f"{component}.json").read_text())
     config["res_blocks"] = config["res_blocks"] + 1
-    (bundle / "standing_decoder.json").write_text(json.dumps(config))
+    (bundle / f"{component}.json").write_text(json.dumps(config))
     manifest = json.loads((bundle / "bundle.json").read_text())
     manifest[FILES_KEY] = checksum_entries(bundle, bundle_file_names(manifest["components"], bundle))
     (bundle / "bundle.json").write_text(json.dumps(manifest))
-    with pytest.raises(KMMError, match=r"standing_decoder\.json.*same configuration as tokenizer\.json"):
+    with pytest.raises(KMMError, match=rf"{component}\.json.*same configuration as tokenizer\.json"):
         ModelBundle.load(bundle, device="cpu")
 
 
