@@ -87,6 +87,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="guide the segments that name a plain walk or run (no other action with it) at FACTOR "
                              "times --guidance (lower keeps more of the stride, 1 guides them like the rest; "
                              "default: the model's)")
+    parser.add_argument("--walk-cycle", dest="walk_cycle_bonus", type=float, metavar="BONUS",
+                        help="pull each token of a plain walk or run toward the code one gait cycle away, so the walk "
+                             "keeps its step (a logit bonus; 0 turns it off; default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -275,7 +278,8 @@ def _options(args: argparse.Namespace):
                              transitions=getattr(args, "transitions", None) or DEFAULT_TRANSITIONS,
                              foot_lock=getattr(args, "foot_lock", True),
                              standing_root_sigma=getattr(args, "standing_root_sigma", None),
-                             walk_guidance_factor=getattr(args, "walk_guidance_factor", None))
+                             walk_guidance_factor=getattr(args, "walk_guidance_factor", None),
+                             walk_cycle_bonus=getattr(args, "walk_cycle_bonus", None))
 
 
 def write_motion(motion, path: Path) -> Path:

@@ -141,17 +141,25 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     assert not np.allclose(outputs["default"], outputs["off"])
 
 
-@pytest.mark.parametrize(("field", "flag", "own", "library", "too_high", "error"), [
+@pytest.mark.parametrize(("field", "flag", "own", "library", "too_high", "error", "walk_seconds"), [
     ("standing_root_sigma", "--standing-root-sigma", "1", "2", "20",
-     "standing_root_sigma: must be between 0 and 8 frames"),
-    ("locomotion_guidance_factor", "--walk-guidance", "0", "1", "3", "walk_guidance_factor: must be between 0 and 2"),
+     "standing_root_sigma: must be between 0 and 8 frames", "1"),
+    ("locomotion_guidance_factor", "--walk-guidance", "0", "1", "3", "walk_guidance_factor: must be between 0 and 2",
+     "1"),
+    # A one-second walk is 5 tokens, too few for a cycle of 3-8 tokens to show: this one walks 4 seconds.
+    ("locomotion_period_bonus", "--walk-cycle", "50", "0", "200", "walk_cycle_bonus: must be between 0 and 100", "4"),
 ])
 def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,
-                                                       library, too_high, error):
+                                                       library, too_high, error, walk_seconds):
     """A bundle carries decoding settings chosen for it (bundle.json "decoding": the standing-root sigma chosen
     against its decoder, the guidance share of its walk segments), generation takes them when none is asked for,
     the option overrides them, and a value out of range is refused naming the option (or the bundle's field), before
     any output is written."""
+    if walk_seconds != "1":
+        timeline_file = tmp_path / "timeline.json"
+        timeline_file.write_text(json.dumps({"fps": 24, "segments": [
+            {"prompt": "a person walks forward", "seconds": float(walk_seconds)}, {"prompt": "a person waves",
+                                                                                  "frames": 19}]}))
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     manifest = json.loads((bundle / "bundle.json").read_text())
@@ -174,7 +182,7 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(tiny_bundle),
                  "--steps", "2", flag, too_high, "--quiet"]) == EXIT_BAD_ARGUMENTS
     assert error in capsys.readouterr().err and not refused.exists()
-    manifest["decoding"][field] = 50.0
+    manifest["decoding"][field] = float(too_high)
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(bundle),
                  "--steps", "2", "--quiet"]) != 0

@@ -12,7 +12,7 @@ from model_test_data import stack_crops, train_tiny_tokenizer
 from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
-from kmm_core.model.decoding import decode_tokens
+from kmm_core.model.decoding import _favour_gait_cycle, decode_tokens, gait_cycle_lag
 from kmm_core.model.masked_generator import GuidedModel, MaskedGenerator, guided_logits, token_condition_from_segments
 
 COND_DIM = 16
@@ -252,6 +252,61 @@ def test_walk_and_run_tokens_take_their_share_of_the_guidance(models):
     with pytest.raises(ValueError, match="per-token scale"):
         guided_logits(generator, torch.ones(2, 5), base, sentence=sentences[:2], cond_per_token=None,
                       token_valid=valid)
+
+
+def test_gait_cycle_lag_is_where_settled_codes_agree_most():
+    # A real walk's codes (the shipped tokenizer on "a person walks forward", benchmarks/results/walk_tokens.txt):
+    # its cycle is 5 tokens (one second).
+    walk = torch.tensor([121, 65, 224, 116, 238, 141, 202, 116, 168, 180, 65, 129, 116, 168, 141, 202, 224, 116, 238,
+                         141, 202, 116, 168, 180, 65, 189, 116, 168, 141, 202])
+    everything = torch.ones_like(walk, dtype=torch.bool)
+    assert gait_cycle_lag(walk, everything) == 5
+    # Only settled tokens count: with every other one masked the odd lags see no pair, and none agree at 4, 6, 8.
+    assert gait_cycle_lag(walk, torch.arange(30) % 2 == 0) is None
+    assert gait_cycle_lag(torch.arange(30), everything) is None  # no code comes back: no cycle
+    assert gait_cycle_lag(walk[:3], everything) is None  # shorter than the shortest cycle
+
+
+def test_a_walk_token_is_pulled_to_the_code_one_cycle_away_in_its_own_segment():
+    mask = 99
+    ids = torch.tensor([[7, 8, 9, 7, 8, 9, mask, mask, mask, 1, 2, mask, 5, 6]])
+    is_mask = ids == mask
+    bonus = torch.tensor([[2.0] * 9 + [0.0] + [1.0] * 4])  # two walk segments: tokens 0-8 and 10-13
+    out = _favour_gait_cycle(torch.zeros(1, 14, 100), ids, is_mask, mask, bonus)
+    # Segment 1 repeats every 3 tokens (no lag of 3-8 is longer than its settled pairs allow another), so masked
+    # tokens 6-8 take the codes of tokens 3-5; segment 2 (2, ?, 5, 6) has no agreeing pair: nothing; token 9 has
+    # no bonus.
+    assert out.nonzero().tolist() == [[0, 6, 7], [0, 7, 8], [0, 8, 9]]
+    assert out[0, 6, 7] == 2.0
+
+
+def test_walk_tokens_keep_their_cycle_with_the_period_bonus():
+    """`locomotion_period_bonus` on the walk row makes its codes come back one cycle later far more than without (a
+    generator whose head gives every code even odds, so only the bonus repeats a code); the other row decodes as
+    shipped."""
+    torch.manual_seed(0)
+    generator = MaskedGenerator(GeneratorConfig(codebook_size=CODEBOOK, num_quantizers=1, cond_dim=COND_DIM,
+                                                d_model=32, n_layers=1, backbone="transformer", dropout=0.0))
+    with torch.no_grad():
+        generator.head[-1].weight.zero_()
+        generator.head[-1].bias.zero_()
+    sentences = torch.randn(2, COND_DIM, generator=torch.Generator().manual_seed(7))
+
+    def decode(**settings):
+        return decode_tokens(generator, [160, 160], sentence=sentences, seed=3, locomotion=torch.tensor([1.0, 0.0]),
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, **settings)).codes[..., 0]
+
+    def agreement(codes):
+        lag = gait_cycle_lag(codes, torch.ones_like(codes, dtype=torch.bool)) or 3
+        return float((codes[:-lag] == codes[lag:]).float().mean())
+
+    shipped, cycled = decode(), decode(locomotion_period_bonus=20.0)
+    assert torch.equal(cycled[1], shipped[1])
+    assert agreement(shipped[0]) < 0.3 < 0.7 < agreement(cycled[0])
+    with pytest.raises(ConfigError, match="locomotion_period_bonus"):
+        DecodingConfig(locomotion_period_bonus=-1.0)
+    with pytest.raises(ConfigError, match="locomotion_period_bonus"):
+        DecodingConfig(locomotion_period_bonus=101.0)
 
 
 def test_progress_and_cancellation(models):

@@ -38,14 +38,17 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     # The default: longer tokenizer and generator schedules, every action group drawn equally by both, and the
     # decoder stage (off in small.toml) with the jerk weight chosen on the val split; a generator four layers deep
     # (issue 26: the two-layer one could not hold a walk's token cycle; training/runs/kmm-small-all-v6/COMMAND.md).
-    # Its plain walks and runs are guided at half the scale (training/runs/kmm-small-all-v8/walk_guidance.md); the
-    # open model's stay at the scale of every other prompt.
+    # Its plain walks and runs are guided at half the scale (training/runs/kmm-small-all-v8/walk_guidance.md) and keep
+    # their gait cycle (walk_cycle.md); the open model's are decoded like every other prompt.
     decoder = {"decoder.jerk_weight", "train.decoder.steps", "train.decoder.lr", "train.decoder.balance"}
     depth, walk_guidance = "generator.n_layers", "decoding.locomotion_guidance_factor"
+    cycle, repeats = "decoding.locomotion_period_bonus", "decoding.locomotion_repeat_penalty"
     assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, depth,
-                                                          walk_guidance, *decoder}
+                                                          walk_guidance, cycle, repeats, *decoder}
     assert (small[depth], all_data[depth]) == (2, 4)
     assert (small[walk_guidance], all_data[walk_guidance], open_model[walk_guidance]) == (1.0, 0.5, 1.0)
+    assert (small[cycle], all_data[cycle], open_model[cycle]) == (0.0, 8.0, 0.0)
+    assert (small[repeats], all_data[repeats], open_model[repeats]) == (0.0, 2.0, 0.0)
     assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert small["decoder.jerk_weight"] == 0.0

@@ -114,6 +114,10 @@ MAX_LOCOMOTION_GUIDANCE_FACTOR = 2.0
 """Largest share of the guidance scale a bundle's ``decoding.locomotion_guidance_factor`` may give walk and run
 tokens."""
 
+MAX_LOCOMOTION_PERIOD_BONUS = 100.0
+"""Largest ``decoding.locomotion_period_bonus`` (``kmm generate --walk-cycle``): a logit bonus of 100 already makes
+every walk token copy the code one cycle away."""
+
 MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     # Every number of a model / decoding config (``model/configs.py``, a bundle's ``<component>.json`` and the
     # ``decoding`` table of its ``bundle.json``, a training config's model tables), by field name, inclusive.  A
@@ -133,6 +137,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "steps": (1, MAX_STEPS), "temperature": (0.0, 100.0), "top_k": (1, 16_384),
     "guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE), "residual_temperature": (0.0, 100.0), "remask_noise": (0.0, 100.0),
     "repeat_penalty": (0.0, 1000.0), "locomotion_repeat_penalty": (0.0, 1000.0),
+    "locomotion_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
     "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
     "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),

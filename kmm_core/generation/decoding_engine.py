@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import ConfigError
-from ..common.limits import MAX_LOCOMOTION_GUIDANCE_FACTOR, MAX_STANDING_ROOT_SIGMA
+from ..common.limits import MAX_LOCOMOTION_GUIDANCE_FACTOR, MAX_LOCOMOTION_PERIOD_BONUS, MAX_STANDING_ROOT_SIGMA
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, locomotion_token_weights
 from ..model.configs import DecodingConfig
@@ -50,6 +50,9 @@ class GenerationOptions:
     # The guidance of walk and run prompts' tokens as a share of the guidance (DecodingConfig's
     # locomotion_guidance_factor; 1 guides them like every other prompt); None takes the bundle's.
     walk_guidance_factor: float | None = None
+    # The pull of a walk or run token toward the code one gait cycle away (DecodingConfig's locomotion_period_bonus;
+    # 0 turns it off); None takes the bundle's.
+    walk_cycle_bonus: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -72,6 +75,9 @@ class GenerationOptions:
         if factor is not None and not 0 <= factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR:
             raise ConfigError(f"walk_guidance_factor: must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}, "
                               f"got {factor}")
+        bonus = self.walk_cycle_bonus
+        if bonus is not None and not 0 <= bonus <= MAX_LOCOMOTION_PERIOD_BONUS:
+            raise ConfigError(f"walk_cycle_bonus: must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}, got {bonus}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:
@@ -95,6 +101,8 @@ class GenerationOptions:
             changes["standing_root_sigma"] = float(self.standing_root_sigma)
         if self.walk_guidance_factor is not None:
             changes["locomotion_guidance_factor"] = float(self.walk_guidance_factor)
+        if self.walk_cycle_bonus is not None:
+            changes["locomotion_period_bonus"] = float(self.walk_cycle_bonus)
         return replace(bundle.decoding, **changes)
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, get_type_hints
 from ..common.errors import ConfigError, short_repr
 from ..common.limits import (
     MAX_LOCOMOTION_GUIDANCE_FACTOR,
+    MAX_LOCOMOTION_PERIOD_BONUS,
     MAX_MODEL_PARAMETERS,
     MAX_STANDING_ROOT_SIGMA,
     MODEL_CONFIG_RANGES,
@@ -307,6 +308,11 @@ class DecodingConfig(_StrictConfig):
     # repeat_penalty added on the tokens of plain walk and run prompts only (their share of it): a walk's code repeats
     # cost it its step, while a calm standing body needs them; 0: off.
     locomotion_repeat_penalty: float = 0.0
+    # Added to the base layer's logit of the code a settled token one gait cycle earlier or later holds, on the tokens
+    # of plain walk and run prompts only (their share of it); the cycle is the lag of 3-8 tokens (0.6-1.6 s) at which
+    # the segment's settled codes already agree most, so a walk keeps the rhythm it started with (issue 39: generated
+    # walks lose the stride real ones keep); 0: off.
+    locomotion_period_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -325,6 +331,9 @@ class DecodingConfig(_StrictConfig):
                  "standing_root_sigma", f"must be between 0 and {MAX_STANDING_ROOT_SIGMA:g} frames")
         _require(self.locomotion_repeat_penalty >= 0 and math.isfinite(self.locomotion_repeat_penalty),
                  "locomotion_repeat_penalty", "must be >= 0")
+        _require(math.isfinite(self.locomotion_period_bonus)
+                 and 0 <= self.locomotion_period_bonus <= MAX_LOCOMOTION_PERIOD_BONUS,
+                 "locomotion_period_bonus", f"must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}")
         _require(math.isfinite(self.locomotion_guidance_factor)
                  and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
                  "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")

@@ -68,7 +68,8 @@ def decode_tokens(
     ``use_residual`` predicts the residual layers when the generator has a residual predictor.
     ``locomotion`` (B, L) in [0, 1], or (B,) for every token of a row: how much each token belongs to a plain walk
     or run prompt; those tokens are guided at ``config.locomotion_guidance_factor`` times the scale (blended by the
-    weight; no effect at a factor of 1) and take ``config.locomotion_repeat_penalty``.
+    weight; no effect at a factor of 1) and take ``config.locomotion_repeat_penalty`` and
+    ``config.locomotion_period_bonus``.
     ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
@@ -90,7 +91,8 @@ def decode_tokens(
     try:
         base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
-                            per_token_repeat_penalty(config, locomotion, token_valid), rng,
+                            per_token_repeat_penalty(config, locomotion, token_valid),
+                            per_token_period_bonus(config, locomotion, token_valid), rng,
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
@@ -142,9 +144,17 @@ def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, 
     return config.repeat_penalty + config.locomotion_repeat_penalty * weight
 
 
+def per_token_period_bonus(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
+    """``config.locomotion_period_bonus`` times each walk and run token's share (B, L), or None when off."""
+    weight = _walk_weight(locomotion, token_valid)
+    if weight is None or config.locomotion_period_bonus == 0.0:
+        return None
+    return config.locomotion_period_bonus * weight
+
+
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
                  cond_per_token: Tensor | None, config: DecodingConfig, guidance_scale: float | Tensor,
-                 repeat_penalty: float | Tensor, rng: torch.Generator,
+                 repeat_penalty: float | Tensor, period_bonus: Tensor | None, rng: torch.Generator,
                  report_to: tuple[ProgressCallback | None, CancelCheck | None], total_steps: int) -> Tensor:
     mask_id = generator.mask_id
     is_fixed = fixed_base >= 0
@@ -173,6 +183,8 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         previous_mask = is_mask
         step_logits = logits if not torch.is_tensor(repeat_penalty) and repeat_penalty == 0 else \
             _penalise_repeats(logits, ids, is_mask, mask_id, repeat_penalty)
+        if period_bonus is not None:
+            step_logits = _favour_gait_cycle(step_logits, ids, is_mask, mask_id, period_bonus)
         sampled, confidence = _sample(step_logits, config.temperature, config.top_k, rng)
         if config.remask_noise > 0:
             annealing = 1.0 - (step + 1) / config.steps
@@ -198,6 +210,55 @@ def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int
     right_holds = (settled[:, 1:] & is_mask[:, :-1]).unsqueeze(-1).to(out.dtype)  # token i sees token i+1
     out[:, 1:].scatter_add_(-1, codes[:, :-1], -at[:, 1:] * left_holds)
     out[:, :-1].scatter_add_(-1, codes[:, 1:], -at[:, :-1] * right_holds)
+    return out
+
+
+GAIT_CYCLE_TOKENS = range(3, 9)
+"""Lags (tokens of 4 frames at 20 fps: 0.6-1.6 s) a walk or run's gait cycle may take (`_favour_gait_cycle`)."""
+
+
+def gait_cycle_lag(codes: Tensor, settled: Tensor) -> int | None:
+    """The lag in GAIT_CYCLE_TOKENS at which the settled ``codes`` (L,) of one segment agree most (agreeing pairs
+    over settled pairs plus one, so a lag seen once does not beat one seen agreeing many times), or None when no
+    lag has an agreeing pair yet."""
+    best, best_rate = None, 0.0
+    for lag in GAIT_CYCLE_TOKENS:
+        if lag >= codes.shape[0]:
+            break
+        both = settled[:-lag] & settled[lag:]
+        agree = int((both & (codes[:-lag] == codes[lag:])).sum())
+        rate = agree / (int(both.sum()) + 1)
+        if rate > best_rate:
+            best, best_rate = lag, rate
+    return best
+
+
+def _favour_gait_cycle(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int, bonus: Tensor) -> Tensor:
+    """``logits`` (B, L, K) plus ``bonus`` (B, L: each masked token's own) at the code of the settled token one gait
+    cycle (`gait_cycle_lag` of its segment: the run of consecutive tokens with a bonus) earlier and later."""
+    settled = (ids != mask_id) & (ids >= 0)
+    out = logits.clone()
+    for row in range(ids.shape[0]):
+        on = (bonus[row] > 0).tolist()
+        start = 0
+        while start < len(on):
+            if not on[start]:
+                start += 1
+                continue
+            end = start
+            while end < len(on) and on[end]:
+                end += 1
+            known = settled[row, start:end]
+            codes = ids[row, start:end].where(known, 0)  # a masked or padding token's id indexes no code
+            lag = gait_cycle_lag(codes, known)
+            if lag is not None:
+                wanted = is_mask[row, start:end]
+                at = bonus[row, start:end].to(out.dtype)
+                for source, target in ((slice(None, -lag), slice(lag, None)), (slice(lag, None), slice(None, -lag))):
+                    holds = (known[source] & wanted[target]).to(out.dtype) * at[target]
+                    out[row, start:end][target].scatter_add_(-1, codes[source].unsqueeze(-1),
+                                                              holds.unsqueeze(-1))
+            start = end
     return out
 
 

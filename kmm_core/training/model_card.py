@@ -170,7 +170,10 @@ DECODING_NOTES = {
     "guidance_scale": "classifier-free guidance of every prompt",
     "locomotion_guidance_factor": "the guidance of plain walk and run prompts' tokens as a share of the scale (kept "
                                   "lower so a walk keeps its stride; `kmm generate --walk-guidance` overrides it)",
-    "locomotion_repeat_penalty": "subtracted from a settled neighbour's code on plain walk and run tokens only",
+    "locomotion_repeat_penalty": "subtracted from a settled neighbour's code on plain walk and run tokens only (with "
+                                 "the cycle bonus it sharpens the step without breaking the stride)",
+    "locomotion_period_bonus": "added to the code one gait cycle away on plain walk and run tokens, so a walk keeps "
+                               "the rhythm it starts with (`kmm generate --walk-cycle` overrides it)",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
 }
 
