@@ -148,15 +148,20 @@ def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated
             np.testing.assert_allclose(toes, TOE_GROUND_HEIGHT, atol=0.01)
     # measured: 0.015 vs 0.51 on these six walks (0.32 with swing arcs but no lift of fast free toes)
     assert np.mean(now) < 0.05 and np.mean(now) < 0.2 * np.mean(former)
-    # Every step the model lifts too little (under 6 cm: a shuffle, or a toe through the floor) and whose toe travels
-    # at least 0.3 m (a step: the swings REAL_SWING_PROFILE was measured on) clears the floor at least 1 cm higher
-    # than decoded; a shorter shuffle gets a lower arc by design (the profile scaled by travel / REAL_STRIDE: a 2-frame,
-    # 11-cm shuffle of the walking decoder's "walks and turns left" rises 0.4 cm); no swing ends up lower, and the
-    # swings are no lower overall.  The shipped default lifts most swings by itself (medians 0.087 m decoded, 0.091 m
-    # cleaned; 0.049 / 0.058 m before its walk guidance), so the median alone no longer shows the lift.
+    # Every step (a toe travelling at least 0.3 m: the swings REAL_SWING_PROFILE was measured on) that the model lifts
+    # less than a real step of its length (the profile's peak scaled by travel / REAL_STRIDE: a short step gets a
+    # lower arc by design) comes within 6 mm of that peak after the clean-up (the lift is smoothed over its window:
+    # measured 5.2 mm under it at worst, a full-length step decoded at 8.0 cm against the 9.0-cm peak), and one
+    # lifted at least 2 cm too little gains at least 1 cm; no swing ends up lower, and the swings are no lower overall.
+    # (A step already near its peak gains less: the gait-cycle default's backward walk, 4.85 cm against a 5.3-cm
+    # peak for its 0.75 m, is lifted 1.0 cm.)  The shipped default lifts most swings by itself, so the median alone
+    # no longer shows the lift.
     raw_swing, now_swing, travel = np.asarray(raw_swing), np.asarray(now_swing), np.asarray(travel)
     low, step = raw_swing < 0.06, travel >= 0.3
-    assert (low & step).any() and np.all(now_swing[low & step] > raw_swing[low & step] + 0.01)
+    real_peak = REAL_SWING_PROFILE.max() * np.minimum(1.0, travel / REAL_STRIDE)
+    short, much_short = step & (raw_swing < real_peak), step & (raw_swing < real_peak - 0.02)
+    assert much_short.any() and np.all(now_swing[short] >= real_peak[short] - 0.006)
+    assert np.all(now_swing[much_short] > raw_swing[much_short] + 0.01)
     assert np.all(now_swing[low] >= raw_swing[low])
     assert np.median(now_swing) >= np.median(raw_swing)
 
