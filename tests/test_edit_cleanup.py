@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from kmm_core.cli import main
+from kmm_core.common.boolean_runs import true_runs
 from kmm_core.evaluation.motion_quality import foot_skating
 from kmm_core.generation import editing
 from kmm_core.generation.decoding_engine import GenerationOptions
@@ -51,17 +52,11 @@ def _same(a: MotionResult, b: MotionResult, a_slice: slice, b_slice: slice) -> b
     return all(np.array_equal(getattr(a, key)[a_slice], getattr(b, key)[b_slice]) for key in ARRAYS)
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask.astype(bool), [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2], edges[1::2], strict=True))
-
-
 def _largest_drift(motion: MotionResult, first: int, last: int) -> float:
     """How far a held joint moves over a contact that lies within frames [first, last)."""
     worst = 0.0
     for column, joint in enumerate(CONTACT_JOINTS):
-        for start, end in _runs(motion.foot_contacts[:, column]):
+        for start, end in true_runs(motion.foot_contacts[:, column]):
             start, end = max(start, first), min(end, last)
             if end - start > 1:
                 drift = np.linalg.norm(motion.joints[start:end, joint] - motion.joints[start, joint], axis=-1)

@@ -12,6 +12,7 @@ import pytest
 from kmm_core.bvh.joint_map import builtin_joint_map
 from kmm_core.bvh.reader import read_bvh
 from kmm_core.bvh.retarget import bvh_to_canonical_joints
+from kmm_core.common.boolean_runs import true_runs
 from kmm_core.common.errors import KMMError
 from kmm_core.evaluation.body_motion import frozen_share, standing_drift
 from kmm_core.evaluation.motion_quality import floor_penetration
@@ -43,17 +44,11 @@ HELD_TOLERANCE = 0.01  # metres: a held joint may move this much over a whole co
 HELD_BOUND = 2 * (FootLockSettings().stance_detail_limit + HELD_MISS_TOLERANCE)
 
 
-def _runs(mask):
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2], edges[1::2], strict=True))
-
-
 def _largest_drift_while_held(joints: np.ndarray, contacts: np.ndarray) -> float:
     """The farthest any contact joint gets from where it was at the start of its contact."""
     worst = 0.0
     for column, joint in enumerate(CONTACT_JOINTS):
-        for start, end in _runs(contacts[:, column].astype(bool)):
+        for start, end in true_runs(contacts[:, column].astype(bool)):
             worst = max(worst, float(np.linalg.norm(joints[start:end, joint] - joints[start, joint], axis=-1).max()))
     return worst
 
@@ -142,7 +137,7 @@ def test_real_walk_contacts_alternate_and_a_sliding_foot_is_pinned(real_clips):
     assert (left & ~right).any() and (right & ~left).any() and (~left).any() and (~right).any()
     # Make the left foot slide 10 cm forward during every contact of the real walk; the cleanup pins it again.
     sliding = walk.copy()
-    for start, end in _runs(contacts[:, 1]):
+    for start, end in true_runs(contacts[:, 1]):
         drift = np.linspace(0.0, 0.1, end - start)[:, None]
         sliding[start:end, [7, 10], 2] += drift
     result = lock_feet(sliding, FPS, contacts, fit_rest_offsets(walk))
@@ -171,7 +166,7 @@ def test_held_feet_are_planted_not_frozen(real_clips):
     contacts = detect_contacts(walk, FPS)
     sliding = walk.copy()
     for column, joints in ((1, [7, 10]), (3, [8, 11])):
-        for start, end in _runs(contacts[:, column]):
+        for start, end in true_runs(contacts[:, column]):
             sliding[start:end, joints, 2] += np.linspace(0.0, 0.1, end - start)[:, None]
     offsets = fit_rest_offsets(walk)
     planted = lock_feet(sliding, FPS, contacts, offsets)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..common.boolean_runs import true_runs
 from ..common.errors import ConfigError, InputTensorError
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
@@ -239,26 +240,16 @@ def _favour_gait_cycle(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: in
     settled = (ids != mask_id) & (ids >= 0)
     out = logits.clone()
     for row in range(ids.shape[0]):
-        on = (bonus[row] > 0).tolist()
-        start = 0
-        while start < len(on):
-            if not on[start]:
-                start += 1
-                continue
-            end = start
-            while end < len(on) and on[end]:
-                end += 1
+        for start, end in true_runs((bonus[row] > 0).cpu()):
             known = settled[row, start:end]
             codes = ids[row, start:end].where(known, 0)  # a masked or padding token's id indexes no code
             lag = gait_cycle_lag(codes, known)
-            if lag is not None:
-                wanted = is_mask[row, start:end]
-                at = bonus[row, start:end].to(out.dtype)
-                for source, target in ((slice(None, -lag), slice(lag, None)), (slice(lag, None), slice(None, -lag))):
-                    holds = (known[source] & wanted[target]).to(out.dtype) * at[target]
-                    out[row, start:end][target].scatter_add_(-1, codes[source].unsqueeze(-1),
-                                                              holds.unsqueeze(-1))
-            start = end
+            if lag is None:
+                continue
+            wanted, at = is_mask[row, start:end], bonus[row, start:end].to(out.dtype)
+            for source, target in ((slice(None, -lag), slice(lag, None)), (slice(lag, None), slice(None, -lag))):
+                holds = (known[source] & wanted[target]).to(out.dtype) * at[target]
+                out[row, start:end][target].scatter_add_(-1, codes[source].unsqueeze(-1), holds.unsqueeze(-1))
     return out
 
 

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..common.boolean_runs import true_runs
 from ..common.errors import KMMError
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
@@ -169,21 +170,14 @@ def horizontal_speed(joints: np.ndarray, fps: float) -> np.ndarray:
     return np.linalg.norm(np.gradient(xz, axis=0), axis=-1) * fps
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of every run of True in a 1-D boolean array."""
-    padded = np.concatenate([[False], mask.astype(bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 def _clean_runs(mask: np.ndarray, min_frames: int) -> np.ndarray:
     """Close gaps shorter than `min_frames` between runs, then drop runs shorter than `min_frames`."""
     mask = mask.astype(bool).copy()
-    runs = _runs(mask)
+    runs = true_runs(mask)
     for (_, end), (start, _) in zip(runs[:-1], runs[1:], strict=True):
         if start - end < min_frames:
             mask[end:start] = True
-    for start, end in _runs(mask):
+    for start, end in true_runs(mask):
         if end - start < min_frames:
             mask[start:end] = False
     return mask
@@ -283,12 +277,12 @@ def _foot_locks(joints: np.ndarray, contacts: np.ndarray, ground: np.ndarray, le
                 columns: tuple[int, int], foot_length: float) -> dict[str, tuple[list, list]]:
     """Lock runs and positions of one foot's ankle and toe (the toe placed from the ankle where both touch)."""
     _, _, ankle, toe = leg
-    ankle_runs = _runs(contacts[:, columns[0]])
+    ankle_runs = true_runs(contacts[:, columns[0]])
     ankle_locks = []
     for start, end in ankle_runs:
         xz = joints[start:end, ankle, [0, 2]].mean(axis=0)
         ankle_locks.append(np.array([xz[0], ground[columns[0]], xz[1]]))
-    toe_runs = _runs(contacts[:, columns[1]])
+    toe_runs = true_runs(contacts[:, columns[1]])
     toe_locks = []
     for start, end in toe_runs:
         xz = joints[start:end, toe, [0, 2]].mean(axis=0)
@@ -344,7 +338,7 @@ def hold_standing(joints: np.ndarray, contacts: np.ndarray, fps: float, settings
     frames = joints.shape[0]
     min_frames = max(2, int(round(settings.standing_seconds * fps)))
     drift = np.zeros((frames, 2))
-    for start, end in _runs(np.asarray(contacts, dtype=bool).all(axis=1)):
+    for start, end in true_runs(np.asarray(contacts, dtype=bool).all(axis=1)):
         if end - start < min_frames:
             continue
         path = joints[start:end][:, list(CONTACT_JOINTS)][..., [0, 2]].mean(axis=1)
@@ -370,7 +364,7 @@ def split_drifting_contacts(joints: np.ndarray, contacts: np.ndarray, max_drift:
     contacts = np.array(contacts, dtype=bool, copy=True)
     for column, joint in enumerate(CONTACT_JOINTS):
         path = joints[:, joint][:, [0, 2]]
-        for start, end in _runs(contacts[:, column]):
+        for start, end in true_runs(contacts[:, column]):
             anchor = start
             while anchor < end:  # one vectorised search per re-plant, not a Python step per frame
                 beyond = np.flatnonzero(np.linalg.norm(path[anchor:end] - path[anchor], axis=-1) > max_drift)

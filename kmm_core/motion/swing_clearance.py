@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.boolean_runs import true_runs
+
 REAL_SWING_PROFILE = np.array([0.006, 0.019, 0.035, 0.056, 0.076, 0.086, 0.091, 0.083, 0.071, 0.055, 0.037,
                                0.023, 0.013, 0.012, 0.014, 0.028, 0.044, 0.048, 0.041, 0.024, 0.001])
 """Toe (ball of the foot) height above its stance level in metres at 21 evenly spaced points of a swing, from the
@@ -56,16 +58,10 @@ TYPICAL_SWING_SECONDS = 0.5
 """A real swing's median duration (10 frames at 20 fps): the phase of a swing cut by the motion's start or end."""
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask.astype(bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 def swing_gaps(held: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of every run of not-held frames with a held frame on both sides."""
     held = np.asarray(held, dtype=bool)
-    return [(start, end) for start, end in _runs(~held) if start > 0 and end < held.shape[0]]
+    return [(start, end) for start, end in true_runs(~held) if start > 0 and end < held.shape[0]]
 
 
 def widen_and_smooth(values: np.ndarray, width: int) -> np.ndarray:
@@ -114,7 +110,7 @@ def swing_lift(toe: np.ndarray, held: np.ndarray, fps: float, floor: float, smoo
     if not held.any():
         return needed
     typical = max(1, int(round(TYPICAL_SWING_SECONDS * fps)))
-    for start, end in _runs(~held):
+    for start, end in true_runs(~held):
         if start > 0 and end < frames:  # a whole swing: from the held frame before to the held frame after
             last, first = start - 1, end
         elif start > 0:  # the motion ends in the air: a typical swing from the last held frame
