@@ -147,7 +147,9 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     ("locomotion_guidance_factor", "--walk-guidance", "0", "1", "3", "walk_guidance_factor: must be between 0 and 2",
      "1"),
     # A one-second walk is 5 tokens, too few for a cycle of 3-8 tokens to show: this one walks 4 seconds.
-    ("locomotion_period_bonus", "--walk-cycle", "50", "0", "200", "walk_cycle_bonus: must be between 0 and 100", "4"),
+    # --walk-cycle sets the base layer's pull and the residual layers' together.
+    (("locomotion_period_bonus", "locomotion_residual_period_bonus"), "--walk-cycle", "50", "0", "200",
+     "walk_cycle_bonus: must be between 0 and 100", "4"),
 ])
 def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,
                                                        library, too_high, error, walk_seconds):
@@ -163,7 +165,9 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     manifest = json.loads((bundle / "bundle.json").read_text())
-    manifest["decoding"] = {**manifest.get("decoding", {}), field: float(own)}
+    fields = field if isinstance(field, tuple) else (field,)
+    field = fields[0]
+    manifest["decoding"] = {**manifest.get("decoding", {}), **{name: float(own) for name in fields}}
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
 
     def generate(checkpoint: Path, name: str, *flags: str) -> np.ndarray:

@@ -12,7 +12,13 @@ from model_test_data import stack_crops, train_tiny_tokenizer
 from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
-from kmm_core.model.decoding import _favour_gait_cycle, decode_tokens, gait_cycle_lag
+from kmm_core.model.decoding import (
+    _favour_gait_cycle,
+    _sample,
+    _sample_residual_in_gait_cycle,
+    decode_tokens,
+    gait_cycle_lag,
+)
 from kmm_core.model.masked_generator import GuidedModel, MaskedGenerator, guided_logits, token_condition_from_segments
 
 COND_DIM = 16
@@ -307,6 +313,64 @@ def test_walk_tokens_keep_their_cycle_with_the_period_bonus():
         DecodingConfig(locomotion_period_bonus=-1.0)
     with pytest.raises(ConfigError, match="locomotion_period_bonus"):
         DecodingConfig(locomotion_period_bonus=101.0)
+
+
+def test_a_walk_tokens_residual_codes_take_their_chains_consensus():
+    """The residual layer's pull: in a walk segment whose base codes repeat every 3 tokens, tokens 3 apart whose lower
+    layers repeat form a chain, and every token of a chain takes the chain's consensus code (the largest sum of
+    log-probabilities over it) when the bonus outweighs its own preference; a token in no chain, a token outside the
+    segment and a row with no bonus are drawn as `_sample` draws them, with the same noise."""
+    logits = torch.randn(2, 12, 40, generator=torch.Generator().manual_seed(5))
+    base = torch.tensor([[4, 5, 6] * 4] * 2)
+    lower = torch.stack([base, torch.zeros_like(base)], dim=-1)  # (B, L, 2): base and one residual layer
+    lower[0, 7, 1] = 3  # token 7's first residual differs from tokens 4 and 10: it breaks the chain 1-4-7-10
+    bonus = torch.zeros(2, 12)
+    bonus[0, :11] = 50.0  # row 0: a walk of tokens 0-10 (token 11 is another prompt's); row 1: no walk
+    chains = ([0, 3, 6, 9], [1, 4], [2, 5, 8])
+    for temperature in (0.0, 1.0):
+        plain, _ = _sample(logits, temperature, None, torch.Generator().manual_seed(9))
+        codes = _sample_residual_in_gait_cycle(logits, lower, bonus, temperature, None,
+                                               torch.Generator().manual_seed(9))
+        drawn = [7, 10, 11]  # alone in their chain, or not a walk token
+        assert torch.equal(codes[1], plain[1]) and torch.equal(codes[0, drawn], plain[0, drawn])
+        for chain in chains:
+            consensus = int(logits[0, chain].log_softmax(dim=-1).sum(dim=0).argmax())
+            assert codes[0, chain].tolist() == [consensus] * len(chain), (temperature, chain)
+        assert not torch.equal(codes[0], plain[0])
+
+
+def test_walk_residual_layers_keep_their_cycle_with_the_residual_period_bonus(models):
+    """`locomotion_residual_period_bonus` makes a steady walk row's residual codes repeat one cycle later where its
+    lower layers do, the base layer is drawn as without it, the other row (a walk that turns: a walk, not a steady
+    one) decodes as before; at 0, or with no steady walk given, nothing changes."""
+    _, generator, _, sentences = models
+    locomotion, steady = torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])
+
+    def decode(steady_walk=steady, **settings):
+        return decode_tokens(generator, [160, 160], sentence=sentences[:2], seed=3, locomotion=locomotion,
+                             steady_walk=steady_walk,
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, locomotion_period_bonus=20.0,
+                                                   **settings)).codes
+
+    base_cycle, cycled, off = decode(), decode(locomotion_residual_period_bonus=20.0), \
+        decode(locomotion_residual_period_bonus=0.0)
+    assert torch.equal(base_cycle, off)
+    assert torch.equal(decode(None, locomotion_residual_period_bonus=20.0), base_cycle)
+    assert torch.equal(cycled[..., 0], base_cycle[..., 0]) and torch.equal(cycled[1], base_cycle[1])
+    walk = cycled[0]
+    lag = gait_cycle_lag(walk[:, 0], torch.ones(walk.shape[0], dtype=torch.bool))
+    assert lag is not None
+
+    def residual_agreement(codes):
+        repeated = (codes[lag:, :1] == codes[:-lag, :1]).all(-1)
+        return float((codes[:-lag, 1][repeated] == codes[lag:, 1][repeated]).float().mean()), int(repeated.sum())
+
+    agree_before, repeats = residual_agreement(base_cycle[0])
+    agree_after, _ = residual_agreement(walk)
+    # A residual the generator is sure of by more than the bonus keeps its own code (the tiny model's are: 1 of 37)
+    assert repeats >= 10 and agree_before < 0.8 < 0.95 < agree_after
+    with pytest.raises(ConfigError, match="locomotion_residual_period_bonus"):
+        DecodingConfig(locomotion_residual_period_bonus=101.0)
 
 
 def test_progress_and_cancellation(models):

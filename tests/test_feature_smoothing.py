@@ -168,3 +168,22 @@ def test_walk_and_run_tokens_are_weighed_by_their_frames():
     overridden = [*spans, ((4, 8), "a person raises both arms")]
     np.testing.assert_array_equal(locomotion_token_weights(5, overridden, 4), [1.0, 0.0, 0.5, 0.0, 0.0])
     np.testing.assert_array_equal(locomotion_token_weights(3, [((2, 99), "a man runs")], 4), [0.5, 1.0, 1.0])
+
+
+def test_steady_walks_are_the_plain_walks_that_keep_their_heading():
+    """The walks whose residual codes keep the gait cycle (`DecodingConfig.locomotion_residual_period_bonus`): plain
+    walks and runs that name no turn, side or curve; the held-out paraphrases that lost their turn when every walk was
+    pulled (walk_cycle_residual.md) are not steady."""
+    from kmm_core.humanml3d.feature_smoothing import is_steady_locomotion_prompt, locomotion_token_weights
+
+    for prompt in ("a person walks forward", "a man runs", "someone jogs straight ahead", "a person walks backwards",
+                   "a person strides forward quickly"):
+        assert is_steady_locomotion_prompt(prompt), prompt
+    for prompt in ("a man strides ahead before turning toward the right", "walk ahead and take the turn on the right",
+                   "the man shuffles sideways toward his left", "someone jogs in a circle", "a person bears left",
+                   "a person walks around", "a woman veers right while running", "a person walks forward carrying a box",
+                   "a person waves the right hand"):
+        assert not is_steady_locomotion_prompt(prompt), prompt
+    spans = [((0, 8), "a person walks forward"), ((8, 20), "a person walks and turns left")]
+    np.testing.assert_array_equal(locomotion_token_weights(5, spans, 4, is_steady_locomotion_prompt),
+                                  [1.0, 1.0, 0.0, 0.0, 0.0])

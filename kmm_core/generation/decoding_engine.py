@@ -18,7 +18,12 @@ from torch import Tensor
 from ..common.errors import ConfigError
 from ..common.limits import MAX_LOCOMOTION_GUIDANCE_FACTOR, MAX_LOCOMOTION_PERIOD_BONUS, MAX_STANDING_ROOT_SIGMA
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, locomotion_token_weights
+from ..humanml3d.feature_smoothing import (
+    DECODED_SMOOTHING_SIGMA,
+    is_plain_locomotion_prompt,
+    is_steady_locomotion_prompt,
+    locomotion_token_weights,
+)
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
@@ -50,8 +55,9 @@ class GenerationOptions:
     # The guidance of walk and run prompts' tokens as a share of the guidance (DecodingConfig's
     # locomotion_guidance_factor; 1 guides them like every other prompt); None takes the bundle's.
     walk_guidance_factor: float | None = None
-    # The pull of a walk or run token toward the code one gait cycle away (DecodingConfig's locomotion_period_bonus;
-    # 0 turns it off); None takes the bundle's.
+    # The pull of a walk or run token toward the code one gait cycle away, on the base layer and the residual layers
+    # alike (DecodingConfig's locomotion_period_bonus and locomotion_residual_period_bonus; 0 turns both off); None
+    # takes the bundle's.
     walk_cycle_bonus: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
@@ -103,6 +109,7 @@ class GenerationOptions:
             changes["locomotion_guidance_factor"] = float(self.walk_guidance_factor)
         if self.walk_cycle_bonus is not None:
             changes["locomotion_period_bonus"] = float(self.walk_cycle_bonus)
+            changes["locomotion_residual_period_bonus"] = float(self.walk_cycle_bonus)
         return replace(bundle.decoding, **changes)
 
 
@@ -149,10 +156,13 @@ def window_starts(num_tokens: int, options: GenerationOptions) -> list[int]:
     return starts
 
 
-def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> Tensor:
+def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+                      steady: bool = False) -> Tensor:
     """(L,) each token's share of plain walk and run prompts (20 fps spans; a later span overrides an earlier one): how
-    much of the bundle's ``decoding.locomotion_guidance_factor`` its guidance takes."""
-    return torch.from_numpy(locomotion_token_weights(num_tokens, spans_and_prompts, FRAMES_PER_TOKEN)).float()
+    much of the bundle's ``decoding.locomotion_guidance_factor`` its guidance takes; with ``steady``, its share of
+    those that keep their heading (``decode_tokens``' ``steady_walk``)."""
+    rule = is_steady_locomotion_prompt if steady else is_plain_locomotion_prompt
+    return torch.from_numpy(locomotion_token_weights(num_tokens, spans_and_prompts, FRAMES_PER_TOKEN, rule)).float()
 
 
 def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
@@ -171,7 +181,8 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
     layers = generator.config.num_quantizers
     codes = torch.full((num_tokens, layers), -1, dtype=torch.int64) if fixed is None else fixed.clone().long().cpu()
     per_decode = steps_per_decode(bundle, config)
-    locomotion = None if spans_and_prompts is None else locomotion_tokens(num_tokens, spans_and_prompts)
+    locomotion, steady = (None, None) if spans_and_prompts is None else \
+        (locomotion_tokens(num_tokens, spans_and_prompts), locomotion_tokens(num_tokens, spans_and_prompts, True))
     for start in window_starts(num_tokens, options):
         end = min(num_tokens, start + options.max_window_tokens)
         window = codes[start:end]
@@ -183,6 +194,7 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
         result = decode_tokens(generator, frames, cond_per_token=cond_per_token[start:end].unsqueeze(0),
                                fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
                                locomotion=None if locomotion is None else locomotion[start:end].unsqueeze(0),
+                               steady_walk=None if steady is None else steady[start:end].unsqueeze(0),
                                on_progress=counter.on_step)
         codes[start:end] = result.codes[0].cpu()
     return codes

@@ -35,6 +35,7 @@ from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import (
     is_plain_locomotion_prompt,
+    is_steady_locomotion_prompt,
     smooth_decoded_features,
     smooth_standing_root,
 )
@@ -101,7 +102,8 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     if short:
         decoded = decode_segments_together(bundle.generator, [bounds[i + 1] - bounds[i] for i in short],
                                            embeddings[short], config, rng, counter.on_step,
-                                           [float(is_plain_locomotion_prompt(timeline.prompts[i])) for i in short])
+                                           [float(is_plain_locomotion_prompt(timeline.prompts[i])) for i in short],
+                                           [float(is_steady_locomotion_prompt(timeline.prompts[i])) for i in short])
         for index, segment_codes in zip(short, decoded, strict=True):
             codes[bounds[index]:bounds[index + 1]] = segment_codes
     for index in sorted(set(range(len(spans))) - set(short)):  # longer than a window: decoded in windows
@@ -112,7 +114,8 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
                                            [((0, frames), timeline.prompts[index])])
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
     return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
-                               locomotion_tokens(num_tokens, spans_and_prompts)), num_frames
+                               locomotion_tokens(num_tokens, spans_and_prompts),
+                               locomotion_tokens(num_tokens, spans_and_prompts, steady=True)), num_frames
 
 
 def planned_steps(bundle: ModelBundle, timeline: Timeline, options: GenerationOptions, config: DecodingConfig) -> int:

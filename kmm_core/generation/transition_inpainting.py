@@ -30,17 +30,19 @@ from ..motion.model_timing import FRAMES_PER_TOKEN
 
 def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tensor, config: DecodingConfig,
                              rng: torch.Generator, on_progress: ProgressCallback | None,
-                             locomotion: Sequence[float] | None = None) -> list[Tensor]:
+                             locomotion: Sequence[float] | None = None,
+                             steady_walk: Sequence[float] | None = None) -> list[Tensor]:
     """Codes (length_i, Q) of each segment, decoded in one batch; segment i is conditioned on embeddings[i] and, when
-    given, guided as a walk or run as much as locomotion[i] (``decode_tokens``)."""
+    given, guided as a walk or run as much as locomotion[i] and its residual codes kept in the gait cycle as much as
+    steady_walk[i] (``decode_tokens``)."""
     device = next(generator.parameters()).device
     longest = max(lengths)
     condition = torch.zeros(len(lengths), longest, embeddings.shape[-1], device=device)
     for index, length in enumerate(lengths):
         condition[index, :length] = embeddings[index]
-    weights = None if locomotion is None else torch.tensor([float(w) for w in locomotion])
+    weights, steady = (None if w is None else torch.tensor([float(v) for v in w]) for w in (locomotion, steady_walk))
     result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
-                           config=config, rng=rng, locomotion=weights, on_progress=on_progress)
+                           config=config, rng=rng, locomotion=weights, steady_walk=steady, on_progress=on_progress)
     return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]
 
 
@@ -63,11 +65,12 @@ def transition_windows(bounds: Sequence[int], num_tokens: int, width: int,
 
 def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Sequence[tuple[int, int, int, int]],
                         config: DecodingConfig, rng: torch.Generator, on_progress: ProgressCallback | None,
-                        locomotion: Tensor | None = None) -> Tensor:
+                        locomotion: Tensor | None = None, steady_walk: Tensor | None = None) -> Tensor:
     """``codes`` (L, Q) with the free region of every window re-decoded, all windows in one batch.
 
     ``condition`` (L, E) holds every token's condition vector (its segment's prompt), ``locomotion`` (L,) when given
-    its share of walk and run prompts (``decode_tokens``); inside a window everything but the free region stays
+    its share of walk and run prompts and ``steady_walk`` (L,) its share of those that keep their heading
+    (``decode_tokens``); inside a window everything but the free region stays
     fixed, so each window continues the motion on both of its sides.
     """
     device = next(generator.parameters()).device
@@ -75,16 +78,19 @@ def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Se
     longest = max(end - start for start, _, _, end in windows)
     fixed = torch.full((len(windows), longest, layers), -1, dtype=torch.int64)
     window_condition = torch.zeros(len(windows), longest, condition.shape[-1], device=device)
-    window_locomotion = None if locomotion is None else torch.zeros(len(windows), longest)
+    window_locomotion, window_steady = (None if w is None else torch.zeros(len(windows), longest)
+                                        for w in (locomotion, steady_walk))
     for index, (start, free_start, free_end, end) in enumerate(windows):
         fixed[index, : end - start] = codes[start:end]
         fixed[index, free_start - start : free_end - start] = -1
         window_condition[index, : end - start] = condition[start:end]
-        if window_locomotion is not None:
-            window_locomotion[index, : end - start] = locomotion[start:end]
+        for share, windowed in ((locomotion, window_locomotion), (steady_walk, window_steady)):
+            if windowed is not None:
+                windowed[index, : end - start] = share[start:end]
     frames = [(end - start) * FRAMES_PER_TOKEN for start, _, _, end in windows]
     result = decode_tokens(generator, frames, cond_per_token=window_condition, fixed_codes=fixed.to(device),
-                           config=config, rng=rng, locomotion=window_locomotion, on_progress=on_progress)
+                           config=config, rng=rng, locomotion=window_locomotion, steady_walk=window_steady,
+                           on_progress=on_progress)
     decoded = result.codes.cpu()
     out = codes.clone()
     for index, (start, free_start, free_end, _end) in enumerate(windows):

@@ -313,6 +313,11 @@ class DecodingConfig(_StrictConfig):
     # the segment's settled codes already agree most, so a walk keeps the rhythm it started with (issue 39: generated
     # walks lose the stride real ones keep); 0: off.
     locomotion_period_bonus: float = 0.0
+    # The same pull on the residual layers (the fine detail each base code leaves) of steady walks and runs (no turn
+    # or side named: decode_tokens' steady_walk): tokens one gait cycle apart whose lower layers repeat form a chain,
+    # and each gets this added to its chain's consensus code, layer by layer, so a repeated step is decoded the same
+    # way each time (issue 39: the base codes kept the cycle, the residual detail broke it); 0: off.
+    locomotion_residual_period_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -334,6 +339,9 @@ class DecodingConfig(_StrictConfig):
         _require(math.isfinite(self.locomotion_period_bonus)
                  and 0 <= self.locomotion_period_bonus <= MAX_LOCOMOTION_PERIOD_BONUS,
                  "locomotion_period_bonus", f"must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}")
+        _require(math.isfinite(self.locomotion_residual_period_bonus)
+                 and 0 <= self.locomotion_residual_period_bonus <= MAX_LOCOMOTION_PERIOD_BONUS,
+                 "locomotion_residual_period_bonus", f"must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}")
         _require(math.isfinite(self.locomotion_guidance_factor)
                  and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
                  "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")

@@ -58,6 +58,7 @@ def decode_tokens(
     rng: torch.Generator | None = None,
     use_residual: bool = True,
     locomotion: Tensor | None = None,
+    steady_walk: Tensor | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> DecodeResult:
@@ -71,6 +72,9 @@ def decode_tokens(
     or run prompt; those tokens are guided at ``config.locomotion_guidance_factor`` times the scale (blended by the
     weight; no effect at a factor of 1) and take ``config.locomotion_repeat_penalty`` and
     ``config.locomotion_period_bonus``.
+    ``steady_walk``, shaped like ``locomotion``: how much each token belongs to a walk or run that keeps its heading
+    (``feature_smoothing.is_steady_locomotion_prompt``); those tokens' residual codes take
+    ``config.locomotion_residual_period_bonus`` (None: no token does).
     ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
@@ -101,9 +105,15 @@ def decode_tokens(
                 per_token_guidance(config.residual_guidance_scale, config, locomotion, token_valid)
             guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
                                  token_valid=token_valid)
+            residual_bonus = per_token_period_bonus(config, steady_walk, token_valid, residual=True)
             for layer in range(1, generator.config.num_quantizers):
-                logits = guided(torch.stack(layers, dim=-1), layer)
-                sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
+                lower = torch.stack(layers, dim=-1)
+                logits = guided(lower, layer)
+                if residual_bonus is None:
+                    sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
+                else:
+                    sampled = _sample_residual_in_gait_cycle(logits, lower, residual_bonus,
+                                                             config.residual_temperature, config.top_k, rng)
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
                 codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
                 layers.append(codes)
@@ -145,12 +155,16 @@ def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, 
     return config.repeat_penalty + config.locomotion_repeat_penalty * weight
 
 
-def per_token_period_bonus(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
-    """``config.locomotion_period_bonus`` times each walk and run token's share (B, L), or None when off."""
+def per_token_period_bonus(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor,
+                           residual: bool = False) -> Tensor | None:
+    """``config.locomotion_period_bonus`` times each walk and run token's share (B, L), or with ``residual``
+    ``config.locomotion_residual_period_bonus`` times each token's share of the walks given (the steady ones); None
+    when off."""
+    bonus = config.locomotion_residual_period_bonus if residual else config.locomotion_period_bonus
     weight = _walk_weight(locomotion, token_valid)
-    if weight is None or config.locomotion_period_bonus == 0.0:
+    if weight is None or bonus == 0.0:
         return None
-    return config.locomotion_period_bonus * weight
+    return bonus * weight
 
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
@@ -253,6 +267,45 @@ def _favour_gait_cycle(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: in
     return out
 
 
+def _sample_residual_in_gait_cycle(logits: Tensor, lower: Tensor, bonus: Tensor, temperature: float,
+                                   top_k: int | None, rng: torch.Generator) -> Tensor:
+    """One residual layer's codes (B, L) from ``logits`` (B, L, K), drawn as `_sample` draws them (the same noise),
+    except in each run of walk tokens (``bonus`` (B, L) > 0): tokens one gait cycle apart (`gait_cycle_lag` of the
+    run's base codes) whose ``lower`` layers (B, L, l) repeat form a chain (t, t + lag, t + 2 lag ...), and each
+    token of a chain gets its ``bonus`` added to the chain's consensus code (the one most likely over all its tokens:
+    the largest sum of log-probabilities), so a repeated step is decoded the same way each time, as the walk's steps
+    agree it goes.  Copying one step's code along the chain instead made every step a copy of the walk's first (its
+    feet swung 0.84x as high as real, not 0.88x) or of its last (a sneak travelled 0.19 m/s, not 0.35):
+    walk_cycle_residual.md."""
+    filtered = _top_k_filtered(logits, top_k)
+    noise = _gumbel(filtered.shape, rng, filtered.device) if temperature != 0 else None
+    scaled = filtered if temperature in (0, 1) else filtered / temperature
+    codes = (scaled if noise is None else scaled + noise).argmax(dim=-1)
+    log_probs = filtered.log_softmax(dim=-1)
+    for row in range(logits.shape[0]):
+        for start, end in true_runs((bonus[row] > 0).cpu()):
+            base = lower[row, start:end, 0]
+            lag = gait_cycle_lag(base, base >= 0)
+            if lag is None:
+                continue
+            repeats = (lower[row, start:end - lag] == lower[row, start + lag:end]).all(dim=-1).tolist()
+            chain_of = list(range(end - start))  # each token's chain: the first token of it
+            for offset, repeated in enumerate(repeats):
+                if repeated:
+                    chain_of[offset + lag] = chain_of[offset]
+            chains: dict[int, list[int]] = {}
+            for offset, first in enumerate(chain_of):
+                chains.setdefault(first, []).append(start + offset)
+            for tokens in chains.values():
+                if len(tokens) < 2:
+                    continue
+                consensus = log_probs[row, tokens].sum(dim=0).argmax()
+                pulled = scaled[row, tokens].clone()
+                pulled[:, consensus] += bonus[row, tokens].to(pulled.dtype) / (temperature if temperature > 0 else 1.0)
+                codes[row, tokens] = (pulled if noise is None else pulled + noise[row, tokens]).argmax(dim=-1)
+    return codes
+
+
 def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
     """Of the tokens ``settling`` (B, L) at this step, those with a settling neighbour at least as confident (the
     left one wins a tie): they wait a step, so no two neighbours settle together."""
@@ -265,10 +318,7 @@ def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
 
 def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Generator) -> tuple[Tensor, Tensor]:
     """Sampled codes and their probability under the unfiltered, untempered softmax (the confidence)."""
-    filtered = logits
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        filtered = logits.masked_fill(logits < kth, -math.inf)
+    filtered = _top_k_filtered(logits, top_k)
     if temperature == 0:
         sampled = filtered.argmax(dim=-1)
     else:
@@ -277,6 +327,14 @@ def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Ge
         sampled = noise.add_(filtered if temperature == 1 else filtered / temperature).argmax(dim=-1)
     confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
     return sampled, confidence
+
+
+def _top_k_filtered(logits: Tensor, top_k: int | None) -> Tensor:
+    """``logits`` with every code below the ``top_k`` most likely at -inf (unchanged when None or >= K)."""
+    if top_k is None or top_k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, -math.inf)
 
 
 def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) -> Tensor:

@@ -174,6 +174,9 @@ DECODING_NOTES = {
                                  "the cycle bonus it sharpens the step without breaking the stride)",
     "locomotion_period_bonus": "added to the code one gait cycle away on plain walk and run tokens, so a walk keeps "
                                "the rhythm it starts with (`kmm generate --walk-cycle` overrides it)",
+    "locomotion_residual_period_bonus": "the same pull on the residual codes of straight walks and runs (no turn "
+                                        "or side named): steps whose coarser codes repeat take one consensus code, "
+                                        "so each step's detail repeats too (`--walk-cycle` sets both)",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
 }
 
