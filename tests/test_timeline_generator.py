@@ -116,6 +116,41 @@ def test_standing_root_smoothing_changes_the_standing_segment_after_decoding_onl
     np.testing.assert_array_equal(again.joints, raw.joints)
 
 
+@pytest.mark.parametrize("transitions", ["per_token", "inpaint"])
+def test_only_steady_walks_take_the_residual_gait_cycle(bundle, transitions, monkeypatch):
+    """Every decode of a timeline is told which tokens belong to a walk that keeps its heading (`steady_walk`, where
+    `decoding.locomotion_residual_period_bonus` applies) beside which belong to any plain walk (`locomotion`): the
+    straight walk's tokens are both, the turning walk's only a walk, the wave's neither."""
+    from kmm_core.generation import decoding_engine, transition_inpainting
+    from kmm_core.generation.timeline_generator import generate_codes
+
+    seen = []
+
+    def spy(original):
+        def decode(*args, **kwargs):
+            seen.append((kwargs["locomotion"], kwargs["steady_walk"]))
+            return original(*args, **kwargs)
+        return decode
+
+    for module in (decoding_engine, transition_inpainting):
+        monkeypatch.setattr(module, "decode_tokens", spy(module.decode_tokens))
+    source = Timeline.from_dict({"fps": 20, "segments": [
+        {"prompt": "a person walks forward", "frames": 40}, {"prompt": "a person walks forward and turns left",
+                                                            "frames": 40},
+        {"prompt": "a person waves the right hand", "frames": 40}]})
+    options = GenerationOptions(steps=2, foot_lock=False, transitions=transitions)
+    generate_codes(bundle, source, 5, options, StepCounter(10**6, None, None), options.decoding_config(bundle))
+    first_locomotion, first_steady = seen[0]
+    if transitions == "per_token":  # one decode of the whole timeline, per token
+        assert first_locomotion[0].tolist() == [1.0] * 20 + [0.0] * 10
+        assert first_steady[0].tolist() == [1.0] * 10 + [0.0] * 20
+    else:  # the segments together, one row each, then the transition windows per token
+        assert first_locomotion.tolist() == [1.0, 1.0, 0.0] and first_steady.tolist() == [1.0, 0.0, 0.0]
+        windows_locomotion, windows_steady = seen[1]
+        assert bool((windows_steady <= windows_locomotion).all()) and bool(windows_steady.any())
+        assert bool((windows_locomotion - windows_steady).any())
+
+
 def test_walk_segments_take_the_bundles_walk_guidance(bundle, timeline):
     """`decoding.locomotion_guidance_factor` guides a walk's tokens at its share of the scale: a walk alone decodes
     as at that scale, a wave alone as shipped, and in a timeline only the walk (and the transitions that see it)
