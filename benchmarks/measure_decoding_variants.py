@@ -51,9 +51,12 @@ from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 PARAPHRASE_FRAMES = int(round(EvaluationSettings().directional_seconds * MODEL_FPS))
 
 
-def product_joints(features: list[np.ndarray], prompts: list[str]) -> list[np.ndarray]:
-    """Joints as the product shows them: generation's smoothing, then the foot-contact clean-up."""
-    smoothed = [smooth_generated_features(f, p) for f, p in zip(features, prompts, strict=True)]
+def product_joints(features: list[np.ndarray], prompts: list[str],
+                   standing_sigma: float = DecodingConfig().standing_root_sigma) -> list[np.ndarray]:
+    """Joints as the product shows them: generation's smoothing (the standing-root step at `standing_sigma`, a
+    variant's ``standing_root_sigma``), then the foot-contact clean-up."""
+    smoothed = [smooth_generated_features(f, p, standing_sigma=standing_sigma)
+                for f, p in zip(features, prompts, strict=True)]
     return cleaned_joints([features_to_joints(f) for f in smoothed], smoothed)
 
 
@@ -91,8 +94,8 @@ def subset_rows(bundle: ModelBundle, name: str, chosen: list, window, variants: 
         captions = choose_captions(chosen, seed)
         for row, (config, best_of) in zip(rows, variants, strict=True):
             raw = generate(bundle, config, best_of, captions, [item.frames for item in chosen], seed)
-            row.append(animator_subsets.ratios(name, animator_subsets.measures(product_joints(raw, captions),
-                                                                               MODEL_FPS, name), real))
+            joints = product_joints(raw, captions, config.standing_root_sigma)
+            row.append(animator_subsets.ratios(name, animator_subsets.measures(joints, MODEL_FPS, name), real))
     return rows
 
 
