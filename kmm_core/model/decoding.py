@@ -97,7 +97,7 @@ def decode_tokens(
         base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
                             per_token_repeat_penalty(config, locomotion, token_valid),
-                            per_token_period_bonus(config, locomotion, token_valid), rng,
+                            per_token_period_bonus(config.locomotion_period_bonus, locomotion, token_valid), rng,
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
@@ -105,7 +105,7 @@ def decode_tokens(
                 per_token_guidance(config.residual_guidance_scale, config, locomotion, token_valid)
             guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
                                  token_valid=token_valid)
-            residual_bonus = per_token_period_bonus(config, steady_walk, token_valid, residual=True)
+            residual_bonus = per_token_period_bonus(config.locomotion_residual_period_bonus, steady_walk, token_valid)
             for layer in range(1, generator.config.num_quantizers):
                 lower = torch.stack(layers, dim=-1)
                 logits = guided(lower, layer)
@@ -155,13 +155,10 @@ def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, 
     return config.repeat_penalty + config.locomotion_repeat_penalty * weight
 
 
-def per_token_period_bonus(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor,
-                           residual: bool = False) -> Tensor | None:
-    """``config.locomotion_period_bonus`` times each walk and run token's share (B, L), or with ``residual``
-    ``config.locomotion_residual_period_bonus`` times each token's share of the walks given (the steady ones); None
-    when off."""
-    bonus = config.locomotion_residual_period_bonus if residual else config.locomotion_period_bonus
-    weight = _walk_weight(locomotion, token_valid)
+def per_token_period_bonus(bonus: float, walks: Tensor | None, token_valid: Tensor) -> Tensor | None:
+    """``bonus`` (``config.locomotion_period_bonus``, or ``locomotion_residual_period_bonus`` with the steady walks)
+    times each token's share (B, L) of the ``walks`` given; None when off."""
+    weight = _walk_weight(walks, token_valid)
     if weight is None or bonus == 0.0:
         return None
     return bonus * weight
@@ -278,9 +275,8 @@ def _sample_residual_in_gait_cycle(logits: Tensor, lower: Tensor, bonus: Tensor,
     feet swung 0.84x as high as real, not 0.88x) or of its last (a sneak travelled 0.19 m/s, not 0.35):
     walk_cycle_residual.md."""
     filtered = _top_k_filtered(logits, top_k)
-    noise = _gumbel(filtered.shape, rng, filtered.device) if temperature != 0 else None
-    scaled = filtered if temperature in (0, 1) else filtered / temperature
-    codes = (scaled if noise is None else scaled + noise).argmax(dim=-1)
+    noise = None if temperature == 0 else _gumbel(filtered.shape, rng, filtered.device)
+    codes = _gumbel_max(filtered, temperature, noise)
     log_probs = filtered.log_softmax(dim=-1)
     for row in range(logits.shape[0]):
         for start, end in true_runs((bonus[row] > 0).cpu()):
@@ -300,9 +296,9 @@ def _sample_residual_in_gait_cycle(logits: Tensor, lower: Tensor, bonus: Tensor,
                 if len(tokens) < 2:
                     continue
                 consensus = log_probs[row, tokens].sum(dim=0).argmax()
-                pulled = scaled[row, tokens].clone()
-                pulled[:, consensus] += bonus[row, tokens].to(pulled.dtype) / (temperature if temperature > 0 else 1.0)
-                codes[row, tokens] = (pulled if noise is None else pulled + noise[row, tokens]).argmax(dim=-1)
+                pulled = filtered[row, tokens].clone()
+                pulled[:, consensus] += bonus[row, tokens].to(pulled.dtype)
+                codes[row, tokens] = _gumbel_max(pulled, temperature, None if noise is None else noise[row, tokens])
     return codes
 
 
@@ -319,14 +315,18 @@ def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
 def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Generator) -> tuple[Tensor, Tensor]:
     """Sampled codes and their probability under the unfiltered, untempered softmax (the confidence)."""
     filtered = _top_k_filtered(logits, top_k)
-    if temperature == 0:
-        sampled = filtered.argmax(dim=-1)
-    else:
-        # Gumbel-max: argmax(logits / T + g) draws from softmax(logits / T).  (x / 1 is x: no division at T = 1.)
-        noise = _gumbel(filtered.shape, rng, filtered.device)
-        sampled = noise.add_(filtered if temperature == 1 else filtered / temperature).argmax(dim=-1)
+    noise = None if temperature == 0 else _gumbel(filtered.shape, rng, filtered.device)
+    sampled = _gumbel_max(filtered, temperature, noise)
     confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
     return sampled, confidence
+
+
+def _gumbel_max(filtered: Tensor, temperature: float, noise: Tensor | None) -> Tensor:
+    """Codes drawn from softmax(filtered / T) by Gumbel-max, argmax(filtered / T + noise); at T = 0 (no noise) the
+    most likely code.  (x / 1 is x: no division at T = 1.)"""
+    if noise is None:
+        return filtered.argmax(dim=-1)
+    return (filtered if temperature == 1 else filtered / temperature).add(noise).argmax(dim=-1)
 
 
 def _top_k_filtered(logits: Tensor, top_k: int | None) -> Tensor:
