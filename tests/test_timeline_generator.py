@@ -116,6 +116,19 @@ def test_standing_root_smoothing_changes_the_standing_segment_after_decoding_onl
     np.testing.assert_array_equal(again.joints, raw.joints)
 
 
+def test_the_walk_cycle_option_sets_the_base_and_the_residual_pull(bundle):
+    """`--walk-cycle B` (GenerationOptions.walk_cycle_bonus) overrides both cycle bonuses; None keeps the bundle's."""
+    from dataclasses import replace
+
+    bundle_config = replace(bundle.decoding, locomotion_period_bonus=8.0, locomotion_residual_period_bonus=8.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bundle, "decoding", bundle_config)
+        off = GenerationOptions(walk_cycle_bonus=0.0).decoding_config(bundle)
+        kept = GenerationOptions().decoding_config(bundle)
+    assert (off.locomotion_period_bonus, off.locomotion_residual_period_bonus) == (0.0, 0.0)
+    assert (kept.locomotion_period_bonus, kept.locomotion_residual_period_bonus) == (8.0, 8.0)
+
+
 @pytest.mark.parametrize("transitions", ["per_token", "inpaint"])
 def test_only_steady_walks_take_the_residual_gait_cycle(bundle, transitions, monkeypatch):
     """Every decode of a timeline is told which tokens belong to a walk that keeps its heading (`steady_walk`, where
