@@ -89,8 +89,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "default: the model's)")
     parser.add_argument("--walk-cycle", dest="walk_cycle_bonus", type=float, metavar="BONUS",
                         help="pull each token of a plain walk or run toward the codes one gait cycle away (base and "
-                             "residual layers), so the walk keeps its step (a logit bonus; 0 turns it off; default: "
-                             "the model's)")
+                             "residual layers, and the straight walks' extra base pull: all set to BONUS), so the "
+                             "walk keeps its step (a logit bonus; 0 turns it off; default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

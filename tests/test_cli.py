@@ -147,8 +147,8 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     ("locomotion_guidance_factor", "--walk-guidance", "0", "1", "3", "walk_guidance_factor: must be between 0 and 2",
      "1"),
     # A one-second walk is 5 tokens, too few for a cycle of 3-8 tokens to show: this one walks 4 seconds.
-    # --walk-cycle sets the base layer's pull and the residual layers' together.
-    (("locomotion_period_bonus", "locomotion_residual_period_bonus"), "--walk-cycle", "50", "0", "200",
+    # --walk-cycle sets the base layer's pull, the residual layers' and the steady walks' extra together.
+    (("locomotion_period_bonus", "locomotion_residual_period_bonus", "steady_walk_period_bonus"), "--walk-cycle", "50", "0", "200",
      "walk_cycle_bonus: must be between 0 and 100", "4"),
 ])
 def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,

@@ -290,21 +290,11 @@ def test_walk_tokens_keep_their_cycle_with_the_period_bonus():
     """`locomotion_period_bonus` on the walk row makes its codes come back one cycle later far more than without (a
     generator whose head gives every code even odds, so only the bonus repeats a code); the other row decodes as
     shipped."""
-    torch.manual_seed(0)
-    generator = MaskedGenerator(GeneratorConfig(codebook_size=CODEBOOK, num_quantizers=1, cond_dim=COND_DIM,
-                                                d_model=32, n_layers=1, backbone="transformer", dropout=0.0))
-    with torch.no_grad():
-        generator.head[-1].weight.zero_()
-        generator.head[-1].bias.zero_()
-    sentences = torch.randn(2, COND_DIM, generator=torch.Generator().manual_seed(7))
+    generator, sentences = _even_odds_generator()
 
     def decode(**settings):
         return decode_tokens(generator, [160, 160], sentence=sentences, seed=3, locomotion=torch.tensor([1.0, 0.0]),
                              config=DecodingConfig(steps=STEPS, temperature=1.0, **settings)).codes[..., 0]
-
-    def agreement(codes):
-        lag = gait_cycle_lag(codes, torch.ones_like(codes, dtype=torch.bool)) or 3
-        return float((codes[:-lag] == codes[lag:]).float().mean())
 
     shipped, cycled = decode(), decode(locomotion_period_bonus=20.0)
     assert torch.equal(cycled[1], shipped[1])
@@ -313,6 +303,45 @@ def test_walk_tokens_keep_their_cycle_with_the_period_bonus():
         DecodingConfig(locomotion_period_bonus=-1.0)
     with pytest.raises(ConfigError, match="locomotion_period_bonus"):
         DecodingConfig(locomotion_period_bonus=101.0)
+
+
+def test_steady_walks_take_the_extra_base_pull():
+    """`steady_walk_period_bonus` adds to the base layer's pull on a steady walk row only: its codes come back one
+    cycle later more often than with the walk's own pull alone, a walk that turns (a walk, not a steady one) decodes
+    as with the walk's pull alone, and at 0 or with no steady walk given nothing changes."""
+    generator, sentences = _even_odds_generator()
+
+    def decode(steady_walk=torch.tensor([1.0, 0.0]), **settings):
+        return decode_tokens(generator, [160, 160], sentence=sentences, seed=3, locomotion=torch.tensor([1.0, 1.0]),
+                             steady_walk=steady_walk,
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, locomotion_period_bonus=2.0,
+                                                   **settings)).codes[..., 0]
+
+    walk_pull, steady_pull = decode(), decode(steady_walk_period_bonus=20.0)
+    assert torch.equal(decode(steady_walk_period_bonus=0.0), walk_pull)
+    assert torch.equal(decode(None, steady_walk_period_bonus=20.0), walk_pull)
+    assert torch.equal(steady_pull[1], walk_pull[1])
+    assert agreement(walk_pull[0]) < 0.5 < 0.7 < agreement(steady_pull[0])
+    for bad in (-1.0, 101.0, math.inf):
+        with pytest.raises(ConfigError, match="steady_walk_period_bonus"):
+            DecodingConfig(steady_walk_period_bonus=bad)
+
+
+def _even_odds_generator() -> tuple[MaskedGenerator, torch.Tensor]:
+    """A generator whose head gives every code even odds (only a bonus repeats a code), and two sentences."""
+    torch.manual_seed(0)
+    generator = MaskedGenerator(GeneratorConfig(codebook_size=CODEBOOK, num_quantizers=1, cond_dim=COND_DIM,
+                                                d_model=32, n_layers=1, backbone="transformer", dropout=0.0))
+    with torch.no_grad():
+        generator.head[-1].weight.zero_()
+        generator.head[-1].bias.zero_()
+    return generator, torch.randn(2, COND_DIM, generator=torch.Generator().manual_seed(7))
+
+
+def agreement(codes: torch.Tensor) -> float:
+    """The share of codes equal to the one a gait cycle (`gait_cycle_lag`, else 3 tokens) later."""
+    lag = gait_cycle_lag(codes, torch.ones_like(codes, dtype=torch.bool)) or 3
+    return float((codes[:-lag] == codes[lag:]).float().mean())
 
 
 def test_a_walk_tokens_residual_codes_take_their_chains_consensus():

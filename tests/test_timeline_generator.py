@@ -116,17 +116,22 @@ def test_standing_root_smoothing_changes_the_standing_segment_after_decoding_onl
     np.testing.assert_array_equal(again.joints, raw.joints)
 
 
-def test_the_walk_cycle_option_sets_the_base_and_the_residual_pull(bundle):
-    """`--walk-cycle B` (GenerationOptions.walk_cycle_bonus) overrides both cycle bonuses; None keeps the bundle's."""
+def test_the_walk_cycle_option_sets_every_cycle_pull(bundle):
+    """`--walk-cycle B` (GenerationOptions.walk_cycle_bonus) overrides the three cycle bonuses (base, residual, the
+    steady walks' extra); None keeps the bundle's."""
     from dataclasses import replace
 
-    bundle_config = replace(bundle.decoding, locomotion_period_bonus=8.0, locomotion_residual_period_bonus=8.0)
+    bundle_config = replace(bundle.decoding, locomotion_period_bonus=8.0, locomotion_residual_period_bonus=8.0,
+                            steady_walk_period_bonus=16.0)
+    pulls = ("locomotion_period_bonus", "locomotion_residual_period_bonus", "steady_walk_period_bonus")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bundle, "decoding", bundle_config)
         off = GenerationOptions(walk_cycle_bonus=0.0).decoding_config(bundle)
         kept = GenerationOptions().decoding_config(bundle)
-    assert (off.locomotion_period_bonus, off.locomotion_residual_period_bonus) == (0.0, 0.0)
-    assert (kept.locomotion_period_bonus, kept.locomotion_residual_period_bonus) == (8.0, 8.0)
+        five = GenerationOptions(walk_cycle_bonus=5.0).decoding_config(bundle)
+    assert [getattr(off, name) for name in pulls] == [0.0, 0.0, 0.0]
+    assert [getattr(kept, name) for name in pulls] == [8.0, 8.0, 16.0]
+    assert [getattr(five, name) for name in pulls] == [5.0, 5.0, 5.0]
 
 
 @pytest.mark.parametrize("transitions", ["per_token", "inpaint"])

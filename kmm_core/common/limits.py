@@ -139,6 +139,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "repeat_penalty": (0.0, 1000.0), "locomotion_repeat_penalty": (0.0, 1000.0),
     "locomotion_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
     "locomotion_residual_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
+    "steady_walk_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
     "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
     "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),

@@ -55,9 +55,9 @@ class GenerationOptions:
     # The guidance of walk and run prompts' tokens as a share of the guidance (DecodingConfig's
     # locomotion_guidance_factor; 1 guides them like every other prompt); None takes the bundle's.
     walk_guidance_factor: float | None = None
-    # The pull of a walk or run token toward the code one gait cycle away, on the base layer and the residual layers
-    # alike (DecodingConfig's locomotion_period_bonus and locomotion_residual_period_bonus; 0 turns both off); None
-    # takes the bundle's.
+    # The pull of a walk or run token toward the code one gait cycle away, on the base layer, the residual layers and
+    # the steady walks' extra base pull alike (DecodingConfig's locomotion_period_bonus,
+    # locomotion_residual_period_bonus and steady_walk_period_bonus; 0 turns all three off); None takes the bundle's.
     walk_cycle_bonus: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
@@ -110,6 +110,7 @@ class GenerationOptions:
         if self.walk_cycle_bonus is not None:
             changes["locomotion_period_bonus"] = float(self.walk_cycle_bonus)
             changes["locomotion_residual_period_bonus"] = float(self.walk_cycle_bonus)
+            changes["steady_walk_period_bonus"] = float(self.walk_cycle_bonus)
         return replace(bundle.decoding, **changes)
 
 

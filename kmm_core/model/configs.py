@@ -318,6 +318,11 @@ class DecodingConfig(_StrictConfig):
     # and each gets this added to its chain's consensus code, layer by layer, so a repeated step is decoded the same
     # way each time (issue 39: the base codes kept the cycle, the residual detail broke it); 0: off.
     locomotion_residual_period_bonus: float = 0.0
+    # Added to locomotion_period_bonus on the base codes of steady walks and runs (the same tokens as the residual
+    # pull): a straight walk's steps, its start-up step included, repeat the cycle more firmly, while a turning walk
+    # keeps the lighter pull that lets it turn (issue 39: a stronger pull on every walk lost turning paraphrases); 0:
+    # off.
+    steady_walk_period_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -342,6 +347,9 @@ class DecodingConfig(_StrictConfig):
         _require(math.isfinite(self.locomotion_residual_period_bonus)
                  and 0 <= self.locomotion_residual_period_bonus <= MAX_LOCOMOTION_PERIOD_BONUS,
                  "locomotion_residual_period_bonus", f"must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}")
+        _require(math.isfinite(self.steady_walk_period_bonus)
+                 and 0 <= self.steady_walk_period_bonus <= MAX_LOCOMOTION_PERIOD_BONUS,
+                 "steady_walk_period_bonus", f"must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}")
         _require(math.isfinite(self.locomotion_guidance_factor)
                  and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
                  "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")

@@ -97,7 +97,7 @@ def decode_tokens(
         base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
                             per_token_repeat_penalty(config, locomotion, token_valid),
-                            per_token_period_bonus(config.locomotion_period_bonus, locomotion, token_valid), rng,
+                            _base_period_bonus(config, locomotion, steady_walk, token_valid), rng,
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
@@ -162,6 +162,16 @@ def per_token_period_bonus(bonus: float, walks: Tensor | None, token_valid: Tens
     if weight is None or bonus == 0.0:
         return None
     return bonus * weight
+
+
+def _base_period_bonus(config: DecodingConfig, locomotion: Tensor | None, steady_walk: Tensor | None,
+                       token_valid: Tensor) -> Tensor | None:
+    """The base layer's gait-cycle bonus per token (B, L): ``locomotion_period_bonus`` on walk tokens plus
+    ``steady_walk_period_bonus`` on steady walk tokens; None when neither has any."""
+    bonuses = [bonus for bonus in (per_token_period_bonus(config.locomotion_period_bonus, locomotion, token_valid),
+                                   per_token_period_bonus(config.steady_walk_period_bonus, steady_walk, token_valid))
+               if bonus is not None]
+    return sum(bonuses[1:], bonuses[0]) if bonuses else None
 
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,

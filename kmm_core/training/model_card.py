@@ -176,7 +176,10 @@ DECODING_NOTES = {
                                "the rhythm it starts with (`kmm generate --walk-cycle` overrides it)",
     "locomotion_residual_period_bonus": "the same pull on the residual codes of straight walks and runs (no turn "
                                         "or side named): steps whose coarser codes repeat take one consensus code, "
-                                        "so each step's detail repeats too (`--walk-cycle` sets both)",
+                                        "so each step's detail repeats too (`--walk-cycle` sets it too)",
+    "steady_walk_period_bonus": "added to the base layer's cycle pull on straight walks and runs only: their steps, "
+                                "the first included, keep the cycle more firmly while a turning walk keeps the "
+                                "lighter pull that lets it turn (`--walk-cycle` sets it too)",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
 }
 
