@@ -310,8 +310,9 @@ def test_steady_walks_take_the_extra_base_pull():
     cycle later more often than with the walk's own pull alone, a walk that turns (a walk, not a steady one) decodes
     as with the walk's pull alone, and at 0 or with no steady walk given nothing changes."""
     generator, sentences = _even_odds_generator()
+    first_row_steady = torch.tensor([1.0, 0.0])
 
-    def decode(steady_walk=torch.tensor([1.0, 0.0]), **settings):
+    def decode(steady_walk=first_row_steady, **settings):
         return decode_tokens(generator, [160, 160], sentence=sentences, seed=3, locomotion=torch.tensor([1.0, 1.0]),
                              steady_walk=steady_walk,
                              config=DecodingConfig(steps=STEPS, temperature=1.0, locomotion_period_bonus=2.0,
