@@ -14,6 +14,7 @@ from kmm_core.common.progress import GenerationCancelled
 from kmm_core.model.configs import DecodingConfig, GeneratorConfig
 from kmm_core.model.decoding import (
     _favour_gait_cycle,
+    _held_walk_tokens,
     _sample,
     _sample_residual_in_gait_cycle,
     decode_tokens,
@@ -546,3 +547,36 @@ def test_repeat_penalty_lowers_only_the_codes_settled_neighbours_hold(models):
     assert repeats[100.0] < repeats[0.0]
     with pytest.raises(ConfigError, match="repeat_penalty"):
         DecodingConfig(repeat_penalty=-1)
+
+
+def test_held_walk_tokens_are_the_middles_of_three_alike():
+    drawn = torch.tensor([[4, 4, 4, 4, 7, 7, 1, 1, 1, 2]])
+    is_mask = torch.tensor([[True] * 9 + [False]])
+    walk = torch.tensor([[True] * 7 + [False] * 3])
+    # Tokens 1 and 2 sit between two 4s; token 5 is one of a pair (a pair is part of a real step); token 7 sits
+    # between two 1s but is not a walk token; the ends have one neighbour.
+    assert _held_walk_tokens(drawn, is_mask, walk).nonzero()[:, 1].tolist() == [1, 2]
+    assert not _held_walk_tokens(drawn, torch.zeros_like(is_mask), walk).any()
+
+
+def test_walk_holds_settle_last_breaks_up_held_codes():
+    """A generator that favours one code fills a walk with runs of it; with `walk_holds_settle_last` a token drawn
+    alike both neighbours waits and is drawn again beside settled neighbours (the repeat penalty then sees them):
+    far fewer tokens sit between two of their own code.  The other row (no walk) decodes as without it."""
+    generator, sentences = _even_odds_generator()
+    with torch.no_grad():
+        generator.head[-1].bias[0] = 4.0  # one code takes most of the mass
+
+    def decode(**settings):
+        return decode_tokens(generator, [160, 160], sentence=sentences, seed=3, locomotion=torch.tensor([1.0, 0.0]),
+                             config=DecodingConfig(steps=STEPS, temperature=1.0, locomotion_period_bonus=0.5,
+                                                   locomotion_repeat_penalty=2.0, **settings)).codes[..., 0]
+
+    def held(codes):
+        return int(((codes[1:-1] == codes[:-2]) & (codes[1:-1] == codes[2:])).sum())
+
+    plain, waiting = decode(), decode(walk_holds_settle_last=True)
+    assert torch.equal(plain[1], waiting[1])
+    assert held(waiting[0]) * 3 < held(plain[0])
+    with pytest.raises(ConfigError, match="walk_holds_settle_last"):
+        DecodingConfig(walk_holds_settle_last="yes")

@@ -323,6 +323,10 @@ class DecodingConfig(_StrictConfig):
     # keeps the lighter pull that lets it turn (issue 39: a stronger pull on every walk lost turning paraphrases); 0:
     # off.
     steady_walk_period_bonus: float = 0.0
+    # On the base codes of plain walk and run tokens: a token drawn with the same code as both its neighbours (a pose
+    # held over three tokens: no step) settles last, drawn again once its neighbours have settled, when the repeat
+    # penalty sees them (issue 39: long walks slid into one held code and glided for seconds; steady_walk_cycle.md).
+    walk_holds_settle_last: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -334,6 +338,7 @@ class DecodingConfig(_StrictConfig):
         _require(self.residual_guidance_scale is None or self.residual_guidance_scale >= 0, "residual_guidance_scale",
                  "must be >= 0 or null")
         _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
+        _require(isinstance(self.walk_holds_settle_last, bool), "walk_holds_settle_last", "must be true or false")
         _require(self.commit_order in ("confidence", "left_to_right"), "commit_order",
                  "must be \"confidence\" or \"left_to_right\"")
         _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")

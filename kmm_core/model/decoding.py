@@ -208,6 +208,9 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         if period_bonus is not None:
             step_logits = _favour_gait_cycle(step_logits, ids, is_mask, mask_id, period_bonus)
         sampled, confidence = _sample(step_logits, config.temperature, config.top_k, rng)
+        if config.walk_holds_settle_last and period_bonus is not None:
+            confidence = confidence.masked_fill(_held_walk_tokens(torch.where(is_mask, sampled, ids), is_mask,
+                                                                  period_bonus > 0), 0.0)
         if config.remask_noise > 0:
             annealing = 1.0 - (step + 1) / config.steps
             confidence = confidence.log() + config.remask_noise * annealing * _gumbel(confidence.shape, rng,
@@ -218,6 +221,14 @@ def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Te
         scores = torch.where(is_mask, confidence, torch.full_like(scores, math.inf))
         _report(report_to, step + 1, total_steps)
     return ids.masked_fill(~token_valid, -1)
+
+
+def _held_walk_tokens(drawn: Tensor, is_mask: Tensor, walk: Tensor) -> Tensor:
+    """(B, L) True at each masked walk token whose ``drawn`` code (the step's draw, settled codes elsewhere) equals
+    both its neighbours': a pose held over three tokens, which ``walk_holds_settle_last`` leaves masked."""
+    held = torch.zeros_like(is_mask)
+    held[:, 1:-1] = (drawn[:, 1:-1] == drawn[:, :-2]) & (drawn[:, 1:-1] == drawn[:, 2:])
+    return held & is_mask & walk
 
 
 def _penalise_repeats(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: int, penalty: float | Tensor) -> Tensor:
