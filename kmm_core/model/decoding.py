@@ -156,8 +156,9 @@ def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, 
 
 
 def per_token_period_bonus(bonus: float, walks: Tensor | None, token_valid: Tensor) -> Tensor | None:
-    """``bonus`` (``config.locomotion_period_bonus``, or ``locomotion_residual_period_bonus`` with the steady walks)
-    times each token's share (B, L) of the ``walks`` given; None when off."""
+    """``bonus`` (``config.locomotion_period_bonus``, or ``locomotion_residual_period_bonus`` or
+    ``steady_walk_period_bonus`` with the steady walks) times each token's share (B, L) of the ``walks`` given; None
+    when off."""
     weight = _walk_weight(walks, token_valid)
     if weight is None or bonus == 0.0:
         return None
@@ -168,10 +169,11 @@ def _base_period_bonus(config: DecodingConfig, locomotion: Tensor | None, steady
                        token_valid: Tensor) -> Tensor | None:
     """The base layer's gait-cycle bonus per token (B, L): ``locomotion_period_bonus`` on walk tokens plus
     ``steady_walk_period_bonus`` on steady walk tokens; None when neither has any."""
-    bonuses = [bonus for bonus in (per_token_period_bonus(config.locomotion_period_bonus, locomotion, token_valid),
-                                   per_token_period_bonus(config.steady_walk_period_bonus, steady_walk, token_valid))
-               if bonus is not None]
-    return sum(bonuses[1:], bonuses[0]) if bonuses else None
+    walks = per_token_period_bonus(config.locomotion_period_bonus, locomotion, token_valid)
+    steady = per_token_period_bonus(config.steady_walk_period_bonus, steady_walk, token_valid)
+    if walks is None or steady is None:
+        return steady if walks is None else walks
+    return walks + steady
 
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
