@@ -272,9 +272,10 @@ def main() -> None:
                     answer = workers[label].ask({"time": [variant, *timeline]})
                     timings[label, timeline, variant][0].append(answer["wall"])
                     timings[label, timeline, variant][1].append(answer["cpu"])
-    work = {(timeline, variant): workers[first].ask({"count": [variant, *timeline]}) for timeline in timelines
-            for variant in args.variants}
     same_model = len({bundle for _, bundle, _ in specs.values()}) == 1
+    counted_by = [first] if same_model else list(workers)  # two models do different work: each counts its own
+    work = {(label, timeline, variant): workers[label].ask({"count": [variant, *timeline]}) for label in counted_by
+            for timeline in timelines for variant in args.variants}
     checks = token_check(workers) if len(workers) > 1 and same_model else []
     for worker in workers.values():
         worker.close()
@@ -294,12 +295,13 @@ def main() -> None:
              f"Matmul throughput (float32 1024x1024 torch.mm, {args.threads} thread(s), CPU time): "
              f"{throughput_start / 1e9:.1f} "
              f"GFLOP/s at the start, {throughput / 1e9:.1f} GFLOP/s the higher of start and end (used below). Counted "
-             "work of one run (the same for every worker: the model's work), of it the Mamba loops' share; "
+             "work of one run (one count for every worker when they load the same model, each worker's own when "
+             "they load different ones), of it the Mamba loops' share; "
              "x of matmul-bound = median CPU s / (counted work / matmul throughput).", ""]
     medians = {key: (statistics.median(walls), statistics.median(cpus)) for key, (walls, cpus) in timings.items()}
 
-    def bound(timeline, variant, cpu):
-        counted = work[timeline, variant]
+    def bound(timeline, variant, cpu, label=first):
+        counted = work[label if label in counted_by else first, timeline, variant]
         return (f"{counted['flops'] / 1e9:.2f} ({counted['loop_flops'] / 1e9:.2f}) | "
                 f"{cpu / (counted['flops'] / throughput):.1f}")
 
@@ -322,7 +324,7 @@ def main() -> None:
                     pairs = statistics.median(this / base for this, base in zip(
                         timings[label, (m, p), variant][1], timings[first, (m, p), variant][1], strict=True))
                     lines.append(f"| {m} min, {p} prompts | {variant} | {label} | {wall:.3f} | {cpu:.3f} | "
-                                 f"{cpu / reference[1]:.2f} | {pairs:.2f} | {bound((m, p), variant, cpu)} |")
+                                 f"{cpu / reference[1]:.2f} | {pairs:.2f} | {bound((m, p), variant, cpu, label)} |")
         lines += ["", "Same output (seed 0, default mode):", *checks] if same_model else []
     lines += ["", f"Load average at the end: {end_load[0]:.1f} (1 min)."]
     save_report(args.out, lines)

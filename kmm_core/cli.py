@@ -91,6 +91,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="pull each token of a plain walk or run toward the codes one gait cycle away (base and "
                              "residual layers, and the straight walks' extra base pull: all set to BONUS), so the "
                              "walk keeps its step (a logit bonus; 0 turns it off; default: the model's)")
+    parser.add_argument("--walk-candidates", dest="walk_candidates", type=int, metavar="N",
+                        help="draw N candidates of each straight walk or run (no turn or side named) and keep the one "
+                             "that steps most regularly; each one more costs another decode of the walk (1 draws one; "
+                             "default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -280,7 +284,8 @@ def _options(args: argparse.Namespace):
                              foot_lock=getattr(args, "foot_lock", True),
                              standing_root_sigma=getattr(args, "standing_root_sigma", None),
                              walk_guidance_factor=getattr(args, "walk_guidance_factor", None),
-                             walk_cycle_bonus=getattr(args, "walk_cycle_bonus", None))
+                             walk_cycle_bonus=getattr(args, "walk_cycle_bonus", None),
+                             walk_candidates=getattr(args, "walk_candidates", None))
 
 
 def write_motion(motion, path: Path) -> Path:

@@ -150,6 +150,9 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     # --walk-cycle sets the base layer's pull, the residual layers' and the steady walks' extra together.
     (("locomotion_period_bonus", "locomotion_residual_period_bonus", "steady_walk_period_bonus"), "--walk-cycle", "50", "0", "200",
      "walk_cycle_bonus: must be between 0 and 100", "4"),
+    # --walk-candidates: the straight walk's candidate decodes (a whole number), the best-stepping one kept.
+    ("steady_walk_candidates", "--walk-candidates", "3", "1", "9", "walk_candidates: must be a whole number from 1 to 8",
+     "4"),
 ])
 def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,
                                                        library, too_high, error, walk_seconds):
@@ -167,7 +170,8 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
     manifest = json.loads((bundle / "bundle.json").read_text())
     fields = field if isinstance(field, tuple) else (field,)
     field = fields[0]
-    manifest["decoding"] = {**manifest.get("decoding", {}), **{name: float(own) for name in fields}}
+    cast = int if field == "steady_walk_candidates" else float
+    manifest["decoding"] = {**manifest.get("decoding", {}), **{name: cast(own) for name in fields}}
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
 
     def generate(checkpoint: Path, name: str, *flags: str) -> np.ndarray:
@@ -186,7 +190,7 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(tiny_bundle),
                  "--steps", "2", flag, too_high, "--quiet"]) == EXIT_BAD_ARGUMENTS
     assert error in capsys.readouterr().err and not refused.exists()
-    manifest["decoding"][field] = float(too_high)
+    manifest["decoding"][field] = cast(too_high)
     (bundle / "bundle.json").write_text(json.dumps(manifest, indent=1))
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(bundle),
                  "--steps", "2", "--quiet"]) != 0

@@ -17,6 +17,7 @@ from kmm_core.model.decoding import (
     _held_walk_tokens,
     _sample,
     _sample_residual_in_gait_cycle,
+    candidate_rows,
     decode_tokens,
     gait_cycle_lag,
 )
@@ -580,3 +581,60 @@ def test_walk_holds_settle_last_breaks_up_held_codes():
     assert held(waiting[0]) * 3 < held(plain[0])
     with pytest.raises(ConfigError, match="walk_holds_settle_last"):
         DecodingConfig(walk_holds_settle_last="yes")
+
+
+def test_steady_walks_keep_the_best_scored_of_their_candidate_decodes():
+    """`steady_walk_candidates` N draws N - 1 more decodes of each steady walk row and keeps the best-scored one: the
+    kept codes score the highest of every candidate the score saw, the first decode wins a tie, the other row and the
+    caller's generator are exactly as without it, and N = 1 or no score decodes as before."""
+    generator, sentences = _even_odds_generator()
+    config = DecodingConfig(steps=STEPS, temperature=1.0)
+    seen = []
+
+    def twos(codes, rows):  # a stand-in score: how many base codes are even
+        values = [float((candidate[..., 0] % 2 == 0).sum()) for candidate in codes]
+        seen.append((list(rows), values, codes.clone()))
+        return values
+
+    def decode(score=twos, **settings):
+        rng = torch.Generator().manual_seed(3)
+        codes = decode_tokens(generator, [160, 120], sentence=sentences, rng=rng, steady_walk=torch.tensor([1.0, 0.0]),
+                              candidate_score=score, config=DecodingConfig(steps=STEPS, temperature=1.0,
+                                                                           **settings)).codes
+        return codes, rng.get_state()
+
+    (before, state), (one, one_state) = decode(None), decode(steady_walk_candidates=1)
+    assert torch.equal(one, before) and torch.equal(one_state, state) and not seen
+    best, best_state = decode(steady_walk_candidates=4)
+    rows, values, candidates = seen[-1]
+    assert rows == [0] * 4 and torch.equal(candidates[0], before[0])  # the first decode is the first candidate
+    assert len({tuple(c[..., 0].tolist()) for c in candidates}) == 4  # the extra decodes differ from it and each other
+    assert torch.equal(best[0], candidates[values.index(max(values))]) and max(values) > values[0]
+    assert torch.equal(best[1], before[1]) and torch.equal(best_state, state)
+    tied, _ = decode(lambda codes, rows: [1.0] * len(rows), steady_walk_candidates=4)
+    assert torch.equal(tied, before)
+    assert torch.equal(decode(steady_walk_candidates=4)[0], best)  # the extra decodes are seeded: reproducible
+    with pytest.raises(InputTensorError, match="candidate_score: expected 4 finite scores"):
+        decode(lambda codes, rows: [1.0], steady_walk_candidates=4)
+    with pytest.raises(InputTensorError, match="candidate_score"):
+        decode(lambda codes, rows: [math.nan] * len(rows), steady_walk_candidates=4)
+    for bad in (0, 9, 2.5, True, "2"):
+        with pytest.raises(ConfigError, match="steady_walk_candidates"):
+            DecodingConfig(steady_walk_candidates=bad)
+    assert config.steady_walk_candidates == 1
+
+
+def test_candidate_rows_are_the_rows_whose_free_tokens_are_all_steady():
+    config = DecodingConfig(steady_walk_candidates=3)
+    valid = torch.ones(4, 6, dtype=torch.bool)
+    valid[3, 4:] = False
+    fixed = torch.full((4, 6, 1), -1)
+    fixed[2] = 5  # every token given: nothing to draw
+    fixed[1, :2] = 5  # the tokens that are not steady are given: the free ones are all steady
+    steady = torch.tensor([[1.0] * 6, [0.0, 0.0] + [1.0] * 4, [1.0] * 6, [1.0] * 4 + [0.0] * 2])
+    assert candidate_rows(config, steady, fixed, valid) == [0, 1, 3]
+    steady[0, 5] = 0.4  # one free token is less than half a steady walk's
+    assert candidate_rows(config, steady, fixed, valid) == [1, 3]
+    assert candidate_rows(DecodingConfig(), steady, fixed, valid) == []
+    assert candidate_rows(config, None, fixed, valid) == []
+    assert candidate_rows(config, torch.tensor([1.0, 0.0, 0.0, 0.0]), fixed, valid) == [0]

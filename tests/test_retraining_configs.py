@@ -45,15 +45,17 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     cycle, repeats = "decoding.locomotion_period_bonus", "decoding.locomotion_repeat_penalty"
     residual_cycle = "decoding.locomotion_residual_period_bonus"  # straight walks' detail too (walk_cycle_residual.md)
     steady_cycle = "decoding.steady_walk_period_bonus"  # straight walks' firmer pull (steady_walk_cycle.md)
+    candidates = "decoding.steady_walk_candidates"  # straight walks: the better-stepping of two (walk_candidates.md)
     assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, depth,
                                                           walk_guidance, cycle, repeats, residual_cycle, steady_cycle,
-                                                          *decoder}
+                                                          candidates, *decoder}
     assert (small[depth], all_data[depth]) == (2, 4)
     assert (small[walk_guidance], all_data[walk_guidance], open_model[walk_guidance]) == (1.0, 0.5, 1.0)
     assert (small[cycle], all_data[cycle], open_model[cycle]) == (0.0, 8.0, 0.0)
     assert (small[repeats], all_data[repeats], open_model[repeats]) == (0.0, 2.0, 0.0)
     assert (small[residual_cycle], all_data[residual_cycle], open_model[residual_cycle]) == (0.0, 8.0, 0.0)
     assert (small[steady_cycle], all_data[steady_cycle], open_model[steady_cycle]) == (0.0, 16.0, 0.0)
+    assert (small[candidates], all_data[candidates], open_model[candidates]) == (1, 2, 1)
     assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert small["decoder.jerk_weight"] == 0.0

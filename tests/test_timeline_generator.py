@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from kmm_core.common.errors import ConfigError
 from kmm_core.common.progress import GenerationCancelled
 from kmm_core.evaluation.motion_quality import jerk_curve
 from kmm_core.generation.decoding_engine import GenerationOptions, StepCounter, decode_windowed, window_starts
@@ -195,3 +196,59 @@ def test_walk_segments_take_the_bundles_walk_guidance(bundle, timeline):
     wave_tokens = slice(bounds[1] + options.transition_tokens, bounds[2] - options.transition_tokens)
     assert not torch.equal(mixed[walk_tokens], plain[walk_tokens])
     assert torch.equal(mixed[wave_tokens], plain[wave_tokens])
+
+
+def test_straight_walks_keep_the_most_regular_of_their_candidate_decodes(bundle, monkeypatch):
+    """`walk_candidates` N (the bundle's ``decoding.steady_walk_candidates``): a timeline's straight walk is decoded
+    N times, in the segments' batch or on its own, scored by the gait regularity of each candidate's decoded motion,
+    and the best kept; the wave's own tokens and a turning walk are exactly as with one draw, the progress total is
+    unchanged, and a timeline whose decode mixes a walk with other prompts per token draws one."""
+    from kmm_core.generation import decoding_engine, timeline_generator, walk_candidates
+    from kmm_core.generation.timeline_generator import generate_codes, planned_steps, token_boundaries
+
+    scored = []
+
+    def recording(bundle_, rows):
+        score = walk_candidates.stride_score(bundle_, rows)
+
+        def record(codes, which):
+            values = score(codes, which)
+            scored.append((codes.clone(), list(which), values))
+            return values
+        return record
+
+    for module in (decoding_engine, timeline_generator):
+        monkeypatch.setattr(module, "stride_score", recording)
+
+    def codes(source, count, transitions="inpaint"):
+        options = GenerationOptions(steps=2, foot_lock=False, transitions=transitions, walk_candidates=count)
+        config = options.decoding_config(bundle)
+        counter = StepCounter(planned_steps(bundle, source, options, config), None, None)
+        out = generate_codes(bundle, source, 5, options, counter, config)[0]
+        assert counter.done == counter.total  # every step reported once: the candidates ride in the same decodes
+        return out
+
+    walk_then_wave = Timeline.from_dict({"fps": 20, "segments": [
+        {"prompt": "a person walks forward", "frames": 80}, {"prompt": "a person walks and turns left", "frames": 60},
+        {"prompt": "a person waves the right hand", "frames": 60}]})
+    one = codes(walk_then_wave, 1)
+    assert not scored
+    three = codes(walk_then_wave, 3)
+    (candidates, rows, values), = scored  # one decode drew candidates: the segments' batch, the straight walk's row
+    assert rows == [0, 0, 0] and len(values) == 3
+    bounds = token_boundaries(walk_then_wave.segment_ranges(20), one.shape[0])
+    best = candidates[int(np.argmax(values))]
+    assert torch.equal(three[:bounds[1] - 4], best[:bounds[1] - 4])  # the kept walk, up to its transition
+    assert torch.equal(candidates[0][:bounds[1] - 4], one[:bounds[1] - 4])  # the first candidate: the one draw
+    turning, wave = slice(bounds[1] + 4, bounds[2] - 4), slice(bounds[2] + 4, bounds[3])
+    assert torch.equal(three[turning], one[turning]) and torch.equal(three[wave], one[wave])
+
+    scored.clear()
+    alone = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person walks forward", "frames": 80}]})
+    codes(alone, 4)
+    (_, rows, values), = scored  # a single segment is decoded in windows: the same candidates
+    assert rows == [0] * 4
+    scored.clear()
+    assert torch.equal(codes(walk_then_wave, 3, "per_token"), codes(walk_then_wave, 1, "per_token")) and not scored
+    with pytest.raises(ConfigError, match="walk_candidates: must be a whole number from 1 to 8"):
+        GenerationOptions(walk_candidates=0)

@@ -118,6 +118,10 @@ MAX_LOCOMOTION_PERIOD_BONUS = 100.0
 """Largest ``decoding.locomotion_period_bonus`` (``kmm generate --walk-cycle``): a logit bonus of 100 already makes
 every walk token copy the code one cycle away."""
 
+MAX_STEADY_WALK_CANDIDATES = 8
+"""Most candidate decodes of a steady walk (a bundle's ``decoding.steady_walk_candidates``, ``kmm generate
+--walk-candidates``): each one more costs another decode of the walk's tokens."""
+
 MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     # Every number of a model / decoding config (``model/configs.py``, a bundle's ``<component>.json`` and the
     # ``decoding`` table of its ``bundle.json``, a training config's model tables), by field name, inclusive.  A
@@ -140,6 +144,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "locomotion_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
     "locomotion_residual_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
     "steady_walk_period_bonus": (0.0, MAX_LOCOMOTION_PERIOD_BONUS),
+    "steady_walk_candidates": (1, MAX_STEADY_WALK_CANDIDATES),
     "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
     "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),

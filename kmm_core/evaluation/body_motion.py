@@ -28,6 +28,7 @@ import numpy as np
 from ..common.errors import InputTensorError
 from ..humanml3d.feature_smoothing import prompt_kind as kind_of  # noqa: F401  (the one copy of the rule)
 from ..humanml3d.features import check_joints
+from ..humanml3d.gait_rhythm import gait_regularity
 from ..motion.skeleton import JOINT_INDEX
 
 BODY_PARTS: dict[str, tuple[int, ...]] = {
@@ -40,7 +41,6 @@ BODY_PARTS: dict[str, tuple[int, ...]] = {
 }
 FOOT_JOINTS = BODY_PARTS["left_foot"] + BODY_PARTS["right_foot"]
 FROZEN_STEP = 1e-6  # metres between two frames: "exactly still"; real feet, even planted, move more on every frame
-GAIT_LAGS_SECONDS = (0.3, 1.5)
 def _checked(joints: np.ndarray, fps: float, min_frames: int = 4) -> tuple[np.ndarray, float]:
     if not np.isfinite(fps) or fps <= 0:
         raise InputTensorError(f"fps: must be a positive number, got {fps}")
@@ -59,33 +59,6 @@ def frozen_share(joints: np.ndarray, joint_indices: Sequence[int] = FOOT_JOINTS,
     joints = check_joints(joints, min_frames=2)
     moves = np.linalg.norm(np.diff(joints[:, list(joint_indices)], axis=0), axis=-1)
     return float(np.mean(moves < step))
-
-
-def _autocorrelation_peak(signal: np.ndarray, fps: float, lags: tuple[float, float] = GAIT_LAGS_SECONDS) -> float:
-    """The highest normalised autocorrelation of `signal` (detrended) at lags within `lags` seconds; 0 for a flat
-    signal or one too short for the smallest lag."""
-    values = np.asarray(signal, dtype=np.float64)
-    values = values - np.polyval(np.polyfit(np.arange(len(values)), values, 1), np.arange(len(values)))
-    energy = float(values @ values)
-    first, last = int(round(lags[0] * fps)), min(int(round(lags[1] * fps)), len(values) // 2)
-    if energy <= 1e-12 or last < first:
-        return 0.0
-    # unbiased: each lag's product normalised by the energies of the two overlapping parts
-    peaks = []
-    for lag in range(first, last + 1):
-        a, b = values[:-lag], values[lag:]
-        denominator = np.sqrt(float(a @ a) * float(b @ b))
-        peaks.append(float(a @ b) / denominator if denominator > 1e-12 else 0.0)
-    return max(peaks)
-
-
-def gait_regularity(joints: np.ndarray, fps: float) -> float:
-    """Mean of the autocorrelation peaks (0.3-1.5 s) of the pelvis height and of the left-right ankle-height
-    difference: about 0.9-1.0 for a steady real walk."""
-    joints, fps = _checked(joints, fps)
-    pelvis = joints[:, JOINT_INDEX["pelvis"], 1]
-    alternation = joints[:, JOINT_INDEX["left_ankle"], 1] - joints[:, JOINT_INDEX["right_ankle"], 1]
-    return 0.5 * (_autocorrelation_peak(pelvis, fps) + _autocorrelation_peak(alternation, fps))
 
 
 def pelvis_bob(joints: np.ndarray) -> float:

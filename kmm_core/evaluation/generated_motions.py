@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
+from ..generation.walk_candidates import stride_score
 from ..humanml3d.feature_smoothing import is_plain_locomotion_prompt, is_steady_locomotion_prompt
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
@@ -45,8 +46,10 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
             locomotion, steady = (torch.tensor([float(rule(prompts[i])) for i in chunk])
                                   for rule in (is_plain_locomotion_prompt, is_steady_locomotion_prompt))
+            score = stride_score(bundle, [(n, [((0, n), prompts[i])]) for n, i in zip(lengths, chunk, strict=True)])
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
-                                   use_residual=use_residual, locomotion=locomotion, steady_walk=steady)
+                                   use_residual=use_residual, locomotion=locomotion, steady_walk=steady,
+                                   candidate_score=score)
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)

@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 
 from ..common.errors import ConfigError
-from ..common.limits import MAX_LOCOMOTION_GUIDANCE_FACTOR, MAX_LOCOMOTION_PERIOD_BONUS, MAX_STANDING_ROOT_SIGMA
+from ..common.limits import (
+    MAX_LOCOMOTION_GUIDANCE_FACTOR,
+    MAX_LOCOMOTION_PERIOD_BONUS,
+    MAX_STANDING_ROOT_SIGMA,
+    MAX_STEADY_WALK_CANDIDATES,
+)
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from ..humanml3d.feature_smoothing import (
     DECODED_SMOOTHING_SIGMA,
@@ -29,6 +34,7 @@ from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
 from ..motion.model_timing import FRAMES_PER_TOKEN
 from .timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
+from .walk_candidates import stride_score, window_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle.model_bundle import ModelBundle
@@ -59,6 +65,9 @@ class GenerationOptions:
     # the steady walks' extra base pull alike (DecodingConfig's locomotion_period_bonus,
     # locomotion_residual_period_bonus and steady_walk_period_bonus; 0 turns all three off); None takes the bundle's.
     walk_cycle_bonus: float | None = None
+    # Candidate decodes of each straight walk or run, the most regular step kept (DecodingConfig's
+    # steady_walk_candidates; 1 draws one); None takes the bundle's.
+    walk_candidates: int | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -84,6 +93,11 @@ class GenerationOptions:
         bonus = self.walk_cycle_bonus
         if bonus is not None and not 0 <= bonus <= MAX_LOCOMOTION_PERIOD_BONUS:
             raise ConfigError(f"walk_cycle_bonus: must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}, got {bonus}")
+        count = self.walk_candidates
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or not 1 <= count <= MAX_STEADY_WALK_CANDIDATES):
+            raise ConfigError(f"walk_candidates: must be a whole number from 1 to {MAX_STEADY_WALK_CANDIDATES}, "
+                              f"got {count!r}")
         if self.transition_tokens < 1:
             raise ConfigError(f"transition_tokens: must be >= 1, got {self.transition_tokens}")
         if self.inpaint_context_tokens < 1:
@@ -111,6 +125,8 @@ class GenerationOptions:
             changes["locomotion_period_bonus"] = float(self.walk_cycle_bonus)
             changes["locomotion_residual_period_bonus"] = float(self.walk_cycle_bonus)
             changes["steady_walk_period_bonus"] = float(self.walk_cycle_bonus)
+        if self.walk_candidates is not None:
+            changes["steady_walk_candidates"] = self.walk_candidates
         return replace(bundle.decoding, **changes)
 
 
@@ -169,10 +185,13 @@ def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[i
 def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
                     config: DecodingConfig, rng: torch.Generator, options: GenerationOptions,
                     counter: StepCounter,
-                    spans_and_prompts: Sequence[tuple[tuple[int, int], str]] | None = None) -> Tensor:
+                    spans_and_prompts: Sequence[tuple[tuple[int, int], str]] | None = None,
+                    walk_candidates: bool = False) -> Tensor:
     """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate;
     `spans_and_prompts` (20 fps frames) say which tokens belong to plain walks and runs, guided at the bundle's
-    ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None guides every token alike.
+    ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None guides every token alike.  With
+    `walk_candidates` (and `spans_and_prompts`), a window of steady walk tokens takes ``config.steady_walk_candidates``
+    candidate decodes and keeps the most regular step (`walk_candidates.stride_score`).
 
     Windows overlap by `window_overlap_tokens`; the overlap is fixed from the window before, so every window
     continues the motion decoded so far.  Windows with nothing to generate are skipped (their steps still count).
@@ -192,10 +211,12 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
             continue
         frames = min(num_frames, end * FRAMES_PER_TOKEN) - start * FRAMES_PER_TOKEN
         counter.check_cancel()
+        score = stride_score(bundle, [(frames, window_spans(spans_and_prompts, start, frames))]) \
+            if walk_candidates and spans_and_prompts is not None else None
         result = decode_tokens(generator, frames, cond_per_token=cond_per_token[start:end].unsqueeze(0),
                                fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
                                locomotion=None if locomotion is None else locomotion[start:end].unsqueeze(0),
                                steady_walk=None if steady is None else steady[start:end].unsqueeze(0),
-                               on_progress=counter.on_step)
+                               candidate_score=score, on_progress=counter.on_step)
         codes[start:end] = result.codes[0].cpu()
     return codes

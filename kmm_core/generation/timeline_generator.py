@@ -58,6 +58,7 @@ from .decoding_engine import (
 )
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
+from .walk_candidates import SHOWN_FEET, stride_score
 
 CONSTRAINT_FREE_TOKENS = 2
 """Tokens on each side of a constrained token decoded again around it (0.4 s each side at 20 fps)."""
@@ -92,7 +93,7 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     rng.manual_seed(int(seed))
     if options.transitions == "per_token" or len(spans) == 1:
         return decode_windowed(bundle, num_frames, condition, None, config, rng, options, counter,
-                               spans_and_prompts), num_frames
+                               spans_and_prompts, walk_candidates=True), num_frames
     # MMM-style: each segment on its own, then inpaint the tokens around every boundary with both sides fixed
     # (batched: all segments in one decode, all boundary windows in another; see transition_inpainting.py).
     bounds = token_boundaries(spans, num_tokens)
@@ -100,10 +101,13 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     codes = torch.full((num_tokens, layers), -1, dtype=torch.int64)
     short = [i for i in range(len(spans)) if bounds[i + 1] - bounds[i] <= options.max_window_tokens]
     if short:
-        decoded = decode_segments_together(bundle.generator, [bounds[i + 1] - bounds[i] for i in short],
-                                           embeddings[short], config, rng, counter.on_step,
+        lengths = [bounds[i + 1] - bounds[i] for i in short]
+        own_spans = [(n * FRAMES_PER_TOKEN, [((0, n * FRAMES_PER_TOKEN), timeline.prompts[i])])
+                     for n, i in zip(lengths, short, strict=True)]
+        decoded = decode_segments_together(bundle.generator, lengths, embeddings[short], config, rng, counter.on_step,
                                            [float(is_plain_locomotion_prompt(timeline.prompts[i])) for i in short],
-                                           [float(is_steady_locomotion_prompt(timeline.prompts[i])) for i in short])
+                                           [float(is_steady_locomotion_prompt(timeline.prompts[i])) for i in short],
+                                           stride_score(bundle, own_spans))
         for index, segment_codes in zip(short, decoded, strict=True):
             codes[bounds[index]:bounds[index + 1]] = segment_codes
     for index in sorted(set(range(len(spans))) - set(short)):  # longer than a window: decoded in windows
@@ -111,7 +115,7 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
         own = embeddings[index].expand(end - start, -1)
         frames = (end - start) * FRAMES_PER_TOKEN
         codes[start:end] = decode_windowed(bundle, frames, own, None, config, rng, options, counter,
-                                           [((0, frames), timeline.prompts[index])])
+                                           [((0, frames), timeline.prompts[index])], walk_candidates=True)
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
     return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
                                locomotion_tokens(num_tokens, spans_and_prompts),
@@ -188,7 +192,7 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
 def generation_foot_lock(timeline: Timeline | None = None) -> FootLockSettings:
     """The foot clean-up of a generated take: standing held without drift (`foot_contact.hold_standing`), except on
     a timeline with root paths, where the path decides where the body goes."""
-    return FootLockSettings(hold_standing=timeline is None or not paths.path_spans(timeline))
+    return SHOWN_FEET if timeline is None or not paths.path_spans(timeline) else FootLockSettings(hold_standing=False)
 
 
 def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timeline: Timeline,

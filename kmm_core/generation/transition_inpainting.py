@@ -24,17 +24,18 @@ from torch import Tensor
 
 from ..common.progress import ProgressCallback
 from ..model.configs import DecodingConfig
-from ..model.decoding import decode_tokens
+from ..model.decoding import CandidateScore, decode_tokens
 from ..motion.model_timing import FRAMES_PER_TOKEN
 
 
 def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tensor, config: DecodingConfig,
                              rng: torch.Generator, on_progress: ProgressCallback | None,
                              locomotion: Sequence[float] | None = None,
-                             steady_walk: Sequence[float] | None = None) -> list[Tensor]:
+                             steady_walk: Sequence[float] | None = None,
+                             candidate_score: CandidateScore | None = None) -> list[Tensor]:
     """Codes (length_i, Q) of each segment, decoded in one batch; segment i is conditioned on embeddings[i] and, when
     given, guided as a walk or run as much as locomotion[i] and its residual codes kept in the gait cycle as much as
-    steady_walk[i] (``decode_tokens``)."""
+    steady_walk[i]; with `candidate_score`, steady walks keep the best of their candidate decodes (``decode_tokens``)."""
     device = next(generator.parameters()).device
     longest = max(lengths)
     condition = torch.zeros(len(lengths), longest, embeddings.shape[-1], device=device)
@@ -42,7 +43,8 @@ def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tens
         condition[index, :length] = embeddings[index]
     weights, steady = (None if w is None else torch.tensor([float(v) for v in w]) for w in (locomotion, steady_walk))
     result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
-                           config=config, rng=rng, locomotion=weights, steady_walk=steady, on_progress=on_progress)
+                           config=config, rng=rng, locomotion=weights, steady_walk=steady,
+                           candidate_score=candidate_score, on_progress=on_progress)
     return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]
 
 

@@ -19,6 +19,7 @@ from ..common.limits import (
     MAX_LOCOMOTION_PERIOD_BONUS,
     MAX_MODEL_PARAMETERS,
     MAX_STANDING_ROOT_SIGMA,
+    MAX_STEADY_WALK_CANDIDATES,
     MODEL_CONFIG_RANGES,
 )
 from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA
@@ -327,6 +328,11 @@ class DecodingConfig(_StrictConfig):
     # held over three tokens: no step) settles last, drawn again once its neighbours have settled, when the repeat
     # penalty sees them (issue 39: long walks slid into one held code and glided for seconds; steady_walk_cycle.md).
     walk_holds_settle_last: bool = False
+    # Candidate decodes of each steady walk or run (the same tokens as steady_walk_period_bonus): the decode as
+    # before plus N - 1 more from a generator seeded off this decode's, the one whose motion steps most regularly
+    # kept (decode_tokens' candidate_score: generation ranks by the gait regularity of the decoded motion).  Other
+    # prompts' tokens are untouched (issue 39: some long walks still settle on one held code and glide); 1: off.
+    steady_walk_candidates: int = 1
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -339,6 +345,9 @@ class DecodingConfig(_StrictConfig):
                  "must be >= 0 or null")
         _require(isinstance(self.spaced_commits, bool), "spaced_commits", "must be true or false")
         _require(isinstance(self.walk_holds_settle_last, bool), "walk_holds_settle_last", "must be true or false")
+        _require(isinstance(self.steady_walk_candidates, int) and not isinstance(self.steady_walk_candidates, bool)
+                 and 1 <= self.steady_walk_candidates <= MAX_STEADY_WALK_CANDIDATES, "steady_walk_candidates",
+                 f"must be a whole number from 1 to {MAX_STEADY_WALK_CANDIDATES}")
         _require(self.commit_order in ("confidence", "left_to_right"), "commit_order",
                  "must be \"confidence\" or \"left_to_right\"")
         _require(self.repeat_penalty >= 0 and math.isfinite(self.repeat_penalty), "repeat_penalty", "must be >= 0")

@@ -18,8 +18,9 @@ then stops the decode with ``GenerationCancelled`` (both from ``progress.py``).
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,9 @@ from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
 from .configs import DecodingConfig
 from .masked_generator import GuidedModel, MaskedGenerator
 from .motion_tokenizer import num_tokens_for_frames
+
+CandidateScore = Callable[[Tensor, Sequence[int]], Sequence[float]]
+"""Scores candidate codes (n, L, Q) of the batch rows named (n indices, repeats allowed); higher is kept."""
 
 
 @dataclass
@@ -59,6 +63,7 @@ def decode_tokens(
     use_residual: bool = True,
     locomotion: Tensor | None = None,
     steady_walk: Tensor | None = None,
+    candidate_score: CandidateScore | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> DecodeResult:
@@ -75,6 +80,11 @@ def decode_tokens(
     ``steady_walk``, shaped like ``locomotion``: how much each token belongs to a walk or run that keeps its heading
     (``feature_smoothing.is_steady_locomotion_prompt``); those tokens' residual codes take
     ``config.locomotion_residual_period_bonus`` (None: no token does).
+    ``candidate_score(codes, rows)``: with ``config.steady_walk_candidates`` N > 1, every row whose free tokens are
+    all steady walk tokens (``candidate_rows``) is decoded N - 1 more times in the same batch (``RowStreams``: the
+    extra rows draw from a generator seeded off ``rng``'s state, so ``rng`` gives the rows asked for exactly the draws
+    it gives without them) and keeps the candidate with the highest score; ``codes`` (n, L, Q) are candidates of the
+    rows ``rows`` (indices into this batch), and the first decode wins ties.  None (or N = 1): no candidates.
     ``on_progress`` / ``should_cancel`` are called after every step (the residual layers count one step each).
     """
     config = config or DecodingConfig()
@@ -89,6 +99,16 @@ def decode_tokens(
     if rng is None:
         rng = torch.Generator()
         rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ())))
+    rows = candidate_rows(config, steady_walk, fixed, token_valid) if candidate_score is not None else []
+    draws: torch.Generator | RowStreams = rng
+    if rows:  # the candidates ride in the same batch, after the rows asked for, with their own random stream
+        more = rows * (config.steady_walk_candidates - 1)
+        take = torch.tensor(list(range(batch)) + more, device=device)
+        sentence, cond_per_token, locomotion, steady_walk = (
+            None if values is None else values[take.to(values.device)]
+            for values in (sentence, cond_per_token, locomotion, steady_walk))
+        fixed, token_valid = fixed[take], token_valid[take]
+        draws = RowStreams(rng, torch.Generator().manual_seed(_derived_seed(rng)), batch)
     residual = generator.residual if use_residual else None
     total_steps = config.steps + (generator.config.num_quantizers - 1 if residual is not None else 0)
     was_training = generator.training
@@ -97,7 +117,7 @@ def decode_tokens(
         base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
                             per_token_repeat_penalty(config, locomotion, token_valid),
-                            _base_period_bonus(config, locomotion, steady_walk, token_valid), rng,
+                            _base_period_bonus(config, locomotion, steady_walk, token_valid), draws,
                             (on_progress, should_cancel), total_steps)
         layers = [base]
         if residual is not None:
@@ -110,17 +130,70 @@ def decode_tokens(
                 lower = torch.stack(layers, dim=-1)
                 logits = guided(lower, layer)
                 if residual_bonus is None:
-                    sampled, _ = _sample(logits, config.residual_temperature, config.top_k, rng)
+                    sampled, _ = _sample(logits, config.residual_temperature, config.top_k, draws)
                 else:
                     sampled = _sample_residual_in_gait_cycle(logits, lower, residual_bonus,
-                                                             config.residual_temperature, config.top_k, rng)
+                                                             config.residual_temperature, config.top_k, draws)
                 given = fixed[..., layer] if layer < fixed.shape[-1] else torch.full_like(base, -1)
                 codes = torch.where(given >= 0, given, sampled).masked_fill(~token_valid, -1)
                 layers.append(codes)
                 _report((on_progress, should_cancel), config.steps + layer, total_steps)
     finally:
         generator.train(was_training)
-    return DecodeResult(codes=torch.stack(layers, dim=-1), token_valid=token_valid, num_frames=frames)
+    codes = torch.stack(layers, dim=-1)
+    if rows:
+        codes = _best_candidates(codes, batch, rows, candidate_score)
+    return DecodeResult(codes=codes, token_valid=token_valid[:batch], num_frames=frames)
+
+
+class RowStreams:
+    """The random draws of a batch whose first ``rows`` rows draw from ``first`` (exactly as a batch of those rows
+    alone would) and the others from ``rest``: a steady walk's candidate decodes change nothing the caller's
+    generator gives the rows it asked for."""
+
+    def __init__(self, first: torch.Generator, rest: torch.Generator, rows: int):
+        self.first, self.rest, self.rows = first, rest, rows
+
+    def rand(self, shape: Sequence[int]) -> Tensor:
+        tail = tuple(shape[1:])
+        return torch.cat([torch.rand((self.rows, *tail), generator=self.first),
+                          torch.rand((shape[0] - self.rows, *tail), generator=self.rest)])
+
+
+def candidate_rows(config: DecodingConfig, steady_walk: Tensor | None, fixed: Tensor,
+                   token_valid: Tensor) -> list[int]:
+    """Rows that take ``config.steady_walk_candidates`` decodes: at least one free token, and every free valid token
+    at least half a steady walk's (``steady_walk``); none when the setting is 1."""
+    if config.steady_walk_candidates <= 1 or steady_walk is None:
+        return []
+    weight = _walk_weight(steady_walk, token_valid)
+    if weight is None:
+        return []
+    free = (fixed[..., 0] < 0) & token_valid
+    steady = (weight >= 0.5) | ~free
+    return [row for row in range(token_valid.shape[0]) if bool(free[row].any()) and bool(steady[row].all())]
+
+
+def _derived_seed(rng: torch.Generator) -> int:
+    """A seed read off ``rng``'s state without drawing from it (the same state gives the same seed)."""
+    digest = hashlib.blake2b(rng.get_state().cpu().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**62 - 1)
+
+
+def _best_candidates(codes: Tensor, batch: int, rows: list[int], score: CandidateScore) -> Tensor:
+    """The first ``batch`` rows of ``codes`` (B + extra, L, Q), each row of ``rows`` replaced by the best-scored of its
+    candidates: itself and its copies after the batch (round 1 of ``rows``, then round 2, ...)."""
+    rounds = (codes.shape[0] - batch) // len(rows) + 1
+    candidates = torch.cat([codes[rows], codes[batch:]])
+    scores = torch.as_tensor([float(v) for v in score(candidates, rows * rounds)], dtype=torch.float64)
+    if scores.shape != (len(rows) * rounds,) or not bool(torch.isfinite(scores).all()):
+        raise InputTensorError(f"candidate_score: expected {len(rows) * rounds} finite scores, got "
+                               f"{tuple(scores.shape)}")
+    best = scores.view(rounds, len(rows)).argmax(dim=0)  # argmax takes the first of equal scores
+    kept = codes[:batch].clone()
+    for index, row in enumerate(rows):
+        kept[row] = candidates[int(best[index]) * len(rows) + index]
+    return kept
 
 
 def _walk_weight(locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
@@ -178,7 +251,7 @@ def _base_period_bonus(config: DecodingConfig, locomotion: Tensor | None, steady
 
 def _decode_base(generator: MaskedGenerator, fixed_base: Tensor, token_valid: Tensor, sentence: Tensor | None,
                  cond_per_token: Tensor | None, config: DecodingConfig, guidance_scale: float | Tensor,
-                 repeat_penalty: float | Tensor, period_bonus: Tensor | None, rng: torch.Generator,
+                 repeat_penalty: float | Tensor, period_bonus: Tensor | None, rng: torch.Generator | RowStreams,
                  report_to: tuple[ProgressCallback | None, CancelCheck | None], total_steps: int) -> Tensor:
     mask_id = generator.mask_id
     is_fixed = fixed_base >= 0
@@ -288,7 +361,7 @@ def _favour_gait_cycle(logits: Tensor, ids: Tensor, is_mask: Tensor, mask_id: in
 
 
 def _sample_residual_in_gait_cycle(logits: Tensor, lower: Tensor, bonus: Tensor, temperature: float,
-                                   top_k: int | None, rng: torch.Generator) -> Tensor:
+                                   top_k: int | None, rng: torch.Generator | RowStreams) -> Tensor:
     """One residual layer's codes (B, L) from ``logits`` (B, L, K), drawn as `_sample` draws them (the same noise),
     except in each run of walk tokens (``bonus`` (B, L) > 0): tokens one gait cycle apart (`gait_cycle_lag` of the
     run's base codes) whose ``lower`` layers (B, L, l) repeat form a chain (t, t + lag, t + 2 lag ...), and each
@@ -335,7 +408,8 @@ def _crowded_commits(settling: Tensor, scores: Tensor) -> Tensor:
     return settling & beaten
 
 
-def _sample(logits: Tensor, temperature: float, top_k: int | None, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+def _sample(logits: Tensor, temperature: float, top_k: int | None,
+            rng: torch.Generator | RowStreams) -> tuple[Tensor, Tensor]:
     """Sampled codes and their probability under the unfiltered, untempered softmax (the confidence)."""
     filtered = _top_k_filtered(logits, top_k)
     noise = None if temperature == 0 else _gumbel(filtered.shape, rng, filtered.device)
@@ -360,8 +434,9 @@ def _top_k_filtered(logits: Tensor, top_k: int | None) -> Tensor:
     return logits.masked_fill(logits < kth, -math.inf)
 
 
-def _gumbel(shape: Sequence[int], rng: torch.Generator, device: torch.device) -> Tensor:
-    noise = torch.rand(tuple(shape), generator=rng).clamp_(1e-10, 1 - 1e-10)
+def _gumbel(shape: Sequence[int], rng: torch.Generator | RowStreams, device: torch.device) -> Tensor:
+    uniform = rng.rand(shape) if isinstance(rng, RowStreams) else torch.rand(tuple(shape), generator=rng)
+    noise = uniform.clamp_(1e-10, 1 - 1e-10)
     return noise.log_().neg_().log_().neg_().to(device)  # -log(-log(u)), in place
 
 

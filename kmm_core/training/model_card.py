@@ -180,6 +180,9 @@ DECODING_NOTES = {
     "steady_walk_period_bonus": "added to the base layer's cycle pull on straight walks and runs only: their steps, "
                                 "the first included, keep the cycle more firmly while a turning walk keeps the "
                                 "lighter pull that lets it turn (`--walk-cycle` sets it too)",
+    "steady_walk_candidates": "candidate decodes of each straight walk or run, the one whose motion steps most "
+                              "regularly kept (its gait regularity); other prompts draw one (`kmm generate "
+                              "--walk-candidates` overrides it)",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
 }
 
