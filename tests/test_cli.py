@@ -150,7 +150,9 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
     # --walk-cycle sets the base layer's pull, the residual layers' and the steady walks' extra together.
     (("locomotion_period_bonus", "locomotion_residual_period_bonus", "steady_walk_period_bonus"), "--walk-cycle", "50", "0", "200",
      "walk_cycle_bonus: must be between 0 and 100", "4"),
-    # --walk-candidates: the straight walk's candidate decodes (a whole number), the best-stepping one kept.
+    # --walk-candidates: the straight walk's candidate decodes (a whole number), the best-stepping one kept.  Whether
+    # the kept one differs from the first draw depends on the tiny model's candidates, so this case checks the
+    # choice itself in test_the_walk_candidates_option_reaches_the_decoding.
     ("steady_walk_candidates", "--walk-candidates", "3", "1", "9", "walk_candidates: must be a whole number from 1 to 8",
      "4"),
 ])
@@ -182,7 +184,8 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
 
     owns = generate(bundle, "own")
     np.testing.assert_array_equal(owns, generate(tiny_bundle, "asked", flag, own))
-    assert not np.allclose(owns, generate(tiny_bundle, "library_default"))
+    if field != "steady_walk_candidates":
+        assert not np.allclose(owns, generate(tiny_bundle, "library_default"))
     np.testing.assert_array_equal(generate(bundle, "library_asked", flag, library),
                                   generate(tiny_bundle, "library_default_again"))
     capsys.readouterr()
@@ -195,3 +198,15 @@ def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_fil
     assert main(["generate", "--timeline", str(timeline_file), "-o", str(refused), "--checkpoint", str(bundle),
                  "--steps", "2", "--quiet"]) != 0
     assert field in capsys.readouterr().err and not refused.exists()
+
+
+def test_the_walk_candidates_option_reaches_the_decoding(tiny_model):
+    """`--walk-candidates N` becomes the decoding's `steady_walk_candidates` (the bundle's when not given)."""
+    from kmm_core import cli as kmm_cli
+
+    def candidates(*flags: str) -> int:
+        args = kmm_cli.build_parser().parse_args(["generate", "a person walks forward", "-o", "walk.npz", *flags])
+        return kmm_cli._options(args).decoding_config(tiny_model).steady_walk_candidates
+
+    assert candidates("--walk-candidates", "3") == 3
+    assert candidates() == tiny_model.decoding.steady_walk_candidates == 1
