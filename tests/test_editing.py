@@ -114,3 +114,41 @@ def test_a_regenerated_walk_takes_the_walk_guidance(bundle, source):
                               regenerated("a person walks forward", FAST)[start:end])
     np.testing.assert_array_equal(regenerated("a person jumps up", unguided_walks),
                                   regenerated("a person jumps up", FAST))
+
+
+def test_a_regenerated_straight_walk_keeps_the_better_stepping_candidate(bundle, source, monkeypatch):
+    """Regenerate Segment with a straight walk draws the bundle's `steady_walk_candidates` of it (here 3) and scores
+    each over the frames it draws only (its fixed neighbours decoded with it, not measured); the frames outside the
+    segment stay bit-identical, a jump draws one, and one candidate decodes as before."""
+    from kmm_core.generation import decoding_engine, walk_candidates
+
+    measured = []
+
+    def recording(bundle_, rows, drawn=None):
+        score = walk_candidates.stride_score(bundle_, rows, drawn)
+
+        def record(codes, which):
+            measured.append((drawn, list(which)))
+            return score(codes, which)
+        return record
+
+    monkeypatch.setattr(decoding_engine, "stride_score", recording)
+    start, end = (int(v) for v in source.segment_frames[1])
+
+    def regenerated(prompt, count):
+        options = GenerationOptions(steps=2, walk_candidates=count)
+        return editing.regenerate(bundle, source, segment=1, prompt=prompt, seed=9, options=options)[0]
+
+    three = regenerated("a person walks forward", 3)
+    ((drawn, which),) = measured  # one window of the whole take, its one row in three candidates
+    (first, last), = drawn  # measured: the segment's tokens (20 fps frames)
+    assert which == [0, 0, 0]
+    assert first == start * 20 / 30 and end * 20 / 30 <= last <= end * 20 / 30 + 4 < source.num_frames * 20 / 30
+    assert _same(three, source, slice(0, start), slice(0, start)) and _same(three, source, slice(end, None),
+                                                                            slice(end, None))
+    one = regenerated("a person walks forward", 1)
+    np.testing.assert_array_equal(one.joints, editing.regenerate(bundle, source, segment=1,
+                                                                 prompt="a person walks forward", seed=9,
+                                                                 options=FAST)[0].joints)
+    np.testing.assert_array_equal(regenerated("a person jumps up", 3).joints, regenerated("a person jumps up", 1).joints)
+    assert len(measured) == 1  # neither one candidate nor a jump drew more

@@ -208,8 +208,8 @@ def test_straight_walks_keep_the_most_regular_of_their_candidate_decodes(bundle,
 
     scored = []
 
-    def recording(bundle_, rows):
-        score = walk_candidates.stride_score(bundle_, rows)
+    def recording(bundle_, rows, drawn=None):
+        score = walk_candidates.stride_score(bundle_, rows, drawn)
 
         def record(codes, which):
             values = score(codes, which)

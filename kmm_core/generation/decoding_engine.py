@@ -190,8 +190,9 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
     """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate;
     `spans_and_prompts` (20 fps frames) say which tokens belong to plain walks and runs, guided at the bundle's
     ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None guides every token alike.  With
-    `walk_candidates` (and `spans_and_prompts`), a window of steady walk tokens takes ``config.steady_walk_candidates``
-    candidate decodes and keeps the most regular step (`walk_candidates.stride_score`).
+    `walk_candidates` (and `spans_and_prompts`), a window whose tokens to draw are all steady walk tokens takes
+    ``config.steady_walk_candidates`` candidate decodes and keeps the one whose drawn frames step most regularly
+    (`walk_candidates.stride_score`).
 
     Windows overlap by `window_overlap_tokens`; the overlap is fixed from the window before, so every window
     continues the motion decoded so far.  Windows with nothing to generate are skipped (their steps still count).
@@ -211,8 +212,12 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
             continue
         frames = min(num_frames, end * FRAMES_PER_TOKEN) - start * FRAMES_PER_TOKEN
         counter.check_cancel()
-        score = stride_score(bundle, [(frames, window_spans(spans_and_prompts, start, frames))]) \
-            if walk_candidates and spans_and_prompts is not None else None
+        score = None
+        if walk_candidates and spans_and_prompts is not None:  # measured over the tokens this window draws
+            free = (window[:, 0] < 0).nonzero().flatten()
+            drawn = (int(free[0]) * FRAMES_PER_TOKEN, min(frames, (int(free[-1]) + 1) * FRAMES_PER_TOKEN)) \
+                if free.numel() else (0, frames)  # only residual codes to draw: no candidates (candidate_rows)
+            score = stride_score(bundle, [(frames, window_spans(spans_and_prompts, start, frames))], [drawn])
         result = decode_tokens(generator, frames, cond_per_token=cond_per_token[start:end].unsqueeze(0),
                                fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
                                locomotion=None if locomotion is None else locomotion[start:end].unsqueeze(0),

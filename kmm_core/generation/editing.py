@@ -198,7 +198,8 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
     rng = torch.Generator()
     rng.manual_seed(int(seed))
     frames = codes.shape[0] * FRAMES_PER_TOKEN
-    decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter, spans_and_prompts)
+    decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter, spans_and_prompts,
+                              walk_candidates=True)
     features = smooth_decoded_features(bundle.decode_prompts(decoded, frames, spans_and_prompts), options.smoothing)
     features = smooth_standing_root(features, spans_and_prompts, config.standing_root_sigma)
     return features_to_joints(features), features[:, FOOT_CONTACTS]

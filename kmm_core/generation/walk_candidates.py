@@ -33,10 +33,12 @@ SHOWN_FEET = FootLockSettings(hold_standing=True)
 """The foot clean-up of a generated take on a timeline without paths (``timeline_generator.generation_foot_lock``)."""
 
 
-def stride_score(bundle: ModelBundle, rows: Sequence[tuple[int, SpansAndPrompts]]) -> CandidateScore:
+def stride_score(bundle: ModelBundle, rows: Sequence[tuple[int, SpansAndPrompts]],
+                 measured: Sequence[tuple[int, int]] | None = None) -> CandidateScore:
     """A ``decode_tokens`` candidate score for a batch whose row i covers ``rows[i]`` = (frames at 20 fps, its spans
     and prompts in those frames): the gait regularity of each candidate's motion as generation shows it (decoded,
-    smoothed, feet cleaned up as on a timeline without paths: ``SHOWN_FEET``)."""
+    smoothed, feet cleaned up as on a timeline without paths: ``SHOWN_FEET``), over the frames ``measured[i]``
+    ([start, end): the part being drawn, its fixed context decoded with it but not measured) or the whole row."""
 
     def score(codes: Tensor, which: Sequence[int]) -> list[float]:
         values = []
@@ -46,7 +48,8 @@ def stride_score(bundle: ModelBundle, rows: Sequence[tuple[int, SpansAndPrompts]
             features = smooth_decoded_features(bundle.decode_prompts(tokens, frames, spans_and_prompts))
             shown = clean_foot_contacts(features_to_joints(features), MODEL_FPS, features[:, FOOT_CONTACTS],
                                         settings=SHOWN_FEET).joints
-            values.append(gait_regularity(shown, MODEL_FPS))
+            start, end = (0, frames) if measured is None else measured[row]
+            values.append(gait_regularity(shown[start:end], MODEL_FPS) if end - start >= 4 else 0.0)
         return values
 
     return score
