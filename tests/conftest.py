@@ -146,6 +146,17 @@ def tiny_model(tiny_bundle):
 
 
 @pytest.fixture(scope="session")
+def shipped_bundle():
+    """The shipped default model (`kmm_core/checkpoints`), loaded once per session on the CPU, torch on one thread."""
+    import torch
+
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
+
+    torch.set_num_threads(1)
+    return ModelBundle.load(default_bundle_path(), device="cpu")
+
+
+@pytest.fixture(scope="session")
 def extra_mocap_dir(tmp_path_factory) -> Path:
     """`extra/extra-mocap.tar.xz` extracted once per session (~10 s): hdm05-subset-jointlearning/,
     cmu-iclone-dragonforged/, cmu-8action-expmap/, deepmimic-humanoid3d/ (see extra/README.md)."""

@@ -30,16 +30,6 @@ RAW = GenerationOptions(foot_lock=False)
 
 
 @pytest.fixture(scope="module")
-def shipped_bundle():
-    import torch
-
-    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-
-    torch.set_num_threads(1)
-    return ModelBundle.load(default_bundle_path(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def source(shipped_bundle, tmp_path_factory):
     from kmm_core.generation.timeline_generator import generate_timeline
 

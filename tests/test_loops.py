@@ -74,16 +74,6 @@ def test_real_walk_loop_continues_exactly_into_its_next_repetition(bandai_namco_
         close_loop(walk, len(walk), blend)
 
 
-@pytest.fixture(scope="module")
-def shipped_bundle():
-    import torch
-
-    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-
-    torch.set_num_threads(1)
-    return ModelBundle.load(default_bundle_path(), device="cpu")
-
-
 @pytest.mark.parametrize("prompt", ["a person walks forward", "a person stands and waves both hands"])
 @pytest.mark.parametrize("foot_lock", [True, False])
 def test_generated_loop_closes_within_a_centimetre(shipped_bundle, tmp_path, prompt, foot_lock):

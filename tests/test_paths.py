@@ -69,16 +69,6 @@ def test_path_timing_follows_its_times():
     np.testing.assert_allclose(direction, [[0.0, 1.0]] * 5)
 
 
-@pytest.fixture(scope="module")
-def shipped_bundle():
-    import torch
-
-    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-
-    torch.set_num_threads(1)
-    return ModelBundle.load(default_bundle_path(), device="cpu")
-
-
 @pytest.mark.parametrize("name", list(PATHS))
 def test_generated_walk_follows_the_path_and_faces_along_it(shipped_bundle, name):
     from kmm_core.generation.timeline_generator import generate_timeline

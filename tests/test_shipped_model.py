@@ -55,16 +55,6 @@ def test_same_seed_same_motion_with_the_shipped_model(tmp_path):
     np.testing.assert_array_equal(first.joints, second.joints)
 
 
-@pytest.fixture(scope="module")
-def shipped_bundle():
-    import torch
-
-    from kmm_core.bundle.model_bundle import ModelBundle
-
-    torch.set_num_threads(1)
-    return ModelBundle.load(default_bundle_path(), device="cpu")
-
-
 @pytest.mark.parametrize("prompt", ["a person raises the left hand", "a person raises the right hand",
                                     "a person walks and turns left", "a person walks and turns right"])
 def test_shipped_model_moves_the_named_side(shipped_bundle, prompt):

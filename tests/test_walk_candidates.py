@@ -16,14 +16,6 @@ from kmm_core.motion.resample import resample_positions
 
 
 @pytest.fixture(scope="module")
-def shipped_bundle():
-    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-
-    torch.set_num_threads(1)
-    return ModelBundle.load(default_bundle_path(), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def real_walk(bandai_namco_dir):
     """8 s of the real `dataset-2_walk_normal_001.bvh` as canonical joints at 20 fps."""
     clip = read_bvh(bandai_namco_dir / "Bandai-Namco-Research-Motiondataset-2" / "data" / "dataset-2_walk_normal_001.bvh")
