@@ -142,7 +142,7 @@ def decode_tokens(
         generator.train(was_training)
     codes = torch.stack(layers, dim=-1)
     if rows:
-        codes = _best_candidates(codes, batch, rows, candidate_score)
+        codes = _best_candidates(codes, batch, rows, config.steady_walk_candidates, candidate_score)
     return DecodeResult(codes=codes, token_valid=token_valid[:batch], num_frames=frames)
 
 
@@ -180,10 +180,9 @@ def _derived_seed(rng: torch.Generator) -> int:
     return int.from_bytes(digest, "little") & (2**62 - 1)
 
 
-def _best_candidates(codes: Tensor, batch: int, rows: list[int], score: CandidateScore) -> Tensor:
+def _best_candidates(codes: Tensor, batch: int, rows: list[int], rounds: int, score: CandidateScore) -> Tensor:
     """The first ``batch`` rows of ``codes`` (B + extra, L, Q), each row of ``rows`` replaced by the best-scored of its
-    candidates: itself and its copies after the batch (round 1 of ``rows``, then round 2, ...)."""
-    rounds = (codes.shape[0] - batch) // len(rows) + 1
+    ``rounds`` candidates: itself and its copies after the batch (round 1 of ``rows``, then round 2, ...)."""
     candidates = torch.cat([codes[rows], codes[batch:]])
     scores = torch.as_tensor([float(v) for v in score(candidates, rows * rounds)], dtype=torch.float64)
     if scores.shape != (len(rows) * rounds,) or not bool(torch.isfinite(scores).all()):
