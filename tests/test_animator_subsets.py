@@ -52,8 +52,9 @@ def test_real_walk_and_wave_measures(real):
                             "pelvis_bob", "foot_swing"}
     assert walking["stride_regularity"] > 0.6 and walking["foot_swing"] > 0.05 and walking["pelvis_bob"] > 0.005
     calm = animator_subsets.measures([wave], MODEL_FPS, "calm_standing")
-    assert set(calm) == {"jerk_pelvis", "jerk_head", "drift"}
+    assert set(calm) == {"jerk_pelvis", "jerk_head", "drift", "pelvis_bob"}
     assert calm["drift"] < 0.2 and calm["jerk_pelvis"] < walking["jerk_pelvis"]
+    assert calm["pelvis_bob"] < 0.1 * walking["pelvis_bob"]  # a calm real body holds its hips' height
     # real against itself is 1.0; a motion shaken at the pelvis reads above 1
     assert all(v == pytest.approx(1.0) for v in animator_subsets.ratios("calm_standing", calm, calm).values())
     shaken = wave.copy()
@@ -61,6 +62,13 @@ def test_real_walk_and_wave_measures(real):
     ratio = animator_subsets.ratios("calm_standing", animator_subsets.measures([shaken], MODEL_FPS, "calm_standing"),
                                     calm)
     assert ratio["animator_calm_standing_jerk_pelvis_ratio"] > 2
+    # a body whose hips rise and fall 1 cm once a second is as smooth as the real one but bobs: only the bob sees it
+    pumped = wave.copy()
+    pumped[:, :, 1] += 0.01 * np.sin(2 * np.pi * np.arange(len(wave)) / MODEL_FPS)[:, None]
+    ratio = animator_subsets.ratios("calm_standing", animator_subsets.measures([pumped], MODEL_FPS, "calm_standing"),
+                                    calm)
+    assert ratio["animator_calm_standing_pelvis_bob_ratio"] > 5
+    assert ratio["animator_calm_standing_jerk_pelvis_ratio"] < 1.5
     split = animator_subsets.measures([walk, wave], MODEL_FPS, "split", ["locomotion", "standing"])
     assert split["drift"] == pytest.approx(calm["drift"]) and split["pelvis_bob"] == pytest.approx(walking["pelvis_bob"])
 

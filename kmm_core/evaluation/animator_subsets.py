@@ -4,7 +4,8 @@ the split-wide measures, and a short action right after a walk (NumPy; part of `
 
 * **Calm standing**: the split's normal-style waves and raised hands (content ``wave-*`` or ``raise-up-*`` with
   style ``normal`` in the prepared data's index.csv): the takes an animator keys most, where a shaking pelvis shows.
-  Measured: pelvis and head jerk, the pelvis' drift.
+  Measured: pelvis and head jerk, the pelvis' drift, and its bob: the slow rise and fall of the hips that a jerk
+  measure misses (a calm real body's hips hold their height within about a millimetre).
 * **Walking**: the split's plain walks (a content label whose action check is ``travel`` and that says ``walk``:
   Bandai-Namco's walks in every style, CMU's and ACCAD's walks; not turns, side steps or backward walks).  Measured:
   pelvis and head jerk, stride regularity (the mean of the autocorrelation peaks, at 0.3-1.5 s, of the pelvis height
@@ -40,7 +41,7 @@ SUBSET_TITLES = {"split": "split", "calm_standing": "calm standing", "walking": 
 MEASURES = ("jerk_pelvis", "jerk_head", "drift", "stride_regularity", "pelvis_rhythm", "leg_alternation",
             "pelvis_bob", "foot_swing")
 _SUBSET_MEASURES = {
-    "calm_standing": ("jerk_pelvis", "jerk_head", "drift"),
+    "calm_standing": ("jerk_pelvis", "jerk_head", "drift", "pelvis_bob"),
     "walking": ("jerk_pelvis", "jerk_head", "stride_regularity", "pelvis_rhythm", "leg_alternation", "pelvis_bob",
                 "foot_swing"),
 }
