@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """An animator's check of the shipped default (issue 26): a walk and a right-hand wave, two seeds each, 6 s at 20 fps,
 body part by body part against one real Bandai-Namco clip of the same action (the first "normal" take of the
-prepared data): jerk per part as a ratio to the real clip's, frozen feet, gait regularity, pelvis speed and foot
-swing beside the real clip's.
+prepared data): jerk per part as a ratio to the real clip's, frozen feet, gait regularity, pelvis speed, pelvis bob
+and foot swing beside the real clip's.
 
 Run from the repository root (``data/prepared-all``: training/runs/kmm-small-all/COMMAND.md)::
 
@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-from kmm_core.evaluation.body_motion import foot_swing, frozen_share, gait_regularity, part_jerk, standing_drift
+from kmm_core.evaluation.body_motion import (
+    foot_swing,
+    frozen_share,
+    gait_regularity,
+    part_jerk,
+    pelvis_bob,
+    standing_drift,
+)
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.humanml3d.features import features_to_joints
@@ -46,8 +53,8 @@ def main() -> None:
                   + ", ".join(f"{part} {jerk[part] / real_jerk[part]:.2f}x" for part in jerk)
                   + f"; frozen feet {frozen_share(made):.3f}; gait {gait_regularity(made, MODEL_FPS):.2f} (real "
                   f"{gait_regularity(real, MODEL_FPS):.2f}); pelvis speed {standing_drift(made, MODEL_FPS):.3f} (real "
-                  f"{standing_drift(real, MODEL_FPS):.3f}) m/s; foot swing {foot_swing(made):.3f} (real "
-                  f"{foot_swing(real):.3f}) m")
+                  f"{standing_drift(real, MODEL_FPS):.3f}) m/s; pelvis bob {pelvis_bob(made) * 1000:.1f} (real "
+                  f"{pelvis_bob(real) * 1000:.1f}) mm; foot swing {foot_swing(made):.3f} (real {foot_swing(real):.3f}) m")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from kmm_core.training.stages import (
     StageError,
     load_project_config,
     load_stage_model,
+    pelvis_bob_distance,
+    pelvis_height_distance,
     root_trajectory_distance,
     run_stages,
     still_joint_distance,
@@ -110,14 +112,16 @@ def test_an_off_decoder_stage_is_skipped_by_all_and_refused_alone(tiny_run, prep
 
 
 def _refine_root(tiny_run, normalizer, batches, root_weight: float, steps: int = 25,
-                 still_weight: float = 0.0) -> MotionTokenizer:
+                 still_weight: float = 0.0, height_weight: float = 0.0, bob_weight: float = 0.0) -> MotionTokenizer:
     torch.manual_seed(0)
     module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, root_weight,
-                               still_weight).train()
+                               still_weight, height_weight=height_weight, bob_weight=bob_weight,
+                               bob_span=10).train()
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
     for step in range(steps):
         loss, metrics = module.compute_loss(batches[step % len(batches)])
         assert ("root" in metrics) == (root_weight > 0) and ("still" in metrics) == (still_weight > 0)
+        assert ("height" in metrics) == (height_weight > 0) and ("bob" in metrics) == (bob_weight > 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -266,6 +270,80 @@ def test_a_longer_still_span_weighs_a_wander_over_a_jitter():
     assert float(still_joint_distance(real, walks, valid, STILL_JOINTS["pelvis"], 4)) == 0.0
 
 
+def test_the_height_term_costs_hips_that_settle_low_where_the_real_ones_stand():
+    """Real bodies standing still for 40 frames.  A made pelvis 2 cm low costs 2 cm, one that rises and falls 1 cm
+    about the real height nothing (that is the bob term's), and windows count alike: one 2 cm low beside one at the
+    real height costs 1 cm, one 2 cm low beside one 2 cm high 2 cm (an offset does not cancel across windows); a real
+    squat in place is matched, not damped; a walking pelvis is not held."""
+    frames = 40
+    real = (0.01 * torch.arange(22 * 3, dtype=torch.float32)).reshape(1, 1, 22, 3).repeat(2, frames, 1, 1)
+    valid = torch.ones(2, frames, dtype=torch.bool)
+
+    def offset(*centimetres: float) -> torch.Tensor:
+        made = real.clone()
+        made[:, :, 0, 1] += 0.01 * torch.tensor(centimetres)[:, None]
+        return made
+
+    def distance(made: torch.Tensor, reference: torch.Tensor = real) -> float:
+        return float(pelvis_height_distance(made, reference, valid))
+
+    bob = real.clone()
+    bob[:, :, 0, 1] += 0.01 * torch.sin(torch.arange(frames) * (2 * torch.pi / 20))
+    assert distance(real) == 0.0 and distance(bob) == pytest.approx(0.0, abs=0.05)
+    assert distance(offset(-2, -2)) == pytest.approx(2.0, rel=1e-4)
+    assert distance(offset(-2, 0)) == pytest.approx(1.0, rel=1e-4)
+    assert distance(offset(-2, 2)) == pytest.approx(2.0, rel=1e-4)
+    squat = real.clone()
+    squat[:, :, 0, 1] -= 0.01 * torch.arange(frames)
+    assert distance(squat, squat) == 0.0 and distance(real, squat) == pytest.approx(20.0, abs=1e-3)
+    walk = real.clone()
+    walk[:, :, 0, 0] += 0.05 * torch.arange(frames)
+    assert distance(offset(-2, -2) + (walk - real), walk) == 0.0
+
+
+def test_the_bob_term_weighs_a_slow_rise_and_fall_by_its_whole_height():
+    """A made pelvis that rises and falls 1 cm over a 20-frame cycle costs its whole rise over a 10-frame step (2 cm
+    from a peak, 2 |cos| on average), a 1 mm frame jitter nothing at an even span; a real squat is matched and a
+    walking pelvis not held, as by the height term; a window no longer than the span has no step."""
+    frames = 40
+    real = (0.01 * torch.arange(22 * 3, dtype=torch.float32)).reshape(1, 1, 22, 3).repeat(1, frames, 1, 1)
+    valid = torch.ones(1, frames, dtype=torch.bool)
+    bob, jitter = real.clone(), real.clone()
+    bob[:, :, 0, 1] += 0.01 * torch.sin(torch.arange(frames) * (2 * torch.pi / 20) + torch.pi / 2)
+    jitter[:, :, 0, 1] += 0.001 * (torch.arange(frames) % 2)
+
+    def distance(made: torch.Tensor, reference: torch.Tensor = real, span: int = 10) -> float:
+        return float(pelvis_bob_distance(made, reference, valid, span))
+
+    half_cycle = 2 * torch.cos(torch.arange(frames - 10) * (torch.pi / 10)).abs().mean()
+    assert distance(real) == 0.0 and float(half_cycle) > 1.2
+    assert distance(bob) == pytest.approx(float(half_cycle), rel=1e-4)
+    assert distance(jitter) == pytest.approx(0.0, abs=1e-5) and distance(jitter, span=1) == pytest.approx(0.1, abs=1e-4)
+    squat = real.clone()
+    squat[:, :, 0, 1] -= 0.01 * torch.arange(frames)
+    assert distance(squat, squat) == 0.0 and distance(real, squat) == pytest.approx(10.0, abs=1e-4)
+    walk = real.clone()
+    walk[:, :, 0, 0] += 0.05 * torch.arange(frames)
+    assert distance(bob + (walk - real), walk) == 0.0
+    assert distance(bob, span=40) == 0.0
+
+
+def test_the_height_term_holds_the_reconstructed_hips_height(tiny_run, train_batches):
+    normalizer, batches = train_batches
+
+    def height_error(model: MotionTokenizer) -> float:
+        with torch.no_grad():
+            return sum(float(pelvis_height_distance(
+                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
+                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid))
+                for b in batches) / len(batches)
+
+    plain = height_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40))
+    assert height_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40, height_weight=3.0)) < 0.97 * plain
+    held = _refine_root(tiny_run, normalizer, batches, 0.0, steps=40, height_weight=3.0, bob_weight=3.0)
+    assert height_error(held) < 0.97 * plain
+
+
 def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_ones_stand(tiny_run, train_batches):
     normalizer, batches = train_batches
 
@@ -325,3 +403,12 @@ def test_the_still_settings_are_checked_by_name(prepared_dataset):
     for span in (0, 41):
         with pytest.raises(ConfigError, match=f"still_span.*1 to 40 frames, got {span}"):
             load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", f"decoder.still_span={span}"])
+    with pytest.raises(ConfigError, match="height_weight"):
+        load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.height_weight=-0.5"])
+    config = load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.height_weight=0.3"])
+    assert config.decoder.height_weight == 0.3
+    for span in (0, 41):
+        with pytest.raises(ConfigError, match=f"bob_span.*1 to 40 frames, got {span}"):
+            load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", f"decoder.bob_span={span}"])
+    with pytest.raises(ConfigError, match="bob_weight"):
+        load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.bob_weight=-1"])

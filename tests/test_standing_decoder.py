@@ -63,6 +63,8 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     dual = ModelBundle.load(dual_bundle, device="cpu")
     assert dual.standing_tokenizer is not None and tiny_model.standing_tokenizer is None
     assert dual.decoding.standing_root_sigma == 1.5 and tiny_model.decoding.standing_root_sigma == 2.0
+    card = (dual_bundle / "README.md").read_text()  # the card's decoding table says what bundle.json ships
+    assert "| `standing_root_sigma` | 1.5 |" in card and card.index("## Decoding") < card.index("## Standing decoder")
     assert "standing_decoder" in json.loads((dual_bundle / "bundle.json").read_text())["components"]
     # the codes: the same encoder and codebooks, so a seed draws the same tokens
     timeline = Timeline.from_dict(WALK_THEN_WAVE)
@@ -216,3 +218,15 @@ def test_the_model_card_says_what_the_walking_decoder_does(walking_bundle, unref
     assert card.count("## Walking decoder") == 1 and card.count("## Standing decoder") == 1
     assert card.index("## Walking decoder") < card.index("## Intended use and limits")
     assert "plain walk and run prompts" in card and "kmm-train walking-decoder" in card
+
+
+def test_a_new_standing_root_sigma_rewrites_the_cards_decoding_table(dual_bundle, unrefined_run, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(dual_bundle, bundle)
+    assert train_main(["standing-decoder", "--bundle", str(bundle), "--run", str(unrefined_run),
+                       "--standing-root-sigma", "1.0"]) == 0
+    card = (bundle / "README.md").read_text()
+    assert card.count("## Decoding") == 1 and card.count("## Standing decoder") == 1
+    assert "| `standing_root_sigma` | 1.0 |" in card and "| `standing_root_sigma` | 1.5 |" not in card
+    assert "smoothed again by a Gaussian of 1 frame (" in card
+    assert json.loads((bundle / "bundle.json").read_text())["decoding"]["standing_root_sigma"] == 1.0

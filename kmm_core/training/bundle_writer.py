@@ -221,7 +221,7 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     loaded = ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
     parameters = sum(p.numel() for p in component_module(loaded, name).parameters())
-    add_prompt_decoder_section(bundle_dir, run_dir, name, parameters, loaded.decoding.standing_root_sigma)
+    add_prompt_decoder_section(bundle_dir, run_dir, name, parameters, loaded.decoding.standing_root_sigma, manifest)
     return manifest
 
 

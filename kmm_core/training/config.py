@@ -132,7 +132,12 @@ class DecoderRefinementConfig:
     otherwise damp; ``"pelvis_standing_caption_feet"`` only there and in clips whose caption is a standing one
     (``feature_smoothing.prompt_kind``), so not a squat's or a walk's pause either.  ``still_span`` (frames) takes each
     step over that many frames instead of one: a slow wander costs ``still_span`` times more than a frame's jitter,
-    which cancels over the step.
+    which cancels over the step.  The hips' height, which the horizontal stillness term does not see (issue 39: a
+    calm standing take's hips came back rising and falling 12x as much as real): ``bob_weight`` x the bob term
+    (``pelvis_bob_distance``: where the real pelvis stands still, the error of its rise or fall over ``bob_span``
+    frames, in cm) weighs a slow rise and fall by its whole height, and ``height_weight`` x the height term
+    (``pelvis_height_distance``: the error of its mean height there, per window) keeps the bob term from settling the
+    hips low (alone it held them 2-3 cm below the real height).
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
@@ -142,6 +147,9 @@ class DecoderRefinementConfig:
     # the feet while the real pelvis stands still) or "pelvis_standing_caption_feet" (and that in standing clips only)
     still_joints: str = "pelvis"
     still_span: int = 1  # frames per step of the stillness term (1: frame to frame; up to MAX_STILL_SPAN)
+    height_weight: float = 0.0  # the pelvis' mean height per window where the real pelvis stands still (0: off)
+    bob_weight: float = 0.0  # the pelvis' rise and fall over bob_span frames where the real pelvis stands still
+    bob_span: int = 20  # frames per step of the bob term (up to MAX_STILL_SPAN)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
@@ -151,6 +159,10 @@ class DecoderRefinementConfig:
                  f"must be one of {', '.join(map(repr, STILL_JOINT_CHOICES))}, got {self.still_joints!r}")
         _require(1 <= self.still_span <= MAX_STILL_SPAN, "still_span",
                  f"must be 1 to {MAX_STILL_SPAN} frames, got {self.still_span}")
+        _require(self.height_weight >= 0, "height_weight", f"must be >= 0 (0: off), got {self.height_weight}")
+        _require(self.bob_weight >= 0, "bob_weight", f"must be >= 0 (0: off), got {self.bob_weight}")
+        _require(1 <= self.bob_span <= MAX_STILL_SPAN, "bob_span",
+                 f"must be 1 to {MAX_STILL_SPAN} frames, got {self.bob_span}")
 
 
 @dataclasses.dataclass

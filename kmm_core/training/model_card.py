@@ -265,18 +265,41 @@ def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
             "so a calm standing body's hips and feet stay still; the arms, and every other prompt's frames, come from "
             "the tokenizer's decoder (plain walks' from the walking decoder when the bundle has one).  The standing "
             "prompts' root is smoothed again by a Gaussian of "
-            f"{standing_root_sigma:g} frames (`decoding.standing_root_sigma` in bundle.json).")
+            f"{standing_root_sigma:g} frame{'' if standing_root_sigma == 1 else 's'} (`decoding.standing_root_sigma` in "
+            "bundle.json).")
+
+
+def _with_decoding_section(text: str, manifest: Mapping[str, Any]) -> str:
+    """The card `text` with its ``## Decoding`` section (up to the next section or marker) made again from
+    `manifest`'s ``decoding``, so the table says what bundle.json ships; a card without one is returned as it is."""
+    section = "\n".join(decoding_section(manifest))
+    heading = "## Decoding\n"
+    if heading in text:
+        head, rest = text.split(heading, 1)
+        ends = [index for index in (rest.find("\n## "), rest.find("\n<!-- ")) if index >= 0]
+        tail = rest[min(ends) + 1:] if ends else ""
+        return head + section + ("\n" if section else "") + tail
+    if not section:
+        return text
+    # none yet: where model_card puts it, before the prompt decoders' sections and the intended use
+    starts = [index for index in (text.find("<!-- "), text.find(LIMITS_HEADING)) if index >= 0]
+    if not starts:
+        return text.rstrip("\n") + "\n\n" + section + "\n"
+    return text[:min(starts)] + section + "\n" + text[min(starts):]
 
 
 def add_prompt_decoder_section(bundle_dir: str | Path, run_dir: str | Path, name: str, parameters: int,
-                               standing_root_sigma: float) -> Path | None:
+                               standing_root_sigma: float, manifest: Mapping[str, Any] | None = None) -> Path | None:
     """Put a prompt decoder's section (between its `prompt_decoder_markers`, replaced when there) into the bundle's
-    card, before its intended use; a bundle without a card is left without one (None)."""
+    card, before its intended use, and with `manifest` (the bundle.json just written) its decoding table again; a
+    bundle without a card is left without one (None)."""
     card = Path(bundle_dir) / CARD_FILE
     if not card.is_file():
         return None
     begin, end = prompt_decoder_markers(name)
     text = read_text(card, "model card")
+    if manifest is not None:
+        text = _with_decoding_section(text, manifest)
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")

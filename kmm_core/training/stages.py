@@ -143,7 +143,7 @@ class DecoderRefinement(nn.Module):
 
     def __init__(self, tokenizer: MotionTokenizer, normalizer: Normalizer, jerk_weight: float,
                  root_weight: float = 0.0, still_weight: float = 0.0, still_joints: str = "pelvis",
-                 still_span: int = 1):
+                 still_span: int = 1, height_weight: float = 0.0, bob_weight: float = 0.0, bob_span: int = 20):
         super().__init__()
         self.tokenizer = tokenizer
         self.config = tokenizer.config
@@ -152,6 +152,9 @@ class DecoderRefinement(nn.Module):
         self.still_weight = still_weight
         self.still_joints = STILL_JOINTS[still_joints]
         self.still_span = still_span
+        self.height_weight = height_weight
+        self.bob_weight = bob_weight
+        self.bob_span = bob_span
         self.normalizer = normalizer
         tokenizer.requires_grad_(False)
         tokenizer.decoder.requires_grad_(True)
@@ -176,6 +179,12 @@ class DecoderRefinement(nn.Module):
                         if self.still_joints.standing_captions else None)
             losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span, standing)
             total = total + self.still_weight * losses["still"]
+        if self.height_weight > 0:
+            losses["height"] = pelvis_height_distance(made, real, batch.valid)
+            total = total + self.height_weight * losses["height"]
+        if self.bob_weight > 0:
+            losses["bob"] = pelvis_bob_distance(made, real, batch.valid, self.bob_span)
+            total = total + self.bob_weight * losses["bob"]
         return total, {name: float(value.detach()) for name, value in losses.items()}
 
     def joints(self, features: torch.Tensor) -> torch.Tensor:
@@ -258,6 +267,41 @@ def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: t
         moving = (~still).to(made.dtype).transpose(1, 2)
         still = torch.nn.functional.max_pool1d(moving, span, stride=1).transpose(1, 2) == 0
     error = (made - real).norm(dim=-1) * 100.0
+    mask = still.to(error.dtype)
+    return (error * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def pelvis_height_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over the windows of ``joints`` against ``reference`` (B, T, J, 3) of the error (cm) of the pelvis' mean
+    height over the frames where the reference pelvis stands still (horizontally, by the stillness term's rule):
+    a calm standing body's hips must stand at the real height on average, not settle low (a decoder held to a steady
+    height by the bob term alone settled them 2-3 cm low).  The frame-by-frame height is the bob term's; a
+    frame-by-frame height error as well plateaus at the few millimetres the codes do not carry, and trades the bob
+    for it."""
+    pelvis = JOINT_INDEX["pelvis"]
+    still = (_still_steps(reference[..., [pelvis], :])[..., 0] & valid[:, 1:] & valid[:, :-1]).to(joints.dtype)
+    error = (joints[:, 1:, pelvis, 1] - reference[:, 1:, pelvis, 1]) * 100.0  # (B, T-1)
+    frames = still.sum(dim=1)
+    held = frames > 0
+    mean_error = (error * still).sum(dim=1)[held] / frames[held]
+    return mean_error.abs().mean() if bool(held.any()) else joints.new_zeros(())
+
+
+def pelvis_bob_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
+                        span: int = 20) -> torch.Tensor:
+    """Mean error (cm) of the pelvis' rise or fall over steps of ``span`` frames of ``joints`` against ``reference``
+    (B, T, J, 3), over the steps where the reference pelvis stands still (horizontally, by the stillness term's rule)
+    on every frame of the step: a slow bob (a centimetre over a second or two) costs its whole height there, where
+    the per-frame height error weighs it no more than a constant offset."""
+    pelvis = JOINT_INDEX["pelvis"]
+    if joints.shape[1] <= span:  # no step of that many frames in these windows
+        return joints.new_zeros(())
+    made, real = joints[:, :, pelvis, 1], reference[:, :, pelvis, 1]
+    made, real = made[:, span:] - made[:, :-span], real[:, span:] - real[:, :-span]
+    still = _still_steps(reference[..., [pelvis], :])[..., 0] & valid[:, 1:] & valid[:, :-1]
+    moving = (~still).to(made.dtype).unsqueeze(1)  # (B, 1, T-1)
+    still = torch.nn.functional.max_pool1d(moving, span, stride=1).squeeze(1) == 0  # (B, T-span)
+    error = (made - real).abs() * 100.0
     mask = still.to(error.dtype)
     return (error * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -683,7 +727,8 @@ def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = 
         write_run_metadata(config, out_dir, train_set)
     seed_everything(config.train.decoder.seed)
     module = DecoderRefinement(tokenizer, train_set.normalizer, config.decoder.jerk_weight, config.decoder.root_weight,
-                               config.decoder.still_weight, config.decoder.still_joints, config.decoder.still_span)
+                               config.decoder.still_weight, config.decoder.still_joints, config.decoder.still_span,
+                               config.decoder.height_weight, config.decoder.bob_weight, config.decoder.bob_span)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
