@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from measure_constraints import POSE_AT, clip_timeline, held_out_clips  # noqa: E402
+from report_file import save_figure  # noqa: E402
 
 from kmm_core.motion.skeleton import KINEMATIC_CHAINS  # noqa: E402
 
@@ -32,7 +33,6 @@ def main() -> None:
     import torch
 
     from kmm_core.bundle.model_bundle import ModelBundle
-    from kmm_core.common.atomic_write import write_bytes_atomic
     from kmm_core.generation.timeline_generator import generate_timeline
 
     torch.set_num_threads(1)
@@ -58,12 +58,7 @@ def main() -> None:
     axis.axis("off")
     axis.legend(loc="upper left", frameon=False)
     axis.set_title(f"\"{clip.caption}\": 3 key poses of a held-out clip met by kmm-small (grey: every 4th frame)")
-    from io import BytesIO
-
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_bytes_atomic(Path(args.out), buffer.getvalue())
-    print(f"wrote {args.out}")
+    save_figure(Path(args.out), figure, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

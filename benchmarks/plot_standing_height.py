@@ -15,17 +15,22 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
-from kmm_core.generation.timeline import Timeline
-from kmm_core.generation.timeline_generator import generate_timeline
-from kmm_core.humanml3d.features import features_to_joints
-from kmm_core.motion.model_timing import MODEL_FPS
-from kmm_core.motion.skeleton import JOINT_INDEX
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report_file import save_figure  # noqa: E402
+from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path  # noqa: E402
+from kmm_core.generation.timeline import Timeline  # noqa: E402
+from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
+from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
+from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 PROMPT = "a person waves with the right hand"
 REAL_PREFIX = "dataset-2_wave-right-hand_normal_00"
@@ -67,9 +72,7 @@ def main() -> None:
         axes[-1, column].set_xlabel("seconds")
     axes[0, 0].legend(fontsize=7)
     figure.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=80)
-    print(f"wrote {args.out}")
+    save_figure(args.out, figure)
 
 
 if __name__ == "__main__":

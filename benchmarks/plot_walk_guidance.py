@@ -24,6 +24,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.report_file import save_figure  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.body_motion import gait_regularity  # noqa: E402
@@ -92,9 +93,7 @@ def main() -> None:
     axes[-1].set_xlabel("seconds")
     figure.suptitle(title)
     figure.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=90)
-    print(f"wrote {args.out}")
+    save_figure(args.out, figure, dpi=90)
 
 
 if __name__ == "__main__":
