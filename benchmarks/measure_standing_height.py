@@ -25,7 +25,7 @@ from benchmarks.measure_decoding_variants import product_joints  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation import animator_subsets  # noqa: E402
-from kmm_core.evaluation.body_motion import pelvis_bob  # noqa: E402
+from kmm_core.evaluation.body_motion import height_bob, pelvis_bob  # noqa: E402
 from kmm_core.evaluation.generated_motions import generate_features  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
@@ -33,16 +33,14 @@ from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
-PELVIS, HEAD = JOINT_INDEX["pelvis"], JOINT_INDEX["head"]
+PELVIS = JOINT_INDEX["pelvis"]
 FEET = [JOINT_INDEX["left_foot"], JOINT_INDEX["right_foot"]]
 
 
 def head_bob(joints: np.ndarray) -> float:
-    """`pelvis_bob` of the head: the standard deviation (m) of its height about its linear trend (every joint's
-    height is a feature channel of its own, so the hips' channel alone could be held still while the body bobs)."""
-    height = joints[:, HEAD, 1]
-    frames = np.arange(len(height))
-    return float(np.std(height - np.polyval(np.polyfit(frames, height, 1), frames)))
+    """The head's bob (every joint's height is a feature channel of its own, so the hips' channel alone could be held
+    still while the body bobs)."""
+    return height_bob(joints, "head")
 
 
 def reconstruction_line(bundle: ModelBundle, real: list[np.ndarray], standing: bool) -> str:

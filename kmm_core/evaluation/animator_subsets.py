@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..humanml3d.gait_rhythm import autocorrelation_peak
+from ..humanml3d.gait_rhythm import gait_peaks
 from ..motion.skeleton import JOINT_INDEX
 from .action_checks import action_words, checks_for_action
 from .body_motion import foot_swing, pelvis_bob, standing_drift
@@ -97,9 +97,7 @@ def _one(joints: np.ndarray, measure: str, fps: float) -> float:
     if measure == "drift":
         return standing_drift(joints, fps)
     if measure in ("stride_regularity", "pelvis_rhythm", "leg_alternation"):
-        pelvis = autocorrelation_peak(joints[:, JOINT_INDEX["pelvis"], 1], fps)
-        legs = autocorrelation_peak(joints[:, JOINT_INDEX["left_ankle"], 1] - joints[:, JOINT_INDEX["right_ankle"], 1],
-                                    fps)
+        pelvis, legs = gait_peaks(joints, fps)
         return {"pelvis_rhythm": pelvis, "leg_alternation": legs, "stride_regularity": 0.5 * (pelvis + legs)}[measure]
     if measure == "pelvis_bob":
         return pelvis_bob(joints)

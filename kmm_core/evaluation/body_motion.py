@@ -61,12 +61,17 @@ def frozen_share(joints: np.ndarray, joint_indices: Sequence[int] = FOOT_JOINTS,
     return float(np.mean(moves < step))
 
 
-def pelvis_bob(joints: np.ndarray) -> float:
-    """Standard deviation (m) of the pelvis height after removing its linear trend."""
+def height_bob(joints: np.ndarray, joint: str) -> float:
+    """Standard deviation (m) of one joint's height after removing its linear trend."""
     joints = check_joints(joints, min_frames=2)
-    height = joints[:, JOINT_INDEX["pelvis"], 1]
+    height = joints[:, JOINT_INDEX[joint], 1]
     frames = np.arange(len(height))
     return float(np.std(height - np.polyval(np.polyfit(frames, height, 1), frames)))
+
+
+def pelvis_bob(joints: np.ndarray) -> float:
+    """Standard deviation (m) of the pelvis height after removing its linear trend."""
+    return height_bob(joints, "pelvis")
 
 
 def foot_swing(joints: np.ndarray) -> float:

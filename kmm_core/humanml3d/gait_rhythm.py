@@ -37,12 +37,16 @@ def autocorrelation_peak(signal: np.ndarray, fps: float, lags: tuple[float, floa
     return max(peaks)
 
 
-def gait_regularity(joints: np.ndarray, fps: float) -> float:
-    """Mean of the autocorrelation peaks (0.3-1.5 s) of the pelvis height and of the left-right ankle-height
-    difference: about 0.9-1.0 for a steady real walk."""
-    if not np.isfinite(fps) or fps <= 0:
-        raise InputTensorError(f"fps: must be a positive number, got {fps}")
-    joints = check_joints(joints, min_frames=4)
+def gait_peaks(joints: np.ndarray, fps: float) -> tuple[float, float]:
+    """The autocorrelation peaks (0.3-1.5 s) of the pelvis height and of the left-right ankle-height difference of
+    joints (T, 22, 3), as given (`gait_regularity` checks them first)."""
     pelvis = joints[:, JOINT_INDEX["pelvis"], 1]
     alternation = joints[:, JOINT_INDEX["left_ankle"], 1] - joints[:, JOINT_INDEX["right_ankle"], 1]
-    return 0.5 * (autocorrelation_peak(pelvis, fps) + autocorrelation_peak(alternation, fps))
+    return autocorrelation_peak(pelvis, fps), autocorrelation_peak(alternation, fps)
+
+
+def gait_regularity(joints: np.ndarray, fps: float) -> float:
+    """Mean of the two `gait_peaks`: about 0.9-1.0 for a steady real walk."""
+    if not np.isfinite(fps) or fps <= 0:
+        raise InputTensorError(f"fps: must be a positive number, got {fps}")
+    return 0.5 * sum(gait_peaks(check_joints(joints, min_frames=4), fps))

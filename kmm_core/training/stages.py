@@ -200,9 +200,13 @@ def root_trajectory_distance(joints: torch.Tensor, reference: torch.Tensor, vali
     steps = valid[:, 1:] & valid[:, :-1]
     step_error = (pelvis.diff(dim=1) - truth.diff(dim=1)).norm(dim=-1) * 100.0
     path_error = ((pelvis - pelvis[:, :1]) - (truth - truth[:, :1])).norm(dim=-1) * 100.0
-    step_mask, frame_mask = steps.to(step_error.dtype), valid.to(path_error.dtype)
-    return ((step_error * step_mask).sum() / step_mask.sum().clamp(min=1.0)
-            + 0.1 * (path_error * frame_mask).sum() / frame_mask.sum().clamp(min=1.0))
+    return _masked_mean(step_error, steps) + 0.1 * _masked_mean(path_error, valid)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` (bool, the same shape) holds; 0 where it holds nowhere."""
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 class StillJoints(NamedTuple):
@@ -243,6 +247,18 @@ def _still_steps(joints: torch.Tensor) -> torch.Tensor:
     return smoothed < STILL_SPEED_CM
 
 
+def _pelvis_still_steps(reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) bool: the steps between valid frames where the pelvis of ``reference`` (B, T, J, 3) stands still."""
+    return _still_steps(reference[..., [JOINT_INDEX["pelvis"]], :])[..., 0] & valid[:, 1:] & valid[:, :-1]
+
+
+def _still_over_span(still: torch.Tensor, span: int) -> torch.Tensor:
+    """(B, T-span, J) bool from frame-to-frame ``still`` (B, T-1, J): the steps of ``span`` frames whose every
+    frame-to-frame step is still."""
+    moving = (~still).to(torch.float32).transpose(1, 2)
+    return torch.nn.functional.max_pool1d(moving, span, stride=1).transpose(1, 2) == 0
+
+
 def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor,
                          which: StillJoints = STILL_JOINTS["pelvis"], span: int = 1,
                          standing_clips: torch.Tensor | None = None) -> torch.Tensor:
@@ -263,12 +279,9 @@ def still_joint_distance(joints: torch.Tensor, reference: torch.Tensor, valid: t
         still[..., len(which.joints):] &= _still_steps(reference[..., [JOINT_INDEX["pelvis"]], :])
         if standing_clips is not None:
             still[..., len(which.joints):] &= standing_clips.to(still.device)[:, None, None]
-    if span > 1:  # (B, T-span, J): every frame-to-frame step of the span still
-        moving = (~still).to(made.dtype).transpose(1, 2)
-        still = torch.nn.functional.max_pool1d(moving, span, stride=1).transpose(1, 2) == 0
-    error = (made - real).norm(dim=-1) * 100.0
-    mask = still.to(error.dtype)
-    return (error * mask).sum() / mask.sum().clamp(min=1.0)
+    if span > 1:
+        still = _still_over_span(still, span)
+    return _masked_mean((made - real).norm(dim=-1) * 100.0, still)
 
 
 def pelvis_height_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -279,7 +292,7 @@ def pelvis_height_distance(joints: torch.Tensor, reference: torch.Tensor, valid:
     frame-by-frame height error as well plateaus at the few millimetres the codes do not carry, and trades the bob
     for it."""
     pelvis = JOINT_INDEX["pelvis"]
-    still = (_still_steps(reference[..., [pelvis], :])[..., 0] & valid[:, 1:] & valid[:, :-1]).to(joints.dtype)
+    still = _pelvis_still_steps(reference, valid).to(joints.dtype)
     error = (joints[:, 1:, pelvis, 1] - reference[:, 1:, pelvis, 1]) * 100.0  # (B, T-1)
     frames = still.sum(dim=1)
     held = frames > 0
@@ -298,12 +311,8 @@ def pelvis_bob_distance(joints: torch.Tensor, reference: torch.Tensor, valid: to
         return joints.new_zeros(())
     made, real = joints[:, :, pelvis, 1], reference[:, :, pelvis, 1]
     made, real = made[:, span:] - made[:, :-span], real[:, span:] - real[:, :-span]
-    still = _still_steps(reference[..., [pelvis], :])[..., 0] & valid[:, 1:] & valid[:, :-1]
-    moving = (~still).to(made.dtype).unsqueeze(1)  # (B, 1, T-1)
-    still = torch.nn.functional.max_pool1d(moving, span, stride=1).squeeze(1) == 0  # (B, T-span)
-    error = (made - real).abs() * 100.0
-    mask = still.to(error.dtype)
-    return (error * mask).sum() / mask.sum().clamp(min=1.0)
+    still = _still_over_span(_pelvis_still_steps(reference, valid)[..., None], span)[..., 0]
+    return _masked_mean((made - real).abs() * 100.0, still)
 
 
 def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -311,8 +320,7 @@ def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: to
     windows of four valid frames."""
     windows = valid[:, 3:] & valid[:, :-3]
     distance = (joints.diff(n=3, dim=1) - reference.diff(n=3, dim=1)).norm(dim=-1).mean(-1) * 100.0
-    mask = windows.to(distance.dtype)
-    return (distance * mask).sum() / mask.sum().clamp(min=1.0)
+    return _masked_mean(distance, windows)
 
 
 class ContrastiveTraining(nn.Module):
