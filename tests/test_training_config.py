@@ -109,6 +109,10 @@ def test_round_trip_through_json(tmp_path):
             '[train.aligner]\nbetas = [0.9, "x"]\n',
             "small.toml: [train.aligner] key 'betas[1]' must be a number, got string 'x'",
         ),
+        ("[train.tokenizer]\nlr = inf\n", "small.toml: [train.tokenizer] key 'lr' must be a finite number, got inf"),
+        ("[decoder]\nbob_weight = nan\n", "small.toml: [decoder] key 'bob_weight' must be a finite number, got nan"),
+        ("[train.aligner]\nbetas = [0.9, -inf]\n",
+         "small.toml: [train.aligner] key 'betas[1]' must be a finite number, got -inf"),
         ("train = 3\n", "small.toml: key 'train' must be a table, got integer 3"),
         ("[tokenizer.quantizer]\nema_decay = 2.0\n", "small.toml: [tokenizer.quantizer] ema_decay: must be in [0, 1)"),
         (

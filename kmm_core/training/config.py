@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -400,6 +401,8 @@ def _convert(value: Any, annotation: Any, where: _Location, key: str) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML writes inf and nan: no weight, rate or size of a run is either
+                raise where.error(f"key '{key}' must be a finite number, got {value}", key)
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
