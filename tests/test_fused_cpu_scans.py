@@ -179,3 +179,26 @@ def test_saved_state_stays_far_below_batch_length_channels_states(loop):
     assert sum(t.numel() for t in saved) * 2 <= batch * length * channels * state
     y.sum().backward()
     assert torch.isfinite(u.grad).all()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_loops_own_softplus_is_pytorchs_within_float32_rounding(loop):
+    """Without a gradient the loops take delta's softplus themselves (generation): one step of a one-state scan with
+    u = B = C = 1 and no history returns softplus(delta) itself, which must match float64's within a few float32
+    rounding steps from -80 to 80 (exactly x above PyTorch's threshold of 20), and PyTorch's float32 softplus."""
+    scan = LOOPS[loop][1]
+    x = torch.cat([torch.linspace(-80, 80, 4001), torch.tensor([0.0, -1e-8, 1e-8, 19.99, 20.0, 20.01])])
+    delta = x.reshape(1, -1, 1)
+    ones = torch.ones(1, 1, 1)
+    with torch.no_grad():
+        y = scan(torch.ones_like(delta), delta, -torch.ones(x.numel(), 1), ones, ones, delta_softplus=True).flatten()
+    exact = F.softplus(x.double())
+    relative = ((y.double() - exact).abs() / exact).max().item()
+    assert relative < 4e-7, relative
+    torch.testing.assert_close(y, F.softplus(x), rtol=4e-7, atol=0)
+    assert torch.equal(y[x > 20], x[x > 20])
+    # The training path (a gradient wanted: PyTorch's softplus) gives the same up to that rounding.
+    trained = scan(torch.ones_like(delta).requires_grad_(), delta, -torch.ones(x.numel(), 1), ones, ones,
+                   delta_softplus=True)
+    assert trained.requires_grad
+    torch.testing.assert_close(trained.detach().flatten(), y, rtol=4e-7, atol=0)

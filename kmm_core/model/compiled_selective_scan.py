@@ -101,7 +101,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         getattr(library, name).restype = ctypes.c_int64
         getattr(library, name).argtypes = []
     signatures = {
-        "kmm_scan_forward": [pointer] * 10 + [size] * 7 + [flag],
+        "kmm_scan_forward": [pointer] * 10 + [size] * 7 + [flag, flag],
         "kmm_scan_backward": [pointer] * 17 + [size] * 8 + [flag],
         "kmm_conv_forward": [pointer] * 4 + [size] * 5 + [flag],
         "kmm_conv_backward": [pointer] * 7 + [size] * 5 + [flag],
@@ -195,8 +195,9 @@ class _ScanInputs:
         return [batch, length, channels, self.A.shape[1], self.b_stride, self.c_stride, self.z_stride]
 
 
-def fused_scan_forward(library, inputs: _ScanInputs, for_backward: bool):
-    """y (B, L, D) and, for the backward, y before the gate and the state checkpoints."""
+def fused_scan_forward(library, inputs: _ScanInputs, for_backward: bool, softplus: bool = False):
+    """y (B, L, D) and, for the backward, y before the gate and the state checkpoints; ``softplus``: the loop takes
+    softplus(delta) itself (the forward-only path)."""
     batch, length, channels = inputs.u.shape
     y = torch.empty_like(inputs.u)
     y_pre = checkpoints = None
@@ -206,7 +207,7 @@ def fused_scan_forward(library, inputs: _ScanInputs, for_backward: bool):
         y_pre = torch.empty_like(inputs.u) if inputs.z is not None else None
         checkpoints = inputs.u.new_empty(batch, blocks, chunks, inputs.A.shape[1], lanes)
     getattr(library, f"kmm_scan_forward_{_suffix(inputs.u.dtype)}")(
-        *inputs.pointers(), _address(y), _address(y_pre), _address(checkpoints), *inputs.sizes(),
+        *inputs.pointers(), _address(y), _address(y_pre), _address(checkpoints), *inputs.sizes(), int(softplus),
         torch.get_num_threads())
     return y, y_pre, checkpoints
 
@@ -246,7 +247,8 @@ def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     """Time-major selective scan on the compiled loop (``kernel()`` must not be None); arguments and layout as
     ``fused_scan_autograd.run_fused_scan`` says."""
     return run_fused_scan(
-        FusedSelectiveScan, lambda tensors: fused_scan_forward(kernel(), _ScanInputs(*tensors), for_backward=False)[0],
+        FusedSelectiveScan,
+        lambda tensors, softplus: fused_scan_forward(kernel(), _ScanInputs(*tensors), False, softplus)[0],
         u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

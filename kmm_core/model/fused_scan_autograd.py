@@ -19,16 +19,18 @@ def run_fused_scan(scan_function: type[torch.autograd.Function], forward_only: C
                    delta_bias, delta_softplus) -> torch.Tensor:
     """A fused loop's time-major selective scan: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); one dtype
     for all (float32 or float64); views whose last dimension is contiguous (slices of a wider linear output) are read
-    in place. ``scan_function.apply`` when a gradient is wanted, else ``forward_only(tensors)``; ``delta_bias`` and
-    ``delta_softplus`` act as in mamba_ssm (plain PyTorch ops on the (B, L, D) delta)."""
+    in place. ``scan_function.apply`` when a gradient is wanted, else ``forward_only(tensors, softplus)``;
+    ``delta_bias`` and ``delta_softplus`` act as in mamba_ssm: the bias is a PyTorch add; the softplus is PyTorch's
+    (with its gradient) when a gradient is wanted, else the loop's own (``softplus``: within a few float32 rounding
+    steps of PyTorch's, one (B, L, D) pass less and no call to PyTorch's log1p, which does not vectorise)."""
     if delta_bias is not None:
         delta = delta + delta_bias
-    if delta_softplus:
-        delta = F.softplus(delta)
     tensors = (u, delta, A, B, C, D, z)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        if delta_softplus:
+            tensors = (u, F.softplus(delta), A, B, C, D, z)
         return scan_function.apply(*tensors)
-    return forward_only(tensors)
+    return forward_only(tensors, delta_softplus)
 
 
 def channel_groups(blocks: int, batch: int, threads: int) -> int:

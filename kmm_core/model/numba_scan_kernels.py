@@ -130,6 +130,47 @@ def _exp_of_typed(x):
     return None
 
 
+_ATANH_SERIES = tuple(np.float32(1 / k) for k in (15, 13, 11, 9, 7, 5, 3, 1))
+
+
+def softplus_of(x):
+    """softplus for the forward-only scan (float32: inline polynomial; float64: torch's formula)."""
+    return x if x > 20.0 else math.log1p(math.exp(x))
+
+
+@overload(softplus_of, jit_options={"fastmath": {"contract"}, "error_model": "numpy"})
+def _softplus_of_typed(x):
+    if x == types.float32:
+        def softplus_float32(x):
+            # max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; log1p(e) = 2 atanh(s), s = e / (2 + e) in (0, 1/3],
+            # as 2 s (1 + s^2/3 + ... + s^14/15): the next term is below 1.5e-9 relative (the C++ loop's formula).
+            e = exp_of(-abs(x))
+            s = e / (np.float32(2) + e)
+            s2 = s * s
+            p = _ATANH_SERIES[0]
+            p = p * s2 + _ATANH_SERIES[1]
+            p = p * s2 + _ATANH_SERIES[2]
+            p = p * s2 + _ATANH_SERIES[3]
+            p = p * s2 + _ATANH_SERIES[4]
+            p = p * s2 + _ATANH_SERIES[5]
+            p = p * s2 + _ATANH_SERIES[6]
+            p = p * s2 + _ATANH_SERIES[7]
+            return (x if x > np.float32(0) else np.float32(0)) + np.float32(2) * s * p
+
+        return softplus_float32
+    if x == types.float64:
+        return lambda x: x if x > 20.0 else math.log1p(math.exp(x))
+    return None
+
+
+@njit(inline="always", **_JIT)
+def _softplus_rows(rows, length):
+    """rows = softplus(rows) over (length, LANES) rows, as one flat loop (vectorised whole)."""
+    flat_rows = rows.reshape(length * LANES)
+    for i in range(length * LANES):
+        flat_rows[i] = softplus_of(flat_rows[i])
+
+
 @njit(inline="always", **_JIT)
 def _sigmoid(x):
     one = type(x)(1)
@@ -193,8 +234,9 @@ def _load_block(A, Dskip, has_skip, d0, dim, lanes_A, skip):
 
 @njit(**_JIT)
 def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, length, dim, b_stride, c_stride,
-                 z_stride, has_skip, has_gate, save, first, stop):
-    """y (and, when ``save``, y_pre and the state checkpoints) of work items [first, stop)."""
+                 z_stride, has_skip, has_gate, save, softplus, first, stop):
+    """y (and, when ``save``, y_pre and the state checkpoints) of work items [first, stop); ``softplus``: delta is
+    taken through softplus first (the forward-only path)."""
     N = A.shape[1]
     blocks = (dim + LANES - 1) // LANES
     dtype = u.dtype
@@ -213,6 +255,8 @@ def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, le
         d0 = (item % blocks) * LANES
         _load_rows(u, dim, b, d0, dim, length, U)
         _load_rows(delta, dim, b, d0, dim, length, DT)
+        if softplus:
+            _softplus_rows(DT, length)
         if has_gate:
             _load_rows(z, z_stride, b, d0, dim, length, Z)
         _load_block(A, Dskip, has_skip, d0, dim, AL, skip)

@@ -150,8 +150,9 @@ def _blocks(library: ModuleType, channels: int) -> int:
     return -(-channels // library.LANES)
 
 
-def fused_scan_forward(library: ModuleType, inputs: _ScanInputs, for_backward: bool):
-    """y (B, L, D) and, for the backward, y before the gate and the state checkpoints."""
+def fused_scan_forward(library: ModuleType, inputs: _ScanInputs, for_backward: bool, softplus: bool = False):
+    """y (B, L, D) and, for the backward, y before the gate and the state checkpoints; ``softplus``: the loops take
+    softplus(delta) themselves (the forward-only path)."""
     batch, length, channels = inputs.u.shape
     y = torch.empty_like(inputs.u)
     y_pre = checkpoints = None
@@ -162,7 +163,8 @@ def fused_scan_forward(library: ModuleType, inputs: _ScanInputs, for_backward: b
         checkpoints = inputs.u.new_empty(batch * _blocks(library, channels), chunks, inputs.A.shape[1], library.LANES)
     arguments = (*inputs.arrays(), _array(y).reshape(-1),
                  _dummy(dtype, 1) if y_pre is None else _array(y_pre).reshape(-1),
-                 _dummy(dtype, 4) if checkpoints is None else _array(checkpoints), *inputs.sizes(), for_backward)
+                 _dummy(dtype, 4) if checkpoints is None else _array(checkpoints), *inputs.sizes(), for_backward,
+                 softplus)
     _run_items(library.scan_forward, arguments, batch * _blocks(library, channels), torch.get_num_threads())
     return y, y_pre, checkpoints
 
@@ -202,7 +204,8 @@ def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     """Time-major selective scan on the numba loops (``kernels()`` must not be None); arguments and layout as
     ``fused_scan_autograd.run_fused_scan`` says."""
     return run_fused_scan(
-        FusedSelectiveScan, lambda tensors: fused_scan_forward(kernels(), _ScanInputs(*tensors), for_backward=False)[0],
+        FusedSelectiveScan,
+        lambda tensors, softplus: fused_scan_forward(kernels(), _ScanInputs(*tensors), False, softplus)[0],
         u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

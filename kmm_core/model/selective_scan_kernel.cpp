@@ -3,8 +3,9 @@
 //   * the selective scan with the D skip and the SiLU(z) gate folded in, and
 //   * the causal depthwise convolution + SiLU,
 // each with its backward. All (batch, length, channels) tensors are time-major ("B, L, D"), the layout the block's
-// linear layers produce, so no transposes are needed around the kernels. delta arrives with its bias and softplus
-// already applied (cheap (B, L, D) PyTorch ops).
+// linear layers produce, so no transposes are needed around the kernels. delta arrives with its bias added; the
+// forward applies the softplus itself when asked (the generation path: one pass less over (B, L, D), and no call to
+// PyTorch's softplus, whose log1p does not vectorise), the backward gets delta after PyTorch's softplus.
 //
 // Recurrence (Gu & Dao 2023), per batch b, channel d, state n:
 //   h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t      h_0 = 0          y_t = (sum_n C_t h_t + D u_t) * silu(z_t)
@@ -63,6 +64,26 @@ inline double exp_of(double x) { return std::exp(x); }
 template <typename T>
 inline T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
 
+// softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], for the forward-only scan (the
+// generation path; training keeps PyTorch's softplus and its gradient). log1p(e) = 2 atanh(s), s = e / (2 + e) in
+// (0, 1/3], as 2 s (1 + s^2/3 + ... + s^14/15): the next term is below 1.5e-9 relative, so the result is within a
+// few float32 rounding steps of torch's softplus. No library call: "omp simd" loops vectorise it inline.
+inline float softplus_of(float x) {
+    const float e = exp_of(-std::fabs(x));
+    const float s = e / (2.0f + e);
+    const float s2 = s * s;
+    float p = 1.0f / 15.0f;
+    p = p * s2 + 1.0f / 13.0f;
+    p = p * s2 + 1.0f / 11.0f;
+    p = p * s2 + 1.0f / 9.0f;
+    p = p * s2 + 1.0f / 7.0f;
+    p = p * s2 + 1.0f / 5.0f;
+    p = p * s2 + 1.0f / 3.0f;
+    p = p * s2 + 1.0f;
+    return std::max(x, 0.0f) + 2.0f * s * p;
+}
+inline double softplus_of(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }  // torch's threshold
+
 struct ScanShape {
     int64_t batch, length, dim, nstate, b_stride, c_stride, z_stride;
     int64_t blocks() const { return (dim + LANES - 1) / LANES; }
@@ -99,7 +120,7 @@ void load_lanes(const T* source, int64_t d0, int64_t dim, T* lanes_out) {
 
 template <typename T>
 void scan_forward(const ScanShape s, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
-                  const T* Dskip, const T* z, T* y, T* y_pre, T* checkpoints, int threads) {
+                  const T* Dskip, const T* z, T* y, T* y_pre, T* checkpoints, bool softplus, int threads) {
     const int64_t N = s.nstate, blocks = s.blocks(), n_chunks = s.n_chunks();
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -111,6 +132,11 @@ void scan_forward(const ScanShape s, const T* u, const T* delta, const T* A, con
             const int64_t lanes = std::min(LANES, s.dim - d0);
             load_rows(s, u, s.dim, b, d0, U.data());
             load_rows(s, delta, s.dim, b, d0, DT.data());
+            if (softplus) {
+                T* dts = DT.data();
+#pragma omp simd
+                for (int64_t i = 0; i < s.length * LANES; ++i) dts[i] = softplus_of(dts[i]);
+            }
             if (z != nullptr) load_rows(s, z, s.z_stride, b, d0, Z.data());
             load_A(s, A, d0, AL.data());
             T skip[LANES];
@@ -385,9 +411,9 @@ void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out
     void kmm_scan_forward_##SUFFIX(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dskip, \
                                    const T* z, T* y, T* y_pre, T* checkpoints, int64_t batch, int64_t length,        \
                                    int64_t dim, int64_t nstate, int64_t b_stride, int64_t c_stride,                  \
-                                   int64_t z_stride, int threads) {                                                  \
+                                   int64_t z_stride, int softplus, int threads) {                                    \
         scan_forward<T>({batch, length, dim, nstate, b_stride, c_stride, z_stride}, u, delta, A, Bm, Cm, Dskip, z,   \
-                        y, y_pre, checkpoints, threads);                                                             \
+                        y, y_pre, checkpoints, softplus != 0, threads);                                              \
     }                                                                                                                \
     void kmm_scan_backward_##SUFFIX(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,                \
                                     const T* Dskip, const T* z, const T* y_pre, const T* checkpoints,                \
