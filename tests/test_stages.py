@@ -260,3 +260,52 @@ def test_generator_needs_a_trained_tokenizer_and_a_matching_vocabulary(tmp_path,
     with pytest.raises(ConfigError, match="cond_dim=384 must equal aligner.embed_dim"):
         train_generator(tiny_config(prepared_dataset, "generator.cond_dim=384"), run, device="cpu", progress=False)
     assert json.loads((tiny_run / "generator.json").read_text())["codebook_size"] == 32
+
+
+# -- fine-tuning from given weights ([train.generator] init_weights) ---------------------------------------------------
+
+
+def _run_with_components(tmp_path, tiny_run, name: str = "run") -> Path:
+    run = tmp_path / name
+    run.mkdir()
+    for component in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_run / f"{component}{suffix}", run / f"{component}{suffix}")
+    return run
+
+
+def test_a_generator_fine_tune_starts_from_the_given_weights(tmp_path, prepared_dataset, tiny_run):
+    """With init_weights the first validation is the given generator's own (a fresh one's is far worse), and the
+    fine-tuned weights move away from it; without it the same run starts from scratch."""
+    given = tiny_run / "generator.safetensors"
+    settings = ("train.generator.steps=2", "train.generator.eval_every=1", "train.generator.checkpoint_every=0")
+    tuned = _run_with_components(tmp_path, tiny_run, "tuned")
+    train_generator(tiny_config(prepared_dataset, *settings, f"train.generator.init_weights={given}"), tuned,
+                    device="cpu", progress=False)
+    fresh = _run_with_components(tmp_path, tiny_run, "fresh")
+    train_generator(tiny_config(prepared_dataset, *settings), fresh, device="cpu", progress=False)
+
+    def first_accuracy(run: Path) -> float:
+        return next(r["metrics"]["accuracy"] for r in read_log(run / "generator" / "log.jsonl")
+                    if r.get("kind") == "validation")
+
+    trained_accuracy = [r["metrics"]["accuracy"] for r in read_log(tiny_run / "generator" / "log.jsonl")
+                        if r.get("kind") == "validation"][-1]
+    assert first_accuracy(tuned) > first_accuracy(fresh) + 0.05
+    assert abs(first_accuracy(tuned) - trained_accuracy) < 0.1
+    start, after = _weights(given), _weights(tuned / "generator.safetensors")
+    assert any(not torch.equal(start[name], after[name]) for name in start)
+
+
+def test_init_weights_refuses_another_generator_and_other_stages(tmp_path, prepared_dataset, tiny_run):
+    given = tiny_run / "generator.safetensors"
+    run = _run_with_components(tmp_path, tiny_run)
+    with pytest.raises(StageError, match=r"init_weights: .*generator\.json is another generator .*n_layers"):
+        train_generator(tiny_config(prepared_dataset, "generator.n_layers=3", f"train.generator.init_weights={given}"),
+                        run, device="cpu", progress=False)
+    with pytest.raises(StageError, match="init_weights: .*missing.safetensors not found"):
+        train_generator(tiny_config(prepared_dataset, f"train.generator.init_weights={tmp_path}/missing.safetensors"),
+                        run, device="cpu", progress=False)
+    with pytest.raises(StageError, match=r"\[train.tokenizer\] init_weights .*only the generator stage"):
+        train_tokenizer(tiny_config(prepared_dataset, f"train.tokenizer.init_weights={given}"), tmp_path / "tok",
+                        device="cpu", progress=False)

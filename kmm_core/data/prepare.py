@@ -203,6 +203,8 @@ def process_spec(motion: BvhMotion, spec: ClipSpec, options: PrepareOptions) -> 
     label = spec.location.label
     joint_map = _choose_joint_map(motion, spec.joint_maps, label)
     joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, MODEL_FPS)
+    if spec.reverse:
+        joints = np.ascontiguousarray(joints[::-1])
     windows = plan_windows(len(joints), options.min_frames, options.max_frames, options.min_source_frames)
     if not windows:
         outcome.dropped_frames = len(joints)
@@ -401,8 +403,18 @@ def _write_dataset(chosen: list[ClipSpec], out_dir: Path, options: PrepareOption
     records.sort(key=lambda r: r.name)
     skipped.sort(key=lambda s: (str(s["file"]), s["line"] or 0, s.get("clip", "")))
     dropped.sort(key=lambda d: d["clip"])
-    take_strata = {r.spec.take: r.spec.stratum for r in records}
+    # A reversed copy shares its take with the original (reversed_takes.py): the original's stratum deals the take,
+    # so the splits are those of the data without the copies, and copies of val/test takes are left out (they
+    # train, never measure).
+    take_strata = {r.spec.take: r.spec.stratum for r in records if not r.spec.reverse}
+    for record in records:
+        take_strata.setdefault(record.spec.take, record.spec.stratum)
     split_of_take = assign_splits(take_strata, options.seed, options.val_fraction, options.test_fraction)
+    for record in records:
+        if record.spec.reverse and split_of_take[record.spec.take] != "train":
+            for folder, suffix in ((FEATURES_DIR, ".npy"), (JOINTS_DIR, ".npy"), (TEXTS_DIR, ".txt")):
+                (out_dir / folder / f"{record.name}{suffix}").unlink(missing_ok=True)
+    records = [r for r in records if not r.spec.reverse or split_of_take[r.spec.take] == "train"]
     names_by_split = {split: [r.name for r in records if split_of_take[r.spec.take] == split] for split in SPLITS}
     for split, names in names_by_split.items():
         write_split(out_dir, split, names)

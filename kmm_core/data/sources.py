@@ -68,6 +68,7 @@ class ClipSpec:
     end_frame: int | None = None     # end exclusive
     origin: str = ""                 # where the spec was declared (captions file line), named in errors
     skeleton: object | None = field(default=None, compare=False)  # ASF skeleton / DeepMimic character, if needed
+    reverse: bool = False            # played backwards (data/reversed_takes.py: lying down backwards is getting up)
 
     @property
     def stratum(self) -> str:

@@ -72,6 +72,8 @@ def clip_joints(spec: ClipSpec) -> np.ndarray:
     joint_map = spec.joint_maps[0]
     joint_map.check_skeleton(motion.names, spec.location.label)
     raw = bvh_to_canonical_joints(motion, joint_map, MODEL_FPS)
+    if spec.reverse:
+        raw = np.ascontiguousarray(raw[::-1])
     features, _ = process_motion(raw)
     return features_to_joints(features.astype(np.float32)).astype(np.float64)
 

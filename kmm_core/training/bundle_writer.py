@@ -36,7 +36,13 @@ from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
-from .model_card import add_prompt_decoder_section, dataset_report, read_action_results, write_model_card
+from .model_card import (
+    add_fine_tuned_generator_section,
+    add_prompt_decoder_section,
+    dataset_report,
+    read_action_results,
+    write_model_card,
+)
 
 TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 """The weight precisions a bundle ships (``bundle.json`` "dtype")."""
@@ -232,4 +238,57 @@ def record_checksums(bundle_dir: str | Path) -> dict:
     manifest = read_manifest(bundle_dir)
     manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    return manifest
+
+
+def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
+    """Put into the bundle at ``bundle_dir`` the generator a ``kmm-train generator`` run fine-tuned from it
+    (``[train.generator] init_weights``): ``RUN/generator.safetensors``, in the bundle's dtype.  Refused unless the
+    run trained on this bundle's codes and conditions: the same generator configuration, the bundle's tokenizer
+    (encoder and codebooks), aligner and Mean/Std.  The bundle's data summary, licence and vocabulary become those of
+    the run's data (a fine-tune on new sources carries their terms); its word checks, which measured the old
+    generator, are removed (``kmm-train check-words`` measures the new one).  Writes bundle.json once with every
+    checksum, proves the bundle loads, notes the fine-tune in the model card; returns the new manifest."""
+    import numpy as np
+
+    bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
+    manifest = read_manifest(bundle_dir)
+    weights_path = run_dir / "generator.safetensors"
+    if not weights_path.is_file():
+        raise BundleError(weights_path, f"not found: run `kmm-train generator --out {run_dir}` first")
+    for name in ("generator", "tokenizer", *(("aligner",) if manifest.get("condition_source") == "aligner" else ())):
+        theirs = read_json(run_dir / f"{name}.json", f"{name} config", error_class=BundleError)
+        if theirs != read_json(bundle_dir / f"{name}.json", f"{name} config", error_class=BundleError):
+            raise BundleError(run_dir / f"{name}.json", f"differs from {bundle_dir / f'{name}.json'}: the run's "
+                                                        f"{name} is not this bundle's")
+    tokenizer_path = bundle_dir / "tokenizer.safetensors"
+    _check_refined_from(load_file(str(run_dir / "tokenizer.safetensors")), run_dir / "tokenizer.safetensors",
+                        load_file(str(tokenizer_path)), tokenizer_path, ": the generator learned another tokenizer's codes")
+    if manifest.get("condition_source") == "aligner":
+        shipped = load_file(str(bundle_dir / "aligner.safetensors"))
+        run_aligner = load_file(str(run_dir / "aligner.safetensors"))
+        if set(run_aligner) != set(shipped) or any(not torch.equal(run_aligner[key].to(value.dtype), value)
+                                                   for key, value in shipped.items()):
+            raise BundleError(run_dir / "aligner.safetensors", f"is not {bundle_dir / 'aligner.safetensors'}: the "
+                                                               "generator learned another aligner's conditions")
+    for name in ("Mean.npy", "Std.npy"):
+        if not np.array_equal(np.load(run_dir / name), np.load(bundle_dir / name)):
+            raise BundleError(run_dir / name, f"differs from {bundle_dir / name}: the run normalised its clips "
+                                              "otherwise than the bundle's tokenizer (copy the bundle's Mean.npy and "
+                                              "Std.npy into the prepared data before training)")
+    dataset = read_json(run_dir / "dataset.json", "dataset summary", error_class=BundleError, allow_non_finite=True)
+    dataset.pop("root", None)
+    licence = combined_licence(dataset.get("sources") or [])  # an unknown source fails before anything is written
+    dtype = manifest.get("dtype", "float16")
+    if dtype not in TORCH_DTYPES:
+        raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
+    save_file(_cast(load_file(str(weights_path)), TORCH_DTYPES[dtype]), str(bundle_dir / "generator.safetensors"),
+              metadata={"format": "pt", "dtype": dtype})
+    manifest.update({"dataset": dataset, **licence.manifest_fields()})
+    for stale in ("vocabulary.json", "vocabulary.safetensors", "word_checks.json"):
+        (bundle_dir / stale).unlink(missing_ok=True)  # they describe the data and the generator replaced
+    manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
+    write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
+    add_fine_tuned_generator_section(bundle_dir, run_dir, manifest)
     return manifest

@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     walking.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
     walking.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
                          "bundle's tokenizer (RUN/decoder.safetensors)")
+    fine_tuned = commands.add_parser("fine-tuned-generator", help="put into a bundle the generator a `kmm-train "
+                                     "generator` run fine-tuned from it ([train.generator] init_weights), with the "
+                                     "run's data summary, licence and vocabulary")
+    fine_tuned.add_argument("--bundle", required=True, type=Path, help="bundle folder the generator was fine-tuned "
+                            "from (its tokenizer, aligner and Mean/Std must be the run's)")
+    fine_tuned.add_argument("--run", required=True, type=Path, help="run folder of the fine-tune "
+                            "(RUN/generator.safetensors)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -163,6 +170,13 @@ def _run(args: argparse.Namespace) -> int:
         manifest = attach_prompt_decoder(args.bundle, args.run, name, getattr(args, "standing_root_sigma", None))
         print(f"[kmm-train] {name.replace('_', ' ')} from {args.run} added to {args.bundle} "
               f"(components: {', '.join(manifest['components'])})")
+        return 0
+    if args.command == "fine-tuned-generator":
+        from .bundle_writer import replace_generator
+
+        manifest = replace_generator(args.bundle, args.run)
+        print(f"[kmm-train] generator of {args.run} put into {args.bundle} (licence: {manifest.get('licence')})")
+        print(f"[kmm-train] {add_vocabulary_after_bundle(args.bundle, args.run, manifest.get('name'))}")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

@@ -14,6 +14,7 @@ was not measured otherwise.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -327,3 +328,59 @@ def write_model_card(bundle_dir: str | Path, manifest: Mapping[str, Any], parame
     bundle_dir = Path(bundle_dir)
     size = sum(path.stat().st_size for path in bundle_dir.iterdir() if path.is_file() and path.name != CARD_FILE)
     return write_text_atomic(bundle_dir / CARD_FILE, model_card(manifest, parameters, run_dir, size, action_results))
+
+
+FINE_TUNE_BEGIN = "<!-- fine-tuned generator: begin (kmm-train fine-tuned-generator) -->"
+FINE_TUNE_END = "<!-- fine-tuned generator: end -->"
+
+
+def _replace_section(text: str, heading: str, lines: list[str]) -> str:
+    """``text`` with the section under ``heading`` (up to the next '## ' heading) replaced by ``lines``."""
+    if heading not in text:
+        return text
+    head, rest = text.split(heading, 1)
+    after = rest.split("\n## ", 1)
+    tail = "\n## " + after[1] if len(after) == 2 else ""
+    return head + "\n".join(lines).rstrip("\n") + "\n" + tail
+
+
+def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path,
+                                     manifest: Mapping[str, Any]) -> Path | None:
+    """After `bundle_writer.replace_generator`: the card's Data and Licence sections written again from ``manifest``
+    and the fine-tune run's data report, and a section saying what the generator was fine-tuned from, on what, and
+    how long (replaced when there); a bundle without a card is left without one (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    text = read_text(card, "model card")
+    text = _replace_section(text, "## Data", _data_section(manifest, dataset_report(run_dir)))
+    licence = ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
+               f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
+               "", "Acknowledgements:", ""]
+    licence += [f"- {entry}" for entry in manifest.get("acknowledgements", [])] or ["- none recorded"]
+    text = _replace_section(text, "## Licence", licence + [""])
+    text = re.sub(r"\*\*Licence of the weights: [^*]*\.\*\*", f"**Licence of the weights: {manifest.get('licence')}.**",
+                  text, count=1)
+    if FINE_TUNE_BEGIN in text and FINE_TUNE_END in text:
+        head, rest = text.split(FINE_TUNE_BEGIN, 1)
+        text = head.rstrip("\n") + "\n\n" + rest.split(FINE_TUNE_END, 1)[1].lstrip("\n")
+    stages = {s["stage"]: s for s in stage_summaries(run_dir)}
+    tuned = stages.get("generator")
+    try:
+        settings = read_json(Path(run_dir) / "config.json", "run config", allow_non_finite=True)["train"]["generator"]
+    except (InputFileError, KeyError, TypeError):
+        settings = {}
+    training = (f"{tuned['steps']} steps at a peak learning rate of {settings.get('lr', '?')}, last validation "
+                f"{_validation(tuned['validation'])}, {_minutes(tuned['seconds'])}" if tuned else "no log found")
+    section = [FINE_TUNE_BEGIN, "## Fine-tuned generator", "",
+               f"`generator.safetensors` was fine-tuned from the generator above on the data under Data "
+               f"(`[train.generator] init_weights`, run `{Path(run_dir).name}`: {training}) and put into this bundle "
+               "by `kmm-train fine-tuned-generator`; the tokenizer, aligner, evaluator and prompt decoders are "
+               "unchanged.  The Training table describes the stages the bundle was first trained with.",
+               FINE_TUNE_END, "", ""]
+    if LIMITS_HEADING in text:
+        head, rest = text.split(LIMITS_HEADING, 1)
+        text = head + "\n".join(section) + LIMITS_HEADING + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section)
+    return write_text_atomic(card, text)

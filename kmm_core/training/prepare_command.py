@@ -28,6 +28,7 @@ from ..common.errors import KMMError
 from ..data.extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
 from ..data.named_take_sources import accad_specs, cmu_amc_specs
 from ..data.prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
+from ..data.reversed_takes import reversed_takes
 from ..data.sources import bandai_namco_specs, cmu_specs, user_specs
 from ..evaluation.take_checks import check_scan
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                          help="worker processes (default: min(2, CPUs))")
     options.add_argument("--no-mirror", action="store_true", help="do not add left/right mirrored copies")
+    options.add_argument("--reversed-takes", action="store_true",
+                         help="add, to the train split, lie-down takes played backwards as get-ups (each checked by "
+                              "the getup check first; docs/data.md, 'Reversed takes')")
     options.add_argument("--min-frames", type=int, default=MIN_FRAMES,
                          help=f"shortest clip in feature frames at 20 fps (default {MIN_FRAMES})")
     options.add_argument("--max-frames", type=int, default=MAX_FRAMES,
@@ -134,6 +138,10 @@ def run(args: argparse.Namespace) -> dict:
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe("user", args.bvh_folder, captions=args.captions, joint_map=args.joint_map))
+    if args.reversed_takes:
+        scan = check_scan(reversed_takes(specs, args.seed, args.captions_per_clip))[0]
+        specs += scan.specs
+        skipped += scan.skipped
     options = PrepareOptions(
         seed=args.seed, min_frames=args.min_frames, max_frames=args.max_frames,
         min_source_frames=args.min_source_frames, mirror=not args.no_mirror, val_fraction=args.val_fraction,

@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`kmm-train fine-tuned-generator`: a generator fine-tuned from a bundle's own ([train.generator] init_weights, a few
+real steps on the tiny dataset) goes back into a copy of that bundle with the run's data, licence and vocabulary;
+a run that trained on another tokenizer, aligner or normalisation is refused by name and the bundle left as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kmm_core.bundle.model_bundle import ModelBundle
+from kmm_core.bundle.word_strength import WORD_CHECKS_FILE
+from kmm_core.training.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAINING_CONFIG = REPO_ROOT / "training" / "configs" / "tiny.toml"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def fine_tune_run(tiny_bundle, prepared_dataset, tmp_path_factory) -> Path:
+    """Three generator steps from the tiny bundle's generator, on the bundle's tokenizer, aligner and Mean/Std."""
+    root = tmp_path_factory.mktemp("fine_tune")
+    data = root / "data"
+    shutil.copytree(prepared_dataset, data)
+    for name in ("Mean.npy", "Std.npy"):
+        shutil.copyfile(tiny_bundle / name, data / name)
+    run = root / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(tiny_bundle / f"{name}{suffix}", run / f"{name}{suffix}")
+    argv = ["generator", "--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--device", "cpu", "--no-progress",
+            "--threads", "1", "--set", f"data.root={data}", "--set", "train.generator.steps=3",
+            "--set", f"train.generator.init_weights={tiny_bundle / 'generator.safetensors'}"]
+    assert main(argv) == 0
+    return run
+
+
+def _copy_bundle(tiny_bundle: Path, target: Path) -> Path:
+    shutil.copytree(tiny_bundle, target)
+    (target / WORD_CHECKS_FILE).write_text("{}")  # measured the old generator: must not survive the swap
+    return target
+
+
+def test_the_fine_tuned_generator_goes_into_the_bundle(tiny_bundle, fine_tune_run, tmp_path, capsys):
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(fine_tune_run)]) == 0
+    assert "generator of" in capsys.readouterr().out
+    before, after = load_file(str(tiny_bundle / "generator.safetensors")), load_file(str(bundle / "generator.safetensors"))
+    assert after.keys() == before.keys() and all(t.dtype == torch.float16 for t in after.values())
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+    tuned = load_file(str(fine_tune_run / "generator.safetensors"))
+    assert all(torch.equal(after[key], tuned[key].half()) for key in tuned)
+    for name in ("tokenizer.safetensors", "aligner.safetensors", "evaluator.safetensors", "Mean.npy"):
+        assert (bundle / name).read_bytes() == (tiny_bundle / name).read_bytes()
+    assert not (bundle / WORD_CHECKS_FILE).exists()
+    assert (bundle / "vocabulary.json").is_file()
+    loaded = ModelBundle.load(bundle, device="cpu")  # every checksum verified
+    assert loaded.generator is not None
+    card = (bundle / "README.md").read_text()
+    assert card.count("## Fine-tuned generator") == 1 and "3 steps" in card and fine_tune_run.name in card
+    # Done twice, the card still has one such section.
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(fine_tune_run)]) == 0
+    assert (bundle / "README.md").read_text().count("## Fine-tuned generator") == 1
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("tokenizer", "learned another tokenizer's codes"),
+    ("aligner", "learned another aligner's conditions"),
+    ("Mean.npy", "normalised its clips otherwise"),
+    ("generator.json", "the run's generator is not this bundle's"),
+])
+def test_a_run_of_another_model_is_refused_and_the_bundle_kept(what, message, tiny_bundle, fine_tune_run, tmp_path,
+                                                               capsys):
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    run = tmp_path / "run"
+    shutil.copytree(fine_tune_run, run)
+    if what in ("tokenizer", "aligner"):
+        tensors = load_file(str(run / f"{what}.safetensors"))
+        key = next(k for k in sorted(tensors) if not k.startswith("decoder.") and tensors[k].is_floating_point())
+        tensors[key] = tensors[key] + 1
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(run / f"{what}.safetensors"))
+    elif what == "Mean.npy":
+        np.save(run / "Mean.npy", np.load(run / "Mean.npy") + 1)
+    else:
+        config = json.loads((run / "generator.json").read_text())
+        config["dropout"] = 0.3
+        (run / "generator.json").write_text(json.dumps(config))
+    files_before = {path.name: path.read_bytes() for path in bundle.iterdir()}
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(run)]) == 1
+    assert message in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in bundle.iterdir()} == files_before
