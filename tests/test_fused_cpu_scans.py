@@ -183,9 +183,9 @@ def test_saved_state_stays_far_below_batch_length_channels_states(loop):
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_the_loops_own_softplus_is_pytorchs_within_float32_rounding(loop):
-    """Without a gradient the loops take delta's softplus themselves (generation): one step of a one-state scan with
-    u = B = C = 1 and no history returns softplus(delta) itself, which must match float64's within a few float32
-    rounding steps from -80 to 80 (exactly x above PyTorch's threshold of 20), and PyTorch's float32 softplus."""
+    """The loops take delta's softplus themselves: one step of a one-state scan with u = B = C = 1 and no history
+    returns softplus(delta) itself, which must match float64's within a few float32 rounding steps from -80 to 80
+    (exactly x above PyTorch's threshold of 20), and PyTorch's float32 softplus; its gradient is sigmoid(delta)."""
     scan = LOOPS[loop][1]
     x = torch.cat([torch.linspace(-80, 80, 4001), torch.tensor([0.0, -1e-8, 1e-8, 19.99, 20.0, 20.01])])
     delta = x.reshape(1, -1, 1)
@@ -197,8 +197,9 @@ def test_the_loops_own_softplus_is_pytorchs_within_float32_rounding(loop):
     assert relative < 4e-7, relative
     torch.testing.assert_close(y, F.softplus(x), rtol=4e-7, atol=0)
     assert torch.equal(y[x > 20], x[x > 20])
-    # The training path (a gradient wanted: PyTorch's softplus) gives the same up to that rounding.
-    trained = scan(torch.ones_like(delta).requires_grad_(), delta, -torch.ones(x.numel(), 1), ones, ones,
-                   delta_softplus=True)
-    assert trained.requires_grad
+    # The training path (a gradient wanted) gives the same values, and the softplus' slope as delta's gradient.
+    leaf = delta.clone().requires_grad_()
+    trained = scan(torch.ones_like(delta), leaf, -torch.ones(x.numel(), 1), ones, ones, delta_softplus=True)
     torch.testing.assert_close(trained.detach().flatten(), y, rtol=4e-7, atol=0)
+    trained.sum().backward()
+    torch.testing.assert_close(leaf.grad.flatten(), torch.sigmoid(x), rtol=4e-7, atol=1e-30)

@@ -102,7 +102,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         getattr(library, name).argtypes = []
     signatures = {
         "kmm_scan_forward": [pointer] * 10 + [size] * 7 + [flag, flag],
-        "kmm_scan_backward": [pointer] * 17 + [size] * 8 + [flag],
+        "kmm_scan_backward": [pointer] * 17 + [size] * 8 + [flag, flag],
         "kmm_conv_forward": [pointer] * 4 + [size] * 5 + [flag],
         "kmm_conv_backward": [pointer] * 7 + [size] * 5 + [flag],
     }
@@ -213,12 +213,14 @@ def fused_scan_forward(library, inputs: _ScanInputs, for_backward: bool, softplu
 
 
 class FusedSelectiveScan(torch.autograd.Function):
-    """y = (sum_n C_t h_t + D u_t) * silu(z_t), time-major, on the C++ loop (delta already positive)."""
+    """y = (sum_n C_t h_t + D u_t) * silu(z_t), time-major, on the C++ loop (delta positive, or taken through
+    softplus by the loop when ``softplus``)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z):
+    def forward(ctx, u, delta, A, B, C, D, z, softplus):
         inputs = _ScanInputs(u, delta, A, B, C, D, z)
-        y, y_pre, checkpoints = fused_scan_forward(kernel(), inputs, for_backward=True)
+        y, y_pre, checkpoints = fused_scan_forward(kernel(), inputs, True, softplus)
+        ctx.softplus = softplus
         ctx.save_for_backward(*inputs.tensors(), y_pre, checkpoints)
         inputs.restore((None,) * 7)
         ctx.inputs = inputs  # strides only; the tensors go through save_for_backward
@@ -239,8 +241,8 @@ class FusedSelectiveScan(torch.autograd.Function):
         getattr(library, f"kmm_scan_backward_{_suffix(u.dtype)}")(
             *inputs.pointers(), _address(y_pre), _address(checkpoints), _address(grad_y), _address(grads.u),
             _address(grads.delta), _address(grads.z), _address(grads.A_parts), _address(grads.D_parts),
-            _address(grads.B_parts), _address(grads.C_parts), *inputs.sizes(), groups, threads)
-        return grads.result(with_D=inputs.D is not None)
+            _address(grads.B_parts), _address(grads.C_parts), *inputs.sizes(), groups, int(ctx.softplus), threads)
+        return *grads.result(with_D=inputs.D is not None), None
 
 
 def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:

@@ -12,25 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 
 def run_fused_scan(scan_function: type[torch.autograd.Function], forward_only: Callable, u, delta, A, B, C, D, z,
                    delta_bias, delta_softplus) -> torch.Tensor:
     """A fused loop's time-major selective scan: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); one dtype
     for all (float32 or float64); views whose last dimension is contiguous (slices of a wider linear output) are read
-    in place. ``scan_function.apply`` when a gradient is wanted, else ``forward_only(tensors, softplus)``;
-    ``delta_bias`` and ``delta_softplus`` act as in mamba_ssm: the bias is a PyTorch add; the softplus is PyTorch's
-    (with its gradient) when a gradient is wanted, else the loop's own (``softplus``: within a few float32 rounding
-    steps of PyTorch's, one (B, L, D) pass less and no call to PyTorch's log1p, which does not vectorise)."""
+    in place. ``scan_function.apply(*tensors, softplus)`` when a gradient is wanted, else
+    ``forward_only(tensors, softplus)``; ``delta_bias`` and ``delta_softplus`` act as in mamba_ssm: the bias is a
+    PyTorch add, the softplus the loops' own, forward and backward (within a few float32 rounding steps of
+    PyTorch's; two (B, L, D) passes less each way and no call to PyTorch's log1p, which does not vectorise)."""
     if delta_bias is not None:
         delta = delta + delta_bias
     tensors = (u, delta, A, B, C, D, z)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        if delta_softplus:
-            tensors = (u, F.softplus(delta), A, B, C, D, z)
-        return scan_function.apply(*tensors)
-    return forward_only(tensors, delta_softplus)
+        return scan_function.apply(*tensors, bool(delta_softplus))
+    return forward_only(tensors, bool(delta_softplus))
 
 
 def channel_groups(blocks: int, batch: int, threads: int) -> int:

@@ -178,6 +178,25 @@ def _sigmoid(x):
 
 
 @njit(inline="always", **_JIT)
+def _softplus_slopes(rows, slopes, length):
+    """slopes = sigmoid(rows), then rows = softplus(rows), over (length, LANES) rows as one flat loop."""
+    flat_rows = rows.reshape(length * LANES)
+    flat_slopes = slopes.reshape(length * LANES)
+    for i in range(length * LANES):
+        flat_slopes[i] = _sigmoid(flat_rows[i])
+        flat_rows[i] = softplus_of(flat_rows[i])
+
+
+@njit(inline="always", **_JIT)
+def _scale_rows(rows, scales, length):
+    """rows *= scales over (length, LANES) rows, as one flat loop."""
+    flat_rows = rows.reshape(length * LANES)
+    flat_scales = scales.reshape(length * LANES)
+    for i in range(length * LANES):
+        flat_rows[i] *= flat_scales[i]
+
+
+@njit(inline="always", **_JIT)
 def _load_rows(source, stride, b, d0, dim, length, rows):
     """rows[t, w] = source row (b, t), channel d0 + w; zero past the last channel (zero delta and input keep a
     padded lane's states at zero)."""
@@ -295,9 +314,10 @@ def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, le
 @njit(**_JIT)
 def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z,
                   grad_A_parts, grad_D_parts, grad_B_parts, grad_C_parts, batch, length, dim, b_stride, c_stride,
-                  z_stride, has_skip, has_gate, groups, first, stop):
+                  z_stride, has_skip, has_gate, groups, softplus, first, stop):
     """Gradients of work items [first, stop): item = (batch row, group of channel blocks); each group writes its own
-    dB/dC part (summed over groups by the caller)."""
+    dB/dC part (summed over groups by the caller).  ``softplus``: delta arrived before its softplus, which is taken
+    here too, and its gradient is multiplied by d softplus(x) / dx = sigmoid(x)."""
     N = A.shape[1]
     L = length
     blocks = (dim + LANES - 1) // LANES
@@ -314,6 +334,7 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
     GZ = np.empty((L if has_gate else 0, LANES), dtype)
     GU = np.empty((L, LANES), dtype)
     GDELTA = np.empty((L, LANES), dtype)
+    SG = np.empty((L if softplus else 0, LANES), dtype)  # sigmoid(delta before its softplus)
     gB = np.empty((L, N, LANES), dtype)  # per-lane partial sums over this group's channels
     gC = np.empty((L, N, LANES), dtype)
     AL = carray(_stack_buffer(zero, N * LANES), (N, LANES))
@@ -339,6 +360,8 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
             lanes = min(LANES, dim - d0)
             _load_rows(u, dim, b, d0, dim, L, U)
             _load_rows(delta, dim, b, d0, dim, L, DT)
+            if softplus:
+                _softplus_slopes(DT, SG, L)
             _load_rows(grad_y, dim, b, d0, dim, L, GYS)
             _load_block(A, Dskip, has_skip, d0, dim, AL, skip)
             # Through the gate: dLoss/dy_pre = gy * silu(z), dLoss/dz = gy * y_pre * silu'(z).
@@ -409,6 +432,8 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
                     for w in range(LANES):
                         GDELTA[t, w] = grad_dt[w] + grad_x[w] * U[t, w]
                         GU[t, w] = grad_x[w] * DT[t, w] + GYS[t, w] * skip[w]
+            if softplus:
+                _scale_rows(GDELTA, SG, L)
             _store_rows(GDELTA, grad_delta, b, d0, dim, L)
             _store_rows(GU, grad_u, b, d0, dim, L)
             for w in range(LANES):  # LANES, not lanes: constant indices keep gD in registers

@@ -170,12 +170,14 @@ def fused_scan_forward(library: ModuleType, inputs: _ScanInputs, for_backward: b
 
 
 class FusedSelectiveScan(torch.autograd.Function):
-    """y = (sum_n C_t h_t + D u_t) * silu(z_t), time-major, on the numba loops (delta already positive)."""
+    """y = (sum_n C_t h_t + D u_t) * silu(z_t), time-major, on the numba loops (delta positive, or taken through
+    softplus by the loops when ``softplus``)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z):
+    def forward(ctx, u, delta, A, B, C, D, z, softplus):
         inputs = _ScanInputs(u, delta, A, B, C, D, z)
-        y, y_pre, checkpoints = fused_scan_forward(kernels(), inputs, for_backward=True)
+        y, y_pre, checkpoints = fused_scan_forward(kernels(), inputs, True, softplus)
+        ctx.softplus = softplus
         ctx.save_for_backward(*inputs.tensors(), y_pre, checkpoints)
         return y
 
@@ -195,9 +197,10 @@ class FusedSelectiveScan(torch.autograd.Function):
                      _dummy(dtype, 1) if y_pre is None else _array(y_pre).reshape(-1), _array(checkpoints),
                      _array(grad_y).reshape(-1), _array(grads.u).reshape(-1), _array(grads.delta).reshape(-1),
                      _dummy(dtype, 1) if grads.z is None else _array(grads.z).reshape(-1), _array(grads.A_parts),
-                     _array(grads.D_parts), _array(grads.B_parts), _array(grads.C_parts), *inputs.sizes(), groups)
+                     _array(grads.D_parts), _array(grads.B_parts), _array(grads.C_parts), *inputs.sizes(), groups,
+                     ctx.softplus)
         _run_items(library.scan_backward, arguments, batch * groups, threads)
-        return grads.result(with_D=D is not None)
+        return *grads.result(with_D=D is not None), None
 
 
 def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:

@@ -3,9 +3,10 @@
 //   * the selective scan with the D skip and the SiLU(z) gate folded in, and
 //   * the causal depthwise convolution + SiLU,
 // each with its backward. All (batch, length, channels) tensors are time-major ("B, L, D"), the layout the block's
-// linear layers produce, so no transposes are needed around the kernels. delta arrives with its bias added; the
-// forward applies the softplus itself when asked (the generation path: one pass less over (B, L, D), and no call to
-// PyTorch's softplus, whose log1p does not vectorise), the backward gets delta after PyTorch's softplus.
+// linear layers produce, so no transposes are needed around the kernels. delta arrives with its bias added and,
+// when asked (`softplus`), before its softplus, which the loops apply themselves (forward) and differentiate
+// (backward: times sigmoid(delta)): two passes less over (B, L, D) each way, and no call to PyTorch's softplus,
+// whose log1p does not vectorise.
 //
 // Recurrence (Gu & Dao 2023), per batch b, channel d, state n:
 //   h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t      h_0 = 0          y_t = (sum_n C_t h_t + D u_t) * silu(z_t)
@@ -185,12 +186,12 @@ template <typename T>
 void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
                    const T* Dskip, const T* z, const T* y_pre, const T* checkpoints, const T* grad_y, T* grad_u,
                    T* grad_delta, T* grad_z, T* grad_A_parts, T* grad_D_parts, T* grad_B_parts, T* grad_C_parts,
-                   int64_t groups, int threads) {
+                   int64_t groups, bool softplus, int threads) {
     const int64_t N = s.nstate, L = s.length, blocks = s.blocks(), n_chunks = s.n_chunks();
     const int64_t per_group = (blocks + groups - 1) / groups;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        std::vector<T> U(L * LANES), DT(L * LANES), GYS(L * LANES), AL(N * LANES);
+        std::vector<T> U(L * LANES), DT(L * LANES), GYS(L * LANES), AL(N * LANES), SG(softplus ? L * LANES : 0);
         std::vector<T> Z(z != nullptr ? L * LANES : 0), YP(z != nullptr ? L * LANES : 0);
         std::vector<T> states((CHUNK + 1) * N * LANES), decays(CHUNK * N * LANES), carry(N * LANES), ga(N * LANES);
         std::vector<T> gB(L * N * LANES), gC(L * N * LANES);  // per-lane partial sums over this group's channels
@@ -204,6 +205,15 @@ void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, co
                 const int64_t d0 = block * LANES, lanes = std::min(LANES, s.dim - d0);
                 load_rows(s, u, s.dim, b, d0, U.data());
                 load_rows(s, delta, s.dim, b, d0, DT.data());
+                if (softplus) {  // delta arrived before its softplus: d softplus(x) / dx = sigmoid(x)
+                    T* dts = DT.data();
+                    T* sgs = SG.data();
+#pragma omp simd
+                    for (int64_t i = 0; i < L * LANES; ++i) {
+                        sgs[i] = sigmoid(dts[i]);
+                        dts[i] = softplus_of(dts[i]);
+                    }
+                }
                 load_rows(s, grad_y, s.dim, b, d0, GYS.data());
                 load_A(s, A, d0, AL.data());
                 T skip[LANES];
@@ -300,6 +310,11 @@ void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, co
                         for (int64_t w = 0; w < LANES; ++w) {
                             gdelta[w] = grad_dt[w] + grad_x[w] * ut[w];
                             gu[w] = grad_x[w] * dt[w] + gys[w] * skip[w];
+                        }
+                        if (softplus) {
+                            const T* sg = SG.data() + t * LANES;
+#pragma omp simd
+                            for (int64_t w = 0; w < LANES; ++w) gdelta[w] *= sg[w];
                         }
                         const int64_t row = (b * L + t) * s.dim + d0;
                         store_row(gdelta, grad_delta + row, lanes);
@@ -420,10 +435,11 @@ void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out
                                     const T* grad_y, T* grad_u, T* grad_delta, T* grad_z, T* grad_A_parts,           \
                                     T* grad_D_parts, T* grad_B_parts, T* grad_C_parts, int64_t batch,                \
                                     int64_t length, int64_t dim, int64_t nstate, int64_t b_stride,                   \
-                                    int64_t c_stride, int64_t z_stride, int64_t groups, int threads) {               \
+                                    int64_t c_stride, int64_t z_stride, int64_t groups, int softplus,                \
+                                    int threads) {                                                                   \
         scan_backward<T>({batch, length, dim, nstate, b_stride, c_stride, z_stride}, u, delta, A, Bm, Cm, Dskip, z,  \
                          y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z, grad_A_parts, grad_D_parts,         \
-                         grad_B_parts, grad_C_parts, groups, threads);                                               \
+                         grad_B_parts, grad_C_parts, groups, softplus != 0, threads);                                \
     }                                                                                                                \
     void kmm_conv_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* out, int64_t batch,                \
                                    int64_t length, int64_t dim, int64_t taps, int64_t x_stride, int threads) {       \
