@@ -100,3 +100,33 @@ def test_a_run_of_another_model_is_refused_and_the_bundle_kept(what, message, ti
     assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(run)]) == 1
     assert message in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in bundle.iterdir()} == files_before
+
+
+def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle, prepared_dataset, tmp_path):
+    """[train.aligner] init_weights then [train.generator] init_weights in one run: both go into the bundle (the
+    generator learned the new aligner's conditions); the card names both."""
+    data = tmp_path / "data"
+    shutil.copytree(prepared_dataset, data)
+    for name in ("Mean.npy", "Std.npy"):
+        shutil.copyfile(tiny_bundle / name, data / name)
+    run = tmp_path / "run"
+    run.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(tiny_bundle / f"tokenizer{suffix}", run / f"tokenizer{suffix}")
+    common = ["--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--device", "cpu", "--no-progress",
+              "--threads", "1", "--set", f"data.root={data}"]
+    assert main(["aligner", *common, "--set", "train.aligner.steps=2",
+                 "--set", f"train.aligner.init_weights={tiny_bundle / 'aligner.safetensors'}"]) == 0
+    assert main(["generator", *common, "--set", "train.generator.steps=2",
+                 "--set", f"train.generator.init_weights={tiny_bundle / 'generator.safetensors'}"]) == 0
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(run)]) == 0
+    for name in ("aligner", "generator"):
+        tuned = load_file(str(run / f"{name}.safetensors"))
+        shipped = load_file(str(bundle / f"{name}.safetensors"))
+        assert all(torch.equal(shipped[key], tuned[key].half()) for key in tuned)
+        assert any(not torch.equal(shipped[key], load_file(str(tiny_bundle / f"{name}.safetensors"))[key])
+                   for key in shipped)
+    assert "`aligner` and `generator` fine-tuned" in (bundle / "README.md").read_text() or \
+        "`generator` and `aligner` fine-tuned" in (bundle / "README.md").read_text()
+    ModelBundle.load(bundle, device="cpu")

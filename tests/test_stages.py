@@ -306,6 +306,6 @@ def test_init_weights_refuses_another_generator_and_other_stages(tmp_path, prepa
     with pytest.raises(StageError, match="init_weights: .*missing.safetensors not found"):
         train_generator(tiny_config(prepared_dataset, f"train.generator.init_weights={tmp_path}/missing.safetensors"),
                         run, device="cpu", progress=False)
-    with pytest.raises(StageError, match=r"\[train.tokenizer\] init_weights .*only the generator stage"):
+    with pytest.raises(StageError, match=r"\[train.tokenizer\] init_weights .*only the aligner, evaluator, generator"):
         train_tokenizer(tiny_config(prepared_dataset, f"train.tokenizer.init_weights={given}"), tmp_path / "tok",
                         device="cpu", progress=False)

@@ -243,12 +243,14 @@ def record_checksums(bundle_dir: str | Path) -> dict:
 
 def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     """Put into the bundle at ``bundle_dir`` the generator a ``kmm-train generator`` run fine-tuned from it
-    (``[train.generator] init_weights``): ``RUN/generator.safetensors``, in the bundle's dtype.  Refused unless the
-    run trained on this bundle's codes and conditions: the same generator configuration, the bundle's tokenizer
-    (encoder and codebooks), aligner and Mean/Std.  The bundle's data summary, licence and vocabulary become those of
-    the run's data (a fine-tune on new sources carries their terms); its word checks, which measured the old
-    generator, are removed (``kmm-train check-words`` measures the new one).  Writes bundle.json once with every
-    checksum, proves the bundle loads, notes the fine-tune in the model card; returns the new manifest."""
+    (``[train.generator] init_weights``): ``RUN/generator.safetensors``, in the bundle's dtype, and the run's aligner
+    with it when the run fine-tuned that too (``[train.aligner] init_weights``: the conditions the generator learned).
+    Refused unless the run trained on this bundle's codes: the same generator and aligner configurations, the
+    bundle's tokenizer (encoder and codebooks) and Mean/Std, and an aligner no newer than the generator trained on it.
+    The bundle's data summary, licence and vocabulary become those of the run's data (a fine-tune on new sources
+    carries their terms); its word checks, which measured the old generator, are removed (``kmm-train check-words``
+    measures the new one).  Writes bundle.json once with every checksum, proves the bundle loads, notes the fine-tune
+    in the model card; returns the new manifest."""
     import numpy as np
 
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
@@ -264,13 +266,18 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     tokenizer_path = bundle_dir / "tokenizer.safetensors"
     _check_refined_from(load_file(str(run_dir / "tokenizer.safetensors")), run_dir / "tokenizer.safetensors",
                         load_file(str(tokenizer_path)), tokenizer_path, ": the generator learned another tokenizer's codes")
+    replaced = ["generator"]
     if manifest.get("condition_source") == "aligner":
         shipped = load_file(str(bundle_dir / "aligner.safetensors"))
         run_aligner = load_file(str(run_dir / "aligner.safetensors"))
-        if set(run_aligner) != set(shipped) or any(not torch.equal(run_aligner[key].to(value.dtype), value)
-                                                   for key, value in shipped.items()):
-            raise BundleError(run_dir / "aligner.safetensors", f"is not {bundle_dir / 'aligner.safetensors'}: the "
-                                                               "generator learned another aligner's conditions")
+        if set(run_aligner) != set(shipped):
+            raise BundleError(run_dir / "aligner.safetensors", f"does not hold the tensors of "
+                                                               f"{bundle_dir / 'aligner.safetensors'}")
+        if any(not torch.equal(run_aligner[key].to(value.dtype), value) for key, value in shipped.items()):
+            if (run_dir / "aligner.safetensors").stat().st_mtime > weights_path.stat().st_mtime:
+                raise BundleError(run_dir / "aligner.safetensors", "is newer than the run's generator: the generator "
+                                                                   "learned another aligner's conditions")
+            replaced.append("aligner")
     for name in ("Mean.npy", "Std.npy"):
         if not np.array_equal(np.load(run_dir / name), np.load(bundle_dir / name)):
             raise BundleError(run_dir / name, f"differs from {bundle_dir / name}: the run normalised its clips "
@@ -282,13 +289,14 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     dtype = manifest.get("dtype", "float16")
     if dtype not in TORCH_DTYPES:
         raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
-    save_file(_cast(load_file(str(weights_path)), TORCH_DTYPES[dtype]), str(bundle_dir / "generator.safetensors"),
-              metadata={"format": "pt", "dtype": dtype})
+    for name in replaced:
+        save_file(_cast(load_file(str(run_dir / f"{name}.safetensors")), TORCH_DTYPES[dtype]),
+                  str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
     manifest.update({"dataset": dataset, **licence.manifest_fields()})
     for stale in ("vocabulary.json", "vocabulary.safetensors", "word_checks.json"):
         (bundle_dir / stale).unlink(missing_ok=True)  # they describe the data and the generator replaced
     manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
-    add_fine_tuned_generator_section(bundle_dir, run_dir, manifest)
+    add_fine_tuned_generator_section(bundle_dir, run_dir, manifest, replaced)
     return manifest

@@ -83,9 +83,9 @@ class TrainStageConfig:
     # The generator's clips tokenized from this many frame offsets (1 = from frame 0 only): offset p encodes frames
     # p, p+1, ..., so the same motion gives up to FRAMES_PER_TOKEN different code sequences; each draw takes one.
     code_phases: int = 1
-    # Weights to start from instead of a fresh initialisation (the generator stage only): a generator
+    # Weights to start from instead of a fresh initialisation (the aligner, evaluator and generator stages): a
     # ``.safetensors`` with its ``.json`` model config beside it (a run's or a bundle's), which must be this run's
-    # [generator] config; fine-tunes a trained generator on new data (training/README.md, "Fine-tuning the generator").
+    # config of the stage; fine-tunes a trained model on new data (training/README.md, "Fine-tuning on new data").
     init_weights: str = ""
 
     def __post_init__(self) -> None:

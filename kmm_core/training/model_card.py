@@ -15,7 +15,7 @@ was not measured otherwise.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -344,8 +344,8 @@ def _replace_section(text: str, heading: str, lines: list[str]) -> str:
     return head + "\n".join(lines).rstrip("\n") + "\n" + tail
 
 
-def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path,
-                                     manifest: Mapping[str, Any]) -> Path | None:
+def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path, manifest: Mapping[str, Any],
+                                     replaced: Sequence[str] = ("generator",)) -> Path | None:
     """After `bundle_writer.replace_generator`: the card's Data and Licence sections written again from ``manifest``
     and the fine-tune run's data report, and a section saying what the generator was fine-tuned from, on what, and
     how long (replaced when there); a bundle without a card is left without one (None)."""
@@ -365,18 +365,24 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
         head, rest = text.split(FINE_TUNE_BEGIN, 1)
         text = head.rstrip("\n") + "\n\n" + rest.split(FINE_TUNE_END, 1)[1].lstrip("\n")
     stages = {s["stage"]: s for s in stage_summaries(run_dir)}
-    tuned = stages.get("generator")
     try:
-        settings = read_json(Path(run_dir) / "config.json", "run config", allow_non_finite=True)["train"]["generator"]
+        settings = read_json(Path(run_dir) / "config.json", "run config", allow_non_finite=True)["train"]
     except (InputFileError, KeyError, TypeError):
         settings = {}
-    training = (f"{tuned['steps']} steps at a peak learning rate of {settings.get('lr', '?')}, last validation "
+
+    def training(stage: str) -> str:
+        tuned = stages.get(stage)
+        lr = (settings.get(stage) or {}).get("lr", "?") if isinstance(settings, dict) else "?"
+        return (f"{tuned['steps']} steps at a peak learning rate of {lr}, last validation "
                 f"{_validation(tuned['validation'])}, {_minutes(tuned['seconds'])}" if tuned else "no log found")
+
+    tuned_text = "; ".join(f"`{name}.safetensors`: {training(name)}" for name in replaced)
+    kept = [name for name in ("tokenizer", "aligner", "evaluator") if name not in replaced]
     section = [FINE_TUNE_BEGIN, "## Fine-tuned generator", "",
-               f"`generator.safetensors` was fine-tuned from the generator above on the data under Data "
-               f"(`[train.generator] init_weights`, run `{Path(run_dir).name}`: {training}) and put into this bundle "
-               "by `kmm-train fine-tuned-generator`; the tokenizer, aligner, evaluator and prompt decoders are "
-               "unchanged.  The Training table describes the stages the bundle was first trained with.",
+               f"{' and '.join(f'`{name}`' for name in replaced)} fine-tuned from the bundle's own on the data under "
+               f"Data (`[train.<stage>] init_weights`, run `{Path(run_dir).name}`; {tuned_text}) and put into this "
+               f"bundle by `kmm-train fine-tuned-generator`; the {', '.join(kept)} and prompt decoders are unchanged.  "
+               "The Training table describes the stages the bundle was first trained with.",
                FINE_TUNE_END, "", ""]
     if LIMITS_HEADING in text:
         head, rest = text.split(LIMITS_HEADING, 1)

@@ -437,9 +437,10 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
             _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
                    f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
-    if stage_config.init_weights and stage != "generator":
-        raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the generator stage "
-                         "starts from given weights; leave it empty for this stage")
+    if stage_config.init_weights and stage not in FINE_TUNED_STAGES:
+        raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the "
+                         f"{', '.join(FINE_TUNED_STAGES)} stages start from given weights (the tokenizer's codes are "
+                         "what a generator learned); leave it empty for this stage")
     if stage_config.code_phases != 1 and stage != "generator":
         raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
                          "tokenized clips; use 1 for this stage")
@@ -550,6 +551,8 @@ def _train_contrastive(stage: str, model_config: AlignerConfig, config: ProjectC
     stage_config: TrainStageConfig = getattr(config.train, stage)
     seed_everything(stage_config.seed)
     module = ContrastiveTraining(model_config, text_encoder)
+    if stage_config.init_weights:
+        load_initial_weights(module.aligner, Path(stage_config.init_weights), model_config, stage)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
@@ -701,7 +704,7 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
     seed_everything(config.train.generator.seed)
     module = GeneratorTraining(gen, tokenizer)
     if config.train.generator.init_weights:
-        load_initial_generator(module.generator, Path(config.train.generator.init_weights), gen)
+        load_initial_weights(module.generator, Path(config.train.generator.init_weights), gen, "generator")
     validate = None
     if val is not None:
         val_set = TokenClips(*encoded(val, "val"), min_tokens=min_tokens, max_tokens=max_tokens, random_crop=False)
@@ -727,21 +730,25 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
                         export, progress)
 
 
-def load_initial_generator(generator: MaskedGenerator, weights: Path, config: GeneratorConfig) -> None:
-    """``[train.generator] init_weights``: the weights a fine-tune starts from, refused unless the ``.json`` beside
-    them is this run's [generator] config (a resumed run then continues from its own checkpoint instead)."""
+FINE_TUNED_STAGES = ("aligner", "evaluator", "generator")
+"""The stages ``[train.<stage>] init_weights`` may start from trained weights (training/README.md, "Fine-tuning")."""
+
+
+def load_initial_weights(model: nn.Module, weights: Path, config: AlignerConfig | GeneratorConfig, stage: str) -> None:
+    """``[train.<stage>] init_weights``: the weights a fine-tune starts from, refused unless the ``.json`` beside them
+    is this run's model config for the stage (a resumed run then continues from its own checkpoint instead)."""
     config_file = weights.with_suffix(".json")
     if not weights.is_file():
-        raise StageError(f"[train.generator] init_weights: {weights} not found")
+        raise StageError(f"[train.{stage}] init_weights: {weights} not found")
     if not config_file.is_file():
-        raise StageError(f"[train.generator] init_weights: {config_file} (the model config beside the weights) "
+        raise StageError(f"[train.{stage}] init_weights: {config_file} (the model config beside the weights) "
                          "not found")
-    theirs = GeneratorConfig.from_dict(read_json(config_file, "model config"), "generator")
+    theirs = type(config).from_dict(read_json(config_file, "model config"), stage)
     if theirs != config:
         differing = sorted(key for key, value in vars(config).items() if getattr(theirs, key, None) != value)
-        raise StageError(f"[train.generator] init_weights: {config_file} is another generator than this run's "
-                         f"[generator] config (differs in {', '.join(differing)})")
-    load_weights(generator, weights)
+        raise StageError(f"[train.{stage}] init_weights: {config_file} is another {stage} than this run's "
+                         f"[{stage}] config (differs in {', '.join(differing)})")
+    load_weights(model, weights)
 
 
 def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
