@@ -24,23 +24,29 @@ TINY_TRAINING_CONFIG = REPO_ROOT / "training" / "configs" / "tiny.toml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def fine_tune_run(tiny_bundle, prepared_dataset, tmp_path_factory) -> Path:
-    """Three generator steps from the tiny bundle's generator, on the bundle's tokenizer, aligner and Mean/Std."""
-    root = tmp_path_factory.mktemp("fine_tune")
+def _fine_tune_folders(tiny_bundle: Path, prepared_dataset: Path, root: Path, components: tuple[str, ...]):
+    """The tiny data with the bundle's Mean/Std, a run folder holding the bundle's ``components``, and the common
+    arguments of a `kmm-train` stage on them."""
     data = root / "data"
     shutil.copytree(prepared_dataset, data)
     for name in ("Mean.npy", "Std.npy"):
         shutil.copyfile(tiny_bundle / name, data / name)
     run = root / "run"
     run.mkdir()
-    for name in ("tokenizer", "aligner"):
+    for name in components:
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(tiny_bundle / f"{name}{suffix}", run / f"{name}{suffix}")
-    argv = ["generator", "--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--device", "cpu", "--no-progress",
-            "--threads", "1", "--set", f"data.root={data}", "--set", "train.generator.steps=3",
-            "--set", f"train.generator.init_weights={tiny_bundle / 'generator.safetensors'}"]
-    assert main(argv) == 0
+    return run, ["--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--device", "cpu", "--no-progress",
+                 "--threads", "1", "--set", f"data.root={data}"]
+
+
+@pytest.fixture(scope="module")
+def fine_tune_run(tiny_bundle, prepared_dataset, tmp_path_factory) -> Path:
+    """Three generator steps from the tiny bundle's generator, on the bundle's tokenizer, aligner and Mean/Std."""
+    run, common = _fine_tune_folders(tiny_bundle, prepared_dataset, tmp_path_factory.mktemp("fine_tune"),
+                                     ("tokenizer", "aligner"))
+    assert main(["generator", *common, "--set", "train.generator.steps=3",
+                 "--set", f"train.generator.init_weights={tiny_bundle / 'generator.safetensors'}"]) == 0
     return run
 
 
@@ -105,16 +111,7 @@ def test_a_run_of_another_model_is_refused_and_the_bundle_kept(what, message, ti
 def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle, prepared_dataset, tmp_path):
     """[train.aligner] init_weights then [train.generator] init_weights in one run: both go into the bundle (the
     generator learned the new aligner's conditions); the card names both."""
-    data = tmp_path / "data"
-    shutil.copytree(prepared_dataset, data)
-    for name in ("Mean.npy", "Std.npy"):
-        shutil.copyfile(tiny_bundle / name, data / name)
-    run = tmp_path / "run"
-    run.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.copyfile(tiny_bundle / f"tokenizer{suffix}", run / f"tokenizer{suffix}")
-    common = ["--config", str(TINY_TRAINING_CONFIG), "--out", str(run), "--device", "cpu", "--no-progress",
-              "--threads", "1", "--set", f"data.root={data}"]
+    run, common = _fine_tune_folders(tiny_bundle, prepared_dataset, tmp_path, ("tokenizer",))
     assert main(["aligner", *common, "--set", "train.aligner.steps=2",
                  "--set", f"train.aligner.init_weights={tiny_bundle / 'aligner.safetensors'}"]) == 0
     assert main(["generator", *common, "--set", "train.generator.steps=2",

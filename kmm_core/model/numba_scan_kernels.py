@@ -99,6 +99,20 @@ def _stack_buffer(typingctx, like, count):
     return types.CPointer(like)(like, count), codegen
 
 
+@njit(inline="always", **_JIT)
+def _horner8(c, x):
+    """c[0] x^7 + c[1] x^6 + ... + c[7] for the eight coefficients ``c``, by Horner's rule, written out (a loop over
+    the tuple would not be unrolled inside the vectorised loops)."""
+    p = c[0]
+    p = p * x + c[1]
+    p = p * x + c[2]
+    p = p * x + c[3]
+    p = p * x + c[4]
+    p = p * x + c[5]
+    p = p * x + c[6]
+    return p * x + c[7]
+
+
 def exp_of(x):
     """exp for the hot loops (float32: a polynomial that vectorises inline; float64: the library's exp)."""
     return math.exp(x)
@@ -114,15 +128,7 @@ def _exp_of_typed(x):
             x = _EXP_LOW if x < _EXP_LOW else (_EXP_HIGH if x > _EXP_HIGH else x)
             k = (x * _LOG2_E + _ROUNDER) - _ROUNDER
             r = (x - k * _LN2_HIGH) - k * _LN2_LOW
-            p = _TAYLOR[0]
-            p = p * r + _TAYLOR[1]
-            p = p * r + _TAYLOR[2]
-            p = p * r + _TAYLOR[3]
-            p = p * r + _TAYLOR[4]
-            p = p * r + _TAYLOR[5]
-            p = p * r + _TAYLOR[6]
-            p = p * r + _TAYLOR[7]
-            return _times_power_of_two(p, k)
+            return _times_power_of_two(_horner8(_TAYLOR, r), k)
 
         return exp_float32
     if x == types.float64:
@@ -146,16 +152,7 @@ def _softplus_of_typed(x):
             # as 2 s (1 + s^2/3 + ... + s^14/15): the next term is below 1.5e-9 relative (the C++ loop's formula).
             e = exp_of(-abs(x))
             s = e / (np.float32(2) + e)
-            s2 = s * s
-            p = _ATANH_SERIES[0]
-            p = p * s2 + _ATANH_SERIES[1]
-            p = p * s2 + _ATANH_SERIES[2]
-            p = p * s2 + _ATANH_SERIES[3]
-            p = p * s2 + _ATANH_SERIES[4]
-            p = p * s2 + _ATANH_SERIES[5]
-            p = p * s2 + _ATANH_SERIES[6]
-            p = p * s2 + _ATANH_SERIES[7]
-            return (x if x > np.float32(0) else np.float32(0)) + np.float32(2) * s * p
+            return (x if x > np.float32(0) else np.float32(0)) + np.float32(2) * s * _horner8(_ATANH_SERIES, s * s)
 
         return softplus_float32
     if x == types.float64:
