@@ -33,8 +33,16 @@
 
 namespace {
 
-constexpr int64_t CHUNK = 16;
-constexpr int64_t LANES = 16;
+// The block sizes (overridable at build time only for benchmarks/bench_scan_lanes.py, which measures others: on an
+// AVX2-only CPU every size from 8 to 32 lanes was within 10% of these).
+#ifndef KMM_SCAN_CHUNK
+#define KMM_SCAN_CHUNK 16
+#endif
+#ifndef KMM_SCAN_LANES
+#define KMM_SCAN_LANES 16
+#endif
+constexpr int64_t CHUNK = KMM_SCAN_CHUNK;
+constexpr int64_t LANES = KMM_SCAN_LANES;
 
 // exp for the hot loops: Cody-Waite range reduction x = k ln2 + r, |r| <= ln2/2, then a degree-7 Taylor polynomial
 // (truncation error < 6e-9 relative, below float32's 6e-8 rounding step) scaled by 2^k through the exponent bits.
