@@ -200,6 +200,14 @@ def decoding_section(manifest: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _licence_section(manifest: Mapping[str, Any]) -> list[str]:
+    """The card's Licence section: the weights' licence, its note and the data's acknowledgements."""
+    lines = ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
+             f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
+             "", "Acknowledgements:", ""]
+    return lines + ([f"- {text}" for text in manifest.get("acknowledgements", [])] or ["- none recorded"])
+
+
 def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_dir: str | Path,
                bundle_bytes: int, action_results: str | None = None) -> str:
     """The model card's markdown (see the module docstring)."""
@@ -226,10 +234,7 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
               "panel warn about prompts far from every training caption.  No hands or fingers, no interaction with "
               "objects or other people; feet are held on the floor by a clean-up after decoding, not by the model.",
               ""]
-    lines += ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
-              f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
-              "", "Acknowledgements:", ""]
-    lines += [f"- {text}" for text in manifest.get("acknowledgements", [])] or ["- none recorded"]
+    lines += _licence_section(manifest)
     lines += ["", ACTION_RESULTS_HEADING, "", ACTION_RESULTS_BEGIN]
     lines.append(action_results.rstrip("\n") if action_results else
                  "Not measured for this bundle (`kmm-train eval-actions`, then `kmm-train bundle ... "
@@ -301,25 +306,29 @@ def add_prompt_decoder_section(bundle_dir: str | Path, run_dir: str | Path, name
     text = read_text(card, "model card")
     if manifest is not None:
         text = _with_decoding_section(text, manifest)
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")
     stages = {s["stage"]: s for s in stage_summaries(run_dir)}
     refined = stages.get("decoder")
     training = (f" ({refined['steps']} steps, last validation {_validation(refined['validation'])})"
                 if refined else "")
     title = name.replace("_", " ").capitalize()
-    section = "\n".join([
-        begin, f"## {title}", "",
-        f"`{name}.safetensors` ({parameters / 1e6:.2f} M parameters), added by `kmm-train {name.replace('_', '-')}` "
-        f"from the decoder run `{Path(run_dir).name}`{training}: " + _prompt_decoder_text(name, standing_root_sigma),
-        end, "", ""])
+    section = [f"## {title}", "",
+               f"`{name}.safetensors` ({parameters / 1e6:.2f} M parameters), added by `kmm-train "
+               f"{name.replace('_', '-')}` from the decoder run `{Path(run_dir).name}`{training}: "
+               + _prompt_decoder_text(name, standing_root_sigma)]
+    return write_text_atomic(card, _with_marked_section(text, begin, end, section))
+
+
+def _with_marked_section(text: str, begin: str, end: str, lines: list[str]) -> str:
+    """``text`` with the section between the comments ``begin`` and ``end`` removed where it was and ``lines``
+    (between them) put before the intended-use section (at the end when there is none)."""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head.rstrip("\n") + "\n\n" + rest.split(end, 1)[1].lstrip("\n")
+    section = "\n".join([begin, *lines, end, "", ""])
     if LIMITS_HEADING in text:
         head, rest = text.split(LIMITS_HEADING, 1)
-        text = head + section + LIMITS_HEADING + rest
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    return write_text_atomic(card, text)
+        return head + section + LIMITS_HEADING + rest
+    return text.rstrip("\n") + "\n\n" + section
 
 
 def write_model_card(bundle_dir: str | Path, manifest: Mapping[str, Any], parameters: Mapping[str, int],
@@ -354,16 +363,9 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
         return None
     text = read_text(card, "model card")
     text = _replace_section(text, "## Data", _data_section(manifest, dataset_report(run_dir)))
-    licence = ["## Licence", "", f"**{manifest.get('licence')}** (`commercial_use`: "
-               f"{str(manifest.get('commercial_use')).lower()} in bundle.json).", "", str(manifest.get("licence_note")),
-               "", "Acknowledgements:", ""]
-    licence += [f"- {entry}" for entry in manifest.get("acknowledgements", [])] or ["- none recorded"]
-    text = _replace_section(text, "## Licence", licence + [""])
+    text = _replace_section(text, "## Licence", [*_licence_section(manifest), ""])
     text = re.sub(r"\*\*Licence of the weights: [^*]*\.\*\*", f"**Licence of the weights: {manifest.get('licence')}.**",
                   text, count=1)
-    if FINE_TUNE_BEGIN in text and FINE_TUNE_END in text:
-        head, rest = text.split(FINE_TUNE_BEGIN, 1)
-        text = head.rstrip("\n") + "\n\n" + rest.split(FINE_TUNE_END, 1)[1].lstrip("\n")
     stages = {s["stage"]: s for s in stage_summaries(run_dir)}
     try:
         settings = read_json(Path(run_dir) / "config.json", "run config", allow_non_finite=True)["train"]
@@ -378,15 +380,9 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
 
     tuned_text = "; ".join(f"`{name}.safetensors`: {training(name)}" for name in replaced)
     kept = [name for name in ("tokenizer", "aligner", "evaluator") if name not in replaced]
-    section = [FINE_TUNE_BEGIN, "## Fine-tuned generator", "",
+    section = ["## Fine-tuned generator", "",
                f"{' and '.join(f'`{name}`' for name in replaced)} fine-tuned from the bundle's own on the data under "
                f"Data (`[train.<stage>] init_weights`, run `{Path(run_dir).name}`; {tuned_text}) and put into this "
                f"bundle by `kmm-train fine-tuned-generator`; the {', '.join(kept)} and prompt decoders are unchanged.  "
-               "The Training table describes the stages the bundle was first trained with.",
-               FINE_TUNE_END, "", ""]
-    if LIMITS_HEADING in text:
-        head, rest = text.split(LIMITS_HEADING, 1)
-        text = head + "\n".join(section) + LIMITS_HEADING + rest
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(section)
-    return write_text_atomic(card, text)
+               "The Training table describes the stages the bundle was first trained with."]
+    return write_text_atomic(card, _with_marked_section(text, FINE_TUNE_BEGIN, FINE_TUNE_END, section))
