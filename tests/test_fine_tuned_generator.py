@@ -6,13 +6,14 @@ a run that trained on another tokenizer, aligner or normalisation is refused by 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.bundle.word_strength import WORD_CHECKS_FILE
@@ -93,8 +94,6 @@ def test_a_run_of_another_model_is_refused_and_the_bundle_kept(what, message, ti
         tensors = load_file(str(run / f"{what}.safetensors"))
         key = next(k for k in sorted(tensors) if not k.startswith("decoder.") and tensors[k].is_floating_point())
         tensors[key] = tensors[key] + 1
-        from safetensors.torch import save_file
-
         save_file(tensors, str(run / f"{what}.safetensors"))
     elif what == "Mean.npy":
         np.save(run / "Mean.npy", np.load(run / "Mean.npy") + 1)
@@ -108,7 +107,7 @@ def test_a_run_of_another_model_is_refused_and_the_bundle_kept(what, message, ti
     assert {path.name: path.read_bytes() for path in bundle.iterdir()} == files_before
 
 
-def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle, prepared_dataset, tmp_path):
+def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle, prepared_dataset, tmp_path, capsys):
     """[train.aligner] init_weights then [train.generator] init_weights in one run: both go into the bundle (the
     generator learned the new aligner's conditions); the card names both."""
     run, common = _fine_tune_folders(tiny_bundle, prepared_dataset, tmp_path, ("tokenizer",))
@@ -127,3 +126,20 @@ def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle,
     assert "`aligner` and `generator` fine-tuned" in (bundle / "README.md").read_text() or \
         "`generator` and `aligner` fine-tuned" in (bundle / "README.md").read_text()
     ModelBundle.load(bundle, device="cpu")
+
+    # The aligner the generator learned is told by the SHA-256 in the generator's header, not by file times: a copy
+    # of the run whose aligner looks newer goes in; an aligner trained further after the generator is refused.
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    later = (moved / "generator.safetensors").stat().st_mtime + 60
+    os.utime(moved / "aligner.safetensors", (later, later))
+    assert main(["fine-tuned-generator", "--bundle", str(_copy_bundle(tiny_bundle, tmp_path / "b2")),
+                 "--run", str(moved)]) == 0
+    tensors = load_file(str(moved / "aligner.safetensors"))
+    key = next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+    save_file({**tensors, key: tensors[key] * 1.01}, str(moved / "aligner.safetensors"))
+    os.utime(moved / "aligner.safetensors", (later - 120, later - 120))  # older than the generator, yet not its own
+    refused = _copy_bundle(tiny_bundle, tmp_path / "b3")
+    assert main(["fine-tuned-generator", "--bundle", str(refused), "--run", str(moved)]) == 1
+    assert "is not the aligner generator.safetensors was trained on" in capsys.readouterr().err
+    assert (refused / "aligner.safetensors").read_bytes() == (tiny_bundle / "aligner.safetensors").read_bytes()

@@ -24,6 +24,7 @@ from kmm_core.training.stages import (
     TokenizerTraining,
     load_project_config,
     load_stage_model,
+    train_aligner,
     train_generator,
     train_tokenizer,
 )
@@ -295,6 +296,58 @@ def test_a_generator_fine_tune_starts_from_the_given_weights(tmp_path, prepared_
     assert abs(first_accuracy(tuned) - trained_accuracy) < 0.1
     start, after = _weights(given), _weights(tuned / "generator.safetensors")
     assert any(not torch.equal(start[name], after[name]) for name in start)
+
+
+def _caption_drift(given: Path, tuned: Path, captions: list[str]) -> float:
+    """Mean 1 - cosine between two aligners' sentence embeddings of ``captions``."""
+    from kmm_core.model.text_encoder import MiniLMTextEncoder
+
+    encoder = MiniLMTextEncoder()
+    embeddings = []
+    for run in (given, tuned):
+        aligner = load_stage_model(run, "aligner", CPU)
+        aligner.attach_text_encoder(encoder)
+        with torch.no_grad():
+            embeddings.append(aligner.encode_text(captions).sentence)
+    return float((1.0 - (embeddings[0] * embeddings[1]).sum(-1)).mean())
+
+
+def test_an_anchored_aligner_fine_tune_keeps_the_captions_where_they_were(tmp_path, prepared_dataset, tiny_run,
+                                                                        motion_batch):
+    """``anchor_weight`` holds the fine-tuned text head's sentence embeddings near the given one's: the same
+    aggressive fine-tune moves the data's captions several times less with it, still learns (the weights move),
+    and logs the drift it holds down."""
+    given = tiny_run / "aligner.safetensors"
+    settings = ("train.aligner.steps=6", "train.aligner.lr=3e-3", "train.aligner.warmup=0", "train.aligner.log_every=1",
+                "train.aligner.eval_every=0", "train.aligner.checkpoint_every=0", f"train.aligner.init_weights={given}")
+    free, anchored = tmp_path / "free", tmp_path / "anchored"
+    train_aligner(tiny_config(prepared_dataset, *settings), free, device="cpu", progress=False)
+    train_aligner(tiny_config(prepared_dataset, *settings, "train.aligner.anchor_weight=50"), anchored, device="cpu",
+                  progress=False)
+    captions = list(dict.fromkeys(motion_batch.captions))
+    free_drift, anchored_drift = (_caption_drift(tiny_run, run, captions) for run in (free, anchored))
+    assert free_drift > 0.01, free_drift
+    assert anchored_drift < free_drift / 3, (anchored_drift, free_drift)
+    start, after = _weights(given), _weights(anchored / "aligner.safetensors")
+    assert any(not torch.equal(start[name], after[name]) for name in start)
+    trained = [r["metrics"] for r in read_log(anchored / "aligner" / "log.jsonl") if r.get("kind") == "train"]
+    logged = [metrics["anchor_drift"] for metrics in trained]
+    assert logged and all(0.0 <= value < 2.0 for value in logged)
+    free_log = read_log(free / "aligner" / "log.jsonl")
+    assert not any("anchor_drift" in r["metrics"] for r in free_log if r.get("kind") == "train")
+
+
+def test_anchor_weight_needs_a_fine_tuned_aligner_or_evaluator(tmp_path, prepared_dataset, tiny_run):
+    with pytest.raises(StageError, match=r"\[train.aligner\] anchor_weight = 1.0: .*with init_weights set"):
+        train_aligner(tiny_config(prepared_dataset, "train.aligner.anchor_weight=1"), tmp_path / "aligner",
+                      device="cpu", progress=False)
+    run = _run_with_components(tmp_path, tiny_run)
+    with pytest.raises(StageError, match=r"\[train.generator\] anchor_weight = 1.0: .*aligner and evaluator"):
+        train_generator(tiny_config(prepared_dataset, "train.generator.anchor_weight=1",
+                                    f"train.generator.init_weights={tiny_run / 'generator.safetensors'}"),
+                        run, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="anchor_weight"):
+        tiny_config(prepared_dataset, "train.aligner.anchor_weight=-1")
 
 
 def test_init_weights_refuses_another_generator_and_other_stages(tmp_path, prepared_dataset, tiny_run):

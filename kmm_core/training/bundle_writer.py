@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..bundle.model_bundle import (
@@ -31,11 +32,12 @@ from ..bundle.model_bundle import (
     ModelBundle,
     read_manifest,
 )
-from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
+from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries, file_sha256
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
+from .checkpoint import TRAINED_ON_ALIGNER
 from .model_card import (
     add_fine_tuned_generator_section,
     add_prompt_decoder_section,
@@ -241,12 +243,29 @@ def record_checksums(bundle_dir: str | Path) -> dict:
     return manifest
 
 
+def _check_trained_on_aligner(generator_path: Path, aligner_path: Path) -> None:
+    """Refuse a run's aligner unless its generator learned that aligner's conditions: the SHA-256 the generator
+    stage recorded in the weights' header (``TRAINED_ON_ALIGNER``) must be the file's.  Weights exported before the
+    header was written are judged by file times (an aligner newer than the generator is refused)."""
+    with safe_open(str(generator_path), framework="pt") as weights:
+        recorded = (weights.metadata() or {}).get(TRAINED_ON_ALIGNER)
+    if recorded is None:
+        if aligner_path.stat().st_mtime > generator_path.stat().st_mtime:
+            raise BundleError(aligner_path, "is newer than the run's generator: the generator learned another "
+                                            "aligner's conditions")
+    elif recorded != file_sha256(aligner_path):
+        raise BundleError(aligner_path, f"is not the aligner {generator_path.name} was trained on (its header "
+                                        f"records SHA-256 {recorded[:12]}...): the generator learned another "
+                                        "aligner's conditions")
+
+
 def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     """Put into the bundle at ``bundle_dir`` the generator a ``kmm-train generator`` run fine-tuned from it
     (``[train.generator] init_weights``): ``RUN/generator.safetensors``, in the bundle's dtype, and the run's aligner
     with it when the run fine-tuned that too (``[train.aligner] init_weights``: the conditions the generator learned).
     Refused unless the run trained on this bundle's codes: the same generator and aligner configurations, the
-    bundle's tokenizer (encoder and codebooks) and Mean/Std, and an aligner no newer than the generator trained on it.
+    bundle's tokenizer (encoder and codebooks) and Mean/Std, and the run's aligner the one its generator trained on
+    (the SHA-256 in the generator's header).
     The bundle's data summary, licence and vocabulary become those of the run's data (a fine-tune on new sources
     carries their terms); its word checks, which measured the old generator, are removed (``kmm-train check-words``
     measures the new one).  Writes bundle.json once with every checksum, proves the bundle loads, notes the fine-tune
@@ -274,9 +293,7 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
             raise BundleError(run_dir / "aligner.safetensors", f"does not hold the tensors of "
                                                                f"{bundle_dir / 'aligner.safetensors'}")
         if any(not torch.equal(run_aligner[key].to(value.dtype), value) for key, value in shipped.items()):
-            if (run_dir / "aligner.safetensors").stat().st_mtime > weights_path.stat().st_mtime:
-                raise BundleError(run_dir / "aligner.safetensors", "is newer than the run's generator: the generator "
-                                                                   "learned another aligner's conditions")
+            _check_trained_on_aligner(weights_path, run_dir / "aligner.safetensors")
             replaced.append("aligner")
     for name in ("Mean.npy", "Std.npy"):
         if not np.array_equal(np.load(run_dir / name), np.load(bundle_dir / name)):

@@ -165,12 +165,19 @@ def save_checkpoint(
     return final
 
 
+TRAINED_ON_ALIGNER = "trained_on_aligner_sha256"
+"""Header key of a generator's exported weights: the SHA-256 of the ``aligner.safetensors`` whose conditions it learned
+(``kmm-train fine-tuned-generator`` puts a run's aligner into a bundle only with the generator trained on it)."""
+
+
 def export_weights(
-    module: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16, config: Any = None
+    module: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16, config: Any = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the module's weights for shipping: floating-point tensors cast to ``dtype``, integer buffers unchanged.
 
     With ``config``, ``path.with_suffix(".json")`` receives it (the project's ``name.safetensors`` + ``name.json`` pair).
+    ``metadata`` goes into the safetensors header beside the format and dtype (what the weights were trained on).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +185,8 @@ def export_weights(
         name: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor.detach()
         for name, tensor in module.state_dict().items()
     }
-    _save_tensors(_state_dict_for_saving(tensors), path, {"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
+    header = {**(metadata or {}), "format": "pt", "dtype": str(dtype).removeprefix("torch.")}
+    _save_tensors(_state_dict_for_saving(tensors), path, header)
     if config is not None:
         _write_json(path.with_suffix(".json"), config_to_dict(config))
     return path

@@ -87,6 +87,11 @@ class TrainStageConfig:
     # ``.safetensors`` with its ``.json`` model config beside it (a run's or a bundle's), which must be this run's
     # config of the stage; fine-tunes a trained model on new data (training/README.md, "Fine-tuning on new data").
     init_weights: str = ""
+    # With init_weights (the aligner and evaluator stages): weight of a term holding each caption's sentence embedding
+    # where the given text head put it, mean(1 - cosine(new, given)) over the batch's captions.  A fine-tune then
+    # moves only the captions the contrastive loss pulls hardest (the confused ones) and keeps the rest of the text
+    # space the generator learned (training/README.md, "Fine-tuning on new data").  0 = off.
+    anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -103,6 +108,7 @@ class TrainStageConfig:
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
+        _require(self.anchor_weight >= 0, "anchor_weight", f"must be >= 0 (0 = off), got {self.anchor_weight}")
         _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")
         _require(1 <= self.code_phases <= FRAMES_PER_TOKEN, "code_phases",
                  f"must be 1..{FRAMES_PER_TOKEN} (frame offsets within one token), got {self.code_phases}")

@@ -22,6 +22,7 @@ RUN/tokenizer.safetensors; off unless ``[decoder] jerk_weight`` > 0).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -35,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..bundle.weight_checksums import file_sha256
 from ..common.atomic_write import atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import ConfigError, InputFileError, KMMError
@@ -60,7 +62,7 @@ from ..model.weights import load_weights
 from ..motion.skeleton import JOINT_INDEX
 from .balanced_sampling import action_groups, group_shares, sampling_weights
 from .batches import ShuffledBatches
-from .checkpoint import export_weights
+from .checkpoint import TRAINED_ON_ALIGNER, export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
 from .distributed import DistributedContext, barrier, init_distributed
 from .trainer import Trainer, TrainResult, seed_everything
@@ -326,7 +328,8 @@ def joint_jerk_distance(joints: torch.Tensor, reference: torch.Tensor, valid: to
 class ContrastiveTraining(nn.Module):
     """Symmetric InfoNCE of a :class:`TextMotionAligner` (aligner or evaluator) on a :class:`MotionBatch`.
 
-    The frozen MiniLM encoder is held outside the state dict (its weights ship in their own package).
+    The frozen MiniLM encoder is held outside the state dict (its weights ship in their own package), and so is the
+    frozen text head of :meth:`anchor_text` (a fine-tune's ``anchor_weight``).
     """
 
     def __init__(self, config: AlignerConfig, text_encoder: MiniLMTextEncoder):
@@ -334,11 +337,27 @@ class ContrastiveTraining(nn.Module):
         self.aligner = TextMotionAligner(config, text_encoder)
         self.config = config
         self.__dict__["text_encoder"] = text_encoder
+        self.__dict__["anchor"] = None
+        self.anchor_weight = 0.0
+
+    def anchor_text(self, weight: float) -> None:
+        """Hold the captions' sentence embeddings near the current text head's (call after loading the given
+        weights): the loss gains ``weight x mean(1 - cosine(text, anchored text))``, logged as ``anchor_drift``."""
+        anchor = copy.deepcopy(self.aligner.text_head).requires_grad_(False).eval()
+        self.__dict__["anchor"] = anchor
+        self.anchor_weight = float(weight)
 
     def compute_loss(self, batch: MotionBatch) -> tuple[torch.Tensor, dict[str, float]]:
         minilm = self.text_encoder.encode(batch.captions).to(batch.features.device)
         out = self.aligner(minilm, batch.features, batch.valid)
-        return out.loss, {"accuracy": float(out.accuracy), "temperature": float(out.temperature.detach())}
+        metrics = {"accuracy": float(out.accuracy), "temperature": float(out.temperature.detach())}
+        if self.anchor is None:
+            return out.loss, metrics
+        with torch.no_grad():
+            anchored = self.anchor.to(out.text.device)(minilm).sentence
+        drift = (1.0 - (out.text * anchored).sum(-1)).mean()
+        metrics["anchor_drift"] = float(drift.detach())
+        return out.loss + self.anchor_weight * drift, metrics
 
 
 class GeneratorTraining(nn.Module):
@@ -441,6 +460,10 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
         raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the "
                          f"{', '.join(FINE_TUNED_STAGES)} stages start from given weights (the tokenizer's codes are "
                          "what a generator learned); leave it empty for this stage")
+    if stage_config.anchor_weight and not (stage_config.init_weights and stage in ("aligner", "evaluator")):
+        raise StageError(f"[train.{stage}] anchor_weight = {stage_config.anchor_weight}: it holds a fine-tuned text "
+                         "head near the one it started from, so only the aligner and evaluator stages take it, with "
+                         "init_weights set; use 0 here")
     if stage_config.code_phases != 1 and stage != "generator":
         raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
                          "tokenized clips; use 1 for this stage")
@@ -553,6 +576,8 @@ def _train_contrastive(stage: str, model_config: AlignerConfig, config: ProjectC
     module = ContrastiveTraining(model_config, text_encoder)
     if stage_config.init_weights:
         load_initial_weights(module.aligner, Path(stage_config.init_weights), model_config, stage)
+        if stage_config.anchor_weight:
+            module.anchor_text(stage_config.anchor_weight)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
@@ -683,8 +708,10 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
         return text_condition(texts, gen.condition_source, text_encoder, aligner).sentence
 
     digests = _file_digest(out_dir / "tokenizer.safetensors")
+    trained_on = {}
     if aligner is not None:
         digests += "-" + _file_digest(out_dir / "aligner.safetensors")
+        trained_on[TRAINED_ON_ALIGNER] = file_sha256(out_dir / "aligner.safetensors")
     train_clips = motion_split(config, "train")
     if context.is_main:
         write_run_metadata(config, out_dir, train_clips)
@@ -724,7 +751,7 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
             return totals
 
     def export() -> Path:
-        return export_weights(module.generator, out_dir / "generator.safetensors", torch.float32, gen)
+        return export_weights(module.generator, out_dir / "generator.safetensors", torch.float32, gen, trained_on)
 
     return _run_trainer("generator", module, train_set, collate_tokens, config, out_dir, context, resume, validate,
                         export, progress)
