@@ -13,9 +13,17 @@ import pytest
 
 from kmm_core.data.extra_sources import hdm05_specs
 from kmm_core.data.prepare import read_index
-from kmm_core.data.reversed_takes import REVERSED_SUFFIX, reversed_takes
+from kmm_core.data.reversed_takes import (
+    LYING_LEAD_IN_SECONDS,
+    REVERSED_SUFFIX,
+    RISE_METRES,
+    played_backwards,
+    reversed_takes,
+)
 from kmm_core.evaluation.action_checks import run_check
 from kmm_core.evaluation.take_checks import check_scan, clip_joints
+from kmm_core.motion.model_timing import MODEL_FPS
+from kmm_core.motion.skeleton import JOINT_INDEX
 from kmm_core.training.prepare_command import main
 
 # Five takes of lying down (one actor each, two of bk) and a squat, which has no reverse of its own.
@@ -50,8 +58,28 @@ def test_a_reversed_lie_down_gets_up_and_is_captioned_so(hdm05_lying):
     forward, backward = clip_joints(original), clip_joints(spec)
     assert run_check("lie", forward).passed and not run_check("getup", forward).passed
     assert run_check("getup", backward).passed
-    # The same poses in the opposite order (each put on the floor and facing +Z at its own first frame).
+    # The same poses in the opposite order (each put on the floor and facing +Z at its own first frame), the long
+    # still lying at the end of the lie-down cut to a second before the head rises.
     assert abs(forward[0, 0, 1] - backward[-1, 0, 1]) < 0.02 and abs(forward[-1, 0, 1] - backward[0, 0, 1]) < 0.02
+    head = backward[:, JOINT_INDEX["head"], 1]
+    rise = int(np.flatnonzero(head > np.median(head[:10]) + RISE_METRES)[0])
+    assert abs(rise - LYING_LEAD_IN_SECONDS * MODEL_FPS) <= 3, rise
+    assert len(backward) < len(forward) - 10
+
+
+def test_played_backwards_keeps_a_second_of_lying_before_the_rise():
+    """A body that lies still 4 s, then rises (head from 0.1 m to 1.6 m over 2 s), played forwards in reverse: the
+    copy starts 1 s before the head rises 0.15 m; a reverse that never rises is kept whole."""
+    lying, rising = np.full(80, 0.1), np.linspace(0.1, 1.6, 40)
+    head = np.concatenate([lying, rising])[::-1]  # the lie-down take: stands, goes down, lies still
+    joints = np.zeros((len(head), 22, 3))
+    joints[:, JOINT_INDEX["head"], 1] = head
+    backwards = played_backwards(joints)
+    rise = int(np.flatnonzero(backwards[:, JOINT_INDEX["head"], 1] > 0.1 + RISE_METRES)[0])
+    assert rise == round(LYING_LEAD_IN_SECONDS * MODEL_FPS)
+    assert np.array_equal(backwards, joints[::-1][84 - rise:])  # the head passes 0.25 m 4 frames into its rise
+    still = np.zeros((50, 22, 3))
+    assert np.array_equal(played_backwards(still), still)
 
 
 def test_prepare_adds_reversed_get_ups_to_train_only(hdm05_lying, tmp_path):

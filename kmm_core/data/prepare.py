@@ -55,6 +55,7 @@ from ..humanml3d.preprocess import process_motion
 from ..motion.model_timing import MODEL_FPS
 from ..motion.skeleton import mirror_positions, mirror_text
 from .motion_files import motion_from_text
+from .reversed_takes import played_backwards
 from .sources import BvhLocation, ClipSpec, read_bvh_texts
 from .splits import SPLITS, assign_splits, check_fractions
 
@@ -204,7 +205,7 @@ def process_spec(motion: BvhMotion, spec: ClipSpec, options: PrepareOptions) -> 
     joint_map = _choose_joint_map(motion, spec.joint_maps, label)
     joints = bvh_to_canonical_joints(_select_frames(motion, spec), joint_map, MODEL_FPS)
     if spec.reverse:
-        joints = np.ascontiguousarray(joints[::-1])
+        joints = played_backwards(joints)
     windows = plan_windows(len(joints), options.min_frames, options.max_frames, options.min_source_frames)
     if not windows:
         outcome.dropped_frames = len(joints)

@@ -8,6 +8,11 @@ floor; docs/data.md, "Reversed takes").  Lying down is slow and quasi-static, so
 hand pushes off the floor, the knees come under the body, the torso straightens.  Each copy is
 checked by the ``getup`` action check (lies in the first half, stands upright at the end) before prepare keeps it.
 
+A lying-down take ends with the performer lying still for seconds (HDM05's: 2-4 s of 5-7), so played backwards it
+would lie still for half its length before rising, and a generator taught so answers "gets up" by lying on (measured:
+the rise came in the segment's last second).  ``played_backwards`` cuts that still start to
+``LYING_LEAD_IN_SECONDS`` before the head first rises ``RISE_METRES`` above where it lay.
+
 A copy shares its take with the original (``ClipSpec.take``), so it lands in the original's split, which prepare
 deals by the original's stratum alone; copies of val and test takes are left out: they train, never measure, and the
 val and test splits stay those of the data without them (``prepare._write_dataset``).
@@ -17,6 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
+from ..motion.model_timing import MODEL_FPS
+from ..motion.skeleton import JOINT_INDEX
 from .action_captions import captions_from_phrases
 from .sources import ClipSpec, SourceScan
 
@@ -30,6 +39,19 @@ REVERSIBLE_CONTENTS = {
 }
 REVERSED_SUFFIX = "_reversed"
 GETUP_CHECK = (("getup", None),)
+LYING_LEAD_IN_SECONDS = 1.0  # still lying kept before the rise (the getup check asks for 0.5 s lying first)
+RISE_METRES = 0.15           # the head this far above its height over the first half second: the rise has begun
+
+
+def played_backwards(joints: np.ndarray, fps: float = MODEL_FPS) -> np.ndarray:
+    """A take's joints (T, 22, 3), y up, reversed, starting ``LYING_LEAD_IN_SECONDS`` before the head first rises
+    ``RISE_METRES`` above its height over the first half second (the whole reverse if it never does)."""
+    backwards = joints[::-1]
+    head = backwards[:, JOINT_INDEX["head"], 1]
+    lying = float(np.median(head[: max(1, round(0.5 * fps))]))
+    risen = np.flatnonzero(head > lying + RISE_METRES)
+    start = max(0, int(risen[0]) - round(LYING_LEAD_IN_SECONDS * fps)) if len(risen) else 0
+    return np.ascontiguousarray(backwards[start:])
 
 
 def reversed_takes(specs: list[ClipSpec], seed: int = 0, captions_per_clip: int = 3) -> SourceScan:

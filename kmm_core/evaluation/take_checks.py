@@ -26,6 +26,7 @@ from ..common.bounded_read import read_text
 from ..common.errors import KMMError
 from ..common.limits import MAX_MOTION_TEXT_BYTES
 from ..data.motion_files import motion_from_text
+from ..data.reversed_takes import played_backwards
 from ..data.sources import ClipSpec, SourceScan
 from ..humanml3d.features import features_to_joints
 from ..humanml3d.preprocess import process_motion
@@ -73,7 +74,7 @@ def clip_joints(spec: ClipSpec) -> np.ndarray:
     joint_map.check_skeleton(motion.names, spec.location.label)
     raw = bvh_to_canonical_joints(motion, joint_map, MODEL_FPS)
     if spec.reverse:
-        raw = np.ascontiguousarray(raw[::-1])
+        raw = played_backwards(raw)
     features, _ = process_motion(raw)
     return features_to_joints(features.astype(np.float32)).astype(np.float64)
 
