@@ -456,14 +456,6 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
             _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
                    f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
-    if stage_config.init_weights and stage not in FINE_TUNED_STAGES:
-        raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the "
-                         f"{', '.join(FINE_TUNED_STAGES)} stages start from given weights (the tokenizer's codes are "
-                         "what a generator learned); leave it empty for this stage")
-    if stage_config.anchor_weight and not (stage_config.init_weights and stage in ("aligner", "evaluator")):
-        raise StageError(f"[train.{stage}] anchor_weight = {stage_config.anchor_weight}: it holds a fine-tuned text "
-                         "head near the one it started from, so only the aligner and evaluator stages take it, with "
-                         "init_weights set; use 0 here")
     if stage_config.code_phases != 1 and stage != "generator":
         raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
                          "tokenized clips; use 1 for this stage")
@@ -484,6 +476,19 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
     return StageResult(stage, result, weights)
 
 
+def _check_fine_tuning(config: ProjectConfig, stage: str) -> None:
+    """Refuse ``init_weights`` and ``anchor_weight`` where the stage cannot use them, before any data is read."""
+    stage_config: TrainStageConfig = getattr(config.train, stage)
+    if stage_config.init_weights and stage not in FINE_TUNED_STAGES:
+        raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the "
+                         f"{', '.join(FINE_TUNED_STAGES)} stages start from given weights (the tokenizer's codes are "
+                         "what a generator learned); leave it empty for this stage")
+    if stage_config.anchor_weight and not (stage_config.init_weights and stage in ("aligner", "evaluator")):
+        raise StageError(f"[train.{stage}] anchor_weight = {stage_config.anchor_weight}: it holds a fine-tuned text "
+                         "head near the one it started from, so only the aligner and evaluator stages take it, with "
+                         "init_weights set; use 0 here")
+
+
 def _context(device: str | None) -> DistributedContext:
     return init_distributed(None if device in (None, "auto") else device)
 
@@ -500,6 +505,7 @@ def _print(message: str) -> None:
 def train_tokenizer(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
                     progress: bool = True) -> StageResult:
     """Train the motion tokenizer (VQ-VAE); writes RUN/tokenizer.safetensors + .json."""
+    _check_fine_tuning(config, "tokenizer")
     out_dir, context = Path(out_dir), _context(device)
     train_set = motion_split(config, "train")
     if context.is_main:
@@ -566,6 +572,7 @@ def _train_contrastive(stage: str, model_config: AlignerConfig, config: ProjectC
                        device: str | None, progress: bool) -> StageResult:
     if model_config.motion_input != "features":
         raise ConfigError(f"[{stage}] motion_input = '{model_config.motion_input}': training supports 'features' only")
+    _check_fine_tuning(config, stage)
     context = _context(device)
     train_set = motion_split(config, "train")
     if context.is_main:
@@ -697,6 +704,7 @@ def _split_rows(stacked: torch.Tensor, offsets: torch.Tensor) -> list[torch.Tens
 def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
                     progress: bool = True) -> StageResult:
     """Train the masked generator on codes of the frozen tokenizer; writes RUN/generator.safetensors + .json."""
+    _check_fine_tuning(config, "generator")
     out_dir, context = Path(out_dir), _context(device)
     gen = config.generator
     tokenizer = load_stage_model(out_dir, "tokenizer", context.device)
@@ -782,6 +790,7 @@ def train_decoder(config: ProjectConfig, out_dir: str | Path, *, resume: bool = 
                   progress: bool = True) -> StageResult:
     """Retrain the finished tokenizer's decoder alone with the ``[decoder]`` jerk term (codes unchanged); writes
     RUN/decoder.safetensors + .json (a whole tokenizer: the bundle ships it in place of RUN/tokenizer)."""
+    _check_fine_tuning(config, "decoder")
     out_dir, context = Path(out_dir), _context(device)
     if config.decoder.jerk_weight <= 0:
         raise StageError("the decoder stage is off: set [decoder] jerk_weight > 0 (e.g. --set decoder.jerk_weight=0.1)")
