@@ -28,6 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report_file import save_report  # noqa: E402
+from kmm_core.common.errors import KMMError  # noqa: E402
+from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
 from kmm_core.model.text_encoder import MiniLMTextEncoder  # noqa: E402
 from kmm_core.training.stages import load_stage_model  # noqa: E402
 
@@ -47,10 +49,10 @@ PAIRS = (
 
 
 def data_captions(root: Path, count: int) -> list[str]:
-    """Up to ``count`` distinct captions of a prepared folder's ``texts/`` (a fixed random choice)."""
-    captions: set[str] = set()
-    for path in sorted((root / "texts").glob("*.txt")):
-        captions.update(line.split("#")[0].strip() for line in path.read_text().splitlines() if line.strip())
+    """Up to ``count`` distinct captions of a prepared folder's clips (a fixed random choice)."""
+    folder = HumanML3DFolder(root)
+    captions = {caption.text for name in folder.clip_names() if folder.has_captions(name)
+                for caption in folder.load_captions(name)}
     chosen = sorted(captions)
     random.Random(0).shuffle(chosen)
     return chosen[:count]
@@ -105,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         if not bar or not first.strip() or not second.strip():
             parser.error(f"--pair {pair!r}: expected 'first prompt|second prompt'")
         pairs.append((first.strip(), second.strip()))
-    captions = data_captions(args.data, args.captions)
-    if not captions:
-        parser.error(f"--data {args.data}: no captions under {args.data / 'texts'}")
-    report = compare(args.models, captions, pairs)
+    try:
+        captions = data_captions(args.data, args.captions)
+        if not captions:
+            parser.error(f"--data {args.data}: no clip with captions (a folder written by `kmm-train prepare`)")
+        report = compare(args.models, captions, pairs)
+    except KMMError as error:
+        parser.error(str(error))
     if args.out:
         save_report(args.out, report)
     else:

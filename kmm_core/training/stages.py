@@ -23,7 +23,6 @@ RUN/tokenizer.safetensors; off unless ``[decoder] jerk_weight`` > 0).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -634,10 +633,6 @@ def load_stage_model(out_dir: Path, stage: str, device: torch.device) -> nn.Modu
     return model.to(device).eval().requires_grad_(False)
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 @torch.no_grad()
 def encode_split(clips: MotionClips, tokenizer: MotionTokenizer, condition: Callable[[list[str]], torch.Tensor],
                  device: torch.device, batch_size: int = 64, phases: int = 1
@@ -715,11 +710,13 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
     def condition(texts: list[str]) -> torch.Tensor:
         return text_condition(texts, gen.condition_source, text_encoder, aligner).sentence
 
-    digests = _file_digest(out_dir / "tokenizer.safetensors")
+    # The cached codes' key: the first 16 hex digits of each frozen model's SHA-256; the aligner's whole SHA-256 goes
+    # into the generator's header (``TRAINED_ON_ALIGNER``).
+    digests = file_sha256(out_dir / "tokenizer.safetensors")[:16]
     trained_on = {}
     if aligner is not None:
-        digests += "-" + _file_digest(out_dir / "aligner.safetensors")
         trained_on[TRAINED_ON_ALIGNER] = file_sha256(out_dir / "aligner.safetensors")
+        digests += "-" + trained_on[TRAINED_ON_ALIGNER][:16]
     train_clips = motion_split(config, "train")
     if context.is_main:
         write_run_metadata(config, out_dir, train_clips)
