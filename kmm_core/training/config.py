@@ -92,6 +92,10 @@ class TrainStageConfig:
     # moves only the captions the contrastive loss pulls hardest (the confused ones) and keeps the rest of the text
     # space the generator learned (training/README.md, "Fine-tuning on new data").  0 = off.
     anchor_weight: float = 0.0
+    # With anchor_weight: captions containing any of these phrases (case-insensitive) are left out of the anchor
+    # term, so that they alone move freely while the rest of the text space is held: the captions the fine-tune is
+    # for (["gets up", "stands up"] for the reversed lie-downs).  Empty = every caption anchored.
+    unanchored_phrases: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -109,6 +113,8 @@ class TrainStageConfig:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
         _require(self.anchor_weight >= 0, "anchor_weight", f"must be >= 0 (0 = off), got {self.anchor_weight}")
+        _require(all(phrase.strip() for phrase in self.unanchored_phrases), "unanchored_phrases",
+                 f"must not hold an empty phrase (it would match every caption), got {self.unanchored_phrases}")
         _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")
         _require(1 <= self.code_phases <= FRAMES_PER_TOKEN, "code_phases",
                  f"must be 1..{FRAMES_PER_TOKEN} (frame offsets within one token), got {self.code_phases}")

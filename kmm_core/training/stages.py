@@ -26,7 +26,7 @@ import copy
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -338,13 +338,21 @@ class ContrastiveTraining(nn.Module):
         self.__dict__["text_encoder"] = text_encoder
         self.__dict__["anchor"] = None
         self.anchor_weight = 0.0
+        self.unanchored_phrases: tuple[str, ...] = ()
 
-    def anchor_text(self, weight: float) -> None:
+    def anchor_text(self, weight: float, unanchored_phrases: Sequence[str] = ()) -> None:
         """Hold the captions' sentence embeddings near the current text head's (call after loading the given
-        weights): the loss gains ``weight x mean(1 - cosine(text, anchored text))``, logged as ``anchor_drift``."""
+        weights): the loss gains ``weight x mean(1 - cosine(text, anchored text))`` over the batch's captions that
+        contain none of `unanchored_phrases` (case-insensitive), logged as ``anchor_drift``."""
         anchor = copy.deepcopy(self.aligner.text_head).requires_grad_(False).eval()
         self.__dict__["anchor"] = anchor
         self.anchor_weight = float(weight)
+        self.unanchored_phrases = tuple(phrase.lower() for phrase in unanchored_phrases)
+
+    def _anchored(self, captions: Sequence[str]) -> torch.Tensor:
+        """1.0 for each caption the anchor holds, 0.0 for one naming an unanchored phrase."""
+        return torch.tensor([0.0 if any(phrase in caption.lower() for phrase in self.unanchored_phrases) else 1.0
+                             for caption in captions])
 
     def compute_loss(self, batch: MotionBatch) -> tuple[torch.Tensor, dict[str, float]]:
         minilm = self.text_encoder.encode(batch.captions).to(batch.features.device)
@@ -354,7 +362,8 @@ class ContrastiveTraining(nn.Module):
             return out.loss, metrics
         with torch.no_grad():
             anchored = self.anchor.to(out.text.device)(minilm).sentence
-        drift = (1.0 - (out.text * anchored).sum(-1)).mean()
+        held = self._anchored(batch.captions).to(out.text.device)
+        drift = ((1.0 - (out.text * anchored).sum(-1)) * held).sum() / held.sum().clamp(min=1.0)
         metrics["anchor_drift"] = float(drift.detach())
         return out.loss + self.anchor_weight * drift, metrics
 
@@ -486,6 +495,9 @@ def _check_fine_tuning(config: ProjectConfig, stage: str) -> None:
         raise StageError(f"[train.{stage}] anchor_weight = {stage_config.anchor_weight}: it holds a fine-tuned text "
                          "head near the one it started from, so only the aligner and evaluator stages take it, with "
                          "init_weights set; use 0 here")
+    if stage_config.unanchored_phrases and not stage_config.anchor_weight:
+        raise StageError(f"[train.{stage}] unanchored_phrases = {stage_config.unanchored_phrases}: they free captions "
+                         "from the anchor term, which is off here; set anchor_weight too, or leave them empty")
 
 
 def _context(device: str | None) -> DistributedContext:
@@ -583,7 +595,7 @@ def _train_contrastive(stage: str, model_config: AlignerConfig, config: ProjectC
     if stage_config.init_weights:
         load_initial_weights(module.aligner, Path(stage_config.init_weights), model_config, stage)
         if stage_config.anchor_weight:
-            module.anchor_text(stage_config.anchor_weight)
+            module.anchor_text(stage_config.anchor_weight, stage_config.unanchored_phrases)
     val = validation_split(config, _print) if context.is_main else None
     validate = None
     if val is not None:
