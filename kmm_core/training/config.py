@@ -94,7 +94,8 @@ class TrainStageConfig:
     anchor_weight: float = 0.0
     # With anchor_weight: captions containing any of these phrases (case-insensitive) are left out of the anchor
     # term, so that they alone move freely while the rest of the text space is held: the captions the fine-tune is
-    # for (["gets up", "stands up"] for the reversed lie-downs).  Empty = every caption anchored.
+    # for (["gets up", "rises from lying"] for the reversed lie-downs; not "rises" alone, which squats' captions use).
+    # Empty = every caption anchored.
     unanchored_phrases: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
