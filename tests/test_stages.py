@@ -14,6 +14,7 @@ import torch
 from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.common.errors import ConfigError, InputFileError
 from kmm_core.data.motion_dataset import EmptySplitError, MotionClips, TokenClips, collate_motion, collate_tokens
+from kmm_core.humanml3d.dataset_folder import HumanML3DFolder
 from kmm_core.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from kmm_core.training.run_log import read_log
 from kmm_core.training.stages import (
@@ -350,8 +351,9 @@ def test_unanchored_phrases_free_only_the_captions_that_name_them(tmp_path, prep
     train_aligner(tiny_config(prepared_dataset, *settings), held_run, device="cpu", progress=False)
     train_aligner(tiny_config(prepared_dataset, *settings, 'train.aligner.unanchored_phrases=["WALK"]'), freed_run,
                   device="cpu", progress=False)
-    captions = sorted({line.split("#")[0] for file in (prepared_dataset / "texts").glob("*.txt")
-                       for line in file.read_text().splitlines() if line.strip()})
+    folder = HumanML3DFolder(prepared_dataset)
+    captions = sorted({caption.text for name in folder.clip_names() if folder.has_captions(name)
+                       for caption in folder.load_captions(name)})
     walks = [caption for caption in captions if "walk" in caption.lower()]
     others = [caption for caption in captions if "walk" not in caption.lower()]
     assert len(walks) >= 10 and len(others) >= 10, captions
