@@ -364,6 +364,47 @@ def test_unanchored_phrases_free_only_the_captions_that_name_them(tmp_path, prep
     assert others_freed < 1.1 * others_held, (others_freed, others_held)      # measured 0.058 vs 0.058
 
 
+def _prediction_shift(given: Path, tuned: Path, motion_batch) -> float:
+    """Mean KL(given || tuned) of two generators' base-layer predictions on the same masked real clips (every
+    second token masked; the tuned run's tokenizer and aligner are the given one's)."""
+    from kmm_core.model.masked_generator import distillation_kl
+    from kmm_core.model.text_encoder import MiniLMTextEncoder
+
+    tokenizer, aligner = load_stage_model(given, "tokenizer", CPU), load_stage_model(given, "aligner", CPU)
+    generators = [load_stage_model(run, "generator", CPU) for run in (given, tuned)]
+    with torch.no_grad():
+        codes = tokenizer.encode(motion_batch.features, motion_batch.valid)[..., 0]
+        valid = codes >= 0
+        masked = valid & (torch.arange(codes.shape[1]) % 2 == 0)
+        inputs = codes.clamp(min=0).masked_fill(masked, generators[0].mask_id)
+        sentence = aligner.text_head(MiniLMTextEncoder().encode(motion_batch.captions)).sentence
+        logits = [generator(inputs, valid, sentence)[masked] for generator in generators]
+    return float(distillation_kl(logits[1], logits[0]))
+
+
+def test_a_distilled_generator_fine_tune_keeps_its_predictions(tmp_path, prepared_dataset, tiny_run, motion_batch):
+    """``distill_weight`` holds a fine-tuned generator's predictions near the given one's: the same aggressive
+    fine-tune shifts them several times less with it, still learns (the weights move), and logs the KL it holds
+    down; without it nothing is logged."""
+    given = tiny_run / "generator.safetensors"
+    settings = ("train.generator.steps=6", "train.generator.lr=3e-3", "train.generator.warmup=0",
+                "train.generator.log_every=1", "train.generator.eval_every=0", "train.generator.checkpoint_every=0",
+                f"train.generator.init_weights={given}")
+    free, distilled = _run_with_components(tmp_path, tiny_run, "free"), _run_with_components(tmp_path, tiny_run, "held")
+    train_generator(tiny_config(prepared_dataset, *settings), free, device="cpu", progress=False)
+    train_generator(tiny_config(prepared_dataset, *settings, "train.generator.distill_weight=20"), distilled,
+                    device="cpu", progress=False)
+    free_shift, held_shift = (_prediction_shift(tiny_run, run, motion_batch) for run in (free, distilled))
+    assert free_shift > 0.015, free_shift                                 # measured 0.030
+    assert held_shift < free_shift / 3, (held_shift, free_shift)         # measured 0.0037
+    start, after = _weights(given), _weights(distilled / "generator.safetensors")
+    assert any(not torch.equal(start[name], after[name]) for name in start)
+    logged = [r["metrics"]["distill"] for r in read_log(distilled / "generator" / "log.jsonl") if r.get("kind") == "train"]
+    assert len(logged) == 6 and all(value >= 0.0 for value in logged), logged
+    assert not any("distill" in r["metrics"] for r in read_log(free / "generator" / "log.jsonl")
+                   if r.get("kind") == "train")
+
+
 def test_anchor_weight_needs_a_fine_tuned_aligner_or_evaluator(tmp_path, prepared_dataset, tiny_run):
     with pytest.raises(StageError, match=r"\[train.aligner\] anchor_weight = 1.0: .*with init_weights set"):
         train_aligner(tiny_config(prepared_dataset, "train.aligner.anchor_weight=1"), tmp_path / "aligner",
@@ -381,6 +422,19 @@ def test_anchor_weight_needs_a_fine_tuned_aligner_or_evaluator(tmp_path, prepare
                       tmp_path / "unanchored", device="cpu", progress=False)
     with pytest.raises(ConfigError, match="unanchored_phrases.*empty phrase"):
         tiny_config(prepared_dataset, 'train.aligner.unanchored_phrases=["gets up", " "]')
+
+
+def test_distill_weight_needs_a_fine_tuned_generator(tmp_path, prepared_dataset, tiny_run):
+    run = _run_with_components(tmp_path, tiny_run)
+    with pytest.raises(StageError, match=r"\[train.generator\] distill_weight = 1.0: .*generator stage with init_weights"):
+        train_generator(tiny_config(prepared_dataset, "train.generator.distill_weight=1"), run, device="cpu",
+                        progress=False)
+    with pytest.raises(StageError, match=r"\[train.aligner\] distill_weight = 1.0"):
+        train_aligner(tiny_config(prepared_dataset, "train.aligner.distill_weight=1",
+                                  f"train.aligner.init_weights={tiny_run / 'aligner.safetensors'}"),
+                      tmp_path / "aligner", device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="distill_weight"):
+        tiny_config(prepared_dataset, "train.generator.distill_weight=-1")
 
 
 def test_init_weights_refuses_another_generator_and_other_stages(tmp_path, prepared_dataset, tiny_run):

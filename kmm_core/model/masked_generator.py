@@ -38,6 +38,15 @@ class GeneratorLoss:
     mask: Tensor  # (B, L) positions that were masked
     residual_loss: Tensor | None = None
     residual_accuracy: Tensor | None = None
+    distill: Tensor | None = None  # with a teacher: KL(teacher || model) on the same positions, base + residual
+
+
+def distillation_kl(logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Mean over positions (rows) of KL(teacher || model) between the two (N, K) logits' softmax distributions."""
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    return F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(teacher_logits.float(), -1), log_target=True,
+                    reduction="batchmean")
 
 
 def build_backbone(config: GeneratorConfig, n_layers: int) -> nn.Module:
@@ -141,8 +150,10 @@ class ResidualPredictor(nn.Module):
 
     def training_loss(self, codes: Tensor, token_valid: Tensor, sentence: Tensor | None,
                       cond_per_token: Tensor | None, drop_condition: Tensor | None,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """CE of a random residual layer per sample, on all valid positions; returns (loss, accuracy)."""
+                      generator: torch.Generator | None = None,
+                      teacher: ResidualPredictor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """CE of a random residual layer per sample, on all valid positions; returns (loss, accuracy, distill):
+        with a `teacher`, distill is :func:`distillation_kl` of its logits for the same inputs (else None)."""
         batch = codes.shape[0]
         layer = torch.randint(1, self.num_quantizers, (batch,), generator=generator).to(codes.device)
         logits = self(codes, layer, token_valid, sentence, cond_per_token, drop_condition)
@@ -150,7 +161,12 @@ class ResidualPredictor(nn.Module):
         chosen = token_valid & (target >= 0)
         loss = F.cross_entropy(logits[chosen], target[chosen])
         accuracy = (logits[chosen].argmax(-1) == target[chosen]).float().mean()
-        return loss, accuracy
+        distill = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(codes, layer, token_valid, sentence, cond_per_token, drop_condition)
+            distill = distillation_kl(logits[chosen], teacher_logits[chosen])
+        return loss, accuracy, distill
 
 
 class MaskedGenerator(nn.Module):
@@ -198,8 +214,13 @@ class MaskedGenerator(nn.Module):
 
     def training_loss(self, codes: Tensor, token_valid: Tensor, sentence: Tensor | None = None,
                       cond_per_token: Tensor | None = None, token_embeddings: Tensor | None = None,
-                      generator: torch.Generator | None = None) -> GeneratorLoss:
+                      generator: torch.Generator | None = None,
+                      teacher: MaskedGenerator | None = None) -> GeneratorLoss:
         """Mask, predict, cross-entropy on the masked positions (plus the residual predictor's loss).
+
+        ``teacher``: a frozen generator (in eval mode) given the same masked inputs and dropped conditions; the result's
+        ``distill`` is its :func:`distillation_kl` from this model on the masked positions plus the residual
+        predictor's on its positions (a fine-tune's ``distill_weight``: what the model did before is held).
 
         ``codes``: (B, L) base codes or (B, L, Q) all layers (needed for the residual loss); padding may be -1.
         ``token_embeddings``: the tokenizer's latent vectors (``tokenizer.token_embeddings(codes)``), which the
@@ -229,12 +250,19 @@ class MaskedGenerator(nn.Module):
         base_loss = F.cross_entropy(logits[mask], base[mask])
         accuracy = (logits[mask].argmax(-1) == base[mask]).float().mean()
         result = GeneratorLoss(loss=base_loss, base_loss=base_loss, accuracy=accuracy, mask=mask)
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(inputs, token_valid, sentence, cond_per_token, drop)
+            result.distill = distillation_kl(logits[mask], teacher_logits[mask])
         if self.residual is not None and all_layers is not None and all_layers.shape[-1] > 1:
-            residual_loss, residual_accuracy = self.residual.training_loss(
-                all_layers, token_valid, sentence, cond_per_token, drop, generator)
+            residual_loss, residual_accuracy, residual_distill = self.residual.training_loss(
+                all_layers, token_valid, sentence, cond_per_token, drop, generator,
+                teacher=teacher.residual if teacher is not None else None)
             result.loss = base_loss + residual_loss
             result.residual_loss = residual_loss
             result.residual_accuracy = residual_accuracy
+            if residual_distill is not None:
+                result.distill = result.distill + residual_distill
         return result
 
 

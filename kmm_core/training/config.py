@@ -97,6 +97,12 @@ class TrainStageConfig:
     # for (["gets up", "rises from lying"] for the reversed lie-downs; not "rises" alone, which squats' captions use).
     # Empty = every caption anchored.
     unanchored_phrases: list[str] = dataclasses.field(default_factory=list)
+    # With init_weights (the generator stage): weight of a term holding the generator's predictions where the weights
+    # it starts from put them, KL(starting model || model) on the same masked tokens, base and residual layers
+    # (knowledge distillation from a frozen copy; one more forward pass per step).  A fine-tune then learns the new
+    # clips while what it did before, the calm standing body included, stays (training/README.md, "Fine-tuning on
+    # new data").  0 = off.
+    distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -114,6 +120,7 @@ class TrainStageConfig:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
         _require(self.anchor_weight >= 0, "anchor_weight", f"must be >= 0 (0 = off), got {self.anchor_weight}")
+        _require(self.distill_weight >= 0, "distill_weight", f"must be >= 0 (0 = off), got {self.distill_weight}")
         _require(all(phrase.strip() for phrase in self.unanchored_phrases), "unanchored_phrases",
                  f"must not hold an empty phrase (it would match every caption), got {self.unanchored_phrases}")
         _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")

@@ -380,19 +380,31 @@ class GeneratorTraining(nn.Module):
         self.generator = MaskedGenerator(config)
         self.config = config
         self.__dict__["tokenizer"] = tokenizer.eval().requires_grad_(False)
+        self.__dict__["teacher"] = None
+        self.distill_weight = 0.0
+
+    def distill_from_start(self, weight: float) -> None:
+        """Hold the generator near what it predicts now (call after loading a fine-tune's initial weights): the loss
+        gains ``weight x KL(frozen copy || generator)`` on the same masked inputs, logged as ``distill``."""
+        self.__dict__["teacher"] = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        self.distill_weight = float(weight)
 
     def compute_loss(self, batch: TokenBatch, generator: torch.Generator | None = None):
         embeddings = None
         if self.config.masker != "random":
             with torch.no_grad():
                 embeddings = self.tokenizer.token_embeddings(batch.codes)
+        teacher = self.teacher.to(batch.codes.device) if self.teacher is not None else None
         out = self.generator.training_loss(batch.codes, batch.token_valid, sentence=batch.condition,
-                                           token_embeddings=embeddings, generator=generator)
+                                           token_embeddings=embeddings, generator=generator, teacher=teacher)
         metrics = {"base_loss": out.base_loss.item(), "accuracy": out.accuracy.item()}
         if out.residual_loss is not None:
             metrics["residual_loss"] = out.residual_loss.item()
             metrics["residual_accuracy"] = out.residual_accuracy.item()
-        return out.loss, metrics
+        if out.distill is None:
+            return out.loss, metrics
+        metrics["distill"] = out.distill.item()
+        return out.loss + self.distill_weight * out.distill, metrics
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -494,6 +506,10 @@ def _check_fine_tuning(config: ProjectConfig, stage: str) -> None:
     if stage_config.anchor_weight and not (stage_config.init_weights and stage in ("aligner", "evaluator")):
         raise StageError(f"[train.{stage}] anchor_weight = {stage_config.anchor_weight}: it holds a fine-tuned text "
                          "head near the one it started from, so only the aligner and evaluator stages take it, with "
+                         "init_weights set; use 0 here")
+    if stage_config.distill_weight and not (stage_config.init_weights and stage == "generator"):
+        raise StageError(f"[train.{stage}] distill_weight = {stage_config.distill_weight}: it holds a fine-tuned "
+                         "generator near the weights it starts from, so it needs the generator stage with "
                          "init_weights set; use 0 here")
     if stage_config.unanchored_phrases and not stage_config.anchor_weight:
         raise StageError(f"[train.{stage}] unanchored_phrases = {stage_config.unanchored_phrases}: they free captions "
@@ -749,6 +765,8 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
     module = GeneratorTraining(gen, tokenizer)
     if config.train.generator.init_weights:
         load_initial_weights(module.generator, Path(config.train.generator.init_weights), gen, "generator")
+        if config.train.generator.distill_weight:
+            module.distill_from_start(config.train.generator.distill_weight)
     validate = None
     if val is not None:
         val_set = TokenClips(*encoded(val, "val"), min_tokens=min_tokens, max_tokens=max_tokens, random_crop=False)
