@@ -99,9 +99,9 @@ class TrainStageConfig:
     unanchored_phrases: list[str] = dataclasses.field(default_factory=list)
     # With init_weights (the generator stage): weight of a term holding the generator's predictions where the weights
     # it starts from put them, KL(starting model || model) on the same masked tokens, base and residual layers
-    # (knowledge distillation from a frozen copy; one more forward pass per step).  A fine-tune then learns the new
-    # clips while what it did before, the calm standing body included, stays (training/README.md, "Fine-tuning on
-    # new data").  0 = off.
+    # (knowledge distillation from a frozen copy; one more forward pass per step): what the model did before is held
+    # where the new clips do not pull it.  At 2 it held the default's actions, new ones not learned, and not its calm
+    # head (training/runs/kmm-small-all-v12/COMMAND.md).  0 = off.
     distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
