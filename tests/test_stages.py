@@ -424,6 +424,14 @@ def test_anchor_weight_needs_a_fine_tuned_aligner_or_evaluator(tmp_path, prepare
         tiny_config(prepared_dataset, 'train.aligner.unanchored_phrases=["gets up", " "]')
 
 
+def test_a_distilled_generator_fine_tune_resumes_exactly(tmp_path, prepared_dataset, tiny_run):
+    """The frozen copy is the given weights again after an interruption, not the checkpoint's."""
+    assert_generator_resumes_exactly(tmp_path, tiny_config(
+        prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
+        f"train.generator.init_weights={tiny_run / 'generator.safetensors'}", "train.generator.distill_weight=2"),
+        tiny_run)
+
+
 def test_distill_weight_needs_a_fine_tuned_generator(tmp_path, prepared_dataset, tiny_run):
     run = _run_with_components(tmp_path, tiny_run)
     with pytest.raises(StageError, match=r"\[train.generator\] distill_weight = 1.0: .*generator stage with init_weights"):
