@@ -27,6 +27,48 @@ def test_weights_give_each_group_n_to_the_balance():
         sampling_weights(groups, 1.5)
 
 
+def test_group_weights_multiply_the_chosen_groups_totals_by_name_or_pattern():
+    groups = ["bandai/walk"] * 80 + ["accad/travel"] * 4 + ["accad/run"] * 6 + ["cmu/jump"] * 10
+    plain = group_shares(groups, sampling_weights(groups, 0.5))
+    weighted = group_shares(groups, sampling_weights(groups, 0.5, {"accad/*": 3.0, "accad/run": 2.0}))
+    # Relative to an unchosen group, a chosen one's total is multiplied by its keys' factors (3 for both, 2 more for run).
+    ratio = {group: (weighted[group] / weighted["cmu/jump"]) / (plain[group] / plain["cmu/jump"]) for group in plain}
+    assert ratio == pytest.approx({"bandai/walk": 1.0, "accad/travel": 3.0, "accad/run": 6.0, "cmu/jump": 1.0})
+    assert sum(weighted.values()) == pytest.approx(1.0)
+    # Within a group its clips still share equally.
+    per_clip = sampling_weights(groups, 0.5, {"accad/*": 3.0})
+    assert np.ptp(per_clip[80:84]) == 0
+    with pytest.raises(ValueError, match=r"'acad/\*'.*matches no action group.*accad/run"):
+        sampling_weights(groups, 0.5, {"acad/*": 3.0})  # misspelt: would otherwise change nothing
+    for factor in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match=r"'cmu/jump'.*finite and > 0"):
+            sampling_weights(groups, 0.5, {"cmu/jump": factor})
+
+
+def test_group_weights_are_checked_when_the_config_is_read(prepared_dataset):
+    from kmm_core.common.errors import ConfigError
+
+    config = tiny_config(prepared_dataset, 'train.generator.group_weights={"cmu/*" = 3.0}')
+    assert config.train.generator.group_weights == {"cmu/*": 3.0}
+    with pytest.raises(ConfigError, match=r"group_weights.*'cmu/\*'.*> 0.*-1"):
+        tiny_config(prepared_dataset, 'train.generator.group_weights={"cmu/*" = -1.0}')
+
+
+def test_a_group_weight_matching_no_training_group_stops_the_stage_naming_it(tmp_path, prepared_dataset, tiny_run):
+    from kmm_core.training.stages import StageError, train_generator
+
+    config = tiny_config(prepared_dataset, "train.generator.steps=2", "train.generator.eval_every=0",
+                         'train.generator.group_weights={"accad/travel" = 3.0}')  # the tiny data has no ACCAD
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("tokenizer", "aligner"):
+        for suffix in (".safetensors", ".json"):
+            (run / f"{name}{suffix}").write_bytes((tiny_run / f"{name}{suffix}").read_bytes())
+    with pytest.raises(StageError, match=r"\[train.generator\] group_weights\['accad/travel'\].*matches no"):
+        train_generator(config, run, device="cpu", progress=False)
+    assert not (run / "generator.safetensors").exists()
+
+
 def test_a_balance_outside_0_to_1_is_a_config_error_naming_the_key(prepared_dataset):
     from kmm_core.common.errors import ConfigError
 
@@ -65,9 +107,11 @@ def test_a_balanced_generator_stage_trains_resumes_exactly_and_logs_its_shares(t
                                                                                capsys):
     config = tiny_config(prepared_dataset, "train.generator.steps=6", "train.generator.checkpoint_every=3",
                          "train.generator.eval_every=0", "train.generator.keep_checkpoints=5",
-                         "train.generator.balance=0.0")
+                         "train.generator.balance=0.0", 'train.generator.group_weights={"cmu/*" = 3.0}')
     assert_generator_resumes_exactly(tmp_path, config, tiny_run)
-    assert "balanced sampling (balance = 0.0)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "balanced sampling (balance = 0.0)" in out
+    assert "group_weights['cmu/*'] = 3.0: cmu/" in out  # the chosen groups' shares are logged
     # The stage had several action groups to balance (the draws' shares are checked in the test above).
     rows = {row["name"]: row for row in read_index(prepared_dataset)}
     assert len(Counter(f"{r['dataset']}/{r['content']}" for r in rows.values() if r["split"] == "train")) > 5

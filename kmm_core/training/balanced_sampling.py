@@ -14,12 +14,17 @@ give every take its own content ("walk-turn-left-45", "walk-stop-stand"): as gro
 each would take 41% of the draws for 2.6% of the minutes.  Their clips are grouped by the action their content's
 geometric check measures instead (``accad/turn``, ``accad/crawl``, ``accad/getup``; ``accad/other`` for a content
 with no check, such as standing or swaying): 12 ACCAD groups, each drawn as often as any other action.
+
+``[train.<stage>] group_weights = {"accad/travel" = 3.0}`` then multiplies chosen groups' totals (a key is a group
+name or a shell pattern, ``"accad/*"``): a fine-tune can draw the few clips it is for more often without drawing
+every other small group more often too, as lowering ``balance`` would.  A key that matches no group is an error.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +55,37 @@ def group_of(dataset: str, content: str) -> str:
     return f"{dataset}/{content}"
 
 
-def sampling_weights(groups: Sequence[str], balance: float) -> np.ndarray:
-    """Per-clip probabilities (summing to 1): group of n clips -> n**balance in total, split equally."""
+def sampling_weights(groups: Sequence[str], balance: float,
+                     group_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Per-clip probabilities (summing to 1): group of n clips -> n**balance in total, split equally, times the
+    factor of each ``group_weights`` key (a group name or shell pattern) that matches the group."""
     if not groups:
         raise ValueError("no clips to weight")
     if not 0.0 <= balance <= 1.0:
         raise ValueError(f"balance must be in [0, 1], got {balance}")
     sizes = Counter(groups)
-    weights = np.array([float(sizes[g]) ** balance / sizes[g] for g in groups], dtype=np.float64)
+    factors = group_factors(sizes, group_weights or {})
+    weights = np.array([factors[g] * float(sizes[g]) ** balance / sizes[g] for g in groups], dtype=np.float64)
     return weights / weights.sum()
+
+
+def group_factors(groups: Sequence[str] | Mapping[str, int], group_weights: Mapping[str, float]) -> dict[str, float]:
+    """Each group's multiplier: the product of the factors of the ``group_weights`` keys matching it (1 if none).
+
+    A key that matches no group, or a factor that is not finite and > 0, is a ValueError naming the key and the
+    groups there are (a misspelt group would otherwise silently change nothing)."""
+    factors = {group: 1.0 for group in groups}
+    for pattern, factor in group_weights.items():
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"group_weights[{pattern!r}] = {factor}: a factor must be finite and > 0")
+        matched = [group for group in factors if fnmatchcase(group, pattern)]
+        if not matched:
+            known = ", ".join(sorted(factors)[:12]) + (", ..." if len(factors) > 12 else "")
+            raise ValueError(f"group_weights[{pattern!r}] matches no action group of the training clips; "
+                             f"groups are dataset/content, e.g. {known}")
+        for group in matched:
+            factors[group] *= float(factor)
+    return factors
 
 
 def group_shares(groups: Sequence[str], weights: np.ndarray) -> dict[str, float]:

@@ -76,6 +76,10 @@ class TrainStageConfig:
     # How clips are drawn: each action group (dataset/content of the prepared index) of n clips gets weight n**balance.
     # 1.0 = every clip equally often (plain shuffling); 0.5 = square-root balancing; 0.0 = every action equally often.
     balance: float = 1.0
+    # Multipliers of chosen action groups' totals on top of balance ({"accad/travel" = 3.0}; a key is a group name
+    # or a shell pattern such as "accad/*"): the clips a fine-tune is for drawn more often, the rest as balance says.
+    # A key that matches no group stops the stage with the groups there are.  Empty = off.
+    group_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     # Batches of similar length (0 = off): each run of length_buckets batches of an epoch's draws is sorted by window
     # length and cut into batches, which are then shuffled; the same items, far less padding (stages whose items
     # have a known length: the generator's token windows).
@@ -119,6 +123,9 @@ class TrainStageConfig:
         _require(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(0 <= self.balance <= 1, "balance", f"must be in [0, 1], got {self.balance}")
+        for pattern, factor in self.group_weights.items():
+            _require(math.isfinite(factor) and factor > 0, "group_weights",
+                     f"[{pattern!r}] must be finite and > 0, got {factor}")
         _require(self.anchor_weight >= 0, "anchor_weight", f"must be >= 0 (0 = off), got {self.anchor_weight}")
         _require(self.distill_weight >= 0, "distill_weight", f"must be >= 0 (0 = off), got {self.distill_weight}")
         _require(all(phrase.strip() for phrase in self.unanchored_phrases), "unanchored_phrases",

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -469,13 +470,21 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
                  progress: bool, find_unused_parameters: bool = False) -> StageResult:
     stage_config: TrainStageConfig = getattr(config.train, stage)
     weights = None
-    if stage_config.balance != 1.0:
+    if stage_config.balance != 1.0 or stage_config.group_weights:
         groups = action_groups(_data_root(config), train_set.names)
-        weights = sampling_weights(groups, stage_config.balance)
+        try:
+            weights = sampling_weights(groups, stage_config.balance, stage_config.group_weights)
+        except ValueError as error:
+            raise StageError(f"[train.{stage}] {error}") from None
         if context.is_main:
-            shares = sorted(group_shares(groups, weights).items(), key=lambda item: -item[1])
-            _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(shares)} action groups; "
-                   f"largest share {shares[0][0]} {shares[0][1]:.1%}, smallest {shares[-1][0]} {shares[-1][1]:.2%}")
+            shares = group_shares(groups, weights)
+            ranked = sorted(shares.items(), key=lambda item: -item[1])
+            _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(ranked)} action groups; "
+                   f"largest share {ranked[0][0]} {ranked[0][1]:.1%}, smallest {ranked[-1][0]} {ranked[-1][1]:.2%}")
+            for pattern in stage_config.group_weights:
+                chosen = {group: share for group, share in shares.items() if fnmatchcase(group, pattern)}
+                _print(f"{stage}: group_weights[{pattern!r}] = {stage_config.group_weights[pattern]}: "
+                       + ", ".join(f"{group} {share:.2%}" for group, share in sorted(chosen.items())))
     if stage_config.code_phases != 1 and stage != "generator":
         raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
                          "tokenized clips; use 1 for this stage")
