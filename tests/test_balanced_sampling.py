@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from test_stages import assert_generator_resumes_exactly, tiny_config
+from test_stages import _run_with_components, assert_generator_resumes_exactly, tiny_config
 
 from kmm_core.common.errors import InputFileError
 from kmm_core.data.prepare import read_index
@@ -59,11 +59,7 @@ def test_a_group_weight_matching_no_training_group_stops_the_stage_naming_it(tmp
 
     config = tiny_config(prepared_dataset, "train.generator.steps=2", "train.generator.eval_every=0",
                          'train.generator.group_weights={"accad/travel" = 3.0}')  # the tiny data has no ACCAD
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("tokenizer", "aligner"):
-        for suffix in (".safetensors", ".json"):
-            (run / f"{name}{suffix}").write_bytes((tiny_run / f"{name}{suffix}").read_bytes())
+    run = _run_with_components(tmp_path, tiny_run)
     with pytest.raises(StageError, match=r"\[train.generator\] group_weights\['accad/travel'\].*matches no"):
         train_generator(config, run, device="cpu", progress=False)
     assert not (run / "generator.safetensors").exists()

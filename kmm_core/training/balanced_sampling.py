@@ -23,7 +23,7 @@ every other small group more often too, as lowering ``balance`` would.  A key th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def group_factors(groups: Sequence[str] | Mapping[str, int], group_weights: Mapp
     for pattern, factor in group_weights.items():
         if not (np.isfinite(factor) and factor > 0):
             raise ValueError(f"group_weights[{pattern!r}] = {factor}: a factor must be finite and > 0")
-        matched = [group for group in factors if fnmatchcase(group, pattern)]
+        matched = groups_matching(factors, pattern)
         if not matched:
             known = ", ".join(sorted(factors)[:12]) + (", ..." if len(factors) > 12 else "")
             raise ValueError(f"group_weights[{pattern!r}] matches no action group of the training clips; "
@@ -86,6 +86,11 @@ def group_factors(groups: Sequence[str] | Mapping[str, int], group_weights: Mapp
         for group in matched:
             factors[group] *= float(factor)
     return factors
+
+
+def groups_matching(groups: Iterable[str], pattern: str) -> list[str]:
+    """The groups a ``group_weights`` key chooses: its exact name or a shell pattern (``"accad/*"``), case-sensitive."""
+    return [group for group in groups if fnmatchcase(group, pattern)]
 
 
 def group_shares(groups: Sequence[str], weights: np.ndarray) -> dict[str, float]:

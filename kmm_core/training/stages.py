@@ -28,7 +28,6 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,7 +59,7 @@ from ..model.text_encoder import MINILM_DIM, MiniLMTextEncoder
 from ..model.text_motion_aligner import TextMotionAligner, text_condition
 from ..model.weights import load_weights
 from ..motion.skeleton import JOINT_INDEX
-from .balanced_sampling import action_groups, group_shares, sampling_weights
+from .balanced_sampling import action_groups, group_shares, groups_matching, sampling_weights
 from .batches import ShuffledBatches
 from .checkpoint import TRAINED_ON_ALIGNER, export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
@@ -482,9 +481,8 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             _print(f"{stage}: balanced sampling (balance = {stage_config.balance}) over {len(ranked)} action groups; "
                    f"largest share {ranked[0][0]} {ranked[0][1]:.1%}, smallest {ranked[-1][0]} {ranked[-1][1]:.2%}")
             for pattern in stage_config.group_weights:
-                chosen = {group: share for group, share in shares.items() if fnmatchcase(group, pattern)}
                 _print(f"{stage}: group_weights[{pattern!r}] = {stage_config.group_weights[pattern]}: "
-                       + ", ".join(f"{group} {share:.2%}" for group, share in sorted(chosen.items())))
+                       + ", ".join(f"{group} {shares[group]:.2%}" for group in sorted(groups_matching(shares, pattern))))
     if stage_config.code_phases != 1 and stage != "generator":
         raise StageError(f"[train.{stage}] code_phases = {stage_config.code_phases}: only the generator stage trains on "
                          "tokenized clips; use 1 for this stage")
