@@ -31,6 +31,7 @@ from kmm_core.training.stages import (
     still_joint_distance,
     tokenizer_validation,
     train_decoder,
+    wrist_speed_distance,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -112,16 +113,18 @@ def test_an_off_decoder_stage_is_skipped_by_all_and_refused_alone(tiny_run, prep
 
 
 def _refine_root(tiny_run, normalizer, batches, root_weight: float, steps: int = 25,
-                 still_weight: float = 0.0, height_weight: float = 0.0, bob_weight: float = 0.0) -> MotionTokenizer:
+                 still_weight: float = 0.0, height_weight: float = 0.0, bob_weight: float = 0.0,
+                 hand_weight: float = 0.0) -> MotionTokenizer:
     torch.manual_seed(0)
     module = DecoderRefinement(load_stage_model(tiny_run, "tokenizer", CPU), normalizer, 0.0, root_weight,
                                still_weight, height_weight=height_weight, bob_weight=bob_weight,
-                               bob_span=10).train()
+                               bob_span=10, hand_weight=hand_weight).train()
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
     for step in range(steps):
         loss, metrics = module.compute_loss(batches[step % len(batches)])
         assert ("root" in metrics) == (root_weight > 0) and ("still" in metrics) == (still_weight > 0)
         assert ("height" in metrics) == (height_weight > 0) and ("bob" in metrics) == (bob_weight > 0)
+        assert ("hand" in metrics) == (hand_weight > 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -328,6 +331,52 @@ def test_the_bob_term_weighs_a_slow_rise_and_fall_by_its_whole_height():
     assert distance(bob, span=40) == 0.0
 
 
+def test_the_hand_term_weighs_a_wrists_speed_whatever_its_phase():
+    """A wrist swinging 10 cm side to side at the neck's height, against the same swing half a cycle later, costs
+    nothing (the term sees speed, not path), against a still wrist its whole mean speed; the body carried along (the
+    neck with it) costs nothing; frames outside the valid ones are not counted; a window no longer than the span
+    has no step."""
+    frames, span = 40, 4
+    real = (0.01 * torch.arange(22 * 3, dtype=torch.float32)).reshape(1, 1, 22, 3).repeat(1, frames, 1, 1)
+    valid = torch.ones(1, frames, dtype=torch.bool)
+    wrist = JOINT_INDEX["right_wrist"]
+    cycle = torch.arange(frames) * (2 * torch.pi / 16)
+    wave, late_wave = real.clone(), real.clone()
+    wave[:, :, wrist, 0] += 0.1 * torch.sin(cycle)
+    late_wave[:, :, wrist, 0] += 0.1 * torch.sin(cycle + torch.pi)
+
+    def distance(made: torch.Tensor, reference: torch.Tensor = wave, mask: torch.Tensor = valid) -> float:
+        return float(wrist_speed_distance(made, reference, mask, span))
+
+    speed = (wave[0, 1:, wrist, 0] - wave[0, :-1, wrist, 0]).abs() * 100.0
+    mean_speed = float(torch.nn.functional.avg_pool1d(speed[None, None], span, stride=1).mean()) / 2  # two wrists
+    assert distance(wave) == 0.0 and distance(late_wave) == pytest.approx(0.0, abs=1e-4)
+    assert distance(real) == pytest.approx(mean_speed, rel=1e-4) and mean_speed > 1.0
+    walk = torch.zeros_like(real)
+    walk[..., 2] = 0.05 * torch.arange(frames, dtype=torch.float32)[None, :, None]
+    assert distance(wave + walk, wave + walk) == 0.0 and distance(late_wave + walk, wave + walk) < 1e-3
+    half = valid.clone()
+    half[:, 20:] = False
+    still_then_wave = wave.clone()
+    still_then_wave[:, :20] = real[:, :20]
+    assert distance(still_then_wave, wave, half) == pytest.approx(distance(real, wave, half), rel=1e-4)
+    assert distance(still_then_wave, wave) < distance(real, wave)
+    assert float(wrist_speed_distance(real[:, :span], wave[:, :span], valid[:, :span], span)) == 0.0
+
+
+def test_the_hand_term_brings_the_reconstructed_wrists_speed_nearer_the_real(tiny_run, train_batches):
+    normalizer, batches = train_batches
+
+    def hand_error(model: MotionTokenizer) -> float:
+        with torch.no_grad():
+            return sum(float(wrist_speed_distance(
+                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
+                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid)) for b in batches) / len(batches)
+
+    plain = hand_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40))
+    assert hand_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40, hand_weight=3.0)) < 0.97 * plain
+
+
 def test_the_height_term_holds_the_reconstructed_hips_height(tiny_run, train_batches):
     normalizer, batches = train_batches
 
@@ -412,3 +461,11 @@ def test_the_still_settings_are_checked_by_name(prepared_dataset):
             load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", f"decoder.bob_span={span}"])
     with pytest.raises(ConfigError, match="bob_weight"):
         load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.bob_weight=-1"])
+    with pytest.raises(ConfigError, match="hand_weight.*got -0.1"):
+        load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.hand_weight=-0.1"])
+    for span in (0, 41):
+        with pytest.raises(ConfigError, match=f"hand_span.*1 to 40 frames, got {span}"):
+            load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", f"decoder.hand_span={span}"])
+    config = load_project_config(TINY_TRAINING_CONFIG, [f"data.root={prepared_dataset}", "decoder.hand_weight=0.3",
+                                                        "decoder.hand_span=8"])
+    assert (config.decoder.hand_weight, config.decoder.hand_span) == (0.3, 8)

@@ -101,7 +101,9 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     assert timeline.fps == MODEL_FPS  # so the take's frames are the decoder's frames
 
 
-def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefined_run, tmp_path, capsys):
+def _run_from_another_tokenizer(unrefined_run: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of ``unrefined_run`` whose tokenizer (and refined decoder) has another encoder: the run folder and the
+    encoder tensor that differs."""
     run = tmp_path / "run"
     shutil.copytree(unrefined_run, run)
     weights = load_file(str(run / "decoder.safetensors"))
@@ -109,6 +111,52 @@ def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefi
     weights[key] = weights[key] * 1.5
     save_file(weights, str(run / "decoder.safetensors"))
     shutil.copyfile(run / "decoder.safetensors", run / "tokenizer.safetensors")  # consistent within its own run
+    return run, key
+
+
+def test_the_refined_decoder_replaces_the_tokenizers_and_decodes_the_same_codes(tiny_bundle, tiny_model,
+                                                                               unrefined_run, tmp_path, capsys):
+    """`kmm-train refined-decoder` (issue 39: a wave's swing is lost in the tokenizer's decoder): the bundle's
+    tokenizer becomes the run's, decoder and all, in the bundle's dtype; its encoder and codebooks are the bundle's,
+    so a seed draws the same tokens, which the new decoder decodes; one refined from another tokenizer, or a run
+    without a decoder stage, is refused naming the file, the bundle left as it was."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    assert train_main(["refined-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0
+    assert "check-words" in capsys.readouterr().out
+    refined = load_file(str(unrefined_run / "decoder.safetensors"))
+    shipped = load_file(str(bundle / "tokenizer.safetensors"))
+    before = load_file(str(tiny_bundle / "tokenizer.safetensors"))
+    assert all(shipped[key].dtype == before[key].dtype for key in before)
+    assert all(torch.equal(shipped[key], refined[key].to(before[key].dtype)) for key in refined)
+    changed = [key for key in before if not torch.equal(shipped[key], before[key])]
+    assert changed and all(key.startswith("decoder.") for key in changed)
+    assert not (bundle / "word_checks.json").exists()
+    card = (bundle / "README.md").read_text()
+    assert "## Refined tokenizer decoder" in card and f"`{unrefined_run.name}`" in card
+    model = ModelBundle.load(bundle, device="cpu")  # the checksums were recorded again
+    timeline = Timeline.from_dict(WALK_THEN_WAVE)
+    options = GenerationOptions(steps=2, foot_lock=False)
+    codes = [generate_codes(m, timeline, 3, options, _counter(), options.decoding_config(m))[0]
+             for m in (tiny_model, model)]
+    assert torch.equal(codes[0], codes[1])
+    assert np.abs(model.codes_to_features(codes[0], 80) - tiny_model.codes_to_features(codes[0], 80)).max() > 1e-3
+
+    other, key = _run_from_another_tokenizer(unrefined_run, tmp_path / "other")
+    refused = tmp_path / "refused"
+    shutil.copytree(tiny_bundle, refused)
+    files = {name: (refused / name).read_bytes() for name in ("bundle.json", "tokenizer.safetensors")}
+    assert train_main(["refined-decoder", "--bundle", str(refused), "--run", str(other)]) == 1
+    error = capsys.readouterr().err
+    assert "decoder.safetensors" in error and f"another tokenizer ({key} differs" in error, error
+    (other / "decoder.safetensors").unlink()
+    assert train_main(["refined-decoder", "--bundle", str(refused), "--run", str(other)]) == 1
+    assert "decoder.safetensors" in (error := capsys.readouterr().err) and "not found" in error, error
+    assert all((refused / name).read_bytes() == content for name, content in files.items())
+
+
+def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefined_run, tmp_path, capsys):
+    run, key = _run_from_another_tokenizer(unrefined_run, tmp_path)
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     before = (bundle / "bundle.json").read_text()

@@ -33,7 +33,7 @@ from ..bundle.model_bundle import (
     read_manifest,
 )
 from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries, file_sha256
-from ..common.atomic_write import write_text_atomic
+from ..common.atomic_write import atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
@@ -41,6 +41,7 @@ from .checkpoint import TRAINED_ON_ALIGNER
 from .model_card import (
     add_fine_tuned_generator_section,
     add_prompt_decoder_section,
+    add_refined_decoder_section,
     dataset_report,
     read_action_results,
     write_model_card,
@@ -179,6 +180,27 @@ def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
     return getattr(bundle, name)
 
 
+def _refined_tokenizer(bundle_dir: Path, run_dir: Path, manifest: dict) -> tuple[dict[str, torch.Tensor], str]:
+    """The whole tokenizer (float32 tensors) whose decoder ``kmm-train decoder`` refined in ``run_dir``, and the
+    bundle's dtype: refused unless the run's decoder stage ran, its tokenizer config is the bundle's, and it kept
+    the bundle's encoder and codebooks (so it decodes the generator's codes), or the bundle's dtype is unknown."""
+    refined_path = run_dir / "decoder.safetensors"
+    if not refined_path.is_file():
+        raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the decoder's "
+                                        f"settings first")
+    bundle_config = read_json(bundle_dir / "tokenizer.json", "tokenizer config", error_class=BundleError)
+    if read_json(run_dir / "tokenizer.json", "tokenizer config", error_class=BundleError) != bundle_config:
+        raise BundleError(run_dir / "tokenizer.json", f"differs from {bundle_dir / 'tokenizer.json'}: the decoder was "
+                                                      f"refined for another tokenizer")
+    refined = component_weights(run_dir, "tokenizer")  # checks it kept its own run's encoder and codebooks
+    shipped_path = bundle_dir / "tokenizer.safetensors"
+    _check_refined_from(refined, refined_path, load_file(str(shipped_path)), shipped_path)
+    dtype = manifest.get("dtype", "float16")
+    if dtype not in TORCH_DTYPES:
+        raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
+    return refined, dtype
+
+
 def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str = STANDING_DECODER,
                           standing_root_sigma: float | None = None) -> dict:
     """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
@@ -195,10 +217,6 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
         raise KMMError(f"prompt decoder: {name!r} is not one of {', '.join(PROMPT_DECODERS)}")
     if standing_root_sigma is not None and name != STANDING_DECODER:
         raise KMMError("standing_root_sigma: only a standing decoder chooses the standing-root smoothing")
-    refined_path = run_dir / "decoder.safetensors"
-    if not refined_path.is_file():
-        raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the decoder's "
-                                        f"settings first")
     manifest = read_manifest(bundle_dir)
     if standing_root_sigma is not None:  # checked before anything is written
         from dataclasses import asdict
@@ -208,16 +226,7 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
         table = {**(manifest.get("decoding") or {}), "standing_root_sigma": float(standing_root_sigma)}
         manifest["decoding"] = {key: value for key, value in asdict(DecodingConfig.from_dict(table, "decoding")).items()
                                 if key in table}
-    bundle_config = read_json(bundle_dir / "tokenizer.json", "tokenizer config", error_class=BundleError)
-    if read_json(run_dir / "tokenizer.json", "tokenizer config", error_class=BundleError) != bundle_config:
-        raise BundleError(run_dir / "tokenizer.json", f"differs from {bundle_dir / 'tokenizer.json'}: the decoder was "
-                                                      f"refined for another tokenizer")
-    refined = component_weights(run_dir, "tokenizer")  # checks it kept its own run's encoder and codebooks
-    shipped_path = bundle_dir / "tokenizer.safetensors"
-    _check_refined_from(refined, refined_path, load_file(str(shipped_path)), shipped_path)
-    dtype = manifest.get("dtype", "float16")
-    if dtype not in TORCH_DTYPES:
-        raise BundleError(bundle_dir / BUNDLE_FILE, f"dtype: {dtype!r} is not one of {', '.join(TORCH_DTYPES)}")
+    refined, dtype = _refined_tokenizer(bundle_dir, run_dir, manifest)
     tensors = _cast({key.removeprefix("decoder."): value for key, value in refined.items()
                      if key.startswith("decoder.")}, TORCH_DTYPES[dtype])
     save_file(tensors, str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
@@ -230,6 +239,27 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
     loaded = ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
     parameters = sum(p.numel() for p in component_module(loaded, name).parameters())
     add_prompt_decoder_section(bundle_dir, run_dir, name, parameters, loaded.decoding.standing_root_sigma, manifest)
+    return manifest
+
+
+def replace_tokenizer_decoder(bundle_dir: str | Path, run_dir: str | Path) -> dict:
+    """Put into the bundle at ``bundle_dir`` the tokenizer whose decoder ``kmm-train decoder`` refined from it in
+    ``run_dir`` (``RUN/decoder.safetensors``, e.g. with ``[decoder] hand_weight``): every prompt's frames that no
+    prompt decoder makes, and the standing prompts' arms, are decoded by it.  Refused unless it was refined from this
+    bundle's tokenizer (same configuration, encoder and codebooks), so the generator's codes are still its codes.
+    Writes ``tokenizer.safetensors`` in the bundle's dtype; the word checks, which measured the old decoder's motion,
+    are removed (``kmm-train check-words`` measures the new one); bundle.json written once with every checksum, the
+    bundle proved to load, the refinement noted in the model card; returns the new manifest."""
+    bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
+    manifest = read_manifest(bundle_dir)
+    refined, dtype = _refined_tokenizer(bundle_dir, run_dir, manifest)
+    with atomic_path(bundle_dir / "tokenizer.safetensors") as partial:  # the old one stays if the write fails
+        save_file(_cast(refined, TORCH_DTYPES[dtype]), str(partial), metadata={"format": "pt", "dtype": dtype})
+    (bundle_dir / "word_checks.json").unlink(missing_ok=True)  # it measured the old decoder's motion
+    manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
+    write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
+    ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
+    add_refined_decoder_section(bundle_dir, run_dir)
     return manifest
 
 

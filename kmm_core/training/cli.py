@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     walking.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
     walking.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
                          "bundle's tokenizer (RUN/decoder.safetensors)")
+    refined = commands.add_parser("refined-decoder", help="put into a bundle the tokenizer whose decoder a `kmm-train "
+                                  "decoder` run refined from it (e.g. with [decoder] hand_weight): it decodes every "
+                                  "frame no prompt decoder makes")
+    refined.add_argument("--bundle", required=True, type=Path, help="bundle folder the decoder was refined from (its "
+                         "encoder and codebooks must be the run's)")
+    refined.add_argument("--run", required=True, type=Path, help="run folder of the decoder stage "
+                         "(RUN/decoder.safetensors)")
     fine_tuned = commands.add_parser("fine-tuned-generator", help="put into a bundle the generator a `kmm-train "
                                      "generator` run fine-tuned from it ([train.generator] init_weights), with the "
                                      "run's data summary, licence and vocabulary")
@@ -170,6 +177,13 @@ def _run(args: argparse.Namespace) -> int:
         manifest = attach_prompt_decoder(args.bundle, args.run, name, getattr(args, "standing_root_sigma", None))
         print(f"[kmm-train] {name.replace('_', ' ')} from {args.run} added to {args.bundle} "
               f"(components: {', '.join(manifest['components'])})")
+        return 0
+    if args.command == "refined-decoder":
+        from .bundle_writer import replace_tokenizer_decoder
+
+        replace_tokenizer_decoder(args.bundle, args.run)
+        print(f"[kmm-train] tokenizer with the decoder refined in {args.run} put into {args.bundle} (word checks "
+              f"removed: run `kmm-train check-words --checkpoint {args.bundle}` to measure the new decoder's motion)")
         return 0
     if args.command == "fine-tuned-generator":
         from .bundle_writer import replace_generator

@@ -182,6 +182,8 @@ class DecoderRefinementConfig:
     height_weight: float = 0.0  # the pelvis' mean height per window where the real pelvis stands still (0: off)
     bob_weight: float = 0.0  # the pelvis' rise and fall over bob_span frames where the real pelvis stands still
     bob_span: int = 20  # frames per step of the bob term (up to MAX_STILL_SPAN)
+    hand_weight: float = 0.0  # each wrist's speed relative to the neck, averaged over hand_span frames (0: off)
+    hand_span: int = 5  # frames the wrist speed is averaged over (up to MAX_STILL_SPAN)
 
     def __post_init__(self) -> None:
         _require(self.jerk_weight >= 0, "jerk_weight", f"must be >= 0 (0 turns the stage off), got {self.jerk_weight}")
@@ -195,6 +197,9 @@ class DecoderRefinementConfig:
         _require(self.bob_weight >= 0, "bob_weight", f"must be >= 0 (0: off), got {self.bob_weight}")
         _require(1 <= self.bob_span <= MAX_STILL_SPAN, "bob_span",
                  f"must be 1 to {MAX_STILL_SPAN} frames, got {self.bob_span}")
+        _require(self.hand_weight >= 0, "hand_weight", f"must be >= 0 (0: off), got {self.hand_weight}")
+        _require(1 <= self.hand_span <= MAX_STILL_SPAN, "hand_span",
+                 f"must be 1 to {MAX_STILL_SPAN} frames, got {self.hand_span}")
 
 
 @dataclasses.dataclass

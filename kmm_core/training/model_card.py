@@ -386,3 +386,32 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
                f"bundle by `kmm-train fine-tuned-generator`; the {', '.join(kept)} and prompt decoders are unchanged.  "
                "The Training table describes the stages the bundle was first trained with."]
     return write_text_atomic(card, _with_marked_section(text, FINE_TUNE_BEGIN, FINE_TUNE_END, section))
+
+
+REFINED_DECODER_BEGIN = "<!-- refined decoder: begin (kmm-train refined-decoder) -->"
+REFINED_DECODER_END = "<!-- refined decoder: end -->"
+
+
+def add_refined_decoder_section(bundle_dir: str | Path, run_dir: str | Path) -> Path | None:
+    """After `bundle_writer.replace_tokenizer_decoder`: a section saying which decoder run refined the tokenizer's
+    decoder, with which ``[decoder]`` terms and how long (replaced when there); a bundle without a card is left
+    without one (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    refined = {s["stage"]: s for s in stage_summaries(run_dir)}.get("decoder")
+    try:
+        terms = read_json(Path(run_dir) / "config.json", "run config", allow_non_finite=True)["decoder"]
+    except (InputFileError, KeyError, TypeError):
+        terms = {}
+    weights = ", ".join(f"{key} {value:g}" for key, value in terms.items()
+                        if key.endswith("_weight") and isinstance(value, (int, float)) and value > 0)
+    training = (f"{refined['steps']} steps, last validation {_validation(refined['validation'])}, "
+                f"{_minutes(refined['seconds'])}" if refined else "no log found")
+    section = ["## Refined tokenizer decoder", "",
+               f"The decoder of `tokenizer.safetensors` was refined by `kmm-train decoder` in the run "
+               f"`{Path(run_dir).name}` ({training}; `[decoder]` {weights or 'terms not recorded'}) and put into "
+               "this bundle by `kmm-train refined-decoder`.  Its encoder and codebooks are unchanged, so the "
+               "generator's codes are decoded as before, by the new decoder; the prompt decoders are unchanged."]
+    return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), REFINED_DECODER_BEGIN,
+                                                         REFINED_DECODER_END, section))
