@@ -26,6 +26,7 @@ from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_codes, generate_timeline
 from kmm_core.humanml3d.feature_smoothing import (
+    GESTURE_DECODER_CHANNELS,
     STANDING_DECODER_CHANNELS,
     STANDING_DECODER_RAMP,
     standing_decoder_weights,
@@ -175,12 +176,12 @@ def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefi
     assert not (bundle / "standing_decoder.safetensors").exists()
 
 
-@pytest.mark.parametrize("component", ["standing_decoder", "walking_decoder"])
-def test_a_prompt_decoder_config_unlike_the_tokenizers_is_refused(component, walking_bundle, tmp_path):
+@pytest.mark.parametrize("component", ["standing_decoder", "walking_decoder", "gesture_decoder"])
+def test_a_prompt_decoder_config_unlike_the_tokenizers_is_refused(component, gesture_bundle, tmp_path):
     from kmm_core.bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(walking_bundle, bundle)
+    shutil.copytree(gesture_bundle, bundle)
     config = json.loads((bundle / f"{component}.json").read_text())
     config["res_blocks"] = config["res_blocks"] + 1
     (bundle / f"{component}.json").write_text(json.dumps(config))
@@ -278,3 +279,48 @@ def test_a_new_standing_root_sigma_rewrites_the_cards_decoding_table(dual_bundle
     assert "| `standing_root_sigma` | 1.0 |" in card and "| `standing_root_sigma` | 1.5 |" not in card
     assert "smoothed again by a Gaussian of 1 frame (" in card
     assert json.loads((bundle / "bundle.json").read_text())["decoding"]["standing_root_sigma"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def gesture_bundle(walking_bundle, unrefined_run, tmp_path_factory) -> Path:
+    """The walking bundle with the same other decoder as its gesture decoder too."""
+    bundle = tmp_path_factory.mktemp("gesture") / "bundle"
+    shutil.copytree(walking_bundle, bundle)
+    assert train_main(["gesture-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0
+    return bundle
+
+
+def test_the_gesture_decoder_decodes_the_standing_frames_arms_only(gesture_bundle, walking_bundle, tiny_model,
+                                                                   unrefined_run, tmp_path):
+    """(issue 39: a wave's swing is lost in the tokenizer's decoder) `kmm-train gesture-decoder`: the arms of
+    standing prompts' frames come from the gesture decoder, their root, legs and torso still from the standing
+    decoder, every other frame as before."""
+    gesture, walking = ModelBundle.load(gesture_bundle, device="cpu"), ModelBundle.load(walking_bundle, device="cpu")
+    assert gesture.gesture_tokenizer is not None and walking.gesture_tokenizer is None
+    assert json.loads((gesture_bundle / "bundle.json").read_text())["components"][-1] == "gesture_decoder"
+    channels = np.sort(np.concatenate([STANDING_DECODER_CHANNELS, GESTURE_DECODER_CHANNELS]))
+    assert np.array_equal(channels, np.arange(263)) and GESTURE_DECODER_CHANNELS.size == 8 * 12  # the arms, no more
+    timeline = Timeline.from_dict(WALK_THEN_WAVE)
+    options = GenerationOptions(steps=2, foot_lock=False)
+    codes = generate_codes(tiny_model, timeline, 3, options, _counter(), options.decoding_config(tiny_model))[0]
+    frames = 80
+    plain = gesture.codes_to_features(codes, frames)
+    np.testing.assert_array_equal(plain, walking.codes_to_features(codes, frames))
+    standing = gesture.codes_to_features(codes, frames, np.ones(frames))
+    before = walking.codes_to_features(codes, frames, np.ones(frames))
+    np.testing.assert_array_equal(standing[:, STANDING_DECODER_CHANNELS], before[:, STANDING_DECODER_CHANNELS])
+    # here the gesture decoder has the standing (and walking) decoder's weights: the arms are that decoder's output
+    whole = walking.codes_to_features(codes, frames, walking=np.ones(frames))
+    np.testing.assert_allclose(standing[:, GESTURE_DECODER_CHANNELS], whole[:, GESTURE_DECODER_CHANNELS],
+                               rtol=0, atol=1e-6)
+    assert np.abs(standing[:, GESTURE_DECODER_CHANNELS] - before[:, GESTURE_DECODER_CHANNELS]).max() > 1e-3
+    # generation: the walk as before, the wave's arms from the gesture decoder
+    spans = [((0, 40), "a person walks forward"), ((40, 80), "a person waves the right hand")]
+    shown, old = gesture.decode_prompts(codes, frames, spans), walking.decode_prompts(codes, frames, spans)
+    np.testing.assert_array_equal(shown[:40 - STANDING_DECODER_RAMP], old[:40 - STANDING_DECODER_RAMP])
+    np.testing.assert_array_equal(shown[:, STANDING_DECODER_CHANNELS], old[:, STANDING_DECODER_CHANNELS])
+    assert np.abs(shown[44:, GESTURE_DECODER_CHANNELS] - old[44:, GESTURE_DECODER_CHANNELS]).max() > 1e-3
+    card = _card_after_adding_again(gesture_bundle, "gesture-decoder", unrefined_run, tmp_path)
+    assert card.count("## Gesture decoder") == 1 and card.index("## Gesture decoder") < card.index(
+        "## Intended use and limits")
+    assert "the arms of the frames of prompts that name no walk" in card and "kmm-train gesture-decoder" in card

@@ -11,6 +11,7 @@
     BUNDLE/standing_decoder.safetensors + .json  optional: a second decoder for standing prompts' frames (the
                                               tokenizer's decoder weights alone; its TokenizerConfig, the same)
     BUNDLE/walking_decoder.safetensors + .json   optional: a decoder for plain walks' and runs' frames (likewise)
+    BUNDLE/gesture_decoder.safetensors + .json   optional: a decoder for standing prompts' arms (likewise)
     BUNDLE/Mean.npy, BUNDLE/Std.npy           feature statistics the models were trained with
 
 :func:`kmm_core.training.bundle_writer.assemble_bundle` builds one from a ``kmm-train`` run folder (training owns
@@ -38,6 +39,7 @@ from ..common.bounded_read import read_json
 from ..common.devices import check_device_available, resolve_device
 from ..common.errors import BundleError, InputFileError, InputTensorError, KMMError
 from ..humanml3d.feature_smoothing import (
+    GESTURE_DECODER_CHANNELS,
     STANDING_DECODER_CHANNELS,
     WALKING_DECODER_CHANNELS,
     standing_decoder_weights,
@@ -59,7 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 REQUIRED_COMPONENTS = ("tokenizer", "generator")
-OPTIONAL_COMPONENTS = ("aligner", "evaluator", "standing_decoder", "walking_decoder")
+OPTIONAL_COMPONENTS = ("aligner", "evaluator", "standing_decoder", "walking_decoder", "gesture_decoder")
 DEFAULT_BUNDLE_NAME = "kmm-small"
 CHECKPOINTS_ENV = "KMM_CHECKPOINTS_DIR"
 
@@ -144,6 +146,9 @@ class ModelBundle:
     # The tokenizer with the bundle's walking decoder (a decoder refined with a lighter jerk term, which keeps a real
     # walk's step as sharp as recorded), which decodes plain walks' and runs' frames; None: the tokenizer's decoder.
     walking_tokenizer: MotionTokenizer | None = None
+    # The tokenizer with the bundle's gesture decoder (a decoder refined to keep a wave's swing, [decoder]
+    # hand_weight), which decodes the arms of standing prompts' frames; None: the tokenizer's decoder.
+    gesture_tokenizer: MotionTokenizer | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", *, evaluator: bool = False) -> ModelBundle:
@@ -214,7 +219,7 @@ class ModelBundle:
                    generator=generator, text_conditioner=conditioner, normalizer=normalizer,
                    decoding=decoding, aligner=modules.get("aligner"),
                    evaluator=modules.get("evaluator"), standing_tokenizer=modules.get(STANDING_DECODER),
-                   walking_tokenizer=modules.get(WALKING_DECODER))
+                   walking_tokenizer=modules.get(WALKING_DECODER), gesture_tokenizer=modules.get(GESTURE_DECODER))
 
     # ---- what generation asks of a loaded model ------------------------------------------------------------------
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -234,7 +239,8 @@ class ModelBundle:
 
         ``standing`` (T,), weights in [0, 1] (``feature_smoothing.standing_decoder_weights``): where above 0, the
         root, legs, feet and torso (``STANDING_DECODER_CHANNELS``) are blended towards the bundle's standing
-        decoder's (a calm body's hips and feet held still), the arms stay the tokenizer decoder's.  ``walking`` (T,)
+        decoder's (a calm body's hips and feet held still), and the arms (``GESTURE_DECODER_CHANNELS``) towards the
+        bundle's gesture decoder's (a wave's swing kept), the tokenizer decoder's without one.  ``walking`` (T,)
         likewise (``feature_smoothing.walking_decoder_weights``): every channel blended towards the bundle's walking
         decoder's (a step as sharp as recorded).  A bundle without such a decoder, or None, decodes those frames
         with the tokenizer's decoder.
@@ -258,7 +264,8 @@ class ModelBundle:
         features = decoded[FRAMES_PER_TOKEN:FRAMES_PER_TOKEN + num_frames].float().cpu().numpy().astype(np.float64)
         for name, given, decoder, channels in (
                 ("walking", walking, self.walking_tokenizer, WALKING_DECODER_CHANNELS),
-                ("standing", standing, self.standing_tokenizer, STANDING_DECODER_CHANNELS)):
+                ("standing", standing, self.standing_tokenizer, STANDING_DECODER_CHANNELS),
+                ("standing", standing, self.gesture_tokenizer, GESTURE_DECODER_CHANNELS)):
             if given is None or decoder is None:
                 continue
             weights = np.asarray(given, dtype=np.float64)
@@ -273,7 +280,8 @@ class ModelBundle:
                        spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
         """(T, 263) features of `codes` as generation decodes them: each prompt kind's decoder on the frames of its
         spans ([start, end) 20 fps frames; a later span overrides an earlier one): the standing decoder on standing
-        prompts', the walking decoder on plain walks' and runs', the tokenizer's decoder everywhere else."""
+        prompts' (their arms the gesture decoder's), the walking decoder on plain walks' and runs', the tokenizer's
+        decoder everywhere else."""
         return self.codes_to_features(codes, num_frames, standing_decoder_weights(num_frames, spans_and_prompts),
                                       walking_decoder_weights(num_frames, spans_and_prompts))
 
@@ -299,10 +307,11 @@ class ModelBundle:
 
 COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConfig", "aligner": "AlignerConfig",
                      "evaluator": "AlignerConfig", "standing_decoder": "TokenizerConfig",
-                     "walking_decoder": "TokenizerConfig"}
+                     "walking_decoder": "TokenizerConfig", "gesture_decoder": "TokenizerConfig"}
 STANDING_DECODER = "standing_decoder"
 WALKING_DECODER = "walking_decoder"
-PROMPT_DECODERS = (STANDING_DECODER, WALKING_DECODER)
+GESTURE_DECODER = "gesture_decoder"
+PROMPT_DECODERS = (STANDING_DECODER, WALKING_DECODER, GESTURE_DECODER)
 """The optional decoders for the frames of one kind of prompt: each the tokenizer's decoder weights alone."""
 PROMPT_DECODE_MARGIN = 16
 """Tokens of context on each side of a prompt decoder's frames that it decodes again (the shipped decoders reach

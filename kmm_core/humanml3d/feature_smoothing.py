@@ -74,6 +74,10 @@ velocities and the foot contacts.  The arms stay the tokenizer decoder's: the sh
 hold the hips and feet still, also lowered a raised hand by 4-6 cm (benchmarks/results/standing_decoder.md)."""
 WALKING_DECODER_CHANNELS = np.arange(FEATURE_DIM)
 """The channels a bundle's walking decoder gives plain walks' frames: all of them (the whole body steps)."""
+GESTURE_DECODER_CHANNELS = np.setdiff1d(np.arange(FEATURE_DIM), STANDING_DECODER_CHANNELS)
+"""The channels a bundle's gesture decoder gives standing frames: the arms (each arm joint's position, rotation and
+velocity), every channel the standing decoder leaves, so a wave's swing comes from a decoder refined to keep it
+(`[decoder] hand_weight`) while the rest of the body keeps its decoders."""
 STANDING_TORSO_SCALE = 0.5
 """The torso chain's Gaussian on standing prompts, as a share of the root's sigma; 0 leaves the torso as decoded."""
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..bundle.model_bundle import (
     BUNDLE_FILE,
     BUNDLE_FORMAT_VERSION,
+    GESTURE_DECODER,
     OPTIONAL_COMPONENTS,
     PROMPT_DECODERS,
     REQUIRED_COMPONENTS,
@@ -177,6 +178,8 @@ def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
         return bundle.standing_tokenizer.decoder
     if name == WALKING_DECODER:
         return bundle.walking_tokenizer.decoder
+    if name == GESTURE_DECODER:
+        return bundle.gesture_tokenizer.decoder
     return getattr(bundle, name)
 
 
@@ -204,7 +207,8 @@ def _refined_tokenizer(bundle_dir: Path, run_dir: Path, manifest: dict) -> tuple
 def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str = STANDING_DECODER,
                           standing_root_sigma: float | None = None) -> dict:
     """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
-    standing prompts' frames, ``walking_decoder`` for plain walks' and runs'; ``ModelBundle.decode_prompts``): the
+    standing prompts' frames, ``walking_decoder`` for plain walks' and runs', ``gesture_decoder`` for standing
+    prompts' arms; ``ModelBundle.decode_prompts``): the
     decoder that ``kmm-train decoder`` refined in ``run_dir`` (``decoder.safetensors``).  Refused unless that decoder
     was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the
     generator's codes.  Writes ``<name>.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``,

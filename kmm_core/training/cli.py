@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "encoder and codebooks must be the run's)")
     refined.add_argument("--run", required=True, type=Path, help="run folder of the decoder stage "
                          "(RUN/decoder.safetensors)")
+    gesture = commands.add_parser("gesture-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
+                                  "refined (e.g. with [decoder] hand_weight) to decode its standing prompts' arms")
+    gesture.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
+    gesture.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
+                         "bundle's tokenizer (RUN/decoder.safetensors)")
     fine_tuned = commands.add_parser("fine-tuned-generator", help="put into a bundle the generator a `kmm-train "
                                      "generator` run fine-tuned from it ([train.generator] init_weights), with the "
                                      "run's data summary, licence and vocabulary")
@@ -170,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[kmm-train] bundle written to {path} (licence: {bundle_licence(path)})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(path, args.run, args.name)}")
         return 0
-    if args.command in ("standing-decoder", "walking-decoder"):
+    if args.command in ("standing-decoder", "walking-decoder", "gesture-decoder"):
         from .bundle_writer import attach_prompt_decoder
 
         name = args.command.replace("-", "_")

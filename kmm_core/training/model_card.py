@@ -256,20 +256,26 @@ LIMITS_HEADING = "## Intended use and limits"
 
 
 def prompt_decoder_markers(name: str) -> tuple[str, str]:
-    """The comments around a prompt decoder's section of the card (`name`: standing_decoder, walking_decoder)."""
+    """The comments around a prompt decoder's section of the card (`name`: standing_decoder, walking_decoder, gesture_decoder)."""
     words = name.replace("_", " ")
     return (f"<!-- {words}: begin (kmm-train {name.replace('_', '-')}) -->", f"<!-- {words}: end -->")
 
 
 def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
+    if name == "gesture_decoder":
+        return ("it decodes the arms of the frames of prompts that name no walk or whole-body move, refined to keep "
+                "each wrist's speed (`[decoder] hand_weight`), so a wave swings and the idle hand stays still; the "
+                "rest of those frames come from the standing decoder (the tokenizer's without one), and every other "
+                "prompt's frames from their own decoders.")
     if name == "walking_decoder":
         return ("it decodes every channel of the frames of plain walk and run prompts (a walk or a run with no other "
                 "action named), refined with a lighter jerk term than the tokenizer's decoder, so a real walk's "
                 "step keeps its recorded sharpness (the tokenizer's decoder smooths it); every other frame comes "
                 "from the tokenizer's decoder or the standing decoder.")
     return ("it decodes the root, legs, feet and torso of the frames of prompts that name no walk or whole-body move, "
-            "so a calm standing body's hips and feet stay still; the arms, and every other prompt's frames, come from "
-            "the tokenizer's decoder (plain walks' from the walking decoder when the bundle has one).  The standing "
+            "so a calm standing body's hips and feet stay still; the arms (the gesture decoder's when the bundle has "
+            "one), and every other prompt's frames, come from the tokenizer's decoder (plain walks' from the walking "
+            "decoder when the bundle has one).  The standing "
             "prompts' root is smoothed again by a Gaussian of "
             f"{standing_root_sigma:g} frame{'' if standing_root_sigma == 1 else 's'} (`decoding.standing_root_sigma` in "
             "bundle.json).")
