@@ -169,7 +169,11 @@ class DecoderRefinementConfig:
     (``pelvis_bob_distance``: where the real pelvis stands still, the error of its rise or fall over ``bob_span``
     frames, in cm) weighs a slow rise and fall by its whole height, and ``height_weight`` x the height term
     (``pelvis_height_distance``: the error of its mean height there, per window) keeps the bob term from settling the
-    hips low (alone it held them 2-3 cm below the real height).
+    hips low (alone it held them 2-3 cm below the real height).  A wave's swing, which the positional terms average
+    away when the codes do not pin its phase (issue 39: real waves came back with 0.18x their side-to-side energy):
+    ``hand_weight`` x the hand term (``wrist_speed_distance``: the error of each wrist's speed relative to the neck,
+    averaged over ``hand_span`` frames, in cm per frame), which costs a still hand that should swing whatever the
+    phase.
     """
 
     jerk_weight: float = 0.0  # 0 turns the stage off (kmm-train all skips it)
