@@ -364,14 +364,20 @@ def test_the_hand_term_weighs_a_wrists_speed_whatever_its_phase():
     assert float(wrist_speed_distance(real[:, :span], wave[:, :span], valid[:, :span], span)) == 0.0
 
 
+def _term_on_batches(model: MotionTokenizer, normalizer, batches, term) -> float:
+    """Mean over ``batches`` of ``term(made, real, valid)`` on the joints of ``model``'s reconstruction and the
+    real ones."""
+    with torch.no_grad():
+        return sum(float(term(features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
+                              features_to_joints_torch(normalizer.denormalize(b.features)), b.valid))
+                   for b in batches) / len(batches)
+
+
 def test_the_hand_term_brings_the_reconstructed_wrists_speed_nearer_the_real(tiny_run, train_batches):
     normalizer, batches = train_batches
 
     def hand_error(model: MotionTokenizer) -> float:
-        with torch.no_grad():
-            return sum(float(wrist_speed_distance(
-                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
-                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid)) for b in batches) / len(batches)
+        return _term_on_batches(model, normalizer, batches, wrist_speed_distance)
 
     plain = hand_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40))
     assert hand_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40, hand_weight=3.0)) < 0.97 * plain
@@ -381,11 +387,7 @@ def test_the_height_term_holds_the_reconstructed_hips_height(tiny_run, train_bat
     normalizer, batches = train_batches
 
     def height_error(model: MotionTokenizer) -> float:
-        with torch.no_grad():
-            return sum(float(pelvis_height_distance(
-                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
-                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid))
-                for b in batches) / len(batches)
+        return _term_on_batches(model, normalizer, batches, pelvis_height_distance)
 
     plain = height_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40))
     assert height_error(_refine_root(tiny_run, normalizer, batches, 0.0, steps=40, height_weight=3.0)) < 0.97 * plain
@@ -400,10 +402,7 @@ def test_the_still_term_holds_the_reconstructed_hips_and_feet_where_the_real_one
         return _refine_root(tiny_run, normalizer, batches, 0.0, steps=40, still_weight=still_weight)
 
     def still_error(model: MotionTokenizer) -> float:
-        with torch.no_grad():
-            return sum(float(still_joint_distance(
-                features_to_joints_torch(normalizer.denormalize(model(b.features, b.valid).reconstruction)),
-                features_to_joints_torch(normalizer.denormalize(b.features)), b.valid)) for b in batches) / len(batches)
+        return _term_on_batches(model, normalizer, batches, still_joint_distance)
 
     assert still_error(refine(3.0)) < 0.97 * still_error(refine(0.0))
 

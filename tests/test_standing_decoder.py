@@ -198,12 +198,17 @@ def _counter():
     return StepCounter(10**6, None, None)
 
 
+def _bundle_adding(base: Path, command: str, run: Path, folder: Path) -> Path:
+    """A copy of the bundle ``base`` in ``folder`` after `kmm-train COMMAND --run RUN` added a prompt decoder."""
+    bundle = folder / "bundle"
+    shutil.copytree(base, bundle)
+    assert train_main([command, "--bundle", str(bundle), "--run", str(run)]) == 0
+    return bundle
+
+
 def _card_after_adding_again(bundle_dir: Path, command: str, run: Path, tmp_path: Path) -> str:
     """The model card of a copy of `bundle_dir` after `kmm-train COMMAND` adds the same decoder once more."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, bundle)
-    assert train_main([command, "--bundle", str(bundle), "--run", str(run)]) == 0
-    return (bundle / "README.md").read_text()
+    return (_bundle_adding(bundle_dir, command, run, tmp_path) / "README.md").read_text()
 
 
 def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, unrefined_run, tmp_path):
@@ -216,10 +221,7 @@ def test_the_model_card_says_what_the_standing_decoder_does_once(dual_bundle, un
 @pytest.fixture(scope="module")
 def walking_bundle(dual_bundle, unrefined_run, tmp_path_factory) -> Path:
     """The dual bundle with the same other decoder as its walking decoder too."""
-    bundle = tmp_path_factory.mktemp("walking") / "bundle"
-    shutil.copytree(dual_bundle, bundle)
-    assert train_main(["walking-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0
-    return bundle
+    return _bundle_adding(dual_bundle, "walking-decoder", unrefined_run, tmp_path_factory.mktemp("walking"))
 
 
 def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle, dual_bundle, tiny_model):
@@ -284,10 +286,7 @@ def test_a_new_standing_root_sigma_rewrites_the_cards_decoding_table(dual_bundle
 @pytest.fixture(scope="module")
 def gesture_bundle(walking_bundle, unrefined_run, tmp_path_factory) -> Path:
     """The walking bundle with the same other decoder as its gesture decoder too."""
-    bundle = tmp_path_factory.mktemp("gesture") / "bundle"
-    shutil.copytree(walking_bundle, bundle)
-    assert train_main(["gesture-decoder", "--bundle", str(bundle), "--run", str(unrefined_run)]) == 0
-    return bundle
+    return _bundle_adding(walking_bundle, "gesture-decoder", unrefined_run, tmp_path_factory.mktemp("gesture"))
 
 
 def test_the_gesture_decoder_decodes_the_standing_frames_arms_only(gesture_bundle, walking_bundle, tiny_model,

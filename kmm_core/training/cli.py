@@ -79,19 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
                             "written into it)")
     vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
-    standing = commands.add_parser("standing-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
-                                   "refined (e.g. with [decoder] still_weight) to decode its standing prompts' frames")
-    standing.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
-    standing.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
-                          "bundle's tokenizer (RUN/decoder.safetensors)")
+    standing = _prompt_decoder_parser(commands, "standing-decoder", "(e.g. with [decoder] still_weight) to decode its "
+                                      "standing prompts' frames")
     standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
                           "smoothing chosen against this decoder as the bundle's decoding.standing_root_sigma")
-    walking = commands.add_parser("walking-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
-                                  "refined (e.g. with a lighter [decoder] jerk_weight) to decode its plain walks' and "
-                                  "runs' frames")
-    walking.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
-    walking.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
-                         "bundle's tokenizer (RUN/decoder.safetensors)")
+    _prompt_decoder_parser(commands, "walking-decoder", "(e.g. with a lighter [decoder] jerk_weight) to decode its "
+                           "plain walks' and runs' frames")
     refined = commands.add_parser("refined-decoder", help="put into a bundle the tokenizer whose decoder a `kmm-train "
                                   "decoder` run refined from it (e.g. with [decoder] hand_weight): it decodes every "
                                   "frame no prompt decoder makes")
@@ -99,11 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "encoder and codebooks must be the run's)")
     refined.add_argument("--run", required=True, type=Path, help="run folder of the decoder stage "
                          "(RUN/decoder.safetensors)")
-    gesture = commands.add_parser("gesture-decoder", help="add to a bundle the decoder a `kmm-train decoder` run "
-                                  "refined (e.g. with [decoder] hand_weight) to decode its standing prompts' arms")
-    gesture.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
-    gesture.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
-                         "bundle's tokenizer (RUN/decoder.safetensors)")
+    _prompt_decoder_parser(commands, "gesture-decoder", "(e.g. with [decoder] hand_weight) to decode its standing "
+                           "prompts' arms")
     fine_tuned = commands.add_parser("fine-tuned-generator", help="put into a bundle the generator a `kmm-train "
                                      "generator` run fine-tuned from it ([train.generator] init_weights), with the "
                                      "run's data summary, licence and vocabulary")
@@ -118,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "BUNDLE/word_checks.json (see kmm-train check-words --help)", add_help=False)
     commands.add_parser("ablate", help="seed study: masking rows x training seeds, trained, evaluated, tabulated "
                         "(see kmm-train ablate --help)", add_help=False)
+    return parser
+
+
+def _prompt_decoder_parser(commands: argparse._SubParsersAction, command: str, purpose: str) -> argparse.ArgumentParser:
+    """The parser of a command that adds a prompt decoder to a bundle (`kmm-train standing-decoder`, ...)."""
+    parser = commands.add_parser(command, help=f"add to a bundle the decoder a `kmm-train decoder` run refined {purpose}")
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
+    parser.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
+                        "bundle's tokenizer (RUN/decoder.safetensors)")
     return parser
 
 
