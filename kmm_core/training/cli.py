@@ -85,22 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "smoothing chosen against this decoder as the bundle's decoding.standing_root_sigma")
     _prompt_decoder_parser(commands, "walking-decoder", "(e.g. with a lighter [decoder] jerk_weight) to decode its "
                            "plain walks' and runs' frames")
-    refined = commands.add_parser("refined-decoder", help="put into a bundle the tokenizer whose decoder a `kmm-train "
-                                  "decoder` run refined from it (e.g. with [decoder] hand_weight): it decodes every "
-                                  "frame no prompt decoder makes")
-    refined.add_argument("--bundle", required=True, type=Path, help="bundle folder the decoder was refined from (its "
-                         "encoder and codebooks must be the run's)")
-    refined.add_argument("--run", required=True, type=Path, help="run folder of the decoder stage "
-                         "(RUN/decoder.safetensors)")
+    _bundle_and_run_parser(commands, "refined-decoder", "put into a bundle the tokenizer whose decoder a `kmm-train "
+                           "decoder` run refined from it (e.g. with [decoder] hand_weight): it decodes every frame no "
+                           "prompt decoder makes", "bundle folder the decoder was refined from (its encoder and "
+                           "codebooks must be the run's)", "run folder of the decoder stage (RUN/decoder.safetensors)")
     _prompt_decoder_parser(commands, "gesture-decoder", "(e.g. with [decoder] hand_weight) to decode its standing "
                            "prompts' arms")
-    fine_tuned = commands.add_parser("fine-tuned-generator", help="put into a bundle the generator a `kmm-train "
-                                     "generator` run fine-tuned from it ([train.generator] init_weights), with the "
-                                     "run's data summary, licence and vocabulary")
-    fine_tuned.add_argument("--bundle", required=True, type=Path, help="bundle folder the generator was fine-tuned "
-                            "from (its tokenizer, aligner and Mean/Std must be the run's)")
-    fine_tuned.add_argument("--run", required=True, type=Path, help="run folder of the fine-tune "
-                            "(RUN/generator.safetensors)")
+    _bundle_and_run_parser(commands, "fine-tuned-generator", "put into a bundle the generator a `kmm-train generator` "
+                           "run fine-tuned from it ([train.generator] init_weights), with the run's data summary, "
+                           "licence and vocabulary", "bundle folder the generator was fine-tuned from (its tokenizer, "
+                           "aligner and Mean/Std must be the run's)", "run folder of the fine-tune "
+                           "(RUN/generator.safetensors)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -111,13 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bundle_and_run_parser(commands: argparse._SubParsersAction, command: str, help_text: str, bundle_help: str,
+                           run_help: str) -> argparse.ArgumentParser:
+    """The parser of a command that puts what a run trained into a bundle (`--bundle B --run R`)."""
+    parser = commands.add_parser(command, help=help_text)
+    parser.add_argument("--bundle", required=True, type=Path, help=bundle_help)
+    parser.add_argument("--run", required=True, type=Path, help=run_help)
+    return parser
+
+
 def _prompt_decoder_parser(commands: argparse._SubParsersAction, command: str, purpose: str) -> argparse.ArgumentParser:
     """The parser of a command that adds a prompt decoder to a bundle (`kmm-train standing-decoder`, ...)."""
-    parser = commands.add_parser(command, help=f"add to a bundle the decoder a `kmm-train decoder` run refined {purpose}")
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (its tokenizer decodes the rest)")
-    parser.add_argument("--run", required=True, type=Path, help="run folder whose decoder stage refined the "
-                        "bundle's tokenizer (RUN/decoder.safetensors)")
-    return parser
+    return _bundle_and_run_parser(commands, command, f"add to a bundle the decoder a `kmm-train decoder` run refined "
+                                  f"{purpose}", "bundle folder (its tokenizer decodes the rest)", "run folder whose "
+                                  "decoder stage refined the bundle's tokenizer (RUN/decoder.safetensors)")
 
 
 def bundle_licence(path: Path) -> str:
