@@ -82,11 +82,14 @@ def test_zip_holds_the_add_on_and_kmm_core_but_no_development_files(built_zip):
             "kmm_core/checkpoints/kmm-small/vocabulary.safetensors",
             "kmm_core/checkpoints/kmm-small/word_checks.json"} <= set(names)
     manifest = json.loads(zipfile.ZipFile(built_zip).read("kmm_core/checkpoints/kmm-small/bundle.json"))
-    assert manifest["components"] == ["tokenizer", "generator", "aligner", "standing_decoder", "walking_decoder"]
+    assert manifest["components"] == ["tokenizer", "generator", "aligner", "standing_decoder", "walking_decoder",
+                                      "gesture_decoder"]
     assert {"kmm_core/checkpoints/kmm-small/standing_decoder.safetensors",  # standing prompts' decoder
             "kmm_core/checkpoints/kmm-small/standing_decoder.json",
             "kmm_core/checkpoints/kmm-small/walking_decoder.safetensors",  # plain walks' decoder
-            "kmm_core/checkpoints/kmm-small/walking_decoder.json"} <= set(names)
+            "kmm_core/checkpoints/kmm-small/walking_decoder.json",
+            "kmm_core/checkpoints/kmm-small/gesture_decoder.safetensors",  # standing prompts' arms
+            "kmm_core/checkpoints/kmm-small/gesture_decoder.json"} <= set(names)
     assert "CC BY-NC 4.0" in manifest["licence"]
 
 

@@ -62,10 +62,12 @@ def test_every_file_generation_loads_is_verified(tmp_path):
     manifest = read_manifest(SHIPPED)
     loaded = ["tokenizer.safetensors", "tokenizer.json", "generator.safetensors", "generator.json",
               "aligner.safetensors", "aligner.json", "standing_decoder.safetensors", "standing_decoder.json",
-              "walking_decoder.safetensors", "walking_decoder.json", "Mean.npy", "Std.npy"]
+              "walking_decoder.safetensors", "walking_decoder.json", "gesture_decoder.safetensors",
+              "gesture_decoder.json", "Mean.npy", "Std.npy"]
     # every file: + the evaluator's two and the vocabulary's two
-    assert verify_bundle_files(SHIPPED, manifest, loaded) == 12 and verify_bundle_files(SHIPPED, manifest) == 16
-    for name in ("aligner.safetensors", "standing_decoder.safetensors", "walking_decoder.safetensors", "Std.npy"):
+    assert verify_bundle_files(SHIPPED, manifest, loaded) == 14 and verify_bundle_files(SHIPPED, manifest) == 18
+    for name in ("aligner.safetensors", "standing_decoder.safetensors", "walking_decoder.safetensors",
+                 "gesture_decoder.safetensors", "Std.npy"):
         bundle = Path(shutil.copytree(SHIPPED, tmp_path / name))
         target = bundle / name
         if name.endswith(".npy"):
