@@ -218,8 +218,8 @@ class ModelBundle:
         return cls(path=folder, config=config, device=torch_device, tokenizer=modules["tokenizer"],
                    generator=generator, text_conditioner=conditioner, normalizer=normalizer,
                    decoding=decoding, aligner=modules.get("aligner"),
-                   evaluator=modules.get("evaluator"), standing_tokenizer=modules.get(STANDING_DECODER),
-                   walking_tokenizer=modules.get(WALKING_DECODER), gesture_tokenizer=modules.get(GESTURE_DECODER))
+                   evaluator=modules.get("evaluator"),
+                   **{attribute: modules.get(name) for name, attribute in PROMPT_DECODER_TOKENIZERS.items()})
 
     # ---- what generation asks of a loaded model ------------------------------------------------------------------
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -311,7 +311,10 @@ COMPONENT_CONFIGS = {"tokenizer": "TokenizerConfig", "generator": "GeneratorConf
 STANDING_DECODER = "standing_decoder"
 WALKING_DECODER = "walking_decoder"
 GESTURE_DECODER = "gesture_decoder"
-PROMPT_DECODERS = (STANDING_DECODER, WALKING_DECODER, GESTURE_DECODER)
+PROMPT_DECODER_TOKENIZERS = {STANDING_DECODER: "standing_tokenizer", WALKING_DECODER: "walking_tokenizer",
+                             GESTURE_DECODER: "gesture_tokenizer"}
+"""Each optional prompt decoder and the `ModelBundle` attribute holding the tokenizer that decodes with it."""
+PROMPT_DECODERS = tuple(PROMPT_DECODER_TOKENIZERS)
 """The optional decoders for the frames of one kind of prompt: each the tokenizer's decoder weights alone."""
 PROMPT_DECODE_MARGIN = 16
 """Tokens of context on each side of a prompt decoder's frames that it decodes again (the shipped decoders reach

@@ -23,12 +23,11 @@ from safetensors.torch import load_file, save_file
 from ..bundle.model_bundle import (
     BUNDLE_FILE,
     BUNDLE_FORMAT_VERSION,
-    GESTURE_DECODER,
     OPTIONAL_COMPONENTS,
+    PROMPT_DECODER_TOKENIZERS,
     PROMPT_DECODERS,
     REQUIRED_COMPONENTS,
     STANDING_DECODER,
-    WALKING_DECODER,
     BundleError,
     ModelBundle,
     read_manifest,
@@ -174,12 +173,8 @@ def _check_refined_from(refined: dict[str, torch.Tensor], refined_path: Path, to
 
 def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
     """The loaded module of a bundle component (a prompt decoder is the decoder of its tokenizer copy)."""
-    if name == STANDING_DECODER:
-        return bundle.standing_tokenizer.decoder
-    if name == WALKING_DECODER:
-        return bundle.walking_tokenizer.decoder
-    if name == GESTURE_DECODER:
-        return bundle.gesture_tokenizer.decoder
+    if name in PROMPT_DECODER_TOKENIZERS:
+        return getattr(bundle, PROMPT_DECODER_TOKENIZERS[name]).decoder
     return getattr(bundle, name)
 
 
@@ -208,8 +203,8 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
                           standing_root_sigma: float | None = None) -> dict:
     """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
     standing prompts' frames, ``walking_decoder`` for plain walks' and runs', ``gesture_decoder`` for standing
-    prompts' arms; ``ModelBundle.decode_prompts``): the
-    decoder that ``kmm-train decoder`` refined in ``run_dir`` (``decoder.safetensors``).  Refused unless that decoder
+    prompts' arms; ``ModelBundle.decode_prompts``): the decoder that ``kmm-train decoder`` refined in ``run_dir``
+    (``decoder.safetensors``).  Refused unless that decoder
     was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the
     generator's codes.  Writes ``<name>.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``,
     lists the component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the new

@@ -256,7 +256,8 @@ LIMITS_HEADING = "## Intended use and limits"
 
 
 def prompt_decoder_markers(name: str) -> tuple[str, str]:
-    """The comments around a prompt decoder's section of the card (`name`: standing_decoder, walking_decoder, gesture_decoder)."""
+    """The comments around a prompt decoder's section of the card (`name`: standing_decoder, walking_decoder,
+    gesture_decoder)."""
     words = name.replace("_", " ")
     return (f"<!-- {words}: begin (kmm-train {name.replace('_', '-')}) -->", f"<!-- {words}: end -->")
 

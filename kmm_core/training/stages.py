@@ -338,8 +338,7 @@ def wrist_speed_distance(joints: torch.Tensor, reference: torch.Tensor, valid: t
         return torch.nn.functional.avg_pool1d(per_frame, span, stride=1)  # (B, 2, T-span)
     if joints.shape[1] <= span:
         return joints.new_zeros(())
-    steps = (valid[:, 1:] & valid[:, :-1]).to(torch.float32)[:, None]
-    whole = torch.nn.functional.avg_pool1d(steps, span, stride=1) > 1.0 - 1e-6  # (B, 1, T-span)
+    whole = _still_over_span((valid[:, 1:] & valid[:, :-1])[..., None], span).transpose(1, 2)  # (B, 1, T-span)
     error = (speed(joints) - speed(reference)).abs()
     return _masked_mean(error, whole.expand_as(error))
 
