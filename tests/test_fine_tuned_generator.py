@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.bundle.word_strength import WORD_CHECKS_FILE
+from kmm_core.training.checkpoint import TRAINED_ON_ALIGNER
 from kmm_core.training.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,3 +145,85 @@ def test_an_aligner_fine_tuned_before_the_generator_goes_in_with_it(tiny_bundle,
     assert main(["fine-tuned-generator", "--bundle", str(refused), "--run", str(moved)]) == 1
     assert "is not the aligner generator.safetensors was trained on" in capsys.readouterr().err
     assert (refused / "aligner.safetensors").read_bytes() == (tiny_bundle / "aligner.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def second_seed_run(tiny_bundle, prepared_dataset, tmp_path_factory) -> Path:
+    """`fine_tune_run`'s fine-tune again with another training seed."""
+    run, common = _fine_tune_folders(tiny_bundle, prepared_dataset, tmp_path_factory.mktemp("second_seed"),
+                                     ("tokenizer", "aligner"))
+    assert main(["generator", *common, "--set", "train.generator.steps=3", "--set", "train.generator.seed=1",
+                 "--set", f"train.generator.init_weights={tiny_bundle / 'generator.safetensors'}"]) == 0
+    return run
+
+
+def test_the_mean_of_two_seeds_goes_into_the_bundle(tiny_bundle, fine_tune_run, second_seed_run, tmp_path, capsys):
+    """`kmm-train average-generators`: each tensor is the two runs' mean, the header keeps the aligner the runs
+    learned, and `fine-tuned-generator` takes the averaged folder as it takes a run; the card names the runs."""
+    out = tmp_path / "mean"
+    assert main(["average-generators", "--runs", str(fine_tune_run), str(second_seed_run), "--out", str(out)]) == 0
+    assert "the mean of 2 generators" in capsys.readouterr().out
+    first, second = (load_file(str(run / "generator.safetensors")) for run in (fine_tune_run, second_seed_run))
+    mean = load_file(str(out / "generator.safetensors"))
+    assert mean.keys() == first.keys()
+    assert any(not torch.equal(first[key], second[key]) for key in first)  # the seeds did differ
+    for key, value in mean.items():
+        assert value.dtype == first[key].dtype
+        assert torch.equal(value, ((first[key].double() + second[key].double()) / 2).to(value.dtype))
+    with safe_open(str(out / "generator.safetensors"), framework="pt") as weights:
+        header = weights.metadata()
+    with safe_open(str(fine_tune_run / "generator.safetensors"), framework="pt") as weights:
+        assert header[TRAINED_ON_ALIGNER] == weights.metadata()[TRAINED_ON_ALIGNER]
+    record = json.loads((out / "averaged_from.json").read_text())
+    assert [entry["run"] for entry in record["runs"]] == [str(fine_tune_run), str(second_seed_run)]
+
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(out)]) == 0
+    shipped = load_file(str(bundle / "generator.safetensors"))
+    assert all(torch.equal(shipped[key], mean[key].half()) for key in mean)
+    ModelBundle.load(bundle, device="cpu")
+    card = (bundle / "README.md").read_text()
+    assert "the mean of the generators of 2 fine-tunes" in card and second_seed_run.name in card
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("one run", "--runs: name two runs or more (got 1)"),
+    ("the same run twice", "--runs: a run is named twice"),
+    ("from scratch", "init_weights is empty"),
+    ("another start", "only fine-tunes of one start average"),
+    ("another aligner", "aligner.safetensors: differs from"),
+    ("other data", "the runs trained on other data"),
+    ("another shape", "has shape"),
+    ("no generator", "generator.safetensors: not found"),
+])
+def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, message, fine_tune_run,
+                                                                       second_seed_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(second_seed_run, other)
+    config = json.loads((other / "config.json").read_text())
+    if what == "from scratch":
+        config["train"]["generator"]["init_weights"] = ""
+    elif what == "another start":
+        config["train"]["generator"]["init_weights"] = str(tmp_path / "elsewhere.safetensors")
+    (other / "config.json").write_text(json.dumps(config))
+    if what == "another aligner":
+        tensors = load_file(str(other / "aligner.safetensors"))
+        key = next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+        save_file({**tensors, key: tensors[key] + 1}, str(other / "aligner.safetensors"))
+    elif what == "other data":
+        dataset = json.loads((other / "dataset.json").read_text())
+        (other / "dataset.json").write_text(json.dumps({**dataset, "train_clips": dataset["train_clips"] + 1}))
+    elif what == "another shape":
+        tensors = load_file(str(other / "generator.safetensors"))
+        key = next(k for k in sorted(tensors) if tensors[k].dim() == 2)
+        with safe_open(str(other / "generator.safetensors"), framework="pt") as weights:
+            header = weights.metadata()
+        save_file({**tensors, key: tensors[key][:-1]}, str(other / "generator.safetensors"), metadata=header)
+    elif what == "no generator":
+        (other / "generator.safetensors").unlink()
+    runs = {"one run": [fine_tune_run], "the same run twice": [fine_tune_run, fine_tune_run]}.get(
+        what, [fine_tune_run, other])
+    out = tmp_path / "mean"
+    assert main(["average-generators", "--runs", *map(str, runs), "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()

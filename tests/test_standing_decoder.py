@@ -323,3 +323,17 @@ def test_the_gesture_decoder_decodes_the_standing_frames_arms_only(gesture_bundl
     assert card.count("## Gesture decoder") == 1 and card.index("## Gesture decoder") < card.index(
         "## Intended use and limits")
     assert "the arms of the frames of prompts that name no walk" in card and "kmm-train gesture-decoder" in card
+
+
+@pytest.mark.parametrize("command", ["standing-decoder", "walking-decoder", "gesture-decoder"])
+def test_adding_a_prompt_decoder_removes_the_word_checks_of_the_motion_before(command, tiny_bundle, unrefined_run,
+                                                                              tmp_path, capsys):
+    """The word checks measured the motion the bundle made before the new decoder: they are removed (the weak-word
+    warnings would describe another motion), the command says how to measure again, and the bundle loads."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_bundle, base)
+    (base / "word_checks.json").write_text("{}")
+    bundle = _bundle_adding(base, command, unrefined_run, tmp_path)
+    assert not (bundle / "word_checks.json").exists()
+    assert "word checks removed: run `kmm-train check-words" in capsys.readouterr().out
+    ModelBundle.load(bundle, device="cpu")

@@ -207,8 +207,9 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
     (``decoder.safetensors``).  Refused unless that decoder
     was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the
     generator's codes.  Writes ``<name>.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``,
-    lists the component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the new
-    manifest.  ``standing_root_sigma`` (optional, standing decoder only) is stored as the bundle's
+    removes the word checks (they measured the motion before this decoder: ``kmm-train check-words`` measures it
+    again), lists the component in ``bundle.json``, re-records the checksums, proves the bundle loads; returns the
+    new manifest.  ``standing_root_sigma`` (optional, standing decoder only) is stored as the bundle's
     ``decoding.standing_root_sigma``: the standing-root smoothing chosen against this decoder (a decoder that holds
     the body still needs less)."""
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
@@ -230,6 +231,7 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
                      if key.startswith("decoder.")}, TORCH_DTYPES[dtype])
     save_file(tensors, str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
     shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{name}.json")
+    (bundle_dir / "word_checks.json").unlink(missing_ok=True)  # it measured the motion before this decoder
     if name not in manifest["components"]:
         manifest["components"].append(name)
     # one write of bundle.json, the new component and every checksum together

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "licence and vocabulary", "bundle folder the generator was fine-tuned from (its tokenizer, "
                            "aligner and Mean/Std must be the run's)", "run folder of the fine-tune "
                            "(RUN/generator.safetensors)")
+    average = commands.add_parser("average-generators", help="average the generators of fine-tunes of one start "
+                                  "(e.g. one recipe at several seeds) into a run folder that `kmm-train "
+                                  "fine-tuned-generator` puts into their bundle")
+    average.add_argument("--runs", required=True, nargs="+", type=Path, metavar="RUN",
+                         help="two or more `kmm-train generator` fine-tune folders of one start")
+    average.add_argument("--out", required=True, type=Path, help="run folder to write (a new one)")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -182,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         name = args.command.replace("-", "_")
         manifest = attach_prompt_decoder(args.bundle, args.run, name, getattr(args, "standing_root_sigma", None))
         print(f"[kmm-train] {name.replace('_', ' ')} from {args.run} added to {args.bundle} "
-              f"(components: {', '.join(manifest['components'])})")
+              f"(components: {', '.join(manifest['components'])}; word checks removed: run `kmm-train check-words "
+              f"--checkpoint {args.bundle}` to measure the new decoder's motion)")
         return 0
     if args.command == "refined-decoder":
         from .bundle_writer import replace_tokenizer_decoder
@@ -197,6 +204,13 @@ def _run(args: argparse.Namespace) -> int:
         manifest = replace_generator(args.bundle, args.run)
         print(f"[kmm-train] generator of {args.run} put into {args.bundle} (licence: {manifest.get('licence')})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(args.bundle, args.run, manifest.get('name'))}")
+        return 0
+    if args.command == "average-generators":
+        from .generator_average import average_generators
+
+        out = average_generators(args.runs, args.out)
+        print(f"[kmm-train] the mean of {len(args.runs)} generators written to {out}: put it into their bundle with "
+              f"`kmm-train fine-tuned-generator --bundle BUNDLE --run {out}`")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

@@ -25,6 +25,7 @@ from ..common.bounded_read import read_json, read_text
 from ..common.errors import InputFileError
 from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
 from ..model.configs import DecodingConfig
+from .generator_average import averaged_runs
 from .run_log import LOG_FILE, read_log
 
 CARD_FILE = "README.md"
@@ -364,7 +365,8 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
                                      replaced: Sequence[str] = ("generator",)) -> Path | None:
     """After `bundle_writer.replace_generator`: the card's Data and Licence sections written again from ``manifest``
     and the fine-tune run's data report, and a section saying what the generator was fine-tuned from, on what, and
-    how long (replaced when there); a bundle without a card is left without one (None)."""
+    how long, or which runs' mean it is (replaced when there); a bundle without a card is left without one
+    (None)."""
     card = Path(bundle_dir) / CARD_FILE
     if not card.is_file():
         return None
@@ -386,6 +388,9 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
                 f"{_validation(tuned['validation'])}, {_minutes(tuned['seconds'])}" if tuned else "no log found")
 
     tuned_text = "; ".join(f"`{name}.safetensors`: {training(name)}" for name in replaced)
+    if averaged := averaged_runs(run_dir):
+        tuned_text = (f"`generator.safetensors`: the mean of the generators of {len(averaged)} fine-tunes of this "
+                      f"start, `kmm-train average-generators` over {', '.join(f'`{run}`' for run in averaged)}")
     kept = [name for name in ("tokenizer", "aligner", "evaluator") if name not in replaced]
     section = ["## Fine-tuned generator", "",
                f"{' and '.join(f'`{name}`' for name in replaced)} fine-tuned from the bundle's own on the data under "

@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The generators of several fine-tunes of one start, averaged weight by weight (``kmm-train average-generators``).
+
+Fine-tunes of one generator with one recipe and only the seed changed perform some actions in one seed and not in
+another (training/runs/kmm-small-all-v13: getting up in 4, 7 and 0 of 8 generation seeds over three training
+seeds).  Their weights lie close together (about 0.1-0.2% apart, relative), so their mean is itself a generator
+("model soups", Wortsman et al. 2022) that keeps what the runs share and loses less of what one seed got wrong.
+
+The result is a run folder like the runs averaged (their configs, tokenizer, aligner, Mean/Std and data summary,
+and the mean ``generator.safetensors``) with ``averaged_from.json`` naming the runs and each one's SHA-256, so
+``kmm-train fine-tuned-generator`` puts it into the bundle they started from as it would put one of them.
+Refused, naming the file, unless the runs share everything but their training: the start
+(``[train.generator] init_weights``), the generator configuration, the aligner the generator learned (its
+SHA-256 in each header) and its configuration, the tokenizer, Mean/Std and the prepared data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..bundle.weight_checksums import file_sha256
+from ..common.atomic_write import atomic_directory
+from ..common.bounded_read import read_json
+from ..common.errors import KMMError
+from ..model.weights import read_tensors
+from .checkpoint import TRAINED_ON_ALIGNER
+
+AVERAGED_FROM = "averaged_from.json"
+SHARED_FILES = ("generator.json", "tokenizer.json", "tokenizer.safetensors", "aligner.json", "aligner.safetensors",
+                "Mean.npy", "Std.npy")
+"""Files every averaged run must hold byte for byte the same (besides its start, data and aligner header)."""
+COPIED_FILES = (*SHARED_FILES, "evaluator.json", "evaluator.safetensors", "config.json", "dataset.json")
+"""What the averaged run folder takes from the first run (the evaluator only where the runs have one)."""
+
+
+class AverageError(KMMError):
+    """Runs that cannot be averaged: the message names the file and what differs."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+def _start(run: Path) -> str:
+    """The weights a run fine-tuned (``[train.generator] init_weights`` of its config.json)."""
+    config = read_json(run / "config.json", "run config", error_class=AverageError, allow_non_finite=True)
+    start = ((config.get("train") or {}).get("generator") or {}).get("init_weights") if isinstance(config, dict) else None
+    if not start:
+        raise AverageError(run / "config.json", "[train.generator] init_weights is empty: this run trained a "
+                                                "generator from scratch, and only fine-tunes of one start average")
+    return str(start)
+
+
+def _data_summary(run: Path) -> dict:
+    """The run's data summary (dataset.json) without the folder it was read from: what goes into the bundle."""
+    dataset = read_json(run / "dataset.json", "dataset summary", error_class=AverageError, allow_non_finite=True)
+    return {key: value for key, value in dataset.items() if key != "root"} if isinstance(dataset, dict) else {}
+
+
+def _header(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as weights:
+        return dict(weights.metadata() or {})
+
+
+def _check_runs(runs: Sequence[Path]) -> None:
+    if len(runs) < 2:
+        raise KMMError(f"--runs: name two runs or more (got {len(runs)})")
+    if len({run.resolve() for run in runs}) != len(runs):
+        raise KMMError("--runs: a run is named twice")
+    first = runs[0]
+    for run in runs:
+        for name in (*SHARED_FILES, "generator.safetensors", "config.json", "dataset.json"):
+            if not (run / name).is_file():
+                raise AverageError(run / name, "not found: each run averaged must be a finished `kmm-train "
+                                               "generator` fine-tune folder")
+    for run in runs[1:]:
+        for name in SHARED_FILES:
+            if file_sha256(run / name) != file_sha256(first / name):
+                raise AverageError(run / name, f"differs from {first / name}: only fine-tunes of one start, on one "
+                                               "tokenizer and aligner, average")
+        if _start(run) != _start(first):
+            raise AverageError(run / "config.json", f"fine-tuned {_start(run)}, {first} fine-tuned {_start(first)}: "
+                                                    "only fine-tunes of one start average")
+        if _data_summary(run) != _data_summary(first):
+            raise AverageError(run / "dataset.json", f"differs from {first / 'dataset.json'}: the runs trained on "
+                                                     "other data, and the bundle's data summary would be one run's")
+        if _header(run / "generator.safetensors").get(TRAINED_ON_ALIGNER) != \
+                _header(first / "generator.safetensors").get(TRAINED_ON_ALIGNER):
+            raise AverageError(run / "generator.safetensors", f"learned another aligner than "
+                                                              f"{first / 'generator.safetensors'} (their headers' "
+                                                              f"{TRAINED_ON_ALIGNER} differ)")
+
+
+def mean_weights(runs: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """The runs' generator tensors averaged in float64 and stored in the first run's dtypes; refused (naming the
+    file) when the tensors' names or shapes differ or a value is not finite."""
+    first_path = runs[0] / "generator.safetensors"
+    first = read_tensors(first_path)
+    sums = {key: value.double() for key, value in first.items()}
+    for run in runs[1:]:
+        path = run / "generator.safetensors"
+        tensors = read_tensors(path)
+        if set(tensors) != set(first):
+            missing, extra = sorted(set(first) - set(tensors)), sorted(set(tensors) - set(first))
+            raise AverageError(path, f"holds other tensors than {first_path} (missing {missing[:3]}, extra "
+                                     f"{extra[:3]})")
+        for key, value in tensors.items():
+            if value.shape != first[key].shape:
+                raise AverageError(path, f"{key} has shape {tuple(value.shape)}, {first_path} "
+                                         f"{tuple(first[key].shape)}")
+            sums[key] += value.double()
+    mean = {key: (total / len(runs)).to(first[key].dtype).contiguous() for key, total in sums.items()}
+    for key, value in mean.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise AverageError(first_path, f"{key}: the mean holds values that are not finite")
+    return mean
+
+
+def average_generators(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """Write ``out_dir``, a run folder holding the mean of the ``runs``' generators (see the module docstring);
+    nothing is written when a check fails, and an existing ``out_dir`` is refused."""
+    runs = [Path(run) for run in runs]
+    out_dir = Path(out_dir)
+    _check_runs(runs)
+    mean = mean_weights(runs)
+    header = _header(runs[0] / "generator.safetensors")
+    record = {"runs": [{"run": str(run), "generator_sha256": file_sha256(run / "generator.safetensors")}
+                       for run in runs],
+              "init_weights": _start(runs[0])}
+    with atomic_directory(out_dir) as folder:
+        for name in COPIED_FILES:
+            if (runs[0] / name).is_file():
+                shutil.copy2(runs[0] / name, folder / name)
+        save_file(mean, str(folder / "generator.safetensors"), metadata=header)
+        (folder / AVERAGED_FROM).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def averaged_runs(run_dir: str | Path) -> list[str]:
+    """The runs a run folder's generator is the mean of (``averaged_from.json``), or [] for a trained run."""
+    path = Path(run_dir) / AVERAGED_FROM
+    if not path.is_file():
+        return []
+    record = read_json(path, "averaged runs", error_class=AverageError)
+    return [str(entry.get("run")) for entry in record.get("runs", [])] if isinstance(record, dict) else []
