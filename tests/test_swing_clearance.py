@@ -129,7 +129,7 @@ def generated_walks():
 
 
 def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated_walks):
-    former, now, raw_swing, now_swing, travel = [], [], [], [], []
+    former, now, raw_swing, now_swing, travel, frames = [], [], [], [], [], []
     lengths = np.linalg.norm(tpose_offsets()[1:], axis=-1)
     for joints, channels in generated_walks:
         before = clean_foot_contacts(joints, FPS, channels, settings=FORMER)
@@ -143,6 +143,7 @@ def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated
             raw_swing.append(joints[start:end, LEFT_TOE, 1].max())
             now_swing.append(after.joints[start:end, LEFT_TOE, 1].max())
             travel.append(np.linalg.norm(joints[end, LEFT_TOE, [0, 2]] - joints[start - 1, LEFT_TOE, [0, 2]]))
+            frames.append(end - start)
         for column in (1, 3):  # held toes still stand on the floor
             toes = after.joints[after.contacts[:, column], (LEFT_TOE, JOINT_INDEX["right_foot"])[column // 2], 1]
             np.testing.assert_allclose(toes, TOE_GROUND_HEIGHT, atol=0.01)
@@ -156,8 +157,10 @@ def test_generated_walks_slide_less_and_keep_their_held_feet_and_bones(generated
     # (A step already near its peak gains less: the gait-cycle default's backward walk, 4.85 cm against a 5.3-cm
     # peak for its 0.75 m, is lifted 1.0 cm.)  The shipped default lifts most swings by itself, so the median alone
     # no longer shows the lift.
+    # A one-frame gap between two holds is a flicker of the contact, not a swing, and the clean-up may flatten it (the
+    # mean-of-seeds default's plain walk: a toe at 2.5 cm for one frame between holds 3.9 cm apart, put at 0.6 cm).
     raw_swing, now_swing, travel = np.asarray(raw_swing), np.asarray(now_swing), np.asarray(travel)
-    low, step = raw_swing < 0.06, travel >= 0.3
+    low, step = (raw_swing < 0.06) & (np.asarray(frames) > 1), travel >= 0.3
     real_peak = REAL_SWING_PROFILE.max() * np.minimum(1.0, travel / REAL_STRIDE)
     short, much_short = step & (raw_swing < real_peak), step & (raw_swing < real_peak - 0.02)
     assert much_short.any() and np.all(now_swing[short] >= real_peak[short] - 0.006)
