@@ -20,6 +20,7 @@ from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.bundle.word_strength import WORD_CHECKS_FILE
 from kmm_core.training.checkpoint import TRAINED_ON_ALIGNER
 from kmm_core.training.cli import main
+from kmm_core.training.model_card import ACTION_RESULTS_BEGIN, ACTION_RESULTS_END
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAINING_CONFIG = REPO_ROOT / "training" / "configs" / "tiny.toml"
@@ -227,3 +228,31 @@ def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, me
     assert main(["average-generators", "--runs", *map(str, runs), "--out", str(out)]) == 1
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_cards_per_action_results_follow_the_generator(tiny_bundle, fine_tune_run, tmp_path, capsys):
+    """The per-action results measured the generator a fine-tune replaces: `fine-tuned-generator` says they are not
+    measured for the new one, and `kmm-train action-results` puts new ones (eval-actions' markdown) in their place,
+    once; an empty file or a bundle without a card is refused by name."""
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    card = bundle / "README.md"
+    card.write_text(card.read_text().replace(
+        ACTION_RESULTS_BEGIN + "\n", ACTION_RESULTS_BEGIN + "\n# Per-action results: the old generator's\n", 1))
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(fine_tune_run)]) == 0
+    text = card.read_text()
+    assert "the old generator's" not in text and "Not measured for this bundle's current generator" in text
+    results = tmp_path / "actions.md"
+    results.write_text("# Per-action results: tiny\n\n**2 of 3 actions pass.**\n")
+    assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 0
+    text = card.read_text()
+    assert text.count("**2 of 3 actions pass.**") == 1 and "Not measured" not in text.split("## How to reproduce")[0]
+    assert text.count(ACTION_RESULTS_BEGIN) == 1 and text.count(ACTION_RESULTS_END) == 1
+    ModelBundle.load(bundle, device="cpu")
+    capsys.readouterr()
+    results.write_text("  \n")
+    assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 1
+    assert "per-action results file is empty" in capsys.readouterr().err
+    card.unlink()
+    results.write_text("# Per-action results\n")
+    assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 1
+    assert "no model card with a per-action results section" in capsys.readouterr().err

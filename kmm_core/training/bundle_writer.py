@@ -44,6 +44,7 @@ from .model_card import (
     add_refined_decoder_section,
     dataset_report,
     read_action_results,
+    set_action_results,
     write_model_card,
 )
 
@@ -299,8 +300,9 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     (the SHA-256 in the generator's header).
     The bundle's data summary, licence and vocabulary become those of the run's data (a fine-tune on new sources
     carries their terms); its word checks, which measured the old generator, are removed (``kmm-train check-words``
-    measures the new one).  Writes bundle.json once with every checksum, proves the bundle loads, notes the fine-tune
-    in the model card; returns the new manifest."""
+    measures the new one), and so are the card's per-action results (``kmm-train action-results`` puts new ones in).
+    Writes bundle.json once with every checksum, proves the bundle loads, notes the fine-tune in the model card;
+    returns the new manifest."""
     import numpy as np
 
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
@@ -347,4 +349,5 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
     add_fine_tuned_generator_section(bundle_dir, run_dir, manifest, replaced)
+    set_action_results(bundle_dir, None)  # they measured the generator replaced
     return manifest

@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "licence and vocabulary", "bundle folder the generator was fine-tuned from (its tokenizer, "
                            "aligner and Mean/Std must be the run's)", "run folder of the fine-tune "
                            "(RUN/generator.safetensors)")
+    results = commands.add_parser("action-results", help="put the per-action results `kmm-train eval-actions` "
+                                  "measured on a bundle (its actions.md) into that bundle's model card")
+    results.add_argument("--bundle", required=True, type=Path, help="bundle folder whose card gets them")
+    results.add_argument("--results", required=True, type=Path, metavar="FILE", help="actions.md of `kmm-train "
+                         "eval-actions --checkpoint BUNDLE`")
     average = commands.add_parser("average-generators", help="average the generators of fine-tunes of one start "
                                   "(e.g. one recipe at several seeds) into a run folder that `kmm-train "
                                   "fine-tuned-generator` puts into their bundle")
@@ -204,6 +209,13 @@ def _run(args: argparse.Namespace) -> int:
         manifest = replace_generator(args.bundle, args.run)
         print(f"[kmm-train] generator of {args.run} put into {args.bundle} (licence: {manifest.get('licence')})")
         print(f"[kmm-train] {add_vocabulary_after_bundle(args.bundle, args.run, manifest.get('name'))}")
+        return 0
+    if args.command == "action-results":
+        from .model_card import read_action_results, set_action_results
+
+        if set_action_results(args.bundle, read_action_results(args.results)) is None:
+            raise KMMError(f"{args.bundle}: no model card with a per-action results section (README.md)")
+        print(f"[kmm-train] per-action results of {args.results} put into {args.bundle / 'README.md'}")
         return 0
     if args.command == "average-generators":
         from .generator_average import average_generators

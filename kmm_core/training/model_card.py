@@ -54,6 +54,26 @@ def read_action_results(path: str | Path) -> str:
     return text.strip() + "\n"
 
 
+def set_action_results(bundle_dir: str | Path, action_results: str | None) -> Path | None:
+    """Rewrite the card's per-action results (between ``ACTION_RESULTS_BEGIN`` and ``ACTION_RESULTS_END``) with
+    ``action_results`` (``kmm-train eval-actions``'s markdown, measured on this bundle), or with a note that they are
+    not measured for the bundle's current generator (None: after the generator was replaced).  A card without the
+    section, or no card, is left as it is (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    text = read_text(card, "model card")
+    if ACTION_RESULTS_BEGIN not in text or ACTION_RESULTS_END not in text:
+        return None
+    body = (action_results.rstrip("\n") if action_results else
+            "Not measured for this bundle's current generator (the results that were here measured the generator it "
+            "replaced): `kmm-train eval-actions --checkpoint BUNDLE --data DATA --out DIR`, then `kmm-train "
+            "action-results --bundle BUNDLE --results DIR/actions.md` puts them here.")
+    head, rest = text.split(ACTION_RESULTS_BEGIN, 1)
+    return write_text_atomic(card, head + ACTION_RESULTS_BEGIN + "\n" + body + "\n" + ACTION_RESULTS_END
+                             + rest.split(ACTION_RESULTS_END, 1)[1])
+
+
 def dataset_report(run_dir: str | Path) -> dict[str, Any] | None:
     """The prepared data's ``report.json`` of the run (through ``dataset.json``'s root), if still there."""
     summary_path = Path(run_dir) / "dataset.json"
