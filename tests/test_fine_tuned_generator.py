@@ -17,8 +17,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from kmm_core.bundle.model_bundle import ModelBundle
+from kmm_core.bundle.weight_checksums import file_sha256
 from kmm_core.bundle.word_strength import WORD_CHECKS_FILE
-from kmm_core.training.checkpoint import TRAINED_ON_ALIGNER
+from kmm_core.training.checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER
 from kmm_core.training.cli import main
 from kmm_core.training.model_card import ACTION_RESULTS_BEGIN, ACTION_RESULTS_END
 
@@ -175,6 +176,7 @@ def test_the_mean_of_two_seeds_goes_into_the_bundle(tiny_bundle, fine_tune_run, 
         header = weights.metadata()
     with safe_open(str(fine_tune_run / "generator.safetensors"), framework="pt") as weights:
         assert header[TRAINED_ON_ALIGNER] == weights.metadata()[TRAINED_ON_ALIGNER]
+    assert header[FINE_TUNED_FROM] == file_sha256(tiny_bundle / "generator.safetensors")  # the start, by content
     record = json.loads((out / "averaged_from.json").read_text())
     assert [entry["run"] for entry in record["runs"]] == [str(fine_tune_run), str(second_seed_run)]
 
@@ -192,6 +194,7 @@ def test_the_mean_of_two_seeds_goes_into_the_bundle(tiny_bundle, fine_tune_run, 
     ("the same run twice", "--runs: a run is named twice"),
     ("from scratch", "init_weights is empty"),
     ("another start", "only fine-tunes of one start average"),
+    ("other start weights", "fine_tuned_from_sha256): only fine-tunes of one start average"),
     ("another aligner", "aligner.safetensors: differs from"),
     ("other data", "the runs trained on other data"),
     ("another shape", "has shape"),
@@ -220,6 +223,11 @@ def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, me
         with safe_open(str(other / "generator.safetensors"), framework="pt") as weights:
             header = weights.metadata()
         save_file({**tensors, key: tensors[key][:-1]}, str(other / "generator.safetensors"), metadata=header)
+    elif what == "other start weights":  # the same path, other weights there when it trained
+        tensors = load_file(str(other / "generator.safetensors"))
+        with safe_open(str(other / "generator.safetensors"), framework="pt") as weights:
+            header = weights.metadata()
+        save_file(tensors, str(other / "generator.safetensors"), metadata={**header, FINE_TUNED_FROM: "0" * 64})
     elif what == "no generator":
         (other / "generator.safetensors").unlink()
     runs = {"one run": [fine_tune_run], "the same run twice": [fine_tune_run, fine_tune_run]}.get(

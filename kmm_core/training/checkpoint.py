@@ -169,6 +169,11 @@ TRAINED_ON_ALIGNER = "trained_on_aligner_sha256"
 """Header key of a generator's exported weights: the SHA-256 of the ``aligner.safetensors`` whose conditions it learned
 (``kmm-train fine-tuned-generator`` puts a run's aligner into a bundle only with the generator trained on it)."""
 
+FINE_TUNED_FROM = "fine_tuned_from_sha256"
+"""Header key of a fine-tuned generator's exported weights: the SHA-256 of its ``[train.generator] init_weights`` file
+when training began (``kmm-train average-generators`` averages only fine-tunes of one start; a path alone may hold
+other weights by then)."""
+
 
 def export_weights(
     module: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16, config: Any = None,

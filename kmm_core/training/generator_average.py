@@ -10,7 +10,8 @@ The result is a run folder like the runs averaged (their configs, tokenizer, ali
 and the mean ``generator.safetensors``) with ``averaged_from.json`` naming the runs and each one's SHA-256, so
 ``kmm-train fine-tuned-generator`` puts it into the bundle they started from as it would put one of them.
 Refused, naming the file, unless the runs share everything but their training: the start
-(``[train.generator] init_weights``), the generator configuration, the aligner the generator learned (its
+(``[train.generator] init_weights``, and the SHA-256 of its file when training began where the generators' headers
+record it, ``FINE_TUNED_FROM``), the generator configuration, the aligner the generator learned (its
 SHA-256 in each header) and its configuration, the tokenizer, Mean/Std and the prepared data.
 """
 
@@ -30,7 +31,7 @@ from ..common.atomic_write import atomic_directory
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..model.weights import read_tensors
-from .checkpoint import TRAINED_ON_ALIGNER
+from .checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER
 
 AVERAGED_FROM = "averaged_from.json"
 SHARED_FILES = ("generator.json", "tokenizer.json", "tokenizer.safetensors", "aligner.json", "aligner.safetensors",
@@ -85,6 +86,12 @@ def _check_runs(runs: Sequence[Path]) -> None:
             if file_sha256(run / name) != file_sha256(first / name):
                 raise AverageError(run / name, f"differs from {first / name}: only fine-tunes of one start, on one "
                                                "tokenizer and aligner, average")
+        starts = [_header(r / "generator.safetensors").get(FINE_TUNED_FROM) for r in (run, first)]
+        if None not in starts and starts[0] != starts[1]:  # the start's SHA-256, where both headers have it
+            raise AverageError(run / "generator.safetensors", f"fine-tuned weights with SHA-256 {starts[0][:12]}..., "
+                                                              f"{first} {starts[1][:12]}... (their headers' "
+                                                              f"{FINE_TUNED_FROM}): only fine-tunes of one start "
+                                                              "average")
         if _start(run) != _start(first):
             raise AverageError(run / "config.json", f"fine-tuned {_start(run)}, {first} fine-tuned {_start(first)}: "
                                                     "only fine-tunes of one start average")

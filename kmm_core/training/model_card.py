@@ -8,8 +8,9 @@ alone when that folder is gone), the training stages with their steps, losses an
 batch and seed from ``RUN/config.json``), and the commands that reproduce it.
 
 The section ``## Per-action results`` sits between two HTML comments (`ACTION_RESULTS_BEGIN`, `ACTION_RESULTS_END`);
-it holds the markdown of ``kmm-train eval-actions`` verbatim when ``--action-results FILE`` is given, and says it
-was not measured otherwise.
+it holds the markdown of ``kmm-train eval-actions`` verbatim when ``--action-results FILE`` is given (or later
+``kmm-train action-results``: `set_action_results`), and says it was not measured otherwise, or not for the
+generator a fine-tune put in.
 """
 
 from __future__ import annotations

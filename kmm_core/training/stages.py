@@ -61,7 +61,7 @@ from ..model.weights import load_weights
 from ..motion.skeleton import JOINT_INDEX
 from .balanced_sampling import action_groups, group_shares, groups_matching, sampling_weights
 from .batches import ShuffledBatches
-from .checkpoint import TRAINED_ON_ALIGNER, export_weights
+from .checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER, export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
 from .distributed import DistributedContext, barrier, init_distributed
 from .trainer import Trainer, TrainResult, seed_everything
@@ -773,7 +773,7 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
         return text_condition(texts, gen.condition_source, text_encoder, aligner).sentence
 
     # The cached codes' key: the first 16 hex digits of each frozen model's SHA-256; the aligner's whole SHA-256 goes
-    # into the generator's header (``TRAINED_ON_ALIGNER``).
+    # into the generator's header (``TRAINED_ON_ALIGNER``), and so does a fine-tune's start's (``FINE_TUNED_FROM``).
     digests = file_sha256(out_dir / "tokenizer.safetensors")[:16]
     trained_on = {}
     if aligner is not None:
@@ -799,6 +799,7 @@ def train_generator(config: ProjectConfig, out_dir: str | Path, *, resume: bool 
     module = GeneratorTraining(gen, tokenizer)
     if config.train.generator.init_weights:
         load_initial_weights(module.generator, Path(config.train.generator.init_weights), gen, "generator")
+        trained_on[FINE_TUNED_FROM] = file_sha256(Path(config.train.generator.init_weights))
         if config.train.generator.distill_weight:
             module.distill_from_start(config.train.generator.distill_weight)
     validate = None
