@@ -58,9 +58,10 @@ def test_bad_constraints_are_refused_naming_the_constraint_and_field(constraint,
 
 
 def test_generation_meets_constraints_from_held_out_real_motion(bandai_namco_archive):
-    """Two held-out test-split clips: their poses at 3 frames and wrist/ankle targets at 2 are met (poses within 3
+    """Eight held-out test-split clips: their poses at 3 frames and wrist/ankle targets at 2 are met (poses within 3
     cm mean joint error, targets within 2 cm), and the motion around the constraints is no jerkier than 1.3x the
-    rest of it on average."""
+    rest of it on average (per clip the ratio ranges 0.5-1.6 with the default: two clips alone are too few to judge;
+    over benchmarks/results/constraints.md's 32 the median is 1.17, the previous default's 1.20)."""
     import torch
     from measure_constraints import clip_timeline, held_out_clips, measure
 
@@ -69,10 +70,10 @@ def test_generation_meets_constraints_from_held_out_real_motion(bandai_namco_arc
     torch.set_num_threads(1)
     bundle = ModelBundle.load(Path(__file__).resolve().parents[1] / "kmm_core" / "checkpoints" / "kmm-small",
                               device="cpu")
-    clips = held_out_clips(bandai_namco_archive, 2, 4.0)
-    assert len(clips) == 2 and all(len(clip.joints) == 80 for clip in clips)
+    clips = held_out_clips(bandai_namco_archive, 8, 4.0)
+    assert len(clips) == 8 and all(len(clip.joints) == 80 for clip in clips)
     result = measure(bundle, clips, seed=0)
-    assert len(result["pose_errors"]) == 6 and len(result["effector_errors"]) == 4
+    assert len(result["pose_errors"]) == 24 and len(result["effector_errors"]) == 16
     assert result["pose_errors"].max() < 0.03 and result["effector_errors"].max() < 0.02
     assert result["ratios"].mean() <= 1.3
     # Without its constraints the same timeline misses the poses by far: the constraints did the work.
