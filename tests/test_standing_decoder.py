@@ -39,6 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 WALK_THEN_WAVE = {"fps": 20, "segments": [{"prompt": "a person walks forward", "frames": 40},
                                           {"prompt": "a person waves the right hand", "frames": 40}]}
+TWO_STEPS = GenerationOptions(steps=2, foot_lock=False)  # enough decoding for the tiny model, no foot clean-up
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +69,7 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     assert "| `standing_root_sigma` | 1.5 |" in card and card.index("## Decoding") < card.index("## Standing decoder")
     assert "standing_decoder" in json.loads((dual_bundle / "bundle.json").read_text())["components"]
     # the codes: the same encoder and codebooks, so a seed draws the same tokens
-    timeline = Timeline.from_dict(WALK_THEN_WAVE)
-    options = GenerationOptions(steps=2, foot_lock=False)
-    codes = [generate_codes(model, timeline, 3, options, _counter(), options.decoding_config(model))[0]
-             for model in (tiny_model, dual)]
+    codes = [_walk_then_wave_codes(model) for model in (tiny_model, dual)]
     assert torch.equal(codes[0], codes[1])
     # features: weight 0 is the tokenizer's decoder bit for bit, weight 1 the standing decoder's
     frames = 80
@@ -94,12 +92,13 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     weights = standing_decoder_weights(frames, [((0, 40), "a person walks forward"),
                                                 ((40, 80), "a person waves the right hand")])
     assert not weights[:41].any() and np.all(weights[41 + STANDING_DECODER_RAMP:] == 1.0)
-    takes = [generate_timeline(model, timeline, seed=3, options=options)[0].joints for model in (tiny_model, dual)]
+    takes = [generate_timeline(model, Timeline.from_dict(WALK_THEN_WAVE), seed=3, options=TWO_STEPS)[0].joints
+             for model in (tiny_model, dual)]
     # (the walk's last two frames see the wave's first through the decoded features' 0.5-frame Gaussian)
     np.testing.assert_array_equal(takes[0][:38], takes[1][:38])
     np.testing.assert_allclose(takes[0][38:40], takes[1][38:40], rtol=0, atol=1e-5)
     assert np.abs(takes[0][45:] - takes[1][45:]).max() > 1e-3
-    assert timeline.fps == MODEL_FPS  # so the take's frames are the decoder's frames
+    assert WALK_THEN_WAVE["fps"] == MODEL_FPS  # so the take's frames are the decoder's frames
 
 
 def _run_from_another_tokenizer(unrefined_run: Path, tmp_path: Path) -> tuple[Path, str]:
@@ -136,10 +135,7 @@ def test_the_refined_decoder_replaces_the_tokenizers_and_decodes_the_same_codes(
     card = (bundle / "README.md").read_text()
     assert "## Refined tokenizer decoder" in card and f"`{unrefined_run.name}`" in card
     model = ModelBundle.load(bundle, device="cpu")  # the checksums were recorded again
-    timeline = Timeline.from_dict(WALK_THEN_WAVE)
-    options = GenerationOptions(steps=2, foot_lock=False)
-    codes = [generate_codes(m, timeline, 3, options, _counter(), options.decoding_config(m))[0]
-             for m in (tiny_model, model)]
+    codes = [_walk_then_wave_codes(m) for m in (tiny_model, model)]
     assert torch.equal(codes[0], codes[1])
     assert np.abs(model.codes_to_features(codes[0], 80) - tiny_model.codes_to_features(codes[0], 80)).max() > 1e-3
 
@@ -192,10 +188,12 @@ def test_a_prompt_decoder_config_unlike_the_tokenizers_is_refused(component, ges
         ModelBundle.load(bundle, device="cpu")
 
 
-def _counter():
+def _walk_then_wave_codes(model: ModelBundle) -> torch.Tensor:
+    """The codes `model` draws for WALK_THEN_WAVE at seed 3 with TWO_STEPS."""
     from kmm_core.generation.decoding_engine import StepCounter
 
-    return StepCounter(10**6, None, None)
+    return generate_codes(model, Timeline.from_dict(WALK_THEN_WAVE), 3, TWO_STEPS, StepCounter(10**6, None, None),
+                          TWO_STEPS.decoding_config(model))[0]
 
 
 def _bundle_adding(base: Path, command: str, run: Path, folder: Path) -> Path:
@@ -229,9 +227,7 @@ def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle,
     assert walking.walking_tokenizer is not None and dual.walking_tokenizer is None
     assert json.loads((walking_bundle / "bundle.json").read_text())["components"][-2:] == ["standing_decoder",
                                                                                           "walking_decoder"]
-    timeline = Timeline.from_dict(WALK_THEN_WAVE)
-    options = GenerationOptions(steps=2, foot_lock=False)
-    codes = generate_codes(tiny_model, timeline, 3, options, _counter(), options.decoding_config(tiny_model))[0]
+    codes = _walk_then_wave_codes(tiny_model)
     frames = 80
     plain = walking.codes_to_features(codes, frames)
     np.testing.assert_array_equal(plain, dual.codes_to_features(codes, frames))
@@ -255,7 +251,8 @@ def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle,
     np.testing.assert_allclose(walking.decode_prompts(codes, frames, spans),
                                walking.codes_to_features(codes, frames, standing_decoder_weights(frames, spans), weights),
                                rtol=0, atol=0)
-    takes = [generate_timeline(model, timeline, seed=3, options=options)[0].joints for model in (dual, walking)]
+    takes = [generate_timeline(model, Timeline.from_dict(WALK_THEN_WAVE), seed=3, options=TWO_STEPS)[0].joints
+             for model in (dual, walking)]
     assert np.abs(takes[0][:30] - takes[1][:30]).max() > 1e-3
     # the wave's pose (past the ramp and the decoded features' 0.5-frame Gaussian) is as before; where the body
     # stands and faces follows the walk, so the pose is compared by each joint's distance from the pelvis
@@ -299,9 +296,7 @@ def test_the_gesture_decoder_decodes_the_standing_frames_arms_only(gesture_bundl
     assert json.loads((gesture_bundle / "bundle.json").read_text())["components"][-1] == "gesture_decoder"
     channels = np.sort(np.concatenate([STANDING_DECODER_CHANNELS, GESTURE_DECODER_CHANNELS]))
     assert np.array_equal(channels, np.arange(263)) and GESTURE_DECODER_CHANNELS.size == 8 * 12  # the arms, no more
-    timeline = Timeline.from_dict(WALK_THEN_WAVE)
-    options = GenerationOptions(steps=2, foot_lock=False)
-    codes = generate_codes(tiny_model, timeline, 3, options, _counter(), options.decoding_config(tiny_model))[0]
+    codes = _walk_then_wave_codes(tiny_model)
     frames = 80
     plain = gesture.codes_to_features(codes, frames)
     np.testing.assert_array_equal(plain, walking.codes_to_features(codes, frames))
