@@ -199,6 +199,7 @@ def test_the_mean_of_two_seeds_goes_into_the_bundle(tiny_bundle, fine_tune_run, 
     ("other data", "the runs trained on other data"),
     ("another shape", "has shape"),
     ("no generator", "generator.safetensors: not found"),
+    ("unreadable weights", "generator.safetensors: not a readable safetensors file"),
 ])
 def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, message, fine_tune_run,
                                                                        second_seed_run, tmp_path, capsys):
@@ -230,6 +231,8 @@ def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, me
         save_file(tensors, str(other / "generator.safetensors"), metadata={**header, FINE_TUNED_FROM: "0" * 64})
     elif what == "no generator":
         (other / "generator.safetensors").unlink()
+    elif what == "unreadable weights":
+        (other / "generator.safetensors").write_bytes(b"not safetensors")
     runs = {"one run": [fine_tune_run], "the same run twice": [fine_tune_run, fine_tune_run]}.get(
         what, [fine_tune_run, other])
     out = tmp_path / "mean"

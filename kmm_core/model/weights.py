@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from ..common.errors import InputFileError
@@ -72,5 +72,16 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, "file not found")
     try:
         return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(path, f"not a readable safetensors file: {error}") from None
+
+
+def read_header(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file's header (CheckpointError naming the file when it cannot be read)."""
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            return dict(weights.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(path, f"not a readable safetensors file: {error}") from None

@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..bundle.model_bundle import (
@@ -37,6 +36,7 @@ from ..common.atomic_write import atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
 from ..data.source_licences import combined_licence
+from ..model.weights import read_header
 from .checkpoint import TRAINED_ON_ALIGNER
 from .model_card import (
     add_fine_tuned_generator_section,
@@ -279,8 +279,7 @@ def _check_trained_on_aligner(generator_path: Path, aligner_path: Path) -> None:
     """Refuse a run's aligner unless its generator learned that aligner's conditions: the SHA-256 the generator
     stage recorded in the weights' header (``TRAINED_ON_ALIGNER``) must be the file's.  Weights exported before the
     header was written are judged by file times (an aligner newer than the generator is refused)."""
-    with safe_open(str(generator_path), framework="pt") as weights:
-        recorded = (weights.metadata() or {}).get(TRAINED_ON_ALIGNER)
+    recorded = read_header(generator_path).get(TRAINED_ON_ALIGNER)
     if recorded is None:
         if aligner_path.stat().st_mtime > generator_path.stat().st_mtime:
             raise BundleError(aligner_path, "is newer than the run's generator: the generator learned another "

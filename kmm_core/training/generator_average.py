@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..bundle.weight_checksums import file_sha256
 from ..common.atomic_write import atomic_directory
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
-from ..model.weights import read_tensors
+from ..model.weights import read_header, read_tensors
 from .checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER
 
 AVERAGED_FROM = "averaged_from.json"
@@ -65,44 +64,44 @@ def _data_summary(run: Path) -> dict:
     return {key: value for key, value in dataset.items() if key != "root"} if isinstance(dataset, dict) else {}
 
 
-def _header(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as weights:
-        return dict(weights.metadata() or {})
-
-
-def _check_runs(runs: Sequence[Path]) -> None:
+def _check_runs(runs: Sequence[Path]) -> tuple[dict[str, str], str]:
+    """Refuse runs that do not share a start (see the module docstring); the first run's generator header and start,
+    each file read once."""
     if len(runs) < 2:
         raise KMMError(f"--runs: name two runs or more (got {len(runs)})")
     if len({run.resolve() for run in runs}) != len(runs):
         raise KMMError("--runs: a run is named twice")
-    first = runs[0]
     for run in runs:
         for name in (*SHARED_FILES, "generator.safetensors", "config.json", "dataset.json"):
             if not (run / name).is_file():
                 raise AverageError(run / name, "not found: each run averaged must be a finished `kmm-train "
                                                "generator` fine-tune folder")
+    first = runs[0]
+    digests = {name: file_sha256(first / name) for name in SHARED_FILES}
+    first_header, first_start, first_data = read_header(first / "generator.safetensors"), _start(first), _data_summary(first)
     for run in runs[1:]:
         for name in SHARED_FILES:
-            if file_sha256(run / name) != file_sha256(first / name):
+            if file_sha256(run / name) != digests[name]:
                 raise AverageError(run / name, f"differs from {first / name}: only fine-tunes of one start, on one "
                                                "tokenizer and aligner, average")
-        starts = [_header(r / "generator.safetensors").get(FINE_TUNED_FROM) for r in (run, first)]
+        header = read_header(run / "generator.safetensors")
+        starts = header.get(FINE_TUNED_FROM), first_header.get(FINE_TUNED_FROM)
         if None not in starts and starts[0] != starts[1]:  # the start's SHA-256, where both headers have it
             raise AverageError(run / "generator.safetensors", f"fine-tuned weights with SHA-256 {starts[0][:12]}..., "
                                                               f"{first} {starts[1][:12]}... (their headers' "
                                                               f"{FINE_TUNED_FROM}): only fine-tunes of one start "
                                                               "average")
-        if _start(run) != _start(first):
-            raise AverageError(run / "config.json", f"fine-tuned {_start(run)}, {first} fine-tuned {_start(first)}: "
+        if (start := _start(run)) != first_start:
+            raise AverageError(run / "config.json", f"fine-tuned {start}, {first} fine-tuned {first_start}: "
                                                     "only fine-tunes of one start average")
-        if _data_summary(run) != _data_summary(first):
+        if _data_summary(run) != first_data:
             raise AverageError(run / "dataset.json", f"differs from {first / 'dataset.json'}: the runs trained on "
                                                      "other data, and the bundle's data summary would be one run's")
-        if _header(run / "generator.safetensors").get(TRAINED_ON_ALIGNER) != \
-                _header(first / "generator.safetensors").get(TRAINED_ON_ALIGNER):
+        if header.get(TRAINED_ON_ALIGNER) != first_header.get(TRAINED_ON_ALIGNER):
             raise AverageError(run / "generator.safetensors", f"learned another aligner than "
                                                               f"{first / 'generator.safetensors'} (their headers' "
                                                               f"{TRAINED_ON_ALIGNER} differ)")
+    return first_header, first_start
 
 
 def mean_weights(runs: Sequence[Path]) -> dict[str, torch.Tensor]:
@@ -135,12 +134,11 @@ def average_generators(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     nothing is written when a check fails, and an existing ``out_dir`` is refused."""
     runs = [Path(run) for run in runs]
     out_dir = Path(out_dir)
-    _check_runs(runs)
+    header, start = _check_runs(runs)
     mean = mean_weights(runs)
-    header = _header(runs[0] / "generator.safetensors")
     record = {"runs": [{"run": str(run), "generator_sha256": file_sha256(run / "generator.safetensors")}
                        for run in runs],
-              "init_weights": _start(runs[0])}
+              "init_weights": start}
     with atomic_directory(out_dir) as folder:
         for name in COPIED_FILES:
             if (runs[0] / name).is_file():
