@@ -241,6 +241,65 @@ def test_runs_that_do_not_share_a_start_are_refused_and_nothing_written(what, me
     assert not out.exists()
 
 
+def test_a_fine_tune_moved_back_toward_its_start(tiny_bundle, fine_tune_run, tmp_path, capsys):
+    """`average-generators --start-weight W`: each tensor is W x the start + (1 - W) x the run (one run is enough),
+    the start read from a copy named with --start as from the runs' init_weights, and the card says so."""
+    start = load_file(str(tiny_bundle / "generator.safetensors"))
+    tuned = load_file(str(fine_tune_run / "generator.safetensors"))
+    out = tmp_path / "mixed"
+    assert main(["average-generators", "--runs", str(fine_tune_run), "--start-weight", "0.25", "--out", str(out)]) == 0
+    assert "0.25 of the way back to their start" in capsys.readouterr().out
+    mixed = load_file(str(out / "generator.safetensors"))
+    assert any(not torch.equal(start[key].to(tuned[key].dtype), tuned[key]) for key in tuned)  # the run moved
+    for key, value in mixed.items():
+        assert value.dtype == tuned[key].dtype
+        assert torch.equal(value, (0.25 * start[key].double() + 0.75 * tuned[key].double()).to(value.dtype))
+    record = json.loads((out / "averaged_from.json").read_text())
+    assert record["start_weight"] == 0.25 and record["start_sha256"] == file_sha256(tiny_bundle / "generator.safetensors")
+
+    copy = tmp_path / "start-copy.safetensors"
+    shutil.copyfile(tiny_bundle / "generator.safetensors", copy)
+    again = tmp_path / "mixed-from-copy"
+    assert main(["average-generators", "--runs", str(fine_tune_run), "--start-weight", "0.25", "--start", str(copy),
+                 "--out", str(again)]) == 0
+    from_copy = load_file(str(again / "generator.safetensors"))
+    assert all(torch.equal(from_copy[key], mixed[key]) for key in mixed)
+
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(out)]) == 0
+    ModelBundle.load(bundle, device="cpu")
+    card = (bundle / "README.md").read_text()
+    assert f"the generator of the fine-tune `{fine_tune_run}`" in card and "`--start-weight 0.25`" in card
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("a share of 1", "--start-weight: a share from 0"),
+    ("a start changed since", "the file holds other weights by now; name a copy of the start with --start"),
+    ("a missing start", "start-missing.safetensors: not found"),
+    ("no recorded start", "records no fine_tuned_from_sha256"),
+])
+def test_a_start_that_is_not_the_runs_start_is_refused(what, message, tiny_bundle, fine_tune_run, tmp_path, capsys):
+    run, weight, start = fine_tune_run, "0.5", tmp_path / "start.safetensors"
+    tensors = load_file(str(tiny_bundle / "generator.safetensors"))
+    key = next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+    save_file({**tensors, key: tensors[key] + 1} if what == "a start changed since" else tensors, str(start))
+    if what == "a share of 1":
+        weight = "1"
+    elif what == "a missing start":
+        start = tmp_path / "start-missing.safetensors"
+    elif what == "no recorded start":
+        run = tmp_path / "old-run"
+        shutil.copytree(fine_tune_run, run)
+        with safe_open(str(run / "generator.safetensors"), framework="pt") as weights:
+            header = {k: v for k, v in weights.metadata().items() if k != FINE_TUNED_FROM}
+        save_file(load_file(str(run / "generator.safetensors")), str(run / "generator.safetensors"), metadata=header)
+    out = tmp_path / "mixed"
+    assert main(["average-generators", "--runs", str(run), "--start-weight", weight, "--start", str(start),
+                 "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_the_cards_per_action_results_follow_the_generator(tiny_bundle, fine_tune_run, tmp_path, capsys):
     """The per-action results measured the generator a fine-tune replaces: `fine-tuned-generator` says they are not
     measured for the new one, and `kmm-train action-results` puts new ones (eval-actions' markdown) in their place,

@@ -19,7 +19,14 @@ from kmm_core.bundle.word_strength import (
 )
 from kmm_core.common.errors import InputFileError
 from kmm_core.evaluation.action_checks import CHECK_KINDS, CHECK_NAMES
-from kmm_core.evaluation.word_checks import _side_distance, choose_alternatives, is_label_like
+from kmm_core.evaluation.word_checks import (
+    WordCheckError,
+    _side_distance,
+    choose_alternatives,
+    is_label_like,
+    plan_words,
+    word_table,
+)
 from kmm_core.evaluation.word_checks import main as check_words_main
 
 
@@ -134,6 +141,28 @@ def test_shipped_alternatives_are_strong_plain_and_clear_the_warning(name):
         if same_check:
             assert alternative.check == word.check and alternative.word in offerable, word
         assert _side_distance(side[word.word], side[alternative.word]) < 2, word
+
+
+def test_a_word_no_check_applies_to_is_left_unmeasured():
+    """ACCAD's "idle-armswing" and "look-around" name no action a geometric check knows: check-words measures the
+    other words, lists those as not measured (neither strong nor weak) in its file and table, and refuses only a
+    vocabulary with no measurable word at all."""
+    from types import SimpleNamespace
+
+    def vocabulary(*words):
+        actions = [SimpleNamespace(content=w, examples=[f"a person does {w}", f"someone does {w}"]) for w in words]
+        return SimpleNamespace(action_words=list(words), actions=actions, path="vocabulary.json")
+
+    plans, unchecked = plan_words(vocabulary("walk", "idle-armswing", "crawl-forward", "look-around"), 1)
+    assert [(plan.word, plan.check) for plan in plans] == [("walk", "travel"), ("crawl-forward", "crawl")]
+    assert unchecked == ["idle-armswing", "look-around"] and plans[0].phrasings == ["a person does walk"]
+    document = {**_document([("walk", "travel", 0.9)]), "settings": {"phrasings": 1, "seeds": 2, "seconds": 4},
+                "seconds": 3, "unchecked": unchecked}
+    document["words"][0]["passed"] = 18
+    assert "Not measured (no geometric check applies, so neither strong nor weak): `idle-armswing`, " \
+           "`look-around`." in word_table(document)
+    with pytest.raises(WordCheckError, match="no action word has a geometric check"):
+        plan_words(vocabulary("idle-armswing"), 1)
 
 
 def test_malformed_word_checks_name_the_file(tmp_path):

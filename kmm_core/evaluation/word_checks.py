@@ -70,20 +70,25 @@ def prompt_side(prompt: str, label_default: str | None) -> str | None:
     return sides.pop() if len(sides) == 1 else label_default
 
 
-def plan_words(vocabulary, phrasings: int) -> list[WordPlan]:
-    """One plan per action word: its check and its first `phrasings` distinct example prompts."""
-    plans = []
+def plan_words(vocabulary, phrasings: int) -> tuple[list[WordPlan], list[str]]:
+    """One plan per action word that a geometric check measures (its check and its first `phrasings` distinct
+    example prompts), and the words no check applies to (ACCAD's "idle-armswing", "look-around": left unmeasured,
+    so neither strong nor weak, rather than judged by a check of another action)."""
+    plans, unchecked = [], []
     for word in vocabulary.action_words:
         examples = list(dict.fromkeys(e for action in vocabulary.actions if action.content == word
                                       for e in action.examples))
         if not examples:
             raise WordCheckError(f"{vocabulary.path or 'vocabulary.json'}: action {word!r} has no example prompts")
         (check,) = checks_for_action(word) or ("",)
-        if not check:
-            raise WordCheckError(f"action {word!r}: no geometric check applies (evaluation/action_checks.py "
-                                 f"_CHECK_RULES)")
-        plans.append(WordPlan(word, check, label_side(word), examples[:phrasings]))
-    return plans
+        if check:
+            plans.append(WordPlan(word, check, label_side(word), examples[:phrasings]))
+        else:
+            unchecked.append(word)
+    if not plans:
+        raise WordCheckError(f"{vocabulary.path or 'vocabulary.json'}: no action word has a geometric check "
+                             "(evaluation/action_checks.py _CHECK_RULES)")
+    return plans, unchecked
 
 
 def check_generations(plan: WordPlan, prompts: Sequence[str], joints: Sequence[np.ndarray]) -> list[bool]:
@@ -151,7 +156,9 @@ def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
 
     folder = resolve_model(str(checkpoint))
     vocabulary = read_vocabulary(folder)
-    plans = plan_words(vocabulary, settings.phrasings)
+    plans, unchecked = plan_words(vocabulary, settings.phrasings)
+    if unchecked:
+        log(f"not measured (no geometric check applies): {', '.join(unchecked)}")
     bundle = ModelBundle.load(folder, device=settings.device)
     frames = int(round(settings.seconds * MODEL_FPS)) // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN
     prompts = [p for plan in plans for p in plan.phrasings for _ in range(settings.seeds)]
@@ -173,7 +180,7 @@ def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
     choose_alternatives(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12))
     return {"format_version": 1, "model": checkpoint_name(folder, read_manifest(folder)),
             "strong_rate": settings.strong_rate, "settings": asdict(settings),
-            "seconds": round(time.perf_counter() - started, 1), "words": rows}
+            "seconds": round(time.perf_counter() - started, 1), "words": rows, "unchecked": unchecked}
 
 
 def word_table(document: dict[str, Any]) -> str:
@@ -194,6 +201,9 @@ def word_table(document: dict[str, Any]) -> str:
         instead = f"`{row['alternative']}`: \"{row['alternative_prompt']}\"" if row["alternative"] else "–"
         lines.append(f"| `{row['word']}` | {check} | {row['passed']}/{row['generations']} | {row['rate']:.2f} | "
                      f"{'yes' if row['strong'] else '**weak**'} | {instead} |")
+    if unchecked := document.get("unchecked"):
+        lines += ["", f"Not measured (no geometric check applies, so neither strong nor weak): "
+                      f"{', '.join(f'`{word}`' for word in unchecked)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -255,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kmm-train check-words: error: {error}", file=sys.stderr)
         return 1
     strong = sum(row["strong"] for row in document["words"])
-    print(f"[kmm-train check-words] {strong} of {len(document['words'])} words strong; wrote {path}")
+    unmeasured = f" ({len(document['unchecked'])} not measured: no check applies)" if document["unchecked"] else ""
+    print(f"[kmm-train check-words] {strong} of {len(document['words'])} words strong{unmeasured}; wrote {path}")
     return 0
 
 

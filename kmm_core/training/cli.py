@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--runs", required=True, nargs="+", type=Path, metavar="RUN",
                          help="two or more `kmm-train generator` fine-tune folders of one start")
     average.add_argument("--out", required=True, type=Path, help="run folder to write (a new one)")
+    average.add_argument("--start-weight", type=float, default=0.0, metavar="W",
+                         help="mix the runs' start back in: W x the start + (1 - W) x the runs' mean (default 0; "
+                         "one run is enough when W > 0)")
+    average.add_argument("--start", type=Path, default=None, metavar="FILE",
+                         help="a copy of the start's generator.safetensors (default: the runs' init_weights); "
+                         "its SHA-256 must be the one the runs recorded when they began")
     commands.add_parser("eval", help="evaluate a model bundle (see kmm-train eval --help)", add_help=False)
     commands.add_parser("eval-actions", help="per-action results: does the model produce each action word it was "
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
@@ -220,9 +226,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "average-generators":
         from .generator_average import average_generators
 
-        out = average_generators(args.runs, args.out)
-        print(f"[kmm-train] the mean of {len(args.runs)} generators written to {out}: put it into their bundle with "
-              f"`kmm-train fine-tuned-generator --bundle BUNDLE --run {out}`")
+        out = average_generators(args.runs, args.out, start_weight=args.start_weight, start=args.start)
+        mixed = f", {args.start_weight:g} of the way back to their start," if args.start_weight > 0 else ""
+        what = f"the mean of {len(args.runs)} generators" if len(args.runs) > 1 else "the run's generator"
+        print(f"[kmm-train] {what}{mixed} written to {out}: put it into their bundle with `kmm-train "
+              f"fine-tuned-generator --bundle BUNDLE --run {out}`")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

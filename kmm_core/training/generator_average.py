@@ -13,6 +13,13 @@ Refused, naming the file, unless the runs share everything but their training: t
 (``[train.generator] init_weights``, and the SHA-256 of its file when training began where the generators' headers
 record it, ``FINE_TUNED_FROM``), the generator configuration, the aligner the generator learned (its
 SHA-256 in each header) and its configuration, the tokenizer, Mean/Std and the prepared data.
+
+With a start weight w > 0 (``--start-weight``) the result is w x the start + (1 - w) x the runs' mean: the fine-tune
+moved part of the way from the weights it began with ("WiSE-FT", Wortsman et al. 2022), which keeps more of what the
+start did well (training/runs/kmm-small-open/COMMAND.md: the open model's calm body from ACCAD's takes without losing
+its box pick-up).  One run is enough then.  The start is the runs' ``init_weights`` file or a copy of it
+(``--start``); its SHA-256 must be the one the runs' headers recorded when training began (``FINE_TUNED_FROM``), so a
+path that holds other weights by now (a bundle's generator replaced since) is refused instead of mixed in.
 """
 
 from __future__ import annotations
@@ -64,11 +71,11 @@ def _data_summary(run: Path) -> dict:
     return {key: value for key, value in dataset.items() if key != "root"} if isinstance(dataset, dict) else {}
 
 
-def _check_runs(runs: Sequence[Path]) -> tuple[dict[str, str], str]:
+def _check_runs(runs: Sequence[Path], fewest: int = 2) -> tuple[dict[str, str], str]:
     """Refuse runs that do not share a start (see the module docstring); the first run's generator header and start,
     each file read once."""
-    if len(runs) < 2:
-        raise KMMError(f"--runs: name two runs or more (got {len(runs)})")
+    if len(runs) < fewest:
+        raise KMMError(f"--runs: name {'two runs or more' if fewest == 2 else 'a run'} (got {len(runs)})")
     if len({run.resolve() for run in runs}) != len(runs):
         raise KMMError("--runs: a run is named twice")
     for run in runs:
@@ -104,41 +111,80 @@ def _check_runs(runs: Sequence[Path]) -> tuple[dict[str, str], str]:
     return first_header, first_start
 
 
-def mean_weights(runs: Sequence[Path]) -> dict[str, torch.Tensor]:
-    """The runs' generator tensors averaged in float64 and stored in the first run's dtypes; refused (naming the
-    file) when the tensors' names or shapes differ or a value is not finite."""
+def _same_tensors(path: Path, tensors: dict[str, torch.Tensor], first_path: Path,
+                  first: dict[str, torch.Tensor]) -> None:
+    """Refuse (naming ``path``) tensors whose names or shapes differ from ``first``'s."""
+    if set(tensors) != set(first):
+        missing, extra = sorted(set(first) - set(tensors)), sorted(set(tensors) - set(first))
+        raise AverageError(path, f"holds other tensors than {first_path} (missing {missing[:3]}, extra {extra[:3]})")
+    for key, value in tensors.items():
+        if value.shape != first[key].shape:
+            raise AverageError(path, f"{key} has shape {tuple(value.shape)}, {first_path} {tuple(first[key].shape)}")
+
+
+def start_tensors(start: Path, header: dict[str, str], run: Path) -> dict[str, torch.Tensor]:
+    """The weights the runs fine-tuned, read from ``start`` once its SHA-256 is the one ``run``'s generator header
+    recorded when training began (``FINE_TUNED_FROM``); refused, naming the file, otherwise."""
+    recorded = header.get(FINE_TUNED_FROM)
+    if recorded is None:
+        raise AverageError(run / "generator.safetensors", f"records no {FINE_TUNED_FROM} (trained before the start's "
+                                                          "SHA-256 was recorded): there is no telling which weights "
+                                                          "it began from, so --start-weight cannot mix them in")
+    if not start.is_file():
+        raise AverageError(start, "not found: the start mixed in by --start-weight (the runs' init_weights, or "
+                                  "a copy of it named with --start)")
+    if (digest := file_sha256(start)) != recorded:
+        raise AverageError(start, f"holds weights with SHA-256 {digest[:12]}..., the runs fine-tuned "
+                                  f"{recorded[:12]}... ({run / 'generator.safetensors'}'s {FINE_TUNED_FROM}): the "
+                                  "file holds other weights by now; name a copy of the start with --start")
+    return read_tensors(start)
+
+
+def mean_weights(runs: Sequence[Path], start: dict[str, torch.Tensor] | None = None,
+                 start_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """The runs' generator tensors averaged in float64 (and, with ``start`` and ``start_weight`` w > 0, w x start +
+    (1 - w) x that mean), stored in the first run's dtypes; refused (naming the file) when the tensors' names or
+    shapes differ or a value is not finite."""
     first_path = runs[0] / "generator.safetensors"
     first = read_tensors(first_path)
     sums = {key: value.double() for key, value in first.items()}
     for run in runs[1:]:
         path = run / "generator.safetensors"
         tensors = read_tensors(path)
-        if set(tensors) != set(first):
-            missing, extra = sorted(set(first) - set(tensors)), sorted(set(tensors) - set(first))
-            raise AverageError(path, f"holds other tensors than {first_path} (missing {missing[:3]}, extra "
-                                     f"{extra[:3]})")
+        _same_tensors(path, tensors, first_path, first)
         for key, value in tensors.items():
-            if value.shape != first[key].shape:
-                raise AverageError(path, f"{key} has shape {tuple(value.shape)}, {first_path} "
-                                         f"{tuple(first[key].shape)}")
             sums[key] += value.double()
-    mean = {key: (total / len(runs)).to(first[key].dtype).contiguous() for key, total in sums.items()}
+    mixed = {key: total / len(runs) for key, total in sums.items()}
+    if start is not None and start_weight > 0.0:
+        _same_tensors(Path("--start"), start, first_path, first)
+        mixed = {key: start_weight * start[key].double() + (1.0 - start_weight) * value
+                 for key, value in mixed.items()}
+    mean = {key: value.to(first[key].dtype).contiguous() for key, value in mixed.items()}
     for key, value in mean.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise AverageError(first_path, f"{key}: the mean holds values that are not finite")
     return mean
 
 
-def average_generators(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
-    """Write ``out_dir``, a run folder holding the mean of the ``runs``' generators (see the module docstring);
+def average_generators(runs: Sequence[str | Path], out_dir: str | Path, start_weight: float = 0.0,
+                       start: str | Path | None = None) -> Path:
+    """Write ``out_dir``, a run folder holding the mean of the ``runs``' generators, moved ``start_weight`` of the
+    way back to their start (``start``: a copy of it; default the runs' ``init_weights``; see the module docstring);
     nothing is written when a check fails, and an existing ``out_dir`` is refused."""
+    if not 0.0 <= start_weight < 1.0:
+        raise KMMError(f"--start-weight: a share from 0 (the runs' mean) to under 1 (the start alone), got "
+                       f"{start_weight}")
     runs = [Path(run) for run in runs]
     out_dir = Path(out_dir)
-    header, start = _check_runs(runs)
-    mean = mean_weights(runs)
+    header, init_weights = _check_runs(runs, fewest=1 if start_weight > 0.0 else 2)
+    start_path = Path(start if start is not None else init_weights)
+    start_values = start_tensors(start_path, header, runs[0]) if start_weight > 0.0 else None
+    mean = mean_weights(runs, start_values, start_weight)
     record = {"runs": [{"run": str(run), "generator_sha256": file_sha256(run / "generator.safetensors")}
                        for run in runs],
-              "init_weights": start}
+              "init_weights": init_weights}
+    if start_weight > 0.0:
+        record.update(start_weight=start_weight, start=str(start_path), start_sha256=header[FINE_TUNED_FROM])
     with atomic_directory(out_dir) as folder:
         for name in COPIED_FILES:
             if (runs[0] / name).is_file():
@@ -148,10 +194,13 @@ def average_generators(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     return out_dir
 
 
-def averaged_runs(run_dir: str | Path) -> list[str]:
-    """The runs a run folder's generator is the mean of (``averaged_from.json``), or [] for a trained run."""
+def averaged_runs(run_dir: str | Path) -> tuple[list[str], float]:
+    """The runs a run folder's generator is the mean of and the share of their start mixed back in
+    (``averaged_from.json``), or ([], 0.0) for a trained run."""
     path = Path(run_dir) / AVERAGED_FROM
     if not path.is_file():
-        return []
+        return [], 0.0
     record = read_json(path, "averaged runs", error_class=AverageError)
-    return [str(entry.get("run")) for entry in record.get("runs", [])] if isinstance(record, dict) else []
+    if not isinstance(record, dict):
+        return [], 0.0
+    return [str(entry.get("run")) for entry in record.get("runs", [])], float(record.get("start_weight", 0.0))

@@ -409,9 +409,15 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
                 f"{_validation(tuned['validation'])}, {_minutes(tuned['seconds'])}" if tuned else "no log found")
 
     tuned_text = "; ".join(f"`{name}.safetensors`: {training(name)}" for name in replaced)
-    if averaged := averaged_runs(run_dir):
+    averaged, start_weight = averaged_runs(run_dir)
+    if averaged:
+        runs = ", ".join(f"`{run}`" for run in averaged)
         tuned_text = (f"`generator.safetensors`: the mean of the generators of {len(averaged)} fine-tunes of this "
-                      f"start, `kmm-train average-generators` over {', '.join(f'`{run}`' for run in averaged)}")
+                      f"start, `kmm-train average-generators` over {runs}" if len(averaged) > 1 else
+                      f"`generator.safetensors`: the generator of the fine-tune `{averaged[0]}` of this start")
+        if start_weight > 0.0:
+            tuned_text += (f", mixed back with the start: {start_weight:g} x the start's weights + "
+                           f"{1.0 - start_weight:g} x the fine-tuned (`--start-weight {start_weight:g}`)")
     kept = [name for name in ("tokenizer", "aligner", "evaluator") if name not in replaced]
     section = ["## Fine-tuned generator", "",
                f"{' and '.join(f'`{name}`' for name in replaced)} fine-tuned from the bundle's own on the data under "
