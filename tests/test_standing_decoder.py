@@ -172,6 +172,32 @@ def test_a_decoder_refined_from_another_tokenizer_is_refused(tiny_bundle, unrefi
     assert not (bundle / "standing_decoder.safetensors").exists()
 
 
+@pytest.mark.parametrize("command", ["standing-decoder", "walking-decoder", "gesture-decoder", "refined-decoder"])
+def test_a_decoder_refined_on_a_source_the_licence_does_not_cover_is_refused(command, tiny_bundle, unrefined_run,
+                                                                            tmp_path, capsys):
+    """A decoder refined on data the bundle's data summary does not name (ACCAD's takes, for a bundle trained on
+    CMU and HDM05 only) would carry that source's terms unsaid in the bundle's licence: refused, naming the run's
+    data summary and the source, the bundle left as it was.  A source named whose every file was skipped (no
+    clip: CMU's get-up trial, refused by its check) is no part of the decoder and is let through."""
+    run = tmp_path / "run"
+    shutil.copytree(unrefined_run, run)
+    dataset = json.loads((run / "dataset.json").read_text())
+    sources = dataset["sources"]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = {path.name: path.read_bytes() for path in bundle.iterdir() if path.is_file()}
+    (run / "dataset.json").write_text(json.dumps({
+        **dataset, "sources": [*sources, "accad", "cmu-amc"],
+        "per_dataset": {**dataset["per_dataset"], "accad": {"takes": 1, "clips": 2}}}))
+    assert train_main([command, "--bundle", str(bundle), "--run", str(run)]) == 1
+    error = capsys.readouterr().err
+    assert "dataset.json" in error and "refined on data from accad, which" in error, error
+    assert f"(its sources: {', '.join(sources)})" in error
+    assert {path.name: path.read_bytes() for path in bundle.iterdir() if path.is_file()} == before
+    (run / "dataset.json").write_text(json.dumps({**dataset, "sources": [*sources, "cmu-amc"]}))
+    assert train_main([command, "--bundle", str(bundle), "--run", str(run)]) == 0
+
+
 @pytest.mark.parametrize("component", ["standing_decoder", "walking_decoder", "gesture_decoder"])
 def test_a_prompt_decoder_config_unlike_the_tokenizers_is_refused(component, gesture_bundle, tmp_path):
     from kmm_core.bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_entries

@@ -179,6 +179,33 @@ def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
     return getattr(bundle, name)
 
 
+def _check_sources_covered(bundle_dir: Path, run_dir: Path, manifest: dict) -> None:
+    """Refuse a decoder refined on a data source the bundle's data summary (and so its licence and
+    acknowledgements) does not name: its weights would carry that source's terms unsaid (a decoder refined with
+    ACCAD's takes in kmm-small-open, whose licence names CMU and HDM05 only).  A run without a data summary
+    (refined before runs recorded one) is let through."""
+    dataset_path = run_dir / "dataset.json"
+    if not dataset_path.is_file():
+        return
+    dataset = read_json(dataset_path, "dataset summary", error_class=BundleError, allow_non_finite=True)
+    run_sources = dataset.get("sources") if isinstance(dataset, dict) else None
+    bundle_sources = (manifest.get("dataset") or {}).get("sources")
+    if not isinstance(run_sources, list) or not isinstance(bundle_sources, list):
+        return
+    per_dataset = dataset.get("per_dataset")
+    if isinstance(per_dataset, dict):  # a source named but every file of it skipped (CMU's 140_03) gave no clip
+        from ..data.source_licences import source_kind
+
+        with_clips = {source_kind(name) for name, counts in per_dataset.items()
+                      if isinstance(counts, dict) and counts.get("clips", 0) > 0}
+        run_sources = [source for source in run_sources if source in with_clips]
+    if extra := [source for source in run_sources if source not in bundle_sources]:
+        raise BundleError(dataset_path, f"the decoder was refined on data from {', '.join(extra)}, which "
+                                        f"{bundle_dir / BUNDLE_FILE}'s data summary and licence do not cover "
+                                        f"(its sources: {', '.join(bundle_sources)}): refine it on the bundle's "
+                                        "own sources (`--set data.root=...`)")
+
+
 def _refined_tokenizer(bundle_dir: Path, run_dir: Path, manifest: dict) -> tuple[dict[str, torch.Tensor], str]:
     """The whole tokenizer (float32 tensors) whose decoder ``kmm-train decoder`` refined in ``run_dir``, and the
     bundle's dtype: refused unless the run's decoder stage ran, its tokenizer config is the bundle's, and it kept
@@ -187,6 +214,7 @@ def _refined_tokenizer(bundle_dir: Path, run_dir: Path, manifest: dict) -> tuple
     if not refined_path.is_file():
         raise BundleError(refined_path, f"not found: run `kmm-train decoder --out {run_dir}` with the decoder's "
                                         f"settings first")
+    _check_sources_covered(bundle_dir, run_dir, manifest)
     bundle_config = read_json(bundle_dir / "tokenizer.json", "tokenizer config", error_class=BundleError)
     if read_json(run_dir / "tokenizer.json", "tokenizer config", error_class=BundleError) != bundle_config:
         raise BundleError(run_dir / "tokenizer.json", f"differs from {bundle_dir / 'tokenizer.json'}: the decoder was "
