@@ -35,7 +35,7 @@ from ..bundle.weight_checksums import FILES_KEY, bundle_file_names, checksum_ent
 from ..common.atomic_write import atomic_path, write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
-from ..data.source_licences import combined_licence
+from ..data.source_licences import combined_licence, source_kind
 from ..model.weights import read_header
 from .checkpoint import TRAINED_ON_ALIGNER
 from .model_card import (
@@ -194,8 +194,6 @@ def _check_sources_covered(bundle_dir: Path, run_dir: Path, manifest: dict) -> N
         return
     per_dataset = dataset.get("per_dataset")
     if isinstance(per_dataset, dict):  # a source named but every file of it skipped (CMU's 140_03) gave no clip
-        from ..data.source_licences import source_kind
-
         with_clips = {source_kind(name) for name, counts in per_dataset.items()
                       if isinstance(counts, dict) and counts.get("clips", 0) > 0}
         run_sources = [source for source in run_sources if source in with_clips]

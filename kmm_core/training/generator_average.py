@@ -17,8 +17,8 @@ SHA-256 in each header) and its configuration, the tokenizer, Mean/Std and the p
 With a start weight w > 0 (``--start-weight``) the result is w x the start + (1 - w) x the runs' mean: the fine-tune
 moved part of the way from the weights it began with ("WiSE-FT", Wortsman et al. 2022), which keeps more of what the
 start did well (training/runs/kmm-small-open/COMMAND.md, sixth round: at 0.5 the open model fine-tuned with ACCAD's
-takes got its box pick-up back and kept half its calmer standing body).  One run is enough then.  The start is the runs' ``init_weights`` file or a copy of it
-(``--start``); its SHA-256 must be the one the runs' headers recorded when training began (``FINE_TUNED_FROM``), so a
+takes got its box pick-up back and kept half its calmer standing body).  One run is enough then.  The start is the
+runs' ``init_weights`` file or a copy of it (``--start``); its SHA-256 must be the one the runs' headers recorded when training began (``FINE_TUNED_FROM``), so a
 path that holds other weights by now (a bundle's generator replaced since) is refused instead of mixed in.
 """
 
@@ -140,11 +140,11 @@ def start_tensors(start: Path, header: dict[str, str], run: Path) -> dict[str, t
     return read_tensors(start)
 
 
-def mean_weights(runs: Sequence[Path], start: dict[str, torch.Tensor] | None = None, start_weight: float = 0.0,
-                 start_path: Path = Path("--start")) -> dict[str, torch.Tensor]:
-    """The runs' generator tensors averaged in float64 (and, with ``start`` and ``start_weight`` w > 0, w x start +
-    (1 - w) x that mean), stored in the first run's dtypes; refused (naming the file) when the tensors' names or
-    shapes differ or a value is not finite."""
+def mean_weights(runs: Sequence[Path], start: tuple[Path, dict[str, torch.Tensor]] | None = None,
+                 start_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """The runs' generator tensors averaged in float64 (and, with ``start`` = (its file, its tensors), w x start +
+    (1 - w) x that mean for ``start_weight`` w), stored in the first run's dtypes; refused (naming the file) when the
+    tensors' names or shapes differ or a value is not finite."""
     first_path = runs[0] / "generator.safetensors"
     first = read_tensors(first_path)
     sums = {key: value.double() for key, value in first.items()}
@@ -155,9 +155,10 @@ def mean_weights(runs: Sequence[Path], start: dict[str, torch.Tensor] | None = N
         for key, value in tensors.items():
             sums[key] += value.double()
     mixed = {key: total / len(runs) for key, total in sums.items()}
-    if start is not None and start_weight > 0.0:
-        _same_tensors(start_path, start, first_path, first)
-        mixed = {key: start_weight * start[key].double() + (1.0 - start_weight) * value
+    if start is not None:
+        start_path, start_values = start
+        _same_tensors(start_path, start_values, first_path, first)
+        mixed = {key: start_weight * start_values[key].double() + (1.0 - start_weight) * value
                  for key, value in mixed.items()}
     mean = {key: value.to(first[key].dtype).contiguous() for key, value in mixed.items()}
     for key, value in mean.items():
@@ -178,8 +179,8 @@ def average_generators(runs: Sequence[str | Path], out_dir: str | Path, start_we
     out_dir = Path(out_dir)
     header, init_weights = _check_runs(runs, fewest=1 if start_weight > 0.0 else 2)
     start_path = Path(start if start is not None else init_weights)
-    start_values = start_tensors(start_path, header, runs[0]) if start_weight > 0.0 else None
-    mean = mean_weights(runs, start_values, start_weight, start_path)
+    mixed_start = (start_path, start_tensors(start_path, header, runs[0])) if start_weight > 0.0 else None
+    mean = mean_weights(runs, mixed_start, start_weight)
     record = {"runs": [{"run": str(run), "generator_sha256": file_sha256(run / "generator.safetensors")}
                        for run in runs],
               "init_weights": init_weights}
