@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -82,10 +83,7 @@ def assemble_bundle(run_dir: str | Path, out_dir: str | Path, dtype: str = "floa
     for name in ("Mean.npy", "Std.npy"):
         if not (run_dir / name).is_file():
             raise BundleError(run_dir / name, "not found (every kmm-train stage writes it into the run folder)")
-    dataset = {}
-    if (run_dir / "dataset.json").is_file():
-        dataset = read_json(run_dir / "dataset.json", "dataset summary", error_class=BundleError, allow_non_finite=True)
-        dataset.pop("root", None)  # a path on the training machine means nothing to users
+    dataset = _run_data_summary(run_dir) if (run_dir / "dataset.json").is_file() else {}
     report = dataset_report(run_dir)
     if report is not None and "per_dataset" not in dataset:  # runs made before dataset.json carried it
         dataset["per_dataset"] = report.get("per_dataset", {})
@@ -179,6 +177,15 @@ def component_module(bundle: ModelBundle, name: str) -> torch.nn.Module:
     return getattr(bundle, name)
 
 
+def _run_data_summary(run_dir: Path) -> Any:
+    """A run's data summary (its dataset.json), less the folder the data was prepared in: a path on the training
+    machine means nothing to users."""
+    dataset = read_json(run_dir / "dataset.json", "dataset summary", error_class=BundleError, allow_non_finite=True)
+    if isinstance(dataset, dict):
+        dataset.pop("root", None)
+    return dataset
+
+
 def _check_sources_covered(bundle_dir: Path, run_dir: Path, manifest: dict) -> None:
     """Refuse a decoder refined on a data source the bundle's data summary (and so its licence and
     acknowledgements) does not name: its weights would carry that source's terms unsaid (a decoder refined with
@@ -187,7 +194,7 @@ def _check_sources_covered(bundle_dir: Path, run_dir: Path, manifest: dict) -> N
     dataset_path = run_dir / "dataset.json"
     if not dataset_path.is_file():
         return
-    dataset = read_json(dataset_path, "dataset summary", error_class=BundleError, allow_non_finite=True)
+    dataset = _run_data_summary(run_dir)
     run_sources = dataset.get("sources") if isinstance(dataset, dict) else None
     bundle_sources = (manifest.get("dataset") or {}).get("sources")
     if not isinstance(run_sources, list) or not isinstance(bundle_sources, list):
@@ -358,8 +365,7 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
             raise BundleError(run_dir / name, f"differs from {bundle_dir / name}: the run normalised its clips "
                                               "otherwise than the bundle's tokenizer (copy the bundle's Mean.npy and "
                                               "Std.npy into the prepared data before training)")
-    dataset = read_json(run_dir / "dataset.json", "dataset summary", error_class=BundleError, allow_non_finite=True)
-    dataset.pop("root", None)
+    dataset = _run_data_summary(run_dir)
     licence = combined_licence(dataset.get("sources") or [])  # an unknown source fails before anything is written
     dtype = manifest.get("dtype", "float16")
     if dtype not in TORCH_DTYPES:

@@ -18,8 +18,9 @@ With a start weight w > 0 (``--start-weight``) the result is w x the start + (1 
 moved part of the way from the weights it began with ("WiSE-FT", Wortsman et al. 2022), which keeps more of what the
 start did well (training/runs/kmm-small-open/COMMAND.md, sixth round: at 0.5 the open model fine-tuned with ACCAD's
 takes got its box pick-up back and kept half its calmer standing body).  One run is enough then.  The start is the
-runs' ``init_weights`` file or a copy of it (``--start``); its SHA-256 must be the one the runs' headers recorded when training began (``FINE_TUNED_FROM``), so a
-path that holds other weights by now (a bundle's generator replaced since) is refused instead of mixed in.
+runs' ``init_weights`` file or a copy of it (``--start``); its SHA-256 must be the one the runs' headers recorded
+when training began (``FINE_TUNED_FROM``), so a path that holds other weights by now (a bundle's generator replaced
+since) is refused instead of mixed in.
 """
 
 from __future__ import annotations
