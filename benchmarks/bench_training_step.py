@@ -5,7 +5,11 @@ The generator is built from the [generator] section of training/configs/small.to
 predictor included) once per backbone. A step is what `kmm-train generator` does per batch: zero_grad,
 ``MaskedGenerator.training_loss`` (key-frame masker, dropout, condition dropout, base + residual cross-entropy),
 backward, AdamW step. Inputs are random codes of the tokenizer's shape with random token embeddings for the masker,
-the same for both backbones. Variants:
+the same for both backbones. A shape ``BATCHxTOKENS`` is a batch of full-length sequences; ``BATCHxdata`` (with
+``--lengths-from DATA``, a prepared data folder) is a batch as the recipe draws them: each sequence's length drawn from
+the train split's windows (``[data]`` min/max frames of the config, 4 frames a token), padded to the batch's longest
+(random batches of 32 are about half padding). Each repeat of a ``data`` shape draws a new batch, the same batches for
+every variant. Variants:
 
 - ``mamba``: the Mamba backbone as shipped (on CPU: the scan ``selective_scan.cpu_scan_choice`` picks);
 - ``mamba_numba``, ``mamba_compiled``, ``mamba_pure`` (with ``--scans numba compiled pure``; ``--pure`` = ``--scans
@@ -29,14 +33,16 @@ is measured in the same run (at the start and at the end; the higher is used), a
 a multiple of the matmul-bound time (counted work / matmul throughput).
 
 Run: ``python benchmarks/bench_training_step.py [--threads 1] [--repeats 7] [--scans numba compiled pure]
-[--scan-floor] [--baseline DIR] [--out FILE]``
+[--scan-floor] [--baseline DIR] [--shapes 8x50 32xdata] [--lengths-from data/prepared] [--out FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import importlib
+import math
 import os
 import platform
 import statistics
@@ -88,7 +94,7 @@ def import_checkout(root: Path, package: str = "kmm_baseline_checkout"):
             importlib.import_module(f"{package}.kmm_core.model.configs").GeneratorConfig)
 
 
-def scan_free_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def scan_free_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, lengths=None):
     """Stands in for a fused loop's ``fused_selective_scan`` in ``mamba_scan_floor``: same inputs and output shape,
     every input reached by the gradient, a few (B, L, D) passes instead of the (B, L, D, N) scan."""
     return u * z + delta * C.sum(-1, keepdim=True) + B.sum(-1, keepdim=True) + A.sum() + D
@@ -160,15 +166,56 @@ class Variant:
         self.cpu.append(time.process_time() - cpu)
 
 
-def make_inputs(config: GeneratorConfig, batch: int, length: int, seed: int) -> dict:
+def make_inputs(config: GeneratorConfig, batch: int, length: int, seed: int,
+                lengths: torch.Tensor | None = None) -> dict:
+    """One batch of ``length`` tokens; ``lengths`` (batch,): each sequence's valid tokens (None: all)."""
     generator = torch.Generator().manual_seed(seed)
+    valid = torch.ones(batch, length, dtype=torch.bool) if lengths is None else \
+        torch.arange(length)[None] < lengths[:, None]
     return {
         "codes": torch.randint(0, config.codebook_size, (batch, length, config.num_quantizers), generator=generator),
-        "valid": torch.ones(batch, length, dtype=torch.bool),
+        "valid": valid,
         "sentence": torch.randn(batch, config.cond_dim, generator=generator),
         "embeddings": torch.randn(batch, length, 128, generator=generator),
         "rng": torch.Generator().manual_seed(seed),
     }
+
+
+def train_window_tokens(data: Path) -> list[int]:
+    """Each train clip's window in tokens as the generator's training draws them (``TokenClips``): the clip's frames
+    up to ``[data] max_frames``, 4 a token (rounded up), clips under ``min_frames`` left out (small.toml's limits)."""
+    with SMALL_CONFIG.open("rb") as handle:
+        limits = tomllib.load(handle)["data"]
+    index = data / "index.csv"
+    if not index.is_file():
+        raise SystemExit(f"--lengths-from {data}: no index.csv there (a folder written by `kmm-train prepare`)")
+    with index.open(newline="") as handle:
+        frames = [int(row["frames"]) for row in csv.DictReader(handle) if row["split"] == "train"]
+    tokens = [math.ceil(min(f, limits["max_frames"]) / 4) for f in frames if f >= limits["min_frames"]]
+    if not tokens:
+        raise SystemExit(f"--lengths-from {data}: no train clip of {limits['min_frames']} frames or more")
+    return tokens
+
+
+def shape_batches(config: GeneratorConfig, shape: str, count: int, windows: list[int] | None) -> tuple[list, str]:
+    """The batches one shape is timed on (one for ``BxL``; ``count`` drawn batches for ``Bxdata``) and the table's
+    tokens cell."""
+    batch_text, tokens_text = shape.split("x")
+    batch = int(batch_text)
+    if tokens_text != "data":
+        length = int(tokens_text)
+        return [make_inputs(config, batch, length, seed=batch * 1000 + length)], str(length)
+    if windows is None:
+        raise SystemExit(f"--shapes {shape}: needs --lengths-from DATA")
+    generator = torch.Generator().manual_seed(batch)
+    batches = []
+    for index in range(count):
+        picks = torch.randperm(len(windows), generator=generator)[:batch]
+        lengths = torch.tensor([windows[i] for i in picks])
+        batches.append(make_inputs(config, batch, int(lengths.max()), seed=batch * 1000 + index, lengths=lengths))
+    longest = statistics.mean(b["valid"].shape[1] for b in batches)
+    valid = statistics.mean(float(b["valid"].float().mean()) for b in batches)
+    return batches, f"data: longest {longest:.1f}, {valid:.0%} valid"
 
 
 def main() -> None:
@@ -181,7 +228,10 @@ def main() -> None:
     parser.add_argument("--pure-repeats", type=int, default=3)
     parser.add_argument("--scan-floor", action="store_true", help="also time the Mamba model with its scan's work "
                         "taken out (mamba_scan_floor: the best any faster scan could reach)")
-    parser.add_argument("--shapes", nargs="+", default=[f"{b}x{n}" for b, n in SHAPES], help="BATCHxTOKENS")
+    parser.add_argument("--shapes", nargs="+", default=[f"{b}x{n}" for b, n in SHAPES],
+                        help="BATCHxTOKENS, or BATCHxdata (lengths drawn as training draws them; needs --lengths-from)")
+    parser.add_argument("--lengths-from", type=Path, default=None, help="a prepared data folder (its index.csv): the "
+                        "train windows the BATCHxdata shapes draw their lengths from")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout: its Mamba model as one more "
                         "variant, timed in this process")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -223,22 +273,23 @@ def main() -> None:
         variants.insert(1, Variant("mamba_baseline", "mamba", scan=None, classes=import_checkout(args.baseline)))
     rows = []
     config = variants[0].model.config
+    windows = train_window_tokens(args.lengths_from) if args.lengths_from is not None else None
     for shape in args.shapes:
-        batch, length = (int(v) for v in shape.split("x"))
-        inputs = make_inputs(config, batch, length, seed=batch * 1000 + length)
+        batches, tokens = shape_batches(config, shape, args.repeats + 2, windows)
+        batch = batches[0]["valid"].shape[0]
         work = {}
         for variant in variants:
             variant.wall, variant.cpu = [], []
-            for _ in range(2):
-                variant.step(inputs)
+            for warm_up in range(2):
+                variant.step(batches[warm_up % len(batches)])
             if variant.backbone not in work:  # the model's work: the same for every scan of one backbone
-                work[variant.backbone] = variant.counted_work(inputs)
+                work[variant.backbone] = statistics.mean(variant.counted_work(b) for b in batches)
         for repeat in range(args.repeats):
             for variant in variants:
                 if variant.scan == "pure" and repeat >= args.pure_repeats:
                     continue
-                variant.timed_step(inputs)
-        rows.append((batch, length, work, [(v.name, v.backbone, statistics.median(v.wall),
+                variant.timed_step(batches[(repeat + 2) % len(batches)])
+        rows.append((batch, tokens, work, [(v.name, v.backbone, statistics.median(v.wall),
                                             statistics.median(v.cpu)) for v in variants]))
     throughput = max(throughput_before, measure_matmul_throughput())
     for batch, length, work, medians in rows:

@@ -9,8 +9,9 @@ matmul throughput, so that a timing reads as a share of the machine's limit (com
   (forward hooks on every ``MambaBlock``): per element (batch, token, channel, state) the selective scan's
   forward does 7 flops (delta*A, exp counted as one, the decay times the state, the drive's multiply-add, the output's
   multiply-add) and its backward 20 (the 5 of the state recompute and 15 of the adjoint's multiply-adds); the causal
-  depthwise convolution 2 * taps per element forward, twice that backward. The same count stands for every scan
-  implementation of a model, so it is the model's work, not the code's.
+  depthwise convolution 2 * taps per element forward, twice that backward; valid tokens only where the block is told
+  the batch's lengths (the loops skip the padding). The same count stands for every scan implementation of a model,
+  so it is the model's work, not the code's.
 
 ``matmul-bound time = counted flops / matmul throughput``: the time the run would take if all its work ran at the
 machine's matmul speed. A result's "x of matmul-bound" is its CPU time divided by that (CPU times throughout: the
@@ -62,7 +63,9 @@ class WorkCounter:
 
     def _count_block(self, block, inputs, output) -> None:
         batch, length, _ = inputs[0].shape
-        elements = batch * length * block.d_inner
+        lengths = inputs[1] if len(inputs) > 1 else None  # valid tokens: the loops skip the padding after them
+        tokens = batch * length if lengths is None else int(lengths.sum())
+        elements = tokens * block.d_inner
         scan = elements * block.d_state * (SCAN_FORWARD_FLOPS + (SCAN_BACKWARD_FLOPS if self.backward else 0))
         conv = elements * 2 * block.d_conv * (3 if self.backward else 1)
         self.loop_flops += scan + conv

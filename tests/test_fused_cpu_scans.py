@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from kmm_core.common.errors import InputTensorError
 from kmm_core.model import compiled_selective_scan as compiled
 from kmm_core.model import numba_selective_scan as numba_scan
 from kmm_core.model import selective_scan as scan_module
@@ -159,6 +160,88 @@ def test_bidirectional_padding_rule_holds_on_the_loop(monkeypatch, loop):
         padded = backbone(x, valid)
         alone = backbone(x[1:, :13])
     torch.testing.assert_close(padded[1, :13], alone[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_lengths_stop_the_loops_at_the_padding_and_change_no_valid_number(loop):
+    """With each sample's valid length the scan and the convolution stop there: padded steps come out zero (outputs
+    and input gradients), and the valid steps' outputs and every gradient equal those of the whole-length loops bit
+    for bit (the loss reads valid steps only, as training's does)."""
+    loops = LOOPS[loop][0]
+    generator = torch.Generator().manual_seed(12)
+    batch, length, channels, state = 3, 37, 40, 16
+    lengths = torch.tensor([37, 20, 5])
+    valid = (torch.arange(length)[None] < lengths[:, None])[..., None]
+    tensors = {"u": torch.randn(batch, length, channels, generator=generator),
+               "delta": torch.randn(batch, length, channels, generator=generator) - 2,
+               "A": -torch.rand(channels, state, generator=generator) * 3,
+               "B": torch.randn(batch, length, state, generator=generator),
+               "C": torch.randn(batch, length, state, generator=generator),
+               "D": torch.randn(channels, generator=generator), "z": torch.randn(batch, length, channels, generator=generator),
+               "weight": torch.randn(channels, 4, generator=generator), "bias": torch.randn(channels, generator=generator)}
+    weights = torch.randn(batch, length, channels, generator=generator) * valid  # a loss of valid steps only
+
+    def run(step_lengths):
+        leaves = {name: t.clone().requires_grad_(True) for name, t in tensors.items()}
+        x = loops.causal_conv_silu(leaves["u"], leaves["weight"], leaves["bias"], step_lengths)
+        y = loops.fused_selective_scan(x, leaves["delta"], leaves["A"], leaves["B"], leaves["C"], D=leaves["D"],
+                                       z=leaves["z"], delta_softplus=True, lengths=step_lengths)
+        (y * weights).sum().backward()
+        return x.detach(), y.detach(), {name: leaf.grad for name, leaf in leaves.items()}
+
+    (x_all, y_all, grads_all), (x_cut, y_cut, grads_cut) = run(None), run(lengths)
+    assert torch.equal(x_cut * valid, x_all * valid) and torch.equal(y_cut * valid, y_all * valid)
+    assert not x_cut.masked_select(~valid).any() and not y_cut.masked_select(~valid).any()
+    for name in tensors:
+        assert torch.equal(grads_cut[name], grads_all[name]), name
+    for name in ("u", "delta", "z"):
+        assert not grads_cut[name].masked_select(~valid).any(), name
+    with torch.no_grad():  # the forward-only path (generation) stops there too
+        y_forward = loops.fused_selective_scan(x_all, tensors["delta"], tensors["A"], tensors["B"], tensors["C"],
+                                               D=tensors["D"], z=tensors["z"], delta_softplus=True, lengths=lengths)
+    assert torch.equal(y_forward, y_cut)
+    with pytest.raises(InputTensorError, match="lengths"):
+        loops.fused_selective_scan(x_all, tensors["delta"], tensors["A"], tensors["B"], tensors["C"],
+                                   lengths=torch.tensor([37, 38, 0]))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_padded_training_step_skips_the_padding_with_the_same_numbers(monkeypatch, loop):
+    """The bidirectional backbone tells its blocks the valid lengths: in training each block runs its products on the
+    valid tokens only and its loops stop at the padding, whose outputs are zero; the valid outputs and every parameter
+    gradient equal those of the blocks run over the whole padded batch (within float rounding: a weight's gradient
+    sums fewer rows). In evaluation the products run over the whole batch: bit for bit the same valid outputs."""
+    monkeypatch.setenv(scan_module.SCAN_VARIABLE, loop)
+    torch.manual_seed(13)
+    backbone = BidirectionalMamba(32, n_layers=2)
+    x = torch.randn(3, 23, 32, generator=torch.Generator().manual_seed(14))
+    lengths = torch.tensor([23, 11, 4])
+    valid = torch.arange(23)[None] < lengths[:, None]
+    target = torch.randn(3, 23, 32, generator=torch.Generator().manual_seed(15))
+    block_outputs = []
+    backbone.layers[0].forward_mamba.register_forward_hook(lambda module, inputs, out: block_outputs.append(out))
+
+    def step():
+        backbone.zero_grad()
+        out = backbone(x, valid)
+        ((out - target)[valid] ** 2).sum().backward()
+        return out.detach(), {name: p.grad.clone() for name, p in backbone.named_parameters()}
+
+    out_cut, grads_cut = step()
+    assert not block_outputs[-1].detach()[~valid].any()  # a block's padded outputs: zero
+    with torch.no_grad():
+        backbone.eval()
+        evaluated = backbone(x, valid)
+        backbone.train()
+    whole_length = MambaBlock._forward_fused
+    monkeypatch.setattr(MambaBlock, "_forward_fused", lambda self, hidden, loops, lengths: whole_length(
+        self, hidden, loops, None))
+    out_all, grads_all = step()
+    assert block_outputs[-1].detach()[~valid].abs().sum() > 0  # over the padding: the padded outputs are not zero
+    torch.testing.assert_close(out_cut, out_all, rtol=1e-5, atol=1e-6)
+    assert torch.equal(evaluated, out_all)  # evaluation: the whole batch through the products, lengths in the loops
+    for name in grads_all:
+        torch.testing.assert_close(grads_cut[name], grads_all[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ..common.errors import ConfigError
-from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, run_fused_scan
+from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, row_lengths, run_fused_scan
 
 SOURCE = Path(__file__).with_name("selective_scan_kernel.cpp")
 BASE_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
@@ -101,10 +101,10 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         getattr(library, name).restype = ctypes.c_int64
         getattr(library, name).argtypes = []
     signatures = {
-        "kmm_scan_forward": [pointer] * 10 + [size] * 7 + [flag, flag],
-        "kmm_scan_backward": [pointer] * 17 + [size] * 8 + [flag, flag],
-        "kmm_conv_forward": [pointer] * 4 + [size] * 5 + [flag],
-        "kmm_conv_backward": [pointer] * 7 + [size] * 5 + [flag],
+        "kmm_scan_forward": [pointer] * 11 + [size] * 7 + [flag, flag],
+        "kmm_scan_backward": [pointer] * 18 + [size] * 8 + [flag, flag],
+        "kmm_conv_forward": [pointer] * 5 + [size] * 5 + [flag],
+        "kmm_conv_backward": [pointer] * 8 + [size] * 5 + [flag],
     }
     for name, argtypes in signatures.items():
         for suffix in ("f32", "f64"):
@@ -171,20 +171,22 @@ def _rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 class _ScanInputs:
-    """The fused scan's inputs, checked for the kernel's layout; time-major (B, L, D) like the Mamba block's."""
+    """The fused scan's inputs, checked for the kernel's layout; time-major (B, L, D) like the Mamba block's, with each
+    sample's number of valid steps (``row_lengths``)."""
 
-    def __init__(self, u, delta, A, B, C, D, z):
+    def __init__(self, u, delta, A, B, C, D, z, lengths=None):
         self.u, self.delta, self.A = u.contiguous(), delta.contiguous(), A.contiguous()
         (self.B, self.b_stride), (self.C, self.c_stride) = _rows(B), _rows(C)
         self.D = None if D is None else D.contiguous()
         self.z, self.z_stride = (None, 0) if z is None else _rows(z)
+        self.lengths = row_lengths(lengths, u)
 
     def tensors(self) -> tuple:
-        return self.u, self.delta, self.A, self.B, self.C, self.D, self.z
+        return self.u, self.delta, self.A, self.B, self.C, self.D, self.z, self.lengths
 
     def restore(self, tensors) -> _ScanInputs:
         """These inputs with the tensors saved for backward (the same objects, version-checked by autograd)."""
-        self.u, self.delta, self.A, self.B, self.C, self.D, self.z = tensors
+        self.u, self.delta, self.A, self.B, self.C, self.D, self.z, self.lengths = tensors
         return self
 
     def pointers(self):
@@ -217,12 +219,12 @@ class FusedSelectiveScan(torch.autograd.Function):
     softplus by the loop when ``softplus``)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, softplus):
-        inputs = _ScanInputs(u, delta, A, B, C, D, z)
+    def forward(ctx, u, delta, A, B, C, D, z, softplus, lengths):
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, lengths)
         y, y_pre, checkpoints = fused_scan_forward(kernel(), inputs, True, softplus)
         ctx.softplus = softplus
         ctx.save_for_backward(*inputs.tensors(), y_pre, checkpoints)
-        inputs.restore((None,) * 7)
+        inputs.restore((None,) * 8)
         ctx.inputs = inputs  # strides only; the tensors go through save_for_backward
         return y
 
@@ -242,51 +244,55 @@ class FusedSelectiveScan(torch.autograd.Function):
             *inputs.pointers(), _address(y_pre), _address(checkpoints), _address(grad_y), _address(grads.u),
             _address(grads.delta), _address(grads.z), _address(grads.A_parts), _address(grads.D_parts),
             _address(grads.B_parts), _address(grads.C_parts), *inputs.sizes(), groups, int(ctx.softplus), threads)
-        return *grads.result(with_D=inputs.D is not None), None
+        return *grads.result(with_D=inputs.D is not None), None, None
 
 
-def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
+def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         lengths=None) -> torch.Tensor:
     """Time-major selective scan on the compiled loop (``kernel()`` must not be None); arguments and layout as
     ``fused_scan_autograd.run_fused_scan`` says."""
     return run_fused_scan(
         FusedSelectiveScan,
         lambda tensors, softplus: fused_scan_forward(kernel(), _ScanInputs(*tensors), False, softplus)[0],
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, lengths)
 
 
 class CausalConvSiLU(torch.autograd.Function):
     """silu(causal depthwise conv1d(x)) over time, time-major: x (B, L, D) (a view with unit channel stride is read
-    in place), weight (D, K) as Conv1d's (D, 1, K) weight without its middle axis, bias (D,)."""
+    in place), weight (D, K) as Conv1d's (D, 1, K) weight without its middle axis, bias (D,); ``lengths`` (B,) each
+    sample's valid steps or None (all): padded steps come out zero."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, lengths):
         x, stride = _rows(x)
         weight_t = weight.t().contiguous()
         bias = bias.contiguous()
+        lengths = row_lengths(lengths, x)
         batch, length, channels = x.shape
         out = x.new_empty(batch, length, channels)
         getattr(kernel(), f"kmm_conv_forward_{_suffix(x.dtype)}")(
-            _address(x), _address(weight_t), _address(bias), _address(out), batch, length, channels,
-            weight.shape[1], stride, torch.get_num_threads())
-        ctx.save_for_backward(x, weight_t, bias)
+            _address(x), _address(weight_t), _address(bias), _address(lengths), _address(out), batch, length,
+            channels, weight.shape[1], stride, torch.get_num_threads())
+        ctx.save_for_backward(x, weight_t, bias, lengths)
         ctx.stride = stride
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x, weight_t, bias = ctx.saved_tensors
+        x, weight_t, bias, lengths = ctx.saved_tensors
         batch, length, channels = x.shape
         taps = weight_t.shape[0]
         grad_out = grad_out.to(x.dtype).contiguous()
         grads = ConvGradients(x, taps)
         getattr(kernel(), f"kmm_conv_backward_{_suffix(x.dtype)}")(
-            _address(x), _address(weight_t), _address(bias), _address(grad_out), _address(grads.x),
+            _address(x), _address(weight_t), _address(bias), _address(lengths), _address(grad_out), _address(grads.x),
             _address(grads.weight_parts), _address(grads.bias_parts), batch, length, channels, taps, ctx.stride,
             torch.get_num_threads())
-        return grads.result()
+        return *grads.result(), None
 
 
-def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                     lengths: torch.Tensor | None = None) -> torch.Tensor:
     """silu(causal depthwise conv(x)) on the compiled loop (``kernel()`` must not be None); see CausalConvSiLU."""
-    return CausalConvSiLU.apply(x, weight, bias)
+    return CausalConvSiLU.apply(x, weight, bias, lengths)

@@ -13,21 +13,41 @@ from collections.abc import Callable
 
 import torch
 
+from ..common.errors import InputTensorError
+
 
 def run_fused_scan(scan_function: type[torch.autograd.Function], forward_only: Callable, u, delta, A, B, C, D, z,
-                   delta_bias, delta_softplus) -> torch.Tensor:
+                   delta_bias, delta_softplus, lengths=None) -> torch.Tensor:
     """A fused loop's time-major selective scan: u, delta, z (B, L, D); A (D, N); B, C (B, L, N); D (D,); one dtype
     for all (float32 or float64); views whose last dimension is contiguous (slices of a wider linear output) are read
-    in place. ``scan_function.apply(*tensors, softplus)`` when a gradient is wanted, else
-    ``forward_only(tensors, softplus)``; ``delta_bias`` and ``delta_softplus`` act as in mamba_ssm: the bias is a
-    PyTorch add, the softplus the loops' own, forward and backward (within a few float32 rounding steps of
-    PyTorch's; two (B, L, D) passes less each way and no call to PyTorch's log1p, which does not vectorise)."""
+    in place. ``scan_function.apply(*tensors, softplus, lengths)`` when a gradient is wanted, else
+    ``forward_only((*tensors, lengths), softplus)``; ``delta_bias`` and ``delta_softplus`` act as in mamba_ssm: the
+    bias is a PyTorch add, the softplus the loops' own, forward and backward (within a few float32 rounding steps of
+    PyTorch's; two (B, L, D) passes less each way and no call to PyTorch's log1p, which does not vectorise).
+    ``lengths`` (B,): each sample's valid steps, the padding after them (``row_lengths``); None: all valid."""
     if delta_bias is not None:
         delta = delta + delta_bias
     tensors = (u, delta, A, B, C, D, z)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return scan_function.apply(*tensors, bool(delta_softplus))
-    return forward_only(tensors, bool(delta_softplus))
+        return scan_function.apply(*tensors, bool(delta_softplus), lengths)
+    return forward_only((*tensors, lengths), bool(delta_softplus))
+
+
+def row_lengths(lengths: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """Each sample's number of valid steps as the loops read them (contiguous int64 (B,)) for time-major ``rows``
+    (B, L, X): valid steps first, padding after them, which the loops skip (zero outputs and zero gradients there: a
+    causal loop never carries a padded step into a valid one). None: every step valid."""
+    batch, length = rows.shape[:2]
+    if lengths is None:
+        return torch.full((batch,), length, dtype=torch.int64)
+    if tuple(lengths.shape) != (batch,) or lengths.dtype.is_floating_point or lengths.is_complex():
+        raise InputTensorError(f"lengths: expected an integer tensor of shape ({batch},), got {lengths.dtype} "
+                               f"{tuple(lengths.shape)}")
+    lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > length):
+        raise InputTensorError(f"lengths: every sample's valid steps must be within 0..{length}, got "
+                               f"{lengths.tolist()}")
+    return lengths
 
 
 def channel_groups(blocks: int, batch: int, threads: int) -> int:

@@ -17,6 +17,11 @@ keeps its states in a small (N, LANES) buffer while it walks over time: nothing 
 written. The forward stores the state every ``CHUNK`` steps; the backward recomputes one chunk of states from that
 checkpoint, then runs the adjoint recurrence through it.
 
+Padding: ``lengths[b]`` is sample b's number of valid steps (valid steps first, then padding, the Mamba backbone's
+layout). The loops stop there: padded steps get zero outputs and zero input gradients and cost nothing. A padded step
+never reaches a valid one (the scan and the convolution are causal), so valid outputs, and every gradient when the
+padded outputs do not reach the loss, are those of the whole-length loops bit for bit.
+
 Layout: every (batch, length, X) tensor arrives as a flat one-dimensional array with its row stride in elements
 (row (b, t) starts at ``(b * length + t) * stride``), so views into a wider linear output are read in place and each
 inner loop reads unit-stride memory. u, delta, y, y_pre, grad_y, grad_u, grad_delta, grad_z have row stride D;
@@ -162,8 +167,8 @@ def _softplus_of_typed(x):
 
 @njit(inline="always", **_JIT)
 def _softplus_rows(rows, length):
-    """rows = softplus(rows) over (length, LANES) rows, as one flat loop (vectorised whole)."""
-    flat_rows = rows.reshape(length * LANES)
+    """rows = softplus(rows) over the first ``length`` rows, as one flat loop (vectorised whole)."""
+    flat_rows = rows.reshape(rows.shape[0] * LANES)
     for i in range(length * LANES):
         flat_rows[i] = softplus_of(flat_rows[i])
 
@@ -176,9 +181,9 @@ def _sigmoid(x):
 
 @njit(inline="always", **_JIT)
 def _softplus_slopes(rows, slopes, length):
-    """slopes = sigmoid(rows), then rows = softplus(rows), over (length, LANES) rows as one flat loop."""
-    flat_rows = rows.reshape(length * LANES)
-    flat_slopes = slopes.reshape(length * LANES)
+    """slopes = sigmoid(rows), then rows = softplus(rows), over the first ``length`` rows as one flat loop."""
+    flat_rows = rows.reshape(rows.shape[0] * LANES)
+    flat_slopes = slopes.reshape(slopes.shape[0] * LANES)
     for i in range(length * LANES):
         flat_slopes[i] = _sigmoid(flat_rows[i])
         flat_rows[i] = softplus_of(flat_rows[i])
@@ -186,30 +191,39 @@ def _softplus_slopes(rows, slopes, length):
 
 @njit(inline="always", **_JIT)
 def _scale_rows(rows, scales, length):
-    """rows *= scales over (length, LANES) rows, as one flat loop."""
-    flat_rows = rows.reshape(length * LANES)
-    flat_scales = scales.reshape(length * LANES)
+    """rows *= scales over the first ``length`` rows, as one flat loop."""
+    flat_rows = rows.reshape(rows.shape[0] * LANES)
+    flat_scales = scales.reshape(scales.shape[0] * LANES)
     for i in range(length * LANES):
         flat_rows[i] *= flat_scales[i]
 
 
 @njit(inline="always", **_JIT)
-def _load_rows(source, stride, b, d0, dim, length, rows):
-    """rows[t, w] = source row (b, t), channel d0 + w; zero past the last channel (zero delta and input keep a
-    padded lane's states at zero)."""
+def _load_rows(source, stride, b, d0, dim, length, count, rows):
+    """rows[t, w] = source row (b, t), channel d0 + w, for the first ``count`` steps; zero past the last channel (zero
+    delta and input keep a padded lane's states at zero)."""
     lanes = min(LANES, dim - d0)
     first_row = b * length
     if lanes == LANES:
-        for t in range(length):
+        for t in range(count):
             base = (first_row + t) * stride + d0
             for w in range(LANES):
                 rows[t, w] = source[base + w]
     else:
         zero = rows.dtype.type(0)
-        for t in range(length):
+        for t in range(count):
             base = (first_row + t) * stride + d0
             for w in range(LANES):
                 rows[t, w] = source[base + w] if w < lanes else zero
+
+
+@njit(inline="always", **_JIT)
+def _zero_rows(rows, first, length):
+    """rows[first:length] = 0 (a sample's padded steps)."""
+    zero = rows.dtype.type(0)
+    for t in range(first, length):
+        for w in range(LANES):
+            rows[t, w] = zero
 
 
 @njit(inline="always", **_JIT)
@@ -228,10 +242,10 @@ def _store_rows(rows, target, b, d0, dim, length):
 
 @njit(inline="always", **_JIT)
 def _gate_rows(rows, gates, length):
-    """rows *= silu(gates) over (length, LANES) rows, as one flat loop (vectorised whole; a loop of LANES steps
+    """rows *= silu(gates) over the first ``length`` rows, as one flat loop (vectorised whole; a loop of LANES steps
     inside the time loop would be unrolled into scalar code)."""
-    flat_rows = rows.reshape(length * LANES)
-    flat_gates = gates.reshape(length * LANES)
+    flat_rows = rows.reshape(rows.shape[0] * LANES)
+    flat_gates = gates.reshape(gates.shape[0] * LANES)
     for i in range(length * LANES):
         flat_rows[i] *= flat_gates[i] * _sigmoid(flat_gates[i])
 
@@ -249,10 +263,10 @@ def _load_block(A, Dskip, has_skip, d0, dim, lanes_A, skip):
 
 
 @njit(**_JIT)
-def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, length, dim, b_stride, c_stride,
-                 z_stride, has_skip, has_gate, save, softplus, first, stop):
+def scan_forward(u, delta, A, Bm, Cm, Dskip, z, lengths, y, y_pre, checkpoints, batch, length, dim, b_stride,
+                 c_stride, z_stride, has_skip, has_gate, save, softplus, first, stop):
     """y (and, when ``save``, y_pre and the state checkpoints) of work items [first, stop); ``softplus``: delta is
-    taken through softplus first (the forward-only path)."""
+    taken through softplus first (the forward-only path); sample b's steps from ``lengths[b]`` on are padding."""
     N = A.shape[1]
     blocks = (dim + LANES - 1) // LANES
     dtype = u.dtype
@@ -269,17 +283,18 @@ def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, le
     for item in range(first, stop):
         b = item // blocks
         d0 = (item % blocks) * LANES
-        _load_rows(u, dim, b, d0, dim, length, U)
-        _load_rows(delta, dim, b, d0, dim, length, DT)
+        valid = lengths[b]
+        _load_rows(u, dim, b, d0, dim, length, valid, U)
+        _load_rows(delta, dim, b, d0, dim, length, valid, DT)
         if softplus:
-            _softplus_rows(DT, length)
+            _softplus_rows(DT, valid)
         if has_gate:
-            _load_rows(z, z_stride, b, d0, dim, length, Z)
+            _load_rows(z, z_stride, b, d0, dim, length, valid, Z)
         _load_block(A, Dskip, has_skip, d0, dim, AL, skip)
         for n in range(N):
             for w in range(LANES):
                 H[n, w] = zero
-        for t in range(length):
+        for t in range(valid):
             if save and t % CHUNK == 0:
                 for n in range(N):
                     for w in range(LANES):
@@ -300,16 +315,17 @@ def scan_forward(u, delta, A, Bm, Cm, Dskip, z, y, y_pre, checkpoints, batch, le
             # running sums then has a constant index, and LLVM keeps them in registers.
             for w in range(LANES):
                 Y[t, w] = acc[w]
+        _zero_rows(Y, valid, length)
         if has_gate:
             if save:
                 _store_rows(Y, y_pre, b, d0, dim, length)
-            _gate_rows(Y, Z, length)
+            _gate_rows(Y, Z, valid)
         _store_rows(Y, y, b, d0, dim, length)
     return stop
 
 
 @njit(**_JIT)
-def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z,
+def scan_backward(u, delta, A, Bm, Cm, Dskip, z, lengths, y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z,
                   grad_A_parts, grad_D_parts, grad_B_parts, grad_C_parts, batch, length, dim, b_stride, c_stride,
                   z_stride, has_skip, has_gate, groups, softplus, first, stop):
     """Gradients of work items [first, stop): item = (batch row, group of channel blocks); each group writes its own
@@ -318,7 +334,6 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
     N = A.shape[1]
     L = length
     blocks = (dim + LANES - 1) // LANES
-    n_chunks = (L + CHUNK - 1) // CHUNK
     per_group = (blocks + groups - 1) // groups
     dtype = u.dtype
     zero = dtype.type(0)
@@ -349,32 +364,34 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
     for item in range(first, stop):
         b = item // groups
         g = item % groups
+        valid = lengths[b]
         gB[:, :, :] = 0
         gC[:, :, :] = 0
         block_end = min(blocks, (g + 1) * per_group)
         for block in range(g * per_group, block_end):
             d0 = block * LANES
             lanes = min(LANES, dim - d0)
-            _load_rows(u, dim, b, d0, dim, L, U)
-            _load_rows(delta, dim, b, d0, dim, L, DT)
+            _load_rows(u, dim, b, d0, dim, L, valid, U)
+            _load_rows(delta, dim, b, d0, dim, L, valid, DT)
             if softplus:
-                _softplus_slopes(DT, SG, L)
-            _load_rows(grad_y, dim, b, d0, dim, L, GYS)
+                _softplus_slopes(DT, SG, valid)
+            _load_rows(grad_y, dim, b, d0, dim, L, valid, GYS)
             _load_block(A, Dskip, has_skip, d0, dim, AL, skip)
             # Through the gate: dLoss/dy_pre = gy * silu(z), dLoss/dz = gy * y_pre * silu'(z).
             if has_gate:
-                _load_rows(z, z_stride, b, d0, dim, L, Z)
-                _load_rows(y_pre, dim, b, d0, dim, L, YP)
+                _load_rows(z, z_stride, b, d0, dim, L, valid, Z)
+                _load_rows(y_pre, dim, b, d0, dim, L, valid, YP)
                 flat_z, flat_gys = Z.reshape(L * LANES), GYS.reshape(L * LANES)
                 flat_yp, flat_gz = YP.reshape(L * LANES), GZ.reshape(L * LANES)
-                for i in range(L * LANES):  # one flat loop: vectorised whole
+                for i in range(valid * LANES):  # one flat loop: vectorised whole
                     sg = _sigmoid(flat_z[i])
                     flat_gz[i] = flat_gys[i] * flat_yp[i] * sg * (one + flat_z[i] * (one - sg))
                     flat_gys[i] *= flat_z[i] * sg
+                _zero_rows(GZ, valid, L)
                 _store_rows(GZ, grad_z, b, d0, dim, L)
             for w in range(LANES):
                 gD[w] = zero
-            for t in range(L):
+            for t in range(valid):
                 for w in range(LANES):
                     gD[w] += GYS[t, w] * U[t, w]
             for n in range(N):
@@ -382,9 +399,9 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
                     carry[n, w] = zero
                     ga[n, w] = zero
             item_block = b * blocks + block
-            for chunk in range(n_chunks - 1, -1, -1):
+            for chunk in range((valid + CHUNK - 1) // CHUNK - 1, -1, -1):
                 start = chunk * CHUNK
-                steps = min(CHUNK, L - start)
+                steps = min(CHUNK, valid - start)
                 for n in range(N):
                     for w in range(LANES):
                         states[0, n, w] = checkpoints[item_block, chunk, n, w]
@@ -430,7 +447,9 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, y_pre, checkpoints, grad_y, gra
                         GDELTA[t, w] = grad_dt[w] + grad_x[w] * U[t, w]
                         GU[t, w] = grad_x[w] * DT[t, w] + GYS[t, w] * skip[w]
             if softplus:
-                _scale_rows(GDELTA, SG, L)
+                _scale_rows(GDELTA, SG, valid)
+            _zero_rows(GDELTA, valid, L)
+            _zero_rows(GU, valid, L)
             _store_rows(GDELTA, grad_delta, b, d0, dim, L)
             _store_rows(GU, grad_u, b, d0, dim, L)
             for w in range(LANES):  # LANES, not lanes: constant indices keep gD in registers
@@ -468,23 +487,29 @@ def _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, pre):
 
 
 @njit(**_JIT)
-def conv_forward(x, weight, bias, out, length, dim, taps, x_stride, first, stop):
-    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for rows bt in [first, stop);
-    weight is the transposed (K, D) copy of Conv1d's (D, 1, K) weight, out contiguous (B, L, D) (flat)."""
-    pre = carray(_stack_buffer(out.dtype.type(0), dim), dim)
+def conv_forward(x, weight, bias, lengths, out, length, dim, taps, x_stride, first, stop):
+    """out[b, t, d] = silu(bias[d] + sum_k weight[k, d] x[b, t - (K-1) + k, d]) for rows bt in [first, stop), zero
+    from step ``lengths[b]`` on (padding); weight is the transposed (K, D) copy of Conv1d's (D, 1, K) weight, out
+    contiguous (B, L, D) (flat)."""
+    zero = out.dtype.type(0)
+    pre = carray(_stack_buffer(zero, dim), dim)
     for bt in range(first, stop):
-        _conv_pre(x, weight, bias, bt // length, bt % length, length, dim, taps, x_stride, pre)
         row = out[bt * dim:(bt + 1) * dim]
+        if bt % length >= lengths[bt // length]:
+            for d in range(dim):
+                row[d] = zero
+            continue
+        _conv_pre(x, weight, bias, bt // length, bt % length, length, dim, taps, x_stride, pre)
         for d in range(dim):
             row[d] = pre[d] * _sigmoid(pre[d])
     return stop
 
 
 @njit(**_JIT)
-def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bias_parts, length, dim, taps, x_stride,
-                  first, stop):
-    """grad_x (B, L, D) (flat) of batch rows [first, stop); grad_weight_parts (B, K, D) and grad_bias_parts (B, D),
-    summed over b by the caller. Every inner loop indexes a whole channel row (a slice) by its channel alone, as in
+def conv_backward(x, weight, bias, lengths, grad_out, grad_x, grad_weight_parts, grad_bias_parts, length, dim, taps,
+                  x_stride, first, stop):
+    """grad_x (B, L, D) (flat) of batch rows [first, stop), zero on padding; grad_weight_parts (B, K, D) and
+    grad_bias_parts (B, D), summed over b by the caller. Every inner loop indexes a whole channel row (a slice) by its channel alone, as in
     ``_conv_pre``: LLVM vectorises those; the sums of a sample run in stack buffers, written out once."""
     dtype = grad_x.dtype
     zero = dtype.type(0)
@@ -495,7 +520,8 @@ def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bia
     gb = carray(_stack_buffer(zero, dim), dim)
     gw = carray(_stack_buffer(zero, taps * dim), (taps, dim))
     for b in range(first, stop):
-        for t in range(length):
+        valid = lengths[b]
+        for t in range(valid):
             _conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, pre)
             go_base = (b * length + t) * dim
             go, gp = grad_out[go_base:go_base + dim], grad_pre[t]
@@ -508,7 +534,12 @@ def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bia
                 gwk[d] = zero
         for d in range(dim):
             gb[d] = zero
-        for s in range(length):
+        for s in range(valid, length):
+            out_base = (b * length + s) * dim
+            target = grad_x[out_base:out_base + dim]
+            for d in range(dim):
+                target[d] = zero
+        for s in range(valid):
             x_base = (b * length + s) * x_stride
             xs, gps = x[x_base:x_base + dim], grad_pre[s]
             for d in range(dim):
@@ -516,7 +547,7 @@ def conv_backward(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bia
                 gx[d] = zero
             for k in range(taps):
                 t = s + (taps - 1) - k  # the output that read x[s] through tap k
-                if t >= length:
+                if t >= valid:
                     continue
                 gpt, weights, gwk = grad_pre[t], weight[k], gw[k]
                 for d in range(dim):

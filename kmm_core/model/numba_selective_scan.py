@@ -25,7 +25,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, run_fused_scan
+from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, row_lengths, run_fused_scan
 
 _status = {"reason": "not loaded yet"}
 
@@ -120,9 +120,10 @@ def _dummy(dtype: torch.dtype, dims: int) -> np.ndarray:
 
 
 class _ScanInputs:
-    """The fused scan's inputs, time-major (B, L, D) like the Mamba block's, in the kernels' layout."""
+    """The fused scan's inputs, time-major (B, L, D) like the Mamba block's, in the kernels' layout, with each sample's
+    number of valid steps (``row_lengths``)."""
 
-    def __init__(self, u, delta, A, B, C, D, z):
+    def __init__(self, u, delta, A, B, C, D, z, lengths=None):
         self.u, self.delta, self.A = u.contiguous(), delta.contiguous(), A.contiguous()
         self.B, self.b_array, self.b_stride = _flat_rows(B)
         self.C, self.c_array, self.c_stride = _flat_rows(C)
@@ -131,14 +132,16 @@ class _ScanInputs:
             self.z, self.z_array, self.z_stride = None, _dummy(u.dtype, 1), 0
         else:
             self.z, self.z_array, self.z_stride = _flat_rows(z)
+        self.lengths = row_lengths(lengths, u)
 
     def tensors(self) -> tuple:
-        return self.u, self.delta, self.A, self.B, self.C, self.D, self.z
+        return self.u, self.delta, self.A, self.B, self.C, self.D, self.z, self.lengths
 
     def arrays(self) -> tuple:
         dtype = self.u.dtype
         return (_array(self.u).reshape(-1), _array(self.delta).reshape(-1), _array(self.A), self.b_array,
-                self.c_array, _dummy(dtype, 1) if self.D is None else _array(self.D), self.z_array)
+                self.c_array, _dummy(dtype, 1) if self.D is None else _array(self.D), self.z_array,
+                _array(self.lengths))
 
     def sizes(self) -> tuple:
         batch, length, channels = self.u.shape
@@ -174,8 +177,8 @@ class FusedSelectiveScan(torch.autograd.Function):
     softplus by the loops when ``softplus``)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, softplus):
-        inputs = _ScanInputs(u, delta, A, B, C, D, z)
+    def forward(ctx, u, delta, A, B, C, D, z, softplus, lengths):
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, lengths)
         y, y_pre, checkpoints = fused_scan_forward(kernels(), inputs, True, softplus)
         ctx.softplus = softplus
         ctx.save_for_backward(*inputs.tensors(), y_pre, checkpoints)
@@ -185,8 +188,8 @@ class FusedSelectiveScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
         library = kernels()
-        u, delta, A, B, C, D, z, y_pre, checkpoints = ctx.saved_tensors
-        inputs = _ScanInputs(u, delta, A, B, C, D, z)  # saved tensors are already in the kernels' layout
+        u, delta, A, B, C, D, z, lengths, y_pre, checkpoints = ctx.saved_tensors
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, lengths)  # saved tensors are already in the kernels' layout
         batch, _, channels = u.shape
         dtype = u.dtype
         threads = torch.get_num_threads()
@@ -200,51 +203,55 @@ class FusedSelectiveScan(torch.autograd.Function):
                      _array(grads.D_parts), _array(grads.B_parts), _array(grads.C_parts), *inputs.sizes(), groups,
                      ctx.softplus)
         _run_items(library.scan_backward, arguments, batch * groups, threads)
-        return *grads.result(with_D=D is not None), None
+        return *grads.result(with_D=D is not None), None, None
 
 
-def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
+def fused_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         lengths=None) -> torch.Tensor:
     """Time-major selective scan on the numba loops (``kernels()`` must not be None); arguments and layout as
     ``fused_scan_autograd.run_fused_scan`` says."""
     return run_fused_scan(
         FusedSelectiveScan,
         lambda tensors, softplus: fused_scan_forward(kernels(), _ScanInputs(*tensors), False, softplus)[0],
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, lengths)
 
 
 class CausalConvSiLU(torch.autograd.Function):
     """silu(causal depthwise conv1d(x)) over time, time-major: x (B, L, D) (a view with unit channel stride is read
-    in place), weight (D, K) as Conv1d's (D, 1, K) weight without its middle axis, bias (D,)."""
+    in place), weight (D, K) as Conv1d's (D, 1, K) weight without its middle axis, bias (D,); ``lengths`` (B,) each
+    sample's valid steps or None (all): padded steps come out zero."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, lengths):
         x, x_array, stride = _flat_rows(x)
         weight_t = weight.t().contiguous()
         bias = bias.contiguous()
+        lengths = row_lengths(lengths, x)
         batch, length, channels = x.shape
         out = x.new_empty(batch, length, channels)
-        _run_items(kernels().conv_forward, (x_array, _array(weight_t), _array(bias), _array(out).reshape(-1), length,
-                                            channels, weight.shape[1], stride), batch * length,
-                   torch.get_num_threads())
-        ctx.save_for_backward(x, weight_t, bias)
+        _run_items(kernels().conv_forward, (x_array, _array(weight_t), _array(bias), _array(lengths),
+                                            _array(out).reshape(-1), length, channels, weight.shape[1], stride),
+                   batch * length, torch.get_num_threads())
+        ctx.save_for_backward(x, weight_t, bias, lengths)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x, weight_t, bias = ctx.saved_tensors
+        x, weight_t, bias, lengths = ctx.saved_tensors
         x, x_array, stride = _flat_rows(x)
         batch, length, channels = x.shape
         taps = weight_t.shape[0]
         grad_out = grad_out.to(x.dtype).contiguous()
         grads = ConvGradients(x, taps)
-        _run_items(kernels().conv_backward, (x_array, _array(weight_t), _array(bias), _array(grad_out).reshape(-1),
-                                             _array(grads.x).reshape(-1), _array(grads.weight_parts),
-                                             _array(grads.bias_parts), length, channels, taps, stride), batch,
-                   torch.get_num_threads())
-        return grads.result()
+        _run_items(kernels().conv_backward, (x_array, _array(weight_t), _array(bias), _array(lengths),
+                                             _array(grad_out).reshape(-1), _array(grads.x).reshape(-1),
+                                             _array(grads.weight_parts), _array(grads.bias_parts), length, channels,
+                                             taps, stride), batch, torch.get_num_threads())
+        return *grads.result(), None
 
 
-def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                     lengths: torch.Tensor | None = None) -> torch.Tensor:
     """silu(causal depthwise conv(x)) on the numba loops (``kernels()`` must not be None); see CausalConvSiLU."""
-    return CausalConvSiLU.apply(x, weight, bias)
+    return CausalConvSiLU.apply(x, weight, bias, lengths)

@@ -17,6 +17,11 @@
 // written. The forward stores the state every CHUNK steps; the backward recomputes one chunk of states from that
 // checkpoint, then runs the adjoint recurrence through it.
 //
+// Padding: lengths[b] is sample b's number of valid steps (valid steps first, then padding, the Mamba backbone's
+// layout). The loops stop there: padded steps get zero outputs and zero input gradients and cost nothing. A padded
+// step never reaches a valid one (the scan and the convolution are causal), so valid outputs, and every gradient when
+// the padded outputs do not reach the loss, are those of the whole-length loops bit for bit.
+//
 // Layouts (row strides are given for the inputs that are views into a wider tensor, in elements):
 //   u, delta, y, y_pre, grad_y, grad_u, grad_delta, grad_z : (B, L, D) contiguous
 //   z : (B, L, D) with row stride z_stride (may be null: no gate);  Bm, Cm : (B, L, N) with row strides
@@ -99,12 +104,12 @@ struct ScanShape {
     int64_t n_chunks() const { return (length + CHUNK - 1) / CHUNK; }
 };
 
-// rows[t][lane] = source[b, t, d0 + lane] of a (B, L, D) tensor with row stride `stride`; zero past the last channel
-// (zero delta and input keep a padded lane's states at zero).
+// rows[t][lane] = source[b, t, d0 + lane] of a (B, L, D) tensor with row stride `stride`, for the first `count`
+// steps; zero past the last channel (zero delta and input keep a padded lane's states at zero).
 template <typename T>
-void load_rows(const ScanShape& s, const T* source, int64_t stride, int64_t b, int64_t d0, T* rows) {
+void load_rows(const ScanShape& s, const T* source, int64_t stride, int64_t b, int64_t d0, int64_t count, T* rows) {
     const int64_t lanes = std::min(LANES, s.dim - d0);
-    for (int64_t t = 0; t < s.length; ++t) {
+    for (int64_t t = 0; t < count; ++t) {
         T* row = rows + t * LANES;
         std::memcpy(row, source + (b * s.length + t) * stride + d0, sizeof(T) * lanes);
         std::fill(row + lanes, row + LANES, T(0));
@@ -113,6 +118,13 @@ void load_rows(const ScanShape& s, const T* source, int64_t stride, int64_t b, i
 
 template <typename T>
 void store_row(const T* lane_values, T* target, int64_t lanes) { std::memcpy(target, lane_values, sizeof(T) * lanes); }
+
+// Zero rows [from, L) of sample b's channels d0 .. d0 + lanes - 1 in a contiguous (B, L, D) tensor (its padding).
+template <typename T>
+void zero_padding(const ScanShape& s, T* target, int64_t b, int64_t d0, int64_t from) {
+    const int64_t lanes = std::min(LANES, s.dim - d0);
+    for (int64_t t = from; t < s.length; ++t) std::fill_n(target + (b * s.length + t) * s.dim + d0, lanes, T(0));
+}
 
 template <typename T>
 void load_A(const ScanShape& s, const T* A, int64_t d0, T* AL) {
@@ -129,7 +141,8 @@ void load_lanes(const T* source, int64_t d0, int64_t dim, T* lanes_out) {
 
 template <typename T>
 void scan_forward(const ScanShape s, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
-                  const T* Dskip, const T* z, T* y, T* y_pre, T* checkpoints, bool softplus, int threads) {
+                  const T* Dskip, const T* z, const int64_t* lengths, T* y, T* y_pre, T* checkpoints, bool softplus,
+                  int threads) {
     const int64_t N = s.nstate, blocks = s.blocks(), n_chunks = s.n_chunks();
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -138,22 +151,22 @@ void scan_forward(const ScanShape s, const T* u, const T* delta, const T* A, con
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < s.batch * blocks; ++item) {
             const int64_t b = item / blocks, d0 = (item % blocks) * LANES;
-            const int64_t lanes = std::min(LANES, s.dim - d0);
-            load_rows(s, u, s.dim, b, d0, U.data());
-            load_rows(s, delta, s.dim, b, d0, DT.data());
+            const int64_t lanes = std::min(LANES, s.dim - d0), valid = lengths[b];
+            load_rows(s, u, s.dim, b, d0, valid, U.data());
+            load_rows(s, delta, s.dim, b, d0, valid, DT.data());
             if (softplus) {
                 T* dts = DT.data();
 #pragma omp simd
-                for (int64_t i = 0; i < s.length * LANES; ++i) dts[i] = softplus_of(dts[i]);
+                for (int64_t i = 0; i < valid * LANES; ++i) dts[i] = softplus_of(dts[i]);
             }
-            if (z != nullptr) load_rows(s, z, s.z_stride, b, d0, Z.data());
+            if (z != nullptr) load_rows(s, z, s.z_stride, b, d0, valid, Z.data());
             load_A(s, A, d0, AL.data());
             T skip[LANES];
             load_lanes(Dskip, d0, s.dim, skip);
             T* h = H.data();
             const T* al = AL.data();
             std::fill(H.begin(), H.end(), T(0));
-            for (int64_t t = 0; t < s.length; ++t) {
+            for (int64_t t = 0; t < valid; ++t) {
                 if (checkpoints != nullptr && t % CHUNK == 0)
                     std::memcpy(checkpoints + (item * n_chunks + t / CHUNK) * N * LANES, h, sizeof(T) * N * LANES);
                 const T* dt = DT.data() + t * LANES;
@@ -186,13 +199,16 @@ void scan_forward(const ScanShape s, const T* u, const T* delta, const T* A, con
                 }
                 store_row(acc, y + row, lanes);
             }
+            zero_padding(s, y, b, d0, valid);
+            if (y_pre != nullptr) zero_padding(s, y_pre, b, d0, valid);
         }
     }
 }
 
 template <typename T>
 void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
-                   const T* Dskip, const T* z, const T* y_pre, const T* checkpoints, const T* grad_y, T* grad_u,
+                   const T* Dskip, const T* z, const int64_t* lengths, const T* y_pre, const T* checkpoints,
+                   const T* grad_y, T* grad_u,
                    T* grad_delta, T* grad_z, T* grad_A_parts, T* grad_D_parts, T* grad_B_parts, T* grad_C_parts,
                    int64_t groups, bool softplus, int threads) {
     const int64_t N = s.nstate, L = s.length, blocks = s.blocks(), n_chunks = s.n_chunks();
@@ -208,30 +224,30 @@ void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, co
             const int64_t b = item / groups, g = item % groups;
             std::fill(gB.begin(), gB.end(), T(0));
             std::fill(gC.begin(), gC.end(), T(0));
-            const int64_t block_end = std::min(blocks, (g + 1) * per_group);
+            const int64_t block_end = std::min(blocks, (g + 1) * per_group), valid = lengths[b];
             for (int64_t block = g * per_group; block < block_end; ++block) {
                 const int64_t d0 = block * LANES, lanes = std::min(LANES, s.dim - d0);
-                load_rows(s, u, s.dim, b, d0, U.data());
-                load_rows(s, delta, s.dim, b, d0, DT.data());
+                load_rows(s, u, s.dim, b, d0, valid, U.data());
+                load_rows(s, delta, s.dim, b, d0, valid, DT.data());
                 if (softplus) {  // delta arrived before its softplus: d softplus(x) / dx = sigmoid(x)
                     T* dts = DT.data();
                     T* sgs = SG.data();
 #pragma omp simd
-                    for (int64_t i = 0; i < L * LANES; ++i) {
+                    for (int64_t i = 0; i < valid * LANES; ++i) {
                         sgs[i] = sigmoid(dts[i]);
                         dts[i] = softplus_of(dts[i]);
                     }
                 }
-                load_rows(s, grad_y, s.dim, b, d0, GYS.data());
+                load_rows(s, grad_y, s.dim, b, d0, valid, GYS.data());
                 load_A(s, A, d0, AL.data());
                 T skip[LANES];
                 load_lanes(Dskip, d0, s.dim, skip);
                 const T* al = AL.data();
                 // Through the gate: dLoss/dy_pre = gy * silu(z), dLoss/dz = gy * y_pre * silu'(z).
                 if (z != nullptr) {
-                    load_rows(s, z, s.z_stride, b, d0, Z.data());
-                    load_rows(s, y_pre, s.dim, b, d0, YP.data());
-                    for (int64_t t = 0; t < L; ++t) {
+                    load_rows(s, z, s.z_stride, b, d0, valid, Z.data());
+                    load_rows(s, y_pre, s.dim, b, d0, valid, YP.data());
+                    for (int64_t t = 0; t < valid; ++t) {
                         T* gys = GYS.data() + t * LANES;
                         const T* zt = Z.data() + t * LANES;
                         const T* yp = YP.data() + t * LANES;
@@ -244,16 +260,17 @@ void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, co
                         }
                         store_row(gz, grad_z + (b * L + t) * s.dim + d0, lanes);
                     }
+                    zero_padding(s, grad_z, b, d0, valid);
                 }
                 T gD[LANES] = {};
-                for (int64_t t = 0; t < L; ++t) {
+                for (int64_t t = 0; t < valid; ++t) {
 #pragma omp simd
                     for (int64_t w = 0; w < LANES; ++w) gD[w] += GYS[t * LANES + w] * U[t * LANES + w];
                 }
                 std::fill(carry.begin(), carry.end(), T(0));  // exp(delta_{t+1} A) * dLoss/dh_{t+1}
                 std::fill(ga.begin(), ga.end(), T(0));
-                for (int64_t chunk = n_chunks - 1; chunk >= 0; --chunk) {
-                    const int64_t start = chunk * CHUNK, steps = std::min(CHUNK, L - start);
+                for (int64_t chunk = (valid + CHUNK - 1) / CHUNK - 1; chunk >= 0; --chunk) {
+                    const int64_t start = chunk * CHUNK, steps = std::min(CHUNK, valid - start);
                     std::memcpy(states.data(), checkpoints + ((b * blocks + block) * n_chunks + chunk) * N * LANES,
                                 sizeof(T) * N * LANES);
                     for (int64_t k = 0; k < steps; ++k) {
@@ -329,6 +346,8 @@ void scan_backward(const ScanShape s, const T* u, const T* delta, const T* A, co
                         store_row(gu, grad_u + row, lanes);
                     }
                 }
+                zero_padding(s, grad_delta, b, d0, valid);
+                zero_padding(s, grad_u, b, d0, valid);
                 for (int64_t w = 0; w < lanes; ++w) {
                     const int64_t d = d0 + w;
                     for (int64_t n = 0; n < N; ++n) grad_A_parts[(b * s.dim + d) * N + n] = ga[n * LANES + w];
@@ -369,11 +388,15 @@ void conv_pre(const T* x, const T* weight, const T* bias, int64_t b, int64_t t, 
 }
 
 template <typename T>
-void conv_forward(const T* x, const T* weight, const T* bias, T* out, int64_t batch, int64_t length, int64_t dim,
-                  int64_t taps, int64_t x_stride, int threads) {
+void conv_forward(const T* x, const T* weight, const T* bias, const int64_t* lengths, T* out, int64_t batch,
+                  int64_t length, int64_t dim, int64_t taps, int64_t x_stride, int threads) {
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t bt = 0; bt < batch * length; ++bt) {
         T* o = out + bt * dim;
+        if (bt % length >= lengths[bt / length]) {  // padding
+            std::fill_n(o, dim, T(0));
+            continue;
+        }
         conv_pre(x, weight, bias, bt / length, bt % length, length, dim, taps, x_stride, o);
 #pragma omp simd
         for (int64_t d = 0; d < dim; ++d) o[d] *= sigmoid(o[d]);
@@ -382,15 +405,16 @@ void conv_forward(const T* x, const T* weight, const T* bias, T* out, int64_t ba
 
 // grad_x (B, L, D) contiguous; grad_weight_parts (B, K, D) and grad_bias_parts (B, D), summed over b by the caller.
 template <typename T>
-void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out, T* grad_x, T* grad_weight_parts,
-                   T* grad_bias_parts, int64_t batch, int64_t length, int64_t dim, int64_t taps, int64_t x_stride,
-                   int threads) {
+void conv_backward(const T* x, const T* weight, const T* bias, const int64_t* lengths, const T* grad_out, T* grad_x,
+                   T* grad_weight_parts, T* grad_bias_parts, int64_t batch, int64_t length, int64_t dim, int64_t taps,
+                   int64_t x_stride, int threads) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         std::vector<T> grad_pre(length * dim);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < batch; ++b) {
-            for (int64_t t = 0; t < length; ++t) {
+            const int64_t valid = lengths[b];
+            for (int64_t t = 0; t < valid; ++t) {
                 const T* go = grad_out + (b * length + t) * dim;
                 T* gp = grad_pre.data() + t * dim;
                 conv_pre(x, weight, bias, b, t, length, dim, taps, x_stride, gp);
@@ -404,7 +428,8 @@ void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out
             T* gb = grad_bias_parts + b * dim;
             std::fill(gw, gw + dim * taps, T(0));
             std::fill(gb, gb + dim, T(0));
-            for (int64_t s = 0; s < length; ++s) {
+            std::fill(grad_x + (b * length + valid) * dim, grad_x + (b + 1) * length * dim, T(0));
+            for (int64_t s = 0; s < valid; ++s) {
                 T* gx = grad_x + (b * length + s) * dim;
                 const T* xs = x + (b * length + s) * x_stride;
                 const T* gps = grad_pre.data() + s * dim;
@@ -415,7 +440,7 @@ void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out
                 }
                 for (int64_t k = 0; k < taps; ++k) {
                     const int64_t t = s + (taps - 1) - k;  // the output that read x[s] through tap k
-                    if (t >= length) continue;
+                    if (t >= valid) continue;
                     const T* gpt = grad_pre.data() + t * dim;
 #pragma omp simd
                     for (int64_t d = 0; d < dim; ++d) {
@@ -432,32 +457,36 @@ void conv_backward(const T* x, const T* weight, const T* bias, const T* grad_out
 
 #define KMM_EXPORT(T, SUFFIX)                                                                                        \
     void kmm_scan_forward_##SUFFIX(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dskip, \
-                                   const T* z, T* y, T* y_pre, T* checkpoints, int64_t batch, int64_t length,        \
+                                   const T* z, const int64_t* lengths, T* y, T* y_pre, T* checkpoints,               \
+                                   int64_t batch, int64_t length,                                                    \
                                    int64_t dim, int64_t nstate, int64_t b_stride, int64_t c_stride,                  \
                                    int64_t z_stride, int softplus, int threads) {                                    \
         scan_forward<T>({batch, length, dim, nstate, b_stride, c_stride, z_stride}, u, delta, A, Bm, Cm, Dskip, z,   \
-                        y, y_pre, checkpoints, softplus != 0, threads);                                              \
+                        lengths, y, y_pre, checkpoints, softplus != 0, threads);                                              \
     }                                                                                                                \
     void kmm_scan_backward_##SUFFIX(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,                \
-                                    const T* Dskip, const T* z, const T* y_pre, const T* checkpoints,                \
+                                    const T* Dskip, const T* z, const int64_t* lengths, const T* y_pre,              \
+                                    const T* checkpoints,                                                            \
                                     const T* grad_y, T* grad_u, T* grad_delta, T* grad_z, T* grad_A_parts,           \
                                     T* grad_D_parts, T* grad_B_parts, T* grad_C_parts, int64_t batch,                \
                                     int64_t length, int64_t dim, int64_t nstate, int64_t b_stride,                   \
                                     int64_t c_stride, int64_t z_stride, int64_t groups, int softplus,                \
                                     int threads) {                                                                   \
         scan_backward<T>({batch, length, dim, nstate, b_stride, c_stride, z_stride}, u, delta, A, Bm, Cm, Dskip, z,  \
-                         y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z, grad_A_parts, grad_D_parts,         \
+                         lengths, y_pre, checkpoints, grad_y, grad_u, grad_delta, grad_z, grad_A_parts, grad_D_parts,         \
                          grad_B_parts, grad_C_parts, groups, softplus != 0, threads);                                \
     }                                                                                                                \
-    void kmm_conv_forward_##SUFFIX(const T* x, const T* weight, const T* bias, T* out, int64_t batch,                \
-                                   int64_t length, int64_t dim, int64_t taps, int64_t x_stride, int threads) {       \
-        conv_forward<T>(x, weight, bias, out, batch, length, dim, taps, x_stride, threads);                          \
+    void kmm_conv_forward_##SUFFIX(const T* x, const T* weight, const T* bias, const int64_t* lengths, T* out,       \
+                                   int64_t batch, int64_t length, int64_t dim, int64_t taps, int64_t x_stride,       \
+                                   int threads) {                                                                    \
+        conv_forward<T>(x, weight, bias, lengths, out, batch, length, dim, taps, x_stride, threads);                 \
     }                                                                                                                \
-    void kmm_conv_backward_##SUFFIX(const T* x, const T* weight, const T* bias, const T* grad_out, T* grad_x,        \
-                                    T* grad_weight_parts, T* grad_bias_parts, int64_t batch, int64_t length,         \
-                                    int64_t dim, int64_t taps, int64_t x_stride, int threads) {                      \
-        conv_backward<T>(x, weight, bias, grad_out, grad_x, grad_weight_parts, grad_bias_parts, batch, length, dim,  \
-                         taps, x_stride, threads);                                                                   \
+    void kmm_conv_backward_##SUFFIX(const T* x, const T* weight, const T* bias, const int64_t* lengths,              \
+                                    const T* grad_out, T* grad_x, T* grad_weight_parts, T* grad_bias_parts,          \
+                                    int64_t batch, int64_t length, int64_t dim, int64_t taps, int64_t x_stride,      \
+                                    int threads) {                                                                   \
+        conv_backward<T>(x, weight, bias, lengths, grad_out, grad_x, grad_weight_parts, grad_bias_parts, batch,      \
+                         length, dim, taps, x_stride, threads);                                                      \
     }
 
 extern "C" {
