@@ -48,8 +48,8 @@ from numba.extending import intrinsic, overload
 # backward about 1.2x slower).
 CHUNK = 8
 LANES = 32
-# The most SSM states the loops take: their per-item buffers live on the stack, (2 CHUNK + 7) * MAX_STATE * LANES
-# scalars in the backward (184 KiB in float64), within the smallest default thread stack (512 KiB on macOS).
+# The most SSM states the loops take: their per-item buffers live on the stack, (2 CHUNK + 5) * MAX_STATE * LANES
+# scalars in the backward (168 KiB in float64), within the smallest default thread stack (512 KiB on macOS).
 MAX_STATE = 32
 # FMA contraction only (as GCC's default for C++): no reassociation, so results do not depend on the vector width.
 _JIT = {"nogil": True, "cache": True, "fastmath": {"contract"}, "error_model": "numpy"}
@@ -354,8 +354,6 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, lengths, y_pre, checkpoints, gr
     decays = carray(_stack_buffer(zero, CHUNK * N * LANES), (CHUNK, N, LANES))
     carry = carray(_stack_buffer(zero, N * LANES), (N, LANES))  # exp(delta_{t+1} A) * dLoss/dh_{t+1}
     ga = carray(_stack_buffer(zero, N * LANES), (N, LANES))
-    gB_step = carray(_stack_buffer(zero, N * LANES), (N, LANES))  # step t's terms, added to gB[t] after the step
-    gC_step = carray(_stack_buffer(zero, N * LANES), (N, LANES))
     skip = carray(_stack_lanes(zero), LANES)
     gD = carray(_stack_lanes(zero), LANES)
     x = carray(_stack_lanes(zero), LANES)
@@ -429,20 +427,13 @@ def scan_backward(u, delta, A, Bm, Cm, Dskip, z, lengths, y_pre, checkpoints, gr
                         cn = Cm[c_row + n]
                         for w in range(LANES):
                             lam = GYS[t, w] * cn + carry[n, w]  # dLoss/dh_t
-                            gC_step[n, w] = GYS[t, w] * states[k + 1, n, w]
+                            gC[t, n, w] += GYS[t, w] * states[k + 1, n, w]
                             grad_exponent = lam * states[k, n, w] * decays[k, n, w]  # dLoss/d(delta_t A)
                             grad_dt[w] += grad_exponent * AL[n, w]
                             ga[n, w] += grad_exponent * DT[t, w]
                             grad_x[w] += lam * bn
-                            gB_step[n, w] = lam * x[w]
+                            gB[t, n, w] += lam * x[w]
                             carry[n, w] = lam * decays[k, n, w]
-                    # Two flat loops (one array each): vectorised whole, where one interleaved loop stays scalar.
-                    gB_row, gB_terms = gB[t].reshape(N * LANES), gB_step.reshape(N * LANES)
-                    for i in range(N * LANES):
-                        gB_row[i] += gB_terms[i]
-                    gC_row, gC_terms = gC[t].reshape(N * LANES), gC_step.reshape(N * LANES)
-                    for i in range(N * LANES):
-                        gC_row[i] += gC_terms[i]
                     for w in range(LANES):
                         GDELTA[t, w] = grad_dt[w] + grad_x[w] * U[t, w]
                         GU[t, w] = grad_x[w] * DT[t, w] + GYS[t, w] * skip[w]
