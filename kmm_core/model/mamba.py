@@ -14,10 +14,10 @@ positions non-zero after the convolution, and that state would flow into the rev
 On the fused CPU loops each block is also told the valid lengths, and its convolution and scan stop there: padding
 (about half the tokens of a random training batch) costs them nothing and comes out zero. Valid outputs, and every
 gradient (the padded outputs never reach a valid token, so their gradients are exactly zero), are the same bit for
-bit as when the loops run over the padding too. In training the block's two big products (in_proj, out_proj) also
-run on the valid tokens only (gathered, then scattered back with zeros on the padding): the same numbers within float
-rounding (a weight's gradient sums fewer, all-zero-free rows), at about half the work of a random batch. Evaluation
-and generation run the products over the whole batch, as before.
+bit as when the loops run over the padding too. In training the block's products (in_proj, x_proj, dt_proj,
+out_proj) also run on the valid tokens only (gathered, then scattered back with zeros on the padding): the same
+numbers within float rounding (a weight's gradient sums the valid rows only, in other blocks), at about half the work
+of a random batch. Evaluation and generation run the products over the whole batch, as before.
 """
 
 from __future__ import annotations
@@ -126,12 +126,16 @@ class MambaBlock(nn.Module):
             x, z = scatter_rows(x, rows, batch, length), scatter_rows(z, rows, batch, length)
         conv_bias = self.conv1d.bias if self.conv1d.bias is not None else hidden.new_zeros(self.d_inner)
         x = causal_conv_silu(x, self.conv1d.weight[:, 0, :], conv_bias, lengths)
-        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        projected = self.x_proj(x if rows is None else gather_rows(x, rows))
+        dt, B, C = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # dt_proj with its bias in one product (addmm): the same sum as mamba_ssm's bias added in the scan, one
+        # (B, L, d_inner) pass less forward and backward.
+        delta = self.dt_proj(dt)
+        if rows is not None:
+            delta, B, C = (scatter_rows(t, rows, batch, length) for t in (delta, B, C))
         y = fused_selective_scan(
             x,
-            # dt_proj with its bias in one product (addmm): the same sum as mamba_ssm's bias added in the scan, one
-            # (B, L, d_inner) pass less forward and backward.
-            self.dt_proj(dt),
+            delta,
             -torch.exp(self.A_log.to(hidden.dtype)),
             B,
             C,
@@ -160,7 +164,8 @@ def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 def scatter_rows(packed: torch.Tensor, rows: torch.Tensor, batch: int, length: int) -> torch.Tensor:
     """The inverse of ``gather_rows``: (batch, length, X) with ``packed`` at ``rows`` and zeros elsewhere."""
-    full = packed.new_zeros(batch * length, packed.shape[-1]).index_copy(0, rows, packed)
+    full = packed.new_zeros(batch * length, packed.shape[-1])
+    full.index_copy_(0, rows, packed)  # in place: no copy of the zeros (its backward reads the rows of the gradient)
     return full.view(batch, length, packed.shape[-1])
 
 
