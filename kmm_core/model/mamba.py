@@ -16,8 +16,8 @@ On the fused CPU loops each block is also told the valid lengths, and its convol
 gradient (the padded outputs never reach a valid token, so their gradients are exactly zero), are the same bit for
 bit as when the loops run over the padding too. In training the block's products (in_proj, x_proj, dt_proj,
 out_proj) also run on the valid tokens only (gathered, then scattered back with zeros on the padding): the same
-numbers within float rounding (a weight's gradient sums the valid rows only, in other blocks), at about half the work
-of a random batch. Evaluation and generation run the products over the whole batch, as before.
+numbers within float rounding (a weight's gradient sums the valid rows only, grouped otherwise by the matrix product),
+at about half the work of a random batch. Evaluation and generation run the products over the whole batch, as before.
 """
 
 from __future__ import annotations
