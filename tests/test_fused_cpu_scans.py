@@ -229,6 +229,8 @@ def test_a_padded_training_step_skips_the_padding_with_the_same_numbers(monkeypa
 
     out_cut, grads_cut = step()
     assert not block_outputs[-1].detach()[~valid].any()  # a block's padded outputs: zero
+    with pytest.raises(InputTensorError, match=r"lengths: expected an integer tensor of shape \(3,\)"):
+        backbone.layers[0].forward_mamba(x, torch.tensor([23, 11, 4, 2]))  # a length too many: named, not an IndexError
     with torch.no_grad():
         backbone.eval()
         evaluated = backbone(x, valid)

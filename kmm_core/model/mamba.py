@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.errors import ConfigError, InputTensorError
+from .fused_scan_autograd import row_lengths
 from .selective_scan import fused_cpu_loops, selective_scan
 
 
@@ -119,6 +120,8 @@ class MambaBlock(nn.Module):
         x_weight, z_weight = self.in_proj.weight[: self.d_inner], self.in_proj.weight[self.d_inner :]
         x_bias, z_bias = (None, None) if self.in_proj.bias is None else self.in_proj.bias.split(self.d_inner)
         batch, length, _ = hidden.shape
+        if lengths is not None:  # checked before the rows are worked out from it: a clear error, not an IndexError
+            lengths = row_lengths(lengths, hidden)
         rows = valid_rows(lengths, batch, length) if self.training else None
         tokens = hidden if rows is None else gather_rows(hidden, rows)
         x, z = F.linear(tokens, x_weight, x_bias), F.linear(tokens, z_weight, z_bias)
