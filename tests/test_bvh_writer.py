@@ -74,3 +74,26 @@ def test_bad_inputs_raise(posed, tmp_path):
     names[3] = "spine 1"
     with pytest.raises(KMMError, match="whitespace"):
         write_bvh(tmp_path / "a.bvh", root, rotations, offsets, 20.0, joint_names=names)
+
+
+def test_toe_end_sites_lie_level_at_the_toe_never_under_the_floor(posed, tmp_path):
+    """A written foot's End Site (the toe tip an importer draws) lies level along the foot in every frame, at the toe
+    joint's height: on a real take whose toes touch the floor no End Site goes under it (continuing the
+    ankle -> toe bone, as the writer once did, put the tip 4-7 cm under the floor on most frames of a walk).  The
+    head's and hands' End Sites go straight on along their bones, and no joint moves."""
+    joints, root, rotations, offsets = posed
+    motion = read_bvh(write_bvh(tmp_path / "motion.bvh", root, rotations, offsets, fps=20.0))
+    positions = motion.world_positions()
+    floor = joints[..., 1].min()
+    for foot in ("left_foot", "right_foot"):
+        tip = positions[:, motion.index(foot + END_SITE_SUFFIX)]
+        toe = positions[:, motion.index(foot)]
+        assert np.abs(tip[:, 1] - toe[:, 1]).max() < 1e-5
+        assert tip[:, 1].min() >= floor - 0.01
+        bone = toe - positions[:, motion.index(foot.replace("foot", "ankle"))]
+        level = bone * np.array([1.0, 0.0, 1.0])
+        assert np.all(np.sum((tip - toe) * level, axis=-1) > 0)  # along the foot, not back towards the heel
+    continued = 0.5 * (joints[:, skeleton.JOINT_INDEX["head"]] - joints[:, skeleton.JOINT_INDEX["neck"]])
+    head_tip = positions[:, motion.index("head" + END_SITE_SUFFIX)] - joints[:, skeleton.JOINT_INDEX["head"]]
+    assert np.abs(head_tip - continued).max() < 1e-3
+    assert np.linalg.norm(_canonical(motion, positions) - joints, axis=-1).max() < 1e-3

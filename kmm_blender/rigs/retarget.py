@@ -25,7 +25,12 @@ from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_d
 from ...kmm_core.retarget.bvh_output import resample_source
 from ...kmm_core.retarget.facing import face_forward
 from ...kmm_core.retarget.name_matching import detect_bone_map
-from ...kmm_core.retarget.target_skeleton import TargetSkeleton, TargetSkeletonError
+from ...kmm_core.retarget.target_skeleton import (
+    TargetSkeleton,
+    TargetSkeletonError,
+    joint_tails,
+    tail_directions_of,
+)
 from ...kmm_core.retarget.transfer import (
     RetargetedMotion,
     SourceMotion,
@@ -59,14 +64,22 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     collection.foreach_get("matrix_local", matrices)  # each 4x4 column by column
     heads, rest_tails = heads.reshape(-1, 3)[order], rest_tails.reshape(-1, 3)[order]
     rest = np.swapaxes(matrices.reshape(-1, 4, 4)[order, :3, :3], -1, -2)
-    tails = rest_tails - heads
-    tails /= np.maximum(np.linalg.norm(tails, axis=-1, keepdims=True), 1e-9)
+    parents = tuple(index[parent_names[p]] if parent_names[p] is not None else -1 for p in order)
+    bone_names = tuple(names[position] for position in order)
+    foot_points, leaf_ends = skinned_points(obj, {bone_names[b] for b in _leaves(parents)})
+    # where each bone ends comes from the joints and the skin, not from where the importer pointed it
+    rest_tails = joint_tails(parents, heads, rest_tails, {index[name]: end for name, end in leaf_ends.items()})
     rotation, scale = armature_frame(obj)
     to_humanml3d = HUMANML3D_TO_BLENDER.T @ rotation
-    return TargetSkeleton(name=obj.name, bone_names=tuple(names[position] for position in order),
-                          parents=tuple(index[parent_names[p]] if parent_names[p] is not None else -1 for p in order),
-                          rest_heads=heads, rest_rotations=rest, tail_directions=tails, to_humanml3d=to_humanml3d,
-                          scale_to_metres=scale, rest_tails=rest_tails, foot_points=skinned_foot_points(obj))
+    return TargetSkeleton(name=obj.name, bone_names=bone_names, parents=parents, rest_heads=heads,
+                          rest_rotations=rest, tail_directions=tail_directions_of(heads, rest_tails),
+                          to_humanml3d=to_humanml3d, scale_to_metres=scale, rest_tails=rest_tails,
+                          foot_points=foot_points)
+
+
+def _leaves(parents: tuple[int, ...]) -> list[int]:
+    has_child = set(parents)
+    return [bone for bone in range(len(parents)) if bone not in has_child]
 
 
 def _parents_first(names: list[str], parent_names: list[str | None]) -> list[int]:
@@ -116,26 +129,42 @@ def armature_frame(obj: bpy.types.Object) -> tuple[np.ndarray, float]:
     return rotation, float(np.cbrt(abs(np.linalg.det(world))))
 
 
-def skinned_foot_points(obj: bpy.types.Object) -> dict[str, np.ndarray]:
-    """Per foot bone, the 8 corners of the box around the rest vertices it moves most (armature space): where the
-    foot mesh ends, so that its soles and toes, not only the bones, stand on the floor.  Foot bones are found by the
-    bone map later; here every bone that carries the lowest vertices of a mesh skinned to the armature, or a mesh
-    parented to the bone itself (a robot's rigid foot), is a candidate."""
+def skinned_points(obj: bpy.types.Object, leaves: set[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """From the meshes the armature moves (armature space): per foot bone, the 8 corners of the box around the rest
+    vertices it moves most, where the foot mesh ends, so that its soles and toes, not only the bones, stand on the
+    floor (foot bones are found by the bone map later; here every bone that carries the lowest vertices of a mesh
+    skinned to the armature, or a mesh parented to the bone itself, a robot's rigid foot, is a candidate); and per
+    leaf bone of `leaves`, where its skin ends: from its head towards the middle of the vertices it moves most, as
+    far as the farthest of them reaches (the tip of a head, a hand without fingers, a one-bone leg's sole)."""
     per_bone: dict[str, list[np.ndarray]] = {}
+    per_leaf: dict[str, list[np.ndarray]] = {}
     for points, owners in _meshes_moved_by(obj):
         heights = points @ np.array(obj.matrix_world, dtype=np.float64)[2, :3]  # Blender's up
         low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the mesh
-        for vertex in np.flatnonzero(low):
-            bone = owners(int(vertex))
-            if bone is not None:
+        for vertex in range(len(points)):
+            bone = owners(vertex)
+            if bone is None:
+                continue
+            if low[vertex]:
                 per_bone.setdefault(bone, []).append(points[vertex])
+            if bone in leaves:
+                per_leaf.setdefault(bone, []).append(points[vertex])
     corners = {}
     for bone, points in per_bone.items():
         array = np.array(points)
         low, high = array.min(axis=0), array.max(axis=0)
         corners[bone] = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
                                   for z in (low[2], high[2])])
-    return corners
+    ends = {}
+    for bone, points in per_leaf.items():
+        head = np.array(obj.data.bones[bone].head_local, dtype=np.float64)
+        offsets = np.array(points) - head
+        middle = offsets.mean(axis=0)
+        reach = float(np.linalg.norm(offsets, axis=-1).max())
+        if np.linalg.norm(middle) > 0.05 * reach:  # skin on one side of the head: it says which way the bone goes
+            direction = middle / np.linalg.norm(middle)
+            ends[bone] = head + direction * float((offsets @ direction).max())
+    return corners, ends
 
 
 def _meshes_moved_by(obj: bpy.types.Object):
@@ -274,11 +303,55 @@ def source_for(motion, root_motion_in_place: bool, fps: float | None) -> SourceM
 
 
 def location_bone(obj: bpy.types.Object, motion: RetargetedMotion) -> str:
-    """The bone whose location carries the travel: the pelvis bone, or the nearest unconnected bone above it."""
-    bone = obj.data.bones[motion.skeleton.bone_names[motion.plan.pelvis_bone]]
+    """The bone whose location carries the travel: the topmost bone above the pelvis bone that carries skin of its
+    own or of bones beside the pelvis's (a `Hips` holding a skirt and a tail while the legs hang from `Spine`: the
+    skirt, the tail and the mesh travel with the body; not above IK feet the map places), else the pelvis bone or the nearest unconnected bone above
+    it."""
+    pelvis = obj.data.bones[motion.skeleton.bone_names[motion.plan.pelvis_bone]]
+    skinned = skinned_bones(obj)
+    placed = {motion.skeleton.bone_names[b] for b in motion.plan.placed}
+    carrier = None
+    below = pelvis
+    for ancestor in pelvis.parent_recursive:
+        beside = [b for b in ancestor.children_recursive if b != below and below not in b.parent_recursive]
+        if any(b.name in placed for b in beside):
+            break  # IK feet beside the body are keyed by their place from this bone's rest: it must not move
+        if ancestor.name in skinned or any(b.name in skinned for b in beside):
+            carrier = ancestor
+        below = ancestor
+    if carrier is not None:
+        return carrier.name
+    bone = pelvis
     while bone.use_connect and bone.parent is not None:
         bone = bone.parent
     return bone.name
+
+
+def skinned_bones(obj: bpy.types.Object) -> set[str]:
+    """Names of the bones that move some mesh: a vertex group with weight in a mesh skinned to `obj`, or a mesh
+    parented to the bone."""
+    names: set[str] = set()
+    for mesh in bpy.data.objects:
+        if mesh.type != "MESH":
+            continue
+        if mesh.parent == obj and mesh.parent_type == "BONE":
+            names.add(mesh.parent_bone)
+            continue
+        if not any(isinstance(m, bpy.types.ArmatureModifier) and m.object == obj for m in mesh.modifiers):
+            continue
+        groups = {group.index: group.name for group in mesh.vertex_groups if group.name in obj.data.bones}
+        for vertex in mesh.data.vertices:
+            names.update(groups[g.group] for g in vertex.groups if g.group in groups and g.weight > 0.0)
+    return names
+
+
+def left_behind(obj: bpy.types.Object, keyed: set[str]) -> list[str]:
+    """Bones that move skin but that no keyed bone moves (not keyed, nor below a keyed bone): a prop or a second
+    root beside the body stays where it is while the body walks away."""
+    skinned = skinned_bones(obj)
+    return sorted(bone.name for bone in obj.data.bones
+                  if bone.name in skinned and bone.name not in keyed
+                  and not any(parent.name in keyed for parent in bone.parent_recursive))
 
 
 def retarget_onto(obj: bpy.types.Object, source: SourceMotion) -> RetargetedMotion:
@@ -298,6 +371,7 @@ class KeyedValues:
     locations: np.ndarray        # (T, 3) its pose locations
     located_bones: list[str]     # further bones keyed by location: the map's placed bones and the bones above them
     located: np.ndarray          # (T, L, 3) their pose locations
+    warnings: list[str]          # what the take leaves behind (`left_behind`)
 
 
 def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues:
@@ -335,8 +409,14 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues
                 above.append(ancestor.name)
             ancestor = ancestor.parent
     located = np.concatenate([motion.placed_locations(), np.zeros((len(quaternions), len(above), 3))], axis=1)
+    behind = left_behind(obj, set(names) | {mover} | set(placed))
+    warnings = [f"armature {obj.name!r}: {len(behind)} bone(s) that move its mesh follow none of the keyed bones "
+                f"and stay where they are while the body moves: {', '.join(behind[:8])}"
+                f"{' ...' if len(behind) > 8 else ''} (parent them under the hips, or map them in the Target Rig "
+                "panel)"] if behind else []
     return KeyedValues(bone_names=names, quaternions=np.concatenate([quaternions, identity], axis=1),
-                       location_bone=mover, locations=locations, located_bones=placed + above, located=located)
+                       location_bone=mover, locations=locations, located_bones=placed + above, located=located,
+                       warnings=warnings)
 
 
 def evaluated_joint_points(obj: bpy.types.Object, bone_map: BoneMap,
@@ -409,4 +489,4 @@ def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, op
         frames=frames, quaternions=values.quaternions, locations=values.locations,
         frames_per_motion_frame=scene_fps / float(motion.fps) if resampling else 1.0, segment_starts=segment_starts,
         bone_names=tuple(values.bone_names), location_bone=values.location_bone, pose_settings=bone_map.pose_settings,
-        located_bones=tuple(values.located_bones), located=values.located)
+        located_bones=tuple(values.located_bones), located=values.located, warnings=tuple(values.warnings))

@@ -155,6 +155,7 @@ class TakeKeys:
     # above them, kept at rest (retarget.py).
     located_bones: tuple[str, ...] = ()
     located: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()  # what the keys cannot move (bones left behind), said to the user
 
     def located_values(self) -> np.ndarray:
         """(N, L, 3) the locations of `located_bones` (empty when there are none)."""

@@ -121,6 +121,7 @@ def import_takes(
     # Only after every take is in place: the optional body mesh never undoes a take.
     warnings = [f"the action {take.kept_action!r} that {armature.name!r} played is kept (fake user: pick it again in "
                 "the Action editor)" for take in takes if take.kept_action]
+    warnings += list(dict.fromkeys(warning for take in takes for warning in take.warnings))
     warning = body_mesh.ensure_body_mesh(armature, body_model_path)
     return ImportedTakes(armature=armature, created_armature=created_armature, takes=takes,
                          warnings=warnings + ([warning] if warning else []))

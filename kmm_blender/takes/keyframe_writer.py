@@ -53,6 +53,7 @@ class Take:
     frame_end: float
     nla_track: bpy.types.NlaTrack | None = None
     kept_action: str | None = None  # the user's own action the armature played before, kept with a fake user
+    warnings: tuple[str, ...] = ()  # what the keys could not move (`TakeKeys.warnings`)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,7 +286,8 @@ def write_take(
     animation_data.action = action
     if factory.slot is not None:
         animation_data.action_slot = factory.slot
-    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]), kept_action=kept_action)
+    take = Take(action=action, frame_start=float(frames[0]), frame_end=float(frames[-1]), kept_action=kept_action,
+                warnings=keys.warnings)
     if options.push_to_nla:
         track = animation_data.nla_tracks.new()
         track.name = action.name

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Which way a rig faces, read from its rest pose instead of assumed: its feet point forward (ankle -> toe tip, both
-feet averaged).  `face_forward` turns a `TargetSkeleton`'s axes about the up axis by the detected facing, snapped to a
+"""Which way a rig faces, read from its rest pose instead of assumed: its mapped left hip is on its left (or, where the
+hips give no side, its feet point forward: ankle -> toe tip, both feet averaged).  `face_forward` turns a `TargetSkeleton`'s axes about the up axis by the detected facing, snapped to a
 quarter turn (a rig built facing +X or +Y is read as facing forward; feet splayed a few degrees change nothing).  A rig
 whose rest legs do not point down (a BVH rest pose with every bone along one axis) keeps its axes."""
 
@@ -45,10 +45,18 @@ def quarter_turns(forward: np.ndarray) -> int:
 
 
 def rig_forward(skeleton: TargetSkeleton, bone_map: BoneMap) -> np.ndarray:
-    """The rig's forward direction in its current HumanML3D axes, from the map's ankles and toes (the last bone
-    below each ankle when the map names no toe)."""
+    """The rig's forward direction in its current HumanML3D axes: from its mapped hips (forward = left x up, left
+    from the right hip's head to the left one's), which depend only on where the joints are and which side the map
+    puts them on; from the map's ankles and toes (the last bone below each ankle when the map names no toe) when
+    the hips sit on one point."""
     index = skeleton.index
     heads, tails = skeleton.rest_heads_metres(), skeleton.rest_tails_metres()
+    left_hip, right_hip = bone_map.bones.get("left_hip"), bone_map.bones.get("right_hip")
+    if left_hip and right_hip:
+        left = heads[index[left_hip]] - heads[index[right_hip]]
+        forward = np.array([-left[2], 0.0, left[0]])  # left x up, level
+        if np.linalg.norm(forward) > 1e-6 * max(float(np.ptp(heads[:, 1])), 1e-9):
+            return forward / np.linalg.norm(forward)
     ankles, toes = [], []
     for side in ("left", "right"):
         ankle = bone_map.bones.get(f"{side}_ankle")

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Automatic bone maps for rigs no preset fits: names find the hands, feet and head; the hierarchy finds the rest.
 
-1. Names.  A bone name is split into a side (`.L/_L/Left/left_/l_/_l/lThigh/CC_Base_L_...`, and the same for right)
+1. Names.  A bone name is split into a side (`.L/_L/Left/left_/l_/_l/lThigh/FootL/CC_Base_L_...`, and the same for right)
    and a body-part word after dropping namespaces (`mixamorig:`), rig prefixes (`DEF-`, `J_Bip_`, `CC_Base_`, ...)
    and separators.  Synonyms (thigh/upleg/upperleg/femur, shin/calf/leg/lowerleg/tibia, forearm/lowerarm/radius,
    clavicle/collar/shoulder, ...) say which part a word names.
@@ -13,13 +13,15 @@
    ancestors) wins, and when names give no side the bone's rest position left or right of the body decides.
 4. When the names find no hand, foot or head (glTF `Node_12`, COLLADA `leg_joint_L_3`, palms but no hand bone), the
    map comes from the hierarchy and rest geometry alone (`geometric_mapping.py`); a head the names miss is taken
-   from it too.  `detect_bone_map` also completes a preset that names all but one of its joints from that map.
+   from it too, its left and right following the names where they say a side (`sides_from_names`).
+   `detect_bone_map` also completes a preset that names all but one of its joints from that map.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,8 +31,8 @@ from .geometric_mapping import geometric_bone_map
 
 _PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_")
 _SIDE_PATTERNS = {
-    "L": (r"(^|[._\-\s])l($|[._\-\s])", r"left", r"^l(?=[A-Z])", r"[._\-]l$"),
-    "R": (r"(^|[._\-\s])r($|[._\-\s])", r"right", r"^r(?=[A-Z])", r"[._\-]r$"),
+    "L": (r"(^|[._\-\s])l($|[._\-\s])", r"left", r"^l(?=[A-Z])", r"[._\-]l$", r"(?<=[a-z0-9])L$"),
+    "R": (r"(^|[._\-\s])r($|[._\-\s])", r"right", r"^r(?=[A-Z])", r"[._\-]r$", r"(?<=[a-z0-9])R$"),
 }
 _PARTS = {
     "hand": ("hand", "wrist"),
@@ -52,8 +54,8 @@ def _side_and_word(name: str) -> tuple[str | None, str]:
     base = name.rsplit(":", 1)[-1]
     side = None
     for candidate, patterns in _SIDE_PATTERNS.items():
-        if any(re.search(pattern, base, flags=0 if pattern.startswith("^l(") or pattern.startswith("^r(")
-                         else re.IGNORECASE) for pattern in patterns):
+        if any(re.search(pattern, base, flags=0 if pattern.startswith(("^l(", "^r(", "(?<=")) else re.IGNORECASE)
+               for pattern in patterns):
             side = candidate
             break
     word = base.lower()
@@ -64,6 +66,8 @@ def _side_and_word(name: str) -> tuple[str | None, str]:
     word = re.sub(r"(^|[._\-\s])[lr]($|[._\-\s])", r"\1\2", word)
     if side is not None and re.match(r"^[lr][A-Z]", base):
         word = word[1:]
+    elif side is not None and re.search(r"(?<=[a-z0-9])[LR]$", base):
+        word = word[:-1]  # three.js / Quaternius' FootL, UpperLegR
     word = re.sub(r"[._\-\s]|\d+$", "", word)
     word = re.sub(r"\d+", "", word)
     if side is None and len(word) > 2 and word[0] in "lr" and word[1:] in _ALL_PART_WORDS:
@@ -90,7 +94,7 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
         if rest_positions is None:
             raise
         try:
-            return geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0]
+            return sides_from_names(geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0])
         except BoneMapError as by_geometry:
             raise BoneMapError(f"{by_names}; from the rest geometry: {str(by_geometry).split(': ', 1)[-1]}") from None
     if found.bones["head"] or found.bones["neck"] or rest_positions is None:
@@ -104,6 +108,31 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
         if geometric.bones[joint] and geometric.bones[joint] not in bones.values():
             bones[joint] = geometric.bones[joint]
     return BoneMap(name="auto", kind="auto", bones=bones)
+
+
+def _swapped_side(joint: str) -> str:
+    for word, other in (("left_", "right_"), ("right_", "left_")):
+        if joint.startswith(word):
+            return other + joint[len(word):]
+    return joint
+
+
+def sides_from_names(bone_map: BoneMap) -> BoneMap:
+    """A geometric map with its left and right exchanged when the bones' names say so: the geometry reads the sides
+    from which way the rig faces, the names (`FootL`, `UpperLeg.R`) say them outright, and a rig's names do not
+    change with the importer.  Exchanged only when more of the mapped bones' names contradict the map than agree
+    with it."""
+    agree = disagree = 0
+    for joint, bone in list(bone_map.bones.items()) + list(bone_map.tips.items()):
+        side = _side_and_word(bone)[0] if bone else None
+        wanted = "L" if joint.startswith("left_") else "R" if joint.startswith("right_") else None
+        if side and wanted:
+            agree += side == wanted
+            disagree += side != wanted
+    if disagree <= agree:
+        return bone_map
+    return replace(bone_map, bones={_swapped_side(j): b for j, b in bone_map.bones.items()},
+                   tips={_swapped_side(j): b for j, b in bone_map.tips.items()})
 
 
 def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None,

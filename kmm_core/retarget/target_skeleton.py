@@ -135,6 +135,45 @@ class TargetSkeleton:
         return False
 
 
+TAIL_AT_CHILD = 0.02  # a bone's own tail is taken as its end when it lies this close (of its length) to a child's head
+
+
+def joint_tails(parents, heads: np.ndarray, own_tails: np.ndarray,
+                leaf_ends: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """(B, 3) where each bone ends, from the joint positions and the hierarchy, never from where an importer put the
+    bone's tail (importers point bones along arbitrary node axes: Blender's glTF importer at its defaults, FBX
+    without automatic orientation).  A bone whose own tail sits on a child's head keeps it (the child is the one it
+    points at); else a bone with one child ends at that child's head, with several at their heads' mean; a leaf
+    ends where its skin ends (`leaf_ends`, rig coordinates: the tip of the vertices it moves), and only a bone with
+    neither children nor skin keeps its own tail (a bare armature's tails are what its author drew).  Children whose
+    heads sit on the bone's own head give no end."""
+    heads = np.asarray(heads, dtype=np.float64)
+    own_tails = np.asarray(own_tails, dtype=np.float64)
+    children: list[list[int]] = [[] for _ in range(len(heads))]
+    for bone, parent in enumerate(parents):
+        if parent >= 0:
+            children[parent].append(bone)
+    scale = float(np.linalg.norm(np.ptp(heads, axis=0))) if len(heads) > 1 else 1.0
+    tails = own_tails.copy()
+    for bone, kids in enumerate(children):
+        away = [k for k in kids if np.linalg.norm(heads[k] - heads[bone]) > 1e-4 * scale]
+        if away:
+            length = np.linalg.norm(own_tails[bone] - heads[bone])
+            at_child = [k for k in away if np.linalg.norm(heads[k] - own_tails[bone]) <= TAIL_AT_CHILD * max(
+                length, 1e-12)]
+            tails[bone] = heads[at_child[0]] if at_child else heads[away].mean(axis=0)
+        elif leaf_ends and bone in leaf_ends:
+            tails[bone] = leaf_ends[bone]
+    return tails
+
+
+def tail_directions_of(heads: np.ndarray, tails: np.ndarray) -> np.ndarray:
+    """(B, 3) unit head -> tail directions (+y where a bone has no length)."""
+    directions = np.asarray(tails, dtype=np.float64) - np.asarray(heads, dtype=np.float64)
+    norms = np.linalg.norm(directions, axis=-1, keepdims=True)
+    return np.where(norms > 1e-9, directions / np.maximum(norms, 1e-12), np.array([0.0, 1.0, 0.0]))
+
+
 def bvh_target_skeleton(motion, up: str = "+Y", forward: str = "+Z", scale_to_metres: float | None = None,
                         name: str | None = None) -> TargetSkeleton:
     """A `TargetSkeleton` from a parsed BVH file (`kmm_core.bvh.reader.BvhMotion`): its real joints (End Sites only

@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The transfer depends on where a character's joints are, never on which way its bones point
+(blender_scripts/bone_directions.py, one bpy process): a real skinned glTF of the Mixamo skeleton whose joint nodes
+have random local axes (tests/gltf_test_rig.py), imported with Blender's glTF importer under each bone heuristic
+(its default "Blender", "Temperance", "Fortune"), through FBX with and without automatic bone orientation, and with
+random bone rolls and tails.  One walk-then-raise take on each, no bone map: every mapped joint lands at the same
+world position in every import (to a millimetre), and the walk walks: the ankles stay low, the leading foot
+alternates, the knees bend forward, no foot goes under the floor.  Two more characters of the same skeleton: legs
+hanging from a spine bone below a root that carries a skirt and a tail, and a prop rigged as a second root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from blender_scripts.runner import SCRIPTS
+
+pytestmark = pytest.mark.blender
+
+VARIANTS = ("gltf_blender", "gltf_temperance", "gltf_fortune", "fbx_automatic_orientation", "fbx_as_written",
+            "random_rolls_and_tails")
+WALK_FRAMES = 75  # the take's walk: frames 1-75 at 30 fps
+
+
+@pytest.fixture(scope="module")
+def imports(tmp_path_factory):
+    from conftest import REPO_ROOT
+
+    work = tmp_path_factory.mktemp("bone_directions")
+    timeline = work / "timeline.json"
+    timeline.write_text(json.dumps({"fps": 30, "segments": [
+        {"prompt": "a person walks forward", "start": 1, "end": WALK_FRAMES},
+        {"prompt": "a person raises the left hand", "start": WALK_FRAMES + 1, "end": 135}]}))
+    take = work / "take.npz"
+    done = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "--timeline", str(timeline), "--seed", "3",
+                           "-o", str(take), "--quiet"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                               "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    completed = subprocess.run([sys.executable, str(SCRIPTS / "bone_directions.py"), str(take), str(work),
+                                str(work / "result.json")], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads((work / "result.json").read_text())
+
+
+def _points(found: dict) -> tuple[list[str], np.ndarray]:
+    names = sorted(found["points"][0])
+    return names, np.array([[frame[name] for name in names] for frame in found["points"]])
+
+
+def test_the_imports_really_point_their_bones_differently(imports):
+    """The check means something: most mapped bones point another way (their rest Y axes over 25 degrees apart)
+    under each importer option than under the default one (FBX without automatic orientation keeps the axes the
+    default import wrote into it)."""
+    default = imports["gltf_blender"]
+    for name in ("gltf_temperance", "gltf_fortune", "fbx_automatic_orientation", "random_rolls_and_tails"):
+        turned = [bone for bone in default["map"].values()
+                  if float(np.dot(default["bone_axes"][bone], imports[name]["bone_axes"][bone])) < np.cos(np.radians(25))]
+        assert len(turned) >= 10, (name, turned)
+
+
+@pytest.mark.parametrize("name", VARIANTS[1:])
+def test_every_import_puts_every_joint_where_the_default_import_does(imports, name):
+    found = imports[name]
+    assert "points" in found, found
+    assert found["map"] == imports["gltf_blender"]["map"]
+    names, points = _points(found)
+    reference_names, reference = _points(imports["gltf_blender"])
+    assert names == reference_names and points.shape == reference.shape
+    error = np.abs(points - reference).max(axis=(0, 2))
+    assert error.max() < 1e-3, dict(zip(names, error.round(4), strict=True))
+
+
+@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop"))
+def test_the_walk_walks_on_every_import(imports, name):
+    found = imports[name]
+    names, points = _points(found)
+    height = found["height"]
+    walk = points[:WALK_FRAMES]
+    pelvis = walk[:, names.index("pelvis")]
+    travel = pelvis[-1] - pelvis[0]
+    travel[2] = 0.0
+    assert np.linalg.norm(travel) > 0.25 * height, "the hips travel"
+    forward = travel / np.linalg.norm(travel)
+    floor = min(min(found["left_foot"]), min(found["right_foot"]))
+    assert floor >= -0.01, floor  # nothing under the floor (the feet's bones and skin)
+    rest_floor = found["rest_floor"]  # world height of the lowest foot point at rest
+    for side in ("left", "right"):
+        ankle = walk[:, names.index(f"{side}_ankle")]
+        # no ankle above the band a real walk reaches (about 0.15 of the height over the floor)
+        assert (ankle[:, 2] - rest_floor).max() < 0.25 * height, (side, ankle[:, 2].max() / height)
+        hip, knee = walk[:, names.index(f"{side}_hip")], walk[:, names.index(f"{side}_knee")]
+        # the knee bends forward: ahead of the hip-ankle line wherever the leg bends by more than a few centimetres
+        line = ankle - hip
+        along = np.sum((knee - hip) * line, axis=1) / np.sum(line * line, axis=1)
+        off_line = knee - hip - along[:, None] * line
+        bent = np.linalg.norm(off_line, axis=1) > 0.02 * height
+        assert bent.sum() > 5
+        assert np.mean(off_line[bent] @ forward > 0) > 0.95
+    lead = (walk[:, names.index("left_ankle")] - walk[:, names.index("right_ankle")]) @ forward
+    swaps = np.flatnonzero(np.diff(np.sign(lead[np.abs(lead) > 0.05 * height])))
+    assert len(swaps) >= 2, "the leading foot alternates"
+
+
+def test_legs_hanging_from_a_spine_bone_the_whole_body_travels(imports):
+    """The thighs hang from `Spine` while the root above it (`Root`) carries 24 skirt bones and a tail: the map takes
+    `Spine` as the pelvis (both legs and the spine branch from it), and the travel is keyed on `Root`, the topmost
+    bone carrying skin, so the skirt and the tail walk with the body instead of staying at the origin."""
+    found = imports["legs_on_the_spine"]
+    assert found["map"]["pelvis"] == "Spine" and found["location_bone"] == ["Root"]
+    assert not found["warnings"]
+    names, points = _points(found)
+    pelvis = points[:, names.index("pelvis")]
+    assert np.linalg.norm(pelvis[WALK_FRAMES - 1, :2] - pelvis[0, :2]) > 0.25 * found["height"]
+    for bone in ("Skirt00", "Skirt12", "Tail2"):
+        carried = np.array([frame[bone] for frame in found["extra"]])
+        distance = np.linalg.norm(carried - pelvis, axis=1)
+        assert np.ptp(distance) < 0.02, (bone, distance.min(), distance.max())
+
+
+def test_a_deforming_bone_left_behind_is_named_in_a_warning(imports):
+    """A prop rigged as a second root beside the body moves skin but follows no keyed bone: the take is made, and a
+    warning names the bones left behind."""
+    found = imports["loose_prop"]
+    assert "points" in found
+    assert len(found["warnings"]) == 1 and "Lantern, Lantern_Handle" in found["warnings"][0]
+    assert not imports["gltf_blender"]["warnings"]
