@@ -24,6 +24,7 @@ from ...kmm_core.motion import skeleton
 from ...kmm_core.retarget.bone_map import BoneMap, BoneMapError, bone_map_from_dict
 from ...kmm_core.retarget.bvh_output import resample_source
 from ...kmm_core.retarget.facing import face_forward
+from ...kmm_core.retarget.held_rotations import hold_keyed_rotations
 from ...kmm_core.retarget.name_matching import detect_bone_map
 from ...kmm_core.retarget.target_skeleton import (
     TargetSkeleton,
@@ -465,9 +466,12 @@ def _non_finite_pose(obj: bpy.types.Object, bone_map: BoneMap, joints: list[str]
 
 
 def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, options: take_keys.WriteOptions,
-                         scene: bpy.types.Scene) -> take_keys.TakeKeys:
-    """TakeKeys of `motion` retargeted onto armature `obj` (read-only: changes nothing).  Raises
-    KeyframeWriteError naming the field, bone or joint when the motion or the rig does not fit."""
+                         scene: bpy.types.Scene,
+                         held: list[tuple[int, dict[str, np.ndarray]]] | None = None) -> take_keys.TakeKeys:
+    """TakeKeys of `motion` retargeted onto armature `obj` (read-only: changes nothing); `held`: (scene frame,
+    {bone: keyed armature-space orientation}) of the animator's key poses, met at their frames
+    (`held_rotations.py`).  Raises KeyframeWriteError naming the field, bone or joint when the motion or the rig
+    does not fit."""
     take_keys.validate_motion(motion)
     segment_starts = np.asarray(motion.segment_frames).reshape(-1, 2)[:, 0]
     if len(segment_starts) != len(list(motion.segment_prompts)):
@@ -481,6 +485,9 @@ def retargeted_take_keys(obj: bpy.types.Object, motion: take_keys.MotionLike, op
     try:
         bone_map = bone_map_for(obj)
         retargeted = retarget_onto(obj, source_for(motion, in_place, scene_fps if resampling else None))
+        per_key = 1.0 if resampling else scene_fps / float(motion.fps)
+        hold_keyed_rotations(retargeted, [(int(round((frame - options.start_frame) / per_key)), rotations)
+                                          for frame, rotations in held or []])
     except KMMError as error:
         raise take_keys.KeyframeWriteError(f"cannot retarget onto {obj.name!r}: {error}") from None
     values = keyed_values(obj, retargeted)

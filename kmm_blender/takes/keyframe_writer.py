@@ -38,6 +38,7 @@ from ..rigs.take_keys import (
     fits_motion_skeleton,
     motion_armature_keys,
 )
+from ..timeline import constraint_source
 
 _INTERPOLATION_LINEAR = 1  # KeyFrame.interpolation enum value of 'LINEAR' (foreach_set takes the integer)
 
@@ -212,7 +213,8 @@ class _KeyBuffers:
 def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, scene: bpy.types.Scene) -> TakeKeys:
     """Validate `motion` and armature `obj` and compute the keys `write_take` writes (read-only: changes nothing):
     the exact keys on a KMM armature built for the motion, else (any other rig, other proportions, or a rig the
-    user gave its own bone map) the motion retargeted onto it."""
+    user gave its own bone map) the motion retargeted onto it, the orientations of its keyed bones held at the
+    key poses' frames (`constraint_source.held_rotations`)."""
     if obj is None or obj.type != "ARMATURE":
         raise KeyframeWriteError(f"target {getattr(obj, 'name', None)!r} is not an armature")
     if options.fps_mode not in (FPS_RESAMPLE, FPS_FRAME_PER_FRAME):
@@ -220,7 +222,7 @@ def take_keys(obj: bpy.types.Object, motion: MotionLike, options: WriteOptions, 
     if stored_bone_map(obj) is None and fits_motion_skeleton(obj, motion):
         keys = motion_armature_keys(obj, motion, options, scene)
     else:
-        keys = retargeted_take_keys(obj, motion, options, scene)
+        keys = retargeted_take_keys(obj, motion, options, scene, constraint_source.held_rotations(scene, obj))
     # the last check before any key is written: nothing non-finite reaches the user's rig
     require_finite(f"keys of {options.action_name!r} on {obj.name!r}", rotations=keys.quaternions,
                    locations=keys.locations, placed_locations=keys.located_values(), frames=keys.frames)

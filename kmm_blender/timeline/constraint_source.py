@@ -10,7 +10,9 @@
   ``kmm_core/retarget/rig_pose.py`` ``fitting_steps`` (``KeyPoseReading``: in steps, a few frames or one step of
   the fit at a time, which the panel's operator shows as progress and Esc cancels).  At most ``MAX_KEY_POSES`` keyed frames are
   read (more is refused, naming the count).  The poses are stored on the scene as JSON (``kmm.constraint_poses``),
-  so they are saved with the file and undone with it.
+  so they are saved with the file and undone with it; beside them (``kmm.constraint_orientations``) the keyed bones'
+  orientations, which the model does not hold (it holds joint positions) and the take gets back after the transfer
+  (``held_rotations``, ``kmm_core/retarget/held_rotations.py``): a keyed hand bend, an arm's twist, a head's turn.
 * **Targets**: the table of end-effector rows (``KMM_PG_effector``): a joint, an object (an empty) or a bone of an
   armature, a frame range.  Read when Generate builds its request, so moving the empty changes the target.
 
@@ -20,6 +22,7 @@ rig's scale (``rig_pose.rig_scale``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -135,6 +138,10 @@ class KeyPoseReading:
             raise KMMError(f"armature {armature.name!r}: the keyed bones are none the bone map reads (fingers, IK "
                            "targets?): key the body's bones, or choose Whole Body")
         self.points = np.empty((len(self.frames), NUM_JOINTS, 3))
+        self.by_frame = by_frame
+        self.driven = set(self.bone_map.driven_bones().values())
+        self.rotations: list[dict[str, list[float]]] = [{} for _ in self.frames]
+        self.orientations: dict[int, dict[str, list[float]]] = {}  # frame -> the keyed bones' orientations
         self.read = 0
         self.fit_steps = 0
         self._fitting: Generator[int, None, np.ndarray] | None = None
@@ -155,8 +162,10 @@ class KeyPoseReading:
         count = len(self.frames)
         try:
             while self.read < count:
-                self.scene.frame_set(self.frames[self.read])
+                frame = self.frames[self.read]
+                self.scene.frame_set(frame)
                 self.points[self.read] = rig_retarget.evaluated_joint_points(self.armature, self.bone_map)
+                self.rotations[self.read] = keyed_rotations(self.armature, self.by_frame[frame] & self.driven)
                 self.read += 1
                 if progress is not None:
                     progress(self.read, count)
@@ -179,8 +188,11 @@ class KeyPoseReading:
             self._put_frame_back()
             raise
         self.poses = []
-        for frame, joints, pose in zip(self.frames, self.held, self._fitted, strict=True):
+        self.orientations = {}
+        for frame, joints, pose, rotations in zip(self.frames, self.held, self._fitted, self.rotations, strict=True):
             entry: dict = {"type": "pose", "frame": frame, "positions": pose.round(6).tolist()}
+            if rotations:
+                self.orientations[frame] = rotations
             if joints is not None:
                 entry["joints"] = list(joints)
             if self.weight != "hard":
@@ -191,13 +203,51 @@ class KeyPoseReading:
     def cancel(self) -> None:
         """Stop: the scene's frame back where it was, no poses."""
         self._put_frame_back()
-        self.poses = []
+        self.poses, self.orientations = [], {}
 
     def _put_frame_back(self) -> None:
         if self._restore is not None:
             frame, subframe = self._restore
             self._restore = None
             self.scene.frame_set(frame, subframe=subframe)
+
+
+def keyed_rotations(armature: bpy.types.Object, bones: set[str]) -> dict[str, list[float]]:
+    """{bone: its evaluated armature-space orientation (3x3, row by row)} of the keyed driven `bones`."""
+    rotations = {}
+    for name in sorted(bones):
+        matrix = armature.pose.bones[name].matrix.to_3x3()
+        rotations[name] = [round(float(matrix[row][column]), 6) for row in range(3) for column in range(3)]
+    return rotations
+
+
+def held_rotations(scene: bpy.types.Scene, armature: bpy.types.Object) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """(scene frame, {bone: armature-space 3x3}) of the key poses stored for `armature`: the keyed bones'
+    orientations read with the poses (`kmm.constraint_orientations`), none when the scene's constraints are for
+    another armature or were replaced since (a timeline file's, the batch's)."""
+    settings = scene.kmm  # type: ignore[attr-defined]
+    text = settings.constraint_orientations
+    if settings.target_armature != armature or not text:
+        return []
+    try:
+        stored = parse_json(text, "scene property kmm.constraint_orientations", "stored key pose orientations")
+    except InputFileError as error:
+        raise KMMError(str(error)) from None
+    if not isinstance(stored, dict) or stored.get("poses") != _digest(settings.constraint_poses):
+        return []
+    held = []
+    for frame, rotations in (stored.get("frames") or {}).items():
+        try:
+            held.append((int(frame), {str(bone): np.asarray(values, dtype=np.float64).reshape(3, 3)
+                                      for bone, values in rotations.items() if bone in armature.pose.bones}))
+        except (TypeError, ValueError, AttributeError):
+            raise KMMError(f"scene property kmm.constraint_orientations: the key pose at frame {frame} holds a bone "
+                           "orientation that is not 9 numbers: press Use My Keys again to read it afresh") from None
+    return held
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def stored_poses(settings) -> list[dict]:
@@ -214,8 +264,13 @@ def stored_poses(settings) -> list[dict]:
     return value
 
 
-def store_poses(settings, poses: list[dict]) -> None:
+def store_poses(settings, poses: list[dict], orientations: dict[int, dict[str, list[float]]] | None = None) -> None:
+    """Keep `poses` on the scene, and the keyed bones' `orientations` ({frame: {bone: 9 numbers}}) beside them,
+    tied to those poses (a later change of the poses, by a file or the batch, leaves them unused)."""
     settings.constraint_poses = json.dumps(poses) if poses else ""
+    settings.constraint_orientations = json.dumps(
+        {"poses": _digest(settings.constraint_poses), "frames": {str(f): r for f, r in orientations.items()}}
+    ) if poses and orientations else ""
 
 
 def _world_point(row) -> np.ndarray:

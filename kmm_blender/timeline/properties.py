@@ -63,6 +63,8 @@ class KMM_PG_scene_settings(bpy.types.PropertyGroup):
     segments: CollectionProperty(type=KMM_PG_segment)
     # Key poses from "Use my keys as constraints" (timeline/constraint_source.py): a JSON list of pose constraints.
     constraint_poses: StringProperty(name="Key Poses", default="")
+    # the keyed bones' orientations read with the key poses (JSON, tied to constraint_poses by its digest)
+    constraint_orientations: StringProperty(name="Key Pose Orientations", default="")
     key_poses_whole_body: BoolProperty(
         name="Whole Body", default=False,
         description="Use My Keys as Constraints holds the whole body at every keyed frame (else only the joints the "

@@ -117,7 +117,7 @@ def reading_event(operator, context, reading: constraint_source.KeyPoseReading, 
 
 def _finish_reading(operator, context, reading: constraint_source.KeyPoseReading) -> set[str]:
     poses = reading.poses
-    constraint_source.store_poses(context.scene.kmm, poses)
+    constraint_source.store_poses(context.scene.kmm, poses, reading.orientations)
     operator.report({"INFO"}, f"{len(poses)} key pose(s): " + "; ".join(
         constraint_source.constraint_summary(pose) for pose in poses[:MAX_LISTED]) + (
         f"; and {len(poses) - MAX_LISTED} more" if len(poses) > MAX_LISTED else ""))
