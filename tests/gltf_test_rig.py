@@ -58,10 +58,12 @@ def _matrix_quat_xyzw(m: np.ndarray) -> list[float]:
 
 
 def write_skinned_gltf(bones, path: str | Path, seed: int = 0, armature_scale: float = 0.01,
-                       random_axes: bool = True, marker_size: float = 2.0) -> Path:
+                       random_axes: bool = True, marker_size: float = 2.0,
+                       ends: dict[str, list] | None = None) -> Path:
     """A .gltf (buffers embedded) of the layout `bones` [(name, parent or None, head (3,))], parents first, heads
     in the layout's units (`armature_scale` of them make a metre) with Y up and the character facing +Z.  Each joint
-    node's world axes are random (seed `seed`) when `random_axes`, else the identity."""
+    node's world axes are random (seed `seed`) when `random_axes`, else the identity.  `ends`: more skin points of
+    a bone ({name: [points]}: where a leaf's mesh ends, a shin's wheel)."""
     names = [b[0] for b in bones]
     index = {name: i for i, name in enumerate(names)}
     parents = [index[b[1]] if b[1] else -1 for b in bones]
@@ -82,12 +84,24 @@ def write_skinned_gltf(bones, path: str | Path, seed: int = 0, armature_scale: f
     for node in nodes:
         if not node["children"]:
             del node["children"]
-    # the mesh: a tetrahedron around each joint, in armature units, each vertex weighted fully to its joint
+    # the mesh: a tetrahedron around each joint and halfway to each child (and at each point of `ends`), in armature
+    # units, each vertex weighted fully to the joint whose bone it sits on
     corners = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.float64) * marker_size
-    positions = (heads[:, None, :] + corners[None]).reshape(-1, 3).astype(np.float32)
-    joints = np.repeat(np.arange(count), 4)
+    centres, owners = [], []
+    for joint in range(count):
+        centres.append(heads[joint])
+        owners.append(joint)
+        for child in (c for c in range(count) if parents[c] == joint):
+            centres.append(0.5 * (heads[joint] + heads[child]))
+            owners.append(joint)
+        for point in (ends or {}).get(names[joint], []):
+            centres.append(np.asarray(point, dtype=np.float64))
+            owners.append(joint)
+    centres = np.array(centres)
+    positions = (centres[:, None, :] + corners[None]).reshape(-1, 3).astype(np.float32)
+    joints = np.repeat(np.array(owners), 4)
     faces = np.array([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]])
-    indices = (faces[None] + 4 * np.arange(count)[:, None, None]).reshape(-1).astype(np.uint16)
+    indices = (faces[None] + 4 * np.arange(len(centres))[:, None, None]).reshape(-1).astype(np.uint16)
     joint_attribute = np.zeros((len(joints), 4), dtype=np.uint16)
     joint_attribute[:, 0] = joints
     weight_attribute = np.zeros((len(joints), 4), dtype=np.float32)
@@ -160,6 +174,68 @@ def with_legs_on_the_spine(bones, skirt_bones: int = 24):
 def with_loose_prop(bones):
     """`bones` and a second root joint beside the body (a prop rigged as its own root)."""
     return list(bones) + [("Lantern", None, [40.0, 90.0, 20.0]), ("Lantern_Handle", "Lantern", [40.0, 110.0, 20.0])]
+
+
+def wheeled_robot(bones):
+    """(`robot_bones`, the skin ends of its shins: the wheels below the ankles)."""
+    heads = {name.split(":", 1)[-1]: np.array(head, dtype=np.float64) for name, _, head in bones}
+    wheels = {f"{side}Leg": [(heads[f"{side}Foot"] + [0.0, -4.0, 0.0]).tolist(),
+                             (heads[f"{side}Foot"] + [0.0, -6.0, 3.0]).tolist()] for side in ("Left", "Right")}
+    return robot_bones(bones), wheels
+
+
+def robot_bones(bones):
+    """A robot humanoid on wheels from the Mixamo layout's `bones`: Mixamo names without the prefix, no foot or
+    toe bones (each shin ends at its wheel, which is mesh only), a knee cap `LeftKnee` hanging from the shin's top,
+    three-bone wings on the chest and three claws for fingers on each hand."""
+    plain = {name: name.split(":", 1)[-1] for name, _, _ in bones}
+    heads = {plain[name]: np.array(head, dtype=np.float64) for name, _, head in bones}
+    robot = []
+    for name, parent, head in bones:
+        short = plain[name]
+        if any(part in short for part in ("Foot", "Toe", "HandMiddle", "HandThumb")):
+            continue
+        robot.append((short, plain[parent] if parent else None, head))
+    for side, sign in (("Left", 1.0), ("Right", -1.0)):
+        shin = heads[f"{side}Leg"]
+        robot.append((f"{side}Knee", f"{side}Leg", (shin + [0.0, 3.0, 6.0]).tolist()))
+        chest = heads["Spine2"]
+        robot.append((f"{side}Wing1", "Spine2", (chest + [sign * 8.0, 5.0, -10.0]).tolist()))
+        robot.append((f"{side}Wing2", f"{side}Wing1", (chest + [sign * 40.0, 25.0, -20.0]).tolist()))
+        robot.append((f"{side}Wing3", f"{side}Wing2", (chest + [sign * 70.0, 40.0, -25.0]).tolist()))
+        hand = heads[f"{side}Hand"]
+        for k, spread in enumerate((-3.0, 0.0, 3.0)):
+            robot.append((f"{side}Claw{k}", f"{side}Hand", (hand + [sign * 6.0, 0.0, spread]).tolist()))
+            robot.append((f"{side}Claw{k}_Tip", f"{side}Claw{k}", (hand + [sign * 14.0, -2.0, spread]).tolist()))
+    return robot
+
+
+def quadruped():
+    """A four-legged animal (a dog's proportions, centimetres, Y up, facing +Z) with the bone names of a common
+    animal rig: `b_Hip` at the back, front legs `b_LeftUpperArm` .. `b_LeftHand_011`, hind legs `b_LeftThigh` ..
+    `b_LeftFoot01_017`, a neck, a head and a tail."""
+    bones = [("b_Root", None, [0.0, 55.0, 0.0]), ("b_Hip", "b_Root", [0.0, 55.0, -25.0]),
+             ("b_Spine01", "b_Hip", [0.0, 56.0, -5.0]), ("b_Spine02", "b_Spine01", [0.0, 57.0, 15.0]),
+             ("b_Neck", "b_Spine02", [0.0, 62.0, 30.0]), ("b_Head", "b_Neck", [0.0, 72.0, 40.0]),
+             ("b_Head_End", "b_Head", [0.0, 70.0, 58.0]), ("b_Tail01", "b_Hip", [0.0, 58.0, -35.0]),
+             ("b_Tail02", "b_Tail01", [0.0, 60.0, -50.0])]
+    for side, sign in (("Left", 1.0), ("Right", -1.0)):
+        bones += [(f"b_{side}UpperArm", "b_Spine02", [sign * 9.0, 48.0, 22.0]),
+                  (f"b_{side}ForeArm", f"b_{side}UpperArm", [sign * 9.0, 30.0, 22.0]),
+                  (f"b_{side}Hand_011", f"b_{side}ForeArm", [sign * 9.0, 8.0, 22.0]),
+                  (f"b_{side}Finger_012", f"b_{side}Hand_011", [sign * 9.0, 1.0, 27.0]),
+                  (f"b_{side}Thigh", "b_Hip", [sign * 9.0, 50.0, -25.0]),
+                  (f"b_{side}Calf", f"b_{side}Thigh", [sign * 9.0, 30.0, -20.0]),
+                  (f"b_{side}Foot01_017", f"b_{side}Calf", [sign * 9.0, 10.0, -28.0]),
+                  (f"b_{side}Toe_018", f"b_{side}Foot01_017", [sign * 9.0, 1.0, -24.0])]
+    return bones
+
+
+def lone_arm():
+    """One arm on its own (a first-person view model): shoulder, upper arm, forearm, hand, two fingers."""
+    return [("Shoulder", None, [0.0, 140.0, 0.0]), ("UpperArm", "Shoulder", [15.0, 140.0, 0.0]),
+            ("ForeArm", "UpperArm", [42.0, 140.0, 0.0]), ("Hand", "ForeArm", [70.0, 140.0, 0.0]),
+            ("Finger1", "Hand", [80.0, 140.0, 2.0]), ("Finger2", "Hand", [80.0, 140.0, -2.0])]
 
 
 def layout_bones(layout_path: str | Path) -> list[tuple[str, str | None, list[float]]]:

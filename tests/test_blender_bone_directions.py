@@ -6,7 +6,9 @@ have random local axes (tests/gltf_test_rig.py), imported with Blender's glTF im
 random bone rolls and tails.  One walk-then-raise take on each, no bone map: every mapped joint lands at the same
 world position in every import (to a millimetre), and the walk walks: the ankles stay low, the leading foot
 alternates, the knees bend forward, no foot goes under the floor.  Two more characters of the same skeleton: legs
-hanging from a spine bone below a root that carries a skirt and a tail, and a prop rigged as a second root."""
+hanging from a spine bone below a root that carries a skirt and a tail, a prop rigged as a second root, a robot
+on wheels with no foot bones (it walks on its shins' ends); a quadruped and a lone arm are refused, saying what
+they are and what was found."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def test_every_import_puts_every_joint_where_the_default_import_does(imports, na
     assert error.max() < 1e-3, dict(zip(names, error.round(4), strict=True))
 
 
-@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop"))
+@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop", "wheeled_robot"))
 def test_the_walk_walks_on_every_import(imports, name):
     found = imports[name]
     names, points = _points(found)
@@ -129,3 +131,25 @@ def test_a_deforming_bone_left_behind_is_named_in_a_warning(imports):
     assert "points" in found
     assert len(found["warnings"]) == 1 and "Lantern, Lantern_Handle" in found["warnings"][0]
     assert not imports["gltf_blender"]["warnings"]
+
+
+def test_a_robot_without_feet_walks_on_its_shins_ends(imports):
+    """Mixamo names without the prefix, no foot bones (the shins end at wheels that are mesh only), a knee cap
+    `LeftKnee` on each shin, wings and claws: the shins' ends stand in for the feet (the map's `tips`, where the
+    shins' skin ends), and the walk test above passes on it."""
+    robot = imports["wheeled_robot"]
+    assert "points" in robot, robot
+    assert robot["map"]["left_knee"] == "LeftLeg" and robot["map"]["left_hip"] == "LeftUpLeg"
+    assert "left_ankle" not in robot["map"] and robot["map"]["left_wrist"] == "LeftHand"
+
+
+def test_a_quadruped_and_a_lone_arm_are_refused_saying_what_they_are_and_what_was_found(imports):
+    animal = imports["quadruped"]["refused"]
+    assert "is not a two-legged character: it looks like a 4-legged rig" in animal, animal
+    assert "left hand 'b_LeftHand_011'" in animal and "left foot 'b_LeftFoot01_017'" in animal  # found, named
+    assert "no left hand bone" not in animal
+    arm = imports["lone_arm"]["refused"]
+    assert "is not a two-legged character: it looks like one limb on its own" in arm, arm
+    assert "Missing: " in arm and "foot" in arm
+    for message in (animal, arm):  # one piece of advice, said once
+        assert message.count("Target Rig panel") == 1 and "bone map" in message

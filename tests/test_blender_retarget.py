@@ -181,7 +181,8 @@ def test_failures_change_nothing_and_takes_keep_nla_and_segment_regeneration(ble
 
 def test_an_unmappable_rig_is_refused_before_the_backend_starts(blender_retarget):
     result, _ = blender_retarget
-    assert "cannot be mapped" in result["unmappable_error"] and "hand" in result["unmappable_error"]
+    error = result["unmappable_error"]
+    assert "is not a two-legged character: no legs found" in error and "Missing: a left hand bone" in error, error
     assert not result["backend_started"]
 
 

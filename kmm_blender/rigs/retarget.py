@@ -67,20 +67,15 @@ def armature_target_skeleton(obj: bpy.types.Object) -> TargetSkeleton:
     rest = np.swapaxes(matrices.reshape(-1, 4, 4)[order, :3, :3], -1, -2)
     parents = tuple(index[parent_names[p]] if parent_names[p] is not None else -1 for p in order)
     bone_names = tuple(names[position] for position in order)
-    foot_points, leaf_ends = skinned_points(obj, {bone_names[b] for b in _leaves(parents)})
+    rotation, scale = armature_frame(obj)  # first: a rig scaled to nothing is refused by name before its meshes are read
+    foot_points, skin_ends = skinned_points(obj)
     # where each bone ends comes from the joints and the skin, not from where the importer pointed it
-    rest_tails = joint_tails(parents, heads, rest_tails, {index[name]: end for name, end in leaf_ends.items()})
-    rotation, scale = armature_frame(obj)
+    rest_tails = joint_tails(parents, heads, rest_tails, {index[name]: end for name, end in skin_ends.items()})
     to_humanml3d = HUMANML3D_TO_BLENDER.T @ rotation
     return TargetSkeleton(name=obj.name, bone_names=bone_names, parents=parents, rest_heads=heads,
                           rest_rotations=rest, tail_directions=tail_directions_of(heads, rest_tails),
                           to_humanml3d=to_humanml3d, scale_to_metres=scale, rest_tails=rest_tails,
                           foot_points=foot_points)
-
-
-def _leaves(parents: tuple[int, ...]) -> list[int]:
-    has_child = set(parents)
-    return [bone for bone in range(len(parents)) if bone not in has_child]
 
 
 def _parents_first(names: list[str], parent_names: list[str | None]) -> list[int]:
@@ -130,15 +125,15 @@ def armature_frame(obj: bpy.types.Object) -> tuple[np.ndarray, float]:
     return rotation, float(np.cbrt(abs(np.linalg.det(world))))
 
 
-def skinned_points(obj: bpy.types.Object, leaves: set[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def skinned_points(obj: bpy.types.Object) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """From the meshes the armature moves (armature space): per foot bone, the 8 corners of the box around the rest
     vertices it moves most, where the foot mesh ends, so that its soles and toes, not only the bones, stand on the
     floor (foot bones are found by the bone map later; here every bone that carries the lowest vertices of a mesh
     skinned to the armature, or a mesh parented to the bone itself, a robot's rigid foot, is a candidate); and per
-    leaf bone of `leaves`, where its skin ends: from its head towards the middle of the vertices it moves most, as
-    far as the farthest of them reaches (the tip of a head, a hand without fingers, a one-bone leg's sole)."""
+    bone, where its skin ends: from its head towards the middle of the vertices it moves most, as far as the
+    farthest of them reaches (the tip of a head, a hand without fingers, a one-bone leg's sole, a shin's wheel)."""
     per_bone: dict[str, list[np.ndarray]] = {}
-    per_leaf: dict[str, list[np.ndarray]] = {}
+    per_bone_skin: dict[str, list[np.ndarray]] = {}
     for points, owners in _meshes_moved_by(obj):
         heights = points @ np.array(obj.matrix_world, dtype=np.float64)[2, :3]  # Blender's up
         low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the mesh
@@ -148,8 +143,7 @@ def skinned_points(obj: bpy.types.Object, leaves: set[str]) -> tuple[dict[str, n
                 continue
             if low[vertex]:
                 per_bone.setdefault(bone, []).append(points[vertex])
-            if bone in leaves:
-                per_leaf.setdefault(bone, []).append(points[vertex])
+            per_bone_skin.setdefault(bone, []).append(points[vertex])
     corners = {}
     for bone, points in per_bone.items():
         array = np.array(points)
@@ -157,7 +151,7 @@ def skinned_points(obj: bpy.types.Object, leaves: set[str]) -> tuple[dict[str, n
         corners[bone] = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
                                   for z in (low[2], high[2])])
     ends = {}
-    for bone, points in per_leaf.items():
+    for bone, points in per_bone_skin.items():
         head = np.array(obj.data.bones[bone].head_local, dtype=np.float64)
         offsets = np.array(points) - head
         middle = offsets.mean(axis=0)

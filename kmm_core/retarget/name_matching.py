@@ -28,8 +28,10 @@ import numpy as np
 from ..motion.skeleton import JOINT_NAMES
 from .bone_map import REQUIRED_JOINTS, BoneMap, BoneMapError, best_preset_map, presets
 from .geometric_mapping import geometric_bone_map
+from .rig_shape import many_legged, unmappable_message
 
-_PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_")
+_PREFIXES = ("mixamorig", "def-", "org-", "j_bip_", "cc_base_", "bip01", "bip001", "c_", "rl_", "valvebiped.bip01_",
+             "b_")
 _SIDE_PATTERNS = {
     "L": (r"(^|[._\-\s])l($|[._\-\s])", r"left", r"^l(?=[A-Z])", r"[._\-]l$", r"(?<=[a-z0-9])L$"),
     "R": (r"(^|[._\-\s])r($|[._\-\s])", r"right", r"^r(?=[A-Z])", r"[._\-]r$", r"(?<=[a-z0-9])R$"),
@@ -88,6 +90,9 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
     """A bone map found from names and hierarchy, else from hierarchy and rest geometry (see the module docstring).
     `rest_positions` (B, 3) and `rest_tails` in HumanML3D axes and metres settle sides that names leave open and
     allow the geometric map.  Raises BoneMapError naming what could not be found."""
+    if many_legged(parents, rest_positions):
+        found_roles, _ = named_roles(bone_names, parents, rest_positions)
+        raise BoneMapError(unmappable_message(rig, list(bone_names), list(parents), rest_positions, found_roles, []))
     try:
         found = _name_bone_map(bone_names, parents, rest_positions, rig)
     except BoneMapError as by_names:
@@ -95,8 +100,10 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
             raise
         try:
             return sides_from_names(geometric_bone_map(bone_names, parents, rest_positions, rest_tails, rig)[0])
-        except BoneMapError as by_geometry:
-            raise BoneMapError(f"{by_names}; from the rest geometry: {str(by_geometry).split(': ', 1)[-1]}") from None
+        except BoneMapError:
+            found, missing = named_roles(bone_names, parents, rest_positions)
+            raise BoneMapError(unmappable_message(rig, list(bone_names), list(parents), rest_positions, found,
+                                                  missing)) from None
     if found.bones["head"] or found.bones["neck"] or rest_positions is None:
         return found
     try:
@@ -107,7 +114,37 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
     for joint in ("head", "neck"):
         if geometric.bones[joint] and geometric.bones[joint] not in bones.values():
             bones[joint] = geometric.bones[joint]
-    return BoneMap(name="auto", kind="auto", bones=bones)
+    return replace(found, bones=bones)
+
+
+def named_roles(bone_names: Sequence[str], parents: Sequence[int],
+                rest_positions: np.ndarray | None) -> tuple[dict[str, str], list[str]]:
+    """({role: bone} the names find, [roles a two-legged character needs that they do not]): the hands, the feet
+    (or the shins standing in for them), the hips and the head, each side by name or by where it is."""
+    names = list(bone_names)
+    info = [_side_and_word(name) for name in names]
+    depth = []
+    for parent in parents:
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+
+    def side_of(bone: int) -> str | None:
+        side = info[bone][0]
+        if side is None and rest_positions is not None:
+            x = rest_positions[bone, 0] - float(np.median(rest_positions[:, 0]))
+            side = "L" if x > 1e-6 else "R" if x < -1e-6 else None
+        return side
+
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for part, sided in (("hand", True), ("foot", True), ("thigh", True), ("head", False)):
+        for side, word in ((("L", "left "), ("R", "right ")) if sided else ((None, ""),)):
+            bones = [b for b, (_, w) in enumerate(info) if _is_part(w, part) and not _skipped(w)
+                     and (not sided or side_of(b) == side)]
+            if bones:
+                found[f"{word}{part}"] = names[min(bones, key=lambda b: depth[b])]
+            elif part != "thigh":
+                missing.append(f"a {word}{part} bone")
+    return found, missing
 
 
 def _swapped_side(joint: str) -> str:
@@ -176,19 +213,27 @@ def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_posit
     problems = []
     hands = {side: find("hand", side) for side in "LR"}
     feet = {side: find("foot", side) for side in "LR"}
+    # No foot bones (wheels, hooves on a biped, legs ending at the shins): each shin's end stands in for the foot
+    shins = {side: find("shin", side) for side in "LR"} if None in feet.values() else {}
+    shin_ends = all(shins.get(side) is not None and len(chain_up(shins[side], 1)) == 1 for side in "LR")
     for side, word in (("L", "left"), ("R", "right")):
         if hands[side] is None:
             problems.append(f"no {word} hand bone")
-        if feet[side] is None:
+        if feet[side] is None and not shin_ends:
             problems.append(f"no {word} foot bone")
     if problems:
         raise BoneMapError(f"rig {rig!r} cannot be mapped automatically: {', '.join(problems)}; load a bone map "
                            "file or pick the bones by hand")
     collars: dict[str, int] = {}
     thighs: dict[str, int] = {}
+    tips: dict[str, str] = {}
     for side, word in (("L", "left"), ("R", "right")):
         arm = chain_up(hands[side], 3)
-        leg = chain_up(feet[side], 2)
+        if feet[side] is None:  # the shin's end (its tail) is the ankle
+            feet[side] = shins[side]
+            tips[f"{word}_ankle"] = names[shins[side]]
+        leg = chain_up(feet[side], 2 if f"{word}_ankle" not in tips else 1)
+        leg = [feet[side]] + leg if f"{word}_ankle" in tips else leg
         if len(arm) < 2 or len(leg) < 2:
             raise BoneMapError(f"rig {rig!r}: the {word} arm or leg has too few bones above the hand/foot")
         bones[f"{word}_wrist"] = names[hands[side]]
@@ -196,10 +241,12 @@ def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_posit
         bones[f"{word}_shoulder"] = names[arm[1]]
         if len(arm) > 2:
             collars[side] = arm[2]
-        bones[f"{word}_ankle"] = names[feet[side]]
+        bones[f"{word}_ankle"] = None if f"{word}_ankle" in tips else names[feet[side]]
         bones[f"{word}_knee"] = names[leg[0]]
         bones[f"{word}_hip"] = names[leg[1]]
         thighs[side] = leg[1]
+        if f"{word}_ankle" in tips:
+            continue
         toes = [c for c, p in enumerate(parents) if p == feet[side] and not _skipped(info[c][1])]
         toe = next((c for c in toes if _is_part(info[c][1], "toe")), toes[0] if len(toes) == 1 else None)
         bones[f"{word}_foot"] = names[toe] if toe is not None else None
@@ -238,7 +285,7 @@ def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_posit
         neck = [a for a in ancestors(head) if a != chest and chest in ancestors(a) and not _skipped(info[a][1])]
         if neck:
             bones["neck"] = names[neck[-1]]
-    return BoneMap(name="auto", kind="auto", bones=bones)
+    return BoneMap(name="auto", kind="auto", bones=bones, tips=tips)
 
 
 def detect_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None = None,

@@ -138,17 +138,23 @@ class TargetSkeleton:
 TAIL_AT_CHILD = 0.02  # a bone's own tail is taken as its end when it lies this close (of its length) to a child's head
 
 
+SIDE_CHILDREN = 0.25  # children all nearer a bone's head than this share of its skin's reach hang at its side
+
+
 def joint_tails(parents, heads: np.ndarray, own_tails: np.ndarray,
-                leaf_ends: dict[int, np.ndarray] | None = None) -> np.ndarray:
+                skin_ends: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """(B, 3) where each bone ends, from the joint positions and the hierarchy, never from where an importer put the
     bone's tail (importers point bones along arbitrary node axes: Blender's glTF importer at its defaults, FBX
     without automatic orientation).  A bone whose own tail sits on a child's head keeps it (the child is the one it
     points at); else a bone with one child ends at that child's head, with several at their heads' mean; a leaf
-    ends where its skin ends (`leaf_ends`, rig coordinates: the tip of the vertices it moves), and only a bone with
-    neither children nor skin keeps its own tail (a bare armature's tails are what its author drew).  Children whose
-    heads sit on the bone's own head give no end."""
+    ends where its skin ends (`skin_ends`, rig coordinates: the tip of the vertices it moves), and so does a bone
+    whose children all hang at its side, near its head, while its skin reaches far beyond them (a robot's shin
+    ending at its wheel with a knee cap as its only child); only a bone with neither children nor skin keeps its
+    own tail (a bare armature's tails are what its author drew).  Children whose heads sit on the bone's own head
+    give no end."""
     heads = np.asarray(heads, dtype=np.float64)
     own_tails = np.asarray(own_tails, dtype=np.float64)
+    skin_ends = skin_ends or {}
     children: list[list[int]] = [[] for _ in range(len(heads))]
     for bone, parent in enumerate(parents):
         if parent >= 0:
@@ -157,13 +163,15 @@ def joint_tails(parents, heads: np.ndarray, own_tails: np.ndarray,
     tails = own_tails.copy()
     for bone, kids in enumerate(children):
         away = [k for k in kids if np.linalg.norm(heads[k] - heads[bone]) > 1e-4 * scale]
-        if away:
+        skin = skin_ends.get(bone)
+        if skin is not None and (not away or max(np.linalg.norm(heads[k] - heads[bone]) for k in away)
+                                 < SIDE_CHILDREN * np.linalg.norm(skin - heads[bone])):
+            tails[bone] = skin
+        elif away:
             length = np.linalg.norm(own_tails[bone] - heads[bone])
             at_child = [k for k in away if np.linalg.norm(heads[k] - own_tails[bone]) <= TAIL_AT_CHILD * max(
                 length, 1e-12)]
             tails[bone] = heads[at_child[0]] if at_child else heads[away].mean(axis=0)
-        elif leaf_ends and bone in leaf_ends:
-            tails[bone] = leaf_ends[bone]
     return tails
 
 

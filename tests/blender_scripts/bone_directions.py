@@ -25,11 +25,20 @@ import _harness
 
 user_dir = _harness.start()
 import bpy  # noqa: E402
+from mathutils import Vector  # noqa: E402
 
 package = _harness.import_extension_package(user_dir)
 package.register()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gltf_test_rig import layout_bones, with_legs_on_the_spine, with_loose_prop, write_skinned_gltf  # noqa: E402
+from gltf_test_rig import (  # noqa: E402
+    layout_bones,
+    lone_arm,
+    quadruped,
+    wheeled_robot,
+    with_legs_on_the_spine,
+    with_loose_prop,
+    write_skinned_gltf,
+)
 from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
@@ -81,10 +90,17 @@ def rolled(path: Path, seed: int) -> bpy.types.Object:
     return armature()
 
 
-def world_points(obj: bpy.types.Object, bone_map) -> dict[str, list[float]]:
+def world_points(obj: bpy.types.Object, bone_map, ends: dict[str, Vector]) -> dict[str, list[float]]:
+    """The mapped joints in world space; a joint at a bone's end (`tips`: a shin ending at its wheel) where that
+    end (`ends`, armature space at rest: from the joints and the skin) is carried by the posed bone."""
     points = {}
     for name in JOINT_NAMES:
         point = bone_map.point_of(name)
+        if name in bone_map.tips:
+            bone = obj.pose.bones[bone_map.tips[name]]
+            rest = obj.data.bones[bone.name].matrix_local
+            points[name] = list(obj.matrix_world @ bone.matrix @ rest.inverted() @ ends[bone.name])
+            continue
         if point is None:
             continue
         first = obj.matrix_world @ obj.pose.bones[point.first].head
@@ -99,7 +115,7 @@ def skinned_lowest(obj: bpy.types.Object) -> dict[str, float]:
     depsgraph = bpy.context.evaluated_depsgraph_get()
     lowest = {}
     for side in ("left", "right"):
-        ankle = obj.pose.bones[bone_map.bones[f"{side}_ankle"]]
+        ankle = obj.pose.bones[bone_map.bones[f"{side}_ankle"] or bone_map.tips[f"{side}_ankle"]]
         chain = {ankle.name} | {b.name for b in obj.pose.bones if ankle in b.parent_recursive}
         heights = [(obj.matrix_world @ obj.pose.bones[name].head).z for name in chain]
         for mesh in bpy.data.objects:
@@ -127,6 +143,8 @@ def run(obj: bpy.types.Object, constraint: bool = False) -> dict:
     height = max((obj.matrix_world @ b.head_local).z for b in obj.data.bones) - rest_floor
     obj.data.pose_position = "POSE"
     rest_roll = {b.name: list(b.matrix_local.to_3x3().col[1]) for b in obj.data.bones}
+    skeleton = rig_retarget.armature_target_skeleton(obj)
+    ends = {name: Vector(skeleton.rest_tails[skeleton.index[name]]) for name in bone_map.tips.values()}
     scene.kmm.target_armature = obj
     imported = take_importer.import_takes(bpy.context, [take_path], obj, take_keys.WriteOptions())
     action = obj.animation_data.action
@@ -135,7 +153,7 @@ def run(obj: bpy.types.Object, constraint: bool = False) -> dict:
     extra = [b.name for b in obj.pose.bones if b.name.startswith(("Skirt", "Tail", "Lantern"))]
     for frame in range(first, last + 1):
         scene.frame_set(frame)
-        frames["points"].append(world_points(obj, bone_map))
+        frames["points"].append(world_points(obj, bone_map, ends))
         frames["extra"].append({name: list(obj.matrix_world @ obj.pose.bones[name].head) for name in extra})
         lowest = skinned_lowest(obj)
         frames["left_foot"].append(lowest["left"] - rest_floor)
@@ -162,6 +180,10 @@ bpy.ops.export_scene.fbx(filepath=str(fbx_file), object_types={"ARMATURE", "MESH
                          bake_anim=False)
 skirted = write_skinned_gltf(with_legs_on_the_spine(layout_bones(LAYOUT)), work / "legs_on_the_spine.gltf", seed=3)
 with_prop = write_skinned_gltf(with_loose_prop(layout_bones(LAYOUT)), work / "loose_prop.gltf", seed=5)
+robot, wheels = wheeled_robot(layout_bones(LAYOUT))
+robot_file = write_skinned_gltf(robot, work / "wheeled_robot.gltf", seed=9, ends=wheels)
+animal = write_skinned_gltf(quadruped(), work / "quadruped.gltf", seed=4)
+arm = write_skinned_gltf(lone_arm(), work / "lone_arm.gltf", seed=6)
 variants = {
     "gltf_blender": lambda: gltf(character, "BLENDER"),
     "gltf_temperance": lambda: gltf(character, "TEMPERANCE"),
@@ -171,6 +193,9 @@ variants = {
     "random_rolls_and_tails": lambda: rolled(character, 11),
     "legs_on_the_spine": lambda: gltf(skirted, "BLENDER"),
     "loose_prop": lambda: gltf(with_prop, "BLENDER"),
+    "wheeled_robot": lambda: gltf(robot_file, "BLENDER"),
+    "quadruped": lambda: gltf(animal, "BLENDER"),
+    "lone_arm": lambda: gltf(arm, "BLENDER"),
 }
 result: dict = {}
 for name, build in variants.items():
