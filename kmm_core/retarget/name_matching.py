@@ -95,7 +95,7 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
         raise BoneMapError(unmappable_message(rig, list(bone_names), list(parents), rest_positions, found_roles, []))
     try:
         found = _name_bone_map(bone_names, parents, rest_positions, rig)
-    except BoneMapError as by_names:
+    except BoneMapError:
         if rest_positions is None:
             raise
         try:
