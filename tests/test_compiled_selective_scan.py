@@ -78,3 +78,36 @@ def test_kernel_built_for_another_instruction_set(monkeypatch, tmp_path):
         monkeypatch.undo()
         compiled.kernel.cache_clear()
     assert compiled.kernel() is not None and "built with" not in compiled.kernel_status()
+
+
+def test_a_cached_library_cut_short_is_rebuilt_not_loaded(tmp_path):
+    """A cached library cut short (a full disk, a killed copy) used to be handed to the dynamic loader, which killed
+    `kmm doctor`, `kmm generate` and the worker with SIGBUS (exit 135) and printed nothing.  Its SHA-256, kept
+    beside it, no longer matches: it is removed, rebuilt and loaded, and the status says so; a library without its
+    checksum (an older cache) is rebuilt too."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    probe = ("from kmm_core.model import compiled_selective_scan as c; k = c.kernel(); "
+             "print(k is not None); print(c.kernel_status())")
+    env = {**os.environ, "KMM_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+
+    def load() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+        return done.stdout.splitlines()
+
+    assert load()[0] == "True"
+    library = next(tmp_path.rglob("*.so"))
+    whole = library.read_bytes()
+    library.write_bytes(whole[: len(whole) // 2])
+    loaded, status = load()
+    assert loaded == "True" and "was damaged: removed and rebuilt" in status, status
+    assert library.read_bytes() == whole or library.stat().st_size > len(whole) // 2
+    assert load()[1].startswith("loaded")  # whole again: loaded without a rebuild
+    library.with_name(library.name + ".sha256").unlink()
+    loaded, status = load()
+    assert loaded == "True" and "removed and rebuilt" in status

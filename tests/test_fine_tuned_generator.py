@@ -326,3 +326,37 @@ def test_the_cards_per_action_results_follow_the_generator(tiny_bundle, fine_tun
     results.write_text("# Per-action results\n")
     assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 1
     assert "no model card with a per-action results section" in capsys.readouterr().err
+
+
+def test_a_symlink_loop_or_a_nan_in_a_later_run_is_named_and_nothing_written(fine_tune_run, second_seed_run,
+                                                                             tmp_path, capsys):
+    """A run that is a symlink loop was a `RuntimeError: Symlink loop` traceback; a NaN held by the second run was
+    blamed on the first.  Each is refused naming the path that holds it, nothing written."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    out = tmp_path / "mean"
+    assert main(["average-generators", "--runs", str(fine_tune_run), str(loop), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"--runs: {str(loop)!r} cannot be resolved" in err and "Traceback" not in err
+    other = tmp_path / "other"
+    shutil.copytree(second_seed_run, other)
+    tensors = load_file(str(other / "generator.safetensors"))
+    with safe_open(str(other / "generator.safetensors"), framework="pt") as weights:
+        header = weights.metadata()
+    key = next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+    poisoned = tensors[key].clone()
+    poisoned.view(-1)[0] = float("nan")
+    save_file({**tensors, key: poisoned}, str(other / "generator.safetensors"), metadata=header)
+    assert main(["average-generators", "--runs", str(fine_tune_run), str(other), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{other / 'generator.safetensors'}: {key}: holds values that are not finite" in err, err
+    assert str(fine_tune_run / "generator.safetensors") not in err
+    assert not out.exists()
+
+
+def test_the_start_weight_is_printed_as_given(fine_tune_run, tmp_path, capsys):
+    """`--start-weight 0.999999999` printed "1 of the way back"."""
+    out = tmp_path / "mixed"
+    assert main(["average-generators", "--runs", str(fine_tune_run), "--start-weight", "0.999999999",
+                 "--out", str(out)]) == 0
+    assert "0.999999999 of the way back to their start" in capsys.readouterr().out

@@ -98,3 +98,31 @@ def test_prepare_with_the_new_sources(more_mocap_dir, tmp_path):
     assert "Male1_A6_LiftBox" in skipped and "140_03.amc" in skipped
     texts = (out / "texts" / "accad_Male1_B24_w0.txt").read_text()
     assert "then" in texts
+
+
+def test_a_take_whose_name_is_not_utf8_is_skipped_by_name_and_the_dataset_made(more_mocap_dir, tmp_path, capsys):
+    """A take named `Male1_B4_Wal\\xffk.bvh` (not valid UTF-8) made `prepare --accad` fail with a UnicodeEncodeError
+    traceback in write_report, after all the work, with no dataset.  It is skipped with the reason, shown with its
+    byte escaped, and the other takes are prepared; when every take is skipped, the error says why, per take."""
+    import os
+    import shutil
+
+    folder = tmp_path / "accad"
+    folder.mkdir()
+    source = more_mocap_dir / "accad-male1"
+    take = next(path for path in sorted(source.rglob("*.bvh")) if path.stem.startswith("Male1_B24"))
+    shutil.copy(take, folder / take.name)
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/Male1_B4_Wal\xffk.bvh")
+    shutil.copy(take, odd)
+    out = tmp_path / "out"
+    assert prepare_main(["--out", str(out), "--accad", str(folder), "--no-mirror", "--quiet", "--workers", "1"]) == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Male1_B4_Wal\\xffk.bvh" in report and "not valid UTF-8" in report
+    assert (out / "texts" / "accad_Male1_B24_w0.txt").is_file()
+
+    (folder / take.name).unlink()
+    assert prepare_main(["--out", str(tmp_path / "none"), "--accad", str(folder), "--no-mirror", "--quiet",
+                         "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "all 1 takes found were skipped" in err and "Male1_B4_Wal\\xffk.bvh: its name is not valid UTF-8" in err
+    assert "Traceback" not in err and not (tmp_path / "none").exists()

@@ -218,3 +218,44 @@ def test_vocab_shows_the_rates_and_the_cli_warns_about_a_weak_word(measured_bund
     assert checks[0].weak_words and '"walk" is a weak word' in err and '"a person runs"' in err
     (warning,) = prompt_warnings(bundle, [(0, "a person walks")])
     assert warning["suggestions"][0] == "a person runs" and '"walk" is a weak word' in warning["message"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "1000000", "--phrasings", "1000000"], "--seeds 1000000: must be from 1 to 200"),
+    (["--seeds", "100000"], "--seeds 100000: must be from 1 to 200"),
+    (["--phrasings", "21"], "--phrasings 21: must be from 1 to 20"),
+    (["--seconds", "0.01"], "--seconds 0.01: must be from 1 to 10"),
+    (["--seconds", "1e308"], "--seconds 1e+308: must be from 1 to 10"),
+    (["--strong-rate", "nan"], "--strong-rate nan: must be a share from 0 to 1"),
+    (["--seed", "-1"], "--seed -1: must be from 0 to"),
+    (["--batch-size", "0"], "--batch-size 0: must be from 1 to 1024"),
+])
+def test_each_option_out_of_range_is_named_with_its_value_before_any_work(args, message, tiny_bundle, capsys):
+    """`--phrasings 1000000 --seeds 1000000` grew past 8.8 GB in a minute; `--seconds 0.01` was refused as
+    "num_frames"; `--strong-rate nan` and `--seconds 1e308` shared one message.  Each is refused at once, naming
+    its option and value."""
+    assert check_words_main(["--checkpoint", str(tiny_bundle), *args, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_too_many_clips_in_all_are_refused_before_the_model_loads(tiny_bundle, capsys, monkeypatch):
+    from kmm_core.evaluation import word_checks
+
+    monkeypatch.setattr(word_checks, "MAX_GENERATIONS", 3)
+    assert check_words_main(["--checkpoint", str(tiny_bundle), "--seeds", "2", "--quiet"]) == 1
+    assert "more than 3 one run may hold: lower --seeds or --phrasings" in capsys.readouterr().err
+
+
+def test_an_unwritable_table_folder_is_refused_first_and_the_bundle_kept(tiny_bundle, tmp_path, capsys):
+    """`--table` into a read-only folder failed only after the whole generation, the bundle's word_checks.json
+    already replaced by the new measurement: now refused before anything runs, the bundle untouched.  (/proc
+    stands for a read-only folder: no user, root included, can create a file in it.)"""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = {path.name: path.read_bytes() for path in bundle.iterdir() if path.is_file()}
+    code = check_words_main(["--checkpoint", str(bundle), "--seeds", "1", "--phrasings", "1", "--quiet",
+                             "--table", "/proc/words.md"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--table's folder '/proc' cannot be written" in err, err
+    assert {path.name: path.read_bytes() for path in bundle.iterdir() if path.is_file()} == before

@@ -64,3 +64,28 @@ def checked_join(root: str | os.PathLike, name: object, *, where: str, suffix: s
     if not inside:
         raise PathEscapeError(where, name, f"leads outside {root} (through a symbolic link)")
     return path
+
+
+def resolved(path: str | os.PathLike, where: str) -> Path:
+    """``path`` with symlinks resolved, or KMMError naming `where` and the path when it cannot be (a symlink loop,
+    a name the file system refuses): never a traceback from ``Path.resolve``."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError) as error:
+        raise KMMError(f"{where}: {os.fspath(path)!r} cannot be resolved: {error}") from None
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as text that can be printed and written to a UTF-8 report: bytes of a file name that are not valid
+    UTF-8 (``Wal\\xffk.bvh``, which Python holds as lone surrogates) shown as ``\\xff`` instead of failing the
+    write that quotes them."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def is_valid_utf8_name(path: str | os.PathLike) -> bool:
+    """Whether every byte of ``path`` is valid UTF-8 (a name that can be written into a dataset's files)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

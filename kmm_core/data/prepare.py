@@ -47,6 +47,7 @@ from ..bvh.reader import BvhMotion
 from ..bvh.retarget import bvh_to_canonical_joints
 from ..common.atomic_write import atomic_directory
 from ..common.bounded_read import read_text
+from ..common.checked_path import shown_path
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..humanml3d.dataset_folder import FEATURES_DIR, JOINTS_DIR, TEXTS_DIR, write_clip, write_mean_std, write_split
 from ..humanml3d.features import FEATURE_DIM, features_to_joints
@@ -356,6 +357,11 @@ def prepare_dataset(specs: Sequence[ClipSpec], out_dir: str | Path, options: Pre
         raise PrepareError(f"two source clips would both be named {duplicated[0]!r}")
     chosen = limit_specs(specs, options.limit_per_content, options.seed)
     if not chosen:
+        if source_skipped:  # the scans know why each take was dropped: say it, per take
+            listed = "; ".join(f"{shown_path(file)}: {reason}" for file, reason in source_skipped[:MAX_LISTED])
+            more = f"; and {len(source_skipped) - MAX_LISTED} more" if len(source_skipped) > MAX_LISTED else ""
+            raise PrepareError(f"no source clips to prepare: all {len(source_skipped)} takes found were skipped: "
+                               f"{listed}{more}")
         raise PrepareError("no source clips to prepare")
     _prepare_output(out_dir, options.overwrite)
     # Built in a temporary folder beside out_dir and renamed into place when complete: a killed or failed run (a full
@@ -527,9 +533,14 @@ def build_report(records: Sequence[ClipRecord], split_of_take: dict[str, str], s
     }
 
 
+MAX_LISTED = 10  # skipped takes named one by one in an error message (the report lists them all)
+
+
 def write_report(out_dir: Path, report: dict) -> None:
-    (out_dir / REPORT_JSON).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    (out_dir / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
+    # a file name that is not valid UTF-8 is written with its bytes escaped, never a UnicodeEncodeError at the end
+    (out_dir / REPORT_JSON).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8",
+                                       errors="backslashreplace")
+    (out_dir / REPORT_MD).write_text(report_markdown(report), encoding="utf-8", errors="backslashreplace")
 
 
 def report_markdown(report: dict) -> str:

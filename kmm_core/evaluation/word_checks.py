@@ -16,7 +16,9 @@ closest in MiniLM's sentence space among equals; its offered prompt never uses a
 into ``BUNDLE/word_checks.json`` (``bundle/word_strength.py``), which ``kmm vocab`` and the prompt warnings read;
 ``--table`` also writes the Markdown table (``benchmarks/results/``).
 
-77 words x 2 phrasings x 10 seeds = 1,540 four-second clips: a few minutes on two CPU cores.
+77 words x 2 phrasings x 10 seeds = 1,540 four-second clips: a few minutes on two CPU cores.  Bounded: at most
+`MAX_SEEDS` seeds, `MAX_PHRASINGS` phrasings and `MAX_GENERATIONS` clips in all (refused before the model loads),
+and the bundle folder and `--table`'s folder are checked writable before anything is generated.
 """
 
 from __future__ import annotations
@@ -157,6 +159,11 @@ def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
     folder = resolve_model(str(checkpoint))
     vocabulary = read_vocabulary(folder)
     plans, unchecked = plan_words(vocabulary, settings.phrasings)
+    count = sum(len(plan.phrasings) for plan in plans) * settings.seeds
+    if count > MAX_GENERATIONS:
+        raise WordCheckError(f"{len(plans)} words x up to {settings.phrasings} phrasings x {settings.seeds} seeds "
+                             f"= {count} clips, more than {MAX_GENERATIONS} one run may hold: lower --seeds or "
+                             "--phrasings")
     if unchecked:
         log(f"not measured (no geometric check applies): {', '.join(unchecked)}")
     bundle = ModelBundle.load(folder, device=settings.device)
@@ -207,6 +214,51 @@ def word_table(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_SEEDS = 200
+"""Most generations per phrasing (`--seeds`): 20 times the default."""
+MAX_PHRASINGS = 20
+"""Most example prompts per word (`--phrasings`): 10 times the default."""
+MAX_GENERATIONS = 10_000
+"""Most clips one run generates (words x phrasings x seeds): they are held together, about 130 kB each (1.3 GB)."""
+MIN_SECONDS, MAX_SECONDS = 1.0, 10.0
+"""Length of each clip (`--seconds`): at least the model's few tokens a check can judge, at most the longest
+training windows."""
+MAX_BATCH = 1024
+"""Largest `--batch-size`."""
+
+
+def settings_problem(args: argparse.Namespace) -> str | None:
+    """The first option outside its range, named with its value (None: all fine)."""
+    from ..common.limits import MAX_SEED
+
+    for option, value, low, high in (("--seeds", args.seeds, 1, MAX_SEEDS),
+                                     ("--phrasings", args.phrasings, 1, MAX_PHRASINGS),
+                                     ("--batch-size", args.batch_size, 1, MAX_BATCH),
+                                     ("--seed", args.seed, 0, MAX_SEED)):
+        if not low <= value <= high:
+            return f"{option} {value}: must be from {low} to {high}"
+    if not MIN_SECONDS <= args.seconds <= MAX_SECONDS:  # NaN fails this too
+        return f"--seconds {args.seconds}: must be from {MIN_SECONDS:g} to {MAX_SECONDS:g}"
+    if not 0.0 <= args.strong_rate <= 1.0:
+        return f"--strong-rate {args.strong_rate}: must be a share from 0 to 1"
+    return None
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Refuse, naming `what`, a folder that does not exist or cannot be written."""
+    import os
+    import tempfile
+
+    if not folder.is_dir():
+        raise KMMError(f"{what} {str(folder)!r} is not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".kmm-write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise KMMError(f"{what} {str(folder)!r} cannot be written: {error.strerror or error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = WordCheckSettings()
     parser = argparse.ArgumentParser(prog="kmm-train check-words",
@@ -214,9 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "BUNDLE/word_checks.json (read by kmm vocab and the prompt "
                                                  "warnings).")
     parser.add_argument("--checkpoint", required=True, help="model: default, open, a shipped name, or a folder")
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="generations per phrasing (default 10)")
-    parser.add_argument("--phrasings", type=int, default=defaults.phrasings, help="example prompts per word (2)")
-    parser.add_argument("--seconds", type=float, default=defaults.seconds, help="length of each clip (4)")
+    parser.add_argument("--seeds", type=int, default=defaults.seeds,
+                        help=f"generations per phrasing (default 10, at most {MAX_SEEDS})")
+    parser.add_argument("--phrasings", type=int, default=defaults.phrasings,
+                        help=f"example prompts per word (2, at most {MAX_PHRASINGS})")
+    parser.add_argument("--seconds", type=float, default=defaults.seconds,
+                        help=f"length of each clip (4, from {MIN_SECONDS:g} to {MAX_SECONDS:g})")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--strong-rate", type=float, default=defaults.strong_rate,
                         help="pass rate a word needs to count as strong (0.6)")
@@ -237,13 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = ((lambda _m: None) if args.quiet
            else (lambda m: print(f"[kmm-train check-words] {m}", file=sys.stderr, flush=True)))
-    for name in ("seeds", "phrasings", "batch_size"):
-        if getattr(args, name) < 1:
-            print(f"kmm-train check-words: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 1
-    if not 0.0 < args.seconds <= 10.0 or not 0.0 <= args.strong_rate <= 1.0:
-        print("kmm-train check-words: error: --seconds must be in (0, 10] and --strong-rate in [0, 1]",
-              file=sys.stderr)
+    if (problem := settings_problem(args)) is not None:
+        print(f"kmm-train check-words: error: {problem}", file=sys.stderr)
         return 1
     if args.threads is not None:
         if (problem := thread_count_problem(args.threads)) is not None:
@@ -256,11 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = WordCheckSettings(seeds=args.seeds, phrasings=args.phrasings, seconds=args.seconds,
                                      seed=args.seed, strong_rate=args.strong_rate, batch_size=args.batch_size,
                                      device=args.device)
+        folder = resolve_model(args.checkpoint)
+        for where, what in ((folder, "the bundle folder"), *(((args.table.parent, "--table's folder"),)
+                                                              if args.table else ())):
+            check_writable_folder(Path(where), what)  # before minutes of generation, not after them
         document = run_word_checks(args.checkpoint, settings, log)
         document["command"] = "kmm-train check-words " + " ".join(argv)
-        path = write_word_checks(resolve_model(args.checkpoint), document)
-        if args.table:
+        if args.table:  # first: a table that cannot be written leaves the bundle's word checks as they were
             write_text_atomic(args.table, word_table(document))
+        path = write_word_checks(folder, document)
     except KMMError as error:
         print(f"kmm-train check-words: error: {error}", file=sys.stderr)
         return 1

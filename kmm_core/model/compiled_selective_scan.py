@@ -12,7 +12,9 @@ The library is built on first use (about 2 s) into a per-user cache folder and r
 cache key covers the source, the compiler, its flags and the CPU's feature flags (the build uses -march=native;
 ``KMM_SCAN_MARCH`` names another instruction set, e.g. haswell to see how AVX2-only CPUs run it). Without a
 compiler, or when the build fails, ``kernel()`` returns None (``kernel_status()`` says why) and the caller keeps the
-pure-PyTorch scan. ``selective_scan.cpu_scan_choice`` decides whether this path or numba's runs
+pure-PyTorch scan.  The library's SHA-256 is kept beside it and checked before each load: a cached library cut short
+(a full disk, a killed copy) is removed and rebuilt instead of crashing the process in the dynamic loader
+(``kernel_status()`` says so).  ``selective_scan.cpu_scan_choice`` decides whether this path or numba's runs
 (``KMM_SELECTIVE_SCAN``); ``KMM_CACHE_DIR`` moves the cache.
 """
 
@@ -87,6 +89,7 @@ def _build(compiler: str, target: Path) -> str | None:
                               text=True, timeout=300)
         if done.returncode != 0:
             return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        _write_checksum(Path(scratch), _checksum_path(target))
         os.replace(scratch, target)
         return None
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -131,13 +134,23 @@ def kernel() -> ctypes.CDLL | None:
         "\0".join([SOURCE.read_text(), version, " ".join(build_flags()), _cpu_flags(), platform.machine()]).encode()
     ).hexdigest()[:20]
     target = cache_dir() / f"selective_scan_{key}.so"
+    repaired = ""
+    if target.exists() and not _intact(target):
+        # cut short (a full disk, a killed copy) or changed: loading it could kill the process (SIGBUS)
+        repaired = f"the cached {target.name} was damaged: removed and rebuilt; "
+        for path in (target, _checksum_path(target)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                _status["reason"] = f"the cached {target} is damaged and cannot be removed ({error}): delete it"
+                return None
     if not target.exists():
         try:
             failure = _build(compiler, target)
         except OSError as error:  # e.g. the cache folder is not writable
             failure = f"{type(error).__name__}: {error}"
         if failure is not None:
-            _status["reason"] = f"build failed: {failure}"
+            _status["reason"] = f"{repaired}build failed: {failure}"
             return None
     try:
         library = _declare(ctypes.CDLL(str(target)))
@@ -145,8 +158,38 @@ def kernel() -> ctypes.CDLL | None:
         _status["reason"] = f"could not load {target}: {error}"
         return None
     march = build_flags()[-1]
-    _status["reason"] = f"loaded {target}" + (f" (built with {march})" if march != "-march=native" else "")
+    _status["reason"] = f"{repaired}loaded {target}" + (f" (built with {march})" if march != "-march=native" else "")
     return library
+
+
+def _checksum_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_checksum(library: Path, checksum: Path) -> None:
+    """The library's SHA-256 beside it (written before the library is moved into place)."""
+    handle, scratch = tempfile.mkstemp(suffix=".sha256", dir=checksum.parent)
+    with os.fdopen(handle, "w") as out:
+        out.write(_file_digest(library) + "\n")
+    os.replace(scratch, checksum)
+
+
+def _intact(target: Path) -> bool:
+    """Whether the cached library is whole: its SHA-256 is the one written when it was built (a library cut short
+    by a full disk or a killed copy is never handed to the dynamic loader, which would die of SIGBUS)."""
+    try:
+        recorded = _checksum_path(target).read_text().strip()
+        return bool(recorded) and _file_digest(target) == recorded
+    except OSError:
+        return False
 
 
 def kernel_status() -> str:

@@ -227,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         from .generator_average import average_generators
 
         out = average_generators(args.runs, args.out, start_weight=args.start_weight, start=args.start)
-        mixed = f", {args.start_weight:g} of the way back to their start," if args.start_weight > 0 else ""
+        mixed = f", {args.start_weight:.12g} of the way back to their start," if args.start_weight > 0 else ""
         what = f"the mean of {len(args.runs)} generators" if len(args.runs) > 1 else "the run's generator"
         print(f"[kmm-train] {what}{mixed} written to {out}: put it into their bundle with `kmm-train "
               f"fine-tuned-generator --bundle BUNDLE --run {out}`")

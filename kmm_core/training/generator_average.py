@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 from ..bundle.weight_checksums import file_sha256
 from ..common.atomic_write import atomic_directory
 from ..common.bounded_read import read_json
+from ..common.checked_path import resolved
 from ..common.errors import KMMError
 from ..model.weights import read_header, read_tensors
 from .checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER
@@ -77,7 +78,7 @@ def _check_runs(runs: Sequence[Path], fewest: int = 2) -> tuple[dict[str, str], 
     each file read once."""
     if len(runs) < fewest:
         raise KMMError(f"--runs: name {'two runs or more' if fewest == 2 else 'a run'} (got {len(runs)})")
-    if len({run.resolve() for run in runs}) != len(runs):
+    if len({resolved(run, "--runs") for run in runs}) != len(runs):
         raise KMMError("--runs: a run is named twice")
     for run in runs:
         for name in (*SHARED_FILES, "generator.safetensors", "config.json", "dataset.json"):
@@ -164,8 +165,19 @@ def mean_weights(runs: Sequence[Path], start: tuple[Path, dict[str, torch.Tensor
     mean = {key: value.to(first[key].dtype).contiguous() for key, value in mixed.items()}
     for key, value in mean.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise AverageError(first_path, f"{key}: the mean holds values that are not finite")
+            raise AverageError(_non_finite_source(runs, start, key), f"{key}: holds values that are not finite, so "
+                                                                     "the mean would too")
     return mean
+
+
+def _non_finite_source(runs: Sequence[Path], start: tuple[Path, dict[str, torch.Tensor]] | None,
+                       key: str) -> Path:
+    """The file whose tensor ``key`` is not finite (the first such run, else the start): the one to blame."""
+    for run in runs:
+        value = read_tensors(run / "generator.safetensors")[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return run / "generator.safetensors"
+    return start[0] if start is not None else runs[0] / "generator.safetensors"
 
 
 def average_generators(runs: Sequence[str | Path], out_dir: str | Path, start_weight: float = 0.0,
