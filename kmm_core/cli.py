@@ -444,8 +444,9 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
 
         try:
             scan, why = cpu_scan_choice()
-        except KMMError as exc:  # KMM_SELECTIVE_SCAN set to an unknown value
-            add("cpu_scan", False, str(exc), required=False)
+        except KMMError as exc:  # KMM_SELECTIVE_SCAN or KMM_SCAN_MARCH set to a value generation refuses too
+            add("cpu_scan", False, f"{exc}: `kmm generate` and the worker refuse this environment; unset the "
+                                   "variable or give it one of the values named")
         else:
             label = {"numba": "numba-compiled CPU loops (no C++ compiler needed)",
                      "compiled": "C++ CPU loop built with the system compiler (fastest training)",

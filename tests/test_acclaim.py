@@ -356,3 +356,31 @@ def test_amc_with_a_bone_missing_names_its_frame(hdm05_dir, skeletons, labels, t
     path.write_text(":DEGREES\n", encoding="utf-8")
     with pytest.raises(InputFileError, match="no frames"):
         read_amc(path, skeletons[row["actor"]])
+
+
+@pytest.mark.parametrize("edit", ["huge bone lengths", "huge root values"])
+def test_huge_lengths_or_root_values_are_named_as_huge(edit, hdm05_dir, labels):
+    """An ASF whose bone lengths are 1e30, or an AMC whose root moves 1e30 units, got hints about "zero length" or
+    "OFFSETs all zero" further down; it is refused as huge (or in other units), naming the file and frame."""
+    import re
+
+    from kmm_core.bvh import builtin_joint_map
+    from kmm_core.bvh.retarget import bvh_to_canonical_joints
+
+    asf, amc, _ = _real_pair(hdm05_dir, labels)
+    if edit == "huge bone lengths":  # the bones' lengths, not the ':units length'
+        head, bones = asf.split(":bonedata", 1)
+        asf = head + ":bonedata" + re.sub(r"(?m)^(\s*length\s+)\S+", r"\g<1>1e30", bones)
+    else:
+        lines = amc.splitlines()
+        root = next(i for i, line in enumerate(lines) if line.split()[:1] == ["root"])
+        values = lines[root].split()
+        lines[root] = " ".join(["root", "1e30", *values[2:]])
+        amc = "\n".join(lines)
+    skeleton = parse_asf(asf, "x.asf")
+    motion = acclaim_to_bvh_motion(skeleton, parse_amc(amc, skeleton, "x.amc"))
+    with pytest.raises(InputFileError, match=r"in frame \d+ .*((is not a finite size|span .* m) \(at most 100 m\): "
+                                             r"are its bone lengths, OFFSETs or root positions huge|lies .* m from the "
+                                             r"origin \(at most 100000 m\): are its root positions huge)") as caught:
+        bvh_to_canonical_joints(motion, builtin_joint_map("acclaim_31"))
+    assert "all zero" not in str(caught.value) and "zero length" not in str(caught.value)

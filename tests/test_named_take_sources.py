@@ -126,3 +126,23 @@ def test_a_take_whose_name_is_not_utf8_is_skipped_by_name_and_the_dataset_made(m
     err = capsys.readouterr().err
     assert "all 1 takes found were skipped" in err and "Male1_B4_Wal\\xffk.bvh: its name is not valid UTF-8" in err
     assert "Traceback" not in err and not (tmp_path / "none").exists()
+
+
+def test_a_take_linked_from_outside_the_folder_is_skipped_unread(more_mocap_dir, tmp_path):
+    """A take that is a symbolic link to a file outside the source folder was skipped, but the report quoted the
+    outside file's first line (the reader's error).  It is skipped as a link out of the folder, never opened."""
+    import shutil
+
+    folder = tmp_path / "accad"
+    folder.mkdir()
+    take = next(path for path in sorted((more_mocap_dir / "accad-male1").rglob("*.bvh"))
+                if path.stem.startswith("Male1_B24"))
+    shutil.copy(take, folder / take.name)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET first line\n")
+    (folder / "Male1_B5_Walk.bvh").symlink_to(secret)
+    out = tmp_path / "out"
+    assert prepare_main(["--out", str(out), "--accad", str(folder), "--no-mirror", "--quiet", "--workers", "1"]) == 0
+    report = (out / "report.json").read_text() + (out / "report.md").read_text()
+    assert "Male1_B5_Walk.bvh" in report and "a symbolic link to a file outside" in report
+    assert "TOP-SECRET" not in report

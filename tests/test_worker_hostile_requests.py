@@ -165,3 +165,39 @@ def test_a_deeply_nested_request_line_is_a_bad_request_naming_its_id():
     with pytest.raises(ProtocolError, match="nests lists/objects more than 64 deep") as caught:
         decode(line)
     assert caught.value.message_id == "deep"
+
+
+@pytest.mark.parametrize(("variable", "value"), [("KMM_SELECTIVE_SCAN", "fast"), ("KMM_SCAN_MARCH", "bogus;x")])
+def test_a_wrong_scan_environment_is_the_environments_fault_in_the_worker_and_in_doctor(variable, value, tmp_path):
+    """`kmm doctor` warned about KMM_SELECTIVE_SCAN=fast (or a bad KMM_SCAN_MARCH), then said "everything needed is
+    in place" and exited 0, while `kmm generate` and the worker refused the same environment; the worker advised
+    "Fix the request's values" with a full traceback.  Now doctor fails naming the variable, and the worker's error
+    is the backend's (`backend`), advising to fix the environment, with no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, variable: value, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    if variable == "KMM_SCAN_MARCH":
+        env["KMM_SELECTIVE_SCAN"] = "compiled"  # the C++ loop is the one built for an instruction set
+        env["KMM_CACHE_DIR"] = str(tmp_path)
+    doctor = subprocess.run([sys.executable, "-m", "kmm_core.cli", "doctor"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert doctor.returncode != 0, doctor.stdout
+    assert f"[FAIL] cpu_scan: {variable}=" in doctor.stdout and "everything needed is in place" not in doctor.stdout
+    generate = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "a person walks forward",
+                               "--seconds", "1", "-o", str(tmp_path / "take.npz"), "--quiet"], capture_output=True,
+                              text=True, env=env, timeout=300)
+    assert generate.returncode != 0 and f"{variable}=" in generate.stderr
+    raw = RawWorker(env={variable: value, **({"KMM_SELECTIVE_SCAN": "compiled", "KMM_CACHE_DIR": str(tmp_path)}
+                                           if variable == "KMM_SCAN_MARCH" else {})})
+    try:
+        assert raw.hello(timeout=180)["type"] == "ready"
+        raw.send({"type": "generate", "id": "env", "timeline": SHORT, "output_dir": str(tmp_path), "seed": 0,
+                  "steps": 1, "foot_lock": False})
+        answer = raw.wait_terminal("env", 300)
+    finally:
+        raw.close()
+    assert answer["type"] == "error" and answer["kind"] == "backend", answer
+    assert f"{variable}=" in answer["message"] and "environment" in answer["advice"]
+    assert "request's values" not in answer["advice"] and answer["trace"] == ""

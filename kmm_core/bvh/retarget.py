@@ -21,6 +21,12 @@ from .reader import BvhMotion, read_bvh
 
 MIN_SKELETON_EXTENT_METRES = 0.01
 """The mapped joints of every frame must span at least this (a person spans about 1.7 m)."""
+MAX_POSITION_METRES = 100_000.0
+"""No joint of a take lies farther than this from the origin (100 km): root values beyond it are huge or in other
+units, refused before they overflow into nonsense further down."""
+MAX_SKELETON_EXTENT_METRES = 100.0
+"""... and at most this: a skeleton of huge bone lengths or root values (or one read in the wrong units) is refused
+saying so, before its numbers overflow into "zero length" errors further down."""
 
 
 def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: float | None = MODEL_FPS
@@ -40,7 +46,22 @@ def bvh_to_canonical_joints(motion: BvhMotion, joint_map: JointMap, target_fps: 
 def _check_extent(joints: np.ndarray, motion: BvhMotion, joint_map: JointMap) -> None:
     """Refuse a clip whose mapped joints collapse onto one point in some frame: a skeleton whose OFFSETs are all zero
     (rotation channels only) places every joint at its root, and retargeting it wrote a pelvis 7.5e8 m away."""
-    extent = np.linalg.norm(np.ptp(joints, axis=1), axis=-1)  # (T,) size of each frame's skeleton, metres
+    with np.errstate(over="ignore", invalid="ignore"):
+        extent = np.linalg.norm(np.ptp(joints, axis=1), axis=-1)  # (T,) size of each frame's skeleton, metres
+        far = np.abs(joints).max(axis=(1, 2))
+    away = np.flatnonzero(far > MAX_POSITION_METRES)
+    if away.size:
+        frame = int(away[0])
+        raise InputFileError(motion.path, f"in frame {frame} a joint of map {joint_map.name!r} lies {far[frame]:.3g} m "
+                             f"from the origin (at most {MAX_POSITION_METRES:g} m): are its root positions huge, or "
+                             "in other units?")
+    broken = np.flatnonzero(~np.isfinite(extent) | (extent > MAX_SKELETON_EXTENT_METRES))
+    if broken.size:  # huge bone lengths, offsets or root values: say so, not "zero length" further down
+        frame = int(broken[0])
+        size = "is not a finite size" if not np.isfinite(extent[frame]) else f"span {extent[frame]:.3g} m"
+        raise InputFileError(motion.path, f"in frame {frame} the {joints.shape[1]} joints of map {joint_map.name!r} "
+                             f"{size} (at most {MAX_SKELETON_EXTENT_METRES:g} m): are its bone lengths, OFFSETs or "
+                             "root positions huge, or in other units?")
     collapsed = np.flatnonzero(extent < MIN_SKELETON_EXTENT_METRES)
     if collapsed.size:
         frame = int(collapsed[0])

@@ -33,6 +33,11 @@ class ConfigError(KMMError, ValueError):
     """A configuration value is invalid: names the key."""
 
 
+class EnvironmentSettingError(ConfigError):
+    """An environment variable of the process holds a value the backend cannot use (KMM_SELECTIVE_SCAN,
+    KMM_SCAN_MARCH): names the variable and its value.  Not a request's fault: the worker says so."""
+
+
 class InputTensorError(KMMError, ValueError):
     """A tensor argument has the wrong shape, dtype or content: names the argument."""
 

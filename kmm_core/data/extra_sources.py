@@ -59,11 +59,11 @@ def hdm05_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3) -> 
     """Every ``HDM_<actor>_<class>_<take>_<fps>.amc`` under `path`, with the skeleton ``HDM_<actor>.asf`` found
     anywhere under `path`; the class (camelCase) gives the content label and captions."""
     root = _folder(path, "HDM05", _extract_hint("hdm05-subset-jointlearning"))
-    skeleton_files = {file.stem: file for file in sorted(root.rglob("*.asf"))}
+    scan = SourceScan()
+    skeleton_files = {file.stem: file for file in scan.files(root, "*.asf")}
     skeletons: dict[str, AsfSkeleton | KMMError] = {}
     joint_map = builtin_joint_map("acclaim_31")
-    scan = SourceScan()
-    for file in sorted(root.rglob("*.amc")):
+    for file in scan.files(root, "*.amc"):
         match = HDM05_FILE.match(file.stem)
         if not match:
             scan.skipped.append((str(file), "not an HDM05 clip name (HDM_<actor>_<class>_<take>_<fps>.amc)"))
@@ -138,7 +138,7 @@ def cmu_iclone_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3
                                        content=content, style=None, captions=tuple(captions),
                                        location=BvhLocation(str(file)), joint_maps=(joint_map,),
                                        origin=f"{index}, line {line}"))
-    for file in sorted(root.rglob("*.bvh")):
+    for file in scan.files(root, "*.bvh"):
         if file.resolve() not in listed:
             scan.skipped.append((str(file), f"not listed in {index}"))
     return scan
@@ -156,8 +156,7 @@ def cmu_expmap_specs(path: str | Path, skeleton_path: str | Path, seed: int = 0,
     skeleton = read_asf(skeleton_path)
     joint_map = builtin_joint_map("acclaim_31")
     scan = SourceScan()
-    files = sorted(root.rglob("*.txt"))
-    for file in files:
+    for file in scan.files(root, "*.txt"):
         action = file.parent.name
         if not re.match(rf"^{re.escape(action)}_\d+$", file.stem):
             continue   # READMEs and other text
@@ -186,7 +185,7 @@ def deepmimic_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3)
     character = read_deepmimic_character(root / DEEPMIMIC_CHARACTER)
     joint_map = builtin_joint_map("deepmimic_humanoid3d")
     scan = SourceScan()
-    for file in sorted((root / "motions").rglob("*.txt")):
+    for file in scan.files(root / "motions", "*.txt"):
         if file.stem.endswith("_mirror"):
             scan.skipped.append((str(file), f"a mirrored copy of {file.stem.removesuffix('_mirror')} (prepare "
                                             "adds mirrors itself)"))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..acclaim.asf import read_asf
 from ..bvh.joint_map import builtin_joint_map
-from ..common.checked_path import is_valid_utf8_name, shown_path
 from ..common.errors import InputFileError, KMMError
 from .action_captions import captions_from_phrases
 from .sources import BvhLocation, ClipSpec, SourceScan, is_archive, safe_name
@@ -42,9 +41,6 @@ CMU_AMC_TRIALS: dict[str, tuple[str, tuple[TakeStep, ...]]] = {
 }
 
 
-NOT_UTF8 = "its name is not valid UTF-8 (bytes shown as \\xNN): rename the file to read it"
-
-
 def _folder(path: str | Path, what: str) -> Path:
     path = Path(path)
     if is_archive(path):
@@ -64,10 +60,7 @@ def accad_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3) -> 
     root = _folder(path, "ACCAD")
     joint_map = builtin_joint_map("accad_male1")
     scan = SourceScan()
-    for file in sorted(root.rglob("*.bvh")):
-        if not is_valid_utf8_name(file):
-            scan.skipped.append((shown_path(file), NOT_UTF8))
-            continue
+    for file in scan.files(root, "*.bvh"):
         match = ACCAD_FILE.match(file.stem)
         if not match:
             scan.skipped.append((str(file), "not an ACCAD take name (<set>_<group><n>_<WhatHappens>.bvh)"))
@@ -94,10 +87,7 @@ def cmu_amc_specs(path: str | Path, seed: int = 0, captions_per_clip: int = 3) -
     root = _folder(path, "CMU ASF/AMC")
     joint_map = builtin_joint_map("acclaim_31")
     scan = SourceScan()
-    for file in sorted(root.rglob("*.amc")):
-        if not is_valid_utf8_name(file):
-            scan.skipped.append((shown_path(file), NOT_UTF8))
-            continue
+    for file in scan.files(root, "*.amc"):
         match = CMU_AMC_FILE.match(file.stem)
         if not match:
             scan.skipped.append((str(file), "not a CMU trial name (<subject>_<trial>.amc)"))

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from ..bvh.joint_map import BUILTIN_MAPS, JointMap, builtin_joint_map, load_joint_map
 from ..common.bounded_read import parse_json, read_json, read_text
-from ..common.checked_path import checked_join
+from ..common.checked_path import checked_join, is_valid_utf8_name, resolved, shown_path
 from ..common.errors import ConfigError, InputFileError
 from ..common.limits import MAX_MOTION_TEXT_BYTES
 from .captions import captions_for_description, captions_for_label, description_content
@@ -76,6 +76,9 @@ class ClipSpec:
         return f"{self.dataset}/{self.content}"
 
 
+NOT_UTF8_NAME = "its name is not valid UTF-8 (bytes shown as \\xNN): rename the file to read it"
+
+
 @dataclass
 class SourceScan:
     """Specs found in a source, and files that could not become specs (file label, reason)."""
@@ -85,6 +88,21 @@ class SourceScan:
     # clip id -> the action checks (check, side) its label promises, for sources checked before they are trusted
     # (evaluation/take_checks.py: ACCAD and the CMU ASF/AMC trials)
     checks: dict[str, tuple[tuple[str, str | None], ...]] = field(default_factory=dict)
+
+    def files(self, root: Path, pattern: str) -> list[Path]:
+        """The files matching `pattern` under `root`, sorted; a file whose name is not valid UTF-8, or a symbolic
+        link to a file outside `root`, is skipped with its reason (never opened: an error quoting its first line
+        would show the content of a file outside the folder)."""
+        found = []
+        inside = resolved(root, "source folder")
+        for file in sorted(root.rglob(pattern)):
+            if not is_valid_utf8_name(file):
+                self.skipped.append((shown_path(file), NOT_UTF8_NAME))
+            elif not file.resolve().is_relative_to(inside):
+                self.skipped.append((str(file), f"a symbolic link to a file outside {root}: not read"))
+            elif file.is_file():
+                found.append(file)
+        return found
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,9 +132,10 @@ def _scan_source(path: Path, what: str) -> _SourceTree:
     if not path.exists():
         raise InputFileError(path, f"{what} not found")
     if path.is_dir():
+        inside = resolved(path, what)
         for file in sorted(path.rglob("*")):
-            if not file.is_file():
-                continue
+            if not file.is_file() or not file.resolve().is_relative_to(inside) or not is_valid_utf8_name(file):
+                continue  # never read a file outside the folder through a symbolic link
             key = file.relative_to(path).as_posix()
             if file.suffix.lower() == ".bvh":
                 tree.bvh[key] = BvhLocation(str(file))
@@ -322,7 +341,7 @@ def user_specs(bvh_folder: str | Path, captions_file: str | Path, joint_map: str
                                    joint_maps=(chosen_map,), drop_first_frame=drop_first_frame,
                                    start_frame=entry.start_frame, end_frame=entry.end_frame, origin=entry.origin))
     listed = {str(checked_join(bvh_folder, e.file, where=e.origin).resolve()) for e in entries}
-    for file in sorted(bvh_folder.rglob("*.bvh")):
+    for file in scan.files(bvh_folder, "*.bvh"):
         if str(file.resolve()) not in listed:
             scan.skipped.append((str(file), f"not listed in the captions file {captions_file}"))
     return scan

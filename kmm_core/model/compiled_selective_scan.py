@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ..common.errors import ConfigError
+from ..common.errors import EnvironmentSettingError
 from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, row_lengths, run_fused_scan
 
 SOURCE = Path(__file__).with_name("selective_scan_kernel.cpp")
@@ -74,7 +74,7 @@ def build_flags() -> list[str]:
     """The compiler flags: ``BASE_FLAGS`` and ``-march=`` the value of ``KMM_SCAN_MARCH`` (default ``native``)."""
     march = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
     if not _MARCH_NAME.fullmatch(march):
-        raise ConfigError(f"{MARCH_VARIABLE}={march!r}: not a CPU name (letters, digits, '_', '.', '+', '-'; e.g. "
+        raise EnvironmentSettingError(f"{MARCH_VARIABLE}={march!r}: not a CPU name (letters, digits, '_', '.', '+', '-'; e.g. "
                           "native, haswell, skylake-avx512)")
     return [*BASE_FLAGS, f"-march={march}"]
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..common.errors import ConfigError, InputTensorError
+from ..common.errors import EnvironmentSettingError, InputTensorError
 
 # Measured on CPU (benchmarks/bench_selective_scan.py): 8 steps per chunk keeps the (chunk, B, D, N) buffers in
 # cache for training-sized batches; larger chunks lose up to 3x, smaller ones pay Python overhead per chunk.
@@ -280,7 +280,7 @@ def cpu_scan_choice() -> tuple[str, str]:
     or ``compiled`` ask for that loop (the pure scan when it cannot load, saying why); ``pure`` the pure scan."""
     wanted = os.environ.get(SCAN_VARIABLE, "auto").strip().lower() or "auto"
     if wanted not in SCAN_CHOICES:
-        raise ConfigError(f"{SCAN_VARIABLE}={os.environ[SCAN_VARIABLE]!r}: must be one of {', '.join(SCAN_CHOICES)}")
+        raise EnvironmentSettingError(f"{SCAN_VARIABLE}={os.environ[SCAN_VARIABLE]!r}: must be one of {', '.join(SCAN_CHOICES)}")
     if wanted == "pure":
         return "pure", f"{SCAN_VARIABLE}=pure"
     reasons = []

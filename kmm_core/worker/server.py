@@ -39,7 +39,7 @@ from typing import Any, TextIO
 from .. import __version__
 from ..common.atomic_write import OutputPathError, OutputWriteError, check_output_folder
 from ..common.devices import DeviceUnavailableError, check_device_available, resolve_device
-from ..common.errors import KMMError
+from ..common.errors import EnvironmentSettingError, KMMError
 from ..common.progress import GenerationCancelled
 from .protocol import (
     MAX_LINE_BYTES,
@@ -70,6 +70,9 @@ BACKEND_ADVICE = ("The worker's Python environment lacks a package: run `kmm doc
                   "what it reports missing (the add-on preferences show the install command).")
 WRITE_ADVICE = "Free some disk space or choose another output folder; files written earlier are unchanged."
 BUG_ADVICE = "This is a bug; please report it with the trace."
+ENVIRONMENT_ADVICE = ("An environment variable of the backend's process is set wrong, not the request: unset it or "
+                      "give it one of the values named (for Blender: in the environment Blender was started from), "
+                      "then restart the backend.  `kmm doctor` checks the same environment.")
 TIMELINE_CHECK_POLL_SECONDS = 0.05
 """How often the job thread looks for a cancel while a timeline is being checked."""
 HELLO_JOIN_SECONDS = 30.0
@@ -278,8 +281,9 @@ class Worker:
                 kind, message, advice = classify(exc)
             except Exception:  # noqa: BLE001 - classifying must not lose the answer either
                 kind, message, advice = "internal", f"{type(exc).__name__}: {exc}", BUG_ADVICE
+            # a trace only where it helps a bug report: not for a cancel, a bad value or the environment
             event = self.error_event(request_id, kind, message, advice,
-                                     "" if kind == "cancelled" else traceback.format_exc())
+                                     traceback.format_exc() if kind == "internal" else "")
         finally:
             # Forgotten before the answer goes out: a client that has seen the answer and then cancels this id, or
             # sends a new request of this id, must not find the finished one still pending.
@@ -339,6 +343,8 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         return "backend", message, BACKEND_ADVICE
     if isinstance(exc, GenerationCancelled):
         return "cancelled", message, ""
+    if isinstance(exc, EnvironmentSettingError):
+        return "backend", message, ENVIRONMENT_ADVICE
     if isinstance(exc, KMMError):
         return "bad_request", message, "Fix the request's values and try again."
     return "internal", f"{type(exc).__name__}: {message}", BUG_ADVICE
