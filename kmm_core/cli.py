@@ -76,11 +76,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variations", type=int, default=1, help="how many different motions (default 1)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
-    parser.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
+    standing = parser.add_mutually_exclusive_group()  # one rule: a sigma, or none, never both
+    standing.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
                         help="the Gaussian, in 20 fps frames, on the root (half as long on the spine and head) of "
                              "segments that name no walk or whole-body move, so calm standing does not shake "
                              "(default: the model's own, chosen against its decoder)")
-    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
+    standing.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
                                         "(--standing-root-sigma 0)")
     parser.add_argument("--walk-guidance", dest="walk_guidance_factor", type=float, metavar="FACTOR",

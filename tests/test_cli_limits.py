@@ -103,3 +103,16 @@ def test_every_checkpoint_problem_exits_3(tmp_path, monkeypatch):
     (bundle / "generator.json").write_text("{broken")
     result = _kmm("generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--checkpoint", str(bundle))
     assert result.returncode == 3 and "generator.json" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["kmm_core.cli", "generate", "wave", "-o", "x.npz"],
+                                     ["kmm_core.training.cli", "eval"]])
+def test_a_standing_root_sigma_and_no_smoothing_together_are_refused(command, tmp_path):
+    """`--standing-root-sigma 3 --no-standing-root-smoothing` silently used 0: the two are one setting, and asking
+    for both is refused naming them."""
+    result = subprocess.run([sys.executable, "-m", *command, "--standing-root-sigma", "3",
+                             "--no-standing-root-smoothing"], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert ("argument --no-standing-root-smoothing: not allowed with argument --standing-root-sigma"
+            in result.stderr) and "Traceback" not in result.stderr

@@ -360,3 +360,24 @@ def test_the_start_weight_is_printed_as_given(fine_tune_run, tmp_path, capsys):
     assert main(["average-generators", "--runs", str(fine_tune_run), "--start-weight", "0.999999999",
                  "--out", str(out)]) == 0
     assert "0.999999999 of the way back to their start" in capsys.readouterr().out
+
+
+def test_a_results_file_holding_the_cards_section_marker_is_refused_and_an_injected_card_mended(tiny_bundle,
+                                                                                                 tmp_path, capsys):
+    """A results file containing the section's end marker left its text after the section and a second marker in
+    the card, which a later clean run could not remove.  Such a file is refused naming the line; a card a marker was
+    once injected into is made whole by the next clean run."""
+    bundle = _copy_bundle(tiny_bundle, tmp_path / "bundle")
+    card = bundle / "README.md"
+    before = card.read_text()
+    results = tmp_path / "actions.md"
+    results.write_text(f"# Per-action results\n\nok\n{ACTION_RESULTS_END}\nINJECTED: use this model commercially\n")
+    assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert "line 4 holds the model card's section marker" in err and card.read_text() == before
+    head, rest = before.split(ACTION_RESULTS_END, 1)
+    card.write_text(head + "INJECTED\n" + ACTION_RESULTS_END + "\nINJECTED AFTER\n" + ACTION_RESULTS_END + rest)
+    results.write_text("# Per-action results: tiny\n\n**2 of 3 actions pass.**\n")
+    assert main(["action-results", "--bundle", str(bundle), "--results", str(results)]) == 0
+    text = card.read_text()
+    assert "INJECTED" not in text and text.count(ACTION_RESULTS_END) == 1 and "**2 of 3 actions pass.**" in text

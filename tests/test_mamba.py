@@ -136,3 +136,28 @@ def test_training_step_updates_every_parameter():
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().max() > 0, name
+
+
+@pytest.mark.parametrize("path", ["pure", "numba", "compiled"])
+def test_every_scan_path_checks_lengths_and_zeroes_the_padding(path, monkeypatch):
+    """`MambaBlock` checked `lengths` only on the fused CPU loops: on the pure scan (and CUDA) wrong shapes, negative,
+    too-large and float lengths were accepted, a bool tensor was accepted everywhere, and all-zero lengths left
+    non-zero padding outputs.  Every path now refuses them naming `lengths`, and the padding's outputs are zero."""
+    from kmm_core.model import selective_scan as scan_module
+
+    monkeypatch.setenv(scan_module.SCAN_VARIABLE, path)
+    torch.manual_seed(0)
+    block = MambaBlock(16).eval()
+    hidden = torch.randn(3, 7, 16)
+    with torch.no_grad():
+        full = block(hidden)
+        for lengths in ([0, 0, 0], [7, 3, 0]):
+            out = block(hidden, torch.tensor(lengths))
+            for row, valid in enumerate(lengths):
+                assert torch.equal(out[row, valid:], torch.zeros_like(out[row, valid:]))
+                if valid == 7:
+                    torch.testing.assert_close(out[row], full[row])
+        for bad in (torch.tensor([True, False, True]), torch.tensor([1.0, 2.0, 3.0]), torch.tensor([8, 1, 1]),
+                    torch.tensor([-1, 1, 1]), torch.tensor([1, 1])):
+            with pytest.raises(InputTensorError, match="lengths: "):
+                block(hidden, bad)

@@ -214,10 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoothing", type=float, default=defaults.smoothing, metavar="FRAMES",
                         help=f"Gaussian on decoded features, in 20 fps frames (default {defaults.smoothing:g}, as "
                              f"generation; 0: the raw decoder output); other values name the rows '... (smoothing S)'")
-    parser.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
+    standing = parser.add_mutually_exclusive_group()  # one rule: a sigma, or none, never both
+    standing.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
                         help="the standing captions' second root Gaussian, in 20 fps frames (default: each model's "
                              "own, as generation; 0: off); rows are named '... (standing-root sigma S)'")
-    parser.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
+    standing.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root of standing captions as decoded (--standing-root-sigma 0); "
                                         "rows are named '... (no standing-root smoothing)'")
     parser.add_argument("--subset-items", type=int, default=defaults.subset_items, metavar="N",

@@ -40,10 +40,18 @@ def row_lengths(lengths: torch.Tensor | None, rows: torch.Tensor) -> torch.Tenso
     batch, length = rows.shape[:2]
     if lengths is None:
         return torch.full((batch,), length, dtype=torch.int64)
-    if tuple(lengths.shape) != (batch,) or lengths.dtype.is_floating_point or lengths.is_complex():
-        raise InputTensorError(f"lengths: expected an integer tensor of shape ({batch},), got {lengths.dtype} "
-                               f"{tuple(lengths.shape)}")
-    lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    return checked_lengths(lengths, batch, length).to(device="cpu").contiguous()
+
+
+def checked_lengths(lengths: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """``lengths`` as int64 (B,) on its own device, refused (InputTensorError naming `lengths`) unless it is an
+    integer tensor (not bool, float or complex) of shape (batch,) with every value within 0..length: the one check
+    every path of a Mamba block makes (fused CPU loops, the pure scan, CUDA)."""
+    if (not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,) or lengths.dtype == torch.bool
+            or lengths.dtype.is_floating_point or lengths.is_complex()):
+        shown = f"{lengths.dtype} {tuple(lengths.shape)}" if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+        raise InputTensorError(f"lengths: expected an integer tensor of shape ({batch},), got {shown}")
+    lengths = lengths.to(dtype=torch.int64)
     if batch and (int(lengths.min()) < 0 or int(lengths.max()) > length):
         raise InputTensorError(f"lengths: every sample's valid steps must be within 0..{length}, got "
                                f"{lengths.tolist()}")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.errors import ConfigError, InputTensorError
-from .fused_scan_autograd import row_lengths
+from .fused_scan_autograd import checked_lengths, row_lengths
 from .selective_scan import fused_cpu_loops, selective_scan
 
 
@@ -88,12 +88,15 @@ class MambaBlock(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``lengths`` (B,): each sequence's valid tokens (right padding after them), or None. The fused CPU loops
-        skip the padding (its outputs are zero); the other paths run over it (its outputs are then unspecified)."""
+        """``lengths`` (B,): each sequence's valid tokens (right padding after them), or None; checked on every path
+        (`checked_lengths`).  The fused CPU loops skip the padding; the other paths run over it, and its outputs are
+        zero on every path."""
+        batch, length = hidden.shape[:2]
+        if lengths is not None:
+            lengths = checked_lengths(lengths, batch, length)
         loops = fused_cpu_loops(hidden, self.d_state)
         if loops is not None:
             return self._forward_fused(hidden, loops, lengths)
-        length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each
         x = F.silu(self.conv1d(x)[..., :length])
         dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -109,7 +112,11 @@ class MambaBlock(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
-        return self.out_proj(y.transpose(1, 2))
+        out = self.out_proj(y.transpose(1, 2))
+        if lengths is not None:  # the padding's outputs zero, as the fused loops leave them
+            valid = torch.arange(length, device=out.device) < lengths.to(out.device)[:, None]
+            out = out * valid[..., None].to(out.dtype)
+        return out
 
     def _forward_fused(self, hidden: torch.Tensor, loops, lengths: torch.Tensor | None) -> torch.Tensor:
         """The same block on fused CPU loops (``selective_scan.fused_cpu_loops``), time-major throughout (no

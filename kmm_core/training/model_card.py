@@ -23,7 +23,7 @@ from typing import Any
 
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
-from ..common.errors import InputFileError
+from ..common.errors import InputFileError, KMMError
 from ..data.source_licences import SOURCE_LICENCES, source_kind, source_licence
 from ..model.configs import DecodingConfig
 from .generator_average import averaged_runs
@@ -52,6 +52,11 @@ def read_action_results(path: str | Path) -> str:
     text = read_text(path, "per-action results")
     if not text.strip():
         raise InputFileError(path, "the per-action results file is empty")
+    for number, line in enumerate(text.splitlines(), start=1):
+        for marker in (ACTION_RESULTS_BEGIN, ACTION_RESULTS_END):
+            if marker in line:
+                raise InputFileError(path, f"line {number} holds the model card's section marker {marker!r}: a "
+                                           "results file may not open or close the card's sections")
     return text.strip() + "\n"
 
 
@@ -70,9 +75,12 @@ def set_action_results(bundle_dir: str | Path, action_results: str | None) -> Pa
             "Not measured for this bundle's current generator (the results that were here measured the generator it "
             "replaced): `kmm-train eval-actions --checkpoint BUNDLE --data DATA --out DIR`, then `kmm-train "
             "action-results --bundle BUNDLE --results DIR/actions.md` puts them here.")
+    if ACTION_RESULTS_BEGIN in body or ACTION_RESULTS_END in body:
+        raise KMMError("per-action results: the text holds the model card's section markers")
+    # From the first opening marker to the last closing one: a section a marker was once injected into is made whole
     head, rest = text.split(ACTION_RESULTS_BEGIN, 1)
     return write_text_atomic(card, head + ACTION_RESULTS_BEGIN + "\n" + body + "\n" + ACTION_RESULTS_END
-                             + rest.split(ACTION_RESULTS_END, 1)[1])
+                             + rest.rsplit(ACTION_RESULTS_END, 1)[1])
 
 
 def dataset_report(run_dir: str | Path) -> dict[str, Any] | None:
