@@ -203,3 +203,29 @@ def test_a_constraints_file_with_an_unknown_key_is_refused_naming_it(content, wo
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert str(constraints) in lines[0] and words in lines[0]
+
+
+def test_a_key_holding_an_arm_and_a_target_on_its_wrist_at_one_frame_are_refused_up_front():
+    """A partial key pose holding the right arm (seen from the chest) and a target on the right wrist at the same
+    frame can be met together only by chance: the run generated, then failed.  Refused when the timeline is read,
+    naming both; a target on another frame, or on a joint the key does not hold, is fine."""
+    arm = ["right_collar", "right_shoulder", "right_elbow", "right_wrist"]
+    key = {"type": "pose", "frame": 30, "positions": STANDING.tolist(), "joints": arm}
+    target = {"type": "effector", "joint": "right_wrist", "start": 25, "end": 35, "position": [0.5, 1.2, 0.5]}
+    message = _refusal([key, target])
+    assert "constraints[1]" in message and "conflicts with constraints[0]" in message
+    assert "key pose at frame 30 holds the right_wrist too" in message
+    _timeline([key, dict(target, start=40, end=50)])
+    _timeline([key, dict(target, joint="left_wrist")])
+
+
+def test_a_key_holding_only_an_end_joint_measures_its_error_without_numpy_warnings():
+    """A pose holding only the head (no joint below it) made numpy print "Mean of empty slice" and report NaN."""
+    import warnings
+
+    constraints = constraints_from_value([{"type": "pose", "frame": 3, "positions": STANDING.tolist(),
+                                           "joints": ["head"]}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        errors = constraint_errors(np.repeat(STANDING[None], 5, axis=0), constraints)
+    assert errors == [(0, "pose", 0.0)]

@@ -774,7 +774,9 @@ def partial_pose_error(joints: np.ndarray, pose: PoseKey) -> float:
                                    tpose_offsets())[0]
     keyed = forward_kinematics(root, rotations, tpose_offsets())[0]
     moved = sorted({child for child, parent in enumerate(PARENTS) if parent in pose.held} | (
-        {0} if 0 in pose.held else set()))
+        {0} if 0 in pose.held else set())) or sorted(pose.held)  # a held end joint (the head): itself
+    if not moved:
+        return 0.0  # a pose holding nothing has nothing to miss (never numpy's "Mean of empty slice")
     return float(np.linalg.norm(keyed[moved] - generated[moved], axis=-1).mean())
 
 

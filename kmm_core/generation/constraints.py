@@ -510,6 +510,7 @@ def _check_agreement(constraints: Sequence[Constraint], first_frame: int, num_fr
     held_at: dict[int, dict[int, int]] = {}
     facings: dict[int, tuple[int, FacingKey]] = {}
     references: dict[int, _JointReference] = {}
+    partial_held: dict[tuple[int, int], int] = {}  # (frame, joint) -> the partial pose holding it there
     effector_joints = set(EFFECTOR_JOINTS.values())
 
     def reference(joint: int) -> _JointReference:
@@ -520,6 +521,9 @@ def _check_agreement(constraints: Sequence[Constraint], first_frame: int, num_fr
     for index, constraint in enumerate(constraints):
         if isinstance(constraint, PoseKey):
             _check_pose_overlap(constraint, index, held_at)
+            if constraint.is_partial:  # joints held relative to the keyed body, not placed in the scene
+                for joint in set(constraint.held) - set(constraint.placed_joints()):
+                    partial_held.setdefault((constraint.frame, joint), index)
             # A partial pose places only the joints whose chain up to the pelvis it holds.
             placed = constraint.placed_joints() if constraint.is_partial else tuple(range(NUM_JOINTS))
             if not placed:
@@ -546,6 +550,14 @@ def _check_agreement(constraints: Sequence[Constraint], first_frame: int, num_fr
                                       index=index, field="direction")
         if not isinstance(constraint, EffectorTarget):
             continue
+        for frame in range(constraint.start, constraint.end + 1) if partial_held else ():
+            if (frame, constraint.joint_index) in partial_held:
+                # the key holds the joint where the keyed body puts it (an arm seen from the chest), the target at a
+                # place in the scene: both can be met only by chance, so the run would fail after generating
+                raise ConstraintError(f"conflicts with constraints[{partial_held[frame, constraint.joint_index]}]: "
+                                      f"the key pose at frame {frame} holds the {constraint.joint} too (where the "
+                                      "keyed body puts it); keep the key or the target at that frame", index=index,
+                                      field="start")
         clash = reference(constraint.joint_index).check_and_claim(constraint, index)
         if clash is None:
             continue
