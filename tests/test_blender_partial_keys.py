@@ -43,6 +43,14 @@ def test_bad_partial_keys_are_refused_by_name_and_change_nothing(partial_run):
     imported = partial_run["bad"]["import"]
     assert "constraints[0].joints[1]: unknown joint 'right_hand'" in imported["message"], imported
     assert imported["unchanged"] and not imported["running"]
+    # a NaN in a stored key: named by the constraint and field, not by the scene property holding them
+    nan = partial_run["bad"]["nan_stored_key"]
+    assert "constraints[0].positions[5] (right_knee)" in nan["message"], nan
+    assert "kmm.constraint_poses" not in nan["message"] and nan["unchanged"] and not nan["running"]
+    # Use My Keys with a stored map naming a bone the rig lacks: refused by name (it was a traceback)
+    missing = partial_run["bad"]["missing_bone"]
+    assert "Use My Keys as Constraints:" in missing["message"] and "mixamorig:NoSuchHand" in missing["message"]
+    assert "Traceback" not in missing["message"] and missing["unchanged"] and not missing["running"]
 
 
 def test_import_timeline_keeps_the_files_constraints(partial_run):

@@ -104,7 +104,7 @@ def test_bad_arguments_and_missing_model_have_their_exit_codes(tiny_bundle, tmp_
     assert "segments[1].prompt: the prompt is empty" in capsys.readouterr().err
     assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--checkpoint",
                  str(tmp_path / "missing")]) == EXIT_MODEL_MISSING
-    assert "no KMM model bundle here" in capsys.readouterr().err
+    assert "missing: no such folder. Train one with" in capsys.readouterr().err
     assert main(["edit", str(tmp_path / "none.npz"), "--segment", "0", "-o", str(tmp_path / "b.npz"),
                  "--checkpoint", str(tiny_bundle)]) == EXIT_BAD_ARGUMENTS
     if not torch.cuda.is_available():

@@ -127,8 +127,13 @@ def test_bundle_generates_decodable_motion(tiny_bundle):
 
 def test_missing_bundle_is_a_clear_error(tmp_path, tiny_run):
     assert default_bundle_path().parts[-3:] == ("kmm_core", "checkpoints", "kmm-small")
-    with pytest.raises(ModelMissingError, match="no KMM model bundle here.*kmm-train all"):
+    with pytest.raises(ModelMissingError, match="nothing: no such folder. Train one.*kmm-train all"):
         ModelBundle.load(tmp_path / "nothing")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ModelMissingError, match="a-file: a file, not a bundle folder"):
+        ModelBundle.load(tmp_path / "a-file")
+    with pytest.raises(ModelMissingError, match=r"self: a folder, but no KMM model bundle \(bundle.json missing\)"):
+        ModelBundle.load("/proc/self")  # an existing folder is never called missing
     (tmp_path / "partial").mkdir()
     with pytest.raises(BundleError, match="generator.safetensors: not found"):
         run = tmp_path / "partial"

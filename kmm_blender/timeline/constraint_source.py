@@ -124,8 +124,13 @@ class KeyPoseReading:
                            f"{MAX_KEY_POSES} can become key poses (a key on every frame leaves nothing to generate): "
                            "keep the frames that matter, or narrow the timeline")
         self.scene, self.armature, self.weight = scene, armature, weight
+        # the rig checked as Generate checks it: a stored map naming a bone the rig lacks is refused by name here,
+        # not a KeyError when the first frame is read
+        checked_map, problem = rig_retarget.target_report(armature)
+        if problem is not None or checked_map is None:
+            raise KMMError(f"Use My Keys as Constraints: {problem or 'the armature has no bone map'}")
         self.target = rig_retarget.armature_target_skeleton(armature)
-        self.bone_map = rig_retarget.bone_map_for(armature, self.target)
+        self.bone_map = checked_map
         parents = {bone.name: bone.parent.name if bone.parent else None for bone in armature.data.bones}
         self.frames: list[int] = []
         self.held: list[tuple[str, ...] | None] = []
@@ -255,8 +260,8 @@ def stored_poses(settings) -> list[dict]:
     text = settings.constraint_poses
     if not text:
         return []
-    try:
-        value = parse_json(text, "scene property kmm.constraint_poses", "stored constraints")
+    try:  # NaN and infinities read as numbers: the timeline's check then names the constraint and field
+        value = parse_json(text, "scene property kmm.constraint_poses", "stored constraints", allow_non_finite=True)
     except InputFileError as error:
         raise KMMError(str(error)) from None
     if not isinstance(value, list):

@@ -87,8 +87,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     folder = Path(path)
     manifest_path = folder / BUNDLE_FILE
     if not folder.is_dir() or not manifest_path.is_file():
+        what = ("no such folder" if not folder.exists() else "a file, not a bundle folder" if not folder.is_dir()
+                else f"a folder, but no KMM model bundle ({BUNDLE_FILE} missing)")
         raise ModelMissingError(
-            f"{folder}: no KMM model bundle here ({BUNDLE_FILE} missing). Train one with "
+            f"{folder}: {what}. Train one with "
             f"`kmm-train all --config training/configs/small.toml --out runs/small` (the bundle is written to "
             f"runs/small/bundle), or point to an existing bundle folder."
         )

@@ -36,6 +36,7 @@ package.register()
 import key_posing  # noqa: E402
 from key_posing import joint_points, swing  # noqa: E402
 from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
+from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.timeline import constraint_source, segment_table  # noqa: E402
 from kmm_motion.kmm_blender.timeline.properties import rows_of, set_rows  # noqa: E402
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
@@ -159,8 +160,13 @@ def refusal(action) -> dict:
             "running": bool(bpy.context.window_manager.kmm_job.running)}
 
 
-def bad_stored_key() -> str:
-    broken = dict(bad_pose, joints=["right_shoulder", "right_hand"])
+def bad_stored_key(kind: str = "joint") -> str:
+    if kind == "joint":
+        broken = dict(bad_pose, joints=["right_shoulder", "right_hand"])
+    else:  # a NaN in a stored key's positions (a damaged file, a script)
+        positions = [list(p) for p in bad_pose["positions"]]
+        positions[5][1] = float("nan")
+        broken = dict(bad_pose, positions=positions)
     settings.constraint_poses = json.dumps([broken])
     try:
         job_runner.build_request(scene)
@@ -188,7 +194,21 @@ def bad_import() -> str:
         return str(error)
 
 
-bad = {"stored_key": refusal(bad_stored_key), "import": refusal(bad_import)}
+def map_naming_a_missing_bone() -> str:
+    """Use My Keys with a stored bone map that names a bone the rig lacks (Generate refuses it by name)."""
+    stored = rig_retarget.bone_map_for(obj)
+    rig_retarget.store_bone_map(obj, stored.with_bone("left_wrist", "mixamorig:NoSuchHand"))
+    try:
+        bpy.ops.kmm.use_keys_as_constraints()
+        return ""
+    except RuntimeError as error:  # the operator's ERROR report
+        return str(error)
+    finally:
+        rig_retarget.clear_bone_map(obj)
+
+
+bad = {"stored_key": refusal(bad_stored_key), "import": refusal(bad_import),
+       "nan_stored_key": refusal(lambda: bad_stored_key("nan")), "missing_bone": refusal(map_naming_a_missing_bone)}
 result["bad"] = bad
 outcome = bpy.ops.kmm.timeline_import(filepath=str(folder / "good.json"))
 kept = json.loads(bpy.context.scene.kmm.constraint_poses or "[]")
