@@ -230,9 +230,9 @@ def held_rotations(scene: bpy.types.Scene, armature: bpy.types.Object) -> list[t
     """(scene frame, {bone: armature-space 3x3}) of the key poses stored for `armature`: the keyed bones'
     orientations read with the poses (`kmm.constraint_orientations`), none when the scene's constraints are for
     another armature or were replaced since (a timeline file's, the batch's)."""
-    settings = scene.kmm  # type: ignore[attr-defined]
-    text = settings.constraint_orientations
-    if settings.target_armature != armature or not text:
+    settings = getattr(scene, "kmm", None)  # a scene without the add-on's settings (the keyer used on its own)
+    text = getattr(settings, "constraint_orientations", "")
+    if settings is None or settings.target_armature != armature or not text:
         return []
     try:
         stored = parse_json(text, "scene property kmm.constraint_orientations", "stored key pose orientations")
