@@ -77,7 +77,32 @@ def test_every_import_puts_every_joint_where_the_default_import_does(imports, na
     assert error.max() < 1e-3, dict(zip(names, error.round(4), strict=True))
 
 
-@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop", "wheeled_robot"))
+DOWNLOADED = ("cesium_man", "kaykit_mannequin", "robot_expressive")
+DOWNLOADED_VARIANTS = tuple(f"{character}__{option}" for character in DOWNLOADED
+                            for option in ("blender", "temperance", "fortune", "random_rolls"))
+# Blender's glTF importer hangs RobotExpressive's rigid parts (meshes parented to bones) from where it puts each
+# bone's tail: under Temperance and Fortune its feet sit 64 cm behind its legs, another character than under the
+# default option, so those two imports are not compared with it (its random rolls, the meshes kept in place, are).
+NOT_COMPARED = ("robot_expressive__temperance", "robot_expressive__fortune")
+
+
+@pytest.mark.parametrize("name", [v for v in DOWNLOADED_VARIANTS if not v.endswith("__blender")
+                                  and v not in NOT_COMPARED])
+def test_every_import_of_a_downloaded_character_puts_every_joint_where_its_default_import_does(imports, name):
+    """The downloaded characters (skinned Cesium Man and KayKit mannequin, RobotExpressive's rigid parts) under
+    every importer option and with random rolls and tails: the same world joints as their default import, within
+    4 mm (Cesium Man's random rolls: 3.6 mm at its wrists, every other import within 0.1 mm)."""
+    found, reference = imports[name], imports[name.split("__")[0] + "__blender"]
+    assert "points" in found, found
+    assert found["map"] == reference["map"]
+    names, points = _points(found)
+    _, expected = _points(reference)
+    error = np.abs(points - expected).max(axis=(0, 2))
+    assert error.max() < 0.004, dict(zip(names, error.round(4), strict=True))
+
+
+@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop", "wheeled_robot")
+                         + tuple(v for v in DOWNLOADED_VARIANTS if v not in NOT_COMPARED))
 def test_the_walk_walks_on_every_import(imports, name):
     found = imports[name]
     names, points = _points(found)
@@ -93,8 +118,10 @@ def test_the_walk_walks_on_every_import(imports, name):
     rest_floor = found["rest_floor"]  # world height of the lowest foot point at rest
     for side in ("left", "right"):
         ankle = walk[:, names.index(f"{side}_ankle")]
-        # no ankle above the band a real walk reaches (about 0.15 of the height over the floor)
-        assert (ankle[:, 2] - rest_floor).max() < 0.25 * height, (side, ankle[:, 2].max() / height)
+        # no ankle above the band a real walk reaches (about 0.15 of the height over where it stands: a leg flipped
+        # over the hips put it 1.3-1.8 heights up), nor under the floor
+        assert np.ptp(ankle[:, 2]) < 0.25 * height, (side, np.ptp(ankle[:, 2]) / height)
+        assert ankle[:, 2].min() > rest_floor - 0.01, (side, ankle[:, 2].min(), rest_floor)
         hip, knee = walk[:, names.index(f"{side}_hip")], walk[:, names.index(f"{side}_knee")]
         # the knee bends forward: ahead of the hip-ankle line wherever the leg bends by more than a few centimetres
         line = ankle - hip

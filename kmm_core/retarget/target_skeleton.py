@@ -135,9 +135,6 @@ class TargetSkeleton:
         return False
 
 
-TAIL_AT_CHILD = 0.02  # a bone's own tail is taken as its end when it lies this close (of its length) to a child's head
-
-
 SIDE_CHILDREN = 0.25  # children all nearer a bone's head than this share of its skin's reach hang at its side
 
 
@@ -145,8 +142,8 @@ def joint_tails(parents, heads: np.ndarray, own_tails: np.ndarray,
                 skin_ends: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """(B, 3) where each bone ends, from the joint positions and the hierarchy, never from where an importer put the
     bone's tail (importers point bones along arbitrary node axes: Blender's glTF importer at its defaults, FBX
-    without automatic orientation).  A bone whose own tail sits on a child's head keeps it (the child is the one it
-    points at); else a bone with one child ends at that child's head, with several at their heads' mean; a leaf
+    without automatic orientation).  A bone with one child ends at that child's head, with several at their heads'
+    mean (whichever child an importer pointed it at); a leaf
     ends where its skin ends (`skin_ends`, rig coordinates: the tip of the vertices it moves), and so does a bone
     whose children all hang at its side, near its head, while its skin reaches far beyond them (a robot's shin
     ending at its wheel with a knee cap as its only child); only a bone with neither children nor skin keeps its
@@ -168,10 +165,7 @@ def joint_tails(parents, heads: np.ndarray, own_tails: np.ndarray,
                                  < SIDE_CHILDREN * np.linalg.norm(skin - heads[bone])):
             tails[bone] = skin
         elif away:
-            length = np.linalg.norm(own_tails[bone] - heads[bone])
-            at_child = [k for k in away if np.linalg.norm(heads[k] - own_tails[bone]) <= TAIL_AT_CHILD * max(
-                length, 1e-12)]
-            tails[bone] = heads[at_child[0]] if at_child else heads[away].mean(axis=0)
+            tails[bone] = heads[away].mean(axis=0)
     return tails
 
 

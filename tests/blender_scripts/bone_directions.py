@@ -44,7 +44,10 @@ from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
 from kmm_motion.kmm_core.motion.skeleton import JOINT_NAMES  # noqa: E402
 
-LAYOUT = Path(__file__).resolve().parents[1] / "data" / "characters" / "layouts" / "mixamo_gltf.json"
+CHARACTERS = Path(__file__).resolve().parents[1] / "data" / "characters"
+LAYOUT = CHARACTERS / "layouts" / "mixamo_gltf.json"
+DOWNLOADED = {"cesium_man": CHARACTERS / "CesiumMan.gltf", "robot_expressive": CHARACTERS / "RobotExpressive.glb",
+              "kaykit_mannequin": CHARACTERS / "kaykit_mannequin" / "manny_med_mod.gltf"}
 take_path, work, result_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 
 
@@ -74,7 +77,14 @@ def fbx(path: Path, automatic: bool) -> bpy.types.Object:
 def rolled(path: Path, seed: int) -> bpy.types.Object:
     """The default import with every bone's roll and tail drawn at random (the heads stay)."""
     obj = gltf(path, "BLENDER")
+    scale = max(obj.dimensions) / max(obj.scale)  # armature units per the character's size
     draw = random.Random(seed)
+    # meshes parented to bones (a robot's rigid parts) hang from their bone's tail: keep them where they are in
+    # the rest pose (what the retargeting reads), so the character itself does not change
+    obj.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    hung = {mesh: mesh.matrix_world.copy() for mesh in bpy.data.objects
+            if mesh.parent == obj and mesh.parent_type == "BONE"}
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
     bones = obj.data.edit_bones
@@ -83,10 +93,14 @@ def rolled(path: Path, seed: int) -> bpy.types.Object:
     for bone in bones:
         direction = [draw.gauss(0.0, 1.0) for _ in range(3)]
         norm = math.sqrt(sum(d * d for d in direction))
-        length = draw.uniform(2.0, 30.0)  # armature units (centimetres under the object's 0.01)
+        length = draw.uniform(0.01, 0.2) * scale  # 1% to 20% of the character, in armature units
         bone.tail = [h + length * d / norm for h, d in zip(bone.head, direction, strict=True)]
         bone.roll = draw.uniform(-math.pi, math.pi)
     bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.context.view_layer.update()
+    for mesh, world in hung.items():
+        mesh.matrix_world = world
+    obj.data.pose_position = "POSE"
     return armature()
 
 
@@ -121,8 +135,12 @@ def skinned_lowest(obj: bpy.types.Object) -> dict[str, float]:
         for mesh in bpy.data.objects:
             if mesh.type != "MESH":
                 continue
-            groups = {g.index: g.name for g in mesh.vertex_groups}
             evaluated = mesh.evaluated_get(depsgraph)
+            if mesh.parent == obj and mesh.parent_type == "BONE":  # a rigid part hanging from a bone
+                if mesh.parent_bone in chain:
+                    heights += [(evaluated.matrix_world @ v.co).z for v in evaluated.data.vertices]
+                continue
+            groups = {g.index: g.name for g in mesh.vertex_groups}
             for vertex in mesh.data.vertices:
                 best = max(vertex.groups, key=lambda g: g.weight, default=None)
                 if best is not None and groups.get(best.group) in chain:
@@ -197,6 +215,10 @@ variants = {
     "quadruped": lambda: gltf(animal, "BLENDER"),
     "lone_arm": lambda: gltf(arm, "BLENDER"),
 }
+for downloaded, path in DOWNLOADED.items():  # the downloaded characters under every option too
+    for heuristic in ("BLENDER", "TEMPERANCE", "FORTUNE"):
+        variants[f"{downloaded}__{heuristic.lower()}"] = (lambda p=path, h=heuristic: gltf(p, h))
+    variants[f"{downloaded}__random_rolls"] = (lambda p=path: rolled(p, 5))
 result: dict = {}
 for name, build in variants.items():
     clear()
