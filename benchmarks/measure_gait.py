@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The gait benchmark: generated walks and runs judged as biomechanics judges gait, beside real ones.
+
+Real: the walks and runs of the Bandai-Namco datasets whose takes `kmm-train prepare` puts in the test split
+(`data/splits.py` on the source's own takes, seed 0: held out from training), at the model's 20 fps, all styles.
+Generated: each prompt of PROMPTS (the captions' own wording and an animator's paraphrases without the word "walk")
+through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1.  Both are cut into
+the same straight, steady windows and measured by `kmm_core/evaluation/gait.py`; the table gives each measure's
+real median [10th-90th percentile] beside each prompt's median, and marks a generated median outside the real range.
+
+Run: ``python benchmarks/measure_gait.py --bandai-namco DIR [--checkpoint default] [--seeds 3] [--out FILE]``
+(DIR: the Bandai-Namco archive or its extracted folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report_file import save_report  # noqa: E402
+from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
+from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
+from kmm_core.bvh import builtin_joint_map  # noqa: E402
+from kmm_core.bvh.reader import parse_bvh  # noqa: E402
+from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
+from kmm_core.data.sources import bandai_namco_specs, read_bvh_texts  # noqa: E402
+from kmm_core.data.splits import assign_splits  # noqa: E402
+from kmm_core.evaluation.gait import MEASURES, RUN_WINDOW_SECONDS, WINDOW_SECONDS, take_gaits  # noqa: E402
+from kmm_core.generation.timeline import Timeline  # noqa: E402
+from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
+
+WALK_CONTENTS = ("walk", "run", "dash")  # Bandai-Namco's straight gaits (walk-turn-*, walk-back ... are not straight)
+PROMPTS = {
+    "walk": ["a person walks forward", "someone walks", "a man walks at a normal pace",
+             "a man makes his way across the room", "someone wanders ahead slowly",
+             "a woman heads straight ahead on foot"],
+    "run": ["a person runs forward", "someone jogs ahead"],
+}
+SECONDS = 10.0
+WINDOWS = {"walk": WINDOW_SECONDS, "run": RUN_WINDOW_SECONDS}  # real runs are 2.2-2.5 s long
+UNITS = {"cadence": "steps/min", "stride_length": "L", "speed": "L/s", "stance": "share", "double_support": "share",
+         "step_asymmetry": "", "pelvis_bob": "share at 2/stride", "regularity": "", "skate": "L/s"}
+
+
+def real_gaits(path: Path) -> dict[str, list[dict[str, float]]]:
+    """{"walk": [...], "run": [...]}: the gait of every steady window of the test split's straight walks and runs."""
+    scan = bandai_namco_specs(path)
+    strata = {spec.take: spec.stratum for spec in scan.specs}
+    split = assign_splits(strata, 0, 0.1, 0.1)
+    chosen = [spec for spec in scan.specs if spec.content in WALK_CONTENTS and split[spec.take] == "test"]
+    content_of = {spec.location: spec.content for spec in chosen}
+    joint_map = builtin_joint_map("bandai_namco")
+    found: dict[str, list[dict[str, float]]] = {"walk": [], "run": []}
+    for location, text in read_bvh_texts(list(content_of)):  # an archive streamed once, or the files
+        if not isinstance(text, str):
+            continue  # an unreadable file (reported by prepare); the rest still count
+        joints = bvh_to_canonical_joints(parse_bvh(text, location.path), joint_map, MODEL_FPS)
+        kind = "walk" if content_of[location] == "walk" else "run"
+        found[kind] += [gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, WINDOWS[kind])]
+    return found
+
+
+def generated_gaits(bundle: ModelBundle, prompt: str, seeds: int, window: float) -> list[dict[str, float]]:
+    gaits = []
+    for seed in range(seeds):
+        timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "seconds": SECONDS}]})
+        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+        gaits += [gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, window)]
+    return gaits
+
+
+def _cell(values: list[float], low: float | None = None, high: float | None = None) -> str:
+    if not values:
+        return "no steady window"
+    median = float(np.median(values))
+    outside = low is not None and high is not None and not low <= median <= high
+    return f"**{median:.2f}**" if outside else f"{median:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bandai-namco", type=Path, required=True, help="Bandai-Namco archive or extracted folder")
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "gait.md")
+    args = parser.parse_args(argv)
+    real = real_gaits(args.bandai_namco)
+    bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
+    lines = ["# Gait: generated walks and runs against real ones", "",
+             f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
+             f"{args.seeds}`.  Real: Bandai-Namco's test-split straight walks ({len(real['walk'])} steady windows) "
+             f"and runs ({len(real['run'])}); generated: {SECONDS:g} s per prompt and seed, seeds 0-{args.seeds - 1}, "
+             "cut into the same straight steady windows (3 s for walks, 2 s for runs, whose real takes are short; "
+             "`kmm_core/evaluation/gait.py`).  Each cell: the median "
+             "over windows; **bold**: outside the real 10th-90th percentile.  L: leg length.", ""]
+    for kind, prompts in PROMPTS.items():
+        reference = real[kind]
+        ranges = {m: (float(np.percentile([g[m] for g in reference], 10)),
+                      float(np.percentile([g[m] for g in reference], 90))) for m in MEASURES} if reference else {}
+        header = "| measure | real median [10th-90th] | " + " | ".join(f'"{p}"' for p in prompts) + " |"
+        lines += [f"## {kind.capitalize()}", "", header, "| --- | --- |" + " --- |" * len(prompts)]
+        generated = {prompt: generated_gaits(bundle, prompt, args.seeds, WINDOWS[kind]) for prompt in prompts}
+        for measure in MEASURES:
+            values = [g[measure] for g in reference]
+            real_cell = (f"{np.median(values):.2f} [{ranges[measure][0]:.2f}-{ranges[measure][1]:.2f}]"
+                         if values else "no window")
+            cells = [_cell([g[measure] for g in generated[p]], *ranges.get(measure, (None, None))) for p in prompts]
+            unit = f" ({UNITS[measure]})" if UNITS[measure] else ""
+            lines.append(f"| {measure}{unit} | {real_cell} | " + " | ".join(cells) + " |")
+        lines.append("| steady windows | " + str(len(reference)) + " | "
+                     + " | ".join(str(len(generated[p])) for p in prompts) + " |")
+        lines.append("")
+    save_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
