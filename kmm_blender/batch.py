@@ -64,8 +64,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="model: default, open, a shipped bundle's name or a bundle folder "
                                              "(default: the add-on preferences' Model)")
     parser.add_argument("--regenerate-segment", type=int, metavar="N",
-                        help="instead of generating, regenerate segment N (1 = first) of the armature's active KMM "
-                             "take as a new take; every key outside the segment is kept")
+                        help="instead of generating, regenerate segment N, counted from 1 as the panel's table shows "
+                             "(`kmm edit --segment` and the worker protocol count from 0), of the armature's active "
+                             "KMM take as a new take; every key outside the segment is kept")
     parser.add_argument("--prompt", help="with --regenerate-segment: the segment's new prompt (default: keep it)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--variations", type=int)

@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser("edit", help="change an existing .npz motion")
     edit.add_argument("source", help="MotionResult .npz to edit")
     what = edit.add_mutually_exclusive_group(required=True)
-    what.add_argument("--segment", type=int, help="regenerate this segment (0-based index)")
+    what.add_argument("--segment", type=int, help="regenerate this segment, counted from 0 as in timeline files and "
+                                                  "the worker protocol (Blender's panel and batch.py's "
+                                                  "--regenerate-segment count from 1)")
     what.add_argument("--frames", type=int, nargs=2, metavar=("START", "END"),
                       help="regenerate source frames [START, END)")
     what.add_argument("--continue", dest="continue_seconds", type=float, metavar="SECONDS",

@@ -275,3 +275,36 @@ def test_the_rendered_pictures_show_the_current_default_model(picture):
         f"the default model changed: make {relative(picture)} again with {relative(PICTURE_SCRIPT)} (its docstring "
         "gives the command)")
     assert stamp["timeline"] == "examples/timeline.json" and stamp["seed"] == "0"
+
+
+def test_every_flag_that_takes_a_segment_number_names_its_convention():
+    """`kmm edit --segment` counts from 0 (as timeline files and the worker do), Blender's panel and `batch.py
+    --regenerate-segment` from 1: each flag's help and each page says which, and names the other."""
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+        kmm_cli.main(["edit", "--help"])
+    edit_help = " ".join(help_text.getvalue().split())
+    assert "counted from 0" in edit_help and "count from 1" in edit_help, edit_help
+    batch = text(REPO / "kmm_blender" / "batch.py")
+    assert "counted from 1 as the panel's table shows" in batch and "count from 0" in batch
+    assert "counted from 0, as in timeline files" in text(REPO / "docs" / "cli.md")
+    assert "counted from 0: the panel's and `batch.py`'s segment 1 is 0 here" in text(REPO / "docs" / "worker_protocol.md")
+
+
+HISTORY = [
+    (re.compile(r"\b(?:cand-\w+|soupZ|pscf\w*|wise\d+|gZ\d*)\b"), "an internal run or candidate name"),
+    (re.compile(r"(?<![-/\w])v(?:[89]|1[0-9])\b"), "an internal model version"),
+    (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b"), "a commit hash"),
+    (re.compile(r"\bonce (?:took|crashed|made|wrote|was|printed|killed|lost)\b", re.I), "a story of an old failure"),
+    (re.compile(r"\(before:|\bbefore that\b|\b[Pp]revious default\b|\bsixth round\b"), "a before figure"),
+]
+
+
+@pytest.mark.parametrize("page", USER_PAGES, ids=relative)
+def test_user_pages_speak_of_the_product_as_it_is(page):
+    """A user page tells what the product does now: no internal run names or versions, no commit hashes, no stories
+    of what once failed, no "before" figures (the history is in CHANGELOG.md, training/runs and the architecture
+    page's history notes).  Code, file paths and commands are not prose and are not read."""
+    body = prose(text(page))
+    found = [(what, match.group(0)) for pattern, what in HISTORY for match in pattern.finditer(body)]
+    assert not found, f"{relative(page)}: {found[:8]}"
