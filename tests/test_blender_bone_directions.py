@@ -13,36 +13,24 @@ they are and what was found."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from blender_scripts.runner import SCRIPTS
+from blender_scripts.runner import SCRIPTS, WALK_THEN_RAISE, walk_then_raise_take
 
 pytestmark = pytest.mark.blender
 
 VARIANTS = ("gltf_blender", "gltf_temperance", "gltf_fortune", "fbx_automatic_orientation", "fbx_as_written",
             "random_rolls_and_tails")
-WALK_FRAMES = 75  # the take's walk: frames 1-75 at 30 fps
+WALK_FRAMES = WALK_THEN_RAISE["segments"][0]["end"]  # the take's walk: frames 1-75 at 30 fps
 
 
 @pytest.fixture(scope="module")
 def imports(tmp_path_factory):
-    from conftest import REPO_ROOT
-
     work = tmp_path_factory.mktemp("bone_directions")
-    timeline = work / "timeline.json"
-    timeline.write_text(json.dumps({"fps": 30, "segments": [
-        {"prompt": "a person walks forward", "start": 1, "end": WALK_FRAMES},
-        {"prompt": "a person raises the left hand", "start": WALK_FRAMES + 1, "end": 135}]}))
-    take = work / "take.npz"
-    done = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "--timeline", str(timeline), "--seed", "3",
-                           "-o", str(take), "--quiet"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                               "PYTHONPATH": str(REPO_ROOT)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    take = walk_then_raise_take(work)
     completed = subprocess.run([sys.executable, str(SCRIPTS / "bone_directions.py"), str(take), str(work),
                                 str(work / "result.json")], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

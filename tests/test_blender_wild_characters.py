@@ -16,13 +16,12 @@ is regenerated too."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from blender_scripts.runner import SCRIPTS
+from blender_scripts.runner import SCRIPTS, walk_then_raise_take
 
 from kmm_core.motion.motion_result import MotionResult
 from kmm_core.motion.skeleton import JOINT_INDEX
@@ -38,19 +37,8 @@ WALK_SECONDS = 2.5
 
 @pytest.fixture(scope="module")
 def characters(tmp_path_factory):
-    from conftest import REPO_ROOT
-
     work = tmp_path_factory.mktemp("wild")
-    timeline = work / "timeline.json"
-    timeline.write_text(json.dumps({"fps": 30, "segments": [
-        {"prompt": "a person walks forward", "start": 1, "end": 75},
-        {"prompt": "a person raises the left hand", "start": 76, "end": 135}]}))
-    take = work / "take.npz"
-    done = subprocess.run([sys.executable, "-m", "kmm_core.cli", "generate", "--timeline", str(timeline), "--seed", "3",
-                           "-o", str(take), "--quiet"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                               "PYTHONPATH": str(REPO_ROOT)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    take = walk_then_raise_take(work)
     completed = subprocess.run([sys.executable, str(SCRIPTS / "wild_characters.py"), str(take),
                                 str(work / "result.json")], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

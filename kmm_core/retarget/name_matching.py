@@ -117,31 +117,43 @@ def auto_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positi
     return replace(found, bones=bones)
 
 
-def named_roles(bone_names: Sequence[str], parents: Sequence[int],
-                rest_positions: np.ndarray | None) -> tuple[dict[str, str], list[str]]:
-    """({role: bone} the names find, [roles a two-legged character needs that they do not]): the hands, the feet
-    (or the shins standing in for them), the hips and the head, each side by name or by where it is."""
-    names = list(bone_names)
-    info = [_side_and_word(name) for name in names]
-    depth = []
-    for parent in parents:
-        depth.append(0 if parent < 0 else depth[parent] + 1)
+class _NamedBones:
+    """A rig's bones read by name: each bone's side and part word (`_side_and_word`), its depth in the hierarchy,
+    and the shallowest bone naming a part on a side (the side from the name, else from where the bone is)."""
 
-    def side_of(bone: int) -> str | None:
-        side = info[bone][0]
-        if side is None and rest_positions is not None:
-            x = rest_positions[bone, 0] - float(np.median(rest_positions[:, 0]))
+    def __init__(self, bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None):
+        self.names = list(bone_names)
+        self.info = [_side_and_word(name) for name in self.names]
+        self.depth: list[int] = []
+        for parent in parents:
+            self.depth.append(0 if parent < 0 else self.depth[parent] + 1)
+        self.rest_positions = rest_positions
+
+    def side_of(self, bone: int) -> str | None:
+        side = self.info[bone][0]
+        if side is None and self.rest_positions is not None:
+            x = self.rest_positions[bone, 0] - float(np.median(self.rest_positions[:, 0]))
             side = "L" if x > 1e-6 else "R" if x < -1e-6 else None
         return side
 
+    def find(self, part: str, side: str | None) -> int | None:
+        found = [b for b, (_, word) in enumerate(self.info) if _is_part(word, part) and not _skipped(word)
+                 and self.side_of(b) == side]
+        return min(found, key=lambda b: self.depth[b]) if found else None
+
+
+def named_roles(bone_names: Sequence[str], parents: Sequence[int],
+                rest_positions: np.ndarray | None) -> tuple[dict[str, str], list[str]]:
+    """({role: bone} the names find, [roles a two-legged character needs that they do not]): the hands, the feet,
+    the thighs and the head, each side by name or by where it is."""
+    named = _NamedBones(bone_names, parents, rest_positions)
     found: dict[str, str] = {}
     missing: list[str] = []
     for part, sided in (("hand", True), ("foot", True), ("thigh", True), ("head", False)):
         for side, word in ((("L", "left "), ("R", "right ")) if sided else ((None, ""),)):
-            bones = [b for b, (_, w) in enumerate(info) if _is_part(w, part) and not _skipped(w)
-                     and (not sided or side_of(b) == side)]
-            if bones:
-                found[f"{word}{part}"] = names[min(bones, key=lambda b: depth[b])]
+            bone = named.find(part, side)
+            if bone is not None:
+                found[f"{word}{part}"] = named.names[bone]
             elif part != "thigh":
                 missing.append(f"a {word}{part} bone")
     return found, missing
@@ -175,23 +187,8 @@ def sides_from_names(bone_map: BoneMap) -> BoneMap:
 def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray | None,
                    rig: str) -> BoneMap:
     """Steps 1-3 of the module docstring: names first, the hierarchy for the chains between them."""
-    names = list(bone_names)
-    info = [_side_and_word(name) for name in names]
-    depth = []
-    for parent in parents:
-        depth.append(0 if parent < 0 else depth[parent] + 1)
-
-    def side_of(bone: int) -> str | None:
-        side = info[bone][0]
-        if side is None and rest_positions is not None:
-            x = rest_positions[bone, 0] - float(np.median(rest_positions[:, 0]))
-            side = "L" if x > 1e-6 else "R" if x < -1e-6 else None
-        return side
-
-    def find(part: str, side: str | None) -> int | None:
-        found = [b for b, (_, word) in enumerate(info) if _is_part(word, part) and not _skipped(word)
-                 and side_of(b) == side]
-        return min(found, key=lambda b: depth[b]) if found else None
+    named = _NamedBones(bone_names, parents, rest_positions)
+    names, info, find = named.names, named.info, named.find
 
     def ancestors(bone: int) -> list[int]:
         chain, bone = [], parents[bone]
@@ -279,7 +276,7 @@ def _name_bone_map(bone_names: Sequence[str], parents: Sequence[int], rest_posit
         if len(between) >= 2:
             bones["spine2"] = names[between[len(between) // 2 if len(between) > 2 else 1]]
     heads = [b for b, (_, word) in enumerate(info) if _is_part(word, "head") and chest in ancestors(b)]
-    head = min(heads, key=lambda b: depth[b]) if heads else None
+    head = min(heads, key=lambda b: named.depth[b]) if heads else None
     if head is not None:
         bones["head"] = names[head]
         neck = [a for a in ancestors(head) if a != chest and chest in ancestors(a) and not _skipped(info[a][1])]
