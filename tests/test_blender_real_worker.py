@@ -125,7 +125,7 @@ def test_batch_with_a_missing_checkpoint_fails_shows_why_and_saves_nothing(scene
                           "--render", "frames", "--save", "out.blend")
     assert completed.returncode == 1
     assert "KMM batch failed: the model could not be loaded" in completed.stderr
-    assert str(missing) in completed.stderr and "bundle.json missing" in completed.stderr
+    assert str(missing) in completed.stderr and "no such folder" in completed.stderr
     assert not (tmp_path / "out.blend").exists() and not (tmp_path / "frames").exists()
 
 

@@ -174,7 +174,7 @@ def test_bad_paths_give_clear_errors(tmp_path, tiny_bundle, prepared_dataset, ca
     missing = tmp_path / "no-such-bundle"
     assert _run_eval(["--checkpoint", str(missing), "--data", str(prepared_dataset), "--out", str(tmp_path)]) == 1
     error = capsys.readouterr().err
-    assert str(missing) in error and "bundle.json" in error
+    assert str(missing) in error and "no such folder" in error
 
     no_data = tmp_path / "no-such-data"
     assert _run_eval(["--checkpoint", str(tiny_bundle), "--data", str(no_data), "--out", str(tmp_path)]) == 1
