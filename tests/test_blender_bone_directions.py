@@ -168,3 +168,16 @@ def test_a_quadruped_and_a_lone_arm_are_refused_saying_what_they_are_and_what_wa
     assert "Missing: " in arm and "foot" in arm
     for message in (animal, arm):  # one piece of advice, said once
         assert message.count("Target Rig panel") == 1 and "bone map" in message
+
+
+@pytest.mark.parametrize("name", VARIANTS + ("legs_on_the_spine", "loose_prop", "wheeled_robot") + DOWNLOADED_VARIANTS)
+def test_a_hips_key_is_read_where_it_was_keyed_on_every_import(imports, name):
+    """A key on the hips bone, moved 1.2 m forward (on a default glTF import it was read 6.7 m up in the air), is read
+    by "Use My Keys as Constraints" as the canonical pelvis 1.2 m / the rig's scale forward at the height the rest
+    key gives it, on every import of every character; rigs without collars, a neck, a middle spine bone or toes
+    (Cesium Man, KayKit, RobotExpressive) are keyed too, their missing joints placed from the mapped ones."""
+    keyed = imports[name]["hips_key"]
+    assert keyed is not None and keyed["frames"] == [10, 20]
+    assert keyed["travel"] == pytest.approx(keyed["expected_travel"], rel=0.02)
+    low, high = keyed["pelvis_heights"]
+    assert abs(high - low) < 0.01 and 0.4 < low < 1.2, keyed  # canonical metres: a standing pelvis, on the ground

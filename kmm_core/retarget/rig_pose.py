@@ -38,6 +38,53 @@ def canonical_point(point: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(point, dtype=np.float64) / scale
 
 
+CHAINS = (("pelvis", "spine1", "spine2", "spine3", "neck", "head"),
+          ("spine3", "left_collar", "left_shoulder"), ("spine3", "right_collar", "right_shoulder"),
+          ("left_hip", "left_knee", "left_ankle", "left_foot"), ("right_hip", "right_knee", "right_ankle", "right_foot"))
+"""The chains along which a joint the bone map leaves out is placed between (or after) the mapped ones."""
+
+
+def completed_points(points: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """(22, 3) the rig's joint points with the joints its bone map leaves out (NaN) placed from the mapped ones in
+    the canonical skeleton's proportions (`scale`: the rig's metres per canonical metre): a joint between two mapped
+    ones of its chain (`CHAINS`: spine2 between spine1 and spine3, a collar between spine3 and its shoulder, the neck
+    between spine3 and the head) at its canonical share of the span; a joint past the last mapped one (a toe)
+    continuing from it by its canonical offset turned with the body (its left from the hips, up, forward).  Rigs
+    without collars, a neck, a middle spine bone or toes (Cesium Man, KayKit's mannequin, RobotExpressive) can then
+    be keyed.  A joint it cannot place stays NaN (refused by `_checked_points`)."""
+    points = np.array(points, dtype=np.float64, copy=True)
+    if points.shape != (len(JOINT_NAMES), 3) or np.isfinite(points).all():
+        return points
+    rest = rest_positions(tpose_offsets())
+    index = {name: i for i, name in enumerate(JOINT_NAMES)}
+    for chain in CHAINS:
+        joints = [index[name] for name in chain]
+        known = [k for k, j in enumerate(joints) if np.isfinite(points[j]).all()]
+        along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(rest[joints], axis=0), axis=-1))])
+        for k, joint in enumerate(joints):
+            if np.isfinite(points[joint]).all():
+                continue
+            before = [m for m in known if m < k]
+            after = [m for m in known if m > k]
+            if before and after:
+                a, b = before[-1], after[0]
+                t = (along[k] - along[a]) / max(along[b] - along[a], 1e-9)
+                points[joint] = (1.0 - t) * points[joints[a]] + t * points[joints[b]]
+    left = points[index["left_hip"]] - points[index["right_hip"]]
+    left[1] = 0.0
+    if np.isfinite(left).all() and np.linalg.norm(left) > 1e-9:
+        left /= np.linalg.norm(left)
+        up = np.array([0.0, 1.0, 0.0])
+        body = np.stack([left, up, np.cross(left, up)], axis=1)  # canonical (left, up, forward) -> the rig's
+        for chain in CHAINS:
+            joints = [index[name] for name in chain]
+            for k in range(1, len(joints)):
+                joint, parent = joints[k], joints[k - 1]
+                if not np.isfinite(points[joint]).all() and np.isfinite(points[parent]).all():
+                    points[joint] = points[parent] + scale * body @ (rest[joint] - rest[parent])
+    return points
+
+
 def _checked_points(points: np.ndarray, where: str) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (len(JOINT_NAMES), 3):
@@ -163,13 +210,15 @@ def fitting_steps(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMa
 
     points = np.asarray(points, dtype=np.float64)
     wheres = wheres if wheres is not None else [f"the rig (pose {k})" for k in range(len(points))]
-    points = np.stack([_checked_points(p, where) for p, where in zip(points, wheres, strict=True)])
     plan = plan_retarget(skeleton, bone_map, rest_positions(tpose_offsets()))
     scale = plan.scale
+    mapped = np.isfinite(points).all(axis=-1)  # (K, 22): the joints the rig has; the others are placed, not fitted
+    points = np.stack([_checked_points(completed_points(p, scale), where)
+                       for p, where in zip(points, wheres, strict=True)])
     rig_rest = np.full(points.shape[1:], np.nan)
     for joint, point in plan.rest_points().items():
         rig_rest[joint] = point
-    rig_rest = _checked_points(rig_rest, f"{wheres[0] if wheres else 'the rig'} (rest pose)")
+    rig_rest = _checked_points(completed_points(rig_rest, scale), f"{wheres[0] if wheres else 'the rig'} (rest pose)")
     points = points - np.array([0.0, standing_offset(skeleton, bone_map), 0.0])
     pose = canonical_poses(points, rig_rest, scale)
     read_from = points.copy()
@@ -183,8 +232,8 @@ def fitting_steps(points: np.ndarray, skeleton: TargetSkeleton, bone_map: BoneMa
         root, rotations = inverse_kinematics(poses, offsets)
         source = source_from_rotations(root, rotations, offsets, 30.0)
         back = retarget(source, skeleton, bone_map, only_needed_bones=True).joint_points()[:len(frames)]
-        miss = points[frames] - back
-        mean_miss = np.linalg.norm(miss, axis=-1).mean(axis=-1)
+        miss = np.where(mapped[frames][..., None], points[frames] - back, 0.0)  # only where the rig has the joint
+        mean_miss = np.linalg.norm(miss, axis=-1).sum(axis=-1) / np.maximum(mapped[frames].sum(axis=-1), 1)
         better = mean_miss < best_miss[frames]
         best[frames[better]] = pose[frames[better]]
         best_miss[frames[better]] = mean_miss[better]

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import _harness
+import numpy as np
 
 user_dir = _harness.start()
 import bpy  # noqa: E402
@@ -42,6 +43,8 @@ from gltf_test_rig import (  # noqa: E402
 from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
+from kmm_motion.kmm_blender.timeline import constraint_source  # noqa: E402
+from kmm_motion.kmm_core.retarget.rig_pose import rig_scale  # noqa: E402
 from kmm_motion.kmm_core.motion.skeleton import JOINT_NAMES  # noqa: E402
 
 CHARACTERS = Path(__file__).resolve().parents[1] / "data" / "characters"
@@ -149,6 +152,41 @@ def skinned_lowest(obj: bpy.types.Object) -> dict[str, float]:
     return lowest
 
 
+def hips_key(obj: bpy.types.Object, bone_map) -> dict:
+    """Keys on the hips bone at frame 10 (the rest pose) and frame 20 (moved 1.2 m forward, the way the rig faces),
+    read as "Use My Keys as Constraints" reads them: the canonical poses' pelvis heights and the travel between
+    them, and what 1.2 m is on the canonical skeleton (divided by the rig's scale)."""
+    from mathutils import Matrix
+
+    obj.animation_data_create().action = bpy.data.actions.new("my_keys")
+    for bone in obj.pose.bones:
+        bone.matrix_basis = Matrix()
+    bpy.context.view_layer.update()
+    left = obj.matrix_world @ obj.pose.bones[bone_map.bones["left_hip"]].head
+    right = obj.matrix_world @ obj.pose.bones[bone_map.bones["right_hip"]].head
+    across = (left - right)
+    forward = Vector((-across.y, across.x, 0.0)).normalized()  # left x up, Blender's z up
+    for frame, shift in ((10, 0.0), (20, 1.2)):
+        hips = obj.pose.bones[bone_map.bones["pelvis"]]
+        moved = hips.matrix.copy()
+        moved.translation = moved.translation + obj.matrix_world.inverted().to_3x3() @ (forward * shift)
+        hips.matrix = moved
+        bpy.context.view_layer.update()
+        path = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(
+            hips.rotation_mode, "rotation_euler")
+        hips.keyframe_insert(path, frame=frame)  # a key on the hips bone alone, as an animator places the body
+        hips.keyframe_insert("location", frame=frame)
+        for bone in obj.pose.bones:
+            bone.matrix_basis = Matrix()
+        bpy.context.view_layer.update()
+    poses = constraint_source.poses_from_keys(bpy.context.scene, obj, 1, 135)
+    pelvis = [pose["positions"][0] for pose in poses]
+    scale = rig_scale(rig_retarget.armature_target_skeleton(obj), bone_map)
+    obj.animation_data.action = None
+    return {"frames": [pose["frame"] for pose in poses], "pelvis_heights": [p[1] for p in pelvis],
+            "travel": float(np.linalg.norm(np.subtract(pelvis[1], pelvis[0])[[0, 2]])), "expected_travel": 1.2 / scale}
+
+
 def run(obj: bpy.types.Object, constraint: bool = False) -> dict:
     scene = bpy.context.scene
     problem = rig_retarget.target_problem(obj)
@@ -161,6 +199,7 @@ def run(obj: bpy.types.Object, constraint: bool = False) -> dict:
     height = max((obj.matrix_world @ b.head_local).z for b in obj.data.bones) - rest_floor
     obj.data.pose_position = "POSE"
     rest_roll = {b.name: list(b.matrix_local.to_3x3().col[1]) for b in obj.data.bones}
+    keyed_hips = hips_key(obj, bone_map) if bone_map.bones.get("left_hip") and bone_map.bones.get("right_hip") else None
     skeleton = rig_retarget.armature_target_skeleton(obj)
     ends = {name: Vector(skeleton.rest_tails[skeleton.index[name]]) for name in bone_map.tips.values()}
     scene.kmm.target_armature = obj
@@ -177,7 +216,7 @@ def run(obj: bpy.types.Object, constraint: bool = False) -> dict:
         frames["left_foot"].append(lowest["left"] - rest_floor)
         frames["right_foot"].append(lowest["right"] - rest_floor)
     return {"map": {j: b for j, b in bone_map.bones.items() if b}, "height": height, "rest_floor": rest_floor, "fps": scene.render.fps,
-            "bone_axes": rest_roll, "warnings": imported.warnings, "location_bone": imported.takes[0].action.name and
+            "bone_axes": rest_roll, "warnings": imported.warnings, "hips_key": keyed_hips, "location_bone": imported.takes[0].action.name and
             _location_bone(action), **frames}
 
 
