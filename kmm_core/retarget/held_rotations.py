@@ -68,7 +68,8 @@ def _bone_axes(motion: RetargetedMotion, points: np.ndarray, bone: int) -> np.nd
 def _twist_angle(rotation: np.ndarray, axis: np.ndarray) -> float:
     """The signed angle of the twist part (about the unit `axis`) of `rotation` (3, 3)."""
     quaternion = matrix_to_quat(rotation[None])[0]
-    return float(2.0 * np.arctan2(float(quaternion[1:] @ axis), quaternion[0]))
+    angle = 2.0 * np.arctan2(float(quaternion[1:] @ axis), quaternion[0])
+    return float((angle + np.pi) % (2.0 * np.pi) - np.pi)  # the short way round, so the fade never spins
 
 
 def hold_keyed_rotations(motion: RetargetedMotion, keys: Sequence[tuple[int, Mapping[str, np.ndarray]]],
