@@ -44,8 +44,8 @@ from kmm_motion.kmm_blender.rigs import retarget as rig_retarget  # noqa: E402
 from kmm_motion.kmm_blender.rigs import take_keys  # noqa: E402
 from kmm_motion.kmm_blender.takes import importer as take_importer  # noqa: E402
 from kmm_motion.kmm_blender.timeline import constraint_source  # noqa: E402
-from kmm_motion.kmm_core.retarget.rig_pose import rig_scale  # noqa: E402
 from kmm_motion.kmm_core.motion.skeleton import JOINT_NAMES  # noqa: E402
+from kmm_motion.kmm_core.retarget.rig_pose import rig_scale  # noqa: E402
 
 CHARACTERS = Path(__file__).resolve().parents[1] / "data" / "characters"
 LAYOUT = CHARACTERS / "layouts" / "mixamo_gltf.json"
