@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The gait benchmark: generated walks and runs judged as biomechanics judges gait, beside real ones.
+"""The gait benchmark: generated walks and runs judged as biomechanics judges gait, and standing bodies' knees,
+beside real ones.
 
 Real: the walks and runs of the Bandai-Namco datasets whose takes `kmm-train prepare` puts in the test split
 (`data/splits.py` on the source's own takes, seed 0: held out from training), at the model's 20 fps, all styles.
@@ -32,11 +33,16 @@ from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
 from kmm_core.data.sources import bandai_namco_specs, read_bvh_texts  # noqa: E402
 from kmm_core.data.splits import assign_splits  # noqa: E402
 from kmm_core.evaluation.gait import MEASURES, RUN_WINDOW_SECONDS, WINDOW_SECONDS, take_gaits  # noqa: E402
+from kmm_core.evaluation.posture import standing_knee_angle  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 WALK_CONTENTS = ("walk", "run", "dash")  # Bandai-Namco's straight gaits (walk-turn-*, walk-back ... are not straight)
+STANDING_CONTENTS = ("raise-up-both-hands", "raise-up-left-hand", "raise-up-right-hand", "wave-both-hands",
+                     "wave-left-hand", "wave-right-hand", "bow", "bye", "byebye", "call", "respond", "guide")
+STANDING_PROMPTS = ["a person raises the left hand", "a person raises both hands", "a man waves both hands above his "
+                    "head", "a person stands and waves calmly with the right hand", "a person picks up a box"]
 PROMPTS = {
     "walk": ["a person walks forward", "someone walks", "a man walks at a normal pace",
              "a man makes his way across the room", "someone wanders ahead slowly",
@@ -49,22 +55,43 @@ UNITS = {"cadence": "steps/min", "stride_length": "L", "speed": "L/s", "stance":
          "step_asymmetry": "", "pelvis_bob": "share at 2/stride", "regularity": "", "skate": "L/s"}
 
 
-def real_gaits(path: Path) -> dict[str, list[dict[str, float]]]:
-    """{"walk": [...], "run": [...]}: the gait of every steady window of the test split's straight walks and runs."""
+def real_takes(path: Path):
+    """(content, joints at 20 fps) of the test split's walks, runs and standing takes (an archive streamed once)."""
     scan = bandai_namco_specs(path)
     strata = {spec.take: spec.stratum for spec in scan.specs}
     split = assign_splits(strata, 0, 0.1, 0.1)
-    chosen = [spec for spec in scan.specs if spec.content in WALK_CONTENTS and split[spec.take] == "test"]
+    chosen = [spec for spec in scan.specs if spec.content in WALK_CONTENTS + STANDING_CONTENTS
+              and split[spec.take] == "test"]
     content_of = {spec.location: spec.content for spec in chosen}
     joint_map = builtin_joint_map("bandai_namco")
+    for location, text in read_bvh_texts(list(content_of)):
+        if isinstance(text, str):  # an unreadable file (reported by prepare) is left out; the rest still count
+            yield content_of[location], bvh_to_canonical_joints(parse_bvh(text, location.path), joint_map, MODEL_FPS)
+
+
+def real_gaits(path: Path) -> tuple[dict[str, list[dict[str, float]]], list[float]]:
+    """({"walk": [...], "run": [...]}: the gait of every steady window of the test split's straight walks and runs,
+    the standing knee angle of each of its standing takes)."""
     found: dict[str, list[dict[str, float]]] = {"walk": [], "run": []}
-    for location, text in read_bvh_texts(list(content_of)):  # an archive streamed once, or the files
-        if not isinstance(text, str):
-            continue  # an unreadable file (reported by prepare); the rest still count
-        joints = bvh_to_canonical_joints(parse_bvh(text, location.path), joint_map, MODEL_FPS)
-        kind = "walk" if content_of[location] == "walk" else "run"
+    knees: list[float] = []
+    for content, joints in real_takes(path):
+        if content in STANDING_CONTENTS:
+            if (angle := standing_knee_angle(joints, MODEL_FPS)) is not None:
+                knees.append(angle)
+            continue
+        kind = "walk" if content == "walk" else "run"
         found[kind] += [gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, WINDOWS[kind])]
-    return found
+    return found, knees
+
+
+def generated_knees(bundle: ModelBundle, prompt: str, seeds: int) -> list[float]:
+    angles = []
+    for seed in range(seeds):
+        timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "seconds": 6.0}]})
+        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+        if (angle := standing_knee_angle(joints, MODEL_FPS)) is not None:
+            angles.append(angle)
+    return angles
 
 
 def generated_gaits(bundle: ModelBundle, prompt: str, seeds: int, window: float) -> list[dict[str, float]]:
@@ -91,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "gait.md")
     args = parser.parse_args(argv)
-    real = real_gaits(args.bandai_namco)
+    real, real_knees = real_gaits(args.bandai_namco)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     lines = ["# Gait: generated walks and runs against real ones", "",
              f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
@@ -117,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("| steady windows | " + str(len(reference)) + " | "
                      + " | ".join(str(len(generated[p])) for p in prompts) + " |")
         lines.append("")
+    knees = {prompt: generated_knees(bundle, prompt, args.seeds) for prompt in STANDING_PROMPTS}
+    low, high = np.percentile(real_knees, [10, 90])
+    lines += ["## Standing: the knee angle (degrees, 180 = straight) while the body stands", "",
+              f"Real: {len(real_knees)} standing takes of the test split (raises, waves, bows, greetings), median "
+              f"{np.median(real_knees):.1f} [{low:.1f}-{high:.1f}]; generated: 6 s per prompt and seed, the standing "
+              "frames (`kmm_core/evaluation/posture.py`).", "", "| prompt | median knee angle | takes that stand |",
+              "| --- | --- | --- |"]
+    lines += [f"| \"{prompt}\" | {_cell(angles, low, high)} | {len(angles)} of {args.seeds} |"
+              for prompt, angles in knees.items()]
+    lines.append("")
     save_report(args.out, lines)
     return 0
 

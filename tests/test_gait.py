@@ -72,3 +72,19 @@ def test_one_pelvis_rise_a_stride_is_a_limp_and_slowed_right_steps_are_asymmetri
             frames.append(frame)  # inside a left -> right step: every other frame shown twice
     uneven = measure_gait(joints[frames], MODEL_FPS)
     assert real.step_asymmetry < 0.15 < 0.25 < uneven.step_asymmetry, (real.step_asymmetry, uneven.step_asymmetry)
+
+
+def test_real_standing_takes_stand_on_nearly_straight_knees(bandai_namco_dir):
+    """Real standing takes (a raised hand) measured by `posture.standing_knee_angle`: the knees nearly straight
+    (164 degrees on these takes through the canonical skeleton's joints), and a body lowered into a crouch is
+    measured bent."""
+    from kmm_core.evaluation.posture import knee_angles, standing_knee_angle
+
+    takes = _joints(bandai_namco_dir, "dataset-2_raise-up-left-hand_normal_*.bvh")
+    angles = [a for a in (standing_knee_angle(j, MODEL_FPS) for j in takes) if a is not None]
+    assert angles and np.median(angles) > 160, angles
+    straight = knee_angles(takes[0][:1])[0]
+    bent = takes[0][:1].copy()
+    bent[:, [0, 1, 2, 3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], 1] -= 0.15  # the hips 15 cm lower
+    bent[:, [4, 5], 2] += 0.12  # the knees forward
+    assert np.all(knee_angles(bent)[0] < straight - 20)
