@@ -67,7 +67,9 @@ def test_every_import_puts_every_joint_where_the_default_import_does(imports, na
 
 DOWNLOADED = ("cesium_man", "kaykit_mannequin", "robot_expressive")
 DOWNLOADED_VARIANTS = tuple(f"{character}__{option}" for character in DOWNLOADED
-                            for option in ("blender", "temperance", "fortune", "random_rolls"))
+                            for option in ("blender", "temperance", "fortune", "random_rolls")) + tuple(
+    f"{character}__{option}" for character in DOWNLOADED[:2] for option in ("fbx_automatic_orientation",
+                                                                            "fbx_as_written"))
 # Blender's glTF importer hangs RobotExpressive's rigid parts (meshes parented to bones) from where it puts each
 # bone's tail: under Temperance and Fortune its feet sit 64 cm behind its legs, another character than under the
 # default option, so those two imports are not compared with it (its random rolls, the meshes kept in place, are).
@@ -78,8 +80,9 @@ NOT_COMPARED = ("robot_expressive__temperance", "robot_expressive__fortune")
                                   and v not in NOT_COMPARED])
 def test_every_import_of_a_downloaded_character_puts_every_joint_where_its_default_import_does(imports, name):
     """The downloaded characters (skinned Cesium Man and KayKit mannequin, RobotExpressive's rigid parts) under
-    every importer option and with random rolls and tails: the same world joints as their default import, within
-    4 mm (Cesium Man's random rolls: 3.6 mm at its wrists, every other import within 0.1 mm)."""
+    every importer option, through FBX with and without automatic bone orientation (the skinned two) and with random
+    rolls and tails: the same world joints as their default import, within 4 mm (Cesium Man's random rolls: 3.6 mm
+    at its wrists, every other import within 0.1 mm)."""
     found, reference = imports[name], imports[name.split("__")[0] + "__blender"]
     assert "points" in found, found
     assert found["map"] == reference["map"]

@@ -166,8 +166,10 @@ def hips_key(obj: bpy.types.Object, bone_map) -> dict:
     right = obj.matrix_world @ obj.pose.bones[bone_map.bones["right_hip"]].head
     across = (left - right)
     forward = Vector((-across.y, across.x, 0.0)).normalized()  # left x up, Blender's z up
+    hips = obj.pose.bones[bone_map.bones["pelvis"]]
+    while hips.bone.use_connect and hips.parent is not None:  # a connected bone cannot move: its parent carries it
+        hips = hips.parent
     for frame, shift in ((10, 0.0), (20, 1.2)):
-        hips = obj.pose.bones[bone_map.bones["pelvis"]]
         moved = hips.matrix.copy()
         moved.translation = moved.translation + obj.matrix_world.inverted().to_3x3() @ (forward * shift)
         hips.matrix = moved
@@ -258,6 +260,14 @@ for downloaded, path in DOWNLOADED.items():  # the downloaded characters under e
     for heuristic in ("BLENDER", "TEMPERANCE", "FORTUNE"):
         variants[f"{downloaded}__{heuristic.lower()}"] = (lambda p=path, h=heuristic: gltf(p, h))
     variants[f"{downloaded}__random_rolls"] = (lambda p=path: rolled(p, 5))
+    if downloaded != "robot_expressive":  # skinned characters through FBX too (the robot's parts are rigid meshes)
+        clear()
+        gltf(path, "BLENDER")
+        exported = work / f"{downloaded}.fbx"
+        bpy.ops.export_scene.fbx(filepath=str(exported), object_types={"ARMATURE", "MESH"}, add_leaf_bones=False,
+                                 bake_anim=False)
+        variants[f"{downloaded}__fbx_automatic_orientation"] = (lambda f=exported: fbx(f, True))
+        variants[f"{downloaded}__fbx_as_written"] = (lambda f=exported: fbx(f, False))
 result: dict = {}
 for name, build in variants.items():
     clear()
