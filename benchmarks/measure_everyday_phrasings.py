@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The everyday phrasing suite: prompts as animators write them, each judged by geometry, and whether the product
+warned before generating.
+
+Each phrasing of SUITE names what must be seen with a check label (a content label the geometric checks know:
+`kmm_core/evaluation/action_checks.py` `checks_for_action`, its side from `label_side`); it is generated alone
+through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1, and passes when at
+least two thirds of its seeds pass the check (`take_checks.step_result`: the whole take or its first 3-second part
+that passes).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
+or a weak action word) are read before generating; a failing phrasing without a warning is a failure not said
+before it happened.
+
+Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report_file import save_report  # noqa: E402
+from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
+from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
+from kmm_core.evaluation.action_checks import checks_for_action, label_side  # noqa: E402
+from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
+from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
+from kmm_core.generation.timeline import Timeline  # noqa: E402
+from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
+
+SECONDS = 5.0
+# (what an animator types, the check label that says what must be seen)
+SUITE = [
+    ("a man makes his way across the room", "walk"), ("someone wanders ahead slowly", "walk"),
+    ("a woman heads straight ahead on foot", "walk"), ("a person ambles forward", "walk"),
+    ("a person goes forward", "walk"), ("someone strolls along", "walk"), ("a man walks in a hurry", "walk"),
+    ("a person paces forward", "walk"), ("she walks down the street", "walk"), ("the character walks ahead", "walk"),
+    ("a person jogs forward", "run"), ("someone jogs in a circle", "run"), ("a man runs as fast as he can", "run"),
+    ("a woman sprints ahead", "run"), ("a person runs away", "run"),
+    ("a person walks backwards", "walk back"), ("someone steps back a few steps", "walk back"),
+    ("a person walks to the left", "walk left"), ("a man sidesteps to the right", "walk right"),
+    ("a person turns around", "turn"), ("someone turns to the left", "turn left"),
+    ("a person turns right and walks", "turn right"),
+    ("a person sits down on a chair", "sit"), ("someone sits down", "sit"), ("a man crouches down", "crouch"),
+    ("a person crouches and looks around", "crouch"), ("a woman squats down", "squat"),
+    ("a person kneels down", "crouch"),
+    ("a person picks up a box", "pick box"), ("someone picks something up from the floor", "pick box"),
+    ("a man bends down to pick up a bag", "pick box"), ("a person reaches down to the ground", "bend"),
+    ("a person lies down on the floor", "lie"), ("someone lies down to rest", "lie"),
+    ("a person gets up from the floor", "getup"), ("a man crawls on the floor", "crawl"),
+    ("a baby-like crawl forward", "crawl"),
+    ("a person jumps", "jump"), ("someone jumps up and down", "jump"), ("a man hops on one leg", "hop"),
+    ("a person leaps forward", "jump"),
+    ("a person kicks with the right leg", "kick right"), ("someone kicks a ball with the left foot", "kick left"),
+    ("a person punches with the right hand", "punch right"), ("a boxer throws punches", "punch"),
+    ("a person throws a ball", "throw"), ("someone swings a sword", "swing"),
+    ("a person waves hello", "wave"), ("a man waves both hands above his head", "wave"),
+    ("someone waves goodbye with the right hand", "wave right"), ("a person waves at a friend", "wave"),
+    ("a person raises the left hand", "raise left"), ("someone raises both arms", "raise both"),
+    ("a person stretches the arms above the head", "raise both"), ("a man reaches up for something high",
+                                                                    "reach"),
+    ("a person points forward", "signal"), ("someone beckons a friend to come", "call"),
+    ("a person bows", "bow"), ("someone takes a bow", "bow"), ("a man bows politely", "bow"),
+    ("a person dances", "dance"), ("someone dances happily", "dance"), ("a person spins around", "spin"),
+    ("a person does a cartwheel", "cartwheel"), ("a person falls down", "fall"),
+    ("a person climbs up the stairs", "climb"),
+]
+
+
+def judge(label: str, joints: np.ndarray) -> bool:
+    (check,) = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
+    return bool(step_result(check, label_side(label), joints).result.passed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "everyday_phrasings.md")
+    args = parser.parse_args(argv)
+    bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
+    frames = int(round(SECONDS * MODEL_FPS))
+    rows, passed, unwarned = [], 0, []
+    for phrasing, label in SUITE:
+        if not checks_for_action(label) and not label.endswith("box"):
+            raise SystemExit(f"{label!r}: no geometric check knows this label")
+        warnings = prompt_warnings(bundle, [(0, phrasing)])
+        verdicts = []
+        for seed in range(args.seeds):
+            timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": phrasing, "start": 1,
+                                                                            "end": frames}]})
+            joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+            verdicts.append(judge(label, joints))
+        ok = sum(verdicts) * 3 >= 2 * args.seeds
+        passed += ok
+        if not ok and not warnings:
+            unwarned.append(phrasing)
+        check = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
+        rows.append(f"| {phrasing} | {check[0]}{f' ({label_side(label)})' if label_side(label) else ''} | "
+                    f"{sum(verdicts)} of {args.seeds} | {'yes' if ok else '**no**'} | "
+                    f"{'yes' if warnings else '–'} |")
+    share = passed / len(SUITE)
+    lines = ["# Everyday phrasings, judged by geometry", "",
+             f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
+             f"{args.seeds}`.  {len(SUITE)} prompts as animators write them, each alone for {SECONDS:g} s, seeds "
+             f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check; \"warned\": the "
+             "product's prompt warnings said something before generating.", "",
+             f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
+             f"{len(unwarned)}{': ' + '; '.join(repr(p) for p in unwarned) if unwarned else ''}.", "",
+             "| phrasing | check | seeds passing | passes | warned |", "| --- | --- | --- | --- | --- |", *rows, ""]
+    save_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
