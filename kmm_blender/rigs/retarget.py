@@ -137,23 +137,21 @@ def skinned_points(obj: bpy.types.Object) -> tuple[dict[str, np.ndarray], dict[s
     for points, owners in _meshes_moved_by(obj):
         heights = points @ np.array(obj.matrix_world, dtype=np.float64)[2, :3]  # Blender's up
         low = heights <= heights.min() + 0.15 * np.ptp(heights)  # the feet: the lowest 15% of the mesh
-        for vertex in range(len(points)):
-            bone = owners(vertex)
-            if bone is None:
-                continue
-            if low[vertex]:
-                per_bone.setdefault(bone, []).append(points[vertex])
-            per_bone_skin.setdefault(bone, []).append(points[vertex])
+        for bone in set(owners) - {""}:
+            mine = owners == bone
+            per_bone_skin.setdefault(bone, []).append(points[mine])
+            if np.any(mine & low):
+                per_bone.setdefault(bone, []).append(points[mine & low])
     corners = {}
     for bone, points in per_bone.items():
-        array = np.array(points)
+        array = np.concatenate(points)
         low, high = array.min(axis=0), array.max(axis=0)
         corners[bone] = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
                                   for z in (low[2], high[2])])
     ends = {}
     for bone, points in per_bone_skin.items():
         head = np.array(obj.data.bones[bone].head_local, dtype=np.float64)
-        offsets = np.array(points) - head
+        offsets = np.concatenate(points) - head
         middle = offsets.mean(axis=0)
         reach = float(np.linalg.norm(offsets, axis=-1).max())
         if np.linalg.norm(middle) > 0.05 * reach:  # skin on one side of the head: it says which way the bone goes
@@ -163,8 +161,9 @@ def skinned_points(obj: bpy.types.Object) -> tuple[dict[str, np.ndarray], dict[s
 
 
 def _meshes_moved_by(obj: bpy.types.Object):
-    """((V, 3) rest vertices in armature space, vertex -> the bone moving it most or None) for every mesh skinned to
-    `obj` (an Armature modifier) or parented to one of its bones."""
+    """((V, 3) rest vertices in armature space, (V,) the bone moving each vertex most, "" for none) for every mesh
+    skinned to `obj` (an Armature modifier) or parented to one of its bones.  Each vertex's groups are read once,
+    in one pass over the mesh (the armature is read on every redraw of the Target Rig panel)."""
     from mathutils import Matrix
 
     inverse = obj.matrix_world.inverted()
@@ -180,7 +179,7 @@ def _meshes_moved_by(obj: bpy.types.Object):
             # at rest the mesh hangs from its bone's rest tail (Blender's bone parenting)
             rest = np.array(bone.matrix_local @ Matrix.Translation((0.0, bone.length, 0.0))
                             @ mesh.matrix_parent_inverse @ mesh.matrix_basis, dtype=np.float64)
-            yield coordinates @ rest[:3, :3].T + rest[:3, 3], (lambda vertex, name=bone.name: name)
+            yield coordinates @ rest[:3, :3].T + rest[:3, 3], np.full(count, bone.name, dtype=object)
             continue
         if not any(isinstance(m, bpy.types.ArmatureModifier) and m.object == obj for m in mesh.modifiers):
             continue
@@ -188,13 +187,15 @@ def _meshes_moved_by(obj: bpy.types.Object):
         if not groups:
             continue
         to_armature = np.array(inverse @ mesh.matrix_world, dtype=np.float64)
-        vertices = mesh.data.vertices
-
-        def owner(vertex: int, vertices=vertices, groups=groups) -> str | None:
-            best = max((g for g in vertices[vertex].groups if g.group in groups), key=lambda g: g.weight, default=None)
-            return groups[best.group] if best is not None and best.weight > 0.0 else None
-
-        yield coordinates @ to_armature[:3, :3].T + to_armature[:3, 3], owner
+        owners = np.full(count, "", dtype=object)
+        for vertex in mesh.data.vertices:
+            best, weight = None, 0.0
+            for group in vertex.groups:
+                if group.weight > weight and group.group in groups:
+                    best, weight = group.group, group.weight
+            if best is not None:
+                owners[vertex.index] = groups[best]
+        yield coordinates @ to_armature[:3, :3].T + to_armature[:3, 3], owners
 
 
 def stored_bone_map(obj: bpy.types.Object) -> BoneMap | None:
@@ -297,13 +298,12 @@ def source_for(motion, root_motion_in_place: bool, fps: float | None) -> SourceM
     return resample_source(source, fps) if fps else source
 
 
-def location_bone(obj: bpy.types.Object, motion: RetargetedMotion) -> str:
+def location_bone(obj: bpy.types.Object, motion: RetargetedMotion, skinned: set[str]) -> str:
     """The bone whose location carries the travel: the topmost bone above the pelvis bone that carries skin of its
     own or of bones beside the pelvis's (a `Hips` holding a skirt and a tail while the legs hang from `Spine`: the
-    skirt, the tail and the mesh travel with the body; not above IK feet the map places), else the pelvis bone or the nearest unconnected bone above
-    it."""
+    skirt, the tail and the mesh travel with the body; not above IK feet the map places), else the pelvis bone or
+    the nearest unconnected bone above it.  `skinned`: the rig's `skinned_bones`."""
     pelvis = obj.data.bones[motion.skeleton.bone_names[motion.plan.pelvis_bone]]
-    skinned = skinned_bones(obj)
     placed = {motion.skeleton.bone_names[b] for b in motion.plan.placed}
     carrier = None
     below = pelvis
@@ -340,10 +340,9 @@ def skinned_bones(obj: bpy.types.Object) -> set[str]:
     return names
 
 
-def left_behind(obj: bpy.types.Object, keyed: set[str]) -> list[str]:
-    """Bones that move skin but that no keyed bone moves (not keyed, nor below a keyed bone): a prop or a second
-    root beside the body stays where it is while the body walks away."""
-    skinned = skinned_bones(obj)
+def left_behind(obj: bpy.types.Object, keyed: set[str], skinned: set[str]) -> list[str]:
+    """Bones that move skin (`skinned`) but that no keyed bone moves (not keyed, nor below a keyed bone): a prop or
+    a second root beside the body stays where it is while the body walks away."""
     return sorted(bone.name for bone in obj.data.bones
                   if bone.name in skinned and bone.name not in keyed
                   and not any(parent.name in keyed for parent in bone.parent_recursive))
@@ -375,7 +374,8 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues
     driven = motion.driven_bones()
     names = [motion.skeleton.bone_names[b] for b in driven]
     quaternions = motion.local_quaternions()[:, driven]
-    mover = location_bone(obj, motion)
+    skinned = skinned_bones(obj)  # once for the take: both the travel's bone and the warning read it
+    mover = location_bone(obj, motion, skinned)
     index = motion.skeleton.index[mover]
     rest = motion.skeleton.rest_rotations[index]
     locations = motion.pelvis_offset_rig() @ rest  # R^T delta, row-vector form; the bone's parent stays at rest
@@ -404,7 +404,7 @@ def keyed_values(obj: bpy.types.Object, motion: RetargetedMotion) -> KeyedValues
                 above.append(ancestor.name)
             ancestor = ancestor.parent
     located = np.concatenate([motion.placed_locations(), np.zeros((len(quaternions), len(above), 3))], axis=1)
-    behind = left_behind(obj, set(names) | {mover} | set(placed))
+    behind = left_behind(obj, set(names) | {mover} | set(placed), skinned)
     warnings = [f"armature {obj.name!r}: {len(behind)} bone(s) that move its mesh follow none of the keyed bones "
                 f"and stay where they are while the body moves: {', '.join(behind[:8])}"
                 f"{' ...' if len(behind) > 8 else ''} (parent them under the hips, or map them in the Target Rig "

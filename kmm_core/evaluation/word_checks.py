@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..common.atomic_write import write_text_atomic
+from ..common.atomic_write import check_output_folder, write_text_atomic
 from ..common.errors import KMMError
 from ..common.limits import thread_count_problem
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
@@ -245,18 +245,11 @@ def settings_problem(args: argparse.Namespace) -> str | None:
 
 
 def check_writable_folder(folder: Path, what: str) -> None:
-    """Refuse, naming `what`, a folder that does not exist or cannot be written."""
-    import os
-    import tempfile
-
-    if not folder.is_dir():
-        raise KMMError(f"{what} {str(folder)!r} is not a folder")
+    """Refuse, naming `what`, a folder that does not exist or cannot be written (`check_output_folder`)."""
     try:
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".kmm-write-check-")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise KMMError(f"{what} {str(folder)!r} cannot be written: {error.strerror or error}") from None
+        check_output_folder(folder, create=False)
+    except KMMError as error:
+        raise KMMError(f"{what} {str(folder)!r} cannot be written: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

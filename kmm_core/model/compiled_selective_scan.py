@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ..common.atomic_write import write_text_atomic
 from ..common.errors import EnvironmentSettingError
 from .fused_scan_autograd import ConvGradients, ScanGradients, channel_groups, row_lengths, run_fused_scan
 
@@ -176,10 +177,7 @@ def _file_digest(path: Path) -> str:
 
 def _write_checksum(library: Path, checksum: Path) -> None:
     """The library's SHA-256 beside it (written before the library is moved into place)."""
-    handle, scratch = tempfile.mkstemp(suffix=".sha256", dir=checksum.parent)
-    with os.fdopen(handle, "w") as out:
-        out.write(_file_digest(library) + "\n")
-    os.replace(scratch, checksum)
+    write_text_atomic(checksum, _file_digest(library) + "\n")
 
 
 def _intact(target: Path) -> bool:
