@@ -59,46 +59,52 @@ def ground_limbs(parents: Sequence[int], heads: np.ndarray) -> list[int]:
     return limbs
 
 
-def rig_shape(parents: Sequence[int], heads: np.ndarray) -> str | None:
-    """What the rig is when it cannot be a two-legged character ("a four-legged rig ...", "one limb ..."), None when
-    it looks like one (two limbs on the floor)."""
-    heads = np.asarray(heads, dtype=np.float64)
+def _flat(heads: np.ndarray) -> tuple[bool, float, float]:
+    """(whether the rest pose is far wider than tall: it stands on nothing, its height, its width), metres."""
     extent = np.ptp(heads, axis=0)
     width = float(max(extent[0], extent[2]))
+    return bool(extent[1] < FLAT * width), float(extent[1]), width
+
+
+def rig_shape(parents: Sequence[int], heads: np.ndarray) -> tuple[str | None, list[int]]:
+    """(what the rig is when it cannot be a two-legged character, "a 4-legged rig ...", "one limb ...", or None when
+    it looks like one (two or three limbs on the floor: a tail may touch it); the end bones of the limbs that reach
+    the floor)."""
+    heads = np.asarray(heads, dtype=np.float64)
     if len(heads) == 0:
-        return "it has no bones"
-    if extent[1] < FLAT * width:
-        kids = _children(parents)
-        branches = sum(1 for k in kids if len(k) > 1)
+        return "it has no bones", []
+    flat, height, width = _flat(heads)
+    if flat:
+        branches = sum(1 for k in _children(parents) if len(k) > 1)
         what = "one limb on its own (one chain of bones, no body)" if branches <= 1 else "a flat rig"
-        return (f"it looks like {what}: it is {extent[1] * 100:.0f} cm tall and {width * 100:.0f} cm wide, nothing "
-                "stands on a floor")
+        return (f"it looks like {what}: it is {height * 100:.0f} cm tall and {width * 100:.0f} cm wide, nothing "
+                "stands on a floor"), []
     limbs = ground_limbs(parents, heads)
     if len(limbs) >= 4:
-        return f"it looks like a {len(limbs)}-legged rig ({len(limbs)} limbs reach the floor)"
-    if not limbs or len(limbs) == 1:
-        return "no legs found (no two limbs reach the floor)"
-    return None  # two (or three: a tail on the floor) limbs on the floor
+        return f"it looks like a {len(limbs)}-legged rig ({len(limbs)} limbs reach the floor)", limbs
+    if len(limbs) <= 1:
+        return "no legs found (no two limbs reach the floor)", []
+    return None, limbs
 
 
 def many_legged(parents: Sequence[int], heads: np.ndarray | None) -> bool:
     """Whether the rest pose stands on four or more limbs (refused before any name is read: an animal rig's
     `LeftHand` is a front paw)."""
-    return heads is not None and len(heads) > 0 and "legged rig" in (rig_shape(parents, heads) or "")
+    if heads is None or len(heads) == 0 or _flat(np.asarray(heads, dtype=np.float64))[0]:
+        return False
+    return len(ground_limbs(parents, heads)) >= 4
 
 
 def unmappable_message(rig: str, bone_names: Sequence[str], parents: Sequence[int], heads: np.ndarray | None,
                        found: dict[str, str], missing: Sequence[str]) -> str:
     """The one message for a rig that cannot be mapped: what it is, the roles found ({role: bone}), what is
     missing, one piece of advice."""
-    parts = []
-    shape = rig_shape(parents, heads) if heads is not None and len(bone_names) else None
+    shape, limbs = rig_shape(parents, heads) if heads is not None and len(bone_names) else (None, [])
     if shape is not None:
-        limbs = ground_limbs(parents, heads) if "legged" in shape else []
         on_floor = f": {', '.join(bone_names[b] for b in limbs)}" if limbs else ""
-        parts.append(f"rig {rig!r} is not a two-legged character: {shape}{on_floor}.")
+        parts = [f"rig {rig!r} is not a two-legged character: {shape}{on_floor}."]
     else:
-        parts.append(f"rig {rig!r} cannot be mapped automatically.")
+        parts = [f"rig {rig!r} cannot be mapped automatically."]
     if found:
         parts.append("Found: " + ", ".join(f"{role} {bone!r}" for role, bone in found.items()) + ".")
     else:
