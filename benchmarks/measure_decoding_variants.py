@@ -6,7 +6,7 @@ Each variant is a JSON object of ``[decoding]`` overrides on top of the bundle's
 e.g. ``'{"repeat_penalty": 2}'``; the key ``best_of`` (not a decoding setting) draws N candidates per prompt and
 keeps the one the bundle's aligner (the generator's own text-motion model, not the evaluator) finds closest to the
 prompt (best-of-N re-ranking; the short action after a walk is generated without it); with ``"best_of_by": "gait"``
-the candidates of a plain walk or run prompt (``is_plain_locomotion_prompt``) are ranked instead by their stride
+the candidates of a walk or run prompt (walking share over 0.5: ``generation/prompt_kinds.py``) are ranked instead by their stride
 regularity as the product shows them (``animator_subsets``' measure: a plausibility score of the step), the
 others' still by the aligner.  Every variant sees the same captions and seeds; generated features go through
 the product's smoothing (``smooth_generated_features``, standing-root step on) and the foot-contact clean-up, as
@@ -40,10 +40,11 @@ from kmm_core.evaluation.generated_motions import cleaned_joints, generate_featu
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
+from kmm_core.generation.prompt_kinds import prompt_kinds  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
-from kmm_core.humanml3d.feature_smoothing import is_plain_locomotion_prompt, smooth_generated_features  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import smooth_generated_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
 from kmm_core.model.configs import DecodingConfig  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
@@ -51,12 +52,12 @@ from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 PARAPHRASE_FRAMES = int(round(EvaluationSettings().directional_seconds * MODEL_FPS))
 
 
-def product_joints(features: list[np.ndarray], prompts: list[str],
+def product_joints(bundle: ModelBundle, features: list[np.ndarray], prompts: list[str],
                    standing_sigma: float = DecodingConfig().standing_root_sigma) -> list[np.ndarray]:
     """Joints as the product shows them: generation's smoothing (the standing-root step at `standing_sigma`, a
     variant's ``standing_root_sigma``), then the foot-contact clean-up."""
-    smoothed = [smooth_generated_features(f, p, standing_sigma=standing_sigma)
-                for f, p in zip(features, prompts, strict=True)]
+    smoothed = [smooth_generated_features(f, kind, standing_sigma=standing_sigma)
+                for f, kind in zip(features, prompt_kinds(bundle, prompts), strict=True)]
     return cleaned_joints([features_to_joints(f) for f in smoothed], smoothed)
 
 
@@ -78,9 +79,9 @@ def generate(bundle: ModelBundle, config: DecodingConfig, best_of: int | tuple[i
         similarity.append((motion / np.linalg.norm(motion, axis=1, keepdims=True) * text).sum(axis=1))
     score = np.array(similarity)
     if ranked_by == "gait":
-        walks = [i for i, prompt in enumerate(prompts) if is_plain_locomotion_prompt(prompt)]
+        walks = [i for i, kind in enumerate(prompt_kinds(bundle, prompts)) if kind.walking > 0.5]
         for k, features in enumerate(candidates):
-            joints = product_joints([features[i] for i in walks], [prompts[i] for i in walks])
+            joints = product_joints(bundle, [features[i] for i in walks], [prompts[i] for i in walks])
             score[k, walks] = [gait_regularity(j, MODEL_FPS) for j in joints]  # the subsets' stride regularity
     best = np.argmax(score, axis=0)
     return [candidates[k][i] for i, k in enumerate(best)]
@@ -94,7 +95,7 @@ def subset_rows(bundle: ModelBundle, name: str, chosen: list, window, variants: 
         captions = choose_captions(chosen, seed)
         for row, (config, best_of) in zip(rows, variants, strict=True):
             raw = generate(bundle, config, best_of, captions, [item.frames for item in chosen], seed)
-            joints = product_joints(raw, captions, config.standing_root_sigma)
+            joints = product_joints(bundle, raw, captions, config.standing_root_sigma)
             row.append(animator_subsets.ratios(name, animator_subsets.measures(joints, MODEL_FPS, name), real))
     return rows
 
@@ -144,7 +145,7 @@ def main() -> int:
               "| --- | --- | --- | --- |"]
     timeline = Timeline.from_dict(animator_subsets.SHORT_ACTION_TIMELINE)
     for label, (config, best_of) in zip(names, variants, strict=True):
-        accuracy = [directional_accuracy(prompts, product_joints(
+        accuracy = [directional_accuracy(prompts, product_joints(bundle,
             generate(bundle, config, best_of, prompts, [PARAPHRASE_FRAMES] * len(prompts), seed), prompts),
             MODEL_FPS).overall_accuracy for seed in range(args.seeds)]
         bundle.decoding = config

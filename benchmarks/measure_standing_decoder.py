@@ -41,6 +41,7 @@ from kmm_core.evaluation.body_motion import standing_drift  # noqa: E402
 from kmm_core.evaluation.generated_motions import generate_features, generated_joints  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
+from kmm_core.generation.prompt_kinds import prompt_kinds  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
 from kmm_core.humanml3d.feature_smoothing import STANDING_ROOT_SIGMA, smooth_generated_features  # noqa: E402
 from kmm_core.humanml3d.features import FEATURE_DIM, features_to_joints  # noqa: E402
@@ -75,8 +76,8 @@ def generated(bundle: ModelBundle, prompts: list[str], frames: list[int], seed: 
     """Joints as `kmm-train eval` makes them: decoded, smoothed (standing prompts' root too), cleaned (unless not
     `foot_lock`)."""
     sigma = bundle.decoding.standing_root_sigma
-    features = [smooth_generated_features(f, prompt, standing_sigma=sigma) for f, prompt in
-                zip(generate_features(bundle, prompts, frames, seed), prompts, strict=True)]
+    features = [smooth_generated_features(f, kind, standing_sigma=sigma) for f, kind in
+                zip(generate_features(bundle, prompts, frames, seed), prompt_kinds(bundle, prompts), strict=True)]
     return generated_joints(features, foot_lock=foot_lock)
 
 

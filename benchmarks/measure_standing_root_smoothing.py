@@ -4,7 +4,7 @@ animator's subsets of `kmm-train eval` (kmm_core/evaluation/animator_subsets.py)
 
 The step (shipped, default on; ``kmm_core/humanml3d/feature_smoothing.py``): after generation's usual smoothing of
 decoded features, the root channels (root turn speed, root velocity, root height: features 0-3) of a prompt that
-names no whole-body move (``feature_smoothing.is_standing_prompt``) get a second Gaussian of SIGMA frames; walking
+stand (their standing share: ``generation/prompt_kinds.py``) get a second Gaussian of SIGMA frames; walking
 and other prompts are untouched, so walks, directional paraphrases and every moving prompt are unchanged by
 construction (the script counts the paraphrases it touches).  Each variant's features go through the product's own
 ``smooth_generated_features`` (as `kmm-train eval` does), then the same foot-contact clean-up as shipped; sigma 0 is
@@ -47,12 +47,14 @@ from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, subset, window_reader  # noqa: E402
 from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
+from kmm_core.generation.prompt_kinds import prompt_kinds  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.humanml3d import feature_smoothing  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
-from kmm_core.humanml3d.feature_smoothing import is_standing_prompt, smooth_generated_features  # noqa: E402
+from kmm_core.humanml3d.feature_smoothing import smooth_generated_features  # noqa: E402
 from kmm_core.humanml3d.features import features_to_joints  # noqa: E402
+from kmm_core.humanml3d.motion_kind import MotionKind  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 PARAPHRASE_FRAMES = int(round(EvaluationSettings().directional_seconds * MODEL_FPS))
@@ -66,11 +68,11 @@ WANDER_SIGMA = 6.4
 """`--wander-sigma`: frames of the Gaussian that splits the slow part off (6.4 frames at 20 fps: about 0.5 Hz)."""
 
 
-def damp_slow_wander(features: np.ndarray, prompt: str) -> np.ndarray:
+def damp_slow_wander(features: np.ndarray, kind: MotionKind) -> np.ndarray:
     """Candidate (measured here only): on a standing prompt, the root's horizontal velocity (features 1-2) keeps
     only `WANDER_KEEP` of its component slower than about 0.5 Hz (its Gaussian of `WANDER_SIGMA` frames); the
     faster part, the weight shifts, stays."""
-    if WANDER_KEEP == 1.0 or not is_standing_prompt(prompt):
+    if WANDER_KEEP == 1.0 or kind.standing < 0.5:
         return features
     out = features.copy()
     slow = feature_smoothing.gaussian_smooth(features[:, 1:3], WANDER_SIGMA, axis=0)
@@ -78,11 +80,11 @@ def damp_slow_wander(features: np.ndarray, prompt: str) -> np.ndarray:
     return out
 
 
-def candidate(features: np.ndarray, prompt: str, sigma: float) -> np.ndarray:
+def candidate(features: np.ndarray, kind: MotionKind, sigma: float) -> np.ndarray:
     """The product's smoothing of one prompt's decoded features, with standing-root sigma `sigma` (0: off); with
     `--wander-keep` below 1, the slow-wander candidate on top for sigma > 0."""
-    smoothed = smooth_generated_features(features, prompt, standing_sigma=sigma, torso_scale=TORSO_SCALE)
-    return damp_slow_wander(smoothed, prompt) if sigma > 0 else smoothed
+    smoothed = smooth_generated_features(features, kind, standing_sigma=sigma, torso_scale=TORSO_SCALE)
+    return damp_slow_wander(smoothed, kind) if sigma > 0 else smoothed
 
 
 def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float], args) -> list[str]:
@@ -97,9 +99,10 @@ def split_metrics(bundle: ModelBundle, items: list, window, variants: list[float
         text = evaluator.embed_texts(captions)
         raw = generate_features(bundle, captions, [item.frames for item in chosen], seed)
         for sigma in variants:
-            motion = evaluator.embed_motions([candidate(f, c, sigma) for f, c in zip(raw, captions, strict=True)])
+            kinds = prompt_kinds(bundle, captions)
+            motion = evaluator.embed_motions([candidate(f, k, sigma) for f, k in zip(raw, kinds, strict=True)])
             runs[sigma].append(text_motion_metrics(text, motion, real, seed))
-    standing = sum(is_standing_prompt(c) for c in choose_captions(chosen, 0))
+    standing = sum(kind.standing >= 0.5 for kind in prompt_kinds(bundle, choose_captions(chosen, 0)))
     lines = [f"## The split ({len(chosen)} items, {standing} with a standing caption in seed 0; the bundle's evaluator)",
              "", "| root sigma | FID | R-precision top-1 | top-3 |", "| --- | --- | --- | --- |"]
     for sigma in variants:
@@ -166,7 +169,7 @@ def main() -> int:
             captions = choose_captions(chosen, seed)
             raw = generate_features(bundle, captions, [item.frames for item in chosen], seed)
             for sigma in variants:
-                features = [candidate(f, c, sigma) for f, c in zip(raw, captions, strict=True)]
+                features = [candidate(f, k, sigma) for f, k in zip(raw, prompt_kinds(bundle, captions), strict=True)]
                 joints = cleaned_joints([features_to_joints(f) for f in features], features)
                 per_variant[sigma].append(animator_subsets.ratios(
                     name, animator_subsets.measures(joints, MODEL_FPS, name), real_measures))
@@ -196,12 +199,13 @@ def main() -> int:
         save_report(args.out, lines)
         return 0
     # the held-out directional paraphrases the candidate touches (standing by their words: raised hands, waves)
-    touched = [p for _, p in paraphrase_prompts() if is_standing_prompt(p)]
+    prompts = [p for _, p in paraphrase_prompts()]
+    touched = [p for p, kind in zip(prompts, prompt_kinds(bundle, prompts), strict=True) if kind.standing >= 0.5]
     accuracy: dict[float, list[float]] = {v: [] for v in variants}
     for seed in range(args.seeds):
         raw = generate_features(bundle, touched, [PARAPHRASE_FRAMES] * len(touched), seed)
         for sigma in variants:
-            features = [candidate(f, p, sigma) for f, p in zip(raw, touched, strict=True)]
+            features = [candidate(f, k, sigma) for f, k in zip(raw, prompt_kinds(bundle, touched), strict=True)]
             accuracy[sigma].append(directional_accuracy(touched, [features_to_joints(f) for f in features],
                                                         MODEL_FPS).overall_accuracy)
     lines += [f"## Directional paraphrases it touches: {len(touched)} of {len(paraphrase_prompts())} (standing by "

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Does a bundle's decoder keep a real wave's swing?  Real normal-style one-hand waves of a split (Bandai-Namco 2,
 not mirrored) are encoded by the bundle's tokenizer and decoded again, by its tokenizer's decoder and as generation
-decodes a wave prompt (`ModelBundle.decode_prompts`: the standing decoder's body, the tokenizer's arms), and measured
+decodes a wave prompt (`ModelBundle.decode_kinds`: the standing decoder's body, the tokenizer's arms), and measured
 by the directional check of "a person waves the left / right hand" (`kmm_core/evaluation/directional.py`): the log
 ratio of the waving wrist's side-to-side energy to the idle one's (the check passes at 2.2), and each wrist's energy
 as a ratio to the real clip's.  The waves' dominant swing frequency is printed too (the codes are 4 frames, 0.2 s).
@@ -26,6 +26,7 @@ from kmm_core.bundle.model_bundle import ModelBundle
 from kmm_core.bundle.model_choice import resolve_model
 from kmm_core.data.motion_dataset import FRAMES_PER_TOKEN
 from kmm_core.evaluation.directional import left_axes, measure_intent, parse_directional_intent
+from kmm_core.generation.prompt_kinds import prompt_kinds
 from kmm_core.humanml3d.features import features_to_joints
 from kmm_core.model.weights import load_weights
 from kmm_core.motion.model_timing import MODEL_FPS
@@ -81,12 +82,13 @@ def main() -> None:
             side = row["content"].split("-")[1]
             idle = "right" if side == "left" else "left"
             prompt = f"a person waves the {side} hand"
+            kind = prompt_kinds(bundle, [prompt])[0]
             intent = parse_directional_intent(prompt)
             features = np.load(args.data / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
             features = features[:len(features) // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN]
             codes = bundle.tokenizer.encode(torch.from_numpy(bundle.normalizer.normalize(features)).float()[None])
             decoded = (features, bundle.codes_to_features(codes, len(features)),
-                       bundle.decode_prompts(codes, len(features), [((0, len(features)), prompt)]))
+                       bundle.decode_kinds(codes, len(features), [((0, len(features)), kind)]))
             joints = [features_to_joints(x) for x in decoded]
             measured = [measure_intent(intent, j, MODEL_FPS) for j in joints]
             sign = 1.0 if side == "left" else -1.0  # the score is left over right

@@ -30,6 +30,7 @@ from kmm_core.evaluation.body_motion import part_jerk, standing_drift  # noqa: E
 from kmm_core.evaluation.generated_motions import cleaned_joints, generate_features  # noqa: E402
 from kmm_core.evaluation.settings import EvaluationSettings  # noqa: E402
 from kmm_core.evaluation.split_data import choose_captions, load_items, window_reader  # noqa: E402
+from kmm_core.generation.prompt_kinds import prompt_kinds  # noqa: E402
 from kmm_core.generation.timeline_generator import generation_foot_lock  # noqa: E402
 from kmm_core.humanml3d.dataset_folder import HumanML3DFolder  # noqa: E402
 from kmm_core.humanml3d.feature_smoothing import smooth_generated_features  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> int:
     real_jerk = [part_jerk(j, FPS) for j in real]
     captions = choose_captions(chosen, 0)
     raw = generate_features(bundle, captions, [item.frames for item in chosen], 0)
-    shipped = [smooth_generated_features(f, c) for f, c in zip(raw, captions, strict=True)]
+    shipped = [smooth_generated_features(f, k) for f, k in zip(raw, prompt_kinds(bundle, captions), strict=True)]
     no_hold = dataclasses.replace(generation_foot_lock(), hold_standing=False)
 
     def drift(joints: list[np.ndarray]) -> float:

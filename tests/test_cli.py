@@ -157,11 +157,17 @@ def test_no_standing_root_smoothing_turns_the_step_off(tiny_bundle, tiny_model, 
      "4"),
 ])
 def test_a_decoding_setting_is_the_models_unless_asked(tiny_bundle, timeline_file, tmp_path, capsys, field, flag, own,
-                                                       library, too_high, error, walk_seconds):
+                                                       library, too_high, error, walk_seconds, monkeypatch):
     """A bundle carries decoding settings chosen for it (bundle.json "decoding": the standing-root sigma chosen
     against its decoder, the guidance share of its walk segments), generation takes them when none is asked for,
     the option overrides them, and a value out of range is refused naming the option (or the bundle's field), before
-    any output is written."""
+    any output is written.  (The walk is a whole walk and the wave a whole stand: the prompts' kinds are given
+    outright; the tiny model's few captions make them partial, tests/test_prompt_kinds.py measures the real ones.)"""
+    from kmm_core.generation.prompt_kinds import PromptKinds
+    from kmm_core.humanml3d.motion_kind import MotionKind
+
+    monkeypatch.setattr(PromptKinds, "of", lambda self, prompts: [
+        MotionKind(1.0, 1.0, 0.0) if "walk" in prompt else MotionKind(0.0, 0.0, 1.0) for prompt in prompts])
     if walk_seconds != "1":
         timeline_file = tmp_path / "timeline.json"
         timeline_file.write_text(json.dumps({"fps": 24, "segments": [

@@ -10,8 +10,12 @@ from kmm_core.common.errors import ConfigError, InputTensorError
 from kmm_core.evaluation.motion_quality import mean_jerk
 from kmm_core.humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_decoded_features
 from kmm_core.humanml3d.features import FOOT_CONTACTS, features_to_joints
+from kmm_core.humanml3d.motion_kind import MotionKind
 
 FPS = 20.0
+WALK = MotionKind(walking=1.0, steady=1.0)
+TURNING_WALK = MotionKind(walking=1.0)
+WAVE = MotionKind(standing=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,7 @@ def test_standing_root_smoothing_touches_only_the_root_of_standing_frames(fixtur
 
     features = smooth_decoded_features(fixture_features)
     half = len(features) // 2
-    spans = [((0, half), "a person walks forward"), ((half, len(features)), "a person waves the right hand")]
+    spans = [((0, half), WALK), ((half, len(features)), WAVE)]
     smoothed = smooth_standing_root(features, spans, torso_scale=0.0)
     np.testing.assert_array_equal(smoothed[:half], features[:half])
     np.testing.assert_array_equal(smoothed[:, 4:], features[:, 4:])
@@ -91,7 +95,7 @@ def test_standing_root_smoothing_touches_only_the_root_of_standing_frames(fixtur
     fade = int(np.ceil(2 * STANDING_ROOT_SIGMA))
     assert change[half] < 0.25 * change[half + fade + 1:].max()  # faded in, not switched on
     # a later span overrides an earlier one; sigma 0 and a moving prompt change nothing
-    overridden = smooth_standing_root(features, [*spans, ((half, len(features)), "a person jumps up")])
+    overridden = smooth_standing_root(features, [*spans, ((half, len(features)), MotionKind())])
     np.testing.assert_array_equal(overridden, features)
     np.testing.assert_array_equal(smooth_standing_root(features, spans, 0.0), features)
     with pytest.raises(InputTensorError, match="standing root sigma"):
@@ -112,7 +116,7 @@ def test_standing_smoothing_calms_the_torso_chain_and_leaves_the_arms(fixture_fe
 
     features = smooth_decoded_features(fixture_features)
     half = len(features) // 2
-    spans = [((0, half), "a person walks forward"), ((half, len(features)), "a person raises the left hand")]
+    spans = [((0, half), WALK), ((half, len(features)), WAVE)]
     smoothed = smooth_standing_root(features, spans)
     np.testing.assert_array_equal(smoothed[:half], features[:half])
     head = JOINT_INDEX["head"] - 1
@@ -128,62 +132,17 @@ def test_standing_smoothing_calms_the_torso_chain_and_leaves_the_arms(fixture_fe
     np.testing.assert_array_equal(smoothed[:, untouched], features[:, untouched])
 
 
-def test_the_standing_rule_is_the_one_evaluation_uses():
-    from kmm_core.evaluation.body_motion import kind_of
-    from kmm_core.humanml3d.feature_smoothing import is_standing_prompt, prompt_kind
-
-    assert kind_of is prompt_kind
-    assert is_standing_prompt("a person raises the left hand")
-    assert is_standing_prompt("someone waves with both arms")
-    assert not is_standing_prompt("a person walks and turns right")
-    assert not is_standing_prompt("a person sits down")
-
-
-@pytest.mark.parametrize("caption", [
-    "someone dashes ahead angrily", "a person sidesteps to the left", "a figure dribbles a football",
-    "someone dribbles and plays basketball", "a person plays soccer", "a person crouches down",
-    "someone does a cartwheel", "someone does a side flip", "a figure performs a sideways somersault"])
-def test_captions_that_travel_or_move_the_whole_body_are_not_standing(caption):
-    """Training captions whose real takes travel 0.7-4 m/s were once read as standing (issue 39, found when the
-    standing decoder held their pelvis still: `soccer` passed its travel check 13 of 20 times instead of 19): no
-    standing smoothing and no standing decoder for them."""
-    from kmm_core.humanml3d.feature_smoothing import is_standing_prompt
-
-    assert not is_standing_prompt(caption)
-
-
 def test_walk_and_run_tokens_are_weighed_by_their_frames():
-    """Each token's share of plain walk and run prompts (a walk with another action named is not one; the guidance of `DecodingConfig.locomotion_guidance_factor`):
-    whole tokens of a walk 1, a token across the boundary its share of walk frames, a later span overriding."""
-    from kmm_core.humanml3d.feature_smoothing import is_plain_locomotion_prompt, locomotion_token_weights
+    """Each token's walking share (the guidance of `DecodingConfig.locomotion_guidance_factor`): whole tokens of a
+    walk its share, a token across the boundary the mean over its frames, a later span overriding; with `steady`,
+    the steady share (a walk that turns has none)."""
+    from kmm_core.humanml3d.feature_smoothing import locomotion_token_weights
 
-    assert is_plain_locomotion_prompt("a person walks forward") and is_plain_locomotion_prompt("someone jogs in a circle")
-    assert is_plain_locomotion_prompt("a woman walks sideways to the right") and is_plain_locomotion_prompt(
-        "someone strolls and turns left")
-    for prompt in ("a person waves the right hand", "a person jumps", "a person runs and jumps over an obstacle",
-                   "a person walks forward carrying a box", "someone walks while waving"):
-        assert not is_plain_locomotion_prompt(prompt), prompt
-    spans = [((0, 10), "a person walks forward"), ((10, 20), "a person waves the right hand")]
+    spans = [((0, 10), WALK), ((10, 20), WAVE)]
     np.testing.assert_array_equal(locomotion_token_weights(5, spans, 4), [1.0, 1.0, 0.5, 0.0, 0.0])
-    overridden = [*spans, ((4, 8), "a person raises both arms")]
+    overridden = [*spans, ((4, 8), WAVE)]
     np.testing.assert_array_equal(locomotion_token_weights(5, overridden, 4), [1.0, 0.0, 0.5, 0.0, 0.0])
-    np.testing.assert_array_equal(locomotion_token_weights(3, [((2, 99), "a man runs")], 4), [0.5, 1.0, 1.0])
-
-
-def test_steady_walks_are_the_plain_walks_that_keep_their_heading():
-    """The walks whose residual codes keep the gait cycle (`DecodingConfig.locomotion_residual_period_bonus`): plain
-    walks and runs that name no turn, side or curve; the held-out paraphrases that lost their turn when every walk was
-    pulled (walk_cycle_residual.md) are not steady."""
-    from kmm_core.humanml3d.feature_smoothing import is_steady_locomotion_prompt, locomotion_token_weights
-
-    for prompt in ("a person walks forward", "a man runs", "someone jogs straight ahead", "a person walks backwards",
-                   "a person strides forward quickly"):
-        assert is_steady_locomotion_prompt(prompt), prompt
-    for prompt in ("a man strides ahead before turning toward the right", "walk ahead and take the turn on the right",
-                   "the man shuffles sideways toward his left", "someone jogs in a circle", "a person bears left",
-                   "a person walks around", "a woman veers right while running", "a person walks forward carrying a box",
-                   "a person waves the right hand"):
-        assert not is_steady_locomotion_prompt(prompt), prompt
-    spans = [((0, 8), "a person walks forward"), ((8, 20), "a person walks and turns left")]
-    np.testing.assert_array_equal(locomotion_token_weights(5, spans, 4, is_steady_locomotion_prompt),
-                                  [1.0, 1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(locomotion_token_weights(3, [((2, 99), MotionKind(0.5, 0.5))], 4),
+                                  [0.25, 0.5, 0.5])
+    turning = [((0, 8), WALK), ((8, 20), TURNING_WALK)]
+    np.testing.assert_array_equal(locomotion_token_weights(5, turning, 4, steady=True), [1.0, 1.0, 0.0, 0.0, 0.0])

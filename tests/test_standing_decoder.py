@@ -32,6 +32,7 @@ from kmm_core.humanml3d.feature_smoothing import (
     standing_decoder_weights,
     walking_decoder_weights,
 )
+from kmm_core.humanml3d.motion_kind import MotionKind
 from kmm_core.motion.model_timing import MODEL_FPS
 from kmm_core.training.cli import main as train_main
 
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 WALK_THEN_WAVE = {"fps": 20, "segments": [{"prompt": "a person walks forward", "frames": 40},
                                           {"prompt": "a person waves the right hand", "frames": 40}]}
+WALK, WAVE = MotionKind(walking=1.0, steady=1.0), MotionKind(standing=1.0)
 TWO_STEPS = GenerationOptions(steps=2, foot_lock=False)  # enough decoding for the tiny model, no foot clean-up
 
 
@@ -89,8 +91,7 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     with pytest.raises(KMMError, match="standing: expected 80 weights in"):
         dual.codes_to_features(codes[0], frames, np.full(frames, 2.0))
     # a take: the walk as the plain bundle makes it, the wave decoded by the standing decoder
-    weights = standing_decoder_weights(frames, [((0, 40), "a person walks forward"),
-                                                ((40, 80), "a person waves the right hand")])
+    weights = standing_decoder_weights(frames, [((0, 40), WALK), ((40, 80), WAVE)])
     assert not weights[:41].any() and np.all(weights[41 + STANDING_DECODER_RAMP:] == 1.0)
     takes = [generate_timeline(model, Timeline.from_dict(WALK_THEN_WAVE), seed=3, options=TWO_STEPS)[0].joints
              for model in (tiny_model, dual)]
@@ -267,14 +268,14 @@ def test_the_walking_decoder_decodes_the_plain_walks_frames_only(walking_bundle,
     assert np.abs(walked[:, arms] - plain[:, arms]).max() > 1e-3
     with pytest.raises(KMMError, match="walking: expected 80 weights in"):
         walking.codes_to_features(codes, frames, walking=np.full(frames, -1.0))
-    # the rule: plain walks and runs only, faded in next to another prompt
-    spans = [((0, 40), "a person walks forward"), ((40, 80), "a person waves the right hand")]
+    # by the walking share, faded in next to another prompt
+    spans = [((0, 40), WALK), ((40, 80), WAVE)]
     weights = walking_decoder_weights(frames, spans)
     assert np.all(weights[:40 - STANDING_DECODER_RAMP] == 1.0) and not weights[39:].any()
-    assert not walking_decoder_weights(frames, [((0, 80), "a person walks forward and jumps")]).any()
-    assert np.all(walking_decoder_weights(frames, [((0, 80), "someone runs in a circle")]) == 1.0)
+    assert not walking_decoder_weights(frames, [((0, 80), MotionKind())]).any()
+    np.testing.assert_allclose(walking_decoder_weights(frames, [((0, 80), MotionKind(walking=0.6))]), 0.6)
     # generation: the walk decoded by the walking decoder, the wave (past the ramps) exactly as before
-    np.testing.assert_allclose(walking.decode_prompts(codes, frames, spans),
+    np.testing.assert_allclose(walking.decode_kinds(codes, frames, spans),
                                walking.codes_to_features(codes, frames, standing_decoder_weights(frames, spans), weights),
                                rtol=0, atol=0)
     takes = [generate_timeline(model, Timeline.from_dict(WALK_THEN_WAVE), seed=3, options=TWO_STEPS)[0].joints
@@ -335,8 +336,8 @@ def test_the_gesture_decoder_decodes_the_standing_frames_arms_only(gesture_bundl
                                rtol=0, atol=1e-6)
     assert np.abs(standing[:, GESTURE_DECODER_CHANNELS] - before[:, GESTURE_DECODER_CHANNELS]).max() > 1e-3
     # generation: the walk as before, the wave's arms from the gesture decoder
-    spans = [((0, 40), "a person walks forward"), ((40, 80), "a person waves the right hand")]
-    shown, old = gesture.decode_prompts(codes, frames, spans), walking.decode_prompts(codes, frames, spans)
+    spans = [((0, 40), WALK), ((40, 80), WAVE)]
+    shown, old = gesture.decode_kinds(codes, frames, spans), walking.decode_kinds(codes, frames, spans)
     np.testing.assert_array_equal(shown[:40 - STANDING_DECODER_RAMP], old[:40 - STANDING_DECODER_RAMP])
     np.testing.assert_array_equal(shown[:, STANDING_DECODER_CHANNELS], old[:, STANDING_DECODER_CHANNELS])
     assert np.abs(shown[44:, GESTURE_DECODER_CHANNELS] - old[44:, GESTURE_DECODER_CHANNELS]).max() > 1e-3

@@ -19,6 +19,18 @@ from kmm_core.motion.motion_result import MotionResult
 FAST = GenerationOptions(steps=2)
 
 
+class FixedKinds:
+    """Stands in for a bundle's prompt kinds (``prompt_kinds.PromptKinds``): each prompt's kind given outright."""
+
+    def __init__(self, kinds):
+        self.kinds = kinds
+
+    def of(self, prompts):
+        from kmm_core.humanml3d.motion_kind import MotionKind
+
+        return [self.kinds.get(prompt, MotionKind()) for prompt in prompts]
+
+
 @pytest.fixture(scope="module")
 def bundle(tiny_model):
     return tiny_model
@@ -137,12 +149,19 @@ def test_the_walk_cycle_option_sets_every_cycle_pull(bundle):
 
 @pytest.mark.parametrize("transitions", ["per_token", "inpaint"])
 def test_only_steady_walks_take_the_residual_gait_cycle(bundle, transitions, monkeypatch):
-    """Every decode of a timeline is told which tokens belong to a walk that keeps its heading (`steady_walk`, where
-    `decoding.locomotion_residual_period_bonus` applies) beside which belong to any plain walk (`locomotion`): the
-    straight walk's tokens are both, the turning walk's only a walk, the wave's neither."""
+    """Every decode of a timeline is told how much each token belongs to a walk that keeps its heading
+    (`steady_walk`, where `decoding.locomotion_residual_period_bonus` applies) beside how much to any walk
+    (`locomotion`): its prompt's steady and walking shares (`prompt_kinds`; given outright here, measured on the
+    shipped model's captions in tests/test_prompt_kinds.py): the straight walk's tokens are both, the turning walk's
+    only a walk, the wave's neither."""
     from kmm_core.generation import decoding_engine, transition_inpainting
     from kmm_core.generation.timeline_generator import generate_codes
+    from kmm_core.humanml3d.motion_kind import MotionKind
 
+    monkeypatch.setattr(bundle, "_prompt_kinds", FixedKinds({
+        "a person walks forward": MotionKind(1.0, 1.0, 0.0),
+        "a person walks forward and turns left": MotionKind(1.0, 0.0, 0.0),
+        "a person waves the right hand": MotionKind(0.0, 0.0, 1.0)}), raising=False)
     seen = []
 
     def spy(original):
@@ -170,11 +189,17 @@ def test_only_steady_walks_take_the_residual_gait_cycle(bundle, transitions, mon
         assert bool((windows_locomotion - windows_steady).any())
 
 
-def test_walk_segments_take_the_bundles_walk_guidance(bundle, timeline):
+def test_walk_segments_take_the_bundles_walk_guidance(bundle, timeline, monkeypatch):
     """`decoding.locomotion_guidance_factor` guides a walk's tokens at its share of the scale: a walk alone decodes
     as at that scale, a wave alone as shipped, and in a timeline only the walk (and the transitions that see it)
-    changes; the wave's own tokens stay bit-identical."""
+    changes; the wave's own tokens stay bit-identical.  (The kinds given outright: a whole walk and a whole wave.)"""
     from dataclasses import replace
+
+    from kmm_core.humanml3d.motion_kind import MotionKind
+
+    monkeypatch.setattr(bundle, "_prompt_kinds", FixedKinds({
+        "a person walks forward": MotionKind(1.0, 1.0, 0.0), "a person waves the right hand": MotionKind(0.0, 0.0, 1.0)}),
+        raising=False)
 
     from kmm_core.generation.timeline_generator import generate_codes, token_boundaries
 
@@ -205,6 +230,11 @@ def test_straight_walks_keep_the_most_regular_of_their_candidate_decodes(bundle,
     unchanged, and a timeline whose decode mixes a walk with other prompts per token draws one."""
     from kmm_core.generation import decoding_engine, timeline_generator, walk_candidates
     from kmm_core.generation.timeline_generator import generate_codes, planned_steps, token_boundaries
+    from kmm_core.humanml3d.motion_kind import MotionKind
+
+    monkeypatch.setattr(bundle, "_prompt_kinds", FixedKinds({   # the kinds given outright (test_prompt_kinds.py)
+        "a person walks forward": MotionKind(1.0, 1.0, 0.0), "a person walks and turns left": MotionKind(1.0, 0.0, 0.0),
+        "a person waves the right hand": MotionKind(0.0, 0.0, 1.0)}), raising=False)
 
     scored = []
 

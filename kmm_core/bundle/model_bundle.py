@@ -42,6 +42,7 @@ from ..humanml3d.feature_smoothing import (
     GESTURE_DECODER_CHANNELS,
     STANDING_DECODER_CHANNELS,
     WALKING_DECODER_CHANNELS,
+    SpansAndKinds,
     standing_decoder_weights,
     walking_decoder_weights,
 )
@@ -278,14 +279,13 @@ class ModelBundle:
                 _blend_decoder(features, padded, weights, decoder, channels)
         return self.normalizer.denormalize(features)
 
-    def decode_prompts(self, codes: torch.Tensor, num_frames: int,
-                       spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
+    def decode_kinds(self, codes: torch.Tensor, num_frames: int, spans_and_kinds: SpansAndKinds) -> np.ndarray:
         """(T, 263) features of `codes` as generation decodes them: each prompt kind's decoder on the frames of its
-        spans ([start, end) 20 fps frames; a later span overrides an earlier one): the standing decoder on standing
-        prompts' (their arms the gesture decoder's), the walking decoder on plain walks' and runs', the tokenizer's
-        decoder everywhere else."""
-        return self.codes_to_features(codes, num_frames, standing_decoder_weights(num_frames, spans_and_prompts),
-                                      walking_decoder_weights(num_frames, spans_and_prompts))
+        spans ([start, end) 20 fps frames, the prompt's ``MotionKind``; a later span overrides an earlier one): the
+        standing decoder by the standing share (the arms the gesture decoder's), the walking decoder by the walking
+        share, the tokenizer's decoder for the rest."""
+        return self.codes_to_features(codes, num_frames, standing_decoder_weights(num_frames, spans_and_kinds),
+                                      walking_decoder_weights(num_frames, spans_and_kinds))
 
     def codes_to_joints(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
         """(T, 22, 3) joints at 20 fps from codes (L, Q) (or (1, L, Q)), cropped to ``num_frames`` (unsmoothed)."""

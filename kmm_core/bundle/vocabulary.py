@@ -10,14 +10,18 @@ check of ``kmm generate`` and the worker (``generation/prompt_vocabulary.py``)::
       "model": "kmm-small",
       "dataset": {"clips": ..., "takes": ..., "sources": ["bandai-namco-1", ...]},
       "actions": [{"dataset": "bandai-namco-2", "content": "walk-turn-left", "takes": 219, "train_takes": 175,
-                   "styles": ["active", ...], "examples": ["a man walks forward then turns to the left", ...]}],
+                   "styles": ["active", ...], "examples": ["a man walks forward then turns to the left", ...],
+                   "motion": {"walking": 1.0, "steady": 0.02, "standing": 0.0}}],   # what its clips do
       "styles": ["active", ...],
       "captions": {"train": [...], "val": [...],         # distinct captions per split (mirrors included)
                    "train_actions": [...], "val_actions": [...]},   # "dataset/content" of each caption
       "out_of_vocabulary": {...}                          # threshold and its measured rates (added with the
     }                                                     # caption embeddings, vocabulary.safetensors)
 
-Only the train captions count as "known" for the warning; val captions choose its threshold.
+Only the train captions count as "known" for the warning; val captions choose its threshold.  An action's
+``motion`` is the share of its training clips that walk, walk on a steady heading, stand in place
+(``humanml3d/motion_kind.py``, measured on the clips' recorded motion): which decoding a prompt gets follows the
+actions of its nearest training captions (``generation/prompt_kinds.py``).
 """
 
 from __future__ import annotations
@@ -26,14 +30,17 @@ import csv
 import io
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
 from ..common.checked_path import checked_join
 from ..common.errors import InputFileError
+from ..humanml3d.motion_kind import MotionKind, clip_motion_kind, mean_kind
 
 VOCABULARY_FILE = "vocabulary.json"
 VOCABULARY_FORMAT_VERSION = 1
@@ -48,6 +55,11 @@ class Action:
     train_takes: int
     styles: tuple[str, ...]
     examples: tuple[str, ...]
+    motion: MotionKind | None = None   # what its training clips do (None: a vocabulary made before it was measured)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.content}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,10 @@ class Vocabulary:
     out_of_vocabulary: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
+    def action_motion(self) -> dict[str, MotionKind]:
+        """"dataset/content" -> what its training clips do, for the actions whose motion was measured."""
+        return {action.name: action.motion for action in self.actions if action.motion is not None}
+
     @property
     def action_words(self) -> tuple[str, ...]:
         """Distinct content labels (across datasets), sorted."""
@@ -74,7 +90,8 @@ class Vocabulary:
             "model": self.model,
             "dataset": self.dataset,
             "actions": [{"dataset": a.dataset, "content": a.content, "takes": a.takes, "train_takes": a.train_takes,
-                         "styles": list(a.styles), "examples": list(a.examples)} for a in self.actions],
+                         "styles": list(a.styles), "examples": list(a.examples)}
+                        | ({"motion": a.motion.to_dict()} if a.motion is not None else {}) for a in self.actions],
             "styles": list(self.styles),
             "captions": {"train": list(self.train_captions), "val": list(self.val_captions),
                          "train_actions": list(self.train_actions), "val_actions": list(self.val_actions)},
@@ -88,9 +105,7 @@ def _read_captions(texts_dir: Path, name: str, where: str) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
-def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) -> Vocabulary:
-    """The vocabulary of a folder written by ``kmm-train prepare`` (index.csv, texts/, train/val split)."""
-    folder = Path(dataset_dir)
+def _index_rows(folder: Path) -> tuple[Path, list[dict[str, str]]]:
     index = folder / "index.csv"
     if not index.is_file():
         raise InputFileError(index, "not found: the vocabulary is built from a folder written by kmm-train prepare")
@@ -99,6 +114,46 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
     needed = {"name", "take", "dataset", "content", "style", "split", "mirrored"}
     if not rows or needed - set(rows[0]):
         raise InputFileError(index, f"expected the columns {', '.join(sorted(needed))}")
+    return index, rows
+
+
+def _action_motion(folder: Path, index: Path, rows: list[dict[str, str]]) -> dict[str, MotionKind]:
+    """"dataset/content" -> the mean kind of its original (not mirrored) training clips (``motion_kind.py``); {} for
+    a folder without features (captions alone: nothing to measure)."""
+    kinds: dict[str, list[MotionKind]] = {}
+    if not (folder / "new_joint_vecs").is_dir():
+        return {}
+    for line, row in enumerate(rows, start=2):
+        if row["split"] == "train" and row["mirrored"] == "0":
+            features = _read_clip(folder, row["name"], f"{index}, line {line}, name")
+            kinds.setdefault(f"{row['dataset']}/{row['content']}", []).append(clip_motion_kind(features))
+    return {name: mean_kind(values) for name, values in kinds.items()}
+
+
+def measure_action_motion(dataset_dir: str | Path, vocabulary: Vocabulary) -> Vocabulary:
+    """`vocabulary` with each action's ``motion`` measured on the training clips of a folder written by
+    ``kmm-train prepare`` (actions it has no training clip of keep what they had); captions and everything else
+    unchanged (``kmm-train vocabulary --motion-only``)."""
+    folder = Path(dataset_dir)
+    index, rows = _index_rows(folder)
+    motion = _action_motion(folder, index, rows)
+    return replace(vocabulary, actions=tuple(replace(a, motion=motion.get(a.name, a.motion))
+                                             for a in vocabulary.actions))
+
+
+def _read_clip(folder: Path, name: str, where: str) -> np.ndarray:
+    """The (T, 263) features of clip `name` (``new_joint_vecs/<name>.npy``, never outside it; never unpickled)."""
+    path = checked_join(folder / "new_joint_vecs", name, suffix=".npy", single=True, where=where)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputFileError(path, f"cannot read the clip's features: {error}") from None
+
+
+def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) -> Vocabulary:
+    """The vocabulary of a folder written by ``kmm-train prepare`` (index.csv, texts/, train/val split)."""
+    folder = Path(dataset_dir)
+    index, rows = _index_rows(folder)
     captions: dict[str, dict[str, str]] = {"train": {}, "val": {}}   # caption -> action of its first clip
     per_action: dict[tuple[str, str], dict[str, Any]] = {}
     styles: set[str] = set()
@@ -117,6 +172,7 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
             entry["train_takes"].add(row["take"])
             if row["mirrored"] == "0":
                 entry["captions"].extend(texts)
+    motion = _action_motion(folder, index, rows)
     actions = []
     for (dataset, content), entry in sorted(per_action.items()):
         if not entry["train_takes"]:
@@ -124,7 +180,8 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
         distinct = sorted(set(entry["captions"]))
         random.Random(f"{seed}|{dataset}|{content}").shuffle(distinct)
         actions.append(Action(dataset, content, len(entry["takes"]), len(entry["train_takes"]),
-                              tuple(sorted(entry["styles"])), tuple(distinct[:EXAMPLES_PER_ACTION])))
+                              tuple(sorted(entry["styles"])), tuple(distinct[:EXAMPLES_PER_ACTION]),
+                              motion.get(f"{dataset}/{content}")))
     summary = {"clips": len(rows), "takes": len({row["take"] for row in rows}),
                "sources": sorted({row["dataset"] for row in rows})}
     train, val = sorted(captions["train"]), sorted(captions["val"])
@@ -132,6 +189,16 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
                       train_captions=tuple(train), val_captions=tuple(val),
                       train_actions=tuple(captions["train"][c] for c in train),
                       val_actions=tuple(captions["val"][c] for c in val), dataset=summary)
+
+
+MOTION_KEYS = ("walking", "steady", "standing")
+
+
+def _share(value: Any) -> float:
+    share = float(value)
+    if not 0.0 <= share <= 1.0:   # NaN fails too
+        raise ValueError(f"a motion share must be a number from 0 to 1, got {value!r}")
+    return share
 
 
 def vocabulary_from_dict(data: Any, path: str = "<dict>") -> Vocabulary:
@@ -145,9 +212,11 @@ def vocabulary_from_dict(data: Any, path: str = "<dict>") -> Vocabulary:
     actions = []
     for index, entry in enumerate(data.get("actions") or []):
         try:
+            motion = entry.get("motion")
+            kind = None if motion is None else MotionKind(*(_share(motion[key]) for key in MOTION_KEYS))
             actions.append(Action(str(entry["dataset"]), str(entry["content"]), int(entry["takes"]),
                                   int(entry["train_takes"]), tuple(map(str, entry.get("styles", []))),
-                                  tuple(map(str, entry.get("examples", [])))))
+                                  tuple(map(str, entry.get("examples", []))), kind))
         except (KeyError, TypeError, ValueError) as error:
             raise fail(f"actions[{index}]: {error!r}") from None
     captions = data.get("captions")

@@ -58,6 +58,7 @@ import numpy as np
 
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..common.limits import thread_count_problem
+from ..generation.prompt_kinds import prompt_kinds
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_generated_features
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
@@ -231,8 +232,9 @@ def evaluate_actions(bundle, evaluator, plans: Sequence[ActionPlan], real_featur
     owners = [index for index, plan in enumerate(plans) for _ in range(len(plan.prompts) * repeats)]
     log(f"generating {len(prompts)} motions ({len(plans)} actions)")
     started = time.perf_counter()
-    features = [smooth_generated_features(f, prompt, settings.smoothing) for f, prompt in
-                zip(generate_features(bundle, prompts, frames, settings.seed, settings.batch_size), prompts, strict=True)]
+    features = [smooth_generated_features(f, kind, settings.smoothing) for f, kind in
+                zip(generate_features(bundle, prompts, frames, settings.seed, settings.batch_size),
+                    prompt_kinds(bundle, prompts), strict=True)]
     joints = generated_joints(features, settings.foot_lock)
     log(f"generated in {time.perf_counter() - started:.1f} s; embedding")
     prototypes = action_prototypes([evaluator.embed_texts(plan.prompts) for plan in plans])

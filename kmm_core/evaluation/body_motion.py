@@ -21,15 +21,42 @@ Joints are (T, 22, 3), metres, HumanML3D axes (Y up).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..common.errors import InputTensorError
-from ..humanml3d.feature_smoothing import prompt_kind as kind_of  # noqa: F401  (the one copy of the rule)
 from ..humanml3d.features import check_joints
 from ..humanml3d.gait_rhythm import gait_regularity
 from ..motion.skeleton import JOINT_INDEX
+
+# How the evaluation groups real clips by their captions' words into the subsets it reports ("locomotion",
+# "standing", "other").  Reporting only: how a prompt is decoded follows the motion of its nearest training captions
+# (generation/prompt_kinds.py), never these words.
+LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
+                        r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
+                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping|dash|dashes|dashing|"
+                        r"sidestep|sidesteps|sidestepping|dribble|dribbles|dribbling|shuffle|shuffles|shuffling|"
+                        r"trot|trots|trotting|sneak|sneaks|sneaking|tiptoe|tiptoes|tiptoeing|limp|limps|limping)\b")
+WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turning|spin|spins|spinning|crawl|"
+                        r"crawls|crawling|lie|lies|lying|sit|sits|sitting|squat|squats|squatting|kneel|kneels|"
+                        r"kneeling|fall|falls|falling|climb|climbs|climbing|dance|dances|dancing|kick|kicks|"
+                        r"kicking|step|steps|stepping|moves?|goes|going|backwards?|forwards?|around|circle|roll|"
+                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges|crouch|"
+                        r"crouches|crouching|cartwheel|cartwheels|plays? (basketball|soccer|football|tennis)|"
+                        r"jete|jetes|pirouette|pirouettes|arabesque|arabesques|flip|flips|backflip|backflips|"
+                        r"somersault|somersaults)\b")
+
+
+def kind_of(captions: Sequence[str]) -> str:
+    """"locomotion" when a caption names walking or running, "standing" when none names any whole-body move, else
+    "other" (jumps, turns, sitting down ...): the evaluation's subsets."""
+    text = " ".join(caption.lower() for caption in captions)
+    if LOCOMOTION.search(text):
+        return "locomotion"
+    return "other" if WHOLE_BODY.search(text) else "standing"
+
 
 BODY_PARTS: dict[str, tuple[int, ...]] = {
     "pelvis": (JOINT_INDEX["pelvis"],),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
+from ..generation.prompt_kinds import prompt_kinds
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.feature_smoothing import smooth_generated_features
 from ..humanml3d.features import features_to_joints
@@ -149,8 +150,9 @@ def evaluate_bundle(bundle: ModelBundle, cache: ReplicationCache, log: Callable[
 
     def generate(prompts: Sequence[str], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
         """Features as generate_timeline decodes them (smoothed with the same sigma, standing prompts' root too)."""
-        return [smooth_generated_features(f, prompt, settings.smoothing, standing_sigma) for f, prompt in
-                zip(generate_features(bundle, prompts, lengths, seed, settings.batch_size), prompts, strict=True)]
+        return [smooth_generated_features(f, kind, settings.smoothing, standing_sigma) for f, kind in
+                zip(generate_features(bundle, prompts, lengths, seed, settings.batch_size),
+                    prompt_kinds(bundle, prompts), strict=True)]
 
     frames = [item.frames for item in data.items]
     paraphrases = spread(paraphrase_prompts(), settings.max_directional)

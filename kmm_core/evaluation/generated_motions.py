@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
+from ..generation.prompt_kinds import prompt_kinds
 from ..generation.walk_candidates import stride_score
-from ..humanml3d.feature_smoothing import is_plain_locomotion_prompt, is_steady_locomotion_prompt
 from ..humanml3d.features import features_to_joints
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .split_data import EvalItem
@@ -44,8 +44,9 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
             sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
-            locomotion, steady = (torch.tensor([float(rule(prompts[i])) for i in chunk])
-                                  for rule in (is_plain_locomotion_prompt, is_steady_locomotion_prompt))
+            kinds = prompt_kinds(bundle, [prompts[i] for i in chunk])
+            locomotion, steady = (torch.tensor([kind.walking for kind in kinds]),
+                                  torch.tensor([kind.steady for kind in kinds]))
             score = stride_score(bundle, [(n, [((0, n), prompts[i])]) for n, i in zip(lengths, chunk, strict=True)])
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
                                    use_residual=use_residual, locomotion=locomotion, steady_walk=steady,
@@ -53,7 +54,7 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)
-                out[index] = bundle.decode_prompts(codes, lengths[row], [((0, lengths[row]), prompts[index])])
+                out[index] = bundle.decode_kinds(codes, lengths[row], [((0, lengths[row]), kinds[row])])
     return out  # type: ignore[return-value]
 
 
@@ -111,21 +112,22 @@ def count_parameters(bundle: ModelBundle) -> int:
 def tokenizer_reconstruction(bundle: ModelBundle, features: Sequence[np.ndarray],
                              prompts: Sequence[str] | None = None) -> tuple[np.ndarray, float, list[np.ndarray]]:
     """(per-clip MPJPE in mm of root-relative joints, perplexity of the first codebook over all tokens, the
-    reconstructed clips' joints (T, 22, 3)).  `prompts`: per clip, the text whose kind picks its decoder as generation
-    would (``ModelBundle.decode_prompts``: its captions joined, so a clip any of whose captions names a walk is not a
-    standing one); None: the tokenizer's decoder for every clip."""
+    reconstructed clips' joints (T, 22, 3)).  `prompts`: per clip, the text whose kind picks its decoders as
+    generation would (``ModelBundle.decode_kinds`` with ``prompt_kinds``); None: the tokenizer's decoder for every
+    clip."""
     import torch
 
     device = next(bundle.tokenizer.parameters()).device
     errors, codes_used, reconstructions = [], [], []
+    kinds = None if prompts is None else prompt_kinds(bundle, list(prompts))
     with torch.no_grad():
         for number, clip in enumerate(features):
             normalised = torch.from_numpy(bundle.normalizer.normalize(clip).astype(np.float32))[None].to(device)
             codes = bundle.tokenizer.encode(normalised)
             real = features_to_joints(clip)
             frames = clip.shape[0]
-            recon = features_to_joints(bundle.codes_to_features(codes, frames) if prompts is None else
-                                       bundle.decode_prompts(codes, frames, [((0, frames), prompts[number])]))
+            recon = features_to_joints(bundle.codes_to_features(codes, frames) if kinds is None else
+                                       bundle.decode_kinds(codes, frames, [((0, frames), kinds[number])]))
             reconstructions.append(recon)
             real, recon = real - real[:, :1], recon - recon[:, :1]
             errors.append(1000.0 * float(np.linalg.norm(real - recon, axis=-1).mean()))

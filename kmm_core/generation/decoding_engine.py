@@ -23,16 +23,12 @@ from ..common.limits import (
     MAX_STEADY_WALK_CANDIDATES,
 )
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import (
-    DECODED_SMOOTHING_SIGMA,
-    is_plain_locomotion_prompt,
-    is_steady_locomotion_prompt,
-    locomotion_token_weights,
-)
+from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, SpansAndKinds, locomotion_token_weights
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
 from ..motion.model_timing import FRAMES_PER_TOKEN
+from .prompt_kinds import spans_and_kinds
 from .timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .walk_candidates import stride_score, window_spans
 
@@ -173,13 +169,11 @@ def window_starts(num_tokens: int, options: GenerationOptions) -> list[int]:
     return starts
 
 
-def locomotion_tokens(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
-                      steady: bool = False) -> Tensor:
-    """(L,) each token's share of plain walk and run prompts (20 fps spans; a later span overrides an earlier one): how
-    much of the bundle's ``decoding.locomotion_guidance_factor`` its guidance takes; with ``steady``, its share of
-    those that keep their heading (``decode_tokens``' ``steady_walk``)."""
-    rule = is_steady_locomotion_prompt if steady else is_plain_locomotion_prompt
-    return torch.from_numpy(locomotion_token_weights(num_tokens, spans_and_prompts, FRAMES_PER_TOKEN, rule)).float()
+def locomotion_tokens(num_tokens: int, kinds: SpansAndKinds, steady: bool = False) -> Tensor:
+    """(L,) each token's walking share (20 fps spans with their prompts' kinds, ``prompt_kinds.spans_and_kinds``; a
+    later span overrides an earlier one): how much of the bundle's ``decoding.locomotion_guidance_factor`` its
+    guidance takes; with ``steady``, its share of walking on a steady heading (``decode_tokens``' ``steady_walk``)."""
+    return torch.from_numpy(locomotion_token_weights(num_tokens, kinds, FRAMES_PER_TOKEN, steady)).float()
 
 
 def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
@@ -188,9 +182,10 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
                     spans_and_prompts: Sequence[tuple[tuple[int, int], str]] | None = None,
                     walk_candidates: bool = False) -> Tensor:
     """(L, Q) codes for `num_frames` frames, per-token conditions (L, E), fixed codes (L, Q) with -1 = generate;
-    `spans_and_prompts` (20 fps frames) say which tokens belong to plain walks and runs, guided at the bundle's
-    ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None guides every token alike.  With
-    `walk_candidates` (and `spans_and_prompts`), a window whose tokens to draw are all steady walk tokens takes
+    `spans_and_prompts` (20 fps frames) say which tokens belong to walks and runs (their prompts' walking share,
+    ``prompt_kinds.py``), guided at the bundle's ``decoding.locomotion_guidance_factor`` (`locomotion_tokens`); None
+    guides every token alike.  With `walk_candidates` (and `spans_and_prompts`), a window whose tokens to draw are
+    mostly steady walk tokens takes
     ``config.steady_walk_candidates`` candidate decodes and keeps the one whose drawn frames step most regularly
     (`walk_candidates.stride_score`).
 
@@ -202,8 +197,9 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
     layers = generator.config.num_quantizers
     codes = torch.full((num_tokens, layers), -1, dtype=torch.int64) if fixed is None else fixed.clone().long().cpu()
     per_decode = steps_per_decode(bundle, config)
-    locomotion, steady = (None, None) if spans_and_prompts is None else \
-        (locomotion_tokens(num_tokens, spans_and_prompts), locomotion_tokens(num_tokens, spans_and_prompts, True))
+    kinds = None if spans_and_prompts is None else spans_and_kinds(bundle, spans_and_prompts)
+    locomotion, steady = (None, None) if kinds is None else \
+        (locomotion_tokens(num_tokens, kinds), locomotion_tokens(num_tokens, kinds, True))
     for start in window_starts(num_tokens, options):
         end = min(num_tokens, start + options.max_window_tokens)
         window = codes[start:end]

@@ -36,6 +36,7 @@ from ..motion.motion_result import MotionResult
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .edit_cleanup import clean_edited_part
 from .paths import follow_paths, path_spans
+from .prompt_kinds import spans_and_kinds
 from .timeline import Segment, Timeline, TimelineError
 
 CONTEXT_SECONDS = 2.0
@@ -200,8 +201,9 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
     frames = codes.shape[0] * FRAMES_PER_TOKEN
     decoded = decode_windowed(bundle, frames, condition, codes, config, rng, options, counter, spans_and_prompts,
                               walk_candidates=True)
-    features = smooth_decoded_features(bundle.decode_prompts(decoded, frames, spans_and_prompts), options.smoothing)
-    features = smooth_standing_root(features, spans_and_prompts, config.standing_root_sigma)
+    kinds = spans_and_kinds(bundle, spans_and_prompts)
+    features = smooth_decoded_features(bundle.decode_kinds(decoded, frames, kinds), options.smoothing)
+    features = smooth_standing_root(features, kinds, config.standing_root_sigma)
     return features_to_joints(features), features[:, FOOT_CONTACTS]
 
 

@@ -34,8 +34,6 @@ from ..bundle.model_bundle import ModelBundle
 from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import (
-    is_plain_locomotion_prompt,
-    is_steady_locomotion_prompt,
     smooth_decoded_features,
     smooth_standing_root,
 )
@@ -56,6 +54,7 @@ from .decoding_engine import (
     steps_per_decode,
     window_starts,
 )
+from .prompt_kinds import prompt_kinds, spans_and_kinds
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
 from .walk_candidates import SHOWN_FEET, stride_score
@@ -104,9 +103,9 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
         lengths = [bounds[i + 1] - bounds[i] for i in short]
         own_spans = [(n * FRAMES_PER_TOKEN, [((0, n * FRAMES_PER_TOKEN), timeline.prompts[i])])
                      for n, i in zip(lengths, short, strict=True)]
+        kinds = prompt_kinds(bundle, [timeline.prompts[i] for i in short])
         decoded = decode_segments_together(bundle.generator, lengths, embeddings[short], config, rng, counter.on_step,
-                                           [float(is_plain_locomotion_prompt(timeline.prompts[i])) for i in short],
-                                           [float(is_steady_locomotion_prompt(timeline.prompts[i])) for i in short],
+                                           [kind.walking for kind in kinds], [kind.steady for kind in kinds],
                                            stride_score(bundle, own_spans))
         for index, segment_codes in zip(short, decoded, strict=True):
             codes[bounds[index]:bounds[index + 1]] = segment_codes
@@ -118,8 +117,9 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
                                            [((0, frames), timeline.prompts[index])], walk_candidates=True)
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
     return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
-                               locomotion_tokens(num_tokens, spans_and_prompts),
-                               locomotion_tokens(num_tokens, spans_and_prompts, steady=True)), num_frames
+                               locomotion_tokens(num_tokens, spans_and_kinds(bundle, spans_and_prompts)),
+                               locomotion_tokens(num_tokens, spans_and_kinds(bundle, spans_and_prompts), steady=True)
+                               ), num_frames
 
 
 def planned_steps(bundle: ModelBundle, timeline: Timeline, options: GenerationOptions, config: DecodingConfig) -> int:
@@ -199,9 +199,9 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
                     options: GenerationOptions) -> tuple[MotionResult, np.ndarray]:
     """The motion of `codes` at the timeline's fps, on its paths and meeting its constraints, with the contact
     channels the foot clean-up needs."""
-    spans_and_prompts = list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True))
-    features = smooth_decoded_features(bundle.decode_prompts(codes, num_frames, spans_and_prompts), options.smoothing)
-    features = smooth_standing_root(features, spans_and_prompts, options.decoding_config(bundle).standing_root_sigma)
+    kinds = spans_and_kinds(bundle, list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True)))
+    features = smooth_decoded_features(bundle.decode_kinds(codes, num_frames, kinds), options.smoothing)
+    features = smooth_standing_root(features, kinds, options.decoding_config(bundle).standing_root_sigma)
     motion = result_from_model_joints(features_to_joints(features), timeline)
     channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
     if timeline.loop:

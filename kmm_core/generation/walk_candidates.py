@@ -2,9 +2,9 @@
 """Which candidate decode of a steady walk to keep: the one whose motion steps most regularly.
 
 A bundle's ``decoding.steady_walk_candidates`` N > 1 makes ``decode_tokens`` draw N candidates of every steady walk
-or run (``feature_smoothing.is_steady_locomotion_prompt``: a plain walk or run naming no turn, side or curve) and
+or run (a prompt whose nearest training captions' clips walk on a steady heading: ``prompt_kinds.py``) and
 keep the best by the score made here: each candidate's codes decoded to motion the way generation shows it
-(``ModelBundle.decode_prompts``: the walking decoder on a walk's frames; the decoded features' smoothing; the foot
+(``ModelBundle.decode_kinds``: the walking decoder on a walk's frames; the decoded features' smoothing; the foot
 clean-up, which holds planted feet and can flatten a step the raw decode had), scored by its gait regularity (the
 autocorrelation peak of the pelvis height and of the legs' alternation, ``humanml3d/gait_rhythm.py``).  A candidate
 that settles on one held code glides with a flat pelvis and scores low.  Other prompts' tokens never take candidates.
@@ -21,6 +21,7 @@ from ..humanml3d.gait_rhythm import gait_regularity
 from ..model.motion_tokenizer import num_tokens_for_frames
 from ..motion.foot_contact import FootLockSettings, clean_foot_contacts
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
+from .prompt_kinds import spans_and_kinds
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -45,7 +46,8 @@ def stride_score(bundle: ModelBundle, rows: Sequence[tuple[int, SpansAndPrompts]
         for candidate, row in zip(codes, which, strict=True):
             frames, spans_and_prompts = rows[row]
             tokens = candidate[:num_tokens_for_frames(frames)].unsqueeze(0).to(bundle.device)
-            features = smooth_decoded_features(bundle.decode_prompts(tokens, frames, spans_and_prompts))
+            features = smooth_decoded_features(bundle.decode_kinds(tokens, frames,
+                                                                   spans_and_kinds(bundle, spans_and_prompts)))
             shown = clean_foot_contacts(features_to_joints(features), MODEL_FPS, features[:, FOOT_CONTACTS],
                                         settings=SHOWN_FEET).joints
             start, end = (0, frames) if measured is None else measured[row]

@@ -14,7 +14,8 @@ smeared.
 Calm standing keeps a slower shake in the root that this short filter leaves: the shipped model's calm standing takes
 (waves, raised hands) moved the pelvis 2.81x and the head 2.03x as jerkily as real ones
 (`benchmarks/measure_standing_root_smoothing.py`).  So the root channels (turn speed, horizontal velocity, height:
-features 0-3) of the frames of a standing prompt (`is_standing_prompt`: it names no walk, run or whole-body move) get
+features 0-3) of the frames of a standing prompt (its standing share: the nearest training captions' clips stand in
+place, ``generation/prompt_kinds.py``) get
 a second Gaussian of `STANDING_ROOT_SIGMA` = 2 frames (`smooth_standing_root`): calm pelvis 1.04x real, head 1.71x;
 walks and every moving prompt are untouched, and the arms keep their motion (only the root channels change).  The
 head kept its shake (1.72x), so the torso chain (spine1, spine2, spine3, neck, head: their root-relative positions
@@ -28,7 +29,6 @@ segment, so neither the root nor the torso has a step at the boundary.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy as np
 from ..common.errors import InputTensorError
 from ..motion.time_filters import gaussian_smooth
 from .features import FEATURE_DIM, FOOT_CONTACTS, RIC, ROTATIONS, VELOCITIES
+from .motion_kind import MotionKind
 
 DECODED_SMOOTHING_SIGMA = 0.5
 """Frames (at the model's 20 fps) of the Gaussian applied to decoded features; 0 turns smoothing off."""
@@ -81,65 +82,22 @@ velocity), every channel the standing decoder leaves, so a wave's swing comes fr
 STANDING_TORSO_SCALE = 0.5
 """The torso chain's Gaussian on standing prompts, as a share of the root's sigma; 0 leaves the torso as decoded."""
 
-LOCOMOTION = re.compile(r"\b(walk|walks|walking|walked|run|runs|running|jog|jogs|jogging|march|marches|marching|"
-                        r"stroll|strolls|strolling|sprint|sprints|sprinting|stride|strides|striding|pace|paces|"
-                        r"pacing|steps? (forward|backward|back|around)|skip|skips|skipping|dash|dashes|dashing|"
-                        r"sidestep|sidesteps|sidestepping|dribble|dribbles|dribbling|shuffle|shuffles|shuffling|"
-                        r"trot|trots|trotting|sneak|sneaks|sneaking|tiptoe|tiptoes|tiptoeing|limp|limps|limping)\b")
-WHOLE_BODY = re.compile(r"\b(jump|jumps|jumping|hop|hops|hopping|turn|turns|turning|spin|spins|spinning|crawl|"
-                        r"crawls|crawling|lie|lies|lying|sit|sits|sitting|squat|squats|squatting|kneel|kneels|"
-                        r"kneeling|fall|falls|falling|climb|climbs|climbing|dance|dances|dancing|kick|kicks|"
-                        r"kicking|step|steps|stepping|moves?|goes|going|backwards?|forwards?|around|circle|roll|"
-                        r"rolls|rolling|bend|bends|bending|stand up|stands up|get up|gets up|lunge|lunges|crouch|"
-                        r"crouches|crouching|cartwheel|cartwheels|plays? (basketball|soccer|football|tennis)|"
-                        r"jete|jetes|pirouette|pirouettes|arabesque|arabesques|flip|flips|backflip|backflips|"
-                        r"somersault|somersaults)\b")
+SpansAndKinds = Sequence[tuple[tuple[int, int], MotionKind]]
+"""([start, end) frames at 20 fps, what the prompt of those frames asks the body to do: ``motion_kind.MotionKind``,
+from the recorded motion of its nearest training captions, ``generation/prompt_kinds.py``); a later span overrides
+an earlier one on shared frames."""
 
 
-ACTIONS_WHILE_TRAVELLING = re.compile(
-    r"\b(jump|jumps|jumping|hop|hops|hopping|leap|leaps|leaping|kick|kicks|kicking|punch|punches|punching|throw|"
-    r"throws|throwing|catch|catches|catching|carry|carries|carrying|pick|picks|picking|lift|lifts|lifting|crawl|"
-    r"crawls|crawling|sit|sits|sitting|lie|lies|lying|fall|falls|falling|climb|climbs|climbing|dance|dances|"
-    r"dancing|spin|spins|spinning|squat|squats|squatting|kneel|kneels|kneeling|crouch|crouches|crouching|wave|"
-    r"waves|waving|raise|raises|raising|clap|claps|clapping|point|points|pointing|push|pushes|pushing|pull|pulls|"
-    r"pulling|hold|holds|holding|grab|grabs|grabbing|reach|reaches|reaching)\b")
-"""Actions a walk or run can be named with that need the prompt's full guidance to be performed (a run and a jump,
-a walk carrying a box): `is_plain_locomotion_prompt`."""
+def _walking(kind: MotionKind) -> float:
+    return kind.walking
 
 
-def prompt_kind(captions: Sequence[str]) -> str:
-    """"locomotion" when a caption names walking or running, "standing" when none names any whole-body move, else
-    "other" (jumps, turns, sitting down ...)."""
-    text = " ".join(caption.lower() for caption in captions)
-    if LOCOMOTION.search(text):
-        return "locomotion"
-    return "other" if WHOLE_BODY.search(text) else "standing"
+def _steady(kind: MotionKind) -> float:
+    return kind.steady
 
 
-def is_plain_locomotion_prompt(prompt: str) -> bool:
-    """True when `prompt` names a walk or a run and no other action (`ACTIONS_WHILE_TRAVELLING`: a jump, a kick, a
-    carried box, a wave ...): the prompts whose tokens take ``DecodingConfig.locomotion_guidance_factor``, so a walk
-    keeps its stride while an action named with it keeps the full guidance it needs to be performed."""
-    return prompt_kind([prompt]) == "locomotion" and not ACTIONS_WHILE_TRAVELLING.search(prompt.lower())
-
-
-DIRECTION_CHANGE = re.compile(r"\b(turn|turns|turning|left|right|side|sideways|sidestep|sidesteps|sidestepping|"
-                              r"circle|circles|circling|around|round|curve|curves|curving|bear|bears|bearing|veer|"
-                              r"veers|veering|zigzag|zigzags|zigzagging|diagonal|diagonally|rotate|rotates|rotating)\b")
-"""Words by which a walk changes its heading or goes sideways: its steps do not repeat one gait cycle later."""
-
-
-def is_steady_locomotion_prompt(prompt: str) -> bool:
-    """True when `prompt` is a plain walk or run (`is_plain_locomotion_prompt`) that names no turn, side or curve
-    (`DIRECTION_CHANGE`): the prompts whose residual codes take ``DecodingConfig.locomotion_residual_period_bonus``,
-    so a straight walk repeats its step while a turn keeps the detail that makes it turn (issue 39: pulled on every
-    walk, held-out directional paraphrases fell 0.456 -> 0.431; training/runs/kmm-small-all-v8/walk_cycle_residual.md)."""
-    return is_plain_locomotion_prompt(prompt) and not DIRECTION_CHANGE.search(prompt.lower())
-
-
-def is_standing_prompt(prompt: str) -> bool:
-    """True when `prompt` names no walk, run or whole-body move (a wave, a raised hand, a look around ...)."""
-    return prompt_kind([prompt]) == "standing"
+def _standing(kind: MotionKind) -> float:
+    return kind.standing
 
 
 def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHING_SIGMA) -> np.ndarray:
@@ -156,67 +114,68 @@ def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHI
     return smoothed
 
 
-def standing_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
-                      ramp: int) -> np.ndarray:
-    """Per frame, how much of the standing-root smoothing it gets: 1 inside standing spans (a later span overrides
-    an earlier one on shared frames), 0 elsewhere, faded in with a smoothstep over `ramp` frames after the standing
-    frame next to a non-standing one (which stays as decoded, so a resampled neighbour of it is unchanged too)."""
-    return _prompt_kind_weights(num_frames, spans_and_prompts, ramp, is_standing_prompt)
+def standing_weights(num_frames: int, spans_and_kinds: SpansAndKinds, ramp: int) -> np.ndarray:
+    """Per frame, how much of the standing-root smoothing it gets: its span's standing share (0 outside spans),
+    faded in with a smoothstep over `ramp` frames after the standing frame next to a frame of no standing share
+    (which stays as decoded, so a resampled neighbour of it is unchanged too)."""
+    return _prompt_kind_weights(num_frames, spans_and_kinds, ramp, _standing)
 
 
-def _prompt_kind_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]], ramp: int,
-                         rule: Callable[[str], bool]) -> np.ndarray:
-    """1 on the frames of spans whose prompt `rule` accepts (a later span overrides an earlier one), 0 elsewhere,
-    faded in over `ramp` frames after the accepted frame next to another (which keeps weight 0)."""
-    chosen = np.zeros(num_frames, dtype=bool)
-    for (start, end), prompt in spans_and_prompts:
-        chosen[max(0, int(start)):max(0, min(num_frames, int(end)))] = rule(prompt)
+def _span_shares(num_frames: int, spans_and_kinds: SpansAndKinds, share: Callable[[MotionKind], float]) -> np.ndarray:
+    """Per frame, `share` of its span's kind (a later span overrides an earlier one), 0 outside every span."""
+    shares = np.zeros(num_frames, dtype=np.float64)
+    for (start, end), kind in spans_and_kinds:
+        shares[max(0, int(start)):max(0, min(num_frames, int(end)))] = float(share(kind))
+    return shares
+
+
+def _prompt_kind_weights(num_frames: int, spans_and_kinds: SpansAndKinds, ramp: int,
+                         share: Callable[[MotionKind], float]) -> np.ndarray:
+    """Each frame's `share` of its span's kind, faded in over `ramp` frames after the frame next to one of share 0
+    (which keeps weight 0)."""
+    shares = _span_shares(num_frames, spans_and_kinds, share)
+    chosen = shares > 0
     others = np.flatnonzero(~chosen)
     if others.size == 0:
-        return chosen.astype(np.float64)
+        return shares
     frames = np.arange(num_frames)
     after = np.searchsorted(others, frames)
     distance = np.minimum(np.abs(frames - others[np.clip(after - 1, 0, others.size - 1)]),
                           np.abs(others[np.clip(after, 0, others.size - 1)] - frames)).astype(np.float64)
     x = np.clip((distance - 1.0) / ramp, 0.0, 1.0)  # the span's first frame keeps its neighbour's decoding
-    return np.where(chosen, x * x * (3.0 - 2.0 * x), 0.0)
+    return np.where(chosen, shares * x * x * (3.0 - 2.0 * x), 0.0)
 
 
-def locomotion_token_weights(num_tokens: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
-                             frames_per_token: int,
-                             rule: Callable[[str], bool] = is_plain_locomotion_prompt) -> np.ndarray:
-    """Per token, the share of its frames (20 fps spans; a later span overrides an earlier one on shared frames) that
-    belong to a plain walk or run prompt (`is_plain_locomotion_prompt`): how much of
-    ``DecodingConfig.locomotion_guidance_factor`` its guidance takes; with ``rule=is_steady_locomotion_prompt``, the
-    share of straight walks and runs (how much of ``locomotion_residual_period_bonus`` its residual codes take)."""
+def locomotion_token_weights(num_tokens: int, spans_and_kinds: SpansAndKinds, frames_per_token: int,
+                             steady: bool = False) -> np.ndarray:
+    """Per token, the mean walking share of its frames' prompts: how much of
+    ``DecodingConfig.locomotion_guidance_factor`` its guidance takes; with `steady`, the mean share of walking on a
+    steady heading (how much of ``locomotion_residual_period_bonus`` its residual codes take)."""
     frames = num_tokens * frames_per_token
-    locomotion = np.zeros(frames, dtype=np.float64)
-    for (start, end), prompt in spans_and_prompts:
-        locomotion[max(0, int(start)):max(0, min(frames, int(end)))] = float(rule(prompt))
-    return locomotion.reshape(num_tokens, frames_per_token).mean(axis=1)
+    shares = _span_shares(frames, spans_and_kinds, _steady if steady else _walking)
+    return shares.reshape(num_tokens, frames_per_token).mean(axis=1)
 
 
-def standing_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
-    """Per frame (20 fps), how much of a bundle's standing decoder (``ModelBundle.codes_to_features``) it takes: the
-    frames of standing prompts, faded in over `STANDING_DECODER_RAMP` frames next to a moving prompt's."""
-    return standing_weights(num_frames, spans_and_prompts, STANDING_DECODER_RAMP)
+def standing_decoder_weights(num_frames: int, spans_and_kinds: SpansAndKinds) -> np.ndarray:
+    """Per frame (20 fps), how much of a bundle's standing decoder (``ModelBundle.codes_to_features``) it takes: its
+    prompt's standing share, faded in over `STANDING_DECODER_RAMP` frames next to a moving prompt's."""
+    return standing_weights(num_frames, spans_and_kinds, STANDING_DECODER_RAMP)
 
 
-def walking_decoder_weights(num_frames: int, spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> np.ndarray:
-    """Per frame (20 fps), how much of a bundle's walking decoder (``ModelBundle.codes_to_features``) it takes: the
-    frames of plain walk and run prompts (`is_plain_locomotion_prompt`: a walk with a jump, a kick or a carried box
-    named keeps the tokenizer's decoder), faded in over `STANDING_DECODER_RAMP` frames next to another prompt's."""
-    return _prompt_kind_weights(num_frames, spans_and_prompts, STANDING_DECODER_RAMP, is_plain_locomotion_prompt)
+def walking_decoder_weights(num_frames: int, spans_and_kinds: SpansAndKinds) -> np.ndarray:
+    """Per frame (20 fps), how much of a bundle's walking decoder (``ModelBundle.codes_to_features``) it takes: its
+    prompt's walking share, faded in over `STANDING_DECODER_RAMP` frames next to another prompt's."""
+    return _prompt_kind_weights(num_frames, spans_and_kinds, STANDING_DECODER_RAMP, _walking)
 
 
-def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple[tuple[int, int], str]],
+def smooth_standing_root(features: np.ndarray, spans_and_kinds: SpansAndKinds,
                          sigma: float = STANDING_ROOT_SIGMA, torso_scale: float | None = None) -> np.ndarray:
     """(T, 263) features whose root channels on the frames of standing prompts get a Gaussian of `sigma` frames,
     and the torso chain's channels (`TORSO_CHANNELS`) one of `torso_scale` * `sigma` frames (`STANDING_TORSO_SCALE`
-    when None; 0 leaves the torso as decoded).
+    when None; 0 leaves the torso as decoded), each blended in by the prompt's standing share.
 
-    `spans_and_prompts`: ([start, end) frames at 20 fps, prompt) of the features' segments.  Frames of other
-    prompts, and frames no span covers, are returned bit-identical."""
+    `spans_and_kinds`: ([start, end) frames at 20 fps, the prompt's kind) of the features' segments.  Frames of
+    prompts of no standing share, and frames no span covers, are returned bit-identical."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
         raise InputTensorError(f"features: expected shape (T, {FEATURE_DIM}), got {features.shape}")
@@ -229,7 +188,7 @@ def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple
     for channels, channel_sigma in ((ROOT_CHANNELS_INDEX, sigma), (TORSO_CHANNELS, sigma * torso_scale)):
         if channel_sigma <= 0:
             continue
-        weights = standing_weights(features.shape[0], spans_and_prompts, math.ceil(2 * channel_sigma))
+        weights = standing_weights(features.shape[0], spans_and_kinds, math.ceil(2 * channel_sigma))
         touched = np.flatnonzero(weights > 0)
         if touched.size == 0:
             continue
@@ -240,10 +199,11 @@ def smooth_standing_root(features: np.ndarray, spans_and_prompts: Sequence[tuple
     return out
 
 
-def smooth_generated_features(features: np.ndarray, prompt: str, sigma: float = DECODED_SMOOTHING_SIGMA,
+def smooth_generated_features(features: np.ndarray, kind: MotionKind, sigma: float = DECODED_SMOOTHING_SIGMA,
                               standing_sigma: float = STANDING_ROOT_SIGMA,
                               torso_scale: float | None = None) -> np.ndarray:
     """One prompt's decoded features as generation smooths them: `smooth_decoded_features`, then
-    `smooth_standing_root` over the whole clip (evaluation's generated motions go through here)."""
+    `smooth_standing_root` over the whole clip for a prompt of `kind` (evaluation's generated motions go through
+    here)."""
     smoothed = smooth_decoded_features(features, sigma)
-    return smooth_standing_root(smoothed, [((0, smoothed.shape[0]), prompt)], standing_sigma, torso_scale)
+    return smooth_standing_root(smoothed, [((0, smoothed.shape[0]), kind)], standing_sigma, torso_scale)

@@ -303,7 +303,7 @@ class DecodingConfig(_StrictConfig):
     # (feature_smoothing.smooth_standing_root), chosen against this model's decoder: a decoder that shakes less
     # needs less; 0: off.
     standing_root_sigma: float = STANDING_ROOT_SIGMA
-    # The guidance of the tokens of plain walk and run prompts (``feature_smoothing.is_plain_locomotion_prompt``) as a
+    # The guidance of the tokens of plain walk and run prompts (their prompts' walking share: ``generation/prompt_kinds.py``) as a
     # share of guidance_scale (and of the residual layers' scale): lower guidance keeps more of a walk's stride; 1: off.
     locomotion_guidance_factor: float = 1.0
     # repeat_penalty added on the tokens of plain walk and run prompts only (their share of it): a walk's code repeats

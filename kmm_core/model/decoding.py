@@ -78,7 +78,7 @@ def decode_tokens(
     weight; no effect at a factor of 1) and take ``config.locomotion_repeat_penalty`` and
     ``config.locomotion_period_bonus``.
     ``steady_walk``, shaped like ``locomotion``: how much each token belongs to a walk or run that keeps its heading
-    (``feature_smoothing.is_steady_locomotion_prompt``); those tokens' residual codes take
+    (its prompt's steady walking share, ``generation/prompt_kinds.py``); those tokens' residual codes take
     ``config.locomotion_residual_period_bonus`` (None: no token does).
     ``candidate_score(codes, rows)``: with ``config.steady_walk_candidates`` N > 1, every row whose free tokens are
     all steady walk tokens (``candidate_rows``) is decoded N - 1 more times in the same batch (``RowStreams``: the

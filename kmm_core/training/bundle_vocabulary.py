@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle.vocabulary import Vocabulary, vocabulary_from_dataset, write_vocabulary
+from ..bundle.vocabulary import (
+    Vocabulary,
+    measure_action_motion,
+    read_vocabulary,
+    vocabulary_from_dataset,
+    write_vocabulary,
+)
 from ..common.atomic_write import atomic_path
 from ..common.bounded_read import read_json
 from ..common.errors import KMMError
@@ -178,6 +184,18 @@ def add_vocabulary(bundle_dir: str | Path, dataset_dir: str | Path, model_name: 
     bundle = ModelBundle.load(bundle_dir, device="cpu")
     with torch.no_grad():
         return write_prompt_vocabulary(bundle, vocabulary, bundle_dir)
+
+
+def add_action_motion(bundle_dir: str | Path, dataset_dir: str | Path) -> dict[str, dict[str, float]]:
+    """Measure each action's ``motion`` (``humanml3d/motion_kind.py``) on the training clips of the prepared data
+    `dataset_dir` and write it into the bundle's ``vocabulary.json``, captions and embeddings untouched (a bundle
+    whose training data is gone: any prepared folder with the same actions serves); returns what was written."""
+    from .bundle_writer import record_checksums
+
+    vocabulary = measure_action_motion(dataset_dir, read_vocabulary(bundle_dir))
+    write_vocabulary(bundle_dir, vocabulary)
+    record_checksums(bundle_dir)
+    return {name: kind.to_dict() for name, kind in vocabulary.action_motion().items()}
 
 
 def add_vocabulary_after_bundle(bundle_dir: str | Path, run_dir: str | Path, model_name: str | None = None) -> str:

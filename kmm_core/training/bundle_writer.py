@@ -237,7 +237,7 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
                           standing_root_sigma: float | None = None) -> dict:
     """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
     standing prompts' frames, ``walking_decoder`` for plain walks' and runs', ``gesture_decoder`` for standing
-    prompts' arms; ``ModelBundle.decode_prompts``): the decoder that ``kmm-train decoder`` refined in ``run_dir``
+    prompts' arms; ``ModelBundle.decode_kinds``): the decoder that ``kmm-train decoder`` refined in ``run_dir``
     (``decoder.safetensors``).  Refused unless that decoder
     was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the
     generator's codes.  Writes ``<name>.safetensors`` (the decoder's tensors, in the bundle's dtype) and ``.json``,

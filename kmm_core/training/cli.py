@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
                             "written into it)")
     vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
+    vocabulary.add_argument("--motion-only", action="store_true",
+                            help="only measure what each action's training clips do (walk, walk steadily, stand: "
+                                 "which decoding a prompt gets) and write it into the bundle's vocabulary.json, "
+                                 "keeping its captions and embeddings")
     standing = _prompt_decoder_parser(commands, "standing-decoder", "(e.g. with [decoder] still_weight) to decode its "
                                       "standing prompts' frames")
     standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
@@ -177,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .bundle_vocabulary import add_vocabulary, add_vocabulary_after_bundle
+    from .bundle_vocabulary import add_action_motion, add_vocabulary, add_vocabulary_after_bundle
     from .bundle_writer import assemble_bundle
 
     threads = getattr(args, "threads", None)
@@ -231,6 +235,10 @@ def _run(args: argparse.Namespace) -> int:
         what = f"the mean of {len(args.runs)} generators" if len(args.runs) > 1 else "the run's generator"
         print(f"[kmm-train] {what}{mixed} written to {out}: put it into their bundle with `kmm-train "
               f"fine-tuned-generator --bundle BUNDLE --run {out}`")
+        return 0
+    if args.command == "vocabulary" and args.motion_only:
+        motion = add_action_motion(args.bundle, args.dataset)
+        print(f"[kmm-train] action motion of {len(motion)} actions written to {args.bundle / 'vocabulary.json'}")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

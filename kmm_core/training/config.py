@@ -162,7 +162,7 @@ class DecoderRefinementConfig:
     its real drift).  ``still_joints = "pelvis_standing_feet"`` holds the feet only where the real pelvis stands still
     too (by the same speed rule): a standing body's planted feet, not a walk's, whose real steps the feet term would
     otherwise damp; ``"pelvis_standing_caption_feet"`` only there and in clips whose caption is a standing one
-    (``feature_smoothing.prompt_kind``), so not a squat's or a walk's pause either.  ``still_span`` (frames) takes each
+    (``evaluation.body_motion.kind_of``), so not a squat's or a walk's pause either.  ``still_span`` (frames) takes each
     step over that many frames instead of one: a slow wander costs ``still_span`` times more than a frame's jitter,
     which cancels over the step.  The hips' height, which the horizontal stillness term does not see (issue 39: a
     calm standing take's hips came back rising and falling 12x as much as real): ``bob_weight`` x the bob term

@@ -49,7 +49,7 @@ from ..data.motion_dataset import (
     collate_motion,
     collate_tokens,
 )
-from ..humanml3d.feature_smoothing import is_standing_prompt
+from ..evaluation.body_motion import kind_of
 from ..humanml3d.features_torch import features_to_joints_torch
 from ..humanml3d.normalizer import Normalizer
 from ..model.configs import AlignerConfig, GeneratorConfig, TokenizerConfig
@@ -179,7 +179,7 @@ class DecoderRefinement(nn.Module):
             losses["root"] = root_trajectory_distance(made, real, batch.valid)
             total = total + self.root_weight * losses["root"]
         if self.still_weight > 0:
-            standing = (torch.tensor([is_standing_prompt(caption) for caption in batch.captions])
+            standing = (torch.tensor([kind_of([caption]) == "standing" for caption in batch.captions])
                         if self.still_joints.standing_captions else None)
             losses["still"] = still_joint_distance(made, real, batch.valid, self.still_joints, self.still_span, standing)
             total = total + self.still_weight * losses["still"]
@@ -220,8 +220,9 @@ class StillJoints(NamedTuple):
     """What one value of `[decoder] still_joints` holds still: ``joints`` wherever their real joint stands still,
     ``standing_joints`` only where the real pelvis stands still too (a foot planted under a standing body, not a
     walk's planted foot, whose real steps are sharp and must stay so), and with ``standing_captions`` only in clips
-    whose caption is a standing one (``feature_smoothing.prompt_kind``: no walk, run or whole-body move, so not a
-    squat's or a walk's pause either)."""
+    whose caption is a standing one (``evaluation.body_motion.kind_of``: no walk, run or whole-body move, so not a
+    squat's or a walk's pause either; the shipped standing decoder's recipe, a training-time choice of clips that
+    generation never reads)."""
 
     joints: tuple[int, ...]
     standing_joints: tuple[int, ...] = ()
