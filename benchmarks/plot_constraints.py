@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The picture of the constraints workflow: a held-out real clip's key poses, and the motion kmm-small generates
-through them for the clip's own prompt (side view, every 4th frame).
+through them for the clip's own prompt (front view: the three keys and two frames between each).
 
     python benchmarks/plot_constraints.py [--clip 1] [--out docs/images/constraints.png]
 """
@@ -42,22 +42,28 @@ def main() -> None:
     timeline = clip_timeline(clip, True)
     motion = generate_timeline(bundle, timeline, seed=args.clip)[0].joints
     keys = [round(share * (len(clip.joints) - 1)) for share in POSE_AT]
-    figure, axis = plt.subplots(figsize=(12, 3.2))
-    for frame in range(0, len(motion), 4):
-        spread = frame * 0.035  # frames side by side along x, the body seen from its side (z forward, y up)
-        for chain in KINEMATIC_CHAINS:
-            axis.plot(motion[frame, chain, 2] + spread, motion[frame, chain, 1], color="0.75", lw=1)
-    for frame in keys:
-        spread = frame * 0.035
+    between = [round(a + (b - a) * t) for a, b in zip([0, *keys], [*keys, len(motion) - 1], strict=True)
+               for t in (1 / 3, 2 / 3)]
+    shown = sorted(set(keys) | set(between))
+    figure, axis = plt.subplots(figsize=(12, 3.6))
+    for slot, frame in enumerate(shown):
+        # the body seen from the front (x across, y up), each drawn frame in its own slot, centred on its pelvis
+        spread = slot * 0.9
         for index, chain in enumerate(KINEMATIC_CHAINS):
-            axis.plot(clip.joints[frame, chain, 2] + spread, clip.joints[frame, chain, 1], color="tab:red", lw=4,
-                      alpha=0.45, label="key pose (real clip)" if frame == keys[0] and index == 0 else None)
-            axis.plot(motion[frame, chain, 2] + spread, motion[frame, chain, 1], color="tab:blue", lw=1.3,
-                      label="generated, at the key" if frame == keys[0] and index == 0 else None)
+            centre = motion[frame, 0, 0]
+            if frame in keys:
+                axis.plot(clip.joints[frame, chain, 0] - clip.joints[frame, 0, 0] + spread,
+                          clip.joints[frame, chain, 1], color="tab:red", lw=4, alpha=0.45,
+                          label="key pose (real clip)" if frame == keys[0] and index == 0 else None)
+            axis.plot(motion[frame, chain, 0] - centre + spread, motion[frame, chain, 1],
+                      color="tab:blue" if frame in keys else "0.6", lw=1.3,
+                      label=("generated, at the key" if frame == keys[0] else
+                             "generated, between the keys" if frame == shown[0] else None) if index == 0 else None)
+        axis.text(spread, -0.12, f"frame {frame}", ha="center", fontsize=8, color="0.3")
     axis.set_aspect("equal")
     axis.axis("off")
-    axis.legend(loc="upper left", frameon=False)
-    axis.set_title(f"\"{clip.caption}\": 3 key poses of a held-out clip met by kmm-small (grey: every 4th frame)")
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, frameon=False)
+    axis.set_title(f"\"{clip.caption}\": 3 key poses of a held-out clip met by kmm-small (front view)")
     save_figure(Path(args.out), figure, dpi=110, bbox_inches="tight")
 
 

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import json
 import re
 import shlex
 import shutil
@@ -275,6 +276,22 @@ def test_the_rendered_pictures_show_the_current_default_model(picture):
         f"the default model changed: make {relative(picture)} again with {relative(PICTURE_SCRIPT)} (its docstring "
         "gives the command)")
     assert stamp["timeline"] == "examples/timeline.json" and stamp["seed"] == "0"
+
+
+def test_the_panel_picture_is_drawn_from_the_current_panel_code():
+    """docs/images/panel.png: shown in the README and the Blender guide with the command that draws it, said to be
+    drawn from the panel's own code (Blender draws no interface headless), and drawn from the panel.py there is now."""
+    from PIL import Image
+
+    picture, script = REPO / "docs" / "images" / "panel.png", REPO / "docs" / "images" / "render_panel.py"
+    assert "](docs/images/panel.png)" in text(README)
+    guide = text(REPO / "docs" / "blender.md")
+    assert "](images/panel.png)" in guide and relative(script) in guide and "draw()" in guide
+    with Image.open(picture) as image:
+        stamp = json.loads(image.info["kmm-panel"])
+        assert image.width >= 800 and image.height >= 400
+    source = hashlib.sha256((REPO / "kmm_blender" / "ui" / "panel.py").read_bytes()).hexdigest()
+    assert stamp["panel.py-sha256"] == source, f"the panel changed: draw {relative(picture)} again with {relative(script)}"
 
 
 def test_every_flag_that_takes_a_segment_number_names_its_convention():

@@ -101,7 +101,19 @@ def test_bad_edits_name_the_field(bundle, source):
         editing.continue_motion(bundle, source, "walk", 0.0001, options=FAST)
 
 
-def test_a_regenerated_walk_takes_the_walk_guidance(bundle, source):
+@pytest.fixture
+def whole_kinds(bundle, monkeypatch):
+    """The prompts' kinds given outright (a walk wholly a straight walk, anything else none): the tiny model's few
+    captions make its walks' shares partial; tests/test_prompt_kinds.py measures the shipped model's."""
+    from kmm_core.generation.prompt_kinds import PromptKinds
+    from kmm_core.humanml3d.motion_kind import MotionKind
+
+    monkeypatch.setattr(PromptKinds, "of", lambda self, prompts: [
+        MotionKind(1.0, 1.0, 0.0) if prompt == "a person walks forward" else MotionKind() for prompt in prompts])
+    monkeypatch.setattr(bundle, "_prompt_kinds", None, raising=False)  # loaded again, with the kinds above
+
+
+def test_a_regenerated_walk_takes_the_walk_guidance(bundle, source, whole_kinds):
     """Regenerating a segment guides it by its new prompt's kind: a walk at `walk_guidance_factor` of the scale
     (here 0, no guidance: the tiny model's walks change only without it), a jump as every other prompt."""
     unguided_walks = GenerationOptions(steps=2, walk_guidance_factor=0.0)
@@ -116,7 +128,7 @@ def test_a_regenerated_walk_takes_the_walk_guidance(bundle, source):
                                   regenerated("a person jumps up", FAST))
 
 
-def test_a_regenerated_straight_walk_keeps_the_better_stepping_candidate(bundle, source, monkeypatch):
+def test_a_regenerated_straight_walk_keeps_the_better_stepping_candidate(bundle, source, monkeypatch, whole_kinds):
     """Regenerate Segment with a straight walk draws the bundle's `steady_walk_candidates` of it (here 3) and scores
     each over the frames it draws only (its fixed neighbours decoded with it, not measured); the frames outside the
     segment stay bit-identical, a jump draws one, and one candidate decodes as before."""

@@ -21,6 +21,17 @@ WALK_PARAPHRASES = ("a man makes his way across the room", "someone wanders ahea
                     "a woman heads straight ahead on foot", "a person ambles forward", "a man strolls along")
 
 
+def _bundle_without_motion(tiny_bundle, folder):
+    """A copy of the tiny bundle whose vocabulary.json has no per-action motion (as before it was measured)."""
+    bundle = folder / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    document = json.loads((bundle / "vocabulary.json").read_text())
+    for action in document["actions"]:
+        action.pop("motion")
+    (bundle / "vocabulary.json").write_text(json.dumps(document))
+    return bundle, document
+
+
 def _clips_of(prepared_dataset, content: str) -> list[np.ndarray]:
     import csv
 
@@ -65,12 +76,7 @@ def test_the_vocabulary_stores_each_actions_motion(prepared_dataset, tiny_bundle
     vocabulary = read_vocabulary(tiny_bundle)
     motion = vocabulary.action_motion()
     assert motion["bandai-namco-2/walk"].walking == 1.0 and motion["bandai-namco-2/wave-left-hand"].standing == 1.0
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
-    document = json.loads((bundle / "vocabulary.json").read_text())
-    for action in document["actions"]:
-        action.pop("motion")
-    (bundle / "vocabulary.json").write_text(json.dumps(document))
+    bundle, document = _bundle_without_motion(tiny_bundle, tmp_path)
     assert read_vocabulary(bundle).action_motion() == {}
     assert train_main(["vocabulary", "--dataset", str(prepared_dataset), "--bundle", str(bundle),
                        "--motion-only"]) == 0
@@ -107,12 +113,7 @@ def test_a_bundle_without_action_motion_decodes_every_prompt_alike(tiny_bundle, 
     from kmm_core.bundle.model_bundle import ModelBundle
     from kmm_core.training.bundle_writer import record_checksums
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
-    document = json.loads((bundle / "vocabulary.json").read_text())
-    for action in document["actions"]:
-        action.pop("motion")
-    (bundle / "vocabulary.json").write_text(json.dumps(document))
+    bundle, _document = _bundle_without_motion(tiny_bundle, tmp_path)
     record_checksums(bundle)
     kinds = prompt_kinds(ModelBundle.load(bundle, device="cpu"), ["a person walks forward", "a person waves"])
     assert kinds == [MotionKind(), MotionKind()]

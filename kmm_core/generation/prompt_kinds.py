@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..humanml3d.motion_kind import MotionKind, mean_kind
-from .prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable, embed_texts
+from .prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable, cached_on_bundle, embed_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle.model_bundle import ModelBundle
@@ -84,17 +84,8 @@ def sure(share: float) -> float:
 
 def prompt_kinds(bundle: ModelBundle, prompts: Sequence[str]) -> list[MotionKind]:
     """Each prompt's kind (module docstring); all zero when the bundle has no table.  Cached on the bundle."""
-    cached = getattr(bundle, "_prompt_kinds", None)
-    if cached is None:
-        try:
-            cached = PromptKinds.load(bundle)
-        except VocabularyCheckUnavailable:
-            cached = False
-        try:
-            object.__setattr__(bundle, "_prompt_kinds", cached)
-        except (AttributeError, TypeError):
-            pass
-    return cached.of(prompts) if cached else [MotionKind() for _ in prompts]
+    kinds = cached_on_bundle(bundle, "_prompt_kinds", PromptKinds.load)
+    return kinds.of(prompts) if kinds else [MotionKind() for _ in prompts]
 
 
 def spans_and_kinds(bundle: ModelBundle, spans_and_prompts: SpansAndPrompts) -> SpansAndKinds:

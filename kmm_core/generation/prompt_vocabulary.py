@@ -27,8 +27,9 @@ as paraphrases of known actions (0.60-0.93), and no threshold separates them; in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from ..common.errors import InputFileError, KMMError
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle.model_bundle import ModelBundle
 
+T = TypeVar("T")
 EMBEDDINGS_FILE = "vocabulary.safetensors"
 SPACES = ("aligner", "minilm")
 CHECK_SPACE = "minilm"
@@ -191,20 +193,27 @@ class PromptVocabulary:
         return [checks[prompt] for prompt in prompts]
 
 
-def check_prompts(bundle: ModelBundle, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck] | None:
-    """Checks of `prompts`, or None when the bundle cannot check (reason in the exception's absence: use
-    PromptVocabulary.load to learn why).  The loaded check is cached on the bundle object."""
-    cached = getattr(bundle, "_prompt_vocabulary", None)
+def cached_on_bundle(bundle: ModelBundle, attribute: str, load: Callable[[ModelBundle], T]) -> T | None:
+    """`load(bundle)` once per bundle object (kept on it as `attribute`); None when it raises
+    VocabularyCheckUnavailable (the bundle lacks the vocabulary files)."""
+    cached = getattr(bundle, attribute, None)
     if cached is None:
         try:
-            cached = PromptVocabulary.load(bundle)
+            cached = load(bundle)
         except VocabularyCheckUnavailable:
             cached = False
         try:
-            object.__setattr__(bundle, "_prompt_vocabulary", cached)
+            object.__setattr__(bundle, attribute, cached)
         except (AttributeError, TypeError):
             pass
-    return cached.check(prompts) if cached else None
+    return cached or None
+
+
+def check_prompts(bundle: ModelBundle, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck] | None:
+    """Checks of `prompts`, or None when the bundle cannot check (reason in the exception's absence: use
+    PromptVocabulary.load to learn why).  The loaded check is cached on the bundle object."""
+    checker = cached_on_bundle(bundle, "_prompt_vocabulary", PromptVocabulary.load)
+    return checker.check(prompts) if checker else None
 
 
 def prompt_warnings(bundle: ModelBundle, prompts: list[tuple[int | None, str]]) -> list[dict]:
