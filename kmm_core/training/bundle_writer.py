@@ -236,7 +236,7 @@ def _refined_tokenizer(bundle_dir: Path, run_dir: Path, manifest: dict) -> tuple
 def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str = STANDING_DECODER,
                           standing_root_sigma: float | None = None) -> dict:
     """Add to the bundle at ``bundle_dir`` a decoder for one kind of prompt (`name`: ``standing_decoder`` for
-    standing prompts' frames, ``walking_decoder`` for plain walks' and runs', ``gesture_decoder`` for standing
+    standing prompts' frames, ``walking_decoder`` for walks' and runs', ``gesture_decoder`` for standing
     prompts' arms; ``ModelBundle.decode_kinds``): the decoder that ``kmm-train decoder`` refined in ``run_dir``
     (``decoder.safetensors``).  Refused unless that decoder
     was refined from this bundle's tokenizer (same configuration, encoder and codebooks), so it decodes the

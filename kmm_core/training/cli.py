@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
                           "smoothing chosen against this decoder as the bundle's decoding.standing_root_sigma")
     _prompt_decoder_parser(commands, "walking-decoder", "(e.g. with a lighter [decoder] jerk_weight) to decode its "
-                           "plain walks' and runs' frames")
+                           "walks' and runs' frames")
     _bundle_and_run_parser(commands, "refined-decoder", "put into a bundle the tokenizer whose decoder a `kmm-train "
                            "decoder` run refined from it (e.g. with [decoder] hand_weight): it decodes every frame no "
                            "prompt decoder makes", "bundle folder the decoder was refined from (its encoder and "

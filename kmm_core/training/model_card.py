@@ -199,14 +199,14 @@ def _training_section(stages: list[dict[str, Any]]) -> list[str]:
 
 DECODING_NOTES = {
     "guidance_scale": "classifier-free guidance of every prompt",
-    "locomotion_guidance_factor": "the guidance of plain walk and run prompts' tokens as a share of the scale (kept "
+    "locomotion_guidance_factor": "the guidance of walk and run prompts' tokens as a share of the scale (kept "
                                   "lower so a walk keeps its stride; `kmm generate --walk-guidance` overrides it)",
-    "locomotion_repeat_penalty": "subtracted from a settled neighbour's code on plain walk and run tokens only (with "
+    "locomotion_repeat_penalty": "subtracted from a settled neighbour's code on walk and run tokens only (with "
                                  "the cycle bonus it sharpens the step without breaking the stride)",
-    "locomotion_period_bonus": "added to the code one gait cycle away on plain walk and run tokens, so a walk keeps "
+    "locomotion_period_bonus": "added to the code one gait cycle away on walk and run tokens, so a walk keeps "
                                "the rhythm it starts with (`kmm generate --walk-cycle` overrides it)",
-    "locomotion_residual_period_bonus": "the same pull on the residual codes of straight walks and runs (no turn "
-                                        "or side named): steps whose coarser codes repeat take one consensus code, "
+    "locomotion_residual_period_bonus": "the same pull on the residual codes of straight walks and runs (their "
+                                        "nearest training captions' clips keep their heading): steps whose coarser codes repeat take one consensus code, "
                                         "so each step's detail repeats too (`--walk-cycle` sets it too)",
     "steady_walk_period_bonus": "added to the base layer's cycle pull on straight walks and runs only: their steps, "
                                 "the first included, keep the cycle more firmly while a turning walk keeps the "
@@ -294,18 +294,20 @@ def prompt_decoder_markers(name: str) -> tuple[str, str]:
 
 def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
     if name == "gesture_decoder":
-        return ("it decodes the arms of the frames of prompts that name no walk or whole-body move, refined to keep "
+        return ("it decodes the arms of the frames of standing prompts (their nearest training captions' clips "
+                "stand in place), refined to keep "
                 "each wrist's speed (`[decoder] hand_weight`), so a wave swings and the idle hand stays still; the "
                 "rest of those frames come from the standing decoder (the tokenizer's without one), and every other "
                 "prompt's frames from their own decoders.")
     if name == "walking_decoder":
-        return ("it decodes every channel of the frames of plain walk and run prompts (a walk or a run with no other "
-                "action named), refined with a lighter jerk term than the tokenizer's decoder, so a real walk's "
+        return ("it decodes every channel of the frames of walk and run prompts (their nearest training captions' "
+                "clips walk or run with a regular step), refined with a lighter jerk term than the tokenizer's decoder, so a real walk's "
                 "step keeps its recorded sharpness (the tokenizer's decoder smooths it); every other frame comes "
                 "from the tokenizer's decoder or the standing decoder.")
-    return ("it decodes the root, legs, feet and torso of the frames of prompts that name no walk or whole-body move, "
+    return ("it decodes the root, legs, feet and torso of the frames of standing prompts (their nearest training "
+            "captions' clips stand in place), "
             "so a calm standing body's hips and feet stay still; the arms (the gesture decoder's when the bundle has "
-            "one), and every other prompt's frames, come from the tokenizer's decoder (plain walks' from the walking "
+            "one), and every other prompt's frames, come from the tokenizer's decoder (walks' from the walking "
             "decoder when the bundle has one).  The standing "
             "prompts' root is smoothed again by a Gaussian of "
             f"{standing_root_sigma:g} frame{'' if standing_root_sigma == 1 else 's'} (`decoding.standing_root_sigma` in "
