@@ -9,8 +9,10 @@ has registered; `emit()` prints the JSON result line the pytest side parses.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,8 +23,10 @@ PACKAGE_NAME = "kmm_motion"
 
 
 def start() -> Path:
-    """Isolate Blender's user resources and import bpy; returns the temporary user folder."""
+    """Isolate Blender's user resources and import bpy; returns the temporary user folder, removed when the script
+    ends (a backend installed there is 1.5 GB: left behind, a few runs of the suite filled the disk)."""
     user_dir = Path(tempfile.mkdtemp(prefix="kmm_blender_user_"))
+    atexit.register(shutil.rmtree, user_dir, True)
     os.environ["BLENDER_USER_RESOURCES"] = str(user_dir)
     import bpy  # noqa: F401  (imported here, after the environment is set)
 
