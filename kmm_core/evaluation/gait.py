@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..common.errors import InputTensorError
+from ..humanml3d.motion_kind import leg_length
 from ..motion.skeleton import JOINT_INDEX
 
 WINDOW_SECONDS = 3.0
@@ -54,15 +55,6 @@ class Gait:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def leg_length(joints: np.ndarray) -> float:
-    """The median over frames of hip -> knee -> ankle, both legs averaged (metres)."""
-    lengths = []
-    for side in ("left", "right"):
-        hip, knee, ankle = (joints[:, JOINT_INDEX[f"{side}_{part}"]] for part in ("hip", "knee", "ankle"))
-        lengths.append(np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1))
-    return float(np.median(np.mean(lengths, axis=0)))
 
 
 def _heading(joints: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.smoothstep import smoothstep
 from ..motion.foot_contact import foot_locked_motion
 from ..motion.kinematics import inverse_kinematics
 from ..motion.motion_result import MotionResult
@@ -33,20 +34,15 @@ CONTEXT_SECONDS = 1.0
 """Kept motion on each side of the new part that the clean-up sees (its contacts decide the part's edge locks)."""
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def part_weights(count: int, blend: int, fade_in: bool, fade_out: bool) -> np.ndarray:
     """(count,) weight of the cleaned frames across a part: 1 inside, easing to 0 over `blend` frames at a faded
     edge (the frame just outside the edge would be weight 0)."""
     position = np.arange(count, dtype=np.float64)
     weight = np.ones(count)
     if blend > 0 and fade_in:
-        weight = np.minimum(weight, _smoothstep((position + 1.0) / (blend + 1.0)))
+        weight = np.minimum(weight, smoothstep((position + 1.0) / (blend + 1.0)))
     if blend > 0 and fade_out:
-        weight = np.minimum(weight, _smoothstep((count - position) / (blend + 1.0)))
+        weight = np.minimum(weight, smoothstep((count - position) / (blend + 1.0)))
     return weight
 
 

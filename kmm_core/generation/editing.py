@@ -27,6 +27,7 @@ from ..common.bounded_read import parse_json
 from ..common.errors import InputFileError, KMMError
 from ..common.limits import EDIT_MODES
 from ..common.progress import CancelCheck, ProgressCallback
+from ..common.smoothstep import smoothstep
 from ..humanml3d.feature_smoothing import smooth_decoded_features, smooth_standing_root
 from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.masked_generator import token_condition_from_segments
@@ -86,11 +87,6 @@ def rigid_fit(moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def apply_rigid(joints: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     return joints @ rotation + translation
-
-
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def splice(kept: np.ndarray, new: np.ndarray, start: int, end: int, blend_frames: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..common.errors import KMMError
+from ..common.smoothstep import smoothstep
 from ..humanml3d.features import forward_directions
 from ..motion.foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts, foot_locked_motion
 from ..motion.motion_result import MotionResult
@@ -79,11 +80,6 @@ def extra_frames(fps: float) -> int:
     return blend_frames(fps) + 1
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def facing_yaw(joints: np.ndarray) -> np.ndarray:
     """(T,) unwrapped facing angle per frame (0 = facing +Z)."""
     forward = forward_directions(np.asarray(joints, dtype=np.float64), _ACROSS_PLUS, _ACROSS_MINUS)
@@ -111,7 +107,7 @@ def close_loop(joints: np.ndarray, cycle_frames: int, blend: int | None = None
     step = np.einsum("tij,tj->ti", unturn[:-1], root[1:] - root[:-1])
     turn = np.diff(yaw)
     # Weight of the motion's own start: 0 on frame 0 (the exact continuation of the end), rising to 1 at `blend`.
-    weight = _smoothstep(np.arange(blend) / blend)
+    weight = smoothstep(np.arange(blend) / blend)
     own, later = slice(0, blend), slice(cycle_frames, cycle_frames + blend)
     local_c, step_c, turn_c = local[:cycle_frames].copy(), step[:cycle_frames].copy(), turn[:cycle_frames].copy()
     local_c[own] = weight[:, None, None] * local[own] + (1 - weight[:, None, None]) * local[later]

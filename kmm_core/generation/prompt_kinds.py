@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..common.smoothstep import smoothstep
+from ..humanml3d.feature_smoothing import SpansAndKinds
 from ..humanml3d.motion_kind import MotionKind, mean_kind
 from .prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable, cached_on_bundle, embed_texts
 
@@ -42,7 +44,6 @@ SURE = 0.95
 """The neighbours' mean share at which a treatment starts, and at which it is whole."""
 
 SpansAndPrompts = Sequence[tuple[tuple[int, int], str]]
-SpansAndKinds = list[tuple[tuple[int, int], MotionKind]]
 
 
 class PromptKinds:
@@ -63,7 +64,11 @@ class PromptKinds:
 
     @classmethod
     def load(cls, bundle: ModelBundle) -> PromptKinds:
-        return cls(PromptVocabulary.load(bundle))
+        """From the bundle's caption table as the prompt check loaded it (read and verified once per bundle)."""
+        vocabulary = cached_on_bundle(bundle, "_prompt_vocabulary", PromptVocabulary.load)
+        if vocabulary is None:
+            raise VocabularyCheckUnavailable(f"{bundle.path}: no caption table (`kmm-train vocabulary` adds it)")
+        return cls(vocabulary)
 
     def of(self, prompts: Sequence[str]) -> list[MotionKind]:
         new = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._cache]
@@ -78,8 +83,7 @@ class PromptKinds:
 
 def sure(share: float) -> float:
     """0 up to `UNSURE`, 1 from `SURE`, a smoothstep between."""
-    x = min(max((share - UNSURE) / (SURE - UNSURE), 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
+    return float(smoothstep(share, UNSURE, SURE))
 
 
 def prompt_kinds(bundle: ModelBundle, prompts: Sequence[str]) -> list[MotionKind]:

@@ -116,9 +116,9 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
         codes[start:end] = decode_windowed(bundle, frames, own, None, config, rng, options, counter,
                                            [((0, frames), timeline.prompts[index])], walk_candidates=True)
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
+    kinds = spans_and_kinds(bundle, spans_and_prompts)
     return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
-                               locomotion_tokens(num_tokens, spans_and_kinds(bundle, spans_and_prompts)),
-                               locomotion_tokens(num_tokens, spans_and_kinds(bundle, spans_and_prompts), steady=True)
+                               locomotion_tokens(num_tokens, kinds), locomotion_tokens(num_tokens, kinds, steady=True)
                                ), num_frames
 
 

@@ -41,13 +41,14 @@ def stride_score(bundle: ModelBundle, rows: Sequence[tuple[int, SpansAndPrompts]
     smoothed, feet cleaned up as on a timeline without paths: ``SHOWN_FEET``), over the frames ``measured[i]``
     ([start, end): the part being drawn, its fixed context decoded with it but not measured) or the whole row."""
 
+    kinds = [spans_and_kinds(bundle, spans_and_prompts) for _, spans_and_prompts in rows]  # once, not per candidate
+
     def score(codes: Tensor, which: Sequence[int]) -> list[float]:
         values = []
         for candidate, row in zip(codes, which, strict=True):
-            frames, spans_and_prompts = rows[row]
+            frames = rows[row][0]
             tokens = candidate[:num_tokens_for_frames(frames)].unsqueeze(0).to(bundle.device)
-            features = smooth_decoded_features(bundle.decode_kinds(tokens, frames,
-                                                                   spans_and_kinds(bundle, spans_and_prompts)))
+            features = smooth_decoded_features(bundle.decode_kinds(tokens, frames, kinds[row]))
             shown = clean_foot_contacts(features_to_joints(features), MODEL_FPS, features[:, FOOT_CONTACTS],
                                         settings=SHOWN_FEET).joints
             start, end = (0, frames) if measured is None else measured[row]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 import numpy as np
 
@@ -88,18 +89,6 @@ from the recorded motion of its nearest training captions, ``generation/prompt_k
 an earlier one on shared frames."""
 
 
-def _walking(kind: MotionKind) -> float:
-    return kind.walking
-
-
-def _steady(kind: MotionKind) -> float:
-    return kind.steady
-
-
-def _standing(kind: MotionKind) -> float:
-    return kind.standing
-
-
 def smooth_decoded_features(features: np.ndarray, sigma: float = DECODED_SMOOTHING_SIGMA) -> np.ndarray:
     """(T, 263) features smoothed over time with a Gaussian of `sigma` frames, contact channels untouched."""
     features = np.asarray(features, dtype=np.float64)
@@ -118,7 +107,7 @@ def standing_weights(num_frames: int, spans_and_kinds: SpansAndKinds, ramp: int)
     """Per frame, how much of the standing-root smoothing it gets: its span's standing share (0 outside spans),
     faded in with a smoothstep over `ramp` frames after the standing frame next to a frame of no standing share
     (which stays as decoded, so a resampled neighbour of it is unchanged too)."""
-    return _prompt_kind_weights(num_frames, spans_and_kinds, ramp, _standing)
+    return _prompt_kind_weights(num_frames, spans_and_kinds, ramp, attrgetter("standing"))
 
 
 def _span_shares(num_frames: int, spans_and_kinds: SpansAndKinds, share: Callable[[MotionKind], float]) -> np.ndarray:
@@ -152,7 +141,7 @@ def locomotion_token_weights(num_tokens: int, spans_and_kinds: SpansAndKinds, fr
     ``DecodingConfig.locomotion_guidance_factor`` its guidance takes; with `steady`, the mean share of walking on a
     steady heading (how much of ``locomotion_residual_period_bonus`` its residual codes take)."""
     frames = num_tokens * frames_per_token
-    shares = _span_shares(frames, spans_and_kinds, _steady if steady else _walking)
+    shares = _span_shares(frames, spans_and_kinds, attrgetter("steady" if steady else "walking"))
     return shares.reshape(num_tokens, frames_per_token).mean(axis=1)
 
 
@@ -165,7 +154,7 @@ def standing_decoder_weights(num_frames: int, spans_and_kinds: SpansAndKinds) ->
 def walking_decoder_weights(num_frames: int, spans_and_kinds: SpansAndKinds) -> np.ndarray:
     """Per frame (20 fps), how much of a bundle's walking decoder (``ModelBundle.codes_to_features``) it takes: its
     prompt's walking share, faded in over `STANDING_DECODER_RAMP` frames next to another prompt's."""
-    return _prompt_kind_weights(num_frames, spans_and_kinds, STANDING_DECODER_RAMP, _walking)
+    return _prompt_kind_weights(num_frames, spans_and_kinds, STANDING_DECODER_RAMP, attrgetter("walking"))
 
 
 def smooth_standing_root(features: np.ndarray, spans_and_kinds: SpansAndKinds,

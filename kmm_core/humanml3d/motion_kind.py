@@ -75,12 +75,13 @@ class MotionKind:
 
 
 def leg_length(joints: np.ndarray) -> float:
-    """Mean over frames and sides of hip-knee plus knee-ankle (metres)."""
+    """The median over frames of hip -> knee -> ankle, both legs averaged (metres): the unit of the gait measures
+    (``evaluation/gait.py``) and of a clip's pelvis height here."""
     lengths = []
     for side in ("left", "right"):
         hip, knee, ankle = (joints[:, JOINT_INDEX[f"{side}_{part}"]] for part in ("hip", "knee", "ankle"))
         lengths.append(np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1))
-    return float(np.mean(lengths))
+    return float(np.median(np.mean(lengths, axis=0)))
 
 
 def frame_measures(features: np.ndarray, fps: float = FEATURES_FPS) -> dict[str, np.ndarray]:

@@ -55,6 +55,7 @@ import numpy as np
 
 from ..common.boolean_runs import true_runs
 from ..common.errors import KMMError
+from ..common.smoothstep import smoothstep
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
 from .swing_clearance import swing_lift, widen_and_smooth
@@ -209,11 +210,6 @@ def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None 
 
 
 # ---- step 2: locks -----------------------------------------------------------------------------------------------
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def stance_detail(path: np.ndarray, limit: float) -> np.ndarray:
     """(T, 3) what a held joint keeps of its own `path` (T, 3) during one contact: the path minus its straight-line
     fit over the contact (the slide the lock removes), never farther than `limit` metres from that line (so the
@@ -259,7 +255,7 @@ def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions:
             frame = edge + step * distance
             inside = (frame >= 0) & (frame < frames)
             frame, distance = frame[inside], distance[inside]
-            fade = _smoothstep(1.0 - distance / (frames_out + 1))
+            fade = smoothstep(1.0 - distance / (frames_out + 1))
             stronger = fade > weight[frame]
             weight[frame[stronger]] = fade[stronger]
             correction[frame[stronger]] = correction[edge]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.errors import KMMError
+from ..common.smoothstep import smoothstep
 from .rotations import matrix_to_quat, qbetween, qmul, qnormalize, qrot, quat_to_matrix
 from .skeleton import NUM_JOINTS, PARENTS, tpose_offsets
 
@@ -128,11 +129,6 @@ def _frame(primary: np.ndarray, secondary: np.ndarray) -> tuple[np.ndarray, np.n
     return np.stack([x, y, np.cross(x, y)], axis=-1), length
 
 
-def _smoothstep(x: np.ndarray, start: float, end: float) -> np.ndarray:
-    s = np.clip((x - start) / (end - start), 0.0, 1.0)
-    return s * s * (3.0 - 2.0 * s)
-
-
 def _aim(parent_rotation: np.ndarray, rest_bone: np.ndarray, world_bone: np.ndarray,
          rest_reference: np.ndarray | None = None, world_reference: np.ndarray | None = None,
          reference_weight: np.ndarray | None = None) -> np.ndarray:
@@ -176,7 +172,7 @@ def _hinge_references(positions: np.ndarray, rest_directions: np.ndarray) -> dic
         sine = np.linalg.norm(normal, axis=-1) / np.maximum(
             np.linalg.norm(upper_bone, axis=-1) * np.linalg.norm(lower_bone, axis=-1), _EPS)
         rest_normal = np.cross(rest_directions[middle], np.array(flex))
-        weight = _smoothstep(sine, BEND_FADE_START, BEND_FADE_END)
+        weight = smoothstep(sine, BEND_FADE_START, BEND_FADE_END)
         hinge_of[upper] = hinge_of[middle] = (rest_normal, normal, weight)
     return hinge_of
 
@@ -188,7 +184,7 @@ def _followed_bone(joint: np.ndarray, child: np.ndarray, origin: np.ndarray) -> 
     10 cm neck) would otherwise point anywhere."""
     followed, observed = _unit(child - origin), _unit(child - joint)
     agreement = np.sum(followed * observed, axis=-1)
-    weight = _smoothstep(agreement, np.cos(np.radians(FOLLOW_FADE_END)), np.cos(np.radians(FOLLOW_FADE_START)))
+    weight = smoothstep(agreement, np.cos(np.radians(FOLLOW_FADE_END)), np.cos(np.radians(FOLLOW_FADE_START)))
     return _unit(weight[:, None] * followed + (1.0 - weight[:, None]) * observed)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..common.errors import KMMError
+from ..common.smoothstep import smoothstep
 from ..motion.rotations import matrix_to_quat, quat_to_matrix, slerp
 from .transfer import RetargetedMotion
 
@@ -92,8 +93,7 @@ def hold_keyed_rotations(motion: RetargetedMotion, keys: Sequence[tuple[int, Map
         keyed_frames = np.array([frame for frame, _ in held])
         nearest = np.argmin(np.abs(times[:, None] - keyed_frames[None]), axis=1)
         distance = np.abs(times - keyed_frames[nearest]) / window
-        weight = np.clip(1.0 - distance, 0.0, 1.0)
-        weight = weight * weight * (3.0 - 2.0 * weight)
+        weight = smoothstep(1.0 - distance)
         active = np.flatnonzero(weight > 0)
         if _ends_chain(motion, bone):  # the whole keyed orientation
             corrections = np.array([matrix_to_quat((wanted @ motion.deltas[frame, bone].T)[None])[0]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..common.errors import KMMError
+from ..common.smoothstep import smoothstep
 from ..motion.kinematics import fit_rest_offsets, forward_kinematics, inverse_kinematics
 from ..motion.rotations import matrix_to_quat, qbetween, quat_to_matrix
 from ..motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, rest_positions
@@ -114,11 +115,6 @@ REACH_FULL = 0.4  # aiming is applied fully when the goal point is at least this
 REACH_NONE = 0.1  # ... carried distance away from the bone's head, and not at all below this fraction
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def _limited_swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarray:
     """The swing taking `from` onto `to`, applied fully up to SWING_FULL and fading out towards SWING_NONE, and
     fading out as well when `to` is much shorter than `from` (REACH_FULL .. REACH_NONE).
@@ -132,8 +128,8 @@ def _limited_swing(from_vectors: np.ndarray, to_vectors: np.ndarray) -> np.ndarr
     cosine = np.sum(_unit(from_vectors) * _unit(to_vectors), axis=-1)
     angle = np.arccos(np.clip(cosine, -1.0, 1.0))
     reach = np.linalg.norm(to_vectors, axis=-1) / np.maximum(np.linalg.norm(from_vectors, axis=-1), _EPS)
-    weight = (_smoothstep((SWING_NONE - angle) / (SWING_NONE - SWING_FULL))
-              * _smoothstep((reach - REACH_NONE) / (REACH_FULL - REACH_NONE)))
+    weight = (smoothstep((SWING_NONE - angle) / (SWING_NONE - SWING_FULL))
+              * smoothstep((reach - REACH_NONE) / (REACH_FULL - REACH_NONE)))
     full = qbetween(from_vectors, to_vectors)
     half_angle = np.arccos(np.clip(full[..., 0], -1.0, 1.0)) * weight
     axis = _unit(full[..., 1:])
