@@ -70,7 +70,9 @@ def test_a_squat_is_not_standing_and_a_held_pose_does_not_walk(prepared_dataset)
 
 def test_the_vocabulary_stores_each_actions_motion(prepared_dataset, tiny_bundle, tmp_path):
     """`kmm-train vocabulary` measures each action's clips; `--motion-only` measures them again without touching the
-    captions or their embeddings; a share outside [0, 1] is refused naming the action."""
+    captions or their embeddings, and refuses a folder with no training clip of the model's actions without writing;
+    a share outside [0, 1] is refused naming the action."""
+    from kmm_core.training.bundle_vocabulary import add_action_motion
     from kmm_core.training.cli import main as train_main
 
     vocabulary = read_vocabulary(tiny_bundle)
@@ -86,6 +88,14 @@ def test_the_vocabulary_stores_each_actions_motion(prepared_dataset, tiny_bundle
     from kmm_core.bundle.weight_checksums import verify_vocabulary_files
 
     assert verify_vocabulary_files(bundle, ModelBundle.load(bundle, device="cpu").config) >= 1  # checksums rewritten
+    elsewhere = tmp_path / "val-only"  # a prepared folder with no training clip of the model's actions
+    (elsewhere / "new_joint_vecs").mkdir(parents=True)
+    index = (prepared_dataset / "index.csv").read_text().splitlines()
+    (elsewhere / "index.csv").write_text("\n".join([index[0], *(line for line in index[1:] if ",val," in line)]))
+    before = (bundle / "vocabulary.json").read_bytes()
+    with pytest.raises(InputFileError, match=r"val-only/index.csv.*no training clip"):
+        add_action_motion(bundle, elsewhere)
+    assert (bundle / "vocabulary.json").read_bytes() == before  # nothing written
     document["actions"][0]["motion"] = {"walking": 1.5, "steady": 0.0, "standing": 0.0}
     with pytest.raises(InputFileError, match=r"actions\[0\].*from 0 to 1"):
         vocabulary_from_dict(document, "vocabulary.json")

@@ -133,10 +133,14 @@ def _action_motion(folder: Path, index: Path, rows: list[dict[str, str]]) -> dic
 def measure_action_motion(dataset_dir: str | Path, vocabulary: Vocabulary) -> Vocabulary:
     """`vocabulary` with each action's ``motion`` measured on the training clips of a folder written by
     ``kmm-train prepare`` (actions it has no training clip of keep what they had); captions and everything else
-    unchanged (``kmm-train vocabulary --motion-only``)."""
+    unchanged (``kmm-train vocabulary --motion-only``).  A folder with a training clip of none of the vocabulary's
+    actions (another model's data, or no features) is refused, naming its index."""
     folder = Path(dataset_dir)
     index, rows = _index_rows(folder)
     motion = _action_motion(folder, index, rows)
+    if not any(action.name in motion for action in vocabulary.actions):
+        raise InputFileError(index, f"no training clip (split train, not mirrored, features in new_joint_vecs/) of "
+                                    f"any of the model's {len(vocabulary.actions)} actions: nothing to measure")
     return replace(vocabulary, actions=tuple(replace(a, motion=motion.get(a.name, a.motion))
                                              for a in vocabulary.actions))
 

@@ -189,7 +189,8 @@ def add_vocabulary(bundle_dir: str | Path, dataset_dir: str | Path, model_name: 
 def add_action_motion(bundle_dir: str | Path, dataset_dir: str | Path) -> dict[str, dict[str, float]]:
     """Measure each action's ``motion`` (``humanml3d/motion_kind.py``) on the training clips of the prepared data
     `dataset_dir` and write it into the bundle's ``vocabulary.json``, captions and embeddings untouched (a bundle
-    whose training data is gone: any prepared folder with the same actions serves); returns what was written."""
+    whose training data is gone: any prepared folder with the same actions serves); returns every action's motion
+    now in the vocabulary."""
     from .bundle_writer import record_checksums
 
     vocabulary = measure_action_motion(dataset_dir, read_vocabulary(bundle_dir))
