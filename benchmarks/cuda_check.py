@@ -1,22 +1,29 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The CUDA check: one prepared run for a lent GPU machine, every step guarded, one results file.
 
-In order of value, each step timed against `--budget` (no step starts once the budget is spent; a failed step is
-recorded with its error and the next one runs):
+Each step timed against `--budget` (no step starts once the budget is spent; a failed step is recorded with its
+error and the next one runs; the report is written after every step, so a run cut short keeps what it measured).
+The cheap steps run first:
 
-1. **The add-on's path**: the real worker subprocess (`python -m kmm_core.worker --device DEVICE`, JSON lines as the
-   add-on speaks them) loads the shipped model and generates the README's timeline twice (cold: start to first
-   result, model load included; warm: the second request) and a 1-minute timeline; then, in this process, the same
-   timelines on DEVICE and on the CPU at seed 0: peak GPU memory, and whether the joints agree (the largest joint
-   difference, and the first frame where they differ by more than 1 mm, with the prompt being played there).
+0. **The machine**: the card, torch, Triton, and which CUDA scan the product picks there
+   (`selective_scan.cuda_scan_choice`: mamba-ssm's kernel when it imports, else our Triton kernels, else pure).
+1. **The add-on's path** (1a): the real worker subprocess (`python -m kmm_core.worker --device DEVICE`, JSON lines
+   as the add-on speaks them) loads the shipped model and generates the README's timeline twice (cold: start to
+   first result, model load included; warm: the second request) and a 1-minute timeline; (1b) in this process, the
+   same timelines on DEVICE and on the CPU at seed 0: peak GPU memory, and whether the joints agree (the largest
+   joint difference, and the first frame where they differ by more than 1 mm, with the prompt being played there);
+   (1c) the worker again with the pure scan; (4) torch.profiler's view of a warm README timeline on DEVICE.
+5. **kmm-train** (with `--prepared FOLDER`): `kmm-train all` on the tiny config, every stage in float32 and then
+   with bf16 autocast, each bundle then generating a walk on DEVICE.
 2. **Training**: one generator training step (`benchmarks/bench_training_step.py`'s model and batches: the shipped
-   size, batch 32 x 50 tokens) on DEVICE, fp32 and bf16 autocast, the pure-PyTorch scan (CUDA tensors take it unless
-   mamba-ssm imports), beside the same step on the CPU.
-3. **The scan**: our pure scan (`selective_scan_pure`) against mamba-ssm's fused `selective_scan_fn` when it imports
-   (`pip install mamba-ssm causal-conv1d` with `TORCH_CUDA_ARCH_LIST=9.0` on the machine), forward and backward,
-   fp32 and bf16, at the shipped size and 4x longer: the largest difference and the time of each.
+   size, batch 32 x 50 tokens) on DEVICE with the pure scan and with the chosen one, fp32 and bf16 autocast, beside
+   the same step on the CPU.
+3. **The scan kernels**: our pure scan, our Triton kernels (`kmm_core/model/triton_selective_scan.py`) and
+   mamba-ssm's fused `selective_scan_fn` when it imports, on the same inputs, forward and forward+backward, fp32 and
+   bf16, at the shipped block's size and 4x longer: the time of each and its largest difference from the pure scan
+   in the output and every gradient.
 
-    python benchmarks/cuda_check.py --device cuda --budget 420 --out benchmarks/results/cuda_check_h100.md
+    python benchmarks/cuda_check.py --device cuda --budget 420 --out benchmarks/results/cuda_check_h200.md
     python benchmarks/cuda_check.py --device cpu --budget 300 --out /tmp/cuda_check_dry_run.md   # the dry run
 
 On a machine without CUDA, `--device cpu` runs every step that does not need CUDA (the dry run that proves the
@@ -65,9 +72,14 @@ def _sync(device: str) -> None:
 
 
 # ---- 1. the add-on's path ----------------------------------------------------------------------------------------
-def worker_run(device: str, timelines: list[tuple[str, dict]], output_dir: Path) -> list[str]:
-    """The real worker, driven as the add-on drives it: hello, load, then each timeline; the seconds each took."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+def worker_run(device: str, timelines: list[tuple[str, dict]], output_dir: Path, scan: str | None = None
+               ) -> list[str]:
+    """The real worker, driven as the add-on drives it: hello, load, then each timeline; the seconds each took.
+    ``scan``: a KMM_SELECTIVE_SCAN value for the worker (None: its own choice)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "HF_HUB_OFFLINE": "1"}
+    if scan is not None:
+        env["KMM_SELECTIVE_SCAN"] = scan
     started = time.monotonic()
     worker = subprocess.Popen([sys.executable, "-m", "kmm_core.worker", "--device", device], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -110,11 +122,25 @@ def worker_run(device: str, timelines: list[tuple[str, dict]], output_dir: Path)
     return lines
 
 
-def agreement(device: str) -> list[str]:
-    """The README timeline and the 1-minute timeline at seed 0 on DEVICE and on the CPU: peak memory, agreement."""
+def _tokens(bundle, timeline, seed: int = 0):
+    """The token codes generation decodes for ``timeline`` and the 20 fps frames they cover (``generate_codes``, as
+    ``generate_timeline`` calls it)."""
+    from kmm_core.generation.decoding_engine import GenerationOptions, StepCounter
+    from kmm_core.generation.timeline_generator import generate_codes, planned_steps
+
+    options = GenerationOptions()
+    config = options.decoding_config(bundle)
+    counter = StepCounter(planned_steps(bundle, timeline, options, config), None, None)
+    return generate_codes(bundle, timeline, seed, options, counter, config)  # (codes on the bundle's device, frames)
+
+
+def agreement(device: str, repeats: int = 3) -> list[str]:
+    """The README timeline and the 1-minute timeline at seed 0 on DEVICE and on the CPU: warm time on each, peak
+    memory, whether the tokens and the joints agree (and where they first part)."""
     from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
     from kmm_core.generation.timeline import Timeline
     from kmm_core.generation.timeline_generator import generate_timeline
+    from kmm_core.motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
     lines = []
     cpu = ModelBundle.load(default_bundle_path(), device="cpu")
@@ -122,96 +148,246 @@ def agreement(device: str) -> list[str]:
     for name, data in (("README timeline", json.loads(README_TIMELINE.read_text())), ("1-minute timeline",
                                                                                         MINUTE_TIMELINE)):
         timeline = Timeline.from_dict(data)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        begun = time.monotonic()
-        on_device = generate_timeline(other, timeline, seed=0)[0]
-        _sync(device)
-        took = time.monotonic() - begun
+        taken = {}
+        for where, bundle in (("cpu", cpu), (device, other)):
+            generate_timeline(bundle, timeline, seed=0)  # warm
+            if where.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            taken[where] = _timed(lambda bundle=bundle, timeline=timeline: generate_timeline(bundle, timeline, seed=0), repeats, where)
         memory = (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
                   if device.startswith("cuda") else "")
+        on_device = generate_timeline(other, timeline, seed=0)[0]
         on_cpu = generate_timeline(cpu, timeline, seed=0)[0]
         gap = np.linalg.norm(np.asarray(on_device.joints) - np.asarray(on_cpu.joints), axis=-1).max(axis=-1)
         differ = np.flatnonzero(gap > 1e-3)
-        where = "never"
-        if differ.size:
-            frame = int(differ[0])
-            prompt = next((p for (start, end), p in zip(on_cpu.segment_frames, on_cpu.segment_prompts, strict=True)
-                           if start <= frame < end), "?")
-            where = f"from frame {frame} ({prompt!r})"
-        lines.append(f"{name} on {device}: {took:.2f} s in this process{memory}; joints vs the CPU: largest "
-                     f"difference {gap.max() * 1000:.3f} mm, more than 1 mm {where}")
+
+        def prompt_at(frame: int, motion=on_cpu) -> str:
+            return next((p for (start, end), p in zip(motion.segment_frames, motion.segment_prompts, strict=True)
+                         if start <= frame < end), "?")
+
+        where = "never" if not differ.size else f"from frame {int(differ[0])} ({prompt_at(int(differ[0]))!r})"
+        codes = {key: _tokens(bundle, timeline)[0].cpu() for key, bundle in (("cpu", cpu), (device, other))}
+        same = (codes["cpu"] == codes[device]).all(dim=-1)
+        parted = torch.nonzero(~same).flatten()
+        if parted.numel():
+            token = int(parted[0])
+            frame = round(token * FRAMES_PER_TOKEN * timeline.fps / MODEL_FPS)
+            tokens = (f"{int(same.sum())} of {same.numel()} tokens equal, the first different at token {token} "
+                      f"(frame {frame}, {prompt_at(frame)!r}); the sampling draws from the same CPU generator on both, "
+                      "so it is the logits' float rounding on the two devices that tipped a draw there")
+        else:
+            tokens = f"all {same.numel()} tokens equal"
+        lines.append(f"{name}: warm {taken[device]:.2f} s on {device}, {taken['cpu']:.2f} s on the CPU (medians of "
+                     f"{repeats}){memory}; {tokens}; joints vs the CPU: largest difference {gap.max() * 1000:.3f} mm, "
+                     f"more than 1 mm {where}")
+        lines.append(f"{name}, the same tokens decoded: {decoded_agreement(cpu, other, timeline)}")
+    return lines
+
+
+def decoded_agreement(cpu, other, timeline) -> str:
+    """Where the devices part after equal tokens: the raw decode (no foot clean-up) and the contact channels whose
+    decision (above 0.5 = in contact) the foot clean-up follows."""
+    from kmm_core.generation.decoding_engine import GenerationOptions
+    from kmm_core.generation.timeline_generator import _decoded_motion, generate_timeline
+
+    raw = GenerationOptions(foot_lock=False)
+    joints = [np.asarray(generate_timeline(bundle, timeline, seed=0, options=raw)[0].joints) for bundle in (cpu, other)]
+    raw_gap = np.linalg.norm(joints[0] - joints[1], axis=-1).max()
+    channels = []
+    for bundle in (cpu, other):
+        codes, frames = _tokens(bundle, timeline)
+        channels.append(np.asarray(_decoded_motion(bundle, codes, frames, timeline, raw)[1]))
+    flips = np.argwhere((channels[0] > 0.5) != (channels[1] > 0.5))
+    flipped = ("no contact decision differs" if not len(flips) else
+               f"{len(flips)} contact decisions differ, the first at frame {int(flips[0][0])} (channels "
+               f"{channels[0][tuple(flips[0])]:.4f} on the CPU, {channels[1][tuple(flips[0])]:.4f} on the device)")
+    return (f"without the foot clean-up the joints differ by at most {raw_gap * 1000:.3f} mm; largest contact channel "
+            f"difference {np.abs(channels[0] - channels[1]).max():.2e}, {flipped}")
+
+
+def profile(device: str) -> list[str]:
+    """Where a warm README timeline's time goes on DEVICE: torch.profiler's top operators by their own CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.generation.timeline import Timeline
+    from kmm_core.generation.timeline_generator import generate_timeline
+
+    bundle = ModelBundle.load(default_bundle_path(), device=device)
+    timeline = Timeline.from_dict(json.loads(README_TIMELINE.read_text()))
+    generate_timeline(bundle, timeline, seed=0)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch_profile(activities=activities) as profiler:
+        generate_timeline(bundle, timeline, seed=0)
+        _sync(device)
+    events = profiler.key_averages()
+    total_cpu = sum(event.self_cpu_time_total for event in events)
+    launches = sum(event.count for event in events if event.key.startswith("cuda") and "Launch" in event.key)
+    lines = [f"operators' own CPU time {total_cpu / 1e6:.2f} s; kernel launches {launches}"]
+    for event in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]:
+        device_time = getattr(event, "self_device_time_total", 0)
+        lines.append(f"{event.key}: {event.count} calls, own CPU {event.self_cpu_time_total / 1e3:.1f} ms, "
+                     f"own device {device_time / 1e3:.1f} ms")
     return lines
 
 
 # ---- 2. training ---------------------------------------------------------------------------------------------------
 def training_step(device: str, repeats: int = 5) -> list[str]:
+    """One generator step, the shipped size, on the CPU (fp32, its own scan) and on DEVICE: each CUDA scan there is
+    (the pure scan, and the one ``cuda_scan_choice`` picks), fp32 and bf16 autocast."""
     from benchmarks.bench_training_step import Variant, make_inputs, small_generator_config
+    from kmm_core.model.selective_scan import cuda_scan_choice
 
     lines = []
     config = small_generator_config("mamba")
-    for where in dict.fromkeys(["cpu", device]):
-        for precision in (("fp32", "bf16") if where != "cpu" else ("fp32",)):
-            variant = Variant(f"mamba {where} {precision}", "mamba", None)
-            variant.model.to(where)
-            inputs = make_inputs(config, 32, 50, seed=0)
-            inputs = {k: (v.to(where) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-            if where != "cpu":
-                inputs["rng"] = torch.Generator(device=where).manual_seed(0)
-            times = []
-            for index in range(repeats + 2):
-                begun = time.perf_counter()
-                with torch.autocast(device_type=where.split(":")[0], dtype=torch.bfloat16,
-                                    enabled=precision == "bf16"):
-                    variant.step(inputs)
-                _sync(where)
-                if index >= 2:
-                    times.append(time.perf_counter() - begun)
-            lines.append(f"generator step, batch 32 x 50, {where}, {precision}: {1000 * np.median(times):.1f} ms "
-                         f"(median of {repeats})")
+    runs = [("cpu", None, "fp32", 50)]
+    if device.startswith("cuda"):
+        chosen = cuda_scan_choice(device)[0]
+        runs += [(device, scan, precision, length) for length in (50, 200) for scan in dict.fromkeys(["pure", chosen])
+                 for precision in ("fp32", "bf16")]
+    for where, scan, precision, length in runs:
+        variant = Variant(f"mamba {where} {precision}", "mamba", scan)
+        variant.model.to(where)
+        inputs = make_inputs(config, 32, length, seed=0)
+        # The masks are drawn from a CPU generator on every device, as training does (the same masks anywhere).
+        inputs = {k: (v.to(where) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        times = []
+        for index in range(repeats + 2):
+            begun = time.perf_counter()
+            with torch.autocast(device_type=where.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+                variant.step(inputs)
+            _sync(where)
+            if index >= 2:
+                times.append(time.perf_counter() - begun)
+        label = f"{where}, {precision}" + (f", {scan or 'chosen'} scan" if where != "cpu" else ", its CPU scan")
+        lines.append(f"generator step, batch 32 x {length}: {label}: {1000 * np.median(times):.1f} ms (median of "
+                     f"{repeats})")
     return lines
 
 
 # ---- 3. the scan ---------------------------------------------------------------------------------------------------
-def scan_comparison(device: str) -> list[str]:
-    from kmm_core.model.selective_scan import selective_scan_pure
+def _timed(function, repeats: int, device: str) -> float:
+    """Median seconds of ``function()`` after two untimed calls (the first compiles a Triton kernel)."""
+    times = []
+    for index in range(repeats + 2):
+        _sync(device)
+        begun = time.perf_counter()
+        function()
+        _sync(device)
+        if index >= 2:
+            times.append(time.perf_counter() - begun)
+    return float(np.median(times))
+
+
+def scan_comparison(device: str, repeats: int = 10) -> list[str]:
+    """Our pure scan, our Triton kernels and (when it imports) mamba-ssm's fused kernel on the same inputs: the
+    shipped block's size (batch 32, 384 channels, 16 states, 50 tokens) and 4x longer, fp32 and bf16 autocast."""
+    from kmm_core.model.selective_scan import _fused_selective_scan_fn, selective_scan_pure
 
     if not device.startswith("cuda"):
-        return ["fused scan: not run (no CUDA); the pure scan's equality with a float64 reference is in the tests"]
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception as error:  # noqa: BLE001 - not installed, or built for another architecture
-        return [f"fused scan: mamba-ssm not importable ({type(error).__name__}: {error})"]
-    lines = []
+        return ["scan kernels: not run (no CUDA); the pure and Triton scans' equality with a float64 reference is in "
+                "the tests (the Triton kernels under TRITON_INTERPRET=1)"]
+    from kmm_core.model.triton_selective_scan import availability, selective_scan_triton
+
+    scans = {"pure": selective_scan_pure}
+    lines = [f"Triton: {availability(device)[1]}"]
+    if availability(device)[0]:
+        scans["triton"] = selective_scan_triton
+    fused = _fused_selective_scan_fn()
+    if fused is not None:
+        scans["mamba_ssm"] = fused
+    else:
+        lines.append("mamba-ssm: not importable (not installed on this machine)")
+    names = ("u", "delta", "A", "B", "C", "D", "z")
     for length in (50, 200):
         for dtype in (torch.float32, torch.bfloat16):
             generator = torch.Generator(device=device).manual_seed(0)
-            batch, channels, state = 32, 512, 16
+            batch, channels, state = 32, 384, 16
 
-            def tensor(*shape, scale=1.0, source=generator):
-                return (torch.randn(*shape, generator=source, device=device) * scale).requires_grad_()
+            def tensor(*shape, scale=1.0, generator=generator):
+                return torch.randn(*shape, generator=generator, device=device) * scale
 
-            u, delta = tensor(batch, channels, length), tensor(batch, channels, length, scale=0.5)
-            a = (-torch.rand(channels, state, generator=generator, device=device) - 0.5).requires_grad_()
-            b, c = tensor(batch, state, length), tensor(batch, state, length)
-            d, z = tensor(channels), tensor(batch, channels, length)
-            outputs, times = {}, {}
-            for name, function in (("pure", selective_scan_pure), ("fused", selective_scan_fn)):
-                with torch.autocast("cuda", dtype=dtype, enabled=dtype == torch.bfloat16):
-                    _sync(device)
-                    begun = time.perf_counter()
-                    out = function(u, delta, a, b, c, d, z=z, delta_softplus=True)
-                    out.float().square().mean().backward()
-                    _sync(device)
-                times[name] = time.perf_counter() - begun
-                outputs[name] = (out.detach().float(), u.grad.detach().float().clone())
-                for t in (u, delta, a, b, c, d, z):
-                    t.grad = None
-            forward = (outputs["pure"][0] - outputs["fused"][0]).abs().max().item()
-            backward = (outputs["pure"][1] - outputs["fused"][1]).abs().max().item()
-            lines.append(f"scan {batch}x{channels}x{length}, {str(dtype).split('.')[-1]}: largest difference forward "
-                         f"{forward:.2e}, du {backward:.2e}; forward+backward pure {1000 * times['pure']:.1f} ms, "
-                         f"fused {1000 * times['fused']:.1f} ms")
+            inputs = [tensor(batch, channels, length), tensor(batch, channels, length, scale=0.5),
+                      -torch.rand(channels, state, generator=generator, device=device) - 0.5,
+                      tensor(batch, state, length), tensor(batch, state, length), tensor(channels),
+                      tensor(batch, channels, length)]
+            weight = tensor(batch, channels, length)
+            results, forward_times, both_times = {}, {}, {}
+            for name, scan in scans.items():
+                leaves = [t.clone().requires_grad_() for t in inputs]
+
+                def forward(scan=scan, leaves=leaves, half=dtype == torch.bfloat16):
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=half):
+                        return scan(*leaves[:5], D=leaves[5], z=leaves[6], delta_softplus=True)
+
+                def forward_backward(forward=forward, leaves=leaves, weight=weight):
+                    (forward().float() * weight).sum().backward()
+                    for leaf in leaves:
+                        leaf.grad = None
+
+                with torch.no_grad():
+                    forward_times[name] = _timed(forward, repeats, device)
+                both_times[name] = _timed(forward_backward, repeats, device)
+                out = forward()
+                (out.float() * weight).sum().backward()
+                results[name] = [out.detach().float()] + [leaf.grad.detach().float() for leaf in leaves]
+            size = f"{batch}x{channels}x{length}, {str(dtype).split('.')[-1]}"
+            for name in scans:
+                gaps = "" if name == "pure" else "; largest difference from pure: " + ", ".join(
+                    f"{label} {(mine - theirs).abs().max().item():.1e}" for label, mine, theirs in zip(
+                        ("y",) + tuple(f"d{n}" for n in names), results[name], results["pure"], strict=True))
+                lines.append(f"scan {size}, {name}: forward {1000 * forward_times[name]:.2f} ms, forward+backward "
+                             f"{1000 * both_times[name]:.2f} ms (medians of {repeats}){gaps}")
+    return lines
+
+
+def training_run(device: str, prepared: Path | None, folder: Path) -> list[str]:
+    """``kmm-train all`` as a researcher runs it, on the tiny config and a prepared folder: every stage in float32,
+    then every stage with bf16 autocast (``train.<stage>.amp``), each bundle loaded and generating on DEVICE."""
+    if prepared is None:
+        return ["not run: no --prepared folder (a `kmm-train prepare` output) was given"]
+    tiny = REPO_ROOT / "training" / "configs" / "tiny.toml"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "HF_HUB_OFFLINE": "1"}
+    lines = []
+    for precision in ("fp32", "bf16"):
+        run = folder / f"tiny-{precision}"
+        amp = [] if precision == "fp32" else [item for stage in ("tokenizer", "aligner", "evaluator", "generator",
+                                                                 "decoder")
+                                              for item in ("--set", f"train.{stage}.amp=bf16")]
+        commands = (
+            ("kmm-train all", [sys.executable, "-m", "kmm_core.training.cli", "all", "--config", str(tiny), "--out",
+                               str(run), "--device", device, "--no-progress", "--set", f"data.root={prepared}", *amp]),
+            ("kmm generate with its bundle", [sys.executable, "-m", "kmm_core.cli", "generate", "a person walks forward",
+                                              "--seconds", "4", "--checkpoint", str(run / "bundle"), "--device",
+                                              device.split(":")[0], "-o", str(run / "walk.bvh"), "--quiet"]),
+        )
+        for name, command in commands:
+            begun = time.monotonic()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+            took = time.monotonic() - begun
+            outcome = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
+            lines.append(f"{precision}: {name}: {outcome} ({took:.1f} s)")
+    return lines
+
+
+def environment(device: str) -> list[str]:
+    """What the machine has: the card, torch, Triton, and which CUDA scan the product picks there."""
+    from kmm_core.model.selective_scan import cuda_scan_choice
+
+    lines = [f"torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}"]
+    try:
+        import triton
+
+        lines.append(f"triton {triton.__version__}")
+    except Exception as error:  # noqa: BLE001
+        lines.append(f"triton not importable ({type(error).__name__})")
+    if device.startswith("cuda"):
+        properties = torch.cuda.get_device_properties(0)
+        lines.append(f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, {properties.multi_processor_count} "
+                     f"multiprocessors, compute capability {properties.major}.{properties.minor}")
+        lines.append("the CUDA scan the product picks: {} ({})".format(*cuda_scan_choice(device)))
     return lines
 
 
@@ -220,23 +396,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds; no step starts after them")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cuda_check.md")
+    parser.add_argument("--prepared", type=Path, help="a `kmm-train prepare` folder for step 5 (kmm-train all, tiny)")
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (e.g. 1b 3), in their order")
     args = parser.parse_args(argv)
     budget = Budget(args.budget)
     card = (torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available()
             else platform.processor() or platform.machine())
     lines = ["# The CUDA check", "", f"Command: `python benchmarks/cuda_check.py --device {args.device} --budget "
-             f"{args.budget:g}`; device: {card}; torch {torch.__version__}; Python {platform.python_version()}.", ""]
+             f"{args.budget:g}{' --only ' + ' '.join(args.only) if args.only else ''}`; device: {card}; torch {torch.__version__}; Python {platform.python_version()}.", ""]
     with tempfile.TemporaryDirectory() as folder:
         readme = json.loads(README_TIMELINE.read_text())
+        # Cheap steps first, so a run cut short still brings them back (the report is written after every step).
         steps = (
+            ("0. the machine", lambda: environment(args.device)),
             ("1a. the worker, as the add-on runs it", lambda: worker_run(args.device, [
-                ("README timeline, cold", readme), ("README timeline, warm", readme),
+                ("README timeline, cold", readme)] + [(f"README timeline, warm {n}", readme) for n in (1, 2, 3)] + [
                 ("1-minute timeline, warm", MINUTE_TIMELINE)], Path(folder))),
-            ("1b. agreement with the CPU, peak memory", lambda: agreement(args.device)),
             ("2. a training step", lambda: training_step(args.device)),
-            ("3. the pure scan against the fused kernel", lambda: scan_comparison(args.device)),
+            ("3. the scan kernels side by side", lambda: scan_comparison(args.device)),
+            ("1b. agreement with the CPU, peak memory", lambda: agreement(args.device)),
+            ("1c. the worker with the pure scan (KMM_SELECTIVE_SCAN=pure)", lambda: worker_run(args.device, [
+                ("README timeline, cold", readme)] + [(f"README timeline, warm {n}", readme) for n in (1, 2, 3)] + [
+                ("1-minute timeline, warm", MINUTE_TIMELINE)], Path(folder), scan="pure")),
+            ("4. where a warm README timeline's time goes", lambda: profile(args.device)),
+            ("5. training every stage with kmm-train", lambda: training_run(args.device, args.prepared, Path(folder))),
         )
         for title, step in steps:
+            if args.only and title.split(".")[0] not in args.only:
+                continue
             lines += [f"## {title}", ""]
             if budget.left() <= 0:
                 lines += [f"not run: the budget of {args.budget:g} s was spent", ""]
@@ -248,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines += [f"- FAILED: {type(error).__name__}: {error}", "", "```",
                           traceback.format_exc()[-3000:], "```"]
             lines += ["", f"({time.monotonic() - begun:.1f} s)", ""]
-    save_report(args.out, lines)
+            save_report(args.out, lines)
     return 0
 
 

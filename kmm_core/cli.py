@@ -435,13 +435,19 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA extension
-        needed = cuda
-        add("mamba_kernels", not needed,
-            (f"fused Mamba kernels not importable ({type(exc).__name__}): pip install mamba-ssm causal-conv1d (Install Backend's CUDA choice) for speed"
-             if needed else "fused Mamba kernels not installed: not needed on the CPU (see cpu_scan)"),
+        add("mamba_kernels", True,
+            (f"mamba_ssm not importable ({type(exc).__name__}): optional (see cuda_scan)" if cuda
+             else "fused Mamba kernels not installed: not needed on the CPU (see cpu_scan)"),
             required=False)
     else:
         add("mamba_kernels", True, "mamba_ssm fused selective scan importable", required=False)
+    if cuda:
+        from .model.selective_scan import cuda_scan_choice
+
+        scan, why = cuda_scan_choice()
+        label = {"mamba_ssm": "mamba_ssm's fused kernel", "triton": "our Triton kernels",
+                 "pure": "pure-PyTorch selective scan (slower)"}[scan]
+        add("cuda_scan", True, f"{scan}: {label}; why: {why}", required=False)
     if torch is not None:
         from .model.selective_scan import cpu_scan_choice
 

@@ -10,16 +10,20 @@ import sys
 from conftest import REPO_ROOT
 
 
-def test_the_cuda_check_dry_run_measures_every_step_without_failing(tmp_path):
+def test_the_cuda_check_dry_run_measures_every_step_without_failing(tmp_path, prepared_dataset):
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks.cuda_check import main
 
     out = tmp_path / "cuda_check.md"
-    assert main(["--device", "cpu", "--budget", "400", "--out", str(out)]) == 0
+    assert main(["--device", "cpu", "--budget", "400", "--prepared", str(prepared_dataset), "--out", str(out)]) == 0
     report = out.read_text()
     assert "FAILED" not in report and "not run: the budget" not in report, report
-    for heading in ("1a. the worker", "1b. agreement with the CPU", "2. a training step", "3. the pure scan"):
+    for heading in ("0. the machine", "1a. the worker", "1b. agreement with the CPU", "1c. the worker with the pure",
+                    "2. a training step", "3. the scan kernels", "4. where a warm", "5. training every stage"):
         assert heading in report
     assert "README timeline, cold:" in report and "1-minute timeline, warm:" in report
     assert "largest difference 0.000 mm, more than 1 mm never" in report  # the CPU agrees with itself
-    assert "generator step, batch 32 x 50, cpu, fp32:" in report and "fused scan: not run (no CUDA)" in report
+    assert "generator step, batch 32 x 50: cpu, fp32" in report and "scan kernels: not run (no CUDA)" in report
+    assert "all 50 tokens equal" in report and "without the foot clean-up the joints differ by at most 0.000 mm" in report
+    for precision in ("fp32", "bf16"):  # kmm-train all on the tiny config, then its bundle generating
+        assert f"{precision}: kmm-train all: ok" in report and f"{precision}: kmm generate with its bundle: ok" in report

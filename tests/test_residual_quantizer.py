@@ -149,3 +149,21 @@ def test_bad_inputs_name_the_argument(frames):
         from kmm_core.model.configs import TokenizerConfig
 
         TokenizerConfig.from_dict({"quantizer": {"typo": 1}})
+
+
+def test_mixed_precision_training_quantises_in_float32_as_without_it(frames):
+    # `kmm-train` with `amp = "bf16"` runs the tokenizer under autocast, where the encoder's output comes in bfloat16
+    # (on an H200 the EMA update then failed: index_add_ of bfloat16 rows into the float32 sums).  The quantizer
+    # quantises in float32 whatever comes in: the same codes and codebook update as a float32 pass on the same values.
+    x = frames.unsqueeze(0).to(torch.bfloat16)
+    plain = _quantizer()  # seeds the generator the first codebook draw uses
+    expected = plain(x.float())
+    mixed = _quantizer()
+    leaf = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mixed(leaf)
+    assert out.quantized.dtype == torch.float32 and out.commitment_loss.dtype == torch.float32
+    assert torch.equal(out.codes, expected.codes)
+    torch.testing.assert_close(mixed.codebooks, plain.codebooks)
+    (out.quantized.square().mean() + out.commitment_loss).backward()
+    assert leaf.grad is not None and leaf.grad.dtype == torch.bfloat16 and torch.isfinite(leaf.grad.float()).all()

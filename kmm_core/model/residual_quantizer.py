@@ -63,7 +63,14 @@ class ResidualVectorQuantizer(nn.Module):
 
         In training mode the codebooks are updated (EMA + dead-code reset) and, with probability
         ``quantizer_dropout``, only a random number of layers is used unless ``num_layers`` is given.
+
+        Float32 throughout, also under autocast (mixed-precision training): the codebooks and their EMA are float32,
+        and half-precision distances would pick other codes.
         """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._quantize(x.float(), valid, num_layers)
+
+    def _quantize(self, x: Tensor, valid: Tensor | None, num_layers: int | None) -> QuantizerOutput:
         self._check_input(x, valid)
         if valid is None:
             valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Mamba-1 selective scan: the rule that picks the CUDA kernel, a fused CPU loop or the pure scan; the pure scan.
+"""Mamba-1 selective scan: the rule that picks a CUDA kernel, a fused CPU loop or the pure scan; the pure scan.
 
 The recurrence (Gu & Dao 2023), per batch b, channel d and state n:
 
@@ -210,7 +210,10 @@ def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -
         delta_c = delta_c + delta_bias.to(dtype).unsqueeze(-1)
     if delta_softplus:
         delta_c = F.softplus(delta_c)
-    y = core(u_c, delta_c, A.to(dtype), B.to(dtype), C.to(dtype))
+    # Autocast off inside the scan: under torch.autocast its state contraction (a matmul) would run in bf16/fp16,
+    # 0.3 off in y at the shipped size (measured on an H200, benchmarks/results/cuda_check_h200.md).
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        y = core(u_c, delta_c, A.to(dtype), B.to(dtype), C.to(dtype))
     if D is not None:
         y = y + u_c * D.to(dtype).unsqueeze(-1)
     if z is not None:
@@ -311,12 +314,32 @@ def fused_cpu_loops(u: torch.Tensor, state: int):
     return None if name == "pure" else _fused_cpu_module(name)[0]
 
 
+def cuda_scan_choice(device: str = "cuda") -> tuple[str, str]:
+    """The rule for CUDA tensors: ("mamba_ssm" | "triton" | "pure", why).  mamba_ssm's fused kernel when it imports;
+    else our Triton kernels (``triton_selective_scan``) when Triton imports and they agree with the pure scan on
+    ``device``; else the pure scan.  ``KMM_SELECTIVE_SCAN=pure`` takes the pure scan here too."""
+    if os.environ.get(SCAN_VARIABLE, "auto").strip().lower() == "pure":
+        return "pure", f"{SCAN_VARIABLE}=pure"
+    if _fused_selective_scan_fn() is not None:
+        return "mamba_ssm", "mamba_ssm imports"
+    from .triton_selective_scan import availability
+
+    works, why = availability(device)
+    return ("triton" if works else "pure"), why
+
+
 def choose_selective_scan(u: torch.Tensor, state: int = 0) -> Callable:
-    """The dispatch rule: CUDA tensors take mamba_ssm's fused kernel when it imports; CPU tensors the scan
+    """The dispatch rule: CUDA tensors take the scan ``cuda_scan_choice`` names; CPU tensors the scan
     ``cpu_scan_choice`` names (for a model with ``state`` SSM states); everything else the pure scan."""
     if u.is_cuda:
-        fused = _fused_selective_scan_fn()
-        return fused if fused is not None else selective_scan_pure
+        name, _ = cuda_scan_choice(str(u.device))
+        if name == "mamba_ssm":
+            return _fused_selective_scan_fn()
+        if name == "triton":
+            from .triton_selective_scan import selective_scan_triton
+
+            return selective_scan_triton
+        return selective_scan_pure
     name = _cpu_scan_for(state)
     return {"numba": selective_scan_numba, "compiled": selective_scan_compiled}.get(name, selective_scan_pure)
 
