@@ -15,6 +15,8 @@ The cheap steps run first:
    (1c) the worker again with the pure scan; (4) torch.profiler's view of a warm README timeline on DEVICE.
 5. **kmm-train** (with `--prepared FOLDER`): `kmm-train all` on the tiny config, every stage in float32 and then
    with bf16 autocast, each bundle then generating a walk on DEVICE.
+6. **Each scan on generation**: warm README, 1-minute and 10-minute timelines on DEVICE with the chosen CUDA scan
+   and with the pure scan, and on the CPU.
 2. **Training**: one generator training step (`benchmarks/bench_training_step.py`'s model and batches: the shipped
    size, batch 32 x 50 tokens) on DEVICE with the pure scan and with the chosen one, fp32 and bf16 autocast, beside
    the same step on the CPU.
@@ -372,6 +374,43 @@ def training_run(device: str, prepared: Path | None, folder: Path) -> list[str]:
     return lines
 
 
+def scan_on_generation(device: str, repeats: int = 2) -> list[str]:
+    """Warm generation on DEVICE with each CUDA scan (the chosen one and the pure scan, ``KMM_SELECTIVE_SCAN``
+    switched in this process) and on the CPU: the README timeline, the 1-minute and a 10-minute timeline (50 prompts),
+    medians of ``repeats``, the scans interleaved."""
+    from benchmarks.bench_training_step import scan_path
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.generation.timeline import Timeline
+    from kmm_core.generation.timeline_generator import generate_timeline
+    from kmm_core.model.selective_scan import cuda_scan_choice
+
+    ten_minutes = {"fps": 30, "segments": MINUTE_TIMELINE["segments"] * 10}
+    cpu = ModelBundle.load(default_bundle_path(), device="cpu")
+    other = ModelBundle.load(default_bundle_path(), device=device) if device != "cpu" else cpu
+    runs = [("cpu", cpu, None)]
+    if device.startswith("cuda"):
+        runs = [(f"{device}, {cuda_scan_choice(device)[0]} scan", other, None), (f"{device}, pure scan", other, "pure"),
+                *runs]
+    lines = []
+    for name, data in (("README timeline", json.loads(README_TIMELINE.read_text())),
+                       ("1-minute timeline", MINUTE_TIMELINE), ("10-minute timeline", ten_minutes)):
+        timeline = Timeline.from_dict(data)
+        times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+        for repeat in range(repeats + 1):
+            for label, bundle, scan in runs:
+                with scan_path(scan):
+                    where = "cpu" if bundle is cpu else device
+                    _sync(where)
+                    begun = time.perf_counter()
+                    generate_timeline(bundle, timeline, seed=0)
+                    _sync(where)
+                if repeat:  # the first round warms every path
+                    times[label].append(time.perf_counter() - begun)
+        lines.append(f"{name}: " + "; ".join(f"{label} {np.median(values):.2f} s" for label, values in times.items())
+                     + f" (warm, medians of {repeats})")
+    return lines
+
+
 def environment(device: str) -> list[str]:
     """What the machine has: the card, torch, Triton, and which CUDA scan the product picks there."""
     from kmm_core.model.selective_scan import cuda_scan_choice
@@ -420,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("1-minute timeline, warm", MINUTE_TIMELINE)], Path(folder), scan="pure")),
             ("4. where a warm README timeline's time goes", lambda: profile(args.device)),
             ("5. training every stage with kmm-train", lambda: training_run(args.device, args.prepared, Path(folder))),
+            ("6. each scan on generation, up to 10 minutes", lambda: scan_on_generation(args.device)),
         )
         for title, step in steps:
             if args.only and title.split(".")[0] not in args.only:
