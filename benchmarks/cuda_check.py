@@ -6,7 +6,8 @@ error and the next one runs; the report is written after every step, so a run cu
 The cheap steps run first:
 
 0. **The machine**: the card, torch, Triton, and which CUDA scan the product picks there
-   (`selective_scan.cuda_scan_choice`: mamba-ssm's kernel when it imports, else our Triton kernels, else pure).
+   (`selective_scan.cuda_scan_choice`: mamba-ssm's kernel when it imports, else our Triton kernels for training and
+   the pure scan for generation).
 1. **The add-on's path** (1a): the real worker subprocess (`python -m kmm_core.worker --device DEVICE`, JSON lines
    as the add-on speaks them) loads the shipped model and generates the README's timeline twice (cold: start to
    first result, model load included; warm: the second request) and a 1-minute timeline; (1b) in this process, the
@@ -15,8 +16,8 @@ The cheap steps run first:
    (1c) the worker again with the pure scan; (4) torch.profiler's view of a warm README timeline on DEVICE.
 5. **kmm-train** (with `--prepared FOLDER`): `kmm-train all` on the tiny config, every stage in float32 and then
    with bf16 autocast, each bundle then generating a walk on DEVICE.
-6. **Each scan on generation**: warm README, 1-minute and 10-minute timelines on DEVICE with the chosen CUDA scan
-   and with the pure scan, and on the CPU.
+6. **Each scan on generation**: warm README, 1-minute and 10-minute timelines on DEVICE with training's CUDA scan
+   made to generate and with generation's own, and on the CPU.
 2. **Training**: one generator training step (`benchmarks/bench_training_step.py`'s model and batches: the shipped
    size, batch 32 x 50 tokens) on DEVICE with the pure scan and with the chosen one, fp32 and bf16 autocast, beside
    the same step on the CPU.
@@ -35,6 +36,7 @@ script before a GPU machine is lent); the GPU-only measures are written as "not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -375,22 +377,35 @@ def training_run(device: str, prepared: Path | None, folder: Path) -> list[str]:
 
 
 def scan_on_generation(device: str, repeats: int = 2) -> list[str]:
-    """Warm generation on DEVICE with each CUDA scan (the chosen one and the pure scan, ``KMM_SELECTIVE_SCAN``
-    switched in this process) and on the CPU: the README timeline, the 1-minute and a 10-minute timeline (50 prompts),
+    """Warm generation on DEVICE with each CUDA scan (the one training takes, also made to generate, and the pure
+    scan generation takes) and on the CPU: the README timeline, the 1-minute and a 10-minute timeline (50 prompts),
     medians of ``repeats``, the scans interleaved."""
-    from benchmarks.bench_training_step import scan_path
+    from unittest import mock
+
     from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
     from kmm_core.generation.timeline import Timeline
     from kmm_core.generation.timeline_generator import generate_timeline
-    from kmm_core.model.selective_scan import cuda_scan_choice
+    from kmm_core.model import selective_scan as scan_module
+
+    training_choice = scan_module.cuda_scan_choice
+
+    @contextlib.contextmanager
+    def scan_path(scan: str | None):
+        """``"training"``: generation takes the scan training takes; None: the product's own rule."""
+        if scan is None:
+            yield
+            return
+        with mock.patch.object(scan_module, "cuda_scan_choice",
+                               lambda device="cuda", gradients=True: training_choice(device, True)):
+            yield
 
     ten_minutes = {"fps": 30, "segments": MINUTE_TIMELINE["segments"] * 10}
     cpu = ModelBundle.load(default_bundle_path(), device="cpu")
     other = ModelBundle.load(default_bundle_path(), device=device) if device != "cpu" else cpu
     runs = [("cpu", cpu, None)]
     if device.startswith("cuda"):
-        runs = [(f"{device}, {cuda_scan_choice(device)[0]} scan", other, None), (f"{device}, pure scan", other, "pure"),
-                *runs]
+        runs = [(f"{device}, {training_choice(device)[0]} scan (training's)", other, "training"),
+                (f"{device}, {training_choice(device, gradients=False)[0]} scan (generation's)", other, None), *runs]
     lines = []
     for name, data in (("README timeline", json.loads(README_TIMELINE.read_text())),
                        ("1-minute timeline", MINUTE_TIMELINE), ("10-minute timeline", ten_minutes)):
@@ -426,7 +441,8 @@ def environment(device: str) -> list[str]:
         properties = torch.cuda.get_device_properties(0)
         lines.append(f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, {properties.multi_processor_count} "
                      f"multiprocessors, compute capability {properties.major}.{properties.minor}")
-        lines.append("the CUDA scan the product picks: {} ({})".format(*cuda_scan_choice(device)))
+        lines.append("the CUDA scan the product picks for training: {} ({})".format(*cuda_scan_choice(device)))
+        lines.append("and for generation: {} ({})".format(*cuda_scan_choice(device, gradients=False)))
     return lines
 
 

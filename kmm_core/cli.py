@@ -447,7 +447,9 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
         scan, why = cuda_scan_choice()
         label = {"mamba_ssm": "mamba_ssm's fused kernel", "triton": "our Triton kernels",
                  "pure": "pure-PyTorch selective scan (slower)"}[scan]
-        add("cuda_scan", True, f"{scan}: {label}; why: {why}", required=False)
+        generating, generating_why = cuda_scan_choice(gradients=False)
+        add("cuda_scan", True, f"training: {scan}: {label}; why: {why}; generation: {generating} ({generating_why})",
+            required=False)
     if torch is not None:
         from .model.selective_scan import cpu_scan_choice
 

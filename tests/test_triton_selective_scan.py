@@ -80,5 +80,7 @@ def test_a_device_the_kernels_cannot_run_on_leaves_the_pure_scan_in_charge(monke
     monkeypatch.delenv(SCAN_VARIABLE, raising=False)
     name, why = cuda_scan_choice("cpu")
     assert name == "pure" and "does not run on cpu" in why, why  # (Triton is in the dev extras on Linux x86-64)
+    # Generation (no gradient through the scan) keeps the pure scan without compiling anything.
+    assert cuda_scan_choice("cpu", gradients=False)[0] == "pure"
     monkeypatch.setenv(SCAN_VARIABLE, "pure")
     assert cuda_scan_choice("cuda") == ("pure", f"{SCAN_VARIABLE}=pure")

@@ -314,14 +314,19 @@ def fused_cpu_loops(u: torch.Tensor, state: int):
     return None if name == "pure" else _fused_cpu_module(name)[0]
 
 
-def cuda_scan_choice(device: str = "cuda") -> tuple[str, str]:
+def cuda_scan_choice(device: str = "cuda", gradients: bool = True) -> tuple[str, str]:
     """The rule for CUDA tensors: ("mamba_ssm" | "triton" | "pure", why).  mamba_ssm's fused kernel when it imports;
-    else our Triton kernels (``triton_selective_scan``) when Triton imports and they agree with the pure scan on
-    ``device``; else the pure scan.  ``KMM_SELECTIVE_SCAN=pure`` takes the pure scan here too."""
+    else, where a gradient flows through the scan (training), our Triton kernels (``triton_selective_scan``) when
+    Triton imports and they agree with the pure scan on ``device``; else the pure scan.  Generation (no gradient)
+    keeps the pure scan: on an H200 the Triton kernels generated no faster (0.95-1.05x, up to a 10-minute timeline)
+    and would first be compiled, while they trained the generator 2.3-4.6x faster
+    (benchmarks/results/cuda_check_h200*.md).  ``KMM_SELECTIVE_SCAN=pure`` takes the pure scan here too."""
     if os.environ.get(SCAN_VARIABLE, "auto").strip().lower() == "pure":
         return "pure", f"{SCAN_VARIABLE}=pure"
     if _fused_selective_scan_fn() is not None:
         return "mamba_ssm", "mamba_ssm imports"
+    if not gradients:
+        return "pure", "generation: the pure scan, as fast there as the Triton kernels (those train)"
     from .triton_selective_scan import availability
 
     works, why = availability(device)
@@ -332,7 +337,7 @@ def choose_selective_scan(u: torch.Tensor, state: int = 0) -> Callable:
     """The dispatch rule: CUDA tensors take the scan ``cuda_scan_choice`` names; CPU tensors the scan
     ``cpu_scan_choice`` names (for a model with ``state`` SSM states); everything else the pure scan."""
     if u.is_cuda:
-        name, _ = cuda_scan_choice(str(u.device))
+        name, _ = cuda_scan_choice(str(u.device), gradients=torch.is_grad_enabled() and u.requires_grad)
         if name == "mamba_ssm":
             return _fused_selective_scan_fn()
         if name == "triton":
