@@ -292,11 +292,11 @@ def scan_comparison(device: str, repeats: int = 10) -> list[str]:
     if not device.startswith("cuda"):
         return ["scan kernels: not run (no CUDA); the pure and Triton scans' equality with a float64 reference is in "
                 "the tests (the Triton kernels under TRITON_INTERPRET=1)"]
-    from kmm_core.model.triton_selective_scan import availability, selective_scan_triton
+    from kmm_core.model.selective_scan import selective_scan_triton, triton_availability
 
     scans = {"pure": selective_scan_pure}
-    lines = [f"Triton: {availability(device)[1]}"]
-    if availability(device)[0]:
+    lines = [f"Triton: {triton_availability(device)[1]}"]
+    if triton_availability(device)[0]:
         scans["triton"] = selective_scan_triton
     fused = _fused_selective_scan_fn()
     if fused is not None:

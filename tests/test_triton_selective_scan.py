@@ -23,8 +23,7 @@ from kmm_core.model.selective_scan import SCAN_VARIABLE, cuda_scan_choice
 INTERPRETED = r"""
 import json
 import torch
-from kmm_core.model.selective_scan import cuda_scan_choice, selective_scan_reference
-from kmm_core.model.triton_selective_scan import selective_scan_triton
+from kmm_core.model.selective_scan import cuda_scan_choice, selective_scan_reference, selective_scan_triton
 
 report = {"choice": cuda_scan_choice("cpu")}
 gaps = {}

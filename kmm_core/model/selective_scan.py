@@ -221,6 +221,49 @@ def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -
     return y.to(u.dtype)
 
 
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
+    """The same scan on our Triton kernels (``triton_selective_scan``; float32 compute, float64 takes the pure core):
+    CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``."""
+    from .triton_selective_scan import TritonSelectiveScan
+
+    def core(u_c, delta_c, A_c, B_c, C_c):
+        if u_c.dtype == torch.float64:
+            return _ChunkedSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c, DEFAULT_CHUNK_SIZE)
+        return TritonSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c)
+
+    return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+@functools.cache
+def triton_availability(device: str) -> tuple[bool, str]:
+    """(whether the Triton scan runs on ``device``, why): Triton imports, and on a small input the compiled kernels'
+    output and input gradient agree with the pure scan's to 1e-4 (a compiler or driver that cannot build them leaves
+    the pure scan in charge, never a failed training)."""
+    try:
+        import triton
+    except Exception as error:  # noqa: BLE001 - not installed, or a broken install
+        return False, f"Triton does not import ({type(error).__name__}: {error})"
+    try:
+        generator = torch.Generator().manual_seed(0)
+        shapes = {"u": (2, 40, 7), "delta": (2, 40, 7), "B": (2, 5, 7), "C": (2, 5, 7), "z": (2, 40, 7)}
+        tensors = {name: torch.randn(*shape, generator=generator).to(device) for name, shape in shapes.items()}
+        tensors["A"] = (-torch.rand(40, 5, generator=generator) - 0.2).to(device)
+        tensors["D"] = torch.randn(40, generator=generator).to(device)
+        results = []
+        for scan in (selective_scan_triton, selective_scan_pure):
+            u = tensors["u"].clone().requires_grad_()
+            y = scan(u, tensors["delta"], tensors["A"], tensors["B"], tensors["C"], D=tensors["D"], z=tensors["z"],
+                     delta_softplus=True)
+            y.square().sum().backward()
+            results.append((y.detach(), u.grad))
+        gap = max((mine - theirs).abs().max().item() for mine, theirs in zip(*results, strict=True))
+    except Exception as error:  # noqa: BLE001 - a compiler or driver that cannot build the kernels
+        return False, f"the Triton {triton.__version__} scan does not run on {device} ({type(error).__name__}: {error})"
+    if not gap < 1e-4:
+        return False, f"the Triton {triton.__version__} scan disagrees with the pure scan on {device} by {gap:.2e}"
+    return True, f"the Triton {triton.__version__} scan (agrees with the pure scan on {device} to {gap:.1e})"
+
+
 def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
     """Deliberately plain float64 loop over time, written straight from the equations. For tests only."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
@@ -317,7 +360,7 @@ def fused_cpu_loops(u: torch.Tensor, state: int):
 def cuda_scan_choice(device: str = "cuda", gradients: bool = True) -> tuple[str, str]:
     """The rule for CUDA tensors: ("mamba_ssm" | "triton" | "pure", why).  mamba_ssm's fused kernel when it imports;
     else, where a gradient flows through the scan (training), our Triton kernels (``triton_selective_scan``) when
-    Triton imports and they agree with the pure scan on ``device``; else the pure scan.  Generation (no gradient)
+    ``triton_availability(device)`` holds; else the pure scan.  Generation (no gradient)
     keeps the pure scan: on an H200 the Triton kernels generated no faster (0.95-1.05x, up to a 10-minute timeline)
     and would first be compiled, while they trained the generator 2.3-4.6x faster
     (benchmarks/results/cuda_check_h200*.md).  ``KMM_SELECTIVE_SCAN=pure`` takes the pure scan here too."""
@@ -327,9 +370,7 @@ def cuda_scan_choice(device: str = "cuda", gradients: bool = True) -> tuple[str,
         return "mamba_ssm", "mamba_ssm imports"
     if not gradients:
         return "pure", "generation: the pure scan, as fast there as the Triton kernels (those train)"
-    from .triton_selective_scan import availability
-
-    works, why = availability(device)
+    works, why = triton_availability(device)
     return ("triton" if works else "pure"), why
 
 
@@ -340,11 +381,7 @@ def choose_selective_scan(u: torch.Tensor, state: int = 0) -> Callable:
         name, _ = cuda_scan_choice(str(u.device), gradients=torch.is_grad_enabled() and u.requires_grad)
         if name == "mamba_ssm":
             return _fused_selective_scan_fn()
-        if name == "triton":
-            from .triton_selective_scan import selective_scan_triton
-
-            return selective_scan_triton
-        return selective_scan_pure
+        return selective_scan_triton if name == "triton" else selective_scan_pure
     name = _cpu_scan_for(state)
     return {"numba": selective_scan_numba, "compiled": selective_scan_compiled}.get(name, selective_scan_pure)
 

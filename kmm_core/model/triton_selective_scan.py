@@ -3,17 +3,17 @@
 
 The same recurrence as ``selective_scan.selective_scan_pure`` (its docstring has the equations).  One program holds
 the states h (BLOCK_D channels x d_state) of one batch row in registers and walks the sequence once: the forward
-writes y and, when a gradient is wanted, every state h_t (a (B, D, L, N) float32 buffer: 52 MB at the training step's
-batch 32 x 50 tokens x 512 channels); the backward walks back once, running the adjoint recurrence
-lam_t = g_t C_t + exp(delta_{t+1} A) lam_{t+1} and writing du, ddelta and per-program partial sums of dA, dB and dC
-(summed afterwards, so the result does not depend on the order programs finish in).
+writes y and, when a gradient is wanted, the state each step starts from, h_{t-1} (a (B, D, L, N) float32 buffer:
+39 MB at the training step's batch 32 x 50 tokens x 384 channels); the backward walks back once, recomputing h_t from
+it, running the adjoint recurrence lam_t = g_t C_t + exp(delta_{t+1} A) lam_{t+1} and writing du, ddelta and
+per-program partial sums of dA, dB and dC (summed afterwards, so the result does not depend on the order programs
+finish in).
 
-Only float32 runs here (half precision is scanned in float32 by ``_scan_with_core``, as mamba-ssm does; float64
-takes the pure scan).  ``selective_scan.choose_selective_scan`` picks this path for CUDA tensors when mamba-ssm does
-not import and ``available(device)`` holds: Triton imports and the kernels, compiled for that device, agree with the
-pure scan on a small input (a compiler or driver that cannot build them leaves the pure scan in charge, never a
-failed generation).  Under ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors, which is how the tests prove
-them against the float64 reference on a machine without a GPU.
+Float32 only: ``selective_scan.selective_scan_triton`` wraps this core with the bias, softplus, D skip and gate
+(half precision scanned in float32, as mamba-ssm does; float64 takes the pure core), and
+``selective_scan.cuda_scan_choice`` picks it for training on CUDA tensors when mamba-ssm does not import and
+``selective_scan.triton_availability(device)`` holds.  Under ``TRITON_INTERPRET=1`` the same kernels run on CPU
+tensors, which is how the tests prove them against the float64 reference on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def _kernels():
             dt = tl.load(dt_ptr + row + t, mask=d_ok, other=0.0)
             b = tl.load(b_ptr + column + t, mask=n_ok, other=0.0)
             c = tl.load(c_ptr + column + t, mask=n_ok, other=0.0)
+            if SAVE_STATES:  # h_{t-1}, the state this step starts from (zero at t = 0)
+                tl.store(states_ptr + (row[:, None] + t) * state + n[None, :], h, mask=both)
             h = tl.exp(dt[:, None] * a) * h + (dt * u)[:, None] * b[None, :]
             tl.store(y_ptr + row + t, tl.sum(h * c[None, :], axis=1), mask=d_ok)
-            if SAVE_STATES:
-                tl.store(states_ptr + (row[:, None] + t) * state + n[None, :], h, mask=both)
 
     @triton.jit
     def backward_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, g_ptr, states_ptr, du_ptr, ddt_ptr, da_ptr, db_ptr,
@@ -76,10 +76,9 @@ def _kernels():
             g = tl.load(g_ptr + row + t, mask=d_ok, other=0.0)
             b = tl.load(b_ptr + column + t, mask=n_ok, other=0.0)
             c = tl.load(c_ptr + column + t, mask=n_ok, other=0.0)
-            h = tl.load(states_ptr + (row[:, None] + t) * state + n[None, :], mask=both, other=0.0)
-            h_before = tl.load(states_ptr + (row[:, None] + t - 1) * state + n[None, :], mask=both & (t > 0),
-                               other=0.0)
+            h_before = tl.load(states_ptr + (row[:, None] + t) * state + n[None, :], mask=both, other=0.0)
             decay = tl.exp(dt[:, None] * a)
+            h = decay * h_before + (dt * u)[:, None] * b[None, :]  # h_t again, from the state it started from
             lam = g[:, None] * c[None, :] + carry
             through_decay = lam * h_before * decay  # dLoss/d(delta_t A)
             grad_a += through_decay * dt[:, None]
@@ -136,46 +135,3 @@ class TritonSelectiveScan(torch.autograd.Function):
         backward_kernel[grid](u, delta, A, B, C, grad_y.float().contiguous(), states, grad_u, grad_delta, grad_a,
                               grad_b, grad_c, channels, length, state, blocks, STATE=padded, BLOCK=BLOCK_D)
         return grad_u, grad_delta, grad_a.sum(0), grad_b.sum(1), grad_c.sum(1)
-
-
-def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
-    """The scan with mamba_ssm's signature on the Triton kernels (float32 compute; float64 takes the pure core)."""
-    from .selective_scan import DEFAULT_CHUNK_SIZE, _ChunkedSelectiveScan, _scan_with_core
-
-    def core(u_c, delta_c, A_c, B_c, C_c):
-        if u_c.dtype == torch.float64:
-            return _ChunkedSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c, DEFAULT_CHUNK_SIZE)
-        return TritonSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c)
-
-    return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-
-
-@functools.cache
-def availability(device: str) -> tuple[bool, str]:
-    """(whether the Triton scan runs on ``device``, why): Triton imports, and on a small input the compiled kernels'
-    output and input gradient agree with the pure scan's to 1e-4."""
-    try:
-        import triton
-    except Exception as error:  # noqa: BLE001 - not installed, or a broken install
-        return False, f"Triton does not import ({type(error).__name__}: {error})"
-    from .selective_scan import selective_scan_pure
-
-    try:
-        generator = torch.Generator().manual_seed(0)
-        shapes = {"u": (2, 40, 7), "delta": (2, 40, 7), "B": (2, 5, 7), "C": (2, 5, 7), "z": (2, 40, 7)}
-        tensors = {name: torch.randn(*shape, generator=generator).to(device) for name, shape in shapes.items()}
-        tensors["A"] = (-torch.rand(40, 5, generator=generator) - 0.2).to(device)
-        tensors["D"] = torch.randn(40, generator=generator).to(device)
-        results = []
-        for scan in (selective_scan_triton, selective_scan_pure):
-            u = tensors["u"].clone().requires_grad_()
-            y = scan(u, tensors["delta"], tensors["A"], tensors["B"], tensors["C"], D=tensors["D"], z=tensors["z"],
-                     delta_softplus=True)
-            y.square().sum().backward()
-            results.append((y.detach(), u.grad))
-        gap = max((mine - theirs).abs().max().item() for mine, theirs in zip(*results, strict=True))
-    except Exception as error:  # noqa: BLE001 - a compiler or driver that cannot build the kernels
-        return False, f"the Triton {triton.__version__} scan does not run on {device} ({type(error).__name__}: {error})"
-    if not gap < 1e-4:
-        return False, f"the Triton {triton.__version__} scan disagrees with the pure scan on {device} by {gap:.2e}"
-    return True, f"the Triton {triton.__version__} scan (agrees with the pure scan on {device} to {gap:.1e})"
