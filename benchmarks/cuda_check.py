@@ -29,6 +29,7 @@ The cheap steps run first:
     python benchmarks/cuda_check.py --device cuda --budget 420 --out benchmarks/results/cuda_check_h200.md
     python benchmarks/cuda_check.py --device cpu --budget 300 --out /tmp/cuda_check_dry_run.md   # the dry run
 
+On a GPU machine with PyTorch but without our other dependencies, `benchmarks/gpu_payload.py` packs what it needs.
 On a machine without CUDA, `--device cpu` runs every step that does not need CUDA (the dry run that proves the
 script before a GPU machine is lent); the GPU-only measures are written as "not run (no CUDA)".
 """
