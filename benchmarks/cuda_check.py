@@ -76,13 +76,32 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(function, repeats: int, device: str) -> float:
+    """Median seconds of ``function()`` after two untimed calls (the first warms caches and compiles any Triton
+    kernel)."""
+    times = []
+    for index in range(repeats + 2):
+        _sync(device)
+        begun = time.perf_counter()
+        function()
+        _sync(device)
+        if index >= 2:
+            times.append(time.perf_counter() - begun)
+    return float(np.median(times))
+
+
+def _subprocess_env() -> dict[str, str]:
+    """The environment of the commands this check starts: this checkout first on the path, nothing downloaded."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "HF_HUB_OFFLINE": "1"}
+
+
 # ---- 1. the add-on's path ----------------------------------------------------------------------------------------
 def worker_run(device: str, timelines: list[tuple[str, dict]], output_dir: Path, scan: str | None = None
                ) -> list[str]:
     """The real worker, driven as the add-on drives it: hello, load, then each timeline; the seconds each took.
     ``scan``: a KMM_SELECTIVE_SCAN value for the worker (None: its own choice)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": "1"}
+    env = _subprocess_env()
     if scan is not None:
         env["KMM_SELECTIVE_SCAN"] = scan
     started = time.monotonic()
@@ -155,10 +174,10 @@ def agreement(device: str, repeats: int = 3) -> list[str]:
         timeline = Timeline.from_dict(data)
         taken = {}
         for where, bundle in (("cpu", cpu), (device, other)):
-            generate_timeline(bundle, timeline, seed=0)  # warm
             if where.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            taken[where] = _timed(lambda bundle=bundle, timeline=timeline: generate_timeline(bundle, timeline, seed=0), repeats, where)
+            taken[where] = _timed(lambda bundle=bundle, timeline=timeline: generate_timeline(bundle, timeline, seed=0),
+                                  repeats, where)
         memory = (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
                   if device.startswith("cuda") else "")
         on_device = generate_timeline(other, timeline, seed=0)[0]
@@ -171,8 +190,8 @@ def agreement(device: str, repeats: int = 3) -> list[str]:
                          if start <= frame < end), "?")
 
         where = "never" if not differ.size else f"from frame {int(differ[0])} ({prompt_at(int(differ[0]))!r})"
-        codes = {key: _tokens(bundle, timeline)[0].cpu() for key, bundle in (("cpu", cpu), (device, other))}
-        same = (codes["cpu"] == codes[device]).all(dim=-1)
+        tokens_of = [_tokens(bundle, timeline) for bundle in (cpu, other)]
+        same = (tokens_of[0][0].cpu() == tokens_of[1][0].cpu()).all(dim=-1)
         parted = torch.nonzero(~same).flatten()
         if parted.numel():
             token = int(parted[0])
@@ -185,23 +204,23 @@ def agreement(device: str, repeats: int = 3) -> list[str]:
         lines.append(f"{name}: warm {taken[device]:.2f} s on {device}, {taken['cpu']:.2f} s on the CPU (medians of "
                      f"{repeats}){memory}; {tokens}; joints vs the CPU: largest difference {gap.max() * 1000:.3f} mm, "
                      f"more than 1 mm {where}")
-        lines.append(f"{name}, the same tokens decoded: {decoded_agreement(cpu, other, timeline)}")
+        lines.append(f"{name}, the same tokens decoded: "
+                     f"{decoded_agreement((cpu, other), tokens_of, timeline)}")
     return lines
 
 
-def decoded_agreement(cpu, other, timeline) -> str:
-    """Where the devices part after equal tokens: the raw decode (no foot clean-up) and the contact channels whose
-    decision (above 0.5 = in contact) the foot clean-up follows."""
+def decoded_agreement(bundles, tokens_of, timeline) -> str:
+    """Where the devices part after equal tokens: each bundle's own tokens (``_tokens``) decoded without the foot
+    clean-up, and the contact channels whose decision (above 0.5 = in contact) the foot clean-up follows."""
     from kmm_core.generation.decoding_engine import GenerationOptions
-    from kmm_core.generation.timeline_generator import _decoded_motion, generate_timeline
+    from kmm_core.generation.timeline_generator import _decoded_motion
 
     raw = GenerationOptions(foot_lock=False)
-    joints = [np.asarray(generate_timeline(bundle, timeline, seed=0, options=raw)[0].joints) for bundle in (cpu, other)]
+    decoded = [_decoded_motion(bundle, codes, frames, timeline, raw)
+               for bundle, (codes, frames) in zip(bundles, tokens_of, strict=True)]
+    joints = [np.asarray(motion.joints) for motion, _ in decoded]
     raw_gap = np.linalg.norm(joints[0] - joints[1], axis=-1).max()
-    channels = []
-    for bundle in (cpu, other):
-        codes, frames = _tokens(bundle, timeline)
-        channels.append(np.asarray(_decoded_motion(bundle, codes, frames, timeline, raw)[1]))
+    channels = [np.asarray(contact) for _, contact in decoded]
     flips = np.argwhere((channels[0] > 0.5) != (channels[1] > 0.5))
     flipped = ("no contact decision differs" if not len(flips) else
                f"{len(flips)} contact decisions differ, the first at frame {int(flips[0][0])} (channels "
@@ -257,34 +276,18 @@ def training_step(device: str, repeats: int = 5) -> list[str]:
         inputs = make_inputs(config, 32, length, seed=0)
         # The masks are drawn from a CPU generator on every device, as training does (the same masks anywhere).
         inputs = {k: (v.to(where) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-        times = []
-        for index in range(repeats + 2):
-            begun = time.perf_counter()
-            with torch.autocast(device_type=where.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+
+        def step(variant=variant, inputs=inputs, where=where, half=precision == "bf16"):
+            with torch.autocast(device_type=where.split(":")[0], dtype=torch.bfloat16, enabled=half):
                 variant.step(inputs)
-            _sync(where)
-            if index >= 2:
-                times.append(time.perf_counter() - begun)
+
         label = f"{where}, {precision}" + (f", {scan or 'chosen'} scan" if where != "cpu" else ", its CPU scan")
-        lines.append(f"generator step, batch 32 x {length}: {label}: {1000 * np.median(times):.1f} ms (median of "
-                     f"{repeats})")
+        lines.append(f"generator step, batch 32 x {length}: {label}: {1000 * _timed(step, repeats, where):.1f} ms "
+                     f"(median of {repeats})")
     return lines
 
 
 # ---- 3. the scan ---------------------------------------------------------------------------------------------------
-def _timed(function, repeats: int, device: str) -> float:
-    """Median seconds of ``function()`` after two untimed calls (the first compiles a Triton kernel)."""
-    times = []
-    for index in range(repeats + 2):
-        _sync(device)
-        begun = time.perf_counter()
-        function()
-        _sync(device)
-        if index >= 2:
-            times.append(time.perf_counter() - begun)
-    return float(np.median(times))
-
-
 def scan_comparison(device: str, repeats: int = 10) -> list[str]:
     """Our pure scan, our Triton kernels and (when it imports) mamba-ssm's fused kernel on the same inputs: the
     shipped block's size (batch 32, 384 channels, 16 states, 50 tokens) and 4x longer, fp32 and bf16 autocast."""
@@ -353,8 +356,7 @@ def training_run(device: str, prepared: Path | None, folder: Path) -> list[str]:
     if prepared is None:
         return ["not run: no --prepared folder (a `kmm-train prepare` output) was given"]
     tiny = REPO_ROOT / "training" / "configs" / "tiny.toml"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": "1"}
+    env = _subprocess_env()
     lines = []
     for precision in ("fp32", "bf16"):
         run = folder / f"tiny-{precision}"
@@ -391,7 +393,7 @@ def scan_on_generation(device: str, repeats: int = 2) -> list[str]:
     training_choice = scan_module.cuda_scan_choice
 
     @contextlib.contextmanager
-    def scan_path(scan: str | None):
+    def generation_scan(scan: str | None):
         """``"training"``: generation takes the scan training takes; None: the product's own rule."""
         if scan is None:
             yield
@@ -414,7 +416,7 @@ def scan_on_generation(device: str, repeats: int = 2) -> list[str]:
         times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
         for repeat in range(repeats + 1):
             for label, bundle, scan in runs:
-                with scan_path(scan):
+                with generation_scan(scan):
                     where = "cpu" if bundle is cpu else device
                     _sync(where)
                     begun = time.perf_counter()
@@ -478,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
             ("5. training every stage with kmm-train", lambda: training_run(args.device, args.prepared, Path(folder))),
             ("6. each scan on generation, up to 10 minutes", lambda: scan_on_generation(args.device)),
         )
+        unknown = sorted(set(args.only or ()) - {title.split(".")[0] for title, _ in steps})
+        if unknown:
+            parser.error(f"--only {' '.join(unknown)}: no such step (the steps: "
+                         f"{', '.join(title.split('.')[0] for title, _ in steps)})")
         for title, step in steps:
             if args.only and title.split(".")[0] not in args.only:
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 
@@ -27,3 +28,14 @@ def test_the_cuda_check_dry_run_measures_every_step_without_failing(tmp_path, pr
     assert "all 50 tokens equal" in report and "without the foot clean-up the joints differ by at most 0.000 mm" in report
     for precision in ("fp32", "bf16"):  # kmm-train all on the tiny config, then its bundle generating
         assert f"{precision}: kmm-train all: ok" in report and f"{precision}: kmm generate with its bundle: ok" in report
+
+
+def test_an_unknown_step_is_refused_naming_the_steps(tmp_path, capsys):
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.cuda_check import main
+
+    out = tmp_path / "cuda_check.md"
+    with pytest.raises(SystemExit) as stopped:
+        main(["--device", "cpu", "--only", "1b", "7", "--out", str(out)])
+    assert stopped.value.code == 2 and not out.exists()
+    assert "--only 7: no such step (the steps: 0, 1a, 2, 3, 1b, 1c, 4, 5, 6)" in capsys.readouterr().err

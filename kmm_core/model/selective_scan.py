@@ -222,16 +222,13 @@ def _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
-    """The same scan on our Triton kernels (``triton_selective_scan``; float32 compute, float64 takes the pure core):
+    """The same scan on our Triton kernels (``triton_selective_scan``; float32 compute, float64 takes the pure scan):
     CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``."""
+    if _compute_dtype(u.dtype) == torch.float64:
+        return selective_scan_pure(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
     from .triton_selective_scan import TritonSelectiveScan
 
-    def core(u_c, delta_c, A_c, B_c, C_c):
-        if u_c.dtype == torch.float64:
-            return _ChunkedSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c, DEFAULT_CHUNK_SIZE)
-        return TritonSelectiveScan.apply(u_c, delta_c, A_c, B_c, C_c)
-
-    return _scan_with_core(core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _scan_with_core(TritonSelectiveScan.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 @functools.cache
