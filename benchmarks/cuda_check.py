@@ -216,7 +216,7 @@ def decoded_agreement(bundles, tokens_of, timeline) -> str:
     from kmm_core.generation.timeline_generator import _decoded_motion
 
     raw = GenerationOptions(foot_lock=False)
-    decoded = [_decoded_motion(bundle, codes, frames, timeline, raw)
+    decoded = [_decoded_motion(bundle, codes, frames, timeline, raw, 0)  # seed 0, as the tokens were drawn
                for bundle, (codes, frames) in zip(bundles, tokens_of, strict=True)]
     joints = [np.asarray(motion.joints) for motion, _ in decoded]
     raw_gap = np.linalg.norm(joints[0] - joints[1], axis=-1).max()

@@ -115,12 +115,15 @@ def test_the_walk_walks_on_every_import(imports, name):
         assert ankle[:, 2].min() > rest_floor - 0.01, (side, ankle[:, 2].min(), rest_floor)
         hip, knee = walk[:, names.index(f"{side}_hip")], walk[:, names.index(f"{side}_knee")]
         # the knee bends forward: ahead of the hip-ankle line wherever the leg bends by more than a few centimetres
+        # (a flipped leg puts it a tenth of the height behind); a real stride turns the swinging knee out to the side
+        # for a frame or two, where it may sit a centimetre behind
         line = ankle - hip
         along = np.sum((knee - hip) * line, axis=1) / np.sum(line * line, axis=1)
         off_line = knee - hip - along[:, None] * line
         bent = np.linalg.norm(off_line, axis=1) > 0.02 * height
         assert bent.sum() > 5
-        assert np.mean(off_line[bent] @ forward > 0) > 0.95
+        ahead = off_line[bent] @ forward
+        assert np.mean(ahead > 0) > 0.9 and ahead.min() > -0.02 * height, (np.mean(ahead > 0), ahead.min() / height)
     lead = (walk[:, names.index("left_ankle")] - walk[:, names.index("right_ankle")]) @ forward
     swaps = np.flatnonzero(np.diff(np.sign(lead[np.abs(lead) > 0.05 * height])))
     assert len(swaps) >= 2, "the leading foot alternates"

@@ -20,7 +20,13 @@ import pytest
 
 from kmm_core.bundle.model_bundle import CHECKPOINTS_ENV, ModelBundle, default_bundle_path, read_manifest
 from kmm_core.bundle.model_choice import UnknownModelError, installed_bundles, licence_line, resolve_model
-from kmm_core.bundle.weight_checksums import FILES_KEY, VOCABULARY_FILES, WeightFileError, verify_bundle_files
+from kmm_core.bundle.weight_checksums import (
+    FILES_KEY,
+    GAIT_CYCLE_FILES,
+    VOCABULARY_FILES,
+    WeightFileError,
+    verify_bundle_files,
+)
 from kmm_core.data.source_licences import (
     CMU_ACKNOWLEDGEMENT,
     HDM05_ACKNOWLEDGEMENT,
@@ -103,7 +109,7 @@ def test_kmm_commands_take_model_names(shelf, tmp_path):
     checks = {check["name"]: check for check in doctor["checks"]}
     assert checks["checkpoint"]["ok"] and str(shelf / "kmm-small-open") in checks["checkpoint"]["detail"]
     assert checks["licence"]["detail"] == f"kmm-small-open: {OPEN_LICENCE}"
-    assert checks["weights"]["ok"] and checks["weights"]["detail"].startswith("12 files match")
+    assert checks["weights"]["ok"] and checks["weights"]["detail"].startswith("14 files match")
     out = tmp_path / "walk.npz"
     generated = _kmm(shelf, "generate", "a person walks forward", "--seconds", "1", "--steps", "2", "--seed", "0",
                      "--device", "cpu", "--quiet", "--checkpoint", "open", "-o", str(out))
@@ -246,8 +252,8 @@ def test_vocabulary_files_are_checksummed_and_verified_on_load(open_run, tmp_pat
 
     bundle = Path(shutil.copytree(open_run / "bundle", tmp_path / "bundle"))
     manifest = read_manifest(bundle)
-    assert set(VOCABULARY_FILES) <= set(manifest[FILES_KEY]) and len(manifest[FILES_KEY]) == 12
-    assert verify_bundle_files(bundle, manifest) == 12
+    assert set(VOCABULARY_FILES + GAIT_CYCLE_FILES) <= set(manifest[FILES_KEY]) and len(manifest[FILES_KEY]) == 14
+    assert verify_bundle_files(bundle, manifest) == 14
     embeddings = bundle / "vocabulary.safetensors"
     data = bytearray(embeddings.read_bytes())
     data[-64:] = bytes(64)
@@ -278,7 +284,7 @@ def test_kmm_train_vocabulary_records_the_new_checksums(open_run, open_data, tmp
     assert set(record_checksums(bundle)[FILES_KEY]).isdisjoint(VOCABULARY_FILES)
     assert train_main(["vocabulary", "--dataset", str(open_data), "--bundle", str(bundle)]) == 0
     manifest = read_manifest(bundle)
-    assert set(VOCABULARY_FILES) <= set(manifest[FILES_KEY]) and verify_bundle_files(bundle, manifest) == 12
+    assert set(VOCABULARY_FILES) <= set(manifest[FILES_KEY]) and verify_bundle_files(bundle, manifest) == 14
 
 
 def test_the_decoding_a_run_chose_ships_in_its_bundle_and_card(open_run, tmp_path):

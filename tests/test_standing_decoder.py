@@ -95,8 +95,9 @@ def test_the_standing_decoder_decodes_the_standing_frames_only(dual_bundle, tiny
     assert not weights[:41].any() and np.all(weights[41 + STANDING_DECODER_RAMP:] == 1.0)
     takes = [generate_timeline(model, Timeline.from_dict(WALK_THEN_WAVE), seed=3, options=TWO_STEPS)[0].joints
              for model in (tiny_model, dual)]
-    # (the walk's last two frames see the wave's first through the decoded features' 0.5-frame Gaussian)
-    np.testing.assert_array_equal(takes[0][:38], takes[1][:38])
+    # (the walk's last two frames see the wave's first through the decoded features' 0.5-frame Gaussian, and the
+    # walk's real strides are placed from all its frames: the rest of the walk agrees to float rounding)
+    np.testing.assert_allclose(takes[0][:38], takes[1][:38], rtol=0, atol=1e-6)
     np.testing.assert_allclose(takes[0][38:40], takes[1][38:40], rtol=0, atol=1e-5)
     assert np.abs(takes[0][45:] - takes[1][45:]).max() > 1e-3
     assert WALK_THEN_WAVE["fps"] == MODEL_FPS  # so the take's frames are the decoder's frames

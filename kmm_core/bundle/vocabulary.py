@@ -99,13 +99,13 @@ class Vocabulary:
         }
 
 
-def _read_captions(texts_dir: Path, name: str, where: str) -> list[str]:
+def read_clip_captions(texts_dir: Path, name: str, where: str) -> list[str]:
     path = checked_join(texts_dir, name, suffix=".txt", single=True, where=where)  # never outside texts/
     lines = read_text(path, "captions").splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
-def _index_rows(folder: Path) -> tuple[Path, list[dict[str, str]]]:
+def read_index_rows(folder: Path) -> tuple[Path, list[dict[str, str]]]:
     index = folder / "index.csv"
     if not index.is_file():
         raise InputFileError(index, "not found: the vocabulary is built from a folder written by kmm-train prepare")
@@ -125,7 +125,7 @@ def _action_motion(folder: Path, index: Path, rows: list[dict[str, str]]) -> dic
         return {}
     for line, row in enumerate(rows, start=2):
         if row["split"] == "train" and row["mirrored"] == "0":
-            features = _read_clip(folder, row["name"], f"{index}, line {line}, name")
+            features = read_clip_features(folder, row["name"], f"{index}, line {line}, name")
             kinds.setdefault(f"{row['dataset']}/{row['content']}", []).append(clip_motion_kind(features))
     return {name: mean_kind(values) for name, values in kinds.items()}
 
@@ -136,7 +136,7 @@ def measure_action_motion(dataset_dir: str | Path, vocabulary: Vocabulary) -> Vo
     unchanged (``kmm-train vocabulary --motion-only``).  A folder with a training clip of none of the vocabulary's
     actions (another model's data, or no features) is refused, naming its index."""
     folder = Path(dataset_dir)
-    index, rows = _index_rows(folder)
+    index, rows = read_index_rows(folder)
     motion = _action_motion(folder, index, rows)
     if not any(action.name in motion for action in vocabulary.actions):
         raise InputFileError(index, f"no training clip (split train, not mirrored, features in new_joint_vecs/) of "
@@ -145,7 +145,7 @@ def measure_action_motion(dataset_dir: str | Path, vocabulary: Vocabulary) -> Vo
                                              for a in vocabulary.actions))
 
 
-def _read_clip(folder: Path, name: str, where: str) -> np.ndarray:
+def read_clip_features(folder: Path, name: str, where: str) -> np.ndarray:
     """The (T, 263) features of clip `name` (``new_joint_vecs/<name>.npy``, never outside it; never unpickled)."""
     path = checked_join(folder / "new_joint_vecs", name, suffix=".npy", single=True, where=where)
     try:
@@ -157,7 +157,7 @@ def _read_clip(folder: Path, name: str, where: str) -> np.ndarray:
 def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) -> Vocabulary:
     """The vocabulary of a folder written by ``kmm-train prepare`` (index.csv, texts/, train/val split)."""
     folder = Path(dataset_dir)
-    index, rows = _index_rows(folder)
+    index, rows = read_index_rows(folder)
     captions: dict[str, dict[str, str]] = {"train": {}, "val": {}}   # caption -> action of its first clip
     per_action: dict[tuple[str, str], dict[str, Any]] = {}
     styles: set[str] = set()
@@ -168,7 +168,7 @@ def vocabulary_from_dataset(dataset_dir: str | Path, model: str, seed: int = 0) 
         if row["style"]:
             entry["styles"].add(row["style"])
             styles.add(row["style"])
-        texts = _read_captions(folder / "texts", row["name"], f"{index}, line {line}, name")
+        texts = read_clip_captions(folder / "texts", row["name"], f"{index}, line {line}, name")
         if row["split"] in captions:
             for text in texts:
                 captions[row["split"]].setdefault(text, f"{row['dataset']}/{row['content']}")

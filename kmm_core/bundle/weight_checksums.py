@@ -28,6 +28,8 @@ FILES_KEY = "files"
 STATISTICS_FILES = ("Mean.npy", "Std.npy")
 VOCABULARY_FILES = ("vocabulary.json", "vocabulary.safetensors")
 """Written after the weights (``kmm-train bundle``/``vocabulary``), which then add them to the checksums."""
+GAIT_CYCLE_FILES = ("gait_cycles.json", "gait_cycles.safetensors")
+"""Real gait cycles (``bundle/gait_cycles.py``), written by ``kmm-train gait-cycles``, checksummed the same way."""
 UNCHECKED_BUNDLE_ENV = "KMM_ALLOW_UNCHECKED_BUNDLE"
 """Set to 1 to load a bundle whose bundle.json lists no checksums (one made before they existed, or one whose
 ``files`` table was removed) unchecked; without it such a bundle is refused."""
@@ -49,13 +51,13 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 def bundle_file_names(components: Iterable[str], folder: str | Path | None = None) -> list[str]:
     """Every file a bundle with these components loads: weights and config of each, the feature statistics, and
-    (given the bundle's `folder`) the vocabulary files present in it."""
+    (given the bundle's `folder`) the vocabulary and gait cycle files present in it."""
     names = []
     for component in components:
         names += [f"{component}.safetensors", f"{component}.json"]
     names += list(STATISTICS_FILES)
     if folder is not None:
-        names += [name for name in VOCABULARY_FILES if (Path(folder) / name).is_file()]
+        names += [name for name in VOCABULARY_FILES + GAIT_CYCLE_FILES if (Path(folder) / name).is_file()]
     return names
 
 

@@ -97,7 +97,7 @@ def foot_down(joints: np.ndarray, fps: float, side: str, legs: float) -> np.ndar
     return down
 
 
-def _strikes(down: np.ndarray) -> np.ndarray:
+def heel_strikes(down: np.ndarray) -> np.ndarray:
     """Frames where a foot comes down (after at least one frame up)."""
     return np.flatnonzero(down[1:] & ~down[:-1]) + 1
 
@@ -117,7 +117,7 @@ def measure_gait(joints: np.ndarray, fps: float) -> Gait | None:
         raise InputTensorError(f"joints: expected finite (T, 22, 3), got {joints.shape}")
     legs = leg_length(joints)
     down = {side: foot_down(joints, fps, side, legs) for side in ("left", "right")}
-    strikes = {side: _strikes(down[side]) for side in down}
+    strikes = {side: heel_strikes(down[side]) for side in down}
     if min(len(s) for s in strikes.values()) < 2:
         return None
     events = sorted([(int(f), "left") for f in strikes["left"]] + [(int(f), "right") for f in strikes["right"]])

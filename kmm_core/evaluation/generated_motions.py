@@ -13,16 +13,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
+from ..generation.gait_matching import walk_on_gait_cycles
 from ..generation.prompt_kinds import prompt_kinds
 from ..generation.walk_candidates import stride_score
-from ..humanml3d.features import features_to_joints
+from ..humanml3d.features import features_to_joints, joints_to_features
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from .split_data import EvalItem
 
 
 def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
                       batch_size: int = 32, use_residual: bool = True) -> list[np.ndarray]:
-    """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings.
+    """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings, its real gait
+    cycles played where they walk (`walked_features`).
 
     ``use_residual=False`` decodes the base quantizer layer only (the residual predictor's ablation).
 
@@ -54,8 +56,22 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)
                 codes = result.codes[row:row + 1, :tokens].to(device)
-                out[index] = bundle.decode_kinds(codes, lengths[row], [((0, lengths[row]), kinds[row])])
+                span = (0, lengths[row])
+                out[index] = walked_features(bundle, bundle.decode_kinds(codes, lengths[row], [(span, kinds[row])]),
+                                             [(span, prompts[index])], [(span, kinds[row])], seed + index)
     return out  # type: ignore[return-value]
+
+
+def walked_features(bundle: ModelBundle, features: np.ndarray, spans_and_prompts, spans_and_kinds,
+                    seed: int) -> np.ndarray:
+    """`features` with the bundle's real gait cycles played where they walk, as generation plays them
+    (``generation/gait_matching.py``); where they changed anything, every channel is measured again from the
+    joints (as a recorded clip's are), so the evaluator reads legs, rotations and velocities that agree."""
+    walked = walk_on_gait_cycles(bundle, features, spans_and_prompts, spans_and_kinds, seed)
+    if np.array_equal(walked, features):
+        return features
+    joints = features_to_joints(walked)
+    return joints_to_features(np.concatenate([joints, joints[-1:]]))
 
 
 def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np.ndarray]:

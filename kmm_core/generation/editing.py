@@ -36,6 +36,7 @@ from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion.motion_result import MotionResult
 from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, steps_per_decode, window_starts
 from .edit_cleanup import clean_edited_part
+from .gait_matching import walk_on_gait_cycles
 from .paths import follow_paths, path_spans
 from .prompt_kinds import spans_and_kinds
 from .timeline import Segment, Timeline, TimelineError
@@ -190,7 +191,8 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
             spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> tuple[np.ndarray, np.ndarray]:
     """Decode the free (-1) tokens of `codes` (L, Q): joints (4L, 22, 3) at 20 fps in the model's frame and the
     four foot-contact channels (4L, 4) of the decoded features.  `spans_and_prompts` (20 fps frames; a later span
-    overrides an earlier one) decide which frames get the standing-root smoothing, as in a fresh take."""
+    overrides an earlier one) decide which frames get the standing-root smoothing and the gait cycles, as in a fresh
+    take."""
     config = options.decoding_config(bundle)
     rng = torch.Generator()
     rng.manual_seed(int(seed))
@@ -199,6 +201,7 @@ def _decode(bundle: ModelBundle, codes: torch.Tensor, condition: torch.Tensor, s
                               walk_candidates=True)
     kinds = spans_and_kinds(bundle, spans_and_prompts)
     features = smooth_decoded_features(bundle.decode_kinds(decoded, frames, kinds), options.smoothing)
+    features = walk_on_gait_cycles(bundle, features, spans_and_prompts, kinds, seed)
     features = smooth_standing_root(features, kinds, config.standing_root_sigma)
     return features_to_joints(features), features[:, FOOT_CONTACTS]
 

@@ -54,6 +54,7 @@ from .decoding_engine import (
     steps_per_decode,
     window_starts,
 )
+from .gait_matching import walk_on_gait_cycles
 from .prompt_kinds import prompt_kinds, spans_and_kinds
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
@@ -175,11 +176,11 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
     results = []
     for variation in range(variations):
         codes, num_frames = generate_codes(bundle, source, seed + variation, options, counter, config)
-        motion, channels = _decoded_motion(bundle, codes, num_frames, source, options)
+        motion, channels = _decoded_motion(bundle, codes, num_frames, source, options, seed + variation)
         if constraints and options.constraint_tokens:
             codes = keep_constraint_tokens(bundle, codes, num_frames, motion, timeline, constraints, config, rng_for(
                 seed + variation), options, counter)
-            motion, channels = _decoded_motion(bundle, codes, num_frames, source, options)
+            motion, channels = _decoded_motion(bundle, codes, num_frames, source, options, seed + variation)
         if timeline.loop:
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
         elif options.foot_lock:
@@ -196,11 +197,13 @@ def generation_foot_lock(timeline: Timeline | None = None) -> FootLockSettings:
 
 
 def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timeline: Timeline,
-                    options: GenerationOptions) -> tuple[MotionResult, np.ndarray]:
-    """The motion of `codes` at the timeline's fps, on its paths and meeting its constraints, with the contact
-    channels the foot clean-up needs."""
-    kinds = spans_and_kinds(bundle, list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True)))
+                    options: GenerationOptions, seed: int) -> tuple[MotionResult, np.ndarray]:
+    """The motion of `codes` at the timeline's fps, its walks on real gait cycles, on its paths and meeting its
+    constraints, with the contact channels the foot clean-up needs."""
+    spans_and_prompts = list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True))
+    kinds = spans_and_kinds(bundle, spans_and_prompts)
     features = smooth_decoded_features(bundle.decode_kinds(codes, num_frames, kinds), options.smoothing)
+    features = walk_on_gait_cycles(bundle, features, spans_and_prompts, kinds, seed)
     features = smooth_standing_root(features, kinds, options.decoding_config(bundle).standing_root_sigma)
     motion = result_from_model_joints(features_to_joints(features), timeline)
     channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)

@@ -200,7 +200,8 @@ def add_action_motion(bundle_dir: str | Path, dataset_dir: str | Path) -> dict[s
 
 
 def add_vocabulary_after_bundle(bundle_dir: str | Path, run_dir: str | Path, model_name: str | None = None) -> str:
-    """What ``kmm-train bundle``/``all`` print after writing a bundle: the vocabulary added, or why not."""
+    """What ``kmm-train bundle``/``all`` print after writing a bundle: the vocabulary and the gait cycles
+    (``gait_cycle_library.py``) added, or why not."""
     root = dataset_root_of_run(run_dir)
     if root is None:
         return ("no vocabulary file written: the run's training data (dataset.json root) is not available; run "
@@ -209,5 +210,12 @@ def add_vocabulary_after_bundle(bundle_dir: str | Path, run_dir: str | Path, mod
         report = add_vocabulary(bundle_dir, root, model_name)
     except KMMError as error:
         return f"no vocabulary file written: {error}"
+    from .gait_cycle_library import add_gait_cycles
+
+    try:
+        cycles = add_gait_cycles(bundle_dir, root)
+    except KMMError as error:
+        cycles = f"no gait cycles written: {error}"
     return (f"vocabulary written from {root}: {report['train_captions']} training captions, out-of-vocabulary "
-            f"threshold {report['threshold']:.3f} (paraphrase false alarms {report['paraphrase_false_alarm_rate']:.1%})")
+            f"threshold {report['threshold']:.3f} (paraphrase false alarms {report['paraphrase_false_alarm_rate']:.1%})"
+            f"; {cycles}")

@@ -9,6 +9,7 @@ Examples::
     kmm-train all --config training/configs/small.toml --out runs/small          # bundle in runs/small/bundle
     kmm-train all --config training/configs/small.toml --out runs/small --resume # continue after Ctrl-C
     kmm-train vocabulary --dataset data/prepared --bundle runs/small/bundle      # what the model knows
+    kmm-train gait-cycles --dataset data/prepared --bundle runs/small/bundle     # real strides under its walks
     kmm-train ablate --base runs/small --rows keyframe_gaussian,dpc_knn,random --seeds 0,1,2 --out runs/seeds
     torchrun --nproc_per_node 4 -m kmm_core.training.cli generator --config training/configs/full.toml --out runs/full
     python -m kmm_core.training.cli --help
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only measure what each action's training clips do (walk, walk steadily, stand: "
                                  "which decoding a prompt gets) and write it into the bundle's vocabulary.json, "
                                  "keeping its captions and embeddings")
+    cycles = commands.add_parser("gait-cycles", help="add real gait cycles, cut from the walks and runs of the "
+                                 "training split, which generation plays under a generated walk")
+    cycles.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
+    cycles.add_argument("--bundle", required=True, type=Path, help="bundle folder (only the gait cycle files are "
+                        "written into it)")
     standing = _prompt_decoder_parser(commands, "standing-decoder", "(e.g. with [decoder] still_weight) to decode its "
                                       "standing prompts' frames")
     standing.add_argument("--standing-root-sigma", type=float, metavar="FRAMES", help="also store the standing-root "
@@ -239,6 +245,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "vocabulary" and args.motion_only:
         motion = add_action_motion(args.bundle, args.dataset)
         print(f"[kmm-train] action motion of {len(motion)} actions written to {args.bundle / 'vocabulary.json'}")
+        return 0
+    if args.command == "gait-cycles":
+        from .gait_cycle_library import add_gait_cycles
+
+        print(f"[kmm-train] {add_gait_cycles(args.bundle, args.dataset)}")
         return 0
     if args.command == "vocabulary":
         report = add_vocabulary(args.bundle, args.dataset, args.name)

@@ -357,6 +357,31 @@ def add_prompt_decoder_section(bundle_dir: str | Path, run_dir: str | Path, name
     return write_text_atomic(card, _with_marked_section(text, begin, end, section))
 
 
+GAIT_CYCLES_BEGIN = "<!-- gait cycles: begin (kmm-train gait-cycles) -->"
+GAIT_CYCLES_END = "<!-- gait cycles: end -->"
+
+
+def add_gait_cycles_section(bundle_dir: str | Path, cycles: int, counts: Mapping[str, int], seconds: float,
+                            speed: float) -> Path | None:
+    """Put the gait cycles' section (between `GAIT_CYCLES_BEGIN` and `GAIT_CYCLES_END`, replaced when there) into
+    the bundle's card; a bundle without a card is left without one (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    per = ", ".join(f"{name} {count}" for name, count in counts.items())
+    section = ["## Gait cycles", "",
+               f"`gait_cycles.safetensors`: {cycles} real strides ({per}; {seconds:.2f} s and {speed:.2f} m/s at the "
+               "median), cut by `kmm-train gait-cycles` from the steady walks and runs of the training split's clips "
+               "(left heel strike to left heel strike, even steps, two pelvis rises a stride).  Where a take walks "
+               "(its prompt's nearest training captions' clips walk, and the generated body travels), generation "
+               "plays them under the generated walk: the legs, the pelvis height, the pace and the foot contacts come "
+               "from the strides whose clips' captions are nearest the prompt; where the body goes and what the arms "
+               "and torso do stay generated.  They are recorded motion of the datasets under Data, under their "
+               "licences."]
+    return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), GAIT_CYCLES_BEGIN,
+                                                        GAIT_CYCLES_END, section))
+
+
 def _with_marked_section(text: str, begin: str, end: str, lines: list[str]) -> str:
     """``text`` with the section between the comments ``begin`` and ``end`` removed where it was and ``lines``
     (between them) put before the intended-use section (at the end when there is none)."""

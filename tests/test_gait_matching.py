@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Real gait cycles under generated walks (bundle/gait_cycles.py, training/gait_cycle_library.py,
+generation/gait_matching.py): strides cut from real Bandai-Namco walks and runs of the training split, stored
+checksummed in the bundle, played where a take walks, judged with the gait benchmark's own measures."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from kmm_core.bundle.gait_cycles import GAIT_CYCLES_JSON, GAIT_CYCLES_WEIGHTS, read_gait_cycles
+from kmm_core.bundle.model_bundle import ModelBundle, read_manifest
+from kmm_core.bundle.weight_checksums import WeightFileError
+from kmm_core.common.errors import InputFileError
+from kmm_core.evaluation.gait import take_gaits
+from kmm_core.generation.gait_matching import walk_on_gait_cycles
+from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.timeline_generator import generate_timeline
+from kmm_core.humanml3d.motion_kind import MotionKind
+from kmm_core.training.gait_cycle_library import cycle_frames
+
+
+def _clips_of(prepared_dataset, content: str) -> list[np.ndarray]:
+    rows = list(csv.DictReader((prepared_dataset / "index.csv").open()))
+    return [np.load(prepared_dataset / "new_joint_vecs" / f"{row['name']}.npy") for row in rows
+            if row["dataset"] == "bandai-namco-2" and row["content"] == content]
+
+
+def test_real_walks_and_runs_are_cut_into_strides_and_a_wave_into_none(prepared_dataset):
+    """Real takes: walks give strides of about a second, runs shorter and faster ones; standing waves give none."""
+    def strides(content):
+        cut = [(clip, first, last) for clip in _clips_of(prepared_dataset, content)
+               for first, last in cycle_frames(clip)]
+        seconds = np.array([(last - first) / 20.0 for _, first, last in cut])
+        speed = np.array([np.linalg.norm(clip[first:last, 1:3], axis=1).mean() * 20.0 for clip, first, last in cut])
+        return seconds, speed
+
+    walk_seconds, walk_speed = strides("walk")
+    run_seconds, run_speed = strides("run")
+    assert len(walk_seconds) >= 4 and len(run_seconds) >= 2
+    assert 0.8 <= np.median(walk_seconds) <= 1.4, walk_seconds      # real walking: 100-130 steps a minute
+    assert np.median(run_seconds) < 0.8 * np.median(walk_seconds), (run_seconds, walk_seconds)
+    assert np.median(run_speed) > 1.5 * np.median(walk_speed), (run_speed, walk_speed)
+    assert sum(len(cycle_frames(clip)) for clip in _clips_of(prepared_dataset, "wave-right-hand")) == 0
+
+
+def test_kmm_train_all_adds_cycles_of_its_training_split_checksummed(tiny_bundle, prepared_dataset):
+    cycles = read_gait_cycles(tiny_bundle)
+    assert cycles is not None and len(cycles) >= 4
+    train = set((prepared_dataset / "train.txt").read_text().split())
+    assert set(cycles.clips) <= train, set(cycles.clips) - train   # never a held-out take
+    assert np.allclose(np.linalg.norm(cycles.embeddings, axis=1), 1.0, atol=1e-2)
+    files = read_manifest(tiny_bundle)["files"]
+    assert GAIT_CYCLES_JSON in files and GAIT_CYCLES_WEIGHTS in files
+
+
+def test_the_open_model_plays_no_bandai_namco_stride(tmp_path):
+    """The commercial-use model's cycles come from its own (CMU) data: not one from Bandai-Namco's takes."""
+    from kmm_core.bundle.model_bundle import checkpoints_root
+
+    cycles = read_gait_cycles(checkpoints_root() / "kmm-small-open")
+    assert cycles is not None and len(cycles) >= 10
+    assert not [clip for clip in cycles.clips if clip.lstrip("M").startswith("dataset-")]
+
+
+def test_damaged_or_malformed_cycles_are_refused_naming_the_file(tiny_bundle, prepared_dataset, tmp_path):
+    from kmm_core.bundle.gait_cycles import write_gait_cycles
+    from kmm_core.training.bundle_writer import record_checksums
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_bundle, damaged)
+    data = bytearray((damaged / GAIT_CYCLES_WEIGHTS).read_bytes())
+    data[-5] ^= 0xFF
+    (damaged / GAIT_CYCLES_WEIGHTS).write_bytes(bytes(data))
+    bundle = ModelBundle.load(damaged, device="cpu")
+    walk = _clips_of(prepared_dataset, "walk")[0]   # a real walk: it travels, so the cycles are read
+    with pytest.raises(WeightFileError, match=r"gait_cycles\.safetensors: SHA-256"):
+        walk_on_gait_cycles(bundle, walk, [((0, len(walk)), "a person walks forward")],
+                            [((0, len(walk)), MotionKind(walking=1.0, steady=1.0))], 0)
+
+    malformed = tmp_path / "malformed"
+    shutil.copytree(tiny_bundle, malformed)
+    cycles = read_gait_cycles(malformed)
+    samples = cycles.samples.copy()
+    samples[0, 3, 5] = np.nan
+    with pytest.raises(InputFileError, match=r"gait_cycles\.safetensors.*samples holds NaN"):
+        write_gait_cycles(malformed, type(cycles)(samples, cycles.speed, cycles.duration, cycles.embeddings,
+                                                  cycles.space, cycles.clips), {})
+    (malformed / GAIT_CYCLES_JSON).write_text((malformed / GAIT_CYCLES_JSON).read_text().replace(
+        '"phase_samples": 24', '"phase_samples": 12'))
+    record_checksums(malformed)
+    with pytest.raises(InputFileError, match=r"gait_cycles\.json.*phase_samples"):
+        read_gait_cycles(malformed)
+
+
+def _walk_features(bundle):
+    from kmm_core.generation.decoding_engine import GenerationOptions, StepCounter
+    from kmm_core.generation.timeline_generator import generate_codes
+
+    timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person walks forward", "start": 1,
+                                                            "end": 100}]})
+    options = GenerationOptions()
+    codes, frames = generate_codes(bundle, timeline, 0, options, StepCounter(10**6, None, None),
+                                   options.decoding_config(bundle))
+    return bundle.codes_to_features(codes, frames)
+
+
+def test_frames_that_do_not_walk_are_left_as_decoded(shipped_bundle):
+    """A standing prompt's frames and a walk's own frames of no walking share come back bit for bit."""
+    features = _walk_features(shipped_bundle)
+    span = (0, len(features))
+    for kind in (MotionKind(standing=1.0), MotionKind()):
+        out = walk_on_gait_cycles(shipped_bundle, features, [(span, "a person walks forward")], [(span, kind)], 0)
+        assert np.array_equal(out, features)
+    walked = walk_on_gait_cycles(shipped_bundle, features, [(span, "a person walks forward")],
+                                 [(span, MotionKind(walking=1.0, steady=1.0))], 0)
+    assert not np.array_equal(walked, features)
+
+
+def _gaits(bundle, prompt: str, seeds=range(3)):
+    timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": prompt, "start": 1, "end": 200}]})
+    return [gait for seed in seeds for gait in take_gaits(generate_timeline(bundle, timeline, seed=seed)[0].joints,
+                                                           20.0)]
+
+
+def test_the_default_walks_with_two_pelvis_rises_a_stride_and_even_steps(shipped_bundle):
+    """The gait benchmark's measures on the shipped model's walk, with its cycles and without them: the generated
+    walk alone rises once a stride (a limp); played on real strides it rises twice, steps evenly, at a real cadence
+    (Bandai-Namco's held-out walks: bob share 0.83-0.99, asymmetry <= 0.10, 104-131 steps a minute)."""
+    played = _gaits(shipped_bundle, "a person walks forward")
+    assert len(played) >= 4
+    median = {name: float(np.median([getattr(g, name) for g in played]))
+              for name in ("pelvis_bob", "step_asymmetry", "cadence", "regularity")}
+    assert median["pelvis_bob"] >= 0.83 and median["step_asymmetry"] <= 0.1, median
+    assert 100.0 <= median["cadence"] <= 131.0 and median["regularity"] >= 0.93, median
+
+    object.__setattr__(shipped_bundle, "_gait_cycles", False)   # as a bundle without cycles decodes
+    try:
+        generated = _gaits(shipped_bundle, "a person walks forward")
+    finally:
+        object.__delattr__(shipped_bundle, "_gait_cycles")
+    assert np.median([g.pelvis_bob for g in generated]) < median["pelvis_bob"] - 0.15
+
+
+def test_kmm_train_gait_cycles_cuts_them_again_and_says_so_in_the_card(tiny_bundle, prepared_dataset, tmp_path,
+                                                                       capsys):
+    import json
+
+    from kmm_core.bundle.weight_checksums import verify_bundle_files
+    from kmm_core.training.cli import main as train_main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = (bundle / GAIT_CYCLES_WEIGHTS).read_bytes()
+    for name in (GAIT_CYCLES_JSON, GAIT_CYCLES_WEIGHTS):
+        (bundle / name).unlink()
+    assert train_main(["gait-cycles", "--dataset", str(prepared_dataset), "--bundle", str(bundle)]) == 0
+    assert "gait cycles (bandai-namco" in capsys.readouterr().out
+    assert (bundle / GAIT_CYCLES_WEIGHTS).read_bytes() == before          # the same strides, cut again
+    assert verify_bundle_files(bundle, read_manifest(bundle)) == len(read_manifest(bundle)["files"])
+    assert "## Gait cycles" in (bundle / "README.md").read_text(encoding="utf-8")
+
+    manifest = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
+    manifest["dataset"].pop("per_dataset")
+    (bundle / "bundle.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert train_main(["gait-cycles", "--dataset", str(prepared_dataset), "--bundle", str(bundle)]) == 1
+    assert "bundle.json: names no datasets" in capsys.readouterr().err
