@@ -125,7 +125,8 @@ def _turned(velocity: np.ndarray, angle: float) -> np.ndarray:
 def play_gait_cycles(features: np.ndarray, cycles: GaitCycles, weights: np.ndarray, candidates: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
     """(T, 263) `features` with the cycles played under the frames of weight > 0 (module docstring).
-    `candidates` (T, CANDIDATES): each frame's candidate cycles (its prompt's; any row where the weight is 0)."""
+    `candidates` (T, CANDIDATES): each frame's candidate cycles, best first (its prompt's; any row where the weight
+    is 0); a prompt with fewer candidates repeats its best in the free places, so the best is drawn more often."""
     features = np.asarray(features, dtype=np.float64)
     out = features.copy()
     frames = features.shape[0]
