@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ class GaitCycles:
 
     def __len__(self) -> int:
         return int(self.samples.shape[0])
+
+    @cached_property
+    def travel(self) -> np.ndarray:
+        """(N, 2) each cycle's mean velocity over the floor (x, z in the facing frame, m per frame)."""
+        return self.samples[:, :-1, :2].mean(axis=1)
 
 
 def check_gait_cycles(cycles: GaitCycles, where: str | Path) -> GaitCycles:

@@ -78,8 +78,7 @@ def candidate_cycles(cycles: GaitCycles, prompt: np.ndarray, velocity: np.ndarra
     the body's facing frame), best first; only cycles travelling within `MAX_DIRECTION` of that direction (a step
     back is never played as a step forward); none when no cycle does."""
     speed = float(np.linalg.norm(velocity))
-    travel = cycles.samples[:, :-1, :2].mean(axis=1)
-    cosine = travel @ velocity / np.maximum(np.linalg.norm(travel, axis=1) * speed, 1e-9)
+    cosine = cycles.travel @ velocity / np.maximum(np.linalg.norm(cycles.travel, axis=1) * speed, 1e-9)
     score = cycles.embeddings @ prompt - SPEED_WEIGHT * np.abs(np.log(cycles.speed / max(speed, 1e-3)))
     order = np.argsort(-score, kind="stable")
     return order[cosine[order] >= np.cos(MAX_DIRECTION)][:CANDIDATES]
@@ -110,12 +109,6 @@ def _next_cycle(cycles: GaitCycles, cycle: int, candidates: np.ndarray, rng: np.
     return int(rng.choice(similar if len(similar) else candidates))
 
 
-def _travel_angle(cycles: GaitCycles, cycle: int) -> float:
-    """The angle (radians, in the facing frame: 0 = forward) at which a cycle travels on average."""
-    travel = cycles.samples[cycle, :-1, :2].mean(axis=0)
-    return float(np.arctan2(travel[0], travel[1]))
-
-
 def _turned(velocity: np.ndarray, angle: float) -> np.ndarray:
     """A (2,) velocity over the floor (x, z in the facing frame) turned by `angle` radians about the vertical."""
     cosine, sine = np.cos(angle), np.sin(angle)
@@ -133,6 +126,7 @@ def play_gait_cycles(features: np.ndarray, cycles: GaitCycles, weights: np.ndarr
     velocity = gaussian_smooth(features[:, ROOT_XZ_VELOCITY], SPEED_SIGMA) if frames > 1 else features[:, 1:3]
     heading = np.arctan2(velocity[:, 0], velocity[:, 1])  # the generated travel's angle in the facing frame
     sure = smoothstep(np.linalg.norm(velocity, axis=1) * MODEL_FPS, START_SPEED, FULL_SPEED)  # a slow body's is noise
+    travel_angle = np.arctan2(cycles.travel[:, 0], cycles.travel[:, 1])  # each cycle's own, the same frame
     frame = 0
     while frame < frames:
         if weights[frame] <= 0:
@@ -142,7 +136,7 @@ def play_gait_cycles(features: np.ndarray, cycles: GaitCycles, weights: np.ndarr
         offset, fade = np.zeros(len(CYCLE_CHANNELS)), 0.0
         while frame < frames and weights[frame] > 0:
             played = _at(cycles, cycle, phase) + offset * fade
-            turn = np.angle(np.exp(1j * (heading[frame] - _travel_angle(cycles, cycle))))  # wrapped to +-pi
+            turn = np.angle(np.exp(1j * (heading[frame] - travel_angle[cycle])))  # wrapped to +-pi
             played[:2] = _turned(played[:2], float(np.clip(turn, -MAX_DIRECTION, MAX_DIRECTION)) * sure[frame])
             row = features[frame].copy()
             lift = played[_CYCLE_ROOT_HEIGHT] - row[_ROOT_HEIGHT]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..bundle.gait_cycles import CYCLE_CHANNELS, PHASE_SAMPLES, GaitCycles, write_gait_cycles
-from ..bundle.model_bundle import read_manifest
+from ..bundle.model_bundle import BUNDLE_FILE
 from ..bundle.vocabulary import read_clip_captions, read_clip_features, read_index_rows, read_vocabulary
 from ..common.errors import InputFileError
 from ..evaluation.gait import foot_down, heel_strikes, steady_windows
@@ -71,13 +71,12 @@ def cycle_samples(features: np.ndarray, first: int, last: int) -> np.ndarray:
     return np.stack([np.interp(phases, frames, part[:, channel]) for channel in range(part.shape[1])], axis=1)
 
 
-def trained_datasets(bundle_dir: str | Path) -> set[str]:
-    """The datasets the bundle was trained on (``bundle.json``'s ``dataset.per_dataset``)."""
-    manifest = read_manifest(bundle_dir)
-    per_dataset = (manifest.get("dataset") or {}).get("per_dataset")
+def trained_datasets(bundle: ModelBundle) -> set[str]:
+    """The datasets the bundle was trained on (``bundle.json``'s ``dataset.per_dataset``, as loaded)."""
+    per_dataset = (bundle.config.get("dataset") or {}).get("per_dataset")
     if not isinstance(per_dataset, dict) or not per_dataset:
-        raise InputFileError(Path(bundle_dir) / "bundle.json", "names no datasets (dataset.per_dataset): the "
-                                                               "cycles are cut only from the data the model saw")
+        raise InputFileError(bundle.path / BUNDLE_FILE, "names no datasets (dataset.per_dataset): the cycles are "
+                                                        "cut only from the data the model saw")
     return set(per_dataset)
 
 
@@ -88,7 +87,7 @@ def gait_cycles_from_dataset(bundle: ModelBundle, dataset_dir: str | Path, fps: 
 
     folder = Path(dataset_dir)
     index, rows = read_index_rows(folder)
-    datasets = trained_datasets(bundle.path)
+    datasets = trained_datasets(bundle)
     samples, speeds, durations, clips, captions = [], [], [], [], {}
     for line, row in enumerate(rows, start=2):
         if row["split"] != "train" or row["dataset"] not in datasets:
