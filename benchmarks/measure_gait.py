@@ -9,7 +9,8 @@ through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps,
 the same straight, steady windows and measured by `kmm_core/evaluation/gait.py`; the table gives each measure's
 real median [10th-90th percentile] beside each prompt's median, and marks a generated median outside the real range.
 
-Run: ``python benchmarks/measure_gait.py --bandai-namco DIR [--checkpoint default] [--seeds 3] [--out FILE]``
+Run: ``python benchmarks/measure_gait.py --bandai-namco DIR [--checkpoint default] [--seeds 6] [--walk-candidates N]
+[--without-gait-cycles] [--out FILE]``
 (DIR: the Bandai-Namco archive or its extracted folder).
 """
 
@@ -34,6 +35,7 @@ from kmm_core.data.sources import bandai_namco_specs, read_bvh_texts  # noqa: E4
 from kmm_core.data.splits import assign_splits  # noqa: E402
 from kmm_core.evaluation.gait import MEASURES, RUN_WINDOW_SECONDS, WINDOW_SECONDS, take_gaits  # noqa: E402
 from kmm_core.evaluation.posture import standing_knee_angle  # noqa: E402
+from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
@@ -84,21 +86,22 @@ def real_gaits(path: Path) -> tuple[dict[str, list[dict[str, float]]], list[floa
     return found, knees
 
 
-def generated_knees(bundle: ModelBundle, prompt: str, seeds: int) -> list[float]:
+def generated_knees(bundle: ModelBundle, prompt: str, seeds: int, options: GenerationOptions) -> list[float]:
     angles = []
     for seed in range(seeds):
         timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "seconds": 6.0}]})
-        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
         if (angle := standing_knee_angle(joints, MODEL_FPS)) is not None:
             angles.append(angle)
     return angles
 
 
-def generated_gaits(bundle: ModelBundle, prompt: str, seeds: int, window: float) -> list[dict[str, float]]:
+def generated_gaits(bundle: ModelBundle, prompt: str, seeds: int, window: float,
+                    options: GenerationOptions) -> list[dict[str, float]]:
     gaits = []
     for seed in range(seeds):
         timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "seconds": SECONDS}]})
-        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+        joints = np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
         gaits += [gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, window)]
     return gaits
 
@@ -115,19 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bandai-namco", type=Path, required=True, help="Bandai-Namco archive or extracted folder")
     parser.add_argument("--checkpoint", default="default")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "gait.md")
     parser.add_argument("--without-gait-cycles", action="store_true",
                         help="decode as a bundle without real gait cycles does (the generated legs alone: the gain "
                              "of generation/gait_matching.py)")
+    parser.add_argument("--walk-candidates", type=int, default=None,
+                        help="candidate decodes per steady walk (default: the bundle's; 1 measures what the "
+                             "candidates of generation/walk_candidates.py add)")
     args = parser.parse_args(argv)
+    options = GenerationOptions(walk_candidates=args.walk_candidates)
     real, real_knees = real_gaits(args.bandai_namco)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     if args.without_gait_cycles:
         object.__setattr__(bundle, "_gait_cycles", False)  # what cached_on_bundle keeps for a bundle without them
     lines = ["# Gait: generated walks and runs against real ones", "",
              f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
-             f"{args.seeds}{' --without-gait-cycles' if args.without_gait_cycles else ''}`.  Real: Bandai-Namco's test-split straight walks ({len(real['walk'])} steady windows) "
+             f"{args.seeds}{' --without-gait-cycles' if args.without_gait_cycles else ''}"
+             f"{f' --walk-candidates {args.walk_candidates}' if args.walk_candidates is not None else ''}`.  Real: Bandai-Namco's test-split straight walks ({len(real['walk'])} steady windows) "
              f"and runs ({len(real['run'])}); generated: {SECONDS:g} s per prompt and seed, seeds 0-{args.seeds - 1}, "
              "cut into the same straight steady windows (3 s for walks, 2 s for runs, whose real takes are short; "
              "`kmm_core/evaluation/gait.py`).  Each cell: the median "
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                       float(np.percentile([g[m] for g in reference], 90))) for m in MEASURES} if reference else {}
         header = "| measure | real median [10th-90th] | " + " | ".join(f'"{p}"' for p in prompts) + " |"
         lines += [f"## {kind.capitalize()}", "", header, "| --- | --- |" + " --- |" * len(prompts)]
-        generated = {prompt: generated_gaits(bundle, prompt, args.seeds, WINDOWS[kind]) for prompt in prompts}
+        generated = {prompt: generated_gaits(bundle, prompt, args.seeds, WINDOWS[kind], options) for prompt in prompts}
         for measure in MEASURES:
             values = [g[measure] for g in reference]
             real_cell = (f"{np.median(values):.2f} [{ranges[measure][0]:.2f}-{ranges[measure][1]:.2f}]"
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("| steady windows | " + str(len(reference)) + " | "
                      + " | ".join(str(len(generated[p])) for p in prompts) + " |")
         lines.append("")
-    knees = {prompt: generated_knees(bundle, prompt, args.seeds) for prompt in STANDING_PROMPTS}
+    knees = {prompt: generated_knees(bundle, prompt, args.seeds, options) for prompt in STANDING_PROMPTS}
     low, high = np.percentile(real_knees, [10, 90])
     lines += ["## Standing: the knee angle (degrees, 180 = straight) while the body stands", "",
               f"Real: {len(real_knees)} standing takes of the test split (raises, waves, bows, greetings), median "

@@ -123,7 +123,9 @@ def test_the_unpacked_zip_alone_checks_prompts_against_the_shipped_vocabulary(bu
     assert completed.returncode == 0, completed.stderr[-3000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
     assert outcome["actions"] > 10
-    assert outcome["warned"] == [[1, "a person juggles three balls", 3], [2, "a person kicks", 1]]
+    # "a person kicks": its weak word's strong prompt, then (caption_checks.json: like captions the model did not
+    # perform) the closest captions it did.
+    assert outcome["warned"] == [[1, "a person juggles three balls", 3], [2, "a person kicks", 3]]
 
 
 def test_only_files_git_tracks_are_packed(tmp_path):

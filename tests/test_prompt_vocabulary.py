@@ -141,11 +141,13 @@ def test_bundle_without_vocabulary_files_is_not_checked(tiny_bundle, tmp_path):
 
 def test_protocol_result_warnings():
     warning = {"segment": 1, "prompt": JUGGLE, "similarity": 0.4, "threshold": 0.6, "message": "far",
-               "suggestions": ["a person walks"]}
+               "suggestions": ["a person walks"], "predicted_pass_rate": 0.25}
     line = encode({"type": "result", "id": "g-1", "paths": [], "info": {}, "warnings": [warning]})
     assert decode(line)["warnings"] == [warning]
     assert decode('{"type":"result","id":"g-1","paths":[],"info":{}}')["warnings"] == []
     for bad, field in ((dict(warning, similarity="high"), "similarity"), ({"segment": 1}, "exactly"),
-                       (dict(warning, suggestions=[3]), "suggestions")):
+                       (dict(warning, suggestions=[3]), "suggestions"),
+                       (dict(warning, predicted_pass_rate="low"), "predicted_pass_rate"),
+                       ({k: v for k, v in warning.items() if k != "predicted_pass_rate"}, "exactly")):
         with pytest.raises(ProtocolError, match=f"result.warnings: .*{field}"):
             encode({"type": "result", "id": "g-1", "warnings": [bad]})

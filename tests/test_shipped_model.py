@@ -110,12 +110,13 @@ def test_readme_example_keeps_its_tokens_and_walk_and_calms_the_raised_hand(ship
     # The foot clean-up sees the whole take: a planted foot whose contact runs from the walk's end into the hand
     # segment is held at one place over the whole contact, so the hand segment's smoothing moves it in the walk's
     # last frames too (a foot by up to 1.4 mm with the walk candidate the default keeps, 0.63 mm with the one-draw
-    # walk before it); the upper body stays within 0.1 mm.  Without the clean-up the walk does not move at all.
+    # walk before it), and the pelvis, lowered smoothly where a held foot is out of the leg's reach, moves the upper
+    # body by up to 0.15 mm.  Without the clean-up the walk does not move at all.
     from kmm_core.motion.skeleton import JOINT_NAMES
 
     upper = [j for j, name in enumerate(JOINT_NAMES) if not name.endswith(("hip", "knee", "ankle", "foot"))]
     np.testing.assert_allclose(smoothed.joints[:walk_end], raw.joints[:walk_end], rtol=0, atol=2e-3)
-    np.testing.assert_allclose(smoothed.joints[:walk_end, upper], raw.joints[:walk_end, upper], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(smoothed.joints[:walk_end, upper], raw.joints[:walk_end, upper], rtol=0, atol=2e-4)
     unlocked = [generate_timeline(shipped_bundle, timeline, seed=0, options=replace(options, foot_lock=False))[0]
                 for options in (on, off)]
     np.testing.assert_array_equal(unlocked[0].joints[:walk_end], unlocked[1].joints[:walk_end])

@@ -69,7 +69,7 @@ def test_900_segments_of_long_unfamiliar_prompts_get_an_answer_that_fits_one_lin
 
 def test_summarised_warnings_always_fit():
     warning = {"segment": 0, "prompt": "x" * 1000, "similarity": 0.1, "threshold": 0.5, "message": "m" * 1200,
-               "suggestions": ["a person walks"] * 3}
+               "suggestions": ["a person walks"] * 3, "predicted_pass_rate": None}
     many = [{**warning, "segment": n} for n in range(0, 6000, 2)]  # no two adjacent: the longest segment list
     summarised = summarise_warnings(many)
     assert len(summarised) == MAX_FULL_WARNINGS + 1 and len(summarised[-1]["message"]) < 1200

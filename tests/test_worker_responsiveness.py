@@ -16,10 +16,10 @@ from raw_worker import RawWorker
 
 from kmm_core.bundle.model_bundle import default_bundle_path
 from kmm_core.worker.client import worker_environment
-from kmm_core.worker.protocol import MAX_LINE_BYTES, ProtocolError, decode
+from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, ProtocolError, decode
 from tests.motion_test_data import standing_pose
 
-HELLO = b'{"type":"hello","id":"%s","client_version":"test","protocol_version":3}'
+HELLO = b'{"type":"hello","id":"%s","client_version":"test","protocol_version":%d}' % (b"%s", PROTOCOL_VERSION)
 
 
 def many_constraints_request(request_id: str, out: str, count: int) -> bytes:

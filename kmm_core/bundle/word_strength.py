@@ -17,7 +17,10 @@ Which word a prompt uses: each listed word has a cue, the first word of its labe
 'walk-turn-left' -> walk, 'getup_faceup' -> getup), found in the prompt with any ending ('kicks', 'kicking'); among
 the words whose cue the prompt uses, the one with the most further label words in the prompt counts ('walks
 backwards' -> walk-back, 'walks' -> walk), ties to a strong word, then to the shorter label; a label in -ing
-matches every form of its verb ('jumping' -> 'jumps').
+matches every form of its verb ('jumping' -> 'jumps').  A prompt is warned about when that word is weak, or, when
+it names no side, when a weak one-sided word with the same cue is exactly as specific ("a person waves hello" names
+no hand: wave-right-hand is as near as wave-both-hands, and the model may wave the right hand, which it rarely
+does well).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _SPECIAL_CUES = {
     "stealthy": r"\bstealth\w*",
 }
 _FILLER = {"a", "b", "l", "r", "reps", "start", "lelbow", "like", "short", "floor", "hops", "steps"}
+_SIDE_WORDS = {"left", "right"}
 
 
 def label_tokens(label: str) -> list[str]:
@@ -101,25 +105,42 @@ class WordStrengths:
     def get(self, word: str) -> WordStrength | None:
         return next((entry for entry in self.words if entry.word == word), None)
 
-    def word_in(self, prompt: str) -> WordStrength | None:
-        """The listed word a prompt uses (module docstring), or None."""
+    def _scored_words(self, prompt: str) -> list[tuple[tuple[int, int, int], WordStrength]]:
+        """((label words found, strong, -label words), word) of every listed word whose cue the prompt uses."""
         text = prompt.lower()
-        best: tuple[int, int, int, WordStrength] | None = None
+        scored = []
         for entry in self.words:
             tokens = label_tokens(entry.word)
             if not tokens or not _cue(tokens[0]).search(text):
                 continue
             further = [t for t in tokens[1:] if t not in _FILLER]
-            # Equally specific words: the strong one counts (the model performs the action under that label).
-            score = (sum(bool(_cue(t).search(text)) for t in further), int(entry.strong), -len(further))
-            if best is None or score > best[:3]:
-                best = (*score, entry)
-        return best[3] if best else None
+            scored.append(((sum(bool(_cue(t).search(text)) for t in further), int(entry.strong), -len(further)),
+                           entry))
+        return scored
+
+    def word_in(self, prompt: str) -> WordStrength | None:
+        """The listed word a prompt uses (module docstring), or None."""
+        scored = self._scored_words(prompt)
+        # Equally specific words: the strong one counts (the model performs the action under that label).
+        return max(scored, key=lambda item: item[0])[1] if scored else None
 
     def weak_words_in(self, prompt: str) -> list[WordStrength]:
-        """[the word the prompt uses] when that word is weak, else []."""
-        entry = self.word_in(prompt)
-        return [entry] if entry is not None and not entry.strong else []
+        """[a weak word the prompt may be read as], else []: the word it uses when that word is weak, or, when the
+        prompt names no side, a weak one-sided word exactly as specific as it with the same cue ("a person waves
+        hello" names no hand: wave-right-hand is as near as wave-both-hands, and this model rarely waves the right
+        hand alone)."""
+        scored = self._scored_words(prompt)
+        if not scored:
+            return []
+        (found, _, length), entry = max(scored, key=lambda item: item[0])
+        if not entry.strong:
+            return [entry]
+        if _SIDE_WORDS & set(re.findall(r"[a-z]+", prompt.lower())):
+            return []
+        cue = _stem(label_tokens(entry.word)[0])
+        return [rival for (rival_found, _, rival_length), rival in scored
+                if (rival_found, rival_length) == (found, length) and not rival.strong
+                and _stem(label_tokens(rival.word)[0]) == cue and _SIDE_WORDS & set(label_tokens(rival.word))][:1]
 
 
 def word_strengths_from_dict(data: Any, path: str = "<dict>") -> WordStrengths:

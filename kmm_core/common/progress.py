@@ -19,3 +19,12 @@ CancelCheck = Callable[[], bool]
 
 class GenerationCancelled(KMMError):
     """should_cancel() asked to stop; no result was produced."""
+
+
+def command_log(command: str, quiet: bool) -> Callable[[str], None]:
+    """A research command's progress lines on stderr, prefixed "[command]"; nothing when `quiet`."""
+    import sys
+
+    if quiet:
+        return lambda _message: None
+    return lambda message: print(f"[{command}] {message}", file=sys.stderr, flush=True)

@@ -550,3 +550,12 @@ def label_side(label: str) -> str | None:
         sides.add(word or {"L": "left", "R": "right"}[letter])
     sides |= {side for side in _SIDES if side.capitalize() in re.findall(r"[A-Z][a-z]+", label)}
     return sides.pop() if len(sides) == 1 else None
+
+
+_PROMPT_SIDE = re.compile(r"\b(left|right)\b")
+
+
+def prompt_side(prompt: str, label_default: str | None) -> str | None:
+    """The one side a prompt names ("left"/"right"), else the label's side."""
+    sides = set(_PROMPT_SIDE.findall(prompt.lower()))
+    return sides.pop() if len(sides) == 1 else label_default

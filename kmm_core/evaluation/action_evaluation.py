@@ -58,6 +58,7 @@ import numpy as np
 
 from ..common.errors import ConfigError, InputFileError, KMMError
 from ..common.limits import thread_count_problem
+from ..common.progress import command_log
 from ..generation.prompt_kinds import prompt_kinds
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, smooth_generated_features
 from ..humanml3d.features import features_to_joints
@@ -356,8 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    log = ((lambda _m: None) if args.quiet
-           else (lambda m: print(f"[kmm-train eval-actions] {m}", file=sys.stderr, flush=True)))
+    log = command_log("kmm-train eval-actions", args.quiet)
     if args.threads is not None:
         if (problem := thread_count_problem(args.threads)) is not None:
             print(f"kmm-train eval-actions: error: {problem}", file=sys.stderr)

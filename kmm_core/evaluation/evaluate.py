@@ -42,6 +42,7 @@ from typing import Any
 
 from ..bundle.model_bundle import ModelBundle
 from ..common.errors import KMMError
+from ..common.progress import command_log
 from ..generation.timeline import TRANSITION_MODES
 from ..humanml3d.dataset_folder import HumanML3DFolder
 from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 bad input (message on stderr), 2 bad command line (argparse)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"[kmm-train eval] {m}", file=sys.stderr, flush=True))
+    log = command_log("kmm-train eval", args.quiet)
     device = args.device
     if device == "auto":
         import torch

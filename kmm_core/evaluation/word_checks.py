@@ -37,10 +37,9 @@ import numpy as np
 from ..common.atomic_write import check_output_folder, write_text_atomic
 from ..common.errors import KMMError
 from ..common.limits import thread_count_problem
+from ..common.progress import command_log
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
-from .action_checks import CHECK_KINDS, checks_for_action, label_side, run_check
-
-_SIDE_WORD = re.compile(r"\b(left|right)\b")
+from .action_checks import CHECK_KINDS, checks_for_action, label_side, prompt_side, run_check
 
 
 class WordCheckError(KMMError):
@@ -64,12 +63,6 @@ class WordPlan:
     check: str
     side: str | None
     phrasings: list[str]
-
-
-def prompt_side(prompt: str, label_default: str | None) -> str | None:
-    """The one side a prompt names ("left"/"right"), else the label's side."""
-    sides = set(_SIDE_WORD.findall(prompt.lower()))
-    return sides.pop() if len(sides) == 1 else label_default
 
 
 def plan_words(vocabulary, phrasings: int) -> tuple[list[WordPlan], list[str]]:
@@ -283,8 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    log = ((lambda _m: None) if args.quiet
-           else (lambda m: print(f"[kmm-train check-words] {m}", file=sys.stderr, flush=True)))
+    log = command_log("kmm-train check-words", args.quiet)
     if (problem := settings_problem(args)) is not None:
         print(f"kmm-train check-words: error: {problem}", file=sys.stderr)
         return 1

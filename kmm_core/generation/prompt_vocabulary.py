@@ -8,7 +8,10 @@ space of the bundle: ``aligner`` (the aligner's sentence embeddings, which condi
 threshold the prompt is *out of vocabulary*: the motion will be whatever the model makes of unfamiliar words, so
 the user is warned and shown the closest known prompts.  A prompt that uses an action word the model lists but
 rarely performs (a WEAK word of ``word_checks.json``, ``bundle/word_strength.py``) is warned about too, naming the
-word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  Known prompts
+word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  A prompt
+whose nearest training captions the model mostly did not perform (``caption_checks.json``,
+``bundle/caption_checks.py``: their similarity-weighted pass rate below its ``warn_below``) is warned about, naming
+one of them, and offered the closest captions it did perform.  Known prompts
 that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
 kmm-small rarely performs).
 
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from ..bundle.caption_checks import CaptionChecks, read_caption_checks
 from ..bundle.vocabulary import Vocabulary, read_vocabulary
 from ..bundle.word_strength import WordStrength, WordStrengths, read_word_strengths
 from ..common.errors import InputFileError, KMMError
@@ -62,21 +66,33 @@ class PromptCheck:
     threshold: float
     suggestions: tuple[str, ...]      # closest known prompts without a weak word, most similar first
     weak_words: tuple[WordStrength, ...] = ()   # listed action words the model rarely performs (word_checks.json)
+    predicted_pass_rate: float | None = None  # from its nearest train captions' results (caption_checks.json)
+    warn_below: float = 0.0
+    unperformed: str = ""             # its nearest train caption the model does not perform, if among them
 
     @property
     def known(self) -> bool:
         return self.similarity >= self.threshold
 
     @property
+    def unlikely(self) -> bool:
+        """The model performs too few of the training captions nearest this prompt (caption_checks.json)."""
+        return self.predicted_pass_rate is not None and self.predicted_pass_rate < self.warn_below
+
+    @property
     def warned(self) -> bool:
-        """Out of vocabulary, or using a weak action word."""
-        return not self.known or bool(self.weak_words)
+        """Out of vocabulary, using a weak action word, or unlikely to be performed."""
+        return not self.known or bool(self.weak_words) or self.unlikely
 
     @property
     def warning(self) -> str | None:
         if not self.warned:
             return None
         parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
+        if self.unlikely:
+            example = f' (not "{self.unperformed}")' if self.unperformed else ""
+            parts.append(f'"{self.prompt}": the model performed {self.predicted_pass_rate:.0%} of the training '
+                         f"captions nearest it{example}, so the motion may not be what it says.")
         if not self.known:
             closest = "; ".join(f'"{s}"' for s in self.suggestions)
             parts.append(f'"{self.prompt}" is far from everything this model was trained on (similarity '
@@ -88,13 +104,16 @@ class PromptCheck:
         """Prompts to offer instead: the weak words' strong alternatives first, then the closest known prompts
         (only when the prompt is out of vocabulary)."""
         alternatives = [word.alternative_prompt for word in self.weak_words if word.alternative_prompt]
-        return tuple(dict.fromkeys(alternatives + (list(self.suggestions) if not self.known else [])))
+        return tuple(dict.fromkeys(alternatives + (list(self.suggestions) if not self.known or self.unlikely
+                                                   else [])))
 
     def to_dict(self, segment: int | None = None) -> dict:
         """The worker's ``warnings`` entry (docs/worker_protocol.md)."""
         return {"segment": segment, "prompt": self.prompt, "similarity": round(self.similarity, 4),
                 "threshold": round(self.threshold, 4), "message": self.warning or "",
-                "suggestions": list(self.offered_prompts())}
+                "suggestions": list(self.offered_prompts()),
+                "predicted_pass_rate": (None if self.predicted_pass_rate is None
+                                        else round(self.predicted_pass_rate, 4))}
 
 
 def embed_texts(bundle: ModelBundle, texts: list[str] | tuple[str, ...], space: str = "aligner") -> np.ndarray:
@@ -125,13 +144,14 @@ class PromptVocabulary:
     lacks the files (bundles made before they existed) or an aligner."""
 
     def __init__(self, bundle: ModelBundle, vocabulary: Vocabulary, train: np.ndarray, threshold: float,
-                 space: str, words: WordStrengths | None = None):
+                 space: str, words: WordStrengths | None = None, captions: CaptionChecks | None = None):
         self.bundle = bundle
         self.vocabulary = vocabulary
         self.train = train
         self.threshold = threshold
         self.space = space
         self.words = words
+        self.captions = captions
         self._weak_captions: dict[int, bool] = {}
 
     @classmethod
@@ -162,10 +182,13 @@ class PromptVocabulary:
         if train.shape != (len(vocabulary.train_captions), width):
             raise InputFileError(path, f"train_embeddings has shape {train.shape}, expected "
                                        f"({len(vocabulary.train_captions)}, {width})")
-        return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path))
+        return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path),
+                   read_caption_checks(bundle.path, len(vocabulary.train_captions)))
 
     def _uses_weak_word(self, caption: int) -> bool:
-        """Whether training caption `caption` uses a weak word (never suggested: the model rarely performs it)."""
+        """Whether training caption `caption` uses a weak word or the model did not perform it (never suggested)."""
+        if self.captions is not None and self.captions.passed[caption] == 0.0:
+            return True
         if self.words is None:
             return False
         if caption not in self._weak_captions:
@@ -187,9 +210,13 @@ class PromptVocabulary:
                     chosen.append(int(index))
                 if len(chosen) == SUGGESTIONS:
                     break
-            checks[prompt] = PromptCheck(prompt, float(similarity[order[0]]), self.threshold,
-                                         tuple(self.vocabulary.train_captions[i] for i in chosen),
-                                         tuple(self.words.weak_words_in(prompt)) if self.words else ())
+            predicted = self.captions.predicted(similarity) if self.captions is not None else None
+            checks[prompt] = PromptCheck(
+                prompt, float(similarity[order[0]]), self.threshold,
+                tuple(self.vocabulary.train_captions[i] for i in chosen),
+                tuple(self.words.weak_words_in(prompt)) if self.words else (),
+                predicted[0] if predicted else None, self.captions.warn_below if self.captions else 0.0,
+                self.vocabulary.train_captions[predicted[1]] if predicted and predicted[1] >= 0 else "")
         return [checks[prompt] for prompt in prompts]
 
 

@@ -23,8 +23,8 @@ module fixes that after decoding, in three steps:
 3. **Solve** (`lock_feet`): the motion is first made rigid on the rest skeleton `offsets` (inverse then forward
    kinematics, so every bone has its rest length on every frame and the result is what the rig shows), with its
    feet put back over the floor where `joints` has them (`feet_from_joints`: generated bone lengths vary by 1-2 cm
-   from frame to frame, and forward kinematics alone moves the toes by up to 4 cm; their height stays the rigid
-   leg's, so a rest-length leg is not bent further to reach a shorter generated leg's foot); with
+   from frame to frame, and forward kinematics alone moves the toes by up to 4 cm; at their height under their own
+   hip, so a rest leg whose hip sits lower is not folded to reach them); with
    `hold_standing` (generation turns it on, except on root paths) a figure standing on both feet stops gliding:
    the whole body moves back by its planted feet's wander (`hold_standing`); between
    two contacts a foot whose toe would shuffle along the floor is raised to a real step's arc, and any free toe
@@ -312,21 +312,23 @@ def _foot_locks(joints: np.ndarray, contacts: np.ndarray, ground: np.ndarray, le
 
 
 def feet_from_joints(rigid: np.ndarray, joints: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """`rigid` with each toe moved over the floor to where `joints` has it, at the height the rigid leg puts it, and
-    each ankle at the rest foot length behind it along `joints`' ankle->toe direction (the toe is what touches the
-    floor; the knees are re-solved by `lock_feet`).  The height stays the rigid leg's: generated legs come out a
-    centimetre or two shorter or longer than the rest skeleton's, and a rest-length leg put back on a shorter leg's
-    foot height bent the default's standing knees 4-5 degrees further (140-143 -> 144-148 degrees,
-    `benchmarks/measure_gait.py`); the floor itself is found again by the locks and `pin_floor`."""
+    """`rigid` with each foot put back where `joints` has it, as far below the rigid hip as it is below its own hip
+    in `joints`: the ankle over the floor where `joints` has it, at `joints`' ankle height less its hip's plus the
+    rigid hip's height, the toe at the rest foot length along `joints`' ankle->toe direction (the knees are
+    re-solved by `lock_feet`).  The rest skeleton's hips sit 2 cm lower under the pelvis than the prepared data's,
+    from which the model learnt; feet kept at the rigid leg's height (or at their generated height) folded the rest
+    leg to reach them: the default's standing knees came out at 144-148 degrees where the decoded joints stand at
+    151-160 (real standing 159, `benchmarks/measure_gait.py`).  Hung from the hip with the reach scaled to the rest
+    leg's length as well, a crouched crawl stood 8 cm taller and the knees gained less.  The floor itself is found
+    again by the locks and `pin_floor`."""
     out = rigid.copy()
     lengths = np.linalg.norm(offsets, axis=-1)
-    for (_, _, ankle, toe), _ in LEGS:
-        target = joints[:, toe].copy()
-        target[:, 1] = rigid[:, toe, 1]
-        out[:, toe] = target
+    for (hip, _, ankle, toe), _ in LEGS:
+        out[:, ankle] = joints[:, ankle]
+        out[:, ankle, 1] += rigid[:, hip, 1] - joints[:, hip, 1]
         direction = joints[:, toe] - joints[:, ankle]
         direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
-        out[:, ankle] = target - lengths[toe] * direction
+        out[:, toe] = out[:, ankle] + lengths[toe] * direction
     return out
 
 

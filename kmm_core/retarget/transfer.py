@@ -19,8 +19,8 @@ rest orientation to its posed one, so posed axes = D_b M'_b with M'_b the rest a
    points (root translation scaled by s, so feet do not slide).  Bones the map does not drive (twist, finger, helper
    bones) keep their rest pose relative to their parent.
 3. Leg IK: each leg's thigh and shin are turned (analytic two-bone IK, bone lengths kept, the knee staying in the
-   plane the transferred knee bends in, forward when straight) so that the ankle reaches the scaled source ankle;
-   the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
+   plane the transferred knee bends in, forward when straight or behind the leg) so that the ankle reaches the
+   scaled source ankle; the foot keeps its world orientation.  Planted source feet therefore stay planted, and knees cannot flip.
 4. Feet on the ground (`foot_ground.py`): the body moves up or down so that planted feet stand on the rig's rest
    floor (`RetargetedMotion.vertical_offset`), each foot chain (ankle, toes, toe tip, skinned foot corners) is as far
    above that floor as the source foot is above its own standing position while the source foot is down, and never
@@ -657,6 +657,12 @@ def _leg_ik(motion: RetargetedMotion, goal: np.ndarray) -> None:
         fallback = forward - np.sum(forward * direction, axis=-1, keepdims=True) * direction
         weak = np.linalg.norm(pole, axis=-1) < 0.05 * upper
         pole = _unit(np.where(weak[:, None], fallback, pole))
+        # A knee never bends backwards: a transferred knee a little behind its leg's line (a nearly straight source
+        # leg on a rig whose rest knee sits behind it) is mirrored to the front, its sideways lean kept; bent further
+        # to reach a nearer ankle it bent backwards by 30-40 degrees on two downloaded characters.
+        front = _unit(fallback)
+        behind = np.minimum(np.sum(pole * front, axis=-1), 0.0)
+        pole = _unit(pole - 2.0 * behind[:, None] * front)
         cosine = np.clip((upper ** 2 + distance ** 2 - lower ** 2) / (2 * upper * distance), -1.0, 1.0)
         new_knee = hip + upper[:, None] * (cosine[:, None] * direction + np.sqrt(1 - cosine ** 2)[:, None] * pole)
         new_ankle = hip + distance[:, None] * direction

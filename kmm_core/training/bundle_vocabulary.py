@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bundle.caption_checks import CAPTION_CHECKS_FILE
 from ..bundle.vocabulary import (
     Vocabulary,
     measure_action_motion,
@@ -140,7 +141,8 @@ def calibrate(bundle: ModelBundle, vocabulary: Vocabulary) -> tuple[dict, dict[s
 def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_dir: str | Path | None = None
                             ) -> dict:
     """Embed the training captions, choose space and threshold, write vocabulary.json + vocabulary.safetensors into
-    the bundle folder (default: the bundle's own); returns the ``out_of_vocabulary`` entry."""
+    the bundle folder (default: the bundle's own), removing caption checks made for other captions; returns the
+    ``out_of_vocabulary`` entry."""
     import torch
     from safetensors.torch import save_file
 
@@ -154,6 +156,7 @@ def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_
         save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16)},
                   str(temporary), metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
     write_vocabulary(folder, Vocabulary(**{**vocabulary.__dict__, "out_of_vocabulary": report}))
+    (folder / CAPTION_CHECKS_FILE).unlink(missing_ok=True)  # its results follow the old captions' order
     record_checksums(folder)  # bundle.json's checksums now cover the vocabulary files too
     return report
 

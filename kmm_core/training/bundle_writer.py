@@ -50,6 +50,8 @@ from .model_card import (
 )
 
 TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+MOTION_MEASURES = ("word_checks.json", "caption_checks.json")
+"""Files that measured a bundle's generated motion: removed when a decoder or generator they measured is replaced."""
 """The weight precisions a bundle ships (``bundle.json`` "dtype")."""
 
 
@@ -265,7 +267,8 @@ def attach_prompt_decoder(bundle_dir: str | Path, run_dir: str | Path, name: str
                      if key.startswith("decoder.")}, TORCH_DTYPES[dtype])
     save_file(tensors, str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
     shutil.copyfile(bundle_dir / "tokenizer.json", bundle_dir / f"{name}.json")
-    (bundle_dir / "word_checks.json").unlink(missing_ok=True)  # it measured the motion before this decoder
+    for stale in MOTION_MEASURES:  # they measured the motion before this decoder
+        (bundle_dir / stale).unlink(missing_ok=True)
     if name not in manifest["components"]:
         manifest["components"].append(name)
     # one write of bundle.json, the new component and every checksum together
@@ -282,15 +285,16 @@ def replace_tokenizer_decoder(bundle_dir: str | Path, run_dir: str | Path) -> di
     ``run_dir`` (``RUN/decoder.safetensors``, e.g. with ``[decoder] hand_weight``): every prompt's frames that no
     prompt decoder makes, and the standing prompts' arms, are decoded by it.  Refused unless it was refined from this
     bundle's tokenizer (same configuration, encoder and codebooks), so the generator's codes are still its codes.
-    Writes ``tokenizer.safetensors`` in the bundle's dtype; the word checks, which measured the old decoder's motion,
-    are removed (``kmm-train check-words`` measures the new one); bundle.json written once with every checksum, the
+    Writes ``tokenizer.safetensors`` in the bundle's dtype; the word and caption checks, which measured the old
+    decoder's motion, are removed (``kmm-train check-words`` and ``check-captions`` measure the new one); bundle.json written once with every checksum, the
     bundle proved to load, the refinement noted in the model card; returns the new manifest."""
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
     manifest = read_manifest(bundle_dir)
     refined, dtype = _refined_tokenizer(bundle_dir, run_dir, manifest)
     with atomic_path(bundle_dir / "tokenizer.safetensors") as partial:  # the old one stays if the write fails
         save_file(_cast(refined, TORCH_DTYPES[dtype]), str(partial), metadata={"format": "pt", "dtype": dtype})
-    (bundle_dir / "word_checks.json").unlink(missing_ok=True)  # it measured the old decoder's motion
+    for stale in MOTION_MEASURES:  # they measured the old decoder's motion
+        (bundle_dir / stale).unlink(missing_ok=True)
     manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))
     ModelBundle.load(bundle_dir, device="cpu")  # proves it loads
@@ -374,7 +378,7 @@ def replace_generator(bundle_dir: str | Path, run_dir: str | Path) -> dict:
         save_file(_cast(load_file(str(run_dir / f"{name}.safetensors")), TORCH_DTYPES[dtype]),
                   str(bundle_dir / f"{name}.safetensors"), metadata={"format": "pt", "dtype": dtype})
     manifest.update({"dataset": dataset, **licence.manifest_fields()})
-    for stale in ("vocabulary.json", "vocabulary.safetensors", "word_checks.json"):
+    for stale in ("vocabulary.json", "vocabulary.safetensors", *MOTION_MEASURES):
         (bundle_dir / stale).unlink(missing_ok=True)  # they describe the data and the generator replaced
     manifest[FILES_KEY] = checksum_entries(bundle_dir, bundle_file_names(manifest["components"], bundle_dir))
     write_text_atomic(bundle_dir / BUNDLE_FILE, json.dumps(manifest, indent=2))

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained on (see kmm-train eval-actions --help)", add_help=False)
     commands.add_parser("check-words", help="check every action word of a bundle on generated motion; writes "
                         "BUNDLE/word_checks.json (see kmm-train check-words --help)", add_help=False)
+    commands.add_parser("check-captions", help="generate every train caption of a bundle once and judge it by its "
+                        "action's check; writes BUNDLE/caption_checks.json, from which the prompt warnings predict "
+                        "what the model will not perform (see kmm-train check-captions --help)", add_help=False)
     commands.add_parser("ablate", help="seed study: masking rows x training seeds, trained, evaluated, tabulated "
                         "(see kmm-train ablate --help)", add_help=False)
     return parser
@@ -174,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..evaluation.word_checks import main as word_checks_main
 
         return word_checks_main(argv[1:])
+    if argv and argv[0] == "check-captions":
+        from .caption_checks_command import main as caption_checks_main
+
+        return caption_checks_main(argv[1:])
     if argv and argv[0] == "ablate":
         from .ablate_command import main as ablate_main
 

@@ -382,6 +382,29 @@ def add_gait_cycles_section(bundle_dir: str | Path, cycles: int, counts: Mapping
                                                         GAIT_CYCLES_END, section))
 
 
+CAPTION_CHECKS_BEGIN = "<!-- caption checks: begin (kmm-train check-captions) -->"
+CAPTION_CHECKS_END = "<!-- caption checks: end -->"
+
+
+def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, Any]) -> Path | None:
+    """Put the caption checks' section (between `CAPTION_CHECKS_BEGIN` and `CAPTION_CHECKS_END`, replaced when there)
+    into the bundle's card; a bundle without a card is left without one (None)."""
+    card = Path(bundle_dir) / CARD_FILE
+    if not card.is_file():
+        return None
+    passed = str(document["passed"])
+    checked = passed.count("1") + passed.count("0")
+    section = ["## Caption checks", "",
+               f"`caption_checks.json`: each of the {len(passed)} train captions generated once "
+               f"({document['settings'].get('seconds', 4.0):g} s, seed {document['settings'].get('seed', 0)}) by "
+               f"`kmm-train check-captions` and judged by its action's geometric check: {passed.count('1')} of "
+               f"{checked} performed ({len(passed) - checked} have no check).  A prompt whose "
+               f"{document['neighbours']} nearest train captions were performed less than "
+               f"{document['warn_below']:g} of the time (similarity-weighted) is warned about before generating."]
+    return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), CAPTION_CHECKS_BEGIN,
+                                                        CAPTION_CHECKS_END, section))
+
+
 def _with_marked_section(text: str, begin: str, end: str, lines: list[str]) -> str:
     """``text`` with the section between the comments ``begin`` and ``end`` removed where it was and ``lines``
     (between them) put before the intended-use section (at the end when there is none)."""

@@ -37,8 +37,9 @@ from ..common.limits import (
 from ..common.prompt_text import prompt_problem
 from ..generation.timeline import Timeline, TimelineError
 
-PROTOCOL_VERSION = 3
-"""2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
+PROTOCOL_VERSION = 4
+"""4: each `result.warnings` entry carries `predicted_pass_rate`. 3: `generate.timeline` may carry `constraints`.
+2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
 `foot_lock`. 1: the first version."""
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
@@ -195,11 +196,13 @@ def _frame_range(value: Any) -> str | None:
 
 
 _WARNING_FIELDS = {"segment": (int, type(None)), "prompt": (str,), "similarity": (int, float),
-                   "threshold": (int, float), "message": (str,), "suggestions": (list,)}
+                   "threshold": (int, float), "message": (str,), "suggestions": (list,),
+                   "predicted_pass_rate": (int, float, type(None))}
 
 
 def _warnings(value: Any) -> str | None:
-    """result.warnings: a list of {segment, prompt, similarity, threshold, message, suggestions}."""
+    """result.warnings: a list of {segment, prompt, similarity, threshold, message, suggestions,
+    predicted_pass_rate}."""
     if not isinstance(value, list):
         return f"must be a list, got {_describe(value)}"
     for index, item in enumerate(value):
@@ -392,10 +395,12 @@ def summarise_warnings(warnings: list[dict[str, Any]], keep: int = MAX_FULL_WARN
     if len(where) > 1000:
         where = where[:990] + " ...)"
     message = (f"{len(rest)} more prompt{'s' if len(rest) != 1 else ''}{where} {'are' if len(rest) != 1 else 'is'} "
-               f"far from everything this model was trained on; the motion may not match them")
+               f"far from everything this model was trained on, or ask for what it rarely performs; the motion may "
+               f"not match them")
+    rates = [w["predicted_pass_rate"] for w in rest if w.get("predicted_pass_rate") is not None]
     return [*warnings[:keep], {"segment": None, "prompt": "", "similarity": min(w["similarity"] for w in rest),
                                "threshold": rest[0]["threshold"], "message": message,
-                               "suggestions": []}]
+                               "suggestions": [], "predicted_pass_rate": min(rates) if rates else None}]
 
 
 def _ranges(numbers: list[int]) -> str:

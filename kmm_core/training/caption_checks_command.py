@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``kmm-train check-captions``: every train caption of a bundle generated once and judged by its action's check
+(``evaluation/caption_checks.py``), the results written into ``BUNDLE/caption_checks.json``
+(``bundle/caption_checks.py``: what the prompt warnings predict from) and a section of the model card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..common.errors import KMMError
+from ..common.limits import thread_count_problem
+from ..common.progress import command_log
+from ..evaluation.caption_checks import SECONDS, SEED, caption_results
+
+MAX_SEED = 2**31 - 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmm-train check-captions",
+                                     description="Generate every train caption of a bundle once and judge it by its "
+                                                 "action's check; writes BUNDLE/caption_checks.json (read by the "
+                                                 "prompt warnings).")
+    parser.add_argument("--checkpoint", required=True, help="model: default, open, a shipped name, or a folder")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 bad input (message on stderr), 2 bad command line."""
+    from ..bundle.caption_checks import caption_checks_document, write_caption_checks
+    from ..bundle.model_bundle import ModelBundle
+    from ..bundle.model_choice import resolve_model
+    from ..bundle.vocabulary import read_vocabulary
+    from ..evaluation.word_checks import check_writable_folder
+    from .model_card import add_caption_checks_section
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    log = command_log("kmm-train check-captions", args.quiet)
+    try:
+        if not 0 <= args.seed <= MAX_SEED:
+            raise KMMError(f"--seed {args.seed}: must be from 0 to {MAX_SEED}")
+        if args.threads is not None:
+            if (problem := thread_count_problem(args.threads)) is not None:
+                raise KMMError(problem)
+            import torch
+
+            torch.set_num_threads(args.threads)
+        folder = resolve_model(args.checkpoint)
+        check_writable_folder(Path(folder), "the bundle folder")  # before minutes of generation, not after them
+        vocabulary = read_vocabulary(folder)
+        if not vocabulary.train_captions:
+            raise KMMError(f"{vocabulary.path}: the vocabulary has no train captions to check")
+        bundle = ModelBundle.load(folder, device="cpu")
+        results = caption_results(bundle, vocabulary.train_captions, vocabulary.train_actions, args.seed, log)
+        document = caption_checks_document(vocabulary.model, results, {"seed": args.seed, "seconds": SECONDS},
+                                           "kmm-train check-captions " + " ".join(argv))
+        path = write_caption_checks(folder, document)
+        add_caption_checks_section(folder, document)
+    except KMMError as error:
+        print(f"kmm-train check-captions: error: {error}", file=sys.stderr)
+        return 1
+    checked = [value for value in results if value is not None]
+    print(f"[kmm-train check-captions] {sum(checked)} of {len(checked)} captions performed "
+          f"({len(results) - len(checked)} without a check); wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
