@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,15 @@ class CaptionChecks:
     warn_below: float = WARN_BELOW
     path: str = ""
 
+    @cached_property
+    def checked(self) -> np.ndarray:
+        """Indices of the train captions whose action has a check (the ones a prediction reads)."""
+        return np.flatnonzero(np.isfinite(self.passed))
+
     def predicted(self, similarity: np.ndarray) -> tuple[float, int] | None:
         """(predicted pass rate, index of the nearest train caption the model does not perform, or -1) from one
         prompt's similarities (N,) to the train captions; None when no caption has a check."""
-        checked = np.flatnonzero(np.isfinite(self.passed))
+        checked = self.checked
         if not checked.size:
             return None
         nearest = checked[np.argsort(-similarity[checked])[:self.neighbours]]

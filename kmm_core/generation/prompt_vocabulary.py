@@ -185,7 +185,7 @@ class PromptVocabulary:
         return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path),
                    read_caption_checks(bundle.path, len(vocabulary.train_captions)))
 
-    def _uses_weak_word(self, caption: int) -> bool:
+    def _never_suggested(self, caption: int) -> bool:
         """Whether training caption `caption` uses a weak word or the model did not perform it (never suggested)."""
         if self.captions is not None and self.captions.passed[caption] == 0.0:
             return True
@@ -204,7 +204,7 @@ class PromptVocabulary:
             order = np.argsort(-similarity)
             chosen: list[int] = []
             for index in order[:200]:
-                if self._uses_weak_word(int(index)):
+                if self._never_suggested(int(index)):
                     continue
                 if all(self.train[index] @ self.train[c] < DISTINCT_SUGGESTION_SIMILARITY for c in chosen):
                     chosen.append(int(index))

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..common.errors import KMMError
-from ..common.limits import thread_count_problem
+from ..common.limits import MAX_SEED, thread_count_problem
 from ..common.progress import command_log
 from ..evaluation.caption_checks import SECONDS, SEED, caption_results
-
-MAX_SEED = 2**31 - 1
 
 
 def build_parser() -> argparse.ArgumentParser:
