@@ -37,3 +37,33 @@ def test_the_payload_unpacks_into_a_text_encoder_that_embeds_as_the_installed_on
     installed = MiniLMTextEncoder().encode(texts).sentence
     travelled = MiniLMTextEncoder(TextEncoderConfig(model_path=str(model))).encode(texts).sentence
     assert torch.nn.functional.cosine_similarity(installed, travelled).min() > 0.9999
+
+
+def test_check_texts_only_keeps_every_check_text_exact_and_zeroes_the_rest(tmp_path):
+    """`--check-texts-only`: the texts the CUDA check encodes embed exactly as with the whole word table; a word none
+    of them has loses its row (so the payload fits beside a larger checkout)."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.gpu_payload import WORD_EMBEDDINGS, check_texts, keep_token_rows
+    from kmm_core.model.configs import TextEncoderConfig
+    from kmm_core.model.text_encoder import MiniLMTextEncoder, default_model_path
+
+    texts = check_texts()
+    readme = [segment["prompt"] for segment in json.loads((REPO_ROOT / "examples" / "timeline.json").read_text())["segments"]]
+    assert set(readme) <= set(texts) and "a person walks forward" in texts
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_path(), folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    weights = load_file(str(default_model_path() / "model.safetensors"))
+    kept = keep_token_rows(weights, default_model_path(), texts)
+    table = weights[WORD_EMBEDDINGS]
+    assert 100 < kept < table.shape[0] // 10 and int((table.abs().sum(1) > 0).sum()) == kept
+    save_file(weights, str(folder / "model.safetensors"))
+    whole, trimmed = MiniLMTextEncoder(), MiniLMTextEncoder(TextEncoderConfig(model_path=str(folder)))
+    check = readme[:2] + ["a person walks forward"]
+    assert torch.equal(whole.encode(check).sentence, trimmed.encode(check).sentence)
+    unseen = ["a xylophone quartet"]
+    assert not torch.allclose(whole.encode(unseen).sentence, trimmed.encode(unseen).sentence)

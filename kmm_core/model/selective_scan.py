@@ -359,7 +359,8 @@ def cuda_scan_choice(device: str = "cuda", gradients: bool = True) -> tuple[str,
     else, where a gradient flows through the scan (training), our Triton kernels (``triton_selective_scan``) when
     ``triton_availability(device)`` holds; else the pure scan.  Generation (no gradient)
     keeps the pure scan: on an H200 the Triton kernels generated no faster (0.95-1.05x, up to a 10-minute timeline)
-    and would first be compiled, while they trained the generator 2.3-4.6x faster
+    and would first be compiled, while they trained the generator 2.3-6x faster; mamba_ssm's kernel, which needs no
+    compiling at run time, generated at the CPU's speed and trained 2.8-6x faster
     (benchmarks/results/cuda_check_h200*.md).  ``KMM_SELECTIVE_SCAN=pure`` takes the pure scan here too."""
     if os.environ.get(SCAN_VARIABLE, "auto").strip().lower() == "pure":
         return "pure", f"{SCAN_VARIABLE}=pure"
