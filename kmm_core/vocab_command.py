@@ -81,4 +81,18 @@ def warn_about_prompts(bundle: Any, prompts: list[str], stream=None) -> list:
     for check in checks:
         if check.warning:
             print(f"kmm: warning: {check.warning}", file=stream)
+    say_what_conditions(bundle, prompts, stream)
     return checks
+
+
+def say_what_conditions(bundle: Any, prompts: list[str], stream) -> None:
+    """One note per prompt that is not (nearly) a training caption: the captions nearest in meaning that complete
+    its condition (generation/prompt_conditions.py)."""
+    from .generation.prompt_conditions import retrieved_captions
+
+    unique = list(dict.fromkeys(prompts))
+    for prompt, (share, captions) in zip(unique, retrieved_captions(bundle, unique), strict=True):
+        if captions:
+            listed = ", ".join(f'"{caption}"' for caption in captions)
+            print(f'kmm: note: "{prompt}" is generated from its own words ({share:.0%}) and the training captions '
+                  f"nearest in meaning that the model performs ({1 - share:.0%}): {listed}", file=stream)

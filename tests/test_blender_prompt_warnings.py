@@ -20,18 +20,23 @@ def outcome():
     return run_blender_script("prompt_warnings.py", str(default_bundle_path()), timeout=600)
 
 
-def _boxes(panel: list) -> list[tuple[str, list[dict]]]:
-    """The drawn warning boxes: (the message's wrapped labels joined, the suggestion buttons' properties)."""
-    boxes: list[tuple[str, list[dict]]] = []
+def _groups(panel: list) -> list[tuple[str, str, list[dict]]]:
+    """The drawn groups: (the first label's icon, the wrapped labels joined, the suggestion buttons' properties)."""
+    groups: list[tuple[str, str, list[dict]]] = []
     for kind, text, icon, extra in panel:
-        if kind == "label" and icon == "QUESTION":
-            boxes.append((text, []))
+        if kind == "label" and icon in ("QUESTION", "INFO"):
+            groups.append((icon, text, []))
         elif kind == "label":
-            boxes[-1] = (f"{boxes[-1][0]} {text}", boxes[-1][1])
+            groups[-1] = (groups[-1][0], f"{groups[-1][1]} {text}", groups[-1][2])
         else:
             assert (text, icon) == ("kmm.use_suggestion", f'Use "{extra["suggestion"]}"'), (text, icon)
-            boxes[-1][1].append(extra)
-    return boxes
+            groups[-1][2].append(extra)
+    return groups
+
+
+def _boxes(panel: list) -> list[tuple[str, list[dict]]]:
+    """The drawn warning boxes: (the message's wrapped labels joined, the suggestion buttons' properties)."""
+    return [(text, buttons) for icon, text, buttons in _groups(panel) if icon == "QUESTION"]
 
 
 def test_unknown_prompt_is_warned_on_its_row_with_suggestions(outcome):
@@ -78,3 +83,16 @@ def test_panel_offers_the_suggestions_and_using_one_clears_the_warning(outcome):
     assert outcome["warning_after"] == ""
     assert [text.split(":")[0] for text, _ in _boxes(outcome["panel_after"])] == ["Segment 3"]
     assert "segment 8: no such row" in outcome["bad_index"]
+
+
+def test_a_prompt_read_with_the_nearest_known_captions_says_which(outcome):
+    """A prompt unlike the training captions is generated partly from the nearest captions the model performs
+    (kmm_core/generation/prompt_conditions.py); the row keeps them and the panel names them while the prompt stays."""
+    known, juggle, _kick = outcome["rows"]
+    assert known["read_with"] == []                      # a training caption keeps its own condition
+    assert 1 <= len(juggle["read_with"]) <= 3 and juggle["prompt"] not in juggle["read_with"]
+    notes = [text for icon, text, _ in _groups(outcome["panel"]) if icon == "INFO"]
+    assert notes[0] == ("Segment 2 was read with what the model knows nearest to it: "
+                        + ", ".join(f'"{caption}"' for caption in juggle["read_with"]))
+    # Once the row's prompt is replaced, the note is no longer drawn for it.
+    assert not any(text.startswith("Segment 2 ") for icon, text, _ in _groups(outcome["panel_after"]) if icon == "INFO")

@@ -185,7 +185,7 @@ def test_the_regenerated_take_is_a_new_active_action_that_remembers_its_file(reg
 def test_regenerating_from_the_panel_runs_in_the_background_and_keeps_the_rest(regenerated):
     timer = regenerated["timer"]
     assert regenerated["timer_running_after_start"] is True
-    assert timer["state"] == "done" and timer["error"] == ""
+    assert timer["state"] == "done" and timer["error"] == "", timer["error"]
     assert timer["name"] == "KMM walk forward +2 seed 3 seg1" and timer["last_takes"] == timer["name"]
     second, third = _keys({"keys": regenerated["second_after_reopen"]}), _keys(timer)
     made = _keys(regenerated["second"])

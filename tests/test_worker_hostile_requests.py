@@ -65,6 +65,8 @@ def test_900_segments_of_long_unfamiliar_prompts_get_an_answer_that_fits_one_lin
     # The line the worker wrote was decoded by RawWorker, which refuses a line over the limit.
     assert len(json.dumps(answer, ensure_ascii=False).encode()) < MAX_LINE_BYTES
     assert len(answer["paths"]) == 1 and Path(answer["paths"][0]).is_file()
+    # Which training captions completed each far prompt (info.conditions) did not fit beside them: their count did.
+    assert answer["info"]["conditions"] == [] and answer["info"]["conditions_left_out"] == 900
 
 
 def test_summarised_warnings_always_fit():

@@ -72,6 +72,22 @@ def test_generate_reports_progress_and_writes_results(worker, tmp_path):
     assert result.foot_lock and np.array_equal(result.foot_contacts[:30], motions[0].foot_contacts[:30])
 
 
+def test_the_result_names_the_training_captions_that_completed_a_prompt(worker, tmp_path, tiny_bundle):
+    """info.conditions (generation/prompt_conditions.py): a prompt unlike the training captions is generated partly
+    from the nearest ones the model performs, named per segment; a training caption keeps its own condition."""
+    from kmm_core.bundle.vocabulary import read_vocabulary
+
+    captions = read_vocabulary(tiny_bundle).train_captions
+    timeline = {"fps": 20, "segments": [{"prompt": captions[0], "seconds": 1.0},
+                                        {"prompt": "somebody ambles slowly across a big room", "seconds": 1.0}]}
+    answer, _ = _wait(worker, worker.send(Generate(timeline=timeline, output_dir=str(tmp_path), steps=2)))
+    assert answer["type"] == "result", answer
+    (entry,) = answer["info"]["conditions"]
+    assert entry["segment"] == 1 and entry["prompt"] == "somebody ambles slowly across a big room"
+    assert 1 <= len(entry["captions"]) <= 3 and set(entry["captions"]) <= set(captions)
+    assert 0.3 <= entry["own_share"] < 1.0
+
+
 def test_cancel_takes_effect_at_the_next_step_and_the_worker_keeps_serving(worker, tmp_path):
     request_id = worker.send(Generate(timeline=LONG_TIMELINE, output_dir=str(tmp_path), seed=0, steps=200))
     steps = []

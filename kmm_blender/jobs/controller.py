@@ -242,7 +242,8 @@ def apply_result(context: bpy.types.Context, job: GenerationJob,
     if target.armature_name is None:
         scene.kmm.target_armature = imported.armature  # later generations go to the same character
     imported.warnings.extend(prompt_warnings.store(
-        scene.kmm, job.warnings, target.regeneration.segment if target.regeneration is not None else None))
+        scene.kmm, job.warnings, target.regeneration.segment if target.regeneration is not None else None,
+        job.info.get("conditions", []) if isinstance(job.info.get("conditions"), list) else []))
     names = ", ".join(take.action.name for take in imported.takes)
     wm = bpy.context.window_manager
     if hasattr(wm, "kmm_job"):

@@ -39,6 +39,10 @@ class KMM_PG_segment(bpy.types.PropertyGroup):
     vocabulary_warning: StringProperty(name="Vocabulary Warning", default="")
     warned_prompt: StringProperty(name="Warned Prompt", default="")
     suggestions: StringProperty(name="Suggested Prompts", default="")
+    # Set from the worker's result.info.conditions: the training captions nearest in meaning that completed the
+    # prompt's condition (kmm_core/generation/prompt_conditions.py), kept with the prompt they were for.
+    read_with: StringProperty(name="Read With", default="")
+    read_with_prompt: StringProperty(name="Read With Prompt", default="")
 
 
 EFFECTOR_ITEMS = [(name, name.replace("_", " ").title(), f"the {name.replace('_', ' ')} reaches the target")

@@ -9,14 +9,20 @@ from typing import Any
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..timeline.prompt_warnings import active_warning, suggestions_of
+from ..timeline.prompt_warnings import active_warning, read_with_of, suggestions_of
 
 
 def draw_warnings(layout: bpy.types.UILayout | None, settings: Any, wrapped) -> None:
-    """Under the table: each warned row's message and one button per suggestion."""
+    """Under the table: each warned row's message and one button per suggestion; each row whose prompt was read
+    with training captions nearest in meaning, those captions."""
     if layout is None:
         return
     for index, item in enumerate(settings.segments):
+        captions = read_with_of(item)
+        if captions:
+            listed = ", ".join(f'"{caption}"' for caption in captions)
+            wrapped(layout, f"Segment {index + 1} was read with what the model knows nearest to it: {listed}",
+                    icon="INFO")
         message = active_warning(item)
         if not message:
             continue

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..bundle.model_bundle import ModelBundle
 from ..generation.gait_matching import walk_on_gait_cycles
+from ..generation.prompt_conditions import prompt_conditions
 from ..generation.prompt_kinds import prompt_kinds
 from ..generation.walk_candidates import stride_score
 from ..humanml3d.features import features_to_joints, joints_to_features
@@ -45,7 +46,7 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             lengths = [int(frames[i]) for i in chunk]
-            sentence = bundle.prompt_embeddings([prompts[i] for i in chunk])
+            sentence = prompt_conditions(bundle, [prompts[i] for i in chunk])
             kinds = prompt_kinds(bundle, [prompts[i] for i in chunk])
             locomotion, steady = (torch.tensor([kind.walking for kind in kinds]),
                                   torch.tensor([kind.steady for kind in kinds]))

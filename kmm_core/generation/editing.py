@@ -38,6 +38,7 @@ from .decoding_engine import GenerationOptions, StepCounter, decode_windowed, st
 from .edit_cleanup import clean_edited_part
 from .gait_matching import walk_on_gait_cycles
 from .paths import follow_paths, path_spans
+from .prompt_conditions import prompt_conditions
 from .prompt_kinds import spans_and_kinds
 from .timeline import Segment, Timeline, TimelineError
 
@@ -182,7 +183,7 @@ def _prompts_of(source: MotionResult) -> tuple[np.ndarray, tuple[str, ...]]:
 
 def _condition(bundle: ModelBundle, spans_and_prompts: Sequence[tuple[tuple[int, int], str]], num_tokens: int):
     spans = [span for span, _ in spans_and_prompts]
-    embeddings = bundle.prompt_embeddings([prompt for _, prompt in spans_and_prompts])
+    embeddings = prompt_conditions(bundle, [prompt for _, prompt in spans_and_prompts])
     return token_condition_from_segments(embeddings, spans, num_tokens)
 
 
@@ -305,7 +306,7 @@ def regenerate(bundle: ModelBundle, source: MotionResult, *, segment: int | None
              for (s, e), p in zip(segment_frames, prompts, strict=True)]
     condition = _condition(bundle, parts, num_tokens) if parts else None
     if prompt is not None:
-        new = bundle.prompt_embeddings([prompt])[0]
+        new = prompt_conditions(bundle, [prompt])[0]
         condition = new.expand(num_tokens, -1).clone() if condition is None else condition
         condition[first:last] = new
     decoded_prompts = parts + ([((first * FRAMES_PER_TOKEN, last * FRAMES_PER_TOKEN), prompt)] if prompt is not None

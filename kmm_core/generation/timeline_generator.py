@@ -55,6 +55,7 @@ from .decoding_engine import (
     window_starts,
 )
 from .gait_matching import walk_on_gait_cycles
+from .prompt_conditions import prompt_conditions
 from .prompt_kinds import prompt_kinds, spans_and_kinds
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
@@ -86,7 +87,7 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     num_frames = model_frames(timeline)
     num_tokens = num_tokens_for_frames(num_frames)
     spans = timeline.segment_ranges(MODEL_FPS)
-    embeddings = bundle.prompt_embeddings(timeline.prompts)
+    embeddings = prompt_conditions(bundle, timeline.prompts)
     condition = token_condition_from_segments(embeddings, spans, num_tokens)
     spans_and_prompts = list(zip(spans, timeline.prompts, strict=True))
     rng = torch.Generator()
@@ -247,6 +248,6 @@ def keep_constraint_tokens(bundle: ModelBundle, codes: Tensor, num_frames: int, 
     for token in keys:
         fixed[token] = encoded[token]
     spans = timeline.segment_ranges(MODEL_FPS)
-    condition = token_condition_from_segments(bundle.prompt_embeddings(timeline.prompts), spans, num_tokens)
+    condition = token_condition_from_segments(prompt_conditions(bundle, timeline.prompts), spans, num_tokens)
     return decode_windowed(bundle, num_frames, condition, fixed, config, rng, options, counter,
                            list(zip(spans, timeline.prompts, strict=True)))

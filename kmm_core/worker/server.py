@@ -110,11 +110,8 @@ class Worker:
         try:
             try:
                 line = encode(event)
-            except ProtocolError:
-                if not event.get("warnings"):
-                    raise
-                # Too long even with the summarised warnings (many long result paths): keep only the count.
-                line = encode({**event, "warnings": summarise_warnings(event["warnings"], keep=0)})
+            except ProtocolError as too_long:
+                line = _shortest_fitting(event, too_long)
         except Exception as exc:  # noqa: BLE001 - an event that cannot be encoded must not kill the caller
             LOG.error("cannot encode a %s event: %s", event.get("type"), exc)
             if event.get("type") not in TERMINAL_EVENTS:
@@ -520,11 +517,43 @@ def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     results = generate_timeline(bundle, timeline, seed=request["seed"], variations=request["variations"],
                                 options=_options(request), on_progress=_progress(worker, request_id),
                                 should_cancel=lambda: worker.is_cancelled(request_id))
+    prompts = list(enumerate(s.prompt for s in timeline.segments))
     return {"type": "result", "paths": _save(results, folder),
             "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
-                     "variations": len(results)},
-            "warnings": _prompt_warnings(worker, bundle, list(enumerate(s.prompt for s in timeline.segments)),
-                                         request_id)}
+                     "variations": len(results), "conditions": _conditions(bundle, prompts)},
+            "warnings": _prompt_warnings(worker, bundle, prompts, request_id)}
+
+
+def _shortened(event: dict[str, Any]):
+    """Ever shorter forms of an answer too long for one line (thousands of segments, long result paths): without
+    ``info.conditions`` (their count kept as ``conditions_left_out``), then also with only the warnings' count."""
+    info = event.get("info")
+    if isinstance(info, dict) and info.get("conditions"):
+        event = {**event, "info": {**info, "conditions": [], "conditions_left_out": len(info["conditions"])}}
+        yield event
+    if event.get("warnings"):
+        yield {**event, "warnings": summarise_warnings(event["warnings"], keep=0)}
+
+
+def _shortest_fitting(event: dict[str, Any], too_long: ProtocolError) -> str:
+    """The first of ``_shortened(event)`` that fits one protocol line, encoded; else ``too_long`` raised again."""
+    for shorter in _shortened(event):
+        try:
+            return encode(shorter)
+        except ProtocolError:
+            continue
+    raise too_long
+
+
+def _conditions(bundle, prompts: list[tuple[int | None, str]]) -> list[dict]:
+    """``info.conditions``: for each segment whose prompt is not a training caption, the training captions nearest
+    in meaning that complete its condition (generation/prompt_conditions.py), heaviest first."""
+    from ..generation.prompt_conditions import retrieved_captions
+
+    unique = list(dict.fromkeys(prompt for _, prompt in prompts))
+    shown = dict(zip(unique, retrieved_captions(bundle, unique), strict=True))
+    return [{"segment": segment, "prompt": prompt, "own_share": round(shown[prompt][0], 3),
+             "captions": list(shown[prompt][1])} for segment, prompt in prompts if shown[prompt][1]]
 
 
 def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str]], request_id: str) -> list[dict]:
@@ -565,7 +594,7 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     checked = [(request["segment"], request["prompt"])] if request["prompt"] else []
     return {"type": "result", "paths": _save(results, folder),
             "info": {"mode": mode, "frames": results[0].num_frames, "fps": results[0].fps,
-                     "device": str(bundle.device)},
+                     "device": str(bundle.device), "conditions": _conditions(bundle, checked)},
             "warnings": _prompt_warnings(worker, bundle, checked, request_id)}
 
 

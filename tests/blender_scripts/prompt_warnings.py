@@ -78,7 +78,8 @@ real_worker = backend_session.BackendConfig(python=sys.executable, device="cpu",
 imported = job_runner.run_generation_blocking(context, timeout=280, config=real_worker)
 result["reported"] = list(imported.warnings)
 result["rows"] = [{"prompt": s.prompt, "warning": s.vocabulary_warning, "warned_prompt": s.warned_prompt,
-                   "suggestions": prompt_warnings.suggestions_of(s)} for s in settings.segments]
+                   "suggestions": prompt_warnings.suggestions_of(s), "read_with": prompt_warnings.read_with_of(s)}
+                  for s in settings.segments]
 result["row_icons"] = [draw_row(index) for index in range(3)]
 result["panel"] = draw_warnings()
 
