@@ -16,7 +16,7 @@ Here:
 
 `--check-texts-only` keeps the word-embedding rows of the tokens the check can meet (the shipped bundle's captions
 and action examples, `examples/*.json`'s prompts, the check's own timelines) and zeroes the rest, which xz then
-packs to almost nothing (18 MB instead of 41 MB): for when the checkout itself leaves less than 41 MB of the 64.
+packs to almost nothing (21 MB instead of 41 MB): for when the checkout itself leaves less than 41 MB of the 64.
 Every text the check encodes is encoded exactly as with the whole table (the same float16-rounded weights).
 
 The weights there are float16-rounded: the GPU and the CPU of that machine use the same ones, so their agreement
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the payload folder (git must ignore it)")
     parser.add_argument("--prepared", type=Path, help="a `kmm-train prepare` folder for cuda_check.py's step 5")
     parser.add_argument("--check-texts-only", action="store_true",
-                        help="keep only the word embeddings of the texts the check encodes (18 MB instead of 41)")
+                        help="keep only the word embeddings of the texts the check encodes (21 MB instead of 41)")
     args = parser.parse_args(argv)
     if args.prepared is not None and not (args.prepared / "index.csv").is_file():
         parser.error(f"--prepared {args.prepared}: no index.csv there (a folder written by `kmm-train prepare`)")

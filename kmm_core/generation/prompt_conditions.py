@@ -64,6 +64,7 @@ class CaptionRetrieval:
         self.performed = (np.ones(vocabulary.train.shape[0], dtype=bool) if checks is None
                           else np.asarray(checks.passed != 0.0))
         self._conditions: dict[int, np.ndarray] = {}
+        self._neighbours: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     @classmethod
     def load(cls, bundle: ModelBundle) -> CaptionRetrieval:
@@ -75,21 +76,19 @@ class CaptionRetrieval:
 
     def neighbours(self, prompts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Per prompt: (the indices of its `NEIGHBOURS` nearest performed training captions, their softmax
-        weights, its best similarity to any training caption)."""
-        if not prompts:
-            return []
-        embeddings = embed_texts(self.bundle, list(prompts), "minilm")
-        similarity = embeddings @ self.vocabulary.train.T.astype(np.float32)
-        best = similarity.max(axis=1)
-        similarity[:, ~self.performed] = -np.inf
-        result = []
-        for row, closest in zip(similarity, best, strict=True):
-            nearest = np.argsort(-row, kind="stable")[:NEIGHBOURS]
-            nearest = nearest[np.isfinite(row[nearest])]
-            logits = (row[nearest] - row[nearest].max()) / TEMPERATURE
-            weights = np.exp(logits)
-            result.append((nearest, weights / weights.sum(), float(closest)))
-        return result
+        weights, its best similarity to any training caption); each distinct prompt searched once per bundle (a
+        generation and the captions shown for it ask for the same prompts)."""
+        new = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._neighbours]
+        if new:
+            similarity = embed_texts(self.bundle, new, "minilm") @ self.vocabulary.train.T.astype(np.float32)
+            best = similarity.max(axis=1)
+            similarity[:, ~self.performed] = -np.inf
+            for prompt, row, closest in zip(new, similarity, best, strict=True):
+                nearest = np.argsort(-row, kind="stable")[:NEIGHBOURS]
+                nearest = nearest[np.isfinite(row[nearest])]
+                weights = np.exp((row[nearest] - row[nearest].max()) / TEMPERATURE)
+                self._neighbours[prompt] = (nearest, weights / weights.sum(), float(closest))
+        return [self._neighbours[prompt] for prompt in prompts]
 
     def caption_conditions(self, captions: np.ndarray) -> np.ndarray:
         """(len(captions), cond_dim) the generator's own conditions of these training captions (cached)."""
