@@ -3,21 +3,27 @@
 beside real ones.
 
 Real: the walks and runs of the Bandai-Namco datasets whose takes `kmm-train prepare` puts in the test split
-(`data/splits.py` on the source's own takes, seed 0: held out from training), at the model's 20 fps, all styles.
+(`data/splits.py` on the source's own takes, seed 0: held out from training), at the model's 20 fps, all styles;
+with `--other-performers`, also the forward walks of two performers no model here was trained on (ACCAD's Female1
+and Male2 in ``../shared/data/more2``: the takes whose labelled actions are walking, turning, starting and stopping
+only), and the walk's real range is then the pooled one.
 Generated: each prompt of PROMPTS (the captions' own wording and an animator's paraphrases without the word "walk")
 through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1.  Both are cut into
 the same straight, steady windows and measured by `kmm_core/evaluation/gait.py`; the table gives each measure's
 real median [10th-90th percentile] beside each prompt's median, and marks a generated median outside the real range.
 
-Run: ``python benchmarks/measure_gait.py --bandai-namco DIR [--checkpoint default] [--seeds 6] [--walk-candidates N]
-[--without-gait-cycles] [--out FILE]``
-(DIR: the Bandai-Namco archive or its extracted folder).
+Run: ``python benchmarks/measure_gait.py --bandai-namco DIR [--other-performers MORE2] [--checkpoint default]
+[--seeds 6] [--walk-candidates N] [--without-gait-cycles] [--out FILE]``
+(DIR: the Bandai-Namco archive or its extracted folder; MORE2: ``more2-mocap.tar.xz`` or its extracted folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +37,7 @@ from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.bvh import builtin_joint_map  # noqa: E402
 from kmm_core.bvh.reader import parse_bvh  # noqa: E402
 from kmm_core.bvh.retarget import bvh_to_canonical_joints  # noqa: E402
-from kmm_core.data.sources import bandai_namco_specs, read_bvh_texts  # noqa: E402
+from kmm_core.data.sources import BvhLocation, bandai_namco_specs, read_bvh_texts  # noqa: E402
 from kmm_core.data.splits import assign_splits  # noqa: E402
 from kmm_core.evaluation.gait import MEASURES, RUN_WINDOW_SECONDS, WINDOW_SECONDS, take_gaits  # noqa: E402
 from kmm_core.evaluation.posture import standing_knee_angle  # noqa: E402
@@ -51,6 +57,8 @@ PROMPTS = {
              "a woman heads straight ahead on foot"],
     "run": ["a person runs forward", "someone jogs ahead"],
 }
+OTHER_PERFORMERS = ("ACCAD Female1", "ACCAD Male2")   # more2's takes.csv `source`; never in any training here
+WALKING_ACTIONS = {"walk", "turn", "start from standing", "stop to standing", "stand idle"}  # its labelled actions
 SECONDS = 10.0
 WINDOWS = {"walk": WINDOW_SECONDS, "run": RUN_WINDOW_SECONDS}  # real runs are 2.2-2.5 s long
 UNITS = {"cadence": "steps/min", "stride_length": "L", "speed": "L/s", "stance": "share", "double_support": "share",
@@ -86,6 +94,30 @@ def real_gaits(path: Path) -> tuple[dict[str, list[dict[str, float]]], list[floa
     return found, knees
 
 
+def other_performer_walks(path: Path) -> list[dict[str, float]]:
+    """The gait of every steady window of the forward walks of `OTHER_PERFORMERS` in more2 (archive or folder):
+    the takes ``takes.csv`` labels as walking (turning, starting, stopping) and nothing else."""
+    if path.is_dir():
+        table = (path / "takes.csv").read_text(encoding="utf-8")
+    else:
+        with tarfile.open(path) as archive:
+            member = archive.extractfile("takes.csv")
+            if member is None:
+                raise SystemExit(f"{path}: no takes.csv in the archive")
+            table = member.read().decode("utf-8")
+    chosen = [row["file"] for row in csv.DictReader(io.StringIO(table))
+              if row["source"] in OTHER_PERFORMERS and "walk" in row["actions"].split(";")
+              and set(row["actions"].split(";")) <= WALKING_ACTIONS]
+    locations = [BvhLocation(str(path / name)) if path.is_dir() else BvhLocation(str(path), name) for name in chosen]
+    joint_map = builtin_joint_map("accad_male1")  # the same 22 joint names as ACCAD's Male1 (more2/README.md)
+    gaits = []
+    for location, text in read_bvh_texts(locations):
+        if isinstance(text, str):
+            joints = bvh_to_canonical_joints(parse_bvh(text, location.label), joint_map, MODEL_FPS)
+            gaits += [gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, WINDOWS["walk"])]
+    return gaits
+
+
 def generated_knees(bundle: ModelBundle, prompt: str, seeds: int, options: GenerationOptions) -> list[float]:
     angles = []
     for seed in range(seeds):
@@ -117,6 +149,8 @@ def _cell(values: list[float], low: float | None = None, high: float | None = No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bandai-namco", type=Path, required=True, help="Bandai-Namco archive or extracted folder")
+    parser.add_argument("--other-performers", type=Path, default=None,
+                        help="more2-mocap.tar.xz or its folder: ACCAD Female1 and Male2's walks join the real walks")
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "gait.md")
@@ -129,14 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = GenerationOptions(walk_candidates=args.walk_candidates)
     real, real_knees = real_gaits(args.bandai_namco)
+    bandai_namco_walks = list(real["walk"])
+    others = other_performer_walks(args.other_performers) if args.other_performers else []
+    real["walk"] += others
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     if args.without_gait_cycles:
         object.__setattr__(bundle, "_gait_cycles", False)  # what cached_on_bundle keeps for a bundle without them
     lines = ["# Gait: generated walks and runs against real ones", "",
              f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}{' --without-gait-cycles' if args.without_gait_cycles else ''}"
-             f"{f' --walk-candidates {args.walk_candidates}' if args.walk_candidates is not None else ''}`.  Real: Bandai-Namco's test-split straight walks ({len(real['walk'])} steady windows) "
-             f"and runs ({len(real['run'])}); generated: {SECONDS:g} s per prompt and seed, seeds 0-{args.seeds - 1}, "
+             f"{f' --walk-candidates {args.walk_candidates}' if args.walk_candidates is not None else ''}"
+             f"{' --other-performers MORE2' if others else ''}`.  Real: Bandai-Namco's test-split straight walks "
+             f"({len(bandai_namco_walks)} steady windows) and runs ({len(real['run'])})"
+             + (f", and the straight walks of two performers never trained on (ACCAD Female1 and Male2, "
+                f"{len(others)} windows), pooled with Bandai-Namco's for the walk's real range" if others else "")
+             + f"; generated: {SECONDS:g} s per prompt and seed, seeds 0-{args.seeds - 1}, "
              "cut into the same straight steady windows (3 s for walks, 2 s for runs, whose real takes are short; "
              "`kmm_core/evaluation/gait.py`).  Each cell: the median "
              "over windows; **bold**: outside the real 10th-90th percentile (skate: above the 90th; less skate "
@@ -145,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         reference = real[kind]
         ranges = {m: (float(np.percentile([g[m] for g in reference], 10)),
                       float(np.percentile([g[m] for g in reference], 90))) for m in MEASURES} if reference else {}
-        header = "| measure | real median [10th-90th] | " + " | ".join(f'"{p}"' for p in prompts) + " |"
-        lines += [f"## {kind.capitalize()}", "", header, "| --- | --- |" + " --- |" * len(prompts)]
+        split = kind == "walk" and bool(others)  # the two real sources side by side, then the pooled range
+        sources = [("Bandai-Namco test", bandai_namco_walks), ("other performers", others)] if split else []
+        header = ("| measure | " + "".join(f"{name} median | " for name, _ in sources) + "real median [10th-90th] | "
+                  + " | ".join(f'"{p}"' for p in prompts) + " |")
+        lines += [f"## {kind.capitalize()}", "", header, "| --- | --- |" + " --- |" * (len(prompts) + len(sources))]
         generated = {prompt: generated_gaits(bundle, prompt, args.seeds, WINDOWS[kind], options) for prompt in prompts}
         for measure in MEASURES:
             values = [g[measure] for g in reference]
@@ -156,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             low = -np.inf if measure == "skate" and low is not None else low   # only too much skate is a fault
             cells = [_cell([g[measure] for g in generated[p]], low, high) for p in prompts]
             unit = f" ({UNITS[measure]})" if UNITS[measure] else ""
-            lines.append(f"| {measure}{unit} | {real_cell} | " + " | ".join(cells) + " |")
-        lines.append("| steady windows | " + str(len(reference)) + " | "
-                     + " | ".join(str(len(generated[p])) for p in prompts) + " |")
+            own = "".join(f"{np.median([g[measure] for g in gaits]):.2f} | " for _, gaits in sources)
+            lines.append(f"| {measure}{unit} | {own}{real_cell} | " + " | ".join(cells) + " |")
+        lines.append("| steady windows | " + "".join(f"{len(gaits)} | " for _, gaits in sources) + str(len(reference))
+                     + " | " + " | ".join(str(len(generated[p])) for p in prompts) + " |")
         lines.append("")
     knees = {prompt: generated_knees(bundle, prompt, args.seeds, options) for prompt in STANDING_PROMPTS}
     low, high = np.percentile(real_knees, [10, 90])

@@ -168,3 +168,39 @@ def test_kmm_train_gait_cycles_cuts_them_again_and_says_so_in_the_card(tiny_bund
     (bundle / "bundle.json").write_text(json.dumps(manifest), encoding="utf-8")
     assert train_main(["gait-cycles", "--dataset", str(prepared_dataset), "--bundle", str(bundle)]) == 1
     assert "bundle.json: names no datasets" in capsys.readouterr().err
+
+
+def test_each_next_stride_keeps_the_walkers_pace_and_posture(shipped_bundle):
+    """"someone walks" finds CMU strides of walkers carrying the pelvis 5-10 cm higher or lower than one another; a
+    walk going on from one of them keeps its pelvis height within `POSTURE_VARIATION` and its stride's duration within
+    `STRIDE_VARIATION` at every heel strike (a switch between them, stride after stride, rose or dropped the hips once
+    a stride: the gait benchmark's bob share 0.49), and still varies its strides."""
+    from kmm_core.generation.gait_matching import (
+        POSTURE_VARIATION,
+        STRIDE_VARIATION,
+        _bundle_cycles,
+        _next_cycle,
+        candidate_cycles,
+    )
+    from kmm_core.generation.prompt_vocabulary import embed_texts
+
+    cycles = _bundle_cycles(shipped_bundle)
+    candidates = candidate_cycles(cycles, embed_texts(shipped_bundle, ["someone walks"], cycles.space)[0],
+                                  np.array([0.0, 1.2]))
+    heights = cycles.pelvis_height[candidates]
+    assert heights.max() - heights.min() > 0.05
+    rng, varied = np.random.default_rng(0), 0
+    for first in candidates:
+        cycle, played = int(first), set()
+        for _ in range(20):
+            following = _next_cycle(cycles, cycle, candidates, rng)
+            similar = candidates[(np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1) <= STRIDE_VARIATION)
+                                 & (np.abs(cycles.pelvis_height[candidates] - cycles.pelvis_height[cycle])
+                                    <= POSTURE_VARIATION)]
+            if len(similar):
+                assert following in similar
+                assert abs(cycles.pelvis_height[following] - cycles.pelvis_height[cycle]) <= POSTURE_VARIATION
+            cycle = following
+            played.add(following)
+        varied += len(played) > 1
+    assert varied >= len(candidates) // 2

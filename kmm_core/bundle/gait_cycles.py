@@ -61,6 +61,11 @@ class GaitCycles:
         """(N, 2) each cycle's mean velocity over the floor (x, z in the facing frame, m per frame)."""
         return self.samples[:, :-1, :2].mean(axis=1)
 
+    @cached_property
+    def pelvis_height(self) -> np.ndarray:
+        """(N,) each cycle's mean pelvis (root) height over the floor, m: its walker's posture."""
+        return self.samples[:, :-1, int(np.flatnonzero(CYCLE_CHANNELS == ROOT_HEIGHT.start)[0])].mean(axis=1)
+
 
 def check_gait_cycles(cycles: GaitCycles, where: str | Path) -> GaitCycles:
     """`cycles` when every array has the shape the format says and holds finite values; InputFileError naming

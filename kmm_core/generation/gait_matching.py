@@ -17,8 +17,10 @@ model's own training split instead (``bundle/gait_cycles.py``), one cycle after 
   cycles that travel within `MAX_DIRECTION` of the way the generated body travels (none: the generated legs stay);
 - *how*: a walk starts on the candidate cycle and phase whose legs are nearest the generated legs at its first
   frame, plays at the recorded pace, and at each left heel strike goes on with a cycle drawn (the take's seed) among
-  that frame's prompt's candidates that last about as long (`STRIDE_VARIATION`): strides vary a little as a real
-  walk's do (one stride repeated is a machine's walk) and the pace holds; the jump between two cycles is spread over
+  that frame's prompt's candidates that last about as long (`STRIDE_VARIATION`) and carry the pelvis about as high
+  (`POSTURE_VARIATION`): strides vary a little as a real walk's do (one stride repeated is a machine's walk), and the
+  pace and the posture hold (a switch to another walker's upright or crouched stride at every heel strike would
+  raise or drop the hips once a stride: a limp); the jump between two cycles is spread over
   `SWITCH_FADE` of the next stride.  The rest of the body rides on the played pelvis height, and the body travels
   the way the generated one does: the played speed over the floor turned onto the generated direction of travel
   (by at most `MAX_DIRECTION`, and only as far as the generated body clearly travels: a slow body's direction is
@@ -56,6 +58,7 @@ SPEED_SIGMA = 10.0                                # frames at 20 fps: a step's s
 SWITCH_FADE = 0.3                                 # of a stride
 BLEND_SIGMA = 3.0                                 # frames at 20 fps: generated legs -> played strides and back
 STRIDE_VARIATION = 0.05                           # of a stride's duration, from one stride to the next
+POSTURE_VARIATION = 0.01                          # m of mean pelvis height, from one stride to the next
 _ROOT_HEIGHT = ROOT_HEIGHT.start
 _UPPER_BODY_HEIGHTS = np.array([RIC.start + 3 * (joint - 1) + 1 for joint in range(1, 22) if joint not in LEG_JOINTS])
 _CYCLE_ROOT_HEIGHT = int(np.flatnonzero(CYCLE_CHANNELS == _ROOT_HEIGHT)[0])
@@ -103,10 +106,15 @@ def _start(cycles: GaitCycles, candidates: np.ndarray, legs: np.ndarray) -> tupl
 
 
 def _next_cycle(cycles: GaitCycles, cycle: int, candidates: np.ndarray, rng: np.random.Generator) -> int:
-    """The stride after `cycle`: drawn among `candidates` of about its duration (within `STRIDE_VARIATION`), or,
-    where the candidates changed with the prompt and none is, among all of them."""
-    similar = candidates[np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1.0) <= STRIDE_VARIATION]
-    return int(rng.choice(similar if len(similar) else candidates))
+    """The stride after `cycle`: drawn among `candidates` of about its duration (within `STRIDE_VARIATION`) and
+    mean pelvis height (within `POSTURE_VARIATION`), or, where the candidates changed with the prompt and none is,
+    among those of about its duration, or among all of them."""
+    pace = np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1.0) <= STRIDE_VARIATION
+    posture = np.abs(cycles.pelvis_height[candidates] - cycles.pelvis_height[cycle]) <= POSTURE_VARIATION
+    for similar in (candidates[pace & posture], candidates[pace]):
+        if len(similar):
+            return int(rng.choice(similar))
+    return int(rng.choice(candidates))
 
 
 def _turned(velocity: np.ndarray, angle: float) -> np.ndarray:

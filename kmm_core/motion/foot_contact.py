@@ -446,6 +446,9 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
     `HELD_MISS_TOLERANCE` from its lock (out of the leg's reach, or moved off it to keep the foot's length)."""
     frames = rigid.shape[0]
     plans = []
+    # Where each foot joint is on the floor by geometry alone, as REAL_SWING_PROFILE's swings were cut: a toe still
+    # rolling off the floor after its contact ends (the model's contact channel ends first) is not yet swinging.
+    on_floor = detect_contacts(rigid, fps, None, settings) if settings.swing_clearance else contacts
     for leg, columns in LEGS:
         hip, knee, ankle, toe = leg
         locks = _foot_locks(rigid, contacts, ground, leg, columns, lengths[toe])
@@ -459,7 +462,7 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
         toe_aim = rigid[:, toe] + (1.0 - toe_weight)[:, None] * shift + toe_weight[:, None] * toe_correction
         if settings.swing_clearance and np.isfinite(ground[columns[1]]):
             # Between two contacts the whole foot is raised where its toe would shuffle along the floor.
-            held = contacts[:, columns[0]] | contacts[:, columns[1]]
+            held = contacts[:, columns[0]] | contacts[:, columns[1]] | on_floor[:, columns[0]] | on_floor[:, columns[1]]
             raise_by = swing_lift(toe_aim, held, fps, float(ground[columns[1]]))
             toe_aim[:, 1] += raise_by
             shift[:, 1] += raise_by

@@ -7,7 +7,10 @@ real test-split motion at 9.6 cm).  An animator lifts the swing foot along an ar
 per frame, for one foot:
 
 * a **swing** is a run of frames where the foot (ankle or toe) is held nowhere, with a contact on both sides (the
-  foot's own lift-off and touch-down frames stay where the contacts put them, so timing is unchanged);
+  foot's own lift-off and touch-down frames stay where the contacts put them, so timing is unchanged); the caller
+  counts a foot on the floor by geometry alone (``foot_contact.detect_contacts`` without channels, as the real
+  swings of `REAL_SWING_PROFILE` were cut) as held here, so a toe still rolling off the floor after the model's
+  contact channel ended is not lifted (on real strides that cost the gait benchmark's stance a frame a step);
 * the toe should be at least `REAL_SWING_PROFILE` above the floor at each point of the swing (normalised time 0 =
   the last held frame, 1 = the first held frame again), scaled by the step's horizontal travel over
   `REAL_STRIDE` (capped at 1: a short step gets a lower arc, a shuffle in place none);
