@@ -7,8 +7,10 @@ Each phrasing of SUITE names what must be seen with a check label (a content lab
 through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1, and passes when at
 least two thirds of its seeds pass the check (`take_checks.step_result`: the whole take or its first 3-second part
 that passes).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
-or a weak action word) are read before generating; a failing phrasing without a warning is a failure not said
-before it happened.
+a weak action word, or nearest captions the model mostly does not perform) are read before generating; a failing
+phrasing without a warning is a failure not said before it happened.  Beside them, the training captions a prompt
+in the animator's own words is read with (`prompt_conditions.retrieved_captions`), which `kmm generate` and the
+panel's Check Prompts also show before generating: the heaviest is listed.
 
 Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3]``
 """
@@ -29,6 +31,7 @@ from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.action_checks import checks_for_action, label_side  # noqa: E402
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
+from kmm_core.generation.prompt_conditions import retrieved_captions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         if not checks_for_action(label) and not label.endswith("box"):
             raise SystemExit(f"{label!r}: no geometric check knows this label")
         warnings = prompt_warnings(bundle, [(0, phrasing)])
+        ((share, read_with),) = retrieved_captions(bundle, [phrasing])
+        reading = f'{1 - share:.0%}: "{read_with[0]}"' if read_with else "–"
         verdicts = []
         for seed in range(args.seeds):
             timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": phrasing, "start": 1,
@@ -100,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         ok = sum(verdicts) * 3 >= 2 * args.seeds
         passed += ok
         if not ok and not warnings:
-            unwarned.append(phrasing)
+            unwarned.append(f"{phrasing!r}" + (f' (read with "{read_with[0]}")' if read_with else ""))
         check = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
         rows.append(f"| {phrasing} | {check[0]}{f' ({label_side(label)})' if label_side(label) else ''} | "
                     f"{sum(verdicts)} of {args.seeds} | {'yes' if ok else '**no**'} | "
-                    f"{'yes' if warnings else '–'} |")
+                    f"{'yes' if warnings else '–'} | {reading} |")
     share = passed / len(SUITE)
     lines = ["# Everyday phrasings, judged by geometry", "",
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
@@ -112,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
              f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check; \"warned\": the "
              "product's prompt warnings said something before generating.", "",
              f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
-             f"{len(unwarned)}{': ' + '; '.join(repr(p) for p in unwarned) if unwarned else ''}.", "",
-             "| phrasing | check | seeds passing | passes | warned |", "| --- | --- | --- | --- | --- |", *rows, ""]
+             f"{len(unwarned)}{': ' + '; '.join(unwarned) if unwarned else ''}.", "",
+             "| phrasing | check | seeds passing | passes | warned | read with (share, heaviest caption) |",
+             "| --- | --- | --- | --- | --- | --- |", *rows, ""]
     save_report(args.out, lines)
     return 0
 

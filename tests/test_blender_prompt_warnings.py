@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The panel's prompt warnings, end to end: real Blender, the real worker, the shipped model.  One row far from
+"""The panel's prompt warnings, end to end (asked before generating with Check Prompts, then given by the
+generation): real Blender, the real worker, the shipped model.  One row far from
 everything the model was trained on (out of vocabulary), one using a weak action word ("kick": rarely performed,
 measured in the shipped word_checks.json), one known prompt."""
 
@@ -92,7 +93,18 @@ def test_a_prompt_read_with_the_nearest_known_captions_says_which(outcome):
     assert known["read_with"] == []                      # a training caption keeps its own condition
     assert 1 <= len(juggle["read_with"]) <= 3 and juggle["prompt"] not in juggle["read_with"]
     notes = [text for icon, text, _ in _groups(outcome["panel"]) if icon == "INFO"]
-    assert notes[0] == ("Segment 2 was read with what the model knows nearest to it: "
+    assert notes[0] == ("Segment 2 is read with what the model knows nearest to it: "
                         + ", ".join(f'"{caption}"' for caption in juggle["read_with"]))
     # Once the row's prompt is replaced, the note is no longer drawn for it.
     assert not any(text.startswith("Segment 2 ") for icon, text, _ in _groups(outcome["panel_after"]) if icon == "INFO")
+
+
+def test_check_prompts_says_before_generating_what_the_generation_says(outcome):
+    """Check Prompts (protocol 5's check_prompts): before anything is generated the rows get the warnings,
+    suggestions and readings the generation then gives, the panel draws them, and no take is made; a row with an
+    empty prompt is named before the backend is asked."""
+    assert outcome["actions_made_by_check"] == 0
+    assert outcome["rows_checked"] == outcome["rows"]
+    assert outcome["checked"] == outcome["reported"]
+    assert outcome["panel_checked"] == outcome["panel"]
+    assert outcome["empty_row"] == "segment 1: the prompt is empty"

@@ -32,6 +32,7 @@ from kmm_core.worker.protocol import (
     PROTOCOL_VERSION,
     REQUEST_TYPES,
     Cancel,
+    CheckPrompts,
     Edit,
     Error,
     Generate,
@@ -62,6 +63,7 @@ def test_every_message_round_trips_through_one_line():
         Edit(mode="regenerate", source="/tmp/a.npz", output_dir="/tmp", segment=1, prompt="jumps", id="e1"),
         Edit(mode="continue", source="/tmp/a.npz", output_dir="/tmp", prompt="sits down", seconds=2.5, id="e2"),
         Edit(mode="inbetween", source="/tmp/a.npz", target="/tmp/b.npz", output_dir="/tmp", seconds=1.0, id="e3"),
+        CheckPrompts(prompts=["a person walks forward", "someone ambles along"], id="c1"),
         Cancel(id="g1"),
         Shutdown(),
         Ready(protocol_version=1, package_version="0.1.0", device="cpu", torch_version="2.13.0",
@@ -80,7 +82,7 @@ def test_every_message_round_trips_through_one_line():
         assert list(decoded)[0] == "type"
         if "id" in decoded:
             assert list(decoded)[1] == "id"  # the client reads the id of an oversized answer from the line's head
-    assert set(REQUEST_TYPES) == {"hello", "load", "generate", "edit", "cancel", "shutdown"}
+    assert set(REQUEST_TYPES) == {"hello", "load", "generate", "edit", "check_prompts", "cancel", "shutdown"}
     assert set(EVENT_TYPES) == {"ready", "progress", "result", "error", "log"}
 
 
@@ -107,6 +109,9 @@ def test_decode_fills_defaults():
     ('{"type":"load","id":""}', "id", "empty"),
     ('{"type":"load","id":7}', "id", "string"),
     ('{"type":"teleport","id":"t"}', "type", "unknown message type"),
+    ('{"type":"check_prompts","id":"c","prompts":[]}', "prompts", "1 to 1000 prompts"),
+    ('{"type":"check_prompts","id":"c","prompts":"walk"}', "prompts", "list of prompts"),
+    ('{"type":"check_prompts","id":"c","prompts":["walk",7]}', "prompts", "[1] must be a string"),
     ('{"id":"t"}', "type", "unknown message type"),
     ('{"type":"edit","id":"e","mode":"regenerate","source":"a.npz","output_dir":"o"}', "segment", "exactly one"),
     ('{"type":"edit","id":"e","mode":"regenerate","source":"a.npz","output_dir":"o","segment":0,'

@@ -14,7 +14,7 @@ import pytest
 from kmm_core.generation.timeline import Timeline
 from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.client import WorkerClient, worker_environment
-from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, Edit, Generate, Load
+from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, CheckPrompts, Edit, Generate, Load
 
 TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 1.0},
                                     {"prompt": "a person waves", "frames": 31}]}
@@ -86,6 +86,32 @@ def test_the_result_names_the_training_captions_that_completed_a_prompt(worker, 
     assert entry["segment"] == 1 and entry["prompt"] == "somebody ambles slowly across a big room"
     assert 1 <= len(entry["captions"]) <= 3 and set(entry["captions"]) <= set(captions)
     assert 0.3 <= entry["own_share"] < 1.0
+
+
+def test_check_prompts_answers_before_generating_what_the_generation_will_say(worker, tmp_path, tiny_bundle):
+    """check_prompts (protocol 5): the same warnings and info.conditions, per segment, as a generation of those
+    prompts answers with, and no motion file written."""
+    from kmm_core.bundle.vocabulary import read_vocabulary
+
+    captions = read_vocabulary(tiny_bundle).train_captions
+    prompts = [captions[0], "somebody ambles slowly across a big room", "a person juggles three flaming torches"]
+    checked, _ = _wait(worker, worker.send(CheckPrompts(prompts=prompts)))
+    assert checked["type"] == "result", checked
+    assert checked["paths"] == [] and checked["info"]["prompts"] == 3
+    timeline = {"fps": 20, "segments": [{"prompt": prompt, "seconds": 1.0} for prompt in prompts]}
+    generated, _ = _wait(worker, worker.send(Generate(timeline=timeline, output_dir=str(tmp_path), steps=2)))
+    assert generated["type"] == "result", generated
+    assert checked["info"]["conditions"] == generated["info"]["conditions"]
+    assert [entry["segment"] for entry in checked["info"]["conditions"]] == [1, 2]
+    assert checked["warnings"] == generated["warnings"]
+    assert any(warning["segment"] == 2 for warning in checked["warnings"])  # far from every tiny caption
+    worker._write('{"type":"check_prompts","id":"bad-prompts","prompts":["a person walks",""]}')
+    deadline, errors = time.monotonic() + 30, []
+    while not errors and time.monotonic() < deadline:
+        errors += [e for e in worker.poll() if e["type"] == "error"]
+        time.sleep(0.05)
+    assert errors and errors[0]["id"] == "bad-prompts" and errors[0]["kind"] == "bad_request"
+    assert "check_prompts.prompts: [1]" in errors[0]["message"], errors
 
 
 def test_cancel_takes_effect_at_the_next_step_and_the_worker_keeps_serving(worker, tmp_path):

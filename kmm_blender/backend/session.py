@@ -20,7 +20,7 @@ from typing import Any
 from ...kmm_core import __version__
 from ...kmm_core.common.errors import KMMError
 from ...kmm_core.worker.client import DEFAULT_WORKER_ARGS, WorkerClient, WorkerError
-from ...kmm_core.worker.protocol import PROTOCOL_VERSION, Edit, Generate, Hello, Load, ProtocolError
+from ...kmm_core.worker.protocol import PROTOCOL_VERSION, CheckPrompts, Edit, Generate, Hello, Load, ProtocolError
 from .installer import InstallError, probe_python
 
 # Job states
@@ -53,7 +53,7 @@ class BackendConfig:
 
 @dataclass
 class GenerationJob:
-    request: Generate | Edit
+    request: Generate | Edit | CheckPrompts
     state: str = WAITING
     request_id: str | None = None
     step: int = 0
@@ -98,10 +98,11 @@ class BackendSession:
         self.on_progress: Callable[[GenerationJob], None] | None = None
 
     # ---- requests from the UI ------------------------------------------------------------------------------------
-    def submit(self, request: Generate | Edit) -> GenerationJob:
-        """Queue a `Generate` (or `Edit`) request; starts the worker when needed. Never blocks on the model."""
-        if not isinstance(request, Generate | Edit):
-            raise KMMError(f"a job is a protocol Generate or Edit message, not {type(request).__name__}")
+    def submit(self, request: Generate | Edit | CheckPrompts) -> GenerationJob:
+        """Queue a `Generate`, `Edit` or `CheckPrompts` request; starts the worker when needed. Never blocks on the
+        model."""
+        if not isinstance(request, Generate | Edit | CheckPrompts):
+            raise KMMError(f"a job is a protocol Generate, Edit or CheckPrompts message, not {type(request).__name__}")
         if self.job is not None and not self.job.finished:
             raise KMMError("a generation is already running: wait for it or cancel it")
         job = GenerationJob(request=request)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import bpy
 
 from ...kmm_core.common.errors import KMMError
-from ...kmm_core.worker.protocol import Edit, Generate
+from ...kmm_core.worker.protocol import CheckPrompts, Edit, Generate
 from ..backend import doctor
 from ..backend import installer as backend_installer
 from ..backend.session import CANCELLED, DONE, FAILED, BackendConfig, BackendSession, GenerationJob, last_line
@@ -67,7 +67,7 @@ class JobController:
         return self.session
 
     # ---- jobs --------------------------------------------------------------------------------------------------
-    def start(self, request: Generate | Edit, target: JobTarget, config: BackendConfig) -> GenerationJob:
+    def start(self, request: Generate | Edit | CheckPrompts, target: JobTarget, config: BackendConfig) -> GenerationJob:
         """Submit a job and return at once; the timer follows it. Raises KMMError when one is already running."""
         backend = self.session_for(config)
         job = backend.submit(request)
@@ -76,9 +76,10 @@ class JobController:
         ui_refresh.ensure_timer(self.tick)
         return job
 
-    def run_blocking(self, context: bpy.types.Context, request: Generate | Edit, target: JobTarget,
-                     config: BackendConfig, timeout: float | None = None) -> take_importer.ImportedTakes:
-        """Run a job to its end and apply it before returning; raises KMMError with the reason on failure."""
+    def run_blocking(self, context: bpy.types.Context, request: Generate | Edit | CheckPrompts, target: JobTarget,
+                     config: BackendConfig, timeout: float | None = None) -> take_importer.ImportedTakes | list[str]:
+        """Run a job to its end and apply it before returning (the takes; a prompt check: its warnings' messages);
+        raises KMMError with the reason on failure."""
         backend = self.session_for(config)
         job = backend.submit(request)
         self.target = None
@@ -174,7 +175,18 @@ class JobController:
         if not job.finished:
             return True
         target, self.target = self.target, None
-        if job.state == DONE and target is not None:
+        if job.state == DONE and target is not None and isinstance(job.request, CheckPrompts):
+            try:
+                messages = apply_check(job, target)
+            except Exception as error:
+                job.fail(f"the prompt check could not be shown: {error}")
+                mirror(job, backend)
+                report("ERROR", job.error)
+            else:
+                report("INFO", f"KMM: {len(job.request.prompts)} prompt(s) checked, {len(messages)} warning(s)")
+                for message in messages:
+                    report("WARNING", message)
+        elif job.state == DONE and target is not None:
             try:
                 imported = apply_result(bpy.context, job, target)
             except Exception as error:
@@ -187,7 +199,7 @@ class JobController:
                 for warning in imported.warnings:
                     report("WARNING", warning)
         elif job.state == CANCELLED:
-            report("WARNING", "KMM: generation cancelled, nothing changed")
+            report("WARNING", "KMM: cancelled, nothing changed")
         else:
             report("ERROR", f"KMM: {failure_text(job)}")
         ui_refresh.redraw()
@@ -219,8 +231,11 @@ def unregister() -> None:
 
 # ---- applying a finished job and showing it ------------------------------------------------------------------------
 def apply_result(context: bpy.types.Context, job: GenerationJob,
-                 target: JobTarget) -> take_importer.ImportedTakes:
-    """Write a finished job's motion files as takes where the job was aimed, all or nothing."""
+                 target: JobTarget) -> take_importer.ImportedTakes | list[str]:
+    """Write a finished job's motion files as takes where the job was aimed, all or nothing (a prompt check: its
+    warnings and conditions on the rows, `apply_check`)."""
+    if isinstance(job.request, CheckPrompts):
+        return apply_check(job, target)
     scene = bpy.data.scenes.get(target.scene_name)
     if scene is None:
         raise KMMError(f"scene {target.scene_name!r} no longer exists")
@@ -249,6 +264,17 @@ def apply_result(context: bpy.types.Context, job: GenerationJob,
     if hasattr(wm, "kmm_job"):
         wm.kmm_job.last_takes = names
     return imported
+
+
+def apply_check(job: GenerationJob, target: JobTarget) -> list[str]:
+    """Put a finished prompt check's warnings and the captions completing each prompt's condition on the rows of
+    the scene it was asked for (each prompt's index is its row), before anything is generated; the warnings'
+    messages."""
+    scene = bpy.data.scenes.get(target.scene_name)
+    if scene is None:
+        raise KMMError(f"scene {target.scene_name!r} no longer exists")
+    conditions = job.info.get("conditions")
+    return prompt_warnings.store(scene.kmm, job.warnings, None, conditions if isinstance(conditions, list) else [])
 
 
 def failure_text(job: GenerationJob) -> str:

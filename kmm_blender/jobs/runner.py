@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Jobs from the scene: validate the scene's timeline and settings, build the protocol request (`Generate`, or an
-`Edit` that regenerates one segment of the active take) with where its result goes, and hand it to the add-on's
-`JobController` (controller.py), which runs it on its timer or, headless, to the end.
+"""Jobs from the scene: validate the scene's timeline and settings, build the protocol request (`Generate`, an
+`Edit` that regenerates one segment of the active take, or `CheckPrompts` that asks before generating what the
+model will make of the rows' prompts) with where its result goes, and hand it to the add-on's `JobController`
+(controller.py), which runs it on its timer or, headless, to the end.
 
-`start_generation()` / `start_regeneration()` return at once; `run_generation_blocking()` /
-`run_regeneration_blocking()` return the imported takes (background Blender, batch runs, scripts).  `config`
+`start_generation()` / `start_regeneration()` / `start_prompt_check()` return at once; `run_generation_blocking()` /
+`run_regeneration_blocking()` return the imported takes, `run_prompt_check_blocking()` the warnings (background
+Blender, batch runs, scripts).  `config`
 overrides the preferences' backend settings (scripts and tests).
 """
 
@@ -19,8 +21,9 @@ import bpy
 
 from ...kmm_core.common.errors import KMMError
 from ...kmm_core.common.limits import MAX_SEED
+from ...kmm_core.common.prompt_text import prompt_problem
 from ...kmm_core.generation.timeline import Timeline, TimelineError
-from ...kmm_core.worker.protocol import Edit, Generate
+from ...kmm_core.worker.protocol import MAX_CHECKED_PROMPTS, CheckPrompts, Edit, Generate
 from ..backend.location import worker_python
 from ..backend.session import BackendConfig, BackendSession, GenerationJob
 from ..rigs import retarget as rig_retarget
@@ -133,6 +136,23 @@ def build_regeneration_request(scene: bpy.types.Scene, segment: int | None = Non
     return request, JobTarget(scene.name, plan.armature_name, plan.provenance.options, regeneration=plan)
 
 
+def build_prompt_check(scene: bpy.types.Scene) -> tuple[CheckPrompts, JobTarget]:
+    """The check of the table's prompts, one per row in row order (so each answer names its row), and where its
+    answer goes; a row whose prompt the table refuses is named first."""
+    settings = scene.kmm  # type: ignore[attr-defined]  # registered at run time by properties.register()
+    rows = rows_of(settings)
+    if not rows:
+        raise KMMError("timeline: the timeline has no segments: add one")
+    for index, row in enumerate(rows):
+        reason = "the prompt is empty" if not row.prompt.strip() else prompt_problem(row.prompt)
+        if reason is not None:
+            raise KMMError(f"segment {index + 1}: {reason}")
+    if len(rows) > MAX_CHECKED_PROMPTS:
+        raise KMMError(f"timeline: {len(rows)} segments; one check reads at most {MAX_CHECKED_PROMPTS} prompts")
+    return (CheckPrompts(prompts=[row.prompt for row in rows]),
+            JobTarget(scene.name, None, take_keys.WriteOptions()))
+
+
 def start_generation(context: bpy.types.Context, config: BackendConfig | None = None) -> GenerationJob:
     """Submit the scene's timeline; returns at once (the timer takes over). Raises KMMError on invalid input."""
     request, target = build_request(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
@@ -161,6 +181,23 @@ def run_regeneration_blocking(context: bpy.types.Context, timeout: float | None 
     `.takes[0]`."""
     request, target = build_regeneration_request(context.scene, segment, prompt, output_dir)  # type: ignore[arg-type]  # stubs: Context.scene is optional
     return controller().run_blocking(context, request, target, config or backend_config(context), timeout)
+
+
+def start_prompt_check(context: bpy.types.Context, config: BackendConfig | None = None) -> GenerationJob:
+    """Ask the backend what it will make of the table's prompts; returns at once (the timer puts the answer on the
+    rows)."""
+    request, target = build_prompt_check(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    return controller().start(request, target, config or backend_config(context))
+
+
+def run_prompt_check_blocking(context: bpy.types.Context, timeout: float | None = None,
+                              config: BackendConfig | None = None) -> list[str]:
+    """Headless: check the table's prompts and put the answer on the rows before returning; the warnings'
+    messages."""
+    request, target = build_prompt_check(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
+    messages = controller().run_blocking(context, request, target, config or backend_config(context), timeout)
+    assert isinstance(messages, list)
+    return messages
 
 
 def tick() -> float | None:

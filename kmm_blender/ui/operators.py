@@ -25,7 +25,7 @@ DEFAULT_SEGMENT_SECONDS = 2.0
 
 
 def _run_job(operator, context, run_blocking, start, summary) -> set[str]:
-    """A generation job: run to the end in background Blender (reporting `summary` of the imported takes), else
+    """A job: run to the end in background Blender (reporting `summary` of what it returned), else
     started on the job runner's timer. A KMMError is shown in the panel and reported; the scene stays untouched."""
     try:
         if bpy.app.background:
@@ -223,6 +223,25 @@ class KMM_OT_generate(bpy.types.Operator):
                         lambda imported: f"{len(imported.takes)} take(s) on {imported.armature.name!r}")
 
 
+class KMM_OT_check_prompts(bpy.types.Operator):
+    """Before generating: ask the model what it makes of each row's prompt (warnings, suggested prompts, and the
+    training captions a prompt in your own words is read with), shown under the table"""
+
+    bl_idname = "kmm.check_prompts"
+    bl_label = "Check Prompts"
+
+    @classmethod
+    def poll(cls, context):
+        wm = context.window_manager
+        return (context.scene is not None and hasattr(context.scene, "kmm") and len(context.scene.kmm.segments) > 0
+                and not (hasattr(wm, "kmm_job") and wm.kmm_job.running))
+
+    def execute(self, context):
+        return _run_job(self, context, job_runner.run_prompt_check_blocking, job_runner.start_prompt_check,
+                        lambda messages: f"{len(context.scene.kmm.segments)} prompt(s) checked, "
+                                         f"{len(messages)} warning(s)")
+
+
 class KMM_OT_regenerate_segment(bpy.types.Operator):
     """Regenerate the selected segment of the active take as a new take; every key outside the segment stays as it is
     (uses the row's prompt when you changed it, and the seed from Settings)"""
@@ -337,7 +356,7 @@ class KMM_OT_report(bpy.types.Operator):
 
 classes = (
     KMM_OT_segment_add, KMM_OT_segment_remove, KMM_OT_segment_duplicate, KMM_OT_segment_move, KMM_OT_fit_to_scene,
-    KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate,
+    KMM_OT_timeline_import, KMM_OT_timeline_export, KMM_OT_new_armature, KMM_OT_generate, KMM_OT_check_prompts,
     KMM_OT_regenerate_segment, KMM_OT_cancel,
     KMM_OT_release, KMM_OT_apply_motion_file, KMM_OT_check_backend, KMM_OT_report,
 )

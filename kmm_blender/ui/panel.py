@@ -85,6 +85,7 @@ class KMM_PT_main(bpy.types.Panel):
         prompt_suggestions.draw_warnings(layout, settings, _wrapped)
 
         row = layout.row(align=True)
+        row.operator("kmm.check_prompts", icon="VIEWZOOM")
         row.operator("kmm.fit_to_scene", icon="ARROW_LEFTRIGHT")
         row.operator("kmm.timeline_import", text="", icon="IMPORT")
         row.operator("kmm.timeline_export", text="", icon="EXPORT")

@@ -21,7 +21,7 @@ def draw_warnings(layout: bpy.types.UILayout | None, settings: Any, wrapped) -> 
         captions = read_with_of(item)
         if captions:
             listed = ", ".join(f'"{caption}"' for caption in captions)
-            wrapped(layout, f"Segment {index + 1} was read with what the model knows nearest to it: {listed}",
+            wrapped(layout, f"Segment {index + 1} is read with what the model knows nearest to it: {listed}",
                     icon="INFO")
         message = active_warning(item)
         if not message:

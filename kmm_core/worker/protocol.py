@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The worker protocol (version 2): JSON objects, one per line, over the worker's stdin (requests) and stdout (events).
 
-Every message has a "type".  Requests that expect an answer (hello, load, generate, edit) carry an "id" chosen by
-the client, and the worker ends each of them with exactly one *terminal* event carrying the same id: `ready` for
-hello, `result` or `error` for the others.  `progress` and `log` events may come before it.  `cancel` names the id of
+Every message has a "type".  Requests that expect an answer (hello, load, generate, edit, check_prompts) carry an
+"id" chosen by the client, and the worker ends each of them with exactly one *terminal* event carrying the same id:
+`ready` for hello, `result` or `error` for the others.  `progress` and `log` events may come before it.  `cancel` names the id of
 the request to stop (which then ends with an `error` of kind "cancelled"); `shutdown` asks the worker to exit.
 
 Messages are dataclasses below; `encode` turns one (or an equivalent dict) into a single line, `decode` turns a line
@@ -37,10 +37,13 @@ from ..common.limits import (
 from ..common.prompt_text import prompt_problem
 from ..generation.timeline import Timeline, TimelineError
 
-PROTOCOL_VERSION = 4
-"""4: each `result.warnings` entry carries `predicted_pass_rate`. 3: `generate.timeline` may carry `constraints`.
+PROTOCOL_VERSION = 5
+"""5: `check_prompts` asks, before any generation, what a result would say of some prompts (its warnings and
+`info.conditions`). 4: each `result.warnings` entry carries `predicted_pass_rate`. 3: `generate.timeline` may carry `constraints`.
 2: `result` events carry `warnings` (prompts far from the model's training vocabulary) and `generate` takes
 `foot_lock`. 1: the first version."""
+MAX_CHECKED_PROMPTS = 1000
+"""Most prompts one `check_prompts` request may ask about (a timeline's distinct prompts)."""
 MAX_LINE_BYTES = 1 << 20
 """Longest line either side may send (UTF-8 bytes, without the newline)."""
 MAX_TEXT_CHARS = 64 * 1024
@@ -216,6 +219,18 @@ def _warnings(value: Any) -> str | None:
     return None
 
 
+def _prompt_list(value: Any) -> str | None:
+    """check_prompts.prompts: 1 to `MAX_CHECKED_PROMPTS` prompts, each by the one prompt rule."""
+    if not isinstance(value, list):
+        return f"must be a list of prompts, got {_describe(value)}"
+    if not 1 <= len(value) <= MAX_CHECKED_PROMPTS:
+        return f"must hold 1 to {MAX_CHECKED_PROMPTS} prompts, got {len(value)}"
+    for index, prompt in enumerate(value):
+        if (reason := _prompt_text(prompt)) is not None:
+            return f"[{index}] {reason}"
+    return None
+
+
 def _timeline(value: Any) -> str | None:
     try:
         Timeline.from_dict(value)
@@ -300,6 +315,16 @@ class Edit:
 
 
 @dataclass
+class CheckPrompts:
+    """Before generating: what a result would say of `prompts` (a timeline's, each by its index as the segment),
+    answered by a `result` without paths whose `warnings` and `info.conditions` are the ones a generation of them
+    would carry.  Loads the model when none is loaded."""
+    TYPE: ClassVar[str] = "check_prompts"
+    prompts: list[str] = _field(_prompt_list)
+    id: str = _field(_ID, default="")
+
+
+@dataclass
 class Cancel:
     """Stop the request with this id; it ends with an `error` of kind "cancelled" (no answer of its own)."""
     TYPE: ClassVar[str] = "cancel"
@@ -368,12 +393,13 @@ class Log:
     id: str | None = _field(_optional(_ID), default=None)
 
 
-REQUESTS: dict[str, type] = {cls.TYPE: cls for cls in (Hello, Load, Generate, Edit, Cancel, Shutdown)}
+REQUESTS: dict[str, type] = {cls.TYPE: cls for cls in (Hello, Load, Generate, Edit, CheckPrompts, Cancel,
+                                                         Shutdown)}
 EVENTS: dict[str, type] = {cls.TYPE: cls for cls in (Ready, Progress, Result, Error, Log)}
 MESSAGES: dict[str, type] = {**REQUESTS, **EVENTS}
 REQUEST_TYPES = tuple(REQUESTS)
 EVENT_TYPES = tuple(EVENTS)
-ANSWERED_REQUESTS = ("hello", "load", "generate", "edit")
+ANSWERED_REQUESTS = ("hello", "load", "generate", "edit", "check_prompts")
 """Requests that end with exactly one terminal event carrying their id."""
 TERMINAL_EVENTS = ("ready", "result", "error")
 

@@ -598,4 +598,15 @@ def handle_edit(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
             "warnings": _prompt_warnings(worker, bundle, checked, request_id)}
 
 
-HANDLERS = {"hello": handle_hello, "load": handle_load, "generate": handle_generate, "edit": handle_edit}
+def handle_check_prompts(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
+    """Before generating: the warnings and the captions completing each prompt's condition that a generation of
+    these prompts would answer with, each prompt named by its index (the segment it stands for)."""
+    request_id = request["id"]
+    bundle = ensure_bundle(worker, None, None, request_id)
+    prompts = list(enumerate(request["prompts"]))
+    return {"type": "result", "paths": [], "info": {"prompts": len(prompts), "conditions": _conditions(bundle, prompts)},
+            "warnings": _prompt_warnings(worker, bundle, prompts, request_id)}
+
+
+HANDLERS = {"hello": handle_hello, "load": handle_load, "generate": handle_generate, "edit": handle_edit,
+            "check_prompts": handle_check_prompts}

@@ -3,10 +3,11 @@
 
     prompt_warnings.py <model bundle folder>
 
-Generates a three-row timeline (a known prompt, "a person juggles three balls" far from every training caption,
-and "a person kicks", whose action word the model rarely performs: a weak word of its word_checks.json) through the
-blocking path, and reports what the rows hold, what the panel draws for them (a recording layout stands in for
-Blender's UI, which has no window in bpy module mode), and what `kmm.use_suggestion` does on both warned rows.
+Checks, then generates, a three-row timeline (a known prompt, "a person juggles three balls" far from every training
+caption, and "a person kicks", whose action word the model rarely performs: a weak word of its word_checks.json)
+through the blocking paths, and reports what the rows hold after the check (before anything is generated) and after
+the generation, what the panel draws for them (a recording layout stands in for Blender's UI, which has no window in
+bpy module mode), and what `kmm.use_suggestion` does on both warned rows.
 """
 
 from __future__ import annotations
@@ -75,11 +76,23 @@ def draw_warnings() -> list:
 set_rows(settings, [Row("a person walks forward", 1, 36), Row("a person juggles three balls", 37, 72),
                     Row("a person kicks", 73, 108)])
 real_worker = backend_session.BackendConfig(python=sys.executable, device="cpu", checkpoint=bundle)
+
+
+def rows() -> list[dict]:
+    return [{"prompt": s.prompt, "warning": s.vocabulary_warning, "warned_prompt": s.warned_prompt,
+             "suggestions": prompt_warnings.suggestions_of(s), "read_with": prompt_warnings.read_with_of(s)}
+            for s in settings.segments]
+
+
+# Before generating: Check Prompts puts the same warnings and readings on the rows, and makes no take.
+actions_before = len(bpy.data.actions)
+result["checked"] = job_runner.run_prompt_check_blocking(context, timeout=280, config=real_worker)
+result["rows_checked"] = rows()
+result["panel_checked"] = draw_warnings()
+result["actions_made_by_check"] = len(bpy.data.actions) - actions_before
 imported = job_runner.run_generation_blocking(context, timeout=280, config=real_worker)
 result["reported"] = list(imported.warnings)
-result["rows"] = [{"prompt": s.prompt, "warning": s.vocabulary_warning, "warned_prompt": s.warned_prompt,
-                   "suggestions": prompt_warnings.suggestions_of(s), "read_with": prompt_warnings.read_with_of(s)}
-                  for s in settings.segments]
+result["rows"] = rows()
 result["row_icons"] = [draw_row(index) for index in range(3)]
 result["panel"] = draw_warnings()
 
@@ -99,6 +112,13 @@ try:
     result["bad_index"] = sorted(bpy.ops.kmm.use_suggestion(index=7, suggestion="a person walks"))
 except RuntimeError as error:   # bpy.ops raises the operator's ERROR report in module mode
     result["bad_index"] = str(error)
+
+# A row the check cannot send is named before the backend is asked.
+settings.segments[0].prompt = "   "
+try:
+    job_runner.run_prompt_check_blocking(context, timeout=60, config=real_worker)
+except Exception as error:  # KMMError
+    result["empty_row"] = str(error)
 
 job_runner.release()
 package.unregister()
