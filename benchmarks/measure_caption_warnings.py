@@ -4,8 +4,8 @@
 Each distinct train and val caption of the bundle is generated once (the evaluation's batched generation,
 `generated_motions.generate_features`, 4 s, seed 0) and judged by its action's geometric check
 (`action_checks.checks_for_action`, the side its words or its label name).  A prompt's predicted pass rate is the
-similarity-weighted pass rate of its K nearest train captions in MiniLM's sentence space (the space of the
-out-of-vocabulary check); a warning would be given below a threshold.  Judged on the held-out val captions (their own
+pass rate of its K nearest train captions in MiniLM's sentence space (the space of the out-of-vocabulary check),
+each weighted by its nearness beside the nearest (`bundle/caption_checks.py` `NEARNESS`); a warning would be given below a threshold.  Judged on the held-out val captions (their own
 pass against the prediction from the train captions) and on the everyday phrasing suite
 (`benchmarks/results/everyday_phrasings.md`: which phrasings fail with the shipped product, and which the product's
 warnings already name).
@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.caption_checks import (  # noqa: E402
+    NEARNESS,
     NEIGHBOURS,
     caption_checks_document,
     caption_checks_from_dict,
@@ -72,7 +73,7 @@ def suite_outcomes(path: Path = SUITE_RESULTS) -> list[tuple[str, bool, bool]]:
     rows = []
     for line in path.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0] not in ("phrasing", "---"):
+        if len(cells) in (5, 6) and cells[0] not in ("phrasing", "---"):  # 6: with what each is read with
             rows.append((cells[0], cells[3] == "yes", cells[4] == "yes"))
     if not rows:
         raise SystemExit(f"{path}: no suite table found")
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Command: `python benchmarks/measure_caption_warnings.py --checkpoint {args.checkpoint}`.  "
              f"{len(train)} train and {len(val)} val captions generated once each (4 s, seed 0) and judged by their "
              f"action's check: {passed.mean():.2f} and {val_passed.mean():.2f} pass.  A prompt's predicted pass rate: "
-             f"its {NEIGHBOURS} nearest train captions' (MiniLM), similarity-weighted.", "",
+             f"its {NEIGHBOURS} nearest train captions' (MiniLM), each weighted by its nearness beside the nearest "
+             f"(exp((similarity - best) / {NEARNESS:g}), `bundle/caption_checks.py`).", "",
              "| warn below | val failures warned | val passes warned | suite failures warned (of them not warned "
              "today) | suite passes warned (of them not warned today) |", "| --- | --- | --- | --- | --- |"]
     for threshold in THRESHOLDS:

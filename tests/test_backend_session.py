@@ -71,7 +71,7 @@ def test_a_job_starts_the_worker_reports_progress_and_ends_with_real_motion_file
 def test_requests_are_protocol_messages_and_one_job_runs_at_a_time(bs, tmp_path):
     session = bs.BackendSession(_config(bs))
     try:
-        with pytest.raises(bs.KMMError, match="protocol Generate or Edit message, not dict"):
+        with pytest.raises(bs.KMMError, match="protocol Generate, Edit or CheckPrompts message, not dict"):
             session.submit({"type": "generate", "timeline": TIMELINE, "output_dir": str(tmp_path)})
         job = session.submit(_request(bs, tmp_path, prompt="slow"))
         with pytest.raises(bs.KMMError, match="already running"):

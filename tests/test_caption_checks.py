@@ -13,6 +13,8 @@ import pytest
 
 from kmm_core.bundle.caption_checks import (
     CAPTION_CHECKS_FILE,
+    NEARNESS,
+    WARN_BELOW,
     caption_checks_document,
     caption_checks_from_dict,
     read_caption_checks,
@@ -28,9 +30,15 @@ def test_the_prediction_weighs_the_nearest_checked_captions():
     checks = caption_checks_from_dict(caption_checks_document("m", [True, False, None, True, False], {}, ""), 5)
     assert np.isnan(checks.passed[2]) and checks.neighbours == 8
     # Caption 2 is nearest but has no check; of the others, 1 (failed) and 0 (passed) are nearest.
+    # Each weighs by how near it is beside the nearest checked one: exp((similarity - best) / NEARNESS).
     rate, failed = checks.predicted(np.array([0.9, 0.8, 0.99, 0.1, 0.2]))
     assert failed == 1
-    assert rate == pytest.approx((0.9 + 0.1) / (0.9 + 0.8 + 0.1 + 0.2))
+    weight = {index: np.exp((similarity - 0.9) / NEARNESS) for index, similarity in ((0, 0.9), (1, 0.8), (3, 0.1),
+                                                                                    (4, 0.2))}
+    assert rate == pytest.approx((weight[0] + weight[3]) / sum(weight.values()))
+    # Far captions say little: three failed ones near the prompt outweigh five performed ones 0.3 further off.
+    near = caption_checks_from_dict(caption_checks_document("m", [False] * 3 + [True] * 5, {}, ""), 8)
+    assert near.predicted(np.array([0.98, 0.93, 0.75, 0.67, 0.64, 0.62, 0.60, 0.57]))[0] < WARN_BELOW
     one = caption_checks_from_dict({**caption_checks_document("m", [True, False, None, True, False], {}, ""),
                                     "neighbours": 1}, 5)
     assert one.predicted(np.array([0.1, 0.9, 0.0, 0.0, 0.0])) == (0.0, 1)
@@ -134,17 +142,19 @@ def test_the_shipped_models_carry_their_caption_checks(name):
 
 def test_the_default_warns_before_generating_what_it_will_not_perform():
     """The everyday phrasing suite's kneel failed with no warning before this file, the bows and the kicks were
-    warned about as weak words and are now also unlikely (benchmarks/results/everyday_phrasings.md); a plain walk
-    and a wave with both hands stay unwarned."""
+    warned about as weak words and are now also unlikely (benchmarks/results/everyday_phrasings.md); the cartwheel,
+    whose three nearest captions the model did not perform, is warned since the neighbours weigh by nearness (five
+    dance spins 0.3 further off outweighed them by similarity alone); a plain walk and a wave with both hands stay
+    unwarned."""
     from kmm_core.bundle.model_bundle import ModelBundle
     from kmm_core.bundle.model_choice import resolve_model
     from kmm_core.generation.prompt_vocabulary import check_prompts
 
     bundle = ModelBundle.load(resolve_model("default"), device="cpu")
-    kneel, bow, kick, walk, wave = check_prompts(bundle, [
+    kneel, bow, kick, cartwheel, walk, wave = check_prompts(bundle, [
         "a person kneels down", "a man bows politely", "someone kicks a ball with the left foot",
-        "a person walks forward", "a man waves both hands above his head"])
-    for check in (kneel, bow, kick):
+        "a person does a cartwheel", "a person walks forward", "a man waves both hands above his head"])
+    for check in (kneel, bow, kick, cartwheel):
         assert check.unlikely and check.warned and check.predicted_pass_rate < 0.5
         assert check.unperformed and f'(not "{check.unperformed}")' in check.warning
         assert check.offered_prompts()

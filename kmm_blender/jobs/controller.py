@@ -76,10 +76,19 @@ class JobController:
         ui_refresh.ensure_timer(self.tick)
         return job
 
-    def run_blocking(self, context: bpy.types.Context, request: Generate | Edit | CheckPrompts, target: JobTarget,
-                     config: BackendConfig, timeout: float | None = None) -> take_importer.ImportedTakes | list[str]:
-        """Run a job to its end and apply it before returning (the takes; a prompt check: its warnings' messages);
-        raises KMMError with the reason on failure."""
+    def run_blocking(self, context: bpy.types.Context, request: Generate | Edit, target: JobTarget,
+                     config: BackendConfig, timeout: float | None = None) -> take_importer.ImportedTakes:
+        """Run a job to its end and apply it before returning; raises KMMError with the reason on failure."""
+        return apply_result(context, self._run_to_end(request, config, timeout), target)
+
+    def run_check_blocking(self, request: CheckPrompts, target: JobTarget, config: BackendConfig,
+                           timeout: float | None = None) -> list[str]:
+        """Run a prompt check to its end and put its answer on the rows; the warnings' messages."""
+        return apply_check(self._run_to_end(request, config, timeout), target)
+
+    def _run_to_end(self, request: Generate | Edit | CheckPrompts, config: BackendConfig,
+                    timeout: float | None) -> GenerationJob:
+        """Submit `request` and run it to its end (KMMError with the reason when it did not succeed)."""
         backend = self.session_for(config)
         job = backend.submit(request)
         self.target = None
@@ -88,7 +97,7 @@ class JobController:
         mirror(job, backend)
         if job.state != DONE:
             raise KMMError(failure_text(job))
-        return apply_result(context, job, target)
+        return job
 
     def cancel(self) -> None:
         if self.session is not None:
@@ -231,11 +240,8 @@ def unregister() -> None:
 
 # ---- applying a finished job and showing it ------------------------------------------------------------------------
 def apply_result(context: bpy.types.Context, job: GenerationJob,
-                 target: JobTarget) -> take_importer.ImportedTakes | list[str]:
-    """Write a finished job's motion files as takes where the job was aimed, all or nothing (a prompt check: its
-    warnings and conditions on the rows, `apply_check`)."""
-    if isinstance(job.request, CheckPrompts):
-        return apply_check(job, target)
+                 target: JobTarget) -> take_importer.ImportedTakes:
+    """Write a finished job's motion files as takes where the job was aimed, all or nothing."""
     scene = bpy.data.scenes.get(target.scene_name)
     if scene is None:
         raise KMMError(f"scene {target.scene_name!r} no longer exists")

@@ -195,9 +195,7 @@ def run_prompt_check_blocking(context: bpy.types.Context, timeout: float | None 
     """Headless: check the table's prompts and put the answer on the rows before returning; the warnings'
     messages."""
     request, target = build_prompt_check(context.scene)  # type: ignore[arg-type]  # stubs: Context.scene is optional
-    messages = controller().run_blocking(context, request, target, config or backend_config(context), timeout)
-    assert isinstance(messages, list)
-    return messages
+    return controller().run_check_blocking(request, target, config or backend_config(context), timeout)
 
 
 def tick() -> float | None:

@@ -2,7 +2,7 @@
 """How a bundle performs its own train captions: each generated once and judged by its action's geometric check
 (``kmm-train check-captions``, ``training/caption_checks_command.py``, writes the results into
 ``BUNDLE/caption_checks.json``, ``bundle/caption_checks.py``, from which the prompt check predicts, before
-generating, whether the model will perform a prompt: the similarity-weighted results of its nearest train captions).
+generating, whether the model will perform a prompt: the results of its nearest train captions, weighted by nearness).
 
 Each caption is generated at SECONDS (4 s) with one seeded generator over the whole set (`generate_features`, the
 bundle's decoding settings and gait cycles; no foot clean-up: the checks read the motion's shape), and judged by

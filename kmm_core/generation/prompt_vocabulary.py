@@ -10,7 +10,7 @@ the user is warned and shown the closest known prompts.  A prompt that uses an a
 rarely performs (a WEAK word of ``word_checks.json``, ``bundle/word_strength.py``) is warned about too, naming the
 word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  A prompt
 whose nearest training captions the model mostly did not perform (``caption_checks.json``,
-``bundle/caption_checks.py``: their similarity-weighted pass rate below its ``warn_below``) is warned about, naming
+``bundle/caption_checks.py``: their pass rate, each weighted by its nearness, below its ``warn_below``) is warned about, naming
 one of them, and offered the closest captions it did perform.  Known prompts
 that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
 kmm-small rarely performs).

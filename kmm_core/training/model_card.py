@@ -400,7 +400,7 @@ def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, An
                f"`kmm-train check-captions` and judged by its action's geometric check: {passed.count('1')} of "
                f"{checked} performed ({len(passed) - checked} have no check).  A prompt whose "
                f"{document['neighbours']} nearest train captions were performed less than "
-               f"{document['warn_below']:g} of the time (similarity-weighted) is warned about before generating.  "
+               f"{document['warn_below']:g} of the time (each weighted by how near it is beside the nearest) is warned about before generating.  "
                "A prompt far from every train caption is generated partly from the nearest ones that were performed "
                "(`generation/prompt_conditions.py`)."]
     return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), CAPTION_CHECKS_BEGIN,
