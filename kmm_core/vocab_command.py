@@ -4,7 +4,9 @@
 
 `kmm vocab` reads only ``BUNDLE/vocabulary.json`` and ``BUNDLE/word_checks.json`` (each action word's measured pass
 rate, strong or weak; no torch, instant); `warn_about_prompts` embeds the prompts with the loaded bundle
-(generation/prompt_vocabulary.py) and prints one warning per unfamiliar prompt or prompt using a weak word.
+(generation/prompt_vocabulary.py) and prints one warning per unfamiliar prompt or prompt using a weak word, and the
+captions a prompt in the user's own words is read with; `kmm vocab --check PROMPT ...` does that alone, before any
+generation (the worker's ``check_prompts``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ def add_vocab_parser(commands: Any) -> None:
     vocab.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     vocab.add_argument("--json", action="store_true", help="machine-readable output")
     vocab.add_argument("--captions", action="store_true", help="with --json: also every distinct training caption")
+    vocab.add_argument("--check", nargs="+", metavar="PROMPT",
+                       help="before generating: what the model makes of these prompts (its warnings, and the training "
+                            "captions a prompt in your own words is read with), as `kmm generate` and the panel's "
+                            "Check Prompts say it; nothing is generated (with --json: the worker's check_prompts "
+                            "answer: warnings and conditions, each prompt's index as its segment)")
 
 
 def vocabulary_summary(vocabulary, with_captions: bool = False) -> dict[str, Any]:
@@ -45,6 +52,8 @@ def command_vocab(args: argparse.Namespace) -> int:
     folder = resolve_model(args.checkpoint)
     manifest = read_manifest(folder)   # a missing bundle: ModelMissingError (exit code 3)
     verify_vocabulary_files(folder, manifest)  # a damaged vocabulary file: exit code 3
+    if args.check:
+        return check_prompts_command(folder, args.check, args.json)
     vocabulary = read_vocabulary(folder)
     strengths = read_word_strengths(folder)
     model = model_summary(folder, manifest)
@@ -64,6 +73,32 @@ def command_vocab(args: argparse.Namespace) -> int:
                                  "Action words not measured yet (`kmm-train check-words --checkpoint BUNDLE` "
                                  "measures each word's pass rate).\n"))
         sys.stdout.write(f"\nLicence of {model['name']}'s weights: {model['licence']}\n")
+    return 0
+
+
+def check_prompts_command(folder: Any, prompts: list[str], as_json: bool) -> int:
+    """`kmm vocab --check PROMPT ...`: each prompt checked as `kmm generate` checks it before generating (warnings and
+    the captions it is read with on stdout; with `as_json` the worker's ``check_prompts`` answer), nothing
+    generated.  A prompt the prompt rule refuses: KMMError naming it (exit code 2)."""
+    from .bundle.model_bundle import ModelBundle
+    from .common.errors import KMMError
+    from .common.prompt_text import prompt_problem
+    from .generation.prompt_conditions import conditions_info
+    from .generation.prompt_vocabulary import prompt_warnings
+
+    for index, prompt in enumerate(prompts):
+        problem = "the prompt is empty" if not prompt.strip() else prompt_problem(prompt)
+        if problem is not None:
+            raise KMMError(f"--check prompt {index + 1}: {problem}")
+    bundle = ModelBundle.load(folder, device="cpu")
+    if as_json:
+        numbered = list(enumerate(prompts))
+        print(json.dumps({"prompts": len(prompts), "warnings": prompt_warnings(bundle, numbered),
+                          "conditions": conditions_info(bundle, numbered)}, indent=2, ensure_ascii=False))
+        return 0
+    checks = warn_about_prompts(bundle, prompts, sys.stdout)
+    warned = sum(bool(check.warning) for check in checks)
+    print(f"kmm: {len(prompts)} prompt(s) checked, {warned} warning(s); nothing generated")
     return 0
 
 

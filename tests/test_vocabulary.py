@@ -80,3 +80,22 @@ def test_missing_or_broken_vocabulary_is_named(tmp_path, capsys):
         read_vocabulary(bundle)
     assert caught.value.path == str(bundle / VOCABULARY_FILE)
     assert kmm_main(["vocab", "--checkpoint", str(tmp_path / "nothing")]) == 3
+
+
+def test_kmm_vocab_check_says_before_generating_what_a_prompt_is_read_as(capsys):
+    """`kmm vocab --check`: the warnings and readings `kmm generate` prints before generating, alone; with --json the
+    worker's check_prompts answer (warnings and conditions, each prompt's index its segment); a bad prompt named."""
+    prompts = ["a person walks forward", "a person points forward", "a person does a cartwheel"]
+    assert kmm_main(["vocab", "--check", *prompts]) == 0
+    out = capsys.readouterr().out
+    assert 'kmm: note: "a person points forward" is generated from its own words (30%)' in out
+    assert '"someone walks forward"' in out                       # the model was never taught to point
+    assert 'kmm: warning: "a person does a cartwheel": the model performed' in out
+    assert '"a person walks forward" is generated' not in out and "a person walks forward\":" not in out
+    assert out.rstrip().endswith("kmm: 3 prompt(s) checked, 1 warning(s); nothing generated")
+    assert kmm_main(["vocab", "--check", *prompts, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["prompts"] == 3 and [w["segment"] for w in data["warnings"]] == [2]
+    assert [c["segment"] for c in data["conditions"]] == [1] and data["conditions"][0]["own_share"] == 0.3
+    assert kmm_main(["vocab", "--check", "a person walks", "  "]) == 2
+    assert "--check prompt 2: the prompt is empty" in capsys.readouterr().err

@@ -151,3 +151,14 @@ def retrieved_captions(bundle: ModelBundle, prompts: Sequence[str],
         shown.append((share, tuple(dict.fromkeys(captions[int(i)] for i in nearest))[:count]) if share < 1.0
                      else (1.0, ()))
     return shown
+
+
+def conditions_info(bundle: ModelBundle, prompts: Sequence[tuple[int | None, str]]) -> list[dict]:
+    """The worker's ``info.conditions`` (and ``kmm vocab --check --json``'s ``conditions``): for each (segment,
+    prompt) whose prompt is not (nearly) a training caption, ``{segment, prompt, own_share, captions}``: the share of
+    its condition its own words give and the training captions nearest in meaning that give the rest, heaviest
+    first."""
+    unique = list(dict.fromkeys(prompt for _, prompt in prompts))
+    shown = dict(zip(unique, retrieved_captions(bundle, unique), strict=True))
+    return [{"segment": segment, "prompt": prompt, "own_share": round(shown[prompt][0], 3),
+             "captions": list(shown[prompt][1])} for segment, prompt in prompts if shown[prompt][1]]

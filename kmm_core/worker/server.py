@@ -546,14 +546,10 @@ def _shortest_fitting(event: dict[str, Any], too_long: ProtocolError) -> str:
 
 
 def _conditions(bundle, prompts: list[tuple[int | None, str]]) -> list[dict]:
-    """``info.conditions``: for each segment whose prompt is not a training caption, the training captions nearest
-    in meaning that complete its condition (generation/prompt_conditions.py), heaviest first."""
-    from ..generation.prompt_conditions import retrieved_captions
+    """``info.conditions`` (generation/prompt_conditions.py `conditions_info`)."""
+    from ..generation.prompt_conditions import conditions_info
 
-    unique = list(dict.fromkeys(prompt for _, prompt in prompts))
-    shown = dict(zip(unique, retrieved_captions(bundle, unique), strict=True))
-    return [{"segment": segment, "prompt": prompt, "own_share": round(shown[prompt][0], 3),
-             "captions": list(shown[prompt][1])} for segment, prompt in prompts if shown[prompt][1]]
+    return conditions_info(bundle, prompts)
 
 
 def _prompt_warnings(worker: Worker, bundle, prompts: list[tuple[int | None, str]], request_id: str) -> list[dict]:
