@@ -82,12 +82,12 @@ def check_prompts_command(folder: Any, prompts: list[str], as_json: bool) -> int
     generated.  A prompt the prompt rule refuses: KMMError naming it (exit code 2)."""
     from .bundle.model_bundle import ModelBundle
     from .common.errors import KMMError
-    from .common.prompt_text import prompt_problem
+    from .common.prompt_text import segment_prompt_problem
     from .generation.prompt_conditions import conditions_info
     from .generation.prompt_vocabulary import prompt_warnings
 
     for index, prompt in enumerate(prompts):
-        problem = "the prompt is empty" if not prompt.strip() else prompt_problem(prompt)
+        problem = segment_prompt_problem(prompt)
         if problem is not None:
             raise KMMError(f"--check prompt {index + 1}: {problem}")
     bundle = ModelBundle.load(folder, device="cpu")

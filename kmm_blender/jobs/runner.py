@@ -21,7 +21,7 @@ import bpy
 
 from ...kmm_core.common.errors import KMMError
 from ...kmm_core.common.limits import MAX_SEED
-from ...kmm_core.common.prompt_text import prompt_problem
+from ...kmm_core.common.prompt_text import segment_prompt_problem
 from ...kmm_core.generation.timeline import Timeline, TimelineError
 from ...kmm_core.worker.protocol import MAX_CHECKED_PROMPTS, CheckPrompts, Edit, Generate
 from ..backend.location import worker_python
@@ -144,7 +144,7 @@ def build_prompt_check(scene: bpy.types.Scene) -> tuple[CheckPrompts, JobTarget]
     if not rows:
         raise KMMError("timeline: the timeline has no segments: add one")
     for index, row in enumerate(rows):
-        reason = "the prompt is empty" if not row.prompt.strip() else prompt_problem(row.prompt)
+        reason = segment_prompt_problem(row.prompt)
         if reason is not None:
             raise KMMError(f"segment {index + 1}: {reason}")
     if len(rows) > MAX_CHECKED_PROMPTS:

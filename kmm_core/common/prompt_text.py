@@ -38,3 +38,8 @@ def prompt_problem(text: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"not valid Unicode text (an unpaired surrogate at character {exc.start})"
     return None
+
+
+def segment_prompt_problem(text: str) -> str | None:
+    """Why `text` cannot be a segment's prompt: empty (or only spaces), or `prompt_problem`; None when it can."""
+    return "the prompt is empty" if not text.strip() else prompt_problem(text)

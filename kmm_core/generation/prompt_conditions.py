@@ -80,7 +80,7 @@ class CaptionRetrieval:
         generation and the captions shown for it ask for the same prompts)."""
         new = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._neighbours]
         if new:
-            similarity = embed_texts(self.bundle, new, "minilm") @ self.vocabulary.train.T.astype(np.float32)
+            similarity = embed_texts(self.bundle, new, "minilm") @ self.vocabulary.train.T  # float32 as loaded
             best = similarity.max(axis=1)
             similarity[:, ~self.performed] = -np.inf
             for prompt, row, closest in zip(new, similarity, best, strict=True):

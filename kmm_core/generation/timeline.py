@@ -31,7 +31,7 @@ from ..common.bounded_read import parse_json, parse_toml, read_bytes
 from ..common.errors import InputFileError, KMMError, digit_count, short_repr
 from ..common.input_numbers import finite_float, is_number
 from ..common.limits import MAX_FPS, MAX_TOTAL_SECONDS, MIN_FPS
-from ..common.prompt_text import prompt_problem
+from ..common.prompt_text import segment_prompt_problem
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 
 MIN_SEGMENT_SECONDS = FRAMES_PER_TOKEN / MODEL_FPS
@@ -400,9 +400,7 @@ def _check_prompt(prompt: object, index: int, list_name: str = "segments") -> No
     if not isinstance(prompt, str):
         raise TimelineError(f"must be a string, got {_type_name(prompt)}", segment=index, field=field_name,
                             list_name=list_name)
-    if not prompt.strip():
-        raise TimelineError("the prompt is empty", segment=index, field=field_name, list_name=list_name)
-    problem = prompt_problem(prompt)  # length, control characters, Unicode: common/prompt_text.py
+    problem = segment_prompt_problem(prompt)  # empty, length, control characters, Unicode: common/prompt_text.py
     if problem is not None:
         raise TimelineError(problem, segment=index, field=field_name, list_name=list_name)
 
