@@ -48,6 +48,25 @@ def test_a_real_run_has_no_double_support(bandai_namco_dir):
     assert np.median([g.cadence for g in gaits]) > 130
 
 
+def test_step_times_are_read_between_frames(bandai_namco_dir):
+    """A real run's steps last about 7 frames at 20 fps: whole frames alone make one step of each stride a frame
+    (0.13 of a step) longer than the other.  Each heel strike is placed between its frame and the one before, and the
+    same run sampled half a frame later keeps its step times (whole frames: moved by up to a frame)."""
+    from kmm_core.evaluation.gait import foot_down, heel_strike_times, heel_strikes, leg_length
+
+    run = _joints(bandai_namco_dir, "dataset-2_run_normal_*.bvh")[0]
+    later = (run[:-1] + run[1:]) / 2.0   # half a frame later, linearly
+    legs = leg_length(run)
+    for side in ("left", "right"):
+        frames = heel_strikes(foot_down(run, MODEL_FPS, side, legs))
+        times = heel_strike_times(run, MODEL_FPS, side, legs)
+        assert len(times) == len(frames) >= 2
+        assert np.all((times > frames - 1) & (times <= frames))
+        shifted = heel_strike_times(later, MODEL_FPS, side, legs) + 0.5
+        both = min(len(shifted), len(times))   # the resampled run is a frame shorter
+        assert both >= 2 and np.abs(shifted[:both] - times[:both]).max() < 0.35, (shifted, times)
+
+
 def test_one_pelvis_rise_a_stride_is_a_limp_and_slowed_right_steps_are_asymmetric(walks):
     joints = walks[0][steady_windows(walks[0], MODEL_FPS)[0]].copy()
     real = measure_gait(joints, MODEL_FPS)

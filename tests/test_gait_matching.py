@@ -16,6 +16,7 @@ from kmm_core.bundle.model_bundle import ModelBundle, read_manifest
 from kmm_core.bundle.weight_checksums import WeightFileError
 from kmm_core.common.errors import InputFileError
 from kmm_core.evaluation.gait import take_gaits
+from kmm_core.generation import gait_matching
 from kmm_core.generation.gait_matching import walk_on_gait_cycles
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
@@ -45,6 +46,44 @@ def test_real_walks_and_runs_are_cut_into_strides_and_a_wave_into_none(prepared_
     assert np.median(run_seconds) < 0.8 * np.median(walk_seconds), (run_seconds, walk_seconds)
     assert np.median(run_speed) > 1.5 * np.median(walk_speed), (run_speed, walk_speed)
     assert sum(len(cycle_frames(clip)) for clip in _clips_of(prepared_dataset, "wave-right-hand")) == 0
+
+
+def test_strides_a_walker_took_one_after_another_stay_one_after_another(tiny_bundle, prepared_dataset):
+    """A real walk's steady stretch is cut whole, so a stride starts on the frame the one before it ended (cut in
+    separate 2-s windows, a walk's strides of about a second were never consecutive), and the bundle knows which
+    stride each walker took next (`GaitCycles.successor`)."""
+    consecutive = 0
+    for clip in _clips_of(prepared_dataset, "walk"):
+        cut = cycle_frames(clip)
+        consecutive += sum(later[0] == earlier[1] for earlier, later in zip(cut, cut[1:], strict=False))
+    assert consecutive >= 2
+
+    cycles = read_gait_cycles(tiny_bundle)
+    following = np.flatnonzero(cycles.successor >= 0)
+    assert len(following) >= 2
+    for cycle in following:
+        successor = cycles.successor[cycle]
+        assert cycles.clips[successor] == cycles.clips[cycle]
+        assert cycles.frames[successor, 0] == cycles.frames[cycle, 1]
+        assert np.allclose(cycles.samples[successor, 0], cycles.samples[cycle, -1])   # the same frame
+
+
+def test_cycles_cut_before_their_frames_were_recorded_still_read(tiny_bundle, tmp_path):
+    """Cycles without ``frames`` read as cycles no stride follows; malformed frames are refused, naming them."""
+    from dataclasses import replace
+
+    from kmm_core.bundle.gait_cycles import write_gait_cycles
+    from kmm_core.training.bundle_writer import record_checksums
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    cycles = read_gait_cycles(bundle)
+    write_gait_cycles(bundle, replace(cycles, frames=None), {})
+    record_checksums(bundle)
+    older = read_gait_cycles(bundle)
+    assert older.frames is None and np.all(older.successor == -1) and len(older) == len(cycles)
+    with pytest.raises(InputFileError, match=r"gait_cycles\.safetensors: frames must be \d+ pairs"):
+        write_gait_cycles(bundle, replace(cycles, frames=cycles.frames[:, ::-1]), {})
 
 
 def test_kmm_train_all_adds_cycles_of_its_training_split_checksummed(tiny_bundle, prepared_dataset):
@@ -170,11 +209,12 @@ def test_kmm_train_gait_cycles_cuts_them_again_and_says_so_in_the_card(tiny_bund
     assert "bundle.json: names no datasets" in capsys.readouterr().err
 
 
-def test_each_next_stride_keeps_the_walkers_pace_and_posture(shipped_bundle):
-    """"someone walks" finds CMU strides of walkers carrying the pelvis 5-10 cm higher or lower than one another; a
-    walk going on from one of them keeps its pelvis height within `POSTURE_VARIATION` and its stride's duration within
-    `STRIDE_VARIATION` at every heel strike (a switch between them, stride after stride, rose or dropped the hips once
-    a stride: the gait benchmark's bob share 0.49), and still varies its strides."""
+def test_each_next_stride_is_the_walkers_own_or_keeps_its_pace_and_posture(shipped_bundle):
+    """"someone walks" finds CMU strides of walkers carrying the pelvis 5-10 cm higher or lower than one another; at
+    every heel strike a walk goes on with the stride its walker took next in the same recording where one was cut,
+    else with one within `POSTURE_VARIATION` of its pelvis height and `STRIDE_VARIATION` of its duration (a switch
+    between walkers, stride after stride, rose or dropped the hips once a stride: the gait benchmark's bob share
+    0.49); where the candidates hold several strides of about one pace and posture, it varies them."""
     from kmm_core.generation.gait_matching import (
         POSTURE_VARIATION,
         STRIDE_VARIATION,
@@ -189,18 +229,55 @@ def test_each_next_stride_keeps_the_walkers_pace_and_posture(shipped_bundle):
                                   np.array([0.0, 1.2]))
     heights = cycles.pelvis_height[candidates]
     assert heights.max() - heights.min() > 0.05
-    rng, varied = np.random.default_rng(0), 0
+    recordings = {cycles.clips[candidate] for candidate in candidates}
+    rng, varied, successors = np.random.default_rng(0), 0, 0
     for first in candidates:
         cycle, played = int(first), set()
         for _ in range(20):
             following = _next_cycle(cycles, cycle, candidates, rng)
-            similar = candidates[(np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1) <= STRIDE_VARIATION)
-                                 & (np.abs(cycles.pelvis_height[candidates] - cycles.pelvis_height[cycle])
-                                    <= POSTURE_VARIATION)]
-            if len(similar):
-                assert following in similar
-                assert abs(cycles.pelvis_height[following] - cycles.pelvis_height[cycle]) <= POSTURE_VARIATION
+            if cycles.successor[cycle] >= 0 and cycles.clips[cycle] in recordings:
+                assert following == cycles.successor[cycle]
+                successors += 1
+            else:
+                similar = candidates[
+                    (np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1) <= STRIDE_VARIATION)
+                    & (np.abs(cycles.pelvis_height[candidates] - cycles.pelvis_height[cycle]) <= POSTURE_VARIATION)]
+                if len(similar):
+                    assert following in similar
             cycle = following
             played.add(following)
         varied += len(played) > 1
-    assert varied >= len(candidates) // 2
+    assert varied >= 2 and successors >= 1   # a recording's strides in turn; a lone stride is repeated at its pace
+
+
+def test_a_walk_plays_a_recordings_strides_in_order_and_the_hips_stay_where_its_walker_held_them(shipped_bundle,
+                                                                                                 monkeypatch):
+    """"a person walks forward" plays a Bandai-Namco walker's strides in the order they were recorded (no stride
+    repeated: its feet vary from stride to stride as that walker's did), and the foot clean-up leaves the played
+    pelvis height as it is (lowered to reach held feet, it bobbed once a stride where a walker walked upright:
+    "someone walks", bob share 0.65)."""
+    from kmm_core.generation import timeline_generator
+    from kmm_core.generation.gait_matching import _bundle_cycles
+
+    cycles = _bundle_cycles(shipped_bundle)
+    played, features = [], {}
+    original_next, original_walk = gait_matching._next_cycle, timeline_generator.walk_on_gait_cycles
+
+    def next_cycle(cycles, cycle, candidates, rng):
+        played.append((cycle, original_next(cycles, cycle, candidates, rng)))
+        return played[-1][1]
+
+    def walk(*args):
+        features["walked"] = original_walk(*args)
+        return features["walked"]
+
+    monkeypatch.setattr(gait_matching, "_next_cycle", next_cycle)
+    monkeypatch.setattr(timeline_generator, "walk_on_gait_cycles", walk)
+    timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person walks forward", "start": 1,
+                                                            "end": 200}]})
+    joints = generate_timeline(shipped_bundle, timeline, seed=0)[0].joints
+    in_order = [cycles.successor[cycle] == following for cycle, following in played]
+    assert len(played) >= 6 and sum(in_order) >= len(played) // 2, played
+    walking = slice(60, 180)
+    shift = joints[walking, 0, 1] - features["walked"][walking, 3]   # final pelvis height - played root height
+    assert np.ptp(shift) < 0.005, np.ptp(shift)

@@ -5,7 +5,8 @@ One cycle is one stride of a recorded walk or run of the model's own training sp
 the next (``training/gait_cycle_library.py`` cuts them), resampled to ``phase_samples + 1`` evenly spaced phases
 (the last is the next left heel strike) of the HumanML3D feature channels that carry the gait (`CYCLE_CHANNELS`:
 the root's speed over the floor and height, the legs' joint positions, the foot contacts).  Beside each: its mean
-speed over the floor (m/s), its duration (s), the clip it comes from and the unit sentence embedding of that clip's
+speed over the floor (m/s), its duration (s), the clip it comes from and the feature frames it spans there (so the
+stride the walker took next is known: `GaitCycles.successor`) and the unit sentence embedding of that clip's
 captions in the text space the bundle's prompt check uses.  Generation plays them under a generated walk
 (``generation/gait_matching.py``)::
 
@@ -13,9 +14,11 @@ captions in the text space the bundle's prompt check uses.  Generation plays the
                               "space": "minilm", "clips": ["dataset-2_walk_normal_018_w0", ...],
                               "datasets": {"bandai-namco-2": 1230, ...}}
     gait_cycles.safetensors  samples (N, phase_samples + 1, channels) float16, speed (N,), duration (N,),
-                             embeddings (N, E) float16
+                             embeddings (N, E) float16, frames (N, 2) int32
 
-Both files are covered by ``bundle.json``'s checksums (``weight_checksums.bundle_file_names``) and verified when read.
+``frames`` (each cycle's first and last feature frame in its clip) may be absent in cycles cut before it was
+recorded: no cycle then has a successor.  Both files are covered by ``bundle.json``'s checksums
+(``weight_checksums.bundle_file_names``) and verified when read.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class GaitCycles:
     embeddings: np.ndarray   # (N, E) unit sentence embeddings of each cycle's clip's captions
     space: str               # the text space of the embeddings ("minilm" or "aligner")
     clips: tuple[str, ...]   # (N,) the clip each cycle was cut from
+    frames: np.ndarray | None = None  # (N, 2) int: each cycle's first and last feature frame in its clip
 
     def __len__(self) -> int:
         return int(self.samples.shape[0])
@@ -65,6 +69,19 @@ class GaitCycles:
     def pelvis_height(self) -> np.ndarray:
         """(N,) each cycle's mean pelvis (root) height over the floor, m: its walker's posture."""
         return self.samples[:, :-1, int(np.flatnonzero(CYCLE_CHANNELS == ROOT_HEIGHT.start)[0])].mean(axis=1)
+
+    @cached_property
+    def successor(self) -> np.ndarray:
+        """(N,) the cycle the walker took next in the same recording (the same clip, starting on the frame this one
+        ends), -1 where none was cut (the walk turned, stopped or stumbled there) or the frames are not recorded."""
+        following = np.full(len(self), -1, dtype=np.int64)
+        if self.frames is None:
+            return following
+        starts = {(clip, int(first)): index for index, (clip, (first, _)) in enumerate(zip(self.clips, self.frames,
+                                                                                           strict=True))}
+        for index, (clip, (_, last)) in enumerate(zip(self.clips, self.frames, strict=True)):
+            following[index] = starts.get((clip, int(last)), -1)
+        return following
 
 
 def check_gait_cycles(cycles: GaitCycles, where: str | Path) -> GaitCycles:
@@ -81,6 +98,9 @@ def check_gait_cycles(cycles: GaitCycles, where: str | Path) -> GaitCycles:
         raise InputFileError(where, f"embeddings has shape {cycles.embeddings.shape}, expected ({count}, E)")
     if len(cycles.clips) != count:
         raise InputFileError(where, f"names {len(cycles.clips)} clips for {count} cycles")
+    if cycles.frames is not None and (cycles.frames.shape != (count, 2) or np.any(cycles.frames[:, 0] < 0)
+                                      or np.any(cycles.frames[:, 1] <= cycles.frames[:, 0])):
+        raise InputFileError(where, f"frames must be {count} pairs [first, last] of frames, 0 <= first < last")
     for name in ("samples", "speed", "duration", "embeddings"):
         if not np.all(np.isfinite(getattr(cycles, name))):
             raise InputFileError(where, f"{name} holds NaN or infinite values")
@@ -112,7 +132,8 @@ def read_gait_cycles(folder: str | Path) -> GaitCycles | None:
         cycles = GaitCycles(samples=arrays["samples"].astype(np.float64), speed=arrays["speed"].astype(np.float64),
                             duration=arrays["duration"].astype(np.float64),
                             embeddings=arrays["embeddings"].astype(np.float32), space=str(meta.get("space")),
-                            clips=tuple(clips))
+                            clips=tuple(clips),
+                            frames=arrays["frames"].astype(np.int64) if "frames" in arrays else None)
     except (OSError, KeyError, ValueError) as error:
         raise InputFileError(folder / GAIT_CYCLES_WEIGHTS, f"cannot read the gait cycles: {error}") from None
     return check_gait_cycles(cycles, folder / GAIT_CYCLES_WEIGHTS)
@@ -126,6 +147,8 @@ def write_gait_cycles(folder: str | Path, cycles: GaitCycles, datasets: dict[str
     check_gait_cycles(cycles, folder / GAIT_CYCLES_WEIGHTS)
     arrays = {"samples": cycles.samples.astype(np.float16), "speed": cycles.speed.astype(np.float32),
               "duration": cycles.duration.astype(np.float32), "embeddings": cycles.embeddings.astype(np.float16)}
+    if cycles.frames is not None:
+        arrays["frames"] = cycles.frames.astype(np.int32)
     with atomic_path(folder / GAIT_CYCLES_WEIGHTS) as temporary:
         save_file(arrays, str(temporary))
     meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "phase_samples": PHASE_SAMPLES,

@@ -10,7 +10,9 @@ judged as a gait.  Lengths are in leg lengths L (hip -> knee -> ankle, the take'
 compare.
 
 - A foot is down while its ankle or its toe is within CONTACT_HEIGHT_LEGS of the lowest that joint goes in the
-  window and slower than CONTACT_SPEED_LEGS (heel strike: the frame a foot comes down; toe-off: the frame it leaves).
+  window and slower than CONTACT_SPEED_LEGS (heel strike: the frame a foot comes down; toe-off: the frame it leaves);
+  step times are read between frames (`heel_strike_times`: where the foot's margin to being down crosses zero), so
+  a run's 7-frame steps are not rounded to whole frames.
 - cadence: steps a minute, from the heel strikes of both feet; stride: two steps; stride length: the pelvis's
   horizontal travel over one stride time.
 - stance share: the share of each stride a foot is down (real walking: about 0.6); double support: the share of the
@@ -83,18 +85,34 @@ def steady_windows(joints: np.ndarray, fps: float, seconds: float = WINDOW_SECON
     return windows
 
 
-def foot_down(joints: np.ndarray, fps: float, side: str, legs: float) -> np.ndarray:
-    """(T,) the frames a foot is down: its ankle or its toe low and slow (module docstring)."""
-    down = np.zeros(len(joints), dtype=bool)
+def _down_margin(joints: np.ndarray, fps: float, side: str, legs: float) -> np.ndarray:
+    """(T,) how far a foot is from being down, in leg lengths (<= 0: down): of its ankle and its toe the nearer to
+    being both low and slow (module docstring), each condition's excess over its limit."""
+    margins = []
     for part in ("ankle", "foot"):
         point = joints[:, JOINT_INDEX[f"{side}_{part}"]]
         speed = np.zeros(len(point))
         if len(point) > 1:
             speed[1:] = np.linalg.norm(np.diff(point[:, [0, 2]], axis=0), axis=-1) * fps
             speed[0] = speed[1]
-        low = point[:, 1] <= point[:, 1].min() + CONTACT_HEIGHT_LEGS * legs
-        down |= low & (speed <= CONTACT_SPEED_LEGS * legs)
-    return down
+        height = (point[:, 1] - point[:, 1].min()) / legs - CONTACT_HEIGHT_LEGS
+        margins.append(np.maximum(height, (speed / legs - CONTACT_SPEED_LEGS) / fps))  # L a frame: one scale
+    return np.minimum(*margins)
+
+
+def foot_down(joints: np.ndarray, fps: float, side: str, legs: float) -> np.ndarray:
+    """(T,) the frames a foot is down: its ankle or its toe low and slow (module docstring)."""
+    return _down_margin(joints, fps, side, legs) <= 0.0
+
+
+def heel_strike_times(joints: np.ndarray, fps: float, side: str, legs: float) -> np.ndarray:
+    """Frames (fractional) where a foot comes down: each of `heel_strikes`, placed between the frame before and it
+    where its margin to being down (`_down_margin`) crosses zero, linearly.  At 20 fps a running step lasts about 7
+    frames: whole frames alone make one step of a stride a frame (about 0.13 of a step) longer than the other."""
+    margin = _down_margin(joints, fps, side, legs)
+    frames = heel_strikes(margin <= 0.0)
+    before, at = margin[frames - 1], margin[frames]
+    return frames - np.clip(-at / np.maximum(before - at, 1e-12), 0.0, 1.0)
 
 
 def heel_strikes(down: np.ndarray) -> np.ndarray:
@@ -120,7 +138,8 @@ def measure_gait(joints: np.ndarray, fps: float) -> Gait | None:
     strikes = {side: heel_strikes(down[side]) for side in down}
     if min(len(s) for s in strikes.values()) < 2:
         return None
-    events = sorted([(int(f), "left") for f in strikes["left"]] + [(int(f), "right") for f in strikes["right"]])
+    times = {side: heel_strike_times(joints, fps, side, legs) for side in down}   # the same strikes, sub-frame
+    events = sorted([(float(t), "left") for t in times["left"]] + [(float(t), "right") for t in times["right"]])
     alternating = [(a, b) for a, b in zip(events, events[1:], strict=False) if a[1] != b[1]]
     if len(alternating) < 2:
         return None
@@ -129,7 +148,7 @@ def measure_gait(joints: np.ndarray, fps: float) -> Gait | None:
     right_left = [(b[0] - a[0]) / fps for a, b in alternating if a[1] == "right"]
     step = float(np.mean(step_times))
     stride_time = 2.0 * step
-    first, last = events[0][0], events[-1][0]
+    first, last = min(int(s[0]) for s in strikes.values()), max(int(s[-1]) for s in strikes.values())
     pelvis = joints[:, 0, [0, 2]]
     speed = float(np.linalg.norm(pelvis[last] - pelvis[first]) / max((last - first) / fps, 1e-9)) / legs
     stance = []

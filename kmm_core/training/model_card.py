@@ -372,10 +372,11 @@ def add_gait_cycles_section(bundle_dir: str | Path, cycles: int, counts: Mapping
     section = ["## Gait cycles", "",
                f"`gait_cycles.safetensors`: {cycles} real strides ({per}; {seconds:.2f} s and {speed:.2f} m/s at the "
                "median), cut by `kmm-train gait-cycles` from the steady walks and runs of the training split's clips "
-               "(left heel strike to left heel strike, even steps, two pelvis rises a stride).  Where a take walks "
-               "(its prompt's nearest training captions' clips walk, and the generated body travels), generation "
-               "plays them under the generated walk: the legs, the pelvis height, the pace and the foot contacts come "
-               "from the strides whose clips' captions are nearest the prompt; where the body goes and what the arms "
+               "(left heel strike to left heel strike, even steps, two clear pelvis rises a stride; which stride its "
+               "walker took next is kept).  Where a take walks (its prompt's nearest training captions' clips walk, "
+               "and the generated body travels), generation plays them under the generated walk: the legs, the pelvis "
+               "height, the pace and the foot contacts come from the strides whose clips' captions are nearest the "
+               "prompt, a recording's strides in the order they were taken; where the body goes and what the arms "
                "and torso do stay generated.  They are recorded motion of the datasets under Data, under their "
                "licences."]
     return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), GAIT_CYCLES_BEGIN,
