@@ -21,6 +21,7 @@ from kmm_core.generation.gait_matching import walk_on_gait_cycles
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
 from kmm_core.humanml3d.motion_kind import MotionKind
+from kmm_core.motion.time_filters import gaussian_smooth
 from kmm_core.training.gait_cycle_library import cycle_frames
 
 
@@ -253,9 +254,9 @@ def test_each_next_stride_is_the_walkers_own_or_keeps_its_pace_and_posture(shipp
 def test_a_walk_plays_a_recordings_strides_in_order_and_the_hips_stay_where_its_walker_held_them(shipped_bundle,
                                                                                                  monkeypatch):
     """"a person walks forward" plays a Bandai-Namco walker's strides in the order they were recorded (no stride
-    repeated: its feet vary from stride to stride as that walker's did), and the foot clean-up leaves the played
-    pelvis height as it is (lowered to reach held feet, it bobbed once a stride where a walker walked upright:
-    "someone walks", bob share 0.65)."""
+    repeated: its feet vary from stride to stride as that walker's did), and the foot clean-up changes the played
+    pelvis height only slowly (lowered within 0.2 s to reach a held foot at the end of each stance, it bobbed once a
+    stride: 11-25 mm within half a second, 5-7 mm now; "someone walks" at two rises in 0.65 of its windows)."""
     from kmm_core.generation import timeline_generator
     from kmm_core.generation.gait_matching import _bundle_cycles
 
@@ -280,4 +281,5 @@ def test_a_walk_plays_a_recordings_strides_in_order_and_the_hips_stay_where_its_
     assert len(played) >= 6 and sum(in_order) >= len(played) // 2, played
     walking = slice(60, 180)
     shift = joints[walking, 0, 1] - features["walked"][walking, 3]   # final pelvis height - played root height
-    assert np.ptp(shift) < 0.005, np.ptp(shift)
+    fast = shift - gaussian_smooth(shift, 10.0)                      # what changes within half a second
+    assert np.ptp(fast) < 0.01, np.ptp(fast)                         # measured 6 mm; 13.5 mm lowered within 0.2 s

@@ -183,10 +183,13 @@ def _bundle_cycles(bundle: ModelBundle) -> GaitCycles:
 
 
 def walk_on_gait_cycles(bundle: ModelBundle, features: np.ndarray, spans_and_prompts: Sequence,
-                        spans_and_kinds: SpansAndKinds, seed: int) -> np.ndarray:
+                        spans_and_kinds: SpansAndKinds, seed: int, keyed: np.ndarray | None = None) -> np.ndarray:
     """(T, 263) generated features at 20 fps with the bundle's gait cycles played where they walk (module
     docstring); unchanged when the bundle has none or no frame walks.  `spans_and_prompts` / `spans_and_kinds`:
-    ([start, end) frames, the prompt / its kind) of the take's segments (a later span overrides an earlier one)."""
+    ([start, end) frames, the prompt / its kind) of the take's segments (a later span overrides an earlier one).
+    `keyed` (T,) bool: frames whose legs or hips the timeline's keys hold, and those the generator decoded to lead
+    into them; the generated legs stay there (a recorded stride knows nothing of the key, and blending from its
+    phase into the keyed legs at the last moment sped the legs up: twice the take's peak joint speed elsewhere)."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM or features.shape[0] < 2:
         return features
@@ -196,6 +199,8 @@ def walk_on_gait_cycles(bundle: ModelBundle, features: np.ndarray, spans_and_pro
         start, end = max(0, int(start)), min(features.shape[0], int(end))
         if end - start >= 2:
             weights[start:end] = matching_weights(features[start:end], walking[start:end])
+    if keyed is not None:
+        weights[np.asarray(keyed, dtype=bool)[:len(weights)]] = 0.0
     weights = gaussian_smooth(weights, BLEND_SIGMA)  # the legs pass between generated and played over ~0.5 s
     if not np.any(weights > 0):
         return features

@@ -34,6 +34,7 @@ from ..bundle.model_bundle import ModelBundle
 from ..common.errors import ConfigError
 from ..common.progress import CancelCheck, ProgressCallback
 from ..humanml3d.feature_smoothing import (
+    LEG_JOINTS,
     smooth_decoded_features,
     smooth_standing_root,
 )
@@ -204,7 +205,8 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
     spans_and_prompts = list(zip(timeline.segment_ranges(MODEL_FPS), timeline.prompts, strict=True))
     kinds = spans_and_kinds(bundle, spans_and_prompts)
     features = smooth_decoded_features(bundle.decode_kinds(codes, num_frames, kinds), options.smoothing)
-    features = walk_on_gait_cycles(bundle, features, spans_and_prompts, kinds, seed)
+    features = walk_on_gait_cycles(bundle, features, spans_and_prompts, kinds, seed,
+                                   keyed_leg_frames(timeline.constraint_frames(), timeline.fps, features.shape[0]))
     features = smooth_standing_root(features, kinds, options.decoding_config(bundle).standing_root_sigma)
     motion = result_from_model_joints(features_to_joints(features), timeline)
     channels = channels_at_fps(features[:, FOOT_CONTACTS], MODEL_FPS, motion.num_frames, motion.fps)
@@ -212,6 +214,25 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
         return motion, channels
     motion = paths.motion_on_paths(motion, timeline)  # unchanged without paths
     return meet_constraints(motion, timeline.constraint_frames(), first_frame=timeline.start_frame or 0), channels
+
+
+def keyed_leg_frames(constraints: Sequence, fps: float, num_frames: int) -> np.ndarray:
+    """(num_frames,) bool at 20 fps: the frames of the keys (0-based frames at `fps`) that hold a leg joint or the
+    hips (whole-body and leg poses, foot, ankle and root targets), widened by the `CONSTRAINT_FREE_TOKENS` tokens
+    on each side that the generator decodes again to lead into them."""
+    from .constraints import EffectorTarget, PoseKey
+
+    held = np.zeros(num_frames, dtype=bool)
+    legs_and_hips = set(LEG_JOINTS) | {0}
+    reach = (CONSTRAINT_FREE_TOKENS + 1) * FRAMES_PER_TOKEN
+    for constraint in constraints:
+        joints = (constraint.held if isinstance(constraint, PoseKey)
+                  else (constraint.joint_index,) if isinstance(constraint, EffectorTarget) else ())
+        if legs_and_hips.intersection(joints):
+            first = int(math.floor(constraint.start * MODEL_FPS / fps)) - reach
+            last = int(math.ceil(constraint.end * MODEL_FPS / fps)) + reach
+            held[max(0, first):max(0, min(num_frames, last + 1))] = True
+    return held
 
 
 def rng_for(seed: int) -> torch.Generator:

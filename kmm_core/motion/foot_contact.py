@@ -34,15 +34,19 @@ module fixes that after decoding, in three steps:
    bent before, its bend plane averaged over `pole_smoothing_seconds`: read frame by frame off a generated leg it
    swung enough to raise the knees' jerk by 12% on six generated walks of the previous decoder, 2% with the
    shipped one: tests/test_swing_clearance.py), and the
-   toe is turned towards its lock at the foot's length.  The pelvis stays where the motion has it: a contact whose
-   joint wanders more than `max_lock_drift` (15 cm) from where it began ends there and starts again
-   (`split_drifting_contacts`), so a body the model glides over the floor with its feet "down" re-plants them, and a
-   held joint out of the leg's reach is let go of on those frames (the stretched leg reaches towards it: a trailing
-   stance foot the model holds too long lifts its heel), so every frame `contacts` reports held is held.  (Lowering
-   the pelvis to reach such a foot, by up to 5 cm, kept 2% more foot frames held and gained nothing on the test
-   split, skating 0.012 either way; it bobbed a real walker's upright stride once a stride, a limp:
-   ``benchmarks/results/gait.md``.)  Real stance feet keep most of their contacts held (the shipped tests' clips:
-   toes 97% of a walk's frames, all of a run's, 83% of a kick's, 88% of a dance's).
+   toe is turned towards its lock at the foot's length.  Where a lock is out of the leg's
+   reach, the pelvis (with the whole upper body) is lowered just enough, but never more than `max_pelvis_drop` (5 cm:
+   at 10 cm generated walks crouched visibly, by 6 cm on average), and from `drop_seconds` (0.5 s) before to as
+   long after the need, so it sinks and rises over about half a stride (within the lock's blend, 0.2 s, an upright
+   walker's leg that could not reach its held foot at the end of each stance lowered the hips once a stride: a
+   limp, "someone walks" at two rises a stride in 0.65 of its windows instead of 0.93, `benchmarks/results/gait.md`;
+   over 1 s a real dance was carried lower for longer than its clip, 3.2 cm from it on average); and a
+   contact whose joint wanders more than `max_lock_drift` (15 cm) from where it
+   began ends there and starts again (`split_drifting_contacts`), so a body the model glides over the floor with
+   its feet "down" re-plants them instead of sinking into a crouch it never made.  A held joint still out of reach
+   with the pelvis lowered that far is let go of on those frames (the stretched leg reaches towards it: a trailing
+   stance foot the model holds too long lifts its heel), so every frame `contacts` reports held is held.  Real stance feet (the shipped
+   tests' walks, runs, kicks and a dance) keep their whole contacts.
 
 The result is positions only; `MotionResult.from_joints` (or `foot_locked_motion`) recomputes the bone rotations
 from them, so BVH and Blender get exactly the cleaned motion.  Axes: HumanML3D (metres, Y up).
@@ -59,7 +63,7 @@ from ..common.errors import KMMError
 from ..common.smoothstep import smoothstep
 from .kinematics import forward_kinematics, inverse_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX, NUM_JOINTS, tpose_offsets
-from .swing_clearance import swing_lift
+from .swing_clearance import swing_lift, widen_and_smooth
 from .time_filters import gaussian_smooth
 from .two_bone_ik import bend_pole, solve_two_bone
 
@@ -101,12 +105,15 @@ class FootLockSettings:
     relative_speed_limit: float = 0.8  # with channels: or slower than this fraction of the pelvis' horizontal speed
     min_contact_seconds: float = 0.1   # shorter contacts are dropped, shorter gaps closed
     blend_seconds: float = 0.2         # locks fade in before and out after each contact over this long
+    reach_slack: float = 0.002         # metres the stretched leg keeps from full extension when lowering the pelvis
     pin_floor: bool = True             # move the motion so held toes stand at TOE_GROUND_HEIGHT, none below the floor
     floor_height: float = 0.0          # metres: the floor no toe goes below when pin_floor is on
     keep_foot_positions: bool = True   # feet start where `joints` has them (legs re-solved), not where FK puts them
     swing_clearance: bool = True       # between two contacts, raise a shuffling foot to a real step's arc
     max_lock_drift: float = 0.15       # metres a held joint's own path may wander from where its contact began;
     #                                    further, the contact ends and a new one starts (a gliding body re-plants)
+    max_pelvis_drop: float = 0.05      # metres the pelvis may be lowered so held feet stay in reach, never more
+    drop_seconds: float = 0.5          # ... lowered this long before and raised this long after it is needed
     pole_smoothing_seconds: float = 0.075  # the knees' bend plane averaged over this (Gaussian sigma) before IK
     stance_detail_limit: float = 0.004  # metres of its own settling and rolling a held joint keeps (0: held still)
     hold_standing: bool = False        # standing (both feet held) keeps the body from drifting: `hold_standing`
@@ -114,8 +121,8 @@ class FootLockSettings:
     standing_drift_limit: float = 0.25  # m/s: a standing stretch drifting faster is travel, left as it is
 
     def __post_init__(self) -> None:
-        for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds",
-                     "max_lock_drift", "pole_smoothing_seconds", "stance_detail_limit",
+        for name in ("height_tolerance", "speed_limit", "min_contact_seconds", "blend_seconds", "reach_slack",
+                     "max_lock_drift", "max_pelvis_drop", "drop_seconds", "pole_smoothing_seconds", "stance_detail_limit",
                      "standing_seconds", "standing_drift_limit"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise FootContactError(f"{name}: must be a number >= 0, got {getattr(self, name)!r}")
@@ -126,12 +133,13 @@ class FootLockSettings:
 @dataclass(frozen=True)
 class FootLockResult:
     """Cleaned joints (T, 22, 3), the contacts used (T, 4) bool, the pinned ground height of each contact joint
-    (4,) (NaN for a joint that never touches the ground) and how far the whole motion was moved up to stand on the
-    floor (metres, negative = down)."""
+    (4,) (NaN for a joint that never touches the ground), how far the pelvis was lowered per frame (T,) and how
+    far the whole motion was moved up to stand on the floor (metres, negative = down)."""
 
     joints: np.ndarray
     contacts: np.ndarray
     ground_heights: np.ndarray
+    pelvis_drop: np.ndarray
     floor_shift: float = 0.0
 
 
@@ -379,6 +387,23 @@ def split_drifting_contacts(joints: np.ndarray, contacts: np.ndarray, max_drift:
     return contacts
 
 
+def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list[np.ndarray], reach: list[float],
+                 frames_around: int) -> np.ndarray:
+    """(T,) metres to lower the pelvis so every weighted ankle target is within its leg's reach, held
+    `frames_around` frames before and after each need and smoothed."""
+    frames = hips[0].shape[0]
+    drop = np.zeros(frames)
+    for hip, ankle, weight, length in zip(hips, ankles, weights, reach, strict=True):
+        horizontal = np.linalg.norm((ankle - hip)[:, [0, 2]], axis=-1)
+        vertical = hip[:, 1] - ankle[:, 1]
+        room = np.sqrt(np.maximum(length ** 2 - horizontal ** 2, 0.0))
+        needed = np.where(weight > 0, np.maximum(vertical - room, 0.0), 0.0)
+        drop = np.maximum(drop, needed)
+    # Each dip widened on both sides and smoothed, so the body sinks and rises over about a stride, never less deep
+    # than needed.
+    return widen_and_smooth(drop, frames_around)
+
+
 def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.ndarray | None = None,
               settings: FootLockSettings = FootLockSettings(), rigid: np.ndarray | None = None) -> FootLockResult:
     """Joints (T, 22, 3) on the rest skeleton `offsets` (default the T-pose) with every contact of `contacts`
@@ -412,19 +437,20 @@ def lock_feet(joints: np.ndarray, fps: float, contacts: np.ndarray, offsets: np.
         ground = ground + floor_shift
         ground[list(TOE_COLUMNS)] = np.where(np.isfinite(toes), TOE_GROUND_HEIGHT, np.nan)
     lengths = np.linalg.norm(offsets, axis=-1)
-    cleaned, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
-    # A held joint the leg cannot reach is let go of on those frames:
+    cleaned, drop, missed = _solve_legs(rigid, contacts, ground, lengths, fps, blend, settings)
+    # A held joint the leg cannot reach even with the pelvis lowered as far as allowed is let go of on those frames:
     # the stretched leg reaches towards its lock (a trailing stance foot the model holds too long lifts its heel),
     # and `contacts` reports only the frames that are held.
     contacts = contacts & ~missed
-    return FootLockResult(joints=cleaned, contacts=contacts, ground_heights=ground, floor_shift=floor_shift)
+    return FootLockResult(joints=cleaned, contacts=contacts, ground_heights=ground, pelvis_drop=drop,
+                          floor_shift=floor_shift)
 
 
 def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, lengths: np.ndarray, fps: float,
-                blend: int, settings: FootLockSettings) -> tuple[np.ndarray, np.ndarray]:
+                blend: int, settings: FootLockSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The legs of `rigid` moved onto the locks of `contacts` (the solve step of `lock_feet`): cleaned joints
-    (T, 22, 3) and (T, 4) bool: held frames whose joint is left more than `HELD_MISS_TOLERANCE` from its lock (out
-    of the leg's reach, or moved off it to keep the foot's length)."""
+    (T, 22, 3), the pelvis drop (T,) and (T, 4) bool: held frames whose joint is left more than
+    `HELD_MISS_TOLERANCE` from its lock (out of the leg's reach, or moved off it to keep the foot's length)."""
     frames = rigid.shape[0]
     plans = []
     # Where each foot joint is on the floor by geometry alone, as REAL_SWING_PROFILE's swings were cut: a toe still
@@ -460,10 +486,17 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
             np.linalg.norm(from_toe, axis=-1, keepdims=True), 1e-9)
         pull = np.where(toe_weight >= 1.0, 1.0, toe_weight * (1.0 - ankle_weight))
         ankle_target += pull[:, None] * (on_sphere - ankle_target)
-        plans.append((leg, ankle_target, toe_aim, rigid[:, ankle] + ankle_correction,
-                      rigid[:, toe] + toe_correction))  # the targets, then the locks
+        plans.append((leg, ankle_target, toe_aim, np.maximum(ankle_weight, toe_weight),
+                      rigid[:, ankle] + ankle_correction, rigid[:, toe] + toe_correction))  # the locks
 
+    reach = [lengths[leg[1]] + lengths[leg[2]] - settings.reach_slack for leg, *_ in plans]
+    drop = _pelvis_drop([rigid[:, leg[0]] for leg, *_ in plans], [plan[1] for plan in plans],
+                        [plan[3] for plan in plans], reach, int(round(settings.drop_seconds * fps)))
+    # Never a crouch the model did not make: past this, a held foot the leg cannot reach is let go of as far as
+    # needed (the leg stretches towards it) rather than the body sinking to it.
+    drop = np.minimum(drop, settings.max_pelvis_drop)
     cleaned = rigid.copy()
+    cleaned[..., 1] -= drop[:, None]
     for (hip, knee, ankle, toe), ankle_target, toe_aim, *_ in plans:
         pole = bend_pole(rigid[:, hip], rigid[:, knee], rigid[:, ankle], rigid[:, toe] - rigid[:, ankle])
         if settings.pole_smoothing_seconds > 0:  # the bend plane read off a noisy leg swings from frame to frame
@@ -489,7 +522,7 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
         for column, joint, lock in ((columns[0], leg[2], ankle_lock), (columns[1], leg[3], toe_lock)):
             missed[:, column] = contacts[:, column] & (
                 np.linalg.norm(cleaned[:, joint] - lock, axis=-1) > HELD_MISS_TOLERANCE)
-    return cleaned, missed
+    return cleaned, drop, missed
 
 
 def clean_foot_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None = None,
