@@ -399,8 +399,8 @@ def _pelvis_drop(hips: list[np.ndarray], ankles: list[np.ndarray], weights: list
         room = np.sqrt(np.maximum(length ** 2 - horizontal ** 2, 0.0))
         needed = np.where(weight > 0, np.maximum(vertical - room, 0.0), 0.0)
         drop = np.maximum(drop, needed)
-    # Each dip widened on both sides and smoothed, so the body sinks and rises over about a stride, never less deep
-    # than needed.
+    # Each dip widened on both sides by `frames_around` (`drop_seconds`) and smoothed, so the body sinks and rises
+    # over about half a second, never less deep than needed.
     return widen_and_smooth(drop, frames_around)
 
 
