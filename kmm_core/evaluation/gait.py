@@ -109,7 +109,11 @@ def heel_strike_times(joints: np.ndarray, fps: float, side: str, legs: float) ->
     """Frames (fractional) where a foot comes down: each of `heel_strikes`, placed between the frame before and it
     where its margin to being down (`_down_margin`) crosses zero, linearly.  At 20 fps a running step lasts about 7
     frames: whole frames alone make one step of a stride a frame (about 0.13 of a step) longer than the other."""
-    margin = _down_margin(joints, fps, side, legs)
+    return _strike_times(_down_margin(joints, fps, side, legs))
+
+
+def _strike_times(margin: np.ndarray) -> np.ndarray:
+    """`heel_strike_times` from a foot's margin to being down (`_down_margin`)."""
     frames = heel_strikes(margin <= 0.0)
     before, at = margin[frames - 1], margin[frames]
     return frames - np.clip(-at / np.maximum(before - at, 1e-12), 0.0, 1.0)
@@ -134,11 +138,12 @@ def measure_gait(joints: np.ndarray, fps: float) -> Gait | None:
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or not np.all(np.isfinite(joints)):
         raise InputTensorError(f"joints: expected finite (T, 22, 3), got {joints.shape}")
     legs = leg_length(joints)
-    down = {side: foot_down(joints, fps, side, legs) for side in ("left", "right")}
+    margins = {side: _down_margin(joints, fps, side, legs) for side in ("left", "right")}
+    down = {side: margin <= 0.0 for side, margin in margins.items()}   # foot_down, the margin read once
     strikes = {side: heel_strikes(down[side]) for side in down}
     if min(len(s) for s in strikes.values()) < 2:
         return None
-    times = {side: heel_strike_times(joints, fps, side, legs) for side in down}   # the same strikes, sub-frame
+    times = {side: _strike_times(margins[side]) for side in down}   # the same strikes, sub-frame
     events = sorted([(float(t), "left") for t in times["left"]] + [(float(t), "right") for t in times["right"]])
     alternating = [(a, b) for a, b in zip(events, events[1:], strict=False) if a[1] != b[1]]
     if len(alternating) < 2:
