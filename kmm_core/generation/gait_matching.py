@@ -15,19 +15,22 @@ model's own training split instead (``bundle/gait_cycles.py``), one cycle after 
   space of the bundle's prompt check, less `SPEED_WEIGHT` times how far (log ratio) each cycle's speed is from the
   generated one (the text picks a walk, a jog or a weary shuffle; the generated pace breaks near-ties), among the
   cycles that travel within `MAX_DIRECTION` of the way the generated body travels (none: the generated legs stay);
-- *how*: a walk starts on the candidate cycle and phase whose legs are nearest the generated legs at its first
-  frame, plays at the recorded pace, and at each left heel strike goes on with the stride the same walker took next
-  in the same recording (`GaitCycles.successor`), while that recording is still among the frame's prompt's
-  candidates: strides vary from one to the next as that walker's did (one stride repeated is a machine's walk: its
-  feet repeat exactly and its one asymmetry repeats with them).  Where the recording has no next stride cut (it
-  turned, stopped or ended), the walk goes on with a cycle drawn (the take's seed) among the candidates that last
-  about as long (`STRIDE_VARIATION`) and carry the pelvis about as high (`POSTURE_VARIATION`), so the pace and the
-  posture hold (a switch to another walker's upright or crouched stride would raise or drop the hips once a stride:
-  a limp); the jump between two cycles is spread over `SWITCH_FADE` of the next stride.  The rest of the body
-  rides on the played pelvis height, and the body travels the way the generated one does: the played speed over
-  the floor turned onto the generated direction of travel (by at most `MAX_DIRECTION`, and only as far as the
-  generated body clearly travels: a slow body's direction is noise), so a walk to the side or on a diagonal keeps
-  its way.
+- *how*: a walk starts on the candidate cycle and phase whose legs are nearest the generated legs at its first frame,
+  plays at the recorded pace, and at each left heel strike goes on with the stride the same walker took next in the
+  same recording (`GaitCycles.successor`), while that recording is still among the frame's prompt's candidates:
+  strides vary from one to the next as that walker's did (one stride repeated is a machine's walk: its feet repeat
+  exactly and its one asymmetry repeats with them).  Where the recording has no next stride cut (it turned, stopped or
+  ended), the walk goes on with a cycle drawn (the take's seed) among the candidates that last about as long
+  (`STRIDE_VARIATION`) and carry the pelvis about as high (`POSTURE_VARIATION`), so the pace and the posture hold (a
+  switch to another walker's upright or crouched stride would raise or drop the hips once a stride: a limp); never the
+  stride just played while another is like it, and where none is, that walker's other strides, then another of about
+  its pelvis height, before itself again (a lone stride played again and again is a machine's walk: with itself among
+  those drawn, 72 of the gait benchmark's 466 stride changes played the same stride again, none this way:
+  `benchmarks/measure_stride_repeats.py`).  The jump between two cycles is spread over `SWITCH_FADE` of the next
+  stride.  The rest of the body rides on the played pelvis height, and the body travels the way the generated one
+  does: the played speed over the floor turned onto the generated direction of travel (by at most `MAX_DIRECTION`, and
+  only as far as the generated body clearly travels: a slow body's direction is noise), so a walk to the side or on a
+  diagonal keeps its way.
 
 Each stride played this way is a real stride: two pelvis rises a stride, symmetric steps, stance and double
 support as recorded; the foot clean-up then plants the feet (``motion/foot_contact.py``).  A bundle without gait
@@ -110,15 +113,20 @@ def _start(cycles: GaitCycles, candidates: np.ndarray, legs: np.ndarray) -> tupl
 
 def _next_cycle(cycles: GaitCycles, cycle: int, candidates: np.ndarray, rng: np.random.Generator) -> int:
     """The stride after `cycle`: the one its walker took next, while its recording is among the `candidates`' ones;
-    else drawn among `candidates` of about its duration (within `STRIDE_VARIATION`) and mean pelvis height (within
-    `POSTURE_VARIATION`), or, where the candidates changed with the prompt and none is, among those of about its
-    duration, or among all of them."""
+    else another of the `candidates` of about its duration (within `STRIDE_VARIATION`) and mean pelvis height (within
+    `POSTURE_VARIATION`), drawn; else another stride of the same recording among them (its walker's own pace and
+    posture); else another of about its pelvis height (the pace changes once, the hips stay); else itself again;
+    or, where the candidates changed with the prompt and none is like it, one of about its duration, or any of
+    them."""
     following = int(cycles.successor[cycle])
     if following >= 0 and cycles.clips[following] in {cycles.clips[candidate] for candidate in candidates}:
         return following
     pace = np.abs(cycles.duration[candidates] / cycles.duration[cycle] - 1.0) <= STRIDE_VARIATION
     posture = np.abs(cycles.pelvis_height[candidates] - cycles.pelvis_height[cycle]) <= POSTURE_VARIATION
-    for similar in (candidates[pace & posture], candidates[pace]):
+    other = candidates != cycle
+    same_recording = np.array([cycles.clips[candidate] == cycles.clips[cycle] for candidate in candidates])
+    for similar in (candidates[pace & posture & other], candidates[same_recording & other],
+                    candidates[posture & other], candidates[pace & posture], candidates[pace]):
         if len(similar):
             return int(rng.choice(similar))
     return int(rng.choice(candidates))

@@ -219,7 +219,10 @@ def _decoded_motion(bundle: ModelBundle, codes: Tensor, num_frames: int, timelin
 def keyed_leg_frames(constraints: Sequence, fps: float, num_frames: int) -> np.ndarray:
     """(num_frames,) bool at 20 fps: the frames of the keys (0-based frames at `fps`) that hold a leg joint or the
     hips (whole-body and leg poses, foot, ankle and root targets), widened by the `CONSTRAINT_FREE_TOKENS` tokens
-    on each side that the generator decodes again to lead into them."""
+    on each side that the generator decodes again to lead into them, and by one token more: the played strides
+    blend out over `gait_matching.BLEND_SIGMA` frames, and with only the tokens decoded again (`constraint_tokens`)
+    the legs sped up nearer the keys (peak joint speed near a key over elsewhere, worst: 1.22-1.29 against
+    1.09-1.27, `benchmarks/measure_key_pose_contacts.py`)."""
     from .constraints import EffectorTarget, PoseKey
 
     held = np.zeros(num_frames, dtype=bool)
