@@ -81,6 +81,10 @@ def test_the_fine_tuned_generator_goes_into_the_bundle(tiny_bundle, fine_tune_ru
     # Done twice, the card still has one such section.
     assert main(["fine-tuned-generator", "--bundle", str(bundle), "--run", str(fine_tune_run)]) == 0
     assert (bundle / "README.md").read_text().count("## Fine-tuned generator") == 1
+    # Its How to reproduce says, once, that its commands make the bundle the fine-tune started from.
+    reproduce = (bundle / "README.md").read_text().split("## How to reproduce", 1)[1]
+    assert reproduce.count("The commands below make the bundle as first trained") == 1
+    assert "training/README.md" in reproduce.split("```", 1)[0]
 
 
 @pytest.mark.parametrize(("what", "message"), [

@@ -269,7 +269,7 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
     lines.append(action_results.rstrip("\n") if action_results else
                  "Not measured for this bundle (`kmm-train eval-actions`, then `kmm-train bundle ... "
                  "--action-results FILE` includes its markdown here).")
-    lines += [ACTION_RESULTS_END, "", "## How to reproduce", "", "```sh"]
+    lines += [ACTION_RESULTS_END, "", REPRODUCE_HEADING, "", "```sh"]
     if report and report.get("sources"):
         lines += [_prepare_command(report)]
     else:
@@ -431,6 +431,22 @@ def write_model_card(bundle_dir: str | Path, manifest: Mapping[str, Any], parame
 
 FINE_TUNE_BEGIN = "<!-- fine-tuned generator: begin (kmm-train fine-tuned-generator) -->"
 FINE_TUNE_END = "<!-- fine-tuned generator: end -->"
+REPRODUCE_HEADING = "## How to reproduce"
+FINE_TUNE_REPRODUCE = ("The commands below make the bundle as first trained (the Training table).  Its generator was "
+                       "then fine-tuned on the data under Data and put in by `kmm-train fine-tuned-generator` "
+                       "(Fine-tuned generator, above), and each section above names the command that added its part.  "
+                       "The shipped default's whole recipe, every step with its data: the repository's "
+                       "`training/README.md`, \"Retrain on all the data (the shipped default) and kmm-small-open\".")
+
+
+def _with_fine_tune_reproduce_note(text: str) -> str:
+    """``text`` with `FINE_TUNE_REPRODUCE` at the head of its How to reproduce section (once): that section's
+    commands make the bundle a fine-tune started from, not the bundle the fine-tune made."""
+    heading = REPRODUCE_HEADING + "\n"
+    if heading not in text or FINE_TUNE_REPRODUCE in text:
+        return text
+    head, rest = text.split(heading, 1)
+    return head + heading + "\n" + FINE_TUNE_REPRODUCE + "\n" + rest
 
 
 def _replace_section(text: str, heading: str, lines: list[str]) -> str:
@@ -485,6 +501,7 @@ def add_fine_tuned_generator_section(bundle_dir: str | Path, run_dir: str | Path
                f"Data (`[train.<stage>] init_weights`, run `{Path(run_dir).name}`; {tuned_text}) and put into this "
                f"bundle by `kmm-train fine-tuned-generator`; the {', '.join(kept)} and prompt decoders are unchanged.  "
                "The Training table describes the stages the bundle was first trained with."]
+    text = _with_fine_tune_reproduce_note(text)
     return write_text_atomic(card, _with_marked_section(text, FINE_TUNE_BEGIN, FINE_TUNE_END, section))
 
 
