@@ -126,7 +126,7 @@ def _next_cycle(cycles: GaitCycles, cycle: int, candidates: np.ndarray, rng: np.
     other = candidates != cycle
     same_recording = np.array([cycles.clips[candidate] == cycles.clips[cycle] for candidate in candidates])
     for similar in (candidates[pace & posture & other], candidates[same_recording & other],
-                    candidates[posture & other], candidates[pace & posture], candidates[pace]):
+                    candidates[posture & other], candidates[~other], candidates[pace]):
         if len(similar):
             return int(rng.choice(similar))
     return int(rng.choice(candidates))
