@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     retrieval = CaptionRetrieval.load(bundle)
-    verdicts = suite_verdicts(SUITE_RESULTS)
+    verdicts = suite_verdicts(SUITE_RESULTS) if SUITE_RESULTS.is_file() else {}
+    missing = [phrasing for phrasing, _ in SUITE if phrasing not in verdicts]
+    if missing:
+        raise SystemExit(f"{SUITE_RESULTS}: no verdict for {len(missing)} of the suite's phrasings (first: "
+                         f"{missing[0]!r}); run `python benchmarks/measure_everyday_phrasings.py` first")
     rows, warned = [], {True: [], False: []}
     for phrasing, _ in SUITE:
         word = read_as(retrieval, phrasing)
