@@ -25,12 +25,19 @@ PACKAGE_NAME = "kmm_motion"
 def start() -> Path:
     """Isolate Blender's user resources and import bpy; returns the temporary user folder, removed when the script
     ends (a backend installed there is 1.5 GB: left behind, a few runs of the suite filled the disk)."""
-    user_dir = Path(tempfile.mkdtemp(prefix="kmm_blender_user_"))
-    atexit.register(shutil.rmtree, user_dir, True)
+    user_dir = scratch_folder("kmm_blender_user_")
     os.environ["BLENDER_USER_RESOURCES"] = str(user_dir)
     import bpy  # noqa: F401  (imported here, after the environment is set)
 
     return user_dir
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A new temporary folder for a script's own files, removed when the script ends (takes and renders left in
+    /tmp add up over the suite's runs)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def import_extension_package(user_dir: Path):

@@ -9,7 +9,6 @@ Prints one JSON result (see _harness.emit); exits non-zero on any exception.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ package.unregister()
 
 # --- a real MotionResult, through its file format (what `kmm generate` writes and the add-on reads) ------------
 fixture = fixture_motion.load_fixture_motion()
-motion_file = Path(tempfile.mkdtemp(prefix="kmm_versions_")) / "take.npz"
+motion_file = _harness.scratch_folder("kmm_versions_") / "take.npz"
 MotionResult(
     fps=fixture.fps, joints=fixture.joints.astype(np.float32), root_translation=fixture.root_translation,
     local_rotations=fixture.local_rotations, rest_offsets=fixture.rest_offsets,

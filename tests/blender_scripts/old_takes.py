@@ -12,7 +12,6 @@ the new take is active, its keys outside the segment are the old ones.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import _harness
@@ -23,7 +22,7 @@ import bpy  # noqa: E402
 import fixture_motion  # noqa: E402
 
 BLEND = Path(__file__).resolve().parent / "old_takes_e26ec61.blend"
-work = Path(tempfile.mkdtemp(prefix="kmm_old_takes_"))
+work = _harness.scratch_folder("kmm_old_takes_")
 bpy.ops.wm.open_mainfile(filepath=str(BLEND), load_ui=False)
 package = _harness.import_extension_package(user_dir)
 package.register()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 STANDIN = str(Path(__file__).resolve().parents[1] / "standin_worker.py")
-work = Path(tempfile.mkdtemp(prefix="kmm_workflow_"))
+work = _harness.scratch_folder("kmm_workflow_")
 result: dict = {}
 context = bpy.context
 scene = context.scene

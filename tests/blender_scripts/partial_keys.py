@@ -21,8 +21,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 import _harness
 import numpy as np
@@ -177,7 +175,7 @@ def bad_stored_key(kind: str = "joint") -> str:
         settings.constraint_poses = good_poses
 
 
-folder = Path(tempfile.mkdtemp(prefix="kmm_partial_"))
+folder = _harness.scratch_folder("kmm_partial_")
 timeline_data = {"fps": 30, "segments": [{"prompt": "a person walks forward", "start": 1, "end": 90}],
                  "constraints": [dict(bad_pose, joints=["right_shoulder", "right_hand"]) if bad_pose else {}]}
 (folder / "bad.json").write_text(json.dumps(timeline_data))

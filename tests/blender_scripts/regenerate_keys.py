@@ -10,9 +10,7 @@ file does (nothing may change).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 import _harness
 import numpy as np
@@ -30,7 +28,7 @@ from kmm_motion.kmm_blender.takes import provenance as take_provenance  # noqa: 
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
-work = Path(tempfile.mkdtemp(prefix="kmm_regen_keys_"))
+work = _harness.scratch_folder("kmm_regen_keys_")
 context = bpy.context
 scene = context.scene
 scene.render.fps, scene.render.fps_base = 24, 1.0

@@ -12,7 +12,6 @@ file is gone, an action that is not a KMM take; each must leave the scene as it 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from kmm_motion.kmm_core.motion import skeleton  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 bundle = sys.argv[1]
-work = Path(tempfile.mkdtemp(prefix="kmm_regenerate_"))
+work = _harness.scratch_folder("kmm_regenerate_")
 context = bpy.context
 scene = context.scene
 scene.render.fps, scene.render.fps_base = 24, 1.0

@@ -17,8 +17,6 @@ rig) on bones in three rotation modes (Euler XYZ, Euler ZXY, axis-angle) beside 
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import _harness
 import numpy as np
@@ -39,7 +37,7 @@ from kmm_motion.kmm_blender.timeline.properties import rows_of, set_rows  # noqa
 from kmm_motion.kmm_core.common.errors import KMMError  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
-work = Path(tempfile.mkdtemp(prefix="kmm_user_data_"))
+work = _harness.scratch_folder("kmm_user_data_")
 context = bpy.context
 scene = context.scene
 scene.render.fps, scene.render.fps_base = 20, 1.0
