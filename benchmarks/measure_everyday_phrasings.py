@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.evaluation.action_checks import checks_for_action, label_side  # noqa: E402
+from kmm_core.evaluation.action_checks import checks_for_action, label_side, sideways_travel_fraction  # noqa: E402
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
 from kmm_core.generation.prompt_conditions import retrieved_captions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
@@ -76,8 +76,16 @@ SUITE = [
 ]
 
 
+CRAB_WALK_FRACTION = 0.5
+"""A walk or run whose label names no direction fails when at least this share of its pelvis path goes toward the
+body's own side (`sideways_travel_fraction`, whole take): a crab-walk is not a stroll.  Walks straight ahead measure
+0.05-0.25 (a little sway and drift), crab-walks 0.5-0.9."""
+
+
 def judge(label: str, joints: np.ndarray) -> bool:
     (check,) = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
+    if check in ("travel", "run") and abs(sideways_travel_fraction(joints)) >= CRAB_WALK_FRACTION:
+        return False
     return bool(step_result(check, label_side(label), joints).result.passed)
 
 

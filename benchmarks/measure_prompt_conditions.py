@@ -3,16 +3,19 @@
 OWN:FAR:KNOWN (the prompt's own share far from the training captions, and the best similarities between which it
 rises to 1; OWN 1 = the prompt alone, as before), measured on two held-out sets:
 
-- the everyday phrasing suite (`measure_everyday_phrasings.py`'s SUITE and geometric checks, 5 s, a prompt passing
-  at 2 of 3 seeds);
+- the everyday phrasing suite (`measure_everyday_phrasings.py`'s SUITE and geometric checks, 5 s or `--seconds`, a
+  prompt passing at 2 of 3 seeds);
 - the 40 held-out directional paraphrases (`evaluation/paraphrases.py`, 4 s), by directional accuracy: retrieval
   that lost the prompt's side would fail there.
 
-Every prompt generated alone through the product's `generate_timeline` (clean-up on) at seeds 0..N-1.
+Every prompt generated alone through the product's `generate_timeline` (clean-up on) at seeds 0..N-1.  A setting
+ending in `/as-is` keeps the prompt's own share as its embedding is, not brought onto the training captions
+(`CaptionRetrieval.onto_captions`), as before that step.
 
 The test split's FID, R-precision and directional accuracy with the shipped settings: `kmm-train eval` (docs/results.md).
 
-Run: ``python benchmarks/measure_prompt_conditions.py [--seeds 3] [--settings 1 0.3 0.3:0.85:0.97 ...]`` (~5 min)
+Run: ``python benchmarks/measure_prompt_conditions.py [--seeds 3] [--seconds 5] [--settings 1 0.3:0.85:0.97 ...]``
+(~3.5 min a setting at 5 s, ~6 at 10 s)
 """
 
 from __future__ import annotations
@@ -37,14 +40,20 @@ from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.generation import prompt_conditions  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
+AS_IS = "/as-is"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=["1", "0.5", "0.3", "0.2", "0", "0.3:0.85:0.97",
-                                                          "0.3:0.8:0.95", "0.3:0.9:1.0"],
-                        help="OWN[:FAR:KNOWN] each (OWN alone: every prompt at OWN; 1: no retrieval)")
+                                                          f"0.3:0.85:0.97{AS_IS}", "0.3:0.8:0.95", "0.3:0.9:1.0"],
+                        help=f"OWN[:FAR:KNOWN][{AS_IS}] each (OWN alone: every prompt at OWN; 1: no retrieval; "
+                             f"{AS_IS}: the prompt's own share as its embedding is, not brought onto the captions)")
+    parser.add_argument("--seconds", type=float, default=SECONDS,
+                        help=f"length of each everyday phrasing's take (default {SECONDS:g}; the gait benchmark's 10 s "
+                             "shows what a longer take does)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "prompt_conditions.md")
     args = parser.parse_args(argv)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
@@ -52,24 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     rows, failures = [], {}
     shipped_setting = (prompt_conditions.OWN, prompt_conditions.FAR, prompt_conditions.KNOWN)
     for setting in args.settings:
-        own, far, known = ([float(x) for x in setting.split(":")] + [2.0, 3.0])[:3]  # beyond any similarity
-        with mock.patch.multiple(prompt_conditions, OWN=own, FAR=far, KNOWN=known):
-            verdicts = {prompt: [judge(label, generated(bundle, prompt, SECONDS, seed)) for seed in range(args.seeds)]
+        as_is = setting.endswith(AS_IS)
+        own, far, known = ([float(x) for x in setting.removesuffix(AS_IS).split(":")] + [2.0, 3.0])[:3]  # 2, 3:
+        # beyond any similarity
+        onto = (lambda _self, condition: condition) if as_is else prompt_conditions.CaptionRetrieval.onto_captions
+        with (mock.patch.multiple(prompt_conditions, OWN=own, FAR=far, KNOWN=known),
+              mock.patch.object(prompt_conditions.CaptionRetrieval, "onto_captions", onto)):
+            verdicts = {prompt: [judge(label, generated(bundle, prompt, args.seconds, seed)) for seed in range(args.seeds)]
                         for prompt, label in SUITE}
             accuracy = [directional_accuracy(paraphrases, [generated(bundle, p, PARAPHRASE_SECONDS, seed)
                                                            for p in paraphrases], MODEL_FPS).overall_accuracy
                         for seed in range(args.seeds)]
         passing = [prompt for prompt, v in verdicts.items() if sum(v) * 3 >= 2 * args.seeds]
         name = ("1 (the prompt alone)" if own >= 1 else f"{own:g}, every prompt" if far > 1 else
-                f"{own:g}, {far:g}-{known:g}")
+                f"{own:g}, {far:g}-{known:g}") + (", own share as embedded" if as_is and own < 1 else "")
         failures[name] = [prompt for prompt in verdicts if prompt not in passing]
-        shipped = " (shipped)" if (own, far, known) == shipped_setting else ""
+        shipped = " (shipped)" if (own, far, known) == shipped_setting and not as_is else ""
         rows.append(f"| {name}{shipped} | {len(passing)} of {len(SUITE)} | {np.mean(accuracy):.3f} "
                     f"({', '.join(f'{a:.3f}' for a in accuracy)}) |")
         print(rows[-1], flush=True)
     lines = ["# The generator's condition completed by the nearest performed training captions", "",
              f"Command: `python benchmarks/measure_prompt_conditions.py --checkpoint {args.checkpoint} --seeds "
-             f"{args.seeds} --settings {' '.join(args.settings)}`.  Seeds 0-{args.seeds - 1}; "
+             f"{args.seeds} --seconds {args.seconds:g} --settings {' '.join(args.settings)}`.  Seeds 0-{args.seeds - 1}; "
              f"{prompt_conditions.NEIGHBOURS} neighbours, softmax temperature {prompt_conditions.TEMPERATURE:g}; the "
              "suite's pass rule as in everyday_phrasings.md; directional accuracy per seed.", "",
              "| OWN, FAR-KNOWN (OWN below FAR, all of the prompt's own from KNOWN) | everyday phrasings passing | "

@@ -102,6 +102,9 @@ def test_real_standing_takes_stand_on_nearly_straight_knees(bandai_namco_dir):
     takes = _joints(bandai_namco_dir, "dataset-2_raise-up-left-hand_normal_*.bvh")
     angles = [a for a in (standing_knee_angle(j, MODEL_FPS) for j in takes) if a is not None]
     assert angles and np.median(angles) > 160, angles
+    # A take standing less than a second in all (a pick-up passes through standing on its way down) does not stand.
+    assert standing_knee_angle(takes[0][:19], MODEL_FPS) is None
+    assert standing_knee_angle(takes[0][:40], MODEL_FPS) > 150
     straight = knee_angles(takes[0][:1])[0]
     bent = takes[0][:1].copy()
     bent[:, [0, 1, 2, 3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], 1] -= 0.15  # the hips 15 cm lower

@@ -2,7 +2,8 @@
 """The generator's condition completed by the nearest performed training captions (kmm_core/generation/
 prompt_conditions.py), on the shipped model: wording the aligner misplaces is pulled towards the captions MiniLM
 finds for it, a caption the model performs keeps its own condition, failed captions are never retrieved, and a
-bundle without the caption table generates from the prompt alone."""
+bundle without the caption table generates from the prompt alone.  A new wording's own share is brought onto the
+captions the aligner places it by: "someone strolls along" walks forward over a long take instead of crab-walking."""
 
 from __future__ import annotations
 
@@ -52,6 +53,37 @@ def test_a_performed_caption_keeps_its_own_condition_and_failed_ones_are_never_r
         assert torch.equal(prompt_conditions(shipped_bundle, [caption]), own_conditions(shipped_bundle, [caption]))
 
 
+def test_a_new_wording_s_own_share_is_brought_onto_its_nearest_captions(shipped_bundle):
+    retrieval = CaptionRetrieval.load(shipped_bundle)
+    stroll = own_conditions(shipped_bundle, ["someone strolls along"])[0]
+    onto = retrieval.onto_captions(stroll)
+    captions = retrieval.vocabulary.vocabulary.train_captions
+    forward = own_conditions(shipped_bundle, ["someone strolls forward"])[0]
+    assert torch.isclose(onto.norm(), stroll.norm(), rtol=1e-4)
+    assert _cosine(onto, forward) > _cosine(stroll, forward) + 0.05
+    # At the captions the generator was trained on: nearer its nearest performed caption than the wording was.
+    table = torch.nn.functional.normalize(torch.from_numpy(retrieval.vocabulary.conditions[retrieval.performed]))
+    nearest_before, nearest_after = (float((table @ (v / v.norm())).max()) for v in (stroll, onto))
+    assert nearest_before < 0.9 and nearest_after > 0.97, (nearest_before, nearest_after)
+    # A performed training caption is (almost) its own nearest: brought onto itself.
+    performed = int(np.flatnonzero(retrieval.performed)[0])
+    mine = own_conditions(shipped_bundle, [captions[performed]])[0]
+    assert _cosine(retrieval.onto_captions(mine), mine) > 0.97
+
+
+def test_a_stroll_in_other_words_walks_forward_over_a_long_take(shipped_bundle):
+    from kmm_core.evaluation.action_checks import sideways_travel_fraction
+    from kmm_core.generation.timeline import Timeline
+    from kmm_core.generation.timeline_generator import generate_timeline
+
+    timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "someone strolls along", "start": 1,
+                                                            "end": 200}]})
+    for seed in (0, 1):
+        joints = np.asarray(generate_timeline(shipped_bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+        # Its own embedding as it was: 79-91% of the path toward its right (a crab-walk); a walk ahead 5-25%.
+        assert abs(sideways_travel_fraction(joints)) < 0.5, seed
+
+
 def test_the_own_share_rises_from_far_to_known():
     shares = [conditions.own_share(s) for s in (0.3, conditions.FAR, 0.9, conditions.KNOWN, 1.0)]
     assert shares[0] == shares[1] == conditions.OWN and shares[-2] == shares[-1] == 1.0
@@ -71,6 +103,17 @@ def test_without_the_caption_table_the_prompt_alone_conditions(tiny_bundle, tmp_
     bundle = ModelBundle.load(bundle_path, device="cpu")
     prompts = ["a person walks forward", "a person jumps"]
     assert torch.equal(prompt_conditions(bundle, prompts), own_conditions(bundle, prompts))
+
+
+def test_without_the_captions_conditions_the_own_share_is_the_embedding_as_it_is(tiny_model):
+    import copy
+
+    vocabulary = conditions.PromptVocabulary.load(tiny_model)
+    own = own_conditions(tiny_model, ["a robot shuffles sideways"])[0]
+    assert not torch.equal(CaptionRetrieval(vocabulary).onto_captions(own), own)
+    older = copy.copy(vocabulary)
+    older.conditions = None  # as a bundle made before `train_conditions` (vocabulary.safetensors) loads
+    assert torch.equal(CaptionRetrieval(older).onto_captions(own), own)
 
 
 def test_own_share_one_is_the_prompt_alone(shipped_bundle, monkeypatch):

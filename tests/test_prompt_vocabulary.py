@@ -124,6 +124,44 @@ def test_kmm_train_all_writes_the_vocabulary_files(tiny_bundle, tiny_model):
     # A training caption is as close as it gets to itself.
     (result,) = check.check([vocabulary.train_captions[0]])
     assert result.similarity == pytest.approx(1.0, abs=2e-3) and result.known
+    # ... and the generator's own condition of every training caption, for prompt_conditions.onto_captions.
+    some = list(vocabulary.train_captions[:5])
+    assert check.conditions.shape == (len(vocabulary.train_captions), tiny_model.text_conditioner.cond_dim)
+    np.testing.assert_allclose(check.conditions[:5], tiny_model.prompt_embeddings(some).numpy(), atol=1e-5)
+
+
+def test_caption_conditions_added_to_an_older_bundle_and_a_damaged_table_named(tiny_bundle, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from kmm_core.common.errors import InputFileError
+    from kmm_core.generation.prompt_vocabulary import CONDITIONS_KEY
+    from kmm_core.training.bundle_writer import record_checksums
+    from kmm_core.training.cli import main as train_main
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    tensors = load_file(str(copy / EMBEDDINGS_FILE))
+    conditions = tensors.pop(CONDITIONS_KEY)
+    save_file(tensors, str(copy / EMBEDDINGS_FILE))  # as `kmm-train vocabulary` wrote it before the conditions
+    record_checksums(copy)
+    assert PromptVocabulary.load(ModelBundle.load(copy, device="cpu")).conditions is None
+    assert train_main(["vocabulary", "--conditions-only", "--bundle", str(copy)]) == 0
+    assert "the conditions of" in capsys.readouterr().out
+    added = PromptVocabulary.load(ModelBundle.load(copy, device="cpu"))  # checksums verified on load
+    np.testing.assert_allclose(added.conditions, conditions.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(added.train, load_file(str(tiny_bundle / EMBEDDINGS_FILE))["train_embeddings"]
+                                  .float().numpy())
+    # A table of the wrong width is named, file and tensor, not read as conditions.
+    save_file({**tensors, CONDITIONS_KEY: torch.zeros(len(conditions), 3)}, str(copy / EMBEDDINGS_FILE))
+    record_checksums(copy)
+    with pytest.raises(InputFileError, match=rf"vocabulary.safetensors.*{CONDITIONS_KEY} has shape \(\d+, 3\)"):
+        PromptVocabulary.load(ModelBundle.load(copy, device="cpu"))
+    # Other modes still need the training data.
+    assert train_main(["vocabulary", "--bundle", str(copy)]) == 1
+    assert "--dataset is required" in capsys.readouterr().err
 
 
 def test_bundle_without_vocabulary_files_is_not_checked(tiny_bundle, tmp_path):

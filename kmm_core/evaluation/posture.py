@@ -5,7 +5,9 @@ The knee angle is the angle at the knee between the thigh (knee -> hip) and the 
 is a straight leg; people standing quietly hold their knees nearly straight (flexion 0-10 degrees, an angle of
 170-180), and a figure at 140 looks crouched.  Measured on the frames where the body stands (`standing_frames`: the
 pelvis slower than STILL_SPEED_LEGS leg lengths a second and both ankles within CONTACT_HEIGHT_LEGS of their lowest),
-both legs, the median.  Joints are (T, 22, 3), metres, HumanML3D axes (Y up).
+both legs, the median, of a take that stands at least MIN_STANDING_SECONDS in all: a take that bends down to pick
+something up passes the standing test on a few frames on its way down and up, on bent knees, which are not how it
+stands.  Joints are (T, 22, 3), metres, HumanML3D axes (Y up).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ..motion.skeleton import JOINT_INDEX
 from .gait import CONTACT_HEIGHT_LEGS, leg_length
 
 STILL_SPEED_LEGS = 0.15  # leg lengths a second: a pelvis slower than this is standing
+MIN_STANDING_SECONDS = 1.0
+"""A take that stands less than this in all does not stand (its knee angle is None)."""
 
 
 def knee_angles(joints: np.ndarray) -> np.ndarray:
@@ -51,8 +55,9 @@ def standing_frames(joints: np.ndarray, fps: float) -> np.ndarray:
 
 
 def standing_knee_angle(joints: np.ndarray, fps: float) -> float | None:
-    """The median knee angle (degrees) over the standing frames of a take, both legs; None when it never stands."""
+    """The median knee angle (degrees) over the standing frames of a take, both legs; None when it stands less than
+    `MIN_STANDING_SECONDS` in all."""
     frames = standing_frames(joints, fps)
-    if not frames.any():
+    if frames.sum() < MIN_STANDING_SECONDS * fps:
         return None
     return float(np.median(knee_angles(np.asarray(joints)[frames])))

@@ -20,7 +20,9 @@ on the validation split; inference only reads them):
 
 - ``vocabulary.json`` (`kmm_core.bundle.vocabulary`): actions, styles, captions per split with their actions, and
   ``out_of_vocabulary``: the space, the threshold, how they were chosen, and the measured rates.
-- ``vocabulary.safetensors``: ``train_embeddings`` (N, E) float16, one row per ``captions.train`` entry, in that space.
+- ``vocabulary.safetensors``: ``train_embeddings`` (N, E) float16, one row per ``captions.train`` entry, in that space;
+  ``train_conditions`` (N, cond_dim) float32, the generator's own condition of each (``prompt_conditions``' second
+  retrieval; bundles made before it lack it).
 
 Space: MiniLM (`CHECK_SPACE`).  Both spaces are measured and stored; on the shipped kmm-small the aligner's space
 maps every sentence near one of its ~30 trained actions, so clearly unknown prompts score 0.68-0.92 there, as high
@@ -46,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 T = TypeVar("T")
 EMBEDDINGS_FILE = "vocabulary.safetensors"
+CONDITIONS_KEY = "train_conditions"
 SPACES = ("aligner", "minilm")
 CHECK_SPACE = "minilm"
 SUGGESTIONS = 3
@@ -144,10 +147,12 @@ class PromptVocabulary:
     lacks the files (bundles made before they existed) or an aligner."""
 
     def __init__(self, bundle: ModelBundle, vocabulary: Vocabulary, train: np.ndarray, threshold: float,
-                 space: str, words: WordStrengths | None = None, captions: CaptionChecks | None = None):
+                 space: str, words: WordStrengths | None = None, captions: CaptionChecks | None = None,
+                 conditions: np.ndarray | None = None):
         self.bundle = bundle
         self.vocabulary = vocabulary
         self.train = train
+        self.conditions = conditions
         self.threshold = threshold
         self.space = space
         self.words = words
@@ -174,7 +179,8 @@ class PromptVocabulary:
             raise VocabularyCheckUnavailable(f"{path}: no caption embeddings / threshold in this bundle "
                                              "(`kmm-train vocabulary` adds them)")
         try:
-            train = load_file(str(path))["train_embeddings"].astype(np.float32)
+            tensors = load_file(str(path))
+            train = tensors["train_embeddings"].astype(np.float32)
         except (OSError, KeyError, ValueError) as error:
             raise InputFileError(path, f"cannot read the caption embeddings: {error}") from None
         width = (bundle.aligner.embed_dim if space == "aligner" and bundle.aligner is not None
@@ -182,8 +188,16 @@ class PromptVocabulary:
         if train.shape != (len(vocabulary.train_captions), width):
             raise InputFileError(path, f"train_embeddings has shape {train.shape}, expected "
                                        f"({len(vocabulary.train_captions)}, {width})")
+        conditions = tensors.get(CONDITIONS_KEY)
+        if conditions is not None:
+            conditions = conditions.astype(np.float32)
+            expected = (len(vocabulary.train_captions), bundle.text_conditioner.cond_dim)
+            if conditions.shape != expected or not np.all(np.isfinite(conditions)):
+                raise InputFileError(path, f"{CONDITIONS_KEY} has shape {conditions.shape}"
+                                           f"{'' if conditions.shape != expected else ' and values that are not finite'}"
+                                           f", expected {expected} finite values")
         return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path),
-                   read_caption_checks(bundle.path, len(vocabulary.train_captions)))
+                   read_caption_checks(bundle.path, len(vocabulary.train_captions)), conditions)
 
     def _never_suggested(self, caption: int) -> bool:
         """Whether training caption `caption` uses a weak word or the model did not perform it (never suggested)."""

@@ -40,6 +40,8 @@ from ..common.errors import KMMError
 from ..data.captions import NEUTRAL_SUBJECTS, SUBJECTS
 from ..generation.prompt_vocabulary import (
     CHECK_SPACE,
+    CONDITIONS_KEY,
+    EMBED_BATCH,
     EMBEDDINGS_FILE,
     SPACES,
     VocabularyCheckUnavailable,
@@ -153,12 +155,56 @@ def write_prompt_vocabulary(bundle: ModelBundle, vocabulary: Vocabulary, bundle_
         raise VocabularyCheckUnavailable("the dataset has no training captions")
     report, embeddings = calibrate(bundle, vocabulary)
     with atomic_path(folder / EMBEDDINGS_FILE) as temporary:
-        save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16)},
+        save_file({"train_embeddings": torch.from_numpy(embeddings[report["space"]]).to(torch.float16),
+                   CONDITIONS_KEY: torch.from_numpy(caption_conditions(bundle, vocabulary.train_captions))},
                   str(temporary), metadata={"captions": str(len(vocabulary.train_captions)), "space": report["space"]})
     write_vocabulary(folder, Vocabulary(**{**vocabulary.__dict__, "out_of_vocabulary": report}))
     (folder / CAPTION_CHECKS_FILE).unlink(missing_ok=True)  # its results follow the old captions' order
     record_checksums(folder)  # bundle.json's checksums now cover the vocabulary files too
     return report
+
+
+def caption_conditions(bundle: ModelBundle, captions: list[str] | tuple[str, ...]) -> np.ndarray:
+    """(N, cond_dim) float32: the generator's own condition of each caption (``vocabulary.safetensors``'
+    ``train_conditions``, where ``generation/prompt_conditions.py`` finds the captions nearest a prompt's own
+    condition)."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(captions), EMBED_BATCH):
+            rows.append(bundle.prompt_embeddings(list(captions[start:start + EMBED_BATCH])).cpu().numpy())
+            bundle.text_conditioner.text_encoder.clear_cache()   # thousands of captions: keep the cache small
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, bundle.text_conditioner.cond_dim),
+                                                                         dtype=np.float32)
+
+
+def add_caption_conditions(bundle_dir: str | Path) -> int:
+    """Write the generator's conditions of the training captions into an existing bundle's
+    ``vocabulary.safetensors`` (a bundle made before they were stored), everything else in it untouched; returns
+    the number of captions."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from ..bundle.model_bundle import ModelBundle
+    from .bundle_writer import record_checksums
+
+    folder = Path(bundle_dir)
+    bundle = ModelBundle.load(folder, device="cpu")
+    vocabulary = read_vocabulary(folder)
+    path = folder / EMBEDDINGS_FILE
+    if not path.is_file():
+        raise VocabularyCheckUnavailable(f"{path}: no caption embeddings (`kmm-train vocabulary --dataset ... "
+                                         f"--bundle {folder}` writes them with the conditions)")
+    tensors = load_file(str(path))
+    tensors[CONDITIONS_KEY] = torch.from_numpy(caption_conditions(bundle, vocabulary.train_captions))
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
+    record_checksums(folder)
+    return len(vocabulary.train_captions)
 
 
 def dataset_root_of_run(run_dir: str | Path) -> Path | None:

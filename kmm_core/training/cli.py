@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "in the model card's Per-action results section")
     vocabulary = commands.add_parser("vocabulary", help="add what a model was trained on (vocabulary.json) and the "
                                      "out-of-vocabulary check's caption embeddings to a bundle")
-    vocabulary.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
+    vocabulary.add_argument("--dataset", type=Path, help="the prepared data the model trained on (required but with "
+                            "--conditions-only)")
     vocabulary.add_argument("--bundle", required=True, type=Path, help="bundle folder (only vocabulary files are "
                             "written into it)")
     vocabulary.add_argument("--name", help="model name (default: bundle.json's name)")
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only measure what each action's training clips do (walk, walk steadily, stand: "
                                  "which decoding a prompt gets) and write it into the bundle's vocabulary.json, "
                                  "keeping its captions and embeddings")
+    vocabulary.add_argument("--conditions-only", action="store_true",
+                            help="only write the generator's conditions of the training captions into the bundle's "
+                                 "vocabulary.safetensors (a bundle made before they were stored: a prompt far from "
+                                 "every caption is then conditioned as its nearest captions are)")
     cycles = commands.add_parser("gait-cycles", help="add real gait cycles, cut from the walks and runs of the "
                                  "training split, which generation plays under a generated walk")
     cycles.add_argument("--dataset", required=True, type=Path, help="the prepared data the model trained on")
@@ -194,7 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .bundle_vocabulary import add_action_motion, add_vocabulary, add_vocabulary_after_bundle
+    from .bundle_vocabulary import (
+        add_action_motion,
+        add_caption_conditions,
+        add_vocabulary,
+        add_vocabulary_after_bundle,
+    )
     from .bundle_writer import assemble_bundle
 
     threads = getattr(args, "threads", None)
@@ -249,6 +259,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[kmm-train] {what}{mixed} written to {out}: put it into their bundle with `kmm-train "
               f"fine-tuned-generator --bundle BUNDLE --run {out}`")
         return 0
+    if args.command == "vocabulary" and args.conditions_only:
+        count = add_caption_conditions(args.bundle)
+        print(f"[kmm-train] the conditions of {count} training captions written to "
+              f"{args.bundle / 'vocabulary.safetensors'}")
+        return 0
+    if args.command == "vocabulary" and args.dataset is None:
+        raise KMMError("--dataset is required (the prepared data the model trained on), but with --conditions-only")
     if args.command == "vocabulary" and args.motion_only:
         motion = add_action_motion(args.bundle, args.dataset)
         print(f"[kmm-train] action motion of {len(motion)} actions written to {args.bundle / 'vocabulary.json'}")
