@@ -6,7 +6,8 @@ Each phrasing of SUITE names what must be seen with a check label (a content lab
 `kmm_core/evaluation/action_checks.py` `checks_for_action`, its side from `label_side`); it is generated alone
 through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1, and passes when at
 least two thirds of its seeds pass the check (`take_checks.step_result`: the whole take or its first 3-second part
-that passes).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
+that passes; a walk or run whose label names no direction also fails when it goes mostly sideways,
+`CRAB_WALK_FRACTION`).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
 a weak action word, or nearest captions the model mostly does not perform) are read before generating; a failing
 phrasing without a warning is a failure not said before it happened.  Beside them, the training captions a prompt
 in the animator's own words is read with (`prompt_conditions.retrieved_captions`), which `kmm generate` and the
@@ -122,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Everyday phrasings, judged by geometry", "",
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}`.  {len(SUITE)} prompts as animators write them, each alone for {SECONDS:g} s, seeds "
-             f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check; \"warned\": the "
-             "product's prompt warnings said something before generating.", "",
+             f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check (a travel or run "
+             f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side); "
+             "\"warned\": the product's prompt warnings said something before generating.", "",
              f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
              f"{len(unwarned)}{': ' + '; '.join(unwarned) if unwarned else ''}.", "",
              "| phrasing | check | seeds passing | passes | warned | read with (share, heaviest caption) |",
