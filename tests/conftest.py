@@ -181,8 +181,9 @@ def character_creator_dir(extra_mocap_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def generated_take(tmp_path_factory) -> Path:
-    """A MotionResult generated once per session by the shipped model kmm-small (`kmm generate`, 6 s, seed 3):
-    walking, then waving."""
+    """A MotionResult generated once per session by the shipped model kmm-small (`kmm generate`, 6 s, seed 3) from
+    "a person walks forward and then waves with the right hand", which it reads with waving captions: the arms move,
+    the hips travel a couple of centimetres."""
     import subprocess
     import sys
 

@@ -42,7 +42,8 @@ def test_a_scaled_or_mirrored_rig_takes_the_unscaled_rigs_keys(checked, label):
     plain_rotations, plain_travel = (np.array(v) for v in checked["plain_keys"])
     assert np.abs(rotations - plain_rotations).max() < 1e-6
     assert np.abs(travel - plain_travel).max() < 1e-6  # the rig's own units: its legs set the motion's size
-    assert np.ptp(plain_rotations, axis=0).max() > 0.5 and np.ptp(plain_travel, axis=0).max() > 0.02  # it moves
+    # It moves, so the comparisons above are not of still keys (the take is read as a wave: the hips travel 2 cm).
+    assert np.ptp(plain_rotations, axis=0).max() > 0.5 and np.ptp(plain_travel, axis=0).max() > 0.01
 
 
 @pytest.mark.blender
