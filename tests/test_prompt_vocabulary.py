@@ -159,6 +159,10 @@ def test_caption_conditions_added_to_an_older_bundle_and_a_damaged_table_named(t
     record_checksums(copy)
     with pytest.raises(InputFileError, match=rf"vocabulary.safetensors.*{CONDITIONS_KEY} has shape \(\d+, 3\)"):
         PromptVocabulary.load(ModelBundle.load(copy, device="cpu"))
+    # A damaged table is named by its checksum, not rewritten.
+    (copy / EMBEDDINGS_FILE).write_bytes((copy / EMBEDDINGS_FILE).read_bytes()[:-8])
+    assert train_main(["vocabulary", "--conditions-only", "--bundle", str(copy)]) == 1
+    assert "vocabulary.safetensors" in capsys.readouterr().err
     # Other modes still need the training data.
     assert train_main(["vocabulary", "--bundle", str(copy)]) == 1
     assert "--dataset is required" in capsys.readouterr().err

@@ -188,6 +188,7 @@ def add_caption_conditions(bundle_dir: str | Path) -> int:
     from safetensors.torch import load_file, save_file
 
     from ..bundle.model_bundle import ModelBundle
+    from ..bundle.weight_checksums import verify_vocabulary_files
     from .bundle_writer import record_checksums
 
     folder = Path(bundle_dir)
@@ -197,6 +198,7 @@ def add_caption_conditions(bundle_dir: str | Path) -> int:
     if not path.is_file():
         raise VocabularyCheckUnavailable(f"{path}: no caption embeddings (`kmm-train vocabulary --dataset ... "
                                          f"--bundle {folder}` writes them with the conditions)")
+    verify_vocabulary_files(folder, bundle.config)  # a damaged file is named here, not rewritten
     tensors = load_file(str(path))
     tensors[CONDITIONS_KEY] = torch.from_numpy(caption_conditions(bundle, vocabulary.train_captions))
     with safe_open(str(path), "pt") as handle:
