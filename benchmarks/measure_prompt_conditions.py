@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     shipped_setting = (prompt_conditions.OWN, prompt_conditions.FAR, prompt_conditions.KNOWN)
     for setting in args.settings:
         as_is = setting.endswith(AS_IS)
-        own, far, known = ([float(x) for x in setting.removesuffix(AS_IS).split(":")] + [2.0, 3.0])[:3]  # 2, 3:
-        # beyond any similarity
+        # FAR 2, KNOWN 3 where the setting names OWN alone: beyond any similarity, so every prompt takes OWN.
+        own, far, known = ([float(x) for x in setting.removesuffix(AS_IS).split(":")] + [2.0, 3.0])[:3]
         onto = (lambda _self, condition: condition) if as_is else prompt_conditions.CaptionRetrieval.onto_captions
         with (mock.patch.multiple(prompt_conditions, OWN=own, FAR=far, KNOWN=known),
               mock.patch.object(prompt_conditions.CaptionRetrieval, "onto_captions", onto)):

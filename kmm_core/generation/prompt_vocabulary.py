@@ -32,7 +32,7 @@ as paraphrases of known actions (0.60-0.93), and no threshold separates them; in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -44,6 +44,8 @@ from ..bundle.word_strength import WordStrength, WordStrengths, read_word_streng
 from ..common.errors import InputFileError, KMMError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from ..bundle.model_bundle import ModelBundle
 
 T = TypeVar("T")
@@ -121,25 +123,31 @@ class PromptCheck:
 
 def embed_texts(bundle: ModelBundle, texts: list[str] | tuple[str, ...], space: str = "aligner") -> np.ndarray:
     """(N, E) unit sentence embeddings of `texts` in `space` ("aligner" or "minilm"), float32."""
-    import torch
-
     if space not in SPACES:
         raise KMMError(f"space: {space!r} is not one of {', '.join(SPACES)}")
     if space == "aligner" and bundle.aligner is None:
         raise VocabularyCheckUnavailable("the bundle has no aligner, whose text space the check would use")
     encoder = bundle.text_conditioner.text_encoder
+    embed = (bundle.aligner.encode_text if space == "aligner" and bundle.aligner is not None else encoder.encode)
+    embeddings = embed_in_batches(bundle, texts, lambda batch: embed(batch).sentence)
+    if not len(embeddings):
+        return np.zeros((0, 1), dtype=np.float32)
+    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(min=1e-12)
+
+
+def embed_in_batches(bundle: ModelBundle, texts: Sequence[str], embed: Callable[[list[str]], torch.Tensor]
+                     ) -> np.ndarray:
+    """(N, D) float32: `embed` (a batch of texts -> (B, D)) over `texts`, `EMBED_BATCH` at a time without gradients,
+    MiniLM's cache emptied after each batch (thousands of captions: keep the cache small); (0, 0) for no texts."""
+    import torch
+
+    encoder = bundle.text_conditioner.text_encoder
     rows = []
     with torch.no_grad():
         for start in range(0, len(texts), EMBED_BATCH):
-            batch = list(texts[start:start + EMBED_BATCH])
-            embedded = (bundle.aligner.encode_text(batch) if space == "aligner" and bundle.aligner is not None
-                        else encoder.encode(batch))
-            rows.append(embedded.sentence.float().cpu().numpy())
-            encoder.clear_cache()   # thousands of captions: keep the cache small
-    if not rows:
-        return np.zeros((0, 1), dtype=np.float32)
-    embeddings = np.concatenate(rows).astype(np.float32)
-    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(min=1e-12)
+            rows.append(embed(list(texts[start:start + EMBED_BATCH])).float().cpu().numpy())
+            encoder.clear_cache()
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
 class PromptVocabulary:

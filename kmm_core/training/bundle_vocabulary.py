@@ -41,10 +41,10 @@ from ..data.captions import NEUTRAL_SUBJECTS, SUBJECTS
 from ..generation.prompt_vocabulary import (
     CHECK_SPACE,
     CONDITIONS_KEY,
-    EMBED_BATCH,
     EMBEDDINGS_FILE,
     SPACES,
     VocabularyCheckUnavailable,
+    embed_in_batches,
     embed_texts,
 )
 
@@ -168,15 +168,8 @@ def caption_conditions(bundle: ModelBundle, captions: list[str] | tuple[str, ...
     """(N, cond_dim) float32: the generator's own condition of each caption (``vocabulary.safetensors``'
     ``train_conditions``, where ``generation/prompt_conditions.py`` finds the captions nearest a prompt's own
     condition)."""
-    import torch
-
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(captions), EMBED_BATCH):
-            rows.append(bundle.prompt_embeddings(list(captions[start:start + EMBED_BATCH])).cpu().numpy())
-            bundle.text_conditioner.text_encoder.clear_cache()   # thousands of captions: keep the cache small
-    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, bundle.text_conditioner.cond_dim),
-                                                                         dtype=np.float32)
+    conditions = embed_in_batches(bundle, captions, bundle.prompt_embeddings)
+    return conditions if len(conditions) else np.zeros((0, bundle.text_conditioner.cond_dim), dtype=np.float32)
 
 
 def add_caption_conditions(bundle_dir: str | Path) -> int:
