@@ -45,7 +45,7 @@ SUITE = [
     ("a woman heads straight ahead on foot", "walk"), ("a person ambles forward", "walk"),
     ("a person goes forward", "walk"), ("someone strolls along", "walk"), ("a man walks in a hurry", "walk"),
     ("a person paces forward", "walk"), ("she walks down the street", "walk"), ("the character walks ahead", "walk"),
-    ("a person jogs forward", "run"), ("someone jogs in a circle", "run"), ("a man runs as fast as he can", "run"),
+    ("a person jogs forward", "run"), ("someone jogs in a circle", "jog circle"), ("a man runs as fast as he can", "run"),
     ("a woman sprints ahead", "run"), ("a person runs away", "run"),
     ("a person walks backwards", "walk back"), ("someone steps back a few steps", "walk back"),
     ("a person walks to the left", "walk left"), ("a man sidesteps to the right", "walk right"),

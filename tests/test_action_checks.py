@@ -22,13 +22,15 @@ from kmm_core.evaluation.action_checks import (
     held_at_most,
     label_side,
     run_check,
+    torso_elevation_degrees,
 )
 from kmm_core.humanml3d.features import features_to_joints
 from kmm_core.training.prepare_command import main as prepare_main
 
 HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
                "HDM_bd_lieDownFloor_001_120.amc", "HDM_bd_kickLFront1Reps_001_120.amc",
-               "HDM_bd_depositFloorR_001_120.amc", "HDM_bd_sneak2StepsLStart_001_120.amc")
+               "HDM_bd_depositFloorR_001_120.amc", "HDM_bd_sneak2StepsLStart_001_120.amc",
+               "HDM_bd_jogLeftCircle4StepsRstart_001_120.amc")
 DEEPMIMIC_FILES = ("humanoid3d_jump.txt", "humanoid3d_crawl.txt", "humanoid3d_walk.txt", "humanoid3d_kick.txt",
                    "humanoid3d_run.txt", "humanoid3d_backflip.txt", "humanoid3d_getup_faceup.txt",
                    "humanoid3d_roll.txt", "humanoid3d_spin.txt", "humanoid3d_dance_a.txt")
@@ -109,6 +111,32 @@ def test_real_squat_drops_the_pelvis_and_a_real_jump_is_not_a_kick(real_clips):
     assert all(result.value >= 0.35 and result.threshold == 0.35 for result in squat)
     assert not any(_passes("kick", real_clips["hdm05/hopBothLegs1hops"]))
     assert not any(_passes("crawl", real_clips["hdm05/squat1Reps"]))
+
+
+def test_a_body_lying_flat_is_no_squat(real_clips):
+    # A real lie-down's own standing frames, then its frames flat on the floor (torso under 20 degrees, pelvis under
+    # 0.35 m): the pelvis is far below its standing height, but a body lying down is not squatting or sitting.
+    (joints,) = real_clips["hdm05/lieDownFloor"]
+    flat = (torso_elevation_degrees(joints) < 20.0) & (joints[:, 0, 1] - joints[:, :, 1].min() < 0.35)
+    assert flat.sum() >= 20
+    standing = joints[:20]
+    assert torso_elevation_degrees(standing).min() > 70.0
+    lying = np.concatenate([standing, joints[flat]])
+    result = run_check("squat", lying)
+    assert not result.passed and result.value < 0.1
+    # The same clip whole sits on the floor on its way down (torso up, pelvis low): that counts.
+    assert run_check("squat", joints).passed
+
+
+def test_a_jog_in_a_circle_turns_its_own_way_as_it_goes(real_clips):
+    (circle,) = real_clips["hdm05/jogLeftCircle4StepsRstart"]
+    assert checks_for_action("jogLeftCircle4StepsRstart") == ("circle",)
+    assert label_side("jogLeftCircle4StepsRstart") == "left"
+    toward_left = run_check("circle", circle, side="left")
+    assert toward_left.passed and toward_left.value >= 20.0   # degrees a second
+    assert not run_check("circle", circle, side="right").passed
+    for straight in ("deepmimic/run", "deepmimic/walk", "hdm05/sneak2StepsLStart"):
+        assert not any(_passes("circle", real_clips[straight])), straight
 
 
 def test_bandai_namco_walks_pass_no_action_check(prepared_dataset):

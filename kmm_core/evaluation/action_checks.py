@@ -9,12 +9,14 @@ keep their own check (``directional.py``).  Which check applies comes from the a
 | ----- | ----------------------- | ---------------------------------------------------- | ------------------- |
 | jump  | jump*, hop*, leap*      | the LOWEST foot joint's height above its own floor   | >= 0.10 m for 0.2 s |
 | squat | squat*, sit(s), crouch* | pelvis drop below its standing height (share of it)  | >= 35 %             |
+|       |                         | with the torso up: frames with the torso within 30   |                     |
+|       |                         | deg of the horizontal count as standing              |                     |
 | lie   | lie, lies, lying        | torso (pelvis -> neck) angle above the horizontal;   | <= 20 deg for 0.5 s |
 |       |                         | frames with the pelvis > 0.35 m up count as 90       |                     |
 | crawl | crawl*                  | the HIGHER wrist's height above the floor            | <= 0.20 m for 1 s   |
 | kick  | *kick*                  | a toe above the OTHER leg's knee                     | >= 0.15 m for 0.1 s |
 
-The other 21 checks (leg_lift ... dance: ``CHECK_NAMES``) say what they measure next to their thresholds in
+The other 22 checks (leg_lift ... circle: ``CHECK_NAMES``) say what they measure next to their thresholds in
 ``ActionCheckThresholds``; ``_CHECK_RULES`` gives the words of each, ``CHECK_KINDS`` the kind of action.
 
 "Held for t" means the best value that lasts t seconds: for a lower bound, the largest value v such that the measure
@@ -34,10 +36,20 @@ as the evaluation does).  ``benchmarks/measure_action_checks.py`` prints every c
   trials).
 * squat: HDM05 squat1Reps 52/52 (drops of 45-67 %); every walk and run 0; bending to the floor (HDM05 depositFloor)
   13/32 and the take-off crouch of jumps (CMU jump 6/20) also drop that far (not squat words, so never checked).
+  The torso stays up in every real squat and crouch (30-60 degrees above the horizontal at the lowest, 62 at the
+  median of HDM05's squats) and lies under 20 degrees on the floor: a body that lies down, or crawls, is not
+  squatting (HDM05's lie-downs still pass: they sit on the floor on the way down).  A clip that never stands
+  (ACCAD's crouch-lie-down starts crouched) is measured from a standing height of at least 1.05 leg lengths (hip ->
+  knee -> ankle): standing clips hold the pelvis 1.07-1.40 leg lengths up (Bandai-Namco, CMU, HDM05, ACCAD,
+  DeepMimic), so theirs is their own.
 * lie: HDM05 lieDownFloor 20/20 (held angles 0.4-4.6 deg); every Bandai-Namco clip 0; HDM05 depositFloor (torso
   horizontal, pelvis high) 0/32; DeepMimic crawl and both get-up clips pass (they are on the floor).
 * crawl: DeepMimic crawl 1/1 (0.17 m); every walk and run 0; HDM05 lieDownFloor 19/20 (hands on the floor too) and
   depositFloor 1/32 (0.195 m).
+* circle: HDM05 jogLeftCircle 17/17 (2-s jogs turning 48-119 degrees: 24-60 degrees a second; as a run they
+  passed 13/17, slower than a run); the straight walks and runs of Bandai-Namco, CMU and ACCAD 0; walks that turn
+  pass (Bandai-Namco walk-turn 165/436, ACCAD's runs that turn, DeepMimic's long walks, which wander: 5/10): a
+  circle is a turn kept up while travelling.
 * kick: HDM05 kickLFront 29/29 (toe 0.29-0.88 m above the other knee), Bandai-Namco kick 2/2, DeepMimic kick and
   spinkick 1/1 each; every walk 0 (highest 0.10 m); Bandai-Namco run 38/291 and dash 2/15 (the heel flick of a
   sprint), HDM05 elbowToKnee 11/27 (the knee comes up).
@@ -52,19 +64,20 @@ import numpy as np
 
 from ..common.errors import InputTensorError
 from ..humanml3d.features import check_joints
+from ..humanml3d.motion_kind import leg_length
 from ..motion.model_timing import MODEL_FPS
 from ..motion.skeleton import JOINT_INDEX
 from .directional import body_frame_travel, heading_degrees, left_axes, net_turn_degrees
 
 CHECK_NAMES = ("jump", "squat", "lie", "crawl", "kick", "leg_lift", "knee_up", "getup", "inverted", "ground", "spin",
                "travel", "run", "backward", "sideways", "turn", "hand_high", "hands_high", "hand_up", "wave", "punch",
-               "swing", "bow", "reach_floor", "climb", "dance")
+               "swing", "bow", "reach_floor", "climb", "dance", "circle")
 SIDED_CHECKS = ("kick", "leg_lift", "knee_up", "hand_high", "hand_up", "wave", "punch", "swing")   # a side: that limb
 # The kind of action each check measures: a weak word's alternative (word_checks.py) is looked for among the strong
 # words of its own check first, then of its kind ("crawl" -> a strong floor word, not a walk).
 CHECK_KINDS = {
     "travel": "locomotion", "run": "locomotion", "backward": "locomotion", "sideways": "locomotion",
-    "turn": "locomotion", "climb": "locomotion",
+    "turn": "locomotion", "circle": "locomotion", "climb": "locomotion",
     "kick": "leg", "leg_lift": "leg", "knee_up": "leg",
     "jump": "acrobatic", "inverted": "acrobatic",
     "spin": "dance", "dance": "dance",
@@ -94,6 +107,7 @@ class ActionCheckThresholds:
     jump_clearance_metres: float = 0.10
     jump_seconds: float = 0.2
     squat_drop_fraction: float = 0.35
+    squat_torso_degrees: float = 30.0          # squat: the torso at least this far above the horizontal while low
     lie_degrees: float = 20.0
     lie_pelvis_metres: float = 0.35
     lie_seconds: float = 0.5
@@ -114,6 +128,7 @@ class ActionCheckThresholds:
     sideways_fraction: float = 0.25            # share of the path toward the body's own side
     min_path_metres: float = 0.30
     turn_degrees: float = 45.0                 # net heading change
+    circle_degrees_per_second: float = 20.0    # net heading change over the clip's length, travelling as it turns
     hand_high_metres: float = 0.10             # wrist above the shoulder line, held 0.3 s
     hand_up_metres: float = -0.10              # wrist at least this far above the shoulders (chest height)
     wave_speed_squared: float = 0.05           # lateral wrist speed^2 (m^2/s^2) while the hand is up
@@ -127,6 +142,7 @@ class ActionCheckThresholds:
     dance_max_travel_speed: float = 1.0        # ... without walking away
     floor_percentile: float = 5.0
     standing_percentile: float = 90.0
+    standing_leg_lengths: float = 1.05         # a standing pelvis is 1.07-1.40 leg lengths up in every real clip
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,7 @@ _CHECK_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(
     ("inverted", r"\b(?:\w*flip\w*|cartwheel\w*|handstand\w*|somersault\w*)\b"),
     ("ground", r"\b(?:roll|rolls|rolling|fall|falls|falling|fell)\b"),
     ("climb", r"\bclimb\w*|\bstep\w* up\b|\bstairs\b"),
+    ("circle", r"\bcircl\w*"),
     ("spin", r"\b(?:spin\w*|step|pirouette\w*|expressive)\b"),
     ("backward", r"\b(?:walk|step|steps)\w* back\b|\bbackwards?\b"),
     ("turn", r"\bturn\w*\b"),
@@ -235,13 +252,17 @@ def jump_clearance(joints: np.ndarray, fps: float = MODEL_FPS,
 
 def pelvis_drop_fraction(joints: np.ndarray, fps: float = MODEL_FPS,
                          thresholds: ActionCheckThresholds | None = None) -> float:
-    """How far the pelvis drops below its standing height (share of it), held for 3 frames at 20 fps."""
+    """How far the pelvis drops below its standing height (share of it) with the torso up, held for 3 frames at 20
+    fps; frames whose torso is within `squat_torso_degrees` of the horizontal count as standing (lying down or
+    crawling is no squat, and no sitting).  The standing height is the clip's own (`standing_percentile`), at least
+    `standing_leg_lengths` of its legs: a take that starts crouched and never stands up still crouches."""
     t = thresholds or ActionCheckThresholds()
     height = joints[:, _PELVIS, 1] - floor_height(joints, t.floor_percentile)
-    standing = float(np.percentile(height, t.standing_percentile))
+    standing = max(float(np.percentile(height, t.standing_percentile)), t.standing_leg_lengths * leg_length(joints))
     if standing <= 1e-6:
         return 0.0
-    lowest = held_at_most(height, _frames(0.15, fps, len(joints)))
+    upright = torso_elevation_degrees(joints) >= t.squat_torso_degrees
+    lowest = held_at_most(np.where(upright, height, standing), _frames(0.15, fps, len(joints)))
     return float((standing - lowest) / standing)
 
 
@@ -487,12 +508,14 @@ def _measure(name: str, joints: np.ndarray, fps: float, t: ActionCheckThresholds
         return value, -t.backward_fraction, value <= -t.backward_fraction
     if name == "sideways":
         value = sideways_travel_fraction(joints, t)
-        signed = {None: abs(value), "left": value, "right": -value}[side]
-        return value, t.sideways_fraction, signed >= t.sideways_fraction
+        return value, t.sideways_fraction, _toward(value, side) >= t.sideways_fraction
     if name == "turn":
         value = net_turn_degrees(joints, fps)
-        signed = {None: abs(value), "left": value, "right": -value}[side]
-        return value, t.turn_degrees, signed >= t.turn_degrees
+        return value, t.turn_degrees, _toward(value, side) >= t.turn_degrees
+    if name == "circle":
+        value = net_turn_degrees(joints, fps) * fps / max(len(joints) - 1, 1)
+        travels = travel_speed(joints, fps) >= t.travel_speed
+        return value, t.circle_degrees_per_second, travels and _toward(value, side) >= t.circle_degrees_per_second
     if name == "hand_high":
         value = hand_height(joints, fps, side)
         return value, t.hand_high_metres, value >= t.hand_high_metres
@@ -527,10 +550,15 @@ def _measure(name: str, joints: np.ndarray, fps: float, t: ActionCheckThresholds
     raise InputTensorError(f"check: unknown action check {name!r}, expected one of {', '.join(CHECK_NAMES)}")
 
 
+def _toward(value: float, side: str | None) -> float:
+    """A signed measure (positive: toward the body's left) toward `side`; its size where no side is asked."""
+    return {None: abs(value), "left": value, "right": -value}[side]
+
+
 def run_check(name: str, joints: np.ndarray, fps: float = MODEL_FPS,
               thresholds: ActionCheckThresholds | None = None, side: str | None = None) -> CheckResult:
     """Measure one motion (T, 22, 3) with check `name` (one of CHECK_NAMES); `side` ("left"/"right") limits a
-    check of SIDED_CHECKS to that limb and makes turn/sideways ask for that direction."""
+    check of SIDED_CHECKS to that limb and makes turn/circle/sideways ask for that direction."""
     t = thresholds or ActionCheckThresholds()
     joints = check_joints(joints, min_frames=2)
     _sides(side)
@@ -544,7 +572,7 @@ _LABEL_SIDE = re.compile(r"(?:^|[-_ ])(left|right)(?:$|[-_ ])|(?<=[a-z])([LR])(?
 def label_side(label: str) -> str | None:
     """The side a content label names: 'walk-left' and 'raise-up-left-hand' -> left, 'kickLFront1Reps' -> left,
     'grabHighR' -> right, 'jogLeftCircle4StepsRstart' -> left (a lower-case letter after L/R: no side); None for
-    labels naming none or both.  Only checks of SIDED_CHECKS and turn/sideways use the side."""
+    labels naming none or both.  Only checks of SIDED_CHECKS and turn/circle/sideways use the side."""
     sides = set()
     for word, letter in _LABEL_SIDE.findall(label):
         sides.add(word or {"L": "left", "R": "right"}[letter])
