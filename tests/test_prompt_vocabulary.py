@@ -159,6 +159,10 @@ def test_caption_conditions_added_to_an_older_bundle_and_a_damaged_table_named(t
     record_checksums(copy)
     with pytest.raises(InputFileError, match=rf"vocabulary.safetensors.*{CONDITIONS_KEY} has shape \(\d+, 3\)"):
         PromptVocabulary.load(ModelBundle.load(copy, device="cpu"))
+    save_file({**tensors, CONDITIONS_KEY: torch.full_like(conditions, float("nan"))}, str(copy / EMBEDDINGS_FILE))
+    record_checksums(copy)
+    with pytest.raises(InputFileError, match=rf"vocabulary.safetensors.*{CONDITIONS_KEY} holds values that are not"):
+        PromptVocabulary.load(ModelBundle.load(copy, device="cpu"))
     # A damaged table is named by its checksum, not rewritten.
     (copy / EMBEDDINGS_FILE).write_bytes((copy / EMBEDDINGS_FILE).read_bytes()[:-8])
     assert train_main(["vocabulary", "--conditions-only", "--bundle", str(copy)]) == 1

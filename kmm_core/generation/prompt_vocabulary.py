@@ -200,10 +200,10 @@ class PromptVocabulary:
         if conditions is not None:
             conditions = conditions.astype(np.float32)
             expected = (len(vocabulary.train_captions), bundle.text_conditioner.cond_dim)
-            if conditions.shape != expected or not np.all(np.isfinite(conditions)):
-                raise InputFileError(path, f"{CONDITIONS_KEY} has shape {conditions.shape}"
-                                           f"{'' if conditions.shape != expected else ' and values that are not finite'}"
-                                           f", expected {expected} finite values")
+            if conditions.shape != expected:
+                raise InputFileError(path, f"{CONDITIONS_KEY} has shape {conditions.shape}, expected {expected}")
+            if not np.all(np.isfinite(conditions)):
+                raise InputFileError(path, f"{CONDITIONS_KEY} holds values that are not finite")
         return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path),
                    read_caption_checks(bundle.path, len(vocabulary.train_captions)), conditions)
 
