@@ -53,8 +53,9 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 def caption_results(bundle: ModelBundle, vocabulary, log=print) -> dict[str, list[dict]]:
     """Each val and train caption generated once and judged by its action's check (`kmm-train check-captions`'s
-    measurement, `evaluation/caption_checks.py`); the train captions' results are the bundle's own
-    `caption_checks.json` when it has one (the same measurement)."""
+    measurement, `evaluation/caption_checks.py`; the val captions as generation gives them, each at its own share of
+    a raised guidance); the train captions' results are the bundle's own `caption_checks.json` when it has one (the
+    same measurement)."""
     shipped = read_caption_checks(bundle.path, len(vocabulary.train_captions))
     results = {}
     for split, captions, actions in (("val", vocabulary.val_captions, vocabulary.val_actions),
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.cache}: its train captions are not the bundle's (another vocabulary)")
     document = caption_checks_document(vocabulary.model, [row["passed"] for row in results["train"]], {}, "")
     checks = caption_checks_from_dict(document, len(vocabulary.train_captions))
+    shipped = read_caption_checks(folder, len(vocabulary.train_captions))
+    if (shipped is not None and shipped.boost_factor == bundle.decoding.unlikely_guidance_factor
+            and np.array_equal(np.nan_to_num(shipped.passed, nan=-1.0), np.nan_to_num(checks.passed, nan=-1.0))):
+        checks = shipped  # with its results at the raised guidance: predicted at the guidance each prompt gets
     known = load_file(str(folder / "vocabulary.safetensors"))["train_embeddings"].astype(np.float32)
     train = [row for row in results["train"] if row["passed"] is not None]
     passed = np.array([row["passed"] for row in train], dtype=float)

@@ -88,6 +88,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="guide the segments that name a plain walk or run (no other action with it) at FACTOR "
                              "times --guidance (lower keeps more of the stride, 1 guides them like the rest; "
                              "default: the model's)")
+    parser.add_argument("--unlikely-guidance", dest="unlikely_guidance_factor", type=float, metavar="FACTOR",
+                        help="guide the segments whose nearest training captions the model rarely performs at "
+                             "--guidance (and performs more often guided harder) at up to FACTOR times --guidance "
+                             "(1 guides them like the rest; default: the model's)")
     parser.add_argument("--walk-cycle", dest="walk_cycle_bonus", type=float, metavar="BONUS",
                         help="pull each token of a plain walk or run toward the codes one gait cycle away (base and "
                              "residual layers, and the straight walks' extra base pull: all set to BONUS), so the "
@@ -287,6 +291,7 @@ def _options(args: argparse.Namespace):
                              foot_lock=getattr(args, "foot_lock", True),
                              standing_root_sigma=getattr(args, "standing_root_sigma", None),
                              walk_guidance_factor=getattr(args, "walk_guidance_factor", None),
+                             unlikely_guidance_factor=getattr(args, "unlikely_guidance_factor", None),
                              walk_cycle_bonus=getattr(args, "walk_cycle_bonus", None),
                              walk_candidates=getattr(args, "walk_candidates", None))
 

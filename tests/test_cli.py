@@ -107,6 +107,10 @@ def test_bad_arguments_and_missing_model_have_their_exit_codes(tiny_bundle, tmp_
     assert "missing: no such folder. Train one with" in capsys.readouterr().err
     assert main(["edit", str(tmp_path / "none.npz"), "--segment", "0", "-o", str(tmp_path / "b.npz"),
                  "--checkpoint", str(tiny_bundle)]) == EXIT_BAD_ARGUMENTS
+    assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--checkpoint",
+                 str(tiny_bundle), "--unlikely-guidance", "5"]) == EXIT_BAD_ARGUMENTS
+    assert "unlikely_guidance_factor: must be between 1 and 4, got 5.0" in capsys.readouterr().err
+    assert not (tmp_path / "a.npz").exists()
     if not torch.cuda.is_available():
         assert main(["generate", "walk", "--seconds", "1", "-o", str(tmp_path / "a.npz"), "--device", "cuda",
                      "--checkpoint", str(tiny_bundle)]) == EXIT_BAD_ARGUMENTS

@@ -262,6 +262,35 @@ def test_walk_and_run_tokens_take_their_share_of_the_guidance(models):
                       token_valid=valid)
 
 
+def test_tokens_of_prompts_the_model_rarely_performs_take_the_raised_guidance(models):
+    """`unlikely_guidance_factor` raises the guidance of the tokens `unlikely` weighs (prompts whose nearest captions
+    the model rarely performs at the scale): such a row decodes as the whole batch would at the raised scale, the
+    other as shipped; with a walk's lower share both apply."""
+    _, generator, _, sentences = models
+
+    def decode(unlikely=None, locomotion=None, **settings):
+        return decode_tokens(generator, [48, 48], sentence=sentences[:2], seed=5, unlikely=unlikely,
+                             locomotion=locomotion, config=DecodingConfig(steps=STEPS, temperature=1.0, **settings)).codes
+
+    first = torch.tensor([[1.0] * 12, [0.0] * 12])
+    shipped, doubled = decode(guidance_scale=4.0), decode(guidance_scale=8.0)
+    mixed = decode(first, guidance_scale=4.0, unlikely_guidance_factor=2.0)
+    assert torch.equal(mixed[0], doubled[0]) and torch.equal(mixed[1], shipped[1])
+    assert not torch.equal(shipped[0], doubled[0])
+    assert torch.equal(decode(torch.tensor([1.0, 0.0]), guidance_scale=4.0, unlikely_guidance_factor=2.0), mixed)
+    # A factor of 1 (the default), or no such token, leaves the decode as it was.
+    assert torch.equal(decode(first, guidance_scale=4.0), shipped)
+    assert torch.equal(decode(torch.zeros(2, 12), guidance_scale=4.0, unlikely_guidance_factor=2.0), shipped)
+    # Both factors multiply: a walk token of such a prompt at 4 x 0.5 x 2.
+    assert torch.equal(decode(first, first, guidance_scale=4.0, unlikely_guidance_factor=2.0,
+                              locomotion_guidance_factor=0.5)[0], shipped[0])
+    with pytest.raises(InputTensorError, match="unlikely: expected per-token weights"):
+        decode(torch.ones(2, 5), unlikely_guidance_factor=2.0)
+    for factor in (0.5, 4.5, float("nan")):
+        with pytest.raises(ConfigError, match="unlikely_guidance_factor"):
+            DecodingConfig(unlikely_guidance_factor=factor)
+
+
 def test_gait_cycle_lag_is_where_settled_codes_agree_most():
     # A real walk's codes (the shipped tokenizer on "a person walks forward", benchmarks/results/walk_tokens.txt):
     # its cycle is 5 tokens (one second).

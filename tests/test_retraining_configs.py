@@ -46,9 +46,10 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     residual_cycle = "decoding.locomotion_residual_period_bonus"  # straight walks' detail too (walk_cycle_residual.md)
     steady_cycle = "decoding.steady_walk_period_bonus"  # straight walks' firmer pull (steady_walk_cycle.md)
     candidates = "decoding.steady_walk_candidates"  # straight walks: the better-stepping of two (walk_candidates.md)
+    raised = "decoding.unlikely_guidance_factor"  # what it rarely performs, guided harder (unlikely_guidance.md)
     assert {k for k in differ_all if "root" not in k} == {balance, steps, tokenizer_steps, tokenizer_balance, depth,
                                                           walk_guidance, cycle, repeats, residual_cycle, steady_cycle,
-                                                          candidates, *decoder}
+                                                          candidates, raised, *decoder}
     assert (small[depth], all_data[depth]) == (2, 4)
     assert (small[walk_guidance], all_data[walk_guidance], open_model[walk_guidance]) == (1.0, 0.5, 1.0)
     assert (small[cycle], all_data[cycle], open_model[cycle]) == (0.0, 8.0, 0.0)
@@ -56,6 +57,7 @@ def test_all_data_and_open_configs_differ_from_small_only_where_stated():
     assert (small[residual_cycle], all_data[residual_cycle], open_model[residual_cycle]) == (0.0, 8.0, 0.0)
     assert (small[steady_cycle], all_data[steady_cycle], open_model[steady_cycle]) == (0.0, 16.0, 0.0)
     assert (small[candidates], all_data[candidates], open_model[candidates]) == (1, 2, 2)
+    assert (small[raised], all_data[raised], open_model[raised]) == (1.0, 2.0, 1.0)
     assert all_data[balance] == all_data[tokenizer_balance] == all_data["train.decoder.balance"] == 0.0
     assert (all_data[tokenizer_steps], all_data[steps]) == (6000, 5000)
     assert small["decoder.jerk_weight"] == 0.0

@@ -8,16 +8,27 @@ rate* is the share of its `neighbours` nearest train captions (in the vocabulary
 whose action has a check) that the model performed, each weighted by how near it is beside the nearest
 (``exp((similarity - best) / NEARNESS)``: a caption as near as the best counts fully, one 0.15 less near a third as
 much); below `warn_below` the prompt is warned about before generating, naming its nearest caption the model does
-not perform.  Measured on the held-out val captions (``benchmarks/measure_caption_warnings.py``): below 0.5 it names
+not perform.
+
+``boosted`` (optional) holds the same captions' results at the bundle's ``decoding.unlikely_guidance_factor`` times
+its guidance (``boost_factor``).  A prompt whose nearest captions the model rarely performs at its guidance, and
+performs more often at the raised one, is generated at the raised one (`boost_weight`: fully below
+`BOOST_FULL_BELOW`, fading out at `warn_below`, in proportion to the gain up to `BOOST_FULL_GAIN`), and its
+predicted pass rate is the one at the guidance it gets.  Measured on the held-out val captions (each generated once
+at both guidances, judged by its check; ``benchmarks/results/unlikely_guidance.md``): the 6% that get the raised
+guidance pass 7% -> 43%, the whole split 0.826 -> 0.848, while a calm raised hand or wave, which the model
+performs, keeps the guidance that keeps it calm.  Measured on the held-out val captions (``benchmarks/measure_caption_warnings.py``): below 0.5 it names
 most failures and few passes, and "a person does a cartwheel", whose three nearest captions the model did not
 perform, is warned about though five dance spins further off were performed (weighted by similarity alone they
 outweighed them)::
 
     {"format_version": 1, "model": "kmm-small", "command": "...", "settings": {"seed": 0, "seconds": 4.0},
-     "neighbours": 8, "warn_below": 0.5, "captions": 4004, "passed": "1101-1..."}
+     "neighbours": 8, "warn_below": 0.5, "captions": 4004, "passed": "1101-1...",
+     "boost_factor": 2.0, "boosted": "1111-1..."}
 
 ``passed`` has one character per entry of the vocabulary's ``captions.train`` (in its order): ``1`` performed,
-``0`` not, ``-`` no check applies to its action.  A file whose length disagrees with the vocabulary is refused.
+``0`` not, ``-`` no check applies to its action; ``boosted`` the same at the raised guidance (``-`` in the same
+places).  A file whose length disagrees with the vocabulary is refused.
 """
 
 from __future__ import annotations
@@ -27,13 +38,15 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json
 from ..common.errors import InputFileError
+from ..common.limits import MAX_UNLIKELY_GUIDANCE_FACTOR
+from ..common.smoothstep import smoothstep
 
 CAPTION_CHECKS_FILE = "caption_checks.json"
 CAPTION_CHECKS_FORMAT_VERSION = 1
@@ -43,7 +56,32 @@ NEARNESS = 0.15
 """Similarity by which a neighbour's weight falls by a factor e below the nearest's: on the held-out val captions
 0.15 names 144 of the 200 failures and 17 of the 892 passes (by similarity alone: 142 and 17; 0.05: 145 and 14 but
 three more of the everyday suite's passing phrasings; 0.1: 145 and 18)."""
+BOOST_FULL_BELOW = 0.3
+BOOST_FULL_GAIN = 0.25
+"""A prompt takes the whole raised guidance when its nearest captions' pass rate at the bundle's guidance is at most
+`BOOST_FULL_BELOW` and the raised guidance performs at least `BOOST_FULL_GAIN` more of them; none from `warn_below`
+or without a gain.  On the held-out val captions (``benchmarks/results/unlikely_guidance.md``): full below 0.2, 5% of
+them raised, 6% -> 35% of those performed; below 0.3, 6% raised, 7% -> 43%; any gain at all (no proportion), 7%
+raised, 6% -> 29%."""
 _SYMBOLS = {"1": 1.0, "0": 0.0, "-": math.nan}
+
+
+class Prediction(NamedTuple):
+    """What a prompt's nearest train captions say: its predicted pass rate at the guidance it gets, its nearest
+    caption the model does not perform there (index, -1 for none) and its boost weight (`boost_weight`)."""
+
+    rate: float
+    unperformed: int
+    boost: float
+
+
+def boost_weight(rate: float, boosted_rate: float | None, warn_below: float = WARN_BELOW) -> float:
+    """How much of the raised guidance (``decoding.unlikely_guidance_factor``) a prompt takes, from its nearest
+    captions' pass rate at the bundle's guidance and at the raised one (None: not measured, no boost)."""
+    if boosted_rate is None or warn_below <= BOOST_FULL_BELOW:
+        return 0.0
+    unlikely = 1.0 - float(smoothstep(rate, BOOST_FULL_BELOW, warn_below))
+    return unlikely * float(np.clip((boosted_rate - rate) / BOOST_FULL_GAIN, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -55,23 +93,30 @@ class CaptionChecks:
     neighbours: int = NEIGHBOURS
     warn_below: float = WARN_BELOW
     path: str = ""
+    boosted: np.ndarray | None = None   # (N,) the same at `boost_factor` times the guidance, None: not measured
+    boost_factor: float = 1.0
 
     @cached_property
     def checked(self) -> np.ndarray:
         """Indices of the train captions whose action has a check (the ones a prediction reads)."""
         return np.flatnonzero(np.isfinite(self.passed))
 
-    def predicted(self, similarity: np.ndarray) -> tuple[float, int] | None:
-        """(predicted pass rate, index of the nearest train caption the model does not perform, or -1) from one
-        prompt's similarities (N,) to the train captions; None when no caption has a check."""
+    def predicted(self, similarity: np.ndarray) -> Prediction | None:
+        """The `Prediction` of one prompt from its similarities (N,) to the train captions; None when no caption has
+        a check."""
         checked = self.checked
         if not checked.size:
             return None
         nearest = checked[np.argsort(-similarity[checked])[:self.neighbours]]
         weights = np.exp((similarity[nearest] - similarity[nearest].max()) / NEARNESS)
-        rate = float((weights * self.passed[nearest]).sum() / weights.sum())
-        failed = nearest[self.passed[nearest] == 0.0]
-        return rate, int(failed[0]) if failed.size else -1
+        weights /= weights.sum()
+        rate = float(weights @ self.passed[nearest])
+        boosted = None if self.boosted is None else float(weights @ self.boosted[nearest])
+        boost = boost_weight(rate, boosted, self.warn_below)
+        results = self.passed if boost < 0.5 or self.boosted is None else self.boosted
+        failed = nearest[results[nearest] == 0.0]
+        return Prediction(rate if boosted is None else (1.0 - boost) * rate + boost * boosted,
+                          int(failed[0]) if failed.size else -1, boost)
 
 
 def caption_checks_from_dict(data: Any, captions: int, path: str = "<dict>") -> CaptionChecks:
@@ -96,9 +141,21 @@ def caption_checks_from_dict(data: Any, captions: int, path: str = "<dict>") -> 
     if (not isinstance(warn_below, int | float) or isinstance(warn_below, bool)
             or not 0.0 <= float(warn_below) <= 1.0):
         raise fail(f"warn_below: expected a share from 0 to 1, got {warn_below!r}")
+    boosted = data.get("boosted")
+    if boosted is not None and (not isinstance(boosted, str) or set(boosted) - set(_SYMBOLS)
+                                or len(boosted) != len(passed)
+                                or any((a == "-") != (b == "-") for a, b in zip(passed, boosted, strict=True))):
+        raise fail("boosted: expected a string of '1', '0' and '-' as long as passed, with '-' in the same places")
+    factor = data.get("boost_factor", 1.0)
+    if (not isinstance(factor, int | float) or isinstance(factor, bool) or not math.isfinite(factor)
+            or not 1.0 <= float(factor) <= MAX_UNLIKELY_GUIDANCE_FACTOR):
+        raise fail(f"boost_factor: expected a number from 1 to {MAX_UNLIKELY_GUIDANCE_FACTOR:g}, got {factor!r}")
     return CaptionChecks(model=str(data.get("model", "")),
                          passed=np.array([_SYMBOLS[symbol] for symbol in passed], dtype=np.float64),
-                         neighbours=neighbours, warn_below=float(warn_below), path=path)
+                         neighbours=neighbours, warn_below=float(warn_below), path=path,
+                         boosted=None if boosted is None else np.array([_SYMBOLS[symbol] for symbol in boosted],
+                                                                       dtype=np.float64),
+                         boost_factor=float(factor))
 
 
 def read_caption_checks(bundle_dir: str | Path, captions: int) -> CaptionChecks | None:
@@ -110,13 +167,24 @@ def read_caption_checks(bundle_dir: str | Path, captions: int) -> CaptionChecks 
 
 
 def caption_checks_document(model: str, passed: list[bool | None], settings: dict[str, Any],
-                            command: str) -> dict[str, Any]:
-    """The ``caption_checks.json`` document of one run (results in the vocabulary's train-caption order)."""
-    checked = [value for value in passed if value is not None]
-    return {"format_version": CAPTION_CHECKS_FORMAT_VERSION, "model": model, "command": command,
-            "settings": settings, "neighbours": NEIGHBOURS, "warn_below": WARN_BELOW, "captions": len(passed),
-            "pass_rate": round(sum(checked) / len(checked), 4) if checked else None,
-            "passed": "".join("-" if value is None else "1" if value else "0" for value in passed)}
+                            command: str, boosted: list[bool | None] | None = None,
+                            boost_factor: float = 1.0) -> dict[str, Any]:
+    """The ``caption_checks.json`` document of one run (results in the vocabulary's train-caption order; `boosted`:
+    the same at `boost_factor` times the guidance, or None)."""
+    def symbols(results: list[bool | None]) -> str:
+        return "".join("-" if value is None else "1" if value else "0" for value in results)
+
+    def rate(results: list[bool | None]) -> float | None:
+        checked = [value for value in results if value is not None]
+        return round(sum(checked) / len(checked), 4) if checked else None
+
+    document = {"format_version": CAPTION_CHECKS_FORMAT_VERSION, "model": model, "command": command,
+                "settings": settings, "neighbours": NEIGHBOURS, "warn_below": WARN_BELOW, "captions": len(passed),
+                "pass_rate": rate(passed), "passed": symbols(passed)}
+    if boosted is not None:
+        document.update({"boost_factor": float(boost_factor), "boosted_pass_rate": rate(boosted),
+                         "boosted": symbols(boosted)})
+    return document
 
 
 def write_caption_checks(bundle_dir: str | Path, document: dict[str, Any]) -> Path:

@@ -114,6 +114,10 @@ MAX_LOCOMOTION_GUIDANCE_FACTOR = 2.0
 """Largest share of the guidance scale a bundle's ``decoding.locomotion_guidance_factor`` may give walk and run
 tokens."""
 
+MAX_UNLIKELY_GUIDANCE_FACTOR = 4.0
+"""Largest multiple of the guidance scale a bundle's ``decoding.unlikely_guidance_factor`` may give the tokens of
+prompts the model rarely performs (guidance 16 from the default 4: past it the motion is a caricature of the text)."""
+
 MAX_LOCOMOTION_PERIOD_BONUS = 100.0
 """Largest ``decoding.locomotion_period_bonus`` (``kmm generate --walk-cycle``): a logit bonus of 100 already makes
 every walk token copy the code one cycle away."""
@@ -147,6 +151,7 @@ MODEL_CONFIG_RANGES: dict[str, tuple[float, float]] = {
     "steady_walk_candidates": (1, MAX_STEADY_WALK_CANDIDATES),
     "standing_root_sigma": (0.0, MAX_STANDING_ROOT_SIGMA),
     "locomotion_guidance_factor": (0.0, MAX_LOCOMOTION_GUIDANCE_FACTOR),
+    "unlikely_guidance_factor": (1.0, MAX_UNLIKELY_GUIDANCE_FACTOR),
     "residual_guidance_scale": (MIN_GUIDANCE, MAX_GUIDANCE),
 }
 

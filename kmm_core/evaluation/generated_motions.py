@@ -16,6 +16,7 @@ from ..bundle.model_bundle import ModelBundle
 from ..generation.gait_matching import walk_on_gait_cycles
 from ..generation.prompt_conditions import prompt_conditions
 from ..generation.prompt_kinds import prompt_kinds
+from ..generation.prompt_vocabulary import guidance_boosts
 from ..generation.walk_candidates import stride_score
 from ..humanml3d.features import features_to_joints, joints_to_features
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
@@ -23,11 +24,15 @@ from .split_data import EvalItem
 
 
 def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Sequence[int], seed: int,
-                      batch_size: int = 32, use_residual: bool = True) -> list[np.ndarray]:
+                      batch_size: int = 32, use_residual: bool = True,
+                      guidance_boost: float | None = None) -> list[np.ndarray]:
     """Raw (frames_i, 263) features generated for each prompt with the bundle's decoding settings, its real gait
     cycles played where they walk (`walked_features`).
 
     ``use_residual=False`` decodes the base quantizer layer only (the residual predictor's ablation).
+    ``guidance_boost``: every prompt's share of the bundle's raised guidance (``decoding.unlikely_guidance_factor``:
+    0 none, 1 all of it, as ``kmm-train check-captions`` measures both); None: each prompt's own, as generation gives
+    it (``prompt_vocabulary.guidance_boosts``).
 
     Batches hold prompts of similar length; one torch.Generator seeded with `seed` drives all sampling, so the
     same bundle, prompts and seed give the same motions.
@@ -50,9 +55,12 @@ def generate_features(bundle: ModelBundle, prompts: Sequence[str], frames: Seque
             kinds = prompt_kinds(bundle, [prompts[i] for i in chunk])
             locomotion, steady = (torch.tensor([kind.walking for kind in kinds]),
                                   torch.tensor([kind.steady for kind in kinds]))
+            unlikely = torch.tensor(guidance_boosts(bundle, [prompts[i] for i in chunk]) if guidance_boost is None
+                                    else [float(guidance_boost)] * len(chunk))
             score = stride_score(bundle, [(n, [((0, n), prompts[i])]) for n, i in zip(lengths, chunk, strict=True)])
             result = decode_tokens(bundle.generator, lengths, sentence=sentence, config=config, rng=rng,
                                    use_residual=use_residual, locomotion=locomotion, steady_walk=steady,
+                                   unlikely=unlikely,
                                    candidate_score=score)
             for row, index in enumerate(chunk):
                 tokens = math.ceil(lengths[row] / FRAMES_PER_TOKEN)

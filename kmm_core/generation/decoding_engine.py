@@ -21,14 +21,21 @@ from ..common.limits import (
     MAX_LOCOMOTION_PERIOD_BONUS,
     MAX_STANDING_ROOT_SIGMA,
     MAX_STEADY_WALK_CANDIDATES,
+    MAX_UNLIKELY_GUIDANCE_FACTOR,
 )
 from ..common.progress import CancelCheck, GenerationCancelled, ProgressCallback
-from ..humanml3d.feature_smoothing import DECODED_SMOOTHING_SIGMA, SpansAndKinds, locomotion_token_weights
+from ..humanml3d.feature_smoothing import (
+    DECODED_SMOOTHING_SIGMA,
+    SpansAndKinds,
+    locomotion_token_weights,
+    span_token_means,
+)
 from ..model.configs import DecodingConfig
 from ..model.decoding import decode_tokens
 from ..model.motion_tokenizer import num_tokens_for_frames
 from ..motion.model_timing import FRAMES_PER_TOKEN
 from .prompt_kinds import spans_and_kinds
+from .prompt_vocabulary import guidance_boosts
 from .timeline import DEFAULT_TRANSITIONS, TRANSITION_MODES
 from .walk_candidates import stride_score, window_spans
 
@@ -64,6 +71,9 @@ class GenerationOptions:
     # Candidate decodes of each straight walk or run, the most regular step kept (DecodingConfig's
     # steady_walk_candidates; 1 draws one); None takes the bundle's.
     walk_candidates: int | None = None
+    # The guidance of prompts the model rarely performs at the usual guidance, as a multiple of it (DecodingConfig's
+    # unlikely_guidance_factor; 1 guides them like every other prompt); None takes the bundle's.
+    unlikely_guidance_factor: float | None = None
     # A timeline's constraints: also keep their encoded tokens and decode the tokens around them again.  Off: on the
     # shipped model it met the constraints no better and made the motion around them jerkier (81% vs 97% of motions
     # within 1.3x their own jerk; benchmarks/results/constraints.md).
@@ -86,6 +96,10 @@ class GenerationOptions:
         if factor is not None and not 0 <= factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR:
             raise ConfigError(f"walk_guidance_factor: must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}, "
                               f"got {factor}")
+        raised = self.unlikely_guidance_factor
+        if raised is not None and not 1 <= raised <= MAX_UNLIKELY_GUIDANCE_FACTOR:
+            raise ConfigError(f"unlikely_guidance_factor: must be between 1 and {MAX_UNLIKELY_GUIDANCE_FACTOR:g}, "
+                              f"got {raised}")
         bonus = self.walk_cycle_bonus
         if bonus is not None and not 0 <= bonus <= MAX_LOCOMOTION_PERIOD_BONUS:
             raise ConfigError(f"walk_cycle_bonus: must be between 0 and {MAX_LOCOMOTION_PERIOD_BONUS:g}, got {bonus}")
@@ -117,6 +131,8 @@ class GenerationOptions:
             changes["standing_root_sigma"] = float(self.standing_root_sigma)
         if self.walk_guidance_factor is not None:
             changes["locomotion_guidance_factor"] = float(self.walk_guidance_factor)
+        if self.unlikely_guidance_factor is not None:
+            changes["unlikely_guidance_factor"] = float(self.unlikely_guidance_factor)
         if self.walk_cycle_bonus is not None:
             changes["locomotion_period_bonus"] = float(self.walk_cycle_bonus)
             changes["locomotion_residual_period_bonus"] = float(self.walk_cycle_bonus)
@@ -176,6 +192,17 @@ def locomotion_tokens(num_tokens: int, kinds: SpansAndKinds, steady: bool = Fals
     return torch.from_numpy(locomotion_token_weights(num_tokens, kinds, FRAMES_PER_TOKEN, steady)).float()
 
 
+def unlikely_tokens(bundle: ModelBundle, num_tokens: int,
+                    spans_and_prompts: Sequence[tuple[tuple[int, int], str]]) -> Tensor | None:
+    """(L,) each token's share of the bundle's raised guidance (its prompt's ``guidance_boost``,
+    ``prompt_vocabulary.guidance_boosts``), None when no prompt takes any."""
+    boosts = guidance_boosts(bundle, [prompt for _, prompt in spans_and_prompts])
+    if not any(boosts):
+        return None
+    values = [(span, boost) for (span, _), boost in zip(spans_and_prompts, boosts, strict=True)]
+    return torch.from_numpy(span_token_means(num_tokens, values, FRAMES_PER_TOKEN)).float()
+
+
 def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor, fixed: Tensor | None,
                     config: DecodingConfig, rng: torch.Generator, options: GenerationOptions,
                     counter: StepCounter,
@@ -200,6 +227,7 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
     kinds = None if spans_and_prompts is None else spans_and_kinds(bundle, spans_and_prompts)
     locomotion, steady = (None, None) if kinds is None else \
         (locomotion_tokens(num_tokens, kinds), locomotion_tokens(num_tokens, kinds, True))
+    unlikely = None if spans_and_prompts is None else unlikely_tokens(bundle, num_tokens, spans_and_prompts)
     for start in window_starts(num_tokens, options):
         end = min(num_tokens, start + options.max_window_tokens)
         window = codes[start:end]
@@ -218,6 +246,7 @@ def decode_windowed(bundle: ModelBundle, num_frames: int, cond_per_token: Tensor
                                fixed_codes=window.unsqueeze(0).to(bundle.device), config=config, rng=rng,
                                locomotion=None if locomotion is None else locomotion[start:end].unsqueeze(0),
                                steady_walk=None if steady is None else steady[start:end].unsqueeze(0),
+                               unlikely=None if unlikely is None else unlikely[start:end].unsqueeze(0),
                                candidate_score=score, on_progress=counter.on_step)
         codes[start:end] = result.codes[0].cpu()
     return codes

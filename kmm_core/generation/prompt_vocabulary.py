@@ -11,7 +11,10 @@ rarely performs (a WEAK word of ``word_checks.json``, ``bundle/word_strength.py`
 word, its measured pass rate and a strong word to try instead, whose example prompt is offered first.  A prompt
 whose nearest training captions the model mostly did not perform (``caption_checks.json``,
 ``bundle/caption_checks.py``: their pass rate, each weighted by its nearness, below its ``warn_below``) is warned about, naming
-one of them, and offered the closest captions it did perform.  Known prompts
+one of them, and offered the closest captions it did perform.  The same results say how much of a raised guidance a
+prompt is generated at (``PromptCheck.guidance_boost``, `guidance_boosts`: the model rarely performs its nearest
+captions at its guidance and more often at ``decoding.unlikely_guidance_factor`` times it), and its predicted pass
+rate is the one at the guidance it gets.  Known prompts
 that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
 kmm-small rarely performs).
 
@@ -32,6 +35,7 @@ as paraphrases of known actions (0.60-0.93), and no threshold separates them; in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -74,6 +78,8 @@ class PromptCheck:
     predicted_pass_rate: float | None = None  # from its nearest train captions' results (caption_checks.json)
     warn_below: float = 0.0
     unperformed: str = ""             # its nearest train caption the model does not perform, if among them
+    guidance_boost: float = 0.0       # how much of the raised guidance it is generated at (caption_checks.boost_weight)
+    boost_factor: float = 1.0
 
     @property
     def known(self) -> bool:
@@ -96,8 +102,10 @@ class PromptCheck:
         parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
         if self.unlikely:
             example = f' (not "{self.unperformed}")' if self.unperformed else ""
+            raised = (f" at the {1.0 + (self.boost_factor - 1.0) * self.guidance_boost:.1f}x guidance this prompt "
+                      "gets" if self.guidance_boost > 0 else "")
             parts.append(f'"{self.prompt}": the model performed {self.predicted_pass_rate:.0%} of the training '
-                         f"captions nearest it{example}, so the motion may not be what it says.")
+                         f"captions nearest it{raised}{example}, so the motion may not be what it says.")
         if not self.known:
             closest = "; ".join(f'"{s}"' for s in self.suggestions)
             parts.append(f'"{self.prompt}" is far from everything this model was trained on (similarity '
@@ -168,7 +176,9 @@ class PromptVocabulary:
         self._weak_captions: dict[int, bool] = {}
 
     @classmethod
-    def load(cls, bundle: ModelBundle) -> PromptVocabulary:
+    def load(cls, bundle: ModelBundle, caption_checks: bool = True) -> PromptVocabulary:
+        """The bundle's check; `caption_checks` False leaves its ``caption_checks.json`` unread (``kmm-train
+        check-captions``, which writes it anew, generates without the file it replaces)."""
         from safetensors.numpy import load_file
 
         from ..bundle.weight_checksums import verify_vocabulary_files
@@ -204,8 +214,12 @@ class PromptVocabulary:
                 raise InputFileError(path, f"{CONDITIONS_KEY} has shape {conditions.shape}, expected {expected}")
             if not np.all(np.isfinite(conditions)):
                 raise InputFileError(path, f"{CONDITIONS_KEY} holds values that are not finite")
-        return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path),
-                   read_caption_checks(bundle.path, len(vocabulary.train_captions)), conditions)
+        captions = read_caption_checks(bundle.path, len(vocabulary.train_captions)) if caption_checks else None
+        if captions is not None and captions.boost_factor != bundle.decoding.unlikely_guidance_factor:
+            # measured at another raised guidance than the bundle decodes with: its base results only, no boost
+            captions = dataclasses.replace(captions, boosted=None, boost_factor=1.0)
+        return cls(bundle, vocabulary, train, float(threshold), space, read_word_strengths(bundle.path), captions,
+                   conditions)
 
     def _never_suggested(self, caption: int) -> bool:
         """Whether training caption `caption` uses a weak word or the model did not perform it (never suggested)."""
@@ -237,8 +251,10 @@ class PromptVocabulary:
                 prompt, float(similarity[order[0]]), self.threshold,
                 tuple(self.vocabulary.train_captions[i] for i in chosen),
                 tuple(self.words.weak_words_in(prompt)) if self.words else (),
-                predicted[0] if predicted else None, self.captions.warn_below if self.captions else 0.0,
-                self.vocabulary.train_captions[predicted[1]] if predicted and predicted[1] >= 0 else "")
+                predicted.rate if predicted else None, self.captions.warn_below if self.captions else 0.0,
+                self.vocabulary.train_captions[predicted.unperformed] if predicted and predicted.unperformed >= 0
+                else "", predicted.boost if predicted else 0.0,
+                self.captions.boost_factor if self.captions else 1.0)
         return [checks[prompt] for prompt in prompts]
 
 
@@ -263,6 +279,15 @@ def check_prompts(bundle: ModelBundle, prompts: list[str] | tuple[str, ...]) -> 
     PromptVocabulary.load to learn why).  The loaded check is cached on the bundle object."""
     checker = cached_on_bundle(bundle, "_prompt_vocabulary", PromptVocabulary.load)
     return checker.check(prompts) if checker else None
+
+
+def guidance_boosts(bundle: ModelBundle, prompts: Sequence[str]) -> list[float]:
+    """Each prompt's share of the bundle's raised guidance (``decoding.unlikely_guidance_factor``; `PromptCheck`
+    ``guidance_boost``): 0 for all where the bundle decodes without one or cannot check."""
+    if bundle.decoding.unlikely_guidance_factor == 1.0 or not prompts:
+        return [0.0] * len(prompts)
+    checks = check_prompts(bundle, list(prompts))
+    return [check.guidance_boost for check in checks] if checks else [0.0] * len(prompts)
 
 
 def prompt_warnings(bundle: ModelBundle, prompts: list[tuple[int | None, str]]) -> list[dict]:

@@ -53,11 +53,13 @@ from .decoding_engine import (
     decode_windowed,
     locomotion_tokens,
     steps_per_decode,
+    unlikely_tokens,
     window_starts,
 )
 from .gait_matching import walk_on_gait_cycles
 from .prompt_conditions import prompt_conditions
 from .prompt_kinds import prompt_kinds, spans_and_kinds
+from .prompt_vocabulary import guidance_boosts
 from .timeline import Timeline
 from .transition_inpainting import decode_segments_together, inpaint_transitions, transition_windows
 from .walk_candidates import SHOWN_FEET, stride_score
@@ -109,7 +111,8 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
         kinds = prompt_kinds(bundle, [timeline.prompts[i] for i in short])
         decoded = decode_segments_together(bundle.generator, lengths, embeddings[short], config, rng, counter.on_step,
                                            [kind.walking for kind in kinds], [kind.steady for kind in kinds],
-                                           stride_score(bundle, own_spans))
+                                           stride_score(bundle, own_spans),
+                                           guidance_boosts(bundle, [timeline.prompts[i] for i in short]))
         for index, segment_codes in zip(short, decoded, strict=True):
             codes[bounds[index]:bounds[index + 1]] = segment_codes
     for index in sorted(set(range(len(spans))) - set(short)):  # longer than a window: decoded in windows
@@ -121,8 +124,8 @@ def generate_codes(bundle: ModelBundle, timeline: Timeline, seed: int, options: 
     windows = transition_windows(bounds, num_tokens, options.transition_tokens, options.inpaint_context_tokens)
     kinds = spans_and_kinds(bundle, spans_and_prompts)
     return inpaint_transitions(bundle.generator, codes, condition, windows, config, rng, counter.on_step,
-                               locomotion_tokens(num_tokens, kinds), locomotion_tokens(num_tokens, kinds, steady=True)
-                               ), num_frames
+                               locomotion_tokens(num_tokens, kinds), locomotion_tokens(num_tokens, kinds, steady=True),
+                               unlikely_tokens(bundle, num_tokens, spans_and_prompts)), num_frames
 
 
 def planned_steps(bundle: ModelBundle, timeline: Timeline, options: GenerationOptions, config: DecodingConfig) -> int:

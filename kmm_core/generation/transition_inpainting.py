@@ -32,18 +32,21 @@ def decode_segments_together(generator, lengths: Sequence[int], embeddings: Tens
                              rng: torch.Generator, on_progress: ProgressCallback | None,
                              locomotion: Sequence[float] | None = None,
                              steady_walk: Sequence[float] | None = None,
-                             candidate_score: CandidateScore | None = None) -> list[Tensor]:
+                             candidate_score: CandidateScore | None = None,
+                             unlikely: Sequence[float] | None = None) -> list[Tensor]:
     """Codes (length_i, Q) of each segment, decoded in one batch; segment i is conditioned on embeddings[i] and, when
-    given, guided as a walk or run as much as locomotion[i] and its residual codes kept in the gait cycle as much as
-    steady_walk[i]; with `candidate_score`, steady walks keep the best of their candidate decodes (``decode_tokens``)."""
+    given, guided as a walk or run as much as locomotion[i], its residual codes kept in the gait cycle as much as
+    steady_walk[i] and its guidance raised as much as unlikely[i]; with `candidate_score`, steady walks keep the best
+    of their candidate decodes (``decode_tokens``)."""
     device = next(generator.parameters()).device
     longest = max(lengths)
     condition = torch.zeros(len(lengths), longest, embeddings.shape[-1], device=device)
     for index, length in enumerate(lengths):
         condition[index, :length] = embeddings[index]
-    weights, steady = (None if w is None else torch.tensor([float(v) for v in w]) for w in (locomotion, steady_walk))
+    weights, steady, raised = (None if w is None else torch.tensor([float(v) for v in w])
+                               for w in (locomotion, steady_walk, unlikely))
     result = decode_tokens(generator, [length * FRAMES_PER_TOKEN for length in lengths], cond_per_token=condition,
-                           config=config, rng=rng, locomotion=weights, steady_walk=steady,
+                           config=config, rng=rng, locomotion=weights, steady_walk=steady, unlikely=raised,
                            candidate_score=candidate_score, on_progress=on_progress)
     return [result.codes[index, :length].cpu() for index, length in enumerate(lengths)]
 
@@ -67,12 +70,14 @@ def transition_windows(bounds: Sequence[int], num_tokens: int, width: int,
 
 def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Sequence[tuple[int, int, int, int]],
                         config: DecodingConfig, rng: torch.Generator, on_progress: ProgressCallback | None,
-                        locomotion: Tensor | None = None, steady_walk: Tensor | None = None) -> Tensor:
+                        locomotion: Tensor | None = None, steady_walk: Tensor | None = None,
+                        unlikely: Tensor | None = None) -> Tensor:
     """``codes`` (L, Q) with the free region of every window re-decoded, all windows in one batch.
 
     ``condition`` (L, E) holds every token's condition vector (its segment's prompt), ``locomotion`` (L,) when given
-    its share of walk and run prompts and ``steady_walk`` (L,) its share of those that keep their heading
-    (``decode_tokens``); inside a window everything but the free region stays
+    its share of walk and run prompts, ``steady_walk`` (L,) its share of those that keep their heading and
+    ``unlikely`` (L,) its share of the raised guidance (``decode_tokens``); inside a window everything but the free
+    region stays
     fixed, so each window continues the motion on both of its sides.
     """
     device = next(generator.parameters()).device
@@ -80,19 +85,20 @@ def inpaint_transitions(generator, codes: Tensor, condition: Tensor, windows: Se
     longest = max(end - start for start, _, _, end in windows)
     fixed = torch.full((len(windows), longest, layers), -1, dtype=torch.int64)
     window_condition = torch.zeros(len(windows), longest, condition.shape[-1], device=device)
-    window_locomotion, window_steady = (None if w is None else torch.zeros(len(windows), longest)
-                                        for w in (locomotion, steady_walk))
+    window_locomotion, window_steady, window_unlikely = (None if w is None else torch.zeros(len(windows), longest)
+                                                         for w in (locomotion, steady_walk, unlikely))
     for index, (start, free_start, free_end, end) in enumerate(windows):
         fixed[index, : end - start] = codes[start:end]
         fixed[index, free_start - start : free_end - start] = -1
         window_condition[index, : end - start] = condition[start:end]
-        for share, windowed in ((locomotion, window_locomotion), (steady_walk, window_steady)):
+        for share, windowed in ((locomotion, window_locomotion), (steady_walk, window_steady),
+                                (unlikely, window_unlikely)):
             if windowed is not None:
                 windowed[index, : end - start] = share[start:end]
     frames = [(end - start) * FRAMES_PER_TOKEN for start, _, _, end in windows]
     result = decode_tokens(generator, frames, cond_per_token=window_condition, fixed_codes=fixed.to(device),
                            config=config, rng=rng, locomotion=window_locomotion, steady_walk=window_steady,
-                           on_progress=on_progress)
+                           unlikely=window_unlikely, on_progress=on_progress)
     decoded = result.codes.cpu()
     out = codes.clone()
     for index, (start, free_start, free_end, _end) in enumerate(windows):

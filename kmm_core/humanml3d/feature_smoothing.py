@@ -140,8 +140,18 @@ def locomotion_token_weights(num_tokens: int, spans_and_kinds: SpansAndKinds, fr
     """Per token, the mean walking share of its frames' prompts: how much of
     ``DecodingConfig.locomotion_guidance_factor`` its guidance takes; with `steady`, the mean share of walking on a
     steady heading (how much of ``locomotion_residual_period_bonus`` its residual codes take)."""
+    share = attrgetter("steady" if steady else "walking")
+    return span_token_means(num_tokens, [(span, share(kind)) for span, kind in spans_and_kinds], frames_per_token)
+
+
+def span_token_means(num_tokens: int, spans_and_values: Sequence[tuple[tuple[int, int], float]],
+                     frames_per_token: int) -> np.ndarray:
+    """(num_tokens,) per token, the mean over its frames of their span's value (20 fps spans; a later span overrides
+    an earlier one; 0 outside every span)."""
     frames = num_tokens * frames_per_token
-    shares = _span_shares(frames, spans_and_kinds, attrgetter("steady" if steady else "walking"))
+    shares = np.zeros(frames, dtype=np.float64)
+    for (start, end), value in spans_and_values:
+        shares[max(0, int(start)):max(0, min(frames, int(end)))] = float(value)
     return shares.reshape(num_tokens, frames_per_token).mean(axis=1)
 
 

@@ -20,6 +20,7 @@ from ..common.limits import (
     MAX_MODEL_PARAMETERS,
     MAX_STANDING_ROOT_SIGMA,
     MAX_STEADY_WALK_CANDIDATES,
+    MAX_UNLIKELY_GUIDANCE_FACTOR,
     MODEL_CONFIG_RANGES,
 )
 from ..humanml3d.feature_smoothing import STANDING_ROOT_SIGMA
@@ -333,6 +334,12 @@ class DecodingConfig(_StrictConfig):
     # kept (decode_tokens' candidate_score: generation ranks by the gait regularity of the decoded motion).  Other
     # prompts' tokens are untouched (issue 39: some long walks still settle on one held code and glide); 1: off.
     steady_walk_candidates: int = 1
+    # The guidance of the tokens of prompts the model rarely performs at guidance_scale (their prompts' boost weight:
+    # ``bundle/caption_checks.py`` ``boost_weight``, from how the model performed the training captions nearest the
+    # prompt at guidance_scale and at this factor times it) as a multiple of guidance_scale (and of the residual
+    # layers' scale), blended by that weight: a bow leans 13-26 degrees at 4 and 30-40 at 8 while a calm raised hand,
+    # which the model performs, keeps its calm; 1: off.
+    unlikely_guidance_factor: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", "must be >= 1")
@@ -367,3 +374,6 @@ class DecodingConfig(_StrictConfig):
         _require(math.isfinite(self.locomotion_guidance_factor)
                  and 0 <= self.locomotion_guidance_factor <= MAX_LOCOMOTION_GUIDANCE_FACTOR,
                  "locomotion_guidance_factor", f"must be between 0 and {MAX_LOCOMOTION_GUIDANCE_FACTOR:g}")
+        _require(math.isfinite(self.unlikely_guidance_factor)
+                 and 1 <= self.unlikely_guidance_factor <= MAX_UNLIKELY_GUIDANCE_FACTOR,
+                 "unlikely_guidance_factor", f"must be between 1 and {MAX_UNLIKELY_GUIDANCE_FACTOR:g}")

@@ -63,6 +63,7 @@ def decode_tokens(
     use_residual: bool = True,
     locomotion: Tensor | None = None,
     steady_walk: Tensor | None = None,
+    unlikely: Tensor | None = None,
     candidate_score: CandidateScore | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
@@ -80,6 +81,9 @@ def decode_tokens(
     ``steady_walk``, shaped like ``locomotion``: how much each token belongs to a walk or run that keeps its heading
     (its prompt's steady walking share, ``generation/prompt_kinds.py``); those tokens' residual codes take
     ``config.locomotion_residual_period_bonus`` (None: no token does).
+    ``unlikely``, shaped like ``locomotion``: how much each token belongs to a prompt the model rarely performs at
+    the guidance scale (its prompt's boost weight, ``bundle/caption_checks.py`` ``boost_weight``); those tokens are
+    guided at ``config.unlikely_guidance_factor`` times the scale (blended by the weight; None: no token is).
     ``candidate_score(codes, rows)``: with ``config.steady_walk_candidates`` N > 1, every row whose free tokens are
     all steady walk tokens (``candidate_rows``) is decoded N - 1 more times in the same batch (``RowStreams``: the
     extra rows draw from a generator seeded off ``rng``'s state, so ``rng`` gives the rows asked for exactly the draws
@@ -104,9 +108,9 @@ def decode_tokens(
     if rows:  # the candidates ride in the same batch, after the rows asked for, with their own random stream
         more = rows * (config.steady_walk_candidates - 1)
         take = torch.tensor(list(range(batch)) + more, device=device)
-        sentence, cond_per_token, locomotion, steady_walk = (
+        sentence, cond_per_token, locomotion, steady_walk, unlikely = (
             None if values is None else values[take.to(values.device)]
-            for values in (sentence, cond_per_token, locomotion, steady_walk))
+            for values in (sentence, cond_per_token, locomotion, steady_walk, unlikely))
         fixed, token_valid = fixed[take], token_valid[take]
         draws = RowStreams(rng, torch.Generator().manual_seed(_derived_seed(rng)), batch)
     residual = generator.residual if use_residual else None
@@ -114,7 +118,7 @@ def decode_tokens(
     was_training = generator.training
     generator.eval()
     try:
-        base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid)
+        base_scale = per_token_guidance(config.guidance_scale, config, locomotion, token_valid, unlikely)
         base = _decode_base(generator, fixed[..., 0], token_valid, sentence, cond_per_token, config, base_scale,
                             per_token_repeat_penalty(config, locomotion, token_valid),
                             _base_period_bonus(config, locomotion, steady_walk, token_valid), draws,
@@ -122,7 +126,7 @@ def decode_tokens(
         layers = [base]
         if residual is not None:
             scale = base_scale if config.residual_guidance_scale is None else \
-                per_token_guidance(config.residual_guidance_scale, config, locomotion, token_valid)
+                per_token_guidance(config.residual_guidance_scale, config, locomotion, token_valid, unlikely)
             guided = GuidedModel(residual, scale, sentence=sentence, cond_per_token=cond_per_token,
                                  token_valid=token_valid)
             residual_bonus = per_token_period_bonus(config.locomotion_residual_period_bonus, steady_walk, token_valid)
@@ -195,28 +199,33 @@ def _best_candidates(codes: Tensor, batch: int, rows: list[int], rounds: int, sc
     return kept
 
 
-def _walk_weight(locomotion: Tensor | None, token_valid: Tensor) -> Tensor | None:
+def _walk_weight(locomotion: Tensor | None, token_valid: Tensor, name: str = "locomotion") -> Tensor | None:
     """Each token's share (B, L) of plain walk and run prompts (a (B,) row share spread over its tokens), or None
-    when no token has any."""
+    when no token has any; the same for any per-token weight shaped like it (``unlikely``)."""
     if locomotion is None:
         return None
     if locomotion.dim() == 1 and locomotion.shape[0] == token_valid.shape[0]:
         locomotion = locomotion[:, None].expand_as(token_valid)
     if locomotion.shape != token_valid.shape:
-        raise InputTensorError(f"locomotion: expected per-token weights {tuple(token_valid.shape)}, "
+        raise InputTensorError(f"{name}: expected per-token weights {tuple(token_valid.shape)}, "
                                f"got {tuple(locomotion.shape)}")
     weight = locomotion.to(token_valid.device, torch.float32).clamp(0.0, 1.0)
     return weight if bool(weight.any()) else None
 
 
 def per_token_guidance(scale: float, config: DecodingConfig, locomotion: Tensor | None,
-                       token_valid: Tensor) -> float | Tensor:
+                       token_valid: Tensor, unlikely: Tensor | None = None) -> float | Tensor:
     """`scale`, or per token (B, L) that scale with walk and run tokens' share of it
-    (``config.locomotion_guidance_factor``, blended by the token's `locomotion` weight)."""
+    (``config.locomotion_guidance_factor``, blended by the token's `locomotion` weight) and the tokens of prompts the
+    model rarely performs at it raised (``config.unlikely_guidance_factor``, blended by their `unlikely` weight)."""
+    result: float | Tensor = scale
     weight = _walk_weight(locomotion, token_valid)
-    if weight is None or config.locomotion_guidance_factor == 1.0:
-        return scale
-    return scale * (1.0 + (config.locomotion_guidance_factor - 1.0) * weight)
+    if weight is not None and config.locomotion_guidance_factor != 1.0:
+        result = result * (1.0 + (config.locomotion_guidance_factor - 1.0) * weight)
+    boost = _walk_weight(unlikely, token_valid, "unlikely")
+    if boost is not None and config.unlikely_guidance_factor != 1.0:
+        result = result * (1.0 + (config.unlikely_guidance_factor - 1.0) * boost)
+    return result
 
 
 def per_token_repeat_penalty(config: DecodingConfig, locomotion: Tensor | None, token_valid: Tensor) -> float | Tensor:

@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``kmm-train check-captions``: every train caption of a bundle generated once and judged by its action's check
 (``evaluation/caption_checks.py``), the results written into ``BUNDLE/caption_checks.json``
-(``bundle/caption_checks.py``: what the prompt warnings predict from) and a section of the model card."""
+(``bundle/caption_checks.py``: what the prompt warnings predict from) and a section of the model card.  A bundle that
+decodes with a raised guidance for the prompts it rarely performs (``decoding.unlikely_guidance_factor`` above 1) has
+every caption generated twice, at its guidance and at the raised one (``boosted``): which prompts get the raised
+guidance is read from both."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..bundle.model_choice import resolve_model
     from ..bundle.vocabulary import read_vocabulary
     from ..evaluation.word_checks import check_writable_folder
+    from ..generation.prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable
     from .model_card import add_caption_checks_section
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -55,16 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not vocabulary.train_captions:
             raise KMMError(f"{vocabulary.path}: the vocabulary has no train captions to check")
         bundle = ModelBundle.load(folder, device="cpu")
-        results = caption_results(bundle, vocabulary.train_captions, vocabulary.train_actions, args.seed, log)
+        try:  # generate without the results this run replaces (a file of another vocabulary is refused on reading)
+            object.__setattr__(bundle, "_prompt_vocabulary", PromptVocabulary.load(bundle, caption_checks=False))
+        except VocabularyCheckUnavailable:
+            pass
+        results = caption_results(bundle, vocabulary.train_captions, vocabulary.train_actions, args.seed, log,
+                                  guidance_boost=0.0)
+        factor = bundle.decoding.unlikely_guidance_factor
+        boosted = None if factor == 1.0 else caption_results(bundle, vocabulary.train_captions,
+                                                             vocabulary.train_actions, args.seed, log,
+                                                             guidance_boost=1.0)
         document = caption_checks_document(vocabulary.model, results, {"seed": args.seed, "seconds": SECONDS},
-                                           "kmm-train check-captions " + " ".join(argv))
+                                           "kmm-train check-captions " + " ".join(argv), boosted, factor)
         path = write_caption_checks(folder, document)
         add_caption_checks_section(folder, document)
     except KMMError as error:
         print(f"kmm-train check-captions: error: {error}", file=sys.stderr)
         return 1
     checked = [value for value in results if value is not None]
-    print(f"[kmm-train check-captions] {sum(checked)} of {len(checked)} captions performed "
+    raised = "" if boosted is None else \
+        f", {sum(value for value in boosted if value)} at {factor:g}x the guidance"
+    print(f"[kmm-train check-captions] {sum(checked)} of {len(checked)} captions performed{raised} "
           f"({len(results) - len(checked)} without a check); wrote {path}")
     return 0
 

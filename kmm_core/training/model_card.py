@@ -215,6 +215,9 @@ DECODING_NOTES = {
                               "regularly kept (its gait regularity); other prompts draw one (`kmm generate "
                               "--walk-candidates` overrides it)",
     "standing_root_sigma": "frames of the second Gaussian on standing prompts' root (`--standing-root-sigma`)",
+    "unlikely_guidance_factor": "the guidance, as a multiple of the scale, of prompts whose nearest training "
+                                "captions the model rarely performs at the scale and more often at this multiple "
+                                "(`caption_checks.json` holds both; `kmm generate --unlikely-guidance` overrides it)",
 }
 
 
@@ -404,6 +407,12 @@ def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, An
                f"{document['warn_below']:g} of the time (each weighted by how near it is beside the nearest) is warned about before generating.  "
                "A prompt far from every train caption is generated partly from the nearest ones that were performed "
                "(`generation/prompt_conditions.py`)."]
+    boosted = document.get("boosted")
+    if isinstance(boosted, str):
+        section[-1] += (f"  The same captions at {float(document.get('boost_factor', 1.0)):g}x the guidance: "
+                        f"{boosted.count('1')} of {checked} performed; a prompt whose nearest captions the model "
+                        "rarely performs at its guidance, and more often at that one, is generated at it "
+                        "(`bundle/caption_checks.py` `boost_weight`, `decoding.unlikely_guidance_factor`).")
     return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), CAPTION_CHECKS_BEGIN,
                                                         CAPTION_CHECKS_END, section))
 
