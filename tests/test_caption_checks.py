@@ -34,8 +34,8 @@ def test_the_prediction_weighs_the_nearest_checked_captions():
     assert np.isnan(checks.passed[2]) and checks.neighbours == 8
     # Caption 2 is nearest but has no check; of the others, 1 (failed) and 0 (passed) are nearest.
     # Each weighs by how near it is beside the nearest checked one: exp((similarity - best) / NEARNESS).
-    rate, failed, boost = checks.predicted(np.array([0.9, 0.8, 0.99, 0.1, 0.2]))
-    assert failed == 1 and boost == 0.0  # no results at a raised guidance: no boost
+    rate, failed, boost, usual = checks.predicted(np.array([0.9, 0.8, 0.99, 0.1, 0.2]))
+    assert failed == 1 and boost == 0.0 and usual == rate  # no results at a raised guidance: no boost
     weight = {index: np.exp((similarity - 0.9) / NEARNESS) for index, similarity in ((0, 0.9), (1, 0.8), (3, 0.1),
                                                                                     (4, 0.2))}
     assert rate == pytest.approx((weight[0] + weight[3]) / sum(weight.values()))
@@ -44,7 +44,7 @@ def test_the_prediction_weighs_the_nearest_checked_captions():
     assert near.predicted(np.array([0.98, 0.93, 0.75, 0.67, 0.64, 0.62, 0.60, 0.57]))[0] < WARN_BELOW
     one = caption_checks_from_dict({**caption_checks_document("m", [True, False, None, True, False], {}, ""),
                                     "neighbours": 1}, 5)
-    assert one.predicted(np.array([0.1, 0.9, 0.0, 0.0, 0.0])) == (0.0, 1, 0.0)
+    assert one.predicted(np.array([0.1, 0.9, 0.0, 0.0, 0.0])) == (0.0, 1, 0.0, 0.0)
     assert caption_checks_from_dict(caption_checks_document("m", [None, None], {}, ""), 2).predicted(
         np.zeros(2)) is None
 
@@ -52,7 +52,8 @@ def test_the_prediction_weighs_the_nearest_checked_captions():
 def test_the_raised_guidance_goes_to_prompts_it_helps_that_the_model_rarely_performs():
     """`boost_weight`: all of it at a pass rate up to BOOST_FULL_BELOW with a gain of BOOST_FULL_GAIN or more, none from
     the warning's threshold, none without a gain, in proportion to a smaller gain; the prediction is then the rate at
-    the guidance the prompt gets, and the caption it names one the model fails there."""
+    the guidance the prompt gets, beside the rate at the bundle's own (which the warning reads, naming a caption the
+    model fails there)."""
     assert boost_weight(BOOST_FULL_BELOW, BOOST_FULL_BELOW + BOOST_FULL_GAIN) == 1.0
     assert boost_weight(0.0, 1.0) == 1.0
     assert boost_weight(WARN_BELOW, 1.0) == 0.0 and boost_weight(0.9, 1.0) == 0.0  # performed: keeps its guidance
@@ -66,9 +67,10 @@ def test_the_raised_guidance_goes_to_prompts_it_helps_that_the_model_rarely_perf
     checks = caption_checks_from_dict(document, 5)
     assert checks.boost_factor == 2.0 and document["boosted_pass_rate"] == 0.8
     near_failures = np.array([0.9, 0.9, 0.9, 0.1, 0.1])
-    rate, failed, boost = checks.predicted(near_failures)
-    assert boost == 1.0 and rate == pytest.approx(1.0, abs=0.01) and failed == 4  # 4 fails raised too
-    rate, failed, boost = checks.predicted(np.array([0.1, 0.1, 0.1, 0.9, 0.9]))  # half performed: no boost
+    rate, failed, boost, usual = checks.predicted(near_failures)
+    assert boost == 1.0 and rate == pytest.approx(1.0, abs=0.01) and usual == pytest.approx(0.0, abs=0.01)
+    assert failed == 0
+    rate, failed, boost, usual = checks.predicted(np.array([0.1, 0.1, 0.1, 0.9, 0.9]))  # half performed: no boost
     assert boost == pytest.approx(0.0, abs=1e-3) and rate == pytest.approx(0.5, abs=0.01) and failed == 4
 
 
@@ -194,7 +196,11 @@ def test_a_prompt_the_model_performs_only_guided_harder_is_generated_so(boosted_
     bundle = ModelBundle.load(boosted_bundle, device="cpu")
     prompt = read_vocabulary(boosted_bundle).train_captions[0]
     (check,) = PromptVocabulary.load(bundle).check([prompt])
-    assert check.guidance_boost == 1.0 and check.predicted_pass_rate == pytest.approx(1.0) and not check.unlikely
+    assert check.guidance_boost == 1.0 and check.predicted_pass_rate == pytest.approx(1.0)
+    # Still warned: the model rarely performs it at its own guidance, and the warning says both.
+    assert check.unlikely and check.usual_pass_rate == 0.0
+    assert "nearest it at its usual guidance" in check.warning and "guided harder (2.0x), as this prompt is, it " \
+        "performed 100% of them" in check.warning
     timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": prompt, "start": 1, "end": 40}]})
     raised = generate_timeline(bundle, timeline, seed=3)[0].joints
     guidance = bundle.decoding.guidance_scale
@@ -248,6 +254,8 @@ def test_the_default_warns_before_generating_what_it_will_not_perform():
         assert check.offered_prompts()
     assert not walk.warned and not wave.warned and walk.predicted_pass_rate > 0.9 and wave.predicted_pass_rate > 0.9
     # The bow's nearest captions are performed at twice the guidance (caption_checks.json's `boosted`): it is
-    # generated there and predicted there; a walk and a wave, which the model performs, keep their guidance.
-    assert bow.guidance_boost == 1.0 and bow.boost_factor == 2.0 and not bow.unlikely
+    # generated there and predicted there, and still warned about (rarely performed at the model's own guidance);
+    # a walk and a wave, which the model performs, keep their guidance.
+    assert bow.guidance_boost == 1.0 and bow.boost_factor == 2.0 and bow.unlikely and bow.usual_pass_rate < 0.5
     assert bow.predicted_pass_rate >= 0.5 and walk.guidance_boost == wave.guidance_boost == 0.0
+    assert "guided harder (2.0x), as this prompt is" in bow.warning

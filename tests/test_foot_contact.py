@@ -27,6 +27,7 @@ from kmm_core.motion.foot_contact import (
     clean_foot_contacts,
     detect_contacts,
     foot_locked_motion,
+    ground_levels,
     lock_feet,
     stance_detail,
 )
@@ -142,6 +143,25 @@ def test_real_walk_contacts_alternate_and_a_sliding_foot_is_pinned(real_clips):
         sliding[start:end, [7, 10], 2] += drift
     result = lock_feet(sliding, FPS, contacts, fit_rest_offsets(walk))
     assert _largest_drift_while_held(result.joints, contacts) <= HELD_TOLERANCE
+
+
+def test_a_foot_sunk_through_the_floor_for_a_while_leaves_the_walk_before_it_held(real_clips):
+    """A real walk followed by its last third again with the right foot driven 8 cm through the floor (as a generated
+    deep kick's stance foot is): the walk's frames keep exactly the contacts they have alone (but for its last 0.1 s, where the
+    next frame's speed and the shortest contact reach across the join); a motion sunk most of the time is measured
+    as before, from all its frames."""
+    walk = real_clips["walk"]
+    alone = detect_contacts(walk, FPS)
+    sunk = walk[-len(walk) // 3:].copy()
+    sunk[:, [8, 11], 1] -= 0.08 + sunk[:, [8, 11], 1].min()  # the right ankle and toe, 8 cm under the floor
+    both = detect_contacts(np.concatenate([walk, sunk]), FPS)
+    edge = len(walk) - int(round(0.1 * FPS))
+    np.testing.assert_array_equal(both[:edge], alone[:edge])
+    assert alone[:, 2:].any()
+    heights = np.concatenate([walk, sunk])[:, CONTACT_JOINTS, 1]
+    mostly_sunk = heights.copy()
+    mostly_sunk[:, 2:] -= 1.0
+    np.testing.assert_allclose(ground_levels(mostly_sunk), np.percentile(mostly_sunk, 10.0, axis=0))
 
 
 def test_stance_detail_removes_a_slide_whole_and_keeps_the_settling_within_its_limit():

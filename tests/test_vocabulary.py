@@ -93,6 +93,11 @@ def test_kmm_vocab_check_says_before_generating_what_a_prompt_is_read_as(capsys)
     assert 'kmm: warning: "a person does a cartwheel": the model performed' in out
     assert '"a person walks forward" is generated' not in out and "a person walks forward\":" not in out
     assert out.rstrip().endswith("kmm: 3 prompt(s) checked, 1 warning(s); nothing generated")
+    # A prompt the model performs only guided harder is said to be (caption_checks.json's `boosted`); a walk is not.
+    assert kmm_main(["vocab", "--check", "a man bows politely", "a person walks forward"]) == 0
+    out = capsys.readouterr().out
+    assert 'kmm: note: "a man bows politely" is guided at 2.0x the guidance' in out
+    assert '"a person walks forward" is guided' not in out
     assert kmm_main(["vocab", "--check", *prompts, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["prompts"] == 3 and [w["segment"] for w in data["warnings"]] == [2]

@@ -13,8 +13,8 @@ whose nearest training captions the model mostly did not perform (``caption_chec
 ``bundle/caption_checks.py``: their pass rate, each weighted by its nearness, below its ``warn_below``) is warned about, naming
 one of them, and offered the closest captions it did perform.  The same results say how much of a raised guidance a
 prompt is generated at (``PromptCheck.guidance_boost``, `guidance_boosts`: the model rarely performs its nearest
-captions at its guidance and more often at ``decoding.unlikely_guidance_factor`` times it), and its predicted pass
-rate is the one at the guidance it gets.  Known prompts
+captions at its guidance and more often at ``decoding.unlikely_guidance_factor`` times it); its predicted pass rate
+is the one at the guidance it gets, and the warning, which reads the rate at the bundle's own guidance, names both.  Known prompts
 that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
 kmm-small rarely performs).
 
@@ -80,6 +80,7 @@ class PromptCheck:
     unperformed: str = ""             # its nearest train caption the model does not perform, if among them
     guidance_boost: float = 0.0       # how much of the raised guidance it is generated at (caption_checks.boost_weight)
     boost_factor: float = 1.0
+    usual_pass_rate: float | None = None  # predicted at the bundle's own guidance (what `unlikely` reads)
 
     @property
     def known(self) -> bool:
@@ -87,8 +88,10 @@ class PromptCheck:
 
     @property
     def unlikely(self) -> bool:
-        """The model performs too few of the training captions nearest this prompt (caption_checks.json)."""
-        return self.predicted_pass_rate is not None and self.predicted_pass_rate < self.warn_below
+        """The model performs too few of the training captions nearest this prompt at its own guidance
+        (caption_checks.json), however hard the prompt is guided."""
+        usual = self.predicted_pass_rate if self.usual_pass_rate is None else self.usual_pass_rate
+        return usual is not None and usual < self.warn_below
 
     @property
     def warned(self) -> bool:
@@ -102,10 +105,13 @@ class PromptCheck:
         parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
         if self.unlikely:
             example = f' (not "{self.unperformed}")' if self.unperformed else ""
-            raised = (f" at the {1.0 + (self.boost_factor - 1.0) * self.guidance_boost:.1f}x guidance this prompt "
-                      "gets" if self.guidance_boost > 0 else "")
-            parts.append(f'"{self.prompt}": the model performed {self.predicted_pass_rate:.0%} of the training '
-                         f"captions nearest it{raised}{example}, so the motion may not be what it says.")
+            usual = self.predicted_pass_rate if self.usual_pass_rate is None else self.usual_pass_rate
+            raised = (f"; guided harder ({1.0 + (self.boost_factor - 1.0) * self.guidance_boost:.1f}x), as this "
+                      f"prompt is, it performed {self.predicted_pass_rate:.0%} of them"
+                      if self.guidance_boost > 0 else "")
+            parts.append(f'"{self.prompt}": the model performed {usual:.0%} of the training captions nearest it'
+                         f"{' at its usual guidance' if raised else ''}{example}{raised}, so the motion may not be "
+                         "what it says.")
         if not self.known:
             closest = "; ".join(f'"{s}"' for s in self.suggestions)
             parts.append(f'"{self.prompt}" is far from everything this model was trained on (similarity '
@@ -254,7 +260,7 @@ class PromptVocabulary:
                 predicted.rate if predicted else None, self.captions.warn_below if self.captions else 0.0,
                 self.vocabulary.train_captions[predicted.unperformed] if predicted and predicted.unperformed >= 0
                 else "", predicted.boost if predicted else 0.0,
-                self.captions.boost_factor if self.captions else 1.0)
+                self.captions.boost_factor if self.captions else 1.0, predicted.usual if predicted else None)
         return [checks[prompt] for prompt in prompts]
 
 

@@ -7,7 +7,8 @@ module fixes that after decoding, in three steps:
 1. **Contacts** (`detect_contacts`): per frame and per foot joint (left ankle, left toe, right ankle, right toe,
    the order of HumanML3D's four contact channels), a joint is in contact when the model's contact channel says so
    (> 0.5; without channels, e.g. for real motion, this test is skipped) *and* the geometry agrees: the joint is
-   within `height_tolerance` of its ground level (a low percentile of its height over the motion) and moves
+   within `height_tolerance` of its ground level (a low percentile of its height over the motion, frames where a foot
+   sinks through the floor left out: `ground_levels`) and moves
    horizontally slower than `speed_limit` (with channels, also when slower than `relative_speed_limit` times the
    pelvis' speed: a stance foot the model lets slide along with the body; without channels, e.g. real motion, only
    the fixed limit counts).  Contacts shorter than `min_contact_seconds` are dropped, gaps shorter than that are
@@ -191,6 +192,17 @@ def _clean_runs(mask: np.ndarray, min_frames: int) -> np.ndarray:
     return mask
 
 
+def ground_levels(heights: np.ndarray, settings: FootLockSettings = FootLockSettings()) -> np.ndarray:
+    """(4,) each foot joint's ground level from its heights (T, 4): their `ground_percentile` over the frames where no
+    foot joint is sunk more than `height_tolerance` below `floor_height` (over every frame when those are under
+    half of them).  A generated stance foot driven through the floor for a second (a deep kick's, its toe 7-11 cm
+    under it) would otherwise drag that joint's ground level down with it, and the same foot walking before it would
+    be held nowhere (tests/test_foot_contact.py)."""
+    sound = heights.min(axis=1) >= settings.floor_height - settings.height_tolerance
+    return np.percentile(heights[sound] if 2 * int(sound.sum()) >= len(heights) else heights,
+                         settings.ground_percentile, axis=0)
+
+
 def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None = None,
                     settings: FootLockSettings = FootLockSettings()) -> np.ndarray:
     """(T, 4) bool contacts of the left ankle, left toe, right ankle, right toe (see the module docstring).
@@ -202,7 +214,7 @@ def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None 
     fps = _check_fps(fps)
     frames = joints.shape[0]
     heights = joints[:, CONTACT_JOINTS, 1]
-    ground = np.percentile(heights, settings.ground_percentile, axis=0)
+    ground = ground_levels(heights, settings)
     contact = heights < ground[None] + settings.height_tolerance
     speed = horizontal_speed(joints, fps)
     limit = np.full(frames, settings.speed_limit)
