@@ -113,12 +113,11 @@ def warn_about_prompts(bundle: Any, prompts: list[str], stream=None) -> list:
     except VocabularyCheckUnavailable as reason:
         print(f"kmm: note: prompts not checked against the training vocabulary ({reason})", file=stream)
         return []
-    factor = bundle.decoding.unlikely_guidance_factor
     for check in checks:
         if check.warning:
             print(f"kmm: warning: {check.warning}", file=stream)
-        if check.guidance_boost > 0 and factor != 1.0:
-            print(f'kmm: note: "{check.prompt}" is guided at {1.0 + (factor - 1.0) * check.guidance_boost:.1f}x '
+        if check.guidance_multiple != 1.0:
+            print(f'kmm: note: "{check.prompt}" is guided at {check.guidance_multiple:.1f}x '
                   "the guidance: the model rarely performs the training captions nearest it at its usual guidance "
                   "and more often guided harder (`--unlikely-guidance 1` turns that off)", file=stream)
     say_what_conditions(bundle, prompts, stream)

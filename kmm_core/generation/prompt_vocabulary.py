@@ -14,9 +14,9 @@ whose nearest training captions the model mostly did not perform (``caption_chec
 one of them, and offered the closest captions it did perform.  The same results say how much of a raised guidance a
 prompt is generated at (``PromptCheck.guidance_boost``, `guidance_boosts`: the model rarely performs its nearest
 captions at its guidance and more often at ``decoding.unlikely_guidance_factor`` times it); its predicted pass rate
-is the one at the guidance it gets, and the warning, which reads the rate at the bundle's own guidance, names both.  Known prompts
-that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a ball, which
-kmm-small rarely performs).
+is the one at the guidance it gets, and the warning, which reads the rate at the bundle's own guidance, names both.
+Known prompts that use a weak word are never suggested ("a person juggles three balls" is closest to throwing a
+ball, which kmm-small rarely performs).
 
 Bundle files (written by ``kmm_core/training/bundle_vocabulary.py``, which also chooses the space and the threshold
 on the validation split; inference only reads them):
@@ -87,11 +87,20 @@ class PromptCheck:
         return self.similarity >= self.threshold
 
     @property
+    def usual_rate(self) -> float | None:
+        """Its predicted pass rate at the bundle's own guidance (the one it is generated at when not raised)."""
+        return self.predicted_pass_rate if self.usual_pass_rate is None else self.usual_pass_rate
+
+    @property
+    def guidance_multiple(self) -> float:
+        """The multiple of the bundle's guidance it is generated at (1 when not raised)."""
+        return 1.0 + (self.boost_factor - 1.0) * self.guidance_boost
+
+    @property
     def unlikely(self) -> bool:
         """The model performs too few of the training captions nearest this prompt at its own guidance
         (caption_checks.json), however hard the prompt is guided."""
-        usual = self.predicted_pass_rate if self.usual_pass_rate is None else self.usual_pass_rate
-        return usual is not None and usual < self.warn_below
+        return self.usual_rate is not None and self.usual_rate < self.warn_below
 
     @property
     def warned(self) -> bool:
@@ -105,13 +114,11 @@ class PromptCheck:
         parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
         if self.unlikely:
             example = f' (not "{self.unperformed}")' if self.unperformed else ""
-            usual = self.predicted_pass_rate if self.usual_pass_rate is None else self.usual_pass_rate
-            raised = (f"; guided harder ({1.0 + (self.boost_factor - 1.0) * self.guidance_boost:.1f}x), as this "
-                      f"prompt is, it performed {self.predicted_pass_rate:.0%} of them"
-                      if self.guidance_boost > 0 else "")
-            parts.append(f'"{self.prompt}": the model performed {usual:.0%} of the training captions nearest it'
-                         f"{' at its usual guidance' if raised else ''}{example}{raised}, so the motion may not be "
-                         "what it says.")
+            raised = (f"; guided harder ({self.guidance_multiple:.1f}x), as this prompt is, it performed "
+                      f"{self.predicted_pass_rate:.0%} of them" if self.guidance_boost > 0 else "")
+            parts.append(f'"{self.prompt}": the model performed {self.usual_rate:.0%} of the training captions '
+                         f"nearest it{' at its usual guidance' if raised else ''}{example}{raised}, so the motion may "
+                         "not be what it says.")
         if not self.known:
             closest = "; ".join(f'"{s}"' for s in self.suggestions)
             parts.append(f'"{self.prompt}" is far from everything this model was trained on (similarity '
@@ -180,6 +187,7 @@ class PromptVocabulary:
         self.words = words
         self.captions = captions
         self._weak_captions: dict[int, bool] = {}
+        self._checks: dict[str, PromptCheck] = {}
 
     @classmethod
     def load(cls, bundle: ModelBundle, caption_checks: bool = True) -> PromptVocabulary:
@@ -238,9 +246,11 @@ class PromptVocabulary:
         return self._weak_captions[caption]
 
     def check(self, prompts: list[str] | tuple[str, ...]) -> list[PromptCheck]:
-        unique = list(dict.fromkeys(prompts))
-        embeddings = embed_texts(self.bundle, unique, self.space)
-        checks = {}
+        """The check of each prompt, each distinct prompt checked once per loaded bundle (generation asks for the
+        same prompts' guidance on every decoding pass, the command line and the panel for their warnings)."""
+        unique = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._checks]
+        embeddings = embed_texts(self.bundle, unique, self.space) if unique else []
+        checks = self._checks
         for prompt, embedding in zip(unique, embeddings, strict=True):
             similarity = self.train @ embedding
             order = np.argsort(-similarity)
