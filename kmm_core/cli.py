@@ -331,7 +331,8 @@ def command_generate(args: argparse.Namespace) -> int:
     from .generation.timeline_generator import generate_timeline
 
     bundle = _load_bundle(args)
-    warn_about_prompts(bundle, [segment.prompt for segment in timeline.segments])
+    warn_about_prompts(bundle, [segment.prompt for segment in timeline.segments],
+                       unlikely_guidance_factor=getattr(args, "unlikely_guidance_factor", None))
     results = generate_timeline(bundle, timeline, seed=args.seed, variations=args.variations, options=_options(args),
                                 on_progress=_progress(args.quiet))
     _report_constraints(timeline, results)

@@ -12,6 +12,7 @@ generation (the worker's ``check_prompts``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -102,9 +103,11 @@ def check_prompts_command(folder: Any, prompts: list[str], as_json: bool) -> int
     return 0
 
 
-def warn_about_prompts(bundle: Any, prompts: list[str], stream=None) -> list:
+def warn_about_prompts(bundle: Any, prompts: list[str], stream=None,
+                       unlikely_guidance_factor: float | None = None) -> list:
     """Print a warning for every prompt the bundle's vocabulary check finds unfamiliar; returns the checks
-    ([] when the bundle has no vocabulary files, which is said once)."""
+    ([] when the bundle has no vocabulary files, which is said once).  `unlikely_guidance_factor`: the raised guidance
+    the generation will use when not the bundle's (`kmm generate --unlikely-guidance`; 1: none is raised)."""
     from .generation.prompt_vocabulary import PromptVocabulary, VocabularyCheckUnavailable
 
     stream = stream or sys.stderr
@@ -113,6 +116,8 @@ def warn_about_prompts(bundle: Any, prompts: list[str], stream=None) -> list:
     except VocabularyCheckUnavailable as reason:
         print(f"kmm: note: prompts not checked against the training vocabulary ({reason})", file=stream)
         return []
+    if unlikely_guidance_factor is not None and checks and checks[0].boost_factor != 1.0:
+        checks = [dataclasses.replace(check, boost_factor=float(unlikely_guidance_factor)) for check in checks]
     for check in checks:
         if check.warning:
             print(f"kmm: warning: {check.warning}", file=stream)

@@ -4,6 +4,7 @@ model and on a bundle written by `kmm-train all`, and the errors of a missing or
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -98,6 +99,14 @@ def test_kmm_vocab_check_says_before_generating_what_a_prompt_is_read_as(capsys)
     out = capsys.readouterr().out
     assert 'kmm: note: "a man bows politely" is guided at 2.0x the guidance' in out
     assert '"a person walks forward" is guided' not in out
+    # `kmm generate --unlikely-guidance 1` raises nothing, and is not told it does.
+    from kmm_core.bundle.model_bundle import ModelBundle
+    from kmm_core.vocab_command import warn_about_prompts
+
+    said = io.StringIO()
+    warn_about_prompts(ModelBundle.load(default_bundle_path(), device="cpu"), ["a man bows politely"], said, 1.0)
+    assert "at its usual guidance" not in said.getvalue() and "is guided at" not in said.getvalue()
+    assert 'the model performed 13% of the training captions nearest it (not "a man bows politely")' in said.getvalue()
     assert kmm_main(["vocab", "--check", *prompts, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["prompts"] == 3 and [w["segment"] for w in data["warnings"]] == [2]

@@ -115,7 +115,7 @@ class PromptCheck:
         if self.unlikely:
             example = f' (not "{self.unperformed}")' if self.unperformed else ""
             raised = (f"; guided harder ({self.guidance_multiple:.1f}x), as this prompt is, it performed "
-                      f"{self.predicted_pass_rate:.0%} of them" if self.guidance_boost > 0 else "")
+                      f"{self.predicted_pass_rate:.0%} of them" if self.guidance_multiple != 1.0 else "")
             parts.append(f'"{self.prompt}": the model performed {self.usual_rate:.0%} of the training captions '
                          f"nearest it{' at its usual guidance' if raised else ''}{example}{raised}, so the motion may "
                          "not be what it says.")
