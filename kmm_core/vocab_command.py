@@ -117,7 +117,8 @@ def warn_about_prompts(bundle: Any, prompts: list[str], stream=None,
         print(f"kmm: note: prompts not checked against the training vocabulary ({reason})", file=stream)
         return []
     if unlikely_guidance_factor is not None and checks and checks[0].boost_factor != 1.0:
-        checks = [dataclasses.replace(check, boost_factor=float(unlikely_guidance_factor)) for check in checks]
+        checks = [dataclasses.replace(check, boost_factor=float(unlikely_guidance_factor),
+                                      measured_boost_factor=check.boost_factor) for check in checks]
     for check in checks:
         if check.warning:
             print(f"kmm: warning: {check.warning}", file=stream)

@@ -81,6 +81,7 @@ class PromptCheck:
     guidance_boost: float = 0.0       # how much of the raised guidance it is generated at (caption_checks.boost_weight)
     boost_factor: float = 1.0
     usual_pass_rate: float | None = None  # predicted at the bundle's own guidance (what `unlikely` reads)
+    measured_boost_factor: float | None = None  # the raise `predicted_pass_rate` was measured at (None: boost_factor)
 
     @property
     def known(self) -> bool:
@@ -95,6 +96,13 @@ class PromptCheck:
     def guidance_multiple(self) -> float:
         """The multiple of the bundle's guidance it is generated at (1 when not raised)."""
         return 1.0 + (self.boost_factor - 1.0) * self.guidance_boost
+
+    @property
+    def measured_multiple(self) -> float:
+        """The multiple of the bundle's guidance `predicted_pass_rate` was measured at (`guidance_multiple` unless
+        the generation raises by another factor than the caption checks did: `kmm generate --unlikely-guidance`)."""
+        measured = self.boost_factor if self.measured_boost_factor is None else self.measured_boost_factor
+        return 1.0 + (measured - 1.0) * self.guidance_boost
 
     @property
     def unlikely(self) -> bool:
@@ -114,8 +122,13 @@ class PromptCheck:
         parts = [f'"{self.prompt}": ' + " ".join(word.warning() for word in self.weak_words)] if self.weak_words else []
         if self.unlikely:
             example = f' (not "{self.unperformed}")' if self.unperformed else ""
-            raised = (f"; guided harder ({self.guidance_multiple:.1f}x), as this prompt is, it performed "
-                      f"{self.predicted_pass_rate:.0%} of them" if self.guidance_multiple != 1.0 else "")
+            raised = ""
+            if self.guidance_multiple != 1.0 and abs(self.measured_multiple - self.guidance_multiple) < 0.05:
+                raised = (f"; guided harder ({self.guidance_multiple:.1f}x), as this prompt is, it performed "
+                          f"{self.predicted_pass_rate:.0%} of them")
+            elif self.guidance_multiple != 1.0:  # raised by another factor than the one measured
+                raised = (f"; this prompt is guided at {self.guidance_multiple:.1f}x, and guided at "
+                          f"{self.measured_multiple:.1f}x it performed {self.predicted_pass_rate:.0%} of them")
             parts.append(f'"{self.prompt}": the model performed {self.usual_rate:.0%} of the training captions '
                          f"nearest it{' at its usual guidance' if raised else ''}{example}{raised}, so the motion may "
                          "not be what it says.")
