@@ -163,8 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--walk-candidates", type=int, default=None,
                         help="candidate decodes per steady walk (default: the bundle's; 1 measures what the "
                              "candidates of generation/walk_candidates.py add)")
+    parser.add_argument("--walk-cycle", type=float, default=None,
+                        help="the walks' pull toward their gait cycle (default: the bundle's; 0 measures what "
+                             "`kmm generate --walk-cycle` adds)")
+    parser.add_argument("--walk-guidance", type=float, default=None,
+                        help="the walks' share of the guidance (default: the bundle's; 1 measures what `kmm generate "
+                             "--walk-guidance` adds)")
     args = parser.parse_args(argv)
-    options = GenerationOptions(walk_candidates=args.walk_candidates)
+    options = GenerationOptions(walk_candidates=args.walk_candidates, walk_cycle_bonus=args.walk_cycle,
+                                walk_guidance_factor=args.walk_guidance)
     real, real_knees = real_gaits(args.bandai_namco)
     bandai_namco_walks = list(real["walk"])
     others = other_performer_walks(args.other_performers) if args.other_performers else []
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}{' --without-gait-cycles' if args.without_gait_cycles else ''}"
              f"{f' --walk-candidates {args.walk_candidates}' if args.walk_candidates is not None else ''}"
+             f"{f' --walk-cycle {args.walk_cycle:g}' if args.walk_cycle is not None else ''}"
+             f"{f' --walk-guidance {args.walk_guidance:g}' if args.walk_guidance is not None else ''}"
              f"{' --other-performers MORE2' if others else ''}`.  Real: Bandai-Namco's test-split straight walks "
              f"({len(bandai_namco_walks)} steady windows) and runs ({len(real['run'])})"
              + (f", and the straight walks of two performers never trained on (ACCAD Female1 and Male2, "

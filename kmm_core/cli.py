@@ -79,13 +79,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     standing = parser.add_mutually_exclusive_group()  # one rule: a sigma, or none, never both
     standing.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
                         help="the Gaussian, in 20 fps frames, on the root (half as long on the spine and head) of "
-                             "segments that name no walk or whole-body move, so calm standing does not shake "
+                             "segments whose nearest training captions' clips stand in place, so calm standing does not shake "
                              "(default: the model's own, chosen against its decoder)")
     standing.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
                                         "(--standing-root-sigma 0)")
     parser.add_argument("--walk-guidance", dest="walk_guidance_factor", type=float, metavar="FACTOR",
-                        help="guide the segments that name a plain walk or run (no other action with it) at FACTOR "
+                        help="guide the segments whose nearest training captions' clips walk or run at FACTOR "
                              "times --guidance (lower keeps more of the stride, 1 guides them like the rest; "
                              "default: the model's)")
     parser.add_argument("--unlikely-guidance", dest="unlikely_guidance_factor", type=float, metavar="FACTOR",
@@ -97,7 +97,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "residual layers, and the straight walks' extra base pull: all set to BONUS), so the "
                              "walk keeps its step (a logit bonus; 0 turns it off; default: the model's)")
     parser.add_argument("--walk-candidates", dest="walk_candidates", type=int, metavar="N",
-                        help="draw N candidates of each straight walk or run (no turn or side named) and keep the one "
+                        help="draw N candidates of each straight walk or run (its nearest captions' clips keep their heading) "
+                             "and keep the one "
                              "that steps most regularly; each one more costs another decode of the walk (1 draws one; "
                              "default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
@@ -466,7 +467,7 @@ def doctor_checks(checkpoint: str | None = None) -> list[dict]:
                                    "variable or give it one of the values named")
         else:
             label = {"numba": "numba-compiled CPU loops (no C++ compiler needed)",
-                     "compiled": "C++ CPU loop built with the system compiler (fastest training)",
+                     "compiled": "C++ CPU loop built with the system compiler",
                      "pure": "pure-PyTorch selective scan (slower)"}[scan]
             if scan == "numba":  # compile now (cached on disk), not during the first generation
                 from .model.numba_selective_scan import warm_up

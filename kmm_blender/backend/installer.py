@@ -362,8 +362,8 @@ class BackendInstall:
                 self._command([python, "-m", "pip", "install", "--progress-bar", "off", "--no-build-isolation",
                                "-r", str(CUDA_REQUIREMENTS)], "the fused Mamba kernels did not install")
             except InstallError as error:
-                self.progress.warnings.append(f"{error.args[0]}: generation uses the PyTorch scan (slower on the "
-                                              "GPU); see the log")
+                self.progress.warnings.append(f"{error.args[0]}: generation uses the PyTorch scan (as fast for "
+                                              "generating with these models, slower for training); see the log")
         self._step(0.92, "Checking the new backend")
         self._verify(python)
         if self._cancel.is_set():

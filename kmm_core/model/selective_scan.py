@@ -298,8 +298,9 @@ def _fused_selective_scan_fn() -> Callable | None:
 SCAN_VARIABLE = "KMM_SELECTIVE_SCAN"
 SCAN_CHOICES = ("auto", "numba", "compiled", "pure")
 # The order "auto" tries on the CPU, fastest first: the C++ loop (built with -march=native where a C++ compiler
-# exists) trains 1.2x faster than numba's loops on AVX-512 and 1.03-1.05x on AVX2; they generate about as fast (numba
-# 0.91x the C++ loop's CPU time on AVX2; benchmarks/results/training_step.md, training_step_avx2.md,
+# exists) trains 1.2x faster than numba's loops on an AMD EPYC with AVX-512 and 1.03-1.05x on AVX2, though 0.83x as
+# fast on an Intel Xeon with AVX-512 (training_step_recipe_batches_xeon_avx512.md); they generate about as fast
+# (numba 0.91x the C++ loop's CPU time on AVX2; benchmarks/results/training_step.md, training_step_avx2.md,
 # timeline_speed_cpu_scans.md, timeline_speed_cpu_scans_avx2.md).
 AUTO_ORDER = ("compiled", "numba")
 

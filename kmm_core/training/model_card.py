@@ -257,7 +257,7 @@ def model_card(manifest: Mapping[str, Any], parameters: Mapping[str, int], run_d
              "HumanML3D-style motion of the 22-joint SMPL body skeleton at 20 fps, resampled to any frame rate.", "",
              "| component | parameters |", "| --- | ---: |"]
     lines += [f"| {component} | {count / 1e6:.2f} M |" for component, count in parameters.items()]
-    lines += [f"| used for generation (all but the evaluator) | {total / 1e6:.2f} M |", ""]
+    lines += [f"| tokenizer, generator and aligner (any decoder added below counted there) | {total / 1e6:.2f} M |", ""]
     lines += _data_section(manifest, report)
     lines += _training_section(stage_summaries(run_dir))
     lines += decoding_section(manifest)
@@ -314,7 +314,7 @@ def _prompt_decoder_text(name: str, standing_root_sigma: float) -> str:
             "decoder when the bundle has one).  The standing "
             "prompts' root is smoothed again by a Gaussian of "
             f"{standing_root_sigma:g} frame{'' if standing_root_sigma == 1 else 's'} (`decoding.standing_root_sigma` in "
-            "bundle.json).")
+            "bundle.json; 2 when it names none).")
 
 
 def _with_decoding_section(text: str, manifest: Mapping[str, Any]) -> str:
