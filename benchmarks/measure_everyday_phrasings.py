@@ -30,7 +30,13 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.evaluation.action_checks import checks_for_action, label_side, sideways_travel_fraction  # noqa: E402
+from kmm_core.evaluation.action_checks import (  # noqa: E402
+    TURNING_CHECKS,
+    checks_for_action,
+    label_side,
+    sideways_travel_fraction,
+    turns_over,
+)
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
 from kmm_core.generation.prompt_conditions import retrieved_captions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
@@ -87,6 +93,8 @@ def judge(label: str, joints: np.ndarray) -> bool:
     (check,) = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
     if check in ("travel", "run") and abs(sideways_travel_fraction(joints)) >= CRAB_WALK_FRACTION:
         return False
+    if check not in TURNING_CHECKS and turns_over(joints):
+        return False  # a pick-up that somersaults is no pick-up, whatever its hands reach
     return bool(step_result(check, label_side(label), joints).result.passed)
 
 
@@ -124,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}`.  {len(SUITE)} prompts as animators write them, each alone for {SECONDS:g} s, seeds "
              f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check (a travel or run "
-             f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side); "
+             f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side, "
+             "and every check but a flip's, a roll's or a get-up's fails a take that turns upside down, both feet "
+             "above the head: `action_checks.turns_over`); "
              "\"warned\": the product's prompt warnings said something before generating.", "",
              f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
              f"{len(unwarned)}{': ' + '; '.join(unwarned) if unwarned else ''}.", "",

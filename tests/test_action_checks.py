@@ -16,6 +16,7 @@ import pytest
 from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
 from kmm_core.evaluation.action_checks import (
+    TURNING_CHECKS,
     action_words,
     checks_for_action,
     held_at_least,
@@ -23,6 +24,7 @@ from kmm_core.evaluation.action_checks import (
     label_side,
     run_check,
     torso_elevation_degrees,
+    turns_over,
 )
 from kmm_core.humanml3d.features import features_to_joints
 from kmm_core.training.prepare_command import main as prepare_main
@@ -213,3 +215,19 @@ def test_bad_inputs_give_clear_errors():
         run_check("kick", np.zeros((10, 22, 3)), side="up")
     with pytest.raises(InputTensorError, match=r"joints: expected shape \(frames, 22, 3\)"):
         run_check("jump", np.zeros((10, 21, 3)))
+
+
+def test_only_flips_rolls_and_get_ups_turn_the_body_over(real_clips):
+    """`turns_over` (both feet above the head): the real backflip, roll and kip-up do it, and none of the upright
+    actions' real clips, a deep bend to the floor and lying flat among them; a real bend turned upside down does."""
+    for content in ("deepmimic/backflip", "deepmimic/roll", "deepmimic/getup_faceup"):
+        assert all(turns_over(joints) for joints in real_clips[content]), content
+    upright = [content for content in real_clips
+               if checks_for_action(content.split("/", 1)[1])[0] not in TURNING_CHECKS]
+    assert "hdm05/depositFloorR" in upright and "hdm05/lieDownFloor" in upright and "deepmimic/crawl" in upright
+    for content in upright:
+        assert not any(turns_over(joints) for joints in real_clips[content]), content
+    bend = real_clips["hdm05/depositFloorR"][0].copy()
+    middle = len(bend) // 2
+    bend[middle - 5:middle + 5, :, 1] *= -1.0  # a third of a second upside down about the floor
+    assert turns_over(bend)

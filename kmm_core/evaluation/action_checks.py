@@ -120,6 +120,7 @@ class ActionCheckThresholds:
     getup_end_degrees: float = 50.0            # ... and the last 0.5 s stands (torso this upright, pelvis high)
     getup_pelvis_metres: float = 0.5
     inverted_metres: float = 0.30              # pelvis above the head, held 0.1 s
+    turned_over_feet_metres: float = 0.20      # turns_over: both feet above the head, held 0.1 s
     ground_head_metres: float = 0.50           # the head this close to the floor, held 0.3 s
     spin_degrees: float = 270.0                # heading range over the clip
     travel_speed: float = 0.30                 # pelvis speed (0.5 s mean) held for 1 s, m/s
@@ -325,6 +326,21 @@ def getup_degrees(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: Action
 def pelvis_above_head(joints: np.ndarray, fps: float = MODEL_FPS) -> float:
     """Metres the pelvis stays above the head for 0.1 s (upside down > 0)."""
     return held_at_least(joints[:, _PELVIS, 1] - joints[:, _HEAD, 1], _frames(0.1, fps, len(joints)))
+
+
+TURNING_CHECKS = ("inverted", "ground", "getup")
+"""The checks whose real clips turn the body over (flips, cartwheels, rolls, a kip-up): `turns_over` is what they
+ask for; every other action's real clips stay upright."""
+
+
+def turns_over(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: ActionCheckThresholds | None = None) -> bool:
+    """Whether both feet rise ``turned_over_feet_metres`` above the head, held 0.1 s: the body upside down.  Over
+    the 6,994 clips of ``data/prepared-all`` only flips, cartwheels, rolls and a kip-up do (0.51-0.86 m); lying and
+    crawling bodies, feet and head near the floor, reach 0.05 m at most, a deep bend to the floor stays below zero.
+    A pick-up that somersaults does what no real pick-up does, whatever its hands reach."""
+    t = thresholds or ActionCheckThresholds()
+    feet = joints[:, _FOOT_JOINTS, 1].min(axis=1) - joints[:, _HEAD, 1]
+    return held_at_least(feet, _frames(0.1, fps, len(joints))) >= t.turned_over_feet_metres
 
 
 def head_above_floor(joints: np.ndarray, fps: float = MODEL_FPS,
