@@ -112,6 +112,22 @@ def test_an_alternatives_prompt_never_uses_a_weak_word():
     assert rows[0]["alternative"] == rows[0]["alternative_prompt"] == ""
 
 
+def test_the_prompt_offered_is_the_strong_words_caption_nearest_what_was_asked():
+    """With the strong words' training captions to choose from, the one nearest the weak word's phrasings that warns
+    about no weak word is offered: a pick-up is offered putting something down on the floor, not the first caption
+    the word's check happened to generate."""
+    rows = [_row("pick-up-box", "reach_floor", False, ["someone picks up a box from the floor"]),
+            _row("depositFloorR", "reach_floor", True, ["a figure bends down and places an object"]),
+            _row("bend", "reach_floor", False, ["a person bends over"])]
+    asked, near, far, weak = np.eye(4)
+    choices = {1: [("a person bends down to the floor", asked), ("someone lies on the floor", far),
+                   ("a person puts something down on the floor", (asked + 2 * near) / np.sqrt(5.0))]}
+    choose_alternatives(rows, np.stack([asked, near, weak]), choices)
+    # The nearest caption uses the weak word "bends": the nearest without one is offered.
+    assert (rows[0]["alternative"], rows[0]["alternative_prompt"]) == (
+        "depositFloorR", "a person puts something down on the floor")
+
+
 def test_every_check_has_a_kind_of_action():
     assert set(CHECK_KINDS) == set(CHECK_NAMES)
     assert is_label_like("kickLFront1Reps") and is_label_like("sneak2StepsLStart") and is_label_like("grabHighR")

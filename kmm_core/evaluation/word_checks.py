@@ -12,7 +12,8 @@ geometric check (``action_checks.checks_for_action``; a side named by the prompt
 that must do it).  The word's pass rate is the share of its generations that pass; a word below ``--strong-rate``
 (0.6) is WEAK, and gets a strong word as its alternative (``choose_alternatives``): one of the same check, else
 of the same kind of action, else any; a plain word before a dataset label ('jumping', not 'hopBothLegs1hops'); the
-closest in MiniLM's sentence space among equals; its offered prompt never uses a weak word itself.  The result goes
+closest in MiniLM's sentence space among equals; its offered prompt is the strong word's training caption nearest
+the weak word's phrasings that uses no weak word itself (taking it clears the warning).  The result goes
 into ``BUNDLE/word_checks.json`` (``bundle/word_strength.py``), which ``kmm vocab`` and the prompt warnings read;
 ``--table`` also writes the Markdown table (``benchmarks/results/``).
 
@@ -27,7 +28,7 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,29 +115,42 @@ def _alternative_rank(weak: dict[str, Any], strong: dict[str, Any]) -> tuple[boo
     return side == 2, _action_distance(weak["check"], strong["check"]), is_label_like(strong["word"]), side
 
 
-def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray) -> None:
+def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray,
+                        prompt_choices: Mapping[int, Sequence[tuple[str, np.ndarray]]] | None = None) -> None:
     """Give every weak row the strong word an animator would try instead, with the prompt to try (in place).
 
-    Among the strong words with an example prompt that the prompt warning passes (no weak word in it, so taking
-    the suggestion clears the warning), the first by: never the opposite side while another will do (a side step
-    to the left is not offered one to the right: 'walk-left' -> 'walk-turn-left', not 'walk-right'); the same
-    check, else the same kind of action, else any; a plain word before a label-like one ('jumping', not
-    'hopBothLegs1hops'); the same side before none ('walk-right' -> 'walk-turn-right'); then the closest mean
-    phrasing embedding (`embeddings`: one unit row per row).  A weak word with no such strong word keeps no
-    alternative."""
+    Among the strong words with a prompt to offer that the prompt warning passes (no weak word in it, so taking the
+    suggestion clears the warning), the first by: never the opposite side while another will do (a side step to the
+    left is not offered one to the right: 'walk-left' -> 'walk-turn-left', not 'walk-right'); the same check, else
+    the same kind of action, else any; a plain word before a label-like one ('jumping', not 'hopBothLegs1hops'); the
+    same side before none ('walk-right' -> 'walk-turn-right'); then the closest mean phrasing embedding
+    (`embeddings`: one unit row per row).  The prompt offered: among `prompt_choices` of the chosen row (its
+    training captions with their unit embeddings) that warn about no weak word, the one nearest the weak word's
+    phrasings, so the suggestion keeps what it can of what was asked ("someone picks up a box from the floor" ->
+    "a person puts something down on the floor ..."); without them, the row's first example prompt that warns
+    about none.  A weak word with no such strong word keeps no alternative."""
     from ..bundle.word_strength import WORD_CHECKS_FORMAT_VERSION, word_strengths_from_dict
 
     warning = word_strengths_from_dict({"format_version": WORD_CHECKS_FORMAT_VERSION, "words": rows})
-    offered = {index: next((p for p in row["phrasings"] if not warning.weak_words_in(p)), None)
-               for index, row in enumerate(rows) if row["strong"]}
+    offered: dict[int, list[tuple[str, np.ndarray | None]]] = {}
+    for index, row in enumerate(rows):
+        if not row["strong"]:
+            continue
+        choices = [(prompt, vector) for prompt, vector in (prompt_choices or {}).get(index, ())
+                   if not warning.weak_words_in(prompt)]
+        first = next((prompt for prompt in row["phrasings"] if not warning.weak_words_in(prompt)), None)
+        offered[index] = list(choices) or ([(first, None)] if first is not None else [])
     for index, row in enumerate(rows):
         if row["strong"]:
             continue
         candidates = [(*_alternative_rank(row, rows[other]), -float(embeddings[index] @ embeddings[other]), other)
-                      for other, prompt in offered.items() if prompt is not None]
+                      for other, choices in offered.items() if choices]
         if candidates:
             best = min(candidates)[-1]
-            row["alternative"], row["alternative_prompt"] = rows[best]["word"], offered[best]
+            choices = offered[best]
+            prompt = (choices[0][0] if choices[0][1] is None
+                      else max(choices, key=lambda choice: float(choice[1] @ embeddings[index]))[0])
+            row["alternative"], row["alternative_prompt"] = rows[best]["word"], prompt
 
 
 def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
@@ -177,10 +191,29 @@ def run_word_checks(checkpoint: str | Path, settings: WordCheckSettings,
                      "generations": count, "passed": int(sum(flags)), "rate": round(rate, 4),
                      "strong": rate >= settings.strong_rate, "alternative": "", "alternative_prompt": ""})
     mean = np.stack([embed_texts(bundle, plan.phrasings, "minilm").mean(axis=0) for plan in plans])
-    choose_alternatives(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12))
+    choose_alternatives(rows, mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12),
+                        _caption_choices(bundle, vocabulary, rows))
     return {"format_version": 1, "model": checkpoint_name(folder, read_manifest(folder)),
             "strong_rate": settings.strong_rate, "settings": asdict(settings),
             "seconds": round(time.perf_counter() - started, 1), "words": rows, "unchecked": unchecked}
+
+
+def _caption_choices(bundle: Any, vocabulary: Any, rows: list[dict[str, Any]]
+                     ) -> dict[int, list[tuple[str, np.ndarray]]]:
+    """Per strong row, the distinct training captions of its word (from every dataset that has it) with their unit
+    MiniLM embeddings: the prompts `choose_alternatives` may offer for it.  A caption naming the side opposite to
+    the word's own is left out (a left turn's mirrored clips are captioned as right turns)."""
+    from ..generation.prompt_vocabulary import embed_texts
+
+    by_word: dict[str, list[str]] = {}
+    for caption, action in zip(vocabulary.train_captions, vocabulary.train_actions, strict=False):
+        by_word.setdefault(action.split("/", 1)[-1], []).append(caption)
+    wanted = {index: [caption for caption in dict.fromkeys(by_word.get(row["word"], []))
+                      if row.get("side") is None or prompt_side(caption, None) in (None, row["side"])]
+              for index, row in enumerate(rows) if row["strong"]}
+    texts = list(dict.fromkeys(caption for captions in wanted.values() for caption in captions))
+    vectors = dict(zip(texts, embed_texts(bundle, texts, "minilm"), strict=True)) if texts else {}
+    return {index: [(caption, vectors[caption]) for caption in captions] for index, captions in wanted.items()}
 
 
 def word_table(document: dict[str, Any]) -> str:
