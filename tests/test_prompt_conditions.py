@@ -134,3 +134,22 @@ def test_the_command_line_says_which_captions_complete_a_prompt(shipped_bundle):
     assert len(notes) == 1, notes  # once per distinct prompt; a training caption needs none
     assert notes[0].startswith('kmm: note: "a person ambles forward" is generated from its own words (30%)')
     assert "walk" in notes[0].split(": ", 2)[2].split("(70%): ")[1]
+
+
+def test_a_prompt_whose_nearest_captions_the_model_fails_keeps_its_own_condition(shipped_bundle):
+    """"a person kicks with the right leg": its nearest captions in the condition space are kicks the model fails
+    (0.94), the nearest it performs 0.77: brought onto those it stopped kicking, so it keeps its own condition, and
+    kicks with the right leg; the stroll, whose nearest caption is performed, is still brought onto it."""
+    from kmm_core.evaluation.action_checks import run_check
+    from kmm_core.generation.timeline import Timeline
+    from kmm_core.generation.timeline_generator import generate_timeline
+
+    retrieval = CaptionRetrieval.load(shipped_bundle)
+    kick = own_conditions(shipped_bundle, ["a person kicks with the right leg"])[0]
+    assert torch.equal(retrieval.onto_captions(kick), kick)
+    stroll = own_conditions(shipped_bundle, ["someone strolls along"])[0]
+    assert not torch.equal(retrieval.onto_captions(stroll), stroll)
+    timeline = Timeline.from_dict({"fps": 20, "segments": [{"prompt": "a person kicks with the right leg",
+                                                            "start": 1, "end": 100}]})
+    joints = np.asarray(generate_timeline(shipped_bundle, timeline, seed=0)[0].joints, dtype=np.float64)
+    assert run_check("kick", joints, side="right").passed
