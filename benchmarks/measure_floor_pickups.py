@@ -25,19 +25,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.measure_everyday_phrasings import SECONDS, SUITE  # noqa: E402
+from benchmarks.measure_prompt_rewrite import generated  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.evaluation.action_checks import foot_floor_levels, pelvis_above_head, turns_over  # noqa: E402
+from kmm_core.evaluation.action_checks import (  # noqa: E402
+    ActionCheckThresholds,
+    foot_floor_levels,
+    pelvis_above_head,
+    turns_over,
+)
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
 from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
-from kmm_core.generation.timeline import Timeline  # noqa: E402
-from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 FEET = [JOINT_INDEX[name] for name in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
-INVERTED_METRES = 0.3
+INVERTED_METRES = ActionCheckThresholds().inverted_metres  # the `inverted` check's own threshold (0.3 m)
 
 
 def measure(joints: np.ndarray) -> tuple[bool, float, bool, bool]:
@@ -55,19 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "floor_pickups.md")
     args = parser.parse_args(argv)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
-    frames = int(round(SECONDS * MODEL_FPS))
     rows = []
     for phrasing, label in SUITE:
         if not label.endswith("box"):
             continue
         for name, factor in (("as shipped", None), ("`--unlikely-guidance 1`", 1.0)):
-            takes = []
-            for seed in range(args.seeds):
-                timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": phrasing, "start": 1,
-                                                                                "end": frames}]})
-                motion = generate_timeline(bundle, timeline, seed=seed,
-                                           options=GenerationOptions(unlikely_guidance_factor=factor))[0]
-                takes.append(measure(np.asarray(motion.joints, dtype=np.float64)))
+            options = GenerationOptions(unlikely_guidance_factor=factor)
+            takes = [measure(generated(bundle, phrasing, SECONDS, seed, options)) for seed in range(args.seeds)]
             reached, feet, inverted, over = zip(*takes, strict=True)
             rows.append(f"| {phrasing} | {name} | {sum(reached)} of {args.seeds} | {min(feet):.2f}-{max(feet):.2f} | "
                         f"{sum(inverted)} of {args.seeds} | {sum(over)} of {args.seeds} |")

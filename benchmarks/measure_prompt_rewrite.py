@@ -28,6 +28,7 @@ from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
+from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import PromptVocabulary  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
@@ -36,10 +37,12 @@ from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 PARAPHRASE_SECONDS = 4.0
 
 
-def generated(bundle: ModelBundle, prompt: str, seconds: float, seed: int) -> np.ndarray:
+def generated(bundle: ModelBundle, prompt: str, seconds: float, seed: int,
+              options: GenerationOptions | None = None) -> np.ndarray:
+    """(T, 22, 3) joints of `prompt` alone for `seconds` at `seed`, as the product generates it (`options`)."""
     timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "start": 1,
                                                                     "end": int(round(seconds * MODEL_FPS))}]})
-    return np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+    return np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,7 +79,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     standing = parser.add_mutually_exclusive_group()  # one rule: a sigma, or none, never both
     standing.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
                         help="the Gaussian, in 20 fps frames, on the root (half as long on the spine and head) of "
-                             "segments whose nearest training captions' clips stand in place, so calm standing does not shake "
+                             "segments whose nearest training captions' clips stand in place, so calm standing does "
+                             "not shake "
                              "(default: the model's own, chosen against its decoder)")
     standing.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
@@ -97,9 +98,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "residual layers, and the straight walks' extra base pull: all set to BONUS), so the "
                              "walk keeps its step (a logit bonus; 0 turns it off; default: the model's)")
     parser.add_argument("--walk-candidates", dest="walk_candidates", type=int, metavar="N",
-                        help="draw N candidates of each straight walk or run (its nearest captions' clips keep their heading) "
-                             "and keep the one "
-                             "that steps most regularly; each one more costs another decode of the walk (1 draws one; "
+                        help="draw N candidates of each straight walk or run (its nearest captions' clips keep their "
+                             "heading) and keep the one that steps most regularly; each one more costs another decode of the walk (1 draws one; "
                              "default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)

@@ -139,7 +139,7 @@ def choose_alternatives(rows: list[dict[str, Any]], embeddings: np.ndarray,
         choices = [(prompt, vector) for prompt, vector in (prompt_choices or {}).get(index, ())
                    if not warning.weak_words_in(prompt)]
         first = next((prompt for prompt in row["phrasings"] if not warning.weak_words_in(prompt)), None)
-        offered[index] = list(choices) or ([(first, None)] if first is not None else [])
+        offered[index] = choices or ([(first, None)] if first is not None else [])
     for index, row in enumerate(rows):
         if row["strong"]:
             continue

@@ -66,10 +66,10 @@ from ``KNOWN`` (a training caption, or one word apart) all of it; a smoothstep b
 those captions and places them where the generator learnt them."""
 NEIGHBOURS = 8
 TEMPERATURE = 0.05
+"""Softmax temperature over the neighbours' cosine similarities (0.05: a caption 0.05 closer weighs e times more)."""
 ONTO_GAP = 0.1
 """A prompt's own condition is brought onto its nearest performed captions only where the nearest performed caption
 is within this cosine of the nearest caption of all (module docstring): farther, those captions mean something else."""
-"""Softmax temperature over the neighbours' cosine similarities (0.05: a caption 0.05 closer weighs e times more)."""
 
 
 class CaptionRetrieval:
@@ -151,9 +151,7 @@ class CaptionRetrieval:
         if not self.performed.any() or similarity.max() - similarity[self.performed].max() > ONTO_GAP:
             return own  # its nearest captions are ones the model fails: the performed ones mean something else
         similarity[~self.performed] = -np.inf
-        nearest, weights = softmax_nearest(similarity)
-        if nearest.size == 0:
-            return own
+        nearest, weights = softmax_nearest(similarity)  # at least one: a performed caption exists
         onto = weights @ self.vocabulary.conditions[nearest]
         onto *= float(np.linalg.norm(mine)) / max(float(np.linalg.norm(onto)), 1e-12)
         return torch.from_numpy(onto.astype(np.float32)).to(own)
