@@ -18,6 +18,9 @@ The cheap steps run first:
    with bf16 autocast, each bundle then generating a walk on DEVICE.
 6. **Each scan on generation**: warm README, 1-minute and 10-minute timelines on DEVICE with training's CUDA scan
    made to generate and with generation's own, and on the CPU.
+7. **The animator's own words** (`--phrasings N`: the first N only): the everyday phrasing suite
+   (`measure_everyday_phrasings.py`) at seed 0 on DEVICE and on the CPU: the same tokens, the same verdicts of
+   their geometric checks, how far the joints part.
 2. **Training**: one generator training step (`benchmarks/bench_training_step.py`'s model and batches: the shipped
    size, batch 32 x 50 tokens) on DEVICE with the pure scan and with the chosen one, fp32 and bf16 autocast, beside
    the same step on the CPU.
@@ -429,6 +432,50 @@ def scan_on_generation(device: str, repeats: int = 2) -> list[str]:
     return lines
 
 
+def everyday_agreement(device: str, limit: int | None = None, seed: int = 0) -> list[str]:
+    """The everyday phrasing suite (``benchmarks/measure_everyday_phrasings.py``: every prompt alone, its seconds,
+    judged by its geometric check) at ``seed`` on DEVICE and on the CPU: whether each draws the same tokens, passes
+    the same, and how far its joints part; the first ``limit`` phrasings only when given.  Every part of the
+    generation path a prompt in the animator's own words takes runs here (the conditions completed by the nearest
+    captions, the raised guidance, the walk candidates, the gait cycles, the decoders, the foot clean-up)."""
+    from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, judge
+    from kmm_core.bundle.model_bundle import ModelBundle, default_bundle_path
+    from kmm_core.generation.timeline import Timeline
+    from kmm_core.generation.timeline_generator import generate_timeline
+    from kmm_core.motion.model_timing import MODEL_FPS
+
+    cpu = ModelBundle.load(default_bundle_path(), device="cpu")
+    other = ModelBundle.load(default_bundle_path(), device=device) if device != "cpu" else cpu
+    frames = int(round(SECONDS * MODEL_FPS))
+    suite = SUITE[:limit] if limit else SUITE
+    runs = (("cpu", cpu), ("device", other))  # keyed apart, also in the dry run where DEVICE is the CPU
+    same_tokens, passes, parted, gaps, taken = 0, {"cpu": 0, "device": 0}, [], [], {"cpu": 0.0, "device": 0.0}
+    for phrasing, label in suite:
+        timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": phrasing, "start": 1, "end": frames}]})
+        joints, verdicts = {}, {}
+        for where, bundle in runs:
+            _sync(device if where == "device" else "cpu")
+            begun = time.perf_counter()
+            joints[where] = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
+            _sync(device if where == "device" else "cpu")
+            taken[where] += time.perf_counter() - begun
+            verdicts[where] = judge(label, joints[where])
+            passes[where] += verdicts[where]
+        tokens = [_tokens(bundle, timeline, seed)[0].cpu() for _, bundle in runs]
+        same_tokens += bool(torch.equal(tokens[0], tokens[1]))
+        gaps.append(float(np.linalg.norm(joints["cpu"] - joints["device"], axis=-1).max()))
+        if verdicts["cpu"] != verdicts["device"]:
+            parted.append(f"{phrasing!r} ({'passes' if verdicts['cpu'] else 'fails'} on the CPU)")
+    count = len(suite)
+    return [f"{count} phrasings, {SECONDS:g} s each, seed {seed}: the same tokens on {device} and the CPU for "
+            f"{same_tokens} of {count}; passing its check: {passes['device']} on {device}, {passes['cpu']} on the CPU; "
+            f"verdicts that differ: {len(parted)}{': ' + '; '.join(parted) if parted else ''}",
+            f"joints vs the CPU, largest difference per phrasing: median {np.median(gaps) * 1000:.3f} mm, largest "
+            f"{max(gaps) * 1000:.3f} mm",
+            f"generation time, the whole suite (first runs included): {taken['device']:.1f} s on {device}, "
+            f"{taken['cpu']:.1f} s on the CPU"]
+
+
 def environment(device: str) -> list[str]:
     """What the machine has: the card, torch, Triton, and which CUDA scan the product picks there."""
     from kmm_core.model.selective_scan import cuda_scan_choice
@@ -455,13 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=420.0, help="seconds; no step starts after them")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cuda_check.md")
     parser.add_argument("--prepared", type=Path, help="a `kmm-train prepare` folder for step 5 (kmm-train all, tiny)")
+    parser.add_argument("--phrasings", type=int, help="step 7: only the first N everyday phrasings")
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (e.g. 1b 3), in their order")
     args = parser.parse_args(argv)
     budget = Budget(args.budget)
     card = (torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available()
             else platform.processor() or platform.machine())
     lines = ["# The CUDA check", "", f"Command: `python benchmarks/cuda_check.py --device {args.device} --budget "
-             f"{args.budget:g}{' --only ' + ' '.join(args.only) if args.only else ''}`; device: {card}; torch {torch.__version__}; Python {platform.python_version()}.", ""]
+             f"{args.budget:g}{' --only ' + ' '.join(args.only) if args.only else ''}"
+             f"{f' --phrasings {args.phrasings}' if args.phrasings else ''}`; device: {card}; torch {torch.__version__}; Python {platform.python_version()}.", ""]
     with tempfile.TemporaryDirectory() as folder:
         readme = json.loads(README_TIMELINE.read_text())
         # Cheap steps first, so a run cut short still brings them back (the report is written after every step).
@@ -479,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             ("4. where a warm README timeline's time goes", lambda: profile(args.device)),
             ("5. training every stage with kmm-train", lambda: training_run(args.device, args.prepared, Path(folder))),
             ("6. each scan on generation, up to 10 minutes", lambda: scan_on_generation(args.device)),
+            ("7. the everyday phrasings on the device and the CPU",
+             lambda: everyday_agreement(args.device, args.phrasings)),
         )
         unknown = sorted(set(args.only or ()) - {title.split(".")[0] for title, _ in steps})
         if unknown:

@@ -64,10 +64,11 @@ WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 def check_texts() -> list[str]:
     """Every text the CUDA check can encode: the shipped bundle's captions and action examples, the prompts of
-    ``examples/*.json`` and the check's own timelines."""
+    ``examples/*.json``, the check's own timelines and the everyday phrasing suite."""
     import json
 
     from benchmarks.cuda_check import MINUTE_TIMELINE
+    from benchmarks.measure_everyday_phrasings import SUITE
     from kmm_core.bundle.model_bundle import default_bundle_path
 
     vocabulary = json.loads((default_bundle_path() / "vocabulary.json").read_text())
@@ -77,7 +78,7 @@ def check_texts() -> list[str]:
         data = json.loads(path.read_text())
         texts += [segment["prompt"] for segment in data.get("segments", []) if isinstance(segment, dict)]
     texts += [segment["prompt"] for segment in MINUTE_TIMELINE["segments"]] + ["a person walks forward"]
-    return texts
+    return texts + [phrasing for phrasing, _ in SUITE]
 
 
 def keep_token_rows(weights: dict, model: Path, texts: list[str]) -> int:
