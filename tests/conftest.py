@@ -11,6 +11,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KMM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+BACKEND_PYTHON313 = Path(os.environ.get("KMM_BACKEND_PYTHON313") or REPO_ROOT / ".venv-backend313" / "bin" / "python")
+"""The backend on Python 3.13, as Blender 5.1+'s add-on makes it (.ci/run makes it; tests/test_backend_python313.py)."""
 
 
 def _require(path: Path) -> Path:
