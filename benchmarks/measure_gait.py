@@ -96,6 +96,45 @@ def real_gaits(path: Path) -> tuple[dict[str, list[dict[str, float]]], list[floa
     return found, knees
 
 
+def style_walks(path: Path) -> dict[str, list[dict[str, float]]]:
+    """The gait of every steady window of Bandai-Namco's straight walks in every split (training takes included),
+    by the style its takes were performed in (feminine, old, proud, ...): what real walkers of one style do, beside a
+    generated walk that plays one style's strides (the strides `generation/gait_matching.py` plays are chosen by the
+    captions, and the captions name the style: "a woman takes steps forward" for the feminine walks)."""
+    chosen = [spec for spec in bandai_namco_specs(path).specs if spec.content == "walk"]
+    style_of = {spec.location: spec.style for spec in chosen}
+    joint_map = builtin_joint_map("bandai_namco")
+    found: dict[str, list[dict[str, float]]] = {}
+    for location, text in read_bvh_texts(list(style_of)):
+        if isinstance(text, str):
+            joints = bvh_to_canonical_joints(parse_bvh(text, location.path), joint_map, MODEL_FPS)
+            found.setdefault(style_of[location], []).extend(
+                gait.as_dict() for gait in take_gaits(joints, MODEL_FPS, WINDOWS["walk"]))
+    return {style: gaits for style, gaits in sorted(found.items()) if gaits}
+
+
+STYLE_MEASURES = ("cadence", "stride_length", "speed", "stance", "double_support")
+
+
+def style_lines(styles: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The report's section on real walks by style: per style, each measure's median [10th-90th]."""
+    lines = ["## Real walks by style", "",
+             "Bandai-Namco's straight walks of every split (training takes included: what real walkers of one style "
+             "do), by the style each take was performed in; each cell the median [10th-90th] over steady windows.  "
+             "A generated walk plays one style's recorded strides (`generation/gait_matching.py`, chosen by the "
+             "captions), so where it leaves the pooled range above, this is the range to read it against.", "",
+             "| style | steady windows | " + " | ".join(f"{m} ({UNITS[m]})" for m in STYLE_MEASURES) + " |",
+             "| --- | --- |" + " --- |" * len(STYLE_MEASURES)]
+    for style, gaits in styles.items():
+        cells = []
+        for measure in STYLE_MEASURES:
+            values = [g[measure] for g in gaits]
+            low, high = np.percentile(values, [10, 90])
+            cells.append(f"{np.median(values):.2f} [{low:.2f}-{high:.2f}]")
+        lines.append(f"| {style} | {len(gaits)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def other_performer_walks(path: Path) -> list[dict[str, float]]:
     """The gait of every steady window of the forward walks of `OTHER_PERFORMERS` in more2 (archive or folder):
     the takes ``takes.csv`` labels as walking (turning, starting, stopping) and nothing else."""
@@ -234,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(angles)} of {args.seeds} |"
               for prompt, angles in knees.items()]
     lines.append("")
+    lines += style_lines(style_walks(args.bandai_namco))
     save_report(args.out, lines)
     return 0
 

@@ -57,9 +57,9 @@ def test_weak_word_is_warned_with_its_rate_and_a_strong_word_to_try(outcome):
     assert word is not None and not word.strong and word.alternative   # the shipped measurement makes "kick" weak
     kick = outcome["rows"][2]
     assert kick["warned_prompt"] == "a person kicks"
-    assert f'"kick" is a weak word for this model: its kick check passed in {word.rate:.0%} of ' \
-           f"{word.generations} generations" in kick["warning"]
-    assert f'Try the strong word "{word.alternative}" instead: "{word.alternative_prompt}"' in kick["warning"]
+    assert f'it reads as "kick", a weak word for this model (an action of its training data that its kick check ' \
+           f"passed in {word.rate:.0%} of {word.generations} generations)" in kick["warning"]
+    assert f'Try "{word.alternative_prompt}" instead (the strong word "{word.alternative}"' in kick["warning"]
     assert "far from everything" not in kick["warning"]            # a known prompt: only the word is warned about
     # The strong word's prompt first; "a person kicks" is also like captions the model did not perform
     # (caption_checks.json), so the closest it did perform follow.

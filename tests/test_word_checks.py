@@ -47,7 +47,7 @@ def test_a_prompt_uses_the_most_specific_listed_word():
     assert [w.word for w in strengths.weak_words_in("a person gets up from the floor")] == ["getup_faceup"]
     assert strengths.weak_words_in("a person jumps") == [] and strengths.word_in("a person juggles") is None
     message = strengths.get("kick").warning()
-    assert '"kick" is a weak word' in message and "10% of 20" in message and '"a person jumps forward"' in message
+    assert 'it reads as "kick", a weak word' in message and "10% of 20" in message and '"a person jumps forward"' in message
 
 
 def _row(word, check, strong, phrasings, side=None):
@@ -231,9 +231,9 @@ def test_vocab_shows_the_rates_and_the_cli_warns_about_a_weak_word(measured_bund
     bundle = ModelBundle.load(measured_bundle, device="cpu")
     checks = warn_about_prompts(bundle, ["a person walks"])
     err = capsys.readouterr().err
-    assert checks[0].weak_words and '"walk" is a weak word' in err and '"a person runs"' in err
+    assert checks[0].weak_words and 'it reads as "walk", a weak word' in err and '"a person runs"' in err
     (warning,) = prompt_warnings(bundle, [(0, "a person walks")])
-    assert warning["suggestions"][0] == "a person runs" and '"walk" is a weak word' in warning["message"]
+    assert warning["suggestions"][0] == "a person runs" and 'it reads as "walk", a weak word' in warning["message"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -86,11 +86,13 @@ class WordStrength:
     alternative_prompt: str = ""
 
     def warning(self) -> str:
-        better = (f' Try the strong word "{self.alternative}" instead: "{self.alternative_prompt}".'
-                  if self.alternative else "")
-        return (f'"{self.word}" is a weak word for this model: its {self.check} check passed in '
-                f"{self.rate:.0%} of {self.generations} generations, so the motion may be a different action."
-                + better)
+        """What the user reads: the word names an action of the training data (often a dataset's own label, such
+        as "pick-up-box" or "jogLeftCircle4StepsRstart", which the user did not type), so it is said as one."""
+        better = (f' Try "{self.alternative_prompt}" instead (the strong word "{self.alternative}", an action it '
+                  "performs)." if self.alternative else "")
+        return (f'it reads as "{self.word}", a weak word for this model (an action of its training data that its '
+                f"{self.check} check passed in {self.rate:.0%} of {self.generations} generations), so the motion "
+                "may be a different action." + better)
 
 
 @dataclass(frozen=True)
