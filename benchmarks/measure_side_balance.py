@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Does the model perform left as well as right?  Its own caption checks, split by the side each caption names.
+
+Every training caption of a bundle was generated once and judged by its action's geometric check
+(``caption_checks.json``, ``kmm-train check-captions``: seed 0, 4 s).  The data is left/right balanced by
+construction (``kmm-train prepare`` adds each take's mirrored copy, its captions' side words swapped), so a model
+that learnt both sides alike performs the captions naming the left as often as those naming the right.  Per check
+(the geometric check of the caption's training action, ``vocabulary.json``'s ``train_actions``: grouped by check,
+not by action, since a caption and its mirror are listed under whichever take gave it first), the captions naming
+one side only (``action_checks.prompt_side``): how many of each side the model performed.  Reads the bundle's files
+only; no generation.
+
+Run: ``python benchmarks/measure_side_balance.py [--checkpoint default] [--out FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report_file import save_report  # noqa: E402
+from kmm_core.bundle.caption_checks import read_caption_checks  # noqa: E402
+from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
+from kmm_core.bundle.vocabulary import read_vocabulary  # noqa: E402
+from kmm_core.evaluation.action_checks import checks_for_action, prompt_side  # noqa: E402
+
+SIDES = ("left", "right")
+
+
+def side_counts(bundle_dir: Path) -> dict[str, dict[str, list[int]]]:
+    """{check: {side: [performed, checked]}} over the train captions that name one side and have a check."""
+    vocabulary = read_vocabulary(bundle_dir)
+    checks = read_caption_checks(bundle_dir, len(vocabulary.train_captions))
+    if checks is None:
+        raise SystemExit(f"{bundle_dir}: no caption_checks.json (`kmm-train check-captions`)")
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {side: [0, 0] for side in SIDES})
+    for caption, action, passed in zip(vocabulary.train_captions, vocabulary.train_actions, checks.passed,
+                                       strict=True):
+        side = prompt_side(caption, None)
+        if side is None or passed != passed:  # no side named, or no check (NaN)
+            continue
+        check = (checks_for_action(action.split("/")[-1]) or ("?",))[0]
+        counts[check][side][0] += int(passed == 1.0)
+        counts[check][side][1] += 1
+    return dict(counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "side_balance.md")
+    args = parser.parse_args(argv)
+    bundle_dir = resolve_model(args.checkpoint)
+    counts = side_counts(bundle_dir)
+    total = {side: [sum(c[side][i] for c in counts.values()) for i in (0, 1)] for side in SIDES}
+    rows = []
+    for check, by_side in sorted(counts.items(), key=lambda item: -sum(n for _, n in item[1].values())):
+        cells = [f"{by_side[side][0]} of {by_side[side][1]}" for side in SIDES]
+        rates = [by_side[side][0] / by_side[side][1] if by_side[side][1] else None for side in SIDES]
+        gap = (f"{rates[0] - rates[1]:+.2f}" if None not in rates else "–")
+        rows.append(f"| {check} | {cells[0]} | {cells[1]} | {gap} |")
+    lines = ["# Left and right: the model's caption checks by the side a caption names", "",
+             f"Command: `python benchmarks/measure_side_balance.py --checkpoint {args.checkpoint}`; the bundle's "
+             "`caption_checks.json` (each training caption generated once, seed 0, 4 s, judged by its action's "
+             "check), the captions that name one side only.  The training data holds every take and its mirrored "
+             "copy, so the two columns should match.", "",
+             f"**All: left {total['left'][0]} of {total['left'][1]} performed "
+             f"({total['left'][0] / max(total['left'][1], 1):.0%}), right {total['right'][0]} of "
+             f"{total['right'][1]} ({total['right'][0] / max(total['right'][1], 1):.0%}).**", "",
+             "| check | naming the left: performed | naming the right: performed | left - right |",
+             "| --- | --- | --- | --- |", *rows, ""]
+    save_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
