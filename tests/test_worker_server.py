@@ -18,7 +18,9 @@ from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, CheckProm
 
 TIMELINE = {"fps": 30, "segments": [{"prompt": "a person walks forward", "seconds": 1.0},
                                     {"prompt": "a person waves", "frames": 31}]}
-LONG_TIMELINE = {"fps": 20, "segments": [{"prompt": "a person walks in a circle", "seconds": 60.0}]}
+# Ten minutes: each of its decoding steps takes the tiny model about 5 ms (a minute's, about 2.7 ms), so the cancel
+# test's bound in steps leaves the worker's reader thread and the OS scheduler tens of milliseconds to deliver it.
+LONG_TIMELINE = {"fps": 20, "segments": [{"prompt": "a person walks in a circle", "seconds": 600.0}]}
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,9 @@ def test_cancel_takes_effect_at_the_next_step_and_the_worker_keeps_serving(worke
 
     answer = worker.wait_for(request_id, timeout=180, on_event=on_event)
     assert answer["type"] == "error" and answer["kind"] == "cancelled", answer
-    # Stopped a few steps after the cancel, not after 200: a step of this tiny model takes about a millisecond, and
-    # the worker's reader thread sees the cancel line some milliseconds after it is sent (under a loaded CI machine
-    # once 4 steps late), so the bound leaves room for that latency and still fails a cancel that is ignored.
+    # Stopped a few steps after the cancel, not after the 800 of four windows: the worker's reader thread sees the
+    # cancel line some milliseconds after it is sent (on a loaded CI machine, with a minute's 2.7 ms steps, once 14
+    # steps late), so the bound leaves room for that latency and still fails a cancel that is ignored.
     assert len(steps) <= 12
     assert not list(tmp_path.iterdir())
     after, _ = _wait(worker, worker.send(Generate(timeline=TIMELINE, output_dir=str(tmp_path), steps=1)))
