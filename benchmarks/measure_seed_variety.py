@@ -27,6 +27,7 @@ from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
 from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
+from kmm_core.generation.variation_likeness import takes_apart  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 SECONDS = 5.0
@@ -47,11 +48,9 @@ def takes(bundle: ModelBundle, prompt: str, seeds: int) -> list[np.ndarray]:
 
 
 def apart(first: np.ndarray, second: np.ndarray) -> tuple[float, float, bool]:
-    """(pose apart, path apart, the same take) of two takes of one prompt (metres; module docstring)."""
-    pose = np.linalg.norm((first - first[:, :1]) - (second - second[:, :1]), axis=-1).mean()
-    paths = [take[:, 0, [0, 2]] - take[0, 0, [0, 2]] for take in (first, second)]
-    path = np.linalg.norm(paths[0] - paths[1], axis=-1).mean()
-    return float(pose), float(path), bool(np.abs(first - second).max() <= SAME_METRES)
+    """(pose apart, path apart, the same take) of two takes of one prompt (metres; module docstring): the measure
+    by which the product names variations that came out alike (`variation_likeness.takes_apart`)."""
+    return (*takes_apart(first, second), bool(np.abs(first - second).max() <= SAME_METRES))
 
 
 def main(argv: list[str] | None = None) -> int:

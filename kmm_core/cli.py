@@ -306,6 +306,15 @@ def write_motion(motion, path: Path) -> Path:
     return motion.save(path)
 
 
+def _report_alike(results, paths: list[Path]) -> None:
+    """With several variations: a note naming those that came out as the same motion as an earlier one."""
+    from .generation.variation_likeness import alike_note, alike_variations
+
+    note = alike_note(alike_variations([motion.joints for motion in results]), [path.name for path in paths])
+    if note:
+        print(f"kmm: note: {note}", file=sys.stderr)
+
+
 def _write_all(results, args: argparse.Namespace) -> None:
     paths = _output_paths(args.output, len(results))
     for motion, path in zip(results, paths, strict=True):
@@ -338,6 +347,7 @@ def command_generate(args: argparse.Namespace) -> int:
                                 on_progress=_progress(args.quiet))
     _report_constraints(timeline, results)
     _write_all(results, args)
+    _report_alike(results, _output_paths(args.output, len(results)))
     if smpl_model is not None:
         write_smpl_files(results, paths, smpl_model)
     return EXIT_OK

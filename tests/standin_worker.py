@@ -32,6 +32,7 @@ from kmm_core import __version__
 from kmm_core.bundle.model_choice import resolve_model
 from kmm_core.common.errors import KMMError
 from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.variation_likeness import alike_variations
 from kmm_core.motion.model_timing import MODEL_FPS
 from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.protocol import (
@@ -125,13 +126,16 @@ def generate(message: dict) -> None:
             os._exit(3)
     sample = np.load(JOINTS)
     frames = timeline.segment_ranges(MODEL_FPS)[-1][1]
-    paths = []
+    paths, takes = [], []
     names = result_names(Path(message["output_dir"]), message["variations"])  # named like the real worker's
     for variation, name in enumerate(names):
+        # Each variation the same motion a metre to the side: alike, as the real worker reports in info.alike.
         joints = sample[np.arange(frames) % len(sample)] + np.array([variation, 0.0, 0.0], dtype=np.float32)
         result = MotionResult.from_joints(joints, MODEL_FPS, timeline=timeline)
         paths.append(str(result.save(name)))
-    emit(Result(id=request_id, paths=paths, info={"frames": frames}))
+        takes.append(joints)
+    emit(Result(id=request_id, paths=paths,
+                info={"frames": frames, "alike": [item.to_dict() for item in alike_variations(takes)]}))
 
 
 def main() -> int:

@@ -65,6 +65,12 @@ def test_generation_does_not_block_and_writes_one_take(workflow):
     assert status.startswith("Done") and error == "" and last_takes == "KMM walk forward +2 seed 7" and running is False
     assert workflow["ok_markers"] == [1, 42, 83]  # one marker per segment, on the scene frames of the table
     assert workflow["variations_actions_added"] == 2
+    # The stand-in's two variations are one motion a metre apart: the panel says so, naming both takes.
+    first, second = sorted(workflow["variations_takes"])
+    alike = [message for level, message in workflow["variations_reports"]
+             if level == "WARNING" and "came out as the same motion" in message]
+    assert len(alike) == 1 and f'"{second}" like "{first}"' in alike[0] and "add a style" in alike[0], \
+        workflow["variations_reports"]
 
 
 def test_cancel_crash_and_load_failure_change_nothing_and_are_shown(workflow):

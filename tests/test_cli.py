@@ -20,6 +20,7 @@ from kmm_core.cli import EXIT_BAD_ARGUMENTS, EXIT_MODEL_MISSING, main
 from kmm_core.generation.decoding_engine import GenerationOptions
 from kmm_core.generation.timeline import Timeline
 from kmm_core.generation.timeline_generator import generate_timeline
+from kmm_core.generation.variation_likeness import alike_variations
 from kmm_core.motion.motion_result import MotionResult
 from kmm_core.motion.skeleton import JOINT_NAMES
 from kmm_core.worker.client import worker_environment
@@ -35,7 +36,7 @@ def timeline_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_generate_timeline_to_npz_with_gif_preview(tiny_bundle, timeline_file, tmp_path):
+def test_generate_timeline_to_npz_with_gif_preview(tiny_bundle, timeline_file, tmp_path, capsys):
     out, preview = tmp_path / "out.npz", tmp_path / "out.gif"
     code = main(["generate", "--timeline", str(timeline_file), "-o", str(out), "--preview", str(preview),
                  "--checkpoint", str(tiny_bundle), "--steps", "2", "--seed", "3", "--variations", "2",
@@ -47,6 +48,9 @@ def test_generate_timeline_to_npz_with_gif_preview(tiny_bundle, timeline_file, t
     assert motions[0].segment_prompts == timeline.prompts
     with Image.open(preview) as gif:
         assert gif.n_frames >= 10  # every other frame of 43 at 24 fps (preview capped at 15 fps)
+    # Variations that came out as one motion are said to be (variation_likeness.py), and only those.
+    alike = alike_variations([motion.joints for motion in motions])
+    assert ("came out as the same motion" in capsys.readouterr().err) == bool(alike)
 
 
 def test_python_m_generate_bvh_imports_in_blender(tiny_bundle, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kmm_core.generation.timeline import Timeline
+from kmm_core.generation.variation_likeness import alike_variations
 from kmm_core.motion.motion_result import MotionResult
 from kmm_core.worker.client import WorkerClient, worker_environment
 from kmm_core.worker.protocol import MAX_LINE_BYTES, PROTOCOL_VERSION, CheckPrompts, Edit, Generate, Load
@@ -58,6 +59,8 @@ def test_generate_reports_progress_and_writes_results(worker, tmp_path):
     motions = [MotionResult.load(p) for p in answer["paths"]]
     assert all(m.num_frames == Timeline.from_dict(TIMELINE).total_frames and m.fps == 30 for m in motions)
     assert not np.array_equal(motions[0].joints, motions[1].joints)
+    # Which variations came out as one motion, measured on the files it wrote (variation_likeness.py).
+    assert answer["info"]["alike"] == [item.to_dict() for item in alike_variations([m.joints for m in motions])]
     # A second request reuses the loaded model: no loading step, same seed -> same motion.
     again, events = _wait(worker, worker.send(Generate(timeline=TIMELINE, output_dir=str(tmp_path), seed=4,
                                                        steps=2)))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import bpy
 
 from ...kmm_core.common.errors import KMMError
+from ...kmm_core.generation import variation_likeness
 from ...kmm_core.worker.protocol import CheckPrompts, Edit, Generate
 from ..backend import doctor
 from ..backend import installer as backend_installer
@@ -265,6 +266,12 @@ def apply_result(context: bpy.types.Context, job: GenerationJob,
     imported.warnings.extend(prompt_warnings.store(
         scene.kmm, job.warnings, target.regeneration.segment if target.regeneration is not None else None,
         job.info.get("conditions", []) if isinstance(job.info.get("conditions"), list) else []))
+    if target.regeneration is None:
+        note = variation_likeness.alike_note(
+            [item for item in map(variation_likeness.AlikeVariation.from_dict, job.info.get("alike") or [])
+             if item is not None], [take.action.name for take in imported.takes])
+        if note:
+            imported.warnings.append(note)
     names = ", ".join(take.action.name for take in imported.takes)
     wm = bpy.context.window_manager
     if hasattr(wm, "kmm_job"):

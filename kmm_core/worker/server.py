@@ -509,6 +509,7 @@ def checked_timeline(worker: Worker, request: dict[str, Any]):
 
 def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
     from ..generation.timeline_generator import generate_timeline
+    from ..generation.variation_likeness import alike_variations
 
     request_id = request["id"]
     timeline = checked_timeline(worker, request)
@@ -518,9 +519,10 @@ def handle_generate(worker: Worker, request: dict[str, Any]) -> dict[str, Any]:
                                 options=_options(request), on_progress=_progress(worker, request_id),
                                 should_cancel=lambda: worker.is_cancelled(request_id))
     prompts = list(enumerate(s.prompt for s in timeline.segments))
+    alike = [item.to_dict() for item in alike_variations([motion.joints for motion in results])]
     return {"type": "result", "paths": _save(results, folder),
             "info": {"frames": timeline.total_frames, "fps": timeline.fps, "device": str(bundle.device),
-                     "variations": len(results), "conditions": _conditions(bundle, prompts)},
+                     "variations": len(results), "alike": alike, "conditions": _conditions(bundle, prompts)},
             "warnings": _prompt_warnings(worker, bundle, prompts, request_id)}
 
 

@@ -20,6 +20,7 @@ import fixture_motion  # noqa: E402
 package = _harness.import_extension_package(user_dir)
 package.register()
 from kmm_motion.kmm_blender.backend import session as backend_session  # noqa: E402
+from kmm_motion.kmm_blender.jobs import controller as job_controller  # noqa: E402
 from kmm_motion.kmm_blender.jobs import runner as job_runner  # noqa: E402
 from kmm_motion.kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
@@ -149,9 +150,15 @@ except RuntimeError as error:
 
 scene.kmm.variations = 2
 actions_before = len(bpy.data.actions)
+reports: list[tuple[str, str]] = []
+shown = job_controller.report
+job_controller.report = lambda level, message: (reports.append((level, message)), shown(level, message))
 job = job_runner.start_generation(context, config("ok"))
 drive()
+job_controller.report = shown
 result["variations_actions_added"] = len(bpy.data.actions) - actions_before
+result["variations_takes"] = [action.name for action in bpy.data.actions][actions_before:]
+result["variations_reports"] = reports
 scene.kmm.variations = 1
 
 for mode, cancel_at in (("slow", 0.1), ("crash", None), ("fail_load", None)):
