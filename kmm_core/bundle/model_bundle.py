@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..common.bounded_read import read_json
-from ..common.devices import check_device_available, resolve_device
+from ..common.devices import check_device_available, full_precision_convolutions, resolve_device
 from ..common.errors import BundleError, InputFileError, InputTensorError, KMMError
 from ..humanml3d.feature_smoothing import (
     GESTURE_DECODER_CHANNELS,
@@ -190,6 +190,7 @@ class ModelBundle:
         model_configs = read_component_configs(folder, components)
         normalizer = read_statistics(folder)  # a Std.npy of zeros would decode motion wildly scaled
         torch_device = torch.device(check_device_available(resolve_device(device)))
+        full_precision_convolutions(str(torch_device))  # a seed's take the same on the GPU as on the CPU
         builders = {"tokenizer": MotionTokenizer, "generator": MaskedGenerator, "aligner": TextMotionAligner,
                     "evaluator": TextMotionAligner}
         config = dict(manifest)

@@ -40,3 +40,17 @@ def check_device_available(device: str) -> str:
         raise DeviceUnavailableError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
                                      f"device(s), numbered from 0; choose one of them, the CPU or auto")
     return device
+
+
+def full_precision_convolutions(device: str) -> None:
+    """On CUDA, make cuDNN's float32 convolutions full float32 for this process (PyTorch lets them round through
+    TF32 by default).  With TF32 the decoders' convolutions part a GPU's motion from the CPU's for the same tokens:
+    on an NVIDIA H200, up to 24.9 mm over the 1-minute timeline and 44 mm on one of the 66 everyday phrasings; without
+    it within 0.008 mm and 0.025 mm, at the same speed (these models are small; benchmarks/results/
+    cuda_check_h200_no_tf32.md), so a seed's take is the same on the user's GPU and CPU.  Called where a bundle is
+    loaded onto a device; nothing on the CPU."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
