@@ -28,14 +28,16 @@ def built_zip(tmp_path_factory) -> Path:
     return build_extension.build(tmp_path_factory.mktemp("dist"))
 
 
-@pytest.fixture(scope="module")
-def session(built_zip, tiny_bundle, tmp_path_factory) -> dict:
-    empty_wheels = tmp_path_factory.mktemp("wheels_missing_everything")
+BLENDER_52_PYTHON = Path(__file__).resolve().parents[1] / ".venv-bpy52" / "bin" / "python"  # made by .ci/run
+
+
+def _install_session(blender_python: str, built_zip: Path, tiny_bundle: Path, empty_wheels: Path,
+                     *extra: str) -> dict:
     # No PYTHONPATH: the worker must find kmm_core only in the installed extension, the packages only in the backend.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
-    completed = subprocess.run([sys.executable, str(SCRIPTS / "backend_install.py"), str(built_zip),
-                                str(tiny_bundle), str(empty_wheels)], capture_output=True, text=True,
+    completed = subprocess.run([blender_python, str(SCRIPTS / "backend_install.py"), str(built_zip),
+                                str(tiny_bundle), str(empty_wheels), *extra], capture_output=True, text=True,
                                timeout=1800, check=False, env=env)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
@@ -44,6 +46,35 @@ def session(built_zip, tiny_bundle, tmp_path_factory) -> dict:
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
     print(f"backend install test, seconds per part: {result['seconds']}")  # shown with -s / in CI logs on failure
     return result
+
+
+@pytest.fixture(scope="module")
+def session(built_zip, tiny_bundle, tmp_path_factory) -> dict:
+    return _install_session(sys.executable, built_zip, tiny_bundle, tmp_path_factory.mktemp("wheels_missing_everything"))
+
+
+@pytest.fixture(scope="module")
+def session_52(built_zip, tiny_bundle, tmp_path_factory) -> dict:
+    """Blender 5.2, whose Python is 3.13: Install Backend makes the environment with it, so PyTorch, numpy and the
+    rest come for Python 3.13 (PyPI's torch 2.13.0 build on Linux), as a Blender 5.1+ user gets them."""
+    if not BLENDER_52_PYTHON.is_file():
+        pytest.skip(f"no Blender 5.2 at {BLENDER_52_PYTHON} (.ci/run makes it)")
+    return _install_session(str(BLENDER_52_PYTHON), built_zip, tiny_bundle,
+                            tmp_path_factory.mktemp("wheels_unused"), "install-only")
+
+
+def test_blender_52_installs_a_python_313_backend_that_checks_generates_and_is_removed(session_52):
+    assert session_52["install"] == "FINISHED", session_52["install_state"]
+    assert session_52["python_inside_backend"]
+    check = session_52["check_installed"]
+    assert check["error"] == "" and all(ok for ok, _ in check["items"].values()), check["items"]
+    assert "Python 3.13" in check["items"]["python"][1] and "torch 2.13.0" in check["items"]["torch"][1]
+    generated = session_52["generate_installed"]
+    assert generated["outcome"] == "FINISHED", generated["error"]
+    assert generated["new_actions"] == ["KMM walk forward seed 3"]
+    assert generated["worker_python"] == session_52["current"]["python"]
+    assert generated["worker_info"]["python_version"].startswith("3.13")
+    assert session_52["remove"] == "FINISHED" and session_52["after_remove"]["current"] is None
 
 
 def test_without_a_backend_check_and_generate_say_to_install_it(session):

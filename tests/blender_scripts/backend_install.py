@@ -4,6 +4,7 @@ Backend (a real venv, real pip), Check Backend, generate; then a cancelled and a
 backend working (a second generation proves it); a path that is not a Python says so; Remove removes it.
 
 Usage: backend_install.py <extension zip> <model bundle folder> <empty folder standing for an incomplete wheel folder>
+[install-only]   (install-only: install, check, generate and remove, for a Blender whose Python differs: 5.1+)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ user_dir = _harness.start()
 import bpy  # noqa: E402
 
 zip_path, bundle, empty_wheels = sys.argv[1:4]
+INSTALL_ONLY = sys.argv[4:5] == ["install-only"]
 MODULE = "bl_ext.user_default.kmm_motion"
 result: dict = {"seconds": {}}
 phase_started = time.monotonic()
@@ -95,6 +97,22 @@ result["check_installed"] = check()
 result["generate_installed"] = generate("walk forward")
 phase("check and generate")
 
+
+def remove_and_emit() -> None:
+    job_runner.release()
+    result["remove"] = operator(bpy.ops.kmm.remove_backend, "EXEC_DEFAULT")
+    result["after_remove"] = {"current": folder.current(), "envs_exist": folder.envs.exists(),
+                              "logs_kept": len(list(folder.logs.glob("install-*.log")))}
+    result["check_after_remove"] = check()
+    job_runner.release()
+    phase("remove")
+    _harness.emit(result)
+
+
+if INSTALL_ONLY:
+    remove_and_emit()
+    sys.exit(0)
+
 # ---- Repair, cancelled while pip runs ---------------------------------------------------------------------------
 pointer_before = (Path(folder.root) / "current.json").read_text()
 envs_before = sorted(p.name for p in folder.envs.iterdir())
@@ -141,11 +159,4 @@ prefs.python_path = ""
 phase("not a Python")
 
 # ---- Remove ------------------------------------------------------------------------------------------------------
-job_runner.release()
-result["remove"] = operator(bpy.ops.kmm.remove_backend, "EXEC_DEFAULT")
-result["after_remove"] = {"current": folder.current(), "envs_exist": folder.envs.exists(),
-                          "logs_kept": len(list(folder.logs.glob("install-*.log")))}
-result["check_after_remove"] = check()
-job_runner.release()
-phase("remove")
-_harness.emit(result)
+remove_and_emit()
