@@ -21,8 +21,8 @@ import numpy as np
 ALIKE_POSE = 0.02
 ALIKE_PATH = 0.05
 """Metres: two takes whose pose is within ``ALIKE_POSE`` and pelvis path within ``ALIKE_PATH`` of each other on
-average are the same motion to the eye (about 1% of a body's height: a raised hand's seeds, 0.0-2.0 cm apart, look
-alike; a walk's, 0.8-10.7 cm and 7.7 cm of path, do not)."""
+average are the same motion to the eye (about 1% of a body's height: a raised hand's seeds, 0.0-2.0 cm apart in
+pose, look alike; a walk's, 8.5 cm apart in pose and 7.7 cm in path on average, do not)."""
 
 
 @dataclass(frozen=True)
