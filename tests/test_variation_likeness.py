@@ -26,7 +26,7 @@ def test_the_same_motion_elsewhere_or_jittered_is_alike_and_another_stretch_is_n
     moved = take + np.array([1.0, 0.0, -2.0])           # the same motion two metres away
     jittered = take + np.random.default_rng(0).normal(0.0, 0.005, take.shape)  # 5 mm of noise per joint
     other = clip[80:160]                               # the same clip's next stretch: another motion
-    assert takes_apart(take, moved) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert takes_apart(take, moved) == pytest.approx((0.0, 0.0), abs=1e-6)  # float32, as takes are
     pose, _ = takes_apart(take, jittered)
     assert 0.005 < pose < ALIKE_POSE
     assert takes_apart(take, other)[0] > ALIKE_POSE
