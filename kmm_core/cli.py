@@ -80,8 +80,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     standing.add_argument("--standing-root-sigma", dest="standing_root_sigma", type=float, metavar="FRAMES",
                         help="the Gaussian, in 20 fps frames, on the root (half as long on the spine and head) of "
                              "segments whose nearest training captions' clips stand in place, so calm standing does "
-                             "not shake "
-                             "(default: the model's own, chosen against its decoder)")
+                             "not shake (default: the model's own, chosen against its decoder)")
     standing.add_argument("--no-standing-root-smoothing", dest="standing_root_sigma", action="store_const",
                         const=0.0, help="keep the root and torso of standing prompts as decoded "
                                         "(--standing-root-sigma 0)")
@@ -99,8 +98,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "walk keeps its step (a logit bonus; 0 turns it off; default: the model's)")
     parser.add_argument("--walk-candidates", dest="walk_candidates", type=int, metavar="N",
                         help="draw N candidates of each straight walk or run (its nearest captions' clips keep their "
-                             "heading) and keep the one that steps most regularly; each one more costs another decode of the walk (1 draws one; "
-                             "default: the model's)")
+                             "heading) and keep the one that steps most regularly; each one more costs another "
+                             "decode of the walk (1 draws one; default: the model's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -347,7 +346,7 @@ def command_generate(args: argparse.Namespace) -> int:
                                 on_progress=_progress(args.quiet))
     _report_constraints(timeline, results)
     _write_all(results, args)
-    _report_alike(results, _output_paths(args.output, len(results)))
+    _report_alike(results, paths)
     if smpl_model is not None:
         write_smpl_files(results, paths, smpl_model)
     return EXIT_OK

@@ -5,10 +5,11 @@ Variation v of a request is generated at seed ``seed + v``; for most prompts the
 takes 8.5 cm apart in pose on average, `benchmarks/results/seed_variety.md`), but for the calm gestures the model
 knows one way to perform (a raised left hand: 1.1 cm, a two-handed wave: 1.6 cm) the takes are nearly one take, and
 an animator who asked for four takes to choose from has one.  They are told so, with what does vary the motion (the
-wording, or a style: "a person raises the left hand" is 3-7 cm from the same prompt "wearily", "proudly", "actively" or
-"like a child" at the same seed), rather than left to find out in the viewport: `alike_variations` names each variation within
-`ALIKE_POSE` and `ALIKE_PATH` of an earlier one (`takes_apart`: the pose, the 22 joints each relative to the pelvis,
-mean distance over joints and frames; the path, the pelvis on the floor from its start, mean distance over frames).
+wording, or a style: "a person raises the left hand" is 3-7 cm from the same prompt "wearily", "proudly",
+"actively" or "like a child" at the same seed), rather than left to find out in the viewport: `alike_variations`
+names each variation within `ALIKE_POSE` and `ALIKE_PATH` of an earlier one (`takes_apart`: the pose, the 22
+joints each relative to the pelvis, mean distance over joints and frames; the path, the pelvis on the floor from its
+start, mean distance over frames).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def alike_variations(takes: Sequence[np.ndarray]) -> list[AlikeVariation]:
     """Each variation (after the first) within `ALIKE_POSE` and `ALIKE_PATH` of an earlier one, with the nearest such
     earlier one; [] for a single take.  Each take's pose and path are taken once (64 variations of a 10-minute
     timeline are 2,016 pairs)."""
+    if len(takes) < 2:
+        return []  # one take, as most requests ask: nothing to compare, nothing measured
     found = []
     measured = [_pose_and_path(take) for take in takes]
     for variation in range(1, len(takes)):
