@@ -60,8 +60,8 @@ def caption_results(bundle: ModelBundle, vocabulary, log=print) -> dict[str, lis
     results = {}
     for split, captions, actions in (("val", vocabulary.val_captions, vocabulary.val_actions),
                                      ("train", vocabulary.train_captions, vocabulary.train_actions)):
-        if split == "train" and shipped is not None:
-            passed = [None if np.isnan(value) else bool(value) for value in shipped.passed]
+        if split == "train" and shipped is not None:  # the share of its seeds that passed
+            passed = [None if np.isnan(value) else float(value) for value in shipped.passed]
         else:
             passed = generated_caption_results(bundle, captions, actions, log=lambda m, s=split: log(f"{s}: {m}"))
         results[split] = [{"caption": caption, "action": action, "passed": value}
@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary = read_vocabulary(folder)
     if [row["caption"] for row in results["train"]] != list(vocabulary.train_captions):
         raise SystemExit(f"{args.cache}: its train captions are not the bundle's (another vocabulary)")
-    document = caption_checks_document(vocabulary.model, [row["passed"] for row in results["train"]], {}, "")
-    checks = caption_checks_from_dict(document, len(vocabulary.train_captions))
+    shipped = read_caption_checks(folder, len(vocabulary.train_captions))
+    checks = shipped if shipped is not None else caption_checks_from_dict(caption_checks_document(
+        vocabulary.model, [[row["passed"] for row in results["train"]]], {}, ""), len(vocabulary.train_captions))
     known = load_file(str(folder / "vocabulary.safetensors"))["train_embeddings"].astype(np.float32)
     train = [row for row in results["train"] if row["passed"] is not None]
     passed = np.array([row["passed"] for row in train], dtype=float)
@@ -116,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     suite_warned = np.array([warned for _, _, warned in suite])
     lines = ["# A warning from the nearest captions' own results", "",
              f"Command: `python benchmarks/measure_caption_warnings.py --checkpoint {args.checkpoint}`.  "
-             f"{len(train)} train and {len(val)} val captions generated once each (4 s, seed 0) and judged by their "
-             f"action's check: {passed.mean():.2f} and {val_passed.mean():.2f} pass.  A prompt's predicted pass rate: "
-             f"its {NEIGHBOURS} nearest train captions' (MiniLM), each weighted by its nearness beside the nearest "
+             f"{len(train)} train captions generated at {checks.seeds} seed{'s' if checks.seeds > 1 else ''} each "
+             f"and {len(val)} val captions once (4 s, from seed 0), judged by their action's check: "
+             f"{passed.mean():.2f} and {val_passed.mean():.2f} pass.  A prompt's predicted pass rate: its "
+             f"{NEIGHBOURS} nearest train captions' shares of seeds passed (MiniLM), each weighted by its nearness "
+             "beside the nearest "
              f"(exp((similarity - best) / {NEARNESS:g}), `bundle/caption_checks.py`).", "",
              "| warn below | val failures warned | val passes warned | suite failures warned (of them not warned "
              "today) | suite passes warned (of them not warned today) |", "| --- | --- | --- | --- | --- |"]

@@ -7,7 +7,8 @@ Each phrasing of SUITE names what must be seen with a check label (a content lab
 through the product's `generate_timeline` (clean-up on), SECONDS long at 20 fps, seeds 0..N-1, and passes when at
 least two thirds of its seeds pass the check (`take_checks.step_result`: the whole take or its first 3-second part
 that passes; a walk or run whose label names no direction also fails when it goes mostly sideways,
-`CRAB_WALK_FRACTION`).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
+`CRAB_WALK_FRACTION`, and a take that puts a foot over the head fails every check whose real clips never do,
+`action_checks.foot_over_head`).  The product's prompt warnings (`prompt_vocabulary.prompt_warnings`: far from every training caption,
 a weak action word, or nearest captions the model mostly does not perform) are read before generating; a failing
 phrasing without a warning is a failure not said before it happened.  Beside them, the training captions a prompt
 in the animator's own words is read with (`prompt_conditions.retrieved_captions`), which `kmm generate` and the
@@ -31,11 +32,11 @@ from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.action_checks import (  # noqa: E402
-    TURNING_CHECKS,
+    FOOT_OVER_HEAD_CHECKS,
     checks_for_action,
+    foot_over_head,
     label_side,
     sideways_travel_fraction,
-    turns_over,
 )
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
 from kmm_core.generation.prompt_conditions import retrieved_captions  # noqa: E402
@@ -93,8 +94,8 @@ def judge(label: str, joints: np.ndarray) -> bool:
     (check,) = (BOX_CHECK,) if label.endswith("box") else checks_for_action(label)
     if check in ("travel", "run") and abs(sideways_travel_fraction(joints)) >= CRAB_WALK_FRACTION:
         return False
-    if check not in TURNING_CHECKS and turns_over(joints):
-        return False  # a pick-up that somersaults is no pick-up, whatever its hands reach
+    if check not in FOOT_OVER_HEAD_CHECKS and foot_over_head(joints):
+        return False  # a pick-up that flings a leg over the head is no pick-up, whatever its hands reach
     return bool(step_result(check, label_side(label), joints).result.passed)
 
 
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.seeds}`.  {len(SUITE)} prompts as animators write them, each alone for {SECONDS:g} s, seeds "
              f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check (a travel or run "
              f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side, "
-             "and every check but a flip's, a roll's or a get-up's fails a take that turns upside down, both feet "
-             "above the head: `action_checks.turns_over`); "
+             "and a take that puts a foot over the head fails every check whose real clips never do: "
+             "`action_checks.foot_over_head`); "
              "\"warned\": the product's prompt warnings said something before generating.", "",
              f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
              f"{len(unwarned)}{': ' + '; '.join(unwarned) if unwarned else ''}.", "",

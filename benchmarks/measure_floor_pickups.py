@@ -7,7 +7,8 @@ pick-up phrasing of the everyday suite is generated alone for 5 s at seeds 0-5, 
 ``--unlikely-guidance 1`` (no raised guidance), and each take measured: the box check, the highest a foot rises
 above its own floor level (real pick-ups keep both under about 0.3 m), whether the pelvis stays 0.3 m above the head
 for 0.1 s (`action_checks.pelvis_above_head`, the ``inverted`` check's measure) and whether both feet rise above the
-head (`action_checks.turns_over`, which the everyday suite now fails a pick-up on).
+head (`action_checks.turns_over`; the everyday suite fails a pick-up on one foot over the head already,
+`action_checks.foot_over_head`).
 
 Run: ``python benchmarks/measure_floor_pickups.py [--checkpoint default] [--seeds 6] [--out FILE]``  (about a
 minute)

@@ -1,14 +1,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Does the model perform left as well as right?  Its own caption checks, split by the side each caption names.
 
-Every training caption of a bundle was generated once and judged by its action's geometric check
-(``caption_checks.json``, ``kmm-train check-captions``: seed 0, 4 s).  The data is left/right balanced by
+Every training caption of a bundle was generated at a few seeds and judged by its action's geometric check
+(``caption_checks.json``, ``kmm-train check-captions``: seeds 0-2, 4 s; performed: in at least ``PERFORMED_SHARE`` of
+them).  The data is left/right balanced by
 construction (``kmm-train prepare`` adds each take's mirrored copy, its captions' side words swapped), so a model
 that learnt both sides alike performs the captions naming the left as often as those naming the right.  Per check
 (the geometric check of the caption's training action, ``vocabulary.json``'s ``train_actions``: grouped by check,
 not by action, since a caption and its mirror are listed under whichever take gave it first), the captions naming
-one side only (``action_checks.prompt_side``): how many of each side the model performed.  Reads the bundle's files
-only; no generation.
+one side only (``action_checks.prompt_side``): how many of each side the model performed.  Beside it, where the
+generator's condition (the aligner's sentence embedding, ``vocabulary.safetensors``' ``train_conditions``) places
+those captions: each one's cosine to the nearest caption of another check (the action it is most easily taken for)
+and which check that is most often; a side whose captions sit nearer another action than the other side's do is one
+the generator is asked to tell apart from less.  Reads the bundle's files only; no generation.
 
 Run: ``python benchmarks/measure_side_balance.py [--checkpoint default] [--out FILE]``
 """
@@ -17,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.report_file import save_report  # noqa: E402
-from kmm_core.bundle.caption_checks import read_caption_checks  # noqa: E402
+from kmm_core.bundle.caption_checks import PERFORMED_SHARE, read_caption_checks  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.bundle.vocabulary import read_vocabulary  # noqa: E402
 from kmm_core.evaluation.action_checks import checks_for_action, prompt_side  # noqa: E402
@@ -39,15 +46,39 @@ def side_counts(bundle_dir: Path) -> dict[str, dict[str, list[int]]]:
     if checks is None:
         raise SystemExit(f"{bundle_dir}: no caption_checks.json (`kmm-train check-captions`)")
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {side: [0, 0] for side in SIDES})
-    for caption, action, passed in zip(vocabulary.train_captions, vocabulary.train_actions, checks.passed,
-                                       strict=True):
+    for caption, action, passed, unperformed in zip(vocabulary.train_captions, vocabulary.train_actions,
+                                                    checks.passed, checks.unperformed, strict=True):
         side = prompt_side(caption, None)
         if side is None or passed != passed:  # no side named, or no check (NaN)
             continue
         check = (checks_for_action(action.split("/")[-1]) or ("?",))[0]
-        counts[check][side][0] += int(passed == 1.0)
+        counts[check][side][0] += int(not unperformed)
         counts[check][side][1] += 1
     return dict(counts)
+
+
+def nearest_other_action(bundle_dir: Path) -> dict[str, dict[str, tuple[list[float], Counter]]]:
+    """{check: {side: ([each sided caption's cosine to the nearest caption of another check], Counter of those
+    checks)}} in the generator's condition space (the bundle's ``train_conditions``); {} without the table."""
+    vocabulary = read_vocabulary(bundle_dir)
+    tensors = load_file(str(bundle_dir / "vocabulary.safetensors"))
+    if "train_conditions" not in tensors:
+        return {}
+    conditions = tensors["train_conditions"].astype(np.float64)
+    conditions /= np.linalg.norm(conditions, axis=1, keepdims=True).clip(min=1e-12)
+    checks = np.array([(checks_for_action(action.split("/")[-1]) or ("",))[0] for action in vocabulary.train_actions])
+    found: dict[str, dict[str, tuple[list[float], Counter]]] = defaultdict(
+        lambda: {side: ([], Counter()) for side in SIDES})
+    for index, caption in enumerate(vocabulary.train_captions):
+        side = prompt_side(caption, None)
+        if side is None or not checks[index]:
+            continue
+        cosine = conditions @ conditions[index]
+        cosine[(checks == checks[index]) | (checks == "")] = -np.inf
+        nearest = int(np.argmax(cosine))
+        found[checks[index]][side][0].append(float(cosine[nearest]))
+        found[checks[index]][side][1][checks[nearest]] += 1
+    return dict(found)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bundle_dir = resolve_model(args.checkpoint)
     counts = side_counts(bundle_dir)
+    checks = read_caption_checks(bundle_dir, len(read_vocabulary(bundle_dir).train_captions))
     total = {side: [sum(c[side][i] for c in counts.values()) for i in (0, 1)] for side in SIDES}
     rows = []
     for check, by_side in sorted(counts.items(), key=lambda item: -sum(n for _, n in item[1].values())):
@@ -66,14 +98,29 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {check} | {cells[0]} | {cells[1]} | {gap} |")
     lines = ["# Left and right: the model's caption checks by the side a caption names", "",
              f"Command: `python benchmarks/measure_side_balance.py --checkpoint {args.checkpoint}`; the bundle's "
-             "`caption_checks.json` (each training caption generated once, seed 0, 4 s, judged by its action's "
-             "check), the captions that name one side only.  The training data holds every take and its mirrored "
+             f"`caption_checks.json` (each training caption generated at {checks.seeds} seed(s), 4 s, judged by its "
+             f"action's check; performed: in at least {PERFORMED_SHARE:.0%} of them), the captions that name one "
+             "side only.  The training data holds every take and its mirrored "
              "copy, so the two columns should match.", "",
              f"**All: left {total['left'][0]} of {total['left'][1]} performed "
              f"({total['left'][0] / max(total['left'][1], 1):.0%}), right {total['right'][0]} of "
              f"{total['right'][1]} ({total['right'][0] / max(total['right'][1], 1):.0%}).**", "",
              "| check | naming the left: performed | naming the right: performed | left - right |",
              "| --- | --- | --- | --- |", *rows, ""]
+    near = nearest_other_action(bundle_dir)
+    if near:
+        lines += ["## Where the generator's condition places them", "",
+                  "Each sided caption's cosine, in the generator's condition space, to the nearest caption of another "
+                  "check: the median per side, and the check that nearest caption belongs to most often.", "",
+                  "| check | left: median cosine (nearest other check) | right: median cosine (nearest other check) |",
+                  "| --- | --- | --- |"]
+        for check in sorted(near, key=lambda name: -sum(len(near[name][side][0]) for side in SIDES)):
+            cells = []
+            for side in SIDES:
+                cosines, others = near[check][side]
+                cells.append(f"{np.median(cosines):.2f} ({others.most_common(1)[0][0]})" if cosines else "–")
+            lines.append(f"| {check} | {cells[0]} | {cells[1]} |")
+        lines.append("")
     save_report(args.out, lines)
     return 0
 

@@ -16,9 +16,11 @@ import pytest
 from kmm_core.common.errors import InputTensorError
 from kmm_core.data.prepare import read_index
 from kmm_core.evaluation.action_checks import (
+    FOOT_OVER_HEAD_CHECKS,
     TURNING_CHECKS,
     action_words,
     checks_for_action,
+    foot_over_head,
     held_at_least,
     held_at_most,
     label_side,
@@ -27,6 +29,7 @@ from kmm_core.evaluation.action_checks import (
     turns_over,
 )
 from kmm_core.humanml3d.features import features_to_joints
+from kmm_core.motion.skeleton import JOINT_INDEX
 from kmm_core.training.prepare_command import main as prepare_main
 
 HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
@@ -231,3 +234,25 @@ def test_only_flips_rolls_and_get_ups_turn_the_body_over(real_clips):
     middle = len(bend) // 2
     bend[middle - 5:middle + 5, :, 1] *= -1.0  # a third of a second upside down about the floor
     assert turns_over(bend)
+
+
+def test_a_foot_over_the_head_is_only_in_the_actions_that_do_it(real_clips):
+    """`foot_over_head`: a real kick does; a reach to the floor, a walk, a jump and the other actions whose checks are
+    outside FOOT_OVER_HEAD_CHECKS never do; the same reach with one ankle and toe lifted over the head for
+    0.15 s does, for 0.05 s does not (held 0.1 s), and anything that turns over has a foot over the head."""
+    assert set(TURNING_CHECKS) <= set(FOOT_OVER_HEAD_CHECKS)
+    assert any(foot_over_head(joints) for joints in real_clips["deepmimic/kick"])
+    upright = [content for content in real_clips
+               if checks_for_action(content.split("/", 1)[1])[0] not in FOOT_OVER_HEAD_CHECKS]
+    assert {"hdm05/depositFloorR", "deepmimic/jump", "deepmimic/walk"} <= set(upright)
+    for content in upright:
+        assert not any(foot_over_head(joints) for joints in real_clips[content]), content
+    for content in real_clips:
+        assert all(foot_over_head(joints) for joints in real_clips[content] if turns_over(joints)), content
+    reach = real_clips["hdm05/depositFloorR"][0]
+    middle = len(reach) // 2
+    for frames, flung in ((3, True), (1, False)):
+        kicked = reach.copy()
+        right_leg = [JOINT_INDEX["right_ankle"], JOINT_INDEX["right_foot"]]
+        kicked[middle:middle + frames, right_leg, 1] = kicked[middle, JOINT_INDEX["head"], 1] + 0.2  # 20 fps
+        assert foot_over_head(kicked) is flung

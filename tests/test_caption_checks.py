@@ -16,6 +16,7 @@ from kmm_core.bundle.caption_checks import (
     BOOST_FULL_GAIN,
     CAPTION_CHECKS_FILE,
     NEARNESS,
+    PERFORMED_SHARE,
     WARN_BELOW,
     boost_weight,
     caption_checks_document,
@@ -30,7 +31,7 @@ from kmm_core.training.caption_checks_command import main as check_captions_main
 
 
 def test_the_prediction_weighs_the_nearest_checked_captions():
-    checks = caption_checks_from_dict(caption_checks_document("m", [True, False, None, True, False], {}, ""), 5)
+    checks = caption_checks_from_dict(caption_checks_document("m", [[True, False, None, True, False]], {}, ""), 5)
     assert np.isnan(checks.passed[2]) and checks.neighbours == 8
     # Caption 2 is nearest but has no check; of the others, 1 (failed) and 0 (passed) are nearest.
     # Each weighs by how near it is beside the nearest checked one: exp((similarity - best) / NEARNESS).
@@ -40,12 +41,12 @@ def test_the_prediction_weighs_the_nearest_checked_captions():
                                                                                     (4, 0.2))}
     assert rate == pytest.approx((weight[0] + weight[3]) / sum(weight.values()))
     # Far captions say little: three failed ones near the prompt outweigh five performed ones 0.3 further off.
-    near = caption_checks_from_dict(caption_checks_document("m", [False] * 3 + [True] * 5, {}, ""), 8)
+    near = caption_checks_from_dict(caption_checks_document("m", [[False] * 3 + [True] * 5], {}, ""), 8)
     assert near.predicted(np.array([0.98, 0.93, 0.75, 0.67, 0.64, 0.62, 0.60, 0.57]))[0] < WARN_BELOW
-    one = caption_checks_from_dict({**caption_checks_document("m", [True, False, None, True, False], {}, ""),
+    one = caption_checks_from_dict({**caption_checks_document("m", [[True, False, None, True, False]], {}, ""),
                                     "neighbours": 1}, 5)
     assert one.predicted(np.array([0.1, 0.9, 0.0, 0.0, 0.0])) == (0.0, 1, 0.0, 0.0)
-    assert caption_checks_from_dict(caption_checks_document("m", [None, None], {}, ""), 2).predicted(
+    assert caption_checks_from_dict(caption_checks_document("m", [[None, None]], {}, ""), 2).predicted(
         np.zeros(2)) is None
 
 
@@ -62,8 +63,8 @@ def test_the_raised_guidance_goes_to_prompts_it_helps_that_the_model_rarely_perf
     assert boost_weight(0.1, None) == 0.0
     assert 0.0 < boost_weight(0.4, 1.0) < 1.0  # fading out between BOOST_FULL_BELOW and the threshold
     # Captions 0-2 fail at the guidance and pass raised; 3 passes at both; 4 fails at both.
-    document = caption_checks_document("m", [False, False, False, True, False], {}, "",
-                                       [True, True, True, True, False], 2.0)
+    document = caption_checks_document("m", [[False, False, False, True, False]], {}, "",
+                                       [[True, True, True, True, False]], 2.0)
     checks = caption_checks_from_dict(document, 5)
     assert checks.boost_factor == 2.0 and document["boosted_pass_rate"] == 0.8
     near_failures = np.array([0.9, 0.9, 0.9, 0.1, 0.1])
@@ -74,19 +75,46 @@ def test_the_raised_guidance_goes_to_prompts_it_helps_that_the_model_rarely_perf
     assert boost == pytest.approx(0.0, abs=1e-3) and rate == pytest.approx(0.5, abs=0.01) and failed == 4
 
 
+def test_each_caption_is_judged_over_its_seeds():
+    """Three seeds per caption: the file holds how many passed, the prediction reads the shares, and a caption counts as
+    performed (offered, read with far prompts) from PERFORMED_SHARE of its seeds; a one-seed file of format 1 still
+    reads as it did."""
+    seeds = [[True, True, False, None], [True, False, False, None], [True, True, False, None]]
+    document = caption_checks_document("m", seeds, {"seeds": [0, 1, 2]}, "", seeds[::-1], 2.0)
+    assert document["passed"] == "320-" and document["seeds"] == 3 and document["pass_rate"] == round(5 / 9, 4)
+    checks = caption_checks_from_dict(document, 4)
+    np.testing.assert_allclose(checks.passed[:3], [1.0, 2 / 3, 0.0])
+    assert checks.seeds == 3 and np.isnan(checks.passed[3])
+    assert PERFORMED_SHARE == 0.5
+    assert checks.unperformed.tolist() == [False, False, True, False]  # no check: never unperformed
+    rate, failed, _, _ = checks.predicted(np.array([0.5, 0.9, 0.5, 0.99]))
+    weight = np.exp((np.array([0.5, 0.9, 0.5]) - 0.9) / NEARNESS)
+    assert rate == pytest.approx(weight @ [1.0, 2 / 3, 0.0] / weight.sum()) and failed == 2
+    one_seed = {"format_version": 1, "model": "m", "passed": "10-", "boosted": "11-", "boost_factor": 2.0}
+    old = caption_checks_from_dict(one_seed, 3)
+    assert old.seeds == 1 and old.passed[:2].tolist() == [1.0, 0.0] and old.unperformed.tolist() == [False, True, False]
+    with pytest.raises(InputFileError, match="passed: expected a string of digits from 0 to 1"):
+        caption_checks_from_dict({**one_seed, "passed": "30-", "seeds": 3}, 3)  # format 1 knows one seed only
+    with pytest.raises(ValueError, match="boosted as many"):
+        caption_checks_document("m", seeds, {}, "", seeds[:1])
+
+
 @pytest.mark.parametrize(("change", "message"), [
-    ({"format_version": 2}, "format_version: expected 1, got 2"),
-    ({"passed": "10x"}, "passed: expected a string of '1', '0' and '-'"),
+    ({"format_version": 3}, "format_version: expected one of 1, 2, got 3"),
+    ({"passed": "10x"}, "passed: expected a string of digits from 0 to 1 (the seeds that passed) and '-'"),
+    ({"passed": "12-"}, "passed: expected a string of digits from 0 to 1"),
+    ({"seeds": 0}, "seeds: expected a whole number from 1 to 9, got 0"),
     ({"passed": "1"}, "passed: 1 results, but the vocabulary has 3 train captions"),
     ({"neighbours": 0}, "neighbours: expected a whole number from 1 to 64, got 0"),
     ({"warn_below": 1.5}, "warn_below: expected a share from 0 to 1, got 1.5"),
     ({"warn_below": True}, "warn_below: expected a share from 0 to 1, got True"),
-    ({"boosted": "1-0"}, "boosted: expected a string of '1', '0' and '-' as long as passed, with '-' in the same"),
+    ({"boosted": "1-0"}, "boosted: expected a string of digits from 0 to 1 (the seeds that passed) and '-' as long "
+                         "as passed, with '-' in the same"),
     ({"boosted": "10"}, "boosted: expected a string"),
     ({"boosted": "10-", "boost_factor": 0.5}, "boost_factor: expected a number from 1 to 4, got 0.5"),
 ])
 def test_a_file_that_does_not_fit_is_refused_naming_it(tmp_path, change, message):
-    document = {**caption_checks_document("m", [True, False, None], {}, ""), **change}
+    document = {**caption_checks_document("m", [[True, False, None]], {}, ""), **change}
     (tmp_path / CAPTION_CHECKS_FILE).write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(InputFileError, match=CAPTION_CHECKS_FILE) as raised:
         read_caption_checks(tmp_path, 3)
@@ -95,9 +123,9 @@ def test_a_file_that_does_not_fit_is_refused_naming_it(tmp_path, change, message
 
 
 def test_a_refused_write_leaves_the_old_file(tmp_path):
-    write_caption_checks(tmp_path, caption_checks_document("m", [True, False], {}, "first"))
+    write_caption_checks(tmp_path, caption_checks_document("m", [[True, False]], {}, "first"))
     with pytest.raises(InputFileError):
-        write_caption_checks(tmp_path, {**caption_checks_document("m", [True], {}, "second"), "captions": 2})
+        write_caption_checks(tmp_path, {**caption_checks_document("m", [[True]], {}, "second"), "captions": 2})
     assert json.loads((tmp_path / CAPTION_CHECKS_FILE).read_text())["command"] == "first"
 
 
@@ -116,6 +144,7 @@ def test_check_captions_judges_every_train_caption(checked_bundle):
     document = json.loads((checked_bundle / CAPTION_CHECKS_FILE).read_text())
     assert document["command"].startswith("kmm-train check-captions --checkpoint")
     assert document["captions"] == len(vocabulary.train_captions) == len(checks.passed)
+    assert document["seeds"] == checks.seeds == 3 and document["settings"]["seeds"] == [0, 1, 2]
     # Every caption whose action a check measures is judged (the tiny model's travel is whatever it learnt), and
     # only those.
     from kmm_core.evaluation.action_checks import checks_for_action
@@ -139,14 +168,15 @@ def test_the_prompt_check_reads_the_results(checked_bundle):
     bundle = ModelBundle.load(checked_bundle, device="cpu")
     vocabulary = read_vocabulary(checked_bundle)
     prompt = vocabulary.train_captions[0]
-    for symbol, warned in (("0", True), ("1", False)):
+    for symbol, warned in (("0", True), ("1", True), ("2", False), ("3", False)):  # of 3 seeds
         path.write_text(json.dumps({**document, "passed": symbol * document["captions"]}))
         (check,) = PromptVocabulary.load(bundle).check([prompt])
-        assert check.unlikely is warned and check.predicted_pass_rate == pytest.approx(float(symbol))
+        assert check.unlikely is warned and check.predicted_pass_rate == pytest.approx(int(symbol) / 3)
         if warned:
-            assert f'"{prompt}": the model performed 0% of the training captions nearest it' in check.warning
+            assert f'"{prompt}": the model performed {int(symbol) / 3:.0%} of the training captions nearest it' \
+                in check.warning
             assert check.unperformed == prompt and check.suggestions == ()  # none it performs to offer
-            assert check.to_dict(0)["predicted_pass_rate"] == 0.0
+            assert check.to_dict(0)["predicted_pass_rate"] == round(int(symbol) / 3, 4)
     path.write_text(json.dumps({**document, "passed": "1"}))
     with pytest.raises(InputFileError, match="run `kmm-train check-captions` again"):
         PromptVocabulary.load(bundle)
@@ -162,7 +192,7 @@ def boosted_bundle(tiny_bundle, tmp_path_factory):
     manifest = json.loads((bundle / "bundle.json").read_text())
     manifest["decoding"] = {**manifest.get("decoding", {}), "unlikely_guidance_factor": 2.0}
     (bundle / "bundle.json").write_text(json.dumps(manifest))
-    (bundle / CAPTION_CHECKS_FILE).write_text(json.dumps(caption_checks_document("m", [True], {}, "old")))
+    (bundle / CAPTION_CHECKS_FILE).write_text(json.dumps(caption_checks_document("m", [[True]], {}, "old")))
     assert check_captions_main(["--checkpoint", str(bundle), "--threads", "1", "--quiet"]) == 0
     return bundle
 
@@ -173,9 +203,11 @@ def test_a_bundle_with_a_raised_guidance_has_its_captions_checked_at_both(booste
     document = json.loads((boosted_bundle / CAPTION_CHECKS_FILE).read_text())
     vocabulary = read_vocabulary(boosted_bundle)
     assert document["boost_factor"] == 2.0 and len(document["boosted"]) == len(document["passed"])
-    # The first pass is at the bundle's own guidance: what the bundle without the factor performs.
-    plain = caption_results(tiny_model, vocabulary.train_captions, vocabulary.train_actions, guidance_boost=0.0)
-    assert document["passed"] == "".join("-" if value is None else "1" if value else "0" for value in plain)
+    # The first pass of each seed is at the bundle's own guidance: what the bundle without the factor performs.
+    plain = [caption_results(tiny_model, vocabulary.train_captions, vocabulary.train_actions, seed=seed,
+                             guidance_boost=0.0) for seed in range(3)]
+    assert document["passed"] == "".join("-" if values[0] is None else str(sum(map(bool, values)))
+                                         for values in zip(*plain, strict=True))
     assert [symbol == "-" for symbol in document["boosted"]] == [symbol == "-" for symbol in document["passed"]]
 
 
@@ -192,7 +224,7 @@ def test_a_prompt_the_model_performs_only_guided_harder_is_generated_so(boosted_
     path = boosted_bundle / CAPTION_CHECKS_FILE
     document = json.loads(path.read_text())
     checked = "".join("-" if symbol == "-" else "0" for symbol in document["passed"])
-    path.write_text(json.dumps({**document, "passed": checked, "boosted": checked.replace("0", "1")}))
+    path.write_text(json.dumps({**document, "passed": checked, "boosted": checked.replace("0", "3")}))
     bundle = ModelBundle.load(boosted_bundle, device="cpu")
     prompt = read_vocabulary(boosted_bundle).train_captions[0]
     (check,) = PromptVocabulary.load(bundle).check([prompt])
@@ -209,7 +241,7 @@ def test_a_prompt_the_model_performs_only_guided_harder_is_generated_so(boosted_
     as_usual = generate_timeline(bundle, timeline, seed=3, options=GenerationOptions(unlikely_guidance_factor=1.0))[0]
     np.testing.assert_allclose(raised, as_doubled, atol=1e-6)
     assert not np.allclose(raised, as_usual.joints, atol=1e-3)
-    path.write_text(json.dumps({**document, "passed": checked, "boosted": checked.replace("0", "1"),
+    path.write_text(json.dumps({**document, "passed": checked, "boosted": checked.replace("0", "3"),
                                 "boost_factor": 3.0}))
     (check,) = PromptVocabulary.load(ModelBundle.load(boosted_bundle, device="cpu")).check([prompt])
     assert check.guidance_boost == 0.0 and check.unlikely and check.predicted_pass_rate == 0.0
@@ -217,6 +249,8 @@ def test_a_prompt_the_model_performs_only_guided_harder_is_generated_so(boosted_
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--seed", "-1"], "--seed -1: must be from 0 to"),
+    (["--seeds", "0"], "--seeds 0: must be from 1 to 9"),
+    (["--seeds", "10"], "--seeds 10: must be from 1 to 9"),
     (["--threads", "0"], "threads"),
 ])
 def test_bad_options_are_named_before_any_work(tiny_bundle, args, message, capsys):

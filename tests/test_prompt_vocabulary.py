@@ -52,7 +52,7 @@ def test_known_prompts_pass_and_juggling_warns(shipped, shipped_check):
     # weak word (word_checks.json) and that the model performed at its guidance (caption_checks.json's `passed`).
     embeddings = dict(zip(vocabulary.train_captions, shipped_check.train, strict=True))
     strengths = shipped_check.words
-    performed = shipped_check.captions.passed != 0.0
+    performed = ~shipped_check.captions.unperformed
     usable = [c for c, done in zip(vocabulary.train_captions, performed, strict=True)
               if done and not strengths.weak_words_in(c)]
     for prompt, check in ((JUGGLE, juggle), (CRATE, shipped_check.check([CRATE])[0])):

@@ -2,10 +2,11 @@
 """How the model performs its own training captions: ``BUNDLE/caption_checks.json``, torch-free.
 
 Written by ``kmm-train check-captions`` (``evaluation/caption_checks.py``: every train caption of the bundle's
-vocabulary generated once and judged by its action's geometric check), read by the prompt check of ``kmm
-generate``, the worker and the Blender panel (``generation/prompt_vocabulary.py``).  A prompt's *predicted pass
-rate* is the share of its `neighbours` nearest train captions (in the vocabulary's MiniLM space, only captions
-whose action has a check) that the model performed, each weighted by how near it is beside the nearest
+vocabulary generated at `seeds` seeds and judged by its action's geometric check), read by the prompt check of ``kmm
+generate``, the worker and the Blender panel (``generation/prompt_vocabulary.py``).  Each caption's result is the
+share of its seeds that passed; it counts as *performed* from `PERFORMED_SHARE`.  A prompt's *predicted pass
+rate* is the mean of those shares over its `neighbours` nearest train captions (in the vocabulary's MiniLM space,
+only captions whose action has a check), each weighted by how near it is beside the nearest
 (``exp((similarity - best) / NEARNESS)``: a caption as near as the best counts fully, one 0.15 less near a third as
 much); below `warn_below` the prompt is warned about before generating, naming its nearest caption the model does
 not perform.
@@ -26,19 +27,24 @@ most failures and few passes, and "a person does a cartwheel", whose three neare
 perform, is warned about though five dance spins further off were performed (weighted by similarity alone they
 outweighed them)::
 
-    {"format_version": 1, "model": "kmm-small", "command": "...", "settings": {"seed": 0, "seconds": 4.0},
-     "neighbours": 8, "warn_below": 0.5, "captions": 4004, "passed": "1101-1...",
-     "boost_factor": 2.0, "boosted": "1111-1..."}
+    {"format_version": 2, "model": "kmm-small", "command": "...", "settings": {"seeds": [0, 1, 2], "seconds": 4.0},
+     "seeds": 3, "neighbours": 8, "warn_below": 0.5, "captions": 4004, "passed": "3102-3...",
+     "boost_factor": 2.0, "boosted": "3213-3..."}
 
-``passed`` has one character per entry of the vocabulary's ``captions.train`` (in its order): ``1`` performed,
-``0`` not, ``-`` no check applies to its action; ``boosted`` the same at the raised guidance (``-`` in the same
-places).  A file whose length disagrees with the vocabulary is refused.
+``passed`` has one character per entry of the vocabulary's ``captions.train`` (in its order): the number of its
+``seeds`` generations that passed (a digit), or ``-`` where no check applies to its action; ``boosted`` the same at
+the raised guidance (``-`` in the same places).  Format 1 (still read) is the one-seed case without ``seeds``.  A
+file whose length disagrees with the vocabulary is refused.
+
+Why several seeds: one generation per caption is a coin toss for the captions the model performs only sometimes, and
+a caption marked unperformed is dropped from what far prompts are read with (``generation/prompt_conditions.py``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -53,7 +59,9 @@ from ..common.limits import MAX_UNLIKELY_GUIDANCE_FACTOR
 from ..common.smoothstep import smoothstep
 
 CAPTION_CHECKS_FILE = "caption_checks.json"
-CAPTION_CHECKS_FORMAT_VERSION = 1
+CAPTION_CHECKS_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
+MAX_SEEDS = 9
 NEIGHBOURS = 8
 WARN_BELOW = 0.5
 NEARNESS = 0.15
@@ -67,7 +75,8 @@ BOOST_FULL_GAIN = 0.25
 or without a gain.  Chosen on the val captions generated at both guidances, the raised ones taking all of it
 (training/runs/kmm-small-all-v16/COMMAND.md, section 10): full below 0.2, 5% of them raised, 6% -> 35% of those
 performed; below 0.3, 6% raised, 7% -> 43%; any gain at all (no proportion), 7% raised, 6% -> 29%."""
-_SYMBOLS = {"1": 1.0, "0": 0.0, "-": math.nan}
+PERFORMED_SHARE = 0.5
+"""A caption counts as performed when at least this share of its seeds passed (MEASURED)."""
 
 
 class Prediction(NamedTuple):
@@ -93,10 +102,12 @@ def boost_weight(rate: float, boosted_rate: float | None, warn_below: float = WA
 
 @dataclass(frozen=True)
 class CaptionChecks:
-    """One bundle's caption results: `passed` (N,) 1.0 / 0.0 / NaN (no check), aligned with the train captions."""
+    """One bundle's caption results: `passed` (N,) the share of each train caption's seeds that passed, NaN where
+    no check applies to its action, aligned with the train captions."""
 
     model: str
     passed: np.ndarray
+    seeds: int = 1
     neighbours: int = NEIGHBOURS
     warn_below: float = WARN_BELOW
     path: str = ""
@@ -107,6 +118,13 @@ class CaptionChecks:
     def checked(self) -> np.ndarray:
         """Indices of the train captions whose action has a check (the ones a prediction reads)."""
         return np.flatnonzero(np.isfinite(self.passed))
+
+    @cached_property
+    def unperformed(self) -> np.ndarray:
+        """(N,) bool: the captions with a check that the model did not perform (fewer than `PERFORMED_SHARE` of their
+        seeds passed); a caption without a check is never unperformed."""
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(self.passed) & (self.passed < PERFORMED_SHARE - 1e-9)
 
     def predicted(self, similarity: np.ndarray) -> Prediction | None:
         """The `Prediction` of one prompt from its similarities (N,) to the train captions; None when no caption has
@@ -120,7 +138,7 @@ class CaptionChecks:
         rate = float(weights @ self.passed[nearest])
         boosted = None if self.boosted is None else float(weights @ self.boosted[nearest])
         boost = boost_weight(rate, boosted, self.warn_below)
-        failed = nearest[self.passed[nearest] == 0.0]  # the warning names one the model fails at its own guidance
+        failed = nearest[self.unperformed[nearest]]  # the warning names one the model fails at its own guidance
         return Prediction(rate if boosted is None else (1.0 - boost) * rate + boost * boosted,
                           int(failed[0]) if failed.size else -1, boost, rate)
 
@@ -132,11 +150,18 @@ def caption_checks_from_dict(data: Any, captions: int, path: str = "<dict>") -> 
 
     if not isinstance(data, dict):
         raise fail("expected a JSON object")
-    if data.get("format_version") != CAPTION_CHECKS_FORMAT_VERSION:
-        raise fail(f"format_version: expected {CAPTION_CHECKS_FORMAT_VERSION}, got {data.get('format_version')!r}")
+    version = data.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS or isinstance(version, bool):
+        raise fail(f"format_version: expected one of {', '.join(map(str, READABLE_FORMAT_VERSIONS))}, got "
+                   f"{version!r}")
+    seeds = data.get("seeds", 1) if version >= 2 else 1
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= MAX_SEEDS:
+        raise fail(f"seeds: expected a whole number from 1 to {MAX_SEEDS}, got {seeds!r}")
+    symbols = {str(count): count / seeds for count in range(seeds + 1)} | {"-": math.nan}
+    expected = f"a string of digits from 0 to {seeds} (the seeds that passed) and '-'"
     passed = data.get("passed")
-    if not isinstance(passed, str) or set(passed) - set(_SYMBOLS):
-        raise fail("passed: expected a string of '1', '0' and '-', one per train caption")
+    if not isinstance(passed, str) or set(passed) - set(symbols):
+        raise fail(f"passed: expected {expected}, one per train caption")
     if len(passed) != captions:
         raise fail(f"passed: {len(passed)} results, but the vocabulary has {captions} train captions (the file "
                    "belongs to another vocabulary: run `kmm-train check-captions` again)")
@@ -148,18 +173,18 @@ def caption_checks_from_dict(data: Any, captions: int, path: str = "<dict>") -> 
             or not 0.0 <= float(warn_below) <= 1.0):
         raise fail(f"warn_below: expected a share from 0 to 1, got {warn_below!r}")
     boosted = data.get("boosted")
-    if boosted is not None and (not isinstance(boosted, str) or set(boosted) - set(_SYMBOLS)
+    if boosted is not None and (not isinstance(boosted, str) or set(boosted) - set(symbols)
                                 or len(boosted) != len(passed)
                                 or any((a == "-") != (b == "-") for a, b in zip(passed, boosted, strict=True))):
-        raise fail("boosted: expected a string of '1', '0' and '-' as long as passed, with '-' in the same places")
+        raise fail(f"boosted: expected {expected} as long as passed, with '-' in the same places")
     factor = data.get("boost_factor", 1.0)
     if (not isinstance(factor, int | float) or isinstance(factor, bool) or not math.isfinite(factor)
             or not 1.0 <= float(factor) <= MAX_UNLIKELY_GUIDANCE_FACTOR):
         raise fail(f"boost_factor: expected a number from 1 to {MAX_UNLIKELY_GUIDANCE_FACTOR:g}, got {factor!r}")
     return CaptionChecks(model=str(data.get("model", "")),
-                         passed=np.array([_SYMBOLS[symbol] for symbol in passed], dtype=np.float64),
+                         passed=np.array([symbols[symbol] for symbol in passed], dtype=np.float64), seeds=seeds,
                          neighbours=neighbours, warn_below=float(warn_below), path=path,
-                         boosted=None if boosted is None else np.array([_SYMBOLS[symbol] for symbol in boosted],
+                         boosted=None if boosted is None else np.array([symbols[symbol] for symbol in boosted],
                                                                        dtype=np.float64),
                          boost_factor=float(factor))
 
@@ -172,21 +197,30 @@ def read_caption_checks(bundle_dir: str | Path, captions: int) -> CaptionChecks 
     return caption_checks_from_dict(read_json(path), captions, str(path))
 
 
-def caption_checks_document(model: str, passed: list[bool | None], settings: dict[str, Any],
-                            command: str, boosted: list[bool | None] | None = None,
-                            boost_factor: float = 1.0) -> dict[str, Any]:
-    """The ``caption_checks.json`` document of one run (results in the vocabulary's train-caption order; `boosted`:
-    the same at `boost_factor` times the guidance, or None)."""
-    def symbols(results: list[bool | None]) -> str:
-        return "".join("-" if value is None else "1" if value else "0" for value in results)
+Results = Sequence[Sequence[bool | None]]
+"""One list per seed of each train caption's pass (None: no check applies), in the vocabulary's order."""
 
-    def rate(results: list[bool | None]) -> float | None:
-        checked = [value for value in results if value is not None]
+
+def caption_checks_document(model: str, passed: Results, settings: dict[str, Any], command: str,
+                            boosted: Results | None = None, boost_factor: float = 1.0) -> dict[str, Any]:
+    """The ``caption_checks.json`` document of one run: `passed` one list of results per seed (each in the
+    vocabulary's train-caption order, None where no check applies); `boosted` the same at `boost_factor` times the
+    guidance, or None."""
+    seeds = len(passed)
+    if not 1 <= seeds <= MAX_SEEDS or (boosted is not None and len(boosted) != seeds):
+        raise ValueError(f"expected 1 to {MAX_SEEDS} seeds' results (boosted as many), got {seeds}")
+
+    def symbols(results: Results) -> str:
+        return "".join("-" if values[0] is None else str(sum(bool(value) for value in values))
+                       for values in zip(*results, strict=True))
+
+    def rate(results: Results) -> float | None:
+        checked = [value for values in results for value in values if value is not None]
         return round(sum(checked) / len(checked), 4) if checked else None
 
     document = {"format_version": CAPTION_CHECKS_FORMAT_VERSION, "model": model, "command": command,
-                "settings": settings, "neighbours": NEIGHBOURS, "warn_below": WARN_BELOW, "captions": len(passed),
-                "pass_rate": rate(passed), "passed": symbols(passed)}
+                "settings": settings, "seeds": seeds, "neighbours": NEIGHBOURS, "warn_below": WARN_BELOW,
+                "captions": len(passed[0]), "pass_rate": rate(passed), "passed": symbols(passed)}
     if boosted is not None:
         document.update({"boost_factor": float(boost_factor), "boosted_pass_rate": rate(boosted),
                          "boosted": symbols(boosted)})

@@ -343,6 +343,21 @@ def turns_over(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: ActionChe
     return held_at_least(feet, _frames(0.1, fps, len(joints))) >= t.turned_over_feet_metres
 
 
+FOOT_OVER_HEAD_CHECKS = (*TURNING_CHECKS, "crawl", "dance", "hand_up", "kick", "leg_lift", "lie", "run", "spin",
+                         "squat")
+"""The checks some of whose real clips put a foot over the head (`foot_over_head`; over the unmirrored clips of
+``data/prepared-all``: kicks, leg lifts and dances by the kick or the lift, crawls and lying bodies with the head at
+the floor, one run, one squat that lies down, a traffic director's step).  In every other check's real clips a foot
+stays at least 0.1 m below the head: 0.47 m for a reach to the floor, 0.66 for a walk, 0.98 for a sidestep."""
+
+
+def foot_over_head(joints: np.ndarray, fps: float = MODEL_FPS) -> bool:
+    """Whether a foot rises over the head, held 0.1 s: a leg flung high (a pick-up that kicks a foot 2 m up), which
+    the real clips of the checks outside `FOOT_OVER_HEAD_CHECKS` never do.  Implied by `turns_over`."""
+    highest = joints[:, _FOOT_JOINTS, 1].max(axis=1) - joints[:, _HEAD, 1]
+    return held_at_least(highest, _frames(0.1, fps, len(joints))) > 0.0
+
+
 def head_above_floor(joints: np.ndarray, fps: float = MODEL_FPS,
                      thresholds: ActionCheckThresholds | None = None) -> float:
     """Height of the head above the floor held for 0.3 s (on the ground: small)."""

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""How a bundle performs its own train captions: each generated once and judged by its action's geometric check
-(``kmm-train check-captions``, ``training/caption_checks_command.py``, writes the results into
+"""How a bundle performs its own train captions: each generated once per seed and judged by its action's geometric
+check (``kmm-train check-captions``, ``training/caption_checks_command.py``, writes the results into
 ``BUNDLE/caption_checks.json``, ``bundle/caption_checks.py``, from which the prompt check predicts, before
 generating, whether the model will perform a prompt: the results of its nearest train captions, weighted by nearness).
 

@@ -81,7 +81,7 @@ class CaptionRetrieval:
         self.vocabulary = vocabulary
         checks = vocabulary.captions
         self.performed = (np.ones(vocabulary.train.shape[0], dtype=bool) if checks is None
-                          else np.asarray(checks.passed != 0.0))
+                          else ~checks.unperformed)
         self._conditions: dict[int, np.ndarray] = {}
         self._neighbours: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
         table = vocabulary.conditions

@@ -250,7 +250,7 @@ class PromptVocabulary:
 
     def _never_suggested(self, caption: int) -> bool:
         """Whether training caption `caption` uses a weak word or the model did not perform it (never suggested)."""
-        if self.captions is not None and self.captions.passed[caption] == 0.0:
+        if self.captions is not None and self.captions.unperformed[caption]:
             return True
         if self.words is None:
             return False

@@ -21,6 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..bundle.caption_checks import PERFORMED_SHARE, caption_checks_from_dict
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
 from ..common.errors import InputFileError, KMMError
@@ -397,20 +400,27 @@ def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, An
     if not card.is_file():
         return None
     passed = str(document["passed"])
-    checked = passed.count("1") + passed.count("0")
+    checks = caption_checks_from_dict(document, len(passed))
+    checked = checks.checked.size
+    seeds = checks.seeds
+    settings = document.get("settings", {})
+    seed_list = settings.get("seeds", [settings.get("seed", 0)])
+    generated = ("once" if seeds == 1 else f"{seeds} times") + \
+        f" ({settings.get('seconds', 4.0):g} s, seed{'s' if seeds > 1 else ''} {', '.join(map(str, seed_list))})"
+    performed = ("performed" if seeds == 1
+                 else f"performed, each passing in at least {PERFORMED_SHARE:.0%} of its seeds")
     section = ["## Caption checks", "",
-               f"`caption_checks.json`: each of the {len(passed)} train captions generated once "
-               f"({document['settings'].get('seconds', 4.0):g} s, seed {document['settings'].get('seed', 0)}) by "
-               f"`kmm-train check-captions` and judged by its action's geometric check: {passed.count('1')} of "
-               f"{checked} performed ({len(passed) - checked} have no check).  A prompt whose "
-               f"{document['neighbours']} nearest train captions were performed less than "
+               f"`caption_checks.json`: each of the {len(passed)} train captions generated {generated} by "
+               f"`kmm-train check-captions` and judged by its action's geometric check: "
+               f"{checked - int(checks.unperformed.sum())} of {checked} {performed} ({len(passed) - checked} have "
+               f"no check).  A prompt whose {document['neighbours']} nearest train captions were performed less than "
                f"{document['warn_below']:g} of the time (each weighted by how near it is beside the nearest) is warned about before generating.  "
                "A prompt far from every train caption is generated partly from the nearest ones that were performed "
                "(`generation/prompt_conditions.py`)."]
-    boosted = document.get("boosted")
-    if isinstance(boosted, str):
-        section[-1] += (f"  The same captions at {float(document.get('boost_factor', 1.0)):g}x the guidance: "
-                        f"{boosted.count('1')} of {checked} performed; a prompt whose nearest captions the model "
+    if checks.boosted is not None:
+        raised = int(np.sum(checks.boosted[checks.checked] >= PERFORMED_SHARE - 1e-9))
+        section[-1] += (f"  The same captions at {checks.boost_factor:g}x the guidance: "
+                        f"{raised} of {checked} performed; a prompt whose nearest captions the model "
                         "rarely performs at its guidance, and more often at that one, is generated at it "
                         "(`bundle/caption_checks.py` `boost_weight`, `decoding.unlikely_guidance_factor`).")
     return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), CAPTION_CHECKS_BEGIN,
