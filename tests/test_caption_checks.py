@@ -87,6 +87,7 @@ def test_each_caption_is_judged_over_its_seeds():
     assert checks.seeds == 3 and np.isnan(checks.passed[3])
     assert PERFORMED_SHARE == 0.5
     assert checks.unperformed.tolist() == [False, False, True, False]  # no check: never unperformed
+    assert checks.performed_counts() == (2, 2)  # of the three checked, at the guidance and raised
     rate, failed, _, _ = checks.predicted(np.array([0.5, 0.9, 0.5, 0.99]))
     weight = np.exp((np.array([0.5, 0.9, 0.5]) - 0.9) / NEARNESS)
     assert rate == pytest.approx(weight @ [1.0, 2 / 3, 0.0] / weight.sum()) and failed == 2

@@ -125,8 +125,14 @@ class CaptionChecks:
     def unperformed(self) -> np.ndarray:
         """(N,) bool: the captions with a check that the model did not perform (fewer than `PERFORMED_SHARE` of their
         seeds passed); a caption without a check is never unperformed."""
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(self.passed) & (self.passed < PERFORMED_SHARE - 1e-9)
+        return _below_performed(self.passed)
+
+    def performed_counts(self) -> tuple[int, int | None]:
+        """(captions performed at the bundle's guidance, those performed at the raised one or None when not
+        measured), counted over the captions with a check."""
+        checked = self.checked.size
+        raised = None if self.boosted is None else checked - int(_below_performed(self.boosted).sum())
+        return checked - int(self.unperformed.sum()), raised
 
     def predicted(self, similarity: np.ndarray) -> Prediction | None:
         """The `Prediction` of one prompt from its similarities (N,) to the train captions; None when no caption has
@@ -143,6 +149,12 @@ class CaptionChecks:
         failed = nearest[self.unperformed[nearest]]  # the warning names one the model fails at its own guidance
         return Prediction(rate if boosted is None else (1.0 - boost) * rate + boost * boosted,
                           int(failed[0]) if failed.size else -1, boost, rate)
+
+
+def _below_performed(shares: np.ndarray) -> np.ndarray:
+    """(N,) bool: checked captions (finite shares) that passed in fewer than `PERFORMED_SHARE` of their seeds."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(shares) & (shares < PERFORMED_SHARE - 1e-9)
 
 
 def caption_checks_from_dict(data: Any, captions: int, path: str = "<dict>") -> CaptionChecks:

@@ -43,12 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 bad input (message on stderr), 2 bad command line."""
-    import numpy as np
-
     from ..bundle.caption_checks import (
         PERFORMED_SHARE,
         caption_checks_document,
-        read_caption_checks,
+        caption_checks_from_dict,
         write_caption_checks,
     )
     from ..bundle.model_bundle import ModelBundle
@@ -99,11 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KMMError as error:
         print(f"kmm-train check-captions: error: {error}", file=sys.stderr)
         return 1
-    checks = read_caption_checks(folder, len(vocabulary.train_captions))
+    checks = caption_checks_from_dict(document, len(vocabulary.train_captions))
     checked = checks.checked.size
-    performed = checked - int(checks.unperformed.sum())
-    raised = "" if checks.boosted is None else \
-        f", {int(np.sum(checks.boosted[checks.checked] >= PERFORMED_SHARE))} at {factor:g}x the guidance"
+    performed, performed_raised = checks.performed_counts()
+    raised = "" if performed_raised is None else f", {performed_raised} at {factor:g}x the guidance"
     print(f"[kmm-train check-captions] {performed} of {checked} captions performed in at least "
           f"{PERFORMED_SHARE:.0%} of {args.seeds} seeds{raised} ({len(checks.passed) - checked} without a check); "
           f"wrote {path}")

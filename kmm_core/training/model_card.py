@@ -21,8 +21,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..bundle.caption_checks import PERFORMED_SHARE, caption_checks_from_dict
 from ..common.atomic_write import write_text_atomic
 from ..common.bounded_read import read_json, read_text
@@ -402,6 +400,7 @@ def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, An
     passed = str(document["passed"])
     checks = caption_checks_from_dict(document, len(passed))
     checked = checks.checked.size
+    performed_counts = checks.performed_counts()
     seeds = checks.seeds
     settings = document.get("settings", {})
     seed_list = settings.get("seeds", [settings.get("seed", 0)])
@@ -412,15 +411,14 @@ def add_caption_checks_section(bundle_dir: str | Path, document: Mapping[str, An
     section = ["## Caption checks", "",
                f"`caption_checks.json`: each of the {len(passed)} train captions generated {generated} by "
                f"`kmm-train check-captions` and judged by its action's geometric check: "
-               f"{checked - int(checks.unperformed.sum())} of {checked} {performed} ({len(passed) - checked} have "
+               f"{performed_counts[0]} of {checked} {performed} ({len(passed) - checked} have "
                f"no check).  A prompt whose {document['neighbours']} nearest train captions were performed less than "
                f"{document['warn_below']:g} of the time (each weighted by how near it is beside the nearest) is warned about before generating.  "
                "A prompt far from every train caption is generated partly from the nearest ones that were performed "
                "(`generation/prompt_conditions.py`)."]
-    if checks.boosted is not None:
-        raised = int(np.sum(checks.boosted[checks.checked] >= PERFORMED_SHARE - 1e-9))
+    if performed_counts[1] is not None:
         section[-1] += (f"  The same captions at {checks.boost_factor:g}x the guidance: "
-                        f"{raised} of {checked} performed; a prompt whose nearest captions the model "
+                        f"{performed_counts[1]} of {checked} performed; a prompt whose nearest captions the model "
                         "rarely performs at its guidance, and more often at that one, is generated at it "
                         "(`bundle/caption_checks.py` `boost_weight`, `decoding.unlikely_guidance_factor`).")
     return write_text_atomic(card, _with_marked_section(read_text(card, "model card"), CAPTION_CHECKS_BEGIN,
