@@ -55,7 +55,7 @@ SUITE = [
     ("a person jogs forward", "run"), ("someone jogs in a circle", "jog circle"), ("a man runs as fast as he can", "run"),
     ("a woman sprints ahead", "run"), ("a person runs away", "run"),
     ("a person walks backwards", "walk back"), ("someone steps back a few steps", "walk back"),
-    ("a person walks to the left", "walk left"), ("a man sidesteps to the right", "walk right"),
+    ("a person walks to the left", "walk toward left"), ("a man sidesteps to the right", "walk right"),
     ("a person turns around", "turn"), ("someone turns to the left", "turn left"),
     ("a person turns right and walks", "turn right"),
     ("a person sits down on a chair", "sit"), ("someone sits down", "sit"), ("a man crouches down", "crouch"),

@@ -203,6 +203,24 @@ def test_bandai_namco_sided_words_pass_with_their_side_only(prepared_dataset):
         assert not any(run_check(check, j, side=side).passed for j in walks), (content, "walk")
 
 
+def test_going_to_a_side_counts_a_turned_walk_and_a_sidestep_but_not_a_straight_walk(prepared_dataset):
+    clips = _joints_by_content(prepared_dataset)
+    assert checks_for_action("walk toward left") == ("toward",) and label_side("walk toward left") == "left"
+    for content, side in (("bandai-namco-2/walk-turn-left", "left"), ("bandai-namco-2/walk-turn-right", "right"),
+                          ("bandai-namco-1/walk-left", "left"), ("bandai-namco-1/walk-right", "right")):
+        other = "right" if side == "left" else "left"
+        measured = [run_check("toward", joints, side=side) for joints in clips[content]]
+        assert sum(result.passed for result in measured) >= 2, content
+        assert all(abs(result.value) <= 90.0 for result in measured)
+        assert not any(run_check("toward", joints, side=other).passed for joints in clips[content]), content
+    for content in ("bandai-namco-2/walk", "bandai-namco-1/walk-back"):
+        for joints in clips[content]:
+            result = run_check("toward", joints)
+            assert not result.passed and abs(result.value) < 20.0, content
+    standing = np.repeat(clips["bandai-namco-2/walk"][0][:1], 40, axis=0)
+    assert run_check("toward", standing, side="left").value == 0.0   # no net displacement: no direction
+
+
 def test_held_values_need_the_whole_window():
     values = np.array([0.0, 0.3, 0.0, 0.2, 0.2, 0.2, 0.0])
     assert held_at_least(values, 1) == pytest.approx(0.3)   # one frame: the peak

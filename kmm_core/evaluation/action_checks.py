@@ -16,7 +16,7 @@ keep their own check (``directional.py``).  Which check applies comes from the a
 | crawl | crawl*                  | the HIGHER wrist's height above the floor            | <= 0.20 m for 1 s   |
 | kick  | *kick*                  | a toe above the OTHER leg's knee                     | >= 0.15 m for 0.1 s |
 
-The other 22 checks (leg_lift ... circle: ``CHECK_NAMES``) say what they measure next to their thresholds in
+The other 23 checks (leg_lift ... toward: ``CHECK_NAMES``) say what they measure next to their thresholds in
 ``ActionCheckThresholds``; ``_CHECK_RULES`` gives the words of each, ``CHECK_KINDS`` the kind of action.
 
 "Held for t" means the best value that lasts t seconds: for a lower bound, the largest value v such that the measure
@@ -50,9 +50,11 @@ as the evaluation does).  ``benchmarks/measure_action_checks.py`` prints every c
   passed 13/17, slower than a run); the straight walks and runs of Bandai-Namco, CMU and ACCAD 0; walks that turn
   pass (Bandai-Namco walk-turn 165/436, ACCAD's runs that turn, DeepMimic's long walks, which wander: 5/10): a
   circle is a turn kept up while travelling.
-* kick: HDM05 kickLFront 29/29 (toe 0.29-0.88 m above the other knee), Bandai-Namco kick 2/2, DeepMimic kick and
-  spinkick 1/1 each; every walk 0 (highest 0.10 m); Bandai-Namco run 38/291 and dash 2/15 (the heel flick of a
-  sprint), HDM05 elbowToKnee 11/27 (the knee comes up).
+* toward: where a take went, however it stepped ("walks to the left": a sidestep, or a turn and a walk): Bandai-Namco
+  walk-turn-left 217/219 and walk-turn-right 216/217 to their own side (3 the other way), its sidesteps walk-left
+  13/16 and walk-right 15/15, ACCAD's sidesteps 4/4 and turned walks and runs 9/9, never the other side; straight
+  walks and runs of Bandai-Namco (0/537; its walks backwards 0/19), CMU (1/45) and CMU on the Character Creator rig
+  (0/19) not; DeepMimic's long walks wander (walk 5/10, zombie walk 2/3, stealthy walk 9/15).
 """
 
 from __future__ import annotations
@@ -67,17 +69,23 @@ from ..humanml3d.features import check_joints
 from ..humanml3d.motion_kind import leg_length
 from ..motion.model_timing import MODEL_FPS
 from ..motion.skeleton import JOINT_INDEX
-from .directional import body_frame_travel, heading_degrees, left_axes, net_turn_degrees
+from .directional import (
+    body_frame_travel,
+    heading_degrees,
+    initial_frame_lateral_displacement,
+    left_axes,
+    net_turn_degrees,
+)
 
 CHECK_NAMES = ("jump", "squat", "lie", "crawl", "kick", "leg_lift", "knee_up", "getup", "inverted", "ground", "spin",
                "travel", "run", "backward", "sideways", "turn", "hand_high", "hands_high", "hand_up", "wave", "punch",
-               "swing", "bow", "reach_floor", "climb", "dance", "circle")
+               "swing", "bow", "reach_floor", "climb", "dance", "circle", "toward")
 SIDED_CHECKS = ("kick", "leg_lift", "knee_up", "hand_high", "hand_up", "wave", "punch", "swing")   # a side: that limb
 # The kind of action each check measures: a weak word's alternative (word_checks.py) is looked for among the strong
 # words of its own check first, then of its kind ("crawl" -> a strong floor word, not a walk).
 CHECK_KINDS = {
     "travel": "locomotion", "run": "locomotion", "backward": "locomotion", "sideways": "locomotion",
-    "turn": "locomotion", "circle": "locomotion", "climb": "locomotion",
+    "turn": "locomotion", "circle": "locomotion", "climb": "locomotion", "toward": "locomotion",
     "kick": "leg", "leg_lift": "leg", "knee_up": "leg",
     "jump": "acrobatic", "inverted": "acrobatic",
     "spin": "dance", "dance": "dance",
@@ -129,6 +137,7 @@ class ActionCheckThresholds:
     sideways_fraction: float = 0.25            # share of the path toward the body's own side
     min_path_metres: float = 0.30
     turn_degrees: float = 45.0                 # net heading change
+    toward_degrees: float = 20.0               # net travel this far to a side of the first facing line
     circle_degrees_per_second: float = 20.0    # net heading change over the clip's length, travelling as it turns
     hand_high_metres: float = 0.10             # wrist above the shoulder line, held 0.3 s
     hand_up_metres: float = -0.10              # wrist at least this far above the shoulders (chest height)
@@ -177,6 +186,7 @@ _CHECK_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(
     ("spin", r"\b(?:spin\w*|step|pirouette\w*|expressive)\b"),
     ("backward", r"\b(?:walk|step|steps)\w* back\b|\bbackwards?\b"),
     ("turn", r"\bturn\w*\b"),
+    ("toward", r"\btoward\b"),
     ("sideways", r"\bwalk\w* (?:left|right)\b|\bsideways\b|\bsidestep\w*"),
     ("run", r"\b(?:run\w*|jog\w*|dash\w*|sprint\w*)\b"),
     ("hand_high", r"\b(?:raise|grab|reach)\w*|\barm\b"),
@@ -399,6 +409,22 @@ def forward_travel_fraction(joints: np.ndarray, thresholds: ActionCheckThreshold
     return float(np.einsum("tc,tc->t", step, mid).sum() / path) if path >= t.min_path_metres else 0.0
 
 
+def toward_degrees(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: ActionCheckThresholds | None = None
+                   ) -> float:
+    """Degrees to the body's left (negative: right) of its first facing line that the pelvis's net displacement
+    points: where the take went, however its feet stepped there (a sidestep, or a turn and a walk).  Measured from
+    the line, not from straight ahead, so a walk backwards is as straight as one forwards; start and end positions
+    and the first facing are averaged over 0.5 s.  0 below `min_path_metres` of net displacement."""
+    t = thresholds or ActionCheckThresholds()
+    edge = _frames(0.5, fps, len(joints))
+    net = joints[-edge:, _PELVIS].mean(axis=0) - joints[:edge, _PELVIS].mean(axis=0)
+    distance = float(np.hypot(net[0], net[2]))
+    if distance < t.min_path_metres:
+        return 0.0
+    leftward = initial_frame_lateral_displacement(joints, fps, edge_seconds=0.5)
+    return float(np.degrees(np.arcsin(np.clip(leftward / distance, -1.0, 1.0))))
+
+
 def sideways_travel_fraction(joints: np.ndarray, thresholds: ActionCheckThresholds | None = None) -> float:
     """Share of the pelvis path travelled toward the body's own left (negative: right); 0 below `min_path_metres`."""
     t = thresholds or ActionCheckThresholds()
@@ -543,6 +569,9 @@ def _measure(name: str, joints: np.ndarray, fps: float, t: ActionCheckThresholds
     if name == "turn":
         value = net_turn_degrees(joints, fps)
         return value, t.turn_degrees, _toward(value, side) >= t.turn_degrees
+    if name == "toward":
+        value = toward_degrees(joints, fps, t)
+        return value, t.toward_degrees, _toward(value, side) >= t.toward_degrees
     if name == "circle":
         value = net_turn_degrees(joints, fps) * fps / max(len(joints) - 1, 1)
         travels = travel_speed(joints, fps) >= t.travel_speed
@@ -589,7 +618,7 @@ def _toward(value: float, side: str | None) -> float:
 def run_check(name: str, joints: np.ndarray, fps: float = MODEL_FPS,
               thresholds: ActionCheckThresholds | None = None, side: str | None = None) -> CheckResult:
     """Measure one motion (T, 22, 3) with check `name` (one of CHECK_NAMES); `side` ("left"/"right") limits a
-    check of SIDED_CHECKS to that limb and makes turn/circle/sideways ask for that direction."""
+    check of SIDED_CHECKS to that limb and makes turn/circle/sideways/toward ask for that direction."""
     t = thresholds or ActionCheckThresholds()
     joints = check_joints(joints, min_frames=2)
     _sides(side)
@@ -603,7 +632,7 @@ _LABEL_SIDE = re.compile(r"(?:^|[-_ ])(left|right)(?:$|[-_ ])|(?<=[a-z])([LR])(?
 def label_side(label: str) -> str | None:
     """The side a content label names: 'walk-left' and 'raise-up-left-hand' -> left, 'kickLFront1Reps' -> left,
     'grabHighR' -> right, 'jogLeftCircle4StepsRstart' -> left (a lower-case letter after L/R: no side); None for
-    labels naming none or both.  Only checks of SIDED_CHECKS and turn/circle/sideways use the side."""
+    labels naming none or both.  Only checks of SIDED_CHECKS and turn/circle/sideways/toward use the side."""
     sides = set()
     for word, letter in _LABEL_SIDE.findall(label):
         sides.add(word or {"L": "left", "R": "right"}[letter])

@@ -182,8 +182,9 @@ def net_turn_degrees(joints: np.ndarray, fps: float, edge_seconds: float = 0.5) 
 
 def initial_frame_lateral_displacement(joints: np.ndarray, fps: float, edge_seconds: float = 0.5) -> float:
     """Pelvis displacement (metres) along the left axis of the first `edge_seconds` (start/end positions averaged
-    over `edge_seconds`).  Reported for reference only: a long straight walk whose first frames face a few degrees
-    off its path, or any turn, also displaces the body sideways in this frame."""
+    over `edge_seconds`).  Reported for reference only here: a long straight walk whose first frames face a few degrees
+    off its path, or any turn, also displaces the body sideways in this frame (`action_checks.toward_degrees` reads
+    it as where a take went, which a turn does change)."""
     edge = _edge_frames(len(joints), fps, edge_seconds)
     axis = left_axes(joints[:edge]).mean(axis=0)
     axis /= max(float(np.linalg.norm(axis)), 1e-12)
