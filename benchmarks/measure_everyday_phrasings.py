@@ -14,7 +14,11 @@ phrasing without a warning is a failure not said before it happened.  Beside the
 in the animator's own words is read with (`prompt_conditions.retrieved_captions`), which `kmm generate` and the
 panel's Check Prompts also show before generating: the heaviest is listed.
 
-Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3]``
+`HELD_OUT_SUITE` (``--suite held-out``, written to ``everyday_phrasings_held_out.md``) is a second set of 44
+phrasings, written after every setting was chosen and never used to choose one: what a rule chosen on SUITE is worth
+on wording it was not chosen on.
+
+Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3] [--suite held-out]``
 """
 
 from __future__ import annotations
@@ -83,6 +87,33 @@ SUITE = [
     ("a person climbs up the stairs", "climb"),
 ]
 
+# A second set, written after every product setting was chosen and never used to choose one: a warning rule or a
+# reading chosen on SUITE is judged on this one (`--suite held-out`).
+HELD_OUT_SUITE = [
+    ("a man strides across the floor", "walk"), ("someone saunters along slowly", "walk"),
+    ("the woman walks briskly ahead", "walk"), ("a person takes a leisurely walk", "walk"),
+    ("an old man shuffles forward", "walk"), ("a soldier marches forward", "walk"),
+    ("someone dashes forward", "run"), ("a man jogs slowly ahead", "run"), ("a runner sprints down the track", "run"),
+    ("a person backs away slowly", "walk back"), ("someone walks backward carefully", "walk back"),
+    ("a person steps sideways to the right", "walk right"), ("a woman walks to the right", "walk toward right"),
+    ("someone turns around and walks back", "turn"), ("a man turns to his right", "turn right"),
+    ("someone jogs around in a circle", "jog circle"),
+    ("a person squats down low", "squat"), ("someone crouches to hide", "crouch"),
+    ("a woman sits on the floor", "sit"), ("a person bends over to touch the toes", "bend"),
+    ("a man picks up something from the ground", "pick"),
+    ("a person lies on the ground", "lie"), ("someone gets up off the floor", "getup"),
+    ("a person crawls on all fours", "crawl"), ("a man falls to the ground", "fall"),
+    ("a person jumps in place", "jump"), ("someone hops forward on both feet", "hop"), ("a kid jumps for joy", "jump"),
+    ("a person kicks the air with the left leg", "kick left"), ("a fighter kicks forward", "kick"),
+    ("someone punches the air", "punch"), ("a person jabs with the left fist", "jab left"),
+    ("someone waves with the left hand", "wave left"), ("a person waves to the crowd", "wave"),
+    ("a man lifts both arms up", "raise both"), ("a person raises the right arm", "raise right"),
+    ("someone throws a stone", "throw"), ("a person bows to the audience", "bow"),
+    ("someone dances to music", "dance"), ("a person spins in place", "spin"),
+    ("a gymnast does a backflip", "flip"), ("someone climbs a ladder", "climb"),
+    ("a person points at something", "signal"), ("a man salutes", "signal"),
+]
+
 
 CRAB_WALK_FRACTION = 0.5
 """A walk or run whose label names no direction fails when at least this share of its pelvis path goes toward the
@@ -103,12 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "everyday_phrasings.md")
+    parser.add_argument("--suite", choices=("main", "held-out"), default="main",
+                        help="the 66 phrasings settings were chosen on, or the 44 held out from every choice")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/everyday_phrasings[_held_out].md")
     args = parser.parse_args(argv)
+    suite = SUITE if args.suite == "main" else HELD_OUT_SUITE
+    out = args.out or (REPO_ROOT / "benchmarks" / "results" /
+                       f"everyday_phrasings{'' if args.suite == 'main' else '_held_out'}.md")
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     frames = int(round(SECONDS * MODEL_FPS))
     rows, passed, unwarned = [], 0, []
-    for phrasing, label in SUITE:
+    for phrasing, label in suite:
         if not checks_for_action(label) and not label.endswith("box"):
             raise SystemExit(f"{label!r}: no geometric check knows this label")
         warnings = prompt_warnings(bundle, [(0, phrasing)])
@@ -128,20 +164,22 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {phrasing} | {check[0]}{f' ({label_side(label)})' if label_side(label) else ''} | "
                     f"{sum(verdicts)} of {args.seeds} | {'yes' if ok else '**no**'} | "
                     f"{'yes' if warnings else '–'} | {reading} |")
-    share = passed / len(SUITE)
-    lines = ["# Everyday phrasings, judged by geometry", "",
+    share = passed / len(suite)
+    held_out = " (held out: written after every setting was chosen, never used to choose one)"
+    lines = [f"# Everyday phrasings, judged by geometry{held_out if args.suite == 'held-out' else ''}", "",
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
-             f"{args.seeds}`.  {len(SUITE)} prompts as animators write them, each alone for {SECONDS:g} s, seeds "
+             f"{args.seeds}{'' if args.suite == 'main' else ' --suite held-out'}`.  {len(suite)} prompts as "
+             f"animators write them, each alone for {SECONDS:g} s, seeds "
              f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check (a travel or run "
              f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side, "
              "and a take that puts a foot over the head fails every check whose real clips never do: "
              "`action_checks.foot_over_head`); "
              "\"warned\": the product's prompt warnings said something before generating.", "",
-             f"**{passed} of {len(SUITE)} pass ({share:.0%})**; failures not warned before generating: "
+             f"**{passed} of {len(suite)} pass ({share:.0%})**; failures not warned before generating: "
              f"{len(unwarned)}{': ' + '; '.join(unwarned) if unwarned else ''}.", "",
              "| phrasing | check | seeds passing | passes | warned | read with (share, heaviest caption) |",
              "| --- | --- | --- | --- | --- | --- |", *rows, ""]
-    save_report(args.out, lines)
+    save_report(out, lines)
     return 0
 
 
