@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The four KMM training stages, each wired onto the generic :class:`~.trainer.Trainer`.
+"""The KMM training stages (four, then the optional decoder), each wired onto the generic :class:`~.trainer.Trainer`.
 
 One run folder holds every stage, so later stages find what earlier ones produced::
 
