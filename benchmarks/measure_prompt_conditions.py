@@ -31,14 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, judge  # noqa: E402
-from benchmarks.measure_prompt_rewrite import PARAPHRASE_SECONDS, generated  # noqa: E402
+from benchmarks.measure_prompt_rewrite import generated, paraphrase_accuracies  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.generation import prompt_conditions  # noqa: E402
-from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 AS_IS = "/as-is"
 
@@ -69,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
               mock.patch.object(prompt_conditions.CaptionRetrieval, "onto_captions", onto)):
             verdicts = {prompt: [judge(label, generated(bundle, prompt, args.seconds, seed)) for seed in range(args.seeds)]
                         for prompt, label in SUITE}
-            accuracy = [directional_accuracy(paraphrases, [generated(bundle, p, PARAPHRASE_SECONDS, seed)
-                                                           for p in paraphrases], MODEL_FPS).overall_accuracy
-                        for seed in range(args.seeds)]
+            accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds)
         passing = [prompt for prompt, v in verdicts.items() if sum(v) * 3 >= 2 * args.seeds]
         name = ("1 (the prompt alone)" if own >= 1 else f"{own:g}, every prompt" if far > 1 else
                 f"{own:g}, {far:g}-{known:g}") + (", own share as embedded" if as_is and own < 1 else "")

@@ -45,6 +45,15 @@ def generated(bundle: ModelBundle, prompt: str, seconds: float, seed: int,
     return np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
 
 
+def paraphrase_accuracies(bundle: ModelBundle, paraphrases: list[str], seeds: int,
+                          generated_as: list[str] | None = None) -> list[float]:
+    """Directional accuracy of the held-out `paraphrases`, one per seed 0..seeds-1, each generated alone for
+    `PARAPHRASE_SECONDS` as the product does (as `generated_as`, one prompt each, where given: a rewrite)."""
+    used = paraphrases if generated_as is None else generated_as
+    return [directional_accuracy(paraphrases, [generated(bundle, p, PARAPHRASE_SECONDS, seed) for p in used],
+                                 MODEL_FPS).overall_accuracy for seed in range(seeds)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default")
@@ -67,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             passed += sum(verdicts) * 3 >= 2 * args.seeds
         used = [check.suggestions[0] if check.similarity < threshold and check.suggestions else prompt
                 for prompt, check in zip(paraphrases, paraphrase_checks, strict=True)]
-        accuracy = [directional_accuracy(paraphrases, [generated(bundle, p, PARAPHRASE_SECONDS, seed) for p in used],
-                                         MODEL_FPS).overall_accuracy for seed in range(args.seeds)]
+        accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds, used)
         rewritten = sum(c.similarity < threshold for c in [*suite_checks, *paraphrase_checks])
         name = "as typed" if threshold == 0 else ("every prompt rewritten" if threshold > 1 else
                                                    f"rewritten below {threshold:g}")

@@ -31,15 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.measure_everyday_phrasings import HELD_OUT_SUITE, SECONDS, SUITE, judge  # noqa: E402
-from benchmarks.measure_prompt_rewrite import PARAPHRASE_SECONDS, generated  # noqa: E402
+from benchmarks.measure_prompt_rewrite import PARAPHRASE_SECONDS, generated, paraphrase_accuracies  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
 from kmm_core.generation import prompt_conditions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
-from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 VARIANTS = ("as shipped", "the prompt alone (no retrieval)", "the own share as embedded",
             "the own share always brought onto the captions (no ONTO_GAP)", "no raised guidance")
@@ -78,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             passing = {phrasing: sum(judge(label, generated(bundle, phrasing, SECONDS, seed))
                                      for seed in range(args.seeds)) * 3 >= 2 * args.seeds
                        for phrasing, label in (*SUITE, *HELD_OUT_SUITE)}
-            accuracy = [directional_accuracy(paraphrases, [generated(bundle, p, PARAPHRASE_SECONDS, seed)
-                                                           for p in paraphrases], MODEL_FPS).overall_accuracy
-                        for seed in range(args.seeds)]
+            accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds)
         cells = []
         for suite in (SUITE, HELD_OUT_SUITE):
             passed = sum(passing[phrasing] for phrasing, _ in suite)
