@@ -15,8 +15,8 @@ in the animator's own words is read with (`prompt_conditions.retrieved_captions`
 panel's Check Prompts also show before generating: the heaviest is listed.
 
 `HELD_OUT_SUITE` (``--suite held-out``, written to ``everyday_phrasings_held_out.md``) is a second set of 44
-phrasings, written after every setting was chosen and never used to choose one: what a rule chosen on SUITE is worth
-on wording it was not chosen on.
+phrasings, written after every shipped setting was chosen, none of which is chosen on it: what a rule chosen on
+SUITE is worth on wording it was not chosen on.
 
 Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3] [--suite held-out]``
 """
@@ -87,7 +87,7 @@ SUITE = [
     ("a person climbs up the stairs", "climb"),
 ]
 
-# A second set, written after every product setting was chosen and never used to choose one: a warning rule or a
+# A second set, written after every shipped setting was chosen, none of which is chosen on it: a warning rule or a
 # reading chosen on SUITE is judged on this one (`--suite held-out`).
 HELD_OUT_SUITE = [
     ("a man strides across the floor", "walk"), ("someone saunters along slowly", "walk"),
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{sum(verdicts)} of {args.seeds} | {'yes' if ok else '**no**'} | "
                     f"{'yes' if warnings else '–'} | {reading} |")
     share = passed / len(suite)
-    held_out = " (held out: written after every setting was chosen, never used to choose one)"
+    held_out = " (held out: written after every shipped setting was chosen, none chosen on it)"
     lines = [f"# Everyday phrasings, judged by geometry{held_out if args.suite == 'held-out' else ''}", "",
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}{'' if args.suite == 'main' else ' --suite held-out'}`.  {len(suite)} prompts as "
