@@ -43,6 +43,7 @@ from kmm_core.evaluation.action_checks import (  # noqa: E402
     sideways_travel_fraction,
 )
 from kmm_core.evaluation.take_checks import BOX_CHECK, step_result  # noqa: E402
+from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
 from kmm_core.generation.prompt_conditions import retrieved_captions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import prompt_warnings  # noqa: E402
 from kmm_core.generation.timeline import Timeline  # noqa: E402
@@ -130,6 +131,25 @@ def judge(label: str, joints: np.ndarray) -> bool:
     return bool(step_result(check, label_side(label), joints).result.passed)
 
 
+def generated(bundle: ModelBundle, prompt: str, seconds: float, seed: int,
+              options: GenerationOptions | None = None) -> np.ndarray:
+    """(T, 22, 3) joints of `prompt` alone for `seconds` at `seed`, as the product generates it (`options`)."""
+    timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "start": 1,
+                                                                    "end": int(round(seconds * MODEL_FPS))}]})
+    return np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
+
+
+def phrasing_verdicts(bundle: ModelBundle, phrasing: str, label: str, seeds: int,
+                      seconds: float = SECONDS) -> list[bool]:
+    """`phrasing` generated alone at seeds 0..seeds-1, each take judged by its label's check (`judge`)."""
+    return [judge(label, generated(bundle, phrasing, seconds, seed)) for seed in range(seeds)]
+
+
+def passes(verdicts: list[bool]) -> bool:
+    """A phrasing passes when at least two thirds of its seeds pass."""
+    return sum(verdicts) * 3 >= 2 * len(verdicts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default")
@@ -142,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (REPO_ROOT / "benchmarks" / "results" /
                        f"everyday_phrasings{'' if args.suite == 'main' else '_held_out'}.md")
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
-    frames = int(round(SECONDS * MODEL_FPS))
     rows, passed, unwarned = [], 0, []
     for phrasing, label in suite:
         if not checks_for_action(label) and not label.endswith("box"):
@@ -150,13 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings = prompt_warnings(bundle, [(0, phrasing)])
         ((share, read_with),) = retrieved_captions(bundle, [phrasing])
         reading = f'{1 - share:.0%}: "{read_with[0]}"' if read_with else "–"
-        verdicts = []
-        for seed in range(args.seeds):
-            timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": phrasing, "start": 1,
-                                                                            "end": frames}]})
-            joints = np.asarray(generate_timeline(bundle, timeline, seed=seed)[0].joints, dtype=np.float64)
-            verdicts.append(judge(label, joints))
-        ok = sum(verdicts) * 3 >= 2 * args.seeds
+        verdicts = phrasing_verdicts(bundle, phrasing, label, args.seeds)
+        ok = passes(verdicts)
         passed += ok
         if not ok and not warnings:
             unwarned.append(f"{phrasing!r}" + (f' (read with "{read_with[0]}")' if read_with else ""))

@@ -25,8 +25,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.measure_everyday_phrasings import SECONDS, SUITE  # noqa: E402
-from benchmarks.measure_prompt_rewrite import generated  # noqa: E402
+from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, generated  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402

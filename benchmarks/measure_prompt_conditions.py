@@ -30,8 +30,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, judge  # noqa: E402
-from benchmarks.measure_prompt_rewrite import generated, paraphrase_accuracies  # noqa: E402
+from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, passes, phrasing_verdicts  # noqa: E402
+from benchmarks.measure_prompt_rewrite import paraphrase_accuracies  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         onto = (lambda _self, condition: condition) if as_is else prompt_conditions.CaptionRetrieval.onto_captions
         with (mock.patch.multiple(prompt_conditions, OWN=own, FAR=far, KNOWN=known),
               mock.patch.object(prompt_conditions.CaptionRetrieval, "onto_captions", onto)):
-            verdicts = {prompt: [judge(label, generated(bundle, prompt, args.seconds, seed)) for seed in range(args.seeds)]
+            verdicts = {prompt: phrasing_verdicts(bundle, prompt, label, args.seeds, args.seconds)
                         for prompt, label in SUITE}
             accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds)
-        passing = [prompt for prompt, v in verdicts.items() if sum(v) * 3 >= 2 * args.seeds]
+        passing = [prompt for prompt, v in verdicts.items() if passes(v)]
         name = ("1 (the prompt alone)" if own >= 1 else f"{own:g}, every prompt" if far > 1 else
                 f"{own:g}, {far:g}-{known:g}") + (", own share as embedded" if as_is and own < 1 else "")
         failures[name] = [prompt for prompt in verdicts if prompt not in passing]

@@ -22,27 +22,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.measure_everyday_phrasings import SECONDS, SUITE, judge  # noqa: E402
+from benchmarks.measure_everyday_phrasings import SUITE, generated, passes, phrasing_verdicts  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.directional import directional_accuracy  # noqa: E402
 from kmm_core.evaluation.paraphrases import paraphrase_prompts  # noqa: E402
-from kmm_core.generation.decoding_engine import GenerationOptions  # noqa: E402
 from kmm_core.generation.prompt_vocabulary import PromptVocabulary  # noqa: E402
-from kmm_core.generation.timeline import Timeline  # noqa: E402
-from kmm_core.generation.timeline_generator import generate_timeline  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 
 PARAPHRASE_SECONDS = 4.0
-
-
-def generated(bundle: ModelBundle, prompt: str, seconds: float, seed: int,
-              options: GenerationOptions | None = None) -> np.ndarray:
-    """(T, 22, 3) joints of `prompt` alone for `seconds` at `seed`, as the product generates it (`options`)."""
-    timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": prompt, "start": 1,
-                                                                    "end": int(round(seconds * MODEL_FPS))}]})
-    return np.asarray(generate_timeline(bundle, timeline, seed=seed, options=options)[0].joints, dtype=np.float64)
 
 
 def paraphrase_accuracies(bundle: ModelBundle, paraphrases: list[str], seeds: int,
@@ -72,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         passed = 0
         for (prompt, label), check in zip(SUITE, suite_checks, strict=True):
             used = check.suggestions[0] if check.similarity < threshold and check.suggestions else prompt
-            verdicts = [judge(label, generated(bundle, used, SECONDS, seed)) for seed in range(args.seeds)]
-            passed += sum(verdicts) * 3 >= 2 * args.seeds
+            passed += passes(phrasing_verdicts(bundle, used, label, args.seeds))
         used = [check.suggestions[0] if check.similarity < threshold and check.suggestions else prompt
                 for prompt, check in zip(paraphrases, paraphrase_checks, strict=True)]
         accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds, used)

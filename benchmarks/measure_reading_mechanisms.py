@@ -30,8 +30,14 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.measure_everyday_phrasings import HELD_OUT_SUITE, SECONDS, SUITE, judge  # noqa: E402
-from benchmarks.measure_prompt_rewrite import PARAPHRASE_SECONDS, generated, paraphrase_accuracies  # noqa: E402
+from benchmarks.measure_everyday_phrasings import (  # noqa: E402
+    HELD_OUT_SUITE,
+    SECONDS,
+    SUITE,
+    passes,
+    phrasing_verdicts,
+)
+from benchmarks.measure_prompt_rewrite import PARAPHRASE_SECONDS, paraphrase_accuracies  # noqa: E402
 from benchmarks.report_file import save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
@@ -73,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, changes, shipped = [], [], {}
     for variant in VARIANTS:
         with switched_off(variant, bundle):
-            passing = {phrasing: sum(judge(label, generated(bundle, phrasing, SECONDS, seed))
-                                     for seed in range(args.seeds)) * 3 >= 2 * args.seeds
+            passing = {phrasing: passes(phrasing_verdicts(bundle, phrasing, label, args.seeds))
                        for phrasing, label in (*SUITE, *HELD_OUT_SUITE)}
             accuracy = paraphrase_accuracies(bundle, paraphrases, args.seeds)
         cells = []

@@ -72,7 +72,7 @@ from ..motion.skeleton import JOINT_INDEX
 from .directional import (
     body_frame_travel,
     heading_degrees,
-    initial_frame_lateral_displacement,
+    initial_frame_displacement,
     left_axes,
     net_turn_degrees,
 )
@@ -416,12 +416,9 @@ def toward_degrees(joints: np.ndarray, fps: float = MODEL_FPS, thresholds: Actio
     the line, not from straight ahead, so a walk backwards is as straight as one forwards; start and end positions
     and the first facing are averaged over 0.5 s.  0 below `min_path_metres` of net displacement."""
     t = thresholds or ActionCheckThresholds()
-    edge = _frames(0.5, fps, len(joints))
-    net = joints[-edge:, _PELVIS].mean(axis=0) - joints[:edge, _PELVIS].mean(axis=0)
-    distance = float(np.hypot(net[0], net[2]))
+    leftward, distance = initial_frame_displacement(joints, fps, edge_seconds=0.5)
     if distance < t.min_path_metres:
         return 0.0
-    leftward = initial_frame_lateral_displacement(joints, fps, edge_seconds=0.5)
     return float(np.degrees(np.arcsin(np.clip(leftward / distance, -1.0, 1.0))))
 
 

@@ -180,17 +180,22 @@ def net_turn_degrees(joints: np.ndarray, fps: float, edge_seconds: float = 0.5) 
     return float(heading[-edge:].mean() - heading[:edge].mean())
 
 
+def initial_frame_displacement(joints: np.ndarray, fps: float, edge_seconds: float = 0.5) -> tuple[float, float]:
+    """(the pelvis's net displacement along the left axis of the first `edge_seconds`, its whole horizontal length),
+    metres; start/end positions averaged over `edge_seconds`."""
+    edge = _edge_frames(len(joints), fps, edge_seconds)
+    axis = left_axes(joints[:edge]).mean(axis=0)
+    axis /= max(float(np.linalg.norm(axis)), 1e-12)
+    net = joints[-edge:, _PELVIS].mean(axis=0) - joints[:edge, _PELVIS].mean(axis=0)
+    return float(np.dot(net, axis)), float(np.hypot(net[0], net[2]))
+
+
 def initial_frame_lateral_displacement(joints: np.ndarray, fps: float, edge_seconds: float = 0.5) -> float:
     """Pelvis displacement (metres) along the left axis of the first `edge_seconds` (start/end positions averaged
     over `edge_seconds`).  Reported for reference only here: a long straight walk whose first frames face a few degrees
     off its path, or any turn, also displaces the body sideways in this frame (`action_checks.toward_degrees` reads
     it as where a take went, which a turn does change)."""
-    edge = _edge_frames(len(joints), fps, edge_seconds)
-    axis = left_axes(joints[:edge]).mean(axis=0)
-    axis /= max(float(np.linalg.norm(axis)), 1e-12)
-    start = joints[:edge, _PELVIS].mean(axis=0)
-    end = joints[-edge:, _PELVIS].mean(axis=0)
-    return float(np.dot(end - start, axis))
+    return initial_frame_displacement(joints, fps, edge_seconds)[0]
 
 
 def body_frame_travel(joints: np.ndarray) -> tuple[float, float]:
