@@ -31,53 +31,53 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.report_file import save_report  # noqa: E402
-from kmm_core.bundle.caption_checks import PERFORMED_SHARE, read_caption_checks  # noqa: E402
+from kmm_core.bundle.caption_checks import PERFORMED_SHARE, CaptionChecks, read_caption_checks  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
-from kmm_core.bundle.vocabulary import read_vocabulary  # noqa: E402
+from kmm_core.bundle.vocabulary import Vocabulary, read_vocabulary  # noqa: E402
 from kmm_core.evaluation.action_checks import checks_for_action, prompt_side  # noqa: E402
 
 SIDES = ("left", "right")
 
 
-def side_counts(bundle_dir: Path) -> dict[str, dict[str, list[int]]]:
-    """{check: {side: [performed, checked]}} over the train captions that name one side and have a check."""
-    vocabulary = read_vocabulary(bundle_dir)
-    checks = read_caption_checks(bundle_dir, len(vocabulary.train_captions))
-    if checks is None:
-        raise SystemExit(f"{bundle_dir}: no caption_checks.json (`kmm-train check-captions`)")
+def caption_checks_of(vocabulary: Vocabulary) -> np.ndarray:
+    """(N,) the geometric check of each train caption's training action ('' where none applies)."""
+    return np.array([(checks_for_action(action.split("/")[-1]) or ("",))[0] for action in vocabulary.train_actions])
+
+
+def side_counts(vocabulary: Vocabulary, checks: CaptionChecks, names: np.ndarray) -> dict[str, dict[str, list[int]]]:
+    """{check: {side: [performed, checked]}} over the train captions that name one side and have a check
+    (`names`: `caption_checks_of`)."""
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {side: [0, 0] for side in SIDES})
-    for caption, action, passed, unperformed in zip(vocabulary.train_captions, vocabulary.train_actions,
-                                                    checks.passed, checks.unperformed, strict=True):
+    for caption, name, passed, unperformed in zip(vocabulary.train_captions, names, checks.passed,
+                                                  checks.unperformed, strict=True):
         side = prompt_side(caption, None)
         if side is None or passed != passed:  # no side named, or no check (NaN)
             continue
-        check = (checks_for_action(action.split("/")[-1]) or ("?",))[0]
-        counts[check][side][0] += int(not unperformed)
-        counts[check][side][1] += 1
+        counts[name or "?"][side][0] += int(not unperformed)
+        counts[name or "?"][side][1] += 1
     return dict(counts)
 
 
-def nearest_other_action(bundle_dir: Path) -> dict[str, dict[str, tuple[list[float], Counter]]]:
+def nearest_other_action(bundle_dir: Path, vocabulary: Vocabulary, names: np.ndarray
+                         ) -> dict[str, dict[str, tuple[list[float], Counter]]]:
     """{check: {side: ([each sided caption's cosine to the nearest caption of another check], Counter of those
     checks)}} in the generator's condition space (the bundle's ``train_conditions``); {} without the table."""
-    vocabulary = read_vocabulary(bundle_dir)
     tensors = load_file(str(bundle_dir / "vocabulary.safetensors"))
     if "train_conditions" not in tensors:
         return {}
     conditions = tensors["train_conditions"].astype(np.float64)
     conditions /= np.linalg.norm(conditions, axis=1, keepdims=True).clip(min=1e-12)
-    checks = np.array([(checks_for_action(action.split("/")[-1]) or ("",))[0] for action in vocabulary.train_actions])
     found: dict[str, dict[str, tuple[list[float], Counter]]] = defaultdict(
         lambda: {side: ([], Counter()) for side in SIDES})
     for index, caption in enumerate(vocabulary.train_captions):
         side = prompt_side(caption, None)
-        if side is None or not checks[index]:
+        if side is None or not names[index]:
             continue
         cosine = conditions @ conditions[index]
-        cosine[(checks == checks[index]) | (checks == "")] = -np.inf
+        cosine[(names == names[index]) | (names == "")] = -np.inf
         nearest = int(np.argmax(cosine))
-        found[checks[index]][side][0].append(float(cosine[nearest]))
-        found[checks[index]][side][1][checks[nearest]] += 1
+        found[names[index]][side][0].append(float(cosine[nearest]))
+        found[names[index]][side][1][names[nearest]] += 1
     return dict(found)
 
 
@@ -87,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "side_balance.md")
     args = parser.parse_args(argv)
     bundle_dir = resolve_model(args.checkpoint)
-    counts = side_counts(bundle_dir)
-    checks = read_caption_checks(bundle_dir, len(read_vocabulary(bundle_dir).train_captions))
+    vocabulary = read_vocabulary(bundle_dir)
+    checks = read_caption_checks(bundle_dir, len(vocabulary.train_captions))
+    if checks is None:
+        raise SystemExit(f"{bundle_dir}: no caption_checks.json (`kmm-train check-captions`)")
+    names = caption_checks_of(vocabulary)
+    counts = side_counts(vocabulary, checks, names)
     total = {side: [sum(c[side][i] for c in counts.values()) for i in (0, 1)] for side in SIDES}
     rows = []
     for check, by_side in sorted(counts.items(), key=lambda item: -sum(n for _, n in item[1].values())):
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{total['right'][1]} ({total['right'][0] / max(total['right'][1], 1):.0%}).**", "",
              "| check | naming the left: performed | naming the right: performed | left - right |",
              "| --- | --- | --- | --- |", *rows, ""]
-    near = nearest_other_action(bundle_dir)
+    near = nearest_other_action(bundle_dir, vocabulary, names)
     if near:
         lines += ["## Where the generator's condition places them", "",
                   "Each sided caption's cosine, in the generator's condition space, to the nearest caption of another "
