@@ -341,6 +341,12 @@ class ClipRecord:
     captions: tuple[str, ...]
 
 
+def skipped_listing(skipped: Sequence[tuple[str, str]]) -> str:
+    """The first `MAX_LISTED` (file, reason) pairs of takes a scan skipped, for an error message."""
+    listed = "; ".join(f"{shown_path(file)}: {reason}" for file, reason in skipped[:MAX_LISTED])
+    return listed + (f"; and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else "")
+
+
 def prepare_dataset(specs: Sequence[ClipSpec], out_dir: str | Path, options: PrepareOptions = PrepareOptions(),
                     source_skipped: Sequence[tuple[str, str]] = (), sources: Sequence[dict] = ()) -> dict:
     """Write the dataset folder `out_dir` from `specs`; returns the report (also written as report.json/.md).
@@ -358,10 +364,8 @@ def prepare_dataset(specs: Sequence[ClipSpec], out_dir: str | Path, options: Pre
     chosen = limit_specs(specs, options.limit_per_content, options.seed)
     if not chosen:
         if source_skipped:  # the scans know why each take was dropped: say it, per take
-            listed = "; ".join(f"{shown_path(file)}: {reason}" for file, reason in source_skipped[:MAX_LISTED])
-            more = f"; and {len(source_skipped) - MAX_LISTED} more" if len(source_skipped) > MAX_LISTED else ""
             raise PrepareError(f"no source clips to prepare: all {len(source_skipped)} takes found were skipped: "
-                               f"{listed}{more}")
+                               f"{skipped_listing(source_skipped)}")
         raise PrepareError("no source clips to prepare")
     _prepare_output(out_dir, options.overwrite)
     # Built in a temporary folder beside out_dir and renamed into place when complete: a killed or failed run (a full

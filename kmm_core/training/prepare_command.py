@@ -26,10 +26,19 @@ from pathlib import Path
 from ..common.atomic_write import OutputWriteError
 from ..common.errors import KMMError
 from ..data.extra_sources import cmu_expmap_specs, cmu_iclone_specs, deepmimic_specs, hdm05_specs
-from ..data.named_take_sources import accad_specs, cmu_amc_specs
-from ..data.prepare import MAX_FRAMES, MIN_FRAMES, MIN_SOURCE_FRAMES, PrepareOptions, prepare_dataset, print_summary
+from ..data.named_take_sources import NAMED_TAKE_DATASETS, accad_specs, cmu_amc_specs
+from ..data.prepare import (
+    MAX_FRAMES,
+    MIN_FRAMES,
+    MIN_SOURCE_FRAMES,
+    PrepareError,
+    PrepareOptions,
+    prepare_dataset,
+    print_summary,
+    skipped_listing,
+)
 from ..data.reversed_takes import reversed_takes
-from ..data.sources import bandai_namco_specs, cmu_specs, user_specs
+from ..data.sources import SourceScan, bandai_namco_specs, cmu_specs, user_specs
 from ..evaluation.take_checks import check_scan
 
 CMU_DESCRIPTIONS_FILE = "cmu-descriptions.json"
@@ -97,6 +106,17 @@ def _describe(kind: str, path: Path, **extra) -> dict:
     return {"kind": kind, "path": str(path), **{k: str(v) for k, v in extra.items() if v is not None}}
 
 
+def source_takes(scan: SourceScan, flag: str, path: Path) -> SourceScan:
+    """`scan` of the source given as `flag PATH`; a PrepareError when not one of its files could be read as a take
+    (all skipped before reading: a folder of symbolic links to files outside it, which no scan follows, or of files
+    named as the source never names them): a source asked for and silently left out would change the data without
+    a word.  Takes read and then refused by their action check are listed in the report as before."""
+    if not scan.specs and scan.skipped:
+        raise PrepareError(f"{flag} {path}: no take could be read, all {len(scan.skipped)} were skipped: "
+                           f"{skipped_listing(scan.skipped)}")
+    return scan
+
+
 def run(args: argparse.Namespace) -> dict:
     """Gather the specs of every requested source and prepare the dataset; returns the report."""
     specs, skipped, described = [], [], []
@@ -107,14 +127,15 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.bandai_namco is not None:
         announce(args.bandai_namco)
-        scan = bandai_namco_specs(args.bandai_namco, args.seed, args.captions_per_clip)
+        scan = source_takes(bandai_namco_specs(args.bandai_namco, args.seed, args.captions_per_clip),
+                            "--bandai-namco", args.bandai_namco)
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe("bandai-namco", args.bandai_namco))
     if args.cmu is not None:
         descriptions = args.cmu_descriptions or args.cmu.parent / CMU_DESCRIPTIONS_FILE
         announce(args.cmu)
-        scan = cmu_specs(args.cmu, descriptions, args.seed, args.captions_per_clip)
+        scan = source_takes(cmu_specs(args.cmu, descriptions, args.seed, args.captions_per_clip), "--cmu", args.cmu)
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe("cmu", args.cmu, descriptions=descriptions))
@@ -123,18 +144,21 @@ def run(args: argparse.Namespace) -> dict:
              (args.cmu_expmap, "cmu-expmap", lambda p: cmu_expmap_specs(p, args.cmu_expmap_skeleton, args.seed,
                                                                         args.captions_per_clip)),
              (args.deepmimic, "deepmimic", lambda p: deepmimic_specs(p, args.seed, args.captions_per_clip)),
-             (args.accad, "accad", lambda p: check_scan(accad_specs(p, args.seed, args.captions_per_clip))[0]),
-             (args.cmu_amc, "cmu-amc", lambda p: check_scan(cmu_amc_specs(p, args.seed, args.captions_per_clip))[0]))
+             (args.accad, "accad", lambda p: accad_specs(p, args.seed, args.captions_per_clip)),
+             (args.cmu_amc, "cmu-amc", lambda p: cmu_amc_specs(p, args.seed, args.captions_per_clip)))
     for path, kind, scan_source in extra:
         if path is None:
             continue
-        scan = scan_source(path)
+        scan = source_takes(scan_source(path), f"--{kind}", path)
+        if kind in NAMED_TAKE_DATASETS:  # named takes are checked before they are trusted (a refused one is listed)
+            scan = check_scan(scan)[0]
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe(kind, path, **({"skeleton": args.cmu_expmap_skeleton}
                                                   if kind == "cmu-expmap" else {})))
     if args.bvh_folder is not None:
-        scan = user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame)
+        scan = source_takes(user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame),
+                            "--bvh-folder", args.bvh_folder)
         specs += scan.specs
         skipped += scan.skipped
         described.append(_describe("user", args.bvh_folder, captions=args.captions, joint_map=args.joint_map))
