@@ -129,24 +129,25 @@ def test_a_take_whose_name_is_not_utf8_is_skipped_by_name_and_the_dataset_made(m
     assert "Traceback" not in err and not (tmp_path / "none").exists()
 
 
-def test_a_source_whose_every_take_is_skipped_stops_prepare_naming_it(more_mocap_dir, tmp_path, capsys):
+def test_a_source_whose_every_take_is_skipped_stops_prepare_naming_it(more_mocap_dir, extra_mocap_dir, tmp_path,
+                                                                     capsys):
     """A folder of symbolic links to takes elsewhere (as a recipe once made one) is read as no takes at all: no scan
-    follows a link out of the folder it reads.  Beside another source that yields takes, prepare used to go on and
-    write a dataset without that source, saying so only in a list of skipped files; it stops, naming the flag, the
-    folder and why each take was skipped, and writes nothing."""
+    follows a link out of the folder it reads.  Beside another source that yields takes (DeepMimic's), prepare used to
+    go on and write a dataset without that source, saying so only in a list of skipped files; it stops, naming the
+    flag, the folder and why each take was skipped, and writes nothing."""
     import os
 
     links = tmp_path / "accad-linked"
     links.mkdir()
-    for take in sorted((more_mocap_dir / "accad-male1").glob("Male1_A7*.bvh"))[:1]:
-        os.symlink(take.resolve(), links / take.name)
+    take = next(iter(sorted((more_mocap_dir / "accad-male1").glob("Male1_A7*.bvh"))))
+    os.symlink(take.resolve(), links / take.name)
     fine = tmp_path / "accad-copied"
     fine.mkdir()
     take = next(iter(sorted((more_mocap_dir / "accad-male1").glob("Male1_B24*.bvh"))))
     (fine / take.name).write_bytes(take.read_bytes())
     out = tmp_path / "out"
-    assert prepare_main(["--out", str(out), "--accad", str(links), "--cmu-amc", str(more_mocap_dir / "cmu-140-getup"),
-                         "--no-mirror", "--quiet", "--workers", "1"]) == 2
+    assert prepare_main(["--out", str(out), "--accad", str(links), "--deepmimic",
+                         str(extra_mocap_dir / "deepmimic-humanoid3d"), "--no-mirror", "--quiet", "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert f"--accad {links}: no take could be read, all 1 were skipped" in err
     assert "a symbolic link to a file outside" in err and "Traceback" not in err and not out.exists()

@@ -125,20 +125,25 @@ def run(args: argparse.Namespace) -> dict:
         if not args.quiet:  # reading the labels of an archive takes a pass over it (~15 s for Bandai-Namco)
             print(f"scanning {path} ...", file=sys.stderr, flush=True)
 
+    def add(scan: SourceScan, kind: str, flag: str, path: Path, **extra) -> None:
+        """One source's takes into the dataset's (not one readable: a PrepareError, `source_takes`); named takes are
+        checked before they are trusted (a refused one is listed with the skipped files)."""
+        scan = source_takes(scan, flag, path)
+        if kind in NAMED_TAKE_DATASETS:
+            scan = check_scan(scan)[0]
+        specs.extend(scan.specs)
+        skipped.extend(scan.skipped)
+        described.append(_describe(kind, path, **extra))
+
     if args.bandai_namco is not None:
         announce(args.bandai_namco)
-        scan = source_takes(bandai_namco_specs(args.bandai_namco, args.seed, args.captions_per_clip),
-                            "--bandai-namco", args.bandai_namco)
-        specs += scan.specs
-        skipped += scan.skipped
-        described.append(_describe("bandai-namco", args.bandai_namco))
+        add(bandai_namco_specs(args.bandai_namco, args.seed, args.captions_per_clip), "bandai-namco",
+            "--bandai-namco", args.bandai_namco)
     if args.cmu is not None:
         descriptions = args.cmu_descriptions or args.cmu.parent / CMU_DESCRIPTIONS_FILE
         announce(args.cmu)
-        scan = source_takes(cmu_specs(args.cmu, descriptions, args.seed, args.captions_per_clip), "--cmu", args.cmu)
-        specs += scan.specs
-        skipped += scan.skipped
-        described.append(_describe("cmu", args.cmu, descriptions=descriptions))
+        add(cmu_specs(args.cmu, descriptions, args.seed, args.captions_per_clip), "cmu", "--cmu", args.cmu,
+            descriptions=descriptions)
     extra = ((args.hdm05, "hdm05", lambda p: hdm05_specs(p, args.seed, args.captions_per_clip)),
              (args.cmu_iclone, "cmu-iclone", lambda p: cmu_iclone_specs(p, args.seed, args.captions_per_clip)),
              (args.cmu_expmap, "cmu-expmap", lambda p: cmu_expmap_specs(p, args.cmu_expmap_skeleton, args.seed,
@@ -147,21 +152,12 @@ def run(args: argparse.Namespace) -> dict:
              (args.accad, "accad", lambda p: accad_specs(p, args.seed, args.captions_per_clip)),
              (args.cmu_amc, "cmu-amc", lambda p: cmu_amc_specs(p, args.seed, args.captions_per_clip)))
     for path, kind, scan_source in extra:
-        if path is None:
-            continue
-        scan = source_takes(scan_source(path), f"--{kind}", path)
-        if kind in NAMED_TAKE_DATASETS:  # named takes are checked before they are trusted (a refused one is listed)
-            scan = check_scan(scan)[0]
-        specs += scan.specs
-        skipped += scan.skipped
-        described.append(_describe(kind, path, **({"skeleton": args.cmu_expmap_skeleton}
-                                                  if kind == "cmu-expmap" else {})))
+        if path is not None:
+            add(scan_source(path), kind, f"--{kind}", path,
+                **({"skeleton": args.cmu_expmap_skeleton} if kind == "cmu-expmap" else {}))
     if args.bvh_folder is not None:
-        scan = source_takes(user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame),
-                            "--bvh-folder", args.bvh_folder)
-        specs += scan.specs
-        skipped += scan.skipped
-        described.append(_describe("user", args.bvh_folder, captions=args.captions, joint_map=args.joint_map))
+        add(user_specs(args.bvh_folder, args.captions, args.joint_map, args.drop_first_frame), "user", "--bvh-folder",
+            args.bvh_folder, captions=args.captions, joint_map=args.joint_map)
     if args.reversed_takes:
         scan = check_scan(reversed_takes(specs, args.seed, args.captions_per_clip))[0]
         specs += scan.specs
