@@ -170,6 +170,15 @@ def extra_mocap_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_action_clips(extra_mocap_dir, tmp_path_factory):
+    """dataset/content -> joints of a few real HDM05 and DeepMimic action clips (`tests/real_action_clips.py`),
+    prepared once per session."""
+    from tests.real_action_clips import prepared_action_clips
+
+    return prepared_action_clips(extra_mocap_dir, tmp_path_factory.mktemp("action_clips"))
+
+
+@pytest.fixture(scope="session")
 def hdm05_dir(extra_mocap_dir) -> Path:
     return extra_mocap_dir / "hdm05-subset-jointlearning"
 

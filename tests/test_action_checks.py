@@ -7,14 +7,10 @@ features, as eval-actions measures real clips."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from kmm_core.common.errors import InputTensorError
-from kmm_core.data.prepare import read_index
 from kmm_core.evaluation.action_checks import (
     FOOT_OVER_HEAD_CHECKS,
     TURNING_CHECKS,
@@ -28,56 +24,18 @@ from kmm_core.evaluation.action_checks import (
     torso_elevation_degrees,
     turns_over,
 )
-from kmm_core.humanml3d.features import features_to_joints
 from kmm_core.motion.skeleton import JOINT_INDEX
-from kmm_core.training.prepare_command import main as prepare_main
+from tests.real_action_clips import joints_by_content
 
-HDM05_CLIPS = ("HDM_bd_hopBothLegs1hops_001_120.amc", "HDM_bd_squat1Reps_001_120.amc",
-               "HDM_bd_lieDownFloor_001_120.amc", "HDM_bd_kickLFront1Reps_001_120.amc",
-               "HDM_bd_depositFloorR_001_120.amc", "HDM_bd_sneak2StepsLStart_001_120.amc",
-               "HDM_bd_jogLeftCircle4StepsRstart_001_120.amc")
-DEEPMIMIC_FILES = ("humanoid3d_jump.txt", "humanoid3d_crawl.txt", "humanoid3d_walk.txt", "humanoid3d_kick.txt",
-                   "humanoid3d_run.txt", "humanoid3d_backflip.txt", "humanoid3d_getup_faceup.txt",
-                   "humanoid3d_roll.txt", "humanoid3d_spin.txt", "humanoid3d_dance_a.txt")
 # The checks of the original five pose words; locomotion checks (travel, run) are passed by walks by design.
 POSE_CHECKS = ("jump", "squat", "lie", "crawl", "kick")
 
 
-def _joints_by_content(folder: Path) -> dict[str, list[np.ndarray]]:
-    """dataset/content -> joints of its unmirrored windows (a mirrored window keeps its label, 'walk-turn-left',
-    but turns the other way; its captions are the ones mirrored)."""
-    clips: dict[str, list[np.ndarray]] = {}
-    for row in read_index(folder):
-        if row["mirrored"] == "1":
-            continue
-        features = np.load(folder / "new_joint_vecs" / f"{row['name']}.npy").astype(np.float64)
-        clips.setdefault(f"{row['dataset']}/{row['content']}", []).append(features_to_joints(features))
-    return clips
-
-
 @pytest.fixture(scope="module")
-def real_clips(extra_mocap_dir, tmp_path_factory) -> dict[str, list[np.ndarray]]:
-    """dataset/content -> joints of each prepared window (no mirrors) of a few HDM05 and DeepMimic clips; short
-    clips kept (--min-source-frames 10, as the shipped models' data: a single hop lasts under a second)."""
-    root = tmp_path_factory.mktemp("action_check_clips")
-    hdm05 = extra_mocap_dir / "hdm05-subset-jointlearning"
-    (root / "hdm05" / "asf").mkdir(parents=True)
-    shutil.copyfile(hdm05 / "asf" / "HDM_bd.asf", root / "hdm05" / "asf" / "HDM_bd.asf")
-    for name in HDM05_CLIPS:
-        (found,) = hdm05.rglob(name)
-        target = root / "hdm05" / found.relative_to(hdm05)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(found, target)
-    deepmimic = extra_mocap_dir / "deepmimic-humanoid3d"
-    (root / "deepmimic" / "characters").mkdir(parents=True)
-    (root / "deepmimic" / "motions").mkdir()
-    shutil.copyfile(deepmimic / "characters" / "humanoid3d.txt", root / "deepmimic" / "characters" / "humanoid3d.txt")
-    for name in DEEPMIMIC_FILES:
-        shutil.copyfile(deepmimic / "motions" / name, root / "deepmimic" / "motions" / name)
-    out = root / "prepared"
-    assert prepare_main(["--out", str(out), "--hdm05", str(root / "hdm05"), "--deepmimic", str(root / "deepmimic"),
-                         "--no-mirror", "--min-source-frames", "10", "--workers", "1", "--quiet", "--seed", "0"]) == 0
-    return _joints_by_content(out)
+def real_clips(real_action_clips) -> dict[str, list[np.ndarray]]:
+    """dataset/content -> joints of each prepared window (no mirrors) of a few HDM05 and DeepMimic clips
+    (`tests/real_action_clips.py`)."""
+    return real_action_clips
 
 
 def _passes(check: str, clips: list[np.ndarray]) -> list[bool]:
@@ -145,7 +103,7 @@ def test_a_jog_in_a_circle_turns_its_own_way_as_it_goes(real_clips):
 
 
 def test_bandai_namco_walks_pass_no_action_check(prepared_dataset):
-    walks = [joints for key, clips in _joints_by_content(prepared_dataset).items()
+    walks = [joints for key, clips in joints_by_content(prepared_dataset).items()
              if key.split("/")[1] in ("walk", "walk-back", "walk-left", "walk-right") for joints in clips]
     assert len(walks) >= 6
     for check in POSE_CHECKS:
@@ -190,7 +148,7 @@ def test_a_words_check_passes_its_real_clips_and_fails_another_action(real_clips
 
 
 def test_bandai_namco_sided_words_pass_with_their_side_only(prepared_dataset):
-    clips = _joints_by_content(prepared_dataset)
+    clips = joints_by_content(prepared_dataset)
     for content, check, side in (("bandai-namco-2/raise-up-left-hand", "hand_high", "left"),
                                  ("bandai-namco-2/walk-turn-left", "turn", "left"),
                                  ("bandai-namco-2/walk-turn-right", "turn", "right"),
@@ -204,7 +162,7 @@ def test_bandai_namco_sided_words_pass_with_their_side_only(prepared_dataset):
 
 
 def test_going_to_a_side_counts_a_turned_walk_and_a_sidestep_but_not_a_straight_walk(prepared_dataset):
-    clips = _joints_by_content(prepared_dataset)
+    clips = joints_by_content(prepared_dataset)
     assert checks_for_action("walk toward left") == ("toward",) and label_side("walk toward left") == "left"
     for content, side in (("bandai-namco-2/walk-turn-left", "left"), ("bandai-namco-2/walk-turn-right", "right"),
                           ("bandai-namco-1/walk-left", "left"), ("bandai-namco-1/walk-right", "right")):

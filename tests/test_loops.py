@@ -74,7 +74,8 @@ def test_real_walk_loop_continues_exactly_into_its_next_repetition(bandai_namco_
         close_loop(walk, len(walk), blend)
 
 
-@pytest.mark.parametrize("prompt", ["a person walks forward", "a person stands and waves both hands"])
+@pytest.mark.parametrize("prompt", ["a person walks forward", "a person stands and waves both hands",
+                                    "a baby-like crawl forward"])
 @pytest.mark.parametrize("foot_lock", [True, False])
 def test_generated_loop_closes_within_a_centimetre(shipped_bundle, tmp_path, prompt, foot_lock):
     from kmm_core.generation.timeline_generator import GenerationOptions, generate_timeline

@@ -90,12 +90,17 @@ def generated_joints(features: Sequence[np.ndarray], foot_lock: bool) -> list[np
 
 
 def cleaned_joints(joints: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The foot-contact cleanup of generate_timeline on joints already recovered from `features` (its contacts)."""
+    """The clean-up of generate_timeline on joints already recovered from `features` (its contacts): the feet held
+    on their contacts, then the hands of a body on all fours put on the floor."""
     from ..generation.timeline_generator import generation_foot_lock
     from ..humanml3d.features import FOOT_CONTACTS
     from ..motion.foot_contact import clean_foot_contacts
+    from ..motion.hand_support import plant_hands
+    from ..motion.skeleton import tpose_offsets
 
-    return [clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS], settings=generation_foot_lock()).joints
+    offsets = tpose_offsets()
+    return [plant_hands(clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS], offsets,
+                                            settings=generation_foot_lock()).joints, MODEL_FPS, offsets)
             for j, f in zip(joints, features, strict=True)]
 
 
