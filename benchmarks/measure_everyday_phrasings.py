@@ -16,9 +16,11 @@ panel's Check Prompts also show before generating: the heaviest is listed.
 
 `HELD_OUT_SUITE` (``--suite held-out``, written to ``everyday_phrasings_held_out.md``) is a second set of 44
 phrasings, written after every shipped setting was chosen, none of which is chosen on it: what a rule chosen on
-SUITE is worth on wording it was not chosen on.
+SUITE is worth on wording it was not chosen on.  `STYLED_SUITE` (``--suite styled``,
+``everyday_phrasings_styled.md``), written later still and likewise never chosen on, asks for a direction and a
+manner at once ("an old man walks backwards"): whether the direction survives the style.
 
-Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3] [--suite held-out]``
+Run: ``python benchmarks/measure_everyday_phrasings.py [--checkpoint default] [--seeds 3] [--suite held-out|styled]``
 """
 
 from __future__ import annotations
@@ -115,6 +117,21 @@ HELD_OUT_SUITE = [
     ("a person points at something", "signal"), ("a man salutes", "signal"),
 ]
 
+STYLED_SUITE = [
+    ("an old man walks backwards", "walk back"), ("a tired person walks backwards", "walk back"),
+    ("a person walks backwards slowly", "walk back"), ("someone walks backward angrily", "walk back"),
+    ("a happy child walks backwards", "walk back"), ("a woman walks backwards proudly", "walk back"),
+    ("someone walks backwards sadly", "walk back"), ("a soldier marches backwards", "walk back"),
+    ("an old man sidesteps to the left", "walk left"), ("a tired woman steps sideways to the right", "walk right"),
+    ("someone happily sidesteps to the left", "walk left"), ("an angry man sidesteps to the right", "walk right"),
+    ("an old man walks and turns left", "turn left"), ("a tired person walks and turns right", "turn right"),
+    ("a happy woman walks forward", "walk"), ("an exhausted man jogs forward", "run"),
+]
+SUITES = {"main": (SUITE, "everyday_phrasings.md", ""),
+          "held-out": (HELD_OUT_SUITE, "everyday_phrasings_held_out.md",
+                       " (held out: written after every shipped setting was chosen, none chosen on it)"),
+          "styled": (STYLED_SUITE, "everyday_phrasings_styled.md",
+                     " in a manner (a direction and a style at once; held out like the second set)")}
 
 CRAB_WALK_FRACTION = 0.5
 """A walk or run whose label names no direction fails when at least this share of its pelvis path goes toward the
@@ -154,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--suite", choices=("main", "held-out"), default="main",
-                        help="the 66 phrasings settings were chosen on, or the 44 held out from every choice")
-    parser.add_argument("--out", type=Path, help="default: benchmarks/results/everyday_phrasings[_held_out].md")
+    parser.add_argument("--suite", choices=tuple(SUITES), default="main",
+                        help="the 66 phrasings settings were chosen on, the 44 held out from every choice, or the "
+                             "16 that ask for a direction in a manner")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/everyday_phrasings[_held_out|_styled].md")
     args = parser.parse_args(argv)
-    suite = SUITE if args.suite == "main" else HELD_OUT_SUITE
-    out = args.out or (REPO_ROOT / "benchmarks" / "results" /
-                       f"everyday_phrasings{'' if args.suite == 'main' else '_held_out'}.md")
+    suite, name, title = SUITES[args.suite]
+    out = args.out or (REPO_ROOT / "benchmarks" / "results" / name)
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     rows, passed, unwarned = [], 0, []
     for phrasing, label in suite:
@@ -179,10 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{sum(verdicts)} of {args.seeds} | {'yes' if ok else '**no**'} | "
                     f"{'yes' if warnings else '–'} | {reading} |")
     share = passed / len(suite)
-    held_out = " (held out: written after every shipped setting was chosen, none chosen on it)"
-    lines = [f"# Everyday phrasings, judged by geometry{held_out if args.suite == 'held-out' else ''}", "",
+    lines = [f"# Everyday phrasings, judged by geometry{title}", "",
              f"Command: `python benchmarks/measure_everyday_phrasings.py --checkpoint {args.checkpoint} --seeds "
-             f"{args.seeds}{'' if args.suite == 'main' else ' --suite held-out'}`.  {len(suite)} prompts as "
+             f"{args.seeds}{'' if args.suite == 'main' else ' --suite ' + args.suite}`.  {len(suite)} prompts as "
              f"animators write them, each alone for {SECONDS:g} s, seeds "
              f"0-{args.seeds - 1}; a phrasing passes when two thirds of its seeds pass its check (a travel or run "
              f"check also fails a take that goes {CRAB_WALK_FRACTION:.0%} of its path or more toward its own side, "

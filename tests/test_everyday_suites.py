@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The two everyday-phrasing suites of benchmarks/measure_everyday_phrasings.py: every label names a geometric check
-(a side where the phrasing names one), no phrasing is in both, and the held-out set is the size docs/results.md
-reports; "a person walks to the left" is judged by where the take goes, as a turned walk or a sidestep gets there."""
+"""The three everyday-phrasing suites of benchmarks/measure_everyday_phrasings.py: every label names a geometric check
+(a side where the phrasing names one), no phrasing is in two, and the held-out and styled sets are the sizes
+docs/results.md reports; "a person walks to the left" is judged by where the take goes, as a turned walk or a sidestep gets there."""
 
 from __future__ import annotations
 
@@ -15,29 +15,28 @@ from kmm_core.evaluation.action_checks import checks_for_action, label_side, pro
 
 def _suites():
     sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.measure_everyday_phrasings import HELD_OUT_SUITE, SUITE
+    from benchmarks.measure_everyday_phrasings import HELD_OUT_SUITE, STYLED_SUITE, SUITE
 
-    return SUITE, HELD_OUT_SUITE
+    return SUITE, HELD_OUT_SUITE, STYLED_SUITE
 
 
 def test_every_label_has_a_check_and_the_side_its_phrasing_names():
-    suite, held_out = _suites()
-    assert len(suite) == 66 and len(held_out) == 44
-    for phrasing, label in (*suite, *held_out):
+    suite, held_out, styled = _suites()
+    assert len(suite) == 66 and len(held_out) == 44 and len(styled) == 16
+    for phrasing, label in (*suite, *held_out, *styled):
         assert label.endswith("box") or checks_for_action(label), label
         named = prompt_side(phrasing, None)
         if named is not None and not label.endswith("box"):
             assert label_side(label) in (named, None), (phrasing, label)
 
 
-def test_no_phrasing_is_in_both_suites():
-    suite, held_out = _suites()
-    phrasings = [phrasing for phrasing, _ in (*suite, *held_out)]
+def test_no_phrasing_is_in_two_suites():
+    phrasings = [phrasing for suite in _suites() for phrasing, _ in suite]
     assert len(set(phrasings)) == len(phrasings)
 
 
 def test_walking_to_the_left_is_judged_by_where_the_take_goes():
-    suite, _ = _suites()
+    suite, *_ = _suites()
     from benchmarks.measure_everyday_phrasings import judge
 
     (label,) = [label for phrasing, label in suite if phrasing == "a person walks to the left"]
