@@ -3,7 +3,8 @@
 
 Each crawl prompt is generated alone for 5 s at seeds 0-2, as shipped and with `motion/hand_support.py`'s step
 switched off (the take as the foot clean-up leaves it), and measured: the lower and the higher wrist's median height
-over the floor (the floor: a low percentile of each frame's lowest joint other than the wrists), the crawl check
+over the floor (the floor: a low percentile of each frame's lowest joint other than the wrists), how fast a wrist
+that is down moves over the floor, the crawl check
 (`action_checks`: the higher wrist's height held for a second, at most 0.20 m) and the share of frames whose body is
 on its hands (`hand_support.support_weights` over 0.5).  Real crawls keep their wrists within about 5 cm of the floor
 while a hand is down.  The picture shows one take's wrist heights over time, both ways.
@@ -30,11 +31,14 @@ from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.action_checks import run_check  # noqa: E402
 from kmm_core.generation import timeline_generator  # noqa: E402
 from kmm_core.motion.hand_support import support_weights  # noqa: E402
+from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
 from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 PROMPTS = ("a baby-like crawl forward", "a person crawls on all fours", "someone crawls on hands and knees",
            "a person crawls forward on hands and knees")
 WRISTS = [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
+DOWN = 0.08
+"""Metres over the floor under which a wrist counts as down (a palm flat on the floor puts it at about 0.04)."""
 
 
 def wrist_heights(joints: np.ndarray) -> np.ndarray:
@@ -51,13 +55,20 @@ def takes(bundle: ModelBundle, prompt: str, seed: int) -> tuple[np.ndarray, np.n
     return shipped, hovering
 
 
+def down_speed(joints: np.ndarray) -> str:
+    """The median speed over the floor (m/s) of a wrist while it is within `DOWN` of the floor ("–" when never)."""
+    down = wrist_heights(joints)[1:] < DOWN
+    speed = np.linalg.norm(np.diff(joints[:, WRISTS][:, :, [0, 2]], axis=0), axis=-1) * MODEL_FPS
+    return f"{np.median(speed[down]):.2f}" if down.any() else "–"
+
+
 def row(prompt: str, seed: int, shipped: np.ndarray, hovering: np.ndarray) -> str:
     cells = []
     for joints in (hovering, shipped):
         heights = wrist_heights(joints)
         check = run_check("crawl", joints)
         cells += [f"{np.median(heights.min(axis=1)):.2f} / {np.median(heights.max(axis=1)):.2f}",
-                  f"{check.value:.2f} {'pass' if check.passed else 'miss'}"]
+                  down_speed(joints), f"{check.value:.2f} {'pass' if check.passed else 'miss'}"]
     on_hands = float(np.mean(support_weights(hovering) > 0.5))
     return f"| {prompt} | {seed} | {on_hands:.2f} | " + " | ".join(cells) + " |"
 
@@ -101,14 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         "# A crawler's hands on the floor", "",
         f"Command: `python benchmarks/measure_hand_support.py --checkpoint {args.checkpoint} --seeds {args.seeds}`.  "
         f"Each prompt alone for {SECONDS:g} s; wrist heights over the floor in metres (each take's median of the "
-        "lower / the higher wrist), the crawl check (the higher wrist held for 1 s, at most 0.20 m), without the "
+        "lower / the higher wrist), the median speed over the floor of a wrist while it is down (within "
+        f"{DOWN:g} m of the floor: a hand bearing weight stays put), the crawl check (the higher wrist held for 1 s, at "
+        "most 0.20 m), without the "
         "hands put down (the take as the foot clean-up leaves it) and as shipped (`kmm_core/motion/hand_support.py`); "
         "\"on its hands\": the share of frames whose body is on all fours (support weight over 0.5).  Real crawls: "
         f"wrists within about 0.05 m of the floor while a hand is down.  Picture: [{picture.name}]({picture.name}).",
         "",
-        "| prompt | seed | on its hands | wrists without | crawl check without | wrists as shipped "
-        "| crawl check as shipped |",
-        "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""])
+        "| prompt | seed | on its hands | wrists without | a hand down, its speed, without | crawl check without "
+        "| wrists as shipped | a hand down, its speed, as shipped | crawl check as shipped |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""])
     return 0
 
 

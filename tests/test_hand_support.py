@@ -77,7 +77,8 @@ def test_the_planted_motion_is_what_its_rotations_show(real_action_clips):
 
 def test_generation_puts_a_crawlers_hands_on_the_floor(shipped_bundle):
     """The shipped model's "a baby-like crawl forward" (seed 0) hovers its hands over the floor as decoded (the
-    crawl check fails: the higher wrist above 0.2 m); generated as the product does, they are down and it passes."""
+    crawl check fails: the higher wrist above 0.2 m); generated as the product does, they are down, it passes, and a
+    hand down stays on its spot while the body crawls on."""
     from kmm_core.generation import timeline_generator
     from kmm_core.generation.timeline import Timeline
 
@@ -89,6 +90,15 @@ def test_generation_puts_a_crawlers_hands_on_the_floor(shipped_bundle):
     assert not run_check("crawl", hovering).passed
     assert run_check("crawl", generated).passed
     assert np.median(_lower_wrist(generated)) < np.median(_lower_wrist(hovering)) - 0.03
+    # a hand down on the floor stays on its spot while the body crawls on over it
+    wrists = [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
+    others = np.delete(generated, wrists, axis=1)
+    height = generated[1:, wrists, 1] - np.percentile(others[:, :, 1].min(axis=1), 5)
+    speed = np.linalg.norm(np.diff(generated[:, wrists][:, :, [0, 2]], axis=0), axis=-1) * MODEL_FPS
+    down = height < 0.08
+    assert down.mean() > 0.4 and np.median(speed[down]) < 0.02
+    pelvis = np.linalg.norm(np.diff(generated[:, JOINT_INDEX["pelvis"], [0, 2]], axis=0), axis=-1) * MODEL_FPS
+    assert np.median(pelvis) > 0.15
 
 
 def test_a_looped_crawl_keeps_its_hands_down_across_the_wrap(shipped_bundle):

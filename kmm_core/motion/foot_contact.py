@@ -179,7 +179,7 @@ def horizontal_speed(joints: np.ndarray, fps: float) -> np.ndarray:
     return np.linalg.norm(np.gradient(xz, axis=0), axis=-1) * fps
 
 
-def _clean_runs(mask: np.ndarray, min_frames: int) -> np.ndarray:
+def clean_runs(mask: np.ndarray, min_frames: int) -> np.ndarray:
     """Close gaps shorter than `min_frames` between runs, then drop runs shorter than `min_frames`."""
     mask = mask.astype(bool).copy()
     runs = true_runs(mask)
@@ -224,7 +224,7 @@ def detect_contacts(joints: np.ndarray, fps: float, channels: np.ndarray | None 
         limit = np.maximum(limit, settings.relative_speed_limit * speed[:, 0])
     contact &= speed[:, CONTACT_JOINTS] < limit[:, None]
     min_frames = max(1, int(round(settings.min_contact_seconds * fps)))
-    return np.stack([_clean_runs(contact[:, k], min_frames) for k in range(len(CONTACT_JOINTS))], axis=1)
+    return np.stack([clean_runs(contact[:, k], min_frames) for k in range(len(CONTACT_JOINTS))], axis=1)
 
 
 # ---- step 2: locks -----------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def stance_detail(path: np.ndarray, limit: float) -> np.ndarray:
     return detail * np.minimum(1.0, limit / np.maximum(size, 1e-12))
 
 
-def _lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions: np.ndarray, blend: int,
+def lock_track(runs: list[tuple[int, int]], locks: list[np.ndarray], positions: np.ndarray, blend: int,
                 detail_limit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame lock weight (T,) and correction (T, 3) of one joint whose unlocked path is `positions` (T, 3).
 
@@ -471,9 +471,9 @@ def _solve_legs(rigid: np.ndarray, contacts: np.ndarray, ground: np.ndarray, len
     for leg, columns in LEGS:
         hip, knee, ankle, toe = leg
         locks = _foot_locks(rigid, contacts, ground, leg, columns, lengths[toe])
-        ankle_weight, ankle_correction = _lock_track(*locks["ankle"], rigid[:, ankle], blend,
+        ankle_weight, ankle_correction = lock_track(*locks["ankle"], rigid[:, ankle], blend,
                                                      settings.stance_detail_limit)
-        toe_weight, toe_correction = _lock_track(*locks["toe"], rigid[:, toe], blend, settings.stance_detail_limit)
+        toe_weight, toe_correction = lock_track(*locks["toe"], rigid[:, toe], blend, settings.stance_detail_limit)
         # The ankle takes its own correction, or (toe-only contact) the toe's, so the whole foot moves with the toe
         # and the heel rolls about it.
         shift = (ankle_weight[:, None] * ankle_correction

@@ -15,12 +15,17 @@ after the foot clean-up, where the body is on all fours its hands are put on the
   shifted down (or up, out of the floor) by that much, smoothed over `SHIFT_SIGMA_SECONDS`, so a hand keeps its
   swing between its plants; a hand whose lowest point is more than `REACH_BAND` over the floor is reaching, not
   supporting, and is left alone;
+- *hold*: where a lowered wrist is down (within `HELD_TOLERANCE` of `PALM_HEIGHT`, the body on its hands) for
+  `MIN_HOLD_SECONDS` or more, it is held on one spot, the mean of its path there, blended in and out over
+  `HOLD_BLEND_SECONDS` (`foot_contact.lock_track`, as a held foot is): a hand on the floor bears weight, it does not
+  slide (lowered alone, the generated hands slid along the floor at 0.24-0.64 m/s, faster than the crawling body);
 - *solve*: elbow and wrist are re-placed by analytic two-bone IK (`two_bone_ik.py`) from the shoulder at the rest
   skeleton's arm lengths, the elbow bending the way it bent, so a hand out of reach stops at the straight arm.
 
-Measured by `benchmarks/measure_hand_support.py` (`benchmarks/results/hand_support.md`: the lower wrist 0.05-0.09 m,
-the crawl check passed in 12 of 12 takes against 3) and the everyday actions and phrasings (the crawls there pass in
-every seed); a take whose body never leans onto its hands is returned unchanged.  Axes: HumanML3D (metres, Y up).
+Measured by `benchmarks/measure_hand_support.py` (`benchmarks/results/hand_support.md`: the lower wrist 0.04-0.09 m,
+a hand down still within 0.2 m/s, the crawl check passed in 12 of 12 takes against 3) and the everyday actions and
+phrasings (the crawls there pass in every seed); a take whose body never leans onto its hands is returned unchanged.
+Axes: HumanML3D (metres, Y up).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..common.boolean_runs import true_runs
 from ..common.smoothstep import smoothstep
+from .foot_contact import clean_runs, lock_track
 from .kinematics import forward_kinematics, reaim_joints
 from .skeleton import JOINT_INDEX
 from .time_filters import gaussian_smooth
@@ -52,6 +59,11 @@ REACH_BAND = 0.35
 """A hand whose lowest point nearby is higher than this over the floor is not bearing weight."""
 LOW_WINDOW_SECONDS = 0.5
 SHIFT_SIGMA_SECONDS = 0.1
+HELD_TOLERANCE = 0.03
+"""Metres over `PALM_HEIGHT` within which a lowered wrist of a body on its hands is down on the floor."""
+MIN_HOLD_SECONDS = 0.15
+HOLD_BLEND_SECONDS = 0.1
+"""A hand down for at least `MIN_HOLD_SECONDS` is held on one spot, blended in and out over `HOLD_BLEND_SECONDS`."""
 
 
 def _floor_height(joints: np.ndarray) -> float:
@@ -93,7 +105,20 @@ def hand_support_targets(joints: np.ndarray, fps: float) -> np.ndarray | None:
         low = _running_min(targets[:, hand, 1] - floor, half)
         shift = (low - PALM_HEIGHT) * smoothstep(low, REACH_BAND, 0.8 * REACH_BAND) * weights  # < 0: through the floor
         targets[:, hand, 1] -= gaussian_smooth(shift, SHIFT_SIGMA_SECONDS * fps)
+        targets[:, hand] = _held_on_the_floor(targets[:, hand], weights, floor, fps)
     return targets
+
+
+def _held_on_the_floor(wrist: np.ndarray, weights: np.ndarray, floor: float, fps: float) -> np.ndarray:
+    """(T, 3) a lowered wrist path held still where it is down (module docstring, *hold*)."""
+    down = (weights > 0.5) & (wrist[:, 1] - floor < PALM_HEIGHT + HELD_TOLERANCE)
+    runs = true_runs(clean_runs(down, max(2, int(round(MIN_HOLD_SECONDS * fps)))))
+    if not runs:
+        return wrist
+    locks = [np.array([*wrist[start:end, [0]].mean(axis=0), floor + PALM_HEIGHT, *wrist[start:end, [2]].mean(axis=0)])
+             for start, end in runs]
+    weight, correction = lock_track(runs, locks, wrist, max(1, int(round(HOLD_BLEND_SECONDS * fps))))
+    return wrist + weight[:, None] * correction
 
 
 def plant_hands(joints: np.ndarray, fps: float, offsets: np.ndarray) -> np.ndarray:
