@@ -115,8 +115,10 @@ def _held_on_the_floor(wrist: np.ndarray, weights: np.ndarray, floor: float, fps
     runs = true_runs(clean_runs(down, max(2, int(round(MIN_HOLD_SECONDS * fps)))))
     if not runs:
         return wrist
-    locks = [np.array([*wrist[start:end, [0]].mean(axis=0), floor + PALM_HEIGHT, *wrist[start:end, [2]].mean(axis=0)])
-             for start, end in runs]
+    locks = []
+    for start, end in runs:  # each at the mean of its path over the floor, the palm flat on it
+        x, z = wrist[start:end][:, [0, 2]].mean(axis=0)
+        locks.append(np.array([x, floor + PALM_HEIGHT, z]))
     weight, correction = lock_track(runs, locks, wrist, max(1, int(round(HOLD_BLEND_SECONDS * fps))))
     return wrist + weight[:, None] * correction
 
