@@ -3,7 +3,7 @@
 
 Each crawl prompt is generated alone for 5 s at seeds 0-2, as shipped and with `motion/hand_support.py`'s step
 switched off (the take as the foot clean-up leaves it), and measured: the lower and the higher wrist's median height
-over the floor (the floor: a low percentile of each frame's lowest joint other than the wrists), how fast a wrist
+over the floor (the floor: a low percentile of each frame's lowest joint other than the wrists, `floor_height`), how fast a wrist
 that is down moves over the floor, the crawl check
 (`action_checks`: the higher wrist's height held for a second, at most 0.20 m) and the share of frames whose body is
 on its hands (`hand_support.support_weights` over 0.5).  Real crawls keep their wrists within about 5 cm of the floor
@@ -29,28 +29,26 @@ from benchmarks.report_file import save_figure, save_report  # noqa: E402
 from kmm_core.bundle.model_bundle import ModelBundle  # noqa: E402
 from kmm_core.bundle.model_choice import resolve_model  # noqa: E402
 from kmm_core.evaluation.action_checks import run_check  # noqa: E402
-from kmm_core.generation import timeline_generator  # noqa: E402
-from kmm_core.motion.hand_support import support_weights  # noqa: E402
+from kmm_core.motion import take_cleanup  # noqa: E402
+from kmm_core.motion.hand_support import ARMS, floor_height, support_weights  # noqa: E402
 from kmm_core.motion.model_timing import MODEL_FPS  # noqa: E402
-from kmm_core.motion.skeleton import JOINT_INDEX  # noqa: E402
 
 PROMPTS = ("a baby-like crawl forward", "a person crawls on all fours", "someone crawls on hands and knees",
            "a person crawls forward on hands and knees")
-WRISTS = [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
+WRISTS = [wrist for _, _, wrist in ARMS]
 DOWN = 0.08
 """Metres over the floor under which a wrist counts as down (a palm flat on the floor puts it at about 0.04)."""
 
 
 def wrist_heights(joints: np.ndarray) -> np.ndarray:
-    """(T, 2) each wrist's height over the floor under the rest of the body."""
-    others = np.delete(joints, WRISTS, axis=1)
-    return joints[:, WRISTS, 1] - np.percentile(others[:, :, 1].min(axis=1), 5)
+    """(T, 2) each wrist's height over the floor under the rest of the body (`hand_support.floor_height`)."""
+    return joints[:, WRISTS, 1] - floor_height(joints)
 
 
 def takes(bundle: ModelBundle, prompt: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(as shipped, without the hands put down) joints of `prompt` at `seed`."""
     shipped = generated(bundle, prompt, SECONDS, seed)
-    with mock.patch.object(timeline_generator, "hands_planted_motion", lambda motion: motion):
+    with mock.patch.object(take_cleanup, "hands_planted_motion", lambda motion: motion):
         hovering = generated(bundle, prompt, SECONDS, seed)
     return shipped, hovering
 

@@ -38,7 +38,7 @@ from kmm_core.generation import timeline_generator as tg  # noqa: E402
 from kmm_core.model import decoding  # noqa: E402
 from kmm_core.model.mamba import BidirectionalMamba  # noqa: E402
 from kmm_core.model.masked_generator import MaskedGenerator, ResidualPredictor, guided_logits  # noqa: E402
-from kmm_core.motion import foot_contact  # noqa: E402
+from kmm_core.motion import foot_contact, take_cleanup  # noqa: E402
 from kmm_core.motion.motion_result import MotionResult  # noqa: E402
 
 TOTALS: dict[str, float] = defaultdict(float)
@@ -60,12 +60,13 @@ STAGES = [
     (MotionResult, "resample", "resampling 20 -> 30 fps", 0),
     (tg.paths, "motion_on_paths", "paths (none here)", 0),
     (tg, "meet_constraints", "constraint solver (none here)", 0),
-    (tg, "foot_locked_motion", "foot clean-up (`foot_locked_motion`)", 0),
+    (take_cleanup, "foot_locked_motion", "foot clean-up (`foot_locked_motion`)", 0),
     (foot_contact, "forward_kinematics", "forward kinematics", 1),
     (foot_contact, "clean_foot_contacts", "contact detection + `lock_feet`", 1),
     (foot_contact, "hold_standing", "`hold_standing`", 2),
     (foot_contact, "stance_detail", "`stance_detail`", 2),
     (foot_contact, "reaim_joints", "legs' rotations re-aimed (`reaim_joints`)", 1),
+    (take_cleanup, "hands_planted_motion", "hands put down on all fours (`hands_planted_motion`)", 0),
 ]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kmm_core.evaluation.action_checks import run_check
+from kmm_core.motion import take_cleanup
 from kmm_core.motion.hand_support import ARMS, hands_planted_motion, plant_hands, support_weights
 from kmm_core.motion.kinematics import forward_kinematics
 from kmm_core.motion.model_timing import MODEL_FPS
@@ -24,11 +25,19 @@ UPRIGHT = ("deepmimic/walk", "deepmimic/run", "deepmimic/jump", "deepmimic/kick"
            "hdm05/squat1Reps", "hdm05/kickLFront1Reps", "hdm05/sneak2StepsLStart", "hdm05/jogLeftCircle4StepsRstart")
 
 
+WRISTS = [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
+
+
+def _wrist_heights(joints: np.ndarray) -> np.ndarray:
+    """(T, 2) each wrist's height over the floor the rest of the body stands on (a low percentile of each frame's
+    lowest other joint)."""
+    others = np.delete(joints, WRISTS, axis=1)
+    return joints[:, WRISTS, 1] - np.percentile(others[:, :, 1].min(axis=1), 5)
+
+
 def _lower_wrist(joints: np.ndarray) -> np.ndarray:
-    """(T,) the lower wrist's height over the lowest other joint's floor."""
-    others = np.delete(joints, [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]], axis=1)
-    floor = np.percentile(others[:, :, 1].min(axis=1), 5)
-    return joints[:, [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]], 1].min(axis=1) - floor
+    """(T,) the lower wrist's height over that floor."""
+    return _wrist_heights(joints).min(axis=1)
 
 
 def test_a_real_crawl_is_put_on_its_hands(real_action_clips):
@@ -85,17 +94,14 @@ def test_generation_puts_a_crawlers_hands_on_the_floor(shipped_bundle):
     timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": "a baby-like crawl forward",
                                                                     "start": 1, "end": 100}]})
     generated = timeline_generator.generate_timeline(shipped_bundle, timeline, seed=0)[0].joints
-    with mock.patch.object(timeline_generator, "hands_planted_motion", lambda motion: motion):
+    with mock.patch.object(take_cleanup, "hands_planted_motion", lambda motion: motion):
         hovering = timeline_generator.generate_timeline(shipped_bundle, timeline, seed=0)[0].joints
     assert not run_check("crawl", hovering).passed
     assert run_check("crawl", generated).passed
     assert np.median(_lower_wrist(generated)) < np.median(_lower_wrist(hovering)) - 0.03
     # a hand down on the floor stays on its spot while the body crawls on over it
-    wrists = [JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]]
-    others = np.delete(generated, wrists, axis=1)
-    height = generated[1:, wrists, 1] - np.percentile(others[:, :, 1].min(axis=1), 5)
-    speed = np.linalg.norm(np.diff(generated[:, wrists][:, :, [0, 2]], axis=0), axis=-1) * MODEL_FPS
-    down = height < 0.08
+    speed = np.linalg.norm(np.diff(generated[:, WRISTS][:, :, [0, 2]], axis=0), axis=-1) * MODEL_FPS
+    down = _wrist_heights(generated)[1:] < 0.08
     assert down.mean() > 0.4 and np.median(speed[down]) < 0.02
     pelvis = np.linalg.norm(np.diff(generated[:, JOINT_INDEX["pelvis"], [0, 2]], axis=0), axis=-1) * MODEL_FPS
     assert np.median(pelvis) > 0.15
@@ -111,7 +117,7 @@ def test_a_looped_crawl_keeps_its_hands_down_across_the_wrap(shipped_bundle):
     timeline = Timeline.from_dict({"fps": MODEL_FPS, "segments": [{"prompt": "a baby-like crawl forward",
                                                                     "seconds": 3.0}], "loop": True})
     looped = timeline_generator.generate_timeline(shipped_bundle, timeline, seed=0)[0].joints
-    with mock.patch("kmm_core.generation.loops.hands_planted_motion", lambda motion: motion):
+    with mock.patch.object(take_cleanup, "hands_planted_motion", lambda motion: motion):
         hovering = timeline_generator.generate_timeline(shipped_bundle, timeline, seed=0)[0].joints
     on_hands = support_weights(hovering) > 0.5
     assert on_hands.mean() > 0.5
@@ -119,3 +125,9 @@ def test_a_looped_crawl_keeps_its_hands_down_across_the_wrap(shipped_bundle):
     near_floor = [float(np.mean((lower > -0.01) & (lower < 0.08))) for lower in (down, hovered)]
     assert near_floor[0] > max(0.65, near_floor[1] + 0.1)  # a hand down on the floor, not over it or through it
     assert np.percentile(hovered, 5) < -0.005 < np.percentile(down, 5)
+
+
+@pytest.mark.parametrize("frames", [0, 1])
+def test_a_take_too_short_to_lean_on_its_hands_is_returned_as_it_is(real_action_clips, frames):
+    (crawl, *_) = real_action_clips["deepmimic/crawl"]
+    np.testing.assert_array_equal(plant_hands(crawl[:frames], MODEL_FPS, tpose_offsets()), crawl[:frames])

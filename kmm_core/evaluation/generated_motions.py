@@ -94,13 +94,9 @@ def cleaned_joints(joints: Sequence[np.ndarray], features: Sequence[np.ndarray])
     on their contacts, then the hands of a body on all fours put on the floor."""
     from ..generation.timeline_generator import generation_foot_lock
     from ..humanml3d.features import FOOT_CONTACTS
-    from ..motion.foot_contact import clean_foot_contacts
-    from ..motion.hand_support import plant_hands
-    from ..motion.skeleton import tpose_offsets
+    from ..motion.take_cleanup import cleaned_joints as take_cleaned_joints
 
-    offsets = tpose_offsets()
-    return [plant_hands(clean_foot_contacts(j, MODEL_FPS, f[:, FOOT_CONTACTS], offsets,
-                                            settings=generation_foot_lock()).joints, MODEL_FPS, offsets)
+    return [take_cleaned_joints(j, MODEL_FPS, f[:, FOOT_CONTACTS], generation_foot_lock())
             for j, f in zip(joints, features, strict=True)]
 
 

@@ -3,13 +3,13 @@
 
 An edit (`editing.py`: regenerate, continue, in-between) decodes new frames and splices them between kept frames of
 a source MotionResult.  When the source was foot-locked (its `foot_lock` flag: the clean-up a fresh take gets,
-`foot_contact.foot_locked_motion`), the new frames get that same clean-up, so an edited take is as clean as a fresh
+`motion/take_cleanup.cleaned_motion`), the new frames get that same clean-up, so an edited take is as clean as a fresh
 one:
 
 1. a window of the edited motion, the new part plus up to `CONTEXT_SECONDS` of kept frames on each side (so a
    contact that crosses the part's edge is decided with the kept frames, as in a whole take), is foot-locked with
    contact channels (the source's recorded `foot_contacts` on kept frames, the model's decoded contact channels on
-   new frames) and a body on all fours put on its hands (`hand_support.hands_planted_motion`), as a fresh take is;
+   new frames) and a body on all fours put on its hands, as a fresh take is (`motion/take_cleanup.cleaned_motion`);
 2. the cleaned new frames replace the spliced ones, cross-faded back to the spliced frames over the part's first and
    last `blend` frames (the same margin in which the splice itself cross-fades from the kept poses), so the part
    still meets the kept frames without a jump;
@@ -26,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.smoothstep import smoothstep
-from ..motion.foot_contact import foot_locked_motion
-from ..motion.hand_support import hands_planted_motion
 from ..motion.kinematics import inverse_kinematics
 from ..motion.motion_result import MotionResult
+from ..motion.take_cleanup import cleaned_motion
 
 CONTEXT_SECONDS = 1.0
 """Kept motion on each side of the new part that the clean-up sees (its contacts decide the part's edge locks)."""
@@ -61,7 +60,7 @@ def clean_edited_part(edited: MotionResult, start: int, end: int, kept_contacts:
     window = MotionResult(fps=fps, joints=edited.joints[first:last], root_translation=edited.root_translation[first:last],
                           local_rotations=edited.local_rotations[first:last], rest_offsets=edited.rest_offsets,
                           joint_names=edited.joint_names)
-    locked = hands_planted_motion(foot_locked_motion(window, channels))
+    locked = cleaned_motion(window, channels)
     weight = part_weights(end - start, blend, start > 0, end < total)[:, None, None]
     spliced = edited.joints[start:end].astype(np.float64)
     part = spliced * (1.0 - weight) + locked.joints[start - first:end - first] * weight

@@ -24,10 +24,10 @@ import numpy as np
 from ..common.errors import KMMError
 from ..common.smoothstep import smoothstep
 from ..humanml3d.features import forward_directions
-from ..motion.foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts, foot_locked_motion
-from ..motion.hand_support import hands_planted_motion
+from ..motion.foot_contact import CONTACT_JOINTS, FootLockSettings, detect_contacts
 from ..motion.motion_result import MotionResult
 from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS
+from ..motion.take_cleanup import cleaned_motion
 from .timeline import Segment, Timeline
 
 LOOP_BLEND_SECONDS = 0.5
@@ -194,9 +194,9 @@ def loop_motion(motion: MotionResult, timeline: Timeline, channels: np.ndarray |
                 foot_lock: bool = True) -> MotionResult:
     """The loop `timeline` asks for, from `motion` generated for `generation_timeline(timeline)` (unlocked).
 
-    With `foot_lock`, three repetitions are cleaned together (`foot_contact.foot_locked_motion`, `channels` the
-    contact channels of the generated frames, then `hand_support.hands_planted_motion`) and the middle one is kept,
-    so held feet and planted hands carry over the wrap.
+    With `foot_lock`, three repetitions are cleaned together (`take_cleanup.cleaned_motion`, `channels` the contact
+    channels of the generated frames) and the middle one is kept, so held feet and planted hands carry over the
+    wrap.
     """
     cycle_frames = timeline.total_frames
     cycle, offset = close_loop(motion.joints, cycle_frames, blend_frames(motion.fps))
@@ -210,8 +210,7 @@ def loop_motion(motion: MotionResult, timeline: Timeline, channels: np.ndarray |
     tiled = MotionResult.from_joints(repeat_cycle(cycle, offset, 3), motion.fps, rest_offsets=motion.rest_offsets)
     tiled_channels = None if cycle_channels is None else np.tile(cycle_channels, (3, 1))
     # Sliding stances are not held in a loop: a lock pulled along a sliding foot can land on the wrap frame.
-    locked = hands_planted_motion(foot_locked_motion(tiled, tiled_channels,
-                                                     FootLockSettings(relative_speed_limit=0.0)))
+    locked = cleaned_motion(tiled, tiled_channels, FootLockSettings(relative_speed_limit=0.0))
     middle = offset.apply(locked.joints[cycle_frames:2 * cycle_frames], -1)
     result = MotionResult.from_joints(middle, motion.fps, **common)
     return replace(result, timeline_json=timeline.to_json(), loop_offset=offset.as_array(), foot_lock=True,

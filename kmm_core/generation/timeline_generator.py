@@ -42,10 +42,10 @@ from ..humanml3d.features import FOOT_CONTACTS, features_to_joints
 from ..model.configs import DecodingConfig
 from ..model.masked_generator import token_condition_from_segments
 from ..model.motion_tokenizer import num_tokens_for_frames
-from ..motion.foot_contact import FootLockSettings, channels_at_fps, foot_locked_motion
-from ..motion.hand_support import hands_planted_motion
+from ..motion.foot_contact import FootLockSettings, channels_at_fps
 from ..motion.model_timing import FRAMES_PER_TOKEN, MODEL_FPS
 from ..motion.motion_result import MotionResult
+from ..motion.take_cleanup import cleaned_motion
 from . import loops, paths
 from .constraint_solver import meet_constraints
 from .decoding_engine import (
@@ -190,8 +190,7 @@ def generate_timeline(bundle: ModelBundle, timeline: Timeline, *, seed: int | No
         if timeline.loop:
             motion = loops.loop_motion(motion, timeline, channels, options.foot_lock)
         elif options.foot_lock:
-            motion = meet_constraints(hands_planted_motion(foot_locked_motion(motion, channels,
-                                                                              generation_foot_lock(timeline))),
+            motion = meet_constraints(cleaned_motion(motion, channels, generation_foot_lock(timeline)),
                                       constraints, first_frame=timeline.start_frame or 0)
         results.append(motion)
     return results

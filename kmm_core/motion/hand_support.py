@@ -66,14 +66,15 @@ HOLD_BLEND_SECONDS = 0.1
 """A hand down for at least `MIN_HOLD_SECONDS` is held on one spot, blended in and out over `HOLD_BLEND_SECONDS`."""
 
 
-def _floor_height(joints: np.ndarray) -> float:
+def floor_height(joints: np.ndarray) -> float:
     """The floor under a motion: a low percentile of each frame's lowest joint other than the wrists."""
     others = [joint for joint in range(joints.shape[1]) if joint not in {arm[2] for arm in ARMS}]
     return float(np.percentile(joints[:, others, 1].min(axis=1), 5))
 
 
-def support_weights(joints: np.ndarray) -> np.ndarray:
-    """(T,) 0-1: how much each frame's body is on all fours (module docstring, *where*)."""
+def support_weights(joints: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """(T,) 0-1: how much each frame's body is on all fours (module docstring, *where*); `floor`: its
+    `floor_height`, measured when not given."""
     pelvis, neck = joints[:, JOINT_INDEX["pelvis"]], joints[:, JOINT_INDEX["neck"]]
     spine = neck - pelvis
     up = spine / np.maximum(np.linalg.norm(spine, axis=1, keepdims=True), 1e-9)
@@ -81,7 +82,7 @@ def support_weights(joints: np.ndarray) -> np.ndarray:
     across = joints[:, JOINT_INDEX["left_hip"]] - joints[:, JOINT_INDEX["right_hip"]]
     forward = np.cross(across, up)  # HumanML3D: left x up points the way the body faces
     forward /= np.maximum(np.linalg.norm(forward, axis=1, keepdims=True), 1e-9)
-    pelvis_height = pelvis[:, 1] - _floor_height(joints)
+    pelvis_height = pelvis[:, 1] - (floor_height(joints) if floor is None else floor)
     return (smoothstep(lean, *LEAN_DEGREES) * smoothstep(-forward[:, 1], *FACING_DOWN)
             * smoothstep(pelvis_height, *PELVIS_LOW))
 
@@ -95,10 +96,12 @@ def _running_min(values: np.ndarray, half: int) -> np.ndarray:
 def hand_support_targets(joints: np.ndarray, fps: float) -> np.ndarray | None:
     """(T, 2, 3) where each wrist goes (left, right), or None where no frame's body is on its hands."""
     joints = np.asarray(joints, dtype=np.float64)
-    weights = support_weights(joints)
-    if joints.shape[0] < 2 or not np.any(weights > 0):
+    if joints.shape[0] < 2:
         return None
-    floor = _floor_height(joints)
+    floor = floor_height(joints)
+    weights = support_weights(joints, floor)
+    if not np.any(weights > 0):
+        return None
     half = max(1, int(round(LOW_WINDOW_SECONDS * fps / 2)))
     targets = joints[:, [arm[2] for arm in ARMS]].copy()
     for hand in range(len(ARMS)):
