@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without-gait-cycles", action="store_true",
                         help="decode as a bundle without real gait cycles does (the generated legs alone: the gain "
                              "of generation/gait_matching.py)")
+    parser.add_argument("--without-walking-decoder", action="store_true",
+                        help="decode walks' and runs' frames with the tokenizer's decoder, as a bundle without a "
+                             "walking decoder does (what `kmm-train walking-decoder` adds under real strides)")
     parser.add_argument("--walk-candidates", type=int, default=None,
                         help="candidate decodes per steady walk (default: the bundle's; 1 measures what the "
                              "candidates of generation/walk_candidates.py add)")
@@ -218,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     bundle = ModelBundle.load(resolve_model(args.checkpoint), device="cpu")
     if args.without_gait_cycles:
         object.__setattr__(bundle, "_gait_cycles", False)  # what cached_on_bundle keeps for a bundle without them
+    if args.without_walking_decoder:
+        bundle.walking_tokenizer = None  # as loaded from a bundle without walking_decoder.*
     lines = ["# Gait: generated walks and runs against real ones", "",
              f"Command: `python benchmarks/measure_gait.py --bandai-namco DIR --checkpoint {args.checkpoint} --seeds "
              f"{args.seeds}{' --without-gait-cycles' if args.without_gait_cycles else ''}"
+             f"{' --without-walking-decoder' if args.without_walking_decoder else ''}"
              f"{f' --walk-candidates {args.walk_candidates}' if args.walk_candidates is not None else ''}"
              f"{f' --walk-cycle {args.walk_cycle:g}' if args.walk_cycle is not None else ''}"
              f"{f' --walk-guidance {args.walk_guidance:g}' if args.walk_guidance is not None else ''}"
