@@ -62,3 +62,15 @@ def test_the_readme_quotes_the_gait_benchmark_as_measured():
     asymmetry = gait_cell("step_asymmetry", "someone walks")
     assert f'"someone walks" ({cadence} steps a minute, two pelvis rises a stride in {bob}' in readme
     assert f"step asymmetry {asymmetry}" in readme
+
+
+def test_the_results_page_quotes_the_default_walk_as_measured():
+    page = " ".join(read(REPO / "docs" / "results.md").split())
+    walk = "a person walks forward"
+    cadence = round(float(gait_cell("cadence (steps/min)", walk)))
+    quoted = (f'"{walk}" steps at {cadence} a minute, stride {gait_cell("stride_length (L)", walk)}, stance '
+              f'{gait_cell("stance (share)", walk)}, double support {gait_cell("double_support (share)", walk)}, '
+              f'bob {gait_cell("pelvis_bob (share at 2/stride)", walk)} at two rises, asymmetry '
+              f'{gait_cell("step_asymmetry", walk)}, regularity {gait_cell("regularity", walk)}, skate '
+              f'{gait_cell("skate (L/s)", walk)} leg lengths a second')
+    assert quoted in page, f"docs/results.md should say: {quoted}"
