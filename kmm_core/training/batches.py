@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..common.errors import KMMError
+from .mirror_pairs import paired_order
 
 
 class EmptyDataError(KMMError, ValueError):
@@ -66,6 +67,7 @@ class ShuffledBatches:
         weights: np.ndarray | None = None,
         lengths: np.ndarray | None = None,
         length_buckets: int = 0,
+        partners: np.ndarray | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -93,6 +95,14 @@ class ShuffledBatches:
                              "items")
         self.lengths = None if not length_buckets else np.asarray(lengths)
         self.length_buckets = length_buckets
+        if partners is not None:
+            partners = np.asarray(partners, dtype=np.int64)
+            if partners.shape != (self.dataset_size,) or np.any(partners >= self.dataset_size) or np.any(partners < -1):
+                raise ValueError(f"partners must be {self.dataset_size} item indices or -1")
+            if batch_size % 2 or length_buckets:
+                raise ValueError("paired items need an even batch_size and no length_buckets, got batch_size "
+                                 f"{batch_size}, length_buckets {length_buckets}")
+        self.partners = partners
         self.global_batch_size = batch_size * world_size
         self.batches_per_epoch = self.dataset_size // self.global_batch_size
         if self.batches_per_epoch == 0:
@@ -122,17 +132,20 @@ class ShuffledBatches:
             "global_batch_size": self.global_batch_size,
             "weighted": self.weighted,
             "length_buckets": self.length_buckets,
+            "paired": self.partners is not None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # A different dataset size or global batch would make the saved position point at different items.
-        # (A checkpoint written before length buckets existed had none.)
-        for key in ("seed", "dataset_size", "global_batch_size", "weighted", "length_buckets"):
-            saved = state.get(key, 0 if key == "length_buckets" else getattr(self, key))
-            if saved != getattr(self, key):
+        defaults = {"length_buckets": 0, "paired": False}  # a checkpoint from before these options had neither
+        current = {**{key: getattr(self, key) for key in ("seed", "dataset_size", "global_batch_size", "weighted",
+                                                          "length_buckets")}, "paired": self.partners is not None}
+        for key, value in current.items():
+            saved = state.get(key, defaults.get(key, value))
+            if saved != value:
                 raise ValueError(
                     f"cannot resume the data stream: the checkpoint has {key}={saved} "
-                    f"but this run has {key}={getattr(self, key)}"
+                    f"but this run has {key}={value}"
                 )
         batch_in_epoch = int(state["batch_in_epoch"])
         if not 0 <= batch_in_epoch <= self.batches_per_epoch:
@@ -144,7 +157,8 @@ class ShuffledBatches:
         """The item order of ``epoch``: a function of ``(seed, epoch)`` only, never of the global RNG.
 
         With ``weights``, an epoch is ``dataset_size`` draws with replacement by those probabilities. With
-        ``length_buckets``, the same items are regrouped by length (see :meth:`_by_length`)."""
+        ``length_buckets``, the same items are regrouped by length (see :meth:`_by_length`); with ``partners``, each
+        drawn item that has one is followed by it (``mirror_pairs.paired_order``)."""
         if self.weights is not None:
             order = np.random.default_rng([self.seed, epoch]).choice(self.dataset_size, size=self.dataset_size,
                                                                       replace=True, p=self.weights)
@@ -152,6 +166,8 @@ class ShuffledBatches:
             order = np.arange(self.dataset_size)
         else:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.dataset_size)
+        if self.partners is not None:
+            return paired_order(order, self.partners)
         return order if not self.length_buckets else self._by_length(order, epoch)
 
     def _by_length(self, order: np.ndarray, epoch: int) -> np.ndarray:

@@ -107,6 +107,11 @@ class TrainStageConfig:
     # where the new clips do not pull it.  At 2 it held the default's actions, new ones not learned, and not its calm
     # head (training/runs/kmm-small-all-v12/COMMAND.md).  0 = off.
     distill_weight: float = 0.0
+    # The aligner and evaluator stages: each batch holds every drawn sided clip (one whose mirror's captions differ
+    # from its own: "... the left leg" / "... the right leg") beside its mirror, so the contrastive loss asks the text
+    # side to tell the two sides apart (training/mirror_pairs.py; needs an even batch_size and a prepared folder's
+    # index.csv).  Off by default.
+    mirror_pairs: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -131,6 +136,9 @@ class TrainStageConfig:
         _require(all(phrase.strip() for phrase in self.unanchored_phrases), "unanchored_phrases",
                  f"must not hold an empty phrase (it would match every caption), got {self.unanchored_phrases}")
         _require(self.length_buckets >= 0, "length_buckets", f"must be >= 0 (0 = off), got {self.length_buckets}")
+        _require(not self.mirror_pairs or (self.batch_size % 2 == 0 and not self.length_buckets), "mirror_pairs",
+                 f"needs an even batch_size and length_buckets 0, got batch_size {self.batch_size}, length_buckets "
+                 f"{self.length_buckets}")
         _require(1 <= self.code_phases <= FRAMES_PER_TOKEN, "code_phases",
                  f"must be 1..{FRAMES_PER_TOKEN} (frame offsets within one token), got {self.code_phases}")
 

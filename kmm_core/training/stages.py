@@ -64,6 +64,7 @@ from .batches import ShuffledBatches
 from .checkpoint import FINE_TUNED_FROM, TRAINED_ON_ALIGNER, export_weights
 from .config import STAGES, ProjectConfig, TrainStageConfig, config_to_dict, load_config
 from .distributed import DistributedContext, barrier, init_distributed
+from .mirror_pairs import mirror_partners
 from .trainer import Trainer, TrainResult, seed_everything
 
 #: Order ``kmm-train all`` runs the stages in (the evaluator is independent of the others).
@@ -520,9 +521,20 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
             raise StageError(f"[train.{stage}] length_buckets = {stage_config.length_buckets}: the {stage} stage's "
                              "items have no fixed length to group them by; use 0 (off) for this stage")
         lengths = train_set.window_lengths()
+    partners = None
+    if stage_config.mirror_pairs:
+        if stage not in ("aligner", "evaluator"):
+            raise StageError(f"[train.{stage}] mirror_pairs = true: it pairs captions with their mirrors for the "
+                             "contrastive stages (aligner, evaluator); use false for this stage")
+        partners = mirror_partners(_data_root(config), train_set.names,
+                                   [[caption.text for caption in captions] for captions in train_set.captions])
+        if context.is_main:
+            _print(f"{stage}: mirror pairs: {int((partners >= 0).sum())} of {len(partners)} clips are sided, each "
+                   "drawn beside its mirror")
     batches = ShuffledBatches(train_set, stage_config.batch_size, seed=stage_config.seed, collate_fn=collate,
                               rank=context.rank, world_size=context.world_size, num_workers=stage_config.num_workers,
-                              weights=weights, lengths=lengths, length_buckets=stage_config.length_buckets)
+                              weights=weights, lengths=lengths, length_buckets=stage_config.length_buckets,
+                              partners=partners)
     result = Trainer(module, batches, stage_config, out_dir / stage, validate=validate, resume=resume,
                      distributed=context, progress=progress, find_unused_parameters=find_unused_parameters,
                      checkpoint_config={"model": module.config, "train": stage_config}).run()
