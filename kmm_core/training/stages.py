@@ -522,10 +522,7 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
                              "items have no fixed length to group them by; use 0 (off) for this stage")
         lengths = train_set.window_lengths()
     partners = None
-    if stage_config.mirror_pairs:
-        if stage not in ("aligner", "evaluator"):
-            raise StageError(f"[train.{stage}] mirror_pairs = true: it pairs captions with their mirrors for the "
-                             "contrastive stages (aligner, evaluator); use false for this stage")
+    if stage_config.mirror_pairs:  # a stage that cannot take it was refused before its data was read
         partners = mirror_partners(_data_root(config), train_set.names,
                                    [[caption.text for caption in captions] for captions in train_set.captions])
         if context.is_main:
@@ -544,7 +541,8 @@ def _run_trainer(stage: str, module: nn.Module, train_set, collate, config: Proj
 
 
 def _check_fine_tuning(config: ProjectConfig, stage: str) -> None:
-    """Refuse ``init_weights`` and ``anchor_weight`` where the stage cannot use them, before any data is read."""
+    """Refuse ``init_weights``, ``anchor_weight`` and the other stage-bound options (``distill_weight``,
+    ``mirror_pairs``) where the stage cannot use them, before any data is read."""
     stage_config: TrainStageConfig = getattr(config.train, stage)
     if stage_config.init_weights and stage not in FINE_TUNED_STAGES:
         raise StageError(f"[train.{stage}] init_weights = {stage_config.init_weights!r}: only the "
@@ -558,6 +556,9 @@ def _check_fine_tuning(config: ProjectConfig, stage: str) -> None:
         raise StageError(f"[train.{stage}] distill_weight = {stage_config.distill_weight}: it holds a fine-tuned "
                          "generator near the weights it starts from, so it needs the generator stage with "
                          "init_weights set; use 0 here")
+    if stage_config.mirror_pairs and stage not in ("aligner", "evaluator"):
+        raise StageError(f"[train.{stage}] mirror_pairs = true: it pairs captions with their mirrors for the "
+                         "contrastive stages (aligner, evaluator); use false for this stage")
     if stage_config.unanchored_phrases and not stage_config.anchor_weight:
         raise StageError(f"[train.{stage}] unanchored_phrases = {stage_config.unanchored_phrases}: they free captions "
                          "from the anchor term, which is off here; set anchor_weight too, or leave them empty")
